@@ -1,0 +1,67 @@
+"""Where data lives.
+
+Real data sets are read from the folder named by the environment variable
+``FWDLEARN_DATA_DIR`` (nothing is downloaded at run time); processed copies and
+caches go to ``FWDLEARN_CACHE_DIR`` (default ``~/.cache/fwdlearn``), never next to
+the source, which may be read-only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["DataNotFoundError", "data_dir", "cache_dir", "data_path", "require_data_dir"]
+
+DATA_ENV = "FWDLEARN_DATA_DIR"
+CACHE_ENV = "FWDLEARN_CACHE_DIR"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set is not where fwdlearn looked for it; the message says where and how to get it."""
+
+
+def data_dir() -> Path | None:
+    """The folder named by ``FWDLEARN_DATA_DIR``, or ``None`` when the variable is unset or empty."""
+    value = os.environ.get(DATA_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under ``FWDLEARN_CACHE_DIR`` (default ``~/.cache/fwdlearn``), created if needed."""
+    root = os.environ.get(CACHE_ENV, "").strip() or "~/.cache/fwdlearn"
+    path = Path(root).expanduser().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def require_data_dir(reason: str = "real data") -> Path:
+    """The data folder; raises :class:`DataNotFoundError` when ``FWDLEARN_DATA_DIR`` is unset or missing."""
+    root = data_dir()
+    if root is None:
+        raise DataNotFoundError(
+            f"{reason} needs a local data folder, but {DATA_ENV} is not set. "
+            f"Set {DATA_ENV}=/path/to/data (the folder that holds e.g. Planetoid/, tinyshakespeare/, roads/)."
+        )
+    if not root.is_dir():
+        raise DataNotFoundError(f"{DATA_ENV} points to {root}, which is not a folder. Fix the variable.")
+    return root
+
+
+def data_path(*parts: str, what: str, how: str = "") -> Path:
+    """The path ``<FWDLEARN_DATA_DIR>/<parts...>``, checked to exist.
+
+    Args:
+        parts: path components below the data folder.
+        what: a human name for the data set, used in the error message.
+        how: how to obtain the file, appended to the error message.
+
+    Raises:
+        DataNotFoundError: naming the expected path and how to get it.
+    """
+    root = require_data_dir(what)
+    path = root.joinpath(*parts)
+    if not path.exists():
+        hint = f" {how}" if how else ""
+        raise DataNotFoundError(f"{what}: expected {path}, which does not exist.{hint}")
+    return path

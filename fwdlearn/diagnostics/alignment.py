@@ -1,0 +1,82 @@
+r"""Alignment between a learning rule's signal and the true backprop gradient.
+
+For two signals :math:`a` and :math:`b` (flattened),
+
+.. math::
+    \cos(a, b) = \frac{\langle a, b\rangle}{\lVert a\rVert\,\lVert b\rVert}, \qquad
+    \angle(a, b) = \frac{180}{\pi}\arccos\cos(a, b).
+
+A rule whose signal has a positive cosine with the gradient descends the loss
+(to first order); 0 degrees means it *is* the gradient direction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["cosine", "angle_degrees", "per_sample_cosine", "Alignment", "gradient_alignment"]
+
+
+def _flat_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    if a.shape != b.shape:
+        raise ValueError(f"cannot align tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
+
+
+def cosine(a: Tensor, b: Tensor) -> float:
+    """Cosine similarity of two tensors, flattened (0.0 if either is all zeros)."""
+    fa, fb = _flat_pair(a, b)
+    denom = fa.norm() * fb.norm()
+    return float(fa @ fb / denom) if denom > 0 else 0.0
+
+
+def angle_degrees(a: Tensor, b: Tensor) -> float:
+    """Angle between two tensors, flattened, in degrees (0 = same direction, 180 = opposite)."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, cosine(a, b)))))
+
+
+def per_sample_cosine(a: Tensor, b: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
+    """Cosine along ``dim`` for every sample (e.g. per token or per node); shape ``a.shape`` without ``dim``."""
+    if a.shape != b.shape:
+        raise ValueError(f"cannot align tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    return torch.nn.functional.cosine_similarity(a.detach(), b.detach(), dim=dim, eps=eps)
+
+
+@dataclass
+class Alignment:
+    """Per-tensor and overall alignment of two gradient sets."""
+
+    per_tensor: dict[str, tuple[float, float]]  # name -> (cosine, degrees)
+    cosine: float
+    degrees: float
+
+
+def gradient_alignment(a: Mapping[str, Tensor] | Sequence[Tensor], b: Mapping[str, Tensor] | Sequence[Tensor]) -> Alignment:
+    """Cosine and angle per tensor and over all tensors concatenated.
+
+    Args:
+        a, b: two gradient sets with the same names (dicts) or the same order (lists).
+    """
+    if isinstance(a, Mapping) != isinstance(b, Mapping):
+        raise TypeError("gradient_alignment needs two dicts or two sequences, not one of each")
+    if isinstance(a, Mapping):
+        if set(a) != set(b):  # type: ignore[arg-type]
+            raise ValueError(f"gradient sets have different names: {sorted(set(a) ^ set(b))}")  # type: ignore[arg-type]
+        names = list(a)
+        pairs = [(a[n], b[n]) for n in names]  # type: ignore[index]
+    else:
+        if len(a) != len(b):
+            raise ValueError(f"gradient sets have different lengths: {len(a)} and {len(b)}")
+        names = [str(i) for i in range(len(a))]
+        pairs = list(zip(a, b))
+    if not pairs:
+        raise ValueError("gradient_alignment needs at least one tensor")
+    per_tensor = {n: (cosine(x, y), angle_degrees(x, y)) for n, (x, y) in zip(names, pairs)}
+    fa = torch.cat([_flat_pair(x, y)[0] for x, y in pairs])
+    fb = torch.cat([_flat_pair(x, y)[1] for x, y in pairs])
+    return Alignment(per_tensor, cosine(fa, fb), angle_degrees(fa, fb))

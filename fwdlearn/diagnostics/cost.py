@@ -1,0 +1,150 @@
+r"""What a training step costs: wall time, bytes saved for backward, peak memory.
+
+* **Bytes saved for backward** are counted with
+  ``torch.autograd.graph.saved_tensors_hooks``: every tensor autograd keeps for the
+  backward pass is seen once when it is packed; each storage is counted once. This
+  is the memory that backpropagation through depth (or time) must hold, and what
+  local and feedback rules are meant to shrink. Parameters (and views of them) are
+  reported apart, since they are held anyway.
+* **Peak process memory** is sampled from ``/proc/self/statm`` by a background thread
+  while the step runs (falls back to ``resource.getrusage``'s high-water mark).
+* **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+__all__ = ["Cost", "SavedBytes", "saved_bytes", "measure_cost"]
+
+
+class SavedBytes:
+    """Running totals filled in by :func:`saved_bytes`."""
+
+    def __init__(self) -> None:
+        self.bytes = 0  # activations and other non-parameter tensors
+        self.parameter_bytes = 0
+        self._seen: set[tuple[int, int]] = set()
+
+    def add(self, t: Tensor) -> None:
+        storage = t.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        base = t._base if t._base is not None else t
+        if base.is_leaf and base.requires_grad:
+            self.parameter_bytes += storage.nbytes()
+        else:
+            self.bytes += storage.nbytes()
+
+
+@contextmanager
+def saved_bytes() -> Iterator[SavedBytes]:
+    """Count the bytes autograd saves for backward inside the block.
+
+    Example::
+
+        with saved_bytes() as box:
+            loss = model(x).sum()
+        print(box.bytes)
+    """
+    box = SavedBytes()
+
+    def pack(t: Tensor) -> Tensor:
+        box.add(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield box
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _PeakSampler:
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.start = _rss_bytes()
+        self.peak = self.start or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = _rss_bytes()
+            if rss is not None and rss > self.peak:
+                self.peak = rss
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "_PeakSampler":
+        if self.start is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        rss = _rss_bytes()
+        if rss is not None:
+            self.peak = max(self.peak, rss)
+        if self.start is None:  # no /proc: the process high-water mark is the best we have
+            import resource
+
+            self.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self.start = 0
+
+
+@dataclass
+class Cost:
+    """The cost of one call of a training step."""
+
+    seconds: float
+    saved_bytes: int
+    saved_parameter_bytes: int
+    peak_rss_bytes: int
+    rss_increase_bytes: int
+    cuda_peak_bytes: int | None
+
+
+def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None) -> Cost:
+    """Run ``fn()`` once (a full training step: forward, backward, update) and measure it.
+
+    Args:
+        fn: the step; nothing it returns is kept.
+        device: the device it runs on; on CUDA the peak allocated memory is reported and the
+            timing is synchronised.
+    """
+    cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    with _PeakSampler() as sampler, saved_bytes() as box:
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+    return Cost(
+        seconds=seconds,
+        saved_bytes=box.bytes,
+        saved_parameter_bytes=box.parameter_bytes,
+        peak_rss_bytes=sampler.peak,
+        rss_increase_bytes=max(0, sampler.peak - (sampler.start or 0)),
+        cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
+    )

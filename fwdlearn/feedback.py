@@ -1,0 +1,307 @@
+r"""Synthetic feedback: the true backward signal at chosen points is replaced by a
+fixed projection of an error.
+
+Two instances of one idea:
+
+* **Across depth -- direct feedback alignment (DFA).** The output error
+  :math:`e = \partial \mathcal{L} / \partial y` is sent straight to every feedback
+  point :math:`l` through a fixed random matrix :math:`B_l`:
+
+  .. math::
+      \delta_l = e\,B_l \qquad (\text{instead of } \partial \mathcal{L}/\partial h_l),
+
+  and autograd turns :math:`\delta_l` into parameter gradients inside the block
+  below the point (so :math:`\delta_l \odot f'(a_l)` falls out of the chain rule).
+  See :class:`DirectFeedback`.
+
+* **Across time -- stationary state feedback (DSF).** Backpropagation through time
+  computes :math:`g_t = e_t + J_t^\top g_{t+1}` with the state Jacobian :math:`J_t`.
+  DSF replaces :math:`J_t^\top` by a fixed matrix :math:`A` (diagonal in the reference):
+
+  .. math::
+      g_t = e_t + A\,g_{t+1} = \sum_{k \ge t} A^{k-t} e_k,
+
+  an anti-causal linear filter computed by :func:`reverse_scan`; see :func:`time_feedback`.
+
+Both are ``torch.autograd.Function``\ s: models stay ordinary ``nn.Module``\ s and
+``loss.backward()`` still drives training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "feedback_matrix",
+    "diagonal_feedback",
+    "DirectFeedback",
+    "reverse_scan",
+    "time_feedback",
+]
+
+FEEDBACK_KINDS = ("uniform", "gaussian", "orthogonal")
+
+
+def feedback_matrix(
+    rows: int, cols: int, kind: str = "uniform", generator: torch.Generator | None = None
+) -> Tensor:
+    r"""A fixed random feedback matrix of shape ``[rows, cols]``.
+
+    * ``uniform``: :math:`B_{ij} \sim \mathcal{U}[-1, 1) / \sqrt{\text{cols}}`
+      (the DFA-for-transformers recipe: uniform entries scaled by the feedback width);
+    * ``gaussian``: :math:`B_{ij} \sim \mathcal{N}(0, 1) / \sqrt{\text{cols}}`
+      (for a square matrix, DSF's Gaussian variant ``randn(d, d) / sqrt(d)``);
+    * ``orthogonal``: a (semi-)orthogonal matrix, :math:`B B^\top = I` or :math:`B^\top B = I`.
+    """
+    if rows < 1 or cols < 1:
+        raise ValueError(f"feedback_matrix needs positive sizes, got rows={rows}, cols={cols}")
+    if kind == "uniform":
+        return (torch.rand(rows, cols, generator=generator) * 2 - 1) / math.sqrt(cols)
+    if kind == "gaussian":
+        return torch.randn(rows, cols, generator=generator) / math.sqrt(cols)
+    if kind == "orthogonal":
+        m = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
+        q, r = torch.linalg.qr(m)
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # unique, uniformly distributed
+        return q if rows >= cols else q.t()
+    raise ValueError(f"unknown feedback kind {kind!r}; choose one of {', '.join(FEEDBACK_KINDS)}")
+
+
+def diagonal_feedback(d: int) -> Tensor:
+    r"""DSF's reference feedback: the diagonal :math:`A = \operatorname{diag}(\operatorname{linspace}(0, 1, d))`,
+    returned as the decay vector ``a`` of shape ``[d]`` (channel :math:`i` forgets at rate :math:`a_i`)."""
+    if d < 1:
+        raise ValueError(f"diagonal_feedback needs d >= 1, got {d}")
+    return torch.linspace(0.0, 1.0, d)
+
+
+# --------------------------------------------------------------------------- DFA
+
+
+class _Tape:
+    """Carries the output error of one forward pass to the feedback points of that pass."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: Tensor | None = None
+
+
+class _FeedbackOutput(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y: Tensor, tape: _Tape) -> Tensor:  # type: ignore[override]
+        ctx.tape = tape
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        ctx.tape.error = grad.detach()
+        return grad, None
+
+
+class _FeedbackPoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: Tensor, matrix: Tensor, tape: _Tape, name: str) -> Tensor:  # type: ignore[override]
+        ctx.tape, ctx.name, ctx.shape = tape, name, h.shape
+        ctx.save_for_backward(matrix)
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (matrix,) = ctx.saved_tensors
+        e = ctx.tape.error
+        if e is None:
+            raise RuntimeError(
+                f"feedback point {ctx.name!r} was reached in the backward pass before any output "
+                "error was recorded: wrap the model's output with dfa.output(y) and make sure the "
+                "loss depends on the points only through that output"
+            )
+        if e.shape[:-1] != ctx.shape[:-1]:
+            raise RuntimeError(
+                f"feedback point {ctx.name!r} has batch shape {tuple(ctx.shape[:-1])} but the output "
+                f"error has batch shape {tuple(e.shape[:-1])}; DFA projects the error per example, "
+                "so every point needs the output's leading dimensions"
+            )
+        signal = e.reshape(-1, e.shape[-1]).to(matrix.dtype) @ matrix
+        return signal.reshape(ctx.shape).to(grad.dtype), None, None, None
+
+
+class DirectFeedback(nn.Module):
+    r"""Direct feedback alignment through marked feedback points.
+
+    In the forward pass :meth:`point` and :meth:`output` return their input unchanged.
+    In the backward pass the output wrapper records the true gradient
+    :math:`e = \partial\mathcal{L}/\partial y` (and lets it flow on, so the output layer
+    itself is trained by its true gradient); every feedback point :math:`l` then
+    *discards* the gradient arriving from above and sends
+
+    .. math::
+        \delta_l = e\,B_l, \qquad B_l \in \mathbb{R}^{d_\text{error} \times d_l}
+
+    into the layers below it. Placement is the caller's choice: one point per block
+    output ("macro" DFA in a transformer) or several inside each block ("micro").
+    Works for any batch dimensions (per token, per node), as long as each point shares
+    the output's leading dimensions.
+
+    Args:
+        error_dim: width :math:`d_\text{error}` of the output whose error is broadcast.
+        point_dims: ``{name: width}`` of every feedback point.
+        kind: ``"uniform"``, ``"gaussian"`` or ``"orthogonal"`` (see :func:`feedback_matrix`).
+        shared: if ``True`` (default), one random matrix of width ``max(widths)`` is drawn
+            and each point uses its first :math:`d_l` columns, rescaled to its own width;
+            otherwise (and always for ``orthogonal``) every point gets an independent draw.
+        seed: seed of the random draw (the matrices are fixed buffers, saved in ``state_dict``).
+
+    Example::
+
+        dfa = DirectFeedback(vocab, {f"block{i}": d for i in range(L)})
+        for i, block in enumerate(blocks):
+            h = dfa.point(block(h), f"block{i}")
+        logits = dfa.output(head(h))
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
+    """
+
+    def __init__(
+        self,
+        error_dim: int,
+        point_dims: Mapping[str, int],
+        kind: str = "uniform",
+        shared: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not point_dims:
+            raise ValueError("DirectFeedback needs at least one feedback point in point_dims")
+        self.error_dim = error_dim
+        self.kind = kind
+        self._names = list(point_dims)
+        gen = torch.Generator().manual_seed(seed)
+        slice_shared = shared and kind != "orthogonal"  # slices of an orthogonal matrix are not
+        base = feedback_matrix(error_dim, max(point_dims.values()), kind, gen) if slice_shared else None
+        for name, width in point_dims.items():
+            if base is not None:  # columns carry 1/sqrt(max width); rescale to 1/sqrt(width)
+                m = base[:, :width] * math.sqrt(base.shape[1] / width)
+            else:
+                m = feedback_matrix(error_dim, width, kind, gen)
+            self.register_buffer(self._buffer(name), m)
+        self._tape = _Tape()
+
+    @staticmethod
+    def _buffer(name: str) -> str:
+        return "B_" + name.replace(".", "_")
+
+    @property
+    def points(self) -> list[str]:
+        """Names of the feedback points, in declaration order."""
+        return list(self._names)
+
+    def matrix(self, name: str) -> Tensor:
+        """The feedback matrix :math:`B_\\text{name}` of shape ``[error_dim, width]``."""
+        if name not in self._names:
+            raise KeyError(f"unknown feedback point {name!r}; declared points: {', '.join(self._names)}")
+        return getattr(self, self._buffer(name))
+
+    def set_matrix(self, name: str, value: Tensor) -> None:
+        """Replace a point's feedback matrix (e.g. by :math:`W^\\top` to recover backprop)."""
+        old = self.matrix(name)
+        if value.shape != old.shape:
+            raise ValueError(f"matrix for {name!r} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
+        old.copy_(value.detach())
+
+    def point(self, h: Tensor, name: str) -> Tensor:
+        """Mark ``h`` as a feedback point; returns ``h`` (identity in the forward pass)."""
+        m = self.matrix(name)
+        if h.shape[-1] != m.shape[1]:
+            raise ValueError(
+                f"feedback point {name!r} was declared with width {m.shape[1]} but got a tensor "
+                f"with last dimension {h.shape[-1]}"
+            )
+        return _FeedbackPoint.apply(h, m, self._tape, name)
+
+    def output(self, y: Tensor) -> Tensor:
+        """Wrap the output whose true gradient is broadcast to every point of this forward pass.
+
+        Points marked after this call belong to the next forward pass.
+        """
+        if y.shape[-1] != self.error_dim:
+            raise ValueError(f"output has last dimension {y.shape[-1]} but error_dim is {self.error_dim}")
+        tape, self._tape = self._tape, _Tape()
+        return _FeedbackOutput.apply(y, tape)
+
+
+# --------------------------------------------------------------------------- DSF
+
+
+def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
+    r"""Anti-causal linear scan: :math:`g_t = e_t + A\,g_{t+1}`, with :math:`g_{T} = 0`.
+
+    Equivalently :math:`g_t = \sum_{k=0}^{T-1-t} A^k e_{t+k}`. Computed in
+    :math:`\lceil\log_2 T\rceil` vectorised steps (Hillis--Steele): after step :math:`s`,
+    :math:`g^{(s)}_t = \sum_{k < 2^s} A^k e_{t+k}`, and
+    :math:`g^{(s+1)}_t = g^{(s)}_t + A^{2^s} g^{(s)}_{t+2^s}`.
+
+    Args:
+        e: ``[..., T, d]`` local errors, time along ``dim`` and channels last.
+        a: ``[d]`` per-channel decays (a diagonal :math:`A`, as in DSF) or a ``[d, d]`` matrix.
+        dim: the time dimension of ``e`` (default ``-2``); must not be the last one.
+
+    Returns:
+        Tensor shaped like ``e``. Stable for decays in ``[0, 1]``; ``a = 0`` gives ``e`` back and
+        ``a = 1`` the reverse cumulative sum.
+    """
+    if e.dim() < 2:
+        raise ValueError(f"reverse_scan needs e of shape [..., T, d]; got {tuple(e.shape)}")
+    dim = dim % e.dim()
+    if dim == e.dim() - 1:
+        raise ValueError("reverse_scan: the time dimension must not be the last (channel) dimension")
+    g = e.movedim(dim, -2).clone()
+    T, d = g.shape[-2], g.shape[-1]
+    a = a.to(device=g.device, dtype=g.dtype)
+    diagonal = a.dim() == 1
+    if a.shape not in ((d,), (d, d)):
+        raise ValueError(f"reverse_scan: a must have shape [{d}] or [{d}, {d}] to match e's channels; got {tuple(a.shape)}")
+    power, offset = a, 1
+    while offset < T:
+        later = g[..., offset:, :]
+        g[..., : T - offset, :] += later * power if diagonal else later @ power.mT
+        power = power * power if diagonal else power @ power
+        offset *= 2
+    return g.movedim(-2, dim)
+
+
+class _TimeFeedback(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: Tensor, a: Tensor, dim: int) -> Tensor:  # type: ignore[override]
+        ctx.dim = dim
+        ctx.save_for_backward(a)
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (a,) = ctx.saved_tensors
+        return reverse_scan(grad, a, ctx.dim), None, None
+
+
+def time_feedback(h: Tensor, a: Tensor, dim: int = -2) -> Tensor:
+    r"""Stationary state feedback (DSF) on a sequence of states.
+
+    Identity in the forward pass. In the backward pass the gradient arriving at the
+    states -- the *local* errors :math:`e_t = \partial\mathcal{L}_t/\partial h_t` when each
+    :math:`h_t` was computed from a detached :math:`h_{t-1}` -- is replaced by
+
+    .. math::
+        g_t = e_t + A\,g_{t+1},
+
+    so autograd yields :math:`\sum_t g_t^\top\,\partial h_t/\partial\theta`. With
+    :math:`A = J^\top` for a time-invariant linear recurrence this is exactly BPTT.
+
+    Args:
+        h: ``[..., T, d]`` states (time along ``dim``).
+        a: ``[d]`` decays or a ``[d, d]`` matrix (see :func:`reverse_scan`).
+        dim: the time dimension.
+    """
+    return _TimeFeedback.apply(h, a, dim)

@@ -1,0 +1,46 @@
+"""The command line: --help and --version as a subprocess; unfilled commands say so."""
+
+import subprocess
+import sys
+
+import fwdlearn
+from fwdlearn.cli import ENTRY_POINTS, main
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "fwdlearn", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version_and_help_subprocess():
+    out = _run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"fwdlearn {fwdlearn.__version__}"
+    out = _run("--help")
+    assert out.returncode == 0
+    for group in ("quickstart", "graph", "seq", "influence", "bench"):
+        assert group in out.stdout
+
+
+def test_unavailable_command_says_so(monkeypatch, capsys):
+    monkeypatch.setitem(ENTRY_POINTS, ("bench", "seq"), "fwdlearn.sequences.no_such_module:bench")
+    assert main(["bench", "seq"]) == 2
+    assert "fwdlearn bench seq: not available yet" in capsys.readouterr().err
+
+
+def test_dataclass_flags_map_one_to_one():
+    import argparse
+    from dataclasses import dataclass, field
+
+    from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
+
+    @dataclass
+    class Job:
+        data: str = field(default="cora", metadata={"help": "data set"})
+        layers: int = 4
+        depths: tuple[int, ...] = (1, 2)
+        quiet: bool = False
+        method: str = field(default="sf", metadata={"choices": ["sf", "bp"]})
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Job)
+    job = dataclass_from_args(Job, parser.parse_args(["--layers", "8", "--depths", "1", "4", "--quiet"]))
+    assert job == Job(layers=8, depths=(1, 4), quiet=True)

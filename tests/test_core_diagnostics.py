@@ -1,0 +1,80 @@
+"""Diagnostics: influence totals and R by hand; alignment angles; cost counters."""
+
+import pytest
+import torch
+from torch import nn
+
+from fwdlearn.diagnostics import (
+    angle_degrees, distance_totals, gradient_alignment, influence_curve, influence_range, measure_cost,
+    per_sample_cosine, saved_bytes,
+)
+
+
+def test_influence_on_linear_map_with_known_jacobian():
+    # y = W x on a path of 4 scalar nodes; seeds 0 and 3; distance = |u - seed|.
+    W = torch.tensor([[1.0, -2.0, 0.5, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 2.0, 4.0], [1.0, 0.0, -3.0, 2.0]])
+    jac = torch.autograd.functional.jacobian(lambda x: W @ x, torch.zeros(4))
+    seeds = [0, 3]
+    mass = jac[seeds].abs()  # [2, 4]
+    dist = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]])
+    totals = distance_totals(mass, dist, max_distance=2)
+    torch.testing.assert_close(totals, torch.tensor([[1.0, 2.0, 0.5], [2.0, 3.0, 0.0]]))  # distance 3 dropped
+    torch.testing.assert_close(influence_curve(totals, normalize=False), torch.tensor([1.5, 2.5, 0.25]))
+    torch.testing.assert_close(influence_curve(totals), torch.tensor([1.0, 2.5 / 1.5, 0.25 / 1.5]))
+    r0 = (0 * 1 + 1 * 2 + 2 * 0.5) / 3.5
+    r1 = (0 * 2 + 1 * 3) / 5.0
+    assert influence_range(totals) == pytest.approx((r0 + r1) / 2)
+
+
+def test_influence_agrees_with_pyg_helpers():
+    from torch_geometric.utils.influence import avg_total_influence, influence_weighted_receptive_field
+
+    totals = torch.rand(10, 5)
+    torch.testing.assert_close(influence_curve(totals), avg_total_influence(totals))
+    assert influence_range(totals) == pytest.approx(influence_weighted_receptive_field(totals), rel=1e-6)
+
+
+def test_influence_input_errors():
+    with pytest.raises(ValueError, match=r"distance must have shape \(2, 3\)"):
+        distance_totals(torch.ones(2, 3), torch.zeros(2, 4, dtype=torch.long), 1)
+    with pytest.raises(TypeError, match="integer tensor"):
+        distance_totals(torch.ones(2, 3), torch.zeros(3), 1)
+
+
+def test_alignment_same_and_opposite():
+    g = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    same = gradient_alignment(g, g)
+    assert same.degrees == pytest.approx(0.0, abs=1e-4) and same.cosine == pytest.approx(1.0)
+    opposite = gradient_alignment(g, {k: -v for k, v in g.items()})
+    assert opposite.degrees == pytest.approx(180.0, abs=1e-4)
+    assert opposite.per_tensor["w"][1] == pytest.approx(180.0, abs=1e-4)
+    assert angle_degrees(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])) == pytest.approx(90.0)
+    torch.testing.assert_close(per_sample_cosine(torch.eye(2), torch.tensor([[1.0, 0.0], [1.0, 0.0]])), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="different names"):
+        gradient_alignment({"a": torch.ones(1)}, {"b": torch.ones(1)})
+
+
+def test_saved_bytes_counts_activations_and_grows_with_depth():
+    def saved(depth):
+        model = nn.Sequential(*[nn.Sequential(nn.Linear(64, 64), nn.Tanh()) for _ in range(depth)])
+        with saved_bytes() as box:
+            model(torch.randn(32, 64)).sum()
+        return box
+
+    one, four = saved(1), saved(4)
+    # one 32x64 float tensor per layer (the tanh output, shared by Linear and Tanh backward) plus the input
+    assert one.bytes == 2 * 32 * 64 * 4
+    assert four.bytes - one.bytes == 3 * 32 * 64 * 4
+    # weights are saved only where the layer's input needs a gradient: not for the first layer
+    assert one.parameter_bytes == 0 and four.parameter_bytes == 3 * 64 * 64 * 4
+    with saved_bytes() as box, torch.no_grad():
+        nn.Linear(64, 64)(torch.randn(32, 64))
+    assert box.bytes == 0
+
+
+def test_measure_cost_reports_a_step():
+    model = nn.Linear(128, 128)
+    x = torch.randn(256, 128)
+    cost = measure_cost(lambda: model(x).tanh().sum().backward())
+    assert cost.seconds > 0 and cost.saved_bytes >= 256 * 128 * 4
+    assert cost.peak_rss_bytes > 0 and cost.cuda_peak_bytes is None

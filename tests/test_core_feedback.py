@@ -1,0 +1,123 @@
+"""Synthetic feedback: DFA against BP, and the reverse scan against a naive loop."""
+
+import pytest
+import torch
+from torch import nn
+
+from fwdlearn.feedback import DirectFeedback, diagonal_feedback, feedback_matrix, reverse_scan, time_feedback
+
+
+def _two_layer(seed=0):
+    torch.manual_seed(seed)
+    l1, l2 = nn.Linear(4, 6, bias=False).double(), nn.Linear(6, 3, bias=False).double()
+    x, target = torch.randn(10, 4).double(), torch.randn(10, 3).double()
+    return l1, l2, x, target
+
+
+def _grads(l1, l2, x, target, dfa=None):
+    l1.zero_grad(), l2.zero_grad()
+    h = l1(x)
+    if dfa is not None:
+        h = dfa.point(h, "h1")
+    y = l2(h)
+    if dfa is not None:
+        y = dfa.output(y)
+    ((y - target) ** 2).sum().backward()
+    return l1.weight.grad.clone(), l2.weight.grad.clone()
+
+
+def test_dfa_with_B_equal_to_W2_transpose_is_backprop():
+    l1, l2, x, target = _two_layer()
+    bp1, bp2 = _grads(l1, l2, x, target)
+    dfa = DirectFeedback(3, {"h1": 6}).double()
+    dfa.set_matrix("h1", l2.weight.detach())  # e @ B = e @ W2 = dL/dh1 for a linear output layer
+    d1, d2 = _grads(l1, l2, x, target, dfa)
+    torch.testing.assert_close(d1, bp1)
+    torch.testing.assert_close(d2, bp2)
+
+
+def test_dfa_with_random_B_differs_but_output_layer_stays_exact():
+    l1, l2, x, target = _two_layer()
+    bp1, bp2 = _grads(l1, l2, x, target)
+    dfa = DirectFeedback(3, {"h1": 6}, kind="uniform", seed=1).double()
+    d1, d2 = _grads(l1, l2, x, target, dfa)
+    assert not torch.allclose(d1, bp1)
+    torch.testing.assert_close(d2, bp2)  # the output layer gets the true gradient
+    # the signal at the point is exactly e @ B
+    e = 2 * (l2(l1(x)) - target)
+    torch.testing.assert_close(d1, (e @ dfa.matrix("h1")).t() @ x)
+
+
+def test_dfa_works_with_sequence_batch_dims_and_checks_them():
+    dfa = DirectFeedback(5, {"p": 4})
+    h = torch.randn(2, 7, 4, requires_grad=True)
+    y = dfa.output(dfa.point(h, "p") @ torch.randn(4, 5))
+    y.sum().backward()
+    torch.testing.assert_close(h.grad, torch.ones(2, 7, 5) @ dfa.matrix("p"))
+    h2 = torch.randn(2, 7, 4, requires_grad=True)
+    bad = dfa.output(dfa.point(h2, "p").mean(1) @ torch.randn(4, 5))  # output lost the time dim
+    with pytest.raises(RuntimeError, match="batch shape"):
+        bad.sum().backward()
+
+
+def test_dfa_point_without_output_has_clear_error_and_width_is_checked():
+    dfa = DirectFeedback(3, {"p": 4})
+    h = torch.randn(2, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"wrap the model's output with dfa.output\(y\)"):
+        dfa.point(h, "p").sum().backward()
+    with pytest.raises(ValueError, match="declared with width 4 but got a tensor with last dimension 5"):
+        dfa.point(torch.randn(2, 5), "p")
+    with pytest.raises(KeyError, match="unknown feedback point 'q'"):
+        dfa.point(h, "q")
+
+
+def test_feedback_matrices_are_buffers_with_documented_scale():
+    dfa = DirectFeedback(10, {"a": 16, "b": 64}, seed=3)
+    assert set(dfa.state_dict()) == {"B_a", "B_b"}
+    assert dfa.matrix("a").abs().max() <= 1 / 16 ** 0.5 + 1e-6
+    g = torch.Generator().manual_seed(0)
+    q = feedback_matrix(32, 32, "orthogonal", g)
+    torch.testing.assert_close(q @ q.t(), torch.eye(32), atol=1e-5, rtol=0)
+    assert feedback_matrix(500, 400, "gaussian", g).std().item() == pytest.approx(1 / 20, rel=0.05)
+    torch.testing.assert_close(diagonal_feedback(5), torch.tensor([0, 0.25, 0.5, 0.75, 1.0]))
+    with pytest.raises(ValueError, match="unknown feedback kind 'sparse'"):
+        feedback_matrix(2, 2, "sparse")
+
+
+def _naive_scan(e, A):
+    g = torch.zeros_like(e)
+    nxt = torch.zeros_like(e[..., 0, :])
+    for t in range(e.shape[-2] - 1, -1, -1):
+        nxt = e[..., t, :] + (nxt * A if A.dim() == 1 else nxt @ A.t())
+        g[..., t, :] = nxt
+    return g
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (3, 17, 5), (2, 3, 64, 8), (2, 33, 3)])
+def test_reverse_scan_matches_naive_loop(shape):
+    torch.manual_seed(sum(shape))
+    e = torch.randn(*shape, dtype=torch.float64)
+    d = shape[-1]
+    a = torch.rand(d, dtype=torch.float64)
+    torch.testing.assert_close(reverse_scan(e, a), _naive_scan(e, a))
+    A = torch.randn(d, d, dtype=torch.float64) / d
+    torch.testing.assert_close(reverse_scan(e, A), _naive_scan(e, A))
+
+
+def test_reverse_scan_edge_cases_and_time_dim():
+    e = torch.randn(4, 9, 3, dtype=torch.float64)
+    torch.testing.assert_close(reverse_scan(e, torch.zeros(3)), e)  # a = 0: g = e
+    rev_cumsum = e.flip(1).cumsum(1).flip(1)
+    torch.testing.assert_close(reverse_scan(e, torch.ones(3)), rev_cumsum)  # a = 1
+    a = torch.rand(3, dtype=torch.float64)
+    torch.testing.assert_close(reverse_scan(e.transpose(0, 1), a, dim=0), reverse_scan(e, a).transpose(0, 1))
+    with pytest.raises(ValueError, match=r"a must have shape \[3\] or \[3, 3\]"):
+        reverse_scan(e, torch.ones(4))
+
+
+def test_time_feedback_replaces_local_errors_by_scan():
+    h = torch.randn(2, 6, 3, requires_grad=True)
+    a = torch.tensor([0.0, 0.5, 1.0])
+    w = torch.randn(2, 6, 3)
+    (time_feedback(h, a) * w).sum().backward()
+    torch.testing.assert_close(h.grad, reverse_scan(w, a))

@@ -1,0 +1,91 @@
+"""Result tables for ``fwdlearn bench``: one JSON file and one markdown table per bench.
+
+Example::
+
+    rows = [{"method": "bp", "layers": 4, "accuracy": 0.86}, {"method": "sf", "layers": 4, "accuracy": 0.85}]
+    write_results("out/bench-graph", rows, columns=["method", "layers", "accuracy"],
+                  title="ForwardGNN vs BP on Cora", command="fwdlearn bench graph")
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .records import library_versions, to_jsonable
+
+__all__ = ["format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
+
+
+def invoked_command() -> str:
+    """The command line of this process, as a user would type it (``fwdlearn ...``)."""
+    argv = list(sys.argv)
+    prog = Path(argv[0]).name if argv else "fwdlearn"
+    if prog in ("__main__.py", "-m", "-c"):
+        prog = "fwdlearn"
+    return " ".join([prog] + [shlex.quote(a) for a in argv[1:]])
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation."""
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    m = sum(values) / len(values)
+    return m, (sum((v - m) ** 2 for v in values) / len(values)) ** 0.5
+
+
+def format_value(value: Any) -> str:
+    """Compact, human formatting for a table cell."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+                   headers: Mapping[str, str] | None = None) -> str:
+    """A GitHub markdown table of ``rows`` (dicts), one column per key in ``columns``."""
+    if not rows:
+        return "(no rows)\n"
+    columns = list(columns or rows[0].keys())
+    headers = dict(headers or {})
+    lines = ["| " + " | ".join(headers.get(c, c) for c in columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(format_value(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+                  title: str = "", command: str | None = None, notes: str = "",
+                  headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``<out>.json`` (rows, command, versions, extra) and ``<out>.md`` (title, command, table, notes).
+
+    Returns:
+        The two paths.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = command or invoked_command()
+    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+    json_path.write_text(json.dumps(to_jsonable({
+        "title": title, "command": command, "rows": list(rows), "versions": library_versions(), **(extra or {}),
+    }), indent=2))
+    parts = [f"### {title}\n" if title else "", f"Command: `{command}`\n", markdown_table(rows, columns, headers)]
+    if notes:
+        parts.append("\n" + notes.strip() + "\n")
+    md_path.write_text("\n".join(p for p in parts if p))
+    return json_path, md_path

@@ -21,10 +21,11 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import __version__
 
-__all__ = ["Command", "ENTRY_POINTS", "build_parser", "main"]
+__all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,23 @@ class Command:
     run: Callable[[argparse.Namespace], int | None]
 
 
-#: ``(group, name)`` -> ``"module:attribute"`` of the :class:`Command` (``name`` is ``None`` for a
-#: command without subcommands).
-ENTRY_POINTS: dict[tuple[str, str | None], str] = {
-    ("quickstart", None): "fwdlearn.graphs.commands:quickstart",
-    ("graph", "train"): "fwdlearn.graphs.commands:train",
-    ("seq", "train"): "fwdlearn.sequences.commands:train",
-    ("influence", "graph"): "fwdlearn.graphs.influence_commands:influence",
-    ("influence", "seq"): "fwdlearn.sequences.influence_commands:influence",
-    ("bench", "graph"): "fwdlearn.graphs.commands:bench",
-    ("bench", "seq"): "fwdlearn.sequences.commands:bench",
-    ("bench", "influence"): "fwdlearn.graphs.influence_commands:bench",
+class Entry(NamedTuple):
+    """Where a subcommand's :class:`Command` lives, and its help until that module exists."""
+
+    target: str  # "module:attribute"
+    help: str
+
+
+#: ``(group, name)`` -> :class:`Entry` (``name`` is ``None`` for a command without subcommands).
+ENTRY_POINTS: dict[tuple[str, str | None], Entry] = {
+    ("quickstart", None): Entry("fwdlearn.graphs.commands:quickstart", "the main job on built-in data"),
+    ("graph", "train"): Entry("fwdlearn.graphs.commands:train", "train a GNN with a forward method or BP"),
+    ("seq", "train"): Entry("fwdlearn.sequences.commands:train", "train a recurrent LM (bptt, tbptt:k, ft-bptt, dsf)"),
+    ("influence", "graph"): Entry("fwdlearn.graphs.influence_commands:influence", "hop-wise influence and range R"),
+    ("influence", "seq"): Entry("fwdlearn.sequences.influence_commands:influence", "lag-wise influence and range R"),
+    ("bench", "graph"): Entry("fwdlearn.graphs.commands:bench", "ForwardGNN vs BP: accuracy, time, memory by depth"),
+    ("bench", "seq"): Entry("fwdlearn.sequences.commands:bench", "DSF vs BPTT: cost per step, quality, alignment"),
+    ("bench", "influence"): Entry("fwdlearn.graphs.influence_commands:bench", "influence speed vs PyG, ranges of models"),
 }
 
 GROUP_HELP = {
@@ -61,16 +68,6 @@ GROUP_HELP = {
     "seq": "train recurrent language models without BPTT (DSF) and their baselines",
     "influence": "measure long-range Jacobian influence (per hop in a graph, per lag in a sequence)",
     "bench": "benchmarks: JSON + markdown tables, every figure next to its baseline from the same run",
-}
-
-DEFAULT_HELP = {
-    ("graph", "train"): "train a GNN with a forward (no-BP) method or the BP baseline",
-    ("seq", "train"): "train a recurrent language model (bptt, tbptt:k, ft-bptt, dsf)",
-    ("influence", "graph"): "hop-wise influence curve and range R of a graph model",
-    ("influence", "seq"): "lag-wise influence curve and range R of a sequence model",
-    ("bench", "graph"): "ForwardGNN vs BP: accuracy, time, memory by depth",
-    ("bench", "seq"): "DSF vs BPTT: cost per step, quality, alignment",
-    ("bench", "influence"): "influence speed vs PyG's total_influence, and ranges of trained models",
 }
 
 
@@ -106,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fwdlearn {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
     group_parsers: dict[str, argparse._SubParsersAction] = {}
-    for (group, name), target in ENTRY_POINTS.items():
-        command = _load(target)
-        help_text = command.help if command else DEFAULT_HELP.get((group, name), GROUP_HELP[group])
+    for (group, name), entry in ENTRY_POINTS.items():
+        command = _load(entry.target)
+        help_text = command.help if command else entry.help
         if command is None:
             help_text += " [not available yet]"
         if name is None:

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import fwdlearn
-from fwdlearn.cli import ENTRY_POINTS, main
+from fwdlearn.cli import ENTRY_POINTS, Entry, main
 
 
 def _run(*args):
@@ -21,7 +21,7 @@ def test_version_and_help_subprocess():
 
 
 def test_unavailable_command_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(ENTRY_POINTS, ("bench", "seq"), "fwdlearn.sequences.no_such_module:bench")
+    monkeypatch.setitem(ENTRY_POINTS, ("bench", "seq"), Entry("fwdlearn.sequences.no_such_module:bench", "demo"))
     assert main(["bench", "seq"]) == 2
     assert "fwdlearn bench seq: not available yet" in capsys.readouterr().err
 

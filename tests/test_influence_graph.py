@@ -1,0 +1,98 @@
+"""hop_influence agrees with PyG's total_influence and with a dense Jacobian."""
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.nn import GCNConv, SAGEConv
+from torch_geometric.utils import to_undirected
+from torch_geometric.utils.influence import jacobian_l1_agg_per_hop, total_influence
+
+from fwdlearn.graphs import hop_influence
+
+
+class Stack(torch.nn.Module):
+    def __init__(self, conv, features: int, hidden: int, out: int, layers: int) -> None:
+        super().__init__()
+        dims = [features] + [hidden] * (layers - 1) + [out]
+        self.convs = torch.nn.ModuleList(conv(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x, edge_index):
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                x = torch.tanh(x)
+        return x
+
+
+def random_graph(nodes: int = 60, edges: int = 90, features: int = 4, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    edge_index = to_undirected(torch.randint(0, nodes, (2, edges), generator=g))
+    return Data(x=torch.randn(nodes, features, generator=g), edge_index=edge_index)
+
+
+@pytest.mark.parametrize("conv", [GCNConv, SAGEConv])
+@pytest.mark.parametrize("graph_seed", [0, 1])
+def test_per_seed_rows_equal_pyg_per_hop_influence(conv, graph_seed):
+    torch.manual_seed(graph_seed)
+    data = random_graph(seed=graph_seed)
+    model = Stack(conv, 4, 8, 3, layers=3)
+    nodes = [0, 7, 13, 29, 59]
+    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, 4, n, "cpu") for n in nodes])
+    curve, R, per_seed = hop_influence(model, data, max_hops=4, nodes=nodes, batch_size=2)
+    assert per_seed.shape == (5, 5)
+    assert torch.allclose(per_seed, reference, rtol=1e-4, atol=1e-6 * float(reference.abs().max()))
+
+
+def test_curve_and_range_equal_total_influence_with_same_seeds():
+    data = random_graph(nodes=40, edges=70)
+    torch.manual_seed(3)
+    model = Stack(GCNConv, 4, 8, 2, layers=4)
+    torch.manual_seed(11)
+    pyg_curve, pyg_R = total_influence(model, data, max_hops=5, num_samples=12, normalize=True)
+    torch.manual_seed(11)
+    nodes = torch.randperm(40)[:12]
+    curve, R, _ = hop_influence(model, data, max_hops=5, nodes=nodes)
+    assert torch.allclose(curve, pyg_curve, rtol=1e-4, atol=1e-7)
+    assert abs(R - pyg_R) <= 1e-4 * abs(pyg_R)
+
+
+def test_full_variant_equals_dense_jacobian():
+    data = random_graph(nodes=12, edges=14, features=3, seed=5)
+    torch.manual_seed(0)
+    model = Stack(GCNConv, 3, 5, 2, layers=3)
+    jac = torch.autograd.functional.jacobian(lambda x: model(x, data.edge_index), data.x)  # [N, C, N, F]
+    mass = jac.abs().sum(dim=(1, 3))  # [seed, node]
+    import networkx as nx
+    g = nx.Graph()
+    g.add_nodes_from(range(12))
+    g.add_edges_from(data.edge_index.t().tolist())
+    expected = torch.zeros(12, 3)
+    for v in range(12):
+        for u, h in nx.single_source_shortest_path_length(g, v, cutoff=2).items():
+            expected[v, h] += mass[v, u]
+    _, _, per_seed = hop_influence(model, data, max_hops=2, variant="full")
+    assert torch.allclose(per_seed, expected, rtol=1e-5, atol=1e-7)
+    # the induced-subgraph variant truncates the border: it differs from the full one here
+    _, _, sub = hop_influence(model, data, max_hops=2)
+    assert not torch.allclose(sub, expected, rtol=1e-3)
+
+
+def test_samples_are_deterministic_and_model_mode_restored():
+    data = random_graph()
+    model = Stack(GCNConv, 4, 8, 3, layers=2).train()
+    a = hop_influence(model, data, 3, samples=10, seed=4)[2]
+    b = hop_influence(model, data, 3, samples=10, seed=4)[2]
+    assert torch.equal(a, b) and model.training
+
+
+def test_bad_arguments_fail_with_clear_messages():
+    data = random_graph()
+    model = Stack(GCNConv, 4, 8, 3, layers=2)
+    with pytest.raises(ValueError, match="either samples= .* or nodes="):
+        hop_influence(model, data, 3, samples=3, nodes=[1])
+    with pytest.raises(ValueError, match=r"nodes= must lie in \[0, 59\]"):
+        hop_influence(model, data, 3, nodes=[60])
+    with pytest.raises(ValueError, match="unknown variant 'dense'"):
+        hop_influence(model, data, 3, variant="dense")
+    with pytest.raises(TypeError, match="data.x must be floating point"):
+        hop_influence(model, Data(x=torch.ones(3, 2, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long)), 1)

@@ -1,2 +1,3 @@
 """Graph learning without backpropagation (ForwardGNN) and hop-wise influence."""
 from .influence import hop_influence
+from .citynet import build_city_network, synthetic_city, load_city

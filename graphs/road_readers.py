@@ -1,0 +1,197 @@
+"""Readers that turn road-network files into one plain :class:`RoadGraph`.
+
+Supported: OSMnx GraphML (``.graphml``), a node-coordinate + edge-list pair
+(``.cnode`` / ``.cedge``, as the California road network), plain edge lists
+(``.edges``, ``.txt``: ``u v [length]`` per line; ``.mtx`` Matrix Market) and the
+PyGSP Minnesota ``.mat`` (sparse ``A``, coordinates ``xy``). Errors on lines that
+cannot be parsed name the file and the line.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RoadGraph", "read_road_graph", "road_files"]
+
+
+@dataclass
+class RoadGraph:
+    """A road graph before processing (edges may be directed, duplicated, disconnected).
+
+    Attributes:
+        num_nodes: number of junctions.
+        edges: ``[E, 2]`` int64 node pairs.
+        coords: ``[N, 2]`` float (x, y) or ``None``.
+        length: ``[E]`` road lengths or ``None`` (then Euclidean from ``coords``, else 1).
+        node_attrs: per-node string attributes (e.g. ``street_count``, ``landuse``).
+        edge_attrs: per-edge string attributes (e.g. ``highway``, ``lanes``, ``oneway``, ``maxspeed``).
+    """
+
+    num_nodes: int
+    edges: np.ndarray
+    coords: np.ndarray | None = None
+    length: np.ndarray | None = None
+    node_attrs: dict[str, list[str | None]] = field(default_factory=dict)
+    edge_attrs: dict[str, list[str | None]] = field(default_factory=dict)
+
+
+def _first(value: str | None) -> str | None:
+    """OSMnx stores merged attributes as a list literal ``"['a', 'b']"``; keep the first item."""
+    if value is None:
+        return None
+    value = str(value)
+    if value.startswith("["):
+        try:
+            items = ast.literal_eval(value)
+            return str(items[0]) if items else None
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def _read_graphml(path: Path) -> RoadGraph:
+    import networkx as nx
+
+    try:
+        graph = nx.read_graphml(path)
+    except Exception as error:  # ElementTree / networkx errors carry the line when known
+        raise ValueError(f"{path}: cannot read as GraphML ({error}); expected an OSMnx GraphML export") from error
+    ids = {node: i for i, node in enumerate(graph.nodes)}
+    coords = np.zeros((len(ids), 2))
+    node_attrs: dict[str, list[str | None]] = {"street_count": [], "landuse": []}
+    for node, attrs in graph.nodes(data=True):
+        try:
+            coords[ids[node]] = float(attrs["x"]), float(attrs["y"])
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path}: node {node!r} has no numeric 'x'/'y' attributes ({error})") from error
+        for key in node_attrs:
+            node_attrs[key].append(_first(attrs.get(key)))
+    edges, lengths = [], []
+    edge_attrs: dict[str, list[str | None]] = {k: [] for k in ("highway", "lanes", "oneway", "reversed", "maxspeed")}
+    for u, v, attrs in graph.edges(data=True):
+        edges.append((ids[u], ids[v]))
+        length = attrs.get("length")
+        lengths.append(float(_first(length)) if length is not None else np.nan)
+        for key in edge_attrs:
+            edge_attrs[key].append(_first(attrs.get(key)))
+    length_array = np.asarray(lengths, dtype=np.float64)
+    node_attrs = {k: v for k, v in node_attrs.items() if any(x is not None for x in v)}
+    edge_attrs = {k: v for k, v in edge_attrs.items() if any(x is not None for x in v)}
+    return RoadGraph(len(ids), np.asarray(edges, dtype=np.int64).reshape(-1, 2), coords,
+                     None if np.isnan(length_array).all() else length_array, node_attrs, edge_attrs)
+
+
+def _table(path: Path, columns: int, what: str) -> list[list[str]]:
+    """Whitespace-separated rows with at least ``columns`` fields; skips a header and comments."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith(("#", "%")):
+                continue
+            if len(fields) < columns:
+                raise ValueError(f"{path}, line {number}: expected {what}, got {line.strip()!r}")
+            rows.append((number, fields))
+    out = []
+    for index, (number, fields) in enumerate(rows):
+        try:
+            [float(f) for f in fields[:columns]]
+        except ValueError:
+            if index == 0:  # a header line
+                continue
+            raise ValueError(f"{path}, line {number}: expected {what}, got {' '.join(fields)!r}") from None
+        out.append(fields)
+    return out
+
+
+def _relabel(raw_ids: np.ndarray) -> tuple[dict[int, int], int]:
+    unique = np.unique(raw_ids)
+    return {int(v): i for i, v in enumerate(unique)}, len(unique)
+
+
+def _read_node_edge_pair(node_file: Path, edge_file: Path) -> RoadGraph:
+    nodes = _table(node_file, 3, "'NodeID x y'")
+    ids = {int(float(r[0])): i for i, r in enumerate(nodes)}
+    coords = np.array([[float(r[1]), float(r[2])] for r in nodes], dtype=np.float64)
+    rows = _table(edge_file, 4, "'EdgeID StartNodeID EndNodeID Length'")
+    edges, lengths = [], []
+    for r in rows:
+        u, v = int(float(r[1])), int(float(r[2]))
+        if u not in ids or v not in ids:
+            raise ValueError(f"{edge_file}: edge {r[0]} joins node {u if u not in ids else v}, "
+                             f"which is not in {node_file}")
+        edges.append((ids[u], ids[v]))
+        lengths.append(float(r[3]))
+    return RoadGraph(len(ids), np.asarray(edges, dtype=np.int64).reshape(-1, 2), coords, np.asarray(lengths))
+
+
+def _read_edge_list(path: Path) -> RoadGraph:
+    if path.suffix == ".mtx":
+        import scipy.io
+
+        try:
+            matrix = scipy.io.mmread(path).tocoo()
+        except Exception as error:
+            raise ValueError(f"{path}: cannot read as Matrix Market ({error})") from error
+        edges = np.stack([matrix.row, matrix.col], axis=1).astype(np.int64)
+        return RoadGraph(max(matrix.shape), edges)
+    rows = _table(path, 2, "'u v [length]'")
+    raw = np.array([[int(float(r[0])), int(float(r[1]))] for r in rows], dtype=np.int64).reshape(-1, 2)
+    ids, n = _relabel(raw.ravel())
+    edges = np.vectorize(ids.__getitem__, otypes=[np.int64])(raw) if raw.size else raw
+    has_length = rows and all(len(r) >= 3 for r in rows)
+    length = np.array([float(r[2]) for r in rows]) if has_length else None
+    return RoadGraph(n, edges.reshape(-1, 2), None, length)
+
+
+def _read_mat(path: Path) -> RoadGraph:
+    import scipy.io
+
+    try:
+        content = scipy.io.loadmat(path)
+    except Exception as error:
+        raise ValueError(f"{path}: cannot read as a MATLAB file ({error})") from error
+    if "A" not in content:
+        raise ValueError(f"{path}: expected a sparse adjacency matrix 'A' (and coordinates 'xy'); found {sorted(content)}")
+    matrix = content["A"].tocoo()
+    coords = np.asarray(content["xy"], dtype=np.float64) if "xy" in content else None
+    return RoadGraph(matrix.shape[0], np.stack([matrix.row, matrix.col], axis=1).astype(np.int64), coords)
+
+
+def road_files(source: str | Path) -> list[Path]:
+    """The file(s) a source names: a file, or the road files inside a folder."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix in (".cnode", ".cedge"):
+            return [path.with_suffix(".cnode"), path.with_suffix(".cedge")]
+        return [path]
+    if path.is_dir():
+        for pattern in ("*.graphml", "*.cnode", "*.mat", "*.mtx", "*.edges"):
+            found = sorted(path.glob(pattern))
+            if found:
+                return road_files(found[0])
+        raise FileNotFoundError(f"{path} holds no road file (*.graphml, *.cnode + *.cedge, *.mat, *.mtx, *.edges)")
+    raise FileNotFoundError(f"road network {path} does not exist; give a GraphML file, a .cnode/.cedge pair, "
+                            f"an edge list (.edges, .mtx, .txt) or a folder holding one")
+
+
+def read_road_graph(source: str | Path) -> RoadGraph:
+    """Read any supported road file (or a folder holding one) into a :class:`RoadGraph`."""
+    files = road_files(source)
+    path = files[0]
+    if path.suffix == ".graphml":
+        return _read_graphml(path)
+    if path.suffix == ".cnode":
+        for f in files:
+            if not f.exists():
+                raise FileNotFoundError(f"{f} is missing; a node/edge pair needs both .cnode and .cedge")
+        return _read_node_edge_pair(files[0], files[1])
+    if path.suffix == ".mat":
+        return _read_mat(path)
+    if path.suffix in (".mtx", ".edges", ".txt", ".el"):
+        return _read_edge_list(path)
+    raise ValueError(f"{path}: unknown road file type {path.suffix!r}; use .graphml, .cnode/.cedge, .mat, .mtx, .edges or .txt")

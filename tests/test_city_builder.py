@@ -1,0 +1,96 @@
+"""City-Networks-style builder: real road files, lengths, labels, cache, error messages."""
+
+import os
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from fwdlearn.graphs import build_city_network, load_city, synthetic_city
+from fwdlearn.graphs.citynet import local_eccentricity
+
+DATA = os.environ.get("FWDLEARN_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA, reason="FWDLEARN_DATA_DIR is unset; real road data is not available")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def assert_connected_undirected(data):
+    edges = data.edge_index.t().tolist()
+    assert set(map(tuple, edges)) == {(v, u) for u, v in edges}
+    g = nx.Graph(edges)
+    assert g.number_of_nodes() == data.num_nodes and nx.is_connected(g)
+
+
+@needs_data
+def test_westminster_graphml_is_connected_undirected_with_equal_classes():
+    data = build_city_network(Path(DATA) / "roads" / "westminster" / "graph.graphml")
+    assert_connected_undirected(data)
+    counts = torch.bincount(data.y, minlength=10)
+    assert len(counts) == 10 and int(counts.max() - counts.min()) <= 1
+    assert data.x.shape == (data.num_nodes, 23) and len(data.feature_names) == 23  # documented width
+    assert data.feature_names[:5] == ["x", "y", "street_count", "length", "speed"]
+    assert int(data.train_mask.sum() + data.val_mask.sum() + data.test_mask.sum()) == data.num_nodes
+    assert abs(int(data.train_mask.sum()) - round(0.1 * data.num_nodes)) <= 1
+    cached = list((Path(os.environ["FWDLEARN_CACHE_DIR"]) / "citynet").glob("*.pt"))
+    assert len(cached) == 1
+    again = load_city("city:" + str(Path(DATA) / "roads" / "westminster"))
+    assert torch.equal(again.y, data.y)
+
+
+def test_eccentricity_is_within_the_induced_hop_ball():
+    g = nx.random_geometric_graph(80, 0.2, seed=1)
+    g = g.subgraph(max(nx.connected_components(g), key=len)).copy()
+    g = nx.convert_node_labels_to_integers(g)
+    rng = np.random.default_rng(0)
+    for u, v in g.edges:
+        g[u][v]["w"] = float(rng.uniform(0.5, 2.0))
+    edges = np.array([(u, v) for u, v in g.edges] + [(v, u) for u, v in g.edges]).T
+    weights = np.array([g[u][v]["w"] for u, v in edges.T])
+    ecc = local_eccentricity(edges, weights, g.number_of_nodes(), hops=3, batch_pairs=200)
+    for v in g.nodes:
+        ball = nx.single_source_shortest_path_length(g, v, cutoff=3)
+        lengths = nx.single_source_dijkstra_path_length(g.subgraph(ball), v, weight="w")
+        assert ecc[v] == pytest.approx(max(lengths.values()), rel=1e-9)
+
+
+def test_edge_list_with_coordinates_uses_given_lengths(tmp_path):
+    # a path 0-1-2-3 whose given lengths disagree with the coordinates
+    (tmp_path / "toy.cnode").write_text("NodeID x y\n0 0 0\n1 1 0\n2 2 0\n3 3 0\n4 9 9\n")
+    (tmp_path / "toy.cedge").write_text("EdgeID Start End Length\n0 0 1 5.0\n1 1 2 1.0\n2 2 3 2.0\n")
+    data = build_city_network(tmp_path / "toy.cnode", hops=3, classes=2, split=(0.5, 0.25, 0.25))
+    assert data.num_nodes == 4  # node 4 is isolated: not in the largest component
+    assert torch.allclose(data.eccentricity, torch.tensor([8.0, 5.0, 6.0, 8.0]))
+    # a plain edge list without lengths: unit lengths, eccentricity = hop eccentricity
+    (tmp_path / "path.edges").write_text("# comment\n10 11\n11 12\n12 13\n")
+    plain = build_city_network(tmp_path / "path.edges", hops=3, classes=2, split=(0.5, 0.25, 0.25))
+    assert torch.allclose(plain.eccentricity, torch.tensor([3.0, 2.0, 2.0, 3.0]))
+
+
+def test_unparsable_files_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.edges"
+    bad.write_text("1 2\n2 3\n3 x\n")
+    with pytest.raises(ValueError, match=r"bad\.edges, line 3: expected 'u v \[length\]'"):
+        build_city_network(bad)
+    (tmp_path / "n.cnode").write_text("NodeID x y\n0 0 0\n1 oops 0\n")
+    (tmp_path / "n.cedge").write_text("EdgeID a b l\n0 0 1 1.0\n")
+    with pytest.raises(ValueError, match=r"n\.cnode, line 3: expected 'NodeID x y'"):
+        build_city_network(tmp_path / "n.cnode")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_city_network(tmp_path / "missing.graphml")
+    with pytest.raises(ValueError, match="unknown city source 'town:x'"):
+        load_city("town:x")
+
+
+def test_synthetic_city_has_the_osm_feature_layout_and_equal_classes():
+    data = synthetic_city(400, seed=1, hops=6)
+    assert_connected_undirected(data)
+    assert data.x.shape[1] == 23
+    counts = torch.bincount(data.y, minlength=10)
+    assert int(counts.max() - counts.min()) <= 1
+    assert torch.equal(synthetic_city(400, seed=1, hops=6).x, data.x)

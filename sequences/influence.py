@@ -1,0 +1,128 @@
+r"""Lag-wise Jacobian influence of a sequence model.
+
+For a model mapping input embeddings :math:`x \in \mathbb{R}^{B \times T \times E}` to
+outputs :math:`y \in \mathbb{R}^{B \times T \times C}`, the influence of input
+position :math:`\tau` on output position :math:`t` of sequence :math:`b` is
+
+.. math::
+    I(t, \tau) = \sum_{i=1}^{C} \sum_{e=1}^{E}
+       \left| \frac{\partial y_{b,t,i}}{\partial x_{b,\tau,e}} \right|,
+
+binned by the lag :math:`k = t - \tau` into :math:`T_k(t)`; the curve and the range
+:math:`R` (influence-weighted mean lag) come from :mod:`fwdlearn.diagnostics.influence`.
+A causal model has :math:`I(t, \tau) = 0` for :math:`\tau > t` (negative lags).
+
+All measured positions of a chunk are computed together: the batch is replicated
+once per position, and one backward pass per output channel :math:`i` of
+:math:`\sum_{b,p} y^{(p)}_{b,t_p,i}` gives every (sequence, position) row at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range
+from fwdlearn.fit import progress
+
+__all__ = ["lag_influence", "lag_masses"]
+
+
+def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    """``(f, x)``: the map from embeddings to outputs and the embeddings to differentiate."""
+    if not inputs.dtype.is_floating_point:
+        if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):
+            raise TypeError("integer token inputs need a model with embed(tokens) and forward_from_embeddings(emb); "
+                            "otherwise pass float embeddings of shape [batch, time, features]")
+        with torch.no_grad():
+            inputs = model.embed(inputs)
+    if inputs.dim() != 3:
+        raise ValueError(f"inputs must be [batch, time, features] embeddings or [batch, time] tokens; "
+                         f"got shape {tuple(inputs.shape)}")
+    forward = model.forward_from_embeddings if hasattr(model, "forward_from_embeddings") else model
+    if not callable(forward):
+        raise TypeError(f"model must be callable on embeddings [B, T, E]; got {type(model).__name__}")
+    return forward, inputs.detach()
+
+
+def _as_output(out) -> Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _select_positions(length: int, positions: int | Sequence[int] | Tensor | None, seed: int) -> Tensor:
+    if positions is None:
+        return torch.arange(length)
+    if isinstance(positions, int):
+        if positions < 1:
+            raise ValueError(f"positions must be >= 1 when given as a count, got {positions}")
+        return torch.randperm(length, generator=torch.Generator().manual_seed(seed))[: min(positions, length)].sort().values
+    chosen = torch.as_tensor(positions, dtype=torch.long).flatten()
+    if chosen.numel() == 0 or int(chosen.min()) < 0 or int(chosen.max()) >= length:
+        raise ValueError(f"positions must be non-empty and lie in [0, {length - 1}] (sequence length {length})")
+    return chosen
+
+
+def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | None = None, seed: int = 0,
+               chunk: int = 64, quiet: bool = True) -> tuple[Tensor, Tensor]:
+    r"""``(mass [S, T], lag [S, T])`` with :math:`S = B \cdot P` rows (sequence-major) and ``lag = t - tau``.
+
+    Negative lags (future inputs) are included so causality can be checked.
+    """
+    forward, x = _embedding_function(model, inputs)
+    batch, length, _ = x.shape
+    chosen = _select_positions(length, positions, seed)
+    masses = []
+    for part in progress(list(torch.split(chosen, chunk)), desc="influence", quiet=quiet):
+        p = len(part)
+        copies = x.repeat_interleave(p, dim=0).clone().requires_grad_(True)  # [B*p, T, E], row b*p + j
+        with torch.enable_grad():
+            out = _as_output(forward(copies))
+            if out.dim() != 3 or out.shape[:2] != (batch * p, length):
+                raise ValueError(f"the model must return [batch, time, channels]; got {tuple(out.shape)}")
+            rows = torch.arange(batch * p, device=out.device)
+            times = part.to(out.device).repeat(batch)
+            picked = out[rows, times]  # [B*p, C]
+            mass = torch.zeros(batch * p, length, dtype=x.dtype, device=x.device)
+            for channel in range(picked.shape[1]):
+                (grad,) = torch.autograd.grad(picked[:, channel].sum(), copies, retain_graph=channel < picked.shape[1] - 1)
+                mass += grad.abs().sum(dim=2)
+        masses.append((mass.detach().reshape(batch, p, length), part))
+    mass = torch.cat([m for m, _ in masses], dim=1).reshape(batch * len(chosen), length)
+    times = torch.cat([t for _, t in masses]).repeat(batch)
+    lag = times[:, None] - torch.arange(length)[None, :]
+    return mass.cpu(), lag
+
+
+def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence[int] | Tensor | None = None,
+                  normalize: bool = True, seed: int = 0, chunk: int = 64,
+                  quiet: bool = True) -> tuple[Tensor, float, Tensor]:
+    r"""Per-lag Jacobian influence :math:`T_k(t)` for ``k = 0..max_lag``, its mean curve and :math:`R`.
+
+    Args:
+        model: maps embeddings ``[B, T, E]`` to ``[B, T, C]`` (a tuple's first item is used). If it
+            has ``forward_from_embeddings`` that is used; integer ``inputs`` are embedded with
+            ``model.embed`` first. An ``nn.Module`` is evaluated in ``eval()`` mode and restored.
+        inputs: ``[B, T, E]`` float embeddings or ``[B, T]`` integer tokens.
+        max_lag: largest lag binned.
+        positions: output positions measured: all (None), a count drawn with ``seed``, or a list.
+        normalize: divide the curve by its lag-0 value (:math:`R` uses the raw totals).
+        chunk: positions measured together (memory bound; results do not depend on it).
+
+    Returns:
+        ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major.
+    """
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    module = model if isinstance(model, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
+    finally:
+        if module is not None:
+            module.train(was_training)
+    totals = distance_totals(mass, lag, max_lag)
+    return influence_curve(totals, normalize=normalize), influence_range(totals), totals

@@ -1,0 +1,72 @@
+"""lag_influence: exact kernel mass for a causal convolution, causality of a GRU."""
+
+import pytest
+import torch
+
+from fwdlearn.sequences import lag_influence
+from fwdlearn.sequences.influence import lag_masses
+
+
+class CausalConv(torch.nn.Module):
+    """y_t = sum_k W_k x_{t-k} (left-padded Conv1d), linear so its Jacobian is the kernel."""
+
+    def __init__(self, features: int, channels: int, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.conv = torch.nn.Conv1d(features, channels, width, bias=False)
+
+    def forward(self, x):
+        h = torch.nn.functional.pad(x.transpose(1, 2), (self.width - 1, 0))
+        return self.conv(h).transpose(1, 2)
+
+
+class TinyGRU(torch.nn.Module):
+    def __init__(self, vocab: int = 7, features: int = 4, hidden: int = 6) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab, features)
+        self.gru = torch.nn.GRU(features, hidden, batch_first=True)
+        self.head = torch.nn.Linear(hidden, vocab)
+
+    def embed(self, tokens):
+        return self.embedding(tokens)
+
+    def forward_from_embeddings(self, emb):
+        return self.head(self.gru(emb)[0])
+
+
+def test_causal_convolution_mass_per_lag_is_the_kernel_mass():
+    torch.manual_seed(0)
+    model = CausalConv(features=3, channels=2, width=4)
+    x = torch.randn(2, 12, 3)
+    positions = [5, 8, 11]  # every lag 0..3 is inside the sequence
+    curve, R, per_position = lag_influence(model, x, max_lag=6, positions=positions, normalize=False, chunk=2)
+    kernel = model.conv.weight.detach().abs().sum(dim=(0, 1))  # [width], index w multiplies x_{t-(width-1-w)}
+    expected = torch.zeros(7)
+    expected[:4] = kernel.flip(0)
+    assert per_position.shape == (6, 7)
+    assert torch.allclose(per_position, expected.expand(6, 7), atol=1e-6)
+    assert torch.allclose(curve, expected, atol=1e-6)
+    assert R == pytest.approx(float((expected * torch.arange(7)).sum() / expected.sum()), rel=1e-6)
+
+
+def test_gru_has_no_influence_from_the_future_and_embeds_tokens():
+    torch.manual_seed(1)
+    model = TinyGRU()
+    tokens = torch.randint(0, 7, (3, 10))
+    mass, lag = lag_masses(model, tokens)
+    assert mass.shape == (30, 10)
+    assert float(mass[lag < 0].abs().max()) == 0.0
+    assert bool((mass[lag >= 0] > 0).all())
+    curve, R, _ = lag_influence(model, tokens, max_lag=9, positions=4, seed=2)
+    assert curve[0] == 1.0 and 0 < R < 9
+    assert model.training
+
+
+def test_bad_inputs_fail_with_clear_messages():
+    model = CausalConv(3, 2, 2)
+    with pytest.raises(TypeError, match="integer token inputs need a model with embed"):
+        lag_influence(model, torch.zeros(2, 5, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match=r"positions must be non-empty and lie in \[0, 4\]"):
+        lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[5])
+    with pytest.raises(ValueError, match="inputs must be \\[batch, time, features\\]"):
+        lag_influence(model, torch.zeros(5, 3), 3)

@@ -1,0 +1,153 @@
+"""The ``fwdlearn bench influence`` run: agreement and speed vs PyG, cost at scale, ranges of trained models.
+
+Every figure sits next to its baseline measured in the same run:
+
+1. California (or ``--data``), GCN of ``--layers`` layers, ``--samples`` seeds:
+   :func:`~fwdlearn.graphs.hop_influence` vs PyG's per-seed reference
+   (``torch_geometric.utils.influence.jacobian_l1_agg_per_hop``, the function
+   ``total_influence`` loops over) on the same seeds: max relative difference of
+   the per-seed rows, of the curve and of R, and the speed-up. When
+   ``--pyg-samples`` is below ``--samples`` PyG is timed on that many seeds and its time
+   extrapolated linearly (its cost is one independent Jacobian per seed).
+2. A generated city of ``--big-nodes`` nodes: labelling time, and seconds per 1,000
+   seeds at ``--big-layers`` layers.
+3. MLP, 2-layer and ``--layers``-layer GCN trained by BP on the City-Networks labels:
+   test accuracy and R; the deep GCN trained by ForwardGNN ``--forward-method``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from fwdlearn.fit import seed_everything
+from fwdlearn.records import RunRecord
+from fwdlearn.reporting import write_results
+
+from .influence import hop_influence, select_seeds
+
+__all__ = ["run_bench"]
+
+COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
+
+
+def _agreement_and_speed(config, data, rows: list[dict], quiet: bool) -> None:
+    from torch_geometric.utils.influence import jacobian_l1_agg_per_hop, influence_weighted_receptive_field
+
+    from .influence_commands import make_model
+
+    seed_everything(config.seed)
+    model = make_model("gcn", data.num_features, int(data.y.max()) + 1, config.layers, config.hidden).eval()
+    nodes = select_seeds(data.num_nodes, config.samples, None, config.seed)
+    start = time.perf_counter()
+    curve, R, ours = hop_influence(model, data, config.layers, nodes=nodes, quiet=quiet)
+    ours_seconds = time.perf_counter() - start
+    reference_nodes = nodes[: config.pyg_samples].tolist()
+    start = time.perf_counter()
+    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, config.layers, n, "cpu") for n in reference_nodes])
+    pyg_seconds = (time.perf_counter() - start) * len(nodes) / len(reference_nodes)
+    mine = ours[: len(reference_nodes)]
+    row_diff = float(((mine - reference).abs().max(dim=1).values / reference.abs().max(dim=1).values).max())
+    pyg_R = influence_weighted_receptive_field(reference)
+    mine_R = float(((mine * torch.arange(mine.shape[1])).sum(1) / mine.sum(1)).mean())
+    curve_diff = float(((mine.mean(0) / mine.mean(0)[0]) - (reference.mean(0) / reference.mean(0)[0])).abs().max())
+    extrapolated = " (extrapolated from %d seeds)" % len(reference_nodes) if len(reference_nodes) < len(nodes) else ""
+    name = f"gcn-{config.layers}"
+    rows += [
+        {"experiment": f"agreement, {len(reference_nodes)} seeds", "model": name, "metric": "max rel. diff per seed row",
+         "value": row_diff, "baseline": "PyG", "ratio": None},
+        {"experiment": f"agreement, {len(reference_nodes)} seeds", "model": name, "metric": "max abs. diff of normalised curve",
+         "value": curve_diff, "baseline": "PyG", "ratio": None},
+        {"experiment": f"agreement, {len(reference_nodes)} seeds", "model": name, "metric": "R (fwdlearn vs PyG)",
+         "value": mine_R, "baseline": pyg_R, "ratio": mine_R / pyg_R},
+        {"experiment": f"speed, {len(nodes)} seeds", "model": name, "metric": "seconds" + extrapolated,
+         "value": ours_seconds, "baseline": pyg_seconds, "ratio": pyg_seconds / ours_seconds},
+    ]
+
+
+def _scale(config, rows: list[dict], quiet: bool) -> None:
+    from .citynet import city_data, synthetic_road_graph
+    from .influence_commands import make_model
+
+    road = synthetic_road_graph(config.big_nodes, config.seed)
+    start = time.perf_counter()
+    data = city_data(road, hops=16, seed=config.seed, quiet=quiet)
+    label_seconds = time.perf_counter() - start
+    rows.append({"experiment": f"generated city, {data.num_nodes} nodes", "model": "-",
+                 "metric": "seconds to label (16-hop eccentricity) + features", "value": label_seconds,
+                 "baseline": None, "ratio": None})
+    seed_everything(config.seed)
+    model = make_model("gcn", data.num_features, 10, config.big_layers, config.hidden).eval()
+    start = time.perf_counter()
+    hop_influence(model, data, config.big_layers, samples=config.big_samples, seed=config.seed, quiet=quiet)
+    seconds = time.perf_counter() - start
+    rows.append({"experiment": f"generated city, {data.num_nodes} nodes", "model": f"gcn-{config.big_layers}",
+                 "metric": "seconds per 1,000 seeds", "value": seconds * 1000 / config.big_samples,
+                 "baseline": None, "ratio": None})
+
+
+def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
+    from .influence_commands import make_model, train_bp
+
+    max_hops = config.layers
+    classes = int(data.y.max()) + 1
+    results = {}
+    for kind, layers in (("mlp", 2), ("gcn", 2), ("gcn", config.layers)):
+        seed_everything(config.seed)
+        model = make_model(kind, data.num_features, classes, layers, config.hidden)
+        fit = train_bp(model, data, config.epochs, quiet=quiet, desc=f"{kind}-{layers}")
+        _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
+        results[(kind, layers)] = (fit["test_accuracy"], R)
+        rows.append({"experiment": f"trained by BP, {config.epochs} epochs", "model": f"{kind}-{layers}",
+                     "metric": f"test accuracy / R (max_hops={max_hops})", "value": fit["test_accuracy"],
+                     "baseline": R, "ratio": None})
+    if not config.forward_method:
+        return
+    try:
+        from .forward_gnn import ForwardGNN
+    except ImportError as error:
+        rows.append({"experiment": "BP vs forward", "model": f"gcn-{config.layers}", "metric": "skipped",
+                     "value": f"ForwardGNN not available ({error})", "baseline": None, "ratio": None})
+        return
+    seed_everything(config.seed)
+    forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
+                         method=config.forward_method)
+    report = forward.fit(data, epochs=config.epochs)
+    _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
+    bp_acc, bp_R = results[("gcn", config.layers)]
+    rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
+                 "metric": f"test accuracy ({config.forward_method})", "value": report.test_accuracy,
+                 "baseline": bp_acc, "ratio": None})
+    rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
+                 "metric": f"R ({config.forward_method})", "value": R, "baseline": bp_R, "ratio": R / bp_R})
+
+
+def run_bench(config) -> int:
+    """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md`` and a run record."""
+    from .citynet import load_city
+
+    out = Path(config.out)
+    for path in (out.with_suffix(".json"), out.with_suffix(".md")):
+        if path.exists() and not config.overwrite:
+            raise SystemExit(f"{path} already exists; choose another --out or pass --overwrite")
+    record = RunRecord("bench-influence", config, seed=config.seed)
+    quiet = config.quiet
+    data = load_city(config.data, seed=config.seed, quiet=quiet)
+    rows: list[dict] = []
+    _agreement_and_speed(config, data, rows, quiet)
+    if config.big_nodes:
+        _scale(config, rows, quiet)
+    if config.epochs:
+        _trained_ranges(config, data, rows, quiet)
+    for row in rows:
+        record.log(**row)
+        print(row)
+    notes = ("PyG reference: torch_geometric.utils.influence.jacobian_l1_agg_per_hop on the same seeds (the per-seed "
+             "function total_influence loops over). Untrained GCN for agreement/speed. "
+             f"Host: {torch.get_num_threads()} torch threads, CPU.")
+    write_results(out, rows, COLUMNS, title="Influence: agreement, speed, ranges", notes=notes)
+    record.save(out.with_name(out.name + "-record.json"), overwrite=config.overwrite)
+    print(f"wrote {out.with_suffix('.md')}")
+    return 0

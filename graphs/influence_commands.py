@@ -171,6 +171,7 @@ class BenchInfluenceConfig:
     big_nodes: int = field(default=100_000, metadata={"help": "generated city for the seconds-per-1000-seeds figure (0 = skip)"})
     big_layers: int = 16
     big_samples: int = 1000
+    big_pyg_samples: int = field(default=20, metadata={"help": "seeds PyG is timed on at scale (0 = skip)"})
     epochs: int = field(default=200, metadata={"help": "training epochs for the accuracy/R table (0 = skip)"})
     forward_method: str = field(default="sf", metadata={"help": "ForwardGNN method compared with BP ('' = skip)"})
     seed: int = 0

@@ -135,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:  # a group without its subcommand
         args.group_parser.print_help()
         return 2
-    status = run(args)
+    try:
+        status = run(args)
+    except (FileExistsError, FileNotFoundError) as error:  # a user's file in the way, or data not found
+        print(f"fwdlearn: error: {error}", file=sys.stderr)
+        return 2
     return 0 if status is None else int(status)
 
 

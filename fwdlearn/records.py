@@ -11,7 +11,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunRecord", "library_versions", "to_jsonable"]
+__all__ = ["RunRecord", "library_versions", "to_jsonable", "refuse_overwrite"]
+
+
+def refuse_overwrite(*paths: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> None:
+    """Fail before any work is done when an output file exists and ``overwrite`` is not set."""
+    for path in paths:
+        if path and Path(path).exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; choose another output path or pass {flag} to replace it")
 
 
 def library_versions() -> dict[str, str]:

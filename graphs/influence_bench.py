@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fwdlearn.fit import seed_everything
-from fwdlearn.records import RunRecord
+from fwdlearn.records import RunRecord, refuse_overwrite
 from fwdlearn.reporting import write_results
 
 from .influence import hop_influence, select_seeds
@@ -139,9 +139,7 @@ def run_bench(config) -> int:
     from .citynet import load_city
 
     out = Path(config.out)
-    for path in (out.with_suffix(".json"), out.with_suffix(".md")):
-        if path.exists() and not config.overwrite:
-            raise SystemExit(f"{path} already exists; choose another --out or pass --overwrite")
+    refuse_overwrite(out.with_suffix(".json"), out.with_suffix(".md"), overwrite=config.overwrite)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
     data = load_city(config.data, seed=config.seed, quiet=quiet)

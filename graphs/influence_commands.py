@@ -18,12 +18,13 @@ from torch import Tensor
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.fit import Trainer, seed_everything
-from fwdlearn.records import RunRecord
+from fwdlearn.diagnostics.plots import plot_influence_curves
+from fwdlearn.records import RunRecord, refuse_overwrite
 
 from .influence import hop_influence
 
 __all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig", "make_model", "train_bp",
-           "plot_curves"]
+           "NodeMLP"]
 
 MODELS = ["gcn", "sage", "mlp"]
 
@@ -82,25 +83,6 @@ def train_bp(model: torch.nn.Module, data, epochs: int, lr: float = 1e-2, patien
             "epochs_run": result.epochs_run}
 
 
-def plot_curves(curves: dict[str, list[float]], path: str, title: str = "", xlabel: str = "hops") -> None:
-    """Normalised influence curves on a log scale, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, curve in curves.items():
-        ax.semilogy(range(len(curve)), [max(c, 1e-12) for c in curve], marker="o", ms=3, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("influence / influence at 0")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 @dataclass
 class InfluenceGraphConfig:
     data: str = field(default="synthetic-city:2500", metadata={"help": "city:<path>, synthetic-city[:N], citynetwork:<name>"})
@@ -129,8 +111,7 @@ def _run_influence(args: argparse.Namespace) -> int:
     config = dataclass_from_args(InfluenceGraphConfig, args)
     record = RunRecord("influence-graph", config, seed=config.seed)
     path = config.json or RunRecord.default_path("influence-graph")
-    if str(path) and not config.overwrite and __import__("pathlib").Path(path).exists():
-        raise SystemExit(f"{path} already exists; choose another --json path or pass --overwrite")
+    refuse_overwrite(path, config.plot, overwrite=config.overwrite)
     seed_everything(config.seed)
     data = load_city(config.data, seed=config.seed, hops=config.hops, quiet=config.quiet)
     max_hops = config.max_hops or config.layers
@@ -149,7 +130,7 @@ def _run_influence(args: argparse.Namespace) -> int:
         curves[f"{kind}-{config.layers}"] = curve.tolist()
         print(f"{kind:5s} layers={config.layers} R={R:.3f}" + (f" test_acc={row['test_accuracy']:.3f}" if "test_accuracy" in row else ""))
     if config.plot:
-        plot_curves(curves, config.plot, title=config.data)
+        plot_influence_curves(curves, config.plot, xlabel="hops", title=config.data)
         record.summary["plot"] = config.plot
     record.summary["curves"] = curves
     print(f"record: {record.save(path, overwrite=config.overwrite)}")

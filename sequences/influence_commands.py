@@ -18,7 +18,8 @@ from torch import Tensor
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.fit import seed_everything
-from fwdlearn.records import RunRecord
+from fwdlearn.diagnostics.plots import plot_influence_curves
+from fwdlearn.records import RunRecord, refuse_overwrite
 
 from .influence import lag_influence
 
@@ -83,25 +84,6 @@ class InfluenceSeqConfig:
     quiet: bool = False
 
 
-def _plot(curves: dict[str, list[float]], path: str) -> None:
-    """Normalised lag curves on a log scale (the same figure as ``fwdlearn influence graph``; the core has
-    no plotting helper and sequences may not import graphs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, curve in curves.items():
-        ax.semilogy(range(len(curve)), [max(c, 1e-12) for c in curve], marker="o", ms=3, label=name)
-    ax.set_xlabel("lag")
-    ax.set_ylabel("influence / influence at lag 0")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def _configure(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, InfluenceSeqConfig)
 
@@ -109,8 +91,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     config = dataclass_from_args(InfluenceSeqConfig, args)
     path = Path(config.json) if config.json else RunRecord.default_path("influence-seq")
-    if path.exists() and not config.overwrite:
-        raise SystemExit(f"{path} already exists; choose another --json path or pass --overwrite")
+    refuse_overwrite(path, config.plot, overwrite=config.overwrite)
     record = RunRecord("influence-seq", config, seed=config.seed)
     seed_everything(config.seed)
     inputs = torch.randn(config.batch, config.length, config.features)
@@ -125,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         curves[kind] = curve.tolist()
         print(f"{kind:5s} R={R:.3f}")
     if config.plot:
-        _plot(curves, config.plot)
+        plot_influence_curves(curves, config.plot, xlabel="lag")
     record.summary["curves"] = curves
     print(f"record: {record.save(path, overwrite=config.overwrite)}")
     return 0

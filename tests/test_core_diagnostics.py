@@ -78,3 +78,20 @@ def test_measure_cost_reports_a_step():
     cost = measure_cost(lambda: model(x).tanh().sum().backward())
     assert cost.seconds > 0 and cost.saved_bytes >= 256 * 128 * 4
     assert cost.peak_rss_bytes > 0 and cost.cuda_peak_bytes is None
+
+
+def test_plot_influence_curves_writes_an_image(tmp_path):
+    from fwdlearn.diagnostics.plots import plot_influence_curves
+
+    path = plot_influence_curves({"a": [1.0, 0.5, 0.0], "b": [1.0, 0.1, 0.01]}, tmp_path / "sub" / "c.png", xlabel="lag")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_refuse_overwrite_names_the_file_and_the_flag(tmp_path):
+    from fwdlearn.records import refuse_overwrite
+
+    existing = tmp_path / "r.json"
+    existing.write_text("{}")
+    refuse_overwrite(tmp_path / "new.json", "", existing, overwrite=True)  # allowed
+    with pytest.raises(FileExistsError, match=r"r.json already exists; choose another output path or pass --overwrite"):
+        refuse_overwrite(tmp_path / "new.json", existing)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,7 @@ def _cached(key_parts: dict, stem: str, make) -> Data:
     if path.exists():
         return torch.load(path, weights_only=False)
     data = make()
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
     torch.save(data, tmp)
     tmp.replace(path)
     return data

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range
+from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.fit import progress
 
 from .hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
@@ -176,6 +177,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         variant: ``"subgraph"`` (PyG's definition, induced ``max_hops`` ball) or ``"full"`` (whole graph).
         quiet: no progress bar.
 
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
+    measures a contiguous share of the seeds and the rows are gathered in seed order, so
+    every process returns the same result as one process would (see :mod:`fwdlearn.distributed`).
+
     Returns:
         ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals.
     """
@@ -187,12 +192,16 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     was_training = module.training if module is not None else False
     if module is not None:
         module.eval()
+    start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     try:
         compute = _subgraph_totals if variant == "subgraph" else _full_totals
-        with torch.enable_grad():
-            per_seed = compute(model, x, edge_index, seeds, max_hops, batch_size, quiet)
+        if stop > start:
+            with torch.enable_grad():
+                per_seed = compute(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)
+        else:
+            per_seed = x.new_zeros(0, max_hops + 1)
     finally:
         if module is not None:
             module.train(was_training)
-    per_seed = per_seed.cpu()
+    per_seed = gather_rows(per_seed).cpu()
     return influence_curve(per_seed, normalize=normalize), influence_range(per_seed), per_seed

@@ -19,6 +19,7 @@ from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.fit import Trainer, seed_everything
 from fwdlearn.diagnostics.plots import plot_influence_curves
+from fwdlearn.distributed import init_from_env, rank
 from fwdlearn.records import RunRecord, refuse_overwrite
 
 from .influence import hop_influence
@@ -109,11 +110,14 @@ def _run_influence(args: argparse.Namespace) -> int:
     from .citynet import load_city
 
     config = dataclass_from_args(InfluenceGraphConfig, args)
+    init_from_env()  # under torchrun the seeds are shared out; rank 0 reports
+    lead = rank() == 0
+    quiet = config.quiet or not lead
     record = RunRecord("influence-graph", config, seed=config.seed)
     path = config.json or RunRecord.default_path("influence-graph")
     refuse_overwrite(path, config.plot, overwrite=config.overwrite)
     seed_everything(config.seed)
-    data = load_city(config.data, seed=config.seed, hops=config.hops, quiet=config.quiet)
+    data = load_city(config.data, seed=config.seed, hops=config.hops, quiet=quiet)
     max_hops = config.max_hops or config.layers
     curves = {}
     for kind in config.models:
@@ -121,14 +125,17 @@ def _run_influence(args: argparse.Namespace) -> int:
         model = make_model(kind, data.num_features, int(data.y.max()) + 1, config.layers, config.hidden)
         row = {"model": kind, "layers": config.layers}
         if config.epochs > 0:
-            row.update(train_bp(model, data, config.epochs, quiet=config.quiet, desc=kind))
+            row.update(train_bp(model, data, config.epochs, quiet=quiet, desc=kind))
         start = time.perf_counter()
         curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
-                                    variant=config.variant, quiet=config.quiet)
+                                    variant=config.variant, quiet=quiet)
         row.update(R=R, seconds=time.perf_counter() - start, curve=curve.tolist())
         record.log(**row)
         curves[f"{kind}-{config.layers}"] = curve.tolist()
-        print(f"{kind:5s} layers={config.layers} R={R:.3f}" + (f" test_acc={row['test_accuracy']:.3f}" if "test_accuracy" in row else ""))
+        if lead:
+            print(f"{kind:5s} layers={config.layers} R={R:.3f}" + (f" test_acc={row['test_accuracy']:.3f}" if "test_accuracy" in row else ""))
+    if not lead:
+        return 0
     if config.plot:
         plot_influence_curves(curves, config.plot, xlabel="hops", title=config.data)
         record.summary["plot"] = config.plot

@@ -1,0 +1,87 @@
+r"""Scale-out helpers on ``torch.distributed``: split independent work across processes, gather the rows.
+
+Measurements such as :func:`fwdlearn.graphs.hop_influence` are independent per seed
+(per node, per position). Under ``torchrun`` each process takes a contiguous shard of
+the items and the per-item rows are gathered back in the original order, so the result
+is the same as on one process:
+
+.. math::
+    \text{shard}_r = \text{items}[\lceil rS/W \rceil : \lceil (r+1)S/W \rceil],
+    \qquad r = 0, \dots, W-1.
+
+Use::
+
+    torchrun --nproc_per_node=4 -m fwdlearn influence graph --data city:roads/california ...
+
+``init_from_env()`` starts the process group from torchrun's environment variables
+(``nccl`` on GPUs, ``gloo`` on CPUs); without them everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows"]
+
+
+def is_distributed() -> bool:
+    """Whether a process group with more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group described by torchrun's ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` variables.
+
+    Returns ``True`` when more than one process takes part. Does nothing (returns ``False``)
+    when the variables are absent or ``WORLD_SIZE`` is 1; idempotent.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
+    if not dist.is_initialized():
+        if backend is None:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return is_distributed()
+
+
+def shard_bounds(count: int, shards: int | None = None, index: int | None = None) -> tuple[int, int]:
+    """``(start, stop)`` of shard ``index`` of ``shards`` near-equal contiguous parts of ``range(count)``."""
+    shards = world_size() if shards is None else shards
+    index = rank() if index is None else index
+    if not 0 <= index < shards:
+        raise ValueError(f"shard index {index} outside [0, {shards})")
+    return (count * index + shards - 1) // shards, (count * (index + 1) + shards - 1) // shards
+
+
+def gather_rows(rows: Tensor) -> Tensor:
+    """Concatenate every process's ``rows`` (first dims may differ) in rank order; identity on one process."""
+    if not is_distributed():
+        return rows
+    device = rows.device
+    if dist.get_backend() == "nccl" and device.type != "cuda":
+        rows = rows.cuda()
+    size = torch.tensor([rows.shape[0]], device=rows.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    longest = int(max(int(s) for s in sizes))
+    padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+    padded[: rows.shape[0]] = rows
+    parts = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(s)] for part, s in zip(parts, sizes)]).to(device)

@@ -1,0 +1,339 @@
+r"""Recurrent language models trained by ``bptt``, ``tbptt:k``, ``ft-bptt`` or ``dsf``.
+
+.. math::
+    x^{(0)}_t = E[w_t], \qquad
+    x^{(l)}_t = x^{(l-1)}_t + h^{(l)}_t, \quad s^{(l)}_t = f^{(l)}_\theta\big(u^{(l)}_t, s^{(l)}_{t-1}\big),
+    \qquad \text{logits}_t = W_o\,x^{(L)}_t + b_o
+
+with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
+followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
+The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`) or a diagonal
+linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
+:math:`A = \operatorname{diag}(\lambda)` is exactly BPTT). How the states get their gradient is
+the training mode (:mod:`fwdlearn.sequences.training_modes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .training_modes import TrainingMode, make_feedback, one_step_states, parse_training, truncated_run, unrolled_states
+
+__all__ = ["CELLS", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
+
+CELLS = ("tanh", "gru", "lstm", "linear")
+
+
+class RecurrentLayer(nn.Module):
+    r"""One recurrent layer with a flat state ``[..., state_size]``: fused sequence calls
+    (``torch.nn.RNN/GRU/LSTM``) and a one-step cell on the same weights
+    (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``)."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+        self.cell, self.hidden = cell, hidden
+        self.state_size = 2 * hidden if cell == "lstm" else hidden
+        if cell == "linear":
+            self.input = nn.Linear(input_size, hidden)
+            self.decay = nn.Parameter(torch.empty(hidden).uniform_(0.5, 0.95))
+        else:
+            kind = {"tanh": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+            self.rnn = kind(input_size, hidden, batch_first=True)
+
+    def _weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r = self.rnn
+        return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+
+    def initial_state(self, batch: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch, self.state_size)
+
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+        """Fused sequence call, differentiable: ``(h [B, T, H], s_T [B, S])``."""
+        if self.cell == "linear":
+            states, _ = unrolled_plain(self, u, s0)
+            return states, states[:, -1]
+        if self.cell == "lstm":
+            h0, c0 = s0.split(self.hidden, dim=-1)
+            out, (hT, cT) = self.rnn(u, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
+            return out, torch.cat([hT[0], cT[0]], dim=-1)
+        out, hT = self.rnn(u, s0.unsqueeze(0).contiguous())
+        return out, hT[0]
+
+    @torch.no_grad()
+    def scan(self, u: Tensor, s0: Tensor) -> Tensor:
+        """Every state ``[B, T, S]`` (no graph). For an LSTM the cell states are rebuilt from the
+        fused pass's outputs: :math:`c_t = \\sigma(f_t) c_{t-1} + \\sigma(i_t)\\tanh(g_t)` with gates
+        from one batched matmul."""
+        if self.cell == "linear":
+            return unrolled_plain(self, u, s0)[0]
+        out, _ = self.run(u, s0)
+        if self.cell != "lstm":
+            return out
+        B, T, _ = u.shape
+        h0, c0 = s0.split(self.hidden, dim=-1)
+        h_prev = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        gates = F.linear(u, w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)
+        i, f, g, _ = gates.chunk(4, dim=-1)
+        inject = torch.sigmoid(i) * torch.tanh(g)
+        forget = torch.sigmoid(f)
+        cs, c = [], c0
+        for t in range(T):
+            c = forget[:, t] * c + inject[:, t]
+            cs.append(c)
+        return torch.cat([out, torch.stack(cs, dim=1)], dim=-1)
+
+    def step(self, u: Tensor, s: Tensor) -> Tensor:
+        """One step for a batch of positions: ``u [N, I]``, ``s [N, S]`` -> ``[N, S]``."""
+        if self.cell == "linear":
+            return self.decay * s + self.input(u)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        if self.cell == "gru":
+            return torch.gru_cell(u, s, w_ih, w_hh, b_ih, b_hh)
+        if self.cell == "tanh":
+            return torch.rnn_tanh_cell(u, s, w_ih, w_hh, b_ih, b_hh)
+        h, c = s.split(self.hidden, dim=-1)
+        h, c = torch.lstm_cell(u, (h, c), w_ih, w_hh, b_ih, b_hh)
+        return torch.cat([h, c], dim=-1)
+
+    def output(self, states: Tensor) -> Tensor:
+        """The hidden output :math:`h` of a state (the first ``hidden`` channels)."""
+        return states[..., : self.hidden]
+
+
+def unrolled_plain(layer: RecurrentLayer, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+    """A step loop (for the linear cell, which has no fused kernel): ``(states [B,T,S], s_T)``."""
+    states, s = [], s0
+    for t in range(u.shape[1]):
+        s = layer.step(u[:, t], s)
+        states.append(s)
+    return torch.stack(states, dim=1), s
+
+
+class RecurrentBlock(nn.Module):
+    """Residual block: ``x + h(u)`` with ``u = x`` or, when ``norm``, ``u = LN(x)`` then ``+ MLP(LN(.))``."""
+
+    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.layer = RecurrentLayer(cell, width, width)
+        self.norm = norm
+        if norm:
+            self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
+
+    def forward(self, x: Tensor, s0: Tensor, mode: TrainingMode | None, feedback: Tensor | None = None,
+                probe: list | None = None) -> tuple[Tensor, Tensor]:
+        """``(x_out [B, T, W], s_T [B, S])``. ``mode=None`` is the plain fused (evaluation) path;
+        ``"unrolled"`` diagnostics and DSF states are appended to ``probe`` when it is given."""
+        u = self.ln1(x) if self.norm else x
+        layer = self.layer
+        if mode is not None and mode.name == "unrolled":
+            states, per_step = unrolled_states(layer, u, s0)
+            if probe is not None:
+                probe.append(per_step)
+            h, sT = layer.output(states), states[:, -1]
+        elif mode is None or mode.name == "bptt" or not torch.is_grad_enabled():
+            h, sT = layer.run(u, s0)
+        elif mode.name == "tbptt":
+            h, sT = truncated_run(layer, u, s0, mode.truncation)
+        else:  # ft-bptt, dsf
+            states, raw, sT = one_step_states(layer, u, s0, feedback if mode.name == "dsf" else None)
+            if probe is not None:
+                raw.retain_grad()
+                probe.append(raw)
+            h = layer.output(states)
+        y = x + h
+        if self.norm:
+            y = y + self.mlp(self.ln2(y))
+        return y, sT.detach()
+
+
+class RecurrentLM(nn.Module):
+    r"""Embedding -> ``layers`` residual recurrent blocks -> output projection.
+
+    Args:
+        vocab_size: input tokens (and output classes unless ``out_size``).
+        cell: ``"tanh"``, ``"gru"``, ``"lstm"`` or ``"linear"``.
+        hidden: width of the embedding, the states and the residual stream.
+        layers: recurrent blocks.
+        training: ``"bptt"``, ``"tbptt:k"``, ``"ft-bptt"`` or ``"dsf"`` (``"dsf:gaussian"``,
+            ``"dsf:orthogonal"``); see :mod:`~fwdlearn.sequences.training_modes`.
+        feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``).
+        norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
+        out_size: output width (default ``vocab_size``; 1 for a regression task).
+        feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
+
+    The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
+    saved with the model; :meth:`set_feedback` replaces it.
+
+    Example::
+
+        lm = RecurrentLM(corpus.vocab_size, cell="gru", hidden=256, layers=2, training="dsf")
+        report = lm.fit(corpus, context=128, steps=500)
+        print(lm.evaluate(corpus.validation)["bpc"], lm.generate("ROMEO:", 100, vocab=corpus.vocab))
+    """
+
+    def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
+                 training: str | TrainingMode = "bptt", feedback: str = "diagonal", norm: bool = False,
+                 out_size: int | None = None, feedback_seed: int = 0) -> None:
+        super().__init__()
+        if vocab_size < 1 or hidden < 1 or layers < 1:
+            raise ValueError(f"RecurrentLM needs vocab_size, hidden and layers >= 1; got {vocab_size}, {hidden}, {layers}")
+        self.mode = parse_training(training, feedback)
+        self.config = {"vocab_size": vocab_size, "cell": cell, "hidden": hidden, "layers": layers,
+                       "training": str(self.mode), "feedback": self.mode.feedback, "norm": norm,
+                       "out_size": out_size, "feedback_seed": feedback_seed}
+        self.embedding = nn.Embedding(vocab_size, hidden)
+        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
+        self.head = nn.Linear(hidden, out_size or vocab_size)
+        gen = torch.Generator().manual_seed(feedback_seed)
+        for i, block in enumerate(self.blocks):
+            self.register_buffer(f"feedback_{i}", make_feedback(self.mode.feedback, block.layer.state_size, gen))
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def vocab_size(self) -> int:
+        return self.embedding.num_embeddings
+
+    def feedback(self, layer: int) -> Tensor:
+        """DSF's feedback :math:`A^{(l)}` of ``layer``."""
+        return getattr(self, f"feedback_{layer}")
+
+    def set_feedback(self, layer: int, value: Tensor) -> None:
+        """Replace layer ``layer``'s feedback by ``value`` (``[S]`` decays or ``[S, S]``)."""
+        S = self.blocks[layer].layer.state_size
+        if value.shape not in ((S,), (S, S)):
+            raise ValueError(f"feedback of layer {layer} must have shape [{S}] or [{S}, {S}]; got {tuple(value.shape)}")
+        setattr(self, f"feedback_{layer}", value.detach().clone().to(self.head.weight.device))
+
+    def set_training(self, training: str | TrainingMode) -> None:
+        """Switch the training mode (same weights); the feedback kind stays as built."""
+        mode = parse_training(training, self.mode.feedback)
+        if mode.name == "dsf" and mode.feedback != self.mode.feedback:
+            gen = torch.Generator().manual_seed(self.config["feedback_seed"])
+            for i, block in enumerate(self.blocks):
+                self.set_feedback(i, make_feedback(mode.feedback, block.layer.state_size, gen))
+            self.config["feedback"] = mode.feedback
+        self.mode = mode
+        self.config["training"] = str(mode)
+
+    def initial_state(self, batch: int) -> list[Tensor]:
+        return [b.layer.initial_state(batch, self.head.weight) for b in self.blocks]
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token embeddings ``[B, T] -> [B, T, hidden]``."""
+        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        return self.embedding(tokens)
+
+    def forward_from_embeddings(self, emb: Tensor, state: list[Tensor] | None = None,
+                                mode: TrainingMode | str | None = None, probe: list | None = None,
+                                return_state: bool = False):
+        """Logits ``[B, T, out]`` from embeddings ``[B, T, hidden]`` (a causal map, differentiable
+        w.r.t. ``emb``). ``mode`` ``None`` is the plain fused path (BPTT gradients)."""
+        if emb.dim() != 3 or emb.shape[-1] != self.config["hidden"]:
+            raise ValueError(f"embeddings must be [batch, time, {self.config['hidden']}]; got {tuple(emb.shape)}")
+        if isinstance(mode, str):
+            mode = TrainingMode("unrolled") if mode == "unrolled" else parse_training(mode, self.mode.feedback)
+        if state is None:
+            state = self.initial_state(emb.shape[0])
+        if len(state) != len(self.blocks):
+            raise ValueError(f"state must hold one tensor per layer ({len(self.blocks)}), got {len(state)}")
+        x, new_state = emb, []
+        for i, block in enumerate(self.blocks):
+            x, sT = block(x, state[i].detach(), mode, self.feedback(i), probe)
+            new_state.append(sT)
+        logits = self.head(self.final_norm(x))
+        return (logits, new_state) if return_state else logits
+
+    def forward(self, tokens: Tensor, state: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """``(logits [B, T, out], state)``: in ``train()`` mode with gradients on, the states get their
+        gradient by this model's training mode; otherwise the plain fused path is used."""
+        mode = self.mode if (self.training and torch.is_grad_enabled()) else None
+        return self.forward_from_embeddings(self.embed(tokens), state, mode, return_state=True)
+
+    # ------------------------------------------------------------------ user API
+    def fit(self, data, **kwargs: Any):
+        """Train on a :class:`~fwdlearn.sequences.datasets.Corpus` (contiguous streams, carried state) or a
+        :class:`~fwdlearn.sequences.datasets.SequenceTask`; see :func:`~fwdlearn.sequences.lm_training.fit_lm`
+        and :func:`~fwdlearn.sequences.lm_training.fit_task` for the arguments."""
+        from .datasets import SequenceTask
+        from .lm_training import fit_lm, fit_task
+
+        return fit_task(self, data, **kwargs) if isinstance(data, SequenceTask) else fit_lm(self, data, **kwargs)
+
+    def evaluate(self, data, **kwargs: Any) -> dict[str, float]:
+        """``{"loss", "perplexity", "bpc"}`` on token ids (streams, state carried), or the task metric on a
+        task; see :func:`~fwdlearn.sequences.lm_training.evaluate_lm`."""
+        from .datasets import SequenceTask
+        from .lm_training import evaluate_lm, evaluate_task
+
+        return evaluate_task(self, data, **kwargs) if isinstance(data, SequenceTask) else evaluate_lm(self, data, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, prompt: Tensor | str, steps: int, temperature: float = 1.0, vocab=None,
+                 seed: int | None = None, greedy: bool = False) -> Tensor | str:
+        """Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
+        (prompt included) when ``vocab`` is given."""
+        if isinstance(prompt, str):
+            if vocab is None:
+                raise ValueError("a text prompt needs vocab= to encode it")
+            ids = vocab.encode(prompt)
+        else:
+            ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
+        if ids.numel() == 0:
+            raise ValueError("generate needs a non-empty prompt")
+        if temperature <= 0 and not greedy:
+            raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
+        was = self.training
+        self.eval()
+        gen = torch.Generator(device=self.head.weight.device)
+        gen.manual_seed(seed if seed is not None else torch.initial_seed())
+        logits, state = self(ids.to(self.head.weight.device).unsqueeze(0))
+        out = []
+        for _ in range(steps):
+            last = logits[0, -1]
+            nxt = last.argmax() if greedy else torch.multinomial(F.softmax(last / temperature, -1), 1, generator=gen)[0]
+            out.append(int(nxt))
+            logits, state = self(nxt.view(1, 1), state)
+        self.train(was)
+        result = torch.cat([ids.cpu(), torch.tensor(out, dtype=torch.long)])
+        return vocab.decode(result) if vocab is not None else result
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, vocab=None, overwrite: bool = False) -> Path:
+        """Write ``{"config", "model", "vocab"}`` (refuses to overwrite unless ``overwrite``)."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": dict(self.config), "model": self.state_dict(),
+                    "vocab": vocab.state_dict() if vocab is not None else None}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu"):
+        """``(model, vocab)`` from :meth:`save`'s file or a training checkpoint (its best state)."""
+        from .datasets import Vocabulary
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no model file at {path}")
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        if "model" not in ckpt:  # a Trainer checkpoint: the bundle is under best_state / state
+            ckpt = ckpt.get("best_state") or ckpt.get("state")
+            if not ckpt or "model" not in ckpt:
+                raise ValueError(f"{path} is neither a saved RecurrentLM nor a fwdlearn seq train checkpoint")
+        model = cls(**ckpt["config"])
+        model.load_state_dict(ckpt["model"])
+        vocab = Vocabulary.from_state_dict(ckpt["vocab"]) if ckpt.get("vocab") else None
+        return model, vocab

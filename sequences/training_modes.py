@@ -1,0 +1,183 @@
+r"""How a recurrent layer's states get their gradient: BPTT, truncated BPTT, FT-BPTT, DSF.
+
+Write :math:`s_t = f_\theta(u_t, s_{t-1})` for a layer's state (:math:`s = h`, or
+:math:`s = [h, c]` for an LSTM) and :math:`e_t = \partial\mathcal{L}/\partial s_t` for the
+*local* error, the part of the gradient that reaches :math:`s_t` from the layer above at
+the same step. The modes differ only in the state gradient :math:`g_t` that is pushed into
+:math:`\partial s_t / \partial\theta` (with :math:`s_{t-1}` held fixed):
+
+.. math::
+    \text{bptt:}\quad g_t = e_t + J_t^\top g_{t+1}, \qquad J_t = \frac{\partial s_{t+1}}{\partial s_t}
+
+    \text{tbptt:}k\quad \text{the same inside chunks of } k \text{ steps, } g = e \text{ at a chunk's end}
+
+    \text{ft-bptt:}\quad g_t = e_t
+
+    \text{dsf:}\quad g_t = e_t + A\,g_{t+1} \quad (A \text{ fixed: } \operatorname{diag}(\operatorname{linspace}(0,1,d)),
+    \text{ Gaussian or orthogonal})
+
+FT-BPTT and DSF share one implementation (:func:`one_step_states`): the states are
+computed by the fused ``torch.nn`` RNN under ``no_grad``; then one batched one-step cell
+call over all :math:`B \cdot T` positions, with the previous state detached, rebuilds a
+graph of depth one in time; for DSF, :func:`fwdlearn.feedback.time_feedback` replaces the
+local errors arriving at those states by the reverse scan. Parameter gradients are then
+:math:`\sum_t g_t^\top \partial s_t/\partial\theta`, and the gradient w.r.t. the layer's
+input :math:`u_t` -- the local error of the layer below -- is
+:math:`g_t^\top \partial s_t / \partial u_t`, as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from fwdlearn.feedback import FEEDBACK_KINDS, diagonal_feedback, feedback_matrix, time_feedback
+
+__all__ = [
+    "MODES",
+    "FEEDBACKS",
+    "TrainingMode",
+    "parse_training",
+    "make_feedback",
+    "StatefulLayer",
+    "truncated_run",
+    "one_step_states",
+    "unrolled_states",
+]
+
+MODES = ("bptt", "tbptt:k", "ft-bptt", "dsf")
+FEEDBACKS = ("diagonal",) + tuple(k for k in FEEDBACK_KINDS if k != "uniform")
+
+
+@dataclass(frozen=True)
+class TrainingMode:
+    """A parsed ``training=`` value.
+
+    Attributes:
+        name: ``"bptt"``, ``"tbptt"``, ``"ft-bptt"`` or ``"dsf"``.
+        truncation: :math:`k` for ``tbptt``.
+        feedback: DSF's feedback kind (``diagonal``, ``gaussian``, ``orthogonal``).
+    """
+
+    name: str
+    truncation: int | None = None
+    feedback: str = "diagonal"
+
+    def __str__(self) -> str:
+        if self.name == "tbptt":
+            return f"tbptt:{self.truncation}"
+        if self.name == "dsf" and self.feedback != "diagonal":
+            return f"dsf:{self.feedback}"
+        return self.name
+
+
+def parse_training(spec: str | TrainingMode, feedback: str = "diagonal") -> TrainingMode:
+    """Parse ``"bptt"``, ``"tbptt:32"``, ``"ft-bptt"``, ``"dsf"`` or ``"dsf:gaussian"``."""
+    if isinstance(spec, TrainingMode):
+        return spec
+    name, _, arg = str(spec).strip().lower().partition(":")
+    if name == "bptt" and not arg:
+        return TrainingMode("bptt")
+    if name in ("ft-bptt", "ftbptt") and not arg:
+        return TrainingMode("ft-bptt")
+    if name == "tbptt":
+        try:
+            k = int(arg)
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise ValueError(f"truncated BPTT needs a positive window, e.g. 'tbptt:32'; got {spec!r}")
+        return TrainingMode("tbptt", truncation=k)
+    if name == "dsf":
+        kind = arg or feedback
+        if kind not in FEEDBACKS:
+            raise ValueError(f"unknown DSF feedback {kind!r} in {spec!r}; choose one of {', '.join(FEEDBACKS)} "
+                             "(e.g. 'dsf:gaussian')")
+        return TrainingMode("dsf", feedback=kind)
+    raise ValueError(f"unknown training mode {spec!r}; choose one of {', '.join(MODES)} "
+                     "(tbptt takes a window, e.g. 'tbptt:32'; dsf an optional feedback, e.g. 'dsf:orthogonal')")
+
+
+def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -> Tensor:
+    r"""DSF's fixed feedback :math:`A` for a state of width ``d``: ``[d]`` decays or a ``[d, d]`` matrix.
+
+    ``diagonal``: :math:`\operatorname{linspace}(0, 1, d)` (:func:`fwdlearn.feedback.diagonal_feedback`);
+    ``gaussian``: :math:`\mathcal{N}(0,1)/\sqrt{d}`; ``orthogonal``: a random orthogonal matrix
+    (:func:`fwdlearn.feedback.feedback_matrix`).
+    """
+    if kind == "diagonal":
+        return diagonal_feedback(d)
+    if kind in FEEDBACKS:
+        return feedback_matrix(d, d, kind, generator)
+    raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(FEEDBACKS)}")
+
+
+class StatefulLayer(Protocol):
+    """What a recurrent layer offers the training modes (states are flat ``[..., state_size]``)."""
+
+    state_size: int
+
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # fused, differentiable: (h [B,T,H], s_T)
+
+    def scan(self, u: Tensor, s0: Tensor) -> Tensor: ...  # every state [B,T,S], no graph
+
+    def step(self, u: Tensor, s: Tensor) -> Tensor: ...  # one step on [N, I], [N, S]
+
+
+def truncated_run(layer: StatefulLayer, u: Tensor, s0: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    r"""Truncated BPTT: the fused layer on chunks of ``k`` steps, the state detached between chunks.
+
+    The forward values equal :meth:`run`'s; gradients flow back at most ``k - 1`` steps in
+    time (``k >= T`` is full BPTT over the window).
+    """
+    outs, s = [], s0
+    for start in range(0, u.shape[1], k):
+        h, s = layer.run(u[:, start: start + k], s)
+        outs.append(h)
+        s = s.detach()
+    return torch.cat(outs, dim=1), s
+
+
+def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    r"""FT-BPTT (``feedback=None``) or DSF states of one layer.
+
+    1. :math:`S = \text{scan}(u, s_0)` with the fused RNN under ``no_grad``;
+    2. :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(S_{t-1}))` for all :math:`B \cdot T` positions in one
+       batched cell call (so :math:`\tilde s = S` in value);
+    3. DSF: :math:`\hat s = \text{time\_feedback}(\tilde s, A)` -- identity forward, the local errors
+       :math:`e` replaced by :math:`g_t = e_t + A g_{t+1}` on the way back.
+
+    Args:
+        u: ``[B, T, I]`` layer inputs (may require grad: errors flow on to the layer below).
+        s0: ``[B, S]`` initial state (detached).
+        feedback: ``[S]`` or ``[S, S]`` for DSF, ``None`` for FT-BPTT.
+
+    Returns:
+        ``(states [B, T, S] to read outputs from, raw [B, T, S] one-step states whose .grad is g, s_T)``.
+    """
+    B, T, _ = u.shape
+    with torch.no_grad():
+        S = layer.scan(u.detach(), s0)
+    prev = torch.cat([s0.detach().unsqueeze(1), S[:, :-1]], dim=1)
+    raw = layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
+    states = raw if feedback is None else time_feedback(raw, feedback, dim=1)
+    return states, raw, S[:, -1]
+
+
+def unrolled_states(layer: StatefulLayer, u: Tensor, s0: Tensor) -> tuple[Tensor, list[Tensor]]:
+    r"""BPTT with every state a separate graph node: ``(stacked [B, T, S], [s_1, ..., s_T])``.
+
+    After ``backward()``, ``s_t.grad`` (with ``retain_grad``) is the *total* derivative
+    :math:`g_t = e_t + J_t^\top g_{t+1}` -- the reference for alignment diagnostics. Slow (one
+    cell call per step); used only for diagnostics.
+    """
+    states, s = [], s0
+    for t in range(u.shape[1]):
+        s = layer.step(u[:, t], s)
+        if s.requires_grad:
+            s.retain_grad()
+        states.append(s)
+    return torch.stack(states, dim=1), states

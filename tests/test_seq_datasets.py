@@ -1,0 +1,134 @@
+"""sequences.datasets: vocabularies, corpora through HF datasets, batching, synthetic tasks."""
+
+import math
+
+import pytest
+import torch
+
+from fwdlearn.data import data_dir
+from fwdlearn.sequences import (AddingProblem, CopyTask, DelayedRecall, StreamBatcher, Vocabulary, load_text,
+                                make_task, random_windows)
+
+needs_data = pytest.mark.skipif(data_dir() is None, reason="FWDLEARN_DATA_DIR is unset: real text corpora not available")
+
+
+def test_char_vocabulary_round_trips_and_saves():
+    text = "To be, or not to be:\nthat is the question."
+    vocab = Vocabulary.build([text], "char")
+    ids = vocab.encode(text)
+    assert ids.dtype == torch.long and len(ids) == len(text)
+    assert vocab.decode(ids) == text
+    again = Vocabulary.from_state_dict(vocab.state_dict())
+    assert again == vocab and again.decode(ids) == text
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        vocab.encode("xyzQ")
+
+
+def test_word_vocabulary_round_trips_lines():
+    text = "the cat sat\non the mat\n"
+    vocab = Vocabulary.build([text], "word")
+    ids = vocab.encode(text)
+    assert vocab.decode(ids) == "the cat sat\non the mat\n"
+    assert "<eos>" in vocab.tokens and len(ids) == 8
+
+
+def test_load_text_from_a_file_splits_90_10(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("abcdefghij" * 20)
+    corpus = load_text(str(path))
+    assert corpus.train.numel() == 180 and corpus.validation.numel() == 20
+    assert corpus.vocab.decode(corpus.train[:10]) == "abcdefghij"
+    only = load_text(str(path), split="validation")
+    assert list(only.splits) == ["validation"]
+
+
+def test_load_text_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="unknown corpus 'no-such-corpus'"):
+        load_text("no-such-corpus")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n")
+    with pytest.raises(ValueError, match="is empty"):
+        load_text(str(empty))
+    with pytest.raises(ValueError, match="level must be"):
+        load_text(str(empty), level="byte")
+
+
+@needs_data
+def test_tinyshakespeare_uses_the_usual_split():
+    corpus = load_text("tinyshakespeare")
+    assert corpus.vocab_size == 65
+    assert corpus.train.numel() == 1_003_854 and corpus.validation.numel() == 111_540
+    assert corpus.vocab.decode(corpus.train[:14]) == "First Citizen:"
+    small = load_text("tinyshakespeare", limit=2000)
+    assert small.train.numel() == 1800
+
+
+@needs_data
+def test_wikitext2_words_from_local_valid_and_test():
+    corpus = load_text("wikitext-2", level="word")
+    assert set(corpus.splits) == {"validation", "test"}
+    assert "<unk>" in corpus.vocab.tokens and "<eos>" in corpus.vocab.tokens
+    with pytest.raises(KeyError, match="no 'train' split"):
+        corpus.train
+
+
+def test_stream_batcher_continues_streams_and_resumes():
+    ids = torch.arange(103)
+    batcher = StreamBatcher(ids, batch_size=4, context=5)  # 4 streams of 25 tokens
+    x1, y1, fresh1 = batcher.next()
+    x2, y2, fresh2 = batcher.next()
+    assert fresh1 and not fresh2
+    assert x1.shape == (4, 5) and torch.equal(y1, x1 + 1)
+    assert torch.equal(x2[:, 0], x1[:, -1] + 1)  # window 2 continues where window 1 stopped
+    assert torch.equal(x1[:, 0], torch.tensor([0, 25, 50, 75]))
+    state = batcher.state_dict()
+    x3, _, _ = batcher.next()
+    other = StreamBatcher(ids, 4, 5)
+    other.load_state_dict(state)
+    assert torch.equal(other.next()[0], x3)
+    assert batcher.windows_per_epoch == 4
+    assert not batcher.next()[2]  # the 4th and last window of the epoch
+    x5, _, fresh5 = batcher.next()
+    assert fresh5 and torch.equal(x5, x1) and batcher.epoch == 1  # wrapped around: a new epoch starts fresh
+
+
+def test_context_longer_than_data_is_refused():
+    with pytest.raises(ValueError, match="context 50 is longer than"):
+        StreamBatcher(torch.arange(100), batch_size=4, context=50)
+    with pytest.raises(ValueError, match="context 200 is longer than"):
+        random_windows(torch.arange(100), 2, 200)
+    x, y = random_windows(torch.arange(100), 3, 10, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 10) and torch.equal(y, x + 1)
+
+
+def test_delayed_recall_targets_and_chance():
+    task = DelayedRecall(lag=5, symbols=4, length=12)
+    x, y = task.sample(3, torch.Generator().manual_seed(0))
+    assert torch.equal(y[:, 5:], x[:, :7]) and bool((y[:, :5] == -100).all())
+    assert task.chance == 0.25
+    with pytest.raises(ValueError, match="must exceed the lag"):
+        DelayedRecall(lag=10, length=10)
+
+
+def test_copy_task_recalls_after_exactly_lag_steps():
+    task = CopyTask(lag=10, count=3, symbols=5)
+    x, y = task.sample(2, torch.Generator().manual_seed(1))
+    assert x.shape == (2, 13)
+    assert torch.equal(y[:, 10:13] + 1, x[:, 0:3])  # data tokens are 1..symbols, classes 0..symbols-1
+    assert bool((x[:, 10:] == 6).all()) and bool((y[:, :10] == -100).all())
+    with pytest.raises(ValueError, match="lag >= count"):
+        CopyTask(lag=2, count=3)
+
+
+def test_adding_problem_sums_two_marked_values():
+    task = AddingProblem(length=20, levels=10)
+    x, y = task.sample(64, torch.Generator().manual_seed(2))
+    marks = x // 10
+    values = (x % 10 + 0.5) / 10
+    assert bool((marks.sum(1) == 2).all())
+    assert torch.allclose(y[:, -1], (values * marks).sum(1))
+    assert bool(torch.isnan(y[:, :-1]).all())
+    assert task.chance == pytest.approx(2 * 99 / 1200)
+    assert math.isclose(make_task("adding", lag=20).chance, task.chance)
+    with pytest.raises(ValueError, match="unknown task"):
+        make_task("parity")

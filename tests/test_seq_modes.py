@@ -1,0 +1,135 @@
+"""Training modes of RecurrentLM: DSF = BPTT exactly for a diagonal linear recurrence, the special cases
+(ft-bptt = DSF with A = 0, tbptt:T = bptt), feedback variants, and lag_influence on a RecurrentLM."""
+
+import pytest
+import torch
+
+from fwdlearn.sequences import RecurrentLM, lag_influence, parse_training
+from fwdlearn.sequences.lm_training import lm_loss
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _grads(model, x, y):
+    model.train()
+    model.zero_grad()
+    logits, _ = model(x)
+    lm_loss(logits, y).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _data(vocab=7, batch=3, length=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=g), torch.randint(0, vocab, (batch, length), generator=g)
+
+
+def test_dsf_equals_bptt_for_a_diagonal_linear_recurrence_with_matching_feedback():
+    torch.manual_seed(0)
+    x, y = _data()
+    model = RecurrentLM(7, cell="linear", hidden=8, layers=2, training="bptt")
+    bptt = _grads(model, x, y)
+    model.set_training("dsf")
+    for i, block in enumerate(model.blocks):
+        model.set_feedback(i, block.layer.decay)  # A = J^T: the stationary assumption holds
+    dsf = _grads(model, x, y)
+    for name in bptt:
+        assert torch.allclose(dsf[name], bptt[name], atol=1e-6, rtol=1e-5), name
+    # with the reference feedback instead, the recurrent gradients differ
+    for i, block in enumerate(model.blocks):
+        model.set_feedback(i, torch.linspace(0, 1, 8))
+    other = _grads(model, x, y)
+    assert not torch.allclose(other["blocks.0.layer.decay"], bptt["blocks.0.layer.decay"], atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "tanh"])
+def test_ft_bptt_is_dsf_with_zero_feedback(cell):
+    torch.manual_seed(1)
+    x, y = _data(seed=1)
+    model = RecurrentLM(7, cell=cell, hidden=6, layers=2, training="ft-bptt")
+    ft = _grads(model, x, y)
+    model.set_training("dsf")
+    for i, block in enumerate(model.blocks):
+        model.set_feedback(i, torch.zeros(block.layer.state_size))
+    zero = _grads(model, x, y)
+    model.set_training("bptt")
+    full = _grads(model, x, y)
+    for name in ft:
+        assert torch.allclose(ft[name], zero[name], atol=1e-6), name
+    assert not torch.allclose(ft["blocks.0.layer.rnn.weight_hh_l0"], full["blocks.0.layer.rnn.weight_hh_l0"], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_tbptt_over_the_whole_window_is_bptt_and_shorter_windows_differ(cell):
+    torch.manual_seed(2)
+    x, y = _data(length=10, seed=2)
+    model = RecurrentLM(7, cell=cell, hidden=6, layers=2, training="bptt")
+    full = _grads(model, x, y)
+    model.set_training("tbptt:10")
+    same = _grads(model, x, y)
+    model.set_training("tbptt:3")
+    short = _grads(model, x, y)
+    for name in full:
+        assert torch.allclose(full[name], same[name], atol=1e-6), name
+    assert not torch.allclose(full["blocks.0.layer.rnn.weight_hh_l0"], short["blocks.0.layer.rnn.weight_hh_l0"], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "tanh"])
+def test_every_mode_computes_the_same_forward_values(cell):
+    torch.manual_seed(3)
+    x, _ = _data(seed=3)
+    model = RecurrentLM(7, cell=cell, hidden=6, layers=2, training="bptt")
+    model.train()
+    reference, state = model(x)
+    for mode in ["tbptt:4", "ft-bptt", "dsf", "dsf:gaussian", "dsf:orthogonal"]:
+        model.set_training(mode)
+        logits, new_state = model(x)
+        assert torch.allclose(logits, reference, atol=1e-5), mode
+        for a, b in zip(state, new_state):
+            assert torch.allclose(a, b, atol=1e-5), mode
+
+
+def test_lstm_dsf_scans_the_concatenated_h_c_state():
+    model = RecurrentLM(5, cell="lstm", hidden=4, layers=1, training="dsf")
+    assert model.feedback(0).shape == (8,)
+    gaussian = RecurrentLM(5, cell="lstm", hidden=4, layers=1, training="dsf:gaussian")
+    assert gaussian.feedback(0).shape == (8, 8)
+    x, y = _data(vocab=5, seed=4)
+    grads = _grads(gaussian, x, y)
+    assert all(torch.isfinite(g).all() for g in grads.values())
+
+
+def test_training_modes_parse_and_reject_bad_values():
+    assert str(parse_training("tbptt:32")) == "tbptt:32"
+    assert parse_training("dsf:orthogonal").feedback == "orthogonal"
+    assert str(parse_training("FT-BPTT")) == "ft-bptt"
+    with pytest.raises(ValueError, match="unknown training mode 'sgd'"):
+        parse_training("sgd")
+    with pytest.raises(ValueError, match="positive window"):
+        parse_training("tbptt:0")
+    with pytest.raises(ValueError, match="unknown DSF feedback 'learned'"):
+        parse_training("dsf:learned")
+    with pytest.raises(ValueError, match="unknown cell 'transformer'"):
+        RecurrentLM(5, cell="transformer")
+    model = RecurrentLM(5, cell="gru", hidden=4, layers=1)
+    with pytest.raises(ValueError, match=r"must have shape \[4\] or \[4, 4\]"):
+        model.set_feedback(0, torch.zeros(3))
+
+
+def test_lag_influence_runs_on_a_recurrent_lm_and_is_causal():
+    torch.manual_seed(5)
+    model = RecurrentLM(9, cell="gru", hidden=8, layers=2, training="dsf", norm=True)
+    tokens = torch.randint(0, 9, (2, 16))
+    emb = model.embed(tokens)
+    assert emb.shape == (2, 16, 8)
+    assert model.forward_from_embeddings(emb).shape == (2, 16, 9)
+    curve, R, per_position = lag_influence(model, tokens, max_lag=15, positions=[3, 9, 15])
+    assert curve.shape == (16,) and curve[0] == pytest.approx(1.0)
+    assert 0.0 < R < 15.0
+    assert bool((per_position[0, 4:] == 0).all())  # position 3 of sequence 0 sees only lags 0..3
+    assert model.training  # restored after the measurement

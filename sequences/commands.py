@@ -1,0 +1,134 @@
+"""``fwdlearn seq train`` and ``fwdlearn bench seq``.
+
+::
+
+    fwdlearn seq train --data tinyshakespeare --model gru --training dsf --layers 2 --hidden 512 --context 256
+    fwdlearn seq train --data tinyshakespeare --training dsf --checkpoint runs/ts.pt --resume --steps 4000
+    fwdlearn bench seq --quiet
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fwdlearn.cli import Command
+from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
+from fwdlearn.fit import seed_everything
+from fwdlearn.records import RunRecord, refuse_overwrite
+
+from .datasets import load_text
+from .recurrent import CELLS, RecurrentLM
+from .training_modes import FEEDBACKS
+
+__all__ = ["TrainSeqConfig", "train", "bench", "run_train"]
+
+
+@dataclass
+class TrainSeqConfig:
+    data: str = field(default="tinyshakespeare", metadata={"help": "corpus: tinyshakespeare, wikitext-2, or a text file/folder"})
+    level: str = field(default="char", metadata={"help": "tokens", "choices": ["char", "word"]})
+    model: str = field(default="gru", metadata={"help": "recurrent cell", "choices": list(CELLS)})
+    training: str = field(default="dsf", metadata={"help": "bptt | tbptt:k | ft-bptt | dsf[:gaussian|:orthogonal]"})
+    feedback: str = field(default="diagonal", metadata={"help": "DSF feedback A", "choices": list(FEEDBACKS)})
+    layers: int = 2
+    hidden: int = 512
+    norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP"})
+    context: int = field(default=256, metadata={"help": "window length T (state carried across windows)"})
+    batch_size: int = field(default=16, metadata={"help": "parallel streams B"})
+    steps: int = field(default=2000, metadata={"help": "optimizer steps (the total, also when resuming)"})
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    clip: float = field(default=1.0, metadata={"help": "gradient-norm clip (0: none)"})
+    eval_every: int = field(default=200, metadata={"help": "steps between validation passes and checkpoints"})
+    eval_tokens: int = field(default=100_000, metadata={"help": "validation tokens per pass during training (0: all)"})
+    train_split: str = "train"
+    valid_split: str = "validation"
+    limit: int = field(default=0, metadata={"help": "read only the first N characters of each file (0: all)"})
+    checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: next to the record, .pt)"})
+    resume: bool = field(default=False, metadata={"help": "continue from --checkpoint"})
+    sample: int = field(default=200, metadata={"help": "tokens to generate after training (0: none)"})
+    json: str = field(default="", metadata={"help": "run record path (default runs/seq-train-<time>.json)"})
+    overwrite: bool = False
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    seed: int = 0
+    quiet: bool = False
+
+
+def run_train(config: TrainSeqConfig) -> dict:
+    """Train one model as configured; returns the record's summary."""
+    path = Path(config.json) if config.json else RunRecord.default_path("seq-train")
+    refuse_overwrite(path, overwrite=config.overwrite)
+    checkpoint = Path(config.checkpoint) if config.checkpoint else path.with_suffix(".pt")
+    if config.resume and not checkpoint.exists():
+        raise FileNotFoundError(f"--resume was given but the checkpoint {checkpoint} does not exist; "
+                                "pass the --checkpoint of the run to continue")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    corpus = load_text(config.data, level=config.level, limit=config.limit or None)
+    model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
+                        training=config.training, feedback=config.feedback, norm=config.norm).to(config.device)
+    record = RunRecord("seq-train", config, seed=config.seed)
+    if not config.quiet:
+        print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.mode}")
+    start = time.perf_counter()
+    report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+                       weight_decay=config.weight_decay, clip=config.clip or None, eval_every=config.eval_every,
+                       eval_tokens=config.eval_tokens or None, train_split=config.train_split,
+                       valid_split=config.valid_split, checkpoint=checkpoint, resume=config.resume,
+                       quiet=config.quiet, seed=config.seed)
+    seconds = time.perf_counter() - start
+    for row in report.history:
+        record.log(**row)
+    final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
+    record.summary.update({f"val_{k}": v for k, v in final.items()})
+    record.summary.update({"steps": report.steps, "best_step": report.result.best_epoch, "train_seconds": seconds,
+                           "tokens_per_second": config.batch_size * config.context * report.steps / max(report.result.seconds, 1e-9),
+                           "checkpoint": str(checkpoint), "vocab_size": corpus.vocab_size,
+                           "model": model.config})
+    if config.sample:
+        prompt = corpus.vocab.decode(corpus.split(config.valid_split)[:1])
+        record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,
+                                                  temperature=0.8)
+    saved = record.save(path, overwrite=config.overwrite)
+    print(f"{model.mode}: val loss {final['loss']:.4f}, perplexity {final['perplexity']:.3f}, "
+          f"bits/token {final['bpc']:.4f} after {report.steps} steps")
+    if config.sample and not config.quiet:
+        print(record.summary["sample"])
+    print(f"record: {saved}\ncheckpoint: {checkpoint}")
+    return record.summary
+
+
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_arguments(parser, TrainSeqConfig)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    run_train(dataclass_from_args(TrainSeqConfig, args))
+    return 0
+
+
+def _configure_bench(parser: argparse.ArgumentParser) -> None:
+    from .seq_bench import SeqBenchConfig
+
+    add_dataclass_arguments(parser, SeqBenchConfig)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .seq_bench import SeqBenchConfig, run_bench
+
+    run_bench(dataclass_from_args(SeqBenchConfig, args))
+    return 0
+
+
+train = Command(help="train a recurrent LM by bptt, tbptt:k, ft-bptt or dsf (progress, validation, checkpoints, "
+                     "resume, JSON record)", configure=_configure_train, run=_run_train)
+bench = Command(help="DSF vs BPTT: cost per step by context, quality on tinyshakespeare, gradient alignment, "
+                     "delayed recall", configure=_configure_bench, run=_run_bench)
+

@@ -1,0 +1,51 @@
+"""State-gradient alignment of DSF / FT-BPTT with BPTT's true state gradients."""
+
+import pytest
+import torch
+
+from fwdlearn.sequences import RecurrentLM
+from fwdlearn.sequences.gradient_alignment import bucket_by_distance, state_alignment, state_gradients
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _data(seed=0, length=10):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 6, (4, length), generator=g), torch.randint(0, 6, (4, length), generator=g)
+
+
+def test_dsf_state_gradients_are_exact_for_a_linear_recurrence_with_matching_feedback():
+    torch.manual_seed(0)
+    model = RecurrentLM(6, cell="linear", hidden=5, layers=2, training="dsf")
+    for i, block in enumerate(model.blocks):
+        model.set_feedback(i, block.layer.decay)
+    x, y = _data()
+    result = state_alignment(model, x, y, "dsf")
+    for curve in result.by_distance:
+        assert torch.allclose(curve, torch.ones_like(curve), atol=1e-5)
+    assert result.parameters.cosine == pytest.approx(1.0, abs=1e-6)
+
+
+def test_gru_alignment_is_one_at_the_end_and_ft_bptt_equals_the_local_error():
+    torch.manual_seed(1)
+    model = RecurrentLM(6, cell="gru", hidden=8, layers=2, training="dsf")
+    x, y = _data(seed=1, length=12)
+    dsf = state_alignment(model, x, y, "dsf")
+    assert len(dsf.by_distance) == 2 and dsf.by_distance[1].shape == (12,)
+    assert float(dsf.by_distance[1][0]) == pytest.approx(1.0, abs=1e-5)  # top layer, last step: g = e = true
+    assert float(dsf.by_distance[1][5:].mean()) < 0.9999  # further back the fixed feedback is an approximation
+    ft = state_alignment(model, x, y, "ft-bptt")
+    assert float(ft.by_distance[1][0]) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="state gradients are read for"):
+        state_gradients(model, x, y, "bptt")
+
+
+def test_bucket_by_distance_averages_ranges():
+    curve = torch.arange(10, dtype=torch.float)
+    assert bucket_by_distance(curve, (0, 1, 4)) == [("0", 0.0), ("1-3", 2.0), ("4-9", 6.5)]

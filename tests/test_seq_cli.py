@@ -1,0 +1,78 @@
+"""fwdlearn seq train and fwdlearn bench seq, end to end on tiny settings."""
+
+import json
+
+import pytest
+import torch
+
+from fwdlearn.cli import main
+from fwdlearn.sequences import RecurrentLM
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("a stitch in time saves nine, and a rolling stone gathers no moss.\n" * 30)
+    return path
+
+
+def _train(text_file, record, *extra):
+    return main(["seq", "train", "--data", str(text_file), "--model", "gru", "--training", "dsf", "--layers", "1",
+                 "--hidden", "16", "--context", "16", "--batch-size", "4", "--eval-every", "2", "--sample", "10",
+                 "--threads", "1", "--json", str(record), "--quiet", *extra])
+
+
+def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path, capsys):
+    record = tmp_path / "run.json"
+    assert _train(text_file, record, "--steps", "4") == 0
+    data = json.loads(record.read_text())
+    assert data["job"] == "seq-train" and data["config"]["training"] == "dsf"
+    assert [row["epoch"] for row in data["metrics"]] == [1, 2, 3, 4]
+    assert data["summary"]["val_bpc"] > 0 and data["summary"]["steps"] == 4
+    assert len(data["summary"]["sample"]) == 11
+    ckpt = tmp_path / "run.pt"
+    model, vocab = RecurrentLM.load(ckpt)
+    assert str(model.mode) == "dsf" and vocab is not None and vocab.decode(vocab.encode("stone")) == "stone"
+    # an existing record is not overwritten
+    assert _train(text_file, record, "--steps", "4") == 2
+    assert "already exists" in capsys.readouterr().err
+    # resume continues the step count from the checkpoint
+    record2 = tmp_path / "run2.json"
+    assert _train(text_file, record2, "--steps", "6", "--checkpoint", str(ckpt), "--resume") == 0
+    assert [row["epoch"] for row in json.loads(record2.read_text())["metrics"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path):
+    with pytest.raises(ValueError, match="unknown training mode 'rtrl'"):
+        _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl")
+    assert _train(text_file, tmp_path / "y.json", "--steps", "1", "--checkpoint", str(tmp_path / "none.pt"),
+                  "--resume") == 2
+
+
+def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
+    out = tmp_path / "seq-results"
+    args = ["bench", "seq", "--out", str(out), "--quiet", "--cost-contexts", "8", "16", "--cost-hidden", "8",
+            "--cost-repeats", "1", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--context", "16",
+            "--batch-size", "4", "--steps", "4", "--eval-every", "2", "--eval-tokens", "500", "--align-batch", "2",
+            "--align-context", "12", "--recall-lag", "3", "--recall-steps", "4", "--recall-hidden", "8"]
+    assert main(args) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = data["rows"]
+    cost = [r for r in rows if r["experiment"] == "cost T=16" and r["metric"] == "seconds/step"]
+    assert {r["mode"] for r in cost} == {"bptt", "dsf", "ft-bptt"}
+    assert all(r["ratio"] is not None and r["ratio"] > 0 for r in cost)
+    quality = {r["mode"]: r for r in rows if r["experiment"] == "quality" and r["metric"] == "val bits/char"}
+    assert set(quality) == {"bptt", "tbptt:32", "ft-bptt", "dsf"} and quality["bptt"]["ratio"] == pytest.approx(1.0)
+    align = [r for r in rows if r["experiment"] == "alignment" and r["mode"] == "dsf" and "d=0" in r["metric"]]
+    assert align and align[-1]["value"] == pytest.approx(1.0, abs=1e-4)  # top layer at the window's end
+    assert {r["mode"] for r in rows if r["experiment"] == "delayed recall"} == {"bptt", "ft-bptt", "dsf"}
+    md = out.with_suffix(".md").read_text()
+    assert "Command: `" in md and "DSF faster than BPTT at T=16" in md
+    assert main(args) == 2  # refuses to overwrite

@@ -1,0 +1,52 @@
+r"""Label appending (ForwardGNN's FF-LA and FF-SymBa inputs).
+
+Node :math:`i`'s input is its features followed by a label vector,
+
+.. math::
+    x'_i = [\,x_i \,\Vert\, \ell_i\,], \qquad
+    \ell_i = \begin{cases} \operatorname{onehot}(a_i) & i \text{ labelled (train)} \\
+                           \tfrac{1}{K}\mathbf{1} & \text{otherwise,} \end{cases}
+
+with :math:`a_i = y_i` for positive data and a random wrong class for negative data.
+Inference runs :math:`K` passes; in pass :math:`k` every unlabelled node gets
+:math:`\operatorname{onehot}(k)` while training nodes keep their true label, and the class
+with the largest goodness summed over layers wins.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["append_labels", "candidate_labels"]
+
+
+def append_labels(x: Tensor, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None,
+                  fill: Tensor | int | None = None) -> Tensor:
+    """``[x || label vector]`` of shape ``[N, F + K]``.
+
+    Args:
+        x: ``[N, F]`` features.
+        labels: ``[N]`` labels appended (one-hot) where ``mask`` is true.
+        mask: ``[N]`` nodes whose label is appended (default: none).
+        fill: what the other nodes get: ``None`` the uniform vector :math:`1/K`, an int ``k``
+            (or a ``[N]`` tensor of classes) the one-hot of that class.
+    """
+    n = x.shape[0]
+    if fill is None:
+        vec = torch.full((n, num_classes), 1.0 / num_classes, dtype=x.dtype, device=x.device)
+    else:
+        fill_t = torch.as_tensor(fill, device=x.device).long().expand(n)
+        vec = F.one_hot(fill_t, num_classes).to(x.dtype)
+    if mask is not None:
+        if labels is None:
+            raise ValueError("append_labels got a mask but no labels; pass labels= for the masked nodes")
+        vec[mask] = F.one_hot(labels[mask].long(), num_classes).to(x.dtype)
+    return torch.cat([x, vec], dim=1)
+
+
+def candidate_labels(x: Tensor, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None
+                     ) -> list[Tensor]:
+    """The :math:`K` inference inputs: class ``k`` appended to the unmasked nodes, true labels kept on ``mask``."""
+    return [append_labels(x, num_classes, labels, mask, fill=k) for k in range(num_classes)]

@@ -1,0 +1,62 @@
+r"""Class virtual nodes (ForwardGNN's SF and FF-VN).
+
+For :math:`K` classes, :math:`K` virtual nodes :math:`v_1 .. v_K` are appended after the
+:math:`N` real nodes (indices :math:`N .. N+K-1`). Each *labelled training* node :math:`i`
+is linked to one virtual node in both directions,
+
+.. math::
+    E' = E \cup \{(i, v_{a(i)}),\ (v_{a(i)}, i) : i \in \text{train}\},
+
+where :math:`a(i) = y_i` for the positive graph (SF, FF-VN positives), a wrong class for
+FF-VN negatives, and, at FF-VN inference, the candidate class :math:`k` for the unlabelled
+nodes. Validation and test nodes are never linked in training graphs. The virtual nodes'
+input features are a fixed random vector per class (seeded), kept by the model as a buffer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["virtual_features", "add_virtual_nodes", "wrong_labels"]
+
+
+def virtual_features(num_classes: int, dim: int, seed: int = 0) -> Tensor:
+    """``[K, dim]`` fixed random input features of the virtual nodes (standard normal, seeded)."""
+    return torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def wrong_labels(labels: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
+    r"""A uniformly random class different from each label: :math:`(y + U\{1..K-1\}) \bmod K`."""
+    if num_classes < 2:
+        raise ValueError(f"negatives need a wrong class, so num_classes must be >= 2; got {num_classes}")
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator, device="cpu").to(labels.device)
+    return (labels + shift) % num_classes
+
+
+def add_virtual_nodes(x: Tensor, edge_index: Tensor, nodes: Tensor, assignment: Tensor,
+                      features: Tensor) -> tuple[Tensor, Tensor]:
+    """Append one virtual node per class and link ``nodes[j]`` <-> virtual node ``assignment[j]``.
+
+    Args:
+        x: ``[N, F]`` real node features.
+        edge_index: ``[2, E]`` edges among real nodes.
+        nodes: ``[M]`` indices of the nodes to link (the training nodes; at FF-VN inference also the others).
+        assignment: ``[M]`` the class whose virtual node each of them is linked to.
+        features: ``[K, F]`` the virtual nodes' features.
+
+    Returns:
+        ``x'`` of shape ``[N + K, F]`` and ``edge_index'`` with the ``2M`` new edges appended.
+    """
+    if features.dim() != 2 or features.shape[1] != x.shape[1]:
+        raise ValueError(f"virtual node features must be [K, {x.shape[1]}] to match x; got {tuple(features.shape)}")
+    if nodes.shape != assignment.shape:
+        raise ValueError(f"nodes and assignment must have the same shape; got {tuple(nodes.shape)} and "
+                         f"{tuple(assignment.shape)}")
+    n, k = x.shape[0], features.shape[0]
+    if assignment.numel() and (int(assignment.min()) < 0 or int(assignment.max()) >= k):
+        raise ValueError(f"assignment must lie in [0, {k}) (one virtual node per class)")
+    virtual = assignment.to(edge_index.device) + n
+    nodes = nodes.to(edge_index.device)
+    new = torch.cat([torch.stack([nodes, virtual]), torch.stack([virtual, nodes])], dim=1)
+    return torch.cat([x, features.to(x)], dim=0), torch.cat([edge_index, new], dim=1)

@@ -1,0 +1,45 @@
+"""load_graph on real Planetoid files and accuracy floors on Cora (skipped without FWDLEARN_DATA_DIR)."""
+
+import pytest
+import torch
+
+from fwdlearn.data import data_dir
+from fwdlearn.fit import seed_everything
+from fwdlearn.graphs import ForwardGNN, load_graph
+from fwdlearn.graphs.forward_gnn import METHODS
+
+needs_cora = pytest.mark.skipif(
+    data_dir() is None or not (data_dir() / "Planetoid" / "Cora" / "raw").is_dir(),
+    reason="Cora needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (see /work/shared/data/README.md)")
+
+
+@pytest.fixture(scope="module")
+def cora():
+    return load_graph("cora", split="random", seed=0)
+
+
+@needs_cora
+def test_cora_public_and_random_splits():
+    public = load_graph("cora")
+    assert (public.num_nodes, public.num_features, public.num_classes) == (2708, 1433, 7)
+    assert [int(m.sum()) for m in (public.train_mask, public.val_mask, public.test_mask)] == [140, 500, 1000]
+    a, b = load_graph("cora", split="random", seed=1), load_graph("cora", split="random", seed=2)
+    counts = [int(m.sum()) for m in (a.train_mask, a.val_mask, a.test_mask)]
+    assert sum(counts) == 2708 and abs(counts[0] - 0.64 * 2708) <= 1
+    assert not torch.equal(a.train_mask, b.train_mask)
+    assert torch.equal(a.train_mask, load_graph("cora", split="random", seed=1).train_mask)
+
+
+@needs_cora
+@pytest.mark.parametrize("method", METHODS)
+def test_accuracy_floor_on_cora(method, cora):
+    seed_everything(0)
+    if method in ("ff-la", "ff-vn"):  # goodness methods learn slowly (as in the paper): one wide layer, more epochs
+        model = ForwardGNN(cora.num_features, cora.num_classes, hidden=128, layers=1, method=method)
+        report = model.fit(cora, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
+        floor = 0.38  # the largest class is 0.29 of the test nodes
+    else:
+        model = ForwardGNN(cora.num_features, cora.num_classes, hidden=16, layers=2, method=method)
+        report = model.fit(cora, epochs=20, lr=0.01, patience=None, eval_every=10, quiet=True)
+        floor = 0.65 if method in ("ff-symba", "sf-top2loss") else 0.8
+    assert report.test_accuracy >= floor, report

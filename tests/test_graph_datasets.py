@@ -1,0 +1,52 @@
+"""load_graph: names, splits and clear errors (no data folder needed)."""
+
+import pytest
+import torch
+
+from fwdlearn.data import DataNotFoundError
+from fwdlearn.graphs import load_graph
+from fwdlearn.graphs.datasets import check_masks, random_split
+
+
+def test_karate_public_and_random():
+    data = load_graph("karate")
+    assert data.num_classes == 4 and int(data.train_mask.sum()) == 4
+    assert not bool((data.train_mask & (data.val_mask | data.test_mask)).any())
+    rand = load_graph("Karate", split="random", seed=3)
+    assert int(rand.train_mask.sum()) == round(0.64 * 34)
+    assert bool((rand.train_mask | rand.val_mask | rand.test_mask).all())
+
+
+def test_random_split_partitions_and_is_seeded():
+    masks = random_split(100, seed=5)
+    assert torch.equal(sum(m.long() for m in masks), torch.ones(100, dtype=torch.long))
+    assert [int(m.sum()) for m in masks] == [64, 16, 20]
+    assert torch.equal(masks[0], random_split(100, seed=5)[0])
+
+
+def test_synthetic_city_goes_through_load_city():
+    data = load_graph("synthetic-city:300", seed=0)
+    assert data.num_classes == 10 and data.train_mask.dtype == torch.bool
+
+
+def test_unknown_name_and_split():
+    with pytest.raises(ValueError, match="unknown graph 'nope'"):
+        load_graph("nope")
+    with pytest.raises(ValueError, match="unknown split 'half'"):
+        load_graph("karate", split="half")
+
+
+def test_missing_planetoid_files_name_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataNotFoundError, match="FWDLEARN_DATA_DIR"):
+        load_graph("citeseer")
+    with pytest.raises(DataNotFoundError, match="download=True"):
+        load_graph("amazon:photo")
+
+
+def test_overlapping_masks_are_refused():
+    data = load_graph("karate", split="random")
+    data.val_mask = data.val_mask | data.train_mask
+    with pytest.raises(ValueError, match="overlap"):
+        check_masks(data)

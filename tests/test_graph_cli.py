@@ -1,0 +1,75 @@
+"""fwdlearn graph train, bench graph and quickstart end to end with tiny settings."""
+
+import json
+
+import pytest
+import torch
+
+from fwdlearn.cli import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spinning on a shared CPU; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_graph_train_writes_record_and_table(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    args = ["graph", "train", "--data", "karate", "--method", "sf", "--layers", "2", "--hidden", "8", "--epochs", "5",
+            "--splits", "2", "--quiet", "--json", str(path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mean ± std" in out and "test_accuracy" in out
+    record = json.loads(path.read_text())
+    assert record["job"] == "graph-train" and len(record["metrics"]) == 2
+    assert "test_accuracy_mean" in record["summary"]
+    assert main(args) != 0  # the record exists: refused before any work
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_graph_train_link_task(tmp_path, capsys):
+    path = tmp_path / "link.json"
+    assert main(["graph", "train", "--data", "karate", "--task", "link", "--method", "ce", "--layers", "2",
+                 "--hidden", "8", "--epochs", "3", "--quiet", "--json", str(path)]) == 0
+    assert 0.0 <= json.loads(path.read_text())["summary"]["test_auc"] <= 1.0
+
+
+def test_graph_train_refuses_a_node_method_for_links(tmp_path, capsys):
+    try:
+        status = main(["graph", "train", "--data", "karate", "--task", "link", "--method", "sf",
+                       "--json", str(tmp_path / "x.json")])
+    except SystemExit as exit:
+        status, message = 1, str(exit)
+    else:
+        message = capsys.readouterr().err
+    assert status != 0 and "not a link method" in message
+
+
+def test_bench_graph_tiny(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "graph", "--data", "karate", "--depths", "1", "2", "--methods", "bp", "sf", "--splits", "1",
+                 "--epochs", "3", "--hidden", "8", "--link-layers", "1", "--link-epochs", "2", "--quiet",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    methods = {(r["method"], r["layers"]) for r in result["rows"]}
+    assert {("bp", 1), ("sf", 1), ("bp", 2), ("sf", 2), ("ce", 1)} <= methods
+    sf2 = next(r for r in result["rows"] if r["method"] == "sf" and r["layers"] == 2)
+    assert sf2["time_vs_bp"] > 0 and sf2["saved_vs_bp"] > 0
+    md = out.with_suffix(".md").read_text()
+    assert "Issue 3 targets" in md and "fwdlearn" in md
+
+
+def test_quickstart_tiny(tmp_path, capsys):
+    path = tmp_path / "quick.json"
+    assert main(["quickstart", "--data", "synthetic-city:300", "karate", "--no-cora", "--layers", "2", "--hidden", "8",
+                 "--epochs", "3", "--samples", "10", "--quiet", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| R |" in out or "R |" in out
+    rows = json.loads(path.read_text())["summary"]["rows"]
+    assert [(r["data"], r["method"]) for r in rows] == [("synthetic-city:300", "bp"), ("synthetic-city:300", "sf"),
+                                                       ("karate", "bp"), ("karate", "sf")]
+    assert all(r["R"] >= 0 for r in rows)

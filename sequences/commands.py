@@ -5,6 +5,7 @@
     fwdlearn seq train --data tinyshakespeare --model gru --training dsf --layers 2 --hidden 512 --context 256
     fwdlearn seq train --data tinyshakespeare --training dsf --checkpoint runs/ts.pt --resume --steps 4000
     fwdlearn bench seq --quiet
+    torchrun --nproc_per_node=2 -m fwdlearn seq train --data tinyshakespeare --training dsf   # data parallel
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
+from fwdlearn.distributed import init_from_env, rank, world_size
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord, refuse_overwrite
 
@@ -61,8 +63,19 @@ class TrainSeqConfig:
 
 
 def run_train(config: TrainSeqConfig) -> dict:
-    """Train one model as configured; returns the record's summary."""
-    path = Path(config.json) if config.json else RunRecord.default_path("seq-train")
+    """Train one model as configured; returns the record's summary.
+
+    Under ``torchrun`` the model is trained data-parallel (``DistributedDataParallel``, gloo on CPU): every
+    process walks its own shard of the training text; rank 0 writes the record and the checkpoint.
+    """
+    init_from_env()
+    lead = rank() == 0
+    if config.json:
+        path = Path(config.json)
+    elif world_size() > 1:
+        raise ValueError("under torchrun pass --json (every process must agree on the record and checkpoint paths)")
+    else:
+        path = RunRecord.default_path("seq-train")
     refuse_overwrite(path, overwrite=config.overwrite)
     checkpoint = Path(config.checkpoint) if config.checkpoint else path.with_suffix(".pt")
     if config.resume and not checkpoint.exists():
@@ -75,7 +88,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
                         training=config.training, feedback=config.feedback, norm=config.norm).to(config.device)
     record = RunRecord("seq-train", config, seed=config.seed)
-    if not config.quiet:
+    if not config.quiet and lead:
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.mode}")
     start = time.perf_counter()
     report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
@@ -89,9 +102,11 @@ def run_train(config: TrainSeqConfig) -> dict:
     final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
     record.summary.update({f"val_{k}": v for k, v in final.items()})
     record.summary.update({"steps": report.steps, "best_step": report.result.best_epoch, "train_seconds": seconds,
-                           "tokens_per_second": config.batch_size * config.context * report.steps / max(report.result.seconds, 1e-9),
+                           "tokens_per_second": world_size() * config.batch_size * config.context * report.steps / max(report.result.seconds, 1e-9),
                            "checkpoint": str(checkpoint), "vocab_size": corpus.vocab_size,
-                           "model": model.config})
+                           "model": model.config, "processes": world_size()})
+    if not lead:
+        return record.summary
     if config.sample:
         prompt = corpus.vocab.decode(corpus.split(config.valid_split)[:1])
         record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,

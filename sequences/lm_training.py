@@ -11,6 +11,14 @@ hidden state carried (detached) from one window to the next; one :class:`fwdlear
 "epoch" is one optimizer step, so the Trainer's progress bar, evaluation, best-state
 selection, checkpoints and resume all count steps. Checkpoints hold the model config, its
 weights, the vocabulary, the optimizer, the stream position and the carried state.
+
+**Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
+:func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
+``DistributedDataParallel``: process :math:`r` of :math:`W` walks its own contiguous shard of the
+training tokens (``B`` streams each, so the global batch is :math:`WB`), gradients are averaged
+across processes and every replica takes the same update. Rank 0 owns the progress bar and the
+checkpoint; rank :math:`r > 0` keeps its own ``<checkpoint>.rank<r>`` (its stream position) so a
+resumed run restarts every process at the same step.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fwdlearn.distributed import is_distributed, rank, shard_bounds
 from fwdlearn.fit import FitResult, Trainer, seed_everything
 
 from .datasets import IGNORE_INDEX, Corpus, SequenceTask, StreamBatcher, Vocabulary
@@ -178,11 +187,22 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         keep_best: restore the state with the best validation loss at the end (else keep the last).
 
     Returns:
-        A :class:`FitReport`; ``metrics`` are the best (or last) evaluation's.
+        A :class:`FitReport`; ``metrics`` are the best (or last) evaluation's. Under ``torch.distributed``
+        the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
     seed_everything(seed)
     device = model.head.weight.device
-    batcher = StreamBatcher(corpus.split(train_split), batch_size, context)
+    train_ids = corpus.split(train_split)
+    trainable = model
+    if is_distributed():
+        start, stop = shard_bounds(train_ids.numel())
+        train_ids = train_ids[start:stop]
+        trainable = torch.nn.parallel.DistributedDataParallel(model)  # broadcasts rank 0's weights
+        if rank() > 0:
+            quiet = True
+            if checkpoint is not None:
+                checkpoint = Path(f"{checkpoint}.rank{rank()}")
+    batcher = StreamBatcher(train_ids, batch_size, context)
     valid = corpus.split(valid_split)
     optimizer = _optimizer(model, lr, weight_decay)
     state = TrainState(model, optimizer, corpus.vocab, batcher)
@@ -192,7 +212,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         if fresh:
             state.carry = None
         model.train()
-        logits, carry = model(x.to(device), state.carry)
+        logits, carry = trainable(x.to(device), state.carry)
         state.carry = [c.detach() for c in carry]
         loss = lm_loss(logits, y.to(device))
         norm = _update(model, optimizer, loss, clip)

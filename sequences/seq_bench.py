@@ -64,9 +64,9 @@ class SeqBenchConfig:
     layers: int = 2
     context: int = 128
     batch_size: int = 16
-    steps: int = field(default=600, metadata={"help": "the equal step budget of every mode"})
+    steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode"})
     lr: float = 3e-3
-    eval_every: int = 200
+    eval_every: int = 250
     eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training"})
     # 3. alignment
     align_batch: int = 8
@@ -79,7 +79,7 @@ class SeqBenchConfig:
     recall_layers: int = 1
     recall_steps: int = 600
     recall_batch: int = 32
-    recall_lr: float = 3e-3
+    recall_lr: float = 1e-2
 
 
 def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=None) -> dict:

@@ -132,6 +132,7 @@ class BenchGraphConfig:
     link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)"})
     link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"], metadata={"choices": list(LINK_METHODS)})
     link_epochs: int = 100
+    link_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the forward link methods (BP link uses --bp-lr)"})
     threads: int = field(default=0, metadata={"help": "torch intra-op threads (0 = torch's default)"})
     seed: int = 0
     overwrite: bool = False

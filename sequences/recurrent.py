@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .fast_gru import gru_scan_step
 from .training_modes import TrainingMode, make_feedback, one_step_states, parse_training, truncated_run, unrolled_states
 
 __all__ = ["CELLS", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
@@ -34,11 +35,11 @@ class RecurrentLayer(nn.Module):
     (``torch.nn.RNN/GRU/LSTM``) and a one-step cell on the same weights
     (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``)."""
 
-    def __init__(self, cell: str, input_size: int, hidden: int) -> None:
+    def __init__(self, cell: str, input_size: int, hidden: int, reuse: bool = False) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
-        self.cell, self.hidden = cell, hidden
+        self.cell, self.hidden, self.reuse = cell, hidden, reuse
         self.state_size = 2 * hidden if cell == "lstm" else hidden
         if cell == "linear":
             self.input = nn.Linear(input_size, hidden)
@@ -90,6 +91,12 @@ class RecurrentLayer(nn.Module):
             cs.append(c)
         return torch.cat([out, torch.stack(cs, dim=1)], dim=-1)
 
+    def scan_step(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor] | None:
+        """DSF / FT-BPTT steps in one pass with the projections reused (GRU with ``reuse``), else ``None``."""
+        if self.reuse and self.cell == "gru":
+            return gru_scan_step(u, s0, *self._weights())
+        return None
+
     def step(self, u: Tensor, s: Tensor) -> Tensor:
         """One step for a batch of positions: ``u [N, I]``, ``s [N, S]`` -> ``[N, S]``."""
         if self.cell == "linear":
@@ -120,9 +127,9 @@ def unrolled_plain(layer: RecurrentLayer, u: Tensor, s0: Tensor) -> tuple[Tensor
 class RecurrentBlock(nn.Module):
     """Residual block: ``x + h(u)`` with ``u = x`` or, when ``norm``, ``u = LN(x)`` then ``+ MLP(LN(.))``."""
 
-    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4) -> None:
+    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4, reuse: bool = False) -> None:
         super().__init__()
-        self.layer = RecurrentLayer(cell, width, width)
+        self.layer = RecurrentLayer(cell, width, width, reuse)
         self.norm = norm
         if norm:
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
@@ -169,6 +176,9 @@ class RecurrentLM(nn.Module):
         norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
+        reuse: DSF / FT-BPTT of a GRU in one forward pass that computes each projection once
+            (:mod:`~fwdlearn.sequences.fast_gru`) instead of the fused ``torch.nn.GRU`` under ``no_grad`` plus
+            a recomputing one-step call; same gradients, fewer FLOPs.
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.
@@ -182,16 +192,16 @@ class RecurrentLM(nn.Module):
 
     def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
                  training: str | TrainingMode = "bptt", feedback: str = "diagonal", norm: bool = False,
-                 out_size: int | None = None, feedback_seed: int = 0) -> None:
+                 out_size: int | None = None, feedback_seed: int = 0, reuse: bool = False) -> None:
         super().__init__()
         if vocab_size < 1 or hidden < 1 or layers < 1:
             raise ValueError(f"RecurrentLM needs vocab_size, hidden and layers >= 1; got {vocab_size}, {hidden}, {layers}")
         self.mode = parse_training(training, feedback)
         self.config = {"vocab_size": vocab_size, "cell": cell, "hidden": hidden, "layers": layers,
                        "training": str(self.mode), "feedback": self.mode.feedback, "norm": norm,
-                       "out_size": out_size, "feedback_seed": feedback_seed}
+                       "out_size": out_size, "feedback_seed": feedback_seed, "reuse": reuse}
         self.embedding = nn.Embedding(vocab_size, hidden)
-        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm) for _ in range(layers))
+        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm, reuse=reuse) for _ in range(layers))
         self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
         self.head = nn.Linear(hidden, out_size or vocab_size)
         gen = torch.Generator().manual_seed(feedback_seed)

@@ -150,6 +150,9 @@ def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tenso
     3. DSF: :math:`\hat s = \text{time\_feedback}(\tilde s, A)` -- identity forward, the local errors
        :math:`e` replaced by :math:`g_t = e_t + A g_{t+1}` on the way back.
 
+    A layer may offer ``scan_step(u, s0) -> (raw, s_T)`` doing steps 1-2 in one pass (a GRU with
+    ``reuse=True``, :mod:`fwdlearn.sequences.fast_gru`); it returns ``None`` when it cannot.
+
     Args:
         u: ``[B, T, I]`` layer inputs (may require grad: errors flow on to the layer below).
         s0: ``[B, S]`` initial state (detached).
@@ -159,12 +162,18 @@ def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tenso
         ``(states [B, T, S] to read outputs from, raw [B, T, S] one-step states whose .grad is g, s_T)``.
     """
     B, T, _ = u.shape
-    with torch.no_grad():
-        S = layer.scan(u.detach(), s0)
-    prev = torch.cat([s0.detach().unsqueeze(1), S[:, :-1]], dim=1)
-    raw = layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
+    fast = getattr(layer, "scan_step", None)
+    fused = fast(u, s0.detach()) if fast is not None else None
+    if fused is not None:  # the layer's own one-pass version of steps 1-2 (same values and gradients)
+        raw, last = fused
+    else:
+        with torch.no_grad():
+            S = layer.scan(u.detach(), s0)
+        prev = torch.cat([s0.detach().unsqueeze(1), S[:, :-1]], dim=1)
+        raw = layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
+        last = S[:, -1]
     states = raw if feedback is None else time_feedback(raw, feedback, dim=1)
-    return states, raw, S[:, -1]
+    return states, raw, last
 
 
 def unrolled_states(layer: StatefulLayer, u: Tensor, s0: Tensor) -> tuple[Tensor, list[Tensor]]:

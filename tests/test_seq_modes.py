@@ -133,3 +133,21 @@ def test_lag_influence_runs_on_a_recurrent_lm_and_is_causal():
     assert 0.0 < R < 15.0
     assert bool((per_position[0, 4:] == 0).all())  # position 3 of sequence 0 sees only lags 0..3
     assert model.training  # restored after the measurement
+
+
+@pytest.mark.parametrize("mode", ["dsf", "ft-bptt"])
+def test_reused_projection_gru_path_gives_the_reference_gradients(mode):
+    torch.manual_seed(6)
+    x, y = _data(seed=6)
+    reference = RecurrentLM(7, cell="gru", hidden=6, layers=2, training=mode)
+    fast = RecurrentLM(7, cell="gru", hidden=6, layers=2, training=mode, reuse=True)
+    fast.load_state_dict(reference.state_dict())
+    reference.train()
+    fast.train()
+    logits_ref, state_ref = reference(x)
+    logits_fast, state_fast = fast(x)
+    assert torch.allclose(logits_fast, logits_ref, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(state_fast, state_ref))
+    g_ref, g_fast = _grads(reference, x, y), _grads(fast, x, y)
+    for name in g_ref:
+        assert torch.allclose(g_fast[name], g_ref[name], atol=1e-5), name

@@ -17,14 +17,15 @@ from torch import Tensor
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.fit import Trainer, seed_everything
+from fwdlearn.fit import seed_everything
 from fwdlearn.diagnostics.plots import plot_influence_curves
 from fwdlearn.distributed import init_from_env, rank
 from fwdlearn.records import RunRecord, refuse_overwrite
 
 from .influence import hop_influence
+from .node_bp import train_node_classifier
 
-__all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig", "make_model", "train_bp",
+__all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig", "make_model", "load_influence_graph",
            "NodeMLP"]
 
 MODELS = ["gcn", "sage", "mlp"]
@@ -56,37 +57,27 @@ def make_model(kind: str, features: int, classes: int, layers: int, hidden: int 
     raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
 
 
-def _accuracy(model, data, mask: Tensor) -> float:
-    with torch.no_grad():
-        return float((model(data.x, data.edge_index)[mask].argmax(-1) == data.y[mask]).float().mean())
+def load_influence_graph(name: str, seed: int = 0, hops: int = 16, quiet: bool = True):
+    """A city network (eccentricity labels of radius ``hops``) or any :func:`~fwdlearn.graphs.load_graph` name
+    with its public split (random 64/16/20 from ``seed`` when the data set has none)."""
+    from .citynet import load_city
+    from .datasets import _CITY_PREFIXES, load_graph
 
-
-def train_bp(model: torch.nn.Module, data, epochs: int, lr: float = 1e-2, patience: int | None = 50,
-             quiet: bool = True, desc: str = "bp") -> dict:
-    """Full-batch BP training with cross-entropy on ``train_mask`` (the core Trainer does the loop)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
-
-    def step(epoch: int) -> dict:
-        model.train()
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(data.x, data.edge_index)[data.train_mask], data.y[data.train_mask])
-        loss.backward()
-        optimizer.step()
-        return {"loss": float(loss.detach())}
-
-    def evaluate() -> dict:
-        model.eval()
-        return {"val_accuracy": _accuracy(model, data, data.val_mask)}
-
-    result = Trainer(epochs, patience=patience, quiet=quiet, desc=desc).run(step, evaluate, state=model)
-    model.eval()
-    return {"val_accuracy": result.best.get("val_accuracy"), "test_accuracy": _accuracy(model, data, data.test_mask),
-            "epochs_run": result.epochs_run}
+    if name.strip().lower().startswith(_CITY_PREFIXES):
+        return load_city(name, seed=seed, hops=hops, quiet=quiet)
+    try:
+        return load_graph(name, split="public", seed=seed, quiet=quiet)
+    except ValueError as error:
+        if "no public split" not in str(error):
+            raise
+        return load_graph(name, split="random", seed=seed, quiet=quiet)
 
 
 @dataclass
 class InfluenceGraphConfig:
-    data: str = field(default="synthetic-city:2500", metadata={"help": "city:<path>, synthetic-city[:N], citynetwork:<name>"})
+    data: str = field(default="synthetic-city:2500",
+                      metadata={"help": "city:<path>, synthetic-city[:N], citynetwork:<name>, or any graph name of "
+                                        "'fwdlearn graph train' (cora, karate, ...)"})
     models: list[str] = field(default_factory=lambda: ["gcn"], metadata={"help": "models to compare", "choices": MODELS})
     layers: int = field(default=8, metadata={"help": "layers of each model"})
     hidden: int = 64
@@ -94,7 +85,7 @@ class InfluenceGraphConfig:
     max_hops: int = field(default=0, metadata={"help": "largest hop binned (0 = as many as layers)"})
     samples: int = field(default=500, metadata={"help": "random seed nodes"})
     variant: str = field(default="subgraph", metadata={"help": "induced subgraph (as PyG) or full graph", "choices": ["subgraph", "full"]})
-    hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels"})
+    hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city data)"})
     seed: int = 0
     plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image"})
     json: str = field(default="", metadata={"help": "run record path (default runs/influence-graph-<time>.json)"})
@@ -107,8 +98,6 @@ def _configure_influence(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_influence(args: argparse.Namespace) -> int:
-    from .citynet import load_city
-
     config = dataclass_from_args(InfluenceGraphConfig, args)
     init_from_env()  # under torchrun the seeds are shared out; rank 0 reports
     lead = rank() == 0
@@ -117,7 +106,7 @@ def _run_influence(args: argparse.Namespace) -> int:
     path = config.json or RunRecord.default_path("influence-graph")
     refuse_overwrite(path, config.plot, overwrite=config.overwrite)
     seed_everything(config.seed)
-    data = load_city(config.data, seed=config.seed, hops=config.hops, quiet=quiet)
+    data = load_influence_graph(config.data, seed=config.seed, hops=config.hops, quiet=quiet)
     max_hops = config.max_hops or config.layers
     curves = {}
     for kind in config.models:
@@ -125,7 +114,8 @@ def _run_influence(args: argparse.Namespace) -> int:
         model = make_model(kind, data.num_features, int(data.y.max()) + 1, config.layers, config.hidden)
         row = {"model": kind, "layers": config.layers}
         if config.epochs > 0:
-            row.update(train_bp(model, data, config.epochs, quiet=quiet, desc=kind))
+            fit = train_node_classifier(model, data, config.epochs, lr=1e-2, patience=50, quiet=quiet, desc=kind)
+            row.update({k: fit[k] for k in ("val_accuracy", "test_accuracy", "epochs_run")})
         start = time.perf_counter()
         curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
                                     variant=config.variant, quiet=quiet)

@@ -40,6 +40,8 @@ class TrainSeqConfig:
     layers: int = 2
     hidden: int = 512
     norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP"})
+    reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
+                                                         "gradients as the reference recipe)"})
     context: int = field(default=256, metadata={"help": "window length T (state carried across windows)"})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B"})
     steps: int = field(default=2000, metadata={"help": "optimizer steps (the total, also when resuming)"})
@@ -86,7 +88,8 @@ def run_train(config: TrainSeqConfig) -> dict:
     seed_everything(config.seed)
     corpus = load_text(config.data, level=config.level, limit=config.limit or None)
     model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                        training=config.training, feedback=config.feedback, norm=config.norm).to(config.device)
+                        training=config.training, feedback=config.feedback, norm=config.norm,
+                        reuse=config.reuse).to(config.device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.mode}")

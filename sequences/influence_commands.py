@@ -3,6 +3,11 @@
 ::
 
     fwdlearn influence seq --models gru lstm --length 128 --max-lag 64 --plot lags.png
+    fwdlearn influence seq --checkpoints runs/bptt.pt runs/dsf.pt --data tinyshakespeare --length 256 --max-lag 128
+
+Untrained ``--models`` read random embeddings; trained ``--checkpoints`` (``fwdlearn seq train``
+checkpoints or :meth:`RecurrentLM.save` files) read windows of the ``--data`` validation text
+(random tokens when no data is named).
 """
 
 from __future__ import annotations
@@ -68,13 +73,17 @@ def make_sequence_model(kind: str, features: int, hidden: int, layers: int, out:
 
 @dataclass
 class InfluenceSeqConfig:
-    models: list[str] = field(default_factory=lambda: ["gru"], metadata={"help": "models to compare", "choices": MODELS})
+    models: list[str] = field(default_factory=lambda: ["gru"], metadata={"help": "untrained models to compare", "choices": MODELS})
+    checkpoints: list[str] = field(default_factory=list, metadata={"help": "trained RecurrentLM files (seq train "
+                                                                          "checkpoints); replaces --models"})
+    data: str = field(default="", metadata={"help": "corpus whose validation windows the checkpoints read "
+                                                    "(default: random tokens)"})
     features: int = 16
     hidden: int = 32
     layers: int = 1
     outputs: int = 8
     length: int = field(default=64, metadata={"help": "sequence length T"})
-    batch: int = field(default=4, metadata={"help": "random input sequences"})
+    batch: int = field(default=4, metadata={"help": "input sequences"})
     max_lag: int = 32
     positions: int = field(default=16, metadata={"help": "output positions sampled per sequence"})
     seed: int = 0
@@ -94,11 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     refuse_overwrite(path, config.plot, overwrite=config.overwrite)
     record = RunRecord("influence-seq", config, seed=config.seed)
     seed_everything(config.seed)
-    inputs = torch.randn(config.batch, config.length, config.features)
     curves = {}
-    for kind in config.models:
-        seed_everything(config.seed)
-        model = make_sequence_model(kind, config.features, config.hidden, config.layers, config.outputs)
+    for kind, model, inputs in _models_and_inputs(config):
         start = time.perf_counter()
         curve, R, _ = lag_influence(model, inputs, config.max_lag, positions=config.positions, seed=config.seed,
                                     quiet=config.quiet)
@@ -110,6 +116,36 @@ def _run(args: argparse.Namespace) -> int:
     record.summary["curves"] = curves
     print(f"record: {record.save(path, overwrite=config.overwrite)}")
     return 0
+
+
+def _models_and_inputs(config: InfluenceSeqConfig):
+    """``(name, model, inputs)`` for every untrained ``--models`` entry or every ``--checkpoints`` file."""
+    if not config.checkpoints:
+        inputs = torch.randn(config.batch, config.length, config.features)
+        for kind in config.models:
+            seed_everything(config.seed)
+            yield kind, make_sequence_model(kind, config.features, config.hidden, config.layers, config.outputs), inputs
+        return
+    from .datasets import load_text
+    from .recurrent import RecurrentLM
+
+    for path in config.checkpoints:
+        model, vocab = RecurrentLM.load(path)
+        size = model.config["vocab_size"]
+        if config.data:
+            corpus = load_text(config.data, level=vocab.level if vocab is not None else "char")
+            if vocab is not None and vocab.tokens != corpus.vocab.tokens:
+                raise ValueError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
+                                 f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on")
+            ids = corpus.split("validation")
+            need = config.batch * config.length
+            if ids.numel() < need:
+                raise ValueError(f"{config.data} validation has {ids.numel()} tokens; --batch x --length needs {need}")
+            inputs = ids[:need].view(config.batch, config.length)
+        else:
+            gen = torch.Generator().manual_seed(config.seed)
+            inputs = torch.randint(0, size, (config.batch, config.length), generator=gen)
+        yield f"{Path(path).stem} ({model.config['training']})", model, inputs
 
 
 influence = Command(help="lag-wise Jacobian influence and range R of sequence models", configure=_configure, run=_run)

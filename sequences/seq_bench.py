@@ -56,12 +56,16 @@ class SeqBenchConfig:
     cost_layers: int = 2
     cost_batch: int = 16
     cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported"})
+    reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
+                                                         "gradients; no faster on CPU in our measurements)"})
     # 2. quality
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus for the quality part (char level)"})
     quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"])
     model: str = field(default="gru", metadata={"help": "cell of the quality and recall models"})
     hidden: int = 128
     layers: int = 2
+    norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block) in the "
+                                                       "quality and alignment models"})
     context: int = 128
     batch_size: int = 16
     steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode"})
@@ -99,7 +103,7 @@ def step_costs(config: SeqBenchConfig, context: int, quiet: bool = True) -> dict
     for mode in config.cost_modes:
         seed_everything(config.seed)
         models[mode] = RecurrentLM(vocab, cell="gru", hidden=config.cost_hidden, layers=config.cost_layers,
-                                   training=mode).to(device)
+                                   training=mode, reuse=config.reuse).to(device)
         opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
 
     def step(mode: str, xs=x, ys=y) -> None:
@@ -146,13 +150,14 @@ def _cost_part(config: SeqBenchConfig, rows: list, extra: dict) -> None:
 
 def _quality_part(config: SeqBenchConfig, rows: list, extra: dict) -> dict[str, RecurrentLM]:
     corpus = load_text(config.data, level="char")
-    setting = (f"{config.data}, {config.model.upper()} {config.layers}x{config.hidden}, T={config.context}, "
+    block = ", pre-LN + MLP blocks" if config.norm else ""
+    setting = (f"{config.data}, {config.model.upper()} {config.layers}x{config.hidden}{block}, T={config.context}, "
                f"B={config.batch_size}, {config.steps} steps")
     results, models = {}, {}
     for mode in config.quality_modes:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training=mode).to(config.device)
+                            training=mode, norm=config.norm, reuse=config.reuse).to(config.device)
         report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
                            lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
                            quiet=config.quiet, seed=config.seed)
@@ -184,7 +189,7 @@ def _alignment_part(config: SeqBenchConfig, rows: list, extra: dict, models: dic
     else:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training="dsf").to(config.device)
+                            training="dsf", norm=config.norm, reuse=config.reuse).to(config.device)
         which = "untrained model"
     extra["alignment"] = {"model": which}
     setting = f"{which}, {config.align_batch} validation windows of T={config.align_context}"

@@ -34,3 +34,29 @@ def test_influence_seq_writes_a_record(tmp_path):
     curve = json.loads(record.read_text())["metrics"][0]["curve"]
     # two causal convolutions of width 4 reach back 6 steps, no further
     assert all(c > 0 for c in curve[:7]) and all(c == 0 for c in curve[7:])
+
+
+def test_influence_seq_measures_saved_language_models(tmp_path):
+    from fwdlearn.sequences import RecurrentLM
+
+    paths = []
+    for training in ("bptt", "dsf"):
+        path = tmp_path / f"{training}.pt"
+        RecurrentLM(11, cell="gru", hidden=8, layers=1, training=training).save(path)
+        paths.append(str(path))
+    record = tmp_path / "lm.json"
+    assert main(["influence", "seq", "--checkpoints", *paths, "--length", "12", "--max-lag", "15", "--batch", "2",
+                 "--positions", "3", "--json", str(record), "--quiet"]) == 0
+    rows = json.loads(record.read_text())["metrics"]
+    assert [row["model"] for row in rows] == ["bptt (bptt)", "dsf (dsf)"]
+    for row in rows:
+        assert len(row["curve"]) == 16 and row["curve"][0] == 1.0 and row["R"] > 0
+        assert all(c == 0 for c in row["curve"][12:])  # a window of 12 tokens has no lag beyond 11
+
+
+def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):
+    record = tmp_path / "k.json"
+    assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "--layers", "2", "--epochs", "30",
+                 "--samples", "10", "--json", str(record), "--quiet"]) == 0
+    row = json.loads(record.read_text())["metrics"][0]
+    assert 0.0 <= row["test_accuracy"] <= 1.0 and row["R"] > 0 and len(row["curve"]) == 3

@@ -129,6 +129,8 @@ class BenchGraphConfig:
     hidden: int = 128
     lr: float = 1e-3
     bp_lr: float = field(default=1e-3, metadata={"help": "BP baseline's Adam learning rate"})
+    ff_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the goodness methods (ff-la, ff-vn, "
+                                                         "ff-symba), which learn slowly at 1e-3"})
     link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)"})
     link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"], metadata={"choices": list(LINK_METHODS)})
     link_epochs: int = 100

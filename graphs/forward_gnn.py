@@ -74,6 +74,7 @@ __all__ = ["ForwardGNN", "FitReport", "METHODS", "LAYERWISE_METHODS", "TOPDOWN_M
 
 LAYERWISE_METHODS = ("sf", "ff-la", "ff-vn", "ff-symba")
 TOPDOWN_METHODS = ("sf-top2input", "sf-top2loss")
+GOODNESS_METHODS = ("ff-la", "ff-vn", "ff-symba")  # trained on goodness with negatives
 METHODS = LAYERWISE_METHODS[:1] + TOPDOWN_METHODS + LAYERWISE_METHODS[1:] + ("bp",)
 
 

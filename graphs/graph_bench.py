@@ -20,7 +20,7 @@ from fwdlearn.records import RunRecord, refuse_overwrite
 from fwdlearn.reporting import mean_std, write_results
 
 from .datasets import load_graph
-from .forward_gnn import ForwardGNN
+from .forward_gnn import GOODNESS_METHODS, ForwardGNN
 from .linkpred import ForwardLinkPredictor
 
 __all__ = ["run_bench", "COLUMNS"]
@@ -86,7 +86,8 @@ def run_bench(config) -> int:
                 seed_everything(config.seed + i)
                 model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
                                    layers=depth, method=method, seed=config.seed + i)
-                report = model.fit(data, epochs=config.epochs, lr=config.lr, patience=patience,
+                lr = config.ff_lr if method in GOODNESS_METHODS else config.lr
+                report = model.fit(data, epochs=config.epochs, lr=lr, patience=patience,
                                    eval_every=config.eval_every, quiet=config.quiet, bp_lr=config.bp_lr)
                 record.log(**report.as_dict(), split=config.seed + i)
                 reports.append(report)
@@ -143,7 +144,7 @@ def run_bench(config) -> int:
     targets = _targets(summary, link)
     host = f"{torch.get_num_threads()} torch threads, " + (torch.cuda.get_device_name() if device == "cuda" else "CPU")
     notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden {config.hidden}, "
-             f"Adam lr {config.lr} (BP {config.bp_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
+             f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
              f"layer-by-layer methods and in total for BP and the top-down methods, early-stopping patience {patience}. "
              "Saved bytes/step: tensors autograd keeps for backward in one step (layer-by-layer methods: the largest "
              "layer, as one layer trains at a time); peak memory: process RSS (CPU) or CUDA peak during the measured "

@@ -8,13 +8,7 @@ import torch
 from fwdlearn.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spinning on a shared CPU; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_graph_train_writes_record_and_table(tmp_path, capsys):

@@ -9,13 +9,7 @@ from fwdlearn.graphs import ForwardGNN, load_graph
 from fwdlearn.graphs.forward_gnn import METHODS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one intra-op thread avoids OpenMP spinning on a shared CPU; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 needs_cora = pytest.mark.skipif(
     data_dir() is None or not (data_dir() / "Planetoid" / "Cora" / "raw").is_dir(),

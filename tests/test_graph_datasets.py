@@ -8,13 +8,7 @@ from fwdlearn.graphs import load_graph
 from fwdlearn.graphs.datasets import check_masks, random_split
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one intra-op thread avoids OpenMP spinning on a shared CPU; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_karate_public_and_random():

@@ -14,13 +14,7 @@ from fwdlearn.graphs.label_appending import append_labels, candidate_labels
 from fwdlearn.graphs.virtual_nodes import add_virtual_nodes, virtual_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one intra-op thread avoids OpenMP spinning on a shared CPU; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FORWARD = [m for m in METHODS if m != "bp"]
 

@@ -7,12 +7,7 @@ from fwdlearn.sequences import RecurrentLM
 from fwdlearn.sequences.gradient_alignment import bucket_by_distance, state_alignment, state_gradients
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(seed=0, length=10):

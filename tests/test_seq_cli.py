@@ -9,11 +9,7 @@ from fwdlearn.cli import main
 from fwdlearn.sequences import RecurrentLM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -8,12 +8,7 @@ from fwdlearn.sequences import RecurrentLM, lag_influence, parse_training
 from fwdlearn.sequences.lm_training import lm_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grads(model, x, y):

@@ -10,12 +10,7 @@ from fwdlearn.sequences.datasets import AddingProblem
 MODES = ["bptt", "tbptt:4", "ft-bptt", "dsf"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

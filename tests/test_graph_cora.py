@@ -33,19 +33,17 @@ def test_cora_public_and_random_splits():
     assert torch.equal(a.train_mask, load_graph("cora", split="random", seed=1).train_mask)
 
 
-FF_VN_REASON = ("FF-VN stays at the majority class within a test-sized budget: with GCN normalisation a virtual node "
-                "of degree ~250 contributes ~1/sqrt(250 d_i) to a node's aggregate, a very weak label signal")
-
-
 @needs_cora
-@pytest.mark.parametrize("method", [m if m != "ff-vn" else pytest.param(m, marks=pytest.mark.xfail(reason=FF_VN_REASON))
-                                    for m in METHODS])
+@pytest.mark.parametrize("method", METHODS)
 def test_accuracy_floor_on_cora(method, cora):
     seed_everything(0)
-    if method in ("ff-la", "ff-vn"):  # goodness methods learn slowly (as in the paper): one wide layer, more epochs
-        model = ForwardGNN(cora.num_features, cora.num_classes, hidden=128, layers=1, method=method)
+    if method in ("ff-la", "ff-vn"):  # goodness methods learn slowly (as in the paper): one layer, lr 0.01
+        # FF-VN runs on SAGE: with GCN normalisation a class virtual node of degree ~250 adds only
+        # ~1/sqrt(250 d_i) to a node's aggregate and FF-VN stays at the majority class (docs/benchmarks.md)
+        conv, hidden = ("sage", 64) if method == "ff-vn" else ("gcn", 128)
+        model = ForwardGNN(cora.num_features, cora.num_classes, conv=conv, hidden=hidden, layers=1, method=method)
         report = model.fit(cora, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
-        floor = 0.38  # the largest class is 0.29 of the test nodes
+        floor = 0.38 if method == "ff-la" else 0.55  # the largest class is 0.29 of the test nodes
     else:
         model = ForwardGNN(cora.num_features, cora.num_classes, hidden=32, layers=2, method=method)
         report = model.fit(cora, epochs=30, lr=0.01, patience=None, eval_every=30, quiet=True)

@@ -69,6 +69,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     return "\n".join(lines) + "\n"
 
 
+def result_paths(out: str | Path) -> tuple[Path, Path, Path]:
+    """``(<out>.json, <out>.md, <out>-record.json)`` for a results prefix; a trailing ``.json`` / ``.md``
+    is dropped first, and any other dot stays part of the name (``runs/lr0.003`` -> ``runs/lr0.003.json``)."""
+    out = Path(out)
+    if out.suffix in (".json", ".md"):
+        out = out.with_suffix("")
+    return (out.with_name(out.name + ".json"), out.with_name(out.name + ".md"),
+            out.with_name(out.name + "-record.json"))
+
+
 def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                   title: str = "", command: str | None = None, notes: str = "",
                   headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
@@ -77,10 +87,9 @@ def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: S
     Returns:
         The two paths.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, _ = result_paths(out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     command = command or invoked_command()
-    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
     json_path.write_text(json.dumps(to_jsonable({
         "title": title, "command": command, "rows": list(rows), "versions": library_versions(), **(extra or {}),
     }), indent=2))

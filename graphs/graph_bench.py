@@ -17,7 +17,7 @@ import torch
 
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord, refuse_overwrite
-from fwdlearn.reporting import mean_std, write_results
+from fwdlearn.reporting import mean_std, result_paths, write_results
 
 from .datasets import load_graph
 from .forward_gnn import GOODNESS_METHODS, ForwardGNN
@@ -69,8 +69,8 @@ def _targets(summary: dict, link: dict) -> list[str]:
 def run_bench(config) -> int:
     """Run the sweep; write ``<out>.json``, ``<out>.md`` and ``<out>-record.json``."""
     out = Path(config.out)
-    record_path = out.with_name(out.name + "-record.json")
-    refuse_overwrite(out.with_suffix(".json"), out.with_suffix(".md"), record_path, overwrite=config.overwrite)
+    json_path, md_path, record_path = result_paths(out)
+    refuse_overwrite(json_path, md_path, record_path, overwrite=config.overwrite)
     record = RunRecord("bench-graph", config, seed=config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -158,5 +158,5 @@ def run_bench(config) -> int:
                   headers=HEADERS, notes=notes)
     record.save(record_path, overwrite=config.overwrite)
     print("\n".join(targets))
-    print(f"wrote {out.with_suffix('.md')}")
+    print(f"wrote {md_path}")
     return 0

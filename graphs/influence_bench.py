@@ -24,7 +24,7 @@ import torch
 
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord, refuse_overwrite
-from fwdlearn.reporting import write_results
+from fwdlearn.reporting import result_paths, write_results
 
 from .influence import hop_influence, select_seeds
 
@@ -135,7 +135,8 @@ def run_bench(config) -> int:
     from .influence_commands import load_influence_graph
 
     out = Path(config.out)
-    refuse_overwrite(out.with_suffix(".json"), out.with_suffix(".md"), overwrite=config.overwrite)
+    json_path, md_path, record_path = result_paths(out)
+    refuse_overwrite(json_path, md_path, record_path, overwrite=config.overwrite)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
     data = load_influence_graph(config.data, seed=config.seed, quiet=quiet)
@@ -154,6 +155,6 @@ def run_bench(config) -> int:
              "function total_influence loops over). Untrained GCN for agreement/speed. "
              f"Host: {torch.get_num_threads()} torch threads, CPU.")
     write_results(out, rows, COLUMNS, title="Influence: agreement, speed, ranges", notes=notes)
-    record.save(out.with_name(out.name + "-record.json"), overwrite=config.overwrite)
-    print(f"wrote {out.with_suffix('.md')}")
+    record.save(record_path, overwrite=config.overwrite)
+    print(f"wrote {md_path}")
     return 0

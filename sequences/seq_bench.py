@@ -26,7 +26,7 @@ import torch
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.records import refuse_overwrite
-from fwdlearn.reporting import invoked_command, markdown_table, write_results
+from fwdlearn.reporting import invoked_command, markdown_table, result_paths, write_results
 
 from .datasets import DelayedRecall, load_text
 from .gradient_alignment import bucket_by_distance, state_alignment
@@ -249,7 +249,7 @@ def _verdicts(extra: dict) -> list[str]:
 def run_bench(config: SeqBenchConfig) -> tuple[Path, Path]:
     """Run the selected parts and write ``<out>.json`` / ``<out>.md``."""
     out = Path(config.out)
-    refuse_overwrite(out.with_suffix(".json"), out.with_suffix(".md"), overwrite=config.overwrite)
+    refuse_overwrite(*result_paths(out)[:2], overwrite=config.overwrite)
     unknown = [s for s in config.skip if s not in PARTS]
     if unknown:
         raise ValueError(f"unknown bench part(s) {unknown}; --skip takes {', '.join(PARTS)}")

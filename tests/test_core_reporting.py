@@ -23,3 +23,13 @@ def test_markdown_table_columns_and_mean_std():
     assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 1.0))
     with pytest.raises(ValueError, match="at least one value"):
         mean_std([])
+
+
+def test_result_paths_keep_dots_in_the_prefix(tmp_path):
+    from fwdlearn.reporting import result_paths
+
+    assert [p.name for p in result_paths(tmp_path / "recall-lr0.003")] == [
+        "recall-lr0.003.json", "recall-lr0.003.md", "recall-lr0.003-record.json"]
+    assert [p.name for p in result_paths(tmp_path / "graph.md")] == ["graph.json", "graph.md", "graph-record.json"]
+    json_path, md_path = write_results(tmp_path / "sub" / "a.b", [{"x": 1}])
+    assert (json_path.name, md_path.name) == ("a.b.json", "a.b.md") and md_path.exists()

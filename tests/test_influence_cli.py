@@ -60,3 +60,16 @@ def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):
                  "--samples", "10", "--json", str(record), "--quiet"]) == 0
     row = json.loads(record.read_text())["metrics"][0]
     assert 0.0 <= row["test_accuracy"] <= 1.0 and row["R"] > 0 and len(row["curve"]) == 3
+
+
+def test_bench_influence_agrees_with_pyg_and_reports_trained_ranges(tmp_path):
+    out = tmp_path / "bench-0.1"
+    assert main(["bench", "influence", "--data", "synthetic-city:150", "--samples", "12", "--pyg-samples", "12",
+                 "--layers", "3", "--hidden", "8", "--big-nodes", "0", "--epochs", "5", "--out", str(out),
+                 "--quiet"]) == 0
+    rows = json.loads((tmp_path / "bench-0.1.json").read_text())["rows"]
+    by_metric = {(row["model"], row["metric"]): row for row in rows}
+    assert by_metric[("gcn-3", "max rel. diff per seed row")]["value"] <= 1e-4
+    assert by_metric[("mlp-2", "test accuracy / R (max_hops=3)")]["baseline"] == 0.0  # an MLP's R
+    assert ("gcn-3", "R (sf)") in by_metric
+    assert (tmp_path / "bench-0.1.md").exists() and (tmp_path / "bench-0.1-record.json").exists()

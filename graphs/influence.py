@@ -112,13 +112,14 @@ def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple
 
 
 def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
-                     batch_size: int, quiet: bool) -> Tensor:
+                     batch_size: int, quiet: bool, nodes_per_batch: int | None = None) -> Tensor:
     num_nodes = x.shape[0]
     matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     symmetric = is_symmetric(matrix)
     rows: list[Tensor] = []
     chunks = list(torch.split(seeds, batch_size))
-    for chunk in progress(chunks, desc="influence", quiet=quiet):
+    bar = progress(total=len(seeds), desc="influence", quiet=quiet)
+    for chunk in _union_sized(chunks, matrix, max_hops, symmetric, nodes_per_batch):
         balls = hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric)
         union_edges, _ = induced_union(matrix, balls)
         node = torch.from_numpy(balls.node).to(x.device)
@@ -129,7 +130,27 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
         bucket = torch.from_numpy(balls.owner * (max_hops + 1) + balls.hop).to(mass.device)
         flat = distance_totals(mass[None], bucket[None], len(chunk) * (max_hops + 1) - 1)
         rows.append(flat.reshape(len(chunk), max_hops + 1))
+        bar.update(len(chunk))
+    bar.close()
     return torch.cat(rows)
+
+
+def _union_sized(chunks: list[Tensor], matrix, max_hops: int, symmetric: bool, nodes_per_batch: int | None):
+    """Yield the seed chunks, each cut further so that its union of balls has at most ``nodes_per_batch``
+    nodes (at least one seed per piece); ``None`` keeps the chunks as they are."""
+    for chunk in chunks:
+        if nodes_per_batch is None or len(chunk) == 1:
+            yield chunk
+            continue
+        sizes = np.bincount(hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric).owner,
+                            minlength=len(chunk))
+        start, total = 0, 0
+        for i, size in enumerate(sizes.tolist()):
+            if i > start and total + size > nodes_per_batch:
+                yield chunk[start:i]
+                start, total = i, 0
+            total += size
+        yield chunk[start:]
 
 
 def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
@@ -160,7 +181,8 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
 def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = None,
                   nodes: Sequence[int] | Tensor | None = None, normalize: bool = True, seed: int = 0,
                   batch_size: int = 256, variant: Literal["subgraph", "full"] = "subgraph",
-                  quiet: bool = True) -> tuple[Tensor, float, Tensor]:
+                  quiet: bool = True, nodes_per_batch: int | None | Literal["auto"] = "auto"
+                  ) -> tuple[Tensor, float, Tensor]:
     r"""Per-hop Jacobian influence :math:`T_h(v)`, its mean curve and the range :math:`R`.
 
     Args:
@@ -176,6 +198,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``).
         variant: ``"subgraph"`` (PyG's definition, induced ``max_hops`` ball) or ``"full"`` (whole graph).
         quiet: no progress bar.
+        nodes_per_batch: ``"subgraph"`` only: a batch is cut further so that its union of balls has at
+            most this many nodes (``None``: no cap). ``"auto"``: 4096 on CPU, where message passing over a
+            cache-sized union measured fastest (1.5x faster than 256 whole balls at 16 layers on
+            California), no cap on a GPU. Results do not depend on it.
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
     measures a contiguous share of the seeds and the rows are gathered in seed order, so
@@ -187,6 +213,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     x, edge_index = _check_inputs(model, data, max_hops, variant)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if nodes_per_batch == "auto":
+        nodes_per_batch = None if x.is_cuda else 4096
+    elif nodes_per_batch is not None and (not isinstance(nodes_per_batch, int) or nodes_per_batch < 1):
+        raise ValueError(f"nodes_per_batch must be 'auto', None or an int >= 1, got {nodes_per_batch!r}")
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
     module = model if isinstance(model, torch.nn.Module) else None
     was_training = module.training if module is not None else False
@@ -194,10 +224,13 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         module.eval()
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     try:
-        compute = _subgraph_totals if variant == "subgraph" else _full_totals
         if stop > start:
             with torch.enable_grad():
-                per_seed = compute(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)
+                if variant == "subgraph":
+                    per_seed = _subgraph_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet,
+                                                nodes_per_batch)
+                else:
+                    per_seed = _full_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)
         else:
             per_seed = x.new_zeros(0, max_hops + 1)
     finally:

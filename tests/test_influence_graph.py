@@ -32,13 +32,15 @@ def random_graph(nodes: int = 60, edges: int = 90, features: int = 4, seed: int 
 
 @pytest.mark.parametrize("conv", [GCNConv, SAGEConv])
 @pytest.mark.parametrize("graph_seed", [0, 1])
-def test_per_seed_rows_equal_pyg_per_hop_influence(conv, graph_seed):
+@pytest.mark.parametrize("nodes_per_batch", ["auto", None, 1, 20])
+def test_per_seed_rows_equal_pyg_per_hop_influence(conv, graph_seed, nodes_per_batch):
     torch.manual_seed(graph_seed)
     data = random_graph(seed=graph_seed)
     model = Stack(conv, 4, 8, 3, layers=3)
     nodes = [0, 7, 13, 29, 59]
     reference = torch.stack([jacobian_l1_agg_per_hop(model, data, 4, n, "cpu") for n in nodes])
-    curve, R, per_seed = hop_influence(model, data, max_hops=4, nodes=nodes, batch_size=2)
+    curve, R, per_seed = hop_influence(model, data, max_hops=4, nodes=nodes, batch_size=4,
+                                       nodes_per_batch=nodes_per_batch)
     assert per_seed.shape == (5, 5)
     assert torch.allclose(per_seed, reference, rtol=1e-4, atol=1e-6 * float(reference.abs().max()))
 
@@ -92,6 +94,8 @@ def test_bad_arguments_fail_with_clear_messages():
         hop_influence(model, data, 3, samples=3, nodes=[1])
     with pytest.raises(ValueError, match=r"nodes= must lie in \[0, 59\]"):
         hop_influence(model, data, 3, nodes=[60])
+    with pytest.raises(ValueError, match="nodes_per_batch must be 'auto', None or an int >= 1, got 0"):
+        hop_influence(model, data, 3, nodes_per_batch=0)
     with pytest.raises(ValueError, match="unknown variant 'dense'"):
         hop_influence(model, data, 3, variant="dense")
     with pytest.raises(TypeError, match="data.x must be floating point"):

@@ -52,6 +52,24 @@ class HopBalls:
     def num_pairs(self) -> int:
         return int(self.node.shape[0])
 
+    def select(self, start: int, stop: int) -> "HopBalls":
+        """The balls of seeds ``start:stop`` alone (owners, offsets and roots renumbered from 0)."""
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return HopBalls(seeds=self.seeds[start:stop], owner=self.owner[lo:hi] - start, node=self.node[lo:hi],
+                        hop=self.hop[lo:hi], offsets=self.offsets[start:stop + 1] - lo, root=self.root[start:stop] - lo)
+
+    def split(self, max_pairs: int | None) -> list["HopBalls"]:
+        """Consecutive groups of seeds whose balls hold at most ``max_pairs`` pairs together (at least one
+        seed per group); ``None``: one group."""
+        if max_pairs is None:
+            return [self]
+        groups, start = [], 0
+        for stop in range(1, self.seeds.shape[0] + 1):
+            if stop - start > 1 and self.offsets[stop] - self.offsets[start] > max_pairs:
+                groups.append(self.select(start, stop - 1))
+                start = stop - 1
+        return groups + [self.select(start, self.seeds.shape[0])]
+
 
 def in_neighbour_matrix(edge_index: np.ndarray, num_nodes: int, weight: np.ndarray | None = None) -> sp.csr_matrix:
     r"""CSR matrix :math:`M` with :math:`M_{v,u} = w_{u \to v}` for each edge ``(u, v)`` (row = target).

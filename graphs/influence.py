@@ -35,7 +35,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -117,10 +116,11 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
     matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     symmetric = is_symmetric(matrix)
     rows: list[Tensor] = []
-    chunks = list(torch.split(seeds, batch_size))
     bar = progress(total=len(seeds), desc="influence", quiet=quiet)
-    for chunk in _union_sized(chunks, matrix, max_hops, symmetric, nodes_per_batch):
-        balls = hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric)
+    pieces = (piece for chunk in torch.split(seeds, batch_size)
+              for piece in hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric).split(nodes_per_batch))
+    for balls in pieces:
+        count = balls.seeds.shape[0]
         union_edges, _ = induced_union(matrix, balls)
         node = torch.from_numpy(balls.node).to(x.device)
         sub_edges = torch.from_numpy(union_edges).to(edge_index.device)
@@ -128,29 +128,11 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
         mass = _ball_masses(model, x.detach()[node], sub_edges, root)
         # one flat row: bucket (seed s, hop h) -> s * (k + 1) + h, then fold back to [S, k + 1]
         bucket = torch.from_numpy(balls.owner * (max_hops + 1) + balls.hop).to(mass.device)
-        flat = distance_totals(mass[None], bucket[None], len(chunk) * (max_hops + 1) - 1)
-        rows.append(flat.reshape(len(chunk), max_hops + 1))
-        bar.update(len(chunk))
+        flat = distance_totals(mass[None], bucket[None], count * (max_hops + 1) - 1)
+        rows.append(flat.reshape(count, max_hops + 1))
+        bar.update(count)
     bar.close()
     return torch.cat(rows)
-
-
-def _union_sized(chunks: list[Tensor], matrix, max_hops: int, symmetric: bool, nodes_per_batch: int | None):
-    """Yield the seed chunks, each cut further so that its union of balls has at most ``nodes_per_batch``
-    nodes (at least one seed per piece); ``None`` keeps the chunks as they are."""
-    for chunk in chunks:
-        if nodes_per_batch is None or len(chunk) == 1:
-            yield chunk
-            continue
-        sizes = np.bincount(hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric).owner,
-                            minlength=len(chunk))
-        start, total = 0, 0
-        for i, size in enumerate(sizes.tolist()):
-            if i > start and total + size > nodes_per_batch:
-                yield chunk[start:i]
-                start, total = i, 0
-            total += size
-        yield chunk[start:]
 
 
 def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,

@@ -27,6 +27,7 @@ from fwdlearn.records import RunRecord, refuse_overwrite
 from fwdlearn.reporting import result_paths, write_results
 
 from .influence import hop_influence, select_seeds
+from .influence_commands import BP_LR, BP_PATIENCE, load_influence_graph, make_model
 
 __all__ = ["run_bench"]
 
@@ -36,7 +37,6 @@ COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
 def _agreement_and_speed(config, data, rows: list[dict], quiet: bool) -> None:
     from torch_geometric.utils.influence import jacobian_l1_agg_per_hop, influence_weighted_receptive_field
 
-    from .influence_commands import make_model
 
     seed_everything(config.seed)
     model = make_model("gcn", data.num_features, int(data.y.max()) + 1, config.layers, config.hidden).eval()
@@ -69,7 +69,6 @@ def _agreement_and_speed(config, data, rows: list[dict], quiet: bool) -> None:
 
 def _scale(config, rows: list[dict], quiet: bool) -> None:
     from .citynet import city_data, synthetic_road_graph
-    from .influence_commands import make_model
 
     road = synthetic_road_graph(config.big_nodes, config.seed)
     start = time.perf_counter()
@@ -100,7 +99,6 @@ def _scale(config, rows: list[dict], quiet: bool) -> None:
 
 def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
     from .forward_gnn import ForwardGNN
-    from .influence_commands import make_model
     from .node_bp import train_node_classifier
 
     max_hops = config.layers
@@ -109,7 +107,8 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
     for kind, layers in (("mlp", 2), ("gcn", 2), ("gcn", config.layers)):
         seed_everything(config.seed)
         model = make_model(kind, data.num_features, classes, layers, config.hidden)
-        fit = train_node_classifier(model, data, config.epochs, lr=1e-2, patience=50, quiet=quiet, desc=f"{kind}-{layers}")
+        fit = train_node_classifier(model, data, config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet,
+                                    desc=f"{kind}-{layers}")
         _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
         results[(kind, layers)] = (fit["test_accuracy"], R)
         rows.append({"experiment": f"trained by BP, {config.epochs} epochs", "model": f"{kind}-{layers}",
@@ -132,8 +131,6 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
 
 def run_bench(config) -> int:
     """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md`` and a run record."""
-    from .influence_commands import load_influence_graph
-
     out = Path(config.out)
     json_path, md_path, record_path = result_paths(out)
     refuse_overwrite(json_path, md_path, record_path, overwrite=config.overwrite)
@@ -150,7 +147,8 @@ def run_bench(config) -> int:
         record.log(**row)
         print(row)
     notes = (f"Graph: {config.data} ({data.num_nodes:,} nodes, {data.num_edges:,} directed edges); BP models trained "
-             f"with Adam lr 0.01, ForwardGNN with its defaults (lr 0.001, patience 100); {config.epochs} epochs (per layer for ForwardGNN), BP patience 50. "
+             f"with Adam lr {BP_LR}, patience {BP_PATIENCE}; ForwardGNN with its fit defaults; {config.epochs} epochs "
+             "(per layer for ForwardGNN). "
              "PyG reference: torch_geometric.utils.influence.jacobian_l1_agg_per_hop on the same seeds (the per-seed "
              "function total_influence loops over). Untrained GCN for agreement/speed. "
              f"Host: {torch.get_num_threads()} torch threads, CPU.")

@@ -29,6 +29,7 @@ __all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig",
            "NodeMLP"]
 
 MODELS = ["gcn", "sage", "mlp"]
+BP_LR, BP_PATIENCE = 1e-2, 50  # Adam learning rate and early-stopping patience of the BP models measured here
 
 
 class NodeMLP(torch.nn.Module):
@@ -114,7 +115,7 @@ def _run_influence(args: argparse.Namespace) -> int:
         model = make_model(kind, data.num_features, int(data.y.max()) + 1, config.layers, config.hidden)
         row = {"model": kind, "layers": config.layers}
         if config.epochs > 0:
-            fit = train_node_classifier(model, data, config.epochs, lr=1e-2, patience=50, quiet=quiet, desc=kind)
+            fit = train_node_classifier(model, data, config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet, desc=kind)
             row.update({k: fit[k] for k in ("val_accuracy", "test_accuracy", "epochs_run")})
         start = time.perf_counter()
         curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,

@@ -1,5 +1,6 @@
 """hop_influence agrees with PyG's total_influence and with a dense Jacobian."""
 
+import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Data
@@ -100,3 +101,21 @@ def test_bad_arguments_fail_with_clear_messages():
         hop_influence(model, data, 3, variant="dense")
     with pytest.raises(TypeError, match="data.x must be floating point"):
         hop_influence(model, Data(x=torch.ones(3, 2, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long)), 1)
+
+
+def test_hop_balls_split_into_groups_that_rebuild_the_whole():
+    from fwdlearn.graphs.hop_balls import hop_balls, in_neighbour_matrix
+
+    data = random_graph()
+    matrix = in_neighbour_matrix(data.edge_index.numpy(), data.num_nodes)
+    balls = hop_balls(matrix, [0, 7, 13, 29, 59, 7], 3)
+    groups = balls.split(12)
+    assert sum(g.seeds.shape[0] for g in groups) == 6
+    assert all(g.num_pairs <= 12 or g.seeds.shape[0] == 1 for g in groups) and len(groups) > 1
+    for name in ("node", "hop"):
+        assert (torch.from_numpy(np.concatenate([getattr(g, name) for g in groups]))
+                == torch.from_numpy(getattr(balls, name))).all()
+    for g in groups:  # every group is a self-contained HopBalls: roots point at the seeds' own pairs at hop 0
+        assert (g.node[g.root] == g.seeds).all() and (g.hop[g.root] == 0).all()
+        assert g.offsets[0] == 0 and g.offsets[-1] == g.num_pairs
+    assert balls.split(None) == [balls]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -70,7 +69,7 @@ class GNNBlock(nn.Module):
     def __init__(self, conv: str, in_dim: int, out_dim: int, activation: bool = True) -> None:
         super().__init__()
         self.kind = check_conv(conv)
-        self.in_dim, self.out_dim = in_dim, out_dim
+        self.in_dim = in_dim
         self.conv = make_conv(self.kind, in_dim, out_dim)
         self.activation = activation
 

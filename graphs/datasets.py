@@ -34,7 +34,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 
-__all__ = ["load_graph", "random_split", "check_masks", "PLANETOID", "GRAPH_NAMES"]
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -152,6 +152,17 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) 
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
 
 
+def is_city(name: str) -> bool:
+    """Whether ``name`` is a City-Networks source (``city:``, ``synthetic-city``, ``citynetwork:``)."""
+    return name.strip().lower().startswith(_CITY_PREFIXES)
+
+
+def has_public_split(name: str) -> bool:
+    """Whether ``load_graph(name, split="public")`` has a split to give (Planetoid, KarateClub, cities)."""
+    lower = name.strip().lower()
+    return lower in PLANETOID or lower == "karate" or is_city(lower)
+
+
 def load_graph(name: str, root: str | Path | None = None, split: str = "public", seed: int = 0,
                download: bool = False, quiet: bool = True) -> Data:
     """Load a node-classification graph with masks and ``num_classes``.
@@ -175,7 +186,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         raise ValueError(f"unknown split {split!r}; use 'public' (the data set's own) or 'random' (64/16/20 with a seed)")
     key = name.strip()
     lower = key.lower()
-    if lower.startswith(_CITY_PREFIXES):
+    if is_city(lower):
         from .citynet import load_city
 
         data = load_city(key, root=root, seed=seed, quiet=quiet)

@@ -58,7 +58,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import LocalOptimizers, Trainer, layerwise_forward
 from fwdlearn.local import ff_loss, goodness, prototype_cross_entropy, prototype_logits, symba_loss
 
@@ -66,7 +65,7 @@ from .aggregation_cache import prepare_input, propagation_matrix, run_block
 from .backbones import check_conv, make_blocks
 from .datasets import check_masks
 from .label_appending import append_labels
-from .node_bp import masked_accuracy, memory_figures, train_node_classifier
+from .node_bp import cost_summary, masked_accuracy, measured_step, train_node_classifier
 from .topdown import context_vectors, representations, topdown_scores, topdown_step
 from .virtual_nodes import add_virtual_nodes, virtual_features, wrong_labels
 
@@ -342,14 +341,13 @@ class ForwardGNN(nn.Module):
         else:
             per_layer, costs, epochs_run = self._fit_layerwise(data, epochs, lr, weight_decay, patience, eval_every, quiet)
         seconds = time.perf_counter() - start
-        biggest = max(costs, key=lambda c: c.saved_bytes)
-        mem = max((memory_figures(c) for c in costs), key=lambda m: m["peak_memory_bytes"])
+        cost = cost_summary(costs)
         s = self.scores(data)
         y = data.y.to(s.device)
         return FitReport(self.method, self.conv, self.layers,
                          masked_accuracy(s, y, data.test_mask.to(s.device)), masked_accuracy(s, y, data.val_mask.to(s.device)),
-                         masked_accuracy(s, y, data.train_mask.to(s.device)), seconds, int(biggest.saved_bytes),
-                         mem["peak_memory_bytes"], mem["step_memory_bytes"], epochs_run, per_layer)
+                         masked_accuracy(s, y, data.train_mask.to(s.device)), seconds, cost["saved_bytes_per_step"],
+                         cost["peak_memory_bytes"], cost["step_memory_bytes"], epochs_run, per_layer)
 
     def _fit_layerwise(self, data, epochs, lr, weight_decay, patience, eval_every, quiet):
         x, ei, y, train, val = data.x, data.edge_index, data.y, data.train_mask, data.val_mask
@@ -385,12 +383,7 @@ class ForwardGNN(nn.Module):
                 outs = {s: run_block(block, prepared[s]) for s in train_names}
                 return optimizers.step([self._layer_loss(outs, y, train, n)])[0]
 
-            def step(epoch: int) -> dict:
-                if not layer_costs:
-                    box: dict = {}
-                    layer_costs.append(measure_cost(lambda: box.update(loss=one_step()), x.device))
-                    return {"loss": box["loss"]}
-                return {"loss": one_step()}
+            step = measured_step(lambda epoch: one_step(), layer_costs, x.device)
 
             def layer_scores() -> Tensor:
                 with torch.no_grad():
@@ -436,12 +429,7 @@ class ForwardGNN(nn.Module):
             state["h"] = [o.detach() for o in outs]
             return float(sum(v for v in values if v == v))
 
-        def step(epoch: int) -> dict:
-            if not costs:
-                box: dict = {}
-                costs.append(measure_cost(lambda: box.update(loss=one_step(epoch)), x.device))
-                return {"loss": box["loss"]}
-            return {"loss": one_step(epoch)}
+        step = measured_step(one_step, costs, x.device)
 
         def evaluate() -> dict:
             self.eval()

@@ -180,8 +180,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``).
         variant: ``"subgraph"`` (PyG's definition, induced ``max_hops`` ball) or ``"full"`` (whole graph).
         quiet: no progress bar.
-        nodes_per_batch: ``"subgraph"`` only: a batch is cut further so that its union of balls has at
-            most this many nodes (``None``: no cap). ``"auto"``: 4096 on CPU, where message passing over a
+        nodes_per_batch: ``"subgraph"`` only: a batch is cut further so that its balls hold at most
+            this many (seed, node) pairs together, the nodes of their disjoint union (``None``: no cap). ``"auto"``: 4096 on CPU, where message passing over a
             cache-sized union measured fastest (1.5x faster than 256 whole balls at 16 layers on
             California), no cap on a GPU. Results do not depend on it.
 

@@ -62,16 +62,11 @@ def load_influence_graph(name: str, seed: int = 0, hops: int = 16, quiet: bool =
     """A city network (eccentricity labels of radius ``hops``) or any :func:`~fwdlearn.graphs.load_graph` name
     with its public split (random 64/16/20 from ``seed`` when the data set has none)."""
     from .citynet import load_city
-    from .datasets import _CITY_PREFIXES, load_graph
+    from .datasets import has_public_split, is_city, load_graph
 
-    if name.strip().lower().startswith(_CITY_PREFIXES):
+    if is_city(name):
         return load_city(name, seed=seed, hops=hops, quiet=quiet)
-    try:
-        return load_graph(name, split="public", seed=seed, quiet=quiet)
-    except ValueError as error:
-        if "no public split" not in str(error):
-            raise
-        return load_graph(name, split="random", seed=seed, quiet=quiet)
+    return load_graph(name, split="public" if has_public_split(name) else "random", seed=seed, quiet=quiet)
 
 
 @dataclass

@@ -28,13 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import LocalOptimizers, Trainer, seed_everything
 from fwdlearn.local import ff_loss, ff_probability, goodness
 
 from .aggregation_cache import prepare_input, propagation_matrix, run_block
 from .backbones import check_conv, make_blocks
-from .node_bp import memory_figures
+from .node_bp import cost_summary, measured_step
 
 __all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "roc_auc", "LINK_METHODS"]
 
@@ -150,13 +149,6 @@ class ForwardLinkPredictor(nn.Module):
         def negatives() -> Tensor:
             return negative_sampling(train.edge_index, num_nodes=n, num_neg_samples=pos.shape[1])
 
-        def measured(fn):
-            if not costs:
-                box: dict = {}
-                costs.append(measure_cost(lambda: box.update(loss=fn()), device))
-                return box["loss"]
-            return fn()
-
         epochs_run = 0
         if self.method == "bp":
             optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
@@ -174,52 +166,43 @@ class ForwardLinkPredictor(nn.Module):
 
             result = Trainer(epochs, monitor="val_auc", patience=patience, eval_every=eval_every, quiet=quiet,
                              desc=f"link bp {self.conv}-{self.layers}").run(
-                lambda e: {"loss": measured(one_step)}, lambda: {"val_auc": self.auc(x, train.edge_index, val)}, state=self)
+                measured_step(lambda epoch: one_step(), costs, device), lambda: {"val_auc": self.auc(x, train.edge_index, val)},
+                state=self)
             epochs_run = result.epochs_run
         else:
-            streams = {"train": train.edge_index, "test": test.edge_index}
-            inputs = {k: x for k in streams}
-            matrices: dict[str, Tensor] = {}
+            h, matrix = x, None  # each layer trains on, and is scored with, the training edges
             val_pairs = torch.cat([val.pos_edge_label_index, val.neg_edge_label_index], 1)
             val_labels = torch.cat([torch.ones(val.pos_edge_label_index.shape[1]),
                                     torch.zeros(val.neg_edge_label_index.shape[1])])
             val_total = torch.zeros(val_pairs.shape[1], device=device)
             for l, block in enumerate(self.blocks):
-                if self.cache and block.cacheable and not matrices:
-                    matrices = {k: propagation_matrix(block.kind, e, n, x.dtype) for k, e in streams.items()}
-                prepared = {k: prepare_input(block, inputs[k], e, self.cache, matrices.get(k)) for k, e in streams.items()}
+                if self.cache and block.cacheable and matrix is None:
+                    matrix = propagation_matrix(block.kind, train.edge_index, n, x.dtype)
+                prepared = prepare_input(block, h, train.edge_index, self.cache, matrix)
                 optimizers = LocalOptimizers([block], lr=lr, weight_decay=weight_decay)
 
                 def one_step() -> float:
                     block.train()
-                    return optimizers.step([self._loss(run_block(block, prepared["train"]), pos, negatives())])[0]
+                    return optimizers.step([self._loss(run_block(block, prepared), pos, negatives())])[0]
 
                 def evaluate() -> dict:
                     with torch.no_grad():
-                        p = self._probability(run_block(block, prepared["train"]), val_pairs)
+                        p = self._probability(run_block(block, prepared), val_pairs)
                     return {"val_auc": roc_auc((val_total + p) / (l + 1), val_labels)}
 
                 layer_costs: list = []
-
-                def step(epoch: int) -> dict:
-                    if not layer_costs:
-                        box: dict = {}
-                        layer_costs.append(measure_cost(lambda: box.update(loss=one_step()), device))
-                        return {"loss": box["loss"]}
-                    return {"loss": one_step()}
-
                 result = Trainer(epochs, monitor="val_auc", patience=patience, eval_every=eval_every, quiet=quiet,
-                                 desc=f"link {self.method} layer {l + 1}/{self.layers}").run(step, evaluate, state=block)
+                                 desc=f"link {self.method} layer {l + 1}/{self.layers}").run(
+                    measured_step(lambda epoch: one_step(), layer_costs, device), evaluate, state=block)
                 costs.extend(layer_costs)
                 epochs_run += result.epochs_run
                 block.eval()
                 with torch.no_grad():
-                    inputs = {k: run_block(block, prepared[k]) for k in streams}
-                    val_total = val_total + self._probability(inputs["train"], val_pairs)
+                    h = run_block(block, prepared)
+                    val_total = val_total + self._probability(h, val_pairs)
         seconds = time.perf_counter() - start
         self.eval()
-        biggest = max(costs, key=lambda c: c.saved_bytes)
-        mem = max((memory_figures(c) for c in costs), key=lambda m: m["peak_memory_bytes"])
+        cost = cost_summary(costs)
         return LinkReport(self.method, self.conv, self.layers, self.auc(x, test.edge_index, test),
-                          self.auc(x, train.edge_index, val), seconds, int(biggest.saved_bytes),
-                          mem["peak_memory_bytes"], mem["step_memory_bytes"], epochs_run)
+                          self.auc(x, train.edge_index, val), seconds, cost["saved_bytes_per_step"],
+                          cost["peak_memory_bytes"], cost["step_memory_bytes"], epochs_run)

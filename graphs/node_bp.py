@@ -12,6 +12,7 @@ model).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import Trainer
 
-__all__ = ["train_node_classifier", "masked_accuracy", "memory_figures"]
+__all__ = ["train_node_classifier", "masked_accuracy", "memory_figures", "measured_step", "cost_summary"]
 
 
 def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor) -> float:
@@ -36,6 +37,28 @@ def memory_figures(cost) -> dict[str, Any]:
     if cost.cuda_peak_bytes is not None:
         return {"peak_memory_bytes": int(cost.cuda_peak_bytes), "step_memory_bytes": int(cost.cuda_peak_bytes)}
     return {"peak_memory_bytes": int(cost.peak_rss_bytes), "step_memory_bytes": int(cost.rss_increase_bytes)}
+
+
+def measured_step(one_step: Callable[[int], float], costs: list, device) -> Callable[[int], dict]:
+    """A :class:`~fwdlearn.fit.Trainer` step running ``one_step(epoch) -> loss``; the first call is measured
+    with :func:`~fwdlearn.diagnostics.cost.measure_cost` and its cost appended to ``costs``."""
+    def step(epoch: int) -> dict:
+        if not costs:
+            box: dict = {}
+            costs.append(measure_cost(lambda: box.update(loss=one_step(epoch)), device))
+            return {"loss": box["loss"]}
+        return {"loss": one_step(epoch)}
+
+    return step
+
+
+def cost_summary(costs: list) -> dict[str, int]:
+    """``saved_bytes_per_step`` of the largest measured step and the :func:`memory_figures` of the highest
+    peak (zeros when nothing was measured)."""
+    if not costs:
+        return {"saved_bytes_per_step": 0, "peak_memory_bytes": 0, "step_memory_bytes": 0}
+    memory = max((memory_figures(c) for c in costs), key=lambda m: m["peak_memory_bytes"])
+    return {"saved_bytes_per_step": int(max(c.saved_bytes for c in costs)), **memory}
 
 
 def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,
@@ -64,12 +87,7 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
         optimizer.step()
         return float(loss.detach())
 
-    def step(epoch: int) -> dict:
-        if not costs:
-            box: dict = {}
-            costs.append(measure_cost(lambda: box.update(loss=one_step()), device))
-            return {"loss": box["loss"]}
-        return {"loss": one_step()}
+    step = measured_step(lambda epoch: one_step(), costs, device)
 
     def evaluate() -> dict:
         model.eval()
@@ -86,7 +104,5 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
     out = {"val_accuracy": masked_accuracy(scores, y, data.val_mask),
            "test_accuracy": masked_accuracy(scores, y, data.test_mask),
            "train_accuracy": masked_accuracy(scores, y, train),
-           "fit_seconds": seconds, "epochs_run": result.epochs_run,
-           "saved_bytes_per_step": costs[0].saved_bytes if costs else 0}
-    out.update(memory_figures(costs[0]) if costs else {"peak_memory_bytes": 0, "step_memory_bytes": 0})
+           "fit_seconds": seconds, "epochs_run": result.epochs_run, **cost_summary(costs)}
     return out

@@ -87,7 +87,7 @@ def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index
 
     Returns:
         ``[num_real, K]`` scores (normalised to sum to 1 per node) and the ``[L, K, d]`` prototypes
-        used at the last step.
+        used at the last evaluated step.
     """
     states = [x.new_zeros(x.shape[0], hidden) for _ in blocks]
     total = None
@@ -95,8 +95,8 @@ def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index
     for t in range(steps):
         outs = topdown_step(blocks, kind, x, edge_index, states, context, detach=False)
         reps = representations(kind, outs, states, detach=False)
-        protos_used = []
         if first <= t <= last:
+            protos_used = []
             for l, r in enumerate(reps):
                 c = r[num_real:] if prototypes is None else prototypes[l]
                 protos_used.append(c)

@@ -53,3 +53,11 @@ def test_overlapping_masks_are_refused():
     data.val_mask = data.val_mask | data.train_mask
     with pytest.raises(ValueError, match="overlap"):
         check_masks(data)
+
+
+def test_which_names_have_a_public_split():
+    from fwdlearn.graphs.datasets import has_public_split, is_city
+
+    assert all(has_public_split(n) for n in ("Cora", "karate", "city:roads/x.graphml", "synthetic-city:50"))
+    assert not any(has_public_split(n) for n in ("amazon:photo", "citationfull:cora_ml"))
+    assert is_city(" Synthetic-City:10") and not is_city("cora")

@@ -61,8 +61,9 @@ def test_bp_gradient_reaches_every_layer():
 
 
 @pytest.mark.parametrize("method", ["sf", "ff-la", "ff-vn"])
-def test_fit_step_leaves_other_layers_untouched(method):
-    """Layer-by-layer fitting: after training layer 1 for a few epochs, its parameters change and the rest do not."""
+def test_layer_by_layer_fit_trains_every_layer(method):
+    """Layer-by-layer fitting reaches every layer: each block's parameters change (locality of the
+    gradients is checked by test_no_gradient_crosses_layers)."""
     torch.manual_seed(0)
     data = tiny_graph()
     model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
@@ -70,6 +71,15 @@ def test_fit_step_leaves_other_layers_untouched(method):
     model.fit(data, epochs=3, patience=None, quiet=True)
     for b, old in zip(model.blocks, before):
         assert any(not torch.equal(p, q) for p, q in zip(b.parameters(), old))
+
+
+def test_top_down_evaluation_with_more_steps_than_the_accumulation_window(karate):
+    """Steps past the accumulation window (2..9) keep the prototypes of the last evaluated step."""
+    torch.manual_seed(0)
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method="sf-top2input", steps=12)
+    model.fit(karate, epochs=3, patience=None, quiet=True)
+    assert model.prototypes.shape == (2, karate.num_classes, 8)
+    assert model(karate.x, karate.edge_index).shape == (karate.num_nodes, karate.num_classes)
 
 
 def test_virtual_nodes_one_per_class_linked_to_training_nodes_only():

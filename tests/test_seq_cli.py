@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from fwdlearn.cli import main
 from fwdlearn.sequences import RecurrentLM

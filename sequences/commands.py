@@ -100,6 +100,8 @@ def run_train(config: TrainSeqConfig) -> dict:
                        valid_split=config.valid_split, checkpoint=checkpoint, resume=config.resume,
                        quiet=config.quiet, seed=config.seed)
     seconds = time.perf_counter() - start
+    if not lead:  # rank 0 evaluates, reports and writes; the others are done
+        return {"steps": report.steps, "train_seconds": seconds}
     for row in report.history:
         record.log(**row)
     final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
@@ -108,8 +110,6 @@ def run_train(config: TrainSeqConfig) -> dict:
                            "tokens_per_second": world_size() * config.batch_size * config.context * report.steps / max(report.result.seconds, 1e-9),
                            "checkpoint": str(checkpoint), "vocab_size": corpus.vocab_size,
                            "model": model.config, "processes": world_size()})
-    if not lead:
-        return record.summary
     if config.sample:
         prompt = corpus.vocab.decode(corpus.split(config.valid_split)[:1])
         record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,

@@ -129,11 +129,14 @@ def _models_and_inputs(config: InfluenceSeqConfig):
     from .datasets import load_text
     from .recurrent import RecurrentLM
 
+    corpora: dict[str, object] = {}  # one read of --data per tokenisation level
     for path in config.checkpoints:
         model, vocab = RecurrentLM.load(path)
-        size = model.config["vocab_size"]
         if config.data:
-            corpus = load_text(config.data, level=vocab.level if vocab is not None else "char")
+            level = vocab.level if vocab is not None else "char"
+            if level not in corpora:
+                corpora[level] = load_text(config.data, level=level)
+            corpus = corpora[level]
             if vocab is not None and vocab.tokens != corpus.vocab.tokens:
                 raise ValueError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
                                  f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on")
@@ -144,7 +147,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
             inputs = ids[:need].view(config.batch, config.length)
         else:
             gen = torch.Generator().manual_seed(config.seed)
-            inputs = torch.randint(0, size, (config.batch, config.length), generator=gen)
+            inputs = torch.randint(0, model.config["vocab_size"], (config.batch, config.length), generator=gen)
         yield f"{Path(path).stem} ({model.config['training']})", model, inputs
 
 

@@ -175,8 +175,7 @@ def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, sta
 def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16, lr: float = 2e-3,
            weight_decay: float = 0.0, clip: float | None = 1.0, eval_every: int = 100, eval_tokens: int | None = 50_000,
            eval_context: int | None = None, train_split: str = "train", valid_split: str = "validation",
-           checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
-           keep_best: bool = True, on_step: Callable[[dict[str, Any]], None] | None = None) -> FitReport:
+           checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0) -> FitReport:
     r"""Train ``model`` on ``corpus`` for ``steps`` optimizer steps of ``batch_size`` x ``context`` tokens.
 
     Args:
@@ -184,10 +183,10 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
         checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count continues on resume).
-        keep_best: restore the state with the best validation loss at the end (else keep the last).
+            The state with the best validation loss is restored at the end.
 
     Returns:
-        A :class:`FitReport`; ``metrics`` are the best (or last) evaluation's. Under ``torch.distributed``
+        A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
     seed_everything(seed)
@@ -216,26 +215,19 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         state.carry = [c.detach() for c in carry]
         loss = lm_loss(logits, y.to(device))
         norm = _update(model, optimizer, loss, clip)
-        row = {"loss": float(loss.detach()), "grad_norm": norm}
-        if on_step is not None:
-            on_step(row)
-        return row
+        return {"loss": float(loss.detach()), "grad_norm": norm}
 
     def evaluate() -> dict[str, float]:
         return evaluate_lm(model, valid, eval_context or context, batch_size, eval_tokens, prefix="val_")
 
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.mode}",
                   checkpoint=checkpoint, resume=resume)
-    report = _run(kwargs, step, evaluate if keep_best else None, state, steps)
-    if not keep_best:
-        report.metrics = evaluate()
-    return report
+    return _run(kwargs, step, evaluate, state, steps)
 
 
 def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, lr: float = 3e-3,
              weight_decay: float = 0.0, clip: float | None = 1.0, eval_every: int = 100, eval_batches: int = 4,
-             checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
-             keep_best: bool = True) -> FitReport:
+             checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0) -> FitReport:
     """Train on fresh samples of a synthetic task; validation on a fixed sample set (``val_accuracy`` or
     ``val_mse``)."""
     seed_everything(seed)
@@ -257,7 +249,4 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     monitor = f"val_{task.metric}"
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,
                   quiet=quiet, desc=f"{model.mode} {task.name}", checkpoint=checkpoint, resume=resume)
-    report = _run(kwargs, step, evaluate if keep_best else None, state, steps)
-    if not keep_best:
-        report.metrics = evaluate()
-    return report
+    return _run(kwargs, step, evaluate, state, steps)

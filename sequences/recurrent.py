@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fwdlearn.records import refuse_overwrite
+
 from .fast_gru import gru_scan_step
 from .training_modes import TrainingMode, make_feedback, one_step_states, parse_training, truncated_run, unrolled_states
 
@@ -58,7 +60,7 @@ class RecurrentLayer(nn.Module):
     def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
         """Fused sequence call, differentiable: ``(h [B, T, H], s_T [B, S])``."""
         if self.cell == "linear":
-            states, _ = unrolled_plain(self, u, s0)
+            states, _ = unrolled_states(self, u, s0, retain=False)
             return states, states[:, -1]
         if self.cell == "lstm":
             h0, c0 = s0.split(self.hidden, dim=-1)
@@ -73,7 +75,7 @@ class RecurrentLayer(nn.Module):
         fused pass's outputs: :math:`c_t = \\sigma(f_t) c_{t-1} + \\sigma(i_t)\\tanh(g_t)` with gates
         from one batched matmul."""
         if self.cell == "linear":
-            return unrolled_plain(self, u, s0)[0]
+            return unrolled_states(self, u, s0, retain=False)[0]
         out, _ = self.run(u, s0)
         if self.cell != "lstm":
             return out
@@ -113,15 +115,6 @@ class RecurrentLayer(nn.Module):
     def output(self, states: Tensor) -> Tensor:
         """The hidden output :math:`h` of a state (the first ``hidden`` channels)."""
         return states[..., : self.hidden]
-
-
-def unrolled_plain(layer: RecurrentLayer, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
-    """A step loop (for the linear cell, which has no fused kernel): ``(states [B,T,S], s_T)``."""
-    states, s = [], s0
-    for t in range(u.shape[1]):
-        s = layer.step(u[:, t], s)
-        states.append(s)
-    return torch.stack(states, dim=1), s
 
 
 class RecurrentBlock(nn.Module):
@@ -323,8 +316,7 @@ class RecurrentLM(nn.Module):
     def save(self, path: str | Path, vocab=None, overwrite: bool = False) -> Path:
         """Write ``{"config", "model", "vocab"}`` (refuses to overwrite unless ``overwrite``)."""
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; choose another path or pass overwrite=True")
+        refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": dict(self.config), "model": self.state_dict(),
                     "vocab": vocab.state_dict() if vocab is not None else None}, path)

@@ -26,7 +26,7 @@ import torch
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.records import refuse_overwrite
-from fwdlearn.reporting import invoked_command, markdown_table, result_paths, write_results
+from fwdlearn.reporting import markdown_table, result_paths, write_results
 
 from .datasets import DelayedRecall, load_text
 from .gradient_alignment import bucket_by_distance, state_alignment
@@ -148,8 +148,7 @@ def _cost_part(config: SeqBenchConfig, rows: list, extra: dict) -> None:
             print(f"cost T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
 
 
-def _quality_part(config: SeqBenchConfig, rows: list, extra: dict) -> dict[str, RecurrentLM]:
-    corpus = load_text(config.data, level="char")
+def _quality_part(config: SeqBenchConfig, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
     block = ", pre-LN + MLP blocks" if config.norm else ""
     setting = (f"{config.data}, {config.model.upper()} {config.layers}x{config.hidden}{block}, T={config.context}, "
                f"B={config.batch_size}, {config.steps} steps")
@@ -178,8 +177,7 @@ def _quality_part(config: SeqBenchConfig, rows: list, extra: dict) -> dict[str, 
     return models
 
 
-def _alignment_part(config: SeqBenchConfig, rows: list, extra: dict, models: dict[str, RecurrentLM]) -> None:
-    corpus = load_text(config.data, level="char", split="validation")
+def _alignment_part(config: SeqBenchConfig, corpus, rows: list, extra: dict, models: dict[str, RecurrentLM]) -> None:
     ids = corpus.validation
     starts = torch.linspace(0, ids.numel() - config.align_context - 2, config.align_batch).long()
     window = torch.stack([ids[s: s + config.align_context + 1] for s in starts.tolist()])
@@ -261,10 +259,12 @@ def run_bench(config: SeqBenchConfig) -> tuple[Path, Path]:
     if "cost" not in config.skip:
         _cost_part(config, rows, extra)
     models: dict = {}
+    # one corpus (one vocabulary) for the models and the alignment windows they read
+    corpus = load_text(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
     if "quality" not in config.skip:
-        models = _quality_part(config, rows, extra)
+        models = _quality_part(config, corpus, rows, extra)
     if "alignment" not in config.skip:
-        _alignment_part(config, rows, extra, models)
+        _alignment_part(config, corpus, rows, extra, models)
     if "recall" not in config.skip:
         _recall_part(config, rows, extra)
     extra["seconds"] = time.perf_counter() - start
@@ -279,8 +279,7 @@ def run_bench(config: SeqBenchConfig) -> tuple[Path, Path]:
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
         "", "Targets:", *verdicts,
     ])
-    paths = write_results(out, rows, COLUMNS, title="Sequences: DSF vs BPTT", command=invoked_command(),
-                          notes=notes, extra=extra)
+    paths = write_results(out, rows, COLUMNS, title="Sequences: DSF vs BPTT", notes=notes, extra=extra)
     if not config.quiet:
         print(markdown_table(rows, COLUMNS))
     print("\n".join(verdicts))

@@ -176,17 +176,17 @@ def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tenso
     return states, raw, last
 
 
-def unrolled_states(layer: StatefulLayer, u: Tensor, s0: Tensor) -> tuple[Tensor, list[Tensor]]:
+def unrolled_states(layer: StatefulLayer, u: Tensor, s0: Tensor, retain: bool = True) -> tuple[Tensor, list[Tensor]]:
     r"""BPTT with every state a separate graph node: ``(stacked [B, T, S], [s_1, ..., s_T])``.
 
-    After ``backward()``, ``s_t.grad`` (with ``retain_grad``) is the *total* derivative
+    With ``retain``, after ``backward()`` ``s_t.grad`` is the *total* derivative
     :math:`g_t = e_t + J_t^\top g_{t+1}` -- the reference for alignment diagnostics. Slow (one
-    cell call per step); used only for diagnostics.
+    cell call per step); used for diagnostics and for cells without a fused kernel (linear).
     """
     states, s = [], s0
     for t in range(u.shape[1]):
         s = layer.step(u[:, t], s)
-        if s.requires_grad:
+        if retain and s.requires_grad:
             s.retain_grad()
         states.append(s)
     return torch.stack(states, dim=1), states

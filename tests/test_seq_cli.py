@@ -65,6 +65,8 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert all(r["ratio"] is not None and r["ratio"] > 0 for r in cost)
     quality = {r["mode"]: r for r in rows if r["experiment"] == "quality" and r["metric"] == "val bits/char"}
     assert set(quality) == {"bptt", "tbptt:32", "ft-bptt", "dsf"} and quality["bptt"]["ratio"] == pytest.approx(1.0)
+    bptt = quality["bptt"]["value"]
+    assert all(r["bptt"] == bptt and r["ratio"] == pytest.approx(r["value"] / bptt) for r in quality.values())
     align = [r for r in rows if r["experiment"] == "alignment" and r["mode"] == "dsf" and "d=0" in r["metric"]]
     assert align and align[-1]["value"] == pytest.approx(1.0, abs=1e-4)  # top layer at the window's end
     assert {r["mode"] for r in rows if r["experiment"] == "delayed recall"} == {"bptt", "ft-bptt", "dsf"}

@@ -1,4 +1,4 @@
-"""Lag-wise influence of a GRU and a causal convolution on random embeddings.
+"""Lag-wise influence of a GRU language model and a causal convolution on random tokens.
 
 Run:  python examples/influence_sequence.py
 """
@@ -6,13 +6,12 @@ Run:  python examples/influence_sequence.py
 import torch
 
 from fwdlearn.fit import seed_everything
-from fwdlearn.sequences import lag_influence
-from fwdlearn.sequences.influence_commands import make_sequence_model
+from fwdlearn.sequences import CausalConvLM, RecurrentLM, lag_influence
 
 seed_everything(0)
-inputs = torch.randn(4, 64, 16)  # [batch, time, embedding]
-for kind in ("gru", "conv"):
-    model = make_sequence_model(kind, features=16, hidden=32, layers=2, out=8)
-    curve, R, per_position = lag_influence(model, inputs, max_lag=32, positions=16)
-    print(f"{kind}: R = {R:.2f} lags; influence at lag 0, 4, 16: "
+tokens = torch.randint(0, 16, (4, 64))  # [batch, time]
+models = {"gru": RecurrentLM(16, cell="gru", hidden=32, layers=2), "conv": CausalConvLM(16, hidden=32, layers=2)}
+for name, model in models.items():
+    curve, R, per_position = lag_influence(model, tokens, max_lag=32, positions=16)
+    print(f"{name}: R = {R:.2f} lags; influence at lag 0, 4, 16: "
           f"{float(curve[0]):.3f} {float(curve[4]):.2e} {float(curve[16]):.2e}")

@@ -2,7 +2,10 @@
 
 The core defines the command groups and dispatches each subcommand to a
 :class:`Command` that a domain package provides (the only place where the core
-names a domain package). A command whose domain code is not there yet says so
+names a domain package). Commands load lazily: ``fwdlearn --help``, ``fwdlearn <group> --help``
+and ``--version`` import no command module (and so neither torch nor a domain); a command's
+module is imported only when that command is named, and command modules import their heavy
+dependencies inside their ``run``. A command whose domain code is not there yet says so
 plainly and exits with status 2; it never pretends to work.
 
 ::
@@ -52,14 +55,17 @@ class Entry(NamedTuple):
 
 #: ``(group, name)`` -> :class:`Entry` (``name`` is ``None`` for a command without subcommands).
 ENTRY_POINTS: dict[tuple[str, str | None], Entry] = {
-    ("quickstart", None): Entry("fwdlearn.graphs.commands:quickstart", "the main job on built-in data"),
-    ("graph", "train"): Entry("fwdlearn.graphs.commands:train", "train a GNN with a forward method or BP"),
-    ("seq", "train"): Entry("fwdlearn.sequences.commands:train", "train a recurrent LM (bptt, tbptt:k, ft-bptt, dsf)"),
-    ("influence", "graph"): Entry("fwdlearn.graphs.influence_commands:influence", "hop-wise influence and range R"),
-    ("influence", "seq"): Entry("fwdlearn.sequences.influence_commands:influence", "lag-wise influence and range R"),
-    ("bench", "graph"): Entry("fwdlearn.graphs.commands:bench", "ForwardGNN vs BP: accuracy, time, memory by depth"),
-    ("bench", "seq"): Entry("fwdlearn.sequences.commands:bench", "DSF vs BPTT: cost per step, quality, alignment"),
-    ("bench", "influence"): Entry("fwdlearn.graphs.influence_commands:bench", "influence speed vs PyG, ranges of models"),
+    ("quickstart", None): Entry("fwdlearn.graphs.cli.quickstart:quickstart",
+                                "the main job on built-in data: a GNN trained without backprop next to BP"),
+    ("graph", "train"): Entry("fwdlearn.graphs.cli.train:train", "train a GNN with a forward method or BP"),
+    ("seq", "train"): Entry("fwdlearn.sequences.cli.train:train",
+                            "train a recurrent LM (bptt, tbptt:k, ft-bptt, dsf)"),
+    ("influence", "graph"): Entry("fwdlearn.graphs.cli.influence:influence", "hop-wise influence and range R of GNNs"),
+    ("influence", "seq"): Entry("fwdlearn.sequences.cli.influence:influence",
+                                "lag-wise influence and range R of sequence models"),
+    ("bench", "graph"): Entry("fwdlearn.graphs.cli.bench:bench", "ForwardGNN vs BP: accuracy, time, memory by depth"),
+    ("bench", "seq"): Entry("fwdlearn.sequences.cli.bench:bench", "DSF vs BPTT: cost per step, quality, alignment"),
+    ("bench", "influence"): Entry("fwdlearn.graphs.cli.influence:bench", "influence speed vs PyG, ranges of models"),
 }
 
 GROUP_HELP = {
@@ -93,8 +99,21 @@ def _not_available(group: str, name: str | None) -> Callable[[argparse.Namespace
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every available command's flags."""
+def _named_command(argv: Sequence[str]) -> tuple[str, str | None] | None:
+    """The ``(group, name)`` that ``argv`` names, read from its first words (``None`` if it names none)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words:
+        return None
+    if (words[0], None) in ENTRY_POINTS:
+        return words[0], None
+    if len(words) > 1 and (words[0], words[1]) in ENTRY_POINTS:
+        return words[0], words[1]
+    return None
+
+
+def build_parser(load: Sequence[tuple[str, str | None]] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command with its help; the flags of the commands in ``load``
+    (default: all of them, which imports every command module)."""
     parser = argparse.ArgumentParser(
         prog="fwdlearn",
         description="Train graph and sequence models without end-to-end backpropagation, "
@@ -104,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
     group_parsers: dict[str, argparse._SubParsersAction] = {}
     for (group, name), entry in ENTRY_POINTS.items():
-        command = _load(entry.target)
+        configure = load is None or (group, name) in load
+        command = _load(entry.target) if configure else None
         help_text = command.help if command else entry.help
-        if command is None:
+        if configure and command is None:
             help_text += " [not available yet]"
         if name is None:
             sub = groups.add_parser(group, help=help_text, description=help_text)
@@ -119,14 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
         if command is not None:
             command.configure(sub)
             sub.set_defaults(run=command.run)
-        else:
+        elif configure:
             sub.set_defaults(run=_not_available(group, name))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fwdlearn`` console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    named = _named_command(argv)
+    parser = build_parser(load=[named] if named else [])
     args = parser.parse_args(argv)
     if args.group is None:
         parser.print_help()

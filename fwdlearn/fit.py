@@ -1,21 +1,14 @@
-r"""Training loops shared by every domain.
+r"""The training loop every domain shares, and small helpers around it.
 
-* **Layer-wise local fitting.** :func:`layerwise_forward` runs blocks in order, each
-  on a *detached* copy of the block below, so the loss of block :math:`l` produces
-  gradients in block :math:`l` only:
+:class:`Trainer` owns what every loop needs: a step budget with a tqdm bar, evaluation every
+few steps, early stopping on a validation metric with the best state restored, checkpoints and
+resume, and the cost of the first step (:func:`fwdlearn.diagnostics.cost.measure_cost`). What a
+step *does* -- which losses, which parameters -- is a rule's business (:mod:`fwdlearn.schedules`).
+A "step" is whatever the caller's ``step`` function does once: one optimizer step of a language
+model, or one full-batch epoch of a GNN.
 
-  .. math::
-      h_l = f_l(\operatorname{sg}(h_{l-1})), \qquad
-      \nabla_{\theta_k}\,\mathcal{L}_l(h_l) = 0 \quad (k \neq l),
-
-  and :class:`LocalOptimizers` gives every block its own optimizer. Blocks can be
-  trained all at once per step, or one after another (a :class:`Trainer` per block).
-* **End-to-end backpropagation**, the baseline: the same :class:`Trainer`, with a step
-  that calls ``loss.backward()`` through the whole model.
-
-:class:`Trainer` owns what every loop needs: epochs with a tqdm bar, evaluation,
-early stopping on a validation metric with the best state restored, checkpoints
-and resume.
+Also here: :func:`seed_everything`, :func:`progress`, :func:`evaluating` (a model in ``eval()`` mode
+for a block of code) and :func:`check_finite`.
 """
 
 from __future__ import annotations
@@ -24,7 +17,8 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +29,8 @@ from torch import Tensor, nn
 __all__ = [
     "seed_everything",
     "progress",
-    "layerwise_forward",
-    "LocalOptimizers",
+    "evaluating",
+    "check_finite",
     "Stateful",
     "EarlyStopping",
     "FitResult",
@@ -64,30 +58,12 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
     return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, leave=False, **kwargs)
 
 
-def layerwise_forward(blocks: Sequence[nn.Module], x: Tensor, *args: Any, **kwargs: Any) -> list[Tensor]:
-    r"""Run ``blocks`` in order, each on the detached output of the previous one.
-
-    .. math::
-        h_0 = x, \qquad h_l = f_l(\operatorname{sg}(h_{l-1}), \ldots)
-
-    Extra arguments (an ``edge_index``, a mask) are passed to every block.
-
-    Returns:
-        The outputs :math:`[h_1, \ldots, h_L]`, each attached only to its own block.
-    """
-    outputs: list[Tensor] = []
-    h = x
-    for block in blocks:
-        h = block(h.detach(), *args, **kwargs)
-        outputs.append(h)
-    return outputs
-
-
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names which and suggests a fix."""
 
 
-def _check_finite(name: str, value: Tensor | float) -> float:
+def check_finite(name: str, value: Tensor | float) -> float:
+    """``value`` as a float; :class:`NonFiniteLossError` naming ``name`` when it is NaN or infinite."""
     v = float(value.detach()) if isinstance(value, Tensor) else float(value)
     if not math.isfinite(v):
         raise NonFiniteLossError(
@@ -97,68 +73,18 @@ def _check_finite(name: str, value: Tensor | float) -> float:
     return v
 
 
-class LocalOptimizers:
-    """One optimizer per block, stepped together from the blocks' own losses.
-
-    Because each block's input is detached, the gradient of :math:`\\sum_l \\mathcal{L}_l`
-    w.r.t. block :math:`l`'s parameters is the gradient of :math:`\\mathcal{L}_l` alone, so one
-    backward of the sum is exact and cheaper than one backward per loss.
-
-    Args:
-        modules: the blocks (each gets an optimizer over its own parameters; a block
-            without parameters gets none).
-        lr, weight_decay: optimizer settings (ForwardGNN uses Adam, 1e-3, 5e-4).
-        optimizer: the optimizer class.
-    """
-
-    def __init__(
-        self,
-        modules: Sequence[nn.Module],
-        lr: float = 1e-3,
-        weight_decay: float = 5e-4,
-        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-    ) -> None:
-        self.modules = list(modules)
-        self.optimizers: list[torch.optim.Optimizer | None] = []
-        for m in self.modules:
-            params = [p for p in m.parameters() if p.requires_grad]
-            self.optimizers.append(optimizer(params, lr=lr, weight_decay=weight_decay) if params else None)
-
-    def zero_grad(self) -> None:
-        for opt in self.optimizers:
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-
-    def step(self, losses: Sequence[Tensor], only: Sequence[int] | None = None) -> list[float]:
-        """Zero the gradients, backpropagate every block's loss into its own block, and step.
-
-        Args:
-            losses: one scalar loss per block (``None`` for a block that is not trained now).
-            only: indices of the blocks to step (default: all with a loss).
-
-        Returns:
-            The loss values as floats.
-        """
-        if len(losses) != len(self.modules):
-            raise ValueError(f"LocalOptimizers.step got {len(losses)} losses for {len(self.modules)} blocks")
-        active = [i for i, loss in enumerate(losses) if loss is not None and (only is None or i in only)]
-        values = [_check_finite(f"loss of block {i}", losses[i]) if i in active else float("nan") for i in range(len(losses))]
-        self.zero_grad()
-        total = sum(losses[i] for i in active if losses[i].requires_grad)
-        if isinstance(total, Tensor):
-            total.backward()
-        for i in active:
-            if self.optimizers[i] is not None:
-                self.optimizers[i].step()
-        return values
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizers": [None if o is None else o.state_dict() for o in self.optimizers]}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for opt, s in zip(self.optimizers, state["optimizers"]):
-            if opt is not None and s is not None:
-                opt.load_state_dict(s)
+@contextmanager
+def evaluating(*modules: nn.Module | None) -> Iterator[None]:
+    """Put ``modules`` in ``eval()`` mode for the block and restore each one's mode afterwards (``None`` is skipped)."""
+    present = [m for m in modules if m is not None]
+    modes = [m.training for m in present]
+    for m in present:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(present, modes):
+            m.train(mode)
 
 
 class Stateful:
@@ -211,42 +137,54 @@ class EarlyStopping:
 
 @dataclass
 class FitResult:
-    """What :meth:`Trainer.run` did."""
+    """What :meth:`Trainer.run` did.
+
+    Attributes:
+        history: one row per step (``{"step": i, "loss": ..., <metrics when evaluated>}``).
+        best: the row of the best evaluation (the last row when there was no evaluation).
+        best_step, steps_run: where the best state came from and how many steps ran in all.
+        seconds: wall time of the whole run, resumed parts included.
+        stopped_early: early stopping ended the run.
+        first_step_cost: the measured cost of the first step of this call (``measure_first_step``).
+    """
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
-    best_epoch: int = 0
-    epochs_run: int = 0
+    best_step: int = 0
+    steps_run: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
+    first_step_cost: Any = None
 
 
 class Trainer:
-    """Epoch loop with evaluation, early stopping, a progress bar, checkpoints and resume.
+    """Step loop with evaluation, early stopping, a progress bar, checkpoints and resume.
 
     Args:
-        epochs: the epoch budget.
+        steps: the step budget (the total, also when resuming).
         monitor: key of ``evaluate()``'s dict to select the best state on.
         mode: ``"max"`` or ``"min"`` for ``monitor``.
-        patience: early-stopping patience in evaluations (``None``: run every epoch).
-        eval_every: evaluate every this many epochs (and after the last).
+        patience: early-stopping patience in evaluations (``None``: run every step).
+        eval_every: evaluate every this many steps (and after the last).
         quiet: no progress bar.
         desc: the bar's label.
-        checkpoint: file to save ``{epoch, state, best, history}`` to (``None``: no checkpoints).
-        checkpoint_every: epochs between checkpoints (default: at every evaluation).
+        checkpoint: file to save ``{step, state, best, history}`` to (``None``: no checkpoints).
+        checkpoint_every: steps between checkpoints (default: at every evaluation).
         resume: continue from ``checkpoint`` if it exists.
+        measure_first_step: measure the first step with :func:`fwdlearn.diagnostics.cost.measure_cost`
+            (``FitResult.first_step_cost``); ``device`` says where it runs.
 
     Example::
 
-        trainer = Trainer(epochs=300, patience=100)
-        result = trainer.run(step=lambda epoch: {"loss": train_one_epoch()},
+        trainer = Trainer(steps=300, patience=100)
+        result = trainer.run(step=lambda i: {"loss": train_one_step()},
                              evaluate=lambda: {"val_accuracy": accuracy("val")},
                              state=model)
     """
 
     def __init__(
         self,
-        epochs: int,
+        steps: int,
         monitor: str = "val_accuracy",
         mode: str = "max",
         patience: int | None = None,
@@ -256,30 +194,33 @@ class Trainer:
         checkpoint: str | Path | None = None,
         checkpoint_every: int | None = None,
         resume: bool = False,
+        measure_first_step: bool = False,
+        device: torch.device | str | None = None,
     ) -> None:
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
         if eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-        self.epochs, self.monitor, self.mode, self.patience = epochs, monitor, mode, patience
+        self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
         self.eval_every, self.quiet, self.desc = eval_every, quiet, desc
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
         self.resume = resume
+        self.measure_first_step, self.device = measure_first_step, device
 
-    def _save(self, state: Any, epoch: int, stopper: EarlyStopping, result: FitResult, best_state: Any) -> None:
+    def _save(self, state: Any, step: int, stopper: EarlyStopping, result: FitResult, best_state: Any) -> None:
         assert self.checkpoint is not None
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_suffix(self.checkpoint.suffix + ".tmp")
         torch.save(
             {
-                "epoch": epoch,
+                "step": step,
                 "state": state.state_dict() if state is not None else None,
                 "best_state": best_state,
                 "best_value": stopper.best,
                 "bad_checks": stopper.bad_checks,
                 "best": result.best,
-                "best_epoch": result.best_epoch,
+                "best_step": result.best_step,
                 "history": result.history,
                 "seconds": result.seconds,
             },
@@ -287,16 +228,25 @@ class Trainer:
         )
         tmp.replace(self.checkpoint)  # atomic: a crash never leaves half a checkpoint
 
+    def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int, result: FitResult) -> Mapping[str, Any]:
+        if not (self.measure_first_step and result.first_step_cost is None):
+            return step(i) or {}
+        from fwdlearn.diagnostics.cost import measure_cost
+
+        box: dict[str, Any] = {}
+        result.first_step_cost = measure_cost(lambda: box.update(step(i) or {}), self.device)
+        return box
+
     def run(
         self,
         step: Callable[[int], Mapping[str, Any] | None],
         evaluate: Callable[[], Mapping[str, Any]] | None = None,
         state: Any = None,
     ) -> FitResult:
-        """Train for up to ``epochs`` epochs.
+        """Train for up to ``steps`` steps.
 
         Args:
-            step: ``step(epoch)`` trains one epoch and returns its metrics (e.g. ``{"loss": ...}``).
+            step: ``step(i)`` trains one step (``i`` counts from 1) and returns its metrics (``{"loss": ...}``).
             evaluate: returns validation metrics including ``monitor``; without it there is no
                 early stopping and the last state is kept.
             state: an object with ``state_dict()``/``load_state_dict()``; its best state is
@@ -305,7 +255,7 @@ class Trainer:
         result = FitResult()
         stopper = EarlyStopping(self.patience, self.mode)
         best_state = None
-        start_epoch = 1
+        start_step = 1
         if self.checkpoint is not None and self.checkpoint.exists() and not self.resume:
             raise FileExistsError(
                 f"checkpoint {self.checkpoint} already exists; pass resume=True (--resume) to continue that run, "
@@ -317,35 +267,36 @@ class Trainer:
                 state.load_state_dict(ckpt["state"])
             best_state = ckpt["best_state"]
             stopper.best, stopper.bad_checks = ckpt["best_value"], ckpt["bad_checks"]
-            result.best, result.best_epoch, result.history = ckpt["best"], ckpt["best_epoch"], ckpt["history"]
+            result.best, result.best_step, result.history = ckpt["best"], ckpt["best_step"], ckpt["history"]
             result.seconds = ckpt["seconds"]
-            start_epoch = ckpt["epoch"] + 1
+            result.steps_run = ckpt["step"]
+            start_step = ckpt["step"] + 1
         t0 = time.perf_counter() - result.seconds
-        bar = progress(range(start_epoch, self.epochs + 1), desc=self.desc, quiet=self.quiet)
-        for epoch in bar:
-            row: dict[str, Any] = {"epoch": epoch}
-            row.update(step(epoch) or {})
+        bar = progress(range(start_step, self.steps + 1), desc=self.desc, quiet=self.quiet)
+        for i in bar:
+            row: dict[str, Any] = {"step": i}
+            row.update(self._one_step(step, i, result))
             for key, value in row.items():
                 if "loss" in key and isinstance(value, (float, Tensor)):
-                    _check_finite(key, value)
-            evaluated = evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs)
+                    check_finite(key, value)
+            evaluated = evaluate is not None and (i % self.eval_every == 0 or i == self.steps)
             if evaluated:
                 metrics = dict(evaluate())
                 if self.monitor not in metrics:
                     raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is {self.monitor!r}")
                 row.update(metrics)
                 if stopper.improved(float(metrics[self.monitor])):
-                    result.best, result.best_epoch = dict(row), epoch
+                    result.best, result.best_step = dict(row), i
                     if state is not None:
                         best_state = copy.deepcopy(state.state_dict())
             result.history.append(row)
-            result.epochs_run = epoch
+            result.steps_run = i
             result.seconds = time.perf_counter() - t0
             bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if isinstance(v, float)}, refresh=False)
             if self.checkpoint is not None:
                 every = self.checkpoint_every or self.eval_every
-                if epoch % every == 0 or epoch == self.epochs:
-                    self._save(state, epoch, stopper, result, best_state)
+                if i % every == 0 or i == self.steps:
+                    self._save(state, i, stopper, result, best_state)
             if evaluated and stopper.should_stop:
                 result.stopped_early = True
                 break
@@ -353,6 +304,6 @@ class Trainer:
         if state is not None and best_state is not None:
             state.load_state_dict(best_state)
         if not result.best and result.history:
-            result.best, result.best_epoch = dict(result.history[-1]), result.history[-1]["epoch"]
+            result.best, result.best_step = dict(result.history[-1]), result.history[-1]["step"]
         result.seconds = time.perf_counter() - t0
         return result

@@ -1,6 +1,42 @@
-"""Sequence models without BPTT (DSF) or BP through depth (DFA), and lag-wise influence."""
-from .influence import lag_influence
-from .datasets import (AddingProblem, CopyTask, Corpus, DelayedRecall, SequenceTask, StreamBatcher, Vocabulary,
-                       load_text, make_task, random_windows)
-from .recurrent import RecurrentLM
-from .training_modes import TrainingMode, parse_training
+"""Sequence models without backprop through time (DSF) or through depth (DFA), and lag-wise influence.
+
+Layout: :mod:`~fwdlearn.sequences.data` (text corpora, synthetic tasks), :mod:`~fwdlearn.sequences.nn`
+(the language models and how each time rule gets its state gradient), :mod:`~fwdlearn.sequences.training`
+(fit, evaluate), :mod:`~fwdlearn.sequences.influence`, :mod:`~fwdlearn.sequences.alignment` and
+:mod:`~fwdlearn.sequences.cli` (the ``fwdlearn seq|bench|influence`` commands).
+
+The public names below are imported on first use, so ``import fwdlearn.sequences`` stays fast.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "load_text": "fwdlearn.sequences.data.text",
+    "Corpus": "fwdlearn.sequences.data.text",
+    "Vocabulary": "fwdlearn.sequences.data.text",
+    "StreamBatcher": "fwdlearn.sequences.data.text",
+    "random_windows": "fwdlearn.sequences.data.text",
+    "SequenceTask": "fwdlearn.sequences.data.tasks",
+    "DelayedRecall": "fwdlearn.sequences.data.tasks",
+    "CopyTask": "fwdlearn.sequences.data.tasks",
+    "AddingProblem": "fwdlearn.sequences.data.tasks",
+    "make_task": "fwdlearn.sequences.data.tasks",
+    "LanguageModel": "fwdlearn.sequences.nn.language_model",
+    "load_language_model": "fwdlearn.sequences.nn.language_model",
+    "RecurrentLM": "fwdlearn.sequences.nn.recurrent",
+    "CausalConvLM": "fwdlearn.sequences.nn.conv",
+    "lag_influence": "fwdlearn.sequences.influence",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fwdlearn.sequences' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -13,8 +13,8 @@ binned by the lag :math:`k = t - \tau` into :math:`T_k(t)`; the curve and the ra
 A causal model has :math:`I(t, \tau) = 0` for :math:`\tau > t` (negative lags).
 
 All measured positions of a chunk are computed together: the batch is replicated
-once per position, and one backward pass per output channel :math:`i` of
-:math:`\sum_{b,p} y^{(p)}_{b,t_p,i}` gives every (sequence, position) row at once.
+once per position, so every (sequence, position) row has its own copy of the input, and
+:func:`fwdlearn.diagnostics.influence.jacobian_l1` gives every row at once.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range
-from fwdlearn.fit import progress
+from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range, jacobian_l1
+from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
 
@@ -76,19 +76,18 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
     masses = []
     for part in progress(list(torch.split(chosen, chunk)), desc="influence", quiet=quiet):
         p = len(part)
-        copies = x.repeat_interleave(p, dim=0).clone().requires_grad_(True)  # [B*p, T, E], row b*p + j
-        with torch.enable_grad():
-            out = _as_output(forward(copies))
+        copies = x.repeat_interleave(p, dim=0)  # [B*p, T, E], row b*p + j measures position part[j]
+        rows = torch.arange(batch * p, device=x.device)
+        times = part.to(x.device).repeat(batch)
+
+        def picked(inputs: Tensor) -> Tensor:
+            out = _as_output(forward(inputs))
             if out.dim() != 3 or out.shape[:2] != (batch * p, length):
                 raise ValueError(f"the model must return [batch, time, channels]; got {tuple(out.shape)}")
-            rows = torch.arange(batch * p, device=out.device)
-            times = part.to(out.device).repeat(batch)
-            picked = out[rows, times]  # [B*p, C]
-            mass = torch.zeros(batch * p, length, dtype=x.dtype, device=x.device)
-            for channel in range(picked.shape[1]):
-                (grad,) = torch.autograd.grad(picked[:, channel].sum(), copies, retain_graph=channel < picked.shape[1] - 1)
-                mass += grad.abs().sum(dim=2)
-        masses.append((mass.detach().reshape(batch, p, length), part))
+            return out[rows, times]  # [B*p, C]: each copy's own position, disjoint inputs per row
+
+        mass = jacobian_l1(picked, copies)  # [B*p, T]
+        masses.append((mass.reshape(batch, p, length), part))
     mass = torch.cat([m for m, _ in masses], dim=1).reshape(batch * len(chosen), length)
     times = torch.cat([t for _, t in masses]).repeat(batch)
     lag = times[:, None] - torch.arange(length)[None, :]
@@ -116,13 +115,7 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
     if max_lag < 0:
         raise ValueError(f"max_lag must be >= 0, got {max_lag}")
     module = model if isinstance(model, torch.nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    try:
+    with evaluating(module):
         mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
-    finally:
-        if module is not None:
-            module.train(was_training)
     totals = distance_totals(mass, lag, max_lag)
     return influence_curve(totals, normalize=normalize), influence_range(totals), totals

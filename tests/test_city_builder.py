@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fwdlearn.graphs import build_city_network, load_city, synthetic_city
-from fwdlearn.graphs.citynet import local_eccentricity
+from fwdlearn.graphs.data.citynet import local_eccentricity
 
 DATA = os.environ.get("FWDLEARN_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA, reason="FWDLEARN_DATA_DIR is unset; real road data is not available")

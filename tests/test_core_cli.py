@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import fwdlearn
 from fwdlearn.cli import ENTRY_POINTS, Entry, main
 
@@ -44,3 +46,15 @@ def test_dataclass_flags_map_one_to_one():
     add_dataclass_arguments(parser, Job)
     job = dataclass_from_args(Job, parser.parse_args(["--layers", "8", "--depths", "1", "4", "--quiet"]))
     assert job == Job(layers=8, depths=(1, 4), quiet=True)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["graph", "--help"], ["graph", "train", "--help"],
+                                  ["seq", "train", "--help"], ["bench", "seq", "--help"], ["influence", "graph", "--help"],
+                                  ["quickstart", "--help"], ["bench", "influence", "--help"]])
+def test_help_and_version_import_neither_torch_nor_a_domain_model(args):
+    code = ("import sys\nfrom fwdlearn.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'torch_geometric', 'datasets', 'fwdlearn.graphs.nn', 'fwdlearn.sequences.nn')"
+            " if m in sys.modules]\nprint('HEAVY', heavy, file=sys.stderr)" % (args,))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in out.stderr, out.stderr[-2000:]
+    assert "usage:" in out.stdout or out.stdout.startswith("fwdlearn ")

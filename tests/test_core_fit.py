@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fwdlearn.fit import LocalOptimizers, NonFiniteLossError, Stateful, Trainer, layerwise_forward
+from fwdlearn.fit import NonFiniteLossError, Stateful, Trainer
+from fwdlearn.schedules import LocalOptimizers, layerwise_forward
 from fwdlearn.records import RunRecord
 
 
@@ -53,25 +54,25 @@ def test_trainer_early_stops_and_restores_best_state():
     model = nn.Linear(1, 1, bias=False)
     scores = iter([0.5, 0.7, 0.6, 0.6, 0.6, 0.9])
 
-    def step(epoch):
+    def step(i):
         with torch.no_grad():
-            model.weight.fill_(float(epoch))
-        return {"loss": 1.0 / epoch}
+            model.weight.fill_(float(i))
+        return {"loss": 1.0 / i}
 
-    result = Trainer(epochs=6, patience=3, quiet=True).run(step, lambda: {"val_accuracy": next(scores)}, model)
-    assert result.stopped_early and result.epochs_run == 5
-    assert result.best_epoch == 2 and result.best["val_accuracy"] == 0.7
-    assert model.weight.item() == 2.0  # the best epoch's weights are back
+    result = Trainer(steps=6, patience=3, quiet=True).run(step, lambda: {"val_accuracy": next(scores)}, model)
+    assert result.stopped_early and result.steps_run == 5
+    assert result.best_step == 2 and result.best["val_accuracy"] == 0.7
+    assert model.weight.item() == 2.0  # the best step's weights are back
 
 
-def test_checkpoint_resume_continues_epochs(tmp_path):
+def test_checkpoint_resume_continues_steps(tmp_path):
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(16, 2), torch.randn(16, 1)
     seen = []
 
-    def step(epoch):
-        seen.append(epoch)
+    def step(i):
+        seen.append(i)
         opt.zero_grad()
         loss = ((model(x) - y) ** 2).mean()
         loss.backward()
@@ -81,17 +82,18 @@ def test_checkpoint_resume_continues_epochs(tmp_path):
     evaluate = lambda: {"val_loss": ((model(x) - y) ** 2).mean().item()}
     ckpt = tmp_path / "run.pt"
     state = Stateful({"model": model, "opt": opt})
-    Trainer(epochs=3, monitor="val_loss", mode="min", quiet=True, checkpoint=ckpt).run(step, evaluate, state)
+    Trainer(steps=3, monitor="val_loss", mode="min", quiet=True, checkpoint=ckpt).run(step, evaluate, state)
     with pytest.raises(FileExistsError, match="pass resume=True"):
-        Trainer(epochs=5, quiet=True, checkpoint=ckpt).run(step, evaluate, state)
-    result = Trainer(epochs=5, monitor="val_loss", mode="min", quiet=True, checkpoint=ckpt, resume=True).run(step, evaluate, state)
+        Trainer(steps=5, quiet=True, checkpoint=ckpt).run(step, evaluate, state)
+    result = Trainer(steps=5, monitor="val_loss", mode="min", quiet=True, checkpoint=ckpt, resume=True).run(step, evaluate, state)
     assert seen == [1, 2, 3, 4, 5]
-    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert [row["step"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert result.steps_run == 5
 
 
 def test_missing_monitor_key_is_named():
     with pytest.raises(KeyError, match="monitored key is 'val_accuracy'"):
-        Trainer(epochs=1, quiet=True).run(lambda e: {}, lambda: {"acc": 1.0})
+        Trainer(steps=1, quiet=True).run(lambda e: {}, lambda: {"acc": 1.0})
 
 
 def test_run_record_json_and_no_overwrite(tmp_path):

@@ -53,7 +53,7 @@ def test_bench_graph_tiny(tmp_path, capsys):
     sf2 = next(r for r in result["rows"] if r["method"] == "sf" and r["layers"] == 2)
     assert sf2["time_vs_bp"] > 0 and sf2["saved_vs_bp"] > 0
     md = out.with_suffix(".md").read_text()
-    assert "Issue 3 targets" in md and "fwdlearn" in md
+    assert "Claims checked in this run" in md and "fwdlearn" in md
 
 
 def test_quickstart_tiny(tmp_path, capsys):

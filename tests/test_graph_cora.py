@@ -6,7 +6,9 @@ import torch
 from fwdlearn.data import data_dir
 from fwdlearn.fit import seed_everything
 from fwdlearn.graphs import ForwardGNN, load_graph
-from fwdlearn.graphs.forward_gnn import METHODS
+from fwdlearn.graphs.methods import method_names
+
+METHODS = method_names()
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

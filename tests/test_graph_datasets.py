@@ -5,7 +5,7 @@ import torch
 
 from fwdlearn.data import DataNotFoundError
 from fwdlearn.graphs import load_graph
-from fwdlearn.graphs.datasets import check_masks, random_split
+from fwdlearn.graphs.data.datasets import check_masks, random_split
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,7 +56,7 @@ def test_overlapping_masks_are_refused():
 
 
 def test_which_names_have_a_public_split():
-    from fwdlearn.graphs.datasets import has_public_split, is_city
+    from fwdlearn.graphs.data.datasets import has_public_split, is_city
 
     assert all(has_public_split(n) for n in ("Cora", "karate", "city:roads/x.graphml", "synthetic-city:50"))
     assert not any(has_public_split(n) for n in ("amazon:photo", "citationfull:cora_ml"))

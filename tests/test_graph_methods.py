@@ -7,11 +7,13 @@ from torch_geometric.utils import to_undirected
 
 from fwdlearn.fit import seed_everything
 from fwdlearn.graphs import ForwardGNN, load_graph
-from fwdlearn.graphs.aggregation_cache import prepare_input, run_block
-from fwdlearn.graphs.backbones import GNNBlock
-from fwdlearn.graphs.forward_gnn import METHODS
-from fwdlearn.graphs.label_appending import append_labels, candidate_labels
-from fwdlearn.graphs.virtual_nodes import add_virtual_nodes, virtual_features
+from fwdlearn.graphs.nn.aggregation_cache import prepare_input, run_block
+from fwdlearn.graphs.nn.backbones import GNNBlock
+from fwdlearn.graphs.methods import method_names
+
+METHODS = method_names()
+from fwdlearn.graphs.methods.label_appending import append_labels, candidate_labels
+from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, virtual_features
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -78,7 +80,7 @@ def test_top_down_evaluation_with_more_steps_than_the_accumulation_window(karate
     torch.manual_seed(0)
     model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method="sf-top2input", steps=12)
     model.fit(karate, epochs=3, patience=None, quiet=True)
-    assert model.prototypes.shape == (2, karate.num_classes, 8)
+    assert model.method.prototypes.shape == (2, karate.num_classes, 8)
     assert model(karate.x, karate.edge_index).shape == (karate.num_nodes, karate.num_classes)
 
 
@@ -182,7 +184,7 @@ def test_gat_and_sage_backbones_train(karate):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"method": "nope"}, "unknown method 'nope'"),
+    ({"method": "nope"}, "unknown graph method 'nope'"),
     ({"conv": "gin"}, "unknown conv 'gin'"),
     ({"layers": 0}, "layers must be >= 1"),
     ({"conv": "gat", "hidden": 10}, "multiple of 4"),

@@ -104,7 +104,7 @@ def test_bad_arguments_fail_with_clear_messages():
 
 
 def test_hop_balls_split_into_groups_that_rebuild_the_whole():
-    from fwdlearn.graphs.hop_balls import hop_balls, in_neighbour_matrix
+    from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 
     data = random_graph()
     matrix = in_neighbour_matrix(data.edge_index.numpy(), data.num_nodes)

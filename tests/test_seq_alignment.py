@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fwdlearn.sequences import RecurrentLM
-from fwdlearn.sequences.gradient_alignment import bucket_by_distance, state_alignment, state_gradients
+from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment, state_gradients
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -29,23 +29,23 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     assert _train(text_file, record, "--steps", "4") == 0
     data = json.loads(record.read_text())
     assert data["job"] == "seq-train" and data["config"]["training"] == "dsf"
-    assert [row["epoch"] for row in data["metrics"]] == [1, 2, 3, 4]
+    assert [row["step"] for row in data["metrics"]] == [1, 2, 3, 4]
     assert data["summary"]["val_bpc"] > 0 and data["summary"]["steps"] == 4
     assert len(data["summary"]["sample"]) == 11
     ckpt = tmp_path / "run.pt"
     model, vocab = RecurrentLM.load(ckpt)
-    assert str(model.mode) == "dsf" and vocab is not None and vocab.decode(vocab.encode("stone")) == "stone"
+    assert str(model.rule) == "dsf" and vocab is not None and vocab.decode(vocab.encode("stone")) == "stone"
     # an existing record is not overwritten
     assert _train(text_file, record, "--steps", "4") == 2
     assert "already exists" in capsys.readouterr().err
     # resume continues the step count from the checkpoint
     record2 = tmp_path / "run2.json"
     assert _train(text_file, record2, "--steps", "6", "--checkpoint", str(ckpt), "--resume") == 0
-    assert [row["epoch"] for row in json.loads(record2.read_text())["metrics"]] == [1, 2, 3, 4, 5, 6]
+    assert [row["step"] for row in json.loads(record2.read_text())["metrics"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path):
-    with pytest.raises(ValueError, match="unknown training mode 'rtrl'"):
+    with pytest.raises(ValueError, match="unknown rule 'rtrl'"):
         _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl")
     assert _train(text_file, tmp_path / "y.json", "--steps", "1", "--checkpoint", str(tmp_path / "none.pt"),
                   "--resume") == 2

@@ -44,4 +44,4 @@ def test_two_process_data_parallel_replicas_stay_identical(tmp_path):
     assert not torch.allclose(a["head.weight"], start["head.weight"])  # they trained, together
     assert (tmp_path / "ckpt.pt").exists() and (tmp_path / "ckpt.pt.rank1").exists()
     loaded, vocab = RecurrentLM.load(tmp_path / "ckpt.pt")
-    assert vocab is not None and loaded.config["hidden"] == 12
+    assert vocab is not None and loaded.config.hidden == 12

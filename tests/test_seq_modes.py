@@ -4,8 +4,9 @@
 import pytest
 import torch
 
-from fwdlearn.sequences import RecurrentLM, lag_influence, parse_training
-from fwdlearn.sequences.lm_training import lm_loss
+from fwdlearn.rules import parse_rule
+from fwdlearn.sequences import RecurrentLM, lag_influence
+from fwdlearn.sequences.training import lm_loss
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -99,16 +100,17 @@ def test_lstm_dsf_scans_the_concatenated_h_c_state():
     assert all(torch.isfinite(g).all() for g in grads.values())
 
 
-def test_training_modes_parse_and_reject_bad_values():
-    assert str(parse_training("tbptt:32")) == "tbptt:32"
-    assert parse_training("dsf:orthogonal").feedback == "orthogonal"
-    assert str(parse_training("FT-BPTT")) == "ft-bptt"
-    with pytest.raises(ValueError, match="unknown training mode 'sgd'"):
-        parse_training("sgd")
+def test_time_rules_parse_and_reject_bad_values():
+    assert str(parse_rule("tbptt:32")) == "tbptt:32"
+    assert parse_rule("dsf:orthogonal").time.feedback == "orthogonal"
+    assert str(parse_rule("FT-BPTT")) == "ft-bptt"
+    with pytest.raises(ValueError, match="unknown rule 'sgd'"):
+        RecurrentLM(5, training="sgd")
     with pytest.raises(ValueError, match="positive window"):
-        parse_training("tbptt:0")
+        RecurrentLM(5, training="tbptt:0")
     with pytest.raises(ValueError, match="unknown DSF feedback 'learned'"):
-        parse_training("dsf:learned")
+        RecurrentLM(5, training="dsf:learned")
+    assert str(RecurrentLM(5, hidden=4, layers=1, training="dsf", feedback="gaussian").rule) == "dsf:gaussian"
     with pytest.raises(ValueError, match="unknown cell 'transformer'"):
         RecurrentLM(5, cell="transformer")
     model = RecurrentLM(5, cell="gru", hidden=4, layers=1)

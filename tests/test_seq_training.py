@@ -5,7 +5,7 @@ import torch
 
 from fwdlearn.data import data_dir
 from fwdlearn.sequences import DelayedRecall, RecurrentLM, load_text
-from fwdlearn.sequences.datasets import AddingProblem
+from fwdlearn.sequences.data.tasks import AddingProblem
 
 MODES = ["bptt", "tbptt:4", "ft-bptt", "dsf"]
 
@@ -85,7 +85,7 @@ def test_resume_continues_the_step_count(tiny_corpus, tmp_path):
     resumed = second.fit(tiny_corpus, context=16, steps=7, batch_size=4, eval_every=2, checkpoint=ckpt,
                          resume=True, quiet=True)
     assert resumed.steps == 7
-    assert [row["epoch"] for row in resumed.history] == list(range(1, 8))
+    assert [row["step"] for row in resumed.history] == list(range(1, 8))
     mismatched = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=16, layers=1, training="dsf")
     with pytest.raises(ValueError, match="different model"):
         mismatched.fit(tiny_corpus, context=16, steps=9, batch_size=4, checkpoint=ckpt, resume=True, quiet=True)

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["Cost", "SavedBytes", "saved_bytes", "measure_cost"]
+__all__ = ["Cost", "CostReport", "SavedBytes", "saved_bytes", "measure_cost"]
 
 
 class SavedBytes:
@@ -148,3 +148,34 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
         rss_increase_bytes=max(0, sampler.peak - (sampler.start or 0)),
         cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
     )
+
+
+@dataclass
+class CostReport:
+    """The memory a fit needed, in the form every fit report carries.
+
+    Attributes:
+        saved_bytes_per_step: bytes autograd saved for backward in the largest measured step (for
+            layer-by-layer training the largest layer, since one layer trains at a time).
+        peak_memory_bytes: CUDA peak allocated on a GPU, else the process's peak RSS, during the measured step(s).
+        step_memory_bytes: CUDA peak on a GPU, else the RSS increase during that step.
+    """
+
+    saved_bytes_per_step: int = 0
+    peak_memory_bytes: int = 0
+    step_memory_bytes: int = 0
+
+    @classmethod
+    def from_costs(cls, costs: "list[Cost | None]") -> "CostReport":
+        """Summarise measured steps (zeros when none was measured)."""
+        costs = [c for c in costs if c is not None]
+        if not costs:
+            return cls()
+
+        def memory(c: Cost) -> tuple[int, int]:
+            if c.cuda_peak_bytes is not None:
+                return int(c.cuda_peak_bytes), int(c.cuda_peak_bytes)
+            return int(c.peak_rss_bytes), int(c.rss_increase_bytes)
+
+        peak, step = max((memory(c) for c in costs), key=lambda m: m[0])
+        return cls(int(max(c.saved_bytes for c in costs)), peak, step)

@@ -19,14 +19,56 @@ range, the influence-weighted mean distance
     R = \frac{1}{S}\sum_s \frac{\sum_h h\,T_h(s)}{\sum_h T_h(s)}
 
 from the un-normalised rows (Liang et al. 2025, as ``torch_geometric.utils.total_influence``).
+
+The masses themselves come from :func:`jacobian_l1`, the one Jacobian routine every domain uses:
+for many seeds at once, when each seed's output row depends on its own disjoint slice of the
+input (the seeds' hop balls side by side, one copy of a sequence per measured position), one
+vector-Jacobian product per output channel gives every seed's row:
+
+.. math::
+    m_p = \sum_{i=1}^{C} \Big|\frac{\partial \sum_s y_{s,i}}{\partial x_p}\Big|_1
+        = \sum_{i=1}^{C} \Big|\frac{\partial y_{s(p),i}}{\partial x_p}\Big|_1 ,
+
+exact because input element :math:`p` reaches only its own seed's output :math:`s(p)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["distance_totals", "influence_curve", "influence_range"]
+__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range"]
+
+
+def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    r"""Jacobian L1 mass of every input row: :math:`m_p = \sum_i \lVert \partial (\sum_s y_{s,i}) / \partial x_p \rVert_1`.
+
+    Args:
+        f: maps ``x`` (``[..., F]``, features last) to the seeds' outputs ``[S, C]``. Every input row
+            must reach at most one seed's output row (disjoint inputs per seed), so the masses are
+            exact per seed; gradients are enabled inside.
+        x: the input; it is detached and differentiated.
+
+    Returns:
+        ``x.shape[:-1]``: the mass of every input row (summed over output channels and features).
+
+    A plain loop over channels, one backward each, measured faster on CPU than ``is_grads_batched``,
+    than ``torch.func.vmap`` over the vector-Jacobian product, and than replicating the input once
+    per channel.
+    """
+    inputs = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = f(inputs)
+        if out.dim() != 2:
+            raise ValueError(f"jacobian_l1: f must return the seeds' outputs as [seeds, channels]; got {tuple(out.shape)}")
+        mass = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
+        channels = out.shape[1]
+        for channel in range(channels):
+            (grad,) = torch.autograd.grad(out[:, channel].sum(), inputs, retain_graph=channel < channels - 1)
+            mass += grad.abs().sum(dim=-1)
+    return mass.detach()
 
 
 def distance_totals(mass: Tensor, distance: Tensor, max_distance: int) -> Tensor:

@@ -1,0 +1,38 @@
+r"""Task metrics shared by every domain.
+
+* :func:`masked_accuracy`: :math:`\frac{1}{|M|}\sum_{i \in M} [\arg\max_k s_{ik} = y_i]`;
+* :func:`roc_auc`: :math:`\big(\sum_{i \in P} r_i - |P|(|P|+1)/2\big) / (|P|\,|N|)`, with :math:`r_i` the
+  (tie-averaged) rank of positive :math:`i` among all scores.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["masked_accuracy", "roc_auc"]
+
+
+def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> float:
+    """Accuracy of ``argmax(scores, -1)`` against ``y`` on ``mask`` (every row when ``None``).
+
+    Raises:
+        ValueError: the mask selects no row (an accuracy over nothing is undefined).
+    """
+    if mask is None:
+        mask = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
+    if not bool(mask.any()):
+        raise ValueError("masked_accuracy: the mask selects no example; an accuracy over no examples is undefined")
+    return float((scores[mask].argmax(-1) == y[mask]).float().mean())
+
+
+def roc_auc(scores: Tensor, labels: Tensor) -> float:
+    r"""Area under the ROC curve of ``scores`` for binary ``labels`` (ties get average ranks)."""
+    from scipy.stats import rankdata
+
+    s, y = scores.detach().cpu().double().numpy(), labels.detach().cpu().bool().numpy()
+    p, n = int(y.sum()), int((~y).sum())
+    if p == 0 or n == 0:
+        raise ValueError(f"roc_auc needs positives and negatives; got {p} positives and {n} negatives")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - p * (p + 1) / 2) / (p * n))

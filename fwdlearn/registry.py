@@ -1,0 +1,71 @@
+"""Registries: a choice (a graph method, a model family) is an object looked up by name.
+
+Entries may be given as ``"module:attribute"`` strings, imported on first use, so listing the
+names (for ``--help``) imports nothing heavy.
+
+Example::
+
+    METHODS = Registry("graph method", {"local:prototype": "fwdlearn.graphs.methods.sf:SingleForward"})
+    METHODS.register("toy", ToyMethod)          # a user's own, from any file
+    cls = METHODS.get("toy")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from typing import Any
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Names -> objects (or lazy ``"module:attribute"`` targets).
+
+    Args:
+        what: what an entry is, for error messages ("graph method").
+        entries: the initial entries.
+    """
+
+    def __init__(self, what: str, entries: dict[str, Any] | None = None) -> None:
+        self.what = what
+        self._entries: dict[str, Any] = dict(entries or {})
+
+    def register(self, name: str, obj: Any = None) -> Any:
+        """Add ``obj`` under ``name`` (replacing an earlier entry); without ``obj``, a decorator."""
+        if obj is None:
+            def decorate(target: Any) -> Any:
+                self._entries[name] = target
+                return target
+            return decorate
+        self._entries[name] = obj
+        return obj
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def get(self, name: str) -> Any:
+        """The entry named ``name`` (imported on first use); ``ValueError`` listing the names if unknown."""
+        if name not in self._entries:
+            raise ValueError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._entries)}")
+        target = self._entries[name]
+        if isinstance(target, str):
+            module, _, attribute = target.partition(":")
+            target = getattr(import_module(module), attribute)
+            self._entries[name] = target
+        return target
+
+    def find(self, *names: str, default: Callable[[], Any] | None = None) -> Any:
+        """The first of ``names`` that is registered (or ``default()``; else a ``ValueError`` naming the first)."""
+        for name in names:
+            if name in self._entries:
+                return self.get(name)
+        if default is not None:
+            return default()
+        return self.get(names[0])

@@ -1,0 +1,381 @@
+r"""Credit-assignment rules: how the training signal reaches each parameter.
+
+Every model in fwdlearn is trained by a *rule* with up to two axes.
+
+**Through depth** (across layers or blocks), a :class:`DepthRule`:
+
+- ``bp`` -- backpropagation: :math:`\delta_l = J_{l+1}^\top \delta_{l+1}`, the baseline;
+- ``dfa[:macro|:micro][:uniform|:gaussian|:orthogonal]`` -- direct feedback alignment: every
+  feedback point gets :math:`\delta_l = e\,B_l`, a fixed random projection of the output error
+  :math:`e` (:class:`fwdlearn.feedback.DirectFeedback`); ``macro`` puts one point per block
+  output, ``micro`` several inside each block;
+- ``local:<objective>[:<variant>]`` -- every block is trained by its own loss on its own output
+  and sees a detached copy of the block below (:mod:`fwdlearn.local`):
+  :math:`\nabla_{\theta_l}\mathcal{L} = \nabla_{\theta_l}\mathcal{L}_l(f_l(\operatorname{sg}(h_{l-1})))`.
+  Objectives: ``prototype`` (ForwardGNN's SF loss), ``ff`` (Forward-Forward goodness), ``symba``,
+  ``readout`` (a small head per block trained on the task loss) and ``ce`` (binary cross-entropy of
+  a parameter-free score, e.g. a dot product of two node embeddings). The variant names how a
+  model family feeds the objective (``la`` appended labels, ``vn`` virtual nodes, ``top2input`` /
+  ``top2loss`` top-down signals);
+- ``shallow`` -- a control: only the output layer learns, the blocks keep their initial weights.
+
+**Through time** (recurrent models only), a :class:`TimeRule`; with :math:`e_t` the local error
+of state :math:`s_t` and :math:`g_t` the state gradient pushed into :math:`\partial s_t/\partial\theta`:
+
+- ``bptt`` -- :math:`g_t = e_t + J_t^\top g_{t+1}`;
+- ``tbptt:<k>`` -- the same inside chunks of :math:`k` steps;
+- ``ft-bptt`` -- fully truncated, :math:`g_t = e_t`;
+- ``dsf[:diagonal|:gaussian|:orthogonal]`` -- stationary state feedback, :math:`g_t = e_t + A\,g_{t+1}`
+  with a fixed :math:`A` (:func:`fwdlearn.feedback.time_feedback`).
+
+A training spec joins them with ``+``: ``"dfa+dsf"`` (DFA through depth, DSF through time),
+``"local:readout+ft-bptt"``. One axis alone leaves the other at its default: ``"dsf"`` means
+``bp`` through depth, ``"dfa"`` on a recurrent model means ``bptt`` through time. The words used
+before rules were one concept stay valid aliases (``sf``, ``ff-la``, ``sf-top2input``, ...).
+
+Every spec is parsed once, here, into frozen dataclasses, and ``str()`` gives the canonical
+spelling back: ``parse_rule(str(rule)) == rule``.
+
+Example::
+
+    >>> rule = parse_rule("dfa:micro+dsf")
+    >>> rule.depth, rule.time
+    (DFA(placement='micro', feedback='uniform'), DSF(feedback='diagonal'))
+    >>> str(parse_rule("sf")), str(parse_rule("bp+dsf"))
+    ('local:prototype', 'dsf')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+__all__ = [
+    "DepthRule", "BP", "DFA", "Local", "Shallow",
+    "TimeRule", "BPTT", "TBPTT", "FTBPTT", "DSF",
+    "Rule", "parse_rule", "register_depth_rule", "register_time_rule", "register_alias",
+    "DEPTH_RULES", "TIME_RULES", "ALIASES", "DFA_PLACEMENTS", "DFA_FEEDBACKS", "DSF_FEEDBACKS",
+    "LOCAL_OBJECTIVES", "vocabulary",
+]
+
+DFA_PLACEMENTS = ("macro", "micro")
+DFA_FEEDBACKS = ("uniform", "gaussian", "orthogonal")
+DSF_FEEDBACKS = ("diagonal", "gaussian", "orthogonal")
+LOCAL_OBJECTIVES = ("prototype", "ff", "symba", "readout", "ce")
+
+
+def _no_arguments(name: str, args: list[str]) -> None:
+    if args:
+        raise ValueError(f"rule {name!r} takes no arguments; got {name}:{':'.join(args)}")
+
+
+# --------------------------------------------------------------------------- depth
+
+
+@dataclass(frozen=True)
+class DepthRule:
+    """How credit crosses layers. Subclasses set ``name`` and implement ``parse`` and ``__str__``."""
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def parse(cls, args: list[str]) -> "DepthRule":
+        _no_arguments(cls.name, args)
+        return cls()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class BP(DepthRule):
+    """Backpropagation through depth."""
+
+    name: ClassVar[str] = "bp"
+
+
+@dataclass(frozen=True)
+class DFA(DepthRule):
+    r"""Direct feedback alignment: :math:`\delta_l = e\,B_l` at every feedback point.
+
+    Attributes:
+        placement: ``"macro"`` (one point per block output) or ``"micro"`` (several per block).
+        feedback: the kind of the fixed matrices :math:`B_l` (see :func:`fwdlearn.feedback.feedback_matrix`).
+    """
+
+    name: ClassVar[str] = "dfa"
+    placement: str = "macro"
+    feedback: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.placement not in DFA_PLACEMENTS:
+            raise ValueError(f"unknown DFA placement {self.placement!r}; choose one of {', '.join(DFA_PLACEMENTS)}")
+        if self.feedback not in DFA_FEEDBACKS:
+            raise ValueError(f"unknown DFA feedback {self.feedback!r}; choose one of {', '.join(DFA_FEEDBACKS)}")
+
+    @classmethod
+    def parse(cls, args: list[str]) -> "DFA":
+        placement, feedback = "macro", "uniform"
+        for arg in args:
+            if arg in DFA_PLACEMENTS:
+                placement = arg
+            elif arg in DFA_FEEDBACKS:
+                feedback = arg
+            else:
+                raise ValueError(f"unknown DFA option {arg!r} in 'dfa:{':'.join(args)}'; options: "
+                                 f"{', '.join(DFA_PLACEMENTS + DFA_FEEDBACKS)} (e.g. 'dfa:micro', 'dfa:gaussian')")
+        return cls(placement, feedback)
+
+    def __str__(self) -> str:
+        parts = ["dfa"] + (["micro"] if self.placement != "macro" else []) + (
+            [self.feedback] if self.feedback != "uniform" else [])
+        return ":".join(parts)
+
+
+@dataclass(frozen=True)
+class Local(DepthRule):
+    """Layer-local learning: each block minimises its own objective on a detached input.
+
+    Attributes:
+        objective: one of :data:`LOCAL_OBJECTIVES`.
+        variant: how a model family feeds the objective (``la``, ``vn``, ``top2input``, ...), or ``None``.
+    """
+
+    name: ClassVar[str] = "local"
+    objective: str = "readout"
+    variant: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in LOCAL_OBJECTIVES:
+            raise ValueError(f"unknown local objective {self.objective!r}; choose one of {', '.join(LOCAL_OBJECTIVES)} "
+                             "(e.g. 'local:readout')")
+
+    @classmethod
+    def parse(cls, args: list[str]) -> "Local":
+        if not args:
+            raise ValueError(f"'local' needs an objective: local:<objective>, one of {', '.join(LOCAL_OBJECTIVES)}")
+        if len(args) > 2:
+            raise ValueError(f"'local' takes an objective and at most one variant; got local:{':'.join(args)}")
+        return cls(args[0], args[1] if len(args) == 2 else None)
+
+    def __str__(self) -> str:
+        return ":".join(["local", self.objective] + ([self.variant] if self.variant else []))
+
+
+@dataclass(frozen=True)
+class Shallow(DepthRule):
+    """A control: only the output layer learns; every block keeps its initial weights."""
+
+    name: ClassVar[str] = "shallow"
+
+
+# --------------------------------------------------------------------------- time
+
+
+@dataclass(frozen=True)
+class TimeRule:
+    """How credit crosses time steps in a recurrent model."""
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def parse(cls, args: list[str]) -> "TimeRule":
+        _no_arguments(cls.name, args)
+        return cls()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class BPTT(TimeRule):
+    r"""Backpropagation through time: :math:`g_t = e_t + J_t^\top g_{t+1}`."""
+
+    name: ClassVar[str] = "bptt"
+
+
+@dataclass(frozen=True)
+class TBPTT(TimeRule):
+    """Truncated BPTT: gradients flow back at most ``truncation - 1`` steps (chunks of ``truncation``)."""
+
+    name: ClassVar[str] = "tbptt"
+    truncation: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.truncation, int) or self.truncation < 1:
+            raise ValueError(f"truncated BPTT needs a positive window, e.g. 'tbptt:32'; got {self.truncation!r}")
+
+    @classmethod
+    def parse(cls, args: list[str]) -> "TBPTT":
+        if len(args) != 1:
+            raise ValueError("truncated BPTT needs one positive window, e.g. 'tbptt:32'")
+        try:
+            k = int(args[0])
+        except ValueError:
+            raise ValueError(f"truncated BPTT needs a positive integer window, e.g. 'tbptt:32'; got 'tbptt:{args[0]}'") from None
+        return cls(k)
+
+    def __str__(self) -> str:
+        return f"tbptt:{self.truncation}"
+
+
+@dataclass(frozen=True)
+class FTBPTT(TimeRule):
+    """Fully truncated BPTT: :math:`g_t = e_t`."""
+
+    name: ClassVar[str] = "ft-bptt"
+
+
+@dataclass(frozen=True)
+class DSF(TimeRule):
+    r"""Stationary state feedback: :math:`g_t = e_t + A\,g_{t+1}` with a fixed :math:`A`.
+
+    Attributes:
+        feedback: ``"diagonal"`` (the reference :math:`\operatorname{diag}(\operatorname{linspace}(0,1,d))`),
+            ``"gaussian"`` or ``"orthogonal"``.
+    """
+
+    name: ClassVar[str] = "dsf"
+    feedback: str = "diagonal"
+
+    def __post_init__(self) -> None:
+        if self.feedback not in DSF_FEEDBACKS:
+            raise ValueError(f"unknown DSF feedback {self.feedback!r}; choose one of {', '.join(DSF_FEEDBACKS)} "
+                             "(e.g. 'dsf:gaussian')")
+
+    @classmethod
+    def parse(cls, args: list[str]) -> "DSF":
+        if len(args) > 1:
+            raise ValueError(f"'dsf' takes at most one feedback kind; got dsf:{':'.join(args)}")
+        return cls(args[0]) if args else cls()
+
+    def __str__(self) -> str:
+        return "dsf" if self.feedback == "diagonal" else f"dsf:{self.feedback}"
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A training spec: a depth rule and, for recurrent models, a time rule (``None``: the model's default).
+
+    ``str()`` is the canonical spelling: a time rule alone when the depth rule is ``bp`` (``"dsf"``),
+    ``"<depth>+<time>"`` otherwise.
+    """
+
+    depth: DepthRule = field(default_factory=BP)
+    time: TimeRule | None = None
+
+    def __str__(self) -> str:
+        if self.time is None:
+            return str(self.depth)
+        if isinstance(self.depth, BP):
+            return str(self.time)
+        return f"{self.depth}+{self.time}"
+
+    def time_or(self, default: TimeRule) -> TimeRule:
+        """The time rule, or ``default`` when the spec names none."""
+        return self.time if self.time is not None else default
+
+    def with_time(self, time: TimeRule | None) -> "Rule":
+        return Rule(self.depth, time)
+
+
+DEPTH_RULES: dict[str, type[DepthRule]] = {"bp": BP, "dfa": DFA, "local": Local, "shallow": Shallow}
+TIME_RULES: dict[str, type[TimeRule]] = {"bptt": BPTT, "tbptt": TBPTT, "ft-bptt": FTBPTT, "dsf": DSF}
+#: Earlier spellings, still accepted: alias -> canonical spec.
+ALIASES: dict[str, str] = {
+    "backprop": "bp",
+    "sf": "local:prototype",
+    "sf-top2input": "local:prototype:top2input",
+    "sf-top2loss": "local:prototype:top2loss",
+    "ff-la": "local:ff:la",
+    "ff-vn": "local:ff:vn",
+    "ff-symba": "local:symba:la",
+    "ff": "local:ff",
+    "ce": "local:ce",
+    "ftbptt": "ft-bptt",
+}
+
+
+def register_depth_rule(cls: type[DepthRule]) -> type[DepthRule]:
+    """Add a depth rule class (its ``name``, ``parse`` and ``__str__``) to the vocabulary; usable as a decorator."""
+    if not cls.name or ":" in cls.name or "+" in cls.name:
+        raise ValueError(f"a depth rule needs a name without ':' or '+'; got {cls.name!r}")
+    DEPTH_RULES[cls.name] = cls
+    return cls
+
+
+def register_time_rule(cls: type[TimeRule]) -> type[TimeRule]:
+    """Add a time rule class to the vocabulary; usable as a decorator."""
+    if not cls.name or ":" in cls.name or "+" in cls.name:
+        raise ValueError(f"a time rule needs a name without ':' or '+'; got {cls.name!r}")
+    TIME_RULES[cls.name] = cls
+    return cls
+
+
+def register_alias(alias: str, spec: str) -> None:
+    """Accept ``alias`` wherever ``spec`` is accepted (``spec`` must parse)."""
+    parse_rule(spec)
+    ALIASES[alias.strip().lower()] = spec
+
+
+def vocabulary() -> str:
+    """One line naming every accepted rule, for help texts and error messages."""
+    return ("depth rules: bp, dfa[:macro|:micro][:uniform|:gaussian|:orthogonal], "
+            f"local:<{'|'.join(LOCAL_OBJECTIVES)}>[:<variant>], shallow"
+            + "".join(f", {n}" for n in DEPTH_RULES if n not in ("bp", "dfa", "local", "shallow"))
+            + "; time rules: bptt, tbptt:<k>, ft-bptt, dsf[:diagonal|:gaussian|:orthogonal]"
+            + "".join(f", {n}" for n in TIME_RULES if n not in ("bptt", "tbptt", "ft-bptt", "dsf"))
+            + "; joined as <depth>+<time> (e.g. dfa+dsf); aliases: " + ", ".join(ALIASES))
+
+
+def _parse_part(part: str, spec: str) -> DepthRule | TimeRule:
+    part = ALIASES.get(part, part)
+    head, *args = part.split(":")
+    if head in DEPTH_RULES:
+        return DEPTH_RULES[head].parse(args)
+    if head in TIME_RULES:
+        return TIME_RULES[head].parse(args)
+    raise ValueError(f"unknown rule {part!r} in {spec!r}. Valid: {vocabulary()}")
+
+
+def parse_rule(spec: "str | Rule | DepthRule | TimeRule") -> Rule:
+    """Parse a training spec (``"dsf"``, ``"dfa:micro+dsf"``, ``"sf"``, ...) into a :class:`Rule`.
+
+    Rules and rule parts pass through (a depth or time rule alone becomes a :class:`Rule`).
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones), bad arguments, two rules of one axis.
+    """
+    if isinstance(spec, Rule):
+        return spec
+    if isinstance(spec, DepthRule):
+        return Rule(spec, None)
+    if isinstance(spec, TimeRule):
+        return Rule(BP(), spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"a rule is a string such as 'bp', 'dsf' or 'dfa+dsf'; got {type(spec).__name__}")
+    text = spec.strip().lower()
+    if not text:
+        raise ValueError(f"empty rule; {vocabulary()}")
+    text = ALIASES.get(text, text)
+    parts = [p.strip() for p in text.split("+")]
+    if len(parts) > 2 or not all(parts):
+        raise ValueError(f"a rule joins at most one depth rule and one time rule with '+'; got {spec!r}")
+    depth: DepthRule | None = None
+    time: TimeRule | None = None
+    for part in parts:
+        rule = _parse_part(part, spec)
+        if isinstance(rule, DepthRule):
+            if depth is not None:
+                raise ValueError(f"{spec!r} names two depth rules ({depth} and {rule}); join one depth rule and one "
+                                 "time rule, e.g. 'dfa+dsf'")
+            depth = rule
+        else:
+            if time is not None:
+                raise ValueError(f"{spec!r} names two time rules ({time} and {rule}); join one depth rule and one "
+                                 "time rule, e.g. 'dfa+dsf'")
+            time = rule
+    return Rule(depth if depth is not None else BP(), time)

@@ -1,0 +1,200 @@
+r"""Training schedules, written once: how a rule's losses become parameter updates.
+
+* **End-to-end step** (:func:`end_to_end_step`): one loss through the whole model,
+
+  .. math::
+      \theta \leftarrow \theta - \eta\,\operatorname{clip}\big(\nabla_\theta \mathcal{L}(f_\theta(x))\big),
+
+  after checking that :math:`\mathcal{L}` is finite. BP baselines, and every rule whose
+  synthetic feedback lives inside the graph (DFA, DSF), train with it: the rule changes what
+  ``backward()`` computes, not the step.
+* **Simultaneous local** (:func:`local_step`): every block :math:`l` has its own loss on a
+  *detached* input (:func:`layerwise_forward`), so one backward of the sum is exact per block,
+
+  .. math::
+      h_l = f_l(\operatorname{sg}(h_{l-1})), \qquad
+      \nabla_{\theta_l} \sum_k \mathcal{L}_k = \nabla_{\theta_l} \mathcal{L}_l ,
+
+  and every block's optimizer steps (:class:`LocalOptimizers`).
+* **Greedy layer-wise** (:func:`greedy_layerwise`): block :math:`l` is trained alone, on the frozen
+  outputs of blocks :math:`1..l-1`, to its best validation score (early stopping, best state
+  restored), then frozen; then block :math:`l+1`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fwdlearn.fit import FitResult, Trainer, check_finite
+
+__all__ = ["end_to_end_step", "layerwise_forward", "LocalOptimizers", "local_step", "LayerJob",
+           "greedy_layerwise"]
+
+
+def _parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float | None = None,
+                    grad_norm: bool = False, parameters: Sequence[Tensor] | None = None) -> dict[str, float]:
+    r"""One end-to-end step: check ``loss`` is finite, zero the gradients, backward, clip, update.
+
+    Args:
+        loss: the scalar loss of the whole model (its graph carries any feedback points).
+        optimizer: steps ``parameters`` (default: every parameter it holds).
+        clip: clip the total gradient norm to this value (``None``: no clipping).
+        grad_norm: report the total gradient norm (always when ``clip`` is set).
+
+    Returns:
+        ``{"loss": float}`` and, with ``clip`` or ``grad_norm``, ``"grad_norm"`` (before clipping).
+    """
+    value = check_finite("loss", loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    out = {"loss": value}
+    if clip is not None or grad_norm:
+        params = list(parameters) if parameters is not None else _parameters(optimizer)
+        out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf")))
+    optimizer.step()
+    return out
+
+
+def layerwise_forward(blocks: Sequence[nn.Module], x: Tensor, *args: Any, **kwargs: Any) -> list[Tensor]:
+    r"""Run ``blocks`` in order, each on the detached output of the previous one.
+
+    .. math::
+        h_0 = x, \qquad h_l = f_l(\operatorname{sg}(h_{l-1}), \ldots)
+
+    Extra arguments (an ``edge_index``, a mask) are passed to every block.
+
+    Returns:
+        The outputs :math:`[h_1, \ldots, h_L]`, each attached only to its own block.
+    """
+    outputs: list[Tensor] = []
+    h = x
+    for block in blocks:
+        h = block(h.detach(), *args, **kwargs)
+        outputs.append(h)
+    return outputs
+
+
+class LocalOptimizers:
+    """One optimizer per block, stepped together from the blocks' own losses.
+
+    Because each block's input is detached, the gradient of :math:`\\sum_l \\mathcal{L}_l`
+    w.r.t. block :math:`l`'s parameters is the gradient of :math:`\\mathcal{L}_l` alone, so one
+    backward of the sum is exact and cheaper than one backward per loss.
+
+    Args:
+        modules: the blocks (each gets an optimizer over its own parameters; a block
+            without parameters gets none).
+        lr, weight_decay: optimizer settings (ForwardGNN uses Adam, 1e-3, 5e-4).
+        optimizer: the optimizer class.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module], lr: float = 1e-3, weight_decay: float = 5e-4,
+                 optimizer: type[torch.optim.Optimizer] = torch.optim.Adam) -> None:
+        self.modules = list(modules)
+        self.optimizers: list[torch.optim.Optimizer | None] = []
+        for m in self.modules:
+            params = [p for p in m.parameters() if p.requires_grad]
+            self.optimizers.append(optimizer(params, lr=lr, weight_decay=weight_decay) if params else None)
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+
+    def step(self, losses: Sequence[Tensor | None], only: Sequence[int] | None = None) -> list[float]:
+        """:func:`local_step` with these optimizers."""
+        return local_step(losses, self, only)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [None if o is None else o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for opt, s in zip(self.optimizers, state["optimizers"]):
+            if opt is not None and s is not None:
+                opt.load_state_dict(s)
+
+
+def local_step(losses: Sequence[Tensor | None], optimizers: LocalOptimizers,
+               only: Sequence[int] | None = None) -> list[float]:
+    """The simultaneous local step: zero, one backward of the summed block losses, step each block.
+
+    Args:
+        losses: one scalar loss per block (``None`` for a block that is not trained now), each
+            attached only to its own block (detached inputs).
+        only: indices of the blocks to step (default: all with a loss).
+
+    Returns:
+        The loss values as floats (NaN for blocks not stepped).
+    """
+    if len(losses) != len(optimizers.modules):
+        raise ValueError(f"local_step got {len(losses)} losses for {len(optimizers.modules)} blocks")
+    active = [i for i, loss in enumerate(losses) if loss is not None and (only is None or i in only)]
+    values = [check_finite(f"loss of block {i}", losses[i]) if i in active else float("nan")
+              for i in range(len(losses))]
+    optimizers.zero_grad()
+    total = sum(losses[i] for i in active if losses[i].requires_grad)
+    if isinstance(total, Tensor):
+        total.backward()
+    for i in active:
+        if optimizers.optimizers[i] is not None:
+            optimizers.optimizers[i].step()
+    return values
+
+
+@dataclass
+class LayerJob:
+    """What :func:`greedy_layerwise` needs to train one block.
+
+    Attributes:
+        loss: the block's loss for one step (computed on its frozen input).
+        evaluate: validation metrics, including the monitored key.
+        finish: called with the block's :class:`~fwdlearn.fit.FitResult` once its best state is back
+            and it is in ``eval()`` mode (compute its outputs for the next block, store prototypes, ...).
+    """
+
+    loss: Callable[[], Tensor]
+    evaluate: Callable[[], Mapping[str, Any]]
+    finish: Callable[[FitResult], None] = field(default=lambda result: None)
+
+
+def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module], LayerJob], steps: int,
+                     lr: float = 1e-3, weight_decay: float = 5e-4, monitor: str = "val_accuracy", mode: str = "max",
+                     patience: int | None = None, eval_every: int = 1, quiet: bool = False, desc: str = "layer",
+                     device: torch.device | str | None = None,
+                     optimizer: type[torch.optim.Optimizer] = torch.optim.Adam) -> list[FitResult]:
+    """Train ``blocks`` one after another, each to its best validation score, then freeze it.
+
+    For block ``l``: ``job(l, block)`` gives its :class:`LayerJob`; a :class:`~fwdlearn.fit.Trainer`
+    runs up to ``steps`` steps of ``loss`` with the block's own optimizer (early stopping on
+    ``monitor``, the best state restored, the first step's cost measured), then ``finish`` is
+    called. Blocks are set to ``train()`` while they learn and left in ``eval()``.
+
+    Returns:
+        One :class:`~fwdlearn.fit.FitResult` per block (``first_step_cost`` holds the measured step).
+    """
+    results = []
+    for l, block in enumerate(blocks):
+        work = job(l, block)
+        optimizers = LocalOptimizers([block], lr=lr, weight_decay=weight_decay, optimizer=optimizer)
+
+        def step(_: int, work: LayerJob = work, block: nn.Module = block, optimizers: LocalOptimizers = optimizers
+                 ) -> dict[str, float]:
+            block.train()
+            return {"loss": optimizers.step([work.loss()])[0]}
+
+        trainer = Trainer(steps, monitor=monitor, mode=mode, patience=patience, eval_every=eval_every, quiet=quiet,
+                          desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device)
+        result = trainer.run(step, work.evaluate, state=block)
+        block.eval()
+        work.finish(result)
+        results.append(result)
+    return results

@@ -1,0 +1,1 @@
+"""The graph commands: fwdlearn graph train, bench graph, quickstart, influence graph, bench influence."""

@@ -1,0 +1,323 @@
+r"""City-Networks-style node classification data from any road graph (Liang et al. 2025).
+
+Processing of a :class:`~fwdlearn.graphs.data.road_readers.RoadGraph`:
+
+1. undirected simple graph (self-loops dropped, one edge per node pair, the first
+   occurrence's attributes), largest connected component;
+2. road length :math:`w_{uv}`: the given length, else the Euclidean distance of the
+   coordinates, else 1;
+3. label: the eccentricity of :math:`v` inside the induced subgraph of its
+   ``hops``-hop ball :math:`\mathcal{B}(v)`, with lengths as weights,
+
+   .. math::
+       \varepsilon(v) = \max_{u \in \mathcal{B}(v)} d_{G[\mathcal{B}(v)], w}(v, u),
+
+   cut into ``classes`` equal-frequency classes (ranks, ties by node index, so the
+   class sizes differ by at most 1). All balls of a batch of sources are put side by side
+   as one disjoint graph and a single multi-source Dijkstra (``min_only``) labels them
+   all: each component holds exactly one source, so the nearest-source distance is
+   the distance from its own seed; cost linear in the sum of ball sizes;
+4. features (``data.feature_names`` lists them): continuous ``x``, ``y``,
+   ``street_count`` (the degree when absent), ``length`` and ``speed`` (means over
+   incident edges; speed only when ``maxspeed`` is present), z-scored; then one-hot
+   categories averaged over incident edges for ``oneway`` (top 2 + other),
+   ``lanes`` (top 4 + other), ``reversed`` (top 2 + other), ``highway`` (top 6 +
+   other), and node ``landuse`` (top 6 + other), each only when present. An OSMnx
+   GraphML with all of these edge attributes and no land use (Westminster, and
+   :func:`synthetic_city`) gives **23** features; a coordinate + edge-list pair
+   (California) gives 4 (``x, y, street_count, length``).
+5. random ``train/val/test`` masks with fractions ``split``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components, dijkstra
+from torch_geometric.data import Data
+
+from fwdlearn.data import cache_dir, data_dir
+from fwdlearn.fit import progress
+
+from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union
+from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
+
+__all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "local_eccentricity"]
+
+CACHE_VERSION = "citynet-1"
+TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
+NODE_TOP_K = {"landuse": 6}
+
+
+def _simple_lcc(road: RoadGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(nodes kept [N'], edges [E', 2] in new ids (u < v), index of each kept edge in road.edges)``."""
+    u, v = road.edges[:, 0], road.edges[:, 1]
+    keep = u != v
+    a, b = np.minimum(u, v)[keep], np.maximum(u, v)[keep]
+    _, first = np.unique(a * road.num_nodes + b, return_index=True)
+    edge_ids = np.flatnonzero(keep)[first]
+    a, b = road.edges[edge_ids].min(1), road.edges[edge_ids].max(1)
+    adjacency = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(road.num_nodes,) * 2)
+    _, component = connected_components(adjacency, directed=False)
+    largest = np.bincount(component).argmax()
+    nodes = np.flatnonzero(component == largest)
+    new_id = np.full(road.num_nodes, -1, dtype=np.int64)
+    new_id[nodes] = np.arange(len(nodes))
+    inside = new_id[a] >= 0
+    return nodes, np.stack([new_id[a[inside]], new_id[b[inside]]], axis=1), edge_ids[inside]
+
+
+def local_eccentricity(edge_index: np.ndarray, length: np.ndarray, num_nodes: int, hops: int,
+                       batch_pairs: int = 2_000_000, quiet: bool = True) -> np.ndarray:
+    r""":math:`\varepsilon(v)` for every node: weighted eccentricity within its induced ``hops``-hop ball.
+
+    Args:
+        edge_index: ``[2, E]`` directed edges (both directions for an undirected graph).
+        length: ``[E]`` positive edge lengths.
+        batch_pairs: about how many (source, node) pairs are processed at once (memory bound).
+    """
+    matrix = in_neighbour_matrix(edge_index, num_nodes, weight=np.maximum(length, 1e-12))
+    probe = hop_balls(matrix, np.arange(min(num_nodes, 64)), hops, symmetric=True)
+    per_source = max(1, probe.num_pairs // max(1, len(probe.seeds)))
+    batch = max(1, batch_pairs // per_source)
+    result = np.empty(num_nodes)
+    starts = range(0, num_nodes, batch)
+    for start in progress(starts, desc="labels", quiet=quiet, total=len(starts)):
+        sources = np.arange(start, min(num_nodes, start + batch))
+        balls = hop_balls(matrix, sources, hops, symmetric=True)
+        union, entry = induced_union(matrix, balls)
+        # csgraph reads row -> column as an edge; union edges are (source pair, target pair)
+        graph = sp.csr_matrix((matrix.data[entry], (union[0], union[1])), shape=(balls.num_pairs,) * 2)
+        distance = dijkstra(graph, directed=True, indices=balls.root, min_only=True)
+        result[sources] = np.maximum.reduceat(distance, balls.offsets[:-1])
+    return result
+
+
+def _equal_frequency(values: np.ndarray, classes: int) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    labels = np.empty(len(values), dtype=np.int64)
+    labels[order] = np.arange(len(values)) * classes // len(values)
+    return labels
+
+
+def _one_hot_mean(values: list[str | None], top_k: int, name: str, incident: sp.csr_matrix | None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """One-hot of the ``top_k`` most frequent values + 'other' (None counts as other), mean over incidence."""
+    clean = np.array(["<none>" if v is None else str(v) for v in values], dtype=object)
+    kinds, counts = np.unique(clean[clean != "<none>"], return_counts=True)
+    top = list(kinds[np.argsort(-counts, kind="stable")][:top_k])
+    names = [f"{name}={t}" for t in top] + [f"{name}=<unused{i}>" for i in range(top_k - len(top))] + [f"{name}=other"]
+    column = np.full(len(clean), top_k, dtype=np.int64)
+    for i, t in enumerate(top):
+        column[clean == t] = i
+    one_hot = np.zeros((len(clean), top_k + 1))
+    one_hot[np.arange(len(clean)), column] = 1.0
+    return (one_hot if incident is None else incident @ one_hot), names
+
+
+def _speed(values: list[str | None]) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if v:
+            digits = "".join(ch if (ch.isdigit() or ch == ".") else " " for ch in v).split()
+            if digits:
+                out[i] = float(digits[0])
+    return out
+
+
+def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[float, float, float] = (0.1, 0.1, 0.8),
+              seed: int = 0, quiet: bool = True) -> Data:
+    """Process a :class:`RoadGraph` into a labelled ``Data`` (see the module docstring)."""
+    if hops < 1:
+        raise ValueError(f"hops must be >= 1, got {hops}")
+    if classes < 2:
+        raise ValueError(f"classes must be >= 2, got {classes}")
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"split must be three non-negative fractions (train, val, test) summing to 1; got {split}")
+    if road.edges.shape[0] == 0:
+        raise ValueError("the road graph has no edges")
+    nodes, edges, edge_ids = _simple_lcc(road)
+    n = len(nodes)
+    if n < classes:
+        raise ValueError(f"the largest connected component has {n} nodes, fewer than classes={classes}")
+    coords = road.coords[nodes] if road.coords is not None else None
+    if road.length is not None and not np.isnan(road.length[edge_ids]).any():
+        length = road.length[edge_ids].astype(np.float64)
+    elif coords is not None:
+        length = np.linalg.norm(coords[edges[:, 0]] - coords[edges[:, 1]], axis=1)
+    else:
+        length = np.ones(len(edges))
+    both = np.concatenate([edges, edges[:, ::-1]]).T
+    both_length = np.concatenate([length, length])
+    ecc = local_eccentricity(both, both_length, n, hops, quiet=quiet)
+    labels = _equal_frequency(ecc, classes)
+
+    degree = np.bincount(both[0], minlength=n).astype(np.float64)
+    incident = sp.csr_matrix((np.ones(2 * len(edges)), (both[0], np.tile(np.arange(len(edges)), 2))), shape=(n, len(edges)))
+    incident = sp.diags(1.0 / np.maximum(degree, 1)) @ incident
+    continuous, names = [], []
+    if coords is not None:
+        continuous += [coords[:, 0], coords[:, 1]]
+        names += ["x", "y"]
+    street = road.node_attrs.get("street_count")
+    continuous.append(np.array([float(street[i]) if street[i] is not None else degree[k] for k, i in enumerate(nodes)])
+                      if street else degree)
+    names.append("street_count")
+    continuous.append(incident @ length)
+    names.append("length")
+    if "maxspeed" in road.edge_attrs:
+        speed = _speed([road.edge_attrs["maxspeed"][i] for i in edge_ids])
+        speed = np.where(np.isnan(speed), np.nanmean(speed) if not np.isnan(speed).all() else 0.0, speed)
+        continuous.append(incident @ speed)
+        names.append("speed")
+    block = np.stack(continuous, axis=1)
+    block = (block - block.mean(0)) / np.where(block.std(0) > 0, block.std(0), 1.0)
+    blocks = [block]
+    for key, k in TOP_K.items():
+        if key in road.edge_attrs:
+            values, cols = _one_hot_mean([road.edge_attrs[key][i] for i in edge_ids], k, key, incident)
+            blocks.append(values)
+            names += cols
+    for key, k in NODE_TOP_K.items():
+        if key in road.node_attrs:
+            values, cols = _one_hot_mean([road.node_attrs[key][i] for i in nodes], k, key, None)
+            blocks.append(values)
+            names += cols
+    x = torch.tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)
+
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=generator)
+    n_train, n_val = int(round(split[0] * n)), int(round(split[1] * n))
+    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
+    masks[0][perm[:n_train]] = True
+    masks[1][perm[n_train:n_train + n_val]] = True
+    masks[2][perm[n_train + n_val:]] = True
+    data = Data(x=x, edge_index=torch.from_numpy(np.ascontiguousarray(both)), y=torch.from_numpy(labels),
+                train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
+                edge_length=torch.tensor(both_length, dtype=torch.float32),
+                eccentricity=torch.tensor(ecc, dtype=torch.float32))
+    data.feature_names = names
+    data.num_classes = classes
+    return data
+
+
+def _hash_files(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached(key_parts: dict, stem: str, make) -> Data:
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir("citynet") / f"{stem}-{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    data = make()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
+    torch.save(data, tmp)
+    tmp.replace(path)
+    return data
+
+
+def build_city_network(source: str | Path, hops: int = 16, classes: int = 10,
+                       split: tuple[float, float, float] = (0.1, 0.1, 0.8), seed: int = 0,
+                       cache: bool = True, quiet: bool = True) -> Data:
+    """City-Networks-style ``Data`` from a road file or folder (GraphML, .cnode/.cedge, .mtx, .edges, .mat).
+
+    The result is cached under ``fwdlearn.data.cache_dir("citynet")`` keyed by the
+    files' sha256 and the parameters (never next to the source).
+    """
+    files = road_files(source)
+    build = lambda: city_data(read_road_graph(source), hops, classes, tuple(split), seed, quiet)  # noqa: E731
+    if not cache:
+        return build()
+    parts = {"v": CACHE_VERSION, "sha": _hash_files(files), "hops": hops, "classes": classes,
+             "split": list(split), "seed": seed}
+    return _cached(parts, files[0].stem, build)
+
+
+def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
+    """A jittered grid of about ``n`` junctions with ~15% streets removed and ~5% diagonal shortcuts.
+
+    Every 5th row / column is a 'primary' avenue (faster, two lanes, two-way), other
+    streets are 'residential' and some are one-way.
+    """
+    if n < 4:
+        raise ValueError(f"synthetic_city needs n >= 4 junctions, got {n}")
+    rng = np.random.default_rng(seed)
+    side = int(np.ceil(np.sqrt(n)))
+    rows, cols = np.divmod(np.arange(side * side), side)
+    coords = np.stack([cols, rows], axis=1) * 100.0 + rng.normal(0, 15.0, size=(side * side, 2))
+    ids = np.arange(side * side).reshape(side, side)
+    horizontal = np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], axis=1)
+    vertical = np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], axis=1)
+    diagonal = np.stack([ids[:-1, :-1].ravel(), ids[1:, 1:].ravel()], axis=1)
+    diagonal = diagonal[rng.random(len(diagonal)) < 0.05]
+    grid = np.concatenate([horizontal, vertical])
+    grid_rows = np.concatenate([rows[horizontal[:, 0]], cols[vertical[:, 0]]])
+    avenue = grid_rows % 5 == 0
+    keep = avenue | (rng.random(len(grid)) > 0.15)
+    edges = np.concatenate([grid[keep], diagonal])
+    avenue = np.concatenate([avenue[keep], np.zeros(len(diagonal), bool)])
+    oneway = ~avenue & (rng.random(len(edges)) < 0.2)
+    attrs = {
+        "highway": ["primary" if a else "residential" for a in avenue],
+        "lanes": ["2" if a else "1" for a in avenue],
+        "maxspeed": ["50" if a else "30" for a in avenue],
+        "oneway": [str(bool(o)) for o in oneway],
+        "reversed": ["False"] * len(edges),
+    }
+    return RoadGraph(side * side, edges.astype(np.int64), coords, None, {}, attrs)
+
+
+def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 10,
+                   split: tuple[float, float, float] = (0.1, 0.1, 0.8), quiet: bool = True) -> Data:
+    """An offline, generated road-like city (:func:`synthetic_road_graph`) with City-Networks features and labels."""
+    return city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)
+
+
+def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: int = 16, quiet: bool = True) -> Data:
+    """Load ``"city:<path>"``, ``"synthetic-city[:N]"`` or ``"citynetwork:<name>"``.
+
+    A relative ``city:`` path is looked up in the working directory, then under
+    ``FWDLEARN_DATA_DIR`` (e.g. ``city:roads/westminster``). ``citynetwork:<name>``
+    (paris, shanghai, la, london) goes to ``torch_geometric.datasets.CityNetwork``, which
+    downloads the data (into ``root`` or the cache folder) and needs internet.
+    """
+    kind, _, arg = name.partition(":")
+    if kind == "city":
+        if not arg:
+            raise ValueError("city: needs a path, e.g. city:roads/westminster or city:/data/graph.graphml")
+        path = Path(arg).expanduser()
+        if not path.exists() and not path.is_absolute() and data_dir() is not None and (data_dir() / path).exists():
+            path = data_dir() / path
+        if not path.exists():
+            hint = "" if data_dir() is not None else " (relative paths are also looked up under FWDLEARN_DATA_DIR, which is unset)"
+            raise FileNotFoundError(f"road network {arg!r} not found{hint}")
+        return build_city_network(path, hops=hops, seed=seed, quiet=quiet)
+    if kind == "synthetic-city":
+        try:
+            n = int(arg) if arg else 2500
+        except ValueError:
+            raise ValueError(f"synthetic-city:N needs an integer N, got {arg!r}") from None
+        return synthetic_city(n, seed=seed, hops=hops, quiet=quiet)
+    if kind == "citynetwork":
+        from torch_geometric.datasets import CityNetwork
+
+        folder = Path(root) if root is not None else cache_dir("CityNetwork")
+        try:
+            return CityNetwork(str(folder), name=arg)[0]
+        except Exception as error:
+            raise RuntimeError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
+                               f"({type(error).__name__}: {error}). It downloads the data and needs internet; offline, "
+                               f"build the same kind of data from a local road file with city:<path>") from error
+    raise ValueError(f"unknown city source {name!r}; use city:<path>, synthetic-city[:N] or citynetwork:<name>")

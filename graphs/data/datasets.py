@@ -1,0 +1,224 @@
+r"""``load_graph``: node-classification graphs as :class:`torch_geometric.data.Data`.
+
+Every graph comes back with boolean ``train_mask`` / ``val_mask`` / ``test_mask`` and an
+integer ``num_classes`` attribute.
+
+Sources:
+
+- ``cora``, ``citeseer``, ``pubmed``: :class:`torch_geometric.datasets.Planetoid`. The raw
+  ``ind.<name>.*`` files are read from ``<FWDLEARN_DATA_DIR>/Planetoid/<Name>/raw`` (that folder
+  is read-only, so the files are linked into ``<cache>/Planetoid/<Name>/raw`` and PyG writes its
+  ``processed/`` folder there). Without local files, PyG downloads them only when
+  ``download=True``.
+- ``karate``: PyG's built-in :class:`~torch_geometric.datasets.KarateClub` (no files at all).
+- ``citationfull:<name>``, ``amazon:<name>``, ``coauthor:<name>``: passed to the PyG data set of
+  that name (downloads, so ``download=True`` and internet are needed).
+- ``city:<path>``, ``synthetic-city[:N]``, ``citynetwork:<name>``: :func:`fwdlearn.graphs.data.citynet.load_city`.
+
+Splits:
+
+- ``"public"``: the data set's own split (Planetoid's 20 per class / 500 / 1000; for KarateClub
+  its 4 labelled nodes for training and the other nodes halved, with ``seed``, into val/test);
+- ``"random"``: ForwardGNN's protocol, a random permutation of all nodes cut into
+  :math:`64\% / 16\% / 20\%` train / val / test, drawn from ``seed`` (one split per seed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
+
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "PLANETOID", "GRAPH_NAMES"]
+
+PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
+_PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+_DOWNLOADABLE = {"citationfull": "CitationFull", "amazon": "Amazon", "coauthor": "Coauthor"}
+_CITY_PREFIXES = ("city:", "synthetic-city", "citynetwork:")
+GRAPH_NAMES = [*PLANETOID, "karate", "citationfull:<name>", "amazon:<name>", "coauthor:<name>",
+               "city:<path>", "synthetic-city[:N]", "citynetwork:<name>"]
+
+
+def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Boolean train/val/test masks from a random permutation of the nodes.
+
+    The first :math:`\lfloor f_0 N \rceil` nodes of the permutation train, the next
+    :math:`\lfloor f_1 N \rceil` validate, the rest test, so the masks partition the nodes.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1 (train, val, test); got {fractions}")
+    perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed))
+    n_train = round(fractions[0] * num_nodes)
+    n_val = round(fractions[1] * num_nodes)
+    masks = []
+    for part in (perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]):
+        mask = torch.zeros(num_nodes, dtype=torch.bool)
+        mask[part] = True
+        masks.append(mask)
+    return masks[0], masks[1], masks[2]
+
+
+def check_masks(data: Data, name: str = "graph") -> Data:
+    """Check that ``data`` has disjoint, non-empty boolean train/val/test masks over its nodes.
+
+    Raises:
+        ValueError: naming the missing, mis-shaped or overlapping mask and how to fix it.
+    """
+    for key in ("train_mask", "val_mask", "test_mask"):
+        mask = getattr(data, key, None)
+        if mask is None:
+            raise ValueError(f"{name} has no {key}; node classification needs train_mask, val_mask and test_mask. "
+                             f"Load it with load_graph(..., split='random') or set the masks yourself.")
+        if mask.dtype != torch.bool or mask.dim() != 1 or mask.numel() != data.num_nodes:
+            raise ValueError(f"{name}.{key} must be a boolean vector of length num_nodes={data.num_nodes}; got "
+                             f"dtype {mask.dtype} and shape {tuple(mask.shape)}")
+    if not bool(data.train_mask.any()):
+        raise ValueError(f"{name}.train_mask selects no node; at least one labelled training node is needed")
+    overlap = (data.train_mask.long() + data.val_mask.long() + data.test_mask.long()) > 1
+    if bool(overlap.any()):
+        raise ValueError(f"{name}: train/val/test masks overlap on {int(overlap.sum())} nodes; the masks must "
+                         f"partition the nodes (each node in at most one split)")
+    return data
+
+
+def _link_planetoid_raw(name: str) -> Path | None:
+    """Link ``<FWDLEARN_DATA_DIR>/Planetoid/<Name>/raw/*`` into the cache; the cache root, or ``None``."""
+    title = PLANETOID[name]
+    root = data_dir()
+    if root is None:
+        return None
+    source = root / "Planetoid" / title / "raw"
+    if not source.is_dir():
+        return None
+    files = [source / f"ind.{name}.{part}" for part in _PLANETOID_FILES]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise DataNotFoundError(f"{name}: {source} lacks {', '.join(missing)}; it needs the 8 files "
+                                f"ind.{name}.{{{','.join(_PLANETOID_FILES)}}} of the Planetoid release")
+    target_root = cache_dir("Planetoid")
+    raw = target_root / title / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        link = raw / f.name
+        if not link.exists():
+            try:
+                os.symlink(f, link)
+            except OSError:  # file systems without symlinks
+                link.write_bytes(f.read_bytes())
+    return target_root
+
+
+def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
+    from torch_geometric.datasets import Planetoid
+
+    title = PLANETOID[name]
+    if root is not None:
+        folder = Path(root)
+    else:
+        folder = _link_planetoid_raw(name)
+        if folder is None:
+            folder = cache_dir("Planetoid")
+    raw = folder / title / "raw"
+    have_raw = all((raw / f"ind.{name}.{p}").exists() for p in _PLANETOID_FILES)
+    if not have_raw and not download:
+        where = data_dir()
+        hint = (f"FWDLEARN_DATA_DIR={where} has no Planetoid/{title}/raw" if where is not None
+                else "FWDLEARN_DATA_DIR is not set")
+        raise DataNotFoundError(f"{name}: the Planetoid raw files were not found ({hint}; looked in {raw}). "
+                                f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.*, or pass "
+                                f"download=True (needs internet).")
+    return Planetoid(str(folder), name=title)[0]
+
+
+def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) -> Data:
+    import torch_geometric.datasets as pyg_datasets
+
+    cls = getattr(pyg_datasets, _DOWNLOADABLE[kind])
+    folder = Path(root) if root is not None else cache_dir(_DOWNLOADABLE[kind])
+    processed = folder / arg / "processed"
+    if not download and not processed.exists() and not (folder / arg.lower() / "processed").exists():
+        raise DataNotFoundError(f"{kind}:{arg} is not in {folder}; PyG's {cls.__name__} downloads it: pass "
+                                f"download=True (--download) on a machine with internet")
+    try:
+        return cls(str(folder), name=arg)[0]
+    except Exception as error:
+        raise RuntimeError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
+                           f"({type(error).__name__}: {error}); check the name and the internet connection") from error
+
+
+def is_city(name: str) -> bool:
+    """Whether ``name`` is a City-Networks source (``city:``, ``synthetic-city``, ``citynetwork:``)."""
+    return name.strip().lower().startswith(_CITY_PREFIXES)
+
+
+def has_public_split(name: str) -> bool:
+    """Whether ``load_graph(name, split="public")`` has a split to give (Planetoid, KarateClub, cities)."""
+    lower = name.strip().lower()
+    return lower in PLANETOID or lower == "karate" or is_city(lower)
+
+
+def load_graph(name: str, root: str | Path | None = None, split: str = "public", seed: int = 0,
+               download: bool = False, quiet: bool = True, hops: int = 16) -> Data:
+    """Load a node-classification graph with masks and ``num_classes``.
+
+    Args:
+        name: one of ``cora``, ``citeseer``, ``pubmed``, ``karate``, ``citationfull:<name>``,
+            ``amazon:<name>``, ``coauthor:<name>``, ``city:<path>``, ``synthetic-city[:N]``,
+            ``citynetwork:<name>`` (case-insensitive for the fixed names).
+        root: where PyG keeps the data set (default: the fwdlearn cache, with Planetoid raw files
+            linked from ``FWDLEARN_DATA_DIR``).
+        split: ``"public"`` (the data set's own split), ``"random"`` (64/16/20 drawn from ``seed``) or
+            ``"auto"`` (the public split when the data set has one, else random).
+        seed: seed of the random split (and of generated cities).
+        download: let PyG download a data set that is not available locally (needs internet).
+        quiet: no progress bars while building city networks.
+        hops: city networks: the hop radius of the eccentricity labels.
+
+    Raises:
+        ValueError: unknown name or split; masks that overlap.
+        DataNotFoundError: the files are not there (the message says where it looked and what to do).
+    """
+    if split not in ("public", "random", "auto"):
+        raise ValueError(f"unknown split {split!r}; use 'public' (the data set's own), 'random' (64/16/20 with a seed) "
+                         "or 'auto' (public when there is one)")
+    if split == "auto":
+        split = "public" if has_public_split(name) else "random"
+    key = name.strip()
+    lower = key.lower()
+    if is_city(lower):
+        from fwdlearn.graphs.data.citynet import load_city
+
+        data = load_city(key, root=root, seed=seed, hops=hops, quiet=quiet)
+    elif lower in PLANETOID:
+        data = _planetoid(lower, root, download)
+    elif lower == "karate":
+        from torch_geometric.datasets import KarateClub
+
+        data = KarateClub()[0]
+        rest = (~data.train_mask).nonzero().flatten()
+        rest = rest[torch.randperm(rest.numel(), generator=torch.Generator().manual_seed(seed))]
+        data.val_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
+        data.test_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
+        data.val_mask[rest[: rest.numel() // 2]] = True
+        data.test_mask[rest[rest.numel() // 2:]] = True
+    elif lower.partition(":")[0] in _DOWNLOADABLE and lower.partition(":")[2]:
+        kind, _, arg = key.partition(":")
+        data = _downloadable(kind.lower(), arg, root, download)
+    else:
+        raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}")
+    if split == "random":
+        data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed)
+    elif getattr(data, "train_mask", None) is not None and data.train_mask.dim() > 1:
+        data.train_mask, data.val_mask, data.test_mask = (data.train_mask[:, 0], data.val_mask[:, 0], data.test_mask[:, 0])
+    elif getattr(data, "train_mask", None) is None:
+        raise ValueError(f"{name} has no public split; use split='random' (64/16/20 drawn from seed)")
+    data.y = data.y.long().view(-1)
+    data.num_classes = int(data.y.max()) + 1
+    data.x = data.x.float()
+    return check_masks(data, name)

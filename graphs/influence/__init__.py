@@ -1,0 +1,1 @@
+"""Hop-wise Jacobian influence (hop_influence) and its benchmark against PyG."""

@@ -1,0 +1,208 @@
+r"""Hop-wise Jacobian influence of a graph model, batched over many seeds.
+
+For a model :math:`f(X, A) \in \mathbb{R}^{N \times C}` and a seed node :math:`v`,
+the influence of node :math:`u` on :math:`v` is the L1 norm of a Jacobian block
+
+.. math::
+    I(v, u) = \sum_{i=1}^{C} \sum_{j=1}^{F}
+      \left| \frac{\partial f(X, A)_{v,i}}{\partial X_{u,j}} \right|,
+
+and the per-hop totals are :math:`T_h(v) = \sum_{u:\,\operatorname{hop}(v,u) = h} I(v, u)`
+(Liang et al. 2025). The curve and the range :math:`R` come from
+:mod:`fwdlearn.diagnostics.influence`.
+
+Two variants:
+
+- ``"subgraph"`` (as :func:`torch_geometric.utils.total_influence`): the model runs on
+  the induced subgraph of :math:`v`'s ``max_hops``-hop ball, so nodes on the border
+  of the ball see fewer neighbours than in the whole graph (degree-normalised
+  convolutions such as GCN weigh them differently) and nothing beyond ``max_hops``
+  can contribute. Seeds are batched: the balls of many seeds are put side by side in
+  one disjoint graph, the model runs once, and one vector-Jacobian product per
+  output channel :math:`i`, with cotangent :math:`e_i` at every seed's own row,
+  returns :math:`\partial f_{v,i} / \partial X_{\mathcal{B}(v)}` for all seeds at once
+  (the balls do not touch, so the rows do not mix; the :math:`|\cdot|` is taken per
+  entry, so the rows are exact). Cost: linear in the number of seeds.
+- ``"full"``: the exact Jacobian of the model on the whole graph. Influence from
+  beyond ``max_hops`` is computed but not binned (it is left out of the curve and of
+  :math:`R`), and border degrees are the true ones. It needs one backward pass of the
+  whole graph per (seed, channel), batched with ``is_grads_batched``, so it is much
+  slower; use it to check what the induced-subgraph truncation changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range, jacobian_l1
+from fwdlearn.distributed import gather_rows, shard_bounds
+from fwdlearn.fit import evaluating, progress
+
+from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
+
+__all__ = ["hop_influence", "select_seeds"]
+
+GraphModel = Callable[[Tensor, Tensor], Tensor]
+
+
+def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int] | Tensor | None = None,
+                 seed: int = 0) -> Tensor:
+    """The seed nodes: ``nodes`` as given, else ``samples`` distinct nodes drawn with ``seed`` (all when None)."""
+    if nodes is not None:
+        if samples is not None:
+            raise ValueError("give either samples= (random seeds) or nodes= (explicit seeds), not both")
+        chosen = torch.as_tensor(nodes, dtype=torch.long).flatten()
+        if chosen.numel() == 0:
+            raise ValueError("nodes= is empty; give at least one seed node")
+        if int(chosen.min()) < 0 or int(chosen.max()) >= num_nodes:
+            raise ValueError(f"nodes= must lie in [0, {num_nodes - 1}] (the graph has {num_nodes} nodes); "
+                             f"got values in [{int(chosen.min())}, {int(chosen.max())}]")
+        return chosen
+    if samples is None:
+        return torch.arange(num_nodes)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1 (or None for every node), got {samples}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_nodes, generator=generator)[: min(samples, num_nodes)]
+
+
+def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tensor) -> Tensor:
+    r"""``[P]``: :math:`\sum_{i,j} |\partial f_{r(p), i} / \partial X_{p, j}|` for every pair ``p`` of the union.
+
+    The balls are disjoint, so :func:`fwdlearn.diagnostics.influence.jacobian_l1` on the seeds' rows
+    gives every seed's block of the Jacobian at once.
+    """
+    def seed_rows(inputs: Tensor) -> Tensor:
+        out = model(inputs, sub_edges)
+        if out.dim() != 2 or out.shape[0] != inputs.shape[0]:
+            raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {tuple(out.shape)} "
+                             f"for {inputs.shape[0]} nodes")
+        return out[root]
+
+    return jacobian_l1(seed_rows, sub_x)
+
+
+def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple[Tensor, Tensor]:
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
+    x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"data.x must be floating point to be differentiated; got {x.dtype}. Convert with data.x.float()")
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError("data.edge_index must be a [2, num_edges] tensor")
+    if max_hops < 0:
+        raise ValueError(f"max_hops must be >= 0, got {max_hops}")
+    if variant not in ("subgraph", "full"):
+        raise ValueError(f"unknown variant {variant!r}; choose 'subgraph' (as PyG's total_influence) or 'full'")
+    return x, edge_index
+
+
+def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
+                     batch_size: int, quiet: bool, nodes_per_batch: int | None = None) -> Tensor:
+    num_nodes = x.shape[0]
+    matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
+    symmetric = is_symmetric(matrix)
+    rows: list[Tensor] = []
+    bar = progress(total=len(seeds), desc="influence", quiet=quiet)
+    pieces = (piece for chunk in torch.split(seeds, batch_size)
+              for piece in hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric).split(nodes_per_batch))
+    for balls in pieces:
+        count = balls.seeds.shape[0]
+        union_edges, _ = induced_union(matrix, balls)
+        node = torch.from_numpy(balls.node).to(x.device)
+        sub_edges = torch.from_numpy(union_edges).to(edge_index.device)
+        root = torch.from_numpy(balls.root).to(x.device)
+        mass = _ball_masses(model, x.detach()[node], sub_edges, root)
+        # one flat row: bucket (seed s, hop h) -> s * (k + 1) + h, then fold back to [S, k + 1]
+        bucket = torch.from_numpy(balls.owner * (max_hops + 1) + balls.hop).to(mass.device)
+        flat = distance_totals(mass[None], bucket[None], count * (max_hops + 1) - 1)
+        rows.append(flat.reshape(count, max_hops + 1))
+        bar.update(count)
+    bar.close()
+    return torch.cat(rows)
+
+
+def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
+                 batch_size: int, quiet: bool) -> Tensor:
+    num_nodes = x.shape[0]
+    matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
+    x_var = x.detach().clone().requires_grad_(True)
+    out = model(x_var, edge_index)
+    if out.dim() != 2 or out.shape[0] != num_nodes:
+        raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {tuple(out.shape)}")
+    channels = out.shape[1]
+    rows: list[Tensor] = []
+    eye = torch.eye(channels, dtype=out.dtype, device=out.device)
+    for chunk in progress(list(torch.split(seeds, max(1, batch_size // channels))), desc="influence", quiet=quiet):
+        # cotangent b = (seed s, channel i): e_i at row seeds[s]
+        cot = torch.zeros(len(chunk), channels, num_nodes, channels, dtype=out.dtype, device=out.device)
+        cot[torch.arange(len(chunk)), :, chunk.to(out.device), :] = eye
+        (grads,) = torch.autograd.grad(out, x_var, cot.reshape(-1, num_nodes, channels), retain_graph=True,
+                                       is_grads_batched=True)
+        mass = grads.reshape(len(chunk), channels, num_nodes, -1).abs().sum(dim=(1, 3)).detach()  # [S, N]
+        balls = hop_balls(matrix, chunk.numpy(), max_hops)
+        distance = torch.full((len(chunk), num_nodes), -1, dtype=torch.long)
+        distance[torch.from_numpy(balls.owner), torch.from_numpy(balls.node)] = torch.from_numpy(balls.hop)
+        rows.append(distance_totals(mass, distance.to(mass.device), max_hops))
+    return torch.cat(rows)
+
+
+def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = None,
+                  nodes: Sequence[int] | Tensor | None = None, normalize: bool = True, seed: int = 0,
+                  batch_size: int = 256, variant: Literal["subgraph", "full"] = "subgraph",
+                  quiet: bool = True, nodes_per_batch: int | None | Literal["auto"] = "auto"
+                  ) -> tuple[Tensor, float, Tensor]:
+    r"""Per-hop Jacobian influence :math:`T_h(v)`, its mean curve and the range :math:`R`.
+
+    Args:
+        model: any callable ``model(x, edge_index) -> Tensor[N, C]`` (PyG GNNs, ForwardGNN
+            models). An ``nn.Module`` is evaluated in ``eval()`` mode (no dropout) and
+            restored afterwards.
+        data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``.
+        max_hops: largest hop distance :math:`k` binned.
+        samples: number of random seed nodes (drawn with ``seed``); ``None`` = every node.
+        nodes: explicit seed nodes (instead of ``samples``); rows of ``per_seed`` follow them.
+        normalize: divide the curve by its hop-0 value (:math:`R` always uses raw totals).
+        seed: random seed for drawing ``samples``.
+        batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``).
+        variant: ``"subgraph"`` (PyG's definition, induced ``max_hops`` ball) or ``"full"`` (whole graph).
+        quiet: no progress bar.
+        nodes_per_batch: ``"subgraph"`` only: a batch is cut further so that its balls hold at most
+            this many (seed, node) pairs together, the nodes of their disjoint union (``None``: no cap). ``"auto"``: 4096 on CPU, where message passing over a
+            cache-sized union measured fastest (1.5x faster than 256 whole balls at 16 layers on
+            California), no cap on a GPU. Results do not depend on it.
+
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
+    measures a contiguous share of the seeds and the rows are gathered in seed order, so
+    every process returns the same result as one process would (see :mod:`fwdlearn.distributed`).
+
+    Returns:
+        ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals.
+    """
+    x, edge_index = _check_inputs(model, data, max_hops, variant)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if nodes_per_batch == "auto":
+        nodes_per_batch = None if x.is_cuda else 4096
+    elif nodes_per_batch is not None and (not isinstance(nodes_per_batch, int) or nodes_per_batch < 1):
+        raise ValueError(f"nodes_per_batch must be 'auto', None or an int >= 1, got {nodes_per_batch!r}")
+    seeds = select_seeds(x.shape[0], samples, nodes, seed)
+    module = model if isinstance(model, torch.nn.Module) else None
+    start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
+    with evaluating(module):
+        if stop <= start:
+            per_seed = x.new_zeros(0, max_hops + 1)
+        elif variant == "subgraph":
+            per_seed = _subgraph_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet,
+                                        nodes_per_batch)
+        else:
+            with torch.enable_grad():
+                per_seed = _full_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)
+    per_seed = gather_rows(per_seed).cpu()
+    return influence_curve(per_seed, normalize=normalize), influence_range(per_seed), per_seed

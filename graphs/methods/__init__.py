@@ -1,0 +1,58 @@
+"""Graph training methods, looked up by rule.
+
+A method (:class:`~fwdlearn.graphs.methods.base.GraphMethod`) says what it feeds the GNN blocks
+(virtual nodes, appended labels, top-down context), its layer loss, its scores and which schedule
+trains it. ``ForwardGNN(method=...)`` takes a rule or alias from :mod:`fwdlearn.rules` (``"sf"`` =
+``"local:prototype"``) or the name a method was registered under. Adding a method is one module
+and one line here (or ``METHODS.register("name", MyMethod)`` from any file).
+
+================================  ============  ===========================  ===================
+rule                              alias         class                        schedule
+================================  ============  ===========================  ===================
+``local:prototype``               ``sf``        SingleForward                greedy layer-wise
+``local:prototype:top2input``     sf-top2input  TopToInput                   simultaneous local
+``local:prototype:top2loss``      sf-top2loss   TopToLoss                    simultaneous local
+``local:ff:la``                   ff-la         LabelAppendingFF             greedy layer-wise
+``local:ff:vn``                   ff-vn         VirtualNodeFF                greedy layer-wise
+``local:symba:la``                ff-symba      LabelAppendingSymBa          greedy layer-wise
+``bp``                                          Backprop                     end-to-end
+================================  ============  ===========================  ===================
+"""
+
+from fwdlearn.registry import Registry
+from fwdlearn.rules import parse_rule
+
+__all__ = ["METHODS", "method_class", "method_names"]
+
+METHODS = Registry("graph method", {
+    "local:prototype": "fwdlearn.graphs.methods.sf:SingleForward",
+    "local:prototype:top2input": "fwdlearn.graphs.methods.topdown:TopToInput",
+    "local:prototype:top2loss": "fwdlearn.graphs.methods.topdown:TopToLoss",
+    "local:ff:la": "fwdlearn.graphs.methods.ff:LabelAppendingFF",
+    "local:ff:vn": "fwdlearn.graphs.methods.ff:VirtualNodeFF",
+    "local:symba:la": "fwdlearn.graphs.methods.ff:LabelAppendingSymBa",
+    "bp": "fwdlearn.graphs.methods.bp:Backprop",
+})
+
+#: the short names users know, in the order help texts list them
+ALIASES = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp")
+
+
+def method_class(method: str):
+    """The method class registered for ``method`` (a registered name, a rule or an alias)."""
+    name = str(method).strip().lower()
+    if name in METHODS:
+        return METHODS.get(name)
+    try:
+        key = str(parse_rule(name))
+    except ValueError:
+        key = name
+    if key not in METHODS:
+        raise ValueError(f"unknown graph method {method!r}; choose one of {', '.join(method_names())}")
+    return METHODS.get(key)
+
+
+def method_names() -> list[str]:
+    """One name per registered method: its alias when it has one, else its registered name."""
+    aliased = {str(parse_rule(a)) for a in ALIASES}
+    return list(ALIASES) + [n for n in METHODS.names() if n not in aliased and n not in ALIASES]

@@ -1,0 +1,199 @@
+r"""What a graph training method is, and the layer-by-layer engine most of them share.
+
+A :class:`GraphMethod` owns everything a method adds to a stack of GNN blocks: the inputs it
+feeds them (virtual nodes, appended labels, top-down context), its hyperparameters and buffers,
+its blocks' widths, the loss of a layer, how class scores are read, and which schedule of
+:mod:`fwdlearn.schedules` trains it. :class:`~fwdlearn.graphs.nn.forward_gnn.ForwardGNN` is the
+model; it looks its method up by name in :data:`fwdlearn.graphs.methods.METHODS`.
+
+:class:`LayerwiseMethod` is the engine of the methods trained **greedily layer by layer**
+(:func:`fwdlearn.schedules.greedy_layerwise`). A method names the graphs ("streams") a layer runs
+on -- for SF the training graph with class virtual nodes; for FF-LA a positive and a negative copy
+with labels appended, and :math:`K` candidate copies for scoring -- and says
+
+.. math::
+    \mathcal{L}_l = \text{loss}(\{h^{(l)}_s\}_s), \qquad
+    \text{scores} = \text{combine}\Big(\sum_l \text{scores}_l(\{h^{(l)}_s\}_s)\Big).
+
+Because a layer's input is frozen while it trains, the neighbourhood aggregation of every stream
+is computed once per layer (:mod:`~fwdlearn.graphs.nn.aggregation_cache`, GCN and SAGE).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from fwdlearn.diagnostics.cost import Cost, CostReport
+from fwdlearn.fit import FitResult
+from fwdlearn.metrics import masked_accuracy
+from fwdlearn.schedules import LayerJob, greedy_layerwise, layerwise_forward
+
+from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
+from fwdlearn.graphs.nn.backbones import make_blocks
+
+__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit"]
+
+#: name -> (node features, edge_index) of one graph a layer runs on
+Streams = dict[str, tuple[Tensor, Tensor]]
+
+
+class MethodFit:
+    """What a method's ``fit`` did: per-layer rows, the steps run in all, and the memory its steps needed."""
+
+    def __init__(self, per_layer: list[dict[str, Any]], costs: list[Cost | None], steps_run: int,
+                 cost: CostReport | None = None) -> None:
+        self.per_layer, self.steps_run = per_layer, steps_run
+        self.cost = cost if cost is not None else CostReport.from_costs(costs)
+
+
+class GraphMethod(nn.Module):
+    r"""How one training method feeds, trains and scores a stack of GNN blocks.
+
+    Subclasses set :attr:`rule` (its canonical spelling in :mod:`fwdlearn.rules`, the registry key),
+    :attr:`options` (the hyperparameters they take from ``ForwardGNN(...)``) and implement
+    :meth:`fit` and :meth:`scores`; they may override :meth:`make_blocks`.
+
+    Args:
+        in_dim, num_classes, hidden, layers, conv: the model's shape.
+        seed: seed of anything random the method draws (virtual-node features, negatives).
+    """
+
+    rule: ClassVar[str] = ""
+    options: ClassVar[tuple[str, ...]] = ()
+    schedule: ClassVar[str] = ""
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int, layers: int, conv: str, seed: int = 0) -> None:
+        super().__init__()
+        self.in_dim, self.num_classes, self.hidden, self.layers, self.conv, self.seed = (
+            in_dim, num_classes, hidden, layers, conv, seed)
+
+    def make_blocks(self) -> nn.ModuleList:
+        """The model's blocks (default: ``in_dim -> hidden -> ... -> hidden``, ``layers`` of them)."""
+        return make_blocks(self.conv, [self.in_dim] + [self.hidden] * self.layers)
+
+    def fit(self, blocks: nn.ModuleList, data, epochs: int, lr: float, weight_decay: float, patience: int | None,
+            eval_every: int, quiet: bool) -> MethodFit:
+        raise NotImplementedError
+
+    def scores(self, blocks: nn.ModuleList, x: Tensor, edge_index: Tensor, y: Tensor | None = None,
+               train: Tensor | None = None) -> Tensor:
+        """Class scores ``[N, K]``: inductive (``y``/``train`` ``None``) or with the training labels used as in training."""
+        raise NotImplementedError
+
+    def layer_losses(self, blocks: nn.ModuleList, data) -> list[Tensor]:
+        """The losses of one training step, each attached to the parameters it trains (for checks)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"rule={self.rule}"
+
+
+class LayerwiseMethod(GraphMethod):
+    """A method trained greedily layer by layer on named streams (see the module doc).
+
+    Subclasses implement :meth:`training_streams`, :meth:`scoring_streams`, :meth:`layer_loss` and
+    :meth:`layer_scores`; they may override :meth:`combine` and :meth:`finish_layer`.
+    """
+
+    schedule: ClassVar[str] = "greedy layer-wise"
+    options: ClassVar[tuple[str, ...]] = ("cache",)
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int, layers: int, conv: str, seed: int = 0,
+                 cache: bool = True) -> None:
+        super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
+        self.cache = cache
+
+    # ---------------------------------------------------------------- what a method says
+    def training_streams(self, x: Tensor, edge_index: Tensor, y: Tensor, train: Tensor,
+                         generator: torch.Generator) -> Streams:
+        """The graphs a layer's loss is computed on."""
+        raise NotImplementedError
+
+    def scoring_streams(self, x: Tensor, edge_index: Tensor, y: Tensor | None, train: Tensor | None) -> Streams:
+        """The graphs class scores are read from (transductive when ``y``/``train`` are given)."""
+        raise NotImplementedError
+
+    def layer_loss(self, outs: dict[str, Tensor], y: Tensor, train: Tensor, num_nodes: int, layer: int) -> Tensor:
+        """The loss of layer ``layer`` from its outputs on the training streams."""
+        raise NotImplementedError
+
+    def layer_scores(self, outs: dict[str, Tensor], num_nodes: int, layer: int) -> Tensor:
+        """``[N, K]`` class scores of layer ``layer`` from its outputs on the scoring streams."""
+        raise NotImplementedError
+
+    def combine(self, total: Tensor) -> Tensor:
+        """The model's scores from the per-layer scores summed over layers."""
+        return total
+
+    def finish_layer(self, layer: int, outs: dict[str, Tensor], num_nodes: int) -> None:
+        """Called once layer ``layer`` is trained, with its outputs on every stream."""
+
+    # ---------------------------------------------------------------- the engine
+    def scores(self, blocks, x, edge_index, y=None, train=None) -> Tensor:
+        n = x.shape[0]
+        streams = self.scoring_streams(x, edge_index, y, train)
+        hs = {s: g[0] for s, g in streams.items()}
+        total = None
+        for l, block in enumerate(blocks):
+            hs = {s: block(hs[s], streams[s][1]) for s in streams}
+            part = self.layer_scores(hs, n, l)
+            total = part if total is None else total + part
+        return self.combine(total)
+
+    def layer_losses(self, blocks, data) -> list[Tensor]:
+        x, ei, y, train = data.x, data.edge_index, data.y, data.train_mask
+        streams = self.training_streams(x, ei, y, train, torch.Generator().manual_seed(self.seed))
+        outs = {s: layerwise_forward(blocks, g[0], g[1]) for s, g in streams.items()}
+        return [self.layer_loss({s: outs[s][l] for s in streams}, y, train, x.shape[0], l) for l in range(len(blocks))]
+
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet) -> MethodFit:
+        x, ei, y, train, val = data.x, data.edge_index, data.y, data.train_mask, data.val_mask
+        n = x.shape[0]
+        training = self.training_streams(x, ei, y, train, torch.Generator().manual_seed(self.seed))
+        scoring = self.scoring_streams(x, ei, y, train)
+        streams = {**scoring, **training}
+        matrices: dict[int, Tensor] = {}  # one propagation matrix per distinct graph
+
+        def matrix_for(block, name: str) -> Tensor | None:
+            features, edges = streams[name]
+            if not (self.cache and block.cacheable):
+                return None
+            if id(edges) not in matrices:
+                matrices[id(edges)] = propagation_matrix(block.kind, edges, features.shape[0], x.dtype)
+            return matrices[id(edges)]
+
+        state = {"inputs": {s: g[0] for s, g in streams.items()},
+                 "total": torch.zeros(n, self.num_classes, device=x.device)}
+
+        def job(l: int, block) -> LayerJob:
+            prepared = {s: prepare_input(block, state["inputs"][s], streams[s][1], self.cache, matrix_for(block, s))
+                        for s in streams}
+
+            def loss() -> Tensor:
+                return self.layer_loss({s: run_block(block, prepared[s]) for s in training}, y, train, n, l)
+
+            def evaluate() -> dict:
+                with torch.no_grad():
+                    scores = self.layer_scores({s: run_block(block, prepared[s]) for s in scoring}, n, l)
+                return {"val_accuracy": masked_accuracy(state["total"] + scores, y, val)}
+
+            def finish(result: FitResult) -> None:
+                with torch.no_grad():
+                    outs = {s: run_block(block, prepared[s]) for s in streams}
+                    state["total"] = state["total"] + self.layer_scores({s: outs[s] for s in scoring}, n, l)
+                    self.finish_layer(l, outs, n)
+                state["inputs"] = outs
+
+            return LayerJob(loss, evaluate, finish)
+
+        results = greedy_layerwise(blocks, job, epochs, lr=lr, weight_decay=weight_decay, patience=patience,
+                                   eval_every=eval_every, quiet=quiet, desc=f"{self.rule} {self.conv} layer",
+                                   device=x.device)
+        per_layer = [{"layer": l + 1, "epochs_run": r.steps_run, "best_epoch": r.best_step,
+                      "val_accuracy": r.best.get("val_accuracy"),
+                      "saved_bytes_per_step": r.first_step_cost.saved_bytes if r.first_step_cost else 0}
+                     for l, r in enumerate(results)]
+        return MethodFit(per_layer, [r.first_step_cost for r in results], sum(r.steps_run for r in results))

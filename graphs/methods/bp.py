@@ -1,0 +1,111 @@
+r"""The BP baseline for node classification: end-to-end backprop of cross-entropy.
+
+.. math::
+    \mathcal{L} = -\frac{1}{|T|}\sum_{i \in T} \log \operatorname{softmax}\big(f(X, A)_i\big)_{y_i},
+
+one Adam over all parameters, the gradient flowing through every layer
+(:func:`fwdlearn.schedules.end_to_end_step`). This is the package's one BP node-classification
+trainer: it works for any ``model(x, edge_index)`` that returns class logits ``[N, K]``
+(``ForwardGNN(method="bp")`` uses it, and so can any PyG model).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fwdlearn.diagnostics.cost import CostReport
+from fwdlearn.fit import Trainer, evaluating
+from fwdlearn.metrics import masked_accuracy
+from fwdlearn.schedules import end_to_end_step
+
+from fwdlearn.graphs.methods.base import GraphMethod, MethodFit
+
+__all__ = ["Backprop", "train_node_classifier", "NodeFit"]
+
+
+@dataclass
+class NodeFit:
+    """What :func:`train_node_classifier` measured."""
+
+    val_accuracy: float
+    test_accuracy: float
+    train_accuracy: float
+    fit_seconds: float
+    steps_run: int
+    cost: CostReport
+
+
+def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,
+                          patience: int | None = 100, eval_every: int = 1, quiet: bool = True,
+                          desc: str = "bp") -> NodeFit:
+    """Train ``model(x, edge_index) -> logits`` by BP on ``data.train_mask``; keep the best validation state.
+
+    One step is one full-batch epoch. The first step is measured
+    (:func:`fwdlearn.diagnostics.cost.measure_cost`: bytes saved for backward, peak memory). Runs on the
+    device of ``data.x`` (the model is moved there).
+    """
+    device = data.x.device
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    x, edge_index, y, train = data.x, data.edge_index, data.y, data.train_mask
+
+    def step(_: int) -> dict:
+        model.train()
+        return end_to_end_step(F.cross_entropy(model(x, edge_index)[train], y[train]), optimizer)
+
+    def evaluate() -> dict:
+        with evaluating(model), torch.no_grad():
+            return {"val_accuracy": masked_accuracy(model(x, edge_index), y, data.val_mask)}
+
+    start = time.perf_counter()
+    result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
+                     measure_first_step=True, device=device).run(step, evaluate, state=model)
+    seconds = time.perf_counter() - start
+    model.eval()
+    with torch.no_grad():
+        scores = model(x, edge_index)
+    return NodeFit(masked_accuracy(scores, y, data.val_mask), masked_accuracy(scores, y, data.test_mask),
+                   masked_accuracy(scores, y, train), seconds, result.steps_run,
+                   CostReport.from_costs([result.first_step_cost]))
+
+
+class Backprop(GraphMethod):
+    """End-to-end BP (rule ``bp``): the blocks and a linear classifier, one cross-entropy through every layer."""
+
+    rule: ClassVar[str] = "bp"
+    schedule: ClassVar[str] = "end-to-end"
+
+    def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0):
+        super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def scores(self, blocks, x, edge_index, y=None, train=None) -> Tensor:
+        h = x
+        for block in blocks:
+            h = block(h, edge_index)
+        return self.classifier(h)
+
+    def layer_losses(self, blocks, data) -> list[Tensor]:
+        return [F.cross_entropy(self.scores(blocks, data.x, data.edge_index)[data.train_mask],
+                                data.y[data.train_mask])]
+
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet) -> MethodFit:
+        model = _Classifier(self, blocks)
+        fit = train_node_classifier(model, data, epochs, lr, weight_decay, patience, eval_every, quiet,
+                                    desc=f"bp {self.conv}-{self.layers}")
+        return MethodFit([], [], fit.steps_run, fit.cost)
+
+
+class _Classifier(nn.Module):
+    def __init__(self, method: GraphMethod, blocks: nn.ModuleList) -> None:
+        super().__init__()
+        self.method, self.blocks = method, blocks
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        return self.method.scores(self.blocks, x, edge_index)

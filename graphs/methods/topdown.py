@@ -1,0 +1,221 @@
+r"""SF with top-down signals (ForwardGNN's SF-TopDown), one time step at a time: :class:`TopToInput`
+and :class:`TopToLoss`.
+
+States :math:`h_{l,t}` of every layer are kept from the previous time step (detached).
+
+- **Top-To-Input** (``"sf-top2input"``): layer :math:`l` sees the layer below now and the
+  layer above one step ago,
+
+  .. math::
+      h_{l,t} = \operatorname{block}_l\big([\,\bar h_{l-1,t} \,\Vert\, \bar h_{l+1,t-1}\,]\big),
+
+  and the top layer's top-down input is a context vector :math:`c_i` (one-hot label of a
+  training node or of a virtual node's class, :math:`\mathbf 1/K` for the others).
+- **Top-To-Loss** (``"sf-top2loss"``): layer :math:`l` sees only the layer below, and its
+  loss is taken on the mean with the detached upper layers of the previous step,
+
+  .. math::
+      r_{l,t} = \tfrac{1}{L-l+1}\Big(h_{l,t} + \sum_{m>l} \operatorname{sg}(h_{m,t-1})\Big).
+
+In both, the loss of layer :math:`l` is SF's prototype cross-entropy on :math:`r_{l,t}`
+(:math:`r = h` for Top-To-Input) with the virtual nodes' rows as prototypes. Training runs
+one time step per epoch (states persist across epochs); updates are ``"sync"`` (every layer
+every step) or ``"alternate"`` (even layers on even steps, odd layers on odd steps).
+Evaluation starts from zero states, runs ``steps`` (10) time steps and accumulates the
+per-layer class probabilities of steps 2..9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fwdlearn.fit import Trainer, evaluating
+from fwdlearn.local import prototype_cross_entropy, prototype_logits
+from fwdlearn.metrics import masked_accuracy
+from fwdlearn.schedules import LocalOptimizers, local_step
+
+from fwdlearn.graphs.methods.base import GraphMethod, MethodFit
+from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, virtual_features
+from fwdlearn.graphs.nn.backbones import make_blocks
+
+__all__ = ["TopToInput", "TopToLoss", "context_vectors", "topdown_step", "representations", "topdown_scores"]
+
+
+def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None,
+                    virtual: int = 0, device=None) -> Tensor:
+    """``[N + virtual, K]``: one-hot labels on ``mask``, ``1/K`` elsewhere, one-hot of class ``k`` for virtual node ``k``."""
+    ctx = torch.full((num_nodes + virtual, num_classes), 1.0 / num_classes, device=device)
+    if mask is not None and labels is not None:
+        ctx[:num_nodes][mask] = F.one_hot(labels[mask], num_classes).float()
+    if virtual:
+        ctx[num_nodes:] = torch.eye(num_classes, device=device)[:virtual]
+    return ctx
+
+
+def topdown_step(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: Tensor, states: Sequence[Tensor],
+                 context: Tensor, detach: bool = True) -> list[Tensor]:
+    """One time step: the new outputs of every layer.
+
+    With ``detach`` (training) each output is attached only to its own block; without it
+    (inference) the outputs stay differentiable in ``x`` and in the states.
+    """
+    outs: list[Tensor] = []
+    h = x
+    cut = (lambda t: t.detach()) if detach else (lambda t: t)
+    for l, block in enumerate(blocks):
+        if kind == "sf-top2input":
+            top = states[l + 1] if l + 1 < len(blocks) else context
+            inp = torch.cat([F.normalize(cut(h), dim=-1), F.normalize(cut(top), dim=-1)], dim=-1)
+        else:
+            inp = cut(h)
+        h = block(inp, edge_index)
+        outs.append(h)
+    return outs
+
+
+def representations(kind: str, outs: Sequence[Tensor], states: Sequence[Tensor], detach: bool = True) -> list[Tensor]:
+    """What each layer's loss and scores see: its output (Top-To-Input) or the Top-To-Loss mean."""
+    if kind != "sf-top2loss":
+        return list(outs)
+    return [torch.stack([outs[l]] + [s.detach() if detach else s for s in states[l + 1:]]).mean(0)
+            for l in range(len(outs))]
+
+
+def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: Tensor, context: Tensor,
+                   hidden: int, num_real: int, prototypes: Tensor | None = None, tau: float = 1.0,
+                   steps: int = 10, first: int = 2, last: int = 9) -> tuple[Tensor, Tensor]:
+    """Multi-step evaluation: class probabilities summed over layers and steps ``first..last``.
+
+    Prototypes are the virtual nodes' rows (rows ``num_real..``) when ``prototypes`` is ``None``,
+    else the stored ``[L, K, d]`` prototypes (for graphs without virtual nodes).
+
+    Returns:
+        ``[num_real, K]`` scores (normalised to sum to 1 per node) and the ``[L, K, d]`` prototypes
+        used at the last evaluated step.
+    """
+    states = [x.new_zeros(x.shape[0], hidden) for _ in blocks]
+    total = None
+    protos_used = []
+    for t in range(steps):
+        outs = topdown_step(blocks, kind, x, edge_index, states, context, detach=False)
+        reps = representations(kind, outs, states, detach=False)
+        if first <= t <= last:
+            protos_used = []
+            for l, r in enumerate(reps):
+                c = r[num_real:] if prototypes is None else prototypes[l]
+                protos_used.append(c)
+                p = prototype_logits(r[:num_real], c, tau).softmax(-1)
+                total = p if total is None else total + p
+        states = outs
+    if total is None:
+        raise ValueError(f"no evaluation step in {first}..{last} with steps={steps}; use steps > {first}")
+    return total / total.sum(-1, keepdim=True), torch.stack(protos_used) if protos_used else torch.empty(0)
+
+
+class TopDown(GraphMethod):
+    """SF-TopDown, trained by the simultaneous local schedule (every layer every step, or alternating).
+
+    Rules ``local:prototype:top2input`` (alias ``sf-top2input``) and ``local:prototype:top2loss``
+    (``sf-top2loss``); see the module doc.
+
+    Args:
+        tau: SF temperature.
+        update: ``"sync"`` (every layer every step) or ``"alternate"`` (even layers on even steps, odd on odd).
+        steps: evaluation time steps (class probabilities accumulated over steps 2..9).
+    """
+
+    options: ClassVar[tuple[str, ...]] = ("tau", "update", "steps")
+    schedule: ClassVar[str] = "simultaneous local"
+    kind: ClassVar[str] = ""
+
+    def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, tau: float = 1.0, update: str = "sync",
+                 steps: int = 10):
+        super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
+        if update not in ("sync", "alternate"):
+            raise ValueError(f"unknown update {update!r}; use 'sync' or 'alternate'")
+        self.tau, self.update, self.steps = tau, update, steps
+        self.register_buffer("virtual_x", virtual_features(num_classes, in_dim, seed))
+        self.register_buffer("prototypes", torch.zeros(layers, num_classes, hidden))
+
+    def _training_graph(self, x, edge_index, y, train) -> tuple[Tensor, Tensor, Tensor]:
+        xa, ea = add_virtual_nodes(x, edge_index, train.nonzero().flatten(), y[train], self.virtual_x)
+        ctx = context_vectors(x.shape[0], self.num_classes, y, train, virtual=self.num_classes, device=x.device)
+        return xa, ea, ctx
+
+    def scores(self, blocks, x, edge_index, y=None, train=None) -> Tensor:
+        n = x.shape[0]
+        if train is None:
+            ctx = context_vectors(n, self.num_classes, device=x.device)
+            scores, _ = topdown_scores(blocks, self.kind, x, edge_index, ctx, self.hidden, n, self.prototypes,
+                                       self.tau, self.steps)
+            return scores
+        xa, ea, ctx = self._training_graph(x, edge_index, y, train)
+        scores, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
+        return scores
+
+    def _losses(self, blocks, xa, ea, ctx, states, y, train, n) -> tuple[list[Tensor], list[Tensor]]:
+        outs = topdown_step(blocks, self.kind, xa, ea, states, ctx)
+        reps = representations(self.kind, outs, states)
+        return [prototype_cross_entropy(r[:n][train], r[n:], y[train], self.tau) for r in reps], outs
+
+    def layer_losses(self, blocks, data) -> list[Tensor]:
+        x, y, train = data.x, data.y, data.train_mask
+        xa, ea, ctx = self._training_graph(x, data.edge_index, y, train)
+        states = [xa.new_zeros(xa.shape[0], self.hidden) for _ in blocks]
+        return self._losses(blocks, xa, ea, ctx, states, y, train, x.shape[0])[0]
+
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet) -> MethodFit:
+        x, y, train, val = data.x, data.y, data.train_mask, data.val_mask
+        n = x.shape[0]
+        xa, ea, ctx = self._training_graph(x, data.edge_index, y, train)
+        optimizers = LocalOptimizers(list(blocks), lr=lr, weight_decay=weight_decay)
+        state = {"h": [xa.new_zeros(xa.shape[0], self.hidden) for _ in blocks]}
+
+        def step(i: int) -> dict:
+            blocks.train()
+            losses, outs = self._losses(blocks, xa, ea, ctx, state["h"], y, train, n)
+            only = None if self.update == "sync" else [l for l in range(self.layers) if l % 2 == i % 2]
+            values = local_step(losses, optimizers, only=only)
+            state["h"] = [o.detach() for o in outs]
+            return {"loss": float(sum(v for v in values if v == v))}
+
+        def evaluate() -> dict:
+            with evaluating(blocks), torch.no_grad():
+                s, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
+            return {"val_accuracy": masked_accuracy(s, y, val)}
+
+        result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet,
+                         desc=f"{self.rule} {self.conv}-{self.layers}", measure_first_step=True,
+                         device=x.device).run(step, evaluate, state=blocks)
+        blocks.eval()
+        with torch.no_grad():
+            _, protos = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
+            self.prototypes.copy_(protos)
+        per_layer = [{"epochs_run": result.steps_run, "best_epoch": result.best_step,
+                      "val_accuracy": result.best.get("val_accuracy")}]
+        return MethodFit(per_layer, [result.first_step_cost], result.steps_run)
+
+
+class TopToInput(TopDown):
+    """SF Top-To-Input: layer l sees [norm(h_{l-1,t}) || norm(h_{l+1,t-1})] (``local:prototype:top2input``)."""
+
+    rule: ClassVar[str] = "local:prototype:top2input"
+    kind: ClassVar[str] = "sf-top2input"
+
+    def make_blocks(self):
+        H, K, L = self.hidden, self.num_classes, self.layers
+        dims = [self.in_dim] + [H] * L
+        return nn.ModuleList(make_blocks(self.conv, [dims[l] + (H if l + 1 < L else K), H])[0] for l in range(L))
+
+
+class TopToLoss(TopDown):
+    """SF Top-To-Loss: layer l's loss on the mean with the detached upper layers of the previous step
+    (``local:prototype:top2loss``)."""
+
+    rule: ClassVar[str] = "local:prototype:top2loss"
+    kind: ClassVar[str] = "sf-top2loss"

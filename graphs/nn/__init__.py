@@ -1,0 +1,1 @@
+"""GNN blocks (PyG convs), cached aggregation, and the models: ForwardGNN and ForwardLinkPredictor."""

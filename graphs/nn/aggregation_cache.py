@@ -1,0 +1,89 @@
+r"""Cached neighbourhood aggregation: the source of ForwardGNN's speed-up.
+
+A GCN layer is :math:`\hat A \bar h W + b` with
+:math:`\hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}`, and a mean-SAGE layer is
+:math:`W_l (D^{-1} A \bar h) + W_r \bar h + b`. Both are *linear in the parameters after a
+parameter-free aggregation of the input*: :math:`\hat A \bar h = (\hat A \bar h)` does not
+depend on :math:`W`. When a layer is trained on a **frozen** input (layer-by-layer training,
+where layer :math:`l` starts after layers :math:`1..l-1` are done and their outputs are
+detached), that aggregation is computed once and every epoch of layer :math:`l` is a
+dense matrix product, with no message passing:
+
+.. math::
+    Z_l = \hat A\,\bar h^{(l-1)} \;\text{(once)}, \qquad h^{(l)} = \operatorname{ReLU}(Z_l W_l + b_l)
+    \;\text{(every epoch)}.
+
+It applies to GCN and SAGE (mean) blocks trained layer by layer. It does **not** apply to
+GAT (the attention coefficients depend on the weights), to end-to-end BP or to methods
+whose layer input changes during training (the top-down methods, whose inputs include the
+previous step's upper layers; simultaneous training of all layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fwdlearn.graphs.nn.backbones import GNNBlock
+
+__all__ = ["propagation_matrix", "CachedInput", "prepare_input", "run_block"]
+
+
+def propagation_matrix(kind: str, edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    r"""The sparse aggregation operator of a conv, as a COO tensor ``[N, N]``.
+
+    ``"gcn"``: :math:`\hat A` exactly as :class:`~torch_geometric.nn.GCNConv` normalises it
+    (self-loops, symmetric degree normalisation, messages source -> target).
+    ``"sage"``: the mean over in-neighbours, :math:`(D^{-1} A)_{ij} = 1/\deg(i)` for an edge ``j -> i``.
+    """
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    if kind == "gcn":
+        ei, w = gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
+    elif kind == "sage":
+        ei = edge_index
+        deg = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
+        deg.scatter_add_(0, ei[1], torch.ones(ei.shape[1], dtype=dtype, device=ei.device))
+        w = 1.0 / deg.clamp(min=1)[ei[1]]
+    else:
+        raise ValueError(f"no cached aggregation for conv {kind!r}; it applies to 'gcn' and 'sage'")
+    # row = target (receiver), column = source (sender)
+    return torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (num_nodes, num_nodes),
+                                   check_invariants=False).coalesce()
+
+
+@dataclass
+class CachedInput:
+    """A frozen block input, ready for :func:`run_block`: the normalised input and its aggregation."""
+
+    normalized: Tensor | None
+    aggregated: Tensor | None
+    x: Tensor | None = None  # uncached: the raw input and its edges
+    edge_index: Tensor | None = None
+
+
+def prepare_input(block: GNNBlock, x: Tensor, edge_index: Tensor, cache: bool = True,
+                  matrix: Tensor | None = None) -> CachedInput:
+    """Precompute the aggregation of a frozen input ``x`` for ``block`` (when it applies and ``cache``).
+
+    Args:
+        matrix: the propagation matrix, if already built for this graph and conv kind.
+    """
+    x = x.detach()
+    if not (cache and block.cacheable):
+        return CachedInput(None, None, x, edge_index)
+    normalized = F.normalize(x, p=2.0, dim=-1)
+    if matrix is None:
+        matrix = propagation_matrix(block.kind, edge_index, x.shape[0], x.dtype)
+    aggregated = torch.sparse.mm(matrix, normalized)
+    return CachedInput(normalized if block.kind == "sage" else None, aggregated)
+
+
+def run_block(block: GNNBlock, cached: CachedInput) -> Tensor:
+    """The block's output on a prepared input (from the cache, or by message passing)."""
+    if cached.aggregated is not None:
+        return block.from_aggregation(cached.aggregated, cached.normalized)
+    return block(cached.x, cached.edge_index)

@@ -1,0 +1,126 @@
+r"""GNN blocks shared by the BP baseline and every forward method.
+
+One block is ForwardGNN's layer (Park et al. 2024): row-wise L2 normalisation of the
+input (no parameters), a convolution from :mod:`torch_geometric.nn`, then ReLU,
+
+.. math::
+    h^{(l)} = \operatorname{ReLU}\big(\operatorname{conv}_l(\bar h^{(l-1)}, A)\big), \qquad
+    \bar h_i = h_i / \max(\lVert h_i \rVert_2, \epsilon).
+
+Convolutions: ``"gcn"`` (:class:`~torch_geometric.nn.GCNConv`), ``"sage"``
+(:class:`~torch_geometric.nn.SAGEConv`, mean aggregation) and ``"gat"``
+(:class:`~torch_geometric.nn.GATConv`, 4 heads concatenated, ``out // 4`` channels per head); and
+``"mlp"``, a :class:`~torch.nn.Linear` that ignores the edges (the no-graph control of influence
+studies: its range :math:`R` is 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["CONVS", "make_conv", "GNNBlock", "make_blocks", "check_conv"]
+
+CONVS = ("gcn", "sage", "gat", "mlp")
+GAT_HEADS = 4
+
+
+def check_conv(conv: str) -> str:
+    """``conv`` lower-cased, or a ``ValueError`` naming the choices."""
+    kind = str(conv).lower()
+    if kind not in CONVS:
+        raise ValueError(f"unknown conv {conv!r}; choose one of {', '.join(CONVS)}")
+    return kind
+
+
+def make_conv(conv: str, in_dim: int, out_dim: int) -> nn.Module:
+    """A PyG convolution ``in_dim -> out_dim`` (GAT: 4 concatenated heads of ``out_dim // 4``)."""
+    from torch_geometric.nn import GATConv, GCNConv, SAGEConv
+
+    kind = check_conv(conv)
+    if in_dim < 1 or out_dim < 1:
+        raise ValueError(f"conv widths must be >= 1, got in_dim={in_dim}, out_dim={out_dim}")
+    if kind == "gcn":
+        return GCNConv(in_dim, out_dim)
+    if kind == "sage":
+        return SAGEConv(in_dim, out_dim, aggr="mean")
+    if kind == "mlp":
+        return nn.Linear(in_dim, out_dim)
+    if out_dim % GAT_HEADS:
+        raise ValueError(f"gat concatenates {GAT_HEADS} heads, so its width must be a multiple of {GAT_HEADS}; "
+                         f"got {out_dim} (choose e.g. hidden={GAT_HEADS * max(1, out_dim // GAT_HEADS)})")
+    return GATConv(in_dim, out_dim // GAT_HEADS, heads=GAT_HEADS, concat=True)
+
+
+class GNNBlock(nn.Module):
+    r"""Normalise -> conv -> ReLU.
+
+    Besides ``block(x, edge_index)``, GCN and SAGE blocks can run from a precomputed
+    neighbourhood aggregation (see :mod:`fwdlearn.graphs.nn.aggregation_cache`):
+    for GCN :math:`\hat A \bar h W + b`, for SAGE
+    :math:`W_l\,\operatorname{mean}_{j \in N(i)} \bar h_j + W_r \bar h_i + b`, where the
+    aggregations of the (frozen) input are computed once.
+
+    Args:
+        conv: ``"gcn"``, ``"sage"`` or ``"gat"``.
+        in_dim, out_dim: widths.
+        activation: apply ReLU (the forward methods always do; the BP baseline's last block too,
+            and a linear classifier sits on top).
+    """
+
+    def __init__(self, conv: str, in_dim: int, out_dim: int, activation: bool = True) -> None:
+        super().__init__()
+        self.kind = check_conv(conv)
+        self.in_dim = in_dim
+        self.conv = make_conv(self.kind, in_dim, out_dim)
+        self.activation = activation
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the block is linear after a fixed aggregation of its input (GCN, SAGE)."""
+        return self.kind in ("gcn", "sage")
+
+    def _act(self, h: Tensor) -> Tensor:
+        return F.relu(h) if self.activation else h
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"GNNBlock expects node features of shape [N, {self.in_dim}]; got {tuple(x.shape)}")
+        normalized = F.normalize(x, p=2.0, dim=-1)
+        if self.kind == "mlp":
+            return self._act(self.conv(normalized))
+        return self._act(self.conv(normalized, edge_index))
+
+    def from_aggregation(self, aggregated: Tensor, normalized: Tensor | None = None) -> Tensor:
+        r"""The block's output from the precomputed aggregation of its normalised input.
+
+        Args:
+            aggregated: GCN: :math:`\hat A \bar h`; SAGE: :math:`\operatorname{mean}_{j \in N(i)} \bar h_j`.
+            normalized: SAGE only: the normalised input :math:`\bar h` (for the root term).
+        """
+        conv = self.conv
+        if self.kind == "gcn":
+            out = conv.lin(aggregated)
+            if conv.bias is not None:
+                out = out + conv.bias
+            return self._act(out)
+        if self.kind == "sage":
+            out = conv.lin_l(aggregated)
+            if conv.root_weight:
+                if normalized is None:
+                    raise ValueError("a SAGE block needs the normalised input for its root term; pass normalized=")
+                out = out + conv.lin_r(normalized)
+            return self._act(out)
+        raise ValueError("a GAT block has no cached aggregation (its attention depends on the weights); "
+                         "call block(x, edge_index) instead")
+
+
+def make_blocks(conv: str, dims: Sequence[int], last_activation: bool = True) -> nn.ModuleList:
+    """Blocks ``dims[0] -> dims[1] -> ... -> dims[-1]``."""
+    if len(dims) < 2:
+        raise ValueError(f"make_blocks needs at least two widths (one layer), got {list(dims)}")
+    blocks = [GNNBlock(conv, dims[i], dims[i + 1], activation=last_activation or i < len(dims) - 2)
+              for i in range(len(dims) - 1)]
+    return nn.ModuleList(blocks)

@@ -1,0 +1,244 @@
+r"""ForwardGNN: node classification without end-to-end backpropagation (Park et al., ICLR 2024).
+
+Every layer is a :class:`~fwdlearn.graphs.nn.backbones.GNNBlock` trained by its own loss on its
+own output; the next layer sees a detached copy, so no gradient crosses layers. Methods:
+
+- ``"sf"`` (default, single forward): the graph gets one virtual node per class, linked to
+  the training nodes of that class (:mod:`~fwdlearn.graphs.methods.virtual_nodes`); the virtual nodes'
+  layer outputs :math:`c_k^{(l)}` are class prototypes and layer :math:`l` minimises
+
+  .. math::
+      \mathcal{L}_l = -\frac{1}{|T|}\sum_{i\in T}\log
+      \frac{\exp(\langle h^{(l)}_i, c^{(l)}_{y_i}\rangle/\tau)}{\sum_k \exp(\langle h^{(l)}_i, c^{(l)}_k\rangle/\tau)}
+
+  (:func:`fwdlearn.local.prototype_cross_entropy`). Prediction: per-layer softmax over
+  classes, averaged over layers, argmax.
+- ``"ff-la"``: label appending (:mod:`~fwdlearn.graphs.methods.label_appending`) with a random wrong
+  label for negatives, FF loss :math:`\operatorname{BCE}(G - \theta)` per layer
+  (:func:`fwdlearn.local.ff_loss`); inference by :math:`K` passes, argmax of the goodness
+  summed over layers.
+- ``"ff-symba"``: the same inputs with the SymBa loss :math:`\operatorname{softplus}(-\alpha(G^+ - G^-))`.
+- ``"ff-vn"``: virtual nodes as in SF, negatives linked to a wrong class's virtual node,
+  FF loss; inference by :math:`K` passes (unlabelled nodes linked to virtual node :math:`k`).
+- ``"sf-top2input"``, ``"sf-top2loss"``: SF with top-down signals (:mod:`~fwdlearn.graphs.methods.topdown`).
+- ``"bp"``: the same blocks and a linear classifier, trained end to end
+  (:func:`~fwdlearn.graphs.methods.bp.train_node_classifier`), the baseline.
+
+Each method is an object of :mod:`fwdlearn.graphs.methods`, looked up by its rule (``"sf"`` is an alias of
+``"local:prototype"``, see :mod:`fwdlearn.rules`); this class holds the blocks and the method and
+has no per-method code. Training schedule: ``sf``, ``ff-la``, ``ff-symba`` and ``ff-vn`` train **layer by layer**:
+layer :math:`l` is trained to its best validation accuracy (early stopping, ``patience``) on
+the frozen outputs of layers :math:`1..l-1`, then frozen. Because its input is frozen, the
+neighbourhood aggregation of a GCN/SAGE layer's input is computed once
+(:mod:`~fwdlearn.graphs.nn.aggregation_cache`, ``cache=True``) and every epoch is a dense
+product. The top-down methods train all layers at once (their inputs change each step).
+
+Calling the model on *any* graph, ``model(x, edge_index) -> [N, K]`` (differentiable in ``x``),
+needs no labels and no virtual nodes:
+
+- ``sf`` / top-down: the prototypes :math:`c_k^{(l)}` computed on the training graph at the end
+  of :meth:`ForwardGNN.fit` are stored as buffers; nodes are scored against them (the mean over
+  layers of the softmax class probabilities; top-down methods accumulate steps 2..9 of 10 with
+  the uninformative context :math:`1/K`);
+- ``ff-la`` / ``ff-symba``: :math:`K` passes with class :math:`k` appended to every node;
+  scores are the goodness summed over layers;
+- ``ff-vn``: :math:`K` passes with the stored virtual-node features appended and every node
+  linked to virtual node :math:`k`; scores as for FF-LA;
+- ``bp``: the classifier's logits.
+
+:meth:`ForwardGNN.predict` / :meth:`ForwardGNN.evaluate` are transductive as in the paper: the
+training labels are used as at training time (virtual-node links, appended labels).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fwdlearn.diagnostics.cost import CostReport
+from fwdlearn.fit import evaluating
+from fwdlearn.metrics import masked_accuracy
+
+from fwdlearn.graphs.data.datasets import check_masks
+from fwdlearn.graphs.methods import method_class, method_names
+from fwdlearn.graphs.methods.base import GraphMethod
+from fwdlearn.graphs.nn.backbones import check_conv
+
+__all__ = ["ForwardGNN", "FitReport"]
+
+
+@dataclass
+class FitReport:
+    """What :meth:`ForwardGNN.fit` measured.
+
+    ``cost`` (:class:`~fwdlearn.diagnostics.cost.CostReport`): ``saved_bytes_per_step``, bytes autograd
+    saved for backward in one training step (for layer-by-layer methods the largest over layers,
+    since one layer trains at a time; for BP and the top-down methods the whole step);
+    ``peak_memory_bytes``, CUDA peak allocated on a GPU, else the process's peak RSS, during the
+    measured step; ``step_memory_bytes`` the increase. ``as_dict()`` flattens them.
+    """
+
+    method: str
+    conv: str
+    layers: int
+    test_accuracy: float
+    val_accuracy: float
+    train_accuracy: float
+    fit_seconds: float
+    cost: CostReport
+    epochs_run: int
+    per_layer: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def saved_bytes_per_step(self) -> int:
+        return self.cost.saved_bytes_per_step
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self.cost.peak_memory_bytes
+
+    @property
+    def step_memory_bytes(self) -> int:
+        return self.cost.step_memory_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(out.pop("cost"))
+        return out
+
+
+class ForwardGNN(nn.Module):
+    """A GNN trained by a forward (layer-local) method or by BP.
+
+    Args:
+        in_dim: node feature width :math:`F`.
+        num_classes: :math:`K` (>= 2).
+        conv: ``"gcn"``, ``"sage"`` or ``"gat"``.
+        hidden: width of every layer.
+        layers: number of GNN layers (>= 1).
+        method: a graph method: a rule or alias (``"sf"``, ``"local:prototype"``, ``"ff-la"``, ``"bp"``,
+            ...; see :mod:`fwdlearn.graphs.methods`), or a :class:`~fwdlearn.graphs.methods.base.GraphMethod`
+            class registered there or passed directly.
+        tau: SF temperature; theta: FF threshold; alpha: SymBa scale.
+        cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
+        update: top-down updates, ``"sync"`` or ``"alternate"``.
+        steps: top-down evaluation steps.
+        seed: seed of the virtual-node features and of the negatives.
+
+    Each method takes the options it declares (``GraphMethod.options``); the others are ignored.
+
+    Example::
+
+        data = load_graph("cora", split="random", seed=0)
+        model = ForwardGNN(data.num_features, data.num_classes, conv="gcn", layers=4, method="sf")
+        report = model.fit(data, epochs=300)
+        scores = model(data.x, data.edge_index)   # any graph, [N, K]
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, conv: str = "gcn", hidden: int = 128, layers: int = 4,
+                 method: str | type[GraphMethod] = "sf", tau: float = 1.0, theta: float = 2.0, alpha: float = 4.0,
+                 cache: bool = True, update: str = "sync", steps: int = 10, seed: int = 0) -> None:
+        super().__init__()
+        cls = method if isinstance(method, type) and issubclass(method, GraphMethod) else method_class(method)
+        conv = check_conv(conv)
+        if int(layers) < 1:
+            raise ValueError(f"layers must be >= 1 (the number of GNN layers), got {layers}")
+        if int(hidden) < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if int(in_dim) < 1:
+            raise ValueError(f"in_dim must be >= 1 (the node feature width), got {in_dim}")
+        self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
+        self.layers, self.seed = int(layers), seed
+        given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps}
+        options = {k: v for k, v in given.items() if k in cls.options}
+        self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
+        self.blocks = self.method.make_blocks()
+
+    @property
+    def rule(self) -> str:
+        """The method's rule (:mod:`fwdlearn.rules` spelling)."""
+        return self.method.rule
+
+    def extra_repr(self) -> str:
+        return f"rule={self.rule}, conv={self.conv}, layers={self.layers}, hidden={self.hidden}"
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """Class scores ``[N, K]`` on any graph (no labels, no virtual nodes given); see the module doc."""
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"x must have shape [N, {self.in_dim}] (in_dim={self.in_dim}); got {tuple(x.shape)}")
+        return self.method.scores(self.blocks, x, edge_index)
+
+    def scores(self, data) -> Tensor:
+        """Transductive class scores ``[N, K]`` on ``data`` (training labels used as in training)."""
+        device = self._device()
+        with torch.no_grad():
+            return self.method.scores(self.blocks, data.x.to(device), data.edge_index.to(device), data.y.to(device),
+                                      data.train_mask.to(device))
+
+    def predict(self, data) -> Tensor:
+        """Predicted class of every node of ``data`` (transductive, see :meth:`scores`)."""
+        return self.scores(data).argmax(-1)
+
+    def evaluate(self, data, split: str = "test") -> float:
+        """Accuracy on ``data.<split>_mask`` (``split`` in train/val/test)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+        check_masks(data)
+        mask = getattr(data, f"{split}_mask").to(self._device())
+        with evaluating(self):
+            return masked_accuracy(self.scores(data), data.y.to(mask.device), mask)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def layer_losses(self, data) -> list[Tensor]:
+        """The losses of one training step on ``data`` without caching, each attached to what it trains.
+
+        Used to check that no gradient crosses layers; BP returns a single end-to-end loss.
+        """
+        check_masks(data)
+        return self.method.layer_losses(self.blocks, data)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, data, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 5e-4, patience: int | None = 100,
+            eval_every: int = 1, quiet: bool = False, bp_lr: float | None = None) -> FitReport:
+        """Train on ``data`` (its ``train_mask``), early-stopping on ``val_mask``; return a :class:`FitReport`.
+
+        Args:
+            epochs: epochs per layer (layer-by-layer methods) or in total (BP, top-down).
+            lr, weight_decay: Adam settings of every layer (and of BP unless ``bp_lr``).
+            patience: early-stopping patience in evaluations (``None``: use every epoch).
+            eval_every: evaluate every this many epochs.
+            quiet: no progress bars.
+            bp_lr: the learning rate when the method is ``bp`` (default ``lr``).
+
+        Runs on the device of ``data.x`` (the model is moved there).
+        """
+        check_masks(data)
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if int(data.y.max()) >= self.num_classes:
+            raise ValueError(f"data has labels up to {int(data.y.max())} but the model has num_classes={self.num_classes}")
+        if data.num_features != self.in_dim:
+            raise ValueError(f"data has {data.num_features} node features but the model has in_dim={self.in_dim}")
+        self.to(data.x.device)
+        if bp_lr is not None and self.rule == "bp":
+            lr = bp_lr
+        start = time.perf_counter()
+        fit = self.method.fit(self.blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet)
+        seconds = time.perf_counter() - start
+        self.eval()
+        s = self.scores(data)
+        y = data.y.to(s.device)
+        accuracy = {split: masked_accuracy(s, y, getattr(data, f"{split}_mask").to(s.device))
+                    for split in ("test", "val", "train")}
+        return FitReport(self.rule, self.conv, self.layers, accuracy["test"], accuracy["val"], accuracy["train"],
+                         seconds, fit.cost, fit.steps_run, fit.per_layer)

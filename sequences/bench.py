@@ -1,0 +1,234 @@
+r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`): DSF against BPTT, every figure next to its baseline from the same run.
+
+1. **Cost per training step** (forward, backward, AdamW update) of a GRU ``--cost-layers`` x
+   ``--cost-hidden``, batch ``--cost-batch``, for each context :math:`T` in ``--cost-contexts``:
+   median wall time over ``--cost-repeats`` interleaved repeats, bytes autograd saves for backward,
+   and peak process-memory increase (CUDA peak on a GPU), as ratios DSF / BPTT.
+2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
+   ``--steps`` from the same initialisation; validation bits per character on the full validation split
+   (best checkpoint by the running validation), ratio to BPTT.
+3. **Alignment**: cosine between the trained DSF model's state gradient :math:`g_t` (and FT-BPTT's,
+   :math:`g_t = e_t`) and BPTT's true :math:`\partial\mathcal{L}/\partial s_t` on validation windows, by
+   distance from the window's end (:mod:`fwdlearn.sequences.alignment`).
+4. **Long range**: delayed recall at lag ``--recall-lag`` -- accuracy of each of ``--recall-modes`` after
+   the same budget, next to chance.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from fwdlearn.diagnostics.cost import measure_cost
+from fwdlearn.fit import progress, seed_everything
+from fwdlearn.records import refuse_overwrite
+from fwdlearn.reporting import markdown_table, result_paths, write_results
+from fwdlearn.schedules import end_to_end_step
+
+from fwdlearn.sequences.data.text import load_text
+from fwdlearn.sequences.data.tasks import DelayedRecall
+from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
+from fwdlearn.sequences.training import lm_loss
+from fwdlearn.sequences.nn.recurrent import RecurrentLM
+
+__all__ = ["run_bench", "step_costs"]
+
+COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
+MB = 1024 * 1024
+
+
+def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=None) -> dict:
+    ratio = value / baseline if isinstance(value, float) and isinstance(baseline, float) and baseline else None
+    return {"experiment": experiment, "setting": setting, "mode": mode, "metric": metric, "value": value,
+            "bptt": baseline, "ratio": ratio}
+
+
+def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, float]]:
+    """Median cost of one full training step for every mode of ``config.cost_modes`` at ``context``."""
+    device = torch.device(config.device)
+    vocab = 65
+    gen = torch.Generator().manual_seed(config.seed)
+    x = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
+    y = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
+    models, opts = {}, {}
+    for mode in config.cost_modes:
+        seed_everything(config.seed)
+        models[mode] = RecurrentLM(vocab, cell="gru", hidden=config.cost_hidden, layers=config.cost_layers,
+                                   training=mode, reuse=config.reuse).to(device)
+        opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
+
+    def step(mode: str, xs=x, ys=y) -> None:
+        logits, _ = models[mode](xs)
+        end_to_end_step(lm_loss(logits, ys), opts[mode])
+
+    for mode in config.cost_modes:  # warm-up on a short window (allocator, kernels)
+        step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
+    samples: dict[str, list] = {m: [] for m in config.cost_modes}
+    for _ in progress(range(config.cost_repeats), desc=f"cost T={context}", quiet=quiet):
+        for mode in config.cost_modes:
+            samples[mode].append(measure_cost(lambda: step(mode), device=device))
+    out = {}
+    for mode, costs in samples.items():
+        out[mode] = {
+            "seconds": statistics.median(c.seconds for c in costs),
+            "saved_mb": costs[-1].saved_bytes / MB,
+            "peak_mb": (max(c.cuda_peak_bytes for c in costs) if costs[0].cuda_peak_bytes is not None
+                        else statistics.median(c.rss_increase_bytes for c in costs)) / MB,
+            "all_seconds": [c.seconds for c in costs],
+        }
+    return out
+
+
+def _cost_part(config, rows: list, extra: dict) -> None:
+    setting = f"GRU {config.cost_layers}x{config.cost_hidden}, batch {config.cost_batch}, {config.device}"
+    peak_name = "cuda peak MB" if config.device.startswith("cuda") else "peak RSS increase MB"
+    extra["cost"] = {}
+    for T in config.cost_contexts:
+        costs = step_costs(config, T, config.quiet)
+        extra["cost"][T] = costs
+        base = costs.get("bptt")
+        for mode, c in costs.items():
+            for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB"), ("peak_mb", peak_name)):
+                rows.append(_row(f"cost T={T}", setting, mode, metric, float(c[key]),
+                                 float(base[key]) if base is not None else None))
+        if not config.quiet:
+            print(f"cost T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
+
+
+def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
+    block = ", pre-LN + MLP blocks" if config.norm else ""
+    setting = (f"{config.data}, {config.model.upper()} {config.layers}x{config.hidden}{block}, T={config.context}, "
+               f"B={config.batch_size}, {config.steps} steps")
+    results, models = {}, {}
+    for mode in config.quality_modes:
+        seed_everything(config.seed)
+        model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
+                            training=mode, norm=config.norm, reuse=config.reuse).to(config.device)
+        report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
+                           lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
+                           quiet=config.quiet, seed=config.seed)
+        final = model.evaluate(corpus.validation, context=config.context, batch_size=config.batch_size)
+        results[mode] = {"val_bpc": final["bpc"], "val_loss": final["loss"], "train_seconds": report.seconds,
+                         "best_step": report.result.best_step,
+                         "curve": [(r["step"], r.get("val_bpc")) for r in report.history if "val_bpc" in r]}
+        models[mode] = model
+        if not config.quiet:
+            print(f"quality {mode}: val bpc {final['bpc']:.4f} in {report.seconds:.0f}s")
+    base = results.get("bptt")
+    for mode, r in results.items():
+        rows.append(_row("quality", setting, mode, "val bits/char", r["val_bpc"], base["val_bpc"] if base else None))
+    for mode, r in results.items():
+        rows.append(_row("quality", setting, mode, "train seconds", r["train_seconds"],
+                         base["train_seconds"] if base else None))
+    extra["quality"] = results
+    return models
+
+
+def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, RecurrentLM]) -> None:
+    ids = corpus.validation
+    starts = torch.linspace(0, ids.numel() - config.align_context - 2, config.align_batch).long()
+    window = torch.stack([ids[s: s + config.align_context + 1] for s in starts.tolist()])
+    x, y = window[:, :-1].to(config.device), window[:, 1:].to(config.device)
+    if "dsf" in models:
+        model, which = models["dsf"], "trained dsf model"
+    else:
+        seed_everything(config.seed)
+        model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
+                            training="dsf", norm=config.norm, reuse=config.reuse).to(config.device)
+        which = "untrained model"
+    extra["alignment"] = {"model": which}
+    setting = f"{which}, {config.align_batch} validation windows of T={config.align_context}"
+    for mode in ("dsf", "ft-bptt"):
+        result = state_alignment(model, x, y, mode)
+        extra["alignment"][mode] = {"by_distance": [c.tolist() for c in result.by_distance], "overall": result.overall,
+                                    "parameter_cosine": result.parameters.cosine}
+        for layer, curve in enumerate(result.by_distance):
+            for label, value in bucket_by_distance(curve):
+                rows.append(_row("alignment", setting, mode, f"layer {layer + 1} cos(g, dL/ds), d={label}", value))
+        rows.append(_row("alignment", setting, mode, "parameter-gradient cosine", result.parameters.cosine))
+
+
+def _recall_part(config, rows: list, extra: dict) -> None:
+    task = DelayedRecall(config.recall_lag, symbols=config.recall_symbols)
+    setting = (f"lag {config.recall_lag}, {config.recall_symbols} symbols (chance {task.chance:.3f}), "
+               f"{config.model.upper()} {config.recall_layers}x{config.recall_hidden}, {config.recall_steps} steps")
+    results = {}
+    for mode in config.recall_modes:
+        seed_everything(config.seed)
+        model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden, layers=config.recall_layers,
+                            training=mode, out_size=task.out_size).to(config.device)
+        report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
+                           eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
+        final = model.evaluate(task, batches=8)
+        results[mode] = {"accuracy": final["accuracy"], "seconds": report.seconds}
+        if not config.quiet:
+            print(f"recall {mode}: accuracy {final['accuracy']:.3f} (chance {task.chance:.3f})")
+    base = results.get("bptt")
+    for mode, r in results.items():
+        rows.append(_row("delayed recall", setting, mode, "accuracy", r["accuracy"], base["accuracy"] if base else None))
+    extra["recall"] = {"chance": task.chance, **results}
+
+
+def _verdicts(extra: dict) -> list[str]:
+    lines = []
+    cost = extra.get("cost", {})
+    if cost:
+        T = max(cost)
+        if "bptt" in cost[T] and "dsf" in cost[T]:
+            r = cost[T]["dsf"]["seconds"] / cost[T]["bptt"]["seconds"]
+            lines.append(f"- DSF faster than BPTT at T={T}: {'yes' if r < 1 else 'NO'} (time ratio DSF/BPTT {r:.3f}; "
+                         "by T: " + ", ".join(f"{t}: {c['dsf']['seconds'] / c['bptt']['seconds']:.3f}"
+                                               for t, c in sorted(cost.items()) if 'dsf' in c and 'bptt' in c) + ")")
+    q = extra.get("quality", {})
+    if {"bptt", "dsf"} <= set(q):
+        r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]
+        lines.append(f"- DSF bits/char within 5% of BPTT: {'yes' if r <= 1.05 else 'NO'} "
+                     f"({q['dsf']['val_bpc']:.4f} vs {q['bptt']['val_bpc']:.4f}, ratio {r:.3f})")
+    if {"ft-bptt", "dsf"} <= set(q):
+        better = q["dsf"]["val_bpc"] < q["ft-bptt"]["val_bpc"]
+        lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} "
+                     f"({q['dsf']['val_bpc']:.4f} vs {q['ft-bptt']['val_bpc']:.4f} bits/char)")
+    return lines
+
+
+def run_bench(config) -> tuple[Path, Path]:
+    """Run the selected parts and write ``<out>.json`` / ``<out>.md``."""
+    out = Path(config.out)
+    refuse_overwrite(*result_paths(out)[:2], overwrite=config.overwrite)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    start = time.perf_counter()
+    rows: list[dict] = []
+    extra: dict = {"config": config, "threads": torch.get_num_threads()}
+    if "cost" not in config.skip:
+        _cost_part(config, rows, extra)
+    models: dict = {}
+    # one corpus (one vocabulary) for the models and the alignment windows they read
+    corpus = load_text(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
+    if "quality" not in config.skip:
+        models = _quality_part(config, corpus, rows, extra)
+    if "alignment" not in config.skip:
+        _alignment_part(config, corpus, rows, extra, models)
+    if "recall" not in config.skip:
+        _recall_part(config, rows, extra)
+    extra["seconds"] = time.perf_counter() - start
+    verdicts = _verdicts(extra)
+    extra["checks"] = verdicts
+    notes = "\n".join([
+        f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+        "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
+        "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); `saved for backward` "
+        "counts tensors autograd keeps (parameters excluded).",
+        "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
+        "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
+        "", "Claims checked in this run:", *verdicts,
+    ])
+    paths = write_results(out, rows, COLUMNS, title="Sequences: DSF vs BPTT", notes=notes, extra=extra)
+    if not config.quiet:
+        print(markdown_table(rows, COLUMNS))
+    print("\n".join(verdicts))
+    print(f"results: {paths[0]}, {paths[1]}")
+    return paths

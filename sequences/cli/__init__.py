@@ -1,0 +1,1 @@
+"""The sequence commands: fwdlearn seq train, bench seq, influence seq."""

@@ -1,0 +1,1 @@
+"""Sequence data: text corpora (load_text, Vocabulary, StreamBatcher) and synthetic long-range tasks."""

@@ -1,0 +1,340 @@
+r"""Text corpora for language models: loading, vocabularies and batching.
+
+* :func:`load_text` reads a corpus through Hugging Face ``datasets`` (the ``text``
+  builder on local files, cached under :func:`fwdlearn.data.cache_dir`) and returns a
+  :class:`Corpus`: token-id tensors per split and a :class:`Vocabulary` that
+  round-trips (``decode(encode(s)) == s``) and is saved with checkpoints.
+* :class:`StreamBatcher` cuts a token stream into :math:`B` parallel streams and walks
+  them in windows of :math:`T` tokens, so the hidden state can be carried from one
+  batch to the next; :func:`random_windows` draws independent windows.
+(Synthetic long-range tasks live in :mod:`fwdlearn.sequences.data.tasks`.)
+
+Language-model batches are next-token pairs: for a window :math:`w_{s}, \dots, w_{s+T}`
+the input is :math:`x_t = w_{s+t}` and the target :math:`y_t = w_{s+t+1}`,
+:math:`t = 0..T-1`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
+
+__all__ = [
+    "Vocabulary",
+    "Corpus",
+    "load_text",
+    "KNOWN_CORPORA",
+    "StreamBatcher",
+    "random_windows",
+]
+
+KNOWN_CORPORA = ("tinyshakespeare", "wikitext-2")
+EOS = "<eos>"
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+class Vocabulary:
+    r"""A bijection between tokens (characters or words) and ids ``0..V-1``.
+
+    Characters decode by concatenation, words by joining with a space (``<eos>`` becomes
+    a newline), so ``decode(encode(text)) == text`` for character vocabularies and for
+    word text that is whitespace-normalised with one line per ``<eos>``.
+    """
+
+    def __init__(self, tokens: Sequence[str], level: str = "char") -> None:
+        if level not in ("char", "word"):
+            raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("Vocabulary tokens must be unique")
+        if not tokens:
+            raise ValueError("Vocabulary needs at least one token; the text is empty")
+        self.tokens = list(tokens)
+        self.level = level
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    @classmethod
+    def build(cls, texts: Sequence[str], level: str = "char") -> "Vocabulary":
+        """The sorted set of tokens of ``texts``."""
+        symbols: set[str] = set()
+        for text in texts:
+            symbols.update(tokenize(text, level))
+        return cls(sorted(symbols), level)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str | Sequence[str]) -> Tensor:
+        """Token ids (``int64``) of ``text`` (a string, tokenised at this level, or a token list)."""
+        pieces = tokenize(text, self.level) if isinstance(text, str) else list(text)
+        try:
+            return torch.tensor([self.index[p] for p in pieces], dtype=torch.long)
+        except KeyError as error:
+            raise ValueError(f"token {error.args[0]!r} is not in the vocabulary ({len(self)} {self.level} tokens); "
+                             "build the vocabulary from text that contains it") from None
+
+    def decode(self, ids: Tensor | Sequence[int]) -> str:
+        """The text of ``ids``."""
+        ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        pieces = [self.tokens[i] for i in ids]
+        if self.level == "char":
+            return "".join(pieces)
+        return " ".join(pieces).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").replace(EOS, "\n")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "level": self.level}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "Vocabulary":
+        return cls(state["tokens"], state["level"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.tokens == other.tokens and self.level == other.level
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} {self.level} tokens)"
+
+
+def tokenize(text: str, level: str) -> list[str]:
+    """Characters, or words with ``<eos>`` at the end of every line (the WikiText convention)."""
+    if level == "char":
+        return list(text)
+    if level == "word":
+        out: list[str] = []
+        for line in text.split("\n"):
+            out.extend(line.split())
+            out.append(EOS)
+        if text.endswith("\n"):
+            out.pop()  # the final newline ends the last line; no empty line after it
+        return out
+    raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+@dataclass
+class Corpus:
+    """Token ids per split and their vocabulary.
+
+    Attributes:
+        name: what was loaded.
+        splits: ``{"train": ids, "validation": ids, "test": ids}`` (those available), 1-D ``int64``.
+        vocab: the :class:`Vocabulary` (built from every loaded split, so every id decodes).
+    """
+
+    name: str
+    splits: dict[str, Tensor]
+    vocab: Vocabulary
+    level: str = "char"
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def split(self, name: str) -> Tensor:
+        """The token ids of split ``name``, with a clear error when it is missing."""
+        if name not in self.splits:
+            raise KeyError(f"corpus {self.name!r} has no {name!r} split; available: {', '.join(self.splits)}. "
+                           "Pick one of those (e.g. --train-split validation for wikitext-2, whose train file "
+                           "is not stored locally)")
+        return self.splits[name]
+
+    @property
+    def train(self) -> Tensor:
+        return self.split("train")
+
+    @property
+    def validation(self) -> Tensor:
+        return self.split("validation")
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={v.numel():,}" for k, v in self.splits.items())
+        return f"Corpus({self.name!r}, {self.level}, vocab={self.vocab_size}, {sizes})"
+
+
+_SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "val": "validation", "test": "test"}
+
+
+def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
+    """``(name, {split: file}, split_90_10)`` for a known name, a file or a folder."""
+    if name_or_path == "tinyshakespeare":
+        path = data_path("tinyshakespeare", "input.txt", what="tinyshakespeare",
+                         how="Copy karpathy/char-rnn's data/tinyshakespeare/input.txt there.")
+        return name_or_path, {"full": path}, True
+    if name_or_path in ("wikitext-2", "wikitext2"):
+        folder = data_path("wikitext-2", what="wikitext-2",
+                           how="Copy valid.txt and test.txt of pytorch/examples word_language_model/data/wikitext-2.")
+        files = {split: folder / f"{stem}.txt" for stem, split in (("train", "train"), ("valid", "validation"), ("test", "test"))
+                 if (folder / f"{stem}.txt").exists()}
+        if not files:
+            raise DataNotFoundError(f"wikitext-2: no train.txt, valid.txt or test.txt in {folder}")
+        return "wikitext-2", files, False
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        hint = f" (FWDLEARN_DATA_DIR is {data_dir()})" if data_dir() else " (FWDLEARN_DATA_DIR is not set)"
+        raise ValueError(f"unknown corpus {name_or_path!r}: not one of {', '.join(KNOWN_CORPORA)} and not an existing "
+                         f"file or folder{hint}. Pass a known name or a path to a text file / folder of .txt files")
+    if path.is_file():
+        return path.name, {"full": path}, True
+    files: dict[str, Path] = {}
+    for f in sorted(path.iterdir()):
+        stem = f.name.split(".")[0].lower()
+        if f.is_file() and stem in _SPLIT_NAMES and _SPLIT_NAMES[stem] not in files:
+            files[_SPLIT_NAMES[stem]] = f
+    if not files:
+        texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix == ".txt")
+        if not texts:
+            raise ValueError(f"folder {path} holds no train/valid/test files and no .txt files; point to a text file")
+        return path.name, {"full": texts[0]}, True
+    return path.name, files, False
+
+
+def _read_documents(files: dict[str, Path]) -> dict[str, str]:
+    """Each file's full text, read with the HF ``text`` builder (one document per file)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    logging = datasets.logging
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        ds = datasets.load_dataset("text", data_files={k: str(v) for k, v in files.items()}, sample_by="document",
+                                   cache_dir=str(cache_dir("hf-datasets")))
+    finally:
+        logging.set_verbosity(level)
+    return {k: "".join(ds[k]["text"]) for k in files}
+
+
+def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str] | None = None,
+              limit: int | None = None, train_fraction: float = 0.9) -> Corpus:
+    r"""Load a text corpus as token ids.
+
+    Args:
+        name_or_path: ``"tinyshakespeare"`` (``<FWDLEARN_DATA_DIR>/tinyshakespeare/input.txt``, first 90%
+            train, last 10% validation), ``"wikitext-2"`` (the local ``valid.txt`` / ``test.txt`` as the
+            ``validation`` / ``test`` splits), a text file (split 90/10 like tinyshakespeare) or a folder
+            with ``train*`` / ``valid*`` / ``test*`` files.
+        level: ``"char"`` or ``"word"`` (words split on whitespace, ``<eos>`` per line).
+        split: keep only this split (or these splits); default all available.
+        limit: keep only the first ``limit`` characters of every file (quick tests).
+        train_fraction: the train share of a single-file corpus.
+
+    Returns:
+        A :class:`Corpus`.
+    """
+    if level not in ("char", "word"):
+        raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+    name, files, split_single = _resolve(name_or_path)
+    texts = _read_documents(files)
+    if limit is not None:
+        texts = {k: v[:limit] for k, v in texts.items()}
+    for key, text in texts.items():
+        if not text.strip():
+            raise ValueError(f"{files[key]} is empty; a corpus needs text")
+    if split_single:
+        text = texts.pop("full")
+        cut = int(len(text) * train_fraction)
+        if level == "word":  # do not cut a word in two
+            while cut < len(text) and not text[cut].isspace():
+                cut += 1
+        texts = {"train": text[:cut], "validation": text[cut:]}
+    vocab = Vocabulary.build(list(texts.values()), level)
+    splits = {k: vocab.encode(v) for k, v in texts.items()}
+    if split is not None:
+        wanted = [split] if isinstance(split, str) else list(split)
+        wanted = [_SPLIT_NAMES.get(w, w) for w in wanted]
+        missing = [w for w in wanted if w not in splits]
+        if missing:
+            raise KeyError(f"corpus {name!r} has no split {missing[0]!r}; available: {', '.join(splits)}")
+        splits = {w: splits[w] for w in wanted}
+    return Corpus(name, splits, vocab, level, [str(f) for f in files.values()])
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def _check_context(n_tokens: int, batch_size: int, context: int, what: str = "the data") -> None:
+    if context < 1 or batch_size < 1:
+        raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
+    if n_tokens // batch_size < context + 1:
+        raise ValueError(
+            f"context {context} is longer than {what}: {n_tokens:,} tokens in {batch_size} streams give "
+            f"{n_tokens // batch_size:,} tokens per stream, and a window needs context + 1 = {context + 1}. "
+            "Use a shorter --context, a smaller --batch-size or more text"
+        )
+
+
+class StreamBatcher:
+    r"""Contiguous-stream batching: :math:`B` parallel streams walked in windows of :math:`T`.
+
+    The ids are trimmed to a multiple of :math:`B` and reshaped to ``[B, N]`` (stream
+    :math:`b` is the :math:`b`-th contiguous slice), so window :math:`k+1` of stream
+    :math:`b` continues exactly where window :math:`k` stopped and a recurrent model can
+    carry its hidden state across batches. Iterating cycles forever; ``position`` (the
+    next window's start) is part of :meth:`state_dict` so a resumed run continues.
+
+    Yields ``(x, y, new_epoch)`` with ``x, y`` of shape ``[B, T]`` and ``new_epoch`` true when
+    the walk has just wrapped around (the carried state should be reset).
+    """
+
+    def __init__(self, ids: Tensor, batch_size: int, context: int) -> None:
+        _check_context(ids.numel(), batch_size, context)
+        n = ids.numel() // batch_size
+        self.streams = ids[: n * batch_size].reshape(batch_size, n)
+        self.context = context
+        self.position = 0
+        self.epoch = 0
+
+    @property
+    def windows_per_epoch(self) -> int:
+        return (self.streams.shape[1] - 1) // self.context
+
+    def next(self) -> tuple[Tensor, Tensor, bool]:
+        """The next window ``(x, y, wrapped)``."""
+        wrapped = False
+        if self.position + self.context + 1 > self.streams.shape[1]:
+            self.position, self.epoch, wrapped = 0, self.epoch + 1, True
+        s = self.position
+        x = self.streams[:, s: s + self.context]
+        y = self.streams[:, s + 1: s + self.context + 1]
+        self.position += self.context
+        return x, y, wrapped or s == 0
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, bool]]:
+        while True:
+            yield self.next()
+
+    def epoch_windows(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass over every window in order (for evaluation), independent of ``position``."""
+        for k in range(self.windows_per_epoch):
+            s = k * self.context
+            yield self.streams[:, s: s + self.context], self.streams[:, s + 1: s + self.context + 1]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.position, self.epoch = int(state["position"]), int(state["epoch"])
+
+
+def random_windows(ids: Tensor, batch_size: int, context: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """``batch_size`` windows at independent uniform offsets: ``(x, y)`` of shape ``[B, T]``."""
+    if ids.numel() < context + 1:
+        raise ValueError(f"context {context} is longer than the data ({ids.numel():,} tokens; a window needs "
+                         f"{context + 1}); use a shorter --context or more text")
+    if context < 1 or batch_size < 1:
+        raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
+    starts = torch.randint(0, ids.numel() - context, (batch_size,), generator=generator)
+    offsets = torch.arange(context + 1)
+    windows = ids[starts[:, None] + offsets[None, :]]
+    return windows[:, :-1], windows[:, 1:]

@@ -1,0 +1,205 @@
+r"""The language-model protocol every sequence model follows, and the registry of model kinds.
+
+A language model maps token ids to next-token logits, carrying a state from one window to the next:
+
+.. math::
+    (\text{logits}_{1..T}, s_T) = f_\theta(w_{1..T}, s_0), \qquad
+    \text{logits}_t \in \mathbb{R}^{V},
+
+(``state`` is ``None`` for a model without one). It knows its :attr:`~LanguageModel.rule` (how credit
+reaches its parameters, :mod:`fwdlearn.rules`) and its configuration as a dataclass
+(:attr:`~LanguageModel.config`, with a ``kind`` naming the class in :data:`LM_KINDS`), so that
+:func:`~fwdlearn.sequences.training.fit_lm`, :func:`~fwdlearn.sequences.training.evaluate_lm`,
+:meth:`~LanguageModel.generate`, checkpoints and ``fwdlearn seq train`` serve any of them. For
+influence measurements it exposes the map from input embeddings to logits
+(:meth:`~LanguageModel.embed`, :meth:`~LanguageModel.forward_from_embeddings`).
+
+Adding a model kind: subclass :class:`LanguageModel`, give its config dataclass a ``kind``, and
+register it (``LM_KINDS.register("kind", "module:Class")``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fwdlearn.records import refuse_overwrite
+from fwdlearn.registry import Registry
+from fwdlearn.rules import Rule
+
+__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "load_language_model"]
+
+#: model kind (``config.kind``) -> class
+LM_KINDS = Registry("language model kind", {
+    "recurrent": "fwdlearn.sequences.nn.recurrent:RecurrentLM",
+    "conv": "fwdlearn.sequences.nn.conv:CausalConvLM",
+})
+
+
+class LanguageModel(nn.Module):
+    """Base class of the sequence models: the protocol, generation, saving and loading.
+
+    Subclasses set ``self.config`` (a dataclass with ``kind`` and ``vocab_size``) and ``self.rule``, and
+    implement :meth:`embed`, :meth:`forward_from_embeddings` and :meth:`forward`.
+    """
+
+    config: Any
+    rule: Rule
+
+    # ------------------------------------------------------------------ protocol
+    def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """``(logits [B, T, V], state)``; in ``train()`` mode with gradients on, the model's rule applies."""
+        raise NotImplementedError
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token embeddings ``[B, T] -> [B, T, E]``."""
+        raise NotImplementedError
+
+    def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
+        """Logits ``[B, T, V]`` from embeddings, a causal map differentiable w.r.t. ``emb`` (evaluation path)."""
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.config.vocab_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def config_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict (what checkpoints store)."""
+        return asdict(self.config)
+
+    # ------------------------------------------------------------------ user API
+    def fit(self, data, **kwargs: Any):
+        """Train on a :class:`~fwdlearn.sequences.data.text.Corpus` (contiguous streams, carried state) or a
+        :class:`~fwdlearn.sequences.data.tasks.SequenceTask`; see :func:`~fwdlearn.sequences.training.fit_lm`
+        and :func:`~fwdlearn.sequences.training.fit_task` for the arguments."""
+        from fwdlearn.sequences.data.tasks import SequenceTask
+        from fwdlearn.sequences.training import fit_lm, fit_task
+
+        return fit_task(self, data, **kwargs) if isinstance(data, SequenceTask) else fit_lm(self, data, **kwargs)
+
+    def evaluate(self, data, **kwargs: Any) -> dict[str, float]:
+        """``{"loss", "perplexity", "bpc"}`` on token ids (streams, state carried), or the task metric on a
+        task; see :func:`~fwdlearn.sequences.training.evaluate_lm`."""
+        from fwdlearn.sequences.data.tasks import SequenceTask
+        from fwdlearn.sequences.training import evaluate_lm, evaluate_task
+
+        return evaluate_task(self, data, **kwargs) if isinstance(data, SequenceTask) else evaluate_lm(self, data, **kwargs)
+
+    @torch.no_grad()
+    def generate(self, prompt: Tensor | str, steps: int, temperature: float = 1.0, vocab=None,
+                 seed: int | None = None, greedy: bool = False) -> Tensor | str:
+        """Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
+        (prompt included) when ``vocab`` is given."""
+        from fwdlearn.fit import evaluating
+
+        if isinstance(prompt, str):
+            if vocab is None:
+                raise ValueError("a text prompt needs vocab= to encode it")
+            ids = vocab.encode(prompt)
+        else:
+            ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
+        if ids.numel() == 0:
+            raise ValueError("generate needs a non-empty prompt")
+        if temperature <= 0 and not greedy:
+            raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
+        device = self.device
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed if seed is not None else torch.initial_seed())
+        out = []
+        with evaluating(self):
+            logits, state = self.prefill(ids.to(device).unsqueeze(0))
+            for _ in range(steps):
+                last = logits[0, -1]
+                nxt = last.argmax() if greedy else torch.multinomial(F.softmax(last / temperature, -1), 1,
+                                                                    generator=gen)[0]
+                out.append(int(nxt))
+                logits, state = self.next_logits(nxt.view(1, 1), state, ids.numel() + len(out))
+        result = torch.cat([ids.cpu(), torch.tensor(out, dtype=torch.long)])
+        return vocab.decode(result) if vocab is not None else result
+
+    def prefill(self, tokens: Tensor) -> tuple[Tensor, Any]:
+        """Logits of a prompt and the state generation continues from (default: :meth:`forward`)."""
+        return self(tokens)
+
+    def next_logits(self, token: Tensor, state: Any, length: int) -> tuple[Tensor, Any]:
+        """Logits after one more ``token`` ``[1, 1]``; ``length`` tokens have been seen (default: :meth:`forward`)."""
+        return self(token, state)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, vocab=None, overwrite: bool = False) -> Path:
+        """Write ``{"kind", "config", "model", "vocab"}`` (refuses to overwrite unless ``overwrite``)."""
+        path = Path(path)
+        refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"kind": self.config.kind, "config": self.config_dict(), "model": self.state_dict(),
+                    "vocab": vocab.state_dict() if vocab is not None else None}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu"):
+        """``(model, vocab)`` from :meth:`save`'s file or a training checkpoint (its best state)."""
+        return load_language_model(path, map_location)
+
+
+def _bundle(path: Path, ckpt: Any) -> dict[str, Any]:
+    if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
+        return ckpt
+    if isinstance(ckpt, dict):  # a Trainer checkpoint: the bundle is under best_state / state
+        inner = ckpt.get("best_state") or ckpt.get("state")
+        if isinstance(inner, dict) and "model" in inner and "config" in inner:
+            return inner
+    raise ValueError(f"{path} is neither a saved language model nor a fwdlearn seq train checkpoint")
+
+
+def load_language_model(path: str | Path, map_location: str | torch.device = "cpu"):
+    """``(model, vocab)`` from a saved model or a ``fwdlearn seq train`` checkpoint, whatever its kind."""
+    from fwdlearn.sequences.data.text import Vocabulary
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    bundle = _bundle(path, torch.load(path, map_location=map_location, weights_only=False))
+    config = dict(bundle["config"])
+    kind = bundle.get("kind") or config.get("kind", "recurrent")
+    model = LM_KINDS.get(kind).from_config(config)
+    model.load_state_dict(bundle["model"])
+    vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
+    return model, vocab
+
+
+#: the model names of ``fwdlearn seq train --model`` and :func:`make_language_model`: name -> (kind, fixed options)
+MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tanh": ("recurrent", {"cell": "tanh"}),
+    "gru": ("recurrent", {"cell": "gru"}),
+    "lstm": ("recurrent", {"cell": "lstm"}),
+    "linear": ("recurrent", {"cell": "linear"}),
+    "conv": ("conv", {}),
+}
+
+
+def make_language_model(model: str, vocab_size: int, **options: Any) -> LanguageModel:
+    """A language model by name (:data:`MODEL_NAMES`: a recurrent cell, ``conv``, ...).
+
+    ``options`` are the model class's keyword arguments (``hidden``, ``layers``, ``training``, ...); options the
+    class does not take are ignored when they are ``None`` and refused otherwise.
+    """
+    import inspect
+
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    kind, fixed = MODEL_NAMES[model]
+    cls = LM_KINDS.get(kind)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = [k for k, v in options.items() if k not in accepted and v is not None]
+    if unknown:
+        raise ValueError(f"model {model!r} does not take {', '.join(unknown)}")
+    return cls(vocab_size, **fixed, **{k: v for k, v in options.items() if k in accepted and v is not None})

@@ -1,0 +1,288 @@
+r"""Recurrent language models; through time they are trained by ``bptt``, ``tbptt:k``, ``ft-bptt`` or ``dsf``.
+
+.. math::
+    x^{(0)}_t = E[w_t], \qquad
+    x^{(l)}_t = x^{(l-1)}_t + h^{(l)}_t, \quad s^{(l)}_t = f^{(l)}_\theta\big(u^{(l)}_t, s^{(l)}_{t-1}\big),
+    \qquad \text{logits}_t = W_o\,x^{(L)}_t + b_o
+
+with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
+followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
+The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`) or a diagonal
+linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
+:math:`A = \operatorname{diag}(\lambda)` is exactly BPTT). How the states get their gradient is
+the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
+
+from fwdlearn.sequences.nn.fast_gru import gru_scan_step
+from fwdlearn.sequences.nn.language_model import LanguageModel
+from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer, unrolled_states
+
+__all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
+
+CELLS = ("tanh", "gru", "lstm", "linear")
+
+
+class RecurrentLayer(nn.Module):
+    r"""One recurrent layer with a flat state ``[..., state_size]``: fused sequence calls
+    (``torch.nn.RNN/GRU/LSTM``) and a one-step cell on the same weights
+    (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``)."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, reuse: bool = False) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+        self.cell, self.hidden, self.reuse = cell, hidden, reuse
+        self.state_size = 2 * hidden if cell == "lstm" else hidden
+        if cell == "linear":
+            self.input = nn.Linear(input_size, hidden)
+            self.decay = nn.Parameter(torch.empty(hidden).uniform_(0.5, 0.95))
+        else:
+            kind = {"tanh": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+            self.rnn = kind(input_size, hidden, batch_first=True)
+
+    def _weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r = self.rnn
+        return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+
+    def initial_state(self, batch: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch, self.state_size)
+
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+        """Fused sequence call, differentiable: ``(h [B, T, H], s_T [B, S])``."""
+        if self.cell == "linear":
+            states, _ = unrolled_states(self, u, s0, retain=False)
+            return states, states[:, -1]
+        if self.cell == "lstm":
+            h0, c0 = s0.split(self.hidden, dim=-1)
+            out, (hT, cT) = self.rnn(u, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
+            return out, torch.cat([hT[0], cT[0]], dim=-1)
+        out, hT = self.rnn(u, s0.unsqueeze(0).contiguous())
+        return out, hT[0]
+
+    @torch.no_grad()
+    def scan(self, u: Tensor, s0: Tensor) -> Tensor:
+        """Every state ``[B, T, S]`` (no graph). For an LSTM the cell states are rebuilt from the
+        fused pass's outputs: :math:`c_t = \\sigma(f_t) c_{t-1} + \\sigma(i_t)\\tanh(g_t)` with gates
+        from one batched matmul."""
+        if self.cell == "linear":
+            return unrolled_states(self, u, s0, retain=False)[0]
+        out, _ = self.run(u, s0)
+        if self.cell != "lstm":
+            return out
+        B, T, _ = u.shape
+        h0, c0 = s0.split(self.hidden, dim=-1)
+        h_prev = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        gates = F.linear(u, w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)
+        i, f, g, _ = gates.chunk(4, dim=-1)
+        inject = torch.sigmoid(i) * torch.tanh(g)
+        forget = torch.sigmoid(f)
+        cs, c = [], c0
+        for t in range(T):
+            c = forget[:, t] * c + inject[:, t]
+            cs.append(c)
+        return torch.cat([out, torch.stack(cs, dim=1)], dim=-1)
+
+    def scan_step(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor] | None:
+        """DSF / FT-BPTT steps in one pass with the projections reused (GRU with ``reuse``), else ``None``."""
+        if self.reuse and self.cell == "gru":
+            return gru_scan_step(u, s0, *self._weights())
+        return None
+
+    def step(self, u: Tensor, s: Tensor) -> Tensor:
+        """One step for a batch of positions: ``u [N, I]``, ``s [N, S]`` -> ``[N, S]``."""
+        if self.cell == "linear":
+            return self.decay * s + self.input(u)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        if self.cell == "gru":
+            return torch.gru_cell(u, s, w_ih, w_hh, b_ih, b_hh)
+        if self.cell == "tanh":
+            return torch.rnn_tanh_cell(u, s, w_ih, w_hh, b_ih, b_hh)
+        h, c = s.split(self.hidden, dim=-1)
+        h, c = torch.lstm_cell(u, (h, c), w_ih, w_hh, b_ih, b_hh)
+        return torch.cat([h, c], dim=-1)
+
+    def output(self, states: Tensor) -> Tensor:
+        """The hidden output :math:`h` of a state (the first ``hidden`` channels)."""
+        return states[..., : self.hidden]
+
+
+class RecurrentBlock(nn.Module):
+    """Residual block: ``x + h(u)`` with ``u = x`` or, when ``norm``, ``u = LN(x)`` then ``+ MLP(LN(.))``."""
+
+    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4, reuse: bool = False) -> None:
+        super().__init__()
+        self.layer = RecurrentLayer(cell, width, width, reuse)
+        self.norm = norm
+        if norm:
+            self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
+
+    def forward(self, x: Tensor, s0: Tensor, rule: TimeRule | None, feedback: Tensor | None = None,
+                probe: list | None = None) -> tuple[Tensor, Tensor]:
+        """``(x_out [B, T, W], s_T [B, S])``. ``rule=None`` is the plain fused (evaluation) path; the tensors
+        whose gradient is the rule's state gradient are appended to ``probe`` when it is given."""
+        u = self.ln1(x) if self.norm else x
+        h, sT = run_layer(self.layer, u, s0, rule, feedback, probe)
+        y = x + h
+        if self.norm:
+            y = y + self.mlp(self.ln2(y))
+        return y, sT.detach()
+
+
+@dataclass
+class RecurrentConfig:
+    """Everything that builds a :class:`RecurrentLM` (what checkpoints store)."""
+
+    vocab_size: int
+    cell: str = "gru"
+    hidden: int = 256
+    layers: int = 2
+    training: str = "bptt"
+    feedback: str = "diagonal"
+    norm: bool = False
+    out_size: int | None = None
+    feedback_seed: int = 0
+    reuse: bool = False
+    kind: str = "recurrent"
+
+
+class RecurrentLM(LanguageModel):
+    r"""Embedding -> ``layers`` residual recurrent blocks -> output projection.
+
+    Args:
+        vocab_size: input tokens (and output classes unless ``out_size``).
+        cell: ``"tanh"``, ``"gru"``, ``"lstm"`` or ``"linear"``.
+        hidden: width of the embedding, the states and the residual stream.
+        layers: recurrent blocks.
+        training: the rule (:mod:`fwdlearn.rules`). Through time: ``"bptt"``, ``"tbptt:k"``, ``"ft-bptt"`` or
+            ``"dsf"`` (``"dsf:gaussian"``, ``"dsf:orthogonal"``), see :mod:`~fwdlearn.sequences.nn.time_rules`;
+            through depth ``bp``.
+        feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``).
+        norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
+        out_size: output width (default ``vocab_size``; 1 for a regression task).
+        feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
+        reuse: DSF / FT-BPTT of a GRU in one forward pass that computes each projection once
+            (:mod:`~fwdlearn.sequences.nn.fast_gru`) instead of the fused ``torch.nn.GRU`` under ``no_grad`` plus
+            a recomputing one-step call; same gradients, fewer FLOPs.
+
+    The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
+    saved with the model; :meth:`set_feedback` replaces it.
+
+    Example::
+
+        lm = RecurrentLM(corpus.vocab_size, cell="gru", hidden=256, layers=2, training="dsf")
+        report = lm.fit(corpus, context=128, steps=500)
+        print(lm.evaluate(corpus.validation)["bpc"], lm.generate("ROMEO:", 100, vocab=corpus.vocab))
+    """
+
+    #: depth rules this family implements
+    DEPTH_RULES = ("bp",)
+
+    def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
+                 training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = False,
+                 out_size: int | None = None, feedback_seed: int = 0, reuse: bool = False) -> None:
+        super().__init__()
+        if vocab_size < 1 or hidden < 1 or layers < 1:
+            raise ValueError(f"RecurrentLM needs vocab_size, hidden and layers >= 1; got {vocab_size}, {hidden}, {layers}")
+        self.rule = self._check_rule(training, feedback)
+        self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
+                                      norm, out_size, feedback_seed, reuse)
+        self.embedding = nn.Embedding(vocab_size, hidden)
+        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm, reuse=reuse) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
+        self.head = nn.Linear(hidden, out_size or vocab_size)
+        gen = torch.Generator().manual_seed(feedback_seed)
+        for i, block in enumerate(self.blocks):
+            self.register_buffer(f"feedback_{i}", make_feedback(self.config.feedback, block.layer.state_size, gen))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "RecurrentLM":
+        names = {f.name for f in fields(RecurrentConfig)} - {"kind"}
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
+        rule = parse_rule(training)
+        if rule.depth.name not in self.DEPTH_RULES:
+            raise ValueError(f"RecurrentLM is trained through depth by {', '.join(self.DEPTH_RULES)}; got depth rule "
+                             f"{rule.depth} in {training!r}")
+        if isinstance(rule.time, DSF) and rule.time.feedback == "diagonal" and feedback != "diagonal":
+            rule = rule.with_time(DSF(feedback))  # feedback= names the kind when the spec does not
+        return rule
+
+    def _dsf_feedback(self, default: str) -> str:
+        return self.rule.time.feedback if isinstance(self.rule.time, DSF) else default
+
+    @property
+    def time_rule(self) -> TimeRule:
+        """The rule through time (``bptt`` when the spec names none)."""
+        return self.rule.time_or(BPTT())
+
+    # ------------------------------------------------------------------ structure
+    def feedback(self, layer: int) -> Tensor:
+        """DSF's feedback :math:`A^{(l)}` of ``layer``."""
+        return getattr(self, f"feedback_{layer}")
+
+    def set_feedback(self, layer: int, value: Tensor) -> None:
+        """Replace layer ``layer``'s feedback by ``value`` (``[S]`` decays or ``[S, S]``)."""
+        S = self.blocks[layer].layer.state_size
+        if value.shape not in ((S,), (S, S)):
+            raise ValueError(f"feedback of layer {layer} must have shape [{S}] or [{S}, {S}]; got {tuple(value.shape)}")
+        setattr(self, f"feedback_{layer}", value.detach().clone().to(self.head.weight.device))
+
+    def set_training(self, training: str | Rule) -> None:
+        """Switch the rule (same weights); a DSF feedback kind other than the built one rebuilds the feedback."""
+        rule = self._check_rule(training, self.config.feedback)
+        if isinstance(rule.time, DSF) and rule.time.feedback != self.config.feedback:
+            gen = torch.Generator().manual_seed(self.config.feedback_seed)
+            for i, block in enumerate(self.blocks):
+                self.set_feedback(i, make_feedback(rule.time.feedback, block.layer.state_size, gen))
+            self.config.feedback = rule.time.feedback
+        self.rule = rule
+        self.config.training = str(rule)
+
+    def initial_state(self, batch: int) -> list[Tensor]:
+        return [b.layer.initial_state(batch, self.head.weight) for b in self.blocks]
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token embeddings ``[B, T] -> [B, T, hidden]``."""
+        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        return self.embedding(tokens)
+
+    def forward_from_embeddings(self, emb: Tensor, state: list[Tensor] | None = None,
+                                rule: TimeRule | None = None, probe: list | None = None,
+                                return_state: bool = False):
+        """Logits ``[B, T, out]`` from embeddings ``[B, T, hidden]`` (a causal map, differentiable
+        w.r.t. ``emb``). ``rule`` ``None`` is the plain fused path (BPTT gradients); a time rule (or
+        :data:`~fwdlearn.sequences.nn.time_rules.UNROLLED`) decides the state gradients."""
+        if emb.dim() != 3 or emb.shape[-1] != self.config.hidden:
+            raise ValueError(f"embeddings must be [batch, time, {self.config.hidden}]; got {tuple(emb.shape)}")
+        if state is None:
+            state = self.initial_state(emb.shape[0])
+        if len(state) != len(self.blocks):
+            raise ValueError(f"state must hold one tensor per layer ({len(self.blocks)}), got {len(state)}")
+        x, new_state = emb, []
+        for i, block in enumerate(self.blocks):
+            x, sT = block(x, state[i].detach(), rule, self.feedback(i), probe)
+            new_state.append(sT)
+        logits = self.head(self.final_norm(x))
+        return (logits, new_state) if return_state else logits
+
+    def forward(self, tokens: Tensor, state: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """``(logits [B, T, out], state)``: in ``train()`` mode with gradients on, the states get their
+        gradient by this model's time rule; otherwise the plain fused path is used."""
+        rule = self.time_rule if (self.training and torch.is_grad_enabled()) else None
+        return self.forward_from_embeddings(self.embed(tokens), state, rule, return_state=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "lazy_exports"]
 
 
 class Registry:
@@ -69,3 +69,25 @@ class Registry:
         if default is not None:
             return default()
         return self.get(names[0])
+
+
+def lazy_exports(module: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for a package whose public names (``name -> "module"``) import on first use.
+
+    Example (in a package's ``__init__.py``)::
+
+        __getattr__, __dir__ = lazy_exports(__name__, {"load_graph": "fwdlearn.graphs.data.datasets"})
+    """
+    namespace = import_module(module).__dict__
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            value = getattr(import_module(exports[name]), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 __all__ = [
-    "DepthRule", "BP", "DFA", "Local", "Shallow",
+    "RulePart", "DepthRule", "BP", "DFA", "Local", "Shallow",
     "TimeRule", "BPTT", "TBPTT", "FTBPTT", "DSF",
     "Rule", "parse_rule", "register_depth_rule", "register_time_rule", "register_alias",
     "DEPTH_RULES", "TIME_RULES", "ALIASES", "DFA_PLACEMENTS", "DFA_FEEDBACKS", "DSF_FEEDBACKS",
@@ -73,18 +73,23 @@ def _no_arguments(name: str, args: list[str]) -> None:
 
 
 @dataclass(frozen=True)
-class DepthRule:
-    """How credit crosses layers. Subclasses set ``name`` and implement ``parse`` and ``__str__``."""
+class RulePart:
+    """One axis of a rule. Subclasses set ``name``; ones that take arguments override ``parse`` and ``__str__``."""
 
     name: ClassVar[str] = ""
 
     @classmethod
-    def parse(cls, args: list[str]) -> "DepthRule":
+    def parse(cls, args: list[str]) -> "RulePart":
         _no_arguments(cls.name, args)
         return cls()
 
     def __str__(self) -> str:
         return self.name
+
+
+@dataclass(frozen=True)
+class DepthRule(RulePart):
+    """How credit crosses layers."""
 
 
 @dataclass(frozen=True)
@@ -173,18 +178,8 @@ class Shallow(DepthRule):
 
 
 @dataclass(frozen=True)
-class TimeRule:
+class TimeRule(RulePart):
     """How credit crosses time steps in a recurrent model."""
-
-    name: ClassVar[str] = ""
-
-    @classmethod
-    def parse(cls, args: list[str]) -> "TimeRule":
-        _no_arguments(cls.name, args)
-        return cls()
-
-    def __str__(self) -> str:
-        return self.name
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ The public names below are imported on first use, so ``import fwdlearn.graphs`` 
 ``--help``) stays fast.
 """
 
-from importlib import import_module
+from fwdlearn.registry import lazy_exports
 
 _EXPORTS = {
     "load_graph": "fwdlearn.graphs.data.datasets",
@@ -24,14 +24,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fwdlearn.graphs' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

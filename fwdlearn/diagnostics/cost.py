@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["Cost", "CostReport", "SavedBytes", "saved_bytes", "measure_cost"]
+__all__ = ["Cost", "CostReport", "WithCost", "SavedBytes", "saved_bytes", "measure_cost"]
 
 
 class SavedBytes:
@@ -179,3 +179,29 @@ class CostReport:
 
         peak, step = max((memory(c) for c in costs), key=lambda m: m[0])
         return cls(int(max(c.saved_bytes for c in costs)), peak, step)
+
+
+class WithCost:
+    """Mixin of the fit reports (dataclasses with a ``cost: CostReport`` field): the memory figures as
+    attributes, and ``as_dict()`` with them flattened in."""
+
+    cost: CostReport
+
+    @property
+    def saved_bytes_per_step(self) -> int:
+        return self.cost.saved_bytes_per_step
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self.cost.peak_memory_bytes
+
+    @property
+    def step_memory_bytes(self) -> int:
+        return self.cost.step_memory_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        out = asdict(self)  # type: ignore[call-overload]
+        out.update(out.pop("cost"))
+        return out

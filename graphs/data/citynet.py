@@ -45,6 +45,7 @@ from torch_geometric.data import Data
 from fwdlearn.data import cache_dir, data_dir
 from fwdlearn.fit import progress
 
+from fwdlearn.graphs.data.datasets import random_split
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union
 from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
 
@@ -191,13 +192,7 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
             names += cols
     x = torch.tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)
 
-    generator = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=generator)
-    n_train, n_val = int(round(split[0] * n)), int(round(split[1] * n))
-    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
-    masks[0][perm[:n_train]] = True
-    masks[1][perm[n_train:n_train + n_val]] = True
-    masks[2][perm[n_train + n_val:]] = True
+    masks = random_split(n, seed, split)
     data = Data(x=x, edge_index=torch.from_numpy(np.ascontiguousarray(both)), y=torch.from_numpy(labels),
                 train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
                 edge_length=torch.tensor(both_length, dtype=torch.float32),

@@ -49,7 +49,10 @@ def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, f
     r"""Boolean train/val/test masks from a random permutation of the nodes.
 
     The first :math:`\lfloor f_0 N \rceil` nodes of the permutation train, the next
-    :math:`\lfloor f_1 N \rceil` validate, the rest test, so the masks partition the nodes.
+    :math:`\lfloor f_1 N \rceil` validate, the rest test, so the masks partition the nodes. The one split
+    helper of the package (random node splits, City-Networks splits). Like PyG's
+    ``RandomNodeSplit(split="train_rest")``, but drawn from its own seeded generator, so a split neither
+    depends on nor disturbs the global random state.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1 (train, val, test); got {fractions}")

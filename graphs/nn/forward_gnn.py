@@ -54,13 +54,13 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.diagnostics.cost import CostReport
+from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.fit import evaluating
 from fwdlearn.metrics import masked_accuracy
 
@@ -73,7 +73,7 @@ __all__ = ["ForwardGNN", "FitReport"]
 
 
 @dataclass
-class FitReport:
+class FitReport(WithCost):
     """What :meth:`ForwardGNN.fit` measured.
 
     ``cost`` (:class:`~fwdlearn.diagnostics.cost.CostReport`): ``saved_bytes_per_step``, bytes autograd
@@ -93,23 +93,6 @@ class FitReport:
     cost: CostReport
     epochs_run: int
     per_layer: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def saved_bytes_per_step(self) -> int:
-        return self.cost.saved_bytes_per_step
-
-    @property
-    def peak_memory_bytes(self) -> int:
-        return self.cost.peak_memory_bytes
-
-    @property
-    def step_memory_bytes(self) -> int:
-        return self.cost.step_memory_bytes
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.update(out.pop("cost"))
-        return out
 
 
 class ForwardGNN(nn.Module):

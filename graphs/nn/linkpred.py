@@ -22,14 +22,14 @@ provides). GCN/SAGE layers reuse the cached aggregation of their frozen input
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.diagnostics.cost import CostReport
+from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.fit import FitResult, Trainer, evaluating, seed_everything
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
@@ -63,7 +63,7 @@ def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:
 
 
 @dataclass
-class LinkReport:
+class LinkReport(WithCost):
     """What :meth:`ForwardLinkPredictor.fit` measured (``cost`` as in :class:`~fwdlearn.graphs.nn.forward_gnn.FitReport`)."""
 
     method: str
@@ -74,19 +74,6 @@ class LinkReport:
     fit_seconds: float
     cost: CostReport
     epochs_run: int
-
-    @property
-    def saved_bytes_per_step(self) -> int:
-        return self.cost.saved_bytes_per_step
-
-    @property
-    def peak_memory_bytes(self) -> int:
-        return self.cost.peak_memory_bytes
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.update(out.pop("cost"))
-        return out
 
 
 class ForwardLinkPredictor(nn.Module):

@@ -81,9 +81,11 @@ class Backprop(GraphMethod):
     rule: ClassVar[str] = "bp"
     schedule: ClassVar[str] = "end-to-end"
 
-    def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0):
-        super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
-        self.classifier = nn.Linear(hidden, num_classes)
+    def make_blocks(self) -> nn.ModuleList:
+        """The blocks, then the classifier on top (initialised in that order)."""
+        blocks = super().make_blocks()
+        self.classifier = nn.Linear(self.hidden, self.num_classes)
+        return blocks
 
     def scores(self, blocks, x, edge_index, y=None, train=None) -> Tensor:
         h = x

@@ -63,12 +63,16 @@ def test_edge_list_with_coordinates_uses_given_lengths(tmp_path):
     # a path 0-1-2-3 whose given lengths disagree with the coordinates
     (tmp_path / "toy.cnode").write_text("NodeID x y\n0 0 0\n1 1 0\n2 2 0\n3 3 0\n4 9 9\n")
     (tmp_path / "toy.cedge").write_text("EdgeID Start End Length\n0 0 1 5.0\n1 1 2 1.0\n2 2 3 2.0\n")
-    data = build_city_network(tmp_path / "toy.cnode", hops=3, classes=2, split=(0.5, 0.25, 0.25))
+    with pytest.warns(UserWarning, match=r"not connected: kept its largest component \(4 of 5 junctions; 1 dropped\)"), \
+            pytest.warns(UserWarning, match=r"dropped feature\(s\) y"):  # all four junctions lie at y = 0
+        data = build_city_network(tmp_path / "toy.cnode", hops=3, classes=2, split=(0.5, 0.25, 0.25))
     assert data.num_nodes == 4  # node 4 is isolated: not in the largest component
     assert torch.allclose(data.eccentricity, torch.tensor([8.0, 5.0, 6.0, 8.0]))
     # a plain edge list without lengths: unit lengths, eccentricity = hop eccentricity
     (tmp_path / "path.edges").write_text("# comment\n10 11\n11 12\n12 13\n")
-    plain = build_city_network(tmp_path / "path.edges", hops=3, classes=2, split=(0.5, 0.25, 0.25))
+    with pytest.warns(UserWarning, match="no edge lengths and no coordinates"), \
+            pytest.warns(UserWarning, match=r"dropped feature\(s\) length"):  # every road has length 1
+        plain = build_city_network(tmp_path / "path.edges", hops=3, classes=2, split=(0.5, 0.25, 0.25))
     assert torch.allclose(plain.eccentricity, torch.tensor([3.0, 2.0, 2.0, 3.0]))
 
 
@@ -94,3 +98,54 @@ def test_synthetic_city_has_the_osm_feature_layout_and_equal_classes():
     counts = torch.bincount(data.y, minlength=10)
     assert int(counts.max() - counts.min()) <= 1
     assert torch.equal(synthetic_city(400, seed=1, hops=6).x, data.x)
+
+
+def _grid_edges(side):
+    ids = np.arange(side * side).reshape(side, side)
+    return np.concatenate([np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], 1),
+                           np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], 1)])
+
+
+def test_formats_are_recognised_by_content_not_by_name(tmp_path):
+    """A GraphML under another extension, a headerless 1-based edge list saved as .mtx (the DIMACS10 road graphs)
+    with its size line, and a Matrix Market file with its banner all read as what they are."""
+    g = nx.Graph()
+    rng = np.random.default_rng(0)
+    for i in range(36):
+        g.add_node(str(i), x=str(i % 6 * 100 + rng.normal(0, 9)), y=str(i // 6 * 100 + rng.normal(0, 9)))
+    for u, v in _grid_edges(6):
+        g.add_edge(str(u), str(v), length=str(float(rng.uniform(50, 150))))
+    nx.write_graphml(g, tmp_path / "city.graphml")
+    (tmp_path / "city.gxl").write_bytes((tmp_path / "city.graphml").read_bytes())
+    a = build_city_network(tmp_path / "city.graphml", hops=3, classes=4, cache=False)
+    b = build_city_network(tmp_path / "city.gxl", hops=3, classes=4, cache=False)
+    assert torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+
+    edges = _grid_edges(7) + 1  # 1-based ids
+    lines = [f"{49} {49} {len(edges)}"] + [f"{u} {v}" for u, v in edges]
+    (tmp_path / "roads.mtx").write_text("\n".join(lines) + "\n")
+    from fwdlearn.graphs.data.road_readers import read_road_graph, sniff_format
+
+    assert sniff_format(tmp_path / "roads.mtx") == "edge-list"
+    road = read_road_graph(tmp_path / "roads.mtx")
+    assert road.num_nodes == 49 and road.edges.shape == (len(edges), 2) and road.edges.min() == 0
+    (tmp_path / "banner.mtx").write_text("%%MatrixMarket matrix coordinate pattern general\n" + "\n".join(lines) + "\n")
+    assert sniff_format(tmp_path / "banner.mtx") == "matrix-market"
+    assert read_road_graph(tmp_path / "banner.mtx").edges.shape == (len(edges), 2)
+    (tmp_path / "junk.bin").write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError, match=r"junk\.bin: binary content that is not a road file"):
+        read_road_graph(tmp_path / "junk.bin")
+
+
+def test_degenerate_labels_are_refused_and_degenerate_features_dropped(tmp_path):
+    # a long path without lengths or coordinates: every 4-hop eccentricity is 4
+    (tmp_path / "path.edges").write_text("\n".join(f"{i} {i + 1}" for i in range(60)) + "\n")
+    with pytest.warns(UserWarning, match="no edge lengths"), \
+            pytest.raises(ValueError, match=r"degenerate labels: the 4-hop eccentricity takes only 1 distinct value"):
+        build_city_network(tmp_path / "path.edges", hops=4, classes=10, cache=False)
+    # an edge list with lengths: 'street_count' is 2 everywhere but at the two ends -> dropped, not z-scored
+    lengths = np.random.default_rng(0).uniform(1, 5, 2000)
+    (tmp_path / "w.edges").write_text("\n".join(f"{i} {i + 1} {w:.4f}" for i, w in enumerate(lengths)) + "\n")
+    with pytest.warns(UserWarning, match=r"dropped feature\(s\) street_count: constant on all but at most 2"):
+        data = build_city_network(tmp_path / "w.edges", hops=3, classes=4, cache=False)
+    assert data.feature_names == ["length"] and float(data.x.abs().max()) < 10

@@ -132,3 +132,31 @@ def test_adding_problem_sums_two_marked_values():
     assert math.isclose(make_task("adding", lag=20).chance, task.chance)
     with pytest.raises(ValueError, match="unknown task"):
         make_task("parity")
+
+
+def test_load_text_reads_changed_content_even_with_the_same_mtime(tmp_path, monkeypatch):
+    """The HF cache is keyed on content: rewriting a file in place (same size, same mtime) gives the new text."""
+    import os
+
+    from fwdlearn.sequences import load_text
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.txt"
+    path.write_text("abcabcabcabc\n" * 20)
+    first = load_text(str(path))
+    stamp = os.stat(path)
+    path.write_text("xyzxyzxyzxyz\n" * 20)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    second = load_text(str(path))
+    assert first.vocab.decode(first.train[:3]) == "abc" and second.vocab.decode(second.train[:3]) == "xyz"
+    assert first.fingerprint != second.fingerprint
+    assert load_text(str(path)).fingerprint == second.fingerprint
+
+
+def test_load_text_refuses_a_binary_file_by_name(tmp_path):
+    from fwdlearn.sequences import load_text
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match=r"weights\.bin is not UTF-8 text"):
+        load_text(str(path))

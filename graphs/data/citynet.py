@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_f
 
 __all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "local_eccentricity"]
 
-CACHE_VERSION = "citynet-1"
+CACHE_VERSION = "citynet-2"
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
 NODE_TOP_K = {"landuse": 6}
 
@@ -132,6 +133,22 @@ def _speed(values: list[str | None]) -> np.ndarray:
     return out
 
 
+def _informative(block: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Drop (with a warning) continuous features that are constant, or constant but for a handful of nodes
+    (z-scoring those turns the few into outliers of hundreds of standard deviations)."""
+    n = block.shape[0]
+    allowed = max(1, n // 1000)  # nodes that may differ from the most common value before a feature is dropped
+    keep = []
+    for j in range(block.shape[1]):
+        _, counts = np.unique(block[:, j], return_counts=True)
+        keep.append(n - counts.max() > allowed)
+    dropped = [name for name, k in zip(names, keep) if not k]
+    if dropped:
+        warnings.warn(f"dropped feature(s) {', '.join(dropped)}: constant on all but at most {allowed} of {n:,} "
+                      "junctions", stacklevel=3)
+    return block[:, keep], [name for name, k in zip(names, keep) if k]
+
+
 def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[float, float, float] = (0.1, 0.1, 0.8),
               seed: int = 0, quiet: bool = True) -> Data:
     """Process a :class:`RoadGraph` into a labelled ``Data`` (see the module docstring)."""
@@ -145,6 +162,9 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
         raise ValueError("the road graph has no edges")
     nodes, edges, edge_ids = _simple_lcc(road)
     n = len(nodes)
+    if n < road.num_nodes:
+        warnings.warn(f"the road graph is not connected: kept its largest component ({n:,} of {road.num_nodes:,} "
+                      f"junctions; {road.num_nodes - n:,} dropped)", stacklevel=2)
     if n < classes:
         raise ValueError(f"the largest connected component has {n} nodes, fewer than classes={classes}")
     coords = road.coords[nodes] if road.coords is not None else None
@@ -153,10 +173,17 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     elif coords is not None:
         length = np.linalg.norm(coords[edges[:, 0]] - coords[edges[:, 1]], axis=1)
     else:
+        warnings.warn("the road graph has no edge lengths and no coordinates: every road counts as length 1, so the "
+                      "labels are hop eccentricities", stacklevel=2)
         length = np.ones(len(edges))
     both = np.concatenate([edges, edges[:, ::-1]]).T
     both_length = np.concatenate([length, length])
     ecc = local_eccentricity(both, both_length, n, hops, quiet=quiet)
+    distinct = len(np.unique(ecc))
+    if distinct < classes:
+        raise ValueError(f"degenerate labels: the {hops}-hop eccentricity takes only {distinct} distinct value(s) over "
+                         f"{n:,} junctions, fewer than classes={classes}, so the classes would only split ties by node "
+                         "index. Give the roads lengths or coordinates, or use fewer classes / more hops")
     labels = _equal_frequency(ecc, classes)
 
     degree = np.bincount(both[0], minlength=n).astype(np.float64)
@@ -177,8 +204,8 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
         speed = np.where(np.isnan(speed), np.nanmean(speed) if not np.isnan(speed).all() else 0.0, speed)
         continuous.append(incident @ speed)
         names.append("speed")
-    block = np.stack(continuous, axis=1)
-    block = (block - block.mean(0)) / np.where(block.std(0) > 0, block.std(0), 1.0)
+    block, names = _informative(np.stack(continuous, axis=1), names)
+    block = (block - block.mean(0)) / block.std(0)
     blocks = [block]
     for key, k in TOP_K.items():
         if key in road.edge_attrs:

@@ -1,10 +1,12 @@
 """Readers that turn road-network files into one plain :class:`RoadGraph`.
 
-Supported: OSMnx GraphML (``.graphml``), a node-coordinate + edge-list pair
-(``.cnode`` / ``.cedge``, as the California road network), plain edge lists
-(``.edges``, ``.txt``: ``u v [length]`` per line; ``.mtx`` Matrix Market) and the
-PyGSP Minnesota ``.mat`` (sparse ``A``, coordinates ``xy``). Errors on lines that
-cannot be parsed name the file and the line.
+Supported: OSMnx GraphML, a node-coordinate + edge-list pair (``.cnode`` / ``.cedge``, as the
+California road network), plain edge lists (``u v [length]`` per line, any ids, an optional
+header or size line), Matrix Market and the PyGSP Minnesota ``.mat`` (sparse ``A``, coordinates
+``xy``). A single file's format is recognised by its **content** (:func:`sniff_format`), not its
+name: an OSMnx GraphML saved as ``.gxl`` reads as GraphML, and a headerless 1-based edge list saved
+as ``.mtx`` (as the DIMACS10 road graphs are distributed) reads as an edge list. Errors on lines
+that cannot be parsed name the file and the line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RoadGraph", "read_road_graph", "road_files"]
+__all__ = ["RoadGraph", "read_road_graph", "road_files", "sniff_format", "FORMATS"]
+
+FORMATS = ("graphml", "matrix-market", "mat", "edge-list")
 
 
 @dataclass
@@ -129,17 +133,23 @@ def _read_node_edge_pair(node_file: Path, edge_file: Path) -> RoadGraph:
     return RoadGraph(len(ids), np.asarray(edges, dtype=np.int64).reshape(-1, 2), coords, np.asarray(lengths))
 
 
-def _read_edge_list(path: Path) -> RoadGraph:
-    if path.suffix == ".mtx":
-        import scipy.io
+def _read_matrix_market(path: Path) -> RoadGraph:
+    import scipy.io
 
-        try:
-            matrix = scipy.io.mmread(path).tocoo()
-        except Exception as error:
-            raise ValueError(f"{path}: cannot read as Matrix Market ({error})") from error
-        edges = np.stack([matrix.row, matrix.col], axis=1).astype(np.int64)
-        return RoadGraph(max(matrix.shape), edges)
+    try:
+        matrix = scipy.io.mmread(path).tocoo()
+    except Exception as error:
+        raise ValueError(f"{path}: cannot read as Matrix Market ({error})") from error
+    edges = np.stack([matrix.row, matrix.col], axis=1).astype(np.int64)
+    return RoadGraph(max(matrix.shape), edges)
+
+
+def _read_edge_list(path: Path) -> RoadGraph:
+    """``u v [length]`` per line; ids are relabelled ``0..N-1`` (so 0- and 1-based files read alike). A first line
+    with another number of fields than the rest (``n n m`` of a headerless Matrix Market) is a size line, skipped."""
     rows = _table(path, 2, "'u v [length]'")
+    if len(rows) > 2 and len(rows[0]) != len(rows[1]) and len({len(r) for r in rows[1:]}) == 1:
+        rows = rows[1:]
     raw = np.array([[int(float(r[0])), int(float(r[1]))] for r in rows], dtype=np.int64).reshape(-1, 2)
     ids, n = _relabel(raw.ravel())
     edges = np.vectorize(ids.__getitem__, otypes=[np.int64])(raw) if raw.size else raw
@@ -170,28 +180,58 @@ def road_files(source: str | Path) -> list[Path]:
             return [path.with_suffix(".cnode"), path.with_suffix(".cedge")]
         return [path]
     if path.is_dir():
-        for pattern in ("*.graphml", "*.cnode", "*.mat", "*.mtx", "*.edges"):
+        for pattern in ("*.graphml", "*.gxl", "*.xml", "*.cnode", "*.mat", "*.mtx", "*.edges", "*.txt"):
             found = sorted(path.glob(pattern))
             if found:
                 return road_files(found[0])
-        raise FileNotFoundError(f"{path} holds no road file (*.graphml, *.cnode + *.cedge, *.mat, *.mtx, *.edges)")
+        raise FileNotFoundError(f"{path} holds no road file (*.graphml, *.cnode + *.cedge, *.mat, *.mtx, *.edges, "
+                                "*.txt)")
     raise FileNotFoundError(f"road network {path} does not exist; give a GraphML file, a .cnode/.cedge pair, "
                             f"an edge list (.edges, .mtx, .txt) or a folder holding one")
 
 
+def sniff_format(path: str | Path) -> str:
+    """The format of a road file, read from its first bytes: one of :data:`FORMATS`.
+
+    GraphML (an XML document with a ``<graphml`` element), Matrix Market (the ``%%MatrixMarket``
+    banner), MATLAB (the ``MATLAB`` header of a ``.mat`` file), else a whitespace-separated edge list.
+
+    Raises:
+        ValueError: binary content that is none of these (naming the file).
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(b"MATLAB"):
+        return "mat"
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"%%MatrixMarket"):
+        return "matrix-market"
+    if text.startswith(b"<") and b"<graphml" in head:
+        return "graphml"
+    if b"\x00" in head:
+        raise ValueError(f"{path}: binary content that is not a road file fwdlearn reads (GraphML, Matrix Market, "
+                         "a MATLAB .mat with 'A' and 'xy', or a text edge list 'u v [length]')")
+    if text.startswith(b"<"):
+        raise ValueError(f"{path}: an XML document without a <graphml> element; export the road network as GraphML "
+                         "(osmnx.save_graphml)")
+    return "edge-list"
+
+
+_READERS = {"graphml": _read_graphml, "matrix-market": _read_matrix_market, "mat": _read_mat,
+            "edge-list": _read_edge_list}
+
+
 def read_road_graph(source: str | Path) -> RoadGraph:
-    """Read any supported road file (or a folder holding one) into a :class:`RoadGraph`."""
+    """Read any supported road file (or a folder holding one) into a :class:`RoadGraph`.
+
+    A ``.cnode`` / ``.cedge`` pair is recognised by its suffixes; a single file by its content (:func:`sniff_format`).
+    """
     files = road_files(source)
     path = files[0]
-    if path.suffix == ".graphml":
-        return _read_graphml(path)
-    if path.suffix == ".cnode":
+    if path.suffix in (".cnode", ".cedge"):
         for f in files:
             if not f.exists():
                 raise FileNotFoundError(f"{f} is missing; a node/edge pair needs both .cnode and .cedge")
         return _read_node_edge_pair(files[0], files[1])
-    if path.suffix == ".mat":
-        return _read_mat(path)
-    if path.suffix in (".mtx", ".edges", ".txt", ".el"):
-        return _read_edge_list(path)
-    raise ValueError(f"{path}: unknown road file type {path.suffix!r}; use .graphml, .cnode/.cedge, .mat, .mtx, .edges or .txt")
+    return _READERS[sniff_format(path)](path)

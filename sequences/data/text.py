@@ -16,6 +16,8 @@ the input is :math:`x_t = w_{s+t}` and the target :math:`y_t = w_{s+t+1}`,
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,10 @@ class Corpus:
         name: what was loaded.
         splits: ``{"train": ids, "validation": ids, "test": ids}`` (those available), 1-D ``int64``.
         vocab: the :class:`Vocabulary` (built from every loaded split, so every id decodes).
+        level: ``"char"`` or ``"word"``.
+        files: the files read.
+        fingerprint: sha256 of the files' bytes and of how they were cut into tokens and splits (level,
+            limit, train fraction): equal fingerprints mean equal token streams.
     """
 
     name: str
@@ -136,6 +142,7 @@ class Corpus:
     vocab: Vocabulary
     level: str = "char"
     files: list[str] = field(default_factory=list)
+    fingerprint: str = ""
 
     @property
     def vocab_size(self) -> int:
@@ -199,20 +206,45 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
     return path.name, files, False
 
 
-def _read_documents(files: dict[str, Path]) -> dict[str, str]:
-    """Each file's full text, read with the HF ``text`` builder (one document per file)."""
+def _fingerprint(files: dict[str, Path]) -> str:
+    """sha256 over every file's bytes (in split order); checks on the way that each one is UTF-8 text."""
+    digest = hashlib.sha256()
+    for key, path in files.items():
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        digest.update(f"{key}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as error:
+                    raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start} of a block); "
+                                     "a corpus must be a UTF-8 text file") from None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not UTF-8 text (it ends inside a character); a corpus must be a UTF-8 "
+                             "text file") from None
+    return digest.hexdigest()
+
+
+def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
+    """Each file's full text, read with the HF ``text`` builder (one document per file), and the files'
+    fingerprint. HF's cache is keyed on the content (a folder per fingerprint), so a file edited in place
+    is never served stale, whatever its modification time."""
     import datasets
 
+    fingerprint = _fingerprint(files)
     datasets.disable_progress_bars()
     logging = datasets.logging
     level = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
         ds = datasets.load_dataset("text", data_files={k: str(v) for k, v in files.items()}, sample_by="document",
-                                   cache_dir=str(cache_dir("hf-datasets")))
+                                   cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
     finally:
         logging.set_verbosity(level)
-    return {k: "".join(ds[k]["text"]) for k in files}
+    return {k: "".join(ds[k]["text"]) for k in files}, fingerprint
 
 
 def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str] | None = None,
@@ -235,7 +267,7 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
     if level not in ("char", "word"):
         raise ValueError(f"level must be 'char' or 'word', got {level!r}")
     name, files, split_single = _resolve(name_or_path)
-    texts = _read_documents(files)
+    texts, fingerprint = _read_documents(files)
     if limit is not None:
         texts = {k: v[:limit] for k, v in texts.items()}
     for key, text in texts.items():
@@ -257,7 +289,8 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         if missing:
             raise KeyError(f"corpus {name!r} has no split {missing[0]!r}; available: {', '.join(splits)}")
         splits = {w: splits[w] for w in wanted}
-    return Corpus(name, splits, vocab, level, [str(f) for f in files.values()])
+    cut = hashlib.sha256(f"{fingerprint}:{level}:{limit}:{train_fraction}:{sorted(splits)}".encode()).hexdigest()
+    return Corpus(name, splits, vocab, level, [str(f) for f in files.values()], cut)
 
 
 # --------------------------------------------------------------------------- batching

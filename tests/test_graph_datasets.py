@@ -61,3 +61,23 @@ def test_which_names_have_a_public_split():
     assert all(has_public_split(n) for n in ("Cora", "karate", "city:roads/x.graphml", "synthetic-city:50"))
     assert not any(has_public_split(n) for n in ("amazon:photo", "citationfull:cora_ml"))
     assert is_city(" Synthetic-City:10") and not is_city("cora")
+
+
+def test_built_in_sbm_is_balanced_homophilous_and_needs_the_graph(one_torch_thread):
+    """sbm: 5 equal classes, ~80% of edges inside a class, features weak alone: a GCN beats an MLP clearly."""
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs import ForwardGNN, load_graph
+
+    data = load_graph("sbm:1000", split="auto", seed=0)
+    assert data.num_classes == 5 and torch.bincount(data.y).tolist() == [200] * 5
+    src, dst = data.edge_index
+    assert 0.72 <= float((data.y[src] == data.y[dst]).float().mean()) <= 0.88
+    assert torch.equal(load_graph("sbm:1000", split="auto", seed=0).x, data.x)
+    accuracy = {}
+    for conv, layers in (("mlp", 2), ("gcn", 3)):
+        seed_everything(0)
+        model = ForwardGNN(data.num_features, 5, conv=conv, hidden=32, layers=layers, method="bp")
+        accuracy[conv] = model.fit(data, epochs=60, lr=0.01, patience=None, eval_every=60, quiet=True).test_accuracy
+    assert accuracy["mlp"] < 0.7 and accuracy["gcn"] > 0.85, accuracy
+    with pytest.raises(ValueError, match="sbm:N needs an integer"):
+        load_graph("sbm:many")

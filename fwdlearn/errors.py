@@ -114,14 +114,19 @@ def check_range(name: str, value: Any, *, min: float | None = None, gt: float | 
 def reading(path: str | Path, what: str, hint: str = "") -> Iterator[None]:
     """Turn a failure to read ``path`` as ``what`` into an :class:`InputError` naming the path.
 
-    Errors that already speak for themselves (:class:`UsageError`, :class:`InputError`, a missing file)
-    pass through unchanged; anything else raised inside the block (a truncated zip, random bytes given
-    to an unpickler, text that is not UTF-8, ...) is reported with ``path`` and ``hint``.
+    Errors that already speak for themselves (a ``ValueError`` of the reader's own checks, a missing or
+    unreadable file) pass through unchanged; anything else raised inside the block (a truncated zip,
+    random bytes given to an unpickler, text that is not UTF-8, ...) is reported with ``path`` and ``hint``.
     """
     try:
         yield
-    except (UsageError, InputError, FileNotFoundError, IsADirectoryError, PermissionError):
+    except OSError:
         raise
+    except ValueError as error:
+        if not isinstance(error, UnicodeError):
+            raise
+        raise InputError(f"cannot read {path} as {what} (it is not UTF-8 text: {error.reason})"
+                         + (f"; {hint}" if hint else "")) from error
     except Exception as error:  # noqa: BLE001 - any reader's failure is the file's problem
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__

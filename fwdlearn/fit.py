@@ -340,6 +340,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``"key <saved> (checkpoint) vs <now> (now)"`` for every entry of ``now`` that ``saved`` holds differently
+    (dicts compared key by key)."""
+    out = []
+    for key, value in now.items():
+        if key not in saved or saved[key] == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(saved[key], Mapping):
+            out += _differences(saved[key], value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key} {saved[key]!r} (checkpoint) vs {value!r} (now)")
+    return out
+
+
 def _best_part(state: Any) -> Any:
     """What restoring the best state needs: ``state.best_state_dict()`` when it has one (e.g. weights
     without the optimizer), else ``state.state_dict()``; a copy."""
@@ -480,9 +494,7 @@ class Trainer:
     def _load(self) -> dict[str, Any]:
         assert self.checkpoint is not None
         ckpt = read_checkpoint(self.checkpoint)
-        saved = ckpt.get("fingerprint") or {}
-        differ = [f"{k} {saved.get(k)!r} (checkpoint) vs {v!r} (now)" for k, v in self.fingerprint.items()
-                  if k in saved and saved[k] != v]
+        differ = _differences(ckpt.get("fingerprint") or {}, self.fingerprint)
         if differ:
             raise UsageError(f"the checkpoint {self.checkpoint} was made by a different run: {'; '.join(differ)}. "
                              "Resume with the settings and data it was made with, or start a new run (another "

@@ -113,7 +113,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         checkpoint: ``None``: the command keeps no checkpoint; ``""``: the default path; else the path.
         plot: the ``--plot`` path (``""``: none).
         out: benches: the ``--out`` results prefix (``""``: from the name, or fresh); ``None``: no tables.
-        resume: the checkpoint must exist (it is continued), instead of must not.
+        resume: the checkpoint must exist (it is continued), instead of must not; the record may exist (the
+            continued run rewrites its own record).
 
     Raises:
         UsageError: two outputs share a path, a path cannot be written, a plot format is unknown.
@@ -155,7 +156,7 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
         if flag == "--checkpoint":
             continue
         check_writable(path, flag)
-        refuse_overwrite(path, overwrite=overwrite)
+        refuse_overwrite(path, overwrite=overwrite or (resume and flag == "--json"))
     if paths.checkpoint is not None:
         ckpt = paths.checkpoint
         if resume:

@@ -44,11 +44,13 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     assert [row["step"] for row in json.loads(record2.read_text())["metrics"]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path):
-    with pytest.raises(ValueError, match="unknown rule 'rtrl'"):
-        _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl")
+def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path, capsys):
+    assert _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl") == 2
+    assert capsys.readouterr().err.startswith("fwdlearn: error: unknown rule 'rtrl'")
     assert _train(text_file, tmp_path / "y.json", "--steps", "1", "--checkpoint", str(tmp_path / "none.pt"),
                   "--resume") == 2
+    assert "--resume was given but the checkpoint" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))
 
 
 def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):

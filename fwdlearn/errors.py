@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
-           "ANTICIPATED", "EXIT_STATUS", "exit_status", "check_range", "reading"]
+           "ANTICIPATED", "EXIT_STATUS", "exit_status", "check_range", "check_finite_tensor", "reading"]
 
 
 class UsageError(ValueError):
@@ -110,6 +110,28 @@ def check_range(name: str, value: Any, *, min: float | None = None, gt: float | 
         raise UsageError(f"{name} must be <= {max}, got {value}")
 
 
+def check_finite_tensor(name: str, tensor: Any, fix: str = "clean or impute them first") -> None:
+    """Raise :class:`UsageError` when ``tensor`` (floating point) holds NaN or infinite entries, saying how many."""
+    import torch
+
+    if not tensor.is_floating_point():
+        return
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        raise UsageError(f"{name} holds {bad:,} NaN or infinite entries (of {tensor.numel():,}); {fix}")
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``error`` or the first exception of type ``kind`` among its causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 @contextmanager
 def reading(path: str | Path, what: str, hint: str = "") -> Iterator[None]:
     """Turn a failure to read ``path`` as ``what`` into an :class:`InputError` naming the path.
@@ -120,14 +142,15 @@ def reading(path: str | Path, what: str, hint: str = "") -> Iterator[None]:
     """
     try:
         yield
-    except OSError:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         raise
-    except ValueError as error:
-        if not isinstance(error, UnicodeError):
-            raise
-        raise InputError(f"cannot read {path} as {what} (it is not UTF-8 text: {error.reason})"
-                         + (f"; {hint}" if hint else "")) from error
     except Exception as error:  # noqa: BLE001 - any reader's failure is the file's problem
+        unicode = _cause(error, UnicodeError)
+        if unicode is not None:
+            raise InputError(f"cannot read {path} as {what}: it is not UTF-8 text ({unicode})"
+                             + (f"; {hint}" if hint else "")) from error
+        if isinstance(error, ValueError):
+            raise  # the reader's own check, which names the problem
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
         raise InputError(f"cannot read {path} as {what} ({detail})" + (f"; {hint}" if hint else "")) from error

@@ -62,6 +62,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
+from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import Checkpointing, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
@@ -221,6 +222,7 @@ class ForwardGNN(nn.Module):
         Runs on the device of ``data.x`` (the model is moved there).
         """
         check_masks(data)
+        check_finite_tensor("data.x", data.x)
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if int(data.y.max()) >= self.num_classes:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
+from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import Checkpointing, FitResult, Stateful, Trainer, evaluating, seed_everything, tensor_fingerprint
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
@@ -145,6 +146,7 @@ class ForwardLinkPredictor(nn.Module):
 
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        check_finite_tensor("data.x", data.x)
         seed_everything(seed)
         train, val, test = link_split(data, seed)
         device = data.x.device

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import __version__
-from .errors import DivergenceError, exit_status
+from .errors import exit_status
 
 __all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
 
@@ -156,8 +156,7 @@ def _report(error: BaseException) -> None:
         return  # every process found the same problem before connecting: rank 0 says it
     text = " ".join(str(error).split()) or type(error).__name__
     where = f" (rank {rank})" if rank is not None and rank > 0 else ""
-    print(f"fwdlearn: {'training diverged' if isinstance(error, DivergenceError) else 'error'}{where}: {text}",
-          file=sys.stderr)
+    print(f"fwdlearn: error{where}: {text}", file=sys.stderr)
 
 
 def build_parser(load: Sequence[tuple[str, str | None]] | None = None) -> argparse.ArgumentParser:

@@ -162,7 +162,7 @@ class TrainState:
             "vocab": self.vocab.state_dict() if self.vocab is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "stream": self.batcher.state_dict() if self.batcher is not None else None,
-            "carry": self.carry,
+            "carry": _detached(self.carry, copy=True),  # a copy: a view would save its whole sequence
             "generator": self.generator.get_state() if self.generator is not None else None,
         }
 
@@ -193,13 +193,15 @@ def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def _detached(state: Any, device: torch.device | None = None) -> Any:
-    """A carried state with every tensor in it detached (and moved to ``device``); ``None`` stays ``None``."""
+def _detached(state: Any, device: torch.device | None = None, copy: bool = False) -> Any:
+    """A carried state with every tensor in it detached (moved to ``device``, or copied with ``copy``);
+    ``None`` stays ``None``."""
     if state is None:
         return None
     if isinstance(state, Tensor):
-        return state.detach() if device is None else state.detach().to(device)
-    return [_detached(s, device) for s in state]
+        state = state.detach() if device is None else state.detach().to(device)
+        return state.clone() if copy else state
+    return [_detached(s, device, copy) for s in state]
 
 
 def _check_fit_arguments(steps: int, batch_size: int, lr: float, weight_decay: float, clip: float | None,

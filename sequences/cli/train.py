@@ -106,8 +106,12 @@ def run_train(config: TrainSeqConfig) -> dict:
                                 reuse=config.reuse if recurrent else None).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
+        valid_tokens = corpus.split(config.valid_split).numel()
+        subset = (f"its first {config.eval_tokens:,} tokens" if 0 < config.eval_tokens < valid_tokens
+                  else "the whole split")
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.rule}; "
-              f"checkpoint {paths.checkpoint}")
+              f"checkpoint {paths.checkpoint}\nthe progress bar's val_* are on {subset} of {config.valid_split}, "
+              "every --eval-every steps; the final figures on the whole split")
     report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                        weight_decay=config.weight_decay, clip=config.clip or None, eval_every=config.eval_every,
                        eval_tokens=config.eval_tokens or None, train_split=config.train_split,

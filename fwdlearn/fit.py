@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -421,8 +422,11 @@ class Trainer:
         settings: Mapping[str, Any] | None = None,
         context: Callable[[], Any] | None = None,
     ) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise UsageError(f"steps must be an integer >= 0, got {steps!r}")
+        try:
+            steps = operator.index(steps)
+        except TypeError:
+            raise UsageError(f"steps must be an integer, got {steps!r}") from None
+        check_range("steps", steps, min=0)
         check_range("eval_every", eval_every, min=1)
         if checkpoint_every is not None:
             check_range("checkpoint_every", checkpoint_every, min=1)

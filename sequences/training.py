@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, rank, shard_bounds, world_size
-from fwdlearn.errors import check_range
+from fwdlearn.errors import UsageError, check_range
 from fwdlearn.fit import FitResult, Trainer, evaluating, load_optimizer_state, seed_everything, tensor_fingerprint
 from fwdlearn.schedules import end_to_end_step
 
@@ -272,7 +272,10 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         if rank() > 0:
             quiet = True
             if checkpoint is not None:
-                checkpoint = Path(f"{checkpoint}.rank{rank()}")
+                lead_checkpoint, checkpoint = Path(checkpoint), Path(f"{checkpoint}.rank{rank()}")
+                if resume and lead_checkpoint.exists() and not checkpoint.exists():
+                    raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
+                                     "with as many processes as the run was started with")
     batcher = StreamBatcher(train_ids, batch_size, context)
     optimizer = _optimizer(model, lr, weight_decay)
     state = TrainState(model, optimizer, corpus.vocab, batcher)

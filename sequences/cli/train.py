@@ -129,7 +129,7 @@ def run_train(config: TrainSeqConfig) -> dict:
         "steps": report.steps, "best_step": report.best_step, "train_seconds": report.seconds,
         "tokens_per_second": world_size() * config.batch_size * config.context * report.steps / max(report.seconds, 1e-9),
         "val_tokens": valid.numel(), "vocab_size": corpus.vocab_size, "model": model.config_dict(),
-        "processes": world_size(),
+        "processes": world_size(), "device": str(device),
         "notes": "val_* in the summary: the best state on the whole validation split; val_* in the metrics rows: "
                  + (f"on its first {config.eval_tokens:,} tokens" if config.eval_tokens else "on the whole split")})
     if report.resumed is not None:

@@ -91,13 +91,16 @@ def exit_status(error: BaseException) -> int | None:
 
 
 def check_range(name: str, value: Any, *, min: float | None = None, gt: float | None = None,
-                max: float | None = None) -> None:
+                max: float | None = None, optional: bool = False) -> None:
     """Raise :class:`UsageError` unless ``value`` is a finite number within the bounds.
 
     Args:
         name: how the user spells it (``"--lr"``, ``"lr"``).
         min, max: inclusive bounds; gt: an exclusive lower bound.
+        optional: ``None`` is accepted (the option is off).
     """
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):

@@ -428,10 +428,8 @@ class Trainer:
             raise UsageError(f"steps must be an integer, got {steps!r}") from None
         check_range("steps", steps, min=0)
         check_range("eval_every", eval_every, min=1)
-        if checkpoint_every is not None:
-            check_range("checkpoint_every", checkpoint_every, min=1)
-        if diverge_factor is not None:
-            check_range("diverge_factor", diverge_factor, gt=1)
+        check_range("checkpoint_every", checkpoint_every, min=1, optional=True)
+        check_range("diverge_factor", diverge_factor, gt=1, optional=True)
         self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
         self.eval_every, self.quiet, self.desc = eval_every, quiet, desc
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None

@@ -204,20 +204,16 @@ def _detached(state: Any, device: torch.device | None = None, copy: bool = False
     return [_detached(s, device, copy) for s in state]
 
 
-def _check_fit_arguments(steps: int, batch_size: int, lr: float, weight_decay: float, clip: float | None,
-                         eval_every: int, context: int | None = None, eval_tokens: int | None = None) -> None:
-    """Refuse values that would train wrongly (a negative clip ascends the gradient) before any work."""
-    check_range("steps", steps, min=0)
+def _check_fit_arguments(batch_size: int, lr: float, weight_decay: float, clip: float | None,
+                         context: int | None = None, eval_tokens: int | None = None) -> None:
+    """Refuse values that would train wrongly (a negative clip ascends the gradient) before any work (the
+    Trainer checks the step budget and the evaluation interval)."""
     check_range("batch_size", batch_size, min=1)
     check_range("lr", lr, gt=0)
     check_range("weight_decay", weight_decay, min=0)
-    check_range("eval_every", eval_every, min=1)
-    if clip is not None:
-        check_range("clip", clip, gt=0)
-    if context is not None:
-        check_range("context", context, min=1)
-    if eval_tokens is not None:
-        check_range("eval_tokens", eval_tokens, min=1)
+    check_range("clip", clip, gt=0, optional=True)
+    check_range("context", context, min=1, optional=True)
+    check_range("eval_tokens", eval_tokens, min=1, optional=True)
 
 
 def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, state: TrainState, steps: int) -> FitReport:
@@ -257,7 +253,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
-    _check_fit_arguments(steps, batch_size, lr, weight_decay, clip, eval_every, context, eval_tokens)
+    _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens)
     seed_everything(seed)
     device = next(model.parameters()).device
     train_ids = corpus.split(train_split)
@@ -306,7 +302,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
              overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
     """Train on fresh samples of a synthetic task; validation on a fixed sample set (``val_accuracy`` or
     ``val_mse``). Arguments as :func:`fit_lm`."""
-    _check_fit_arguments(steps, batch_size, lr, weight_decay, clip, eval_every)
+    _check_fit_arguments(batch_size, lr, weight_decay, clip)
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)

@@ -53,7 +53,8 @@ class RunOptions:
                             "(checkpoint), so --resume --name <name> continues it; folders in the name "
                             "(sweep/lr3) make a run folder. Without it every run gets a fresh "
                             "runs/<command>-<time>-<id> name")
-    json: str = _option("", "run record path (default: runs/<name>.json, or a fresh file under runs/)")
+    json: str = _option("", "run record path (default: runs/<name>.json, a bench's <out>-record.json, or a fresh "
+                            "file under runs/)")
     overwrite: bool = _option(False, "replace existing output files instead of refusing to start")
     device: str = _option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)")
     threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0)

@@ -8,6 +8,14 @@ module is imported only when that command is named, and command modules import t
 dependencies inside their ``run``. A command whose domain code is not there yet says so
 plainly and exits with status 2; it never pretends to work.
 
+**One error boundary.** :func:`main` reports every anticipated error (:mod:`fwdlearn.errors`: a bad
+value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
+device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
+with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
+checkpoint is. Wrong flags are reported by the parser in one line too (status 2). ``--debug`` (or
+``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
+processes connect is reported by rank 0 alone; a later one by the rank that hit it, with its rank.
+
 ::
 
     fwdlearn quickstart
@@ -21,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import __version__
+from .errors import exit_status
 
 __all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
 
@@ -111,10 +121,48 @@ def _named_command(argv: Sequence[str]) -> tuple[str, str | None] | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if _rank_env() == 0:
+            print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        self.exit(2)
+
+
+def _rank_env() -> int:
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _group_rank() -> int | None:
+    """This process's rank in a running ``torch.distributed`` group, ``None`` outside one."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist.get_rank()
+
+
+def _report(error: BaseException) -> None:
+    """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
+    rank = _group_rank()
+    if isinstance(error, KeyboardInterrupt):
+        if _rank_env() == 0:
+            print(f"fwdlearn: {error or 'interrupted'}", file=sys.stderr)
+        return
+    if rank is None and _rank_env() != 0:
+        return  # every process found the same problem before connecting: rank 0 says it
+    text = " ".join(str(error).split()) or type(error).__name__
+    where = f" (rank {rank})" if rank is not None and rank > 0 else ""
+    print(f"fwdlearn: error{where}: {text}", file=sys.stderr)
+
+
 def build_parser(load: Sequence[tuple[str, str | None]] | None = None) -> argparse.ArgumentParser:
     """The argument parser: every command with its help; the flags of the commands in ``load``
     (default: all of them, which imports every command module)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fwdlearn",
         description="Train graph and sequence models without end-to-end backpropagation, "
         "and measure how far their predictions reach.",
@@ -157,11 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:  # a group without its subcommand
         args.group_parser.print_help()
         return 2
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
     try:
         status = run(args)
-    except (FileExistsError, FileNotFoundError) as error:  # a user's file in the way, or data not found
-        print(f"fwdlearn: error: {error}", file=sys.stderr)
-        return 2
+    except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
+        code = exit_status(error)
+        if code is None or debug:
+            raise
+        _report(error)
+        return code
     return 0 if status is None else int(status)
 
 

@@ -1,15 +1,24 @@
 """Configuration as dataclasses, with command-line flags mapped one to one onto fields.
 
+A field's ``metadata`` says everything about its flag:
+
+- ``help``: one sentence for ``--help`` (the default is appended unless it is empty);
+- ``choices``: the accepted values;
+- ``min`` / ``max`` (inclusive) and ``gt`` (exclusive lower bound): the range of a number, checked for
+  every value (and every item of a list) by :func:`validate_config`, together with finiteness of floats;
+- ``group``: the heading the flag is listed under in ``--help`` (the shared run options use it).
+
 Example::
 
     @dataclass
     class TrainConfig:
         data: str = field(default="cora", metadata={"help": "data set name or path"})
-        layers: int = 4
-        quiet: bool = False
+        layers: int = field(default=4, metadata={"help": "GNN layers", "min": 1})
+        lr: float = field(default=1e-3, metadata={"help": "Adam learning rate", "gt": 0})
+        quiet: bool = field(default=False, metadata={"help": "no progress bars"})
 
-    add_dataclass_arguments(parser, TrainConfig)   # --data, --layers, --quiet
-    config = dataclass_from_args(TrainConfig, parser.parse_args())
+    add_dataclass_arguments(parser, TrainConfig)   # --data, --layers, --lr, --quiet
+    config = dataclass_from_args(TrainConfig, parser.parse_args())   # validated
 """
 
 from __future__ import annotations
@@ -19,13 +28,18 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args"]
+from .errors import check_range
+
+__all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name"]
 
 T = TypeVar("T")
+_RANGE_KEYS = ("min", "max", "gt")
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The flag of a field: ``eval_every`` -> ``--eval-every``."""
     return "--" + name.replace("_", "-")
+
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -40,36 +54,79 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _help(f: dataclasses.Field, default: Any) -> str:
+    text = f.metadata.get("help", "")
+    if default in ("", None, [], ()) or isinstance(default, bool):
+        return text
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one flag per field of the dataclass ``cls`` (``--field-name``).
 
-    Booleans become ``--flag`` / ``--no-flag``; ``list[...]`` fields take several values;
-    ``metadata={"help": ..., "choices": [...]}`` sets help and choices.
+    Booleans become ``--flag`` / ``--no-flag``; ``list[...]`` fields take several values; ``metadata``
+    gives help, choices and the ``--help`` heading (``group``); see the module doc.
     """
     hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(cls):
         tp, many = _base_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        )
-        help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
+        default = _default(f)
+        group_name = f.metadata.get("group")
+        target = parser
+        if group_name:
+            if group_name not in groups:
+                groups[group_name] = parser.add_argument_group(group_name)
+            target = groups[group_name]
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": _help(f, default)}
         if tp is bool:
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            action = target.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+            if "%(default)" not in (action.help or ""):  # Python < 3.13 appends the default itself
+                action.help = f"{action.help} (default: {default})".strip()
             continue
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if many:
             kwargs["nargs"] = "+"
-        parser.add_argument(_flag(f.name), type=tp if tp in (int, float, str) else str, **kwargs)
+        target.add_argument(flag_name(f.name), type=tp if tp in (int, float, str) else str, **kwargs)
+
+
+def validate_config(config: Any) -> Any:
+    """Check every field of a dataclass instance against its metadata (ranges, finiteness, choices).
+
+    Raises:
+        fwdlearn.errors.UsageError: naming the flag, the rule and the value given.
+    """
+    from .errors import UsageError
+
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        bounds = {k: f.metadata[k] for k in _RANGE_KEYS if k in f.metadata}
+        for item in values:
+            if isinstance(item, float) or bounds:
+                check_range(flag_name(f.name), item, **bounds)
+            choices = f.metadata.get("choices")
+            if choices is not None and item not in choices:
+                raise UsageError(f"{flag_name(f.name)} must be one of {', '.join(map(str, choices))}, got {item!r}")
+    return config
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
-    """Build ``cls`` from parsed arguments (fields missing from ``args`` keep their defaults)."""
+    """Build ``cls`` from parsed arguments (fields missing from ``args`` keep their defaults) and
+    :func:`validate_config` it."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values = {k: v for k, v in vars(args).items() if k in names}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if isinstance(values.get(f.name), list) and isinstance(f.default, tuple):
             values[f.name] = tuple(values[f.name])
-    return cls(**values)
+    return validate_config(cls(**values))

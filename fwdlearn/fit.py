@@ -7,17 +7,29 @@ step *does* -- which losses, which parameters -- is a rule's business (:mod:`fwd
 A "step" is whatever the caller's ``step`` function does once: one optimizer step of a language
 model, or one full-batch epoch of a GNN.
 
+**Divergence.** Every loss a step or an evaluation reports is checked: a NaN or infinite loss, or one
+that grows past ``diverge_factor`` times its first value (at least 1; default 100), stops the run with a
+:class:`~fwdlearn.errors.DivergenceError` naming the step, the rule that tripped and the value. A state
+holding NaN/inf is never marked best and never saved, so the checkpoint keeps the last good state.
+
+**Checkpoints** hold the last state (for a language model: weights, optimizer moments, stream position)
+and, only when the best evaluation is not the last one, the best weights once more
+(``state.best_state_dict()`` when the state has it, e.g. weights without the optimizer). They are written
+atomically (``<path>.tmp``, then renamed). Ctrl-C raises :class:`~fwdlearn.errors.TrainingInterrupted`
+naming the last checkpoint.
+
 Also here: :func:`seed_everything`, :func:`progress`, :func:`evaluating` (a model in ``eval()`` mode
-for a block of code) and :func:`check_finite`.
+for a block of code), :func:`check_finite` and :func:`non_finite_entry`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import operator
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +37,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
+                             check_range, reading)
+from fwdlearn.files import atomic_write
 
 __all__ = [
     "seed_everything",
@@ -36,7 +52,18 @@ __all__ = [
     "FitResult",
     "Trainer",
     "NonFiniteLossError",
+    "DivergenceError",
+    "non_finite_entry",
+    "DIVERGE_FACTOR",
+    "Checkpointing",
+    "read_checkpoint",
+    "tensor_fingerprint",
+    "load_optimizer_state",
+    "Carried",
 ]
+
+#: default divergence limit: a loss above this many times max(|its first value|, 1) stops training
+DIVERGE_FACTOR = 100.0
 
 
 def seed_everything(seed: int) -> None:
@@ -58,10 +85,6 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
     return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, leave=False, **kwargs)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; the message names which and suggests a fix."""
-
-
 def check_finite(name: str, value: Tensor | float) -> float:
     """``value`` as a float; :class:`NonFiniteLossError` naming ``name`` when it is NaN or infinite."""
     v = float(value.detach()) if isinstance(value, Tensor) else float(value)
@@ -71,6 +94,28 @@ def check_finite(name: str, value: Tensor | float) -> float:
             "or normalise the features."
         )
     return v
+
+
+def non_finite_entry(state: Any, where: str = "") -> str | None:
+    """The first place (``"model.rnn.weight"``) where ``state`` -- nested dicts / lists of tensors and
+    numbers -- holds a NaN or an infinity; ``None`` when everything is finite."""
+    if isinstance(state, Tensor):
+        if state.is_floating_point() or state.is_complex():
+            return None if bool(torch.isfinite(state).all()) else (where or "tensor")
+        return None
+    if isinstance(state, float):
+        return None if math.isfinite(state) else (where or "value")
+    if isinstance(state, Mapping):
+        items: Iterable = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite_entry(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 @contextmanager
@@ -87,18 +132,77 @@ def evaluating(*modules: nn.Module | None) -> Iterator[None]:
             m.train(mode)
 
 
-class Stateful:
-    """Bundles several objects with ``state_dict`` / ``load_state_dict`` (modules, optimizers) into one."""
+class Carried:
+    """A value one step hands to the next (recurrent states, a running total), as a :class:`Stateful` part.
 
-    def __init__(self, parts: Mapping[str, Any]) -> None:
+    Args:
+        value: a tensor, a list of tensors or ``None``.
+        device: where loaded tensors go (checkpoints are read onto the CPU).
+    """
+
+    def __init__(self, value: Any = None, device: torch.device | str | None = None) -> None:
+        self.value, self.device = value, device
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        value = state["value"]
+        if self.device is not None:
+            value = [v.to(self.device) for v in value] if isinstance(value, list) else (
+                value.to(self.device) if isinstance(value, Tensor) else value)
+        self.value = value
+
+
+def load_optimizer_state(optimizer: Any, state: Mapping[str, Any]) -> None:
+    """Load an optimizer's saved state (its moments, its step counts) but keep its current settings
+    (learning rate, weight decay, ...): a resumed run trains with the settings it was started with.
+    Works for a ``torch.optim.Optimizer`` and for anything holding several (``LocalOptimizers``)."""
+    optimizers = getattr(optimizer, "optimizers", None)
+    if optimizers is None:
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, kept in zip(optimizer.param_groups, settings):
+            group.update(kept)
+        return
+    for opt, part in zip(optimizers, state["optimizers"]):
+        if opt is not None and part is not None:
+            load_optimizer_state(opt, part)
+
+
+class Stateful:
+    """Bundles several objects with ``state_dict`` / ``load_state_dict`` (modules, optimizers) into one.
+
+    Args:
+        parts: name -> object. Optimizers (anything with ``param_groups`` or ``optimizers``) are loaded
+            with :func:`load_optimizer_state`, keeping their current settings.
+        best: the parts that make up the *best* state (``best_state_dict``), e.g. ``("model",)`` so that the
+            best state kept during training and in checkpoints holds the weights without the optimizer.
+    """
+
+    def __init__(self, parts: Mapping[str, Any], best: Sequence[str] | None = None) -> None:
         self.parts = dict(parts)
+        self.best = tuple(best) if best is not None else tuple(self.parts)
+        unknown = set(self.best) - set(self.parts)
+        if unknown:
+            raise ValueError(f"best= names {sorted(unknown)}, which are not parts ({sorted(self.parts)})")
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v.state_dict() for k, v in self.parts.items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for k, v in self.parts.items():
-            v.load_state_dict(state[k])
+            if hasattr(v, "param_groups") or hasattr(v, "optimizers"):
+                load_optimizer_state(v, state[k])
+            else:
+                v.load_state_dict(state[k])
+
+    def best_state_dict(self) -> dict[str, Any]:
+        return {k: self.parts[k].state_dict() for k in self.best}
+
+    def load_best_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k in self.best:
+            self.parts[k].load_state_dict(state[k])
 
 
 class EarlyStopping:
@@ -146,6 +250,8 @@ class FitResult:
         seconds: wall time of the whole run, resumed parts included.
         stopped_early: early stopping ended the run.
         first_step_cost: the measured cost of the first step of this call (``measure_first_step``).
+        resumed: when the run continued a checkpoint, ``{"from_step": s, "changed": {setting: [then, now]}}``
+            (the settings of ``Trainer(settings=...)`` that differ from the checkpoint's; the new ones apply).
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -155,10 +261,113 @@ class FitResult:
     seconds: float = 0.0
     stopped_early: bool = False
     first_step_cost: Any = None
+    resumed: dict[str, Any] | None = None
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:  # pragma: no cover
+        pass
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+
+
+def tensor_fingerprint(*tensors: Tensor, extra: str = "") -> str:
+    """A short sha256 of the tensors' shapes, dtypes and values (and ``extra``): equal data, equal fingerprint.
+    Checkpoints store it so that a run is resumed on the data it was trained on."""
+    import hashlib
+
+    digest = hashlib.sha256(extra.encode())
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Checkpointing:
+    """Where a fit keeps its checkpoint and how, handed down to the :class:`Trainer` (s) of a schedule.
+
+    Attributes:
+        path: the checkpoint file.
+        resume: continue from it when it exists.
+        overwrite: let this run replace an existing file (without ``resume``).
+        fingerprint: what the checkpoint must match to be resumed (see :class:`Trainer`).
+    """
+
+    path: str | Path
+    resume: bool = False
+    overwrite: bool = False
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def trainer_options(self, **fingerprint: Any) -> dict[str, Any]:
+        """The :class:`Trainer` keyword arguments, with ``fingerprint`` entries added."""
+        return {"checkpoint": self.path, "resume": self.resume, "overwrite": self.overwrite,
+                "fingerprint": {**self.fingerprint, **fingerprint}}
+
+
+_CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A :class:`Trainer` checkpoint as a dict; :class:`~fwdlearn.errors.InputError` naming ``path`` when the
+    file is cut short, is not a torch file, or was not written by a Trainer."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with reading(path, "a fwdlearn checkpoint",
+                 "it may have been cut short or is another kind of file; pass the right --checkpoint"):
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
+        raise InputError(f"{path} is not a training checkpoint (a file saved by a fitting run); pass the "
+                         "--checkpoint a training run wrote")
+    return ckpt
+
+
+def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``"key <saved> (checkpoint) vs <now> (now)"`` for every entry of ``now`` that ``saved`` holds differently
+    (dicts compared key by key)."""
+    out = []
+    for key, value in now.items():
+        if key not in saved or saved[key] == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(saved[key], Mapping):
+            out += _differences(saved[key], value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key} {saved[key]!r} (checkpoint) vs {value!r} (now)")
+    return out
+
+
+def _best_part(state: Any) -> Any:
+    """What restoring the best state needs: ``state.best_state_dict()`` when it has one (e.g. weights
+    without the optimizer), else ``state.state_dict()``; a copy."""
+    part = state.best_state_dict() if hasattr(state, "best_state_dict") else state.state_dict()
+    return copy.deepcopy(part)
+
+
+def _restore_best(state: Any, best: Any) -> None:
+    (state.load_best_state_dict if hasattr(state, "load_best_state_dict") else state.load_state_dict)(best)
 
 
 class Trainer:
-    """Step loop with evaluation, early stopping, a progress bar, checkpoints and resume.
+    """Step loop with evaluation, early stopping, a progress bar, divergence checks, checkpoints and resume.
 
     Args:
         steps: the step budget (the total, also when resuming).
@@ -167,12 +376,23 @@ class Trainer:
         patience: early-stopping patience in evaluations (``None``: run every step).
         eval_every: evaluate every this many steps (and after the last).
         quiet: no progress bar.
-        desc: the bar's label.
-        checkpoint: file to save ``{step, state, best, history}`` to (``None``: no checkpoints).
+        desc: the bar's label (and the first word of a divergence message).
+        checkpoint: file to save ``{step, state, best_state, history, ...}`` to (``None``: no checkpoints).
+            It also holds the random-number generators' states, so a resumed run continues exactly.
         checkpoint_every: steps between checkpoints (default: at every evaluation).
         resume: continue from ``checkpoint`` if it exists.
+        overwrite: without ``resume``, let this run's first save replace an existing ``checkpoint`` instead
+            of refusing to start.
+        fingerprint: what a checkpoint must match to be resumed (model config, data fingerprint, batch
+            shape, ...); a checkpoint whose fingerprint differs is refused, naming every difference.
+        settings: settings a resumed run may change (learning rate, clip, ...): saved, and the differences
+            reported in ``FitResult.resumed`` (the caller applies the new values).
+        context: called at every save; what it returns is saved as the checkpoint's ``"context"`` (a schedule's
+            own progress, e.g. which layer is training; see :func:`read_checkpoint`).
         measure_first_step: measure the first step with :func:`fwdlearn.diagnostics.cost.measure_cost`
             (``FitResult.first_step_cost``); ``device`` says where it runs.
+        diverge_factor: stop when a loss exceeds this many times ``max(|its first value|, 1)``
+            (``None``: only NaN/inf stop the run).
 
     Example::
 
@@ -196,37 +416,118 @@ class Trainer:
         resume: bool = False,
         measure_first_step: bool = False,
         device: torch.device | str | None = None,
+        overwrite: bool = False,
+        diverge_factor: float | None = DIVERGE_FACTOR,
+        fingerprint: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        context: Callable[[], Any] | None = None,
     ) -> None:
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
-        if eval_every < 1:
-            raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+        try:
+            steps = operator.index(steps)
+        except TypeError:
+            raise UsageError(f"steps must be an integer, got {steps!r}") from None
+        check_range("steps", steps, min=0)
+        check_range("eval_every", eval_every, min=1)
+        check_range("checkpoint_every", checkpoint_every, min=1, optional=True)
+        check_range("diverge_factor", diverge_factor, gt=1, optional=True)
         self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
         self.eval_every, self.quiet, self.desc = eval_every, quiet, desc
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
-        self.resume = resume
+        self.resume, self.overwrite, self.diverge_factor = resume, overwrite, diverge_factor
         self.measure_first_step, self.device = measure_first_step, device
+        self.fingerprint, self.settings = dict(fingerprint or {}), dict(settings or {})
+        self.context = context
+        self._first_losses: dict[str, float] = {}
 
+    # ------------------------------------------------------------------ checks
+    def _non_finite(self, step: int, message: str) -> DivergenceError:
+        return NonFiniteLossError(f"{self.desc}: step {step}: {message}")
+
+    def _check_losses(self, row: Mapping[str, Any], step: int) -> None:
+        """NaN/inf losses, and losses past ``diverge_factor`` x their first value, stop the run."""
+        for key, value in row.items():
+            if "loss" not in key or not isinstance(value, (float, int, Tensor)) or isinstance(value, bool):
+                continue
+            v = float(value.detach()) if isinstance(value, Tensor) else float(value)
+            if not math.isfinite(v):
+                raise self._non_finite(step, f"{key} is {v}: training diverged. Lower the learning rate, check the "
+                                           "inputs for NaN/inf, or normalise the features.")
+            first = self._first_losses.setdefault(key, v)
+            limit = None if self.diverge_factor is None else self.diverge_factor * max(abs(first), 1.0)
+            if limit is not None and abs(v) > limit:
+                raise DivergenceError(
+                    f"{self.desc}: step {step}: {key} = {v:.4g} is more than {self.diverge_factor:g} x its first "
+                    f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate, or "
+                    "raise the limit (--diverge-factor, Trainer(diverge_factor=...)) if the loss is meant to grow.")
+
+    def _check_state(self, state: Any, step: int, what: str) -> None:
+        where = non_finite_entry(state)
+        if where is not None:
+            raise self._non_finite(step, f"{where} is not finite, so the state is not {what}: training diverged. "
+                                       "Lower the learning rate or clip the gradients.")
+
+    # ------------------------------------------------------------------ checkpoints
     def _save(self, state: Any, step: int, stopper: EarlyStopping, result: FitResult, best_state: Any) -> None:
         assert self.checkpoint is not None
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_suffix(self.checkpoint.suffix + ".tmp")
-        torch.save(
-            {
-                "step": step,
-                "state": state.state_dict() if state is not None else None,
-                "best_state": best_state,
-                "best_value": stopper.best,
-                "bad_checks": stopper.bad_checks,
-                "best": result.best,
-                "best_step": result.best_step,
-                "history": result.history,
-                "seconds": result.seconds,
-            },
-            tmp,
-        )
-        tmp.replace(self.checkpoint)  # atomic: a crash never leaves half a checkpoint
+        content = state.state_dict() if state is not None else None
+        self._check_state(content, step, "saved")
+        best_is_state = result.best_step == step and best_state is not None
+        payload = {
+            "step": step,
+            "state": content,
+            "best_state": None if best_is_state else best_state,  # weights once when the best is the last
+            "best_is_state": best_is_state,
+            "best_value": stopper.best,
+            "bad_checks": stopper.bad_checks,
+            "best": result.best,
+            "best_step": result.best_step,
+            "history": result.history,
+            "seconds": result.seconds,
+            "stopped_early": result.stopped_early,
+            "first_losses": dict(self._first_losses),
+            "fingerprint": self.fingerprint,
+            "settings": self.settings,
+            "rng": _rng_state(),
+            "context": self.context() if self.context is not None else None,
+        }
+        atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
+
+    def _load(self) -> dict[str, Any]:
+        assert self.checkpoint is not None
+        ckpt = read_checkpoint(self.checkpoint)
+        differ = _differences(ckpt.get("fingerprint") or {}, self.fingerprint)
+        if differ:
+            raise UsageError(f"the checkpoint {self.checkpoint} was made by a different run: {'; '.join(differ)}. "
+                             "Resume with the settings and data it was made with, or start a new run (another "
+                             "--name or --checkpoint)")
+        if ckpt["step"] > self.steps:
+            raise UsageError(f"the checkpoint {self.checkpoint} is at step {ckpt['step']}, beyond the step budget "
+                             f"{self.steps}; the budget is the total, so pass at least {ckpt['step']} steps "
+                             "(--steps) to resume it")
+        return ckpt
+
+    def _resume(self, ckpt: Mapping[str, Any], state: Any, result: FitResult, stopper: EarlyStopping) -> Any:
+        """Load ``ckpt`` into ``state``, ``result`` and ``stopper``; the best state."""
+        if state is not None and ckpt["state"] is not None:
+            try:
+                state.load_state_dict(ckpt["state"])
+            except (RuntimeError, KeyError, ValueError) as error:
+                detail = " ".join(str(error).split())[:300]
+                raise UsageError(f"the checkpoint {self.checkpoint} does not fit this model ({detail}); resume with "
+                                 "the flags of the run that wrote it, or start a new run") from None
+        best_state = _best_part(state) if ckpt.get("best_is_state") and state is not None else ckpt["best_state"]
+        stopper.best, stopper.bad_checks = ckpt["best_value"], ckpt["bad_checks"]
+        result.best, result.best_step, result.history = ckpt["best"], ckpt["best_step"], ckpt["history"]
+        result.seconds, result.steps_run = ckpt["seconds"], ckpt["step"]
+        result.stopped_early = bool(ckpt.get("stopped_early", False))
+        self._first_losses = dict(ckpt.get("first_losses", {}))
+        then = ckpt.get("settings") or {}
+        result.resumed = {"from_step": ckpt["step"],
+                          "changed": {k: [then[k], v] for k, v in self.settings.items() if k in then and then[k] != v}}
+        if ckpt.get("rng") is not None:
+            _set_rng_state(ckpt["rng"])
+        return best_state
 
     def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int, result: FitResult) -> Mapping[str, Any]:
         if not (self.measure_first_step and result.first_step_cost is None):
@@ -250,59 +551,76 @@ class Trainer:
             evaluate: returns validation metrics including ``monitor``; without it there is no
                 early stopping and the last state is kept.
             state: an object with ``state_dict()``/``load_state_dict()``; its best state is
-                restored at the end and saved in checkpoints.
+                restored at the end and saved in checkpoints (``best_state_dict()`` /
+                ``load_best_state_dict()``, when it has them, say what the best state needs).
+
+        Raises:
+            DivergenceError: a loss was NaN/inf or grew past the limit (the checkpoint keeps the last good state).
+            TrainingInterrupted: Ctrl-C (the checkpoint keeps the last saved step).
         """
         result = FitResult()
         stopper = EarlyStopping(self.patience, self.mode)
         best_state = None
         start_step = 1
-        if self.checkpoint is not None and self.checkpoint.exists() and not self.resume:
+        saved_step: int | None = None
+        self._first_losses = {}
+        if self.checkpoint is not None and self.checkpoint.exists() and not (self.resume or self.overwrite):
             raise FileExistsError(
                 f"checkpoint {self.checkpoint} already exists; pass resume=True (--resume) to continue that run, "
-                "or choose another checkpoint path"
+                "overwrite=True (--overwrite) to start it over, or choose another checkpoint path"
             )
         if self.resume and self.checkpoint is not None and self.checkpoint.exists():
-            ckpt = torch.load(self.checkpoint, weights_only=False)
-            if state is not None and ckpt["state"] is not None:
-                state.load_state_dict(ckpt["state"])
-            best_state = ckpt["best_state"]
-            stopper.best, stopper.bad_checks = ckpt["best_value"], ckpt["bad_checks"]
-            result.best, result.best_step, result.history = ckpt["best"], ckpt["best_step"], ckpt["history"]
-            result.seconds = ckpt["seconds"]
-            result.steps_run = ckpt["step"]
+            ckpt = self._load()
+            best_state = self._resume(ckpt, state, result, stopper)
+            saved_step = ckpt["step"]
             start_step = ckpt["step"] + 1
         t0 = time.perf_counter() - result.seconds
-        bar = progress(range(start_step, self.steps + 1), desc=self.desc, quiet=self.quiet)
-        for i in bar:
-            row: dict[str, Any] = {"step": i}
-            row.update(self._one_step(step, i, result))
-            for key, value in row.items():
-                if "loss" in key and isinstance(value, (float, Tensor)):
-                    check_finite(key, value)
-            evaluated = evaluate is not None and (i % self.eval_every == 0 or i == self.steps)
-            if evaluated:
-                metrics = dict(evaluate())
-                if self.monitor not in metrics:
-                    raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is {self.monitor!r}")
-                row.update(metrics)
-                if stopper.improved(float(metrics[self.monitor])):
-                    result.best, result.best_step = dict(row), i
-                    if state is not None:
-                        best_state = copy.deepcopy(state.state_dict())
-            result.history.append(row)
-            result.steps_run = i
-            result.seconds = time.perf_counter() - t0
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if isinstance(v, float)}, refresh=False)
-            if self.checkpoint is not None:
-                every = self.checkpoint_every or self.eval_every
-                if i % every == 0 or i == self.steps:
-                    self._save(state, i, stopper, result, best_state)
-            if evaluated and stopper.should_stop:
-                result.stopped_early = True
-                break
-        bar.close()
+        last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
+        bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet)
+        i = start_step
+        try:
+            for i in bar:
+                row: dict[str, Any] = {"step": i}
+                try:
+                    row.update(self._one_step(step, i, result))
+                except NonFiniteLossError as error:  # raised inside the step: say which step
+                    raise self._non_finite(i, str(error)) from None
+                self._check_losses(row, i)
+                evaluated = evaluate is not None and (i % self.eval_every == 0 or i == self.steps)
+                if evaluated:
+                    metrics = dict(evaluate())
+                    if self.monitor not in metrics:
+                        raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is {self.monitor!r}")
+                    value = float(metrics[self.monitor])
+                    if not math.isfinite(value):
+                        raise self._non_finite(i, f"the validation {self.monitor} is {value}, so no best state can be "
+                                                  "chosen: training diverged (or the validation set is empty). Lower "
+                                                  "the learning rate, or check the validation data.")
+                    self._check_losses(metrics, i)
+                    row.update(metrics)
+                    if stopper.improved(value):
+                        result.best, result.best_step = dict(row), i
+                        if state is not None:
+                            best_state = _best_part(state)
+                            self._check_state(best_state, i, "kept as the best")
+                result.history.append(row)
+                result.steps_run = i
+                result.seconds = time.perf_counter() - t0
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if isinstance(v, float)}, refresh=False)
+                result.stopped_early = evaluated and stopper.should_stop
+                if self.checkpoint is not None:
+                    every = self.checkpoint_every or self.eval_every
+                    if i % every == 0 or i == self.steps or result.stopped_early:
+                        self._save(state, i, stopper, result, best_state)
+                        saved_step = i
+                if result.stopped_early:
+                    break
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(i, self.checkpoint, saved_step) from None
+        finally:
+            bar.close()
         if state is not None and best_state is not None:
-            state.load_state_dict(best_state)
+            _restore_best(state, best_state)
         if not result.best and result.history:
             result.best, result.best_step = dict(result.history[-1]), result.history[-1]["step"]
         result.seconds = time.perf_counter() - t0

@@ -1,9 +1,14 @@
-"""Run records: one JSON file per run with the config, metrics, timings, seed and versions."""
+"""Run records: one JSON file per run with the config, metrics, timings, seed, versions and the files it wrote.
+
+A record is always valid JSON: a NaN or infinite number is written as ``null`` and listed under
+``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import sys
 import time
@@ -11,14 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunRecord", "library_versions", "to_jsonable", "refuse_overwrite"]
+from .files import atomic_write, refuse_overwrite
 
-
-def refuse_overwrite(*paths: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> None:
-    """Fail before any work is done when an output file exists and ``overwrite`` is not set."""
-    for path in paths:
-        if path and Path(path).exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; choose another output path or pass {flag} to replace it")
+__all__ = ["RunRecord", "library_versions", "to_jsonable", "finite_json", "refuse_overwrite"]
 
 
 def library_versions() -> dict[str, str]:
@@ -45,9 +45,21 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "tolist"):  # torch / numpy
-        return value.tolist()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return to_jsonable(value.tolist())
+    return value
+
+
+def finite_json(value: Any, notes: list[str] | None = None, where: str = "") -> Any:
+    """``value`` with every NaN / infinite float replaced by ``None`` (not JSON otherwise); each replacement
+    is appended to ``notes`` as ``"<where>: nan"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if notes is not None:
+            notes.append(f"{where or 'value'}: {value}")
         return None
+    if isinstance(value, dict):
+        return {k: finite_json(v, notes, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v, notes, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -59,6 +71,7 @@ class RunRecord:
         record = RunRecord("graph-train", config, seed=0)
         record.log(epoch=1, loss=0.7, val_accuracy=0.81)
         record.summary["test_accuracy"] = 0.84
+        record.add_file("checkpoint", "runs/cora-sf.pt")   # must exist
         record.save("runs/cora-sf.json")
     """
 
@@ -68,45 +81,57 @@ class RunRecord:
         self.seed = seed
         self.metrics: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
+        self.files: dict[str, str] = {}
         self.started = time.time()
+
+    def add_file(self, kind: str, path: str | Path) -> None:
+        """Name a file this run wrote (``"checkpoint"``, ``"plot"``, ...); it must exist."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"the record would name {kind} {path}, which was not written")
+        self.files[kind] = str(path)
 
     def log(self, **metrics: Any) -> None:
         """Append one row of metrics."""
         self.metrics.append(metrics)
 
     def as_dict(self) -> dict[str, Any]:
-        return to_jsonable(
+        """The record as plain JSON values (non-finite numbers as ``None``, listed under ``"non_finite"``)."""
+        missing = [f"{kind} {path}" for kind, path in self.files.items() if not Path(path).is_file()]
+        if missing:
+            raise FileNotFoundError(f"the record names {', '.join(missing)}, which no longer exist(s)")
+        notes: list[str] = []
+        record = finite_json(to_jsonable(
             {
                 "job": self.job,
                 "config": self.config,
                 "seed": self.seed,
                 "summary": self.summary,
+                "files": self.files,
                 "metrics": self.metrics,
                 "seconds": time.time() - self.started,
                 "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
                 "versions": library_versions(),
                 "host": {"platform": platform.platform(), "machine": platform.machine()},
             }
-        )
+        ), notes)
+        if notes:
+            record["non_finite"] = notes
+        return record
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write the record as JSON; refuses to replace an existing file unless ``overwrite``."""
+        """Write the record as JSON (atomically); refuses to replace an existing file unless ``overwrite``."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(
                 f"{path} already exists; choose another path or pass overwrite=True (--overwrite) to replace it"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2))
-        return path
+        text = json.dumps(self.as_dict(), indent=2, allow_nan=False)
+        return atomic_write(path, lambda tmp: tmp.write_text(text))
 
     @staticmethod
     def default_path(job: str, folder: str | Path = "runs") -> Path:
-        """A fresh file name ``<folder>/<job>-<UTC time>.json`` that does not exist yet."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        path = Path(folder) / f"{job}-{stamp}.json"
-        n = 1
-        while path.exists():
-            path = Path(folder) / f"{job}-{stamp}-{n}.json"
-            n += 1
-        return path
+        """A fresh file name ``<folder>/<job>-<UTC time>-<random>.json``, unique per run."""
+        from .runs import fresh_stem
+
+        stem = fresh_stem(job, folder)
+        return stem.with_name(stem.name + ".json")

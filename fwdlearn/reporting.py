@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .records import library_versions, to_jsonable
+from .files import atomic_write
+from .records import finite_json, library_versions, to_jsonable
 
 __all__ = ["format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
 
@@ -82,19 +83,24 @@ def result_paths(out: str | Path) -> tuple[Path, Path, Path]:
 def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                   title: str = "", command: str | None = None, notes: str = "",
                   headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
-    """Write ``<out>.json`` (rows, command, versions, extra) and ``<out>.md`` (title, command, table, notes).
+    """Write ``<out>.json`` (rows, command, versions, extra) and ``<out>.md`` (title, command, table, notes),
+    each atomically; the JSON is valid (non-finite numbers as ``null``, listed under ``"non_finite"``).
 
     Returns:
         The two paths.
     """
     json_path, md_path, _ = result_paths(out)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
     command = command or invoked_command()
-    json_path.write_text(json.dumps(to_jsonable({
+    non_finite: list[str] = []
+    content = finite_json(to_jsonable({
         "title": title, "command": command, "rows": list(rows), "versions": library_versions(), **(extra or {}),
-    }), indent=2))
+    }), non_finite)
+    if non_finite:
+        content["non_finite"] = non_finite
+    text = json.dumps(content, indent=2, allow_nan=False)
+    atomic_write(json_path, lambda tmp: tmp.write_text(text))
     parts = [f"### {title}\n" if title else "", f"Command: `{command}`\n", markdown_table(rows, columns, headers)]
     if notes:
         parts.append("\n" + notes.strip() + "\n")
-    md_path.write_text("\n".join(p for p in parts if p))
+    atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(p for p in parts if p)))
     return json_path, md_path

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.fit import FitResult, Trainer, check_finite
+from fwdlearn.errors import InputError
+from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_finite, load_optimizer_state,
+                          read_checkpoint)
 
 __all__ = ["end_to_end_step", "layerwise_forward", "LocalOptimizers", "local_step", "LayerJob",
            "greedy_layerwise"]
@@ -118,9 +121,8 @@ class LocalOptimizers:
         return {"optimizers": [None if o is None else o.state_dict() for o in self.optimizers]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for opt, s in zip(self.optimizers, state["optimizers"]):
-            if opt is not None and s is not None:
-                opt.load_state_dict(s)
+        """Load the optimizers' moments; their current settings (learning rate, ...) are kept."""
+        load_optimizer_state(self, state)
 
 
 def local_step(losses: Sequence[Tensor | None], optimizers: LocalOptimizers,
@@ -170,7 +172,8 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
                      lr: float = 1e-3, weight_decay: float = 5e-4, monitor: str = "val_accuracy", mode: str = "max",
                      patience: int | None = None, eval_every: int = 1, quiet: bool = False, desc: str = "layer",
                      device: torch.device | str | None = None,
-                     optimizer: type[torch.optim.Optimizer] = torch.optim.Adam) -> list[FitResult]:
+                     optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+                     checkpointing: Checkpointing | None = None) -> list[FitResult]:
     """Train ``blocks`` one after another, each to its best validation score, then freeze it.
 
     For block ``l``: ``job(l, block)`` gives its :class:`LayerJob`; a :class:`~fwdlearn.fit.Trainer`
@@ -178,12 +181,32 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
     ``monitor``, the best state restored, the first step's cost measured), then ``finish`` is
     called. Blocks are set to ``train()`` while they learn and left in ``eval()``.
 
+    Checkpoints (``checkpointing``): one file, holding the training block's Trainer checkpoint (its weights,
+    its optimizer, its best weights when not the last) and, as the checkpoint's context, the weights and
+    results of the blocks already frozen. Resuming restores the frozen blocks, replays their ``finish``
+    and continues the block that was training.
+
     Returns:
         One :class:`~fwdlearn.fit.FitResult` per block (``first_step_cost`` holds the measured step).
     """
-    results = []
+    results: list[FitResult] = []
+    start = 0
+    plan = checkpointing
+    if plan is not None and plan.resume and Path(plan.path).exists():
+        context = read_checkpoint(plan.path).get("context") or {}
+        if "layer" not in context or context["layer"] >= len(blocks):
+            raise InputError(f"{plan.path} was not written by a layer-by-layer fit of {len(blocks)} blocks; pass "
+                             "the checkpoint of this run")
+        start = context["layer"]
+        for l in range(start):
+            blocks[l].load_state_dict(context["frozen"][l])
+        results = list(context["done"])
     for l, block in enumerate(blocks):
         work = job(l, block)
+        if l < start:  # frozen before the interruption: its outputs feed the next block again
+            block.eval()
+            work.finish(results[l])
+            continue
         optimizers = LocalOptimizers([block], lr=lr, weight_decay=weight_decay, optimizer=optimizer)
 
         def step(_: int, work: LayerJob = work, block: nn.Module = block, optimizers: LocalOptimizers = optimizers
@@ -191,9 +214,18 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
             block.train()
             return {"loss": optimizers.step([work.loss()])[0]}
 
+        def context(l: int = l) -> dict[str, Any]:
+            return {"layer": l, "done": results[:l], "frozen": [blocks[j].state_dict() for j in range(l)]}
+
+        saving: dict[str, Any] = {}
+        if plan is not None:  # a later block replaces the file the block before it saved
+            saving = {**plan.trainer_options(blocks=len(blocks)), "resume": plan.resume and l == start,
+                      "overwrite": plan.overwrite or l > start, "context": context}
         trainer = Trainer(steps, monitor=monitor, mode=mode, patience=patience, eval_every=eval_every, quiet=quiet,
-                          desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device)
-        result = trainer.run(step, work.evaluate, state=block)
+                          desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device,
+                          settings={"lr": lr, "weight_decay": weight_decay}, **saving)
+        result = trainer.run(step, work.evaluate, state=Stateful({"block": block, "optimizer": optimizers},
+                                                                  best=("block",)))
         block.eval()
         work.finish(result)
         results.append(result)

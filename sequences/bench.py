@@ -16,6 +16,7 @@ r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`):
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -24,11 +25,12 @@ import torch
 
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
-from fwdlearn.records import refuse_overwrite
-from fwdlearn.reporting import markdown_table, result_paths, write_results
+from fwdlearn.records import RunRecord
+from fwdlearn.reporting import markdown_table, write_results
+from fwdlearn.runs import run_outputs, start_run
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.data.text import load_text
+from fwdlearn.sequences.data.text import read_corpus
 from fwdlearn.sequences.data.tasks import DelayedRecall
 from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
@@ -195,11 +197,10 @@ def _verdicts(extra: dict) -> list[str]:
 
 
 def run_bench(config) -> tuple[Path, Path]:
-    """Run the selected parts and write ``<out>.json`` / ``<out>.md``."""
-    out = Path(config.out)
-    refuse_overwrite(*result_paths(out)[:2], overwrite=config.overwrite)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    """Run the selected parts and write ``<out>.json`` / ``<out>.md`` and the run record ``<out>-record.json``."""
+    paths = run_outputs("bench-seq", config, out=config.out)
+    config = dataclasses.replace(config, device=str(start_run(config)))
+    record = RunRecord("bench-seq", config, seed=config.seed)
     start = time.perf_counter()
     rows: list[dict] = []
     extra: dict = {"config": config, "threads": torch.get_num_threads()}
@@ -207,7 +208,7 @@ def run_bench(config) -> tuple[Path, Path]:
         _cost_part(config, rows, extra)
     models: dict = {}
     # one corpus (one vocabulary) for the models and the alignment windows they read
-    corpus = load_text(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
+    corpus = read_corpus(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
     if "quality" not in config.skip:
         models = _quality_part(config, corpus, rows, extra)
     if "alignment" not in config.skip:
@@ -226,9 +227,15 @@ def run_bench(config) -> tuple[Path, Path]:
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
         "", "Claims checked in this run:", *verdicts,
     ])
-    paths = write_results(out, rows, COLUMNS, title="Sequences: DSF vs BPTT", notes=notes, extra=extra)
+    written = write_results(paths.results[0], rows, COLUMNS, title="Sequences: DSF vs BPTT", notes=notes, extra=extra)
+    for row in rows:
+        record.log(**row)
+    record.summary.update({"checks": verdicts, "seconds": extra["seconds"], "threads": extra["threads"]})
+    record.add_file("results", written[0])
+    record.add_file("table", written[1])
+    record.save(paths.record, overwrite=config.overwrite)
     if not config.quiet:
         print(markdown_table(rows, COLUMNS))
     print("\n".join(verdicts))
-    print(f"results: {paths[0]}, {paths[1]}")
-    return paths
+    print(f"results: {written[0]}, {written[1]}; record: {paths.record}")
+    return written

@@ -15,7 +15,13 @@ state carried (detached) from one window to the next; one :class:`fwdlearn.fit.T
 one optimizer step (:func:`fwdlearn.schedules.end_to_end_step`: the model's rule lives in its
 graph, so the update is the same for every rule), and the Trainer's progress bar, evaluation,
 best-state selection, checkpoints and resume all count steps. Checkpoints hold the model config, its
-weights, the vocabulary, the optimizer, the stream position and the carried state.
+weights, the vocabulary, the optimizer, the stream position and the carried state, and the best
+weights once more only when the best evaluation is not the last one (see :class:`fwdlearn.fit.Trainer`).
+
+**Resuming** needs the same model, vocabulary, corpus (its token ids), batch size, context and number
+of processes: a checkpoint that differs in any of them is refused, naming each difference. A new
+learning rate, weight decay, clip or ``eval_tokens`` applies from the resumed step on, and
+``FitReport.resumed`` lists what changed.
 
 **Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
@@ -37,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fwdlearn.distributed import is_distributed, rank, shard_bounds
-from fwdlearn.fit import FitResult, Trainer, evaluating, seed_everything
+from fwdlearn.distributed import is_distributed, rank, shard_bounds, world_size
+from fwdlearn.errors import UsageError, check_range
+from fwdlearn.fit import FitResult, Trainer, evaluating, load_optimizer_state, seed_everything, tensor_fingerprint
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary
@@ -51,7 +58,12 @@ LN2 = math.log(2.0)
 
 @dataclass
 class FitReport:
-    """What a fit did: the Trainer's result and the final validation metrics."""
+    """What a fit did: the Trainer's result and the best evaluation's metrics.
+
+    ``steps`` and ``seconds`` cover the whole run, resumed parts included; ``best_step`` is the step whose
+    state the model holds at the end; ``resumed`` (when the fit continued a checkpoint) is
+    ``{"from_step": s, "changed": {setting: [checkpoint's, now]}}``.
+    """
 
     result: FitResult
     steps: int
@@ -61,6 +73,14 @@ class FitReport:
     @property
     def history(self) -> list[dict[str, Any]]:
         return self.result.history
+
+    @property
+    def best_step(self) -> int:
+        return self.result.best_step
+
+    @property
+    def resumed(self) -> dict[str, Any] | None:
+        return self.result.resumed
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
@@ -126,7 +146,8 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
 
 
 class TrainState:
-    """Everything a resumed run needs, as one ``state_dict`` for :class:`fwdlearn.fit.Trainer`."""
+    """Everything a resumed run needs, as one ``state_dict`` for :class:`fwdlearn.fit.Trainer`; its best state
+    (:meth:`best_state_dict`) is the saved-model bundle without the optimizer."""
 
     def __init__(self, model, optimizer: torch.optim.Optimizer, vocab: Vocabulary | None = None,
                  batcher: StreamBatcher | None = None, generator: torch.Generator | None = None) -> None:
@@ -141,21 +162,29 @@ class TrainState:
             "vocab": self.vocab.state_dict() if self.vocab is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "stream": self.batcher.state_dict() if self.batcher is not None else None,
-            "carry": self.carry,
+            "carry": _detached(self.carry, copy=True),  # a copy: a view would save its whole sequence
             "generator": self.generator.get_state() if self.generator is not None else None,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        now = self.model.config_dict()
-        if state["config"] != now:
-            diff = {k: (state["config"].get(k), v) for k, v in now.items() if state["config"].get(k) != v}
-            raise ValueError(f"the checkpoint was made by a different model (checkpoint vs now: {diff}); "
-                             "use the same model flags to resume, or a new --checkpoint path")
+    def best_state_dict(self) -> dict[str, Any]:
+        """What :func:`~fwdlearn.sequences.nn.language_model.load_language_model` reads: kind, config, weights, vocabulary."""
+        return {"kind": self.model.config.kind, "config": self.model.config_dict(),
+                "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "vocab": self.vocab.state_dict() if self.vocab is not None else None}
+
+    def load_best_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load weights, optimizer moments (keeping the current learning rate and weight decay), stream
+        position, carried state and generator."""
+        self.model.load_state_dict(state["model"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         if self.batcher is not None and state.get("stream") is not None:
             self.batcher.load_state_dict(state["stream"])
-        self.carry = state.get("carry")
+        device = next(self.model.parameters()).device
+        carry = state.get("carry")
+        self.carry = None if carry is None else _detached(carry, device)
         if self.generator is not None and state.get("generator") is not None:
             self.generator.set_state(state["generator"])
 
@@ -164,13 +193,27 @@ def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def _detached(state: Any) -> Any:
-    """A carried state with every tensor in it detached (``None`` stays ``None``)."""
+def _detached(state: Any, device: torch.device | None = None, copy: bool = False) -> Any:
+    """A carried state with every tensor in it detached (moved to ``device``, or copied with ``copy``);
+    ``None`` stays ``None``."""
     if state is None:
         return None
     if isinstance(state, Tensor):
-        return state.detach()
-    return [_detached(s) for s in state]
+        state = state.detach() if device is None else state.detach().to(device)
+        return state.clone() if copy else state
+    return [_detached(s, device, copy) for s in state]
+
+
+def _check_fit_arguments(batch_size: int, lr: float, weight_decay: float, clip: float | None,
+                         context: int | None = None, eval_tokens: int | None = None) -> None:
+    """Refuse values that would train wrongly (a negative clip ascends the gradient) before any work (the
+    Trainer checks the step budget and the evaluation interval)."""
+    check_range("batch_size", batch_size, min=1)
+    check_range("lr", lr, gt=0)
+    check_range("weight_decay", weight_decay, min=0)
+    check_range("clip", clip, gt=0, optional=True)
+    check_range("context", context, min=1, optional=True)
+    check_range("eval_tokens", eval_tokens, min=1, optional=True)
 
 
 def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, state: TrainState, steps: int) -> FitReport:
@@ -179,26 +222,44 @@ def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, sta
     return FitReport(result, result.steps_run, dict(result.best), result.seconds)
 
 
+def corpus_fingerprint(vocab: Vocabulary, *splits: Tensor) -> dict[str, str]:
+    """``{"vocabulary", "corpus"}``: sizes and short hashes of the vocabulary and of the token ids; a resumed
+    run must match both."""
+    tokens = "\0".join(vocab.tokens)
+    return {"vocabulary": f"{len(vocab)} {vocab.level} tokens #{tensor_fingerprint(extra=tokens)[:8]}",
+            "corpus": f"{' + '.join(f'{s.numel():,}' for s in splits)} tokens #{tensor_fingerprint(*splits)[:8]}"}
+
+
 def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16, lr: float = 2e-3,
            weight_decay: float = 0.0, clip: float | None = 1.0, eval_every: int = 100, eval_tokens: int | None = 50_000,
            eval_context: int | None = None, train_split: str = "train", valid_split: str = "validation",
-           checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0) -> FitReport:
+           checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
+           overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
     r"""Train ``model`` on ``corpus`` for ``steps`` optimizer steps of ``batch_size`` x ``context`` tokens.
 
     Args:
         context: window length :math:`T` (state carried between windows).
+        lr, weight_decay: AdamW settings (``lr > 0``).
+        clip: clip the gradient norm to this value (``> 0``; ``None``: no clipping).
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
-        checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count continues on resume).
-            The state with the best validation loss is restored at the end.
+        checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count continues on resume; see the
+            module doc for what a resumed run must match). The state with the best validation loss is
+            restored at the end.
+        overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
+        diverge_factor: stop when the loss exceeds this many times its first value (see :class:`~fwdlearn.fit.Trainer`).
 
     Returns:
         A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
+    _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens)
     seed_everything(seed)
     device = next(model.parameters()).device
     train_ids = corpus.split(train_split)
+    valid = corpus.split(valid_split)
+    fingerprint = {"model": model.config_dict(), **corpus_fingerprint(corpus.vocab, train_ids, valid),
+                   "batch_size": batch_size, "context": context, "processes": world_size()}
     trainable = model
     if is_distributed():
         start, stop = shard_bounds(train_ids.numel())
@@ -207,9 +268,11 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         if rank() > 0:
             quiet = True
             if checkpoint is not None:
-                checkpoint = Path(f"{checkpoint}.rank{rank()}")
+                lead_checkpoint, checkpoint = Path(checkpoint), Path(f"{checkpoint}.rank{rank()}")
+                if resume and lead_checkpoint.exists() and not checkpoint.exists():
+                    raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
+                                     "with as many processes as the run was started with")
     batcher = StreamBatcher(train_ids, batch_size, context)
-    valid = corpus.split(valid_split)
     optimizer = _optimizer(model, lr, weight_decay)
     state = TrainState(model, optimizer, corpus.vocab, batcher)
 
@@ -227,15 +290,19 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         return evaluate_lm(model, valid, eval_context or context, batch_size, eval_tokens, prefix="val_")
 
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
-                  checkpoint=checkpoint, resume=resume)
+                  checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
+                  fingerprint=fingerprint,
+                  settings={"lr": lr, "weight_decay": weight_decay, "clip": clip, "eval_tokens": eval_tokens})
     return _run(kwargs, step, evaluate, state, steps)
 
 
 def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, lr: float = 3e-3,
              weight_decay: float = 0.0, clip: float | None = 1.0, eval_every: int = 100, eval_batches: int = 4,
-             checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0) -> FitReport:
+             checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
+             overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
     """Train on fresh samples of a synthetic task; validation on a fixed sample set (``val_accuracy`` or
-    ``val_mse``)."""
+    ``val_mse``). Arguments as :func:`fit_lm`."""
+    _check_fit_arguments(batch_size, lr, weight_decay, clip)
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -254,5 +321,8 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
 
     monitor = f"val_{task.metric}"
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,
-                  quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume)
+                  quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
+                  overwrite=overwrite, diverge_factor=diverge_factor,
+                  fingerprint={"model": model.config_dict(), "task": task.name, "batch_size": batch_size},
+                  settings={"lr": lr, "weight_decay": weight_decay, "clip": clip})
     return _run(kwargs, step, evaluate, state, steps)

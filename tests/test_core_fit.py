@@ -107,3 +107,141 @@ def test_run_record_json_and_no_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         rec.save(path)
     rec.save(path, overwrite=True)
+
+
+# ---------------------------------------------------------------------------- divergence and checkpoints
+
+from fwdlearn.errors import DivergenceError, TrainingInterrupted  # noqa: E402
+from fwdlearn.fit import read_checkpoint  # noqa: E402
+
+
+def _linear_run(losses, weights=None):
+    """A step function reporting ``losses[i - 1]`` and setting the weight to ``weights[i - 1]``."""
+    model = nn.Linear(1, 1, bias=False)
+
+    def step(i):
+        if weights is not None:
+            with torch.no_grad():
+                model.weight.fill_(weights[i - 1])
+        return {"loss": losses[i - 1]}
+
+    return model, step
+
+
+def test_a_loss_growing_past_the_limit_stops_the_run_naming_step_rule_and_value():
+    model, step = _linear_run([2.0, 1.5, 50.0, 250.0, 1.0])
+    with pytest.raises(DivergenceError, match=r"demo: step 4: loss = 250 is more than 100 x its first value 2 "
+                                              r"\(the divergence limit\)"):
+        Trainer(steps=5, quiet=True, desc="demo").run(step)
+    model, step = _linear_run([2.0, 1.5, 50.0, 250.0, 1.0])
+    assert Trainer(steps=5, quiet=True, diverge_factor=1e3).run(step).steps_run == 5  # a raised limit lets it pass
+    model, step = _linear_run([0.01, 50.0])  # the limit counts from at least 1: a loss near 0 may move
+    assert Trainer(steps=2, quiet=True).run(step).steps_run == 2
+
+
+def test_a_non_finite_loss_names_the_step():
+    model, step = _linear_run([1.0, 1.0, float("inf")])
+    with pytest.raises(NonFiniteLossError, match="fit: step 3: loss is inf"):
+        Trainer(steps=3, quiet=True).run(step)
+
+
+def test_a_non_finite_state_is_never_saved_nor_marked_best(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    model, step = _linear_run([1.0, 0.9, 0.8, 0.7], weights=[1.0, 2.0, float("nan"), 4.0])
+    values = iter([0.5, 0.6, 0.9, 0.9])  # the NaN state at step 3 would be the best
+    with pytest.raises(NonFiniteLossError, match=r"step 3: weight is not finite, so the state is not kept as the best"):
+        Trainer(steps=4, quiet=True, checkpoint=ckpt).run(step, lambda: {"val_accuracy": next(values)}, model)
+    saved = read_checkpoint(ckpt)
+    assert saved["step"] == 2 and saved["best_step"] == 2 and torch.isfinite(saved["state"]["weight"]).all()
+    model, step = _linear_run([1.0, 0.9], weights=[1.0, float("inf")])
+    with pytest.raises(NonFiniteLossError, match="step 2: weight is not finite, so the state is not saved"):
+        Trainer(steps=2, quiet=True, checkpoint=tmp_path / "b.pt").run(step, state=model)
+    assert read_checkpoint(tmp_path / "b.pt")["step"] == 1
+
+
+def test_a_nan_validation_score_is_never_the_best():
+    model, step = _linear_run([1.0, 1.0])
+    with pytest.raises(NonFiniteLossError, match="step 1: the validation val_loss is nan, so no best state"):
+        Trainer(steps=2, monitor="val_loss", mode="min", quiet=True).run(step, lambda: {"val_loss": float("nan")}, model)
+
+
+def test_checkpoints_keep_the_best_weights_once_and_no_optimizer_in_them(tmp_path):
+    model = nn.Linear(64, 64)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x = torch.randn(8, 64)
+    scores = iter([0.9, 0.5, 0.4])
+
+    def step(i):
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    state = Stateful({"model": model, "optimizer": opt}, best=("model",))
+    ckpt = tmp_path / "run.pt"
+    trainer = Trainer(steps=3, quiet=True, checkpoint=ckpt, checkpoint_every=1)
+    trainer.run(step, lambda: {"val_accuracy": next(scores)}, state)
+    saved = read_checkpoint(ckpt)
+    assert saved["best_step"] == 1 and set(saved["best_state"]) == {"model"}  # best weights, no optimizer moments
+    assert not saved["best_is_state"]
+    assert torch.equal(model.weight, saved["best_state"]["model"]["weight"])  # the best state is restored
+    Trainer(steps=1, quiet=True, checkpoint=tmp_path / "last.pt").run(step, lambda: {"val_accuracy": 1.0}, state)
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["best_is_state"] and last["best_state"] is None  # the best is the last: its weights are stored once
+
+
+def test_resume_applies_new_settings_and_reports_them(tmp_path):
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = lambda i: {"loss": 1.0}  # noqa: E731
+    state = Stateful({"model": model, "optimizer": opt})
+    Trainer(steps=2, quiet=True, checkpoint=tmp_path / "r.pt", settings={"lr": 0.1}).run(step, state=state)
+    opt.param_groups[0]["lr"] = 0.05  # the resumed run's optimizer is set up with the new value
+    result = Trainer(steps=4, quiet=True, checkpoint=tmp_path / "r.pt", resume=True, settings={"lr": 0.05}).run(
+        step, state=state)
+    assert result.resumed == {"from_step": 2, "changed": {"lr": [0.1, 0.05]}}
+    assert opt.param_groups[0]["lr"] == 0.05  # loading the optimizer's moments kept the new learning rate
+
+
+def test_ctrl_c_names_the_last_checkpoint(tmp_path):
+    def step(i):
+        if i == 4:
+            raise KeyboardInterrupt
+        return {"loss": 1.0}
+
+    with pytest.raises(TrainingInterrupted) as caught:
+        Trainer(steps=6, quiet=True, checkpoint=tmp_path / "c.pt", checkpoint_every=2).run(step)
+    assert str(caught.value) == (f"interrupted at step 4; the last checkpoint is {tmp_path / 'c.pt'} (step 2): run the "
+                                 "same command with --resume to continue")
+    assert not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):
+    model, step = _linear_run([1.0] * 8)
+    scores = [0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    first = Trainer(steps=8, patience=2, quiet=True, checkpoint=tmp_path / "e.pt").run(
+        step, iter([{"val_accuracy": s} for s in scores]).__next__, model)
+    assert first.stopped_early and first.steps_run == 3
+    again = Trainer(steps=8, patience=2, quiet=True, checkpoint=tmp_path / "e.pt", resume=True).run(
+        step, lambda: pytest.fail("a stopped run must not train on"), model)
+    assert again.stopped_early and again.steps_run == 3 and again.best_step == 1
+
+
+def test_run_record_is_valid_json_with_non_finite_numbers_noted(tmp_path):
+    rec = RunRecord("demo", {"lr": 1e-3}, seed=0)
+    rec.log(step=1, loss=float("nan"), curve=torch.tensor([1.0, float("inf")]))
+    rec.summary["best"] = float("-inf")
+    text = rec.save(tmp_path / "r.json").read_text()
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert data["metrics"] == [{"step": 1, "loss": None, "curve": [1.0, None]}] and data["summary"]["best"] is None
+    assert data["non_finite"] == ["summary.best: -inf", "metrics[0].loss: nan", "metrics[0].curve[1]: inf"]
+
+
+def test_run_record_names_only_files_that_exist(tmp_path):
+    rec = RunRecord("demo")
+    with pytest.raises(FileNotFoundError, match="the record would name checkpoint .*missing.pt, which was not written"):
+        rec.add_file("checkpoint", tmp_path / "missing.pt")
+    (tmp_path / "c.pt").write_bytes(b"x")
+    rec.add_file("checkpoint", tmp_path / "c.pt")
+    assert json.loads(rec.save(tmp_path / "r.json").read_text())["files"] == {"checkpoint": str(tmp_path / "c.pt")}

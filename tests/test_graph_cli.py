@@ -66,3 +66,69 @@ def test_quickstart_tiny(tmp_path, capsys):
     assert [(r["data"], r["method"]) for r in rows] == [("synthetic-city:300", "bp"), ("synthetic-city:300", "sf"),
                                                        ("karate", "bp"), ("karate", "sf")]
     assert all(r["R"] >= 0 for r in rows)
+
+
+def _interrupt_at(monkeypatch, call: int) -> None:
+    """Ctrl-C at the ``call``-th training step of this process (every Trainer counts)."""
+    from fwdlearn.fit import Trainer
+
+    original, calls = Trainer._one_step, [0]
+
+    def one_step(self, step, i, result):
+        calls[0] += 1
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return original(self, step, i, result)
+
+    monkeypatch.setattr(Trainer, "_one_step", one_step)
+
+
+@pytest.mark.parametrize("task,method", [("node", "sf"), ("node", "bp"), ("node", "sf-top2input"), ("link", "ce"),
+                                         ("link", "bp")])
+def test_an_interrupted_graph_fit_resumes_to_the_same_weights(task, method, tmp_path, monkeypatch):
+    import torch
+
+    from fwdlearn.errors import TrainingInterrupted
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+    from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
+
+    data = load_graph("karate", split="random", seed=0)
+
+    def fit(**saving):
+        seed_everything(0)
+        if task == "node":
+            model = ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=3, method=method)
+            return model, model.fit(data, epochs=8, lr=0.01, patience=None, eval_every=2, quiet=True, **saving)
+        model = ForwardLinkPredictor(data.num_features, hidden=8, layers=3, method=method)
+        return model, model.fit(data, epochs=8, lr=0.01, patience=None, eval_every=2, quiet=True, seed=0, **saving)
+
+    reference, expected = fit()
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 13 if method in ("sf", "ce") else 5)  # layer 2 of 3, or step 5 of 8
+        with pytest.raises(TrainingInterrupted, match="the last checkpoint is .*c.pt"):
+            fit(checkpoint=tmp_path / "c.pt")
+    resumed, report = fit(checkpoint=tmp_path / "c.pt", resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
+    assert report.epochs_run == expected.epochs_run
+
+
+def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["graph", "train", "--data", "karate", "--method", "sf", "--layers", "2", "--hidden", "8", "--epochs", "4",
+            "--patience", "0", "--splits", "2", "--quiet"]
+    assert main([*args, "--name", "whole"]) == 0
+    whole = json.loads((tmp_path / "runs" / "whole.json").read_text())
+    assert set(whole["files"]) == {"checkpoint", "checkpoint split 1"}
+    assert (tmp_path / "runs" / "whole.pt").exists() and (tmp_path / "runs" / "whole-split1.pt").exists()
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 11)  # split 1, its second layer
+        assert main([*args, "--name", "cut"]) == 130
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("fwdlearn: interrupted at step 3; the last checkpoint is runs/cut-split1.pt (step 2)")
+    assert main([*args, "--name", "cut", "--resume"]) == 0
+    cut = json.loads((tmp_path / "runs" / "cut.json").read_text())
+    assert [row["test_accuracy"] for row in cut["metrics"]] == [row["test_accuracy"] for row in whole["metrics"]]
+    assert cut["summary"]["test_accuracy_mean"] == whole["summary"]["test_accuracy_mean"]

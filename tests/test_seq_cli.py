@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from fwdlearn.cli import main
 from fwdlearn.sequences import RecurrentLM
@@ -44,11 +45,13 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     assert [row["step"] for row in json.loads(record2.read_text())["metrics"]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path):
-    with pytest.raises(ValueError, match="unknown rule 'rtrl'"):
-        _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl")
+def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path, capsys):
+    assert _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl") == 2
+    assert capsys.readouterr().err.startswith("fwdlearn: error: unknown rule 'rtrl'")
     assert _train(text_file, tmp_path / "y.json", "--steps", "1", "--checkpoint", str(tmp_path / "none.pt"),
                   "--resume") == 2
+    assert "--resume was given but the checkpoint" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))
 
 
 def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
@@ -73,3 +76,53 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "Command: `" in md and "DSF faster than BPTT at T=16" in md
     assert main(args) == 2  # refuses to overwrite
+
+
+def test_a_named_run_is_found_by_influence_and_resume(text_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["seq", "train", "--data", str(text_file), "--layers", "1", "--hidden", "8", "--context", "8",
+            "--batch-size", "2", "--eval-every", "2", "--sample", "0", "--quiet", "--name", "dsf"]
+    assert main([*args, "--steps", "4"]) == 0
+    assert (tmp_path / "runs" / "dsf.json").exists() and (tmp_path / "runs" / "dsf.pt").exists()
+    assert main(["influence", "seq", "--checkpoints", "runs/dsf.pt", "--length", "8", "--max-lag", "4",
+                 "--positions", "2", "--quiet", "--name", "dsf-influence"]) == 0
+    assert json.loads((tmp_path / "runs" / "dsf-influence.json").read_text())["metrics"][0]["model"] == "dsf (dsf)"
+    capsys.readouterr()
+    assert main([*args, "--steps", "6", "--lr", "0.001", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "best state of step 6 of 6" in out and "resumed from step 4 with lr 0.002 -> 0.001" in out
+    record = json.loads((tmp_path / "runs" / "dsf.json").read_text())
+    assert record["summary"]["resumed"] == {"from_step": 4, "changed": {"lr": [0.002, 0.001]}}
+    assert record["config"]["lr"] == 0.001 and record["summary"]["steps"] == 6
+    assert [row["step"] for row in record["metrics"]] == [1, 2, 3, 4, 5, 6]
+    saved = torch.load(tmp_path / "runs" / "dsf.pt", weights_only=False)
+    assert saved["state"]["optimizer"]["param_groups"][0]["lr"] == 0.001  # the new rate trained steps 5 and 6
+    assert saved["best_is_state"] and saved["best_state"] is None  # best = last: the weights are stored once
+
+
+def test_divergence_stops_seq_train_with_the_step_and_the_rule(text_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["seq", "train", "--data", str(text_file), "--layers", "1", "--hidden", "8", "--context", "8",
+            "--batch-size", "2", "--steps", "20", "--eval-every", "2", "--sample", "0", "--quiet"]
+    assert main([*args, "--lr", "1e6", "--name", "big"]) == 3
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("fwdlearn: error: dsf: step ") and "more than 100 x its first value" in line
+    assert "(the divergence limit): training diverged. Lower the learning rate" in line
+    assert main([*args, "--lr", "1e30", "--name", "huge"]) == 3
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert "dsf: step " in line and ("is nan" in line or "not finite" in line)
+    for name in ("big", "huge"):  # no record claims a result; a checkpoint, if any, holds a finite state
+        assert not (tmp_path / "runs" / f"{name}.json").exists()
+        if (tmp_path / "runs" / f"{name}.pt").exists():
+            saved = torch.load(tmp_path / "runs" / f"{name}.pt", weights_only=False)
+            assert all(torch.isfinite(v).all() for v in saved["state"]["model"].values())
+
+
+def test_the_python_api_refuses_a_negative_clip(text_file):
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences import load_text
+
+    corpus = load_text(str(text_file))
+    model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    with pytest.raises(UsageError, match="clip must be > 0, got -1"):
+        model.fit(corpus, context=8, steps=2, batch_size=2, clip=-1, quiet=True)

@@ -87,7 +87,7 @@ def test_resume_continues_the_step_count(tiny_corpus, tmp_path):
     assert resumed.steps == 7
     assert [row["step"] for row in resumed.history] == list(range(1, 8))
     mismatched = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=16, layers=1, training="dsf")
-    with pytest.raises(ValueError, match="different model"):
+    with pytest.raises(ValueError, match=r"different run: model.training 'tbptt:8' \(checkpoint\) vs 'dsf' \(now\)"):
         mismatched.fit(tiny_corpus, context=16, steps=9, batch_size=4, checkpoint=ckpt, resume=True, quiet=True)
 
 

@@ -10,19 +10,19 @@ claims of docs/benchmarks.md are checked at the end and written in the notes.
 
 ::
 
-    fwdlearn bench graph --splits 5 --epochs 100 --eval-every 5 --patience 10 --threads 1
+    fwdlearn bench graph --splits 5 --epochs 100 --eval-every 5 --patience 10 --threads 1 --out docs/benchmarks/graph-results
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.records import RunRecord, refuse_overwrite
-from fwdlearn.reporting import mean_std, result_paths, write_results
+from fwdlearn.records import RunRecord
+from fwdlearn.reporting import mean_std, write_results
+from fwdlearn.runs import RunOptions
 
 from fwdlearn.graphs.cli.train import CONVS, LINK_METHODS, NODE_METHODS
 
@@ -32,30 +32,32 @@ GOODNESS_METHODS = ("ff-la", "ff-vn", "ff-symba")  # trained on goodness with ne
 
 
 @dataclass
-class BenchGraphConfig:
-    out: str = field(default="docs/benchmarks/graph-results", metadata={"help": "results prefix (.json, .md)"})
-    data: str = "cora"
-    conv: str = field(default="gcn", metadata={"choices": list(CONVS)})
-    depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8], metadata={"help": "numbers of layers"})
+class BenchGraphConfig(RunOptions):
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
+                                                   "(default: runs/<name>, or a fresh name under runs/; pass "
+                                                   "docs/benchmarks/graph-results to update the docs)"})
+    data: str = field(default="cora", metadata={"help": "node-classification graph (names of 'fwdlearn graph train')"})
+    conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": list(CONVS)})
+    depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8], metadata={"help": "numbers of layers", "min": 1})
     methods: list[str] = field(default_factory=lambda: ["bp", "sf", "sf-top2input", "ff-la"],
-                               metadata={"help": "methods (bp is the baseline and is always run)", "choices": list(NODE_METHODS)})
-    splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)"})
-    epochs: int = field(default=200, metadata={"help": "epoch budget per layer (forward) / in total (BP, top-down)"})
-    patience: int = field(default=50, metadata={"help": "early-stopping patience (0 = none)"})
-    eval_every: int = 1
-    hidden: int = 128
-    lr: float = 1e-3
-    bp_lr: float = field(default=1e-3, metadata={"help": "BP baseline's Adam learning rate"})
+                               metadata={"help": "methods (bp is the baseline and is always run)",
+                                         "choices": list(NODE_METHODS)})
+    splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)", "min": 1})
+    epochs: int = field(default=200, metadata={"help": "epoch budget per layer (forward) / in total (BP, top-down)",
+                                               "min": 1})
+    patience: int = field(default=50, metadata={"help": "early-stopping patience (0 = none)", "min": 0})
+    eval_every: int = field(default=1, metadata={"help": "epochs between validation passes", "min": 1})
+    hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the forward methods", "gt": 0})
+    bp_lr: float = field(default=1e-3, metadata={"help": "BP baseline's Adam learning rate", "gt": 0})
     ff_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the goodness methods (ff-la, ff-vn, "
-                                                         "ff-symba), which learn slowly at 1e-3"})
-    link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)"})
-    link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"], metadata={"choices": list(LINK_METHODS)})
-    link_epochs: int = 100
-    link_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the forward link methods (BP link uses --bp-lr)"})
-    threads: int = field(default=0, metadata={"help": "torch intra-op threads (0 = torch's default)"})
-    seed: int = 0
-    overwrite: bool = False
-    quiet: bool = False
+                                                         "ff-symba), which learn slowly at 1e-3", "gt": 0})
+    link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)", "min": 0})
+    link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"],
+                                    metadata={"help": "link methods (bp is always run)", "choices": list(LINK_METHODS)})
+    link_epochs: int = field(default=100, metadata={"help": "epoch budget of the link methods", "min": 1})
+    link_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the forward link methods (BP link "
+                                                           "uses --bp-lr)", "gt": 0})
 
 
 COLUMNS = ["task", "method", "layers", "accuracy", "acc_minus_bp", "fit_seconds", "time_vs_bp", "saved_bytes_per_step",
@@ -107,14 +109,11 @@ def run_bench(config: BenchGraphConfig) -> int:
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
+    from fwdlearn.runs import run_outputs, start_run
 
-    out = Path(config.out)
-    json_path, md_path, record_path = result_paths(out)
-    refuse_overwrite(json_path, md_path, record_path, overwrite=config.overwrite)
+    paths = run_outputs("bench-graph", config, out=config.out)
+    device = start_run(config)
     record = RunRecord("bench-graph", config, seed=config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     methods = ["bp"] + [m for m in config.methods if m != "bp"]
     patience = config.patience or None
     datasets = [load_graph(config.data, split="random", seed=config.seed + i).to(device) for i in range(config.splits)]
@@ -182,7 +181,8 @@ def run_bench(config: BenchGraphConfig) -> int:
                          "saved_vs_bp": _ratio(r.saved_bytes_per_step, bp.saved_bytes_per_step),
                          "peak_memory_bytes": r.peak_memory_bytes, "peak_vs_bp": _ratio(r.peak_memory_bytes, bp.peak_memory_bytes)})
     checks = _checks(summary, link)
-    host = f"{torch.get_num_threads()} torch threads, " + (torch.cuda.get_device_name() if device == "cuda" else "CPU")
+    host = f"{torch.get_num_threads()} torch threads, " + (torch.cuda.get_device_name(device) if device.type == "cuda"
+                                                          else "CPU")
     notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden {config.hidden}, "
              f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
              f"layer-by-layer methods and in total for BP and the top-down methods, early-stopping patience {patience}. "
@@ -194,11 +194,13 @@ def run_bench(config: BenchGraphConfig) -> int:
              "Claims checked in this run:\n" + "\n".join(checks))
     record.summary.update({"checks": checks,
                            "summary": {f"{m}@{d}": v for (m, d), v in summary.items()}, "link_auc": link})
-    write_results(out, rows, COLUMNS, title=f"ForwardGNN vs BP on {config.data} ({config.conv}) by depth",
-                  headers=HEADERS, notes=notes)
-    record.save(record_path, overwrite=config.overwrite)
+    json_path, md_path = write_results(paths.results[0], rows, COLUMNS, headers=HEADERS, notes=notes,
+                                       title=f"ForwardGNN vs BP on {config.data} ({config.conv}) by depth")
+    record.add_file("results", json_path)
+    record.add_file("table", md_path)
+    record.save(paths.record, overwrite=config.overwrite)
     print("\n".join(checks))
-    print(f"wrote {md_path}")
+    print(f"wrote {md_path} and the record {paths.record}")
     return 0
 
 

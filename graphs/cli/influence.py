@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.records import RunRecord, refuse_overwrite
+from fwdlearn.records import RunRecord
+from fwdlearn.runs import RunOptions
 
 __all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig", "MODELS"]
 
@@ -25,25 +26,26 @@ MODELS = ("gcn", "sage", "gat", "mlp")
 
 
 @dataclass
-class InfluenceGraphConfig:
+class InfluenceGraphConfig(RunOptions):
     data: str = field(default="synthetic-city:2500",
                       metadata={"help": "city:<path>, synthetic-city[:N], citynetwork:<name>, or any graph name of "
                                         "'fwdlearn graph train' (cora, karate, ...)"})
-    models: list[str] = field(default_factory=lambda: ["gcn"], metadata={"help": "GNNs (ForwardGNN backbones) to compare; mlp ignores the edges", "choices": list(MODELS)})
-    layers: int = field(default=8, metadata={"help": "layers of each model"})
-    hidden: int = 64
-    epochs: int = field(default=0, metadata={"help": "BP training epochs before measuring (0 = untrained)"})
-    lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the BP training"})
-    patience: int = field(default=50, metadata={"help": "early-stopping patience of the BP training"})
-    max_hops: int = field(default=0, metadata={"help": "largest hop binned (0 = as many as layers)"})
-    samples: int = field(default=500, metadata={"help": "random seed nodes"})
-    variant: str = field(default="subgraph", metadata={"help": "induced subgraph (as PyG) or full graph", "choices": ["subgraph", "full"]})
-    hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city data)"})
-    seed: int = 0
-    plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image"})
-    json: str = field(default="", metadata={"help": "run record path (default runs/influence-graph-<time>.json)"})
-    overwrite: bool = False
-    quiet: bool = False
+    models: list[str] = field(default_factory=lambda: ["gcn"], metadata={"help": "GNNs (ForwardGNN backbones) to "
+                                                                          "compare; mlp ignores the edges",
+                                                                          "choices": list(MODELS)})
+    layers: int = field(default=8, metadata={"help": "layers of each model", "min": 1})
+    hidden: int = field(default=64, metadata={"help": "width of every layer", "min": 1})
+    epochs: int = field(default=0, metadata={"help": "BP training epochs before measuring (0 = untrained)", "min": 0})
+    lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the BP training", "gt": 0})
+    patience: int = field(default=50, metadata={"help": "early-stopping patience of the BP training (0 = none)",
+                                                "min": 0})
+    max_hops: int = field(default=0, metadata={"help": "largest hop binned (0 = as many as layers)", "min": 0})
+    samples: int = field(default=500, metadata={"help": "random seed nodes", "min": 1})
+    variant: str = field(default="subgraph", metadata={"help": "induced subgraph (as PyG) or full graph",
+                                                       "choices": ["subgraph", "full"]})
+    hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city data)", "min": 1})
+    plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
+                                                    "(.png, .pdf, .svg, ...)"})
 
 
 def _run_influence(args: argparse.Namespace) -> int:
@@ -53,22 +55,24 @@ def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+    from fwdlearn.reporting import markdown_table
+    from fwdlearn.runs import run_outputs, start_run
 
     config = dataclass_from_args(InfluenceGraphConfig, args)
+    paths = run_outputs("influence-graph", config, plot=config.plot)
+    device = start_run(config)
     init_from_env()  # under torchrun the seeds are shared out; rank 0 reports
     lead = rank() == 0
     quiet = config.quiet or not lead
     record = RunRecord("influence-graph", config, seed=config.seed)
-    path = config.json or RunRecord.default_path("influence-graph")
-    refuse_overwrite(path, config.plot, overwrite=config.overwrite)
     seed_everything(config.seed)
-    data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet)
+    data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet).to(device)
     max_hops = config.max_hops or config.layers
-    curves = {}
+    curves, rows = {}, []
     for kind in config.models:
         seed_everything(config.seed)
         model = ForwardGNN(data.num_features, data.num_classes, conv=kind, hidden=config.hidden, layers=config.layers,
-                           method="bp", seed=config.seed)
+                           method="bp", seed=config.seed).to(device)
         row = {"model": kind, "layers": config.layers}
         if config.epochs > 0:
             fit = model.fit(data, epochs=config.epochs, lr=config.lr, patience=config.patience or None, quiet=quiet)
@@ -76,18 +80,19 @@ def _run_influence(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
                                     variant=config.variant, quiet=quiet)
-        row.update(R=R, seconds=time.perf_counter() - start, curve=curve.tolist())
-        record.log(**row)
+        row.update(R=R, seconds=time.perf_counter() - start)
+        record.log(**row, curve=curve.tolist())
         curves[f"{kind}-{config.layers}"] = curve.tolist()
-        if lead:
-            print(f"{kind:5s} layers={config.layers} R={R:.3f}" + (f" test_acc={row['test_accuracy']:.3f}" if "test_accuracy" in row else ""))
+        rows.append(row)
     if not lead:
         return 0
-    if config.plot:
-        plot_influence_curves(curves, config.plot, xlabel="hops", title=config.data)
-        record.summary["plot"] = config.plot
+    print(markdown_table(rows, ["model", "layers", "R", "test_accuracy", "seconds"]), end="")
+    if paths.plot is not None:
+        plot_influence_curves(curves, paths.plot, xlabel="hops", title=config.data)
+        record.add_file("plot", paths.plot)
     record.summary["curves"] = curves
-    print(f"record: {record.save(path, overwrite=config.overwrite)}")
+    record.summary["device"] = str(device)
+    print(f"record: {record.save(paths.record, overwrite=config.overwrite)}")
     return 0
 
 
@@ -96,28 +101,36 @@ influence = Command(help="hop-wise Jacobian influence and range R of GNNs on a g
 
 
 @dataclass
-class BenchInfluenceConfig:
-    out: str = field(default="docs/benchmarks/influence-results", metadata={"help": "results prefix (.json, .md)"})
+class BenchInfluenceConfig(RunOptions):
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
+                                                   "(default: runs/<name>, or a fresh name under runs/; pass "
+                                                   "docs/benchmarks/influence-results to update the docs)"})
     data: str = field(default="city:roads/california", metadata={"help": "graph for agreement, speed and ranges"})
-    samples: int = field(default=500, metadata={"help": "seed nodes for fwdlearn's hop_influence"})
-    pyg_samples: int = field(default=500, metadata={"help": "seed nodes timed for PyG (extrapolated linearly when fewer)"})
-    layers: int = 8
-    hidden: int = 64
-    big_nodes: int = field(default=100_000, metadata={"help": "generated city for the seconds-per-1000-seeds figure (0 = skip)"})
-    big_layers: int = 16
-    big_samples: int = 1000
-    big_pyg_samples: int = field(default=20, metadata={"help": "seeds PyG is timed on at scale (0 = skip)"})
-    epochs: int = field(default=200, metadata={"help": "training epochs for the accuracy/R table (0 = skip)"})
+    samples: int = field(default=500, metadata={"help": "seed nodes for fwdlearn's hop_influence", "min": 1})
+    pyg_samples: int = field(default=500, metadata={"help": "seed nodes timed for PyG (extrapolated linearly when "
+                                                            "fewer)", "min": 1})
+    layers: int = field(default=8, metadata={"help": "layers of the GCN compared with PyG", "min": 1})
+    hidden: int = field(default=64, metadata={"help": "width of every layer", "min": 1})
+    big_nodes: int = field(default=100_000, metadata={"help": "generated city for the seconds-per-1000-seeds figure "
+                                                              "(0 = skip)", "min": 0})
+    big_layers: int = field(default=16, metadata={"help": "layers of the GCN on the generated city", "min": 1})
+    big_samples: int = field(default=1000, metadata={"help": "seed nodes measured on the generated city", "min": 1})
+    big_pyg_samples: int = field(default=20, metadata={"help": "seeds PyG is timed on at scale (0 = skip)", "min": 0})
+    epochs: int = field(default=200, metadata={"help": "training epochs for the accuracy/R table (0 = skip)", "min": 0})
     forward_method: str = field(default="sf", metadata={"help": "ForwardGNN method compared with BP ('' = skip)"})
-    seed: int = 0
-    overwrite: bool = False
-    quiet: bool = False
+    device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
+                                                         "or auto", "group": "run options"})
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from fwdlearn.graphs.influence.bench import run_bench
 
-    return run_bench(dataclass_from_args(BenchInfluenceConfig, args))
+    config = dataclass_from_args(BenchInfluenceConfig, args)
+    if config.forward_method:
+        from fwdlearn.graphs.methods import method_class
+
+        method_class(config.forward_method)  # an unknown method is refused before any work
+    return run_bench(config)
 
 
 bench = Command(help="influence speed and agreement vs PyG total_influence; accuracy and R of shallow/deep models",

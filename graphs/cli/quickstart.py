@@ -26,16 +26,16 @@ class QuickstartConfig:
     data: list[str] = field(default_factory=lambda: ["synthetic-city:2000", "karate"],
                             metadata={"help": "graphs (Cora is added when FWDLEARN_DATA_DIR has it, unless --no-cora)"})
     cora: bool = field(default=True, metadata={"help": "add Cora when it is available locally"})
-    layers: int = 4
-    hidden: int = 64
-    epochs: int = field(default=100, metadata={"help": "epochs per layer (SF) / in total (BP)"})
-    patience: int = 30
-    lr: float = 1e-2
-    samples: int = field(default=200, metadata={"help": "seed nodes for hop_influence's R"})
-    seed: int = 0
-    json: str = field(default="", metadata={"help": "run record path (default runs/quickstart-<time>.json)"})
-    overwrite: bool = False
-    quiet: bool = False
+    layers: int = field(default=4, metadata={"help": "layers of both GCNs", "min": 1})
+    hidden: int = field(default=64, metadata={"help": "width of every layer", "min": 1})
+    epochs: int = field(default=100, metadata={"help": "epochs per layer (SF) / in total (BP)", "min": 1})
+    patience: int = field(default=30, metadata={"help": "early-stopping patience in epochs (0 = none)", "min": 0})
+    lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of both methods", "gt": 0})
+    samples: int = field(default=200, metadata={"help": "seed nodes for hop_influence's R", "min": 1})
+    seed: int = field(default=0, metadata={"help": "random seed of weights and splits"})
+    json: str = field(default="", metadata={"help": "run record path (default: a fresh file under runs/)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing record instead of refusing"})
+    quiet: bool = field(default=False, metadata={"help": "no progress bars or per-run lines"})
 
 
 COLUMNS = ["data", "method", "layers", "test_accuracy", "fit_seconds", "saved_bytes_per_step", "R"]

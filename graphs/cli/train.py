@@ -2,8 +2,13 @@
 
 ::
 
-    fwdlearn graph train --data cora --method sf --conv gcn --layers 4 --splits 5
+    fwdlearn graph train --data cora --method sf --conv gcn --layers 4 --splits 5 --name cora-sf
+    fwdlearn graph train --data cora --method sf --layers 4 --name cora-sf --resume      # after an interruption
     fwdlearn graph train --data cora --task link --method ce --layers 4
+
+Every split keeps a checkpoint (``runs/<name>.pt``; with ``--splits N`` the later splits'
+``runs/<name>-split<i>.pt``), written at every evaluation; ``--resume`` continues each split from
+its checkpoint (the splits finished before are only scored again).
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from pathlib import Path
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.records import RunRecord, refuse_overwrite
+from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, mean_std
+from fwdlearn.runs import RunOptions
 
-__all__ = ["GraphTrainConfig", "train_runs", "train", "CONVS", "NODE_METHODS", "LINK_METHODS"]
+__all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints", "CONVS", "NODE_METHODS", "LINK_METHODS"]
 
 #: the words of this command (checked against the library's registries by the tests)
 CONVS = ("gcn", "sage", "gat")
@@ -26,33 +32,45 @@ LINK_METHODS = ("ce", "ff", "bp")
 
 
 @dataclass
-class GraphTrainConfig:
-    data: str = field(default="cora", metadata={"help": "cora, citeseer, pubmed, karate, synthetic-city[:N], city:<path>, ..."})
-    task: str = field(default="node", metadata={"help": "node classification or link prediction", "choices": ["node", "link"]})
+class GraphTrainConfig(RunOptions):
+    data: str = field(default="cora", metadata={"help": "cora, citeseer, pubmed, karate, synthetic-city[:N], "
+                                                        "city:<path>, ..."})
+    task: str = field(default="node", metadata={"help": "node classification or link prediction",
+                                                "choices": ["node", "link"]})
     method: str = field(default="sf", metadata={"help": f"node: {', '.join(NODE_METHODS)} (or any rule of "
                                                         f"fwdlearn.rules a graph method is registered for); "
                                                         f"link: {', '.join(LINK_METHODS)}"})
     conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": list(CONVS)})
-    layers: int = field(default=4, metadata={"help": "number of GNN layers"})
-    hidden: int = 128
-    epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (BP, top-down)"})
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    patience: int = field(default=100, metadata={"help": "early-stopping patience in evaluations (0 = none)"})
-    eval_every: int = 1
+    layers: int = field(default=4, metadata={"help": "number of GNN layers", "min": 1})
+    hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
+    epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (BP, "
+                                                       "top-down)", "min": 1})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (a new value applies when resuming)",
+                                              "gt": 0})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Adam weight decay", "min": 0})
+    patience: int = field(default=100, metadata={"help": "early-stopping patience in evaluations (0 = none)",
+                                                 "min": 0})
+    eval_every: int = field(default=1, metadata={"help": "epochs between validation passes and checkpoints",
+                                                 "min": 1})
     split: str = field(default="random", metadata={"help": "node split", "choices": ["public", "random"]})
-    splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std"})
-    seed: int = 0
+    splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std",
+                                             "min": 1})
     download: bool = field(default=False, metadata={"help": "let PyG download data sets that are not local"})
-    json: str = field(default="", metadata={"help": "run record path (default runs/graph-train-<time>.json)"})
-    overwrite: bool = False
-    quiet: bool = False
+    checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: runs/<name>.pt, or next to "
+                                                          "--json); the later splits add -split<i>"})
+    resume: bool = field(default=False, metadata={"help": "continue the run whose checkpoint --name (or --checkpoint) "
+                                                          "names"})
 
 
-def train_runs(config: GraphTrainConfig, record: RunRecord | None = None) -> list[dict]:
-    """Train ``config.splits`` models (one per split seed); the rows of metrics."""
-    import torch
+def split_checkpoints(path: Path, splits: int) -> list[Path]:
+    """The checkpoint of every split: ``path`` for the first, ``<stem>-split<i><suffix>`` for split ``i`` >= 1."""
+    return [path] + [path.with_name(f"{path.stem}-split{i}{path.suffix}") for i in range(1, splits)]
 
+
+def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device=None,
+               checkpoints: list[Path] | None = None) -> list[dict]:
+    """Train ``config.splits`` models (one per split seed) on ``device``, each keeping its checkpoint when
+    ``checkpoints`` are given; the rows of metrics."""
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
@@ -63,19 +81,22 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None) -> lis
     for i in range(config.splits):
         seed = config.seed + i
         data = load_graph(config.data, split=config.split, seed=seed, download=config.download, quiet=config.quiet)
-        if torch.cuda.is_available():
-            data = data.to("cuda")
+        if device is not None:
+            data = data.to(device)
+        saving = {}
+        if checkpoints is not None:
+            saving = {"checkpoint": checkpoints[i], "resume": config.resume, "overwrite": config.overwrite}
         seed_everything(seed)
         if config.task == "link":
             model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden, layers=config.layers,
                                          method=config.method)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, seed=seed)
+                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, seed=seed, **saving)
         else:
             model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
                                layers=config.layers, method=config.method, seed=seed)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                               patience=patience, eval_every=config.eval_every, quiet=config.quiet)
+                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
         row = {"split": seed, **{k: v for k, v in report.as_dict().items() if k != "per_layer"}}
         if record is not None:
             record.log(**report.as_dict(), split=seed)
@@ -85,25 +106,33 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None) -> lis
 
 def _check_method(config: GraphTrainConfig) -> None:
     """Refuse a method of the other task before any work (the registries are consulted lazily)."""
+    from fwdlearn.errors import UsageError
+
     if config.task == "link":
         if config.method not in LINK_METHODS:
-            raise SystemExit(f"--method {config.method!r} is not a link method; choose one of {', '.join(LINK_METHODS)}")
+            raise UsageError(f"--method {config.method!r} is not a link method; choose one of {', '.join(LINK_METHODS)}")
         return
     from fwdlearn.graphs.methods import method_class
 
     try:
         method_class(config.method)
     except ValueError as error:
-        raise SystemExit(f"--method {config.method!r} is not a node method: {error}") from None
+        raise UsageError(f"--method {config.method!r} is not a node method: {error}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fwdlearn.files import refuse_overwrite
+    from fwdlearn.runs import run_outputs, start_run
+
     config = dataclass_from_args(GraphTrainConfig, args)
     _check_method(config)
-    path = Path(config.json) if config.json else RunRecord.default_path("graph-train")
-    refuse_overwrite(path, overwrite=config.overwrite)
+    paths = run_outputs("graph-train", config, checkpoint=config.checkpoint, resume=config.resume)
+    checkpoints = split_checkpoints(paths.checkpoint, config.splits)
+    refuse_overwrite(*checkpoints[1:], overwrite=config.overwrite or config.resume,
+                     flag="--resume (to continue that run) or --overwrite")
+    device = start_run(config)
     record = RunRecord("graph-train", config, seed=config.seed)
-    rows = train_runs(config, record)
+    rows = train_runs(config, record, device, checkpoints)
     metric = "test_auc" if config.task == "link" else "test_accuracy"
     columns = ["split", "method", "conv", "layers", metric, "fit_seconds", "saved_bytes_per_step", "peak_memory_bytes"]
     table = list(rows)
@@ -114,8 +143,11 @@ def _run(args: argparse.Namespace) -> int:
         record.summary.update({f"{metric}_mean": m, f"{metric}_std": s})
     else:
         record.summary[metric] = rows[0][metric]
+    record.summary["device"] = str(device)
+    for i, path in enumerate(checkpoints):
+        record.add_file("checkpoint" if i == 0 else f"checkpoint split {config.seed + i}", path)
     print(markdown_table(table, columns), end="")
-    print(f"record: {record.save(path, overwrite=config.overwrite)}")
+    print(f"record: {record.save(paths.record, overwrite=config.overwrite or config.resume)}")
     return 0
 
 

@@ -82,8 +82,14 @@ def check_masks(data: Data, name: str = "graph") -> Data:
         if mask.dtype != torch.bool or mask.dim() != 1 or mask.numel() != data.num_nodes:
             raise ValueError(f"{name}.{key} must be a boolean vector of length num_nodes={data.num_nodes}; got "
                              f"dtype {mask.dtype} and shape {tuple(mask.shape)}")
-    if not bool(data.train_mask.any()):
-        raise ValueError(f"{name}.train_mask selects no node; at least one labelled training node is needed")
+    for key, role in (("train_mask", "labelled training"), ("val_mask", "validation"), ("test_mask", "test")):
+        if not bool(getattr(data, key).any()):
+            raise ValueError(f"{name}.{key} selects no node; at least one {role} node is needed (an accuracy over "
+                             "no node is undefined)")
+        labels = data.y[getattr(data, key)]
+        if bool((labels < 0).any()):
+            raise ValueError(f"{name}.{key} holds {int((labels < 0).sum())} nodes with a negative label (e.g. -1 "
+                             "for unlabelled); leave unlabelled nodes out of the train/val/test masks")
     overlap = (data.train_mask.long() + data.val_mask.long() + data.test_mask.long()) > 1
     if bool(overlap.any()):
         raise ValueError(f"{name}: train/val/test masks overlap on {int(overlap.sum())} nodes; the masks must "

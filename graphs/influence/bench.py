@@ -21,13 +21,13 @@ the edges).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
 from fwdlearn.fit import seed_everything
-from fwdlearn.records import RunRecord, refuse_overwrite
-from fwdlearn.reporting import result_paths, write_results
+from fwdlearn.records import RunRecord
+from fwdlearn.reporting import markdown_table, write_results
+from fwdlearn.runs import run_outputs, start_run
 
 from fwdlearn.graphs.data.datasets import load_graph
 from fwdlearn.graphs.influence.hop_influence import hop_influence, select_seeds
@@ -56,7 +56,9 @@ def _agreement_and_speed(config, data, rows: list[dict], quiet: bool) -> None:
     ours_seconds = time.perf_counter() - start
     reference_nodes = nodes[: config.pyg_samples].tolist()
     start = time.perf_counter()
-    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, config.layers, n, "cpu") for n in reference_nodes])
+    device = str(data.x.device)
+    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, config.layers, n, device)
+                             for n in reference_nodes]).cpu()
     pyg_seconds = (time.perf_counter() - start) * len(nodes) / len(reference_nodes)
     mine = ours[: len(reference_nodes)]
     # relative to each row's largest entry; a seed whose ReLUs are (nearly) all dead has numerically no influence
@@ -80,12 +82,12 @@ def _agreement_and_speed(config, data, rows: list[dict], quiet: bool) -> None:
     ]
 
 
-def _scale(config, rows: list[dict], quiet: bool) -> None:
+def _scale(config, rows: list[dict], quiet: bool, device) -> None:
     from fwdlearn.graphs.data.citynet import city_data, synthetic_road_graph
 
     road = synthetic_road_graph(config.big_nodes, config.seed)
     start = time.perf_counter()
-    data = city_data(road, hops=16, seed=config.seed, quiet=quiet)
+    data = city_data(road, hops=16, seed=config.seed, quiet=quiet).to(device)
     label_seconds = time.perf_counter() - start
     rows.append({"experiment": f"generated city, {data.num_nodes} nodes", "model": "-",
                  "metric": "seconds to label (16-hop eccentricity) + features", "value": label_seconds,
@@ -102,7 +104,7 @@ def _scale(config, rows: list[dict], quiet: bool) -> None:
         nodes = select_seeds(data.num_nodes, config.big_pyg_samples, None, config.seed + 1).tolist()
         start = time.perf_counter()
         for n in nodes:
-            jacobian_l1_agg_per_hop(model, data, config.big_layers, n, "cpu")
+            jacobian_l1_agg_per_hop(model, data, config.big_layers, n, str(data.x.device))
         baseline = (time.perf_counter() - start) * 1000 / len(nodes)
     ours = seconds * 1000 / config.big_samples
     rows.append({"experiment": f"generated city, {data.num_nodes} nodes", "model": f"gcn-{config.big_layers}",
@@ -140,29 +142,32 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
 
 def run_bench(config) -> int:
     """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md`` and a run record."""
-    out = Path(config.out)
-    json_path, md_path, record_path = result_paths(out)
-    refuse_overwrite(json_path, md_path, record_path, overwrite=config.overwrite)
+    paths = run_outputs("bench-influence", config, out=config.out)
+    device = start_run(config)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
-    data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
+    data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet).to(device)
     rows: list[dict] = []
     _agreement_and_speed(config, data, rows, quiet)
     if config.big_nodes:
-        _scale(config, rows, quiet)
+        _scale(config, rows, quiet, device)
     if config.epochs:
         _trained_ranges(config, data, rows, quiet)
     for row in rows:
         record.log(**row)
-        print(row)
+    print(markdown_table(rows, COLUMNS), end="")
     notes = (f"Graph: {config.data} ({data.num_nodes:,} nodes, {data.num_edges:,} directed edges); BP models trained "
              f"with Adam lr {BP_LR}, patience {BP_PATIENCE}; ForwardGNN with its fit defaults; {config.epochs} epochs "
              "(per layer for ForwardGNN). "
              "PyG reference: torch_geometric.utils.influence.jacobian_l1_agg_per_hop on the same seeds (the per-seed "
              "function total_influence loops over). Untrained GCN (the package's blocks: L2-normalise, GCNConv, ReLU; "
              "a linear classifier) for agreement/speed. "
-             f"Host: {torch.get_num_threads()} torch threads, CPU.")
-    write_results(out, rows, COLUMNS, title="Influence: agreement, speed, ranges", notes=notes)
-    record.save(record_path, overwrite=config.overwrite)
-    print(f"wrote {md_path}")
+             f"Host: {torch.get_num_threads()} torch threads, "
+             f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}.")
+    json_path, md_path = write_results(paths.results[0], rows, COLUMNS, title="Influence: agreement, speed, ranges",
+                                       notes=notes)
+    record.add_file("results", json_path)
+    record.add_file("table", md_path)
+    record.save(paths.record, overwrite=config.overwrite)
+    print(f"wrote {md_path} and the record {paths.record}")
     return 0

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range, jacobian_l1
 from fwdlearn.distributed import gather_rows, shard_bounds
+from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, progress
 
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
@@ -94,6 +95,7 @@ def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple
         raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
     if not x.dtype.is_floating_point:
         raise TypeError(f"data.x must be floating point to be differentiated; got {x.dtype}. Convert with data.x.float()")
+    check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError("data.edge_index must be a [2, num_edges] tensor")
     if max_hops < 0:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import Cost, CostReport
-from fwdlearn.fit import FitResult
+from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise, layerwise_forward
 
@@ -75,7 +75,9 @@ class GraphMethod(nn.Module):
         return make_blocks(self.conv, [self.in_dim] + [self.hidden] * self.layers)
 
     def fit(self, blocks: nn.ModuleList, data, epochs: int, lr: float, weight_decay: float, patience: int | None,
-            eval_every: int, quiet: bool) -> MethodFit:
+            eval_every: int, quiet: bool, checkpointing: Checkpointing | None = None) -> MethodFit:
+        """Train ``blocks`` on ``data``; ``checkpointing`` (optional: a method without it cannot be checkpointed)
+        hands the checkpoint path, resume flag and fingerprint to the schedule's Trainer(s)."""
         raise NotImplementedError
 
     def scores(self, blocks: nn.ModuleList, x: Tensor, edge_index: Tensor, y: Tensor | None = None,
@@ -149,7 +151,8 @@ class LayerwiseMethod(GraphMethod):
         outs = {s: layerwise_forward(blocks, g[0], g[1]) for s, g in streams.items()}
         return [self.layer_loss({s: outs[s][l] for s in streams}, y, train, x.shape[0], l) for l in range(len(blocks))]
 
-    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet) -> MethodFit:
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet,
+            checkpointing: Checkpointing | None = None) -> MethodFit:
         x, ei, y, train, val = data.x, data.edge_index, data.y, data.train_mask, data.val_mask
         n = x.shape[0]
         training = self.training_streams(x, ei, y, train, torch.Generator().manual_seed(self.seed))
@@ -191,7 +194,7 @@ class LayerwiseMethod(GraphMethod):
 
         results = greedy_layerwise(blocks, job, epochs, lr=lr, weight_decay=weight_decay, patience=patience,
                                    eval_every=eval_every, quiet=quiet, desc=f"{self.rule} {self.conv} layer",
-                                   device=x.device)
+                                   device=x.device, checkpointing=checkpointing)
         per_layer = [{"layer": l + 1, "epochs_run": r.steps_run, "best_epoch": r.best_step,
                       "val_accuracy": r.best.get("val_accuracy"),
                       "saved_bytes_per_step": r.first_step_cost.saved_bytes if r.first_step_cost else 0}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport
-from fwdlearn.fit import Trainer, evaluating
+from fwdlearn.fit import Checkpointing, Stateful, Trainer, evaluating
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import end_to_end_step
 
@@ -43,12 +43,13 @@ class NodeFit:
 
 def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,
                           patience: int | None = 100, eval_every: int = 1, quiet: bool = True,
-                          desc: str = "bp") -> NodeFit:
+                          desc: str = "bp", checkpointing: Checkpointing | None = None) -> NodeFit:
     """Train ``model(x, edge_index) -> logits`` by BP on ``data.train_mask``; keep the best validation state.
 
     One step is one full-batch epoch. The first step is measured
     (:func:`fwdlearn.diagnostics.cost.measure_cost`: bytes saved for backward, peak memory). Runs on the
-    device of ``data.x`` (the model is moved there).
+    device of ``data.x`` (the model is moved there). ``checkpointing``: keep (and resume) a checkpoint of the
+    model and its optimizer.
     """
     device = data.x.device
     model.to(device)
@@ -64,8 +65,11 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
             return {"val_accuracy": masked_accuracy(model(x, edge_index), y, data.val_mask)}
 
     start = time.perf_counter()
+    saving = checkpointing.trainer_options() if checkpointing is not None else {}
     result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
-                     measure_first_step=True, device=device).run(step, evaluate, state=model)
+                     measure_first_step=True, device=device, settings={"lr": lr, "weight_decay": weight_decay},
+                     **saving).run(step, evaluate, state=Stateful({"model": model, "optimizer": optimizer},
+                                                                  best=("model",)))
     seconds = time.perf_counter() - start
     model.eval()
     with torch.no_grad():
@@ -97,10 +101,11 @@ class Backprop(GraphMethod):
         return [F.cross_entropy(self.scores(blocks, data.x, data.edge_index)[data.train_mask],
                                 data.y[data.train_mask])]
 
-    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet) -> MethodFit:
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet,
+            checkpointing: Checkpointing | None = None) -> MethodFit:
         model = _Classifier(self, blocks)
         fit = train_node_classifier(model, data, epochs, lr, weight_decay, patience, eval_every, quiet,
-                                    desc=f"bp {self.conv}-{self.layers}")
+                                    desc=f"bp {self.conv}-{self.layers}", checkpointing=checkpointing)
         return MethodFit([], [], fit.steps_run, fit.cost)
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.fit import Trainer, evaluating
+from fwdlearn.fit import Carried, Checkpointing, Stateful, Trainer, evaluating
 from fwdlearn.local import prototype_cross_entropy, prototype_logits
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LocalOptimizers, local_step
@@ -169,19 +169,20 @@ class TopDown(GraphMethod):
         states = [xa.new_zeros(xa.shape[0], self.hidden) for _ in blocks]
         return self._losses(blocks, xa, ea, ctx, states, y, train, x.shape[0])[0]
 
-    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet) -> MethodFit:
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet,
+            checkpointing: Checkpointing | None = None) -> MethodFit:
         x, y, train, val = data.x, data.y, data.train_mask, data.val_mask
         n = x.shape[0]
         xa, ea, ctx = self._training_graph(x, data.edge_index, y, train)
         optimizers = LocalOptimizers(list(blocks), lr=lr, weight_decay=weight_decay)
-        state = {"h": [xa.new_zeros(xa.shape[0], self.hidden) for _ in blocks]}
+        states = Carried([xa.new_zeros(xa.shape[0], self.hidden) for _ in blocks], device=xa.device)
 
         def step(i: int) -> dict:
             blocks.train()
-            losses, outs = self._losses(blocks, xa, ea, ctx, state["h"], y, train, n)
+            losses, outs = self._losses(blocks, xa, ea, ctx, states.value, y, train, n)
             only = None if self.update == "sync" else [l for l in range(self.layers) if l % 2 == i % 2]
             values = local_step(losses, optimizers, only=only)
-            state["h"] = [o.detach() for o in outs]
+            states.value = [o.detach() for o in outs]
             return {"loss": float(sum(v for v in values if v == v))}
 
         def evaluate() -> dict:
@@ -189,9 +190,12 @@ class TopDown(GraphMethod):
                 s, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
             return {"val_accuracy": masked_accuracy(s, y, val)}
 
+        saving = checkpointing.trainer_options() if checkpointing is not None else {}
         result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet,
-                         desc=f"{self.rule} {self.conv}-{self.layers}", measure_first_step=True,
-                         device=x.device).run(step, evaluate, state=blocks)
+                         desc=f"{self.rule} {self.conv}-{self.layers}", measure_first_step=True, device=x.device,
+                         settings={"lr": lr, "weight_decay": weight_decay}, **saving).run(
+            step, evaluate, state=Stateful({"blocks": blocks, "optimizers": optimizers, "states": states},
+                                           best=("blocks",)))
         blocks.eval()
         with torch.no_grad():
             _, protos = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)

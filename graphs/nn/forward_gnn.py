@@ -55,13 +55,15 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.fit import evaluating
+from fwdlearn.errors import check_finite_tensor
+from fwdlearn.fit import Checkpointing, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import check_masks
@@ -179,6 +181,13 @@ class ForwardGNN(nn.Module):
         with evaluating(self):
             return masked_accuracy(self.scores(data), data.y.to(mask.device), mask)
 
+    def _fingerprint(self, data) -> dict[str, Any]:
+        """What a checkpoint of this model on ``data`` must match: the model's shape and the graph with its split."""
+        return {"model": {"method": self.rule, "conv": self.conv, "layers": self.layers, "hidden": self.hidden,
+                          "in_dim": self.in_dim, "num_classes": self.num_classes},
+                "graph": tensor_fingerprint(data.x, data.edge_index, data.y, data.train_mask, data.val_mask,
+                                            data.test_mask)}
+
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -192,7 +201,8 @@ class ForwardGNN(nn.Module):
 
     # ------------------------------------------------------------------ training
     def fit(self, data, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 5e-4, patience: int | None = 100,
-            eval_every: int = 1, quiet: bool = False, bp_lr: float | None = None) -> FitReport:
+            eval_every: int = 1, quiet: bool = False, bp_lr: float | None = None,
+            checkpoint: str | Path | None = None, resume: bool = False, overwrite: bool = False) -> FitReport:
         """Train on ``data`` (its ``train_mask``), early-stopping on ``val_mask``; return a :class:`FitReport`.
 
         Args:
@@ -202,10 +212,17 @@ class ForwardGNN(nn.Module):
             eval_every: evaluate every this many epochs.
             quiet: no progress bars.
             bp_lr: the learning rate when the method is ``bp`` (default ``lr``).
+            checkpoint: keep a checkpoint of the training in this file (the layer being trained, its optimizer,
+                the frozen layers), written at every evaluation.
+            resume: continue from ``checkpoint``; it must come from the same model and graph (a different
+                method, shape, graph or split is refused, naming the difference). New ``lr`` and
+                ``weight_decay`` values apply.
+            overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
 
         Runs on the device of ``data.x`` (the model is moved there).
         """
         check_masks(data)
+        check_finite_tensor("data.x", data.x)
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if int(data.y.max()) >= self.num_classes:
@@ -215,8 +232,13 @@ class ForwardGNN(nn.Module):
         self.to(data.x.device)
         if bp_lr is not None and self.rule == "bp":
             lr = bp_lr
+        saving = {}
+        if checkpoint is not None:
+            if "checkpointing" not in inspect.signature(self.method.fit).parameters:
+                raise ValueError(f"the {self.rule} method does not keep checkpoints; train it without one")
+            saving["checkpointing"] = Checkpointing(checkpoint, resume, overwrite, self._fingerprint(data))
         start = time.perf_counter()
-        fit = self.method.fit(self.blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet)
+        fit = self.method.fit(self.blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet, **saving)
         seconds = time.perf_counter() - start
         self.eval()
         s = self.scores(data)

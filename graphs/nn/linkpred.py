@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.fit import FitResult, Trainer, evaluating, seed_everything
+from fwdlearn.errors import check_finite_tensor
+from fwdlearn.fit import Checkpointing, FitResult, Stateful, Trainer, evaluating, seed_everything, tensor_fingerprint
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.rules import parse_rule
@@ -101,6 +103,7 @@ class ForwardLinkPredictor(nn.Module):
         self.method = next(k for k, v in LINK_RULES.items() if v == rule)
         self.rule = rule
         self.conv, self.layers, self.theta, self.cache = check_conv(conv), int(layers), theta, cache
+        self.in_dim, self.hidden = int(in_dim), int(hidden)
         self.blocks = make_blocks(self.conv, [in_dim] + [hidden] * self.layers, last_activation=self.method != "bp")
 
     def _probability(self, h: Tensor, pairs: Tensor) -> Tensor:
@@ -132,12 +135,18 @@ class ForwardLinkPredictor(nn.Module):
             return roc_auc(self(x, edge_index, pairs), labels)
 
     def fit(self, data, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 5e-4, patience: int | None = 100,
-            eval_every: int = 1, quiet: bool = False, seed: int = 0) -> LinkReport:
-        """Split ``data``'s edges 64/16/20 (``seed``), train, early-stop on validation AUC, report test AUC."""
+            eval_every: int = 1, quiet: bool = False, seed: int = 0, checkpoint: str | Path | None = None,
+            resume: bool = False, overwrite: bool = False) -> LinkReport:
+        """Split ``data``'s edges 64/16/20 (``seed``), train, early-stop on validation AUC, report test AUC.
+
+        ``checkpoint`` / ``resume`` / ``overwrite``: keep and continue a checkpoint as
+        :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph and
+        ``seed`` are required to resume)."""
         from torch_geometric.utils import negative_sampling
 
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        check_finite_tensor("data.x", data.x)
         seed_everything(seed)
         train, val, test = link_split(data, seed)
         device = data.x.device
@@ -149,6 +158,13 @@ class ForwardLinkPredictor(nn.Module):
         def negatives() -> Tensor:
             return negative_sampling(train.edge_index, num_nodes=n, num_neg_samples=pos.shape[1])
 
+        plan = None
+        if checkpoint is not None:
+            plan = Checkpointing(checkpoint, resume, overwrite, {
+                "model": {"method": self.rule, "conv": self.conv, "layers": self.layers,
+                          "hidden": self.hidden, "in_dim": self.in_dim},
+                "graph": tensor_fingerprint(data.x, data.edge_index), "seed": seed})
+
         if self.method == "bp":
             optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
 
@@ -159,12 +175,15 @@ class ForwardLinkPredictor(nn.Module):
                     h = block(h, train.edge_index)
                 return end_to_end_step(self._loss(h, pos, negatives()), optimizer)
 
+            saving = plan.trainer_options() if plan is not None else {}
             results = [Trainer(epochs, monitor="val_auc", patience=patience, eval_every=eval_every, quiet=quiet,
-                               desc=f"link bp {self.conv}-{self.layers}", measure_first_step=True, device=device).run(
-                step, lambda: {"val_auc": self.auc(x, train.edge_index, val)}, state=self)]
+                               desc=f"link bp {self.conv}-{self.layers}", measure_first_step=True, device=device,
+                               settings={"lr": lr, "weight_decay": weight_decay}, **saving).run(
+                step, lambda: {"val_auc": self.auc(x, train.edge_index, val)},
+                state=Stateful({"model": self, "optimizer": optimizer}, best=("model",)))]
         else:
             results = self._fit_layerwise(x, n, train, val, pos, negatives, epochs, lr, weight_decay, patience,
-                                          eval_every, quiet)
+                                          eval_every, quiet, plan)
         seconds = time.perf_counter() - start
         self.eval()
         return LinkReport(self.method, self.conv, self.layers, self.auc(x, test.edge_index, test),
@@ -173,7 +192,7 @@ class ForwardLinkPredictor(nn.Module):
                           sum(r.steps_run for r in results))
 
     def _fit_layerwise(self, x, n, train, val, pos, negatives, epochs, lr, weight_decay, patience, eval_every,
-                       quiet) -> list[FitResult]:
+                       quiet, checkpointing: Checkpointing | None = None) -> list[FitResult]:
         """Each layer trains on, and is scored with, the training edges; validation AUC of the layers so far."""
         val_pairs, val_labels = _pairs_and_labels(val)
         state = {"h": x, "matrix": None, "val_total": torch.zeros(val_pairs.shape[1], device=x.device)}
@@ -197,4 +216,4 @@ class ForwardLinkPredictor(nn.Module):
 
         return greedy_layerwise(self.blocks, job, epochs, lr=lr, weight_decay=weight_decay, monitor="val_auc",
                                 patience=patience, eval_every=eval_every, quiet=quiet, desc=f"link {self.method} layer",
-                                device=x.device)
+                                device=x.device, checkpointing=checkpointing)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
+from fwdlearn.runs import RunOptions
 
 __all__ = ["SeqBenchConfig", "bench", "PARTS"]
 
@@ -21,55 +22,66 @@ PARTS = ["cost", "quality", "alignment", "recall"]
 
 
 @dataclass
-class SeqBenchConfig:
-    out: str = field(default="docs/benchmarks/seq-results", metadata={"help": "writes <out>.json and <out>.md"})
-    overwrite: bool = False
+class SeqBenchConfig(RunOptions):
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
+                                                   "(default: runs/<name>, or a fresh name under runs/; pass "
+                                                   "docs/benchmarks/seq-results to update the docs)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads for every part (0: torch's default)"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
-    seed: int = 0
-    quiet: bool = False
+    threads: int = field(default=1, metadata={"help": "torch CPU threads for every part (0: torch's default)",
+                                              "min": 0, "group": "run options"})
+    device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
+                                                         "or auto", "group": "run options"})
     # 1. cost
-    cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048], metadata={"help": "contexts T"})
-    cost_modes: list[str] = field(default_factory=lambda: ["bptt", "dsf", "ft-bptt"])
-    cost_hidden: int = 256
-    cost_layers: int = 2
-    cost_batch: int = 16
-    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported"})
+    cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048],
+                                     metadata={"help": "contexts T of the cost part", "min": 1})
+    cost_modes: list[str] = field(default_factory=lambda: ["bptt", "dsf", "ft-bptt"],
+                                  metadata={"help": "time rules timed in the cost part (bptt is the baseline)"})
+    cost_hidden: int = field(default=256, metadata={"help": "width of the GRU timed in the cost part", "min": 1})
+    cost_layers: int = field(default=2, metadata={"help": "layers of the GRU timed in the cost part", "min": 1})
+    cost_batch: int = field(default=16, metadata={"help": "batch of the cost part", "min": 1})
+    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported",
+                                                   "min": 1})
     reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
                                                          "gradients; no faster on CPU in our measurements)"})
     # 2. quality
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus for the quality part (char level)"})
-    quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"])
-    model: str = field(default="gru", metadata={"help": "cell of the quality and recall models"})
-    hidden: int = 128
-    layers: int = 2
+    quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"],
+                                     metadata={"help": "time rules trained in the quality part"})
+    model: str = field(default="gru", metadata={"help": "cell of the quality and recall models",
+                                                "choices": ["tanh", "gru", "lstm", "linear"]})
+    hidden: int = field(default=128, metadata={"help": "width of the quality and alignment models", "min": 1})
+    layers: int = field(default=2, metadata={"help": "layers of the quality and alignment models", "min": 1})
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block) in the "
                                                        "quality and alignment models"})
-    context: int = 128
-    batch_size: int = 16
-    steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode"})
-    lr: float = 3e-3
-    eval_every: int = 250
-    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training"})
+    context: int = field(default=128, metadata={"help": "window length T of the quality part", "min": 1})
+    batch_size: int = field(default=16, metadata={"help": "parallel streams of the quality part", "min": 1})
+    steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode", "min": 1})
+    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate of the quality part", "gt": 0})
+    eval_every: int = field(default=250, metadata={"help": "steps between validation passes", "min": 1})
+    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training", "min": 1})
     # 3. alignment
-    align_batch: int = 8
-    align_context: int = 128
+    align_batch: int = field(default=8, metadata={"help": "validation windows of the alignment part", "min": 1})
+    align_context: int = field(default=128, metadata={"help": "window length of the alignment part", "min": 1})
     # 4. recall
-    recall_lag: int = 50
-    recall_symbols: int = 8
-    recall_modes: list[str] = field(default_factory=lambda: ["bptt", "ft-bptt", "dsf"])
-    recall_hidden: int = 64
-    recall_layers: int = 1
-    recall_steps: int = 600
-    recall_batch: int = 32
-    recall_lr: float = 1e-2
+    recall_lag: int = field(default=50, metadata={"help": "delay of the recall task", "min": 1})
+    recall_symbols: int = field(default=8, metadata={"help": "symbols of the recall task", "min": 2})
+    recall_modes: list[str] = field(default_factory=lambda: ["bptt", "ft-bptt", "dsf"],
+                                    metadata={"help": "time rules trained on the recall task"})
+    recall_hidden: int = field(default=64, metadata={"help": "width of the recall model", "min": 1})
+    recall_layers: int = field(default=1, metadata={"help": "layers of the recall model", "min": 1})
+    recall_steps: int = field(default=600, metadata={"help": "step budget of the recall part", "min": 1})
+    recall_batch: int = field(default=32, metadata={"help": "batch of the recall part", "min": 1})
+    recall_lr: float = field(default=1e-2, metadata={"help": "AdamW learning rate of the recall part", "gt": 0})
 
 
 def _run(args) -> int:
+    from fwdlearn.rules import parse_rule
     from fwdlearn.sequences.bench import run_bench
 
-    run_bench(dataclass_from_args(SeqBenchConfig, args))
+    config = dataclass_from_args(SeqBenchConfig, args)
+    for mode in (*config.cost_modes, *config.quality_modes, *config.recall_modes):
+        parse_rule(mode)  # an unknown rule is refused before any work
+    run_bench(config)
     return 0
 
 

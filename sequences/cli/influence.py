@@ -19,7 +19,8 @@ from pathlib import Path
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.records import RunRecord, refuse_overwrite
+from fwdlearn.records import RunRecord
+from fwdlearn.runs import RunOptions
 
 from fwdlearn.sequences.cli.train import MODELS
 
@@ -27,49 +28,57 @@ __all__ = ["influence", "InfluenceSeqConfig"]
 
 
 @dataclass
-class InfluenceSeqConfig:
+class InfluenceSeqConfig(RunOptions):
     models: list[str] = field(default_factory=lambda: ["gru"], metadata={"help": "untrained models to compare",
                                                                           "choices": list(MODELS)})
     checkpoints: list[str] = field(default_factory=list, metadata={"help": "trained language models (seq train "
-                                                                          "checkpoints); replaces --models"})
+                                                                          "checkpoints or saved models); replaces "
+                                                                          "--models"})
     data: str = field(default="", metadata={"help": "corpus whose validation windows the checkpoints read "
                                                     "(default: random tokens)"})
-    vocab: int = field(default=16, metadata={"help": "vocabulary of the untrained models (random tokens)"})
-    hidden: int = 32
-    layers: int = 1
-    length: int = field(default=64, metadata={"help": "sequence length T"})
-    batch: int = field(default=4, metadata={"help": "input sequences"})
-    max_lag: int = 32
-    positions: int = field(default=16, metadata={"help": "output positions sampled per sequence"})
-    seed: int = 0
-    plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image"})
-    json: str = field(default="", metadata={"help": "run record path (default runs/influence-seq-<time>.json)"})
-    overwrite: bool = False
-    quiet: bool = False
+    vocab: int = field(default=16, metadata={"help": "vocabulary of the untrained models (random tokens)", "min": 1})
+    hidden: int = field(default=32, metadata={"help": "width of the untrained models", "min": 1})
+    layers: int = field(default=1, metadata={"help": "layers of the untrained models", "min": 1})
+    length: int = field(default=64, metadata={"help": "sequence length T", "min": 1})
+    batch: int = field(default=4, metadata={"help": "input sequences", "min": 1})
+    max_lag: int = field(default=32, metadata={"help": "largest lag binned", "min": 0})
+    positions: int = field(default=16, metadata={"help": "output positions sampled per sequence", "min": 1})
+    plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
+                                                    "(.png, .pdf, .svg, ...)"})
 
 
 def _run(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
     from fwdlearn.fit import seed_everything
+    from fwdlearn.reporting import markdown_table
+    from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.influence import lag_influence
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
-    path = Path(config.json) if config.json else RunRecord.default_path("influence-seq")
-    refuse_overwrite(path, config.plot, overwrite=config.overwrite)
+    for path in config.checkpoints:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
+                                    "(runs/<name>.pt)")
+    paths = run_outputs("influence-seq", config, plot=config.plot)
+    device = start_run(config)
     record = RunRecord("influence-seq", config, seed=config.seed)
     seed_everything(config.seed)
-    curves = {}
+    curves, rows = {}, []
     for name, model, inputs in _models_and_inputs(config):
         start = time.perf_counter()
-        curve, R, _ = lag_influence(model, inputs, config.max_lag, positions=config.positions, seed=config.seed,
-                                    quiet=config.quiet)
-        record.log(model=name, R=R, seconds=time.perf_counter() - start, curve=curve.tolist())
+        curve, R, _ = lag_influence(model.to(device), inputs.to(device), config.max_lag, positions=config.positions,
+                                    seed=config.seed, quiet=config.quiet)
+        row = {"model": name, "R": R, "seconds": time.perf_counter() - start}
+        record.log(**row, curve=curve.tolist())
         curves[name] = curve.tolist()
-        print(f"{name:5s} R={R:.3f}")
-    if config.plot:
-        plot_influence_curves(curves, config.plot, xlabel="lag")
+        rows.append(row)
+    print(markdown_table(rows, ["model", "R", "seconds"]), end="")
+    if paths.plot is not None:
+        plot_influence_curves(curves, paths.plot, xlabel="lag")
+        record.add_file("plot", paths.plot)
     record.summary["curves"] = curves
-    print(f"record: {record.save(path, overwrite=config.overwrite)}")
+    record.summary["device"] = str(device)
+    print(f"record: {record.save(paths.record, overwrite=config.overwrite)}")
     return 0
 
 
@@ -77,6 +86,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
     """``(name, model, inputs)`` for every untrained ``--models`` entry or every ``--checkpoints`` file."""
     import torch
 
+    from fwdlearn.errors import UsageError
     from fwdlearn.fit import seed_everything
     from fwdlearn.sequences.nn.language_model import load_language_model, make_language_model
 
@@ -87,7 +97,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
             seed_everything(config.seed)
             yield name, make_language_model(name, config.vocab, hidden=config.hidden, layers=config.layers), inputs
         return
-    from fwdlearn.sequences.data.text import load_text
+    from fwdlearn.sequences.data.text import read_corpus
 
     corpora: dict[str, object] = {}  # one read of --data per tokenisation level
     for path in config.checkpoints:
@@ -95,15 +105,15 @@ def _models_and_inputs(config: InfluenceSeqConfig):
         if config.data:
             level = vocab.level if vocab is not None else "char"
             if level not in corpora:
-                corpora[level] = load_text(config.data, level=level)
+                corpora[level] = read_corpus(config.data, level=level)
             corpus = corpora[level]
             if vocab is not None and vocab.tokens != corpus.vocab.tokens:
-                raise ValueError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
+                raise UsageError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
                                  f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on")
             ids = corpus.split("validation")
             need = config.batch * config.length
             if ids.numel() < need:
-                raise ValueError(f"{config.data} validation has {ids.numel()} tokens; --batch x --length needs {need}")
+                raise UsageError(f"{config.data} validation has {ids.numel()} tokens; --batch x --length needs {need}")
             inputs = ids[:need].view(config.batch, config.length)
         else:
             inputs = torch.randint(0, model.vocab_size, (config.batch, config.length), generator=gen)

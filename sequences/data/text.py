@@ -32,6 +32,7 @@ __all__ = [
     "Vocabulary",
     "Corpus",
     "load_text",
+    "read_corpus",
     "KNOWN_CORPORA",
     "StreamBatcher",
     "random_windows",
@@ -371,3 +372,12 @@ def random_windows(ids: Tensor, batch_size: int, context: int, generator: torch.
     offsets = torch.arange(context + 1)
     windows = ids[starts[:, None] + offsets[None, :]]
     return windows[:, :-1], windows[:, 1:]
+
+
+def read_corpus(name_or_path: str, **kwargs: Any) -> Corpus:
+    """:func:`load_text` for the commands: a file that cannot be read as text is reported as one
+    :class:`~fwdlearn.errors.InputError` naming it (instead of the reader's own exception)."""
+    from fwdlearn.errors import reading
+
+    with reading(name_or_path, "a text corpus", "a corpus must be a UTF-8 text file or a folder of them"):
+        return load_text(name_or_path, **kwargs)

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.records import refuse_overwrite
+from fwdlearn.errors import InputError, reading
+from fwdlearn.files import atomic_write, refuse_overwrite
 from fwdlearn.registry import Registry
 from fwdlearn.rules import Rule
 
@@ -136,13 +137,12 @@ class LanguageModel(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, vocab=None, overwrite: bool = False) -> Path:
-        """Write ``{"kind", "config", "model", "vocab"}`` (refuses to overwrite unless ``overwrite``)."""
+        """Write ``{"kind", "config", "model", "vocab"}`` atomically (refuses to overwrite unless ``overwrite``)."""
         path = Path(path)
         refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"kind": self.config.kind, "config": self.config_dict(), "model": self.state_dict(),
-                    "vocab": vocab.state_dict() if vocab is not None else None}, path)
-        return path
+        bundle = {"kind": self.config.kind, "config": self.config_dict(), "model": self.state_dict(),
+                  "vocab": vocab.state_dict() if vocab is not None else None}
+        return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu"):
@@ -153,11 +153,11 @@ class LanguageModel(nn.Module):
 def _bundle(path: Path, ckpt: Any) -> dict[str, Any]:
     if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
         return ckpt
-    if isinstance(ckpt, dict):  # a Trainer checkpoint: the bundle is under best_state / state
+    if isinstance(ckpt, dict):  # a Trainer checkpoint: the bundle is under best_state (or state, when the best is the last)
         inner = ckpt.get("best_state") or ckpt.get("state")
         if isinstance(inner, dict) and "model" in inner and "config" in inner:
             return inner
-    raise ValueError(f"{path} is neither a saved language model nor a fwdlearn seq train checkpoint")
+    raise InputError(f"{path} is neither a saved language model nor a fwdlearn seq train checkpoint")
 
 
 def load_language_model(path: str | Path, map_location: str | torch.device = "cpu"):
@@ -165,13 +165,14 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
     from fwdlearn.sequences.data.text import Vocabulary
 
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    bundle = _bundle(path, torch.load(path, map_location=map_location, weights_only=False))
-    config = dict(bundle["config"])
-    kind = bundle.get("kind") or config.get("kind", "recurrent")
-    model = LM_KINDS.get(kind).from_config(config)
-    model.load_state_dict(bundle["model"])
+    with reading(path, "a language model", "it may have been cut short or is another kind of file"):
+        bundle = _bundle(path, torch.load(path, map_location=map_location, weights_only=False))
+        config = dict(bundle["config"])
+        kind = bundle.get("kind") or config.get("kind", "recurrent")
+        model = LM_KINDS.get(kind).from_config(config)
+        model.load_state_dict(bundle["model"])
     vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
     return model, vocab
 

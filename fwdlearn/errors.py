@@ -1,0 +1,159 @@
+"""The errors fwdlearn anticipates, and the checks that raise them.
+
+Every anticipated error carries a message that names the problem and the fix (and the path, when a
+file is involved). The ``fwdlearn`` command prints such an error as one line and exits with a status
+(:data:`EXIT_STATUS`); any other exception is a bug and keeps its traceback.
+
+- :class:`UsageError` (a :class:`ValueError`): a flag or argument has a bad value, flags contradict
+  each other, or a checkpoint does not fit the run that would resume it.
+- :class:`InputError` (a :class:`ValueError`): an input file is unreadable or malformed.
+- :class:`DivergenceError` (a :class:`FloatingPointError`): training diverged; the message names the
+  step, the rule that tripped and the value. :class:`NonFiniteLossError` is the NaN/inf case.
+- :class:`TrainingInterrupted` (a :class:`KeyboardInterrupt`): Ctrl-C during training, with the last
+  checkpoint written.
+
+``ValueError`` raised by the library's own argument checks and file-system errors
+(``FileNotFoundError``, ``FileExistsError``, ``PermissionError``, ...) count as anticipated too.
+
+Example::
+
+    check_range("--lr", lr, gt=0)            # UsageError: --lr must be > 0, got -1.0
+    with reading(path, "checkpoint"):        # a truncated file -> InputError naming the path
+        torch.load(path)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
+           "ANTICIPATED", "EXIT_STATUS", "exit_status", "check_range", "check_finite_tensor", "reading"]
+
+
+class UsageError(ValueError):
+    """A bad value, contradicting flags, or a checkpoint that does not fit this run; the message says the fix."""
+
+
+class InputError(ValueError):
+    """An input file that cannot be read as what it should be; the message names the path."""
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: the message names the step, the rule that tripped and the value."""
+
+
+class NonFiniteLossError(DivergenceError):
+    """A loss (or a state to be saved) became NaN or infinite; the message names which and suggests a fix."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training.
+
+    Attributes:
+        step: the step that was running.
+        checkpoint: the checkpoint file, or ``None`` when the run keeps none.
+        saved_step: the step the checkpoint holds (``None``: nothing saved yet).
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None, saved_step: int | None) -> None:
+        super().__init__(step, checkpoint, saved_step)
+        self.step, self.checkpoint, self.saved_step = step, checkpoint, saved_step
+
+    def __str__(self) -> str:
+        if self.checkpoint is not None and self.saved_step is not None:
+            return (f"interrupted at step {self.step}; the last checkpoint is {self.checkpoint} (step "
+                    f"{self.saved_step}): run the same command with --resume to continue")
+        if self.checkpoint is not None:
+            return f"interrupted at step {self.step}, before the first checkpoint ({self.checkpoint}) was written"
+        return f"interrupted at step {self.step}; this run keeps no checkpoint"
+
+
+#: exceptions the CLI reports as one line (anything else is a bug and keeps its traceback)
+ANTICIPATED: tuple[type[BaseException], ...] = (UsageError, InputError, DivergenceError, ValueError, OSError)
+
+#: exit status of the ``fwdlearn`` command for each kind of outcome
+EXIT_STATUS = {"ok": 0, "error": 2, "diverged": 3, "interrupted": 130}
+
+
+def exit_status(error: BaseException) -> int | None:
+    """The CLI's exit status for ``error``, or ``None`` when it is not anticipated (a bug)."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_STATUS["interrupted"]
+    if isinstance(error, DivergenceError):
+        return EXIT_STATUS["diverged"]
+    if isinstance(error, ANTICIPATED):
+        return EXIT_STATUS["error"]
+    return None
+
+
+def check_range(name: str, value: Any, *, min: float | None = None, gt: float | None = None,
+                max: float | None = None, optional: bool = False) -> None:
+    """Raise :class:`UsageError` unless ``value`` is a finite number within the bounds.
+
+    Args:
+        name: how the user spells it (``"--lr"``, ``"lr"``).
+        min, max: inclusive bounds; gt: an exclusive lower bound.
+        optional: ``None`` is accepted (the option is off).
+    """
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value}")
+    if gt is not None and not value > gt:
+        raise UsageError(f"{name} must be > {gt}, got {value}")
+    if min is not None and value < min:
+        raise UsageError(f"{name} must be >= {min}, got {value}")
+    if max is not None and value > max:
+        raise UsageError(f"{name} must be <= {max}, got {value}")
+
+
+def check_finite_tensor(name: str, tensor: Any, fix: str = "clean or impute them first") -> None:
+    """Raise :class:`UsageError` when ``tensor`` (floating point) holds NaN or infinite entries, saying how many."""
+    import torch
+
+    if not tensor.is_floating_point():
+        return
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
+        raise UsageError(f"{name} holds {bad:,} NaN or infinite entries (of {tensor.numel():,}); {fix}")
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``error`` or the first exception of type ``kind`` among its causes."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextmanager
+def reading(path: str | Path, what: str, hint: str = "") -> Iterator[None]:
+    """Turn a failure to read ``path`` as ``what`` into an :class:`InputError` naming the path.
+
+    Errors that already speak for themselves (a ``ValueError`` of the reader's own checks, a missing or
+    unreadable file) pass through unchanged; anything else raised inside the block (a truncated zip,
+    random bytes given to an unpickler, text that is not UTF-8, ...) is reported with ``path`` and ``hint``.
+    """
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any reader's failure is the file's problem
+        unicode = _cause(error, UnicodeError)
+        if unicode is not None:
+            raise InputError(f"cannot read {path} as {what}: it is not UTF-8 text ({unicode})"
+                             + (f"; {hint}" if hint else "")) from error
+        if isinstance(error, ValueError):
+            raise  # the reader's own check, which names the problem
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        raise InputError(f"cannot read {path} as {what} ({detail})" + (f"; {hint}" if hint else "")) from error

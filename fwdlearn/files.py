@@ -1,0 +1,81 @@
+"""Writing output files safely: atomic writes, writability probes, no silent overwrite.
+
+- :func:`atomic_write` writes ``<path>.tmp`` and renames it over ``path``: a crash or a kill never
+  leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`).
+- :func:`check_writable` fails *before any work* when a file could not be written later: a parent that
+  is a file, a folder without write permission, a read-only file system.
+- :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import UsageError
+
+__all__ = ["atomic_write", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite"]
+
+
+def tmp_path(path: str | Path) -> Path:
+    """Where :func:`atomic_write` stages ``path``: ``<path>.tmp``."""
+    path = Path(path)
+    return path.with_name(path.name + ".tmp")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` then rename ``tmp`` over ``path`` (parents created); the temporary file is removed
+    if ``write`` fails or is interrupted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:
+    """Remove the ``<path>.tmp`` a killed run left behind; the removed files."""
+    removed = []
+    for path in paths:
+        if path is not None and tmp_path(path).is_file():
+            tmp_path(path).unlink()
+            removed.append(tmp_path(path))
+    return removed
+
+
+def check_writable(path: str | Path, flag: str = "") -> None:
+    """Raise :class:`~fwdlearn.errors.UsageError` unless ``path`` can be written (its folders created).
+
+    The nearest existing ancestor must be a folder in which a file can actually be created (a probe file
+    is created and removed at once; nothing else is touched).
+    """
+    path = Path(path)
+    where = f"{path} ({flag})" if flag else str(path)
+    if path.is_dir():
+        raise UsageError(f"cannot write {where}: it is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {where}: {parent} is a file, not a folder; choose another path")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".fwdlearn-probe-", dir=parent)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageError(f"cannot write {where}: {parent} is not writable ({error.strerror}); "
+                         "choose another path") from None
+
+
+def refuse_overwrite(*paths: str | Path | None, overwrite: bool = False, flag: str = "--overwrite") -> None:
+    """Fail before any work is done when an output file exists and ``overwrite`` is not set."""
+    for path in paths:
+        if path and Path(path).exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; choose another output path or pass {flag} to replace it")

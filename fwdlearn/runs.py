@@ -1,0 +1,213 @@
+"""What every command shares: the run options (device, threads, seed, quiet, name, record, overwrite,
+debug) and where a run's files go.
+
+**Run options.** A command's config dataclass derives from :class:`RunOptions`, so every training,
+influence and bench command takes the same flags, listed under "run options" in ``--help``, and every
+config is range-checked when it is built (:func:`fwdlearn.config.validate_config`).
+
+**Output paths** (:func:`run_outputs`). A run writes under ``runs/``:
+
+- ``--name dsf``: ``runs/dsf.json`` (the record), ``runs/dsf.pt`` (the checkpoint), so
+  ``--resume --name dsf`` continues it and ``influence seq --checkpoints runs/dsf.pt`` reads it. A name
+  with folders (``--name sweep/lr3``) makes a run folder (``runs/sweep/lr3.json``, ...).
+- no name: a fresh ``runs/<command>-<UTC time>-<6 hex digits>.*``, unique per run, so concurrent runs
+  never share a file.
+- ``--json`` names the record (and, without ``--name``, the checkpoint next to it, ``.pt``);
+  ``--checkpoint``, ``--plot`` and a bench's ``--out`` override their own paths.
+
+Before any work, every output path is checked: the paths differ from each other, none exists unless
+``--overwrite`` (a checkpoint: unless ``--resume``), each can be written (its folder exists or can be
+created, and is writable), a plot's format is one matplotlib writes; a ``.tmp`` file a killed run left
+behind is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import validate_config
+from .errors import UsageError
+from .files import check_writable, refuse_overwrite, remove_stale_tmp
+
+__all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
+           "start_run", "check_plot_format"]
+
+RUN_OPTIONS = "run options"
+RUNS_FOLDER = "runs"
+
+
+def _option(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, "group": RUN_OPTIONS, **meta})
+
+
+@dataclass
+class RunOptions:
+    """The options every training, influence and bench command takes (a mixin for config dataclasses)."""
+
+    name: str = _option("", "name of the run: its files are runs/<name>.json (record) and runs/<name>.pt "
+                            "(checkpoint), so --resume --name <name> continues it; folders in the name "
+                            "(sweep/lr3) make a run folder. Without it every run gets a fresh "
+                            "runs/<command>-<time>-<id> name")
+    json: str = _option("", "run record path (default: runs/<name>.json, a bench's <out>-record.json, or a fresh "
+                            "file under runs/)")
+    overwrite: bool = _option(False, "replace existing output files instead of refusing to start")
+    device: str = _option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)")
+    threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0)
+    seed: int = _option(0, "random seed of weights, data order, splits and samples")
+    quiet: bool = _option(False, "no progress bars or per-step output")
+    debug: bool = _option(False, "on an error, show the Python traceback (also FWDLEARN_DEBUG=1)")
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+
+def fresh_stem(job: str, folder: str | Path = RUNS_FOLDER) -> Path:
+    """``<folder>/<job>-<UTC time>-<6 random hex digits>``: unique per run, also for runs started in the same second."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path(folder) / f"{job}-{stamp}-{secrets.token_hex(3)}"
+
+
+def check_plot_format(path: str | Path, flag: str = "--plot") -> None:
+    """Raise :class:`~fwdlearn.errors.UsageError` unless matplotlib is installed and writes ``path``'s format."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise UsageError(f"{flag} needs matplotlib: pip install 'fwdlearn[plot]'") from None
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        shown = "none" if not suffix else f".{suffix}"
+        raise UsageError(f"{flag} {path}: matplotlib cannot write the format {shown}; end the name with one of "
+                         + ", ".join(f".{s}" for s in sorted(formats)))
+
+
+@dataclass
+class RunPaths:
+    """Where one run writes: the record, and when the command has them a checkpoint, a plot, result tables."""
+
+    record: Path
+    checkpoint: Path | None = None
+    plot: Path | None = None
+    results: tuple[Path, ...] = ()
+
+    def outputs(self) -> list[tuple[str, Path]]:
+        """``(flag, path)`` of every file this run may write."""
+        pairs = [("--json", self.record)]
+        pairs += [("--checkpoint", self.checkpoint)] if self.checkpoint is not None else []
+        pairs += [("--plot", self.plot)] if self.plot is not None else []
+        pairs += [("--out", p) for p in self.results]
+        return pairs
+
+
+def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
+                out: str | None = None, resume: bool = False) -> RunPaths:
+    """Resolve this run's output paths (see the module doc) and check them before any work.
+
+    Args:
+        job: the command's name in default file names (``"seq-train"``).
+        options: the run options (``name``, ``json``, ``overwrite``).
+        checkpoint: ``None``: the command keeps no checkpoint; ``""``: the default path; else the path.
+        plot: the ``--plot`` path (``""``: none).
+        out: benches: the ``--out`` results prefix (``""``: from the name, or fresh); ``None``: no tables.
+        resume: the checkpoint must exist (it is continued), instead of must not; the record may exist (the
+            continued run rewrites its own record).
+
+    Raises:
+        UsageError: two outputs share a path, a path cannot be written, a plot format is unknown.
+        FileExistsError: an output exists and ``--overwrite`` was not given.
+        FileNotFoundError: ``resume`` and the checkpoint does not exist.
+    """
+    from .reporting import result_paths
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
+        raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
+    stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
+    paths = RunPaths(record=stem.with_name(stem.name + ".json"))
+    if out is not None:
+        json_path, md_path, record_path = result_paths(out or stem)
+        paths.results, paths.record = (json_path, md_path), record_path
+    if options.json:
+        paths.record = Path(options.json)
+    if checkpoint is not None:
+        if checkpoint:
+            paths.checkpoint = Path(checkpoint)
+        elif options.json and not options.name:
+            paths.checkpoint = paths.record.with_suffix(".pt")  # next to the record
+        else:
+            paths.checkpoint = stem.with_name(stem.name + ".pt")
+    if plot:
+        paths.plot = Path(plot)
+    _check_outputs(paths, options.overwrite, resume)
+    return paths
+
+
+def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
+    seen: dict[Path, str] = {}
+    for flag, path in paths.outputs():
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {flag} both name {path}; give each output its own path")
+        seen[key] = flag
+    for flag, path in paths.outputs():
+        if flag == "--checkpoint":
+            continue
+        check_writable(path, flag)
+        refuse_overwrite(path, overwrite=overwrite or (resume and flag == "--json"))
+    if paths.checkpoint is not None:
+        ckpt = paths.checkpoint
+        if resume:
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"--resume was given but the checkpoint {ckpt} does not exist; pass the "
+                                        "--name (or --checkpoint) of the run to continue")
+        elif ckpt.exists() and not overwrite:
+            raise FileExistsError(f"checkpoint {ckpt} already exists; pass --resume to continue that run, "
+                                  "--overwrite to start it over, or choose another --name")
+        check_writable(ckpt, "--checkpoint")
+    elif resume:
+        raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
+    if paths.plot is not None:
+        check_plot_format(paths.plot)
+    remove_stale_tmp(*(path for _, path in paths.outputs()))
+
+
+def resolve_device(spec: str) -> Any:
+    """The ``torch.device`` a ``--device`` value names; :class:`~fwdlearn.errors.UsageError` when it is
+    unknown or not present on this machine."""
+    import torch
+
+    text = spec.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {spec!r} is not a device; use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec}: this machine has no CUDA device (torch.cuda.is_available() is "
+                             "False); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0; use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {spec}: MPS is not available on this machine; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {spec}: fwdlearn runs on cpu, cuda or mps")
+    return device
+
+
+def start_run(options: RunOptions) -> Any:
+    """Apply the run options that act on the process (``--threads``) and return the ``--device`` as a
+    ``torch.device`` (checked to exist)."""
+    import torch
+
+    device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    return device

@@ -1,0 +1,231 @@
+"""Bad input on the command line: exit status 2, one line on stderr naming the problem, no traceback, and no
+file written. Every case fails before any training (tiny settings keep the few that load data fast)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fwdlearn.cli import main
+from fwdlearn.errors import UsageError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TEXT = "a stitch in time saves nine, and a rolling stone gathers no moss.\n" * 30
+OTHER_TEXT = "no moss gathers a rolling stone, and nine saves time in a stitch.\n" * 30  # same characters
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Input files every case may name: a corpus, broken files, and a real checkpoint of a tiny run."""
+    folder = tmp_path_factory.mktemp("inputs")
+    (folder / "corpus.txt").write_text(TEXT)
+    (folder / "other.txt").write_text(OTHER_TEXT)
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.txt").write_bytes(bytes(range(128, 256)) * 64)
+    (folder / "random.pt").write_bytes(os.urandom(4096))
+    (folder / "afile").write_text("a file, not a folder")
+    (folder / "existing.json").write_text("{}")
+    (folder / "adir").mkdir()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main(["seq", "train", "--data", "corpus.txt", "--layers", "1", "--hidden", "8", "--context", "8",
+                     "--batch-size", "2", "--steps", "4", "--eval-every", "2", "--sample", "0", "--quiet",
+                     "--name", "tiny"]) == 0
+    finally:
+        os.chdir(cwd)
+    checkpoint = (folder / "runs" / "tiny.pt").read_bytes()
+    (folder / "tiny.pt").write_bytes(checkpoint)
+    (folder / "truncated.pt").write_bytes(checkpoint[: len(checkpoint) // 2])
+    torch.save({"weights": torch.zeros(3)}, folder / "not-a-checkpoint.pt")
+    return folder
+
+
+SEQ = ["seq", "train", "--data", "corpus.txt", "--layers", "1", "--hidden", "8", "--context", "8", "--batch-size", "2",
+       "--steps", "4", "--eval-every", "2", "--sample", "0", "--quiet"]
+RESUME = [*SEQ, "--checkpoint", "tiny.pt", "--json", "resumed.json", "--resume"]
+INF_SEQ = ["influence", "seq", "--models", "gru", "--length", "8", "--max-lag", "4", "--positions", "2", "--quiet"]
+INF_GRAPH = ["influence", "graph", "--data", "karate", "--layers", "2", "--samples", "4", "--quiet"]
+GRAPH = ["graph", "train", "--data", "karate", "--layers", "2", "--hidden", "8", "--epochs", "2", "--quiet"]
+BENCH_GRAPH = ["bench", "graph", "--data", "karate", "--splits", "1", "--epochs", "2", "--hidden", "8", "--quiet"]
+BENCH_SEQ = ["bench", "seq", "--data", "corpus.txt", "--quiet"]
+BENCH_INF = ["bench", "influence", "--data", "karate", "--quiet"]
+
+#: (id, arguments, what the one line must say)
+CASES = [
+    # value ranges of seq train
+    ("layers-0", [*SEQ, "--layers", "0"], "--layers must be >= 1, got 0"),
+    ("hidden-negative", [*SEQ, "--hidden", "-4"], "--hidden must be >= 1, got -4"),
+    ("context-0", [*SEQ, "--context", "0"], "--context must be >= 1, got 0"),
+    ("lr-negative", [*SEQ, "--lr", "-1"], "--lr must be > 0, got -1.0"),
+    ("lr-nan", [*SEQ, "--lr", "nan"], "--lr must be a finite number, got nan"),
+    ("lr-inf", [*SEQ, "--lr", "inf"], "--lr must be a finite number, got inf"),
+    ("clip-negative", [*SEQ, "--clip", "-1"], "--clip must be >= 0, got -1.0"),
+    ("limit-negative", [*SEQ, "--limit", "-5"], "--limit must be >= 0, got -5"),
+    ("steps-0", [*SEQ, "--steps", "0"], "--steps must be >= 1, got 0"),
+    ("batch-0", [*SEQ, "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    ("eval-every-0", [*SEQ, "--eval-every", "0"], "--eval-every must be >= 1, got 0"),
+    ("sample-negative", [*SEQ, "--sample", "-1"], "--sample must be >= 0, got -1"),
+    ("threads-negative", [*SEQ, "--threads", "-2"], "--threads must be >= 0, got -2"),
+    ("diverge-factor-1", [*SEQ, "--diverge-factor", "1"], "--diverge-factor must be > 1, got 1.0"),
+    # words the parser refuses
+    ("layers-not-a-number", [*SEQ, "--layers", "x"], "argument --layers: invalid int value: 'x'"),
+    ("unknown-model", [*SEQ, "--model", "rnn"], "argument --model: invalid choice: 'rnn'"),
+    ("unknown-flag", [*SEQ, "--hiden", "8"], "unrecognized arguments: --hiden 8"),
+    ("unknown-rule", [*SEQ, "--training", "rtrl"], "unknown rule 'rtrl'"),
+    # devices
+    ("device-missing-cuda", [*SEQ, "--device", "cuda:99"], "--device cuda:99: this machine has"),
+    ("device-unknown", [*SEQ, "--device", "tpu"], "--device 'tpu' is not a device; use cpu, cuda, cuda:N, mps or auto"),
+    ("device-meta", [*SEQ, "--device", "meta"], "--device meta: fwdlearn runs on cpu, cuda or mps"),
+    # input files
+    ("corpus-missing", [*SEQ, "--data", "missing.txt"], "unknown corpus 'missing.txt'"),
+    ("corpus-binary", [*SEQ, "--data", "binary.txt"], "cannot read binary.txt as a text corpus: it is not UTF-8 text"),
+    ("corpus-empty", [*SEQ, "--data", "empty.txt"], "empty.txt is empty; a corpus needs text"),
+    ("split-missing", [*SEQ, "--train-split", "test"], "--train-split test: corpus.txt has the splits train, validation"),
+    ("context-too-long", [*SEQ, "--context", "10000"], "context 10000 is longer than the data"),
+    # output paths
+    ("record-parent-is-a-file", [*SEQ, "--json", "afile/run.json"], "afile is a file, not a folder"),
+    ("record-is-a-folder", [*SEQ, "--json", "adir"], "cannot write adir (--json): it is a folder"),
+    ("record-exists", [*SEQ, "--json", "existing.json"], "existing.json already exists; choose another output path "
+                                                          "or pass --overwrite"),
+    ("record-is-checkpoint", [*SEQ, "--json", "same.pt", "--checkpoint", "same.pt", "--overwrite"],
+     "--json and --checkpoint both name same.pt"),
+    ("checkpoint-exists", [*SEQ, "--checkpoint", "tiny.pt", "--json", "fresh.json"],
+     "checkpoint tiny.pt already exists; pass --resume to continue that run"),
+    # resuming
+    ("resume-nothing", [*SEQ, "--name", "never-ran", "--resume"],
+     "--resume was given but the checkpoint runs/never-ran.pt does not exist"),
+    ("resume-truncated", [*SEQ, "--checkpoint", "truncated.pt", "--json", "r.json", "--resume"],
+     "cannot read truncated.pt as a fwdlearn checkpoint"),
+    ("resume-random-bytes", [*SEQ, "--checkpoint", "random.pt", "--json", "r.json", "--resume"],
+     "cannot read random.pt as a fwdlearn checkpoint"),
+    ("resume-not-a-checkpoint", [*SEQ, "--checkpoint", "not-a-checkpoint.pt", "--json", "r.json", "--resume"],
+     "not-a-checkpoint.pt is not a training checkpoint"),
+    ("resume-other-model", [*RESUME, "--hidden", "12"], "model.hidden 8 (checkpoint) vs 12 (now)"),
+    ("resume-other-rule", [*RESUME, "--training", "bptt"], "model.training 'dsf' (checkpoint) vs 'bptt' (now)"),
+    ("resume-other-corpus", [*RESUME, "--data", "other.txt", "--steps", "6"], "corpus '1,782 + 198 tokens #"),
+    ("resume-other-batch", [*RESUME, "--batch-size", "3", "--steps", "6"], "batch_size 2 (checkpoint) vs 3 (now)"),
+    ("resume-other-context", [*RESUME, "--context", "6", "--steps", "6"], "context 8 (checkpoint) vs 6 (now)"),
+    ("resume-fewer-steps", [*RESUME, "--steps", "3"], "is at step 4, beyond the step budget 3"),
+    # influence seq
+    ("influence-seq-length-0", [*INF_SEQ, "--length", "0"], "--length must be >= 1, got 0"),
+    ("influence-seq-lag-negative", [*INF_SEQ, "--max-lag", "-1"], "--max-lag must be >= 0, got -1"),
+    ("influence-seq-positions-0", [*INF_SEQ, "--positions", "0"], "--positions must be >= 1, got 0"),
+    ("influence-seq-missing-checkpoint", [*INF_SEQ, "--checkpoints", "nothere.pt"], "--checkpoints nothere.pt: no such file"),
+    ("influence-seq-random-checkpoint", [*INF_SEQ, "--checkpoints", "random.pt"],
+     "cannot read random.pt as a language model"),
+    ("influence-seq-plot-format", [*INF_SEQ, "--plot", "curves.xyz"], "matplotlib cannot write the format .xyz"),
+    ("influence-seq-plot-is-record", [*INF_SEQ, "--plot", "same.png", "--json", "same.png"],
+     "--json and --plot both name same.png"),
+    ("influence-seq-other-vocab", [*INF_SEQ, "--checkpoints", "tiny.pt", "--data", "tinyshakespeare"],
+     "tiny.pt was trained with another vocabulary"),
+    # influence graph
+    ("influence-graph-layers-0", [*INF_GRAPH, "--layers", "0"], "--layers must be >= 1, got 0"),
+    ("influence-graph-samples-0", [*INF_GRAPH, "--samples", "0"], "--samples must be >= 1, got 0"),
+    ("influence-graph-unknown-graph", [*INF_GRAPH, "--data", "nosuchgraph"], "unknown graph 'nosuchgraph'"),
+    ("influence-graph-plot-format", [*INF_GRAPH, "--plot", "curves.txt"], "matplotlib cannot write the format .txt"),
+    ("influence-graph-lr-0", [*INF_GRAPH, "--lr", "0"], "--lr must be > 0, got 0.0"),
+    # graph train
+    ("graph-splits-0", [*GRAPH, "--splits", "0"], "--splits must be >= 1, got 0"),
+    ("graph-epochs-0", [*GRAPH, "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    ("graph-weight-decay-negative", [*GRAPH, "--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+    ("graph-patience-negative", [*GRAPH, "--patience", "-1"], "--patience must be >= 0, got -1"),
+    ("graph-unknown-method", [*GRAPH, "--method", "nosuch"], "--method 'nosuch' is not a node method"),
+    ("graph-node-method-for-links", [*GRAPH, "--task", "link", "--method", "sf"], "--method 'sf' is not a link method"),
+    ("graph-resume-nothing", [*GRAPH, "--name", "never-ran", "--resume"], "runs/never-ran.pt does not exist"),
+    ("graph-unknown-conv", [*GRAPH, "--conv", "gin"], "argument --conv: invalid choice: 'gin'"),
+    # benches
+    ("bench-graph-depth-0", [*BENCH_GRAPH, "--depths", "0", "2"], "--depths must be >= 1, got 0"),
+    ("bench-graph-unknown-method", [*BENCH_GRAPH, "--methods", "bp", "xx"], "argument --methods: invalid choice: 'xx'"),
+    ("bench-seq-context-0", [*BENCH_SEQ, "--cost-contexts", "0"], "--cost-contexts must be >= 1, got 0"),
+    ("bench-seq-unknown-rule", [*BENCH_SEQ, "--quality-modes", "bptt", "nope"], "unknown rule 'nope'"),
+    ("bench-influence-samples-0", [*BENCH_INF, "--samples", "0"], "--samples must be >= 1, got 0"),
+    ("bench-influence-unknown-method", [*BENCH_INF, "--forward-method", "nope"], "unknown"),
+    ("bench-out-parent-is-a-file", [*BENCH_INF, "--out", "afile/results"], "afile is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("args,message", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_is_one_line_and_exit_2(args, message, inputs, monkeypatch, capsys):
+    monkeypatch.chdir(inputs)
+    before = {p for p in inputs.rglob("*")}
+    try:
+        status = main(args)
+    except SystemExit as exit:  # the parser's errors exit through SystemExit
+        status = exit.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 2, err
+    assert len(lines) == 1, err
+    assert message in lines[0]
+    assert "Traceback" not in err
+    assert {p for p in inputs.rglob("*")} == before  # nothing written, not even an empty runs/ folder
+
+
+def test_the_table_covers_at_least_forty_inputs():
+    assert len(CASES) >= 40 and len({case[0] for case in CASES}) == len(CASES)
+
+
+def test_a_read_only_record_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # root writes into read-only folders; a folder of a read-only file system stands in for one
+        target = "/sys/fwdlearn-test/run.json"
+    else:
+        folder = tmp_path / "locked"
+        folder.mkdir()
+        folder.chmod(0o555)
+        target = str(folder / "run.json")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    assert main([*SEQ, "--json", target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fwdlearn: error: cannot write {target} (--json):") and "is not writable" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_debug_shows_the_traceback(inputs, monkeypatch):
+    monkeypatch.chdir(inputs)
+    with pytest.raises(UsageError, match="--layers must be >= 1"):
+        main([*SEQ, "--layers", "0", "--debug"])
+    monkeypatch.setenv("FWDLEARN_DEBUG", "1")
+    with pytest.raises(UsageError, match="--hidden must be >= 1"):
+        main([*SEQ, "--hidden", "0"])
+
+
+def test_configs_are_checked_from_python_too():
+    from fwdlearn.sequences.cli.train import TrainSeqConfig
+
+    with pytest.raises(UsageError, match="--clip must be >= 0, got -1"):
+        TrainSeqConfig(clip=-1)
+
+
+def test_every_flag_of_every_command_has_a_help_sentence():
+    from fwdlearn.cli import ENTRY_POINTS, build_parser
+
+    parser = build_parser()
+    seen = 0
+    for (group, name) in ENTRY_POINTS:
+        words = [group] + ([name] if name else [])
+        sub = parser
+        for word in words:
+            sub = next(a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction").choices[word]
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                text = (action.help or "").split("(default")[0].strip()
+                assert len(text) >= 8, f"fwdlearn {' '.join(words)} {action.option_strings[0]} has no help sentence"
+                assert (action.help or "").count("(default") <= 1, action.help
+                seen += 1
+    assert seen > 100
+
+
+@pytest.mark.parametrize("command", [["seq", "train"], ["graph", "train"], ["influence", "seq"], ["influence", "graph"],
+                                     ["bench", "seq"], ["bench", "graph"], ["bench", "influence"]])
+def test_every_training_influence_and_bench_command_takes_the_run_options(command):
+    out = subprocess.run([sys.executable, "-m", "fwdlearn", *command, "--help"], capture_output=True, text=True,
+                         timeout=60)
+    for flag in ("--device", "--threads", "--seed", "--quiet", "--name", "--json", "--overwrite", "--debug"):
+        assert flag in out.stdout
+    assert "run options:" in out.stdout

@@ -1,0 +1,150 @@
+"""Run options and output paths: named runs, unique default paths under concurrency, checks before work,
+interrupted and killed runs that resume exactly, torchrun errors said once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fwdlearn.errors import UsageError
+from fwdlearn.runs import RunOptions, fresh_stem, run_outputs
+
+TEXT = "to be or not to be, that is the question; whether tis nobler in the mind to suffer.\n" * 40
+TINY = ["--layers", "1", "--hidden", "8", "--context", "8", "--batch-size", "2", "--quiet", "--threads", "1"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _fwdlearn(*args, cwd, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "fwdlearn", *args], cwd=cwd, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    (tmp_path / "text.txt").write_text(TEXT)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_fresh_default_names_differ_even_within_one_second():
+    stems = {fresh_stem("seq-train") for _ in range(200)}
+    assert len(stems) == 200
+
+
+def test_a_name_gives_predictable_paths_and_folders_make_a_run_folder(folder):
+    paths = run_outputs("seq-train", RunOptions(name="dsf"), checkpoint="")
+    assert (paths.record, paths.checkpoint) == (Path("runs/dsf.json"), Path("runs/dsf.pt"))
+    paths = run_outputs("seq-train", RunOptions(name="sweep/lr3"), checkpoint="")
+    assert (paths.record, paths.checkpoint) == (Path("runs/sweep/lr3.json"), Path("runs/sweep/lr3.pt"))
+    paths = run_outputs("seq-train", RunOptions(json="out/a.json"), checkpoint="")
+    assert paths.checkpoint == Path("out/a.pt")  # next to the record
+    bench = run_outputs("bench-seq", RunOptions(name="b1"), out="")
+    assert bench.results == (Path("runs/b1.json"), Path("runs/b1.md")) and bench.record == Path("runs/b1-record.json")
+    assert not Path("runs").exists()  # checking writes nothing
+
+
+def test_outputs_are_checked_before_any_work(folder):
+    with pytest.raises(UsageError, match="--json and --checkpoint both name x.pt"):
+        run_outputs("seq-train", RunOptions(json="x.pt"), checkpoint="x.pt")
+    Path("runs").mkdir()
+    Path("runs/a.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="runs/a.json already exists"):
+        run_outputs("seq-train", RunOptions(name="a"), checkpoint="")
+    Path("runs/a.pt").write_bytes(b"")
+    paths = run_outputs("seq-train", RunOptions(name="a"), checkpoint="", resume=True)  # a resumed run rewrites its record
+    assert paths.checkpoint == Path("runs/a.pt")
+    with pytest.raises(FileExistsError, match="checkpoint runs/a.pt already exists; pass --resume"):
+        run_outputs("seq-train", RunOptions(json="runs/b.json", name="a"), checkpoint="")
+
+
+def test_a_stale_tmp_file_of_a_killed_run_is_removed(folder):
+    Path("runs").mkdir()
+    Path("runs/k.pt.tmp").write_bytes(b"half a checkpoint")
+    Path("runs/k.json.tmp").write_text("{")
+    run_outputs("seq-train", RunOptions(name="k"), checkpoint="")
+    assert not list(Path("runs").iterdir())
+
+
+def test_concurrent_runs_without_names_never_share_a_file(folder):
+    runs = [_fwdlearn("seq", "train", "--data", "text.txt", *TINY, "--hidden", str(hidden), "--steps", "3",
+                      "--eval-every", "3", "--sample", "0", cwd=folder) for hidden in (8, 12)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    records = sorted(Path("runs").glob("seq-train-*.json"))
+    assert len(records) == 2
+    checkpoints = set()
+    for path in records:
+        record = json.loads(path.read_text())
+        checkpoint = record["files"]["checkpoint"]
+        saved = torch.load(folder / checkpoint, weights_only=False)
+        assert saved["fingerprint"]["model"]["hidden"] == record["config"]["hidden"]  # its own weights
+        checkpoints.add(checkpoint)
+    assert len(checkpoints) == 2
+
+
+def _wait_for(path: Path, process, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{path} was not written"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    (folder / "text.txt").write_text(TEXT)
+    run = _fwdlearn("seq", "train", "--data", "text.txt", *TINY, "--steps", "300", "--eval-every", "10",
+                    "--sample", "30", "--name", "ref", cwd=folder)
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 0, err
+    return json.loads((folder / "runs" / "ref.json").read_text()), torch.load(folder / "runs" / "ref.pt",
+                                                                            weights_only=False)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(sig, uninterrupted, folder):
+    args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "300", "--eval-every", "10", "--sample", "30",
+            "--name", "cut"]
+    run = _fwdlearn(*args, cwd=folder)
+    _wait_for(folder / "runs" / "cut.pt", run)
+    run.send_signal(sig)
+    out, err = run.communicate(timeout=120)
+    if run.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    if sig == signal.SIGINT:
+        assert run.returncode == 130
+        line, = err.strip().splitlines()
+        assert line.startswith("fwdlearn: interrupted at step ") and "the last checkpoint is runs/cut.pt (step " in line
+        assert line.endswith("run the same command with --resume to continue")
+    else:
+        assert run.returncode == -signal.SIGKILL
+    assert not (folder / "runs" / "cut.json").exists()
+    resumed = _fwdlearn(*args, "--resume", cwd=folder)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    record, reference = json.loads((folder / "runs" / "cut.json").read_text()), uninterrupted[0]
+    for key in ("val_loss", "val_bpc", "steps", "best_step", "sample"):
+        assert record["summary"][key] == reference["summary"][key], key
+    assert [row for row in record["metrics"]] == reference["metrics"]
+    weights = torch.load(folder / "runs" / "cut.pt", weights_only=False)["state"]["model"]
+    assert all(torch.equal(weights[k], v) for k, v in uninterrupted[1]["state"]["model"].items())
+    assert record["summary"]["resumed"]["changed"] == {}
+
+
+def test_under_torchrun_an_error_found_before_connecting_is_said_once(folder):
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                          "-m", "fwdlearn", "seq", "train", "--data", "text.txt", *TINY, "--layers", "0",
+                          "--name", "dp"], cwd=folder, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "fwdlearn: error" in line]
+    assert lines == ["fwdlearn: error: --layers must be >= 1, got 0"]
+    frames = [line for line in run.stderr.splitlines() if line.strip().startswith("File") and "/fwdlearn/" in line]
+    assert not frames  # the launcher reports its children's exit codes; no rank shows a traceback

@@ -56,18 +56,6 @@ def test_bench_graph_tiny(tmp_path, capsys):
     assert "Claims checked in this run" in md and "fwdlearn" in md
 
 
-def test_quickstart_tiny(tmp_path, capsys):
-    path = tmp_path / "quick.json"
-    assert main(["quickstart", "--data", "synthetic-city:300", "karate", "--no-cora", "--layers", "2", "--hidden", "8",
-                 "--epochs", "3", "--samples", "10", "--quiet", "--json", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert "| R |" in out
-    rows = json.loads(path.read_text())["summary"]["rows"]
-    assert [(r["data"], r["method"]) for r in rows] == [("synthetic-city:300", "bp"), ("synthetic-city:300", "sf"),
-                                                       ("karate", "bp"), ("karate", "sf")]
-    assert all(r["R"] >= 0 for r in rows)
-
-
 def _interrupt_at(monkeypatch, call: int) -> None:
     """Ctrl-C at the ``call``-th training step of this process (every Trainer counts)."""
     from fwdlearn.fit import Trainer

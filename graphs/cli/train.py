@@ -97,7 +97,7 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
                                layers=config.layers, method=config.method, seed=seed)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                                patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
-        row = {"split": seed, **{k: v for k, v in report.as_dict().items() if k != "per_layer"}}
+        row = {"split": seed, **{k: v for k, v in report.as_dict().items() if k not in ("per_layer", "history")}}
         if record is not None:
             record.log(**report.as_dict(), split=seed)
         rows.append(row)

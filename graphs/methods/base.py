@@ -34,19 +34,35 @@ from fwdlearn.schedules import LayerJob, greedy_layerwise, layerwise_forward
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import make_blocks
 
-__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit"]
+__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history"]
 
 #: name -> (node features, edge_index) of one graph a layer runs on
 Streams = dict[str, tuple[Tensor, Tensor]]
 
 
 class MethodFit:
-    """What a method's ``fit`` did: per-layer rows, the steps run in all, and the memory its steps needed."""
+    """What a method's ``fit`` did: per-layer rows, the steps run in all, the memory its steps needed, and
+    the training history (one row per epoch: ``epoch`` counted over the whole fit, ``layer`` for methods
+    trained layer by layer, ``loss`` and, when evaluated, ``val_accuracy``)."""
 
     def __init__(self, per_layer: list[dict[str, Any]], costs: list[Cost | None], steps_run: int,
-                 cost: CostReport | None = None) -> None:
+                 cost: CostReport | None = None, history: list[dict[str, Any]] | None = None) -> None:
         self.per_layer, self.steps_run = per_layer, steps_run
         self.cost = cost if cost is not None else CostReport.from_costs(costs)
+        self.history = history or []
+
+
+def fit_history(results: list[FitResult], per_layer: bool) -> list[dict[str, Any]]:
+    """The Trainer histories of one or more runs as one list of rows with a running ``epoch``."""
+    rows: list[dict[str, Any]] = []
+    for layer, result in enumerate(results):
+        for row in result.history:
+            new = {k: v for k, v in row.items() if k != "step"}
+            new["epoch"] = len(rows) + 1
+            if per_layer:
+                new["layer"] = layer + 1
+            rows.append(new)
+    return rows
 
 
 class GraphMethod(nn.Module):
@@ -199,4 +215,5 @@ class LayerwiseMethod(GraphMethod):
                       "val_accuracy": r.best.get("val_accuracy"),
                       "saved_bytes_per_step": r.first_step_cost.saved_bytes if r.first_step_cost else 0}
                      for l, r in enumerate(results)]
-        return MethodFit(per_layer, [r.first_step_cost for r in results], sum(r.steps_run for r in results))
+        return MethodFit(per_layer, [r.first_step_cost for r in results], sum(r.steps_run for r in results),
+                         history=fit_history(results, per_layer=True))

@@ -12,7 +12,7 @@ trainer: it works for any ``model(x, edge_index)`` that returns class logits ``[
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -24,7 +24,7 @@ from fwdlearn.fit import Checkpointing, Stateful, Trainer, evaluating
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.graphs.methods.base import GraphMethod, MethodFit
+from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
 
 __all__ = ["Backprop", "train_node_classifier", "NodeFit"]
 
@@ -39,6 +39,7 @@ class NodeFit:
     fit_seconds: float
     steps_run: int
     cost: CostReport
+    history: list = field(default_factory=list)
 
 
 def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,
@@ -76,7 +77,7 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
         scores = model(x, edge_index)
     return NodeFit(masked_accuracy(scores, y, data.val_mask), masked_accuracy(scores, y, data.test_mask),
                    masked_accuracy(scores, y, train), seconds, result.steps_run,
-                   CostReport.from_costs([result.first_step_cost]))
+                   CostReport.from_costs([result.first_step_cost]), fit_history([result], per_layer=False))
 
 
 class Backprop(GraphMethod):
@@ -106,7 +107,7 @@ class Backprop(GraphMethod):
         model = _Classifier(self, blocks)
         fit = train_node_classifier(model, data, epochs, lr, weight_decay, patience, eval_every, quiet,
                                     desc=f"bp {self.conv}-{self.layers}", checkpointing=checkpointing)
-        return MethodFit([], [], fit.steps_run, fit.cost)
+        return MethodFit([], [], fit.steps_run, fit.cost, fit.history)
 
 
 class _Classifier(nn.Module):

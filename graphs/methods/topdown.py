@@ -39,7 +39,7 @@ from fwdlearn.local import prototype_cross_entropy, prototype_logits
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LocalOptimizers, local_step
 
-from fwdlearn.graphs.methods.base import GraphMethod, MethodFit
+from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
 from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, virtual_features
 from fwdlearn.graphs.nn.backbones import make_blocks
 
@@ -202,7 +202,8 @@ class TopDown(GraphMethod):
             self.prototypes.copy_(protos)
         per_layer = [{"epochs_run": result.steps_run, "best_epoch": result.best_step,
                       "val_accuracy": result.best.get("val_accuracy")}]
-        return MethodFit(per_layer, [result.first_step_cost], result.steps_run)
+        return MethodFit(per_layer, [result.first_step_cost], result.steps_run,
+                         history=fit_history([result], per_layer=False))
 
 
 class TopToInput(TopDown):

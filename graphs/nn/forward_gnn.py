@@ -95,6 +95,7 @@ class FitReport(WithCost):
     cost: CostReport
     epochs_run: int
     per_layer: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ForwardGNN(nn.Module):
@@ -246,4 +247,4 @@ class ForwardGNN(nn.Module):
         accuracy = {split: masked_accuracy(s, y, getattr(data, f"{split}_mask").to(s.device))
                     for split in ("test", "val", "train")}
         return FitReport(self.rule, self.conv, self.layers, accuracy["test"], accuracy["val"], accuracy["train"],
-                         seconds, fit.cost, fit.steps_run, fit.per_layer)
+                         seconds, fit.cost, fit.steps_run, fit.per_layer, fit.history)

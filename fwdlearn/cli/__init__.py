@@ -35,8 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import __version__
-from .errors import exit_status
+from .. import __version__
+from ..errors import exit_status
 
 __all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
 
@@ -65,8 +65,8 @@ class Entry(NamedTuple):
 
 #: ``(group, name)`` -> :class:`Entry` (``name`` is ``None`` for a command without subcommands).
 ENTRY_POINTS: dict[tuple[str, str | None], Entry] = {
-    ("quickstart", None): Entry("fwdlearn.graphs.cli.quickstart:quickstart",
-                                "the main job on built-in data: a GNN trained without backprop next to BP"),
+    ("quickstart", None): Entry("fwdlearn.cli.quickstart:quickstart",
+                                "the main job in about a minute, offline: training without backprop next to BP"),
     ("graph", "train"): Entry("fwdlearn.graphs.cli.train:train", "train a GNN with a forward method or BP"),
     ("seq", "train"): Entry("fwdlearn.sequences.cli.train:train",
                             "train a recurrent LM (bptt, tbptt:k, ft-bptt, dsf)"),
@@ -79,7 +79,7 @@ ENTRY_POINTS: dict[tuple[str, str | None], Entry] = {
 }
 
 GROUP_HELP = {
-    "quickstart": "the main job on built-in data: train a GNN without backprop next to a BP baseline",
+    "quickstart": "the main job in about a minute, offline: training without backprop next to BP, with influence",
     "graph": "train graph neural networks without end-to-end backprop (ForwardGNN)",
     "seq": "train recurrent language models without BPTT (DSF) and their baselines",
     "influence": "measure long-range Jacobian influence (per hop in a graph, per lag in a sequence)",

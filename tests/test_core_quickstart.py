@@ -1,0 +1,34 @@
+"""fwdlearn quickstart at tiny budgets: the report folder, its numbers next to chance, the plots, the next steps."""
+
+import json
+
+import pytest
+
+from fwdlearn.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = ["--graph", "sbm:300", "--graph-layers", "2", "--hidden", "8", "--epochs", "6", "--lag", "2",
+        "--seq-steps", "6", "--samples", "10", "--quiet"]
+
+
+def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", *TINY, "--name", "first"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "runs" / "first"
+    assert f"report: {folder.relative_to(tmp_path) / 'report.md'}" in out and "next:" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["graph-influence.png", "graph-training.png", "record.json",
+                                                         "report.md", "sequence-influence.png", "sequence-training.png"]
+    summary = json.loads((folder / "record.json").read_text())["summary"]
+    graphs, sequences = summary["graphs"], summary["sequences"]
+    assert set(graphs["runs"]) == {"bp", "sf"} and set(sequences["runs"]) == {"bptt", "dsf", "ft-bptt"}
+    assert 0 < graphs["chance"] < 1 and sequences["chance"] == pytest.approx(1 / 8)
+    assert all(r["R"] >= 0 and r["saved_bytes_per_step"] > 0 for r in graphs["runs"].values())
+    report = (folder / "report.md").read_text()
+    for phrase in ("Chance", "Bytes saved for backward per step", "R** is the influence-weighted mean distance",
+                   "SF / BP", "DSF"):
+        assert phrase in report
+    # the folder is not overwritten without asking
+    assert main(["quickstart", *TINY, "--name", "first"]) == 2
+    assert "already holds a report" in capsys.readouterr().err

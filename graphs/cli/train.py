@@ -21,7 +21,8 @@ __all__ = ["GraphTrainConfig", "train_runs", "train", "CONVS", "NODE_METHODS", "
 
 #: the words of this command (checked against the library's registries by the tests)
 CONVS = ("gcn", "sage", "gat")
-NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp")
+NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa", "dfa:gaussian",
+                "dfa:orthogonal")
 LINK_METHODS = ("ce", "ff", "bp")
 
 
@@ -36,7 +37,8 @@ class GraphTrainConfig:
     layers: int = field(default=4, metadata={"help": "number of GNN layers"})
     hidden: int = 128
     epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (BP, top-down)"})
-    lr: float = 1e-3
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (the goodness methods ff-* and dfa learn "
+                                                      "best at about 1e-2)"})
     weight_decay: float = 5e-4
     patience: int = field(default=100, metadata={"help": "early-stopping patience in evaluations (0 = none)"})
     eval_every: int = 1

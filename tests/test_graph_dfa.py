@@ -157,3 +157,12 @@ def test_dfa_beats_the_shallow_control_on_karate():
             scores.append(report.test_accuracy)
     assert sum(dfa) / 8 >= 0.8, dfa
     assert sum(dfa) / 8 >= sum(shallow) / 8 + 0.1, (dfa, shallow)
+
+
+@pytest.mark.parametrize("conv", ["sage", "gat"])
+def test_dfa_trains_sage_and_gat_blocks(conv):
+    data = load_graph("karate", split="random", seed=0)
+    seed_everything(0)
+    model = ForwardGNN(data.num_features, data.num_classes, conv=conv, hidden=16, layers=2, method="dfa")
+    report = model.fit(data, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
+    assert report.train_accuracy >= 0.9 and report.test_accuracy >= 0.7, report

@@ -26,7 +26,9 @@ W_c W_L \cdots W_{l+1}`, so this is its node structure with the weight product r
 carries the error of the labelled nodes to their :math:`L-l`-hop neighbourhood, as the graph-aware
 feedback of DFA-GNN (Zhao et al., NeurIPS 2024) does; ``spread_error=False`` projects each node's own error
 only (:math:`\delta_l = E B_l`, zero outside :math:`T`). DFA-GNN's pseudo errors for unlabelled nodes
-are not used: only labelled nodes carry an error.
+are not used: only labelled nodes carry an error. The spread uses the GCN-normalised adjacency for every
+conv: for GCN it is the node structure of the true backward map; for SAGE and GAT, whose backward maps mix
+nodes by other weights, it stands for the graph's topology.
 
 Scores (``model(x, edge_index)``, evaluation) are the plain forward, differentiable in ``x``.
 
@@ -38,7 +40,7 @@ Args:
 Example::
 
     model = ForwardGNN(data.num_features, data.num_classes, layers=8, method="dfa")
-    model.fit(data, epochs=100, lr=1e-3)
+    model.fit(data, epochs=100, lr=1e-2)   # DFA learns slowly at BP's 1e-3
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class DirectFeedbackGNN(Backprop):
         # the last block's B would equal the classifier's initial weights after seed_everything(seed)
         self.feedback = DirectFeedback(num_classes, {self.point_name(l): hidden for l in range(layers)},
                                        kind=feedback, seed=FEEDBACK_SEED_OFFSET + seed)
-        self._adjacency: tuple[Tensor, Tensor] | None = None  # (edge_index, Â^T) of the last graph
+        self._adjacency: tuple[Tensor, tuple, Tensor] | None = None  # (edge_index, (N, dtype), Â^T) of the last graph
 
     @classmethod
     def options_from_rule(cls, spec: str) -> dict:
@@ -88,10 +90,11 @@ class DirectFeedbackGNN(Backprop):
         return f"block{layer}"
 
     def _transposed_adjacency(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
-        if self._adjacency is None or self._adjacency[0] is not edge_index:
+        cached = self._adjacency
+        if cached is None or cached[0] is not edge_index or cached[1] != (num_nodes, dtype):
             matrix = propagation_matrix("gcn", edge_index, num_nodes, dtype).t().coalesce()
-            self._adjacency = (edge_index, matrix)
-        return self._adjacency[1]
+            self._adjacency = cached = (edge_index, (num_nodes, dtype), matrix)
+        return cached[2]
 
     def error_spread(self, edge_index: Tensor, num_nodes: int, hops: int, dtype: torch.dtype = torch.float32
                      ) -> Callable[[Tensor], Tensor] | None:

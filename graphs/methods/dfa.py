@@ -23,8 +23,9 @@ adjacency with self-loops and :math:`L-l` the number of aggregations between :ma
 in a linear GCN the true signal is :math:`\partial\mathcal{L}/\partial h_l = (\hat A^\top)^{L-l} E\,
 W_c W_L \cdots W_{l+1}`, so this is its node structure with the weight product replaced by a random
 :math:`B_l` (with :math:`B_l` set to that product, DFA's gradients are BP's; tested). The spread
-carries the error of the labelled nodes to their :math:`L-l`-hop neighbourhood, as the graph-aware
-feedback of DFA-GNN (Zhao et al., NeurIPS 2024) does; ``spread_error=False`` projects each node's own error
+carries the error of the labelled nodes to their :math:`L-l`-hop neighbourhood, in the spirit of DFA-GNN
+(Zhao et al., NeurIPS 2024), whose feedback links include the graph's topology; ``spread_error=False``
+projects each node's own error
 only (:math:`\delta_l = E B_l`, zero outside :math:`T`). DFA-GNN's pseudo errors for unlabelled nodes
 are not used: only labelled nodes carry an error. The spread uses the GCN-normalised adjacency for every
 conv: for GCN it is the node structure of the true backward map; for SAGE and GAT, whose backward maps mix
@@ -39,7 +40,7 @@ Args:
 
 Example::
 
-    model = ForwardGNN(data.num_features, data.num_classes, layers=8, method="dfa")
+    model = ForwardGNN(data.num_features, data.num_classes, layers=2, method="dfa")
     model.fit(data, epochs=100, lr=1e-2)   # DFA learns slowly at BP's 1e-3
 """
 

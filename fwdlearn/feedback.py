@@ -30,7 +30,7 @@ Both are ``torch.autograd.Function``\ s: models stay ordinary ``nn.Module``\ s a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -105,8 +105,9 @@ class _FeedbackOutput(torch.autograd.Function):
 
 class _FeedbackPoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: Tensor, matrix: Tensor, tape: _Tape, name: str) -> Tensor:  # type: ignore[override]
-        ctx.tape, ctx.name, ctx.shape = tape, name, h.shape
+    def forward(ctx, h: Tensor, matrix: Tensor, tape: _Tape, name: str,  # type: ignore[override]
+                spread: Callable[[Tensor], Tensor] | None) -> Tensor:
+        ctx.tape, ctx.name, ctx.shape, ctx.spread = tape, name, h.shape, spread
         ctx.save_for_backward(matrix)
         return h.view_as(h)
 
@@ -120,14 +121,20 @@ class _FeedbackPoint(torch.autograd.Function):
                 "error was recorded: wrap the model's output with dfa.output(y) and make sure the "
                 "loss depends on the points only through that output"
             )
+        if ctx.spread is not None:
+            e = ctx.spread(e)
+            if e.shape[-1] != matrix.shape[0]:
+                raise RuntimeError(f"the spread of feedback point {ctx.name!r} changed the error width to "
+                                   f"{e.shape[-1]}; it must mix examples only and keep the {matrix.shape[0]} channels")
         if e.shape[:-1] != ctx.shape[:-1]:
             raise RuntimeError(
                 f"feedback point {ctx.name!r} has batch shape {tuple(ctx.shape[:-1])} but the output "
-                f"error has batch shape {tuple(e.shape[:-1])}; DFA projects the error per example, "
+                f"error{' after its spread' if ctx.spread is not None else ''} has batch shape "
+                f"{tuple(e.shape[:-1])}; DFA projects the error per example, "
                 "so every point needs the output's leading dimensions"
             )
         signal = e.reshape(-1, e.shape[-1]).to(matrix.dtype) @ matrix
-        return signal.reshape(ctx.shape).to(grad.dtype), None, None, None
+        return signal.reshape(ctx.shape).to(grad.dtype), None, None, None, None
 
 
 class DirectFeedback(nn.Module):
@@ -145,7 +152,9 @@ class DirectFeedback(nn.Module):
     into the layers below it. Placement is the caller's choice: one point per block
     output ("macro" DFA in a transformer) or several inside each block ("micro").
     Works for any batch dimensions (per token, per node), as long as each point shares
-    the output's leading dimensions.
+    the output's leading dimensions. When examples interact in the forward pass (the
+    nodes of a graph), a point may take a ``spread`` :math:`S_l`, a linear map across
+    examples applied to the error first: :math:`\delta_l = S_l(e)\,B_l`.
 
     Args:
         error_dim: width :math:`d_\text{error}` of the output whose error is broadcast.
@@ -212,15 +221,26 @@ class DirectFeedback(nn.Module):
             raise ValueError(f"matrix for {name!r} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
         old.copy_(value.detach())
 
-    def point(self, h: Tensor, name: str) -> Tensor:
-        """Mark ``h`` as a feedback point; returns ``h`` (identity in the forward pass)."""
+    def point(self, h: Tensor, name: str, spread: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        r"""Mark ``h`` as a feedback point; returns ``h`` (identity in the forward pass).
+
+        Args:
+            h: the point's activations ``[..., width]``.
+            name: a declared point.
+            spread: an optional linear map :math:`S` applied to the error before the projection,
+                :math:`\delta = S(e)\,B`, that mixes examples and keeps the channels (``[..., error_dim]``
+                in and out): when examples interact in the forward pass -- the nodes of a graph --
+                the true backward map mixes them too (a GNN layer's :math:`\hat A^\top`), and a
+                spread carries the error to examples that have none of their own. Called once per
+                backward pass.
+        """
         m = self.matrix(name)
         if h.shape[-1] != m.shape[1]:
             raise ValueError(
                 f"feedback point {name!r} was declared with width {m.shape[1]} but got a tensor "
                 f"with last dimension {h.shape[-1]}"
             )
-        return _FeedbackPoint.apply(h, m, self._tape, name)
+        return _FeedbackPoint.apply(h, m, self._tape, name, spread)
 
     def output(self, y: Tensor) -> Tensor:
         """Wrap the output whose true gradient is broadcast to every point of this forward pass.

@@ -71,6 +71,24 @@ def test_dfa_point_without_output_has_clear_error_and_width_is_checked():
         dfa.point(h, "q")
 
 
+def test_a_spread_mixes_the_error_across_examples_before_the_projection():
+    dfa = DirectFeedback(3, {"p": 4}, seed=2).double()
+    mix = torch.randn(5, 5, dtype=torch.float64)  # e.g. a graph's propagation matrix, transposed
+    h = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.randn(5, 3, dtype=torch.float64)
+    y = dfa.output(dfa.point(h, "p", spread=lambda e: mix @ e) @ w)
+    ((y - target) ** 2).sum().backward()
+    e = 2 * (h.detach() @ w - target)
+    torch.testing.assert_close(h.grad, mix @ e @ dfa.matrix("p"))
+    bad = dfa.output(dfa.point(torch.randn(5, 4, dtype=torch.float64, requires_grad=True), "p", spread=lambda e: e[:, :2]) @ w)
+    with pytest.raises(RuntimeError, match="keep the 3 channels"):
+        bad.sum().backward()
+    lost = dfa.output(dfa.point(torch.randn(5, 4, dtype=torch.float64, requires_grad=True), "p", spread=lambda e: e[:4]) @ w)
+    with pytest.raises(RuntimeError, match="error after its spread has batch shape"):
+        lost.sum().backward()
+
+
 def test_feedback_matrices_are_buffers_with_documented_scale():
     dfa = DirectFeedback(10, {"a": 16, "b": 64}, seed=3)
     assert set(dfa.state_dict()) == {"B_a", "B_b"}

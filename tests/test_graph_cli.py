@@ -120,3 +120,22 @@ def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypa
     cut = json.loads((tmp_path / "runs" / "cut.json").read_text())
     assert [row["test_accuracy"] for row in cut["metrics"]] == [row["test_accuracy"] for row in whole["metrics"]]
     assert cut["summary"]["test_accuracy_mean"] == whole["summary"]["test_accuracy_mean"]
+
+
+def test_bench_graph_dfa_rows_use_their_learning_rate(tmp_path, capsys):
+    out = tmp_path / "bench-dfa"
+    assert main(["bench", "graph", "--data", "karate", "--depths", "2", "--methods", "dfa", "dfa:gaussian", "--splits",
+                 "1", "--epochs", "3", "--hidden", "8", "--link-layers", "0", "--dfa-lr", "0.05", "--quiet",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["method"], r["layers"]) for r in result["rows"]] == [("bp", 2), ("dfa", 2), ("dfa:gaussian", 2)]
+    assert all(r["saved_vs_bp"] > 0 for r in result["rows"])
+    assert "DFA 0.05" in out.with_suffix(".md").read_text()
+
+
+def test_node_method_choices_are_the_registered_methods():
+    from fwdlearn.graphs.cli.train import NODE_METHODS
+    from fwdlearn.graphs.methods import method_class, method_names
+
+    assert sorted(NODE_METHODS) == sorted(method_names())
+    assert all(method_class(m).rule for m in NODE_METHODS)

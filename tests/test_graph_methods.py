@@ -6,6 +6,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 from fwdlearn.fit import seed_everything
+from fwdlearn.rules import Local, parse_rule
 from fwdlearn.graphs import ForwardGNN, load_graph
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, run_block
 from fwdlearn.graphs.nn.backbones import GNNBlock
@@ -18,7 +19,7 @@ from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, virtual_fea
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FORWARD = [m for m in METHODS if m != "bp"]
+FORWARD = [m for m in METHODS if isinstance(parse_rule(m).depth, Local)]  # layer-local: one loss per layer
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,8 @@ class BenchGraphConfig(RunOptions):
     bp_lr: float = field(default=1e-3, metadata={"help": "BP baseline's Adam learning rate", "gt": 0})
     ff_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the goodness methods (ff-la, ff-vn, "
                                                          "ff-symba), which learn slowly at 1e-3", "gt": 0})
+    dfa_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the DFA methods (dfa, dfa:gaussian, "
+                                                          "dfa:orthogonal), which learn slowly at 1e-3", "gt": 0})
     link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)", "min": 0})
     link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"],
                                     metadata={"help": "link methods (bp is always run)", "choices": list(LINK_METHODS)})
@@ -66,6 +68,15 @@ HEADERS = {"accuracy": "test acc. / AUC (mean Â± std)", "acc_minus_bp": "acc. âˆ
            "time_vs_bp": "time / BP", "saved_bytes_per_step": "saved bytes/step", "saved_vs_bp": "saved / BP",
            "saved_vs_2_layers": "saved / same at 2 layers", "peak_memory_bytes": "peak memory",
            "peak_vs_bp": "peak / BP"}
+
+
+def _learning_rate(config: BenchGraphConfig, method: str) -> float:
+    """The Adam learning rate of a node method (BP's --bp-lr is applied by ForwardGNN.fit)."""
+    from fwdlearn.rules import DFA, parse_rule
+
+    if method in GOODNESS_METHODS:
+        return config.ff_lr
+    return config.dfa_lr if isinstance(parse_rule(method).depth, DFA) else config.lr
 
 
 def _ratio(a, b):
@@ -125,8 +136,7 @@ def run_bench(config: BenchGraphConfig) -> int:
                 seed_everything(config.seed + i)
                 model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
                                    layers=depth, method=method, seed=config.seed + i)
-                lr = config.ff_lr if method in GOODNESS_METHODS else config.lr
-                report = model.fit(data, epochs=config.epochs, lr=lr, patience=patience,
+                report = model.fit(data, epochs=config.epochs, lr=_learning_rate(config, method), patience=patience,
                                    eval_every=config.eval_every, quiet=config.quiet, bp_lr=config.bp_lr)
                 record.log(**report.as_dict(), split=config.seed + i)
                 reports.append(report)
@@ -184,7 +194,7 @@ def run_bench(config: BenchGraphConfig) -> int:
     host = f"{torch.get_num_threads()} torch threads, " + (torch.cuda.get_device_name(device) if device.type == "cuda"
                                                           else "CPU")
     notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden {config.hidden}, "
-             f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
+             f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}, DFA {config.dfa_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
              f"layer-by-layer methods and in total for BP and the top-down methods, early-stopping patience {patience}. "
              "Saved bytes/step: tensors autograd keeps for backward in one step (layer-by-layer methods: the largest "
              "layer, as one layer trains at a time); peak memory: process RSS (CPU) or CUDA peak during the measured "

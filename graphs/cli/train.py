@@ -27,7 +27,8 @@ __all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints", "CONV
 
 #: the words of this command (checked against the library's registries by the tests)
 CONVS = ("gcn", "sage", "gat")
-NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp")
+NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa", "dfa:gaussian",
+                "dfa:orthogonal")
 LINK_METHODS = ("ce", "ff", "bp")
 
 
@@ -45,7 +46,8 @@ class GraphTrainConfig(RunOptions):
     hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
     epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (BP, "
                                                        "top-down)", "min": 1})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (a new value applies when resuming)",
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (the goodness methods ff-* and dfa learn "
+                                                      "best at about 1e-2; a new value applies when resuming)",
                                               "gt": 0})
     weight_decay: float = field(default=5e-4, metadata={"help": "Adam weight decay", "min": 0})
     patience: int = field(default=100, metadata={"help": "early-stopping patience in evaluations (0 = none)",

@@ -16,7 +16,14 @@ rule                              alias         class                        sch
 ``local:ff:vn``                   ff-vn         VirtualNodeFF                greedy layer-wise
 ``local:symba:la``                ff-symba      LabelAppendingSymBa          greedy layer-wise
 ``bp``                                          Backprop                     end-to-end
+``dfa[:gaussian|:orthogonal]``                  DirectFeedbackGNN            end-to-end
 ================================  ============  ===========================  ===================
+
+``dfa`` (direct feedback alignment, :mod:`~fwdlearn.graphs.methods.dfa`) trains BP's backbone end to end
+but replaces the gradient reaching every block's output by a fixed random projection of the
+classifier's error, spread over the graph; the feedback kind is part of the rule (one class serves
+``dfa``, ``dfa:gaussian`` and ``dfa:orthogonal``). ``dfa:micro`` is not registered: a GNN block has one
+weight layer, so there is nothing inside it to place more feedback points at.
 """
 
 from fwdlearn.registry import Registry
@@ -32,10 +39,13 @@ METHODS = Registry("graph method", {
     "local:ff:vn": "fwdlearn.graphs.methods.ff:VirtualNodeFF",
     "local:symba:la": "fwdlearn.graphs.methods.ff:LabelAppendingSymBa",
     "bp": "fwdlearn.graphs.methods.bp:Backprop",
+    "dfa": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
+    "dfa:gaussian": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
+    "dfa:orthogonal": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
 })
 
-#: the short names users know, in the order help texts list them
-ALIASES = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp")
+#: the short names users know (aliases, then canonical rules), in the order help texts list them
+ALIASES = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa")
 
 
 def method_class(method: str):

@@ -70,7 +70,8 @@ class GraphMethod(nn.Module):
 
     Subclasses set :attr:`rule` (its canonical spelling in :mod:`fwdlearn.rules`, the registry key),
     :attr:`options` (the hyperparameters they take from ``ForwardGNN(...)``) and implement
-    :meth:`fit` and :meth:`scores`; they may override :meth:`make_blocks`.
+    :meth:`fit` and :meth:`scores`; they may override :meth:`make_blocks` and :meth:`options_from_rule`
+    (when one class serves several spellings of a rule, such as ``dfa`` and ``dfa:gaussian``).
 
     Args:
         in_dim, num_classes, hidden, layers, conv: the model's shape.
@@ -85,6 +86,14 @@ class GraphMethod(nn.Module):
         super().__init__()
         self.in_dim, self.num_classes, self.hidden, self.layers, self.conv, self.seed = (
             in_dim, num_classes, hidden, layers, conv, seed)
+
+    @classmethod
+    def options_from_rule(cls, spec: str) -> dict[str, Any]:
+        """Options a method reads from the rule it was asked for (DFA's feedback kind in ``"dfa:gaussian"``).
+
+        ``ForwardGNN(method=spec)`` passes them to the constructor; the default reads none.
+        """
+        return {}
 
     def make_blocks(self) -> nn.ModuleList:
         """The model's blocks (default: ``in_dim -> hidden -> ... -> hidden``, ``layers`` of them)."""

@@ -12,6 +12,7 @@ trainer: it works for any ``model(x, edge_index)`` that returns class logits ``[
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -44,22 +45,29 @@ class NodeFit:
 
 def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,
                           patience: int | None = 100, eval_every: int = 1, quiet: bool = True,
-                          desc: str = "bp", checkpointing: Checkpointing | None = None) -> NodeFit:
-    """Train ``model(x, edge_index) -> logits`` by BP on ``data.train_mask``; keep the best validation state.
+                          desc: str = "bp", checkpointing: Checkpointing | None = None,
+                          training_forward: Callable[[Tensor, Tensor], Tensor] | None = None) -> NodeFit:
+    """Train ``model(x, edge_index) -> logits`` end to end on ``data.train_mask``; keep the best validation state.
 
-    One step is one full-batch epoch. The first step is measured
+    One step is one full-batch epoch (:func:`fwdlearn.schedules.end_to_end_step`). The first step is measured
     (:func:`fwdlearn.diagnostics.cost.measure_cost`: bytes saved for backward, peak memory). Runs on the
-    device of ``data.x`` (the model is moved there). ``checkpointing``: keep (and resume) a checkpoint of the
-    model and its optimizer.
+    device of ``data.x`` (the model is moved there).
+
+    Args:
+        checkpointing: keep (and resume) a checkpoint of the model and its optimizer.
+        training_forward: the logits of a training step, when they are computed through a graph that
+            changes what backward does (DFA's feedback points); default ``model`` (BP). Evaluation
+            always calls ``model``.
     """
     device = data.x.device
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     x, edge_index, y, train = data.x, data.edge_index, data.y, data.train_mask
+    forward = training_forward if training_forward is not None else model
 
     def step(_: int) -> dict:
         model.train()
-        return end_to_end_step(F.cross_entropy(model(x, edge_index)[train], y[train]), optimizer)
+        return end_to_end_step(F.cross_entropy(forward(x, edge_index)[train], y[train]), optimizer)
 
     def evaluate() -> dict:
         with evaluating(model), torch.no_grad():
@@ -98,15 +106,21 @@ class Backprop(GraphMethod):
             h = block(h, edge_index)
         return self.classifier(h)
 
+    def training_scores(self, blocks: nn.ModuleList, x: Tensor, edge_index: Tensor) -> Tensor:
+        """The logits of a training step: the plain forward for BP; a rule that changes what backward
+        computes (DFA) marks its feedback points here."""
+        return self.scores(blocks, x, edge_index)
+
     def layer_losses(self, blocks, data) -> list[Tensor]:
-        return [F.cross_entropy(self.scores(blocks, data.x, data.edge_index)[data.train_mask],
+        return [F.cross_entropy(self.training_scores(blocks, data.x, data.edge_index)[data.train_mask],
                                 data.y[data.train_mask])]
 
     def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet,
             checkpointing: Checkpointing | None = None) -> MethodFit:
         model = _Classifier(self, blocks)
         fit = train_node_classifier(model, data, epochs, lr, weight_decay, patience, eval_every, quiet,
-                                    desc=f"bp {self.conv}-{self.layers}", checkpointing=checkpointing)
+                                    desc=f"{self.rule} {self.conv}-{self.layers}", checkpointing=checkpointing,
+                                    training_forward=lambda x, edge_index: self.training_scores(blocks, x, edge_index))
         return MethodFit([], [], fit.steps_run, fit.cost, fit.history)
 
 

@@ -75,7 +75,7 @@ def prepare_input(block: GNNBlock, x: Tensor, edge_index: Tensor, cache: bool = 
     x = x.detach()
     if not (cache and block.cacheable):
         return CachedInput(None, None, x, edge_index)
-    normalized = F.normalize(x, p=2.0, dim=-1)
+    normalized = F.normalize(x, p=2.0, dim=-1) if block.normalize else x
     if matrix is None:
         matrix = propagation_matrix(block.kind, edge_index, x.shape[0], x.dtype)
     aggregated = torch.sparse.mm(matrix, normalized)

@@ -68,14 +68,17 @@ class GNNBlock(nn.Module):
         in_dim, out_dim: widths.
         activation: apply ReLU (the forward methods always do; the BP baseline's last block too,
             and a linear classifier sits on top).
+        normalize: L2-normalise the input rows (always, in the models; ``False`` with
+            ``activation=False`` makes the block linear in its input, for gradient identities).
     """
 
-    def __init__(self, conv: str, in_dim: int, out_dim: int, activation: bool = True) -> None:
+    def __init__(self, conv: str, in_dim: int, out_dim: int, activation: bool = True, normalize: bool = True) -> None:
         super().__init__()
         self.kind = check_conv(conv)
         self.in_dim = in_dim
         self.conv = make_conv(self.kind, in_dim, out_dim)
         self.activation = activation
+        self.normalize = normalize
 
     @property
     def cacheable(self) -> bool:
@@ -88,7 +91,7 @@ class GNNBlock(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"GNNBlock expects node features of shape [N, {self.in_dim}]; got {tuple(x.shape)}")
-        normalized = F.normalize(x, p=2.0, dim=-1)
+        normalized = F.normalize(x, p=2.0, dim=-1) if self.normalize else x
         if self.kind == "mlp":
             return self._act(self.conv(normalized))
         return self._act(self.conv(normalized, edge_index))

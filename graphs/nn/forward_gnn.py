@@ -23,6 +23,9 @@ own output; the next layer sees a detached copy, so no gradient crosses layers. 
 - ``"sf-top2input"``, ``"sf-top2loss"``: SF with top-down signals (:mod:`~fwdlearn.graphs.methods.topdown`).
 - ``"bp"``: the same blocks and a linear classifier, trained end to end
   (:func:`~fwdlearn.graphs.methods.bp.train_node_classifier`), the baseline.
+- ``"dfa"`` (``"dfa:gaussian"``, ``"dfa:orthogonal"``): BP's blocks and classifier trained end to end,
+  but every block's output receives a fixed random projection of the classifier's error, spread over
+  the graph, instead of the backpropagated gradient (:mod:`~fwdlearn.graphs.methods.dfa`).
 
 Each method is an object of :mod:`fwdlearn.graphs.methods`, looked up by its rule (``"sf"`` is an alias of
 ``"local:prototype"``, see :mod:`fwdlearn.rules`); this class holds the blocks and the method and
@@ -44,7 +47,7 @@ needs no labels and no virtual nodes:
   scores are the goodness summed over layers;
 - ``ff-vn``: :math:`K` passes with the stored virtual-node features appended and every node
   linked to virtual node :math:`k`; scores as for FF-LA;
-- ``bp``: the classifier's logits.
+- ``bp``, ``dfa``: the classifier's logits.
 
 :meth:`ForwardGNN.predict` / :meth:`ForwardGNN.evaluate` are transductive as in the paper: the
 training labels are used as at training time (virtual-node links, appended labels).
@@ -99,7 +102,7 @@ class FitReport(WithCost):
 
 
 class ForwardGNN(nn.Module):
-    """A GNN trained by a forward (layer-local) method or by BP.
+    """A GNN trained by a forward (layer-local) method, by DFA or by BP.
 
     Args:
         in_dim: node feature width :math:`F`.
@@ -114,7 +117,9 @@ class ForwardGNN(nn.Module):
         cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
         update: top-down updates, ``"sync"`` or ``"alternate"``.
         steps: top-down evaluation steps.
-        seed: seed of the virtual-node features and of the negatives.
+        seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices.
+        spread_error: DFA: spread the classifier's error over the graph before projecting it to each block
+            (``False``: each labelled node's own error only).
 
     Each method takes the options it declares (``GraphMethod.options``); the others are ignored.
 
@@ -128,7 +133,8 @@ class ForwardGNN(nn.Module):
 
     def __init__(self, in_dim: int, num_classes: int, conv: str = "gcn", hidden: int = 128, layers: int = 4,
                  method: str | type[GraphMethod] = "sf", tau: float = 1.0, theta: float = 2.0, alpha: float = 4.0,
-                 cache: bool = True, update: str = "sync", steps: int = 10, seed: int = 0) -> None:
+                 cache: bool = True, update: str = "sync", steps: int = 10, seed: int = 0,
+                 spread_error: bool = True) -> None:
         super().__init__()
         cls = method if isinstance(method, type) and issubclass(method, GraphMethod) else method_class(method)
         conv = check_conv(conv)
@@ -142,8 +148,11 @@ class ForwardGNN(nn.Module):
             raise ValueError(f"in_dim must be >= 1 (the node feature width), got {in_dim}")
         self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
         self.layers, self.seed = int(layers), seed
-        given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps}
+        given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,
+                 "spread_error": spread_error}
         options = {k: v for k, v in given.items() if k in cls.options}
+        if isinstance(method, str):
+            options.update(cls.options_from_rule(method))
         self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
         self.blocks = self.method.make_blocks()
 
@@ -207,7 +216,7 @@ class ForwardGNN(nn.Module):
         """Train on ``data`` (its ``train_mask``), early-stopping on ``val_mask``; return a :class:`FitReport`.
 
         Args:
-            epochs: epochs per layer (layer-by-layer methods) or in total (BP, top-down).
+            epochs: epochs per layer (layer-by-layer methods) or in total (BP, DFA, top-down).
             lr, weight_decay: Adam settings of every layer (and of BP unless ``bp_lr``).
             patience: early-stopping patience in evaluations (``None``: use every epoch).
             eval_every: evaluate every this many epochs.

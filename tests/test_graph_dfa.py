@@ -1,0 +1,168 @@
+"""DFA for GNNs: the gradient identity with true backward maps, every block learns, feedback points only where
+the rule puts them, kinds from the rule, and accuracy against the controls on KarateClub."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import Data
+
+from fwdlearn.feedback import _FeedbackPoint
+from fwdlearn.fit import seed_everything
+from fwdlearn.graphs import ForwardGNN, load_graph
+from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN
+from fwdlearn.graphs.nn.backbones import GNNBlock
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def directed_graph(n=30, features=5, classes=3, seed=0):
+    """A random *directed* graph (so that a wrong transpose of the adjacency would show)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = torch.randn(n, features, generator=g, dtype=torch.float64)
+    edge_index = torch.randint(0, n, (2, 3 * n), generator=g)
+    idx = torch.arange(n)
+    return Data(x=x, edge_index=edge_index, y=y, train_mask=idx < 12, val_mask=(idx >= 12) & (idx < 20),
+                test_mask=idx >= 20, num_classes=classes)
+
+
+def linear_gcn(layers, spread=True, hidden=8):
+    """A DFA model whose blocks are linear GCN layers (no normalisation, no ReLU), in float64."""
+    torch.manual_seed(0)
+    model = ForwardGNN(5, 3, hidden=hidden, layers=layers, method="dfa")
+    model.blocks = torch.nn.ModuleList(GNNBlock("gcn", 5 if l == 0 else hidden, hidden, activation=False,
+                                                normalize=False) for l in range(layers))
+    model.method.spread_error = spread
+    return model.double()
+
+
+def true_backward_maps(model):
+    r"""Set every B_l to :math:`W_c W_L \cdots W_{l+1}`: with the spread :math:`(\hat A^\top)^{L-l}` this is
+    the exact map from the logits' error to block l's output in a linear GCN."""
+    method = model.method
+    product = method.classifier.weight.detach()
+    for l in reversed(range(len(model.blocks))):
+        method.feedback.set_matrix(method.point_name(l), product)
+        product = product @ model.blocks[l].conv.lin.weight.detach()
+
+
+def gradients(loss, model):
+    return dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad(loss, list(model.parameters()))))
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_dfa_with_the_true_backward_maps_is_backprop(layers):
+    data = directed_graph()
+    model = linear_gcn(layers)
+    true_backward_maps(model)
+    bp = gradients(F.cross_entropy(model(data.x, data.edge_index)[data.train_mask], data.y[data.train_mask]), model)
+    (loss,) = model.layer_losses(data)  # the training forward, with the feedback points
+    dfa = gradients(loss, model)
+    for name in bp:
+        torch.testing.assert_close(dfa[name], bp[name], msg=f"{name} differs from BP")
+        assert bool(bp[name].abs().sum() > 0), name
+
+
+def test_without_the_spread_only_the_last_block_keeps_the_bp_gradient():
+    data = directed_graph()
+    model = linear_gcn(3, spread=False)
+    true_backward_maps(model)
+    bp = gradients(F.cross_entropy(model(data.x, data.edge_index)[data.train_mask], data.y[data.train_mask]), model)
+    dfa = gradients(model.layer_losses(data)[0], model)
+    torch.testing.assert_close(dfa["blocks.2.conv.lin.weight"], bp["blocks.2.conv.lin.weight"])
+    assert not torch.allclose(dfa["blocks.0.conv.lin.weight"], bp["blocks.0.conv.lin.weight"])
+
+
+def test_the_error_reaches_block_l_through_its_hops_only():
+    """With random B, block l's signal is nonzero exactly on the nodes within L-1-l hops of a labelled node."""
+    data = directed_graph()
+    model = linear_gcn(3)
+    outputs = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda module, args, out: out.retain_grad() or outputs.append(out))
+    model.layer_losses(data)[0].backward()
+    reach = data.train_mask.clone()  # only labelled nodes carry an error
+    src, dst = data.edge_index
+    for l in reversed(range(3)):
+        assert torch.equal(outputs[l].grad.abs().sum(1) > 0, reach), f"block {l}"
+        reach = reach.clone().index_fill_(0, src[reach[dst]], True)  # one hop against the messages
+
+
+def count_feedback_points(loss):
+    seen, stack, count = set(), [loss.grad_fn], 0
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        count += getattr(fn, "_forward_cls", None) is _FeedbackPoint
+        stack.extend(f for f, _ in fn.next_functions)
+    return count
+
+
+def test_feedback_points_where_the_rule_puts_them():
+    data = directed_graph()
+    data.x = data.x.float()
+    for method, points in (("bp", 0), ("dfa", 3), ("dfa:orthogonal", 3)):
+        model = ForwardGNN(5, 3, hidden=8, layers=3, method=method)
+        (loss,) = model.layer_losses(data)
+        assert count_feedback_points(loss) == points, method
+    model = ForwardGNN(5, 3, hidden=8, layers=3, method="dfa")
+    assert count_feedback_points(model(data.x, data.edge_index).sum()) == 0  # inference is the plain forward
+
+
+def test_dfa_changes_every_block_after_one_step():
+    data = directed_graph()
+    data.x = data.x.float()
+    model = ForwardGNN(5, 3, hidden=8, layers=3, method="dfa")
+    before = [p.detach().clone() for p in model.parameters()]
+    report = model.fit(data, epochs=1, lr=0.01, patience=None, quiet=True)
+    assert report.epochs_run == 1 and report.method == "dfa"
+    for (name, p), old in zip(model.named_parameters(), before):
+        assert not torch.equal(p, old), f"{name} did not change"
+
+
+def test_feedback_kinds_come_from_the_rule_and_share_one_class():
+    for spec, kind in (("dfa", "uniform"), ("dfa:gaussian", "gaussian"), ("DFA:orthogonal", "orthogonal"),
+                       ("dfa:macro:uniform", "uniform")):
+        model = ForwardGNN(5, 3, hidden=8, layers=2, method=spec)
+        assert type(model.method) is DirectFeedbackGNN
+        assert model.method.feedback.kind == kind and model.rule == ("dfa" if kind == "uniform" else f"dfa:{kind}")
+    with pytest.raises(ValueError, match="unknown graph method 'dfa:micro'"):
+        ForwardGNN(5, 3, method="dfa:micro")
+
+
+def test_feedback_matrices_are_not_the_classifier_weights():
+    """DirectFeedback(seed=s) draws what torch.manual_seed(s) draws: the method seeds it apart."""
+    seed_everything(0)
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="dfa", seed=0)
+    b = model.method.feedback.matrix("block1")
+    assert not torch.allclose(b, model.method.classifier.weight.detach())
+
+
+def test_dfa_beats_the_shallow_control_on_karate():
+    """Hidden layers trained by DFA beat the same two-layer model with frozen blocks, where only the one
+    output layer learns (mean test accuracy over eight random 64/16/20 splits of 7 test nodes; 4 classes).
+    Measured: DFA 0.875, frozen blocks 0.73 (a 1-layer GCN trained by BP: 0.93, see the notes)."""
+    dfa, shallow = [], []
+    for split in range(8):
+        data = load_graph("karate", split="random", seed=split)
+        for scores, frozen in ((dfa, False), (shallow, True)):
+            seed_everything(split)
+            model = ForwardGNN(data.num_features, data.num_classes, hidden=16, layers=2,
+                               method="bp" if frozen else "dfa", seed=split)
+            if frozen:
+                model.blocks.requires_grad_(False)
+            report = model.fit(data, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
+            scores.append(report.test_accuracy)
+    assert sum(dfa) / 8 >= 0.8, dfa
+    assert sum(dfa) / 8 >= sum(shallow) / 8 + 0.1, (dfa, shallow)
+
+
+@pytest.mark.parametrize("conv", ["sage", "gat"])
+def test_dfa_trains_sage_and_gat_blocks(conv):
+    data = load_graph("karate", split="random", seed=0)
+    seed_everything(0)
+    model = ForwardGNN(data.num_features, data.num_classes, conv=conv, hidden=16, layers=2, method="dfa")
+    report = model.fit(data, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
+    assert report.train_accuracy >= 0.9 and report.test_accuracy >= 0.7, report

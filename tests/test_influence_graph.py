@@ -119,3 +119,32 @@ def test_hop_balls_split_into_groups_that_rebuild_the_whole():
         assert (g.node[g.root] == g.seeds).all() and (g.hop[g.root] == 0).all()
         assert g.offsets[0] == 0 and g.offsets[-1] == g.num_pairs
     assert balls.split(None) == [balls]
+
+
+def test_is_symmetric_ignores_multiplicity_and_finds_a_missing_reverse():
+    from fwdlearn.graphs.data.hop_balls import in_neighbour_matrix, is_symmetric
+
+    both_ways = np.array([[0, 1, 1, 2, 2], [1, 0, 0, 2, 2]])  # (0,1) twice, (1,0) once, a doubled self-loop
+    assert is_symmetric(in_neighbour_matrix(both_ways, 3))
+    assert not is_symmetric(in_neighbour_matrix(np.array([[0, 1, 1], [1, 0, 2]]), 3))  # (1,2) without (2,1)
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_hop_balls_give_breadth_first_distances(directed):
+    import networkx as nx
+    from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
+
+    data = random_graph(nodes=50, edges=70, seed=2)
+    edges = data.edge_index
+    if directed:  # drop one direction of about half the edges
+        keep = (edges[0] < edges[1]) | (torch.arange(edges.shape[1]) % 2 == 0)
+        edges = edges[:, keep]
+    graph = nx.DiGraph(edges.t().tolist())
+    graph.add_nodes_from(range(50))
+    seeds = [0, 3, 3, 17, 49]
+    balls = hop_balls(in_neighbour_matrix(edges.numpy(), 50), seeds, 4)
+    for s, seed in enumerate(seeds):
+        # nodes whose messages reach the seed within 4 hops: shortest paths towards the seed
+        expected = nx.single_source_shortest_path_length(graph.reverse(), seed, cutoff=4)
+        lo, hi = balls.offsets[s], balls.offsets[s + 1]
+        assert dict(zip(balls.node[lo:hi].tolist(), balls.hop[lo:hi].tolist())) == expected

@@ -83,9 +83,22 @@ def test_full_variant_equals_dense_jacobian():
 def test_samples_are_deterministic_and_model_mode_restored():
     data = random_graph()
     model = Stack(GCNConv, 4, 8, 3, layers=2).train()
+    model.convs[0].bias.requires_grad_(False)  # frozen by the user: stays frozen
     a = hop_influence(model, data, 3, samples=10, seed=4)[2]
     b = hop_influence(model, data, 3, samples=10, seed=4)[2]
     assert torch.equal(a, b) and model.training
+    assert [p.requires_grad for p in model.parameters()].count(False) == 1 and not model.convs[0].bias.requires_grad
+
+
+def test_frozen_restores_gradient_flags_after_an_error():
+    from fwdlearn.fit import frozen
+
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="inside"):
+        with frozen(model, None):
+            assert not model.weight.requires_grad
+            raise RuntimeError("inside")
+    assert model.weight.requires_grad and model.bias.requires_grad
 
 
 def test_bad_arguments_fail_with_clear_messages():

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range, jacobian_l1
 from fwdlearn.distributed import gather_rows, shard_bounds
-from fwdlearn.fit import evaluating, progress
+from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 
@@ -162,8 +162,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
 
     Args:
         model: any callable ``model(x, edge_index) -> Tensor[N, C]`` (PyG GNNs, ForwardGNN
-            models). An ``nn.Module`` is evaluated in ``eval()`` mode (no dropout) and
-            restored afterwards.
+            models). An ``nn.Module`` is evaluated in ``eval()`` mode (no dropout) with its parameters
+            not requiring gradients (only input gradients are taken), and restored afterwards.
         data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``.
         max_hops: largest hop distance :math:`k` binned.
         samples: number of random seed nodes (drawn with ``seed``); ``None`` = every node.
@@ -196,7 +196,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
-    with evaluating(module):
+    with evaluating(module), frozen(module):
         if stop <= start:
             per_seed = x.new_zeros(0, max_hops + 1)
         elif variant == "subgraph":

@@ -53,7 +53,7 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
 
 def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: str | Path, xlabel: str,
                   baseline: str, title: str = "") -> Path:
-    """Speed-up over a baseline against a size (log-log), one marker line per series, each point labelled.
+    """Speed-up over a baseline against a size (log-log), one marker colour per series, each point labelled.
 
     Args:
         series: series name -> points ``(size, speed-up, label)``, e.g. ``{"8 layers": [(25.3, 7.1,
@@ -63,12 +63,19 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
         baseline: the baseline's name (the y-axis reads "speed-up over <baseline>"; a dotted line marks 1x).
     """
     plt = _pyplot()
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, points in series.items():
-        points = sorted(points)
-        ax.loglog([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        ax.scatter([p[0] for p in points], [p[1] for p in points], label=name)
         for size, ratio, label in points:
             ax.annotate(label, (size, ratio), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"speed-up over {baseline}")

@@ -161,3 +161,16 @@ def test_hop_balls_give_breadth_first_distances(directed):
         expected = nx.single_source_shortest_path_length(graph.reverse(), seed, cutoff=4)
         lo, hi = balls.offsets[s], balls.offsets[s + 1]
         assert dict(zip(balls.node[lo:hi].tolist(), balls.hop[lo:hi].tolist())) == expected
+
+
+def test_row_agreement_is_relative_per_row_and_floors_dead_rows():
+    from fwdlearn.graphs.influence.bench import row_agreement
+
+    reference = torch.tensor([[10.0, 5.0], [0.1, 0.2], [1e-6, 0.0]], dtype=torch.float64)
+    mine = reference + torch.tensor([[1e-6, 0.0], [0.0, 4e-7], [1e-9, 0.0]], dtype=torch.float64)
+    diff, dead = row_agreement(mine, reference)
+    assert dead == 1  # the last row is below 1e-3 of the largest row (10)
+    # row 1 is live and small: its 4e-7 counts against its own scale 0.2 (2e-6), not against 10 (4e-8);
+    # row 0 gives 1e-7, the dead row's 1e-9 counts against the floor 1e-2 (1e-7, not 1e-3), so row 1 decides
+    assert diff == pytest.approx(2e-6, rel=1e-6)
+    assert row_agreement(reference, reference) == (0.0, 1)

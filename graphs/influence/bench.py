@@ -118,9 +118,9 @@ def _plot_curve(rows: list[dict], path: Path) -> None:
     for row in rows:
         label = row["graph"].split("/")[-1].replace("synthetic-city:", "city ")
         series.setdefault(f"GCN, {row['layers']} layers", []).append((row["mean ball"], row["speed-up"], label))
+    threads = torch.get_num_threads()
     plot_speedups(series, path, xlabel="mean hop-ball size (nodes within max_hops = layers)",
-                  baseline="PyG total_influence", title="hop_influence vs PyG, one torch thread" if
-                  torch.get_num_threads() == 1 else f"hop_influence vs PyG, {torch.get_num_threads()} torch threads")
+                  baseline="PyG total_influence", title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
 
 
 def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:

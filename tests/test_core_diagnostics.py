@@ -87,6 +87,14 @@ def test_plot_influence_curves_writes_an_image(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_speedups_writes_an_image(tmp_path):
+    from fwdlearn.diagnostics.plots import plot_speedups
+
+    series = {"8 layers": [(109.0, 2.0, "westminster"), (25.3, 7.5, "california")], "16 layers": [(70.3, 3.0, "ca")]}
+    path = plot_speedups(series, tmp_path / "s.png", xlabel="mean ball size", baseline="PyG")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_refuse_overwrite_names_the_file_and_the_flag(tmp_path):
     from fwdlearn.records import refuse_overwrite
 

@@ -62,14 +62,31 @@ def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):
     assert 0.0 <= row["test_accuracy"] <= 1.0 and row["R"] > 0 and len(row["curve"]) == 3
 
 
-def test_bench_influence_agrees_with_pyg_and_reports_trained_ranges(tmp_path):
+def test_bench_influence_measures_speedup_against_ball_size_and_trained_ranges(tmp_path, capsys):
     out = tmp_path / "bench-0.1"
-    assert main(["bench", "influence", "--data", "synthetic-city:150", "--samples", "12", "--pyg-samples", "12",
-                 "--layers", "3", "--hidden", "8", "--big-nodes", "0", "--epochs", "5", "--out", str(out),
-                 "--quiet"]) == 0
-    rows = json.loads((tmp_path / "bench-0.1.json").read_text())["rows"]
-    by_metric = {(row["model"], row["metric"]): row for row in rows}
-    assert by_metric[("gcn-3", "max rel. diff per seed row")]["value"] <= 1e-4
-    assert by_metric[("mlp-2", "test accuracy / R (max_hops=3)")]["baseline"] == 0.0  # an MLP's R
-    assert ("gcn-3", "R (sf)") in by_metric
-    assert (tmp_path / "bench-0.1.md").exists() and (tmp_path / "bench-0.1-record.json").exists()
+    args = ["bench", "influence", "--graphs", "synthetic-city:150", "karate", "--depths", "2", "3", "--samples", "12",
+            "--pyg-samples", "5", "--repeats", "2", "--data", "synthetic-city:150", "--layers", "3", "--hidden", "8",
+            "--epochs", "5", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    content = json.loads((tmp_path / "bench-0.1.json").read_text())
+    speed = {(row["graph"], row["layers"]): row for row in content["rows"]}
+    assert set(speed) == {(g, k) for g in ("synthetic-city:150", "karate") for k in (2, 3)}
+    for row in speed.values():
+        assert row["max rel. diff"] <= 1e-5 and row["seeds"] == 12 and row["PyG seeds"] == 5
+        assert len(row["fwdlearn s, all"]) == 2 and row["speed-up"] == row["PyG s"] / row["fwdlearn s"]
+    # a deeper ball holds more nodes; karate's 3-hop balls are nearly the whole 34-node graph
+    assert speed[("karate", 2)]["mean ball"] < speed[("karate", 3)]["mean ball"] <= 34
+    other = {(row["model"], row["metric"]): row for row in content["other"]}
+    assert other[("mlp-2", "test accuracy / R (max_hops=3)")]["baseline"] == 0.0  # an MLP's R
+    assert ("gcn-3", "R (sf)") in other
+    table = (tmp_path / "bench-0.1.md").read_text()
+    assert "| graph | nodes | layers | mean ball |" in table and "### Other measurements" in table
+    assert (tmp_path / "bench-0.1.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "bench-0.1-record.json").exists()
+    assert main(args) == 2  # nothing is replaced without --overwrite
+    assert "already exists; choose another output path or pass --overwrite" in capsys.readouterr().err
+
+
+def test_bench_influence_refuses_empty_settings(tmp_path, capsys):
+    assert main(["bench", "influence", "--repeats", "0", "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "--repeats must be >= 1, got 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -83,9 +83,22 @@ def test_full_variant_equals_dense_jacobian():
 def test_samples_are_deterministic_and_model_mode_restored():
     data = random_graph()
     model = Stack(GCNConv, 4, 8, 3, layers=2).train()
+    model.convs[0].bias.requires_grad_(False)  # frozen by the user: stays frozen
     a = hop_influence(model, data, 3, samples=10, seed=4)[2]
     b = hop_influence(model, data, 3, samples=10, seed=4)[2]
     assert torch.equal(a, b) and model.training
+    assert [p.requires_grad for p in model.parameters()].count(False) == 1 and not model.convs[0].bias.requires_grad
+
+
+def test_frozen_restores_gradient_flags_after_an_error():
+    from fwdlearn.fit import frozen
+
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="inside"):
+        with frozen(model, None):
+            assert not model.weight.requires_grad
+            raise RuntimeError("inside")
+    assert model.weight.requires_grad and model.bias.requires_grad
 
 
 def test_bad_arguments_fail_with_clear_messages():
@@ -119,3 +132,45 @@ def test_hop_balls_split_into_groups_that_rebuild_the_whole():
         assert (g.node[g.root] == g.seeds).all() and (g.hop[g.root] == 0).all()
         assert g.offsets[0] == 0 and g.offsets[-1] == g.num_pairs
     assert balls.split(None) == [balls]
+
+
+def test_is_symmetric_ignores_multiplicity_and_finds_a_missing_reverse():
+    from fwdlearn.graphs.data.hop_balls import in_neighbour_matrix, is_symmetric
+
+    both_ways = np.array([[0, 1, 1, 2, 2], [1, 0, 0, 2, 2]])  # (0,1) twice, (1,0) once, a doubled self-loop
+    assert is_symmetric(in_neighbour_matrix(both_ways, 3))
+    assert not is_symmetric(in_neighbour_matrix(np.array([[0, 1, 1], [1, 0, 2]]), 3))  # (1,2) without (2,1)
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_hop_balls_give_breadth_first_distances(directed):
+    import networkx as nx
+    from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
+
+    data = random_graph(nodes=50, edges=70, seed=2)
+    edges = data.edge_index
+    if directed:  # drop one direction of about half the edges
+        keep = (edges[0] < edges[1]) | (torch.arange(edges.shape[1]) % 2 == 0)
+        edges = edges[:, keep]
+    graph = nx.DiGraph(edges.t().tolist())
+    graph.add_nodes_from(range(50))
+    seeds = [0, 3, 3, 17, 49]
+    balls = hop_balls(in_neighbour_matrix(edges.numpy(), 50), seeds, 4)
+    for s, seed in enumerate(seeds):
+        # nodes whose messages reach the seed within 4 hops: shortest paths towards the seed
+        expected = nx.single_source_shortest_path_length(graph.reverse(), seed, cutoff=4)
+        lo, hi = balls.offsets[s], balls.offsets[s + 1]
+        assert dict(zip(balls.node[lo:hi].tolist(), balls.hop[lo:hi].tolist())) == expected
+
+
+def test_row_agreement_is_relative_per_row_and_floors_dead_rows():
+    from fwdlearn.graphs.influence.bench import row_agreement
+
+    reference = torch.tensor([[10.0, 5.0], [0.1, 0.2], [1e-6, 0.0]], dtype=torch.float64)
+    mine = reference + torch.tensor([[1e-6, 0.0], [0.0, 4e-7], [1e-9, 0.0]], dtype=torch.float64)
+    diff, dead = row_agreement(mine, reference)
+    assert dead == 1  # the last row is below 1e-3 of the largest row (10)
+    # row 1 is live and small: its 4e-7 counts against its own scale 0.2 (2e-6), not against 10 (4e-8);
+    # row 0 gives 1e-7, the dead row's 1e-9 counts against the floor 1e-2 (1e-7, not 1e-3), so row 1 decides
+    assert diff == pytest.approx(2e-6, rel=1e-6)
+    assert row_agreement(reference, reference) == (0.0, 1)

@@ -54,9 +54,10 @@ def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     Returns:
         ``x.shape[:-1]``: the mass of every input row (summed over output channels and features).
 
-    A plain loop over channels, one backward each, measured faster on CPU than ``is_grads_batched``,
-    than ``torch.func.vmap`` over the vector-Jacobian product, and than replicating the input once
-    per channel.
+    A plain loop over channels, one backward each, measured faster on CPU than ``is_grads_batched``
+    (1.3-2x slower on unions of 1-4k nodes of road-graph hop balls of 25 to 450 nodes, GCN of 8
+    and 16 layers), than ``torch.func.vmap`` over the vector-Jacobian product, and than replicating
+    the input once per channel (2-3x slower: C forward passes instead of one).
     """
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():

@@ -1,10 +1,35 @@
-"""Figures of the diagnostics (needs the ``plot`` extra: matplotlib)."""
+"""Figures of the diagnostics and benches (needs the ``plot`` extra: matplotlib)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["plot_influence_curves", "plot_curves"]
+__all__ = ["plot_influence_curves", "plot_curves", "plot_speedups"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("plotting needs matplotlib: pip install 'fwdlearn[plot]'") from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, ax, path: str | Path, title: str) -> Path:
+    """Title, legend, write ``path`` (folders created) and close the figure."""
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlabel: str = "hops",
@@ -17,27 +42,13 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
         xlabel: what a distance is (``"hops"``, ``"lag"``).
         title: figure title.
     """
-    try:
-        import matplotlib
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'fwdlearn[plot]'") from error
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, curve in curves.items():
         ax.semilogy(range(len(curve)), [max(float(c), 1e-12) for c in curve], marker="o", ms=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"influence / influence at {xlabel} 0")
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title)
 
 
 def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | Path, xlabel: str, ylabel: str,
@@ -50,13 +61,7 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
         xlabel, ylabel, title: labels.
         chance: the score of a predictor that ignores the input, drawn for reference.
     """
-    try:
-        import matplotlib
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'fwdlearn[plot]'") from error
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, (xs, ys) in series.items():
         ax.plot(xs, ys, marker="o", ms=2, label=name)
@@ -64,12 +69,35 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title)
+
+
+def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: str | Path, xlabel: str,
+                  baseline: str, title: str = "") -> Path:
+    """Speed-up over a baseline against a size (log-log), one marker colour per series, each point labelled.
+
+    Args:
+        series: series name -> points ``(size, speed-up, label)``, e.g. ``{"8 layers": [(25.3, 7.1,
+            "california"), ...]}``.
+        path: image file to write.
+        xlabel: what the size is.
+        baseline: the baseline's name (the y-axis reads "speed-up over <baseline>"; a dotted line marks 1x).
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in series.items():
+        ax.scatter([p[0] for p in points], [p[1] for p in points], label=name)
+        for size, ratio, label in points:
+            ax.annotate(label, (size, ratio), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"speed-up over {baseline}")
+    return _save(plt, fig, ax, path, title)

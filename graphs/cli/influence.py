@@ -3,7 +3,7 @@
 ::
 
     fwdlearn influence graph --data city:roads/westminster --layers 8 --models gcn mlp --plot out.png
-    fwdlearn bench influence --out docs/benchmarks/influence-results
+    OMP_NUM_THREADS=1 fwdlearn bench influence --out runs/bench-influence
 
 The models are the package's own: ``ForwardGNN(conv=<model>, method="bp")`` (``mlp`` ignores the edges),
 trained by BP for ``--epochs`` (untrained when 0).
@@ -100,22 +100,27 @@ influence = Command(help="hop-wise Jacobian influence and range R of GNNs on a g
                     configure=lambda parser: add_dataclass_arguments(parser, InfluenceGraphConfig), run=_run_influence)
 
 
+DEFAULT_SPEED_GRAPHS = ["city:roads/california", "city:roads/minnesota", "city:roads/westminster",
+                        "synthetic-city:20000", "synthetic-city:100000"]
+
+
 @dataclass
 class BenchInfluenceConfig(RunOptions):
-    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
-                                                   "(default: runs/<name>, or a fresh name under runs/; pass "
-                                                   "docs/benchmarks/influence-results to update the docs)"})
-    data: str = field(default="city:roads/california", metadata={"help": "graph for agreement, speed and ranges"})
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>.png and "
+                                                   "<out>-record.json (default: runs/<name>, or a fresh name under "
+                                                   "runs/; pass docs/benchmarks/influence-results to update the docs)"})
+    graphs: list[str] = field(default_factory=lambda: list(DEFAULT_SPEED_GRAPHS),
+                              metadata={"help": "graphs of the speed curve (any 'influence graph --data' name)"})
+    depths: list[int] = field(default_factory=lambda: [8, 16],
+                              metadata={"help": "GCN depths of the speed curve (max_hops = depth)", "min": 1})
     samples: int = field(default=500, metadata={"help": "seed nodes for fwdlearn's hop_influence", "min": 1})
-    pyg_samples: int = field(default=500, metadata={"help": "seed nodes timed for PyG (extrapolated linearly when "
-                                                            "fewer)", "min": 1})
-    layers: int = field(default=8, metadata={"help": "layers of the GCN compared with PyG", "min": 1})
+    pyg_samples: int = field(default=100, metadata={"help": "seed nodes timed for PyG (the first of the same seeds; "
+                                                            "extrapolated linearly when fewer)", "min": 1})
+    repeats: int = field(default=3, metadata={"help": "interleaved timings of each side; medians are compared",
+                                              "min": 1})
+    data: str = field(default="city:roads/california", metadata={"help": "graph for the trained models' ranges"})
+    layers: int = field(default=8, metadata={"help": "depth of the trained deep GCN", "min": 1})
     hidden: int = field(default=64, metadata={"help": "width of every layer", "min": 1})
-    big_nodes: int = field(default=100_000, metadata={"help": "generated city for the seconds-per-1000-seeds figure "
-                                                              "(0 = skip)", "min": 0})
-    big_layers: int = field(default=16, metadata={"help": "layers of the GCN on the generated city", "min": 1})
-    big_samples: int = field(default=1000, metadata={"help": "seed nodes measured on the generated city", "min": 1})
-    big_pyg_samples: int = field(default=20, metadata={"help": "seeds PyG is timed on at scale (0 = skip)", "min": 0})
     epochs: int = field(default=200, metadata={"help": "training epochs for the accuracy/R table (0 = skip)", "min": 0})
     forward_method: str = field(default="sf", metadata={"help": "ForwardGNN method compared with BP ('' = skip)"})
     device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
@@ -133,5 +138,6 @@ def _run_bench(args: argparse.Namespace) -> int:
     return run_bench(config)
 
 
-bench = Command(help="influence speed and agreement vs PyG total_influence; accuracy and R of shallow/deep models",
+bench = Command(help="influence speed-up over PyG total_influence against hop-ball size; accuracy and R of "
+                     "shallow/deep models",
                 configure=lambda parser: add_dataclass_arguments(parser, BenchInfluenceConfig), run=_run_bench)

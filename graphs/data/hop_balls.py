@@ -87,12 +87,20 @@ def in_neighbour_matrix(edge_index: np.ndarray, num_nodes: int, weight: np.ndarr
     return matrix
 
 
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)`` for int64 keys by sorting (``np.unique`` measured 100x slower on 700k keys, numpy 2.4)."""
+    keys = np.sort(keys)
+    if keys.size < 2:
+        return keys
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+
+
 def is_symmetric(matrix: sp.csr_matrix) -> bool:
-    """Whether every edge ``(u, v)`` has its reverse ``(v, u)`` (weights ignored)."""
+    """Whether every edge ``(u, v)`` has its reverse ``(v, u)`` (weights and multiplicities ignored)."""
     n = matrix.shape[0]
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(matrix.indptr))
-    forward = np.unique(rows * n + matrix.indices)
-    backward = np.unique(matrix.indices.astype(np.int64) * n + rows)
+    forward = _sorted_unique(rows * n + matrix.indices)
+    backward = _sorted_unique(matrix.indices.astype(np.int64) * n + rows)
     return forward.shape == backward.shape and bool(np.all(forward == backward))
 
 
@@ -131,7 +139,7 @@ def hop_balls(matrix: sp.csr_matrix, seeds: np.ndarray, max_hops: int, symmetric
     rings = [ring_keys]
     for _ in range(max_hops):
         owner, nbr = _expand(matrix, ring_keys // n, ring_keys % n)
-        new = np.unique(owner * n + nbr)
+        new = _sorted_unique(owner * n + nbr)
         previous = rings[-2:] if symmetric else rings
         for old in previous:
             new = new[~np.isin(new, old, assume_unique=True)]

@@ -1,42 +1,54 @@
-"""The ``fwdlearn bench influence`` run: agreement and speed vs PyG, cost at scale, ranges of trained models.
+r"""The ``fwdlearn bench influence`` run: speed-up over PyG against hop-ball size, ranges of trained models.
 
-Every figure sits next to its baseline measured in the same run:
+Every figure sits next to its baseline measured in the same run. Models are the package's own
+(:class:`~fwdlearn.graphs.ForwardGNN` with ``method="bp"``; ``mlp`` ignores the edges).
 
-Models are the package's own (:class:`~fwdlearn.graphs.ForwardGNN` with ``method="bp"``; ``mlp`` ignores
-the edges).
-
-1. California (or ``--data``), GCN of ``--layers`` layers, ``--samples`` seeds:
-   :func:`~fwdlearn.graphs.hop_influence` vs PyG's per-seed reference
-   (``torch_geometric.utils.influence.jacobian_l1_agg_per_hop``, the function
-   ``total_influence`` loops over) on the same seeds: max relative difference of
-   the per-seed rows, of the curve and of R, and the speed-up. When
-   ``--pyg-samples`` is below ``--samples`` PyG is timed on that many seeds and its time
-   extrapolated linearly (its cost is one independent Jacobian per seed).
-2. A generated city of ``--big-nodes`` nodes: labelling time, and seconds per 1,000
-   seeds at ``--big-layers`` layers.
-3. MLP, 2-layer and ``--layers``-layer GCN trained by BP on the City-Networks labels:
-   test accuracy and R; the deep GCN trained by ForwardGNN ``--forward-method``.
+1. Speed curve: for every graph of ``--graphs`` and depth of ``--depths``, an untrained GCN of that
+   depth (``--hidden`` wide) and ``--samples`` random seeds: :func:`~fwdlearn.graphs.hop_influence`
+   (``max_hops`` = depth) against PyG's per-seed reference
+   (``torch_geometric.utils.influence.jacobian_l1_agg_per_hop``, the function ``total_influence``
+   loops over) on the first ``--pyg-samples`` of the same seeds, its time extrapolated linearly to all
+   seeds (its cost is one independent Jacobian per seed). The two are interleaved ``--repeats`` times
+   and the medians compared. Each row gives the mean hop-ball size :math:`|\mathcal{B}_k(v)|` over the
+   seeds, because the speed-up depends on it: both sides run one forward and one backward per output
+   channel over every seed's ball, and PyG pays a fixed cost per seed on top (autograd set-up, and a
+   scan of the whole edge list per hop to find the ball) that fwdlearn shares across seeds. Agreement:
+   the largest per-row difference :math:`\max_h |T^{ours}_h(v) - T^{PyG}_h(v)| / \max_h T^{PyG}_h(v)`
+   over live rows. A row whose largest entry is below ``DEAD_ROW`` times the largest row's is a seed
+   whose ReLUs are (nearly) all dead: its entries are float32 rounding noise, so it is counted
+   ("dead rows") and its difference measured against ``DEAD_ROW`` times the largest row instead.
+   Writes ``<out>.png``: speed-up against mean ball size, one line per depth.
+2. On ``--data``: MLP, 2-layer and ``--layers``-layer GCN trained by BP on the City-Networks labels
+   (test accuracy and R), and the deep GCN trained by ForwardGNN ``--forward-method``; plus the
+   seconds each graph took to load (labels and features; ``city:`` graphs come from the disk cache
+   after their first load).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
 
+from fwdlearn.files import refuse_overwrite
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, write_results
 from fwdlearn.runs import run_outputs, start_run
 
 from fwdlearn.graphs.data.datasets import load_graph
+from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 from fwdlearn.graphs.influence.hop_influence import hop_influence, select_seeds
 from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
 
-__all__ = ["run_bench"]
+__all__ = ["run_bench", "row_agreement"]
 
+SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "fwdlearn s", "PyG s", "speed-up",
+                 "max rel. diff", "dead rows"]
 COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
 BP_LR, BP_PATIENCE = 1e-2, 50  # Adam learning rate and early-stopping patience of the BP models trained here
+DEAD_ROW = 1e-3  # rows below this fraction of the largest row are numerically zero (all ReLUs dead)
 
 
 def make_model(conv: str, features: int, classes: int, layers: int, hidden: int) -> ForwardGNN:
@@ -44,72 +56,72 @@ def make_model(conv: str, features: int, classes: int, layers: int, hidden: int)
     return ForwardGNN(features, classes, conv=conv, hidden=hidden, layers=layers, method="bp")
 
 
-def _agreement_and_speed(config, data, rows: list[dict], quiet: bool) -> None:
-    from torch_geometric.utils.influence import jacobian_l1_agg_per_hop, influence_weighted_receptive_field
+def row_agreement(mine: torch.Tensor, reference: torch.Tensor) -> tuple[float, int]:
+    r"""``(max relative difference per row, number of dead rows)`` of per-seed totals ``[S, k+1]``.
 
+    A row's difference is :math:`\max_h |m_h - r_h|` over its scale :math:`\max_h |r_h|`; rows whose
+    scale is below ``DEAD_ROW`` times the largest row's are dead (numerically zero influence) and
+    measured against that floor instead.
+    """
+    scale = reference.abs().max(dim=1).values
+    floor = DEAD_ROW * float(scale.max())
+    diff = (mine - reference).abs().max(dim=1).values / scale.clamp_min(max(floor, torch.finfo(scale.dtype).tiny))
+    return float(diff.max()), int((scale < floor).sum())
+
+
+def _mean_ball(data, seeds: torch.Tensor, max_hops: int) -> float:
+    matrix = in_neighbour_matrix(data.edge_index.numpy(), data.num_nodes)
+    return hop_balls(matrix, seeds.numpy(), max_hops).num_pairs / len(seeds)
+
+
+def _speed_row(config, name: str, data, layers: int, quiet: bool) -> dict:
+    from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
 
     seed_everything(config.seed)
-    model = make_model("gcn", data.num_features, data.num_classes, config.layers, config.hidden).eval()
+    model = make_model("gcn", data.num_features, data.num_classes, layers, config.hidden).eval()
     nodes = select_seeds(data.num_nodes, config.samples, None, config.seed)
-    start = time.perf_counter()
-    curve, R, ours = hop_influence(model, data, config.layers, nodes=nodes, quiet=quiet)
-    ours_seconds = time.perf_counter() - start
     reference_nodes = nodes[: config.pyg_samples].tolist()
-    start = time.perf_counter()
-    device = str(data.x.device)
-    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, config.layers, n, device)
-                             for n in reference_nodes]).cpu()
-    pyg_seconds = (time.perf_counter() - start) * len(nodes) / len(reference_nodes)
-    mine = ours[: len(reference_nodes)]
-    # relative to each row's largest entry; a seed whose ReLUs are (nearly) all dead has numerically no influence
-    # (its entries are float32 rounding noise, ~1e-7), so rows below 1e-3 of the largest row are measured against that
-    scale = reference.abs().max(dim=1).values.clamp_min(1e-3 * float(reference.abs().max()))
-    row_diff = float(((mine - reference).abs().max(dim=1).values / scale).max())
-    pyg_R = influence_weighted_receptive_field(reference)
-    mine_R = float(((mine * torch.arange(mine.shape[1])).sum(1) / mine.sum(1)).mean())
-    curve_diff = float(((mine.mean(0) / mine.mean(0)[0]) - (reference.mean(0) / reference.mean(0)[0])).abs().max())
-    extrapolated = " (extrapolated from %d seeds)" % len(reference_nodes) if len(reference_nodes) < len(nodes) else ""
-    name = f"gcn-{config.layers}"
-    rows += [
-        {"experiment": f"agreement, {len(reference_nodes)} seeds", "model": name, "metric": "max rel. diff per seed row",
-         "value": row_diff, "baseline": "PyG", "ratio": None},
-        {"experiment": f"agreement, {len(reference_nodes)} seeds", "model": name, "metric": "max abs. diff of normalised curve",
-         "value": curve_diff, "baseline": "PyG", "ratio": None},
-        {"experiment": f"agreement, {len(reference_nodes)} seeds", "model": name, "metric": "R (fwdlearn vs PyG)",
-         "value": mine_R, "baseline": pyg_R, "ratio": mine_R / pyg_R},
-        {"experiment": f"speed, {len(nodes)} seeds", "model": name, "metric": "seconds" + extrapolated,
-         "value": ours_seconds, "baseline": pyg_seconds, "ratio": pyg_seconds / ours_seconds},
-    ]
-
-
-def _scale(config, rows: list[dict], quiet: bool, device) -> None:
-    from fwdlearn.graphs.data.citynet import city_data, synthetic_road_graph
-
-    road = synthetic_road_graph(config.big_nodes, config.seed)
-    start = time.perf_counter()
-    data = city_data(road, hops=16, seed=config.seed, quiet=quiet).to(device)
-    label_seconds = time.perf_counter() - start
-    rows.append({"experiment": f"generated city, {data.num_nodes} nodes", "model": "-",
-                 "metric": "seconds to label (16-hop eccentricity) + features", "value": label_seconds,
-                 "baseline": None, "ratio": None})
-    seed_everything(config.seed)
-    model = make_model("gcn", data.num_features, 10, config.big_layers, config.hidden).eval()
-    start = time.perf_counter()
-    hop_influence(model, data, config.big_layers, samples=config.big_samples, seed=config.seed, quiet=quiet)
-    seconds = time.perf_counter() - start
-    baseline = None
-    if config.big_pyg_samples:
-        from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
-
-        nodes = select_seeds(data.num_nodes, config.big_pyg_samples, None, config.seed + 1).tolist()
+    hop_influence(model, data, layers, nodes=nodes[:1])  # warm-up: first calls build code paths on both sides
+    jacobian_l1_agg_per_hop(model, data, layers, reference_nodes[0], "cpu")
+    ours_seconds, pyg_seconds = [], []
+    for _ in range(config.repeats):  # interleaved, so that load from other processes hits both alike
         start = time.perf_counter()
-        for n in nodes:
-            jacobian_l1_agg_per_hop(model, data, config.big_layers, n, str(data.x.device))
-        baseline = (time.perf_counter() - start) * 1000 / len(nodes)
-    ours = seconds * 1000 / config.big_samples
-    rows.append({"experiment": f"generated city, {data.num_nodes} nodes", "model": f"gcn-{config.big_layers}",
-                 "metric": f"seconds per 1,000 seeds (PyG extrapolated from {config.big_pyg_samples} seeds)",
-                 "value": ours, "baseline": baseline, "ratio": None if baseline is None else baseline / ours})
+        _, _, ours = hop_influence(model, data, layers, nodes=nodes, quiet=quiet)
+        ours_seconds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        reference = torch.stack([jacobian_l1_agg_per_hop(model, data, layers, n, "cpu") for n in reference_nodes])
+        pyg_seconds.append((time.perf_counter() - start) * len(nodes) / len(reference_nodes))
+    row_diff, dead = row_agreement(ours[: len(reference_nodes)], reference)
+    ours_median, pyg_median = statistics.median(ours_seconds), statistics.median(pyg_seconds)
+    return {"graph": name, "nodes": data.num_nodes, "edges": data.num_edges, "layers": layers,
+            "mean ball": _mean_ball(data, nodes, layers), "seeds": len(nodes), "PyG seeds": len(reference_nodes),
+            "fwdlearn s": ours_median, "PyG s": pyg_median, "speed-up": pyg_median / ours_median,
+            "max rel. diff": row_diff, "dead rows": dead, "fwdlearn s, all": ours_seconds, "PyG s, all": pyg_seconds}
+
+
+def _speed_curve(config, rows: list[dict], other: list[dict], quiet: bool) -> None:
+    for name in config.graphs:
+        start = time.perf_counter()
+        data = load_graph(name, split="auto", seed=config.seed, quiet=quiet)
+        other.append({"experiment": f"{name} ({data.num_nodes:,} nodes)", "model": "-",
+                      "metric": "seconds to load (labels + features)",
+                      "value": time.perf_counter() - start, "baseline": None, "ratio": None})
+        for layers in config.depths:
+            rows.append(_speed_row(config, name, data, layers, quiet))
+            if not quiet:
+                print({k: v for k, v in rows[-1].items() if k in SPEED_COLUMNS})
+
+
+def _plot_curve(rows: list[dict], path: Path) -> None:
+    from fwdlearn.diagnostics.plots import plot_speedups
+
+    series: dict[str, list[tuple[float, float, str]]] = {}
+    for row in rows:
+        label = row["graph"].split("/")[-1].replace("synthetic-city:", "city ")
+        series.setdefault(f"GCN, {row['layers']} layers", []).append((row["mean ball"], row["speed-up"], label))
+    threads = torch.get_num_threads()
+    plot_speedups(series, path, xlabel="mean hop-ball size (nodes within max_hops = layers)",
+                  baseline="PyG total_influence", title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
 
 
 def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
@@ -141,33 +153,45 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
 
 
 def run_bench(config) -> int:
-    """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md`` and a run record."""
+    """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md``/``.png`` and a run record."""
+    if not config.graphs or not config.depths:
+        raise ValueError("--graphs needs at least one graph and --depths at least one depth")
     paths = run_outputs("bench-influence", config, out=config.out)
-    device = start_run(config)
+    json_path, md_path = paths.results
+    plot_path = md_path.with_suffix(".png")
+    refuse_overwrite(plot_path, overwrite=config.overwrite)
+    start_run(config)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
-    data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet).to(device)
-    rows: list[dict] = []
-    _agreement_and_speed(config, data, rows, quiet)
-    if config.big_nodes:
-        _scale(config, rows, quiet, device)
+    speed: list[dict] = []
+    other: list[dict] = []
+    _speed_curve(config, speed, other, quiet)
+    _plot_curve(speed, plot_path)
     if config.epochs:
-        _trained_ranges(config, data, rows, quiet)
-    for row in rows:
+        data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
+        _trained_ranges(config, data, other, quiet)
+    for row in speed + other:
         record.log(**row)
-    print(markdown_table(rows, COLUMNS), end="")
-    notes = (f"Graph: {config.data} ({data.num_nodes:,} nodes, {data.num_edges:,} directed edges); BP models trained "
-             f"with Adam lr {BP_LR}, patience {BP_PATIENCE}; ForwardGNN with its fit defaults; {config.epochs} epochs "
-             "(per layer for ForwardGNN). "
-             "PyG reference: torch_geometric.utils.influence.jacobian_l1_agg_per_hop on the same seeds (the per-seed "
-             "function total_influence loops over). Untrained GCN (the package's blocks: L2-normalise, GCNConv, ReLU; "
-             "a linear classifier) for agreement/speed. "
-             f"Host: {torch.get_num_threads()} torch threads, "
-             f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}.")
-    json_path, md_path = write_results(paths.results[0], rows, COLUMNS, title="Influence: agreement, speed, ranges",
-                                       notes=notes)
-    record.add_file("results", json_path)
-    record.add_file("table", md_path)
+    for row in other:
+        if not quiet:
+            print(row)
+    notes = (f"Speed-up = PyG seconds / fwdlearn seconds, medians of {config.repeats} interleaved repeats; fwdlearn "
+             "measures every seed, PyG the first 'PyG seeds' of them (torch_geometric.utils.influence."
+             "jacobian_l1_agg_per_hop, the per-seed function total_influence loops over), extrapolated linearly. "
+             f"Untrained GCN (the package's blocks: L2-normalise, GCNConv, ReLU; a linear classifier), hidden "
+             f"{config.hidden}, max_hops = layers. Mean ball: mean number of nodes within max_hops of a seed (its "
+             "induced subgraph is what both sides differentiate). Max rel. diff: largest per-row difference over the "
+             f"row's largest entry; dead rows (largest entry below {DEAD_ROW:g} of the largest row's: all ReLUs "
+             f"dead, entries are rounding noise) are measured against that floor. Plot: {plot_path.name}. "
+             f"Host: {torch.get_num_threads()} torch threads, CPU.\n\n"
+             "### Other measurements\n\n" + markdown_table(other, COLUMNS) +
+             f"\nTrained models: {config.data}; BP models trained with Adam lr {BP_LR}, patience {BP_PATIENCE}; "
+             f"ForwardGNN with its fit defaults; {config.epochs} epochs (per layer for ForwardGNN).")
+    print(markdown_table(speed, SPEED_COLUMNS), end="")
+    write_results(json_path, speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size",
+                  notes=notes, extra={"other": other, "plot": str(plot_path)})
+    for kind, path in (("results", json_path), ("table", md_path), ("plot", plot_path)):
+        record.add_file(kind, path)
     record.save(paths.record, overwrite=config.overwrite)
-    print(f"wrote {md_path} and the record {paths.record}")
+    print(f"wrote {md_path}, {plot_path} and the record {paths.record}")
     return 0

@@ -24,6 +24,7 @@ def inputs(tmp_path_factory):
     (folder / "corpus.txt").write_text(TEXT)
     (folder / "other.txt").write_text(OTHER_TEXT)
     (folder / "empty.txt").write_text("")
+    (folder / "binaryfree.txt").write_text("0123456789 " * 400)  # another vocabulary than corpus.txt
     (folder / "binary.txt").write_bytes(bytes(range(128, 256)) * 64)
     (folder / "random.pt").write_bytes(os.urandom(4096))
     (folder / "afile").write_text("a file, not a folder")
@@ -120,7 +121,7 @@ CASES = [
     ("influence-seq-plot-format", [*INF_SEQ, "--plot", "curves.xyz"], "matplotlib cannot write the format .xyz"),
     ("influence-seq-plot-is-record", [*INF_SEQ, "--plot", "same.png", "--json", "same.png"],
      "--json and --plot both name same.png"),
-    ("influence-seq-other-vocab", [*INF_SEQ, "--checkpoints", "tiny.pt", "--data", "tinyshakespeare"],
+    ("influence-seq-other-vocab", [*INF_SEQ, "--checkpoints", "tiny.pt", "--data", "binaryfree.txt"],
      "tiny.pt was trained with another vocabulary"),
     # influence graph
     ("influence-graph-layers-0", [*INF_GRAPH, "--layers", "0"], "--layers must be >= 1, got 0"),

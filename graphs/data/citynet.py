@@ -323,8 +323,16 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
         if not path.exists() and not path.is_absolute() and data_dir() is not None and (data_dir() / path).exists():
             path = data_dir() / path
         if not path.exists():
-            hint = "" if data_dir() is not None else " (relative paths are also looked up under FWDLEARN_DATA_DIR, which is unset)"
-            raise FileNotFoundError(f"road network {arg!r} not found{hint}")
+            looked = [str(Path(arg).expanduser().resolve())]
+            if data_dir() is not None and not path.is_absolute():
+                looked.append(str(data_dir() / arg))
+            hint = "" if data_dir() is not None else "; relative paths are also looked up under FWDLEARN_DATA_DIR, which is unset"
+            raise FileNotFoundError(
+                f"road network {arg!r} not found (looked for {' and '.join(looked)}{hint}). Give a road file or a "
+                "folder holding one: an OSMnx GraphML (osmnx.save_graphml(osmnx.graph_from_place('Westminster, "
+                "London', network_type='drive'), 'graph.graphml')), a .cnode/.cedge pair (California: 'Real Datasets "
+                "for Spatial Databases', Li et al.), an edge list or a .mat with 'A' and 'xy' (pygsp's minnesota.mat); "
+                "or use the generated synthetic-city[:N]")
         return build_city_network(path, hops=hops, seed=seed, quiet=quiet)
     if kind == "synthetic-city":
         try:

@@ -141,8 +141,9 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
         hint = (f"FWDLEARN_DATA_DIR={where} has no Planetoid/{title}/raw" if where is not None
                 else "FWDLEARN_DATA_DIR is not set")
         raise DataNotFoundError(f"{name}: the Planetoid raw files were not found ({hint}; looked in {raw}). "
-                                f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.*, or pass "
-                                f"download=True (needs internet).")
+                                f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.* (the 8 "
+                                f"files of kimiyoung/planetoid's data/ folder), or let PyG download them: --download "
+                                f"(download=True in Python; needs internet).")
     return Planetoid(str(folder), name=title)[0]
 
 

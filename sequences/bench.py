@@ -57,7 +57,7 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
     for mode in config.cost_modes:
         seed_everything(config.seed)
         models[mode] = RecurrentLM(vocab, cell="gru", hidden=config.cost_hidden, layers=config.cost_layers,
-                                   training=mode, reuse=config.reuse).to(device)
+                                   training=mode).to(device)
         opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
 
     def step(mode: str, xs=x, ys=y) -> None:
@@ -106,7 +106,7 @@ def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, Recurren
     for mode in config.quality_modes:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training=mode, norm=config.norm, reuse=config.reuse).to(config.device)
+                            training=mode, norm=config.norm).to(config.device)
         report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
                            lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
                            quiet=config.quiet, seed=config.seed)
@@ -137,7 +137,7 @@ def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, R
     else:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training="dsf", norm=config.norm, reuse=config.reuse).to(config.device)
+                            training="dsf", norm=config.norm).to(config.device)
         which = "untrained model"
     extra["alignment"] = {"model": which}
     setting = f"{which}, {config.align_batch} validation windows of T={config.align_context}"

@@ -132,19 +132,29 @@ def test_lag_influence_runs_on_a_recurrent_lm_and_is_causal():
     assert model.training  # restored after the measurement
 
 
-@pytest.mark.parametrize("mode", ["dsf", "ft-bptt"])
-def test_reused_projection_gru_path_gives_the_reference_gradients(mode):
+def _reference_recipe(model):
+    """Make every layer of ``model`` use the reference recipe (fused no-grad scan + batched one-step cell)."""
+    for block in model.blocks:
+        block.layer.scan_step = lambda u, s0: None
+    return model
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("mode", ["dsf", "ft-bptt", "dsf:gaussian"])
+def test_one_step_kernels_give_the_reference_recipes_values_and_gradients_in_float64(cell, mode):
     torch.manual_seed(6)
-    x, y = _data(seed=6)
-    reference = RecurrentLM(7, cell="gru", hidden=6, layers=2, training=mode)
-    fast = RecurrentLM(7, cell="gru", hidden=6, layers=2, training=mode, reuse=True)
-    fast.load_state_dict(reference.state_dict())
-    reference.train()
+    x, y = _data(length=20, seed=6)
+    fast = RecurrentLM(7, cell=cell, hidden=6, layers=2, training=mode, norm=True).double()
+    reference = _reference_recipe(RecurrentLM(7, cell=cell, hidden=6, layers=2, training=mode, norm=True).double())
+    reference.load_state_dict(fast.state_dict())
     fast.train()
-    logits_ref, state_ref = reference(x)
-    logits_fast, state_fast = fast(x)
-    assert torch.allclose(logits_fast, logits_ref, atol=1e-5)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(state_fast, state_ref))
-    g_ref, g_fast = _grads(reference, x, y), _grads(fast, x, y)
+    reference.train()
+    state = [s.double().normal_() for s in fast.initial_state(x.shape[0])]  # a carried state, not zeros
+    logits_fast, state_fast = fast(x, state)
+    logits_ref, state_ref = reference(x, state)
+    torch.testing.assert_close(logits_fast, logits_ref, atol=1e-12, rtol=0)
+    for a, b in zip(state_fast, state_ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    g_fast, g_ref = _grads(fast, x, y), _grads(reference, x, y)
     for name in g_ref:
-        assert torch.allclose(g_fast[name], g_ref[name], atol=1e-5), name
+        torch.testing.assert_close(g_fast[name], g_ref[name], atol=1e-12, rtol=0, msg=name)

@@ -36,8 +36,6 @@ class SeqBenchConfig:
     cost_layers: int = 2
     cost_batch: int = 16
     cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported"})
-    reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
-                                                         "gradients; no faster on CPU in our measurements)"})
     # 2. quality
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus for the quality part (char level)"})
     quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"])

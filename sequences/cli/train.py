@@ -37,8 +37,6 @@ class TrainSeqConfig:
     layers: int = 2
     hidden: int = 512
     norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP"})
-    reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
-                                                         "gradients as the reference recipe)"})
     context: int = field(default=256, metadata={"help": "window length T (state carried across windows)"})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B"})
     steps: int = field(default=2000, metadata={"help": "optimizer steps (the total, also when resuming)"})
@@ -94,8 +92,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     recurrent = MODEL_NAMES[config.model][0] == "recurrent"
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
                                 training=config.training, feedback=config.feedback if recurrent else None,
-                                norm=config.norm if recurrent else None,
-                                reuse=config.reuse if recurrent else None).to(config.device)
+                                norm=config.norm if recurrent else None).to(config.device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.rule}")

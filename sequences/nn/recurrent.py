@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
-from fwdlearn.sequences.nn.fast_gru import gru_scan_step
 from fwdlearn.sequences.nn.language_model import LanguageModel
+from fwdlearn.sequences.nn.one_step import ONE_STEP_CELLS, one_step_layer
 from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer, unrolled_states
 
 __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
@@ -38,11 +38,11 @@ class RecurrentLayer(nn.Module):
     (``torch.nn.RNN/GRU/LSTM``) and a one-step cell on the same weights
     (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``)."""
 
-    def __init__(self, cell: str, input_size: int, hidden: int, reuse: bool = False) -> None:
+    def __init__(self, cell: str, input_size: int, hidden: int) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
-        self.cell, self.hidden, self.reuse = cell, hidden, reuse
+        self.cell, self.hidden = cell, hidden
         self.state_size = 2 * hidden if cell == "lstm" else hidden
         if cell == "linear":
             self.input = nn.Linear(input_size, hidden)
@@ -94,10 +94,12 @@ class RecurrentLayer(nn.Module):
             cs.append(c)
         return torch.cat([out, torch.stack(cs, dim=1)], dim=-1)
 
-    def scan_step(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor] | None:
-        """DSF / FT-BPTT steps in one pass with the projections reused (GRU with ``reuse``), else ``None``."""
-        if self.reuse and self.cell == "gru":
-            return gru_scan_step(u, s0, *self._weights())
+    def scan_step(self, u: Tensor, s0: Tensor) -> Tensor | None:
+        """FT-BPTT / DSF one-step states ``[B, T, S]`` from :mod:`~fwdlearn.sequences.nn.one_step` (each
+        projection computed once, a backward of a few large matrix products) on the CPU; ``None`` for the
+        linear cell and on a GPU, where the fused kernel plus a batched recompute is used instead."""
+        if self.cell in ONE_STEP_CELLS and u.device.type == "cpu":
+            return one_step_layer(self.cell, u, s0, *self._weights())
         return None
 
     def step(self, u: Tensor, s: Tensor) -> Tensor:
@@ -121,9 +123,9 @@ class RecurrentLayer(nn.Module):
 class RecurrentBlock(nn.Module):
     """Residual block: ``x + h(u)`` with ``u = x`` or, when ``norm``, ``u = LN(x)`` then ``+ MLP(LN(.))``."""
 
-    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4, reuse: bool = False) -> None:
+    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4) -> None:
         super().__init__()
-        self.layer = RecurrentLayer(cell, width, width, reuse)
+        self.layer = RecurrentLayer(cell, width, width)
         self.norm = norm
         if norm:
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
@@ -154,7 +156,6 @@ class RecurrentConfig:
     norm: bool = False
     out_size: int | None = None
     feedback_seed: int = 0
-    reuse: bool = False
     kind: str = "recurrent"
 
 
@@ -173,9 +174,6 @@ class RecurrentLM(LanguageModel):
         norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
-        reuse: DSF / FT-BPTT of a GRU in one forward pass that computes each projection once
-            (:mod:`~fwdlearn.sequences.nn.fast_gru`) instead of the fused ``torch.nn.GRU`` under ``no_grad`` plus
-            a recomputing one-step call; same gradients, fewer FLOPs.
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.
@@ -192,15 +190,15 @@ class RecurrentLM(LanguageModel):
 
     def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
                  training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = False,
-                 out_size: int | None = None, feedback_seed: int = 0, reuse: bool = False) -> None:
+                 out_size: int | None = None, feedback_seed: int = 0) -> None:
         super().__init__()
         if vocab_size < 1 or hidden < 1 or layers < 1:
             raise ValueError(f"RecurrentLM needs vocab_size, hidden and layers >= 1; got {vocab_size}, {hidden}, {layers}")
         self.rule = self._check_rule(training, feedback)
         self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
-                                      norm, out_size, feedback_seed, reuse)
+                                      norm, out_size, feedback_seed)
         self.embedding = nn.Embedding(vocab_size, hidden)
-        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm, reuse=reuse) for _ in range(layers))
+        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm) for _ in range(layers))
         self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
         self.head = nn.Linear(hidden, out_size or vocab_size)
         gen = torch.Generator().manual_seed(feedback_seed)

@@ -1,9 +1,9 @@
 r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`): DSF against BPTT, every figure next to its baseline from the same run.
 
-1. **Cost per training step** (forward, backward, AdamW update) of a GRU ``--cost-layers`` x
-   ``--cost-hidden``, batch ``--cost-batch``, for each context :math:`T` in ``--cost-contexts``:
-   median wall time over ``--cost-repeats`` interleaved repeats, bytes autograd saves for backward,
-   and peak process-memory increase (CUDA peak on a GPU), as ratios DSF / BPTT.
+1. **Cost per training step** (forward, backward, AdamW update) of a recurrent LM ``--cost-layers`` x
+   ``--cost-hidden`` for each cell in ``--cost-cells``, batch ``--cost-batch``, for each context :math:`T`
+   in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, bytes autograd
+   saves for backward, and peak process-memory increase (CUDA peak on a GPU), as ratios DSF / BPTT.
 2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
    ``--steps`` from the same initialisation; validation bits per character on the full validation split
    (best checkpoint by the running validation), ratio to BPTT.
@@ -46,8 +46,8 @@ def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=
             "bptt": baseline, "ratio": ratio}
 
 
-def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, float]]:
-    """Median cost of one full training step for every mode of ``config.cost_modes`` at ``context``."""
+def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> dict[str, dict[str, float]]:
+    """Median cost of one full training step of a ``cell`` LM for every mode of ``config.cost_modes`` at ``context``."""
     device = torch.device(config.device)
     vocab = 65
     gen = torch.Generator().manual_seed(config.seed)
@@ -56,7 +56,7 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
     models, opts = {}, {}
     for mode in config.cost_modes:
         seed_everything(config.seed)
-        models[mode] = RecurrentLM(vocab, cell="gru", hidden=config.cost_hidden, layers=config.cost_layers,
+        models[mode] = RecurrentLM(vocab, cell=cell, hidden=config.cost_hidden, layers=config.cost_layers,
                                    training=mode).to(device)
         opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
 
@@ -67,7 +67,7 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
     for mode in config.cost_modes:  # warm-up on a short window (allocator, kernels)
         step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
     samples: dict[str, list] = {m: [] for m in config.cost_modes}
-    for _ in progress(range(config.cost_repeats), desc=f"cost T={context}", quiet=quiet):
+    for _ in progress(range(config.cost_repeats), desc=f"cost {cell} T={context}", quiet=quiet):
         for mode in config.cost_modes:
             samples[mode].append(measure_cost(lambda: step(mode), device=device))
     out = {}
@@ -83,19 +83,22 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
 
 
 def _cost_part(config, rows: list, extra: dict) -> None:
-    setting = f"GRU {config.cost_layers}x{config.cost_hidden}, batch {config.cost_batch}, {config.device}"
     peak_name = "cuda peak MB" if config.device.startswith("cuda") else "peak RSS increase MB"
     extra["cost"] = {}
-    for T in config.cost_contexts:
-        costs = step_costs(config, T, config.quiet)
-        extra["cost"][T] = costs
-        base = costs.get("bptt")
-        for mode, c in costs.items():
-            for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB"), ("peak_mb", peak_name)):
-                rows.append(_row(f"cost T={T}", setting, mode, metric, float(c[key]),
-                                 float(base[key]) if base is not None else None))
-        if not config.quiet:
-            print(f"cost T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
+    for cell in config.cost_cells:
+        setting = f"{cell.upper()} {config.cost_layers}x{config.cost_hidden}, batch {config.cost_batch}, {config.device}"
+        extra["cost"][cell] = {}
+        for T in config.cost_contexts:
+            costs = step_costs(config, T, config.quiet, cell)
+            extra["cost"][cell][T] = costs
+            base = costs.get("bptt")
+            for mode, c in costs.items():
+                for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB"),
+                                    ("peak_mb", peak_name)):
+                    rows.append(_row(f"cost T={T}", setting, mode, metric, float(c[key]),
+                                     float(base[key]) if base is not None else None))
+            if not config.quiet:
+                print(f"cost {cell} T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
 
 
 def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
@@ -174,14 +177,13 @@ def _recall_part(config, rows: list, extra: dict) -> None:
 
 def _verdicts(extra: dict) -> list[str]:
     lines = []
-    cost = extra.get("cost", {})
-    if cost:
+    for cell, cost in extra.get("cost", {}).items():
         T = max(cost)
         if "bptt" in cost[T] and "dsf" in cost[T]:
             r = cost[T]["dsf"]["seconds"] / cost[T]["bptt"]["seconds"]
-            lines.append(f"- DSF faster than BPTT at T={T}: {'yes' if r < 1 else 'NO'} (time ratio DSF/BPTT {r:.3f}; "
-                         "by T: " + ", ".join(f"{t}: {c['dsf']['seconds'] / c['bptt']['seconds']:.3f}"
-                                               for t, c in sorted(cost.items()) if 'dsf' in c and 'bptt' in c) + ")")
+            lines.append(f"- {cell.upper()}: DSF faster than BPTT at T={T}: {'yes' if r < 1 else 'NO'} (time ratio DSF/BPTT "
+                         f"{r:.3f}; by T: " + ", ".join(f"{t}: {c['dsf']['seconds'] / c['bptt']['seconds']:.3f}"
+                                                      for t, c in sorted(cost.items()) if 'dsf' in c and 'bptt' in c) + ")")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]
@@ -221,7 +223,8 @@ def run_bench(config) -> tuple[Path, Path]:
         f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
         "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); `saved for backward` "
-        "counts tensors autograd keeps (parameters excluded).",
+        "counts tensors autograd keeps (parameters excluded); `peak RSS increase` is the kernel's high-water mark "
+        "over the step above its start, after the allocator returned its free memory (fwdlearn.diagnostics.cost).",
         "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
         "", "Claims checked in this run:", *verdicts,

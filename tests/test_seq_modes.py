@@ -6,6 +6,7 @@ import torch
 
 from fwdlearn.rules import parse_rule
 from fwdlearn.sequences import RecurrentLM, lag_influence
+from fwdlearn.sequences.nn import one_step
 from fwdlearn.sequences.training import lm_loss
 
 
@@ -141,7 +142,8 @@ def _reference_recipe(model):
 
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
 @pytest.mark.parametrize("mode", ["dsf", "ft-bptt", "dsf:gaussian"])
-def test_one_step_kernels_give_the_reference_recipes_values_and_gradients_in_float64(cell, mode):
+def test_one_step_kernels_give_the_reference_recipes_values_and_gradients_in_float64(cell, mode, monkeypatch):
+    monkeypatch.setattr(one_step, "CHUNK", 8)  # 20 steps: chunks of 8, 8 and 4
     torch.manual_seed(6)
     x, y = _data(length=20, seed=6)
     fast = RecurrentLM(7, cell=cell, hidden=6, layers=2, training=mode, norm=True).double()

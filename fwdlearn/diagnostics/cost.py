@@ -6,13 +6,19 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   is the memory that backpropagation through depth (or time) must hold, and what
   local and feedback rules are meant to shrink. Parameters (and views of them) are
   reported apart, since they are held anyway.
-* **Peak process memory** is sampled from ``/proc/self/statm`` by a background thread
-  while the step runs (falls back to ``resource.getrusage``'s high-water mark).
+* **Peak process memory** is the kernel's high-water mark of the resident set (``VmHWM`` in
+  ``/proc/self/status``), restarted at the current size when the step begins (``/proc/self/clear_refs``);
+  before that, glibc's ``malloc_trim(0)`` hands the memory the allocator holds free back to the system,
+  so that memory kept from earlier steps does not hide what this step needs (a step of many small
+  tensors would otherwise look free, a step of a few large ones not). Where these are unavailable a
+  background thread samples ``/proc/self/statm`` (and failing that ``resource.getrusage``).
 * **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 import time
@@ -76,11 +82,42 @@ def _rss_bytes() -> int | None:
         return None
 
 
-class _PeakSampler:
+def _high_water_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _restart_high_water() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim_allocator() -> None:
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc
+        pass
+
+
+class _PeakMemory:
+    """Peak resident memory while the block runs: the kernel's high-water mark, else a sampling thread."""
+
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
-        self.start = _rss_bytes()
-        self.peak = self.start or 0
+        self.start: int | None = None
+        self.peak = 0
+        self._kernel = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -91,8 +128,12 @@ class _PeakSampler:
                 self.peak = rss
             time.sleep(self.interval)
 
-    def __enter__(self) -> "_PeakSampler":
-        if self.start is not None:
+    def __enter__(self) -> "_PeakMemory":
+        _trim_allocator()
+        self.start = _rss_bytes()
+        self.peak = self.start or 0
+        self._kernel = self.start is not None and _restart_high_water() and _high_water_bytes() is not None
+        if self.start is not None and not self._kernel:
             self._thread.start()
         return self
 
@@ -103,6 +144,8 @@ class _PeakSampler:
         rss = _rss_bytes()
         if rss is not None:
             self.peak = max(self.peak, rss)
+        if self._kernel:
+            self.peak = max(self.peak, _high_water_bytes() or 0)
         if self.start is None:  # no /proc: the process high-water mark is the best we have
             import resource
 
@@ -134,7 +177,7 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    with _PeakSampler() as sampler, saved_bytes() as box:
+    with _PeakMemory() as memory, saved_bytes() as box:
         t0 = time.perf_counter()
         fn()
         if cuda:
@@ -144,8 +187,8 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
         seconds=seconds,
         saved_bytes=box.bytes,
         saved_parameter_bytes=box.parameter_bytes,
-        peak_rss_bytes=sampler.peak,
-        rss_increase_bytes=max(0, sampler.peak - (sampler.start or 0)),
+        peak_rss_bytes=memory.peak,
+        rss_increase_bytes=max(0, memory.peak - (memory.start or 0)),
         cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
     )
 

@@ -3,7 +3,7 @@
 ::
 
     fwdlearn bench seq --quiet
-    fwdlearn bench seq --skip quality alignment recall --cost-repeats 5
+    fwdlearn bench seq --skip quality alignment recall --cost-repeats 5 --cost-cells gru lstm
 
 The run itself is :func:`fwdlearn.sequences.bench.run_bench`.
 """
@@ -32,6 +32,8 @@ class SeqBenchConfig:
     # 1. cost
     cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048], metadata={"help": "contexts T"})
     cost_modes: list[str] = field(default_factory=lambda: ["bptt", "dsf", "ft-bptt"])
+    cost_cells: list[str] = field(default_factory=lambda: ["gru"], metadata={
+        "help": "recurrent cells of the timed models", "choices": ["tanh", "gru", "lstm", "linear"]})
     cost_hidden: int = 256
     cost_layers: int = 2
     cost_batch: int = 16

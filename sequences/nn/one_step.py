@@ -44,16 +44,20 @@ from torch import Tensor
 
 __all__ = ["OneStepCell", "ONE_STEP_CELLS", "OneStepLayer", "one_step_layer"]
 
-#: positions per block of the backward pass (temporaries ~ rows x 4H floats each)
-BLOCK_ROWS = 1024
+#: time steps per chunk: gate buffers are ``[B, CHUNK, k]`` tensors, backward blocks ``CHUNK`` positions
+CHUNK = 256
 
 
 class OneStepCell:
-    """What a cell contributes to :class:`OneStepLayer`: its forward loop and its element-wise backward."""
+    """What a cell contributes to :class:`OneStepLayer`: where its input projection goes, its step, and
+    its element-wise backward. ``G`` is a chunk's gate buffer ``[B, k, saved]``, ``S`` the states
+    ``[B, T + 1, S]`` (``S[:, 0]`` the initial state)."""
 
     name: ClassVar[str]
     #: gates per hidden unit (rows of ``W_ih`` / hidden size)
     gates: ClassVar[int]
+    #: saved values per position / hidden size
+    saved: ClassVar[int]
     #: state width / hidden size
     state_width: ClassVar[int] = 1
 
@@ -63,15 +67,25 @@ class OneStepCell:
         return b_ih + b_hh
 
     @staticmethod
-    def scan(a: Tensor, s0: Tensor, w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor]:
-        """``(states [B, T + 1, S] with states[:, 0] = s0, saved gate values [B, T, k])`` from
-        ``a [B, T, gates * H]``."""
+    def projection(S: Tensor, G: Tensor, t0: int, t1: int, width: int) -> Tensor:
+        """The ``[B, t1 - t0, width]`` view the input projections of steps ``t0..t1-1`` are written to
+        (``width = gates * H``; by default the first columns of the gate buffer)."""
+        return G[..., :width]
+
+    @staticmethod
+    def step(S: Tensor, G: Tensor, t: int, j: int, weights: tuple[Tensor, ...]) -> None:
+        """Step ``t`` (row ``j`` of the chunk's ``G``, which holds :math:`a_t`): writes ``S[:, t + 1]`` and the gates."""
         raise NotImplementedError
+
+    @staticmethod
+    def recurrent_weights(w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, ...]:
+        """What :meth:`step` multiplies by (transposed, contiguous: made once per forward)."""
+        return (w_hh.t().contiguous(),)
 
     @staticmethod
     def deltas(g: Tensor, prev: Tensor, state: Tensor, saved: Tensor) -> Tensor:
         """Pre-activation gradients ``[R, k]`` of ``R`` positions from the state gradient ``g [R, S]``,
-        the previous and current states ``[R, S]`` and the saved gates ``[R, k]``."""
+        the previous and current states ``[R, S]`` and the saved gates ``[R, saved]``."""
         raise NotImplementedError
 
     @classmethod
@@ -83,17 +97,16 @@ class OneStepCell:
 class TanhCell(OneStepCell):
     name = "tanh"
     gates = 1
+    saved = 0
 
     @staticmethod
-    def scan(a, s0, w_hh, b_hh):
-        B, T, H = a.shape
-        states = a.new_empty(B, T + 1, H)
-        states[:, 0] = s0
-        w_t = w_hh.t().contiguous()
-        for t in range(T):
-            h = torch.addmm(a[:, t], states[:, t], w_t, out=states[:, t + 1])
-            h.tanh_()
-        return states, a.new_empty(B, T, 0)
+    def projection(S, G, t0, t1, width):
+        return S[:, t0 + 1: t1 + 1]  # the pre-activation is formed in place of the state
+
+    @staticmethod
+    def step(S, G, t, j, weights):
+        (w,) = weights
+        S[:, t + 1].addmm_(S[:, t], w).tanh_()
 
     @staticmethod
     def deltas(g, prev, state, saved):
@@ -104,6 +117,7 @@ class TanhCell(OneStepCell):
 class GRUCell(OneStepCell):
     name = "gru"
     gates = 3
+    saved = 4  # r, z, n, c^n
 
     @staticmethod
     def input_bias(b_ih, b_hh):
@@ -111,22 +125,19 @@ class GRUCell(OneStepCell):
         return torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H:]])
 
     @staticmethod
-    def scan(a, s0, w_hh, b_hh):
-        B, T, H3 = a.shape
-        H = H3 // 3
-        states = a.new_empty(B, T + 1, H)
-        states[:, 0] = s0
-        saved = a.new_empty(B, T, 4 * H)  # r, z, n, c^n
-        w_rz = w_hh[: 2 * H].t().contiguous()
-        w_n = w_hh[2 * H:].t().contiguous()
-        b_n = b_hh[2 * H:]
-        for t in range(T):
-            h, gates = states[:, t], saved[:, t]
-            rz = torch.addmm(a[:, t, : 2 * H], h, w_rz, out=gates[:, : 2 * H]).sigmoid_()
-            cn = torch.addmm(b_n, h, w_n, out=gates[:, 3 * H:])
-            n = torch.addcmul(a[:, t, 2 * H:], rz[:, :H], cn, out=gates[:, 2 * H: 3 * H]).tanh_()
-            torch.addcmul(n, rz[:, H:], h - n, out=states[:, t + 1])
-        return states, saved
+    def recurrent_weights(w_hh, b_hh):
+        H = w_hh.shape[1]
+        return w_hh[: 2 * H].t().contiguous(), w_hh[2 * H:].t().contiguous(), b_hh[2 * H:]
+
+    @staticmethod
+    def step(S, G, t, j, weights):
+        w_rz, w_n, b_n = weights
+        H = w_n.shape[1]
+        h, gates = S[:, t], G[:, j]
+        rz = gates[:, : 2 * H].addmm_(h, w_rz).sigmoid_()
+        cn = torch.addmm(b_n, h, w_n, out=gates[:, 3 * H:])
+        n = gates[:, 2 * H: 3 * H].addcmul_(rz[:, :H], cn).tanh_()
+        torch.addcmul(n, rz[:, H:], h - n, out=S[:, t + 1])
 
     @staticmethod
     def deltas(g, prev, state, saved):
@@ -151,25 +162,20 @@ class GRUCell(OneStepCell):
 class LSTMCell(OneStepCell):
     name = "lstm"
     gates = 4
+    saved = 4  # i, f, g, o
     state_width = 2
 
     @staticmethod
-    def scan(a, s0, w_hh, b_hh):
-        B, T, H4 = a.shape
-        H = H4 // 4
-        states = a.new_empty(B, T + 1, 2 * H)  # [h, c]
-        states[:, 0] = s0
-        saved = a.new_empty(B, T, 4 * H)  # i, f, g, o
-        w_t = w_hh.t().contiguous()
-        for t in range(T):
-            prev, new, gates = states[:, t], states[:, t + 1], saved[:, t]
-            torch.addmm(a[:, t], prev[:, :H], w_t, out=gates)
-            gates[:, : 2 * H].sigmoid_()
-            gates[:, 2 * H: 3 * H].tanh_()
-            gates[:, 3 * H:].sigmoid_()
-            c = torch.mul(gates[:, H: 2 * H], prev[:, H:], out=new[:, H:]).addcmul_(gates[:, :H], gates[:, 2 * H: 3 * H])
-            torch.mul(gates[:, 3 * H:], c.tanh(), out=new[:, :H])
-        return states, saved
+    def step(S, G, t, j, weights):
+        (w,) = weights
+        H = w.shape[0]
+        prev, new, gates = S[:, t], S[:, t + 1], G[:, j]
+        gates.addmm_(prev[:, :H], w)
+        gates[:, : 2 * H].sigmoid_()
+        gates[:, 2 * H: 3 * H].tanh_()
+        gates[:, 3 * H:].sigmoid_()
+        c = torch.mul(gates[:, H: 2 * H], prev[:, H:], out=new[:, H:]).addcmul_(gates[:, :H], gates[:, 2 * H: 3 * H])
+        torch.mul(gates[:, 3 * H:], c.tanh(), out=new[:, :H])
 
     @staticmethod
     def deltas(g, prev, state, saved):
@@ -190,51 +196,64 @@ class LSTMCell(OneStepCell):
 ONE_STEP_CELLS: dict[str, type[OneStepCell]] = {c.name: c for c in (TanhCell, GRUCell, LSTMCell)}
 
 
+def _chunks(T: int) -> list[tuple[int, int]]:
+    return [(t0, min(T, t0 + CHUNK)) for t0 in range(0, T, CHUNK)]
+
+
 class OneStepLayer(torch.autograd.Function):
     r"""States of a recurrent layer whose gradient stops at :math:`s_{t-1}`; see the module docstring.
 
-    ``forward(cell, u [B, T, I], s0 [B, S], w_ih, w_hh, b_ih, b_hh) -> states [B, T, S]``.
+    ``forward(cell, u [B, T, I], s0 [B, S], w_ih, w_hh, b_ih, b_hh) -> states [B, T, S]``. Time is cut into
+    chunks of :data:`CHUNK` steps: each chunk's input projections are written into its gate buffer
+    (one matrix product per sequence), then overwritten step by step by the gates.
     """
 
     @staticmethod
     def forward(ctx, cell: type[OneStepCell], u: Tensor, s0: Tensor, w_ih: Tensor, w_hh: Tensor,  # type: ignore[override]
                 b_ih: Tensor, b_hh: Tensor) -> Tensor:
         u = u.contiguous()
-        a = torch.addmm(cell.input_bias(b_ih, b_hh), u.flatten(0, 1), w_ih.t()).view(u.shape[0], u.shape[1], -1)
-        states, saved = cell.scan(a, s0, w_hh, b_hh)
-        del a
+        B, T, _ = u.shape
+        H = w_hh.shape[1]
+        S = u.new_empty(B, T + 1, cell.state_width * H)
+        S[:, 0] = s0
+        bias, w_in = cell.input_bias(b_ih, b_hh), w_ih.t()
+        weights = cell.recurrent_weights(w_hh, b_hh)
+        saved = []
+        for t0, t1 in _chunks(T):
+            G = u.new_empty(B, t1 - t0, cell.saved * H)
+            target = cell.projection(S, G, t0, t1, w_ih.shape[0])
+            for b in range(B):
+                torch.addmm(bias, u[b, t0:t1], w_in, out=target[b])
+            for t in range(t0, t1):
+                cell.step(S, G, t, t - t0, weights)
+            saved.append(G)
         ctx.cell = cell
-        ctx.save_for_backward(u, states, saved, w_ih, w_hh)
-        return states[:, 1:]
+        ctx.save_for_backward(u, S, w_ih, w_hh, *saved)
+        return S[:, 1:]
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
         cell = ctx.cell
-        u, states, saved, w_ih, w_hh = ctx.saved_tensors
+        u, S, w_ih, w_hh, *saved = ctx.saved_tensors
         B, T, _ = u.shape
         H = w_hh.shape[1]
         g = g.contiguous()
         k = cell.gates * H
         d_w_ih, d_w_hh = torch.zeros_like(w_ih), torch.zeros_like(w_hh)
-        d_b_ih = w_ih.new_zeros(k)
-        d_b_hh = w_ih.new_zeros(k)
-        need_u = ctx.needs_input_grad[1]
-        d_u = torch.empty_like(u) if need_u else None
+        d_b_ih, d_b_hh = w_ih.new_zeros(k), w_ih.new_zeros(k)
+        d_u = torch.empty_like(u) if ctx.needs_input_grad[1] else None
         blocks = cell.recurrent_blocks(H)
-        step = max(1, min(T, BLOCK_ROWS))
-        for b in range(B):
-            for t0 in range(0, T, step):
-                t1 = min(T, t0 + step)
-                prev, state = states[b, t0:t1], states[b, t0 + 1: t1 + 1]
-                delta = cell.deltas(g[b, t0:t1], prev, state, saved[b, t0:t1])
+        for (t0, t1), G in zip(_chunks(T), saved):
+            for b in range(B):
+                prev = S[b, t0:t1]
+                delta = cell.deltas(g[b, t0:t1], prev, S[b, t0 + 1: t1 + 1], G[b])
                 d_in = delta[:, :k]
                 d_w_ih.addmm_(d_in.t(), u[b, t0:t1])
                 d_b_ih += d_in.sum(0)
-                h_prev = prev[:, :H]
                 for rows, cols in blocks:
-                    d_w_hh[rows].addmm_(delta[:, cols].t(), h_prev)
+                    d_w_hh[rows].addmm_(delta[:, cols].t(), prev[:, :H])
                     d_b_hh[rows] += delta[:, cols].sum(0)
-                if need_u:
+                if d_u is not None:
                     torch.mm(d_in, w_ih, out=d_u[b, t0:t1])
         return None, d_u, None, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 

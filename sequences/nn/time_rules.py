@@ -22,7 +22,7 @@ the same step. The modes differ only in the state gradient :math:`g_t` that is p
 
 FT-BPTT and DSF share one implementation (:func:`one_step_states`): the states
 :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(s_{t-1}))` form a graph of depth one in time --
-from the layer's one-step kernel (:mod:`fwdlearn.sequences.nn.one_step`: one forward loop, a backward
+from the layer's one-step kernel (:mod:`fwdlearn.sequences.nn.kernels`: one forward loop, a backward
 of a few large matrix products over all :math:`B \cdot T` positions) or by the reference recipe
 (:func:`recomputed_states`: the fused RNN under ``no_grad``, then one batched one-step cell call);
 for DSF, :func:`fwdlearn.feedback.time_feedback` replaces the local errors arriving at those states
@@ -128,7 +128,7 @@ def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tenso
 
     1. the one-step states :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(s_{t-1}))`: from the layer's
        kernel ``scan_step(u, s0)`` when it has one and it does not return ``None``
-       (:mod:`fwdlearn.sequences.nn.one_step`: each projection computed once, the backward a few large
+       (:mod:`fwdlearn.sequences.nn.kernels`: each projection computed once, the backward a few large
        matrix products), else by :func:`recomputed_states`;
     2. DSF: :math:`\hat s = \text{time\_feedback}(\tilde s, A)` -- identity forward, the local errors
        :math:`e` replaced by :math:`g_t = e_t + A g_{t+1}` on the way back.

@@ -2,8 +2,9 @@ r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`):
 
 1. **Cost per training step** (forward, backward, AdamW update) of a recurrent LM ``--cost-layers`` x
    ``--cost-hidden`` for each cell in ``--cost-cells``, batch ``--cost-batch``, for each context :math:`T`
-   in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, bytes autograd
-   saves for backward, and peak process-memory increase (CUDA peak on a GPU), as ratios DSF / BPTT.
+   in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, then one more step
+   per mode for the bytes autograd saves for backward and the exact peak process-memory increase (CUDA peak
+   on a GPU), as ratios DSF / BPTT.
 2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
    ``--steps`` from the same initialisation; validation bits per character on the full validation split
    (best checkpoint by the running validation), ratio to BPTT.
@@ -68,15 +69,16 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
         step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
     samples: dict[str, list] = {m: [] for m in config.cost_modes}
     for _ in progress(range(config.cost_repeats), desc=f"cost {cell} T={context}", quiet=quiet):
-        for mode in config.cost_modes:
-            samples[mode].append(measure_cost(lambda: step(mode), device=device))
+        for mode in config.cost_modes:  # timed as in a training loop: memory reused from the step before
+            samples[mode].append(measure_cost(lambda: step(mode), device=device, memory=False))
+    memory = {mode: measure_cost(lambda: step(mode), device=device) for mode in config.cost_modes}  # exact peaks
     out = {}
     for mode, costs in samples.items():
+        m = memory[mode]
         out[mode] = {
             "seconds": statistics.median(c.seconds for c in costs),
-            "saved_mb": costs[-1].saved_bytes / MB,
-            "peak_mb": (max(c.cuda_peak_bytes for c in costs) if costs[0].cuda_peak_bytes is not None
-                        else statistics.median(c.rss_increase_bytes for c in costs)) / MB,
+            "saved_mb": m.saved_bytes / MB,
+            "peak_mb": (m.cuda_peak_bytes if m.cuda_peak_bytes is not None else m.rss_increase_bytes) / MB,
             "all_seconds": [c.seconds for c in costs],
         }
     return out
@@ -222,9 +224,10 @@ def run_bench(config) -> tuple[Path, Path]:
     notes = "\n".join([
         f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
-        "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); `saved for backward` "
-        "counts tensors autograd keeps (parameters excluded); `peak RSS increase` is the kernel's high-water mark "
-        "over the step above its start, after the allocator returned its free memory (fwdlearn.diagnostics.cost).",
+        "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); then one more step per "
+        "mode for memory: `saved for backward` counts tensors autograd keeps (parameters excluded); `peak RSS "
+        "increase` is the kernel's high-water mark over that step above its start, after the allocator returned "
+        "its free memory (fwdlearn.diagnostics.cost).",
         "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
         "", "Claims checked in this run:", *verdicts,

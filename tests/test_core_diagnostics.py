@@ -91,6 +91,8 @@ def test_measure_cost_counts_memory_the_allocator_kept_from_an_earlier_step():
     first, second = measure_cost(step), measure_cost(step)
     for cost in (first, second):
         assert cost.rss_increase_bytes > 0.8 * 4_000 * 48_000
+    timed = measure_cost(step, memory=False)
+    assert timed.seconds > 0 and timed.saved_bytes == 0 and timed.rss_increase_bytes == 0
 
 
 def test_plot_influence_curves_writes_an_image(tmp_path):

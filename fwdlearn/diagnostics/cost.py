@@ -10,7 +10,8 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   ``/proc/self/status``), restarted at the current size when the step begins (``/proc/self/clear_refs``);
   before that, glibc's ``malloc_trim(0)`` hands the memory the allocator holds free back to the system,
   so that memory kept from earlier steps does not hide what this step needs (a step of many small
-  tensors would otherwise look free, a step of a few large ones not). Where these are unavailable a
+  tensors would otherwise look free, a step of a few large ones not). That makes the step fault its
+  memory in again, which costs time: measure time and memory in separate calls (``memory=False``). Where these are unavailable a
   background thread samples ``/proc/self/statm`` (and failing that ``resource.getrusage``).
 * **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU.
 """
@@ -23,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -165,19 +166,25 @@ class Cost:
     cuda_peak_bytes: int | None
 
 
-def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None) -> Cost:
+def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None, memory: bool = True) -> Cost:
     """Run ``fn()`` once (a full training step: forward, backward, update) and measure it.
 
     Args:
         fn: the step; nothing it returns is kept.
         device: the device it runs on; on CUDA the peak allocated memory is reported and the
             timing is synchronised.
+        memory: also measure memory (default). Counting saved tensors runs a Python hook per tensor
+            and the exact peak makes the step take its memory back from the system, both of which cost
+            time: to time a step as it runs in a training loop, call with ``memory=False`` (the memory
+            fields are then 0).
     """
     cuda = device is not None and torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    with _PeakMemory() as memory, saved_bytes() as box:
+    with ExitStack() as stack:
+        peak = stack.enter_context(_PeakMemory()) if memory else None
+        box = stack.enter_context(saved_bytes()) if memory else SavedBytes()
         t0 = time.perf_counter()
         fn()
         if cuda:
@@ -187,8 +194,8 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
         seconds=seconds,
         saved_bytes=box.bytes,
         saved_parameter_bytes=box.parameter_bytes,
-        peak_rss_bytes=memory.peak,
-        rss_increase_bytes=max(0, memory.peak - (memory.start or 0)),
+        peak_rss_bytes=peak.peak if peak is not None else 0,
+        rss_increase_bytes=max(0, peak.peak - (peak.start or 0)) if peak is not None else 0,
         cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
     )
 

@@ -51,8 +51,12 @@ __all__ = ["KernelCell", "KERNEL_CELLS", "RecurrentKernel", "kernel_states"]
 CHUNK = 256
 
 
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y), written to grad_input=
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2)
+
+
 class KernelCell:
-    """What a cell contributes to :class:`RecurrentKernel`: where its input projection goes, its step, its
+    """What a cell contributes to :class:`RecurrentKernel`: where its input projection goes, its steps, its
     element-wise backward and its state Jacobian. ``G`` is a chunk's gate buffer ``[B, k, saved * H]`` and
     ``S`` the states ``[B, T + 1, S]`` (``S[:, 0]`` the initial state)."""
 
@@ -78,13 +82,8 @@ class KernelCell:
         return G[..., :width]
 
     @staticmethod
-    def recurrent_weights(w_hh: Tensor, b_hh: Tensor) -> tuple[Tensor, ...]:
-        """What :meth:`step` multiplies by: transposed views (measured faster with MKL than contiguous copies)."""
-        return (w_hh.t(),)
-
-    @staticmethod
-    def step(S: Tensor, G: Tensor, t: int, j: int, weights: tuple[Tensor, ...]) -> None:
-        """Step ``t`` (row ``j`` of the chunk's ``G``, which holds :math:`a_t`): writes ``S[:, t + 1]`` and the gates."""
+    def steps(S: Tensor, G: Tensor, t0: int, w_hh: Tensor, b_hh: Tensor) -> None:
+        """Steps ``t0 .. t0 + k - 1`` (``G`` holds their :math:`a_t`): write ``S[:, t0 + 1 .. t0 + k]`` and the gates."""
         raise NotImplementedError
 
     @staticmethod
@@ -104,6 +103,11 @@ class KernelCell:
         return [(slice(None), slice(0, cls.gates * hidden))]
 
 
+def _per_step(x: Tensor, *columns: tuple[int, int]) -> list[tuple[Tensor, ...]]:
+    """Views ``x[:, j, lo:hi]`` for every step ``j`` (made in one call per column range, not one per step)."""
+    return [x[..., lo:hi].unbind(1) for lo, hi in columns]
+
+
 class TanhCell(KernelCell):
     name = "tanh"
     gates = 1
@@ -115,13 +119,15 @@ class TanhCell(KernelCell):
         return S[:, t0 + 1: t1 + 1]  # the pre-activation is formed in place of the state
 
     @staticmethod
-    def step(S, G, t, j, weights):
-        (w,) = weights
-        S[:, t + 1].addmm_(S[:, t], w).tanh_()
+    def steps(S, G, t0, w_hh, b_hh):
+        w = w_hh.t()  # a transposed view: measured faster with MKL than a contiguous copy
+        (hs,) = _per_step(S[:, t0: t0 + G.shape[1] + 1], (0, S.shape[-1]))
+        for j in range(G.shape[1]):
+            hs[j + 1].addmm_(hs[j], w).tanh_()
 
     @staticmethod
     def deltas(g, prev, state, saved, out):
-        return torch.mul(state, state, out=out).neg_().add_(1).mul_(g)  # g (1 - h^2)
+        return _tanh_backward(g, state, grad_input=out)
 
     @staticmethod
     def carry(g, delta, prev, state, saved, w_hh):
@@ -140,30 +146,27 @@ class GRUCell(KernelCell):
         return torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H:]])
 
     @staticmethod
-    def recurrent_weights(w_hh, b_hh):
+    def steps(S, G, t0, w_hh, b_hh):
         H = w_hh.shape[1]
-        return w_hh[: 2 * H].t(), w_hh[2 * H:].t(), b_hh[2 * H:]
-
-    @staticmethod
-    def step(S, G, t, j, weights):
-        w_rz, w_n, b_n = weights
-        H = w_n.shape[1]
-        h, gates = S[:, t], G[:, j]
-        rz = gates[:, : 2 * H].addmm_(h, w_rz).sigmoid_()
-        cn = torch.addmm(b_n, h, w_n, out=gates[:, 3 * H:])
-        n = gates[:, 2 * H: 3 * H].addcmul_(rz[:, :H], cn).tanh_()
-        torch.addcmul(n, rz[:, H:], h - n, out=S[:, t + 1])
+        w_rz, w_n, b_n = w_hh[: 2 * H].t(), w_hh[2 * H:].t(), b_hh[2 * H:]
+        (hs,) = _per_step(S[:, t0: t0 + G.shape[1] + 1], (0, H))
+        rz, r, z, n, cn = _per_step(G, (0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H), (3 * H, 4 * H))
+        for j in range(G.shape[1]):
+            h = hs[j]
+            rz[j].addmm_(h, w_rz).sigmoid_()
+            torch.addmm(b_n, h, w_n, out=cn[j])
+            n[j].addcmul_(r[j], cn[j]).tanh_()
+            torch.addcmul(n[j], z[j], h - n[j], out=hs[j + 1])
 
     @staticmethod
     def deltas(g, prev, state, saved, out):
         H = g.shape[-1]
         r, z, n, cn = saved.split(H, dim=-1)
         dr, dz, dn, dcn = out.split(H, dim=-1)
-        one_minus_z = torch.sub(1, z)
-        torch.mul(g, one_minus_z, out=dn).mul_(torch.mul(n, n).neg_().add_(1))  # dL/dn through tanh
-        torch.sub(prev, n, out=dz).mul_(g).mul_(z).mul_(one_minus_z)
+        _tanh_backward(torch.addcmul(g, g, z, value=-1, out=dn), n, grad_input=dn)  # dL/dn = g (1 - z)
+        _sigmoid_backward(torch.sub(prev, n, out=dz).mul_(g), z, grad_input=dz)  # dL/dz = g (h_{t-1} - n)
         torch.mul(dn, r, out=dcn)  # dL/dc^n
-        torch.mul(dn, cn, out=dr).mul_(r).mul_(torch.sub(1, r))
+        _sigmoid_backward(torch.mul(dn, cn, out=dr), r, grad_input=dr)
         return out
 
     @staticmethod
@@ -186,23 +189,27 @@ class LSTMCell(KernelCell):
     state_width = 2
 
     @staticmethod
-    def step(S, G, t, j, weights):
-        (w,) = weights
-        H = w.shape[0]
-        prev, new, gates = S[:, t], S[:, t + 1], G[:, j]
-        gates.addmm_(prev[:, :H], w)
-        gates[:, : 2 * H].sigmoid_()
-        gates[:, 2 * H: 3 * H].tanh_()
-        gates[:, 3 * H:].sigmoid_()
-        c = torch.mul(gates[:, H: 2 * H], prev[:, H:], out=new[:, H:]).addcmul_(gates[:, :H], gates[:, 2 * H: 3 * H])
-        torch.mul(gates[:, 3 * H:], c.tanh(), out=new[:, :H])
+    def steps(S, G, t0, w_hh, b_hh):
+        H = w_hh.shape[1]
+        w = w_hh.t()
+        hs, cs = _per_step(S[:, t0: t0 + G.shape[1] + 1], (0, H), (H, 2 * H))
+        gates, i_f, i, f, gg, o = _per_step(G, (0, 4 * H), (0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H),
+                                            (3 * H, 4 * H))
+        for j in range(G.shape[1]):
+            gates[j].addmm_(hs[j], w)
+            i_f[j].sigmoid_()
+            gg[j].tanh_()
+            o[j].sigmoid_()
+            c = torch.mul(f[j], cs[j], out=cs[j + 1]).addcmul_(i[j], gg[j])
+            torch.mul(o[j], c.tanh(), out=hs[j + 1])
 
     @staticmethod
     def _cell_gradient(g: Tensor, state: Tensor, o: Tensor) -> tuple[Tensor, Tensor]:
-        """``(dL/dc_t, tanh c_t)``: the cell-state gradient through :math:`h_t = o \\tanh c_t` plus the one on :math:`c_t`."""
+        """``(dL/dc_t, tanh c_t)``: the cell-state gradient through :math:`h_t = o \tanh c_t` plus the one on :math:`c_t`."""
         H = g.shape[-1] // 2
         tc = state[:, H:].tanh()
-        return torch.mul(tc, tc).neg_().add_(1).mul_(o).mul_(g[:, :H]).add_(g[:, H:]), tc
+        dc = torch.mul(g[:, :H], o)
+        return _tanh_backward(dc, tc, grad_input=dc).add_(g[:, H:]), tc
 
     @classmethod
     def deltas(cls, g, prev, state, saved, out):
@@ -210,10 +217,10 @@ class LSTMCell(KernelCell):
         i, f, gg, o = saved.split(H, dim=-1)
         di, df, dg, do = out.split(H, dim=-1)
         dc, tc = cls._cell_gradient(g, state, o)
-        torch.mul(g[:, :H], tc, out=do).mul_(o).mul_(torch.sub(1, o))
-        torch.mul(dc, prev[:, H:], out=df).mul_(f).mul_(torch.sub(1, f))
-        torch.mul(dc, i, out=dg).mul_(torch.mul(gg, gg).neg_().add_(1))
-        torch.mul(dc, gg, out=di).mul_(i).mul_(torch.sub(1, i))
+        _sigmoid_backward(torch.mul(g[:, :H], tc, out=do), o, grad_input=do)
+        _sigmoid_backward(torch.mul(dc, prev[:, H:], out=df), f, grad_input=df)
+        _tanh_backward(torch.mul(dc, i, out=dg), gg, grad_input=dg)
+        _sigmoid_backward(torch.mul(dc, gg, out=di), i, grad_input=di)
         return out
 
     @classmethod
@@ -249,15 +256,13 @@ class RecurrentKernel(torch.autograd.Function):
         S = u.new_empty(B, T + 1, cell.state_width * H)
         S[:, 0] = s0
         bias, w_in = cell.input_bias(b_ih, b_hh), w_ih.t()
-        weights = cell.recurrent_weights(w_hh, b_hh)
         saved = []
         for t0, t1 in _chunks(T):
             G = u.new_empty(B, t1 - t0, cell.saved * H)
             target = cell.projection(S, G, t0, t1, w_ih.shape[0])
             for b in range(B):
                 torch.addmm(bias, u[b, t0:t1], w_in, out=target[b])
-            for t in range(t0, t1):
-                cell.step(S, G, t, t - t0, weights)
+            cell.steps(S, G, t0, w_hh, b_hh)
             saved.append(G)
         ctx.cell, ctx.through_time = cell, through_time
         ctx.save_for_backward(u, S, w_ih, w_hh, *saved)
@@ -279,11 +284,12 @@ class RecurrentKernel(torch.autograd.Function):
         for (t0, t1), G in reversed(list(zip(_chunks(T), saved))):
             if through_time:  # the deltas of the chunk, step by step from its end
                 D = u.new_empty(B, t1 - t0, cell.delta_width * H)
-                for t in range(t1 - 1, t0 - 1, -1):
-                    j = t - t0
-                    g_t = g[:, t] if later is None else g[:, t] + later
-                    delta = cell.deltas(g_t, S[:, t], S[:, t + 1], G[:, j], D[:, j])
-                    later = cell.carry(g_t, delta, S[:, t], S[:, t + 1], G[:, j], w_hh)
+                (gs,), (ss,), (Gs,), (Ds,) = (_per_step(x, (0, x.shape[-1]))
+                                              for x in (g[:, t0:t1], S[:, t0: t1 + 1], G, D))
+                for j in range(t1 - t0 - 1, -1, -1):
+                    g_t = gs[j] if later is None else gs[j] + later
+                    delta = cell.deltas(g_t, ss[j], ss[j + 1], Gs[j], Ds[j])
+                    later = cell.carry(g_t, delta, ss[j], ss[j + 1], Gs[j], w_hh)
             for b in range(B):
                 prev = S[b, t0:t1]
                 if through_time:

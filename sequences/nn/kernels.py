@@ -156,7 +156,7 @@ class GRUCell(KernelCell):
             rz[j].addmm_(h, w_rz).sigmoid_()
             torch.addmm(b_n, h, w_n, out=cn[j])
             n[j].addcmul_(r[j], cn[j]).tanh_()
-            torch.addcmul(n[j], z[j], h - n[j], out=hs[j + 1])
+            torch.lerp(n[j], h, z[j], out=hs[j + 1])  # n + z (h - n)
 
     @staticmethod
     def deltas(g, prev, state, saved, out):

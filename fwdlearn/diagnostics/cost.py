@@ -11,8 +11,9 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   before that, glibc's ``malloc_trim(0)`` hands the memory the allocator holds free back to the system,
   so that memory kept from earlier steps does not hide what this step needs (a step of many small
   tensors would otherwise look free, a step of a few large ones not). That makes the step fault its
-  memory in again, which costs time: measure time and memory in separate calls (``memory=False``). Where these are unavailable a
-  background thread samples ``/proc/self/statm`` (and failing that ``resource.getrusage``).
+  memory in again, which costs time: measure time and memory in separate calls (``memory=False``).
+  Where these are unavailable a background thread samples ``/proc/self/statm`` (and failing that
+  ``resource.getrusage``).
 * **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU.
 """
 

@@ -83,7 +83,8 @@ class KernelCell:
 
     @staticmethod
     def steps(S: Tensor, G: Tensor, t0: int, w_hh: Tensor, b_hh: Tensor) -> None:
-        """Steps ``t0 .. t0 + k - 1`` (``G`` holds their :math:`a_t`): write ``S[:, t0 + 1 .. t0 + k]`` and the gates."""
+        """Steps ``t0 .. t0 + k - 1`` (``G`` holds their :math:`a_t`): write ``S[:, t0 + 1 .. t0 + k]`` and the
+        gates."""
         raise NotImplementedError
 
     @staticmethod
@@ -205,7 +206,8 @@ class LSTMCell(KernelCell):
 
     @staticmethod
     def _cell_gradient(g: Tensor, state: Tensor, o: Tensor) -> tuple[Tensor, Tensor]:
-        """``(dL/dc_t, tanh c_t)``: the cell-state gradient through :math:`h_t = o \tanh c_t` plus the one on :math:`c_t`."""
+        """``(dL/dc_t, tanh c_t)``: the cell-state gradient through :math:`h_t = o \tanh c_t` plus the one on
+        :math:`c_t` itself."""
         H = g.shape[-1] // 2
         tc = state[:, H:].tanh()
         dc = torch.mul(g[:, :H], o)

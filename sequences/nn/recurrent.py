@@ -8,8 +8,9 @@ r"""Recurrent language models; through time they are trained by ``bptt``, ``tbpt
 with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
 followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
 The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`; its layer output is
-:math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in the reference implementation of DSF, so
-that the cell state gets errors from the layer above too) or a diagonal linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
+:math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in the reference implementation of
+DSF, so that the cell state gets errors from the layer above too) or a diagonal linear recurrence
+:math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
 :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT). How the states get their gradient is
 the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`).
 """
@@ -102,7 +103,8 @@ class RecurrentLayer(nn.Module):
         return torch.cat([h, c], dim=-1)
 
     def output(self, states: Tensor) -> Tensor:
-        """The layer's output ``[..., H]`` from states ``[..., S]``: :math:`h`, or for an LSTM :math:`W_s [h; c] + b_s`."""
+        """The layer's output ``[..., H]`` from states ``[..., S]``: :math:`h`, or for an LSTM
+        :math:`W_s [h; c] + b_s`."""
         return self.state_proj(states) if self.cell == "lstm" else states
 
 

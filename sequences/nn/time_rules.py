@@ -86,7 +86,7 @@ class StatefulLayer(Protocol):
 
     state_size: int
 
-    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # fused, differentiable: (h [B,T,H], s_T)
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # differentiable through time: (out [B,T,H], s_T)
 
     def scan(self, u: Tensor, s0: Tensor) -> Tensor: ...  # every state [B,T,S], no graph
 

@@ -259,10 +259,13 @@ class DirectFeedback(nn.Module):
 def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
     r"""Anti-causal linear scan: :math:`g_t = e_t + A\,g_{t+1}`, with :math:`g_{T} = 0`.
 
-    Equivalently :math:`g_t = \sum_{k=0}^{T-1-t} A^k e_{t+k}`. Computed in
-    :math:`\lceil\log_2 T\rceil` vectorised steps (Hillis--Steele): after step :math:`s`,
+    Equivalently :math:`g_t = \sum_{k=0}^{T-1-t} A^k e_{t+k}`. On a CPU the recurrence is run
+    step by step (:math:`T` small operations, :math:`O(T d)` work for a diagonal :math:`A`); on other
+    devices in :math:`\lceil\log_2 T\rceil` vectorised steps (Hillis--Steele: after step :math:`s`,
     :math:`g^{(s)}_t = \sum_{k < 2^s} A^k e_{t+k}`, and
-    :math:`g^{(s+1)}_t = g^{(s)}_t + A^{2^s} g^{(s)}_{t+2^s}`.
+    :math:`g^{(s+1)}_t = g^{(s)}_t + A^{2^s} g^{(s)}_{t+2^s}`), which does :math:`\log_2 T` times
+    the work in few kernel launches. (On one CPU thread the step-by-step loop is 2-3x faster for a
+    diagonal :math:`A` and 5-6x for a dense one at :math:`T = 128 \ldots 2048`, :math:`d = 256`.)
 
     Args:
         e: ``[..., T, d]`` local errors, time along ``dim`` and channels last.
@@ -278,19 +281,43 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
     dim = dim % e.dim()
     if dim == e.dim() - 1:
         raise ValueError("reverse_scan: the time dimension must not be the last (channel) dimension")
-    g = e.movedim(dim, -2).clone()
-    T, d = g.shape[-2], g.shape[-1]
-    a = a.to(device=g.device, dtype=g.dtype)
-    diagonal = a.dim() == 1
+    e = e.movedim(dim, -2)
+    T, d = e.shape[-2], e.shape[-1]
+    a = a.to(device=e.device, dtype=e.dtype)
     if a.shape not in ((d,), (d, d)):
         raise ValueError(f"reverse_scan: a must have shape [{d}] or [{d}, {d}] to match e's channels; got {tuple(a.shape)}")
+    g = _scan_by_steps(e, a) if e.device.type == "cpu" else _scan_by_doubling(e, a)
+    return g.movedim(-2, dim)
+
+
+def _scan_by_steps(e: Tensor, a: Tensor) -> Tensor:
+    g = torch.empty_like(e)
+    T = e.shape[-2]
+    if T == 0:
+        return g
+    later = g[..., T - 1, :]
+    later.copy_(e[..., T - 1, :])
+    diagonal = a.dim() == 1
+    for t in range(T - 2, -1, -1):
+        out = g[..., t, :]
+        if diagonal:
+            later = torch.addcmul(e[..., t, :], a, later, out=out)
+        else:
+            later = torch.add(e[..., t, :], later @ a.mT, out=out)
+    return g
+
+
+def _scan_by_doubling(e: Tensor, a: Tensor) -> Tensor:
+    g = e.clone()
+    T = g.shape[-2]
+    diagonal = a.dim() == 1
     power, offset = a, 1
     while offset < T:
         later = g[..., offset:, :]
         g[..., : T - offset, :] += later * power if diagonal else later @ power.mT
         power = power * power if diagonal else power @ power
         offset *= 2
-    return g.movedim(-2, dim)
+    return g
 
 
 class _TimeFeedback(torch.autograd.Function):

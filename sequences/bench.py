@@ -1,9 +1,10 @@
 r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`): DSF against BPTT, every figure next to its baseline from the same run.
 
-1. **Cost per training step** (forward, backward, AdamW update) of a GRU ``--cost-layers`` x
-   ``--cost-hidden``, batch ``--cost-batch``, for each context :math:`T` in ``--cost-contexts``:
-   median wall time over ``--cost-repeats`` interleaved repeats, bytes autograd saves for backward,
-   and peak process-memory increase (CUDA peak on a GPU), as ratios DSF / BPTT.
+1. **Cost per training step** (forward, backward, AdamW update) of a recurrent LM ``--cost-layers`` x
+   ``--cost-hidden`` for each cell in ``--cost-cells``, batch ``--cost-batch``, for each context :math:`T`
+   in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, then one more step
+   per mode for the bytes autograd saves for backward and the exact peak process-memory increase (CUDA peak
+   on a GPU), as ratios DSF / BPTT.
 2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
    ``--steps`` from the same initialisation; validation bits per character on the full validation split
    (best checkpoint by the running validation), ratio to BPTT.
@@ -48,8 +49,8 @@ def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=
             "bptt": baseline, "ratio": ratio}
 
 
-def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, float]]:
-    """Median cost of one full training step for every mode of ``config.cost_modes`` at ``context``."""
+def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> dict[str, dict[str, float]]:
+    """Median cost of one full training step of a ``cell`` LM for every mode of ``config.cost_modes`` at ``context``."""
     device = torch.device(config.device)
     vocab = 65
     gen = torch.Generator().manual_seed(config.seed)
@@ -58,8 +59,8 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
     models, opts = {}, {}
     for mode in config.cost_modes:
         seed_everything(config.seed)
-        models[mode] = RecurrentLM(vocab, cell="gru", hidden=config.cost_hidden, layers=config.cost_layers,
-                                   training=mode, reuse=config.reuse).to(device)
+        models[mode] = RecurrentLM(vocab, cell=cell, hidden=config.cost_hidden, layers=config.cost_layers,
+                                   training=mode).to(device)
         opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
 
     def step(mode: str, xs=x, ys=y) -> None:
@@ -69,35 +70,39 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
     for mode in config.cost_modes:  # warm-up on a short window (allocator, kernels)
         step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
     samples: dict[str, list] = {m: [] for m in config.cost_modes}
-    for _ in progress(range(config.cost_repeats), desc=f"cost T={context}", quiet=quiet):
-        for mode in config.cost_modes:
-            samples[mode].append(measure_cost(lambda: step(mode), device=device))
+    for _ in progress(range(config.cost_repeats), desc=f"cost {cell} T={context}", quiet=quiet):
+        for mode in config.cost_modes:  # timed as in a training loop: memory reused from the step before
+            samples[mode].append(measure_cost(lambda: step(mode), device=device, memory=False))
+    memory = {mode: measure_cost(lambda: step(mode), device=device) for mode in config.cost_modes}  # exact peaks
     out = {}
     for mode, costs in samples.items():
+        m = memory[mode]
         out[mode] = {
             "seconds": statistics.median(c.seconds for c in costs),
-            "saved_mb": costs[-1].saved_bytes / MB,
-            "peak_mb": (max(c.cuda_peak_bytes for c in costs) if costs[0].cuda_peak_bytes is not None
-                        else statistics.median(c.rss_increase_bytes for c in costs)) / MB,
+            "saved_mb": m.saved_bytes / MB,
+            "peak_mb": (m.cuda_peak_bytes if m.cuda_peak_bytes is not None else m.rss_increase_bytes) / MB,
             "all_seconds": [c.seconds for c in costs],
         }
     return out
 
 
 def _cost_part(config, rows: list, extra: dict) -> None:
-    setting = f"GRU {config.cost_layers}x{config.cost_hidden}, batch {config.cost_batch}, {config.device}"
     peak_name = "cuda peak MB" if config.device.startswith("cuda") else "peak RSS increase MB"
     extra["cost"] = {}
-    for T in config.cost_contexts:
-        costs = step_costs(config, T, config.quiet)
-        extra["cost"][T] = costs
-        base = costs.get("bptt")
-        for mode, c in costs.items():
-            for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB"), ("peak_mb", peak_name)):
-                rows.append(_row(f"cost T={T}", setting, mode, metric, float(c[key]),
-                                 float(base[key]) if base is not None else None))
-        if not config.quiet:
-            print(f"cost T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
+    for cell in config.cost_cells:
+        setting = f"{cell.upper()} {config.cost_layers}x{config.cost_hidden}, batch {config.cost_batch}, {config.device}"
+        extra["cost"][cell] = {}
+        for T in config.cost_contexts:
+            costs = step_costs(config, T, config.quiet, cell)
+            extra["cost"][cell][T] = costs
+            base = costs.get("bptt")
+            for mode, c in costs.items():
+                for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB"),
+                                    ("peak_mb", peak_name)):
+                    rows.append(_row(f"cost T={T}", setting, mode, metric, float(c[key]),
+                                     float(base[key]) if base is not None else None))
+            if not config.quiet:
+                print(f"cost {cell} T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
 
 
 def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
@@ -108,7 +113,7 @@ def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, Recurren
     for mode in config.quality_modes:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training=mode, norm=config.norm, reuse=config.reuse).to(config.device)
+                            training=mode, norm=config.norm).to(config.device)
         report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
                            lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
                            quiet=config.quiet, seed=config.seed)
@@ -139,7 +144,7 @@ def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, R
     else:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training="dsf", norm=config.norm, reuse=config.reuse).to(config.device)
+                            training="dsf", norm=config.norm).to(config.device)
         which = "untrained model"
     extra["alignment"] = {"model": which}
     setting = f"{which}, {config.align_batch} validation windows of T={config.align_context}"
@@ -176,14 +181,13 @@ def _recall_part(config, rows: list, extra: dict) -> None:
 
 def _verdicts(extra: dict) -> list[str]:
     lines = []
-    cost = extra.get("cost", {})
-    if cost:
+    for cell, cost in extra.get("cost", {}).items():
         T = max(cost)
         if "bptt" in cost[T] and "dsf" in cost[T]:
             r = cost[T]["dsf"]["seconds"] / cost[T]["bptt"]["seconds"]
-            lines.append(f"- DSF faster than BPTT at T={T}: {'yes' if r < 1 else 'NO'} (time ratio DSF/BPTT {r:.3f}; "
-                         "by T: " + ", ".join(f"{t}: {c['dsf']['seconds'] / c['bptt']['seconds']:.3f}"
-                                               for t, c in sorted(cost.items()) if 'dsf' in c and 'bptt' in c) + ")")
+            lines.append(f"- {cell.upper()}: DSF faster than BPTT at T={T}: {'yes' if r < 1 else 'NO'} (time ratio DSF/BPTT "
+                         f"{r:.3f}; by T: " + ", ".join(f"{t}: {c['dsf']['seconds'] / c['bptt']['seconds']:.3f}"
+                                                      for t, c in sorted(cost.items()) if 'dsf' in c and 'bptt' in c) + ")")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]
@@ -221,8 +225,10 @@ def run_bench(config) -> tuple[Path, Path]:
     notes = "\n".join([
         f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
-        "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); `saved for backward` "
-        "counts tensors autograd keeps (parameters excluded).",
+        "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); then one more step per "
+        "mode for memory: `saved for backward` counts tensors autograd keeps (parameters excluded); `peak RSS "
+        "increase` is the kernel's high-water mark over that step above its start, after the allocator returned "
+        "its free memory (fwdlearn.diagnostics.cost).",
         "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
         "", "Claims checked in this run:", *verdicts,

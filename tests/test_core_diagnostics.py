@@ -1,5 +1,7 @@
 """Diagnostics: influence totals and R by hand; alignment angles; cost counters."""
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -78,6 +80,19 @@ def test_measure_cost_reports_a_step():
     cost = measure_cost(lambda: model(x).tanh().sum().backward())
     assert cost.seconds > 0 and cost.saved_bytes >= 256 * 128 * 4
     assert cost.peak_rss_bytes > 0 and cost.cuda_peak_bytes is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc")
+def test_measure_cost_counts_memory_the_allocator_kept_from_an_earlier_step():
+    def step():  # ~190 MB in 48 KB tensors: served from the heap, which keeps it after they are freed
+        keep = [torch.ones(12_000) for _ in range(4_000)]
+        return len(keep)
+
+    first, second = measure_cost(step), measure_cost(step)
+    for cost in (first, second):
+        assert cost.rss_increase_bytes > 0.8 * 4_000 * 48_000
+    timed = measure_cost(step, memory=False)
+    assert timed.seconds > 0 and timed.saved_bytes == 0 and timed.rss_increase_bytes == 0
 
 
 def test_plot_influence_curves_writes_an_image(tmp_path):

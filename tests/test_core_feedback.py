@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from fwdlearn.feedback import DirectFeedback, diagonal_feedback, feedback_matrix, reverse_scan, time_feedback
+from fwdlearn.feedback import (DirectFeedback, _scan_by_doubling, _scan_by_steps, diagonal_feedback, feedback_matrix,
+                               reverse_scan, time_feedback)
 
 
 def _two_layer(seed=0):
@@ -120,6 +121,16 @@ def test_reverse_scan_matches_naive_loop(shape):
     torch.testing.assert_close(reverse_scan(e, a), _naive_scan(e, a))
     A = torch.randn(d, d, dtype=torch.float64) / d
     torch.testing.assert_close(reverse_scan(e, A), _naive_scan(e, A))
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (3, 17, 5), (2, 33, 3)])
+def test_reverse_scan_by_doubling_equals_the_step_by_step_scan(shape):
+    torch.manual_seed(len(shape))
+    e = torch.randn(*shape, dtype=torch.float64)
+    d = shape[-1]
+    for a in (torch.rand(d, dtype=torch.float64), torch.randn(d, d, dtype=torch.float64) / d):
+        torch.testing.assert_close(_scan_by_doubling(e, a), _scan_by_steps(e, a))
+        torch.testing.assert_close(_scan_by_steps(e, a), _naive_scan(e, a))
 
 
 def test_reverse_scan_edge_cases_and_time_dim():

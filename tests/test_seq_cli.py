@@ -57,14 +57,15 @@ def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path, cap
 def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     out = tmp_path / "seq-results"
     args = ["bench", "seq", "--out", str(out), "--quiet", "--cost-contexts", "8", "16", "--cost-hidden", "8",
-            "--cost-repeats", "1", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--context", "16",
+            "--cost-cells", "gru", "lstm", "--cost-repeats", "1", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--context", "16",
             "--batch-size", "4", "--steps", "4", "--eval-every", "2", "--eval-tokens", "500", "--align-batch", "2",
             "--align-context", "12", "--recall-lag", "3", "--recall-steps", "4", "--recall-hidden", "8"]
     assert main(args) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     rows = data["rows"]
     cost = [r for r in rows if r["experiment"] == "cost T=16" and r["metric"] == "seconds/step"]
-    assert {r["mode"] for r in cost} == {"bptt", "dsf", "ft-bptt"}
+    assert {(r["setting"].split()[0], r["mode"]) for r in cost} == {(c, m) for c in ("GRU", "LSTM")
+                                                                    for m in ("bptt", "dsf", "ft-bptt")}
     assert all(r["ratio"] is not None and r["ratio"] > 0 for r in cost)
     quality = {r["mode"]: r for r in rows if r["experiment"] == "quality" and r["metric"] == "val bits/char"}
     assert set(quality) == {"bptt", "tbptt:32", "ft-bptt", "dsf"} and quality["bptt"]["ratio"] == pytest.approx(1.0)
@@ -74,7 +75,7 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert align and align[-1]["value"] == pytest.approx(1.0, abs=1e-4)  # top layer at the window's end
     assert {r["mode"] for r in rows if r["experiment"] == "delayed recall"} == {"bptt", "ft-bptt", "dsf"}
     md = out.with_suffix(".md").read_text()
-    assert "Command: `" in md and "DSF faster than BPTT at T=16" in md
+    assert "Command: `" in md and "GRU: DSF faster than BPTT at T=16" in md and "LSTM: DSF faster" in md
     assert main(args) == 2  # refuses to overwrite
 
 

@@ -6,6 +6,9 @@ import torch
 
 from fwdlearn.rules import parse_rule
 from fwdlearn.sequences import RecurrentLM, lag_influence
+from fwdlearn.sequences.nn import kernels
+from fwdlearn.sequences.nn.recurrent import RecurrentLayer
+from fwdlearn.sequences.nn.time_rules import UNROLLED, unrolled_states
 from fwdlearn.sequences.training import lm_loss
 
 
@@ -100,6 +103,53 @@ def test_lstm_dsf_scans_the_concatenated_h_c_state():
     assert all(torch.isfinite(g).all() for g in grads.values())
 
 
+def test_lstm_dsf_gradient_equals_a_step_by_step_reference_on_the_whole_h_c_state():
+    """The reference's LSTM under DSF: the layer emits its whole state [h, c] (read by a Linear), both halves get
+    local errors e_t, the scan g_t = e_t + A g_{t+1} runs over all 2H channels (A = diag(linspace(0, 1, 2H)): the
+    c channels decay at 0.51-1), and each one-step cell s_t = f(u_t, s_{t-1}.detach()) receives g_t."""
+    torch.manual_seed(7)
+    H, vocab = 4, 6
+    x, y = _data(vocab=vocab, batch=2, length=9, seed=7)
+    model = RecurrentLM(vocab, cell="lstm", hidden=H, layers=1, training="dsf").double()
+    model.train()
+    model.zero_grad()
+    logits, _ = model(x)
+    lm_loss(logits, y).backward()
+    layer = model.blocks[0].layer
+    w_ih, w_hh, b_ih, b_hh = (p.detach() for p in layer._weights())
+
+    # step by step, in plain Python
+    with torch.no_grad():
+        emb = model.embedding(x)
+        s = torch.zeros(x.shape[0], 2 * H, dtype=torch.float64)
+        states, prevs = [], []
+        for t in range(x.shape[1]):
+            prevs.append(s)
+            h, c = torch.lstm_cell(emb[:, t], (s[:, :H], s[:, H:]), w_ih, w_hh, b_ih, b_hh)
+            s = torch.cat([h, c], dim=-1)
+            states.append(s)
+    S = torch.stack(states, dim=1).requires_grad_()
+    out = model.head(emb + layer.state_proj(S))  # the layer above reads the whole state
+    (e,) = torch.autograd.grad(lm_loss(out, y), S)
+    assert e[..., H:].abs().sum() > 0  # the cell state gets local errors
+    a = model.feedback(0)  # the reference's decays over the whole state (built in float32)
+    torch.testing.assert_close(a, torch.linspace(0, 1, 2 * H, dtype=torch.float64))
+    assert a[H:].min() > 0.5
+    g, nxt = torch.zeros_like(e), torch.zeros_like(e[:, 0])
+    for t in reversed(range(x.shape[1])):
+        nxt = e[:, t] + a * nxt
+        g[:, t] = nxt
+    weights = [p.detach().clone().requires_grad_() for p in layer._weights()]
+    total = 0
+    for t in range(x.shape[1]):
+        prev = prevs[t]
+        h, c = torch.lstm_cell(emb[:, t], (prev[:, :H], prev[:, H:]), *weights)
+        total = total + (torch.cat([h, c], dim=-1) * g[:, t]).sum()
+    expected = torch.autograd.grad(total, weights)
+    for name, want in zip(["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"], expected):
+        torch.testing.assert_close(getattr(layer.rnn, name).grad, want, atol=1e-12, rtol=0, msg=name)
+
+
 def test_time_rules_parse_and_reject_bad_values():
     assert str(parse_rule("tbptt:32")) == "tbptt:32"
     assert parse_rule("dsf:orthogonal").time.feedback == "orthogonal"
@@ -132,19 +182,61 @@ def test_lag_influence_runs_on_a_recurrent_lm_and_is_causal():
     assert model.training  # restored after the measurement
 
 
-@pytest.mark.parametrize("mode", ["dsf", "ft-bptt"])
-def test_reused_projection_gru_path_gives_the_reference_gradients(mode):
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_bptt_gradients_equal_the_step_by_step_graphs_in_float64(cell):
+    """BPTT (fused RNN / GRU, the LSTM's through-time kernel) against autograd through one cell call per step."""
+    torch.manual_seed(8)
+    x, y = _data(length=11, seed=8)
+    model = RecurrentLM(7, cell=cell, hidden=5, layers=2, training="bptt", norm=True).double()
+    model.train()
+    fused = _grads(model, x, y)
+    model.zero_grad()
+    lm_loss(model.forward_from_embeddings(model.embed(x), rule=UNROLLED), y).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(fused[name], p.grad, atol=1e-12, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_through_time_kernel_gives_bptt_gradients_across_chunks(cell, monkeypatch):
+    monkeypatch.setattr(kernels, "CHUNK", 3)
+    torch.manual_seed(9)
+    layer = RecurrentLayer(cell, 5, 4).double()
+    u = torch.randn(3, 8, 5, dtype=torch.float64, requires_grad=True)
+    s0 = torch.randn(3, layer.state_size, dtype=torch.float64)
+    weights = layer._weights()
+    ours = kernels.kernel_states(cell, u, s0, *weights, through_time=True)
+    reference = unrolled_states(layer, u, s0, retain=False)[0]
+    torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)
+    e = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad((ours * e).sum(), [u, *weights]),
+                    torch.autograd.grad((reference * e).sum(), [u, *weights])):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def _reference_recipe(model):
+    """Make every layer of ``model`` use the reference recipe (fused no-grad scan + batched one-step cell)."""
+    for block in model.blocks:
+        block.layer.scan_step = lambda u, s0: None
+    return model
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("mode", ["dsf", "ft-bptt", "dsf:gaussian"])
+def test_one_step_kernels_give_the_reference_recipes_values_and_gradients_in_float64(cell, mode, monkeypatch):
+    monkeypatch.setattr(kernels, "CHUNK", 8)  # 20 steps: chunks of 8, 8 and 4
     torch.manual_seed(6)
-    x, y = _data(seed=6)
-    reference = RecurrentLM(7, cell="gru", hidden=6, layers=2, training=mode)
-    fast = RecurrentLM(7, cell="gru", hidden=6, layers=2, training=mode, reuse=True)
-    fast.load_state_dict(reference.state_dict())
-    reference.train()
+    x, y = _data(length=20, seed=6)
+    fast = RecurrentLM(7, cell=cell, hidden=6, layers=2, training=mode, norm=True).double()
+    reference = _reference_recipe(RecurrentLM(7, cell=cell, hidden=6, layers=2, training=mode, norm=True).double())
+    reference.load_state_dict(fast.state_dict())
     fast.train()
-    logits_ref, state_ref = reference(x)
-    logits_fast, state_fast = fast(x)
-    assert torch.allclose(logits_fast, logits_ref, atol=1e-5)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(state_fast, state_ref))
-    g_ref, g_fast = _grads(reference, x, y), _grads(fast, x, y)
+    reference.train()
+    state = [s.double().normal_() for s in fast.initial_state(x.shape[0])]  # a carried state, not zeros
+    logits_fast, state_fast = fast(x, state)
+    logits_ref, state_ref = reference(x, state)
+    torch.testing.assert_close(logits_fast, logits_ref, atol=1e-12, rtol=0)
+    for a, b in zip(state_fast, state_ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    g_fast, g_ref = _grads(fast, x, y), _grads(reference, x, y)
     for name in g_ref:
-        assert torch.allclose(g_fast[name], g_ref[name], atol=1e-5), name
+        torch.testing.assert_close(g_fast[name], g_ref[name], atol=1e-12, rtol=0, msg=name)

@@ -6,18 +6,26 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   is the memory that backpropagation through depth (or time) must hold, and what
   local and feedback rules are meant to shrink. Parameters (and views of them) are
   reported apart, since they are held anyway.
-* **Peak process memory** is sampled from ``/proc/self/statm`` by a background thread
-  while the step runs (falls back to ``resource.getrusage``'s high-water mark).
+* **Peak process memory** is the kernel's high-water mark of the resident set (``VmHWM`` in
+  ``/proc/self/status``), restarted at the current size when the step begins (``/proc/self/clear_refs``);
+  before that, glibc's ``malloc_trim(0)`` hands the memory the allocator holds free back to the system,
+  so that memory kept from earlier steps does not hide what this step needs (a step of many small
+  tensors would otherwise look free, a step of a few large ones not). That makes the step fault its
+  memory in again, which costs time: measure time and memory in separate calls (``memory=False``).
+  Where these are unavailable a background thread samples ``/proc/self/statm`` (and failing that
+  ``resource.getrusage``).
 * **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -76,11 +84,42 @@ def _rss_bytes() -> int | None:
         return None
 
 
-class _PeakSampler:
+def _high_water_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _restart_high_water() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim_allocator() -> None:
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc
+        pass
+
+
+class _PeakMemory:
+    """Peak resident memory while the block runs: the kernel's high-water mark, else a sampling thread."""
+
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
-        self.start = _rss_bytes()
-        self.peak = self.start or 0
+        self.start: int | None = None
+        self.peak = 0
+        self._kernel = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -91,8 +130,12 @@ class _PeakSampler:
                 self.peak = rss
             time.sleep(self.interval)
 
-    def __enter__(self) -> "_PeakSampler":
-        if self.start is not None:
+    def __enter__(self) -> "_PeakMemory":
+        _trim_allocator()
+        self.start = _rss_bytes()
+        self.peak = self.start or 0
+        self._kernel = self.start is not None and _restart_high_water() and _high_water_bytes() is not None
+        if self.start is not None and not self._kernel:
             self._thread.start()
         return self
 
@@ -103,6 +146,8 @@ class _PeakSampler:
         rss = _rss_bytes()
         if rss is not None:
             self.peak = max(self.peak, rss)
+        if self._kernel:
+            self.peak = max(self.peak, _high_water_bytes() or 0)
         if self.start is None:  # no /proc: the process high-water mark is the best we have
             import resource
 
@@ -122,19 +167,25 @@ class Cost:
     cuda_peak_bytes: int | None
 
 
-def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None) -> Cost:
+def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None, memory: bool = True) -> Cost:
     """Run ``fn()`` once (a full training step: forward, backward, update) and measure it.
 
     Args:
         fn: the step; nothing it returns is kept.
         device: the device it runs on; on CUDA the peak allocated memory is reported and the
             timing is synchronised.
+        memory: also measure memory (default). Counting saved tensors runs a Python hook per tensor
+            and the exact peak makes the step take its memory back from the system, both of which cost
+            time: to time a step as it runs in a training loop, call with ``memory=False`` (the memory
+            fields are then 0).
     """
     cuda = device is not None and torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    with _PeakSampler() as sampler, saved_bytes() as box:
+    with ExitStack() as stack:
+        peak = stack.enter_context(_PeakMemory()) if memory else None
+        box = stack.enter_context(saved_bytes()) if memory else SavedBytes()
         t0 = time.perf_counter()
         fn()
         if cuda:
@@ -144,8 +195,8 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
         seconds=seconds,
         saved_bytes=box.bytes,
         saved_parameter_bytes=box.parameter_bytes,
-        peak_rss_bytes=sampler.peak,
-        rss_increase_bytes=max(0, sampler.peak - (sampler.start or 0)),
+        peak_rss_bytes=peak.peak if peak is not None else 0,
+        rss_increase_bytes=max(0, peak.peak - (peak.start or 0)) if peak is not None else 0,
         cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
     )
 

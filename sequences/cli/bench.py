@@ -3,7 +3,7 @@
 ::
 
     fwdlearn bench seq --quiet
-    fwdlearn bench seq --skip quality alignment recall --cost-repeats 5
+    fwdlearn bench seq --skip quality alignment recall --cost-repeats 5 --cost-cells gru lstm
 
 The run itself is :func:`fwdlearn.sequences.bench.run_bench`.
 """
@@ -36,13 +36,13 @@ class SeqBenchConfig(RunOptions):
                                      metadata={"help": "contexts T of the cost part", "min": 1})
     cost_modes: list[str] = field(default_factory=lambda: ["bptt", "dsf", "ft-bptt"],
                                   metadata={"help": "time rules timed in the cost part (bptt is the baseline)"})
+    cost_cells: list[str] = field(default_factory=lambda: ["gru"], metadata={
+        "help": "recurrent cells of the timed models (one cost table per cell)", "choices": ["tanh", "gru", "lstm", "linear"]})
     cost_hidden: int = field(default=256, metadata={"help": "width of the GRU timed in the cost part", "min": 1})
     cost_layers: int = field(default=2, metadata={"help": "layers of the GRU timed in the cost part", "min": 1})
     cost_batch: int = field(default=16, metadata={"help": "batch of the cost part", "min": 1})
     cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported",
                                                    "min": 1})
-    reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
-                                                         "gradients; no faster on CPU in our measurements)"})
     # 2. quality
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus for the quality part (char level)"})
     quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"],

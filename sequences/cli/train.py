@@ -43,8 +43,6 @@ class TrainSeqConfig(RunOptions):
     layers: int = field(default=2, metadata={"help": "layers of the model", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
     norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP"})
-    reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
-                                                         "gradients as the reference recipe)"})
     context: int = field(default=128, metadata={"help": "window length T, the state carried across windows (a GPU "
                                                         "run: 256)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B", "min": 1})
@@ -102,8 +100,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     recurrent = MODEL_NAMES[config.model][0] == "recurrent"
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
                                 training=config.training, feedback=config.feedback if recurrent else None,
-                                norm=config.norm if recurrent else None,
-                                reuse=config.reuse if recurrent else None).to(device)
+                                norm=config.norm if recurrent else None).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         valid_tokens = corpus.split(config.valid_split).numel()

@@ -7,8 +7,10 @@ r"""Recurrent language models; through time they are trained by ``bptt``, ``tbpt
 
 with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
 followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
-The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`) or a diagonal
-linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
+The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`; its layer output is
+:math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in the reference implementation of
+DSF, so that the cell state gets errors from the layer above too) or a diagonal linear recurrence
+:math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
 :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT). How the states get their gradient is
 the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`).
 """
@@ -19,13 +21,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
-from fwdlearn.sequences.nn.fast_gru import gru_scan_step
 from fwdlearn.sequences.nn.language_model import LanguageModel
+from fwdlearn.sequences.nn.kernels import KERNEL_CELLS, kernel_states
 from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer, unrolled_states
 
 __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
@@ -34,15 +35,16 @@ CELLS = ("tanh", "gru", "lstm", "linear")
 
 
 class RecurrentLayer(nn.Module):
-    r"""One recurrent layer with a flat state ``[..., state_size]``: fused sequence calls
-    (``torch.nn.RNN/GRU/LSTM``) and a one-step cell on the same weights
-    (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``)."""
+    r"""One recurrent layer with a flat state ``[..., state_size]``: sequence calls (``torch.nn.RNN/GRU``
+    fused, the LSTM by :mod:`~fwdlearn.sequences.nn.kernels`), a one-step cell on the same weights
+    (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``) and the output read from the states: :math:`h`,
+    or for an LSTM :math:`W_s [h; c] + b_s` (``state_proj``)."""
 
-    def __init__(self, cell: str, input_size: int, hidden: int, reuse: bool = False) -> None:
+    def __init__(self, cell: str, input_size: int, hidden: int) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
-        self.cell, self.hidden, self.reuse = cell, hidden, reuse
+        self.cell, self.hidden = cell, hidden
         self.state_size = 2 * hidden if cell == "lstm" else hidden
         if cell == "linear":
             self.input = nn.Linear(input_size, hidden)
@@ -50,6 +52,8 @@ class RecurrentLayer(nn.Module):
         else:
             kind = {"tanh": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
             self.rnn = kind(input_size, hidden, batch_first=True)
+        if cell == "lstm":
+            self.state_proj = nn.Linear(2 * hidden, hidden)
 
     def _weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r = self.rnn
@@ -58,46 +62,31 @@ class RecurrentLayer(nn.Module):
     def initial_state(self, batch: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch, self.state_size)
 
-    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
-        """Fused sequence call, differentiable: ``(h [B, T, H], s_T [B, S])``."""
+    def states(self, u: Tensor, s0: Tensor) -> Tensor:
+        """Every state ``[B, T, S]``, differentiable through time (BPTT): the fused ``torch.nn.RNN/GRU``; for an
+        LSTM, whose cell states the fused ``torch.nn.LSTM`` does not return, the through-time kernel."""
         if self.cell == "linear":
-            states, _ = unrolled_states(self, u, s0, retain=False)
-            return states, states[:, -1]
+            return unrolled_states(self, u, s0, retain=False)[0]
         if self.cell == "lstm":
-            h0, c0 = s0.split(self.hidden, dim=-1)
-            out, (hT, cT) = self.rnn(u, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
-            return out, torch.cat([hT[0], cT[0]], dim=-1)
-        out, hT = self.rnn(u, s0.unsqueeze(0).contiguous())
-        return out, hT[0]
+            return kernel_states("lstm", u, s0, *self._weights(), through_time=True)
+        return self.rnn(u, s0.unsqueeze(0).contiguous())[0]
+
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+        """Sequence call, differentiable through time: ``(output [B, T, H], s_T [B, S])``."""
+        states = self.states(u, s0)
+        return self.output(states), states[:, -1]
 
     @torch.no_grad()
     def scan(self, u: Tensor, s0: Tensor) -> Tensor:
-        """Every state ``[B, T, S]`` (no graph). For an LSTM the cell states are rebuilt from the
-        fused pass's outputs: :math:`c_t = \\sigma(f_t) c_{t-1} + \\sigma(i_t)\\tanh(g_t)` with gates
-        from one batched matmul."""
-        if self.cell == "linear":
-            return unrolled_states(self, u, s0, retain=False)[0]
-        out, _ = self.run(u, s0)
-        if self.cell != "lstm":
-            return out
-        B, T, _ = u.shape
-        h0, c0 = s0.split(self.hidden, dim=-1)
-        h_prev = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
-        w_ih, w_hh, b_ih, b_hh = self._weights()
-        gates = F.linear(u, w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)
-        i, f, g, _ = gates.chunk(4, dim=-1)
-        inject = torch.sigmoid(i) * torch.tanh(g)
-        forget = torch.sigmoid(f)
-        cs, c = [], c0
-        for t in range(T):
-            c = forget[:, t] * c + inject[:, t]
-            cs.append(c)
-        return torch.cat([out, torch.stack(cs, dim=1)], dim=-1)
+        """Every state ``[B, T, S]``, no graph."""
+        return self.states(u, s0)
 
-    def scan_step(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor] | None:
-        """DSF / FT-BPTT steps in one pass with the projections reused (GRU with ``reuse``), else ``None``."""
-        if self.reuse and self.cell == "gru":
-            return gru_scan_step(u, s0, *self._weights())
+    def scan_step(self, u: Tensor, s0: Tensor) -> Tensor | None:
+        """FT-BPTT / DSF one-step states ``[B, T, S]`` from :mod:`~fwdlearn.sequences.nn.kernels` (each projection
+        computed once, a backward of a few large matrix products) on the CPU; ``None`` for the linear cell and on
+        a GPU, where the fused kernel plus a batched recompute is used instead."""
+        if self.cell in KERNEL_CELLS and u.device.type == "cpu":
+            return kernel_states(self.cell, u, s0, *self._weights())
         return None
 
     def step(self, u: Tensor, s: Tensor) -> Tensor:
@@ -114,16 +103,17 @@ class RecurrentLayer(nn.Module):
         return torch.cat([h, c], dim=-1)
 
     def output(self, states: Tensor) -> Tensor:
-        """The hidden output :math:`h` of a state (the first ``hidden`` channels)."""
-        return states[..., : self.hidden]
+        """The layer's output ``[..., H]`` from states ``[..., S]``: :math:`h`, or for an LSTM
+        :math:`W_s [h; c] + b_s`."""
+        return self.state_proj(states) if self.cell == "lstm" else states
 
 
 class RecurrentBlock(nn.Module):
     """Residual block: ``x + h(u)`` with ``u = x`` or, when ``norm``, ``u = LN(x)`` then ``+ MLP(LN(.))``."""
 
-    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4, reuse: bool = False) -> None:
+    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4) -> None:
         super().__init__()
-        self.layer = RecurrentLayer(cell, width, width, reuse)
+        self.layer = RecurrentLayer(cell, width, width)
         self.norm = norm
         if norm:
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
@@ -154,7 +144,6 @@ class RecurrentConfig:
     norm: bool = False
     out_size: int | None = None
     feedback_seed: int = 0
-    reuse: bool = False
     kind: str = "recurrent"
 
 
@@ -173,9 +162,6 @@ class RecurrentLM(LanguageModel):
         norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
-        reuse: DSF / FT-BPTT of a GRU in one forward pass that computes each projection once
-            (:mod:`~fwdlearn.sequences.nn.fast_gru`) instead of the fused ``torch.nn.GRU`` under ``no_grad`` plus
-            a recomputing one-step call; same gradients, fewer FLOPs.
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.
@@ -192,15 +178,15 @@ class RecurrentLM(LanguageModel):
 
     def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
                  training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = False,
-                 out_size: int | None = None, feedback_seed: int = 0, reuse: bool = False) -> None:
+                 out_size: int | None = None, feedback_seed: int = 0) -> None:
         super().__init__()
         if vocab_size < 1 or hidden < 1 or layers < 1:
             raise ValueError(f"RecurrentLM needs vocab_size, hidden and layers >= 1; got {vocab_size}, {hidden}, {layers}")
         self.rule = self._check_rule(training, feedback)
         self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
-                                      norm, out_size, feedback_seed, reuse)
+                                      norm, out_size, feedback_seed)
         self.embedding = nn.Embedding(vocab_size, hidden)
-        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm, reuse=reuse) for _ in range(layers))
+        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm) for _ in range(layers))
         self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
         self.head = nn.Linear(hidden, out_size or vocab_size)
         gen = torch.Generator().manual_seed(feedback_seed)

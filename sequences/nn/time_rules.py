@@ -20,13 +20,14 @@ the same step. The modes differ only in the state gradient :math:`g_t` that is p
     \text{dsf:}\quad g_t = e_t + A\,g_{t+1} \quad (A \text{ fixed: } \operatorname{diag}(\operatorname{linspace}(0,1,d)),
     \text{ Gaussian or orthogonal})
 
-FT-BPTT and DSF share one implementation (:func:`one_step_states`): the states are
-computed by the fused ``torch.nn`` RNN under ``no_grad``; then one batched one-step cell
-call over all :math:`B \cdot T` positions, with the previous state detached, rebuilds a
-graph of depth one in time; for DSF, :func:`fwdlearn.feedback.time_feedback` replaces the
-local errors arriving at those states by the reverse scan. Parameter gradients are then
-:math:`\sum_t g_t^\top \partial s_t/\partial\theta`, and the gradient w.r.t. the layer's
-input :math:`u_t` -- the local error of the layer below -- is
+FT-BPTT and DSF share one implementation (:func:`one_step_states`): the states
+:math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(s_{t-1}))` form a graph of depth one in time --
+from the layer's one-step kernel (:mod:`fwdlearn.sequences.nn.kernels`: one forward loop, a backward
+of a few large matrix products over all :math:`B \cdot T` positions) or by the reference recipe
+(:func:`recomputed_states`: the fused RNN under ``no_grad``, then one batched one-step cell call);
+for DSF, :func:`fwdlearn.feedback.time_feedback` replaces the local errors arriving at those states
+by the reverse scan. Parameter gradients are then :math:`\sum_t g_t^\top \partial s_t/\partial\theta`,
+and the gradient w.r.t. the layer's input :math:`u_t` -- the local error of the layer below -- is
 :math:`g_t^\top \partial s_t / \partial u_t`, as in the reference implementation.
 """
 
@@ -49,6 +50,7 @@ __all__ = [
     "StatefulLayer",
     "run_layer",
     "truncated_run",
+    "recomputed_states",
     "one_step_states",
     "unrolled_states",
 ]
@@ -84,11 +86,13 @@ class StatefulLayer(Protocol):
 
     state_size: int
 
-    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # fused, differentiable: (h [B,T,H], s_T)
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # differentiable through time: (out [B,T,H], s_T)
 
     def scan(self, u: Tensor, s0: Tensor) -> Tensor: ...  # every state [B,T,S], no graph
 
     def step(self, u: Tensor, s: Tensor) -> Tensor: ...  # one step on [N, I], [N, S]
+
+    def scan_step(self, u: Tensor, s0: Tensor) -> Tensor | None: ...  # optional: one-step states [B, T, S] or None
 
 
 def truncated_run(layer: StatefulLayer, u: Tensor, s0: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -105,17 +109,29 @@ def truncated_run(layer: StatefulLayer, u: Tensor, s0: Tensor, k: int) -> tuple[
     return torch.cat(outs, dim=1), s
 
 
+def recomputed_states(layer: StatefulLayer, u: Tensor, s0: Tensor) -> Tensor:
+    r"""One-step states ``[B, T, S]`` by the reference recipe: the states of the fused RNN under ``no_grad``,
+    then one batched one-step cell call over all :math:`B \cdot T` positions with the previous states detached:
+    :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(S_{t-1}))` (so :math:`\tilde s = S` in value).
+
+    Autograd then gives the one-step gradients; used for layers without a one-step kernel (the linear
+    cell, a GPU) and as the reference the kernels are tested against."""
+    B, T, _ = u.shape
+    with torch.no_grad():
+        S = layer.scan(u.detach(), s0)
+    prev = torch.cat([s0.detach().unsqueeze(1), S[:, :-1]], dim=1)
+    return layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
+
+
 def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     r"""FT-BPTT (``feedback=None``) or DSF states of one layer.
 
-    1. :math:`S = \text{scan}(u, s_0)` with the fused RNN under ``no_grad``;
-    2. :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(S_{t-1}))` for all :math:`B \cdot T` positions in one
-       batched cell call (so :math:`\tilde s = S` in value);
-    3. DSF: :math:`\hat s = \text{time\_feedback}(\tilde s, A)` -- identity forward, the local errors
+    1. the one-step states :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(s_{t-1}))`: from the layer's
+       kernel ``scan_step(u, s0)`` when it has one and it does not return ``None``
+       (:mod:`fwdlearn.sequences.nn.kernels`: each projection computed once, the backward a few large
+       matrix products), else by :func:`recomputed_states`;
+    2. DSF: :math:`\hat s = \text{time\_feedback}(\tilde s, A)` -- identity forward, the local errors
        :math:`e` replaced by :math:`g_t = e_t + A g_{t+1}` on the way back.
-
-    A layer may offer ``scan_step(u, s0) -> (raw, s_T)`` doing steps 1-2 in one pass (a GRU with
-    ``reuse=True``, :mod:`fwdlearn.sequences.nn.fast_gru`); it returns ``None`` when it cannot.
 
     Args:
         u: ``[B, T, I]`` layer inputs (may require grad: errors flow on to the layer below).
@@ -125,19 +141,12 @@ def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tenso
     Returns:
         ``(states [B, T, S] to read outputs from, raw [B, T, S] one-step states whose .grad is g, s_T)``.
     """
-    B, T, _ = u.shape
-    fast = getattr(layer, "scan_step", None)
-    fused = fast(u, s0.detach()) if fast is not None else None
-    if fused is not None:  # the layer's own one-pass version of steps 1-2 (same values and gradients)
-        raw, last = fused
-    else:
-        with torch.no_grad():
-            S = layer.scan(u.detach(), s0)
-        prev = torch.cat([s0.detach().unsqueeze(1), S[:, :-1]], dim=1)
-        raw = layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
-        last = S[:, -1]
+    kernel = getattr(layer, "scan_step", None)
+    raw = kernel(u, s0.detach()) if kernel is not None else None
+    if raw is None:
+        raw = recomputed_states(layer, u, s0)
     states = raw if feedback is None else time_feedback(raw, feedback, dim=1)
-    return states, raw, last
+    return states, raw, raw[:, -1].detach().clone()
 
 
 def unrolled_states(layer: StatefulLayer, u: Tensor, s0: Tensor, retain: bool = True) -> tuple[Tensor, list[Tensor]]:

@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["OptimizerSettings", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor"]
+__all__ = ["OptimizerSettings", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor",
+           "load_scheduler"]
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULES = ("constant", "cosine")
@@ -97,3 +98,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: OptimizerSettings
                    steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` following :func:`lr_factor` over ``steps`` steps (its ``state_dict`` resumes it)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, settings))
+
+
+def load_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any]) -> None:
+    """Restore a :func:`make_scheduler` schedule from its ``state_dict`` and set the optimizer's learning rates for
+    the step it resumes at -- under *this* schedule, so a run resumed with a longer budget follows the new one."""
+    scheduler.load_state_dict(state)
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,7 +37,7 @@ from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
-__all__ = ["run_bench", "step_costs"]
+__all__ = ["run_bench", "step_costs", "interleaved_costs"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
 MB = 1024 * 1024
@@ -44,6 +47,26 @@ def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=
     ratio = value / baseline if isinstance(value, float) and isinstance(baseline, float) and baseline else None
     return {"experiment": experiment, "setting": setting, "mode": mode, "metric": metric, "value": value,
             "bptt": baseline, "ratio": ratio}
+
+
+def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device | str = "cpu",
+                      desc: str = "cost", quiet: bool = True) -> dict[str, dict[str, Any]]:
+    """Cost of each named training step, measured ``repeats`` times interleaved (A B C A B C ...):
+    ``{name: {"seconds" (median), "saved_mb", "peak_mb", "all_seconds"}}``. Warm up the steps first."""
+    samples: dict[str, list] = {name: [] for name in steps}
+    for _ in progress(range(repeats), desc=desc, quiet=quiet):
+        for name, step in steps.items():
+            samples[name].append(measure_cost(step, device=device))
+    out = {}
+    for name, costs in samples.items():
+        out[name] = {
+            "seconds": statistics.median(c.seconds for c in costs),
+            "saved_mb": costs[-1].saved_bytes / MB,
+            "peak_mb": (max(c.cuda_peak_bytes for c in costs) if costs[0].cuda_peak_bytes is not None
+                        else statistics.median(c.rss_increase_bytes for c in costs)) / MB,
+            "all_seconds": [c.seconds for c in costs],
+        }
+    return out
 
 
 def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, float]]:
@@ -66,20 +89,8 @@ def step_costs(config, context: int, quiet: bool = True) -> dict[str, dict[str, 
 
     for mode in config.cost_modes:  # warm-up on a short window (allocator, kernels)
         step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
-    samples: dict[str, list] = {m: [] for m in config.cost_modes}
-    for _ in progress(range(config.cost_repeats), desc=f"cost T={context}", quiet=quiet):
-        for mode in config.cost_modes:
-            samples[mode].append(measure_cost(lambda: step(mode), device=device))
-    out = {}
-    for mode, costs in samples.items():
-        out[mode] = {
-            "seconds": statistics.median(c.seconds for c in costs),
-            "saved_mb": costs[-1].saved_bytes / MB,
-            "peak_mb": (max(c.cuda_peak_bytes for c in costs) if costs[0].cuda_peak_bytes is not None
-                        else statistics.median(c.rss_increase_bytes for c in costs)) / MB,
-            "all_seconds": [c.seconds for c in costs],
-        }
-    return out
+    return interleaved_costs({mode: partial(step, mode) for mode in config.cost_modes}, config.cost_repeats, device,
+                             f"cost T={context}", quiet)
 
 
 def _cost_part(config, rows: list, extra: dict) -> None:

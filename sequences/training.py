@@ -40,14 +40,14 @@ from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, rank, shard_bounds
 from fwdlearn.fit import FitResult, Trainer, evaluating, seed_everything
-from fwdlearn.optim import OptimizerSettings, make_optimizer, make_scheduler
+from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX, SequenceTask
 
 __all__ = ["FitReport", "lm_loss", "task_loss", "evaluate_lm", "evaluate_task", "fit_lm", "fit_task", "TrainState",
-           "alignment_window", "ALIGN_PREFIX"]
+           "alignment_window", "alignment_curves", "ALIGN_PREFIX"]
 
 #: history keys of the alignment diagnostic: ``"align/<feedback point>"``
 ALIGN_PREFIX = "align/"
@@ -166,7 +166,7 @@ class TrainState:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+            load_scheduler(self.scheduler, state["scheduler"])
         if self.batcher is not None and state.get("stream") is not None:
             self.batcher.load_state_dict(state["stream"])
         self.carry = state.get("carry")
@@ -201,6 +201,16 @@ def _update(loss: Tensor, optimizer: torch.optim.Optimizer, scheduler, clip: flo
                           parameters=[p for p in model.parameters() if p.requires_grad])
     scheduler.step()
     return {**row, "lr": lr}
+
+
+def alignment_curves(history: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """``{feedback point: [(step, cosine), ...]}`` from a fit's history (the ``"align/<point>"`` entries)."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for row in history:
+        for key, value in row.items():
+            if key.startswith(ALIGN_PREFIX):
+                curves.setdefault(key[len(ALIGN_PREFIX):], []).append((row["step"], value))
+    return curves
 
 
 def alignment_window(ids: Tensor, batch_size: int, context: int) -> tuple[Tensor, Tensor]:

@@ -3,6 +3,9 @@
 ::
 
     fwdlearn seq train --data tinyshakespeare --model gru --training dsf --layers 2 --hidden 512 --context 256
+    fwdlearn seq train --model transformer --training dfa --layers 4 --hidden 256 --heads 4 --context 128 \
+        --align-every 100 --plot runs/dfa-alignment.png
+    fwdlearn seq train --model gru --training dfa+dsf          # neither depth nor time backpropagated
     fwdlearn seq train --data tinyshakespeare --training dsf --checkpoint runs/ts.pt --resume --steps 4000
     torchrun --nproc_per_node=2 -m fwdlearn seq train --data tinyshakespeare --training dsf   # data parallel
 """
@@ -22,28 +25,44 @@ from fwdlearn.rules import DSF_FEEDBACKS
 __all__ = ["TrainSeqConfig", "train", "run_train", "MODELS"]
 
 #: the model names (the same words as :data:`fwdlearn.sequences.nn.language_model.MODEL_NAMES`)
-MODELS = ("tanh", "gru", "lstm", "linear", "conv")
+MODELS = ("tanh", "gru", "lstm", "linear", "conv", "transformer")
 
 
 @dataclass
 class TrainSeqConfig:
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus: tinyshakespeare, wikitext-2, or a text file/folder"})
     level: str = field(default="char", metadata={"help": "tokens", "choices": ["char", "word"]})
-    model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear) or conv "
-                                                        "(causal convolution)", "choices": list(MODELS)})
-    training: str = field(default="dsf", metadata={"help": "the rule (see fwdlearn.rules): bptt | tbptt:k | ft-bptt | "
-                                                           "dsf[:gaussian|:orthogonal] for recurrent models, bp"})
+    model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear), conv "
+                                                        "(causal convolution) or transformer", "choices": list(MODELS)})
+    training: str = field(default="dsf", metadata={"help": "the rule (see fwdlearn.rules): through time bptt | tbptt:k | "
+                                                           "ft-bptt | dsf[:gaussian|:orthogonal] (recurrent models); "
+                                                           "through depth bp | dfa[:micro] | local:readout | shallow "
+                                                           "(recurrent models and transformer); joined as dfa+dsf"})
     feedback: str = field(default="diagonal", metadata={"help": "DSF feedback A", "choices": list(DSF_FEEDBACKS)})
     layers: int = 2
     hidden: int = 512
-    norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP"})
+    norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models)"})
+    heads: int = field(default=4, metadata={"help": "attention heads (transformer)"})
+    tie: bool = field(default=True, metadata={"help": "the head's weight is the token embedding (transformer)"})
     reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
                                                          "gradients as the reference recipe)"})
-    context: int = field(default=256, metadata={"help": "window length T (state carried across windows)"})
+    context: int = field(default=256, metadata={"help": "window length T (state carried across windows; a "
+                                                        "transformer's learned positions)"})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B"})
     steps: int = field(default=2000, metadata={"help": "optimizer steps (the total, also when resuming)"})
-    lr: float = 2e-3
-    weight_decay: float = 0.0
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rule's: Adam 5e-4 "
+                                                             "under dfa; the model's own under backprop)"})
+    weight_decay: float | None = field(default=None, metadata={"help": "weight decay (default: the rule's, 0)"})
+    schedule: str | None = field(default=None, metadata={"help": "learning-rate schedule (default: the rule's: "
+                                                                 "constant under dfa and for recurrent models, cosine "
+                                                                 "for a transformer under backprop)",
+                                                         "choices": ["constant", "cosine"]})
+    warmup: int | None = field(default=None, metadata={"help": "warm-up steps of the cosine schedule (default: the "
+                                                               "rule's)"})
+    align_every: int = field(default=0, metadata={"help": "every N steps, the cosine between each feedback point's "
+                                                          "DFA signal and the true gradient (dfa rules; 0: never)"})
+    plot: str = field(default="", metadata={"help": "draw the alignment per block against steps to this image "
+                                                    "(needs --align-every)"})
     clip: float = field(default=1.0, metadata={"help": "gradient-norm clip (0: none)"})
     eval_every: int = field(default=200, metadata={"help": "steps between validation passes and checkpoints"})
     eval_tokens: int = field(default=100_000, metadata={"help": "validation tokens per pass during training (0: all)"})
@@ -72,7 +91,9 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.distributed import init_from_env, rank, world_size
     from fwdlearn.fit import seed_everything
     from fwdlearn.sequences.data.text import load_text
+    from fwdlearn.diagnostics.plots import plot_alignment
     from fwdlearn.sequences.nn.language_model import MODEL_NAMES, make_language_model
+    from fwdlearn.sequences.training import alignment_curves
 
     init_from_env()
     lead = rank() == 0
@@ -91,20 +112,23 @@ def run_train(config: TrainSeqConfig) -> dict:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     corpus = load_text(config.data, level=config.level, limit=config.limit or None)
-    recurrent = MODEL_NAMES[config.model][0] == "recurrent"
+    if config.plot and not config.align_every:
+        raise ValueError("--plot draws the alignment diagnostic: pass --align-every N as well")
+    kind = MODEL_NAMES[config.model][0]
+    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, reuse=config.reuse),
+               "transformer": dict(heads=config.heads, tie=config.tie, context=config.context)}.get(kind, {})
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
-                                training=config.training, feedback=config.feedback if recurrent else None,
-                                norm=config.norm if recurrent else None,
-                                reuse=config.reuse if recurrent else None).to(config.device)
+                                training=config.training, **options).to(config.device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.rule}")
     start = time.perf_counter()
     report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                       weight_decay=config.weight_decay, clip=config.clip or None, eval_every=config.eval_every,
+                       weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
+                       clip=config.clip or None, eval_every=config.eval_every,
                        eval_tokens=config.eval_tokens or None, train_split=config.train_split,
-                       valid_split=config.valid_split, checkpoint=checkpoint, resume=config.resume,
-                       quiet=config.quiet, seed=config.seed)
+                       valid_split=config.valid_split, align_every=config.align_every or None, checkpoint=checkpoint,
+                       resume=config.resume, quiet=config.quiet, seed=config.seed)
     seconds = time.perf_counter() - start
     if not lead:  # rank 0 evaluates, reports and writes; the others are done
         return {"steps": report.steps, "train_seconds": seconds}
@@ -116,6 +140,11 @@ def run_train(config: TrainSeqConfig) -> dict:
                            "tokens_per_second": world_size() * config.batch_size * config.context * report.steps / max(report.result.seconds, 1e-9),
                            "checkpoint": str(checkpoint), "vocab_size": corpus.vocab_size,
                            "model": model.config_dict(), "processes": world_size()})
+    curves = alignment_curves(report.history)
+    if curves:
+        record.summary["alignment"] = {point: curve[-1][1] for point, curve in curves.items()}
+        if config.plot:
+            record.summary["plot"] = str(plot_alignment(curves, config.plot, title=f"{config.model} {model.rule}"))
     if config.sample:
         prompt = corpus.vocab.decode(corpus.split(config.valid_split)[:1])
         record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,
@@ -134,6 +163,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-train = Command(help="train a language model by a rule (bptt, tbptt:k, ft-bptt, dsf; progress, validation, "
-                     "checkpoints, resume, JSON record)",
+train = Command(help="train a language model by a rule (bptt, tbptt:k, ft-bptt, dsf; bp, dfa, local:readout, shallow; "
+                     "progress, validation, checkpoints, resume, JSON record)",
                 configure=lambda parser: add_dataclass_arguments(parser, TrainSeqConfig), run=_run)

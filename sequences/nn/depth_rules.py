@@ -261,10 +261,15 @@ class StackedLM(LanguageModel):
     def optimizer_defaults(self) -> OptimizerSettings:
         return self.depth.optimizer(self.BACKPROP)
 
-    def feedback_alignment(self, tokens: Tensor, targets: Tensor, state=None) -> dict[str, float]:
+    @property
+    def feedback_points(self) -> list[str]:
         feedback = getattr(self.depth, "feedback", None)
-        if not isinstance(feedback, DirectFeedback):
+        return feedback.points if isinstance(feedback, DirectFeedback) else []
+
+    def feedback_alignment(self, tokens: Tensor, targets: Tensor, state=None) -> dict[str, float]:
+        if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
+        feedback = self.depth.feedback
         was = self.training
         self.train()
         try:

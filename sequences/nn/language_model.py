@@ -88,6 +88,11 @@ class LanguageModel(nn.Module):
                          "diagnostic needs a dfa rule (e.g. training='dfa')")
 
     @property
+    def feedback_points(self) -> list[str]:
+        """Names of the model's DFA feedback points (empty unless its rule is a ``dfa`` rule)."""
+        return []
+
+    @property
     def max_context(self) -> int | None:
         """The longest window the model reads at once (``None``: any; a transformer's learned positions)."""
         return None

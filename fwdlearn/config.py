@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     if origin in (list, tuple):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return (args[0] if args else str), True
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _base_type(args[0]) if args else (str, False)
     return tp, False

@@ -78,13 +78,13 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
 def test_seq_train_a_dfa_transformer_logs_and_draws_the_alignment(text_file, tmp_path):
     record, plot = tmp_path / "dfa.json", tmp_path / "align.png"
     args = ["seq", "train", "--data", str(text_file), "--model", "transformer", "--training", "dfa:micro", "--layers",
-            "2", "--hidden", "16", "--heads", "2", "--no-tie", "--context", "16", "--batch-size", "4", "--steps", "4",
+            "2", "--hidden", "16", "--heads", "2", "--tie", "--context", "16", "--batch-size", "4", "--steps", "4",
             "--eval-every", "2", "--align-every", "2", "--plot", str(plot), "--sample", "20", "--threads", "1",
             "--json", str(record), "--quiet"]
     assert main(args) == 0
     data = json.loads(record.read_text())
     summary = data["summary"]
-    assert summary["model"]["kind"] == "transformer" and summary["model"]["tie"] is False
+    assert summary["model"]["kind"] == "transformer" and summary["model"]["tie"] is True
     assert summary["model"]["context"] == 16 and summary["model"]["heads"] == 2
     assert sorted(summary["alignment"]) == sorted(f"block{i}.{w}" for i in range(2) for w in ("attn", "mlp", "out"))
     assert [row["step"] for row in data["metrics"] if "align/block0.out" in row] == [1, 2, 4]

@@ -53,7 +53,7 @@ def test_windows_longer_than_the_positions_are_refused_and_generation_rereads_th
 
 
 def test_tied_and_untied_heads():
-    tied, untied = TransformerLM(9, hidden=8, heads=2), TransformerLM(9, hidden=8, heads=2, tie=False)
+    tied, untied = TransformerLM(9, hidden=8, heads=2, tie=True), TransformerLM(9, hidden=8, heads=2)
     assert tied.head.weight is tied.embedding.weight
     assert untied.head.weight is not untied.embedding.weight
     assert sum(p.numel() for p in untied.parameters()) == sum(p.numel() for p in tied.parameters()) + 9 * 8

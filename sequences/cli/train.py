@@ -43,7 +43,7 @@ class TrainSeqConfig:
     hidden: int = 512
     norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models)"})
     heads: int = field(default=4, metadata={"help": "attention heads (transformer)"})
-    tie: bool = field(default=True, metadata={"help": "the head's weight is the token embedding (transformer)"})
+    tie: bool = field(default=False, metadata={"help": "the head's weight is the token embedding (transformer)"})
     reuse: bool = field(default=False, metadata={"help": "GRU DSF / FT-BPTT in one pass with reused projections (same "
                                                          "gradients as the reference recipe)"})
     context: int = field(default=256, metadata={"help": "window length T (state carried across windows; a "

@@ -48,7 +48,7 @@ class TransformerConfig:
     context: int = 128  # learned positions: the longest window
     mlp_ratio: int = 4
     dropout: float = 0.0
-    tie: bool = True
+    tie: bool = False
     training: str = "bp"
     feedback_seed: int = 0
     kind: str = "transformer"
@@ -101,7 +101,7 @@ class Block(nn.Module):
 
 
 class TransformerLM(StackedLM):
-    r"""Token + position embeddings -> ``layers`` pre-LayerNorm blocks -> LayerNorm -> head (tied by default).
+    r"""Token + position embeddings -> ``layers`` pre-LayerNorm blocks -> LayerNorm -> head.
 
     Args:
         vocab_size: tokens.
@@ -111,7 +111,8 @@ class TransformerLM(StackedLM):
         context: learned positions, the longest window it reads.
         mlp_ratio: MLP width / ``hidden``.
         dropout: on attention weights and block outputs (0 by default).
-        tie: the head's weight is the token embedding.
+        tie: the head's weight is the token embedding (off by default, as in the DFA reference: under DFA a tied
+            embedding would also receive the first block's feedback signal through the residual stream).
         training: depth rule: ``"bp"``, ``"dfa"`` (= ``dfa:macro``), ``"dfa:micro"`` (``:gaussian`` /
             ``:orthogonal`` feedback), ``"local:readout"`` or ``"shallow"``.
         feedback_seed: seed of the DFA feedback matrices.
@@ -128,7 +129,7 @@ class TransformerLM(StackedLM):
                                                               warmup=100)
 
     def __init__(self, vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, context: int = 128,
-                 mlp_ratio: int = 4, dropout: float = 0.0, tie: bool = True, training: str | Rule = "bp",
+                 mlp_ratio: int = 4, dropout: float = 0.0, tie: bool = False, training: str | Rule = "bp",
                  feedback_seed: int = 0) -> None:
         super().__init__()
         if min(vocab_size, hidden, layers, heads, context, mlp_ratio) < 1:

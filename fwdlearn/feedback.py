@@ -30,7 +30,7 @@ Both are ``torch.autograd.Function``\ s: models stay ordinary ``nn.Module``\ s a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -255,8 +255,21 @@ class DirectFeedback(nn.Module):
             raise ValueError(f"matrix for {name!r} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
         old.copy_(value.detach())
 
-    def point(self, h: Tensor, name: str) -> Tensor:
-        """Mark ``h`` as a feedback point; returns ``h`` (identity in the forward pass)."""
+    def point(self, h: Tensor, name: str, through: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        r"""Mark ``h`` as a feedback point; returns ``h`` (identity in the forward pass).
+
+        Args:
+            h: the point's activations ``[..., width]``.
+            name: a declared point.
+            through: an optional fixed differentiable map :math:`g` (same width) the point sees ``h`` by, e.g. a
+                parameter-free LayerNorm when every reader of ``h`` normalises it: the feedback then enters through
+                :math:`g`'s Jacobian, :math:`\delta = (e\,B)\,\partial g/\partial h` (the part of :math:`e\,B`
+                that :math:`g` ignores -- for a LayerNorm, the mean and the component along :math:`h` -- is dropped),
+                and the returned tensor still equals ``h``.
+        """
+        if through is not None:
+            seen = self.point(through(h), name)
+            return h.detach() + (seen - seen.detach())  # value h; backward: only the point's signal, through g
         m = self.matrix(name)
         if h.shape[-1] != m.shape[1]:
             raise ValueError(

@@ -162,3 +162,27 @@ def test_probing_names_a_point_the_loss_does_not_reach_and_refuses_nesting():
         dfa.point(x * 3, "b")  # marked after the output: no output error reaches it
         with pytest.raises(RuntimeError, match="'b'"):
             probe.compare(y.sum())
+
+
+def test_a_point_seen_through_a_layer_norm_gets_the_signal_through_its_jacobian():
+    torch.manual_seed(0)
+    l1, l2 = nn.Linear(4, 6).double(), nn.Linear(6, 3).double()
+    x, target = torch.randn(10, 4).double(), torch.randn(10, 3).double()
+    norm = lambda h: torch.nn.functional.layer_norm(h, h.shape[-1:])  # noqa: E731
+    dfa = DirectFeedback(3, {"h": 6}).double()
+    dfa.set_matrix("h", l2.weight.detach())  # e B = dL/dLN(h): the signal through LN's Jacobian is the gradient
+
+    def grads(point):
+        l1.zero_grad(), l2.zero_grad()
+        h = l1(x)
+        y = l2(norm(point(h)))
+        ((dfa.output(y) if point is not _plain else y) - target).pow(2).sum().backward()
+        return l1.weight.grad.clone()
+
+    _plain = lambda h: h  # noqa: E731
+    seen = grads(lambda h: dfa.point(h, "h", through=norm))
+    torch.testing.assert_close(seen, grads(_plain))  # the same as backprop through the norm
+    raw = grads(lambda h: dfa.point(h, "h"))  # without `through`: e B lands on h itself, mean and scale included
+    assert not torch.allclose(raw, seen)
+    h = l1(x)
+    torch.testing.assert_close(dfa.point(h, "h", through=norm), h, rtol=0, atol=0)  # the value is h

@@ -133,23 +133,26 @@ class RecurrentBlock(nn.Module):
         #: the places a depth rule may mark (:mod:`~fwdlearn.sequences.nn.depth_rules`): the layer's output
         #: sequence, the MLP's hidden activation, the block output
         self.taps = {"rnn": width, "out": width}
-        if norm:
+        self.normalized_taps: frozenset[str] = frozenset()
+        if norm:  # the stream after the layer and the block output are read through LayerNorms only
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
             self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
             self.taps = {"rnn": width, "mlp": mlp_ratio * width, "out": width}
+            self.normalized_taps = frozenset({"rnn", "out"})
 
     def forward(self, x: Tensor, s0: Tensor, rule: TimeRule | None, feedback: Tensor | None = None,
                 probe: list | None = None, tap: Tap = _identity_tap) -> tuple[Tensor, Tensor]:
         """``(x_out [B, T, W], s_T [B, S])``. ``rule=None`` is the plain fused (evaluation) path; the tensors
         whose gradient is the rule's state gradient are appended to ``probe`` when it is given; ``tap`` marks the
-        layer output (``"rnn"``) and the MLP's hidden activation (``"mlp"``) for the depth rule."""
+        layer output (``"rnn"``: the stream after it, with ``norm``) and the MLP's hidden activation (``"mlp"``) for the
+        depth rule."""
         u = self.ln1(x) if self.norm else x
         h, sT = run_layer(self.layer, u, s0, rule, feedback, probe)
-        y = x + tap(h, "rnn")
-        if self.norm:
-            fc, act, proj = self.mlp
-            y = y + proj(tap(act(fc(self.ln2(y))), "mlp"))
-        return y, sT.detach()
+        if not self.norm:
+            return x + tap(h, "rnn"), sT.detach()
+        y = tap(x + h, "rnn")  # the stream after the recurrent layer
+        fc, act, proj = self.mlp
+        return y + proj(tap(act(fc(self.ln2(y))), "mlp")), sT.detach()
 
 
 @dataclass
@@ -217,7 +220,7 @@ class RecurrentLM(StackedLM):
         for i, block in enumerate(self.blocks):
             self.register_buffer(f"feedback_{i}", make_feedback(self.config.feedback, block.layer.state_size, gen))
         self._wire([b.taps for b in self.blocks], hidden, out_size or vocab_size, [self.embedding, self.blocks],
-                   feedback_seed)
+                   feedback_seed, [b.normalized_taps for b in self.blocks])
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RecurrentLM":

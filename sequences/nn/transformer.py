@@ -12,7 +12,8 @@ r"""A causal decoder-only transformer language model (pre-LayerNorm, learned pos
 with causal multi-head attention (``torch.nn.functional.scaled_dot_product_attention``, ``is_causal=True``):
 position :math:`t` reads positions :math:`\le t` only. There is no state: windows are independent and positions
 restart at 0 in each; generation re-reads up to ``context`` tokens. The taps of a block are ``attn``
-(:math:`a_l`), ``mlp`` (:math:`m_l`) and ``out`` (:math:`h_l`); how the depth rule uses them is
+(the stream after attention, :math:`h_{l-1} + a_l`), ``mlp`` (:math:`m_l`) and ``out`` (:math:`h_l`); how the depth
+rule uses them is
 :mod:`fwdlearn.sequences.nn.depth_rules` (``dfa`` marks ``out``, ``dfa:micro`` all three).
 
 The layout follows nanoGPT's ``model.py``: a dataclass config, ``CausalSelfAttention``, ``MLP``, ``Block``,
@@ -85,7 +86,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm block: ``x + tap(attn(LN x), "attn")``, then ``+ MLP(LN .)``; ``(B, T, C) -> (B, T, C)``."""
+    """Pre-LayerNorm block: ``tap(x + attn(LN x), "attn")``, then ``+ MLP(LN .)``; ``(B, T, C) -> (B, T, C)``."""
 
     def __init__(self, hidden: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
@@ -93,10 +94,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(hidden, heads, dropout)
         self.mlp = MLP(hidden, mlp_ratio)
         self.drop = nn.Dropout(dropout)
+        #: the places a depth rule may mark, and those every reader sees through a LayerNorm (the residual stream)
         self.taps = {"attn": hidden, "mlp": mlp_ratio * hidden, "out": hidden}
+        self.normalized_taps = frozenset({"attn", "out"})
 
     def forward(self, x: Tensor, tap: Tap = _identity_tap) -> Tensor:
-        x = x + tap(self.drop(self.attn(self.ln1(x))), "attn")
+        x = tap(x + self.drop(self.attn(self.ln1(x))), "attn")  # (B, T, C), the stream after attention
         return x + self.drop(self.mlp(self.ln2(x), tap))
 
 
@@ -156,7 +159,7 @@ class TransformerLM(StackedLM):
             if name.endswith("proj.weight"):  # residual projections (GPT-2)
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
         self._wire([b.taps for b in self.blocks], hidden, vocab_size, [self.embedding, self.positions, self.blocks],
-                   feedback_seed)
+                   feedback_seed, [b.normalized_taps for b in self.blocks])
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

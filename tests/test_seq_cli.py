@@ -88,7 +88,7 @@ def test_seq_train_a_dfa_transformer_logs_and_draws_the_alignment(text_file, tmp
     assert summary["model"]["context"] == 16 and summary["model"]["heads"] == 2
     assert sorted(summary["alignment"]) == sorted(f"block{i}.{w}" for i in range(2) for w in ("attn", "mlp", "out"))
     assert [row["step"] for row in data["metrics"] if "align/block0.out" in row] == [1, 2, 4]
-    assert [row["lr"] for row in data["metrics"]] == [5e-4] * 4  # DFA's default: Adam, constant learning rate
+    assert [row["lr"] for row in data["metrics"]] == [1e-3] * 4  # DFA's default: Adam, constant learning rate
     assert plot.stat().st_size > 1000 and summary["plot"] == str(plot)
     assert len(summary["sample"]) == 21  # one prompt token + 20 generated, past the 16 positions
     model, _ = RecurrentLM.load(tmp_path / "dfa.pt")

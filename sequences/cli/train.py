@@ -50,7 +50,7 @@ class TrainSeqConfig:
                                                         "transformer's learned positions)"})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B"})
     steps: int = field(default=2000, metadata={"help": "optimizer steps (the total, also when resuming)"})
-    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rule's: Adam 5e-4 "
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rule's: Adam 1e-3 "
                                                              "under dfa; the model's own under backprop)"})
     weight_decay: float | None = field(default=None, metadata={"help": "weight decay (default: the rule's, 0)"})
     schedule: str | None = field(default=None, metadata={"help": "learning-rate schedule (default: the rule's: "

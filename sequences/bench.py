@@ -37,7 +37,7 @@ from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
-__all__ = ["run_bench", "step_costs", "interleaved_costs"]
+__all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
 MB = 1024 * 1024
@@ -205,8 +205,10 @@ def _verdicts(extra: dict) -> list[str]:
     return lines
 
 
-def run_bench(config) -> tuple[Path, Path]:
-    """Run the selected parts and write ``<out>.json`` / ``<out>.md``."""
+def run_parts(config, parts: Callable[[list, dict], None], verdicts: Callable[[dict], list[str]], columns: list[str],
+              title: str, notes: list[str]) -> tuple[Path, Path]:
+    """The frame of a sequence bench: refuse to overwrite ``<config.out>.json/.md``, set the threads, run
+    ``parts(rows, extra)``, check the claims (``verdicts(extra)``), write the results and print them."""
     out = Path(config.out)
     refuse_overwrite(*result_paths(out)[:2], overwrite=config.overwrite)
     if config.threads:
@@ -214,32 +216,41 @@ def run_bench(config) -> tuple[Path, Path]:
     start = time.perf_counter()
     rows: list[dict] = []
     extra: dict = {"config": config, "threads": torch.get_num_threads()}
-    if "cost" not in config.skip:
-        _cost_part(config, rows, extra)
-    models: dict = {}
-    # one corpus (one vocabulary) for the models and the alignment windows they read
-    corpus = load_text(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
-    if "quality" not in config.skip:
-        models = _quality_part(config, corpus, rows, extra)
-    if "alignment" not in config.skip:
-        _alignment_part(config, corpus, rows, extra, models)
-    if "recall" not in config.skip:
-        _recall_part(config, rows, extra)
+    parts(rows, extra)
     extra["seconds"] = time.perf_counter() - start
-    verdicts = _verdicts(extra)
-    extra["checks"] = verdicts
-    notes = "\n".join([
-        f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+    checks = verdicts(extra)
+    extra["checks"] = checks
+    text = "\n".join([f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+                      + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
+    paths = write_results(out, rows, columns, title=title, notes=text, extra=extra)
+    if not config.quiet:
+        print(markdown_table(rows, columns))
+    print("\n".join(checks))
+    print(f"results: {paths[0]}, {paths[1]}")
+    return paths
+
+
+def run_bench(config) -> tuple[Path, Path]:
+    """Run the selected parts and write ``<out>.json`` / ``<out>.md``."""
+
+    def parts(rows: list, extra: dict) -> None:
+        if "cost" not in config.skip:
+            _cost_part(config, rows, extra)
+        models: dict = {}
+        # one corpus (one vocabulary) for the models and the alignment windows they read
+        corpus = load_text(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
+        if "quality" not in config.skip:
+            models = _quality_part(config, corpus, rows, extra)
+        if "alignment" not in config.skip:
+            _alignment_part(config, corpus, rows, extra, models)
+        if "recall" not in config.skip:
+            _recall_part(config, rows, extra)
+
+    notes = [
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
         "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); `saved for backward` "
         "counts tensors autograd keeps (parameters excluded).",
         "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
-        "", "Claims checked in this run:", *verdicts,
-    ])
-    paths = write_results(out, rows, COLUMNS, title="Sequences: DSF vs BPTT", notes=notes, extra=extra)
-    if not config.quiet:
-        print(markdown_table(rows, COLUMNS))
-    print("\n".join(verdicts))
-    print(f"results: {paths[0]}, {paths[1]}")
-    return paths
+    ]
+    return run_parts(config, parts, _verdicts, COLUMNS, "Sequences: DSF vs BPTT", notes)

@@ -18,7 +18,6 @@ against backprop, every figure next to its baseline from the same run.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -28,11 +27,9 @@ import torch
 
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
-from fwdlearn.records import refuse_overwrite
-from fwdlearn.reporting import markdown_table, result_paths, write_results
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.bench import interleaved_costs
+from fwdlearn.sequences.bench import interleaved_costs, run_parts
 from fwdlearn.sequences.data.text import Corpus, load_text
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
@@ -167,32 +164,24 @@ def _verdicts(extra: dict) -> list[str]:
 
 def run_bench_dfa(config) -> tuple[Path, Path]:
     """Run the selected parts and write ``<out>.json`` / ``<out>.md``."""
-    out = Path(config.out)
-    refuse_overwrite(*result_paths(out)[:2], overwrite=config.overwrite)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    start = time.perf_counter()
-    rows: list[dict] = []
-    extra: dict = {"config": config, "threads": torch.get_num_threads()}
-    corpus = load_text(config.data, level="char")
-    if "transformer" not in config.skip:
-        setting = (f"{config.data}, transformer {config.layers}x{config.hidden}, {config.heads} heads, "
-                   f"T={config.context}, B={config.batch_size}, {config.steps} steps")
-        _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
-                      config.rules, "bp", config.steps, rows, extra)
-    if "cost" not in config.skip:
-        _cost_part(config, corpus.vocab_size, rows, extra)
-    if "recurrent" not in config.skip:
-        steps = config.rnn_steps or config.steps
-        setting = (f"{config.data}, {config.cell.upper()} {config.rnn_layers}x{config.rnn_hidden}, T={config.context}, "
-                   f"B={config.batch_size}, {steps} steps")
-        _quality_part("recurrent", setting, config, corpus, partial(_recurrent, config, corpus.vocab_size),
-                      config.rnn_rules, "bptt", steps, rows, extra)
-    extra["seconds"] = time.perf_counter() - start
-    verdicts = _verdicts(extra)
-    extra["checks"] = verdicts
-    notes = "\n".join([
-        f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+
+    def parts(rows: list, extra: dict) -> None:
+        corpus = load_text(config.data, level="char")
+        if "transformer" not in config.skip:
+            setting = (f"{config.data}, transformer {config.layers}x{config.hidden}, {config.heads} heads, "
+                       f"T={config.context}, B={config.batch_size}, {config.steps} steps")
+            _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
+                          config.rules, "bp", config.steps, rows, extra)
+        if "cost" not in config.skip:
+            _cost_part(config, corpus.vocab_size, rows, extra)
+        if "recurrent" not in config.skip:
+            steps = config.rnn_steps or config.steps
+            setting = (f"{config.data}, {config.cell.upper()} {config.rnn_layers}x{config.rnn_hidden}, "
+                       f"T={config.context}, B={config.batch_size}, {steps} steps")
+            _quality_part("recurrent", setting, config, corpus, partial(_recurrent, config, corpus.vocab_size),
+                          config.rnn_rules, "bptt", steps, rows, extra)
+
+    notes = [
         "`baseline` is bp (transformer, cost) or bptt (recurrent), measured in the same run; `ratio` = value / "
         "baseline. Every rule starts from the same initialisation and trains with its own optimizer defaults "
         "(DFA: Adam, constant learning rate; BP: the family's).",
@@ -202,12 +191,5 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         f"{PUBLISHED_PERPLEXITY['dfa']}, micro {PUBLISHED_PERPLEXITY['dfa:micro']}.",
         "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
         "(parameters excluded).",
-        "", "Claims checked in this run:", *verdicts,
-    ])
-    paths = write_results(out, rows, COLUMNS, title="DFA vs BP: transformer and recurrent language models",
-                          notes=notes, extra=extra)
-    if not config.quiet:
-        print(markdown_table(rows, COLUMNS))
-    print("\n".join(verdicts))
-    print(f"results: {paths[0]}, {paths[1]}")
-    return paths
+    ]
+    return run_parts(config, parts, _verdicts, COLUMNS, "DFA vs BP: transformer and recurrent language models", notes)

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from fwdlearn.sequences import load_text
 from fwdlearn.sequences.nn.language_model import load_language_model, make_language_model
 from fwdlearn.sequences.nn.transformer import TransformerLM
 from fwdlearn.sequences.training import alignment_curves
@@ -13,13 +12,6 @@ from fwdlearn.sequences.training import alignment_curves
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RULES = ["bp", "dfa", "dfa:micro", "local:readout", "shallow"]
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "abc.txt"
-    path.write_text(("the quick brown fox jumps over the lazy dog. " * 40).strip())
-    return load_text(str(path))
 
 
 @pytest.mark.parametrize("rule", RULES)

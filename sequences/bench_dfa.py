@@ -129,6 +129,16 @@ def _cost_part(config, vocab_size: int, rows: list, extra: dict) -> None:
             rows.append(_row("cost", setting, rule, metric, float(c[key]), float(base[key]) if base else None))
 
 
+def _plot(config, results: dict[str, dict]) -> Path:
+    """Alignment against steps at every block output, one line per DFA rule and block."""
+    from fwdlearn.diagnostics.plots import plot_alignment
+
+    curves = {f"{rule} {point}": curve for rule, r in results.items()
+              for point, curve in r.get("alignment_curve", {}).items() if point.endswith(".out")}
+    return plot_alignment(curves, f"{config.out}-alignment.png",
+                          title=f"transformer {config.layers}x{config.hidden}: alignment at block outputs")
+
+
 def _verdicts(extra: dict) -> list[str]:
     lines = []
     t = extra.get("transformer", {})
@@ -172,6 +182,8 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
                        f"T={config.context}, B={config.batch_size}, {config.steps} steps")
             _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
                           config.rules, "bp", config.steps, rows, extra)
+            if config.plot:
+                extra["plot"] = str(_plot(config, extra["transformer"]))
         if "cost" not in config.skip:
             _cost_part(config, corpus.vocab_size, rows, extra)
         if "recurrent" not in config.skip:

@@ -131,4 +131,6 @@ def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
     assert ("dfa+dsf", "alignment block1.out (end)") in points
     md = out.with_suffix(".md").read_text()
     assert "Command:" in md and "macro closer to BP than micro" in md and "shallow control" in md
+    assert (tmp_path / "dfa-results-alignment.png").stat().st_size > 1000
+    assert data["plot"] == str(tmp_path / "dfa-results-alignment.png")
     assert main(args) == 2  # results are not overwritten

@@ -36,6 +36,8 @@ class DfaBenchConfig:
     eval_every: int = field(default=250, metadata={"help": "steps between validation passes"})
     eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training"})
     align_every: int = field(default=100, metadata={"help": "steps between alignment readings (dfa rules)"})
+    plot: bool = field(default=True, metadata={"help": "draw the alignment per block against steps to "
+                                                       "<out>-alignment.png (needs matplotlib)"})
     # 1. transformer
     rules: list[str] = field(default_factory=lambda: ["bp", "dfa", "dfa:micro", "local:readout", "shallow"],
                              metadata={"help": "depth rules of the transformer; bp is the baseline"})

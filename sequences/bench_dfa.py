@@ -57,7 +57,7 @@ def _transformer(config, vocab_size: int, rule: str) -> TransformerLM:
 
 def _recurrent(config, vocab_size: int, rule: str) -> RecurrentLM:
     return RecurrentLM(vocab_size, cell=config.cell, hidden=config.rnn_hidden, layers=config.rnn_layers,
-                       training=rule, feedback_seed=config.seed)
+                       norm=config.rnn_norm, training=rule, feedback_seed=config.seed)
 
 
 def _train(config, corpus: Corpus, make: Callable[[str], LanguageModel], rule: str, steps: int,

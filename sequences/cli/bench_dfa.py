@@ -52,6 +52,7 @@ class DfaBenchConfig:
     cell: str = "gru"
     rnn_hidden: int = 256
     rnn_layers: int = 2
+    rnn_norm: bool = field(default=False, metadata={"help": "pre-LayerNorm recurrent blocks with an MLP"})
     rnn_steps: int = field(default=0, metadata={"help": "step budget of the recurrent part (0: --steps)"})
 
 

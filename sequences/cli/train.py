@@ -34,10 +34,12 @@ class TrainSeqConfig:
     level: str = field(default="char", metadata={"help": "tokens", "choices": ["char", "word"]})
     model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear), conv "
                                                         "(causal convolution) or transformer", "choices": list(MODELS)})
-    training: str = field(default="dsf", metadata={"help": "the rule (see fwdlearn.rules): through time bptt | tbptt:k | "
-                                                           "ft-bptt | dsf[:gaussian|:orthogonal] (recurrent models); "
-                                                           "through depth bp | dfa[:micro] | local:readout | shallow "
-                                                           "(recurrent models and transformer); joined as dfa+dsf"})
+    training: str | None = field(default=None, metadata={"help": "the rule (see fwdlearn.rules): through time bptt | "
+                                                                 "tbptt:k | ft-bptt | dsf[:gaussian|:orthogonal] "
+                                                                 "(recurrent models); through depth bp | dfa[:micro] | "
+                                                                 "local:readout | shallow (recurrent models and "
+                                                                 "transformer); joined as dfa+dsf (default: dsf for a "
+                                                                 "recurrent model, bp otherwise)"})
     feedback: str = field(default="diagonal", metadata={"help": "DSF feedback A", "choices": list(DSF_FEEDBACKS)})
     layers: int = 2
     hidden: int = 512
@@ -117,8 +119,9 @@ def run_train(config: TrainSeqConfig) -> dict:
     kind = MODEL_NAMES[config.model][0]
     options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, reuse=config.reuse),
                "transformer": dict(heads=config.heads, tie=config.tie, context=config.context)}.get(kind, {})
+    training = config.training or ("dsf" if kind == "recurrent" else "bp")
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
-                                training=config.training, **options).to(config.device)
+                                training=training, **options).to(config.device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.rule}")

@@ -61,7 +61,7 @@ from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.training import lm_loss
 
 __all__ = ["Tap", "Block", "Wiring", "DFAWiring", "ReadoutWiring", "ShallowWiring", "WIRINGS", "PLAIN",
-           "make_wiring", "DFA_OPTIMIZER", "point_name", "StackedLM", "per_block"]
+           "make_wiring", "DFA_OPTIMIZER", "point_name", "StackedLM", "identity_tap"]
 
 #: ``tap(h, where) -> h``: marks a place inside a block (identity unless the rule puts a feedback point there)
 Tap = Callable[[Tensor, str], Tensor]
@@ -78,7 +78,8 @@ def point_name(block: int, where: str) -> str:
     return f"block{block}.{where}"
 
 
-def _identity_tap(h: Tensor, where: str) -> Tensor:
+def identity_tap(h: Tensor, where: str) -> Tensor:
+    """The tap of a block called outside any wiring: marks nothing."""
     return h
 
 
@@ -284,6 +285,9 @@ class StackedLM(LanguageModel):
         return feedback.points if isinstance(feedback, DirectFeedback) else []
 
     def feedback_alignment(self, tokens: Tensor, targets: Tensor, state=None) -> dict[str, float]:
+        """At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` and the true
+        gradient, read in one backprop pass through the points (:meth:`fwdlearn.feedback.DirectFeedback.probing`;
+        a recurrent layer is backpropagated through time there, whatever its time rule)."""
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
@@ -295,12 +299,3 @@ class StackedLM(LanguageModel):
                 return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))
         finally:
             self.train(was)
-
-
-def per_block(pairs: Mapping[str, float]) -> dict[int, dict[str, float]]:
-    """``{"block<i>.<where>": v}`` regrouped as ``{i: {where: v}}``."""
-    out: dict[int, dict[str, float]] = {}
-    for name, value in pairs.items():
-        block, where = name.split(".", 1)
-        out.setdefault(int(block[len("block"):]), {})[where] = value
-    return out

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
 from fwdlearn.sequences.nn.fast_gru import gru_scan_step
-from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, _identity_tap
+from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer, unrolled_states
 
 __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
@@ -141,7 +141,7 @@ class RecurrentBlock(nn.Module):
             self.normalized_taps = frozenset({"rnn", "out"})
 
     def forward(self, x: Tensor, s0: Tensor, rule: TimeRule | None, feedback: Tensor | None = None,
-                probe: list | None = None, tap: Tap = _identity_tap) -> tuple[Tensor, Tensor]:
+                probe: list | None = None, tap: Tap = identity_tap) -> tuple[Tensor, Tensor]:
         """``(x_out [B, T, W], s_T [B, S])``. ``rule=None`` is the plain fused (evaluation) path; the tensors
         whose gradient is the rule's state gradient are appended to ``probe`` when it is given; ``tap`` marks the
         layer output (``"rnn"``: the stream after it, with ``norm``) and the MLP's hidden activation (``"mlp"``) for the

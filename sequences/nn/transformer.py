@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule, parse_rule
 
-from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, _identity_tap
+from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 
 __all__ = ["TransformerConfig", "CausalSelfAttention", "MLP", "Block", "TransformerLM"]
 
@@ -81,7 +81,7 @@ class MLP(nn.Module):
         self.fc = nn.Linear(hidden, ratio * hidden)
         self.proj = nn.Linear(ratio * hidden, hidden)
 
-    def forward(self, x: Tensor, tap: Tap = _identity_tap) -> Tensor:
+    def forward(self, x: Tensor, tap: Tap = identity_tap) -> Tensor:
         return self.proj(tap(F.gelu(self.fc(x)), "mlp"))
 
 
@@ -98,7 +98,7 @@ class Block(nn.Module):
         self.taps = {"attn": hidden, "mlp": mlp_ratio * hidden, "out": hidden}
         self.normalized_taps = frozenset({"attn", "out"})
 
-    def forward(self, x: Tensor, tap: Tap = _identity_tap) -> Tensor:
+    def forward(self, x: Tensor, tap: Tap = identity_tap) -> Tensor:
         x = tap(x + self.drop(self.attn(self.ln1(x))), "attn")  # (B, T, C), the stream after attention
         return x + self.drop(self.mlp(self.ln2(x), tap))
 

@@ -35,6 +35,9 @@ what the rule needs (feedback matrices, per-block heads) and runs the blocks. Wi
 - ``shallow`` (:class:`ShallowWiring`): a control -- the embeddings and the blocks keep their initial weights
   (``requires_grad`` off), only the final norm and the head learn on :math:`\operatorname{sg}(h_L)`.
 
+:class:`StackedLM` is the base of such models: it runs the blocks through its wiring and implements the
+language-model protocol's training hooks once for every depth rule.
+
 A family declares, per block, its taps ``{where: width}`` (always ``"out"``; ``dfa:micro`` uses them all) and calls
 its blocks as ``block(x, tap)`` with ``tap(h, where) -> h``. The optimizer defaults follow the rule
 (:meth:`Wiring.optimizer`): DFA uses Adam with a small constant learning rate (Launay et al. 2020), the others
@@ -96,6 +99,8 @@ class Wiring(nn.Module):
         width: the final hidden state's width (the error's width under DFA).
         out_size: the head's output width (vocabulary).
         seed: seed of any random draw (feedback matrices).
+        rule: the depth rule (default: the class's).
+        normalized: per block, the taps every reader sees through a LayerNorm (a pre-LN residual stream).
     """
 
     rule: ClassVar[DepthRule] = BP()
@@ -238,6 +243,23 @@ class StackedLM(LanguageModel):
 
     It implements the protocol's training hooks for every depth rule: :meth:`training_loss`,
     :meth:`optimizer_defaults` and :meth:`feedback_alignment`.
+
+    Example (a stack of linear blocks with a tap between their two layers; any depth rule then applies)::
+
+        class LinearStack(StackedLM):
+            def __init__(self, vocab, width, layers, training="dfa:micro"):
+                super().__init__()
+                self.rule = parse_rule(training)
+                self.embedding = nn.Embedding(vocab, width)
+                self.blocks = nn.ModuleList(nn.ModuleList([nn.Linear(width, width), nn.Linear(width, width)])
+                                            for _ in range(layers))
+                self.final_norm, self.head = nn.LayerNorm(width), nn.Linear(width, vocab)
+                self._wire([{"mid": width, "out": width}] * layers, width, vocab, [self.embedding, self.blocks])
+
+            def _forward(self, tokens, state=None, exact=False):
+                blocks = [lambda x, tap, b=b: b[1](tap(b[0](x), "mid")) for b in self.blocks]
+                logits, hiddens = self._through(self.embedding(tokens), blocks)
+                return logits, None, hiddens
     """
 
     depth: Wiring

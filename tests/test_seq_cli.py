@@ -100,6 +100,17 @@ def test_seq_train_a_dfa_transformer_logs_and_draws_the_alignment(text_file, tmp
     assert not (tmp_path / "p.json").exists()
 
 
+def test_seq_train_a_transformer_defaults_to_bp_with_its_warm_up_and_cosine(text_file, tmp_path):
+    record = tmp_path / "bp.json"
+    assert main(["seq", "train", "--data", str(text_file), "--model", "transformer", "--layers", "1", "--hidden", "8",
+                 "--heads", "2", "--context", "8", "--batch-size", "2", "--steps", "4", "--warmup", "2",
+                 "--sample", "0", "--threads", "1", "--json", str(record), "--quiet"]) == 0
+    data = json.loads(record.read_text())
+    assert data["summary"]["model"]["training"] == "bp"
+    # AdamW 1e-3: linear warm-up over 2 steps, then cosine from step 2 towards 1e-4 at step 4
+    assert [row["lr"] for row in data["metrics"]] == pytest.approx([5e-4, 1e-3, 1e-3, 5.5e-4])
+
+
 def test_seq_train_lr_schedule_flags_and_recurrent_depth_rules(text_file, tmp_path):
     record = tmp_path / "gru.json"
     assert _train(text_file, record, "--steps", "4", "--training", "local:readout+dsf", "--schedule", "cosine",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -48,7 +49,7 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     if origin in (list, tuple):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return (args[0] if args else str), True
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _base_type(args[0]) if args else (str, False)
     return tp, False
@@ -113,6 +114,8 @@ def validate_config(config: Any) -> Any:
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         bounds = {k: f.metadata[k] for k in _RANGE_KEYS if k in f.metadata}
         for item in values:
+            if item is None and f.default is None:  # an optional setting left to its default
+                continue
             if isinstance(item, float) or bounds:
                 check_range(flag_name(f.name), item, **bounds)
             choices = f.metadata.get("choices")

@@ -30,7 +30,8 @@ Both are ``torch.autograd.Function``\ s: models stay ordinary ``nn.Module``\ s a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,7 @@ __all__ = [
     "feedback_matrix",
     "diagonal_feedback",
     "DirectFeedback",
+    "FeedbackProbe",
     "reverse_scan",
     "time_feedback",
 ]
@@ -133,8 +135,50 @@ class _FeedbackPoint(torch.autograd.Function):
                 f"{tuple(e.shape[:-1])}; DFA projects the error per example, "
                 "so every point needs the output's leading dimensions"
             )
-        signal = e.reshape(-1, e.shape[-1]).to(matrix.dtype) @ matrix
-        return signal.reshape(ctx.shape).to(grad.dtype), None, None, None, None
+        return _project(e, matrix, ctx.shape).to(grad.dtype), None, None, None, None
+
+
+def _project(e: Tensor, matrix: Tensor, shape: torch.Size) -> Tensor:
+    """The DFA signal :math:`e\,B` of a point of shape ``shape`` (``e``: ``[..., error_dim]``)."""
+    return (e.reshape(-1, e.shape[-1]).to(matrix.dtype) @ matrix).reshape(shape)
+
+
+class FeedbackProbe:
+    r"""The feedback points of forward passes run under :meth:`DirectFeedback.probing`: plain backprop,
+    so that the DFA signal and the true gradient can be compared at every point.
+
+    :meth:`compare` takes the loss of those passes and returns, per point, the pair
+    :math:`(e\,B_l,\ \partial\mathcal{L}/\partial h_l)`, both shaped like the point: :math:`e` is
+    the true gradient at the output the point belongs to (:meth:`DirectFeedback.output`) and
+    :math:`\partial\mathcal{L}/\partial h_l` the true backprop gradient at the point. Parameter
+    gradients are left alone (``torch.autograd.grad`` w.r.t. the points and outputs only).
+    """
+
+    def __init__(self, feedback: "DirectFeedback") -> None:
+        self.feedback = feedback
+        self.points: dict[str, tuple[Tensor, int, Callable[[Tensor], Tensor] | None]] = {}  # name -> (tensor, output, spread)
+        self.outputs: list[Tensor] = []
+
+    def compare(self, loss: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{point: (dfa_signal, true_gradient)}`` for every point marked inside the ``probing()`` block."""
+        if not self.points:
+            raise RuntimeError("no feedback point was marked inside probing(): run the model's forward pass "
+                               "(training mode, gradients on) inside the with-block")
+        names = list(self.points)
+        tensors = [self.points[n][0] for n in names]
+        grads = torch.autograd.grad(loss, tensors + self.outputs, allow_unused=True)
+        errors = grads[len(names):]
+        pairs = {}
+        for name, h, g in zip(names, tensors, grads):
+            _, index, spread = self.points[name]
+            e = errors[index] if index < len(errors) else None
+            if e is None or g is None:
+                raise RuntimeError(f"the loss does not reach feedback point {name!r} through its wrapped output "
+                                   "(dfa.output(y) after the point); the DFA signal there is undefined")
+            if spread is not None:
+                e = spread(e)
+            pairs[name] = (_project(e, self.feedback.matrix(name), h.shape).detach(), g.detach())
+        return pairs
 
 
 class DirectFeedback(nn.Module):
@@ -198,6 +242,7 @@ class DirectFeedback(nn.Module):
                 m = feedback_matrix(error_dim, width, kind, gen)
             self.register_buffer(self._buffer(name), m)
         self._tape = _Tape()
+        self._probe: FeedbackProbe | None = None
 
     @staticmethod
     def _buffer(name: str) -> str:
@@ -221,7 +266,8 @@ class DirectFeedback(nn.Module):
             raise ValueError(f"matrix for {name!r} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
         old.copy_(value.detach())
 
-    def point(self, h: Tensor, name: str, spread: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def point(self, h: Tensor, name: str, spread: Callable[[Tensor], Tensor] | None = None,
+              through: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         r"""Mark ``h`` as a feedback point; returns ``h`` (identity in the forward pass).
 
         Args:
@@ -233,13 +279,25 @@ class DirectFeedback(nn.Module):
                 the true backward map mixes them too (a GNN layer's :math:`\hat A^\top`), and a
                 spread carries the error to examples that have none of their own. Called once per
                 backward pass.
+            through: an optional fixed differentiable map :math:`g` (same width) the point sees ``h`` by, e.g. a
+                parameter-free LayerNorm when every reader of ``h`` normalises it: the feedback then enters through
+                :math:`g`'s Jacobian, :math:`\delta = (e\,B)\,\partial g/\partial h` (the part of :math:`e\,B`
+                that :math:`g` ignores -- for a LayerNorm, the mean and the component along :math:`h` -- is dropped),
+                and the returned tensor still equals ``h``.
         """
+        if through is not None:
+            seen = self.point(through(h), name, spread)
+            return h.detach() + (seen - seen.detach())  # value h; backward: only the point's signal, through g
         m = self.matrix(name)
         if h.shape[-1] != m.shape[1]:
             raise ValueError(
                 f"feedback point {name!r} was declared with width {m.shape[1]} but got a tensor "
                 f"with last dimension {h.shape[-1]}"
             )
+        if self._probe is not None:  # plain backprop; the probe keeps the tensor to read its true gradient
+            h = h.view_as(h)
+            self._probe.points[name] = (h, len(self._probe.outputs), spread)
+            return h
         return _FeedbackPoint.apply(h, m, self._tape, name, spread)
 
     def output(self, y: Tensor) -> Tensor:
@@ -250,7 +308,34 @@ class DirectFeedback(nn.Module):
         if y.shape[-1] != self.error_dim:
             raise ValueError(f"output has last dimension {y.shape[-1]} but error_dim is {self.error_dim}")
         tape, self._tape = self._tape, _Tape()
+        if self._probe is not None:
+            y = y.view_as(y)
+            self._probe.outputs.append(y)
+            return y
         return _FeedbackOutput.apply(y, tape)
+
+    @contextmanager
+    def probing(self) -> Iterator[FeedbackProbe]:
+        r"""Run forward passes as plain backprop and compare, at every point, the DFA signal with the true gradient.
+
+        Inside the block :meth:`point` and :meth:`output` leave the backward pass alone and remember
+        their tensors; the probe's :meth:`~FeedbackProbe.compare` then returns
+        ``{point: (e @ B_point, dL/dh_point)}`` (the alignment diagnostic of
+        :func:`fwdlearn.diagnostics.alignment.feedback_alignment`).
+
+        Example::
+
+            with dfa.probing() as probe:
+                loss = loss_fn(model(x))          # a forward pass that marks points and wraps the output
+                pairs = probe.compare(loss)
+        """
+        if self._probe is not None:
+            raise RuntimeError("probing() blocks of one DirectFeedback cannot be nested")
+        self._probe = FeedbackProbe(self)
+        try:
+            yield self._probe
+        finally:
+            self._probe = None
 
 
 # --------------------------------------------------------------------------- DSF

@@ -1,4 +1,4 @@
-"""Sequence models without backprop through time (DSF) or through depth (DFA), and lag-wise influence.
+"""Sequence models without backprop through time (DSF) or through depth (DFA, local read-outs), and lag-wise influence.
 
 Layout: :mod:`~fwdlearn.sequences.data` (text corpora, synthetic tasks), :mod:`~fwdlearn.sequences.nn`
 (the language models and how each time rule gets its state gradient), :mod:`~fwdlearn.sequences.training`
@@ -25,6 +25,7 @@ _EXPORTS = {
     "load_language_model": "fwdlearn.sequences.nn.language_model",
     "RecurrentLM": "fwdlearn.sequences.nn.recurrent",
     "CausalConvLM": "fwdlearn.sequences.nn.conv",
+    "TransformerLM": "fwdlearn.sequences.nn.transformer",
     "lag_influence": "fwdlearn.sequences.influence",
 }
 __all__ = list(_EXPORTS)

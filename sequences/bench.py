@@ -20,7 +20,10 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +40,7 @@ from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
-__all__ = ["run_bench", "step_costs"]
+__all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
 MB = 1024 * 1024
@@ -47,6 +50,28 @@ def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=
     ratio = value / baseline if isinstance(value, float) and isinstance(baseline, float) and baseline else None
     return {"experiment": experiment, "setting": setting, "mode": mode, "metric": metric, "value": value,
             "bptt": baseline, "ratio": ratio}
+
+
+def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device | str = "cpu",
+                      desc: str = "cost", quiet: bool = True) -> dict[str, dict[str, Any]]:
+    """Cost of each named training step: timed ``repeats`` times interleaved (A B C A B C ..., as in a training loop:
+    memory reused from the step before), then one more call each for its exact memory:
+    ``{name: {"seconds" (median), "saved_mb", "peak_mb", "all_seconds"}}``. Warm up the steps first."""
+    samples: dict[str, list] = {name: [] for name in steps}
+    for _ in progress(range(repeats), desc=desc, quiet=quiet):
+        for name, step in steps.items():
+            samples[name].append(measure_cost(step, device=device, memory=False))
+    memory = {name: measure_cost(step, device=device) for name, step in steps.items()}  # exact peaks
+    out = {}
+    for name, costs in samples.items():
+        m = memory[name]
+        out[name] = {
+            "seconds": statistics.median(c.seconds for c in costs),
+            "saved_mb": m.saved_bytes / MB,
+            "peak_mb": (m.cuda_peak_bytes if m.cuda_peak_bytes is not None else m.rss_increase_bytes) / MB,
+            "all_seconds": [c.seconds for c in costs],
+        }
+    return out
 
 
 def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> dict[str, dict[str, float]]:
@@ -69,21 +94,8 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
 
     for mode in config.cost_modes:  # warm-up on a short window (allocator, kernels)
         step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
-    samples: dict[str, list] = {m: [] for m in config.cost_modes}
-    for _ in progress(range(config.cost_repeats), desc=f"cost {cell} T={context}", quiet=quiet):
-        for mode in config.cost_modes:  # timed as in a training loop: memory reused from the step before
-            samples[mode].append(measure_cost(lambda: step(mode), device=device, memory=False))
-    memory = {mode: measure_cost(lambda: step(mode), device=device) for mode in config.cost_modes}  # exact peaks
-    out = {}
-    for mode, costs in samples.items():
-        m = memory[mode]
-        out[mode] = {
-            "seconds": statistics.median(c.seconds for c in costs),
-            "saved_mb": m.saved_bytes / MB,
-            "peak_mb": (m.cuda_peak_bytes if m.cuda_peak_bytes is not None else m.rss_increase_bytes) / MB,
-            "all_seconds": [c.seconds for c in costs],
-        }
-    return out
+    return interleaved_costs({mode: partial(step, mode) for mode in config.cost_modes}, config.cost_repeats, device,
+                             f"cost {cell} T={context}", quiet)
 
 
 def _cost_part(config, rows: list, extra: dict) -> None:
@@ -200,30 +212,56 @@ def _verdicts(extra: dict) -> list[str]:
     return lines
 
 
-def run_bench(config) -> tuple[Path, Path]:
-    """Run the selected parts and write ``<out>.json`` / ``<out>.md`` and the run record ``<out>-record.json``."""
-    paths = run_outputs("bench-seq", config, out=config.out)
-    config = dataclasses.replace(config, device=str(start_run(config)))
-    record = RunRecord("bench-seq", config, seed=config.seed)
+def run_parts(config, job: str, parts: Callable[[Any, list, dict], None], verdicts: Callable[[dict], list[str]],
+              columns: list[str], title: str, notes: list[str]) -> tuple[Path, Path]:
+    """The frame of a sequence bench: resolve and check the outputs (``<out>.json/.md`` and the run record
+    ``<out>-record.json``; nothing overwritten without ``--overwrite``), apply the run options, run
+    ``parts(config, rows, extra)`` (``config.out`` and ``config.device`` resolved), check the claims
+    (``verdicts(extra)``), write the results and the record, print them."""
+    paths = run_outputs(job, config, out=config.out)
+    out = paths.results[0].with_name(paths.results[0].name[: -len(".json")])
+    config = dataclasses.replace(config, device=str(start_run(config)), out=str(out))
+    record = RunRecord(job, config, seed=config.seed)
     start = time.perf_counter()
     rows: list[dict] = []
     extra: dict = {"config": config, "threads": torch.get_num_threads()}
-    if "cost" not in config.skip:
-        _cost_part(config, rows, extra)
-    models: dict = {}
-    # one corpus (one vocabulary) for the models and the alignment windows they read
-    corpus = read_corpus(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
-    if "quality" not in config.skip:
-        models = _quality_part(config, corpus, rows, extra)
-    if "alignment" not in config.skip:
-        _alignment_part(config, corpus, rows, extra, models)
-    if "recall" not in config.skip:
-        _recall_part(config, rows, extra)
+    parts(config, rows, extra)
     extra["seconds"] = time.perf_counter() - start
-    verdicts = _verdicts(extra)
-    extra["checks"] = verdicts
-    notes = "\n".join([
-        f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+    checks = verdicts(extra)
+    extra["checks"] = checks
+    text = "\n".join([f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+                      + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
+    written = write_results(paths.results[0], rows, columns, title=title, notes=text, extra=extra)
+    for row in rows:
+        record.log(**row)
+    record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})
+    record.add_file("results", written[0])
+    record.add_file("table", written[1])
+    record.save(paths.record, overwrite=config.overwrite)
+    if not config.quiet:
+        print(markdown_table(rows, columns))
+    print("\n".join(checks))
+    print(f"results: {written[0]}, {written[1]}; record: {paths.record}")
+    return written
+
+
+def run_bench(config) -> tuple[Path, Path]:
+    """Run the selected parts and write ``<out>.json`` / ``<out>.md`` and the run record ``<out>-record.json``."""
+
+    def parts(config, rows: list, extra: dict) -> None:
+        if "cost" not in config.skip:
+            _cost_part(config, rows, extra)
+        models: dict = {}
+        # one corpus (one vocabulary) for the models and the alignment windows they read
+        corpus = read_corpus(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
+        if "quality" not in config.skip:
+            models = _quality_part(config, corpus, rows, extra)
+        if "alignment" not in config.skip:
+            _alignment_part(config, corpus, rows, extra, models)
+        if "recall" not in config.skip:
+            _recall_part(config, rows, extra)
+
+    notes = [
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
         "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); then one more step per "
         "mode for memory: `saved for backward` counts tensors autograd keeps (parameters excluded); `peak RSS "
@@ -231,17 +269,5 @@ def run_bench(config) -> tuple[Path, Path]:
         "its free memory (fwdlearn.diagnostics.cost).",
         "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
-        "", "Claims checked in this run:", *verdicts,
-    ])
-    written = write_results(paths.results[0], rows, COLUMNS, title="Sequences: DSF vs BPTT", notes=notes, extra=extra)
-    for row in rows:
-        record.log(**row)
-    record.summary.update({"checks": verdicts, "seconds": extra["seconds"], "threads": extra["threads"]})
-    record.add_file("results", written[0])
-    record.add_file("table", written[1])
-    record.save(paths.record, overwrite=config.overwrite)
-    if not config.quiet:
-        print(markdown_table(rows, COLUMNS))
-    print("\n".join(verdicts))
-    print(f"results: {written[0]}, {written[1]}; record: {paths.record}")
-    return written
+    ]
+    return run_parts(config, "bench-seq", parts, _verdicts, COLUMNS, "Sequences: DSF vs BPTT", notes)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,12 +47,17 @@ from torch import Tensor
 from fwdlearn.distributed import is_distributed, rank, shard_bounds, world_size
 from fwdlearn.errors import UsageError, check_range
 from fwdlearn.fit import FitResult, Trainer, evaluating, load_optimizer_state, seed_everything, tensor_fingerprint
+from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX, SequenceTask
 
-__all__ = ["FitReport", "lm_loss", "task_loss", "evaluate_lm", "evaluate_task", "fit_lm", "fit_task", "TrainState"]
+__all__ = ["FitReport", "lm_loss", "task_loss", "evaluate_lm", "evaluate_task", "fit_lm", "fit_task", "TrainState",
+           "alignment_window", "alignment_curves", "ALIGN_PREFIX"]
+
+#: history keys of the alignment diagnostic: ``"align/<feedback point>"``
+ALIGN_PREFIX = "align/"
 
 LN2 = math.log(2.0)
 
@@ -105,7 +111,10 @@ def _lm_metrics(total: float, count: int, prefix: str = "") -> dict[str, float]:
 def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, max_tokens: int | None = None,
                 prefix: str = "") -> dict[str, float]:
     r"""Mean next-token loss over ``ids`` walked as ``batch_size`` streams with the state carried:
-    ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``)."""
+    ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``). Windows are cut to ``model.max_context``
+    (a transformer's positions), each then read on its own."""
+    if model.max_context is not None:
+        context = min(context, model.max_context)
     if max_tokens is not None:
         ids = ids[:max_tokens]
     batcher = StreamBatcher(ids, batch_size, min(context, ids.numel() // batch_size - 1))
@@ -150,8 +159,10 @@ class TrainState:
     (:meth:`best_state_dict`) is the saved-model bundle without the optimizer."""
 
     def __init__(self, model, optimizer: torch.optim.Optimizer, vocab: Vocabulary | None = None,
-                 batcher: StreamBatcher | None = None, generator: torch.Generator | None = None) -> None:
+                 batcher: StreamBatcher | None = None, generator: torch.Generator | None = None,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
         self.model, self.optimizer, self.vocab, self.batcher, self.generator = model, optimizer, vocab, batcher, generator
+        self.scheduler = scheduler
         self.carry: list[Tensor] | None = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -161,6 +172,7 @@ class TrainState:
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "vocab": self.vocab.state_dict() if self.vocab is not None else None,
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "stream": self.batcher.state_dict() if self.batcher is not None else None,
             "carry": _detached(self.carry, copy=True),  # a copy: a view would save its whole sequence
             "generator": self.generator.get_state() if self.generator is not None else None,
@@ -176,10 +188,12 @@ class TrainState:
         self.model.load_state_dict(state["model"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Load weights, optimizer moments (keeping the current learning rate and weight decay), stream
-        position, carried state and generator."""
+        """Load weights, optimizer moments (keeping the current learning rate and weight decay), the learning-rate
+        schedule's position (under the current budget and peak rate), stream position, carried state and generator."""
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            load_scheduler(self.scheduler, state["scheduler"])
         if self.batcher is not None and state.get("stream") is not None:
             self.batcher.load_state_dict(state["stream"])
         device = next(self.model.parameters()).device
@@ -189,8 +203,59 @@ class TrainState:
             self.generator.set_state(state["generator"])
 
 
-def _optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+def _optimizer(model, steps: int, **overrides: Any) -> tuple[OptimizerSettings, torch.optim.Optimizer,
+                                                              torch.optim.lr_scheduler.LambdaLR]:
+    """The model's optimizer defaults (:meth:`LanguageModel.optimizer_defaults`) with the given fields overridden;
+    the optimizer over the parameters that learn, and its learning-rate schedule over ``steps`` steps."""
+    settings = model.optimizer_defaults().override(**overrides)
+    optimizer = make_optimizer(model.parameters(), settings)
+    return settings, optimizer, make_scheduler(optimizer, settings, steps)
+
+
+def _settings(settings: OptimizerSettings) -> dict[str, Any]:
+    """The optimizer settings a resumed run reports when they changed (the new ones apply)."""
+    return {"lr": settings.lr, "weight_decay": settings.weight_decay, "schedule": settings.schedule,
+            "warmup": settings.warmup}
+
+
+class _TrainingLoss(torch.nn.Module):
+    """The model's :meth:`training_loss` as a module's forward, so ``DistributedDataParallel`` can wrap it."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, targets: Tensor, state: Any = None, loss_fn: Callable | None = None):
+        return self.model.training_loss(tokens, targets, state, loss_fn)
+
+
+def _update(loss: Tensor, optimizer: torch.optim.Optimizer, scheduler, clip: float | None, model) -> dict[str, float]:
+    """One end-to-end step (:func:`fwdlearn.schedules.end_to_end_step`), then the schedule; reports the lr used."""
+    lr = optimizer.param_groups[0]["lr"]
+    row = end_to_end_step(loss, optimizer, clip=clip, grad_norm=True,
+                          parameters=[p for p in model.parameters() if p.requires_grad])
+    scheduler.step()
+    return {**row, "lr": lr}
+
+
+def alignment_curves(history: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """``{feedback point: [(step, cosine), ...]}`` from a fit's history (the ``"align/<point>"`` entries)."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for row in history:
+        for key, value in row.items():
+            if key.startswith(ALIGN_PREFIX):
+                curves.setdefault(key[len(ALIGN_PREFIX):], []).append((row["step"], value))
+    return curves
+
+
+def alignment_window(ids: Tensor, batch_size: int, context: int) -> tuple[Tensor, Tensor]:
+    """``batch_size`` windows of ``context`` tokens (and their targets) evenly spaced over ``ids``: the fixed
+    batch the alignment diagnostic is read on."""
+    if ids.numel() < context + 2:
+        raise ValueError(f"the alignment windows need more than {context + 1} tokens; the split has {ids.numel()}")
+    starts = torch.linspace(0, ids.numel() - context - 2, batch_size).long().tolist()
+    window = torch.stack([ids[s: s + context + 1] for s in starts])
+    return window[:, :-1], window[:, 1:]
 
 
 def _detached(state: Any, device: torch.device | None = None, copy: bool = False) -> Any:
@@ -204,13 +269,13 @@ def _detached(state: Any, device: torch.device | None = None, copy: bool = False
     return [_detached(s, device, copy) for s in state]
 
 
-def _check_fit_arguments(batch_size: int, lr: float, weight_decay: float, clip: float | None,
+def _check_fit_arguments(batch_size: int, lr: float | None, weight_decay: float | None, clip: float | None,
                          context: int | None = None, eval_tokens: int | None = None) -> None:
     """Refuse values that would train wrongly (a negative clip ascends the gradient) before any work (the
     Trainer checks the step budget and the evaluation interval)."""
     check_range("batch_size", batch_size, min=1)
-    check_range("lr", lr, gt=0)
-    check_range("weight_decay", weight_decay, min=0)
+    check_range("lr", lr, gt=0, optional=True)
+    check_range("weight_decay", weight_decay, min=0, optional=True)
     check_range("clip", clip, gt=0, optional=True)
     check_range("context", context, min=1, optional=True)
     check_range("eval_tokens", eval_tokens, min=1, optional=True)
@@ -230,22 +295,33 @@ def corpus_fingerprint(vocab: Vocabulary, *splits: Tensor) -> dict[str, str]:
             "corpus": f"{' + '.join(f'{s.numel():,}' for s in splits)} tokens #{tensor_fingerprint(*splits)[:8]}"}
 
 
-def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16, lr: float = 2e-3,
-           weight_decay: float = 0.0, clip: float | None = 1.0, eval_every: int = 100, eval_tokens: int | None = 50_000,
-           eval_context: int | None = None, train_split: str = "train", valid_split: str = "validation",
-           checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
-           overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
+def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16,
+           lr: float | None = None, weight_decay: float | None = None, schedule: str | None = None,
+           warmup: int | None = None, clip: float | None = 1.0, eval_every: int = 100,
+           eval_tokens: int | None = 50_000, eval_context: int | None = None, train_split: str = "train",
+           valid_split: str = "validation", align_every: int | None = None, checkpoint: str | Path | None = None,
+           resume: bool = False, quiet: bool = False, seed: int = 0, overwrite: bool = False,
+           diverge_factor: float | None = 100.0) -> FitReport:
     r"""Train ``model`` on ``corpus`` for ``steps`` optimizer steps of ``batch_size`` x ``context`` tokens.
 
+    Each step backpropagates the model's :meth:`~LanguageModel.training_loss` once
+    (:func:`fwdlearn.schedules.end_to_end_step`; the rule lives in the model's graph and loss), then steps the
+    learning-rate schedule.
+
     Args:
-        context: window length :math:`T` (state carried between windows).
-        lr, weight_decay: AdamW settings (``lr > 0``).
+        context: window length :math:`T` (state carried between windows; at most ``model.max_context``).
+        lr, weight_decay, schedule, warmup: override the model's optimizer defaults
+            (:meth:`~LanguageModel.optimizer_defaults`: e.g. Adam with a constant learning rate under DFA, AdamW with
+            warm-up and cosine decay for a transformer under backprop). ``schedule``: ``"constant"`` or ``"cosine"``.
         clip: clip the gradient norm to this value (``> 0``; ``None``: no clipping).
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
-        checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count continues on resume; see the
-            module doc for what a resumed run must match). The state with the best validation loss is
-            restored at the end.
+        align_every: every this many steps (and at the first and last), the alignment diagnostic
+            (:meth:`~LanguageModel.feedback_alignment`) on fixed validation windows, logged in the history as
+            ``"align/<feedback point>"`` (needs a DFA rule).
+        checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count, the optimizer and the schedule
+            continue on resume; see the module doc for what a resumed run must match). The state with the best
+            validation loss is restored at the end.
         overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
         diverge_factor: stop when the loss exceeds this many times its first value (see :class:`~fwdlearn.fit.Trainer`).
 
@@ -256,15 +332,21 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens)
     seed_everything(seed)
     device = next(model.parameters()).device
-    train_ids = corpus.split(train_split)
+    if model.max_context is not None and context > model.max_context:
+        raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
+                         f"train with context <= {model.max_context} or build the model with a longer context")
     valid = corpus.split(valid_split)
+    probe = None
+    if align_every:  # a model without feedback points refuses at the first step, before any update
+        probe = alignment_window(valid, batch_size, context)
+    train_ids = corpus.split(train_split)
     fingerprint = {"model": model.config_dict(), **corpus_fingerprint(corpus.vocab, train_ids, valid),
                    "batch_size": batch_size, "context": context, "processes": world_size()}
-    trainable = model
+    trainable = _TrainingLoss(model)
     if is_distributed():
         start, stop = shard_bounds(train_ids.numel())
         train_ids = train_ids[start:stop]
-        trainable = torch.nn.parallel.DistributedDataParallel(model)  # broadcasts rank 0's weights
+        trainable = torch.nn.parallel.DistributedDataParallel(trainable)  # broadcasts rank 0's weights
         if rank() > 0:
             quiet = True
             if checkpoint is not None:
@@ -273,18 +355,22 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                     raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
                                      "with as many processes as the run was started with")
     batcher = StreamBatcher(train_ids, batch_size, context)
-    optimizer = _optimizer(model, lr, weight_decay)
-    state = TrainState(model, optimizer, corpus.vocab, batcher)
+    settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
+                                                warmup=warmup)
+    state = TrainState(model, optimizer, corpus.vocab, batcher, scheduler=scheduler)
 
-    def step(_: int) -> dict[str, float]:
+    def step(i: int) -> dict[str, float]:
+        row = {}
+        if probe is not None and (i == 1 or i % align_every == 0 or i == steps):
+            scores = model.feedback_alignment(probe[0].to(device), probe[1].to(device))
+            row.update({ALIGN_PREFIX + name: value for name, value in scores.items()})
         x, y, fresh = batcher.next()
         if fresh:
             state.carry = None
         model.train()
-        logits, carry = trainable(x.to(device), state.carry)
+        loss, carry = trainable(x.to(device), y.to(device), state.carry)
         state.carry = _detached(carry)
-        return end_to_end_step(lm_loss(logits, y.to(device)), optimizer, clip=clip, grad_norm=True,
-                               parameters=list(model.parameters()))
+        return {**_update(loss, optimizer, scheduler, clip, model), **row}
 
     def evaluate() -> dict[str, float]:
         return evaluate_lm(model, valid, eval_context or context, batch_size, eval_tokens, prefix="val_")
@@ -292,29 +378,32 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
                   fingerprint=fingerprint,
-                  settings={"lr": lr, "weight_decay": weight_decay, "clip": clip, "eval_tokens": eval_tokens})
+                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens})
     return _run(kwargs, step, evaluate, state, steps)
 
 
-def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, lr: float = 3e-3,
-             weight_decay: float = 0.0, clip: float | None = 1.0, eval_every: int = 100, eval_batches: int = 4,
+def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, lr: float | None = 3e-3,
+             weight_decay: float | None = None, schedule: str | None = None, warmup: int | None = None,
+             clip: float | None = 1.0, eval_every: int = 100, eval_batches: int = 4,
              checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
              overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
     """Train on fresh samples of a synthetic task; validation on a fixed sample set (``val_accuracy`` or
-    ``val_mse``). Arguments as :func:`fit_lm`."""
+    ``val_mse``). The optimizer is the model's default with these overrides (``None``: the default); other
+    arguments as :func:`fit_lm`."""
     _check_fit_arguments(batch_size, lr, weight_decay, clip)
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    optimizer = _optimizer(model, lr, weight_decay)
-    state = TrainState(model, optimizer, generator=gen)
+    settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
+                                                warmup=warmup)
+    state = TrainState(model, optimizer, generator=gen, scheduler=scheduler)
+    loss_fn = partial(task_loss, task)
 
     def step(_: int) -> dict[str, float]:
         x, y = task.sample(batch_size, gen)
         model.train()
-        out, _ = model(x.to(device))
-        return end_to_end_step(task_loss(task, out, y.to(device)), optimizer, clip=clip, grad_norm=True,
-                               parameters=list(model.parameters()))
+        loss, _ = model.training_loss(x.to(device), y.to(device), None, loss_fn)
+        return _update(loss, optimizer, scheduler, clip, model)
 
     def evaluate() -> dict[str, float]:
         return evaluate_task(model, task, eval_batches, prefix="val_")
@@ -324,5 +413,5 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
                   quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
                   overwrite=overwrite, diverge_factor=diverge_factor,
                   fingerprint={"model": model.config_dict(), "task": task.name, "batch_size": batch_size},
-                  settings={"lr": lr, "weight_decay": weight_decay, "clip": clip})
+                  settings={**_settings(settings), "clip": clip})
     return _run(kwargs, step, evaluate, state, steps)

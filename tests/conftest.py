@@ -12,3 +12,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """A small repetitive text corpus (char level) for fast language-model tests."""
+    from fwdlearn.sequences import load_text
+
+    path = tmp_path_factory.mktemp("text") / "abc.txt"
+    path.write_text(("the quick brown fox jumps over the lazy dog. " * 40).strip())
+    return load_text(str(path))

@@ -150,3 +150,68 @@ def test_time_feedback_replaces_local_errors_by_scan():
     w = torch.randn(2, 6, 3)
     (time_feedback(h, a) * w).sum().backward()
     torch.testing.assert_close(h.grad, reverse_scan(w, a))
+
+
+def test_probing_compares_the_dfa_signal_with_the_true_gradient_without_touching_parameters():
+    from fwdlearn.diagnostics.alignment import feedback_alignment
+
+    l1, l2, x, target = _two_layer()
+    dfa = DirectFeedback(3, {"h1": 6}, seed=2).double()
+    with dfa.probing() as probe:
+        y = dfa.output(l2(dfa.point(l1(x), "h1")))
+        pairs = probe.compare(((y - target) ** 2).sum())
+    assert l1.weight.grad is None and l2.weight.grad is None
+    e = 2 * (l2(l1(x)) - target)
+    signal, true = pairs["h1"]
+    torch.testing.assert_close(signal, e @ dfa.matrix("h1"))
+    torch.testing.assert_close(true, e @ l2.weight)  # backprop passed through the point
+    align = feedback_alignment(pairs)["h1"]
+    expected = torch.nn.functional.cosine_similarity(signal, true, dim=-1).mean()
+    assert align == pytest.approx(float(expected))
+    dfa.set_matrix("h1", l2.weight.detach())  # B = W2: the signal is the gradient
+    with dfa.probing() as probe:
+        y = dfa.output(l2(dfa.point(l1(x), "h1")))
+        assert feedback_alignment(probe.compare(((y - target) ** 2).sum()))["h1"] == pytest.approx(1.0)
+    # outside the block, the points are DFA points again
+    d1, _ = _grads(l1, l2, x, target, DirectFeedback(3, {"h1": 6}, seed=2).double())
+    assert not torch.allclose(d1, _grads(l1, l2, x, target)[0])
+
+
+def test_probing_names_a_point_the_loss_does_not_reach_and_refuses_nesting():
+    dfa = DirectFeedback(3, {"a": 4, "b": 4})
+    x = torch.randn(5, 4, requires_grad=True)
+    with dfa.probing() as probe:
+        with pytest.raises(RuntimeError, match="nested"):
+            with dfa.probing():
+                pass
+        with pytest.raises(RuntimeError, match="no feedback point"):
+            probe.compare(x.sum())
+        a = dfa.point(x * 2, "a")
+        y = dfa.output(a[:, :3])
+        dfa.point(x * 3, "b")  # marked after the output: no output error reaches it
+        with pytest.raises(RuntimeError, match="'b'"):
+            probe.compare(y.sum())
+
+
+def test_a_point_seen_through_a_layer_norm_gets_the_signal_through_its_jacobian():
+    torch.manual_seed(0)
+    l1, l2 = nn.Linear(4, 6).double(), nn.Linear(6, 3).double()
+    x, target = torch.randn(10, 4).double(), torch.randn(10, 3).double()
+    norm = lambda h: torch.nn.functional.layer_norm(h, h.shape[-1:])  # noqa: E731
+    dfa = DirectFeedback(3, {"h": 6}).double()
+    dfa.set_matrix("h", l2.weight.detach())  # e B = dL/dLN(h): the signal through LN's Jacobian is the gradient
+
+    def grads(point):
+        l1.zero_grad(), l2.zero_grad()
+        h = l1(x)
+        y = l2(norm(point(h)))
+        ((dfa.output(y) if point is not _plain else y) - target).pow(2).sum().backward()
+        return l1.weight.grad.clone()
+
+    _plain = lambda h: h  # noqa: E731
+    seen = grads(lambda h: dfa.point(h, "h", through=norm))
+    torch.testing.assert_close(seen, grads(_plain))  # the same as backprop through the norm
+    raw = grads(lambda h: dfa.point(h, "h"))  # without `through`: e B lands on h itself, mean and scale included
+    assert not torch.allclose(raw, seen)
+    h = l1(x)
+    torch.testing.assert_close(dfa.point(h, "h", through=norm), h, rtol=0, atol=0)  # the value is h

@@ -127,3 +127,75 @@ def test_the_python_api_refuses_a_negative_clip(text_file):
     model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1)
     with pytest.raises(UsageError, match="clip must be > 0, got -1"):
         model.fit(corpus, context=8, steps=2, batch_size=2, clip=-1, quiet=True)
+def test_seq_train_a_dfa_transformer_logs_and_draws_the_alignment(text_file, tmp_path, capsys):
+    record, plot = tmp_path / "dfa.json", tmp_path / "align.png"
+    args = ["seq", "train", "--data", str(text_file), "--model", "transformer", "--training", "dfa:micro", "--layers",
+            "2", "--hidden", "16", "--heads", "2", "--tie", "--context", "16", "--batch-size", "4", "--steps", "4",
+            "--eval-every", "2", "--align-every", "2", "--plot", str(plot), "--sample", "20", "--threads", "1",
+            "--json", str(record), "--quiet"]
+    assert main(args) == 0
+    data = json.loads(record.read_text())
+    summary = data["summary"]
+    assert summary["model"]["kind"] == "transformer" and summary["model"]["tie"] is True
+    assert summary["model"]["context"] == 16 and summary["model"]["heads"] == 2
+    assert sorted(summary["alignment"]) == sorted(f"block{i}.{w}" for i in range(2) for w in ("attn", "mlp", "out"))
+    assert [row["step"] for row in data["metrics"] if "align/block0.out" in row] == [1, 2, 4]
+    assert [row["lr"] for row in data["metrics"]] == [1e-3] * 4  # DFA's default: Adam, constant learning rate
+    assert plot.stat().st_size > 1000 and summary["plot"] == str(plot)
+    assert len(summary["sample"]) == 21  # one prompt token + 20 generated, past the 16 positions
+    model, _ = RecurrentLM.load(tmp_path / "dfa.pt")
+    assert str(model.rule) == "dfa:micro"
+    # --plot without --align-every is refused before any training
+    capsys.readouterr()
+    at = args.index("--align-every")
+    assert main(args[:at] + args[at + 2:-3] + ["--json", str(tmp_path / "p.json")]) == 2
+    assert capsys.readouterr().err.strip() == ("fwdlearn: error: --plot draws the alignment diagnostic: pass "
+                                               "--align-every N as well")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_seq_train_a_transformer_defaults_to_bp_with_its_warm_up_and_cosine(text_file, tmp_path):
+    record = tmp_path / "bp.json"
+    assert main(["seq", "train", "--data", str(text_file), "--model", "transformer", "--layers", "1", "--hidden", "8",
+                 "--heads", "2", "--context", "8", "--batch-size", "2", "--steps", "4", "--warmup", "2",
+                 "--sample", "0", "--threads", "1", "--json", str(record), "--quiet"]) == 0
+    data = json.loads(record.read_text())
+    assert data["summary"]["model"]["training"] == "bp"
+    # AdamW 1e-3: linear warm-up over 2 steps, then cosine from step 2 towards 1e-4 at step 4
+    assert [row["lr"] for row in data["metrics"]] == pytest.approx([5e-4, 1e-3, 1e-3, 5.5e-4])
+
+
+def test_seq_train_lr_schedule_flags_and_recurrent_depth_rules(text_file, tmp_path):
+    record = tmp_path / "gru.json"
+    assert _train(text_file, record, "--steps", "4", "--training", "local:readout+dsf", "--schedule", "cosine",
+                  "--warmup", "2", "--lr", "1e-2") == 0
+    data = json.loads(record.read_text())
+    assert [row["lr"] for row in data["metrics"]][:2] == pytest.approx([5e-3, 1e-2])
+    assert data["summary"]["model"]["training"] == "local:readout+dsf"
+
+
+def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
+    out = tmp_path / "dfa-results"
+    args = ["bench", "dfa", "--out", str(out), "--quiet", "--data", str(text_file), "--hidden", "8", "--layers", "2",
+            "--heads", "2", "--context", "12", "--batch-size", "2", "--steps", "3", "--eval-every", "3",
+            "--eval-tokens", "200", "--align-every", "2", "--cost-repeats", "1", "--rnn-hidden", "8",
+            "--rnn-layers", "2", "--rnn-rules", "bptt", "dfa+dsf"]
+    assert main(args) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = data["rows"]
+    bpc = {(r["experiment"], r["rule"]): r for r in rows if r["metric"] == "val bits/char"}
+    assert set(bpc) == {("transformer", r) for r in ("bp", "dfa", "dfa:micro", "local:readout", "shallow")} | {
+        ("recurrent", "bptt"), ("recurrent", "dfa+dsf")}
+    for (experiment, rule), row in bpc.items():
+        base = bpc[(experiment, "bp" if experiment == "transformer" else "bptt")]["value"]
+        assert row["baseline"] == base and row["ratio"] == pytest.approx(row["value"] / base)
+    cost = {r["rule"]: r for r in rows if r["metric"] == "seconds/step"}
+    assert set(cost) == {"bp", "dfa", "dfa:micro", "local:readout", "shallow"} and cost["bp"]["ratio"] == 1.0
+    points = {(r["rule"], r["metric"]) for r in rows if r["metric"].startswith("alignment")}
+    assert ("dfa", "alignment block1.out (end)") in points and ("dfa:micro", "alignment block0.mlp (end)") in points
+    assert ("dfa+dsf", "alignment block1.out (end)") in points
+    md = out.with_suffix(".md").read_text()
+    assert "Command:" in md and "macro closer to BP than micro" in md and "shallow control" in md
+    assert (tmp_path / "dfa-results-alignment.png").stat().st_size > 1000
+    assert data["plot"] == str(tmp_path / "dfa-results-alignment.png")
+    assert main(args) == 2  # results are not overwritten

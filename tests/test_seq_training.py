@@ -13,13 +13,6 @@ MODES = ["bptt", "tbptt:4", "ft-bptt", "dsf"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "abc.txt"
-    path.write_text(("the quick brown fox jumps over the lazy dog. " * 40).strip())
-    return load_text(str(path))
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_learns_delayed_recall(mode):
     task = DelayedRecall(lag=3, symbols=4, length=24)

@@ -22,7 +22,7 @@ processes connect is reported by rank 0 alone; a later one by the rank that hit 
     fwdlearn graph train --data cora --method sf --conv gcn --layers 4
     fwdlearn seq train --data tinyshakespeare --model gru --training dsf
     fwdlearn influence graph|seq ...
-    fwdlearn bench graph|seq|influence ...
+    fwdlearn bench graph|seq|dfa|influence ...
 """
 
 from __future__ import annotations
@@ -69,19 +69,22 @@ ENTRY_POINTS: dict[tuple[str, str | None], Entry] = {
                                 "the main job in about a minute, offline: training without backprop next to BP"),
     ("graph", "train"): Entry("fwdlearn.graphs.cli.train:train", "train a GNN with a forward method or BP"),
     ("seq", "train"): Entry("fwdlearn.sequences.cli.train:train",
-                            "train a recurrent LM (bptt, tbptt:k, ft-bptt, dsf)"),
+                            "train a recurrent or transformer LM (bptt, tbptt:k, ft-bptt, dsf; bp, dfa, local:readout, "
+                            "shallow)"),
     ("influence", "graph"): Entry("fwdlearn.graphs.cli.influence:influence", "hop-wise influence and range R of GNNs"),
     ("influence", "seq"): Entry("fwdlearn.sequences.cli.influence:influence",
                                 "lag-wise influence and range R of sequence models"),
     ("bench", "graph"): Entry("fwdlearn.graphs.cli.bench:bench", "ForwardGNN vs BP: accuracy, time, memory by depth"),
     ("bench", "seq"): Entry("fwdlearn.sequences.cli.bench:bench", "DSF vs BPTT: cost per step, quality, alignment"),
+    ("bench", "dfa"): Entry("fwdlearn.sequences.cli.bench_dfa:bench",
+                            "DFA vs BP for transformer and recurrent LMs: bits/char, alignment per block, step cost"),
     ("bench", "influence"): Entry("fwdlearn.graphs.cli.influence:bench", "influence speed vs PyG, ranges of models"),
 }
 
 GROUP_HELP = {
     "quickstart": "the main job in about a minute, offline: training without backprop next to BP, with influence",
     "graph": "train graph neural networks without end-to-end backprop (ForwardGNN)",
-    "seq": "train recurrent language models without BPTT (DSF) and their baselines",
+    "seq": "train language models without BPTT (DSF) or without backprop through depth (DFA, local), and baselines",
     "influence": "measure long-range Jacobian influence (per hop in a graph, per lag in a sequence)",
     "bench": "benchmarks: JSON + markdown tables, every figure next to its baseline from the same run",
 }

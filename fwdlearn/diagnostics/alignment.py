@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["cosine", "angle_degrees", "per_sample_cosine", "Alignment", "gradient_alignment"]
+__all__ = ["cosine", "angle_degrees", "per_sample_cosine", "Alignment", "gradient_alignment", "feedback_alignment"]
 
 
 def _flat_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -80,3 +80,20 @@ def gradient_alignment(a: Mapping[str, Tensor] | Sequence[Tensor], b: Mapping[st
     fa = torch.cat([_flat_pair(x, y)[0] for x, y in pairs])
     fb = torch.cat([_flat_pair(x, y)[1] for x, y in pairs])
     return Alignment(per_tensor, cosine(fa, fb), angle_degrees(fa, fb))
+
+
+def feedback_alignment(pairs: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
+    r"""DFA's alignment at every feedback point: the cosine between the DFA signal :math:`e\,B_l` and the true
+    gradient :math:`\partial\mathcal{L}/\partial h_l`, per sample (per token, per node), averaged:
+
+    .. math::
+        a_l = \frac{1}{N}\sum_{n=1}^{N} \cos\big((e\,B_l)_n,\ (\partial\mathcal{L}/\partial h_l)_n\big).
+
+    Args:
+        pairs: ``{point: (dfa_signal [..., d_l], true_gradient [..., d_l])}``, e.g.
+            :meth:`fwdlearn.feedback.FeedbackProbe.compare`'s result.
+
+    Returns:
+        ``{point: a_l}`` in ``[-1, 1]``; positive means the feedback descends the loss at that point.
+    """
+    return {name: float(per_sample_cosine(signal, true, dim=-1).double().mean()) for name, (signal, true) in pairs.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["plot_influence_curves", "plot_curves", "plot_speedups"]
+__all__ = ["plot_influence_curves", "plot_curves", "plot_speedups", "plot_alignment"]
 
 
 def _pyplot():
@@ -100,4 +100,24 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"speed-up over {baseline}")
+    return _save(plt, fig, ax, path, title)
+
+
+def plot_alignment(curves: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
+    r"""Draw the alignment diagnostic against training steps: per feedback point, the mean per-sample cosine
+    between its DFA signal and the true gradient (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`).
+
+    Args:
+        curves: point name -> ``[(step, cosine), ...]``.
+        path: image file to write (format from the suffix).
+        title: figure title.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, curve in curves.items():
+        steps, values = zip(*curve) if curve else ((), ())
+        ax.plot(steps, values, marker="o", ms=3, label=name)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cos(DFA signal, true gradient)")
     return _save(plt, fig, ax, path, title)

@@ -4,6 +4,9 @@
 
     fwdlearn seq train --data tinyshakespeare --model gru --training dsf --name dsf
     fwdlearn seq train --data tinyshakespeare --training dsf --name dsf --resume --steps 4000
+    fwdlearn seq train --model transformer --training dfa --layers 4 --hidden 256 --heads 4 --context 128 \
+        --align-every 100 --plot runs/dfa-alignment.png
+    fwdlearn seq train --model gru --training dfa+dsf --name dfa-dsf     # neither depth nor time backpropagated
     fwdlearn seq train --hidden 512 --context 256 --device cuda ...                          # GPU-sized
     torchrun --nproc_per_node=2 -m fwdlearn seq train --data tinyshakespeare --name dp         # data parallel
 
@@ -26,7 +29,7 @@ from fwdlearn.runs import RunOptions
 __all__ = ["TrainSeqConfig", "train", "run_train", "MODELS"]
 
 #: the model names (the same words as :data:`fwdlearn.sequences.nn.language_model.MODEL_NAMES`)
-MODELS = ("tanh", "gru", "lstm", "linear", "conv")
+MODELS = ("tanh", "gru", "lstm", "linear", "conv", "transformer")
 
 
 @dataclass
@@ -35,22 +38,42 @@ class TrainSeqConfig(RunOptions):
                                                                    "text file, or a folder of train/valid/test files"})
     level: str = field(default="char", metadata={"help": "tokens: characters or whitespace-separated words",
                                                  "choices": ["char", "word"]})
-    model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear) or conv "
-                                                        "(causal convolution)", "choices": list(MODELS)})
-    training: str = field(default="dsf", metadata={"help": "the rule (see fwdlearn.rules): bptt | tbptt:k | ft-bptt | "
-                                                           "dsf[:gaussian|:orthogonal] for recurrent models, bp"})
+    model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear), conv "
+                                                        "(causal convolution) or transformer", "choices": list(MODELS)})
+    training: str | None = field(default=None, metadata={"help": "the rule (see fwdlearn.rules): through time bptt | "
+                                                                 "tbptt:k | ft-bptt | dsf[:gaussian|:orthogonal] "
+                                                                 "(recurrent models); through depth bp | dfa[:micro] | "
+                                                                 "local:readout | shallow (recurrent models and "
+                                                                 "transformer); joined as dfa+dsf (default: dsf for a "
+                                                                 "recurrent model, bp otherwise)"})
     feedback: str = field(default="diagonal", metadata={"help": "DSF feedback A", "choices": list(DSF_FEEDBACKS)})
     layers: int = field(default=2, metadata={"help": "layers of the model", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
-    norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP"})
-    context: int = field(default=128, metadata={"help": "window length T, the state carried across windows (a GPU "
-                                                        "run: 256)", "min": 1})
+    norm: bool = field(default=False, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models)"})
+    heads: int = field(default=4, metadata={"help": "attention heads (transformer)", "min": 1})
+    tie: bool = field(default=False, metadata={"help": "the head's weight is the token embedding (transformer)"})
+    context: int = field(default=128, metadata={"help": "window length T: the state carried across windows, a "
+                                                        "transformer's learned positions (a GPU run: 256)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B", "min": 1})
     steps: int = field(default=2000, metadata={"help": "optimizer steps in all (when resuming: the total, not more)",
                                                "min": 1})
-    lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate (a new value applies when resuming)",
-                                              "gt": 0})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "min": 0})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rule's: Adam 1e-3 under "
+                                                             "dfa, AdamW 2e-3 for a recurrent model, 1e-3 for a "
+                                                             "transformer; a new value applies when resuming)",
+                                                     "gt": 0})
+    weight_decay: float | None = field(default=None, metadata={"help": "weight decay (default: the rule's, 0)",
+                                                               "min": 0})
+    schedule: str | None = field(default=None, metadata={"help": "learning-rate schedule (default: the rule's: "
+                                                                 "constant under dfa and for recurrent models, cosine "
+                                                                 "for a transformer under backprop)",
+                                                         "choices": ["constant", "cosine"]})
+    warmup: int | None = field(default=None, metadata={"help": "warm-up steps of the cosine schedule (default: the "
+                                                               "rule's)", "min": 0})
+    align_every: int = field(default=0, metadata={"help": "every N steps, the cosine between each feedback point's "
+                                                          "DFA signal and the true gradient (dfa rules; 0: never)",
+                                                  "min": 0})
+    plot: str = field(default="", metadata={"help": "draw the alignment per block against steps to this image "
+                                                    "(needs --align-every)"})
     clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this value (0: no clipping)",
                                                "min": 0})
     diverge_factor: float = field(default=100.0, metadata={"help": "stop when the training loss exceeds this many "
@@ -80,13 +103,19 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.distributed import init_from_env, rank, world_size
     from fwdlearn.errors import UsageError
     from fwdlearn.fit import seed_everything
+    from fwdlearn.diagnostics.plots import plot_alignment
     from fwdlearn.rules import parse_rule
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import read_corpus
     from fwdlearn.sequences.nn.language_model import MODEL_NAMES, make_language_model
+    from fwdlearn.sequences.training import alignment_curves
 
-    parse_rule(config.training)  # an unknown rule is refused before anything else
-    paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, resume=config.resume)
+    kind = MODEL_NAMES[config.model][0]
+    training = config.training or ("dsf" if kind == "recurrent" else "bp")
+    parse_rule(training)  # an unknown rule is refused before anything else
+    if config.plot and not config.align_every:
+        raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
+    paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume)
     device = start_run(config)
     init_from_env()
     lead = rank() == 0
@@ -97,10 +126,10 @@ def run_train(config: TrainSeqConfig) -> dict:
             raise UsageError(f"{flag} {split}: {corpus.name} has the splits {', '.join(corpus.splits)}; pick one "
                              "of those (wikitext-2 stored without train.txt: --train-split validation "
                              "--valid-split test)")
-    recurrent = MODEL_NAMES[config.model][0] == "recurrent"
+    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm),
+               "transformer": dict(heads=config.heads, tie=config.tie, context=config.context)}.get(kind, {})
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
-                                training=config.training, feedback=config.feedback if recurrent else None,
-                                norm=config.norm if recurrent else None).to(device)
+                                training=training, **options).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         valid_tokens = corpus.split(config.valid_split).numel()
@@ -110,11 +139,12 @@ def run_train(config: TrainSeqConfig) -> dict:
               f"checkpoint {paths.checkpoint}\nthe progress bar's val_* are on {subset} of {config.valid_split}, "
               "every --eval-every steps; the final figures on the whole split")
     report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                       weight_decay=config.weight_decay, clip=config.clip or None, eval_every=config.eval_every,
+                       weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
+                       clip=config.clip or None, eval_every=config.eval_every,
                        eval_tokens=config.eval_tokens or None, train_split=config.train_split,
-                       valid_split=config.valid_split, checkpoint=paths.checkpoint, resume=config.resume,
-                       overwrite=config.overwrite, quiet=config.quiet, seed=config.seed,
-                       diverge_factor=config.diverge_factor)
+                       valid_split=config.valid_split, align_every=config.align_every or None,
+                       checkpoint=paths.checkpoint, resume=config.resume, overwrite=config.overwrite,
+                       quiet=config.quiet, seed=config.seed, diverge_factor=config.diverge_factor)
     if not lead:  # rank 0 evaluates, reports and writes; the others are done
         return {"steps": report.steps, "train_seconds": report.seconds}
     for row in report.history:
@@ -132,6 +162,12 @@ def run_train(config: TrainSeqConfig) -> dict:
     if report.resumed is not None:
         record.summary["resumed"] = report.resumed  # the step it continued from and the settings that changed
     record.add_file("checkpoint", paths.checkpoint)
+    curves = alignment_curves(report.history)
+    if curves:
+        record.summary["alignment"] = {point: curve[-1][1] for point, curve in curves.items()}
+        if config.plot:
+            record.summary["plot"] = str(plot_alignment(curves, paths.plot, title=f"{config.model} {model.rule}"))
+            record.add_file("plot", paths.plot)
     if config.sample:
         prompt = corpus.vocab.decode(valid[:1])
         record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,
@@ -154,6 +190,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-train = Command(help="train a language model by a rule (bptt, tbptt:k, ft-bptt, dsf; progress, validation, "
-                     "checkpoints, resume, JSON record)",
+train = Command(help="train a language model by a rule (bptt, tbptt:k, ft-bptt, dsf; bp, dfa, local:readout, shallow; "
+                     "progress, validation, checkpoints, resume, JSON record)",
                 configure=lambda parser: add_dataclass_arguments(parser, TrainSeqConfig), run=_run)

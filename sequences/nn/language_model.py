@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from fwdlearn.errors import InputError, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
+from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
 from fwdlearn.rules import Rule
 
@@ -39,6 +40,7 @@ __all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "l
 LM_KINDS = Registry("language model kind", {
     "recurrent": "fwdlearn.sequences.nn.recurrent:RecurrentLM",
     "conv": "fwdlearn.sequences.nn.conv:CausalConvLM",
+    "transformer": "fwdlearn.sequences.nn.transformer:TransformerLM",
 })
 
 
@@ -64,6 +66,37 @@ class LanguageModel(nn.Module):
     def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
         """Logits ``[B, T, V]`` from embeddings, a causal map differentiable w.r.t. ``emb`` (evaluation path)."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ training hooks (defaults)
+    def training_loss(self, tokens: Tensor, targets: Tensor, state: Any = None,
+                      loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Any]:
+        """``(loss, state)`` of one training window: ``loss_fn(logits, targets)`` (default: the mean next-token
+        cross-entropy) plus whatever the model's rule adds (e.g. per-block losses under ``local:readout``).
+        :func:`~fwdlearn.sequences.training.fit_lm` backpropagates it once (:func:`fwdlearn.schedules.end_to_end_step`)."""
+        from fwdlearn.sequences.training import lm_loss
+
+        logits, state = self(tokens, state)
+        return (loss_fn or lm_loss)(logits, targets), state
+
+    def optimizer_defaults(self) -> OptimizerSettings:
+        """The optimizer and learning-rate schedule this model trains with unless told otherwise."""
+        return OptimizerSettings("adamw", lr=2e-3)
+
+    def feedback_alignment(self, tokens: Tensor, targets: Tensor, state: Any = None) -> dict[str, float]:
+        """``{feedback point: mean per-token cosine between the DFA signal and the true gradient}`` on one window
+        (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`); models with feedback points implement it."""
+        raise ValueError(f"a {self.config.kind} model trained by {self.rule} has no feedback points; the alignment "
+                         "diagnostic needs a dfa rule (e.g. training='dfa')")
+
+    @property
+    def feedback_points(self) -> list[str]:
+        """Names of the model's DFA feedback points (empty unless its rule is a ``dfa`` rule)."""
+        return []
+
+    @property
+    def max_context(self) -> int | None:
+        """The longest window the model reads at once (``None``: any; a transformer's learned positions)."""
+        return None
 
     @property
     def vocab_size(self) -> int:
@@ -184,6 +217,7 @@ MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
     "lstm": ("recurrent", {"cell": "lstm"}),
     "linear": ("recurrent", {"cell": "linear"}),
     "conv": ("conv", {}),
+    "transformer": ("transformer", {}),
 }
 
 

@@ -1,4 +1,5 @@
-r"""Recurrent language models; through time they are trained by ``bptt``, ``tbptt:k``, ``ft-bptt`` or ``dsf``.
+r"""Recurrent language models; through time they are trained by ``bptt``, ``tbptt:k``, ``ft-bptt`` or ``dsf``,
+through depth by ``bp``, ``dfa``, ``local:readout`` or ``shallow``.
 
 .. math::
     x^{(0)}_t = E[w_t], \qquad
@@ -12,11 +13,15 @@ The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`; its 
 DSF, so that the cell state gets errors from the layer above too) or a diagonal linear recurrence
 :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
 :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT). How the states get their gradient is
-the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`).
+the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`); how the
+blocks get theirs is the depth rule (:mod:`fwdlearn.sequences.nn.depth_rules`): under ``"dfa+dsf"`` every
+layer's output sequence :math:`x^{(l)}` receives :math:`e\,B_l` and the layer passes it back through time by DSF,
+so neither depth nor time is backpropagated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,7 +30,7 @@ from torch import Tensor, nn
 
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
-from fwdlearn.sequences.nn.language_model import LanguageModel
+from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 from fwdlearn.sequences.nn.kernels import KERNEL_CELLS, kernel_states
 from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer, unrolled_states
 
@@ -115,20 +120,29 @@ class RecurrentBlock(nn.Module):
         super().__init__()
         self.layer = RecurrentLayer(cell, width, width)
         self.norm = norm
-        if norm:
+        #: the places a depth rule may mark (:mod:`~fwdlearn.sequences.nn.depth_rules`): the layer's output
+        #: sequence, the MLP's hidden activation, the block output
+        self.taps = {"rnn": width, "out": width}
+        self.normalized_taps: frozenset[str] = frozenset()
+        if norm:  # the stream after the layer and the block output are read through LayerNorms only
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
             self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
+            self.taps = {"rnn": width, "mlp": mlp_ratio * width, "out": width}
+            self.normalized_taps = frozenset({"rnn", "out"})
 
     def forward(self, x: Tensor, s0: Tensor, rule: TimeRule | None, feedback: Tensor | None = None,
-                probe: list | None = None) -> tuple[Tensor, Tensor]:
+                probe: list | None = None, tap: Tap = identity_tap) -> tuple[Tensor, Tensor]:
         """``(x_out [B, T, W], s_T [B, S])``. ``rule=None`` is the plain fused (evaluation) path; the tensors
-        whose gradient is the rule's state gradient are appended to ``probe`` when it is given."""
+        whose gradient is the rule's state gradient are appended to ``probe`` when it is given; ``tap`` marks the
+        layer output (``"rnn"``: the stream after it, with ``norm``) and the MLP's hidden activation (``"mlp"``) for the
+        depth rule."""
         u = self.ln1(x) if self.norm else x
         h, sT = run_layer(self.layer, u, s0, rule, feedback, probe)
-        y = x + h
-        if self.norm:
-            y = y + self.mlp(self.ln2(y))
-        return y, sT.detach()
+        if not self.norm:
+            return x + tap(h, "rnn"), sT.detach()
+        y = tap(x + h, "rnn")  # the stream after the recurrent layer
+        fc, act, proj = self.mlp
+        return y + proj(tap(act(fc(self.ln2(y))), "mlp")), sT.detach()
 
 
 @dataclass
@@ -147,7 +161,7 @@ class RecurrentConfig:
     kind: str = "recurrent"
 
 
-class RecurrentLM(LanguageModel):
+class RecurrentLM(StackedLM):
     r"""Embedding -> ``layers`` residual recurrent blocks -> output projection.
 
     Args:
@@ -157,7 +171,9 @@ class RecurrentLM(LanguageModel):
         layers: recurrent blocks.
         training: the rule (:mod:`fwdlearn.rules`). Through time: ``"bptt"``, ``"tbptt:k"``, ``"ft-bptt"`` or
             ``"dsf"`` (``"dsf:gaussian"``, ``"dsf:orthogonal"``), see :mod:`~fwdlearn.sequences.nn.time_rules`;
-            through depth ``bp``.
+            through depth ``bp``, ``dfa`` (each layer's output sequence a feedback point; ``dfa:micro`` also the
+            layer output inside the block and the MLP's hidden activation), ``local:readout`` or ``shallow``
+            (:mod:`~fwdlearn.sequences.nn.depth_rules`). Joined: ``"dfa+dsf"``, ``"local:readout+ft-bptt"``.
         feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``).
         norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
@@ -172,9 +188,6 @@ class RecurrentLM(LanguageModel):
         report = lm.fit(corpus, context=128, steps=500)
         print(lm.evaluate(corpus.validation)["bpc"], lm.generate("ROMEO:", 100, vocab=corpus.vocab))
     """
-
-    #: depth rules this family implements
-    DEPTH_RULES = ("bp",)
 
     def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
                  training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = False,
@@ -192,6 +205,8 @@ class RecurrentLM(LanguageModel):
         gen = torch.Generator().manual_seed(feedback_seed)
         for i, block in enumerate(self.blocks):
             self.register_buffer(f"feedback_{i}", make_feedback(self.config.feedback, block.layer.state_size, gen))
+        self._wire([b.taps for b in self.blocks], hidden, out_size or vocab_size, [self.embedding, self.blocks],
+                   feedback_seed, [b.normalized_taps for b in self.blocks])
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RecurrentLM":
@@ -200,9 +215,6 @@ class RecurrentLM(LanguageModel):
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
         rule = parse_rule(training)
-        if rule.depth.name not in self.DEPTH_RULES:
-            raise ValueError(f"RecurrentLM is trained through depth by {', '.join(self.DEPTH_RULES)}; got depth rule "
-                             f"{rule.depth} in {training!r}")
         if isinstance(rule.time, DSF) and rule.time.feedback == "diagonal" and feedback != "diagonal":
             rule = rule.with_time(DSF(feedback))  # feedback= names the kind when the spec does not
         return rule
@@ -230,6 +242,9 @@ class RecurrentLM(LanguageModel):
     def set_training(self, training: str | Rule) -> None:
         """Switch the rule (same weights); a DSF feedback kind other than the built one rebuilds the feedback."""
         rule = self._check_rule(training, self.config.feedback)
+        if rule.depth != self.rule.depth:
+            raise ValueError(f"set_training changes the rule through time; the depth rule {self.rule.depth} is built "
+                             f"into the model (its feedback matrices or heads): build a new model for {rule.depth}")
         if isinstance(rule.time, DSF) and rule.time.feedback != self.config.feedback:
             gen = torch.Generator().manual_seed(self.config.feedback_seed)
             for i, block in enumerate(self.blocks):
@@ -254,21 +269,33 @@ class RecurrentLM(LanguageModel):
         """Logits ``[B, T, out]`` from embeddings ``[B, T, hidden]`` (a causal map, differentiable
         w.r.t. ``emb``). ``rule`` ``None`` is the plain fused path (BPTT gradients); a time rule (or
         :data:`~fwdlearn.sequences.nn.time_rules.UNROLLED`) decides the state gradients."""
+        logits, new_state, _ = self._run(emb, state, rule, probe)
+        return (logits, new_state) if return_state else logits
+
+    def _run(self, emb: Tensor, state: list[Tensor] | None, rule: TimeRule | None,
+             probe: list | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """``(logits, state, block outputs)``: each layer under time rule ``rule``, the stack under the depth rule."""
         if emb.dim() != 3 or emb.shape[-1] != self.config.hidden:
             raise ValueError(f"embeddings must be [batch, time, {self.config.hidden}]; got {tuple(emb.shape)}")
         if state is None:
             state = self.initial_state(emb.shape[0])
         if len(state) != len(self.blocks):
             raise ValueError(f"state must hold one tensor per layer ({len(self.blocks)}), got {len(state)}")
-        x, new_state = emb, []
-        for i, block in enumerate(self.blocks):
-            x, sT = block(x, state[i].detach(), rule, self.feedback(i), probe)
-            new_state.append(sT)
-        logits = self.head(self.final_norm(x))
-        return (logits, new_state) if return_state else logits
+        new_state: list[Tensor] = []
 
-    def forward(self, tokens: Tensor, state: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
-        """``(logits [B, T, out], state)``: in ``train()`` mode with gradients on, the states get their
-        gradient by this model's time rule; otherwise the plain fused path is used."""
-        rule = self.time_rule if (self.training and torch.is_grad_enabled()) else None
-        return self.forward_from_embeddings(self.embed(tokens), state, rule, return_state=True)
+        def layer(i: int) -> Callable[[Tensor, Tap], Tensor]:
+            def run(x: Tensor, tap: Tap) -> Tensor:
+                y, sT = self.blocks[i](x, state[i].detach(), rule, self.feedback(i), probe, tap)
+                new_state.append(sT)
+                return y
+            return run
+
+        logits, hiddens = self._through(emb, [layer(i) for i in range(len(self.blocks))])
+        return logits, new_state, hiddens
+
+    def _forward(self, tokens: Tensor, state: list[Tensor] | None = None,
+                 exact: bool = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """In ``train()`` mode with gradients on, the states get their gradient by this model's time rule (BPTT
+        when ``exact``); otherwise the plain fused path is used."""
+        training = self.training and torch.is_grad_enabled() and not exact
+        return self._run(self.embed(tokens), state, self.time_rule if training else None, None)

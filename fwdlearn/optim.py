@@ -1,0 +1,110 @@
+r"""Optimizer settings as data, and the learning-rate schedule every trainer shares.
+
+A model (or a rule) states its defaults as an :class:`OptimizerSettings`; a trainer builds the optimizer
+and the schedule from it (:func:`make_optimizer`, :func:`make_scheduler`), with any field overridden by the
+user. Schedules:
+
+* ``constant``: :math:`\eta_s = \eta`;
+* ``cosine``: linear warm-up over :math:`W` steps, then cosine decay to :math:`\rho\,\eta` at the last step :math:`S`,
+
+  .. math::
+      \eta_s = \eta \cdot \begin{cases} (s + 1) / W & s < W \\
+      \rho + (1 - \rho)\,\tfrac12\big(1 + \cos(\pi\,\tfrac{s - W}{\max(1,\,S - W)})\big) & s \ge W \end{cases}
+
+  (:math:`s` counts optimizer steps from 0; :math:`\rho` = ``min_ratio``, 0.1 as in nanoGPT).
+
+Example::
+
+    settings = OptimizerSettings("adamw", lr=1e-3, schedule="cosine", warmup=100)
+    optimizer = make_optimizer(model.parameters(), settings)
+    scheduler = make_scheduler(optimizer, settings, steps=5000)   # scheduler.step() after optimizer.step()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+__all__ = ["OptimizerSettings", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor",
+           "load_scheduler"]
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """Which optimizer, how fast, and the learning-rate schedule.
+
+    Attributes:
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        lr: the peak learning rate :math:`\\eta`.
+        betas: Adam's :math:`(\\beta_1, \\beta_2)` (ignored by SGD).
+        weight_decay: decoupled for AdamW, L2 for Adam and SGD.
+        schedule: ``"constant"`` or ``"cosine"`` (linear warm-up, then cosine decay).
+        warmup: warm-up steps of the cosine schedule.
+        min_ratio: the cosine schedule's final learning rate as a fraction of ``lr``.
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: int = 0
+    min_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be > 0, got {self.lr}")
+        if self.warmup < 0:
+            raise ValueError(f"warm-up steps must be >= 0, got {self.warmup}")
+
+    def override(self, **changes: Any) -> "OptimizerSettings":
+        """A copy with the fields given (``None`` values are ignored: they mean "the default")."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def make_optimizer(parameters: Iterable[torch.Tensor], settings: OptimizerSettings) -> torch.optim.Optimizer:
+    """The optimizer of ``settings`` over the parameters that require gradients."""
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to optimize: no parameter requires a gradient")
+    cls = OPTIMIZERS[settings.optimizer]
+    if settings.optimizer == "sgd":
+        return cls(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return cls(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+
+
+def lr_factor(step: int, steps: int, settings: OptimizerSettings) -> float:
+    """The multiplier of ``settings.lr`` at optimizer step ``step`` (from 0) of ``steps``."""
+    if settings.schedule == "constant":
+        return 1.0
+    if step < settings.warmup:
+        return (step + 1) / settings.warmup
+    progress = min(1.0, (step - settings.warmup) / max(1, steps - settings.warmup))
+    return settings.min_ratio + (1 - settings.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: OptimizerSettings,
+                   steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` following :func:`lr_factor` over ``steps`` steps (its ``state_dict`` resumes it)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, settings))
+
+
+def load_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any]) -> None:
+    """Restore a :func:`make_scheduler` schedule from its ``state_dict`` and set the optimizer's learning rates for
+    the step it resumes at -- under *this* schedule, so a run resumed with a longer budget follows the new one."""
+    base_lrs = list(scheduler.base_lrs)  # this run's peak rates (a resumed run may change them)
+    scheduler.load_state_dict(state)
+    scheduler.base_lrs = base_lrs
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)

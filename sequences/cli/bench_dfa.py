@@ -1,0 +1,71 @@
+"""``fwdlearn bench dfa``: direct feedback alignment against backprop for transformer and recurrent language models.
+
+::
+
+    fwdlearn bench dfa --threads 1
+    fwdlearn bench dfa --skip recurrent --steps 500 --out runs/dfa-transformer
+
+The run itself is :func:`fwdlearn.sequences.bench_dfa.run_bench_dfa`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fwdlearn.cli import Command
+from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
+from fwdlearn.runs import RunOptions
+
+__all__ = ["DfaBenchConfig", "bench", "PARTS"]
+
+PARTS = ["transformer", "cost", "recurrent"]
+
+
+@dataclass
+class DfaBenchConfig(RunOptions):
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json and "
+                                                   "<out>-alignment.png (default: runs/<name>, or a fresh name under "
+                                                   "runs/; pass docs/benchmarks/dfa-results to update the docs)"})
+    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads for every part (0: torch's default)",
+                                              "min": 0, "group": "run options"})
+    device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
+                                                         "or auto", "group": "run options"})
+    data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
+    context: int = field(default=128, metadata={"help": "window length T (the transformer's positions)"})
+    batch_size: int = field(default=16, metadata={"help": "parallel streams B of every part", "min": 1})
+    steps: int = field(default=1000, metadata={"help": "the equal step budget of every rule of a part"})
+    eval_every: int = field(default=250, metadata={"help": "steps between validation passes"})
+    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training"})
+    align_every: int = field(default=100, metadata={"help": "steps between alignment readings (dfa rules)"})
+    plot: bool = field(default=True, metadata={"help": "draw the alignment per block against steps to "
+                                                       "<out>-alignment.png (needs matplotlib)"})
+    # 1. transformer
+    rules: list[str] = field(default_factory=lambda: ["bp", "dfa", "dfa:micro", "local:readout", "shallow"],
+                             metadata={"help": "depth rules of the transformer; bp is the baseline"})
+    hidden: int = field(default=256, metadata={"help": "transformer width d"})
+    layers: int = field(default=4, metadata={"help": "transformer blocks", "min": 1})
+    heads: int = field(default=4, metadata={"help": "attention heads of every block", "min": 1})
+    # 2. cost
+    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats of one step per rule; medians"})
+    # 3. recurrent
+    rnn_rules: list[str] = field(default_factory=lambda: ["bptt", "dsf", "dfa+bptt", "dfa+dsf"],
+                                 metadata={"help": "rules of the recurrent stack; bptt is the baseline"})
+    cell: str = field(default="gru", metadata={"help": "recurrent cell of the recurrent part",
+                                               "choices": ["tanh", "gru", "lstm", "linear"]})
+    rnn_hidden: int = field(default=256, metadata={"help": "width of the recurrent stack", "min": 1})
+    rnn_layers: int = field(default=2, metadata={"help": "layers of the recurrent stack", "min": 1})
+    rnn_norm: bool = field(default=False, metadata={"help": "pre-LayerNorm recurrent blocks with an MLP"})
+    rnn_steps: int = field(default=0, metadata={"help": "step budget of the recurrent part (0: --steps)"})
+
+
+def _run(args) -> int:
+    from fwdlearn.sequences.bench_dfa import run_bench_dfa
+
+    run_bench_dfa(dataclass_from_args(DfaBenchConfig, args))
+    return 0
+
+
+bench = Command(help="DFA vs BP: transformer bits/char for bp, dfa, dfa:micro, local:readout, shallow; alignment per "
+                     "block; step time and saved bytes; GRU stacks with dfa+bptt / dfa+dsf",
+                configure=lambda parser: add_dataclass_arguments(parser, DfaBenchConfig), run=_run)

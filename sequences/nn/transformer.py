@@ -1,0 +1,218 @@
+r"""A causal decoder-only transformer language model (pre-LayerNorm, learned positions), trainable by
+``bp``, ``dfa`` / ``dfa:micro``, ``local:readout`` or ``shallow``.
+
+.. math::
+    h_0 = E[w_t] + P_t, \qquad
+    a_l = \operatorname{Attn}_l(\text{LN}(h_{l-1})), \quad
+    m_l = \operatorname{GELU}(W^{(1)}_l\,\text{LN}(h_{l-1} + a_l)), \quad
+    h_l = h_{l-1} + a_l + W^{(2)}_l m_l,
+
+    z = \text{LN}(h_L), \qquad \text{logits}_t = W_o\,z_t \quad (W_o = E \text{ when tied}),
+
+with causal multi-head attention (``torch.nn.functional.scaled_dot_product_attention``, ``is_causal=True``):
+position :math:`t` reads positions :math:`\le t` only. There is no state: windows are independent and positions
+restart at 0 in each; generation re-reads up to ``context`` tokens. The taps of a block are ``attn``
+(the stream after attention, :math:`h_{l-1} + a_l`), ``mlp`` (:math:`m_l`) and ``out`` (:math:`h_l`); how the depth
+rule uses them is
+:mod:`fwdlearn.sequences.nn.depth_rules` (``dfa`` marks ``out``, ``dfa:micro`` all three).
+
+The layout follows nanoGPT's ``model.py``: a dataclass config, ``CausalSelfAttention``, ``MLP``, ``Block``,
+initialisation :math:`\mathcal{N}(0, 0.02)` with the residual projections scaled by :math:`1/\sqrt{2L}`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fwdlearn.optim import OptimizerSettings
+from fwdlearn.rules import Rule, parse_rule
+
+from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
+
+__all__ = ["TransformerConfig", "CausalSelfAttention", "MLP", "Block", "TransformerLM"]
+
+
+@dataclass
+class TransformerConfig:
+    """Everything that builds a :class:`TransformerLM` (what checkpoints store)."""
+
+    vocab_size: int
+    hidden: int = 256  # d_model
+    layers: int = 4
+    heads: int = 4
+    context: int = 128  # learned positions: the longest window
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    tie: bool = False
+    training: str = "bp"
+    feedback_seed: int = 0
+    kind: str = "transformer"
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: ``(B, T, C) -> (B, T, C)``."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    """``Linear(C, rC) -> GELU -> tap "mlp" -> Linear(rC, C)``."""
+
+    def __init__(self, hidden: int, ratio: int = 4) -> None:
+        super().__init__()
+        self.fc = nn.Linear(hidden, ratio * hidden)
+        self.proj = nn.Linear(ratio * hidden, hidden)
+
+    def forward(self, x: Tensor, tap: Tap = identity_tap) -> Tensor:
+        return self.proj(tap(F.gelu(self.fc(x)), "mlp"))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm block: ``tap(x + attn(LN x), "attn")``, then ``+ MLP(LN .)``; ``(B, T, C) -> (B, T, C)``."""
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.attn = CausalSelfAttention(hidden, heads, dropout)
+        self.mlp = MLP(hidden, mlp_ratio)
+        self.drop = nn.Dropout(dropout)
+        #: the places a depth rule may mark, and those every reader sees through a LayerNorm (the residual stream)
+        self.taps = {"attn": hidden, "mlp": mlp_ratio * hidden, "out": hidden}
+        self.normalized_taps = frozenset({"attn", "out"})
+
+    def forward(self, x: Tensor, tap: Tap = identity_tap) -> Tensor:
+        x = tap(x + self.drop(self.attn(self.ln1(x))), "attn")  # (B, T, C), the stream after attention
+        return x + self.drop(self.mlp(self.ln2(x), tap))
+
+
+class TransformerLM(StackedLM):
+    r"""Token + position embeddings -> ``layers`` pre-LayerNorm blocks -> LayerNorm -> head.
+
+    Args:
+        vocab_size: tokens.
+        hidden: :math:`d_\text{model}` (divisible by ``heads``).
+        layers: blocks :math:`L`.
+        heads: attention heads.
+        context: learned positions, the longest window it reads.
+        mlp_ratio: MLP width / ``hidden``.
+        dropout: on attention weights and block outputs (0 by default).
+        tie: the head's weight is the token embedding (off by default, as in the DFA reference: under DFA a tied
+            embedding would also receive the first block's feedback signal through the residual stream).
+        training: depth rule: ``"bp"``, ``"dfa"`` (= ``dfa:macro``), ``"dfa:micro"`` (``:gaussian`` /
+            ``:orthogonal`` feedback), ``"local:readout"`` or ``"shallow"``.
+        feedback_seed: seed of the DFA feedback matrices.
+
+    Example::
+
+        lm = TransformerLM(corpus.vocab_size, hidden=256, layers=4, heads=4, context=128, training="dfa")
+        lm.fit(corpus, context=128, steps=2000, align_every=200)   # Adam, constant lr: DFA's defaults
+        print(lm.evaluate(corpus.validation)["bpc"], lm.generate("ROMEO:", 100, vocab=corpus.vocab))
+    """
+
+    #: nanoGPT's character-level settings: AdamW 1e-3, beta2 0.99, warm-up then cosine decay to 1e-4
+    BACKPROP: ClassVar[OptimizerSettings] = OptimizerSettings("adamw", lr=1e-3, betas=(0.9, 0.99), schedule="cosine",
+                                                              warmup=100)
+
+    def __init__(self, vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, context: int = 128,
+                 mlp_ratio: int = 4, dropout: float = 0.0, tie: bool = False, training: str | Rule = "bp",
+                 feedback_seed: int = 0) -> None:
+        super().__init__()
+        if min(vocab_size, hidden, layers, heads, context, mlp_ratio) < 1:
+            raise ValueError(f"TransformerLM needs vocab_size, hidden, layers, heads, context and mlp_ratio >= 1; got "
+                             f"{vocab_size}, {hidden}, {layers}, {heads}, {context}, {mlp_ratio}")
+        if hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+        self.rule = parse_rule(training)
+        if self.rule.time is not None:
+            raise ValueError(f"a transformer has no recurrence: give a depth rule only (bp, dfa, dfa:micro, "
+                             f"local:readout, shallow); got {training!r}")
+        self.config = TransformerConfig(vocab_size, hidden, layers, heads, context, mlp_ratio, dropout, tie,
+                                        str(self.rule), feedback_seed)
+        self.embedding = nn.Embedding(vocab_size, hidden)
+        self.positions = nn.Embedding(context, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(hidden, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, vocab_size, bias=False)
+        if tie:
+            self.head.weight = self.embedding.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # residual projections (GPT-2)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+        self._wire([b.taps for b in self.blocks], hidden, vocab_size, [self.embedding, self.positions, self.blocks],
+                   feedback_seed, [b.normalized_taps for b in self.blocks])
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "TransformerLM":
+        names = {f.name for f in fields(TransformerConfig)} - {"kind"}
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    @property
+    def max_context(self) -> int:
+        return self.config.context
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token embeddings ``(B, T) -> (B, T, C)`` (positions are added by :meth:`forward_from_embeddings`)."""
+        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        return self.embedding(tokens)
+
+    def _check_window(self, T: int) -> None:
+        if T > self.config.context:
+            raise ValueError(f"this transformer reads at most {self.config.context} positions (context) but got a "
+                             f"window of {T}; use windows of <= {self.config.context} tokens or build it with "
+                             f"context >= {T}")
+
+    def _blocks(self, emb: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(logits, hiddens)`` from token embeddings ``(B, T, C)``."""
+        T = emb.shape[1]
+        self._check_window(T)
+        x = self.drop(emb + self.positions(torch.arange(T, device=emb.device)))  # (B, T, C)
+        return self._through(x, self.blocks)
+
+    def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
+        """Logits ``(B, T, V)`` from token embeddings ``(B, T, C)`` (causal, differentiable w.r.t. ``emb``)."""
+        return self._blocks(emb)[0]
+
+    def _forward(self, tokens: Tensor, state: Any = None, exact: bool = False) -> tuple[Tensor, None, list[Tensor]]:
+        logits, hiddens = self._blocks(self.embed(tokens))
+        return logits, None, hiddens
+
+    # ------------------------------------------------------------------ generation
+    def prefill(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = tokens[:, -self.config.context:]
+        return self(tokens)[0], tokens
+
+    def next_logits(self, token: Tensor, state: Tensor, length: int) -> tuple[Tensor, Tensor]:
+        """Generation re-reads the last ``context`` tokens (the state is the token history)."""
+        tokens = torch.cat([state, token], dim=1)[:, -self.config.context:]
+        return self(tokens)[0], tokens

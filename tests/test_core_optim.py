@@ -1,0 +1,43 @@
+"""fwdlearn.optim: optimizer settings, the warm-up + cosine schedule, resuming it."""
+
+import math
+
+import pytest
+import torch
+
+from fwdlearn.optim import OptimizerSettings, load_scheduler, lr_factor, make_optimizer, make_scheduler
+
+
+def test_warm_up_then_cosine_to_the_floor():
+    s = OptimizerSettings(lr=1.0, schedule="cosine", warmup=4, min_ratio=0.1)
+    factors = [lr_factor(i, 14, s) for i in range(15)]
+    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert factors[4] == 1.0 and factors[9] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
+    assert factors[14] == pytest.approx(0.1) and all(a >= b for a, b in zip(factors[3:], factors[4:]))
+    assert lr_factor(7, 14, OptimizerSettings()) == 1.0  # constant
+
+
+def test_settings_are_checked_and_overridden_field_by_field():
+    with pytest.raises(ValueError, match="unknown optimizer 'adagrad'; choose one of adam, adamw, sgd"):
+        OptimizerSettings("adagrad")
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        OptimizerSettings(schedule="step")
+    base = OptimizerSettings("adam", lr=1e-3, schedule="cosine", warmup=10)
+    assert base.override(lr=None, warmup=3) == OptimizerSettings("adam", lr=1e-3, schedule="cosine", warmup=3)
+    frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter requires a gradient"):
+        make_optimizer(frozen.parameters(), base)
+
+
+def test_a_resumed_schedule_sets_the_rate_of_the_step_it_resumes_at():
+    settings = OptimizerSettings("sgd", lr=1.0, schedule="cosine", warmup=2)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = make_optimizer([p], settings)
+    sched = make_scheduler(opt, settings, steps=4)
+    for _ in range(3):
+        opt.step(), sched.step()
+    state = sched.state_dict()
+    opt2 = make_optimizer([p], settings)
+    sched2 = make_scheduler(opt2, settings, steps=10)  # a longer budget on resume
+    load_scheduler(sched2, state)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(lr_factor(3, 10, settings))

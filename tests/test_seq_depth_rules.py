@@ -1,0 +1,183 @@
+"""Depth rules of stacked language models: DFA equals BP with the true backward maps, the rules change what they
+should, local:readout needs no backprop through depth, and every rule learns."""
+
+import pytest
+import torch
+from torch import nn
+
+from fwdlearn.optim import make_optimizer
+from fwdlearn.sequences import DelayedRecall, RecurrentLM, load_text
+from fwdlearn.sequences.nn.depth_rules import StackedLM, point_name
+from fwdlearn.sequences.nn.transformer import TransformerLM
+from fwdlearn.sequences.training import lm_loss
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RULES = ["bp", "dfa", "dfa:micro", "local:readout", "shallow"]
+
+
+class LinearStack(StackedLM):
+    """Embeddings -> linear blocks ``x -> W2 (W1 x)`` (a tap ``"mid"`` between) -> head; no final norm."""
+
+    def __init__(self, vocab: int, widths: list[int], training: str) -> None:
+        super().__init__()
+        from fwdlearn.rules import parse_rule
+
+        self.rule = parse_rule(training)
+        self.embedding = nn.Embedding(vocab, widths[0])
+        self.firsts = nn.ModuleList(nn.Linear(a, 2 * b, bias=False) for a, b in zip(widths[:-1], widths[1:]))
+        self.seconds = nn.ModuleList(nn.Linear(2 * b, b, bias=False) for b in widths[1:])
+        self.final_norm = nn.Identity()
+        self.head = nn.Linear(widths[-1], vocab, bias=False)
+        taps = [{"mid": 2 * b, "out": b} for b in widths[1:]]
+        self._wire(taps, widths[-1], vocab, [self.embedding, self.firsts, self.seconds])
+
+    def _forward(self, tokens, state=None, exact=False):
+        blocks = [lambda x, tap, f=f, s=s: s(tap(f(x), "mid")) for f, s in zip(self.firsts, self.seconds)]
+        logits, hiddens = self._through(self.embedding(tokens), blocks)
+        return logits, None, hiddens
+
+
+def _gradients(model, tokens, targets):
+    model.zero_grad(set_to_none=True)
+    model.train()
+    model.training_loss(tokens, targets)[0].backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("placement", ["dfa", "dfa:micro"])
+def test_dfa_with_the_true_backward_maps_is_backprop(placement):
+    """Linear blocks: the map from point to the final hidden state z is a product of weights M, so B = M makes
+    e B the true gradient at every point, and DFA's parameter gradients equal BP's."""
+    torch.manual_seed(0)
+    widths = [5, 4, 6, 3]
+    dfa = LinearStack(7, widths, placement).double()
+    bp = LinearStack(7, widths, "bp").double()
+    bp.load_state_dict(dfa.state_dict(), strict=False)
+    L = len(widths) - 1
+    for l in range(L):
+        to_z = torch.eye(widths[-1], dtype=torch.float64)  # d z / d (output of block l), as [d_z, d_l]
+        for k in range(L - 1, l, -1):
+            to_z = to_z @ dfa.seconds[k].weight @ dfa.firsts[k].weight
+        if placement == "dfa:micro":
+            dfa.depth.feedback.set_matrix(point_name(l, "mid"), to_z @ dfa.seconds[l].weight)
+        dfa.depth.feedback.set_matrix(point_name(l, "out"), to_z)
+    tokens, targets = torch.randint(0, 7, (3, 9)), torch.randint(0, 7, (3, 9))
+    g_dfa, g_bp = _gradients(dfa, tokens, targets), _gradients(bp, tokens, targets)
+    assert set(g_dfa) == set(g_bp)
+    for name in g_bp:
+        torch.testing.assert_close(g_dfa[name], g_bp[name])
+    # with the random matrices back, the blocks' gradients differ but the head's stays the true one
+    fresh = LinearStack(7, widths, placement).double()
+    fresh.load_state_dict({k: v for k, v in dfa.state_dict().items() if not k.startswith("depth.")}, strict=False)
+    g_rand = _gradients(fresh, tokens, targets)
+    torch.testing.assert_close(g_rand["head.weight"], g_bp["head.weight"])
+    assert not torch.allclose(g_rand["firsts.0.weight"], g_bp["firsts.0.weight"])
+
+
+def _models(rule: str):
+    torch.manual_seed(0)
+    yield TransformerLM(11, hidden=16, layers=3, heads=2, context=12, training=rule)
+    torch.manual_seed(0)
+    yield RecurrentLM(11, cell="gru", hidden=16, layers=3, norm=True, training=rule)
+
+
+def _blocks_after_one_step(model):
+    before = [{n: p.detach().clone() for n, p in b.named_parameters()} for b in model.blocks]
+    tokens, targets = torch.randint(0, 11, (4, 12)), torch.randint(0, 11, (4, 12))
+    optimizer = make_optimizer(model.parameters(), model.optimizer_defaults())
+    model.train()
+    loss, _ = model.training_loss(tokens, targets)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return [all(torch.equal(p, before[i][n]) for n, p in b.named_parameters()) for i, b in enumerate(model.blocks)]
+
+
+@pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
+def test_shallow_keeps_the_blocks_dfa_changes_every_block_bp_has_no_point(family):
+    shallow = list(_models("shallow"))[family]
+    head = shallow.head.weight.detach().clone()
+    assert _blocks_after_one_step(shallow) == [True] * 3
+    assert not torch.equal(shallow.head.weight, head)  # the head learned
+    dfa = list(_models("dfa"))[family]
+    assert dfa.feedback_points == [point_name(i, "out") for i in range(3)]
+    assert _blocks_after_one_step(dfa) == [False] * 3
+    micro = list(_models("dfa:micro"))[family]
+    assert len(micro.feedback_points) == 9 and _blocks_after_one_step(micro) == [False] * 3
+    bp = list(_models("bp"))[family]
+    assert bp.feedback_points == [] and not any(k.startswith("depth.") for k in bp.state_dict())
+    with pytest.raises(ValueError, match="no feedback points"):
+        bp.feedback_alignment(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
+def test_local_readout_gives_each_block_the_gradient_of_its_own_loss(family):
+    model = list(_models("local:readout"))[family]
+    tokens, targets = torch.randint(0, 11, (2, 12)), torch.randint(0, 11, (2, 12))
+    grads = _gradients(model, tokens, targets)
+    model.zero_grad(set_to_none=True)
+    _, _, hiddens = model._forward(tokens)
+    lm_loss(model.depth.readouts[1](hiddens[1]), targets).backward()  # block 1's own loss alone
+    for name, p in model.blocks[1].named_parameters():
+        torch.testing.assert_close(grads[f"blocks.1.{name}"], p.grad)
+    assert all(p.grad is None for p in model.blocks[0].parameters())  # nothing reaches block 0 from above
+    assert len(model.depth.readouts) == 2  # the last block is read by the model's head
+
+
+def test_recurrent_dfa_keeps_the_time_rule_inside_each_layer():
+    torch.manual_seed(1)
+    tokens, targets = torch.randint(0, 11, (2, 10)), torch.randint(0, 11, (2, 10))
+    grads = {}
+    for rule in ("dfa+bptt", "dfa+dsf", "dfa+ft-bptt"):
+        torch.manual_seed(0)
+        model = RecurrentLM(11, cell="gru", hidden=8, layers=2, training=rule)
+        assert str(model.rule) == rule
+        grads[rule] = _gradients(model, tokens, targets)
+    for rule in ("dfa+dsf", "dfa+ft-bptt"):  # the same feedback through depth, another rule through time
+        torch.testing.assert_close(grads[rule]["head.weight"], grads["dfa+bptt"]["head.weight"])
+        assert not torch.allclose(grads[rule]["blocks.1.layer.rnn.weight_hh_l0"],
+                                  grads["dfa+bptt"]["blocks.1.layer.rnn.weight_hh_l0"])
+    with pytest.raises(ValueError, match="depth rule dfa is built into the model"):
+        model.set_training("bptt")
+    model.set_training("dfa+dsf")  # another time rule: fine
+    with pytest.raises(ValueError, match="bp, dfa.*local:readout or shallow; got local:ff"):
+        RecurrentLM(11, training="local:ff")
+
+
+def test_rule_optimizer_defaults():
+    dfa, bp = TransformerLM(5, hidden=8, layers=1, heads=2, training="dfa"), TransformerLM(5, hidden=8, layers=1, heads=2)
+    assert (dfa.optimizer_defaults().optimizer, dfa.optimizer_defaults().schedule) == ("adam", "constant")
+    assert (bp.optimizer_defaults().optimizer, bp.optimizer_defaults().schedule) == ("adamw", "cosine")
+    rnn = RecurrentLM(5, hidden=8, layers=1, training="dsf")
+    assert rnn.optimizer_defaults().schedule == "constant" and rnn.optimizer_defaults().lr == 2e-3
+    assert RecurrentLM(5, hidden=8, layers=1, training="dfa+dsf").optimizer_defaults() == dfa.optimizer_defaults()
+
+
+@pytest.fixture(scope="module")
+def pangrams(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "pangrams.txt"
+    path.write_text(("the quick brown fox jumps over the lazy dog. pack my box with five dozen liquor jugs. " * 30))
+    return load_text(str(path))
+
+
+@pytest.mark.parametrize("rule", RULES + ["dfa+dsf", "dfa:micro+bptt", "local:readout+dsf", "shallow+ft-bptt"])
+def test_every_rule_lowers_the_loss_on_a_synthetic_text(rule, pangrams):
+    torch.manual_seed(0)
+    if "+" in rule:
+        model = RecurrentLM(pangrams.vocab_size, cell="gru", hidden=32, layers=2, norm=True, training=rule)
+    else:
+        model = TransformerLM(pangrams.vocab_size, hidden=32, layers=2, heads=2, context=16, training=rule)
+    before = model.evaluate(pangrams.validation, context=16, batch_size=4)
+    model.fit(pangrams, context=16, steps=60, batch_size=8, lr=3e-3, schedule="constant", eval_every=30, quiet=True)
+    after = model.evaluate(pangrams.validation, context=16, batch_size=4)
+    assert after["bpc"] < before["bpc"] - 0.5, (before, after)
+
+
+@pytest.mark.parametrize("rule", ["dfa", "local:readout"])
+def test_dfa_and_local_transformers_learn_delayed_recall(rule):
+    task = DelayedRecall(lag=2, symbols=4, length=16)
+    torch.manual_seed(0)
+    model = TransformerLM(task.vocab_size, hidden=32, layers=2, heads=2, context=16, training=rule)
+    model.fit(task, steps=80, batch_size=32, lr=3e-3, schedule="constant", eval_every=40, quiet=True)
+    assert model.evaluate(task)["accuracy"] > task.chance + 0.3

@@ -1,0 +1,115 @@
+"""TransformerLM: causal under every rule, windows and generation, checkpoints and resume, the alignment diagnostic."""
+
+import math
+
+import pytest
+import torch
+
+from fwdlearn.sequences.nn.language_model import load_language_model, make_language_model
+from fwdlearn.sequences.nn.transformer import TransformerLM
+from fwdlearn.sequences.training import alignment_curves
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RULES = ["bp", "dfa", "dfa:micro", "local:readout", "shallow"]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_changing_a_later_token_never_changes_earlier_outputs(rule, mode):
+    torch.manual_seed(0)
+    model = TransformerLM(13, hidden=16, layers=2, heads=4, context=10, training=rule).train(mode == "train")
+    tokens = torch.randint(0, 13, (3, 10))
+    logits, _ = model(tokens)
+    for t in range(9):
+        changed = tokens.clone()
+        changed[:, t + 1] = (changed[:, t + 1] + 1 + torch.arange(3)) % 13
+        again, _ = model(changed)
+        torch.testing.assert_close(again[:, : t + 1], logits[:, : t + 1], rtol=0, atol=1e-6)
+        assert not torch.allclose(again[:, t + 1], logits[:, t + 1])  # the changed position does see it
+
+
+def test_windows_longer_than_the_positions_are_refused_and_generation_rereads_the_context(tiny_corpus):
+    model = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=1, heads=2, context=8)
+    with pytest.raises(ValueError, match="at most 8 positions"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="context 16 is longer than the model reads"):
+        model.fit(tiny_corpus, context=16, steps=1, quiet=True)
+    text = model.generate("the quick", 20, vocab=tiny_corpus.vocab, seed=0)  # 9 + 20 tokens > 8 positions
+    assert text.startswith("the quick") and len(text) == 29
+    assert model.evaluate(tiny_corpus.validation, context=64, batch_size=2)["bpc"] > 0  # windows cut to 8
+    with pytest.raises(ValueError, match="no recurrence"):
+        TransformerLM(5, hidden=8, heads=2, training="dfa+dsf")
+    with pytest.raises(ValueError, match="divisible by heads"):
+        TransformerLM(5, hidden=10, heads=4)
+
+
+def test_tied_and_untied_heads():
+    tied, untied = TransformerLM(9, hidden=8, heads=2, tie=True), TransformerLM(9, hidden=8, heads=2)
+    assert tied.head.weight is tied.embedding.weight
+    assert untied.head.weight is not untied.embedding.weight
+    assert sum(p.numel() for p in untied.parameters()) == sum(p.numel() for p in tied.parameters()) + 9 * 8
+
+
+@pytest.mark.parametrize("rule", ["bp", "dfa:micro"])
+def test_checkpoint_load_and_resume_give_the_same_evaluation_and_continue_the_steps(tiny_corpus, tmp_path, rule):
+    settings = dict(context=16, batch_size=4, eval_every=2, quiet=True, warmup=2, schedule="cosine")
+    torch.manual_seed(2)
+    model = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16, training=rule)
+    ckpt = tmp_path / "run.pt"
+    first = model.fit(tiny_corpus, steps=4, checkpoint=ckpt, **settings)
+    assert first.steps == 4
+    loaded, vocab = load_language_model(ckpt)
+    assert isinstance(loaded, TransformerLM) and vocab == tiny_corpus.vocab and str(loaded.rule) == rule
+    a = model.evaluate(tiny_corpus.validation, context=16, batch_size=2)
+    b = loaded.evaluate(tiny_corpus.validation, context=16, batch_size=2)
+    assert b["loss"] == pytest.approx(a["loss"], abs=1e-6)
+    # a resumed run continues the step count; the schedule follows the new budget from the step it resumes at
+    torch.manual_seed(2)
+    straight = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16, training=rule)
+    whole = straight.fit(tiny_corpus, steps=8, checkpoint=tmp_path / "whole.pt", **settings)
+    torch.manual_seed(99)
+    again = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16, training=rule)
+    resumed = again.fit(tiny_corpus, steps=8, checkpoint=ckpt, resume=True, **settings)
+    assert [r["step"] for r in resumed.history] == list(range(1, 9))
+    assert [r["lr"] for r in resumed.history[4:]] == pytest.approx([r["lr"] for r in whole.history[4:]])
+    assert resumed.history[3]["lr"] != pytest.approx(whole.history[3]["lr"])  # step 4 ran under the 4-step budget
+    # under a constant schedule, stopping and resuming is the uninterrupted run
+    constant = {**settings, "schedule": "constant", "checkpoint": None}
+    runs = []
+    for stops in ([4, 8], [8]):
+        torch.manual_seed(2)
+        model = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16, training=rule)
+        for steps in stops:
+            report = model.fit(tiny_corpus, steps=steps, checkpoint=tmp_path / f"c{len(stops)}.pt",
+                               resume=steps != stops[0], **{k: v for k, v in constant.items() if k != "checkpoint"})
+        runs.append([r["loss"] for r in report.history])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-5)
+    saved = again.save(tmp_path / "model.pt", vocab=tiny_corpus.vocab)
+    reloaded, _ = TransformerLM.load(saved)
+    assert reloaded.evaluate(tiny_corpus.validation, context=16, batch_size=2)["loss"] == pytest.approx(
+        again.evaluate(tiny_corpus.validation, context=16, batch_size=2)["loss"], abs=1e-6)
+
+
+def test_alignment_is_logged_per_feedback_point_and_needs_a_dfa_rule(tiny_corpus):
+    torch.manual_seed(0)
+    model = make_language_model("transformer", tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16,
+                                training="dfa")
+    report = model.fit(tiny_corpus, context=16, steps=6, batch_size=4, eval_every=3, align_every=3, quiet=True)
+    curves = alignment_curves(report.history)
+    assert list(curves) == ["block0.out", "block1.out"]
+    assert [step for step, _ in curves["block0.out"]] == [1, 3, 6]
+    assert all(-1 <= v <= 1 and math.isfinite(v) for curve in curves.values() for _, v in curve)
+    bp = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=1, heads=2, context=16)
+    with pytest.raises(ValueError, match="needs a dfa rule"):
+        bp.fit(tiny_corpus, context=16, steps=2, batch_size=4, align_every=1, quiet=True)
+
+
+def test_training_gradients_reach_the_model_only_through_the_rule_not_the_alignment_probe(tiny_corpus):
+    torch.manual_seed(0)
+    model = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16, training="dfa")
+    x = tiny_corpus.train[:32].view(2, 16)
+    y = tiny_corpus.train[1:33].view(2, 16)
+    model.feedback_alignment(x, y)
+    assert all(p.grad is None for p in model.parameters())  # the probe leaves parameter gradients alone
+    assert model.training  # and the mode as it was

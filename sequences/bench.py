@@ -85,7 +85,7 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
     for mode in config.cost_modes:
         seed_everything(config.seed)
         models[mode] = RecurrentLM(vocab, cell=cell, hidden=config.cost_hidden, layers=config.cost_layers,
-                                   training=mode).to(device)
+                                   training=mode, norm=False).to(device)  # plain blocks: the recurrence's cost
         opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
 
     def step(mode: str, xs=x, ys=y) -> None:
@@ -102,7 +102,8 @@ def _cost_part(config, rows: list, extra: dict) -> None:
     peak_name = "cuda peak MB" if config.device.startswith("cuda") else "peak RSS increase MB"
     extra["cost"] = {}
     for cell in config.cost_cells:
-        setting = f"{cell.upper()} {config.cost_layers}x{config.cost_hidden}, batch {config.cost_batch}, {config.device}"
+        setting = (f"{cell.upper()} {config.cost_layers}x{config.cost_hidden} plain blocks, batch {config.cost_batch}, "
+                   f"{config.device}")
         extra["cost"][cell] = {}
         for T in config.cost_contexts:
             costs = step_costs(config, T, config.quiet, cell)
@@ -172,13 +173,14 @@ def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, R
 
 def _recall_part(config, rows: list, extra: dict) -> None:
     task = DelayedRecall(config.recall_lag, symbols=config.recall_symbols)
+    block = ", pre-LN + MLP blocks" if config.norm else ""
     setting = (f"lag {config.recall_lag}, {config.recall_symbols} symbols (chance {task.chance:.3f}), "
-               f"{config.model.upper()} {config.recall_layers}x{config.recall_hidden}, {config.recall_steps} steps")
+               f"{config.model.upper()} {config.recall_layers}x{config.recall_hidden}{block}, {config.recall_steps} steps")
     results = {}
     for mode in config.recall_modes:
         seed_everything(config.seed)
         model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden, layers=config.recall_layers,
-                            training=mode, out_size=task.out_size).to(config.device)
+                            training=mode, out_size=task.out_size, norm=config.norm).to(config.device)
         report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
                            eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
         final = model.evaluate(task, batches=8)

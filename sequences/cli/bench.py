@@ -52,7 +52,8 @@ class SeqBenchConfig(RunOptions):
     hidden: int = field(default=128, metadata={"help": "width of the quality and alignment models", "min": 1})
     layers: int = field(default=2, metadata={"help": "layers of the quality and alignment models", "min": 1})
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block) in the "
-                                                       "quality and alignment models"})
+                                                       "quality, alignment and recall models (the cost part: plain "
+                                                       "blocks)"})
     context: int = field(default=128, metadata={"help": "window length T of the quality part", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams of the quality part", "min": 1})
     steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode", "min": 1})

@@ -55,7 +55,8 @@ class DfaBenchConfig(RunOptions):
                                                "choices": ["tanh", "gru", "lstm", "linear"]})
     rnn_hidden: int = field(default=256, metadata={"help": "width of the recurrent stack", "min": 1})
     rnn_layers: int = field(default=2, metadata={"help": "layers of the recurrent stack", "min": 1})
-    rnn_norm: bool = field(default=False, metadata={"help": "pre-LayerNorm recurrent blocks with an MLP"})
+    rnn_norm: bool = field(default=True, metadata={"help": "pre-LayerNorm recurrent blocks with an MLP (the "
+                                                           "RecurrentLM default; --no-rnn-norm: plain blocks)"})
     rnn_steps: int = field(default=0, metadata={"help": "step budget of the recurrent part (0: --steps)"})
 
 

@@ -155,7 +155,7 @@ class RecurrentConfig:
     layers: int = 2
     training: str = "bptt"
     feedback: str = "diagonal"
-    norm: bool = False
+    norm: bool = True
     out_size: int | None = None
     feedback_seed: int = 0
     kind: str = "recurrent"
@@ -175,7 +175,9 @@ class RecurrentLM(StackedLM):
             layer output inside the block and the MLP's hidden activation), ``local:readout`` or ``shallow``
             (:mod:`~fwdlearn.sequences.nn.depth_rules`). Joined: ``"dfa+dsf"``, ``"local:readout+ft-bptt"``.
         feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``).
-        norm: pre-LayerNorm blocks with an MLP (and a final LayerNorm).
+        norm: pre-LayerNorm blocks with an MLP and a final LayerNorm (the default: the DSF paper's block, and the
+            one where DSF beats FT-BPTT on text); ``False``: plain residual blocks ``x + h(x)``, where DSF only
+            matches FT-BPTT (docs/benchmarks.md).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
 
@@ -190,7 +192,7 @@ class RecurrentLM(StackedLM):
     """
 
     def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
-                 training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = False,
+                 training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = True,
                  out_size: int | None = None, feedback_seed: int = 0) -> None:
         super().__init__()
         if vocab_size < 1 or hidden < 1 or layers < 1:

@@ -120,8 +120,10 @@ def _cost_part(config, rows: list, extra: dict) -> None:
 
 def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
     block = ", pre-LN + MLP blocks" if config.norm else ""
-    setting = (f"{config.data}, {config.model.upper()} {config.layers}x{config.hidden}{block}, T={config.context}, "
-               f"B={config.batch_size}, {config.steps} steps")
+    splits = "" if (config.train_split, config.valid_split) == ("train", "validation") else \
+        f" (trained on {config.train_split}, evaluated on {config.valid_split})"
+    setting = (f"{config.data}{splits}, {config.model.upper()} {config.layers}x{config.hidden}{block}, "
+               f"T={config.context}, B={config.batch_size}, {config.steps} steps")
     results, models = {}, {}
     for mode in config.quality_modes:
         seed_everything(config.seed)
@@ -129,8 +131,9 @@ def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, Recurren
                             training=mode, norm=config.norm).to(config.device)
         report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
                            lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
-                           quiet=config.quiet, seed=config.seed)
-        final = model.evaluate(corpus.validation, context=config.context, batch_size=config.batch_size)
+                           train_split=config.train_split, valid_split=config.valid_split, quiet=config.quiet,
+                           seed=config.seed)
+        final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
         results[mode] = {"val_bpc": final["bpc"], "val_loss": final["loss"], "train_seconds": report.seconds,
                          "best_step": report.result.best_step,
                          "curve": [(r["step"], r.get("val_bpc")) for r in report.history if "val_bpc" in r]}
@@ -139,7 +142,8 @@ def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, Recurren
             print(f"quality {mode}: val bpc {final['bpc']:.4f} in {report.seconds:.0f}s")
     base = results.get("bptt")
     for mode, r in results.items():
-        rows.append(_row("quality", setting, mode, "val bits/char", r["val_bpc"], base["val_bpc"] if base else None))
+        rows.append(_row("quality", setting, mode, f"val bits/{config.level}", r["val_bpc"],
+                         base["val_bpc"] if base else None))
     for mode, r in results.items():
         rows.append(_row("quality", setting, mode, "train seconds", r["train_seconds"],
                          base["train_seconds"] if base else None))
@@ -148,7 +152,7 @@ def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, Recurren
 
 
 def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, RecurrentLM]) -> None:
-    ids = corpus.validation
+    ids = corpus.split(config.valid_split)
     starts = torch.linspace(0, ids.numel() - config.align_context - 2, config.align_batch).long()
     window = torch.stack([ids[s: s + config.align_context + 1] for s in starts.tolist()])
     x, y = window[:, :-1].to(config.device), window[:, 1:].to(config.device)
@@ -205,12 +209,12 @@ def _verdicts(extra: dict) -> list[str]:
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]
-        lines.append(f"- DSF bits/char within 5% of BPTT: {'yes' if r <= 1.05 else 'NO'} "
+        lines.append(f"- DSF bits/token within 5% of BPTT: {'yes' if r <= 1.05 else 'NO'} "
                      f"({q['dsf']['val_bpc']:.4f} vs {q['bptt']['val_bpc']:.4f}, ratio {r:.3f})")
     if {"ft-bptt", "dsf"} <= set(q):
         better = q["dsf"]["val_bpc"] < q["ft-bptt"]["val_bpc"]
         lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} "
-                     f"({q['dsf']['val_bpc']:.4f} vs {q['ft-bptt']['val_bpc']:.4f} bits/char)")
+                     f"({q['dsf']['val_bpc']:.4f} vs {q['ft-bptt']['val_bpc']:.4f} bits/token)")
     return lines
 
 
@@ -255,7 +259,7 @@ def run_bench(config) -> tuple[Path, Path]:
             _cost_part(config, rows, extra)
         models: dict = {}
         # one corpus (one vocabulary) for the models and the alignment windows they read
-        corpus = read_corpus(config.data, level="char") if {"quality", "alignment"} - set(config.skip) else None
+        corpus = read_corpus(config.data, level=config.level) if {"quality", "alignment"} - set(config.skip) else None
         if "quality" not in config.skip:
             models = _quality_part(config, corpus, rows, extra)
         if "alignment" not in config.skip:

@@ -79,6 +79,22 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert main(args) == 2  # refuses to overwrite
 
 
+def test_bench_seq_quality_on_words_with_other_splits(text_file, tmp_path):
+    from fwdlearn.sequences import load_text
+
+    out = tmp_path / "words"
+    assert main(["bench", "seq", "--out", str(out), "--quiet", "--skip", "cost", "alignment", "recall", "--data",
+                 str(text_file), "--level", "word", "--train-split", "validation", "--valid-split", "train",
+                 "--quality-modes", "bptt", "dsf", "--hidden", "8", "--layers", "1", "--context", "8",
+                 "--batch-size", "2", "--steps", "2", "--eval-every", "2", "--eval-tokens", "50"]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    quality = {r["mode"]: r for r in rows if r["metric"] == "val bits/word"}
+    assert set(quality) == {"bptt", "dsf"}
+    assert "(trained on validation, evaluated on train)" in quality["dsf"]["setting"]
+    corpus = load_text(str(text_file), level="word")  # the bits are over words of the train split
+    assert quality["dsf"]["value"] < 2 * torch.log2(torch.tensor(float(corpus.vocab_size))).item()
+
+
 def test_a_named_run_is_found_by_influence_and_resume(text_file, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["seq", "train", "--data", str(text_file), "--layers", "1", "--hidden", "8", "--context", "8",

@@ -44,7 +44,13 @@ class SeqBenchConfig(RunOptions):
     cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported",
                                                    "min": 1})
     # 2. quality
-    data: str = field(default="tinyshakespeare", metadata={"help": "corpus for the quality part (char level)"})
+    data: str = field(default="tinyshakespeare", metadata={"help": "corpus of the quality and alignment parts"})
+    level: str = field(default="char", metadata={"help": "tokens of the corpus: characters or words",
+                                                 "choices": ["char", "word"]})
+    train_split: str = field(default="train", metadata={"help": "split the quality models train on (wikitext-2 "
+                                                                "stored without train.txt: validation)"})
+    valid_split: str = field(default="validation", metadata={"help": "split they are evaluated on (wikitext-2 without "
+                                                                     "train.txt: test)"})
     quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"],
                                      metadata={"help": "time rules trained in the quality part"})
     model: str = field(default="gru", metadata={"help": "cell of the quality and recall models",

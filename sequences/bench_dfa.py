@@ -189,7 +189,8 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
             _cost_part(config, corpus.vocab_size, rows, extra)
         if "recurrent" not in config.skip:
             steps = config.rnn_steps or config.steps
-            setting = (f"{config.data}, {config.cell.upper()} {config.rnn_layers}x{config.rnn_hidden}, "
+            block = " pre-LN + MLP blocks" if config.rnn_norm else " plain blocks"
+            setting = (f"{config.data}, {config.cell.upper()} {config.rnn_layers}x{config.rnn_hidden}{block}, "
                        f"T={config.context}, B={config.batch_size}, {steps} steps")
             _quality_part("recurrent", setting, config, corpus, partial(_recurrent, config, corpus.vocab_size),
                           config.rnn_rules, "bptt", steps, rows, extra)

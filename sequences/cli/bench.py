@@ -22,15 +22,21 @@ PARTS = ["cost", "quality", "alignment", "recall"]
 
 
 @dataclass
-class SeqBenchConfig(RunOptions):
-    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
-                                                   "(default: runs/<name>, or a fresh name under runs/; pass "
-                                                   "docs/benchmarks/seq-results to update the docs)"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
+class SequenceBenchOptions(RunOptions):
+    """The run options of the sequence benches: one thread on the CPU unless asked (their timings are the docs')."""
+
     threads: int = field(default=1, metadata={"help": "torch CPU threads for every part (0: torch's default)",
                                               "min": 0, "group": "run options"})
     device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
                                                          "or auto", "group": "run options"})
+
+
+@dataclass
+class SeqBenchConfig(SequenceBenchOptions):
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
+                                                   "(default: runs/<name>, or a fresh name under runs/; pass "
+                                                   "docs/benchmarks/seq-results to update the docs)"})
+    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
     # 1. cost
     cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048],
                                      metadata={"help": "contexts T of the cost part", "min": 1})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.runs import RunOptions
+from fwdlearn.sequences.cli.bench import SequenceBenchOptions
 
 __all__ = ["DfaBenchConfig", "bench", "PARTS"]
 
@@ -22,15 +22,11 @@ PARTS = ["transformer", "cost", "recurrent"]
 
 
 @dataclass
-class DfaBenchConfig(RunOptions):
+class DfaBenchConfig(SequenceBenchOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json and "
                                                    "<out>-alignment.png (default: runs/<name>, or a fresh name under "
                                                    "runs/; pass docs/benchmarks/dfa-results to update the docs)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads for every part (0: torch's default)",
-                                              "min": 0, "group": "run options"})
-    device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
-                                                         "or auto", "group": "run options"})
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
     context: int = field(default=128, metadata={"help": "window length T (the transformer's positions)"})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B of every part", "min": 1})

@@ -1,6 +1,7 @@
 """The README works as written: its test command is the one CI runs, and every command and snippet in
 its code blocks runs (in README order, in one fresh folder, as a user would) with tiny budgets."""
 
+import json
 import os
 import re
 import shlex
@@ -11,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 DATA_NAMES = ("cora", "tinyshakespeare", "city:roads/", "wikitext-2")
+# ``--threads 1`` sets torch's thread count for the process: restored after each test
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_ci_runs_the_readme_test_command():
@@ -81,24 +84,59 @@ def test_every_readme_command_is_run_by_this_file():
     assert len([c for c in _commands() if c.startswith("fwdlearn ")]) >= 10
 
 
-@pytest.mark.parametrize("command", [c for c in _commands() if c.startswith("fwdlearn ")])
+FWDLEARN_COMMANDS = [c for c in _commands() if c.startswith("fwdlearn ")]
+
+
+def _files(folder: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in (folder / "runs").rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(  # README order: a later command reads what an earlier one wrote
+    "command", FWDLEARN_COMMANDS,
+    ids=[f"{i + 1:02d} {' '.join(c.split()[1:]).replace('/', '|')}" for i, c in enumerate(FWDLEARN_COMMANDS)])
 def test_readme_command_runs_with_a_tiny_budget(command, folder, capsys):
     from fwdlearn.cli import main
 
     if _needs_data(command) and not os.environ.get("FWDLEARN_DATA_DIR"):
         pytest.skip("this README command reads real data: set FWDLEARN_DATA_DIR to the data folder")
     words = shlex.split(command)[1:]
+    for checkpoint in words[words.index("--checkpoints") + 1:] if "--checkpoints" in words else []:
+        if checkpoint.startswith("-"):
+            break
+        assert (folder / checkpoint).is_file(), f"{checkpoint} is read before any README command above wrote it"
+    before = _files(folder)
     assert main(_tiny(words)) == 0, capsys.readouterr().err
+
+    written = [path for path, stamp in _files(folder).items() if before.get(path) != stamp]
+    records = [json.loads(p.read_text()) for p in written if p.suffix == ".json"]
+    records = [r for r in records if isinstance(r, dict) and "job" in r]
+    assert records, f"no run record written under runs/ (new files: {written})"
+    for record in records:  # every file a record names exists (checkpoints, plots, bench tables)
+        for path in record.get("files", {}).values():
+            assert (folder / path).is_file(), f"{record['job']} names {path}, which is missing"
     if "--name" in words:
         name = words[words.index("--name") + 1]
-        assert (folder / "runs" / name).is_dir() or (folder / "runs" / f"{name}.json").exists()
+        if words[0] == "quickstart":  # the report folder
+            assert (folder / "runs" / name / "report.md").is_file()
+        else:  # the run record and, for training, the checkpoint (see the Command line section)
+            record = json.loads((folder / "runs" / f"{name}.json").read_text())
+            if words[1] == "train":
+                assert (folder / "runs" / f"{name}.pt").is_file()
+            if "--resume" in words:  # continued from the earlier run of the same name, to the new total
+                tiny = _tiny(words)
+                steps = int(tiny[len(tiny) - 1 - tiny[::-1].index("--steps") + 1])
+                assert record["summary"]["steps"] == steps
+                assert 0 < record["summary"]["resumed"]["from_step"] < steps
     if "--plot" in words:
         assert (folder / words[words.index("--plot") + 1]).stat().st_size > 1000
 
 
 def _tiny_python(source: str) -> str:
     for name, small in (("steps", 2), ("epochs", 2), ("samples", 4), ("hidden", 16), ("align_every", 1)):
-        source = re.sub(rf"\b{name}=\d+", f"{name}={small}", source)
+        source = re.sub(rf"\b{name}\s*=\s*\d+", f"{name}={small}", source)
+    # a budget written another way (steps = n_steps, a new budget keyword) would run at full size: refuse it
+    large = re.findall(r"\b(?:steps|epochs|samples|hidden|iterations|max_steps)\s*=\s*[^,)\s]+", source)
+    assert all(re.fullmatch(r"\w+=\d{1,2}", budget) for budget in large), large
     return source
 
 
@@ -113,3 +151,5 @@ def test_readme_python_snippets_run_in_order_with_tiny_budgets(tmp_path, monkeyp
         exec(compile(_tiny_python(block), f"README.md python block {i + 1}", "exec"), namespace)
     assert namespace["scores"].shape == (namespace["data"].num_nodes, namespace["data"].num_classes)
     assert namespace["tf"].rule.depth.name == "dfa"
+    for match in re.findall(r'checkpoint="([^"]+)"', "".join(blocks)):  # relative: under the fresh folder
+        assert (tmp_path / match).is_file(), match

@@ -18,6 +18,7 @@ against backprop, every figure next to its baseline from the same run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -172,9 +173,21 @@ def _verdicts(extra: dict) -> list[str]:
     return lines
 
 
+def _check_rules(config) -> None:
+    """Refuse a rule a part cannot train before any part runs: each model family builds a one-token model
+    under every rule of its part (the models' own checks say why)."""
+    if {"transformer", "cost"} - set(config.skip):
+        for rule in config.rules:
+            _transformer(dataclasses.replace(config, hidden=config.heads, layers=1), 1, rule)
+    if "recurrent" not in config.skip:
+        for rule in config.rnn_rules:
+            _recurrent(dataclasses.replace(config, rnn_hidden=1, rnn_layers=1), 1, rule)
+
+
 def run_bench_dfa(config) -> tuple[Path, Path]:
     """Run the selected parts and write ``<out>.json`` / ``<out>.md``, the record ``<out>-record.json`` and the
     alignment plot ``<out>-alignment.png``."""
+    _check_rules(config)
 
     def parts(config, rows: list, extra: dict) -> None:
         corpus = read_corpus(config.data, level="char")

@@ -215,3 +215,16 @@ def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
     assert (tmp_path / "dfa-results-alignment.png").stat().st_size > 1000
     assert data["plot"] == str(tmp_path / "dfa-results-alignment.png")
     assert main(args) == 2  # results are not overwritten
+
+
+def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_file, tmp_path, capsys):
+    base = ["bench", "dfa", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2",
+            "--context", "8", "--batch-size", "2", "--steps", "2", "--eval-every", "2", "--rnn-hidden", "8"]
+    for extra, message in ((["--rules", "bp", "dfaa"], "unknown rule 'dfaa'"),
+                           (["--skip", "transformer", "cost", "--rnn-rules", "bptt", "local:ff"], "got local:ff")):
+        out = tmp_path / extra[-1].replace(":", "-")
+        assert main([*base, *extra, "--out", str(out)]) == 2
+        out_err = capsys.readouterr()
+        line, = out_err.err.strip().splitlines()
+        assert message in line and "val bits/char" not in out_err.out  # refused before the first rule trained
+        assert not out.with_suffix(".json").exists()

@@ -116,7 +116,7 @@ def test_lstm_dsf_gradient_equals_a_step_by_step_reference_on_the_whole_h_c_stat
     logits, _ = model(x)
     lm_loss(logits, y).backward()
     layer = model.blocks[0].layer
-    w_ih, w_hh, b_ih, b_hh = (p.detach() for p in layer._weights())
+    w_ih, w_hh, b_ih, b_hh = (p.detach() for p in layer.weights())
 
     # step by step, in plain Python
     with torch.no_grad():
@@ -139,7 +139,7 @@ def test_lstm_dsf_gradient_equals_a_step_by_step_reference_on_the_whole_h_c_stat
     for t in reversed(range(x.shape[1])):
         nxt = e[:, t] + a * nxt
         g[:, t] = nxt
-    weights = [p.detach().clone().requires_grad_() for p in layer._weights()]
+    weights = [p.detach().clone().requires_grad_() for p in layer.weights()]
     total = 0
     for t in range(x.shape[1]):
         prev = prevs[t]
@@ -203,7 +203,7 @@ def test_through_time_kernel_gives_bptt_gradients_across_chunks(cell, monkeypatc
     layer = RecurrentLayer(cell, 5, 4).double()
     u = torch.randn(3, 8, 5, dtype=torch.float64, requires_grad=True)
     s0 = torch.randn(3, layer.state_size, dtype=torch.float64)
-    weights = layer._weights()
+    weights = layer.weights()
     ours = kernels.kernel_states(cell, u, s0, *weights, through_time=True)
     reference = unrolled_states(layer, u, s0, retain=False)[0]
     torch.testing.assert_close(ours, reference, atol=1e-12, rtol=0)

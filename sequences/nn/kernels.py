@@ -310,11 +310,13 @@ class RecurrentKernel(torch.autograd.Function):
         return None, None, d_u, None, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
-def kernel_states(cell: str, u: Tensor, s0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
-                  through_time: bool = False) -> Tensor:
+def kernel_states(cell: str | type[KernelCell], u: Tensor, s0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
+                  b_hh: Tensor, through_time: bool = False) -> Tensor:
     r"""States ``[B, T, S]`` of a ``tanh`` / ``gru`` / ``lstm`` layer (``torch.nn.RNN/GRU/LSTM`` weights) from
     inputs ``u [B, T, I]`` and the initial state ``s0 [B, S]`` (detached). Backward: the one-step gradients,
-    or with ``through_time`` BPTT's (see :class:`RecurrentKernel`)."""
-    if cell not in KERNEL_CELLS:
-        raise ValueError(f"no recurrent kernel for cell {cell!r}; known: {', '.join(KERNEL_CELLS)}")
-    return RecurrentKernel.apply(KERNEL_CELLS[cell], through_time, u, s0.detach(), w_ih, w_hh, b_ih, b_hh)
+    or with ``through_time`` BPTT's (see :class:`RecurrentKernel`). ``cell``: a name or a :class:`KernelCell`."""
+    if isinstance(cell, str):
+        if cell not in KERNEL_CELLS:
+            raise ValueError(f"no recurrent kernel for cell {cell!r}; known: {', '.join(KERNEL_CELLS)}")
+        cell = KERNEL_CELLS[cell]
+    return RecurrentKernel.apply(cell, through_time, u, s0.detach(), w_ih, w_hh, b_ih, b_hh)

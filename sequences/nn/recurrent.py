@@ -8,7 +8,7 @@ through depth by ``bp``, ``dfa``, ``local:readout`` or ``shallow``.
 
 with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
 followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
-The cell :math:`f` is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`; its layer output is
+The cell :math:`f` (:mod:`~fwdlearn.sequences.nn.cells`) is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`; its layer output is
 :math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in the reference implementation of
 DSF, so that the cell state gets errors from the layer above too) or a diagonal linear recurrence
 :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
@@ -31,50 +31,41 @@ from torch import Tensor, nn
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
-from fwdlearn.sequences.nn.kernels import KERNEL_CELLS, kernel_states
-from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer, unrolled_states
+from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell, TorchCell
+from fwdlearn.sequences.nn.kernels import kernel_states
+from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer
 
 __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
 
-CELLS = ("tanh", "gru", "lstm", "linear")
+#: the cell names (:data:`~fwdlearn.sequences.nn.cells.RECURRENT_CELLS`)
+CELLS = tuple(RECURRENT_CELLS)
 
 
 class RecurrentLayer(nn.Module):
-    r"""One recurrent layer with a flat state ``[..., state_size]``: sequence calls (``torch.nn.RNN/GRU``
-    fused, the LSTM by :mod:`~fwdlearn.sequences.nn.kernels`), a one-step cell on the same weights
-    (``torch.rnn_tanh_cell`` / ``gru_cell`` / ``lstm_cell``) and the output read from the states: :math:`h`,
-    or for an LSTM :math:`W_s [h; c] + b_s` (``state_proj``)."""
+    r"""One recurrent layer with a flat state ``[..., state_size]``; what it computes is its cell's
+    (:mod:`~fwdlearn.sequences.nn.cells`): sequence calls differentiable through time, a one-step call on the
+    same weights, the output read from the states (:math:`h`, or for an LSTM :math:`W_s [h; c] + b_s`) and, on the
+    CPU, the one-step kernel of :mod:`~fwdlearn.sequences.nn.kernels`."""
 
     def __init__(self, cell: str, input_size: int, hidden: int) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+        self.kind: RecurrentCell = RECURRENT_CELLS.get(cell)
         self.cell, self.hidden = cell, hidden
-        self.state_size = 2 * hidden if cell == "lstm" else hidden
-        if cell == "linear":
-            self.input = nn.Linear(input_size, hidden)
-            self.decay = nn.Parameter(torch.empty(hidden).uniform_(0.5, 0.95))
-        else:
-            kind = {"tanh": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
-            self.rnn = kind(input_size, hidden, batch_first=True)
-        if cell == "lstm":
-            self.state_proj = nn.Linear(2 * hidden, hidden)
-
-    def _weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        r = self.rnn
-        return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+        self.state_size = self.kind.state_width * hidden
+        self.kind.build(self, input_size, hidden)
 
     def initial_state(self, batch: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch, self.state_size)
 
+    def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(W_ih, W_hh, b_ih, b_hh)`` of a ``tanh`` / ``gru`` / ``lstm`` layer (``torch.nn.RNN/GRU/LSTM``'s)."""
+        if not isinstance(self.kind, TorchCell):
+            raise TypeError(f"a {self.cell!r} layer has no torch.nn.RNN/GRU/LSTM weights")
+        return TorchCell.weights(self)
+
     def states(self, u: Tensor, s0: Tensor) -> Tensor:
-        """Every state ``[B, T, S]``, differentiable through time (BPTT): the fused ``torch.nn.RNN/GRU``; for an
-        LSTM, whose cell states the fused ``torch.nn.LSTM`` does not return, the through-time kernel."""
-        if self.cell == "linear":
-            return unrolled_states(self, u, s0, retain=False)[0]
-        if self.cell == "lstm":
-            return kernel_states("lstm", u, s0, *self._weights(), through_time=True)
-        return self.rnn(u, s0.unsqueeze(0).contiguous())[0]
+        """Every state ``[B, T, S]``, differentiable through time (BPTT)."""
+        return self.kind.states(self, u, s0)
 
     def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
         """Sequence call, differentiable through time: ``(output [B, T, H], s_T [B, S])``."""
@@ -87,30 +78,22 @@ class RecurrentLayer(nn.Module):
         return self.states(u, s0)
 
     def scan_step(self, u: Tensor, s0: Tensor) -> Tensor | None:
-        """FT-BPTT / DSF one-step states ``[B, T, S]`` from :mod:`~fwdlearn.sequences.nn.kernels` (each projection
-        computed once, a backward of a few large matrix products) on the CPU; ``None`` for the linear cell and on
-        a GPU, where the fused kernel plus a batched recompute is used instead."""
-        if self.cell in KERNEL_CELLS and u.device.type == "cpu":
-            return kernel_states(self.cell, u, s0, *self._weights())
+        """FT-BPTT / DSF one-step states ``[B, T, S]`` from the cell's kernel (each projection computed once, a
+        backward of a few large matrix products) on the CPU; ``None`` for a cell without one and on a GPU, where
+        the fused call plus a batched recompute is used instead."""
+        kernel = self.kind.kernel
+        if kernel is not None and u.device.type == "cpu":
+            return kernel_states(kernel, u, s0, *self.weights())
         return None
 
     def step(self, u: Tensor, s: Tensor) -> Tensor:
         """One step for a batch of positions: ``u [N, I]``, ``s [N, S]`` -> ``[N, S]``."""
-        if self.cell == "linear":
-            return self.decay * s + self.input(u)
-        w_ih, w_hh, b_ih, b_hh = self._weights()
-        if self.cell == "gru":
-            return torch.gru_cell(u, s, w_ih, w_hh, b_ih, b_hh)
-        if self.cell == "tanh":
-            return torch.rnn_tanh_cell(u, s, w_ih, w_hh, b_ih, b_hh)
-        h, c = s.split(self.hidden, dim=-1)
-        h, c = torch.lstm_cell(u, (h, c), w_ih, w_hh, b_ih, b_hh)
-        return torch.cat([h, c], dim=-1)
+        return self.kind.step(self, u, s)
 
     def output(self, states: Tensor) -> Tensor:
         """The layer's output ``[..., H]`` from states ``[..., S]``: :math:`h`, or for an LSTM
         :math:`W_s [h; c] + b_s`."""
-        return self.state_proj(states) if self.cell == "lstm" else states
+        return self.kind.output(self, states)
 
 
 class RecurrentBlock(nn.Module):

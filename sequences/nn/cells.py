@@ -1,0 +1,138 @@
+r"""Recurrent cells: what a :class:`~fwdlearn.sequences.nn.recurrent.RecurrentLayer` computes, one object per kind.
+
+A cell builds the layer's parameters and says how to run them: a sequence call differentiable through time
+(BPTT), one step for a batch of positions (the one-step recompute, the unrolled diagnostics), the layer output
+read from the states and, where it has one, the CPU kernel of :mod:`~fwdlearn.sequences.nn.kernels`.
+
+* ``tanh``: :math:`h_t = \tanh(W_{ih} u_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})` (``torch.nn.RNN``);
+* ``gru``: ``torch.nn.GRU``'s gates;
+* ``lstm``: ``torch.nn.LSTM``'s gates, state :math:`s = [h, c]` and output :math:`W_s [h; c] + b_s` (the whole state,
+  as in the reference implementation of DSF, so that the cell state gets errors from the layer above too);
+* ``linear``: the diagonal linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (DSF with
+  :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT).
+
+A new cell is one subclass of :class:`RecurrentCell` and one ``RECURRENT_CELLS.register(name, cell)``.
+Parameters are attributes of the layer (``rnn``, ``state_proj``, ``input``, ``decay``), so checkpoints name
+them ``blocks.<i>.layer.rnn.weight_hh_l0`` etc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from fwdlearn.registry import Registry
+
+from fwdlearn.sequences.nn.kernels import GRUCell, KernelCell, LSTMCell, TanhCell, kernel_states
+from fwdlearn.sequences.nn.time_rules import unrolled_states
+
+__all__ = ["RecurrentCell", "TorchCell", "TanhRNN", "GRU", "LSTM", "LinearRecurrence", "RECURRENT_CELLS"]
+
+
+class RecurrentCell:
+    """How a layer of one cell kind computes; ``layer`` is the :class:`~torch.nn.Module` holding the parameters."""
+
+    name: ClassVar[str]
+    #: state width / hidden size
+    state_width: ClassVar[int] = 1
+    #: the one-step (and through-time) CPU kernel, if the cell has one
+    kernel: ClassVar[type[KernelCell] | None] = None
+
+    def build(self, layer: nn.Module, input_size: int, hidden: int) -> None:
+        """Create the parameters on ``layer``."""
+        raise NotImplementedError
+
+    def states(self, layer: nn.Module, u: Tensor, s0: Tensor) -> Tensor:
+        """Every state ``[B, T, S]`` from inputs ``[B, T, I]`` and ``s0 [B, S]``, differentiable through time."""
+        raise NotImplementedError
+
+    def step(self, layer: nn.Module, u: Tensor, s: Tensor) -> Tensor:
+        """One step for a batch of positions: ``u [N, I]``, ``s [N, S]`` -> ``[N, S]``."""
+        raise NotImplementedError
+
+    def output(self, layer: nn.Module, states: Tensor) -> Tensor:
+        """The layer output ``[..., H]`` from states ``[..., S]`` (the states themselves by default)."""
+        return states
+
+
+class TorchCell(RecurrentCell):
+    """A cell with a fused ``torch.nn`` sequence module and a ``torch.*_cell`` step on the same weights."""
+
+    module: ClassVar[type[nn.RNNBase]]
+    cell_step: ClassVar[Callable[..., Tensor]]
+
+    @staticmethod
+    def weights(layer: nn.Module) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(W_ih, W_hh, b_ih, b_hh)`` of the layer's one-layer ``torch.nn`` module."""
+        r = layer.rnn
+        return r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0
+
+    def build(self, layer, input_size, hidden):
+        layer.rnn = self.module(input_size, hidden, batch_first=True)
+
+    def states(self, layer, u, s0):
+        return layer.rnn(u, s0.unsqueeze(0).contiguous())[0]
+
+    def step(self, layer, u, s):
+        return type(self).cell_step(u, s, *self.weights(layer))
+
+
+class TanhRNN(TorchCell):
+    name = "tanh"
+    module = nn.RNN
+    cell_step = torch.rnn_tanh_cell
+    kernel = TanhCell
+
+
+class GRU(TorchCell):
+    name = "gru"
+    module = nn.GRU
+    cell_step = torch.gru_cell
+    kernel = GRUCell
+
+
+class LSTM(TorchCell):
+    """State :math:`[h, c]`; the fused ``torch.nn.LSTM`` does not return the cell states, so the sequence call is
+    the through-time kernel; the output projects the whole state."""
+
+    name = "lstm"
+    module = nn.LSTM
+    state_width = 2
+    kernel = LSTMCell
+
+    def build(self, layer, input_size, hidden):
+        super().build(layer, input_size, hidden)
+        layer.state_proj = nn.Linear(2 * hidden, hidden)
+
+    def states(self, layer, u, s0):
+        return kernel_states(LSTMCell, u, s0, *self.weights(layer), through_time=True)
+
+    def step(self, layer, u, s):
+        h, c = torch.lstm_cell(u, tuple(s.chunk(2, dim=-1)), *self.weights(layer))
+        return torch.cat([h, c], dim=-1)
+
+    def output(self, layer, states):
+        return layer.state_proj(states)
+
+
+class LinearRecurrence(RecurrentCell):
+    r""":math:`h_t = \lambda \odot h_{t-1} + W u_t + b`, decays :math:`\lambda \sim U(0.5, 0.95)` learned."""
+
+    name = "linear"
+
+    def build(self, layer, input_size, hidden):
+        layer.input = nn.Linear(input_size, hidden)
+        layer.decay = nn.Parameter(torch.empty(hidden).uniform_(0.5, 0.95))
+
+    def states(self, layer, u, s0):
+        return unrolled_states(layer, u, s0, retain=False)[0]
+
+    def step(self, layer, u, s):
+        return layer.decay * s + layer.input(u)
+
+
+#: every recurrent cell by name (``RecurrentLM(cell=...)``, ``--cell``)
+RECURRENT_CELLS = Registry("cell", {c.name: c() for c in (TanhRNN, GRU, LSTM, LinearRecurrence)})

@@ -1,0 +1,68 @@
+"""Recurrent cells are registry objects: a cell defined here trains under every time rule without editing the library."""
+
+import pytest
+import torch
+from torch import nn
+
+from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell
+from fwdlearn.sequences.nn.recurrent import RecurrentLayer, RecurrentLM
+from fwdlearn.sequences.nn.time_rules import recomputed_states, unrolled_states
+
+
+class MinimalGated(RecurrentCell):
+    r""":math:`h_t = \sigma(W_z u_t) \odot h_{t-1} + \tanh(W_u u_t)`: no kernel, so FT-BPTT / DSF recompute one step."""
+
+    name = "toy-gated"
+
+    def build(self, layer, input_size, hidden):
+        layer.gate = nn.Linear(input_size, hidden)
+        layer.value = nn.Linear(input_size, hidden)
+
+    def states(self, layer, u, s0):
+        return unrolled_states(layer, u, s0, retain=False)[0]
+
+    def step(self, layer, u, s):
+        return torch.sigmoid(layer.gate(u)) * s + torch.tanh(layer.value(u))
+
+
+@pytest.fixture
+def toy_cell():
+    RECURRENT_CELLS.register(MinimalGated.name, MinimalGated())
+    yield MinimalGated.name
+    RECURRENT_CELLS._entries.pop(MinimalGated.name)
+
+
+@pytest.mark.parametrize("rule", ["bptt", "ft-bptt", "dsf", "dfa+dsf"])
+def test_a_cell_defined_in_a_test_file_trains_under_every_time_rule(toy_cell, rule):
+    torch.manual_seed(0)
+    model = RecurrentLM(12, cell=toy_cell, hidden=16, layers=2, training=rule)
+    assert "blocks.0.layer.gate.weight" in model.state_dict()
+    x = torch.randint(0, 12, (8, 10))
+    y = torch.roll(x, 1, dims=1)  # predict the previous token: needs the state
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    model.train()
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss, _ = model.training_loss(x, y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+    rebuilt = RecurrentLM.from_config(model.config.__dict__)
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.eval()(x)[0], model.eval()(x)[0])
+
+
+def test_a_cell_without_a_kernel_gets_the_one_step_recompute(toy_cell):
+    layer = RecurrentLayer(toy_cell, 5, 7)
+    u, s0 = torch.randn(3, 6, 5), torch.zeros(3, 7)
+    assert layer.scan_step(u, s0) is None
+    torch.testing.assert_close(recomputed_states(layer, u, s0), layer.states(u, s0))
+    with pytest.raises(TypeError, match="a 'toy-gated' layer has no torch.nn.RNN/GRU/LSTM weights"):
+        layer.weights()
+
+
+def test_an_unknown_cell_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown cell 'gruu'; choose one of tanh, gru, lstm, linear"):
+        RecurrentLM(10, cell="gruu")

@@ -28,6 +28,7 @@ import copy
 import math
 import operator
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
                              check_range, reading)
+from fwdlearn.distributed import rank
 from fwdlearn.files import atomic_write
 
 __all__ = [
@@ -592,6 +594,9 @@ class Trainer:
             best_state = self._resume(ckpt, state, result, stopper)
             saved_step = ckpt["step"]
             start_step = ckpt["step"] + 1
+            if start_step > self.steps and not result.stopped_early and rank() == 0:
+                print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to train "
+                      "(the budget is the total; raise it to train on)", file=sys.stderr)
         t0 = time.perf_counter() - result.seconds
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
         bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet)

@@ -91,6 +91,23 @@ def test_checkpoint_resume_continues_steps(tmp_path):
     assert result.steps_run == 5
 
 
+def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, capsys):
+    model = nn.Linear(2, 1)
+    seen = []
+
+    def step(i):
+        seen.append(i)
+        return {"loss": 1.0}
+
+    ckpt = tmp_path / "run.pt"
+    Trainer(steps=3, quiet=True, checkpoint=ckpt).run(step, None, Stateful({"model": model}))
+    capsys.readouterr()
+    result = Trainer(steps=3, quiet=True, checkpoint=ckpt, resume=True).run(step, None, Stateful({"model": model}))
+    assert seen == [1, 2, 3] and result.steps_run == 3
+    assert capsys.readouterr().err == (f"{ckpt} already holds all 3 steps of the run: nothing is left to train "
+                                       "(the budget is the total; raise it to train on)\n")
+
+
 def test_missing_monitor_key_is_named():
     with pytest.raises(KeyError, match="monitored key is 'val_accuracy'"):
         Trainer(steps=1, quiet=True).run(lambda e: {}, lambda: {"acc": 1.0})

@@ -52,7 +52,7 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
 
 
 def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | Path, xlabel: str, ylabel: str,
-                title: str = "", chance: float | None = None) -> Path:
+                title: str = "", chance: float | None = None, zero_line: bool = False) -> Path:
     """Draw training curves, one line per run: ``series[name] = (x values, y values)``; ``chance`` as a dashed line.
 
     Args:
@@ -60,6 +60,7 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
         path: image file to write (format from the suffix).
         xlabel, ylabel, title: labels.
         chance: the score of a predictor that ignores the input, drawn for reference.
+        zero_line: draw the line y = 0 (for signed values such as cosines).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -67,6 +68,8 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
         ax.plot(xs, ys, marker="o", ms=2, label=name)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    if zero_line:
+        ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return _save(plt, fig, ax, path, title)
@@ -105,19 +108,13 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
 
 def plot_alignment(curves: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     r"""Draw the alignment diagnostic against training steps: per feedback point, the mean per-sample cosine
-    between its DFA signal and the true gradient (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`).
+    between its DFA signal and the true gradient (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`),
+    with the zero line.
 
     Args:
         curves: point name -> ``[(step, cosine), ...]``.
         path: image file to write (format from the suffix).
         title: figure title.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for name, curve in curves.items():
-        steps, values = zip(*curve) if curve else ((), ())
-        ax.plot(steps, values, marker="o", ms=3, label=name)
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cos(DFA signal, true gradient)")
-    return _save(plt, fig, ax, path, title)
+    series = {name: tuple(zip(*curve)) if curve else ((), ()) for name, curve in curves.items()}
+    return plot_curves(series, path, "step", "cos(DFA signal, true gradient)", title, zero_line=True)

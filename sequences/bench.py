@@ -4,7 +4,9 @@ r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`):
    ``--cost-hidden`` for each cell in ``--cost-cells``, batch ``--cost-batch``, for each context :math:`T`
    in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, then one more step
    per mode for the bytes autograd saves for backward and the exact peak process-memory increase (CUDA peak
-   on a GPU), as ratios DSF / BPTT.
+   on a GPU), as ratios DSF / BPTT. BPTT of tanh / GRU layers is timed twice on a CPU: through the library's
+   through-time kernel (the default, ``bptt``) and through torch's fused module (``bptt (torch fused)``, what plain
+   PyTorch and the DSF reference run; :func:`~fwdlearn.sequences.nn.kernels.use_kernels`).
 2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
    ``--steps`` from the same initialisation; validation bits per character on the full validation split
    (best checkpoint by the running validation), ratio to BPTT.
@@ -38,11 +40,15 @@ from fwdlearn.sequences.data.text import read_corpus
 from fwdlearn.sequences.data.tasks import DelayedRecall
 from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
+from fwdlearn.sequences.nn.kernels import use_kernels
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
 __all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
+#: cells whose BPTT the cost part also times through torch's fused module (kernels off)
+TORCH_FUSED = ("tanh", "gru")
+TORCH_BPTT = "bptt (torch fused)"
 MB = 1024 * 1024
 
 
@@ -81,20 +87,24 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
     gen = torch.Generator().manual_seed(config.seed)
     x = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
     y = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
+    modes = {mode: mode for mode in config.cost_modes}  # timed name -> rule
+    if "bptt" in modes and cell in TORCH_FUSED and device.type == "cpu":
+        modes[TORCH_BPTT] = "bptt"  # the baseline plain PyTorch (and the DSF reference) runs
     models, opts = {}, {}
-    for mode in config.cost_modes:
+    for name, mode in modes.items():
         seed_everything(config.seed)
-        models[mode] = RecurrentLM(vocab, cell=cell, hidden=config.cost_hidden, layers=config.cost_layers,
+        models[name] = RecurrentLM(vocab, cell=cell, hidden=config.cost_hidden, layers=config.cost_layers,
                                    training=mode, norm=False).to(device)  # plain blocks: the recurrence's cost
-        opts[mode] = torch.optim.AdamW(models[mode].parameters(), lr=1e-3)
+        opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-3)
 
-    def step(mode: str, xs=x, ys=y) -> None:
-        logits, _ = models[mode](xs)
-        end_to_end_step(lm_loss(logits, ys), opts[mode])
+    def step(name: str, xs=x, ys=y) -> None:
+        with use_kernels(name != TORCH_BPTT):
+            logits, _ = models[name](xs)
+            end_to_end_step(lm_loss(logits, ys), opts[name])
 
-    for mode in config.cost_modes:  # warm-up on a short window (allocator, kernels)
-        step(mode, x[:, : min(context, 32)], y[:, : min(context, 32)])
-    return interleaved_costs({mode: partial(step, mode) for mode in config.cost_modes}, config.cost_repeats, device,
+    for name in modes:  # warm-up on a short window (allocator, kernels)
+        step(name, x[:, : min(context, 32)], y[:, : min(context, 32)])
+    return interleaved_costs({name: partial(step, name) for name in modes}, config.cost_repeats, device,
                              f"cost {cell} T={context}", quiet)
 
 
@@ -201,11 +211,13 @@ def _verdicts(extra: dict) -> list[str]:
     lines = []
     for cell, cost in extra.get("cost", {}).items():
         T = max(cost)
-        if "bptt" in cost[T] and "dsf" in cost[T]:
-            r = cost[T]["dsf"]["seconds"] / cost[T]["bptt"]["seconds"]
-            lines.append(f"- {cell.upper()}: DSF faster than BPTT at T={T}: {'yes' if r < 1 else 'NO'} (time ratio DSF/BPTT "
-                         f"{r:.3f}; by T: " + ", ".join(f"{t}: {c['dsf']['seconds'] / c['bptt']['seconds']:.3f}"
-                                                      for t, c in sorted(cost.items()) if 'dsf' in c and 'bptt' in c) + ")")
+        for base, label in (("bptt", "BPTT"), (TORCH_BPTT, "BPTT through torch's fused module")):
+            if base in cost[T] and "dsf" in cost[T]:
+                r = cost[T]["dsf"]["seconds"] / cost[T][base]["seconds"]
+                by_t = ", ".join(f"{t}: {c['dsf']['seconds'] / c[base]['seconds']:.3f}"
+                                 for t, c in sorted(cost.items()) if 'dsf' in c and base in c)
+                lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if r < 1 else 'NO'} "
+                             f"(time ratio {r:.3f}; by T: {by_t})")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]

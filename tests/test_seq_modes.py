@@ -182,18 +182,38 @@ def test_lag_influence_runs_on_a_recurrent_lm_and_is_causal():
     assert model.training  # restored after the measurement
 
 
+@pytest.mark.parametrize("kernels_on", [True, False], ids=["kernel", "torch-fused"])
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
-def test_bptt_gradients_equal_the_step_by_step_graphs_in_float64(cell):
-    """BPTT (fused RNN / GRU, the LSTM's through-time kernel) against autograd through one cell call per step."""
+def test_bptt_gradients_equal_the_step_by_step_graphs_in_float64(cell, kernels_on):
+    """BPTT (the through-time kernel on a CPU; with the kernels off torch's fused RNN / GRU) against autograd
+    through one cell call per step."""
     torch.manual_seed(8)
     x, y = _data(length=11, seed=8)
     model = RecurrentLM(7, cell=cell, hidden=5, layers=2, training="bptt", norm=True).double()
     model.train()
-    fused = _grads(model, x, y)
+    with kernels.use_kernels(kernels_on):
+        fused = _grads(model, x, y)
     model.zero_grad()
     lm_loss(model.forward_from_embeddings(model.embed(x), rule=UNROLLED), y).backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(fused[name], p.grad, atol=1e-12, rtol=0, msg=name)
+
+
+def test_kernels_switch_between_the_kernel_and_torchs_fused_gru(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels.RecurrentKernel, "apply", lambda *a: calls.append(a[1]) or torch.zeros(2, 3, 4))
+    layer = RecurrentLayer("gru", 4, 4)
+    u, s0 = torch.randn(2, 3, 4), torch.zeros(2, 4)
+    layer.states(u, s0)
+    assert calls == [True]  # BPTT by the through-time kernel
+    layer.scan_step(u, s0)
+    assert calls == [True, False]  # FT-BPTT / DSF by the one-step kernel
+    with kernels.use_kernels(False):
+        assert layer.scan_step(u, s0) is None  # the reference recipe
+        layer.states(u, s0)
+    with torch.no_grad():
+        layer.states(u, s0)  # evaluation: the fused module
+    assert calls == [True, False]
 
 
 @pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])

@@ -40,15 +40,46 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["KernelCell", "KERNEL_CELLS", "RecurrentKernel", "kernel_states"]
+__all__ = ["KernelCell", "KERNEL_CELLS", "RecurrentKernel", "kernel_states", "use_kernels", "kernels_apply"]
 
 #: time steps per chunk: gate buffers are ``[B, CHUNK, saved]`` tensors, backward blocks ``CHUNK`` positions
 CHUNK = 256
+
+_enabled = True
+
+
+@contextmanager
+def use_kernels(enabled: bool) -> Iterator[None]:
+    """Turn the kernels on (the default) or off inside a ``with`` block. Off, tanh and GRU layers train through
+    ``torch.nn.RNN`` / ``torch.nn.GRU``'s fused modules under BPTT and by the reference recipe (a no-grad fused scan
+    plus a batched one-step cell) under FT-BPTT and DSF -- the same gradients up to rounding, more slowly on a CPU;
+    ``fwdlearn bench seq`` times BPTT both ways. (The LSTM keeps its through-time kernel: the fused ``torch.nn.LSTM``
+    does not return the cell states its output reads.)
+
+    Example::
+
+        with use_kernels(False):
+            loss.backward()  # as plain PyTorch would compute it
+    """
+    global _enabled
+    before, _enabled = _enabled, enabled
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def kernels_apply(u: Tensor) -> bool:
+    """Whether a layer with a kernel runs it on input ``u``: kernels are on and ``u`` is on the CPU (on a GPU the
+    fused cuDNN modules are used)."""
+    return _enabled and u.device.type == "cpu"
 
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y (1 - y), written to grad_input=

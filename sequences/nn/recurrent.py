@@ -32,7 +32,7 @@ from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell, TorchCell
-from fwdlearn.sequences.nn.kernels import kernel_states
+from fwdlearn.sequences.nn.kernels import kernel_states, kernels_apply
 from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer
 
 __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
@@ -82,7 +82,7 @@ class RecurrentLayer(nn.Module):
         backward of a few large matrix products) on the CPU; ``None`` for a cell without one and on a GPU, where
         the fused call plus a batched recompute is used instead."""
         kernel = self.kind.kernel
-        if kernel is not None and u.device.type == "cpu":
+        if kernel is not None and kernels_apply(u):
             return kernel_states(kernel, u, s0, *self.weights())
         return None
 

@@ -18,11 +18,14 @@ config is range-checked when it is built (:func:`fwdlearn.config.validate_config
 Before any work, every output path is checked: the paths differ from each other, none exists unless
 ``--overwrite`` (a checkpoint: unless ``--resume``), each can be written (its folder exists or can be
 created, and is writable), a plot's format is one matplotlib writes; a ``.tmp`` file a killed run left
-behind is removed.
+behind is removed. A run whose paths were named (``--name``, ``--json``, ``--checkpoint``, ``--out``) holds
+``<record>.lock`` while it runs (from :func:`start_run`), so a second run given the same name refuses to start instead of writing the
+same files; a lock left by a killed process is taken over.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from .errors import UsageError
 from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
-           "start_run", "check_plot_format"]
+           "start_run", "check_plot_format", "lock_run", "release_runs"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -94,6 +97,8 @@ class RunPaths:
     checkpoint: Path | None = None
     plot: Path | None = None
     results: tuple[Path, ...] = ()
+    #: the paths were chosen by the user (so another run may choose them too: :func:`start_run` locks them)
+    named: bool = False
 
     def outputs(self) -> list[tuple[str, Path]]:
         """``(flag, path)`` of every file this run may write."""
@@ -143,7 +148,60 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     if plot:
         paths.plot = Path(plot)
     _check_outputs(paths, options.overwrite, resume)
+    paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
+
+
+_held: list[Path] = []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def lock_run(record: Path) -> None:
+    """Hold ``<record>.lock`` (holding this process's id) until :func:`release_runs` or exit.
+
+    Raises:
+        UsageError: a live process holds it (another run with the same name); a lock whose process is gone
+            is taken over. Under ``torchrun`` only rank 0 locks (every process shares the names).
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    lock = record.with_name(record.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and _alive(owner):
+                raise UsageError(f"another fwdlearn run (process {owner}) is writing {record}; wait for it to finish "
+                                 f"or choose another --name (remove {lock} if no such run exists)") from None
+            lock.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        _held.append(lock)
+        return
+
+
+def release_runs() -> None:
+    """Remove the locks this process holds (the CLI does it when a command ends; also at exit)."""
+    while _held:
+        _held.pop().unlink(missing_ok=True)
+
+
+atexit.register(release_runs)
 
 
 def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
@@ -202,12 +260,15 @@ def resolve_device(spec: str) -> Any:
     return device
 
 
-def start_run(options: RunOptions) -> Any:
+def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
     """Apply the run options that act on the process (``--threads``) and return the ``--device`` as a
-    ``torch.device`` (checked to exist)."""
+    ``torch.device`` (checked to exist); with the run's ``paths``, when they were named, hold their lock
+    (:func:`lock_run`)."""
     import torch
 
     device = resolve_device(options.device)
+    if paths is not None and paths.named:
+        lock_run(paths.record)
     if options.threads:
         torch.set_num_threads(options.threads)
     return device

@@ -238,7 +238,7 @@ def run_parts(config, job: str, parts: Callable[[Any, list, dict], None], verdic
     (``verdicts(extra)``), write the results and the record, print them."""
     paths = run_outputs(job, config, out=config.out)
     out = paths.results[0].with_name(paths.results[0].name[: -len(".json")])
-    config = dataclasses.replace(config, device=str(start_run(config)), out=str(out))
+    config = dataclasses.replace(config, device=str(start_run(config, paths)), out=str(out))
     record = RunRecord(job, config, seed=config.seed)
     start = time.perf_counter()
     rows: list[dict] = []

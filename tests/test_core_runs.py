@@ -89,6 +89,27 @@ def test_concurrent_runs_without_names_never_share_a_file(folder):
     assert len(checkpoints) == 2
 
 
+def test_a_second_run_with_the_same_name_refuses_to_start_while_the_first_runs(folder, capsys):
+    from fwdlearn.cli import main
+
+    args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "2", "--eval-every", "2", "--sample", "0",
+            "--name", "a"]
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a live process holds the lock
+    try:
+        Path("runs").mkdir()
+        Path("runs/a.json.lock").write_text(str(first.pid))
+        assert main(args) == 2
+        assert capsys.readouterr().err == (
+            f"fwdlearn: error: another fwdlearn run (process {first.pid}) is writing runs/a.json; wait for it to "
+            "finish or choose another --name (remove runs/a.json.lock if no such run exists)\n")
+        assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json.lock"]  # nothing of its own written
+    finally:
+        first.kill()
+        first.wait()
+    assert main(args) == 0  # the holder is gone: its lock is taken over
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json", "a.pt"]  # and released at the end
+
+
 def _wait_for(path: Path, process, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while not path.exists():

@@ -209,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.group_parser.print_help()
         return 2
     debug = bool(getattr(args, "debug", False)) or os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
+    from fwdlearn.runs import release_runs
+
     try:
         status = run(args)
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
@@ -217,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _report(error)
         return code
+    finally:
+        release_runs()
     return 0 if status is None else int(status)
 
 

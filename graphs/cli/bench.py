@@ -123,7 +123,7 @@ def run_bench(config: BenchGraphConfig) -> int:
     from fwdlearn.runs import run_outputs, start_run
 
     paths = run_outputs("bench-graph", config, out=config.out)
-    device = start_run(config)
+    device = start_run(config, paths)
     record = RunRecord("bench-graph", config, seed=config.seed)
     methods = ["bp"] + [m for m in config.methods if m != "bp"]
     patience = config.patience or None

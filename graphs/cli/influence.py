@@ -60,7 +60,7 @@ def _run_influence(args: argparse.Namespace) -> int:
 
     config = dataclass_from_args(InfluenceGraphConfig, args)
     paths = run_outputs("influence-graph", config, plot=config.plot)
-    device = start_run(config)
+    device = start_run(config, paths)
     init_from_env()  # under torchrun the seeds are shared out; rank 0 reports
     lead = rank() == 0
     quiet = config.quiet or not lead

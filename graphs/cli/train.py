@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     checkpoints = split_checkpoints(paths.checkpoint, config.splits)
     refuse_overwrite(*checkpoints[1:], overwrite=config.overwrite or config.resume,
                      flag="--resume (to continue that run) or --overwrite")
-    device = start_run(config)
+    device = start_run(config, paths)
     record = RunRecord("graph-train", config, seed=config.seed)
     rows = train_runs(config, record, device, checkpoints)
     metric = "test_auc" if config.task == "link" else "test_accuracy"

@@ -160,7 +160,7 @@ def run_bench(config) -> int:
     json_path, md_path = paths.results
     plot_path = md_path.with_suffix(".png")
     refuse_overwrite(plot_path, overwrite=config.overwrite)
-    start_run(config)
+    start_run(config, paths)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
     speed: list[dict] = []

@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
                                     "(runs/<name>.pt)")
     paths = run_outputs("influence-seq", config, plot=config.plot)
-    device = start_run(config)
+    device = start_run(config, paths)
     record = RunRecord("influence-seq", config, seed=config.seed)
     seed_everything(config.seed)
     curves, rows = {}, []

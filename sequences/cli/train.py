@@ -117,7 +117,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume)
-    device = start_run(config)
+    device = start_run(config, paths)
     init_from_env()
     lead = rank() == 0
     seed_everything(config.seed)

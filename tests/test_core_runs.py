@@ -169,3 +169,20 @@ def test_under_torchrun_an_error_found_before_connecting_is_said_once(folder):
     assert lines == ["fwdlearn: error: --layers must be >= 1, got 0"]
     frames = [line for line in run.stderr.splitlines() if line.strip().startswith("File") and "/fwdlearn/" in line]
     assert not frames  # the launcher reports its children's exit codes; no rank shows a traceback
+
+
+def test_under_torchrun_an_error_one_process_finds_after_connecting_names_its_rank(folder):
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "fwdlearn",
+              "seq", "train", "--data", "text.txt", *TINY, "--eval-every", "2", "--sample", "0", "--name", "dp"]
+    first = subprocess.run([*launch, "--steps", "2"], cwd=folder, env=ENV, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    Path("runs/dp.pt.rank1").unlink()  # process 1's part of the checkpoint is lost
+    run = subprocess.run([*launch, "--steps", "4", "--resume"], cwd=folder, env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode != 0
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "fwdlearn: error" in line]
+    assert lines == ["fwdlearn: error (rank 1): runs/dp.pt.rank1, process 1's part of the checkpoint, is missing; "
+                     "resume with as many processes as the run was started with"]
+    frames = [line for line in run.stderr.splitlines() if line.strip().startswith("File") and "/fwdlearn/" in line]
+    assert not frames
+    assert json.loads(Path("runs/dp.json").read_text())["summary"]["steps"] == 2  # the record was not rewritten

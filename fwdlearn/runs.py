@@ -178,7 +178,7 @@ def lock_run(record: Path) -> None:
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
                 owner = int(lock.read_text().strip() or 0)

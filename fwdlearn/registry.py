@@ -41,6 +41,10 @@ class Registry:
         self._entries[name] = obj
         return obj
 
+    def unregister(self, name: str) -> None:
+        """Remove the entry ``name`` (a ``KeyError`` if there is none)."""
+        del self._entries[name]
+
     def names(self) -> list[str]:
         return list(self._entries)
 

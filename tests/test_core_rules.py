@@ -132,4 +132,4 @@ def test_a_graph_method_defined_in_a_test_file_trains_without_editing_the_librar
         assert report.method == "toy-readout" and len(report.per_layer) == 2
         assert report.test_accuracy >= 0.5  # 4 classes: chance is about 0.25-0.4 on karate
     finally:
-        METHODS._entries.pop("toy-readout")
+        METHODS.unregister("toy-readout")

@@ -29,7 +29,7 @@ class MinimalGated(RecurrentCell):
 def toy_cell():
     RECURRENT_CELLS.register(MinimalGated.name, MinimalGated())
     yield MinimalGated.name
-    RECURRENT_CELLS._entries.pop(MinimalGated.name)
+    RECURRENT_CELLS.unregister(MinimalGated.name)
 
 
 @pytest.mark.parametrize("rule", ["bptt", "ft-bptt", "dsf", "dfa+dsf"])

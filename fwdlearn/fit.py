@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fwdlearn.distributed import rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
                              check_range, reading)
-from fwdlearn.distributed import rank
 from fwdlearn.files import atomic_write
 
 __all__ = [

@@ -19,8 +19,8 @@ Before any work, every output path is checked: the paths differ from each other,
 ``--overwrite`` (a checkpoint: unless ``--resume``), each can be written (its folder exists or can be
 created, and is writable), a plot's format is one matplotlib writes; a ``.tmp`` file a killed run left
 behind is removed. A run whose paths were named (``--name``, ``--json``, ``--checkpoint``, ``--out``) holds
-``<record>.lock`` while it runs (from :func:`start_run`), so a second run given the same name refuses to start instead of writing the
-same files; a lock left by a killed process is taken over.
+``<record>.lock`` while it runs (from :func:`start_run`), so a second run given the same name refuses to
+start instead of writing the same files; a lock left by a killed process is taken over.
 """
 
 from __future__ import annotations
@@ -176,23 +176,26 @@ def lock_run(record: Path) -> None:
         return
     lock = record.with_name(record.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
+    try:
+        while True:  # ends by taking the lock, or by an error naming the live process that holds it
             try:
-                owner = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                owner = 0
-            if owner and owner != os.getpid() and _alive(owner):
-                raise UsageError(f"another fwdlearn run (process {owner}) is writing {record}; wait for it to finish "
-                                 f"or choose another --name (remove {lock} if no such run exists)") from None
-            lock.unlink(missing_ok=True)  # left by a process that is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        _held.append(lock)
-        return
+                os.link(mine, lock)
+            except FileExistsError:
+                try:
+                    owner = int(lock.read_text().strip())
+                except (OSError, ValueError):
+                    owner = 0
+                if owner and owner != os.getpid() and _alive(owner):
+                    raise UsageError(f"another fwdlearn run (process {owner}) is writing {record}; wait for it to "
+                                     f"finish or choose another --name (remove {lock} if no such run exists)") from None
+                lock.unlink(missing_ok=True)  # left by a process that is gone
+                continue
+            _held.append(lock)
+            return
+    finally:
+        mine.unlink(missing_ok=True)
 
 
 def release_runs() -> None:

@@ -40,14 +40,14 @@ from fwdlearn.sequences.data.text import read_corpus
 from fwdlearn.sequences.data.tasks import DelayedRecall
 from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
+from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
 from fwdlearn.sequences.nn.kernels import use_kernels
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
 __all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
-#: cells whose BPTT the cost part also times through torch's fused module (kernels off)
-TORCH_FUSED = ("tanh", "gru")
+#: the cost part's name for BPTT through torch's fused module (kernels off), timed for cells that have one
 TORCH_BPTT = "bptt (torch fused)"
 MB = 1024 * 1024
 
@@ -88,7 +88,7 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
     x = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
     y = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
     modes = {mode: mode for mode in config.cost_modes}  # timed name -> rule
-    if "bptt" in modes and cell in TORCH_FUSED and device.type == "cpu":
+    if "bptt" in modes and RECURRENT_CELLS.get(cell).torch_bptt and device.type == "cpu":
         modes[TORCH_BPTT] = "bptt"  # the baseline plain PyTorch (and the DSF reference) runs
     models, opts = {}, {}
     for name, mode in modes.items():

@@ -5,19 +5,23 @@ Every figure sits next to its baseline measured in the same run. Models are the 
 
 1. Speed curve: for every graph of ``--graphs`` and depth of ``--depths``, an untrained GCN of that
    depth (``--hidden`` wide) and ``--samples`` random seeds: :func:`~fwdlearn.graphs.hop_influence`
-   (``max_hops`` = depth) against PyG's per-seed reference
+   (``max_hops`` = depth) both ways it takes the Jacobian -- ``layered`` (the default for the package's
+   models: each seed's receptive field only, every output channel in one backward pass) and ``autograd``
+   (what it does for any ``model(x, edge_index)``: one backward pass per output channel over the union of
+   balls) -- against PyG's per-seed reference
    (``torch_geometric.utils.influence.jacobian_l1_agg_per_hop``, the function ``total_influence``
    loops over) on the first ``--pyg-samples`` of the same seeds, its time extrapolated linearly to all
-   seeds (its cost is one independent Jacobian per seed). The two are interleaved ``--repeats`` times
+   seeds (its cost is one independent Jacobian per seed). The three are interleaved ``--repeats`` times
    and the medians compared. Each row gives the mean hop-ball size :math:`|\mathcal{B}_k(v)|` over the
-   seeds, because the speed-up depends on it: both sides run one forward and one backward per output
-   channel over every seed's ball, and PyG pays a fixed cost per seed on top (autograd set-up, and a
-   scan of the whole edge list per hop to find the ball) that fwdlearn shares across seeds. Agreement:
+   seeds, because the speed-up depends on it: PyG and the autograd path run one forward and one backward
+   per output channel over every seed's whole ball, PyG with a fixed cost per seed on top (autograd set-up,
+   and a scan of the whole edge list per hop to find the ball) that fwdlearn shares across seeds; the
+   layered path's work per layer shrinks to the nodes still within reach of the seed. Agreement:
    the largest per-row difference :math:`\max_h |T^{ours}_h(v) - T^{PyG}_h(v)| / \max_h T^{PyG}_h(v)`
-   over live rows. A row whose largest entry is below ``DEAD_ROW`` times the largest row's is a seed
-   whose ReLUs are (nearly) all dead: its entries are float32 rounding noise, so it is counted
-   ("dead rows") and its difference measured against ``DEAD_ROW`` times the largest row instead.
-   Writes ``<out>.png``: speed-up against mean ball size, one line per depth.
+   over live rows (the worse of the two paths). A row whose largest entry is below ``DEAD_ROW`` times the
+   largest row's is a seed whose ReLUs are (nearly) all dead: its entries are float32 rounding noise, so it
+   is counted ("dead rows") and its difference measured against ``DEAD_ROW`` times the largest row instead.
+   Writes ``<out>.png``: speed-up against mean ball size, one line per depth and path.
 2. On ``--data``: MLP, 2-layer and ``--layers``-layer GCN trained by BP on the City-Networks labels
    (test accuracy and R), and the deep GCN trained by ForwardGNN ``--forward-method``; plus the
    seconds each graph took to load (labels and features; ``city:`` graphs come from the disk cache
@@ -44,8 +48,10 @@ from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
 
 __all__ = ["run_bench", "row_agreement"]
 
-SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "fwdlearn s", "PyG s", "speed-up",
-                 "max rel. diff", "dead rows"]
+SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "fwdlearn s", "PyG s", "speed-up", "autograd s",
+                 "autograd speed-up", "max rel. diff", "dead rows"]
+#: both ways :func:`~fwdlearn.graphs.hop_influence` takes the Jacobian: the package's models by default, any model
+JACOBIANS = ("layered", "autograd")
 COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
 BP_LR, BP_PATIENCE = 1e-2, 50  # Adam learning rate and early-stopping patience of the BP models trained here
 DEAD_ROW = 1e-3  # rows below this fraction of the largest row are numerically zero (all ReLUs dead)
@@ -81,22 +87,27 @@ def _speed_row(config, name: str, data, layers: int, quiet: bool) -> dict:
     model = make_model("gcn", data.num_features, data.num_classes, layers, config.hidden).eval()
     nodes = select_seeds(data.num_nodes, config.samples, None, config.seed)
     reference_nodes = nodes[: config.pyg_samples].tolist()
-    hop_influence(model, data, layers, nodes=nodes[:1])  # warm-up: first calls build code paths on both sides
+    for jacobian in JACOBIANS:  # warm-up: first calls build code paths on all sides
+        hop_influence(model, data, layers, nodes=nodes[:1], jacobian=jacobian)
     jacobian_l1_agg_per_hop(model, data, layers, reference_nodes[0], "cpu")
-    ours_seconds, pyg_seconds = [], []
-    for _ in range(config.repeats):  # interleaved, so that load from other processes hits both alike
-        start = time.perf_counter()
-        _, _, ours = hop_influence(model, data, layers, nodes=nodes, quiet=quiet)
-        ours_seconds.append(time.perf_counter() - start)
+    seconds: dict[str, list[float]] = {jacobian: [] for jacobian in (*JACOBIANS, "pyg")}
+    ours: dict[str, torch.Tensor] = {}
+    for _ in range(config.repeats):  # interleaved, so that load from other processes hits all alike
+        for jacobian in JACOBIANS:
+            start = time.perf_counter()
+            _, _, ours[jacobian] = hop_influence(model, data, layers, nodes=nodes, quiet=quiet, jacobian=jacobian)
+            seconds[jacobian].append(time.perf_counter() - start)
         start = time.perf_counter()
         reference = torch.stack([jacobian_l1_agg_per_hop(model, data, layers, n, "cpu") for n in reference_nodes])
-        pyg_seconds.append((time.perf_counter() - start) * len(nodes) / len(reference_nodes))
-    row_diff, dead = row_agreement(ours[: len(reference_nodes)], reference)
-    ours_median, pyg_median = statistics.median(ours_seconds), statistics.median(pyg_seconds)
+        seconds["pyg"].append((time.perf_counter() - start) * len(nodes) / len(reference_nodes))
+    agreement = {jacobian: row_agreement(ours[jacobian][: len(reference_nodes)], reference) for jacobian in JACOBIANS}
+    median = {side: statistics.median(values) for side, values in seconds.items()}
     return {"graph": name, "nodes": data.num_nodes, "edges": data.num_edges, "layers": layers,
             "mean ball": _mean_ball(data, nodes, layers), "seeds": len(nodes), "PyG seeds": len(reference_nodes),
-            "fwdlearn s": ours_median, "PyG s": pyg_median, "speed-up": pyg_median / ours_median,
-            "max rel. diff": row_diff, "dead rows": dead, "fwdlearn s, all": ours_seconds, "PyG s, all": pyg_seconds}
+            "fwdlearn s": median["layered"], "PyG s": median["pyg"], "speed-up": median["pyg"] / median["layered"],
+            "autograd s": median["autograd"], "autograd speed-up": median["pyg"] / median["autograd"],
+            "max rel. diff": max(diff for diff, _ in agreement.values()), "dead rows": agreement["layered"][1],
+            "seconds, all": seconds}
 
 
 def _speed_curve(config, rows: list[dict], other: list[dict], quiet: bool) -> None:
@@ -119,6 +130,8 @@ def _plot_curve(rows: list[dict], path: Path) -> None:
     for row in rows:
         label = row["graph"].split("/")[-1].replace("synthetic-city:", "city ")
         series.setdefault(f"GCN, {row['layers']} layers", []).append((row["mean ball"], row["speed-up"], label))
+        series.setdefault(f"GCN, {row['layers']} layers, autograd (any model)", []).append(
+            (row["mean ball"], row["autograd speed-up"], label))
     threads = torch.get_num_threads()
     plot_speedups(series, path, xlabel="mean hop-ball size (nodes within max_hops = layers)",
                   baseline="PyG total_influence", title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
@@ -178,10 +191,14 @@ def run_bench(config) -> int:
     notes = (f"Speed-up = PyG seconds / fwdlearn seconds, medians of {config.repeats} interleaved repeats; fwdlearn "
              "measures every seed, PyG the first 'PyG seeds' of them (torch_geometric.utils.influence."
              "jacobian_l1_agg_per_hop, the per-seed function total_influence loops over), extrapolated linearly. "
+             "fwdlearn s: hop_influence's default for the package's models, the layered Jacobian (receptive field "
+             "only, every output channel in one backward pass); autograd s: its path for any model(x, edge_index) "
+             "(one backward pass per channel over the whole union of balls), on the same model. "
              f"Untrained GCN (the package's blocks: L2-normalise, GCNConv, ReLU; a linear classifier), hidden "
              f"{config.hidden}, max_hops = layers. Mean ball: mean number of nodes within max_hops of a seed (its "
-             "induced subgraph is what both sides differentiate). Max rel. diff: largest per-row difference over the "
-             f"row's largest entry; dead rows (largest entry below {DEAD_ROW:g} of the largest row's: all ReLUs "
+             "induced subgraph is what both sides differentiate). Max rel. diff (worse of the two paths): largest "
+             "per-row difference over the row's largest entry; dead rows (largest entry below "
+             f"{DEAD_ROW:g} of the largest row's: all ReLUs "
              f"dead, entries are rounding noise) are measured against that floor. Plot: {plot_path.name}. "
              f"Host: {torch.get_num_threads()} torch threads, CPU.\n\n"
              "### Other measurements\n\n" + markdown_table(other, COLUMNS) +

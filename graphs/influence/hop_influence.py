@@ -44,6 +44,8 @@ from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
+from fwdlearn.graphs.influence.layered_jacobian import LAYERED_CONVS, block_stack, layered_masses
+from fwdlearn.graphs.nn.backbones import BlockStack
 
 __all__ = ["hop_influence", "select_seeds"]
 
@@ -106,7 +108,8 @@ def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple
 
 
 def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
-                     batch_size: int, quiet: bool, nodes_per_batch: int | None = None) -> Tensor:
+                     batch_size: int, quiet: bool, nodes_per_batch: int | None = None,
+                     stack: BlockStack | None = None) -> Tensor:
     num_nodes = x.shape[0]
     matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     symmetric = is_symmetric(matrix)
@@ -120,7 +123,10 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
         node = torch.from_numpy(balls.node).to(x.device)
         sub_edges = torch.from_numpy(union_edges).to(edge_index.device)
         root = torch.from_numpy(balls.root).to(x.device)
-        mass = _ball_masses(model, x.detach()[node], sub_edges, root)
+        if stack is not None:
+            mass = layered_masses(stack, x.detach()[node], sub_edges, torch.from_numpy(balls.hop).to(x.device), count)
+        else:
+            mass = _ball_masses(model, x.detach()[node], sub_edges, root)
         # one flat row: bucket (seed s, hop h) -> s * (k + 1) + h, then fold back to [S, k + 1]
         bucket = torch.from_numpy(balls.owner * (max_hops + 1) + balls.hop).to(mass.device)
         flat = distance_totals(mass[None], bucket[None], count * (max_hops + 1) - 1)
@@ -158,8 +164,8 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
 def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = None,
                   nodes: Sequence[int] | Tensor | None = None, normalize: bool = True, seed: int = 0,
                   batch_size: int = 256, variant: Literal["subgraph", "full"] = "subgraph",
-                  quiet: bool = True, nodes_per_batch: int | None | Literal["auto"] = "auto"
-                  ) -> tuple[Tensor, float, Tensor]:
+                  quiet: bool = True, nodes_per_batch: int | None | Literal["auto"] = "auto",
+                  jacobian: Literal["auto", "layered", "autograd"] = "auto") -> tuple[Tensor, float, Tensor]:
     r"""Per-hop Jacobian influence :math:`T_h(v)`, its mean curve and the range :math:`R`.
 
     Args:
@@ -180,6 +186,12 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             ``"auto"``: 2048 on CPU, where a union of about that size measured fastest (1024 and 4096
             were 10-50% slower on road graphs at 8 and 16 layers: smaller unions pay per-operation
             overhead, larger ones leave the cache), no cap on a GPU. Results do not depend on it.
+        jacobian: ``"subgraph"`` only. ``"layered"``: layer by layer over each seed's receptive field, every output
+            channel in one backward pass (:mod:`~fwdlearn.graphs.influence.layered_jacobian`), for models that offer
+            ``model.block_stack()`` of GCN, SAGE or MLP blocks (:class:`~fwdlearn.graphs.ForwardGNN` trained by
+            ``bp`` or ``dfa``); ``"autograd"``: one backward pass per output channel through ``model(x, edge_index)``,
+            for any model; ``"auto"``: layered when the model offers it. Both give the same totals up to float
+            rounding.
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
     measures a contiguous share of the seeds and the rows are gathered in seed order, so
@@ -195,6 +207,13 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         nodes_per_batch = None if x.is_cuda else 2048
     elif nodes_per_batch is not None and (not isinstance(nodes_per_batch, int) or nodes_per_batch < 1):
         raise ValueError(f"nodes_per_batch must be 'auto', None or an int >= 1, got {nodes_per_batch!r}")
+    if jacobian not in ("auto", "layered", "autograd"):
+        raise ValueError(f"unknown jacobian {jacobian!r}; choose 'auto', 'layered' or 'autograd'")
+    stack = block_stack(model) if jacobian != "autograd" and variant == "subgraph" else None
+    if jacobian == "layered" and stack is None:
+        raise ValueError("jacobian='layered' needs variant='subgraph' and a model with block_stack() of "
+                         f"{'/'.join(LAYERED_CONVS)} blocks and a linear head (ForwardGNN trained by bp or dfa); "
+                         "use jacobian='autograd' for any other model")
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
@@ -203,7 +222,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             per_seed = x.new_zeros(0, max_hops + 1)
         elif variant == "subgraph":
             per_seed = _subgraph_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet,
-                                        nodes_per_batch)
+                                        nodes_per_batch, stack)
         else:
             with torch.enable_grad():
                 per_seed = _full_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)

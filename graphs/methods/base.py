@@ -32,7 +32,7 @@ from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise, layerwise_forward
 
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
-from fwdlearn.graphs.nn.backbones import make_blocks
+from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
 
 __all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history"]
 
@@ -98,6 +98,10 @@ class GraphMethod(nn.Module):
     def make_blocks(self) -> nn.ModuleList:
         """The model's blocks (default: ``in_dim -> hidden -> ... -> hidden``, ``layers`` of them)."""
         return make_blocks(self.conv, [self.in_dim] + [self.hidden] * self.layers)
+
+    def block_stack(self, blocks: nn.ModuleList) -> BlockStack | None:
+        """The inductive scores as blocks and a linear head, when they are that (BP, DFA); ``None`` otherwise."""
+        return None
 
     def fit(self, blocks: nn.ModuleList, data, epochs: int, lr: float, weight_decay: float, patience: int | None,
             eval_every: int, quiet: bool, checkpointing: Checkpointing | None = None) -> MethodFit:

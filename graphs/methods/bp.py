@@ -26,6 +26,7 @@ from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
+from fwdlearn.graphs.nn.backbones import BlockStack
 
 __all__ = ["Backprop", "train_node_classifier", "NodeFit"]
 
@@ -105,6 +106,9 @@ class Backprop(GraphMethod):
         for block in blocks:
             h = block(h, edge_index)
         return self.classifier(h)
+
+    def block_stack(self, blocks: nn.ModuleList) -> BlockStack:
+        return BlockStack(list(blocks), self.classifier)
 
     def training_scores(self, blocks: nn.ModuleList, x: Tensor, edge_index: Tensor) -> Tensor:
         """The logits of a training step: the plain forward for BP; a rule that changes what backward

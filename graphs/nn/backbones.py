@@ -17,11 +17,12 @@ studies: its range :math:`R` is 0).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CONVS", "make_conv", "GNNBlock", "make_blocks", "check_conv"]
+__all__ = ["CONVS", "make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv"]
 
 CONVS = ("gcn", "sage", "gat", "mlp")
 GAT_HEADS = 4
@@ -127,3 +128,14 @@ def make_blocks(conv: str, dims: Sequence[int], last_activation: bool = True) ->
     blocks = [GNNBlock(conv, dims[i], dims[i + 1], activation=last_activation or i < len(dims) - 2)
               for i in range(len(dims) - 1)]
     return nn.ModuleList(blocks)
+
+
+@dataclass
+class BlockStack:
+    """A model that is GNN blocks run one after the other and a linear head on the last one's output (``None``: the
+    last block's output is the model's). What a model offers through ``block_stack()`` so that
+    :func:`~fwdlearn.graphs.influence.hop_influence` can take its Jacobian layer by layer
+    (:mod:`~fwdlearn.graphs.influence.layered_jacobian`)."""
+
+    blocks: list[GNNBlock]
+    head: nn.Linear | None = None

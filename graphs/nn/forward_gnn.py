@@ -72,7 +72,7 @@ from fwdlearn.metrics import masked_accuracy
 from fwdlearn.graphs.data.datasets import check_masks
 from fwdlearn.graphs.methods import method_class, method_names
 from fwdlearn.graphs.methods.base import GraphMethod
-from fwdlearn.graphs.nn.backbones import check_conv
+from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
 
 __all__ = ["ForwardGNN", "FitReport"]
 
@@ -170,6 +170,11 @@ class ForwardGNN(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"x must have shape [N, {self.in_dim}] (in_dim={self.in_dim}); got {tuple(x.shape)}")
         return self.method.scores(self.blocks, x, edge_index)
+
+    def block_stack(self) -> BlockStack | None:
+        """The model as GNN blocks and a linear head when its inductive scores are that (``bp``, ``dfa``), else
+        ``None``; :func:`~fwdlearn.graphs.influence.hop_influence` then takes its Jacobian layer by layer."""
+        return self.method.block_stack(self.blocks)
 
     def scores(self, data) -> Tensor:
         """Transductive class scores ``[N, K]`` on ``data`` (training labels used as in training)."""

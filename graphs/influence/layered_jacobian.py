@@ -1,0 +1,179 @@
+r"""The hop-influence Jacobian of a stack of GNN blocks, layer by layer: pruned to the receptive field, all output
+channels in one backward pass.
+
+For a model :math:`f = W_o\,h^{(L)} + b_o` over :class:`~fwdlearn.graphs.nn.backbones.GNNBlock` s
+(:math:`h^{(l)} = \sigma(\operatorname{conv}_l(\bar h^{(l-1)}))`, :math:`\bar h_i = h_i / \max(\lVert h_i\rVert, \epsilon)`)
+run on the disjoint union of seeds' hop balls (:func:`~fwdlearn.graphs.data.hop_balls.induced_union`), the seed
+rows of :math:`f` depend on :math:`h^{(l)}` only at nodes within :math:`L - l` hops of their seed. Sort the union's
+nodes by hop; then the rows that matter after layer :math:`l` are a prefix :math:`n_{L-l}` (:math:`n_r` = nodes
+within :math:`r` hops), and layer :math:`l` is
+
+.. math::
+    h^{(l)}_{:n_{L-l}} = \sigma\big(P_{:n_{L-l},\,:n_{L-l+1}}\, \bar h^{(l-1)}_{:n_{L-l+1}} W_l^\top + b_l\big)
+
+with :math:`P` the conv's propagation matrix of the *whole* union (GCN: :math:`\tilde D^{-1/2}(A+I)\tilde D^{-1/2}`
+with the degrees of every ball's induced subgraph, exactly as :class:`~torch_geometric.nn.GCNConv` computes them;
+SAGE: the mean over in-neighbours, plus the root term) -- the same values as running every layer on every node.
+
+The backward pass carries one cotangent per output channel :math:`c` at once, node-major
+``Z [n, C, d]`` (starting from :math:`Z_{s,c} = W_o[c]` at every seed :math:`s`):
+
+.. math::
+    Z \leftarrow Z \odot \sigma'(a), \qquad Z \leftarrow P^\top (Z W), \qquad
+    Z \leftarrow \frac{Z - \bar h\,\langle \bar h, Z\rangle}{\lVert h\rVert} \;(\text{rows with } \lVert h\rVert > \epsilon;
+    Z/\epsilon \text{ otherwise}),
+
+one sparse product of width :math:`C d` per layer instead of :math:`C` backward passes, over the receptive field
+only. The masses :math:`m_p = \sum_{c,j} |Z_{p,c,j}|` at the input are
+:func:`~fwdlearn.diagnostics.influence.jacobian_l1`'s (autograd's) up to float rounding (tested to 1e-5 relative).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
+from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
+
+__all__ = ["LAYERED_CONVS", "block_stack", "layered_masses"]
+
+#: the block kinds the layered Jacobian handles (GAT's attention is not a fixed propagation matrix)
+LAYERED_CONVS = ("gcn", "sage", "mlp")
+#: F.normalize's default epsilon, which the blocks use
+EPS = 1e-12
+
+
+def block_stack(model) -> BlockStack | None:
+    """The model's :class:`BlockStack` when it offers one (``model.block_stack()``, e.g.
+    :class:`~fwdlearn.graphs.ForwardGNN` trained by BP or DFA) made only of GCN, SAGE and MLP blocks; else ``None``."""
+    offer = getattr(model, "block_stack", None)
+    stack = offer() if callable(offer) else None
+    if stack is None or not all(isinstance(b, GNNBlock) and b.kind in LAYERED_CONVS for b in stack.blocks):
+        return None
+    return stack
+
+
+class _Propagation:
+    """A propagation matrix on hop-sorted nodes as CSR prefixes: the rows of the first ``rows`` targets (forward) and
+    their transpose (backward). CSR products measured 3x faster than gather + ``index_add_`` on unions of 2k nodes."""
+
+    def __init__(self, kind: str, edges: Tensor, num_nodes: int, dtype: torch.dtype) -> None:
+        matrix = propagation_matrix(kind, edges, num_nodes, dtype)  # coalesced: sorted by (target, source)
+        (self.target, self.source), self.weight = matrix.indices(), matrix.values()
+        self.ends = torch.searchsorted(self.target, torch.arange(num_nodes + 1, device=edges.device))
+        by_source = torch.argsort(self.source * num_nodes + self.target)
+        self.t_source, self.t_target, self.t_weight = (v[by_source] for v in (self.source, self.target, self.weight))
+
+    def forward(self, x: Tensor, rows: int) -> Tensor:
+        """:math:`P_{:rows} x` (``x [n_in, k]``)."""
+        e = int(self.ends[rows])
+        msg = x.index_select(0, self.source[:e]).mul_(self.weight[:e, None])
+        return x.new_zeros(rows, x.shape[1]).index_add_(0, self.target[:e], msg)
+
+    def backward(self, z: Tensor, inputs: int) -> Tensor:
+        """:math:`P_{:rows}^\top z` (``z [rows, k]`` -> ``[inputs, k]``), one CSR product (8% faster in all than
+        gather + ``index_add_`` at widths :math:`C d` of a few hundred)."""
+        keep = self.t_target < z.shape[0]
+        crow = torch.searchsorted(self.t_source[keep], torch.arange(inputs + 1, device=z.device))
+        transpose = torch.sparse_csr_tensor(crow, self.t_target[keep], self.t_weight[keep], (inputs, z.shape[0]),
+                                            check_invariants=False)
+        return transpose @ z
+
+
+def _conv_forward(block: GNNBlock, prop: _Propagation | None, h: Tensor, rows: int) -> Tensor:
+    conv = block.conv
+    if block.kind == "gcn":
+        out = prop.forward(conv.lin(h), rows)
+        return out + conv.bias if conv.bias is not None else out
+    if block.kind == "sage":
+        out = conv.lin_l(prop.forward(h, rows))
+        return out + conv.lin_r(h[:rows]) if conv.root_weight else out
+    return conv(h[:rows])  # mlp
+
+
+def _conv_backward(block: GNNBlock, prop: _Propagation | None, z: Tensor, inputs: int) -> Tensor:
+    """``z [rows, C, d_out]`` -> ``[inputs, C, d_in]``."""
+    conv, (rows, C, _) = block.conv, z.shape
+    if block.kind == "gcn":
+        w = conv.lin.weight
+        if w.shape[1] > w.shape[0]:  # widening backward (a wide input): propagate the narrower cotangent first
+            return prop.backward(z.reshape(rows, -1), inputs).reshape(inputs, C, -1) @ w
+        return prop.backward((z @ w).reshape(rows, -1), inputs).reshape(inputs, C, -1)
+    if block.kind == "sage":
+        out = prop.backward((z @ conv.lin_l.weight).reshape(rows, -1), inputs).reshape(inputs, C, -1)
+        if conv.root_weight:
+            out[:rows] += z @ conv.lin_r.weight
+        return out
+    out = z.new_zeros(inputs, C, conv.weight.shape[1])
+    out[:rows] = z @ conv.weight
+    return out
+
+
+def layered_masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int) -> Tensor:
+    r"""``[P]``: :math:`\sum_{c,j} |\partial f_{r(p), c} / \partial x_{p, j}|` for every node ``p`` of a union of
+    hop balls, as :func:`~fwdlearn.graphs.influence.hop_influence._ball_masses` by autograd.
+
+    Args:
+        stack: the model's blocks and head (:func:`block_stack`).
+        x: ``[P, F]`` the union's input features.
+        edges: ``[2, E]`` the union's edges (:func:`~fwdlearn.graphs.data.hop_balls.induced_union`).
+        hop: ``[P]`` every node's hop distance from its own seed; exactly ``num_seeds`` nodes have hop 0 (the seeds).
+        num_seeds: the number of balls in the union.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return _masses(stack, x, edges, hop, num_seeds)
+
+
+def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int) -> Tensor:
+    P, L = x.shape[0], len(stack.blocks)
+    order = torch.argsort(hop, stable=True)  # seeds first, then hop 1, ...: every receptive field is a prefix
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(P, device=order.device)
+    sorted_hop = hop[order]
+    edges = rank[edges]
+
+    def within(r: int) -> int:  # nodes within r hops of their seed
+        return int(torch.searchsorted(sorted_hop, torch.tensor(r, device=hop.device), right=True))
+
+    props = {kind: _Propagation(kind, edges, P, x.dtype) for kind in {b.kind for b in stack.blocks} - {"mlp"}}
+    # forward over the receptive field, keeping what the backward needs. A block's input scale 1/max(|h|, eps) is
+    # folded into the ReLU mask of the block below (or, for the first block, into the masses): one pass fewer a layer
+    h, saved, input_scale = x[order], [], None
+    for l, block in enumerate(stack.blocks):
+        rows = within(L - l - 1)
+        bar, tangent = h, None
+        if block.normalize:
+            norm = h.norm(dim=-1, keepdim=True)
+            scale = norm.clamp_min(EPS).reciprocal_()
+            bar = h * scale
+            small = norm <= EPS  # rows clamped at eps: h / eps, no projection
+            tangent = (bar.masked_fill(small, 0) if bool(small.any()) else bar)[:, None, :]
+            if saved:
+                inputs, below_tangent, live = saved[-1]
+                saved[-1] = (inputs, below_tangent, scale[:, :, None] if live is None else live.mul_(scale[:, :, None]))
+            else:
+                input_scale = scale[:, 0]
+        a = _conv_forward(block, props.get(block.kind), bar, rows)
+        saved.append((bar.shape[0], tangent, (a > 0).to(a.dtype)[:, None, :] if block.activation else None))
+        h = F.relu(a) if block.activation else a
+    # backward: every channel at once
+    head = stack.head.weight if stack.head is not None else torch.eye(h.shape[1], dtype=x.dtype, device=x.device)
+    z = head[None].repeat(num_seeds, 1, 1)  # [S, C, d_L]: channel c's cotangent at every seed
+    for block, (inputs, tangent, live) in zip(reversed(stack.blocks), reversed(saved)):
+        if live is not None:  # the ReLU's mask (times the scale of the next block's input normalisation)
+            z = z.mul_(live)
+        z = _conv_backward(block, props.get(block.kind), z, inputs)
+        if tangent is not None:  # through h / max(|h|, eps), up to the scale folded into the mask below
+            dot = torch.bmm(z, tangent.transpose(1, 2))  # [rows, C, 1]: <z_c, h / |h|> per row
+            z = z.addcmul_(tangent, dot, value=-1)
+    mass = z.abs().sum(dim=(1, 2))
+    if input_scale is not None:
+        mass = mass * input_scale
+    out = torch.zeros(P, dtype=x.dtype, device=x.device)
+    out[order[: mass.shape[0]]] = mass
+    return out

@@ -1,0 +1,92 @@
+"""The layered Jacobian (receptive field only, every channel in one backward pass) equals autograd's and PyG's."""
+
+import pytest
+import torch
+from torch_geometric.nn import GCNConv
+from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
+
+from fwdlearn.graphs import ForwardGNN, hop_influence
+from fwdlearn.graphs.influence.layered_jacobian import block_stack
+from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
+
+from test_influence_graph import Stack, random_graph
+
+
+def assert_rows_close(mine: torch.Tensor, reference: torch.Tensor, rtol: float = 1e-5) -> None:
+    """Every row within ``rtol`` of its largest entry, up to float32 noise of the whole (rows of nearly all-dead
+    ReLUs hold only that noise)."""
+    scale = reference.abs().max(dim=1, keepdim=True).values
+    tolerance = rtol * scale + 1e-6 * float(scale.max())
+    assert torch.all((mine - reference).abs() <= tolerance), ((mine - reference).abs() - tolerance).max()
+
+
+@pytest.mark.parametrize("conv", ["gcn", "sage", "mlp"])
+@pytest.mark.parametrize("max_hops", [2, 3, 5])  # fewer hops than layers, as many, more (border degrees change)
+def test_layered_equals_autograd_and_pyg(conv, max_hops):
+    data = random_graph(nodes=50, edges=80, features=5, seed=2)
+    torch.manual_seed(0)
+    model = ForwardGNN(5, 4, conv=conv, hidden=8, layers=3, method="bp").eval()
+    nodes = torch.arange(50)
+    curve, _, layered = hop_influence(model, data, max_hops, nodes=nodes, jacobian="layered", nodes_per_batch=40)
+    reference_curve, _, autograd = hop_influence(model, data, max_hops, nodes=nodes, jacobian="autograd")
+    assert layered.abs().sum() > 0
+    assert_rows_close(layered, autograd)
+    assert torch.allclose(curve, reference_curve, rtol=1e-5)
+    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, max_hops, n, "cpu") for n in (0, 3, 4, 17)])
+    assert_rows_close(layered[[0, 3, 4, 17]], reference)
+
+
+def test_layered_rows_below_the_normalisation_eps():
+    """A zero row and a row below F.normalize's eps (its derivative is 1/eps, no projection), as autograd has them."""
+    data = random_graph(nodes=30, edges=50, features=5, seed=3)
+    data.x[3] = 0.0
+    data.x[4] *= 1e-14
+    torch.manual_seed(0)
+    model = ForwardGNN(5, 4, conv="gcn", hidden=8, layers=2, method="bp").eval()
+    _, _, layered = hop_influence(model, data, 2, jacobian="layered", normalize=False)
+    _, _, autograd = hop_influence(model, data, 2, jacobian="autograd", normalize=False)
+    assert layered.max() > 1e9  # the 1/eps derivative of the zero and tiny rows is there
+    assert torch.allclose(layered, autograd, rtol=1e-4, atol=1e-5)
+
+
+class PlainStack(torch.nn.Module):
+    """Blocks without normalisation or a ReLU on top and no head: the options the layered path must honour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([GNNBlock("gcn", 4, 6, normalize=False), GNNBlock("sage", 6, 6),
+                                           GNNBlock("gcn", 6, 3, activation=False)])
+
+    def forward(self, x, edge_index):
+        for block in self.blocks:
+            x = block(x, edge_index)
+        return x
+
+    def block_stack(self):
+        return BlockStack(list(self.blocks))
+
+
+def test_layered_honours_block_options_and_a_missing_head():
+    data = random_graph(nodes=40, edges=70, seed=1)
+    torch.manual_seed(1)
+    model = PlainStack()
+    _, _, layered = hop_influence(model, data, 4, jacobian="layered")
+    _, _, autograd = hop_influence(model, data, 4, jacobian="autograd")
+    assert_rows_close(layered, autograd)
+
+
+def test_which_models_offer_a_block_stack():
+    assert block_stack(ForwardGNN(4, 3, layers=2, method="bp")) is not None
+    assert block_stack(ForwardGNN(4, 3, layers=2, method="dfa")) is not None
+    assert block_stack(ForwardGNN(4, 3, layers=2, method="sf")) is None  # scores from every layer's prototypes
+    assert block_stack(ForwardGNN(4, 3, layers=2, conv="gat", hidden=8, method="bp")) is None  # attention
+    data = random_graph()
+    sf = ForwardGNN(4, 3, layers=2, method="sf")
+    with pytest.raises(ValueError, match="jacobian='layered' needs variant='subgraph' and a model with block_stack"):
+        hop_influence(sf, data, 2, nodes=[0], jacobian="layered")
+    with pytest.raises(ValueError, match="unknown jacobian 'dense'; choose 'auto', 'layered' or 'autograd'"):
+        hop_influence(sf, data, 2, nodes=[0], jacobian="dense")
+    pyg = Stack(GCNConv, 4, 8, 3, layers=2)  # any model: auto falls back to autograd
+    _, _, auto = hop_influence(pyg, data, 2, nodes=[0, 1])
+    _, _, autograd = hop_influence(pyg, data, 2, nodes=[0, 1], jacobian="autograd")
+    assert torch.equal(auto, autograd)

@@ -19,15 +19,16 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, ax, path: str | Path, title: str) -> Path:
-    """Title, legend, write ``path`` (folders created) and close the figure."""
+def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
+    """Title, legend (``legend``: :meth:`~matplotlib.axes.Axes.legend` options), write ``path`` (folders created) and
+    close the figure."""
     if title:
         ax.set_title(title)
-    ax.legend()
+    ax.legend(**legend)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -103,7 +104,8 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"speed-up over {baseline}")
-    return _save(plt, fig, ax, path, title)
+    # below the axes: the points fill the plot
+    return _save(plt, fig, ax, path, title, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
 
 
 def plot_alignment(curves: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:

@@ -22,7 +22,11 @@ Two variants:
   output channel :math:`i`, with cotangent :math:`e_i` at every seed's own row,
   returns :math:`\partial f_{v,i} / \partial X_{\mathcal{B}(v)}` for all seeds at once
   (the balls do not touch, so the rows do not mix; the :math:`|\cdot|` is taken per
-  entry, so the rows are exact). Cost: linear in the number of seeds.
+  entry, so the rows are exact). Cost: linear in the number of seeds. A model that
+  offers ``block_stack()`` (the package's GCN/SAGE models trained by BP or DFA) gets
+  the same Jacobian layer by layer instead, over each seed's receptive field only and
+  with every channel in one backward pass
+  (:mod:`~fwdlearn.graphs.influence.layered_jacobian`; ``jacobian=`` chooses).
 - ``"full"``: the exact Jacobian of the model on the whole graph. Influence from
   beyond ``max_hops`` is computed but not binned (it is left out of the curve and of
   :math:`R`), and border degrees are the true ones. It needs one backward pass of the

@@ -43,6 +43,10 @@ class InfluenceGraphConfig(RunOptions):
     samples: int = field(default=500, metadata={"help": "random seed nodes", "min": 1})
     variant: str = field(default="subgraph", metadata={"help": "induced subgraph (as PyG) or full graph",
                                                        "choices": ["subgraph", "full"]})
+    jacobian: str = field(default="auto", metadata={"help": "subgraph variant: layered (receptive field only, every "
+                                                            "channel in one backward pass; the default for these "
+                                                            "models) or autograd (one backward pass per channel)",
+                                                    "choices": ["auto", "layered", "autograd"]})
     hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city data)", "min": 1})
     plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
                                                     "(.png, .pdf, .svg, ...)"})
@@ -79,7 +83,8 @@ def _run_influence(args: argparse.Namespace) -> int:
             row.update(val_accuracy=fit.val_accuracy, test_accuracy=fit.test_accuracy, epochs_run=fit.epochs_run)
         start = time.perf_counter()
         curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
-                                    variant=config.variant, quiet=quiet)
+                                    variant=config.variant, quiet=quiet,
+                                    jacobian=config.jacobian)
         row.update(R=R, seconds=time.perf_counter() - start)
         record.log(**row, curve=curve.tolist())
         curves[f"{kind}-{config.layers}"] = curve.tolist()

@@ -58,8 +58,9 @@ def block_stack(model) -> BlockStack | None:
 
 
 class _Propagation:
-    """A propagation matrix on hop-sorted nodes as CSR prefixes: the rows of the first ``rows`` targets (forward) and
-    their transpose (backward). CSR products measured 3x faster than gather + ``index_add_`` on unions of 2k nodes."""
+    """A conv's propagation matrix on hop-sorted nodes: the rows of the first ``rows`` targets are a prefix of its
+    entries. Forward (narrow inputs): gather + ``index_add_``; backward (``C d`` wide cotangents): one CSR product with
+    the transpose, 8 % faster overall than gather + ``index_add_`` on road-graph unions of 2k nodes."""
 
     def __init__(self, kind: str, edges: Tensor, num_nodes: int, dtype: torch.dtype) -> None:
         matrix = propagation_matrix(kind, edges, num_nodes, dtype)  # coalesced: sorted by (target, source)

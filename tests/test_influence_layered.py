@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch_geometric.data import Data
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
 
@@ -90,3 +91,17 @@ def test_which_models_offer_a_block_stack():
     _, _, auto = hop_influence(pyg, data, 2, nodes=[0, 1])
     _, _, autograd = hop_influence(pyg, data, 2, nodes=[0, 1], jacobian="autograd")
     assert torch.equal(auto, autograd)
+
+
+@pytest.mark.parametrize("conv", ["gcn", "sage"])
+def test_layered_on_a_directed_multigraph(conv):
+    """Receptive fields follow edge direction, duplicate edges count twice -- as in PyG's per-seed reference."""
+    g = torch.Generator().manual_seed(5)
+    edge_index = torch.randint(0, 40, (2, 120), generator=g)
+    edge_index = torch.cat([edge_index, edge_index[:, :10]], dim=1)  # ten duplicated edges
+    data = Data(x=torch.randn(40, 5, generator=g), edge_index=edge_index)
+    torch.manual_seed(0)
+    model = ForwardGNN(5, 4, conv=conv, hidden=8, layers=3, method="bp").eval()
+    _, _, layered = hop_influence(model, data, 3, jacobian="layered", normalize=False)
+    reference = torch.stack([jacobian_l1_agg_per_hop(model, data, 3, n, "cpu") for n in range(40)])
+    assert_rows_close(layered, reference)

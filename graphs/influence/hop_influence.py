@@ -48,7 +48,7 @@ from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
-from fwdlearn.graphs.influence.layered_jacobian import LAYERED_CONVS, block_stack, layered_masses
+from fwdlearn.graphs.influence.layered_jacobian import LAYERED_CONVS, Workspace, block_stack, layered_masses
 from fwdlearn.graphs.nn.backbones import BlockStack
 
 __all__ = ["hop_influence", "select_seeds"]
@@ -118,6 +118,7 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
     matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     symmetric = is_symmetric(matrix)
     rows: list[Tensor] = []
+    space = Workspace()
     bar = progress(total=len(seeds), desc="influence", quiet=quiet)
     pieces = (piece for chunk in torch.split(seeds, batch_size)
               for piece in hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric).split(nodes_per_batch))
@@ -128,7 +129,8 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
         sub_edges = torch.from_numpy(union_edges).to(edge_index.device)
         root = torch.from_numpy(balls.root).to(x.device)
         if stack is not None:
-            mass = layered_masses(stack, x.detach()[node], sub_edges, torch.from_numpy(balls.hop).to(x.device), count)
+            mass = layered_masses(stack, x.detach()[node], sub_edges, torch.from_numpy(balls.hop).to(x.device), count,
+                                  space)
         else:
             mass = _ball_masses(model, x.detach()[node], sub_edges, root)
         # one flat row: bucket (seed s, hop h) -> s * (k + 1) + h, then fold back to [S, k + 1]

@@ -39,7 +39,7 @@ from torch import Tensor
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
 from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
 
-__all__ = ["LAYERED_CONVS", "block_stack", "layered_masses"]
+__all__ = ["LAYERED_CONVS", "Workspace", "block_stack", "layered_masses"]
 
 #: the block kinds the layered Jacobian handles (GAT's attention is not a fixed propagation matrix)
 LAYERED_CONVS = ("gcn", "sage", "mlp")
@@ -75,14 +75,36 @@ class _Propagation:
         msg = x.index_select(0, self.source[:e]).mul_(self.weight[:e, None])
         return x.new_zeros(rows, x.shape[1]).index_add_(0, self.target[:e], msg)
 
-    def backward(self, z: Tensor, inputs: int) -> Tensor:
-        """:math:`P_{:rows}^\top z` (``z [rows, k]`` -> ``[inputs, k]``), one CSR product (8% faster in all than
-        gather + ``index_add_`` at widths :math:`C d` of a few hundred)."""
+    def backward(self, z: Tensor, inputs: int, out: Tensor | None = None) -> Tensor:
+        """:math:`P_{:rows}^\top z` (``z [rows, k]`` -> ``[inputs, k]``, into ``out`` when given)."""
         keep = self.t_target < z.shape[0]
         crow = torch.searchsorted(self.t_source[keep], torch.arange(inputs + 1, device=z.device))
         transpose = torch.sparse_csr_tensor(crow, self.t_target[keep], self.t_weight[keep], (inputs, z.shape[0]),
                                             check_invariants=False)
-        return transpose @ z
+        return torch.mm(transpose, z, out=out) if out is not None else transpose @ z
+
+
+class Workspace:
+    """Two reusable buffers for the backward pass's ``[nodes, C, width]`` cotangents: each product is written into the
+    buffer its input does not occupy, so no tensor of a few MB is allocated per layer (such fresh allocations are
+    page-faulted in whenever glibc has returned the memory, which cost 20-25 % of the layered path's time in
+    ``fwdlearn bench influence``). One workspace serves every batch of a :func:`hop_influence` call."""
+
+    def __init__(self) -> None:
+        self.buffers: list[Tensor | None] = [None, None]
+
+    def other(self, t: Tensor, *shape: int) -> Tensor:
+        """An uninitialised ``shape`` view of a buffer that does not hold ``t``."""
+        numel = 1
+        for size in shape:
+            numel *= size
+        for i, buffer in enumerate(self.buffers):
+            if buffer is not None and buffer.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
+                continue
+            if buffer is None or buffer.numel() < numel or buffer.dtype != t.dtype or buffer.device != t.device:
+                buffer = self.buffers[i] = t.new_empty(numel)
+            return buffer[:numel].view(shape)
+        raise AssertionError("unreachable: t lies in at most one buffer")
 
 
 def _conv_forward(block: GNNBlock, prop: _Propagation | None, h: Tensor, rows: int) -> Tensor:
@@ -96,14 +118,17 @@ def _conv_forward(block: GNNBlock, prop: _Propagation | None, h: Tensor, rows: i
     return conv(h[:rows])  # mlp
 
 
-def _conv_backward(block: GNNBlock, prop: _Propagation | None, z: Tensor, inputs: int) -> Tensor:
-    """``z [rows, C, d_out]`` -> ``[inputs, C, d_in]``."""
-    conv, (rows, C, _) = block.conv, z.shape
+def _conv_backward(block: GNNBlock, prop: _Propagation | None, z: Tensor, inputs: int, space: Workspace) -> Tensor:
+    """``z [rows, C, d_out]`` -> ``[inputs, C, d_in]`` (GCN: in ``space``'s buffers)."""
+    conv, (rows, C, d_out) = block.conv, z.shape
     if block.kind == "gcn":
         w = conv.lin.weight
-        if w.shape[1] > w.shape[0]:  # widening backward (a wide input): propagate the narrower cotangent first
-            return prop.backward(z.reshape(rows, -1), inputs).reshape(inputs, C, -1) @ w
-        return prop.backward((z @ w).reshape(rows, -1), inputs).reshape(inputs, C, -1)
+        d_in = w.shape[1]
+        if d_in > d_out:  # widening backward (a wide input): propagate the narrower cotangent first
+            p = prop.backward(z.view(rows, -1), inputs, space.other(z, inputs, C * d_out))
+            return torch.matmul(p.view(inputs, C, d_out), w, out=space.other(p, inputs, C, d_in))
+        y = torch.matmul(z, w, out=space.other(z, rows, C, d_in))
+        return prop.backward(y.view(rows, -1), inputs, space.other(y, inputs, C * d_in)).view(inputs, C, d_in)
     if block.kind == "sage":
         out = prop.backward((z @ conv.lin_l.weight).reshape(rows, -1), inputs).reshape(inputs, C, -1)
         if conv.root_weight:
@@ -114,7 +139,8 @@ def _conv_backward(block: GNNBlock, prop: _Propagation | None, z: Tensor, inputs
     return out
 
 
-def layered_masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int) -> Tensor:
+def layered_masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int,
+                   space: Workspace | None = None) -> Tensor:
     r"""``[P]``: :math:`\sum_{c,j} |\partial f_{r(p), c} / \partial x_{p, j}|` for every node ``p`` of a union of
     hop balls, as :func:`~fwdlearn.graphs.influence.hop_influence._ball_masses` by autograd.
 
@@ -124,13 +150,14 @@ def layered_masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num
         edges: ``[2, E]`` the union's edges (:func:`~fwdlearn.graphs.data.hop_balls.induced_union`).
         hop: ``[P]`` every node's hop distance from its own seed; exactly ``num_seeds`` nodes have hop 0 (the seeds).
         num_seeds: the number of balls in the union.
+        space: buffers to reuse across calls (a fresh :class:`Workspace` when ``None``).
     """
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return _masses(stack, x, edges, hop, num_seeds)
+        return _masses(stack, x, edges, hop, num_seeds, space or Workspace())
 
 
-def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int) -> Tensor:
+def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int, space: Workspace) -> Tensor:
     P, L = x.shape[0], len(stack.blocks)
     order = torch.argsort(hop, stable=True)  # seeds first, then hop 1, ...: every receptive field is a prefix
     rank = torch.empty_like(order)
@@ -168,7 +195,7 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
     for block, (inputs, tangent, live) in zip(reversed(stack.blocks), reversed(saved)):
         if live is not None:  # the ReLU's mask (times the scale of the next block's input normalisation)
             z = z.mul_(live)
-        z = _conv_backward(block, props.get(block.kind), z, inputs)
+        z = _conv_backward(block, props.get(block.kind), z, inputs, space)
         if tangent is not None:  # through h / max(|h|, eps), up to the scale folded into the mask below
             dot = torch.bmm(z, tangent.transpose(1, 2))  # [rows, C, 1]: <z_c, h / |h|> per row
             z = z.addcmul_(tangent, dot, value=-1)

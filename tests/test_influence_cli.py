@@ -98,3 +98,13 @@ def test_bench_influence_refuses_empty_settings(tmp_path, capsys):
     assert main(["bench", "influence", "--repeats", "0", "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "--repeats must be >= 1, got 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_influence_graph_refuses_a_layered_jacobian_it_cannot_take_before_training(tmp_path, capsys):
+    for extra in (["--models", "gcn", "gat"], ["--models", "gcn", "--variant", "full"]):
+        args = ["influence", "graph", "--data", "karate", "--layers", "2", "--epochs", "30", "--samples", "5",
+                "--jacobian", "layered", "--json", str(tmp_path / "r.json"), "--quiet", *extra]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--jacobian layered needs --variant subgraph and --models among gcn, sage, mlp" in err
+        assert not (tmp_path / "r.json").exists()

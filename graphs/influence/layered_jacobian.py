@@ -30,10 +30,10 @@ only. The masses :math:`m_p = \sum_{c,j} |Z_{p,c,j}|` at the input are
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
@@ -94,28 +94,14 @@ class Workspace:
         self.buffers: list[Tensor | None] = [None, None]
 
     def other(self, t: Tensor, *shape: int) -> Tensor:
-        """An uninitialised ``shape`` view of a buffer that does not hold ``t``."""
-        numel = 1
-        for size in shape:
-            numel *= size
-        for i, buffer in enumerate(self.buffers):
-            if buffer is not None and buffer.untyped_storage().data_ptr() == t.untyped_storage().data_ptr():
-                continue
-            if buffer is None or buffer.numel() < numel or buffer.dtype != t.dtype or buffer.device != t.device:
-                buffer = self.buffers[i] = t.new_empty(numel)
-            return buffer[:numel].view(shape)
-        raise AssertionError("unreachable: t lies in at most one buffer")
-
-
-def _conv_forward(block: GNNBlock, prop: _Propagation | None, h: Tensor, rows: int) -> Tensor:
-    conv = block.conv
-    if block.kind == "gcn":
-        out = prop.forward(conv.lin(h), rows)
-        return out + conv.bias if conv.bias is not None else out
-    if block.kind == "sage":
-        out = conv.lin_l(prop.forward(h, rows))
-        return out + conv.lin_r(h[:rows]) if conv.root_weight else out
-    return conv(h[:rows])  # mlp
+        """An uninitialised ``shape`` view of the buffer that does not hold ``t``."""
+        numel = math.prod(shape)
+        first = self.buffers[0]
+        i = 1 if first is not None and first.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() else 0
+        buffer = self.buffers[i]
+        if buffer is None or buffer.numel() < numel or buffer.dtype != t.dtype or buffer.device != t.device:
+            buffer = self.buffers[i] = t.new_empty(numel)
+        return buffer[:numel].view(shape)
 
 
 def _conv_backward(block: GNNBlock, prop: _Propagation | None, z: Tensor, inputs: int, space: Workspace) -> Tensor:
@@ -186,9 +172,9 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
                 saved[-1] = (inputs, below_tangent, scale[:, :, None] if live is None else live.mul_(scale[:, :, None]))
             else:
                 input_scale = scale[:, 0]
-        a = _conv_forward(block, props.get(block.kind), bar, rows)
-        saved.append((bar.shape[0], tangent, (a > 0).to(a.dtype)[:, None, :] if block.activation else None))
-        h = F.relu(a) if block.activation else a
+        prop = props.get(block.kind)  # the block's own output from its aggregation (MLP: none)
+        h = block.from_aggregation(prop.forward(bar, rows) if prop is not None else bar[:rows], bar[:rows])
+        saved.append((bar.shape[0], tangent, (h > 0).to(h.dtype)[:, None, :] if block.activation else None))
     # backward: every channel at once
     head = stack.head.weight if stack.head is not None else torch.eye(h.shape[1], dtype=x.dtype, device=x.device)
     z = head[None].repeat(num_seeds, 1, 1)  # [S, C, d_L]: channel c's cotangent at every seed

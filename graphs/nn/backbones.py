@@ -101,10 +101,13 @@ class GNNBlock(nn.Module):
         r"""The block's output from the precomputed aggregation of its normalised input.
 
         Args:
-            aggregated: GCN: :math:`\hat A \bar h`; SAGE: :math:`\operatorname{mean}_{j \in N(i)} \bar h_j`.
+            aggregated: GCN: :math:`\hat A \bar h`; SAGE: :math:`\operatorname{mean}_{j \in N(i)} \bar h_j`;
+                MLP: :math:`\bar h` itself (it aggregates nothing).
             normalized: SAGE only: the normalised input :math:`\bar h` (for the root term).
         """
         conv = self.conv
+        if self.kind == "mlp":
+            return self._act(conv(aggregated))
         if self.kind == "gcn":
             out = conv.lin(aggregated)
             if conv.bias is not None:

@@ -363,6 +363,8 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
     """
     if e.dim() < 2:
         raise ValueError(f"reverse_scan needs e of shape [..., T, d]; got {tuple(e.shape)}")
+    if not -e.dim() <= dim < e.dim():
+        raise IndexError(f"reverse_scan: dim {dim} is out of range for e of {e.dim()} dimensions")
     dim = dim % e.dim()
     if dim == e.dim() - 1:
         raise ValueError("reverse_scan: the time dimension must not be the last (channel) dimension")

@@ -142,6 +142,8 @@ def test_reverse_scan_edge_cases_and_time_dim():
     torch.testing.assert_close(reverse_scan(e.transpose(0, 1), a, dim=0), reverse_scan(e, a).transpose(0, 1))
     with pytest.raises(ValueError, match=r"a must have shape \[3\] or \[3, 3\]"):
         reverse_scan(e, torch.ones(4))
+    with pytest.raises(IndexError, match="dim 3 is out of range for e of 3 dimensions"):
+        reverse_scan(e, a, dim=3)
 
 
 def test_time_feedback_replaces_local_errors_by_scan():

@@ -233,6 +233,61 @@ def test_through_time_kernel_gives_bptt_gradients_across_chunks(cell, monkeypatc
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+def test_a_layers_bptt_run_gives_its_initial_state_the_gradient_with_the_kernels_on_and_off(cell, monkeypatch):
+    """``RecurrentLayer.run`` is differentiable through time, into ``s0`` too: the through-time kernel returns
+    :math:`J_1^\top g_1` (across chunks) as autograd through one cell call per step does; the one-step kernel
+    gives ``s0`` nothing (every previous state is held fixed)."""
+    monkeypatch.setattr(kernels, "CHUNK", 3)
+    torch.manual_seed(10)
+    layer = RecurrentLayer(cell, 3, 4).double()
+    u = torch.randn(2, 7, 3, dtype=torch.float64)
+    s0 = torch.randn(2, layer.state_size, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(2, 7, 4, dtype=torch.float64)
+    reference = torch.autograd.grad((unrolled_states(layer, u, s0, retain=False)[0][..., :4] * e).sum(), s0)[0]
+    assert reference.abs().sum() > 0
+    kernel = torch.autograd.grad((layer.states(u, s0)[..., :4] * e).sum(), s0)[0]
+    torch.testing.assert_close(kernel, reference, atol=1e-12, rtol=0)
+    if cell != "lstm":  # the fused torch.nn.RNN / GRU
+        with kernels.use_kernels(False):
+            fused = torch.autograd.grad((layer.run(u, s0)[0] * e).sum(), s0)[0]
+        torch.testing.assert_close(fused, reference, atol=1e-12, rtol=0)
+    one_step = kernels.kernel_states(cell, u, s0, *layer.weights())
+    assert torch.autograd.grad((one_step * one_step).sum(), s0, allow_unused=True)[0] is None
+
+
+def test_kernel_states_rejects_misshapen_inputs_and_second_derivatives():
+    gru = torch.nn.GRU(3, 4, batch_first=True)
+    weights = list(gru.parameters())
+    u, s0 = torch.randn(2, 5, 3), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match=r"the gru layer's input must be \[batch, time, 3\]; got \(2, 3\)"):
+        kernels.kernel_states("gru", u[:, 0], s0, *weights)
+    with pytest.raises(ValueError, match=r"initial state must be \[batch, 4\] = \[2, 4\]; got \[4\]"):
+        kernels.kernel_states("gru", u, s0[0], *weights)
+    with pytest.raises(ValueError, match=r"initial state must be \[batch, 8\] = \[2, 8\] \(\[h, c\]\); got \[2, 4\]"):
+        kernels.kernel_states("lstm", u, s0, *torch.nn.LSTM(3, 4).parameters())
+    with pytest.raises(ValueError, match=r"these are not tanh weights: .* got W_ih \(12, 3\)"):
+        kernels.kernel_states("tanh", u, s0, *weights)
+    x = u.clone().requires_grad_()
+    with pytest.raises(RuntimeError, match=r"not differentiable \(create_graph=True, second derivatives\): run the "
+                                           r"model inside fwdlearn.sequences.nn.kernels.use_kernels\(False\)"):
+        torch.autograd.grad(kernels.kernel_states("gru", x, s0, *weights, through_time=True).sum(), x,
+                            create_graph=True)
+
+
+def test_a_dsf_spec_that_names_its_feedback_kind_keeps_it():
+    """``feedback=`` (and the kind a model was built with) fills in DSF's kind only where the spec names none."""
+    assert RecurrentLM(7, cell="gru", hidden=4, layers=1, training="dsf", feedback="gaussian").rule == parse_rule(
+        "dsf:gaussian")
+    explicit = RecurrentLM(7, cell="gru", hidden=4, layers=1, training="dsf:diagonal", feedback="orthogonal")
+    assert str(explicit.rule) == "dsf" and explicit.feedback(0).shape == (4,)
+    model = RecurrentLM(7, cell="gru", hidden=4, layers=1, training="dsf:gaussian")
+    model.set_training("dsf")
+    assert str(model.rule) == "dsf:gaussian"  # "dsf" keeps the model's kind
+    model.set_training("dsf:diagonal")
+    assert str(model.rule) == "dsf" and model.config.feedback == "diagonal" and model.feedback(0).shape == (4,)
+
+
 def _reference_recipe(model):
     """Make every layer of ``model`` use the reference recipe (fused no-grad scan + batched one-step cell)."""
     for block in model.blocks:

@@ -303,6 +303,9 @@ class RecurrentKernel(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():  # create_graph=True: the hand-written backward has no graph of its own
+            raise RuntimeError("the recurrent kernels' backward is not differentiable (create_graph=True, second "
+                               "derivatives): run the model inside fwdlearn.sequences.nn.kernels.use_kernels(False)")
         cell, through_time = ctx.cell, ctx.through_time
         u, S, w_ih, w_hh, *saved = ctx.saved_tensors
         B, T, _ = u.shape
@@ -338,16 +341,41 @@ class RecurrentKernel(torch.autograd.Function):
                     d_b_hh[rows] += delta[:, cols].sum(0)
                 if d_u is not None:
                     torch.mm(d_in, w_ih, out=d_u[b, t0:t1])
-        return None, None, d_u, None, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+        d_s0 = later if through_time and ctx.needs_input_grad[3] else None  # J_1^T g_1
+        return None, None, d_u, d_s0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
 def kernel_states(cell: str | type[KernelCell], u: Tensor, s0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
                   b_hh: Tensor, through_time: bool = False) -> Tensor:
     r"""States ``[B, T, S]`` of a ``tanh`` / ``gru`` / ``lstm`` layer (``torch.nn.RNN/GRU/LSTM`` weights) from
-    inputs ``u [B, T, I]`` and the initial state ``s0 [B, S]`` (detached). Backward: the one-step gradients,
-    or with ``through_time`` BPTT's (see :class:`RecurrentKernel`). ``cell``: a name or a :class:`KernelCell`."""
+    inputs ``u [B, T, I]`` and the initial state ``s0 [B, S]``. Backward: the one-step gradients (``s0`` gets
+    none: every previous state is held fixed), or with ``through_time`` BPTT's, ``s0``'s included (see
+    :class:`RecurrentKernel`). ``cell``: a name or a :class:`KernelCell`.
+
+    Raises:
+        ValueError: an unknown cell, or ``u``, ``s0`` or the weights shaped unlike the cell's ``[B, T, I]``,
+            ``[B, state_width * H]``, ``W_ih [gates * H, I]``, ``W_hh [gates * H, H]``, biases ``[gates * H]``.
+    """
     if isinstance(cell, str):
         if cell not in KERNEL_CELLS:
             raise ValueError(f"no recurrent kernel for cell {cell!r}; known: {', '.join(KERNEL_CELLS)}")
         cell = KERNEL_CELLS[cell]
-    return RecurrentKernel.apply(cell, through_time, u, s0.detach(), w_ih, w_hh, b_ih, b_hh)
+    _check_shapes(cell, u, s0, w_ih, w_hh, b_ih, b_hh)
+    return RecurrentKernel.apply(cell, through_time, u, s0 if through_time else s0.detach(), w_ih, w_hh, b_ih, b_hh)
+
+
+def _check_shapes(cell: type[KernelCell], u: Tensor, s0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
+                  b_hh: Tensor) -> None:
+    H = w_hh.shape[-1]
+    rows = cell.gates * H
+    if w_hh.shape != (rows, H) or w_ih.dim() != 2 or w_ih.shape[0] != rows or b_ih.shape != (rows,) \
+            or b_hh.shape != (rows,):
+        raise ValueError(f"these are not {cell.name} weights: a {cell.name} layer of hidden size H has W_ih [{cell.gates}H, I], "
+                         f"W_hh [{cell.gates}H, H] and biases [{cell.gates}H]; got W_ih {tuple(w_ih.shape)}, "
+                         f"W_hh {tuple(w_hh.shape)}, b_ih {tuple(b_ih.shape)}, b_hh {tuple(b_hh.shape)}")
+    if u.dim() != 3 or u.shape[-1] != w_ih.shape[1]:
+        raise ValueError(f"the {cell.name} layer's input must be [batch, time, {w_ih.shape[1]}]; got {tuple(u.shape)}")
+    state = (u.shape[0], cell.state_width * H)
+    if s0.shape != state:
+        raise ValueError(f"the {cell.name} layer's initial state must be [batch, {cell.state_width * H}] = {list(state)}"
+                         f"{' ([h, c])' if cell.state_width == 2 else ''}; got {list(s0.shape)}")

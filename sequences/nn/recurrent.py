@@ -41,6 +41,13 @@ __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "Recu
 CELLS = tuple(RECURRENT_CELLS)
 
 
+def _names_dsf_kind(training: str | Rule) -> bool:
+    """Whether a training spec spells DSF's feedback kind itself (``"dsf:diagonal"``; rule objects always do)."""
+    if not isinstance(training, str):
+        return True
+    return any(part.strip().startswith("dsf:") for part in training.strip().lower().split("+"))
+
+
 class RecurrentLayer(nn.Module):
     r"""One recurrent layer with a flat state ``[..., state_size]``; what it computes is its cell's
     (:mod:`~fwdlearn.sequences.nn.cells`): sequence calls differentiable through time, a one-step call on the
@@ -157,7 +164,8 @@ class RecurrentLM(StackedLM):
             through depth ``bp``, ``dfa`` (each layer's output sequence a feedback point; ``dfa:micro`` also the
             layer output inside the block and the MLP's hidden activation), ``local:readout`` or ``shallow``
             (:mod:`~fwdlearn.sequences.nn.depth_rules`). Joined: ``"dfa+dsf"``, ``"local:readout+ft-bptt"``.
-        feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``).
+        feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``); a spec that
+            names one (``"dsf:diagonal"``) keeps its own.
         norm: pre-LayerNorm blocks with an MLP and a final LayerNorm (the default: the DSF paper's block, and the
             one where DSF beats FT-BPTT on text); ``False``: plain residual blocks ``x + h(x)``, where DSF only
             matches FT-BPTT (docs/benchmarks.md).
@@ -199,9 +207,11 @@ class RecurrentLM(StackedLM):
         return cls(**{k: v for k, v in config.items() if k in names})
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
+        """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``) gets ``feedback``, one that
+        names it (``"dsf:diagonal"``, or a :class:`~fwdlearn.rules.DSF` object) keeps its own."""
         rule = parse_rule(training)
-        if isinstance(rule.time, DSF) and rule.time.feedback == "diagonal" and feedback != "diagonal":
-            rule = rule.with_time(DSF(feedback))  # feedback= names the kind when the spec does not
+        if isinstance(rule.time, DSF) and rule.time.feedback != feedback and not _names_dsf_kind(training):
+            rule = rule.with_time(DSF(feedback))
         return rule
 
     def _dsf_feedback(self, default: str) -> str:

@@ -114,6 +114,28 @@ def test_bad_arguments_fail_with_clear_messages():
         hop_influence(model, data, 3, variant="dense")
     with pytest.raises(TypeError, match="data.x must be floating point"):
         hop_influence(model, Data(x=torch.ones(3, 2, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long)), 1)
+    with pytest.raises(TypeError, match="nodes= must hold integer node ids or be a boolean mask; got torch.float32"):
+        hop_influence(model, data, 3, nodes=[2.9])
+    with pytest.raises(ValueError, match=r"a boolean nodes= mask must have one entry per node, shape \[60\]; got \[3\]"):
+        hop_influence(model, data, 3, nodes=torch.ones(3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="samples must be an int"):
+        hop_influence(model, data, 3, samples=3.0)
+    for bad, values in (([[0, 1, 0], [1, 0, 60]], r"\[0, 60\]"), ([[0, 1, -1], [1, 0, 0]], r"\[-1, 1\]")):
+        with pytest.raises(ValueError, match=r"data.edge_index values must lie in \[0, 59\] \(data.x has 60 rows\); "
+                                             r"got values in " + values):
+            hop_influence(model, Data(x=data.x, edge_index=torch.tensor(bad)), 2)
+    with pytest.raises(ValueError, match="the graph has no nodes"):
+        hop_influence(model, Data(x=torch.zeros(0, 4), edge_index=torch.zeros(2, 0, dtype=torch.long)), 1)
+
+
+def test_a_boolean_mask_selects_its_nodes_as_seeds():
+    data = random_graph()
+    model = Stack(GCNConv, 4, 8, 3, layers=2)
+    mask = torch.zeros(60, dtype=torch.bool)
+    mask[[5, 17, 42]] = True
+    _, _, by_mask = hop_influence(model, data, 2, nodes=mask)
+    _, _, by_ids = hop_influence(model, data, 2, nodes=[5, 17, 42])
+    assert torch.equal(by_mask, by_ids)
 
 
 def test_hop_balls_split_into_groups_that_rebuild_the_whole():

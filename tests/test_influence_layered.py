@@ -93,6 +93,21 @@ def test_which_models_offer_a_block_stack():
     assert torch.equal(auto, autograd)
 
 
+def test_half_precision_goes_through_autograd_and_a_wrong_input_width_is_named():
+    data = random_graph(nodes=30, edges=50, features=4, seed=3)
+    torch.manual_seed(0)
+    model = ForwardGNN(4, 3, hidden=8, layers=2, method="bp").eval()
+    half, model_half = Data(x=data.x.half(), edge_index=data.edge_index), model.half()
+    _, _, auto = hop_influence(model_half, half, 2, nodes=[0, 1, 2])
+    _, _, autograd = hop_influence(model_half, half, 2, nodes=[0, 1, 2], jacobian="autograd")
+    assert torch.equal(auto, autograd)
+    with pytest.raises(ValueError, match="jacobian='layered' computes in float32 or float64; got torch.float16"):
+        hop_influence(model_half, half, 2, nodes=[0], jacobian="layered")
+    model.float()
+    with pytest.raises(ValueError, match=r"data.x must have shape \[N, 4\] \(the model's input width\); got \(30, 5\)"):
+        hop_influence(model, Data(x=torch.randn(30, 5), edge_index=data.edge_index), 2, nodes=[0], jacobian="layered")
+
+
 @pytest.mark.parametrize("conv", ["gcn", "sage"])
 def test_layered_on_a_directed_multigraph(conv):
     """Receptive fields follow edge direction, duplicate edges count twice -- as in PyG's per-seed reference."""

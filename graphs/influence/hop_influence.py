@@ -48,7 +48,8 @@ from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
-from fwdlearn.graphs.influence.layered_jacobian import LAYERED_CONVS, Workspace, block_stack, layered_masses
+from fwdlearn.graphs.influence.layered_jacobian import (LAYERED_CONVS, LAYERED_DTYPES, Workspace, block_stack,
+                                                        layered_masses)
 from fwdlearn.graphs.nn.backbones import BlockStack
 
 __all__ = ["hop_influence", "select_seeds"]
@@ -58,11 +59,20 @@ GraphModel = Callable[[Tensor, Tensor], Tensor]
 
 def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int] | Tensor | None = None,
                  seed: int = 0) -> Tensor:
-    """The seed nodes: ``nodes`` as given, else ``samples`` distinct nodes drawn with ``seed`` (all when None)."""
+    """The seed nodes (on the CPU): ``nodes`` as given (integer ids, or a boolean mask over the nodes such as
+    ``data.test_mask``), else ``samples`` distinct nodes drawn with ``seed`` (all when None)."""
     if nodes is not None:
         if samples is not None:
             raise ValueError("give either samples= (random seeds) or nodes= (explicit seeds), not both")
-        chosen = torch.as_tensor(nodes, dtype=torch.long).flatten()
+        given = torch.as_tensor(nodes).cpu()
+        if given.dtype == torch.bool:
+            if given.shape != (num_nodes,):
+                raise ValueError(f"a boolean nodes= mask must have one entry per node, shape [{num_nodes}]; "
+                                 f"got {list(given.shape)}")
+            given = given.nonzero().flatten()
+        elif given.dtype.is_floating_point or given.dtype.is_complex:
+            raise TypeError(f"nodes= must hold integer node ids or be a boolean mask; got {given.dtype}")
+        chosen = given.long().flatten()
         if chosen.numel() == 0:
             raise ValueError("nodes= is empty; give at least one seed node")
         if int(chosen.min()) < 0 or int(chosen.max()) >= num_nodes:
@@ -71,6 +81,8 @@ def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int
         return chosen
     if samples is None:
         return torch.arange(num_nodes)
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        raise TypeError(f"samples must be an int (or None for every node); got {samples!r}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1 (or None for every node), got {samples}")
     generator = torch.Generator().manual_seed(seed)
@@ -104,6 +116,13 @@ def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError("data.edge_index must be a [2, num_edges] tensor")
+    if x.shape[0] == 0:
+        raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
+    if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool:
+        raise TypeError(f"data.edge_index must hold integer node ids; got {edge_index.dtype}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= x.shape[0]):
+        raise ValueError(f"data.edge_index values must lie in [0, {x.shape[0] - 1}] (data.x has {x.shape[0]} rows); "
+                         f"got values in [{int(edge_index.min())}, {int(edge_index.max())}]")
     if max_hops < 0:
         raise ValueError(f"max_hops must be >= 0, got {max_hops}")
     if variant not in ("subgraph", "full"):
@@ -181,7 +200,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``.
         max_hops: largest hop distance :math:`k` binned.
         samples: number of random seed nodes (drawn with ``seed``); ``None`` = every node.
-        nodes: explicit seed nodes (instead of ``samples``); rows of ``per_seed`` follow them.
+        nodes: explicit seed nodes (instead of ``samples``): integer ids, whose order the rows of ``per_seed``
+            follow, or a boolean mask over the nodes (``data.test_mask``).
         normalize: divide the curve by its hop-0 value (:math:`R` always uses raw totals).
         seed: random seed for drawing ``samples``.
         batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``).
@@ -196,8 +216,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             channel in one backward pass (:mod:`~fwdlearn.graphs.influence.layered_jacobian`), for models that offer
             ``model.block_stack()`` of GCN, SAGE or MLP blocks (:class:`~fwdlearn.graphs.ForwardGNN` trained by
             ``bp`` or ``dfa``); ``"autograd"``: one backward pass per output channel through ``model(x, edge_index)``,
-            for any model; ``"auto"``: layered when the model offers it. Both give the same totals up to float
-            rounding.
+            for any model; ``"auto"``: layered when the model offers it and the features are float32 or float64
+            (half precision goes through autograd). Both give the same totals up to float rounding.
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
     measures a contiguous share of the seeds and the rows are gathered in seed order, so
@@ -220,6 +240,14 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise ValueError("jacobian='layered' needs variant='subgraph' and a model with block_stack() of "
                          f"{'/'.join(LAYERED_CONVS)} blocks and a linear head (ForwardGNN trained by bp or dfa); "
                          "use jacobian='autograd' for any other model")
+    if stack is not None and x.dtype not in LAYERED_DTYPES:  # its sparse products
+        if jacobian == "layered":
+            raise ValueError(f"jacobian='layered' computes in float32 or float64; got {x.dtype} features. Use "
+                             "jacobian='autograd', or convert the model and data with .float()")
+        stack = None
+    if stack is not None and x.shape[1] != stack.blocks[0].in_dim:
+        raise ValueError(f"data.x must have shape [N, {stack.blocks[0].in_dim}] (the model's input width); "
+                         f"got {tuple(x.shape)}")
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun

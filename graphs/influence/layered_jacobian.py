@@ -39,10 +39,12 @@ from torch import Tensor
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
 from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
 
-__all__ = ["LAYERED_CONVS", "Workspace", "block_stack", "layered_masses"]
+__all__ = ["LAYERED_CONVS", "LAYERED_DTYPES", "Workspace", "block_stack", "layered_masses"]
 
 #: the block kinds the layered Jacobian handles (GAT's attention is not a fixed propagation matrix)
 LAYERED_CONVS = ("gcn", "sage", "mlp")
+#: the dtypes it computes in (its sparse CSR products have no half-precision kernels on a CPU)
+LAYERED_DTYPES = (torch.float32, torch.float64)
 #: F.normalize's default epsilon, which the blocks use
 EPS = 1e-12
 

@@ -123,19 +123,25 @@ class _FeedbackPoint(torch.autograd.Function):
                 "error was recorded: wrap the model's output with dfa.output(y) and make sure the "
                 "loss depends on the points only through that output"
             )
-        if ctx.spread is not None:
-            e = ctx.spread(e)
-            if e.shape[-1] != matrix.shape[0]:
-                raise RuntimeError(f"the spread of feedback point {ctx.name!r} changed the error width to "
-                                   f"{e.shape[-1]}; it must mix examples only and keep the {matrix.shape[0]} channels")
-        if e.shape[:-1] != ctx.shape[:-1]:
-            raise RuntimeError(
-                f"feedback point {ctx.name!r} has batch shape {tuple(ctx.shape[:-1])} but the output "
-                f"error{' after its spread' if ctx.spread is not None else ''} has batch shape "
-                f"{tuple(e.shape[:-1])}; DFA projects the error per example, "
-                "so every point needs the output's leading dimensions"
-            )
-        return _project(e, matrix, ctx.shape).to(grad.dtype), None, None, None, None
+        return _signal(e, matrix, ctx.shape, ctx.name, ctx.spread).to(grad.dtype), None, None, None, None
+
+
+def _signal(e: Tensor, matrix: Tensor, shape: torch.Size, name: str,
+            spread: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """The DFA signal :math:`S(e)\,B` of point ``name`` of shape ``shape``, its error's shape checked."""
+    if spread is not None:
+        e = spread(e)
+        if e.shape[-1] != matrix.shape[0]:
+            raise RuntimeError(f"the spread of feedback point {name!r} changed the error width to "
+                               f"{e.shape[-1]}; it must mix examples only and keep the {matrix.shape[0]} channels")
+    if e.shape[:-1] != shape[:-1]:
+        raise RuntimeError(
+            f"feedback point {name!r} has batch shape {tuple(shape[:-1])} but the output "
+            f"error{' after its spread' if spread is not None else ''} has batch shape "
+            f"{tuple(e.shape[:-1])}; DFA projects the error per example, "
+            "so every point needs the output's leading dimensions"
+        )
+    return _project(e, matrix, shape)
 
 
 def _project(e: Tensor, matrix: Tensor, shape: torch.Size) -> Tensor:
@@ -150,13 +156,17 @@ class FeedbackProbe:
     :meth:`compare` takes the loss of those passes and returns, per point, the pair
     :math:`(e\,B_l,\ \partial\mathcal{L}/\partial h_l)`, both shaped like the point: :math:`e` is
     the true gradient at the output the point belongs to (:meth:`DirectFeedback.output`) and
-    :math:`\partial\mathcal{L}/\partial h_l` the true backprop gradient at the point. Parameter
-    gradients are left alone (``torch.autograd.grad`` w.r.t. the points and outputs only).
+    :math:`\partial\mathcal{L}/\partial h_l` the true backprop gradient at the point. A point marked
+    ``through`` :math:`g` pairs the signal it delivers into :math:`h`, :math:`(e\,B_l)\,\partial g/\partial h`,
+    with :math:`\partial\mathcal{L}/\partial h`. Parameter gradients are left alone (``torch.autograd.grad``
+    w.r.t. the points and outputs only).
     """
 
     def __init__(self, feedback: "DirectFeedback") -> None:
         self.feedback = feedback
-        self.points: dict[str, tuple[Tensor, int, Callable[[Tensor], Tensor] | None]] = {}  # name -> (tensor, output, spread)
+        #: name -> (tensor, output index, spread, through)
+        self.points: dict[str, tuple[Tensor, int, Callable[[Tensor], Tensor] | None,
+                                     Callable[[Tensor], Tensor] | None]] = {}
         self.outputs: list[Tensor] = []
 
     def compare(self, loss: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
@@ -170,14 +180,17 @@ class FeedbackProbe:
         errors = grads[len(names):]
         pairs = {}
         for name, h, g in zip(names, tensors, grads):
-            _, index, spread = self.points[name]
+            _, index, spread, through = self.points[name]
             e = errors[index] if index < len(errors) else None
             if e is None or g is None:
                 raise RuntimeError(f"the loss does not reach feedback point {name!r} through its wrapped output "
                                    "(dfa.output(y) after the point); the DFA signal there is undefined")
-            if spread is not None:
-                e = spread(e)
-            pairs[name] = (_project(e, self.feedback.matrix(name), h.shape).detach(), g.detach())
+            signal = _signal(e, self.feedback.matrix(name), h.shape, name, spread)
+            if through is not None:  # what the point delivers into h: through g's Jacobian
+                with torch.enable_grad():
+                    at = h.detach().requires_grad_()
+                    (signal,) = torch.autograd.grad(through(at), at, signal.to(h.dtype))
+            pairs[name] = (signal.detach(), g.detach())
         return pairs
 
 
@@ -285,9 +298,6 @@ class DirectFeedback(nn.Module):
                 that :math:`g` ignores -- for a LayerNorm, the mean and the component along :math:`h` -- is dropped),
                 and the returned tensor still equals ``h``.
         """
-        if through is not None:
-            seen = self.point(through(h), name, spread)
-            return h.detach() + (seen - seen.detach())  # value h; backward: only the point's signal, through g
         m = self.matrix(name)
         if h.shape[-1] != m.shape[1]:
             raise ValueError(
@@ -296,8 +306,11 @@ class DirectFeedback(nn.Module):
             )
         if self._probe is not None:  # plain backprop; the probe keeps the tensor to read its true gradient
             h = h.view_as(h)
-            self._probe.points[name] = (h, len(self._probe.outputs), spread)
+            self._probe.points[name] = (h, len(self._probe.outputs), spread, through)
             return h
+        if through is not None:
+            seen = self.point(through(h), name, spread)
+            return h.detach() + (seen - seen.detach())  # value h; backward: only the point's signal, through g
         return _FeedbackPoint.apply(h, m, self._tape, name, spread)
 
     def output(self, y: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ import torch
 
 from fwdlearn.sequences.nn.language_model import load_language_model, make_language_model
 from fwdlearn.sequences.nn.transformer import TransformerLM
-from fwdlearn.sequences.training import alignment_curves
+from fwdlearn.sequences.training import alignment_curves, lm_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,3 +113,24 @@ def test_training_gradients_reach_the_model_only_through_the_rule_not_the_alignm
     model.feedback_alignment(x, y)
     assert all(p.grad is None for p in model.parameters())  # the probe leaves parameter gradients alone
     assert model.training  # and the mode as it was
+
+
+@pytest.mark.parametrize("placement", ["dfa", "dfa:micro"])
+def test_the_alignment_probe_reads_the_backprop_gradient_at_every_block(placement):
+    """Inside probing() the model is plain backprop: the true-gradient half of every block output's pair equals a
+    BP twin's gradient there (points seen through a LayerNorm included), and the signal half is what the point
+    delivers into h, (e B) dLN/dh: no component along the mean."""
+    torch.manual_seed(0)
+    dfa = TransformerLM(11, hidden=8, layers=3, heads=2, context=8, training=placement).double()
+    bp = TransformerLM(11, hidden=8, layers=3, heads=2, context=8, training="bp").double()
+    bp.load_state_dict(dfa.state_dict(), strict=False)
+    tokens, targets = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
+    logits, _, hiddens = bp._forward(tokens)
+    true = torch.autograd.grad(lm_loss(logits, targets), hiddens)
+    with dfa.depth.feedback.probing() as probe:
+        logits, _, _ = dfa._forward(tokens, exact=True)
+        pairs = probe.compare(lm_loss(logits, targets))
+    for i, g in enumerate(true):
+        signal, gradient = pairs[f"block{i}.out"]
+        torch.testing.assert_close(gradient, g, rtol=1e-10, atol=1e-12)
+        assert signal.sum(-1).abs().max() < 1e-10 and signal.abs().max() > 0

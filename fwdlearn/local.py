@@ -77,6 +77,8 @@ def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0) -> T
         raise TypeError(f"g_pos must be a torch.Tensor, got {type(g_pos).__name__}")
     pos = F.softplus(theta - g_pos.reshape(-1))
     if g_neg is None:
+        if pos.numel() == 0:
+            raise ValueError("ff_loss got no examples: g_pos is empty")
         return pos.mean()
     if not isinstance(g_neg, Tensor):
         raise TypeError(f"g_neg must be a torch.Tensor or None, got {type(g_neg).__name__}")
@@ -102,6 +104,8 @@ def symba_loss(g_pos: Tensor, g_neg: Tensor, alpha: float = 4.0) -> Tensor:
             f"symba_loss pairs positives with negatives, so g_pos and g_neg need the same shape; "
             f"got g_pos {tuple(g_pos.shape)} and g_neg {tuple(g_neg.shape)}"
         )
+    if g_pos.numel() == 0:
+        raise ValueError("symba_loss got no examples: g_pos and g_neg are empty")
     return F.softplus(-alpha * (g_pos - g_neg)).mean()
 
 
@@ -157,7 +161,9 @@ def prototype_cross_entropy(
         raise ValueError(
             f"labels must have shape [N] = [{h.shape[0]}] to match h; got {tuple(labels.shape)}"
         )
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= prototypes.shape[0]):
+    if labels.numel() == 0:
+        raise ValueError("prototype_cross_entropy got no examples: h and labels are empty")
+    if int(labels.min()) < 0 or int(labels.max()) >= prototypes.shape[0]:
         raise ValueError(
             f"labels must lie in [0, {prototypes.shape[0]}) (one prototype per class); "
             f"got values in [{int(labels.min())}, {int(labels.max())}]"

@@ -71,3 +71,9 @@ def test_prototype_shape_errors_name_the_problem():
         prototype_cross_entropy(torch.zeros(2, 3), torch.zeros(4, 3), torch.tensor([0, 4]))
     with pytest.raises(ValueError, match="at least one dimension"):
         goodness(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="prototype_cross_entropy got no examples"):
+        prototype_cross_entropy(torch.zeros(0, 3), torch.zeros(4, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="ff_loss got no examples: g_pos is empty"):
+        ff_loss(torch.zeros(0))
+    with pytest.raises(ValueError, match="symba_loss got no examples"):
+        symba_loss(torch.zeros(0), torch.zeros(0))

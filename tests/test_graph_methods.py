@@ -205,3 +205,41 @@ def test_graph_without_masks_is_refused():
 def test_wrong_feature_width_is_refused():
     with pytest.raises(ValueError, match="in_dim=4"):
         ForwardGNN(4, 3, hidden=8, layers=1).fit(tiny_graph(), epochs=1, quiet=True)
+
+
+@pytest.mark.parametrize("method", ["sf", "ff-vn", "bp"])
+def test_scoring_checks_the_graph_like_fit_does(method):
+    """predict/evaluate/scores refuse what fit refuses, by the same messages: an index train_mask (SF used to link
+    the wrong nodes to its virtual nodes), edge ids >= N (virtual-node methods used to read them as links to class
+    nodes), another feature width or dtype, int32 labels."""
+    seed_everything(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
+    model.fit(data, epochs=2, patience=None, quiet=True)
+    edges = torch.cat([data.edge_index, torch.tensor([[0], [31]])], 1)
+    for call in (model.predict, model.evaluate, lambda d: model.fit(d, epochs=1, quiet=True)):
+        with pytest.raises(ValueError, match=r"data.edge_index values must lie in \[0, 29\] \(data.x has 30 rows\)"):
+            call(Data(**{**data.to_dict(), "edge_index": edges}))
+        with pytest.raises(ValueError, match="data has 6 node features but the model has in_dim=5"):
+            call(Data(**{**data.to_dict(), "x": torch.randn(30, 6)}))
+        with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):
+            call(Data(**{**data.to_dict(), "x": data.x.double()}))
+    if method != "bp":
+        with pytest.raises(ValueError, match="train_mask must be a boolean vector of length num_nodes=30"):
+            model.predict(Data(**{**data.to_dict(), "train_mask": data.train_mask.nonzero().flatten()}))
+        with pytest.raises(TypeError, match=r"data.y must hold int64 class ids; got torch.int32"):
+            model.predict(Data(**{**data.to_dict(), "y": data.y.int()}))
+        with pytest.raises(ValueError, match=r"scores a graph with its training labels .* call model\(data.x, "):
+            model.predict(Data(x=data.x, edge_index=data.edge_index))
+    else:  # bp reads no labels when scoring
+        unlabelled = model.predict(Data(x=data.x, edge_index=data.edge_index))
+        assert torch.equal(unlabelled, model.predict(data))
+
+
+def test_dfa_never_spreads_the_error_of_mlp_blocks():
+    """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
+    from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN
+
+    method = DirectFeedbackGNN(5, 3, 4, 2, "mlp")
+    assert method.error_spreads(tiny_graph().edge_index, 30, 2) == [None, None]
+    assert DirectFeedbackGNN(5, 3, 4, 2, "gcn").error_spreads(tiny_graph().edge_index, 30, 2)[0] is not None

@@ -34,7 +34,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "PLANETOID", "GRAPH_NAMES"]
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -66,6 +66,22 @@ def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, f
         mask[part] = True
         masks.append(mask)
     return masks[0], masks[1], masks[2]
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_index") -> Tensor:
+    """Check that ``edge_index`` is a ``[2, E]`` integer tensor of node ids in ``[0, num_nodes - 1]``.
+
+    Raises:
+        ValueError / TypeError: naming the shape, dtype or the range of the ids found.
+    """
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"{name} must be a [2, num_edges] tensor")
+    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer node ids; got {edge_index.dtype}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"{name} values must lie in [0, {num_nodes - 1}] (data.x has {num_nodes} rows); "
+                         f"got values in [{int(edge_index.min())}, {int(edge_index.max())}]")
+    return edge_index
 
 
 def check_masks(data: Data, name: str = "graph") -> Data:

@@ -47,6 +47,7 @@ from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, frozen, progress
 
+from fwdlearn.graphs.data.datasets import check_edge_index
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.influence.layered_jacobian import (LAYERED_CONVS, LAYERED_DTYPES, Workspace, block_stack,
                                                         layered_masses)
@@ -114,15 +115,9 @@ def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple
     if not x.dtype.is_floating_point:
         raise TypeError(f"data.x must be floating point to be differentiated; got {x.dtype}. Convert with data.x.float()")
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise ValueError("data.edge_index must be a [2, num_edges] tensor")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
-    if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool:
-        raise TypeError(f"data.edge_index must hold integer node ids; got {edge_index.dtype}")
-    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= x.shape[0]):
-        raise ValueError(f"data.edge_index values must lie in [0, {x.shape[0] - 1}] (data.x has {x.shape[0]} rows); "
-                         f"got values in [{int(edge_index.min())}, {int(edge_index.max())}]")
+    check_edge_index(edge_index, x.shape[0])
     if max_hops < 0:
         raise ValueError(f"max_hops must be >= 0, got {max_hops}")
     if variant not in ("subgraph", "full"):

@@ -81,6 +81,8 @@ class GraphMethod(nn.Module):
     rule: ClassVar[str] = ""
     options: ClassVar[tuple[str, ...]] = ()
     schedule: ClassVar[str] = ""
+    #: whether transductive scores read the training labels (virtual nodes, appended labels, top-down context)
+    scores_use_labels: ClassVar[bool] = True
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int, layers: int, conv: str, seed: int = 0) -> None:
         super().__init__()

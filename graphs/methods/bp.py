@@ -94,6 +94,7 @@ class Backprop(GraphMethod):
 
     rule: ClassVar[str] = "bp"
     schedule: ClassVar[str] = "end-to-end"
+    scores_use_labels = False
 
     def make_blocks(self) -> nn.ModuleList:
         """The blocks, then the classifier on top (initialised in that order)."""

@@ -29,7 +29,8 @@ projects each node's own error
 only (:math:`\delta_l = E B_l`, zero outside :math:`T`). DFA-GNN's pseudo errors for unlabelled nodes
 are not used: only labelled nodes carry an error. The spread uses the GCN-normalised adjacency for every
 conv: for GCN it is the node structure of the true backward map; for SAGE and GAT, whose backward maps mix
-nodes by other weights, it stands for the graph's topology.
+nodes by other weights, it stands for the graph's topology. MLP blocks mix no nodes, so their error is never
+spread (their true backward map has no node structure either).
 
 Scores (``model(x, edge_index)``, evaluation) are the plain forward, differentiable in ``x``.
 
@@ -103,11 +104,11 @@ class DirectFeedbackGNN(Backprop):
     def error_spreads(self, edge_index: Tensor, num_nodes: int, layers: int, dtype: torch.dtype = torch.float32
                       ) -> list[Callable[[Tensor], Tensor] | None]:
         r"""One spread per block: block :math:`l` (0-based) gets :math:`E \mapsto (\hat A^\top)^{L-1-l} E`
-        (``None`` for the last block, or for every block with ``spread_error=False``).
+        (``None`` for the last block, or for every block with ``spread_error=False`` or MLP blocks).
 
         The powers are computed once per backward pass and shared: :math:`L-1` sparse products in all.
         """
-        if not self.spread_error:
+        if not self.spread_error or self.conv == "mlp":
             return [None] * layers
         powers = _ErrorPowers(self._transposed_adjacency(edge_index, num_nodes, dtype))
         return [powers.spread(layers - 1 - l) if l < layers - 1 else None for l in range(layers)]

@@ -69,7 +69,7 @@ from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import Checkpointing, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
-from fwdlearn.graphs.data.datasets import check_masks
+from fwdlearn.graphs.data.datasets import check_edge_index, check_masks
 from fwdlearn.graphs.methods import method_class, method_names
 from fwdlearn.graphs.methods.base import GraphMethod
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
@@ -177,11 +177,39 @@ class ForwardGNN(nn.Module):
         return self.method.block_stack(self.blocks)
 
     def scores(self, data) -> Tensor:
-        """Transductive class scores ``[N, K]`` on ``data`` (training labels used as in training)."""
+        """Transductive class scores ``[N, K]`` on ``data`` (training labels used as in training: ``data.y`` and
+        ``data.train_mask``; ``bp`` and ``dfa`` read none and score a graph without them)."""
+        self._check_graph(data, labels=self.method.scores_use_labels)
         device = self._device()
+        y, train = (data.y.to(device), data.train_mask.to(device)) if self.method.scores_use_labels else (None, None)
         with torch.no_grad():
-            return self.method.scores(self.blocks, data.x.to(device), data.edge_index.to(device), data.y.to(device),
-                                      data.train_mask.to(device))
+            return self.method.scores(self.blocks, data.x.to(device), data.edge_index.to(device), y, train)
+
+    def _check_graph(self, data, labels: bool = True) -> None:
+        """Check ``data`` against the model: features ``[N, in_dim]`` of the parameters' dtype, edge ids in
+        ``[0, N-1]`` and, with ``labels``, int64 labels and a boolean ``train_mask``; each error names the fix."""
+        x = getattr(data, "x", None)
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
+        if x.shape[1] != self.in_dim:
+            raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
+        dtype = next(self.parameters()).dtype
+        if x.dtype != dtype:
+            raise TypeError(f"data.x is {x.dtype} but the model's parameters are {dtype}: convert one of them "
+                            f"(model.to({x.dtype}) or data.x = data.x.to({dtype}))")
+        check_edge_index(getattr(data, "edge_index", None), x.shape[0])
+        if not labels:
+            return
+        y, train = getattr(data, "y", None), getattr(data, "train_mask", None)
+        if y is None or train is None:
+            raise ValueError(f"the {self.rule} method scores a graph with its training labels (data.y and "
+                             "data.train_mask); this graph has none: call model(data.x, data.edge_index) for "
+                             "inductive scores")
+        if y.dtype != torch.long:
+            raise TypeError(f"data.y must hold int64 class ids; got {y.dtype} (data.y = data.y.long())")
+        if train.dtype != torch.bool or train.shape != (x.shape[0],):
+            raise ValueError(f"data.train_mask must be a boolean vector of length num_nodes={x.shape[0]}; got dtype "
+                             f"{train.dtype} and shape {tuple(train.shape)}")
 
     def predict(self, data) -> Tensor:
         """Predicted class of every node of ``data`` (transductive, see :meth:`scores`)."""
@@ -236,14 +264,13 @@ class ForwardGNN(nn.Module):
 
         Runs on the device of ``data.x`` (the model is moved there).
         """
+        self._check_graph(data)
         check_masks(data)
         check_finite_tensor("data.x", data.x)
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if int(data.y.max()) >= self.num_classes:
             raise ValueError(f"data has labels up to {int(data.y.max())} but the model has num_classes={self.num_classes}")
-        if data.num_features != self.in_dim:
-            raise ValueError(f"data has {data.num_features} node features but the model has in_dim={self.in_dim}")
         self.to(data.x.device)
         if bp_lr is not None and self.rule == "bp":
             lr = bp_lr

@@ -245,6 +245,12 @@ class DirectFeedback(nn.Module):
         self.error_dim = error_dim
         self.kind = kind
         self._names = list(point_dims)
+        buffers: dict[str, str] = {}
+        for name in self._names:
+            other = buffers.setdefault(self._buffer(name), name)
+            if other != name:
+                raise ValueError(f"feedback points {other!r} and {name!r} would share the buffer "
+                                 f"{self._buffer(name)!r} ('.' is stored as '_'); rename one of them")
         gen = torch.Generator().manual_seed(seed)
         slice_shared = shared and kind != "orthogonal"  # slices of an orthogonal matrix are not
         base = feedback_matrix(error_dim, max(point_dims.values()), kind, gen) if slice_shared else None

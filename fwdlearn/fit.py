@@ -31,7 +31,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ __all__ = [
     "seed_everything",
     "progress",
     "evaluating",
+    "training_mode",
     "frozen",
     "check_finite",
     "Stateful",
@@ -122,17 +123,24 @@ def non_finite_entry(state: Any, where: str = "") -> str | None:
 
 
 @contextmanager
-def evaluating(*modules: nn.Module | None) -> Iterator[None]:
-    """Put ``modules`` in ``eval()`` mode for the block and restore each one's mode afterwards (``None`` is skipped)."""
-    present = [m for m in modules if m is not None]
-    modes = [m.training for m in present]
-    for m in present:
-        m.eval()
+def training_mode(mode: bool, *modules: nn.Module | None) -> Iterator[None]:
+    """Put ``modules`` in ``train(mode)`` for the block, then give every submodule back its own mode (a submodule
+    left in ``eval()`` inside a training model stays so). ``None`` is skipped."""
+    saved = [(sub, sub.training) for m in modules if m is not None for sub in m.modules()]
+    for m in modules:
+        if m is not None:
+            m.train(mode)
     try:
         yield
     finally:
-        for m, mode in zip(present, modes):
-            m.train(mode)
+        for sub, was in saved:
+            sub.training = was
+
+
+def evaluating(*modules: nn.Module | None) -> AbstractContextManager[None]:
+    """Put ``modules`` in ``eval()`` mode for the block and give every submodule back its own mode afterwards
+    (``None`` is skipped)."""
+    return training_mode(False, *modules)
 
 
 @contextmanager

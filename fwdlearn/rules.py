@@ -121,6 +121,10 @@ class DFA(DepthRule):
     @classmethod
     def parse(cls, args: list[str]) -> "DFA":
         placement, feedback = "macro", "uniform"
+        for what, choices in (("placement", DFA_PLACEMENTS), ("feedback kind", DFA_FEEDBACKS)):
+            if sum(arg in choices for arg in args) > 1:
+                raise ValueError(f"'dfa:{':'.join(args)}' names the {what} more than once; give one of "
+                                 f"{', '.join(choices)}")
         for arg in args:
             if arg in DFA_PLACEMENTS:
                 placement = arg
@@ -329,6 +333,8 @@ def vocabulary() -> str:
 def _parse_part(part: str, spec: str) -> DepthRule | TimeRule:
     part = ALIASES.get(part, part)
     head, *args = part.split(":")
+    if "" in args:
+        raise ValueError(f"empty option in {part!r} (in {spec!r}): remove the stray ':'")
     if head in DEPTH_RULES:
         return DEPTH_RULES[head].parse(args)
     if head in TIME_RULES:

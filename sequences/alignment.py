@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.diagnostics.alignment import Alignment, cosine, gradient_alignment, per_sample_cosine
+from fwdlearn.fit import training_mode
 
 from fwdlearn.sequences.training import lm_loss
 from fwdlearn.rules import DSF, FTBPTT, TimeRule, parse_rule
@@ -56,11 +57,9 @@ def state_gradients(model, tokens: Tensor, targets: Tensor, mode: str | TimeRule
     """``(per-layer state gradients [B, T, S], parameter gradients)`` of one window under ``mode``
     (``"unrolled"`` gives BPTT's true total derivatives)."""
     rule = _time_rule(model, mode)
-    was = model.training
-    model.train()
     model.zero_grad(set_to_none=True)
     probe: list = []
-    with torch.enable_grad():
+    with training_mode(True, model), torch.enable_grad():
         logits = model.forward_from_embeddings(model.embed(tokens), rule=rule, probe=probe)
         lm_loss(logits, targets).backward()
     grads = []
@@ -68,7 +67,6 @@ def state_gradients(model, tokens: Tensor, targets: Tensor, mode: str | TimeRule
         grads.append(torch.stack([s.grad for s in item], dim=1) if isinstance(item, list) else item.grad)
     params = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
-    model.train(was)
     return [g.detach() for g in grads], params
 
 

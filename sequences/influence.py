@@ -19,6 +19,7 @@ once per position, so every (sequence, position) row has its own copy of the inp
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -52,13 +53,29 @@ def _as_output(out) -> Tensor:
 
 
 def _select_positions(length: int, positions: int | Sequence[int] | Tensor | None, seed: int) -> Tensor:
+    """All positions (``None``), a count drawn with ``seed`` (an integer scalar: Python, NumPy or a 0-d tensor),
+    or the positions given (a list / 1-D tensor of ids, or a boolean mask over the ``length`` positions)."""
     if positions is None:
         return torch.arange(length)
-    if isinstance(positions, int):
+    if isinstance(positions, Tensor) and positions.dim() == 0 and not positions.dtype.is_floating_point \
+            and positions.dtype != torch.bool:
+        positions = int(positions)
+    if isinstance(positions, bool):
+        raise TypeError("positions must be None, a count, position ids or a boolean mask; got a bool")
+    if isinstance(positions, numbers.Integral):
+        positions = int(positions)
         if positions < 1:
             raise ValueError(f"positions must be >= 1 when given as a count, got {positions}")
         return torch.randperm(length, generator=torch.Generator().manual_seed(seed))[: min(positions, length)].sort().values
-    chosen = torch.as_tensor(positions, dtype=torch.long).flatten()
+    given = torch.as_tensor(positions).cpu()
+    if given.dtype == torch.bool:
+        if given.shape != (length,):
+            raise ValueError(f"a boolean positions mask must have one entry per position, shape [{length}]; "
+                             f"got {list(given.shape)}")
+        given = given.nonzero().flatten()
+    elif given.dtype.is_floating_point or given.dtype.is_complex:
+        raise TypeError(f"positions must hold integer ids (or be a boolean mask); got {given.dtype}")
+    chosen = given.long().flatten()
     if chosen.numel() == 0 or int(chosen.min()) < 0 or int(chosen.max()) >= length:
         raise ValueError(f"positions must be non-empty and lie in [0, {length - 1}] (sequence length {length})")
     return chosen
@@ -68,8 +85,14 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
                chunk: int = 64, quiet: bool = True) -> tuple[Tensor, Tensor]:
     r"""``(mass [S, T], lag [S, T])`` with :math:`S = B \cdot P` rows (sequence-major) and ``lag = t - tau``.
 
-    Negative lags (future inputs) are included so causality can be checked.
+    Negative lags (future inputs) are included so causality can be checked. An ``nn.Module`` is evaluated in
+    ``eval()`` mode (the plain forward, not a training rule's wiring) and restored.
     """
+    with evaluating(model if isinstance(model, torch.nn.Module) else None):
+        return _lag_masses(model, inputs, positions, seed, chunk, quiet)
+
+
+def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: bool) -> tuple[Tensor, Tensor]:
     forward, x = _embedding_function(model, inputs)
     batch, length, _ = x.shape
     chosen = _select_positions(length, positions, seed)
@@ -105,7 +128,8 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
             ``model.embed`` first. An ``nn.Module`` is evaluated in ``eval()`` mode and restored.
         inputs: ``[B, T, E]`` float embeddings or ``[B, T]`` integer tokens.
         max_lag: largest lag binned.
-        positions: output positions measured: all (None), a count drawn with ``seed``, or a list.
+        positions: output positions measured: all (None), a count drawn with ``seed``, a list of positions or a
+            boolean mask over them.
         normalize: divide the curve by its lag-0 value (:math:`R` uses the raw totals).
         chunk: positions measured together (memory bound; results do not depend on it).
 
@@ -114,8 +138,6 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
     """
     if max_lag < 0:
         raise ValueError(f"max_lag must be >= 0, got {max_lag}")
-    module = model if isinstance(model, torch.nn.Module) else None
-    with evaluating(module):
-        mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
+    mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
     totals = distance_totals(mass, lag, max_lag)
     return influence_curve(totals, normalize=normalize), influence_range(totals), totals

@@ -61,6 +61,20 @@ def test_dfa_works_with_sequence_batch_dims_and_checks_them():
         bad.sum().backward()
 
 
+def test_point_names_that_would_share_a_buffer_are_refused():
+    with pytest.raises(ValueError, match="feedback points 'a.b' and 'a_b' would share the buffer 'B_a_b'"):
+        DirectFeedback(3, {"a.b": 4, "a_b": 4})
+
+
+def test_probing_checks_the_batch_shape_as_training_does():
+    dfa = DirectFeedback(3, {"p": 4})
+    h = torch.randn(2, 6, 4, requires_grad=True)
+    with dfa.probing() as probe:
+        y = dfa.output(dfa.point(h, "p").transpose(0, 1) @ torch.randn(4, 3))
+        with pytest.raises(RuntimeError, match=r"has batch shape \(2, 6\) but the output error has batch shape \(6, 2\)"):
+            probe.compare(y.sum())
+
+
 def test_dfa_point_without_output_has_clear_error_and_width_is_checked():
     dfa = DirectFeedback(3, {"p": 4})
     h = torch.randn(2, 4, requires_grad=True)

@@ -56,6 +56,9 @@ def test_specs_parse_to_frozen_rules_and_round_trip(spec, depth, time, canonical
     ("bp:1", "takes no arguments"),
     ("a+b+c", "at most one depth rule and one time rule"),
     ("", "empty rule"),
+    ("dfa:micro:macro", "names the placement more than once"),
+    ("dfa:uniform:gaussian", "names the feedback kind more than once"),
+    ("local:readout:", r"empty option in 'local:readout:' \(in 'local:readout:'\): remove the stray ':'"),
 ])
 def test_bad_specs_name_the_problem(spec, match):
     with pytest.raises(ValueError, match=match):

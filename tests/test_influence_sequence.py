@@ -68,5 +68,32 @@ def test_bad_inputs_fail_with_clear_messages():
         lag_influence(model, torch.zeros(2, 5, dtype=torch.long), 3)
     with pytest.raises(ValueError, match=r"positions must be non-empty and lie in \[0, 4\]"):
         lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[5])
+    with pytest.raises(TypeError, match="positions must hold integer ids \\(or be a boolean mask\\); got torch.float32"):
+        lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[2.7])
+    with pytest.raises(ValueError, match=r"a boolean positions mask must have one entry per position, shape \[5\]"):
+        lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[True, False])
     with pytest.raises(ValueError, match="inputs must be \\[batch, time, features\\]"):
         lag_influence(model, torch.zeros(5, 3), 3)
+
+
+def test_positions_by_mask_or_count_and_lag_masses_measures_the_plain_forward():
+    import numpy as np
+
+    from fwdlearn.sequences.nn.transformer import TransformerLM
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 11, (1, 6))
+    model = TransformerLM(11, hidden=8, layers=2, heads=2, context=8, training="dfa")  # built in train mode
+    mask = torch.tensor([True, False, True, False, False, True])
+    by_mask, lag = lag_masses(model, tokens, positions=mask)
+    by_ids, _ = lag_masses(model, tokens, positions=[0, 2, 5])
+    assert torch.equal(by_mask, by_ids) and lag[:, 0].tolist() == [0, 2, 5]
+    for count in (np.int64(3), torch.tensor(3), 3):  # an integer scalar is a count, whatever its type
+        assert lag_masses(model, tokens, positions=count, seed=1)[0].shape == (3, 6)
+    assert model.training  # restored
+    model.eval()
+    torch.testing.assert_close(lag_masses(model, tokens, positions=[5])[0], by_ids[2:])  # eval() == what it measured
+    model.train()
+    model.blocks[0].eval()  # a submodule's own mode comes back as it was
+    lag_influence(model, tokens, 3)
+    assert model.training and not model.blocks[0].training

@@ -65,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     seed_everything(config.seed)
     curves, rows = {}, []
     for name, model, inputs in _models_and_inputs(config):
+        if name in curves:  # two checkpoints of one file name and rule, or a model named twice: keep both curves
+            name = next(f"{name} #{k}" for k in range(2, len(curves) + 2) if f"{name} #{k}" not in curves)
         start = time.perf_counter()
         curve, R, _ = lag_influence(model.to(device), inputs.to(device), config.max_lag, positions=config.positions,
                                     seed=config.seed, quiet=config.quiet)

@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.alignment import feedback_alignment
 from fwdlearn.feedback import DirectFeedback
+from fwdlearn.fit import training_mode
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
 from fwdlearn.rules import DFA, BP, DepthRule, Local, Shallow
@@ -313,11 +314,6 @@ class StackedLM(LanguageModel):
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
-        was = self.training
-        self.train()
-        try:
-            with torch.enable_grad(), feedback.probing() as probe:
-                logits, _, _ = self._forward(tokens, state, exact=True)
-                return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))
-        finally:
-            self.train(was)
+        with training_mode(True, self), torch.enable_grad(), feedback.probing() as probe:
+            logits, _, _ = self._forward(tokens, state, exact=True)
+            return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))

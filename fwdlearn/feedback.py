@@ -380,6 +380,15 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
         Tensor shaped like ``e``. Stable for decays in ``[0, 1]``; ``a = 0`` gives ``e`` back and
         ``a = 1`` the reverse cumulative sum.
     """
+    dim = _check_scan(e, a, dim)
+    e = e.movedim(dim, -2)
+    a = a.to(device=e.device, dtype=e.dtype)
+    g = _scan_by_steps(e, a) if e.device.type == "cpu" else _scan_by_doubling(e, a)
+    return g.movedim(-2, dim)
+
+
+def _check_scan(e: Tensor, a: Tensor, dim: int) -> int:
+    """``dim`` as a non-negative index, after checking ``e [..., T, d]`` (time at ``dim``) and ``a [d]`` / ``[d, d]``."""
     if e.dim() < 2:
         raise ValueError(f"reverse_scan needs e of shape [..., T, d]; got {tuple(e.shape)}")
     if not -e.dim() <= dim < e.dim():
@@ -387,13 +396,10 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
     dim = dim % e.dim()
     if dim == e.dim() - 1:
         raise ValueError("reverse_scan: the time dimension must not be the last (channel) dimension")
-    e = e.movedim(dim, -2)
-    T, d = e.shape[-2], e.shape[-1]
-    a = a.to(device=e.device, dtype=e.dtype)
+    d = e.shape[-1]
     if a.shape not in ((d,), (d, d)):
         raise ValueError(f"reverse_scan: a must have shape [{d}] or [{d}, {d}] to match e's channels; got {tuple(a.shape)}")
-    g = _scan_by_steps(e, a) if e.device.type == "cpu" else _scan_by_doubling(e, a)
-    return g.movedim(-2, dim)
+    return dim
 
 
 def _scan_by_steps(e: Tensor, a: Tensor) -> Tensor:
@@ -455,6 +461,7 @@ def time_feedback(h: Tensor, a: Tensor, dim: int = -2) -> Tensor:
     Args:
         h: ``[..., T, d]`` states (time along ``dim``).
         a: ``[d]`` decays or a ``[d, d]`` matrix (see :func:`reverse_scan`).
-        dim: the time dimension.
+        dim: the time dimension (not the last one).
     """
+    _check_scan(h, a, dim)  # now, not when the backward pass reaches it
     return _TimeFeedback.apply(h, a, dim)

@@ -93,6 +93,8 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
 
 
 def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: bool) -> tuple[Tensor, Tensor]:
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 (positions measured together), got {chunk}")
     forward, x = _embedding_function(model, inputs)
     batch, length, _ = x.shape
     chosen = _select_positions(length, positions, seed)

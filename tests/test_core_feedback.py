@@ -158,6 +158,8 @@ def test_reverse_scan_edge_cases_and_time_dim():
         reverse_scan(e, torch.ones(4))
     with pytest.raises(IndexError, match="dim 3 is out of range for e of 3 dimensions"):
         reverse_scan(e, a, dim=3)
+    with pytest.raises(ValueError, match="the time dimension must not be the last"):  # at the forward pass
+        time_feedback(e.requires_grad_(), a, dim=-1)
 
 
 def test_time_feedback_replaces_local_errors_by_scan():

@@ -62,6 +62,7 @@ __all__ = [
     "Checkpointing",
     "read_checkpoint",
     "tensor_fingerprint",
+    "check_fingerprint",
     "load_optimizer_state",
     "Carried",
 ]
@@ -369,6 +370,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
+    """Refuse to resume checkpoint ``ckpt`` (read from ``path``) when it was made with another ``fingerprint``
+    (model config, data, ...), naming every difference (:class:`~fwdlearn.errors.UsageError`)."""
+    differ = _differences(ckpt.get("fingerprint") or {}, fingerprint)
+    if differ:
+        raise UsageError(f"the checkpoint {path} was made by a different run: {'; '.join(differ)}. Resume with "
+                         "the settings and data it was made with, or start a new run (another --name or --checkpoint)")
+
+
 def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``"key <saved> (checkpoint) vs <now> (now)"`` for every entry of ``now`` that ``saved`` holds differently
     (dicts compared key by key)."""
@@ -487,7 +497,7 @@ class Trainer:
                 raise DivergenceError(
                     f"{self.desc}: step {step}: {key} = {v:.4g} is more than {self.diverge_factor:g} x its first "
                     f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate, or "
-                    "raise the limit (--diverge-factor, Trainer(diverge_factor=...)) if the loss is meant to grow.")
+                    "raise the limit (seq train --diverge-factor, Trainer(diverge_factor=...)) if the loss is meant to grow.")
 
     def _check_state(self, state: Any, step: int, what: str) -> None:
         where = non_finite_entry(state)
@@ -524,15 +534,11 @@ class Trainer:
     def _load(self) -> dict[str, Any]:
         assert self.checkpoint is not None
         ckpt = read_checkpoint(self.checkpoint)
-        differ = _differences(ckpt.get("fingerprint") or {}, self.fingerprint)
-        if differ:
-            raise UsageError(f"the checkpoint {self.checkpoint} was made by a different run: {'; '.join(differ)}. "
-                             "Resume with the settings and data it was made with, or start a new run (another "
-                             "--name or --checkpoint)")
+        check_fingerprint(self.checkpoint, ckpt, self.fingerprint)
         if ckpt["step"] > self.steps:
             raise UsageError(f"the checkpoint {self.checkpoint} is at step {ckpt['step']}, beyond the step budget "
-                             f"{self.steps}; the budget is the total, so pass at least {ckpt['step']} steps "
-                             "(--steps) to resume it")
+                             f"{self.steps}; the budget is the total, so pass a budget of at least {ckpt['step']} "
+                             "(--steps; --epochs for graph train) to resume it")
         return ckpt
 
     def _resume(self, ckpt: Mapping[str, Any], state: Any, result: FitResult, stopper: EarlyStopping) -> Any:

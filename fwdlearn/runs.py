@@ -131,6 +131,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
+    if options.name and (Path(options.name).is_absolute() or ".." in Path(options.name).parts):
+        raise UsageError(f"--name {options.name!r} must stay under {RUNS_FOLDER}/ (no absolute path, no '..'); "
+                         "write elsewhere with --json (and --checkpoint)")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
     paths = RunPaths(record=stem.with_name(stem.name + ".json"))
     if out is not None:
@@ -217,8 +220,8 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
     for flag, path in paths.outputs():
         if flag == "--checkpoint":
             continue
-        check_writable(path, flag)
-        refuse_overwrite(path, overwrite=overwrite or (resume and flag == "--json"))
+        check_writable(path, flag)  # a resumed run rewrites its own record and plot
+        refuse_overwrite(path, overwrite=overwrite or (resume and flag in ("--json", "--plot")))
     if paths.checkpoint is not None:
         ckpt = paths.checkpoint
         if resume:
@@ -233,7 +236,6 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     if paths.plot is not None:
         check_plot_format(paths.plot)
-    remove_stale_tmp(*(path for _, path in paths.outputs()))
 
 
 def resolve_device(spec: str) -> Any:
@@ -270,8 +272,12 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
     import torch
 
     device = resolve_device(options.device)
-    if paths is not None and paths.named:
-        lock_run(paths.record)
+    if paths is not None:
+        if paths.named:  # the record and the checkpoint: two runs never write one file
+            for path in (paths.record, paths.checkpoint):
+                if path is not None:
+                    lock_run(path)
+        remove_stale_tmp(*(path for _, path in paths.outputs()))  # only once they are ours: not a live run's save
     if options.threads:
         torch.set_num_threads(options.threads)
     return device

@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.errors import InputError
-from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_finite, load_optimizer_state,
-                          read_checkpoint)
+from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_fingerprint, check_finite,
+                          load_optimizer_state, read_checkpoint)
 
 __all__ = ["end_to_end_step", "layerwise_forward", "LocalOptimizers", "local_step", "LayerJob",
            "greedy_layerwise"]
@@ -193,7 +193,9 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
     start = 0
     plan = checkpointing
     if plan is not None and plan.resume and Path(plan.path).exists():
-        context = read_checkpoint(plan.path).get("context") or {}
+        ckpt = read_checkpoint(plan.path)
+        check_fingerprint(plan.path, ckpt, plan.trainer_options(blocks=len(blocks))["fingerprint"])  # before loading
+        context = ckpt.get("context") or {}
         if "layer" not in context or context["layer"] >= len(blocks):
             raise InputError(f"{plan.path} was not written by a layer-by-layer fit of {len(blocks)} blocks; pass "
                              "the checkpoint of this run")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fwdlearn.errors import UsageError
-from fwdlearn.runs import RunOptions, fresh_stem, run_outputs
+from fwdlearn.runs import RunOptions, fresh_stem, release_runs, run_outputs, start_run
 
 TEXT = "to be or not to be, that is the question; whether tis nobler in the mind to suffer.\n" * 40
 TINY = ["--layers", "1", "--hidden", "8", "--context", "8", "--batch-size", "2", "--quiet", "--threads", "1"]
@@ -67,7 +67,11 @@ def test_a_stale_tmp_file_of_a_killed_run_is_removed(folder):
     Path("runs").mkdir()
     Path("runs/k.pt.tmp").write_bytes(b"half a checkpoint")
     Path("runs/k.json.tmp").write_text("{")
-    run_outputs("seq-train", RunOptions(name="k"), checkpoint="")
+    options = RunOptions(name="k")
+    paths = run_outputs("seq-train", options, checkpoint="")
+    assert Path("runs/k.pt.tmp").exists()  # not before this run holds the names: it may be a live run's save
+    start_run(options, paths)
+    release_runs()
     assert not list(Path("runs").iterdir())
 
 
@@ -98,16 +102,25 @@ def test_a_second_run_with_the_same_name_refuses_to_start_while_the_first_runs(f
     try:
         Path("runs").mkdir()
         Path("runs/a.json.lock").write_text(str(first.pid))
+        Path("runs/a.pt.tmp").write_text("x")  # the live run's checkpoint save in progress
         assert main(args) == 2
         assert capsys.readouterr().err == (
             f"fwdlearn: error: another fwdlearn run (process {first.pid}) is writing runs/a.json; wait for it to "
             "finish or choose another --name (remove runs/a.json.lock if no such run exists)\n")
-        assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json.lock"]  # nothing of its own written
+        # nothing of its own written, and the live run's save left alone
+        assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json.lock", "a.pt.tmp"]
+        Path("runs/a.pt.lock").write_text(str(first.pid))  # its checkpoint is locked too
+        assert main([*args[:-1], "b", "--checkpoint", "runs/a.pt"]) == 2
+        assert "is writing runs/a.pt; wait for it" in capsys.readouterr().err
+        Path("runs/a.pt.lock").unlink()
     finally:
         first.kill()
         first.wait()
     assert main(args) == 0  # the holder is gone: its lock is taken over
     assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json", "a.pt"]  # and released at the end
+    for name in ("../escape", "/abs/escape"):
+        assert main([*args[:-1], name]) == 2
+        assert f"--name {name!r} must stay under runs/" in capsys.readouterr().err
 
 
 def _wait_for(path: Path, process, seconds: float = 120) -> None:

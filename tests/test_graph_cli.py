@@ -120,6 +120,11 @@ def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypa
     cut = json.loads((tmp_path / "runs" / "cut.json").read_text())
     assert [row["test_accuracy"] for row in cut["metrics"]] == [row["test_accuracy"] for row in whole["metrics"]]
     assert cut["summary"]["test_accuracy_mean"] == whole["summary"]["test_accuracy_mean"]
+    capsys.readouterr()  # another width: refused by its fingerprint before any frozen layer is loaded
+    wider = [*args[:args.index("--hidden") + 1], "16", *args[args.index("--hidden") + 2:]]
+    assert main([*wider, "--name", "cut", "--resume"]) == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert "was made by a different run: model.hidden 8 (checkpoint) vs 16 (now)" in line
 
 
 def test_bench_graph_dfa_rows_use_their_learning_rate(tmp_path, capsys):

@@ -117,6 +117,7 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
         context = min(context, model.max_context)
     if max_tokens is not None:
         ids = ids[:max_tokens]
+    _check_evaluable(ids, batch_size, prefix.rstrip("_") or "evaluation")
     batcher = StreamBatcher(ids, batch_size, min(context, ids.numel() // batch_size - 1))
     device = next(model.parameters()).device
     state, total, count = None, 0.0, 0
@@ -127,6 +128,14 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
                                            reduction="sum"))
             count += y.numel()
     return _lm_metrics(total, count, prefix)
+
+
+def _check_evaluable(ids: Tensor, batch_size: int, split: str) -> None:
+    """Refuse a split too short for ``batch_size`` streams of at least one (input, target) pair each."""
+    if ids.numel() < 2 * batch_size:
+        raise ValueError(f"the {split} split has {ids.numel()} tokens; evaluating {batch_size} streams needs at least "
+                         f"{2 * batch_size} (an input and a target per stream): give a longer split or a smaller "
+                         "batch size (--batch-size)")
 
 
 @torch.no_grad()
@@ -336,6 +345,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
                          f"train with context <= {model.max_context} or build the model with a longer context")
     valid = corpus.split(valid_split)
+    _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now
     probe = None
     if align_every:  # a model without feedback points refuses at the first step, before any update
         probe = alignment_window(valid, batch_size, context)

@@ -1,5 +1,7 @@
 """load_graph: names, splits and clear errors (no data folder needed)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -81,3 +83,48 @@ def test_built_in_sbm_is_balanced_homophilous_and_needs_the_graph(one_torch_thre
     assert accuracy["mlp"] < 0.7 and accuracy["gcn"] > 0.85, accuracy
     with pytest.raises(ValueError, match="sbm:N needs an integer"):
         load_graph("sbm:many")
+
+
+def test_citynetwork_downloads_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataNotFoundError, match=r"citynetwork:paris is not in .*pass download=True \(--download\)"):
+        load_graph("citynetwork:paris")
+
+
+def test_a_damaged_cached_city_is_rebuilt(monkeypatch, tmp_path):
+    from fwdlearn.graphs.data.citynet import _cached
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"edge_index": torch.arange(6).view(2, 3).repeat(1, 300)}
+
+    first = _cached({"graph": "g"}, "city", build)
+    (cached,) = (tmp_path / "cache" / "citynet").glob("city-*.pt")
+    assert torch.equal(_cached({"graph": "g"}, "city", build)["edge_index"], first["edge_index"]) and len(builds) == 1
+    cached.write_bytes(cached.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="could not be read .*rebuilding it"):
+        again = _cached({"graph": "g"}, "city", build)
+    assert torch.equal(first["edge_index"], again["edge_index"]) and len(builds) == 2
+
+
+def test_cora_follows_a_data_folder_that_moved(monkeypatch, tmp_path):
+    import os
+    import shutil
+
+    source = os.environ.get("FWDLEARN_DATA_DIR")
+    if not source or not (Path(source) / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip("needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (../shared/data)")
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(Path(source) / "Planetoid" / "Cora" / "raw", tmp_path / "d1" / "Planetoid" / "Cora" / "raw")
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "d1"))
+    assert load_graph("cora").num_nodes == 2708
+    (tmp_path / "d1").rename(tmp_path / "d2")  # the cache's links now point nowhere
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "d2"))
+    assert load_graph("cora").num_nodes == 2708
+    processed = next((tmp_path / "cache" / "Planetoid" / "Cora" / "processed").glob("data*.pt"))
+    processed.write_bytes(processed.read_bytes()[:3000])  # a damaged processed copy is rebuilt
+    with pytest.warns(UserWarning, match="could not be read .*rebuilding it"):
+        assert load_graph("cora").num_nodes == 2708

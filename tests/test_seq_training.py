@@ -94,3 +94,16 @@ def test_generate_continues_a_prompt(tiny_corpus):
     assert ids.shape == (8,)
     with pytest.raises(ValueError, match="needs vocab="):
         model.generate("the", 3)
+
+
+def test_a_validation_split_too_short_is_refused_before_training(tiny_corpus):
+    import dataclasses
+
+    from fwdlearn.sequences import RecurrentLM
+
+    short = dataclasses.replace(tiny_corpus, splits={**tiny_corpus.splits, "validation": tiny_corpus.train[:5]})
+    model = RecurrentLM(short.vocab_size, cell="gru", hidden=8, layers=1)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="the validation split has 5 tokens; evaluating 4 streams needs at least 8"):
+        model.fit(short, context=8, steps=30, batch_size=4, eval_every=20, quiet=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not a step was taken

@@ -43,7 +43,8 @@ import torch
 from scipy.sparse.csgraph import connected_components, dijkstra
 from torch_geometric.data import Data
 
-from fwdlearn.data import cache_dir, data_dir
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
+from fwdlearn.errors import InputError
 from fwdlearn.fit import progress
 
 from fwdlearn.graphs.data.datasets import random_split
@@ -242,7 +243,11 @@ def _cached(key_parts: dict, stem: str, make) -> Data:
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir("citynet") / f"{stem}-{key}.pt"
     if path.exists():
-        return torch.load(path, weights_only=False)
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception as error:  # noqa: BLE001 - our own cache: a damaged copy is rebuilt
+            warnings.warn(f"the cached {path} could not be read ({type(error).__name__}); rebuilding it")
+            path.unlink(missing_ok=True)
     data = make()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
     torch.save(data, tmp)
@@ -307,13 +312,14 @@ def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 
     return city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)
 
 
-def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: int = 16, quiet: bool = True) -> Data:
+def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: int = 16, quiet: bool = True,
+              download: bool = False) -> Data:
     """Load ``"city:<path>"``, ``"synthetic-city[:N]"`` or ``"citynetwork:<name>"``.
 
     A relative ``city:`` path is looked up in the working directory, then under
     ``FWDLEARN_DATA_DIR`` (e.g. ``city:roads/westminster``). ``citynetwork:<name>``
     (paris, shanghai, la, london) goes to ``torch_geometric.datasets.CityNetwork``, which
-    downloads the data (into ``root`` or the cache folder) and needs internet.
+    downloads the data (into ``root`` or the cache folder, only with ``download=True``) and needs internet.
     """
     kind, _, arg = name.partition(":")
     if kind == "city":
@@ -344,10 +350,14 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
         from torch_geometric.datasets import CityNetwork
 
         folder = Path(root) if root is not None else cache_dir("CityNetwork")
+        if not download and not (folder / arg / "processed").exists() and not (folder / arg.lower() / "processed").exists():
+            raise DataNotFoundError(f"citynetwork:{arg} is not in {folder}; torch_geometric.datasets.CityNetwork "
+                                    "downloads it: pass download=True (--download) on a machine with internet, or "
+                                    "build the same kind of data from a local road file with city:<path>")
         try:
             return CityNetwork(str(folder), name=arg)[0]
         except Exception as error:
-            raise RuntimeError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
+            raise InputError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
                                f"({type(error).__name__}: {error}). It downloads the data and needs internet; offline, "
                                f"build the same kind of data from a local road file with city:<path>") from error
     raise ValueError(f"unknown city source {name!r}; use city:<path>, synthetic-city[:N] or citynetwork:<name>")

@@ -26,6 +26,9 @@ Splits:
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,6 +36,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
+from fwdlearn.errors import InputError
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index", "PLANETOID", "GRAPH_NAMES"]
 
@@ -130,13 +134,21 @@ def _link_planetoid_raw(name: str) -> Path | None:
     target_root = cache_dir("Planetoid")
     raw = target_root / title / "raw"
     raw.mkdir(parents=True, exist_ok=True)
+    changed = False
     for f in files:
         link = raw / f.name
-        if not link.exists():
-            try:
-                os.symlink(f, link)
-            except OSError:  # file systems without symlinks
-                link.write_bytes(f.read_bytes())
+        if link.is_symlink() and os.readlink(link) == str(f):
+            continue
+        if not link.is_symlink() and link.exists() and link.read_bytes() == f.read_bytes():
+            continue  # a copy (file systems without symlinks) of the same file
+        link.unlink(missing_ok=True)  # a link into a data folder that moved, or another folder's copy
+        changed = True
+        try:
+            os.symlink(f, link)
+        except OSError:  # file systems without symlinks
+            link.write_bytes(f.read_bytes())
+    if changed:  # PyG's processed copy was made from other raw files
+        shutil.rmtree(target_root / title / "processed", ignore_errors=True)
     return target_root
 
 
@@ -160,7 +172,15 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
                                 f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.* (the 8 "
                                 f"files of kimiyoung/planetoid's data/ folder), or let PyG download them: --download "
                                 f"(download=True in Python; needs internet).")
-    return Planetoid(str(folder), name=title)[0]
+    try:
+        return Planetoid(str(folder), name=title)[0]
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
+        processed = folder / title / "processed"
+        if not processed.exists():
+            raise
+        warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
+        shutil.rmtree(processed)
+        return Planetoid(str(folder), name=title)[0]
 
 
 def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) -> Data:
@@ -175,7 +195,7 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) 
     try:
         return cls(str(folder), name=arg)[0]
     except Exception as error:
-        raise RuntimeError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
+        raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
 
 
@@ -221,7 +241,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     if is_city(lower):
         from fwdlearn.graphs.data.citynet import load_city
 
-        data = load_city(key, root=root, seed=seed, hops=hops, quiet=quiet)
+        data = load_city(key, root=root, seed=seed, hops=hops, quiet=quiet, download=download)
     elif lower in PLANETOID:
         data = _planetoid(lower, root, download)
     elif lower == "karate":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fwdlearn.errors import UsageError
+
 __all__ = ["DataNotFoundError", "data_dir", "cache_dir", "data_path", "require_data_dir"]
 
 DATA_ENV = "FWDLEARN_DATA_DIR"
@@ -31,7 +33,13 @@ def cache_dir(*parts: str) -> Path:
     """A folder under ``FWDLEARN_CACHE_DIR`` (default ``~/.cache/fwdlearn``), created if needed."""
     root = os.environ.get(CACHE_ENV, "").strip() or "~/.cache/fwdlearn"
     path = Path(root).expanduser().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the cache folder {path} ({error.strerror or error}); point {CACHE_ENV} at a "
+                         "writable folder") from error
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"the cache folder {path} is not writable; point {CACHE_ENV} at a writable folder")
     return path
 
 

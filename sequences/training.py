@@ -351,7 +351,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         probe = alignment_window(valid, batch_size, context)
     train_ids = corpus.split(train_split)
     fingerprint = {"model": model.config_dict(), **corpus_fingerprint(corpus.vocab, train_ids, valid),
-                   "batch_size": batch_size, "context": context, "processes": world_size()}
+                   "batch_size": batch_size, "context": context, "processes": world_size(), "seed": seed}
     trainable = _TrainingLoss(model)
     if is_distributed():
         start, stop = shard_bounds(train_ids.numel())

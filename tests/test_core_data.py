@@ -3,6 +3,7 @@
 import pytest
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_path
+from fwdlearn.errors import UsageError
 
 
 def test_missing_variable_and_missing_file(monkeypatch, tmp_path):
@@ -19,3 +20,7 @@ def test_missing_variable_and_missing_file(monkeypatch, tmp_path):
 def test_cache_dir_respects_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "c"))
     assert cache_dir("planetoid") == tmp_path / "c" / "planetoid" and (tmp_path / "c" / "planetoid").is_dir()
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "file"))  # a file where the folder should be
+    with pytest.raises(UsageError, match=r"cannot create the cache folder .*; point FWDLEARN_CACHE_DIR at a writable"):
+        cache_dir("planetoid")

@@ -43,6 +43,12 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     record2 = tmp_path / "run2.json"
     assert _train(text_file, record2, "--steps", "6", "--checkpoint", str(ckpt), "--resume") == 0
     assert [row["step"] for row in json.loads(record2.read_text())["metrics"]] == [1, 2, 3, 4, 5, 6]
+    capsys.readouterr()  # another seed: the random state would come from the checkpoint, so it is refused
+    assert _train(text_file, tmp_path / "run3.json", "--steps", "8", "--checkpoint", str(ckpt), "--resume",
+                  "--seed", "3") == 2
+    assert "was made by a different run: seed 0 (checkpoint) vs 3 (now)" in capsys.readouterr().err
+    assert _train(text_file, tmp_path / "run4.json", "--steps", "1", "--checkpoint", str(tmp_path)) == 2
+    assert f"--checkpoint {tmp_path} is a folder; give the checkpoint's file path" in capsys.readouterr().err
 
 
 def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path, capsys):

@@ -49,6 +49,7 @@ class InfluenceSeqConfig(RunOptions):
 
 def _run(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
+    from fwdlearn.errors import UsageError
     from fwdlearn.fit import seed_everything
     from fwdlearn.reporting import markdown_table
     from fwdlearn.runs import run_outputs, start_run
@@ -56,6 +57,9 @@ def _run(args: argparse.Namespace) -> int:
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
     for path in config.checkpoints:
+        if Path(path).is_dir():
+            raise UsageError(f"--checkpoints {path} is a folder; pass the .pt files a seq train run wrote "
+                             f"(e.g. {Path(path) / '<name>.pt'})")
         if not Path(path).is_file():
             raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
                                     "(runs/<name>.pt)")

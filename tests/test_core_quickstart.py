@@ -32,3 +32,6 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     # the folder is not overwritten without asking
     assert main(["quickstart", *TINY, "--name", "first"]) == 2
     assert "already holds a report" in capsys.readouterr().err
+    (folder / "notes.txt").write_text("mine")  # with --overwrite and no plots, the old plots go; the user's file stays
+    assert main(["quickstart", *TINY, "--name", "first", "--overwrite", "--no-plots"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "record.json", "report.md"]

@@ -60,6 +60,8 @@ def _folder(config: QuickstartConfig) -> Path:
     if folder.exists() and any(folder.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{folder} already holds a report; choose another --name or pass --overwrite")
     check_writable(folder / "record.json", "--name")
+    for name in ("record.json", "report.md", *PLOT_FILES):  # an overwritten report leaves none of its old files
+        (folder / name).unlink(missing_ok=True)
     return folder
 
 
@@ -128,21 +130,25 @@ def _sequence_part(config: QuickstartConfig, device, record, quiet: bool) -> dic
     return out
 
 
+#: the plots a report holds, in its order
+PLOT_FILES = ("graph-training.png", "sequence-training.png", "graph-influence.png", "sequence-influence.png")
+
+
 def _plots(folder: Path, graphs: dict, sequences: dict) -> list[str]:
     from fwdlearn.diagnostics.plots import plot_curves, plot_influence_curves
 
     names = {"bp": "BP", "sf": "ForwardGNN SF", "bptt": "BPTT", "dsf": "DSF", "ft-bptt": "FT-BPTT"}
     files = [
         plot_curves({names[m]: tuple(zip(*r["history"])) for m, r in graphs["runs"].items() if r["history"]},
-                    folder / "graph-training.png", "epoch (SF: layer after layer)", "validation accuracy",
+                    folder / PLOT_FILES[0], "epoch (SF: layer after layer)", "validation accuracy",
                     f"{graphs['data']}: GCN-{len(graphs['runs']['bp']['influence_curve']) - 1}", graphs["chance"]),
         plot_curves({names[m]: tuple(zip(*r["history"])) for m, r in sequences["runs"].items() if r["history"]},
-                    folder / "sequence-training.png", "step", "validation accuracy", sequences["task"],
+                    folder / PLOT_FILES[1], "step", "validation accuracy", sequences["task"],
                     sequences["chance"]),
         plot_influence_curves({names[m]: r["influence_curve"] for m, r in graphs["runs"].items()},
-                              folder / "graph-influence.png", xlabel="hops", title=graphs["data"]),
+                              folder / PLOT_FILES[2], xlabel="hops", title=graphs["data"]),
         plot_influence_curves({names[m]: r["influence_curve"] for m, r in sequences["runs"].items()},
-                              folder / "sequence-influence.png", xlabel="lag", title=sequences["task"]),
+                              folder / PLOT_FILES[3], xlabel="lag", title=sequences["task"]),
     ]
     return [f.name for f in files]
 

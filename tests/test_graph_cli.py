@@ -100,6 +100,9 @@ def test_an_interrupted_graph_fit_resumes_to_the_same_weights(task, method, tmp_
     resumed, report = fit(checkpoint=tmp_path / "c.pt", resume=True)
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
     assert report.epochs_run == expected.epochs_run
+    before = torch.load(tmp_path / "c.pt", weights_only=False)["seconds"]  # timed before the interruption ...
+    _, again = fit(checkpoint=tmp_path / "c.pt", resume=True)  # ... and counted in a resumed run's time
+    assert again.fit_seconds >= before > 0
 
 
 def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypatch, capsys):

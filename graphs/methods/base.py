@@ -41,13 +41,15 @@ Streams = dict[str, tuple[Tensor, Tensor]]
 
 
 class MethodFit:
-    """What a method's ``fit`` did: per-layer rows, the steps run in all, the memory its steps needed, and
-    the training history (one row per epoch: ``epoch`` counted over the whole fit, ``layer`` for methods
-    trained layer by layer, ``loss`` and, when evaluated, ``val_accuracy``)."""
+    """What a method's ``fit`` did: per-layer rows, the steps run in all, the memory its steps needed, the
+    training history (one row per epoch: ``epoch`` counted over the whole fit, ``layer`` for methods
+    trained layer by layer, ``loss`` and, when evaluated, ``val_accuracy``) and the wall time of its training
+    loops, the parts before a resume included."""
 
     def __init__(self, per_layer: list[dict[str, Any]], costs: list[Cost | None], steps_run: int,
-                 cost: CostReport | None = None, history: list[dict[str, Any]] | None = None) -> None:
-        self.per_layer, self.steps_run = per_layer, steps_run
+                 cost: CostReport | None = None, history: list[dict[str, Any]] | None = None,
+                 seconds: float = 0.0) -> None:
+        self.per_layer, self.steps_run, self.seconds = per_layer, steps_run, seconds
         self.cost = cost if cost is not None else CostReport.from_costs(costs)
         self.history = history or []
 
@@ -231,4 +233,5 @@ class LayerwiseMethod(GraphMethod):
                       "saved_bytes_per_step": r.first_step_cost.saved_bytes if r.first_step_cost else 0}
                      for l, r in enumerate(results)]
         return MethodFit(per_layer, [r.first_step_cost for r in results], sum(r.steps_run for r in results),
+                         seconds=sum(r.seconds for r in results),
                          history=fit_history(results, per_layer=True))

@@ -11,7 +11,6 @@ trainer: it works for any ``model(x, edge_index)`` that returns class logits ``[
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -74,13 +73,12 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
         with evaluating(model), torch.no_grad():
             return {"val_accuracy": masked_accuracy(model(x, edge_index), y, data.val_mask)}
 
-    start = time.perf_counter()
     saving = checkpointing.trainer_options() if checkpointing is not None else {}
     result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
                      measure_first_step=True, device=device, settings={"lr": lr, "weight_decay": weight_decay},
                      **saving).run(step, evaluate, state=Stateful({"model": model, "optimizer": optimizer},
                                                                   best=("model",)))
-    seconds = time.perf_counter() - start
+    seconds = result.seconds  # the whole training loop, the part before a resume included
     model.eval()
     with torch.no_grad():
         scores = model(x, edge_index)
@@ -126,7 +124,7 @@ class Backprop(GraphMethod):
         fit = train_node_classifier(model, data, epochs, lr, weight_decay, patience, eval_every, quiet,
                                     desc=f"{self.rule} {self.conv}-{self.layers}", checkpointing=checkpointing,
                                     training_forward=lambda x, edge_index: self.training_scores(blocks, x, edge_index))
-        return MethodFit([], [], fit.steps_run, fit.cost, fit.history)
+        return MethodFit([], [], fit.steps_run, fit.cost, fit.history, seconds=fit.fit_seconds)
 
 
 class _Classifier(nn.Module):

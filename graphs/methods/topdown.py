@@ -202,7 +202,7 @@ class TopDown(GraphMethod):
             self.prototypes.copy_(protos)
         per_layer = [{"epochs_run": result.steps_run, "best_epoch": result.best_step,
                       "val_accuracy": result.best.get("val_accuracy")}]
-        return MethodFit(per_layer, [result.first_step_cost], result.steps_run,
+        return MethodFit(per_layer, [result.first_step_cost], result.steps_run, seconds=result.seconds,
                          history=fit_history([result], per_layer=False))
 
 

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range, jacobian_l1
+from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
+                                            jacobian_l1)
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -67,18 +68,7 @@ def _select_positions(length: int, positions: int | Sequence[int] | Tensor | Non
         if positions < 1:
             raise ValueError(f"positions must be >= 1 when given as a count, got {positions}")
         return torch.randperm(length, generator=torch.Generator().manual_seed(seed))[: min(positions, length)].sort().values
-    given = torch.as_tensor(positions).cpu()
-    if given.dtype == torch.bool:
-        if given.shape != (length,):
-            raise ValueError(f"a boolean positions mask must have one entry per position, shape [{length}]; "
-                             f"got {list(given.shape)}")
-        given = given.nonzero().flatten()
-    elif given.dtype.is_floating_point or given.dtype.is_complex:
-        raise TypeError(f"positions must hold integer ids (or be a boolean mask); got {given.dtype}")
-    chosen = given.long().flatten()
-    if chosen.numel() == 0 or int(chosen.min()) < 0 or int(chosen.max()) >= length:
-        raise ValueError(f"positions must be non-empty and lie in [0, {length - 1}] (sequence length {length})")
-    return chosen
+    return chosen_indices(positions, length, "positions", "position")
 
 
 def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | None = None, seed: int = 0,

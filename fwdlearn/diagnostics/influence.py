@@ -39,7 +39,29 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range"]
+__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices"]
+
+
+def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
+    """The indices (``int64``, on the CPU) a user chose among ``size`` items: integer ids (a list, an array, a
+    tensor; order and repeats kept) or a boolean mask of ``size`` entries. ``name`` and ``unit`` word the errors
+    (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, or one outside ``[0, size-1]``.
+    """
+    given = torch.as_tensor(given).cpu()
+    if given.dtype == torch.bool:
+        if given.shape != (size,):
+            raise ValueError(f"a boolean {name} mask must have one entry per {unit}, shape [{size}]; "
+                             f"got {list(given.shape)}")
+        given = given.nonzero().flatten()
+    elif given.dtype.is_floating_point or given.dtype.is_complex:
+        raise TypeError(f"{name} must hold integer {unit} ids or be a boolean mask; got {given.dtype}")
+    chosen = given.long().flatten()
+    if chosen.numel() == 0:
+        raise ValueError(f"{name} is empty; give at least one {unit}")
+    if int(chosen.min()) < 0 or int(chosen.max()) >= size:
+        raise ValueError(f"{name} must lie in [0, {size - 1}] ({size} {unit}s); "
+                         f"got values in [{int(chosen.min())}, {int(chosen.max())}]")
+    return chosen
 
 
 def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

@@ -42,7 +42,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from fwdlearn.diagnostics.influence import distance_totals, influence_curve, influence_range, jacobian_l1
+from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
+                                            jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, frozen, progress
@@ -65,21 +66,7 @@ def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int
     if nodes is not None:
         if samples is not None:
             raise ValueError("give either samples= (random seeds) or nodes= (explicit seeds), not both")
-        given = torch.as_tensor(nodes).cpu()
-        if given.dtype == torch.bool:
-            if given.shape != (num_nodes,):
-                raise ValueError(f"a boolean nodes= mask must have one entry per node, shape [{num_nodes}]; "
-                                 f"got {list(given.shape)}")
-            given = given.nonzero().flatten()
-        elif given.dtype.is_floating_point or given.dtype.is_complex:
-            raise TypeError(f"nodes= must hold integer node ids or be a boolean mask; got {given.dtype}")
-        chosen = given.long().flatten()
-        if chosen.numel() == 0:
-            raise ValueError("nodes= is empty; give at least one seed node")
-        if int(chosen.min()) < 0 or int(chosen.max()) >= num_nodes:
-            raise ValueError(f"nodes= must lie in [0, {num_nodes - 1}] (the graph has {num_nodes} nodes); "
-                             f"got values in [{int(chosen.min())}, {int(chosen.max())}]")
-        return chosen
+        return chosen_indices(nodes, num_nodes, "nodes=", "node")
     if samples is None:
         return torch.arange(num_nodes)
     if isinstance(samples, bool) or not isinstance(samples, int):

@@ -34,6 +34,9 @@ def test_influence_seq_writes_a_record(tmp_path):
     curve = json.loads(record.read_text())["metrics"][0]["curve"]
     # two causal convolutions of width 4 reach back 6 steps, no further
     assert all(c > 0 for c in curve[:7]) and all(c == 0 for c in curve[7:])
+    longer = tmp_path / "t.json"  # a transformer is built with as many positions as --length
+    assert main(["influence", "seq", "--models", "transformer", "--hidden", "8", "--layers", "1", "--length", "300",
+                 "--max-lag", "3", "--positions", "2", "--batch", "1", "--json", str(longer), "--quiet"]) == 0
 
 
 def test_influence_seq_measures_saved_language_models(tmp_path):

@@ -101,7 +101,9 @@ def _models_and_inputs(config: InfluenceSeqConfig):
         inputs = torch.randint(0, config.vocab, (config.batch, config.length), generator=gen)
         for name in config.models:
             seed_everything(config.seed)
-            yield name, make_language_model(name, config.vocab, hidden=config.hidden, layers=config.layers), inputs
+            context = config.length if name == "transformer" else None  # learned positions: as many as --length
+            yield name, make_language_model(name, config.vocab, hidden=config.hidden, layers=config.layers,
+                                            context=context), inputs
         return
     from fwdlearn.sequences.data.text import read_corpus
 

@@ -311,6 +311,9 @@ class DirectFeedback(nn.Module):
                 f"with last dimension {h.shape[-1]}"
             )
         if self._probe is not None:  # plain backprop; the probe keeps the tensor to read its true gradient
+            if name in self._probe.points:
+                raise RuntimeError(f"feedback point {name!r} was marked twice inside one probing() block; run one "
+                                   "forward pass per block (compare() pairs one tensor per point)")
             h = h.view_as(h)
             self._probe.points[name] = (h, len(self._probe.outputs), spread, through)
             return h

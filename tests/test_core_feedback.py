@@ -66,6 +66,15 @@ def test_point_names_that_would_share_a_buffer_are_refused():
         DirectFeedback(3, {"a.b": 4, "a_b": 4})
 
 
+def test_probing_refuses_a_point_marked_twice():
+    dfa = DirectFeedback(3, {"p": 4})
+    h = torch.randn(2, 4, requires_grad=True)
+    with dfa.probing():
+        dfa.output(dfa.point(h, "p") @ torch.randn(4, 3))
+        with pytest.raises(RuntimeError, match="feedback point 'p' was marked twice inside one probing\\(\\) block"):
+            dfa.point(h, "p")
+
+
 def test_probing_checks_the_batch_shape_as_training_does():
     dfa = DirectFeedback(3, {"p": 4})
     h = torch.randn(2, 6, 4, requires_grad=True)

@@ -278,7 +278,8 @@ class FitResult:
         best_step, steps_run: where the best state came from and how many steps ran in all.
         seconds: wall time of the whole run, resumed parts included.
         stopped_early: early stopping ended the run.
-        first_step_cost: the measured cost of the first step of this call (``measure_first_step``).
+        first_step_cost: the measured cost of the run's first step (``measure_first_step``); a resumed run keeps
+            the one its checkpoint holds (measured before the interruption).
         resumed: when the run continued a checkpoint, ``{"from_step": s, "changed": {setting: [then, now]}}``
             (the settings of ``Trainer(settings=...)`` that differ from the checkpoint's; the new ones apply).
     """
@@ -522,6 +523,7 @@ class Trainer:
             "best_step": result.best_step,
             "history": result.history,
             "seconds": result.seconds,
+            "first_step_cost": result.first_step_cost,
             "stopped_early": result.stopped_early,
             "first_losses": dict(self._first_losses),
             "fingerprint": self.fingerprint,
@@ -554,6 +556,7 @@ class Trainer:
         stopper.best, stopper.bad_checks = ckpt["best_value"], ckpt["bad_checks"]
         result.best, result.best_step, result.history = ckpt["best"], ckpt["best_step"], ckpt["history"]
         result.seconds, result.steps_run = ckpt["seconds"], ckpt["step"]
+        result.first_step_cost = ckpt.get("first_step_cost")  # the run's first step, measured before the resume
         result.stopped_early = bool(ckpt.get("stopped_early", False))
         self._first_losses = dict(ckpt.get("first_losses", {}))
         then = ckpt.get("settings") or {}

@@ -103,6 +103,7 @@ def test_an_interrupted_graph_fit_resumes_to_the_same_weights(task, method, tmp_
     before = torch.load(tmp_path / "c.pt", weights_only=False)["seconds"]  # timed before the interruption ...
     _, again = fit(checkpoint=tmp_path / "c.pt", resume=True)  # ... and counted in a resumed run's time
     assert again.fit_seconds >= before > 0
+    assert again.cost.saved_bytes_per_step == expected.cost.saved_bytes_per_step > 0  # no step ran: the saved one
 
 
 def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypatch, capsys):

@@ -21,7 +21,8 @@ weights once more only when the best evaluation is not the last one (see :class:
 **Resuming** needs the same model, vocabulary, corpus (its token ids), batch size, context and number
 of processes: a checkpoint that differs in any of them is refused, naming each difference. A new
 learning rate, weight decay, clip or ``eval_tokens`` applies from the resumed step on, and
-``FitReport.resumed`` lists what changed.
+``FitReport.resumed`` lists what changed. So does a new step budget: a larger ``steps`` extends the run, and a
+schedule over the whole budget (warm-up + cosine) is stretched to it from the resumed step on.
 
 **Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
@@ -388,7 +389,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
                   fingerprint=fingerprint,
-                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens})
+                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "steps": steps})
     return _run(kwargs, step, evaluate, state, steps)
 
 

@@ -115,9 +115,9 @@ def test_a_named_run_is_found_by_influence_and_resume(text_file, tmp_path, monke
     capsys.readouterr()
     assert main([*args, "--steps", "6", "--lr", "0.001", "--resume"]) == 0
     out = capsys.readouterr().out
-    assert "best state of step 6 of 6" in out and "resumed from step 4 with lr 0.002 -> 0.001" in out
+    assert "best state of step 6 of 6" in out and "resumed from step 4 with lr 0.002 -> 0.001, steps 4 -> 6" in out
     record = json.loads((tmp_path / "runs" / "dsf.json").read_text())
-    assert record["summary"]["resumed"] == {"from_step": 4, "changed": {"lr": [0.002, 0.001]}}
+    assert record["summary"]["resumed"] == {"from_step": 4, "changed": {"lr": [0.002, 0.001], "steps": [4, 6]}}
     assert record["config"]["lr"] == 0.001 and record["summary"]["steps"] == 6
     assert [row["step"] for row in record["metrics"]] == [1, 2, 3, 4, 5, 6]
     saved = torch.load(tmp_path / "runs" / "dsf.pt", weights_only=False)

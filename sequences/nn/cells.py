@@ -142,5 +142,5 @@ class LinearRecurrence(RecurrentCell):
         return layer.decay * s + layer.input(u)
 
 
-#: every recurrent cell by name (``RecurrentLM(cell=...)``, ``--cell``)
+#: every recurrent cell by name (``RecurrentLM(cell=...)``, ``seq train --model``, ``bench dfa --cell``)
 RECURRENT_CELLS = Registry("cell", {c.name: c() for c in (TanhRNN, GRU, LSTM, LinearRecurrence)})

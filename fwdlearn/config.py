@@ -112,6 +112,10 @@ def validate_config(config: Any) -> Any:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)):
+            repeated = next((item for i, item in enumerate(values) if item in values[:i]), None)
+            if repeated is not None:  # a list option runs each entry once: a repeat would redo (and reread) its work
+                raise UsageError(f"{flag_name(f.name)} names {repeated!r} more than once; give each once")
         bounds = {k: f.metadata[k] for k in _RANGE_KEYS if k in f.metadata}
         for item in values:
             if item is None and f.default is None:  # an optional setting left to its default

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, write_results
+from fwdlearn.files import refuse_overwrite
 from fwdlearn.runs import run_outputs, start_run
 from fwdlearn.schedules import end_to_end_step
 
@@ -231,13 +232,16 @@ def _verdicts(extra: dict) -> list[str]:
 
 
 def run_parts(config, job: str, parts: Callable[[Any, list, dict], None], verdicts: Callable[[dict], list[str]],
-              columns: list[str], title: str, notes: list[str]) -> tuple[Path, Path]:
-    """The frame of a sequence bench: resolve and check the outputs (``<out>.json/.md`` and the run record
-    ``<out>-record.json``; nothing overwritten without ``--overwrite``), apply the run options, run
+              columns: list[str], title: str, notes: list[str], more: Sequence[str] = ()) -> tuple[Path, Path]:
+    """The frame of a sequence bench: resolve and check the outputs (``<out>.json/.md``, the run record
+    ``<out>-record.json`` and ``<out><suffix>`` for each suffix in ``more``, e.g. a plot; nothing overwritten
+    without ``--overwrite``), apply the run options, run
     ``parts(config, rows, extra)`` (``config.out`` and ``config.device`` resolved), check the claims
     (``verdicts(extra)``), write the results and the record, print them."""
     paths = run_outputs(job, config, out=config.out)
     out = paths.results[0].with_name(paths.results[0].name[: -len(".json")])
+    for suffix in more:
+        refuse_overwrite(out.with_name(out.name + suffix), overwrite=config.overwrite)
     config = dataclasses.replace(config, device=str(start_run(config, paths)), out=str(out))
     record = RunRecord(job, config, seed=config.seed)
     start = time.perf_counter()
@@ -267,11 +271,16 @@ def run_bench(config) -> tuple[Path, Path]:
     """Run the selected parts and write ``<out>.json`` / ``<out>.md`` and the run record ``<out>-record.json``."""
 
     def parts(config, rows: list, extra: dict) -> None:
+        # one corpus (one vocabulary) for the models and the alignment windows they read; read (and its splits
+        # checked) before the cost part, so a wrong --data or split fails in seconds, not after minutes of timing
+        corpus = read_corpus(config.data, level=config.level) if {"quality", "alignment"} - set(config.skip) else None
+        if corpus is not None:
+            corpus.split(config.valid_split)
+            if "quality" not in config.skip:
+                corpus.split(config.train_split)
         if "cost" not in config.skip:
             _cost_part(config, rows, extra)
         models: dict = {}
-        # one corpus (one vocabulary) for the models and the alignment windows they read
-        corpus = read_corpus(config.data, level=config.level) if {"quality", "alignment"} - set(config.skip) else None
         if "quality" not in config.skip:
             models = _quality_part(config, corpus, rows, extra)
         if "alignment" not in config.skip:

@@ -219,4 +219,6 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
         "(parameters excluded).",
     ]
-    return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS, "DFA vs BP: transformer and recurrent language models", notes)
+    plot = ["-alignment.png"] if config.plot and "transformer" not in config.skip else []
+    return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS, "DFA vs BP: transformer and recurrent language models",
+                     notes, more=plot)

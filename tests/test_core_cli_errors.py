@@ -143,9 +143,15 @@ CASES = [
     ("bench-graph-unknown-method", [*BENCH_GRAPH, "--methods", "bp", "xx"], "argument --methods: invalid choice: 'xx'"),
     ("bench-seq-context-0", [*BENCH_SEQ, "--cost-contexts", "0"], "--cost-contexts must be >= 1, got 0"),
     ("bench-seq-unknown-rule", [*BENCH_SEQ, "--quality-modes", "bptt", "nope"], "unknown rule 'nope'"),
+    ("bench-seq-unknown-split", [*BENCH_SEQ, "--train-split", "nosuch"], "has no 'nosuch' split"),
     ("bench-influence-samples-0", [*BENCH_INF, "--samples", "0"], "--samples must be >= 1, got 0"),
     ("bench-influence-unknown-method", [*BENCH_INF, "--forward-method", "nope"], "unknown"),
     ("bench-out-parent-is-a-file", [*BENCH_INF, "--out", "afile/results"], "afile is a file, not a folder"),
+    ("bench-graph-repeated-method", [*BENCH_GRAPH, "--methods", "sf", "bp", "sf"],
+     "--methods names 'sf' more than once; give each once"),
+    ("bench-dfa-steps-0", ["bench", "dfa", "--steps", "0", "--quiet"], "--steps must be >= 1, got 0"),
+    ("bench-dfa-cost-repeats-0", ["bench", "dfa", "--cost-repeats", "0", "--quiet"], "--cost-repeats must be >= 1, got 0"),
+    ("bench-dfa-rnn-steps-negative", ["bench", "dfa", "--rnn-steps", "-3", "--quiet"], "--rnn-steps must be >= 0, got -3"),
 ]
 
 

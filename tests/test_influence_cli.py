@@ -52,10 +52,14 @@ def test_influence_seq_measures_saved_language_models(tmp_path):
                  "--positions", "3", "--json", str(record), "--quiet"]) == 0
     rows = json.loads(record.read_text())["metrics"]
     assert [row["model"] for row in rows] == ["bptt (bptt)", "dsf (dsf)"]
-    twice = tmp_path / "twice.json"  # one file name and rule twice: both curves are kept
-    assert main(["influence", "seq", "--checkpoints", paths[0], paths[0], "--length", "12", "--max-lag", "15",
+    other = tmp_path / "other" / "bptt.pt"  # another run's file of the same name and rule: both curves are kept
+    other.parent.mkdir()
+    RecurrentLM(11, cell="gru", hidden=8, layers=1, training="bptt").save(other)
+    twice = tmp_path / "twice.json"
+    assert main(["influence", "seq", "--checkpoints", paths[0], str(other), "--length", "12", "--max-lag", "15",
                  "--batch", "2", "--positions", "3", "--json", str(twice), "--quiet"]) == 0
     assert list(json.loads(twice.read_text())["summary"]["curves"]) == ["bptt (bptt)", "bptt (bptt) #2"]
+    assert main(["influence", "seq", "--checkpoints", paths[0], paths[0], "--quiet"]) == 2  # the same file twice
     for row in rows:
         assert len(row["curve"]) == 16 and row["curve"][0] == 1.0 and row["R"] > 0
         assert all(c == 0 for c in row["curve"][12:])  # a window of 12 tokens has no lag beyond 11

@@ -223,6 +223,10 @@ def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
     assert (tmp_path / "dfa-results-alignment.png").stat().st_size > 1000
     assert data["plot"] == str(tmp_path / "dfa-results-alignment.png")
     assert main(args) == 2  # results are not overwritten
+    for name in ("dfa-results.json", "dfa-results.md", "dfa-results-record.json"):
+        (tmp_path / name).unlink()
+    assert main(args) == 2  # nor the plot alone, before any work
+    assert not (tmp_path / "dfa-results.json").exists()
 
 
 def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_file, tmp_path, capsys):

@@ -68,7 +68,7 @@ def test_wikitext2_words_from_local_valid_and_test():
     corpus = load_text("wikitext-2", level="word")
     assert set(corpus.splits) == {"validation", "test"}
     assert "<unk>" in corpus.vocab.tokens and "<eos>" in corpus.vocab.tokens
-    with pytest.raises(KeyError, match="no 'train' split"):
+    with pytest.raises(ValueError, match="no 'train' split"):
         corpus.train
 
 

@@ -28,22 +28,22 @@ class DfaBenchConfig(SequenceBenchOptions):
                                                    "runs/; pass docs/benchmarks/dfa-results to update the docs)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
-    context: int = field(default=128, metadata={"help": "window length T (the transformer's positions)"})
+    context: int = field(default=128, metadata={"help": "window length T (the transformer's positions)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B of every part", "min": 1})
-    steps: int = field(default=1000, metadata={"help": "the equal step budget of every rule of a part"})
-    eval_every: int = field(default=250, metadata={"help": "steps between validation passes"})
-    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training"})
-    align_every: int = field(default=100, metadata={"help": "steps between alignment readings (dfa rules)"})
+    steps: int = field(default=1000, metadata={"help": "the equal step budget of every rule of a part", "min": 1})
+    eval_every: int = field(default=250, metadata={"help": "steps between validation passes", "min": 1})
+    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training", "min": 1})
+    align_every: int = field(default=100, metadata={"help": "steps between alignment readings (dfa rules)", "min": 1})
     plot: bool = field(default=True, metadata={"help": "draw the alignment per block against steps to "
                                                        "<out>-alignment.png (needs matplotlib)"})
     # 1. transformer
     rules: list[str] = field(default_factory=lambda: ["bp", "dfa", "dfa:micro", "local:readout", "shallow"],
                              metadata={"help": "depth rules of the transformer; bp is the baseline"})
-    hidden: int = field(default=256, metadata={"help": "transformer width d"})
+    hidden: int = field(default=256, metadata={"help": "transformer width d", "min": 1})
     layers: int = field(default=4, metadata={"help": "transformer blocks", "min": 1})
     heads: int = field(default=4, metadata={"help": "attention heads of every block", "min": 1})
     # 2. cost
-    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats of one step per rule; medians"})
+    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats of one step per rule; medians", "min": 1})
     # 3. recurrent
     rnn_rules: list[str] = field(default_factory=lambda: ["bptt", "dsf", "dfa+bptt", "dfa+dsf"],
                                  metadata={"help": "rules of the recurrent stack; bptt is the baseline"})
@@ -53,7 +53,7 @@ class DfaBenchConfig(SequenceBenchOptions):
     rnn_layers: int = field(default=2, metadata={"help": "layers of the recurrent stack", "min": 1})
     rnn_norm: bool = field(default=True, metadata={"help": "pre-LayerNorm recurrent blocks with an MLP (the "
                                                            "RecurrentLM default; --no-rnn-norm: plain blocks)"})
-    rnn_steps: int = field(default=0, metadata={"help": "step budget of the recurrent part (0: --steps)"})
+    rnn_steps: int = field(default=0, metadata={"help": "step budget of the recurrent part (0: --steps)", "min": 0})
 
 
 def _run(args) -> int:

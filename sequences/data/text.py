@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
+from fwdlearn.errors import UsageError
 
 __all__ = [
     "Vocabulary",
@@ -152,7 +153,7 @@ class Corpus:
     def split(self, name: str) -> Tensor:
         """The token ids of split ``name``, with a clear error when it is missing."""
         if name not in self.splits:
-            raise KeyError(f"corpus {self.name!r} has no {name!r} split; available: {', '.join(self.splits)}. "
+            raise UsageError(f"corpus {self.name!r} has no {name!r} split; available: {', '.join(self.splits)}. "
                            "Pick one of those (e.g. --train-split validation for wikitext-2, whose train file "
                            "is not stored locally)")
         return self.splits[name]

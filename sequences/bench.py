@@ -33,6 +33,7 @@ from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, write_results
+from fwdlearn.errors import UsageError
 from fwdlearn.files import refuse_overwrite
 from fwdlearn.runs import run_outputs, start_run
 from fwdlearn.schedules import end_to_end_step
@@ -275,9 +276,12 @@ def run_bench(config) -> tuple[Path, Path]:
         # checked) before the cost part, so a wrong --data or split fails in seconds, not after minutes of timing
         corpus = read_corpus(config.data, level=config.level) if {"quality", "alignment"} - set(config.skip) else None
         if corpus is not None:
-            corpus.split(config.valid_split)
+            valid = corpus.split(config.valid_split)
             if "quality" not in config.skip:
                 corpus.split(config.train_split)
+            if "alignment" not in config.skip and valid.numel() < config.align_context + 2:
+                raise UsageError(f"--align-context {config.align_context} needs a validation split of at least "
+                                 f"{config.align_context + 2} tokens; {config.valid_split} has {valid.numel()}")
         if "cost" not in config.skip:
             _cost_part(config, rows, extra)
         models: dict = {}

@@ -41,7 +41,7 @@ from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, write_results
 from fwdlearn.runs import run_outputs, start_run
 
-from fwdlearn.graphs.data.datasets import load_graph
+from fwdlearn.graphs.data.datasets import check_graph_name, load_graph
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 from fwdlearn.graphs.influence.hop_influence import hop_influence, select_seeds
 from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
@@ -169,6 +169,8 @@ def run_bench(config) -> int:
     """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md``/``.png`` and a run record."""
     if not config.graphs or not config.depths:
         raise ValueError("--graphs needs at least one graph and --depths at least one depth")
+    for name in (*config.graphs, config.data):  # before the first timing, not when a graph's turn comes
+        check_graph_name(name)
     paths = run_outputs("bench-influence", config, out=config.out)
     json_path, md_path = paths.results
     plot_path = md_path.with_suffix(".png")

@@ -36,7 +36,8 @@ class SeqBenchConfig(SequenceBenchOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
                                                    "(default: runs/<name>, or a fresh name under runs/; pass "
                                                    "docs/benchmarks/seq-results to update the docs)"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
+    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them)", "choices": PARTS,
+                                                               "not_all": True})
     # 1. cost
     cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048],
                                      metadata={"help": "contexts T of the cost part", "min": 1})

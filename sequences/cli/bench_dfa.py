@@ -26,7 +26,8 @@ class DfaBenchConfig(SequenceBenchOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json and "
                                                    "<out>-alignment.png (default: runs/<name>, or a fresh name under "
                                                    "runs/; pass docs/benchmarks/dfa-results to update the docs)"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip", "choices": PARTS})
+    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them)", "choices": PARTS,
+                                                               "not_all": True})
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
     context: int = field(default=128, metadata={"help": "window length T (the transformer's positions)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B of every part", "min": 1})

@@ -498,7 +498,8 @@ class Trainer:
                 raise DivergenceError(
                     f"{self.desc}: step {step}: {key} = {v:.4g} is more than {self.diverge_factor:g} x its first "
                     f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate, or "
-                    "raise the limit (seq train --diverge-factor, Trainer(diverge_factor=...)) if the loss is meant to grow.")
+                    "raise the limit (seq train --diverge-factor, Trainer(diverge_factor=...)) if the loss is meant "
+                    "to grow.")
 
     def _check_state(self, state: Any, step: int, what: str) -> None:
         where = non_finite_entry(state)

@@ -225,7 +225,8 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
     if paths.checkpoint is not None:
         ckpt = paths.checkpoint
         if ckpt.is_dir():
-            raise UsageError(f"--checkpoint {ckpt} is a folder; give the checkpoint's file path (e.g. {ckpt / 'run.pt'})")
+            raise UsageError(f"--checkpoint {ckpt} is a folder; give the checkpoint's file path "
+                             f"(e.g. {ckpt / 'run.pt'})")
         if resume:
             if not ckpt.is_file():
                 raise FileNotFoundError(f"--resume was given but the checkpoint {ckpt} does not exist; pass the "

@@ -220,5 +220,5 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         "(parameters excluded).",
     ]
     plot = ["-alignment.png"] if config.plot and "transformer" not in config.skip else []
-    return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS, "DFA vs BP: transformer and recurrent language models",
-                     notes, more=plot)
+    return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS,
+                     "DFA vs BP: transformer and recurrent language models", notes, more=plot)

@@ -350,7 +350,8 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
         from torch_geometric.datasets import CityNetwork
 
         folder = Path(root) if root is not None else cache_dir("CityNetwork")
-        if not download and not (folder / arg / "processed").exists() and not (folder / arg.lower() / "processed").exists():
+        stored = (folder / arg / "processed").exists() or (folder / arg.lower() / "processed").exists()
+        if not download and not stored:
             raise DataNotFoundError(f"citynetwork:{arg} is not in {folder}; torch_geometric.datasets.CityNetwork "
                                     "downloads it: pass download=True (--download) on a machine with internet, or "
                                     "build the same kind of data from a local road file with city:<path>")

@@ -38,7 +38,8 @@ from torch_geometric.data import Data
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.errors import InputError
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index", "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
+           "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -215,7 +216,8 @@ def check_graph_name(name: str) -> None:
     before its first timing)."""
     lower = name.strip().lower()
     kind, _, arg = lower.partition(":")
-    if not (is_city(lower) or lower in PLANETOID or lower == "karate" or kind == "sbm" or (kind in _DOWNLOADABLE and arg)):
+    if not (is_city(lower) or lower in PLANETOID or lower == "karate" or kind == "sbm"
+            or (kind in _DOWNLOADABLE and arg)):
         raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}")
 
 
@@ -245,6 +247,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
                          "or 'auto' (public when there is one)")
     if split == "auto":
         split = "public" if has_public_split(name) else "random"
+    check_graph_name(name)
     key = name.strip()
     lower = key.lower()
     if is_city(lower):
@@ -272,11 +275,9 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         except ValueError:
             raise ValueError(f"sbm:N needs an integer number of nodes N, got {size!r}") from None
         data = contextual_sbm(n, signal=SBM_SIGNAL, seed=seed)
-    elif lower.partition(":")[0] in _DOWNLOADABLE and lower.partition(":")[2]:
+    else:  # citationfull:<name>, amazon:<name>, coauthor:<name> (check_graph_name let nothing else through)
         kind, _, arg = key.partition(":")
         data = _downloadable(kind.lower(), arg, root, download)
-    else:
-        check_graph_name(name)  # raises: no branch above knows it
     if split == "random":
         data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed)
     elif getattr(data, "train_mask", None) is not None and data.train_mask.dim() > 1:

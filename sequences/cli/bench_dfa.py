@@ -44,7 +44,8 @@ class DfaBenchConfig(SequenceBenchOptions):
     layers: int = field(default=4, metadata={"help": "transformer blocks", "min": 1})
     heads: int = field(default=4, metadata={"help": "attention heads of every block", "min": 1})
     # 2. cost
-    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats of one step per rule; medians", "min": 1})
+    cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats of one step per rule; medians",
+                                                   "min": 1})
     # 3. recurrent
     rnn_rules: list[str] = field(default_factory=lambda: ["bptt", "dsf", "dfa+bptt", "dfa+dsf"],
                                  metadata={"help": "rules of the recurrent stack; bptt is the baseline"})

@@ -46,8 +46,9 @@ class TrainSeqConfig(RunOptions):
                                                                  "local:readout | shallow (recurrent models and "
                                                                  "transformer); joined as dfa+dsf (default: dsf for a "
                                                                  "recurrent model, bp otherwise)"})
-    feedback: str = field(default="diagonal", metadata={"help": "DSF feedback A where --training names none ('dsf'; 'dsf:<kind>' keeps its own)",
-                                   "choices": list(DSF_FEEDBACKS)})
+    feedback: str = field(default="diagonal", metadata={
+        "help": "DSF feedback A where --training names none ('dsf'; 'dsf:<kind>' keeps its own)",
+        "choices": list(DSF_FEEDBACKS)})
     layers: int = field(default=2, metadata={"help": "layers of the model", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models; the DSF "

@@ -224,6 +224,8 @@ def test_scoring_checks_the_graph_like_fit_does(method):
             call(Data(**{**data.to_dict(), "x": torch.randn(30, 6)}))
         with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):
             call(Data(**{**data.to_dict(), "x": data.x.double()}))
+        with pytest.raises(TypeError, match=r"data.x must hold floating-point features; got torch.int64"):
+            call(Data(**{**data.to_dict(), "x": data.x.long()}))  # hop_influence's check, by the same function
     if method != "bp":
         with pytest.raises(ValueError, match="train_mask must be a boolean vector of length num_nodes=30"):
             model.predict(Data(**{**data.to_dict(), "train_mask": data.train_mask.nonzero().flatten()}))

@@ -112,7 +112,7 @@ def test_bad_arguments_fail_with_clear_messages():
         hop_influence(model, data, 3, nodes_per_batch=0)
     with pytest.raises(ValueError, match="unknown variant 'dense'"):
         hop_influence(model, data, 3, variant="dense")
-    with pytest.raises(TypeError, match="data.x must be floating point"):
+    with pytest.raises(TypeError, match="data.x must hold floating-point features"):
         hop_influence(model, Data(x=torch.ones(3, 2, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long)), 1)
     with pytest.raises(TypeError, match="nodes= must hold integer node ids or be a boolean mask; got torch.float32"):
         hop_influence(model, data, 3, nodes=[2.9])

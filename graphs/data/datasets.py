@@ -38,7 +38,7 @@ from torch_geometric.data import Data
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.errors import InputError
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index", "check_graph_inputs",
            "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -87,6 +87,22 @@ def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_
         raise ValueError(f"{name} values must lie in [0, {num_nodes - 1}] (data.x has {num_nodes} rows); "
                          f"got values in [{int(edge_index.min())}, {int(edge_index.max())}]")
     return edge_index
+
+
+def check_graph_inputs(data) -> tuple[Tensor, Tensor]:
+    """Check what every model reads from a graph and return it: ``data.x`` a floating-point
+    ``[num_nodes, num_features]`` tensor and ``data.edge_index`` (:func:`check_edge_index`).
+
+    Raises:
+        ValueError / TypeError: naming the attribute, what was found and the fix.
+    """
+    x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"data.x must hold floating-point features; got {x.dtype}. Convert with data.x.float()")
+    check_edge_index(edge_index, x.shape[0])
+    return x, edge_index
 
 
 def check_masks(data: Data, name: str = "graph") -> Data:

@@ -48,7 +48,7 @@ from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import evaluating, frozen, progress
 
-from fwdlearn.graphs.data.datasets import check_edge_index
+from fwdlearn.graphs.data.datasets import check_graph_inputs
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.influence.layered_jacobian import (LAYERED_CONVS, LAYERED_DTYPES, Workspace, block_stack,
                                                         layered_masses)
@@ -96,15 +96,10 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
 def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple[Tensor, Tensor]:
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
-    x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"data.x must be floating point to be differentiated; got {x.dtype}. Convert with data.x.float()")
+    x, edge_index = check_graph_inputs(data)
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
-    check_edge_index(edge_index, x.shape[0])
     if max_hops < 0:
         raise ValueError(f"max_hops must be >= 0, got {max_hops}")
     if variant not in ("subgraph", "full"):

@@ -68,7 +68,7 @@ from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import Checkpointing, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
-from fwdlearn.graphs.data.datasets import check_edge_index, check_masks
+from fwdlearn.graphs.data.datasets import check_graph_inputs, check_masks
 from fwdlearn.graphs.methods import method_class, method_names
 from fwdlearn.graphs.methods.base import GraphMethod
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
@@ -187,16 +187,13 @@ class ForwardGNN(nn.Module):
     def _check_graph(self, data, labels: bool = True) -> None:
         """Check ``data`` against the model: features ``[N, in_dim]`` of the parameters' dtype, edge ids in
         ``[0, N-1]`` and, with ``labels``, int64 labels and a boolean ``train_mask``; each error names the fix."""
-        x = getattr(data, "x", None)
-        if not isinstance(x, Tensor) or x.dim() != 2:
-            raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
+        x, _ = check_graph_inputs(data)
         if x.shape[1] != self.in_dim:
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
         dtype = next(self.parameters()).dtype
         if x.dtype != dtype:
             raise TypeError(f"data.x is {x.dtype} but the model's parameters are {dtype}: convert one of them "
                             f"(model.to({x.dtype}) or data.x = data.x.to({dtype}))")
-        check_edge_index(getattr(data, "edge_index", None), x.shape[0])
         if not labels:
             return
         y, train = getattr(data, "y", None), getattr(data, "train_mask", None)

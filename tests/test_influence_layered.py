@@ -7,8 +7,9 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
 
 from fwdlearn.graphs import ForwardGNN, hop_influence
-from fwdlearn.graphs.influence.layered_jacobian import block_stack
+from fwdlearn.graphs.influence.layered_jacobian import block_stack, layered_convs
 from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
+from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
 
 from test_influence_graph import Stack, random_graph
 
@@ -120,3 +121,55 @@ def test_layered_on_a_directed_multigraph(conv):
     _, _, layered = hop_influence(model, data, 3, jacobian="layered", normalize=False)
     reference = torch.stack([jacobian_l1_agg_per_hop(model, data, 3, n, "cpu") for n in range(40)])
     assert_rows_close(layered, reference)
+
+
+class SumConv(ConvKind):
+    """A conv kind a user adds in one class: PyG's GraphConv, :math:`W_a \\sum_{j \\in N(i)} \\bar h_j + W_r \\bar h_i + b`."""
+
+    name = "graphconv"
+    linear = True
+
+    def make(self, in_dim, out_dim):
+        from torch_geometric.nn import GraphConv
+
+        return GraphConv(in_dim, out_dim, aggr="add")
+
+    def propagation(self, edge_index, num_nodes, dtype):
+        ones = torch.ones(edge_index.shape[1], dtype=dtype)
+        return torch.sparse_coo_tensor(edge_index.flip(0), ones, (num_nodes, num_nodes), check_invariants=False).coalesce()
+
+    def weights(self, conv):
+        return conv.lin_rel.weight, conv.lin_root.weight
+
+    def from_aggregation(self, conv, aggregated, normalized):
+        return conv.lin_rel(aggregated) + conv.lin_root(normalized)
+
+
+def test_a_registered_conv_kind_gets_the_cache_and_the_layered_jacobian():
+    """One ConvKind subclass and one register call: ForwardGNN builds it, layer-wise methods train it from the cached
+    aggregation (the same outputs as message passing), and the layered Jacobian of it equals autograd's."""
+    from fwdlearn.graphs.data.datasets import random_split
+    from fwdlearn.graphs.nn.aggregation_cache import prepare_input, run_block
+
+    CONV_KINDS.register("graphconv", SumConv())
+    try:
+        data = random_graph(nodes=40, edges=70, features=5, seed=4)
+        torch.manual_seed(0)
+        block = GNNBlock("graphconv", 5, 6)
+        assert block.cacheable and "graphconv" in layered_convs()
+        cached = run_block(block, prepare_input(block, data.x, data.edge_index))
+        assert torch.allclose(cached, block(data.x, data.edge_index), atol=1e-6)
+        model = ForwardGNN(5, 4, conv="graphconv", hidden=8, layers=3, method="bp").eval()
+        _, _, layered = hop_influence(model, data, 3, nodes=torch.arange(40), jacobian="layered")
+        _, _, autograd = hop_influence(model, data, 3, nodes=torch.arange(40), jacobian="autograd")
+        assert layered.abs().sum() > 0
+        assert_rows_close(layered, autograd)
+        sf = ForwardGNN(5, 4, conv="graphconv", hidden=8, layers=2, method="sf")
+        data.y = torch.arange(40) % 4
+        data.train_mask, data.val_mask, data.test_mask = random_split(40, fractions=(0.5, 0.25, 0.25))
+        sf.fit(data, epochs=2, patience=None, quiet=True)
+        assert sf.predict(data).shape == (40,)
+    finally:
+        CONV_KINDS.unregister("graphconv")
+    with pytest.raises(ValueError, match="unknown conv 'graphconv'; choose one of gcn, sage, gat, mlp"):
+        GNNBlock("graphconv", 5, 6)

@@ -65,12 +65,12 @@ def _run_influence(args: argparse.Namespace) -> int:
     config = dataclass_from_args(InfluenceGraphConfig, args)
     if config.jacobian == "layered":  # refused before any training, not after it
         from fwdlearn.errors import UsageError
-        from fwdlearn.graphs.influence.layered_jacobian import LAYERED_CONVS
+        from fwdlearn.graphs.influence.layered_jacobian import layered_convs
 
-        unsupported = [kind for kind in config.models if kind not in LAYERED_CONVS]
+        unsupported = [kind for kind in config.models if kind not in layered_convs()]
         if config.variant != "subgraph" or unsupported:
             raise UsageError(f"--jacobian layered needs --variant subgraph and --models among "
-                             f"{', '.join(LAYERED_CONVS)}; got --variant {config.variant} --models "
+                             f"{', '.join(layered_convs())}; got --variant {config.variant} --models "
                              f"{' '.join(config.models)} (use --jacobian auto)")
     paths = run_outputs("influence-graph", config, plot=config.plot)
     device = start_run(config, paths)

@@ -50,7 +50,7 @@ from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.datasets import check_graph_inputs
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
-from fwdlearn.graphs.influence.layered_jacobian import (LAYERED_CONVS, LAYERED_DTYPES, Workspace, block_stack,
+from fwdlearn.graphs.influence.layered_jacobian import (LAYERED_DTYPES, Workspace, block_stack, layered_convs,
                                                         layered_masses)
 from fwdlearn.graphs.nn.backbones import BlockStack
 
@@ -215,7 +215,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     stack = block_stack(model) if jacobian != "autograd" and variant == "subgraph" else None
     if jacobian == "layered" and stack is None:
         raise ValueError("jacobian='layered' needs variant='subgraph' and a model with block_stack() of "
-                         f"{'/'.join(LAYERED_CONVS)} blocks and a linear head (ForwardGNN trained by bp or dfa); "
+                         f"{'/'.join(layered_convs())} blocks and a linear head (ForwardGNN trained by bp or dfa); "
                          "use jacobian='autograd' for any other model")
     if stack is not None and x.dtype not in LAYERED_DTYPES:  # its sparse products
         if jacobian == "layered":

@@ -38,23 +38,29 @@ from torch import Tensor
 
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
 from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
+from fwdlearn.graphs.nn.convs import CONV_KINDS
 
-__all__ = ["LAYERED_CONVS", "LAYERED_DTYPES", "Workspace", "block_stack", "layered_masses"]
+__all__ = ["layered_convs", "LAYERED_DTYPES", "Workspace", "block_stack", "layered_masses"]
 
-#: the block kinds the layered Jacobian handles (GAT's attention is not a fixed propagation matrix)
-LAYERED_CONVS = ("gcn", "sage", "mlp")
 #: the dtypes it computes in (its sparse CSR products have no half-precision kernels on a CPU)
 LAYERED_DTYPES = (torch.float32, torch.float64)
 #: F.normalize's default epsilon, which the blocks use
 EPS = 1e-12
 
 
+def layered_convs() -> tuple[str, ...]:
+    """The conv kinds the layered Jacobian handles: those linear after a fixed aggregation
+    (:attr:`~fwdlearn.graphs.nn.convs.ConvKind.linear`; GAT's attention is not one)."""
+    return tuple(name for name in CONV_KINDS if CONV_KINDS.get(name).linear)
+
+
 def block_stack(model) -> BlockStack | None:
     """The model's :class:`BlockStack` when it offers one (``model.block_stack()``, e.g.
-    :class:`~fwdlearn.graphs.ForwardGNN` trained by BP or DFA) made only of GCN, SAGE and MLP blocks; else ``None``."""
+    :class:`~fwdlearn.graphs.ForwardGNN` trained by BP or DFA) made only of blocks whose conv is linear after a fixed
+    aggregation (:func:`layered_convs`: GCN, SAGE, MLP); else ``None``."""
     offer = getattr(model, "block_stack", None)
     stack = offer() if callable(offer) else None
-    if stack is None or not all(isinstance(b, GNNBlock) and b.kind in LAYERED_CONVS for b in stack.blocks):
+    if stack is None or not all(isinstance(b, GNNBlock) and b.conv_kind.linear for b in stack.blocks):
         return None
     return stack
 
@@ -107,23 +113,24 @@ class Workspace:
 
 
 def _conv_backward(block: GNNBlock, prop: _Propagation | None, z: Tensor, inputs: int, space: Workspace) -> Tensor:
-    """``z [rows, C, d_out]`` -> ``[inputs, C, d_in]`` (GCN: in ``space``'s buffers)."""
-    conv, (rows, C, d_out) = block.conv, z.shape
-    if block.kind == "gcn":
-        w = conv.lin.weight
-        d_in = w.shape[1]
+    r"""``z [rows, C, d_out]`` -> ``[inputs, C, d_in]``: :math:`P^\top (Z W_a) + Z W_r` (:math:`P = I` without a
+    propagation; without a root term in ``space``'s buffers)."""
+    (rows, C, d_out) = z.shape
+    w, root = block.conv_kind.weights(block.conv)
+    d_in = w.shape[1]
+    if prop is None:  # no aggregation: P = I
+        out = z.new_zeros(inputs, C, d_in)
+        out[:rows] = z @ w
+    elif root is None:
         if d_in > d_out:  # widening backward (a wide input): propagate the narrower cotangent first
             p = prop.backward(z.view(rows, -1), inputs, space.other(z, inputs, C * d_out))
             return torch.matmul(p.view(inputs, C, d_out), w, out=space.other(p, inputs, C, d_in))
         y = torch.matmul(z, w, out=space.other(z, rows, C, d_in))
         return prop.backward(y.view(rows, -1), inputs, space.other(y, inputs, C * d_in)).view(inputs, C, d_in)
-    if block.kind == "sage":
-        out = prop.backward((z @ conv.lin_l.weight).reshape(rows, -1), inputs).reshape(inputs, C, -1)
-        if conv.root_weight:
-            out[:rows] += z @ conv.lin_r.weight
-        return out
-    out = z.new_zeros(inputs, C, conv.weight.shape[1])
-    out[:rows] = z @ conv.weight
+    else:
+        out = prop.backward((z @ w).reshape(rows, -1), inputs).reshape(inputs, C, -1)
+    if root is not None:
+        out[:rows] += z @ root
     return out
 
 
@@ -156,7 +163,8 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
     def within(r: int) -> int:  # nodes within r hops of their seed
         return int(torch.searchsorted(sorted_hop, torch.tensor(r, device=hop.device), right=True))
 
-    props = {kind: _Propagation(kind, edges, P, x.dtype) for kind in {b.kind for b in stack.blocks} - {"mlp"}}
+    kinds = {b.kind for b in stack.blocks if b.conv_kind.aggregates}
+    props = {kind: _Propagation(kind, edges, P, x.dtype) for kind in kinds}
     # forward over the receptive field, keeping what the backward needs. A block's input scale 1/max(|h|, eps) is
     # folded into the ReLU mask of the block below (or, for the first block, into the masses): one pass fewer a layer
     h, saved, input_scale = x[order], [], None
@@ -174,7 +182,7 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
                 saved[-1] = (inputs, below_tangent, scale[:, :, None] if live is None else live.mul_(scale[:, :, None]))
             else:
                 input_scale = scale[:, 0]
-        prop = props.get(block.kind)  # the block's own output from its aggregation (MLP: none)
+        prop = props.get(block.kind)  # the block's own output from its aggregation (none: P = I)
         h = block.from_aggregation(prop.forward(bar, rows) if prop is not None else bar[:rows], bar[:rows])
         saved.append((bar.shape[0], tangent, (h > 0).to(h.dtype)[:, None, :] if block.activation else None))
     # backward: every channel at once

@@ -59,6 +59,7 @@ from fwdlearn.rules import DFA, parse_rule
 
 from fwdlearn.graphs.methods.bp import Backprop
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
+from fwdlearn.graphs.nn.convs import CONV_KINDS
 
 __all__ = ["DirectFeedbackGNN"]
 
@@ -108,7 +109,7 @@ class DirectFeedbackGNN(Backprop):
 
         The powers are computed once per backward pass and shared: :math:`L-1` sparse products in all.
         """
-        if not self.spread_error or self.conv == "mlp":
+        if not self.spread_error or not CONV_KINDS.get(self.conv).aggregates:
             return [None] * layers
         powers = _ErrorPowers(self._transposed_adjacency(edge_index, num_nodes, dtype))
         return [powers.spread(layers - 1 - l) if l < layers - 1 else None for l in range(layers)]

@@ -28,31 +28,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.graphs.nn.backbones import GNNBlock
+from fwdlearn.graphs.nn.convs import CONV_KINDS
 
 __all__ = ["propagation_matrix", "CachedInput", "prepare_input", "run_block"]
 
 
 def propagation_matrix(kind: str, edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    r"""The sparse aggregation operator of a conv, as a COO tensor ``[N, N]``.
-
-    ``"gcn"``: :math:`\hat A` exactly as :class:`~torch_geometric.nn.GCNConv` normalises it
-    (self-loops, symmetric degree normalisation, messages source -> target).
-    ``"sage"``: the mean over in-neighbours, :math:`(D^{-1} A)_{ij} = 1/\deg(i)` for an edge ``j -> i``.
-    """
-    from torch_geometric.nn.conv.gcn_conv import gcn_norm
-
-    if kind == "gcn":
-        ei, w = gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
-    elif kind == "sage":
-        ei = edge_index
-        deg = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
-        deg.scatter_add_(0, ei[1], torch.ones(ei.shape[1], dtype=dtype, device=ei.device))
-        w = 1.0 / deg.clamp(min=1)[ei[1]]
-    else:
-        raise ValueError(f"no cached aggregation for conv {kind!r}; it applies to 'gcn' and 'sage'")
-    # row = target (receiver), column = source (sender)
-    return torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (num_nodes, num_nodes),
-                                   check_invariants=False).coalesce()
+    r"""The sparse aggregation operator :math:`P` ``[N, N]`` of a conv kind (COO, coalesced; row = target, column =
+    source): :meth:`~fwdlearn.graphs.nn.convs.ConvKind.propagation` (GCN: :math:`\hat A` exactly as
+    :class:`~torch_geometric.nn.GCNConv` normalises it; SAGE: the mean over in-neighbours)."""
+    matrix = CONV_KINDS.get(kind).propagation(edge_index, num_nodes, dtype)
+    if matrix is None:
+        cached = [name for name in CONV_KINDS if CONV_KINDS.get(name).cacheable]
+        raise ValueError(f"no cached aggregation for conv {kind!r}; it applies to {', '.join(map(repr, cached))}")
+    return matrix
 
 
 @dataclass
@@ -79,7 +68,7 @@ def prepare_input(block: GNNBlock, x: Tensor, edge_index: Tensor, cache: bool = 
     if matrix is None:
         matrix = propagation_matrix(block.kind, edge_index, x.shape[0], x.dtype)
     aggregated = torch.sparse.mm(matrix, normalized)
-    return CachedInput(normalized if block.kind == "sage" else None, aggregated)
+    return CachedInput(normalized if block.conv_kind.reads_root(block.conv) else None, aggregated)
 
 
 def run_block(block: GNNBlock, cached: CachedInput) -> Tensor:

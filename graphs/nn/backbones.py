@@ -7,11 +7,9 @@ input (no parameters), a convolution from :mod:`torch_geometric.nn`, then ReLU,
     h^{(l)} = \operatorname{ReLU}\big(\operatorname{conv}_l(\bar h^{(l-1)}, A)\big), \qquad
     \bar h_i = h_i / \max(\lVert h_i \rVert_2, \epsilon).
 
-Convolutions: ``"gcn"`` (:class:`~torch_geometric.nn.GCNConv`), ``"sage"``
-(:class:`~torch_geometric.nn.SAGEConv`, mean aggregation) and ``"gat"``
-(:class:`~torch_geometric.nn.GATConv`, 4 heads concatenated, ``out // 4`` channels per head); and
-``"mlp"``, a :class:`~torch.nn.Linear` that ignores the edges (the no-graph control of influence
-studies: its range :math:`R` is 0).
+The convolution is a :class:`~fwdlearn.graphs.nn.convs.ConvKind` looked up by name in
+:data:`~fwdlearn.graphs.nn.convs.CONV_KINDS`: ``"gcn"``, ``"sage"`` (mean aggregation), ``"gat"`` (4 heads
+concatenated) or ``"mlp"`` (a :class:`~torch.nn.Linear` that ignores the edges).
 """
 
 from __future__ import annotations
@@ -22,37 +20,27 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
+
 __all__ = ["CONVS", "make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv"]
 
-CONVS = ("gcn", "sage", "gat", "mlp")
-GAT_HEADS = 4
+#: the conv names (:data:`~fwdlearn.graphs.nn.convs.CONV_KINDS`)
+CONVS = tuple(CONV_KINDS)
 
 
 def check_conv(conv: str) -> str:
     """``conv`` lower-cased, or a ``ValueError`` naming the choices."""
     kind = str(conv).lower()
-    if kind not in CONVS:
-        raise ValueError(f"unknown conv {conv!r}; choose one of {', '.join(CONVS)}")
+    CONV_KINDS.get(kind)
     return kind
 
 
 def make_conv(conv: str, in_dim: int, out_dim: int) -> nn.Module:
-    """A PyG convolution ``in_dim -> out_dim`` (GAT: 4 concatenated heads of ``out_dim // 4``)."""
-    from torch_geometric.nn import GATConv, GCNConv, SAGEConv
-
+    """The conv ``in_dim -> out_dim`` of kind ``conv`` (:meth:`~fwdlearn.graphs.nn.convs.ConvKind.make`)."""
     kind = check_conv(conv)
     if in_dim < 1 or out_dim < 1:
         raise ValueError(f"conv widths must be >= 1, got in_dim={in_dim}, out_dim={out_dim}")
-    if kind == "gcn":
-        return GCNConv(in_dim, out_dim)
-    if kind == "sage":
-        return SAGEConv(in_dim, out_dim, aggr="mean")
-    if kind == "mlp":
-        return nn.Linear(in_dim, out_dim)
-    if out_dim % GAT_HEADS:
-        raise ValueError(f"gat concatenates {GAT_HEADS} heads, so its width must be a multiple of {GAT_HEADS}; "
-                         f"got {out_dim} (choose e.g. hidden={GAT_HEADS * max(1, out_dim // GAT_HEADS)})")
-    return GATConv(in_dim, out_dim // GAT_HEADS, heads=GAT_HEADS, concat=True)
+    return CONV_KINDS.get(kind).make(in_dim, out_dim)
 
 
 class GNNBlock(nn.Module):
@@ -65,7 +53,7 @@ class GNNBlock(nn.Module):
     aggregations of the (frozen) input are computed once.
 
     Args:
-        conv: ``"gcn"``, ``"sage"`` or ``"gat"``.
+        conv: a conv name of :data:`~fwdlearn.graphs.nn.convs.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``, ``"mlp"``).
         in_dim, out_dim: widths.
         activation: apply ReLU (the forward methods always do; the BP baseline's last block too,
             and a linear classifier sits on top).
@@ -76,6 +64,8 @@ class GNNBlock(nn.Module):
     def __init__(self, conv: str, in_dim: int, out_dim: int, activation: bool = True, normalize: bool = True) -> None:
         super().__init__()
         self.kind = check_conv(conv)
+        #: what the conv computes (:mod:`~fwdlearn.graphs.nn.convs`)
+        self.conv_kind: ConvKind = CONV_KINDS.get(self.kind)
         self.in_dim = in_dim
         self.conv = make_conv(self.kind, in_dim, out_dim)
         self.activation = activation
@@ -84,7 +74,7 @@ class GNNBlock(nn.Module):
     @property
     def cacheable(self) -> bool:
         """Whether the block is linear after a fixed aggregation of its input (GCN, SAGE)."""
-        return self.kind in ("gcn", "sage")
+        return self.conv_kind.cacheable
 
     def _act(self, h: Tensor) -> Tensor:
         return F.relu(h) if self.activation else h
@@ -93,9 +83,7 @@ class GNNBlock(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"GNNBlock expects node features of shape [N, {self.in_dim}]; got {tuple(x.shape)}")
         normalized = F.normalize(x, p=2.0, dim=-1) if self.normalize else x
-        if self.kind == "mlp":
-            return self._act(self.conv(normalized))
-        return self._act(self.conv(normalized, edge_index))
+        return self._act(self.conv_kind(self.conv, normalized, edge_index))
 
     def from_aggregation(self, aggregated: Tensor, normalized: Tensor | None = None) -> Tensor:
         r"""The block's output from the precomputed aggregation of its normalised input.
@@ -105,23 +93,7 @@ class GNNBlock(nn.Module):
                 MLP: :math:`\bar h` itself (it aggregates nothing).
             normalized: SAGE only: the normalised input :math:`\bar h` (for the root term).
         """
-        conv = self.conv
-        if self.kind == "mlp":
-            return self._act(conv(aggregated))
-        if self.kind == "gcn":
-            out = conv.lin(aggregated)
-            if conv.bias is not None:
-                out = out + conv.bias
-            return self._act(out)
-        if self.kind == "sage":
-            out = conv.lin_l(aggregated)
-            if conv.root_weight:
-                if normalized is None:
-                    raise ValueError("a SAGE block needs the normalised input for its root term; pass normalized=")
-                out = out + conv.lin_r(normalized)
-            return self._act(out)
-        raise ValueError("a GAT block has no cached aggregation (its attention depends on the weights); "
-                         "call block(x, edge_index) instead")
+        return self._act(self.conv_kind.from_aggregation(self.conv, aggregated, normalized))
 
 
 def make_blocks(conv: str, dims: Sequence[int], last_activation: bool = True) -> nn.ModuleList:

@@ -1,0 +1,171 @@
+r"""Graph convolutions: what a :class:`~fwdlearn.graphs.nn.backbones.GNNBlock`'s conv computes, one object per kind.
+
+A kind builds the conv (from :mod:`torch_geometric.nn`) and, where its output is linear after a fixed,
+parameter-free aggregation of its input, says so: its propagation matrix :math:`P` and its weights, so that
+
+.. math::
+    \operatorname{conv}(\bar h) = (P \bar h)\,W_a^\top + \bar h\,W_r^\top + b.
+
+That form is what the aggregation cache (:mod:`~fwdlearn.graphs.nn.aggregation_cache`: :math:`P \bar h` of a frozen
+input computed once) and the layered Jacobian (:mod:`~fwdlearn.graphs.influence.layered_jacobian`: the backward
+:math:`Z \mapsto P^\top (Z W_a) + Z W_r`) are built on.
+
+* ``gcn``: :class:`~torch_geometric.nn.GCNConv`, :math:`P = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}`, no root term;
+* ``sage``: :class:`~torch_geometric.nn.SAGEConv` with mean aggregation, :math:`P = D^{-1} A` (the mean over
+  in-neighbours) and the root weight :math:`W_r`;
+* ``gat``: :class:`~torch_geometric.nn.GATConv`, 4 heads concatenated (``out // 4`` channels each); its attention
+  depends on the weights, so it has no fixed :math:`P`;
+* ``mlp``: a :class:`~torch.nn.Linear` that ignores the edges (:math:`P = I`; the no-graph control of influence
+  studies, whose range :math:`R` is 0).
+
+A new conv is one subclass of :class:`ConvKind` and one ``CONV_KINDS.register(name, kind)``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from fwdlearn.registry import Registry
+
+__all__ = ["ConvKind", "GCN", "SAGE", "GAT", "MLP", "CONV_KINDS", "GAT_HEADS"]
+
+GAT_HEADS = 4
+
+
+class ConvKind:
+    """How a block of one conv kind computes; ``conv`` is the module :meth:`make` built."""
+
+    name: ClassVar[str]
+    #: whether the conv mixes neighbours (``False``: it reads each node alone)
+    aggregates: ClassVar[bool] = True
+    #: whether its output is linear after a fixed aggregation (:meth:`weights`, :meth:`from_aggregation`)
+    linear: ClassVar[bool] = False
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the conv is linear after a fixed aggregation with a :meth:`propagation` matrix (GCN, SAGE)."""
+        return self.linear and self.aggregates
+
+    def make(self, in_dim: int, out_dim: int) -> nn.Module:
+        """The conv module ``in_dim -> out_dim``."""
+        raise NotImplementedError
+
+    def __call__(self, conv: nn.Module, x: Tensor, edge_index: Tensor) -> Tensor:
+        """The conv's output on (normalised) node features ``x [N, in_dim]``."""
+        return conv(x, edge_index)
+
+    def propagation(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor | None:
+        """The sparse aggregation operator :math:`P` ``[N, N]`` (COO, coalesced; row = target, column = source), or
+        ``None`` where there is none (MLP: the identity; GAT: attention)."""
+        return None
+
+    def weights(self, conv: nn.Module) -> tuple[Tensor, Tensor | None]:
+        """``(W_a, W_r)``: the weight on the aggregation and the root weight (``None``: no root term)."""
+        raise TypeError(f"a {self.name} conv is not linear after a fixed aggregation")
+
+    def from_aggregation(self, conv: nn.Module, aggregated: Tensor, normalized: Tensor | None) -> Tensor:
+        """The conv's output from :math:`P \\bar h` (``aggregated``; :math:`\\bar h` itself where :math:`P = I`) and,
+        for a root term, :math:`\\bar h` (``normalized``)."""
+        raise ValueError(f"a {self.name.upper()} block has no cached aggregation (its attention depends on the "
+                         "weights); call block(x, edge_index) instead")
+
+    def reads_root(self, conv: nn.Module) -> bool:
+        """Whether :meth:`from_aggregation` needs ``normalized`` as well."""
+        return self.linear and self.weights(conv)[1] is not None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _coo(target: Tensor, source: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
+    return torch.sparse_coo_tensor(torch.stack([target, source]), weight, (num_nodes, num_nodes),
+                                   check_invariants=False).coalesce()
+
+
+class GCN(ConvKind):
+    name = "gcn"
+    linear = True
+
+    def make(self, in_dim, out_dim):
+        from torch_geometric.nn import GCNConv
+
+        return GCNConv(in_dim, out_dim)
+
+    def propagation(self, edge_index, num_nodes, dtype):
+        """:math:`\\hat A` exactly as :class:`~torch_geometric.nn.GCNConv` normalises it (self-loops, symmetric degree
+        normalisation, messages source -> target)."""
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+        ei, w = gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
+        return _coo(ei[1], ei[0], w, num_nodes)
+
+    def weights(self, conv):
+        return conv.lin.weight, None
+
+    def from_aggregation(self, conv, aggregated, normalized):
+        out = conv.lin(aggregated)
+        return out + conv.bias if conv.bias is not None else out
+
+
+class SAGE(ConvKind):
+    name = "sage"
+    linear = True
+
+    def make(self, in_dim, out_dim):
+        from torch_geometric.nn import SAGEConv
+
+        return SAGEConv(in_dim, out_dim, aggr="mean")
+
+    def propagation(self, edge_index, num_nodes, dtype):
+        """The mean over in-neighbours, :math:`(D^{-1} A)_{ij} = 1/\\deg(i)` for an edge ``j -> i``."""
+        deg = torch.zeros(num_nodes, dtype=dtype, device=edge_index.device)
+        deg.scatter_add_(0, edge_index[1], torch.ones(edge_index.shape[1], dtype=dtype, device=edge_index.device))
+        return _coo(edge_index[1], edge_index[0], 1.0 / deg.clamp(min=1)[edge_index[1]], num_nodes)
+
+    def weights(self, conv):
+        return conv.lin_l.weight, conv.lin_r.weight if conv.root_weight else None
+
+    def from_aggregation(self, conv, aggregated, normalized):
+        out = conv.lin_l(aggregated)
+        if conv.root_weight:
+            if normalized is None:
+                raise ValueError("a SAGE block needs the normalised input for its root term; pass normalized=")
+            out = out + conv.lin_r(normalized)
+        return out
+
+
+class GAT(ConvKind):
+    name = "gat"
+
+    def make(self, in_dim, out_dim):
+        from torch_geometric.nn import GATConv
+
+        if out_dim % GAT_HEADS:
+            raise ValueError(f"gat concatenates {GAT_HEADS} heads, so its width must be a multiple of {GAT_HEADS}; "
+                             f"got {out_dim} (choose e.g. hidden={GAT_HEADS * max(1, out_dim // GAT_HEADS)})")
+        return GATConv(in_dim, out_dim // GAT_HEADS, heads=GAT_HEADS, concat=True)
+
+
+class MLP(ConvKind):
+    name = "mlp"
+    aggregates = False
+    linear = True
+
+    def make(self, in_dim, out_dim):
+        return nn.Linear(in_dim, out_dim)
+
+    def __call__(self, conv, x, edge_index):
+        return conv(x)
+
+    def weights(self, conv):
+        return conv.weight, None
+
+    def from_aggregation(self, conv, aggregated, normalized):
+        return conv(aggregated)
+
+
+#: conv name -> :class:`ConvKind`
+CONV_KINDS = Registry("conv", {kind.name: kind for kind in (GCN(), SAGE(), GAT(), MLP())})

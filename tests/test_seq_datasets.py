@@ -160,3 +160,21 @@ def test_load_text_refuses_a_binary_file_by_name(tmp_path):
     path.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(ValueError, match=r"weights\.bin is not UTF-8 text"):
         load_text(str(path))
+
+
+def test_a_corpus_folder_finds_its_splits_by_the_words_of_the_file_names(tmp_path):
+    """``train_part.txt`` / ``wiki.valid.tokens`` name their splits (only exact stems did: the validation file was
+    ignored and the train file split 90/10); several unnamed .txt files are refused instead of reading the first."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train_part.txt").write_text("the train text is here\n" * 20)
+    (folder / "wiki.valid.tokens").write_text("validation words\n" * 5)
+    corpus = load_text(str(folder))
+    assert corpus.validation.numel() == len("validation words\n" * 5)
+    assert corpus.train.numel() == len("the train text is here\n" * 20)
+    other = tmp_path / "books"
+    other.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (other / name).write_text("some text\n" * 10)
+    with pytest.raises(ValueError, match=r"holds 2 .txt files \(a.txt, b.txt\) and none is named as a split"):
+        load_text(str(other))

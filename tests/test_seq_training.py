@@ -107,3 +107,15 @@ def test_a_validation_split_too_short_is_refused_before_training(tiny_corpus):
     with pytest.raises(ValueError, match="the validation split has 5 tokens; evaluating 4 streams needs at least 8"):
         model.fit(short, context=8, steps=30, batch_size=4, eval_every=20, quiet=True)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not a step was taken
+
+
+def test_evaluation_reads_every_token_whatever_the_context():
+    """The streams are walked to their end: with the state carried, windows of 7 score what one window of the whole
+    stream scores (the last, shorter window used to be skipped: up to a context's worth of tokens per stream)."""
+    from fwdlearn.sequences.training import evaluate_lm
+
+    torch.manual_seed(0)
+    model = RecurrentLM(11, cell="gru", hidden=8, layers=2, norm=False).double()
+    ids = torch.randint(0, 11, (2 * 30 + 1,))  # streams of 30 tokens: 29 pairs, 4 windows of 7 and one of 1
+    whole = evaluate_lm(model, ids, context=29, batch_size=2)
+    assert evaluate_lm(model, ids, context=7, batch_size=2)["loss"] == pytest.approx(whole["loss"], rel=1e-12)

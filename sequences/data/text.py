@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,15 +198,31 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
         return path.name, {"full": path}, True
     files: dict[str, Path] = {}
     for f in sorted(path.iterdir()):
-        stem = f.name.split(".")[0].lower()
-        if f.is_file() and stem in _SPLIT_NAMES and _SPLIT_NAMES[stem] not in files:
-            files[_SPLIT_NAMES[stem]] = f
+        split = _split_of(f.name)
+        if f.is_file() and split is not None:
+            if split in files:
+                raise ValueError(f"folder {path} holds two {split} files, {files[split].name} and {f.name}; keep one "
+                                 "(or point to a single text file)")
+            files[split] = f
     if not files:
         texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix == ".txt")
         if not texts:
             raise ValueError(f"folder {path} holds no train/valid/test files and no .txt files; point to a text file")
+        if len(texts) > 1:
+            raise ValueError(f"folder {path} holds {len(texts)} .txt files ({', '.join(f.name for f in texts[:4])}"
+                             f"{', ...' if len(texts) > 4 else ''}) and none is named as a split; name them train / "
+                             "valid / test (e.g. train.txt, wiki.valid.tokens) or point to one file")
         return path.name, {"full": texts[0]}, True
     return path.name, files, False
+
+
+def _split_of(filename: str) -> str | None:
+    """The split a file of a corpus folder holds: ``train``, ``valid`` / ``validation`` / ``val`` or ``test`` as a
+    word of its name (words separated by ``.``, ``_``, ``-`` or spaces: ``train.txt``, ``wiki.valid.tokens``,
+    ``test_part.txt``); ``None`` otherwise."""
+    words = re.split(r"[._\-\s]+", filename.lower())
+    found = {_SPLIT_NAMES[w] for w in words if w in _SPLIT_NAMES}
+    return found.pop() if len(found) == 1 else None
 
 
 def _fingerprint(files: dict[str, Path]) -> str:
@@ -257,7 +274,8 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         name_or_path: ``"tinyshakespeare"`` (``<FWDLEARN_DATA_DIR>/tinyshakespeare/input.txt``, first 90%
             train, last 10% validation), ``"wikitext-2"`` (the local ``valid.txt`` / ``test.txt`` as the
             ``validation`` / ``test`` splits), a text file (split 90/10 like tinyshakespeare) or a folder
-            with ``train*`` / ``valid*`` / ``test*`` files.
+            whose files name their split as a word (``train.txt``, ``wiki.valid.tokens``, ``test_part.txt``; a folder
+            of one plain ``.txt`` file is split 90/10).
         level: ``"char"`` or ``"word"`` (words split on whitespace, ``<eos>`` per line).
         split: keep only this split (or these splits); default all available.
         limit: keep only the first ``limit`` characters of every file (quick tests).
@@ -350,10 +368,13 @@ class StreamBatcher:
             yield self.next()
 
     def epoch_windows(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """One pass over every window in order (for evaluation), independent of ``position``."""
-        for k in range(self.windows_per_epoch):
-            s = k * self.context
-            yield self.streams[:, s: s + self.context], self.streams[:, s + 1: s + self.context + 1]
+        """One pass over every window in order (for evaluation), independent of ``position``; the last one is
+        shorter when the streams do not divide into windows, so every (input, target) pair of the streams is read
+        once."""
+        pairs = self.streams.shape[1] - 1
+        for s in range(0, pairs, self.context):
+            e = min(s + self.context, pairs)
+            yield self.streams[:, s: e], self.streams[:, s + 1: e + 1]
 
     def state_dict(self) -> dict[str, int]:
         return {"position": self.position, "epoch": self.epoch}

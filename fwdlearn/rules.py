@@ -315,9 +315,14 @@ def register_time_rule(cls: type[TimeRule]) -> type[TimeRule]:
 
 
 def register_alias(alias: str, spec: str) -> None:
-    """Accept ``alias`` wherever ``spec`` is accepted (``spec`` must parse)."""
+    """Accept ``alias`` wherever ``spec`` is accepted (``spec`` must parse; ``alias`` must be one word that is not
+    already a rule's name, which it would silently replace)."""
     parse_rule(spec)
-    ALIASES[alias.strip().lower()] = spec
+    key = alias.strip().lower()
+    if not key or "+" in key or key.split(":")[0] in DEPTH_RULES or key.split(":")[0] in TIME_RULES:
+        raise ValueError(f"cannot register the alias {alias!r}: an alias is a name without '+' that is not a rule's "
+                         f"own name ({', '.join([*DEPTH_RULES, *TIME_RULES])}); choose another word")
+    ALIASES[key] = spec
 
 
 def vocabulary() -> str:

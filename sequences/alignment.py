@@ -63,8 +63,13 @@ def state_gradients(model, tokens: Tensor, targets: Tensor, mode: str | TimeRule
         logits = model.forward_from_embeddings(model.embed(tokens), rule=rule, probe=probe)
         lm_loss(logits, targets).backward()
     grads = []
-    for item in probe:
-        grads.append(torch.stack([s.grad for s in item], dim=1) if isinstance(item, list) else item.grad)
+    for layer, item in enumerate(probe):
+        grad = [s.grad for s in item] if isinstance(item, list) else [item.grad]
+        if any(g is None for g in grad):
+            raise ValueError(f"layer {layer}'s states get no gradient from the output under the depth rule "
+                             f"{model.rule.depth} (its blocks learn from local losses or not at all): state alignment "
+                             "compares time rules on the output's error, so measure a bp or dfa model")
+        grads.append(torch.stack(grad, dim=1) if isinstance(item, list) else grad[0])
     params = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return [g.detach() for g in grads], params

@@ -136,3 +136,12 @@ def test_a_graph_method_defined_in_a_test_file_trains_without_editing_the_librar
         assert report.test_accuracy >= 0.5  # 4 classes: chance is about 0.25-0.4 on karate
     finally:
         METHODS.unregister("toy-readout")
+
+
+def test_an_alias_cannot_replace_a_rule_name():
+    from fwdlearn.rules import register_alias
+
+    for alias in ("bp", "DSF", "tbptt:4", "dfa+dsf", ""):
+        with pytest.raises(ValueError, match="cannot register the alias"):
+            register_alias(alias, "dfa:micro")
+    assert parse_rule("bp") == Rule(BP())

@@ -44,3 +44,15 @@ def test_gru_alignment_is_one_at_the_end_and_ft_bptt_equals_the_local_error():
 def test_bucket_by_distance_averages_ranges():
     curve = torch.arange(10, dtype=torch.float)
     assert bucket_by_distance(curve, (0, 1, 4)) == [("0", 0.0), ("1-3", 2.0), ("4-9", 6.5)]
+
+
+@pytest.mark.parametrize("rule", ["local:readout+dsf", "shallow+dsf"])
+def test_state_alignment_names_depth_rules_without_the_outputs_error(rule):
+    """Blocks trained by local losses (or frozen) get no state gradient from the output: a clear error, not an
+    AttributeError on a missing .grad or a RuntimeError from retain_grad."""
+    torch.manual_seed(0)
+    model = RecurrentLM(7, cell="gru", hidden=4, layers=2, training=rule)
+    tokens = torch.randint(0, 7, (2, 6))
+    with pytest.raises(ValueError, match=r"layer 0's states get no gradient from the output under the depth rule "
+                                         r"(local:readout|shallow) .* measure a bp or dfa model"):
+        state_alignment(model, tokens, tokens, "dsf")

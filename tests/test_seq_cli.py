@@ -46,7 +46,7 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     capsys.readouterr()  # another seed: the random state would come from the checkpoint, so it is refused
     assert _train(text_file, tmp_path / "run3.json", "--steps", "8", "--checkpoint", str(ckpt), "--resume",
                   "--seed", "3") == 2
-    assert "was made by a different run: seed 0 (checkpoint) vs 3 (now)" in capsys.readouterr().err
+    assert "seed 0 (checkpoint) vs 3 (now)" in capsys.readouterr().err
     assert _train(text_file, tmp_path / "run4.json", "--steps", "1", "--checkpoint", str(tmp_path)) == 2
     assert f"--checkpoint {tmp_path} is a folder; give the checkpoint's file path" in capsys.readouterr().err
 
@@ -240,3 +240,15 @@ def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_
         line, = out_err.err.strip().splitlines()
         assert message in line and "val bits/char" not in out_err.out  # refused before the first rule trained
         assert not out.with_suffix(".json").exists()
+
+
+def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path):
+    """--seed reaches DFA's B (and DSF's random A): two seeds used to train against the same matrices."""
+    matrices = []
+    for seed in (0, 7):
+        record = tmp_path / f"s{seed}.json"
+        assert _train(text_file, record, "--steps", "1", "--training", "dfa:gaussian+dsf", "--seed", str(seed)) == 0
+        assert json.loads(record.read_text())["summary"]["model"]["feedback_seed"] == seed
+        model, _ = RecurrentLM.load(tmp_path / f"s{seed}.pt")
+        matrices.append(model.depth.feedback.matrix(model.feedback_points[0]))
+    assert not torch.equal(*matrices)

@@ -315,3 +315,25 @@ def test_one_step_kernels_give_the_reference_recipes_values_and_gradients_in_flo
     g_fast, g_ref = _grads(fast, x, y), _grads(reference, x, y)
     for name in g_ref:
         torch.testing.assert_close(g_fast[name], g_ref[name], atol=1e-12, rtol=0, msg=name)
+
+
+def test_dfa_and_dsf_draw_independent_random_feedback():
+    """Under "dfa:gaussian+dsf:gaussian" DFA's B_l were the very matrix DSF's A_0 is (both drawn first from
+    feedback_seed)."""
+    model = RecurrentLM(11, cell="gru", hidden=16, layers=2, norm=False, training="dfa:gaussian+dsf:gaussian")
+    for name in model.feedback_points:
+        B = model.depth.feedback.matrix(name)
+        assert B.shape == model.feedback(0).shape and not torch.allclose(B, model.feedback(0))
+
+
+def test_a_model_with_replaced_feedback_saves_and_loads(tmp_path):
+    """set_feedback may turn decays [S] into a matrix [S, S]; the saved model loads with it (it used to fail on the
+    buffer's shape), and the feedback follows the model's dtype."""
+    model = RecurrentLM(10, cell="linear", hidden=4, layers=1, training="dsf")
+    model.set_feedback(0, torch.eye(4) * 0.9)
+    model.save(tmp_path / "m.pt")
+    loaded, _ = RecurrentLM.load(tmp_path / "m.pt")
+    assert torch.equal(loaded.feedback(0), torch.eye(4) * 0.9)
+    double = RecurrentLM(10, cell="gru", hidden=4, layers=1, training="dsf").double()
+    double.set_training("dsf:gaussian")
+    assert double.feedback(0).dtype == torch.float64

@@ -132,7 +132,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     options = {"recurrent": dict(feedback=config.feedback, norm=config.norm),
                "transformer": dict(heads=config.heads, tie=config.tie, context=config.context)}.get(kind, {})
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
-                                training=training, **options).to(device)
+                                training=training, feedback_seed=config.seed, **options).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         valid_tokens = corpus.split(config.valid_split).numel()

@@ -170,7 +170,8 @@ class RecurrentLM(StackedLM):
             one where DSF beats FT-BPTT on text); ``False``: plain residual blocks ``x + h(x)``, where DSF only
             matches FT-BPTT (docs/benchmarks.md).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
-        feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices.
+        feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices: DFA's :math:`B_l` are drawn from
+            it, DSF's :math:`A^{(l)}` from ``feedback_seed + 1`` (independent of them).
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.
@@ -195,7 +196,7 @@ class RecurrentLM(StackedLM):
         self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm) for _ in range(layers))
         self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
         self.head = nn.Linear(hidden, out_size or vocab_size)
-        gen = torch.Generator().manual_seed(feedback_seed)
+        gen = self._dsf_generator()
         for i, block in enumerate(self.blocks):
             self.register_buffer(f"feedback_{i}", make_feedback(self.config.feedback, block.layer.state_size, gen))
         self._wire([b.taps for b in self.blocks], hidden, out_size or vocab_size, [self.embedding, self.blocks],
@@ -205,6 +206,11 @@ class RecurrentLM(StackedLM):
     def from_config(cls, config: dict[str, Any]) -> "RecurrentLM":
         names = {f.name for f in fields(RecurrentConfig)} - {"kind"}
         return cls(**{k: v for k, v in config.items() if k in names})
+
+    def _dsf_generator(self) -> torch.Generator:
+        """Where DSF's random feedback is drawn: seed ``feedback_seed + 1``, so that it is independent of DFA's
+        matrices (seed ``feedback_seed``) under ``"dfa:gaussian+dsf:gaussian"``."""
+        return torch.Generator().manual_seed(self.config.feedback_seed + 1)
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
         """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``) gets ``feedback``, one that
@@ -232,7 +238,16 @@ class RecurrentLM(StackedLM):
         S = self.blocks[layer].layer.state_size
         if value.shape not in ((S,), (S, S)):
             raise ValueError(f"feedback of layer {layer} must have shape [{S}] or [{S}, {S}]; got {tuple(value.shape)}")
-        setattr(self, f"feedback_{layer}", value.detach().clone().to(self.head.weight.device))
+        weight = self.head.weight
+        setattr(self, f"feedback_{layer}", value.detach().clone().to(device=weight.device, dtype=weight.dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Loads feedback of either shape (:meth:`set_feedback` may have replaced decays by a matrix or back)."""
+        for i, block in enumerate(self.blocks):
+            stored, S = state_dict.get(f"{prefix}feedback_{i}"), block.layer.state_size
+            if isinstance(stored, Tensor) and stored.shape in ((S,), (S, S)) and stored.shape != self.feedback(i).shape:
+                setattr(self, f"feedback_{i}", self.feedback(i).new_empty(stored.shape))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_training(self, training: str | Rule) -> None:
         """Switch the rule (same weights); a DSF feedback kind other than the built one rebuilds the feedback."""
@@ -241,7 +256,7 @@ class RecurrentLM(StackedLM):
             raise ValueError(f"set_training changes the rule through time; the depth rule {self.rule.depth} is built "
                              f"into the model (its feedback matrices or heads): build a new model for {rule.depth}")
         if isinstance(rule.time, DSF) and rule.time.feedback != self.config.feedback:
-            gen = torch.Generator().manual_seed(self.config.feedback_seed)
+            gen = self._dsf_generator()
             for i, block in enumerate(self.blocks):
                 self.set_feedback(i, make_feedback(rule.time.feedback, block.layer.state_size, gen))
             self.config.feedback = rule.time.feedback

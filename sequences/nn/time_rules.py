@@ -182,7 +182,8 @@ def _run_tbptt(layer, u, s0, rule, feedback, probe):
 def _run_one_step(layer, u, s0, rule, feedback, probe):
     states, raw, last = one_step_states(layer, u, s0, feedback if isinstance(rule, DSF) else None)
     if probe is not None:
-        raw.retain_grad()
+        if raw.requires_grad:  # a frozen layer (shallow) has no state gradient to read
+            raw.retain_grad()
         probe.append(raw)
     return layer.output(states), last
 

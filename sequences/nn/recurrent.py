@@ -234,7 +234,9 @@ class RecurrentLM(StackedLM):
         return getattr(self, f"feedback_{layer}")
 
     def set_feedback(self, layer: int, value: Tensor) -> None:
-        """Replace layer ``layer``'s feedback by ``value`` (``[S]`` decays or ``[S, S]``)."""
+        """Replace layer ``layer``'s feedback by ``value`` (``[S]`` decays or ``[S, S]``). A matrix acts on column
+        vectors, :math:`g_t = e_t + A\,g_{t+1}`: one taken from code that writes row vectors (``g @ A``) goes in
+        transposed."""
         S = self.blocks[layer].layer.state_size
         if value.shape not in ((S,), (S, S)):
             raise ValueError(f"feedback of layer {layer} must have shape [{S}] or [{S}, {S}]; got {tuple(value.shape)}")

@@ -148,3 +148,14 @@ def test_node_method_choices_are_the_registered_methods():
 
     assert sorted(NODE_METHODS) == sorted(method_names())
     assert all(method_class(m).rule for m in NODE_METHODS)
+
+
+def test_bench_graph_link_rows_on_a_graph_without_a_public_split(tmp_path):
+    """The link stage used the public split: on sbm:* (and amazon, coauthor, citationfull) it failed after the
+    whole node sweep, writing nothing."""
+    out = tmp_path / "sbm"
+    assert main(["bench", "graph", "--data", "sbm:60", "--depths", "1", "--methods", "sf", "--splits", "1",
+                 "--epochs", "2", "--hidden", "8", "--link-layers", "1", "--link-epochs", "2", "--quiet",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert any(r["method"] == "ce" for r in rows)

@@ -245,3 +245,30 @@ def test_dfa_never_spreads_the_error_of_mlp_blocks():
     method = DirectFeedbackGNN(5, 3, 4, 2, "mlp")
     assert method.error_spreads(tiny_graph().edge_index, 30, 2) == [None, None]
     assert DirectFeedbackGNN(5, 3, 4, 2, "gcn").error_spreads(tiny_graph().edge_index, 30, 2)[0] is not None
+
+
+def test_alternate_update_is_the_references_even_then_odd_step():
+    """A time step under update="alternate": even layers read the previous step's neighbours (layer 0 the input),
+    then odd layers read the even layers' new outputs below and above; every layer is trained every step (it used
+    to step even layers on even steps only, all from stale states)."""
+    import torch.nn.functional as F
+    from fwdlearn.graphs.methods.topdown import topdown_step
+
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=4, layers=3, method="sf-top2input", update="alternate")
+    blocks = model.blocks
+    states = [torch.randn(30, 4) for _ in range(3)]
+    context = torch.rand(30, 3)
+    ei = data.edge_index
+    outs = topdown_step(blocks, "sf-top2input", data.x, ei, states, context, update="alternate")
+
+    def read(block, below, above):
+        return block(torch.cat([F.normalize(below, dim=-1), F.normalize(above, dim=-1)], dim=-1), ei)
+
+    assert torch.allclose(outs[0], read(blocks[0], data.x, states[1]))
+    assert torch.allclose(outs[2], read(blocks[2], states[1], context))
+    assert torch.allclose(outs[1], read(blocks[1], outs[0], outs[2]))
+    before = [b.conv.lin.weight.clone() for b in blocks]
+    model.fit(data, epochs=1, patience=None, quiet=True)
+    assert all(not torch.equal(b.conv.lin.weight, w) for b, w in zip(blocks, before))

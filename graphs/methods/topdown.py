@@ -19,8 +19,10 @@ States :math:`h_{l,t}` of every layer are kept from the previous time step (deta
 
 In both, the loss of layer :math:`l` is SF's prototype cross-entropy on :math:`r_{l,t}`
 (:math:`r = h` for Top-To-Input) with the virtual nodes' rows as prototypes. Training runs
-one time step per epoch (states persist across epochs); updates are ``"sync"`` (every layer
-every step) or ``"alternate"`` (even layers on even steps, odd layers on odd steps).
+one time step per epoch (states persist across epochs), every layer updated every step; a time step is
+``"sync"`` (bottom up, as above) or ``"alternate"`` (the reference's alternating update: the even layers from the
+previous step's states of their neighbours, then the odd layers from the even layers' new outputs below and above),
+in training and evaluation alike.
 Evaluation starts from zero states, runs ``steps`` (10) time steps and accumulates the
 per-layer class probabilities of steps 2..9.
 """
@@ -58,23 +60,35 @@ def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = No
 
 
 def topdown_step(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: Tensor, states: Sequence[Tensor],
-                 context: Tensor, detach: bool = True) -> list[Tensor]:
+                 context: Tensor, detach: bool = True, update: str = "sync") -> list[Tensor]:
     """One time step: the new outputs of every layer.
 
-    With ``detach`` (training) each output is attached only to its own block; without it
-    (inference) the outputs stay differentiable in ``x`` and in the states.
+    ``update="sync"``: bottom up, layer :math:`l` reads layer :math:`l-1` of this step (and, Top-To-Input, layer
+    :math:`l+1` of the previous one). ``"alternate"`` (the reference's alternating update): the even layers first,
+    reading the previous step's states of their neighbours (layer 0: the input), then the odd layers, reading the
+    even layers' new outputs below and above. With ``detach`` (training) each output is attached only to its own
+    block; without it (inference) the outputs stay differentiable in ``x`` and in the states.
     """
-    outs: list[Tensor] = []
-    h = x
+    L = len(blocks)
     cut = (lambda t: t.detach()) if detach else (lambda t: t)
-    for l, block in enumerate(blocks):
+
+    def run(l: int, below: Tensor, above: Tensor | None) -> Tensor:
         if kind == "sf-top2input":
-            top = states[l + 1] if l + 1 < len(blocks) else context
-            inp = torch.cat([F.normalize(cut(h), dim=-1), F.normalize(cut(top), dim=-1)], dim=-1)
-        else:
-            inp = cut(h)
-        h = block(inp, edge_index)
-        outs.append(h)
+            top = context if l + 1 == L else above
+            return blocks[l](torch.cat([F.normalize(cut(below), dim=-1), F.normalize(cut(top), dim=-1)], dim=-1),
+                             edge_index)
+        return blocks[l](cut(below), edge_index)
+
+    outs: list[Tensor] = [x] * L
+    if update == "sync":
+        h = x
+        for l in range(L):
+            h = outs[l] = run(l, h, states[l + 1] if l + 1 < L else None)
+        return outs
+    for l in range(0, L, 2):
+        outs[l] = run(l, x if l == 0 else states[l - 1], states[l + 1] if l + 1 < L else None)
+    for l in range(1, L, 2):
+        outs[l] = run(l, outs[l - 1], outs[l + 1] if l + 1 < L else None)
     return outs
 
 
@@ -88,7 +102,7 @@ def representations(kind: str, outs: Sequence[Tensor], states: Sequence[Tensor],
 
 def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: Tensor, context: Tensor,
                    hidden: int, num_real: int, prototypes: Tensor | None = None, tau: float = 1.0,
-                   steps: int = 10, first: int = 2, last: int = 9) -> tuple[Tensor, Tensor]:
+                   steps: int = 10, first: int = 2, last: int = 9, update: str = "sync") -> tuple[Tensor, Tensor]:
     """Multi-step evaluation: class probabilities summed over layers and steps ``first..last``.
 
     Prototypes are the virtual nodes' rows (rows ``num_real..``) when ``prototypes`` is ``None``,
@@ -102,7 +116,7 @@ def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index
     total = None
     protos_used = []
     for t in range(steps):
-        outs = topdown_step(blocks, kind, x, edge_index, states, context, detach=False)
+        outs = topdown_step(blocks, kind, x, edge_index, states, context, detach=False, update=update)
         reps = representations(kind, outs, states, detach=False)
         if first <= t <= last:
             protos_used = []
@@ -125,7 +139,8 @@ class TopDown(GraphMethod):
 
     Args:
         tau: SF temperature.
-        update: ``"sync"`` (every layer every step) or ``"alternate"`` (even layers on even steps, odd on odd).
+        update: how a time step runs the layers, ``"sync"`` (bottom up) or ``"alternate"`` (even layers, then odd
+            layers reading the even layers' new outputs); see :func:`topdown_step`.
         steps: evaluation time steps (class probabilities accumulated over steps 2..9).
     """
 
@@ -152,14 +167,15 @@ class TopDown(GraphMethod):
         if train is None:
             ctx = context_vectors(n, self.num_classes, device=x.device)
             scores, _ = topdown_scores(blocks, self.kind, x, edge_index, ctx, self.hidden, n, self.prototypes,
-                                       self.tau, self.steps)
+                                       self.tau, self.steps, update=self.update)
             return scores
         xa, ea, ctx = self._training_graph(x, edge_index, y, train)
-        scores, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
+        scores, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
+                                   update=self.update)
         return scores
 
     def _losses(self, blocks, xa, ea, ctx, states, y, train, n) -> tuple[list[Tensor], list[Tensor]]:
-        outs = topdown_step(blocks, self.kind, xa, ea, states, ctx)
+        outs = topdown_step(blocks, self.kind, xa, ea, states, ctx, update=self.update)
         reps = representations(self.kind, outs, states)
         return [prototype_cross_entropy(r[:n][train], r[n:], y[train], self.tau) for r in reps], outs
 
@@ -180,14 +196,14 @@ class TopDown(GraphMethod):
         def step(i: int) -> dict:
             blocks.train()
             losses, outs = self._losses(blocks, xa, ea, ctx, states.value, y, train, n)
-            only = None if self.update == "sync" else [l for l in range(self.layers) if l % 2 == i % 2]
-            values = local_step(losses, optimizers, only=only)
+            values = local_step(losses, optimizers)
             states.value = [o.detach() for o in outs]
             return {"loss": float(sum(v for v in values if v == v))}
 
         def evaluate() -> dict:
             with evaluating(blocks), torch.no_grad():
-                s, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
+                s, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
+                                      update=self.update)
             return {"val_accuracy": masked_accuracy(s, y, val)}
 
         saving = checkpointing.trainer_options() if checkpointing is not None else {}
@@ -198,7 +214,8 @@ class TopDown(GraphMethod):
                                            best=("blocks",)))
         blocks.eval()
         with torch.no_grad():
-            _, protos = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps)
+            _, protos = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
+                                       update=self.update)
             self.prototypes.copy_(protos)
         per_layer = [{"epochs_run": result.steps_run, "best_epoch": result.best_step,
                       "val_accuracy": result.best.get("val_accuracy")}]

@@ -80,6 +80,12 @@ __all__ = ["ForwardGNN", "FitReport"]
 class FitReport(WithCost):
     """What :meth:`ForwardGNN.fit` measured.
 
+    Accuracies are those of :meth:`ForwardGNN.scores` on each mask. For methods that read the training labels when
+    scoring (SF, the FF variants, top-down: ``scores_use_labels``) a training node is scored with its own label
+    among the inputs (a link to its class's virtual node, or the label appended), so ``train_accuracy`` measures that
+    input, not the fit: for FF-VN it can be near 0 (the true class's virtual node is the busiest, which lowers its
+    goodness), for SF near 1. Compare methods on ``val_accuracy`` / ``test_accuracy``.
+
     ``cost`` (:class:`~fwdlearn.diagnostics.cost.CostReport`): ``saved_bytes_per_step``, bytes autograd
     saved for backward in one training step (for layer-by-layer methods the largest over layers,
     since one layer trains at a time; for BP and the top-down methods the whole step);

@@ -13,8 +13,8 @@ Use::
 
     torchrun --nproc_per_node=4 -m fwdlearn influence graph --data city:roads/california ...
 
-``init_from_env()`` starts the process group from torchrun's environment variables
-(``nccl`` on GPUs, ``gloo`` on CPUs); without them everything runs in one process.
+``init_from_env(device=...)`` starts the process group from torchrun's environment variables
+(``nccl`` for a CUDA run, ``gloo`` for a CPU one); without them everything runs in one process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["init_from_env", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows"]
+__all__ = ["init_from_env", "process_device", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows",
+           "min_max", "mean"]
 
 
 def is_distributed() -> bool:
@@ -41,8 +42,13 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def init_from_env(backend: str | None = None) -> bool:
+def init_from_env(backend: str | None = None, device: "torch.device | str | None" = None) -> bool:
     """Join the process group described by torchrun's ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` variables.
+
+    Args:
+        backend: ``"gloo"`` or ``"nccl"``; by default ``nccl`` when the run's ``device`` is a CUDA device (without a
+            ``device``: when CUDA is present), else ``gloo``.
+        device: the device the run computes on (a CPU run on a GPU host still needs ``gloo``).
 
     Returns ``True`` when more than one process takes part. Does nothing (returns ``False``)
     when the variables are absent or ``WORLD_SIZE`` is 1; idempotent.
@@ -53,11 +59,41 @@ def init_from_env(backend: str | None = None) -> bool:
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
     if not dist.is_initialized():
         if backend is None:
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            on_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+            backend = "nccl" if on_cuda else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
     return is_distributed()
+
+
+def process_device(device: "torch.device | str") -> torch.device:
+    """The device this process computes on: under torchrun a plain ``cuda`` means this process's own GPU
+    (``cuda:<LOCAL_RANK>``); any other device is kept."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def min_max(value: float) -> tuple[float, float]:
+    """The smallest and largest of every process's ``value`` (``(value, value)`` on one process)."""
+    if not is_distributed():
+        return value, value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    both = torch.tensor([value, -value], dtype=torch.float64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MIN)
+    return float(both[0]), -float(both[1])
+
+
+def mean(value: Tensor) -> Tensor:
+    """The mean of every process's (scalar) ``value``, detached; ``value`` itself on one process."""
+    value = value.detach()
+    if not is_distributed():
+        return value
+    total = value.clone()
+    dist.all_reduce(total)  # SUM: gloo has no AVG
+    return total / dist.get_world_size()
 
 
 def shard_bounds(count: int, shards: int | None = None, index: int | None = None) -> tuple[int, int]:

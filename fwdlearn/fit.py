@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.distributed import rank
+from fwdlearn.distributed import min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
                              check_range, reading)
 from fwdlearn.files import atomic_write
@@ -534,6 +534,15 @@ class Trainer:
         }
         atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
 
+    def _check_same_step(self, step: int) -> None:
+        """Under torchrun every process resumes from its own checkpoint file: refuse files of different steps (a
+        run stopped between two processes' saves), which would pair different steps in one update."""
+        low, high = min_max(step)
+        if low != high:
+            raise UsageError(f"the processes' checkpoints hold different steps ({int(low)} to {int(high)}; this one, "
+                             f"{self.checkpoint}, {step}): the run stopped while they were saved. Resume from a "
+                             "consistent set (start over with --overwrite, or restore the files of one step)")
+
     def _load(self) -> dict[str, Any]:
         assert self.checkpoint is not None
         ckpt = read_checkpoint(self.checkpoint)
@@ -615,6 +624,8 @@ class Trainer:
             if start_step > self.steps and not result.stopped_early and rank() == 0:
                 print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to train "
                       "(the budget is the total; raise it to train on)", file=sys.stderr)
+        if self.resume and self.checkpoint is not None:
+            self._check_same_step(saved_step or 0)
         t0 = time.perf_counter() - result.seconds
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
         bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet)

@@ -110,7 +110,7 @@ class RunPaths:
 
 
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
-                out: str | None = None, resume: bool = False) -> RunPaths:
+                out: str | None = None, resume: bool = False, scales_out: bool = False) -> RunPaths:
     """Resolve this run's output paths (see the module doc) and check them before any work.
 
     Args:
@@ -121,6 +121,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         out: benches: the ``--out`` results prefix (``""``: from the name, or fresh); ``None``: no tables.
         resume: the checkpoint must exist (it is continued), instead of must not; the record may exist (the
             continued run rewrites its own record).
+        scales_out: the command shares its work out under ``torchrun``; a command that does not is refused there
+            (every process would run all of it and write the same files).
 
     Raises:
         UsageError: two outputs share a path, a path cannot be written, a plot format is unknown.
@@ -129,6 +131,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     """
     from .reporting import result_paths
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not scales_out:
+        raise UsageError(f"fwdlearn {job.replace('-', ' ', 1)} runs in one process: start it without torchrun "
+                         "(torchrun scales out seq train and influence graph)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
     if options.name and (Path(options.name).is_absolute() or ".." in Path(options.name).parts):

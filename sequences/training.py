@@ -28,9 +28,10 @@ schedule over the whole budget (warm-up + cosine) is stretched to it from the re
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
 ``DistributedDataParallel``: process :math:`r` of :math:`W` walks its own contiguous shard of the
 training tokens (``B`` streams each, so the global batch is :math:`WB`), gradients are averaged
-across processes and every replica takes the same update. Rank 0 owns the progress bar and the
-checkpoint; rank :math:`r > 0` keeps its own ``<checkpoint>.rank<r>`` (its stream position) so a
-resumed run restarts every process at the same step.
+across processes and every replica takes the same update; the logged (and divergence-checked) loss is the
+global batch's mean. Rank 0 owns the progress bar and the checkpoint; rank :math:`r > 0` keeps its own
+``<checkpoint>.rank<r>`` (a full training state, with its stream position and carried state) so a resumed run
+restarts every process where it stopped -- refused when the files hold different steps.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fwdlearn.distributed import is_distributed, rank, shard_bounds, world_size
+from fwdlearn.distributed import is_distributed, mean, rank, shard_bounds, world_size
 from fwdlearn.errors import UsageError, check_range
-from fwdlearn.fit import FitResult, Trainer, evaluating, load_optimizer_state, seed_everything, tensor_fingerprint
+from fwdlearn.fit import (FitResult, Trainer, check_finite, evaluating, load_optimizer_state, seed_everything,
+                          tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.schedules import end_to_end_step
 
@@ -242,8 +244,12 @@ class _TrainingLoss(torch.nn.Module):
 def _update(loss: Tensor, optimizer: torch.optim.Optimizer, scheduler, clip: float | None, model) -> dict[str, float]:
     """One end-to-end step (:func:`fwdlearn.schedules.end_to_end_step`), then the schedule; reports the lr used."""
     lr = optimizer.param_groups[0]["lr"]
+    if is_distributed():  # every process reports (and checks) the loss of the global batch the update uses
+        check_finite("loss", global_loss := mean(loss))
     row = end_to_end_step(loss, optimizer, clip=clip, grad_norm=True,
                           parameters=[p for p in model.parameters() if p.requires_grad])
+    if is_distributed():
+        row["loss"] = float(global_loss)
     scheduler.step()
     return {**row, "lr": lr}
 
@@ -402,6 +408,9 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     ``val_mse``). The optimizer is the model's default with these overrides (``None``: the default); other
     arguments as :func:`fit_lm`."""
     _check_fit_arguments(batch_size, lr, weight_decay, clip)
+    if is_distributed():
+        raise UsageError("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded): "
+                         "run it without torchrun, or train a corpus (fit_lm) data-parallel")
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)

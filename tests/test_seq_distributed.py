@@ -51,3 +51,44 @@ def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind):
     assert (tmp_path / "ckpt.pt").exists() and (tmp_path / "ckpt.pt.rank1").exists()
     loaded, vocab = RecurrentLM.load(tmp_path / "ckpt.pt")
     assert vocab is not None and loaded.config.hidden == 12 and loaded.config.kind == kind
+
+
+def _resume_worker(rank: int, port: int, folder: str) -> None:
+    import shutil
+
+    from fwdlearn.errors import UsageError
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    corpus = load_text(f"{folder}/text.txt")
+    model = _initial_model(corpus.vocab_size, 100)
+    ckpt = f"{folder}/ckpt.pt"
+    report = model.fit(corpus, context=12, steps=2, batch_size=3, eval_every=2, checkpoint=ckpt, quiet=True)
+    torch.save([row["loss"] for row in report.history if "loss" in row], f"{folder}/losses{rank}.pt")
+    if rank == 1:
+        shutil.copy(f"{ckpt}.rank1", f"{folder}/step2.rank1")
+    model.fit(corpus, context=12, steps=3, batch_size=3, eval_every=3, checkpoint=ckpt, resume=True, quiet=True)
+    dist.barrier()
+    if rank == 1:  # as if the run had stopped between the two processes' saves of step 3
+        shutil.copy(f"{folder}/step2.rank1", f"{ckpt}.rank1")
+    dist.barrier()
+    try:
+        model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=4, checkpoint=ckpt, resume=True, quiet=True)
+        message = "resumed"
+    except UsageError as error:
+        message = str(error)
+    (torch.save(message, f"{folder}/message{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_two_processes_log_the_global_loss_and_refuse_checkpoints_of_different_steps(tmp_path):
+    """Each process logged its own shard's loss (rank 0's went into the record); a resume from checkpoint files of
+    different steps trained on, pairing different steps in each update, until one process crashed."""
+    (tmp_path / "text.txt").write_text(TEXT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_resume_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    assert torch.load(tmp_path / "losses0.pt") == torch.load(tmp_path / "losses1.pt")
+    for r in (0, 1):
+        assert "the processes' checkpoints hold different steps (2 to 3" in torch.load(tmp_path / f"message{r}.pt")

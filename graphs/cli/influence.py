@@ -54,7 +54,7 @@ class InfluenceGraphConfig(RunOptions):
 
 def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
-    from fwdlearn.distributed import init_from_env, rank
+    from fwdlearn.distributed import init_from_env, process_device, rank
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
@@ -72,9 +72,10 @@ def _run_influence(args: argparse.Namespace) -> int:
             raise UsageError(f"--jacobian layered needs --variant subgraph and --models among "
                              f"{', '.join(layered_convs())}; got --variant {config.variant} --models "
                              f"{' '.join(config.models)} (use --jacobian auto)")
-    paths = run_outputs("influence-graph", config, plot=config.plot)
+    paths = run_outputs("influence-graph", config, plot=config.plot, scales_out=True)
     device = start_run(config, paths)
-    init_from_env()  # under torchrun the seeds are shared out; rank 0 reports
+    init_from_env(device=device)  # under torchrun the seeds are shared out; rank 0 reports
+    device = process_device(device)
     lead = rank() == 0
     quiet = config.quiet or not lead
     record = RunRecord("influence-graph", config, seed=config.seed)

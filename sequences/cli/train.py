@@ -103,7 +103,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     Under ``torchrun`` the model is trained data-parallel (``DistributedDataParallel``, gloo on CPU): every
     process walks its own shard of the training text; rank 0 writes the record and the checkpoint.
     """
-    from fwdlearn.distributed import init_from_env, rank, world_size
+    from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.errors import UsageError
     from fwdlearn.fit import seed_everything
     from fwdlearn.diagnostics.plots import plot_alignment
@@ -118,9 +118,11 @@ def run_train(config: TrainSeqConfig) -> dict:
     parse_rule(training)  # an unknown rule is refused before anything else
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
-    paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume)
+    paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
+                        scales_out=True)
     device = start_run(config, paths)
-    init_from_env()
+    init_from_env(device=device)
+    device = process_device(device)
     lead = rank() == 0
     seed_everything(config.seed)
     corpus = read_corpus(config.data, level=config.level, limit=config.limit or None)

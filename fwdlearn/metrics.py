@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["masked_accuracy", "roc_auc"]
+__all__ = ["masked_accuracy", "roc_auc", "average_ranks"]
 
 
 def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> float:
@@ -28,11 +28,16 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
 
 def roc_auc(scores: Tensor, labels: Tensor) -> float:
     r"""Area under the ROC curve of ``scores`` for binary ``labels`` (ties get average ranks)."""
-    from scipy.stats import rankdata
-
-    s, y = scores.detach().cpu().double().numpy(), labels.detach().cpu().bool().numpy()
+    s, y = scores.detach().flatten().cpu().double(), labels.detach().flatten().cpu().bool()
     p, n = int(y.sum()), int((~y).sum())
     if p == 0 or n == 0:
         raise ValueError(f"roc_auc needs positives and negatives; got {p} positives and {n} negatives")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - p * (p + 1) / 2) / (p * n))
+    return float((average_ranks(s)[y].sum() - p * (p + 1) / 2) / (p * n))
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """1-based ranks of ``values`` (1-D), ties sharing the mean of their ranks (``scipy.stats.rankdata``'s default),
+    as float64."""
+    unique, inverse, counts = torch.unique(values, sorted=True, return_inverse=True, return_counts=True)
+    last = torch.cumsum(counts, 0).double()  # the highest rank of each distinct value
+    return (last - (counts.double() - 1) / 2)[inverse]

@@ -141,6 +141,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
                          "write elsewhere with --json (and --checkpoint)")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
     paths = RunPaths(record=stem.with_name(stem.name + ".json"))
+    if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
+        raise UsageError(f"--out {out!r} is a folder; --out is a prefix of the result files: name them inside it, "
+                         f"e.g. --out {os.path.join(out, 'results')}")
     if out is not None:
         json_path, md_path, record_path = result_paths(out or stem)
         paths.results, paths.record = (json_path, md_path), record_path

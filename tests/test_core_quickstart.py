@@ -35,3 +35,28 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     (folder / "notes.txt").write_text("mine")  # with --overwrite and no plots, the old plots go; the user's file stays
     assert main(["quickstart", *TINY, "--name", "first", "--overwrite", "--no-plots"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "record.json", "report.md"]
+
+
+def test_a_second_quickstart_of_the_same_name_is_refused_while_the_first_runs(tmp_path, monkeypatch, capsys):
+    """It took no lock: a second run with --overwrite replaced a live run's report without a word."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "runs" / "busy"
+    folder.mkdir(parents=True)
+    (folder / "record.json.lock").write_text(str(os.getppid()))  # a live process holds the name
+    assert main(["quickstart", *TINY, "--name", "busy", "--overwrite"]) == 2
+    assert f"is writing {os.path.join('runs', 'busy', 'record.json')}" in capsys.readouterr().err
+    (folder / "record.json.lock").write_text("999999999")  # a lock left by a process that is gone: taken over
+    assert main(["quickstart", *TINY, "--name", "busy", "--no-plots"]) == 0
+
+
+def test_the_report_compares_accuracy_with_chance_in_words():
+    from fwdlearn.cli.quickstart import _against_chance
+
+    assert _against_chance({"BP": {"test_accuracy": 0.9}, "SF": {"test_accuracy": 0.8}}, 0.3) == \
+        "both models are above it."
+    assert _against_chance({"BP": {"test_accuracy": 0.9}, "SF": {"test_accuracy": 0.2}}, 0.3).startswith(
+        "only BP is above it")
+    assert _against_chance({"BP": {"test_accuracy": 0.1}, "SF": {"test_accuracy": 0.2}}, 0.3).startswith(
+        "neither model is above it")

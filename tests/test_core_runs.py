@@ -199,3 +199,17 @@ def test_under_torchrun_an_error_one_process_finds_after_connecting_names_its_ra
     frames = [line for line in run.stderr.splitlines() if line.strip().startswith("File") and "/fwdlearn/" in line]
     assert not frames
     assert json.loads(Path("runs/dp.json").read_text())["summary"]["steps"] == 2  # the record was not rewritten
+
+
+def test_an_out_prefix_that_is_a_folder_is_refused(tmp_path, capsys):
+    """--out docs/benchmarks/ used to write docs/benchmarks.json/.md beside the folder (and with --overwrite replace
+    docs/benchmarks.md)."""
+    from fwdlearn.cli import main
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for out in (str(folder), f"{tmp_path / 'new'}/"):
+        assert main(["bench", "seq", "--skip", "quality", "alignment", "recall", "--cost-modes", "bptt",
+                     "--cost-contexts", "4", "--cost-hidden", "4", "--out", out, "--quiet"]) == 2
+        assert "is a folder; --out is a prefix of the result files" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

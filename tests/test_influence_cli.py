@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from fwdlearn.cli import main
 
@@ -119,3 +120,22 @@ def test_influence_graph_refuses_a_layered_jacobian_it_cannot_take_before_traini
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--jacobian layered needs --variant subgraph and --models among gcn, sage, mlp" in err
         assert not (tmp_path / "r.json").exists()
+
+
+def test_influence_seq_reads_every_checkpoint_on_the_same_inputs(tmp_path):
+    """Without --data each checkpoint drew its own random tokens, so a model's R depended on its place in the list."""
+    from fwdlearn.sequences import RecurrentLM
+
+    paths = []
+    for training in ("bptt", "dsf"):
+        torch.manual_seed(len(paths))
+        path = tmp_path / f"{training}.pt"
+        RecurrentLM(11, cell="gru", hidden=8, layers=1, training=training).save(path)
+        paths.append(str(path))
+    ranges = []
+    for order in (paths, paths[::-1]):
+        record = tmp_path / f"r{len(ranges)}.json"
+        assert main(["influence", "seq", "--checkpoints", *order, "--length", "12", "--max-lag", "11", "--batch", "2",
+                     "--positions", "3", "--json", str(record), "--quiet"]) == 0
+        ranges.append({row["model"]: row["R"] for row in json.loads(record.read_text())["metrics"]})
+    assert ranges[0] == ranges[1]

@@ -52,14 +52,15 @@ class QuickstartConfig(RunOptions):
 def _folder(config: QuickstartConfig) -> Path:
     from fwdlearn.errors import UsageError
     from fwdlearn.files import check_writable
-    from fwdlearn.runs import RUNS_FOLDER, fresh_stem
+    from fwdlearn.runs import RUNS_FOLDER, fresh_stem, lock_run
 
     folder = Path(RUNS_FOLDER) / config.name if config.name else fresh_stem("quickstart")
     if config.json:
         raise UsageError("quickstart writes a report folder (record.json inside it); name it with --name, not --json")
-    if folder.exists() and any(folder.iterdir()) and not config.overwrite:
+    if folder.exists() and any(not p.name.endswith(".lock") for p in folder.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{folder} already holds a report; choose another --name or pass --overwrite")
     check_writable(folder / "record.json", "--name")
+    lock_run(folder / "record.json")  # before any work: a second run of this name is refused, not merged in
     for name in ("record.json", "report.md", *PLOT_FILES):  # an overwritten report leaves none of its old files
         (folder / name).unlink(missing_ok=True)
     return folder
@@ -175,7 +176,7 @@ def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], secon
         f"{sf['saved_bytes_per_step'] / max(bp['saved_bytes_per_step'], 1):.2f}x | |",
         "",
         f"- **Chance** is {graphs['chance']:.3f}: the accuracy of always guessing the most common class of the test "
-        "nodes; both models are far above it.",
+        f"nodes; {_against_chance({'BP': bp, 'SF': sf}, graphs['chance'])}",
         "- **SF** trains each layer by its own loss (prototype cross-entropy against class virtual nodes) on a "
         "detached copy of the layer below, so no gradient crosses layers.",
         "- **Bytes saved for backward per step** are the activations autograd keeps for the backward pass: BP keeps "
@@ -206,6 +207,16 @@ def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], secon
     text = "\n".join(lines)
     (folder / "report.md").write_text(text)
     return text
+
+
+def _against_chance(models: dict[str, dict], chance: float) -> str:
+    """How the measured test accuracies compare with chance, in words."""
+    above = [name for name, r in models.items() if r["test_accuracy"] > chance]
+    if len(above) == len(models):
+        return "both models are above it." if len(models) == 2 else "every model is above it."
+    if above:
+        return f"only {' and '.join(above)} is above it (more --epochs would help the other)."
+    return "neither model is above it yet: train longer (--epochs)."
 
 
 def run_quickstart(config: QuickstartConfig) -> int:

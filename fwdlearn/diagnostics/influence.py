@@ -39,7 +39,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices"]
+__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED"]
 
 
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
@@ -142,15 +142,24 @@ def influence_curve(totals: Tensor, normalize: bool = True) -> Tensor:
     return curve
 
 
-def influence_range(totals: Tensor) -> float:
-    r"""The influence-weighted mean distance :math:`R` (from un-normalised per-seed totals).
+#: a seed whose total influence is below this fraction of the largest seed's has numerically zero influence (every
+#: ReLU on its paths dead): its entries are float rounding noise, which differs between batchings and Jacobian paths
+DEAD_SEED = 1e-3
 
-    Seeds whose total influence is zero are left out of the mean.
+
+def influence_range(totals: Tensor) -> float:
+    r"""The influence-weighted mean distance :math:`R` (from un-normalised per-seed totals),
+
+    .. math::
+        R = \frac{1}{|S'|} \sum_{s \in S'} \frac{\sum_h h\,T_{s,h}}{\sum_h T_{s,h}},
+
+    over the seeds :math:`S'` whose total influence is not numerically zero: at least :data:`DEAD_SEED` times the
+    largest seed's (a dead seed's rounding noise would otherwise enter :math:`R` with a weight of one seed).
     """
     if totals.dim() != 2 or totals.shape[0] == 0:
         raise ValueError(f"totals must have shape [seeds >= 1, D + 1]; got {tuple(totals.shape)}")
     row_sums = totals.sum(dim=1)
-    keep = row_sums > 0
+    keep = row_sums > DEAD_SEED * row_sums.max().clamp_min(0)
     if not bool(keep.any()):
         raise ZeroDivisionError("every seed has zero total influence; R is undefined")
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)

@@ -108,6 +108,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
     from fwdlearn.sequences.data.text import read_corpus
 
     corpora: dict[str, object] = {}  # one read of --data per tokenisation level
+    drawn: dict[int, object] = {}  # random inputs per vocabulary size (without --data)
     for path in config.checkpoints:
         model, vocab = load_language_model(path)
         if config.data:
@@ -123,8 +124,12 @@ def _models_and_inputs(config: InfluenceSeqConfig):
             if ids.numel() < need:
                 raise UsageError(f"{config.data} validation has {ids.numel()} tokens; --batch x --length needs {need}")
             inputs = ids[:need].view(config.batch, config.length)
-        else:
-            inputs = torch.randint(0, model.vocab_size, (config.batch, config.length), generator=gen)
+        else:  # one draw per vocabulary size, shared by every checkpoint of that size (as by the --models)
+            if model.vocab_size not in drawn:
+                gen = torch.Generator().manual_seed(config.seed)
+                drawn[model.vocab_size] = torch.randint(0, model.vocab_size, (config.batch, config.length),
+                                                        generator=gen)
+            inputs = drawn[model.vocab_size]
         yield f"{Path(path).stem} ({model.rule})", model, inputs
 
 

@@ -18,3 +18,32 @@ def test_every_link_rule_ranks_held_out_edges_above_chance(sbm, method, lr, epoc
     model = ForwardLinkPredictor(sbm.num_features, hidden=32, layers=2, method=method)
     report = model.fit(sbm, epochs=epochs, lr=lr, quiet=True, seed=0)
     assert report.test_auc > floor  # chance is 0.5 (measured: ce 0.69, bp 0.72, ff 0.62)
+
+
+def test_the_link_split_cleans_a_directed_graph_with_duplicates():
+    """Held-out edges must not reach training: a duplicated edge could put a copy of a test edge there, and a directed
+    input lost the edges the undirected split does not read. A clean graph keeps its split."""
+    import torch
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    gen = torch.Generator().manual_seed(0)
+    directed = torch.randint(0, 40, (2, 150), generator=gen)
+    messy = Data(x=torch.randn(40, 3), edge_index=torch.cat([directed, directed[:, :30]], 1), num_nodes=40)
+    train, val, test = link_split(messy)
+    held = torch.cat([val.pos_edge_label_index, test.pos_edge_label_index], 1)
+    seen = {tuple(e) for e in train.edge_index.t().tolist()}
+    assert not any(tuple(e) in seen or tuple(e[::-1]) in seen for e in held.t().tolist())
+    clean = to_undirected(directed[:, directed[0] != directed[1]], num_nodes=40)
+    everything = torch.cat([train.edge_index, held, held.flip(0)], 1)
+    assert {tuple(e) for e in everything.t().tolist()} == {tuple(e) for e in clean.t().tolist()}
+    from torch_geometric.transforms import RandomLinkSplit
+
+    shuffled = clean[:, torch.randperm(clean.shape[1], generator=gen)]  # clean, in no particular order (as Cora's)
+    graph = Data(x=torch.randn(40, 3), edge_index=shuffled, num_nodes=40)
+    torch.manual_seed(0)
+    plain = RandomLinkSplit(num_val=0.16, num_test=0.20, is_undirected=True, add_negative_train_samples=False,
+                            split_labels=True)(graph)
+    torch.testing.assert_close(link_split(graph, seed=0)[2].pos_edge_label_index, plain[2].pos_edge_label_index)

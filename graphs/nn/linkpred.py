@@ -48,14 +48,24 @@ LINK_METHODS = tuple(LINK_RULES)
 
 
 def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
-    """``(train, val, test)`` Data objects from :class:`~torch_geometric.transforms.RandomLinkSplit` (undirected)."""
+    """``(train, val, test)`` Data objects from :class:`~torch_geometric.transforms.RandomLinkSplit` (undirected).
+
+    The edges are made undirected, without duplicates or self-loops, first: a duplicated edge could put a copy of a
+    test edge into training, and the undirected split reads only one direction of each edge (a directed input would
+    lose the others)."""
     from torch_geometric.data import Data
     from torch_geometric.transforms import RandomLinkSplit
+    from torch_geometric.utils import coalesce, contains_self_loops, is_undirected, remove_self_loops, to_undirected
 
+    edge_index, n = data.edge_index, data.num_nodes
+    clean = is_undirected(edge_index, num_nodes=n) and not contains_self_loops(edge_index) \
+        and coalesce(edge_index, num_nodes=n).shape == edge_index.shape
+    if not clean:  # (a clean graph keeps its edge order, which the split's draw depends on)
+        edge_index = to_undirected(remove_self_loops(edge_index)[0], num_nodes=n)
     torch.manual_seed(seed)
     transform = RandomLinkSplit(num_val=val, num_test=test, is_undirected=True, add_negative_train_samples=False,
                                 split_labels=True)
-    return transform(Data(x=data.x, edge_index=data.edge_index, num_nodes=data.num_nodes))
+    return transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
 
 
 def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:

@@ -252,3 +252,15 @@ def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path
         model, _ = RecurrentLM.load(tmp_path / f"s{seed}.pt")
         matrices.append(model.depth.feedback.matrix(model.feedback_points[0]))
     assert not torch.equal(*matrices)
+
+
+@pytest.mark.parametrize("model, flags, message", [
+    ("gru", ["--heads", "8"], "--heads 8 applies to transformer models only; --model gru does not take it"),
+    ("gru", ["--tie"], "--tie applies to transformer models only"),
+    ("transformer", ["--no-norm"], "--no-norm applies to recurrent models only; --model transformer does not"),
+    ("conv", ["--feedback", "gaussian"], "--feedback gaussian applies to recurrent models only"),
+])
+def test_seq_train_refuses_flags_the_model_would_ignore(text_file, tmp_path, capsys, model, flags, message):
+    assert main(["seq", "train", "--data", str(text_file), "--model", model, "--steps", "1", "--quiet",
+                 "--json", str(tmp_path / "r.json"), *flags]) == 2
+    assert message in capsys.readouterr().err

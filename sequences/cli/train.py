@@ -97,6 +97,24 @@ class TrainSeqConfig(RunOptions):
     sample: int = field(default=200, metadata={"help": "tokens to generate after training (0: none)", "min": 0})
 
 
+#: flags that shape one kind of model only (the others would silently ignore them)
+_MODEL_FLAGS = {"feedback": "recurrent", "norm": "recurrent", "heads": "transformer", "tie": "transformer"}
+
+
+def _refuse_flags_of_other_models(config: TrainSeqConfig, kind: str) -> None:
+    from dataclasses import fields
+
+    from fwdlearn.errors import UsageError
+
+    defaults = {f.name: f.default for f in fields(TrainSeqConfig)}
+    for name, owner in _MODEL_FLAGS.items():
+        value = getattr(config, name)
+        if owner != kind and value != defaults[name]:
+            flag = f"--{name}" if value is not False else f"--no-{name}"
+            flag += f" {value}" if not isinstance(value, bool) else ""
+            raise UsageError(f"{flag} applies to {owner} models only; --model {config.model} does not take it")
+
+
 def run_train(config: TrainSeqConfig) -> dict:
     """Train one model as configured; returns the record's summary.
 
@@ -114,6 +132,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.sequences.training import alignment_curves
 
     kind = MODEL_NAMES[config.model][0]
+    _refuse_flags_of_other_models(config, kind)
     training = config.training or ("dsf" if kind == "recurrent" else "bp")
     parse_rule(training)  # an unknown rule is refused before anything else
     if config.plot and not config.align_every:

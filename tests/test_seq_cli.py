@@ -264,3 +264,11 @@ def test_seq_train_refuses_flags_the_model_would_ignore(text_file, tmp_path, cap
     assert main(["seq", "train", "--data", str(text_file), "--model", model, "--steps", "1", "--quiet",
                  "--json", str(tmp_path / "r.json"), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_seq_train_trains_every_model_kind(text_file, tmp_path):
+    """--model conv could never start after the feedback matrices were seeded with --seed (conv has none)."""
+    for model in ("conv", "transformer", "lstm"):
+        assert main(["seq", "train", "--data", str(text_file), "--model", model, "--hidden", "8", "--layers", "1",
+                     "--context", "8", "--batch-size", "2", "--steps", "1", "--eval-every", "1", "--sample", "0",
+                     "--quiet", "--json", str(tmp_path / f"{model}.json")]) == 0

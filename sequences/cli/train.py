@@ -150,10 +150,11 @@ def run_train(config: TrainSeqConfig) -> dict:
             raise UsageError(f"{flag} {split}: {corpus.name} has the splits {', '.join(corpus.splits)}; pick one "
                              "of those (wikitext-2 stored without train.txt: --train-split validation "
                              "--valid-split test)")
-    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm),
-               "transformer": dict(heads=config.heads, tie=config.tie, context=config.context)}.get(kind, {})
+    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, feedback_seed=config.seed),
+               "transformer": dict(heads=config.heads, tie=config.tie, context=config.context,
+                                   feedback_seed=config.seed)}.get(kind, {})  # (a conv model has no feedback)
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
-                                training=training, feedback_seed=config.seed, **options).to(device)
+                                training=training, **options).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         valid_tokens = corpus.split(config.valid_split).numel()

@@ -59,17 +59,21 @@ class TrainingInterrupted(KeyboardInterrupt):
         saved_step: the step the checkpoint holds (``None``: nothing saved yet).
     """
 
-    def __init__(self, step: int, checkpoint: Path | None, saved_step: int | None) -> None:
+    def __init__(self, step: int, checkpoint: Path | None, saved_step: int | None, where: str = "",
+                 saved: str = "") -> None:
         super().__init__(step, checkpoint, saved_step)
         self.step, self.checkpoint, self.saved_step = step, checkpoint, saved_step
+        self.where, self.saved = where, saved  # a schedule's words: "block 2 of 3", "block 1, finished"
 
     def __str__(self) -> str:
+        at = f"step {self.step}" + (f" of {self.where}" if self.where else "")
         if self.checkpoint is not None and self.saved_step is not None:
-            return (f"interrupted at step {self.step}; the last checkpoint is {self.checkpoint} (step "
-                    f"{self.saved_step}): run the same command with --resume to continue")
+            held = self.saved or f"step {self.saved_step}"
+            return (f"interrupted at {at}; the last checkpoint is {self.checkpoint} ({held}): run the same command "
+                    "with --resume to continue")
         if self.checkpoint is not None:
-            return f"interrupted at step {self.step}, before the first checkpoint ({self.checkpoint}) was written"
-        return f"interrupted at step {self.step}; this run keeps no checkpoint"
+            return f"interrupted at {at}, before the first checkpoint ({self.checkpoint}) was written"
+        return f"interrupted at {at}; this run keeps no checkpoint"
 
 
 #: exceptions the CLI reports as one line (anything else is a bug and keeps its traceback)

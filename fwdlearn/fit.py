@@ -220,18 +220,22 @@ class Stateful:
         return {k: v.state_dict() for k, v in self.parts.items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for k, v in self.parts.items():
-            if hasattr(v, "param_groups") or hasattr(v, "optimizers"):
-                load_optimizer_state(v, state[k])
-            else:
-                v.load_state_dict(state[k])
+        for k in self.parts:
+            self._load_part(k, state[k])
 
     def best_state_dict(self) -> dict[str, Any]:
         return {k: self.parts[k].state_dict() for k in self.best}
 
     def load_best_state_dict(self, state: Mapping[str, Any]) -> None:
         for k in self.best:
-            self.parts[k].load_state_dict(state[k])
+            self._load_part(k, state[k])
+
+    def _load_part(self, key: str, state: Any) -> None:
+        part = self.parts[key]
+        if hasattr(part, "param_groups") or hasattr(part, "optimizers"):  # its moments, not its old settings
+            load_optimizer_state(part, state)
+        else:
+            part.load_state_dict(state)
 
 
 class EarlyStopping:
@@ -428,6 +432,8 @@ class Trainer:
             reported in ``FitResult.resumed`` (the caller applies the new values).
         context: called at every save; what it returns is saved as the checkpoint's ``"context"`` (a schedule's
             own progress, e.g. which layer is training; see :func:`read_checkpoint`).
+        last_part: this trainer runs the last part of a schedule (``False`` for a layer below the top: resuming it
+            when it is finished is not "nothing left to train").
         measure_first_step: measure the first step with :func:`fwdlearn.diagnostics.cost.measure_cost`
             (``FitResult.first_step_cost``); ``device`` says where it runs.
         diverge_factor: stop when a loss exceeds this many times ``max(|its first value|, 1)``
@@ -460,6 +466,7 @@ class Trainer:
         fingerprint: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
         context: Callable[[], Any] | None = None,
+        last_part: bool = True,
     ) -> None:
         try:
             steps = operator.index(steps)
@@ -476,7 +483,7 @@ class Trainer:
         self.resume, self.overwrite, self.diverge_factor = resume, overwrite, diverge_factor
         self.measure_first_step, self.device = measure_first_step, device
         self.fingerprint, self.settings = dict(fingerprint or {}), dict(settings or {})
-        self.context = context
+        self.context, self.last_part = context, last_part
         self._first_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ checks
@@ -621,7 +628,7 @@ class Trainer:
             best_state = self._resume(ckpt, state, result, stopper)
             saved_step = ckpt["step"]
             start_step = ckpt["step"] + 1
-            if start_step > self.steps and not result.stopped_early and rank() == 0:
+            if start_step > self.steps and not result.stopped_early and rank() == 0 and self.last_part:
                 print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to train "
                       "(the budget is the total; raise it to train on)", file=sys.stderr)
         if self.resume and self.checkpoint is not None:

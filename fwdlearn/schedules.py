@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError
+from fwdlearn.errors import InputError, TrainingInterrupted
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_fingerprint, check_finite,
                           load_optimizer_state, read_checkpoint)
 
@@ -225,9 +225,17 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
                       "overwrite": plan.overwrite or l > start, "context": context}
         trainer = Trainer(steps, monitor=monitor, mode=mode, patience=patience, eval_every=eval_every, quiet=quiet,
                           desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device,
-                          settings={"lr": lr, "weight_decay": weight_decay}, **saving)
-        result = trainer.run(step, work.evaluate, state=Stateful({"block": block, "optimizer": optimizers},
-                                                                  best=("block",)))
+                          settings={"lr": lr, "weight_decay": weight_decay}, last_part=l == len(blocks) - 1,
+                          **saving)
+        try:
+            result = trainer.run(step, work.evaluate, state=Stateful({"block": block, "optimizer": optimizers},
+                                                                      best=("block",)))
+        except TrainingInterrupted as stop:
+            if plan is None or stop.saved_step is not None or l == start:
+                raise
+            # before this block's first save the file still holds the block below, finished: resumable from there
+            raise TrainingInterrupted(stop.step, stop.checkpoint, results[-1].steps_run,
+                                      where=f"block {l + 1} of {len(blocks)}", saved=f"block {l}, finished") from None
         block.eval()
         work.finish(result)
         results.append(result)

@@ -262,3 +262,29 @@ def test_run_record_names_only_files_that_exist(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"x")
     rec.add_file("checkpoint", tmp_path / "c.pt")
     assert json.loads(rec.save(tmp_path / "r.json").read_text())["files"] == {"checkpoint": str(tmp_path / "c.pt")}
+
+
+def test_restoring_the_best_state_keeps_the_optimizers_settings(tmp_path):
+    """The best state's optimizer part was loaded whole: a resumed run with a new learning rate ended with the old."""
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "best.pt"
+
+    def make(lr):
+        model = torch.nn.Linear(2, 1)
+        return model, torch.optim.SGD(model.parameters(), lr=lr)
+
+    values = iter([3.0, 1.0, 0.0, 0.0])  # the best evaluation is the first
+
+    def run(model, opt, steps, **options):
+        def step(_):
+            opt.zero_grad()
+            model(torch.ones(1, 2)).sum().backward()
+            opt.step()
+            return {"loss": 1.0}
+        return Trainer(steps, monitor="v", quiet=True, checkpoint=checkpoint, **options).run(
+            step, lambda: {"v": next(values)}, Stateful({"model": model, "opt": opt}))
+
+    run(*make(0.1), 2)
+    model, opt = make(0.5)  # resumed with a new learning rate
+    assert run(model, opt, 4, resume=True, settings={"lr": 0.5}).best_step == 1
+    assert opt.param_groups[0]["lr"] == 0.5

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from fwdlearn.cli import main
+from fwdlearn.errors import UsageError
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -159,3 +160,45 @@ def test_bench_graph_link_rows_on_a_graph_without_a_public_split(tmp_path):
                  "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert any(r["method"] == "ce" for r in rows)
+
+
+def test_an_interrupt_before_a_blocks_first_save_names_the_finished_block_below(tmp_path, monkeypatch, capsys):
+    """It said 'before the first checkpoint was written' although the file held block 1, finished; resuming then
+    printed 'nothing is left to train' and trained blocks 2 and 3."""
+    from fwdlearn.errors import TrainingInterrupted
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+
+    data = load_graph("karate", split="random", seed=0)
+
+    def fit(**saving):
+        seed_everything(0)
+        model = ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=3, method="sf")
+        return model.fit(data, epochs=4, lr=0.01, patience=None, eval_every=2, quiet=True,
+                         checkpoint=tmp_path / "c.pt", **saving)
+
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 5)  # block 2's first epoch: block 1 ran epochs 1..4
+        with pytest.raises(TrainingInterrupted, match=r"interrupted at step 1 of block 2 of 3; the last checkpoint is "
+                                                      r".*c.pt \(block 1, finished\): run the same command with "
+                                                      r"--resume"):
+            fit()
+    capsys.readouterr()
+    assert fit(resume=True).epochs_run == 12
+    assert "nothing is left to train" not in capsys.readouterr().err
+
+
+def test_a_graph_checkpoint_is_refused_by_a_model_with_other_method_options(tmp_path):
+    """The seed draws the virtual nodes' features and tau / update change the method: the fingerprint held neither."""
+    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+
+    data = load_graph("karate", split="random", seed=0)
+    ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="sf-top2input").fit(
+        data, epochs=2, quiet=True, checkpoint=tmp_path / "c.pt")
+    other = ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="sf-top2input", tau=0.1,
+                       seed=7, update="alternate")
+    with pytest.raises(UsageError, match=r"model.seed 0 \(checkpoint\) vs 7 \(now\); model.tau 1.0 \(checkpoint\) vs "
+                                         r"0.1 \(now\); model.update 'sync' \(checkpoint\) vs 'alternate' \(now\)"):
+        other.fit(data, epochs=4, quiet=True, checkpoint=tmp_path / "c.pt", resume=True)

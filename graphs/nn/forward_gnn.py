@@ -158,6 +158,8 @@ class ForwardGNN(nn.Module):
         options = {k: v for k, v in given.items() if k in cls.options}
         if isinstance(method, str):
             options.update(cls.options_from_rule(method))
+        #: the method's hyperparameters (checkpoints must match them, ``cache`` aside: a speed option)
+        self.options = options
         self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
         self.blocks = self.method.make_blocks()
 
@@ -228,8 +230,9 @@ class ForwardGNN(nn.Module):
 
     def _fingerprint(self, data) -> dict[str, Any]:
         """What a checkpoint of this model on ``data`` must match: the model's shape and the graph with its split."""
+        options = {k: v for k, v in self.options.items() if k != "cache"}
         return {"model": {"method": self.rule, "conv": self.conv, "layers": self.layers, "hidden": self.hidden,
-                          "in_dim": self.in_dim, "num_classes": self.num_classes},
+                          "in_dim": self.in_dim, "num_classes": self.num_classes, "seed": self.seed, **options},
                 "graph": tensor_fingerprint(data.x, data.edge_index, data.y, data.train_mask, data.val_mask,
                                             data.test_mask)}
 

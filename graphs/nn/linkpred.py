@@ -170,7 +170,7 @@ class ForwardLinkPredictor(nn.Module):
         if checkpoint is not None:
             plan = Checkpointing(checkpoint, resume, overwrite, {
                 "model": {"method": self.rule, "conv": self.conv, "layers": self.layers,
-                          "hidden": self.hidden, "in_dim": self.in_dim},
+                          "hidden": self.hidden, "in_dim": self.in_dim, "theta": self.theta},
                 "graph": tensor_fingerprint(data.x, data.edge_index), "seed": seed})
 
         if self.method == "bp":

@@ -51,6 +51,7 @@ __all__ = [
     "training_mode",
     "frozen",
     "check_finite",
+    "check_trainable_dtype",
     "Stateful",
     "EarlyStopping",
     "FitResult",
@@ -88,6 +89,19 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, leave=False, **kwargs)
+
+
+def check_trainable_dtype(module: nn.Module, what: str) -> None:
+    """Refuse float16 parameters, which Adam / AdamW cannot train (their ``eps`` of 1e-8 is 0 in float16: the first
+    step divides 0 by 0 wherever a gradient is zero).
+
+    Raises:
+        ValueError: naming ``what`` and the two ways out.
+    """
+    if any(p.dtype == torch.float16 for p in module.parameters() if p.requires_grad):
+        raise ValueError(f"{what} has float16 parameters, which Adam cannot train (its eps 1e-8 rounds to 0 in "
+                         "float16, so the first step gives NaN): train in bfloat16 (model.to(torch.bfloat16)) or in "
+                         "float32 under torch.autocast")
 
 
 def check_finite(name: str, value: Tensor | float) -> float:

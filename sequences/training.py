@@ -48,8 +48,8 @@ from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, shard_bounds, world_size
 from fwdlearn.errors import UsageError, check_range
-from fwdlearn.fit import (FitResult, Trainer, check_finite, evaluating, load_optimizer_state, seed_everything,
-                          tensor_fingerprint)
+from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
+                          seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.schedules import end_to_end_step
 
@@ -346,6 +346,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
     _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens)
+    check_trainable_dtype(model, f"this {type(model).__name__}")
     seed_everything(seed)
     device = next(model.parameters()).device
     if model.max_context is not None and context > model.max_context:
@@ -408,6 +409,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     ``val_mse``). The optimizer is the model's default with these overrides (``None``: the default); other
     arguments as :func:`fit_lm`."""
     _check_fit_arguments(batch_size, lr, weight_decay, clip)
+    check_trainable_dtype(model, f"this {type(model).__name__}")
     if is_distributed():
         raise UsageError("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded): "
                          "run it without torchrun, or train a corpus (fit_lm) data-parallel")

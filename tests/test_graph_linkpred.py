@@ -47,3 +47,12 @@ def test_the_link_split_cleans_a_directed_graph_with_duplicates():
     plain = RandomLinkSplit(num_val=0.16, num_test=0.20, is_undirected=True, add_negative_train_samples=False,
                             split_labels=True)(graph)
     torch.testing.assert_close(link_split(graph, seed=0)[2].pos_edge_label_index, plain[2].pos_edge_label_index)
+
+
+def test_link_prediction_names_a_dtype_mismatch():
+    import torch
+
+    data = load_graph("karate", split="random")
+    data.x = data.x.double()
+    with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):
+        ForwardLinkPredictor(data.num_features, hidden=8, layers=1).fit(data, epochs=1, quiet=True)

@@ -272,3 +272,18 @@ def test_alternate_update_is_the_references_even_then_odd_step():
     before = [b.conv.lin.weight.clone() for b in blocks]
     model.fit(data, epochs=1, patience=None, quiet=True)
     assert all(not torch.equal(b.conv.lin.weight, w) for b, w in zip(blocks, before))
+
+
+@pytest.mark.parametrize("method", ["sf-top2input", "dfa"])
+def test_half_precision_graph_methods_train(method):
+    """bfloat16: top-down's context vectors were float32 (a dtype clash in the top block), DFA's error spread ran a
+    CPU CSR product, which has no half kernels. float16 is refused up front: Adam's eps is 0 in float16."""
+    seed_everything(0)
+    data = tiny_graph()
+    data.x = data.x.bfloat16()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method).to(torch.bfloat16)
+    report = model.fit(data, epochs=2, patience=None, quiet=True)
+    assert 0 <= report.test_accuracy <= 1 and model(data.x, data.edge_index).dtype == torch.bfloat16
+    data.x = data.x.half()
+    with pytest.raises(ValueError, match="this ForwardGNN has float16 parameters, which Adam cannot train"):
+        ForwardGNN(5, 3, hidden=8, layers=2, method=method).half().fit(data, epochs=1, quiet=True)

@@ -66,3 +66,26 @@ def test_a_cell_without_a_kernel_gets_the_one_step_recompute(toy_cell):
 def test_an_unknown_cell_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown cell 'gruu'; choose one of tanh, gru, lstm, linear"):
         RecurrentLM(10, cell="gruu")
+
+
+def test_an_lstm_off_the_kernels_steps_through_lstm_cell_with_the_same_values_and_gradients(monkeypatch):
+    """Off the CPU kernels (a GPU, or use_kernels(False)) the LSTM ran the CPU kernel anyway: per-sequence Python
+    loops of tiny launches on a GPU. It now steps through torch.lstm_cell, equal in float64."""
+    from fwdlearn.sequences.nn import kernels
+    from fwdlearn.sequences.nn.recurrent import RecurrentLayer
+
+    torch.manual_seed(0)
+    layer = RecurrentLayer("lstm", 3, 4).double()
+    u, s0 = torch.randn(2, 5, 3, dtype=torch.float64), torch.randn(2, 8, dtype=torch.float64)
+    results = []
+    for enabled in (True, False):
+        if not enabled:  # the kernel is not run at all
+            monkeypatch.setattr("fwdlearn.sequences.nn.cells.kernel_states", lambda *a, **k: 1 / 0)
+        with kernels.use_kernels(enabled):
+            layer.zero_grad()
+            states = layer.states(u, s0)
+            (states * torch.linspace(-1, 1, 8, dtype=torch.float64)).sum().backward()
+            results.append((states.detach(), [p.grad.clone() for p in layer.rnn.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)

@@ -119,3 +119,14 @@ def test_evaluation_reads_every_token_whatever_the_context():
     ids = torch.randint(0, 11, (2 * 30 + 1,))  # streams of 30 tokens: 29 pairs, 4 windows of 7 and one of 1
     whole = evaluate_lm(model, ids, context=29, batch_size=2)
     assert evaluate_lm(model, ids, context=7, batch_size=2)["loss"] == pytest.approx(whole["loss"], rel=1e-12)
+
+
+def test_a_float64_model_loads_as_float64_and_float16_is_refused_for_training(tmp_path):
+    model = RecurrentLM(7, cell="gru", hidden=4, layers=1).double()
+    model.save(tmp_path / "m.pt")
+    loaded, _ = RecurrentLM.load(tmp_path / "m.pt")
+    assert next(loaded.parameters()).dtype == torch.float64  # it came back as float32
+    task = DelayedRecall(lag=2, symbols=3, length=8)
+    half = RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, out_size=task.out_size).half()
+    with pytest.raises(ValueError, match="this RecurrentLM has float16 parameters, which Adam cannot train"):
+        half.fit(task, steps=1, quiet=True)

@@ -89,9 +89,10 @@ def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_
     return edge_index
 
 
-def check_graph_inputs(data) -> tuple[Tensor, Tensor]:
+def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """Check what every model reads from a graph and return it: ``data.x`` a floating-point
-    ``[num_nodes, num_features]`` tensor and ``data.edge_index`` (:func:`check_edge_index`).
+    ``[num_nodes, num_features]`` tensor (of the model's parameters' ``dtype``, when given) and ``data.edge_index``
+    (:func:`check_edge_index`).
 
     Raises:
         ValueError / TypeError: naming the attribute, what was found and the fix.
@@ -101,6 +102,9 @@ def check_graph_inputs(data) -> tuple[Tensor, Tensor]:
         raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
     if not x.dtype.is_floating_point:
         raise TypeError(f"data.x must hold floating-point features; got {x.dtype}. Convert with data.x.float()")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"data.x is {x.dtype} but the model's parameters are {dtype}: convert one of them "
+                        f"(model.to({x.dtype}) or data.x = data.x.to({dtype}))")
     check_edge_index(edge_index, x.shape[0])
     return x, edge_index
 

@@ -98,7 +98,9 @@ class DirectFeedbackGNN(Backprop):
         if cached is None or cached[0] is not edge_index or cached[1] != (num_nodes, dtype):
             with warnings.catch_warnings():  # CSR products are ~30x faster than COO ones here; torch calls CSR "beta"
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                matrix = propagation_matrix("gcn", edge_index, num_nodes, dtype).t().to_sparse_csr()
+                # (half precision in float32: CPU CSR products have no half kernels)
+                compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+                matrix = propagation_matrix("gcn", edge_index, num_nodes, compute).t().to_sparse_csr()
             self._adjacency = cached = (edge_index, (num_nodes, dtype), matrix)
         return cached[2]
 
@@ -135,7 +137,7 @@ class _ErrorPowers:
 
     def power(self, error: Tensor, hops: int) -> Tensor:
         if error is not self.error:  # a new backward pass
-            self.error, self.powers = error, [error]
+            self.error, self.powers = error, [error.to(self.adjacency.dtype)]
         while len(self.powers) <= hops:
             self.powers.append(torch.sparse.mm(self.adjacency, self.powers[-1]))
-        return self.powers[hops]
+        return self.powers[hops].to(error.dtype)

@@ -49,13 +49,14 @@ __all__ = ["TopToInput", "TopToLoss", "context_vectors", "topdown_step", "repres
 
 
 def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None,
-                    virtual: int = 0, device=None) -> Tensor:
-    """``[N + virtual, K]``: one-hot labels on ``mask``, ``1/K`` elsewhere, one-hot of class ``k`` for virtual node ``k``."""
-    ctx = torch.full((num_nodes + virtual, num_classes), 1.0 / num_classes, device=device)
+                    virtual: int = 0, device=None, dtype: torch.dtype | None = None) -> Tensor:
+    """``[N + virtual, K]``: one-hot labels on ``mask``, ``1/K`` elsewhere, one-hot of class ``k`` for virtual node ``k``
+    (in ``dtype``, the features': default float32)."""
+    ctx = torch.full((num_nodes + virtual, num_classes), 1.0 / num_classes, device=device, dtype=dtype)
     if mask is not None and labels is not None:
-        ctx[:num_nodes][mask] = F.one_hot(labels[mask], num_classes).float()
+        ctx[:num_nodes][mask] = F.one_hot(labels[mask], num_classes).to(ctx.dtype)
     if virtual:
-        ctx[num_nodes:] = torch.eye(num_classes, device=device)[:virtual]
+        ctx[num_nodes:] = torch.eye(num_classes, device=device, dtype=ctx.dtype)[:virtual]
     return ctx
 
 
@@ -159,13 +160,14 @@ class TopDown(GraphMethod):
 
     def _training_graph(self, x, edge_index, y, train) -> tuple[Tensor, Tensor, Tensor]:
         xa, ea = add_virtual_nodes(x, edge_index, train.nonzero().flatten(), y[train], self.virtual_x)
-        ctx = context_vectors(x.shape[0], self.num_classes, y, train, virtual=self.num_classes, device=x.device)
+        ctx = context_vectors(x.shape[0], self.num_classes, y, train, virtual=self.num_classes, device=x.device,
+                              dtype=x.dtype)
         return xa, ea, ctx
 
     def scores(self, blocks, x, edge_index, y=None, train=None) -> Tensor:
         n = x.shape[0]
         if train is None:
-            ctx = context_vectors(n, self.num_classes, device=x.device)
+            ctx = context_vectors(n, self.num_classes, device=x.device, dtype=x.dtype)
             scores, _ = topdown_scores(blocks, self.kind, x, edge_index, ctx, self.hidden, n, self.prototypes,
                                        self.tau, self.steps, update=self.update)
             return scores

@@ -65,7 +65,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import check_finite_tensor
-from fwdlearn.fit import Checkpointing, evaluating, tensor_fingerprint
+from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import check_graph_inputs, check_masks
@@ -195,13 +195,10 @@ class ForwardGNN(nn.Module):
     def _check_graph(self, data, labels: bool = True) -> None:
         """Check ``data`` against the model: features ``[N, in_dim]`` of the parameters' dtype, edge ids in
         ``[0, N-1]`` and, with ``labels``, int64 labels and a boolean ``train_mask``; each error names the fix."""
-        x, _ = check_graph_inputs(data)
-        if x.shape[1] != self.in_dim:
+        x = getattr(data, "x", None)
+        if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] != self.in_dim:
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
-        dtype = next(self.parameters()).dtype
-        if x.dtype != dtype:
-            raise TypeError(f"data.x is {x.dtype} but the model's parameters are {dtype}: convert one of them "
-                            f"(model.to({x.dtype}) or data.x = data.x.to({dtype}))")
+        x, _ = check_graph_inputs(data, dtype=next(self.parameters()).dtype)
         if not labels:
             return
         y, train = getattr(data, "y", None), getattr(data, "train_mask", None)
@@ -270,6 +267,7 @@ class ForwardGNN(nn.Module):
         Runs on the device of ``data.x`` (the model is moved there).
         """
         self._check_graph(data)
+        check_trainable_dtype(self, "this ForwardGNN")
         check_masks(data)
         check_finite_tensor("data.x", data.x)
         if epochs < 1:

@@ -31,12 +31,14 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import check_finite_tensor
-from fwdlearn.fit import Checkpointing, FitResult, Stateful, Trainer, evaluating, seed_everything, tensor_fingerprint
+from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating, seed_everything,
+                          tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.rules import parse_rule
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
+from fwdlearn.graphs.data.datasets import check_graph_inputs
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
 
@@ -155,6 +157,8 @@ class ForwardLinkPredictor(nn.Module):
 
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        check_graph_inputs(data, dtype=next(self.parameters()).dtype)
+        check_trainable_dtype(self, "this ForwardLinkPredictor")
         check_finite_tensor("data.x", data.x)
         seed_everything(seed)
         train, val, test = link_split(data, seed)

@@ -81,6 +81,11 @@ class TorchCell(RecurrentCell):
         training step than the fused module's backward); else the fused ``torch.nn`` module."""
         if self.kernel is not None and torch.is_grad_enabled() and kernels_apply(u):
             return kernel_states(self.kernel, u, s0, *self.weights(layer), through_time=True)
+        if torch.is_grad_enabled() and not layer.rnn.training and u.is_cuda:
+            # cuDNN's RNN backward runs in training mode only (an influence Jacobian is taken in eval mode); the native
+            # kernels compute the same one-layer, dropout-free RNN
+            with torch.backends.cudnn.flags(enabled=False):
+                return layer.rnn(u, s0.unsqueeze(0).contiguous())[0]
         return layer.rnn(u, s0.unsqueeze(0).contiguous())[0]
 
     def step(self, layer, u, s):
@@ -116,7 +121,10 @@ class LSTM(TorchCell):
         layer.state_proj = nn.Linear(2 * hidden, hidden)
 
     def states(self, layer, u, s0):
-        return kernel_states(LSTMCell, u, s0, *self.weights(layer), through_time=True)
+        """The through-time kernel on a CPU; elsewhere (and with the kernels off) ``torch.lstm_cell`` step by step."""
+        if kernels_apply(u):
+            return kernel_states(LSTMCell, u, s0, *self.weights(layer), through_time=True)
+        return unrolled_states(layer, u, s0, retain=False)[0]
 
     def step(self, layer, u, s):
         h, c = torch.lstm_cell(u, tuple(s.chunk(2, dim=-1)), *self.weights(layer))

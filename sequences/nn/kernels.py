@@ -60,8 +60,8 @@ def use_kernels(enabled: bool) -> Iterator[None]:
     """Turn the kernels on (the default) or off inside a ``with`` block. Off, tanh and GRU layers train through
     ``torch.nn.RNN`` / ``torch.nn.GRU``'s fused modules under BPTT and by the reference recipe (a no-grad fused scan
     plus a batched one-step cell) under FT-BPTT and DSF -- the same gradients up to rounding, more slowly on a CPU;
-    ``fwdlearn bench seq`` times BPTT both ways. (The LSTM keeps its through-time kernel: the fused ``torch.nn.LSTM``
-    does not return the cell states its output reads.)
+    ``fwdlearn bench seq`` times BPTT both ways. (The LSTM, whose output reads the cell states the fused
+    ``torch.nn.LSTM`` does not return, then steps through ``torch.lstm_cell``, as it does on a GPU.)
 
     Example::
 

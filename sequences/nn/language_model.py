@@ -205,6 +205,9 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
         config = dict(bundle["config"])
         kind = bundle.get("kind") or config.get("kind", "recurrent")
         model = LM_KINDS.get(kind).from_config(config)
+        saved = {t.dtype for t in bundle["model"].values() if torch.is_tensor(t) and t.is_floating_point()}
+        if len(saved) == 1:  # a float64 or bfloat16 model comes back as it was saved, not as float32
+            model.to(saved.pop())
         model.load_state_dict(bundle["model"])
     vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
     return model, vocab

@@ -209,6 +209,10 @@ def _recall_part(config, rows: list, extra: dict) -> None:
     extra["recall"] = {"chance": task.chance, **results}
 
 
+#: the step-time target of DSF against BPTT (issue 14)
+DSF_TARGET = 0.7
+
+
 def _verdicts(extra: dict) -> list[str]:
     lines = []
     for cell, cost in extra.get("cost", {}).items():
@@ -220,6 +224,9 @@ def _verdicts(extra: dict) -> list[str]:
                                  for t, c in sorted(cost.items()) if 'dsf' in c and base in c)
                 lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if r < 1 else 'NO'} "
                              f"(time ratio {r:.3f}; by T: {by_t})")
+                ratios = [c["dsf"]["seconds"] / c[base]["seconds"] for c in cost.values() if "dsf" in c and base in c]
+                lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (issue 14): "
+                             f"{'yes' if max(ratios) <= DSF_TARGET else 'NO'} (worst {max(ratios):.3f})")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]

@@ -69,8 +69,9 @@ def _train(config, corpus: Corpus, make: Callable[[str], LanguageModel], rule: s
     dfa = bool(model.feedback_points)
     report = model.fit(corpus, context=config.context, steps=steps, batch_size=config.batch_size,
                        eval_every=config.eval_every, eval_tokens=config.eval_tokens,
-                       align_every=config.align_every if dfa else None, quiet=config.quiet, seed=config.seed)
-    final = model.evaluate(corpus.validation, context=config.context, batch_size=config.batch_size)
+                       align_every=config.align_every if dfa else None, quiet=config.quiet, seed=config.seed,
+                       train_split=config.train_split, valid_split=config.valid_split)
+    final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
     out = {"val_bpc": final["bpc"], "val_loss": final["loss"], "perplexity": 2 ** final["bpc"],
            "train_seconds": report.seconds, "best_step": report.result.best_step,
            "optimizer": str(model.optimizer_defaults()),
@@ -91,7 +92,7 @@ def _fmt(alignment: dict[str, float]) -> str:
 
 def _quality_part(experiment: str, setting: str, config, corpus: Corpus, make: Callable[[str], LanguageModel],
                   rules: list[str], baseline: str, steps: int, rows: list, extra: dict) -> None:
-    window = alignment_window(corpus.validation, config.batch_size, config.context)
+    window = alignment_window(corpus.split(config.valid_split), config.batch_size, config.context)
     results = {rule: _train(config, corpus, make, rule, steps, window) for rule in rules}
     extra[experiment] = results
     base = results.get(baseline)
@@ -173,6 +174,11 @@ def _verdicts(extra: dict) -> list[str]:
     return lines
 
 
+def _splits(config) -> str:
+    return "" if (config.train_split, config.valid_split) == ("train", "validation") else \
+        f" (trained on {config.train_split}, evaluated on {config.valid_split})"
+
+
 def _check_rules(config) -> None:
     """Refuse a rule a part cannot train before any part runs: each model family builds a one-token model
     under every rule of its part (the models' own checks say why)."""
@@ -191,8 +197,11 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
 
     def parts(config, rows: list, extra: dict) -> None:
         corpus = read_corpus(config.data, level="char")
+        if {"transformer", "recurrent"} - set(config.skip):  # checked before the parts: not after minutes of work
+            corpus.split(config.train_split), corpus.split(config.valid_split)
         if "transformer" not in config.skip:
-            setting = (f"{config.data}, transformer {config.layers}x{config.hidden}, {config.heads} heads, "
+            setting = (f"{config.data}{_splits(config)}, transformer {config.layers}x{config.hidden}, "
+                       f"{config.heads} heads, "
                        f"T={config.context}, B={config.batch_size}, {config.steps} steps")
             _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
                           config.rules, "bp", config.steps, rows, extra)
@@ -203,7 +212,8 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         if "recurrent" not in config.skip:
             steps = config.rnn_steps or config.steps
             block = " pre-LN + MLP blocks" if config.rnn_norm else " plain blocks"
-            setting = (f"{config.data}, {config.cell.upper()} {config.rnn_layers}x{config.rnn_hidden}{block}, "
+            setting = (f"{config.data}{_splits(config)}, {config.cell.upper()} "
+                       f"{config.rnn_layers}x{config.rnn_hidden}{block}, "
                        f"T={config.context}, B={config.batch_size}, {steps} steps")
             _quality_part("recurrent", setting, config, corpus, partial(_recurrent, config, corpus.vocab_size),
                           config.rnn_rules, "bptt", steps, rows, extra)

@@ -84,6 +84,7 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "Command: `" in md and "GRU: DSF faster than BPTT at T=16" in md and "LSTM: DSF faster" in md
     assert "GRU: DSF faster than BPTT through torch's fused module at T=16" in md
+    assert "GRU: DSF step <= 0.7 x BPTT at every T (issue 14): " in md
     assert main(args) == 2  # refuses to overwrite
 
 
@@ -272,3 +273,17 @@ def test_seq_train_trains_every_model_kind(text_file, tmp_path):
         assert main(["seq", "train", "--data", str(text_file), "--model", model, "--hidden", "8", "--layers", "1",
                      "--context", "8", "--batch-size", "2", "--steps", "1", "--eval-every", "1", "--sample", "0",
                      "--quiet", "--json", str(tmp_path / f"{model}.json")]) == 0
+
+
+def test_bench_dfa_takes_other_splits_and_checks_them_before_any_part(text_file, tmp_path, capsys):
+    """It always trained on 'train' (wikitext-2 has none locally) and found out inside the first fit, after the
+    cost part; the error named a --train-split flag it did not have."""
+    base = ["bench", "dfa", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2", "--context",
+            "8", "--batch-size", "2", "--steps", "2", "--eval-every", "2", "--eval-tokens", "100", "--rnn-hidden",
+            "8", "--rnn-layers", "1", "--rnn-rules", "bptt", "--skip", "transformer", "--cost-repeats", "1", "--quiet"]
+    assert main([*base, "--train-split", "test", "--out", str(tmp_path / "x")]) == 2
+    out_err = capsys.readouterr()
+    assert "has no 'test' split" in out_err.err and not (tmp_path / "x.json").exists()
+    assert main([*base, "--train-split", "validation", "--out", str(tmp_path / "y")]) == 0
+    rows = json.loads((tmp_path / "y.json").read_text())["rows"]
+    assert any("(trained on validation, evaluated on validation)" in r["setting"] for r in rows)

@@ -130,3 +130,17 @@ def test_a_float64_model_loads_as_float64_and_float16_is_refused_for_training(tm
     half = RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, out_size=task.out_size).half()
     with pytest.raises(ValueError, match="this RecurrentLM has float16 parameters, which Adam cannot train"):
         half.fit(task, steps=1, quiet=True)
+
+
+def test_a_word_prompt_is_continued_on_its_line():
+    """The prompt 'the cat' was encoded with the <eos> of a closed line: generation started a new line after it."""
+    from fwdlearn.sequences.data.text import Vocabulary
+
+    vocab = Vocabulary.build(["the cat sat on the mat\nthe dog sat\n"], level="word")
+    assert [vocab.tokens[i] for i in vocab.encode("the cat", open_end=True)] == ["the", "cat"]
+    assert [vocab.tokens[i] for i in vocab.encode("the cat")] == ["the", "cat", "<eos>"]  # a corpus line
+    torch.manual_seed(0)
+    model = RecurrentLM(len(vocab), cell="gru", hidden=8, layers=1)
+    ids = vocab.encode("the cat", open_end=True)
+    text = model.generate("the cat", 3, vocab=vocab, seed=0)
+    assert text == vocab.decode(model.generate(ids, 3, seed=0))

@@ -29,6 +29,10 @@ class DfaBenchConfig(SequenceBenchOptions):
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them)", "choices": PARTS,
                                                                "not_all": True})
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
+    train_split: str = field(default="train", metadata={"help": "split the models train on (wikitext-2 stored "
+                                                                "without train.txt: validation)"})
+    valid_split: str = field(default="validation", metadata={"help": "split they are evaluated and aligned on "
+                                                                     "(wikitext-2 without train.txt: test)"})
     context: int = field(default=128, metadata={"help": "window length T (the transformer's positions)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B of every part", "min": 1})
     steps: int = field(default=1000, metadata={"help": "the equal step budget of every rule of a part", "min": 1})

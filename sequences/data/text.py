@@ -77,9 +77,10 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def encode(self, text: str | Sequence[str]) -> Tensor:
-        """Token ids (``int64``) of ``text`` (a string, tokenised at this level, or a token list)."""
-        pieces = tokenize(text, self.level) if isinstance(text, str) else list(text)
+    def encode(self, text: str | Sequence[str], open_end: bool = False) -> Tensor:
+        """Token ids (``int64``) of ``text`` (a string, tokenised at this level, or a token list); ``open_end``: see
+        :func:`tokenize`."""
+        pieces = tokenize(text, self.level, open_end) if isinstance(text, str) else list(text)
         try:
             return torch.tensor([self.index[p] for p in pieces], dtype=torch.long)
         except KeyError as error:
@@ -108,8 +109,9 @@ class Vocabulary:
         return f"Vocabulary({len(self)} {self.level} tokens)"
 
 
-def tokenize(text: str, level: str) -> list[str]:
-    """Characters, or words with ``<eos>`` at the end of every line (the WikiText convention)."""
+def tokenize(text: str, level: str, open_end: bool = False) -> list[str]:
+    """Characters, or words with ``<eos>`` at the end of every line (the WikiText convention); with ``open_end`` a
+    last line without its newline stays open (a prompt to continue), without ``<eos>``."""
     if level == "char":
         return list(text)
     if level == "word":
@@ -117,8 +119,8 @@ def tokenize(text: str, level: str) -> list[str]:
         for line in text.split("\n"):
             out.extend(line.split())
             out.append(EOS)
-        if text.endswith("\n"):
-            out.pop()  # the final newline ends the last line; no empty line after it
+        if text.endswith("\n") or open_end:
+            out.pop()  # the final newline ends the last line (no empty line after it), or the last line is open
         return out
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
 

@@ -138,7 +138,7 @@ class LanguageModel(nn.Module):
         if isinstance(prompt, str):
             if vocab is None:
                 raise ValueError("a text prompt needs vocab= to encode it")
-            ids = vocab.encode(prompt)
+            ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
         else:
             ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
         if ids.numel() == 0:

@@ -2,10 +2,12 @@ r"""City-Networks-style node classification data from any road graph (Liang et a
 
 Processing of a :class:`~fwdlearn.graphs.data.road_readers.RoadGraph`:
 
-1. undirected simple graph (self-loops dropped, one edge per node pair, the first
-   occurrence's attributes), largest connected component;
-2. road length :math:`w_{uv}`: the given length, else the Euclidean distance of the
-   coordinates, else 1;
+1. undirected simple graph (self-loops dropped, one edge per node pair whose attributes
+   are the mean over every road between the pair -- both directions of a two-way street,
+   parallel roads -- as the City-Networks generator's ``to_undirected(reduce="mean")``;
+   so no file order decides them), largest connected component;
+2. road length :math:`w_{uv}`: the given length (that mean), else the Euclidean distance of
+   the coordinates, else 1;
 3. label: the eccentricity of :math:`v` inside the induced subgraph of its
    ``hops``-hop ball :math:`\mathcal{B}(v)`, with lengths as weights,
 
@@ -48,24 +50,24 @@ from fwdlearn.errors import InputError
 from fwdlearn.fit import progress
 
 from fwdlearn.graphs.data.datasets import random_split
-from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union
+from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
 
 __all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "local_eccentricity"]
 
-CACHE_VERSION = "citynet-2"
+CACHE_VERSION = "citynet-3"  # 3: parallel and two-way roads averaged, not the first one kept
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
 NODE_TOP_K = {"landuse": 6}
 
 
-def _simple_lcc(road: RoadGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(nodes kept [N'], edges [E', 2] in new ids (u < v), index of each kept edge in road.edges)``."""
+def _simple_lcc(road: RoadGraph) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """``(nodes kept [N'], edges [E', 2] in new ids (u < v), members [E', E])``: ``members`` averages the attributes
+    of every road edge between a kept pair (both directions, parallel roads), so no file order decides them."""
     u, v = road.edges[:, 0], road.edges[:, 1]
-    keep = u != v
+    keep = np.flatnonzero(u != v)
     a, b = np.minimum(u, v)[keep], np.maximum(u, v)[keep]
-    _, first = np.unique(a * road.num_nodes + b, return_index=True)
-    edge_ids = np.flatnonzero(keep)[first]
-    a, b = road.edges[edge_ids].min(1), road.edges[edge_ids].max(1)
+    pairs, group = np.unique(a * road.num_nodes + b, return_inverse=True)
+    a, b = pairs // road.num_nodes, pairs % road.num_nodes
     adjacency = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(road.num_nodes,) * 2)
     _, component = connected_components(adjacency, directed=False)
     largest = np.bincount(component).argmax()
@@ -73,7 +75,12 @@ def _simple_lcc(road: RoadGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     new_id = np.full(road.num_nodes, -1, dtype=np.int64)
     new_id[nodes] = np.arange(len(nodes))
     inside = new_id[a] >= 0
-    return nodes, np.stack([new_id[a[inside]], new_id[b[inside]]], axis=1), edge_ids[inside]
+    row = np.cumsum(inside) - 1  # kept pair -> row of members
+    counts = np.bincount(group, minlength=len(pairs))
+    member = inside[group]
+    members = sp.csr_matrix((1.0 / counts[group[member]], (row[group[member]], keep[member])),
+                            shape=(int(inside.sum()), road.edges.shape[0]))
+    return nodes, np.stack([new_id[a[inside]], new_id[b[inside]]], axis=1), members
 
 
 def local_eccentricity(edge_index: np.ndarray, length: np.ndarray, num_nodes: int, hops: int,
@@ -81,11 +88,22 @@ def local_eccentricity(edge_index: np.ndarray, length: np.ndarray, num_nodes: in
     r""":math:`\varepsilon(v)` for every node: weighted eccentricity within its induced ``hops``-hop ball.
 
     Args:
-        edge_index: ``[2, E]`` directed edges (both directions for an undirected graph).
+        edge_index: ``[2, E]`` the edges of an undirected graph, both directions of each; parallel edges count by
+            their shortest length.
         length: ``[E]`` positive edge lengths.
         batch_pairs: about how many (source, node) pairs are processed at once (memory bound).
+
+    Raises:
+        ValueError: an edge without its reverse.
     """
+    edge_index, length = np.asarray(edge_index, dtype=np.int64), np.asarray(length, dtype=np.float64)
+    key = edge_index[0] * num_nodes + edge_index[1]
+    order = np.lexsort((length, key))  # by pair, shortest first: keep the first of each pair
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
+    edge_index, length = edge_index[:, first], length[first]
     matrix = in_neighbour_matrix(edge_index, num_nodes, weight=np.maximum(length, 1e-12))
+    if not is_symmetric(matrix):
+        raise ValueError("local_eccentricity needs an undirected graph: give both directions of every edge")
     probe = hop_balls(matrix, np.arange(min(num_nodes, 64)), hops, symmetric=True)
     per_source = max(1, probe.num_pairs // max(1, len(probe.seeds)))
     batch = max(1, batch_pairs // per_source)
@@ -109,11 +127,13 @@ def _equal_frequency(values: np.ndarray, classes: int) -> np.ndarray:
     return labels
 
 
-def _one_hot_mean(values: list[str | None], top_k: int, name: str, incident: sp.csr_matrix | None
-                  ) -> tuple[np.ndarray, list[str]]:
-    """One-hot of the ``top_k`` most frequent values + 'other' (None counts as other), mean over incidence."""
+def _one_hot_mean(values: list[str | None], top_k: int, name: str, incident: sp.csr_matrix | None,
+                  counted: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """One-hot of the ``top_k`` most frequent values (among the ``counted`` items, default all) + 'other' (None
+    counts as other), averaged by ``incident`` (``[nodes, items]``)."""
     clean = np.array(["<none>" if v is None else str(v) for v in values], dtype=object)
-    kinds, counts = np.unique(clean[clean != "<none>"], return_counts=True)
+    pool = clean if counted is None else clean[counted]
+    kinds, counts = np.unique(pool[pool != "<none>"], return_counts=True)
     top = list(kinds[np.argsort(-counts, kind="stable")][:top_k])
     names = [f"{name}={t}" for t in top] + [f"{name}=<unused{i}>" for i in range(top_k - len(top))] + [f"{name}=other"]
     column = np.full(len(clean), top_k, dtype=np.int64)
@@ -161,7 +181,8 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
         raise ValueError(f"split must be three non-negative fractions (train, val, test) summing to 1; got {split}")
     if road.edges.shape[0] == 0:
         raise ValueError("the road graph has no edges")
-    nodes, edges, edge_ids = _simple_lcc(road)
+    nodes, edges, members = _simple_lcc(road)
+    edge_ids = np.unique(members.indices)  # the road edges that make up the kept pairs
     n = len(nodes)
     if n < road.num_nodes:
         warnings.warn(f"the road graph is not connected: kept its largest component ({n:,} of {road.num_nodes:,} "
@@ -170,7 +191,7 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
         raise ValueError(f"the largest connected component has {n} nodes, fewer than classes={classes}")
     coords = road.coords[nodes] if road.coords is not None else None
     if road.length is not None and not np.isnan(road.length[edge_ids]).any():
-        length = road.length[edge_ids].astype(np.float64)
+        length = members @ np.nan_to_num(road.length.astype(np.float64))  # the mean over the pair's roads
     elif coords is not None:
         length = np.linalg.norm(coords[edges[:, 0]] - coords[edges[:, 1]], axis=1)
     else:
@@ -201,16 +222,17 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     continuous.append(incident @ length)
     names.append("length")
     if "maxspeed" in road.edge_attrs:
-        speed = _speed([road.edge_attrs["maxspeed"][i] for i in edge_ids])
-        speed = np.where(np.isnan(speed), np.nanmean(speed) if not np.isnan(speed).all() else 0.0, speed)
-        continuous.append(incident @ speed)
+        speed = _speed(road.edge_attrs["maxspeed"])
+        known = speed[edge_ids]
+        speed = np.where(np.isnan(speed), np.nanmean(known) if not np.isnan(known).all() else 0.0, speed)
+        continuous.append(incident @ (members @ speed))
         names.append("speed")
     block, names = _informative(np.stack(continuous, axis=1), names)
     block = (block - block.mean(0)) / block.std(0)
     blocks = [block]
     for key, k in TOP_K.items():
         if key in road.edge_attrs:
-            values, cols = _one_hot_mean([road.edge_attrs[key][i] for i in edge_ids], k, key, incident)
+            values, cols = _one_hot_mean(road.edge_attrs[key], k, key, incident @ members, edge_ids)
             blocks.append(values)
             names += cols
     for key, k in NODE_TOP_K.items():

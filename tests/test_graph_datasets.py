@@ -128,3 +128,40 @@ def test_cora_follows_a_data_folder_that_moved(monkeypatch, tmp_path):
     processed.write_bytes(processed.read_bytes()[:3000])  # a damaged processed copy is rebuilt
     with pytest.warns(UserWarning, match="could not be read .*rebuilding it"):
         assert load_graph("cora").num_nodes == 2708
+    import pickle
+
+    import numpy as np
+
+    before = load_graph("cora").y.clone()
+    for part in ("ally", "ty", "y"):  # raw files rewritten in place (same paths): the processed copy was kept
+        path = tmp_path / "d2" / "Planetoid" / "Cora" / "raw" / f"ind.cora.{part}"
+        with open(path, "rb") as handle:
+            labels = pickle.load(handle, encoding="latin1")
+        with open(path, "wb") as handle:
+            pickle.dump(np.roll(np.asarray(labels), 1, axis=1), handle)
+    assert not torch.equal(load_graph("cora").y, before)
+
+
+def test_road_readers_name_bad_files_and_read_a_dense_mat(tmp_path):
+    import numpy as np
+    import scipy.io
+
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    (tmp_path / "g.cnode").write_text("0 0.0 0.0\n1 1.0 0.0\n1 2.0 0.0\n2 3.0 0.0\n")
+    (tmp_path / "g.cedge").write_text("0 0 1 1.0\n1 1 2 1.0\n")
+    with pytest.raises(ValueError, match=r"g.cnode: node 1 is listed twice \(rows 2 and 3\)"):
+        read_road_graph(tmp_path / "g.cnode")  # its ids were misaligned with the coordinate rows
+    adjacency = np.zeros((4, 4))
+    adjacency[[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]] = 1
+    scipy.io.savemat(tmp_path / "dense.mat", {"A": adjacency, "xy": np.random.rand(4, 2)})
+    assert read_road_graph(tmp_path / "dense.mat").edges.shape == (6, 2)  # a dense 'A' was an AttributeError
+
+
+def test_city_and_download_names_in_any_case():
+    from fwdlearn.graphs.data.datasets import _pyg_folder
+
+    assert load_graph("Synthetic-City:200").num_nodes == load_graph("synthetic-city:200").num_nodes
+    assert [_pyg_folder("amazon", "computers"), _pyg_folder("amazon", "Photo"), _pyg_folder("coauthor", "cs"),
+            _pyg_folder("coauthor", "physics"), _pyg_folder("citationfull", "Cora_ML")] == \
+        ["Computers", "Photo", "CS", "Physics", "cora_ml"]  # where PyG keeps them

@@ -343,7 +343,8 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
     (paris, shanghai, la, london) goes to ``torch_geometric.datasets.CityNetwork``, which
     downloads the data (into ``root`` or the cache folder, only with ``download=True``) and needs internet.
     """
-    kind, _, arg = name.partition(":")
+    kind, _, arg = name.strip().partition(":")
+    kind = kind.lower()  # as is_city and check_graph_name read it; the path keeps its case
     if kind == "city":
         if not arg:
             raise ValueError("city: needs a path, e.g. city:roads/westminster or city:/data/graph.graphml")

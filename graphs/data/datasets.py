@@ -168,8 +168,13 @@ def _link_planetoid_raw(name: str) -> Path | None:
             os.symlink(f, link)
         except OSError:  # file systems without symlinks
             link.write_bytes(f.read_bytes())
+    stamp = raw / ".fwdlearn-source"  # the raw files' sizes and times: a file rewritten in place is seen too
+    source_state = "\n".join(f"{f} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in files)
+    if not stamp.exists() or stamp.read_text() != source_state:
+        changed = True
     if changed:  # PyG's processed copy was made from other raw files
         shutil.rmtree(target_root / title / "processed", ignore_errors=True)
+        stamp.write_text(source_state)
     return target_root
 
 
@@ -209,8 +214,8 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) 
 
     cls = getattr(pyg_datasets, _DOWNLOADABLE[kind])
     folder = Path(root) if root is not None else cache_dir(_DOWNLOADABLE[kind])
-    processed = folder / arg / "processed"
-    if not download and not processed.exists() and not (folder / arg.lower() / "processed").exists():
+    processed = folder / _pyg_folder(kind, arg) / "processed"
+    if not download and not any(processed.glob("data*.pt")):
         raise DataNotFoundError(f"{kind}:{arg} is not in {folder}; PyG's {cls.__name__} downloads it: pass "
                                 f"download=True (--download) on a machine with internet")
     try:
@@ -218,6 +223,16 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) 
     except Exception as error:
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
+
+
+def _pyg_folder(kind: str, name: str) -> str:
+    """The folder PyG's dataset class keeps ``name`` in (Amazon: ``Photo``; Coauthor: ``CS`` / ``Physics``)."""
+    lower = name.lower()
+    if kind == "amazon":
+        return lower.capitalize()
+    if kind == "coauthor":
+        return "CS" if lower == "cs" else lower.capitalize()
+    return lower
 
 
 def is_city(name: str) -> bool:

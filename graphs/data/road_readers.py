@@ -119,7 +119,13 @@ def _relabel(raw_ids: np.ndarray) -> tuple[dict[int, int], int]:
 
 def _read_node_edge_pair(node_file: Path, edge_file: Path) -> RoadGraph:
     nodes = _table(node_file, 3, "'NodeID x y'")
-    ids = {int(float(r[0])): i for i, r in enumerate(nodes)}
+    ids: dict[int, int] = {}
+    for i, r in enumerate(nodes):
+        node = int(float(r[0]))
+        if node in ids:
+            raise ValueError(f"{node_file}: node {node} is listed twice (rows {ids[node] + 1} and {i + 1}); each "
+                             "NodeID must appear once")
+        ids[node] = i
     coords = np.array([[float(r[1]), float(r[2])] for r in nodes], dtype=np.float64)
     rows = _table(edge_file, 4, "'EdgeID StartNodeID EndNodeID Length'")
     edges, lengths = [], []
@@ -160,6 +166,7 @@ def _read_edge_list(path: Path) -> RoadGraph:
 
 def _read_mat(path: Path) -> RoadGraph:
     import scipy.io
+    import scipy.sparse
 
     try:
         content = scipy.io.loadmat(path)
@@ -167,7 +174,9 @@ def _read_mat(path: Path) -> RoadGraph:
         raise ValueError(f"{path}: cannot read as a MATLAB file ({error})") from error
     if "A" not in content:
         raise ValueError(f"{path}: expected a sparse adjacency matrix 'A' (and coordinates 'xy'); found {sorted(content)}")
-    matrix = content["A"].tocoo()
+    matrix = scipy.sparse.coo_matrix(content["A"])  # sparse or dense
+    if matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"{path}: the adjacency matrix 'A' must be square; got {matrix.shape[0]} x {matrix.shape[1]}")
     coords = np.asarray(content["xy"], dtype=np.float64) if "xy" in content else None
     return RoadGraph(matrix.shape[0], np.stack([matrix.row, matrix.col], axis=1).astype(np.int64), coords)
 

@@ -37,7 +37,9 @@ def roc_auc(scores: Tensor, labels: Tensor) -> float:
 
 def average_ranks(values: Tensor) -> Tensor:
     """1-based ranks of ``values`` (1-D), ties sharing the mean of their ranks (``scipy.stats.rankdata``'s default),
-    as float64."""
+    as float64; all NaN when a value is NaN (as rankdata's default), so a diverged model's AUC is NaN."""
+    if bool(torch.isnan(values).any()):
+        return torch.full(values.shape, float("nan"), dtype=torch.float64)
     unique, inverse, counts = torch.unique(values, sorted=True, return_inverse=True, return_counts=True)
     last = torch.cumsum(counts, 0).double()  # the highest rank of each distinct value
     return (last - (counts.double() - 1) / 2)[inverse]

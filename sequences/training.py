@@ -358,7 +358,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     if align_every:  # a model without feedback points refuses at the first step, before any update
         probe = alignment_window(valid, batch_size, context)
     train_ids = corpus.split(train_split)
-    fingerprint = {"model": model.config_dict(), **corpus_fingerprint(corpus.vocab, train_ids, valid),
+    # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
+    config = {k: v for k, v in model.config_dict().items() if k != "feedback_seed"}
+    fingerprint = {"model": config, **corpus_fingerprint(corpus.vocab, train_ids, valid),
                    "batch_size": batch_size, "context": context, "processes": world_size(), "seed": seed}
     trainable = _TrainingLoss(model)
     if is_distributed():

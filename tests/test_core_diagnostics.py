@@ -1,5 +1,6 @@
 """Diagnostics: influence totals and R by hand; alignment angles; cost counters."""
 
+import math
 import os
 
 import pytest
@@ -127,6 +128,10 @@ def test_range_leaves_out_seeds_of_numerically_zero_influence():
     noise = torch.tensor([[0.0, 0.0, 2e-7]])  # a dead seed's row, as one batching leaves it
     assert influence_range(torch.cat([totals, noise])) == influence_range(totals)
     assert influence_range(torch.cat([totals, torch.zeros(1, 3)])) == influence_range(totals)
+    huge = torch.tensor([[1e12, 0.0, 0.0]])  # a seed beside an all-zero feature row (1/eps): the others stay
+    small = torch.tensor([[1e-3, 1e-3, 0.0]])  # a real, small influence (e.g. features at a large scale)
+    assert influence_range(torch.cat([totals, huge, small])) == pytest.approx(
+        (influence_range(totals) * 2 + 0 + 0.5) / 4)
 
 
 def test_roc_auc_is_the_pairwise_probability_with_ties_counted_half():
@@ -142,5 +147,8 @@ def test_roc_auc_is_the_pairwise_probability_with_ties_counted_half():
     pairwise = ((pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()).mean()
     assert roc_auc(scores, labels) == pytest.approx(float(pairwise), rel=1e-12)
     torch.testing.assert_close(average_ranks(scores.double()), torch.tensor(scipy.stats.rankdata(scores.numpy())))
+    nan = scores.clone()
+    nan[3] = float("nan")  # a diverged model: NaN, as rankdata gives, not a finite AUC that may look best
+    assert math.isnan(roc_auc(nan, labels))
     with pytest.raises(ValueError, match="roc_auc needs positives and negatives; got 0 positives and 3 negatives"):
         roc_auc(torch.rand(3), torch.zeros(3, dtype=torch.bool))

@@ -8,7 +8,7 @@ from torch_geometric.nn import GCNConv, SAGEConv
 from torch_geometric.utils import to_undirected
 from torch_geometric.utils.influence import jacobian_l1_agg_per_hop, total_influence
 
-from fwdlearn.graphs import hop_influence
+from fwdlearn.graphs import ForwardGNN, hop_influence
 
 
 class Stack(torch.nn.Module):
@@ -114,9 +114,11 @@ def test_bad_arguments_fail_with_clear_messages():
         hop_influence(model, data, 3, variant="dense")
     with pytest.raises(TypeError, match="data.x must hold floating-point features"):
         hop_influence(model, Data(x=torch.ones(3, 2, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long)), 1)
-    if isinstance(model, torch.nn.Module) and next(model.parameters(), None) is not None:
-        with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):
-            hop_influence(model, Data(x=data.x.double(), edge_index=data.edge_index), 1)
+    gnn = ForwardGNN(4, 3, hidden=8, layers=2, method="bp")  # the package's models read data.x as it is
+    with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):
+        hop_influence(gnn, Data(x=data.x.double(), edge_index=data.edge_index), 1)
+    casting = lambda x, edge_index: model(x.float(), edge_index)  # noqa: E731 - any other model may cast it itself
+    hop_influence(casting, Data(x=data.x.double(), edge_index=data.edge_index), 1, samples=3)
     with pytest.raises(TypeError, match="nodes= must hold integer node ids or be a boolean mask; got torch.float32"):
         hop_influence(model, data, 3, nodes=[2.9])
     with pytest.raises(ValueError, match=r"a boolean nodes= mask must have one entry per node, shape \[60\]; got \[3\]"):

@@ -287,3 +287,16 @@ def test_bench_dfa_takes_other_splits_and_checks_them_before_any_part(text_file,
     assert main([*base, "--train-split", "validation", "--out", str(tmp_path / "y")]) == 0
     rows = json.loads((tmp_path / "y.json").read_text())["rows"]
     assert any("(trained on validation, evaluated on validation)" in r["setting"] for r in rows)
+
+
+def test_a_seq_train_run_resumes_whatever_feedback_seed_its_checkpoint_recorded(text_file, tmp_path):
+    """Runs from before --seed reached the feedback matrices stored feedback_seed 0 with --seed 3; the feedback
+    buffers are in the saved state, so the fingerprint leaves the seed of their draw out (--seed itself is checked)."""
+    record = tmp_path / "run.json"
+    assert _train(text_file, record, "--steps", "2", "--seed", "3") == 0
+    checkpoint = tmp_path / "run.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    state["fingerprint"]["model"]["feedback_seed"] = 0  # as such a run stored it
+    torch.save(state, checkpoint)
+    assert _train(text_file, tmp_path / "run2.json", "--steps", "3", "--seed", "3", "--checkpoint", str(checkpoint),
+                  "--resume") == 0

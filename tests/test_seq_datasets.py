@@ -178,3 +178,15 @@ def test_a_corpus_folder_finds_its_splits_by_the_words_of_the_file_names(tmp_pat
         (other / name).write_text("some text\n" * 10)
     with pytest.raises(ValueError, match=r"holds 2 .txt files \(a.txt, b.txt\) and none is named as a split"):
         load_text(str(other))
+
+
+def test_a_corpus_folder_ignores_hidden_and_backup_files(tmp_path):
+    """An editor's swap file or a macOS ._ file named like a split made the folder 'hold two train files'."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_text("some train text\n" * 10)
+    (folder / "valid.txt").write_text("valid text\n" * 3)
+    for junk in (".train.txt.swp", "._train.txt", "train.txt~"):
+        (folder / junk).write_text("junk")
+    corpus = load_text(str(folder))
+    assert corpus.train.numel() == len("some train text\n" * 10)

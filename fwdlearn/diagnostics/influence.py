@@ -142,9 +142,11 @@ def influence_curve(totals: Tensor, normalize: bool = True) -> Tensor:
     return curve
 
 
-#: a seed whose total influence is below this fraction of the largest seed's has numerically zero influence (every
-#: ReLU on its paths dead): its entries are float rounding noise, which differs between batchings and Jacobian paths
-DEAD_SEED = 1e-3
+#: a seed whose total influence is below this many float epsilons times the median seed's is numerically zero (every
+#: ReLU on its paths dead, or all but flipped by rounding): its totals are rounding noise, which differs between
+#: batchings and Jacobian paths. Relative to the median, not the largest seed: one seed near an all-zero feature row
+#: (the input normalisation's 1/eps derivative) may be 1e12 times the others
+DEAD_SEED = 64
 
 
 def influence_range(totals: Tensor) -> float:
@@ -153,13 +155,14 @@ def influence_range(totals: Tensor) -> float:
     .. math::
         R = \frac{1}{|S'|} \sum_{s \in S'} \frac{\sum_h h\,T_{s,h}}{\sum_h T_{s,h}},
 
-    over the seeds :math:`S'` whose total influence is not numerically zero: at least :data:`DEAD_SEED` times the
-    largest seed's (a dead seed's rounding noise would otherwise enter :math:`R` with a weight of one seed).
+    over the seeds :math:`S'` whose total influence is not numerically zero: above :data:`DEAD_SEED` float epsilons
+    times the median seed's (a dead seed's rounding noise would otherwise enter :math:`R` with a weight of one seed).
     """
     if totals.dim() != 2 or totals.shape[0] == 0:
         raise ValueError(f"totals must have shape [seeds >= 1, D + 1]; got {tuple(totals.shape)}")
     row_sums = totals.sum(dim=1)
-    keep = row_sums > DEAD_SEED * row_sums.max().clamp_min(0)
+    eps = torch.finfo(totals.dtype).eps if totals.dtype.is_floating_point else 0.0
+    keep = row_sums > DEAD_SEED * eps * row_sums.median().clamp_min(0)
     if not bool(keep.any()):
         raise ZeroDivisionError("every seed has zero total influence; R is undefined")
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)

@@ -35,7 +35,6 @@ import time
 
 import torch
 
-from fwdlearn.diagnostics.influence import DEAD_SEED
 from fwdlearn.files import refuse_overwrite
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord
@@ -55,7 +54,7 @@ SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "fwdlearn s",
 JACOBIANS = ("layered", "autograd")
 COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
 BP_LR, BP_PATIENCE = 1e-2, 50  # Adam learning rate and early-stopping patience of the BP models trained here
-DEAD_ROW = DEAD_SEED  # rows below this fraction of the largest row are numerically zero (all ReLUs dead)
+DEAD_ROW = 1e-3  # rows below this fraction of the largest row are measured against that floor (all ReLUs dead)
 
 
 def make_model(conv: str, features: int, classes: int, layers: int, hidden: int) -> ForwardGNN:

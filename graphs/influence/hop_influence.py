@@ -96,8 +96,9 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
 def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple[Tensor, Tensor]:
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
-    parameters = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    x, edge_index = check_graph_inputs(data, dtype=parameters.dtype if parameters is not None else None)
+    stack = block_stack(model)  # the package's models read data.x as it is (any other model may cast it itself)
+    dtype = next(iter(stack.blocks[0].parameters())).dtype if stack is not None else None
+    x, edge_index = check_graph_inputs(data, dtype=dtype)
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")

@@ -200,6 +200,8 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
         return path.name, {"full": path}, True
     files: dict[str, Path] = {}
     for f in sorted(path.iterdir()):
+        if f.name.startswith(".") or f.name.endswith(("~", ".swp", ".bak")):
+            continue  # hidden, editor and backup files
         split = _split_of(f.name)
         if f.is_file() and split is not None:
             if split in files:
@@ -207,7 +209,7 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
                                  "(or point to a single text file)")
             files[split] = f
     if not files:
-        texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix == ".txt")
+        texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix == ".txt" and not f.name.startswith("."))
         if not texts:
             raise ValueError(f"folder {path} holds no train/valid/test files and no .txt files; point to a text file")
         if len(texts) > 1:

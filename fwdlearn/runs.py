@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -52,16 +53,16 @@ def _option(default: Any, help: str, **meta: Any) -> Any:
 class RunOptions:
     """The options every training, influence and bench command takes (a mixin for config dataclasses)."""
 
-    name: str = _option("", "name of the run: its files are runs/<name>.json (record) and runs/<name>.pt "
-                            "(checkpoint), so --resume --name <name> continues it; folders in the name "
-                            "(sweep/lr3) make a run folder. Without it every run gets a fresh "
-                            "runs/<command>-<time>-<id> name")
+    name: str = _option("", "name of the run: its files are runs/<name>.json (record) and, for a training command, "
+                            "runs/<name>.pt (checkpoint), so --resume --name <name> continues it (a bench: "
+                            "runs/<name>.json/.md and runs/<name>-record.json); folders in the name (sweep/lr3) make "
+                            "a run folder. Without it every run gets a fresh runs/<command>-<time>-<id> name")
     json: str = _option("", "run record path (default: runs/<name>.json, a bench's <out>-record.json, or a fresh "
                             "file under runs/)")
     overwrite: bool = _option(False, "replace existing output files instead of refusing to start")
     device: str = _option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)")
     threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0)
-    seed: int = _option(0, "random seed of weights, data order, splits and samples")
+    seed: int = _option(0, "random seed of weights, data order, splits and samples", min=0, max=2**31 - 1)
     quiet: bool = _option(False, "no progress bars or per-step output")
     debug: bool = _option(False, "on an error, show the Python traceback (also FWDLEARN_DEBUG=1)")
 
@@ -97,6 +98,8 @@ class RunPaths:
     checkpoint: Path | None = None
     plot: Path | None = None
     results: tuple[Path, ...] = ()
+    #: the checkpoints of splits 1, 2, ... of a run of several (``<stem>-split<i><suffix>``; split 0's is ``checkpoint``)
+    split_checkpoints: tuple[Path, ...] = ()
     #: the paths were chosen by the user (so another run may choose them too: :func:`start_run` locks them)
     named: bool = False
 
@@ -104,13 +107,14 @@ class RunPaths:
         """``(flag, path)`` of every file this run may write."""
         pairs = [("--json", self.record)]
         pairs += [("--checkpoint", self.checkpoint)] if self.checkpoint is not None else []
+        pairs += [("--checkpoint", p) for p in self.split_checkpoints]
         pairs += [("--plot", self.plot)] if self.plot is not None else []
         pairs += [("--out", p) for p in self.results]
         return pairs
 
 
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
-                out: str | None = None, resume: bool = False, scales_out: bool = False) -> RunPaths:
+                out: str | None = None, resume: bool = False, scales_out: bool = False, splits: int = 1) -> RunPaths:
     """Resolve this run's output paths (see the module doc) and check them before any work.
 
     Args:
@@ -123,6 +127,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             continued run rewrites its own record).
         scales_out: the command shares its work out under ``torchrun``; a command that does not is refused there
             (every process would run all of it and write the same files).
+        splits: runs of several splits keep a checkpoint each (:attr:`RunPaths.split_checkpoints`), checked and
+            locked with the first; a fresh run refuses (or with ``--overwrite`` removes) an earlier run's checkpoints
+            of further splits, which a later ``--resume`` with more splits would otherwise continue.
 
     Raises:
         UsageError: two outputs share a path, a path cannot be written, a plot format is unknown.
@@ -136,9 +143,10 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
                          "(torchrun scales out seq train and influence graph)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
-    if options.name and (Path(options.name).is_absolute() or ".." in Path(options.name).parts):
-        raise UsageError(f"--name {options.name!r} must stay under {RUNS_FOLDER}/ (no absolute path, no '..'); "
-                         "write elsewhere with --json (and --checkpoint)")
+    if options.name and (Path(options.name).is_absolute() or ".." in Path(options.name).parts
+                         or Path(options.name).name in ("", ".")):
+        raise UsageError(f"--name {options.name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', "
+                         "not '.'); write elsewhere with --json (and --checkpoint)")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
     paths = RunPaths(record=stem.with_name(stem.name + ".json"))
     if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
@@ -158,7 +166,11 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             paths.checkpoint = stem.with_name(stem.name + ".pt")
     if plot:
         paths.plot = Path(plot)
+    if paths.checkpoint is not None and splits > 1:
+        paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
     _check_outputs(paths, options.overwrite, resume)
+    if paths.checkpoint is not None and not resume:
+        _clear_further_splits(paths.checkpoint, splits, options.overwrite)
     paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
 
@@ -218,6 +230,22 @@ def release_runs() -> None:
 atexit.register(release_runs)
 
 
+def split_checkpoint(path: Path, split: int) -> Path:
+    """The checkpoint of split ``split`` >= 1 of a run whose first checkpoint is ``path``: ``<stem>-split<i><suffix>``."""
+    return path.with_name(f"{path.stem}-split{split}{path.suffix}")
+
+
+def _clear_further_splits(path: Path, splits: int, overwrite: bool) -> None:
+    pattern = re.compile(re.escape(path.stem) + r"-split(\d+)" + re.escape(path.suffix))
+    further = sorted(p for p in path.parent.glob(f"{path.stem}-split*{path.suffix}")
+                     if (match := pattern.fullmatch(p.name)) and int(match.group(1)) >= splits)
+    if further and not overwrite:
+        raise FileExistsError(f"{further[0]} is a checkpoint of an earlier run of this name with more splits; pass "
+                              "--overwrite to start over (it is removed), or choose another --name")
+    for p in further:
+        p.unlink()
+
+
 def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
     seen: dict[Path, str] = {}
     for flag, path in paths.outputs():
@@ -243,6 +271,11 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
             raise FileExistsError(f"checkpoint {ckpt} already exists; pass --resume to continue that run, "
                                   "--overwrite to start it over, or choose another --name")
         check_writable(ckpt, "--checkpoint")
+        for split in paths.split_checkpoints:  # a resumed run may not have reached them yet
+            if not resume and split.exists() and not overwrite:
+                raise FileExistsError(f"checkpoint {split} already exists; pass --resume to continue that run, "
+                                      "--overwrite to start it over, or choose another --name")
+            check_writable(split, "--checkpoint")
     elif resume:
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     if paths.plot is not None:
@@ -284,8 +317,8 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
 
     device = resolve_device(options.device)
     if paths is not None:
-        if paths.named:  # the record and the checkpoint: two runs never write one file
-            for path in (paths.record, paths.checkpoint):
+        if paths.named:  # the record and the checkpoints: two runs never write one file
+            for path in (paths.record, paths.checkpoint, *paths.split_checkpoints):
                 if path is not None:
                     lock_run(path)
         remove_stale_tmp(*(path for _, path in paths.outputs()))  # only once they are ours: not a live run's save

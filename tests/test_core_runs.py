@@ -118,9 +118,9 @@ def test_a_second_run_with_the_same_name_refuses_to_start_while_the_first_runs(f
         first.wait()
     assert main(args) == 0  # the holder is gone: its lock is taken over
     assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json", "a.pt"]  # and released at the end
-    for name in ("../escape", "/abs/escape"):
+    for name in ("../escape", "/abs/escape", "."):
         assert main([*args[:-1], name]) == 2
-        assert f"--name {name!r} must stay under runs/" in capsys.readouterr().err
+        assert f"--name {name!r} must name a run under runs/" in capsys.readouterr().err
 
 
 def _wait_for(path: Path, process, seconds: float = 120) -> None:

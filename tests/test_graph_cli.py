@@ -202,3 +202,22 @@ def test_a_graph_checkpoint_is_refused_by_a_model_with_other_method_options(tmp_
     with pytest.raises(UsageError, match=r"model.seed 0 \(checkpoint\) vs 7 \(now\); model.tau 1.0 \(checkpoint\) vs "
                                          r"0.1 \(now\); model.update 'sync' \(checkpoint\) vs 'alternate' \(now\)"):
         other.fit(data, epochs=4, quiet=True, checkpoint=tmp_path / "c.pt", resume=True)
+
+
+def test_graph_train_splits_keep_their_checkpoints_apart_from_other_runs(tmp_path, monkeypatch, capsys):
+    """An --overwrite run with fewer splits left the earlier run's later split checkpoints, which a later --resume
+    with more splits continued as its own; a --json naming a split's checkpoint was found only after training;
+    --splits over Cora's one public split reported model seeds' spread as the splits'."""
+    monkeypatch.chdir(tmp_path)
+    base = ["graph", "train", "--data", "karate", "--layers", "1", "--hidden", "4", "--epochs", "1", "--quiet",
+            "--name", "mix"]
+    assert main([*base, "--splits", "3"]) == 0
+    assert main([*base, "--splits", "2", "--overwrite"]) == 0
+    assert not (tmp_path / "runs" / "mix-split2.pt").exists()  # removed with the run it belonged to
+    assert main([*base, "--splits", "3"]) == 2  # (no --overwrite): refused, as the first checkpoint is
+    assert main(["graph", "train", "--data", "karate", "--layers", "1", "--epochs", "1", "--quiet", "--name", "col",
+                 "--splits", "2", "--json", "runs/col-split1.pt"]) == 2
+    assert "--json and --checkpoint both name runs/col-split1.pt" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "col.pt").exists()  # refused before any training
+    assert main(["graph", "train", "--data", "cora", "--split", "public", "--splits", "3", "--quiet"]) == 2
+    assert "--split public is one fixed split of cora" in capsys.readouterr().err

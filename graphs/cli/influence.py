@@ -145,12 +145,7 @@ class BenchInfluenceConfig(RunOptions):
 def _run_bench(args: argparse.Namespace) -> int:
     from fwdlearn.graphs.influence.bench import run_bench
 
-    config = dataclass_from_args(BenchInfluenceConfig, args)
-    if config.forward_method:
-        from fwdlearn.graphs.methods import method_class
-
-        method_class(config.forward_method)  # an unknown method is refused before any work
-    return run_bench(config)
+    return run_bench(dataclass_from_args(BenchInfluenceConfig, args))  # (its flags are checked before any work)
 
 
 bench = Command(help="influence speed-up over PyG total_influence against hop-ball size; accuracy and R of "

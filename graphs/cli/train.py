@@ -65,8 +65,11 @@ class GraphTrainConfig(RunOptions):
 
 
 def split_checkpoints(path: Path, splits: int) -> list[Path]:
-    """The checkpoint of every split: ``path`` for the first, ``<stem>-split<i><suffix>`` for split ``i`` >= 1."""
-    return [path] + [path.with_name(f"{path.stem}-split{i}{path.suffix}") for i in range(1, splits)]
+    """The checkpoint of every split: ``path`` for the first, ``<stem>-split<i><suffix>`` for split ``i`` >= 1
+    (:func:`fwdlearn.runs.split_checkpoint`)."""
+    from fwdlearn.runs import split_checkpoint
+
+    return [path] + [split_checkpoint(path, i) for i in range(1, splits)]
 
 
 def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device=None,
@@ -107,8 +110,14 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
 
 
 def _check_method(config: GraphTrainConfig) -> None:
-    """Refuse a method of the other task before any work (the registries are consulted lazily)."""
+    """Refuse a method of the other task before any work (the registries are consulted lazily), and several
+    splits of a fixed public split (their spread would be the model seeds', reported as the splits')."""
     from fwdlearn.errors import UsageError
+    from fwdlearn.graphs.data.datasets import PLANETOID
+
+    if config.splits > 1 and config.split == "public" and config.task == "node" and config.data.lower() in PLANETOID:
+        raise UsageError(f"--split public is one fixed split of {config.data}: --splits {config.splits} would report "
+                         "the spread over model seeds as the spread over splits; use --split random, or --splits 1")
 
     if config.task == "link":
         if config.method not in LINK_METHODS:
@@ -123,15 +132,13 @@ def _check_method(config: GraphTrainConfig) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fwdlearn.files import refuse_overwrite
     from fwdlearn.runs import run_outputs, start_run
 
     config = dataclass_from_args(GraphTrainConfig, args)
     _check_method(config)
-    paths = run_outputs("graph-train", config, checkpoint=config.checkpoint, resume=config.resume)
-    checkpoints = split_checkpoints(paths.checkpoint, config.splits)
-    refuse_overwrite(*checkpoints[1:], overwrite=config.overwrite or config.resume,
-                     flag="--resume (to continue that run) or --overwrite")
+    paths = run_outputs("graph-train", config, checkpoint=config.checkpoint, resume=config.resume,
+                        splits=config.splits)
+    checkpoints = [paths.checkpoint, *paths.split_checkpoints]
     device = start_run(config, paths)
     record = RunRecord("graph-train", config, seed=config.seed)
     rows = train_runs(config, record, device, checkpoints)

@@ -35,6 +35,7 @@ import time
 
 import torch
 
+from fwdlearn.errors import UsageError
 from fwdlearn.files import refuse_overwrite
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord
@@ -76,30 +77,43 @@ def row_agreement(mine: torch.Tensor, reference: torch.Tensor) -> tuple[float, i
 
 
 def _mean_ball(data, seeds: torch.Tensor, max_hops: int) -> float:
-    matrix = in_neighbour_matrix(data.edge_index.numpy(), data.num_nodes)
+    matrix = in_neighbour_matrix(data.edge_index.cpu().numpy(), data.num_nodes)
     return hop_balls(matrix, seeds.numpy(), max_hops).num_pairs / len(seeds)
 
 
-def _speed_row(config, name: str, data, layers: int, quiet: bool) -> dict:
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU timing ends when the work does)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _speed_row(config, name: str, data, layers: int, quiet: bool, device: torch.device) -> dict:
     from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
 
     seed_everything(config.seed)
-    model = make_model("gcn", data.num_features, data.num_classes, layers, config.hidden).eval()
+    model = make_model("gcn", data.num_features, data.num_classes, layers, config.hidden).to(device).eval()
+    data = data.to(device)
     nodes = select_seeds(data.num_nodes, config.samples, None, config.seed)
     reference_nodes = nodes[: config.pyg_samples].tolist()
     for jacobian in JACOBIANS:  # warm-up: first calls build code paths on all sides
         hop_influence(model, data, layers, nodes=nodes[:1], jacobian=jacobian)
-    jacobian_l1_agg_per_hop(model, data, layers, reference_nodes[0], "cpu")
+    jacobian_l1_agg_per_hop(model, data, layers, reference_nodes[0], str(device))
     seconds: dict[str, list[float]] = {jacobian: [] for jacobian in (*JACOBIANS, "pyg")}
     ours: dict[str, torch.Tensor] = {}
     for _ in range(config.repeats):  # interleaved, so that load from other processes hits all alike
         for jacobian in JACOBIANS:
+            _sync(device)
             start = time.perf_counter()
             _, _, ours[jacobian] = hop_influence(model, data, layers, nodes=nodes, quiet=quiet, jacobian=jacobian)
+            _sync(device)
             seconds[jacobian].append(time.perf_counter() - start)
+        _sync(device)
         start = time.perf_counter()
-        reference = torch.stack([jacobian_l1_agg_per_hop(model, data, layers, n, "cpu") for n in reference_nodes])
+        reference = torch.stack([jacobian_l1_agg_per_hop(model, data, layers, n, str(device))
+                                 for n in reference_nodes])
+        _sync(device)
         seconds["pyg"].append((time.perf_counter() - start) * len(nodes) / len(reference_nodes))
+        reference = reference.cpu()
     agreement = {jacobian: row_agreement(ours[jacobian][: len(reference_nodes)], reference) for jacobian in JACOBIANS}
     median = {side: statistics.median(values) for side, values in seconds.items()}
     return {"graph": name, "nodes": data.num_nodes, "edges": data.num_edges, "layers": layers,
@@ -110,7 +124,7 @@ def _speed_row(config, name: str, data, layers: int, quiet: bool) -> dict:
             "seconds, all": seconds}
 
 
-def _speed_curve(config, rows: list[dict], other: list[dict], quiet: bool) -> None:
+def _speed_curve(config, rows: list[dict], other: list[dict], quiet: bool, device: torch.device) -> None:
     for name in config.graphs:
         start = time.perf_counter()
         data = load_graph(name, split="auto", seed=config.seed, quiet=quiet)
@@ -118,7 +132,7 @@ def _speed_curve(config, rows: list[dict], other: list[dict], quiet: bool) -> No
                       "metric": "seconds to load (labels + features)",
                       "value": time.perf_counter() - start, "baseline": None, "ratio": None})
         for layers in config.depths:
-            rows.append(_speed_row(config, name, data, layers, quiet))
+            rows.append(_speed_row(config, name, data, layers, quiet, device))
             if not quiet:
                 print({k: v for k, v in rows[-1].items() if k in SPEED_COLUMNS})
 
@@ -137,13 +151,14 @@ def _plot_curve(rows: list[dict], path: Path) -> None:
                   baseline="PyG total_influence", title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
 
 
-def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
+def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.device) -> None:
+    data = data.to(device)
     max_hops = config.layers
     classes = int(data.y.max()) + 1
     results = {}
     for kind, layers in (("mlp", 2), ("gcn", 2), ("gcn", config.layers)):
         seed_everything(config.seed)
-        model = make_model(kind, data.num_features, classes, layers, config.hidden)
+        model = make_model(kind, data.num_features, classes, layers, config.hidden).to(device)
         fit = model.fit(data, epochs=config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet)
         _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
         results[(kind, layers)] = (fit.test_accuracy, R)
@@ -154,7 +169,7 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool) -> None:
         return
     seed_everything(config.seed)
     forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
-                         method=config.forward_method)
+                         method=config.forward_method).to(device)
     report = forward.fit(data, epochs=config.epochs, quiet=quiet)
     _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
     bp_acc, bp_R = results[("gcn", config.layers)]
@@ -169,22 +184,32 @@ def run_bench(config) -> int:
     """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md``/``.png`` and a run record."""
     if not config.graphs or not config.depths:
         raise ValueError("--graphs needs at least one graph and --depths at least one depth")
-    for name in (*config.graphs, config.data):  # before the first timing, not when a graph's turn comes
-        check_graph_name(name)
+    for flag, name in [*(("--graphs", g) for g in config.graphs), ("--data", config.data)]:
+        try:  # before the first timing, not when a graph's turn comes
+            check_graph_name(name)
+        except ValueError as error:
+            raise UsageError(f"{flag}: {error}") from None
+    if config.forward_method:
+        from fwdlearn.graphs.methods import method_class
+
+        try:
+            method_class(config.forward_method)
+        except ValueError as error:
+            raise UsageError(f"--forward-method: {error}") from None
     paths = run_outputs("bench-influence", config, out=config.out)
     json_path, md_path = paths.results
     plot_path = md_path.with_suffix(".png")
     refuse_overwrite(plot_path, overwrite=config.overwrite)
-    start_run(config, paths)
+    device = start_run(config, paths)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
     speed: list[dict] = []
     other: list[dict] = []
-    _speed_curve(config, speed, other, quiet)
+    _speed_curve(config, speed, other, quiet, device)
     _plot_curve(speed, plot_path)
     if config.epochs:
         data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
-        _trained_ranges(config, data, other, quiet)
+        _trained_ranges(config, data, other, quiet, device)
     for row in speed + other:
         record.log(**row)
     for row in other:
@@ -202,7 +227,7 @@ def run_bench(config) -> int:
              "per-row difference over the row's largest entry; dead rows (largest entry below "
              f"{DEAD_ROW:g} of the largest row's: all ReLUs "
              f"dead, entries are rounding noise) are measured against that floor. Plot: {plot_path.name}. "
-             f"Host: {torch.get_num_threads()} torch threads, CPU.\n\n"
+             f"Host: {torch.get_num_threads()} torch threads, {device} (both sides).\n\n"
              "### Other measurements\n\n" + markdown_table(other, COLUMNS) +
              f"\nTrained models: {config.data}; BP models trained with Adam lr {BP_LR}, patience {BP_PATIENCE}; "
              f"ForwardGNN with its fit defaults; {config.epochs} epochs (per layer for ForwardGNN).")

@@ -19,7 +19,7 @@ Example::
 
     check_range("--lr", lr, gt=0)            # UsageError: --lr must be > 0, got -1.0
     with reading(path, "checkpoint"):        # a truncated file -> InputError naming the path
-        torch.load(path)
+        load_torch(path)
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
-           "ANTICIPATED", "EXIT_STATUS", "exit_status", "check_range", "check_finite_tensor", "reading"]
+           "ANTICIPATED", "EXIT_STATUS", "exit_status", "check_range", "check_finite_tensor", "reading",
+           "load_torch"]
 
 
 class UsageError(ValueError):
@@ -137,6 +138,20 @@ def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | N
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def load_torch(path: str | Path, **kwargs: Any) -> Any:
+    """``torch.load(path, **kwargs)`` for use inside :func:`reading`: the ``ValueError`` its unpickler raises on a
+    file that is not a torch file (random bytes: "could not convert string to int") is the file's problem, not a
+    check of ours, so it is raised as an ``UnpicklingError`` that :func:`reading` reports with the path."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, **kwargs)
+    except ValueError as error:
+        raise pickle.UnpicklingError(str(error)) from error
 
 
 @contextmanager

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from fwdlearn.distributed import min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
-                             check_range, reading)
+                             check_range, load_torch, reading)
 from fwdlearn.files import atomic_write
 
 __all__ = [
@@ -382,7 +382,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}")
     with reading(path, "a fwdlearn checkpoint",
                  "it may have been cut short or is another kind of file; pass the right --checkpoint"):
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_torch(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
         raise InputError(f"{path} is not a training checkpoint (a file saved by a fitting run); pass the "
                          "--checkpoint a training run wrote")

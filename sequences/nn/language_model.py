@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, reading
+from fwdlearn.errors import InputError, load_torch, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
@@ -201,7 +201,7 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     with reading(path, "a language model", "it may have been cut short or is another kind of file"):
-        bundle = _bundle(path, torch.load(path, map_location=map_location, weights_only=False))
+        bundle = _bundle(path, load_torch(path, map_location=map_location, weights_only=False))
         config = dict(bundle["config"])
         kind = bundle.get("kind") or config.get("kind", "recurrent")
         model = LM_KINDS.get(kind).from_config(config)

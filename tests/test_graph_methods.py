@@ -106,8 +106,13 @@ def test_virtual_nodes_one_per_class_linked_to_training_nodes_only():
 
 
 def test_label_appending_keeps_training_labels_and_runs_k_passes():
+    """The features are row-normalised first, as the reference's loader (PyG's NormalizeFeatures) has them: the
+    appended label's weight in each L2-normalised row depends on it (about 0.23 of a raw Cora row, 0.97 after)."""
+    from torch_geometric.transforms import NormalizeFeatures
+
     data = tiny_graph()
     x = append_labels(data.x, 3, data.y, data.train_mask)
+    torch.testing.assert_close(x[:, :5], NormalizeFeatures()(Data(x=data.x.clone())).x)
     assert torch.allclose(x[~data.train_mask, 5:], torch.full((int((~data.train_mask).sum()), 3), 1 / 3))
     assert torch.equal(x[data.train_mask, 5:].argmax(1), data.y[data.train_mask])
     passes = candidate_labels(data.x, 3, data.y, data.train_mask)

@@ -3,9 +3,15 @@ r"""Label appending (ForwardGNN's FF-LA and FF-SymBa inputs).
 Node :math:`i`'s input is its features followed by a label vector,
 
 .. math::
-    x'_i = [\,x_i \,\Vert\, \ell_i\,], \qquad
+    x'_i = [\,\tilde x_i \,\Vert\, \ell_i\,], \qquad
+    \tilde x_i = \frac{x_i - m}{\max(1, \sum_j (x_{ij} - m))}, \qquad
     \ell_i = \begin{cases} \operatorname{onehot}(a_i) & i \text{ labelled (train)} \\
                            \tfrac{1}{K}\mathbf{1} & \text{otherwise,} \end{cases}
+
+with :math:`m` the smallest feature of the graph: the features row-normalised as PyG's ``NormalizeFeatures``, which
+the reference's data loader applies to every data set. (The blocks L2-normalise each input row, so for the other
+methods the features' scale does not matter; here it sets the appended label's weight in the row: about 0.23 of
+a raw Cora row, 0.97 of a normalised one.)
 
 with :math:`a_i = y_i` for positive data and a random wrong class for negative data.
 Inference runs :math:`K` passes; in pass :math:`k` every unlabelled node gets
@@ -19,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["append_labels", "candidate_labels"]
+__all__ = ["append_labels", "candidate_labels", "normalize_features"]
+
+
+def normalize_features(x: Tensor) -> Tensor:
+    """PyG's ``NormalizeFeatures``: shift by the smallest feature, then divide every row by its sum (at least 1)."""
+    if x.numel() == 0:
+        return x
+    shifted = x - x.min()
+    return shifted / shifted.sum(dim=-1, keepdim=True).clamp_min(1.0)
 
 
 def append_labels(x: Tensor, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None,
@@ -27,13 +41,14 @@ def append_labels(x: Tensor, num_classes: int, labels: Tensor | None = None, mas
     """``[x || label vector]`` of shape ``[N, F + K]``.
 
     Args:
-        x: ``[N, F]`` features.
+        x: ``[N, F]`` features (row-normalised here, :func:`normalize_features`).
         labels: ``[N]`` labels appended (one-hot) where ``mask`` is true.
         mask: ``[N]`` nodes whose label is appended (default: none).
         fill: what the other nodes get: ``None`` the uniform vector :math:`1/K`, an int ``k``
             (or a ``[N]`` tensor of classes) the one-hot of that class.
     """
     n = x.shape[0]
+    x = normalize_features(x)
     if fill is None:
         vec = torch.full((n, num_classes), 1.0 / num_classes, dtype=x.dtype, device=x.device)
     else:

@@ -209,7 +209,7 @@ def _recall_part(config, rows: list, extra: dict) -> None:
     extra["recall"] = {"chance": task.chance, **results}
 
 
-#: the step-time target of DSF against BPTT (issue 14)
+#: the step-time target of DSF against BPTT (docs/benchmarks.md, "What did not go well")
 DSF_TARGET = 0.7
 
 
@@ -225,7 +225,7 @@ def _verdicts(extra: dict) -> list[str]:
                 lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if r < 1 else 'NO'} "
                              f"(time ratio {r:.3f}; by T: {by_t})")
                 ratios = [c["dsf"]["seconds"] / c[base]["seconds"] for c in cost.values() if "dsf" in c and base in c]
-                lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (issue 14): "
+                lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (the step-cost target): "
                              f"{'yes' if max(ratios) <= DSF_TARGET else 'NO'} (worst {max(ratios):.3f})")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):

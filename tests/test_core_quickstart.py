@@ -20,7 +20,10 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     assert f"report: {folder.relative_to(tmp_path) / 'report.md'}" in out and "next:" in out
     assert sorted(p.name for p in folder.iterdir()) == ["graph-influence.png", "graph-training.png", "record.json",
                                                          "report.md", "sequence-influence.png", "sequence-training.png"]
-    summary = json.loads((folder / "record.json").read_text())["summary"]
+    saved = json.loads((folder / "record.json").read_text())
+    assert set(saved["files"]) == {"report", "graph-influence", "graph-training", "sequence-influence",
+                                   "sequence-training"}  # (it named none)
+    summary = saved["summary"]
     graphs, sequences = summary["graphs"], summary["sequences"]
     assert set(graphs["runs"]) == {"bp", "sf"} and set(sequences["runs"]) == {"bptt", "dsf", "ft-bptt"}
     assert 0 < graphs["chance"] < 1 and sequences["chance"] == pytest.approx(1 / 8)

@@ -84,7 +84,7 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "Command: `" in md and "GRU: DSF faster than BPTT at T=16" in md and "LSTM: DSF faster" in md
     assert "GRU: DSF faster than BPTT through torch's fused module at T=16" in md
-    assert "GRU: DSF step <= 0.7 x BPTT at every T (issue 14): " in md
+    assert "GRU: DSF step <= 0.7 x BPTT at every T (the step-cost target): " in md
     assert main(args) == 2  # refuses to overwrite
 
 

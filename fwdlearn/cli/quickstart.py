@@ -234,8 +234,11 @@ def run_quickstart(config: QuickstartConfig) -> int:
     plots = _plots(folder, graphs, sequences) if config.plots else []
     seconds = time.perf_counter() - start
     record.summary.update({"graphs": graphs, "sequences": sequences, "seconds": seconds})
-    record.save(folder / "record.json", overwrite=True)
     text = _report(folder, graphs, sequences, plots, seconds)
+    record.add_file("report", folder / "report.md")
+    for plot in plots:
+        record.add_file(Path(plot).stem, folder / plot)
+    record.save(folder / "record.json", overwrite=True)
     if not quiet:
         print("\n" + text)
     print(f"report: {folder / 'report.md'}")

@@ -107,6 +107,8 @@ def _run_influence(args: argparse.Namespace) -> int:
         record.add_file("plot", paths.plot)
     record.summary["curves"] = curves
     record.summary["device"] = str(device)
+    if paths.plot is not None:
+        print(f"plot: {paths.plot}")
     print(f"record: {record.save(paths.record, overwrite=config.overwrite)}")
     return 0
 

@@ -26,7 +26,7 @@ from fwdlearn.runs import RunOptions
 __all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints", "CONVS", "NODE_METHODS", "LINK_METHODS"]
 
 #: the words of this command (checked against the library's registries by the tests)
-CONVS = ("gcn", "sage", "gat")
+CONVS = ("gcn", "sage", "gat", "mlp")
 NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa", "dfa:gaussian",
                 "dfa:orthogonal")
 LINK_METHODS = ("ce", "ff", "bp")

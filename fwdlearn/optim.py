@@ -5,8 +5,8 @@ and the schedule from it (:func:`make_optimizer`, :func:`make_scheduler`), with 
 user. Schedules:
 
 * ``constant``: :math:`\eta_s = \eta`;
-* ``cosine``: linear warm-up over :math:`W` steps, then cosine decay towards :math:`\rho\,\eta`, reached at :math:`s = S`,
-  one past the last step :math:`S - 1` (whose rate is a little above it),
+* ``cosine``: linear warm-up over :math:`W` steps, then cosine decay towards :math:`\rho\,\eta`, reached at
+  :math:`s = S`, one past the last step :math:`S - 1` (whose rate is a little above it),
 
   .. math::
       \eta_s = \eta \cdot \begin{cases} (s + 1) / W & s < W \\

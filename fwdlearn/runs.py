@@ -98,7 +98,8 @@ class RunPaths:
     checkpoint: Path | None = None
     plot: Path | None = None
     results: tuple[Path, ...] = ()
-    #: the checkpoints of splits 1, 2, ... of a run of several (``<stem>-split<i><suffix>``; split 0's is ``checkpoint``)
+    #: the checkpoints of splits 1, 2, ... of a run of several (``<stem>-split<i><suffix>``; split 0's is
+    #: ``checkpoint``)
     split_checkpoints: tuple[Path, ...] = ()
     #: the paths were chosen by the user (so another run may choose them too: :func:`start_run` locks them)
     named: bool = False
@@ -231,7 +232,8 @@ atexit.register(release_runs)
 
 
 def split_checkpoint(path: Path, split: int) -> Path:
-    """The checkpoint of split ``split`` >= 1 of a run whose first checkpoint is ``path``: ``<stem>-split<i><suffix>``."""
+    """The checkpoint of split ``split`` >= 1 of a run whose first checkpoint is ``path``:
+    ``<stem>-split<i><suffix>``."""
     return path.with_name(f"{path.stem}-split{split}{path.suffix}")
 
 

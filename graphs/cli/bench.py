@@ -168,7 +168,7 @@ def run_bench(config: BenchGraphConfig) -> int:
                      "peak_memory_bytes": s["peak"], "peak_vs_bp": _ratio(s["peak"], bp["peak"])})
     link: dict[str, float] = {}
     if config.link_layers:
-        data = datasets[0]  # the edge split ignores the node masks (a graph without a public split has only random ones)
+        data = datasets[0]  # the edge split ignores the node masks (a graph without a public split has random ones)
         link_reports = {}
         for method in ["bp"] + [m for m in config.link_methods if m != "bp"]:
             seed_everything(config.seed)
@@ -198,7 +198,8 @@ def run_bench(config: BenchGraphConfig) -> int:
                                                           else "CPU")
     notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden {config.hidden}, "
              f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}, DFA {config.dfa_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
-             f"layer-by-layer methods and in total for BP and the top-down methods, early-stopping patience {patience or 'none'}. "
+             "layer-by-layer methods and in total for BP and the top-down methods, early-stopping patience "
+             f"{patience or 'none'}. "
              "Saved bytes/step: tensors autograd keeps for backward in one step (layer-by-layer methods: the largest "
              "layer, as one layer trains at a time); peak memory: process RSS (CPU) or CUDA peak during the measured "
              f"step. Link prediction: 64/16/20 edge split (seed {config.seed}), {config.link_epochs} epochs per layer "

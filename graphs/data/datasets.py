@@ -38,8 +38,8 @@ from torch_geometric.data import Data
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.errors import InputError
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index", "check_graph_inputs",
-           "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
+           "check_graph_inputs", "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")

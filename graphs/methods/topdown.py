@@ -50,8 +50,8 @@ __all__ = ["TopToInput", "TopToLoss", "context_vectors", "topdown_step", "repres
 
 def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None,
                     virtual: int = 0, device=None, dtype: torch.dtype | None = None) -> Tensor:
-    """``[N + virtual, K]``: one-hot labels on ``mask``, ``1/K`` elsewhere, one-hot of class ``k`` for virtual node ``k``
-    (in ``dtype``, the features': default float32)."""
+    """``[N + virtual, K]``: one-hot labels on ``mask``, ``1/K`` elsewhere, one-hot of class ``k`` for virtual node
+    ``k`` (in ``dtype``, the features': default float32)."""
     ctx = torch.full((num_nodes + virtual, num_classes), 1.0 / num_classes, device=device, dtype=dtype)
     if mask is not None and labels is not None:
         ctx[:num_nodes][mask] = F.one_hot(labels[mask], num_classes).to(ctx.dtype)

@@ -265,19 +265,14 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
         if ckpt.is_dir():
             raise UsageError(f"--checkpoint {ckpt} is a folder; give the checkpoint's file path "
                              f"(e.g. {ckpt / 'run.pt'})")
-        if resume:
-            if not ckpt.is_file():
-                raise FileNotFoundError(f"--resume was given but the checkpoint {ckpt} does not exist; pass the "
-                                        "--name (or --checkpoint) of the run to continue")
-        elif ckpt.exists() and not overwrite:
-            raise FileExistsError(f"checkpoint {ckpt} already exists; pass --resume to continue that run, "
-                                  "--overwrite to start it over, or choose another --name")
-        check_writable(ckpt, "--checkpoint")
-        for split in paths.split_checkpoints:  # a resumed run may not have reached them yet
-            if not resume and split.exists() and not overwrite:
-                raise FileExistsError(f"checkpoint {split} already exists; pass --resume to continue that run, "
+        if resume and not ckpt.is_file():  # (a resumed run may not have reached the later splits yet)
+            raise FileNotFoundError(f"--resume was given but the checkpoint {ckpt} does not exist; pass the "
+                                    "--name (or --checkpoint) of the run to continue")
+        for path in (ckpt, *paths.split_checkpoints):
+            if not resume and path.exists() and not overwrite:
+                raise FileExistsError(f"checkpoint {path} already exists; pass --resume to continue that run, "
                                       "--overwrite to start it over, or choose another --name")
-            check_writable(split, "--checkpoint")
+            check_writable(path, "--checkpoint")
     elif resume:
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     if paths.plot is not None:

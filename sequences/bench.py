@@ -219,14 +219,14 @@ def _verdicts(extra: dict) -> list[str]:
         T = max(cost)
         for base, label in (("bptt", "BPTT"), (TORCH_BPTT, "BPTT through torch's fused module")):
             if base in cost[T] and "dsf" in cost[T]:
-                r = cost[T]["dsf"]["seconds"] / cost[T][base]["seconds"]
-                by_t = ", ".join(f"{t}: {c['dsf']['seconds'] / c[base]['seconds']:.3f}"
-                                 for t, c in sorted(cost.items()) if 'dsf' in c and base in c)
+                ratios = {t: c["dsf"]["seconds"] / c[base]["seconds"] for t, c in sorted(cost.items())
+                          if "dsf" in c and base in c}
+                r, worst = ratios[T], max(ratios.values())
+                by_t = ", ".join(f"{t}: {ratio:.3f}" for t, ratio in ratios.items())
                 lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if r < 1 else 'NO'} "
                              f"(time ratio {r:.3f}; by T: {by_t})")
-                ratios = [c["dsf"]["seconds"] / c[base]["seconds"] for c in cost.values() if "dsf" in c and base in c]
                 lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (the step-cost target): "
-                             f"{'yes' if max(ratios) <= DSF_TARGET else 'NO'} (worst {max(ratios):.3f})")
+                             f"{'yes' if worst <= DSF_TARGET else 'NO'} (worst {worst:.3f})")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]

@@ -213,7 +213,7 @@ def _against_chance(models: dict[str, dict], chance: float) -> str:
     """How the measured test accuracies compare with chance, in words."""
     above = [name for name, r in models.items() if r["test_accuracy"] > chance]
     if len(above) == len(models):
-        return "both models are above it." if len(models) == 2 else "every model is above it."
+        return "both models are above it."
     if above:
         return f"only {' and '.join(above)} is above it (more --epochs would help the other)."
     return "neither model is above it yet: train longer (--epochs)."

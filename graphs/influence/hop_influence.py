@@ -93,10 +93,8 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
     return jacobian_l1(seed_rows, sub_x)
 
 
-def _check_inputs(model: GraphModel, data, max_hops: int, variant: str) -> tuple[Tensor, Tensor]:
-    if not callable(model):
-        raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
-    stack = block_stack(model)  # the package's models read data.x as it is (any other model may cast it itself)
+def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -> tuple[Tensor, Tensor]:
+    # the package's models (those with a block ``stack``) read data.x as it is; any other model may cast it itself
     dtype = next(iter(stack.blocks[0].parameters())).dtype if stack is not None else None
     x, edge_index = check_graph_inputs(data, dtype=dtype)
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
@@ -205,7 +203,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     Returns:
         ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals.
     """
-    x, edge_index = _check_inputs(model, data, max_hops, variant)
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
+    offered = block_stack(model)
+    x, edge_index = _check_inputs(data, max_hops, variant, offered)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if nodes_per_batch == "auto":
@@ -214,7 +215,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise ValueError(f"nodes_per_batch must be 'auto', None or an int >= 1, got {nodes_per_batch!r}")
     if jacobian not in ("auto", "layered", "autograd"):
         raise ValueError(f"unknown jacobian {jacobian!r}; choose 'auto', 'layered' or 'autograd'")
-    stack = block_stack(model) if jacobian != "autograd" and variant == "subgraph" else None
+    stack = offered if jacobian != "autograd" and variant == "subgraph" else None
     if jacobian == "layered" and stack is None:
         raise ValueError("jacobian='layered' needs variant='subgraph' and a model with block_stack() of "
                          f"{'/'.join(layered_convs())} blocks and a linear head (ForwardGNN trained by bp or dfa); "

@@ -56,7 +56,7 @@ def ff_probability(g: Tensor, theta: float = 2.0) -> Tensor:
     return torch.sigmoid(g - theta)
 
 
-def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0) -> Tensor:
+def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0, per_set: bool = False) -> Tensor:
     r"""Forward-Forward loss: binary cross-entropy on goodness minus a threshold.
 
     Positives have target 1 and negatives target 0, so with logits
@@ -66,12 +66,20 @@ def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0) -> T
         \mathcal{L} = \frac{1}{|P| + |N|}\Big(\sum_{i \in P} \operatorname{softplus}(\theta - G_i)
         + \sum_{j \in N} \operatorname{softplus}(G_j - \theta)\Big),
 
-    the mean over the concatenation of both sets.
+    the mean over the concatenation of both sets; with ``per_set`` the sum of the two sets' means,
+
+    .. math::
+        \mathcal{L} = \frac{1}{|P|}\sum_{i \in P} \operatorname{softplus}(\theta - G_i)
+        + \frac{1}{|N|}\sum_{j \in N} \operatorname{softplus}(G_j - \theta),
+
+    as ForwardGNN's code weighs them (the positives count as much as all negatives together, however many
+    negatives each positive has).
 
     Args:
         g_pos: goodness of positive examples (any shape).
         g_neg: goodness of negative examples (any shape), or ``None`` for positives only.
         theta: the threshold :math:`\theta` (the paper uses 2.0).
+        per_set: weigh each set by its own mean (needs examples in both sets).
     """
     if not isinstance(g_pos, Tensor):
         raise TypeError(f"g_pos must be a torch.Tensor, got {type(g_pos).__name__}")
@@ -83,6 +91,11 @@ def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0) -> T
     if not isinstance(g_neg, Tensor):
         raise TypeError(f"g_neg must be a torch.Tensor or None, got {type(g_neg).__name__}")
     neg = F.softplus(g_neg.reshape(-1) - theta)
+    if per_set:
+        if pos.numel() == 0 or neg.numel() == 0:
+            raise ValueError(f"ff_loss(per_set=True) needs positives and negatives; got {pos.numel()} and "
+                             f"{neg.numel()}")
+        return pos.mean() + neg.mean()
     if pos.numel() + neg.numel() == 0:
         raise ValueError("ff_loss got no examples: g_pos and g_neg are both empty")
     return torch.cat([pos, neg]).mean()

@@ -292,3 +292,170 @@ def test_half_precision_graph_methods_train(method):
     data.x = data.x.half()
     with pytest.raises(ValueError, match="this ForwardGNN has float16 parameters, which Adam cannot train"):
         ForwardGNN(5, 3, hidden=8, layers=2, method=method).half().fit(data, epochs=1, quiet=True)
+
+
+# ---------------------------------------------------------------- the FF methods as the reference runs them
+def test_wrong_labels_give_every_wrong_class_once_per_node():
+    from fwdlearn.graphs.methods.virtual_nodes import wrong_labels
+
+    y = torch.tensor([0, 1, 2, 3, 3, 0])
+    wrong = wrong_labels(y, 4, torch.Generator().manual_seed(0), count=3)
+    assert wrong.shape == (3, 6)
+    for i in range(6):
+        assert sorted(wrong[:, i].tolist()) == sorted(set(range(4)) - {int(y[i])})
+    one = wrong_labels(y, 4, torch.Generator().manual_seed(0))
+    assert one.shape == (1, 6) and bool((one[0] != y).all())
+    with pytest.raises(ValueError, match=r"count must lie in \[1, 3\] \(the wrong classes of 4\); got 4"):
+        wrong_labels(y, 4, count=4)
+
+
+def test_ff_loss_per_set_weighs_positives_as_much_as_all_negatives():
+    from fwdlearn.local import ff_loss
+
+    gp, gn = torch.tensor([1.0, 3.0]), torch.tensor([0.5, 2.5, 4.0, 1.0, 0.0, 2.0])
+    expected = torch.nn.functional.softplus(2.0 - gp).mean() + torch.nn.functional.softplus(gn - 2.0).mean()
+    torch.testing.assert_close(ff_loss(gp, gn, 2.0, per_set=True), expected)
+    with pytest.raises(ValueError, match=r"ff_loss\(per_set=True\) needs positives and negatives; got 2 and 0"):
+        ff_loss(gp, torch.zeros(0), per_set=True)
+
+
+def _reference_goodness(model, data, known, evaluated, inputs):
+    """The reference's inference, written out: for each class k, the graph ``inputs(k)`` run through every block,
+    the goodness of the real nodes summed over layers."""
+    n, columns = data.num_nodes, []
+    for k in range(model.num_classes):
+        h, edges = inputs(k)
+        total = torch.zeros(n)
+        for block in model.blocks:
+            h = block(h, edges)
+            total += h[:n].pow(2).sum(-1)
+        columns.append(total)
+    return torch.stack(columns, dim=1)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_ff_la_scores_a_split_with_the_splits_before_it_known(split):
+    """Validation: training labels known, validation nodes get class k, the rest 1/K; test: training and
+    validation labels known (ForwardGNN's eval_model / append_for_eval)."""
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").eval()
+    known = data.train_mask | (data.val_mask if split == "test" else torch.zeros_like(data.val_mask))
+    evaluated = getattr(data, f"{split}_mask")
+
+    def inputs(k):
+        from torch_geometric.transforms import NormalizeFeatures
+
+        appended = torch.full((data.num_nodes, 3), 1 / 3)
+        appended[evaluated] = torch.nn.functional.one_hot(torch.tensor(k), 3).float()
+        appended[known] = torch.nn.functional.one_hot(data.y[known], 3).float()
+        return torch.cat([NormalizeFeatures()(Data(x=data.x.clone())).x, appended], 1), data.edge_index
+
+    with torch.no_grad():
+        expected = _reference_goodness(model, data, known, evaluated, inputs)
+        got = model.scores(data, split)
+    torch.testing.assert_close(got[evaluated], expected[evaluated])
+    assert model.evaluate(data, split) == pytest.approx(float((expected[evaluated].argmax(1) == data.y[evaluated])
+                                                              .float().mean()))
+
+
+def test_ff_vn_scores_link_only_known_and_evaluated_nodes():
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-vn").eval()
+    known, evaluated = data.train_mask | data.val_mask, data.test_mask
+
+    def inputs(k):
+        nodes = (known | evaluated).nonzero().flatten()
+        assign = torch.where(known[nodes], data.y[nodes], torch.full_like(nodes, k))
+        return add_virtual_nodes(data.x, data.edge_index, nodes, assign, model.method.virtual_x)
+
+    with torch.no_grad():
+        expected = _reference_goodness(model, data, known, evaluated, inputs)
+        got = model.scores(data, "test")
+    torch.testing.assert_close(got[evaluated], expected[evaluated])
+
+
+def test_ff_test_scores_read_validation_labels_and_validation_scores_do_not():
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").eval()
+    before = {split: model.scores(data, split) for split in ("val", "test")}
+    changed = data.clone()
+    changed.y = torch.where(data.val_mask, (data.y + 1) % 3, data.y)
+    after = {split: model.scores(changed, split) for split in ("val", "test")}
+    torch.testing.assert_close(after["val"][data.val_mask], before["val"][data.val_mask])
+    assert not torch.allclose(after["test"][data.test_mask], before["test"][data.test_mask])
+
+
+@pytest.mark.parametrize("method", ["ff-la", "ff-vn", "ff-symba"])
+def test_ff_fit_reports_each_split_scored_on_its_own(method):
+    seed_everything(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
+    report = model.fit(data, epochs=3, patience=None, quiet=True)
+    assert report.test_accuracy == pytest.approx(model.evaluate(data, "test"))
+    assert report.val_accuracy == pytest.approx(model.evaluate(data, "val"))
+    assert report.train_accuracy == pytest.approx(model.evaluate(data, "train"))
+
+
+def _edgeless(data):
+    return Data(**{**dict(data), "edge_index": torch.zeros(2, 0, dtype=torch.long)})
+
+
+@pytest.mark.parametrize("method", ["ff-la", "ff-symba"])
+def test_all_negatives_make_the_loss_independent_of_their_draw(method):
+    """With every wrong class in a negative copy, which copy holds which class does not matter on a graph without
+    edges (each node alone); with one negative copy the loss depends on the class drawn."""
+    data = _edgeless(tiny_graph())
+
+    def first_loss(seed, negatives):
+        torch.manual_seed(0)
+        model = ForwardGNN(5, 3, hidden=8, layers=1, method=method, seed=seed, negatives=negatives)
+        return float(model.layer_losses(data)[0].detach())
+
+    assert first_loss(0, None) == pytest.approx(first_loss(1, None), rel=1e-6)
+    assert first_loss(0, 1) != pytest.approx(first_loss(1, 1), rel=1e-3)
+
+
+def test_ff_loss_is_the_positive_mean_plus_the_mean_over_all_negatives():
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=1, method="ff-la", seed=3)
+    from fwdlearn.graphs.methods.virtual_nodes import wrong_labels
+
+    wrong = wrong_labels(data.y, 3, torch.Generator().manual_seed(3), count=2)
+    block, train = model.blocks[0], data.train_mask
+
+    def goodness(labels):
+        h = block(append_labels(data.x, 3, labels, train), data.edge_index)
+        return h[train].pow(2).sum(-1)
+
+    g_neg = torch.cat([goodness(w) for w in wrong])
+    expected = torch.nn.functional.softplus(2.0 - goodness(data.y)).mean() + \
+        torch.nn.functional.softplus(g_neg - 2.0).mean()
+    torch.testing.assert_close(model.layer_losses(data)[0], expected)
+
+
+def test_ff_vn_negatives_read_the_positive_graphs_output_above_the_first_layer():
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-vn", negatives=1, seed=2)
+    from fwdlearn.graphs.methods.virtual_nodes import wrong_labels
+
+    train = data.train_mask
+    idx = train.nonzero().flatten()
+    wrong = wrong_labels(data.y, 3, torch.Generator().manual_seed(2))[0]
+    pos_x, pos_e = add_virtual_nodes(data.x, data.edge_index, idx, data.y[idx], model.method.virtual_x)
+    _, neg_e = add_virtual_nodes(data.x, data.edge_index, idx, wrong[idx], model.method.virtual_x)
+    h1 = model.blocks[0](pos_x, pos_e).detach()
+    g_pos = model.blocks[1](h1, pos_e)[:30][train].pow(2).sum(-1)
+    g_neg = model.blocks[1](h1, neg_e)[:30][train].pow(2).sum(-1)
+    expected = torch.nn.functional.softplus(2.0 - g_pos).mean() + torch.nn.functional.softplus(g_neg - 2.0).mean()
+    torch.testing.assert_close(model.layer_losses(data)[1], expected)
+
+
+def test_negatives_out_of_range_is_refused():
+    with pytest.raises(ValueError, match=r"negatives must be an int in \[1, 2\] \(the wrong classes of 3\), or None "
+                                         r"for all of them; got 3"):
+        ForwardGNN(5, 3, method="ff-la", negatives=3)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from fwdlearn.diagnostics.cost import Cost, CostReport
 from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
-from fwdlearn.schedules import LayerJob, greedy_layerwise, layerwise_forward
+from fwdlearn.schedules import LayerJob, greedy_layerwise
 
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
@@ -85,6 +85,9 @@ class GraphMethod(nn.Module):
     schedule: ClassVar[str] = ""
     #: whether transductive scores read the training labels (virtual nodes, appended labels, top-down context)
     scores_use_labels: ClassVar[bool] = True
+    #: whether the scores of a node depend on which nodes are evaluated with it (the FF methods: candidate labels go
+    #: to the evaluated split only, and the splits before it keep their labels), so each split is scored on its own
+    scores_per_split: ClassVar[bool] = False
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int, layers: int, conv: str, seed: int = 0) -> None:
         super().__init__()
@@ -114,8 +117,10 @@ class GraphMethod(nn.Module):
         raise NotImplementedError
 
     def scores(self, blocks: nn.ModuleList, x: Tensor, edge_index: Tensor, y: Tensor | None = None,
-               train: Tensor | None = None) -> Tensor:
-        """Class scores ``[N, K]``: inductive (``y``/``train`` ``None``) or with the training labels used as in training."""
+               train: Tensor | None = None, evaluated: Tensor | None = None) -> Tensor:
+        """Class scores ``[N, K]``: inductive (``y``/``train`` ``None``) or with the labels of ``train`` (the known
+        nodes) used as in training. ``evaluated``: the nodes being scored (default: all outside ``train``), read by
+        the methods with :attr:`scores_per_split`."""
         raise NotImplementedError
 
     def layer_losses(self, blocks: nn.ModuleList, data) -> list[Tensor]:
@@ -130,7 +135,7 @@ class LayerwiseMethod(GraphMethod):
     """A method trained greedily layer by layer on named streams (see the module doc).
 
     Subclasses implement :meth:`training_streams`, :meth:`scoring_streams`, :meth:`layer_loss` and
-    :meth:`layer_scores`; they may override :meth:`combine` and :meth:`finish_layer`.
+    :meth:`layer_scores`; they may override :meth:`combine`, :meth:`finish_layer` and :meth:`next_inputs`.
     """
 
     schedule: ClassVar[str] = "greedy layer-wise"
@@ -147,8 +152,11 @@ class LayerwiseMethod(GraphMethod):
         """The graphs a layer's loss is computed on."""
         raise NotImplementedError
 
-    def scoring_streams(self, x: Tensor, edge_index: Tensor, y: Tensor | None, train: Tensor | None) -> Streams:
-        """The graphs class scores are read from (transductive when ``y``/``train`` are given)."""
+    def scoring_streams(self, x: Tensor, edge_index: Tensor, y: Tensor | None, train: Tensor | None,
+                        evaluated: Tensor | None = None) -> Streams:
+        """The graphs class scores are read from (transductive when ``y``/``train`` are given). Methods with
+        :attr:`scores_per_split` also get ``evaluated``, the nodes scored (see :meth:`GraphMethod.scores`); while
+        training, validation is scored with ``train`` known and ``evaluated`` the validation nodes."""
         raise NotImplementedError
 
     def layer_loss(self, outs: dict[str, Tensor], y: Tensor, train: Tensor, num_nodes: int, layer: int) -> Tensor:
@@ -166,30 +174,45 @@ class LayerwiseMethod(GraphMethod):
     def finish_layer(self, layer: int, outs: dict[str, Tensor], num_nodes: int) -> None:
         """Called once layer ``layer`` is trained, with its outputs on every stream."""
 
+    def next_inputs(self, outs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each stream's input to the next layer from a layer's outputs (default: the stream's own output)."""
+        return outs
+
     # ---------------------------------------------------------------- the engine
-    def scores(self, blocks, x, edge_index, y=None, train=None) -> Tensor:
+    def _scoring_streams(self, x, edge_index, y, train, evaluated) -> Streams:
+        """:meth:`scoring_streams`, given ``evaluated`` only by the methods that read it (:attr:`scores_per_split`)."""
+        if self.scores_per_split:
+            return self.scoring_streams(x, edge_index, y, train, evaluated)
+        return self.scoring_streams(x, edge_index, y, train)
+
+    def scores(self, blocks, x, edge_index, y=None, train=None, evaluated=None) -> Tensor:
         n = x.shape[0]
-        streams = self.scoring_streams(x, edge_index, y, train)
+        streams = self._scoring_streams(x, edge_index, y, train, evaluated)
         hs = {s: g[0] for s, g in streams.items()}
         total = None
         for l, block in enumerate(blocks):
             hs = {s: block(hs[s], streams[s][1]) for s in streams}
             part = self.layer_scores(hs, n, l)
+            hs = self.next_inputs(hs)
             total = part if total is None else total + part
         return self.combine(total)
 
     def layer_losses(self, blocks, data) -> list[Tensor]:
         x, ei, y, train = data.x, data.edge_index, data.y, data.train_mask
         streams = self.training_streams(x, ei, y, train, torch.Generator().manual_seed(self.seed))
-        outs = {s: layerwise_forward(blocks, g[0], g[1]) for s, g in streams.items()}
-        return [self.layer_loss({s: outs[s][l] for s in streams}, y, train, x.shape[0], l) for l in range(len(blocks))]
+        inputs, losses = {s: g[0] for s, g in streams.items()}, []
+        for l, block in enumerate(blocks):  # each block on the detached inputs the one below hands on
+            outs = {s: block(inputs[s].detach(), streams[s][1]) for s in streams}
+            losses.append(self.layer_loss(outs, y, train, x.shape[0], l))
+            inputs = self.next_inputs(outs)
+        return losses
 
     def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet,
             checkpointing: Checkpointing | None = None) -> MethodFit:
         x, ei, y, train, val = data.x, data.edge_index, data.y, data.train_mask, data.val_mask
         n = x.shape[0]
         training = self.training_streams(x, ei, y, train, torch.Generator().manual_seed(self.seed))
-        scoring = self.scoring_streams(x, ei, y, train)
+        scoring = self._scoring_streams(x, ei, y, train, val)
         streams = {**scoring, **training}
         matrices: dict[int, Tensor] = {}  # one propagation matrix per distinct graph
 
@@ -221,7 +244,7 @@ class LayerwiseMethod(GraphMethod):
                     outs = {s: run_block(block, prepared[s]) for s in streams}
                     state["total"] = state["total"] + self.layer_scores({s: outs[s] for s in scoring}, n, l)
                     self.finish_layer(l, outs, n)
-                state["inputs"] = outs
+                state["inputs"] = self.next_inputs(outs)
 
             return LayerJob(loss, evaluate, finish)
 

@@ -1,18 +1,33 @@
 r"""Forward-Forward methods of ForwardGNN: goodness of positive and negative graphs, layer by layer.
 
 Goodness :math:`G_i = \lVert h_i \rVert^2` (:func:`fwdlearn.local.goodness`). Positive data carry
-the true label of every training node, negative data a random wrong one
-(:func:`~fwdlearn.graphs.methods.virtual_nodes.wrong_labels`), given to the network as
+the true label of every training node; each of ``negatives`` negative copies (default all :math:`K - 1`, as the
+reference's scripts run) gives every training node a different wrong class
+(:func:`~fwdlearn.graphs.methods.virtual_nodes.wrong_labels`). The label reaches the network as
 
 - ``la``, label appending: features :math:`[x_i \Vert \operatorname{onehot}(a_i)]`
   (:mod:`~fwdlearn.graphs.methods.label_appending`), :math:`1/K` for unlabelled nodes;
-- ``vn``, virtual nodes: training node :math:`i` linked to the virtual node of class :math:`a_i`.
+- ``vn``, virtual nodes: training node :math:`i` linked to the virtual node of class :math:`a_i`. As in the
+  reference, the negative copies differ from the positive graph only in these links: from the second layer on,
+  their input is the positive graph's output.
 
-Objectives: ``ff``, :math:`\operatorname{BCE}(G - \theta)` with targets 1/0
-(:func:`fwdlearn.local.ff_loss`), and ``symba``, :math:`\operatorname{softplus}(-\alpha(G^+ - G^-))`
+Objectives over the training nodes, with :math:`G^-_{ij}` the goodness of node :math:`i` in negative copy
+:math:`j` (:math:`M` copies): ``ff``,
+
+.. math::
+    \mathcal{L} = \operatorname{mean}_i \operatorname{softplus}(\theta - G^+_i)
+    + \operatorname{mean}_{i,j} \operatorname{softplus}(G^-_{ij} - \theta)
+
+(:func:`fwdlearn.local.ff_loss` with ``per_set``: the reference's weighting), and ``symba``,
+:math:`\operatorname{mean}_{i,j} \operatorname{softplus}(-\alpha(G^+_i - G^-_{ij}))`
 (:func:`fwdlearn.local.symba_loss`). Rules: ``local:ff:la`` (alias ``ff-la``), ``local:ff:vn``
-(``ff-vn``), ``local:symba:la`` (``ff-symba``). Scores: :math:`K` passes, class :math:`k` given to every
-unlabelled node (training nodes keep theirs); the goodness summed over layers.
+(``ff-vn``), ``local:symba:la`` (``ff-symba``).
+
+Scores: :math:`K` passes; in pass :math:`k` the evaluated nodes get class :math:`k`, the known nodes keep their
+label and the rest get none (:math:`1/K`, no virtual link); the goodness summed over layers. Which nodes are
+evaluated and known depends on the split scored (:attr:`~fwdlearn.graphs.methods.base.GraphMethod.scores_per_split`):
+validation is scored with the training labels known, test with the training and validation labels known, as in
+the reference; without a split every node outside the training set is evaluated.
 """
 
 from __future__ import annotations
@@ -35,33 +50,47 @@ __all__ = ["LabelAppendingFF", "LabelAppendingSymBa", "VirtualNodeFF"]
 class _GoodnessMethod(LayerwiseMethod):
     """Positive/negative streams for training, ``K`` candidate streams for scoring, goodness scores."""
 
-    options: ClassVar[tuple[str, ...]] = ("theta", "alpha", "cache")
+    options: ClassVar[tuple[str, ...]] = ("theta", "alpha", "negatives", "cache")
+    scores_per_split: ClassVar[bool] = True
 
     def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, theta: float = 2.0, alpha: float = 4.0,
-                 cache: bool = True):
+                 negatives: int | None = None, cache: bool = True):
         super().__init__(in_dim, num_classes, hidden, layers, conv, seed, cache)
+        if num_classes < 2:
+            raise ValueError(f"the {self.rule} method contrasts a node's label with wrong ones, so it needs "
+                             f"num_classes >= 2; got {num_classes}")
+        if negatives is not None and not (isinstance(negatives, int) and 1 <= negatives <= num_classes - 1):
+            raise ValueError(f"negatives must be an int in [1, {num_classes - 1}] (the wrong classes of "
+                             f"{num_classes}), or None for all of them; got {negatives!r}")
         self.theta, self.alpha = theta, alpha
+        self.negatives = num_classes - 1 if negatives is None else negatives
 
     def labelled(self, x: Tensor, edge_index: Tensor, labels: Tensor, train: Tensor) -> tuple[Tensor, Tensor]:
         """The graph with ``labels`` given to the training nodes."""
         raise NotImplementedError
 
-    def candidate(self, x: Tensor, edge_index: Tensor, k: int, y: Tensor | None, train: Tensor | None
-                  ) -> tuple[Tensor, Tensor]:
-        """The graph with class ``k`` given to every node outside ``train`` (which keeps ``y``)."""
+    def candidate(self, x: Tensor, edge_index: Tensor, k: int, y: Tensor | None, known: Tensor | None,
+                  evaluated: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The graph with class ``k`` given to the ``evaluated`` nodes (``None``: every node outside ``known``),
+        ``known``'s own labels ``y`` to ``known``, and no label to the others."""
         raise NotImplementedError
 
     def training_streams(self, x, edge_index, y, train, generator) -> Streams:
-        negatives = wrong_labels(y, self.num_classes, generator)
-        return {"pos": self.labelled(x, edge_index, y, train), "neg": self.labelled(x, edge_index, negatives, train)}
+        negatives = wrong_labels(y, self.num_classes, generator, self.negatives)
+        return {"pos": self.labelled(x, edge_index, y, train),
+                **{f"neg{j}": self.labelled(x, edge_index, wrong, train) for j, wrong in enumerate(negatives)}}
 
-    def scoring_streams(self, x, edge_index, y, train) -> Streams:
-        return {f"k{k}": self.candidate(x, edge_index, k, y, train) for k in range(self.num_classes)}
+    def scoring_streams(self, x, edge_index, y, train, evaluated=None) -> Streams:
+        return {f"k{k}": self.candidate(x, edge_index, k, y, train, evaluated) for k in range(self.num_classes)}
+
+    def _goodness(self, outs, train, num_nodes) -> tuple[Tensor, Tensor]:
+        """Goodness of the training nodes: positives ``[n]`` and negatives ``[negatives, n]``."""
+        negatives = torch.stack([goodness(outs[f"neg{j}"][:num_nodes][train]) for j in range(self.negatives)])
+        return goodness(outs["pos"][:num_nodes][train]), negatives
 
     def layer_loss(self, outs, y, train, num_nodes, layer) -> Tensor:
-        g_pos = goodness(outs["pos"][:num_nodes][train])
-        g_neg = goodness(outs["neg"][:num_nodes][train])
-        return ff_loss(g_pos, g_neg, self.theta)
+        g_pos, g_neg = self._goodness(outs, train, num_nodes)
+        return ff_loss(g_pos, g_neg, self.theta, per_set=True)
 
     def layer_scores(self, outs, num_nodes, layer) -> Tensor:
         return torch.stack([goodness(outs[f"k{k}"][:num_nodes]) for k in range(self.num_classes)], dim=-1)
@@ -78,8 +107,8 @@ class LabelAppendingFF(_GoodnessMethod):
     def labelled(self, x, edge_index, labels, train):
         return append_labels(x, self.num_classes, labels, train), edge_index
 
-    def candidate(self, x, edge_index, k, y, train):
-        return append_labels(x, self.num_classes, y, train, fill=k), edge_index
+    def candidate(self, x, edge_index, k, y, known, evaluated):
+        return append_labels(x, self.num_classes, y, known, fill=k, fill_nodes=evaluated), edge_index
 
 
 class LabelAppendingSymBa(LabelAppendingFF):
@@ -88,9 +117,8 @@ class LabelAppendingSymBa(LabelAppendingFF):
     rule: ClassVar[str] = "local:symba:la"
 
     def layer_loss(self, outs, y, train, num_nodes, layer) -> Tensor:
-        g_pos = goodness(outs["pos"][:num_nodes][train])
-        g_neg = goodness(outs["neg"][:num_nodes][train])
-        return symba_loss(g_pos, g_neg, self.alpha)
+        g_pos, g_neg = self._goodness(outs, train, num_nodes)
+        return symba_loss(g_pos.expand_as(g_neg), g_neg, self.alpha)
 
 
 class VirtualNodeFF(_GoodnessMethod):
@@ -98,17 +126,26 @@ class VirtualNodeFF(_GoodnessMethod):
 
     rule: ClassVar[str] = "local:ff:vn"
 
-    def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, theta=2.0, alpha=4.0, cache=True):
-        super().__init__(in_dim, num_classes, hidden, layers, conv, seed, theta, alpha, cache)
+    def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, theta=2.0, alpha=4.0, negatives=None,
+                 cache=True):
+        super().__init__(in_dim, num_classes, hidden, layers, conv, seed, theta, alpha, negatives, cache)
         self.register_buffer("virtual_x", virtual_features(num_classes, in_dim, seed))
 
     def labelled(self, x, edge_index, labels, train):
         idx = train.nonzero().flatten()
         return add_virtual_nodes(x, edge_index, idx, labels[idx], self.virtual_x)
 
-    def candidate(self, x, edge_index, k, y, train):
+    def candidate(self, x, edge_index, k, y, known, evaluated):
         n = x.shape[0]
         assign = torch.full((n,), k, dtype=torch.long, device=x.device)
-        if train is not None:
-            assign[train] = y[train]
-        return add_virtual_nodes(x, edge_index, torch.arange(n, device=x.device), assign, self.virtual_x)
+        linked = torch.ones(n, dtype=torch.bool, device=x.device) if evaluated is None else evaluated.clone()
+        if known is not None:
+            assign[known] = y[known]
+            linked |= known
+        idx = linked.nonzero().flatten()
+        return add_virtual_nodes(x, edge_index, idx, assign[idx], self.virtual_x)
+
+    def next_inputs(self, outs):
+        """The negative copies differ from the positive graph only in their virtual links: each layer above the
+        first reads the positive graph's output, as in the reference."""
+        return {s: outs["pos"] if s.startswith("neg") else h for s, h in outs.items()}

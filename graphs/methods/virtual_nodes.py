@@ -26,12 +26,23 @@ def virtual_features(num_classes: int, dim: int, seed: int = 0) -> Tensor:
     return torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(seed))
 
 
-def wrong_labels(labels: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
-    r"""A uniformly random class different from each label: :math:`(y + U\{1..K-1\}) \bmod K`."""
+def wrong_labels(labels: Tensor, num_classes: int, generator: torch.Generator | None = None,
+                 count: int = 1) -> Tensor:
+    r"""``[count, N]`` wrong classes: row :math:`j` gives each node :math:`i` the :math:`j`-th class of a uniformly
+    random order of :math:`\{0..K-1\} \setminus \{y_i\}` (drawn independently per node), so with
+    ``count = K - 1`` every wrong class appears once per node, as in the reference's negative graphs.
+
+    Raises:
+        ValueError: ``num_classes < 2`` (no wrong class), or ``count`` outside ``[1, num_classes - 1]``.
+    """
     if num_classes < 2:
         raise ValueError(f"negatives need a wrong class, so num_classes must be >= 2; got {num_classes}")
-    shift = torch.randint(1, num_classes, labels.shape, generator=generator, device="cpu").to(labels.device)
-    return (labels + shift) % num_classes
+    if not 1 <= count <= num_classes - 1:
+        raise ValueError(f"count must lie in [1, {num_classes - 1}] (the wrong classes of {num_classes}); got {count}")
+    n = labels.shape[0]
+    keys = torch.rand(n, num_classes, generator=generator, device="cpu")
+    keys[torch.arange(n), labels.cpu()] = 2.0  # the true class sorts last
+    return keys.argsort(dim=1)[:, :count].t().contiguous().to(labels.device)
 
 
 def add_virtual_nodes(x: Tensor, edge_index: Tensor, nodes: Tensor, assignment: Tensor,

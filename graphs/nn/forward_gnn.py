@@ -13,13 +13,13 @@ own output; the next layer sees a detached copy, so no gradient crosses layers. 
 
   (:func:`fwdlearn.local.prototype_cross_entropy`). Prediction: per-layer softmax over
   classes, averaged over layers, argmax.
-- ``"ff-la"``: label appending (:mod:`~fwdlearn.graphs.methods.label_appending`) with a random wrong
-  label for negatives, FF loss :math:`\operatorname{BCE}(G - \theta)` per layer
-  (:func:`fwdlearn.local.ff_loss`); inference by :math:`K` passes, argmax of the goodness
-  summed over layers.
+- ``"ff-la"``: label appending (:mod:`~fwdlearn.graphs.methods.label_appending`), one negative copy per wrong
+  label (``negatives``, default all :math:`K - 1`), FF loss :math:`\operatorname{BCE}(G - \theta)` per layer
+  (:func:`fwdlearn.local.ff_loss`, the positives' mean plus the negatives'); inference by :math:`K` passes, argmax
+  of the goodness summed over layers (:mod:`~fwdlearn.graphs.methods.ff`).
 - ``"ff-symba"``: the same inputs with the SymBa loss :math:`\operatorname{softplus}(-\alpha(G^+ - G^-))`.
 - ``"ff-vn"``: virtual nodes as in SF, negatives linked to a wrong class's virtual node,
-  FF loss; inference by :math:`K` passes (unlabelled nodes linked to virtual node :math:`k`).
+  FF loss; inference by :math:`K` passes (the evaluated nodes linked to virtual node :math:`k`).
 - ``"sf-top2input"``, ``"sf-top2loss"``: SF with top-down signals (:mod:`~fwdlearn.graphs.methods.topdown`).
 - ``"bp"``: the same blocks and a linear classifier, trained end to end
   (:func:`~fwdlearn.graphs.methods.bp.train_node_classifier`), the baseline.
@@ -50,7 +50,10 @@ needs no labels and no virtual nodes:
 - ``bp``, ``dfa``: the classifier's logits.
 
 :meth:`ForwardGNN.predict` / :meth:`ForwardGNN.evaluate` are transductive as in the paper: the
-training labels are used as at training time (virtual-node links, appended labels).
+training labels are used as at training time (virtual-node links, appended labels). The FF methods score each
+split as the reference does: its nodes get the candidate labels, the splits before it keep their labels (training
+labels for validation, training and validation labels for test, none for the training split itself) and the rest
+get none, so a split's accuracy does not depend on the others' being guessed at the same time.
 """
 
 from __future__ import annotations
@@ -80,11 +83,11 @@ __all__ = ["ForwardGNN", "FitReport"]
 class FitReport(WithCost):
     """What :meth:`ForwardGNN.fit` measured.
 
-    Accuracies are those of :meth:`ForwardGNN.scores` on each mask. For methods that read the training labels when
-    scoring (SF, the FF variants, top-down: ``scores_use_labels``) a training node is scored with its own label
-    among the inputs (a link to its class's virtual node, or the label appended), so ``train_accuracy`` measures that
-    input, not the fit: for FF-VN it can be near 0 (the true class's virtual node is the busiest, which lowers its
-    goodness), for SF near 1. Compare methods on ``val_accuracy`` / ``test_accuracy``.
+    Accuracies are those of :meth:`ForwardGNN.scores` on each mask (for the FF methods, each split scored on its
+    own: ``scores(data, split)``). SF and the top-down methods score a training node with its own label among the
+    inputs (a link to its class's virtual node), so their ``train_accuracy`` measures that input, not the fit
+    (near 1); the FF methods score the training split with no label known. Compare methods on ``val_accuracy`` /
+    ``test_accuracy``.
 
     ``cost`` (:class:`~fwdlearn.diagnostics.cost.CostReport`): ``saved_bytes_per_step``, bytes autograd
     saved for backward in one training step (for layer-by-layer methods the largest over layers,
@@ -119,6 +122,8 @@ class ForwardGNN(nn.Module):
             ...; see :mod:`fwdlearn.graphs.methods`), or a :class:`~fwdlearn.graphs.methods.base.GraphMethod`
             class registered there or passed directly.
         tau: SF temperature; theta: FF threshold; alpha: SymBa scale.
+        negatives: FF methods: negative copies of the graph, each with another wrong class per training node
+            (``None``: all :math:`K - 1`, as the reference's scripts; 1 is :math:`K - 1` times cheaper per epoch).
         cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
         update: top-down updates, ``"sync"`` or ``"alternate"``.
         steps: top-down evaluation steps.
@@ -139,7 +144,7 @@ class ForwardGNN(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, conv: str = "gcn", hidden: int = 128, layers: int = 4,
                  method: str | type[GraphMethod] = "sf", tau: float = 1.0, theta: float = 2.0, alpha: float = 4.0,
                  cache: bool = True, update: str = "sync", steps: int = 10, seed: int = 0,
-                 spread_error: bool = True) -> None:
+                 spread_error: bool = True, negatives: int | None = None) -> None:
         super().__init__()
         cls = method if isinstance(method, type) and issubclass(method, GraphMethod) else method_class(method)
         conv = check_conv(conv)
@@ -154,7 +159,7 @@ class ForwardGNN(nn.Module):
         self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
         self.layers, self.seed = int(layers), seed
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,
-                 "spread_error": spread_error}
+                 "spread_error": spread_error, "negatives": negatives}
         options = {k: v for k, v in given.items() if k in cls.options}
         if isinstance(method, str):
             options.update(cls.options_from_rule(method))
@@ -183,14 +188,33 @@ class ForwardGNN(nn.Module):
         ``None``; :func:`~fwdlearn.graphs.influence.hop_influence` then takes its Jacobian layer by layer."""
         return self.method.block_stack(self.blocks)
 
-    def scores(self, data) -> Tensor:
+    def scores(self, data, split: str | None = None) -> Tensor:
         """Transductive class scores ``[N, K]`` on ``data`` (training labels used as in training: ``data.y`` and
-        ``data.train_mask``; ``bp`` and ``dfa`` read none and score a graph without them)."""
+        ``data.train_mask``; ``bp`` and ``dfa`` read none and score a graph without them).
+
+        ``split`` (``"train"``, ``"val"``, ``"test"``): the scores of that split's nodes as the FF methods evaluate
+        it (:attr:`~fwdlearn.graphs.methods.base.GraphMethod.scores_per_split`): the split's nodes get the
+        candidate labels, the labels of the splits before it are known (none / train / train and val) and the
+        other nodes get none; only the split's rows are meant. The other methods ignore it."""
         self._check_graph(data, labels=self.method.scores_use_labels)
         device = self._device()
         y, train = (data.y.to(device), data.train_mask.to(device)) if self.method.scores_use_labels else (None, None)
+        which = {}  # the evaluated nodes, given only to the methods that read them
+        if split is not None and self.method.scores_per_split:
+            train, which["evaluated"] = self._split_masks(data, split, device)
         with torch.no_grad():
-            return self.method.scores(self.blocks, data.x.to(device), data.edge_index.to(device), y, train)
+            return self.method.scores(self.blocks, data.x.to(device), data.edge_index.to(device), y, train, **which)
+
+    @staticmethod
+    def _split_masks(data, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``(known, evaluated)`` when scoring ``split``: the reference's order train -> val -> test."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+        check_masks(data)
+        masks = {name: getattr(data, f"{name}_mask").to(device) for name in ("train", "val", "test")}
+        known = {"train": torch.zeros_like(masks["train"]), "val": masks["train"],
+                 "test": masks["train"] | masks["val"]}[split]
+        return known & ~masks[split], masks[split]
 
     def _check_graph(self, data, labels: bool = True) -> None:
         """Check ``data`` against the model: features ``[N, in_dim]`` of the parameters' dtype, edge ids in
@@ -223,7 +247,7 @@ class ForwardGNN(nn.Module):
         check_masks(data)
         mask = getattr(data, f"{split}_mask").to(self._device())
         with evaluating(self):
-            return masked_accuracy(self.scores(data), data.y.to(mask.device), mask)
+            return masked_accuracy(self.scores(data, split), data.y.to(mask.device), mask)
 
     def _fingerprint(self, data) -> dict[str, Any]:
         """What a checkpoint of this model on ``data`` must match: the model's shape and the graph with its split."""
@@ -285,9 +309,10 @@ class ForwardGNN(nn.Module):
         fit = self.method.fit(self.blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet, **saving)
         seconds = fit.seconds  # its training loops, the parts before a resume included
         self.eval()
-        s = self.scores(data)
-        y = data.y.to(s.device)
-        accuracy = {split: masked_accuracy(s, y, getattr(data, f"{split}_mask").to(s.device))
-                    for split in ("test", "val", "train")}
+        shared = None if self.method.scores_per_split else self.scores(data)
+        accuracy = {}
+        for split in ("test", "val", "train"):
+            s = shared if shared is not None else self.scores(data, split)
+            accuracy[split] = masked_accuracy(s, data.y.to(s.device), getattr(data, f"{split}_mask").to(s.device))
         return FitReport(self.rule, self.conv, self.layers, accuracy["test"], accuracy["val"], accuracy["train"],
                          seconds, fit.cost, fit.steps_run, fit.per_layer, fit.history)

@@ -45,7 +45,7 @@ def test_accuracy_floor_on_cora(method, cora):
         conv, hidden = ("sage", 64) if method == "ff-vn" else ("gcn", 128)
         model = ForwardGNN(cora.num_features, cora.num_classes, conv=conv, hidden=hidden, layers=1, method=method)
         report = model.fit(cora, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
-        floor = 0.38 if method == "ff-la" else 0.55  # the largest class is 0.29 of the test nodes
+        floor = 0.75 if method == "ff-la" else 0.72  # measured 0.840 / 0.825; the largest class is 0.29
     else:
         epochs = 100 if method.startswith("dfa") else 30  # DFA: the forward weights must align with B first
         model = ForwardGNN(cora.num_features, cora.num_classes, hidden=32, layers=2, method=method)

@@ -400,10 +400,14 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
 
 def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``"key <saved> (checkpoint) vs <now> (now)"`` for every entry of ``now`` that ``saved`` holds differently
-    (dicts compared key by key)."""
+    (dicts compared key by key). An entry ``saved`` lacks is a difference too: the checkpoint was made by a version
+    that did not record it, so it cannot show that it matches (a later version may train differently)."""
     out = []
     for key, value in now.items():
-        if key not in saved or saved[key] == value:
+        if key not in saved:
+            out.append(f"{prefix}{key} not recorded (checkpoint: an older fwdlearn) vs {value!r} (now)")
+            continue
+        if saved[key] == value:
             continue
         if isinstance(value, Mapping) and isinstance(saved[key], Mapping):
             out += _differences(saved[key], value, f"{prefix}{key}.")

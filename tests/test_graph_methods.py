@@ -459,3 +459,54 @@ def test_negatives_out_of_range_is_refused():
     with pytest.raises(ValueError, match=r"negatives must be an int in \[1, 2\] \(the wrong classes of 3\), or None "
                                          r"for all of them; got 3"):
         ForwardGNN(5, 3, method="ff-la", negatives=3)
+
+
+@pytest.mark.parametrize("method", ["ff-la", "ff-vn"])
+def test_ff_trains_when_unlabelled_nodes_carry_an_out_of_range_label(method):
+    """Only the training nodes' labels are read: -100 (PyTorch's ignore index) outside the splits is fine."""
+    seed_everything(0)
+    data = tiny_graph()
+    outside = data.test_mask.nonzero().flatten()[:3]
+    data.test_mask[outside] = False
+    data.y[outside] = -100
+    report = ForwardGNN(5, 3, hidden=8, layers=1, method=method).fit(data, epochs=2, patience=None, quiet=True)
+    assert 0.0 <= report.test_accuracy <= 1.0
+
+
+def test_all_negatives_spelled_either_way_resume_each_other(tmp_path):
+    data = tiny_graph()
+    checkpoint = tmp_path / "ff.pt"
+    seed_everything(0)
+    ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
+                                                            checkpoint=checkpoint)
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la", negatives=2)
+    model.fit(data, epochs=3, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
+    with pytest.raises(ValueError, match="negatives must be an int in .* got True"):
+        ForwardGNN(5, 3, method="ff-la", negatives=True)
+
+
+def test_a_checkpoint_that_did_not_record_an_option_is_refused(tmp_path):
+    """A checkpoint made before FF-LA took all K - 1 negatives holds no `negatives`: it trained another objective."""
+    from fwdlearn.errors import UsageError
+
+    data = tiny_graph()
+    checkpoint = tmp_path / "ff.pt"
+    seed_everything(0)
+    ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
+                                                            checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=False)
+    del state["fingerprint"]["model"]["negatives"]
+    torch.save(state, checkpoint)
+    with pytest.raises(UsageError, match=r"model\.negatives not recorded \(checkpoint: an older fwdlearn\) vs 2 \(now\)"):
+        ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=3, patience=None, quiet=True,
+                                                                checkpoint=checkpoint, resume=True)
+
+
+@pytest.mark.parametrize("method", ["sf", "ff-la"])
+def test_scores_and_predict_take_a_split_and_refuse_an_unknown_one(method):
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method).eval()
+    assert torch.equal(model.predict(data, "test"), model.scores(data, "test").argmax(-1))
+    with pytest.raises(ValueError, match="unknown split 'bogus'; use 'train', 'val' or 'test'"):
+        model.scores(data, "bogus")

@@ -32,6 +32,7 @@ the reference; without a split every node outside the training set is evaluated.
 
 from __future__ import annotations
 
+import numbers
 from typing import ClassVar
 
 import torch
@@ -59,11 +60,13 @@ class _GoodnessMethod(LayerwiseMethod):
         if num_classes < 2:
             raise ValueError(f"the {self.rule} method contrasts a node's label with wrong ones, so it needs "
                              f"num_classes >= 2; got {num_classes}")
-        if negatives is not None and not (isinstance(negatives, int) and 1 <= negatives <= num_classes - 1):
+        if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, numbers.Integral)
+                                      or not 1 <= negatives <= num_classes - 1):
             raise ValueError(f"negatives must be an int in [1, {num_classes - 1}] (the wrong classes of "
                              f"{num_classes}), or None for all of them; got {negatives!r}")
         self.theta, self.alpha = theta, alpha
-        self.negatives = num_classes - 1 if negatives is None else negatives
+        #: negative copies per training step (the resolved count: ``None`` means all :math:`K - 1`)
+        self.negatives = num_classes - 1 if negatives is None else int(negatives)
 
     def labelled(self, x: Tensor, edge_index: Tensor, labels: Tensor, train: Tensor) -> tuple[Tensor, Tensor]:
         """The graph with ``labels`` given to the training nodes."""

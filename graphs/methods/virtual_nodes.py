@@ -8,8 +8,8 @@ is linked to one virtual node in both directions,
     E' = E \cup \{(i, v_{a(i)}),\ (v_{a(i)}, i) : i \in \text{train}\},
 
 where :math:`a(i) = y_i` for the positive graph (SF, FF-VN positives), a wrong class for
-FF-VN negatives, and, at FF-VN inference, the candidate class :math:`k` for the unlabelled
-nodes. Validation and test nodes are never linked in training graphs. The virtual nodes'
+FF-VN negatives, and, at FF-VN inference, the candidate class :math:`k` for the evaluated nodes (the known ones
+keep :math:`y_i`, see :mod:`~fwdlearn.graphs.methods.ff`). Validation and test nodes are never linked in training graphs. The virtual nodes'
 input features are a fixed random vector per class (seeded), kept by the model as a buffer.
 """
 
@@ -30,7 +30,8 @@ def wrong_labels(labels: Tensor, num_classes: int, generator: torch.Generator | 
                  count: int = 1) -> Tensor:
     r"""``[count, N]`` wrong classes: row :math:`j` gives each node :math:`i` the :math:`j`-th class of a uniformly
     random order of :math:`\{0..K-1\} \setminus \{y_i\}` (drawn independently per node), so with
-    ``count = K - 1`` every wrong class appears once per node, as in the reference's negative graphs.
+    ``count = K - 1`` every wrong class appears once per node, as in the reference's negative graphs. A label
+    outside ``[0, K)`` (an unlabelled node) excludes no class.
 
     Raises:
         ValueError: ``num_classes < 2`` (no wrong class), or ``count`` outside ``[1, num_classes - 1]``.
@@ -39,9 +40,10 @@ def wrong_labels(labels: Tensor, num_classes: int, generator: torch.Generator | 
         raise ValueError(f"negatives need a wrong class, so num_classes must be >= 2; got {num_classes}")
     if not 1 <= count <= num_classes - 1:
         raise ValueError(f"count must lie in [1, {num_classes - 1}] (the wrong classes of {num_classes}); got {count}")
-    n = labels.shape[0]
+    n, labels_cpu = labels.shape[0], labels.cpu()
     keys = torch.rand(n, num_classes, generator=generator, device="cpu")
-    keys[torch.arange(n), labels.cpu()] = 2.0  # the true class sorts last
+    valid = (labels_cpu >= 0) & (labels_cpu < num_classes)  # unlabelled nodes (e.g. -1, -100) exclude no class
+    keys[valid.nonzero().flatten(), labels_cpu[valid]] = 2.0  # the true class sorts last
     return keys.argsort(dim=1)[:, :count].t().contiguous().to(labels.device)
 
 

@@ -50,10 +50,11 @@ needs no labels and no virtual nodes:
 - ``bp``, ``dfa``: the classifier's logits.
 
 :meth:`ForwardGNN.predict` / :meth:`ForwardGNN.evaluate` are transductive as in the paper: the
-training labels are used as at training time (virtual-node links, appended labels). The FF methods score each
-split as the reference does: its nodes get the candidate labels, the splits before it keep their labels (training
-labels for validation, training and validation labels for test, none for the training split itself) and the rest
-get none, so a split's accuracy does not depend on the others' being guessed at the same time.
+training labels are used as at training time (virtual-node links, appended labels). Given a split (as
+:meth:`~ForwardGNN.evaluate` always is), the FF methods score it as the reference does: its nodes get the candidate
+labels, the splits before it keep their labels (training labels for validation, training and validation labels for
+test, none for the training split itself) and the rest get none, so a split's accuracy does not depend on the
+others' being guessed at the same time.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ from fwdlearn.graphs.methods.base import GraphMethod
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
 
 __all__ = ["ForwardGNN", "FitReport"]
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
 
 
 @dataclass
@@ -123,7 +129,7 @@ class ForwardGNN(nn.Module):
             class registered there or passed directly.
         tau: SF temperature; theta: FF threshold; alpha: SymBa scale.
         negatives: FF methods: negative copies of the graph, each with another wrong class per training node
-            (``None``: all :math:`K - 1`, as the reference's scripts; 1 is :math:`K - 1` times cheaper per epoch).
+            (``None``: all :math:`K - 1`, as the reference's scripts; 1 trains on 2 copies a step instead of :math:`K`).
         cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
         update: top-down updates, ``"sync"`` or ``"alternate"``.
         steps: top-down evaluation steps.
@@ -163,9 +169,11 @@ class ForwardGNN(nn.Module):
         options = {k: v for k, v in given.items() if k in cls.options}
         if isinstance(method, str):
             options.update(cls.options_from_rule(method))
+        self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
+        if "negatives" in options:  # the count the method resolved (None: all K - 1), so equal models match
+            options["negatives"] = self.method.negatives
         #: the method's hyperparameters (checkpoints must match them, ``cache`` aside: a speed option)
         self.options = options
-        self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
         self.blocks = self.method.make_blocks()
 
     @property
@@ -196,6 +204,8 @@ class ForwardGNN(nn.Module):
         it (:attr:`~fwdlearn.graphs.methods.base.GraphMethod.scores_per_split`): the split's nodes get the
         candidate labels, the labels of the splits before it are known (none / train / train and val) and the
         other nodes get none; only the split's rows are meant. The other methods ignore it."""
+        if split is not None:
+            _check_split(split)
         self._check_graph(data, labels=self.method.scores_use_labels)
         device = self._device()
         y, train = (data.y.to(device), data.train_mask.to(device)) if self.method.scores_use_labels else (None, None)
@@ -208,8 +218,6 @@ class ForwardGNN(nn.Module):
     @staticmethod
     def _split_masks(data, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
         """``(known, evaluated)`` when scoring ``split``: the reference's order train -> val -> test."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
         check_masks(data)
         masks = {name: getattr(data, f"{name}_mask").to(device) for name in ("train", "val", "test")}
         known = {"train": torch.zeros_like(masks["train"]), "val": masks["train"],
@@ -236,14 +244,15 @@ class ForwardGNN(nn.Module):
             raise ValueError(f"data.train_mask must be a boolean vector of length num_nodes={x.shape[0]}; got dtype "
                              f"{train.dtype} and shape {tuple(train.shape)}")
 
-    def predict(self, data) -> Tensor:
-        """Predicted class of every node of ``data`` (transductive, see :meth:`scores`)."""
-        return self.scores(data).argmax(-1)
+    def predict(self, data, split: str | None = None) -> Tensor:
+        """Predicted class of every node of ``data`` (transductive, see :meth:`scores`). For the FF methods,
+        ``split`` predicts that split as :meth:`evaluate` scores it (its rows are meant); without it every node
+        outside the training set is a candidate at once, the labels of the training set known."""
+        return self.scores(data, split).argmax(-1)
 
     def evaluate(self, data, split: str = "test") -> float:
         """Accuracy on ``data.<split>_mask`` (``split`` in train/val/test)."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+        _check_split(split)
         check_masks(data)
         mask = getattr(data, f"{split}_mask").to(self._device())
         with evaluating(self):

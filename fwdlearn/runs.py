@@ -39,7 +39,7 @@ from .errors import UsageError
 from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
-           "start_run", "check_plot_format", "lock_run", "release_runs"]
+           "start_run", "check_plot_format", "lock_run", "release_runs", "refuse_torchrun"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -114,6 +114,14 @@ class RunPaths:
         return pairs
 
 
+def refuse_torchrun(job: str) -> None:
+    """Raise :class:`UsageError` under ``torchrun`` (``WORLD_SIZE`` > 1): command ``job`` does not share its work out,
+    so every process would run all of it and write the same files."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError(f"fwdlearn {job.replace('-', ' ', 1)} runs in one process: start it without torchrun "
+                         "(torchrun scales out seq train and influence graph)")
+
+
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
                 out: str | None = None, resume: bool = False, scales_out: bool = False, splits: int = 1) -> RunPaths:
     """Resolve this run's output paths (see the module doc) and check them before any work.
@@ -139,9 +147,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     """
     from .reporting import result_paths
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not scales_out:
-        raise UsageError(f"fwdlearn {job.replace('-', ' ', 1)} runs in one process: start it without torchrun "
-                         "(torchrun scales out seq train and influence graph)")
+    if not scales_out:
+        refuse_torchrun(job)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
     if options.name and (Path(options.name).is_absolute() or ".." in Path(options.name).parts

@@ -63,3 +63,11 @@ def test_the_report_compares_accuracy_with_chance_in_words():
         "only BP is above it")
     assert _against_chance({"BP": {"test_accuracy": 0.1}, "SF": {"test_accuracy": 0.2}}, 0.3).startswith(
         "neither model is above it")
+
+
+def test_quickstart_refuses_torchrun_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["quickstart", *TINY, "--name", "tr"]) == 2
+    assert "fwdlearn quickstart runs in one process: start it without torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tr").exists()

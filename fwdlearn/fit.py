@@ -653,7 +653,8 @@ class Trainer:
             self._check_same_step(saved_step or 0)
         t0 = time.perf_counter() - result.seconds
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
-        bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet)
+        bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet, total=self.steps,
+                       initial=start_step - 1)  # a resumed run's bar goes on from where it stopped
         i = start_step
         try:
             for i in bar:

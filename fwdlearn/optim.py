@@ -4,7 +4,8 @@ A model (or a rule) states its defaults as an :class:`OptimizerSettings`; a trai
 and the schedule from it (:func:`make_optimizer`, :func:`make_scheduler`), with any field overridden by the
 user. Schedules:
 
-* ``constant``: :math:`\eta_s = \eta`;
+* ``constant``: :math:`\eta_s = \eta`, after a linear warm-up :math:`\eta_s = \eta\,(s + 1) / W` over the first
+  :math:`W` steps when ``warmup`` :math:`W > 0`;
 * ``cosine``: linear warm-up over :math:`W` steps, then cosine decay towards :math:`\rho\,\eta`, reached at
   :math:`s = S`, one past the last step :math:`S - 1` (whose rate is a little above it),
 
@@ -47,7 +48,7 @@ class OptimizerSettings:
         betas: Adam's :math:`(\\beta_1, \\beta_2)` (ignored by SGD).
         weight_decay: decoupled for AdamW, L2 for Adam and SGD.
         schedule: ``"constant"`` or ``"cosine"`` (linear warm-up, then cosine decay).
-        warmup: warm-up steps of the cosine schedule.
+        warmup: linear warm-up steps before either schedule.
         min_ratio: the cosine schedule's final learning rate as a fraction of ``lr``.
     """
 
@@ -87,10 +88,10 @@ def make_optimizer(parameters: Iterable[torch.Tensor], settings: OptimizerSettin
 
 def lr_factor(step: int, steps: int, settings: OptimizerSettings) -> float:
     """The multiplier of ``settings.lr`` at optimizer step ``step`` (from 0) of ``steps``."""
-    if settings.schedule == "constant":
-        return 1.0
     if step < settings.warmup:
         return (step + 1) / settings.warmup
+    if settings.schedule == "constant":
+        return 1.0
     progress = min(1.0, (step - settings.warmup) / max(1, steps - settings.warmup))
     return settings.min_ratio + (1 - settings.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 

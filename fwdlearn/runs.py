@@ -255,6 +255,23 @@ def _clear_further_splits(path: Path, splits: int, overwrite: bool) -> None:
         p.unlink()
 
 
+def _own_files(paths: RunPaths) -> set[Path]:
+    """The files a resumed run may rewrite: its record, when that names the run's checkpoint, and the files the
+    record names (its plot); an unrelated file at the same path is not the run's to replace."""
+    import json
+
+    if paths.checkpoint is None or not paths.record.is_file():
+        return set()
+    try:
+        files = json.loads(paths.record.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    named = {Path(os.path.abspath(p)) for p in files.values() if isinstance(p, str)} if isinstance(files, dict) else set()
+    if Path(os.path.abspath(paths.checkpoint)) not in named:
+        return set()
+    return named | {Path(os.path.abspath(paths.record))}
+
+
 def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
     seen: dict[Path, str] = {}
     for flag, path in paths.outputs():
@@ -262,11 +279,12 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
         if key in seen:
             raise UsageError(f"{seen[key]} and {flag} both name {path}; give each output its own path")
         seen[key] = flag
+    own = _own_files(paths) if resume else set()
     for flag, path in paths.outputs():
         if flag == "--checkpoint":
             continue
-        check_writable(path, flag)  # a resumed run rewrites its own record and plot
-        refuse_overwrite(path, overwrite=overwrite or (resume and flag in ("--json", "--plot")))
+        check_writable(path, flag)  # a resumed run rewrites its own record and plot, nobody else's
+        refuse_overwrite(path, overwrite=overwrite or Path(os.path.abspath(path)) in own)
     if paths.checkpoint is not None:
         ckpt = paths.checkpoint
         if ckpt.is_dir():

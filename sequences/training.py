@@ -127,7 +127,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     with evaluating(model):
         for x, y in batcher.epoch_windows():
             logits, state = model(x.to(device), state)
-            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
+            wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # a bfloat16 sum drifts
+            total += float(F.cross_entropy(wide.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
                                            reduction="sum"))
             count += y.numel()
     return _lm_metrics(total, count, prefix)
@@ -135,6 +136,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
 
 def _check_evaluable(ids: Tensor, batch_size: int, split: str) -> None:
     """Refuse a split too short for ``batch_size`` streams of at least one (input, target) pair each."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (the streams read side by side), got {batch_size}")
     if ids.numel() < 2 * batch_size:
         raise ValueError(f"the {split} split has {ids.numel()} tokens; evaluating {batch_size} streams needs at least "
                          f"{2 * batch_size} (an input and a target per stream): give a longer split or a smaller "
@@ -303,6 +306,12 @@ def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, sta
     return FitReport(result, result.steps_run, dict(result.best), result.seconds)
 
 
+def _task_fingerprint(task) -> dict[str, Any]:
+    """A task's name and every scalar setting (lag, length, symbols, ...): a checkpoint of another task is refused."""
+    return {"name": task.name, **{k: v for k, v in sorted(vars(task).items())
+                                  if isinstance(v, (bool, int, float, str)) and not k.startswith("_")}}
+
+
 def corpus_fingerprint(vocab: Vocabulary, *splits: Tensor) -> dict[str, str]:
     """``{"vocabulary", "corpus"}``: sizes and short hashes of the vocabulary and of the token ids; a resumed
     run must match both."""
@@ -436,6 +445,6 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,
                   quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
                   overwrite=overwrite, diverge_factor=diverge_factor,
-                  fingerprint={"model": model.config_dict(), "task": task.name, "batch_size": batch_size},
+                  fingerprint={"model": model.config_dict(), "task": _task_fingerprint(task), "batch_size": batch_size},
                   settings={**_settings(settings), "clip": clip})
     return _run(kwargs, step, evaluate, state, steps)

@@ -245,3 +245,12 @@ def test_every_training_influence_and_bench_command_takes_the_run_options(comman
     for flag in ("--device", "--threads", "--seed", "--quiet", "--name", "--json", "--overwrite", "--debug"):
         assert flag in out.stdout
     assert "run options:" in out.stdout
+
+
+def test_an_interrupt_without_a_message_says_interrupted(capsys, monkeypatch):
+    """Ctrl-C before a run's first step raised a bare KeyboardInterrupt: the line read "fwdlearn: " alone."""
+    from fwdlearn.cli import _report
+
+    monkeypatch.delenv("RANK", raising=False)
+    _report(KeyboardInterrupt())
+    assert capsys.readouterr().err == "fwdlearn: interrupted\n"

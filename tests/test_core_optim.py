@@ -17,6 +17,12 @@ def test_warm_up_then_cosine_to_the_floor():
     assert lr_factor(7, 14, OptimizerSettings()) == 1.0  # constant
 
 
+def test_the_constant_schedule_warms_up_too():
+    """--warmup under the constant schedule (recurrent models' and DFA's default) was silently ignored."""
+    s = OptimizerSettings(lr=1.0, schedule="constant", warmup=3)
+    assert [lr_factor(i, 10, s) for i in range(5)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+
+
 def test_settings_are_checked_and_overridden_field_by_field():
     with pytest.raises(ValueError, match="unknown optimizer 'adagrad'; choose one of adam, adamw, sgd"):
         OptimizerSettings("adagrad")

@@ -57,6 +57,9 @@ def test_outputs_are_checked_before_any_work(folder):
     with pytest.raises(FileExistsError, match="runs/a.json already exists"):
         run_outputs("seq-train", RunOptions(name="a"), checkpoint="")
     Path("runs/a.pt").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="runs/a.json already exists"):  # not this run's record: it names no
+        run_outputs("seq-train", RunOptions(name="a"), checkpoint="", resume=True)  # runs/a.pt
+    Path("runs/a.json").write_text(json.dumps({"files": {"checkpoint": "runs/a.pt"}}))
     paths = run_outputs("seq-train", RunOptions(name="a"), checkpoint="", resume=True)  # a resumed run rewrites its record
     assert paths.checkpoint == Path("runs/a.pt")
     with pytest.raises(FileExistsError, match="checkpoint runs/a.pt already exists; pass --resume"):

@@ -139,3 +139,17 @@ def test_influence_seq_reads_every_checkpoint_on_the_same_inputs(tmp_path):
                      "--positions", "3", "--json", str(record), "--quiet"]) == 0
         ranges.append({row["model"]: row["R"] for row in json.loads(record.read_text())["metrics"]})
     assert ranges[0] == ranges[1]
+
+
+def test_influence_seq_refuses_a_model_without_a_vocabulary_on_a_corpus_of_another_size(tmp_path, capsys):
+    """It indexed the embedding out of range (a raw IndexError), or ran on ids the model never learned."""
+    from fwdlearn.sequences import RecurrentLM
+
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    path = tmp_path / "small.pt"
+    RecurrentLM(10, cell="gru", hidden=8, layers=1).save(path)
+    assert main(["influence", "seq", "--checkpoints", str(path), "--data", str(text), "--length", "12",
+                 "--batch", "2", "--positions", "3", "--json", str(tmp_path / "x.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} holds no vocabulary and reads 10 token ids, but {text} has 28" in err, err

@@ -300,3 +300,11 @@ def test_a_seq_train_run_resumes_whatever_feedback_seed_its_checkpoint_recorded(
     torch.save(state, checkpoint)
     assert _train(text_file, tmp_path / "run2.json", "--steps", "3", "--seed", "3", "--checkpoint", str(checkpoint),
                   "--resume") == 0
+
+
+def test_seq_train_refuses_feedback_for_a_rule_without_dsf(text_file, tmp_path, capsys):
+    assert main(["seq", "train", "--data", str(text_file), "--model", "gru", "--training", "ft-bptt", "--feedback",
+                 "orthogonal", "--json", str(tmp_path / "x.json"), "--quiet"]) == 2
+    assert ("--feedback orthogonal chooses DSF's feedback through time; --training ft-bptt has no DSF part"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "x.json").exists()

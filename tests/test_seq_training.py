@@ -144,3 +144,34 @@ def test_a_word_prompt_is_continued_on_its_line():
     ids = vocab.encode("the cat", open_end=True)
     text = model.generate("the cat", 3, vocab=vocab, seed=0)
     assert text == vocab.decode(model.generate(ids, 3, seed=0))
+
+
+def test_a_task_checkpoint_of_another_task_length_is_refused(tmp_path):
+    from fwdlearn.errors import UsageError
+
+    checkpoint = tmp_path / "task.pt"
+    model = RecurrentLM(4, cell="gru", hidden=4, layers=1, out_size=4)
+    model.fit(DelayedRecall(lag=2, symbols=4, length=10), steps=2, quiet=True, checkpoint=checkpoint)
+    with pytest.raises(UsageError, match=r"task\.length 10 \(checkpoint\) vs 30 \(now\)"):
+        model.fit(DelayedRecall(lag=2, symbols=4, length=30), steps=4, quiet=True, checkpoint=checkpoint, resume=True)
+
+
+def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
+    torch.manual_seed(0)
+    model = RecurrentLM(7, cell="gru", hidden=8, layers=1)
+    ids = torch.randint(0, 7, (400,))
+    with pytest.raises(ValueError, match="batch_size must be >= 1 \\(the streams read side by side\\), got 0"):
+        model.evaluate(ids, batch_size=0)
+    with pytest.raises(ValueError, match="steps \\(tokens to generate\\) must be >= 0, got -3"):
+        model.generate(ids[:3], -3)
+    torch.manual_seed(1)
+    first, second = model.generate(ids[:3], 20), model.generate(ids[:3], 20)
+    assert not torch.equal(first, second)  # no seed: each call samples afresh (it repeated itself)
+    torch.manual_seed(1)
+    assert torch.equal(model.generate(ids[:3], 20), first)  # and torch.manual_seed reproduces it
+    low = RecurrentLM(7, cell="gru", hidden=8, layers=1).to(torch.bfloat16)
+    stream = ids[:100]
+    with torch.no_grad():
+        logits, _ = low.eval()(stream[:-1].view(1, -1))
+    exact = torch.nn.functional.cross_entropy(logits[0].float(), stream[1:])
+    assert low.evaluate(stream, context=99, batch_size=1)["loss"] == pytest.approx(float(exact), rel=1e-5)

@@ -153,7 +153,7 @@ def _report(error: BaseException) -> None:
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
         if _rank_env() == 0:
-            print(f"fwdlearn: {error or 'interrupted'}", file=sys.stderr)
+            print(f"fwdlearn: {str(error) or 'interrupted'}", file=sys.stderr)
         return
     if rank is None and _rank_env() != 0:
         return  # every process found the same problem before connecting: rank 0 says it

@@ -121,6 +121,11 @@ def _models_and_inputs(config: InfluenceSeqConfig):
             if vocab is not None and vocab.tokens != corpus.vocab.tokens:
                 raise UsageError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
                                  f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on")
+            if vocab is None and corpus.vocab_size != model.vocab_size:
+                raise UsageError(f"{path} holds no vocabulary and reads {model.vocab_size} token ids, but "
+                                 f"{config.data} has {corpus.vocab_size}: its ids would not mean what the model "
+                                 "learned. Save the model with its vocabulary (save(path, vocab=corpus.vocab)) or "
+                                 "leave out --data (random token ids)")
             ids = corpus.split("validation")
             need = config.batch * config.length
             if ids.numel() < need:

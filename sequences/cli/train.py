@@ -70,8 +70,9 @@ class TrainSeqConfig(RunOptions):
                                                                  "constant under dfa and for recurrent models, cosine "
                                                                  "for a transformer under backprop)",
                                                          "choices": ["constant", "cosine"]})
-    warmup: int | None = field(default=None, metadata={"help": "warm-up steps of the cosine schedule (default: the "
-                                                               "rule's)", "min": 0})
+    warmup: int | None = field(default=None, metadata={"help": "linear warm-up steps before either schedule "
+                                                               "(default: the rule's: 100 for a transformer under "
+                                                               "backprop, else 0)", "min": 0})
     align_every: int = field(default=0, metadata={"help": "every N steps, the cosine between each feedback point's "
                                                           "DFA signal and the true gradient (dfa rules; 0: never)",
                                                   "min": 0})
@@ -125,7 +126,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.errors import UsageError
     from fwdlearn.fit import seed_everything
     from fwdlearn.diagnostics.plots import plot_alignment
-    from fwdlearn.rules import parse_rule
+    from fwdlearn.rules import DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import read_corpus
     from fwdlearn.sequences.nn.language_model import MODEL_NAMES, make_language_model
@@ -134,7 +135,10 @@ def run_train(config: TrainSeqConfig) -> dict:
     kind = MODEL_NAMES[config.model][0]
     _refuse_flags_of_other_models(config, kind)
     training = config.training or ("dsf" if kind == "recurrent" else "bp")
-    parse_rule(training)  # an unknown rule is refused before anything else
+    rule = parse_rule(training)  # an unknown rule is refused before anything else
+    if config.feedback != "diagonal" and not isinstance(rule.time, DSF):
+        raise UsageError(f"--feedback {config.feedback} chooses DSF's feedback through time; --training {training} "
+                         "has no DSF part (use --training dsf, or dfa+dsf)")
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
@@ -183,7 +187,8 @@ def run_train(config: TrainSeqConfig) -> dict:
         "val_tokens": valid.numel(), "vocab_size": corpus.vocab_size, "model": model.config_dict(),
         "processes": world_size(), "device": str(device),
         "notes": "val_* in the summary: the best state on the whole validation split; val_* in the metrics rows: "
-                 + (f"on its first {config.eval_tokens:,} tokens" if config.eval_tokens else "on the whole split")})
+                 + (f"on its first {config.eval_tokens:,} tokens" if 0 < config.eval_tokens < valid.numel()
+                    else "on the whole split")})
     if report.resumed is not None:
         record.summary["resumed"] = report.resumed  # the step it continued from and the settings that changed
     record.add_file("checkpoint", paths.checkpoint)

@@ -132,7 +132,8 @@ class LanguageModel(nn.Module):
     def generate(self, prompt: Tensor | str, steps: int, temperature: float = 1.0, vocab=None,
                  seed: int | None = None, greedy: bool = False) -> Tensor | str:
         """Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
-        (prompt included) when ``vocab`` is given."""
+        (prompt included) when ``vocab`` is given. ``seed``: the sampling generator's seed (``None``: drawn from
+        torch's global generator, so ``torch.manual_seed`` makes the call reproducible)."""
         from fwdlearn.fit import evaluating
 
         if isinstance(prompt, str):
@@ -143,11 +144,14 @@ class LanguageModel(nn.Module):
             ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
         if ids.numel() == 0:
             raise ValueError("generate needs a non-empty prompt")
+        if steps < 0:
+            raise ValueError(f"steps (tokens to generate) must be >= 0, got {steps}")
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
         device = self.device
         gen = torch.Generator(device=device)
-        gen.manual_seed(seed if seed is not None else torch.initial_seed())
+        # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed reproduces them
+        gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2 ** 62, ())))
         out = []
         with evaluating(self):
             logits, state = self.prefill(ids.to(device).unsqueeze(0))

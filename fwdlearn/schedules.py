@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, TrainingInterrupted
+from fwdlearn.errors import InputError, TrainingInterrupted, UsageError
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_fingerprint, check_finite,
                           load_optimizer_state, read_checkpoint)
 
@@ -200,6 +200,12 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
             raise InputError(f"{plan.path} was not written by a layer-by-layer fit of {len(blocks)} blocks; pass "
                              "the checkpoint of this run")
         start = context["layer"]
+        then = (ckpt.get("settings") or {}).get("steps")
+        if start > 0 and then is not None and then != steps:
+            raise UsageError(f"{plan.path}: blocks 1-{start} are frozen after training with a budget of {then} "
+                             f"steps (epochs) each; a layer-by-layer run cannot change its budget on resume ({steps} "
+                             f"now), as the frozen blocks would keep the old one. Resume with {then}, or start over "
+                             "(--overwrite) with the new budget")
         for l in range(start):
             blocks[l].load_state_dict(context["frozen"][l])
         results = list(context["done"])
@@ -225,7 +231,8 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
                       "overwrite": plan.overwrite or l > start, "context": context}
         trainer = Trainer(steps, monitor=monitor, mode=mode, patience=patience, eval_every=eval_every, quiet=quiet,
                           desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device,
-                          settings={"lr": lr, "weight_decay": weight_decay}, last_part=l == len(blocks) - 1,
+                          settings={"lr": lr, "weight_decay": weight_decay, "steps": steps},
+                          last_part=l == len(blocks) - 1,
                           **saving)
         try:
             result = trainer.run(step, work.evaluate, state=Stateful({"block": block, "optimizer": optimizers},

@@ -81,6 +81,9 @@ def test_unparsable_files_name_the_file_and_line(tmp_path):
     bad.write_text("1 2\n2 3\n3 x\n")
     with pytest.raises(ValueError, match=r"bad\.edges, line 3: expected 'u v \[length\]'"):
         build_city_network(bad)
+    bad.write_text("0 1 2\n1 2 x\n2 3 4\n")  # a length that is not a number: named with its line, not unlocated
+    with pytest.raises(ValueError, match=r"bad\.edges, line 2: expected 'u v \[length\]', got '1 2 x'"):
+        build_city_network(bad)
     (tmp_path / "n.cnode").write_text("NodeID x y\n0 0 0\n1 oops 0\n")
     (tmp_path / "n.cedge").write_text("EdgeID a b l\n0 0 1 1.0\n")
     with pytest.raises(ValueError, match=r"n\.cnode, line 3: expected 'NodeID x y'"):
@@ -185,3 +188,16 @@ def test_local_eccentricity_takes_the_shortest_of_parallel_edges_and_needs_both_
     np.testing.assert_allclose(local_eccentricity(edges, length, 3, hops=2), [4.0, 3.0, 4.0])  # it summed: [9, 8, 9]
     with pytest.raises(ValueError, match="needs an undirected graph: give both directions of every edge"):
         local_eccentricity(np.array([[0, 1], [1, 2]]), np.ones(2), 3, hops=2)
+
+
+@pytest.mark.parametrize("length, what", [("-1000", "a negative or infinite length"), ("inf", "a negative or infinite "
+                                          "length"), ("nan", r"no length \(NaN\)")])
+def test_bad_road_lengths_are_refused_naming_a_road(tmp_path, length, what):
+    """A negative length was clamped to 1e-12 in the labels; one NaN discarded every length and warned, falsely,
+    that the graph had none."""
+    rows = [f"{i} {i + 1} {1.0 + i % 3}" for i in range(20)]
+    rows[4] = f"4 5 {length}"
+    path = tmp_path / "road.edges"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=rf"1 of 20 roads have {what}, e\.g\. the road 4-5"):
+        build_city_network(path, hops=3, classes=2, split=(0.5, 0.25, 0.25))

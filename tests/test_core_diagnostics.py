@@ -132,6 +132,8 @@ def test_range_leaves_out_seeds_of_numerically_zero_influence():
     small = torch.tensor([[1e-3, 1e-3, 0.0]])  # a real, small influence (e.g. features at a large scale)
     assert influence_range(torch.cat([totals, huge, small])) == pytest.approx(
         (influence_range(totals) * 2 + 0 + 0.5) / 4)
+    giants = torch.tensor([[1.0, 1e12, 0.0]]).repeat(5, 1)  # most balls hold an all-zero feature row at distance 1
+    assert influence_range(torch.cat([totals, giants])) == pytest.approx((influence_range(totals) * 2 + 5) / 7)
 
 
 def test_roc_auc_is_the_pairwise_probability_with_ties_counted_half():

@@ -165,3 +165,22 @@ def test_city_and_download_names_in_any_case():
     assert [_pyg_folder("amazon", "computers"), _pyg_folder("amazon", "Photo"), _pyg_folder("coauthor", "cs"),
             _pyg_folder("coauthor", "physics"), _pyg_folder("citationfull", "Cora_ML")] == \
         ["Computers", "Photo", "CS", "Physics", "cora_ml"]  # where PyG keeps them
+
+
+def test_a_truncated_planetoid_raw_file_is_named_not_a_traceback(monkeypatch, tmp_path):
+    import os
+    import shutil
+
+    from fwdlearn.errors import InputError
+
+    source = os.environ.get("FWDLEARN_DATA_DIR")
+    if not source or not (Path(source) / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip("needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (../shared/data)")
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    raw = tmp_path / "d" / "Planetoid" / "Cora" / "raw"
+    shutil.copytree(Path(source) / "Planetoid" / "Cora" / "raw", raw)
+    graph = raw / "ind.cora.graph"
+    graph.write_bytes(graph.read_bytes()[:1000])
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "d"))
+    with pytest.raises(InputError, match=r"the Planetoid raw files in .*raw could not be read .*truncated or damaged"):
+        load_graph("cora")

@@ -56,3 +56,16 @@ def test_link_prediction_names_a_dtype_mismatch():
     data.x = data.x.double()
     with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):
         ForwardLinkPredictor(data.num_features, hidden=8, layers=1).fit(data, epochs=1, quiet=True)
+
+
+def test_a_graph_too_small_to_split_its_links_is_refused():
+    """It failed with "'GlobalStorage' object has no attribute 'neg_edge_label_index'"."""
+    import torch
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    path = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]])
+    with pytest.raises(ValueError, match=r"the graph's 6 undirected edges leave the (validation|test) split without "
+                                         r"edges"):
+        link_split(Data(x=torch.randn(30, 6), edge_index=path))

@@ -480,7 +480,7 @@ def test_all_negatives_spelled_either_way_resume_each_other(tmp_path):
     ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
                                                             checkpoint=checkpoint)
     model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la", negatives=2)
-    model.fit(data, epochs=3, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
+    model.fit(data, epochs=2, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
     with pytest.raises(ValueError, match="negatives must be an int in .* got True"):
         ForwardGNN(5, 3, method="ff-la", negatives=True)
 
@@ -510,3 +510,18 @@ def test_scores_and_predict_take_a_split_and_refuse_an_unknown_one(method):
     assert torch.equal(model.predict(data, "test"), model.scores(data, "test").argmax(-1))
     with pytest.raises(ValueError, match="unknown split 'bogus'; use 'train', 'val' or 'test'"):
         model.scores(data, "bogus")
+
+
+def test_a_layer_by_layer_resume_with_another_epoch_budget_is_refused_once_a_block_is_frozen(tmp_path):
+    """Raising --epochs on --resume trained only the top block longer: the frozen ones kept the old budget."""
+    from fwdlearn.errors import UsageError
+
+    data = tiny_graph()
+    checkpoint = tmp_path / "sf.pt"
+    seed_everything(0)
+    ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=3, patience=None, quiet=True,
+                                                         checkpoint=checkpoint)
+    with pytest.raises(UsageError, match=r"blocks 1-1 are frozen after training with a budget of 3 steps \(epochs\) "
+                                         r"each; a layer-by-layer run cannot change its budget on resume \(5 now\)"):
+        ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=5, patience=None, quiet=True,
+                                                             checkpoint=checkpoint, resume=True)

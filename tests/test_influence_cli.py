@@ -153,3 +153,4 @@ def test_influence_seq_refuses_a_model_without_a_vocabulary_on_a_corpus_of_anoth
                  "--batch", "2", "--positions", "3", "--json", str(tmp_path / "x.json"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"{path} holds no vocabulary and reads 10 token ids, but {text} has 28" in err, err
+

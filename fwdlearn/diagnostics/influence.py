@@ -142,10 +142,11 @@ def influence_curve(totals: Tensor, normalize: bool = True) -> Tensor:
     return curve
 
 
-#: a seed whose total influence is below this many float epsilons times the median seed's is numerically zero (every
-#: ReLU on its paths dead, or all but flipped by rounding): its totals are rounding noise, which differs between
-#: batchings and Jacobian paths. Relative to the median, not the largest seed: one seed near an all-zero feature row
-#: (the input normalisation's 1/eps derivative) may be 1e12 times the others
+#: a seed whose total influence is below this many float epsilons times the median seed's self-influence (distance 0)
+#: is numerically zero (every ReLU on its paths dead, or all but flipped by rounding): its totals are rounding noise,
+#: which differs between batchings and Jacobian paths. The scale is the self-influence, not a seed's total: a seed
+#: whose ball holds an all-zero feature row (the input normalisation's 1/eps derivative) has a total about 1e12 times
+#: the others', and when most balls hold one the median total is such a giant, under which live seeds looked dead
 DEAD_SEED = 64
 
 
@@ -156,13 +157,18 @@ def influence_range(totals: Tensor) -> float:
         R = \frac{1}{|S'|} \sum_{s \in S'} \frac{\sum_h h\,T_{s,h}}{\sum_h T_{s,h}},
 
     over the seeds :math:`S'` whose total influence is not numerically zero: above :data:`DEAD_SEED` float epsilons
-    times the median seed's (a dead seed's rounding noise would otherwise enter :math:`R` with a weight of one seed).
+    times the median of the seeds' distance-0 totals :math:`T_{s,0}` (the median of the totals when that is zero, a
+    model without self-influence). A dead seed's rounding noise would otherwise enter :math:`R` with a weight of one
+    seed.
     """
     if totals.dim() != 2 or totals.shape[0] == 0:
         raise ValueError(f"totals must have shape [seeds >= 1, D + 1]; got {tuple(totals.shape)}")
     row_sums = totals.sum(dim=1)
     eps = torch.finfo(totals.dtype).eps if totals.dtype.is_floating_point else 0.0
-    keep = row_sums > DEAD_SEED * eps * row_sums.median().clamp_min(0)
+    scale = totals[:, 0].median().clamp_min(0)
+    if not bool(scale > 0):
+        scale = row_sums.median().clamp_min(0)
+    keep = row_sums > DEAD_SEED * eps * scale
     if not bool(keep.any()):
         raise ZeroDivisionError("every seed has zero total influence; R is undefined")
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)

@@ -170,6 +170,20 @@ def _informative(block: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[
     return block[:, keep], [name for name, k in zip(names, keep) if k]
 
 
+def _check_lengths(road: RoadGraph, edge_ids: np.ndarray, has_coords: bool) -> None:
+    """Refuse road lengths that are negative or infinite, and missing (NaN) ones when there are no coordinates to fall
+    back on, naming the first such road."""
+    length = np.asarray(road.length, dtype=np.float64)[edge_ids]
+    for bad, what in ((np.isinf(length) | (length < 0), "a negative or infinite length"),
+                      (np.isnan(length) if not has_coords else np.zeros(len(length), bool), "no length (NaN)")):
+        if bad.any():
+            first = int(edge_ids[np.flatnonzero(bad)[0]])
+            u, v = (int(i) for i in road.edges[first])
+            raise ValueError(f"{int(bad.sum())} of {len(length):,} roads have {what}, e.g. the road {u}-{v} "
+                             f"(length {road.length[first]}); give every road a length >= 0"
+                             + ("" if has_coords else " (or give the junctions coordinates)"))
+
+
 def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[float, float, float] = (0.1, 0.1, 0.8),
               seed: int = 0, quiet: bool = True) -> Data:
     """Process a :class:`RoadGraph` into a labelled ``Data`` (see the module docstring)."""
@@ -190,6 +204,8 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     if n < classes:
         raise ValueError(f"the largest connected component has {n} nodes, fewer than classes={classes}")
     coords = road.coords[nodes] if road.coords is not None else None
+    if road.length is not None:
+        _check_lengths(road, edge_ids, coords is not None)
     if road.length is not None and not np.isnan(road.length[edge_ids]).any():
         length = members @ np.nan_to_num(road.length.astype(np.float64))  # the mean over the pair's roads
     elif coords is not None:

@@ -198,15 +198,27 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
                                 f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.* (the 8 "
                                 f"files of kimiyoung/planetoid's data/ folder), or let PyG download them: --download "
                                 f"(download=True in Python; needs internet).")
+    processed = folder / title / "processed"
     try:
         return Planetoid(str(folder), name=title)[0]
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
-        processed = folder / title / "processed"
         if not processed.exists():
-            raise
+            raise _damaged_raw(raw, error) from None
         warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
         shutil.rmtree(processed)
+    except Exception as error:  # raised while reading the raw files
+        raise _damaged_raw(raw, error) from None
+    try:
         return Planetoid(str(folder), name=title)[0]
+    except Exception as error:  # the processed copy was rebuilt from the raw files: they are what is damaged
+        raise _damaged_raw(raw, error) from None
+
+
+def _damaged_raw(raw: Path, error: BaseException) -> InputError:
+    detail = " ".join(str(error).split())[:200]
+    return InputError(f"the Planetoid raw files in {raw} could not be read ({type(error).__name__}: {detail}); one "
+                      "of them is truncated or damaged: copy the 8 ind.<name>.* files of kimiyoung/planetoid's data/ "
+                      "folder again")
 
 
 def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) -> Data:

@@ -89,8 +89,9 @@ def _read_graphml(path: Path) -> RoadGraph:
                      None if np.isnan(length_array).all() else length_array, node_attrs, edge_attrs)
 
 
-def _table(path: Path, columns: int, what: str) -> list[list[str]]:
-    """Whitespace-separated rows with at least ``columns`` fields; skips a header and comments."""
+def _table(path: Path, columns: int, what: str, optional: int = 0) -> list[list[str]]:
+    """Whitespace-separated rows with at least ``columns`` numeric fields (and the next ``optional`` fields numeric
+    where a row has them); skips a header and comments."""
     rows = []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -103,7 +104,7 @@ def _table(path: Path, columns: int, what: str) -> list[list[str]]:
     out = []
     for index, (number, fields) in enumerate(rows):
         try:
-            [float(f) for f in fields[:columns]]
+            [float(f) for f in fields[:columns + optional]]
         except ValueError:
             if index == 0:  # a header line
                 continue
@@ -153,7 +154,7 @@ def _read_matrix_market(path: Path) -> RoadGraph:
 def _read_edge_list(path: Path) -> RoadGraph:
     """``u v [length]`` per line; ids are relabelled ``0..N-1`` (so 0- and 1-based files read alike). A first line
     with another number of fields than the rest (``n n m`` of a headerless Matrix Market) is a size line, skipped."""
-    rows = _table(path, 2, "'u v [length]'")
+    rows = _table(path, 2, "'u v [length]'", optional=1)
     if len(rows) > 2 and len(rows[0]) != len(rows[1]) and len({len(r) for r in rows[1:]}) == 1:
         rows = rows[1:]
     raw = np.array([[int(float(r[0])), int(float(r[1]))] for r in rows], dtype=np.int64).reshape(-1, 2)

@@ -169,7 +169,7 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
         return
     seed_everything(config.seed)
     forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
-                         method=config.forward_method).to(device)
+                         method=config.forward_method, seed=config.seed).to(device)
     report = forward.fit(data, epochs=config.epochs, quiet=quiet)
     _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
     bp_acc, bp_R = results[("gcn", config.layers)]

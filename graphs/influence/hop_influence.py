@@ -100,8 +100,8 @@ def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
-    if max_hops < 0:
-        raise ValueError(f"max_hops must be >= 0, got {max_hops}")
+    if isinstance(max_hops, bool) or not isinstance(max_hops, int) or max_hops < 0:
+        raise ValueError(f"max_hops must be an int >= 0, got {max_hops!r}")
     if variant not in ("subgraph", "full"):
         raise ValueError(f"unknown variant {variant!r}; choose 'subgraph' (as PyG's total_influence) or 'full'")
     return x, edge_index
@@ -188,7 +188,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             this many (seed, node) pairs together, the nodes of their disjoint union (``None``: no cap).
             ``"auto"``: 2048 on CPU, where a union of about that size measured fastest (1024 and 4096
             were 10-50% slower on road graphs at 8 and 16 layers: smaller unions pay per-operation
-            overhead, larger ones leave the cache), no cap on a GPU. Results do not depend on it.
+            overhead, larger ones leave the cache), no cap on a GPU. Results do not depend on it. A model whose
+            attribute ``separable`` is ``False`` (ForwardGNN's FF methods: shared virtual nodes, a graph-wide
+            feature shift) is measured one seed's ball at a time, as PyG does, whatever the batch settings.
         jacobian: ``"subgraph"`` only. ``"layered"``: layer by layer over each seed's receptive field, every output
             channel in one backward pass (:mod:`~fwdlearn.graphs.influence.layered_jacobian`), for models that offer
             ``model.block_stack()`` of GCN, SAGE or MLP blocks (:class:`~fwdlearn.graphs.ForwardGNN` trained by
@@ -211,7 +213,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if nodes_per_batch == "auto":
         nodes_per_batch = None if x.is_cuda else 2048
-    elif nodes_per_batch is not None and (not isinstance(nodes_per_batch, int) or nodes_per_batch < 1):
+    elif nodes_per_batch is not None and (isinstance(nodes_per_batch, bool) or not isinstance(nodes_per_batch, int)
+                                          or nodes_per_batch < 1):
         raise ValueError(f"nodes_per_batch must be 'auto', None or an int >= 1, got {nodes_per_batch!r}")
     if jacobian not in ("auto", "layered", "autograd"):
         raise ValueError(f"unknown jacobian {jacobian!r}; choose 'auto', 'layered' or 'autograd'")
@@ -229,6 +232,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise ValueError(f"data.x must have shape [N, {stack.blocks[0].in_dim}] (the model's input width); "
                          f"got {tuple(x.shape)}")
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
+    if variant == "subgraph" and getattr(model, "separable", True) is False:
+        batch_size = 1  # balls in one union would see each other (shared virtual nodes, a graph-wide statistic)
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     with evaluating(module), frozen(module):

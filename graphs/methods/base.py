@@ -88,6 +88,10 @@ class GraphMethod(nn.Module):
     #: whether the scores of a node depend on which nodes are evaluated with it (the FF methods: candidate labels go
     #: to the evaluated split only, and the splits before it keep their labels), so each split is scored on its own
     scores_per_split: ClassVar[bool] = False
+    #: whether the inductive scores of a disjoint union of graphs are each graph's own scores (as for message passing);
+    #: False when the method joins the graphs (shared virtual nodes) or reads the whole graph (a global feature
+    #: minimum): :func:`~fwdlearn.graphs.influence.hop_influence` then measures one seed's ball at a time
+    separable: ClassVar[bool] = True
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int, layers: int, conv: str, seed: int = 0) -> None:
         super().__init__()

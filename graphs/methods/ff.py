@@ -53,6 +53,8 @@ class _GoodnessMethod(LayerwiseMethod):
 
     options: ClassVar[tuple[str, ...]] = ("theta", "alpha", "negatives", "cache")
     scores_per_split: ClassVar[bool] = True
+    separable: ClassVar[bool] = False  # label appending shifts by the graph's smallest feature; FF-VN links every
+    # node to the shared virtual nodes
 
     def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, theta: float = 2.0, alpha: float = 4.0,
                  negatives: int | None = None, cache: bool = True):

@@ -191,6 +191,13 @@ class ForwardGNN(nn.Module):
             raise ValueError(f"x must have shape [N, {self.in_dim}] (in_dim={self.in_dim}); got {tuple(x.shape)}")
         return self.method.scores(self.blocks, x, edge_index)
 
+    @property
+    def separable(self) -> bool:
+        """Whether ``model(x, edge_index)`` on a disjoint union of graphs gives each graph's own scores (the method's
+        :attr:`~fwdlearn.graphs.methods.base.GraphMethod.separable`; read by
+        :func:`~fwdlearn.graphs.influence.hop_influence`, which batches seeds' balls into one union only then)."""
+        return self.method.separable
+
     def block_stack(self) -> BlockStack | None:
         """The model as GNN blocks and a linear head when its inductive scores are that (``bp``, ``dfa``), else
         ``None``; :func:`~fwdlearn.graphs.influence.hop_influence` then takes its Jacobian layer by layer."""
@@ -240,6 +247,9 @@ class ForwardGNN(nn.Module):
                              "inductive scores")
         if y.dtype != torch.long:
             raise TypeError(f"data.y must hold int64 class ids; got {y.dtype} (data.y = data.y.long())")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"data.y must be a vector of one class id per node, [{x.shape[0]}]; got "
+                             f"{list(y.shape)}" + (" (data.y = data.y.view(-1))" if y.numel() == x.shape[0] else ""))
         if train.dtype != torch.bool or train.shape != (x.shape[0],):
             raise ValueError(f"data.train_mask must be a boolean vector of length num_nodes={x.shape[0]}; got dtype "
                              f"{train.dtype} and shape {tuple(train.shape)}")

@@ -67,7 +67,12 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
     torch.manual_seed(seed)
     transform = RandomLinkSplit(num_val=val, num_test=test, is_undirected=True, add_negative_train_samples=False,
                                 split_labels=True)
-    return transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
+    splits = transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
+    for name, part in zip(("training", "validation", "test"), splits):
+        if getattr(part, "pos_edge_label_index", torch.empty(2, 0)).shape[1] == 0:
+            raise ValueError(f"the graph's {edge_index.shape[1] // 2} undirected edges leave the {name} split without "
+                             f"edges (fractions val={val}, test={test}); link prediction needs a larger graph")
+    return splits
 
 
 def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:

@@ -525,3 +525,9 @@ def test_a_layer_by_layer_resume_with_another_epoch_budget_is_refused_once_a_blo
                                          r"each; a layer-by-layer run cannot change its budget on resume \(5 now\)"):
         ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=5, patience=None, quiet=True,
                                                              checkpoint=checkpoint, resume=True)
+
+
+def test_top_down_evaluation_steps_are_checked_when_the_model_is_built():
+    with pytest.raises(ValueError, match=r"steps must be an int >= 3 \(evaluation accumulates the class "
+                                         r"probabilities of steps 2..9\); got 2"):
+        ForwardGNN(5, 3, method="sf-top2input", steps=2)

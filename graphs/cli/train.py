@@ -55,7 +55,9 @@ class GraphTrainConfig(RunOptions):
     eval_every: int = field(default=1, metadata={"help": "epochs between validation passes and checkpoints",
                                                  "min": 1})
     split: str = field(default="random", metadata={"help": "node split", "choices": ["public", "random"]})
-    splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std",
+    splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std (on "
+                                                     "a generated graph, sbm or synthetic-city, each seed also "
+                                                     "draws the graph)",
                                              "min": 1})
     download: bool = field(default=False, metadata={"help": "let PyG download data sets that are not local"})
     checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: runs/<name>.pt, or next to "

@@ -154,6 +154,9 @@ class TopDown(GraphMethod):
         super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
         if update not in ("sync", "alternate"):
             raise ValueError(f"unknown update {update!r}; use 'sync' or 'alternate'")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
+            raise ValueError(f"steps must be an int >= 3 (evaluation accumulates the class probabilities of steps "
+                             f"2..9); got {steps!r}")
         self.tau, self.update, self.steps = tau, update, steps
         self.register_buffer("virtual_x", virtual_features(num_classes, in_dim, seed))
         self.register_buffer("prototypes", torch.zeros(layers, num_classes, hidden))

@@ -72,7 +72,8 @@ class SeqBenchConfig(SequenceBenchOptions):
     context: int = field(default=128, metadata={"help": "window length T of the quality part", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams of the quality part", "min": 1})
     steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode", "min": 1})
-    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate of the quality part", "gt": 0})
+    lr: float = field(default=3e-3, metadata={"help": "learning rate of the quality part (the rule's optimizer: AdamW, "
+                                                                "Adam under dfa rules)", "gt": 0})
     eval_every: int = field(default=250, metadata={"help": "steps between validation passes", "min": 1})
     eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training", "min": 1})
     # 3. alignment
@@ -87,7 +88,8 @@ class SeqBenchConfig(SequenceBenchOptions):
     recall_layers: int = field(default=1, metadata={"help": "layers of the recall model", "min": 1})
     recall_steps: int = field(default=600, metadata={"help": "step budget of the recall part", "min": 1})
     recall_batch: int = field(default=32, metadata={"help": "batch of the recall part", "min": 1})
-    recall_lr: float = field(default=1e-2, metadata={"help": "AdamW learning rate of the recall part", "gt": 0})
+    recall_lr: float = field(default=1e-2, metadata={"help": "learning rate of the recall part (the rule's optimizer: "
+                                                                      "AdamW, Adam under dfa rules)", "gt": 0})
 
 
 def _run(args) -> int:

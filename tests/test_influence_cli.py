@@ -154,3 +154,20 @@ def test_influence_seq_refuses_a_model_without_a_vocabulary_on_a_corpus_of_anoth
     err = capsys.readouterr().err
     assert f"{path} holds no vocabulary and reads 10 token ids, but {text} has 28" in err, err
 
+
+
+def test_influence_seq_reads_the_split_and_limit_it_is_given(tmp_path, capsys):
+    from fwdlearn.sequences import RecurrentLM, load_text
+
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"line {i} of a small corpus with words\n" for i in range(400)) + "Zebra\n")
+    corpus = load_text(str(text), limit=3000)
+    path = tmp_path / "m.pt"
+    RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1).save(path, vocab=corpus.vocab)
+    base = ["influence", "seq", "--checkpoints", str(path), "--data", str(text), "--length", "12", "--batch", "2",
+            "--positions", "3", "--quiet"]
+    assert main([*base, "--json", str(tmp_path / "c.json")]) == 2  # the whole text has a 'Z': another vocabulary
+    assert "was trained with another vocabulary" in capsys.readouterr().err
+    assert main([*base, "--limit", "3000", "--split", "train", "--json", str(tmp_path / "a.json")]) == 0
+    assert main([*base, "--limit", "3000", "--split", "nope", "--json", str(tmp_path / "b.json")]) == 2
+    assert "--split nope:" in capsys.readouterr().err

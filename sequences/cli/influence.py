@@ -6,8 +6,8 @@
     fwdlearn influence seq --checkpoints runs/bptt.pt runs/dsf.pt --data tinyshakespeare --length 256 --max-lag 128
 
 Untrained ``--models`` (the names of ``fwdlearn seq train --model``) read random tokens; trained
-``--checkpoints`` (``fwdlearn seq train`` checkpoints or saved models) read windows of the ``--data``
-validation text (random tokens when no data is named).
+``--checkpoints`` (``fwdlearn seq train`` checkpoints or saved models) read windows of the ``--data`` text's
+``--split`` (validation by default; random tokens when no data is named).
 """
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ class InfluenceSeqConfig(RunOptions):
     checkpoints: list[str] = field(default_factory=list, metadata={"help": "trained language models (seq train "
                                                                           "checkpoints or saved models); replaces "
                                                                           "--models"})
-    data: str = field(default="", metadata={"help": "corpus whose validation windows the checkpoints read "
-                                                    "(default: random tokens)"})
+    data: str = field(default="", metadata={"help": "corpus whose windows the checkpoints read (default: random "
+                                                    "tokens)"})
+    split: str = field(default="validation", metadata={"help": "the --data split read (a model trained on "
+                                                               "validation, as wikitext-2 offline: pass test)"})
+    limit: int = field(default=0, metadata={"help": "read only the first N characters of --data, as seq train "
+                                                    "--limit did (its vocabulary must match; 0: all)", "min": 0})
     vocab: int = field(default=16, metadata={"help": "vocabulary of the untrained models (random tokens)", "min": 1})
     hidden: int = field(default=32, metadata={"help": "width of the untrained models", "min": 1})
     layers: int = field(default=1, metadata={"help": "layers of the untrained models", "min": 1})
@@ -116,8 +120,10 @@ def _models_and_inputs(config: InfluenceSeqConfig):
         if config.data:
             level = vocab.level if vocab is not None else "char"
             if level not in corpora:
-                corpora[level] = read_corpus(config.data, level=level)
+                corpora[level] = read_corpus(config.data, level=level, limit=config.limit or None)
             corpus = corpora[level]
+            if config.split not in corpus.splits:
+                raise UsageError(f"--split {config.split}: {corpus.name} has the splits {', '.join(corpus.splits)}")
             if vocab is not None and vocab.tokens != corpus.vocab.tokens:
                 raise UsageError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
                                  f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on")
@@ -126,10 +132,11 @@ def _models_and_inputs(config: InfluenceSeqConfig):
                                  f"{config.data} has {corpus.vocab_size}: its ids would not mean what the model "
                                  "learned. Save the model with its vocabulary (save(path, vocab=corpus.vocab)) or "
                                  "leave out --data (random token ids)")
-            ids = corpus.split("validation")
+            ids = corpus.split(config.split)
             need = config.batch * config.length
             if ids.numel() < need:
-                raise UsageError(f"{config.data} validation has {ids.numel()} tokens; --batch x --length needs {need}")
+                raise UsageError(f"{config.data} {config.split} has {ids.numel()} tokens; --batch x --length needs "
+                                 f"{need}")
             inputs = ids[:need].view(config.batch, config.length)
         else:  # one draw per vocabulary size, shared by every checkpoint of that size (as by the --models)
             if model.vocab_size not in drawn:

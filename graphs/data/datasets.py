@@ -202,7 +202,7 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
     try:
         return Planetoid(str(folder), name=title)[0]
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
-        if not processed.exists():
+        if not any(processed.glob("data*.pt")):  # none was written: the raw files failed to read
             raise _damaged_raw(raw, error) from None
         warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
         shutil.rmtree(processed)

@@ -473,12 +473,18 @@ def test_ff_trains_when_unlabelled_nodes_carry_an_out_of_range_label(method):
     assert 0.0 <= report.test_accuracy <= 1.0
 
 
-def test_all_negatives_spelled_either_way_resume_each_other(tmp_path):
+def _checkpointed(tmp_path, method: str, epochs: int = 2):
+    """``(data, checkpoint)`` of a finished 2-layer fit of ``method`` on the tiny graph."""
     data = tiny_graph()
-    checkpoint = tmp_path / "ff.pt"
+    checkpoint = tmp_path / f"{method}.pt"
     seed_everything(0)
-    ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
-                                                            checkpoint=checkpoint)
+    ForwardGNN(5, 3, hidden=8, layers=2, method=method).fit(data, epochs=epochs, patience=None, quiet=True,
+                                                           checkpoint=checkpoint)
+    return data, checkpoint
+
+
+def test_all_negatives_spelled_either_way_resume_each_other(tmp_path):
+    data, checkpoint = _checkpointed(tmp_path, "ff-la")
     model = ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la", negatives=2)
     model.fit(data, epochs=2, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
     with pytest.raises(ValueError, match="negatives must be an int in .* got True"):
@@ -489,16 +495,12 @@ def test_a_checkpoint_that_did_not_record_an_option_is_refused(tmp_path):
     """A checkpoint made before FF-LA took all K - 1 negatives holds no `negatives`: it trained another objective."""
     from fwdlearn.errors import UsageError
 
-    data = tiny_graph()
-    checkpoint = tmp_path / "ff.pt"
-    seed_everything(0)
-    ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
-                                                            checkpoint=checkpoint)
+    data, checkpoint = _checkpointed(tmp_path, "ff-la")
     state = torch.load(checkpoint, weights_only=False)
     del state["fingerprint"]["model"]["negatives"]
     torch.save(state, checkpoint)
     with pytest.raises(UsageError, match=r"model\.negatives not recorded \(checkpoint: an older fwdlearn\) vs 2 \(now\)"):
-        ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=3, patience=None, quiet=True,
+        ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
                                                                 checkpoint=checkpoint, resume=True)
 
 
@@ -516,11 +518,7 @@ def test_a_layer_by_layer_resume_with_another_epoch_budget_is_refused_once_a_blo
     """Raising --epochs on --resume trained only the top block longer: the frozen ones kept the old budget."""
     from fwdlearn.errors import UsageError
 
-    data = tiny_graph()
-    checkpoint = tmp_path / "sf.pt"
-    seed_everything(0)
-    ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=3, patience=None, quiet=True,
-                                                         checkpoint=checkpoint)
+    data, checkpoint = _checkpointed(tmp_path, "sf", epochs=3)
     with pytest.raises(UsageError, match=r"blocks 1-1 are frozen after training with a budget of 3 steps \(epochs\) "
                                          r"each; a layer-by-layer run cannot change its budget on resume \(5 now\)"):
         ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=5, patience=None, quiet=True,

@@ -26,8 +26,10 @@ from typing import Any
 
 import torch
 
+from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
+from fwdlearn.rules import parse_rule
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.bench import interleaved_costs, run_parts
@@ -180,8 +182,17 @@ def _splits(config) -> str:
 
 
 def _check_rules(config) -> None:
-    """Refuse a rule a part cannot train before any part runs: each model family builds a one-token model
-    under every rule of its part (the models' own checks say why)."""
+    """Spell every rule canonically (``dfa:macro`` is ``dfa``, ``backprop`` is ``bp``: results, baselines and
+    verdicts are keyed by it), refuse a rule named twice, and refuse a rule a part cannot train before any part runs:
+    each model family builds a one-token model under every rule of its part (the models' own checks say why)."""
+    for flag, name in (("--rules", "rules"), ("--rnn-rules", "rnn_rules")):
+        given = getattr(config, name)
+        canonical = [str(parse_rule(rule)) for rule in given]
+        for rule in set(canonical):
+            if canonical.count(rule) > 1:
+                same = [g for g, c in zip(given, canonical) if c == rule]
+                raise UsageError(f"{flag} names the rule {rule} more than once ({', '.join(same)}); give each once")
+        setattr(config, name, canonical)
     if {"transformer", "cost"} - set(config.skip):
         for rule in config.rules:
             _transformer(dataclasses.replace(config, hidden=config.heads, layers=1), 1, rule)
@@ -205,7 +216,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
                        f"T={config.context}, B={config.batch_size}, {config.steps} steps")
             _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
                           config.rules, "bp", config.steps, rows, extra)
-            if config.plot:
+            if plot:
                 extra["plot"] = str(_plot(config, extra["transformer"]))
         if "cost" not in config.skip:
             _cost_part(config, corpus.vocab_size, rows, extra)
@@ -229,6 +240,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
         "(parameters excluded).",
     ]
-    plot = ["-alignment.png"] if config.plot and "transformer" not in config.skip else []
+    dfa = any(parse_rule(rule).depth.name == "dfa" for rule in config.rules)  # no alignment curve to draw without
+    plot = ["-alignment.png"] if config.plot and dfa and "transformer" not in config.skip else []
     return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS,
                      "DFA vs BP: transformer and recurrent language models", notes, more=plot)

@@ -148,6 +148,8 @@ def _check_evaluable(ids: Tensor, batch_size: int, split: str) -> None:
 def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int = 64, seed: int = 12345,
                   prefix: str = "") -> dict[str, float]:
     """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``."""
+    if batches < 1 or batch_size < 1:
+        raise ValueError(f"evaluating a task needs batches >= 1 and batch_size >= 1; got {batches} and {batch_size}")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     loss_sum, hit, scored, sq = 0.0, 0, 0, 0.0
@@ -342,8 +344,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
         align_every: every this many steps (and at the first and last), the alignment diagnostic
-            (:meth:`~LanguageModel.feedback_alignment`) on fixed validation windows, logged in the history as
-            ``"align/<feedback point>"`` (needs a DFA rule).
+            (:meth:`~LanguageModel.feedback_alignment`) of the weights after that step's update, on fixed validation
+            windows, logged in the history as ``"align/<feedback point>"`` (needs a DFA rule).
         checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count, the optimizer and the schedule
             continue on resume; see the module doc for what a resumed run must match). The state with the best
             validation loss is restored at the end.
@@ -364,7 +366,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     valid = corpus.split(valid_split)
     _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now
     probe = None
-    if align_every:  # a model without feedback points refuses at the first step, before any update
+    if align_every:
+        if not model.feedback_points:  # refused before any update
+            model.feedback_alignment(*alignment_window(valid, batch_size, context))
         probe = alignment_window(valid, batch_size, context)
     train_ids = corpus.split(train_split)
     # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
@@ -389,17 +393,17 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     state = TrainState(model, optimizer, corpus.vocab, batcher, scheduler=scheduler)
 
     def step(i: int) -> dict[str, float]:
-        row = {}
-        if probe is not None and (i == 1 or i % align_every == 0 or i == steps):
-            scores = model.feedback_alignment(probe[0].to(device), probe[1].to(device))
-            row.update({ALIGN_PREFIX + name: value for name, value in scores.items()})
         x, y, fresh = batcher.next()
         if fresh:
             state.carry = None
         model.train()
         loss, carry = trainable(x.to(device), y.to(device), state.carry)
         state.carry = _detached(carry)
-        return {**_update(loss, optimizer, scheduler, clip, model), **row}
+        row = _update(loss, optimizer, scheduler, clip, model)
+        if probe is not None and (i == 1 or i % align_every == 0 or i == steps):  # the weights after step i
+            scores = model.feedback_alignment(probe[0].to(device), probe[1].to(device))
+            row.update({ALIGN_PREFIX + name: value for name, value in scores.items()})
+        return row
 
     def evaluate() -> dict[str, float]:
         return evaluate_lm(model, valid, eval_context or context, batch_size, eval_tokens, prefix="val_")

@@ -188,3 +188,20 @@ def test_a_truncated_planetoid_raw_file_is_named_not_a_traceback(monkeypatch, tm
         with pytest.raises(InputError, match=r"the Planetoid raw files in .*raw could not be read .*truncated or "
                                              r"damaged"):
             load_graph("cora")
+
+
+def test_a_failed_planetoid_download_is_named_as_such(monkeypatch, tmp_path):
+    """It was reported as damaged raw files (the review's reproducer: no network, download=True)."""
+    import torch_geometric.datasets
+
+    from fwdlearn.errors import InputError
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Cannot connect to host github.com")
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(torch_geometric.datasets, "Planetoid", offline)
+    with pytest.raises(InputError, match=r"PyG could not download the Planetoid raw files into .*ConnectionError: "
+                                         r"Cannot connect to host github.com\); check the internet connection"):
+        load_graph("citeseer", download=True)

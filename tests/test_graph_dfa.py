@@ -166,3 +166,15 @@ def test_dfa_trains_sage_and_gat_blocks(conv):
     model = ForwardGNN(data.num_features, data.num_classes, conv=conv, hidden=16, layers=2, method="dfa")
     report = model.fit(data, epochs=100, lr=0.01, patience=None, eval_every=100, quiet=True)
     assert report.train_accuracy >= 0.9 and report.test_accuracy >= 0.7, report
+
+
+def test_a_method_given_as_its_class_resumes_as_its_rule(tmp_path):
+    """ForwardGNN(method=<class>) recorded no feedback kind, so method="dfa" refused its checkpoint."""
+    from fwdlearn.graphs.methods import method_class
+
+    data = load_graph("karate", split="random", seed=0)
+    checkpoint = tmp_path / "dfa.pt"
+    ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method=method_class("dfa")).fit(
+        data, epochs=2, patience=None, quiet=True, checkpoint=checkpoint)
+    ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="dfa").fit(
+        data, epochs=3, patience=None, quiet=True, checkpoint=checkpoint, resume=True)

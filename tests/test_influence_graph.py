@@ -114,6 +114,8 @@ def test_bad_arguments_fail_with_clear_messages():
         hop_influence(model, data, 3, nodes_per_batch=True)
     with pytest.raises(ValueError, match="max_hops must be an int >= 0, got 2.5"):
         hop_influence(model, data, 2.5)
+    assert hop_influence(model, data, np.int64(2), samples=3)[2].shape == (3, 3)  # numpy and 0-d tensor ints are ints
+    assert hop_influence(model, data, torch.tensor(2), samples=3)[2].shape == (3, 3)
     with pytest.raises(ValueError, match="unknown variant 'dense'"):
         hop_influence(model, data, 3, variant="dense")
     with pytest.raises(TypeError, match="data.x must hold floating-point features"):

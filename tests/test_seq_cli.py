@@ -234,7 +234,9 @@ def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_
     base = ["bench", "dfa", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2",
             "--context", "8", "--batch-size", "2", "--steps", "2", "--eval-every", "2", "--rnn-hidden", "8"]
     for extra, message in ((["--rules", "bp", "dfaa"], "unknown rule 'dfaa'"),
-                           (["--skip", "transformer", "cost", "--rnn-rules", "bptt", "local:ff"], "got local:ff")):
+                           (["--skip", "transformer", "cost", "--rnn-rules", "bptt", "local:ff"], "got local:ff"),
+                           (["--rules", "backprop", "dfa:macro", "dfa"],  # two spellings of one rule, trained twice
+                            "--rules names the rule dfa more than once (dfa:macro, dfa); give each once")):
         out = tmp_path / extra[-1].replace(":", "-")
         assert main([*base, *extra, "--out", str(out)]) == 2
         out_err = capsys.readouterr()
@@ -308,3 +310,14 @@ def test_seq_train_refuses_feedback_for_a_rule_without_dsf(text_file, tmp_path, 
     assert ("--feedback orthogonal chooses DSF's feedback through time; --training ft-bptt has no DSF part"
             in capsys.readouterr().err)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_bench_dfa_keys_rules_by_their_canonical_spelling(text_file, tmp_path):
+    """`backprop` lost the baseline column (it was looked up as `bp`); no DFA rule still wrote an empty plot."""
+    out = tmp_path / "canon"
+    assert main(["bench", "dfa", "--out", str(out), "--quiet", "--data", str(text_file), "--hidden", "8", "--layers",
+                 "1", "--heads", "2", "--context", "8", "--batch-size", "2", "--steps", "2", "--eval-every", "2",
+                 "--eval-tokens", "100", "--skip", "cost", "recurrent", "--rules", "backprop", "shallow"]) == 0
+    rows = [r for r in json.loads(out.with_suffix(".json").read_text())["rows"] if r["metric"] == "val bits/char"]
+    assert {r["rule"] for r in rows} == {"bp", "shallow"} and all(r["baseline"] is not None for r in rows)
+    assert not (tmp_path / "canon-alignment.png").exists()

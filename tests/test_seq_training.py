@@ -162,6 +162,8 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
     ids = torch.randint(0, 7, (400,))
     with pytest.raises(ValueError, match="batch_size must be >= 1 \\(the streams read side by side\\), got 0"):
         model.evaluate(ids, batch_size=0)
+    with pytest.raises(ValueError, match="evaluating a task needs batches >= 1 and batch_size >= 1; got 4 and 0"):
+        RecurrentLM(4, cell="gru", hidden=4, layers=1).evaluate(DelayedRecall(lag=2, symbols=4), batch_size=0)
     with pytest.raises(ValueError, match="steps \\(tokens to generate\\) must be >= 0, got -3"):
         model.generate(ids[:3], -3)
     torch.manual_seed(1)

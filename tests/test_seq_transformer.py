@@ -101,8 +101,32 @@ def test_alignment_is_logged_per_feedback_point_and_needs_a_dfa_rule(tiny_corpus
     assert [step for step, _ in curves["block0.out"]] == [1, 3, 6]
     assert all(-1 <= v <= 1 and math.isfinite(v) for curve in curves.values() for _, v in curve)
     bp = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=1, heads=2, context=16)
+    before = {k: v.clone() for k, v in bp.state_dict().items()}
     with pytest.raises(ValueError, match="needs a dfa rule"):
         bp.fit(tiny_corpus, context=16, steps=2, batch_size=4, align_every=1, quiet=True)
+    assert all(torch.equal(before[k], v) for k, v in bp.state_dict().items())  # refused before any update
+
+
+def test_the_last_alignment_reading_is_of_the_trained_weights_and_dropout_does_not_perturb_training(tiny_corpus):
+    """Readings were taken before each step's update (the last one never of the final model), and under dropout
+    they drew from torch's generator, so switching the diagnostic on changed the training run."""
+    from fwdlearn.sequences.training import alignment_window
+
+    def fit(align_every):
+        torch.manual_seed(0)
+        model = TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=2, heads=2, context=16, training="dfa",
+                              dropout=0.1)
+        report = model.fit(tiny_corpus, context=16, steps=4, batch_size=4, eval_every=4, align_every=align_every,
+                           quiet=True)
+        return model, report
+
+    plain, plain_report = fit(None)
+    probed, report = fit(2)
+    assert [row["loss"] for row in report.history] == [row["loss"] for row in plain_report.history]
+    window = alignment_window(tiny_corpus.validation, 4, 16)
+    last = {k.split("/", 1)[1]: v for k, v in report.history[-1].items() if k.startswith("align/")}
+    assert probed.feedback_alignment(*window) == pytest.approx(last, abs=1e-6)
+    assert probed.feedback_alignment(*window) == probed.feedback_alignment(*window)  # the same at every call
 
 
 def test_training_gradients_reach_the_model_only_through_the_rule_not_the_alignment_probe(tiny_corpus):

@@ -203,22 +203,25 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
         return Planetoid(str(folder), name=title)[0]
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
         if not any(processed.glob("data*.pt")):  # none was written: the raw files failed to read
-            raise _damaged_raw(raw, error) from None
+            raise _unreadable(raw, error, have_raw) from None
         warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
         shutil.rmtree(processed)
-    except Exception as error:  # raised while reading the raw files
-        raise _damaged_raw(raw, error) from None
+    except Exception as error:  # raised while fetching or reading the raw files
+        raise _unreadable(raw, error, have_raw) from None
     try:
         return Planetoid(str(folder), name=title)[0]
     except Exception as error:  # the processed copy was rebuilt from the raw files: they are what is damaged
-        raise _damaged_raw(raw, error) from None
+        raise _unreadable(raw, error, have_raw) from None
 
 
-def _damaged_raw(raw: Path, error: BaseException) -> InputError:
-    detail = " ".join(str(error).split())[:200]
-    return InputError(f"the Planetoid raw files in {raw} could not be read ({type(error).__name__}: {detail}); one "
-                      "of them is truncated or damaged: copy the 8 ind.<name>.* files of kimiyoung/planetoid's data/ "
-                      "folder again")
+def _unreadable(raw: Path, error: BaseException, had_raw: bool) -> InputError:
+    """The error of a Planetoid load that failed: damaged raw files when they were there, else the download."""
+    detail = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+    if not had_raw:
+        return InputError(f"PyG could not download the Planetoid raw files into {raw} ({detail}); check the internet "
+                          "connection, or copy the 8 ind.<name>.* files of kimiyoung/planetoid's data/ folder there")
+    return InputError(f"the Planetoid raw files in {raw} could not be read ({detail}); one of them is truncated or "
+                      "damaged: copy the 8 ind.<name>.* files of kimiyoung/planetoid's data/ folder again")
 
 
 def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) -> Data:

@@ -36,6 +36,8 @@ Two variants:
 
 from __future__ import annotations
 
+import operator
+
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -93,6 +95,15 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
     return jacobian_l1(seed_rows, sub_x)
 
 
+def _is_integer(value) -> bool:
+    """An int, a numpy integer or a 0-d integer tensor (anything ``operator.index`` takes)."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -> tuple[Tensor, Tensor]:
     # the package's models (those with a block ``stack``) read data.x as it is; any other model may cast it itself
     dtype = next(iter(stack.blocks[0].parameters())).dtype if stack is not None else None
@@ -100,7 +111,7 @@ def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
-    if isinstance(max_hops, bool) or not isinstance(max_hops, int) or max_hops < 0:
+    if isinstance(max_hops, bool) or not _is_integer(max_hops) or max_hops < 0:
         raise ValueError(f"max_hops must be an int >= 0, got {max_hops!r}")
     if variant not in ("subgraph", "full"):
         raise ValueError(f"unknown variant {variant!r}; choose 'subgraph' (as PyG's total_influence) or 'full'")
@@ -209,6 +220,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
+    max_hops = operator.index(max_hops)  # a numpy or 0-d tensor integer as a plain int
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if nodes_per_batch == "auto":

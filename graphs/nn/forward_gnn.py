@@ -167,8 +167,8 @@ class ForwardGNN(nn.Module):
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,
                  "spread_error": spread_error, "negatives": negatives}
         options = {k: v for k, v in given.items() if k in cls.options}
-        if isinstance(method, str):
-            options.update(cls.options_from_rule(method))
+        # a class stands for its own rule: ForwardGNN(method=cls) and method=cls.rule build (and fingerprint) alike
+        options.update(cls.options_from_rule(method if isinstance(method, str) else cls.rule))
         self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
         if "negatives" in options:  # the count the method resolved (None: all K - 1), so equal models match
             options["negatives"] = self.method.negatives

@@ -126,7 +126,8 @@ def _models_and_inputs(config: InfluenceSeqConfig):
                 raise UsageError(f"--split {config.split}: {corpus.name} has the splits {', '.join(corpus.splits)}")
             if vocab is not None and vocab.tokens != corpus.vocab.tokens:
                 raise UsageError(f"{path} was trained with another vocabulary ({len(vocab)} tokens) than "
-                                 f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on")
+                                 f"{config.data} gives ({corpus.vocab_size}); pass the corpus it was trained on (and "
+                                 "its --limit)")
             if vocab is None and corpus.vocab_size != model.vocab_size:
                 raise UsageError(f"{path} holds no vocabulary and reads {model.vocab_size} token ids, but "
                                  f"{config.data} has {corpus.vocab_size}: its ids would not mean what the model "

@@ -71,8 +71,8 @@ class TrainSeqConfig(RunOptions):
                                                                  "for a transformer under backprop)",
                                                          "choices": ["constant", "cosine"]})
     warmup: int | None = field(default=None, metadata={"help": "linear warm-up steps before either schedule "
-                                                               "(default: the rule's: 100 for a transformer under "
-                                                               "backprop, else 0)", "min": 0})
+                                                               "(default: the rule's: 100 for a transformer not under "
+                                                               "dfa, else 0)", "min": 0})
     align_every: int = field(default=0, metadata={"help": "every N steps, the cosine between each feedback point's "
                                                           "DFA signal and the true gradient (dfa rules; 0: never)",
                                                   "min": 0})

@@ -74,6 +74,9 @@ Block = Callable[[Tensor, Tap], Tensor]
 #: DFA's optimizer: Adam with a constant learning rate and beta2 0.999, as in Launay et al. 2020 (who used 5e-5 to
 #: 1e-4 for a 6-layer d=512 model on WikiText-103); 1e-3 was best of {2e-4, 5e-4, 1e-3} for macro and micro DFA on
 #: tinyshakespeare (4 x 128 transformer, 300 steps), as for BP at this scale
+#: the seed of the dropout masks (if any) of an alignment reading
+ALIGN_SEED = 1234
+
 DFA_OPTIMIZER = OptimizerSettings("adam", lr=1e-3, betas=(0.9, 0.999), schedule="constant")
 
 
@@ -314,6 +317,9 @@ class StackedLM(LanguageModel):
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
-        with training_mode(True, self), torch.enable_grad(), feedback.probing() as probe:
-            logits, _, _ = self._forward(tokens, state, exact=True)
-            return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))
+        devices = [tokens.device] if tokens.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # dropout masks of its own: the training run is not perturbed,
+            torch.manual_seed(ALIGN_SEED)  # and the reading is the same at every call
+            with training_mode(True, self), torch.enable_grad(), feedback.probing() as probe:
+                logits, _, _ = self._forward(tokens, state, exact=True)
+                return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))

@@ -150,8 +150,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
         device = self.device
         gen = torch.Generator(device=device)
-        # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed reproduces them
-        gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2 ** 62, ())))
+        if not greedy:  # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed
+            gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2 ** 62, ())))  # reproduces them
         out = []
         with evaluating(self):
             logits, state = self.prefill(ids.to(device).unsqueeze(0))

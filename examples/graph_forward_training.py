@@ -21,6 +21,7 @@ for method in ("bp", "sf", "ff-la"):
     print(f"{method:6s} test accuracy {report.test_accuracy:.3f}  fit {report.fit_seconds:.1f} s  "
           f"saved for backward/step {report.saved_bytes_per_step / 1e6:.1f} MB  R = {R:.2f}")
 
-# model(x, edge_index) works on any graph: for SF it scores nodes against the stored class prototypes
+# model(x, edge_index) works on any graph, with no labels: here the last model, FF-LA, makes one pass per class with
+# that class appended to every node (SF would score nodes against its stored class prototypes)
 scores = model(data.x, data.edge_index)
 print("scores", tuple(scores.shape))

@@ -205,3 +205,15 @@ def test_a_failed_planetoid_download_is_named_as_such(monkeypatch, tmp_path):
     with pytest.raises(InputError, match=r"PyG could not download the Planetoid raw files into .*ConnectionError: "
                                          r"Cannot connect to host github.com\); check the internet connection"):
         load_graph("citeseer", download=True)
+
+
+def test_splits_of_one_generated_graph(monkeypatch, tmp_path):
+    """graph train --splits N on sbm / synthetic-city drew a new graph per split: the spread mixed graphs and splits."""
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    for name, split in (("sbm:200", "random"), ("synthetic-city:150", "public")):
+        a, b = (load_graph(name, split=split, seed=s, graph_seed=0) for s in (1, 2))
+        assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.x, b.x)
+        assert not torch.equal(a.train_mask, b.train_mask)
+        same = load_graph(name, split=split, seed=3)  # without graph_seed, the seed draws both, as before
+        assert torch.equal(same.edge_index, load_graph(name, split=split, seed=3, graph_seed=3).edge_index)
+        assert torch.equal(same.train_mask, load_graph(name, split=split, seed=3, graph_seed=3).train_mask)

@@ -127,7 +127,8 @@ def run_bench(config: BenchGraphConfig) -> int:
     record = RunRecord("bench-graph", config, seed=config.seed)
     methods = ["bp"] + [m for m in config.methods if m != "bp"]
     patience = config.patience or None
-    datasets = [load_graph(config.data, split="random", seed=config.seed + i).to(device) for i in range(config.splits)]
+    datasets = [load_graph(config.data, split="random", seed=config.seed + i, graph_seed=config.seed).to(device)
+                for i in range(config.splits)]  # splits of one graph (a generated one is drawn once)
     raw: dict[tuple[str, int], list] = {}
     for depth in config.depths:
         for method in methods:

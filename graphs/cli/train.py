@@ -55,9 +55,9 @@ class GraphTrainConfig(RunOptions):
     eval_every: int = field(default=1, metadata={"help": "epochs between validation passes and checkpoints",
                                                  "min": 1})
     split: str = field(default="random", metadata={"help": "node split", "choices": ["public", "random"]})
-    splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std (on "
-                                                     "a generated graph, sbm or synthetic-city, each seed also "
-                                                     "draws the graph)",
+    splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std (a "
+                                                     "generated graph, sbm or synthetic-city, is drawn once, from "
+                                                     "--seed)",
                                              "min": 1})
     download: bool = field(default=False, metadata={"help": "let PyG download data sets that are not local"})
     checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: runs/<name>.pt, or next to "
@@ -87,7 +87,8 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
     patience = config.patience or None
     for i in range(config.splits):
         seed = config.seed + i
-        data = load_graph(config.data, split=config.split, seed=seed, download=config.download, quiet=config.quiet)
+        data = load_graph(config.data, split=config.split, seed=seed, download=config.download, quiet=config.quiet,
+                          graph_seed=config.seed)  # a generated graph is drawn once; each split seed splits it
         if device is not None:
             data = data.to(device)
         saving = {}

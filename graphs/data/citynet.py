@@ -55,6 +55,9 @@ from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_f
 
 __all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "local_eccentricity"]
 
+#: a city's own (public) split: train, validation, test fractions, as in City-Networks
+CITY_SPLIT = (0.1, 0.1, 0.8)
+
 CACHE_VERSION = "citynet-3"  # 3: parallel and two-way roads averaged, not the first one kept
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
 NODE_TOP_K = {"landuse": 6}
@@ -184,7 +187,7 @@ def _check_lengths(road: RoadGraph, edge_ids: np.ndarray, has_coords: bool) -> N
                              + ("" if has_coords else " (or give the junctions coordinates)"))
 
 
-def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[float, float, float] = (0.1, 0.1, 0.8),
+def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[float, float, float] = CITY_SPLIT,
               seed: int = 0, quiet: bool = True) -> Data:
     """Process a :class:`RoadGraph` into a labelled ``Data`` (see the module docstring)."""
     if hops < 1:
@@ -294,7 +297,7 @@ def _cached(key_parts: dict, stem: str, make) -> Data:
 
 
 def build_city_network(source: str | Path, hops: int = 16, classes: int = 10,
-                       split: tuple[float, float, float] = (0.1, 0.1, 0.8), seed: int = 0,
+                       split: tuple[float, float, float] = CITY_SPLIT, seed: int = 0,
                        cache: bool = True, quiet: bool = True) -> Data:
     """City-Networks-style ``Data`` from a road file or folder (GraphML, .cnode/.cedge, .mtx, .edges, .mat).
 
@@ -345,7 +348,7 @@ def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
 
 
 def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 10,
-                   split: tuple[float, float, float] = (0.1, 0.1, 0.8), quiet: bool = True) -> Data:
+                   split: tuple[float, float, float] = CITY_SPLIT, quiet: bool = True) -> Data:
     """An offline, generated road-like city (:func:`synthetic_road_graph`) with City-Networks features and labels."""
     return city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)
 

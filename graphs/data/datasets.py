@@ -272,7 +272,7 @@ def check_graph_name(name: str) -> None:
 
 
 def load_graph(name: str, root: str | Path | None = None, split: str = "public", seed: int = 0,
-               download: bool = False, quiet: bool = True, hops: int = 16) -> Data:
+               download: bool = False, quiet: bool = True, hops: int = 16, graph_seed: int | None = None) -> Data:
     """Load a node-classification graph with masks and ``num_classes``.
 
     Args:
@@ -283,10 +283,12 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
             linked from ``FWDLEARN_DATA_DIR``).
         split: ``"public"`` (the data set's own split), ``"random"`` (64/16/20 drawn from ``seed``) or
             ``"auto"`` (the public split when the data set has one, else random).
-        seed: seed of the random split (and of generated cities).
+        seed: seed of the random split (and of generated graphs, unless ``graph_seed``).
         download: let PyG download a data set that is not available locally (needs internet).
         quiet: no progress bars while building city networks.
         hops: city networks: the hop radius of the eccentricity labels.
+        graph_seed: seed of a generated graph (``sbm``, ``synthetic-city``), so that several splits (``seed``) of one
+            graph can be drawn; ``None``: ``seed``. A generated city's own split is then drawn from ``seed``.
 
     Raises:
         ValueError: unknown name or split; masks that overlap.
@@ -303,7 +305,13 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     if is_city(lower):
         from fwdlearn.graphs.data.citynet import load_city
 
-        data = load_city(key, root=root, seed=seed, hops=hops, quiet=quiet, download=download)
+        from fwdlearn.graphs.data.citynet import CITY_SPLIT
+
+        generated = graph_seed is not None and lower.startswith("synthetic-city")
+        data = load_city(key, root=root, seed=graph_seed if generated else seed, hops=hops, quiet=quiet,
+                         download=download)
+        if generated and graph_seed != seed:  # the city's own split, drawn from the split seed
+            data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed, CITY_SPLIT)
     elif lower in PLANETOID:
         data = _planetoid(lower, root, download)
     elif lower == "karate":
@@ -324,7 +332,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
             n = int(size) if size else 2000
         except ValueError:
             raise ValueError(f"sbm:N needs an integer number of nodes N, got {size!r}") from None
-        data = contextual_sbm(n, signal=SBM_SIGNAL, seed=seed)
+        data = contextual_sbm(n, signal=SBM_SIGNAL, seed=seed if graph_seed is None else graph_seed)
     else:  # citationfull:<name>, amazon:<name>, coauthor:<name> (check_graph_name let nothing else through)
         kind, _, arg = key.partition(":")
         data = _downloadable(kind.lower(), arg, root, download)

@@ -29,7 +29,7 @@ import torch
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
-from fwdlearn.rules import parse_rule
+from fwdlearn.rules import BPTT, parse_rule
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.bench import interleaved_costs, run_parts
@@ -187,7 +187,10 @@ def _check_rules(config) -> None:
     each model family builds a one-token model under every rule of its part (the models' own checks say why)."""
     for flag, name in (("--rules", "rules"), ("--rnn-rules", "rnn_rules")):
         given = getattr(config, name)
-        canonical = [str(parse_rule(rule)) for rule in given]
+        rules = [parse_rule(rule) for rule in given]
+        if name == "rnn_rules":  # a recurrent model trains a rule without a time part by BPTT: bp is bptt
+            rules = [rule.with_time(BPTT()) if rule.time is None else rule for rule in rules]
+        canonical = [str(rule) for rule in rules]
         for rule in set(canonical):
             if canonical.count(rule) > 1:
                 same = [g for g, c in zip(given, canonical) if c == rule]

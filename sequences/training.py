@@ -367,9 +367,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now
     probe = None
     if align_every:
-        if not model.feedback_points:  # refused before any update
-            model.feedback_alignment(*alignment_window(valid, batch_size, context))
         probe = alignment_window(valid, batch_size, context)
+        if not model.feedback_points:  # refused before any update
+            model.feedback_alignment(probe[0].to(device), probe[1].to(device))
     train_ids = corpus.split(train_split)
     # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
     config = {k: v for k, v in model.config_dict().items() if k != "feedback_seed"}

@@ -236,7 +236,9 @@ def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_
     for extra, message in ((["--rules", "bp", "dfaa"], "unknown rule 'dfaa'"),
                            (["--skip", "transformer", "cost", "--rnn-rules", "bptt", "local:ff"], "got local:ff"),
                            (["--rules", "backprop", "dfa:macro", "dfa"],  # two spellings of one rule, trained twice
-                            "--rules names the rule dfa more than once (dfa:macro, dfa); give each once")):
+                            "--rules names the rule dfa more than once (dfa:macro, dfa); give each once"),
+                           (["--skip", "transformer", "cost", "--rnn-rules", "bp", "bptt"],  # a recurrent bp is bptt
+                            "--rnn-rules names the rule bptt more than once (bp, bptt); give each once")):
         out = tmp_path / extra[-1].replace(":", "-")
         assert main([*base, *extra, "--out", str(out)]) == 2
         out_err = capsys.readouterr()

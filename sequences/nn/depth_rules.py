@@ -319,7 +319,10 @@ class StackedLM(LanguageModel):
         feedback = self.depth.feedback
         devices = [tokens.device] if tokens.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # dropout masks of its own: the training run is not perturbed,
-            torch.manual_seed(ALIGN_SEED)  # and the reading is the same at every call
+            torch.default_generator.manual_seed(ALIGN_SEED)  # and the reading is the same at every call
+            if devices:  # (only the generators fork_rng restores are seeded)
+                with torch.cuda.device(tokens.device):
+                    torch.cuda.manual_seed(ALIGN_SEED)
             with training_mode(True, self), torch.enable_grad(), feedback.probing() as probe:
                 logits, _, _ = self._forward(tokens, state, exact=True)
                 return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))

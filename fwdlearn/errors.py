@@ -25,13 +25,14 @@ Example::
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
-           "ANTICIPATED", "EXIT_STATUS", "exit_status", "check_range", "check_finite_tensor", "reading",
+           "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "reading",
            "load_torch"]
 
 
@@ -93,6 +94,18 @@ def exit_status(error: BaseException) -> int | None:
     if isinstance(error, ANTICIPATED):
         return EXIT_STATUS["error"]
     return None
+
+
+def is_integer(value: Any) -> bool:
+    """An integer and not a bool: an ``int``, a numpy integer or a 0-d integer tensor (what ``operator.index``
+    takes)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_range(name: str, value: Any, *, min: float | None = None, gt: float | None = None,

@@ -264,9 +264,9 @@ def _own_files(paths: RunPaths) -> set[Path]:
         return set()
     try:
         files = json.loads(paths.record.read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
+        named = {Path(os.path.abspath(p)) for p in files.values() if isinstance(p, str)}
+    except (OSError, ValueError, AttributeError):  # unreadable, or not a record
         return set()
-    named = {Path(os.path.abspath(p)) for p in files.values() if isinstance(p, str)} if isinstance(files, dict) else set()
     if Path(os.path.abspath(paths.checkpoint)) not in named:
         return set()
     return named | {Path(os.path.abspath(paths.record))}

@@ -29,7 +29,7 @@ import torch
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
-from fwdlearn.rules import BPTT, parse_rule
+from fwdlearn.rules import BPTT, DFA, parse_rule
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.bench import interleaved_costs, run_parts
@@ -243,7 +243,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
         "(parameters excluded).",
     ]
-    dfa = any(parse_rule(rule).depth.name == "dfa" for rule in config.rules)  # no alignment curve to draw without
+    dfa = any(isinstance(parse_rule(rule).depth, DFA) for rule in config.rules)  # no alignment curve to draw without
     plot = ["-alignment.png"] if config.plot and dfa and "transformer" not in config.skip else []
     return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS,
                      "DFA vs BP: transformer and recurrent language models", notes, more=plot)

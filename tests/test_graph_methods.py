@@ -499,7 +499,8 @@ def test_a_checkpoint_that_did_not_record_an_option_is_refused(tmp_path):
     state = torch.load(checkpoint, weights_only=False)
     del state["fingerprint"]["model"]["negatives"]
     torch.save(state, checkpoint)
-    with pytest.raises(UsageError, match=r"model\.negatives not recorded \(checkpoint: an older fwdlearn\) vs 2 \(now\)"):
+    with pytest.raises(UsageError, match=r"model\.negatives not recorded \(checkpoint: an older fwdlearn\) vs 2 "
+                                         r"\(now\)"):
         ForwardGNN(5, 3, hidden=8, layers=2, method="ff-la").fit(data, epochs=2, patience=None, quiet=True,
                                                                 checkpoint=checkpoint, resume=True)
 

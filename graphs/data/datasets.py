@@ -303,9 +303,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     key = name.strip()
     lower = key.lower()
     if is_city(lower):
-        from fwdlearn.graphs.data.citynet import load_city
-
-        from fwdlearn.graphs.data.citynet import CITY_SPLIT
+        from fwdlearn.graphs.data.citynet import CITY_SPLIT, load_city
 
         generated = graph_seed is not None and lower.startswith("synthetic-city")
         data = load_city(key, root=root, seed=graph_seed if generated else seed, hops=hops, quiet=quiet,

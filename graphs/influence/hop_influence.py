@@ -37,7 +37,6 @@ Two variants:
 from __future__ import annotations
 
 import operator
-
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -47,7 +46,7 @@ from torch import Tensor
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
-from fwdlearn.errors import check_finite_tensor
+from fwdlearn.errors import check_finite_tensor, is_integer
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.datasets import check_graph_inputs
@@ -71,7 +70,7 @@ def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int
         return chosen_indices(nodes, num_nodes, "nodes=", "node")
     if samples is None:
         return torch.arange(num_nodes)
-    if isinstance(samples, bool) or not isinstance(samples, int):
+    if not is_integer(samples):
         raise TypeError(f"samples must be an int (or None for every node); got {samples!r}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1 (or None for every node), got {samples}")
@@ -95,15 +94,6 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
     return jacobian_l1(seed_rows, sub_x)
 
 
-def _is_integer(value) -> bool:
-    """An int, a numpy integer or a 0-d integer tensor (anything ``operator.index`` takes)."""
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
-
-
 def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -> tuple[Tensor, Tensor]:
     # the package's models (those with a block ``stack``) read data.x as it is; any other model may cast it itself
     dtype = next(iter(stack.blocks[0].parameters())).dtype if stack is not None else None
@@ -111,7 +101,7 @@ def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
-    if isinstance(max_hops, bool) or not _is_integer(max_hops) or max_hops < 0:
+    if not is_integer(max_hops) or max_hops < 0:
         raise ValueError(f"max_hops must be an int >= 0, got {max_hops!r}")
     if variant not in ("subgraph", "full"):
         raise ValueError(f"unknown variant {variant!r}; choose 'subgraph' (as PyG's total_influence) or 'full'")
@@ -225,8 +215,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if nodes_per_batch == "auto":
         nodes_per_batch = None if x.is_cuda else 2048
-    elif nodes_per_batch is not None and (isinstance(nodes_per_batch, bool) or not isinstance(nodes_per_batch, int)
-                                          or nodes_per_batch < 1):
+    elif nodes_per_batch is not None and (not is_integer(nodes_per_batch) or nodes_per_batch < 1):
         raise ValueError(f"nodes_per_batch must be 'auto', None or an int >= 1, got {nodes_per_batch!r}")
     if jacobian not in ("auto", "layered", "autograd"):
         raise ValueError(f"unknown jacobian {jacobian!r}; choose 'auto', 'layered' or 'autograd'")

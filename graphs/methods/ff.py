@@ -32,12 +32,12 @@ the reference; without a split every node outside the training set is evaluated.
 
 from __future__ import annotations
 
-import numbers
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from fwdlearn.errors import is_integer
 from fwdlearn.local import ff_loss, goodness, symba_loss
 
 from fwdlearn.graphs.methods.base import LayerwiseMethod, Streams
@@ -59,11 +59,7 @@ class _GoodnessMethod(LayerwiseMethod):
     def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, theta: float = 2.0, alpha: float = 4.0,
                  negatives: int | None = None, cache: bool = True):
         super().__init__(in_dim, num_classes, hidden, layers, conv, seed, cache)
-        if num_classes < 2:
-            raise ValueError(f"the {self.rule} method contrasts a node's label with wrong ones, so it needs "
-                             f"num_classes >= 2; got {num_classes}")
-        if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, numbers.Integral)
-                                      or not 1 <= negatives <= num_classes - 1):
+        if negatives is not None and (not is_integer(negatives) or not 1 <= negatives <= num_classes - 1):
             raise ValueError(f"negatives must be an int in [1, {num_classes - 1}] (the wrong classes of "
                              f"{num_classes}), or None for all of them; got {negatives!r}")
         self.theta, self.alpha = theta, alpha

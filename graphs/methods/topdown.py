@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fwdlearn.errors import is_integer
 from fwdlearn.fit import Carried, Checkpointing, Stateful, Trainer, evaluating
 from fwdlearn.local import prototype_cross_entropy, prototype_logits
 from fwdlearn.metrics import masked_accuracy
@@ -154,7 +155,7 @@ class TopDown(GraphMethod):
         super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
         if update not in ("sync", "alternate"):
             raise ValueError(f"unknown update {update!r}; use 'sync' or 'alternate'")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
+        if not is_integer(steps) or steps < 3:
             raise ValueError(f"steps must be an int >= 3 (evaluation accumulates the class probabilities of steps "
                              f"2..9); got {steps!r}")
         self.tau, self.update, self.steps = tau, update, steps

@@ -9,8 +9,9 @@ is linked to one virtual node in both directions,
 
 where :math:`a(i) = y_i` for the positive graph (SF, FF-VN positives), a wrong class for
 FF-VN negatives, and, at FF-VN inference, the candidate class :math:`k` for the evaluated nodes (the known ones
-keep :math:`y_i`, see :mod:`~fwdlearn.graphs.methods.ff`). Validation and test nodes are never linked in training graphs. The virtual nodes'
-input features are a fixed random vector per class (seeded), kept by the model as a buffer.
+keep :math:`y_i`, see :mod:`~fwdlearn.graphs.methods.ff`). Validation and test nodes are never linked in training
+graphs. The virtual nodes' input features are a fixed random vector per class (seeded), kept by the model as a
+buffer.
 """
 
 from __future__ import annotations

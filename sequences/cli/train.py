@@ -136,7 +136,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     _refuse_flags_of_other_models(config, kind)
     training = config.training or ("dsf" if kind == "recurrent" else "bp")
     rule = parse_rule(training)  # an unknown rule is refused before anything else
-    if config.feedback != "diagonal" and not isinstance(rule.time, DSF):
+    if config.feedback != TrainSeqConfig.feedback and not isinstance(rule.time, DSF):  # a --feedback given
         raise UsageError(f"--feedback {config.feedback} chooses DSF's feedback through time; --training {training} "
                          "has no DSF part (use --training dsf, or dfa+dsf)")
     if config.plot and not config.align_every:

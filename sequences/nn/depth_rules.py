@@ -74,10 +74,10 @@ Block = Callable[[Tensor, Tap], Tensor]
 #: DFA's optimizer: Adam with a constant learning rate and beta2 0.999, as in Launay et al. 2020 (who used 5e-5 to
 #: 1e-4 for a 6-layer d=512 model on WikiText-103); 1e-3 was best of {2e-4, 5e-4, 1e-3} for macro and micro DFA on
 #: tinyshakespeare (4 x 128 transformer, 300 steps), as for BP at this scale
+DFA_OPTIMIZER = OptimizerSettings("adam", lr=1e-3, betas=(0.9, 0.999), schedule="constant")
+
 #: the seed of the dropout masks (if any) of an alignment reading
 ALIGN_SEED = 1234
-
-DFA_OPTIMIZER = OptimizerSettings("adam", lr=1e-3, betas=(0.9, 0.999), schedule="constant")
 
 
 def point_name(block: int, where: str) -> str:

@@ -40,7 +40,7 @@ Example::
 
     >>> rule = parse_rule("dfa:micro+dsf")
     >>> rule.depth, rule.time
-    (DFA(placement='micro', feedback='uniform'), DSF(feedback='diagonal'))
+    (DFA(placement='micro', feedback='uniform'), DSF(feedback=None))
     >>> str(parse_rule("sf")), str(parse_rule("bp+dsf"))
     ('local:prototype', 'dsf')
 """
@@ -231,14 +231,16 @@ class DSF(TimeRule):
 
     Attributes:
         feedback: ``"diagonal"`` (the reference :math:`\operatorname{diag}(\operatorname{linspace}(0,1,d))`),
-            ``"gaussian"`` or ``"orthogonal"``.
+            ``"gaussian"`` or ``"orthogonal"``; ``None`` (``"dsf"``, ``DSF()``): the model's own kind
+            (``RecurrentLM(feedback=...)``, diagonal unless set), which the model fills in. ``str()`` leaves the
+            diagonal kind unnamed as well (``"dsf"``): a model's rule and its feedback kind are saved together.
     """
 
     name: ClassVar[str] = "dsf"
-    feedback: str = "diagonal"
+    feedback: str | None = None
 
     def __post_init__(self) -> None:
-        if self.feedback not in DSF_FEEDBACKS:
+        if self.feedback is not None and self.feedback not in DSF_FEEDBACKS:
             raise ValueError(f"unknown DSF feedback {self.feedback!r}; choose one of {', '.join(DSF_FEEDBACKS)} "
                              "(e.g. 'dsf:gaussian')")
 
@@ -249,7 +251,7 @@ class DSF(TimeRule):
         return cls(args[0]) if args else cls()
 
     def __str__(self) -> str:
-        return "dsf" if self.feedback == "diagonal" else f"dsf:{self.feedback}"
+        return "dsf" if self.feedback in (None, "diagonal") else f"dsf:{self.feedback}"
 
 
 # --------------------------------------------------------------------------- the spec

@@ -46,7 +46,7 @@ def _time_rule(model, mode: str | TimeRule) -> TimeRule:
     if mode == "unrolled":
         return UNROLLED
     rule = parse_rule(mode).time
-    if isinstance(rule, DSF) and rule.feedback == "diagonal":
+    if isinstance(rule, DSF) and rule.feedback is None:
         rule = DSF(model.config.feedback)  # the kind the model's feedback buffers were built with
     if not isinstance(rule, (DSF, FTBPTT)):
         raise ValueError(f"state gradients are read for 'unrolled' (true BPTT), 'ft-bptt' or 'dsf', not {mode!r}")

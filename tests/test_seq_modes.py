@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from fwdlearn.rules import parse_rule
+from fwdlearn.rules import DFA, DSF, Rule, parse_rule
 from fwdlearn.sequences import RecurrentLM, lag_influence
 from fwdlearn.sequences.nn import kernels
 from fwdlearn.sequences.nn.recurrent import RecurrentLayer
@@ -286,6 +286,10 @@ def test_a_dsf_spec_that_names_its_feedback_kind_keeps_it():
     assert str(model.rule) == "dsf:gaussian"  # "dsf" keeps the model's kind
     model.set_training("dsf:diagonal")
     assert str(model.rule) == "dsf" and model.config.feedback == "diagonal" and model.feedback(0).shape == (4,)
+    # rule objects alike: DSF() leaves the kind to the model, DSF("diagonal") names it
+    assert RecurrentLM(7, hidden=4, layers=1, training=DSF(), feedback="gaussian").config.feedback == "gaussian"
+    named = RecurrentLM(7, hidden=4, layers=1, training=Rule(DFA(), DSF("diagonal")), feedback="gaussian")
+    assert named.config.feedback == "diagonal" and named.feedback(0).shape == (4,)
 
 
 def _reference_recipe(model):

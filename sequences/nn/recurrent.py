@@ -41,13 +41,6 @@ __all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "Recu
 CELLS = tuple(RECURRENT_CELLS)
 
 
-def _names_dsf_kind(training: str | Rule) -> bool:
-    """Whether a training spec spells DSF's feedback kind itself (``"dsf:diagonal"``; rule objects always do)."""
-    if not isinstance(training, str):
-        return True
-    return any(part.strip().startswith("dsf:") for part in training.strip().lower().split("+"))
-
-
 class RecurrentLayer(nn.Module):
     r"""One recurrent layer with a flat state ``[..., state_size]``; what it computes is its cell's
     (:mod:`~fwdlearn.sequences.nn.cells`): sequence calls differentiable through time, a one-step call on the
@@ -213,10 +206,10 @@ class RecurrentLM(StackedLM):
         return torch.Generator().manual_seed(self.config.feedback_seed + 1)
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
-        """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``) gets ``feedback``, one that
-        names it (``"dsf:diagonal"``, or a :class:`~fwdlearn.rules.DSF` object) keeps its own."""
+        """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``, ``DSF()``) gets ``feedback``,
+        one that names it (``"dsf:diagonal"``, ``DSF("diagonal")``) keeps its own."""
         rule = parse_rule(training)
-        if isinstance(rule.time, DSF) and rule.time.feedback != feedback and not _names_dsf_kind(training):
+        if isinstance(rule.time, DSF) and rule.time.feedback is None:
             rule = rule.with_time(DSF(feedback))
         return rule
 

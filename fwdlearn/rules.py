@@ -34,7 +34,7 @@ A training spec joins them with ``+``: ``"dfa+dsf"`` (DFA through depth, DSF thr
 before rules were one concept stay valid aliases (``sf``, ``ff-la``, ``sf-top2input``, ...).
 
 Every spec is parsed once, here, into frozen dataclasses, and ``str()`` gives the canonical
-spelling back: ``parse_rule(str(rule)) == rule``.
+spelling back: ``parse_rule(str(rule)) == rule`` (but for ``DSF("diagonal")``, spelled ``"dsf"`` like ``DSF()``).
 
 Example::
 

@@ -111,6 +111,28 @@ def test_shallow_keeps_the_blocks_dfa_changes_every_block_bp_has_no_point(family
         bp.feedback_alignment(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
 
 
+@pytest.mark.parametrize("build", [
+    lambda rule: TransformerLM(11, hidden=8, layers=2, heads=2, context=6, training=rule),
+    lambda rule: RecurrentLM(11, cell="gru", hidden=8, layers=2, norm=True, training=rule),
+    lambda rule: RecurrentLM(11, cell="lstm", hidden=8, layers=2, norm=False, training=rule),
+], ids=["transformer", "recurrent-pre-ln", "recurrent-plain"])
+@pytest.mark.parametrize("rule", ["dfa", "dfa:micro"])
+def test_every_dfa_feedback_point_reaches_a_parameter(build, rule):
+    """A point whose signal every other point overwrites is dead weight (and its alignment a meaningless reading):
+    zeroing each point's B alone changes some parameter gradient."""
+    torch.manual_seed(0)
+    model = build(rule)
+    tokens, targets = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
+    before = _gradients(model, tokens, targets)
+    for point in model.feedback_points:
+        B = model.depth.feedback.matrix(point)
+        saved = B.clone()
+        B.zero_()
+        after = _gradients(model, tokens, targets)
+        B.copy_(saved)
+        assert any(not torch.equal(before[n], after.get(n, torch.zeros_like(g))) for n, g in before.items()), point
+
+
 @pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
 def test_local_readout_gives_each_block_the_gradient_of_its_own_loss(family):
     model = list(_models("local:readout"))[family]

@@ -11,7 +11,8 @@ what the rule needs (feedback matrices, per-block heads) and runs the blocks. Wi
 - ``bp``: nothing changes; one loss, backprop through everything.
 - ``dfa`` (:class:`DFAWiring`): every block output is a feedback point of one
   :class:`fwdlearn.feedback.DirectFeedback` (``dfa:micro`` adds the points a block names inside itself: after
-  attention or the recurrent layer, after the MLP's hidden activation), and :math:`z` is its output. The true
+  attention or the recurrent layer, after the MLP's hidden activation; a block with nothing between its layer
+  and its output names no point inside), and :math:`z` is its output. The true
   gradient :math:`e = \partial\mathcal{L}/\partial z` per token (before the vocabulary projection, so the
   matrices are ``[width, d_l]``) replaces the gradient at every point,
 

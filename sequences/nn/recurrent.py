@@ -103,9 +103,11 @@ class RecurrentBlock(nn.Module):
         super().__init__()
         self.layer = RecurrentLayer(cell, width, width)
         self.norm = norm
-        #: the places a depth rule may mark (:mod:`~fwdlearn.sequences.nn.depth_rules`): the layer's output
-        #: sequence, the MLP's hidden activation, the block output
-        self.taps = {"rnn": width, "out": width}
+        #: the places a depth rule may mark (:mod:`~fwdlearn.sequences.nn.depth_rules`): the stream after the layer,
+        #: the MLP's hidden activation, the block output. A plain block has the block output only: its layer output
+        #: gets the block output's gradient unchanged, so a point there would be ``macro``'s point again, and a point
+        #: at the block output above it would reach no parameter (``dfa:micro`` is ``dfa`` there, as for a GCN).
+        self.taps = {"out": width}
         self.normalized_taps: frozenset[str] = frozenset()
         if norm:  # the stream after the layer and the block output are read through LayerNorms only
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
@@ -122,7 +124,7 @@ class RecurrentBlock(nn.Module):
         u = self.ln1(x) if self.norm else x
         h, sT = run_layer(self.layer, u, s0, rule, feedback, probe)
         if not self.norm:
-            return x + tap(h, "rnn"), sT.detach()
+            return x + h, sT.detach()
         y = tap(x + h, "rnn")  # the stream after the recurrent layer
         fc, act, proj = self.mlp
         return y + proj(tap(act(fc(self.ln2(y))), "mlp")), sT.detach()
@@ -155,7 +157,8 @@ class RecurrentLM(StackedLM):
         training: the rule (:mod:`fwdlearn.rules`). Through time: ``"bptt"``, ``"tbptt:k"``, ``"ft-bptt"`` or
             ``"dsf"`` (``"dsf:gaussian"``, ``"dsf:orthogonal"``), see :mod:`~fwdlearn.sequences.nn.time_rules`;
             through depth ``bp``, ``dfa`` (each layer's output sequence a feedback point; ``dfa:micro`` also the
-            layer output inside the block and the MLP's hidden activation), ``local:readout`` or ``shallow``
+            stream after the layer and the MLP's hidden activation of a pre-LN block; a plain block has one point,
+            so there micro is macro), ``local:readout`` or ``shallow``
             (:mod:`~fwdlearn.sequences.nn.depth_rules`). Joined: ``"dfa+dsf"``, ``"local:readout+ft-bptt"``.
         feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``); a spec that
             names one (``"dsf:diagonal"``) keeps its own.

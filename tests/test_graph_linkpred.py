@@ -69,3 +69,24 @@ def test_a_graph_too_small_to_split_its_links_is_refused():
     with pytest.raises(ValueError, match=r"the graph's 6 undirected edges leave the (validation|test) split without "
                                          r"edges"):
         link_split(Data(x=torch.randn(30, 6), edge_index=path))
+
+
+@pytest.mark.parametrize("method", ["ce", "ff", "bp"])
+def test_link_inputs_are_checked_by_name(method):
+    """Pairs [P, 2], a negative id (it read node N-1) or one past the graph, and another feature width (a raw
+    matmul error under ce/ff) are refused, naming the fix."""
+    import torch
+
+    data = load_graph("karate", split="random")
+    model = ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method)
+    x, edges, N = data.x, data.edge_index, data.num_nodes
+    with pytest.raises(ValueError, match=r"pairs must be a \[2, num_edges\] tensor of node ids; got shape \(3, 2\): "
+                                         r"transpose it"):
+        model(x, edges, torch.tensor([[0, 1], [2, 3], [4, 5]]))
+    for bad in (-1, N):
+        with pytest.raises(ValueError, match=rf"pairs values must lie in \[0, {N - 1}\] \(x has {N} rows\)"):
+            model(x, edges, torch.tensor([[0, 1], [2, bad]]))
+    with pytest.raises(ValueError, match=rf"data.x has {data.num_features + 1} node features but the model has "
+                                         rf"in_dim={data.num_features}"):
+        model.fit(type(data)(x=torch.randn(N, data.num_features + 1), edge_index=edges), epochs=1, quiet=True)
+    assert model(x, edges, torch.tensor([[0, 1], [2, 3]])).shape == (2,)

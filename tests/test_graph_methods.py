@@ -231,6 +231,14 @@ def test_scoring_checks_the_graph_like_fit_does(method):
             call(Data(**{**data.to_dict(), "x": data.x.double()}))
         with pytest.raises(TypeError, match=r"data.x must hold floating-point features; got torch.int64"):
             call(Data(**{**data.to_dict(), "x": data.x.long()}))  # hop_influence's check, by the same function
+    # the inductive call model(x, edge_index) checks them too (ff-vn read an id >= N as a class node)
+    with pytest.raises(ValueError, match=r"edge_index values must lie in \[0, 29\] \(x has 30 rows\)"):
+        model(data.x, edges)
+    with pytest.raises(ValueError, match=r"edge_index must be a \[2, num_edges\] tensor of node ids; got shape "
+                                         r"\(\d+, 2\): transpose it"):
+        model(data.x, data.edge_index.t())
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's parameters are torch.float32"):
+        model(data.x.double(), data.edge_index)
     if method != "bp":
         with pytest.raises(ValueError, match="train_mask must be a boolean vector of length num_nodes=30"):
             model.predict(Data(**{**data.to_dict(), "train_mask": data.train_mask.nonzero().flatten()}))

@@ -39,7 +39,7 @@ from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.errors import InputError
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
-           "check_graph_inputs", "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
+           "check_features", "check_graph_inputs", "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -73,38 +73,54 @@ def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, f
     return masks[0], masks[1], masks[2]
 
 
-def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_index") -> Tensor:
-    """Check that ``edge_index`` is a ``[2, E]`` integer tensor of node ids in ``[0, num_nodes - 1]``.
+def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_index",
+                     features: str = "data.x") -> Tensor:
+    """Check that ``edge_index`` (or node pairs) is a ``[2, E]`` integer tensor of node ids in
+    ``[0, num_nodes - 1]``, ``num_nodes`` the rows of ``features``.
 
     Raises:
         ValueError / TypeError: naming the shape, dtype or the range of the ids found.
     """
     if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise ValueError(f"{name} must be a [2, num_edges] tensor")
+        found = f"got shape {tuple(edge_index.shape)}" if isinstance(edge_index, Tensor) else \
+            f"got {type(edge_index).__name__}"
+        hint = ": transpose it (.t())" if isinstance(edge_index, Tensor) and edge_index.dim() == 2 and \
+            edge_index.shape[1] == 2 else ""
+        raise ValueError(f"{name} must be a [2, num_edges] tensor of node ids; {found}{hint}")
     if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer node ids; got {edge_index.dtype}")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
-        raise ValueError(f"{name} values must lie in [0, {num_nodes - 1}] (data.x has {num_nodes} rows); "
+        raise ValueError(f"{name} values must lie in [0, {num_nodes - 1}] ({features} has {num_nodes} rows); "
                          f"got values in [{int(edge_index.min())}, {int(edge_index.max())}]")
     return edge_index
 
 
+def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "data.x") -> Tensor:
+    """Check that ``x`` is a floating-point ``[num_nodes, num_features]`` tensor (of the model's parameters'
+    ``dtype``, when given).
+
+    Raises:
+        ValueError / TypeError: naming the tensor, what was found and the fix.
+    """
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError(f"{name} must be a [num_nodes, num_features] tensor of node features")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must hold floating-point features; got {x.dtype}. Convert with {name}.float()")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} is {x.dtype} but the model's parameters are {dtype}: convert one of them "
+                        f"(model.to({x.dtype}) or {name} = {name}.to({dtype}))")
+    return x
+
+
 def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """Check what every model reads from a graph and return it: ``data.x`` a floating-point
-    ``[num_nodes, num_features]`` tensor (of the model's parameters' ``dtype``, when given) and ``data.edge_index``
-    (:func:`check_edge_index`).
+    """Check what every model reads from a graph and return it: ``data.x`` (:func:`check_features`) and
+    ``data.edge_index`` (:func:`check_edge_index`).
 
     Raises:
         ValueError / TypeError: naming the attribute, what was found and the fix.
     """
     x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        raise ValueError("data.x must be a [num_nodes, num_features] tensor of node features")
-    if not x.dtype.is_floating_point:
-        raise TypeError(f"data.x must hold floating-point features; got {x.dtype}. Convert with data.x.float()")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"data.x is {x.dtype} but the model's parameters are {dtype}: convert one of them "
-                        f"(model.to({x.dtype}) or data.x = data.x.to({dtype}))")
+    check_features(x, dtype)
     check_edge_index(edge_index, x.shape[0])
     return x, edge_index
 

@@ -72,7 +72,7 @@ from fwdlearn.errors import check_finite_tensor
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
-from fwdlearn.graphs.data.datasets import check_graph_inputs, check_masks
+from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_graph_inputs, check_masks
 from fwdlearn.graphs.methods import method_class, method_names
 from fwdlearn.graphs.methods.base import GraphMethod
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
@@ -187,8 +187,11 @@ class ForwardGNN(nn.Module):
     # ------------------------------------------------------------------ inference
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """Class scores ``[N, K]`` on any graph (no labels, no virtual nodes given); see the module doc."""
-        if x.dim() != 2 or x.shape[1] != self.in_dim:
-            raise ValueError(f"x must have shape [N, {self.in_dim}] (in_dim={self.in_dim}); got {tuple(x.shape)}")
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"x must have shape [N, {self.in_dim}] (in_dim={self.in_dim}); got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        check_features(x, next(self.parameters()).dtype, "x")
+        check_edge_index(edge_index, x.shape[0], "edge_index", "x")
         return self.method.scores(self.blocks, x, edge_index)
 
     @property

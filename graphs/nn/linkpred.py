@@ -38,7 +38,7 @@ from fwdlearn.metrics import roc_auc
 from fwdlearn.rules import parse_rule
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
-from fwdlearn.graphs.data.datasets import check_graph_inputs
+from fwdlearn.graphs.data.datasets import check_edge_index, check_features
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
 
@@ -135,7 +135,17 @@ class ForwardLinkPredictor(nn.Module):
         target = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(logits)
         return F.binary_cross_entropy_with_logits(logits, target)
 
+    def _check_inputs(self, x: Tensor, edge_index: Tensor, name: str = "x", edges: str = "edge_index") -> None:
+        """Features ``[N, in_dim]`` of the parameters' dtype and edge ids in ``[0, N - 1]``; errors name the fix."""
+        if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] != self.in_dim:
+            raise ValueError(f"{name} has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
+        check_features(x, next(self.parameters()).dtype, name)
+        check_edge_index(edge_index, x.shape[0], edges, name)
+
     def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor) -> Tensor:
+        """Link probabilities ``[P]`` of the node pairs ``pairs`` (``[2, P]``, like an ``edge_index``)."""
+        self._check_inputs(x, edge_index)
+        check_edge_index(pairs, x.shape[0], "pairs", "x")
         h, total = x, None
         for block in self.blocks:
             h = block(h, edge_index)
@@ -162,7 +172,7 @@ class ForwardLinkPredictor(nn.Module):
 
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        check_graph_inputs(data, dtype=next(self.parameters()).dtype)
+        self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         check_finite_tensor("data.x", data.x)
         seed_everything(seed)

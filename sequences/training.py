@@ -116,6 +116,9 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     r"""Mean next-token loss over ``ids`` walked as ``batch_size`` streams with the state carried:
     ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``). Windows are cut to ``model.max_context``
     (a transformer's positions), each then read on its own."""
+    if not isinstance(ids, Tensor):
+        hint = ": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else ""
+        raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")
     if model.max_context is not None:
         context = min(context, model.max_context)
     if max_tokens is not None:
@@ -144,12 +147,26 @@ def _check_evaluable(ids: Tensor, batch_size: int, split: str) -> None:
                          "batch size (--batch-size)")
 
 
+def _check_task_model(model, task: SequenceTask) -> None:
+    """Refuse a model that cannot read the task's tokens or give its outputs: a regression task needs one output
+    (a wider head trained its first logit in silence), a classification task at least its classes."""
+    if model.vocab_size < task.vocab_size:
+        raise ValueError(f"the {task.name} task draws {task.vocab_size} input tokens but the model's vocab_size is "
+                         f"{model.vocab_size}: build the model with vocab_size=task.vocab_size")
+    regression = task.loss != "cross_entropy"
+    if model.out_size != task.out_size if regression else model.out_size < task.out_size:
+        raise ValueError(f"the {task.name} task needs {task.out_size} output{'s' if task.out_size > 1 else ''} per "
+                         f"position{' (a regression)' if regression else ' (its classes)'} but the model gives "
+                         f"{model.out_size}: build it with out_size=task.out_size")
+
+
 @torch.no_grad()
 def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int = 64, seed: int = 12345,
                   prefix: str = "") -> dict[str, float]:
     """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``."""
     if batches < 1 or batch_size < 1:
         raise ValueError(f"evaluating a task needs batches >= 1 and batch_size >= 1; got {batches} and {batch_size}")
+    _check_task_model(model, task)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     loss_sum, hit, scored, sq = 0.0, 0, 0, 0.0
@@ -363,6 +380,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     if model.max_context is not None and context > model.max_context:
         raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
                          f"train with context <= {model.max_context} or build the model with a longer context")
+    if corpus.vocab_size > model.vocab_size:
+        raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's vocab_size is "
+                         f"{model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
     valid = corpus.split(valid_split)
     _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now
     probe = None
@@ -425,6 +445,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     arguments as :func:`fit_lm`."""
     _check_fit_arguments(batch_size, lr, weight_decay, clip)
     check_trainable_dtype(model, f"this {type(model).__name__}")
+    _check_task_model(model, task)
     if is_distributed():
         raise UsageError("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded): "
                          "run it without torchrun, or train a corpus (fit_lm) data-parallel")

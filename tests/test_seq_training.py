@@ -164,7 +164,7 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
         model.evaluate(ids, batch_size=0)
     with pytest.raises(ValueError, match="evaluating a task needs batches >= 1 and batch_size >= 1; got 4 and 0"):
         RecurrentLM(4, cell="gru", hidden=4, layers=1).evaluate(DelayedRecall(lag=2, symbols=4), batch_size=0)
-    with pytest.raises(ValueError, match="steps \\(tokens to generate\\) must be >= 0, got -3"):
+    with pytest.raises(ValueError, match="steps \\(tokens to generate\\) must be an int >= 0, got -3"):
         model.generate(ids[:3], -3)
     torch.manual_seed(1)
     first, second = model.generate(ids[:3], 20), model.generate(ids[:3], 20)
@@ -177,3 +177,57 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
         logits, _ = low.eval()(stream[:-1].view(1, -1))
     exact = torch.nn.functional.cross_entropy(logits[0].float(), stream[1:])
     assert low.evaluate(stream, context=99, batch_size=1)["loss"] == pytest.approx(float(exact), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer", "conv"])
+def test_every_language_model_names_bad_tokens_and_embeddings(kind):
+    """Ids past the vocabulary, a 1-D or empty window, float ids and embeddings of another width gave raw
+    IndexError / RuntimeError (or, for a transformer, an empty result) deep in the stack."""
+    from fwdlearn.sequences.nn.language_model import make_language_model
+
+    model = make_language_model(kind, 7, hidden=8, layers=1)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 6\] \(the model's vocab_size is 7\); got ids "
+                                         r"in \[0, 9\]: encode with the vocabulary"):
+        model(torch.tensor([[0, 9, 3]]))
+    with pytest.raises(ValueError, match=r"got ids in \[-1, 3\]"):
+        model.evaluate(torch.tensor([3, -1] * 40), batch_size=2)
+    with pytest.raises(ValueError, match=r"tokens must be a \[batch, time\] tensor; got shape \(3,\): add the batch"):
+        model(torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"tokens is an empty window \(shape \(2, 0\)\)"):
+        model(torch.zeros(2, 0, dtype=torch.long))
+    with pytest.raises(TypeError, match="tokens must be integer ids, got dtype torch.float32"):
+        model(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"embeddings must be \[batch, time >= 1, 8\] \(what embed\(tokens\) returns\); "
+                                         r"got \(2, 3, 5\)"):
+        model.forward_from_embeddings(torch.zeros(2, 3, 5))
+    assert model(torch.tensor([[0, 6, 3]], dtype=torch.uint8))[0].shape == (1, 3, 7)  # small int types still read
+
+
+def test_fit_evaluate_and_generate_check_the_model_against_the_data():
+    from fwdlearn.sequences.data.tasks import AddingProblem
+    from fwdlearn.sequences.data.text import Corpus, Vocabulary
+
+    vocab = Vocabulary(list("abcdefghij"))
+    ids = torch.arange(200) % 10
+    corpus = Corpus("letters", {"train": ids, "validation": ids}, vocab)
+    small = RecurrentLM(8, cell="gru", hidden=4, layers=1)
+    with pytest.raises(ValueError, match="the corpus has 10 tokens in its vocabulary but the model's vocab_size is 8: "
+                                         "build the model with vocab_size=corpus.vocab_size"):
+        small.fit(corpus, context=8, steps=1, quiet=True)
+    with pytest.raises(ValueError, match="vocab holds 10 tokens but the model's vocab_size is 8: pass the vocabulary"):
+        small.generate("abc", 3, vocab=vocab)
+    with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got Corpus: pass one of its splits"):
+        RecurrentLM(10, cell="gru", hidden=4, layers=1).evaluate(corpus)
+    adding = AddingProblem(length=10)
+    wide = RecurrentLM(adding.vocab_size, cell="gru", hidden=4, layers=1)  # no out_size=1: it trained logit 0
+    with pytest.raises(ValueError, match=rf"the adding\(length=10\) task needs 1 output per position \(a regression\) but the "
+                                         rf"model gives {adding.vocab_size}: build it with out_size=task.out_size"):
+        wide.fit(adding, steps=1, quiet=True)
+    with pytest.raises(ValueError, match=r"the model gives \d+: build it with out_size"):
+        wide.evaluate(adding)
+    narrow = RecurrentLM(2, cell="gru", hidden=4, layers=1, out_size=1)
+    with pytest.raises(ValueError, match=rf"draws {adding.vocab_size} input tokens but the model's vocab_size is 2"):
+        narrow.fit(adding, steps=1, quiet=True)
+    recall = DelayedRecall(lag=2, symbols=4, length=10)
+    with pytest.raises(ValueError, match=r"the delayed-recall\(lag=2\) task needs 4 outputs per position \(its classes\) but the model gives 3"):
+        RecurrentLM(4, cell="gru", hidden=4, layers=1, out_size=3).fit(recall, steps=1, quiet=True)

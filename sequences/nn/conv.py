@@ -68,10 +68,10 @@ class CausalConvLM(LanguageModel):
         return cls(**{k: v for k, v in config.items() if k in names})
 
     def embed(self, tokens: Tensor) -> Tensor:
-        return self.embedding(tokens)
+        return self.embedding(self.check_tokens(tokens))
 
     def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
-        h = emb.transpose(1, 2)  # (B, C, T)
+        h = self.check_embeddings(emb, self.embedding.embedding_dim).transpose(1, 2)  # (B, C, T)
         for conv in self.convs:
             h = h + torch.tanh(conv(F.pad(h, (self.config.width - 1, 0))))
         return self.head(h.transpose(1, 2))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, load_torch, reading
+from fwdlearn.errors import InputError, is_integer, load_torch, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
@@ -103,6 +103,38 @@ class LanguageModel(nn.Module):
         return int(self.config.vocab_size)
 
     @property
+    def out_size(self) -> int:
+        """The width of the output per position (``vocab_size`` unless the model was built with ``out_size``)."""
+        return int(getattr(self.config, "out_size", None) or self.vocab_size)
+
+    def check_tokens(self, tokens: Tensor) -> Tensor:
+        """``tokens`` as ids the embedding reads: a ``[batch, time]`` integer tensor, ``time >= 1``, every id in
+        ``[0, vocab_size)``; anything else is refused with the fix."""
+        if not isinstance(tokens, Tensor):
+            raise TypeError(f"tokens must be a [batch, time] tensor of integer ids; got {type(tokens).__name__}")
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        if tokens.dim() != 2:
+            hint = ": add the batch dimension (tokens.unsqueeze(0))" if tokens.dim() == 1 else ""
+            raise ValueError(f"tokens must be a [batch, time] tensor; got shape {tuple(tokens.shape)}{hint}")
+        if tokens.shape[1] == 0:
+            raise ValueError(f"tokens is an empty window (shape {tuple(tokens.shape)}); give at least one token")
+        if tokens.numel():
+            low, high = (int(v) for v in torch.aminmax(tokens))
+            if low < 0 or high >= self.vocab_size:
+                raise ValueError(f"token ids must lie in [0, {self.vocab_size - 1}] (the model's vocab_size is "
+                                 f"{self.vocab_size}); got ids in [{low}, {high}]: encode with the vocabulary the "
+                                 f"model was built for, or build it with vocab_size >= {high + 1}")
+        return tokens if tokens.dtype in (torch.long, torch.int32) else tokens.long()
+
+    def check_embeddings(self, emb: Tensor, width: int) -> Tensor:
+        """``emb`` as :meth:`forward_from_embeddings` reads it: ``[batch, time, width]``, ``time >= 1``."""
+        if not isinstance(emb, Tensor) or emb.dim() != 3 or emb.shape[-1] != width or emb.shape[1] == 0:
+            found = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
+            raise ValueError(f"embeddings must be [batch, time >= 1, {width}] (what embed(tokens) returns); got {found}")
+        return emb
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -142,10 +174,13 @@ class LanguageModel(nn.Module):
             ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
         else:
             ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
+        if vocab is not None and len(vocab) != self.vocab_size:
+            raise ValueError(f"vocab holds {len(vocab)} tokens but the model's vocab_size is {self.vocab_size}: pass "
+                             "the vocabulary the model was trained with")
         if ids.numel() == 0:
             raise ValueError("generate needs a non-empty prompt")
-        if steps < 0:
-            raise ValueError(f"steps (tokens to generate) must be >= 0, got {steps}")
+        if not is_integer(steps) or steps < 0:
+            raise ValueError(f"steps (tokens to generate) must be an int >= 0, got {steps!r}")
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
         device = self.device

@@ -267,9 +267,7 @@ class RecurrentLM(StackedLM):
     # ------------------------------------------------------------------ forward
     def embed(self, tokens: Tensor) -> Tensor:
         """Token embeddings ``[B, T] -> [B, T, hidden]``."""
-        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-        return self.embedding(tokens)
+        return self.embedding(self.check_tokens(tokens))
 
     def forward_from_embeddings(self, emb: Tensor, state: list[Tensor] | None = None,
                                 rule: TimeRule | None = None, probe: list | None = None,
@@ -283,8 +281,7 @@ class RecurrentLM(StackedLM):
     def _run(self, emb: Tensor, state: list[Tensor] | None, rule: TimeRule | None,
              probe: list | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """``(logits, state, block outputs)``: each layer under time rule ``rule``, the stack under the depth rule."""
-        if emb.dim() != 3 or emb.shape[-1] != self.config.hidden:
-            raise ValueError(f"embeddings must be [batch, time, {self.config.hidden}]; got {tuple(emb.shape)}")
+        self.check_embeddings(emb, self.config.hidden)
         if state is None:
             state = self.initial_state(emb.shape[0])
         if len(state) != len(self.blocks):

@@ -182,9 +182,7 @@ class TransformerLM(StackedLM):
     # ------------------------------------------------------------------ forward
     def embed(self, tokens: Tensor) -> Tensor:
         """Token embeddings ``(B, T) -> (B, T, C)`` (positions are added by :meth:`forward_from_embeddings`)."""
-        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-        return self.embedding(tokens)
+        return self.embedding(self.check_tokens(tokens))
 
     def _check_window(self, T: int) -> None:
         if T > self.config.context:
@@ -201,7 +199,7 @@ class TransformerLM(StackedLM):
 
     def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
         """Logits ``(B, T, V)`` from token embeddings ``(B, T, C)`` (causal, differentiable w.r.t. ``emb``)."""
-        return self._blocks(emb)[0]
+        return self._blocks(self.check_embeddings(emb, self.embedding.embedding_dim))[0]
 
     def _forward(self, tokens: Tensor, state: Any = None, exact: bool = False) -> tuple[Tensor, None, list[Tensor]]:
         logits, hiddens = self._blocks(self.embed(tokens))

@@ -178,3 +178,18 @@ def test_a_method_given_as_its_class_resumes_as_its_rule(tmp_path):
         data, epochs=2, patience=None, quiet=True, checkpoint=checkpoint)
     ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="dfa").fit(
         data, epochs=3, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
+
+
+def test_a_trained_dfa_model_copies_and_pickles():
+    """The cached sparse adjacency made deepcopy / pickle fail after fit ("Cannot access storage of
+    SparseCsrTensorImpl"); a copy scores as the original and rebuilds its cache."""
+    import copy
+    import pickle
+
+    seed_everything(0)
+    data = load_graph("karate", split="random")
+    model = ForwardGNN(data.num_features, int(data.y.max()) + 1, hidden=8, layers=2, method="dfa")
+    model.fit(data, epochs=2, patience=None, quiet=True)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        torch.testing.assert_close(clone(data.x, data.edge_index), model(data.x, data.edge_index))
+        clone.fit(data, epochs=1, patience=None, quiet=True)

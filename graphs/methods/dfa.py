@@ -83,6 +83,11 @@ class DirectFeedbackGNN(Backprop):
                                        kind=feedback, seed=FEEDBACK_SEED_OFFSET + seed)
         self._adjacency: tuple[Tensor, tuple, Tensor] | None = None  # (edge_index, (N, dtype), Â^T) of the last graph
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the cached adjacency out (a sparse CSR tensor neither deep-copies nor pickles;
+        it is rebuilt from the next graph)."""
+        return {**self.__dict__, "_adjacency": None}
+
     @classmethod
     def options_from_rule(cls, spec: str) -> dict:
         depth = parse_rule(spec).depth

@@ -29,6 +29,8 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
 def roc_auc(scores: Tensor, labels: Tensor) -> float:
     r"""Area under the ROC curve of ``scores`` for binary ``labels`` (ties get average ranks)."""
     s, y = scores.detach().flatten().cpu().double(), labels.detach().flatten().cpu().bool()
+    if s.numel() != y.numel():
+        raise ValueError(f"roc_auc needs one label per score; got {s.numel()} scores and {y.numel()} labels")
     p, n = int(y.sum()), int((~y).sum())
     if p == 0 or n == 0:
         raise ValueError(f"roc_auc needs positives and negatives; got {p} positives and {n} negatives")

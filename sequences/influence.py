@@ -27,6 +27,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
+from fwdlearn.errors import is_integer
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -128,8 +129,8 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
     Returns:
         ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major.
     """
-    if max_lag < 0:
-        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    if not is_integer(max_lag) or max_lag < 0:
+        raise ValueError(f"max_lag must be an int >= 0, got {max_lag!r}")
     mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
     totals = distance_totals(mass, lag, max_lag)
     return influence_curve(totals, normalize=normalize), influence_range(totals), totals

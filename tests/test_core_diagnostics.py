@@ -154,3 +154,10 @@ def test_roc_auc_is_the_pairwise_probability_with_ties_counted_half():
     assert math.isnan(roc_auc(nan, labels))
     with pytest.raises(ValueError, match="roc_auc needs positives and negatives; got 0 positives and 3 negatives"):
         roc_auc(torch.rand(3), torch.zeros(3, dtype=torch.bool))
+
+
+def test_roc_auc_needs_one_label_per_score():
+    from fwdlearn.metrics import roc_auc
+
+    with pytest.raises(ValueError, match="roc_auc needs one label per score; got 3 scores and 2 labels"):
+        roc_auc(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0, 1]))

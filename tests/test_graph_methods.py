@@ -192,7 +192,7 @@ def test_gat_and_sage_backbones_train(karate):
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "nope"}, "unknown graph method 'nope'"),
     ({"conv": "gin"}, "unknown conv 'gin'"),
-    ({"layers": 0}, "layers must be >= 1"),
+    ({"layers": 0}, "layers must be an int >= 1"),
     ({"conv": "gat", "hidden": 10}, "multiple of 4"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
@@ -538,3 +538,14 @@ def test_top_down_evaluation_steps_are_checked_when_the_model_is_built():
     with pytest.raises(ValueError, match=r"steps must be an int >= 3 \(evaluation accumulates the class "
                                          r"probabilities of steps 2..9\); got 2"):
         ForwardGNN(5, 3, method="sf-top2input", steps=2)
+
+
+def test_model_sizes_must_be_whole_numbers():
+    """layers=2.5 built 2 layers in silence."""
+    import numpy as np
+
+    with pytest.raises(ValueError, match=r"layers must be an int >= 1 \(the number of GNN layers\), got 2.5"):
+        ForwardGNN(5, 3, layers=2.5)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2, got 1"):
+        ForwardGNN(5, 1)
+    assert ForwardGNN(np.int64(5), torch.tensor(3), hidden=8, layers=np.int32(2)).layers == 2

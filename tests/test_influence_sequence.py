@@ -97,3 +97,14 @@ def test_positions_by_mask_or_count_and_lag_masses_measures_the_plain_forward():
     model.blocks[0].eval()  # a submodule's own mode comes back as it was
     lag_influence(model, tokens, 3)
     assert model.training and not model.blocks[0].training
+
+
+def test_lag_influence_names_bad_lags_and_empty_positions():
+    from fwdlearn.sequences import RecurrentLM, lag_influence
+
+    model = RecurrentLM(5, cell="gru", hidden=4, layers=1)
+    tokens = torch.randint(0, 5, (1, 6))
+    with pytest.raises(ValueError, match="max_lag must be an int >= 0, got 2.5"):
+        lag_influence(model, tokens, max_lag=2.5)
+    with pytest.raises(ValueError, match="positions is empty; give at least one position"):
+        lag_influence(model, tokens, max_lag=2, positions=[])

@@ -48,6 +48,8 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
     (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, or one outside ``[0, size-1]``.
     """
     given = torch.as_tensor(given).cpu()
+    if given.numel() == 0:
+        raise ValueError(f"{name} is empty; give at least one {unit}")
     if given.dtype == torch.bool:
         if given.shape != (size,):
             raise ValueError(f"a boolean {name} mask must have one entry per {unit}, shape [{size}]; "

@@ -68,7 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_finite_tensor
+from fwdlearn.errors import check_finite_tensor, is_integer
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
@@ -154,14 +154,11 @@ class ForwardGNN(nn.Module):
         super().__init__()
         cls = method if isinstance(method, type) and issubclass(method, GraphMethod) else method_class(method)
         conv = check_conv(conv)
-        if int(layers) < 1:
-            raise ValueError(f"layers must be >= 1 (the number of GNN layers), got {layers}")
-        if int(hidden) < 1:
-            raise ValueError(f"hidden must be >= 1, got {hidden}")
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if int(in_dim) < 1:
-            raise ValueError(f"in_dim must be >= 1 (the node feature width), got {in_dim}")
+        for name, value, low, what in (("layers", layers, 1, " (the number of GNN layers)"), ("hidden", hidden, 1, ""),
+                                       ("num_classes", num_classes, 2, ""),
+                                       ("in_dim", in_dim, 1, " (the node feature width)")):
+            if not is_integer(value) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}{what}, got {value!r}")
         self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
         self.layers, self.seed = int(layers), seed
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,

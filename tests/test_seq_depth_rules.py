@@ -145,6 +145,9 @@ def test_local_readout_gives_each_block_the_gradient_of_its_own_loss(family):
         torch.testing.assert_close(grads[f"blocks.1.{name}"], p.grad)
     assert all(p.grad is None for p in model.blocks[0].parameters())  # nothing reaches block 0 from above
     assert len(model.depth.readouts) == 2  # the last block is read by the model's head
+    # the reported value is the model's own loss (it was the sum over heads, 3x the other rules' curves)
+    loss, _ = model.training_loss(tokens, targets)
+    torch.testing.assert_close(loss, lm_loss(model._forward(tokens)[0], targets))
 
 
 def test_recurrent_dfa_keeps_the_time_rule_inside_each_layer():

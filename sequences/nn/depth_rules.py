@@ -188,7 +188,8 @@ class DFAWiring(Wiring):
 
 
 class ReadoutWiring(Wiring):
-    """``local:readout``: detached block inputs, a next-token head per block below the last, losses summed."""
+    """``local:readout``: detached block inputs, a next-token head per block below the last, losses summed (the
+    reported value is the model's loss, :meth:`loss`)."""
 
     def __init__(self, taps: Sequence[Mapping[str, int]], width: int, out_size: int, seed: int = 0,
                  rule: DepthRule | None = None, normalized: Sequence[Collection[str]] = ()) -> None:
@@ -200,9 +201,13 @@ class ReadoutWiring(Wiring):
         return x.detach() if block > 0 else x  # the embedding learns with the first block
 
     def loss(self, logits, hiddens, targets, loss_fn):
+        r""":math:`\mathcal{L} + \sum_l (\mathcal{L}_l - \operatorname{sg}(\mathcal{L}_l))`: the gradient of the sum of
+        the model's loss and every head's, the value of the model's loss alone (so its curve compares with the
+        other rules'; a head's NaN or inf still makes it NaN)."""
         total = loss_fn(logits, targets)
         for readout, h in zip(self.readouts, hiddens):
-            total = total + loss_fn(readout(h), targets)
+            head = loss_fn(readout(h), targets)
+            total = total + (head - head.detach())
         return total
 
 

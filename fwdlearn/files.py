@@ -5,18 +5,21 @@
 - :func:`check_writable` fails *before any work* when a file could not be written later: a parent that
   is a file, a folder without write permission, a read-only file system.
 - :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for.
+- :func:`taking_turns` lets processes that prepare one shared folder (``torchrun`` ranks building a data set's
+  cache on first use) do it one at a time.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["atomic_write", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite"]
+__all__ = ["atomic_write", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite", "taking_turns"]
 
 
 def tmp_path(path: str | Path) -> Path:
@@ -79,3 +82,23 @@ def refuse_overwrite(*paths: str | Path | None, overwrite: bool = False, flag: s
     for path in paths:
         if path and Path(path).exists() and not overwrite:
             raise FileExistsError(f"{path} already exists; choose another output path or pass {flag} to replace it")
+
+
+@contextmanager
+def taking_turns(lock: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created) while the block runs, so processes that prepare
+    the same folder wait for each other. Where no lock can be had (no ``fcntl``, as on Windows; a read-only
+    folder) the block runs unguarded."""
+    try:
+        import fcntl
+
+        handle = open(lock, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -103,6 +103,9 @@ class RunPaths:
     split_checkpoints: tuple[Path, ...] = ()
     #: the paths were chosen by the user (so another run may choose them too: :func:`start_run` locks them)
     named: bool = False
+    #: an earlier run's checkpoints of splits this run does not have, to remove (``--overwrite``) once
+    #: :func:`start_run` holds the locks
+    stale: tuple[Path, ...] = ()
 
     def outputs(self) -> list[tuple[str, Path]]:
         """``(flag, path)`` of every file this run may write."""
@@ -123,7 +126,8 @@ def refuse_torchrun(job: str) -> None:
 
 
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
-                out: str | None = None, resume: bool = False, scales_out: bool = False, splits: int = 1) -> RunPaths:
+                out: str | None = None, resume: bool = False, scales_out: bool = False,
+                splits: int | None = None) -> RunPaths:
     """Resolve this run's output paths (see the module doc) and check them before any work.
 
     Args:
@@ -136,9 +140,10 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             continued run rewrites its own record).
         scales_out: the command shares its work out under ``torchrun``; a command that does not is refused there
             (every process would run all of it and write the same files).
-        splits: runs of several splits keep a checkpoint each (:attr:`RunPaths.split_checkpoints`), checked and
-            locked with the first; a fresh run refuses (or with ``--overwrite`` removes) an earlier run's checkpoints
-            of further splits, which a later ``--resume`` with more splits would otherwise continue.
+        splits: a command run over several splits (``None``: a command without splits) keeps a checkpoint per
+            split (:attr:`RunPaths.split_checkpoints`), checked and locked with the first; a fresh run refuses (or
+            with ``--overwrite`` removes, once it holds the locks) an earlier run's checkpoints of further splits,
+            which a later ``--resume`` with more splits would otherwise continue.
 
     Raises:
         UsageError: two outputs share a path, a path cannot be written, a plot format is unknown.
@@ -174,11 +179,11 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             paths.checkpoint = stem.with_name(stem.name + ".pt")
     if plot:
         paths.plot = Path(plot)
-    if paths.checkpoint is not None and splits > 1:
+    if paths.checkpoint is not None and splits is not None and splits > 1:
         paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
     _check_outputs(paths, options.overwrite, resume)
-    if paths.checkpoint is not None and not resume:
-        _clear_further_splits(paths.checkpoint, splits, options.overwrite)
+    if paths.checkpoint is not None and splits is not None and not resume:
+        paths.stale = _further_splits(paths.checkpoint, splits, options.overwrite)
     paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
 
@@ -244,15 +249,15 @@ def split_checkpoint(path: Path, split: int) -> Path:
     return path.with_name(f"{path.stem}-split{split}{path.suffix}")
 
 
-def _clear_further_splits(path: Path, splits: int, overwrite: bool) -> None:
+def _further_splits(path: Path, splits: int, overwrite: bool) -> tuple[Path, ...]:
+    """An earlier run's checkpoints of splits ``>= splits`` (to remove), refused unless ``overwrite``."""
     pattern = re.compile(re.escape(path.stem) + r"-split(\d+)" + re.escape(path.suffix))
     further = sorted(p for p in path.parent.glob(f"{path.stem}-split*{path.suffix}")
                      if (match := pattern.fullmatch(p.name)) and int(match.group(1)) >= splits)
     if further and not overwrite:
         raise FileExistsError(f"{further[0]} is a checkpoint of an earlier run of this name with more splits; pass "
                               "--overwrite to start over (it is removed), or choose another --name")
-    for p in further:
-        p.unlink()
+    return tuple(further)
 
 
 def _own_files(paths: RunPaths) -> set[Path]:
@@ -343,7 +348,10 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
             for path in (paths.record, paths.checkpoint, *paths.split_checkpoints):
                 if path is not None:
                     lock_run(path)
-        remove_stale_tmp(*(path for _, path in paths.outputs()))  # only once they are ours: not a live run's save
+        if int(os.environ.get("RANK", "0")) == 0:  # the process that holds the locks, once they are ours: never
+            remove_stale_tmp(*(path for _, path in paths.outputs()))  # a live run's save, nor its split checkpoints
+            for path in paths.stale:
+                path.unlink(missing_ok=True)
     if options.threads:
         torch.set_num_threads(options.threads)
     return device

@@ -53,7 +53,7 @@ from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtyp
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary
+from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX, SequenceTask
 
 __all__ = ["FitReport", "lm_loss", "task_loss", "evaluate_lm", "evaluate_task", "fit_lm", "fit_task", "TrainState",
@@ -396,8 +396,12 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     fingerprint = {"model": config, **corpus_fingerprint(corpus.vocab, train_ids, valid),
                    "batch_size": batch_size, "context": context, "processes": world_size(), "seed": seed}
     trainable = _TrainingLoss(model)
-    if is_distributed():
-        start, stop = shard_bounds(train_ids.numel())
+    if is_distributed():  # every process checks the smallest shard: one short shard fails them all alike
+        total = train_ids.numel()
+        smallest = min(b - a for a, b in (shard_bounds(total, world_size(), r) for r in range(world_size())))
+        check_context(smallest, batch_size, context, f"the smallest of {world_size()} process shards of the "
+                                                     f"{train_split} split ({total:,} tokens)")
+        start, stop = shard_bounds(total)
         train_ids = train_ids[start:stop]
         trainable = torch.nn.parallel.DistributedDataParallel(trainable)  # broadcasts rank 0's weights
         if rank() > 0:

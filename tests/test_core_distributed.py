@@ -56,3 +56,38 @@ def test_commands_that_do_not_scale_out_refuse_torchrun(argv, monkeypatch, tmp_p
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main([*argv, "--name", "x", "--quiet"]) == 2
     assert "runs in one process: start it without torchrun" in capsys.readouterr().err
+
+
+def _peer_worker(rank: int, port: int, folder: str) -> None:
+    import os
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from fwdlearn.cli import _peer_failed
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    if rank == 1:
+        os._exit(0)  # a process that stops (as a rank that raised its own error does)
+    try:
+        dist.all_reduce(torch.zeros(1))
+        dist.all_reduce(torch.zeros(1))
+        found = "no error"
+    except RuntimeError as error:
+        found = f"peer failed: {_peer_failed(error)}; bug-like error: {_peer_failed(RuntimeError('bad shape'))}"
+    (Path(folder) / "found.txt").write_text(found)
+    os._exit(0)
+
+
+def test_a_process_whose_peer_stopped_is_told_apart_from_a_bug(tmp_path):
+    """Rank 0 printed a 40-line gloo traceback ("Connection closed by peer") under the failing rank's one line;
+    the CLI now says in one line that another process stopped. A RuntimeError of its own stays a bug (re-raised)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_peer_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    assert (tmp_path / "found.txt").read_text() == "peer failed: True; bug-like error: False"

@@ -197,8 +197,12 @@ def test_under_torchrun_an_error_one_process_finds_after_connecting_names_its_ra
                          timeout=300)
     assert run.returncode != 0
     lines = [line for line in (run.stdout + run.stderr).splitlines() if "fwdlearn: error" in line]
-    assert lines == ["fwdlearn: error (rank 1): runs/dp.pt.rank1, process 1's part of the checkpoint, is missing; "
-                     "resume with as many processes as the run was started with"]
+    assert lines[0] == ("fwdlearn: error (rank 1): runs/dp.pt.rank1, process 1's part of the checkpoint, is missing; "
+                        "resume with as many processes as the run was started with")
+    # rank 0, when torchrun has not stopped it first, says in one line why it stops (it printed a gloo traceback)
+    assert lines[1:] in ([], ["fwdlearn: error (rank 0): another process of this torchrun job stopped (its own "
+                              "message says why), so this one could not go on"])
+    assert "Connection closed by peer" not in run.stderr
     frames = [line for line in run.stderr.splitlines() if line.strip().startswith("File") and "/fwdlearn/" in line]
     assert not frames
     assert json.loads(Path("runs/dp.json").read_text())["summary"]["steps"] == 2  # the record was not rewritten
@@ -216,3 +220,35 @@ def test_an_out_prefix_that_is_a_folder_is_refused(tmp_path, capsys):
                      "--cost-contexts", "4", "--cost-hidden", "4", "--out", out, "--quiet"]) == 2
         assert "is a folder; --out is a prefix of the result files" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_refused_run_removes_no_split_checkpoint_and_a_run_without_splits_none_at_all(folder):
+    """A second graph run of a live run's name deleted its finished split checkpoints before the lock refused it (the
+    live run then lost its record); and every command read '<name>-split<N>.pt' as an earlier split of its own run:
+    seq train --name lm refused, or with --overwrite deleted, the unrelated run lm-split1's checkpoint."""
+    Path("runs").mkdir()
+    Path("runs/g-split2.pt").write_text("a live run's finished split")
+    Path("runs/lm-split1.pt").write_text("another run's checkpoint")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        Path("runs/g.json.lock").write_text(str(live.pid))
+        paths = run_outputs("graph-train", RunOptions(name="g", overwrite=True), checkpoint="", splits=1)
+        with pytest.raises(UsageError, match="is writing runs/g.json"):
+            start_run(RunOptions(name="g"), paths)
+        assert Path("runs/g-split2.pt").exists()
+    finally:
+        live.kill()
+        live.wait()
+        release_runs()
+    for overwrite in (False, True):
+        start_run(RunOptions(name="lm"), run_outputs("seq-train", RunOptions(name="lm", overwrite=overwrite),
+                                                      checkpoint=""))
+        release_runs()
+        assert Path("runs/lm-split1.pt").exists()
+    with pytest.raises(FileExistsError, match="runs/g-split2.pt is a checkpoint of an earlier run of this name with "
+                                              "more splits"):
+        run_outputs("graph-train", RunOptions(name="g"), checkpoint="", splits=2)
+    start_run(RunOptions(name="g"), run_outputs("graph-train", RunOptions(name="g", overwrite=True), checkpoint="",
+                                                splits=2))  # the holder is gone: now it is removed
+    release_runs()
+    assert not Path("runs/g-split2.pt").exists()

@@ -217,3 +217,28 @@ def test_splits_of_one_generated_graph(monkeypatch, tmp_path):
         same = load_graph(name, split=split, seed=3)  # without graph_seed, the seed draws both, as before
         assert torch.equal(same.edge_index, load_graph(name, split=split, seed=3, graph_seed=3).edge_index)
         assert torch.equal(same.train_mask, load_graph(name, split=split, seed=3, graph_seed=3).train_mask)
+
+
+
+def test_processes_loading_cora_on_first_use_take_turns(monkeypatch, tmp_path):
+    """Two torchrun ranks on an empty cache both linked the raw files and built PyG's processed copy in one folder,
+    one removing it under the other (4 of 6 first runs failed with a false "raw files damaged"). Now a load waits
+    while another process holds the data set's lock, then finds the copy ready."""
+    import os
+    import threading
+
+    from fwdlearn.files import taking_turns
+
+    source = os.environ.get("FWDLEARN_DATA_DIR")
+    if not source or not (Path(source) / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip("needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (../shared/data)")
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path))
+    (tmp_path / "Planetoid").mkdir()
+    found = []
+    with taking_turns(tmp_path / "Planetoid" / ".Cora.lock"):  # another process preparing Cora
+        loader = threading.Thread(target=lambda: found.append(load_graph("cora").num_nodes))
+        loader.start()
+        loader.join(timeout=1.5)
+        assert loader.is_alive() and not (tmp_path / "Planetoid" / "Cora").exists()  # it waits, touching nothing
+    loader.join(timeout=120)
+    assert found == [2708]

@@ -14,7 +14,8 @@ device that is not there) as one line ``fwdlearn: error: ...`` naming the proble
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
 checkpoint is. Wrong flags are reported by the parser in one line too (status 2). ``--debug`` (or
 ``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
-processes connect is reported by rank 0 alone; a later one by the rank that hit it, with its rank.
+processes connect is reported by rank 0 alone; a later one by the rank that hit it, with its rank; a process
+whose peer stopped says so in one line instead of a traceback.
 
 ::
 
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import __version__
-from ..errors import exit_status
+from ..errors import EXIT_STATUS, exit_status
 
 __all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
 
@@ -148,6 +149,16 @@ def _group_rank() -> int | None:
     return dist.get_rank()
 
 
+def _peer_failed(error: BaseException) -> bool:
+    """Whether ``error`` is a collective call that failed because another process of the group exited (gloo
+    raises a ``RuntimeError`` saying the peer closed the connection)."""
+    if _group_rank() is None or not isinstance(error, RuntimeError):
+        return False
+    dist = sys.modules["torch.distributed"]
+    return isinstance(error, getattr(dist, "DistNetworkError", ())) or any(
+        sign in str(error) for sign in ("Connection closed by peer", "Connection reset by peer"))
+
+
 def _report(error: BaseException) -> None:
     """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
     rank = _group_rank()
@@ -215,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run(args)
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
         code = exit_status(error)
+        if code is None and not debug and _peer_failed(error):
+            print(f"fwdlearn: error (rank {_group_rank()}): another process of this torchrun job stopped (its own "
+                  "message says why), so this one could not go on", file=sys.stderr)
+            return EXIT_STATUS["error"]
         if code is None or debug:
             raise
         _report(error)

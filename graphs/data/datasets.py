@@ -36,6 +36,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
+from fwdlearn.files import taking_turns
 from fwdlearn.errors import InputError
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
@@ -195,9 +196,16 @@ def _link_planetoid_raw(name: str) -> Path | None:
 
 
 def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
+    """Planetoid ``name`` from ``root``, or from ``FWDLEARN_DATA_DIR``'s raw files through the cache; processes
+    loading it at once (``torchrun`` ranks on first use) take turns, as PyG builds its processed copy in place."""
+    title = PLANETOID[name]
+    with taking_turns((Path(root) if root is not None else cache_dir("Planetoid")) / f".{title}.lock"):
+        return _load_planetoid(name, title, root, download)
+
+
+def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool) -> Data:
     from torch_geometric.datasets import Planetoid
 
-    title = PLANETOID[name]
     if root is not None:
         folder = Path(root)
     else:
@@ -250,7 +258,8 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) 
         raise DataNotFoundError(f"{kind}:{arg} is not in {folder}; PyG's {cls.__name__} downloads it: pass "
                                 f"download=True (--download) on a machine with internet")
     try:
-        return cls(str(folder), name=arg)[0]
+        with taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"):  # (ranks loading it at once)
+            return cls(str(folder), name=arg)[0]
     except Exception as error:
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error

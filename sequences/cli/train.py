@@ -144,16 +144,16 @@ def run_train(config: TrainSeqConfig) -> dict:
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
                         scales_out=True)
     device = start_run(config, paths)
+    corpus = read_corpus(config.data, level=config.level, limit=config.limit or None)
+    for flag, split in (("--train-split", config.train_split), ("--valid-split", config.valid_split)):
+        if split not in corpus.splits:  # (before the processes connect: rank 0 alone says it)
+            raise UsageError(f"{flag} {split}: {corpus.name} has the splits {', '.join(corpus.splits)}; pick one "
+                             "of those (wikitext-2 stored without train.txt: --train-split validation "
+                             "--valid-split test)")
     init_from_env(device=device)
     device = process_device(device)
     lead = rank() == 0
     seed_everything(config.seed)
-    corpus = read_corpus(config.data, level=config.level, limit=config.limit or None)
-    for flag, split in (("--train-split", config.train_split), ("--valid-split", config.valid_split)):
-        if split not in corpus.splits:
-            raise UsageError(f"{flag} {split}: {corpus.name} has the splits {', '.join(corpus.splits)}; pick one "
-                             "of those (wikitext-2 stored without train.txt: --train-split validation "
-                             "--valid-split test)")
     options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, feedback_seed=config.seed),
                "transformer": dict(heads=config.heads, tie=config.tie, context=config.context,
                                    feedback_seed=config.seed)}.get(kind, {})  # (a conv model has no feedback)

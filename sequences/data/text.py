@@ -320,7 +320,8 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
 # --------------------------------------------------------------------------- batching
 
 
-def _check_context(n_tokens: int, batch_size: int, context: int, what: str = "the data") -> None:
+def check_context(n_tokens: int, batch_size: int, context: int, what: str = "the data") -> None:
+    """Refuse ``batch_size`` streams over ``n_tokens`` tokens too short for a window of ``context`` (+ 1 target)."""
     if context < 1 or batch_size < 1:
         raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
     if n_tokens // batch_size < context + 1:
@@ -345,7 +346,7 @@ class StreamBatcher:
     """
 
     def __init__(self, ids: Tensor, batch_size: int, context: int) -> None:
-        _check_context(ids.numel(), batch_size, context)
+        check_context(ids.numel(), batch_size, context)
         n = ids.numel() // batch_size
         self.streams = ids[: n * batch_size].reshape(batch_size, n)
         self.context = context

@@ -72,7 +72,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         if self.checkpoint is not None and self.saved_step is not None:
             held = self.saved or f"step {self.saved_step}"
             return (f"interrupted at {at}; the last checkpoint is {self.checkpoint} ({held}): run the same command "
-                    "with --resume to continue")
+                    f"with --resume to continue (and --checkpoint {self.checkpoint} if it had no --name; in Python "
+                    "resume=True)")
         if self.checkpoint is not None:
             return f"interrupted at {at}, before the first checkpoint ({self.checkpoint}) was written"
         return f"interrupted at {at}; this run keeps no checkpoint"

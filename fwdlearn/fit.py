@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from fwdlearn.distributed import min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
                              check_range, load_torch, reading)
-from fwdlearn.files import atomic_write
+from fwdlearn.files import atomic_write, check_writable
 
 __all__ = [
     "seed_everything",
@@ -401,11 +401,13 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
 def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``"key <saved> (checkpoint) vs <now> (now)"`` for every entry of ``now`` that ``saved`` holds differently
     (dicts compared key by key). An entry ``saved`` lacks is a difference too: the checkpoint was made by a version
-    that did not record it, so it cannot show that it matches (a later version may train differently)."""
-    out = []
+    that did not record it, so it cannot show that it matches (a later version may train differently). Where an
+    entry the checkpoint holds differs as well (another method, with options of its own), the lacking ones follow
+    from it and are not listed."""
+    out, lacking = [], []
     for key, value in now.items():
         if key not in saved:
-            out.append(f"{prefix}{key} not recorded (checkpoint: an older fwdlearn) vs {value!r} (now)")
+            lacking.append(f"{prefix}{key} not recorded (checkpoint: an older fwdlearn) vs {value!r} (now)")
             continue
         if saved[key] == value:
             continue
@@ -413,7 +415,7 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str =
             out += _differences(saved[key], value, f"{prefix}{key}.")
         else:
             out.append(f"{prefix}{key} {saved[key]!r} (checkpoint) vs {value!r} (now)")
-    return out
+    return out or lacking
 
 
 def _best_part(state: Any) -> Any:
@@ -557,7 +559,12 @@ class Trainer:
             "rng": _rng_state(),
             "context": self.context() if self.context is not None else None,
         }
-        atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
+        try:
+            atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
+        except (RuntimeError, OSError) as error:  # torch.save reports a full disk as a RuntimeError
+            detail = " ".join(str(error).split())[:200]
+            raise UsageError(f"could not write the checkpoint {self.checkpoint} ({type(error).__name__}: {detail}); "
+                             "free disk space or choose another checkpoint path (--checkpoint)") from None
 
     def _check_same_step(self, step: int) -> None:
         """Under torchrun every process resumes from its own checkpoint file: refuse files of different steps (a
@@ -641,6 +648,8 @@ class Trainer:
                 f"checkpoint {self.checkpoint} already exists; pass resume=True (--resume) to continue that run, "
                 "overwrite=True (--overwrite) to start it over, or choose another checkpoint path"
             )
+        if self.checkpoint is not None:
+            check_writable(self.checkpoint, "checkpoint")  # before any work, not at the first save
         if self.resume and self.checkpoint is not None and self.checkpoint.exists():
             ckpt = self._load()
             best_state = self._resume(ckpt, state, result, stopper)

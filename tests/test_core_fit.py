@@ -230,7 +230,8 @@ def test_ctrl_c_names_the_last_checkpoint(tmp_path):
     with pytest.raises(TrainingInterrupted) as caught:
         Trainer(steps=6, quiet=True, checkpoint=tmp_path / "c.pt", checkpoint_every=2).run(step)
     assert str(caught.value) == (f"interrupted at step 4; the last checkpoint is {tmp_path / 'c.pt'} (step 2): run the "
-                                 "same command with --resume to continue")
+                                 f"same command with --resume to continue (and --checkpoint {tmp_path / 'c.pt'} if it "
+                                 "had no --name; in Python resume=True)")  # a fresh default name finds no checkpoint
     assert not (tmp_path / "c.pt.tmp").exists()
 
 
@@ -288,3 +289,37 @@ def test_restoring_the_best_state_keeps_the_optimizers_settings(tmp_path):
     model, opt = make(0.5)  # resumed with a new learning rate
     assert run(model, opt, 4, resume=True, settings={"lr": 0.5}).best_step == 1
     assert opt.param_groups[0]["lr"] == 0.5
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_before_work_or_when_saving(tmp_path, monkeypatch):
+    """A Python-API run learnt only at its first save that the path could not be written (a bare FileExistsError or
+    torch's 'open file failed'); a full disk gave torch's 'unexpected pos ...' RuntimeError without the path."""
+    from fwdlearn.errors import UsageError
+
+    model = nn.Linear(2, 1)
+    seen = []
+    step = lambda i: seen.append(i) or {"loss": 0.0}
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match=r"cannot write .*file/run.pt \(checkpoint\): .*file is a file, not a folder"):
+        Trainer(steps=2, quiet=True, checkpoint=tmp_path / "file" / "run.pt").run(step, None, Stateful({"m": model}))
+    assert seen == []  # refused before any step
+
+    def full_disk(obj, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 144768 vs 144720")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(UsageError, match=r"could not write the checkpoint .*run.pt \(RuntimeError: \[enforce fail.*"
+                                         r"free disk space or choose another checkpoint path"):
+        Trainer(steps=2, quiet=True, checkpoint=tmp_path / "run.pt").run(step, None, Stateful({"m": model}))
+    assert not (tmp_path / "run.pt.tmp").exists()
+
+
+def test_options_of_another_method_are_not_blamed_on_an_older_version():
+    """A bp checkpoint resumed as dfa listed dfa's own options as 'not recorded (checkpoint: an older fwdlearn)'."""
+    from fwdlearn.fit import _differences
+
+    saved = {"model": {"method": "bp", "layers": 2}, "seed": 0}
+    assert _differences(saved, {"model": {"method": "dfa", "layers": 2, "feedback": "uniform"}, "seed": 0}) == [
+        "model.method 'bp' (checkpoint) vs 'dfa' (now)"]
+    assert _differences(saved, {"model": {"method": "bp", "layers": 2, "feedback": "uniform"}, "seed": 1}) == [
+        "model.feedback not recorded (checkpoint: an older fwdlearn) vs 'uniform' (now)", "seed 0 (checkpoint) vs 1 (now)"]

@@ -160,7 +160,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(sig, uni
         assert run.returncode == 130
         line, = err.strip().splitlines()
         assert line.startswith("fwdlearn: interrupted at step ") and "the last checkpoint is runs/cut.pt (step " in line
-        assert line.endswith("run the same command with --resume to continue")
+        assert "run the same command with --resume to continue (and --checkpoint " in line
     else:
         assert run.returncode == -signal.SIGKILL
     assert not (folder / "runs" / "cut.json").exists()

@@ -39,7 +39,7 @@ from .errors import UsageError
 from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
-           "start_run", "check_plot_format", "lock_run", "release_runs", "refuse_torchrun"]
+           "start_run", "check_plot_format", "check_run_name", "lock_run", "release_runs", "refuse_torchrun"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -125,6 +125,13 @@ def refuse_torchrun(job: str) -> None:
                          "(torchrun scales out seq train and influence graph)")
 
 
+def check_run_name(name: str, elsewhere: str = "; write elsewhere with --json (and --checkpoint)") -> None:
+    """Refuse a ``--name`` that would leave ``runs/``: an absolute path, ``..``, or ``.``."""
+    if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name in ("", "."):
+        raise UsageError(f"--name {name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', not '.')"
+                         f"{elsewhere}")
+
+
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
                 out: str | None = None, resume: bool = False, scales_out: bool = False,
                 splits: int | None = None) -> RunPaths:
@@ -156,10 +163,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         refuse_torchrun(job)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
-    if options.name and (Path(options.name).is_absolute() or ".." in Path(options.name).parts
-                         or Path(options.name).name in ("", ".")):
-        raise UsageError(f"--name {options.name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', "
-                         "not '.'); write elsewhere with --json (and --checkpoint)")
+    if options.name:
+        check_run_name(options.name)
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
     paths = RunPaths(record=stem.with_name(stem.name + ".json"))
     if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):

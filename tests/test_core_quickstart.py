@@ -71,3 +71,13 @@ def test_quickstart_refuses_torchrun_before_any_work(tmp_path, monkeypatch, caps
     assert main(["quickstart", *TINY, "--name", "tr"]) == 2
     assert "fwdlearn quickstart runs in one process: start it without torchrun" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "tr").exists()
+
+
+def test_quickstart_names_stay_under_runs(tmp_path, monkeypatch, capsys):
+    """--name /abs or ../x made the report folder outside runs/ (the other commands refuse such names)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("../escape", str(tmp_path / "abs"), "."):
+        assert main(["quickstart", *TINY, "--name", name]) == 2
+        assert f"--name {name!r} must name a run under runs/ (no absolute path, no '..', not '.')\n" in \
+            capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

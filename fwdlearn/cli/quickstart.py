@@ -52,9 +52,11 @@ class QuickstartConfig(RunOptions):
 def _folder(config: QuickstartConfig) -> Path:
     from fwdlearn.errors import UsageError
     from fwdlearn.files import check_writable
-    from fwdlearn.runs import RUNS_FOLDER, fresh_stem, lock_run, refuse_torchrun
+    from fwdlearn.runs import RUNS_FOLDER, check_run_name, fresh_stem, lock_run, refuse_torchrun
 
     refuse_torchrun("quickstart")
+    if config.name:
+        check_run_name(config.name, "")
     folder = Path(RUNS_FOLDER) / config.name if config.name else fresh_stem("quickstart")
     if config.json:
         raise UsageError("quickstart writes a report folder (record.json inside it); name it with --name, not --json")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from fwdlearn.files import atomic_write
+
 __all__ = ["plot_influence_curves", "plot_curves", "plot_speedups", "plot_alignment"]
 
 
@@ -27,9 +29,10 @@ def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
     ax.legend(**legend)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:  # the format from the real suffix; a kill mid-write leaves no half image under the real name
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix[1:] or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 

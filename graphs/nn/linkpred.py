@@ -11,6 +11,9 @@ on the frozen output of the layer below, against negative edges sampled afresh e
   :math:`G_{uv} = \lVert h_u \odot h_v \rVert^2`, threshold :math:`\theta`;
 - ``"bp"``: the same blocks trained end to end with the BCE of the last layer's scores.
 
+Each method is a pair score (:class:`DotProductScore`, :class:`GoodnessScore`) trained layer by layer or end to end:
+a new one is one :class:`PairScore` subclass and one entry of ``_METHODS``.
+
 Inference averages the per-layer edge probabilities (:math:`\sigma(s)` or
 :math:`\sigma(G - \theta)`); the metric is ROC-AUC. Edges are split 64/16/20 (train / val / test)
 by :class:`torch_geometric.transforms.RandomLinkSplit` with 1:1 negatives for val/test; message
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +45,59 @@ from fwdlearn.graphs.data.datasets import check_edge_index, check_features
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
 
-__all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "LINK_METHODS", "LINK_RULES"]
+__all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "PairScore", "DotProductScore", "GoodnessScore",
+           "LINK_METHODS", "LINK_RULES"]
 
-#: the link methods by their short names, and the rule each one is
-LINK_RULES = {"ce": "local:ce", "ff": "local:ff", "bp": "bp"}
+
+class PairScore:
+    r"""How the element-wise product :math:`p_{uv} = h_u \odot h_v` of a pair's representations becomes an edge
+    probability, and the loss that separates training edges from negatives."""
+
+    def probability(self, prod: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, pos: Tensor, neg: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class DotProductScore(PairScore):
+    r""":math:`\sigma(\langle h_u, h_v \rangle)`, trained by the binary cross-entropy (ForwardGNN-CE, and BP)."""
+
+    def probability(self, prod: Tensor) -> Tensor:
+        return torch.sigmoid(prod.sum(-1))
+
+    def loss(self, pos: Tensor, neg: Tensor) -> Tensor:
+        logits = torch.cat([pos.sum(-1), neg.sum(-1)])
+        target = torch.cat([torch.ones(pos.shape[0]), torch.zeros(neg.shape[0])]).to(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+
+class GoodnessScore(PairScore):
+    r""":math:`\sigma(G_{uv} - \theta)` with :math:`G_{uv} = \lVert h_u \odot h_v \rVert^2`, trained by the FF loss
+    (ForwardGNN-FF; :func:`fwdlearn.local.ff_loss`)."""
+
+    def __init__(self, theta: float) -> None:
+        self.theta = theta
+
+    def probability(self, prod: Tensor) -> Tensor:
+        return ff_probability(goodness(prod), self.theta)
+
+    def loss(self, pos: Tensor, neg: Tensor) -> Tensor:
+        return ff_loss(goodness(pos), goodness(neg), self.theta)
+
+
+@dataclass(frozen=True)
+class _LinkMethod:
+    rule: str
+    score: Callable[[float], PairScore]  # theta -> the pair score
+    layerwise: bool  # each layer trained on its own (and scored; inference averages the layers)
+
+
+#: the link methods by their short names: the rule each one is, its pair score, layer by layer or end to end
+_METHODS = {"ce": _LinkMethod("local:ce", lambda theta: DotProductScore(), True),
+            "ff": _LinkMethod("local:ff", GoodnessScore, True),
+            "bp": _LinkMethod("bp", lambda theta: DotProductScore(), False)}
+LINK_RULES = {name: method.rule for name, method in _METHODS.items()}
 LINK_METHODS = tuple(LINK_RULES)
 
 
@@ -120,20 +172,14 @@ class ForwardLinkPredictor(nn.Module):
         self.rule = rule
         self.conv, self.layers, self.theta, self.cache = check_conv(conv), int(layers), theta, cache
         self.in_dim, self.hidden = int(in_dim), int(hidden)
-        self.blocks = make_blocks(self.conv, [in_dim] + [hidden] * self.layers, last_activation=self.method != "bp")
+        self.score, self.layerwise = _METHODS[self.method].score(theta), _METHODS[self.method].layerwise
+        self.blocks = make_blocks(self.conv, [in_dim] + [hidden] * self.layers, last_activation=self.layerwise)
 
     def _probability(self, h: Tensor, pairs: Tensor) -> Tensor:
-        prod = h[pairs[0]] * h[pairs[1]]
-        if self.method == "ff":
-            return ff_probability(goodness(prod), self.theta)
-        return torch.sigmoid(prod.sum(-1))
+        return self.score.probability(h[pairs[0]] * h[pairs[1]])
 
     def _loss(self, h: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        if self.method == "ff":
-            return ff_loss(goodness(h[pos[0]] * h[pos[1]]), goodness(h[neg[0]] * h[neg[1]]), self.theta)
-        logits = torch.cat([(h[pos[0]] * h[pos[1]]).sum(-1), (h[neg[0]] * h[neg[1]]).sum(-1)])
-        target = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(logits)
-        return F.binary_cross_entropy_with_logits(logits, target)
+        return self.score.loss(h[pos[0]] * h[pos[1]], h[neg[0]] * h[neg[1]])
 
     def _check_inputs(self, x: Tensor, edge_index: Tensor, name: str = "x", edges: str = "edge_index") -> None:
         """Features ``[N, in_dim]`` of the parameters' dtype and edge ids in ``[0, N - 1]``; errors name the fix."""
@@ -149,10 +195,10 @@ class ForwardLinkPredictor(nn.Module):
         h, total = x, None
         for block in self.blocks:
             h = block(h, edge_index)
-            if self.method != "bp":
+            if self.layerwise:
                 p = self._probability(h, pairs)
                 total = p if total is None else total + p
-        return self._probability(h, pairs) if self.method == "bp" else total / self.layers
+        return total / self.layers if self.layerwise else self._probability(h, pairs)
 
     def auc(self, x: Tensor, edge_index: Tensor, split) -> float:
         """ROC-AUC on a split's ``pos_edge_label_index`` vs ``neg_edge_label_index``."""
@@ -192,7 +238,7 @@ class ForwardLinkPredictor(nn.Module):
                           "hidden": self.hidden, "in_dim": self.in_dim, "theta": self.theta},
                 "graph": tensor_fingerprint(data.x, data.edge_index), "seed": seed})
 
-        if self.method == "bp":
+        if not self.layerwise:
             optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
 
             def step(_: int) -> dict:

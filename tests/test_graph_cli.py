@@ -101,6 +101,7 @@ def test_an_interrupted_graph_fit_resumes_to_the_same_weights(task, method, tmp_
     resumed, report = fit(checkpoint=tmp_path / "c.pt", resume=True)
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
     assert report.epochs_run == expected.epochs_run
+    assert expected.resumed is None and report.resumed["changed"] == {}  # the report says it continued a checkpoint
     before = torch.load(tmp_path / "c.pt", weights_only=False)["seconds"]  # timed before the interruption ...
     _, again = fit(checkpoint=tmp_path / "c.pt", resume=True)  # ... and counted in a resumed run's time
     assert again.fit_seconds >= before > 0
@@ -125,6 +126,7 @@ def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypa
     cut = json.loads((tmp_path / "runs" / "cut.json").read_text())
     assert [row["test_accuracy"] for row in cut["metrics"]] == [row["test_accuracy"] for row in whole["metrics"]]
     assert cut["summary"]["test_accuracy_mean"] == whole["summary"]["test_accuracy_mean"]
+    assert "resumed" not in whole["summary"] and cut["summary"]["resumed"]["split 1"]["from_step"] == 2
     capsys.readouterr()  # another width: refused by its fingerprint before any frozen layer is loaded
     wider = [*args[:args.index("--hidden") + 1], "16", *args[args.index("--hidden") + 2:]]
     assert main([*wider, "--name", "cut", "--resume"]) == 2

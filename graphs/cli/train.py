@@ -105,9 +105,15 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
                                layers=config.layers, method=config.method, seed=seed)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                                patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
-        row = {"split": seed, **{k: v for k, v in report.as_dict().items() if k not in ("per_layer", "history")}}
+        row = {"split": seed, **{k: v for k, v in report.as_dict().items()
+                                 if k not in ("per_layer", "history", "resumed")}}
         if record is not None:
             record.log(**report.as_dict(), split=seed)
+            if report.resumed is not None:  # the step each split continued from and the settings that changed
+                record.summary.setdefault("resumed", {})[f"split {seed}"] = report.resumed
+        if report.resumed is not None and report.resumed["changed"]:
+            changed = ", ".join(f"{k} {then} -> {now}" for k, (then, now) in report.resumed["changed"].items())
+            print(f"split {seed}: resumed from epoch {report.resumed['from_step']} with {changed}")
         rows.append(row)
     return rows
 

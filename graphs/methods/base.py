@@ -44,14 +44,20 @@ class MethodFit:
     """What a method's ``fit`` did: per-layer rows, the steps run in all, the memory its steps needed, the
     training history (one row per epoch: ``epoch`` counted over the whole fit, ``layer`` for methods
     trained layer by layer, ``loss`` and, when evaluated, ``val_accuracy``) and the wall time of its training
-    loops, the parts before a resume included."""
+    loops, the parts before a resume included; ``resumed``: where a resumed fit continued and the settings it
+    changed (:attr:`fwdlearn.fit.FitResult.resumed`), ``None`` for a fresh fit."""
 
     def __init__(self, per_layer: list[dict[str, Any]], costs: list[Cost | None], steps_run: int,
                  cost: CostReport | None = None, history: list[dict[str, Any]] | None = None,
-                 seconds: float = 0.0) -> None:
-        self.per_layer, self.steps_run, self.seconds = per_layer, steps_run, seconds
+                 seconds: float = 0.0, resumed: dict[str, Any] | None = None) -> None:
+        self.per_layer, self.steps_run, self.seconds, self.resumed = per_layer, steps_run, seconds, resumed
         self.cost = cost if cost is not None else CostReport.from_costs(costs)
         self.history = history or []
+
+
+def resumed_from(results: list[FitResult]) -> dict[str, Any] | None:
+    """The resume of a fit made of one or more Trainer runs (one per layer): the run that continued a checkpoint."""
+    return next((r.resumed for r in results if r.resumed is not None), None)
 
 
 def fit_history(results: list[FitResult], per_layer: bool) -> list[dict[str, Any]]:
@@ -261,4 +267,4 @@ class LayerwiseMethod(GraphMethod):
                      for l, r in enumerate(results)]
         return MethodFit(per_layer, [r.first_step_cost for r in results], sum(r.steps_run for r in results),
                          seconds=sum(r.seconds for r in results),
-                         history=fit_history(results, per_layer=True))
+                         history=fit_history(results, per_layer=True), resumed=resumed_from(results))

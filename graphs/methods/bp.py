@@ -41,6 +41,7 @@ class NodeFit:
     steps_run: int
     cost: CostReport
     history: list = field(default_factory=list)
+    resumed: dict | None = None
 
 
 def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,
@@ -84,7 +85,8 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
         scores = model(x, edge_index)
     return NodeFit(masked_accuracy(scores, y, data.val_mask), masked_accuracy(scores, y, data.test_mask),
                    masked_accuracy(scores, y, train), seconds, result.steps_run,
-                   CostReport.from_costs([result.first_step_cost]), fit_history([result], per_layer=False))
+                   CostReport.from_costs([result.first_step_cost]), fit_history([result], per_layer=False),
+                   result.resumed)
 
 
 class Backprop(GraphMethod):
@@ -124,7 +126,7 @@ class Backprop(GraphMethod):
         fit = train_node_classifier(model, data, epochs, lr, weight_decay, patience, eval_every, quiet,
                                     desc=f"{self.rule} {self.conv}-{self.layers}", checkpointing=checkpointing,
                                     training_forward=lambda x, edge_index: self.training_scores(blocks, x, edge_index))
-        return MethodFit([], [], fit.steps_run, fit.cost, fit.history, seconds=fit.fit_seconds)
+        return MethodFit([], [], fit.steps_run, fit.cost, fit.history, seconds=fit.fit_seconds, resumed=fit.resumed)
 
 
 class _Classifier(nn.Module):

@@ -226,7 +226,7 @@ class TopDown(GraphMethod):
         per_layer = [{"epochs_run": result.steps_run, "best_epoch": result.best_step,
                       "val_accuracy": result.best.get("val_accuracy")}]
         return MethodFit(per_layer, [result.first_step_cost], result.steps_run, seconds=result.seconds,
-                         history=fit_history([result], per_layer=False))
+                         history=fit_history([result], per_layer=False), resumed=result.resumed)
 
 
 class TopToInput(TopDown):

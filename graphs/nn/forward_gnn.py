@@ -113,6 +113,7 @@ class FitReport(WithCost):
     epochs_run: int
     per_layer: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    resumed: dict[str, Any] | None = None  # a resumed fit: the step it continued from and the settings it changed
 
 
 class ForwardGNN(nn.Module):
@@ -334,4 +335,4 @@ class ForwardGNN(nn.Module):
             s = shared if shared is not None else self.scores(data, split)
             accuracy[split] = masked_accuracy(s, data.y.to(s.device), getattr(data, f"{split}_mask").to(s.device))
         return FitReport(self.rule, self.conv, self.layers, accuracy["test"], accuracy["val"], accuracy["train"],
-                         seconds, fit.cost, fit.steps_run, fit.per_layer, fit.history)
+                         seconds, fit.cost, fit.steps_run, fit.per_layer, fit.history, fit.resumed)

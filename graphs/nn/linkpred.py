@@ -42,6 +42,7 @@ from fwdlearn.rules import parse_rule
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features
+from fwdlearn.graphs.methods.base import resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
 
@@ -144,6 +145,7 @@ class LinkReport(WithCost):
     fit_seconds: float
     cost: CostReport
     epochs_run: int
+    resumed: dict[str, Any] | None = None  # a resumed fit: the step it continued from and the settings it changed
 
 
 class ForwardLinkPredictor(nn.Module):
@@ -262,7 +264,7 @@ class ForwardLinkPredictor(nn.Module):
         return LinkReport(self.method, self.conv, self.layers, self.auc(x, test.edge_index, test),
                           self.auc(x, train.edge_index, val), seconds,
                           CostReport.from_costs([r.first_step_cost for r in results]),
-                          sum(r.steps_run for r in results))
+                          sum(r.steps_run for r in results), resumed_from(results))
 
     def _fit_layerwise(self, x, n, train, val, pos, negatives, epochs, lr, weight_decay, patience, eval_every,
                        quiet, checkpointing: Checkpointing | None = None) -> list[FitResult]:

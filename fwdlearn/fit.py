@@ -449,7 +449,8 @@ class Trainer:
         fingerprint: what a checkpoint must match to be resumed (model config, data fingerprint, batch
             shape, ...); a checkpoint whose fingerprint differs is refused, naming every difference.
         settings: settings a resumed run may change (learning rate, clip, ...): saved, and the differences
-            reported in ``FitResult.resumed`` (the caller applies the new values).
+            reported in ``FitResult.resumed`` (the caller applies the new values); ``eval_every``, ``patience``
+            and ``diverge_factor`` are added.
         context: called at every save; what it returns is saved as the checkpoint's ``"context"`` (a schedule's
             own progress, e.g. which layer is training; see :func:`read_checkpoint`).
         last_part: this trainer runs the last part of a schedule (``False`` for a layer below the top: resuming it
@@ -502,7 +503,10 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.resume, self.overwrite, self.diverge_factor = resume, overwrite, diverge_factor
         self.measure_first_step, self.device = measure_first_step, device
-        self.fingerprint, self.settings = dict(fingerprint or {}), dict(settings or {})
+        self.fingerprint = dict(fingerprint or {})
+        # the loop's own settings a resume may change are reported with the caller's (lr, weight decay, ...)
+        self.settings = {"eval_every": eval_every, "patience": patience, "diverge_factor": diverge_factor,
+                         **(settings or {})}
         self.context, self.last_part = context, last_part
         self._first_losses: dict[str, float] = {}
 

@@ -323,3 +323,16 @@ def test_options_of_another_method_are_not_blamed_on_an_older_version():
         "model.method 'bp' (checkpoint) vs 'dfa' (now)"]
     assert _differences(saved, {"model": {"method": "bp", "layers": 2, "feedback": "uniform"}, "seed": 1}) == [
         "model.feedback not recorded (checkpoint: an older fwdlearn) vs 'uniform' (now)", "seed 0 (checkpoint) vs 1 (now)"]
+
+
+def test_a_resume_reports_the_loops_own_changed_settings(tmp_path):
+    """A new eval_every, patience or diverge_factor on resume applied without a word."""
+    model = nn.Linear(2, 1)
+    step = lambda i: {"loss": 1.0}
+    evaluate = lambda: {"val_accuracy": 0.5}
+    state = Stateful({"m": model})
+    Trainer(steps=2, quiet=True, checkpoint=tmp_path / "c.pt", eval_every=1).run(step, evaluate, state)
+    result = Trainer(steps=4, quiet=True, checkpoint=tmp_path / "c.pt", resume=True, eval_every=2, patience=7,
+                     diverge_factor=50.0).run(step, evaluate, state)
+    assert result.resumed == {"from_step": 2, "changed": {"eval_every": [1, 2], "patience": [None, 7],
+                                                          "diverge_factor": [100.0, 50.0]}}

@@ -30,8 +30,15 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     assert all(r["R"] >= 0 and r["saved_bytes_per_step"] > 0 for r in graphs["runs"].values())
     report = (folder / "report.md").read_text()
     for phrase in ("Chance", "Bytes saved for backward per step", "R** is the influence-weighted mean distance",
-                   "SF / BP", "DSF"):
+                   "SF / BP", "DSF", "Fit seconds** are the whole training's wall time: BP trains the stack for at "
+                   "most 6 epochs, SF each of the 2 layers", "lag 0 included"):
         assert phrase in report
+    assert "cannot learn" not in report  # FT-BPTT is above chance on short lags (its recurrence keeps some input)
+    assert "fwdlearn graph train --data sbm:300 --method sf" in out  # the graph it trained on
+    from fwdlearn.data import data_dir
+
+    assert "--name quickstart-dsf" in out  # not the README's --name dsf, which it would make fail
+    assert ("needs FWDLEARN_DATA_DIR" in out) == (data_dir() is None)
     # the folder is not overwritten without asking
     assert main(["quickstart", *TINY, "--name", "first"]) == 2
     assert "already holds a report" in capsys.readouterr().err

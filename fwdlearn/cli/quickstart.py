@@ -83,7 +83,8 @@ def _graph_part(config: QuickstartConfig, device, record, quiet: bool) -> dict:
     data = load_graph(name, split="random", seed=config.seed).to(device)
     test_labels = data.y[data.test_mask]
     chance = float(torch.bincount(test_labels).max()) / test_labels.numel()  # always guess the commonest class
-    out = {"data": name, "nodes": data.num_nodes, "classes": data.num_classes, "chance": chance, "runs": {}}
+    out = {"data": name, "nodes": data.num_nodes, "classes": data.num_classes, "chance": chance,
+           "epochs": config.epochs, "runs": {}}
     for method in ("bp", "sf"):
         seed_everything(config.seed)
         model = ForwardGNN(data.num_features, data.num_classes, conv="gcn", hidden=config.hidden,
@@ -182,8 +183,13 @@ def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], secon
         f"nodes; {_against_chance({'BP': bp, 'SF': sf}, graphs['chance'])}",
         "- **SF** trains each layer by its own loss (prototype cross-entropy against class virtual nodes) on a "
         "detached copy of the layer below, so no gradient crosses layers.",
+        f"- **Fit seconds** are the whole training's wall time: BP trains the stack for at most {graphs['epochs']} "
+        f"epochs, SF each of the {len(bp['influence_curve']) - 1} layers for at most {graphs['epochs']}, one after "
+        "another (each keeps its state of best validation accuracy, checked every 5 epochs), so the **SF / BP** "
+        "time ratio compares whole trainings, not epochs; it moves with the machine's load.",
         "- **Bytes saved for backward per step** are the activations autograd keeps for the backward pass: BP keeps "
-        "every layer's, SF only the layer it is training, so SF's figure does not grow with depth.",
+        "every layer's, SF only the layer it is training, so SF's figure does not grow with depth (**SF / BP**: "
+        "their ratio).",
         "- **R** is the influence-weighted mean distance of the nodes that move a prediction (the L1 norm of the "
         "Jacobian, summed per hop): 0 would mean each node looks only at itself.",
         "",
@@ -201,10 +207,13 @@ def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], secon
         f"- **Chance** is {sequences['chance']:.3f} (8 equally likely symbols): the task asks for the token seen "
         f"{sequences['lag']} steps earlier, so it needs credit assigned back through time.",
         "- **DSF** replaces BPTT's backward recursion through the recurrent Jacobian by a fixed decay "
-        "g_t = e_t + A g_(t+1), computed for all steps at once; **FT-BPTT** drops it (g_t = e_t), so it cannot learn "
-        "what happened before the current step.",
+        "g_t = e_t + A g_(t+1), computed for all steps at once; **FT-BPTT** drops it (g_t = e_t): no credit reaches "
+        "the recurrent weights for earlier inputs, so it reads only what its recurrence happens to keep of them.",
         "- **ms per training step** is training wall time (with a few small evaluations) divided by the steps.",
-        "- **R** here is the influence-weighted mean lag: how far back in the input each prediction looks.",
+        f"- **R** here is the influence-weighted mean lag, lag 0 included: how far back the predictions reach on "
+        f"average, not whether they reach the right step. A model that solves the task looks at lag 0 and lag "
+        f"{sequences['lag']}; one that does not may spread its influence further (`sequence-influence.png` shows "
+        "the influence per lag).",
         "",
     ]
     text = "\n".join(lines)
@@ -220,6 +229,17 @@ def _against_chance(models: dict[str, dict], chance: float) -> str:
     if above:
         return f"only {' and '.join(above)} is above it (more --epochs would help the other)."
     return "neither model is above it yet: train longer (--epochs)."
+
+
+def next_commands(graph: str) -> str:
+    """The three commands the quickstart suggests next (the graph it trained on; a text corpus needs the data)."""
+    from fwdlearn.data import data_dir
+
+    needs = "" if data_dir() is not None else "   # needs FWDLEARN_DATA_DIR"
+    return ("next:\n"
+            f"  fwdlearn graph train --data {graph} --method sf --layers 8        # deeper: SF's memory stays flat\n"
+            f"  fwdlearn seq train --data tinyshakespeare --training dsf --name quickstart-dsf{needs}\n"
+            "  fwdlearn influence graph --data synthetic-city:2500 --models gcn mlp --layers 8 --epochs 100")
 
 
 def run_quickstart(config: QuickstartConfig) -> int:
@@ -245,10 +265,7 @@ def run_quickstart(config: QuickstartConfig) -> int:
     if not quiet:
         print("\n" + text)
     print(f"report: {folder / 'report.md'}")
-    print("next:\n"
-          "  fwdlearn graph train --data sbm --method sf --layers 8        # deeper: SF's memory stays flat\n"
-          "  fwdlearn seq train --data tinyshakespeare --training dsf --name dsf   # needs FWDLEARN_DATA_DIR\n"
-          "  fwdlearn influence graph --data synthetic-city:2500 --models gcn mlp --layers 8 --epochs 100")
+    print(next_commands(graphs["data"]))
     return 0
 
 

@@ -89,3 +89,23 @@ def test_an_lstm_off_the_kernels_steps_through_lstm_cell_with_the_same_values_an
     torch.testing.assert_close(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("training", ["bptt", "dsf"])
+def test_the_kernels_train_under_cpu_autocast_as_the_fused_path_does(cell, training):
+    """With the backward inside torch.autocast (fit wrapped in it, as the float16 refusal advises), the GRU kernel's
+    BPTT crashed ("BFloat16 and Float") and the tanh kernel's rounded its recurrent products to bfloat16."""
+    from fwdlearn.sequences.nn.kernels import use_kernels
+
+    torch.manual_seed(0)
+    model = RecurrentLM(6, cell=cell, hidden=8, layers=2, training=training)
+    tokens = torch.randint(0, 6, (2, 5))
+    grads = {}
+    for kernels in (True, False):
+        model.zero_grad()
+        with use_kernels(kernels), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, _ = model(tokens)
+            logits.float().logsumexp(-1).sum().backward()
+        grads[kernels] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(grads[True], grads[False], rtol=0.05, atol=0.05)

@@ -216,6 +216,10 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
         small.fit(corpus, context=8, steps=1, quiet=True)
     with pytest.raises(ValueError, match="vocab holds 10 tokens but the model's vocab_size is 8: pass the vocabulary"):
         small.generate("abc", 3, vocab=vocab)
+    with pytest.raises(ValueError, match=r"generate continues one sequence: give the prompt ids as \[T\] \(or \[1, T\]\); "
+                                         r"got shape \(2, 3\)"):
+        small.generate(torch.zeros(2, 3, dtype=torch.long), 3)  # two prompts were read as one, end to end
+    assert small.generate(torch.zeros(1, 3, dtype=torch.long), 2).shape == (5,)
     with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got Corpus: pass one of its splits"):
         RecurrentLM(10, cell="gru", hidden=4, layers=1).evaluate(corpus)
     adding = AddingProblem(length=10)

@@ -306,6 +306,11 @@ class RecurrentKernel(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: the hand-written backward has no graph of its own
             raise RuntimeError("the recurrent kernels' backward is not differentiable (create_graph=True, second "
                                "derivatives): run the model inside fwdlearn.sequences.nn.kernels.use_kernels(False)")
+        with torch.autocast(device_type=g.device.type, enabled=False):  # (a backward inside autocast: its products
+            return RecurrentKernel._backward(ctx, g.to(ctx.saved_tensors[1].dtype))  # in the forward's dtype)
+
+    @staticmethod
+    def _backward(ctx, g: Tensor):
         cell, through_time = ctx.cell, ctx.through_time
         u, S, w_ih, w_hh, *saved = ctx.saved_tensors
         B, T, _ = u.shape
@@ -361,7 +366,11 @@ def kernel_states(cell: str | type[KernelCell], u: Tensor, s0: Tensor, w_ih: Ten
             raise ValueError(f"no recurrent kernel for cell {cell!r}; known: {', '.join(KERNEL_CELLS)}")
         cell = KERNEL_CELLS[cell]
     _check_shapes(cell, u, s0, w_ih, w_hh, b_ih, b_hh)
-    return RecurrentKernel.apply(cell, through_time, u, s0 if through_time else s0.detach(), w_ih, w_hh, b_ih, b_hh)
+    # in the weights' dtype: under autocast the layer's input may come lower-precision from a linear map before it
+    u, s0 = u.to(w_ih.dtype), s0.to(w_ih.dtype)
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return RecurrentKernel.apply(cell, through_time, u, s0 if through_time else s0.detach(), w_ih, w_hh, b_ih,
+                                     b_hh)
 
 
 def _check_shapes(cell: type[KernelCell], u: Tensor, s0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,

@@ -173,7 +173,11 @@ class LanguageModel(nn.Module):
                 raise ValueError("a text prompt needs vocab= to encode it")
             ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
         else:
-            ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
+            ids = torch.as_tensor(prompt, dtype=torch.long)
+            if ids.dim() > 1 and ids.shape[0] != 1 or ids.dim() > 2:
+                raise ValueError(f"generate continues one sequence: give the prompt ids as [T] (or [1, T]); got shape "
+                                 f"{tuple(ids.shape)}")
+            ids = ids.flatten()
         if vocab is not None and len(vocab) != self.vocab_size:
             raise ValueError(f"vocab holds {len(vocab)} tokens but the model's vocab_size is {self.vocab_size}: pass "
                              "the vocabulary the model was trained with")

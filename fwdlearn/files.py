@@ -86,14 +86,19 @@ def refuse_overwrite(*paths: str | Path | None, overwrite: bool = False, flag: s
 
 @contextmanager
 def taking_turns(lock: str | Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the file ``lock`` (created) while the block runs, so processes that prepare
-    the same folder wait for each other. Where no lock can be had (no ``fcntl``, as on Windows; a read-only
-    folder) the block runs unguarded."""
+    """Hold an exclusive ``flock`` on the file ``lock`` (created, with its folder) while the block runs, so processes
+    that prepare the same folder wait for each other. Not re-entrant: a block that takes the same lock again waits
+    for itself. Where no lock can be had (no ``fcntl``, as on Windows; a read-only folder) the block runs
+    unguarded."""
+    handle = None
     try:
         import fcntl
 
+        Path(lock).parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock, "a")
     except (ImportError, OSError):
+        pass
+    if handle is None:
         yield
         return
     with handle:

@@ -19,7 +19,8 @@ from typing import Any
 from .files import atomic_write
 from .records import finite_json, library_versions, to_jsonable
 
-__all__ = ["format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
+__all__ = [
+    "describe_resume","format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
 
 
 def invoked_command() -> str:
@@ -104,3 +105,12 @@ def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: S
         parts.append("\n" + notes.strip() + "\n")
     atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(p for p in parts if p)))
     return json_path, md_path
+
+
+def describe_resume(resumed: Mapping[str, Any] | None) -> str:
+    """One line for a resumed run that changed settings (``FitResult.resumed``; ``""`` otherwise): the step it
+    continued from (of the part it stopped in, for a layer-by-layer fit) and each setting's old and new value."""
+    if not resumed or not resumed.get("changed"):
+        return ""
+    changed = ", ".join(f"{k} {then} -> {now}" for k, (then, now) in resumed["changed"].items())
+    return f"resumed from step {resumed['from_step']} with {changed}"

@@ -255,10 +255,12 @@ def split_checkpoint(path: Path, split: int) -> Path:
 
 
 def _further_splits(path: Path, splits: int, overwrite: bool) -> tuple[Path, ...]:
-    """An earlier run's checkpoints of splits ``>= splits`` (to remove), refused unless ``overwrite``."""
+    """An earlier run's checkpoints of splits ``>= splits`` (to remove), refused unless ``overwrite``. A file with a
+    record of its own beside it (``<stem>-split<i>.json``) is the checkpoint of a run of that name, not a split."""
     pattern = re.compile(re.escape(path.stem) + r"-split(\d+)" + re.escape(path.suffix))
     further = sorted(p for p in path.parent.glob(f"{path.stem}-split*{path.suffix}")
-                     if (match := pattern.fullmatch(p.name)) and int(match.group(1)) >= splits)
+                     if (match := pattern.fullmatch(p.name)) and int(match.group(1)) >= splits
+                     and not p.with_suffix(".json").exists())
     if further and not overwrite:
         raise FileExistsError(f"{further[0]} is a checkpoint of an earlier run of this name with more splits; pass "
                               "--overwrite to start over (it is removed), or choose another --name")
@@ -356,6 +358,7 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
         if int(os.environ.get("RANK", "0")) == 0:  # the process that holds the locks, once they are ours: never
             remove_stale_tmp(*(path for _, path in paths.outputs()))  # a live run's save, nor its split checkpoints
             for path in paths.stale:
+                lock_run(path)  # refused while a live run holds it (a run of that very name, say)
                 path.unlink(missing_ok=True)
     if options.threads:
         torch.set_num_threads(options.threads)

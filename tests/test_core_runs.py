@@ -252,3 +252,27 @@ def test_a_refused_run_removes_no_split_checkpoint_and_a_run_without_splits_none
                                                 splits=2))  # the holder is gone: now it is removed
     release_runs()
     assert not Path("runs/g-split2.pt").exists()
+
+
+def test_a_run_named_like_a_split_keeps_its_checkpoint(folder):
+    """graph train --name g --overwrite deleted runs/g-split1.pt of a run named 'g-split1', finished (its record
+    beside it) or live (its lock held)."""
+    Path("runs").mkdir()
+    Path("runs/g-split1.pt").write_text("run g-split1's checkpoint")
+    Path("runs/g-split1.json").write_text("{}")  # its record
+    start_run(RunOptions(name="g"), run_outputs("graph-train", RunOptions(name="g", overwrite=True), checkpoint="",
+                                                splits=1))
+    release_runs()
+    assert Path("runs/g-split1.pt").exists()
+    Path("runs/g-split1.json").unlink()  # still running: no record yet, its checkpoint locked
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        Path("runs/g-split1.pt.lock").write_text(str(live.pid))
+        with pytest.raises(UsageError, match="is writing runs/g-split1.pt"):
+            start_run(RunOptions(name="g"), run_outputs("graph-train", RunOptions(name="g", overwrite=True),
+                                                        checkpoint="", splits=1))
+    finally:
+        live.kill()
+        live.wait()
+        release_runs()
+    assert Path("runs/g-split1.pt").exists()

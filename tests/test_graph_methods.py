@@ -549,3 +549,15 @@ def test_model_sizes_must_be_whole_numbers():
     with pytest.raises(ValueError, match="num_classes must be an int >= 2, got 1"):
         ForwardGNN(5, 1)
     assert ForwardGNN(np.int64(5), torch.tensor(3), hidden=8, layers=np.int32(2)).layers == 2
+
+
+def test_a_layerwise_fit_reports_its_own_resume_not_an_earlier_one():
+    """Finished layers restored from the checkpoint keep the resume of the run that trained them; the report named
+    that one (layer 0's old resume) instead of the layer this run continued."""
+    from fwdlearn.fit import FitResult
+    from fwdlearn.graphs.methods.base import resumed_from
+
+    old, now, fresh = FitResult(), FitResult(), FitResult()
+    old.resumed = {"from_step": 4, "changed": {}}
+    now.resumed = {"from_step": 2, "changed": {"eval_every": [2, 4]}}
+    assert resumed_from([old, now, fresh]) == now.resumed and resumed_from([fresh]) is None

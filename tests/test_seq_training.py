@@ -189,7 +189,8 @@ def test_every_language_model_names_bad_tokens_and_embeddings(kind):
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 6\] \(the model's vocab_size is 7\); got ids "
                                          r"in \[0, 9\]: encode with the vocabulary"):
         model(torch.tensor([[0, 9, 3]]))
-    with pytest.raises(ValueError, match=r"got ids in \[-1, 3\]"):
+    with pytest.raises(ValueError, match=r"got ids in \[-1, 3\]: encode with the vocabulary the model was built for "
+                                         r"\(a negative id is no token"):
         model.evaluate(torch.tensor([3, -1] * 40), batch_size=2)
     with pytest.raises(ValueError, match=r"tokens must be a \[batch, time\] tensor; got shape \(3,\): add the batch"):
         model(torch.tensor([0, 1, 2]))
@@ -220,6 +221,8 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
                                          r"got shape \(2, 3\)"):
         small.generate(torch.zeros(2, 3, dtype=torch.long), 3)  # two prompts were read as one, end to end
     assert small.generate(torch.zeros(1, 3, dtype=torch.long), 2).shape == (5,)
+    larger = RecurrentLM(16, cell="gru", hidden=4, layers=1)  # fit accepts a corpus of fewer tokens: so does generate
+    assert len(larger.generate("abc", 40, vocab=vocab, seed=0)) == 43  # (it drew ids past the vocabulary, then failed)
     with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got Corpus: pass one of its splits"):
         RecurrentLM(10, cell="gru", hidden=4, layers=1).evaluate(corpus)
     adding = AddingProblem(length=10)

@@ -20,7 +20,7 @@ from pathlib import Path
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.records import RunRecord
-from fwdlearn.reporting import markdown_table, mean_std
+from fwdlearn.reporting import describe_resume, markdown_table, mean_std
 from fwdlearn.runs import RunOptions
 
 __all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints", "CONVS", "NODE_METHODS", "LINK_METHODS"]
@@ -111,9 +111,8 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
             record.log(**report.as_dict(), split=seed)
             if report.resumed is not None:  # the step each split continued from and the settings that changed
                 record.summary.setdefault("resumed", {})[f"split {seed}"] = report.resumed
-        if report.resumed is not None and report.resumed["changed"]:
-            changed = ", ".join(f"{k} {then} -> {now}" for k, (then, now) in report.resumed["changed"].items())
-            print(f"split {seed}: resumed from epoch {report.resumed['from_step']} with {changed}")
+        if describe_resume(report.resumed):
+            print(f"split {seed}: {describe_resume(report.resumed)}")
         rows.append(row)
     return rows
 

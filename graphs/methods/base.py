@@ -56,8 +56,9 @@ class MethodFit:
 
 
 def resumed_from(results: list[FitResult]) -> dict[str, Any] | None:
-    """The resume of a fit made of one or more Trainer runs (one per layer): the run that continued a checkpoint."""
-    return next((r.resumed for r in results if r.resumed is not None), None)
+    """The resume of a fit made of one or more Trainer runs (one per layer): the latest run that continued a
+    checkpoint (layers finished before the checkpoint keep the resumes of the runs that trained them)."""
+    return next((r.resumed for r in reversed(results) if r.resumed is not None), None)
 
 
 def fit_history(results: list[FitResult], per_layer: bool) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.records import RunRecord
+from fwdlearn.reporting import describe_resume
 from fwdlearn.rules import DSF_FEEDBACKS
 from fwdlearn.runs import RunOptions
 
@@ -206,9 +207,8 @@ def run_train(config: TrainSeqConfig) -> dict:
     print(f"{model.rule}: val loss {final['loss']:.4f}, perplexity {final['perplexity']:.3f}, bits/token "
           f"{final['bpc']:.4f} on the whole {config.valid_split} split ({valid.numel():,} tokens), best state of "
           f"step {report.best_step} of {report.steps}")
-    if report.resumed is not None and report.resumed["changed"]:
-        changed = ", ".join(f"{k} {then} -> {now}" for k, (then, now) in report.resumed["changed"].items())
-        print(f"resumed from step {report.resumed['from_step']} with {changed}")
+    if describe_resume(report.resumed):
+        print(describe_resume(report.resumed))
     if config.sample and not config.quiet:
         print(record.summary["sample"])
     print(f"record: {saved}\ncheckpoint: {paths.checkpoint}")

@@ -33,6 +33,8 @@ what the rule needs (feedback matrices, per-block heads) and runs the blocks. Wi
 
   so one backward of the sum is exactly the simultaneous local schedule (:mod:`fwdlearn.schedules`):
   :math:`\nabla_{\theta_l}\mathcal{L} = \nabla_{\theta_l}\mathcal{L}_l`. The embedding learns with the first block.
+  The value reported as the training loss is the model's own, :math:`\operatorname{CE}(W\,\text{LN}(h_L), y)`
+  (:meth:`ReadoutWiring.loss`), so its curve compares with the other rules'.
 - ``shallow`` (:class:`ShallowWiring`): a control -- the embeddings and the blocks keep their initial weights
   (``requires_grad`` off), only the final norm and the head learn on :math:`\operatorname{sg}(h_L)`.
 

@@ -122,9 +122,11 @@ class LanguageModel(nn.Module):
         if tokens.numel():
             low, high = (int(v) for v in torch.aminmax(tokens))
             if low < 0 or high >= self.vocab_size:
+                fix = (f", or build it with vocab_size >= {high + 1}" if high >= self.vocab_size else
+                       " (a negative id is no token; padding marked -1 or -100 belongs in the targets only)")
                 raise ValueError(f"token ids must lie in [0, {self.vocab_size - 1}] (the model's vocab_size is "
                                  f"{self.vocab_size}); got ids in [{low}, {high}]: encode with the vocabulary the "
-                                 f"model was built for, or build it with vocab_size >= {high + 1}")
+                                 f"model was built for{fix}")
         return tokens if tokens.dtype in (torch.long, torch.int32) else tokens.long()
 
     def check_embeddings(self, emb: Tensor, width: int) -> Tensor:
@@ -178,9 +180,10 @@ class LanguageModel(nn.Module):
                 raise ValueError(f"generate continues one sequence: give the prompt ids as [T] (or [1, T]); got shape "
                                  f"{tuple(ids.shape)}")
             ids = ids.flatten()
-        if vocab is not None and len(vocab) != self.vocab_size:
+        if vocab is not None and len(vocab) > self.vocab_size:
             raise ValueError(f"vocab holds {len(vocab)} tokens but the model's vocab_size is {self.vocab_size}: pass "
                              "the vocabulary the model was trained with")
+        drawn = len(vocab) if vocab is not None else self.vocab_size  # a larger model draws only the ids vocab has
         if ids.numel() == 0:
             raise ValueError("generate needs a non-empty prompt")
         if not is_integer(steps) or steps < 0:
@@ -195,7 +198,7 @@ class LanguageModel(nn.Module):
         with evaluating(self):
             logits, state = self.prefill(ids.to(device).unsqueeze(0))
             for _ in range(steps):
-                last = logits[0, -1]
+                last = logits[0, -1, :drawn]
                 nxt = last.argmax() if greedy else torch.multinomial(F.softmax(last / temperature, -1), 1,
                                                                     generator=gen)[0]
                 out.append(int(nxt))

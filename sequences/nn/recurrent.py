@@ -240,8 +240,12 @@ class RecurrentLM(StackedLM):
         setattr(self, f"feedback_{layer}", value.detach().clone().to(device=weight.device, dtype=weight.dtype))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Loads feedback of either shape (:meth:`set_feedback` may have replaced decays by a matrix or back)."""
+        """Loads feedback of either shape (:meth:`set_feedback` may have replaced decays by a matrix or back), and
+        ``dfa:micro`` models of plain blocks saved before those named no point inside (their ``B_block<i>_rnn``
+        reached no parameter the block output's point did not: dropped)."""
         for i, block in enumerate(self.blocks):
+            if not block.norm:
+                state_dict.pop(f"{prefix}depth.feedback.B_block{i}_rnn", None)
             stored, S = state_dict.get(f"{prefix}feedback_{i}"), block.layer.state_size
             if isinstance(stored, Tensor) and stored.shape in ((S,), (S, S)) and stored.shape != self.feedback(i).shape:
                 setattr(self, f"feedback_{i}", self.feedback(i).new_empty(stored.shape))

@@ -145,12 +145,16 @@ def test_bench_graph_dfa_rows_use_their_learning_rate(tmp_path, capsys):
     assert "DFA 0.05" in out.with_suffix(".md").read_text()
 
 
-def test_node_method_choices_are_the_registered_methods():
+def test_method_choices_are_the_registered_methods():
     from fwdlearn.graphs.cli.train import NODE_METHODS
     from fwdlearn.graphs.methods import method_class, method_names
 
     assert sorted(NODE_METHODS) == sorted(method_names())
     assert all(method_class(m).rule for m in NODE_METHODS)
+    from fwdlearn.graphs.cli.train import LINK_METHODS as CLI_LINK_METHODS  # (the CLI imports no torch for --help)
+    from fwdlearn.graphs.nn.linkpred import LINK_METHODS
+
+    assert CLI_LINK_METHODS == LINK_METHODS
 
 
 def test_bench_graph_link_rows_on_a_graph_without_a_public_split(tmp_path):

@@ -29,7 +29,7 @@ __all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints", "CONV
 CONVS = ("gcn", "sage", "gat", "mlp")
 NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa", "dfa:gaussian",
                 "dfa:orthogonal")
-LINK_METHODS = ("ce", "ff", "bp")
+LINK_METHODS = ("ce", "ff", "bp")  # fwdlearn.graphs.nn.linkpred.LINK_METHODS, spelled out: --help imports no torch
 
 
 @dataclass

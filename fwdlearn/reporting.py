@@ -19,8 +19,7 @@ from typing import Any
 from .files import atomic_write
 from .records import finite_json, library_versions, to_jsonable
 
-__all__ = [
-    "describe_resume","format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
+__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
 
 
 def invoked_command() -> str:

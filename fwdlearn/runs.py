@@ -39,7 +39,7 @@ from .errors import UsageError
 from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
-           "start_run", "check_plot_format", "check_run_name", "lock_run", "release_runs", "refuse_torchrun"]
+           "start_run", "check_plot_format", "check_run_name", "launch_rank", "lock_run", "release_runs", "refuse_torchrun"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -115,6 +115,14 @@ class RunPaths:
         pairs += [("--plot", self.plot)] if self.plot is not None else []
         pairs += [("--out", p) for p in self.results]
         return pairs
+
+
+def launch_rank() -> int:
+    """This process's rank as ``torchrun`` set it (``RANK``; 0 outside torchrun), known before any process group."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def refuse_torchrun(job: str) -> None:
@@ -213,7 +221,7 @@ def lock_run(record: Path) -> None:
         UsageError: a live process holds it (another run with the same name); a lock whose process is gone
             is taken over. Under ``torchrun`` only rank 0 locks (every process shares the names).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if launch_rank() != 0:
         return
     lock = record.with_name(record.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -355,7 +363,7 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
             for path in (paths.record, paths.checkpoint, *paths.split_checkpoints):
                 if path is not None:
                     lock_run(path)
-        if int(os.environ.get("RANK", "0")) == 0:  # the process that holds the locks, once they are ours: never
+        if launch_rank() == 0:  # the process that holds the locks, once they are ours: never
             remove_stale_tmp(*(path for _, path in paths.outputs()))  # a live run's save, nor its split checkpoints
             for path in paths.stale:
                 lock_run(path)  # refused while a live run holds it (a run of that very name, say)

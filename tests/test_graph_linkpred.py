@@ -50,8 +50,6 @@ def test_the_link_split_cleans_a_directed_graph_with_duplicates():
 
 
 def test_link_prediction_names_a_dtype_mismatch():
-    import torch
-
     data = load_graph("karate", split="random")
     data.x = data.x.double()
     with pytest.raises(TypeError, match=r"data.x is torch.float64 but the model's parameters are torch.float32"):

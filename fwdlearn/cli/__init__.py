@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 from .. import __version__
 from ..errors import EXIT_STATUS, exit_status
+from ..runs import launch_rank
 
 __all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
 
@@ -129,16 +130,9 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
 
     def error(self, message: str):  # type: ignore[override]
-        if _rank_env() == 0:
+        if launch_rank() == 0:
             print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         self.exit(2)
-
-
-def _rank_env() -> int:
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
 
 
 def _group_rank() -> int | None:
@@ -163,10 +157,10 @@ def _report(error: BaseException) -> None:
     """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
-        if _rank_env() == 0:
+        if launch_rank() == 0:
             print(f"fwdlearn: {str(error) or 'interrupted'}", file=sys.stderr)
         return
-    if rank is None and _rank_env() != 0:
+    if rank is None and launch_rank() != 0:
         return  # every process found the same problem before connecting: rank 0 says it
     text = " ".join(str(error).split()) or type(error).__name__
     where = f" (rank {rank})" if rank is not None and rank > 0 else ""

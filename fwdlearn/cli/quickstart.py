@@ -20,7 +20,6 @@ composes the domains' public APIs (the one place besides the dispatcher that may
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

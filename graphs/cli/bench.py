@@ -15,7 +15,6 @@ claims of docs/benchmarks.md are checked at the end and written in the notes.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command

@@ -73,7 +73,7 @@ from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tenso
 from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_graph_inputs, check_masks
-from fwdlearn.graphs.methods import method_class, method_names
+from fwdlearn.graphs.methods import method_class
 from fwdlearn.graphs.methods.base import GraphMethod
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
 

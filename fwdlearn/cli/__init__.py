@@ -132,7 +132,20 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         if launch_rank() == 0:
             print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        else:
+            _leave_it_to_rank_0()
         self.exit(2)
+
+
+#: seconds a process other than rank 0 waits before it exits silently on an error every process found: torchrun
+#: stops the other processes once one has exited, and rank 0 must have said the error by then
+RANK_0_SPEAKS = 3.0
+
+
+def _leave_it_to_rank_0() -> None:
+    import time
+
+    time.sleep(RANK_0_SPEAKS)
 
 
 def _group_rank() -> int | None:
@@ -161,7 +174,8 @@ def _report(error: BaseException) -> None:
             print(f"fwdlearn: {str(error) or 'interrupted'}", file=sys.stderr)
         return
     if rank is None and launch_rank() != 0:
-        return  # every process found the same problem before connecting: rank 0 says it
+        _leave_it_to_rank_0()  # every process found the same problem before connecting: rank 0 says it
+        return
     text = " ".join(str(error).split()) or type(error).__name__
     where = f" (rank {rank})" if rank is not None and rank > 0 else ""
     print(f"fwdlearn: error{where}: {text}", file=sys.stderr)

@@ -97,6 +97,14 @@ def exit_status(error: BaseException) -> int | None:
     return None
 
 
+def check_int(name: str, value: Any, low: int, what: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer (:func:`is_integer`) ``>= low``; else ``ValueError`` naming
+    ``name`` (``what``: an explanation after it, e.g. ``" (the number of GNN layers)"``)."""
+    if not is_integer(value) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}{what}, got {value!r}")
+    return int(value)
+
+
 def is_integer(value: Any) -> bool:
     """An integer and not a bool: an ``int``, a numpy integer or a 0-d integer tensor (what ``operator.index``
     takes)."""

@@ -279,7 +279,9 @@ class DirectFeedback(nn.Module):
         return getattr(self, self._buffer(name))
 
     def set_matrix(self, name: str, value: Tensor) -> None:
-        """Replace a point's feedback matrix (e.g. by :math:`W^\\top` to recover backprop)."""
+        """Replace a point's feedback matrix ``[error_dim, width]``. With the weight :math:`W` ``[error_dim, width]`` of
+        the linear read-out that maps the point to the output (``torch.nn.Linear.weight``, :math:`y = h W^\\top`),
+        :math:`e\\,B = e\\,W` is the true gradient: DFA becomes backprop (:math:`W`, not :math:`W^\\top`)."""
         old = self.matrix(name)
         if value.shape != old.shape:
             raise ValueError(f"matrix for {name!r} must have shape {tuple(old.shape)}, got {tuple(value.shape)}")
@@ -299,7 +301,7 @@ class DirectFeedback(nn.Module):
                 spread carries the error to examples that have none of their own. Called once per
                 backward pass.
             through: an optional fixed differentiable map :math:`g` (same width) the point sees ``h`` by, e.g. a
-                parameter-free LayerNorm when every reader of ``h`` normalises it: the feedback then enters through
+                parameter-free LayerNorm for a pre-LN residual stream: the feedback then enters through
                 :math:`g`'s Jacobian, :math:`\delta = (e\,B)\,\partial g/\partial h` (the part of :math:`e\,B`
                 that :math:`g` ignores -- for a LayerNorm, the mean and the component along :math:`h` -- is dropped),
                 and the returned tensor still equals ``h``.

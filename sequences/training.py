@@ -119,6 +119,9 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     if not isinstance(ids, Tensor):
         hint = ": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else ""
         raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")
+    if ids.dim() != 1:
+        raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: flatten "
+                         "a stream (ids.flatten()) or evaluate each row on its own")
     if model.max_context is not None:
         context = min(context, model.max_context)
     if max_tokens is not None:
@@ -290,7 +293,8 @@ def alignment_window(ids: Tensor, batch_size: int, context: int) -> tuple[Tensor
     """``batch_size`` windows of ``context`` tokens (and their targets) evenly spaced over ``ids``: the fixed
     batch the alignment diagnostic is read on."""
     if ids.numel() < context + 2:
-        raise ValueError(f"the alignment windows need more than {context + 1} tokens; the split has {ids.numel()}")
+        raise ValueError(f"the alignment windows need more than {context + 1} tokens; the split has {ids.numel()}: "
+                         "use a shorter context, or a longer validation split")
     starts = torch.linspace(0, ids.numel() - context - 2, batch_size).long().tolist()
     window = torch.stack([ids[s: s + context + 1] for s in starts])
     return window[:, :-1], window[:, 1:]

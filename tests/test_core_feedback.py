@@ -27,7 +27,7 @@ def _grads(l1, l2, x, target, dfa=None):
     return l1.weight.grad.clone(), l2.weight.grad.clone()
 
 
-def test_dfa_with_B_equal_to_W2_transpose_is_backprop():
+def test_dfa_with_B_equal_to_the_readout_weight_is_backprop():
     l1, l2, x, target = _two_layer()
     bp1, bp2 = _grads(l1, l2, x, target)
     dfa = DirectFeedback(3, {"h1": 6}).double()

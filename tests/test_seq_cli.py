@@ -247,6 +247,17 @@ def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_
         assert not out.with_suffix(".json").exists()
 
 
+def test_bench_dfa_reads_alignment_windows_only_for_rules_with_feedback_points(text_file, tmp_path, capsys):
+    base = ["bench", "dfa", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2",
+            "--context", "250", "--batch-size", "2", "--steps", "1", "--eval-every", "1", "--skip", "cost", "recurrent",
+            "--quiet"]  # the validation split (about 200 characters) is shorter than one alignment window
+    assert main([*base, "--rules", "bp", "local:readout", "--out", str(tmp_path / "no-dfa")]) == 0
+    assert main([*base, "--rules", "bp", "dfa", "--out", str(tmp_path / "dfa")]) == 2
+    err = capsys.readouterr().err
+    assert "the alignment windows need more than 251 tokens; the split has" in err
+    assert "use a shorter context, or a longer validation split" in err
+
+
 def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path):
     """--seed reaches DFA's B (and DSF's random A): two seeds used to train against the same matrices."""
     matrices = []

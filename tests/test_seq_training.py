@@ -180,6 +180,24 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
 
 
 @pytest.mark.parametrize("kind", ["gru", "transformer", "conv"])
+def test_every_language_model_refuses_sizes_and_seeds_that_are_not_ints(kind):
+    """hidden=4.5 or layers=2.0 failed deep in torch (``empty(): argument 'size'``), feedback_seed=1.5 in
+    ``manual_seed``."""
+    from fwdlearn.sequences.nn.language_model import make_language_model
+
+    with pytest.raises(ValueError, match=r"hidden must be an int >= 1, got 4.5"):
+        make_language_model(kind, 7, hidden=4.5, layers=1)
+    with pytest.raises(ValueError, match=r"layers must be an int >= 1, got 0"):
+        make_language_model(kind, 7, hidden=4, layers=0)
+    if kind != "conv":  # (the convolutional LM has no feedback)
+        with pytest.raises(ValueError, match=r"feedback_seed must be an int, got 1.5"):
+            make_language_model(kind, 7, hidden=4, layers=1, training="dfa" if kind == "transformer" else "dfa+dsf",
+                                feedback_seed=1.5)
+    assert make_language_model(kind, 7, hidden=torch.tensor(4), layers=1)(torch.zeros(1, 2, dtype=torch.long))[0].shape \
+        == (1, 2, 7)  # an integer tensor is an int
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer", "conv"])
 def test_every_language_model_names_bad_tokens_and_embeddings(kind):
     """Ids past the vocabulary, a 1-D or empty window, float ids and embeddings of another width gave raw
     IndexError / RuntimeError (or, for a transformer, an empty result) deep in the stack."""
@@ -221,6 +239,15 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
                                          r"got shape \(2, 3\)"):
         small.generate(torch.zeros(2, 3, dtype=torch.long), 3)  # two prompts were read as one, end to end
     assert small.generate(torch.zeros(1, 3, dtype=torch.long), 2).shape == (5,)
+    with pytest.raises(TypeError, match="the prompt must be integer token ids .or a str with vocab=., got dtype torch.float32"):
+        small.generate(torch.tensor([1.7, 2.9]), 2)  # was read as ids [1, 2]
+    with pytest.raises(TypeError, match="got dtype torch.bool"):
+        small.generate([True, False], 2)
+    with pytest.raises(ValueError, match=r"temperature must be > 0 \(or pass greedy=True\), got nan"):
+        small.generate([1, 2], 2, temperature=float("nan"))  # (torch.multinomial's raw error before)
+    with pytest.raises(ValueError, match=r"evaluate reads a 1-D tensor of token ids \(one stream\); got shape \(5, 40\): "
+                                         r"flatten a stream"):
+        small.evaluate(torch.zeros(5, 40, dtype=torch.long), max_tokens=20)  # rows were scored end to end
     larger = RecurrentLM(16, cell="gru", hidden=4, layers=1)  # fit accepts a corpus of fewer tokens: so does generate
     assert len(larger.generate("abc", 40, vocab=vocab, seed=0)) == 43  # (it drew ids past the vocabulary, then failed)
     with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got Corpus: pass one of its splits"):

@@ -68,7 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_finite_tensor, is_integer
+from fwdlearn.errors import check_finite_tensor, check_int
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
@@ -158,8 +158,7 @@ class ForwardGNN(nn.Module):
         for name, value, low, what in (("layers", layers, 1, " (the number of GNN layers)"), ("hidden", hidden, 1, ""),
                                        ("num_classes", num_classes, 2, ""),
                                        ("in_dim", in_dim, 1, " (the node feature width)")):
-            if not is_integer(value) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}{what}, got {value!r}")
+            check_int(name, value, low, what)
         self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
         self.layers, self.seed = int(layers), seed
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,

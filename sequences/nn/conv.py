@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fwdlearn.errors import check_int
 from fwdlearn.rules import Rule, parse_rule
 
 from fwdlearn.sequences.nn.language_model import LanguageModel
@@ -51,9 +52,8 @@ class CausalConvLM(LanguageModel):
 
     def __init__(self, vocab_size: int, hidden: int = 64, layers: int = 2, width: int = 4, training: str | Rule = "bp"):
         super().__init__()
-        if min(vocab_size, hidden, layers, width) < 1:
-            raise ValueError(f"CausalConvLM needs vocab_size, hidden, layers and width >= 1; got "
-                             f"{vocab_size}, {hidden}, {layers}, {width}")
+        vocab_size, hidden, layers, width = (check_int(name, value, 1) for name, value in (
+            ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("width", width)))
         self.rule = parse_rule(training)
         if str(self.rule) != "bp":
             raise ValueError(f"CausalConvLM is trained by bp only (no state, no feedback points); got {training!r}")

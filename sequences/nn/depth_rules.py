@@ -20,10 +20,14 @@ what the rule needs (feedback matrices, per-block heads) and runs the blocks. Wi
       \delta_l = e\,B_l, \qquad B = \mathcal{U}[-1, 1)\ \text{shared, sliced to width } d_l,\ \text{scaled by } 1/\sqrt{d_l},
 
   and autograd carries :math:`\delta_l` through block :math:`l` only (a recurrent layer applies its own time rule).
-  A point on a residual stream that every reader normalises (pre-LN blocks) sees it through a parameter-free
-  LayerNorm, :math:`\delta_l = (e\,B_l)\,\partial\,\text{LN}(h_l)/\partial h_l`, as the reference's post-LN
-  blocks do: the loss never sees the stream's scale, and a feedback blind to it would push the stream to grow
-  without bound (measured: residual norm ~6,000 after 150 steps, against ~5 under BP).
+  A point on a pre-LN residual stream (which the next block and the final norm read through a LayerNorm)
+  receives the feedback through a parameter-free LayerNorm,
+  :math:`\delta_l = (e\,B_l)\,\partial\,\text{LN}(h_l)/\partial h_l`, as the reference's post-LN blocks do:
+  the projection drops the stream's shift and scale directions. The loss is blind to both at the last block;
+  before it only to the shift, since the next residual sum also reads the stream un-normalised (measured: the true
+  gradient's cosine with the centred stream 0.06-0.09 there, so the projection also drops that small part). It is
+  a design choice that keeps the stream bounded: a feedback blind to the scale pushed it to grow without bound
+  (measured: residual norm ~6,000 after 150 steps, against ~5 under BP).
 - ``local:readout`` (:class:`ReadoutWiring`): block :math:`l > 1` reads a detached input, block :math:`l < L` has
   its own next-token head :math:`R_l` (LayerNorm + linear), the last block is read by the model's head:
 
@@ -107,7 +111,8 @@ class Wiring(nn.Module):
         out_size: the head's output width (vocabulary).
         seed: seed of any random draw (feedback matrices).
         rule: the depth rule (default: the class's).
-        normalized: per block, the taps every reader sees through a LayerNorm (a pre-LN residual stream).
+        normalized: per block, the taps on a pre-LN residual stream (read by the next block and the final norm
+            through a LayerNorm), whose feedback enters through a weightless LayerNorm's Jacobian.
     """
 
     rule: ClassVar[DepthRule] = BP()

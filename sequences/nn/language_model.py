@@ -20,6 +20,7 @@ register it (``LM_KINDS.register("kind", "module:Class")``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -175,7 +176,10 @@ class LanguageModel(nn.Module):
                 raise ValueError("a text prompt needs vocab= to encode it")
             ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
         else:
-            ids = torch.as_tensor(prompt, dtype=torch.long)
+            ids = torch.as_tensor(prompt)
+            if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+                raise TypeError(f"the prompt must be integer token ids (or a str with vocab=), got dtype {ids.dtype}")
+            ids = ids.long()
             if ids.dim() > 1 and ids.shape[0] != 1 or ids.dim() > 2:
                 raise ValueError(f"generate continues one sequence: give the prompt ids as [T] (or [1, T]); got shape "
                                  f"{tuple(ids.shape)}")
@@ -188,7 +192,7 @@ class LanguageModel(nn.Module):
             raise ValueError("generate needs a non-empty prompt")
         if not is_integer(steps) or steps < 0:
             raise ValueError(f"steps (tokens to generate) must be an int >= 0, got {steps!r}")
-        if temperature <= 0 and not greedy:
+        if not greedy and not (math.isfinite(float(temperature)) and temperature > 0):
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
         device = self.device
         gen = torch.Generator(device=device)

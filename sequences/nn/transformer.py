@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fwdlearn.errors import check_int, is_integer
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule, parse_rule
 
@@ -94,7 +95,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(hidden, heads, dropout)
         self.mlp = MLP(hidden, mlp_ratio)
         self.drop = nn.Dropout(dropout)
-        #: the places a depth rule may mark, and those every reader sees through a LayerNorm (the residual stream)
+        #: the places a depth rule may mark, and those on the residual stream, which the next block's and the final
+        #: LayerNorm read (their DFA feedback enters through a weightless LayerNorm's Jacobian)
         self.taps = {"attn": hidden, "mlp": mlp_ratio * hidden, "out": hidden}
         self.normalized_taps = frozenset({"attn", "out"})
 
@@ -135,9 +137,12 @@ class TransformerLM(StackedLM):
                  mlp_ratio: int = 4, dropout: float = 0.0, tie: bool = False, training: str | Rule = "bp",
                  feedback_seed: int = 0) -> None:
         super().__init__()
-        if min(vocab_size, hidden, layers, heads, context, mlp_ratio) < 1:
-            raise ValueError(f"TransformerLM needs vocab_size, hidden, layers, heads, context and mlp_ratio >= 1; got "
-                             f"{vocab_size}, {hidden}, {layers}, {heads}, {context}, {mlp_ratio}")
+        vocab_size, hidden, layers, heads, context, mlp_ratio = (check_int(name, value, 1) for name, value in (
+            ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("heads", heads), ("context", context),
+            ("mlp_ratio", mlp_ratio)))
+        if not is_integer(feedback_seed):
+            raise ValueError(f"feedback_seed must be an int, got {feedback_seed!r}")
+        feedback_seed = int(feedback_seed)
         if hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
         self.rule = parse_rule(training)

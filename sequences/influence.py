@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
-from fwdlearn.errors import is_integer
+from fwdlearn.errors import check_finite_tensor, is_integer
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -41,9 +41,10 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
                             "otherwise pass float embeddings of shape [batch, time, features]")
         with torch.no_grad():
             inputs = model.embed(inputs)
-    if inputs.dim() != 3:
-        raise ValueError(f"inputs must be [batch, time, features] embeddings or [batch, time] tokens; "
+    if inputs.dim() != 3 or inputs.shape[0] == 0 or inputs.shape[1] == 0:
+        raise ValueError(f"inputs must be [batch >= 1, time >= 1, features] embeddings or [batch, time] tokens; "
                          f"got shape {tuple(inputs.shape)}")
+    check_finite_tensor("the input tensor", inputs, "influence through NaN/inf inputs is undefined")
     forward = model.forward_from_embeddings if hasattr(model, "forward_from_embeddings") else model
     if not callable(forward):
         raise TypeError(f"model must be callable on embeddings [B, T, E]; got {type(model).__name__}")
@@ -84,8 +85,8 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
 
 
 def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: bool) -> tuple[Tensor, Tensor]:
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1 (positions measured together), got {chunk}")
+    if not is_integer(chunk) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1 (positions measured together), got {chunk!r}")
     forward, x = _embedding_function(model, inputs)
     batch, length, _ = x.shape
     chosen = _select_positions(length, positions, seed)

@@ -171,3 +171,19 @@ def test_influence_seq_reads_the_split_and_limit_it_is_given(tmp_path, capsys):
     assert main([*base, "--limit", "3000", "--split", "train", "--json", str(tmp_path / "a.json")]) == 0
     assert main([*base, "--limit", "3000", "--split", "nope", "--json", str(tmp_path / "b.json")]) == 2
     assert "--split nope:" in capsys.readouterr().err
+
+
+def test_influence_seq_refuses_text_options_without_checkpoints_and_a_length_past_the_context(tmp_path, capsys):
+    """--data, --split and --limit were ignored without --checkpoints (random tokens, exit 0, a record naming the
+    corpus); a --length past a transformer's positions failed with a message about windows, not --length."""
+    from fwdlearn.sequences import TransformerLM
+
+    base = ["influence", "seq", "--length", "12", "--batch", "2", "--positions", "3", "--quiet"]
+    assert main([*base, "--split", "bogus", "--json", str(tmp_path / "a.json")]) == 2
+    assert "--split choose the text that --checkpoints read; the untrained --models read random tokens" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists()
+    path = tmp_path / "t.pt"
+    TransformerLM(10, hidden=8, layers=1, heads=2, context=8).save(path)
+    assert main([*base, "--checkpoints", str(path), "--json", str(tmp_path / "b.json")]) == 2
+    assert f"{path} reads at most 8 positions (its context); pass --length <= 8" in capsys.readouterr().err

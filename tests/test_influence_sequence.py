@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from fwdlearn.errors import UsageError
 from fwdlearn.sequences import lag_influence
 from fwdlearn.sequences.influence import lag_masses
 
@@ -72,8 +73,18 @@ def test_bad_inputs_fail_with_clear_messages():
         lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[2.7])
     with pytest.raises(ValueError, match=r"a boolean positions mask must have one entry per position, shape \[5\]"):
         lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[True, False])
-    with pytest.raises(ValueError, match="inputs must be \\[batch, time, features\\]"):
+    with pytest.raises(ValueError, match="inputs must be \\[batch >= 1, time >= 1, features\\]"):
         lag_influence(model, torch.zeros(5, 3), 3)
+    with pytest.raises(ValueError, match=r"inputs must be .* got shape \(0, 5, 3\)"):
+        lag_influence(model, torch.zeros(0, 5, 3), 3)  # (the message was about "totals")
+    nan = torch.zeros(2, 5, 3)
+    nan[0, 2, 1] = float("nan")
+    with pytest.raises(UsageError, match="the input tensor holds 1 NaN or infinite entries"):
+        lag_influence(model, nan, 3)  # ("every seed has zero total influence" before)
+    with pytest.raises(ValueError, match=r"chunk must be an int >= 1 \(positions measured together\), got 2.5"):
+        lag_influence(model, torch.zeros(2, 5, 3), 3, chunk=2.5)
+    with pytest.raises(ValueError, match="positions must be a 1-D list of position ids"):
+        lag_influence(model, torch.zeros(2, 5, 3), 3, positions=[[1, 2]])  # was flattened
 
 
 def test_positions_by_mask_or_count_and_lag_masses_measures_the_plain_forward():

@@ -34,6 +34,7 @@ exact because input element :math:`p` reaches only its own seed's output :math:`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -57,6 +58,8 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
         given = given.nonzero().flatten()
     elif given.dtype.is_floating_point or given.dtype.is_complex:
         raise TypeError(f"{name} must hold integer {unit} ids or be a boolean mask; got {given.dtype}")
+    if given.dim() > 1:
+        raise ValueError(f"{name} must be a 1-D list of {unit} ids (or a boolean mask); got shape {list(given.shape)}")
     chosen = given.long().flatten()
     if chosen.numel() == 0:
         raise ValueError(f"{name} is empty; give at least one {unit}")
@@ -88,6 +91,10 @@ def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         out = f(inputs)
         if out.dim() != 2:
             raise ValueError(f"jacobian_l1: f must return the seeds' outputs as [seeds, channels]; got {tuple(out.shape)}")
+        if not out.requires_grad:  # (autograd's "element 0 of tensors does not require grad")
+            raise ValueError("the model's output does not depend on its input (no gradient reaches x): the influence "
+                             "of every input is zero; check that the model reads x, and that it is not run under "
+                             "torch.inference_mode()")
         mass = torch.zeros(inputs.shape[:-1], dtype=inputs.dtype, device=inputs.device)
         channels = out.shape[1]
         for channel in range(channels):
@@ -161,7 +168,11 @@ def influence_range(totals: Tensor) -> float:
     over the seeds :math:`S'` whose total influence is not numerically zero: above :data:`DEAD_SEED` float epsilons
     times the median of the seeds' distance-0 totals :math:`T_{s,0}` (the median of the totals when that is zero, a
     model without self-influence). A dead seed's rounding noise would otherwise enter :math:`R` with a weight of one
-    seed.
+    seed. The floor is relative to the whole: a live seed whose inputs are on a far smaller or larger scale than the
+    others' (a component with features 1e6 times larger, under an input normalisation) can fall below it in float32;
+    measure in float64 (its floor is 1e-9 of float32's) to keep it. (No warning: most models leave a few seeds with
+    every ReLU dead, whose rounding noise this floor is for.) ``nan``, with a warning, when every seed's total is
+    zero.
     """
     if totals.dim() != 2 or totals.shape[0] == 0:
         raise ValueError(f"totals must have shape [seeds >= 1, D + 1]; got {tuple(totals.shape)}")
@@ -172,7 +183,8 @@ def influence_range(totals: Tensor) -> float:
         scale = row_sums.median().clamp_min(0)
     keep = row_sums > DEAD_SEED * eps * scale
     if not bool(keep.any()):
-        raise ZeroDivisionError("every seed has zero total influence; R is undefined")
+        warnings.warn("every seed has zero total influence; R is undefined (nan)", stacklevel=2)
+        return float("nan")
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)
     per_seed = (totals[keep] @ distances) / row_sums[keep]
     return float(per_seed.mean())

@@ -37,9 +37,11 @@ Two variants:
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -85,11 +87,7 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
     gives every seed's block of the Jacobian at once.
     """
     def seed_rows(inputs: Tensor) -> Tensor:
-        out = model(inputs, sub_edges)
-        if out.dim() != 2 or out.shape[0] != inputs.shape[0]:
-            raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {tuple(out.shape)} "
-                             f"for {inputs.shape[0]} nodes")
-        return out[root]
+        return _rows(model, inputs, sub_edges)[root]
 
     return jacobian_l1(seed_rows, sub_x)
 
@@ -137,6 +135,50 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
         bar.update(count)
     bar.close()
     return torch.cat(rows)
+
+
+def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: Tensor, seed: int,
+           max_hops: int) -> tuple[BlockStack | None, bool]:
+    """``(stack, separable)`` checked on one seed's ball: ``stack`` kept only if it computes what ``model`` does
+    (a subclass's own ``forward`` or a hook would be skipped by the layered path), ``separable``: whether the ball's
+    rows stay the same with another component beside it (a copy of the ball with other features; no graph-wide
+    statistic such as PyG's ``LayerNorm(mode="graph")``, ``GraphNorm`` or ``PairNorm``). A model's own
+    ``separable`` attribute is taken as it is."""
+    matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0])
+    balls = hop_balls(matrix, np.array([seed]), max_hops)
+    edges, _ = induced_union(matrix, balls)
+    node, root = torch.from_numpy(balls.node).to(x.device), torch.from_numpy(balls.root).to(x.device)
+    ball_x, ball_edges = x.detach()[node], torch.from_numpy(edges).to(edge_index.device)
+    with torch.no_grad():
+        alone = _rows(model, ball_x, ball_edges)[root]
+        tol = 16 * torch.finfo(alone.dtype).eps * (1 + float(alone.abs().max())) if alone.is_floating_point() else 0
+        if stack is not None:
+            h = ball_x
+            for block in stack.blocks:
+                h = block(h, ball_edges)
+            h = stack.head(h) if stack.head is not None else h
+            if h.shape != (len(ball_x), alone.shape[1]) or float((h[root] - alone).abs().max()) > tol:
+                stack = None
+        separable = getattr(model, "separable", None)
+        if separable is None:
+            gen = torch.Generator().manual_seed(0)
+            other = torch.randn(ball_x.shape, generator=gen).to(ball_x) * (1 + ball_x.abs().mean())
+            pair = _rows(model, torch.cat([ball_x, other]), torch.cat([ball_edges, ball_edges + len(ball_x)], dim=1))
+            separable = float((pair[root] - alone).abs().max()) <= tol
+            if not separable:
+                warnings.warn("model(x, edge_index) reads the whole graph (one hop ball's outputs change with another "
+                              "component beside it: a graph-wide statistic such as LayerNorm(mode='graph'), GraphNorm "
+                              "or PairNorm): its seeds are measured one ball at a time, as PyG does (slower); set "
+                              "model.separable = False to skip this check", stacklevel=3)
+    return stack, bool(separable)
+
+
+def _rows(model: GraphModel, x: Tensor, edge_index: Tensor) -> Tensor:
+    out = model(x, edge_index)
+    if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
+        found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {found} for {x.shape[0]} nodes")
+    return out
 
 
 def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
@@ -191,13 +233,18 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             were 10-50% slower on road graphs at 8 and 16 layers: smaller unions pay per-operation
             overhead, larger ones leave the cache), no cap on a GPU. Results do not depend on it. A model whose
             attribute ``separable`` is ``False`` (ForwardGNN's FF methods: shared virtual nodes, a graph-wide
-            feature shift) is measured one seed's ball at a time, as PyG does, whatever the batch settings.
+            feature shift) is measured one seed's ball at a time, as PyG does, whatever the batch settings; a model
+            without the attribute is checked on one ball first (its rows with another component beside it), and one
+            that reads the whole graph (PyG's ``LayerNorm(mode="graph")``, ``GraphNorm``, ``PairNorm``) is measured
+            one ball at a time too, with a warning.
         jacobian: ``"subgraph"`` only. ``"layered"``: layer by layer over each seed's receptive field, every output
             channel in one backward pass (:mod:`~fwdlearn.graphs.influence.layered_jacobian`), for models that offer
             ``model.block_stack()`` of GCN, SAGE or MLP blocks (:class:`~fwdlearn.graphs.ForwardGNN` trained by
             ``bp`` or ``dfa``); ``"autograd"``: one backward pass per output channel through ``model(x, edge_index)``,
             for any model; ``"auto"``: layered when the model offers it and the features are float32 or float64
-            (half precision goes through autograd). Both give the same totals up to float rounding.
+            (half precision goes through autograd). Both give the same totals up to float rounding. A model whose
+            ``model(x, edge_index)`` is not its stack's blocks and head (a subclass's own ``forward``, a hook) is
+            found on one ball and measured through autograd (``"auto"``, with a warning) or refused (``"layered"``).
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
     measures a contiguous share of the seeds and the rows are gathered in seed order, so
@@ -211,8 +258,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
     max_hops = operator.index(max_hops)  # a numpy or 0-d tensor integer as a plain int
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not is_integer(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if nodes_per_batch == "auto":
         nodes_per_batch = None if x.is_cuda else 2048
     elif nodes_per_batch is not None and (not is_integer(nodes_per_batch) or nodes_per_batch < 1):
@@ -233,11 +280,20 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise ValueError(f"data.x must have shape [N, {stack.blocks[0].in_dim}] (the model's input width); "
                          f"got {tuple(x.shape)}")
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
-    if variant == "subgraph" and getattr(model, "separable", True) is False:
-        batch_size = 1  # balls in one union would see each other (shared virtual nodes, a graph-wide statistic)
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     with evaluating(module), frozen(module):
+        if variant == "subgraph" and stop > start:
+            offered_stack = stack
+            stack, separable = _probe(model, stack, x, edge_index, int(seeds[start]), max_hops)
+            if offered_stack is not None and stack is None:
+                problem = ("model(x, edge_index) is not the blocks and head its block_stack() offers (a forward or a "
+                           "hook of its own)")
+                if jacobian == "layered":
+                    raise ValueError(f"jacobian='layered': {problem}; use jacobian='autograd'")
+                warnings.warn(f"{problem}: its influence is measured through autograd", stacklevel=2)
+            if not separable:
+                batch_size = 1  # balls in one union would see each other (shared virtual nodes, a graph-wide statistic)
         if stop <= start:
             per_seed = x.new_zeros(0, max_hops + 1)
         elif variant == "subgraph":

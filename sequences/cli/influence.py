@@ -67,6 +67,12 @@ def _run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
                                     "(runs/<name>.pt)")
+    if not config.checkpoints:
+        ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
+                                            ("--limit", config.limit)) if given]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} choose the text that --checkpoints read; the untrained --models read "
+                             "random tokens: add --checkpoints (trained models), or leave them out")
     paths = run_outputs("influence-seq", config, plot=config.plot)
     device = start_run(config, paths)
     record = RunRecord("influence-seq", config, seed=config.seed)
@@ -117,6 +123,9 @@ def _models_and_inputs(config: InfluenceSeqConfig):
     drawn: dict[int, object] = {}  # random inputs per vocabulary size (without --data)
     for path in config.checkpoints:
         model, vocab = load_language_model(path)
+        if model.max_context is not None and config.length > model.max_context:
+            raise UsageError(f"{path} reads at most {model.max_context} positions (its context); pass --length <= "
+                             f"{model.max_context}")
         if config.data:
             level = vocab.level if vocab is not None else "char"
             if level not in corpora:

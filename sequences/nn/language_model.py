@@ -65,7 +65,8 @@ class LanguageModel(nn.Module):
         raise NotImplementedError
 
     def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
-        """Logits ``[B, T, V]`` from embeddings, a causal map differentiable w.r.t. ``emb`` (evaluation path)."""
+        """Logits ``[B, T, V]`` from embeddings, a causal map differentiable w.r.t. ``emb`` (evaluation path; in
+        ``train()`` mode with gradients on, the model's rule applies, as in :meth:`forward`)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training hooks (defaults)

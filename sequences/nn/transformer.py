@@ -203,7 +203,9 @@ class TransformerLM(StackedLM):
         return self._through(x, self.blocks)
 
     def forward_from_embeddings(self, emb: Tensor, state: Any = None) -> Tensor:
-        """Logits ``(B, T, V)`` from token embeddings ``(B, T, C)`` (causal, differentiable w.r.t. ``emb``)."""
+        """Logits ``(B, T, V)`` from token embeddings ``(B, T, C)`` (causal, differentiable w.r.t. ``emb``). In
+        ``train()`` mode with gradients on, the model's rule applies (under DFA the gradient w.r.t. ``emb`` is not the
+        Jacobian's): read Jacobians in ``eval()`` mode, as the influence diagnostics do."""
         return self._blocks(self.check_embeddings(emb, self.embedding.embedding_dim))[0]
 
     def _forward(self, tokens: Tensor, state: Any = None, exact: bool = False) -> tuple[Tensor, None, list[Tensor]]:

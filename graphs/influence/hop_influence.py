@@ -106,11 +106,9 @@ def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -
     return x, edge_index
 
 
-def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
+def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, matrix, seeds: Tensor, max_hops: int,
                      batch_size: int, quiet: bool, nodes_per_batch: int | None = None,
                      stack: BlockStack | None = None) -> Tensor:
-    num_nodes = x.shape[0]
-    matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     symmetric = is_symmetric(matrix)
     rows: list[Tensor] = []
     space = Workspace()
@@ -137,14 +135,13 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Te
     return torch.cat(rows)
 
 
-def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: Tensor, seed: int,
+def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: Tensor, matrix, seed: int,
            max_hops: int) -> tuple[BlockStack | None, bool]:
     """``(stack, separable)`` checked on one seed's ball: ``stack`` kept only if it computes what ``model`` does
     (a subclass's own ``forward`` or a hook would be skipped by the layered path), ``separable``: whether the ball's
     rows stay the same with another component beside it (a copy of the ball with other features; no graph-wide
     statistic such as PyG's ``LayerNorm(mode="graph")``, ``GraphNorm`` or ``PairNorm``). A model's own
-    ``separable`` attribute is taken as it is."""
-    matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0])
+    ``separable`` attribute is taken as it is. ``matrix``: :func:`in_neighbour_matrix` of the graph."""
     balls = hop_balls(matrix, np.array([seed]), max_hops)
     edges, _ = induced_union(matrix, balls)
     node, root = torch.from_numpy(balls.node).to(x.device), torch.from_numpy(balls.root).to(x.device)
@@ -283,9 +280,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     with evaluating(module), frozen(module):
+        matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0]) if variant == "subgraph" else None
         if variant == "subgraph" and stop > start:
             offered_stack = stack
-            stack, separable = _probe(model, stack, x, edge_index, int(seeds[start]), max_hops)
+            stack, separable = _probe(model, stack, x, edge_index, matrix, int(seeds[start]), max_hops)
             if offered_stack is not None and stack is None:
                 problem = ("model(x, edge_index) is not the blocks and head its block_stack() offers (a forward or a "
                            "hook of its own)")
@@ -297,7 +295,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         if stop <= start:
             per_seed = x.new_zeros(0, max_hops + 1)
         elif variant == "subgraph":
-            per_seed = _subgraph_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet,
+            per_seed = _subgraph_totals(model, x, edge_index, matrix, seeds[start:stop], max_hops, batch_size, quiet,
                                         nodes_per_batch, stack)
         else:
             with torch.enable_grad():

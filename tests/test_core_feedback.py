@@ -117,6 +117,8 @@ def test_feedback_matrices_are_buffers_with_documented_scale():
     dfa = DirectFeedback(10, {"a": 16, "b": 64}, seed=3)
     assert set(dfa.state_dict()) == {"B_a", "B_b"}
     assert dfa.matrix("a").abs().max() <= 1 / 16 ** 0.5 + 1e-6
+    for name, width in (("a", 16), ("b", 64)):  # U[-1/sqrt(width), 1/sqrt(width)): std 1/sqrt(3 width), also for the
+        assert dfa.matrix(name).std().item() == pytest.approx(1 / (3 * width) ** 0.5, rel=0.2)  # slice of the shared draw
     g = torch.Generator().manual_seed(0)
     q = feedback_matrix(32, 32, "orthogonal", g)
     torch.testing.assert_close(q @ q.t(), torch.eye(32), atol=1e-5, rtol=0)
@@ -177,6 +179,9 @@ def test_time_feedback_replaces_local_errors_by_scan():
     w = torch.randn(2, 6, 3)
     (time_feedback(h, a) * w).sum().backward()
     torch.testing.assert_close(h.grad, reverse_scan(w, a))
+    first = h.detach().transpose(0, 1).contiguous().requires_grad_()  # time first: [T, B, d], dim=0
+    (time_feedback(first, a, dim=0) * w.transpose(0, 1)).sum().backward()
+    torch.testing.assert_close(first.grad, reverse_scan(w, a).transpose(0, 1))
 
 
 def test_probing_compares_the_dfa_signal_with_the_true_gradient_without_touching_parameters():

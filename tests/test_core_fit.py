@@ -65,6 +65,31 @@ def test_trainer_early_stops_and_restores_best_state():
     assert model.weight.item() == 2.0  # the best step's weights are back
 
 
+def test_a_tie_is_no_improvement_and_the_last_step_is_always_evaluated():
+    model = nn.Linear(1, 1, bias=False)
+    scores = iter([0.5, 0.7, 0.7, 0.6, 0.6, 0.6])
+    result = Trainer(steps=6, patience=2, quiet=True).run(lambda i: {"loss": 1.0},
+                                                         lambda: {"val_accuracy": next(scores)}, model)
+    assert result.best_step == 2 and result.stopped_early and result.steps_run == 4  # the tie at 3 counted as bad
+    calls = []
+    result = Trainer(steps=5, eval_every=2, quiet=True).run(lambda i: {"loss": 1.0},
+                                                           lambda: calls.append(1) or {"val_accuracy": 0.5}, model)
+    assert [row["step"] for row in result.history if "val_accuracy" in row] == [2, 4, 5] and len(calls) == 3
+
+
+def test_a_resumed_run_keeps_the_patience_it_had_used(tmp_path):
+    """Two bad checks before the cut and one after it stop a run of patience 3, as without the cut."""
+    model = nn.Linear(1, 1, bias=False)
+    scores = iter([0.7, 0.5, 0.5, 0.5, 0.5, 0.5])
+    evaluate = lambda: {"val_accuracy": next(scores)}  # noqa: E731
+    ckpt = tmp_path / "run.pt"
+    Trainer(steps=3, patience=3, quiet=True, checkpoint=ckpt).run(lambda i: {"loss": 1.0}, evaluate,
+                                                                  Stateful({"model": model}))
+    result = Trainer(steps=6, patience=3, quiet=True, checkpoint=ckpt, resume=True).run(
+        lambda i: {"loss": 1.0}, evaluate, Stateful({"model": model}))
+    assert result.stopped_early and result.steps_run == 4 and result.best_step == 1
+
+
 def test_checkpoint_resume_continues_steps(tmp_path):
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

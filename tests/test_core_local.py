@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fwdlearn.local import ff_loss, goodness, prototype_cross_entropy, prototype_logits, symba_loss
+from fwdlearn.local import ff_loss, ff_probability, goodness, prototype_cross_entropy, prototype_logits, symba_loss
 
 
 def test_goodness_is_sum_of_squares_with_gradient_2h():
@@ -29,6 +29,15 @@ def test_ff_loss_matches_bce_and_its_closed_form_gradient():
     # d/dG softplus(theta - G) = -sigmoid(theta - G); d/dG softplus(G - theta) = sigmoid(G - theta)
     torch.testing.assert_close(gp.grad, -torch.sigmoid(theta - gp.detach()) / n)
     torch.testing.assert_close(gn.grad, torch.sigmoid(gn.detach() - theta) / n)
+
+
+def test_ff_probability_is_the_positive_probability_the_ff_loss_trains():
+    """p = sigmoid(G - theta): 1/2 at the threshold, and -log p is the positive part of ff_loss."""
+    g = torch.tensor([0.0, 2.0, 5.0], dtype=torch.float64)
+    p = ff_probability(g, theta=2.0)
+    torch.testing.assert_close(p[1], torch.tensor(0.5, dtype=torch.float64))
+    assert p[0] < 0.5 < p[2]
+    torch.testing.assert_close(-p.log().mean(), ff_loss(g, None, 2.0))
 
 
 def test_ff_loss_positive_only():

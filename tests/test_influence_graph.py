@@ -56,8 +56,12 @@ def test_curve_and_range_equal_total_influence_with_same_seeds():
     pyg_curve, pyg_R = total_influence(model, data, max_hops=5, num_samples=12, normalize=True)
     torch.manual_seed(11)
     nodes = torch.randperm(40)[:12]
-    curve, R, _ = hop_influence(model, data, max_hops=5, nodes=nodes)
+    curve, R, per_seed = hop_influence(model, data, max_hops=5, nodes=nodes)
     assert torch.allclose(curve, pyg_curve, rtol=1e-4, atol=1e-7)
+    raw, raw_R, _ = hop_influence(model, data, max_hops=5, nodes=nodes, normalize=False)
+    torch.testing.assert_close(raw, per_seed.mean(0))  # the mean totals, not divided by hop 0
+    torch.testing.assert_close(curve, raw / raw[0])
+    assert raw_R == R  # R reads the raw totals either way
     assert abs(R - pyg_R) <= 1e-4 * abs(pyg_R)
 
 

@@ -1,5 +1,7 @@
 """RecurrentLM.fit / evaluate / generate: every mode learns, checkpoints round-trip, resume counts on."""
 
+import math
+
 import pytest
 import torch
 
@@ -176,7 +178,10 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
     with torch.no_grad():
         logits, _ = low.eval()(stream[:-1].view(1, -1))
     exact = torch.nn.functional.cross_entropy(logits[0].float(), stream[1:])
-    assert low.evaluate(stream, context=99, batch_size=1)["loss"] == pytest.approx(float(exact), rel=1e-5)
+    metrics = low.evaluate(stream, context=99, batch_size=1)
+    assert metrics["loss"] == pytest.approx(float(exact), rel=1e-5)
+    assert metrics["bpc"] == pytest.approx(float(exact) / math.log(2), rel=1e-5)  # bits: nats / ln 2
+    assert metrics["perplexity"] == pytest.approx(math.exp(float(exact)), rel=1e-5)  # e^nats = 2^bits
 
 
 @pytest.mark.parametrize("kind", ["gru", "transformer", "conv"])

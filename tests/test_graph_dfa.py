@@ -176,8 +176,9 @@ def test_a_method_given_as_its_class_resumes_as_its_rule(tmp_path):
     checkpoint = tmp_path / "dfa.pt"
     ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method=method_class("dfa")).fit(
         data, epochs=2, patience=None, quiet=True, checkpoint=checkpoint)
-    ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="dfa").fit(
+    report = ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="dfa").fit(
         data, epochs=3, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
+    assert report.resumed == {"from_step": 2, "changed": {}} and [row["epoch"] for row in report.history] == [1, 2, 3]
 
 
 def test_a_trained_dfa_model_copies_and_pickles():

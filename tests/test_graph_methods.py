@@ -105,6 +105,19 @@ def test_virtual_nodes_one_per_class_linked_to_training_nodes_only():
     assert not touched & set((data.val_mask | data.test_mask).nonzero().flatten().tolist())
 
 
+def test_feature_normalisation_is_pyg_normalize_features_also_for_real_valued_rows():
+    """Binary bag-of-words rows (Cora, karate) never sum to between 0 and 1, where the clamp at 1 decides."""
+    from torch_geometric.transforms import NormalizeFeatures
+
+    from fwdlearn.graphs.methods.label_appending import normalize_features
+
+    x = torch.rand(8, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([[0.05], [3.0]]).repeat(4, 1)
+    x[0, 0] = -0.2  # a negative feature: every row shifts by it
+    expected = NormalizeFeatures()(Data(x=x.clone())).x
+    torch.testing.assert_close(normalize_features(x), expected)
+    assert (normalize_features(x).sum(-1) < 0.99).any()  # rows whose sum is below 1 are left as they are
+
+
 def test_label_appending_keeps_training_labels_and_runs_k_passes():
     """The features are row-normalised first, as the reference's loader (PyG's NormalizeFeatures) has them: the
     appended label's weight in each L2-normalised row depends on it (about 0.23 of a raw Cora row, 0.97 after)."""

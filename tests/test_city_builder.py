@@ -201,3 +201,18 @@ def test_bad_road_lengths_are_refused_naming_a_road(tmp_path, length, what):
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=rf"1 of 20 roads have {what}, e\.g\. the road 4-5"):
         build_city_network(path, hops=3, classes=2, split=(0.5, 0.25, 0.25))
+
+
+def test_only_roads_without_any_length_take_the_distance_of_the_coordinates(tmp_path):
+    """One road without a length made every road take the Euclidean distance of the coordinates (degrees in an OSMnx
+    export, not the metres given), silently. Now a pair of junctions takes the mean of the lengths its roads give,
+    only a pair with none the distance, and a warning counts them and names the file."""
+    (tmp_path / "toy.cnode").write_text("NodeID x y\n0 0 0\n1 1 0\n2 2 0\n3 3 0\n")
+    (tmp_path / "toy.cedge").write_text("EdgeID Start End Length\n0 0 1 5.0\n1 1 2 nan\n2 2 3 2.0\n3 3 2 nan\n")
+    with pytest.warns(UserWarning, match=r"toy\.cnode: 2 of 4 roads have no length; the 1 junction pairs without any "
+                                         r"take the straight-line distance between their coordinates"), \
+            pytest.warns(UserWarning, match=r"dropped feature\(s\) y"):  # all four junctions lie at y = 0
+        data = build_city_network(tmp_path / "toy.cnode", hops=3, classes=2, split=(0.5, 0.25, 0.25), cache=False)
+    lengths = dict(zip(map(tuple, data.edge_index.t().tolist()), data.edge_length.tolist()))
+    assert (lengths[(0, 1)], lengths[(1, 2)], lengths[(2, 3)]) == (5.0, 1.0, 2.0)  # it was (1.0, 1.0, 1.0)
+    assert torch.allclose(data.eccentricity, torch.tensor([8.0, 5.0, 6.0, 8.0]))

@@ -6,8 +6,10 @@ Processing of a :class:`~fwdlearn.graphs.data.road_readers.RoadGraph`:
    are the mean over every road between the pair -- both directions of a two-way street,
    parallel roads -- as the City-Networks generator's ``to_undirected(reduce="mean")``;
    so no file order decides them), largest connected component;
-2. road length :math:`w_{uv}`: the given length (that mean), else the Euclidean distance of
-   the coordinates, else 1;
+2. road length :math:`w_{uv}`: the given length (that mean, over the pair's roads that have one),
+   else the Euclidean distance of the coordinates, else 1; when only some roads lack a length,
+   only the pairs none of whose roads has one take the Euclidean distance (with a warning that
+   counts them: its units may not be the lengths');
 3. label: the eccentricity of :math:`v` inside the induced subgraph of its
    ``hops``-hop ball :math:`\mathcal{B}(v)`, with lengths as weights,
 
@@ -209,8 +211,21 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     coords = road.coords[nodes] if road.coords is not None else None
     if road.length is not None:
         _check_lengths(road, edge_ids, coords is not None)
-    if road.length is not None and not np.isnan(road.length[edge_ids]).any():
-        length = members @ np.nan_to_num(road.length.astype(np.float64))  # the mean over the pair's roads
+    if road.length is not None:
+        given = road.length.astype(np.float64)
+        known = ~np.isnan(given)
+        length = members @ np.where(known, given, 0.0)  # the mean over the pair's roads
+        if not known[edge_ids].all():  # (only with coordinates: _check_lengths) the mean over those with a length
+            share = members @ known.astype(np.float64)
+            bare = share == 0  # pairs none of whose roads has a length: the Euclidean distance
+            length = np.where(bare, np.linalg.norm(coords[edges[:, 0]] - coords[edges[:, 1]], axis=1),
+                              length / np.where(bare, 1.0, share))
+            missing = f"{int((~known[edge_ids]).sum()):,} of {len(edge_ids):,} roads have no length"
+            fallback = (f"the {int(bare.sum()):,} junction pairs without any take the straight-line distance between "
+                        "their coordinates (in the coordinates' units, e.g. degrees, not metres)" if bare.any() else
+                        "the other roads between the same junctions give theirs")
+            where = f"{road.source}: " if road.source is not None else ""
+            warnings.warn(f"{where}{missing}; {fallback}: give every road a length", stacklevel=2)
     elif coords is not None:
         length = np.linalg.norm(coords[edges[:, 0]] - coords[edges[:, 1]], axis=1)
     else:

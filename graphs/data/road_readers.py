@@ -33,6 +33,7 @@ class RoadGraph:
         length: ``[E]`` road lengths or ``None`` (then Euclidean from ``coords``, else 1).
         node_attrs: per-node string attributes (e.g. ``street_count``, ``landuse``).
         edge_attrs: per-edge string attributes (e.g. ``highway``, ``lanes``, ``oneway``, ``maxspeed``).
+        source: the file it was read from (named in warnings), or ``None``.
     """
 
     num_nodes: int
@@ -41,6 +42,7 @@ class RoadGraph:
     length: np.ndarray | None = None
     node_attrs: dict[str, list[str | None]] = field(default_factory=dict)
     edge_attrs: dict[str, list[str | None]] = field(default_factory=dict)
+    source: Path | None = None
 
 
 def _first(value: str | None) -> str | None:
@@ -243,5 +245,8 @@ def read_road_graph(source: str | Path) -> RoadGraph:
         for f in files:
             if not f.exists():
                 raise FileNotFoundError(f"{f} is missing; a node/edge pair needs both .cnode and .cedge")
-        return _read_node_edge_pair(files[0], files[1])
-    return _READERS[sniff_format(path)](path)
+        road = _read_node_edge_pair(files[0], files[1])
+    else:
+        road = _READERS[sniff_format(path)](path)
+    road.source = path
+    return road

@@ -216,3 +216,22 @@ def test_only_roads_without_any_length_take_the_distance_of_the_coordinates(tmp_
     lengths = dict(zip(map(tuple, data.edge_index.t().tolist()), data.edge_length.tolist()))
     assert (lengths[(0, 1)], lengths[(1, 2)], lengths[(2, 3)]) == (5.0, 1.0, 2.0)  # it was (1.0, 1.0, 1.0)
     assert torch.allclose(data.eccentricity, torch.tensor([8.0, 5.0, 6.0, 8.0]))
+
+
+def test_a_size_line_with_as_many_fields_as_the_roads_is_skipped(tmp_path):
+    """An 'N M' first line above 'u v' rows (or 'n n m' above 'u v length' rows) was read as a road to a phantom
+    junction. A first line is a size line when it counts the rows after it; else it stays a road."""
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    ring = "1 2\n2 3\n3 4\n4 5\n5 1\n1 3\n"
+    (tmp_path / "a.edges").write_text("5 6\n" + ring)
+    road = read_road_graph(tmp_path / "a.edges")
+    assert road.num_nodes == 5 and road.edges.tolist() == [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [0, 2]]
+    (tmp_path / "b.edges").write_text("4 4 4\n0 1 1.5\n1 2 2.5\n2 3 1.0\n3 0 2.0\n")
+    road = read_road_graph(tmp_path / "b.edges")
+    assert road.num_nodes == 4 and road.edges.shape == (4, 2) and road.length.tolist() == [1.5, 2.5, 1.0, 2.0]
+    for first in ("5 7", "2 6"):  # not 6 roads; fewer junctions than the 5 the roads join: a road
+        (tmp_path / "c.edges").write_text(f"{first}\n" + ring)
+        assert read_road_graph(tmp_path / "c.edges").edges.shape == (7, 2)
+    (tmp_path / "d.edges").write_text("4 4 5\n0 1 1.5\n1 2 2.5\n2 3 1.0\n3 0 2.0\n")  # 5 roads counted, 4 follow
+    assert read_road_graph(tmp_path / "d.edges").length.tolist() == [5.0, 1.5, 2.5, 1.0, 2.0]

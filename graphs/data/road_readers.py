@@ -153,11 +153,33 @@ def _read_matrix_market(path: Path) -> RoadGraph:
     return RoadGraph(max(matrix.shape), edges)
 
 
+def _is_size_line(first: list[str], rest: list[list[str]]) -> bool:
+    """Whether ``first``, a row with as many fields as the ``rest``, counts them: ``N M`` (2 fields) or ``n n m``
+    (3 fields, a Matrix Market size line) whose edge count is the number of rows after it and whose node count is
+    at least the number of distinct ids in them (it may count isolated junctions too)."""
+    try:
+        counts = [int(f) for f in first]
+    except ValueError:
+        return False
+    if len(counts) == 2:
+        nodes, edges = counts
+    elif len(counts) == 3 and counts[0] == counts[1]:
+        nodes, edges = counts[0], counts[2]
+    else:
+        return False
+    return edges == len(rest) and nodes >= len({int(float(f)) for r in rest for f in r[:2]})
+
+
 def _read_edge_list(path: Path) -> RoadGraph:
-    """``u v [length]`` per line; ids are relabelled ``0..N-1`` (so 0- and 1-based files read alike). A first line
-    with another number of fields than the rest (``n n m`` of a headerless Matrix Market) is a size line, skipped."""
+    """``u v [length]`` per line; ids are relabelled ``0..N-1`` (so 0- and 1-based files read alike).
+
+    A first line is a size line, skipped, when it has another number of fields than the rest (``n n m`` of a
+    headerless Matrix Market above ``u v`` rows), or when it has as many and counts them (:func:`_is_size_line`:
+    ``N M`` above ``u v`` rows, ``n n m`` above ``u v length`` rows); otherwise it is a road like the others."""
     rows = _table(path, 2, "'u v [length]'", optional=1)
     if len(rows) > 2 and len(rows[0]) != len(rows[1]) and len({len(r) for r in rows[1:]}) == 1:
+        rows = rows[1:]
+    elif len(rows) > 1 and all(len(r) == len(rows[0]) for r in rows) and _is_size_line(rows[0], rows[1:]):
         rows = rows[1:]
     raw = np.array([[int(float(r[0])), int(float(r[1]))] for r in rows], dtype=np.int64).reshape(-1, 2)
     ids, n = _relabel(raw.ravel())

@@ -158,6 +158,26 @@ def test_road_readers_name_bad_files_and_read_a_dense_mat(tmp_path):
     assert read_road_graph(tmp_path / "dense.mat").edges.shape == (6, 2)  # a dense 'A' was an AttributeError
 
 
+def test_a_mat_needs_one_xy_row_per_junction_and_a_transposed_xy_is_turned(tmp_path):
+    """A .mat whose 'xy' had more rows than 'A' was used silently, and one with fewer gave an IndexError traceback."""
+    import numpy as np
+    import scipy.io
+    import scipy.sparse
+
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    adjacency = scipy.sparse.csr_matrix(np.ones((12, 12)) - np.eye(12))
+    xy = np.random.default_rng(0).random((12, 2))
+    scipy.io.savemat(tmp_path / "t.mat", {"A": adjacency, "xy": xy.T})
+    np.testing.assert_array_equal(read_road_graph(tmp_path / "t.mat").coords, xy)
+    for rows in (20, 5):
+        scipy.io.savemat(tmp_path / "bad.mat", {"A": adjacency, "xy": np.random.rand(rows, 2)})
+        with pytest.raises(InputError, match=rf"bad\.mat: 'xy' must be \[N, 2\] for the N=12 junctions of 'A'; got "
+                                             rf"\({rows}, 2\)"):
+            read_road_graph(tmp_path / "bad.mat")
+
+
 def test_city_and_download_names_in_any_case():
     from fwdlearn.graphs.data.datasets import _pyg_folder
 

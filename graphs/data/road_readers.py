@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fwdlearn.errors import InputError
+
 __all__ = ["RoadGraph", "read_road_graph", "road_files", "sniff_format", "FORMATS"]
 
 FORMATS = ("graphml", "matrix-market", "mat", "edge-list")
@@ -202,8 +204,22 @@ def _read_mat(path: Path) -> RoadGraph:
     matrix = scipy.sparse.coo_matrix(content["A"])  # sparse or dense
     if matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"{path}: the adjacency matrix 'A' must be square; got {matrix.shape[0]} x {matrix.shape[1]}")
-    coords = np.asarray(content["xy"], dtype=np.float64) if "xy" in content else None
-    return RoadGraph(matrix.shape[0], np.stack([matrix.row, matrix.col], axis=1).astype(np.int64), coords)
+    n = matrix.shape[0]
+    coords = None
+    if "xy" in content:
+        xy = content["xy"]
+        xy = xy.toarray() if scipy.sparse.issparse(xy) else xy
+        try:
+            coords = np.asarray(xy, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: 'xy' must be a numeric [N, 2] array of junction coordinates; got "
+                             f"{type(xy).__name__} of dtype {getattr(xy, 'dtype', '?')}") from None
+        if coords.shape == (2, n):  # one junction per column: the transpose
+            coords = coords.T
+        if coords.shape != (n, 2):
+            raise InputError(f"{path}: 'xy' must be [N, 2] for the N={n} junctions of 'A'; got {coords.shape} "
+                             "(one x, y row per junction, in the order of A's rows)")
+    return RoadGraph(n, np.stack([matrix.row, matrix.col], axis=1).astype(np.int64), coords)
 
 
 def road_files(source: str | Path) -> list[Path]:

@@ -28,6 +28,25 @@ def test_influence_graph_compares_models_on_one_plot(tmp_path, capsys):
     assert f"{record} already exists; choose another output path or pass --overwrite" in capsys.readouterr().err
 
 
+def test_influence_graph_lets_pyg_download_as_graph_train_does(tmp_path, monkeypatch):
+    """--help offered citynetwork:<name> (and amazon:, coauthor:), which load only with download=True, and the
+    command had no --download."""
+    import fwdlearn.graphs.data.datasets as datasets
+    from fwdlearn.data import DataNotFoundError
+
+    asked = []
+
+    def loader(name, **kwargs):
+        asked.append((name, kwargs.get("download")))
+        raise DataNotFoundError(f"{name}: not here")
+
+    monkeypatch.setattr(datasets, "load_graph", loader)
+    for flags in ([], ["--download"]):
+        assert main(["influence", "graph", "--data", "citynetwork:paris", *flags, "--samples", "2",
+                     "--json", str(tmp_path / f"i{len(flags)}.json"), "--quiet"]) == 2
+    assert asked == [("citynetwork:paris", False), ("citynetwork:paris", True)]
+
+
 def test_influence_seq_writes_a_record(tmp_path):
     record = tmp_path / "s.json"
     assert main(["influence", "seq", "--models", "conv", "--layers", "2", "--length", "20", "--max-lag", "10",

@@ -48,6 +48,7 @@ class InfluenceGraphConfig(RunOptions):
                                                             "models) or autograd (one backward pass per channel)",
                                                     "choices": ["auto", "layered", "autograd"]})
     hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city data)", "min": 1})
+    download: bool = field(default=False, metadata={"help": "let PyG download data sets that are not local"})
     plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
                                                     "(.png, .pdf, .svg, ...)"})
 
@@ -80,7 +81,8 @@ def _run_influence(args: argparse.Namespace) -> int:
     quiet = config.quiet or not lead
     record = RunRecord("influence-graph", config, seed=config.seed)
     seed_everything(config.seed)
-    data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet).to(device)
+    data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet,
+                      download=config.download).to(device)
     max_hops = config.max_hops or config.layers
     curves, rows = {}, []
     for kind in config.models:

@@ -210,6 +210,23 @@ def test_a_truncated_planetoid_raw_file_is_named_not_a_traceback(monkeypatch, tm
             load_graph("cora")
 
 
+def test_a_planetoid_root_that_cannot_be_written_is_named_not_blamed_on_the_raw_files(monkeypatch, tmp_path):
+    """load_graph('cora', root=<a folder PyG cannot write its processed/ into>) said the raw files were damaged."""
+    import os
+    import shutil
+
+    from fwdlearn.errors import UsageError
+
+    source = os.environ.get("FWDLEARN_DATA_DIR")
+    if not source or not (Path(source) / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip("needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (../shared/data)")
+    shutil.copytree(Path(source) / "Planetoid" / "Cora" / "raw", tmp_path / "root" / "Cora" / "raw")
+    (tmp_path / "root" / "Cora" / "processed").write_text("")  # a file where the folder goes: no one can write it
+    with pytest.raises(UsageError, match=r"cora: PyG cannot write its processed copy into .*root/Cora/processed: the "
+                                         r"folder is not writable \(.*\); omit root= to use fwdlearn's cache"):
+        load_graph("cora", root=tmp_path / "root")
+
+
 def test_a_failed_planetoid_download_is_named_as_such(monkeypatch, tmp_path):
     """It was reported as damaged raw files (the review's reproducer: no network, download=True)."""
     import torch_geometric.datasets

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.files import taking_turns
-from fwdlearn.errors import InputError
+from fwdlearn.errors import InputError, UsageError
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
            "check_features", "check_graph_inputs", "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
@@ -227,19 +228,43 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
         return Planetoid(str(folder), name=title)[0]
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
         if not any(processed.glob("data*.pt")):  # none was written: the raw files failed to read
-            raise _unreadable(raw, error, have_raw) from None
+            raise _unreadable(name, raw, error, have_raw, processed) from None
+        if not _writable(processed):
+            raise _unwritable(name, processed, error) from None
         warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
         shutil.rmtree(processed)
     except Exception as error:  # raised while fetching or reading the raw files
-        raise _unreadable(raw, error, have_raw) from None
+        raise _unreadable(name, raw, error, have_raw, processed) from None
     try:
         return Planetoid(str(folder), name=title)[0]
     except Exception as error:  # the processed copy was rebuilt from the raw files: they are what is damaged
-        raise _unreadable(raw, error, have_raw) from None
+        raise _unreadable(name, raw, error, have_raw, processed) from None
 
 
-def _unreadable(raw: Path, error: BaseException, had_raw: bool) -> InputError:
-    """The error of a Planetoid load that failed: damaged raw files when they were there, else the download."""
+def _writable(folder: Path) -> bool:
+    """Whether a file can be written into ``folder`` (created if missing): tried, as permissions, a read-only file
+    system or an immutable folder may say no even to root."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _unwritable(name: str, processed: Path, error: BaseException) -> UsageError:
+    detail = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+    return UsageError(f"{name}: PyG cannot write its processed copy into {processed}: the folder is not writable "
+                      f"({detail}); omit root= to use fwdlearn's cache (raw files from FWDLEARN_DATA_DIR), or give a "
+                      "writable root= folder")
+
+
+def _unreadable(name: str, raw: Path, error: BaseException, had_raw: bool, processed: Path) -> ValueError:
+    """The error of a Planetoid load that failed: a processed folder PyG cannot write, damaged raw files when they
+    were there, else the download."""
+    if had_raw and not _writable(processed):
+        return _unwritable(name, processed, error)
     detail = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
     if not had_raw:
         return InputError(f"PyG could not download the Planetoid raw files into {raw} ({detail}); check the internet "
@@ -318,6 +343,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     Raises:
         ValueError: unknown name or split; masks that overlap.
         DataNotFoundError: the files are not there (the message says where it looked and what to do).
+        UsageError: a Planetoid ``root`` that PyG cannot write its ``processed/`` copy into.
     """
     if split not in ("public", "random", "auto"):
         raise ValueError(f"unknown split {split!r}; use 'public' (the data set's own), 'random' (64/16/20 with a seed) "

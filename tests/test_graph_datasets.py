@@ -206,8 +206,9 @@ def test_a_truncated_planetoid_raw_file_is_named_not_a_traceback(monkeypatch, tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and no false word of a damaged processed copy
         with pytest.raises(InputError, match=r"the Planetoid raw files in .*raw could not be read .*truncated or "
-                                             r"damaged"):
+                                             r"damaged") as caught:
             load_graph("cora")
+    assert f"raw files in {raw} could not" in str(caught.value)  # the data folder to repair, not the cache's links
 
 
 def test_a_planetoid_root_that_cannot_be_written_is_named_not_blamed_on_the_raw_files(monkeypatch, tmp_path):

@@ -157,7 +157,8 @@ def check_masks(data: Data, name: str = "graph") -> Data:
 
 
 def _link_planetoid_raw(name: str) -> Path | None:
-    """Link ``<FWDLEARN_DATA_DIR>/Planetoid/<Name>/raw/*`` into the cache; the cache root, or ``None``."""
+    """Link ``<FWDLEARN_DATA_DIR>/Planetoid/<Name>/raw/*`` into ``<cache>/Planetoid/<Name>/raw``; the folder linked
+    from, or ``None`` when there is none."""
     title = PLANETOID[name]
     root = data_dir()
     if root is None:
@@ -193,7 +194,7 @@ def _link_planetoid_raw(name: str) -> Path | None:
     if changed:  # PyG's processed copy was made from other raw files
         shutil.rmtree(target_root / title / "processed", ignore_errors=True)
         stamp.write_text(source_state)
-    return target_root
+    return source
 
 
 def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
@@ -207,12 +208,12 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
 def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool) -> Data:
     from torch_geometric.datasets import Planetoid
 
+    source = None  # the data folder the cache's raw files link to
     if root is not None:
         folder = Path(root)
     else:
-        folder = _link_planetoid_raw(name)
-        if folder is None:
-            folder = cache_dir("Planetoid")
+        source = _link_planetoid_raw(name)
+        folder = cache_dir("Planetoid")
     raw = folder / title / "raw"
     have_raw = all((raw / f"ind.{name}.{p}").exists() for p in _PLANETOID_FILES)
     if not have_raw and not download:
@@ -228,17 +229,17 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
         return Planetoid(str(folder), name=title)[0]
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
         if not any(processed.glob("data*.pt")):  # none was written: the raw files failed to read
-            raise _unreadable(name, raw, error, have_raw, processed) from None
+            raise _unreadable(name, source or raw, error, have_raw, processed) from None
         if not _writable(processed):
             raise _unwritable(name, processed, error) from None
         warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
         shutil.rmtree(processed)
     except Exception as error:  # raised while fetching or reading the raw files
-        raise _unreadable(name, raw, error, have_raw, processed) from None
+        raise _unreadable(name, source or raw, error, have_raw, processed) from None
     try:
         return Planetoid(str(folder), name=title)[0]
     except Exception as error:  # the processed copy was rebuilt from the raw files: they are what is damaged
-        raise _unreadable(name, raw, error, have_raw, processed) from None
+        raise _unreadable(name, source or raw, error, have_raw, processed) from None
 
 
 def _writable(folder: Path) -> bool:
@@ -262,7 +263,8 @@ def _unwritable(name: str, processed: Path, error: BaseException) -> UsageError:
 
 def _unreadable(name: str, raw: Path, error: BaseException, had_raw: bool, processed: Path) -> ValueError:
     """The error of a Planetoid load that failed: a processed folder PyG cannot write, damaged raw files when they
-    were there, else the download."""
+    were there (named in ``raw``: the data folder the cache links to, where they can be repaired), else the
+    download."""
     if had_raw and not _writable(processed):
         return _unwritable(name, processed, error)
     detail = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"

@@ -142,6 +142,31 @@ def test_cora_follows_a_data_folder_that_moved(monkeypatch, tmp_path):
     assert not torch.equal(load_graph("cora").y, before)
 
 
+def test_cora_comes_from_the_data_folder_set_now_not_from_the_cache_links(monkeypatch, tmp_path):
+    """Once Cora had been loaded, a wrong or unset FWDLEARN_DATA_DIR went unnoticed: the cache's links still pointed
+    at the old folder. Files PyG downloaded into the cache (no links) still count."""
+    import os
+    import shutil
+
+    source = os.environ.get("FWDLEARN_DATA_DIR")
+    if not source or not (Path(source) / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip("needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (../shared/data)")
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    assert load_graph("cora").num_nodes == 2708
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(DataNotFoundError, match=r"FWDLEARN_DATA_DIR=.*elsewhere has no Planetoid/Cora/raw"):
+        load_graph("cora")
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", source)
+    assert load_graph("cora").num_nodes == 2708
+    monkeypatch.delenv("FWDLEARN_DATA_DIR")
+    with pytest.raises(DataNotFoundError, match=r"FWDLEARN_DATA_DIR is not set"):
+        load_graph("cora")
+    raw = tmp_path / "cache" / "Planetoid" / "Cora" / "raw"
+    assert not any(raw.iterdir())  # the links are gone, and a download would have put the files here:
+    shutil.copytree(Path(source) / "Planetoid" / "Cora" / "raw", raw, dirs_exist_ok=True)
+    assert load_graph("cora").num_nodes == 2708
+
+
 def test_road_readers_name_bad_files_and_read_a_dense_mat(tmp_path):
     import numpy as np
     import scipy.io

@@ -8,7 +8,8 @@ Sources:
 - ``cora``, ``citeseer``, ``pubmed``: :class:`torch_geometric.datasets.Planetoid`. The raw
   ``ind.<name>.*`` files are read from ``<FWDLEARN_DATA_DIR>/Planetoid/<Name>/raw`` (that folder
   is read-only, so the files are linked into ``<cache>/Planetoid/<Name>/raw`` and PyG writes its
-  ``processed/`` folder there). Without local files, PyG downloads them only when
+  ``processed/`` folder there; links made from a folder ``FWDLEARN_DATA_DIR`` no longer names are
+  dropped, so the variable as it is decides). Without local files, PyG downloads them only when
   ``download=True``.
 - ``karate``: PyG's built-in :class:`~torch_geometric.datasets.KarateClub` (no files at all).
 - ``citationfull:<name>``, ``amazon:<name>``, ``coauthor:<name>``: passed to the PyG data set of
@@ -45,6 +46,7 @@ __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_m
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+_SOURCE_STAMP = ".fwdlearn-source"  # in the cache's raw folder: the files linked into it, their sizes and times
 _DOWNLOADABLE = {"citationfull": "CitationFull", "amazon": "Amazon", "coauthor": "Coauthor"}
 _CITY_PREFIXES = ("city:", "synthetic-city", "citynetwork:")
 GRAPH_NAMES = [*PLANETOID, "karate", "sbm[:N]", "citationfull:<name>", "amazon:<name>", "coauthor:<name>",
@@ -158,20 +160,23 @@ def check_masks(data: Data, name: str = "graph") -> Data:
 
 def _link_planetoid_raw(name: str) -> Path | None:
     """Link ``<FWDLEARN_DATA_DIR>/Planetoid/<Name>/raw/*`` into ``<cache>/Planetoid/<Name>/raw``; the folder linked
-    from, or ``None`` when there is none."""
+    from, or ``None`` when there is none. Links (or copies) made before from another folder, or from this one when
+    it has gone, are removed first with the processed copy made from them, so ``FWDLEARN_DATA_DIR`` as it is now
+    decides where the data come from (files PyG downloaded into the cache stay)."""
     title = PLANETOID[name]
     root = data_dir()
-    if root is None:
-        return None
-    source = root / "Planetoid" / title / "raw"
-    if not source.is_dir():
+    source = root / "Planetoid" / title / "raw" if root is not None else None
+    if source is not None and not source.is_dir():
+        source = None
+    target_root = cache_dir("Planetoid")
+    _unlink_other_source(target_root / title / "raw", source)
+    if source is None:
         return None
     files = [source / f"ind.{name}.{part}" for part in _PLANETOID_FILES]
     missing = [f.name for f in files if not f.exists()]
     if missing:
         raise DataNotFoundError(f"{name}: {source} lacks {', '.join(missing)}; it needs the 8 files "
                                 f"ind.{name}.{{{','.join(_PLANETOID_FILES)}}} of the Planetoid release")
-    target_root = cache_dir("Planetoid")
     raw = target_root / title / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     changed = False
@@ -187,7 +192,7 @@ def _link_planetoid_raw(name: str) -> Path | None:
             os.symlink(f, link)
         except OSError:  # file systems without symlinks
             link.write_bytes(f.read_bytes())
-    stamp = raw / ".fwdlearn-source"  # the raw files' sizes and times: a file rewritten in place is seen too
+    stamp = raw / _SOURCE_STAMP  # the raw files' sizes and times: a file rewritten in place is seen too
     source_state = "\n".join(f"{f} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in files)
     if not stamp.exists() or stamp.read_text() != source_state:
         changed = True
@@ -195,6 +200,26 @@ def _link_planetoid_raw(name: str) -> Path | None:
         shutil.rmtree(target_root / title / "processed", ignore_errors=True)
         stamp.write_text(source_state)
     return source
+
+
+def _unlink_other_source(raw: Path, source: Path | None) -> None:
+    """Remove the files of the cache's ``raw`` folder that were linked or copied from a folder other than ``source``
+    (``None``: from any folder), and then the processed copy made from them."""
+    made = {}  # file name -> the file it was linked or copied from
+    stamp = raw / _SOURCE_STAMP
+    if stamp.exists():
+        for line in stamp.read_text().splitlines():
+            linked = Path(line.rsplit(" ", 2)[0])
+            made[linked.name] = linked
+    for link in raw.glob("ind.*"):
+        if link.is_symlink():
+            made[link.name] = Path(os.readlink(link))
+    if not made or (source is not None and all(f.parent == source for f in made.values())):
+        return
+    for file_name in made:
+        (raw / file_name).unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
+    shutil.rmtree(raw.parent / "processed", ignore_errors=True)
 
 
 def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:

@@ -235,3 +235,20 @@ def test_a_size_line_with_as_many_fields_as_the_roads_is_skipped(tmp_path):
         assert read_road_graph(tmp_path / "c.edges").edges.shape == (7, 2)
     (tmp_path / "d.edges").write_text("4 4 5\n0 1 1.5\n1 2 2.5\n2 3 1.0\n3 0 2.0\n")  # 5 roads counted, 4 follow
     assert read_road_graph(tmp_path / "d.edges").length.tolist() == [5.0, 1.5, 2.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("bad, message", [("length", r"edge \('0', '1'\) has length='unknown', which is not a number"),
+                                          ("street_count", r"node '1' has street_count='3;4', which is not a number")])
+def test_graphml_values_that_are_not_numbers_name_the_file_the_road_or_junction_and_the_attribute(tmp_path, bad,
+                                                                                                   message):
+    """They raised a bare "could not convert string to float: 'unknown'"."""
+    from fwdlearn.errors import InputError
+
+    g = nx.MultiDiGraph()
+    for i in range(3):
+        g.add_node(i, x=str(i), y="0", street_count="3;4" if bad == "street_count" and i == 1 else "2")
+    g.add_edge(0, 1, length="unknown" if bad == "length" else "1.5")
+    g.add_edge(1, 2, length="2.5")
+    nx.write_graphml(g, tmp_path / "g.graphml")
+    with pytest.raises(InputError, match=r"g\.graphml: " + message + "; give a number or leave the attribute out"):
+        build_city_network(tmp_path / "g.graphml", hops=2, classes=2, cache=False)

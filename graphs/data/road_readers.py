@@ -61,6 +61,15 @@ def _first(value: str | None) -> str | None:
     return value
 
 
+def _number(path: Path, what: str, key: str, value: str) -> float:
+    """``value`` of the attribute ``key`` of ``what`` (a node or edge) as a float, else an error naming all three."""
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{path}: {what} has {key}={value!r}, which is not a number; give a number or leave the "
+                         "attribute out") from None
+
+
 def _read_graphml(path: Path) -> RoadGraph:
     import networkx as nx
 
@@ -78,12 +87,14 @@ def _read_graphml(path: Path) -> RoadGraph:
             raise ValueError(f"{path}: node {node!r} has no numeric 'x'/'y' attributes ({error})") from error
         for key in node_attrs:
             node_attrs[key].append(_first(attrs.get(key)))
+        if node_attrs["street_count"][-1] is not None:
+            _number(path, f"node {node!r}", "street_count", node_attrs["street_count"][-1])
     edges, lengths = [], []
     edge_attrs: dict[str, list[str | None]] = {k: [] for k in ("highway", "lanes", "oneway", "reversed", "maxspeed")}
     for u, v, attrs in graph.edges(data=True):
         edges.append((ids[u], ids[v]))
-        length = attrs.get("length")
-        lengths.append(float(_first(length)) if length is not None else np.nan)
+        length = _first(attrs.get("length"))
+        lengths.append(_number(path, f"edge ({u!r}, {v!r})", "length", length) if length is not None else np.nan)
         for key in edge_attrs:
             edge_attrs[key].append(_first(attrs.get(key)))
     length_array = np.asarray(lengths, dtype=np.float64)

@@ -252,3 +252,13 @@ def test_graphml_values_that_are_not_numbers_name_the_file_the_road_or_junction_
     nx.write_graphml(g, tmp_path / "g.graphml")
     with pytest.raises(InputError, match=r"g\.graphml: " + message + "; give a number or leave the attribute out"):
         build_city_network(tmp_path / "g.graphml", hops=2, classes=2, cache=False)
+
+
+def test_a_node_file_without_its_edge_file_is_named_before_the_cache_hashes_it(tmp_path):
+    """build_city_network hashed both files before read_road_graph checked them: a raw '[Errno 2] No such file'."""
+    (tmp_path / "only.cnode").write_text("NodeID x y\n0 0 0\n1 1 1\n")
+    (tmp_path / "lone.cedge").write_text("EdgeID a b l\n0 0 1 1.0\n")
+    for given, missing in (("only.cnode", "only.cedge"), ("lone.cedge", "lone.cnode")):
+        with pytest.raises(FileNotFoundError, match=rf"{missing} is missing; a node/edge pair needs both \.cnode and "
+                                                    r"\.cedge"):
+            build_city_network(tmp_path / given)

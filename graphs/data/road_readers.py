@@ -234,11 +234,16 @@ def _read_mat(path: Path) -> RoadGraph:
 
 
 def road_files(source: str | Path) -> list[Path]:
-    """The file(s) a source names: a file, or the road files inside a folder."""
+    """The file(s) a source names: a file, or the road files inside a folder; both files of a ``.cnode`` /
+    ``.cedge`` pair, checked to exist."""
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix in (".cnode", ".cedge"):
-            return [path.with_suffix(".cnode"), path.with_suffix(".cedge")]
+            pair = [path.with_suffix(".cnode"), path.with_suffix(".cedge")]
+            for f in pair:
+                if not f.exists():
+                    raise FileNotFoundError(f"{f} is missing; a node/edge pair needs both .cnode and .cedge")
+            return pair
         return [path]
     if path.is_dir():
         for pattern in ("*.graphml", "*.gxl", "*.xml", "*.cnode", "*.mat", "*.mtx", "*.edges", "*.txt"):
@@ -291,9 +296,6 @@ def read_road_graph(source: str | Path) -> RoadGraph:
     files = road_files(source)
     path = files[0]
     if path.suffix in (".cnode", ".cedge"):
-        for f in files:
-            if not f.exists():
-                raise FileNotFoundError(f"{f} is missing; a node/edge pair needs both .cnode and .cedge")
         road = _read_node_edge_pair(files[0], files[1])
     else:
         road = _READERS[sniff_format(path)](path)

@@ -203,6 +203,25 @@ def test_a_mat_needs_one_xy_row_per_junction_and_a_transposed_xy_is_turned(tmp_p
             read_road_graph(tmp_path / "bad.mat")
 
 
+def test_a_matlab_v4_mat_reads_as_the_v5_one_does(tmp_path):
+    """A v4 .mat (no 'MATLAB' text header) was refused as binary content that is not a road file."""
+    import numpy as np
+    import scipy.io
+    import scipy.sparse
+
+    from fwdlearn.graphs.data.road_readers import read_road_graph, sniff_format
+
+    ring = scipy.sparse.csr_matrix((np.ones(10), ([0, 1, 2, 3, 4, 1, 2, 3, 4, 0], [1, 2, 3, 4, 0, 0, 1, 2, 3, 4])),
+                                   shape=(5, 5))
+    xy = np.random.default_rng(0).random((5, 2))
+    for version in ("4", "5"):
+        scipy.io.savemat(tmp_path / f"v{version}.mat", {"A": ring, "xy": xy}, format=version)
+    assert sniff_format(tmp_path / "v4.mat") == "mat"
+    v4, v5 = read_road_graph(tmp_path / "v4.mat"), read_road_graph(tmp_path / "v5.mat")
+    assert v4.num_nodes == 5 and sorted(map(tuple, v4.edges.tolist())) == sorted(map(tuple, v5.edges.tolist()))
+    np.testing.assert_array_equal(v4.coords, xy)
+
+
 def test_city_and_download_names_in_any_case():
     from fwdlearn.graphs.data.datasets import _pyg_folder
 

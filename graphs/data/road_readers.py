@@ -260,7 +260,8 @@ def sniff_format(path: str | Path) -> str:
     """The format of a road file, read from its first bytes: one of :data:`FORMATS`.
 
     GraphML (an XML document with a ``<graphml`` element), Matrix Market (the ``%%MatrixMarket``
-    banner), MATLAB (the ``MATLAB`` header of a ``.mat`` file), else a whitespace-separated edge list.
+    banner), MATLAB (the ``MATLAB`` header of a v5 ``.mat`` file; a v4 file has no header, so it is
+    binary content named ``.mat`` that scipy recognises as v4), else a whitespace-separated edge list.
 
     Raises:
         ValueError: binary content that is none of these (naming the file).
@@ -275,6 +276,8 @@ def sniff_format(path: str | Path) -> str:
         return "matrix-market"
     if text.startswith(b"<") and b"<graphml" in head:
         return "graphml"
+    if b"\x00" in head and path.suffix.lower() == ".mat" and _matlab_v4(path):
+        return "mat"
     if b"\x00" in head:
         raise ValueError(f"{path}: binary content that is not a road file fwdlearn reads (GraphML, Matrix Market, "
                          "a MATLAB .mat with 'A' and 'xy', or a text edge list 'u v [length]')")
@@ -282,6 +285,16 @@ def sniff_format(path: str | Path) -> str:
         raise ValueError(f"{path}: an XML document without a <graphml> element; export the road network as GraphML "
                          "(osmnx.save_graphml)")
     return "edge-list"
+
+
+def _matlab_v4(path: Path) -> bool:
+    """Whether scipy takes ``path`` for a MATLAB v4 file (which has no header to recognise)."""
+    from scipy.io.matlab import matfile_version
+
+    try:
+        return matfile_version(path)[0] == 0
+    except Exception:  # noqa: BLE001 - any failure: not a file scipy reads as v4
+        return False
 
 
 _READERS = {"graphml": _read_graphml, "matrix-market": _read_matrix_market, "mat": _read_mat,

@@ -262,3 +262,24 @@ def test_a_node_file_without_its_edge_file_is_named_before_the_cache_hashes_it(t
         with pytest.raises(FileNotFoundError, match=rf"{missing} is missing; a node/edge pair needs both \.cnode and "
                                                     r"\.cedge"):
             build_city_network(tmp_path / given)
+
+
+def test_edge_list_ids_must_be_integers(tmp_path):
+    """'1.2 1.7' was truncated to the road 1-1; string ids had their first line skipped as a header, then a
+    confusing error. Integral numbers as numpy.savetxt writes them still read."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    path = tmp_path / "ids.edges"
+    for text, line, token in (("1.2 1.7\n1.7 2.5\n", 1, "1.2"), ("a b 1.0\nb c 2.0\n", 2, "b"),
+                              ("0 1\n1 2\n2 nan\n", 3, "nan")):
+        path.write_text(text)
+        with pytest.raises(InputError, match=rf"ids\.edges, line {line}: expected 'u v \[length\]' with integer node "
+                                             rf"ids, got '{token}' in .*; number the junctions"):
+            read_road_graph(path)
+    np.savetxt(path, np.array([[1, 2], [2, 3], [3, 1]]))  # '1.000000000000000000e+00 2.000...'
+    assert read_road_graph(path).edges.tolist() == [[0, 1], [1, 2], [2, 0]]
+    (tmp_path / "f.cnode").write_text("0 0 0\n1.5 1 0\n")
+    (tmp_path / "f.cedge").write_text("0 0 1.5 1.0\n")
+    with pytest.raises(InputError, match=r"f\.cnode, line 2: expected 'NodeID x y' with integer node ids, got '1\.5'"):
+        read_road_graph(tmp_path / "f.cnode")

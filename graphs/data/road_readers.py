@@ -1,12 +1,12 @@
 """Readers that turn road-network files into one plain :class:`RoadGraph`.
 
 Supported: OSMnx GraphML, a node-coordinate + edge-list pair (``.cnode`` / ``.cedge``, as the
-California road network), plain edge lists (``u v [length]`` per line, any ids, an optional
-header or size line), Matrix Market and the PyGSP Minnesota ``.mat`` (sparse ``A``, coordinates
-``xy``). A single file's format is recognised by its **content** (:func:`sniff_format`), not its
-name: an OSMnx GraphML saved as ``.gxl`` reads as GraphML, and a headerless 1-based edge list saved
-as ``.mtx`` (as the DIMACS10 road graphs are distributed) reads as an edge list. Errors on lines
-that cannot be parsed name the file and the line.
+California road network), plain edge lists (``u v [length]`` per line, integer ids in any
+numbering, an optional header or size line), Matrix Market and the PyGSP Minnesota ``.mat``
+(sparse ``A``, coordinates ``xy``). A single file's format is recognised by its **content**
+(:func:`sniff_format`), not its name: an OSMnx GraphML saved as ``.gxl`` reads as GraphML, and a
+headerless 1-based edge list saved as ``.mtx`` (as the DIMACS10 road graphs are distributed) reads
+as an edge list. Errors on lines that cannot be parsed name the file and the line.
 """
 
 from __future__ import annotations
@@ -104,9 +104,23 @@ def _read_graphml(path: Path) -> RoadGraph:
                      None if np.isnan(length_array).all() else length_array, node_attrs, edge_attrs)
 
 
-def _table(path: Path, columns: int, what: str, optional: int = 0) -> list[list[str]]:
+def _integer(token: str) -> int | None:
+    """A node id token as an ``int`` (``"7"``, or an integral float such as ``"7.0"`` or ``"7.000e+00"`` as
+    ``numpy.savetxt`` writes), else ``None``."""
+    try:
+        return int(token)
+    except ValueError:
+        pass
+    try:
+        value = float(token)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def _table(path: Path, columns: int, what: str, optional: int = 0, ids: tuple[int, ...] = ()) -> list[list[str]]:
     """Whitespace-separated rows with at least ``columns`` numeric fields (and the next ``optional`` fields numeric
-    where a row has them); skips a header and comments."""
+    where a row has them), the fields at the positions ``ids`` integer node ids; skips a header and comments."""
     rows = []
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
@@ -118,14 +132,25 @@ def _table(path: Path, columns: int, what: str, optional: int = 0) -> list[list[
             rows.append((number, fields))
     out = []
     for index, (number, fields) in enumerate(rows):
-        try:
-            [float(f) for f in fields[:columns + optional]]
-        except ValueError:
-            if index == 0:  # a header line
-                continue
-            raise ValueError(f"{path}, line {number}: expected {what}, got {' '.join(fields)!r}") from None
+        not_numbers = {i for i, f in enumerate(fields[:columns + optional]) if not _is_number(f)}
+        if not_numbers and index == 0:  # a header line
+            continue
+        if not not_numbers <= set(ids):
+            raise ValueError(f"{path}, line {number}: expected {what}, got {' '.join(fields)!r}")
+        bad_id = next((fields[i] for i in ids if _integer(fields[i]) is None), None)
+        if bad_id is not None:  # a name, or a number with a fraction
+            raise InputError(f"{path}, line {number}: expected {what} with integer node ids, got {bad_id!r} in "
+                             f"{' '.join(fields)!r}; number the junctions (0..N-1 or 1..N)")
         out.append(fields)
     return out
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _relabel(raw_ids: np.ndarray) -> tuple[dict[int, int], int]:
@@ -134,19 +159,19 @@ def _relabel(raw_ids: np.ndarray) -> tuple[dict[int, int], int]:
 
 
 def _read_node_edge_pair(node_file: Path, edge_file: Path) -> RoadGraph:
-    nodes = _table(node_file, 3, "'NodeID x y'")
+    nodes = _table(node_file, 3, "'NodeID x y'", ids=(0,))
     ids: dict[int, int] = {}
     for i, r in enumerate(nodes):
-        node = int(float(r[0]))
+        node = _integer(r[0])
         if node in ids:
             raise ValueError(f"{node_file}: node {node} is listed twice (rows {ids[node] + 1} and {i + 1}); each "
                              "NodeID must appear once")
         ids[node] = i
     coords = np.array([[float(r[1]), float(r[2])] for r in nodes], dtype=np.float64)
-    rows = _table(edge_file, 4, "'EdgeID StartNodeID EndNodeID Length'")
+    rows = _table(edge_file, 4, "'EdgeID StartNodeID EndNodeID Length'", ids=(1, 2))
     edges, lengths = [], []
     for r in rows:
-        u, v = int(float(r[1])), int(float(r[2]))
+        u, v = _integer(r[1]), _integer(r[2])
         if u not in ids or v not in ids:
             raise ValueError(f"{edge_file}: edge {r[0]} joins node {u if u not in ids else v}, "
                              f"which is not in {node_file}")
@@ -180,21 +205,22 @@ def _is_size_line(first: list[str], rest: list[list[str]]) -> bool:
         nodes, edges = counts[0], counts[2]
     else:
         return False
-    return edges == len(rest) and nodes >= len({int(float(f)) for r in rest for f in r[:2]})
+    return edges == len(rest) and nodes >= len({_integer(f) for r in rest for f in r[:2]})
 
 
 def _read_edge_list(path: Path) -> RoadGraph:
-    """``u v [length]`` per line; ids are relabelled ``0..N-1`` (so 0- and 1-based files read alike).
+    """``u v [length]`` per line, ``u`` and ``v`` integer junction ids (another token is refused, naming the line);
+    ids are relabelled ``0..N-1`` (so 0- and 1-based files read alike).
 
     A first line is a size line, skipped, when it has another number of fields than the rest (``n n m`` of a
     headerless Matrix Market above ``u v`` rows), or when it has as many and counts them (:func:`_is_size_line`:
     ``N M`` above ``u v`` rows, ``n n m`` above ``u v length`` rows); otherwise it is a road like the others."""
-    rows = _table(path, 2, "'u v [length]'", optional=1)
+    rows = _table(path, 2, "'u v [length]'", optional=1, ids=(0, 1))
     if len(rows) > 2 and len(rows[0]) != len(rows[1]) and len({len(r) for r in rows[1:]}) == 1:
         rows = rows[1:]
     elif len(rows) > 1 and all(len(r) == len(rows[0]) for r in rows) and _is_size_line(rows[0], rows[1:]):
         rows = rows[1:]
-    raw = np.array([[int(float(r[0])), int(float(r[1]))] for r in rows], dtype=np.int64).reshape(-1, 2)
+    raw = np.array([[_integer(r[0]), _integer(r[1])] for r in rows], dtype=np.int64).reshape(-1, 2)
     ids, n = _relabel(raw.ravel())
     edges = np.vectorize(ids.__getitem__, otypes=[np.int64])(raw) if raw.size else raw
     has_length = rows and all(len(r) >= 3 for r in rows)

@@ -28,7 +28,13 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
 
 def roc_auc(scores: Tensor, labels: Tensor) -> float:
     r"""Area under the ROC curve of ``scores`` for binary ``labels`` (ties get average ranks)."""
-    s, y = scores.detach().flatten().cpu().double(), labels.detach().flatten().cpu().bool()
+    s, y = scores.detach().flatten().cpu().double(), labels.detach().flatten().cpu()
+    if y.dtype != torch.bool:
+        if not bool(((y == 0) | (y == 1)).all()):
+            values = [round(float(v), 6) for v in y.unique()]
+            raise ValueError(f"roc_auc reads labels 0 (negative) and 1 (positive); got values "
+                             f"{values[:5]}{' ...' if len(values) > 5 else ''}")
+        y = y.bool()
     if s.numel() != y.numel():
         raise ValueError(f"roc_auc needs one label per score; got {s.numel()} scores and {y.numel()} labels")
     p, n = int(y.sum()), int((~y).sum())

@@ -159,5 +159,12 @@ def test_roc_auc_is_the_pairwise_probability_with_ties_counted_half():
 def test_roc_auc_needs_one_label_per_score():
     from fwdlearn.metrics import roc_auc
 
+    with pytest.raises(ValueError, match=r"roc_auc reads labels 0 \(negative\) and 1 \(positive\); got values "
+                                         r"\[-1.0, 1.0\]"):
+        roc_auc(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([-1, 1, 1]))  # ("3 positives and 0 negatives" before)
+    with pytest.raises(ValueError, match=r"got values \[0.0, 0.3, 1.0\]"):
+        roc_auc(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.0, 0.3, 1.0]))  # 0.3 counted as a positive
+    assert roc_auc(torch.tensor([0.1, 0.9]), torch.tensor([0.0, 1.0])) == 1.0
+
     with pytest.raises(ValueError, match="roc_auc needs one label per score; got 3 scores and 2 labels"):
         roc_auc(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0, 1]))

@@ -64,9 +64,52 @@ def test_a_graph_too_small_to_split_its_links_is_refused():
     from fwdlearn.graphs.nn.linkpred import link_split
 
     path = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]])
-    with pytest.raises(ValueError, match=r"the graph's 6 undirected edges leave the (validation|test) split without "
-                                         r"edges"):
+    with pytest.raises(ValueError, match=r"the graph's 6 undirected edges \(self-loops and duplicates dropped\) leave "
+                                         r"the validation split without edges"):
         link_split(Data(x=torch.randn(30, 6), edge_index=path))
+    loops = torch.arange(5).repeat(2, 1)  # self-loops only: PyG's bare "Insufficient number of edges" before
+    with pytest.raises(ValueError, match=r"the graph's 0 undirected edges \(self-loops and duplicates dropped\)"):
+        link_split(Data(x=torch.randn(5, 6), edge_index=loops))
+    complete = torch.combinations(torch.arange(12)).t()  # no pair is left to be a negative
+    with pytest.raises(ValueError, match=r"the graph is too dense to draw negative pairs for its validation split "
+                                         r"\(66 edges among 12 nodes\)"):
+        link_split(Data(x=torch.randn(12, 6), edge_index=complete))
+    dense = complete[:, 5:]  # five pairs left: 1:1 negatives cannot be drawn
+    with pytest.warns(UserWarning, match=r"the graph is dense: its validation split has 9 edges but only \d negative"):
+        link_split(Data(x=torch.randn(12, 6), edge_index=dense))
+
+
+def test_the_link_split_depends_on_its_seed_alone():
+    """PyG's negative sampling draws from Python's random module, which link_split did not seed."""
+    import random
+
+    import torch
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    g = torch.Generator().manual_seed(0)
+    data = Data(x=torch.randn(40, 4), edge_index=torch.randint(0, 40, (2, 120), generator=g))
+    first = link_split(data, seed=3)
+    random.random()
+    again = link_split(data, seed=3)
+    for a, b in zip(first, again):
+        assert torch.equal(a.pos_edge_label_index, b.pos_edge_label_index)
+        if "neg_edge_label_index" in a:
+            assert torch.equal(a.neg_edge_label_index, b.neg_edge_label_index)
+
+
+def test_link_ff_weighs_positives_and_negatives_as_the_reference():
+    """ForwardGNN-FF: the positives' mean loss plus the negatives' mean loss (it was one mean over both sets)."""
+    import torch
+    import torch.nn.functional as F
+
+    from fwdlearn.graphs.nn.linkpred import GoodnessScore
+
+    pos, neg = torch.randn(6, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    g_pos, g_neg = pos.pow(2).sum(-1), neg.pow(2).sum(-1)
+    expected = F.softplus(2.0 - g_pos).mean() + F.softplus(g_neg - 2.0).mean()
+    torch.testing.assert_close(GoodnessScore(2.0).loss(pos, neg), expected)
 
 
 @pytest.mark.parametrize("method", ["ce", "ff", "bp"])

@@ -8,7 +8,8 @@ on the frozen output of the layer below, against negative edges sampled afresh e
 - ``"ce"`` (rule ``local:ce``, ForwardGNN-CE): :math:`\mathcal{L}_l = \operatorname{BCE}(\sigma(s^{(l)}_{uv}), 1)` on
   training edges and :math:`\operatorname{BCE}(\sigma(s^{(l)}_{uv}), 0)` on negatives;
 - ``"ff"`` (rule ``local:ff``, ForwardGNN-FF): the FF loss on the goodness of the element-wise product,
-  :math:`G_{uv} = \lVert h_u \odot h_v \rVert^2`, threshold :math:`\theta`;
+  :math:`G_{uv} = \lVert h_u \odot h_v \rVert^2`, threshold :math:`\theta`, as the reference weighs it: the
+  positives' mean loss plus the negatives' mean loss (:func:`~fwdlearn.local.ff_loss` with ``per_set=True``);
 - ``"bp"``: the same blocks trained end to end with the BCE of the last layer's scores.
 
 Each method is a pair score (:class:`DotProductScore`, :class:`GoodnessScore`) trained layer by layer or end to end:
@@ -20,10 +21,17 @@ by :class:`torch_geometric.transforms.RandomLinkSplit` with 1:1 negatives for va
 passing uses the training edges (and, at test time, training + validation edges, as PyG's split
 provides). GCN/SAGE layers reuse the cached aggregation of their frozen input
 (:mod:`~fwdlearn.graphs.nn.aggregation_cache`).
+
+One difference from the reference's protocol: it draws one fixed set of training negatives with the split (excluding
+every edge, validation and test positives included); here they are drawn afresh every epoch, excluding the training
+edges only, so a few may be held-out positives (0.04 % on Cora, 5 % on the 78-edge karate graph). Measured on Cora
+(4-layer GCN, 100 epochs): test AUC 0.926 against 0.921-0.924 with the reference's fixed negatives (``ce``), 0.881
+against 0.872 (``bp``).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,7 +83,8 @@ class DotProductScore(PairScore):
 
 class GoodnessScore(PairScore):
     r""":math:`\sigma(G_{uv} - \theta)` with :math:`G_{uv} = \lVert h_u \odot h_v \rVert^2`, trained by the FF loss
-    (ForwardGNN-FF; :func:`fwdlearn.local.ff_loss`)."""
+    (ForwardGNN-FF; :func:`fwdlearn.local.ff_loss`, the positives' mean plus the negatives' mean, as the reference: a
+    mean over both sets halves the loss against Adam's weight decay, 0.025 lower test AUC on Cora)."""
 
     def __init__(self, theta: float) -> None:
         self.theta = theta
@@ -84,7 +93,7 @@ class GoodnessScore(PairScore):
         return ff_probability(goodness(prod), self.theta)
 
     def loss(self, pos: Tensor, neg: Tensor) -> Tensor:
-        return ff_loss(goodness(pos), goodness(neg), self.theta)
+        return ff_loss(goodness(pos), goodness(neg), self.theta, per_set=True)  # the reference's weighting
 
 
 @dataclass(frozen=True)
@@ -117,14 +126,28 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
         and coalesce(edge_index, num_nodes=n).shape == edge_index.shape
     if not clean:  # (a clean graph keeps its edge order, which the split's draw depends on)
         edge_index = to_undirected(remove_self_loops(edge_index)[0], num_nodes=n)
-    torch.manual_seed(seed)
+    edges = edge_index.shape[1] // 2
+    counts = {"validation": int(val * edges), "test": int(test * edges)}
+    counts["training"] = edges - counts["validation"] - counts["test"]
+    for name, count in counts.items():
+        if count < 1:
+            raise ValueError(f"the graph's {edges} undirected edges (self-loops and duplicates dropped) leave the {name} "
+                             f"split without edges (fractions val={val}, test={test}); link prediction needs a larger "
+                             "graph")
+    seed_everything(seed)  # (PyG's negative sampling draws from Python's random module too)
     transform = RandomLinkSplit(num_val=val, num_test=test, is_undirected=True, add_negative_train_samples=False,
                                 split_labels=True)
-    splits = transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
-    for name, part in zip(("training", "validation", "test"), splits):
-        if getattr(part, "pos_edge_label_index", torch.empty(2, 0)).shape[1] == 0:
-            raise ValueError(f"the graph's {edge_index.shape[1] // 2} undirected edges leave the {name} split without "
-                             f"edges (fractions val={val}, test={test}); link prediction needs a larger graph")
+    with warnings.catch_warnings():  # (PyG warns of too few negatives; the check below says what it means here)
+        warnings.simplefilter("ignore", UserWarning)
+        splits = transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
+    for name, part in zip(("validation", "test"), splits[1:]):
+        pos, neg = part.pos_edge_label_index.shape[1], getattr(part, "neg_edge_label_index", torch.empty(2, 0)).shape[1]
+        if neg == 0:
+            raise ValueError(f"the graph is too dense to draw negative pairs for its {name} split ({edges} edges among "
+                             f"{n} nodes): an AUC needs node pairs that are not edges")
+        if neg < pos:
+            warnings.warn(f"the graph is dense: its {name} split has {pos} edges but only {neg} negative pairs (not "
+                          "1:1), so its AUC rests on few negatives", stacklevel=2)
     return splits
 
 

@@ -12,19 +12,37 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .files import atomic_write
 from .records import finite_json, library_versions, to_jsonable
 
-__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "invoked_command", "mean_std"]
+__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "invoked_command", "invoked_as",
+           "mean_std"]
+
+
+#: the arguments ``fwdlearn.cli.main`` runs (set while it runs): ``main([...])`` called from Python has no command line
+_invocation: list[str] | None = None
+
+
+@contextmanager
+def invoked_as(argv: Sequence[str]) -> Iterator[None]:
+    """Inside this block :func:`invoked_command` is ``fwdlearn <argv>`` (what ``fwdlearn.cli.main(argv)`` ran)."""
+    global _invocation
+    before, _invocation = _invocation, list(argv)
+    try:
+        yield
+    finally:
+        _invocation = before
 
 
 def invoked_command() -> str:
-    """The command line of this process, as a user would type it (``fwdlearn ...``)."""
-    argv = list(sys.argv)
+    """The command line of this process, as a user would type it (``fwdlearn ...``): the arguments the CLI's
+    ``main`` runs, else ``sys.argv``."""
+    argv = ["fwdlearn", *_invocation] if _invocation is not None else list(sys.argv)
     prog = Path(argv[0]).name if argv else "fwdlearn"
     if prog in ("__main__.py", "-m", "-c"):
         prog = "fwdlearn"

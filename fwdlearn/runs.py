@@ -29,6 +29,7 @@ import atexit
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,7 +143,7 @@ def check_run_name(name: str, elsewhere: str = "; write elsewhere with --json (a
 
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
                 out: str | None = None, resume: bool = False, scales_out: bool = False,
-                splits: int | None = None) -> RunPaths:
+                splits: int | None = None, more: Sequence[str] = ()) -> RunPaths:
     """Resolve this run's output paths (see the module doc) and check them before any work.
 
     Args:
@@ -151,6 +152,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         checkpoint: ``None``: the command keeps no checkpoint; ``""``: the default path; else the path.
         plot: the ``--plot`` path (``""``: none).
         out: benches: the ``--out`` results prefix (``""``: from the name, or fresh); ``None``: no tables.
+        more: benches: suffixes of further files next to the tables (``"-alignment.png"``: ``<out>-alignment.png``),
+            appended to :attr:`RunPaths.results` and checked as they are.
         resume: the checkpoint must exist (it is continued), instead of must not; the record may exist (the
             continued run rewrites its own record).
         scales_out: the command shares its work out under ``torchrun``; a command that does not is refused there
@@ -180,7 +183,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
                          f"e.g. --out {os.path.join(out, 'results')}")
     if out is not None:
         json_path, md_path, record_path = result_paths(out or stem)
-        paths.results, paths.record = (json_path, md_path), record_path
+        prefix = md_path.with_suffix("")
+        extras = tuple(prefix.with_name(prefix.name + suffix) for suffix in more)
+        paths.results, paths.record = (json_path, md_path, *extras), record_path
     if options.json:
         paths.record = Path(options.json)
     if checkpoint is not None:
@@ -359,8 +364,8 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
 
     device = resolve_device(options.device)
     if paths is not None:
-        if paths.named:  # the record and the checkpoints: two runs never write one file
-            for path in (paths.record, paths.checkpoint, *paths.split_checkpoints):
+        if paths.named:  # the record, the checkpoints and the tables: two runs never write one file
+            for path in (paths.record, paths.checkpoint, *paths.split_checkpoints, *paths.results[:1]):
                 if path is not None:
                     lock_run(path)
         if launch_rank() == 0:  # the process that holds the locks, once they are ours: never

@@ -34,7 +34,6 @@ from fwdlearn.fit import progress, seed_everything
 from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, write_results
 from fwdlearn.errors import UsageError
-from fwdlearn.files import refuse_overwrite
 from fwdlearn.runs import run_outputs, start_run
 from fwdlearn.schedules import end_to_end_step
 
@@ -46,12 +45,29 @@ from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
 from fwdlearn.sequences.nn.kernels import use_kernels
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
-__all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts"]
+__all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts", "canonical_rules"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
 #: the cost part's name for BPTT through torch's fused module (kernels off), timed for cells that have one
 TORCH_BPTT = "bptt (torch fused)"
 MB = 1024 * 1024
+
+
+def canonical_rules(flag: str, given: Sequence[str], recurrent: bool) -> list[str]:
+    """``given`` rule names spelled canonically (``dfa:macro`` is ``dfa``, ``BPTT`` is ``bptt``; for a recurrent
+    model a rule without a time part is trained by BPTT, so ``bp`` is ``bptt``): results, baselines and verdicts are
+    keyed by that spelling. A rule named twice is refused, naming ``flag``."""
+    from fwdlearn.rules import BPTT, parse_rule
+
+    rules = [parse_rule(rule) for rule in given]
+    if recurrent:
+        rules = [rule.with_time(BPTT()) if rule.time is None else rule for rule in rules]
+    canonical = [str(rule) for rule in rules]
+    for rule in dict.fromkeys(canonical):
+        if canonical.count(rule) > 1:
+            same = [g for g, c in zip(given, canonical) if c == rule]
+            raise UsageError(f"{flag} names the rule {rule} more than once ({', '.join(same)}); give each once")
+    return canonical
 
 
 def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=None) -> dict:
@@ -76,7 +92,7 @@ def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device
         out[name] = {
             "seconds": statistics.median(c.seconds for c in costs),
             "saved_mb": m.saved_bytes / MB,
-            "peak_mb": (m.cuda_peak_bytes if m.cuda_peak_bytes is not None else m.rss_increase_bytes) / MB,
+            "peak_mb": (m.cuda_increase_bytes if m.cuda_increase_bytes is not None else m.rss_increase_bytes) / MB,
             "all_seconds": [c.seconds for c in costs],
         }
     return out
@@ -246,10 +262,8 @@ def run_parts(config, job: str, parts: Callable[[Any, list, dict], None], verdic
     without ``--overwrite``), apply the run options, run
     ``parts(config, rows, extra)`` (``config.out`` and ``config.device`` resolved), check the claims
     (``verdicts(extra)``), write the results and the record, print them."""
-    paths = run_outputs(job, config, out=config.out)
+    paths = run_outputs(job, config, out=config.out, more=more)
     out = paths.results[0].with_name(paths.results[0].name[: -len(".json")])
-    for suffix in more:
-        refuse_overwrite(out.with_name(out.name + suffix), overwrite=config.overwrite)
     config = dataclasses.replace(config, device=str(start_run(config, paths)), out=str(out))
     record = RunRecord(job, config, seed=config.seed)
     start = time.perf_counter()

@@ -26,13 +26,12 @@ from typing import Any
 
 import torch
 
-from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
-from fwdlearn.rules import BPTT, DFA, parse_rule
+from fwdlearn.rules import DFA, parse_rule
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.bench import interleaved_costs, run_parts
+from fwdlearn.sequences.bench import canonical_rules, interleaved_costs, run_parts
 from fwdlearn.sequences.data.text import Corpus, read_corpus
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
@@ -184,16 +183,7 @@ def _check_rules(config) -> None:
     verdicts are keyed by it), refuse a rule named twice, and refuse a rule a part cannot train before any part runs:
     each model family builds a one-token model under every rule of its part (the models' own checks say why)."""
     for flag, name in (("--rules", "rules"), ("--rnn-rules", "rnn_rules")):
-        given = getattr(config, name)
-        rules = [parse_rule(rule) for rule in given]
-        if name == "rnn_rules":  # a recurrent model trains a rule without a time part by BPTT: bp is bptt
-            rules = [rule.with_time(BPTT()) if rule.time is None else rule for rule in rules]
-        canonical = [str(rule) for rule in rules]
-        for rule in set(canonical):
-            if canonical.count(rule) > 1:
-                same = [g for g, c in zip(given, canonical) if c == rule]
-                raise UsageError(f"{flag} names the rule {rule} more than once ({', '.join(same)}); give each once")
-        setattr(config, name, canonical)
+        setattr(config, name, canonical_rules(flag, getattr(config, name), recurrent=name == "rnn_rules"))
     if {"transformer", "cost"} - set(config.skip):
         for rule in config.rules:
             _transformer(dataclasses.replace(config, hidden=config.heads, layers=1), 1, rule)
@@ -217,8 +207,6 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
                        f"T={config.context}, B={config.batch_size}, {config.steps} steps")
             _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
                           config.rules, "bp", config.steps, rows, extra)
-            if plot:
-                extra["plot"] = str(_plot(config, extra["transformer"]))
         if "cost" not in config.skip:
             _cost_part(config, corpus.vocab_size, rows, extra)
         if "recurrent" not in config.skip:
@@ -229,6 +217,8 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
                        f"T={config.context}, B={config.batch_size}, {steps} steps")
             _quality_part("recurrent", setting, config, corpus, partial(_recurrent, config, corpus.vocab_size),
                           config.rnn_rules, "bptt", steps, rows, extra)
+        if plot:  # last: a part that fails leaves no plot behind to refuse the next run
+            extra["plot"] = str(_plot(config, extra["transformer"]))
 
     notes = [
         "`baseline` is bp (transformer, cost) or bptt (recurrent), measured in the same run; `ratio` = value / "

@@ -156,6 +156,17 @@ def test_roc_auc_is_the_pairwise_probability_with_ties_counted_half():
         roc_auc(torch.rand(3), torch.zeros(3, dtype=torch.bool))
 
 
+def test_a_cost_report_takes_the_largest_peak_and_the_largest_increase_each_on_its_own():
+    """The increase came from the step with the largest peak: (peak 1000, +500) and (1100, +50) reported +50."""
+    from fwdlearn.diagnostics.cost import Cost, CostReport
+
+    steps = [Cost(1.0, 10, 0, 1000, 500, None), Cost(1.0, 30, 0, 1100, 50, None)]
+    report = CostReport.from_costs(steps)
+    assert (report.saved_bytes_per_step, report.peak_memory_bytes, report.step_memory_bytes) == (30, 1100, 500)
+    gpu = CostReport.from_costs([Cost(1.0, 0, 0, 0, 0, 9000, 700)])  # CUDA: the allocated memory's increase
+    assert (gpu.peak_memory_bytes, gpu.step_memory_bytes) == (9000, 700)
+
+
 def test_roc_auc_needs_one_label_per_score():
     from fwdlearn.metrics import roc_auc
 

@@ -53,8 +53,9 @@ def test_bench_graph_tiny(tmp_path, capsys):
     assert {("bp", 1), ("sf", 1), ("bp", 2), ("sf", 2), ("ce", 1)} <= methods
     sf2 = next(r for r in result["rows"] if r["method"] == "sf" and r["layers"] == 2)
     assert sf2["time_vs_bp"] > 0 and sf2["saved_vs_bp"] > 0
+    assert "step_memory_vs_bp" in sf2 and "peak_memory_bytes" not in sf2  # (the peak carried earlier cells' memory)
     md = out.with_suffix(".md").read_text()
-    assert "Claims checked in this run" in md and "fwdlearn" in md
+    assert "Claims checked in this run" in md and "fwdlearn" in md and "step memory / BP" in md
 
 
 def _interrupt_at(monkeypatch, call: int) -> None:

@@ -125,6 +125,19 @@ def test_bench_influence_measures_speedup_against_ball_size_and_trained_ranges(t
     assert "already exists; choose another output path or pass --overwrite" in capsys.readouterr().err
 
 
+def test_bench_influence_reads_its_data_before_timing_and_checks_its_plot_path(tmp_path, capsys, monkeypatch):
+    """A --data that fails left the plot behind (drawn before the trained part), which refused the next run; a --json
+    naming the plot was found only after the whole run."""
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "empty"))  # no Planetoid files
+    out = tmp_path / "inf"
+    base = ["bench", "influence", "--graphs", "karate", "--depths", "2", "--samples", "4", "--pyg-samples", "2",
+            "--repeats", "1", "--hidden", "4", "--epochs", "1", "--threads", "1", "--quiet"]
+    assert main([*base, "--data", "citeseer", "--out", str(out)]) == 2
+    assert not list(tmp_path.glob("inf*")), list(tmp_path.iterdir())
+    assert main([*base, "--data", "karate", "--out", str(out), "--json", str(out) + ".png"]) == 2
+    assert f"--json and --out both name {out}.png" in capsys.readouterr().err
+
+
 def test_bench_influence_refuses_empty_settings(tmp_path, capsys):
     assert main(["bench", "influence", "--repeats", "0", "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "--repeats must be >= 1, got 0" in capsys.readouterr().err

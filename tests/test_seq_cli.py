@@ -85,7 +85,20 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert "Command: `" in md and "GRU: DSF faster than BPTT at T=16" in md and "LSTM: DSF faster" in md
     assert "GRU: DSF faster than BPTT through torch's fused module at T=16" in md
     assert "GRU: DSF step <= 0.7 x BPTT at every T (the step-cost target): " in md
+    assert f"Command: `fwdlearn bench seq --out {out} --quiet" in md  # main([...]) from Python: its own arguments
     assert main(args) == 2  # refuses to overwrite
+
+
+def test_bench_seq_keys_modes_by_their_canonical_spelling(text_file, tmp_path, capsys):
+    """--quality-modes BPTT dsf lost the baseline (the table keyed it by the literal "bptt"): empty ratio columns."""
+    base = ["bench", "seq", "--skip", "cost", "alignment", "recall", "--data", str(text_file), "--hidden", "8",
+            "--layers", "1", "--context", "16", "--batch-size", "2", "--steps", "2", "--eval-every", "1",
+            "--eval-tokens", "200", "--threads", "1", "--quiet"]
+    assert main([*base, "--quality-modes", "BPTT", "dsf", "--out", str(tmp_path / "a")]) == 0
+    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
+    assert {r["mode"] for r in rows} == {"bptt", "dsf"} and all(r["ratio"] is not None for r in rows)
+    assert main([*base, "--quality-modes", "bp", "bptt", "--out", str(tmp_path / "b")]) == 2
+    assert "--quality-modes names the rule bptt more than once (bp, bptt); give each once" in capsys.readouterr().err
 
 
 def test_bench_seq_quality_on_words_with_other_splits(text_file, tmp_path):

@@ -228,10 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.group_parser.print_help()
         return 2
     debug = bool(getattr(args, "debug", False)) or os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
+    from fwdlearn.reporting import invoked_as
     from fwdlearn.runs import release_runs
 
     try:
-        status = run(args)
+        with invoked_as(argv):  # (what the reports' "Command:" lines say, also for main([...]) called from Python)
+            status = run(args)
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
         code = exit_status(error)
         if code is None and not debug and _peer_failed(error):

@@ -14,7 +14,8 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   memory in again, which costs time: measure time and memory in separate calls (``memory=False``).
   Where these are unavailable a background thread samples ``/proc/self/statm`` (and failing that
   ``resource.getrusage``).
-* **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU.
+* **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU; its increase is that peak less
+  what was allocated when the step began (the weights, the optimizer state, other models).
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class Cost:
     peak_rss_bytes: int
     rss_increase_bytes: int
     cuda_peak_bytes: int | None
+    cuda_increase_bytes: int | None = None
 
 
 def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None, memory: bool = True) -> Cost:
@@ -180,9 +182,11 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
             fields are then 0).
     """
     cuda = device is not None and torch.device(device).type == "cuda"
+    cuda_start = None
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        cuda_start = torch.cuda.memory_allocated(device)
     with ExitStack() as stack:
         peak = stack.enter_context(_PeakMemory()) if memory else None
         box = stack.enter_context(saved_bytes()) if memory else SavedBytes()
@@ -198,6 +202,7 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
         peak_rss_bytes=peak.peak if peak is not None else 0,
         rss_increase_bytes=max(0, peak.peak - (peak.start or 0)) if peak is not None else 0,
         cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
+        cuda_increase_bytes=torch.cuda.max_memory_allocated(device) - cuda_start if cuda else None,
     )
 
 
@@ -209,7 +214,8 @@ class CostReport:
         saved_bytes_per_step: bytes autograd saved for backward in the largest measured step (for
             layer-by-layer training the largest layer, since one layer trains at a time).
         peak_memory_bytes: CUDA peak allocated on a GPU, else the process's peak RSS, during the measured step(s).
-        step_memory_bytes: CUDA peak on a GPU, else the RSS increase during that step.
+        step_memory_bytes: the largest increase during a measured step: of CUDA's allocated memory on a GPU, else of
+            the RSS. Unlike the peak, it does not carry what the process held before the step (earlier models).
     """
 
     saved_bytes_per_step: int = 0
@@ -225,11 +231,11 @@ class CostReport:
 
         def memory(c: Cost) -> tuple[int, int]:
             if c.cuda_peak_bytes is not None:
-                return int(c.cuda_peak_bytes), int(c.cuda_peak_bytes)
+                return int(c.cuda_peak_bytes), int(c.cuda_increase_bytes or 0)
             return int(c.peak_rss_bytes), int(c.rss_increase_bytes)
 
-        peak, step = max((memory(c) for c in costs), key=lambda m: m[0])
-        return cls(int(max(c.saved_bytes for c in costs)), peak, step)
+        measured = [memory(c) for c in costs]  # (each the largest of its own: they may come from different steps)
+        return cls(int(max(c.saved_bytes for c in costs)), max(m[0] for m in measured), max(m[1] for m in measured))
 
 
 class WithCost:

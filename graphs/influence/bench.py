@@ -37,7 +37,6 @@ from pathlib import Path
 import torch
 
 from fwdlearn.errors import UsageError
-from fwdlearn.files import refuse_overwrite
 from fwdlearn.fit import seed_everything
 from fwdlearn.records import RunRecord
 from fwdlearn.reporting import markdown_table, write_results
@@ -50,8 +49,8 @@ from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
 
 __all__ = ["run_bench", "row_agreement"]
 
-SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "fwdlearn s", "PyG s", "speed-up", "autograd s",
-                 "autograd speed-up", "max rel. diff", "dead rows"]
+SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "PyG seeds", "fwdlearn s", "PyG s", "speed-up",
+                 "autograd s", "autograd speed-up", "max rel. diff", "dead rows"]
 #: both ways :func:`~fwdlearn.graphs.hop_influence` takes the Jacobian: the package's models by default, any model
 JACOBIANS = ("layered", "autograd")
 COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
@@ -197,20 +196,19 @@ def run_bench(config) -> int:
             method_class(config.forward_method)
         except ValueError as error:
             raise UsageError(f"--forward-method: {error}") from None
-    paths = run_outputs("bench-influence", config, out=config.out)
-    json_path, md_path = paths.results
-    plot_path = md_path.with_suffix(".png")
-    refuse_overwrite(plot_path, overwrite=config.overwrite)
+    paths = run_outputs("bench-influence", config, out=config.out, more=[".png"])
+    json_path, md_path, plot_path = paths.results
     device = start_run(config, paths)
     record = RunRecord("bench-influence", config, seed=config.seed)
     quiet = config.quiet
     speed: list[dict] = []
     other: list[dict] = []
+    # --data is read before the timings (a missing file fails in seconds), the plot drawn last (a failure leaves none)
+    data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet) if config.epochs else None
     _speed_curve(config, speed, other, quiet, device)
-    _plot_curve(speed, plot_path)
-    if config.epochs:
-        data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
+    if data is not None:
         _trained_ranges(config, data, other, quiet, device)
+    _plot_curve(speed, plot_path)
     for row in speed + other:
         record.log(**row)
     for row in other:

@@ -93,12 +93,12 @@ class SeqBenchConfig(SequenceBenchOptions):
 
 
 def _run(args) -> int:
-    from fwdlearn.rules import parse_rule
-    from fwdlearn.sequences.bench import run_bench
+    from fwdlearn.sequences.bench import canonical_rules, run_bench
 
     config = dataclass_from_args(SeqBenchConfig, args)
-    for mode in (*config.cost_modes, *config.quality_modes, *config.recall_modes):
-        parse_rule(mode)  # an unknown rule is refused before any work
+    for name in ("cost_modes", "quality_modes", "recall_modes"):  # an unknown rule is refused before any work, and
+        flag = "--" + name.replace("_", "-")  # each is keyed by its canonical spelling (BPTT, bp and bptt: bptt)
+        setattr(config, name, canonical_rules(flag, getattr(config, name), recurrent=True))
     run_bench(config)
     return 0
 

@@ -202,6 +202,11 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     _check_outputs(paths, options.overwrite, resume)
     if paths.checkpoint is not None and splits is not None and not resume:
         paths.stale = _further_splits(paths.checkpoint, splits, options.overwrite)
+    if paths.checkpoint is not None and splits is not None and resume and (more := _split_files(paths.checkpoint,
+                                                                                                  splits)):
+        last = max(more)  # a resume with fewer splits would leave these unfinished and record fewer
+        raise UsageError(f"{more[last]} is split {last}'s checkpoint of this run: it has at least {last + 1} splits; "
+                         f"resume with --splits {last + 1} (or as many as it was started with)")
     paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
 
@@ -267,17 +272,25 @@ def split_checkpoint(path: Path, split: int) -> Path:
     return path.with_name(f"{path.stem}-split{split}{path.suffix}")
 
 
-def _further_splits(path: Path, splits: int, overwrite: bool) -> tuple[Path, ...]:
-    """An earlier run's checkpoints of splits ``>= splits`` (to remove), refused unless ``overwrite``. A file with a
+def _split_files(path: Path, splits: int) -> dict[int, Path]:
+    """The checkpoints of splits ``>= splits`` beside ``path`` (``<stem>-split<i><suffix>``) by split. A file with a
     record of its own beside it (``<stem>-split<i>.json``) is the checkpoint of a run of that name, not a split."""
     pattern = re.compile(re.escape(path.stem) + r"-split(\d+)" + re.escape(path.suffix))
-    further = sorted(p for p in path.parent.glob(f"{path.stem}-split*{path.suffix}")
-                     if (match := pattern.fullmatch(p.name)) and int(match.group(1)) >= splits
-                     and not p.with_suffix(".json").exists())
+    found = {}
+    for p in path.parent.glob(f"{path.stem}-split*{path.suffix}"):
+        match = pattern.fullmatch(p.name)
+        if match and int(match.group(1)) >= splits and not p.with_suffix(".json").exists():
+            found[int(match.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def _further_splits(path: Path, splits: int, overwrite: bool) -> tuple[Path, ...]:
+    """An earlier run's checkpoints of splits ``>= splits`` (to remove), refused unless ``overwrite``."""
+    further = tuple(_split_files(path, splits).values())
     if further and not overwrite:
         raise FileExistsError(f"{further[0]} is a checkpoint of an earlier run of this name with more splits; pass "
                               "--overwrite to start over (it is removed), or choose another --name")
-    return tuple(further)
+    return further
 
 
 def _own_files(paths: RunPaths) -> set[Path]:

@@ -78,7 +78,8 @@ CASES = [
     # words the parser refuses
     ("layers-not-a-number", [*SEQ, "--layers", "x"], "argument --layers: invalid int value: 'x'"),
     ("unknown-model", [*SEQ, "--model", "rnn"], "argument --model: invalid choice: 'rnn'"),
-    ("unknown-flag", [*SEQ, "--hiden", "8"], "unrecognized arguments: --hiden 8"),
+    ("unknown-flag", [*SEQ, "--hiden", "8"],  # the command's --help lists its flags (the top level's does not)
+     "fwdlearn seq train: error: unrecognized arguments: --hiden 8 (see fwdlearn seq train --help)"),
     ("unknown-rule", [*SEQ, "--training", "rtrl"], "unknown rule 'rtrl'"),
     # devices
     ("device-missing-cuda", [*SEQ, "--device", "cuda:99"], "--device cuda:99: this machine has"),

@@ -123,6 +123,10 @@ def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypa
         assert main([*args, "--name", "cut"]) == 130
     line, = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("fwdlearn: interrupted at step 3; the last checkpoint is runs/cut-split1.pt (step 2)")
+    one = [*args[:args.index("--splits") + 1], "1", *args[args.index("--splits") + 2:]]
+    assert main([*one, "--name", "cut", "--resume"]) == 2  # it finished, recorded as 1 split, split 1 half-trained
+    assert ("runs/cut-split1.pt is split 1's checkpoint of this run: it has at least 2 splits; resume with --splits 2"
+            in capsys.readouterr().err)
     assert main([*args, "--name", "cut", "--resume"]) == 0
     cut = json.loads((tmp_path / "runs" / "cut.json").read_text())
     assert [row["test_accuracy"] for row in cut["metrics"]] == [row["test_accuracy"] for row in whole["metrics"]]

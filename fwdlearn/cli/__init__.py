@@ -206,6 +206,7 @@ def build_parser(load: Sequence[tuple[str, str | None]] | None = None) -> argpar
                 group_parsers[group] = gp.add_subparsers(dest="name", metavar="SUBCOMMAND")
                 gp.set_defaults(run=None, group_parser=gp)
             sub = group_parsers[group].add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(command_parser=sub)  # (an unknown flag is the command's: its --help lists the flags)
         if command is not None:
             command.configure(sub)
             sub.set_defaults(run=command.run)
@@ -219,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = _named_command(argv)
     parser = build_parser(load=[named] if named else [])
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.group is None:
         parser.print_help()
         return 0

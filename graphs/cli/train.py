@@ -3,7 +3,7 @@
 ::
 
     fwdlearn graph train --data cora --method sf --conv gcn --layers 4 --splits 5 --name cora-sf
-    fwdlearn graph train --data cora --method sf --layers 4 --name cora-sf --resume      # after an interruption
+    fwdlearn graph train --data cora --method sf --layers 4 --splits 5 --name cora-sf --resume  # after an interruption
     fwdlearn graph train --data cora --task link --method ce --layers 4
 
 Every split keeps a checkpoint (``runs/<name>.pt``; with ``--splits N`` the later splits'

@@ -37,7 +37,7 @@ from fwdlearn.errors import UsageError
 from fwdlearn.runs import run_outputs, start_run
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.data.text import read_corpus
+from fwdlearn.sequences.data.text import check_splits, read_corpus
 from fwdlearn.sequences.data.tasks import DelayedRecall
 from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import lm_loss
@@ -297,9 +297,9 @@ def run_bench(config) -> tuple[Path, Path]:
         # checked) before the cost part, so a wrong --data or split fails in seconds, not after minutes of timing
         corpus = read_corpus(config.data, level=config.level) if {"quality", "alignment"} - set(config.skip) else None
         if corpus is not None:
+            if "quality" not in config.skip:  # two different splits: selecting on the training text is refused
+                check_splits(corpus, config.train_split, config.valid_split, ("--train-split", "--valid-split"))
             valid = corpus.split(config.valid_split)
-            if "quality" not in config.skip:
-                corpus.split(config.train_split)
             if "alignment" not in config.skip and valid.numel() < config.align_context + 2:
                 raise UsageError(f"--align-context {config.align_context} needs a validation split of at least "
                                  f"{config.align_context + 2} tokens; {config.valid_split} has {valid.numel()}")

@@ -32,7 +32,7 @@ from fwdlearn.rules import DFA, parse_rule
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.bench import canonical_rules, interleaved_costs, run_parts
-from fwdlearn.sequences.data.text import Corpus, read_corpus
+from fwdlearn.sequences.data.text import Corpus, check_splits, read_corpus
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 from fwdlearn.sequences.nn.transformer import TransformerLM
@@ -200,7 +200,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
     def parts(config, rows: list, extra: dict) -> None:
         corpus = read_corpus(config.data, level="char")
         if {"transformer", "recurrent"} - set(config.skip):  # checked before the parts: not after minutes of work
-            corpus.split(config.train_split), corpus.split(config.valid_split)
+            check_splits(corpus, config.train_split, config.valid_split, ("--train-split", "--valid-split"))
         if "transformer" not in config.skip:
             setting = (f"{config.data}{_splits(config)}, transformer {config.layers}x{config.hidden}, "
                        f"{config.heads} heads, "

@@ -53,7 +53,7 @@ from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtyp
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context
+from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context, check_splits
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX, SequenceTask
 
 __all__ = ["FitReport", "lm_loss", "task_loss", "evaluate_lm", "evaluate_task", "fit_lm", "fit_task", "TrainState",
@@ -364,6 +364,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         clip: clip the gradient norm to this value (``> 0``; ``None``: no clipping).
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
+        train_split, valid_split: the splits trained on and validated on (the best state is selected on
+            ``valid_split``); two different splits of ``corpus``, else :class:`~fwdlearn.errors.UsageError`.
         align_every: every this many steps (and at the first and last), the alignment diagnostic
             (:meth:`~LanguageModel.feedback_alignment`) of the weights after that step's update, on fixed validation
             windows, logged in the history as ``"align/<feedback point>"`` (needs a DFA rule).
@@ -387,6 +389,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     if corpus.vocab_size > model.vocab_size:
         raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's vocab_size is "
                          f"{model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
+    check_splits(corpus, train_split, valid_split)  # two different splits: selecting on the training text is refused
     valid = corpus.split(valid_split)
     _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now
     probe = None

@@ -312,9 +312,12 @@ def test_bench_dfa_takes_other_splits_and_checks_them_before_any_part(text_file,
     assert main([*base, "--train-split", "test", "--out", str(tmp_path / "x")]) == 2
     out_err = capsys.readouterr()
     assert "has no 'test' split" in out_err.err and not (tmp_path / "x.json").exists()
-    assert main([*base, "--train-split", "validation", "--out", str(tmp_path / "y")]) == 0
+    assert main([*base, "--train-split", "validation", "--out", str(tmp_path / "s")]) == 2  # selected on its training text
+    assert ("--train-split and --valid-split both name 'validation': the model would be selected on its own training "
+            "text; pass --valid-split train") in capsys.readouterr().err and not (tmp_path / "s.json").exists()
+    assert main([*base, "--train-split", "validation", "--valid-split", "train", "--out", str(tmp_path / "y")]) == 0
     rows = json.loads((tmp_path / "y.json").read_text())["rows"]
-    assert any("(trained on validation, evaluated on validation)" in r["setting"] for r in rows)
+    assert any("(trained on validation, evaluated on train)" in r["setting"] for r in rows)
 
 
 def test_a_seq_train_run_resumes_whatever_feedback_seed_its_checkpoint_recorded(text_file, tmp_path):
@@ -347,3 +350,29 @@ def test_bench_dfa_keys_rules_by_their_canonical_spelling(text_file, tmp_path):
     rows = [r for r in json.loads(out.with_suffix(".json").read_text())["rows"] if r["metric"] == "val bits/char"]
     assert {r["rule"] for r in rows} == {"bp", "shallow"} and all(r["baseline"] is not None for r in rows)
     assert not (tmp_path / "canon-alignment.png").exists()
+
+
+def test_seq_train_refuses_to_train_and_validate_on_one_split(text_file, tmp_path, capsys):
+    """--train-split validation with the default --valid-split validation trained and selected the best state on the
+    same text; the fix offered names only splits the corpus has."""
+    assert _train(text_file, tmp_path / "same.json", "--steps", "1", "--train-split", "validation") == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line == ("fwdlearn: error: --train-split and --valid-split both name 'validation': the model would be "
+                    "selected on its own training text; pass --valid-split train")
+    wiki = tmp_path / "wiki"  # like wikitext-2 stored without train.txt
+    wiki.mkdir()
+    (wiki / "valid.txt").write_text("the valid words are here\n" * 40)
+    (wiki / "test.txt").write_text("the test words are there\n" * 40)
+    assert _train(wiki, tmp_path / "w.json", "--steps", "1", "--level", "word", "--train-split", "validation") == 2
+    assert "both name 'validation': the model would be selected on its own training text; pass --valid-split test" \
+        in capsys.readouterr().err
+    assert _train(wiki, tmp_path / "w.json", "--steps", "1", "--level", "word") == 2  # no train split
+    assert ("--train-split train: corpus 'wiki' has no 'train' split (it has validation, test); pass --train-split "
+            "validation --valid-split test") in capsys.readouterr().err
+    (wiki / "test.txt").unlink()  # a folder of one split: no pair of splits exists to suggest
+    assert _train(wiki, tmp_path / "w.json", "--steps", "1", "--level", "word", "--train-split", "validation",
+                  "--valid-split", "test") == 2
+    err = capsys.readouterr().err
+    assert ("--valid-split test: corpus 'wiki' has no 'test' split (it has validation); it holds the validation split "
+            "only, and training needs a second one to select the model on: add one to the corpus folder") in err
+    assert "pass --" not in err and not list(tmp_path.glob("*.json"))

@@ -68,7 +68,8 @@ def test_wikitext2_words_from_local_valid_and_test():
     corpus = load_text("wikitext-2", level="word")
     assert set(corpus.splits) == {"validation", "test"}
     assert "<unk>" in corpus.vocab.tokens and "<eos>" in corpus.vocab.tokens
-    with pytest.raises(ValueError, match="no 'train' split"):
+    with pytest.raises(ValueError, match=r"no 'train' split; available: validation, test. Pick one of those \(e.g. "
+                                         "--train-split validation --valid-split test: train on one, select the model"):
         corpus.train
 
 
@@ -190,3 +191,15 @@ def test_a_corpus_folder_ignores_hidden_and_backup_files(tmp_path):
         (folder / junk).write_text("junk")
     corpus = load_text(str(folder))
     assert corpus.train.numel() == len("some train text\n" * 10)
+
+
+def test_a_missing_split_suggests_two_splits_the_corpus_has(tmp_path):
+    """The hint said '--train-split validation' alone, which then validated on the training text."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "test.txt").write_text("test text\n" * 5)
+    (folder / "valid.txt").write_text("valid text\n" * 5)
+    corpus = load_text(str(folder))
+    with pytest.raises(ValueError, match=r"corpus 'corpus' has no 'train' split; available: validation, test. Pick one "
+                                         r"of those \(e.g. --train-split validation --valid-split test: train on one"):
+        corpus.train

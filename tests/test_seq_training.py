@@ -270,3 +270,18 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
     recall = DelayedRecall(lag=2, symbols=4, length=10)
     with pytest.raises(ValueError, match=r"the delayed-recall\(lag=2\) task needs 4 outputs per position \(its classes\) but the model gives 3"):
         RecurrentLM(4, cell="gru", hidden=4, layers=1, out_size=3).fit(recall, steps=1, quiet=True)
+
+
+def test_fit_refuses_to_select_on_the_split_it_trains_on(tiny_corpus):
+    from fwdlearn.errors import UsageError
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    with pytest.raises(UsageError, match="train_split and valid_split both name 'validation': the model would be "
+                                         "selected on its own training text; pass valid_split='train'"):
+        model.fit(tiny_corpus, context=8, steps=1, batch_size=2, train_split="validation", quiet=True)
+    with pytest.raises(UsageError, match=r"valid_split test: corpus 'abc.txt' has no 'test' split \(it has train, "
+                                         r"validation\); pass valid_split='validation'"):
+        model.fit(tiny_corpus, context=8, steps=1, batch_size=2, valid_split="test", quiet=True)
+    report = model.fit(tiny_corpus, context=8, steps=1, batch_size=2, train_split="validation", valid_split="train",
+                       eval_every=1, quiet=True)
+    assert report.steps == 1

@@ -88,8 +88,10 @@ class TrainSeqConfig(RunOptions):
     eval_tokens: int = field(default=100_000, metadata={"help": "validation tokens per pass during training (progress "
                                                                 "bar, record rows; 0: all); the final figures use the "
                                                                 "whole split", "min": 0})
-    train_split: str = field(default="train", metadata={"help": "split to train on"})
-    valid_split: str = field(default="validation", metadata={"help": "split to validate on"})
+    train_split: str = field(default="train", metadata={"help": "split to train on (wikitext-2 stored without "
+                                                                "train.txt: validation, with --valid-split test)"})
+    valid_split: str = field(default="validation", metadata={"help": "split to validate on and select the best state "
+                                                                     "on (not the --train-split)"})
     limit: int = field(default=0, metadata={"help": "read only the first N characters of each file (0: all)",
                                             "min": 0})
     checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: runs/<name>.pt, or next to "
@@ -129,7 +131,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.diagnostics.plots import plot_alignment
     from fwdlearn.rules import DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
-    from fwdlearn.sequences.data.text import read_corpus
+    from fwdlearn.sequences.data.text import check_splits, read_corpus
     from fwdlearn.sequences.nn.language_model import MODEL_NAMES, make_language_model
     from fwdlearn.sequences.training import alignment_curves
 
@@ -146,11 +148,8 @@ def run_train(config: TrainSeqConfig) -> dict:
                         scales_out=True)
     device = start_run(config, paths)
     corpus = read_corpus(config.data, level=config.level, limit=config.limit or None)
-    for flag, split in (("--train-split", config.train_split), ("--valid-split", config.valid_split)):
-        if split not in corpus.splits:  # (before the processes connect: rank 0 alone says it)
-            raise UsageError(f"{flag} {split}: {corpus.name} has the splits {', '.join(corpus.splits)}; pick one "
-                             "of those (wikitext-2 stored without train.txt: --train-split validation "
-                             "--valid-split test)")
+    # two different splits the corpus has (before the processes connect: rank 0 alone says it)
+    check_splits(corpus, config.train_split, config.valid_split, ("--train-split", "--valid-split"))
     init_from_env(device=device)
     device = process_device(device)
     lead = rank() == 0

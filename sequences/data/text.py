@@ -35,6 +35,7 @@ __all__ = [
     "Corpus",
     "load_text",
     "read_corpus",
+    "check_splits",
     "KNOWN_CORPORA",
     "StreamBatcher",
     "random_windows",
@@ -156,9 +157,11 @@ class Corpus:
     def split(self, name: str) -> Tensor:
         """The token ids of split ``name``, with a clear error when it is missing."""
         if name not in self.splits:
-            raise UsageError(f"corpus {self.name!r} has no {name!r} split; available: {', '.join(self.splits)}. "
-                           "Pick one of those (e.g. --train-split validation for wikitext-2, whose train file "
-                           "is not stored locally)")
+            ordered = _ordered(self.splits)
+            example = (f" (e.g. --train-split {ordered[0]} --valid-split {ordered[1]}: train on one, select the model "
+                       "on another)" if len(ordered) > 1 else "")
+            raise UsageError(f"corpus {self.name!r} has no {name!r} split; available: {', '.join(ordered)}. "
+                             f"Pick one of those{example}")
         return self.splits[name]
 
     @property
@@ -175,6 +178,39 @@ class Corpus:
 
 
 _SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "val": "validation", "test": "test"}
+
+
+def _ordered(splits: Sequence[str]) -> list[str]:
+    """``splits`` in the order train, validation, test (then any other)."""
+    usual = ("train", "validation", "test")
+    return sorted(splits, key=lambda s: usual.index(s) if s in usual else len(usual))
+
+
+def check_splits(corpus: Corpus, train_split: str, valid_split: str,
+                 flags: tuple[str, str] = ("train_split", "valid_split")) -> None:
+    """Refuse a training or validation split the corpus lacks, and one split named for both (the model would be
+    selected on its own training text). The fix names only splits the corpus has; ``flags``: how the caller
+    spells the two settings (``("--train-split", "--valid-split")`` for a command)."""
+    available = _ordered(corpus.splits)
+    train = train_split if train_split in available else available[0]
+    valid = valid_split if valid_split in available and valid_split != train else \
+        next((s for s in available if s != train), None)
+    if valid is None:  # a folder of one split file
+        fix = (f"it holds the {available[0]} split only, and training needs a second one to select the model on: "
+               "add one to the corpus folder (train.txt, valid.txt or test.txt), or point to a single text file, "
+               "which is split 90/10")
+    else:
+        spell = (lambda flag, split: f"{flag} {split}") if flags[0].startswith("--") else \
+            (lambda flag, split: f"{flag}={split!r}")
+        fix = "pass " + " ".join(spell(flag, new) for flag, old, new in zip(flags, (train_split, valid_split),
+                                                                            (train, valid)) if new != old)
+    for flag, split in zip(flags, (train_split, valid_split)):
+        if split not in corpus.splits:
+            raise UsageError(f"{flag} {split}: corpus {corpus.name!r} has no {split!r} split (it has "
+                             f"{', '.join(available)}); {fix}")
+    if train_split == valid_split:
+        raise UsageError(f"{flags[0]} and {flags[1]} both name {train_split!r}: the model would be selected on its "
+                         f"own training text; {fix}")
 
 
 def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:

@@ -1,6 +1,7 @@
 """sequences.datasets: vocabularies, corpora through HF datasets, batching, synthetic tasks."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -203,3 +204,19 @@ def test_a_missing_split_suggests_two_splits_the_corpus_has(tmp_path):
     with pytest.raises(ValueError, match=r"corpus 'corpus' has no 'train' split; available: validation, test. Pick one "
                                          r"of those \(e.g. --train-split validation --valid-split test: train on one"):
         corpus.train
+
+
+@pytest.mark.parametrize("name", ["shakes[1].txt", "q?.txt", "s*.txt"])
+def test_a_corpus_path_with_glob_characters_reads_that_file(tmp_path, name, monkeypatch):
+    """HF reads data_files as glob patterns: 'shakes[1].txt' read shakes1.txt, 'q?.txt' read every q<x>.txt."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "dir[a]"  # a folder with glob characters too, beside the folder it would match
+    folder.mkdir()
+    (tmp_path / "dira").mkdir()
+    for other in (folder / name.replace("[1]", "1").replace("?", "x").replace("*", "x"), tmp_path / "dira" / name):
+        other.write_text("zzzz qqqq xxxx\n" * 20)
+    (folder / name).write_text("To be, or not to be\n" * 10)
+    for path in (folder / name, Path("dir[a]") / name):  # absolute and relative
+        corpus = load_text(str(path))
+        assert corpus.files == [str(path)]
+        assert corpus.vocab.decode(torch.cat([corpus.train, corpus.validation])) == "To be, or not to be\n" * 10

@@ -17,6 +17,7 @@ the input is :math:`x_t = w_{s+t}` and the target :math:`y_t = w_{s+t+1}`,
 from __future__ import annotations
 
 import codecs
+import glob
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
@@ -290,7 +291,9 @@ def _fingerprint(files: dict[str, Path]) -> str:
 def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     """Each file's full text, read with the HF ``text`` builder (one document per file), and the files'
     fingerprint. HF's cache is keyed on the content (a folder per fingerprint), so a file edited in place
-    is never served stale, whatever its modification time."""
+    is never served stale, whatever its modification time. HF reads ``data_files`` as glob patterns, so each
+    path is given escaped (``glob.escape``): ``shakes[1].txt`` or ``q?.txt`` is that file, not ``shakes1.txt``
+    or every ``q<x>.txt``."""
     import datasets
 
     fingerprint = _fingerprint(files)
@@ -299,8 +302,8 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     level = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
-        ds = datasets.load_dataset("text", data_files={k: str(v) for k, v in files.items()}, sample_by="document",
-                                   cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
+        ds = datasets.load_dataset("text", data_files={k: glob.escape(str(v.absolute())) for k, v in files.items()},
+                                   sample_by="document", cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
     finally:
         logging.set_verbosity(level)
     return {k: "".join(ds[k]["text"]) for k in files}, fingerprint

@@ -1,5 +1,6 @@
 """sequences.datasets: vocabularies, corpora through HF datasets, batching, synthetic tasks."""
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def test_tinyshakespeare_uses_the_usual_split():
     assert corpus.vocab_size == 65
     assert corpus.train.numel() == 1_003_854 and corpus.validation.numel() == 111_540
     assert corpus.vocab.decode(corpus.train[:14]) == "First Citizen:"
+    # the published char-level figures depend on this exact cut (the train ids and validation ids, byte for byte)
+    assert corpus.vocab.decode(corpus.train[-8:]) + "|" + corpus.vocab.decode(corpus.validation[:8]) == \
+        "mes here|?\n\nGREMI"
+    assert [hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16] for ids in (corpus.train, corpus.validation)] == \
+        ["0f4025c3c124bb92", "370f8961a8d4fb30"]
     small = load_text("tinyshakespeare", limit=2000)
     assert small.train.numel() == 1800
 
@@ -220,3 +226,45 @@ def test_a_corpus_path_with_glob_characters_reads_that_file(tmp_path, name, monk
         corpus = load_text(str(path))
         assert corpus.files == [str(path)]
         assert corpus.vocab.decode(torch.cat([corpus.train, corpus.validation])) == "To be, or not to be\n" * 10
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.75, 0.5])
+def test_a_word_split_cuts_the_whole_text_s_tokens(tmp_path, fraction):
+    """Each half was tokenised on its own, and tokenize ends a text without a final newline with <eos>: a spurious
+    <eos> at the cut (16 tokens became 17)."""
+    from fwdlearn.sequences.data.text import tokenize
+
+    path = tmp_path / "w.txt"
+    path.write_text("a b c\nd e f\ng h i\nj k l\n")
+    corpus = load_text(str(path), level="word", train_fraction=fraction)
+    words = [corpus.vocab.tokens[i] for i in torch.cat([corpus.train, corpus.validation])]
+    assert words == tokenize(path.read_text(), "word") and len(words) == 16
+    assert corpus.train.numel() == int(16 * fraction)
+
+
+def test_a_word_limit_keeps_whole_words_and_adds_no_line_end(tmp_path):
+    """limit cut 'gamma' to 'gamm' and ended the cut line with <eos>; now the tokens kept are the whole text's first."""
+    from fwdlearn.sequences.data.text import tokenize
+
+    path = tmp_path / "w.txt"
+    path.write_text("alpha beta gamma\ndelta epsilon zeta\n" * 10)
+    whole = tokenize(path.read_text(), "word")
+    for limit, kept in ((15, 2), (16, 3), (17, 4), (20, 4), (21, 4), (23, 5), (60, 13)):
+        corpus = load_text(str(path), level="word", limit=limit, split=["train", "validation"])
+        words = [corpus.vocab.tokens[i] for i in torch.cat([corpus.train, corpus.validation])]
+        assert words == whole[:kept], limit
+    with pytest.raises(ValueError, match=r"w.txt: its first 3 characters \(limit\) hold no whole word; raise limit"):
+        load_text(str(path), level="word", limit=3)
+    with pytest.raises(ValueError, match=r"limit must be an int >= 1 \(characters read of every file"):
+        load_text(str(path), limit=-5)
+
+
+@needs_data
+def test_word_level_tinyshakespeare_splits_its_tokens_without_adding_any():
+    from fwdlearn.sequences.data.text import tokenize
+
+    corpus = load_text("tinyshakespeare", level="word")
+    whole = tokenize((data_dir() / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8"), "word")
+    assert corpus.train.numel() + corpus.validation.numel() == len(whole)
+    assert corpus.train.numel() == int(0.9 * len(whole))
+    assert [corpus.vocab.tokens[i] for i in corpus.validation[-3:]] == whole[-3:]

@@ -92,8 +92,8 @@ class TrainSeqConfig(RunOptions):
                                                                 "train.txt: validation, with --valid-split test)"})
     valid_split: str = field(default="validation", metadata={"help": "split to validate on and select the best state "
                                                                      "on (not the --train-split)"})
-    limit: int = field(default=0, metadata={"help": "read only the first N characters of each file (0: all)",
-                                            "min": 0})
+    limit: int = field(default=0, metadata={"help": "read only the first N characters of each file (--level word: "
+                                                    "the whole words among them; 0: all)", "min": 0})
     checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: runs/<name>.pt, or next to "
                                                           "--json)"})
     resume: bool = field(default=False, metadata={"help": "continue the run whose checkpoint --name (or --checkpoint) "

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
-from fwdlearn.errors import UsageError
+from fwdlearn.errors import UsageError, check_int
 
 __all__ = [
     "Vocabulary",
@@ -321,30 +321,35 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
             of one plain ``.txt`` file is split 90/10).
         level: ``"char"`` or ``"word"`` (words split on whitespace, ``<eos>`` per line).
         split: keep only this split (or these splits); default all available.
-        limit: keep only the first ``limit`` characters of every file (quick tests).
-        train_fraction: the train share of a single-file corpus.
+        limit: keep only the first ``limit`` characters of every file (quick tests); at word level only the whole
+            words among them (the text is cut at the last whitespace, and a line cut short gets no ``<eos>``), so
+            the tokens kept are the first tokens of the whole file.
+        train_fraction: the train share of a single-file corpus, in tokens: the text is tokenised once and its
+            tokens cut, so the train tokens followed by the validation tokens are the whole text's tokens (no word
+            is cut in two, no ``<eos>`` is added at the cut).
 
     Returns:
         A :class:`Corpus`.
     """
     if level not in ("char", "word"):
         raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+    if limit is not None:
+        check_int("limit", limit, 1, " (characters read of every file; None: all)")
     name, files, split_single = _resolve(name_or_path)
     texts, fingerprint = _read_documents(files)
-    if limit is not None:
-        texts = {k: v[:limit] for k, v in texts.items()}
+    tokens: dict[str, list[str]] = {}
     for key, text in texts.items():
-        if not text.strip():
-            raise ValueError(f"{files[key]} is empty; a corpus needs text")
+        head = _head(text, limit, level)
+        if not head.strip():
+            raise ValueError(f"{files[key]} is empty; a corpus needs text" if not text.strip() else
+                             f"{files[key]}: its first {limit} characters (limit) hold no whole {level}; raise limit")
+        tokens[key] = tokenize(head, level, open_end=len(head) < len(text))  # a line cut short is not ended
     if split_single:
-        text = texts.pop("full")
-        cut = int(len(text) * train_fraction)
-        if level == "word":  # do not cut a word in two
-            while cut < len(text) and not text[cut].isspace():
-                cut += 1
-        texts = {"train": text[:cut], "validation": text[cut:]}
-    vocab = Vocabulary.build(list(texts.values()), level)
-    splits = {k: vocab.encode(v) for k, v in texts.items()}
+        whole = tokens.pop("full")
+        cut = int(len(whole) * train_fraction)  # in tokens: at char level, in characters
+        tokens = {"train": whole[:cut], "validation": whole[cut:]}
+    vocab = Vocabulary(sorted(set().union(*tokens.values())), level)
+    splits = {k: vocab.encode(v) for k, v in tokens.items()}
     if split is not None:
         wanted = [split] if isinstance(split, str) else list(split)
         wanted = [_SPLIT_NAMES.get(w, w) for w in wanted]
@@ -354,6 +359,18 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         splits = {w: splits[w] for w in wanted}
     cut = hashlib.sha256(f"{fingerprint}:{level}:{limit}:{train_fraction}:{sorted(splits)}".encode()).hexdigest()
     return Corpus(name, splits, vocab, level, [str(f) for f in files.values()], cut)
+
+
+def _head(text: str, limit: int | None, level: str) -> str:
+    """The first ``limit`` characters of ``text`` (all of it for ``None``); at word level cut back to the last
+    whitespace among them, so no word is cut in two."""
+    if limit is None or limit >= len(text):
+        return text
+    cut = limit
+    if level == "word":
+        while cut > 0 and not text[cut].isspace() and not text[cut - 1].isspace():
+            cut -= 1
+    return text[:cut]
 
 
 # --------------------------------------------------------------------------- batching

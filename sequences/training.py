@@ -389,6 +389,10 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     if corpus.vocab_size > model.vocab_size:
         raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's vocab_size is "
                          f"{model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
+    if corpus.vocab_size < 2:  # every next token is certain: a loss of 0 that says nothing
+        unit = "characters" if corpus.level == "char" else "words"
+        raise UsageError(f"the corpus has a single distinct token ({corpus.vocab.tokens[0]!r}); there is nothing to "
+                         f"predict: train on text with at least two different {unit}")
     check_splits(corpus, train_split, valid_split)  # two different splits: selecting on the training text is refused
     valid = corpus.split(valid_split)
     _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now

@@ -376,3 +376,11 @@ def test_seq_train_refuses_to_train_and_validate_on_one_split(text_file, tmp_pat
     assert ("--valid-split test: corpus 'wiki' has no 'test' split (it has validation); it holds the validation split "
             "only, and training needs a second one to select the model on: add one to the corpus folder") in err
     assert "pass --" not in err and not list(tmp_path.glob("*.json"))
+
+
+def test_seq_train_refuses_a_corpus_of_one_distinct_token(tmp_path, capsys):
+    path = tmp_path / "a.txt"
+    path.write_text("a" * 200)
+    assert _train(path, tmp_path / "a.json", "--steps", "1") == 2
+    assert ("the corpus has a single distinct token ('a'); there is nothing to predict" in capsys.readouterr().err
+            and not (tmp_path / "a.json").exists())

@@ -285,3 +285,16 @@ def test_fit_refuses_to_select_on_the_split_it_trains_on(tiny_corpus):
     report = model.fit(tiny_corpus, context=8, steps=1, batch_size=2, train_split="validation", valid_split="train",
                        eval_every=1, quiet=True)
     assert report.steps == 1
+
+
+def test_fit_refuses_a_corpus_of_one_distinct_token(tmp_path):
+    """'aaaa...' trained to a validation loss of 0, a perfect score that measures nothing."""
+    from fwdlearn.errors import UsageError
+
+    path = tmp_path / "a.txt"
+    path.write_text("a" * 200)
+    corpus = load_text(str(path))
+    model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    with pytest.raises(UsageError, match=r"the corpus has a single distinct token \('a'\); there is nothing to "
+                                         "predict: train on text with at least two different characters"):
+        model.fit(corpus, context=8, steps=1, batch_size=2, quiet=True)

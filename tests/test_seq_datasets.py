@@ -268,3 +268,22 @@ def test_word_level_tinyshakespeare_splits_its_tokens_without_adding_any():
     assert corpus.train.numel() + corpus.validation.numel() == len(whole)
     assert corpus.train.numel() == int(0.9 * len(whole))
     assert [corpus.vocab.tokens[i] for i in corpus.validation[-3:]] == whole[-3:]
+
+
+def test_train_fraction_must_leave_both_splits_non_empty(tmp_path):
+    """-0.2 gave an 80/20 split, 1.0 and 1.5 an empty validation split, 0.0 an empty train split, all silently."""
+    from fwdlearn.errors import UsageError
+
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefghij" * 2)
+    for bad in (-0.2, 0.0, 1.0, 1.5):
+        with pytest.raises(UsageError, match=rf"train_fraction must lie strictly between 0 and 1 \(the train share of "
+                                             rf"a single-file corpus; the rest is the validation split\), got {bad}"):
+            load_text(str(path), train_fraction=bad)
+    with pytest.raises(UsageError, match="train_fraction must be a finite number, got nan"):
+        load_text(str(path), train_fraction=float("nan"))
+    with pytest.raises(UsageError, match=r"train_fraction 0.01 of the 20 char tokens of .*t.txt leaves the train split "
+                                         "empty; raise train_fraction or give a longer text"):
+        load_text(str(path), train_fraction=0.01)
+    corpus = load_text(str(path), train_fraction=0.99)  # int(19.8): the validation split keeps one token
+    assert (corpus.train.numel(), corpus.validation.numel()) == (19, 1)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
-from fwdlearn.errors import UsageError, check_int
+from fwdlearn.errors import UsageError, check_int, check_range
 
 __all__ = [
     "Vocabulary",
@@ -324,9 +324,9 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         limit: keep only the first ``limit`` characters of every file (quick tests); at word level only the whole
             words among them (the text is cut at the last whitespace, and a line cut short gets no ``<eos>``), so
             the tokens kept are the first tokens of the whole file.
-        train_fraction: the train share of a single-file corpus, in tokens: the text is tokenised once and its
-            tokens cut, so the train tokens followed by the validation tokens are the whole text's tokens (no word
-            is cut in two, no ``<eos>`` is added at the cut).
+        train_fraction: the train share of a single-file corpus (``0 < train_fraction < 1``, both splits
+            non-empty), in tokens: the text is tokenised once and its tokens cut, so the train tokens followed by
+            the validation tokens are the whole text's tokens (no word is cut in two, no ``<eos>`` is added).
 
     Returns:
         A :class:`Corpus`.
@@ -335,6 +335,10 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         raise ValueError(f"level must be 'char' or 'word', got {level!r}")
     if limit is not None:
         check_int("limit", limit, 1, " (characters read of every file; None: all)")
+    check_range("train_fraction", train_fraction)
+    if not 0 < train_fraction < 1:
+        raise UsageError(f"train_fraction must lie strictly between 0 and 1 (the train share of a single-file corpus; "
+                         f"the rest is the validation split), got {train_fraction}")
     name, files, split_single = _resolve(name_or_path)
     texts, fingerprint = _read_documents(files)
     tokens: dict[str, list[str]] = {}
@@ -347,6 +351,10 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
     if split_single:
         whole = tokens.pop("full")
         cut = int(len(whole) * train_fraction)  # in tokens: at char level, in characters
+        if not 0 < cut < len(whole):
+            empty, fix = ("train", "raise") if cut == 0 else ("validation", "lower")
+            raise UsageError(f"train_fraction {train_fraction} of the {len(whole)} {level} tokens of {files['full']} "
+                             f"leaves the {empty} split empty; {fix} train_fraction or give a longer text")
         tokens = {"train": whole[:cut], "validation": whole[cut:]}
     vocab = Vocabulary(sorted(set().union(*tokens.values())), level)
     splits = {k: vocab.encode(v) for k, v in tokens.items()}

@@ -124,9 +124,9 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
                          "a stream (ids.flatten()) or evaluate each row on its own")
     if model.max_context is not None:
         context = min(context, model.max_context)
+    _check_evaluable(ids, batch_size, prefix.rstrip("_") or "evaluation", max_tokens, "max_tokens")
     if max_tokens is not None:
         ids = ids[:max_tokens]
-    _check_evaluable(ids, batch_size, prefix.rstrip("_") or "evaluation")
     batcher = StreamBatcher(ids, batch_size, min(context, ids.numel() // batch_size - 1))
     device = next(model.parameters()).device
     state, total, count = None, 0.0, 0
@@ -140,14 +140,21 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     return _lm_metrics(total, count, prefix)
 
 
-def _check_evaluable(ids: Tensor, batch_size: int, split: str) -> None:
-    """Refuse a split too short for ``batch_size`` streams of at least one (input, target) pair each."""
+def _check_evaluable(ids: Tensor, batch_size: int, split: str, max_tokens: int | None = None,
+                     name: str = "max_tokens") -> None:
+    """Refuse a split too short for ``batch_size`` streams of at least one (input, target) pair each, and a
+    ``max_tokens`` (spelled ``name``) that cuts a long enough split too short, saying which of the two binds."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (the streams read side by side), got {batch_size}")
-    if ids.numel() < 2 * batch_size:
+    need = 2 * batch_size
+    if ids.numel() < need:
         raise ValueError(f"the {split} split has {ids.numel()} tokens; evaluating {batch_size} streams needs at least "
-                         f"{2 * batch_size} (an input and a target per stream): give a longer split or a smaller "
+                         f"{need} (an input and a target per stream): give a longer split or a smaller "
                          "batch size (--batch-size)")
+    if max_tokens is not None and max_tokens < need:
+        raise UsageError(f"{name} {max_tokens} keeps {max_tokens} of the {ids.numel():,} tokens of the {split} split; "
+                         f"evaluating {batch_size} streams needs at least {need} (an input and a target per "
+                         f"stream): raise {name} to {need} or more, or give a smaller batch size (--batch-size)")
 
 
 def _check_task_model(model, task: SequenceTask) -> None:
@@ -395,7 +402,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                          f"predict: train on text with at least two different {unit}")
     check_splits(corpus, train_split, valid_split)  # two different splits: selecting on the training text is refused
     valid = corpus.split(valid_split)
-    _check_evaluable(valid[:eval_tokens] if eval_tokens is not None else valid, batch_size, valid_split)  # now
+    _check_evaluable(valid, batch_size, valid_split, eval_tokens, "eval_tokens (--eval-tokens)")  # now
     probe = None
     if align_every:
         probe = alignment_window(valid, batch_size, context)

@@ -298,3 +298,19 @@ def test_fit_refuses_a_corpus_of_one_distinct_token(tmp_path):
     with pytest.raises(UsageError, match=r"the corpus has a single distinct token \('a'\); there is nothing to "
                                          "predict: train on text with at least two different characters"):
         model.fit(corpus, context=8, steps=1, batch_size=2, quiet=True)
+
+
+def test_an_eval_tokens_too_small_is_named_not_the_split(tiny_corpus):
+    """--eval-tokens 3 was reported as 'the validation split has 3 tokens' though the split is long."""
+    from fwdlearn.errors import UsageError
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    n = tiny_corpus.validation.numel()
+    with pytest.raises(UsageError, match=rf"eval_tokens \(--eval-tokens\) 3 keeps 3 of the {n:,} tokens of the "
+                                         r"validation split; evaluating 4 streams needs at least 8 \(an input and a "
+                                         r"target per stream\): raise eval_tokens \(--eval-tokens\) to 8 or more"):
+        model.fit(tiny_corpus, context=8, steps=1, batch_size=4, eval_tokens=3, quiet=True)
+    with pytest.raises(UsageError, match=rf"max_tokens 5 keeps 5 of the {n:,} tokens of the evaluation split; "
+                                         "evaluating 4 streams needs at least 8"):
+        model.evaluate(tiny_corpus.validation, context=8, batch_size=4, max_tokens=5)
+    assert model.evaluate(tiny_corpus.validation, context=8, batch_size=4, max_tokens=8)["loss"] > 0

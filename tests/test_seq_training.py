@@ -314,3 +314,16 @@ def test_an_eval_tokens_too_small_is_named_not_the_split(tiny_corpus):
                                          "evaluating 4 streams needs at least 8"):
         model.evaluate(tiny_corpus.validation, context=8, batch_size=4, max_tokens=5)
     assert model.evaluate(tiny_corpus.validation, context=8, batch_size=4, max_tokens=8)["loss"] > 0
+
+
+def test_a_training_split_too_short_for_the_context_is_named(tmp_path):
+    """The error said 'context 16 is longer than the data', not which split."""
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefghij" * 30)  # 270 train tokens, 30 validation tokens
+    corpus = load_text(str(path))
+    model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    with pytest.raises(ValueError, match=r"context 16 is longer than the validation split: 30 tokens in 2 streams give "
+                                         r"15 tokens per stream, and a window needs context \+ 1 = 17"):
+        model.fit(corpus, context=16, steps=1, batch_size=2, train_split="validation", valid_split="train", quiet=True)
+    with pytest.raises(ValueError, match=r"context 100 is longer than the train split: 270 tokens in 4 streams"):
+        model.fit(corpus, context=100, steps=1, batch_size=4, quiet=True)

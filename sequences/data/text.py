@@ -409,8 +409,8 @@ class StreamBatcher:
     the walk has just wrapped around (the carried state should be reset).
     """
 
-    def __init__(self, ids: Tensor, batch_size: int, context: int) -> None:
-        check_context(ids.numel(), batch_size, context)
+    def __init__(self, ids: Tensor, batch_size: int, context: int, what: str = "the data") -> None:
+        check_context(ids.numel(), batch_size, context, what)  # what: the ids' name in the error ("the train split")
         n = ids.numel() // batch_size
         self.streams = ids[: n * batch_size].reshape(batch_size, n)
         self.context = context

@@ -287,3 +287,16 @@ def test_train_fraction_must_leave_both_splits_non_empty(tmp_path):
         load_text(str(path), train_fraction=0.01)
     corpus = load_text(str(path), train_fraction=0.99)  # int(19.8): the validation split keeps one token
     assert (corpus.train.numel(), corpus.validation.numel()) == (19, 1)
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_a_byte_order_mark_is_not_read_as_a_character(tmp_path, level):
+    """A file saved with a UTF-8 BOM gave '\\ufeff' as its first token (and a vocabulary entry)."""
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "First word\nFirst again\n".encode() * 10)
+    corpus = load_text(str(path), level=level)
+    assert "\ufeff" not in "".join(corpus.vocab.tokens)
+    assert corpus.vocab.decode(corpus.train[:2 if level == "word" else 10]) == "First word"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("First word\nFirst again\n" * 10)
+    assert corpus.vocab == load_text(str(plain), level=level).vocab

@@ -293,7 +293,8 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     fingerprint. HF's cache is keyed on the content (a folder per fingerprint), so a file edited in place
     is never served stale, whatever its modification time. HF reads ``data_files`` as glob patterns, so each
     path is given escaped (``glob.escape``): ``shakes[1].txt`` or ``q?.txt`` is that file, not ``shakes1.txt``
-    or every ``q<x>.txt``."""
+    or every ``q<x>.txt``. Files are decoded as ``utf-8-sig``: a leading byte-order mark (which some editors
+    write) is dropped, not read as a character."""
     import datasets
 
     fingerprint = _fingerprint(files)
@@ -303,7 +304,8 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     logging.set_verbosity_error()
     try:
         ds = datasets.load_dataset("text", data_files={k: glob.escape(str(v.absolute())) for k, v in files.items()},
-                                   sample_by="document", cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
+                                   sample_by="document", encoding="utf-8-sig",
+                                   cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
     finally:
         logging.set_verbosity(level)
     return {k: "".join(ds[k]["text"]) for k in files}, fingerprint

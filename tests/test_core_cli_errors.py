@@ -89,8 +89,9 @@ CASES = [
     ("corpus-missing", [*SEQ, "--data", "missing.txt"], "unknown corpus 'missing.txt'"),
     ("corpus-binary", [*SEQ, "--data", "binary.txt"], "cannot read binary.txt as a text corpus: it is not UTF-8 text"),
     ("corpus-empty", [*SEQ, "--data", "empty.txt"], "empty.txt is empty; a corpus needs text"),
-    ("split-missing", [*SEQ, "--train-split", "test"], "--train-split test: corpus.txt has the splits train, validation"),
-    ("context-too-long", [*SEQ, "--context", "10000"], "context 10000 is longer than the data"),
+    ("split-missing", [*SEQ, "--train-split", "test"],
+     "--train-split test: corpus 'corpus.txt' has no 'test' split (it has train, validation); pass --train-split train"),
+    ("context-too-long", [*SEQ, "--context", "10000"], "context 10000 is longer than the train split"),
     # output paths
     ("record-parent-is-a-file", [*SEQ, "--json", "afile/run.json"], "afile is a file, not a folder"),
     ("record-is-a-folder", [*SEQ, "--json", "adir"], "cannot write adir (--json): it is a folder"),

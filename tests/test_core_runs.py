@@ -21,9 +21,15 @@ TINY = ["--layers", "1", "--hidden", "8", "--context", "8", "--batch-size", "2",
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a test run started in the background (``cmd &`` in a script) ignores SIGINT,
+    and its children inherit that (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _fwdlearn(*args, cwd, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "fwdlearn", *args], cwd=cwd, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kwargs)
 
 
 @pytest.fixture

@@ -289,8 +289,8 @@ def test_alternate_update_is_the_references_even_then_odd_step():
     ei = data.edge_index
     outs = topdown_step(blocks, "sf-top2input", data.x, ei, states, context, update="alternate")
 
-    def read(block, below, above):
-        return block(torch.cat([F.normalize(below, dim=-1), F.normalize(above, dim=-1)], dim=-1), ei)
+    def read(block, below, above):  # the reference: the conv reads [norm(below) || norm(above)] as it is
+        return F.relu(block.conv(torch.cat([F.normalize(below, dim=-1), F.normalize(above, dim=-1)], dim=-1), ei))
 
     assert torch.allclose(outs[0], read(blocks[0], data.x, states[1]))
     assert torch.allclose(outs[2], read(blocks[2], states[1], context))

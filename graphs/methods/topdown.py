@@ -25,6 +25,11 @@ previous step's states of their neighbours, then the odd layers from the even la
 in training and evaluation alike.
 Evaluation starts from zero states, runs ``steps`` (10) time steps and accumulates the
 per-layer class probabilities of steps 2..9.
+
+Differences from the reference's code (measured in docs/benchmarks.md): its non-alternating update reads the previous
+step's states below and above, where ``"sync"`` reads the layer below of this step; it starts from a bottom-up pass
+where this starts from zero states; and its Top-To-Loss also averages normalised stored states, clips each layer's
+gradient norm to 1 and infers in one pass.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Link prediction by each of its rules (local:ce, local:ff, bp) learns on a built-in graph."""
 
+import re
+
 import pytest
 
 from fwdlearn.fit import seed_everything
@@ -75,8 +77,11 @@ def test_a_graph_too_small_to_split_its_links_is_refused():
                                          r"\(66 edges among 12 nodes\)"):
         link_split(Data(x=torch.randn(12, 6), edge_index=complete))
     dense = complete[:, 5:]  # five pairs left: 1:1 negatives cannot be drawn
-    with pytest.warns(UserWarning, match=r"the graph is dense: its validation split has 9 edges but only \d negative"):
+    with pytest.warns(UserWarning) as caught:
         link_split(Data(x=torch.randn(12, 6), edge_index=dense))
+    said = [str(w.message) for w in caught]
+    assert any(re.match(r"the graph is dense: its validation split has 9 edges but only \d negative", m) for m in said)
+    assert any(m.startswith("the graph is dense: its test split has 12 edges") for m in said), said
 
 
 def test_the_link_split_depends_on_its_seed_alone():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import operator
 import random
 import sys
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from fwdlearn.distributed import min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
-                             check_range, load_torch, reading)
+                             check_range, is_integer, load_torch, reading)
 from fwdlearn.files import atomic_write, check_writable
 
 __all__ = [
@@ -495,6 +496,9 @@ class Trainer:
             raise UsageError(f"steps must be an integer, got {steps!r}") from None
         check_range("steps", steps, min=0)
         check_range("eval_every", eval_every, min=1)
+        if not is_integer(eval_every) or (patience is not None and not is_integer(patience)):
+            raise UsageError(f"eval_every and patience must be ints (patience may be None); got {eval_every!r}, "
+                             f"{patience!r}")
         check_range("checkpoint_every", checkpoint_every, min=1, optional=True)
         check_range("diverge_factor", diverge_factor, gt=1, optional=True)
         self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
@@ -517,15 +521,15 @@ class Trainer:
     def _check_losses(self, row: Mapping[str, Any], step: int) -> None:
         """NaN/inf losses, and losses past ``diverge_factor`` x their first value, stop the run."""
         for key, value in row.items():
-            if "loss" not in key or not isinstance(value, (float, int, Tensor)) or isinstance(value, bool):
-                continue
+            if "loss" not in key or not isinstance(value, (numbers.Real, Tensor)) or isinstance(value, bool):
+                continue  # (numbers.Real: Python and NumPy scalars alike)
             v = float(value.detach()) if isinstance(value, Tensor) else float(value)
             if not math.isfinite(v):
                 raise self._non_finite(step, f"{key} is {v}: training diverged. Lower the learning rate, check the "
                                            "inputs for NaN/inf, or normalise the features.")
             first = self._first_losses.setdefault(key, v)
             limit = None if self.diverge_factor is None else self.diverge_factor * max(abs(first), 1.0)
-            if limit is not None and abs(v) > limit:
+            if limit is not None and v > limit:  # (a loss falling below zero, e.g. a log-likelihood, is no divergence)
                 raise DivergenceError(
                     f"{self.desc}: step {step}: {key} = {v:.4g} is more than {self.diverge_factor:g} x its first "
                     f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate, or "

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from fwdlearn.errors import is_integer
+
 __all__ = ["OptimizerSettings", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor",
            "load_scheduler"]
 
@@ -65,10 +67,12 @@ class OptimizerSettings:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown learning-rate schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not self.lr > 0:
-            raise ValueError(f"the learning rate must be > 0, got {self.lr}")
-        if self.warmup < 0:
-            raise ValueError(f"warm-up steps must be >= 0, got {self.warmup}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
+        if not is_integer(self.warmup) or self.warmup < 0:
+            raise ValueError(f"warm-up steps must be an int >= 0, got {self.warmup!r}")
+        if not 0 <= self.min_ratio <= 1:
+            raise ValueError(f"min_ratio (the final learning rate / the peak) must lie in [0, 1], got {self.min_ratio}")
 
     def override(self, **changes: Any) -> "OptimizerSettings":
         """A copy with the fields given (``None`` values are ignored: they mean "the default")."""

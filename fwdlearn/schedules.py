@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, TrainingInterrupted, UsageError
+from fwdlearn.errors import InputError, TrainingInterrupted, UsageError, check_range
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_fingerprint, check_finite,
                           load_optimizer_state, read_checkpoint)
 
@@ -56,6 +56,7 @@ def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float 
     Returns:
         ``{"loss": float}`` and, with ``clip`` or ``grad_norm``, ``"grad_norm"`` (before clipping).
     """
+    check_range("clip", clip, gt=0, optional=True)  # (0 zeroes every gradient; a negative clip ascends)
     value = check_finite("loss", loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -36,6 +36,7 @@ restarts every process where it stopped -- refused when the files hold different
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import partial
@@ -250,8 +251,15 @@ class TrainState:
 def _optimizer(model, steps: int, **overrides: Any) -> tuple[OptimizerSettings, torch.optim.Optimizer,
                                                               torch.optim.lr_scheduler.LambdaLR]:
     """The model's optimizer defaults (:meth:`LanguageModel.optimizer_defaults`) with the given fields overridden;
-    the optimizer over the parameters that learn, and its learning-rate schedule over ``steps`` steps."""
+    the optimizer over the parameters that learn, and its learning-rate schedule over ``steps`` steps. A warm-up
+    that is not shorter than the budget is refused when given, and cut to a tenth of the budget when it is the model's
+    default (the BP transformer's 100 steps would keep a short run below its peak learning rate)."""
     settings = model.optimizer_defaults().override(**overrides)
+    if steps > 0 and settings.warmup >= steps:
+        if overrides.get("warmup") is not None:
+            raise UsageError(f"warmup {settings.warmup} is not shorter than the budget of {steps} steps: the learning "
+                             f"rate would never reach {settings.lr:g}; give a warm-up < steps (e.g. {steps // 10})")
+        settings = dataclasses.replace(settings, warmup=steps // 10)  # the model's default warm-up, cut to the budget
     optimizer = make_optimizer(model.parameters(), settings)
     return settings, optimizer, make_scheduler(optimizer, settings, steps)
 
@@ -493,5 +501,5 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
                   quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
                   overwrite=overwrite, diverge_factor=diverge_factor,
                   fingerprint={"model": model.config_dict(), "task": _task_fingerprint(task), "batch_size": batch_size},
-                  settings={**_settings(settings), "clip": clip})
+                  settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches})
     return _run(kwargs, step, evaluate, state, steps)

@@ -90,6 +90,27 @@ def test_a_resumed_run_keeps_the_patience_it_had_used(tmp_path):
     assert result.stopped_early and result.steps_run == 4 and result.best_step == 1
 
 
+def test_loss_checks_read_numpy_scalars_and_a_falling_negative_loss_is_no_divergence():
+    import numpy as np
+
+    from fwdlearn.errors import DivergenceError, UsageError
+    from fwdlearn.schedules import end_to_end_step
+
+    losses = iter([np.float32(1.0), np.float32("nan")])  # a NumPy NaN went through unchecked
+    with pytest.raises(NonFiniteLossError, match="step 2: loss is nan"):
+        Trainer(steps=2, quiet=True).run(lambda i: {"loss": next(losses)}, None, nn.Linear(1, 1))
+    falling = iter([-0.5, -20.0, -150.0])  # improving (a log-likelihood): "more than 100 x its first value" before
+    assert Trainer(steps=3, quiet=True).run(lambda i: {"loss": next(falling)}, None, nn.Linear(1, 1)).steps_run == 3
+    growing = iter([0.5, 20.0, 150.0])
+    with pytest.raises(DivergenceError, match="loss = 150 is more than 100 x its first value 0.5"):
+        Trainer(steps=3, quiet=True).run(lambda i: {"loss": next(growing)}, None, nn.Linear(1, 1))
+    with pytest.raises(UsageError, match="eval_every and patience must be ints"):
+        Trainer(steps=10, eval_every=3.5, quiet=True)
+    w = nn.Parameter(torch.tensor(3.0))
+    with pytest.raises(UsageError, match="clip must be > 0, got 0"):  # it zeroed every gradient (and -1 ascended)
+        end_to_end_step(w ** 2, torch.optim.SGD([w], lr=0.1), clip=0)
+
+
 def test_checkpoint_resume_continues_steps(tmp_path):
     model = nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -28,6 +28,12 @@ def test_settings_are_checked_and_overridden_field_by_field():
         OptimizerSettings("adagrad")
     with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
         OptimizerSettings(schedule="step")
+    for bad, message in (({"min_ratio": -1.0}, r"min_ratio .* must lie in \[0, 1\], got -1.0"),  # a negative rate
+                         ({"min_ratio": 2.0}, r"must lie in \[0, 1\], got 2.0"),  # a rate rising past the peak
+                         ({"warmup": 2.5}, r"warm-up steps must be an int >= 0, got 2.5"),  # factors past 1
+                         ({"lr": math.inf}, r"the learning rate must be a finite number > 0, got inf")):
+        with pytest.raises(ValueError, match=message):
+            OptimizerSettings(**bad)
     base = OptimizerSettings("adam", lr=1e-3, schedule="cosine", warmup=10)
     assert base.override(lr=None, warmup=3) == OptimizerSettings("adam", lr=1e-3, schedule="cosine", warmup=3)
     frozen = torch.nn.Linear(2, 2).requires_grad_(False)

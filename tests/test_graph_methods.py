@@ -574,3 +574,19 @@ def test_a_layerwise_fit_reports_its_own_resume_not_an_earlier_one():
     old.resumed = {"from_step": 4, "changed": {}}
     now.resumed = {"from_step": 2, "changed": {"eval_every": [2, 4]}}
     assert resumed_from([old, now, fresh]) == now.resumed and resumed_from([fresh]) is None
+
+
+def test_graph_fits_check_their_budget_and_rates(karate):
+    """lr=0 trained nothing and reported accuracies; a negative lr gave torch's raw error; epochs=2.5 was blamed on
+    "steps"."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=1, method="sf")
+    for kwargs, message in (({"lr": 0.0}, "lr must be > 0, got 0.0"), ({"lr": -0.01}, "lr must be > 0, got -0.01"),
+                            ({"weight_decay": -1.0}, "weight_decay must be >= 0, got -1.0"),
+                            ({"epochs": 2.5}, "epochs must be an int >= 1, got 2.5")):
+        with pytest.raises((UsageError, ValueError), match=message):
+            model.fit(karate, quiet=True, **kwargs)
+    with pytest.raises(UsageError, match="lr must be > 0, got 0"):
+        ForwardLinkPredictor(karate.num_features, hidden=8, layers=1, method="ce").fit(karate, lr=0, quiet=True)

@@ -327,3 +327,30 @@ def test_a_training_split_too_short_for_the_context_is_named(tmp_path):
         model.fit(corpus, context=16, steps=1, batch_size=2, train_split="validation", valid_split="train", quiet=True)
     with pytest.raises(ValueError, match=r"context 100 is longer than the train split: 270 tokens in 4 streams"):
         model.fit(corpus, context=100, steps=1, batch_size=4, quiet=True)
+
+
+def test_a_warm_up_is_shorter_than_the_budget(tiny_corpus):
+    """The BP transformer's default 100-step warm-up kept a 20-step run at 20 % of its peak rate, silently; a warm-up
+    given >= steps is refused."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences import TransformerLM
+
+    model = TransformerLM(tiny_corpus.vocab_size, hidden=8, layers=1, heads=2, context=8)
+    report = model.fit(tiny_corpus, context=8, steps=20, batch_size=2, eval_every=20, quiet=True)
+    rates = [row["lr"] for row in report.history]
+    assert max(rates) == pytest.approx(model.optimizer_defaults().lr) and rates[1] == max(rates)  # 2-step warm-up
+    with pytest.raises(UsageError, match=r"warmup 20 is not shorter than the budget of 20 steps: the learning rate "
+                                         r"would never reach 0.001; give a warm-up < steps \(e.g. 2\)"):
+        model.fit(tiny_corpus, context=8, steps=20, batch_size=2, warmup=20, quiet=True)
+
+
+def test_a_resumed_task_run_reports_a_new_budget(tmp_path):
+    """fit_task reported nothing when steps or eval_batches changed on resume (the cosine rate jumped 4.5x)."""
+    task = DelayedRecall(lag=2, symbols=4, length=10)
+    model = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size)
+    ckpt = tmp_path / "task.pt"
+    model.fit(task, steps=4, batch_size=4, eval_every=2, schedule="cosine", checkpoint=ckpt, quiet=True)
+    again = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size)
+    report = again.fit(task, steps=6, batch_size=4, eval_every=2, eval_batches=3, schedule="cosine", checkpoint=ckpt,
+                       resume=True, quiet=True)
+    assert report.resumed["changed"] == {"steps": [4, 6], "eval_batches": [4, 3]}

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import Cost, CostReport
+from fwdlearn.errors import check_int, check_range
 from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise
@@ -34,10 +35,19 @@ from fwdlearn.schedules import LayerJob, greedy_layerwise
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
 
-__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history"]
+__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history", "check_fit_arguments"]
 
 #: name -> (node features, edge_index) of one graph a layer runs on
 Streams = dict[str, tuple[Tensor, Tensor]]
+
+
+def check_fit_arguments(epochs: Any, lr: Any, weight_decay: Any, bp_lr: Any = None) -> int:
+    """``epochs`` as an int ``>= 1``, and learning rates ``> 0`` and a weight decay ``>= 0`` (finite), named as the
+    graph fits spell them; else :class:`~fwdlearn.errors.UsageError` / ``ValueError``."""
+    check_range("lr", lr, gt=0)  # (lr=0 trained nothing and reported accuracies; a negative one, torch's raw error)
+    check_range("bp_lr", bp_lr, gt=0, optional=True)
+    check_range("weight_decay", weight_decay, min=0)
+    return check_int("epochs", epochs, 1)
 
 
 class MethodFit:

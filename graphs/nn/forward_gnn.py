@@ -74,7 +74,7 @@ from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_graph_inputs, check_masks
 from fwdlearn.graphs.methods import method_class
-from fwdlearn.graphs.methods.base import GraphMethod
+from fwdlearn.graphs.methods.base import GraphMethod, check_fit_arguments
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
 
 __all__ = ["ForwardGNN", "FitReport"]
@@ -313,8 +313,7 @@ class ForwardGNN(nn.Module):
         check_trainable_dtype(self, "this ForwardGNN")
         check_masks(data)
         check_finite_tensor("data.x", data.x)
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr)
         if int(data.y.max()) >= self.num_classes:
             raise ValueError(f"data has labels up to {int(data.y.max())} but the model has num_classes={self.num_classes}")
         self.to(data.x.device)

@@ -50,7 +50,7 @@ from fwdlearn.rules import parse_rule
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features
-from fwdlearn.graphs.methods.base import resumed_from
+from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
 
@@ -241,8 +241,7 @@ class ForwardLinkPredictor(nn.Module):
         ``seed`` are required to resume)."""
         from torch_geometric.utils import negative_sampling
 
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        epochs = check_fit_arguments(epochs, lr, weight_decay)
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         check_finite_tensor("data.x", data.x)

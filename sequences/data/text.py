@@ -367,8 +367,8 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         if missing:
             raise KeyError(f"corpus {name!r} has no split {missing[0]!r}; available: {', '.join(splits)}")
         splits = {w: splits[w] for w in wanted}
-    cut = hashlib.sha256(f"{fingerprint}:{level}:{limit}:{train_fraction}:{sorted(splits)}".encode()).hexdigest()
-    return Corpus(name, splits, vocab, level, [str(f) for f in files.values()], cut)
+    identity = hashlib.sha256(f"{fingerprint}:{level}:{limit}:{train_fraction}:{sorted(splits)}".encode()).hexdigest()
+    return Corpus(name, splits, vocab, level, [str(f) for f in files.values()], identity)
 
 
 def _head(text: str, limit: int | None, level: str) -> str:

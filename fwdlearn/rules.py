@@ -158,6 +158,9 @@ class Local(DepthRule):
         if self.objective not in LOCAL_OBJECTIVES:
             raise ValueError(f"unknown local objective {self.objective!r}; choose one of {', '.join(LOCAL_OBJECTIVES)} "
                              "(e.g. 'local:readout')")
+        if self.variant is not None and (not self.variant or self.variant != self.variant.strip().lower()):
+            raise ValueError(f"a local variant is a lower-case word such as 'la' or 'top2input' (or None); got "
+                             f"{self.variant!r}")  # (str(rule) must parse back to the same rule)
 
     @classmethod
     def parse(cls, args: list[str]) -> "Local":
@@ -201,7 +204,7 @@ class TBPTT(TimeRule):
     truncation: int = 32
 
     def __post_init__(self) -> None:
-        if not isinstance(self.truncation, int) or self.truncation < 1:
+        if not isinstance(self.truncation, int) or isinstance(self.truncation, bool) or self.truncation < 1:
             raise ValueError(f"truncated BPTT needs a positive window, e.g. 'tbptt:32'; got {self.truncation!r}")
 
     @classmethod
@@ -298,33 +301,47 @@ ALIASES: dict[str, str] = {
     "ce": "local:ce",
     "ftbptt": "ft-bptt",
 }
+_BUILT_IN_ALIASES = frozenset(ALIASES)  # (register_alias does not redefine these)
+
+
+def _check_new_name(kind: str, name: str, registry: dict, other: dict) -> None:
+    """A rule name a spec can reach: one lower-case word without ':' or '+', not an alias's and not a rule's of the
+    other axis (either would win over it); a name of the same axis is replaced (a new version of that rule)."""
+    if not isinstance(name, str) or not name or ":" in name or "+" in name or name != name.strip().lower():
+        raise ValueError(f"a {kind} rule needs a lower-case name without ':' or '+' (specs are read lower-cased); "
+                         f"got {name!r}")
+    if name in ALIASES or name in other:
+        taken = "an alias" if name in ALIASES else f"a {'time' if kind == 'depth' else 'depth'} rule"
+        raise ValueError(f"the {kind} rule name {name!r} is already {taken}'s, which would win over it; choose "
+                         "another name")
 
 
 def register_depth_rule(cls: type[DepthRule]) -> type[DepthRule]:
     """Add a depth rule class (its ``name``, ``parse`` and ``__str__``) to the vocabulary; usable as a decorator."""
-    if not cls.name or ":" in cls.name or "+" in cls.name:
-        raise ValueError(f"a depth rule needs a name without ':' or '+'; got {cls.name!r}")
+    _check_new_name("depth", cls.name, DEPTH_RULES, TIME_RULES)
     DEPTH_RULES[cls.name] = cls
     return cls
 
 
 def register_time_rule(cls: type[TimeRule]) -> type[TimeRule]:
     """Add a time rule class to the vocabulary; usable as a decorator."""
-    if not cls.name or ":" in cls.name or "+" in cls.name:
-        raise ValueError(f"a time rule needs a name without ':' or '+'; got {cls.name!r}")
+    _check_new_name("time", cls.name, TIME_RULES, DEPTH_RULES)
     TIME_RULES[cls.name] = cls
     return cls
 
 
 def register_alias(alias: str, spec: str) -> None:
-    """Accept ``alias`` wherever ``spec`` is accepted (``spec`` must parse; ``alias`` must be one word that is not
-    already a rule's name, which it would silently replace)."""
-    parse_rule(spec)
+    """Accept ``alias`` wherever ``spec`` is accepted, also as one side of a ``+`` rule (``spec`` must parse, and is
+    stored as its canonical spelling, so an alias of an alias or of ``"dfa+dsf"`` works anywhere; ``alias`` must be
+    one word that is not already a rule's name or a built-in alias, which it would silently replace)."""
+    canonical = str(parse_rule(spec))
     key = alias.strip().lower()
-    if not key or "+" in key or key.split(":")[0] in DEPTH_RULES or key.split(":")[0] in TIME_RULES:
+    if not key or "+" in key or key.split(":")[0] in DEPTH_RULES or key.split(":")[0] in TIME_RULES \
+            or key in _BUILT_IN_ALIASES:
         raise ValueError(f"cannot register the alias {alias!r}: an alias is a name without '+' that is not a rule's "
-                         f"own name ({', '.join([*DEPTH_RULES, *TIME_RULES])}); choose another word")
-    ALIASES[key] = spec
+                         f"own name ({', '.join([*DEPTH_RULES, *TIME_RULES])}) nor a built-in alias; choose another "
+                         "word")
+    ALIASES[key] = canonical
 
 
 def vocabulary() -> str:
@@ -368,8 +385,8 @@ def parse_rule(spec: "str | Rule | DepthRule | TimeRule") -> Rule:
     text = spec.strip().lower()
     if not text:
         raise ValueError(f"empty rule; {vocabulary()}")
-    text = ALIASES.get(text, text)
-    parts = [p.strip() for p in text.split("+")]
+    parts = [ALIASES.get(p.strip(), p.strip()) for p in text.split("+")]  # an alias may stand for "a+b"
+    parts = [q.strip() for p in parts for q in p.split("+")]
     if len(parts) > 2 or not all(parts):
         raise ValueError(f"a rule joins at most one depth rule and one time rule with '+'; got {spec!r}")
     depth: DepthRule | None = None

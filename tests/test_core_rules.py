@@ -145,3 +145,34 @@ def test_an_alias_cannot_replace_a_rule_name():
         with pytest.raises(ValueError, match="cannot register the alias"):
             register_alias(alias, "dfa:micro")
     assert parse_rule("bp") == Rule(BP())
+
+
+def test_aliases_are_stored_canonically_and_work_as_either_side_of_a_rule():
+    """An alias of an alias, of "DFA+DSF" or used as one side of '+' failed with "unknown rule" after registering."""
+    from fwdlearn.rules import ALIASES, register_alias
+
+    try:
+        register_alias("my-sf", "sf")
+        register_alias("my-sf2", "my-sf")
+        register_alias("my-up", "DFA+DSF")
+        assert parse_rule("my-sf2") == parse_rule("sf") and parse_rule("my-sf+dsf") == parse_rule("sf+dsf")
+        assert parse_rule("my-up") == parse_rule("dfa+dsf") and ALIASES["my-up"] == "dfa+dsf"
+        with pytest.raises(ValueError, match="cannot register the alias 'sf'"):
+            register_alias("sf", "dfa")  # a built-in alias is not redefined
+    finally:
+        for name in ("my-sf", "my-sf2", "my-up"):
+            ALIASES.pop(name, None)
+
+
+def test_rule_names_and_parts_that_could_never_parse_back_are_refused():
+    from fwdlearn.rules import TBPTT, Local, TimeRule, register_time_rule
+
+    for name, message in (("Window", "needs a lower-case name"), ("ff", "is already an alias's"),
+                          ("dfa", "is already a depth rule's")):
+        cls = type("Odd", (TimeRule,), {"name": name, "parse": classmethod(lambda cls, args: cls()),
+                                        "__str__": lambda self: name})
+        with pytest.raises(ValueError, match=message):
+            register_time_rule(cls)
+    for bad in (lambda: Local("ff", "LA"), lambda: Local("readout", ""), lambda: TBPTT(True)):
+        with pytest.raises(ValueError):  # (str(rule) gave 'local:ff:LA', 'local:readout', 'tbptt:True')
+            bad()

@@ -384,3 +384,18 @@ def test_seq_train_refuses_a_corpus_of_one_distinct_token(tmp_path, capsys):
     assert _train(path, tmp_path / "a.json", "--steps", "1") == 2
     assert ("the corpus has a single distinct token ('a'); there is nothing to predict" in capsys.readouterr().err
             and not (tmp_path / "a.json").exists())
+
+
+def test_the_cli_offers_the_registered_model_and_cell_names():
+    """The CLI spells the names out (so that --help imports no torch): they must be the registries' names."""
+    from fwdlearn.sequences.cli.bench import SeqBenchConfig
+    from fwdlearn.sequences.cli.bench_dfa import DfaBenchConfig
+    from fwdlearn.sequences.cli.train import MODELS
+    from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
+    from fwdlearn.sequences.nn.language_model import MODEL_NAMES
+
+    assert list(MODELS) == list(MODEL_NAMES)
+    cells = list(RECURRENT_CELLS)
+    assert [m for m in MODELS if MODEL_NAMES[m][0] == "recurrent"] == cells
+    for config, name in ((SeqBenchConfig, "cost_cells"), (SeqBenchConfig, "model"), (DfaBenchConfig, "cell")):
+        assert config.__dataclass_fields__[name].metadata["choices"] == cells, (config, name)

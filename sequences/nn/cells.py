@@ -150,5 +150,5 @@ class LinearRecurrence(RecurrentCell):
         return layer.decay * s + layer.input(u)
 
 
-#: every recurrent cell by name (``RecurrentLM(cell=...)``, ``seq train --model``, ``bench dfa --cell``)
+#: every recurrent cell by name (``RecurrentLM(cell=...)``, ``make_language_model``; the CLI offers the built-in ones)
 RECURRENT_CELLS = Registry("cell", {c.name: c() for c in (TanhRNN, GRU, LSTM, LinearRecurrence)})

@@ -276,16 +276,20 @@ MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def make_language_model(model: str, vocab_size: int, **options: Any) -> LanguageModel:
-    """A language model by name (:data:`MODEL_NAMES`: a recurrent cell, ``conv``, ...).
+    """A language model by name (:data:`MODEL_NAMES`: a recurrent cell, ``conv``, ...; or any cell registered in
+    :data:`~fwdlearn.sequences.nn.cells.RECURRENT_CELLS`).
 
     ``options`` are the model class's keyword arguments (``hidden``, ``layers``, ``training``, ...); options the
     class does not take are ignored when they are ``None`` and refused otherwise.
     """
     import inspect
 
-    if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    kind, fixed = MODEL_NAMES[model]
+    from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
+
+    names = {**MODEL_NAMES, **{cell: ("recurrent", {"cell": cell}) for cell in RECURRENT_CELLS}}  # (cells registered
+    if model not in names:  # later too)
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(names)}")
+    kind, fixed = names[model]
     cls = LM_KINDS.get(kind)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = [k for k, v in options.items() if k not in accepted and v is not None]

@@ -36,10 +36,7 @@ from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell, TorchCel
 from fwdlearn.sequences.nn.kernels import kernel_states, kernels_apply
 from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer
 
-__all__ = ["CELLS", "RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
-
-#: the cell names (:data:`~fwdlearn.sequences.nn.cells.RECURRENT_CELLS`)
-CELLS = tuple(RECURRENT_CELLS)
+__all__ = ["RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
 
 
 class RecurrentLayer(nn.Module):

@@ -32,8 +32,9 @@ __all__ = ["StateAlignment", "state_gradients", "state_alignment", "bucket_by_di
 
 @dataclass
 class StateAlignment:
-    """Per layer: cosine by distance from the end (``[T]``, index ``d``) and over the whole window;
-    and the alignment of the parameter gradients."""
+    """Per layer: the mean over the batch of per-position cosines by distance from the end (``[T]``, index ``d``),
+    and ``overall``, the cosine of the whole window's gradients concatenated (positions with large gradients weigh
+    more: it is not the curve's mean); and the alignment of the parameter gradients."""
 
     by_distance: list[Tensor]
     overall: list[float]
@@ -55,23 +56,33 @@ def _time_rule(model, mode: str | TimeRule) -> TimeRule:
 
 def state_gradients(model, tokens: Tensor, targets: Tensor, mode: str | TimeRule) -> tuple[list[Tensor], dict[str, Tensor]]:
     """``(per-layer state gradients [B, T, S], parameter gradients)`` of one window under ``mode``
-    (``"unrolled"`` gives BPTT's true total derivatives)."""
+    (``"unrolled"`` gives BPTT's true total derivatives). The model's parameter gradients (``.grad``) are left as
+    they were.
+
+    Raises:
+        ValueError: a model whose depth rule is not backprop: under DFA or a local rule the "true" reference
+            would be that rule's signal carried back through time, not :math:`\partial\mathcal{L}/\partial s_t`.
+    """
+    if str(model.rule.depth) != "bp":
+        raise ValueError(f"state alignment compares time rules with BPTT's true state gradient, which needs "
+                         f"backprop through depth; this model trains by {model.rule.depth} through depth: measure a "
+                         "model of the same time rule trained by bp through depth (e.g. 'dsf', not 'dfa+dsf')")
     rule = _time_rule(model, mode)
+    kept = {p: p.grad for p in model.parameters()}
     model.zero_grad(set_to_none=True)
-    probe: list = []
-    with training_mode(True, model), torch.enable_grad():
-        logits = model.forward_from_embeddings(model.embed(tokens), rule=rule, probe=probe)
-        lm_loss(logits, targets).backward()
-    grads = []
-    for layer, item in enumerate(probe):
-        grad = [s.grad for s in item] if isinstance(item, list) else [item.grad]
-        if any(g is None for g in grad):
-            raise ValueError(f"layer {layer}'s states get no gradient from the output under the depth rule "
-                             f"{model.rule.depth} (its blocks learn from local losses or not at all): state alignment "
-                             "compares time rules on the output's error, so measure a bp or dfa model")
-        grads.append(torch.stack(grad, dim=1) if isinstance(item, list) else grad[0])
-    params = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
+    try:
+        probe: list = []
+        with training_mode(True, model), torch.enable_grad():
+            logits = model.forward_from_embeddings(model.embed(tokens), rule=rule, probe=probe)
+            lm_loss(logits, targets).backward()
+        grads = []
+        for item in probe:
+            grad = [s.grad for s in item] if isinstance(item, list) else [item.grad]
+            grads.append(torch.stack(grad, dim=1) if isinstance(item, list) else grad[0])
+        params = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    finally:
+        for p, grad in kept.items():  # (a reading between backward() and step() must not lose the gradients)
+            p.grad = grad
     return [g.detach() for g in grads], params
 
 
@@ -90,7 +101,10 @@ def state_alignment(model, tokens: Tensor, targets: Tensor, mode: str | TimeRule
 
 
 def bucket_by_distance(curve: Tensor, edges: tuple[int, ...] = (0, 1, 4, 16, 64)) -> list[tuple[str, float]]:
-    """Mean of ``curve[d]`` over distance buckets ``[e_i, e_{i+1})`` (the last one open-ended), labelled."""
+    """Mean of ``curve[d]`` over distance buckets ``[e_i, e_{i+1})`` (the last one open-ended), labelled. The edges
+    start at 0 and increase (a first edge above 0 would drop the distances below it)."""
+    if not edges or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must start at 0 and increase, got {edges}")
     out = []
     bounds = [e for e in edges if e < len(curve)] + [len(curve)]
     for lo, hi in zip(bounds[:-1], bounds[1:]):

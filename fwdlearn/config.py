@@ -96,9 +96,36 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             continue
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
-        if many:
-            kwargs["nargs"] = "+"
+        if many:  # several values, also over several uses of the flag (argparse's default would keep the last use)
+            kwargs.update(nargs="+", action="extend", default=None)  # (None: the dataclass default, not extended)
         target.add_argument(flag_name(f.name), type=tp if tp in (int, float, str) else str, **kwargs)
+
+
+def _check_type(f: dataclasses.Field, hint: Any, value: Any) -> None:
+    """A config built in Python holds what the CLI would parse: a list (not a string) for a list field, never empty
+    when its default is not; ``bool``, ``int``, ``float`` or ``str`` items as annotated (``None`` where the default
+    is ``None``). A string ``"no"`` for a bool would be true; ``"gru"`` for a list would run ``g``, ``r``, ``u``."""
+    from .errors import UsageError, is_integer
+
+    tp, many = _base_type(hint)
+    flag = flag_name(f.name)
+    if value is None and _default(f) is None:
+        return
+    if many:
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"{flag} takes a list of values, got {value!r}")
+        if not value and _default(f):
+            raise UsageError(f"{flag} needs at least one value")
+        items = list(value)
+    else:
+        items = [value]
+    expected = {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(tp)
+    for item in items:
+        fits = {bool: lambda v: isinstance(v, bool), int: lambda v: is_integer(v),
+                float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                str: lambda v: isinstance(v, str)}.get(tp, lambda v: True)
+        if not fits(item):
+            raise UsageError(f"{flag} must be {expected}, got {item!r}")
 
 
 def validate_config(config: Any) -> Any:
@@ -109,8 +136,10 @@ def validate_config(config: Any) -> Any:
     """
     from .errors import UsageError
 
+    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        _check_type(f, hints[f.name], value)
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         if isinstance(value, (list, tuple)):
             repeated = next((item for i, item in enumerate(values) if item in values[:i]), None)
@@ -136,6 +165,10 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace) -> T:
     :func:`validate_config` it."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values = {k: v for k, v in vars(args).items() if k in names}
+    hints = typing.get_type_hints(cls)
+    for name in list(values):
+        if values[name] is None and _base_type(hints[name])[1]:  # a list flag not given: the dataclass default
+            del values[name]
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if isinstance(values.get(f.name), list) and isinstance(f.default, tuple):
             values[f.name] = tuple(values[f.name])

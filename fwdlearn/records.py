@@ -99,10 +99,13 @@ class RunRecord:
         missing = [f"{kind} {path}" for kind, path in self.files.items() if not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"the record names {', '.join(missing)}, which no longer exist(s)")
+        from .reporting import invoked_command
+
         notes: list[str] = []
         record = finite_json(to_jsonable(
             {
                 "job": self.job,
+                "command": invoked_command(),
                 "config": self.config,
                 "seed": self.seed,
                 "summary": self.summary,

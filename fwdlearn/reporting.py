@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import json
+import numbers
 import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -58,7 +59,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def format_value(value: Any) -> str:
-    """Compact, human formatting for a table cell."""
+    """Compact, human formatting for a table cell (NumPy and 0-d torch scalars as Python numbers; a value below 1
+    never shown as 1: 0.99996 is 0.99996, not a perfect score)."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0 or isinstance(value, numbers.Number) \
+            and not isinstance(value, (bool, int, float)):
+        value = value.item() if hasattr(value, "item") else float(value)
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
     if isinstance(value, int):
@@ -70,8 +75,14 @@ def format_value(value: Any) -> str:
             return f"{value:,.0f}"
         if abs(value) >= 1:
             return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-        return f"{value:.3g}"
+        text = f"{value:.3g}"
+        return text if abs(float(text)) < 1 else f"{value:.6g}"
     return str(value)
+
+
+def _cell(text: str) -> str:
+    """A table cell's text: a '|' escaped and line breaks as spaces (either would break the row)."""
+    return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
@@ -81,10 +92,10 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
         return "(no rows)\n"
     columns = list(columns or rows[0].keys())
     headers = dict(headers or {})
-    lines = ["| " + " | ".join(headers.get(c, c) for c in columns) + " |",
+    lines = ["| " + " | ".join(_cell(str(headers.get(c, c))) for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(format_value(row.get(c)) for c in columns) + " |")
+        lines.append("| " + " | ".join(_cell(format_value(row.get(c))) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

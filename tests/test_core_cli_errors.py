@@ -218,6 +218,29 @@ def test_configs_are_checked_from_python_too():
 
     with pytest.raises(UsageError, match="--clip must be >= 0, got -1"):
         TrainSeqConfig(clip=-1)
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig
+    from fwdlearn.sequences.cli.influence import InfluenceSeqConfig
+
+    for build, message in ((lambda: InfluenceSeqConfig(models="gru"), "--models takes a list of values, got 'gru'"),
+                           (lambda: BenchGraphConfig(overwrite="no"), "--overwrite must be true or false, got 'no'"),
+                           (lambda: BenchGraphConfig(hidden=2.5), "--hidden must be an int, got 2.5"),
+                           (lambda: BenchGraphConfig(data=5), "--data must be a string, got 5"),
+                           (lambda: BenchGraphConfig(depths=[]), "--depths needs at least one value")):
+        with pytest.raises(UsageError, match=message):  # ("gru" ran g, r, u; "no" was true: outputs replaced)
+            build()
+
+
+def test_a_list_flag_given_twice_keeps_every_value():
+    """argparse kept the last use only: --models gru --models lstm measured lstm alone."""
+    from fwdlearn.cli import build_parser
+    from fwdlearn.config import dataclass_from_args
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig
+
+    parser = build_parser(load=[("bench", "graph")])
+    args = parser.parse_args(["bench", "graph", "--depths", "1", "--depths", "2", "4"])
+    assert dataclass_from_args(BenchGraphConfig, args).depths == [1, 2, 4]
+    args = parser.parse_args(["bench", "graph"])
+    assert dataclass_from_args(BenchGraphConfig, args).depths == BenchGraphConfig().depths  # the default, not None
 
 
 def test_every_flag_of_every_command_has_a_help_sentence():

@@ -33,3 +33,21 @@ def test_result_paths_keep_dots_in_the_prefix(tmp_path):
     assert [p.name for p in result_paths(tmp_path / "graph.md")] == ["graph.json", "graph.md", "graph-record.json"]
     json_path, md_path = write_results(tmp_path / "sub" / "a.b", [{"x": 1}])
     assert (json_path.name, md_path.name) == ("a.b.json", "a.b.md") and md_path.exists()
+
+
+def test_table_cells_keep_their_row_and_numbers_below_one_never_read_as_one(tmp_path):
+    """A '|' or a line break in a value split the row; 0.99996 was shown as 1; NumPy and torch scalars as their
+    reprs; a record did not say which command made it."""
+    import numpy as np
+    import torch
+
+    from fwdlearn.records import RunRecord
+    from fwdlearn.reporting import format_value, invoked_as
+
+    assert markdown_table([{"method": "a|b", "note": "line1\nline2"}]).splitlines()[2] == "| a\\|b | line1 line2 |"
+    assert [format_value(v) for v in (0.99996, 0.5, np.int64(1234567), np.float32(0.25), torch.tensor(0.5))] == \
+        ["0.99996", "0.5", "1,234,567", "0.25", "0.5"]
+    record = RunRecord("job", {"a": 1}, seed=0)
+    with invoked_as(["graph", "train", "--data", "my graph"]):
+        saved = record.save(tmp_path / "r.json")
+    assert json.loads(saved.read_text())["command"] == "fwdlearn graph train --data 'my graph'"

@@ -24,6 +24,8 @@ Example::
 from __future__ import annotations
 
 import argparse
+import numbers
+import os
 import dataclasses
 import types
 import typing
@@ -122,8 +124,8 @@ def _check_type(f: dataclasses.Field, hint: Any, value: Any) -> None:
     expected = {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(tp)
     for item in items:
         fits = {bool: lambda v: isinstance(v, bool), int: lambda v: is_integer(v),
-                float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                str: lambda v: isinstance(v, str)}.get(tp, lambda v: True)
+                float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),  # (NumPy floats too)
+                str: lambda v: isinstance(v, (str, os.PathLike))}.get(tp, lambda v: True)  # (a path for a path)
         if not fits(item):
             raise UsageError(f"{flag} must be {expected}, got {item!r}")
 

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,7 +129,7 @@ def check_range(name: str, value: Any, *, min: float | None = None, gt: float | 
     """
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (Python and NumPy numbers)
         raise UsageError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):
         raise UsageError(f"{name} must be a finite number, got {value}")

@@ -61,7 +61,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def format_value(value: Any) -> str:
     """Compact, human formatting for a table cell (NumPy and 0-d torch scalars as Python numbers; a value below 1
     never shown as 1: 0.99996 is 0.99996, not a perfect score)."""
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0 or isinstance(value, numbers.Number) \
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0 or isinstance(value, numbers.Real) \
             and not isinstance(value, (bool, int, float)):
         value = value.item() if hasattr(value, "item") else float(value)
     if isinstance(value, bool) or value is None:
@@ -76,7 +76,7 @@ def format_value(value: Any) -> str:
         if abs(value) >= 1:
             return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
         text = f"{value:.3g}"
-        return text if abs(float(text)) < 1 else f"{value:.6g}"
+        return text if abs(float(text)) < 1 else repr(value)  # (the digits that keep it below 1)
     return str(value)
 
 

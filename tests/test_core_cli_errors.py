@@ -228,6 +228,14 @@ def test_configs_are_checked_from_python_too():
                            (lambda: BenchGraphConfig(depths=[]), "--depths needs at least one value")):
         with pytest.raises(UsageError, match=message):  # ("gru" ran g, r, u; "no" was true: outputs replaced)
             build()
+    from pathlib import Path
+
+    import numpy as np
+
+    from fwdlearn.graphs.cli.train import GraphTrainConfig
+
+    config = GraphTrainConfig(checkpoint=Path("runs/x.pt"), lr=np.float32(0.01), hidden=np.int64(8))  # as Python has
+    assert config.lr == pytest.approx(0.01) and str(config.checkpoint) == "runs/x.pt"  # them: still accepted
 
 
 def test_a_list_flag_given_twice_keeps_every_value():

@@ -45,8 +45,8 @@ def test_table_cells_keep_their_row_and_numbers_below_one_never_read_as_one(tmp_
     from fwdlearn.reporting import format_value, invoked_as
 
     assert markdown_table([{"method": "a|b", "note": "line1\nline2"}]).splitlines()[2] == "| a\\|b | line1 line2 |"
-    assert [format_value(v) for v in (0.99996, 0.5, np.int64(1234567), np.float32(0.25), torch.tensor(0.5))] == \
-        ["0.99996", "0.5", "1,234,567", "0.25", "0.5"]
+    assert [format_value(v) for v in (0.99996, 0.9999996, 0.5, np.int64(1234567), np.float32(0.25),
+                                      torch.tensor(0.5))] == ["0.99996", "0.9999996", "0.5", "1,234,567", "0.25", "0.5"]
     record = RunRecord("job", {"a": 1}, seed=0)
     with invoked_as(["graph", "train", "--data", "my graph"]):
         saved = record.save(tmp_path / "r.json")

@@ -410,7 +410,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                          f"predict: train on text with at least two different {unit}")
     check_splits(corpus, train_split, valid_split)  # two different splits: selecting on the training text is refused
     valid = corpus.split(valid_split)
-    _check_evaluable(valid, batch_size, valid_split, eval_tokens, "eval_tokens (--eval-tokens)")  # now
+    # validation reads the global batch's streams (W x B under torchrun), as one process with that batch would
+    _check_evaluable(valid, batch_size * world_size(), valid_split, eval_tokens, "eval_tokens (--eval-tokens)")
     probe = None
     if align_every:
         probe = alignment_window(valid, batch_size, context)
@@ -456,7 +457,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         return row
 
     def evaluate() -> dict[str, float]:
-        return evaluate_lm(model, valid, eval_context or context, batch_size, eval_tokens, prefix="val_")
+        return evaluate_lm(model, valid, eval_context or context, batch_size * world_size(), eval_tokens,
+                           prefix="val_")
 
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,

@@ -29,8 +29,10 @@ def _worker(rank: int, port: int, folder: str, kind: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     corpus = load_text(f"{folder}/text.txt")
     model = _initial_model(corpus.vocab_size, 100 + rank, kind)  # different replicas: DDP must start all from rank 0's
-    model.fit(corpus, context=12, steps=3, batch_size=3, eval_every=3, checkpoint=f"{folder}/ckpt.pt", quiet=True)
+    report = model.fit(corpus, context=12, steps=3, batch_size=3, eval_every=3, checkpoint=f"{folder}/ckpt.pt",
+                       quiet=True)
     torch.save({n: p.detach().clone() for n, p in model.named_parameters()}, f"{folder}/rank{rank}.pt")
+    torch.save([row["val_loss"] for row in report.history if "val_loss" in row], f"{folder}/val{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -51,6 +53,15 @@ def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind):
     assert (tmp_path / "ckpt.pt").exists() and (tmp_path / "ckpt.pt.rank1").exists()
     loaded, vocab = RecurrentLM.load(tmp_path / "ckpt.pt")
     assert vocab is not None and loaded.config.hidden == 12 and loaded.config.kind == kind
+    # one process on the global batch (2 x 3 streams): the same weights and the same validation (it read 3 streams
+    # per process before, another loss than one process's)
+    alone = _initial_model(load_text(str(tmp_path / "text.txt")).vocab_size, 100, kind)
+    report = alone.fit(load_text(str(tmp_path / "text.txt")), context=12, steps=3, batch_size=6, eval_every=3,
+                       quiet=True)
+    for name, p in alone.named_parameters():
+        torch.testing.assert_close(p.detach(), a[name], rtol=1e-4, atol=1e-5)  # (float rounding, through Adam)
+    assert torch.load(tmp_path / "val0.pt") == pytest.approx([r["val_loss"] for r in report.history if "val_loss" in r],
+                                                             rel=1e-5)
 
 
 def _resume_worker(rank: int, port: int, folder: str) -> None:

@@ -281,9 +281,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     with evaluating(module), frozen(module):
         matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0]) if variant == "subgraph" else None
-        if variant == "subgraph" and stop > start:
+        if variant == "subgraph":  # (every process probes the first seed: they decide alike, none waits for another)
             offered_stack = stack
-            stack, separable = _probe(model, stack, x, edge_index, matrix, int(seeds[start]), max_hops)
+            stack, separable = _probe(model, stack, x, edge_index, matrix, int(seeds[0]), max_hops)
             if offered_stack is not None and stack is None:
                 problem = ("model(x, edge_index) is not the blocks and head its block_stack() offers (a forward or a "
                            "hook of its own)")

@@ -179,7 +179,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     for row in report.history:
         record.log(**row)
     valid = corpus.split(config.valid_split)
-    final = model.evaluate(valid, context=config.context, batch_size=config.batch_size)
+    final = model.evaluate(valid, context=config.context, batch_size=world_size() * config.batch_size)  # (global)
     record.summary.update({f"val_{k}": v for k, v in final.items()})
     record.summary.update({
         "steps": report.steps, "best_step": report.best_step, "train_seconds": report.seconds,

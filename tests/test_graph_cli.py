@@ -56,6 +56,7 @@ def test_bench_graph_tiny(tmp_path, capsys):
     assert "step_memory_vs_bp" in sf2 and "peak_memory_bytes" not in sf2  # (the peak carried earlier cells' memory)
     md = out.with_suffix(".md").read_text()
     assert "Claims checked in this run" in md and "fwdlearn" in md and "step memory / BP" in md
+    assert "{config" not in md and "2 epochs per layer" in md  # (the notes are formatted)
 
 
 def _interrupt_at(monkeypatch, call: int) -> None:

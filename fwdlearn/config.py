@@ -24,14 +24,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import numbers
 import os
-import dataclasses
 import types
 import typing
 from typing import Any, TypeVar
 
-from .errors import check_range
+from .errors import check_range, is_integer
 
 __all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name"]
 
@@ -103,11 +103,20 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         target.add_argument(flag_name(f.name), type=tp if tp in (int, float, str) else str, **kwargs)
 
 
+#: the scalar types the CLI parses: how a message names each, and what a config built in Python may hold for it
+_TYPES: dict[type, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an int", lambda v: is_integer(v)),
+    float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),  # (NumPy floats too)
+    str: ("a string", lambda v: isinstance(v, (str, os.PathLike))),  # (a path for a path)
+}
+
+
 def _check_type(f: dataclasses.Field, hint: Any, value: Any) -> None:
     """A config built in Python holds what the CLI would parse: a list (not a string) for a list field, never empty
     when its default is not; ``bool``, ``int``, ``float`` or ``str`` items as annotated (``None`` where the default
     is ``None``). A string ``"no"`` for a bool would be true; ``"gru"`` for a list would run ``g``, ``r``, ``u``."""
-    from .errors import UsageError, is_integer
+    from .errors import UsageError
 
     tp, many = _base_type(hint)
     flag = flag_name(f.name)
@@ -121,11 +130,10 @@ def _check_type(f: dataclasses.Field, hint: Any, value: Any) -> None:
         items = list(value)
     else:
         items = [value]
-    expected = {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(tp)
+    if tp not in _TYPES:  # (a type the CLI does not parse: nothing to compare with)
+        return
+    expected, fits = _TYPES[tp]
     for item in items:
-        fits = {bool: lambda v: isinstance(v, bool), int: lambda v: is_integer(v),
-                float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),  # (NumPy floats too)
-                str: lambda v: isinstance(v, (str, os.PathLike))}.get(tp, lambda v: True)  # (a path for a path)
         if not fits(item):
             raise UsageError(f"{flag} must be {expected}, got {item!r}")
 

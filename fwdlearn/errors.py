@@ -98,11 +98,12 @@ def exit_status(error: BaseException) -> int | None:
     return None
 
 
-def check_int(name: str, value: Any, low: int, what: str = "") -> int:
-    """``value`` as an ``int`` if it is an integer (:func:`is_integer`) ``>= low``; else ``ValueError`` naming
-    ``name`` (``what``: an explanation after it, e.g. ``" (the number of GNN layers)"``)."""
-    if not is_integer(value) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}{what}, got {value!r}")
+def check_int(name: str, value: Any, low: int | None, what: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer (:func:`is_integer`) ``>= low`` (``None``: any); else
+    ``ValueError`` naming ``name`` (``what``: an explanation after it, e.g. ``" (the number of GNN layers)"``)."""
+    if not is_integer(value) or low is not None and value < low:
+        bound = f" >= {low}" if low is not None else ""
+        raise ValueError(f"{name} must be an int{bound}{what}, got {value!r}")
     return int(value)
 
 

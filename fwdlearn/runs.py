@@ -200,13 +200,13 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     if paths.checkpoint is not None and splits is not None and splits > 1:
         paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
     _check_outputs(paths, options.overwrite, resume)
-    if paths.checkpoint is not None and splits is not None and not resume:
-        paths.stale = _further_splits(paths.checkpoint, splits, options.overwrite)
-    if paths.checkpoint is not None and splits is not None and resume and (more := _split_files(paths.checkpoint,
-                                                                                                  splits)):
-        last = max(more)  # a resume with fewer splits would leave these unfinished and record fewer
-        raise UsageError(f"{more[last]} is split {last}'s checkpoint of this run: it has at least {last + 1} splits; "
-                         f"resume with --splits {last + 1} (or as many as it was started with)")
+    if paths.checkpoint is not None and splits is not None:  # an earlier run's checkpoints of further splits
+        if not resume:
+            paths.stale = _further_splits(paths.checkpoint, splits, options.overwrite)
+        elif more := _split_files(paths.checkpoint, splits):  # this run's: fewer splits would leave them unfinished
+            last = max(more)
+            raise UsageError(f"{more[last]} is split {last}'s checkpoint of this run: it has at least {last + 1} "
+                             f"splits; resume with --splits {last + 1} (or as many as it was started with)")
     paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
 

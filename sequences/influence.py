@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
-from fwdlearn.errors import check_finite_tensor, is_integer
+from fwdlearn.errors import check_finite_tensor, check_int
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -85,8 +85,7 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
 
 
 def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: bool) -> tuple[Tensor, Tensor]:
-    if not is_integer(chunk) or chunk < 1:
-        raise ValueError(f"chunk must be an int >= 1 (positions measured together), got {chunk!r}")
+    chunk = check_int("chunk", chunk, 1, " (positions measured together)")
     forward, x = _embedding_function(model, inputs)
     batch, length, _ = x.shape
     chosen = _select_positions(length, positions, seed)
@@ -130,8 +129,7 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
     Returns:
         ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major.
     """
-    if not is_integer(max_lag) or max_lag < 0:
-        raise ValueError(f"max_lag must be an int >= 0, got {max_lag!r}")
+    check_int("max_lag", max_lag, 0)
     mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
     totals = distance_totals(mass, lag, max_lag)
     return influence_curve(totals, normalize=normalize), influence_range(totals), totals

@@ -48,7 +48,7 @@ from torch import Tensor
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
-from fwdlearn.errors import check_finite_tensor, is_integer
+from fwdlearn.errors import check_finite_tensor, check_int, is_integer
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.datasets import check_graph_inputs
@@ -99,8 +99,7 @@ def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
         raise ValueError("the graph has no nodes (data.x is [0, num_features]); there is no influence to measure")
-    if not is_integer(max_hops) or max_hops < 0:
-        raise ValueError(f"max_hops must be an int >= 0, got {max_hops!r}")
+    check_int("max_hops", max_hops, 0)
     if variant not in ("subgraph", "full"):
         raise ValueError(f"unknown variant {variant!r}; choose 'subgraph' (as PyG's total_influence) or 'full'")
     return x, edge_index
@@ -150,10 +149,7 @@ def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: T
         alone = _rows(model, ball_x, ball_edges)[root]
         tol = 16 * torch.finfo(alone.dtype).eps * (1 + float(alone.abs().max())) if alone.is_floating_point() else 0
         if stack is not None:
-            h = ball_x
-            for block in stack.blocks:
-                h = block(h, ball_edges)
-            h = stack.head(h) if stack.head is not None else h
+            h = stack(ball_x, ball_edges)
             if h.shape != (len(ball_x), alone.shape[1]) or float((h[root] - alone).abs().max()) > tol:
                 stack = None
         separable = getattr(model, "separable", None)
@@ -255,8 +251,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
     max_hops = operator.index(max_hops)  # a numpy or 0-d tensor integer as a plain int
-    if not is_integer(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     if nodes_per_batch == "auto":
         nodes_per_batch = None if x.is_cuda else 2048
     elif nodes_per_batch is not None and (not is_integer(nodes_per_batch) or nodes_per_batch < 1):
@@ -280,8 +275,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     module = model if isinstance(model, torch.nn.Module) else None
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     with evaluating(module), frozen(module):
-        matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0]) if variant == "subgraph" else None
+        matrix = None
         if variant == "subgraph":  # (every process probes the first seed: they decide alike, none waits for another)
+            matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0])
             offered_stack = stack
             stack, separable = _probe(model, stack, x, edge_index, matrix, int(seeds[0]), max_hops)
             if offered_stack is not None and stack is None:

@@ -114,3 +114,9 @@ class BlockStack:
 
     blocks: list[GNNBlock]
     head: nn.Linear | None = None
+
+    def __call__(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """The output the stack describes: the blocks one after the other, then the head."""
+        for block in self.blocks:
+            x = block(x, edge_index)
+        return self.head(x) if self.head is not None else x

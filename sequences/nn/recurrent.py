@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_int, is_integer
+from fwdlearn.errors import check_int
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
@@ -184,9 +184,7 @@ class RecurrentLM(StackedLM):
         vocab_size, hidden, layers = (check_int(name, value, 1) for name, value in (
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers)))
         out_size = None if out_size is None else check_int("out_size", out_size, 1)
-        if not is_integer(feedback_seed):
-            raise ValueError(f"feedback_seed must be an int, got {feedback_seed!r}")
-        feedback_seed = int(feedback_seed)
+        feedback_seed = check_int("feedback_seed", feedback_seed, None)
         self.rule = self._check_rule(training, feedback)
         self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
                                       norm, out_size, feedback_seed)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_int, is_integer
+from fwdlearn.errors import check_int
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule, parse_rule
 
@@ -140,9 +140,7 @@ class TransformerLM(StackedLM):
         vocab_size, hidden, layers, heads, context, mlp_ratio = (check_int(name, value, 1) for name, value in (
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("heads", heads), ("context", context),
             ("mlp_ratio", mlp_ratio)))
-        if not is_integer(feedback_seed):
-            raise ValueError(f"feedback_seed must be an int, got {feedback_seed!r}")
-        feedback_seed = int(feedback_seed)
+        feedback_seed = check_int("feedback_seed", feedback_seed, None)
         if hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
         self.rule = parse_rule(training)

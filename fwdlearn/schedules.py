@@ -23,6 +23,7 @@ r"""Training schedules, written once: how a rule's losses become parameter updat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,8 @@ def _parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
 
 
 def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float | None = None,
-                    grad_norm: bool = False, parameters: Sequence[Tensor] | None = None) -> dict[str, float]:
+                    grad_norm: bool = False, parameters: Sequence[Tensor] | None = None,
+                    clip_groups: Sequence[Sequence[Tensor]] | None = None) -> dict[str, float]:
     r"""One end-to-end step: check ``loss`` is finite, zero the gradients, backward, clip, update.
 
     Args:
@@ -52,9 +54,12 @@ def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float 
         optimizer: steps ``parameters`` (default: every parameter it holds).
         clip: clip the total gradient norm to this value (``None``: no clipping).
         grad_norm: report the total gradient norm (always when ``clip`` is set).
+        clip_groups: clip each group's norm to ``clip`` on its own instead of the total (default: one group,
+            ``parameters``). A layer-local rule passes one group per block, so that no block's update depends on
+            another block's loss through a shared clipping factor.
 
     Returns:
-        ``{"loss": float}`` and, with ``clip`` or ``grad_norm``, ``"grad_norm"`` (before clipping).
+        ``{"loss": float}`` and, with ``clip`` or ``grad_norm``, ``"grad_norm"`` (the total norm, before clipping).
     """
     check_range("clip", clip, gt=0, optional=True)  # (0 zeroes every gradient; a negative clip ascends)
     value = check_finite("loss", loss)
@@ -62,8 +67,11 @@ def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float 
     loss.backward()
     out = {"loss": value}
     if clip is not None or grad_norm:
-        params = list(parameters) if parameters is not None else _parameters(optimizer)
-        out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf")))
+        groups = ([list(group) for group in clip_groups] if clip_groups is not None
+                  else [list(parameters) if parameters is not None else _parameters(optimizer)])
+        limit = clip if clip is not None else float("inf")
+        norms = [float(torch.nn.utils.clip_grad_norm_(group, limit)) for group in groups]
+        out["grad_norm"] = math.sqrt(sum(n * n for n in norms))
     optimizer.step()
     return out
 

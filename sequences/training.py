@@ -286,8 +286,9 @@ def _update(loss: Tensor, optimizer: torch.optim.Optimizer, scheduler, clip: flo
     lr = optimizer.param_groups[0]["lr"]
     if is_distributed():  # every process reports (and checks) the loss of the global batch the update uses
         check_finite("loss", global_loss := mean(loss))
-    row = end_to_end_step(loss, optimizer, clip=clip, grad_norm=True,
-                          parameters=[p for p in model.parameters() if p.requires_grad])
+    groups = model.clip_groups() if hasattr(model, "clip_groups") else [[p for p in model.parameters()
+                                                                          if p.requires_grad]]
+    row = end_to_end_step(loss, optimizer, clip=clip, grad_norm=True, clip_groups=groups)
     if is_distributed():
         row["loss"] = float(global_loss)
     scheduler.step()
@@ -376,7 +377,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         lr, weight_decay, schedule, warmup: override the model's optimizer defaults
             (:meth:`~LanguageModel.optimizer_defaults`: e.g. Adam with a constant learning rate under DFA, AdamW with
             warm-up and cosine decay for a transformer under backprop). ``schedule``: ``"constant"`` or ``"cosine"``.
-        clip: clip the gradient norm to this value (``> 0``; ``None``: no clipping).
+        clip: clip the gradient norm to this value (``> 0``; ``None``: no clipping), of each of the model's
+            :meth:`~LanguageModel.clip_groups` on its own: the whole model, or each block under ``local:readout``.
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
         train_split, valid_split: the splits trained on and validated on (the best state is selected on

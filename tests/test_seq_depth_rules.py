@@ -179,6 +179,34 @@ def test_rule_optimizer_defaults():
     assert RecurrentLM(5, hidden=8, layers=1, training="dfa+dsf").optimizer_defaults() == dfa.optimizer_defaults()
 
 
+@pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
+def test_local_readout_updates_stay_local_under_gradient_clipping(family, pangrams):
+    """A larger head changes only the last block's loss: under local:readout the first block (and the embedding)
+    must take the same steps, clipped or not (a clip over the whole model coupled them through its factor)."""
+    firsts = []
+    for scale in (1.0, 50.0):
+        torch.manual_seed(0)
+        model = (TransformerLM(pangrams.vocab_size, hidden=16, layers=3, heads=2, context=12, training="local:readout")
+                 if family == 0 else
+                 RecurrentLM(pangrams.vocab_size, cell="gru", hidden=16, layers=3, training="local:readout"))
+        with torch.no_grad():
+            model.head.weight.mul_(scale)
+        start = [p.detach().clone() for p in model.blocks[0].parameters()]
+        model.fit(pangrams, context=12, steps=3, batch_size=4, clip=0.01, eval_every=100, eval_tokens=64,
+                  quiet=True)
+        assert len(model.clip_groups()) == 3
+        firsts.append([p.detach().clone() for p in [*model.embedding.parameters(), *model.blocks[0].parameters()]])
+        assert not all(torch.equal(a, p) for a, p in zip(start, model.blocks[0].parameters()))  # (it learned)
+    assert all(torch.equal(a, b) for a, b in zip(*firsts))
+
+
+def test_a_tied_transformer_refuses_local_and_shallow_rules():
+    for rule in ("local:readout", "shallow"):
+        with pytest.raises(ValueError, match=f"tie=True cannot train by {rule}: .*build it with tie=False"):
+            TransformerLM(11, hidden=8, layers=2, heads=2, context=6, tie=True, training=rule)
+    assert TransformerLM(11, hidden=8, layers=2, heads=2, context=6, tie=True, training="bp").head.weight is not None
+
+
 @pytest.fixture(scope="module")
 def pangrams(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "pangrams.txt"

@@ -268,6 +268,12 @@ def test_kernel_states_rejects_misshapen_inputs_and_second_derivatives():
         kernels.kernel_states("lstm", u, s0, *torch.nn.LSTM(3, 4).parameters())
     with pytest.raises(ValueError, match=r"these are not tanh weights: .* got W_ih \(12, 3\)"):
         kernels.kernel_states("tanh", u, s0, *weights)
+    # (as the fused modules refuse them; the kernels cast them silently, so training ran where evaluation failed)
+    with pytest.raises(ValueError, match=r"the gru layer's input must be floating point like its weights "
+                                         r"\(torch.float32\); got torch.int64: convert it with .to\(torch.float32\)"):
+        kernels.kernel_states("gru", u.long(), s0, *weights)
+    with pytest.raises(ValueError, match=r"initial state must be floating point .* got torch.bool"):
+        kernels.kernel_states("gru", u, s0.bool(), *weights)
     x = u.clone().requires_grad_()
     with pytest.raises(RuntimeError, match=r"not differentiable \(create_graph=True, second derivatives\): run the "
                                            r"model inside fwdlearn.sequences.nn.kernels.use_kernels\(False\)"):

@@ -79,7 +79,8 @@ class TrainSeqConfig(RunOptions):
                                                   "min": 0})
     plot: str = field(default="", metadata={"help": "draw the alignment per block against steps to this image "
                                                     "(needs --align-every)"})
-    clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this value (0: no clipping)",
+    clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this value (0: no clipping; per "
+                                                       "block under local:readout)",
                                                "min": 0})
     diverge_factor: float = field(default=100.0, metadata={"help": "stop when the training loss exceeds this many "
                                                                    "times its first value", "gt": 1})

@@ -37,6 +37,7 @@ what the rule needs (feedback matrices, per-block heads) and runs the blocks. Wi
 
   so one backward of the sum is exactly the simultaneous local schedule (:mod:`fwdlearn.schedules`):
   :math:`\nabla_{\theta_l}\mathcal{L} = \nabla_{\theta_l}\mathcal{L}_l`. The embedding learns with the first block.
+  Gradient clipping is per block (:meth:`ReadoutWiring.clip_groups`), so the updates stay local too.
   The value reported as the training loss is the model's own, :math:`\operatorname{CE}(W\,\text{LN}(h_L), y)`
   (:meth:`ReadoutWiring.loss`), so its curve compares with the other rules'.
 - ``shallow`` (:class:`ShallowWiring`): a control -- the embeddings and the blocks keep their initial weights
@@ -141,7 +142,12 @@ class Wiring(nn.Module):
         return z
 
     def attach(self, body: Sequence[nn.Module], head: Sequence[nn.Module]) -> None:
-        """Called once the model is built: ``body`` (embeddings, blocks) and ``head`` (final norm, projection)."""
+        """Called once the model is built: ``body`` (the embeddings, then the blocks' ``ModuleList`` last) and
+        ``head`` (final norm, projection)."""
+
+    def clip_groups(self) -> list[list[nn.Parameter]] | None:
+        """Parameter groups whose gradient norms are clipped one by one (``None``: the whole model as one group)."""
+        return None
 
     def optimizer(self, backprop: OptimizerSettings) -> OptimizerSettings:
         """The rule's optimizer defaults, given the family's backprop ones."""
@@ -203,6 +209,22 @@ class ReadoutWiring(Wiring):
         super().__init__(rule=rule if rule is not None else Local("readout"))
         widths = [block["out"] for block in taps]
         self.readouts = nn.ModuleList(nn.Sequential(nn.LayerNorm(w), nn.Linear(w, out_size)) for w in widths[:-1])
+        self._parts: tuple[list[nn.Module], list[nn.Module]] = ([], [])  # (body, head), a tuple: not submodules
+
+    def attach(self, body: Sequence[nn.Module], head: Sequence[nn.Module]) -> None:
+        self._parts = (list(body), list(head))
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """One group per block: its parameters and its head's (the first block's with the embeddings, the last
+        block's with the final norm and the model's head), so that clipping keeps every update local."""
+        body, head = self._parts
+        *embeddings, blocks = body
+        groups = [list(block.parameters()) for block in blocks]
+        for group, readout in zip(groups, self.readouts):
+            group += readout.parameters()
+        groups[0][:0] = [p for m in embeddings for p in m.parameters()]
+        groups[-1] += [p for m in head for p in m.parameters()]
+        return groups
 
     def enter(self, block: int, x: Tensor) -> Tensor:
         return x.detach() if block > 0 else x  # the embedding learns with the first block
@@ -317,6 +339,17 @@ class StackedLM(LanguageModel):
 
     def optimizer_defaults(self) -> OptimizerSettings:
         return self.depth.optimizer(self.BACKPROP)
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The wiring's groups (:meth:`Wiring.clip_groups`) of trainable parameters, any parameter outside them in
+        a group of its own."""
+        groups = self.depth.clip_groups()
+        if groups is None:
+            return super().clip_groups()
+        groups = [[p for p in group if p.requires_grad] for group in groups]
+        covered = {id(p) for group in groups for p in group}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in covered]
+        return [group for group in [*groups, rest] if group]
 
     @property
     def feedback_points(self) -> list[str]:

@@ -4,14 +4,15 @@ Write :math:`s_t = f_\theta(u_t, s_{t-1})` and :math:`g_t` for the gradient push
 :math:`\partial s_t/\partial\theta` with :math:`s_{t-1}` held fixed. Under FT-BPTT and DSF :math:`g_t` arrives
 from outside (the local error :math:`e_t`, or DSF's scan :math:`g_t = e_t + A g_{t+1}`) and never flows back
 through time, so the backward pass is independent across the :math:`B \cdot T` positions. Under BPTT
-:math:`g_t = e_t + J_t^\top g_{t+1}` is computed step by step. Either way :class:`RecurrentKernel` computes
+:math:`g_t = e_t + J_t^\top g_{t+1}` is computed step by step, with :math:`J_t = \partial s_{t+1}/\partial s_t` (as in
+:mod:`~fwdlearn.sequences.nn.time_rules`). Either way :class:`RecurrentKernel` computes
 
 * **forward** (no autograd graph): the input projections :math:`a_t = W_{ih} u_t + b` with one matrix product
   per sequence and chunk of :data:`CHUNK` steps, written into the chunk's gate buffer, then one loop over
   :math:`t` that adds :math:`W_{hh} h_{t-1}` and applies the gates in place, keeping the gate activations
   :math:`G` and the states (each projection is computed once);
 * **backward**: the pre-activation gradients :math:`\delta_t` from :math:`g_t`, :math:`G` and the states
-  (element-wise; under BPTT together with :math:`J_t^\top g_t`, one small matrix product a step), then
+  (element-wise; under BPTT together with :math:`J_{t-1}^\top g_t`, one small matrix product a step), then
   :math:`\partial W_{ih} = \sum_t \delta_t^\top u_t`, :math:`\partial W_{hh} = \sum_t \delta_t^\top h_{t-1}`,
   the bias sums and the input gradient :math:`\partial u_t = \delta_t W_{ih}` as large matrix products, block
   by block (a chunk of one sequence at a time: bounded temporaries, element-wise work in cache).
@@ -126,7 +127,7 @@ class KernelCell:
 
     @staticmethod
     def carry(g: Tensor, delta: Tensor, prev: Tensor, state: Tensor, saved: Tensor, w_hh: Tensor) -> Tensor:
-        r""":math:`J_t^\top g_t = \partial\langle g_t, s_t\rangle / \partial s_{t-1}` (``[R, S]``), given the deltas."""
+        r""":math:`J_{t-1}^\top g_t = \partial\langle g_t, s_t\rangle / \partial s_{t-1}` (``[R, S]``), given the deltas."""
         raise NotImplementedError
 
     @classmethod
@@ -346,7 +347,7 @@ class RecurrentKernel(torch.autograd.Function):
                     d_b_hh[rows] += delta[:, cols].sum(0)
                 if d_u is not None:
                     torch.mm(d_in, w_ih, out=d_u[b, t0:t1])
-        d_s0 = later if through_time and ctx.needs_input_grad[3] else None  # J_1^T g_1
+        d_s0 = later if through_time and ctx.needs_input_grad[3] else None  # J_0^T g_1
         return None, None, d_u, d_s0, d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
@@ -366,6 +367,10 @@ def kernel_states(cell: str | type[KernelCell], u: Tensor, s0: Tensor, w_ih: Ten
             raise ValueError(f"no recurrent kernel for cell {cell!r}; known: {', '.join(KERNEL_CELLS)}")
         cell = KERNEL_CELLS[cell]
     _check_shapes(cell, u, s0, w_ih, w_hh, b_ih, b_hh)
+    for name, x in (("input", u), ("initial state", s0)):
+        if not x.is_floating_point():
+            raise ValueError(f"the {cell.name} layer's {name} must be floating point like its weights "
+                             f"({w_ih.dtype}); got {x.dtype}: convert it with .to({w_ih.dtype})")
     # in the weights' dtype: under autocast the layer's input may come lower-precision from a linear map before it
     u, s0 = u.to(w_ih.dtype), s0.to(w_ih.dtype)
     with torch.autocast(device_type=u.device.type, enabled=False):

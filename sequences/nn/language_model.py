@@ -84,6 +84,12 @@ class LanguageModel(nn.Module):
         """The optimizer and learning-rate schedule this model trains with unless told otherwise."""
         return OptimizerSettings("adamw", lr=2e-3)
 
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The trainable parameters, in the groups whose gradient norms
+        :func:`~fwdlearn.sequences.training.fit_lm` clips one by one (default: one group; a layer-local rule gives
+        one per block, so that no block's update depends on another block's loss)."""
+        return [[p for p in self.parameters() if p.requires_grad]]
+
     def feedback_alignment(self, tokens: Tensor, targets: Tensor, state: Any = None) -> dict[str, float]:
         """``{feedback point: mean per-token cosine between the DFA signal and the true gradient}`` on one window
         (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`); models with feedback points implement it."""

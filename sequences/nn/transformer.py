@@ -117,7 +117,8 @@ class TransformerLM(StackedLM):
         mlp_ratio: MLP width / ``hidden``.
         dropout: on attention weights and block outputs (0 by default).
         tie: the head's weight is the token embedding (off by default, as in the DFA reference: under DFA a tied
-            embedding would also receive the first block's feedback signal through the residual stream).
+            embedding would also receive the first block's feedback signal through the residual stream; refused under
+            ``local:readout`` and ``shallow``, whose embeddings learn with the first block only / not at all).
         training: depth rule: ``"bp"``, ``"dfa"`` (= ``dfa:macro``), ``"dfa:micro"`` (``:gaussian`` /
             ``:orthogonal`` feedback), ``"local:readout"`` or ``"shallow"``.
         feedback_seed: seed of the DFA feedback matrices.
@@ -156,6 +157,11 @@ class TransformerLM(StackedLM):
         self.final_norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, vocab_size, bias=False)
         if tie:
+            why = {"local": "the tied embedding would learn from the last block's loss too (through the head)",
+                   "shallow": "the tied embedding is the head's weight, so it would learn, though shallow freezes "
+                              "the embeddings"}.get(self.rule.depth.name)
+            if why:
+                raise ValueError(f"tie=True cannot train by {self.rule.depth}: {why}; build it with tie=False")
             self.head.weight = self.embedding.weight
         self.apply(self._init_weights)
         for name, p in self.named_parameters():

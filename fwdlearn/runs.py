@@ -212,6 +212,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
 
 
 _held: list[Path] = []
+#: torch's thread count before a run's --threads changed it (restored by release_runs)
+_threads_before: int | None = None
 
 
 def _alive(pid: int) -> bool:
@@ -258,9 +260,16 @@ def lock_run(record: Path) -> None:
 
 
 def release_runs() -> None:
-    """Remove the locks this process holds (the CLI does it when a command ends; also at exit)."""
+    """Remove the locks this process holds and restore torch's thread count from before ``--threads`` (the CLI does
+    it when a command ends, so that ``main([...])`` called from Python leaves the process as it was; also at exit)."""
+    global _threads_before
     while _held:
         _held.pop().unlink(missing_ok=True)
+    if _threads_before is not None:
+        import torch
+
+        torch.set_num_threads(_threads_before)
+        _threads_before = None
 
 
 atexit.register(release_runs)
@@ -387,5 +396,8 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
                 lock_run(path)  # refused while a live run holds it (a run of that very name, say)
                 path.unlink(missing_ok=True)
     if options.threads:
+        global _threads_before
+        if _threads_before is None:
+            _threads_before = torch.get_num_threads()
         torch.set_num_threads(options.threads)
     return device

@@ -3,8 +3,8 @@ r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`):
 1. **Cost per training step** (forward, backward, AdamW update) of a recurrent LM ``--cost-layers`` x
    ``--cost-hidden`` for each cell in ``--cost-cells``, batch ``--cost-batch``, for each context :math:`T`
    in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, then one more step
-   per mode for the bytes autograd saves for backward and the exact peak process-memory increase (CUDA peak
-   on a GPU), as ratios DSF / BPTT. BPTT of tanh / GRU layers is timed twice on a CPU: through the library's
+   per mode for the bytes autograd saves for backward and the exact peak process-memory increase (CUDA's peak
+   allocated-memory increase on a GPU), as ratios DSF / BPTT. BPTT of tanh / GRU layers is timed twice on a CPU: through the library's
    through-time kernel (the default, ``bptt``) and through torch's fused module (``bptt (torch fused)``, what plain
    PyTorch and the DSF reference run; :func:`~fwdlearn.sequences.nn.kernels.use_kernels`).
 2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
@@ -92,10 +92,17 @@ def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device
         out[name] = {
             "seconds": statistics.median(c.seconds for c in costs),
             "saved_mb": m.saved_bytes / MB,
-            "peak_mb": (m.cuda_increase_bytes if m.cuda_increase_bytes is not None else m.rss_increase_bytes) / MB,
+            "peak_mb": _increase_mb(m),
             "all_seconds": [c.seconds for c in costs],
         }
     return out
+
+
+def _increase_mb(cost) -> float:
+    """The step's peak memory increase in MB: CUDA's allocated memory on a GPU, else the resident set (NaN where it
+    cannot be measured)."""
+    increase = cost.cuda_increase_bytes if cost.cuda_increase_bytes is not None else cost.rss_increase_bytes
+    return float("nan") if increase is None else increase / MB
 
 
 def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> dict[str, dict[str, float]]:
@@ -127,7 +134,7 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
 
 
 def _cost_part(config, rows: list, extra: dict) -> None:
-    peak_name = "cuda peak MB" if config.device.startswith("cuda") else "peak RSS increase MB"
+    peak_name = "CUDA peak increase MB" if config.device.startswith("cuda") else "peak RSS increase MB"
     extra["cost"] = {}
     for cell in config.cost_cells:
         setting = (f"{cell.upper()} {config.cost_layers}x{config.cost_hidden} plain blocks, batch {config.cost_batch}, "
@@ -318,7 +325,8 @@ def run_bench(config) -> tuple[Path, Path]:
         "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); then one more step per "
         "mode for memory: `saved for backward` counts tensors autograd keeps (parameters excluded); `peak RSS "
         "increase` is the kernel's high-water mark over that step above its start, after the allocator returned "
-        "its free memory (fwdlearn.diagnostics.cost).",
+        "its free memory (on a GPU, `CUDA peak increase`: torch's peak allocated memory over the step above what "
+        "was allocated when it began; fwdlearn.diagnostics.cost).",
         "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
         "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
     ]

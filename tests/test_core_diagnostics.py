@@ -75,6 +75,39 @@ def test_saved_bytes_counts_activations_and_grows_with_depth():
     assert box.bytes == 0
 
 
+def test_saved_bytes_counts_two_graphs_in_one_block_whatever_their_addresses():
+    """A storage freed in the block and a new one the allocator puts at its address are two storages: the count is
+    the sum over both passes (it once depended on the second pass's row count through address reuse)."""
+    w = torch.randn(128, 128, requires_grad=True)
+    totals = []
+    for rows in (1000, 1001):
+        with saved_bytes() as box:
+            for r in (1000, rows):
+                torch.tanh(torch.randn(r, 128) @ w).sum().backward()  # saves the input and the output
+        totals.append(box.bytes)
+    assert totals == [2 * 2 * 1000 * 128 * 4, 2 * (1000 + 1001) * 128 * 4]
+
+
+def test_saved_bytes_counts_a_sparse_tensor_by_its_indices_and_values():
+    A = torch.eye(50).to_sparse()  # 50 values (float32) and 2 x 50 indices (int64)
+    x = torch.randn(50, 8, requires_grad=True)
+    with saved_bytes() as box:
+        torch.sparse.mm(A, x).sum()
+    assert box.bytes == 50 * 4 + 2 * 50 * 8
+
+
+def test_without_proc_the_step_increase_is_not_invented(monkeypatch):
+    """Without /proc (macOS) only the process's lifetime peak exists: the step's increase is unknown (it was that
+    lifetime peak, times 1024 on macOS, whose ru_maxrss is in bytes)."""
+    from fwdlearn.diagnostics import cost as cost_module
+
+    monkeypatch.setattr(cost_module, "_rss_bytes", lambda: None)
+    CostReport = cost_module.CostReport
+    cost = measure_cost(lambda: torch.ones(1000))
+    assert cost.rss_increase_bytes is None and cost.peak_rss_bytes > 0
+    assert CostReport.from_costs([cost]).step_memory_bytes == 0
+
+
 def test_measure_cost_reports_a_step():
     model = nn.Linear(128, 128)
     x = torch.randn(256, 128)

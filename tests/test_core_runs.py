@@ -284,3 +284,26 @@ def test_a_run_named_like_a_split_keeps_its_checkpoint(folder):
         live.wait()
         release_runs()
     assert Path("runs/g-split1.pt").exists()
+
+
+def test_threads_apply_for_the_command_and_are_restored_after_it(folder):
+    """``main([...])`` called from Python leaves torch's thread count as it found it."""
+    import torch
+
+    from fwdlearn.cli import main
+
+    before = torch.get_num_threads()
+    seen = []
+    real = start_run
+
+    def spy(*args, **kwargs):
+        device = real(*args, **kwargs)
+        seen.append(torch.get_num_threads())
+        return device
+
+    target = 2 if before == 1 else 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("fwdlearn.runs.start_run", spy)
+        assert main(["seq", "train", "--data", "text.txt", "--steps", "1", "--eval-every", "1", *TINY[:-2],
+                     "--threads", str(target)]) == 0
+    assert seen == [target] and torch.get_num_threads() == before

@@ -12,8 +12,9 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   so that memory kept from earlier steps does not hide what this step needs (a step of many small
   tensors would otherwise look free, a step of a few large ones not). That makes the step fault its
   memory in again, which costs time: measure time and memory in separate calls (``memory=False``).
-  Where these are unavailable a background thread samples ``/proc/self/statm`` (and failing that
-  ``resource.getrusage``).
+  Where these are unavailable a background thread samples ``/proc/self/statm``; without ``/proc`` at all
+  (macOS) the peak is the process's lifetime high-water mark (``resource.getrusage``) and the step's increase
+  is not measured (``None``).
 * **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU; its increase is that peak less
   what was allocated when the step began (the weights, the optimizer state, other models).
 """
@@ -25,6 +26,7 @@ import ctypes.util
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -37,24 +39,39 @@ __all__ = ["Cost", "CostReport", "WithCost", "SavedBytes", "saved_bytes", "measu
 
 
 class SavedBytes:
-    """Running totals filled in by :func:`saved_bytes`."""
+    """Running totals filled in by :func:`saved_bytes`: the sum over the storages autograd saved in the block, each
+    counted once while it is held (a storage freed in the block and another later placed at its address are two)."""
 
     def __init__(self) -> None:
         self.bytes = 0  # activations and other non-parameter tensors
         self.parameter_bytes = 0
-        self._seen: set[tuple[int, int]] = set()
+        self._held: set[tuple[int, int]] = set()
 
     def add(self, t: Tensor) -> None:
-        storage = t.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
-        if key in self._seen:
-            return
-        self._seen.add(key)
         base = t._base if t._base is not None else t
-        if base.is_leaf and base.requires_grad:
-            self.parameter_bytes += storage.nbytes()
-        else:
-            self.bytes += storage.nbytes()
+        parameter = base.is_leaf and base.requires_grad
+        for part in _strided_parts(t):
+            storage = part.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes())
+            if key in self._held:
+                continue
+            self._held.add(key)
+            weakref.finalize(part, self._held.discard, key)  # (the saved tensor holds its storage while it lives)
+            if parameter:
+                self.parameter_bytes += storage.nbytes()
+            else:
+                self.bytes += storage.nbytes()
+
+
+def _strided_parts(t: Tensor) -> list[Tensor]:
+    """The dense tensors that hold ``t``'s data: itself, or a sparse tensor's indices and values."""
+    if t.layout == torch.strided:
+        return [t]
+    if t.layout == torch.sparse_coo:
+        return [t._indices(), t._values()]
+    if t.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return [t.crow_indices(), t.col_indices(), t.values()]
+    return [t.ccol_indices(), t.row_indices(), t.values()]
 
 
 @contextmanager
@@ -149,11 +166,22 @@ class _PeakMemory:
             self.peak = max(self.peak, rss)
         if self._kernel:
             self.peak = max(self.peak, _high_water_bytes() or 0)
-        if self.start is None:  # no /proc: the process high-water mark is the best we have
-            import resource
+        if self.start is None:  # no /proc (macOS): the process's lifetime high-water mark is the best there is,
+            self.peak = _lifetime_peak_bytes()  # and a step's increase cannot be read from it
 
-            self.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            self.start = 0
+    @property
+    def increase(self) -> int | None:
+        """The step's increase over the resident set it began with (``None`` where it cannot be measured)."""
+        return None if self.start is None else max(0, self.peak - self.start)
+
+
+def _lifetime_peak_bytes() -> int:
+    """The process's peak resident set since it started (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 @dataclass
@@ -164,7 +192,8 @@ class Cost:
     saved_bytes: int
     saved_parameter_bytes: int
     peak_rss_bytes: int
-    rss_increase_bytes: int
+    #: the step's increase of the resident set (``None`` where it cannot be measured: without ``/proc``, e.g. macOS)
+    rss_increase_bytes: int | None
     cuda_peak_bytes: int | None
     cuda_increase_bytes: int | None = None
 
@@ -200,7 +229,7 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
         saved_bytes=box.bytes,
         saved_parameter_bytes=box.parameter_bytes,
         peak_rss_bytes=peak.peak if peak is not None else 0,
-        rss_increase_bytes=max(0, peak.peak - (peak.start or 0)) if peak is not None else 0,
+        rss_increase_bytes=peak.increase if peak is not None else 0,
         cuda_peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
         cuda_increase_bytes=torch.cuda.max_memory_allocated(device) - cuda_start if cuda else None,
     )
@@ -215,7 +244,8 @@ class CostReport:
             layer-by-layer training the largest layer, since one layer trains at a time).
         peak_memory_bytes: CUDA peak allocated on a GPU, else the process's peak RSS, during the measured step(s).
         step_memory_bytes: the largest increase during a measured step: of CUDA's allocated memory on a GPU, else of
-            the RSS. Unlike the peak, it does not carry what the process held before the step (earlier models).
+            the RSS (0 where that cannot be measured: without ``/proc``). Unlike the peak, it does not carry what the
+            process held before the step (earlier models).
     """
 
     saved_bytes_per_step: int = 0
@@ -232,7 +262,7 @@ class CostReport:
         def memory(c: Cost) -> tuple[int, int]:
             if c.cuda_peak_bytes is not None:
                 return int(c.cuda_peak_bytes), int(c.cuda_increase_bytes or 0)
-            return int(c.peak_rss_bytes), int(c.rss_increase_bytes)
+            return int(c.peak_rss_bytes), int(c.rss_increase_bytes or 0)
 
         measured = [memory(c) for c in costs]  # (each the largest of its own: they may come from different steps)
         return cls(int(max(c.saved_bytes for c in costs)), max(m[0] for m in measured), max(m[1] for m in measured))

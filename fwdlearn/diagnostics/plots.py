@@ -41,7 +41,7 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
     r"""Draw normalised influence curves :math:`T_d / T_0` on a log scale, one line per model.
 
     Args:
-        curves: model name -> curve (entry ``d`` = influence at distance ``d``).
+        curves: model name -> curve (entry ``d`` = influence at distance ``d``; entries of 0 are not drawn).
         path: image file to write (format from the suffix, e.g. ``.png``, ``.pdf``).
         xlabel: what a distance is (``"hops"``, ``"lag"``).
         title: figure title.
@@ -49,7 +49,9 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, curve in curves.items():
-        ax.semilogy(range(len(curve)), [max(float(c), 1e-12) for c in curve], marker="o", ms=3, label=name)
+        # (a distance of no influence at all, such as an MLP's hops > 0, is left out: a log scale has no 0)
+        ax.semilogy(range(len(curve)), [float(c) if float(c) > 0 else float("nan") for c in curve], marker="o",
+                    ms=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"influence / influence at {xlabel} 0")
     return _save(plt, fig, ax, path, title)

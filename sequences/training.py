@@ -171,10 +171,17 @@ def _check_task_model(model, task: SequenceTask) -> None:
                          f"{model.out_size}: build it with out_size=task.out_size")
 
 
+#: the seed of the samples :func:`fit_task` validates on (and selects the best state by)
+VALIDATION_SEED = 12345
+#: the seed of the held-out samples :func:`evaluate_task` scores by default: neither training nor validation draws them
+TEST_SEED = 271828
+
+
 @torch.no_grad()
-def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int = 64, seed: int = 12345,
+def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int = 64, seed: int = TEST_SEED,
                   prefix: str = "") -> dict[str, float]:
-    """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``."""
+    """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``: by
+    default the test samples (:data:`TEST_SEED`), which :func:`fit_task` neither trains nor validates on."""
     if batches < 1 or batch_size < 1:
         raise ValueError(f"evaluating a task needs batches >= 1 and batch_size >= 1; got {batches} and {batch_size}")
     _check_task_model(model, task)
@@ -474,12 +481,17 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
              clip: float | None = 1.0, eval_every: int = 100, eval_batches: int = 4,
              checkpoint: str | Path | None = None, resume: bool = False, quiet: bool = False, seed: int = 0,
              overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
-    """Train on fresh samples of a synthetic task; validation on a fixed sample set (``val_accuracy`` or
-    ``val_mse``). The optimizer is the model's default with these overrides (``None``: the default); other
+    """Train on fresh samples of a synthetic task (drawn with ``seed``); validation on a fixed sample set
+    (:data:`VALIDATION_SEED`; ``val_accuracy`` or ``val_mse``), which picks the state restored at the end, so score
+    the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these overrides (``None``: the default); other
     arguments as :func:`fit_lm`."""
     _check_fit_arguments(batch_size, lr, weight_decay, clip)
     check_trainable_dtype(model, f"this {type(model).__name__}")
     _check_task_model(model, task)
+    held_out = {VALIDATION_SEED: "validation", TEST_SEED: "test"}
+    if seed in held_out:
+        raise UsageError(f"seed {seed} draws the task's {held_out[seed]} samples (fwdlearn.sequences.training."
+                         f"{held_out[seed].upper()}_SEED): train with another seed")
     if is_distributed():
         raise UsageError("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded): "
                          "run it without torchrun, or train a corpus (fit_lm) data-parallel")
@@ -498,7 +510,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
         return _update(loss, optimizer, scheduler, clip, model)
 
     def evaluate() -> dict[str, float]:
-        return evaluate_task(model, task, eval_batches, prefix="val_")
+        return evaluate_task(model, task, eval_batches, seed=VALIDATION_SEED, prefix="val_")
 
     monitor = f"val_{task.metric}"
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,

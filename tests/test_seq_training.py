@@ -7,7 +7,9 @@ import torch
 
 from fwdlearn.data import data_dir
 from fwdlearn.sequences import DelayedRecall, RecurrentLM, load_text
+from fwdlearn.errors import UsageError
 from fwdlearn.sequences.data.tasks import AddingProblem
+from fwdlearn.sequences.training import TEST_SEED, VALIDATION_SEED
 
 MODES = ["bptt", "tbptt:4", "ft-bptt", "dsf"]
 
@@ -24,9 +26,25 @@ def test_every_mode_learns_delayed_recall(mode):
     report = model.fit(task, steps=100, batch_size=32, lr=1e-2, eval_every=50, quiet=True)
     after = model.evaluate(task)
     assert after["loss"] < before["loss"] - 0.2
-    assert report.metrics["val_accuracy"] == pytest.approx(after["accuracy"])
+    # the reported validation figure is the validation samples'; evaluate() scores other (test) samples
+    assert report.metrics["val_accuracy"] == pytest.approx(model.evaluate(task, seed=VALIDATION_SEED)["accuracy"])
+    assert abs(report.metrics["val_accuracy"] - after["accuracy"]) < 0.1
     if mode != "ft-bptt":  # ft-bptt carries no credit across time steps; the others recall well above chance
         assert after["accuracy"] > task.chance + 0.3
+
+
+def test_a_task_is_trained_validated_and_tested_on_different_samples():
+    """evaluate(task) once scored the very samples fit had validated on (and picked the restored state by), and
+    fit(seed=12345) trained on them too."""
+    task = DelayedRecall(lag=3, symbols=4, length=24)
+    drawn = {}
+    for name, seed in (("train", 0), ("validation", VALIDATION_SEED), ("test", TEST_SEED)):
+        drawn[name] = task.sample(64, torch.Generator().manual_seed(seed))[0]
+    assert not torch.equal(drawn["train"], drawn["validation"]) and not torch.equal(drawn["validation"], drawn["test"])
+    model = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size)
+    for seed, split in ((VALIDATION_SEED, "validation"), (TEST_SEED, "test")):
+        with pytest.raises(UsageError, match=f"seed {seed} draws the task's {split} samples .*: train with another seed"):
+            model.fit(task, steps=1, seed=seed, quiet=True)
 
 
 def test_dsf_learns_the_adding_problem_below_chance_mse():
@@ -228,6 +246,7 @@ def test_every_language_model_names_bad_tokens_and_embeddings(kind):
 
 
 def test_fit_evaluate_and_generate_check_the_model_against_the_data():
+    from fwdlearn.errors import UsageError
     from fwdlearn.sequences.data.tasks import AddingProblem
     from fwdlearn.sequences.data.text import Corpus, Vocabulary
 

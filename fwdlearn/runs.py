@@ -326,6 +326,11 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
         if key in seen:
             raise UsageError(f"{seen[key]} and {flag} both name {path}; give each output its own path")
         seen[key] = flag
+    if paths.checkpoint is not None and not resume and not overwrite:  # before the record's refusal, which would
+        for path in (paths.checkpoint, *paths.split_checkpoints):      # only say that it exists
+            if path.is_file():
+                raise FileExistsError(f"checkpoint {path} already exists; pass --resume to continue that run, "
+                                      "--overwrite to start it over, or choose another --name")
     own = _own_files(paths) if resume else set()
     for flag, path in paths.outputs():
         if flag == "--checkpoint":
@@ -341,9 +346,6 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
             raise FileNotFoundError(f"--resume was given but the checkpoint {ckpt} does not exist; pass the "
                                     "--name (or --checkpoint) of the run to continue")
         for path in (ckpt, *paths.split_checkpoints):
-            if not resume and path.exists() and not overwrite:
-                raise FileExistsError(f"checkpoint {path} already exists; pass --resume to continue that run, "
-                                      "--overwrite to start it over, or choose another --name")
             check_writable(path, "--checkpoint")
     elif resume:
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")

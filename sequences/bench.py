@@ -50,7 +50,7 @@ __all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts", "canonic
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
 #: the cost part's name for BPTT through torch's fused module (kernels off), timed for cells that have one
 TORCH_BPTT = "bptt (torch fused)"
-MB = 1024 * 1024
+MIB = 1024 * 1024  # bytes per MiB
 
 
 def canonical_rules(flag: str, given: Sequence[str], recurrent: bool) -> list[str]:
@@ -91,7 +91,7 @@ def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device
         m = memory[name]
         out[name] = {
             "seconds": statistics.median(c.seconds for c in costs),
-            "saved_mb": m.saved_bytes / MB,
+            "saved_mb": m.saved_bytes / MIB,
             "peak_mb": _increase_mb(m),
             "all_seconds": [c.seconds for c in costs],
         }
@@ -99,10 +99,10 @@ def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device
 
 
 def _increase_mb(cost) -> float:
-    """The step's peak memory increase in MB: CUDA's allocated memory on a GPU, else the resident set (NaN where it
+    """The step's peak memory increase in MiB: CUDA's allocated memory on a GPU, else the resident set (NaN where it
     cannot be measured)."""
     increase = cost.cuda_increase_bytes if cost.cuda_increase_bytes is not None else cost.rss_increase_bytes
-    return float("nan") if increase is None else increase / MB
+    return float("nan") if increase is None else increase / MIB
 
 
 def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> dict[str, dict[str, float]]:
@@ -134,7 +134,7 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
 
 
 def _cost_part(config, rows: list, extra: dict) -> None:
-    peak_name = "CUDA peak increase MB" if config.device.startswith("cuda") else "peak RSS increase MB"
+    peak_name = "CUDA peak increase MiB" if config.device.startswith("cuda") else "peak RSS increase MiB"
     extra["cost"] = {}
     for cell in config.cost_cells:
         setting = (f"{cell.upper()} {config.cost_layers}x{config.cost_hidden} plain blocks, batch {config.cost_batch}, "
@@ -145,7 +145,7 @@ def _cost_part(config, rows: list, extra: dict) -> None:
             extra["cost"][cell][T] = costs
             base = costs.get("bptt")
             for mode, c in costs.items():
-                for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB"),
+                for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MiB"),
                                     ("peak_mb", peak_name)):
                     rows.append(_row(f"cost T={T}", setting, mode, metric, float(c[key]),
                                      float(base[key]) if base is not None else None))

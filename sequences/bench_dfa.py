@@ -41,7 +41,6 @@ from fwdlearn.sequences.training import alignment_curves, alignment_window
 __all__ = ["run_bench_dfa", "PUBLISHED_PERPLEXITY"]
 
 COLUMNS = ["experiment", "setting", "rule", "metric", "value", "baseline", "ratio"]
-MB = 1024 * 1024
 #: WikiText-103 test perplexity of a transformer (Launay et al. 2020)
 PUBLISHED_PERPLEXITY = {"bp": 29.8, "dfa": 52.0, "dfa:micro": 93.3}
 
@@ -125,7 +124,7 @@ def _cost_part(config, vocab_size: int, rows: list, extra: dict) -> None:
     setting = (f"transformer {config.layers}x{config.hidden}, batch {config.batch_size} x {config.context}, "
                f"{config.device}, {extra['threads']} thread(s)")
     base = costs.get("bp")
-    for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MB")):
+    for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MiB")):
         for rule, c in costs.items():
             rows.append(_row("cost", setting, rule, metric, float(c[key]), float(base[key]) if base else None))
 

@@ -307,3 +307,13 @@ def test_threads_apply_for_the_command_and_are_restored_after_it(folder):
         assert main(["seq", "train", "--data", "text.txt", "--steps", "1", "--eval-every", "1", *TINY[:-2],
                      "--threads", str(target)]) == 0
     assert seen == [target] and torch.get_num_threads() == before
+
+
+def test_running_a_named_training_run_again_suggests_resume(folder, capsys):
+    from fwdlearn.cli import main
+
+    args = ["seq", "train", "--data", "text.txt", "--steps", "1", "--eval-every", "1", *TINY, "--name", "again"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already exists; pass --resume to continue that run, --overwrite to start it over" in capsys.readouterr().err

@@ -30,7 +30,7 @@ from fwdlearn.runs import RunOptions
 
 __all__ = ["QuickstartConfig", "quickstart", "run_quickstart"]
 
-MB = 1024 * 1024
+MIB = 1024 * 1024  # bytes per MiB
 
 
 @dataclass
@@ -172,9 +172,9 @@ def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], secon
         "| training | test accuracy | fit seconds | bytes saved for backward per step | range R (hops) |",
         "|---|---|---|---|---|",
         f"| BP (end-to-end backprop) | {bp['test_accuracy']:.3f} | {bp['fit_seconds']:.1f} | "
-        f"{bp['saved_bytes_per_step'] / MB:.1f} MB | {bp['R']:.2f} |",
+        f"{bp['saved_bytes_per_step'] / MIB:.1f} MiB | {bp['R']:.2f} |",
         f"| ForwardGNN SF (layer-local) | {sf['test_accuracy']:.3f} | {sf['fit_seconds']:.1f} | "
-        f"{sf['saved_bytes_per_step'] / MB:.1f} MB | {sf['R']:.2f} |",
+        f"{sf['saved_bytes_per_step'] / MIB:.1f} MiB | {sf['R']:.2f} |",
         f"| SF / BP | | {sf['fit_seconds'] / bp['fit_seconds']:.2f}x | "
         f"{sf['saved_bytes_per_step'] / max(bp['saved_bytes_per_step'], 1):.2f}x | |",
         "",

@@ -383,7 +383,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}")
     with reading(path, "a fwdlearn checkpoint",
                  "it may have been cut short or is another kind of file; pass the right --checkpoint"):
-        ckpt = load_torch(path, map_location="cpu", weights_only=False)
+        ckpt = load_torch(path, map_location="cpu")
     if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
         raise InputError(f"{path} is not a training checkpoint (a file saved by a fitting run); pass the "
                          "--checkpoint a training run wrote")

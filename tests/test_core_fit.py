@@ -1,6 +1,7 @@
 """Training loops: no gradient crosses blocks; early stopping; checkpoints and resume; records."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -382,3 +383,44 @@ def test_a_resume_reports_the_loops_own_changed_settings(tmp_path):
                      diverge_factor=50.0).run(step, evaluate, state)
     assert result.resumed == {"from_step": 2, "changed": {"eval_every": [1, 2], "patience": [None, 7],
                                                           "diverge_factor": [100.0, 50.0]}}
+
+
+class _RunsCode:
+    """An object whose unpickling runs code (here: makes a folder)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_file_with_arbitrary_objects_is_refused_without_running_them(tmp_path):
+    """A checkpoint or model file is read with weights_only: a crafted pickle's code does not run."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "crafted.pt"
+    torch.save({"payload": _RunsCode(marker), "model": {}, "config": {}, "step": 1}, path)
+    for load in (read_checkpoint, load_language_model):
+        with pytest.raises(InputError, match=r"holds a Python object of type \S*mkdir, which fwdlearn does not "
+                                             r"unpickle \(that could run code the file carries\)"):
+            load(path)
+    assert not marker.exists()
+
+
+def test_a_language_model_file_that_does_not_fit_its_config_names_the_keys(tmp_path):
+    from fwdlearn.errors import InputError
+    from fwdlearn.sequences import RecurrentLM
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    RecurrentLM(10, hidden=8, layers=1).save(tmp_path / "m.pt")
+    bundle = torch.load(tmp_path / "m.pt", weights_only=True)
+    del bundle["model"]["head.bias"]
+    torch.save(bundle, tmp_path / "edited.pt")
+    with pytest.raises(InputError, match=r"the weights in .*edited.pt do not fit the recurrent model its config "
+                                         r"describes \(.*Missing key\(s\) in state_dict: \"head.bias\""):
+        load_language_model(tmp_path / "edited.pt")
+    with pytest.raises(IsADirectoryError, match="is a folder; give the model file's path"):
+        load_language_model(tmp_path)

@@ -60,7 +60,8 @@ __all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "lo
 #: a city's own (public) split: train, validation, test fractions, as in City-Networks
 CITY_SPLIT = (0.1, 0.1, 0.8)
 
-CACHE_VERSION = "citynet-4"  # 4: roads without a length alone fall back on the coordinates; size lines, float ids
+CACHE_VERSION = "citynet-5"  # 5: stored as a dict of tensors (read without unpickling objects); 4: roads without a
+# length alone fall back on the coordinates; size lines, float ids
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
 NODE_TOP_K = {"landuse": 6}
 
@@ -299,14 +300,14 @@ def _cached(key_parts: dict, stem: str, make) -> Data:
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir("citynet") / f"{stem}-{key}.pt"
     if path.exists():
-        try:
-            return torch.load(path, weights_only=False)
+        try:  # (tensors and plain values only: a file planted in the cache folder runs no code)
+            return Data.from_dict(torch.load(path, weights_only=True))
         except Exception as error:  # noqa: BLE001 - our own cache: a damaged copy is rebuilt
             warnings.warn(f"the cached {path} could not be read ({type(error).__name__}); rebuilding it")
             path.unlink(missing_ok=True)
     data = make()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
-    torch.save(data, tmp)
+    torch.save(data.to_dict(), tmp)
     tmp.replace(path)
     return data
 

@@ -255,18 +255,25 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
     from fwdlearn.sequences.data.text import Vocabulary
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the model file's path (e.g. {path / 'model.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     with reading(path, "a language model", "it may have been cut short or is another kind of file"):
-        bundle = _bundle(path, load_torch(path, map_location=map_location, weights_only=False))
+        bundle = _bundle(path, load_torch(path, map_location=map_location))
         config = dict(bundle["config"])
         kind = bundle.get("kind") or config.get("kind", "recurrent")
         model = LM_KINDS.get(kind).from_config(config)
         saved = {t.dtype for t in bundle["model"].values() if torch.is_tensor(t) and t.is_floating_point()}
         if len(saved) == 1:  # a float64 or bfloat16 model comes back as it was saved, not as float32
             model.to(saved.pop())
-        model.load_state_dict(bundle["model"])
-    vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
+        try:
+            model.load_state_dict(bundle["model"])
+        except RuntimeError as error:  # (its first line alone names no key)
+            detail = " ".join(str(error).split())[:400]
+            raise InputError(f"the weights in {path} do not fit the {kind} model its config describes ({detail}); "
+                             "it was edited, or written by another fwdlearn version") from None
+        vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
     return model, vocab
 
 

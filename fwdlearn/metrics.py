@@ -16,11 +16,22 @@ __all__ = ["masked_accuracy", "roc_auc", "average_ranks"]
 def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> float:
     """Accuracy of ``argmax(scores, -1)`` against ``y`` on ``mask`` (every row when ``None``).
 
+    ``mask`` is a boolean vector with one entry per row of ``y``; an integer tensor is refused, not read as row
+    indices (indexing by a 0/1 mask would score rows 0 and 1).
+
     Raises:
-        ValueError: the mask selects no row (an accuracy over nothing is undefined).
+        TypeError: the mask is not boolean. ValueError: it has another shape, or it selects no row (an accuracy
+        over nothing is undefined).
     """
     if mask is None:
         mask = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"masked_accuracy: the mask must be boolean (True on the rows to score); got {mask.dtype}. "
+                        f"A 0/1 mask: mask.bool(); row indices idx: torch.zeros({y.shape[0]}, dtype=torch.bool)"
+                        ".index_fill_(0, idx, True)")
+    if mask.shape != y.shape[:1]:
+        raise ValueError(f"masked_accuracy: the mask must have one entry per row of y, shape ({y.shape[0]},); got "
+                         f"{tuple(mask.shape)}")
     if not bool(mask.any()):
         raise ValueError("masked_accuracy: the mask selects no example; an accuracy over no examples is undefined")
     return float((scores[mask].argmax(-1) == y[mask]).float().mean())

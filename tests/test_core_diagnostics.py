@@ -200,6 +200,23 @@ def test_a_cost_report_takes_the_largest_peak_and_the_largest_increase_each_on_i
     assert (gpu.peak_memory_bytes, gpu.step_memory_bytes) == (9000, 700)
 
 
+def test_masked_accuracy_reads_only_boolean_masks():
+    """An int64 0/1 mask indexed rows 0 and 1 (so [0, 0, 1, 1, 1] scored rows 0, 0, 1, 1, 1): refused, naming the
+    conversions; a mask of another length too."""
+    from fwdlearn.metrics import masked_accuracy
+
+    scores = torch.eye(5)
+    y = torch.tensor([0, 1, 0, 3, 4])
+    assert masked_accuracy(scores, y, torch.tensor([False, False, True, True, True])) == pytest.approx(2 / 3)
+    with pytest.raises(TypeError, match=r"masked_accuracy: the mask must be boolean \(True on the rows to score\); got "
+                                        r"torch.int64. A 0/1 mask: mask.bool\(\); row indices idx: torch.zeros\(5, "
+                                        r"dtype=torch.bool\).index_fill_\(0, idx, True\)"):
+        masked_accuracy(scores, y, torch.tensor([0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match=r"masked_accuracy: the mask must have one entry per row of y, shape \(5,\); "
+                                         r"got \(5, 2\)"):
+        masked_accuracy(scores, y, torch.ones(5, 2, dtype=torch.bool))
+
+
 def test_roc_auc_needs_one_label_per_score():
     from fwdlearn.metrics import roc_auc
 

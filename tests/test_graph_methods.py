@@ -264,6 +264,56 @@ def test_scoring_checks_the_graph_like_fit_does(method):
         assert torch.equal(unlabelled, model.predict(data))
 
 
+def test_train_node_classifier_checks_the_graph_as_fit_does():
+    """train_node_classifier (any PyG model) read nothing of the data: a 0/1 int64 val_mask was used as row indices
+    (the accuracy of rows 0 and 1), a -1 label in the test split counted as an error, a missing test_mask raised a
+    raw AttributeError and a 2-D mask a raw IndexError."""
+    from torch_geometric.nn import GCN
+
+    from fwdlearn.graphs import train_node_classifier
+
+    data = tiny_graph()
+    unlabelled = data.y.clone()
+    unlabelled[data.test_mask.nonzero()[0]] = -1
+    cases = [
+        ({"val_mask": data.val_mask.long()}, ValueError,
+         r"data.val_mask must be a boolean vector of length num_nodes=30; got dtype torch.int64 and shape \(30,\); "
+         r"it looks like a 0/1 vector: data.val_mask = data.val_mask.bool\(\)"),
+        ({"y": unlabelled}, ValueError, r"data.test_mask holds 1 nodes with a negative label \(e.g. -1 for unlabelled\)"),
+        ({"test_mask": None}, ValueError, r"data has no test_mask; node classification needs train_mask, val_mask and "
+                                          r"test_mask"),
+        ({"y": data.y.int()}, TypeError, r"data.y must hold int64 class ids; got torch.int32 \(data.y = data.y.long\(\)\)"),
+        ({"x": data.x.double()}, TypeError, r"data.x is torch.float64 but the model's parameters are torch.float32"),
+        ({"x": data.x.masked_fill(data.x > 2, float("nan"))}, ValueError, r"data.x holds \d+ NaN or infinite entries"),
+    ]
+    for change, error, message in cases:
+        given = {k: v for k, v in {**data.to_dict(), **change}.items() if v is not None}
+        with pytest.raises(error, match=message):
+            train_node_classifier(GCN(5, 8, 2, 3), Data(**given), epochs=1)
+    assert 0.0 <= train_node_classifier(GCN(5, 8, 2, 3), data, epochs=1).test_accuracy <= 1.0
+
+
+def test_masks_in_another_form_are_refused_with_the_conversion():
+    """A mask that is not a boolean vector over the nodes is named with its fix: several splits as columns, an
+    index tensor of node ids, a 0/1 vector (fit and the scoring calls, which read the training mask)."""
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=1)
+    with pytest.raises(ValueError, match=r"data.train_mask must be a boolean vector of length num_nodes=30; got dtype "
+                                         r"torch.bool and shape \(30, 2\); it holds 2 splits as columns: pick one "
+                                         r"split, data.train_mask = data.train_mask\[:, 0\]"):
+        model.fit(Data(**{**data.to_dict(), "train_mask": torch.stack([data.train_mask] * 2, 1)}), epochs=1, quiet=True)
+    index = data.val_mask.nonzero().flatten()
+    with pytest.raises(ValueError, match=r"data.val_mask must be a boolean vector of length num_nodes=30; got dtype "
+                                         r"torch.int64 and shape \(8,\); it looks like an index tensor of node ids: "
+                                         r"data.val_mask = torch.zeros\(30, dtype=torch.bool\).index_fill_\(0, "
+                                         r"data.val_mask, True\)"):
+        model.fit(Data(**{**data.to_dict(), "val_mask": index}), epochs=1, quiet=True)
+    with pytest.raises(ValueError, match=r"data.train_mask = torch.zeros\(30, dtype=torch.bool\).index_fill_"):
+        model.predict(Data(**{**data.to_dict(), "train_mask": data.train_mask.nonzero().flatten()}))
+    with pytest.raises(ValueError, match=r"it looks like a 0/1 vector: data.test_mask = data.test_mask.bool\(\)"):
+        model.fit(Data(**{**data.to_dict(), "test_mask": data.test_mask.long()}), epochs=1, quiet=True)
+
+
 def test_dfa_never_spreads_the_error_of_mlp_blocks():
     """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
     from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN

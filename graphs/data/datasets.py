@@ -39,10 +39,11 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.files import taking_turns
-from fwdlearn.errors import InputError, UsageError
+from fwdlearn.errors import InputError, UsageError, check_finite_tensor
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_edge_index",
-           "check_features", "check_graph_inputs", "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_mask", "check_labels",
+           "check_node_data", "check_edge_index", "check_features", "check_graph_inputs", "check_graph_name",
+           "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -129,6 +130,51 @@ def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, 
     return x, edge_index
 
 
+def check_labels(y: Tensor | None, num_nodes: int, name: str = "data.y") -> Tensor:
+    """Check that ``y`` is an int64 vector of one class id per node (``num_nodes`` of them).
+
+    Raises:
+        ValueError / TypeError: naming what was found and the fix.
+    """
+    if not isinstance(y, Tensor):
+        raise ValueError(f"{name} must be a tensor of one int64 class id per node; got "
+                         f"{type(y).__name__}" + (" (the graph has no labels)" if y is None else ""))
+    if y.dtype != torch.long:
+        raise TypeError(f"{name} must hold int64 class ids; got {y.dtype} ({name} = {name}.long())")
+    if y.shape != (num_nodes,):
+        raise ValueError(f"{name} must be a vector of one class id per node, [{num_nodes}]; got "
+                         f"{list(y.shape)}" + (f" ({name} = {name}.view(-1))" if y.numel() == num_nodes else ""))
+    return y
+
+
+def check_mask(mask: Tensor, name: str, num_nodes: int) -> Tensor:
+    """Check that ``mask`` (``name``, e.g. ``"data.train_mask"``) is a boolean vector over ``num_nodes`` nodes.
+
+    The error names the fix for the masks met in practice: an index tensor of node ids, a 0/1 vector, and the
+    ``[num_nodes, num_splits]`` masks of data sets that ship several splits (WikiCS, the heterophily sets).
+
+    Raises:
+        ValueError: naming the dtype and shape found and the fix.
+    """
+    if isinstance(mask, Tensor) and mask.dtype == torch.bool and mask.shape == (num_nodes,):
+        return mask
+    if not isinstance(mask, Tensor):
+        raise ValueError(f"{name} must be a boolean vector of length num_nodes={num_nodes}; got {type(mask).__name__}")
+    attr = "data." + name.rsplit(".", 1)[-1]  # the fix is spelled on the Data object
+    fix = ""
+    if mask.dim() == 2 and mask.shape[0] == num_nodes:
+        fix = (f"; it holds {mask.shape[1]} splits as columns: pick one split, "
+               f"{attr} = {attr}[:, 0]" + ("" if mask.dtype == torch.bool else ".bool()"))
+    elif mask.dim() == 1 and not (mask.dtype.is_floating_point or mask.dtype.is_complex or mask.dtype == torch.bool):
+        if mask.numel() == num_nodes and bool(((mask == 0) | (mask == 1)).all()):
+            fix = f"; it looks like a 0/1 vector: {attr} = {attr}.bool()"
+        else:
+            fix = (f"; it looks like an index tensor of node ids: {attr} = torch.zeros({num_nodes}, dtype=torch.bool)"
+                   f".index_fill_(0, {attr}, True) (or torch_geometric.utils.index_to_mask)")
+    raise ValueError(f"{name} must be a boolean vector of length num_nodes={num_nodes}; got dtype {mask.dtype} and "
+                     f"shape {tuple(mask.shape)}{fix}")
+
+
 def check_masks(data: Data, name: str = "graph") -> Data:
     """Check that ``data`` has disjoint, non-empty boolean train/val/test masks over its nodes.
 
@@ -140,9 +186,7 @@ def check_masks(data: Data, name: str = "graph") -> Data:
         if mask is None:
             raise ValueError(f"{name} has no {key}; node classification needs train_mask, val_mask and test_mask. "
                              f"Load it with load_graph(..., split='random') or set the masks yourself.")
-        if mask.dtype != torch.bool or mask.dim() != 1 or mask.numel() != data.num_nodes:
-            raise ValueError(f"{name}.{key} must be a boolean vector of length num_nodes={data.num_nodes}; got "
-                             f"dtype {mask.dtype} and shape {tuple(mask.shape)}")
+        check_mask(mask, f"{name}.{key}", data.num_nodes)
     for key, role in (("train_mask", "labelled training"), ("val_mask", "validation"), ("test_mask", "test")):
         if not bool(getattr(data, key).any()):
             raise ValueError(f"{name}.{key} selects no node; at least one {role} node is needed (an accuracy over "
@@ -155,6 +199,22 @@ def check_masks(data: Data, name: str = "graph") -> Data:
     if bool(overlap.any()):
         raise ValueError(f"{name}: train/val/test masks overlap on {int(overlap.sum())} nodes; the masks must "
                          f"partition the nodes (each node in at most one split)")
+    return data
+
+
+def check_node_data(data: Data, dtype: torch.dtype | None = None) -> Data:
+    """Check everything training a node classifier reads from ``data``: ``x`` (of ``dtype``, when given) and
+    ``edge_index`` (:func:`check_graph_inputs`), ``y`` (:func:`check_labels`), the masks (:func:`check_masks`) and
+    finite features. The one check of :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` and
+    :func:`~fwdlearn.graphs.methods.bp.train_node_classifier`.
+
+    Raises:
+        ValueError / TypeError: naming the attribute, what was found and the fix.
+    """
+    x, _ = check_graph_inputs(data, dtype)
+    check_labels(getattr(data, "y", None), x.shape[0])
+    check_masks(data, "data")
+    check_finite_tensor("data.x", x)
     return data
 
 

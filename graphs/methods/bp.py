@@ -24,6 +24,7 @@ from fwdlearn.fit import Checkpointing, Stateful, Trainer, evaluating
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import end_to_end_step
 
+from fwdlearn.graphs.data.datasets import check_node_data
 from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
 from fwdlearn.graphs.nn.backbones import BlockStack
 
@@ -54,12 +55,18 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
     (:func:`fwdlearn.diagnostics.cost.measure_cost`: bytes saved for backward, peak memory). Runs on the
     device of ``data.x`` (the model is moved there).
 
+    ``data`` is checked as :meth:`~fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit` checks it (features of the model's
+    dtype, edge ids, int64 labels, disjoint non-empty boolean masks without negative labels, finite features), so a
+    malformed graph is refused by name instead of being trained and scored on the wrong nodes.
+
     Args:
         checkpointing: keep (and resume) a checkpoint of the model and its optimizer.
         training_forward: the logits of a training step, when they are computed through a graph that
             changes what backward does (DFA's feedback points); default ``model`` (BP). Evaluation
             always calls ``model``.
     """
+    parameter = next(model.parameters(), None)
+    check_node_data(data, parameter.dtype if parameter is not None else None)
     device = data.x.device
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

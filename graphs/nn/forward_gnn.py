@@ -68,11 +68,12 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_finite_tensor, check_int
+from fwdlearn.errors import check_int
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
-from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_graph_inputs, check_masks
+from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, check_graph_inputs, check_labels,
+                                          check_mask, check_masks, check_node_data)
 from fwdlearn.graphs.methods import method_class
 from fwdlearn.graphs.methods.base import GraphMethod, check_fit_arguments
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
@@ -245,14 +246,8 @@ class ForwardGNN(nn.Module):
             raise ValueError(f"the {self.rule} method scores a graph with its training labels (data.y and "
                              "data.train_mask); this graph has none: call model(data.x, data.edge_index) for "
                              "inductive scores")
-        if y.dtype != torch.long:
-            raise TypeError(f"data.y must hold int64 class ids; got {y.dtype} (data.y = data.y.long())")
-        if y.shape != (x.shape[0],):
-            raise ValueError(f"data.y must be a vector of one class id per node, [{x.shape[0]}]; got "
-                             f"{list(y.shape)}" + (" (data.y = data.y.view(-1))" if y.numel() == x.shape[0] else ""))
-        if train.dtype != torch.bool or train.shape != (x.shape[0],):
-            raise ValueError(f"data.train_mask must be a boolean vector of length num_nodes={x.shape[0]}; got dtype "
-                             f"{train.dtype} and shape {tuple(train.shape)}")
+        check_labels(y, x.shape[0])
+        check_mask(train, "data.train_mask", x.shape[0])
 
     def predict(self, data, split: str | None = None) -> Tensor:
         """Predicted class of every node of ``data`` (transductive, see :meth:`scores`). For the FF methods,
@@ -311,8 +306,7 @@ class ForwardGNN(nn.Module):
         """
         self._check_graph(data)
         check_trainable_dtype(self, "this ForwardGNN")
-        check_masks(data)
-        check_finite_tensor("data.x", data.x)
+        check_node_data(data)
         epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr)
         if int(data.y.max()) >= self.num_classes:
             raise ValueError(f"data has labels up to {int(data.y.max())} but the model has num_classes={self.num_classes}")

@@ -314,6 +314,19 @@ def test_masks_in_another_form_are_refused_with_the_conversion():
         model.fit(Data(**{**data.to_dict(), "test_mask": data.test_mask.long()}), epochs=1, quiet=True)
 
 
+@pytest.mark.parametrize("layout", ["to_sparse", "to_sparse_csr"])
+def test_sparse_features_are_refused_with_the_fix(layout):
+    """A sparse data.x passed the feature check and failed with torch's raw error in the finite check or a block."""
+    data = tiny_graph()
+    sparse = Data(**{**data.to_dict(), "x": getattr(data.x, layout)()})
+    model = ForwardGNN(5, 3, hidden=8, layers=1)
+    message = r"data.x is a sparse tensor \(torch.sparse_(coo|csr)\); the models read dense features: data.x = data.x.to_dense\(\)"
+    with pytest.raises(TypeError, match=message):
+        model.fit(sparse, epochs=1, quiet=True)
+    with pytest.raises(TypeError, match=message.replace("data.x", "x")):
+        model(sparse.x, data.edge_index)
+
+
 def test_dfa_never_spreads_the_error_of_mlp_blocks():
     """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
     from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN

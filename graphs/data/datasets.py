@@ -109,6 +109,9 @@ def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "dat
     """
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise ValueError(f"{name} must be a [num_nodes, num_features] tensor of node features")
+    if x.layout != torch.strided:  # (the blocks and the finite check would fail with torch's raw error)
+        raise TypeError(f"{name} is a sparse tensor ({x.layout}); the models read dense features: "
+                        f"{name} = {name}.to_dense()")
     if not x.dtype.is_floating_point:
         raise TypeError(f"{name} must hold floating-point features; got {x.dtype}. Convert with {name}.float()")
     if dtype is not None and x.dtype != dtype:

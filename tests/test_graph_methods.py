@@ -327,6 +327,26 @@ def test_sparse_features_are_refused_with_the_fix(layout):
         model(sparse.x, data.edge_index)
 
 
+def test_edge_weights_are_named_as_ignored():
+    """ForwardGNN calls conv(x, edge_index): data.edge_weight / edge_attr were dropped without a word."""
+    import warnings
+
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=1)
+    weighted = Data(**{**data.to_dict(), "edge_weight": torch.rand(data.edge_index.shape[1])})
+    with pytest.warns(UserWarning, match=r"data.edge_weight is ignored: ForwardGNN treats the edges as unweighted "
+                                         r"\(its blocks are called as conv\(x, edge_index\)\); to silence this, drop "
+                                         r"the attribute \(del data.edge_weight\)"):
+        model.fit(weighted, epochs=1, quiet=True)
+    both = Data(**{**weighted.to_dict(), "edge_attr": torch.rand(data.edge_index.shape[1], 2)})
+    with pytest.warns(UserWarning, match=r"data.edge_weight and data.edge_attr are ignored: .* \(del data.edge_weight; "
+                                         r"del data.edge_attr\)"):
+        model.predict(both)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unweighted graph: no warning
+        model.fit(data, epochs=1, quiet=True)
+
+
 def test_dfa_never_spreads_the_error_of_mlp_blocks():
     """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
     from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN

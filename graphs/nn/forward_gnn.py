@@ -60,6 +60,7 @@ others' being guessed at the same time.
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ class ForwardGNN(nn.Module):
             (``False``: each labelled node's own error only).
 
     Each method takes the options it declares (``GraphMethod.options``); the others are ignored.
+
+    The edges are unweighted: the blocks are called as ``conv(x, edge_index)``, so ``data.edge_weight`` and
+    ``data.edge_attr`` are not read (:meth:`fit` and the scoring calls warn when the graph has them).
 
     Example::
 
@@ -239,6 +243,12 @@ class ForwardGNN(nn.Module):
         if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] != self.in_dim:
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
         x, _ = check_graph_inputs(data, dtype=next(self.parameters()).dtype)
+        ignored = [f"data.{key}" for key in ("edge_weight", "edge_attr") if getattr(data, key, None) is not None]
+        if ignored:  # (one warning a process under Python's default filter: it is raised from this line)
+            warnings.warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: ForwardGNN treats "
+                          f"the edges as unweighted (its blocks are called as conv(x, edge_index)); to silence this, "
+                          f"drop the attribute ({'; '.join(f'del {name}' for name in ignored)})", UserWarning,
+                          stacklevel=1)
         if not labels:
             return
         y, train = getattr(data, "y", None), getattr(data, "train_mask", None)

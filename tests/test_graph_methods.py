@@ -347,6 +347,26 @@ def test_edge_weights_are_named_as_ignored():
         model.fit(data, epochs=1, quiet=True)
 
 
+def test_seed_does_not_seed_the_weights_and_the_docs_say_how_to():
+    """ForwardGNN(seed=0) seeds the virtual nodes, negatives and feedback, not the weights (published numbers rest on
+    that initialisation); the seed argument and the README's example said nothing of seed_everything."""
+    from pathlib import Path
+
+    def weights():
+        return torch.cat([p.detach().flatten() for p in ForwardGNN(5, 3, hidden=8, layers=2, seed=0).parameters()])
+
+    seed_everything(1)
+    first = weights()
+    assert not torch.equal(first, weights())  # the global generator moved on
+    seed_everything(1)
+    assert torch.equal(first, weights())
+    assert "``fwdlearn.fit.seed_everything(seed)`` before ``ForwardGNN(...)``" in " ".join(ForwardGNN.__doc__.split())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    graphs = readme[readme.index("### Graphs: ForwardGNN next to BP"):]
+    assert "from fwdlearn.fit import seed_everything" in graphs
+    assert -1 < graphs.index("seed_everything(0)") < graphs.index("model = ForwardGNN(")
+
+
 def test_dfa_never_spreads_the_error_of_mlp_blocks():
     """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
     from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN

@@ -136,7 +136,9 @@ class ForwardGNN(nn.Module):
         cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
         update: top-down updates, ``"sync"`` or ``"alternate"``.
         steps: top-down evaluation steps.
-        seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices.
+        seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices. It does not
+            seed the weights: they are drawn from torch's global generator when the model is built, so call
+            ``fwdlearn.fit.seed_everything(seed)`` before ``ForwardGNN(...)`` for a reproducible run.
         spread_error: DFA: spread the classifier's error over the graph before projecting it to each block
             (``False``: each labelled node's own error only).
 

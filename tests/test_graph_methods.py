@@ -367,6 +367,22 @@ def test_seed_does_not_seed_the_weights_and_the_docs_say_how_to():
     assert -1 < graphs.index("seed_everything(0)") < graphs.index("model = ForwardGNN(")
 
 
+@pytest.mark.parametrize("method, option, value, message", [
+    ("sf", "tau", float("nan"), "tau must be a finite number, got nan"),
+    ("sf-top2input", "tau", float("inf"), "tau must be a finite number, got inf"),
+    ("sf", "tau", 0.0, "tau must be > 0, got 0.0"),
+    ("ff-la", "theta", float("nan"), "theta must be a finite number, got nan"),
+    ("ff-symba", "alpha", float("-inf"), "alpha must be a finite number, got -inf"),
+    ("ff-symba", "alpha", 0.0, "alpha must be > 0, got 0.0"),
+])
+def test_loss_hyperparameters_are_checked_when_the_model_is_built(method, option, value, message):
+    """A NaN or infinite tau / theta / alpha made every loss NaN, reported as 'training diverged' at the first step."""
+    from fwdlearn.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        ForwardGNN(5, 3, hidden=8, layers=1, method=method, **{option: value})
+
+
 def test_dfa_never_spreads_the_error_of_mlp_blocks():
     """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
     from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN

@@ -37,7 +37,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from fwdlearn.errors import is_integer
+from fwdlearn.errors import check_range, is_integer
 from fwdlearn.local import ff_loss, goodness, symba_loss
 
 from fwdlearn.graphs.methods.base import LayerwiseMethod, Streams
@@ -62,6 +62,9 @@ class _GoodnessMethod(LayerwiseMethod):
         if negatives is not None and (not is_integer(negatives) or not 1 <= negatives <= num_classes - 1):
             raise ValueError(f"negatives must be an int in [1, {num_classes - 1}] (the wrong classes of "
                              f"{num_classes}), or None for all of them; got {negatives!r}")
+        # (a NaN or infinite value made every loss NaN: a "training diverged" error that blamed the training)
+        check_range("theta", theta)  # the goodness threshold: any finite number
+        check_range("alpha", alpha, gt=0)  # SymBa's scale: 0 trains nothing, a negative one the wrong way
         self.theta, self.alpha = theta, alpha
         #: negative copies per training step (the resolved count: ``None`` means all :math:`K - 1`)
         self.negatives = num_classes - 1 if negatives is None else int(negatives)

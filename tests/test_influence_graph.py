@@ -259,6 +259,25 @@ def test_hop_balls_give_breadth_first_distances(directed):
         assert dict(zip(balls.node[lo:hi].tolist(), balls.hop[lo:hi].tolist())) == expected
 
 
+def test_hop_balls_refuse_seeds_outside_the_graph_and_a_bad_max_hops():
+    """Seeds outside [0, N) were read through the keys s * N + u as another seed's node: wrong balls, no error."""
+    from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
+
+    data = random_graph()
+    matrix = in_neighbour_matrix(data.edge_index.numpy(), data.num_nodes)
+    n = data.num_nodes
+    for seeds, found in (([0, -1], "got 1 outside, e.g. -1"), ([n, 3, n + 2], f"got 2 outside, e.g. {n}")):
+        with pytest.raises(ValueError, match=rf"seeds must be node ids in \[0, {n - 1}\] \(the graph has {n} "
+                                             rf"nodes\); {found}"):
+            hop_balls(matrix, seeds, 2)
+    with pytest.raises(ValueError, match=r"seeds must be a 1-D array of integer node ids; got dtype float64"):
+        hop_balls(matrix, [0.5, 2.0], 2)
+    for max_hops in (-1, 1.5):
+        with pytest.raises(ValueError, match=rf"max_hops must be an int >= 0, got {max_hops}"):
+            hop_balls(matrix, [0], max_hops)
+    assert hop_balls(matrix, [n - 1], 0).num_pairs == 1
+
+
 def test_row_agreement_is_relative_per_row_and_floors_dead_rows():
     from fwdlearn.graphs.influence.bench import row_agreement
 

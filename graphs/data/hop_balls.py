@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from fwdlearn.errors import check_int
+
 __all__ = ["HopBalls", "in_neighbour_matrix", "is_symmetric", "hop_balls", "induced_union"]
 
 
@@ -130,9 +132,22 @@ def hop_balls(matrix: sp.csr_matrix, seeds: np.ndarray, max_hops: int, symmetric
         seeds: ``[S]`` seed nodes (duplicates allowed; each gets its own ball).
         max_hops: :math:`k \ge 0`.
         symmetric: skip the symmetry check when known.
+
+    Raises:
+        ValueError: ``max_hops`` is not an int >= 0, or a seed is not a node id in ``[0, N)`` (a negative or too
+            large id used to be read as another seed's node through the keys :math:`s \cdot N + u`).
     """
     n = matrix.shape[0]
-    seeds = np.asarray(seeds, dtype=np.int64)
+    max_hops = check_int("max_hops", max_hops, 0)
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or seeds.size and not np.issubdtype(seeds.dtype, np.integer):
+        raise ValueError(f"seeds must be a 1-D array of integer node ids; got dtype {seeds.dtype} and shape "
+                         f"{seeds.shape}")
+    seeds = seeds.astype(np.int64)
+    outside = seeds[(seeds < 0) | (seeds >= n)]
+    if outside.size:
+        raise ValueError(f"seeds must be node ids in [0, {n - 1}] (the graph has {n} nodes); got {outside.size} "
+                         f"outside, e.g. {int(outside[0])}")
     if symmetric is None:
         symmetric = is_symmetric(matrix)
     ring_keys = np.arange(seeds.shape[0], dtype=np.int64) * n + seeds

@@ -85,6 +85,25 @@ def test_built_in_sbm_is_balanced_homophilous_and_needs_the_graph(one_torch_thre
         load_graph("sbm:many")
 
 
+def test_sbm_mean_degree_is_the_degree_asked_for(one_torch_thread):
+    """round(d/2) partners a node (at least 1) gave mean degree ~4 for d = 3, 4 and 5 and ~2 for d = 1 or 0.2; now
+    floor(d/2) and one more with probability frac(d/2). An even integer d draws nothing extra: those graphs (the
+    default d=8 of sbm[:N], quickstart, tests and benches) are the ones they were, byte for byte."""
+    import hashlib
+
+    from fwdlearn.graphs.data.synthetic import contextual_sbm
+
+    for degree in (0.2, 1.0, 3.0, 5.0, 7.5):
+        mean = contextual_sbm(num_nodes=2000, degree=degree).edge_index.shape[1] / 2000
+        assert abs(mean - degree) < 0.05 * degree + 0.05, (degree, mean)
+    for degree, digest in ((2.0, "b423149a4d603d04"), (8.0, "e2331f21beb4bf40")):  # the edges drawn before the fix
+        edges = contextual_sbm(num_nodes=300, degree=degree, seed=1).edge_index
+        assert hashlib.sha256(edges.numpy().tobytes()).hexdigest()[:16] == digest, degree
+    for degree in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"contextual_sbm needs .* a finite degree > 0, .* degree={degree}"):
+            contextual_sbm(degree=degree)
+
+
 def test_citynetwork_downloads_only_when_asked(monkeypatch, tmp_path):
     monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DataNotFoundError, match=r"citynetwork:paris is not in .*pass download=True \(--download\)"):

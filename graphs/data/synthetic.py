@@ -1,8 +1,9 @@
 r"""A contextual stochastic block model: a built-in node-classification graph where graph structure helps.
 
-:math:`N` nodes in :math:`K` equal classes. Edges: each node draws :math:`d/2` partners, a fraction
+:math:`N` nodes in :math:`K` equal classes. Edges: each node draws :math:`d/2` partners on average
+(:math:`\lfloor d/2 \rfloor`, and one more with probability :math:`d/2 - \lfloor d/2 \rfloor`), a fraction
 :math:`h` (the homophily) from its own class and the rest uniformly from the others; edges are made
-undirected. Features: a class mean plus Gaussian noise,
+undirected, so the mean degree is :math:`d` (a little less where two draws give the same edge). Features: a class mean plus Gaussian noise,
 
 .. math::
     x_i = \mu_{y_i} + \varepsilon_i, \qquad \mu_k \sim \mathcal{N}(0, s^2 I_F / F), \quad \varepsilon_i \sim \mathcal{N}(0, I_F / F),
@@ -13,6 +14,8 @@ Chance accuracy is :math:`1/K`. Generated from ``seed``, offline.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -35,13 +38,19 @@ def contextual_sbm(num_nodes: int = 2000, num_classes: int = 5, degree: float = 
     if num_classes < 2 or num_nodes < 2 * num_classes:
         raise ValueError(f"contextual_sbm needs num_classes >= 2 and num_nodes >= 2 * num_classes; got "
                          f"num_nodes={num_nodes}, num_classes={num_classes}")
-    if not 0.0 <= homophily <= 1.0 or degree <= 0 or features < 1 or signal < 0:
-        raise ValueError(f"contextual_sbm needs 0 <= homophily <= 1, degree > 0, features >= 1 and signal >= 0; got "
-                         f"homophily={homophily}, degree={degree}, features={features}, signal={signal}")
+    if not 0.0 <= homophily <= 1.0 or not 0 < degree < math.inf or features < 1 or signal < 0:
+        raise ValueError(f"contextual_sbm needs 0 <= homophily <= 1, a finite degree > 0, features >= 1 and signal "
+                         f">= 0; got homophily={homophily}, degree={degree}, features={features}, signal={signal}")
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(num_nodes) % num_classes)
     members = [np.flatnonzero(y == k) for k in range(num_classes)]
-    per_node = max(1, int(round(degree / 2)))
+    # d/2 partners a node on average (each drawn edge adds 1 to two degrees): floor(d/2) each, and one more with
+    # probability frac(d/2); for an even integer d nothing extra is drawn, so those graphs stay as they were
+    # (round(d/2), at least 1, gave mean degree ~4 for d = 3, 4 and 5 and ~2 for any d < 3)
+    whole, part = divmod(float(degree) / 2, 1.0)
+    per_node = np.full(num_nodes, int(whole))
+    if part > 0:
+        per_node += rng.random(num_nodes) < part
     src = np.repeat(np.arange(num_nodes), per_node)
     same = rng.random(src.shape[0]) < homophily
     other = (y[src] + rng.integers(1, num_classes, src.shape[0])) % num_classes

@@ -109,6 +109,16 @@ def _grid_edges(side):
                            np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], 1)])
 
 
+def test_a_city_too_small_for_its_split_is_refused_naming_the_size_it_needs():
+    """synthetic_city(4, hops=2, classes=2) came back with 0 train, 0 val and 4 test nodes, without an error."""
+    with pytest.raises(ValueError, match=r"split=\(0.1, 0.1, 0.8\) of the 4 junctions of the largest connected "
+                                         r"component leaves the train and val masks empty; this split needs a largest "
+                                         r"connected component of at least 6 junctions: use a larger graph"):
+        synthetic_city(4, hops=2, classes=2)
+    data = synthetic_city(9, hops=2, classes=2)  # 3 x 3 junctions: the smallest grid that fits
+    assert [int(data[f"{k}_mask"].sum()) for k in ("train", "val", "test")] == [1, 1, 7]
+
+
 def test_formats_are_recognised_by_content_not_by_name(tmp_path):
     """A GraphML under another extension, a headerless 1-based edge list saved as .mtx (the DIMACS10 road graphs)
     with its size line, and a Matrix Market file with its banner all read as what they are."""

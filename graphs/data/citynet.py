@@ -278,6 +278,14 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     x = torch.tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)
 
     masks = random_split(n, seed, split)
+    empty = [name for name, mask in zip(("train", "val", "test"), masks) if not bool(mask.any())]
+    if empty:  # (a tiny graph: 4 junctions gave 0/0/4 nodes, and training failed later or measured nothing)
+        need = next((m for m in range(n + 1, n + 10_000)
+                     if all(bool(mask.any()) for mask in random_split(m, seed, split))), None)
+        size = (f"this split needs a largest connected component of at least {need} junctions: use a larger graph"
+                if need is not None else "use larger fractions or a larger graph")
+        raise ValueError(f"split={tuple(split)} of the {n} junctions of the largest connected component leaves the "
+                         f"{' and '.join(empty)} mask{'s' if len(empty) > 1 else ''} empty; {size}")
     data = Data(x=x, edge_index=torch.from_numpy(np.ascontiguousarray(both)), y=torch.from_numpy(labels),
                 train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
                 edge_length=torch.tensor(both_length, dtype=torch.float32),

@@ -279,10 +279,12 @@ def test_train_node_classifier_checks_the_graph_as_fit_does():
         ({"val_mask": data.val_mask.long()}, ValueError,
          r"data.val_mask must be a boolean vector of length num_nodes=30; got dtype torch.int64 and shape \(30,\); "
          r"it looks like a 0/1 vector: data.val_mask = data.val_mask.bool\(\)"),
-        ({"y": unlabelled}, ValueError, r"data.test_mask holds 1 nodes with a negative label \(e.g. -1 for unlabelled\)"),
+        ({"y": unlabelled}, ValueError,
+         r"data.test_mask holds 1 nodes with a negative label \(e.g. -1 for unlabelled\)"),
         ({"test_mask": None}, ValueError, r"data has no test_mask; node classification needs train_mask, val_mask and "
                                           r"test_mask"),
-        ({"y": data.y.int()}, TypeError, r"data.y must hold int64 class ids; got torch.int32 \(data.y = data.y.long\(\)\)"),
+        ({"y": data.y.int()}, TypeError,
+         r"data.y must hold int64 class ids; got torch.int32 \(data.y = data.y.long\(\)\)"),
         ({"x": data.x.double()}, TypeError, r"data.x is torch.float64 but the model's parameters are torch.float32"),
         ({"x": data.x.masked_fill(data.x > 2, float("nan"))}, ValueError, r"data.x holds \d+ NaN or infinite entries"),
     ]
@@ -320,7 +322,8 @@ def test_sparse_features_are_refused_with_the_fix(layout):
     data = tiny_graph()
     sparse = Data(**{**data.to_dict(), "x": getattr(data.x, layout)()})
     model = ForwardGNN(5, 3, hidden=8, layers=1)
-    message = r"data.x is a sparse tensor \(torch.sparse_(coo|csr)\); the models read dense features: data.x = data.x.to_dense\(\)"
+    message = (r"data.x is a sparse tensor \(torch.sparse_(coo|csr)\); the models read dense features: "
+               r"data.x = data.x.to_dense\(\)")
     with pytest.raises(TypeError, match=message):
         model.fit(sparse, epochs=1, quiet=True)
     with pytest.raises(TypeError, match=message.replace("data.x", "x")):

@@ -109,6 +109,7 @@ def _grid_edges(side):
                            np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], 1)])
 
 
+@pytest.mark.filterwarnings("ignore:dropped feature")
 def test_a_city_too_small_for_its_split_is_refused_naming_the_size_it_needs():
     """synthetic_city(4, hops=2, classes=2) came back with 0 train, 0 val and 4 test nodes, without an error."""
     with pytest.raises(ValueError, match=r"split=\(0.1, 0.1, 0.8\) of the 4 junctions of the largest connected "

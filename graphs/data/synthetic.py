@@ -3,7 +3,8 @@ r"""A contextual stochastic block model: a built-in node-classification graph wh
 :math:`N` nodes in :math:`K` equal classes. Edges: each node draws :math:`d/2` partners on average
 (:math:`\lfloor d/2 \rfloor`, and one more with probability :math:`d/2 - \lfloor d/2 \rfloor`), a fraction
 :math:`h` (the homophily) from its own class and the rest uniformly from the others; edges are made
-undirected, so the mean degree is :math:`d` (a little less where two draws give the same edge). Features: a class mean plus Gaussian noise,
+undirected, so the mean degree is :math:`d` (a little less where two draws give the same edge).
+Features: a class mean plus Gaussian noise,
 
 .. math::
     x_i = \mu_{y_i} + \varepsilon_i, \qquad \mu_k \sim \mathcal{N}(0, s^2 I_F / F), \quad \varepsilon_i \sim \mathcal{N}(0, I_F / F),

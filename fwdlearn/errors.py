@@ -19,7 +19,7 @@ Example::
 
     check_range("--lr", lr, gt=0)            # UsageError: --lr must be > 0, got -1.0
     with reading(path, "checkpoint"):        # a truncated file -> InputError naming the path
-        load_torch(path)
+        torch.load(path)
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
-           "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "reading",
-           "load_torch"]
+           "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
+           "reading"]
 
 
 class UsageError(ValueError):
@@ -160,49 +160,8 @@ def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | N
         if isinstance(error, kind):
             return error
         seen.add(id(error))
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        error = error.__cause__ or error.__context__
     return None
-
-
-def _safe_globals() -> list[Any]:
-    """The classes a fwdlearn file may hold besides tensors and plain values, allowed by name: fwdlearn's result
-    records (a checkpoint's first-step cost and, layer by layer, its frozen blocks' results) and NumPy's RNG state."""
-    import numpy as np
-
-    from fwdlearn.diagnostics.cost import Cost
-    from fwdlearn.fit import FitResult
-
-    multiarray = getattr(np, "_core", None) or np.core  # (NumPy 2 / 1)
-    return [Cost, FitResult, multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
-def load_torch(path: str | Path, **kwargs: Any) -> Any:
-    """``torch.load(path, weights_only=True, **kwargs)`` for use inside :func:`reading`: the file may hold tensors,
-    plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since unpickling any other
-    object could run code the file carries. A file that holds one is refused, naming it; the ``ValueError`` the
-    unpickler raises on a file that is not a torch file (random bytes: "could not convert string to int") is the
-    file's problem, not a check of ours. Both are raised as an ``UnpicklingError`` that :func:`reading` reports with
-    the path."""
-    import pickle
-    import re
-
-    import torch
-
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, weights_only=True, **kwargs)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        if found is not None:
-            raise pickle.UnpicklingError(
-                f"it holds a Python object of type {found.group(1)}, which fwdlearn does not unpickle (that could run "
-                "code the file carries); fwdlearn's own models and checkpoints hold none") from None
-        why = re.search(r"WeightsUnpickler error:\s*(.+?)\n", str(error))
-        if why is None:
-            raise
-        raise pickle.UnpicklingError(f"not a torch file ({why.group(1).strip()})") from None
-    except (ValueError, UnicodeError) as error:  # (random bytes; not a text file's encoding problem)
-        raise pickle.UnpicklingError(f"not a torch file ({error})") from None
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from fwdlearn.distributed import min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
-                             check_range, is_integer, load_torch, reading)
+                             check_range, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "DIVERGE_FACTOR",
     "Checkpointing",
     "read_checkpoint",
+    "load_torch",
     "tensor_fingerprint",
     "check_fingerprint",
     "load_optimizer_state",
@@ -370,6 +371,45 @@ class Checkpointing:
         """The :class:`Trainer` keyword arguments, with ``fingerprint`` entries added."""
         return {"checkpoint": self.path, "resume": self.resume, "overwrite": self.overwrite,
                 "fingerprint": {**self.fingerprint, **fingerprint}}
+
+
+def _safe_globals() -> list[Any]:
+    """The classes a fwdlearn file may hold besides tensors and plain values, allowed by name: fwdlearn's result
+    records (a checkpoint's first-step cost and, layer by layer, its frozen blocks' results) and NumPy's RNG state."""
+    import numpy as np
+
+    from fwdlearn.diagnostics.cost import Cost
+
+    multiarray = getattr(np, "_core", None) or np.core  # (NumPy 2 / 1)
+    return [Cost, FitResult, multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def load_torch(path: str | Path, **kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True, **kwargs)`` for use inside :func:`~fwdlearn.errors.reading`: the file
+    may hold tensors, plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since
+    unpickling any other object could run code the file carries. A file that holds one is refused, naming it; the ``ValueError`` the
+    unpickler raises on a file that is not a torch file (random bytes: "could not convert string to int") is the
+    file's problem, not a check of ours. Both are raised as an ``UnpicklingError`` that
+    :func:`~fwdlearn.errors.reading` reports with the path."""
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        why = re.search(r"WeightsUnpickler error:\s*(.+?)\n", str(error))
+        if found is None and why is None:
+            raise
+        message = (f"it holds a Python object of type {found.group(1)}, which fwdlearn does not unpickle (that could "
+                   "run code the file carries); fwdlearn's own models and checkpoints hold none" if found is not None
+                   else f"not a torch file ({why.group(1).strip()})")
+    except (ValueError, UnicodeError) as error:  # (random bytes; not a text file's encoding problem)
+        message = f"not a torch file ({error})"
+    raise pickle.UnpicklingError(message)  # (outside the except: reading() looks for a UnicodeError among causes)
 
 
 _CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}

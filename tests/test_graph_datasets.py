@@ -111,6 +111,8 @@ def test_citynetwork_downloads_only_when_asked(monkeypatch, tmp_path):
 
 
 def test_a_damaged_cached_city_is_rebuilt(monkeypatch, tmp_path):
+    from torch_geometric.data import Data
+
     from fwdlearn.graphs.data.citynet import _cached
 
     monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
@@ -118,7 +120,7 @@ def test_a_damaged_cached_city_is_rebuilt(monkeypatch, tmp_path):
 
     def build():
         builds.append(1)
-        return {"edge_index": torch.arange(6).view(2, 3).repeat(1, 300)}
+        return Data(edge_index=torch.arange(6).view(2, 3).repeat(1, 300))
 
     first = _cached({"graph": "g"}, "city", build)
     (cached,) = (tmp_path / "cache" / "citynet").glob("city-*.pt")

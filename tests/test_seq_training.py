@@ -167,7 +167,6 @@ def test_a_word_prompt_is_continued_on_its_line():
 
 
 def test_a_task_checkpoint_of_another_task_length_is_refused(tmp_path):
-    from fwdlearn.errors import UsageError
 
     checkpoint = tmp_path / "task.pt"
     model = RecurrentLM(4, cell="gru", hidden=4, layers=1, out_size=4)
@@ -246,7 +245,6 @@ def test_every_language_model_names_bad_tokens_and_embeddings(kind):
 
 
 def test_fit_evaluate_and_generate_check_the_model_against_the_data():
-    from fwdlearn.errors import UsageError
     from fwdlearn.sequences.data.tasks import AddingProblem
     from fwdlearn.sequences.data.text import Corpus, Vocabulary
 
@@ -292,7 +290,6 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
 
 
 def test_fit_refuses_to_select_on_the_split_it_trains_on(tiny_corpus):
-    from fwdlearn.errors import UsageError
 
     model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
     with pytest.raises(UsageError, match="train_split and valid_split both name 'validation': the model would be "
@@ -308,7 +305,6 @@ def test_fit_refuses_to_select_on_the_split_it_trains_on(tiny_corpus):
 
 def test_fit_refuses_a_corpus_of_one_distinct_token(tmp_path):
     """'aaaa...' trained to a validation loss of 0, a perfect score that measures nothing."""
-    from fwdlearn.errors import UsageError
 
     path = tmp_path / "a.txt"
     path.write_text("a" * 200)
@@ -321,7 +317,6 @@ def test_fit_refuses_a_corpus_of_one_distinct_token(tmp_path):
 
 def test_an_eval_tokens_too_small_is_named_not_the_split(tiny_corpus):
     """--eval-tokens 3 was reported as 'the validation split has 3 tokens' though the split is long."""
-    from fwdlearn.errors import UsageError
 
     model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
     n = tiny_corpus.validation.numel()
@@ -351,7 +346,6 @@ def test_a_training_split_too_short_for_the_context_is_named(tmp_path):
 def test_a_warm_up_is_shorter_than_the_budget(tiny_corpus):
     """The BP transformer's default 100-step warm-up kept a 20-step run at 20 % of its peak rate, silently; a warm-up
     given >= steps is refused."""
-    from fwdlearn.errors import UsageError
     from fwdlearn.sequences import TransformerLM
 
     model = TransformerLM(tiny_corpus.vocab_size, hidden=8, layers=1, heads=2, context=8)

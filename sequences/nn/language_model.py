@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, is_integer, load_torch, reading
+from fwdlearn.errors import InputError, is_integer, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
+from fwdlearn.fit import load_torch
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
 from fwdlearn.rules import Rule

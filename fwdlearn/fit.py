@@ -330,8 +330,9 @@ def _rng_state() -> dict[str, Any]:
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # (one state per GPU of the host that saved it: a host with
+        for device, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):  # fewer restores its own)
+            torch.cuda.set_rng_state(cuda_state, device)
     if "numpy" in state:
         import numpy as np
 

@@ -65,15 +65,6 @@ class Registry:
             self._entries[name] = target
         return target
 
-    def find(self, *names: str, default: Callable[[], Any] | None = None) -> Any:
-        """The first of ``names`` that is registered (or ``default()``; else a ``ValueError`` naming the first)."""
-        for name in names:
-            if name in self._entries:
-                return self.get(name)
-        if default is not None:
-            return default()
-        return self.get(names[0])
-
 
 def lazy_exports(module: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for a package whose public names (``name -> "module"``) import on first use.

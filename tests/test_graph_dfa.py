@@ -194,3 +194,11 @@ def test_a_trained_dfa_model_copies_and_pickles():
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         torch.testing.assert_close(clone(data.x, data.edge_index), model(data.x, data.edge_index))
         clone.fit(data, epochs=1, patience=None, quiet=True)
+
+
+def test_uniform_and_gaussian_blocks_share_one_draw_orthogonal_ones_do_not():
+    """As documented: blocks of one width get slices of one shared draw, except orthogonal feedback."""
+    for method, shared in (("dfa", True), ("dfa:gaussian", True), ("dfa:orthogonal", False)):
+        model = ForwardGNN(20, 4, hidden=16, layers=3, method=method)
+        B = [model.method.feedback.matrix(f"block{l}") for l in range(3)]
+        assert all(torch.equal(B[0], b) for b in B[1:]) == shared, method

@@ -409,7 +409,7 @@ def test_alternate_update_is_the_references_even_then_odd_step():
     states = [torch.randn(30, 4) for _ in range(3)]
     context = torch.rand(30, 3)
     ei = data.edge_index
-    outs = topdown_step(blocks, "sf-top2input", data.x, ei, states, context, update="alternate")
+    outs = topdown_step(blocks, model.method, data.x, ei, states, context, update="alternate")
 
     def read(block, below, above):  # the reference: the conv reads [norm(below) || norm(above)] as it is
         return F.relu(block.conv(torch.cat([F.normalize(below, dim=-1), F.normalize(above, dim=-1)], dim=-1), ei))

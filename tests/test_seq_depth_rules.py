@@ -166,7 +166,7 @@ def test_recurrent_dfa_keeps_the_time_rule_inside_each_layer():
     with pytest.raises(ValueError, match="depth rule dfa is built into the model"):
         model.set_training("bptt")
     model.set_training("dfa+dsf")  # another time rule: fine
-    with pytest.raises(ValueError, match="bp, dfa.*local:readout or shallow; got local:ff"):
+    with pytest.raises(ValueError, match=r"by one of bp, dfa\[:micro\], local:readout, shallow; got local:ff"):
         RecurrentLM(11, training="local:ff")
 
 

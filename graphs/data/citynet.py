@@ -51,7 +51,7 @@ from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.errors import InputError
 from fwdlearn.fit import progress
 
-from fwdlearn.graphs.data.datasets import random_split
+from fwdlearn.graphs.data.datasets import check_fractions, random_split
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
 
@@ -197,8 +197,7 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
         raise ValueError(f"hops must be >= 1, got {hops}")
     if classes < 2:
         raise ValueError(f"classes must be >= 2, got {classes}")
-    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
-        raise ValueError(f"split must be three non-negative fractions (train, val, test) summing to 1; got {split}")
+    check_fractions(split, "split")
     if road.edges.shape[0] == 0:
         raise ValueError("the road graph has no edges")
     nodes, edges, members = _simple_lcc(road)

@@ -41,8 +41,8 @@ from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.files import taking_turns
 from fwdlearn.errors import InputError, UsageError, check_finite_tensor
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_masks", "check_mask", "check_labels",
-           "check_node_data", "check_edge_index", "check_features", "check_graph_inputs", "check_graph_name",
+__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_fractions", "check_masks", "check_mask",
+           "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs", "check_graph_name",
            "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -55,18 +55,24 @@ GRAPH_NAMES = [*PLANETOID, "karate", "sbm[:N]", "citationfull:<name>", "amazon:<
 SBM_SIGNAL = 0.15  # features alone: an MLP reaches about 0.5 (chance 0.2); a 3-layer GCN about 0.97-0.99
 
 
+def check_fractions(fractions, name: str = "fractions") -> None:
+    """Raise ``ValueError`` unless ``fractions`` are three non-negative numbers (train, val, test) summing to 1."""
+    if len(fractions) != 3 or not all(f >= 0 for f in fractions) or not abs(sum(fractions) - 1.0) <= 1e-6:
+        raise ValueError(f"{name} must be three non-negative fractions (train, val, test) summing to 1; got "
+                         f"{tuple(fractions)}")
+
+
 def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)
                  ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Boolean train/val/test masks from a random permutation of the nodes.
 
     The first :math:`\lfloor f_0 N \rceil` nodes of the permutation train, the next
     :math:`\lfloor f_1 N \rceil` validate, the rest test, so the masks partition the nodes. The one split
-    helper of the package (random node splits, City-Networks splits). Like PyG's
+    helper of the package for graphs without a public split (random node splits, City-Networks splits). Like PyG's
     ``RandomNodeSplit(split="train_rest")``, but drawn from its own seeded generator, so a split neither
     depends on nor disturbs the global random state.
     """
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1 (train, val, test); got {fractions}")
+    check_fractions(fractions)
     perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed))
     n_train = round(fractions[0] * num_nodes)
     n_val = round(fractions[1] * num_nodes)

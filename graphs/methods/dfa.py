@@ -36,7 +36,9 @@ Scores (``model(x, edge_index)``, evaluation) are the plain forward, differentia
 
 Args:
     feedback: the kind of the :math:`B_l` (``"uniform"``, ``"gaussian"``, ``"orthogonal"``), taken from the
-        rule (``"dfa:gaussian"``); see :func:`fwdlearn.feedback.feedback_matrix`.
+        rule (``"dfa:gaussian"``); see :func:`fwdlearn.feedback.feedback_matrix`. Uniform and Gaussian
+        :math:`B_l` are slices of one shared draw, as in the DFA reference (:class:`~fwdlearn.feedback.DirectFeedback`,
+        ``shared``): blocks of one width get the same matrix. Orthogonal ones are drawn per block.
     spread_error: spread the error over the graph (default) or keep it on the labelled nodes.
 
 Example::

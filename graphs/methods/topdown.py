@@ -51,7 +51,7 @@ from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
 from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, virtual_features
 from fwdlearn.graphs.nn.backbones import GNNBlock
 
-__all__ = ["TopToInput", "TopToLoss", "context_vectors", "topdown_step", "representations", "topdown_scores"]
+__all__ = ["TopToInput", "TopToLoss", "context_vectors", "topdown_step", "topdown_scores"]
 
 
 def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = None, mask: Tensor | None = None,
@@ -66,25 +66,23 @@ def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = No
     return ctx
 
 
-def topdown_step(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: Tensor, states: Sequence[Tensor],
+def topdown_step(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, edge_index: Tensor, states: Sequence[Tensor],
                  context: Tensor, detach: bool = True, update: str = "sync") -> list[Tensor]:
     """One time step: the new outputs of every layer.
 
     ``update="sync"``: bottom up, layer :math:`l` reads layer :math:`l-1` of this step (and, Top-To-Input, layer
     :math:`l+1` of the previous one). ``"alternate"`` (the reference's alternating update): the even layers first,
     reading the previous step's states of their neighbours (layer 0: the input), then the odd layers, reading the
-    even layers' new outputs below and above. With ``detach`` (training) each output is attached only to its own
-    block; without it (inference) the outputs stay differentiable in ``x`` and in the states.
+    even layers' new outputs below and above. What a block reads is ``method``'s (:meth:`TopDown.block_input`; the
+    top layer's "above" is the context). With ``detach`` (training) each output is attached only to its own block;
+    without it (inference) the outputs stay differentiable in ``x`` and in the states.
     """
     L = len(blocks)
     cut = (lambda t: t.detach()) if detach else (lambda t: t)
 
     def run(l: int, below: Tensor, above: Tensor | None) -> Tensor:
-        if kind == "sf-top2input":
-            top = context if l + 1 == L else above
-            return blocks[l](torch.cat([F.normalize(cut(below), dim=-1), F.normalize(cut(top), dim=-1)], dim=-1),
-                             edge_index)
-        return blocks[l](cut(below), edge_index)
+        top = context if l + 1 == L else above
+        return blocks[l](method.block_input(cut(below), cut(top)), edge_index)
 
     outs: list[Tensor] = [x] * L
     if update == "sync":
@@ -99,15 +97,7 @@ def topdown_step(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: 
     return outs
 
 
-def representations(kind: str, outs: Sequence[Tensor], states: Sequence[Tensor], detach: bool = True) -> list[Tensor]:
-    """What each layer's loss and scores see: its output (Top-To-Input) or the Top-To-Loss mean."""
-    if kind != "sf-top2loss":
-        return list(outs)
-    return [torch.stack([outs[l]] + [s.detach() if detach else s for s in states[l + 1:]]).mean(0)
-            for l in range(len(outs))]
-
-
-def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index: Tensor, context: Tensor,
+def topdown_scores(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, edge_index: Tensor, context: Tensor,
                    hidden: int, num_real: int, prototypes: Tensor | None = None, tau: float = 1.0,
                    steps: int = 10, first: int = 2, last: int = 9, update: str = "sync") -> tuple[Tensor, Tensor]:
     """Multi-step evaluation: class probabilities summed over layers and steps ``first..last``.
@@ -123,8 +113,8 @@ def topdown_scores(blocks: Sequence[nn.Module], kind: str, x: Tensor, edge_index
     total = None
     protos_used = []
     for t in range(steps):
-        outs = topdown_step(blocks, kind, x, edge_index, states, context, detach=False, update=update)
-        reps = representations(kind, outs, states, detach=False)
+        outs = topdown_step(blocks, method, x, edge_index, states, context, detach=False, update=update)
+        reps = method.representations(outs, states, detach=False)
         if first <= t <= last:
             protos_used = []
             for l, r in enumerate(reps):
@@ -153,7 +143,6 @@ class TopDown(GraphMethod):
 
     options: ClassVar[tuple[str, ...]] = ("tau", "update", "steps")
     schedule: ClassVar[str] = "simultaneous local"
-    kind: ClassVar[str] = ""
 
     def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, tau: float = 1.0, update: str = "sync",
                  steps: int = 10):
@@ -168,6 +157,15 @@ class TopDown(GraphMethod):
         self.register_buffer("virtual_x", virtual_features(num_classes, in_dim, seed))
         self.register_buffer("prototypes", torch.zeros(layers, num_classes, hidden))
 
+    def block_input(self, below: Tensor, above: Tensor) -> Tensor:
+        """What a block reads from the layer below (this step) and the layer above (the previous step's state, or
+        the context for the top layer): by default the layer below alone."""
+        return below
+
+    def representations(self, outs: Sequence[Tensor], states: Sequence[Tensor], detach: bool = True) -> list[Tensor]:
+        """What each layer's loss and scores see: by default its output."""
+        return list(outs)
+
     def _training_graph(self, x, edge_index, y, train) -> tuple[Tensor, Tensor, Tensor]:
         xa, ea = add_virtual_nodes(x, edge_index, train.nonzero().flatten(), y[train], self.virtual_x)
         ctx = context_vectors(x.shape[0], self.num_classes, y, train, virtual=self.num_classes, device=x.device,
@@ -178,17 +176,17 @@ class TopDown(GraphMethod):
         n = x.shape[0]
         if train is None:
             ctx = context_vectors(n, self.num_classes, device=x.device, dtype=x.dtype)
-            scores, _ = topdown_scores(blocks, self.kind, x, edge_index, ctx, self.hidden, n, self.prototypes,
+            scores, _ = topdown_scores(blocks, self, x, edge_index, ctx, self.hidden, n, self.prototypes,
                                        self.tau, self.steps, update=self.update)
             return scores
         xa, ea, ctx = self._training_graph(x, edge_index, y, train)
-        scores, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
+        scores, _ = topdown_scores(blocks, self, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
                                    update=self.update)
         return scores
 
     def _losses(self, blocks, xa, ea, ctx, states, y, train, n) -> tuple[list[Tensor], list[Tensor]]:
-        outs = topdown_step(blocks, self.kind, xa, ea, states, ctx, update=self.update)
-        reps = representations(self.kind, outs, states)
+        outs = topdown_step(blocks, self, xa, ea, states, ctx, update=self.update)
+        reps = self.representations(outs, states)
         return [prototype_cross_entropy(r[:n][train], r[n:], y[train], self.tau) for r in reps], outs
 
     def layer_losses(self, blocks, data) -> list[Tensor]:
@@ -214,7 +212,7 @@ class TopDown(GraphMethod):
 
         def evaluate() -> dict:
             with evaluating(blocks), torch.no_grad():
-                s, _ = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
+                s, _ = topdown_scores(blocks, self, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
                                       update=self.update)
             return {"val_accuracy": masked_accuracy(s, y, val)}
 
@@ -226,7 +224,7 @@ class TopDown(GraphMethod):
                                            best=("blocks",)))
         blocks.eval()
         with torch.no_grad():
-            _, protos = topdown_scores(blocks, self.kind, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
+            _, protos = topdown_scores(blocks, self, xa, ea, ctx, self.hidden, n, None, self.tau, self.steps,
                                        update=self.update)
             self.prototypes.copy_(protos)
         per_layer = [{"epochs_run": result.steps_run, "best_epoch": result.best_step,
@@ -241,7 +239,9 @@ class TopToInput(TopDown):
     1/sqrt(2), or by 1 where the upper state is zero, and cost about 8 points on Cora at 4 layers)."""
 
     rule: ClassVar[str] = "local:prototype:top2input"
-    kind: ClassVar[str] = "sf-top2input"
+
+    def block_input(self, below: Tensor, above: Tensor) -> Tensor:
+        return torch.cat([F.normalize(below, dim=-1), F.normalize(above, dim=-1)], dim=-1)
 
     def make_blocks(self):
         H, K, L = self.hidden, self.num_classes, self.layers
@@ -255,4 +255,9 @@ class TopToLoss(TopDown):
     (``local:prototype:top2loss``)."""
 
     rule: ClassVar[str] = "local:prototype:top2loss"
-    kind: ClassVar[str] = "sf-top2loss"
+
+    def representations(self, outs: Sequence[Tensor], states: Sequence[Tensor], detach: bool = True) -> list[Tensor]:
+        """Layer :math:`l`'s output averaged with the upper layers' states of the previous step (detached in
+        training)."""
+        return [torch.stack([outs[l]] + [s.detach() if detach else s for s in states[l + 1:]]).mean(0)
+                for l in range(len(outs))]

@@ -117,6 +117,8 @@ class Wiring(nn.Module):
     """
 
     rule: ClassVar[DepthRule] = BP()
+    #: how the rules this wiring implements are written (error messages list them)
+    spelled: ClassVar[str] = "bp"
 
     def __init__(self, taps: Sequence[Mapping[str, int]] = (), width: int = 0, out_size: int = 0, seed: int = 0,
                  rule: DepthRule | None = None, normalized: Sequence[Collection[str]] = ()) -> None:
@@ -177,6 +179,8 @@ class DFAWiring(Wiring):
     r"""Direct feedback alignment: feedback points at block outputs (``macro``) or also inside blocks (``micro``);
     one :class:`~fwdlearn.feedback.DirectFeedback` (buffers ``feedback.B_block<i>_<where>``) does the work."""
 
+    spelled = "dfa[:micro]"
+
     def __init__(self, taps: Sequence[Mapping[str, int]], width: int, out_size: int = 0, seed: int = 0,
                  rule: DepthRule | None = None, normalized: Sequence[Collection[str]] = ()) -> None:
         super().__init__(rule=rule if rule is not None else DFA())
@@ -203,6 +207,8 @@ class DFAWiring(Wiring):
 class ReadoutWiring(Wiring):
     """``local:readout``: detached block inputs, a next-token head per block below the last, losses summed (the
     reported value is the model's loss, :meth:`loss`)."""
+
+    spelled = "local:readout"
 
     def __init__(self, taps: Sequence[Mapping[str, int]], width: int, out_size: int, seed: int = 0,
                  rule: DepthRule | None = None, normalized: Sequence[Collection[str]] = ()) -> None:
@@ -244,6 +250,7 @@ class ShallowWiring(Wiring):
     """``shallow``: embeddings and blocks frozen; the final norm and the head learn on the detached last output."""
 
     rule = Shallow()
+    spelled = "shallow"
 
     def top(self, h: Tensor) -> Tensor:
         return h.detach()
@@ -270,8 +277,8 @@ def make_wiring(rule: DepthRule, taps: Sequence[Mapping[str, int]], width: int, 
         ValueError: a depth rule language models do not implement (e.g. ``local:ff``), naming the ones they do.
     """
     if rule.name not in WIRINGS or (isinstance(rule, Local) and (rule.objective != "readout" or rule.variant)):
-        raise ValueError(f"language models are trained through depth by bp, dfa[:micro], local:readout or shallow; "
-                         f"got {rule}")
+        names = ", ".join(WIRINGS.get(name).spelled for name in WIRINGS)
+        raise ValueError(f"language models are trained through depth by one of {names}; got {rule}")
     return WIRINGS.get(rule.name)(taps, width, out_size, seed, rule=rule, normalized=normalized)
 
 

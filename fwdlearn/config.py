@@ -2,8 +2,9 @@
 
 A field's ``metadata`` says everything about its flag:
 
-- ``help``: one sentence for ``--help`` (the default is appended unless it is empty);
-- ``choices``: the accepted values;
+- ``help``: one sentence for ``--help`` (the default is appended unless it is empty), or a function returning it;
+- ``choices``: the accepted values, or a function returning them (e.g. a registry's ``names``: called when the parser
+  is built and when a config is checked, so that a name registered later is offered and accepted);
 - ``min`` / ``max`` (inclusive) and ``gt`` (exclusive lower bound): the range of a number, checked for
   every value (and every item of a list) by :func:`validate_config`, together with finiteness of floats;
 - ``group``: the heading the flag is listed under in ``--help`` (the shared run options use it).
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 
 from .errors import check_range, is_integer
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name"]
+__all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name", "choices_of"]
 
 T = TypeVar("T")
 _RANGE_KEYS = ("min", "max", "gt")
@@ -65,8 +66,18 @@ def _default(f: dataclasses.Field) -> Any:
     return None
 
 
+def choices_of(f: dataclasses.Field) -> list | None:
+    """The accepted values of a field (its ``choices``, called if it is a function), or ``None`` if any value goes."""
+    choices = f.metadata.get("choices")
+    if choices is None:
+        return None
+    return list(choices() if callable(choices) else choices)
+
+
 def _help(f: dataclasses.Field, default: Any) -> str:
     text = f.metadata.get("help", "")
+    if callable(text):
+        text = text()
     if default in ("", None, [], ()) or isinstance(default, bool):
         return text
     shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
@@ -97,7 +108,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                 action.help = f"{action.help} (default: {default})".strip()
             continue
         if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
+            kwargs["choices"] = choices_of(f)
         if many:  # several values, also over several uses of the flag (argparse's default would keep the last use)
             kwargs.update(nargs="+", action="extend", default=None)  # (None: the dataclass default, not extended)
         target.add_argument(flag_name(f.name), type=tp if tp in (int, float, str) else str, **kwargs)
@@ -155,16 +166,16 @@ def validate_config(config: Any) -> Any:
             repeated = next((item for i, item in enumerate(values) if item in values[:i]), None)
             if repeated is not None:  # a list option runs each entry once: a repeat would redo (and reread) its work
                 raise UsageError(f"{flag_name(f.name)} names {repeated!r} more than once; give each once")
-            if f.metadata.get("not_all") and set(f.metadata["choices"]) <= set(values):
-                raise UsageError(f"{flag_name(f.name)} names every part ({', '.join(f.metadata['choices'])}); "
+            if f.metadata.get("not_all") and set(choices_of(f)) <= set(values):
+                raise UsageError(f"{flag_name(f.name)} names every part ({', '.join(choices_of(f))}); "
                                  "nothing would run: leave at least one out")
         bounds = {k: f.metadata[k] for k in _RANGE_KEYS if k in f.metadata}
+        choices = choices_of(f)
         for item in values:
             if item is None and f.default is None:  # an optional setting left to its default
                 continue
             if isinstance(item, float) or bounds:
                 check_range(flag_name(f.name), item, **bounds)
-            choices = f.metadata.get("choices")
             if choices is not None and item not in choices:
                 raise UsageError(f"{flag_name(f.name)} must be one of {', '.join(map(str, choices))}, got {item!r}")
     return config

@@ -48,9 +48,36 @@ def test_dataclass_flags_map_one_to_one():
     assert job == Job(layers=8, depths=(1, 4), quiet=True)
 
 
+def test_choices_and_help_may_be_functions_read_when_the_parser_is_built():
+    """A registry's ``names`` as ``choices``: a name registered after the dataclass was defined is offered,
+    accepted and listed; one removed again is refused by validate_config."""
+    import argparse
+    from dataclasses import dataclass, field
+
+    from fwdlearn.config import add_dataclass_arguments, dataclass_from_args, validate_config
+    from fwdlearn.errors import UsageError
+
+    names = ["sf"]
+
+    @dataclass
+    class Job:
+        method: str = field(default="sf", metadata={"choices": lambda: list(names),
+                                                    "help": lambda: f"one of {', '.join(names)}"})
+
+    names.append("bp")
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Job)
+    assert dataclass_from_args(Job, parser.parse_args(["--method", "bp"])).method == "bp"
+    assert "one of sf, bp" in parser.format_help()
+    names.remove("bp")
+    with pytest.raises(UsageError, match="--method must be one of sf, got 'bp'"):
+        validate_config(Job(method="bp"))
+
+
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["graph", "--help"], ["graph", "train", "--help"],
                                   ["seq", "train", "--help"], ["bench", "seq", "--help"], ["influence", "graph", "--help"],
-                                  ["quickstart", "--help"], ["bench", "influence", "--help"]])
+                                  ["quickstart", "--help"], ["bench", "influence", "--help"], ["bench", "graph", "--help"],
+                                  ["bench", "dfa", "--help"], ["influence", "seq", "--help"]])
 def test_help_and_version_import_neither_torch_nor_a_domain_model(args):
     code = ("import sys\nfrom fwdlearn.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'torch_geometric', 'datasets', 'fwdlearn.graphs.nn', 'fwdlearn.sequences.nn')"

@@ -151,16 +151,48 @@ def test_bench_graph_dfa_rows_use_their_learning_rate(tmp_path, capsys):
     assert "DFA 0.05" in out.with_suffix(".md").read_text()
 
 
-def test_method_choices_are_the_registered_methods():
-    from fwdlearn.graphs.cli.train import NODE_METHODS
-    from fwdlearn.graphs.methods import method_class, method_names
+def test_the_cli_offers_every_registered_conv_and_method(tmp_path):
+    """The choices are the registries' names, read when the parser is built: a conv registered later is accepted by
+    every command that takes one (they were tuples spelled out in the CLI modules, refusing it)."""
+    from fwdlearn.cli import build_parser
+    from fwdlearn.graphs.methods import method_names
+    from fwdlearn.graphs.registries import CONV_KINDS, LINK_METHODS
 
-    assert sorted(NODE_METHODS) == sorted(method_names())
-    assert all(method_class(m).rule for m in NODE_METHODS)
-    from fwdlearn.graphs.cli.train import LINK_METHODS as CLI_LINK_METHODS  # (the CLI imports no torch for --help)
-    from fwdlearn.graphs.nn.linkpred import LINK_METHODS
+    commands = [("graph", "train"), ("influence", "graph"), ("bench", "graph")]
+    CONV_KINDS.register("gcn2", CONV_KINDS.get("gcn"))
+    try:
+        parser = build_parser(commands)
+        assert parser.parse_args(["graph", "train", "--conv", "gcn2"]).conv == "gcn2"
+        assert parser.parse_args(["influence", "graph", "--models", "gcn", "gcn2"]).models == ["gcn", "gcn2"]
+        args = parser.parse_args(["bench", "graph", "--conv", "gcn2", "--methods", *method_names(),
+                                  "--link-methods", *LINK_METHODS])
+        assert (args.conv, args.methods, args.link_methods) == ("gcn2", method_names(), list(LINK_METHODS))
+        assert main(["graph", "train", "--data", "karate", "--conv", "gcn2", "--layers", "1", "--hidden", "8",
+                     "--epochs", "1", "--quiet", "--json", str(tmp_path / "gcn2.json")]) == 0
+        assert json.loads((tmp_path / "gcn2.json").read_text())["config"]["conv"] == "gcn2"
+    finally:
+        CONV_KINDS.unregister("gcn2")
+    with pytest.raises(SystemExit):
+        build_parser(commands).parse_args(["graph", "train", "--conv", "gcn2"])
 
-    assert CLI_LINK_METHODS == LINK_METHODS
+
+def test_graph_train_takes_a_link_method_by_its_rule(tmp_path, capsys):
+    """ForwardLinkPredictor(method="local:ce") was accepted but --method local:ce refused: one resolver now."""
+    path = tmp_path / "link.json"
+    assert main(["graph", "train", "--data", "karate", "--task", "link", "--method", "local:ce", "--layers", "1",
+                 "--hidden", "8", "--epochs", "2", "--quiet", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["metrics"][0]["method"] == "ce"
+    assert "link: ce, ff, bp (or their rules)" in " ".join(_help(["graph", "train"]).split())
+
+
+def _help(words):
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main([*words, "--help"])
+    return out.getvalue()
 
 
 def test_bench_graph_link_rows_on_a_graph_without_a_public_split(tmp_path):

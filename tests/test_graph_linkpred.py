@@ -136,3 +136,19 @@ def test_link_inputs_are_checked_by_name(method):
                                          rf"in_dim={data.num_features}"):
         model.fit(type(data)(x=torch.randn(N, data.num_features + 1), edge_index=edges), epochs=1, quiet=True)
     assert model(x, edges, torch.tensor([[0, 1], [2, 3]])).shape == (2,)
+
+
+def test_link_methods_are_a_registry_resolved_by_name_or_rule():
+    from fwdlearn.graphs.nn.linkpred import CE
+    from fwdlearn.graphs.registries import LINK_METHODS, link_method
+
+    assert [ForwardLinkPredictor(4, hidden=8, layers=1, method=m).method for m in ("local:ce", "LOCAL:FF", "bp")] \
+        == ["ce", "ff", "bp"]
+    with pytest.raises(ValueError, match="unknown link method 'local:prototype'; choose one of ce, ff, bp"):
+        link_method("local:prototype")
+    LINK_METHODS.register("ce2", CE)
+    try:
+        model = ForwardLinkPredictor(4, hidden=8, layers=1, method="ce2")
+        assert (model.method, model.rule, model.layerwise) == ("ce2", "ce2", True)
+    finally:
+        LINK_METHODS.unregister("ce2")

@@ -23,7 +23,8 @@ from fwdlearn.records import RunRecord
 from fwdlearn.reporting import mean_std, write_results
 from fwdlearn.runs import RunOptions
 
-from fwdlearn.graphs.cli.train import CONVS, LINK_METHODS, NODE_METHODS
+from fwdlearn.graphs.methods import method_names
+from fwdlearn.graphs.registries import CONV_KINDS, LINK_METHODS
 
 __all__ = ["BenchGraphConfig", "run_bench", "bench", "COLUMNS"]
 
@@ -36,11 +37,11 @@ class BenchGraphConfig(RunOptions):
                                                    "(default: runs/<name>, or a fresh name under runs/; pass "
                                                    "docs/benchmarks/graph-results to update the docs)"})
     data: str = field(default="cora", metadata={"help": "node-classification graph (names of 'fwdlearn graph train')"})
-    conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": list(CONVS)})
+    conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": CONV_KINDS.names})
     depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8], metadata={"help": "numbers of layers", "min": 1})
     methods: list[str] = field(default_factory=lambda: ["bp", "sf", "sf-top2input", "ff-la"],
                                metadata={"help": "methods (bp is the baseline and is always run)",
-                                         "choices": list(NODE_METHODS)})
+                                         "choices": method_names})
     splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)", "min": 1})
     epochs: int = field(default=200, metadata={"help": "epoch budget per layer (forward) / in total (BP, top-down)",
                                                "min": 1})
@@ -55,7 +56,7 @@ class BenchGraphConfig(RunOptions):
                                                           "dfa:orthogonal), which learn slowly at 1e-3", "gt": 0})
     link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)", "min": 0})
     link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"],
-                                    metadata={"help": "link methods (bp is always run)", "choices": list(LINK_METHODS)})
+                                    metadata={"help": "link methods (bp is always run)", "choices": LINK_METHODS.names})
     link_epochs: int = field(default=100, metadata={"help": "epoch budget of the link methods", "min": 1})
     link_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the forward link methods (BP link "
                                                            "uses --bp-lr)", "gt": 0})

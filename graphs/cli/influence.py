@@ -20,9 +20,9 @@ from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.records import RunRecord
 from fwdlearn.runs import RunOptions
 
-__all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig", "MODELS"]
+from fwdlearn.graphs.registries import CONV_KINDS
 
-MODELS = ("gcn", "sage", "gat", "mlp")
+__all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig"]
 
 
 @dataclass
@@ -32,7 +32,7 @@ class InfluenceGraphConfig(RunOptions):
                                         "'fwdlearn graph train' (cora, karate, ...)"})
     models: list[str] = field(default_factory=lambda: ["gcn"], metadata={"help": "GNNs (ForwardGNN backbones) to "
                                                                           "compare; mlp ignores the edges",
-                                                                          "choices": list(MODELS)})
+                                                                          "choices": CONV_KINDS.names})
     layers: int = field(default=8, metadata={"help": "layers of each model", "min": 1})
     hidden: int = field(default=64, metadata={"help": "width of every layer", "min": 1})
     epochs: int = field(default=0, metadata={"help": "BP training epochs before measuring (0 = untrained)", "min": 0})

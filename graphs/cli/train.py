@@ -23,13 +23,18 @@ from fwdlearn.records import RunRecord
 from fwdlearn.reporting import describe_resume, markdown_table, mean_std
 from fwdlearn.runs import RunOptions
 
-__all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints", "CONVS", "NODE_METHODS", "LINK_METHODS"]
+from fwdlearn.graphs.registries import CONV_KINDS
 
-#: the words of this command (checked against the library's registries by the tests)
-CONVS = ("gcn", "sage", "gat", "mlp")
-NODE_METHODS = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa", "dfa:gaussian",
-                "dfa:orthogonal")
-LINK_METHODS = ("ce", "ff", "bp")  # fwdlearn.graphs.nn.linkpred.LINK_METHODS, spelled out: --help imports no torch
+__all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints"]
+
+
+def _method_help() -> str:
+    """The --method help, listing the registries as they are when the parser is built (no torch is imported)."""
+    from fwdlearn.graphs.methods import method_names
+    from fwdlearn.graphs.registries import LINK_METHODS
+
+    return (f"node: {', '.join(method_names())} (or any rule of fwdlearn.rules a graph method is registered for); "
+            f"link: {', '.join(LINK_METHODS)} (or their rules)")
 
 
 @dataclass
@@ -38,10 +43,8 @@ class GraphTrainConfig(RunOptions):
                                                         "city:<path>, ..."})
     task: str = field(default="node", metadata={"help": "node classification or link prediction",
                                                 "choices": ["node", "link"]})
-    method: str = field(default="sf", metadata={"help": f"node: {', '.join(NODE_METHODS)} (or any rule of "
-                                                        f"fwdlearn.rules a graph method is registered for); "
-                                                        f"link: {', '.join(LINK_METHODS)}"})
-    conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": list(CONVS)})
+    method: str = field(default="sf", metadata={"help": _method_help})
+    conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": CONV_KINDS.names})
     layers: int = field(default=4, metadata={"help": "number of GNN layers", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
     epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (BP, "
@@ -128,8 +131,12 @@ def _check_method(config: GraphTrainConfig) -> None:
                          "the spread over model seeds as the spread over splits; use --split random, or --splits 1")
 
     if config.task == "link":
-        if config.method not in LINK_METHODS:
-            raise UsageError(f"--method {config.method!r} is not a link method; choose one of {', '.join(LINK_METHODS)}")
+        from fwdlearn.graphs.registries import link_method
+
+        try:
+            link_method(config.method)
+        except ValueError as error:
+            raise UsageError(f"--method {config.method!r} is not a link method: {error}") from None
         return
     from fwdlearn.graphs.methods import method_class
 

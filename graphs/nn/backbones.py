@@ -8,7 +8,7 @@ input (no parameters), a convolution from :mod:`torch_geometric.nn`, then ReLU,
     \bar h_i = h_i / \max(\lVert h_i \rVert_2, \epsilon).
 
 The convolution is a :class:`~fwdlearn.graphs.nn.convs.ConvKind` looked up by name in
-:data:`~fwdlearn.graphs.nn.convs.CONV_KINDS`: ``"gcn"``, ``"sage"`` (mean aggregation), ``"gat"`` (4 heads
+:data:`~fwdlearn.graphs.registries.CONV_KINDS`: ``"gcn"``, ``"sage"`` (mean aggregation), ``"gat"`` (4 heads
 concatenated) or ``"mlp"`` (a :class:`~torch.nn.Linear` that ignores the edges).
 """
 
@@ -22,10 +22,7 @@ from torch import Tensor, nn
 
 from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
 
-__all__ = ["CONVS", "make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv"]
-
-#: the conv names (:data:`~fwdlearn.graphs.nn.convs.CONV_KINDS`)
-CONVS = tuple(CONV_KINDS)
+__all__ = ["make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv"]
 
 
 def check_conv(conv: str) -> str:
@@ -53,7 +50,8 @@ class GNNBlock(nn.Module):
     aggregations of the (frozen) input are computed once.
 
     Args:
-        conv: a conv name of :data:`~fwdlearn.graphs.nn.convs.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``, ``"mlp"``).
+        conv: a conv name of :data:`~fwdlearn.graphs.registries.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``,
+            ``"mlp"``).
         in_dim, out_dim: widths.
         activation: apply ReLU (the forward methods always do; the BP baseline's last block too,
             and a linear classifier sits on top).

@@ -18,7 +18,9 @@ input computed once) and the layered Jacobian (:mod:`~fwdlearn.graphs.influence.
 * ``mlp``: a :class:`~torch.nn.Linear` that ignores the edges (:math:`P = I`; the no-graph control of influence
   studies, whose range :math:`R` is 0).
 
-A new conv is one subclass of :class:`ConvKind` and one ``CONV_KINDS.register(name, kind)``.
+The kinds are looked up by name in :data:`~fwdlearn.graphs.registries.CONV_KINDS` (also importable from here), whose
+built-in entries are the instances below (``GCN_KIND``, ...). A new conv is one subclass of :class:`ConvKind` and one
+``CONV_KINDS.register(name, kind)``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.registry import Registry
+from fwdlearn.graphs.registries import CONV_KINDS
 
-__all__ = ["ConvKind", "GCN", "SAGE", "GAT", "MLP", "CONV_KINDS", "GAT_HEADS"]
+__all__ = ["ConvKind", "GCN", "SAGE", "GAT", "MLP", "CONV_KINDS", "GAT_HEADS", "GCN_KIND", "SAGE_KIND", "GAT_KIND",
+           "MLP_KIND"]
 
 GAT_HEADS = 4
 
@@ -167,5 +170,5 @@ class MLP(ConvKind):
         return conv(aggregated)
 
 
-#: conv name -> :class:`ConvKind`
-CONV_KINDS = Registry("conv", {kind.name: kind for kind in (GCN(), SAGE(), GAT(), MLP())})
+#: the built-in kinds, one instance each: the entries of :data:`~fwdlearn.graphs.registries.CONV_KINDS`
+GCN_KIND, SAGE_KIND, GAT_KIND, MLP_KIND = GCN(), SAGE(), GAT(), MLP()

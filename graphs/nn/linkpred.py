@@ -12,8 +12,11 @@ on the frozen output of the layer below, against negative edges sampled afresh e
   positives' mean loss plus the negatives' mean loss (:func:`~fwdlearn.local.ff_loss` with ``per_set=True``);
 - ``"bp"``: the same blocks trained end to end with the BCE of the last layer's scores.
 
-Each method is a pair score (:class:`DotProductScore`, :class:`GoodnessScore`) trained layer by layer or end to end:
-a new one is one :class:`PairScore` subclass and one entry of ``_METHODS``.
+Each method is a :class:`LinkMethod`, a pair score (:class:`DotProductScore`, :class:`GoodnessScore`) trained layer
+by layer or end to end, looked up by name in :data:`~fwdlearn.graphs.registries.LINK_METHODS` (whose built-in
+entries are ``CE``, ``FF`` and ``BP`` below; a method's rule is its name's,
+:func:`~fwdlearn.graphs.registries.link_rule`): a new one is one :class:`PairScore` subclass and one
+``LINK_METHODS.register(name, LinkMethod(...))``.
 
 Inference averages the per-layer edge probabilities (:math:`\sigma(s)` or
 :math:`\sigma(G - \theta)`); the metric is ROC-AUC. Edges are split 64/16/20 (train / val / test)
@@ -46,16 +49,16 @@ from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_tra
                           seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
-from fwdlearn.rules import parse_rule
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features
 from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
+from fwdlearn.graphs.registries import LINK_METHODS, link_method, link_rule
 
 __all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "PairScore", "DotProductScore", "GoodnessScore",
-           "LINK_METHODS", "LINK_RULES"]
+           "LinkMethod", "LINK_METHODS", "CE", "FF", "BP"]
 
 
 class PairScore:
@@ -97,18 +100,21 @@ class GoodnessScore(PairScore):
 
 
 @dataclass(frozen=True)
-class _LinkMethod:
-    rule: str
+class LinkMethod:
+    """A link method: its pair score and whether each layer is trained on its own."""
+
     score: Callable[[float], PairScore]  # theta -> the pair score
-    layerwise: bool  # each layer trained on its own (and scored; inference averages the layers)
+    layerwise: bool  # each layer trained on its own (and scored; inference averages the layers); else end to end
 
 
-#: the link methods by their short names: the rule each one is, its pair score, layer by layer or end to end
-_METHODS = {"ce": _LinkMethod("local:ce", lambda theta: DotProductScore(), True),
-            "ff": _LinkMethod("local:ff", GoodnessScore, True),
-            "bp": _LinkMethod("bp", lambda theta: DotProductScore(), False)}
-LINK_RULES = {name: method.rule for name, method in _METHODS.items()}
-LINK_METHODS = tuple(LINK_RULES)
+def _dot_product(theta: float) -> PairScore:
+    return DotProductScore()
+
+
+#: the built-in link methods: the entries ``ce``, ``ff`` and ``bp`` of :data:`~fwdlearn.graphs.registries.LINK_METHODS`
+CE = LinkMethod(_dot_product, layerwise=True)
+FF = LinkMethod(GoodnessScore, layerwise=True)
+BP = LinkMethod(_dot_product, layerwise=False)
 
 
 def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
@@ -177,27 +183,22 @@ class ForwardLinkPredictor(nn.Module):
     ``model(x, edge_index, pairs)`` returns the edge probabilities ``[P]`` of ``pairs`` (``[2, P]``).
 
     Args:
-        method: ``"ce"`` (``local:ce``), ``"ff"`` (``local:ff``) or ``"bp"`` (rules as in :mod:`fwdlearn.rules`).
+        conv: a name in :data:`~fwdlearn.graphs.registries.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``, ``"mlp"``).
+        method: a name in :data:`~fwdlearn.graphs.registries.LINK_METHODS` or its rule: ``"ce"`` (``local:ce``),
+            ``"ff"`` (``local:ff``) or ``"bp"`` (rules as in :mod:`fwdlearn.rules`).
     """
 
     def __init__(self, in_dim: int, conv: str = "gcn", hidden: int = 128, layers: int = 4, method: str = "ce",
                  theta: float = 2.0, cache: bool = True) -> None:
         super().__init__()
-        key = str(method).strip().lower()
-        try:
-            rule = str(parse_rule(LINK_RULES.get(key, key)))
-        except ValueError:
-            rule = key
-        if rule not in LINK_RULES.values():
-            raise ValueError(f"unknown link method {method!r}; choose one of {', '.join(LINK_METHODS)} "
-                             f"(rules {', '.join(LINK_RULES.values())})")
+        self.method = link_method(method)
+        self.rule = link_rule(self.method)
         if int(layers) < 1:
             raise ValueError(f"layers must be >= 1 (the number of GNN layers), got {layers}")
-        self.method = next(k for k, v in LINK_RULES.items() if v == rule)
-        self.rule = rule
         self.conv, self.layers, self.theta, self.cache = check_conv(conv), int(layers), theta, cache
         self.in_dim, self.hidden = int(in_dim), int(hidden)
-        self.score, self.layerwise = _METHODS[self.method].score(theta), _METHODS[self.method].layerwise
+        chosen = LINK_METHODS.get(self.method)
+        self.score, self.layerwise = chosen.score(theta), chosen.layerwise
         self.blocks = make_blocks(self.conv, [in_dim] + [hidden] * self.layers, last_activation=self.layerwise)
 
     def _probability(self, h: Tensor, pairs: Tensor) -> Tensor:

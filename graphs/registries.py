@@ -1,0 +1,57 @@
+"""The graph package's registries of convs and link methods, listable without importing torch.
+
+The built-in entries are ``"module:attribute"`` strings (:class:`~fwdlearn.registry.Registry`), imported on first
+:meth:`~fwdlearn.registry.Registry.get`; so ``fwdlearn graph train --help`` lists the names, a registered entry
+included, without loading torch. (The graph methods' registry is :data:`fwdlearn.graphs.methods.METHODS`.)
+
+* :data:`CONV_KINDS`: conv name -> :class:`~fwdlearn.graphs.nn.convs.ConvKind` instance (``gcn``, ``sage``, ``gat``,
+  ``mlp``). A new conv is one ``ConvKind`` subclass and ``CONV_KINDS.register("name", MyConv())``.
+* :data:`LINK_METHODS`: link-prediction method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod` (``ce``,
+  ``ff``, ``bp``). A method's rule is its name's rule in :mod:`fwdlearn.rules` (``ce`` = ``local:ce``, ``ff`` =
+  ``local:ff``); :func:`link_method` resolves a name or a rule. A new one is
+  ``LINK_METHODS.register("name", LinkMethod(score, layerwise))``.
+"""
+
+from __future__ import annotations
+
+from fwdlearn.registry import Registry
+from fwdlearn.rules import parse_rule
+
+__all__ = ["CONV_KINDS", "LINK_METHODS", "link_method", "link_rule"]
+
+#: conv name -> :class:`~fwdlearn.graphs.nn.convs.ConvKind`
+CONV_KINDS = Registry("conv", {
+    "gcn": "fwdlearn.graphs.nn.convs:GCN_KIND",
+    "sage": "fwdlearn.graphs.nn.convs:SAGE_KIND",
+    "gat": "fwdlearn.graphs.nn.convs:GAT_KIND",
+    "mlp": "fwdlearn.graphs.nn.convs:MLP_KIND",
+})
+
+#: link method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod`
+LINK_METHODS = Registry("link method", {
+    "ce": "fwdlearn.graphs.nn.linkpred:CE",
+    "ff": "fwdlearn.graphs.nn.linkpred:FF",
+    "bp": "fwdlearn.graphs.nn.linkpred:BP",
+})
+
+
+def link_rule(name: str) -> str:
+    """The canonical rule of a link method's name (``"ce"`` -> ``"local:ce"``; a name that is no rule: itself)."""
+    try:
+        return str(parse_rule(name))
+    except ValueError:
+        return name
+
+
+def link_method(method: str) -> str:
+    """The registered name of the link method ``method``: a name of :data:`LINK_METHODS` or its rule
+    (``"local:ce"`` -> ``"ce"``); a ``ValueError`` naming the choices otherwise. Imports no torch."""
+    key = str(method).strip().lower()
+    if key in LINK_METHODS:
+        return key
+    rule = link_rule(key)
+    for name in LINK_METHODS:
+        if link_rule(name) == rule:
+            return name
+    raise ValueError(f"unknown link method {method!r}; choose one of {', '.join(LINK_METHODS)} "
+                     f"(rules {', '.join(link_rule(name) for name in LINK_METHODS)})")

@@ -138,6 +138,13 @@ def test_link_inputs_are_checked_by_name(method):
     assert model(x, edges, torch.tensor([[0, 1], [2, 3]])).shape == (2,)
 
 
+@pytest.mark.parametrize("size,value", [("layers", 2.5), ("layers", 0), ("hidden", 0), ("hidden", 8.0), ("in_dim", 0)])
+def test_link_predictor_sizes_are_checked_as_forward_gnn_checks_them(size, value):
+    """layers=2.5 built 2 layers and hidden=0 failed deep in the conv factory."""
+    with pytest.raises(ValueError, match=rf"^{size} must be an int >= 1"):
+        ForwardLinkPredictor(**{"in_dim": 4, "hidden": 8, "layers": 2, size: value})
+
+
 def test_link_methods_are_a_registry_resolved_by_name_or_rule():
     from fwdlearn.graphs.nn.linkpred import CE
     from fwdlearn.graphs.registries import LINK_METHODS, link_method

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_finite_tensor
+from fwdlearn.errors import check_finite_tensor, check_int
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating,
                           seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
@@ -183,6 +183,7 @@ class ForwardLinkPredictor(nn.Module):
     ``model(x, edge_index, pairs)`` returns the edge probabilities ``[P]`` of ``pairs`` (``[2, P]``).
 
     Args:
+        in_dim: node features; hidden: width of every layer; layers: GNN layers (integers >= 1).
         conv: a name in :data:`~fwdlearn.graphs.registries.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``, ``"mlp"``).
         method: a name in :data:`~fwdlearn.graphs.registries.LINK_METHODS` or its rule: ``"ce"`` (``local:ce``),
             ``"ff"`` (``local:ff``) or ``"bp"`` (rules as in :mod:`fwdlearn.rules`).
@@ -193,10 +194,11 @@ class ForwardLinkPredictor(nn.Module):
         super().__init__()
         self.method = link_method(method)
         self.rule = link_rule(self.method)
-        if int(layers) < 1:
-            raise ValueError(f"layers must be >= 1 (the number of GNN layers), got {layers}")
-        self.conv, self.layers, self.theta, self.cache = check_conv(conv), int(layers), theta, cache
-        self.in_dim, self.hidden = int(in_dim), int(hidden)
+        layers = check_int("layers", layers, 1, " (the number of GNN layers)")
+        hidden = check_int("hidden", hidden, 1)
+        in_dim = check_int("in_dim", in_dim, 1, " (the node feature width)")
+        self.conv, self.layers, self.theta, self.cache = check_conv(conv), layers, theta, cache
+        self.in_dim, self.hidden = in_dim, hidden
         chosen = LINK_METHODS.get(self.method)
         self.score, self.layerwise = chosen.score(theta), chosen.layerwise
         self.blocks = make_blocks(self.conv, [in_dim] + [hidden] * self.layers, last_activation=self.layerwise)

@@ -25,7 +25,7 @@ from fwdlearn.runs import RunOptions
 
 from fwdlearn.graphs.registries import CONV_KINDS
 
-__all__ = ["GraphTrainConfig", "train_runs", "train", "split_checkpoints"]
+__all__ = ["GraphTrainConfig", "train_runs", "train"]
 
 
 def _method_help() -> str:
@@ -67,14 +67,6 @@ class GraphTrainConfig(RunOptions):
                                                           "--json); the later splits add -split<i>"})
     resume: bool = field(default=False, metadata={"help": "continue the run whose checkpoint --name (or --checkpoint) "
                                                           "names"})
-
-
-def split_checkpoints(path: Path, splits: int) -> list[Path]:
-    """The checkpoint of every split: ``path`` for the first, ``<stem>-split<i><suffix>`` for split ``i`` >= 1
-    (:func:`fwdlearn.runs.split_checkpoint`)."""
-    from fwdlearn.runs import split_checkpoint
-
-    return [path] + [split_checkpoint(path, i) for i in range(1, splits)]
 
 
 def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device=None,

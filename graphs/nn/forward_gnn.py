@@ -124,7 +124,8 @@ class ForwardGNN(nn.Module):
     Args:
         in_dim: node feature width :math:`F`.
         num_classes: :math:`K` (>= 2).
-        conv: ``"gcn"``, ``"sage"`` or ``"gat"``.
+        conv: a name in :data:`~fwdlearn.graphs.registries.CONV_KINDS`: ``"gcn"``, ``"sage"``, ``"gat"`` or ``"mlp"``
+            (a linear layer that ignores the edges), or one registered there.
         hidden: width of every layer.
         layers: number of GNN layers (>= 1).
         method: a graph method: a rule or alias (``"sf"``, ``"local:prototype"``, ``"ff-la"``, ``"bp"``,

@@ -16,6 +16,8 @@ from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.runs import RunOptions
 
+from fwdlearn.sequences.registries import RECURRENT_CELLS
+
 __all__ = ["SeqBenchConfig", "bench", "PARTS"]
 
 PARTS = ["cost", "quality", "alignment", "recall"]
@@ -46,7 +48,7 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                           "GRU on a CPU, BPTT is also timed through torch's fused "
                                                           "module)"})
     cost_cells: list[str] = field(default_factory=lambda: ["gru"], metadata={
-        "help": "recurrent cells of the timed models (one cost table per cell)", "choices": ["tanh", "gru", "lstm", "linear"]})
+        "help": "recurrent cells of the timed models (one cost table per cell)", "choices": RECURRENT_CELLS.names})
     cost_hidden: int = field(default=256, metadata={"help": "width of the GRU timed in the cost part", "min": 1})
     cost_layers: int = field(default=2, metadata={"help": "layers of the GRU timed in the cost part", "min": 1})
     cost_batch: int = field(default=16, metadata={"help": "batch of the cost part", "min": 1})
@@ -63,7 +65,7 @@ class SeqBenchConfig(SequenceBenchOptions):
     quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"],
                                      metadata={"help": "time rules trained in the quality part"})
     model: str = field(default="gru", metadata={"help": "cell of the quality and recall models",
-                                                "choices": ["tanh", "gru", "lstm", "linear"]})
+                                                "choices": RECURRENT_CELLS.names})
     hidden: int = field(default=128, metadata={"help": "width of the quality and alignment models", "min": 1})
     layers: int = field(default=2, metadata={"help": "layers of the quality and alignment models", "min": 1})
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block) in the "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.sequences.cli.bench import SequenceBenchOptions
+from fwdlearn.sequences.registries import RECURRENT_CELLS
 
 __all__ = ["DfaBenchConfig", "bench", "PARTS"]
 
@@ -54,7 +55,7 @@ class DfaBenchConfig(SequenceBenchOptions):
     rnn_rules: list[str] = field(default_factory=lambda: ["bptt", "dsf", "dfa+bptt", "dfa+dsf"],
                                  metadata={"help": "rules of the recurrent stack; bptt is the baseline"})
     cell: str = field(default="gru", metadata={"help": "recurrent cell of the recurrent part",
-                                               "choices": ["tanh", "gru", "lstm", "linear"]})
+                                               "choices": RECURRENT_CELLS.names})
     rnn_hidden: int = field(default=256, metadata={"help": "width of the recurrent stack", "min": 1})
     rnn_layers: int = field(default=2, metadata={"help": "layers of the recurrent stack", "min": 1})
     rnn_norm: bool = field(default=True, metadata={"help": "pre-LayerNorm recurrent blocks with an MLP (the "

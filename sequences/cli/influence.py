@@ -22,7 +22,7 @@ from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.records import RunRecord
 from fwdlearn.runs import RunOptions
 
-from fwdlearn.sequences.cli.train import MODELS
+from fwdlearn.sequences.registries import MODEL_NAMES
 
 __all__ = ["influence", "InfluenceSeqConfig"]
 
@@ -30,7 +30,7 @@ __all__ = ["influence", "InfluenceSeqConfig"]
 @dataclass
 class InfluenceSeqConfig(RunOptions):
     models: list[str] = field(default_factory=lambda: ["gru"], metadata={"help": "untrained models to compare",
-                                                                          "choices": list(MODELS)})
+                                                                          "choices": MODEL_NAMES.keys})
     checkpoints: list[str] = field(default_factory=list, metadata={"help": "trained language models (seq train "
                                                                           "checkpoints or saved models); replaces "
                                                                           "--models"})

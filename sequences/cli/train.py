@@ -27,10 +27,9 @@ from fwdlearn.reporting import describe_resume
 from fwdlearn.rules import DSF_FEEDBACKS
 from fwdlearn.runs import RunOptions
 
-__all__ = ["TrainSeqConfig", "train", "run_train", "MODELS"]
+from fwdlearn.sequences.registries import MODEL_NAMES
 
-#: the model names (the same words as :data:`fwdlearn.sequences.nn.language_model.MODEL_NAMES`)
-MODELS = ("tanh", "gru", "lstm", "linear", "conv", "transformer")
+__all__ = ["TrainSeqConfig", "train", "run_train"]
 
 
 @dataclass
@@ -39,8 +38,9 @@ class TrainSeqConfig(RunOptions):
                                                                    "text file, or a folder of train/valid/test files"})
     level: str = field(default="char", metadata={"help": "tokens: characters or whitespace-separated words",
                                                  "choices": ["char", "word"]})
-    model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear), conv "
-                                                        "(causal convolution) or transformer", "choices": list(MODELS)})
+    model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear, or one "
+                                                        "registered in RECURRENT_CELLS), conv (causal convolution) or "
+                                                        "transformer", "choices": MODEL_NAMES.keys})
     training: str | None = field(default=None, metadata={"help": "the rule (see fwdlearn.rules): through time bptt | "
                                                                  "tbptt:k | ft-bptt | dsf[:gaussian|:orthogonal] "
                                                                  "(recurrent models); through depth bp | dfa[:micro] | "
@@ -133,7 +133,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.rules import DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import check_splits, read_corpus
-    from fwdlearn.sequences.nn.language_model import MODEL_NAMES, make_language_model
+    from fwdlearn.sequences.nn.language_model import make_language_model
     from fwdlearn.sequences.training import alignment_curves
 
     kind = MODEL_NAMES[config.model][0]

@@ -11,7 +11,9 @@ read from the states and, where it has one, the CPU kernel of :mod:`~fwdlearn.se
 * ``linear``: the diagonal linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (DSF with
   :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT).
 
-A new cell is one subclass of :class:`RecurrentCell` and one ``RECURRENT_CELLS.register(name, cell)``.
+The cells are looked up by name in :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS` (also importable from here),
+whose built-in entries are the instances below (``TANH_CELL``, ...). A new cell is one subclass of
+:class:`RecurrentCell` and one ``RECURRENT_CELLS.register(name, cell)``.
 Parameters are attributes of the layer (``rnn``, ``state_proj``, ``input``, ``decay``), so checkpoints name
 them ``blocks.<i>.layer.rnn.weight_hh_l0`` etc.
 """
@@ -24,12 +26,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.registry import Registry
-
 from fwdlearn.sequences.nn.kernels import GRUCell, KernelCell, LSTMCell, TanhCell, kernel_states, kernels_apply
 from fwdlearn.sequences.nn.time_rules import unrolled_states
+from fwdlearn.sequences.registries import RECURRENT_CELLS
 
-__all__ = ["RecurrentCell", "TorchCell", "TanhRNN", "GRU", "LSTM", "LinearRecurrence", "RECURRENT_CELLS"]
+__all__ = ["RecurrentCell", "TorchCell", "TanhRNN", "GRU", "LSTM", "LinearRecurrence", "RECURRENT_CELLS", "TANH_CELL",
+           "GRU_CELL", "LSTM_CELL", "LINEAR_CELL"]
 
 
 class RecurrentCell:
@@ -150,5 +152,5 @@ class LinearRecurrence(RecurrentCell):
         return layer.decay * s + layer.input(u)
 
 
-#: every recurrent cell by name (``RecurrentLM(cell=...)``, ``make_language_model``; the CLI offers the built-in ones)
-RECURRENT_CELLS = Registry("cell", {c.name: c() for c in (TanhRNN, GRU, LSTM, LinearRecurrence)})
+#: the built-in cells, one instance each: the entries of :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS`
+TANH_CELL, GRU_CELL, LSTM_CELL, LINEAR_CELL = TanhRNN(), GRU(), LSTM(), LinearRecurrence()

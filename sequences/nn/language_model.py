@@ -8,7 +8,8 @@ A language model maps token ids to next-token logits, carrying a state from one 
 
 (``state`` is ``None`` for a model without one). It knows its :attr:`~LanguageModel.rule` (how credit
 reaches its parameters, :mod:`fwdlearn.rules`) and its configuration as a dataclass
-(:attr:`~LanguageModel.config`, with a ``kind`` naming the class in :data:`LM_KINDS`), so that
+(:attr:`~LanguageModel.config`, with a ``kind`` naming the class in :data:`LM_KINDS`, defined in
+:mod:`fwdlearn.sequences.registries` and importable from here), so that
 :func:`~fwdlearn.sequences.training.fit_lm`, :func:`~fwdlearn.sequences.training.evaluate_lm`,
 :meth:`~LanguageModel.generate`, checkpoints and ``fwdlearn seq train`` serve any of them. For
 influence measurements it exposes the map from input embeddings to logits
@@ -33,17 +34,12 @@ from fwdlearn.errors import InputError, is_integer, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
 from fwdlearn.fit import load_torch
 from fwdlearn.optim import OptimizerSettings
-from fwdlearn.registry import Registry
 from fwdlearn.rules import Rule
+
+from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
 __all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "load_language_model"]
 
-#: model kind (``config.kind``) -> class
-LM_KINDS = Registry("language model kind", {
-    "recurrent": "fwdlearn.sequences.nn.recurrent:RecurrentLM",
-    "conv": "fwdlearn.sequences.nn.conv:CausalConvLM",
-    "transformer": "fwdlearn.sequences.nn.transformer:TransformerLM",
-})
 
 
 class LanguageModel(nn.Module):
@@ -278,32 +274,19 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
     return model, vocab
 
 
-#: the model names of ``fwdlearn seq train --model`` and :func:`make_language_model`: name -> (kind, fixed options)
-MODEL_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
-    "tanh": ("recurrent", {"cell": "tanh"}),
-    "gru": ("recurrent", {"cell": "gru"}),
-    "lstm": ("recurrent", {"cell": "lstm"}),
-    "linear": ("recurrent", {"cell": "linear"}),
-    "conv": ("conv", {}),
-    "transformer": ("transformer", {}),
-}
-
-
 def make_language_model(model: str, vocab_size: int, **options: Any) -> LanguageModel:
-    """A language model by name (:data:`MODEL_NAMES`: a recurrent cell, ``conv``, ...; or any cell registered in
-    :data:`~fwdlearn.sequences.nn.cells.RECURRENT_CELLS`).
+    """A language model by name (:data:`~fwdlearn.sequences.registries.MODEL_NAMES`: a cell registered in
+    :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS` (``tanh``, ``gru``, ...), ``conv``, ``transformer``, or
+    another kind registered in :data:`LM_KINDS`).
 
     ``options`` are the model class's keyword arguments (``hidden``, ``layers``, ``training``, ...); options the
     class does not take are ignored when they are ``None`` and refused otherwise.
     """
     import inspect
 
-    from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
-
-    names = {**MODEL_NAMES, **{cell: ("recurrent", {"cell": cell}) for cell in RECURRENT_CELLS}}  # (cells registered
-    if model not in names:  # later too)
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(names)}")
-    kind, fixed = names[model]
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    kind, fixed = MODEL_NAMES[model]
     cls = LM_KINDS.get(kind)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = [k for k, v in options.items() if k not in accepted and v is not None]

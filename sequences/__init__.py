@@ -2,7 +2,8 @@
 
 Layout: :mod:`~fwdlearn.sequences.data` (text corpora, synthetic tasks), :mod:`~fwdlearn.sequences.nn`
 (the language models and how each time rule gets its state gradient), :mod:`~fwdlearn.sequences.training`
-(fit, evaluate), :mod:`~fwdlearn.sequences.influence`, :mod:`~fwdlearn.sequences.alignment` and
+(fit, evaluate), :mod:`~fwdlearn.sequences.influence`, :mod:`~fwdlearn.sequences.alignment`,
+:mod:`~fwdlearn.sequences.registries` (the cells, model kinds and model names, listable without torch) and
 :mod:`~fwdlearn.sequences.cli` (the ``fwdlearn seq|bench|influence`` commands).
 
 The public names below are imported on first use, so ``import fwdlearn.sequences`` stays fast.

@@ -712,3 +712,17 @@ def test_graph_fits_check_their_budget_and_rates(karate):
             model.fit(karate, quiet=True, **kwargs)
     with pytest.raises(UsageError, match="lr must be > 0, got 0"):
         ForwardLinkPredictor(karate.num_features, hidden=8, layers=1, method="ce").fit(karate, lr=0, quiet=True)
+
+
+def test_an_option_the_method_does_not_take_is_named_in_a_warning():
+    """ForwardGNN(method="sf", steps=5000) read like a training budget; steps is the top-down methods' evaluation
+    steps, and sf ignored it silently."""
+    with pytest.warns(UserWarning, match=r"method local:prototype takes none of steps=5000: it is an option of other "
+                                         r"methods, ignored here \(its options: tau, cache\)"):
+        ForwardGNN(5, 3, hidden=4, layers=2, method="sf", steps=5000)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ForwardGNN(5, 3, hidden=4, layers=2, method="sf-top2input", steps=12)  # its own option: no warning
+        ForwardGNN(5, 3, hidden=4, layers=2, method="sf", steps=10)  # the default value: no warning

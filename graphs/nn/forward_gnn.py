@@ -143,7 +143,8 @@ class ForwardGNN(nn.Module):
         spread_error: DFA: spread the classifier's error over the graph before projecting it to each block
             (``False``: each labelled node's own error only).
 
-    Each method takes the options it declares (``GraphMethod.options``); the others are ignored.
+    Each method takes the options it declares (``GraphMethod.options``); the others are ignored, with a warning when
+    one is given a value other than its default.
 
     The edges are unweighted: the blocks are called as ``conv(x, edge_index)``, so ``data.edge_weight`` and
     ``data.edge_attr`` are not read (:meth:`fit` and the scoring calls warn when the graph has them).
@@ -172,6 +173,12 @@ class ForwardGNN(nn.Module):
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,
                  "spread_error": spread_error, "negatives": negatives}
         options = {k: v for k, v in given.items() if k in cls.options}
+        defaults = inspect.signature(ForwardGNN.__init__).parameters
+        unused = [k for k, v in given.items() if k not in cls.options and v != defaults[k].default]
+        if unused:  # (steps=5000 read as a training budget, say: it is the top-down methods' evaluation steps)
+            warnings.warn(f"method {cls.rule} takes none of {', '.join(f'{k}={given[k]!r}' for k in unused)}: "
+                          f"{'they are options' if len(unused) > 1 else 'it is an option'} of other methods, "
+                          f"ignored here (its options: {', '.join(cls.options) or 'none'})", stacklevel=2)
         # a class stands for its own rule: ForwardGNN(method=cls) and method=cls.rule build (and fingerprint) alike
         options.update(cls.options_from_rule(method if isinstance(method, str) else cls.rule))
         self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)

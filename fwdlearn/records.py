@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .files import atomic_write, refuse_overwrite
+from .invocation import invoked_command
 
-__all__ = ["RunRecord", "library_versions", "to_jsonable", "finite_json", "refuse_overwrite"]
+__all__ = ["RunRecord", "library_versions", "to_jsonable", "finite_json", "plain_json", "write_json",
+           "refuse_overwrite"]
 
 
 def library_versions() -> dict[str, str]:
@@ -63,6 +65,23 @@ def finite_json(value: Any, notes: list[str] | None = None, where: str = "") -> 
     return value
 
 
+def plain_json(value: Any) -> Any:
+    """``value`` as plain, valid JSON values (:func:`to_jsonable`, then :func:`finite_json`); a mapping whose
+    non-finite numbers were replaced lists them under ``"non_finite"``."""
+    notes: list[str] = []
+    content = finite_json(to_jsonable(value), notes)
+    if notes:
+        content["non_finite"] = notes
+    return content
+
+
+def write_json(path: str | Path, value: Any) -> Path:
+    """Write ``value`` (a mapping) to ``path`` atomically as indented, valid JSON (:func:`plain_json`: non-finite
+    numbers as ``null``, listed under ``"non_finite"``)."""
+    text = json.dumps(plain_json(value), indent=2, allow_nan=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
 class RunRecord:
     """What one run did: its config, a row of metrics per logged step, and a summary.
 
@@ -99,37 +118,24 @@ class RunRecord:
         missing = [f"{kind} {path}" for kind, path in self.files.items() if not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"the record names {', '.join(missing)}, which no longer exist(s)")
-        from .reporting import invoked_command
-
-        notes: list[str] = []
-        record = finite_json(to_jsonable(
-            {
-                "job": self.job,
-                "command": invoked_command(),
-                "config": self.config,
-                "seed": self.seed,
-                "summary": self.summary,
-                "files": self.files,
-                "metrics": self.metrics,
-                "seconds": time.time() - self.started,
-                "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
-                "versions": library_versions(),
-                "host": {"platform": platform.platform(), "machine": platform.machine()},
-            }
-        ), notes)
-        if notes:
-            record["non_finite"] = notes
-        return record
+        return plain_json({
+            "job": self.job,
+            "command": invoked_command(),
+            "config": self.config,
+            "seed": self.seed,
+            "summary": self.summary,
+            "files": self.files,
+            "metrics": self.metrics,
+            "seconds": time.time() - self.started,
+            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "versions": library_versions(),
+            "host": {"platform": platform.platform(), "machine": platform.machine()},
+        })
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the record as JSON (atomically); refuses to replace an existing file unless ``overwrite``."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; choose another path or pass overwrite=True (--overwrite) to replace it"
-            )
-        text = json.dumps(self.as_dict(), indent=2, allow_nan=False)
-        return atomic_write(path, lambda tmp: tmp.write_text(text))
+        refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True (--overwrite)")
+        return write_json(path, self.as_dict())
 
     @staticmethod
     def default_path(job: str, folder: str | Path = "runs") -> Path:

@@ -9,45 +9,17 @@ Example::
 
 from __future__ import annotations
 
-import json
 import numbers
-import shlex
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .files import atomic_write
-from .records import finite_json, library_versions, to_jsonable
+from .invocation import invoked_as, invoked_command
+from .records import library_versions, write_json
 
 __all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "invoked_command", "invoked_as",
            "mean_std"]
-
-
-#: the arguments ``fwdlearn.cli.main`` runs (set while it runs): ``main([...])`` called from Python has no command line
-_invocation: list[str] | None = None
-
-
-@contextmanager
-def invoked_as(argv: Sequence[str]) -> Iterator[None]:
-    """Inside this block :func:`invoked_command` is ``fwdlearn <argv>`` (what ``fwdlearn.cli.main(argv)`` ran)."""
-    global _invocation
-    before, _invocation = _invocation, list(argv)
-    try:
-        yield
-    finally:
-        _invocation = before
-
-
-def invoked_command() -> str:
-    """The command line of this process, as a user would type it (``fwdlearn ...``): the arguments the CLI's
-    ``main`` runs, else ``sys.argv``."""
-    argv = ["fwdlearn", *_invocation] if _invocation is not None else list(sys.argv)
-    prog = Path(argv[0]).name if argv else "fwdlearn"
-    if prog in ("__main__.py", "-m", "-c"):
-        prog = "fwdlearn"
-    return " ".join([prog] + [shlex.quote(a) for a in argv[1:]])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -120,14 +92,9 @@ def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: S
     """
     json_path, md_path, _ = result_paths(out)
     command = command or invoked_command()
-    non_finite: list[str] = []
-    content = finite_json(to_jsonable({
+    write_json(json_path, {
         "title": title, "command": command, "rows": list(rows), "versions": library_versions(), **(extra or {}),
-    }), non_finite)
-    if non_finite:
-        content["non_finite"] = non_finite
-    text = json.dumps(content, indent=2, allow_nan=False)
-    atomic_write(json_path, lambda tmp: tmp.write_text(text))
+    })
     parts = [f"### {title}\n" if title else "", f"Command: `{command}`\n", markdown_table(rows, columns, headers)]
     if notes:
         parts.append("\n" + notes.strip() + "\n")

@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.group_parser.print_help()
         return 2
     debug = bool(getattr(args, "debug", False)) or os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
-    from fwdlearn.reporting import invoked_as
+    from fwdlearn.invocation import invoked_as
     from fwdlearn.runs import release_runs
 
     try:

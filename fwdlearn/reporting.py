@@ -19,7 +19,7 @@ from .invocation import invoked_as, invoked_command
 from .records import library_versions, write_json
 
 __all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "invoked_command", "invoked_as",
-           "mean_std"]
+           "mean_std", "ratio", "ratio_row"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -28,6 +28,26 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
         raise ValueError("mean_std needs at least one value")
     m = sum(values) / len(values)
     return m, (sum((v - m) ** 2 for v in values) / len(values)) ** 0.5
+
+
+def ratio(value: Any, baseline: Any) -> float | None:
+    """``value / baseline``, or ``None`` where either is not a number (a missing figure) or the baseline is 0."""
+    numbers_ = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (value, baseline))
+    return value / baseline if numbers_ and baseline else None
+
+
+def ratio_row(columns: Sequence[str], *cells: Any) -> dict[str, Any]:
+    """A row of a table whose last three columns are a value, its baseline and their :func:`ratio`.
+
+    ``cells`` fill ``columns`` in order up to the baseline, which may be left out (``None``: no baseline); the last
+    column gets the ratio. Example: ``ratio_row(["metric", "value", "bp", "ratio"], "seconds", 2.0, 4.0)`` is
+    ``{"metric": "seconds", "value": 2.0, "bp": 4.0, "ratio": 0.5}``.
+    """
+    if not len(columns) - 2 <= len(cells) <= len(columns) - 1:
+        raise ValueError(f"a row of {len(columns)} columns takes {len(columns) - 2} or {len(columns) - 1} cells "
+                         f"(the ratio is computed), got {len(cells)}")
+    cells = (*cells, None)[: len(columns) - 1]
+    return {**dict(zip(columns, cells)), columns[-1]: ratio(cells[-2], cells[-1])}
 
 
 def format_value(value: Any) -> str:

@@ -19,9 +19,7 @@ r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`):
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -29,12 +27,11 @@ from typing import Any
 
 import torch
 
+from fwdlearn.bench import run_parts
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
-from fwdlearn.records import RunRecord
-from fwdlearn.reporting import markdown_table, write_results
+from fwdlearn.reporting import ratio_row
 from fwdlearn.errors import UsageError
-from fwdlearn.runs import run_outputs, start_run
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.data.text import check_splits, read_corpus
@@ -45,9 +42,11 @@ from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
 from fwdlearn.sequences.nn.kernels import use_kernels
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
-__all__ = ["run_bench", "step_costs", "interleaved_costs", "run_parts", "canonical_rules"]
+__all__ = ["run_bench", "step_costs", "interleaved_costs", "canonical_rules"]
 
 COLUMNS = ["experiment", "setting", "mode", "metric", "value", "bptt", "ratio"]
+#: ``_row(experiment, setting, mode, metric, value, bptt=None)``: a row of :data:`COLUMNS`, the ratio computed
+_row = partial(ratio_row, COLUMNS)
 #: the cost part's name for BPTT through torch's fused module (kernels off), timed for cells that have one
 TORCH_BPTT = "bptt (torch fused)"
 MIB = 1024 * 1024  # bytes per MiB
@@ -68,12 +67,6 @@ def canonical_rules(flag: str, given: Sequence[str], recurrent: bool) -> list[st
             same = [g for g, c in zip(given, canonical) if c == rule]
             raise UsageError(f"{flag} names the rule {rule} more than once ({', '.join(same)}); give each once")
     return canonical
-
-
-def _row(experiment: str, setting: str, mode: str, metric: str, value, baseline=None) -> dict:
-    ratio = value / baseline if isinstance(value, float) and isinstance(baseline, float) and baseline else None
-    return {"experiment": experiment, "setting": setting, "mode": mode, "metric": metric, "value": value,
-            "bptt": baseline, "ratio": ratio}
 
 
 def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device | str = "cpu",
@@ -260,40 +253,6 @@ def _verdicts(extra: dict) -> list[str]:
         lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} "
                      f"({q['dsf']['val_bpc']:.4f} vs {q['ft-bptt']['val_bpc']:.4f} bits/token)")
     return lines
-
-
-def run_parts(config, job: str, parts: Callable[[Any, list, dict], None], verdicts: Callable[[dict], list[str]],
-              columns: list[str], title: str, notes: list[str], more: Sequence[str] = ()) -> tuple[Path, Path]:
-    """The frame of a sequence bench: resolve and check the outputs (``<out>.json/.md``, the run record
-    ``<out>-record.json`` and ``<out><suffix>`` for each suffix in ``more``, e.g. a plot; nothing overwritten
-    without ``--overwrite``), apply the run options, run
-    ``parts(config, rows, extra)`` (``config.out`` and ``config.device`` resolved), check the claims
-    (``verdicts(extra)``), write the results and the record, print them."""
-    paths = run_outputs(job, config, out=config.out, more=more)
-    out = paths.results[0].with_name(paths.results[0].name[: -len(".json")])
-    config = dataclasses.replace(config, device=str(start_run(config, paths)), out=str(out))
-    record = RunRecord(job, config, seed=config.seed)
-    start = time.perf_counter()
-    rows: list[dict] = []
-    extra: dict = {"config": config, "threads": torch.get_num_threads()}
-    parts(config, rows, extra)
-    extra["seconds"] = time.perf_counter() - start
-    checks = verdicts(extra)
-    extra["checks"] = checks
-    text = "\n".join([f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
-                      + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
-    written = write_results(paths.results[0], rows, columns, title=title, notes=text, extra=extra)
-    for row in rows:
-        record.log(**row)
-    record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})
-    record.add_file("results", written[0])
-    record.add_file("table", written[1])
-    record.save(paths.record, overwrite=config.overwrite)
-    if not config.quiet:
-        print(markdown_table(rows, columns))
-    print("\n".join(checks))
-    print(f"results: {written[0]}, {written[1]}; record: {paths.record}")
-    return written
 
 
 def run_bench(config) -> tuple[Path, Path]:

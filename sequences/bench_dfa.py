@@ -26,12 +26,14 @@ from typing import Any
 
 import torch
 
+from fwdlearn.bench import run_parts
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
+from fwdlearn.reporting import ratio_row
 from fwdlearn.rules import DFA, parse_rule
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.bench import canonical_rules, interleaved_costs, run_parts
+from fwdlearn.sequences.bench import canonical_rules, interleaved_costs
 from fwdlearn.sequences.data.text import Corpus, check_splits, read_corpus
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
@@ -43,12 +45,8 @@ __all__ = ["run_bench_dfa", "PUBLISHED_PERPLEXITY"]
 COLUMNS = ["experiment", "setting", "rule", "metric", "value", "baseline", "ratio"]
 #: WikiText-103 test perplexity of a transformer (Launay et al. 2020)
 PUBLISHED_PERPLEXITY = {"bp": 29.8, "dfa": 52.0, "dfa:micro": 93.3}
-
-
-def _row(experiment: str, setting: str, rule: str, metric: str, value, baseline=None) -> dict:
-    ratio = value / baseline if isinstance(value, float) and isinstance(baseline, float) and baseline else None
-    return {"experiment": experiment, "setting": setting, "rule": rule, "metric": metric, "value": value,
-            "baseline": baseline, "ratio": ratio}
+#: ``_row(experiment, setting, rule, metric, value, baseline=None)``: a row of :data:`COLUMNS`, the ratio computed
+_row = partial(ratio_row, COLUMNS)
 
 
 def _transformer(config, vocab_size: int, rule: str) -> TransformerLM:

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.records import RunRecord
-from fwdlearn.reporting import mean_std, write_results
+from fwdlearn.reporting import mean_std, ratio
 from fwdlearn.runs import RunOptions
 
 from fwdlearn.graphs.methods import method_names
@@ -79,10 +78,6 @@ def _learning_rate(config: BenchGraphConfig, method: str) -> float:
     return config.dfa_lr if isinstance(parse_rule(method).depth, DFA) else config.lr
 
 
-def _ratio(a, b):
-    return None if a is None or b in (None, 0) else a / b
-
-
 def _checks(summary: dict, link: dict) -> list[str]:
     lines = []
 
@@ -116,15 +111,14 @@ def run_bench(config: BenchGraphConfig) -> int:
     """Run the sweep; write ``<out>.json``, ``<out>.md`` and ``<out>-record.json``."""
     import torch
 
+    from fwdlearn.bench import BenchRun
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
-    from fwdlearn.runs import run_outputs, start_run
 
-    paths = run_outputs("bench-graph", config, out=config.out)
-    device = start_run(config, paths)
-    record = RunRecord("bench-graph", config, seed=config.seed)
+    bench = BenchRun.start("bench-graph", config)
+    device, record = bench.device, bench.record
     methods = ["bp"] + [m for m in config.methods if m != "bp"]
     patience = config.patience or None
     datasets = [load_graph(config.data, split="random", seed=config.seed + i, graph_seed=config.seed).to(device)
@@ -170,10 +164,10 @@ def run_bench(config: BenchGraphConfig) -> int:
         rows.append({"task": f"node, {config.data} {config.conv}", "method": method, "layers": depth,
                      "accuracy": f"{100 * s['acc']:.2f} ± {100 * s['std']:.2f}", "accuracy_mean": s["acc"],
                      "accuracy_std": s["std"], "acc_minus_bp": 100 * (s["acc"] - bp["acc"]),
-                     "fit_seconds": s["time"], "time_vs_bp": _ratio(s["time"], bp["time"]),
-                     "saved_bytes_per_step": s["saved"], "saved_vs_bp": _ratio(s["saved"], bp["saved"]),
-                     "saved_vs_2_layers": _ratio(s["saved"], two["saved"]) if two else None,
-                     "step_memory_bytes": s["step"], "step_memory_vs_bp": _ratio(s["step"], bp["step"])})
+                     "fit_seconds": s["time"], "time_vs_bp": ratio(s["time"], bp["time"]),
+                     "saved_bytes_per_step": s["saved"], "saved_vs_bp": ratio(s["saved"], bp["saved"]),
+                     "saved_vs_2_layers": ratio(s["saved"], two["saved"]) if two else None,
+                     "step_memory_bytes": s["step"], "step_memory_vs_bp": ratio(s["step"], bp["step"])})
     link: dict[str, float] = {}
     if config.link_layers:
         data = datasets[0]  # the edge split ignores the node masks (a graph without a public split has random ones)
@@ -194,11 +188,11 @@ def run_bench(config: BenchGraphConfig) -> int:
             rows.append({"task": f"link, {config.data} {config.conv}", "method": method, "layers": config.link_layers,
                          "accuracy": f"AUC {r.test_auc:.4f}", "accuracy_mean": r.test_auc,
                          "acc_minus_bp": 100 * (r.test_auc - bp.test_auc), "fit_seconds": r.fit_seconds,
-                         "time_vs_bp": _ratio(r.fit_seconds, bp.fit_seconds),
+                         "time_vs_bp": ratio(r.fit_seconds, bp.fit_seconds),
                          "saved_bytes_per_step": r.saved_bytes_per_step,
-                         "saved_vs_bp": _ratio(r.saved_bytes_per_step, bp.saved_bytes_per_step),
+                         "saved_vs_bp": ratio(r.saved_bytes_per_step, bp.saved_bytes_per_step),
                          "step_memory_bytes": r.step_memory_bytes,
-                         "step_memory_vs_bp": _ratio(r.step_memory_bytes, bp.step_memory_bytes)})
+                         "step_memory_vs_bp": ratio(r.step_memory_bytes, bp.step_memory_bytes)})
     checks = _checks(summary, link)
     if (config.data.lower(), config.conv) != ("cora", "gcn"):  # the targets are issue 3's, set for Cora with GCN
         checks = [f"(the targets below are set for cora with gcn; this run: {config.data} with {config.conv})",
@@ -220,13 +214,10 @@ def run_bench(config: BenchGraphConfig) -> int:
              "Claims checked in this run:\n" + "\n".join(checks))
     record.summary.update({"checks": checks,
                            "summary": {f"{m}@{d}": v for (m, d), v in summary.items()}, "link_auc": link})
-    json_path, md_path = write_results(paths.results[0], rows, COLUMNS, headers=HEADERS, notes=notes,
-                                       title=f"ForwardGNN vs BP on {config.data} ({config.conv}) by depth")
-    record.add_file("results", json_path)
-    record.add_file("table", md_path)
-    record.save(paths.record, overwrite=config.overwrite)
+    _, md_path = bench.finish(rows, COLUMNS, headers=HEADERS, notes=notes,
+                              title=f"ForwardGNN vs BP on {config.data} ({config.conv}) by depth")
     print("\n".join(checks))
-    print(f"wrote {md_path} and the record {paths.record}")
+    print(f"wrote {md_path} and the record {bench.paths.record}")
     return 0
 
 

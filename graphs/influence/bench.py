@@ -36,11 +36,10 @@ from pathlib import Path
 
 import torch
 
+from fwdlearn.bench import BenchRun
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
-from fwdlearn.records import RunRecord
-from fwdlearn.reporting import markdown_table, write_results
-from fwdlearn.runs import run_outputs, start_run
+from fwdlearn.reporting import markdown_table
 
 from fwdlearn.graphs.data.datasets import check_graph_name, load_graph
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
@@ -196,10 +195,9 @@ def run_bench(config) -> int:
             method_class(config.forward_method)
         except ValueError as error:
             raise UsageError(f"--forward-method: {error}") from None
-    paths = run_outputs("bench-influence", config, out=config.out, more=[".png"])
-    json_path, md_path, plot_path = paths.results
-    device = start_run(config, paths)
-    record = RunRecord("bench-influence", config, seed=config.seed)
+    bench = BenchRun.start("bench-influence", config, more=[".png"])
+    _, md_path, plot_path = bench.results
+    device, record = bench.device, bench.record
     quiet = config.quiet
     speed: list[dict] = []
     other: list[dict] = []
@@ -231,10 +229,7 @@ def run_bench(config) -> int:
              f"\nTrained models: {config.data}; BP models trained with Adam lr {BP_LR}, patience {BP_PATIENCE}; "
              f"ForwardGNN with its fit defaults; {config.epochs} epochs (per layer for ForwardGNN).")
     print(markdown_table(speed, SPEED_COLUMNS), end="")
-    write_results(json_path, speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size",
-                  notes=notes, extra={"other": other, "plot": str(plot_path)})
-    for kind, path in (("results", json_path), ("table", md_path), ("plot", plot_path)):
-        record.add_file(kind, path)
-    record.save(paths.record, overwrite=config.overwrite)
-    print(f"wrote {md_path}, {plot_path} and the record {paths.record}")
+    bench.finish(speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size", notes=notes,
+                 extra={"other": other, "plot": str(plot_path)}, files={"plot": plot_path})
+    print(f"wrote {md_path}, {plot_path} and the record {bench.paths.record}")
     return 0

@@ -1,0 +1,104 @@
+"""The frame every ``fwdlearn bench`` run shares, whatever it measures.
+
+:class:`BenchRun` resolves and checks the outputs before any work (``<out>.json`` / ``<out>.md``, the run
+record ``<out>-record.json`` and further files such as a plot; nothing overwritten without ``--overwrite``),
+applies the run options (``--threads``, ``--device``) and opens the run record; :meth:`BenchRun.finish` writes
+the results (:func:`~fwdlearn.reporting.write_results`), names them in the record and saves it.
+:func:`run_parts` is the whole run of a bench made of parts that fill one table and of claims checked at the end.
+
+Example::
+
+    bench = BenchRun.start("bench-mine", config)
+    rows = [{"method": "bp", "seconds": 1.0}]
+    json_path, md_path = bench.finish(rows, ["method", "seconds"], title="Mine", notes="...")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .records import RunRecord
+from .reporting import markdown_table, write_results
+from .runs import RunPaths, run_outputs, start_run
+
+__all__ = ["BenchRun", "run_parts"]
+
+
+@dataclass
+class BenchRun:
+    """One bench run: its checked output ``paths``, the ``device`` it runs on and its run ``record``."""
+
+    job: str
+    config: Any
+    paths: RunPaths
+    device: Any  # a torch.device (torch is imported only once a run starts)
+    record: RunRecord
+
+    @classmethod
+    def start(cls, job: str, config: Any, more: Sequence[str] = (), resolve: bool = False) -> "BenchRun":
+        """Check the outputs of ``config.out`` (and ``<out><suffix>`` for each suffix in ``more``), apply the run
+        options and open the record of ``config``; with ``resolve`` the config (also the one recorded) has its
+        ``device`` and ``out`` replaced by the resolved device and results prefix."""
+        paths = run_outputs(job, config, out=config.out, more=more)
+        device = start_run(config, paths)
+        if resolve:
+            config = replace(config, device=str(device), out=str(_prefix(paths)))
+        return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed))
+
+    @property
+    def results(self) -> tuple[Path, ...]:
+        """``(<out>.json, <out>.md, <out><suffix> for each of more)``."""
+        return self.paths.results
+
+    def finish(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str, notes: str,
+               headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+               files: Mapping[str, str | Path] | None = None) -> tuple[Path, Path]:
+        """Write ``<out>.json`` / ``<out>.md`` (:func:`~fwdlearn.reporting.write_results`), name them in the record
+        (``"results"``, ``"table"``, then each of ``files``: kind -> path, which must exist) and save the record
+        (refused over an existing one without ``--overwrite``). Returns the two result paths."""
+        written = write_results(self.results[0], rows, columns, title=title, notes=notes, headers=headers,
+                                extra=extra)
+        for kind, path in {"results": written[0], "table": written[1], **(files or {})}.items():
+            self.record.add_file(kind, path)
+        self.record.save(self.paths.record, overwrite=self.config.overwrite)
+        return written
+
+
+
+def _prefix(paths: RunPaths) -> Path:
+    """The results prefix ``<out>`` of ``<out>.json``."""
+    return paths.results[0].with_name(paths.results[0].name[: -len(".json")])
+
+
+def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], verdicts: Callable[[dict], list[str]],
+              columns: list[str], title: str, notes: list[str], more: Sequence[str] = ()) -> tuple[Path, Path]:
+    """A bench of parts: start the run (:meth:`BenchRun.start`, ``config.out`` and ``config.device`` resolved), run
+    ``parts(config, rows, extra)``, check the claims (``verdicts(extra)``), write the results (the notes begin with
+    the device, the threads and the whole bench's seconds and end with the claims) and the record (one metrics row
+    per table row), print them (the table unless ``config.quiet``)."""
+    import torch
+
+    bench = BenchRun.start(job, config, more=more, resolve=True)
+    config = bench.config
+    start = time.perf_counter()
+    rows: list[dict] = []
+    extra: dict = {"config": config, "threads": torch.get_num_threads()}
+    parts(config, rows, extra)
+    extra["seconds"] = time.perf_counter() - start
+    checks = verdicts(extra)
+    extra["checks"] = checks
+    text = "\n".join([f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+                      + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
+    for row in rows:
+        bench.record.log(**row)
+    bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})
+    written = bench.finish(rows, columns, title=title, notes=text, extra=extra)
+    if not config.quiet:
+        print(markdown_table(rows, columns))
+    print("\n".join(checks))
+    print(f"results: {written[0]}, {written[1]}; record: {bench.paths.record}")
+    return written

@@ -32,20 +32,73 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from .rules import DSF_FEEDBACKS, FEEDBACK_KINDS
+
 __all__ = [
+    "FEEDBACK_MAKERS",
+    "FeedbackMaker",
     "feedback_matrix",
     "diagonal_feedback",
+    "make_feedback",
     "DirectFeedback",
     "FeedbackProbe",
     "reverse_scan",
     "time_feedback",
 ]
 
-FEEDBACK_KINDS = ("uniform", "gaussian", "orthogonal")
+def diagonal_feedback(d: int) -> Tensor:
+    r"""DSF's reference feedback: the diagonal :math:`A = \operatorname{diag}(\operatorname{linspace}(0, 1, d))`,
+    returned as the decay vector ``a`` of shape ``[d]`` (channel :math:`i` forgets at rate :math:`a_i`)."""
+    if d < 1:
+        raise ValueError(f"diagonal_feedback needs d >= 1, got {d}")
+    return torch.linspace(0.0, 1.0, d)
+
+
+def _diagonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
+    if rows != cols:
+        raise ValueError(f"the diagonal feedback is square; got rows={rows}, cols={cols}")
+    return diagonal_feedback(rows)
+
+
+def _uniform(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
+    return (torch.rand(rows, cols, generator=generator) * 2 - 1) / math.sqrt(cols)
+
+
+def _gaussian(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(rows, cols, generator=generator) / math.sqrt(cols)
+
+
+def _orthogonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
+    m = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
+    q, r = torch.linalg.qr(m)
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # unique, uniformly distributed
+    return q if rows >= cols else q.t()
+
+
+@dataclass(frozen=True)
+class FeedbackMaker:
+    """How one feedback kind is drawn: ``draw(rows, cols, generator)``; ``matrix``: a ``[rows, cols]`` matrix, else
+    (square only) the ``[d]`` diagonal of one."""
+
+    draw: Callable[[int, int, "torch.Generator | None"], Tensor]
+    matrix: bool = True
+
+
+#: how each kind of :data:`fwdlearn.rules.FEEDBACK_KINDS` is drawn (a new kind: a line there and one here)
+FEEDBACK_MAKERS: dict[str, FeedbackMaker] = {
+    "diagonal": FeedbackMaker(_diagonal, matrix=False),
+    "uniform": FeedbackMaker(_uniform),
+    "gaussian": FeedbackMaker(_gaussian),
+    "orthogonal": FeedbackMaker(_orthogonal),
+}
+if set(FEEDBACK_MAKERS) != set(FEEDBACK_KINDS):  # (a kind named in one table only)
+    raise ImportError(f"fwdlearn.feedback draws {sorted(FEEDBACK_MAKERS)} but fwdlearn.rules names "
+                      f"{sorted(FEEDBACK_KINDS)}")
 
 
 def feedback_matrix(
@@ -61,24 +114,24 @@ def feedback_matrix(
     """
     if rows < 1 or cols < 1:
         raise ValueError(f"feedback_matrix needs positive sizes, got rows={rows}, cols={cols}")
-    if kind == "uniform":
-        return (torch.rand(rows, cols, generator=generator) * 2 - 1) / math.sqrt(cols)
-    if kind == "gaussian":
-        return torch.randn(rows, cols, generator=generator) / math.sqrt(cols)
-    if kind == "orthogonal":
-        m = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
-        q, r = torch.linalg.qr(m)
-        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # unique, uniformly distributed
-        return q if rows >= cols else q.t()
-    raise ValueError(f"unknown feedback kind {kind!r}; choose one of {', '.join(FEEDBACK_KINDS)}")
+    maker = FEEDBACK_MAKERS.get(kind)
+    if maker is None or not maker.matrix:
+        kinds = ", ".join(k for k, m in FEEDBACK_MAKERS.items() if m.matrix)
+        raise ValueError(f"unknown feedback kind {kind!r}; choose one of {kinds}")
+    return maker.draw(rows, cols, generator)
 
 
-def diagonal_feedback(d: int) -> Tensor:
-    r"""DSF's reference feedback: the diagonal :math:`A = \operatorname{diag}(\operatorname{linspace}(0, 1, d))`,
-    returned as the decay vector ``a`` of shape ``[d]`` (channel :math:`i` forgets at rate :math:`a_i`)."""
-    if d < 1:
-        raise ValueError(f"diagonal_feedback needs d >= 1, got {d}")
-    return torch.linspace(0.0, 1.0, d)
+def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -> Tensor:
+    r"""DSF's fixed feedback :math:`A` for a state of width ``d``: ``[d]`` decays or a ``[d, d]`` matrix.
+
+    ``diagonal``: :math:`\operatorname{linspace}(0, 1, d)` (:func:`diagonal_feedback`);
+    ``gaussian``: :math:`\mathcal{N}(0,1)/\sqrt{d}`; ``orthogonal``: a random orthogonal matrix
+    (:func:`feedback_matrix`).
+    """
+    if kind not in DSF_FEEDBACKS:
+        raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}")
+    maker = FEEDBACK_MAKERS[kind]
+    return feedback_matrix(d, d, kind, generator) if maker.matrix else maker.draw(d, d, generator)
 
 
 # --------------------------------------------------------------------------- DFA

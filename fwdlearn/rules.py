@@ -54,14 +54,26 @@ __all__ = [
     "RulePart", "DepthRule", "BP", "DFA", "Local", "Shallow",
     "TimeRule", "BPTT", "TBPTT", "FTBPTT", "DSF",
     "Rule", "parse_rule", "register_depth_rule", "register_time_rule", "register_alias",
-    "DEPTH_RULES", "TIME_RULES", "ALIASES", "DFA_PLACEMENTS", "DFA_FEEDBACKS", "DSF_FEEDBACKS",
+    "DEPTH_RULES", "TIME_RULES", "ALIASES", "DFA_PLACEMENTS", "FEEDBACK_KINDS", "DFA_FEEDBACKS", "DSF_FEEDBACKS",
     "LOCAL_OBJECTIVES", "vocabulary",
 ]
 
 DFA_PLACEMENTS = ("macro", "micro")
-DFA_FEEDBACKS = ("uniform", "gaussian", "orthogonal")
-DSF_FEEDBACKS = ("diagonal", "gaussian", "orthogonal")
+#: every fixed feedback kind -> the rules that take it (how each is drawn: :data:`fwdlearn.feedback.FEEDBACK_MAKERS`)
+FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {
+    "diagonal": ("dsf",),  # DSF's reference A = diag(linspace(0, 1, d))
+    "uniform": ("dfa",),
+    "gaussian": ("dfa", "dsf"),
+    "orthogonal": ("dfa", "dsf"),
+}
+DFA_FEEDBACKS = tuple(kind for kind, rules in FEEDBACK_KINDS.items() if "dfa" in rules)
+DSF_FEEDBACKS = tuple(kind for kind, rules in FEEDBACK_KINDS.items() if "dsf" in rules)
 LOCAL_OBJECTIVES = ("prototype", "ff", "symba", "readout", "ce")
+
+
+def _options(choices: tuple[str, ...]) -> str:
+    """``"[:a|:b]"``: one optional argument out of ``choices``, as :func:`vocabulary` writes it."""
+    return "[" + "|".join(":" + c for c in choices) + "]"
 
 
 def _no_arguments(name: str, args: list[str]) -> None:
@@ -82,6 +94,11 @@ class RulePart:
     def parse(cls, args: list[str]) -> "RulePart":
         _no_arguments(cls.name, args)
         return cls()
+
+    @classmethod
+    def usage(cls) -> str:
+        """How the rule is spelled with its options, for :func:`vocabulary` (``"tbptt:<k>"``)."""
+        return cls.name
 
     def __str__(self) -> str:
         return self.name
@@ -135,6 +152,10 @@ class DFA(DepthRule):
                                  f"{', '.join(DFA_PLACEMENTS + DFA_FEEDBACKS)} (e.g. 'dfa:micro', 'dfa:gaussian')")
         return cls(placement, feedback)
 
+    @classmethod
+    def usage(cls) -> str:
+        return "dfa" + _options(DFA_PLACEMENTS) + _options(DFA_FEEDBACKS)
+
     def __str__(self) -> str:
         parts = ["dfa"] + (["micro"] if self.placement != "macro" else []) + (
             [self.feedback] if self.feedback != "uniform" else [])
@@ -170,6 +191,10 @@ class Local(DepthRule):
         if len(args) > 2:
             raise ValueError(f"'local' takes an objective and at most one variant; got local:{':'.join(args)}")
         return cls(args[0], args[1] if len(args) == 2 else None)
+
+    @classmethod
+    def usage(cls) -> str:
+        return f"local:<{'|'.join(LOCAL_OBJECTIVES)}>[:<variant>]"
 
     def __str__(self) -> str:
         return ":".join(["local", self.objective] + ([self.variant] if self.variant else []))
@@ -218,6 +243,10 @@ class TBPTT(TimeRule):
             raise ValueError(f"truncated BPTT needs a positive integer window, e.g. 'tbptt:32'; got 'tbptt:{args[0]}'") from None
         return cls(k)
 
+    @classmethod
+    def usage(cls) -> str:
+        return "tbptt:<k>"
+
     def __str__(self) -> str:
         return f"tbptt:{self.truncation}"
 
@@ -253,6 +282,10 @@ class DSF(TimeRule):
         if len(args) > 1:
             raise ValueError(f"'dsf' takes at most one feedback kind; got dsf:{':'.join(args)}")
         return cls(args[0]) if args else cls()
+
+    @classmethod
+    def usage(cls) -> str:
+        return "dsf" + _options(DSF_FEEDBACKS)
 
     def __str__(self) -> str:
         return "dsf" if self.feedback in (None, "diagonal") else f"dsf:{self.feedback}"
@@ -347,11 +380,8 @@ def register_alias(alias: str, spec: str) -> None:
 
 def vocabulary() -> str:
     """One line naming every accepted rule, for help texts and error messages."""
-    return ("depth rules: bp, dfa[:macro|:micro][:uniform|:gaussian|:orthogonal], "
-            f"local:<{'|'.join(LOCAL_OBJECTIVES)}>[:<variant>], shallow"
-            + "".join(f", {n}" for n in DEPTH_RULES if n not in ("bp", "dfa", "local", "shallow"))
-            + "; time rules: bptt, tbptt:<k>, ft-bptt, dsf[:diagonal|:gaussian|:orthogonal]"
-            + "".join(f", {n}" for n in TIME_RULES if n not in ("bptt", "tbptt", "ft-bptt", "dsf"))
+    return ("depth rules: " + ", ".join(rule.usage() for rule in DEPTH_RULES.values())
+            + "; time rules: " + ", ".join(rule.usage() for rule in TIME_RULES.values())
             + "; joined as <depth>+<time> (e.g. dfa+dsf); aliases: " + ", ".join(ALIASES))
 
 

@@ -247,3 +247,39 @@ def test_a_point_seen_through_a_layer_norm_gets_the_signal_through_its_jacobian(
     assert not torch.allclose(raw, seen)
     h = l1(x)
     torch.testing.assert_close(dfa.point(h, "h", through=norm), h, rtol=0, atol=0)  # the value is h
+
+
+def test_feedback_kinds_are_one_table_and_draw_the_documented_matrices():
+    """The kinds are named once (fwdlearn.rules.FEEDBACK_KINDS, torch-free), drawn by one table
+    (fwdlearn.feedback.FEEDBACK_MAKERS); DFA's and DSF's kinds, make_feedback (moved from the sequences package)
+    and feedback_matrix draw exactly what they drew before: the formulas below, bit for bit."""
+    import math
+
+    from fwdlearn.feedback import FEEDBACK_MAKERS, feedback_matrix, make_feedback
+    from fwdlearn.rules import DFA_FEEDBACKS, DSF_FEEDBACKS, FEEDBACK_KINDS
+
+    assert set(FEEDBACK_MAKERS) == set(FEEDBACK_KINDS)
+    assert DFA_FEEDBACKS == ("uniform", "gaussian", "orthogonal")
+    assert DSF_FEEDBACKS == ("diagonal", "gaussian", "orthogonal")
+
+    def gen(seed=3):
+        return torch.Generator().manual_seed(seed)
+
+    def orthogonal(rows, cols, g):
+        q, r = torch.linalg.qr(torch.randn(max(rows, cols), min(rows, cols), generator=g))
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+        return q if rows >= cols else q.t()
+
+    for rows, cols in ((5, 3), (3, 5), (4, 4)):
+        assert torch.equal(feedback_matrix(rows, cols, "uniform", gen()),
+                           (torch.rand(rows, cols, generator=gen()) * 2 - 1) / math.sqrt(cols))
+        assert torch.equal(feedback_matrix(rows, cols, "gaussian", gen()),
+                           torch.randn(rows, cols, generator=gen()) / math.sqrt(cols))
+        assert torch.equal(feedback_matrix(rows, cols, "orthogonal", gen()), orthogonal(rows, cols, gen()))
+    assert torch.equal(make_feedback("diagonal", 6, gen()), torch.linspace(0.0, 1.0, 6))
+    assert torch.equal(make_feedback("gaussian", 6, gen()), torch.randn(6, 6, generator=gen()) / math.sqrt(6))
+    assert torch.equal(make_feedback("orthogonal", 6, gen()), orthogonal(6, 6, gen()))
+    with pytest.raises(ValueError, match="unknown feedback kind 'diagonal'; choose one of uniform, gaussian, orthogonal"):
+        feedback_matrix(2, 2, "diagonal")
+    with pytest.raises(ValueError, match="unknown DSF feedback 'uniform'; choose one of diagonal, gaussian, orthogonal"):
+        make_feedback("uniform", 3)

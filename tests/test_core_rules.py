@@ -176,3 +176,13 @@ def test_rule_names_and_parts_that_could_never_parse_back_are_refused():
     for bad in (lambda: Local("ff", "LA"), lambda: Local("readout", ""), lambda: TBPTT(True)):
         with pytest.raises(ValueError):  # (str(rule) gave 'local:ff:LA', 'local:readout', 'tbptt:True')
             bad()
+
+
+def test_vocabulary_is_built_from_the_rule_classes_and_their_choices():
+    from fwdlearn.rules import vocabulary
+
+    text = vocabulary()  # (other tests may have registered rules and aliases: they follow the built-in ones)
+    assert text.startswith("depth rules: bp, dfa[:macro|:micro][:uniform|:gaussian|:orthogonal], "
+                           "local:<prototype|ff|symba|readout|ce>[:<variant>], shallow")
+    assert "; time rules: bptt, tbptt:<k>, ft-bptt, dsf[:diagonal|:gaussian|:orthogonal]" in text
+    assert "; joined as <depth>+<time> (e.g. dfa+dsf); aliases: backprop, sf, " in text

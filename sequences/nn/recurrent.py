@@ -29,12 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.errors import check_int
+from fwdlearn.feedback import make_feedback
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell, TorchCell
 from fwdlearn.sequences.nn.kernels import kernel_states, kernels_apply
-from fwdlearn.sequences.nn.time_rules import make_feedback, run_layer
+from fwdlearn.sequences.nn.time_rules import run_layer
 
 __all__ = ["RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
 

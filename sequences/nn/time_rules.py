@@ -40,13 +40,12 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from fwdlearn.feedback import diagonal_feedback, feedback_matrix, time_feedback
-from fwdlearn.rules import DSF, DSF_FEEDBACKS, TimeRule
+from fwdlearn.feedback import time_feedback
+from fwdlearn.rules import DSF, TimeRule
 
 __all__ = [
     "RUNS",
     "UNROLLED",
-    "make_feedback",
     "StatefulLayer",
     "run_layer",
     "truncated_run",
@@ -65,20 +64,6 @@ class Unrolled(TimeRule):
 
 #: the diagnostic time rule (not a training rule: it is not in :mod:`fwdlearn.rules`'s vocabulary)
 UNROLLED = Unrolled()
-
-
-def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -> Tensor:
-    r"""DSF's fixed feedback :math:`A` for a state of width ``d``: ``[d]`` decays or a ``[d, d]`` matrix.
-
-    ``diagonal``: :math:`\operatorname{linspace}(0, 1, d)` (:func:`fwdlearn.feedback.diagonal_feedback`);
-    ``gaussian``: :math:`\mathcal{N}(0,1)/\sqrt{d}`; ``orthogonal``: a random orthogonal matrix
-    (:func:`fwdlearn.feedback.feedback_matrix`).
-    """
-    if kind == "diagonal":
-        return diagonal_feedback(d)
-    if kind in DSF_FEEDBACKS:
-        return feedback_matrix(d, d, kind, generator)
-    raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}")
 
 
 class StatefulLayer(Protocol):

@@ -265,3 +265,17 @@ def test_graph_train_splits_keep_their_checkpoints_apart_from_other_runs(tmp_pat
     assert not (tmp_path / "runs" / "col.pt").exists()  # refused before any training
     assert main(["graph", "train", "--data", "cora", "--split", "public", "--splits", "2", "--quiet"]) == 2  # (2: the smallest refused)
     assert "--split public is one fixed split of cora" in capsys.readouterr().err
+
+
+def test_bench_graph_learning_rate_follows_the_method_not_its_spelling():
+    """ff-la got --ff-lr but local:ff:la, FF-LA and local:symba:la (the same methods) got --lr: the choice compared
+    the spelling with a list of aliases."""
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig, _learning_rate
+
+    config = BenchGraphConfig(lr=0.004, ff_lr=0.02, dfa_lr=0.03)
+    for method in ("ff-la", "local:ff:la", "FF-LA", " ff-vn", "local:ff:vn", "ff-symba", "local:symba:la"):
+        assert _learning_rate(config, method) == 0.02, method
+    for method in ("dfa", "DFA:gaussian", "dfa:orthogonal"):
+        assert _learning_rate(config, method) == 0.03, method
+    for method in ("sf", "local:prototype", "sf-top2input", "local:prototype:top2loss", "bp", "backprop"):
+        assert _learning_rate(config, method) == 0.004, method

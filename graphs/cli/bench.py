@@ -27,9 +27,6 @@ from fwdlearn.graphs.registries import CONV_KINDS, LINK_METHODS
 
 __all__ = ["BenchGraphConfig", "run_bench", "bench", "COLUMNS"]
 
-GOODNESS_METHODS = ("ff-la", "ff-vn", "ff-symba")  # trained on goodness with negatives: their own --ff-lr
-
-
 @dataclass
 class BenchGraphConfig(RunOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
@@ -70,12 +67,15 @@ HEADERS = {"accuracy": "test acc. / AUC (mean Â± std)", "acc_minus_bp": "acc. âˆ
 
 
 def _learning_rate(config: BenchGraphConfig, method: str) -> float:
-    """The Adam learning rate of a node method (BP's --bp-lr is applied by ForwardGNN.fit)."""
+    """The Adam learning rate of a node method, however it is spelled (BP's --bp-lr is applied by ForwardGNN.fit):
+    --ff-lr for a method trained on goodness (``GraphMethod.goodness``), --dfa-lr for a DFA rule, else --lr."""
+    from fwdlearn.graphs.methods import method_class
     from fwdlearn.rules import DFA, parse_rule
 
-    if method in GOODNESS_METHODS:
+    cls = method_class(method)
+    if cls.goodness:
         return config.ff_lr
-    return config.dfa_lr if isinstance(parse_rule(method).depth, DFA) else config.lr
+    return config.dfa_lr if isinstance(parse_rule(cls.rule).depth, DFA) else config.lr
 
 
 def _checks(summary: dict, link: dict) -> list[str]:

@@ -27,6 +27,7 @@ weight layer, so there is nothing inside it to place more feedback points at.
 """
 
 from fwdlearn.registry import Registry
+from fwdlearn.rules import ALIASES as RULE_ALIASES
 from fwdlearn.rules import parse_rule
 
 __all__ = ["METHODS", "method_class", "method_names"]
@@ -44,8 +45,9 @@ METHODS = Registry("graph method", {
     "dfa:orthogonal": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
 })
 
-#: the short names users know (aliases, then canonical rules), in the order help texts list them
-ALIASES = ("sf", "sf-top2input", "sf-top2loss", "ff-la", "ff-vn", "ff-symba", "bp", "dfa")
+#: the short names users know: the aliases (:data:`fwdlearn.rules.ALIASES`) of registered methods that are shorter
+#: than the rule they stand for (``sf``, not ``backprop``), in the order help texts list them (then the other methods)
+ALIASES = tuple(alias for alias, spec in RULE_ALIASES.items() if spec in METHODS and len(alias) < len(spec))
 
 
 def method_class(method: str):

@@ -109,6 +109,9 @@ class GraphMethod(nn.Module):
     #: False when the method joins the graphs (shared virtual nodes) or reads the whole graph (a global feature
     #: minimum): :func:`~fwdlearn.graphs.influence.hop_influence` then measures one seed's ball at a time
     separable: ClassVar[bool] = True
+    #: whether it trains on goodness with negative samples (the FF methods), which learns slowly at the learning rate
+    #: of the other forward methods: ``fwdlearn bench graph`` gives these ``--ff-lr``
+    goodness: ClassVar[bool] = False
 
     def __init__(self, in_dim: int, num_classes: int, hidden: int, layers: int, conv: str, seed: int = 0) -> None:
         super().__init__()

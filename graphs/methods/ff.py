@@ -53,6 +53,7 @@ class _GoodnessMethod(LayerwiseMethod):
 
     options: ClassVar[tuple[str, ...]] = ("theta", "alpha", "negatives", "cache")
     scores_per_split: ClassVar[bool] = True
+    goodness: ClassVar[bool] = True
     separable: ClassVar[bool] = False  # label appending shifts by the graph's smallest feature; FF-VN links every
     # node to the shared virtual nodes
 

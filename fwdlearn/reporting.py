@@ -18,8 +18,8 @@ from .files import atomic_write
 from .invocation import invoked_as, invoked_command
 from .records import library_versions, write_json
 
-__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "invoked_command", "invoked_as",
-           "mean_std", "ratio", "ratio_row"]
+__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "result_paths", "invoked_command",
+           "invoked_as", "mean_std", "ratio", "ratio_row"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

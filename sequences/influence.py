@@ -124,7 +124,9 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
         positions: output positions measured: all (None), a count drawn with ``seed``, a list of positions or a
             boolean mask over them.
         normalize: divide the curve by its lag-0 value (:math:`R` uses the raw totals).
+        seed: draws the positions when ``positions`` is a count.
         chunk: positions measured together (memory bound; results do not depend on it).
+        quiet: no progress bar.
 
     Returns:
         ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major.

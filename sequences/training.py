@@ -380,6 +380,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     learning-rate schedule.
 
     Args:
+        steps: optimizer steps; batch_size: windows (streams) per step, each ``context`` tokens.
         context: window length :math:`T` (state carried between windows; at most ``model.max_context``).
         lr, weight_decay, schedule, warmup: override the model's optimizer defaults
             (:meth:`~LanguageModel.optimizer_defaults`: e.g. Adam with a constant learning rate under DFA, AdamW with
@@ -388,6 +389,10 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             :meth:`~LanguageModel.clip_groups` on its own: the whole model, or each block under ``local:readout``.
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
+        eval_context: the validation windows' length (default ``context``).
+        quiet: no progress bar.
+        seed: reseeds Python's, NumPy's and torch's global generators (:func:`fwdlearn.fit.seed_everything`) before
+            training: the batch order and any dropout follow it.
         train_split, valid_split: the splits trained on and validated on (the best state is selected on
             ``valid_split``); two different splits of ``corpus``, else :class:`~fwdlearn.errors.UsageError`.
         align_every: every this many steps (and at the first and last), the alignment diagnostic

@@ -60,6 +60,12 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
     malformed graph is refused by name instead of being trained and scored on the wrong nodes.
 
     Args:
+        model: any module ``model(x, edge_index) -> [N, K]`` logits (a PyG model, ``ForwardGNN``'s BP backbone).
+        data: a PyG ``Data`` with ``x``, ``edge_index``, int64 ``y`` and boolean ``train_mask``, ``val_mask``,
+            ``test_mask``.
+        epochs: the step budget (full-batch epochs); lr, weight_decay: Adam's.
+        patience: evaluations without a better validation accuracy before stopping (``None``: never).
+        eval_every: epochs between evaluations; quiet: no progress bar; desc: the progress bar's label.
         checkpointing: keep (and resume) a checkpoint of the model and its optimizer.
         training_forward: the logits of a training step, when they are computed through a graph that
             changes what backward does (DFA's feedback points); default ``model`` (BP). Evaluation

@@ -89,6 +89,9 @@ def _coo(target: Tensor, source: Tensor, weight: Tensor, num_nodes: int) -> Tens
 
 
 class GCN(ConvKind):
+    r"""PyG's ``GCNConv``: :math:`h' = \hat A\,h\,W^\top + b`, :math:`\hat A` the symmetric-normalised adjacency with
+    self-loops (linear after a fixed aggregation: cached and Jacobian-layered)."""
+
     name = "gcn"
     linear = True
 
@@ -114,6 +117,9 @@ class GCN(ConvKind):
 
 
 class SAGE(ConvKind):
+    r"""PyG's ``SAGEConv`` (mean): :math:`h'_i = W_1 h_i + W_2\,\operatorname{mean}_{j \in N(i)} h_j + b` (linear after
+    a fixed aggregation: cached and Jacobian-layered)."""
+
     name = "sage"
     linear = True
 
@@ -141,6 +147,9 @@ class SAGE(ConvKind):
 
 
 class GAT(ConvKind):
+    """PyG's ``GATConv``, 4 heads concatenated (width a multiple of 4); its attention depends on the input, so it is
+    neither cached nor Jacobian-layered."""
+
     name = "gat"
 
     def make(self, in_dim, out_dim):
@@ -153,6 +162,8 @@ class GAT(ConvKind):
 
 
 class MLP(ConvKind):
+    r"""A linear layer per node, :math:`h' = h W^\top + b`: the graph-blind control (it reads no edges)."""
+
     name = "mlp"
     aggregates = False
     linear = True

@@ -187,6 +187,8 @@ class ForwardLinkPredictor(nn.Module):
         conv: a name in :data:`~fwdlearn.graphs.registries.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``, ``"mlp"``).
         method: a name in :data:`~fwdlearn.graphs.registries.LINK_METHODS` or its rule: ``"ce"`` (``local:ce``),
             ``"ff"`` (``local:ff``) or ``"bp"`` (rules as in :mod:`fwdlearn.rules`).
+        theta: the goodness threshold of ``ff``'s edge probability (unused by the others).
+        cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods; a speed option).
     """
 
     def __init__(self, in_dim: int, conv: str = "gcn", hidden: int = 128, layers: int = 4, method: str = "ce",

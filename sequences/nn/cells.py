@@ -95,6 +95,8 @@ class TorchCell(RecurrentCell):
 
 
 class TanhRNN(TorchCell):
+    r"""Elman cell, :math:`h_t = \tanh(W_{ih} u_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})` (``torch.nn.RNN``'s weights)."""
+
     name = "tanh"
     module = nn.RNN
     cell_step = torch.rnn_tanh_cell
@@ -102,6 +104,8 @@ class TanhRNN(TorchCell):
 
 
 class GRU(TorchCell):
+    """Gated recurrent unit with ``torch.nn.GRU``'s gates and weights (the kernels' docstring writes them out)."""
+
     name = "gru"
     module = nn.GRU
     cell_step = torch.gru_cell

@@ -87,9 +87,14 @@ def seed_everything(seed: int) -> None:
 
 
 def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = False, total: int | None = None, **kwargs: Any):
-    """A tqdm progress bar over ``iterable`` (a disabled one when ``quiet``)."""
+    """A tqdm progress bar over ``iterable`` (a disabled one when ``quiet``). Written to a file rather than a terminal
+    (a job's log), it redraws at most every 30 s: ten redraws a second would add megabytes to an hour's log."""
+    import sys
+
     from tqdm.auto import tqdm
 
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 30.0)
     return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, leave=False, **kwargs)
 
 

@@ -424,3 +424,12 @@ def test_a_language_model_file_that_does_not_fit_its_config_names_the_keys(tmp_p
         load_language_model(tmp_path / "edited.pt")
     with pytest.raises(IsADirectoryError, match="is a folder; give the model file's path"):
         load_language_model(tmp_path)
+
+
+def test_a_progress_bar_written_to_a_file_redraws_rarely(capsys):
+    """Ten redraws a second on a job's log (stderr a file, not a terminal) added megabytes an hour."""
+    from fwdlearn.fit import progress
+
+    bar = progress(range(3), quiet=False)  # (pytest's captured stderr is no terminal)
+    assert bar.mininterval == 30.0
+    bar.close()

@@ -18,6 +18,8 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     folder = tmp_path / "runs" / "first"
     assert f"report: {folder.relative_to(tmp_path) / 'report.md'}" in out and "next:" in out
+    # --quiet silences progress and the report text, not the results (it printed the hints alone)
+    assert out.count("graphs  sbm:300 ") == 2 and out.count("seq     ") == 3 and "test accuracy" in out
     assert sorted(p.name for p in folder.iterdir()) == ["graph-influence.png", "graph-training.png", "record.json",
                                                          "report.md", "sequence-influence.png", "sequence-training.png"]
     saved = json.loads((folder / "record.json").read_text())

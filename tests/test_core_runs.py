@@ -154,7 +154,7 @@ def uninterrupted(tmp_path_factory):
                                                                             weights_only=False)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "term", "kill"])
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(sig, uninterrupted, folder):
     args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "300", "--eval-every", "10", "--sample", "30",
             "--name", "cut"]
@@ -169,6 +169,11 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(sig, uni
         line, = err.strip().splitlines()
         assert line.startswith("fwdlearn: interrupted at step ") and "the last checkpoint is runs/cut.pt (step " in line
         assert "run the same command with --resume to continue (and --checkpoint " in line
+    elif sig == signal.SIGTERM:  # (a scheduler's stop: as Ctrl-C, with its own status; the locks released)
+        assert run.returncode == 143
+        line, = err.strip().splitlines()
+        assert line.startswith("fwdlearn: terminated (SIGTERM): interrupted at step ") and "--resume" in line
+        assert not list((folder / "runs").glob("*.lock"))
     else:
         assert run.returncode == -signal.SIGKILL
     assert not (folder / "runs" / "cut.json").exists()

@@ -12,7 +12,7 @@ plainly and exits with status 2; it never pretends to work.
 value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
 device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
-checkpoint is. Wrong flags are reported by the parser in one line too (status 2). ``--debug`` (or
+checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in one line too (status 2). ``--debug`` (or
 ``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone; a later one by the rank that hit it, with its rank; a process
 whose peer stopped says so in one line instead of a traceback.
@@ -32,7 +32,8 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -166,12 +167,44 @@ def _peer_failed(error: BaseException) -> bool:
         sign in str(error) for sign in ("Connection closed by peer", "Connection reset by peer"))
 
 
+_terminated = False  # set when SIGTERM stopped the command
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM (a scheduler stopping a job) stops the command as Ctrl-C does: the training loop
+    says where the last checkpoint is, the run's locks are released, and the exit status is 143 (128 + SIGTERM).
+    Only in the main thread, where Python can install a handler."""
+    import signal
+    import threading
+
+    global _terminated
+    _terminated = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        global _terminated
+        _terminated = True
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def _report(error: BaseException) -> None:
     """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
+        text = str(error) or "interrupted"
+        if _terminated and not text.startswith("terminated"):
+            text = f"terminated (SIGTERM): {text}"
         if launch_rank() == 0:
-            print(f"fwdlearn: {str(error) or 'interrupted'}", file=sys.stderr)
+            print(f"fwdlearn: {text}", file=sys.stderr)
         return
     if rank is None and launch_rank() != 0:
         _leave_it_to_rank_0()  # every process found the same problem before connecting: rank 0 says it
@@ -235,10 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fwdlearn.runs import release_runs
 
     try:
-        with invoked_as(argv):  # (what the reports' "Command:" lines say, also for main([...]) called from Python)
-            status = run(args)
+        with invoked_as(argv), _terminate_as_interrupt():  # (the reports' "Command:" lines say argv, also for
+            status = run(args)                              # main([...]) called from Python)
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
         code = exit_status(error)
+        if isinstance(error, KeyboardInterrupt) and _terminated:
+            code = EXIT_STATUS["terminated"]
         if code is None and not debug and _peer_failed(error):
             print(f"fwdlearn: error (rank {_group_rank()}): another process of this torchrun job stopped (its own "
                   "message says why), so this one could not go on", file=sys.stderr)

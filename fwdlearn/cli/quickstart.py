@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.runs import RunOptions
+from fwdlearn.runs import RUN_OPTIONS, RunOptions
 
 __all__ = ["QuickstartConfig", "quickstart", "run_quickstart"]
 
@@ -46,6 +46,8 @@ class QuickstartConfig(RunOptions):
                                                 "min": 1})
     plots: bool = field(default=True, metadata={"help": "write PNG plots (needs matplotlib: pip install "
                                                         "'fwdlearn[plot]')"})
+    json: str = field(default="", metadata={"help": "not taken here: the record is record.json in the report folder "
+                                                    "(name the folder with --name)", "group": RUN_OPTIONS})
 
 
 def _folder(config: QuickstartConfig) -> Path:
@@ -96,9 +98,9 @@ def _graph_part(config: QuickstartConfig, device, record, quiet: bool) -> dict:
                "history": [(r["epoch"], r["val_accuracy"]) for r in report.history if "val_accuracy" in r]}
         out["runs"][method] = run
         record.log(part="graphs", method=method, **{k: v for k, v in run.items() if k != "history"})
-        if not quiet:
-            print(f"graphs  {name} {method.upper():3s} test accuracy {report.test_accuracy:.3f} (chance {chance:.3f}), "
-                  f"{report.fit_seconds:.1f} s, R {R:.2f} hops")
+        # (a result: printed under --quiet too, which silences the progress bars and the report text)
+        print(f"graphs  {name} {method.upper():3s} test accuracy {report.test_accuracy:.3f} (chance {chance:.3f}), "
+              f"{report.fit_seconds:.1f} s, R {R:.2f} hops")
     return out
 
 
@@ -128,9 +130,8 @@ def _sequence_part(config: QuickstartConfig, device, record, quiet: bool) -> dic
                "history": [(r["step"], r["val_accuracy"]) for r in fit.history if "val_accuracy" in r]}
         out["runs"][rule] = run
         record.log(part="sequences", rule=rule, **{k: v for k, v in run.items() if k != "history"})
-        if not quiet:
-            print(f"seq     {rule:8s} accuracy {accuracy:.3f} (chance {task.chance:.3f}), "
-                  f"{1000 * run['seconds_per_step']:.1f} ms/step, R {R:.2f} steps")
+        print(f"seq     {rule:8s} accuracy {accuracy:.3f} (chance {task.chance:.3f}), "
+              f"{1000 * run['seconds_per_step']:.1f} ms/step, R {R:.2f} steps")
     return out
 
 

@@ -135,8 +135,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
         for x, y in batcher.epoch_windows():
             logits, state = model(x.to(device), state)
             wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # a bfloat16 sum drifts
-            total += float(F.cross_entropy(wide.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
-                                           reduction="sum"))
+            total += float(F.cross_entropy(wide.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1).long(),
+                                           reduction="sum"))  # (int32 / int16 ids: the loss wants int64)
             count += y.numel()
     return _lm_metrics(total, count, prefix)
 
@@ -335,7 +335,8 @@ def _detached(state: Any, device: torch.device | None = None, copy: bool = False
 
 
 def _check_fit_arguments(batch_size: int, lr: float | None, weight_decay: float | None, clip: float | None,
-                         context: int | None = None, eval_tokens: int | None = None) -> None:
+                         context: int | None = None, eval_tokens: int | None = None,
+                         eval_context: int | None = None) -> None:
     """Refuse values that would train wrongly (a negative clip ascends the gradient) before any work (the
     Trainer checks the step budget and the evaluation interval)."""
     check_range("batch_size", batch_size, min=1)
@@ -344,6 +345,7 @@ def _check_fit_arguments(batch_size: int, lr: float | None, weight_decay: float 
     check_range("clip", clip, gt=0, optional=True)
     check_range("context", context, min=1, optional=True)
     check_range("eval_tokens", eval_tokens, min=1, optional=True)
+    check_range("eval_context", eval_context, min=1, optional=True)
 
 
 def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, state: TrainState, steps: int) -> FitReport:
@@ -408,7 +410,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
-    _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens)
+    _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens, eval_context)
     check_trainable_dtype(model, f"this {type(model).__name__}")
     seed_everything(seed)
     device = next(model.parameters()).device
@@ -471,7 +473,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         return row
 
     def evaluate() -> dict[str, float]:
-        return evaluate_lm(model, valid, eval_context or context, batch_size * world_size(), eval_tokens,
+        return evaluate_lm(model, valid, eval_context if eval_context is not None else context, batch_size * world_size(), eval_tokens,
                            prefix="val_")
 
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",

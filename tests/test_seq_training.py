@@ -367,3 +367,22 @@ def test_a_resumed_task_run_reports_a_new_budget(tmp_path):
     report = again.fit(task, steps=6, batch_size=4, eval_every=2, eval_batches=3, schedule="cosine", checkpoint=ckpt,
                        resume=True, quiet=True)
     assert report.resumed["changed"] == {"steps": [4, 6], "eval_batches": [4, 3]}
+
+
+def test_evaluation_reads_any_integer_ids_and_eval_context_is_checked_before_training(tmp_path):
+    """int32 ids ran through the model and failed in the loss; eval_context=-4 failed after the first 20 steps."""
+    from fwdlearn.sequences.training import evaluate_lm
+
+    torch.manual_seed(0)
+    model = RecurrentLM(7, hidden=8, layers=1)
+    ids = torch.randint(0, 7, (200,))
+    expected = evaluate_lm(model, ids, context=16, batch_size=2)
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        assert evaluate_lm(model, ids.to(dtype), context=16, batch_size=2) == pytest.approx(expected)
+    path = tmp_path / "text.txt"
+    path.write_text("abcdefg " * 300)
+    corpus = load_text(str(path))
+    for bad in (0, -4):
+        with pytest.raises(UsageError, match=f"eval_context must be >= 1, got {bad}"):
+            RecurrentLM(corpus.vocab_size, hidden=8, layers=1).fit(corpus, context=16, steps=3, batch_size=2,
+                                                                   eval_context=bad, quiet=True)

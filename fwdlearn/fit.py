@@ -413,8 +413,8 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
         message = (f"it holds a Python object of type {found.group(1)}, which fwdlearn does not unpickle (that could "
                    "run code the file carries); fwdlearn's own models and checkpoints hold none" if found is not None
                    else f"not a torch file ({why.group(1).strip()})")
-    except (ValueError, UnicodeError) as error:  # (random bytes; not a text file's encoding problem)
-        message = f"not a torch file ({error})"
+    except (ValueError, UnicodeError, KeyError, IndexError, EOFError) as error:  # (random bytes, text: the
+        message = f"not a torch file ({type(error).__name__}: {error})"          # unpickler's own failures)
     raise pickle.UnpicklingError(message)  # (outside the except: reading() looks for a UnicodeError among causes)
 
 

@@ -28,7 +28,7 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
     if mask.dtype != torch.bool:
         raise TypeError(f"masked_accuracy: the mask must be boolean (True on the rows to score); got {mask.dtype}. "
                         f"A 0/1 mask: mask.bool(); row indices idx: torch.zeros({y.shape[0]}, dtype=torch.bool)"
-                        ".index_fill_(0, idx, True)")
+                        ".index_fill_(0, idx.long(), True)")
     if mask.shape != y.shape[:1]:
         raise ValueError(f"masked_accuracy: the mask must have one entry per row of y, shape ({y.shape[0]},); got "
                          f"{tuple(mask.shape)}")

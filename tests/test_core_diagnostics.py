@@ -96,6 +96,19 @@ def test_saved_bytes_counts_a_sparse_tensor_by_its_indices_and_values():
     assert box.bytes == 50 * 4 + 2 * 50 * 8
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_a_sparse_tensor_saved_twice_is_counted_once():
+    from fwdlearn.diagnostics.cost import SavedBytes
+
+    A = torch.eye(50).to_sparse()
+    for t in (A, A.to_sparse_csr()):
+        box = SavedBytes()
+        box.add(t)
+        once = box.bytes
+        box.add(t)  # (its parts are fresh views each time: they must not release the storage's key)
+        assert box.bytes == once > 0
+
+
 def test_without_proc_the_step_increase_is_not_invented(monkeypatch):
     """Without /proc (macOS) only the process's lifetime peak exists: the step's increase is unknown (it was that
     lifetime peak, times 1024 on macOS, whose ru_maxrss is in bytes)."""
@@ -210,7 +223,7 @@ def test_masked_accuracy_reads_only_boolean_masks():
     assert masked_accuracy(scores, y, torch.tensor([False, False, True, True, True])) == pytest.approx(2 / 3)
     with pytest.raises(TypeError, match=r"masked_accuracy: the mask must be boolean \(True on the rows to score\); got "
                                         r"torch.int64. A 0/1 mask: mask.bool\(\); row indices idx: torch.zeros\(5, "
-                                        r"dtype=torch.bool\).index_fill_\(0, idx, True\)"):
+                                        r"dtype=torch.bool\).index_fill_\(0, idx.long\(\), True\)"):
         masked_accuracy(scores, y, torch.tensor([0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match=r"masked_accuracy: the mask must have one entry per row of y, shape \(5,\); "
                                          r"got \(5, 2\)"):

@@ -433,3 +433,14 @@ def test_a_progress_bar_written_to_a_file_redraws_rarely(capsys):
     bar = progress(range(3), quiet=False)  # (pytest's captured stderr is no terminal)
     assert bar.mininterval == 30.0
     bar.close()
+
+
+def test_a_text_file_given_as_a_checkpoint_is_not_a_torch_file(tmp_path):
+    from fwdlearn.errors import InputError
+
+    for i, text in enumerate(("hello world\n" * 10, "abc\n")):
+        path = tmp_path / f"text{i}.pt"
+        path.write_text(text)
+        with pytest.raises(InputError, match=r"cannot read .* as a fwdlearn checkpoint \(UnpicklingError: not a torch "
+                                             r"file"):
+            read_checkpoint(path)

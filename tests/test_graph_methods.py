@@ -308,7 +308,7 @@ def test_masks_in_another_form_are_refused_with_the_conversion():
     with pytest.raises(ValueError, match=r"data.val_mask must be a boolean vector of length num_nodes=30; got dtype "
                                          r"torch.int64 and shape \(8,\); it looks like an index tensor of node ids: "
                                          r"data.val_mask = torch.zeros\(30, dtype=torch.bool\).index_fill_\(0, "
-                                         r"data.val_mask, True\)"):
+                                         r"data.val_mask.long\(\), True\)"):
         model.fit(Data(**{**data.to_dict(), "val_mask": index}), epochs=1, quiet=True)
     with pytest.raises(ValueError, match=r"data.train_mask = torch.zeros\(30, dtype=torch.bool\).index_fill_"):
         model.predict(Data(**{**data.to_dict(), "train_mask": data.train_mask.nonzero().flatten()}))

@@ -56,7 +56,8 @@ class SavedBytes:
             if key in self._held:
                 continue
             self._held.add(key)
-            weakref.finalize(part, self._held.discard, key)  # (the saved tensor holds its storage while it lives)
+            weakref.finalize(t, self._held.discard, key)  # (the saved tensor holds its storages while it lives; a
+            # sparse tensor's parts are fresh views, gone at once)
             if parameter:
                 self.parameter_bytes += storage.nbytes()
             else:

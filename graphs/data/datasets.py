@@ -179,7 +179,7 @@ def check_mask(mask: Tensor, name: str, num_nodes: int) -> Tensor:
             fix = f"; it looks like a 0/1 vector: {attr} = {attr}.bool()"
         else:
             fix = (f"; it looks like an index tensor of node ids: {attr} = torch.zeros({num_nodes}, dtype=torch.bool)"
-                   f".index_fill_(0, {attr}, True) (or torch_geometric.utils.index_to_mask)")
+                   f".index_fill_(0, {attr}.long(), True) (or torch_geometric.utils.index_to_mask)")
     raise ValueError(f"{name} must be a boolean vector of length num_nodes={num_nodes}; got dtype {mask.dtype} and "
                      f"shape {tuple(mask.shape)}{fix}")
 

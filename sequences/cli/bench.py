@@ -68,7 +68,7 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                 "choices": RECURRENT_CELLS.names})
     hidden: int = field(default=128, metadata={"help": "width of the quality and alignment models", "min": 1})
     layers: int = field(default=2, metadata={"help": "layers of the quality and alignment models", "min": 1})
-    norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block) in the "
+    norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block layout) in the "
                                                        "quality, alignment and recall models (the cost part: plain "
                                                        "blocks)"})
     context: int = field(default=128, metadata={"help": "window length T of the quality part", "min": 1})

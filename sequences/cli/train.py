@@ -53,7 +53,7 @@ class TrainSeqConfig(RunOptions):
     layers: int = field(default=2, metadata={"help": "layers of the model", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models; the DSF "
-                                                       "paper's block; --no-norm: plain residual blocks)"})
+                                                       "paper's block layout; --no-norm: plain residual blocks)"})
     heads: int = field(default=4, metadata={"help": "attention heads (transformer)", "min": 1})
     tie: bool = field(default=False, metadata={"help": "the head's weight is the token embedding (transformer)"})
     context: int = field(default=128, metadata={"help": "window length T: the state carried across windows, a "

@@ -161,9 +161,12 @@ class RecurrentLM(StackedLM):
             (:mod:`~fwdlearn.sequences.nn.depth_rules`). Joined: ``"dfa+dsf"``, ``"local:readout+ft-bptt"``.
         feedback: DSF's feedback kind when ``training="dsf"`` names none (default ``diagonal``); a spec that
             names one (``"dsf:diagonal"``) keeps its own.
-        norm: pre-LayerNorm blocks with an MLP and a final LayerNorm (the default: the DSF paper's block, and the
-            one where DSF beats FT-BPTT on text); ``False``: plain residual blocks ``x + h(x)``, where DSF only
-            matches FT-BPTT (docs/benchmarks.md).
+        norm: pre-LayerNorm blocks with an MLP and a final LayerNorm (the default: the DSF paper's block layout,
+            and the one where DSF beats FT-BPTT on text); ``False``: plain residual blocks ``x + h(x)``, where DSF only
+            matches FT-BPTT (docs/benchmarks.md). Two differences from the paper's code: a tanh, GRU or linear
+            layer's output enters the residual stream as it is (the reference adds a linear map after every RNN;
+            the LSTM's ``state_proj`` is that map), and the weights keep PyTorch's default initialisation (the
+            reference's: N(0, 0.02)).
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices: DFA's :math:`B_l` are drawn from
             it, DSF's :math:`A^{(l)}` from ``feedback_seed + 1`` (independent of them).

@@ -115,7 +115,8 @@ class TransformerLM(StackedLM):
         heads: attention heads.
         context: learned positions, the longest window it reads.
         mlp_ratio: MLP width / ``hidden``.
-        dropout: on attention weights and block outputs (0 by default).
+        dropout: on the embeddings, the attention weights and each branch's output (attention, MLP) before its
+            residual sum, as in nanoGPT (0 by default).
         tie: the head's weight is the token embedding (off by default, as in the DFA reference: under DFA a tied
             embedding would also receive the first block's feedback signal through the residual stream; refused under
             ``local:readout`` and ``shallow``, whose embeddings learn with the first block only / not at all).

@@ -202,3 +202,23 @@ def test_uniform_and_gaussian_blocks_share_one_draw_orthogonal_ones_do_not():
         model = ForwardGNN(20, 4, hidden=16, layers=3, method=method)
         B = [model.method.feedback.matrix(f"block{l}") for l in range(3)]
         assert all(torch.equal(B[0], b) for b in B[1:]) == shared, method
+
+
+def test_editing_the_edges_in_place_rebuilds_the_error_spread():
+    """The cached Â^T was keyed on the edge tensor's identity: an in-place edit kept spreading over the old graph."""
+    data = load_graph("karate", split="random", seed=0)
+    seed_everything(0)
+    model = ForwardGNN(data.num_features, data.num_classes, hidden=16, layers=3, method="dfa")
+
+    def first_block_gradient():
+        model.zero_grad()
+        (loss,) = model.layer_losses(data)
+        loss.backward()
+        return model.blocks[0].conv.lin.weight.grad.clone()
+
+    first_block_gradient()  # caches Â^T of the original edges
+    data.edge_index.copy_(torch.randint(0, data.num_nodes, data.edge_index.shape,
+                                        generator=torch.Generator().manual_seed(5)))
+    after_edit = first_block_gradient()
+    model.method._adjacency = None
+    assert torch.equal(after_edit, first_block_gradient())

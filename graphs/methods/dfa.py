@@ -83,7 +83,8 @@ class DirectFeedbackGNN(Backprop):
         # the last block's B would equal the classifier's initial weights after seed_everything(seed)
         self.feedback = DirectFeedback(num_classes, {self.point_name(l): hidden for l in range(layers)},
                                        kind=feedback, seed=FEEDBACK_SEED_OFFSET + seed)
-        self._adjacency: tuple[Tensor, tuple, Tensor] | None = None  # (edge_index, (N, dtype), Â^T) of the last graph
+        #: (edge_index, (N, dtype, edge_index's version), Â^T) of the last graph
+        self._adjacency: tuple[Tensor, tuple, Tensor] | None = None
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave the cached adjacency out (a sparse CSR tensor neither deep-copies nor pickles;
@@ -102,13 +103,14 @@ class DirectFeedbackGNN(Backprop):
 
     def _transposed_adjacency(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
         cached = self._adjacency
-        if cached is None or cached[0] is not edge_index or cached[1] != (num_nodes, dtype):
+        key = (num_nodes, dtype, edge_index._version)  # (the version changes when the edges are edited in place)
+        if cached is None or cached[0] is not edge_index or cached[1] != key:
             with warnings.catch_warnings():  # CSR products are ~30x faster than COO ones here; torch calls CSR "beta"
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                 # (half precision in float32: CPU CSR products have no half kernels)
                 compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
                 matrix = propagation_matrix("gcn", edge_index, num_nodes, compute).t().to_sparse_csr()
-            self._adjacency = cached = (edge_index, (num_nodes, dtype), matrix)
+            self._adjacency = cached = (edge_index, key, matrix)
         return cached[2]
 
     def error_spreads(self, edge_index: Tensor, num_nodes: int, layers: int, dtype: torch.dtype = torch.float32

@@ -122,7 +122,9 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
 
     The edges are made undirected, without duplicates or self-loops, first: a duplicated edge could put a copy of a
     test edge into training, and the undirected split reads only one direction of each edge (a directed input would
-    lose the others)."""
+    lose the others). The split is drawn after reseeding Python's, NumPy's and torch's global generators with ``seed``
+    (:func:`~fwdlearn.fit.seed_everything`: PyG's negative sampling draws from Python's ``random`` too), so it
+    leaves them seeded, as :meth:`ForwardLinkPredictor.fit` does."""
     from torch_geometric.data import Data
     from torch_geometric.transforms import RandomLinkSplit
     from torch_geometric.utils import coalesce, contains_self_loops, is_undirected, remove_self_loops, to_undirected

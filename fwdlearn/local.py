@@ -10,6 +10,8 @@ Notation: :math:`h_i \in \mathbb{R}^d` is the output of a layer for one example
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -146,8 +148,8 @@ def prototype_logits(h: Tensor, prototypes: Tensor, tau: float = 1.0) -> Tensor:
             f"h and prototypes must have the same feature width d; "
             f"got h {tuple(h.shape)} and prototypes {tuple(prototypes.shape)}"
         )
-    if tau <= 0:
-        raise ValueError(f"tau must be positive, got {tau}")
+    if not math.isfinite(tau) or tau <= 0:  # (NaN passed a tau <= 0 test; inf trained nothing)
+        raise ValueError(f"tau must be a finite number > 0, got {tau}")
     return h @ prototypes.t() / tau
 
 

@@ -86,3 +86,13 @@ def test_prototype_shape_errors_name_the_problem():
         ff_loss(torch.zeros(0))
     with pytest.raises(ValueError, match="symba_loss got no examples"):
         symba_loss(torch.zeros(0), torch.zeros(0))
+
+
+def test_prototype_temperature_must_be_finite_and_positive():
+    """NaN passed a ``tau <= 0`` test (a NaN loss), and inf trained nothing (every gradient 0)."""
+    from fwdlearn.local import prototype_cross_entropy
+
+    h, c, y = torch.randn(3, 4, requires_grad=True), torch.randn(2, 4), torch.tensor([0, 1, 0])
+    for tau in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+            prototype_cross_entropy(h, c, y, tau)

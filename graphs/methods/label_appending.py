@@ -13,8 +13,10 @@ them by default, one copy each).
 
 Here :math:`m` is the smallest feature of the graph: the features row-normalised as PyG's ``NormalizeFeatures``, which
 the reference's data loader applies to every data set. (The blocks L2-normalise each input row, so for the other
-methods the features' scale does not matter; here it sets the appended label's weight in the row: about 0.23 of
-a raw Cora row, 0.97 of a normalised one.)
+methods the row scale does not matter; here it sets the appended label's weight in the row: about 0.23 of
+a raw Cora row, 0.97 of a normalised one. The shift by the smallest feature does turn a row, so SF and FF-VN, which
+read the features as they are, differ from the reference on a graph whose smallest feature is not 0 -- not on the
+bag-of-words data sets, where it is 0.)
 
 Inference runs :math:`K` passes over the graph of one evaluated split, as the reference does: in pass :math:`k`
 the evaluated nodes get :math:`\operatorname{onehot}(k)`, the known nodes keep their true label (the training

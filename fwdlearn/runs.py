@@ -176,6 +176,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
     if options.name:
         check_run_name(options.name)
+    if resume and not (options.name or options.json or checkpoint):  # (a fresh name's checkpoint never exists)
+        raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
     paths = RunPaths(record=stem.with_name(stem.name + ".json"))
     if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):

@@ -77,6 +77,11 @@ CASES = [
     ("diverge-factor-1", [*SEQ, "--diverge-factor", "1"], "--diverge-factor must be > 1, got 1.0"),
     # words the parser refuses
     ("layers-not-a-number", [*SEQ, "--layers", "x"], "argument --layers: invalid int value: 'x'"),
+    # (an abbreviation meant one flag today and would mean another, or none, once a flag is added)
+    ("abbreviated-flag", [*SEQ, "--lay", "2"], "unrecognized arguments: --lay 2"),
+    # (a fresh run name's checkpoint can never exist)
+    ("resume-without-name", [*SEQ, "--resume"], "--resume needs a checkpoint: pass the --name (or --checkpoint) of "
+                                                "the run to continue"),
     ("unknown-model", [*SEQ, "--model", "rnn"], "argument --model: invalid choice: 'rnn'"),
     ("unknown-flag", [*SEQ, "--hiden", "8"],  # the command's --help lists its flags (the top level's does not)
      "fwdlearn seq train: error: unrecognized arguments: --hiden 8 (see fwdlearn seq train --help)"),

@@ -279,3 +279,13 @@ def test_bench_graph_learning_rate_follows_the_method_not_its_spelling():
         assert _learning_rate(config, method) == 0.03, method
     for method in ("sf", "local:prototype", "sf-top2input", "local:prototype:top2loss", "bp", "backprop"):
         assert _learning_rate(config, method) == 0.004, method
+
+
+def test_a_graph_config_built_in_python_is_checked_as_the_cli_checks_it():
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs.cli.train import GraphTrainConfig, train_runs
+
+    with pytest.raises(UsageError, match="--split public is one fixed split of cora: --splits 2"):
+        train_runs(GraphTrainConfig(data="cora", split="public", splits=2, epochs=1, layers=1, hidden=4, quiet=True))
+    with pytest.raises(UsageError, match="--method 'sf' is not a link method"):
+        train_runs(GraphTrainConfig(data="karate", task="link", method="sf", epochs=1, quiet=True))

@@ -128,7 +128,13 @@ def _named_command(argv: Sequence[str]) -> tuple[str, str | None] | None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
+    """An argument parser whose errors are one line (the usage is one ``--help`` away). Flags are not abbreviated:
+    ``--lay 2`` would mean ``--layers`` today and fail once another flag starts with ``--lay``, and ``--plot x.png``
+    read as the switch ``--plots``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         if launch_rank() == 0:

@@ -72,7 +72,9 @@ class GraphTrainConfig(RunOptions):
 def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device=None,
                checkpoints: list[Path] | None = None) -> list[dict]:
     """Train ``config.splits`` models (one per split seed) on ``device``, each keeping its checkpoint when
-    ``checkpoints`` are given; the rows of metrics."""
+    ``checkpoints`` are given; the rows of metrics. The config is checked as the CLI checks it (a method of the
+    other task, several runs of one public split) before any work."""
+    _check_method(config)
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN

@@ -45,6 +45,8 @@ class BenchRun:
         ``device`` and ``out`` replaced by the resolved device and results prefix."""
         paths = run_outputs(job, config, out=config.out, more=more)
         device = start_run(config, paths)
+        for extra in paths.results[2:]:  # (checked: refused unless --overwrite) an earlier run's, which this run may
+            extra.unlink(missing_ok=True)  # not write again (a plot it does not draw): it must not look like this run's
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
         return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed))
@@ -66,7 +68,6 @@ class BenchRun:
             self.record.add_file(kind, path)
         self.record.save(self.paths.record, overwrite=self.config.overwrite)
         return written
-
 
 
 def _prefix(paths: RunPaths) -> Path:
@@ -96,9 +97,11 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], v
     for row in rows:
         bench.record.log(**row)
     bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})
-    written = bench.finish(rows, columns, title=title, notes=text, extra=extra)
+    files = {"plot": extra["plot"]} if extra.get("plot") else {}  # (a part's drawing, named in the record)
+    written = bench.finish(rows, columns, title=title, notes=text, extra=extra, files=files)
     if not config.quiet:
         print(markdown_table(rows, columns))
     print("\n".join(checks))
-    print(f"results: {written[0]}, {written[1]}; record: {bench.paths.record}")
+    print(f"results: {written[0]}, {written[1]}{''.join(f', {path}' for path in files.values())}; "
+          f"record: {bench.paths.record}")
     return written

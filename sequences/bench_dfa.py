@@ -230,6 +230,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         "(parameters excluded).",
     ]
     dfa = any(isinstance(parse_rule(rule).depth, DFA) for rule in config.rules)  # no alignment curve to draw without
-    plot = ["-alignment.png"] if config.plot and dfa and "transformer" not in config.skip else []
+    plot = config.plot and dfa and "transformer" not in config.skip
+    # (the plot's path is checked, and an earlier run's removed, whether or not this run draws it)
     return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS,
-                     "DFA vs BP: transformer and recurrent language models", notes, more=plot)
+                     "DFA vs BP: transformer and recurrent language models", notes, more=["-alignment.png"])

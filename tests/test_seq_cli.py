@@ -236,11 +236,16 @@ def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
     assert "Command:" in md and "macro closer to BP than micro" in md and "shallow control" in md
     assert (tmp_path / "dfa-results-alignment.png").stat().st_size > 1000
     assert data["plot"] == str(tmp_path / "dfa-results-alignment.png")
+    record = json.loads((tmp_path / "dfa-results-record.json").read_text())
+    assert record["files"]["plot"] == str(tmp_path / "dfa-results-alignment.png")  # (the record named no plot)
     assert main(args) == 2  # results are not overwritten
     for name in ("dfa-results.json", "dfa-results.md", "dfa-results-record.json"):
         (tmp_path / name).unlink()
     assert main(args) == 2  # nor the plot alone, before any work
     assert not (tmp_path / "dfa-results.json").exists()
+    # an overwriting run that draws no plot leaves none of the earlier run's behind
+    assert main([*args, "--no-plot", "--overwrite", "--skip", "cost", "recurrent"]) == 0
+    assert not (tmp_path / "dfa-results-alignment.png").exists()
 
 
 def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_file, tmp_path, capsys):

@@ -39,7 +39,7 @@ import torch
 from fwdlearn.bench import BenchRun
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
-from fwdlearn.reporting import markdown_table
+from fwdlearn.reporting import markdown_table, ratio
 
 from fwdlearn.graphs.data.datasets import check_graph_name, load_graph
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
@@ -103,7 +103,8 @@ def _speed_row(config, name: str, data, layers: int, quiet: bool, device: torch.
         for jacobian in JACOBIANS:
             _sync(device)
             start = time.perf_counter()
-            _, _, ours[jacobian] = hop_influence(model, data, layers, nodes=nodes, quiet=quiet, jacobian=jacobian)
+            _, _, ours[jacobian] = hop_influence(model, data, layers, nodes=nodes, quiet=quiet, jacobian=jacobian,
+                                                 normalize=False)
             _sync(device)
             seconds[jacobian].append(time.perf_counter() - start)
         _sync(device)
@@ -159,7 +160,7 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
         seed_everything(config.seed)
         model = make_model(kind, data.num_features, classes, layers, config.hidden).to(device)
         fit = model.fit(data, epochs=config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet)
-        _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
+        _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet, normalize=False)
         results[(kind, layers)] = (fit.test_accuracy, R)
         rows.append({"experiment": f"trained by BP, {config.epochs} epochs", "model": f"{kind}-{layers}",
                      "metric": f"test accuracy / R (max_hops={max_hops})", "value": fit.test_accuracy,
@@ -170,13 +171,13 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
     forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
                          method=config.forward_method, seed=config.seed).to(device)
     report = forward.fit(data, epochs=config.epochs, quiet=quiet)
-    _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet)
+    _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet, normalize=False)
     bp_acc, bp_R = results[("gcn", config.layers)]
     rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
                  "metric": f"test accuracy ({config.forward_method})", "value": report.test_accuracy,
-                 "baseline": bp_acc, "ratio": None})
+                 "baseline": bp_acc, "ratio": ratio(report.test_accuracy, bp_acc)})
     rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
-                 "metric": f"R ({config.forward_method})", "value": R, "baseline": bp_R, "ratio": R / bp_R})
+                 "metric": f"R ({config.forward_method})", "value": R, "baseline": bp_R, "ratio": ratio(R, bp_R)})
 
 
 def run_bench(config) -> int:

@@ -147,7 +147,7 @@ def _cost_part(config, rows: list, extra: dict) -> None:
 
 
 def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
-    block = ", pre-LN + MLP blocks" if config.norm else ""
+    block = _block(config)
     splits = "" if (config.train_split, config.valid_split) == ("train", "validation") else \
         f" (trained on {config.train_split}, evaluated on {config.valid_split})"
     setting = (f"{config.data}{splits}, {config.model.upper()} {config.layers}x{config.hidden}{block}, "
@@ -156,7 +156,8 @@ def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, Recurren
     for mode in config.quality_modes:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training=mode, norm=config.norm).to(config.device)
+                            training=mode, norm=config.norm,
+                            reference_block=config.reference_block).to(config.device)
         report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
                            lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
                            train_split=config.train_split, valid_split=config.valid_split, quiet=config.quiet,
@@ -189,7 +190,8 @@ def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, R
     else:
         seed_everything(config.seed)
         model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training="dsf", norm=config.norm).to(config.device)
+                            training="dsf", norm=config.norm,
+                            reference_block=config.reference_block).to(config.device)
         which = "untrained model"
     extra["alignment"] = {"model": which}
     setting = f"{which}, {config.align_batch} validation windows of T={config.align_context}"
@@ -203,16 +205,24 @@ def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, R
         rows.append(_row("alignment", setting, mode, "parameter-gradient cosine", result.parameters.cosine))
 
 
+def _block(config) -> str:
+    """The recurrent blocks of the quality, alignment and recall models, as the settings column names them."""
+    if not config.norm:
+        return ""
+    return ", the DSF reference's block" if config.reference_block else ", pre-LN + MLP blocks"
+
+
 def _recall_part(config, rows: list, extra: dict) -> None:
     task = DelayedRecall(config.recall_lag, symbols=config.recall_symbols)
-    block = ", pre-LN + MLP blocks" if config.norm else ""
+    block = _block(config)
     setting = (f"lag {config.recall_lag}, {config.recall_symbols} symbols (chance {task.chance:.3f}), "
                f"{config.model.upper()} {config.recall_layers}x{config.recall_hidden}{block}, {config.recall_steps} steps")
     results = {}
     for mode in config.recall_modes:
         seed_everything(config.seed)
         model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden, layers=config.recall_layers,
-                            training=mode, out_size=task.out_size, norm=config.norm).to(config.device)
+                            training=mode, out_size=task.out_size, norm=config.norm,
+                            reference_block=config.reference_block).to(config.device)
         report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
                            eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
         final = model.evaluate(task, batches=8)
@@ -257,6 +267,8 @@ def _verdicts(extra: dict) -> list[str]:
 
 def run_bench(config) -> tuple[Path, Path]:
     """Run the selected parts and write ``<out>.json`` / ``<out>.md`` and the run record ``<out>-record.json``."""
+    if config.reference_block and not config.norm:  # (before the cost part's minutes)
+        raise UsageError("--reference-block is the DSF reference's pre-LayerNorm block: it needs --norm, not --no-norm")
 
     def parts(config, rows: list, extra: dict) -> None:
         # one corpus (one vocabulary) for the models and the alignment windows they read; read (and its splits

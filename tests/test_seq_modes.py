@@ -347,3 +347,25 @@ def test_a_model_with_replaced_feedback_saves_and_loads(tmp_path):
     double = RecurrentLM(10, cell="gru", hidden=4, layers=1, training="dsf").double()
     double.set_training("dsf:gaussian")
     assert double.feedback(0).dtype == torch.float64
+
+
+def test_the_reference_block_is_the_dsf_codes_transformer_like_block():
+    """A linear map after every recurrent layer (the LSTM's state_proj is one) and N(0, 0.02) weights, the branches'
+    last maps N(0, 0.02 / sqrt(2L)): the parameter count of the reference's layout, and its init."""
+    H, L = 64, 3
+    for cell in ("tanh", "gru", "lstm"):
+        plain = RecurrentLM(100, cell=cell, hidden=H, layers=L, norm=True)
+        reference = RecurrentLM(100, cell=cell, hidden=H, layers=L, norm=True, reference_block=True)
+        extra = 0 if cell == "lstm" else L * (H * H + H)
+        assert sum(p.numel() for p in reference.parameters()) == sum(p.numel() for p in plain.parameters()) + extra
+        assert reference.embedding.weight.std().item() == pytest.approx(0.02, rel=0.1)
+        last = reference.blocks[0].proj if cell != "lstm" else reference.blocks[0].layer.state_proj
+        assert last.weight.std().item() == pytest.approx(0.02 / (2 * L) ** 0.5, rel=0.15)
+        assert float(last.bias.detach().abs().max()) == 0.0
+        loaded = RecurrentLM.from_config(reference.config_dict())
+        loaded.load_state_dict(reference.state_dict())  # (the config keeps the block)
+        tokens = torch.randint(0, 100, (2, 12))
+        reference.eval(), loaded.eval()
+        torch.testing.assert_close(loaded(tokens)[0], reference(tokens)[0])
+    with pytest.raises(ValueError, match="reference_block is the DSF reference's pre-LayerNorm block: it needs norm=True"):
+        RecurrentLM(100, norm=False, reference_block=True)

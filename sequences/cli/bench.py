@@ -71,6 +71,9 @@ class SeqBenchConfig(SequenceBenchOptions):
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block layout) in the "
                                                        "quality, alignment and recall models (the cost part: plain "
                                                        "blocks)"})
+    reference_block: bool = field(default=False, metadata={
+        "help": "the DSF reference code's block exactly in those models: a linear map after every recurrent layer "
+                "and its N(0, 0.02) initialisation (with --norm)"})
     context: int = field(default=128, metadata={"help": "window length T of the quality part", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams of the quality part", "min": 1})
     steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode", "min": 1})

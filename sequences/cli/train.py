@@ -54,6 +54,9 @@ class TrainSeqConfig(RunOptions):
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
     norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models; the DSF "
                                                        "paper's block layout; --no-norm: plain residual blocks)"})
+    reference_block: bool = field(default=False, metadata={
+        "help": "the DSF reference code's block exactly: a linear map after every recurrent layer and its N(0, 0.02) "
+                "initialisation (recurrent models, with --norm)"})
     heads: int = field(default=4, metadata={"help": "attention heads (transformer)", "min": 1})
     tie: bool = field(default=False, metadata={"help": "the head's weight is the token embedding (transformer)"})
     context: int = field(default=128, metadata={"help": "window length T: the state carried across windows, a "
@@ -103,7 +106,8 @@ class TrainSeqConfig(RunOptions):
 
 
 #: flags that shape one kind of model only (the others would silently ignore them)
-_MODEL_FLAGS = {"feedback": "recurrent", "norm": "recurrent", "heads": "transformer", "tie": "transformer"}
+_MODEL_FLAGS = {"feedback": "recurrent", "norm": "recurrent", "reference_block": "recurrent", "heads": "transformer",
+                "tie": "transformer"}
 
 
 def _refuse_flags_of_other_models(config: TrainSeqConfig, kind: str) -> None:
@@ -155,7 +159,8 @@ def run_train(config: TrainSeqConfig) -> dict:
     device = process_device(device)
     lead = rank() == 0
     seed_everything(config.seed)
-    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, feedback_seed=config.seed),
+    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, feedback_seed=config.seed,
+                                 reference_block=config.reference_block),
                "transformer": dict(heads=config.heads, tie=config.tie, context=config.context,
                                    feedback_seed=config.seed)}.get(kind, {})  # (a conv model has no feedback)
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,

@@ -98,10 +98,12 @@ class RecurrentLayer(nn.Module):
 class RecurrentBlock(nn.Module):
     """Residual block: ``x + h(u)`` with ``u = x`` or, when ``norm``, ``u = LN(x)`` then ``+ MLP(LN(.))``."""
 
-    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4) -> None:
+    def __init__(self, cell: str, width: int, norm: bool = False, mlp_ratio: int = 4, projection: bool = False) -> None:
         super().__init__()
         self.layer = RecurrentLayer(cell, width, width)
         self.norm = norm
+        #: the DSF reference's linear map after the recurrent layer (an LSTM's ``state_proj`` is already one)
+        self.proj = nn.Linear(width, width) if projection and not hasattr(self.layer, "state_proj") else None
         #: the places a depth rule may mark (:mod:`~fwdlearn.sequences.nn.depth_rules`): the stream after the layer,
         #: the MLP's hidden activation, the block output. A plain block has the block output only: its layer output
         #: gets the block output's gradient unchanged, so a point there would be ``macro``'s point again, and a point
@@ -122,6 +124,8 @@ class RecurrentBlock(nn.Module):
         depth rule."""
         u = self.ln1(x) if self.norm else x
         h, sT = run_layer(self.layer, u, s0, rule, feedback, probe)
+        if self.proj is not None:
+            h = self.proj(h)
         if not self.norm:
             return x + h, sT.detach()
         y = tap(x + h, "rnn")  # the stream after the recurrent layer
@@ -142,6 +146,7 @@ class RecurrentConfig:
     norm: bool = True
     out_size: int | None = None
     feedback_seed: int = 0
+    reference_block: bool = False
     kind: str = "recurrent"
 
 
@@ -166,10 +171,15 @@ class RecurrentLM(StackedLM):
             matches FT-BPTT (docs/benchmarks.md). Two differences from the paper's code: a tanh, GRU or linear
             layer's output enters the residual stream as it is (the reference adds a linear map after every RNN;
             the LSTM's ``state_proj`` is that map), and the weights keep PyTorch's default initialisation (the
-            reference's: N(0, 0.02)).
+            reference's: N(0, 0.02)); ``reference_block`` removes both.
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices: DFA's :math:`B_l` are drawn from
             it, DSF's :math:`A^{(l)}` from ``feedback_seed + 1`` (independent of them).
+        reference_block: the DSF reference code's "transformer-like" block exactly (needs ``norm``): a linear map
+            after every recurrent layer, and its initialisation -- every linear map and the embedding
+            :math:`\mathcal N(0, 0.02)` with zero biases, the last map of each branch (the post-layer map, the MLP's
+            output) :math:`\mathcal N(0, 0.02 / \sqrt{2L})` as in GPT-2; the recurrent cells' own weights keep
+            PyTorch's initialisation there too.
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.
@@ -183,24 +193,42 @@ class RecurrentLM(StackedLM):
 
     def __init__(self, vocab_size: int, cell: str = "gru", hidden: int = 256, layers: int = 2,
                  training: str | Rule = "bptt", feedback: str = "diagonal", norm: bool = True,
-                 out_size: int | None = None, feedback_seed: int = 0) -> None:
+                 out_size: int | None = None, feedback_seed: int = 0, reference_block: bool = False) -> None:
         super().__init__()
         vocab_size, hidden, layers = (check_int(name, value, 1) for name, value in (
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers)))
         out_size = None if out_size is None else check_int("out_size", out_size, 1)
         feedback_seed = check_int("feedback_seed", feedback_seed, None)
+        if reference_block and not norm:
+            raise ValueError("reference_block is the DSF reference's pre-LayerNorm block: it needs norm=True")
         self.rule = self._check_rule(training, feedback)
         self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
-                                      norm, out_size, feedback_seed)
+                                      norm, out_size, feedback_seed, bool(reference_block))
         self.embedding = nn.Embedding(vocab_size, hidden)
-        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm) for _ in range(layers))
+        self.blocks = nn.ModuleList(RecurrentBlock(cell, hidden, norm, projection=reference_block)
+                                    for _ in range(layers))
         self.final_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
         self.head = nn.Linear(hidden, out_size or vocab_size)
+        if reference_block:
+            self._reference_init()
         gen = self._dsf_generator()
         for i, block in enumerate(self.blocks):
             self.register_buffer(f"feedback_{i}", make_feedback(self.config.feedback, block.layer.state_size, gen))
         self._wire([b.taps for b in self.blocks], hidden, out_size or vocab_size, [self.embedding, self.blocks],
                    feedback_seed, [b.normalized_taps for b in self.blocks])
+
+    def _reference_init(self, std: float = 0.02) -> None:
+        """The DSF reference's initialisation (see ``reference_block``); the residual branches count as ``2L``."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+        branches = 2 * len(self.blocks)
+        for block in self.blocks:
+            last = block.proj if block.proj is not None else block.layer.state_proj
+            for module in (last, block.mlp[-1]):
+                nn.init.normal_(module.weight, mean=0.0, std=std / branches ** 0.5)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RecurrentLM":

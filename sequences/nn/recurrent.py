@@ -178,8 +178,8 @@ class RecurrentLM(StackedLM):
         reference_block: the DSF reference code's "transformer-like" block exactly (needs ``norm``): a linear map
             after every recurrent layer, and its initialisation -- every linear map and the embedding
             :math:`\mathcal N(0, 0.02)` with zero biases, the last map of each branch (the post-layer map, the MLP's
-            output) :math:`\mathcal N(0, 0.02 / \sqrt{2L})` as in GPT-2; the recurrent cells' own weights keep
-            PyTorch's initialisation there too.
+            output) :math:`\mathcal N(0, 0.02 / \sqrt{2L})` as in GPT-2; the tanh, GRU and LSTM cells' own weights
+            keep PyTorch's initialisation there too (the linear cell's input map is a linear map).
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.

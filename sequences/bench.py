@@ -291,14 +291,15 @@ def run_bench(config) -> tuple[Path, Path]:
         if "recall" not in config.skip:
             _recall_part(config, rows, extra)
 
-    notes = [
+    notes = [  # (a part's paragraph only when the part runs)
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",
-        "Cost: median of interleaved repeats of one full step (forward, backward, AdamW); then one more step per "
+        *(["Cost: median of interleaved repeats of one full step (forward, backward, AdamW); then one more step per "
         "mode for memory: `saved for backward` counts tensors autograd keeps (parameters excluded); `peak RSS "
         "increase` is the kernel's high-water mark over that step above its start, after the allocator returned "
         "its free memory (on a GPU, `CUDA peak increase`: torch's peak allocated memory over the step above what "
-        "was allocated when it began; fwdlearn.diagnostics.cost).",
-        "Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
-        "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph).",
+        "was allocated when it began; fwdlearn.diagnostics.cost)."] if "cost" not in config.skip else []),
+        *(["Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
+           "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph)."]
+          if "alignment" not in config.skip else []),
     ]
     return run_parts(config, "bench-seq", parts, _verdicts, COLUMNS, "Sequences: DSF vs BPTT", notes)

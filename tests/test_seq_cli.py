@@ -85,6 +85,7 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert "Command: `" in md and "GRU: DSF faster than BPTT at T=16" in md and "LSTM: DSF faster" in md
     assert "GRU: DSF faster than BPTT through torch's fused module at T=16" in md
     assert "GRU: DSF step <= 0.7 x BPTT at every T (the step-cost target): " in md
+    assert "Cost: median" in md and "Alignment: d =" in md  # (the parts it ran are described)
     assert f"Command: `fwdlearn bench seq --out {out} --quiet" in md  # main([...]) from Python: its own arguments
     assert main(args) == 2  # refuses to overwrite
 
@@ -97,6 +98,8 @@ def test_bench_seq_keys_modes_by_their_canonical_spelling(text_file, tmp_path, c
     assert main([*base, "--quality-modes", "BPTT", "dsf", "--out", str(tmp_path / "a")]) == 0
     rows = json.loads((tmp_path / "a.json").read_text())["rows"]
     assert {r["mode"] for r in rows} == {"bptt", "dsf"} and all(r["ratio"] is not None for r in rows)
+    notes = (tmp_path / "a.md").read_text()  # (only the parts that ran are described)
+    assert "Cost: median" not in notes and "Alignment: d =" not in notes
     assert main([*base, "--quality-modes", "bp", "bptt", "--out", str(tmp_path / "b")]) == 2
     assert "--quality-modes names the rule bptt more than once (bp, bptt); give each once" in capsys.readouterr().err
 

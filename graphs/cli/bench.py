@@ -207,10 +207,11 @@ def run_bench(config: BenchGraphConfig) -> int:
              "layer, as one layer trains at a time); step memory increase: of the process RSS (CPU) or CUDA's allocated "
              "memory during the measured step (not the process's peak, which carries what ran before it), after an untimed "
              "2-epoch BP fit that takes the process's one-time costs out of the first cell. "
-             f"Link prediction: 64/16/20 edge split (seed {config.seed}), {config.link_epochs} epochs per layer "
-             "(BP: in total), "
-             f"Adam lr {config.link_lr} for the forward methods and {config.bp_lr} for BP (at lr 0.01 BP reached a lower "
-             f"AUC). Host: {host}.\n\n"
+             + (f"Link prediction: 64/16/20 edge split (seed {config.seed}), {config.link_epochs} epochs per layer "
+                "(BP: in total), "
+                f"Adam lr {config.link_lr} for the forward methods and {config.bp_lr} for BP (at lr 0.01 BP reached a "
+                "lower AUC). " if config.link_layers else "")
+             + f"Host: {host}.\n\n"
              "Claims checked in this run:\n" + "\n".join(checks))
     record.summary.update({"checks": checks,
                            "summary": {f"{m}@{d}": v for (m, d), v in summary.items()}, "link_auc": link})

@@ -162,15 +162,15 @@ def validate_config(config: Any) -> Any:
         value = getattr(config, f.name)
         _check_type(f, hints[f.name], value)
         values = list(value) if isinstance(value, (list, tuple)) else [value]
+        choices = choices_of(f)
         if isinstance(value, (list, tuple)):
             repeated = next((item for i, item in enumerate(values) if item in values[:i]), None)
             if repeated is not None:  # a list option runs each entry once: a repeat would redo (and reread) its work
                 raise UsageError(f"{flag_name(f.name)} names {repeated!r} more than once; give each once")
-            if f.metadata.get("not_all") and set(choices_of(f)) <= set(values):
-                raise UsageError(f"{flag_name(f.name)} names every part ({', '.join(choices_of(f))}); "
+            if f.metadata.get("not_all") and set(choices) <= set(values):
+                raise UsageError(f"{flag_name(f.name)} names every part ({', '.join(choices)}); "
                                  "nothing would run: leave at least one out")
         bounds = {k: f.metadata[k] for k in _RANGE_KEYS if k in f.metadata}
-        choices = choices_of(f)
         for item in values:
             if item is None and f.default is None:  # an optional setting left to its default
                 continue

@@ -130,8 +130,7 @@ def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -
     """
     if kind not in DSF_FEEDBACKS:
         raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}")
-    maker = FEEDBACK_MAKERS[kind]
-    return feedback_matrix(d, d, kind, generator) if maker.matrix else maker.draw(d, d, generator)
+    return FEEDBACK_MAKERS[kind].draw(d, d, generator)
 
 
 # --------------------------------------------------------------------------- DFA

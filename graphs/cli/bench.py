@@ -27,6 +27,7 @@ from fwdlearn.graphs.registries import CONV_KINDS, LINK_METHODS
 
 __all__ = ["BenchGraphConfig", "run_bench", "bench", "COLUMNS"]
 
+
 @dataclass
 class BenchGraphConfig(RunOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "

@@ -269,6 +269,32 @@ def test_graph_train_splits_keep_their_checkpoints_apart_from_other_runs(tmp_pat
     assert "--split public is one fixed split of cora" in capsys.readouterr().err
 
 
+def test_bench_graph_takes_every_spelling_graph_train_takes(tmp_path, capsys):
+    """--methods had the short names as its choices, so local:prototype (what graph train --method takes) was refused;
+    now any spelling is read, and the rows (and the claims, keyed by ``sf``) carry the short name."""
+    out = tmp_path / "spellings"
+    assert main(["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "local:prototype", "BACKPROP",
+                 "--splits", "1", "--epochs", "2", "--hidden", "8", "--link-layers", "1", "--link-epochs", "1",
+                 "--link-methods", "local:ce", "--quiet", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["method"], r["layers"]) for r in rows] == [("bp", 1), ("sf", 1), ("bp", 1), ("ce", 1)]
+    assert "sf fit time / BP fit time < 1: 1 layers" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("words,message", [
+    (["--methods", "sf", "local:prototype"],
+     "--methods names the method sf more than once (sf, local:prototype); give each once"),
+    (["--methods", "nope"], "--methods: unknown graph method 'nope'; choose one of sf, sf-top2input"),
+    (["--link-methods", "ce", "LOCAL:CE"],
+     "--link-methods names the method ce more than once (ce, LOCAL:CE); give each once"),
+])
+def test_bench_graph_refuses_an_unknown_or_repeated_method_before_any_work(tmp_path, capsys, words, message):
+    out = tmp_path / "refused"
+    assert main(["bench", "graph", "--data", "karate", *words, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # (nothing written)
+
+
 def test_bench_graph_learning_rate_follows_the_method_not_its_spelling():
     """ff-la got --ff-lr but local:ff:la, FF-LA and local:symba:la (the same methods) got --lr: the choice compared
     the spelling with a list of aliases."""

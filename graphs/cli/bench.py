@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
+from fwdlearn.errors import UsageError
 from fwdlearn.reporting import mean_std, ratio
 from fwdlearn.runs import RunOptions
 
-from fwdlearn.graphs.methods import method_names
-from fwdlearn.graphs.registries import CONV_KINDS, LINK_METHODS
+from fwdlearn.graphs.methods import method_name, method_names
+from fwdlearn.graphs.registries import CONV_KINDS, LINK_METHODS, link_method
 
 __all__ = ["BenchGraphConfig", "run_bench", "bench", "COLUMNS"]
 
@@ -37,8 +38,9 @@ class BenchGraphConfig(RunOptions):
     conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": CONV_KINDS.names})
     depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8], metadata={"help": "numbers of layers", "min": 1})
     methods: list[str] = field(default_factory=lambda: ["bp", "sf", "sf-top2input", "ff-la"],
-                               metadata={"help": "methods (bp is the baseline and is always run)",
-                                         "choices": method_names})
+                               metadata={"help": lambda: "methods, as 'graph train --method' takes them: "
+                                         f"{', '.join(method_names())} or their rules (bp is the baseline and is "
+                                         "always run)"})
     splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)", "min": 1})
     epochs: int = field(default=200, metadata={"help": "epoch budget per layer (forward) / in total (BP, top-down)",
                                                "min": 1})
@@ -53,7 +55,8 @@ class BenchGraphConfig(RunOptions):
                                                           "dfa:orthogonal), which learn slowly at 1e-3", "gt": 0})
     link_layers: int = field(default=4, metadata={"help": "layers of the link-prediction row (0 = skip)", "min": 0})
     link_methods: list[str] = field(default_factory=lambda: ["ce", "bp"],
-                                    metadata={"help": "link methods (bp is always run)", "choices": LINK_METHODS.names})
+                                    metadata={"help": lambda: f"link methods: {', '.join(LINK_METHODS)} or their "
+                                              "rules (bp is always run)"})
     link_epochs: int = field(default=100, metadata={"help": "epoch budget of the link methods", "min": 1})
     link_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the forward link methods (BP link "
                                                            "uses --bp-lr)", "gt": 0})
@@ -108,6 +111,22 @@ def _checks(summary: dict, link: dict) -> list[str]:
     return lines
 
 
+def _method_names(flag: str, given: list[str], name_of) -> list[str]:
+    """``given`` methods by the names the results are keyed by (``name_of``: any spelling -> that name), ``bp``
+    first; an unknown method or one named twice is refused, naming ``flag``."""
+    names = []
+    for method in given:
+        try:
+            name = name_of(method)
+        except ValueError as error:
+            raise UsageError(f"{flag}: {error}") from None
+        if name in names:
+            same = [g for g in given if name_of(g) == name]
+            raise UsageError(f"{flag} names the method {name} more than once ({', '.join(same)}); give each once")
+        names.append(name)
+    return ["bp"] + [name for name in names if name != "bp"]
+
+
 def run_bench(config: BenchGraphConfig) -> int:
     """Run the sweep; write ``<out>.json``, ``<out>.md`` and ``<out>-record.json``."""
     import torch
@@ -118,9 +137,10 @@ def run_bench(config: BenchGraphConfig) -> int:
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
 
+    methods = _method_names("--methods", config.methods, method_name)
+    link_methods = _method_names("--link-methods", config.link_methods, link_method)
     bench = BenchRun.start("bench-graph", config)
     device, record = bench.device, bench.record
-    methods = ["bp"] + [m for m in config.methods if m != "bp"]
     patience = config.patience or None
     datasets = [load_graph(config.data, split="random", seed=config.seed + i, graph_seed=config.seed).to(device)
                 for i in range(config.splits)]  # splits of one graph (a generated one is drawn once)
@@ -173,7 +193,7 @@ def run_bench(config: BenchGraphConfig) -> int:
     if config.link_layers:
         data = datasets[0]  # the edge split ignores the node masks (a graph without a public split has random ones)
         link_reports = {}
-        for method in ["bp"] + [m for m in config.link_methods if m != "bp"]:
+        for method in link_methods:
             seed_everything(config.seed)
             model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
                                          layers=config.link_layers, method=method)

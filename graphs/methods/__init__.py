@@ -30,7 +30,7 @@ from fwdlearn.registry import Registry
 from fwdlearn.rules import ALIASES as RULE_ALIASES
 from fwdlearn.rules import parse_rule
 
-__all__ = ["METHODS", "method_class", "method_names"]
+__all__ = ["METHODS", "method_class", "method_name", "method_names"]
 
 METHODS = Registry("graph method", {
     "local:prototype": "fwdlearn.graphs.methods.sf:SingleForward",
@@ -62,6 +62,19 @@ def method_class(method: str):
     if key not in METHODS:
         raise ValueError(f"unknown graph method {method!r}; choose one of {', '.join(method_names())}")
     return METHODS.get(key)
+
+
+def method_name(method: str) -> str:
+    """The one name :func:`method_names` lists for ``method`` (any spelling :func:`method_class` takes):
+    ``"local:prototype"`` and ``"SF"`` are ``"sf"``, ``"dfa:macro"`` is ``"dfa"``.
+
+    Raises:
+        ValueError: ``method`` names no registered method.
+    """
+    name = str(method).strip().lower()
+    method_class(name)  # refuses an unknown method
+    key = name if name in METHODS else str(parse_rule(name))
+    return next((alias for alias in ALIASES if str(parse_rule(alias)) == key), key)
 
 
 def method_names() -> list[str]:

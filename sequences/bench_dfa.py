@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from fwdlearn.bench import run_parts
+from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
 from fwdlearn.reporting import ratio_row
@@ -37,7 +38,7 @@ from fwdlearn.sequences.bench import canonical_rules, interleaved_costs
 from fwdlearn.sequences.data.text import Corpus, check_splits, read_corpus
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
-from fwdlearn.sequences.nn.transformer import TransformerLM
+from fwdlearn.sequences.nn.transformer import TransformerLM, check_heads
 from fwdlearn.sequences.training import alignment_curves, alignment_window
 
 __all__ = ["run_bench_dfa", "PUBLISHED_PERPLEXITY"]
@@ -182,6 +183,10 @@ def _check_rules(config) -> None:
     for flag, name in (("--rules", "rules"), ("--rnn-rules", "rnn_rules")):
         setattr(config, name, canonical_rules(flag, getattr(config, name), recurrent=name == "rnn_rules"))
     if {"transformer", "cost"} - set(config.skip):
+        try:
+            check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         for rule in config.rules:
             _transformer(dataclasses.replace(config, hidden=config.heads, layers=1), 1, rule)
     if "recurrent" not in config.skip:

@@ -259,8 +259,10 @@ def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_
                            (["--rules", "backprop", "dfa:macro", "dfa"],  # two spellings of one rule, trained twice
                             "--rules names the rule dfa more than once (dfa:macro, dfa); give each once"),
                            (["--skip", "transformer", "cost", "--rnn-rules", "bp", "bptt"],  # a recurrent bp is bptt
-                            "--rnn-rules names the rule bptt more than once (bp, bptt); give each once")):
-        out = tmp_path / extra[-1].replace(":", "-")
+                            "--rnn-rules names the rule bptt more than once (bp, bptt); give each once"),
+                           (["--heads", "3"], "--hidden (8) must be divisible by --heads (3): each head reads "
+                            "--hidden / --heads channels; choose --hidden a multiple of 3 (e.g. 9) or --heads dividing 8")):
+        out = tmp_path / extra[-1].replace(":", "-").replace("--", "")
         assert main([*base, *extra, "--out", str(out)]) == 2
         out_err = capsys.readouterr()
         line, = out_err.err.strip().splitlines()
@@ -296,6 +298,9 @@ def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path
     ("gru", ["--tie"], "--tie applies to transformer models only"),
     ("transformer", ["--no-norm"], "--no-norm applies to recurrent models only; --model transformer does not"),
     ("conv", ["--feedback", "gaussian"], "--feedback gaussian applies to recurrent models only"),
+    ("transformer", ["--hidden", "30", "--heads", "4"],
+     "fwdlearn: error: --hidden (30) must be divisible by --heads (4): each head reads --hidden / --heads channels; "
+     "choose --hidden a multiple of 4 (e.g. 32) or --heads dividing 30"),
 ])
 def test_seq_train_refuses_flags_the_model_would_ignore(text_file, tmp_path, capsys, model, flags, message):
     assert main(["seq", "train", "--data", str(text_file), "--model", model, "--steps", "1", "--quiet",

@@ -40,8 +40,11 @@ def test_windows_longer_than_the_positions_are_refused_and_generation_rereads_th
     assert model.evaluate(tiny_corpus.validation, context=64, batch_size=2)["bpc"] > 0  # windows cut to 8
     with pytest.raises(ValueError, match="no recurrence"):
         TransformerLM(5, hidden=8, heads=2, training="dfa+dsf")
-    with pytest.raises(ValueError, match="divisible by heads"):
+    with pytest.raises(ValueError, match=r"^hidden \(10\) must be divisible by heads \(4\): each head reads hidden / "
+                       r"heads channels; choose hidden a multiple of 4 \(e.g. 12\) or heads dividing 10$"):
         TransformerLM(5, hidden=10, heads=4)
+    with pytest.raises(ValueError, match=r"a multiple of 4 \(e.g. 4\)"):  # (not 0)
+        TransformerLM(5, hidden=3, heads=4)
 
 
 def test_tied_and_untied_heads():

@@ -142,6 +142,13 @@ def run_train(config: TrainSeqConfig) -> dict:
 
     kind = MODEL_NAMES[config.model][0]
     _refuse_flags_of_other_models(config, kind)
+    if kind == "transformer":
+        from fwdlearn.sequences.nn.transformer import check_heads
+
+        try:
+            check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     training = config.training or ("dsf" if kind == "recurrent" else "bp")
     rule = parse_rule(training)  # an unknown rule is refused before anything else
     if config.feedback != TrainSeqConfig.feedback and not isinstance(rule.time, DSF):  # a --feedback given

@@ -36,7 +36,7 @@ from fwdlearn.rules import Rule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 
-__all__ = ["TransformerConfig", "CausalSelfAttention", "MLP", "Block", "TransformerLM"]
+__all__ = ["TransformerConfig", "CausalSelfAttention", "MLP", "Block", "TransformerLM", "check_heads"]
 
 
 @dataclass
@@ -105,6 +105,21 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x), tap))
 
 
+def check_heads(hidden: int, heads: int, names: tuple[str, str] = ("hidden", "heads")) -> None:
+    """Refuse a width that ``heads`` attention heads cannot split evenly (``names``: how the message calls the two,
+    e.g. the CLI's flags).
+
+    Raises:
+        ValueError: ``hidden`` is not a multiple of ``heads``; the message names one that is.
+    """
+    if hidden % heads:
+        below = hidden // heads * heads
+        near = below if below and hidden - below < below + heads - hidden else below + heads
+        raise ValueError(f"{names[0]} ({hidden}) must be divisible by {names[1]} ({heads}): each head reads "
+                         f"{names[0]} / {names[1]} channels; choose {names[0]} a multiple of {heads} (e.g. {near}) "
+                         f"or {names[1]} dividing {hidden}")
+
+
 class TransformerLM(StackedLM):
     r"""Token + position embeddings -> ``layers`` pre-LayerNorm blocks -> LayerNorm -> head.
 
@@ -143,8 +158,7 @@ class TransformerLM(StackedLM):
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("heads", heads), ("context", context),
             ("mlp_ratio", mlp_ratio)))
         feedback_seed = check_int("feedback_seed", feedback_seed, None)
-        if hidden % heads:
-            raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+        check_heads(hidden, heads)
         self.rule = parse_rule(training)
         if self.rule.time is not None:
             raise ValueError(f"a transformer has no recurrence: give a depth rule only (bp, dfa, dfa:micro, "

@@ -506,6 +506,8 @@ class Trainer:
             (``FitResult.first_step_cost``); ``device`` says where it runs.
         diverge_factor: stop when a loss exceeds this many times ``max(|its first value|, 1)``
             (``None``: only NaN/inf stop the run).
+        raise_limit: how the caller's user raises that limit, named in the divergence message (``None``: the
+            message names no way, for a caller that offers none).
 
     Example::
 
@@ -531,6 +533,7 @@ class Trainer:
         device: torch.device | str | None = None,
         overwrite: bool = False,
         diverge_factor: float | None = DIVERGE_FACTOR,
+        raise_limit: str | None = "Trainer(diverge_factor=...)",
         fingerprint: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
         context: Callable[[], Any] | None = None,
@@ -552,6 +555,7 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
         self.resume, self.overwrite, self.diverge_factor = resume, overwrite, diverge_factor
+        self.raise_limit = raise_limit
         self.measure_first_step, self.device = measure_first_step, device
         self.fingerprint = dict(fingerprint or {})
         # the loop's own settings a resume may change are reported with the caller's (lr, weight decay, ...)
@@ -578,9 +582,9 @@ class Trainer:
             if limit is not None and v > limit:  # (a loss falling below zero, e.g. a log-likelihood, is no divergence)
                 raise DivergenceError(
                     f"{self.desc}: step {step}: {key} = {v:.4g} is more than {self.diverge_factor:g} x its first "
-                    f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate, or "
-                    "raise the limit (seq train --diverge-factor, Trainer(diverge_factor=...)) if the loss is meant "
-                    "to grow.")
+                    f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate"
+                    + (f", or raise the limit ({self.raise_limit}) if the loss is meant to grow."
+                       if self.raise_limit else "."))
 
     def _check_state(self, state: Any, step: int, what: str) -> None:
         where = non_finite_entry(state)

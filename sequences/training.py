@@ -264,8 +264,9 @@ def _optimizer(model, steps: int, **overrides: Any) -> tuple[OptimizerSettings, 
     settings = model.optimizer_defaults().override(**overrides)
     if steps > 0 and settings.warmup >= steps:
         if overrides.get("warmup") is not None:
+            peak = "only at the last step" if settings.warmup == steps else "never"
             raise UsageError(f"warmup {settings.warmup} is not shorter than the budget of {steps} steps: the learning "
-                             f"rate would never reach {settings.lr:g}; give a warm-up < steps (e.g. {steps // 10})")
+                             f"rate would reach {settings.lr:g} {peak}; give a warm-up < steps (e.g. {steps // 10})")
         settings = dataclasses.replace(settings, warmup=steps // 10)  # the model's default warm-up, cut to the budget
     optimizer = make_optimizer(model.parameters(), settings)
     return settings, optimizer, make_scheduler(optimizer, settings, steps)
@@ -478,7 +479,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
 
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
-                  fingerprint=fingerprint,
+                  raise_limit="seq train --diverge-factor, fit(diverge_factor=...)", fingerprint=fingerprint,
                   settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "steps": steps})
     return _run(kwargs, step, evaluate, state, steps)
 
@@ -522,7 +523,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     monitor = f"val_{task.metric}"
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,
                   quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
-                  overwrite=overwrite, diverge_factor=diverge_factor,
+                  overwrite=overwrite, diverge_factor=diverge_factor, raise_limit="fit(diverge_factor=...)",
                   fingerprint={"model": model.config_dict(), "task": _task_fingerprint(task), "batch_size": batch_size},
                   settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches})
     return _run(kwargs, step, evaluate, state, steps)

@@ -195,7 +195,8 @@ def _linear_run(losses, weights=None):
 def test_a_loss_growing_past_the_limit_stops_the_run_naming_step_rule_and_value():
     model, step = _linear_run([2.0, 1.5, 50.0, 250.0, 1.0])
     with pytest.raises(DivergenceError, match=r"demo: step 4: loss = 250 is more than 100 x its first value 2 "
-                                              r"\(the divergence limit\)"):
+                                              r"\(the divergence limit\): training diverged. Lower the learning rate, "
+                                              r"or raise the limit \(Trainer\(diverge_factor=...\)\)"):
         Trainer(steps=5, quiet=True, desc="demo").run(step)
     model, step = _linear_run([2.0, 1.5, 50.0, 250.0, 1.0])
     assert Trainer(steps=5, quiet=True, diverge_factor=1e3).run(step).steps_run == 5  # a raised limit lets it pass

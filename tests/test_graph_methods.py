@@ -726,3 +726,20 @@ def test_an_option_the_method_does_not_take_is_named_in_a_warning():
         warnings.simplefilter("error")
         ForwardGNN(5, 3, hidden=4, layers=2, method="sf-top2input", steps=12)  # its own option: no warning
         ForwardGNN(5, 3, hidden=4, layers=2, method="sf", steps=10)  # the default value: no warning
+
+
+@pytest.mark.parametrize("method", ["bp", "sf", "sf-top2input", "link:ce"])
+def test_a_diverging_graph_fit_names_no_limit_the_graph_api_does_not_offer(karate, method):
+    """The message told graph users to raise the limit with ``seq train --diverge-factor`` or
+    ``Trainer(diverge_factor=...)``, neither of which a graph fit can reach."""
+    from fwdlearn.errors import DivergenceError
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    seed_everything(0)
+    if method.startswith("link:"):
+        model = ForwardLinkPredictor(karate.num_features, hidden=8, layers=2, method=method[5:])
+    else:
+        model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method=method)
+    with pytest.raises(DivergenceError, match=r"\(the divergence limit\): training diverged. Lower the learning "
+                                              r"rate.$"):
+        model.fit(karate, epochs=20, lr=1e6, quiet=True)

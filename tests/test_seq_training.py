@@ -353,8 +353,12 @@ def test_a_warm_up_is_shorter_than_the_budget(tiny_corpus):
     rates = [row["lr"] for row in report.history]
     assert max(rates) == pytest.approx(model.optimizer_defaults().lr) and rates[1] == max(rates)  # 2-step warm-up
     with pytest.raises(UsageError, match=r"warmup 20 is not shorter than the budget of 20 steps: the learning rate "
-                                         r"would never reach 0.001; give a warm-up < steps \(e.g. 2\)"):
+                                         r"would reach 0.001 only at the last step; give a warm-up < steps "
+                                         r"\(e.g. 2\)"):  # (the last step's rate is the peak: it said 'never')
         model.fit(tiny_corpus, context=8, steps=20, batch_size=2, warmup=20, quiet=True)
+    with pytest.raises(UsageError, match=r"warmup 21 is not shorter than the budget of 20 steps: the learning rate "
+                                         r"would reach 0.001 never"):
+        model.fit(tiny_corpus, context=8, steps=20, batch_size=2, warmup=21, quiet=True)
 
 
 def test_a_resumed_task_run_reports_a_new_budget(tmp_path):

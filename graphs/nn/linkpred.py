@@ -282,7 +282,8 @@ class ForwardLinkPredictor(nn.Module):
             saving = plan.trainer_options() if plan is not None else {}
             results = [Trainer(epochs, monitor="val_auc", patience=patience, eval_every=eval_every, quiet=quiet,
                                desc=f"link bp {self.conv}-{self.layers}", measure_first_step=True, device=device,
-                               settings={"lr": lr, "weight_decay": weight_decay}, **saving).run(
+                               settings={"lr": lr, "weight_decay": weight_decay}, raise_limit=None,
+                               **saving).run(
                 step, lambda: {"val_auc": self.auc(x, train.edge_index, val)},
                 state=Stateful({"model": self, "optimizer": optimizer}, best=("model",)))]
         else:

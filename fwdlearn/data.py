@@ -24,9 +24,10 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def data_dir() -> Path | None:
-    """The folder named by ``FWDLEARN_DATA_DIR``, or ``None`` when the variable is unset or empty."""
+    """The folder named by ``FWDLEARN_DATA_DIR`` (``~`` expanded; a relative path read from the current folder and
+    made absolute, so that links to its files hold from anywhere), or ``None`` when the variable is unset or empty."""
     value = os.environ.get(DATA_ENV, "").strip()
-    return Path(value).expanduser() if value else None
+    return Path(value).expanduser().absolute() if value else None
 
 
 def cache_dir(*parts: str) -> Path:

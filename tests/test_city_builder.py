@@ -294,3 +294,13 @@ def test_edge_list_ids_must_be_integers(tmp_path):
     (tmp_path / "f.cedge").write_text("0 0 1.5 1.0\n")
     with pytest.raises(InputError, match=r"f\.cnode, line 2: expected 'NodeID x y' with integer node ids, got '1\.5'"):
         read_road_graph(tmp_path / "f.cnode")
+
+
+def test_a_road_folder_missing_its_cnode_names_it(tmp_path):
+    """A folder holding a .cedge and a note (.txt) but no .cnode read the note as an edge list; the folder search
+    now finds the .cedge, and the pair check names the missing .cnode."""
+    (tmp_path / "cal.cedge").write_text("0 0 1 1.0\n1 1 2 1.0\n")
+    (tmp_path / "cal_source.txt").write_text("California road network\nhttps://example.org/roads\n")
+    with pytest.raises(FileNotFoundError, match=r"cal\.cnode is missing; a node/edge pair needs both \.cnode and "
+                                                 r"\.cedge"):
+        build_city_network(tmp_path)

@@ -52,3 +52,24 @@ def test_accuracy_floor_on_cora(method, cora):
         report = model.fit(cora, epochs=epochs, lr=0.01, patience=None, eval_every=epochs, quiet=True)
         floor = 0.65 if method in ("ff-symba", "sf-top2loss") else 0.8
     assert report.test_accuracy >= floor, report
+
+
+@needs_cora
+def test_cora_loads_from_a_relative_data_dir_and_a_root_with_a_tilde(tmp_path, monkeypatch):
+    """A relative FWDLEARN_DATA_DIR was linked into the cache as written, so every link pointed nowhere and Cora was
+    reported missing; root="~/..." was checked unexpanded and left a folder named "~" in the current folder."""
+    import os
+    import shutil
+
+    expected = load_graph("cora")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", os.path.relpath(data_dir(), work))
+    assert torch.equal(load_graph("cora").x, expected.x)
+    home = tmp_path / "home"
+    shutil.copytree(data_dir() / "Planetoid" / "Cora" / "raw", home / "pyg" / "Cora" / "raw")
+    monkeypatch.setenv("HOME", str(home))
+    assert torch.equal(load_graph("cora", root="~/pyg").edge_index, expected.edge_index)
+    assert list(work.iterdir()) == []  # (nothing made in the current folder)

@@ -414,7 +414,7 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
     if kind == "citynetwork":
         from torch_geometric.datasets import CityNetwork
 
-        folder = Path(root) if root is not None else cache_dir("CityNetwork")
+        folder = Path(root).expanduser() if root is not None else cache_dir("CityNetwork")
         stored = (folder / arg / "processed").exists() or (folder / arg.lower() / "processed").exists()
         if not download and not stored:
             raise DataNotFoundError(f"citynetwork:{arg} is not in {folder}; torch_geometric.datasets.CityNetwork "

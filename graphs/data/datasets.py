@@ -449,6 +449,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     check_graph_name(name)
     key = name.strip()
     lower = key.lower()
+    root = Path(root).expanduser() if root is not None else None  # (PyG expands ~ itself; the checks here did not)
     if is_city(lower):
         from fwdlearn.graphs.data.citynet import CITY_SPLIT, load_city
 

@@ -272,7 +272,7 @@ def road_files(source: str | Path) -> list[Path]:
             return pair
         return [path]
     if path.is_dir():
-        for pattern in ("*.graphml", "*.gxl", "*.xml", "*.cnode", "*.mat", "*.mtx", "*.edges", "*.txt"):
+        for pattern in ("*.graphml", "*.gxl", "*.xml", "*.cnode", "*.cedge", "*.mat", "*.mtx", "*.edges", "*.txt"):
             found = sorted(path.glob(pattern))
             if found:
                 return road_files(found[0])

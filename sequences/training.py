@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,9 +50,11 @@ from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, shard_bounds, world_size
 from fwdlearn.errors import UsageError, check_range
+from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
                           seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
+from fwdlearn.rules import DSF
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context, check_splits
@@ -369,6 +372,23 @@ def corpus_fingerprint(vocab: Vocabulary, *splits: Tensor) -> dict[str, str]:
             "corpus": f"{' + '.join(f'{s.numel():,}' for s in splits)} tokens #{tensor_fingerprint(*splits)[:8]}"}
 
 
+def _warn_growing_feedback(model, context: int) -> None:
+    """Warn when a DSF layer's feedback :math:`A` has spectral radius above 1 (the Gaussian kind, as drawn by the
+    reference, at most widths): its reverse scan can multiply errors by up to :math:`\rho^{T-1}` over a window."""
+    if not isinstance(getattr(model, "time_rule", None), DSF):
+        return
+    for i in range(len(model.blocks)):
+        rho = spectral_radius(model.feedback(i))
+        if rho > 1 + 1e-4:  # (an orthogonal A's radius is 1 up to float32 rounding)
+            growth = rho ** (context - 1)
+            warnings.warn(
+                f"DSF's feedback A of layer {i} has spectral radius {rho:.3f} > 1: the reverse scan "
+                f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth:.2g} over a "
+                f"window of {context} steps (the far end of the window then drowns the rest, and past about 1e38 "
+                "float32 overflows); use dsf:diagonal (decays in [0, 1], the paper's default) or dsf:orthogonal "
+                "(radius 1), or a shorter context", stacklevel=3)
+
+
 def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16,
            lr: float | None = None, weight_decay: float | None = None, schedule: str | None = None,
            warmup: int | None = None, clip: float | None = 1.0, eval_every: int = 100,
@@ -418,6 +438,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     if model.max_context is not None and context > model.max_context:
         raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
                          f"train with context <= {model.max_context} or build the model with a longer context")
+    _warn_growing_feedback(model, context)
     if corpus.vocab_size > model.vocab_size:
         raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's vocab_size is "
                          f"{model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
@@ -496,6 +517,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     _check_fit_arguments(batch_size, lr, weight_decay, clip)
     check_trainable_dtype(model, f"this {type(model).__name__}")
     _check_task_model(model, task)
+    _warn_growing_feedback(model, task.length)
     held_out = {VALIDATION_SEED: "validation", TEST_SEED: "test"}
     if seed in held_out:
         raise UsageError(f"seed {seed} draws the task's {held_out[seed]} samples (fwdlearn.sequences.training."

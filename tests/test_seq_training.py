@@ -390,3 +390,25 @@ def test_evaluation_reads_any_integer_ids_and_eval_context_is_checked_before_tra
         with pytest.raises(UsageError, match=f"eval_context must be >= 1, got {bad}"):
             RecurrentLM(corpus.vocab_size, hidden=8, layers=1).fit(corpus, context=16, steps=3, batch_size=2,
                                                                    eval_context=bad, quiet=True)
+
+
+def test_fit_warns_when_dsf_feedback_can_grow_over_the_window(tiny_corpus):
+    """The reference's Gaussian A = randn(d, d) / sqrt(d) has spectral radius above 1 at these widths: its scan grew
+    the gradient to 1e9 at T = 256 and to NaN at T = 1024, and the run then stopped as 'diverged, lower the learning
+    rate'. fit now says so up front; the diagonal and orthogonal kinds (radius <= 1) train without a word."""
+    import warnings
+
+    from fwdlearn.feedback import spectral_radius
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=1, training="dsf:gaussian", norm=False)
+    rho = spectral_radius(model.feedback(0))
+    assert rho > 1
+    with pytest.warns(UserWarning, match=rf"DSF's feedback A of layer 0 has spectral radius {rho:.3f} > 1: the reverse "
+                                         rf"scan g_t = e_t \+ A g_\(t\+1\) can multiply errors by up to "
+                                         rf"{rho:.3f}\^15 = {rho ** 15:.2g} over a window of 16 steps"):
+        model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
+    for kind in ("diagonal", "orthogonal"):
+        model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=1, training=f"dsf:{kind}")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="DSF's feedback")
+            model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)

@@ -134,7 +134,7 @@ class DirectFeedbackGNN(Backprop):
 
 
 class _ErrorPowers:
-    """:math:`(\hat A^\top)^k E` for the error :math:`E` of one backward pass, each power computed once."""
+    r""":math:`(\hat A^\top)^k E` for the error :math:`E` of one backward pass, each power computed once."""
 
     def __init__(self, adjacency: Tensor) -> None:
         self.adjacency = adjacency

@@ -364,7 +364,7 @@ class StackedLM(LanguageModel):
         return feedback.points if isinstance(feedback, DirectFeedback) else []
 
     def feedback_alignment(self, tokens: Tensor, targets: Tensor, state=None) -> dict[str, float]:
-        """At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` and the true
+        r"""At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` and the true
         gradient, read in one backprop pass through the points (:meth:`fwdlearn.feedback.DirectFeedback.probing`;
         a recurrent layer is backpropagated through time there, whatever its time rule)."""
         if not self.feedback_points:

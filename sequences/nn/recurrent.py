@@ -262,7 +262,7 @@ class RecurrentLM(StackedLM):
         return getattr(self, f"feedback_{layer}")
 
     def set_feedback(self, layer: int, value: Tensor) -> None:
-        """Replace layer ``layer``'s feedback by ``value`` (``[S]`` decays or ``[S, S]``). A matrix acts on column
+        r"""Replace layer ``layer``'s feedback by ``value`` (``[S]`` decays or ``[S, S]``). A matrix acts on column
         vectors, :math:`g_t = e_t + A\,g_{t+1}`: one taken from code that writes row vectors (``g @ A``) goes in
         transposed."""
         S = self.blocks[layer].layer.state_size

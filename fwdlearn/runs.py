@@ -119,8 +119,12 @@ class RunPaths:
 
 
 def launch_rank() -> int:
-    """This process's rank as ``torchrun`` set it (``RANK``; 0 outside torchrun), known before any process group."""
+    """This process's rank as ``torchrun`` set it (``RANK``), known before any process group; 0 outside a launch of
+    several processes (``WORLD_SIZE`` unset or 1: a stray ``RANK`` alone made a lone process silence its errors and
+    skip the run lock as a non-leading rank does)."""
     try:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0

@@ -26,8 +26,9 @@ schedule over the whole budget (warm-up + cosine) is stretched to it from the re
 
 **Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
-``DistributedDataParallel``: process :math:`r` of :math:`W` walks its own contiguous shard of the
-training tokens (``B`` streams each, so the global batch is :math:`WB`), gradients are averaged
+``DistributedDataParallel``: process :math:`r` of :math:`W` walks streams :math:`rB \ldots rB + B - 1` of the
+:math:`WB` streams one process with batch :math:`WB` would cut the training tokens into (so the global batch is
+:math:`WB`, window for window that process's, whatever the split's length), gradients are averaged
 across processes and every replica takes the same update; the logged (and divergence-checked) loss is the
 global batch's mean. Rank 0 owns the progress bar and the checkpoint; rank :math:`r > 0` keeps its own
 ``<checkpoint>.rank<r>`` (a full training state, with its stream position and carried state) so a resumed run
@@ -48,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fwdlearn.distributed import is_distributed, mean, rank, shard_bounds, world_size
+from fwdlearn.distributed import is_distributed, mean, rank, world_size
 from fwdlearn.errors import UsageError, check_range
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
@@ -452,7 +453,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     _check_evaluable(valid, batch_size * world_size(), valid_split, eval_tokens, "eval_tokens (--eval-tokens)")
     probe = None
     if align_every:
-        probe = alignment_window(valid, batch_size, context)
+        probe = alignment_window(valid, batch_size * world_size(), context)  # (the global batch, as validation)
         if not model.feedback_points:  # refused before any update
             model.feedback_alignment(probe[0].to(device), probe[1].to(device))
     train_ids = corpus.split(train_split)
@@ -461,13 +462,13 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     fingerprint = {"model": config, **corpus_fingerprint(corpus.vocab, train_ids, valid),
                    "batch_size": batch_size, "context": context, "processes": world_size(), "seed": seed}
     trainable = _TrainingLoss(model)
-    if is_distributed():  # every process checks the smallest shard: one short shard fails them all alike
-        total = train_ids.numel()
-        smallest = min(b - a for a, b in (shard_bounds(total, world_size(), r) for r in range(world_size())))
-        check_context(smallest, batch_size, context, f"the smallest of {world_size()} process shards of the "
-                                                     f"{train_split} split ({total:,} tokens)")
-        start, stop = shard_bounds(total)
-        train_ids = train_ids[start:stop]
+    if is_distributed():  # process r reads streams rB .. rB + B - 1 of the W x B streams one process would read
+        total, streams = train_ids.numel(), batch_size * world_size()
+        check_context(total, streams, context, f"the {train_split} split read by {world_size()} processes x "
+                                               f"{batch_size} streams")
+        per_stream = total // streams  # (as one process with batch W x B cuts the split)
+        start = rank() * batch_size * per_stream
+        train_ids = train_ids[start: start + batch_size * per_stream]
         trainable = torch.nn.parallel.DistributedDataParallel(trainable)  # broadcasts rank 0's weights
         if rank() > 0:
             quiet = True

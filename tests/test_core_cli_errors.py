@@ -292,3 +292,23 @@ def test_an_interrupt_without_a_message_says_interrupted(capsys, monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     _report(KeyboardInterrupt())
     assert capsys.readouterr().err == "fwdlearn: interrupted\n"
+
+
+def test_a_stray_rank_without_a_launch_of_several_processes_still_reports_errors(monkeypatch, capsys):
+    """RANK=1 alone (WORLD_SIZE unset or 1) made the one process act as a non-leading rank: its errors were silenced
+    (after a 3 s wait) and its run lock skipped."""
+    from fwdlearn.cli import main
+    from fwdlearn.runs import launch_rank
+
+    monkeypatch.setenv("RANK", "1")
+    for world in (None, "1"):
+        if world is None:
+            monkeypatch.delenv("WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("WORLD_SIZE", world)
+        assert launch_rank() == 0
+        with pytest.raises(SystemExit) as exit:  # (the parser's errors exit through SystemExit)
+            main(["seq", "train", "--bogus"])
+        assert exit.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launch_rank() == 1

@@ -10,7 +10,9 @@ import torch.multiprocessing as mp
 from fwdlearn.sequences import RecurrentLM, load_text
 from fwdlearn.sequences.nn.transformer import TransformerLM
 
-TEXT = "to be or not to be, that is the question; whether tis nobler in the mind to suffer.\n" * 20
+#: 1341 training characters: not a multiple of the 2 x 3 streams (the processes read other streams than one process
+#: did when they split the tokens before cutting streams; 1512 did divide)
+TEXT = ("to be or not to be, that is the question; whether tis nobler in the mind to suffer.\n" * 20)[:1490]
 
 
 def _initial_model(vocab_size: int, seed: int, kind: str = "recurrent"):
@@ -24,15 +26,24 @@ def _initial_model(vocab_size: int, seed: int, kind: str = "recurrent"):
     return model
 
 
+def _align_every(kind: str) -> int:
+    return 1 if kind == "transformer" else 0  # (the DSF-only model has no DFA feedback point to align)
+
+
+def _alignment(report) -> list[tuple[int, str, float]]:
+    return [(row["step"], k, v) for row in report.history for k, v in row.items() if k.startswith("align/")]
+
+
 def _worker(rank: int, port: int, folder: str, kind: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     corpus = load_text(f"{folder}/text.txt")
     model = _initial_model(corpus.vocab_size, 100 + rank, kind)  # different replicas: DDP must start all from rank 0's
     report = model.fit(corpus, context=12, steps=3, batch_size=3, eval_every=3, checkpoint=f"{folder}/ckpt.pt",
-                       quiet=True)
+                       quiet=True, align_every=_align_every(kind))
     torch.save({n: p.detach().clone() for n, p in model.named_parameters()}, f"{folder}/rank{rank}.pt")
     torch.save([row["val_loss"] for row in report.history if "val_loss" in row], f"{folder}/val{rank}.pt")
+    torch.save(_alignment(report), f"{folder}/align{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
 
@@ -57,11 +68,16 @@ def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind):
     # per process before, another loss than one process's)
     alone = _initial_model(load_text(str(tmp_path / "text.txt")).vocab_size, 100, kind)
     report = alone.fit(load_text(str(tmp_path / "text.txt")), context=12, steps=3, batch_size=6, eval_every=3,
-                       quiet=True)
+                       quiet=True, align_every=_align_every(kind))
     for name, p in alone.named_parameters():
         torch.testing.assert_close(p.detach(), a[name], rtol=1e-4, atol=1e-5)  # (float rounding, through Adam)
     assert torch.load(tmp_path / "val0.pt") == pytest.approx([r["val_loss"] for r in report.history if "val_loss" in r],
                                                              rel=1e-5)
+    # the alignment is read on the global batch's validation windows too (each process read its own B before)
+    aligned = torch.load(tmp_path / "align0.pt")
+    assert bool(aligned) == (kind == "transformer")
+    assert [(s, k) for s, k, _ in aligned] == [(s, k) for s, k, _ in _alignment(report)]
+    assert [v for _, _, v in aligned] == pytest.approx([v for _, _, v in _alignment(report)], rel=1e-4, abs=1e-5)
 
 
 def _resume_worker(rank: int, port: int, folder: str) -> None:

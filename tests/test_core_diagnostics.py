@@ -53,6 +53,11 @@ def test_alignment_same_and_opposite():
     assert opposite.per_tensor["w"][1] == pytest.approx(180.0, abs=1e-4)
     assert angle_degrees(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])) == pytest.approx(90.0)
     torch.testing.assert_close(per_sample_cosine(torch.eye(2), torch.tensor([[1.0, 0.0], [1.0, 0.0]])), torch.tensor([1.0, 0.0]))
+    # tiny gradients keep their direction (cosine_similarity's eps = 1e-12 on each norm gave 1.4e-15 for equal rows),
+    # and a zero row gives 0 as cosine() does
+    tiny = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]) * 1e-20
+    torch.testing.assert_close(per_sample_cosine(tiny, tiny), torch.tensor([1.0, 0.0]))
+    assert per_sample_cosine(tiny, tiny).dtype == torch.float32
     with pytest.raises(ValueError, match="different names"):
         gradient_alignment({"a": torch.ones(1)}, {"b": torch.ones(1)})
 

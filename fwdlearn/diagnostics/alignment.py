@@ -40,11 +40,18 @@ def angle_degrees(a: Tensor, b: Tensor) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cosine(a, b)))))
 
 
-def per_sample_cosine(a: Tensor, b: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
-    """Cosine along ``dim`` for every sample (e.g. per token or per node); shape ``a.shape`` without ``dim``."""
+def per_sample_cosine(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
+    """Cosine along ``dim`` for every sample (e.g. per token or per node); shape ``a.shape`` without ``dim``, in
+    ``a``'s dtype. Computed in float64 and, as :func:`cosine`, 0.0 where either vector is all zeros -- and only
+    there (``torch.nn.functional.cosine_similarity`` clamps each norm to an ``eps``, which turned the cosine of two
+    equal vectors of norm below it into about 0)."""
     if a.shape != b.shape:
         raise ValueError(f"cannot align tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    return torch.nn.functional.cosine_similarity(a.detach(), b.detach(), dim=dim, eps=eps)
+    fa, fb = a.detach().double(), b.detach().double()
+    denom = fa.norm(dim=dim) * fb.norm(dim=dim)
+    dot = (fa * fb).sum(dim=dim)
+    out = torch.where(denom > 0, dot / torch.where(denom > 0, denom, 1.0), 0.0)
+    return out.to(a.dtype) if a.dtype.is_floating_point else out
 
 
 @dataclass

@@ -159,3 +159,31 @@ def test_link_methods_are_a_registry_resolved_by_name_or_rule():
         assert (model.method, model.rule, model.layerwise) == ("ce2", "ce2", True)
     finally:
         LINK_METHODS.unregister("ce2")
+
+
+def test_held_out_negative_pairs_are_distinct_unordered_pairs():
+    """PyG draws ordered pairs: (30, 5) was a validation negative and (5, 30) a test one on karate at seed 0, and the
+    'not 1:1' warning counted columns, so a dense graph with fewer non-edges than held-out edges passed silently."""
+    import warnings
+
+    import torch
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    def unordered(part):
+        return [tuple(sorted(pair)) for pair in part.neg_edge_label_index.t().tolist()]
+
+    _, val, test = link_split(load_graph("karate", split="random"), seed=0)
+    a, b = unordered(val), unordered(test)
+    assert len(set(a)) == len(a) == val.pos_edge_label_index.shape[1] and len(set(b)) == len(b)
+    assert not set(a) & set(b) and val.neg_edge_label.shape == (len(a),)
+    pairs = torch.combinations(torch.arange(12)).t()
+    dense = Data(x=torch.randn(12, 3), num_nodes=12,
+                 edge_index=pairs[:, torch.randperm(66, generator=torch.Generator().manual_seed(1))[:50]])
+    with pytest.warns(UserWarning, match="its test split has 10 edges but only 8 negative pairs"):
+        _, val, test = link_split(dense, seed=0)
+    assert len(set(unordered(val)) | set(unordered(test))) == 66 - 50  # every non-edge once
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        link_split(load_graph("karate", split="random"), seed=3)

@@ -148,8 +148,9 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
     with warnings.catch_warnings():  # (PyG warns of too few negatives; the check below says what it means here)
         warnings.simplefilter("ignore", UserWarning)
         splits = transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
+    _distinct_negatives(splits[1:], edge_index, n, seed)
     for name, part in zip(("validation", "test"), splits[1:]):
-        pos, neg = part.pos_edge_label_index.shape[1], getattr(part, "neg_edge_label_index", torch.empty(2, 0)).shape[1]
+        pos, neg = part.pos_edge_label_index.shape[1], part.neg_edge_label_index.shape[1]
         if neg == 0:
             raise ValueError(f"the graph is too dense to draw negative pairs for its {name} split ({edges} edges among "
                              f"{n} nodes): an AUC needs node pairs that are not edges")
@@ -157,6 +158,36 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
             warnings.warn(f"the graph is dense: its {name} split has {pos} edges but only {neg} negative pairs (not "
                           "1:1), so its AUC rests on few negatives", stacklevel=2)
     return splits
+
+
+def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:
+    """Make the negative pairs of the validation and test ``parts`` distinct as unordered pairs, within and across
+    the two (in place). PyG draws them as ordered pairs, so ``(u, v)`` and ``(v, u)`` -- one candidate link to a
+    symmetric score -- could both be drawn (one such pair in Cora's validation split at seed 0). A repeat is replaced
+    by a pair drawn (seeded) from the non-edges not yet used; where none is left the split keeps fewer negatives."""
+    edges = set((edge_index[0] * n + edge_index[1]).tolist())  # (both directions: the graph is undirected here)
+    used: set[int] = set()
+    generator = torch.Generator().manual_seed(seed)
+    free = n * (n - 1) // 2 - len(edges) // 2  # unordered non-edges
+
+    def fresh(u: int, v: int) -> bool:
+        key = min(u, v) * n + max(u, v)
+        if u == v or u * n + v in edges or key in used:
+            return False
+        used.add(key)
+        return True
+
+    for part in parts:
+        neg = getattr(part, "neg_edge_label_index", torch.empty(2, 0, dtype=torch.long))
+        kept = [(u, v) for u, v in neg.t().tolist() if fresh(u, v)]
+        missing = min(neg.shape[1] - len(kept), free - len(used))
+        while missing > 0:
+            u, v = torch.randint(n, (2,), generator=generator).tolist()
+            if fresh(u, v):
+                kept.append((u, v))
+                missing -= 1
+        part.neg_edge_label_index = torch.tensor(kept, dtype=torch.long).reshape(-1, 2).t().contiguous()
+        part.neg_edge_label = torch.zeros(len(kept), dtype=getattr(part, "neg_edge_label", torch.zeros(0)).dtype)
 
 
 def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:

@@ -667,13 +667,19 @@ class Trainer:
         return best_state
 
     def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int, result: FitResult) -> Mapping[str, Any]:
-        if not (self.measure_first_step and result.first_step_cost is None):
-            return step(i) or {}
-        from fwdlearn.diagnostics.cost import measure_cost
+        try:
+            if not (self.measure_first_step and result.first_step_cost is None):
+                return step(i) or {}
+            from fwdlearn.diagnostics.cost import measure_cost
 
-        box: dict[str, Any] = {}
-        result.first_step_cost = measure_cost(lambda: box.update(step(i) or {}), self.device)
-        return box
+            box: dict[str, Any] = {}
+            result.first_step_cost = measure_cost(lambda: box.update(step(i) or {}), self.device)
+            return box
+        finally:
+            # a fit inside torch.autocast: autocast keeps its lower-precision copies of the weights until the
+            # outermost autocast block exits, so every later step (and evaluation) would read the weights of the
+            # first one -- training stood still (a GCN on karate stayed at its first loss under bfloat16)
+            torch.clear_autocast_cache()
 
     def run(
         self,

@@ -90,8 +90,8 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
     saving = checkpointing.trainer_options() if checkpointing is not None else {}
     result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
                      measure_first_step=True, device=device, settings={"lr": lr, "weight_decay": weight_decay},
-                     raise_limit=None, **saving).run(step, evaluate, state=Stateful({"model": model, "optimizer": optimizer},
-                                                                  best=("model",)))
+                     raise_limit=None, **saving).run(
+        step, evaluate, state=Stateful({"model": model, "optimizer": optimizer}, best=("model",)))
     seconds = result.seconds  # the whole training loop, the part before a resume included
     model.eval()
     with torch.no_grad():

@@ -147,6 +147,8 @@ class _ErrorPowers:
     def power(self, error: Tensor, hops: int) -> Tensor:
         if error is not self.error:  # a new backward pass
             self.error, self.powers = error, [error.to(self.adjacency.dtype)]
-        while len(self.powers) <= hops:
-            self.powers.append(torch.sparse.mm(self.adjacency, self.powers[-1]))
+        # (backward runs under the caller's autocast, which would take the sparse product to bfloat16: no CPU kernel)
+        with torch.autocast(device_type=self.adjacency.device.type, enabled=False):
+            while len(self.powers) <= hops:
+                self.powers.append(torch.sparse.mm(self.adjacency, self.powers[-1]))
         return self.powers[hops].to(error.dtype)

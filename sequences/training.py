@@ -373,6 +373,12 @@ def corpus_fingerprint(vocab: Vocabulary, *splits: Tensor) -> dict[str, str]:
             "corpus": f"{' + '.join(f'{s.numel():,}' for s in splits)} tokens #{tensor_fingerprint(*splits)[:8]}"}
 
 
+def _dtype_name(model) -> str:
+    """The parameters' dtype, as a checkpoint's fingerprint records it (a float64 run resumed by a float32 model was
+    downcast without a word)."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
 def _warn_growing_feedback(model, context: int) -> None:
     """Warn when a DSF layer's feedback :math:`A` has spectral radius above 1 (the Gaussian kind, as drawn by the
     reference, at most widths): its reverse scan can multiply errors by up to :math:`\rho^{T-1}` over a window."""
@@ -459,7 +465,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     train_ids = corpus.split(train_split)
     # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
     config = {k: v for k, v in model.config_dict().items() if k != "feedback_seed"}
-    fingerprint = {"model": config, **corpus_fingerprint(corpus.vocab, train_ids, valid),
+    fingerprint = {"model": config, "dtype": _dtype_name(model), **corpus_fingerprint(corpus.vocab, train_ids, valid),
                    "batch_size": batch_size, "context": context, "processes": world_size(), "seed": seed}
     trainable = _TrainingLoss(model)
     if is_distributed():  # process r reads streams rB .. rB + B - 1 of the W x B streams one process would read
@@ -547,6 +553,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,
                   quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
                   overwrite=overwrite, diverge_factor=diverge_factor, raise_limit="fit(diverge_factor=...)",
-                  fingerprint={"model": model.config_dict(), "task": _task_fingerprint(task), "batch_size": batch_size},
+                  fingerprint={"model": model.config_dict(), "dtype": _dtype_name(model),
+                               "task": _task_fingerprint(task), "batch_size": batch_size},
                   settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches})
     return _run(kwargs, step, evaluate, state, steps)

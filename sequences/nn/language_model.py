@@ -135,10 +135,15 @@ class LanguageModel(nn.Module):
         return tokens if tokens.dtype in (torch.long, torch.int32) else tokens.long()
 
     def check_embeddings(self, emb: Tensor, width: int) -> Tensor:
-        """``emb`` as :meth:`forward_from_embeddings` reads it: ``[batch, time, width]``, ``time >= 1``."""
+        """``emb`` as :meth:`forward_from_embeddings` reads it: ``[batch, time, width]``, ``time >= 1``, in the
+        parameters' dtype (what :meth:`embed` returns)."""
         if not isinstance(emb, Tensor) or emb.dim() != 3 or emb.shape[-1] != width or emb.shape[1] == 0:
             found = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
             raise ValueError(f"embeddings must be [batch, time >= 1, {width}] (what embed(tokens) returns); got {found}")
+        dtype = next(self.parameters()).dtype
+        if emb.dtype != dtype:  # (torch's own error named no tensor; a lower precision passed and came back in it)
+            raise TypeError(f"the embeddings are {emb.dtype} but the model's parameters are {dtype}: convert one of "
+                            f"them (model.to({emb.dtype}) or emb.to({dtype}))")
         return emb
 
     @property

@@ -195,7 +195,7 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
         if tangent is not None:  # through h / max(|h|, eps), up to the scale folded into the mask below
             dot = torch.bmm(z, tangent.transpose(1, 2))  # [rows, C, 1]: <z_c, h / |h|> per row
             z = z.addcmul_(tangent, dot, value=-1)
-    mass = z.abs().sum(dim=(1, 2))
+    mass = torch.linalg.vector_norm(z, ord=1, dim=(1, 2))  # sum |z| without the [rows, C, d] copy of |z|
     if input_scale is not None:
         mass = mass * input_scale
     out = torch.zeros(P, dtype=x.dtype, device=x.device)

@@ -213,6 +213,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             last = max(more)
             raise UsageError(f"{more[last]} is split {last}'s checkpoint of this run: it has at least {last + 1} "
                              f"splits; resume with --splits {last + 1} (or as many as it was started with)")
+    if paths.checkpoint is not None and scales_out and not resume:
+        paths.stale += _process_checkpoints(paths.checkpoint, options.overwrite)
     paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
 
@@ -306,6 +308,20 @@ def _further_splits(path: Path, splits: int, overwrite: bool) -> tuple[Path, ...
         raise FileExistsError(f"{further[0]} is a checkpoint of an earlier run of this name with more splits; pass "
                               "--overwrite to start over (it is removed), or choose another --name")
     return further
+
+
+def _process_checkpoints(path: Path, overwrite: bool) -> tuple[Path, ...]:
+    """An earlier ``torchrun`` run's checkpoints of processes ``r > 0`` (``<checkpoint>.rank<r>``, to remove),
+    refused unless ``overwrite``: a fresh run of several processes would find them only at its first save (and
+    fail there), and an overwriting run of one process would leave them beside its own checkpoint."""
+    pattern = re.compile(re.escape(path.name) + r"\.rank(\d+)")
+    siblings = path.parent.iterdir() if path.parent.is_dir() else ()
+    found = sorted((p for p in siblings if pattern.fullmatch(p.name)), key=lambda p: int(pattern.fullmatch(p.name)[1]))
+    if found and not overwrite:
+        raise FileExistsError(f"{found[0]} is a checkpoint of an earlier run of this name with several processes; "
+                              "pass --resume (with as many processes) to continue it, --overwrite to start over (it "
+                              "is removed), or choose another --name")
+    return tuple(found)
 
 
 def _own_files(paths: RunPaths) -> set[Path]:

@@ -322,3 +322,21 @@ def test_running_a_named_training_run_again_suggests_resume(folder, capsys):
     capsys.readouterr()
     assert main(args) == 2
     assert "already exists; pass --resume to continue that run, --overwrite to start it over" in capsys.readouterr().err
+
+
+def test_an_earlier_runs_process_checkpoints_are_refused_before_work_and_removed_by_overwrite(folder, capsys):
+    """<checkpoint>.rank<r> (a torchrun run's processes r > 0) was never checked: a fresh run of several processes
+    failed at its first save, and an --overwrite run left them beside its own checkpoint."""
+    from fwdlearn.cli import main
+
+    Path("runs").mkdir()
+    for r in (1, 3):
+        Path(f"runs/dp.pt.rank{r}").write_text("an earlier run's")
+    Path("runs/dp.pt.rank1.notes").write_text("not a checkpoint")
+    args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "1", "--sample", "0", "--name", "dp"]
+    assert main(args) == 2
+    assert ("runs/dp.pt.rank1 is a checkpoint of an earlier run of this name with several processes; pass --resume "
+            "(with as many processes) to continue it, --overwrite to start over") in capsys.readouterr().err
+    assert not Path("runs/dp.json").exists()  # (refused before any work)
+    assert main([*args, "--overwrite"]) == 0
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["dp.json", "dp.pt", "dp.pt.rank1.notes"]

@@ -29,7 +29,8 @@ import atexit
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -247,6 +248,31 @@ def lock_run(record: Path) -> None:
     lock.parent.mkdir(parents=True, exist_ok=True)
     mine = lock.with_name(f"{lock.name}.{os.getpid()}")
     mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
+    # one process at a time reads, takes over and takes the locks of a folder: two runs that both found a dead
+    # process's lock could otherwise both remove it, the second removing the first's fresh lock, and both run
+    with _one_at_a_time(lock.parent):
+        _take(lock, mine, record)
+
+
+@contextmanager
+def _one_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` (released when the block ends, or when the process dies); without
+    ``fcntl`` (Windows) nothing is held."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the flock)
+
+
+def _take(lock: Path, mine: Path, record: Path) -> None:
+    """Link ``mine`` (this process's id) into place as ``lock``, taking over a lock whose process is gone."""
     try:
         while True:  # ends by taking the lock, or by an error naming the live process that holds it
             try:

@@ -340,3 +340,31 @@ def test_an_earlier_runs_process_checkpoints_are_refused_before_work_and_removed
     assert not Path("runs/dp.json").exists()  # (refused before any work)
     assert main([*args, "--overwrite"]) == 0
     assert sorted(p.name for p in Path("runs").iterdir()) == ["dp.json", "dp.pt", "dp.pt.rank1.notes"]
+
+
+def test_two_runs_taking_over_one_dead_processs_lock_do_not_both_hold_it(tmp_path, monkeypatch):
+    """Both read the dead owner, the first removed the lock and took it, the second then removed the first's fresh
+    lock and took it too: two runs of one name. The takeover is now one process at a time per folder."""
+    from fwdlearn.runs import lock_run
+
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    Path("runs/r.json.lock").write_text("999999999")  # a process that is gone
+    slow = ("import pathlib, sys, time\n"
+            "from fwdlearn.runs import lock_run\n"
+            "unlink = pathlib.Path.unlink\n"
+            "def slow_unlink(self, missing_ok=False):\n"
+            "    if self.name == 'r.json.lock': time.sleep(1.5)  # between reading the owner and removing the lock\n"
+            "    return unlink(self, missing_ok=missing_ok)\n"
+            "pathlib.Path.unlink = slow_unlink\n"
+            "lock_run(pathlib.Path('runs/r.json')); print('holds', flush=True); sys.stdin.read()\n")
+    first = subprocess.Popen([sys.executable, "-c", slow], cwd=tmp_path, env=ENV, text=True, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.7)  # the first is inside its takeover
+        with pytest.raises(UsageError, match=rf"another fwdlearn run \(process {first.pid}\) is writing runs/r.json"):
+            lock_run(Path("runs/r.json"))
+        assert first.stdout.readline() == "holds\n"
+    finally:
+        release_runs()
+        first.communicate("", timeout=60)

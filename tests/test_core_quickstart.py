@@ -90,3 +90,14 @@ def test_quickstart_names_stay_under_runs(tmp_path, monkeypatch, capsys):
         assert f"--name {name!r} must name a run under runs/ (no absolute path, no '..', not '.')\n" in \
             capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_quickstart_name_that_is_a_file_is_refused_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "qfile").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        assert main(["quickstart", *TINY, "--name", "qfile", *extra]) == 2
+        assert capsys.readouterr().err.strip() == ("fwdlearn: error: runs/qfile is a file; quickstart writes a report "
+                                                   "folder there: choose another --name")
+    assert (tmp_path / "runs" / "qfile").read_text() == "mine"

@@ -61,6 +61,8 @@ def _folder(config: QuickstartConfig) -> Path:
     folder = Path(RUNS_FOLDER) / config.name if config.name else fresh_stem("quickstart")
     if config.json:
         raise UsageError("quickstart writes a report folder (record.json inside it); name it with --name, not --json")
+    if folder.exists() and not folder.is_dir():  # (iterdir gave the raw "[Errno 20] Not a directory")
+        raise UsageError(f"{folder} is a file; quickstart writes a report folder there: choose another --name")
     if folder.exists() and any(not p.name.endswith(".lock") for p in folder.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{folder} already holds a report; choose another --name or pass --overwrite")
     check_writable(folder / "record.json", "--name")

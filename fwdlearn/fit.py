@@ -439,7 +439,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
     """Refuse to resume checkpoint ``ckpt`` (read from ``path``) when it was made with another ``fingerprint``
     (model config, data, ...), naming every difference (:class:`~fwdlearn.errors.UsageError`)."""
-    differ = _differences(ckpt.get("fingerprint") or {}, fingerprint)
+    saved = ckpt.get("fingerprint") or {}
+    before, now = saved.get("model"), fingerprint.get("model")
+    if isinstance(before, Mapping) and isinstance(now, Mapping) and set(before) - set(now) and set(now) - set(before):
+        # each side names settings the other has none of: another kind of model (a graph run's checkpoint given to
+        # seq train), where a list of "not recorded" settings would blame an older fwdlearn
+        theirs, ours = (", ".join(sorted(set(a) - set(b))) for a, b in ((before, now), (now, before)))
+        raise UsageError(f"the checkpoint {path} was made by another kind of run: its model has {theirs}, this one "
+                         f"{ours}. Resume it with the command that made it, or start a new run (another --name or "
+                         "--checkpoint)")
+    differ = _differences(saved, fingerprint)
     if differ:
         raise UsageError(f"the checkpoint {path} was made by a different run: {'; '.join(differ)}. Resume with "
                          "the settings and data it was made with, or start a new run (another --name or --checkpoint)")

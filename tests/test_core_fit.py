@@ -445,3 +445,19 @@ def test_a_text_file_given_as_a_checkpoint_is_not_a_torch_file(tmp_path):
         with pytest.raises(InputError, match=r"cannot read .* as a fwdlearn checkpoint \(UnpicklingError: not a torch "
                                              r"file"):
             read_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
+    """A seq train checkpoint given to graph train listed the graph settings as 'not recorded (checkpoint: an older
+    fwdlearn)'; one given with other layers blamed the layers, then (after the fix) the vocabulary."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.fit import check_fingerprint
+
+    lm = {"fingerprint": {"model": {"kind": "recurrent", "vocab_size": 7, "layers": 2}, "seed": 0}}
+    gnn = {"model": {"method": "local:prototype", "conv": "gcn", "layers": 1}, "seed": 0}
+    with pytest.raises(UsageError, match=r"^the checkpoint c.pt was made by another kind of run: its model has kind, "
+                                         r"vocab_size, this one conv, method. Resume it with the command that made it"):
+        check_fingerprint("c.pt", lm, gnn)
+    older = {"fingerprint": {"model": {"kind": "recurrent", "layers": 2}, "seed": 0}}  # a setting not yet recorded
+    with pytest.raises(UsageError, match=r"model.vocab_size not recorded \(checkpoint: an older fwdlearn\)"):
+        check_fingerprint("c.pt", older, lm["fingerprint"])

@@ -743,3 +743,18 @@ def test_a_diverging_graph_fit_names_no_limit_the_graph_api_does_not_offer(karat
     with pytest.raises(DivergenceError, match=r"\(the divergence limit\): training diverged. Lower the learning "
                                               r"rate.$"):
         model.fit(karate, epochs=20, lr=1e6, quiet=True)
+
+
+def test_sf_steps_take_the_output_the_evaluation_before_them_computed(karate, monkeypatch):
+    """SF scores and trains on one stream: the output an evaluation computed after a step is the next step's (same
+    input, same weights), and was computed again; any change of the weights must still recompute it."""
+    import fwdlearn.graphs.methods.base as base
+
+    calls = []
+    run = base.run_block
+    monkeypatch.setattr(base, "run_block", lambda block, cached: calls.append(1) or run(block, cached))
+    seed_everything(0)
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=1, method="sf")
+    report = model.fit(karate, epochs=5, patience=None, eval_every=1, quiet=True)
+    assert len(calls) == 1 + 5 + 1  # the first step's loss, five evaluations, the finished layer's outputs (was 11)
+    assert report.history[-1]["loss"] < report.history[0]["loss"]  # (it trained: each step read fresh weights)

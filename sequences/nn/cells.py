@@ -9,7 +9,9 @@ read from the states and, where it has one, the CPU kernel of :mod:`~fwdlearn.se
 * ``lstm``: ``torch.nn.LSTM``'s gates, state :math:`s = [h, c]` and output :math:`W_s [h; c] + b_s` (the whole state,
   as in the reference implementation of DSF, so that the cell state gets errors from the layer above too);
 * ``linear``: the diagonal linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (DSF with
-  :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT).
+  :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT -- for the current :math:`\lambda`: DSF's default :math:`A`
+  is the reference's ``linspace(0, 1, d)``; ``set_feedback(l, blocks[l].layer.decay)`` sets it, and it stays fixed
+  while :math:`\lambda` trains).
 
 The cells are looked up by name in :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS` (also importable from here),
 whose built-in entries are the instances below (``TANH_CELL``, ...). A new cell is one subclass of

@@ -12,7 +12,8 @@ The cell :math:`f` (:mod:`~fwdlearn.sequences.nn.cells`) is a tanh RNN, a GRU, a
 :math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in the reference implementation of
 DSF, so that the cell state gets errors from the layer above too) or a diagonal linear recurrence
 :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
-:math:`A = \operatorname{diag}(\lambda)` is exactly BPTT). How the states get their gradient is
+:math:`A = \operatorname{diag}(\lambda)` is exactly BPTT for the current :math:`\lambda`: ``set_feedback(l,
+blocks[l].layer.decay)``, as :math:`A` is fixed while :math:`\lambda` trains). How the states get their gradient is
 the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`); how the
 blocks get theirs is the depth rule (:mod:`fwdlearn.sequences.nn.depth_rules`): under ``"dfa+dsf"`` every
 layer's output sequence :math:`x^{(l)}` receives :math:`e\,B_l` and the layer passes it back through time by DSF,

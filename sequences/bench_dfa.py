@@ -70,7 +70,7 @@ def _train(config, corpus: Corpus, make: Callable[[str], LanguageModel], rule: s
                        align_every=config.align_every if dfa else None, quiet=config.quiet, seed=config.seed,
                        train_split=config.train_split, valid_split=config.valid_split)
     final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
-    out = {"val_bpc": final["bpc"], "val_loss": final["loss"], "perplexity": 2 ** final["bpc"],
+    out = {"val_bpc": final["bpc"], "val_loss": final["loss"], "perplexity": final["perplexity"],
            "train_seconds": report.seconds, "best_step": report.result.best_step,
            "optimizer": str(model.optimizer_defaults()),
            "curve": [(r["step"], r["val_bpc"]) for r in report.history if "val_bpc" in r]}

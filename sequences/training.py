@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -110,9 +111,15 @@ def task_loss(task: SequenceTask, output: Tensor, targets: Tensor) -> Tensor:
     return F.mse_loss(output[..., 0][mask], targets[mask])
 
 
+def perplexity(loss: float) -> float:
+    """:math:`e^{L}` of a mean cross-entropy ``loss`` in nats; ``inf`` past float64's range (it was capped at
+    :math:`e^{50}`, a finite number beside an infinite bpc)."""
+    return math.exp(loss) if loss < math.log(sys.float_info.max) else math.inf
+
+
 def _lm_metrics(total: float, count: int, prefix: str = "") -> dict[str, float]:
     loss = total / max(count, 1)
-    return {f"{prefix}loss": loss, f"{prefix}perplexity": math.exp(min(loss, 50.0)), f"{prefix}bpc": loss / LN2}
+    return {f"{prefix}loss": loss, f"{prefix}perplexity": perplexity(loss), f"{prefix}bpc": loss / LN2}
 
 
 @torch.no_grad()
@@ -387,7 +394,7 @@ def _warn_growing_feedback(model, context: int) -> None:
     for i in range(len(model.blocks)):
         rho = spectral_radius(model.feedback(i))
         if rho > 1 + 1e-4:  # (an orthogonal A's radius is 1 up to float32 rounding)
-            growth = rho ** (context - 1)
+            growth = math.exp(min((context - 1) * math.log(rho), 700.0))  # (a float ** overflows with an error)
             warnings.warn(
                 f"DSF's feedback A of layer {i} has spectral radius {rho:.3f} > 1: the reverse scan "
                 f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth:.2g} over a "

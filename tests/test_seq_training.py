@@ -417,6 +417,10 @@ def test_fit_warns_when_dsf_feedback_can_grow_over_the_window(tiny_corpus):
                                          rf"scan g_t = e_t \+ A g_\(t\+1\) can multiply errors by up to "
                                          rf"{rho:.3f}\^15 = {rho ** 15:.2g} over a window of 16 steps"):
         model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
+    from fwdlearn.sequences.training import _warn_growing_feedback
+
+    with pytest.warns(UserWarning, match=r"over a window of 100000 steps"):  # (rho ** T raised OverflowError)
+        _warn_growing_feedback(model, 100_000)
     for kind in ("diagonal", "orthogonal"):
         model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=1, training=f"dsf:{kind}")
         with warnings.catch_warnings():
@@ -440,3 +444,13 @@ def test_a_fit_under_bfloat16_autocast_follows_the_float32_fit(tiny_corpus, kind
             report = model.fit(tiny_corpus, context=16, steps=30, batch_size=4, eval_every=30, quiet=True)
         last.append(report.history[-1]["loss"])
     assert last[1] == pytest.approx(last[0], rel=0.05)
+
+
+def test_perplexity_is_e_to_the_loss_up_to_floats_range():
+    """It was capped at e^50: loss 98 gave 5.2e21 (not 4e42), and an infinite loss a finite perplexity beside an
+    infinite bpc."""
+    from fwdlearn.sequences.training import _lm_metrics, perplexity
+
+    assert perplexity(98.0) == pytest.approx(math.exp(98.0))
+    assert perplexity(800.0) == math.inf
+    assert _lm_metrics(float("inf"), 1) == {"loss": math.inf, "perplexity": math.inf, "bpc": math.inf}

@@ -101,3 +101,11 @@ def test_a_quickstart_name_that_is_a_file_is_refused_by_name(tmp_path, monkeypat
         assert capsys.readouterr().err.strip() == ("fwdlearn: error: runs/qfile is a file; quickstart writes a report "
                                                    "folder there: choose another --name")
     assert (tmp_path / "runs" / "qfile").read_text() == "mine"
+
+
+def test_quickstart_help_says_where_its_report_goes(capsys):
+    """--name's help was the training commands' (runs/<name>.json and .pt, --resume), none of which quickstart has."""
+    with pytest.raises(SystemExit):
+        main(["quickstart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the report folder runs/<name>/ (record.json, report.md, the plots" in text and "--resume" not in text

@@ -219,3 +219,23 @@ def test_influence_seq_refuses_text_options_without_checkpoints_and_a_length_pas
     TransformerLM(10, hidden=8, layers=1, heads=2, context=8).save(path)
     assert main([*base, "--checkpoints", str(path), "--json", str(tmp_path / "b.json")]) == 2
     assert f"{path} reads at most 8 positions (its context); pass --length <= 8" in capsys.readouterr().err
+
+
+def test_influence_seq_refuses_options_the_checkpoints_would_ignore(tmp_path, capsys):
+    """With --checkpoints, --models was dropped and --split / --limit without --data read nothing: exit 0, one row,
+    random tokens (the mirror case, text options without checkpoints, was refused)."""
+    from fwdlearn.sequences import RecurrentLM
+
+    path = tmp_path / "m.pt"
+    RecurrentLM(10, cell="gru", hidden=8, layers=1).save(path)
+    base = ["influence", "seq", "--checkpoints", str(path), "--length", "12", "--batch", "2", "--positions", "3",
+            "--quiet", "--json", str(tmp_path / "r.json")]
+    for extra, message in ((["--models", "lstm", "transformer"],
+                            "--models names untrained models, which --checkpoints replace: give one or the other"),
+                           (["--split", "nosuchsplit", "--limit", "5"],
+                            "--split, --limit choose the text that --data reads (without it the checkpoints read "
+                            "random tokens): add --data, or leave them out")):
+        assert main([*base, *extra]) == 2
+        assert capsys.readouterr().err.strip() == f"fwdlearn: error: {message}"
+    assert not (tmp_path / "r.json").exists()
+    assert main(base) == 0

@@ -46,6 +46,9 @@ class QuickstartConfig(RunOptions):
                                                 "min": 1})
     plots: bool = field(default=True, metadata={"help": "write PNG plots (needs matplotlib: pip install "
                                                         "'fwdlearn[plot]')"})
+    name: str = field(default="", metadata={"help": "the report folder runs/<name>/ (record.json, report.md, the "
+                                                    "plots; default: a fresh runs/quickstart-<time>-<id>)",
+                                            "group": RUN_OPTIONS})
     json: str = field(default="", metadata={"help": "not taken here: the record is record.json in the report folder "
                                                     "(name the folder with --name)", "group": RUN_OPTIONS})
 

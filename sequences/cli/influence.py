@@ -73,6 +73,14 @@ def _run(args: argparse.Namespace) -> int:
         if ignored:
             raise UsageError(f"{', '.join(ignored)} choose the text that --checkpoints read; the untrained --models read "
                              "random tokens: add --checkpoints (trained models), or leave them out")
+    else:  # (both were read as nothing: --models gave way to the checkpoints, --split/--limit read no --data)
+        if config.models != InfluenceSeqConfig().models:
+            raise UsageError("--models names untrained models, which --checkpoints replace: give one or the other")
+        ignored = [flag for flag, given in (("--split", config.split != "validation"), ("--limit", config.limit))
+                   if given and not config.data]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} choose the text that --data reads (without it the checkpoints read "
+                             "random tokens): add --data, or leave them out")
     paths = run_outputs("influence-seq", config, plot=config.plot)
     device = start_run(config, paths)
     record = RunRecord("influence-seq", config, seed=config.seed)

@@ -57,6 +57,7 @@ __all__ = [
     "EarlyStopping",
     "FitResult",
     "Trainer",
+    "weights_changed",
     "NonFiniteLossError",
     "DivergenceError",
     "non_finite_entry",
@@ -436,14 +437,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+#: the model-config entries that say what kind of model a fingerprint is of (a language model's ``kind``, a graph
+#: model's ``method``): a checkpoint whose model has one of them and a run whose model has not are of two kinds
+KIND_KEYS = ("kind", "method")
+
+
 def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
     """Refuse to resume checkpoint ``ckpt`` (read from ``path``) when it was made with another ``fingerprint``
     (model config, data, ...), naming every difference (:class:`~fwdlearn.errors.UsageError`)."""
     saved = ckpt.get("fingerprint") or {}
     before, now = saved.get("model"), fingerprint.get("model")
-    if isinstance(before, Mapping) and isinstance(now, Mapping) and set(before) - set(now) and set(now) - set(before):
-        # each side names settings the other has none of: another kind of model (a graph run's checkpoint given to
-        # seq train), where a list of "not recorded" settings would blame an older fwdlearn
+    if isinstance(before, Mapping) and isinstance(now, Mapping) and any((k in before) != (k in now) for k in KIND_KEYS):
+        # another kind of model (a graph run's checkpoint given to seq train): a list of its settings as "not
+        # recorded" would blame an older fwdlearn (two graph methods, which record options of their own, both have
+        # a "method" and get their differences listed)
         theirs, ours = (", ".join(sorted(set(a) - set(b))) for a, b in ((before, now), (now, before)))
         raise UsageError(f"the checkpoint {path} was made by another kind of run: its model has {theirs}, this one "
                          f"{ours}. Resume it with the command that made it, or start a new run (another --name or "
@@ -481,8 +488,16 @@ def _best_part(state: Any) -> Any:
     return copy.deepcopy(part)
 
 
+def weights_changed() -> None:
+    """Say that weights were changed in place (a step, a restored or resumed state): inside ``torch.autocast``,
+    autocast keeps its lower-precision copies of the weights until the outermost autocast block exits, so a fit run
+    inside one would go on reading the old weights (every step the first step's: training stood still)."""
+    torch.clear_autocast_cache()
+
+
 def _restore_best(state: Any, best: Any) -> None:
     (state.load_best_state_dict if hasattr(state, "load_best_state_dict") else state.load_state_dict)(best)
+    weights_changed()
 
 
 class Trainer:
@@ -657,6 +672,7 @@ class Trainer:
         if state is not None and ckpt["state"] is not None:
             try:
                 state.load_state_dict(ckpt["state"])
+                weights_changed()
             except (RuntimeError, KeyError, ValueError) as error:
                 detail = " ".join(str(error).split())[:300]
                 raise UsageError(f"the checkpoint {self.checkpoint} does not fit this model ({detail}); resume with "
@@ -685,10 +701,7 @@ class Trainer:
             result.first_step_cost = measure_cost(lambda: box.update(step(i) or {}), self.device)
             return box
         finally:
-            # a fit inside torch.autocast: autocast keeps its lower-precision copies of the weights until the
-            # outermost autocast block exits, so every later step (and evaluation) would read the weights of the
-            # first one -- training stood still (a GCN on karate stayed at its first loss under bfloat16)
-            torch.clear_autocast_cache()
+            weights_changed()  # (under autocast every later step and evaluation read the first step's weights)
 
     def run(
         self,
@@ -710,6 +723,7 @@ class Trainer:
             DivergenceError: a loss was NaN/inf or grew past the limit (the checkpoint keeps the last good state).
             TrainingInterrupted: Ctrl-C (the checkpoint keeps the last saved step).
         """
+        weights_changed()  # (what an autocast block around this run cast before it is not these weights' copy)
         result = FitResult()
         stopper = EarlyStopping(self.patience, self.mode)
         best_state = None

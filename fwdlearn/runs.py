@@ -256,16 +256,21 @@ def lock_run(record: Path) -> None:
 
 @contextmanager
 def _one_at_a_time(folder: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``folder`` (released when the block ends, or when the process dies); without
-    ``fcntl`` (Windows) nothing is held."""
+    """Hold an exclusive ``flock`` on ``folder`` (released when the block ends, or when the process dies). Where
+    none can be held -- no ``fcntl`` (Windows), a folder this process may write but not read, a file system without
+    ``flock`` on folders (NFS may refuse it) -- the block runs without it, as locks were taken before."""
     try:
         import fcntl
-    except ImportError:
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)  # (closing releases the flock)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from fwdlearn.errors import InputError, TrainingInterrupted, UsageError, check_range
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_fingerprint, check_finite,
-                          load_optimizer_state, read_checkpoint)
+                          load_optimizer_state, read_checkpoint, weights_changed)
 
 __all__ = ["end_to_end_step", "layerwise_forward", "LocalOptimizers", "local_step", "LayerJob",
            "greedy_layerwise"]
@@ -217,6 +217,7 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
                              "(--overwrite) with the new budget")
         for l in range(start):
             blocks[l].load_state_dict(context["frozen"][l])
+        weights_changed()
         results = list(context["done"])
     for l, block in enumerate(blocks):
         work = job(l, block)

@@ -114,7 +114,7 @@ def task_loss(task: SequenceTask, output: Tensor, targets: Tensor) -> Tensor:
 def perplexity(loss: float) -> float:
     """:math:`e^{L}` of a mean cross-entropy ``loss`` in nats; ``inf`` past float64's range (it was capped at
     :math:`e^{50}`, a finite number beside an infinite bpc)."""
-    return math.exp(loss) if loss < math.log(sys.float_info.max) else math.inf
+    return math.exp(loss) if not loss >= math.log(sys.float_info.max) else math.inf  # (NaN stays NaN)
 
 
 def _lm_metrics(total: float, count: int, prefix: str = "") -> dict[str, float]:
@@ -394,10 +394,11 @@ def _warn_growing_feedback(model, context: int) -> None:
     for i in range(len(model.blocks)):
         rho = spectral_radius(model.feedback(i))
         if rho > 1 + 1e-4:  # (an orthogonal A's radius is 1 up to float32 rounding)
-            growth = math.exp(min((context - 1) * math.log(rho), 700.0))  # (a float ** overflows with an error)
+            digits = (context - 1) * math.log10(rho)  # (rho ** T itself raises OverflowError past float range)
+            growth = f"{10 ** digits:.2g}" if digits < 300 else f"10^{digits:.0f}"
             warnings.warn(
                 f"DSF's feedback A of layer {i} has spectral radius {rho:.3f} > 1: the reverse scan "
-                f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth:.2g} over a "
+                f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth} over a "
                 f"window of {context} steps (the far end of the window then drowns the rest, and past about 1e38 "
                 "float32 overflows); use dsf:diagonal (decays in [0, 1], the paper's default) or dsf:orthogonal "
                 "(radius 1), or a shorter context", stacklevel=3)

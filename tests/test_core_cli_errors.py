@@ -150,7 +150,7 @@ CASES = [
     ("graph-unknown-conv", [*GRAPH, "--conv", "gin"], "argument --conv: invalid choice: 'gin'"),
     # benches
     ("bench-graph-depth-0", [*BENCH_GRAPH, "--depths", "0", "2"], "--depths must be >= 1, got 0"),
-    ("bench-graph-unknown-method", [*BENCH_GRAPH, "--methods", "bp", "xx"], "argument --methods: invalid choice: 'xx'"),
+    ("bench-graph-unknown-method", [*BENCH_GRAPH, "--methods", "bp", "xx"], "--methods: unknown graph method 'xx'; choose one of sf, "),
     ("bench-seq-context-0", [*BENCH_SEQ, "--cost-contexts", "0"], "--cost-contexts must be >= 1, got 0"),
     ("bench-seq-unknown-rule", [*BENCH_SEQ, "--quality-modes", "bptt", "nope"], "unknown rule 'nope'"),
     ("bench-seq-unknown-split", [*BENCH_SEQ, "--train-split", "nosuch"], "has no 'nosuch' split"),

@@ -461,3 +461,44 @@ def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
     older = {"fingerprint": {"model": {"kind": "recurrent", "layers": 2}, "seed": 0}}  # a setting not yet recorded
     with pytest.raises(UsageError, match=r"model.vocab_size not recorded \(checkpoint: an older fwdlearn\)"):
         check_fingerprint("c.pt", older, lm["fingerprint"])
+
+
+def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
+    """Autocast's bfloat16 copies of the weights outlived the restore of the best state: a forward after run() in the
+    same autocast block read the last step's weights (0.5 off a fresh forward), and so did SF's next layer."""
+    from fwdlearn.fit import Stateful, Trainer
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
+    x = torch.randn(8, 4)
+    scores = iter([5.0, 1.0, 1.0, 1.0, 1.0])  # the best is the first step
+
+    def step(i):
+        loss = lin(x).float().pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    def evaluate():  # (a forward, as any evaluation does: autocast casts the weights of the last step)
+        lin(x)
+        return {"v": next(scores)}
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = Trainer(5, monitor="v", mode="max", quiet=True).run(step, evaluate, Stateful({"m": lin}, best=("m",)))
+        inside = lin(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fresh = lin(x)
+    assert result.best_step == 1 and torch.equal(inside, fresh)
+
+
+def test_two_graph_methods_checkpoints_name_the_method_not_another_kind_of_run():
+    from fwdlearn.errors import UsageError
+    from fwdlearn.fit import check_fingerprint
+
+    sf = {"fingerprint": {"model": {"method": "local:prototype", "conv": "gcn", "tau": 1.0}}}
+    ff = {"model": {"method": "local:ff:la", "conv": "gcn", "theta": 1.0}}
+    with pytest.raises(UsageError, match=r"made by a different run: model.method 'local:prototype' \(checkpoint\) vs "
+                                         r"'local:ff:la' \(now\)"):
+        check_fingerprint("c.pt", sf, ff)

@@ -368,3 +368,23 @@ def test_two_runs_taking_over_one_dead_processs_lock_do_not_both_hold_it(tmp_pat
     finally:
         release_runs()
         first.communicate("", timeout=60)
+
+
+def test_a_folder_that_cannot_be_opened_for_its_flock_still_takes_locks(tmp_path, monkeypatch):
+    """The folder's flock needs it opened for reading: a folder one may write but not read (or NFS, which may refuse
+    flock on folders) raised a raw PermissionError where the run had taken its lock before."""
+    import fwdlearn.runs as runs
+
+    opened = os.open
+
+    def no_folders(path, flags, *args):
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, flags, *args)
+
+    monkeypatch.setattr(runs.os, "open", no_folders)
+    try:
+        runs.lock_run(tmp_path / "r.json")
+        assert (tmp_path / "r.json.lock").read_text() == str(os.getpid())
+    finally:
+        release_runs()

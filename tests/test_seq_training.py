@@ -419,8 +419,9 @@ def test_fit_warns_when_dsf_feedback_can_grow_over_the_window(tiny_corpus):
         model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
     from fwdlearn.sequences.training import _warn_growing_feedback
 
-    with pytest.warns(UserWarning, match=r"over a window of 100000 steps"):  # (rho ** T raised OverflowError)
-        _warn_growing_feedback(model, 100_000)
+    digits = 99_999 * math.log10(rho)
+    with pytest.warns(UserWarning, match=rf"\^99999 = 10\^{digits:.0f} over a window of 100000 steps"):
+        _warn_growing_feedback(model, 100_000)  # (rho ** T raised OverflowError; then a cap was printed as exact)
     for kind in ("diagonal", "orthogonal"):
         model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=1, training=f"dsf:{kind}")
         with warnings.catch_warnings():
@@ -454,3 +455,4 @@ def test_perplexity_is_e_to_the_loss_up_to_floats_range():
     assert perplexity(98.0) == pytest.approx(math.exp(98.0))
     assert perplexity(800.0) == math.inf
     assert _lm_metrics(float("inf"), 1) == {"loss": math.inf, "perplexity": math.inf, "bpc": math.inf}
+    assert math.isnan(perplexity(float("nan")))  # (not inf beside a NaN bpc)

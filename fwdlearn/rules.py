@@ -47,6 +47,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -179,8 +180,8 @@ class Local(DepthRule):
         if self.objective not in LOCAL_OBJECTIVES:
             raise ValueError(f"unknown local objective {self.objective!r}; choose one of {', '.join(LOCAL_OBJECTIVES)} "
                              "(e.g. 'local:readout')")
-        if self.variant is not None and (not isinstance(self.variant, str) or not self.variant
-                                         or self.variant != self.variant.strip().lower()):
+        if self.variant is not None and (not isinstance(self.variant, str)
+                                         or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.variant)):
             raise ValueError(f"a local variant is a lower-case word such as 'la' or 'top2input' (or None); got "
                              f"{self.variant!r}")  # (str(rule) must parse back to the same rule)
 
@@ -387,7 +388,7 @@ def vocabulary() -> str:
 
 def _parse_part(part: str, spec: str) -> DepthRule | TimeRule:
     part = ALIASES.get(part, part)
-    head, *args = part.split(":")
+    head, *args = (piece.strip() for piece in part.split(":"))  # (around ':' as around '+': 'dsf: gaussian')
     if "" in args:
         raise ValueError(f"empty option in {part!r} (in {spec!r}): remove the stray ':'")
     if head in DEPTH_RULES:

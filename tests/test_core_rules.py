@@ -173,9 +173,17 @@ def test_rule_names_and_parts_that_could_never_parse_back_are_refused():
                                         "__str__": lambda self: name})
         with pytest.raises(ValueError, match=message):
             register_time_rule(cls)
-    for bad in (lambda: Local("ff", "LA"), lambda: Local("readout", ""), lambda: TBPTT(True)):
-        with pytest.raises(ValueError):  # (str(rule) gave 'local:ff:LA', 'local:readout', 'tbptt:True')
-            bad()
+    for bad in (lambda: Local("ff", "LA"), lambda: Local("readout", ""), lambda: TBPTT(True), lambda: Local("ff", "la:x"),
+                lambda: Local("ff", "a+b"), lambda: Local("ff", "la x")):
+        with pytest.raises(ValueError):  # (str(rule) gave 'local:ff:LA', 'local:readout', 'tbptt:True',
+            bad()                        # 'local:ff:la:x', 'local:ff:a+b': none parses back)
+
+
+def test_spaces_around_a_colon_are_read_as_around_a_plus():
+    """'tbptt: 5' was read (int() strips) but 'dsf: gaussian', 'local: readout' and 'dfa :micro' were refused."""
+    for spec, canonical in (("dsf: gaussian", "dsf:gaussian"), ("local: readout", "local:readout"),
+                            ("dfa :micro", "dfa:micro"), ("tbptt: 5", "tbptt:5"), (" DFA + DSF ", "dfa+dsf")):
+        assert str(parse_rule(spec)) == canonical
 
 
 def test_vocabulary_is_built_from_the_rule_classes_and_their_choices():

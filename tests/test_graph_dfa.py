@@ -132,6 +132,16 @@ def test_feedback_kinds_come_from_the_rule_and_share_one_class():
         ForwardGNN(5, 3, method="dfa:micro")
 
 
+def test_a_dfa_rule_object_builds_the_feedback_kind_it_names():
+    """A rule object was read as the class's rule: DFA(feedback="gaussian") (or parse_rule("dfa:gaussian")) built
+    uniform DFA without a word, where the string built Gaussian."""
+    from fwdlearn.rules import DFA, parse_rule
+
+    for method in (DFA(feedback="gaussian"), parse_rule("dfa:gaussian"), "dfa:gaussian"):
+        model = ForwardGNN(8, 3, hidden=4, layers=2, method=method)
+        assert (model.rule, model.method.feedback.kind) == ("dfa:gaussian", "gaussian"), method
+
+
 def test_feedback_matrices_are_not_the_classifier_weights():
     """DirectFeedback(seed=s) draws what torch.manual_seed(s) draws: the method seeds it apart."""
     seed_everything(0)

@@ -426,3 +426,23 @@ def test_the_cli_offers_every_registered_cell_and_model_kind(text_file, tmp_path
     assert "gru2" not in MODEL_NAMES and "toy" not in MODEL_NAMES
     with pytest.raises(SystemExit):
         build_parser(commands).parse_args(["seq", "train", "--model", "gru2"])
+
+
+def test_seq_train_refuses_an_empty_rule_as_the_python_api_does(text_file, tmp_path, capsys):
+    """--training "" read as "not given": it trained DSF."""
+    assert main(["seq", "train", "--data", str(text_file), "--training", "", "--steps", "1", "--quiet",
+                 "--json", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err.startswith("fwdlearn: error: empty rule; depth rules: ")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_bench_seq_refuses_a_rule_no_language_model_trains_before_any_part(text_file, tmp_path, capsys):
+    """sf parses, but no LM trains by it: it was refused when the quality part reached it, after the whole cost
+    sweep and the rules before it."""
+    assert main(["bench", "seq", "--data", str(text_file), "--quality-modes", "bptt", "sf", "--skip", "alignment",
+                 "recall", "--out", str(tmp_path / "b")]) == 2
+    out_err = capsys.readouterr()
+    assert out_err.err.strip() == ("fwdlearn: error: --quality-modes local:prototype+bptt: language models are "
+                                   "trained through depth by one of bp, dfa[:micro], local:readout, shallow; got "
+                                   "local:prototype")
+    assert "cost" not in out_err.out and not list(tmp_path.glob("b*"))

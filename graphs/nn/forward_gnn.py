@@ -180,7 +180,8 @@ class ForwardGNN(nn.Module):
                           f"{'they are options' if len(unused) > 1 else 'it is an option'} of other methods, "
                           f"ignored here (its options: {', '.join(cls.options) or 'none'})", stacklevel=2)
         # a class stands for its own rule: ForwardGNN(method=cls) and method=cls.rule build (and fingerprint) alike
-        options.update(cls.options_from_rule(method if isinstance(method, str) else cls.rule))
+        # (a rule object is its spelling: DFA(feedback="gaussian") built uniform DFA when it read as the class's rule)
+        options.update(cls.options_from_rule(cls.rule if isinstance(method, type) else str(method)))
         self.method = cls(self.in_dim, self.num_classes, self.hidden, self.layers, conv, seed, **options)
         if "negatives" in options:  # the count the method resolved (None: all K - 1), so equal models match
             options["negatives"] = self.method.negatives

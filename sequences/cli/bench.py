@@ -97,6 +97,27 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                                       "AdamW, Adam under dfa rules)", "gt": 0})
 
 
+def _check_trainable(config) -> None:
+    """Refuse, before any part runs, a rule its part's recurrent model cannot train (``sf`` parses, but an LM is not
+    trained by it): a one-unit model is built under each (the model's own check says why). It was found when the
+    part came to it, after the parts before had run."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences.nn.recurrent import RecurrentLM
+
+    parts = (("cost", "--cost-modes", config.cost_modes, config.cost_cells, False),
+             ("quality", "--quality-modes", config.quality_modes, [config.model], config.norm),
+             ("recall", "--recall-modes", config.recall_modes, [config.model], config.norm))
+    for part, flag, rules, cells, norm in parts:
+        if part in config.skip:
+            continue
+        for rule in rules:
+            for cell in cells:
+                try:
+                    RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
+                except ValueError as error:
+                    raise UsageError(f"{flag} {rule}: {error}") from None
+
+
 def _run(args) -> int:
     from fwdlearn.sequences.bench import canonical_rules, run_bench
 
@@ -104,6 +125,7 @@ def _run(args) -> int:
     for name in ("cost_modes", "quality_modes", "recall_modes"):  # an unknown rule is refused before any work, and
         flag = "--" + name.replace("_", "-")  # each is keyed by its canonical spelling (BPTT, bp and bptt: bptt)
         setattr(config, name, canonical_rules(flag, getattr(config, name), recurrent=True))
+    _check_trainable(config)
     run_bench(config)
     return 0
 

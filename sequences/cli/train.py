@@ -149,7 +149,8 @@ def run_train(config: TrainSeqConfig) -> dict:
             check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
         except ValueError as error:
             raise UsageError(str(error)) from None
-    training = config.training or ("dsf" if kind == "recurrent" else "bp")
+    # (None is "not given"; an empty --training "" goes on to the parser, which refuses it as the Python API does)
+    training = config.training if config.training is not None else ("dsf" if kind == "recurrent" else "bp")
     rule = parse_rule(training)  # an unknown rule is refused before anything else
     if config.feedback != TrainSeqConfig.feedback and not isinstance(rule.time, DSF):  # a --feedback given
         raise UsageError(f"--feedback {config.feedback} chooses DSF's feedback through time; --training {training} "

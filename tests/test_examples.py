@@ -1,0 +1,40 @@
+"""Every script in examples/ runs as its docstring says and prints what it is for (they were never run by the tests,
+so a renamed argument or a changed report would have gone unseen)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fwdlearn.data import data_dir
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+#: script -> what its output must hold (``count`` times)
+EXPECTED = {
+    "graph_forward_training.py": [("test accuracy", 3), ("scores (34, 4)", 1)],
+    "graph_link_prediction.py": [("test ROC-AUC", 3)],
+    "influence_city.py": [("GCN 2 layers: test accuracy", 1), ("GCN 8 layers: test accuracy", 1)],
+    "influence_sequence.py": [("gru: R = ", 1), ("conv: R = ", 1)],
+    "seq_delayed_recall.py": [("accuracy", 4), ("(chance 0.125)", 4)],
+    "seq_dsf_tinyshakespeare.py": [("bits/char in", 2), ("ROMEO:", 2)],
+}
+NEEDS_DATA = {"seq_dsf_tinyshakespeare.py"}
+
+
+def test_every_example_is_run_here():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_an_example_runs_and_reports(script, tmp_path):
+    if script in NEEDS_DATA and data_dir() is None:
+        pytest.skip(f"{script} reads tinyshakespeare: set FWDLEARN_DATA_DIR to the data folder")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "FWDLEARN_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for text, count in EXPECTED[script]:
+        assert run.stdout.count(text) == count, (text, run.stdout)

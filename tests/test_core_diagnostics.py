@@ -247,3 +247,20 @@ def test_roc_auc_needs_one_label_per_score():
 
     with pytest.raises(ValueError, match="roc_auc needs one label per score; got 3 scores and 2 labels"):
         roc_auc(torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0, 1]))
+
+
+def test_saved_bytes_leaves_nothing_behind_on_tensors_that_outlive_it():
+    """Every saved tensor got a weakref.finalize that lived as long as the tensor: over a parameter or the input, one
+    more per measurement (and its box), without bound in a process that measures one model again and again."""
+    import weakref
+
+    from fwdlearn.diagnostics.cost import saved_bytes
+
+    lin, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
+    before = len(weakref.finalize._registry)
+    for _ in range(50):
+        with saved_bytes() as box:
+            loss = lin(x).square().sum()
+        loss.backward()
+        assert box.bytes > 0  # (the input, which outlives the block, and the square's input)
+    assert len(weakref.finalize._registry) == before

@@ -46,6 +46,7 @@ class SavedBytes:
         self.bytes = 0  # activations and other non-parameter tensors
         self.parameter_bytes = 0
         self._held: set[tuple[int, int]] = set()
+        self._finalizers: list[weakref.finalize] = []  # (detached when the block ends: see saved_bytes)
 
     def add(self, t: Tensor) -> None:
         base = t._base if t._base is not None else t
@@ -56,8 +57,8 @@ class SavedBytes:
             if key in self._held:
                 continue
             self._held.add(key)
-            weakref.finalize(t, self._held.discard, key)  # (the saved tensor holds its storages while it lives; a
-            # sparse tensor's parts are fresh views, gone at once)
+            # (the saved tensor holds its storages while it lives; a sparse tensor's parts are fresh views, gone at once)
+            self._finalizers.append(weakref.finalize(t, self._held.discard, key))
             if parameter:
                 self.parameter_bytes += storage.nbytes()
             else:
@@ -91,8 +92,14 @@ def saved_bytes() -> Iterator[SavedBytes]:
         box.add(t)
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        yield box
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            yield box
+    finally:  # a saved tensor that outlives the block (a parameter, the input) kept its finalizer, and this box with
+        for finalizer in box._finalizers:  # it, for as long as it lived: a few hundred bytes more at every measure
+            finalizer.detach()
+        box._finalizers.clear()
+        box._held.clear()
 
 
 def _rss_bytes() -> int | None:

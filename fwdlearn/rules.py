@@ -180,8 +180,9 @@ class Local(DepthRule):
         if self.objective not in LOCAL_OBJECTIVES:
             raise ValueError(f"unknown local objective {self.objective!r}; choose one of {', '.join(LOCAL_OBJECTIVES)} "
                              "(e.g. 'local:readout')")
-        if self.variant is not None and (not isinstance(self.variant, str)
-                                         or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.variant)):
+        if self.variant is not None and (not isinstance(self.variant, str) or not self.variant
+                                         or self.variant != self.variant.strip().lower()
+                                         or re.search(r"[:+\s]", self.variant)):
             raise ValueError(f"a local variant is a lower-case word such as 'la' or 'top2input' (or None); got "
                              f"{self.variant!r}")  # (str(rule) must parse back to the same rule)
 

@@ -33,6 +33,8 @@ def test_an_example_runs_and_reports(script, tmp_path):
     if script in NEEDS_DATA and data_dir() is None:
         pytest.skip(f"{script} reads tinyshakespeare: set FWDLEARN_DATA_DIR to the data folder")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "FWDLEARN_CACHE_DIR": str(tmp_path / "cache")}
+    if data_dir() is not None:  # (a relative folder, read here, must not be read again from the script's cwd)
+        env["FWDLEARN_DATA_DIR"] = str(data_dir())
     run = subprocess.run([sys.executable, str(EXAMPLES / script)], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]

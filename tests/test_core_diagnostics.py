@@ -264,3 +264,20 @@ def test_saved_bytes_leaves_nothing_behind_on_tensors_that_outlive_it():
         loss.backward()
         assert box.bytes > 0  # (the input, which outlives the block, and the square's input)
     assert len(weakref.finalize._registry) == before
+
+
+def test_saved_bytes_counts_a_storage_once_across_views_of_it():
+    """A saved view freed inside the block while its base lived let the next view of the same storage count it
+    again (16,000 bytes for an 8,000-byte storage)."""
+    import gc
+
+    from fwdlearn.diagnostics.cost import saved_bytes
+
+    w = torch.randn(1000, requires_grad=True)
+    base = torch.randn(2000)
+    with saved_bytes() as box:
+        y = base[:1000] * w
+        del y
+        gc.collect()
+        y = base[1000:] * w
+    assert box.bytes == base.untyped_storage().nbytes() == 8000

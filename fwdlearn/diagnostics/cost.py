@@ -57,8 +57,10 @@ class SavedBytes:
             if key in self._held:
                 continue
             self._held.add(key)
-            # (the saved tensor holds its storages while it lives; a sparse tensor's parts are fresh views, gone at once)
-            self._finalizers.append(weakref.finalize(t, self._held.discard, key))
+            # the storage is held while the tensor it belongs to lives: the saved view's base (a view freed while its
+            # base lives -- its storage with it -- was counted again at the next view saved); a sparse tensor's parts
+            # are fresh views, gone at once, so the sparse tensor itself
+            self._finalizers.append(weakref.finalize(base, self._held.discard, key))
             if parameter:
                 self.parameter_bytes += storage.nbytes()
             else:

@@ -21,11 +21,29 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .records import RunRecord
 from .reporting import markdown_table, write_results
 from .runs import RunPaths, run_outputs, start_run
 
-__all__ = ["BenchRun", "run_parts"]
+__all__ = ["BenchRun", "run_parts", "distinct_names"]
+
+
+def distinct_names(flag: str, given: Sequence[str], name_of: Callable[[str], str], what: str) -> list[str]:
+    """``given`` (a list flag's values) by the one name each is keyed by in results, baselines and verdicts
+    (``name_of``: any spelling -> that name; its ``ValueError`` is refused naming ``flag``); a ``what`` (a method,
+    a rule) named twice, in whatever spellings, is refused too, as its work would run twice under one name."""
+    names = []
+    for value in given:
+        try:
+            names.append(name_of(value))
+        except ValueError as error:
+            raise UsageError(f"{flag}: {error}") from None
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            same = [value for value, n in zip(given, names) if n == name]
+            raise UsageError(f"{flag} names the {what} {name} more than once ({', '.join(same)}); give each once")
+    return names
 
 
 @dataclass
@@ -92,8 +110,8 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], v
     extra["seconds"] = time.perf_counter() - start
     checks = verdicts(extra)
     extra["checks"] = checks
-    text = "\n".join([f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
-                      + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
+    head = f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+    text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
     for row in rows:
         bench.record.log(**row)
     bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})

@@ -131,8 +131,8 @@ def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -
 
     The Gaussian matrix is the DSF reference's ``randn(d, d) / sqrt(d)``; its spectral radius is near 1 and, at the
     widths used here, above it (in 20 draws each: 1.00-1.20 at d = 64, 1.01-1.09 at d = 256), so its scan can grow
-    like :math:`\rho^{T-1}` over a window (:func:`spectral_radius`; ``fit`` warns). The diagonal decays are in ``[0, 1]`` and the orthogonal
-    matrix has radius 1.
+    like :math:`\rho^{T-1}` over a window (:func:`spectral_radius`; ``fit`` warns). The diagonal decays are in
+    ``[0, 1]`` and the orthogonal matrix has radius 1.
     """
     if kind not in DSF_FEEDBACKS:
         raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}")

@@ -394,9 +394,9 @@ def _safe_globals() -> list[Any]:
 def load_torch(path: str | Path, **kwargs: Any) -> Any:
     """``torch.load(path, weights_only=True, **kwargs)`` for use inside :func:`~fwdlearn.errors.reading`: the file
     may hold tensors, plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since
-    unpickling any other object could run code the file carries. A file that holds one is refused, naming it; the ``ValueError`` the
-    unpickler raises on a file that is not a torch file (random bytes: "could not convert string to int") is the
-    file's problem, not a check of ours. Both are raised as an ``UnpicklingError`` that
+    unpickling any other object could run code the file carries. A file that holds one is refused, naming it; the
+    ``ValueError`` the unpickler raises on a file that is not a torch file (random bytes: "could not convert string
+    to int") is the file's problem, not a check of ours. Both are raised as an ``UnpicklingError`` that
     :func:`~fwdlearn.errors.reading` reports with the path."""
     import pickle
     import re

@@ -41,7 +41,8 @@ from .errors import UsageError
 from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
-           "start_run", "check_plot_format", "check_run_name", "launch_rank", "lock_run", "release_runs", "refuse_torchrun"]
+           "start_run", "check_plot_format", "check_run_name", "launch_rank", "lock_run", "release_runs",
+           "refuse_torchrun", "process_checkpoint"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -341,11 +342,18 @@ def _further_splits(path: Path, splits: int, overwrite: bool) -> tuple[Path, ...
     return further
 
 
+def process_checkpoint(path: str | Path, rank: int) -> Path:
+    """Where process ``rank`` > 0 of a ``torchrun`` run keeps its part of the checkpoint ``path``:
+    ``<path>.rank<rank>`` (a full training state, with its stream position and carried state)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.rank{rank}")
+
+
 def _process_checkpoints(path: Path, overwrite: bool) -> tuple[Path, ...]:
     """An earlier ``torchrun`` run's checkpoints of processes ``r > 0`` (``<checkpoint>.rank<r>``, to remove),
     refused unless ``overwrite``: a fresh run of several processes would find them only at its first save (and
     fail there), and an overwriting run of one process would leave them beside its own checkpoint."""
-    pattern = re.compile(re.escape(path.name) + r"\.rank(\d+)")
+    pattern = re.compile(re.escape(path.name) + r"\.rank(\d+)")  # (process_checkpoint's names)
     siblings = path.parent.iterdir() if path.parent.is_dir() else ()
     found = sorted((p for p in siblings if pattern.fullmatch(p.name)), key=lambda p: int(pattern.fullmatch(p.name)[1]))
     if found and not overwrite:

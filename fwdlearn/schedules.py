@@ -242,7 +242,7 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
         trainer = Trainer(steps, monitor=monitor, mode=mode, patience=patience, eval_every=eval_every, quiet=quiet,
                           desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device,
                           settings={"lr": lr, "weight_decay": weight_decay, "steps": steps},
-                          last_part=l == len(blocks) - 1, raise_limit=None,  # (the limit is the default one)
+                          last_part=l == len(blocks) - 1, raise_limit=None,  # (no caller sets the limit)
                           **saving)
         try:
             result = trainer.run(step, work.evaluate, state=Stateful({"block": block, "optimizer": optimizers},

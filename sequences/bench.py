@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import run_parts
+from fwdlearn.bench import distinct_names, run_parts
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.reporting import ratio_row
@@ -55,18 +55,35 @@ MIB = 1024 * 1024  # bytes per MiB
 def canonical_rules(flag: str, given: Sequence[str], recurrent: bool) -> list[str]:
     """``given`` rule names spelled canonically (``dfa:macro`` is ``dfa``, ``BPTT`` is ``bptt``; for a recurrent
     model a rule without a time part is trained by BPTT, so ``bp`` is ``bptt``): results, baselines and verdicts are
-    keyed by that spelling. A rule named twice is refused, naming ``flag``."""
+    keyed by that spelling. An unknown rule, or one named twice, is refused naming ``flag``
+    (:func:`~fwdlearn.bench.distinct_names`)."""
     from fwdlearn.rules import BPTT, parse_rule
 
-    rules = [parse_rule(rule) for rule in given]
-    if recurrent:
-        rules = [rule.with_time(BPTT()) if rule.time is None else rule for rule in rules]
-    canonical = [str(rule) for rule in rules]
-    for rule in dict.fromkeys(canonical):
-        if canonical.count(rule) > 1:
-            same = [g for g, c in zip(given, canonical) if c == rule]
-            raise UsageError(f"{flag} names the rule {rule} more than once ({', '.join(same)}); give each once")
-    return canonical
+    def canonical(spec: str) -> str:
+        rule = parse_rule(spec)
+        return str(rule.with_time(BPTT()) if recurrent and rule.time is None else rule)
+
+    return distinct_names(flag, given, canonical, "rule")
+
+
+def _check_rules(config) -> None:
+    """Spell every rule canonically (:func:`canonical_rules`) and refuse, before any part runs, a rule its part's
+    recurrent model cannot train (``sf`` parses, but no LM trains by it; it was found when the part came to it,
+    after the parts before had run): a one-unit model is built under each (the model's own check says why)."""
+    for name in ("cost_modes", "quality_modes", "recall_modes"):
+        setattr(config, name, canonical_rules("--" + name.replace("_", "-"), getattr(config, name), recurrent=True))
+    parts = (("cost", "--cost-modes", config.cost_modes, config.cost_cells, False),
+             ("quality", "--quality-modes", config.quality_modes, [config.model], config.norm),
+             ("recall", "--recall-modes", config.recall_modes, [config.model], config.norm))
+    for part, flag, rules, cells, norm in parts:
+        if part in config.skip:
+            continue
+        for rule in rules:
+            for cell in cells:
+                try:
+                    RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
+                except ValueError as error:
+                    raise UsageError(f"{flag} {rule}: {error}") from None
 
 
 def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device | str = "cpu",
@@ -269,6 +286,7 @@ def run_bench(config) -> tuple[Path, Path]:
     """Run the selected parts and write ``<out>.json`` / ``<out>.md`` and the run record ``<out>-record.json``."""
     if config.reference_block and not config.norm:  # (before the cost part's minutes)
         raise UsageError("--reference-block is the DSF reference's pre-LayerNorm block: it needs --norm, not --no-norm")
+    _check_rules(config)
 
     def parts(config, rows: list, extra: dict) -> None:
         # one corpus (one vocabulary) for the models and the alignment windows they read; read (and its splits

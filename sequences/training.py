@@ -57,6 +57,7 @@ from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtyp
                           seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.rules import DSF
+from fwdlearn.runs import process_checkpoint
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context, check_splits
@@ -387,7 +388,7 @@ def _dtype_name(model) -> str:
 
 
 def _warn_growing_feedback(model, context: int) -> None:
-    """Warn when a DSF layer's feedback :math:`A` has spectral radius above 1 (the Gaussian kind, as drawn by the
+    r"""Warn when a DSF layer's feedback :math:`A` has spectral radius above 1 (the Gaussian kind, as drawn by the
     reference, at most widths): its reverse scan can multiply errors by up to :math:`\rho^{T-1}` over a window."""
     if not isinstance(getattr(model, "time_rule", None), DSF):
         return
@@ -487,7 +488,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         if rank() > 0:
             quiet = True
             if checkpoint is not None:
-                lead_checkpoint, checkpoint = Path(checkpoint), Path(f"{checkpoint}.rank{rank()}")
+                lead_checkpoint, checkpoint = Path(checkpoint), process_checkpoint(checkpoint, rank())
                 if resume and lead_checkpoint.exists() and not checkpoint.exists():
                     raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
                                      "with as many processes as the run was started with")
@@ -510,8 +511,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         return row
 
     def evaluate() -> dict[str, float]:
-        return evaluate_lm(model, valid, eval_context if eval_context is not None else context, batch_size * world_size(), eval_tokens,
-                           prefix="val_")
+        return evaluate_lm(model, valid, eval_context if eval_context is not None else context,
+                           batch_size * world_size(), eval_tokens, prefix="val_")
 
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,

@@ -12,8 +12,8 @@ plainly and exits with status 2; it never pretends to work.
 value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
 device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
-checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in one line too (status 2). ``--debug`` (or
-``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
+checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in
+one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone; a later one by the rank that hit it, with its rank; a process
 whose peer stopped says so in one line instead of a traceback.
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.errors import UsageError
 from fwdlearn.reporting import mean_std, ratio
 from fwdlearn.runs import RunOptions
 
@@ -112,19 +111,11 @@ def _checks(summary: dict, link: dict) -> list[str]:
 
 
 def _method_names(flag: str, given: list[str], name_of) -> list[str]:
-    """``given`` methods by the names the results are keyed by (``name_of``: any spelling -> that name), ``bp``
-    first; an unknown method or one named twice is refused, naming ``flag``."""
-    names = []
-    for method in given:
-        try:
-            name = name_of(method)
-        except ValueError as error:
-            raise UsageError(f"{flag}: {error}") from None
-        if name in names:
-            same = [g for g in given if name_of(g) == name]
-            raise UsageError(f"{flag} names the method {name} more than once ({', '.join(same)}); give each once")
-        names.append(name)
-    return ["bp"] + [name for name in names if name != "bp"]
+    """``given`` methods by the names the results are keyed by (:func:`~fwdlearn.bench.distinct_names`), ``bp``
+    first."""
+    from fwdlearn.bench import distinct_names
+
+    return ["bp"] + [name for name in distinct_names(flag, given, name_of, "method") if name != "bp"]
 
 
 def run_bench(config: BenchGraphConfig) -> int:

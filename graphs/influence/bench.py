@@ -160,7 +160,8 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
         seed_everything(config.seed)
         model = make_model(kind, data.num_features, classes, layers, config.hidden).to(device)
         fit = model.fit(data, epochs=config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet)
-        _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet, normalize=False)
+        _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
+                                normalize=False)
         results[(kind, layers)] = (fit.test_accuracy, R)
         rows.append({"experiment": f"trained by BP, {config.epochs} epochs", "model": f"{kind}-{layers}",
                      "metric": f"test accuracy / R (max_hops={max_hops})", "value": fit.test_accuracy,
@@ -171,7 +172,8 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
     forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
                          method=config.forward_method, seed=config.seed).to(device)
     report = forward.fit(data, epochs=config.epochs, quiet=quiet)
-    _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet, normalize=False)
+    _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
+                            normalize=False)
     bp_acc, bp_R = results[("gcn", config.layers)]
     rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
                  "metric": f"test accuracy ({config.forward_method})", "value": report.test_accuracy,

@@ -84,7 +84,7 @@ class _Propagation:
         return x.new_zeros(rows, x.shape[1]).index_add_(0, self.target[:e], msg)
 
     def backward(self, z: Tensor, inputs: int, out: Tensor | None = None) -> Tensor:
-        """:math:`P_{:rows}^\top z` (``z [rows, k]`` -> ``[inputs, k]``, into ``out`` when given)."""
+        r""":math:`P_{:rows}^\top z` (``z [rows, k]`` -> ``[inputs, k]``, into ``out`` when given)."""
         keep = self.t_target < z.shape[0]
         crow = torch.searchsorted(self.t_source[keep], torch.arange(inputs + 1, device=z.device))
         transpose = torch.sparse_csr_tensor(crow, self.t_target[keep], self.t_weight[keep], (inputs, z.shape[0]),

@@ -276,10 +276,10 @@ class LayerwiseMethod(GraphMethod):
                 return self.layer_loss({s: output(s, take=True) for s in training}, y, train, n, l)
 
             def evaluate() -> dict:
-                with torch.enable_grad():
-                    outs = {s: output(s, take=False) if s in shared else None for s in scoring}
+                with torch.enable_grad():  # (kept, with their graph, for the next step's loss)
+                    kept_outs = {s: output(s, take=False) for s in shared}
                 with torch.no_grad():
-                    outs = {s: o.detach() if o is not None else run_block(block, prepared[s]) for s, o in outs.items()}
+                    outs = {s: kept_outs[s].detach() if s in shared else run_block(block, prepared[s]) for s in scoring}
                     scores = self.layer_scores(outs, n, l)
                 return {"val_accuracy": masked_accuracy(state["total"] + scores, y, val)}
 

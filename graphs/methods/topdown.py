@@ -66,8 +66,8 @@ def context_vectors(num_nodes: int, num_classes: int, labels: Tensor | None = No
     return ctx
 
 
-def topdown_step(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, edge_index: Tensor, states: Sequence[Tensor],
-                 context: Tensor, detach: bool = True, update: str = "sync") -> list[Tensor]:
+def topdown_step(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, edge_index: Tensor,
+                 states: Sequence[Tensor], context: Tensor, detach: bool = True, update: str = "sync") -> list[Tensor]:
     """One time step: the new outputs of every layer.
 
     ``update="sync"``: bottom up, layer :math:`l` reads layer :math:`l-1` of this step (and, Top-To-Input, layer

@@ -68,9 +68,9 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                 "choices": RECURRENT_CELLS.names})
     hidden: int = field(default=128, metadata={"help": "width of the quality and alignment models", "min": 1})
     layers: int = field(default=2, metadata={"help": "layers of the quality and alignment models", "min": 1})
-    norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block layout) in the "
-                                                       "quality, alignment and recall models (the cost part: plain "
-                                                       "blocks)"})
+    norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (the paper's block layout) "
+                                                       "in the quality, alignment and recall models (the cost part: "
+                                                       "plain blocks)"})
     reference_block: bool = field(default=False, metadata={
         "help": "the DSF reference code's block exactly in those models: a linear map after every recurrent layer "
                 "and its N(0, 0.02) initialisation (with --norm)"})
@@ -97,36 +97,10 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                                       "AdamW, Adam under dfa rules)", "gt": 0})
 
 
-def _check_trainable(config) -> None:
-    """Refuse, before any part runs, a rule its part's recurrent model cannot train (``sf`` parses, but an LM is not
-    trained by it): a one-unit model is built under each (the model's own check says why). It was found when the
-    part came to it, after the parts before had run."""
-    from fwdlearn.errors import UsageError
-    from fwdlearn.sequences.nn.recurrent import RecurrentLM
-
-    parts = (("cost", "--cost-modes", config.cost_modes, config.cost_cells, False),
-             ("quality", "--quality-modes", config.quality_modes, [config.model], config.norm),
-             ("recall", "--recall-modes", config.recall_modes, [config.model], config.norm))
-    for part, flag, rules, cells, norm in parts:
-        if part in config.skip:
-            continue
-        for rule in rules:
-            for cell in cells:
-                try:
-                    RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
-                except ValueError as error:
-                    raise UsageError(f"{flag} {rule}: {error}") from None
-
-
 def _run(args) -> int:
-    from fwdlearn.sequences.bench import canonical_rules, run_bench
+    from fwdlearn.sequences.bench import run_bench
 
-    config = dataclass_from_args(SeqBenchConfig, args)
-    for name in ("cost_modes", "quality_modes", "recall_modes"):  # an unknown rule is refused before any work, and
-        flag = "--" + name.replace("_", "-")  # each is keyed by its canonical spelling (BPTT, bp and bptt: bptt)
-        setattr(config, name, canonical_rules(flag, getattr(config, name), recurrent=True))
-    _check_trainable(config)
-    run_bench(config)
+    run_bench(dataclass_from_args(SeqBenchConfig, args))  # (its rules are checked before any work)
     return 0
 
 

@@ -238,7 +238,7 @@ class LSTMCell(KernelCell):
 
     @staticmethod
     def _cell_gradient(g: Tensor, state: Tensor, o: Tensor) -> tuple[Tensor, Tensor]:
-        """``(dL/dc_t, tanh c_t)``: the cell-state gradient through :math:`h_t = o \tanh c_t` plus the one on
+        r"""``(dL/dc_t, tanh c_t)``: the cell-state gradient through :math:`h_t = o \tanh c_t` plus the one on
         :math:`c_t` itself."""
         H = g.shape[-1] // 2
         tc = state[:, H:].tanh()

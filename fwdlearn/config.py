@@ -104,7 +104,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": _help(f, default)}
         if tp is bool:
             action = target.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, **kwargs)
-            if "%(default)" not in (action.help or ""):  # Python < 3.13 appends the default itself
+            if default is not None and "%(default)" not in (action.help or ""):  # Python < 3.13 appends the
+                # default itself (None: "not given", the help says what that means)
                 action.help = f"{action.help} (default: {default})".strip()
             continue
         if "choices" in f.metadata:

@@ -298,6 +298,12 @@ def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path
     ("gru", ["--tie"], "--tie applies to transformer models only"),
     ("transformer", ["--no-norm"], "--no-norm applies to recurrent models only; --model transformer does not"),
     ("conv", ["--feedback", "gaussian"], "--feedback gaussian applies to recurrent models only"),
+    # given with the other model's default value: refused all the same (they were taken as "not given")
+    ("gru", ["--heads", "4"], "--heads 4 applies to transformer models only; --model gru does not take it"),
+    ("lstm", ["--no-tie"], "--no-tie applies to transformer models only"),
+    ("transformer", ["--norm"], "--norm applies to recurrent models only"),
+    ("transformer", ["--no-reference-block"], "--no-reference-block applies to recurrent models only"),
+    ("conv", ["--feedback", "diagonal"], "--feedback diagonal applies to recurrent models only"),
     ("transformer", ["--hidden", "30", "--heads", "4"],
      "fwdlearn: error: --hidden (30) must be divisible by --heads (4): each head reads --hidden / --heads channels; "
      "choose --hidden a multiple of 4 (e.g. 32) or --heads dividing 30"),
@@ -346,10 +352,11 @@ def test_a_seq_train_run_resumes_whatever_feedback_seed_its_checkpoint_recorded(
                   "--resume") == 0
 
 
-def test_seq_train_refuses_feedback_for_a_rule_without_dsf(text_file, tmp_path, capsys):
+@pytest.mark.parametrize("feedback", ["orthogonal", "diagonal"])  # (diagonal, the default, was taken as not given)
+def test_seq_train_refuses_feedback_for_a_rule_without_dsf(text_file, tmp_path, capsys, feedback):
     assert main(["seq", "train", "--data", str(text_file), "--model", "gru", "--training", "ft-bptt", "--feedback",
-                 "orthogonal", "--json", str(tmp_path / "x.json"), "--quiet"]) == 2
-    assert ("--feedback orthogonal chooses DSF's feedback through time; --training ft-bptt has no DSF part"
+                 feedback, "--json", str(tmp_path / "x.json"), "--quiet"]) == 2
+    assert (f"--feedback {feedback} chooses DSF's feedback through time; --training ft-bptt has no DSF part"
             in capsys.readouterr().err)
     assert not (tmp_path / "x.json").exists()
 

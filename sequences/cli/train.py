@@ -47,18 +47,22 @@ class TrainSeqConfig(RunOptions):
                                                                  "local:readout | shallow (recurrent models and "
                                                                  "transformer); joined as dfa+dsf (default: dsf for a "
                                                                  "recurrent model, bp otherwise)"})
-    feedback: str = field(default="diagonal", metadata={
-        "help": "DSF feedback A where --training names none ('dsf'; 'dsf:<kind>' keeps its own)",
-        "choices": list(DSF_FEEDBACKS)})
+    # (the model-shaping flags below default to None, "not given": a flag of another kind of model is refused even
+    # when it names that model's default; _MODEL_DEFAULTS fills in the rest)
+    feedback: str | None = field(default=None, metadata={
+        "help": "DSF feedback A where --training names none ('dsf'; 'dsf:<kind>' keeps its own; recurrent models; "
+                "default: diagonal)", "choices": list(DSF_FEEDBACKS)})
     layers: int = field(default=2, metadata={"help": "layers of the model", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
-    norm: bool = field(default=True, metadata={"help": "pre-LayerNorm blocks with an MLP (recurrent models; the DSF "
-                                                       "paper's block layout; --no-norm: plain residual blocks)"})
-    reference_block: bool = field(default=False, metadata={
+    norm: bool | None = field(default=None, metadata={
+        "help": "pre-LayerNorm blocks with an MLP (recurrent models; the DSF paper's block layout; --no-norm: plain "
+                "residual blocks; default: --norm)"})
+    reference_block: bool | None = field(default=None, metadata={
         "help": "the DSF reference code's block exactly: a linear map after every recurrent layer and its N(0, 0.02) "
-                "initialisation (recurrent models, with --norm)"})
-    heads: int = field(default=4, metadata={"help": "attention heads (transformer)", "min": 1})
-    tie: bool = field(default=False, metadata={"help": "the head's weight is the token embedding (transformer)"})
+                "initialisation (recurrent models, with --norm; default: --no-reference-block)"})
+    heads: int | None = field(default=None, metadata={"help": "attention heads (transformer; default: 4)", "min": 1})
+    tie: bool | None = field(default=None, metadata={
+        "help": "the head's weight is the token embedding (transformer; default: --no-tie)"})
     context: int = field(default=128, metadata={"help": "window length T: the state carried across windows, a "
                                                         "transformer's learned positions (a GPU run: 256)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams B", "min": 1})
@@ -105,23 +109,27 @@ class TrainSeqConfig(RunOptions):
     sample: int = field(default=200, metadata={"help": "tokens to generate after training (0: none)", "min": 0})
 
 
-#: flags that shape one kind of model only (the others would silently ignore them)
-_MODEL_FLAGS = {"feedback": "recurrent", "norm": "recurrent", "reference_block": "recurrent", "heads": "transformer",
-                "tie": "transformer"}
+#: flags that shape one kind of model only (the others would silently ignore them): the kind, the value when not given
+_MODEL_FLAGS = {"feedback": ("recurrent", "diagonal"), "norm": ("recurrent", True),
+                "reference_block": ("recurrent", False), "heads": ("transformer", 4), "tie": ("transformer", False)}
 
 
-def _refuse_flags_of_other_models(config: TrainSeqConfig, kind: str) -> None:
-    from dataclasses import fields
-
+def _model_options(config: TrainSeqConfig, kind: str) -> dict:
+    """The model-shaping flags of ``kind`` with their defaults filled in; a flag of another kind of model given (even
+    with that model's default value) is refused."""
+    from fwdlearn.config import flag_name
     from fwdlearn.errors import UsageError
 
-    defaults = {f.name: f.default for f in fields(TrainSeqConfig)}
-    for name, owner in _MODEL_FLAGS.items():
+    options = {}
+    for name, (owner, default) in _MODEL_FLAGS.items():
         value = getattr(config, name)
-        if owner != kind and value != defaults[name]:
-            flag = f"--{name}" if value is not False else f"--no-{name}"
+        if owner == kind:
+            options[name] = default if value is None else value
+        elif value is not None:
+            flag = flag_name(name) if value is not False else "--no-" + flag_name(name)[2:]
             flag += f" {value}" if not isinstance(value, bool) else ""
             raise UsageError(f"{flag} applies to {owner} models only; --model {config.model} does not take it")
+    return options
 
 
 def run_train(config: TrainSeqConfig) -> dict:
@@ -141,18 +149,18 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.sequences.training import alignment_curves
 
     kind = MODEL_NAMES[config.model][0]
-    _refuse_flags_of_other_models(config, kind)
+    shape = _model_options(config, kind)
     if kind == "transformer":
         from fwdlearn.sequences.nn.transformer import check_heads
 
         try:
-            check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
+            check_heads(config.hidden, shape["heads"], ("--hidden", "--heads"))
         except ValueError as error:
             raise UsageError(str(error)) from None
     # (None is "not given"; an empty --training "" goes on to the parser, which refuses it as the Python API does)
     training = config.training if config.training is not None else ("dsf" if kind == "recurrent" else "bp")
     rule = parse_rule(training)  # an unknown rule is refused before anything else
-    if config.feedback != TrainSeqConfig.feedback and not isinstance(rule.time, DSF):  # a --feedback given
+    if config.feedback is not None and not isinstance(rule.time, DSF):
         raise UsageError(f"--feedback {config.feedback} chooses DSF's feedback through time; --training {training} "
                          "has no DSF part (use --training dsf, or dfa+dsf)")
     if config.plot and not config.align_every:
@@ -167,10 +175,9 @@ def run_train(config: TrainSeqConfig) -> dict:
     device = process_device(device)
     lead = rank() == 0
     seed_everything(config.seed)
-    options = {"recurrent": dict(feedback=config.feedback, norm=config.norm, feedback_seed=config.seed,
-                                 reference_block=config.reference_block),
-               "transformer": dict(heads=config.heads, tie=config.tie, context=config.context,
-                                   feedback_seed=config.seed)}.get(kind, {})  # (a conv model has no feedback)
+    options = {"recurrent": dict(shape, feedback_seed=config.seed),
+               "transformer": dict(shape, context=config.context, feedback_seed=config.seed)}.get(kind, {})
+    # (a conv model has no feedback)
     model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
                                 training=training, **options).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)

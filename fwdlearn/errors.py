@@ -112,6 +112,11 @@ def is_integer(value: Any) -> bool:
     takes)."""
     if isinstance(value, bool):
         return False
+    if type(value).__module__.startswith("torch"):
+        import torch
+
+        if isinstance(value, torch.Tensor) and (value.dim() != 0 or value.dtype == torch.bool):
+            return False  # (torch's __index__ also takes [3], [[3]] and a bool tensor)
     try:
         operator.index(value)
     except TypeError:

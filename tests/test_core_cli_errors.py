@@ -243,6 +243,22 @@ def test_configs_are_checked_from_python_too():
     assert config.lr == pytest.approx(0.01) and str(config.checkpoint) == "runs/x.pt"  # them: still accepted
 
 
+def test_an_integer_is_one_number_not_a_bool_or_a_longer_tensor():
+    """torch's __index__ takes any one-element integer or bool tensor: layers=torch.tensor(True) was 1 layer."""
+    import numpy as np
+    import torch
+
+    from fwdlearn.errors import check_int, is_integer
+
+    taken = (3, np.int64(3), torch.tensor(3), torch.tensor(3, dtype=torch.uint8))
+    refused = (True, np.bool_(True), 3.0, torch.tensor(3.0), torch.tensor([3]), torch.tensor([[3]]),
+               torch.tensor(True), "3")
+    assert [is_integer(v) for v in taken] == [True] * len(taken)
+    assert [is_integer(v) for v in refused] == [False] * len(refused)
+    with pytest.raises(ValueError, match=r"layers must be an int >= 1, got tensor\(True\)"):
+        check_int("layers", torch.tensor(True), 1)
+
+
 def test_a_list_flag_given_twice_keeps_every_value():
     """argparse kept the last use only: --models gru --models lstm measured lstm alone."""
     from fwdlearn.cli import build_parser

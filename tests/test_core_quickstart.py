@@ -29,6 +29,15 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     graphs, sequences = summary["graphs"], summary["sequences"]
     assert set(graphs["runs"]) == {"bp", "sf"} and set(sequences["runs"]) == {"bptt", "dsf", "ft-bptt"}
     assert 0 < graphs["chance"] < 1 and sequences["chance"] == pytest.approx(1 / 8)
+    import torch
+
+    from fwdlearn.graphs import load_graph
+
+    data = load_graph("sbm:300", split="random", seed=0)
+    for key, mask in (("chance", data.test_mask), ("val_chance", data.val_mask)):  # (the validation plot drew the
+        labels = data.y[mask]  # test split's rate as its chance line)
+        assert graphs[key] == pytest.approx(float(torch.bincount(labels).max()) / labels.numel())
+    assert graphs["chance"] != graphs["val_chance"]
     assert all(r["R"] >= 0 and r["saved_bytes_per_step"] > 0 for r in graphs["runs"].values())
     report = (folder / "report.md").read_text()
     for phrase in ("Chance", "Bytes saved for backward per step", "R** is the influence-weighted mean distance",

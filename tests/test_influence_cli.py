@@ -115,7 +115,9 @@ def test_bench_influence_measures_speedup_against_ball_size_and_trained_ranges(t
     # a deeper ball holds more nodes; karate's 3-hop balls are nearly the whole 34-node graph
     assert speed[("karate", 2)]["mean ball"] < speed[("karate", 3)]["mean ball"] <= 34
     other = {(row["model"], row["metric"]): row for row in content["other"]}
-    assert other[("mlp-2", "test accuracy / R (max_hops=3)")]["baseline"] == 0.0  # an MLP's R
+    assert other[("mlp-2", "R (max_hops=3)")]["value"] == 0.0  # an MLP's R (it sat in the baseline column)
+    assert all(row["baseline"] is None for row in content["other"] if row["experiment"].startswith("trained by BP"))
+    assert [m for m, metric in other if metric == "test accuracy"] == ["mlp-2", "gcn-2", "gcn-3"]
     assert ("gcn-3", "R (sf)") in other
     table = (tmp_path / "bench-0.1.md").read_text()
     assert "| graph | nodes | layers | mean ball |" in table and "autograd speed-up" in table
@@ -239,3 +241,17 @@ def test_influence_seq_refuses_options_the_checkpoints_would_ignore(tmp_path, ca
         assert capsys.readouterr().err.strip() == f"fwdlearn: error: {message}"
     assert not (tmp_path / "r.json").exists()
     assert main(base) == 0
+
+
+def test_bench_influence_trains_gcn_2_once_when_layers_is_2():
+    """--layers 2 trained GCN-2 twice and wrote its rows twice."""
+    from types import SimpleNamespace
+
+    from fwdlearn.graphs import load_graph
+    from fwdlearn.graphs.influence.bench import _trained_ranges
+
+    rows: list[dict] = []
+    config = SimpleNamespace(layers=2, seed=0, hidden=8, epochs=2, samples=5, forward_method="")
+    _trained_ranges(config, load_graph("karate"), rows, True, torch.device("cpu"))
+    assert [(r["model"], r["metric"]) for r in rows] == [(m, metric) for m in ("mlp-2", "gcn-2")
+                                                         for metric in ("test accuracy", "R (max_hops=2)")]

@@ -40,7 +40,8 @@ class BenchGraphConfig(RunOptions):
                                metadata={"help": lambda: "methods, as 'graph train --method' takes them: "
                                          f"{', '.join(method_names())} or their rules (bp is the baseline and is "
                                          "always run)"})
-    splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)", "min": 1})
+    splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)", "min": 1,
+                                                   "max": 1000})
     epochs: int = field(default=200, metadata={"help": "epoch budget per layer (forward) / in total (BP, top-down)",
                                                "min": 1})
     patience: int = field(default=50, metadata={"help": "early-stopping patience (0 = none)", "min": 0})
@@ -63,7 +64,8 @@ class BenchGraphConfig(RunOptions):
 
 COLUMNS = ["task", "method", "layers", "accuracy", "acc_minus_bp", "fit_seconds", "time_vs_bp", "saved_bytes_per_step",
            "saved_vs_bp", "saved_vs_2_layers", "step_memory_bytes", "step_memory_vs_bp"]
-HEADERS = {"accuracy": "test acc. / AUC (mean ± std)", "acc_minus_bp": "acc. − BP", "fit_seconds": "fit s",
+# (accuracy in %, AUC as a fraction; the difference to BP in points: 100 x the difference of either)
+HEADERS = {"accuracy": "test acc. % / AUC (mean ± std)", "acc_minus_bp": "acc. − BP (points)", "fit_seconds": "fit s",
            "time_vs_bp": "time / BP", "saved_bytes_per_step": "saved bytes/step", "saved_vs_bp": "saved / BP",
            "saved_vs_2_layers": "saved / same at 2 layers", "step_memory_bytes": "step memory increase",
            "step_memory_vs_bp": "step memory / BP"}

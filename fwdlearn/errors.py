@@ -107,6 +107,35 @@ def check_int(name: str, value: Any, low: int | None, what: str = "") -> int:
     return int(value)
 
 
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an ``int`` a seed can be: an integer (:func:`is_integer`) that torch's generators take
+    (``-2**63 <= seed < 2**64``); else ``ValueError`` naming ``name``."""
+    if not is_integer(value) or not -2**63 <= value < 2**64:
+        raise ValueError(f"{name} must be an int in [-2**63, 2**64) (torch's generators take no other), got {value!r}")
+    return int(value)
+
+
+def check_representable(name: str, value: Any, dtype: Any = None, small: bool = True) -> None:
+    """Refuse a (finite) hyperparameter that the parameters' floating-point ``dtype`` (default float32) cannot
+    hold: larger in size than its largest number (every product with it is infinite), or, with ``small``, nonzero
+    and smaller than its smallest normal number (a learning rate rounds to 0: nothing trains; a temperature
+    overflows what it divides). ``None`` and ``0`` pass (checked elsewhere)."""
+    import torch
+
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real) or value == 0:
+        return
+    dtype = torch.float32 if dtype is None else dtype
+    if not dtype.is_floating_point:
+        return
+    info, kind = torch.finfo(dtype), str(dtype).removeprefix("torch.")
+    if abs(value) > info.max:
+        raise UsageError(f"{name} {value:g} is larger than any {kind} number (at most {info.max:.3g}): every "
+                         f"product with it would be infinite; choose a value of a sensible size")
+    if small and abs(value) < info.tiny:
+        raise UsageError(f"{name} {value:g} is smaller than the smallest normal {kind} number ({info.tiny:.3g}): "
+                         f"in {kind} it rounds to 0 or overflows what it divides; choose a value of a sensible size")
+
+
 def is_integer(value: Any) -> bool:
     """An integer and not a bool: an ``int``, a numpy integer or a 0-d integer tensor (what ``operator.index``
     takes)."""

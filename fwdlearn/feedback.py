@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .errors import check_int, is_integer
 from .rules import DSF_FEEDBACKS, FEEDBACK_KINDS
 
 __all__ = [
@@ -113,8 +114,9 @@ def feedback_matrix(
       (for a square matrix, DSF's Gaussian variant ``randn(d, d) / sqrt(d)``);
     * ``orthogonal``: a (semi-)orthogonal matrix, :math:`B B^\top = I` or :math:`B^\top B = I`.
     """
-    if rows < 1 or cols < 1:
-        raise ValueError(f"feedback_matrix needs positive sizes, got rows={rows}, cols={cols}")
+    if not (is_integer(rows) and is_integer(cols) and rows >= 1 and cols >= 1):
+        raise ValueError(f"feedback_matrix needs positive int sizes, got rows={rows!r}, cols={cols!r}")
+    rows, cols = int(rows), int(cols)
     maker = FEEDBACK_MAKERS.get(kind)
     if maker is None or not maker.matrix:
         kinds = ", ".join(k for k, m in FEEDBACK_MAKERS.items() if m.matrix)
@@ -136,6 +138,7 @@ def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -
     """
     if kind not in DSF_FEEDBACKS:
         raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}")
+    d = check_int("d", d, 1, " (the state width)")
     return FEEDBACK_MAKERS[kind].draw(d, d, generator)
 
 
@@ -143,6 +146,9 @@ def spectral_radius(a: Tensor) -> float:
     r""":math:`\rho(A) = \max_i |\lambda_i(A)|` of DSF's feedback: ``[d]`` decays (a diagonal :math:`A`) or a
     ``[d, d]`` matrix. The reverse scan :math:`g_t = \sum_k A^k e_{t+k}` (:func:`reverse_scan`) can grow like
     :math:`\rho^{T-1}` over a window of :math:`T` steps when :math:`\rho > 1`."""
+    if not isinstance(a, Tensor) or a.numel() == 0 or not (a.dim() == 1 or a.dim() == 2 and a.shape[0] == a.shape[1]):
+        shape = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
+        raise ValueError(f"spectral_radius takes DSF's feedback: [d] decays or a square [d, d] matrix, got {shape}")
     a = a.detach().to(torch.float64).cpu()
     return float(a.abs().max() if a.dim() == 1 else torch.linalg.eigvals(a).abs().max())
 

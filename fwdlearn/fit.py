@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import operator
 import random
 import sys
 import time
@@ -42,7 +41,7 @@ from torch import Tensor, nn
 
 from fwdlearn.distributed import min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
-                             check_range, is_integer, reading)
+                             check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable
 
 __all__ = [
@@ -76,7 +75,9 @@ DIVERGE_FACTOR = 100.0
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy (when installed) and torch (CPU and CUDA)."""
+    """Seed Python, NumPy (when installed) and torch (CPU and CUDA); ``seed``: an int torch's generators take
+    (:func:`~fwdlearn.errors.check_seed`)."""
+    seed = check_seed(seed)
     random.seed(seed)
     torch.manual_seed(seed)
     try:
@@ -422,6 +423,14 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
 _CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}
 
 
+def _step_on_disk(path: str | Path, otherwise: int | None) -> int | None:
+    """The step the checkpoint at ``path`` holds (``otherwise`` when it cannot be read)."""
+    try:
+        return int(read_checkpoint(path)["step"])
+    except Exception:  # noqa: BLE001 - a message's detail: the step known before
+        return otherwise
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A :class:`Trainer` checkpoint as a dict; :class:`~fwdlearn.errors.InputError` naming ``path`` when the
     file is cut short, is not a torch file, or was not written by a Trainer."""
@@ -563,10 +572,9 @@ class Trainer:
         context: Callable[[], Any] | None = None,
         last_part: bool = True,
     ) -> None:
-        try:
-            steps = operator.index(steps)
-        except TypeError:
-            raise UsageError(f"steps must be an integer, got {steps!r}") from None
+        if not is_integer(steps):  # (True was one step)
+            raise UsageError(f"steps must be an integer, got {steps!r}")
+        steps = int(steps)
         check_range("steps", steps, min=0)
         check_range("eval_every", eval_every, min=1)
         if not is_integer(eval_every) or (patience is not None and not is_integer(patience)):
@@ -729,6 +737,7 @@ class Trainer:
         best_state = None
         start_step = 1
         saved_step: int | None = None
+        saving = False
         self._first_losses = {}
         if self.checkpoint is not None and self.checkpoint.exists() and not (self.resume or self.overwrite):
             raise FileExistsError(
@@ -785,11 +794,14 @@ class Trainer:
                 if self.checkpoint is not None:
                     every = self.checkpoint_every or self.eval_every
                     if i % every == 0 or i == self.steps or result.stopped_early:
+                        saving = True  # (an interrupt may land after the file is replaced, before the next line)
                         self._save(state, i, stopper, result, best_state)
-                        saved_step = i
+                        saved_step, saving = i, False
                 if result.stopped_early:
                     break
         except KeyboardInterrupt:
+            if saving:  # the file says which step it holds
+                saved_step = _step_on_disk(self.checkpoint, saved_step)
             raise TrainingInterrupted(i, self.checkpoint, saved_step) from None
         finally:
             bar.close()

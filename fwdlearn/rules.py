@@ -307,6 +307,14 @@ class Rule:
     depth: DepthRule = field(default_factory=BP)
     time: TimeRule | None = None
 
+    def __post_init__(self) -> None:  # (a string here failed later, inside the model)
+        if not isinstance(self.depth, DepthRule):
+            raise TypeError(f"Rule(depth=...) takes a depth rule object (BP(), DFA(), Local(...), Shallow()), got "
+                            f"{self.depth!r}: for a spelling use parse_rule({str(self.depth)!r})")
+        if self.time is not None and not isinstance(self.time, TimeRule):
+            raise TypeError(f"Rule(time=...) takes a time rule object (BPTT(), TBPTT(k), FTBPTT(), DSF()) or None, got "
+                            f"{self.time!r}: for a spelling use parse_rule({str(self.time)!r})")
+
     def __str__(self) -> str:
         if self.time is None:
             return str(self.depth)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
-from fwdlearn.errors import check_finite_tensor, check_int
+from fwdlearn.errors import check_finite_tensor, check_int, check_seed
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -35,6 +35,9 @@ __all__ = ["lag_influence", "lag_masses"]
 
 def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tensor], Tensor]:
     """``(f, x)``: the map from embeddings to outputs and the embeddings to differentiate."""
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor: [batch, time] token ids or [batch, time, features] "
+                        f"embeddings; got {type(inputs).__name__} (convert it with torch.as_tensor)")
     if not inputs.dtype.is_floating_point:
         if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):
             raise TypeError("integer token inputs need a model with embed(tokens) and forward_from_embeddings(emb); "
@@ -69,7 +72,7 @@ def _select_positions(length: int, positions: int | Sequence[int] | Tensor | Non
         positions = int(positions)
         if positions < 1:
             raise ValueError(f"positions must be >= 1 when given as a count, got {positions}")
-        return torch.randperm(length, generator=torch.Generator().manual_seed(seed))[: min(positions, length)].sort().values
+        return torch.randperm(length, generator=torch.Generator().manual_seed(check_seed(seed)))[: min(positions, length)].sort().values
     return chosen_indices(positions, length, "positions", "position")
 
 

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
-from fwdlearn.errors import UsageError, check_range
+from fwdlearn.errors import UsageError, check_int, check_range, check_representable, is_integer
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
                           seed_everything, tensor_fingerprint)
@@ -135,6 +135,7 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     if ids.dim() != 1:
         raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: flatten "
                          "a stream (ids.flatten()) or evaluate each row on its own")
+    _check_ints(context=context, batch_size=batch_size, max_tokens=max_tokens)
     if model.max_context is not None:
         context = min(context, model.max_context)
     _check_evaluable(ids, batch_size, prefix.rstrip("_") or "evaluation", max_tokens, "max_tokens")
@@ -194,8 +195,7 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
                   prefix: str = "") -> dict[str, float]:
     """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``: by
     default the test samples (:data:`TEST_SEED`), which :func:`fit_task` neither trains nor validates on."""
-    if batches < 1 or batch_size < 1:
-        raise ValueError(f"evaluating a task needs batches >= 1 and batch_size >= 1; got {batches} and {batch_size}")
+    batches, batch_size = check_int("batches", batches, 1), check_int("batch_size", batch_size, 1)
     _check_task_model(model, task)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -347,18 +347,29 @@ def _detached(state: Any, device: torch.device | None = None, copy: bool = False
     return [_detached(s, device, copy) for s in state]
 
 
-def _check_fit_arguments(batch_size: int, lr: float | None, weight_decay: float | None, clip: float | None,
-                         context: int | None = None, eval_tokens: int | None = None,
-                         eval_context: int | None = None) -> None:
-    """Refuse values that would train wrongly (a negative clip ascends the gradient) before any work (the
-    Trainer checks the step budget and the evaluation interval)."""
+def _check_ints(**values: Any) -> None:
+    """Refuse a count that is not an integer (``None`` passes: an option left out): ``2.5`` streams, ``"8"`` steps or
+    ``True`` for one failed deep in slicing or ran (the ranges are checked beside each)."""
+    for name, value in values.items():
+        if value is not None and not is_integer(value):
+            raise UsageError(f"{name} must be an int, got {value!r}")
+
+
+def _check_fit_arguments(model, steps: int, batch_size: int, lr: float | None, weight_decay: float | None,
+                         clip: float | None, **sizes: int | None) -> None:
+    """Refuse values that would train wrongly (a negative clip ascends the gradient; a learning rate past the
+    parameters' dtype overflows, or rounds to 0) before any work; ``sizes``: further optional ints ``>= 1``
+    (``context``, ``eval_tokens``, ``eval_context``). (The Trainer checks the evaluation interval.)"""
     check_range("batch_size", batch_size, min=1)
+    for name, value in sizes.items():
+        check_range(name, value, min=1, optional=True)
+    _check_ints(steps=steps, batch_size=batch_size, **sizes)
     check_range("lr", lr, gt=0, optional=True)
     check_range("weight_decay", weight_decay, min=0, optional=True)
     check_range("clip", clip, gt=0, optional=True)
-    check_range("context", context, min=1, optional=True)
-    check_range("eval_tokens", eval_tokens, min=1, optional=True)
-    check_range("eval_context", eval_context, min=1, optional=True)
+    dtype = next(model.parameters()).dtype
+    check_representable("lr", lr, dtype)
+    check_representable("weight_decay", weight_decay, dtype, small=False)
 
 
 def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, state: TrainState, steps: int) -> FitReport:
@@ -447,7 +458,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
-    _check_fit_arguments(batch_size, lr, weight_decay, clip, context, eval_tokens, eval_context)
+    _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip, context=context, eval_tokens=eval_tokens,
+                         eval_context=eval_context)
     check_trainable_dtype(model, f"this {type(model).__name__}")
     seed_everything(seed)
     device = next(model.parameters()).device
@@ -530,7 +542,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     (:data:`VALIDATION_SEED`; ``val_accuracy`` or ``val_mse``), which picks the state restored at the end, so score
     the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these overrides (``None``: the default); other
     arguments as :func:`fit_lm`."""
-    _check_fit_arguments(batch_size, lr, weight_decay, clip)
+    _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
     check_trainable_dtype(model, f"this {type(model).__name__}")
     _check_task_model(model, task)
     _warn_growing_feedback(model, task.length)

@@ -1,5 +1,7 @@
 """Synthetic feedback: DFA against BP, and the reverse scan against a naive loop."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -283,3 +285,21 @@ def test_feedback_kinds_are_one_table_and_draw_the_documented_matrices():
         feedback_matrix(2, 2, "diagonal")
     with pytest.raises(ValueError, match="unknown DSF feedback 'uniform'; choose one of diagonal, gaussian, orthogonal"):
         make_feedback("uniform", 3)
+
+
+def test_feedback_sizes_and_spectral_radius_inputs_are_checked():
+    """make_feedback('gaussian', -1) gave torch's 'negative dimension', 2.5 a randn overload dump; spectral_radius of a
+    [2, 3] matrix raised linalg's raw error and of a [2, 2, 2] tensor returned a number."""
+    from fwdlearn.feedback import feedback_matrix, make_feedback, spectral_radius
+
+    for bad in (lambda: make_feedback("gaussian", -1), lambda: make_feedback("orthogonal", 2.5),
+                lambda: make_feedback("diagonal", 0)):
+        with pytest.raises(ValueError, match=r"d must be an int >= 1 \(the state width\)"):
+            bad()
+    with pytest.raises(ValueError, match=r"feedback_matrix needs positive int sizes, got rows=2.5, cols=3"):
+        feedback_matrix(2.5, 3)
+    for shape in ((2, 3), (0,), (2, 2, 2)):
+        with pytest.raises(ValueError, match=r"\[d\] decays or a square \[d, d\] matrix, got " + re.escape(str(shape))):
+            spectral_radius(torch.ones(shape))
+    assert spectral_radius(torch.tensor([0.5, -0.9])) == pytest.approx(0.9)
+    assert spectral_radius(torch.tensor([[0.0, 2.0], [0.5, 0.0]])) == pytest.approx(1.0)  # eigenvalues +-1

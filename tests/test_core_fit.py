@@ -155,6 +155,21 @@ def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, capsys):
                                        "(the budget is the total; raise it to train on)\n")
 
 
+def test_a_step_budget_and_a_seed_are_ints_torch_takes():
+    """Trainer(True) trained one step (operator.index takes a bool); seed_everything(2**70) raised torch's
+    'Overflow when unpacking long', seed_everything(1.5) NumPy's cast error."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.fit import seed_everything
+
+    with pytest.raises(UsageError, match="steps must be an integer, got True"):
+        Trainer(True)
+    for seed in (2**70, 1.5, "1", -2**63 - 1):
+        with pytest.raises(ValueError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\)"):
+            seed_everything(seed)
+    seed_everything(2**64 - 1)  # the bounds are torch's
+    seed_everything(-2**63)
+
+
 def test_missing_monitor_key_is_named():
     with pytest.raises(KeyError, match="monitored key is 'val_accuracy'"):
         Trainer(steps=1, quiet=True).run(lambda e: {}, lambda: {"acc": 1.0})
@@ -281,6 +296,27 @@ def test_ctrl_c_names_the_last_checkpoint(tmp_path):
                                  f"same command with --resume to continue (and --checkpoint {tmp_path / 'c.pt'} if it "
                                  "had no --name; in Python resume=True)")  # a fresh default name finds no checkpoint
     assert not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_ctrl_c_just_after_a_checkpoint_replaced_the_file_names_its_step(tmp_path, monkeypatch):
+    """An interrupt between os.replace and the Trainer noting the save named the save before (step 2 for a file
+    holding step 4)."""
+    import fwdlearn.files
+
+    real, renames = os.replace, []
+
+    def replace_then_interrupt(src, dst):
+        real(src, dst)
+        renames.append(dst)
+        if len(renames) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fwdlearn.files.os, "replace", replace_then_interrupt)
+    with pytest.raises(TrainingInterrupted) as caught:
+        Trainer(steps=6, quiet=True, checkpoint=tmp_path / "c.pt", checkpoint_every=2).run(lambda i: {"loss": 1.0})
+    monkeypatch.undo()
+    assert read_checkpoint(tmp_path / "c.pt")["step"] == 4
+    assert caught.value.saved_step == 4 and "(step 4)" in str(caught.value)
 
 
 def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):

@@ -179,6 +179,18 @@ def test_rule_names_and_parts_that_could_never_parse_back_are_refused():
             bad()                        # 'local:ff:la:x', 'local:ff:a+b': none parses back)
 
 
+def test_a_rule_object_holds_rule_objects():
+    """Rule(depth="bp") failed inside the model ('str' object has no attribute 'name'); Rule(time="dsf") built a model
+    whose fit failed."""
+    from fwdlearn.rules import BP, DSF, Rule
+
+    with pytest.raises(TypeError, match=r"Rule\(depth=...\) takes a depth rule object .* use parse_rule\('bp'\)"):
+        Rule(depth="bp")
+    with pytest.raises(TypeError, match=r"Rule\(time=...\) takes a time rule object .* use parse_rule\('dsf'\)"):
+        Rule(depth=BP(), time="dsf")
+    assert str(Rule(depth=BP(), time=DSF())) == "dsf"
+
+
 def test_spaces_around_a_colon_are_read_as_around_a_plus():
     """'tbptt: 5' was read (int() strips) but 'dsf: gaussian', 'local: readout' and 'dfa :micro' were refused."""
     for spec, canonical in (("dsf: gaussian", "dsf:gaussian"), ("local: readout", "local:readout"),

@@ -377,6 +377,11 @@ def test_seed_does_not_seed_the_weights_and_the_docs_say_how_to():
     ("ff-la", "theta", float("nan"), "theta must be a finite number, got nan"),
     ("ff-symba", "alpha", float("-inf"), "alpha must be a finite number, got -inf"),
     ("ff-symba", "alpha", 0.0, "alpha must be > 0, got 0.0"),
+    # finite in Python, past float32 (the logits overflowed: 'training diverged')
+    ("sf", "tau", 1e-40, r"tau 1e-40 is smaller than the smallest normal float32 number \(1.18e-38\)"),
+    ("sf-top2loss", "tau", 1e-46, r"tau 1e-46 is smaller than the smallest normal float32 number"),
+    ("ff-la", "theta", 1e39, r"theta 1e\+39 is larger than any float32 number \(at most 3.4e\+38\)"),
+    ("ff-symba", "alpha", 1e39, r"alpha 1e\+39 is larger than any float32 number"),
 ])
 def test_loss_hyperparameters_are_checked_when_the_model_is_built(method, option, value, message):
     """A NaN or infinite tau / theta / alpha made every loss NaN, reported as 'training diverged' at the first step."""
@@ -384,6 +389,25 @@ def test_loss_hyperparameters_are_checked_when_the_model_is_built(method, option
 
     with pytest.raises(UsageError, match=message):
         ForwardGNN(5, 3, hidden=8, layers=1, method=method, **{option: value})
+
+
+@pytest.mark.parametrize("method", ["bp", "sf"])
+def test_learning_rates_and_decays_the_parameters_cannot_hold_are_refused_before_training(method):
+    """lr=1e39 (weight_decay=1e39) failed at the first Adam step with torch's 'cannot be converted to type float
+    without overflow'; lr=1e-46 is 0 in float32: the fit ran and reported accuracies, no weight having moved."""
+    from fwdlearn.errors import UsageError
+
+    data = tiny_graph()
+    for kwargs, message in ((dict(lr=1e39), r"lr 1e\+39 is larger than any float32 number"),
+                            (dict(weight_decay=1e39), r"weight_decay 1e\+39 is larger than any float32 number"),
+                            (dict(lr=1e-46), r"lr 1e-46 is smaller than the smallest normal float32 number")):
+        model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
+        before = [p.clone() for p in model.parameters()]
+        with pytest.raises(UsageError, match=message):
+            model.fit(data, epochs=2, quiet=True, **kwargs)
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    data.x = data.x.double()  # the bound is the parameters' dtype: float64 holds 1e-300
+    ForwardGNN(5, 3, hidden=8, layers=2, method=method).double().fit(data, epochs=1, lr=1e-300, quiet=True)
 
 
 def test_dfa_never_spreads_the_error_of_mlp_blocks():

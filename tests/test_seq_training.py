@@ -185,7 +185,7 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
     ids = torch.randint(0, 7, (400,))
     with pytest.raises(ValueError, match="batch_size must be >= 1 \\(the streams read side by side\\), got 0"):
         model.evaluate(ids, batch_size=0)
-    with pytest.raises(ValueError, match="evaluating a task needs batches >= 1 and batch_size >= 1; got 4 and 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0"):
         RecurrentLM(4, cell="gru", hidden=4, layers=1).evaluate(DelayedRecall(lag=2, symbols=4), batch_size=0)
     with pytest.raises(ValueError, match="steps \\(tokens to generate\\) must be an int >= 0, got -3"):
         model.generate(ids[:3], -3)
@@ -203,6 +203,63 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
     assert metrics["loss"] == pytest.approx(float(exact), rel=1e-5)
     assert metrics["bpc"] == pytest.approx(float(exact) / math.log(2), rel=1e-5)  # bits: nats / ln 2
     assert metrics["perplexity"] == pytest.approx(math.exp(float(exact)), rel=1e-5)  # e^nats = 2^bits
+
+
+def test_counts_that_are_not_ints_are_refused_before_any_work(tiny_corpus):
+    """2.5 streams, a context of '8' or True steps failed deep in slicing (or, True, trained one step)."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences import AddingProblem, CopyTask, lag_influence
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    ids = tiny_corpus.validation
+    for kwargs in (dict(batch_size=True), dict(batch_size=2.5), dict(context="8"), dict(context=8.5),
+                   dict(max_tokens=50.5)):
+        (name, value), = kwargs.items()
+        with pytest.raises(UsageError, match=f"{name} must be an int, got {value!r}"):
+            model.evaluate(ids, **kwargs)
+    for kwargs in (dict(steps=True), dict(steps="2"), dict(batch_size=2.5), dict(context=8.5), dict(eval_tokens=1.5)):
+        (name, value), = kwargs.items()
+        with pytest.raises(UsageError, match=f"{name} must be an int, got {value!r}"):
+            model.fit(tiny_corpus, **{"context": 8, "steps": 1, "batch_size": 2, "quiet": True, **kwargs})
+    for build, message in ((lambda: DelayedRecall(lag=2.5), "lag must be an int \\(DelayedRecall\\), got 2.5"),
+                           (lambda: DelayedRecall(lag=True), "lag must be an int \\(DelayedRecall\\), got True"),
+                           (lambda: CopyTask(lag=8, count=2.0), "count must be an int \\(CopyTask\\)"),
+                           (lambda: AddingProblem(length=2.5), "length must be an int \\(AddingProblem\\)"),
+                           (lambda: DelayedRecall(lag=3).sample(-1), "batch_size must be an int >= 1"),
+                           (lambda: CopyTask(lag=8).sample(2.5), "batch_size must be an int >= 1"),
+                           (lambda: AddingProblem().sample(True), "batch_size must be an int >= 1")):
+        with pytest.raises(ValueError, match=message):
+            build()
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor: .* got list"):
+        lag_influence(model, ids[:24].view(2, 12).tolist(), max_lag=4, positions=2)
+    for seeded in (lambda: lag_influence(model, ids[:24].view(2, 12), max_lag=4, positions=2, seed="a"),
+                   lambda: model.generate(ids[:3], 2, seed=1.5),
+                   lambda: model.fit(tiny_corpus, context=8, steps=1, batch_size=2, quiet=True, seed=2**70)):
+        with pytest.raises(ValueError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\)"):
+            seeded()
+    with pytest.raises(TypeError, match="vocab must be the corpus's Vocabulary \\(corpus.vocab\\), got list"):
+        model.generate("ab", 2, vocab=list("abc"))
+
+
+def test_hyperparameters_float32_cannot_hold_are_refused_before_any_step(tiny_corpus):
+    """lr=1e39 failed at the first Adam step (torch's 'cannot be converted to type float without overflow'), lr=1e-46
+    trained nothing and reported a loss; temperature=1e-46 is 0 in float32: every logit / 0, multinomial's raw
+    error."""
+    from fwdlearn.errors import UsageError
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    before = [p.clone() for p in model.parameters()]
+    for kwargs, message in ((dict(lr=1e39), r"lr 1e\+39 is larger than any float32 number"),
+                            (dict(weight_decay=1e39), r"weight_decay 1e\+39 is larger than any float32 number"),
+                            (dict(lr=1e-46), r"lr 1e-46 is smaller than the smallest normal float32 number")):
+        with pytest.raises(UsageError, match=message):
+            model.fit(tiny_corpus, context=8, steps=2, batch_size=2, quiet=True, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    prompt = tiny_corpus.validation[:3]
+    with pytest.raises(UsageError, match=r"temperature 1e-46 is smaller than the smallest normal float32 number"):
+        model.generate(prompt, 2, temperature=1e-46)
+    cold = model.generate(prompt, 6, temperature=1e-30, seed=0)  # (a tiny temperature that float32 holds: greedy)
+    assert torch.equal(cold, model.generate(prompt, 6, greedy=True))
 
 
 @pytest.mark.parametrize("kind", ["gru", "transformer", "conv"])

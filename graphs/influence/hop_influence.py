@@ -48,7 +48,7 @@ from torch import Tensor
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
-from fwdlearn.errors import check_finite_tensor, check_int, is_integer
+from fwdlearn.errors import check_finite_tensor, check_int, check_seed, is_integer
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.datasets import check_graph_inputs
@@ -76,7 +76,7 @@ def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int
         raise TypeError(f"samples must be an int (or None for every node); got {samples!r}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1 (or None for every node), got {samples}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_seed(seed))
     return torch.randperm(num_nodes, generator=generator)[: min(samples, num_nodes)]
 
 

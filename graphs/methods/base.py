@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import Cost, CostReport
-from fwdlearn.errors import check_int, check_range
+from fwdlearn.errors import check_int, check_range, check_representable
 from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise
@@ -41,12 +41,15 @@ __all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_histor
 Streams = dict[str, tuple[Tensor, Tensor]]
 
 
-def check_fit_arguments(epochs: Any, lr: Any, weight_decay: Any, bp_lr: Any = None) -> int:
-    """``epochs`` as an int ``>= 1``, and learning rates ``> 0`` and a weight decay ``>= 0`` (finite), named as the
-    graph fits spell them; else :class:`~fwdlearn.errors.UsageError` / ``ValueError``."""
+def check_fit_arguments(epochs: Any, lr: Any, weight_decay: Any, bp_lr: Any = None, dtype: Any = None) -> int:
+    """``epochs`` as an int ``>= 1``, and learning rates ``> 0`` and a weight decay ``>= 0`` (finite, and held by
+    the parameters' ``dtype``: :func:`~fwdlearn.errors.check_representable`), named as the graph fits spell them;
+    else :class:`~fwdlearn.errors.UsageError` / ``ValueError``."""
     check_range("lr", lr, gt=0)  # (lr=0 trained nothing and reported accuracies; a negative one, torch's raw error)
     check_range("bp_lr", bp_lr, gt=0, optional=True)
     check_range("weight_decay", weight_decay, min=0)
+    for name, value in (("lr", lr), ("bp_lr", bp_lr), ("weight_decay", weight_decay)):  # (1e39: torch's raw error
+        check_representable(name, value, dtype, small=name != "weight_decay")  # mid-fit; 1e-46: 0, nothing trains)
     return check_int("epochs", epochs, 1)
 
 

@@ -37,7 +37,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from fwdlearn.errors import check_range, is_integer
+from fwdlearn.errors import check_range, check_representable, is_integer
 from fwdlearn.local import ff_loss, goodness, symba_loss
 
 from fwdlearn.graphs.methods.base import LayerwiseMethod, Streams
@@ -66,6 +66,8 @@ class _GoodnessMethod(LayerwiseMethod):
         # (a NaN or infinite value made every loss NaN: a "training diverged" error that blamed the training)
         check_range("theta", theta)  # the goodness threshold: any finite number
         check_range("alpha", alpha, gt=0)  # SymBa's scale: 0 trains nothing, a negative one the wrong way
+        for name, value in (("theta", theta), ("alpha", alpha)):  # (1e39 is float32's inf: 'diverged')
+            check_representable(name, value, small=False)
         self.theta, self.alpha = theta, alpha
         #: negative copies per training step (the resolved count: ``None`` means all :math:`K - 1`)
         self.negatives = num_classes - 1 if negatives is None else int(negatives)

@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from fwdlearn.errors import check_range
+from fwdlearn.errors import check_range, check_representable
 from fwdlearn.local import prototype_cross_entropy, prototype_logits
 
 from fwdlearn.graphs.methods.base import LayerwiseMethod, Streams
@@ -43,6 +43,7 @@ class SingleForward(LayerwiseMethod):
     def __init__(self, in_dim, num_classes, hidden, layers, conv, seed=0, tau: float = 1.0, cache: bool = True):
         super().__init__(in_dim, num_classes, hidden, layers, conv, seed, cache)
         check_range("tau", tau, gt=0)  # (checked at fit time only for > 0: NaN passed and 'diverged')
+        check_representable("tau", tau)  # (1e-40 overflowed the logits it divides: 'diverged' again)
         self.tau = tau
         self.register_buffer("virtual_x", virtual_features(num_classes, in_dim, seed))
         self.register_buffer("prototypes", torch.zeros(layers, num_classes, hidden))

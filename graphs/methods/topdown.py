@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_range, is_integer
+from fwdlearn.errors import check_range, check_representable, is_integer
 from fwdlearn.fit import Carried, Checkpointing, Stateful, Trainer, evaluating
 from fwdlearn.local import prototype_cross_entropy, prototype_logits
 from fwdlearn.metrics import masked_accuracy
@@ -153,6 +153,7 @@ class TopDown(GraphMethod):
             raise ValueError(f"steps must be an int >= 3 (evaluation accumulates the class probabilities of steps "
                              f"2..9); got {steps!r}")
         check_range("tau", tau, gt=0)  # (checked at fit time only for > 0: NaN passed and 'diverged')
+        check_representable("tau", tau)  # (1e-40 overflowed the logits it divides: 'diverged' again)
         self.tau, self.update, self.steps = tau, update, steps
         self.register_buffer("virtual_x", virtual_features(num_classes, in_dim, seed))
         self.register_buffer("prototypes", torch.zeros(layers, num_classes, hidden))

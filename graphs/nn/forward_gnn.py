@@ -69,7 +69,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_int
+from fwdlearn.errors import check_int, check_seed
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
@@ -169,7 +169,7 @@ class ForwardGNN(nn.Module):
                                        ("in_dim", in_dim, 1, " (the node feature width)")):
             check_int(name, value, low, what)
         self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
-        self.layers, self.seed = int(layers), seed
+        self.layers, self.seed = int(layers), check_seed(seed)
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,
                  "spread_error": spread_error, "negatives": negatives}
         options = {k: v for k, v in given.items() if k in cls.options}
@@ -328,7 +328,7 @@ class ForwardGNN(nn.Module):
         self._check_graph(data)
         check_trainable_dtype(self, "this ForwardGNN")
         check_node_data(data)
-        epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr)
+        epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr, next(self.parameters()).dtype)
         if int(data.y.max()) >= self.num_classes:
             raise ValueError(f"data has labels up to {int(data.y.max())} but the model has num_classes={self.num_classes}")
         self.to(data.x.device)

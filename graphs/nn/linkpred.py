@@ -279,9 +279,9 @@ class ForwardLinkPredictor(nn.Module):
         ``seed`` are required to resume)."""
         from torch_geometric.utils import negative_sampling
 
-        epochs = check_fit_arguments(epochs, lr, weight_decay)
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_trainable_dtype(self, "this ForwardLinkPredictor")
+        epochs = check_fit_arguments(epochs, lr, weight_decay, dtype=next(self.parameters()).dtype)
         check_finite_tensor("data.x", data.x)
         seed_everything(seed)
         train, val, test = link_split(data, seed)

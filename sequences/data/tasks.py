@@ -15,9 +15,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fwdlearn.errors import check_int
+
 __all__ = ["SequenceTask", "DelayedRecall", "CopyTask", "AddingProblem", "make_task", "TASKS", "IGNORE_INDEX"]
 
 IGNORE_INDEX = -100  #: target value that the loss and accuracy skip
+
+
+def _sizes(task: str, **values: Any) -> None:
+    """Refuse a size that is not an int (``lag=2.5`` failed at the first sample, ``lag=True`` was 1)."""
+    for name, value in values.items():
+        if value is not None:
+            check_int(name, value, None, f" ({task})")
+
+
+def _batch(batch_size: Any) -> int:
+    return check_int("batch_size", batch_size, 1, " (samples drawn)")
 
 
 class SequenceTask:
@@ -56,6 +69,7 @@ class DelayedRecall(SequenceTask):
     """
 
     def __init__(self, lag: int, symbols: int = 8, length: int | None = None) -> None:
+        _sizes("DelayedRecall", lag=lag, symbols=symbols, length=length)
         if lag < 1 or symbols < 2:
             raise ValueError(f"DelayedRecall needs lag >= 1 and symbols >= 2, got lag={lag}, symbols={symbols}")
         self.lag, self.symbols = lag, symbols
@@ -68,7 +82,7 @@ class DelayedRecall(SequenceTask):
         self.name = f"delayed-recall(lag={lag})"
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        x = torch.randint(0, self.symbols, (batch_size, self.length), generator=generator)
+        x = torch.randint(0, self.symbols, (_batch(batch_size), self.length), generator=generator)
         y = torch.full_like(x, IGNORE_INDEX)
         y[:, self.lag:] = x[:, : -self.lag]
         return x, y
@@ -84,6 +98,7 @@ class CopyTask(SequenceTask):
     """
 
     def __init__(self, lag: int, count: int = 8, symbols: int = 8) -> None:
+        _sizes("CopyTask", lag=lag, count=count, symbols=symbols)
         if lag < count:
             raise ValueError(f"CopyTask needs lag >= count (recall starts after the data), got lag={lag}, count={count}")
         if count < 1 or symbols < 2:
@@ -97,6 +112,7 @@ class CopyTask(SequenceTask):
         self.name = f"copy(lag={lag}, count={count})"
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        batch_size = _batch(batch_size)
         data = torch.randint(0, self.symbols, (batch_size, self.count), generator=generator)
         x = torch.zeros(batch_size, self.length, dtype=torch.long)
         x[:, : self.count] = data + 1
@@ -117,6 +133,7 @@ class AddingProblem(SequenceTask):
     """
 
     def __init__(self, length: int = 50, levels: int = 10) -> None:
+        _sizes("AddingProblem", length=length, levels=levels)
         if length < 2 or levels < 2:
             raise ValueError(f"AddingProblem needs length >= 2 and levels >= 2, got length={length}, levels={levels}")
         self.length, self.levels = length, levels
@@ -127,6 +144,7 @@ class AddingProblem(SequenceTask):
         self.name = f"adding(length={length})"
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        batch_size = _batch(batch_size)
         k = torch.randint(0, self.levels, (batch_size, self.length), generator=generator)
         half = self.length // 2
         first = torch.randint(0, half, (batch_size,), generator=generator)

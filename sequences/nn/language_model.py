@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, is_integer, reading
+from fwdlearn.errors import InputError, check_representable, check_seed, is_integer, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
 from fwdlearn.fit import load_torch
 from fwdlearn.optim import OptimizerSettings
@@ -180,6 +180,10 @@ class LanguageModel(nn.Module):
         torch's global generator, so ``torch.manual_seed`` makes the call reproducible)."""
         from fwdlearn.fit import evaluating
 
+        if vocab is not None and not (hasattr(vocab, "encode") and hasattr(vocab, "decode")):
+            raise TypeError(f"vocab must be the corpus's Vocabulary (corpus.vocab), got {type(vocab).__name__}")
+        if seed is not None:
+            seed = check_seed(seed)
         if isinstance(prompt, str):
             if vocab is None:
                 raise ValueError("a text prompt needs vocab= to encode it")
@@ -203,6 +207,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"steps (tokens to generate) must be an int >= 0, got {steps!r}")
         if not greedy and not (math.isfinite(float(temperature)) and temperature > 0):
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
+        if not greedy:  # (1e-46 is 0 in float32: every logit / 0 was NaN, torch.multinomial's raw error)
+            check_representable("temperature", temperature, next(self.parameters()).dtype)
         device = self.device
         gen = torch.Generator(device=device)
         if not greedy:  # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed
@@ -212,8 +218,9 @@ class LanguageModel(nn.Module):
             logits, state = self.prefill(ids.to(device).unsqueeze(0))
             for _ in range(steps):
                 last = logits[0, -1, :drawn]
-                nxt = last.argmax() if greedy else torch.multinomial(F.softmax(last / temperature, -1), 1,
-                                                                    generator=gen)[0]
+                # (shifted to a maximum of 0 first: a tiny temperature sends the others to -inf, not the lot to NaN)
+                nxt = last.argmax() if greedy else torch.multinomial(F.softmax((last - last.max()) / temperature, -1),
+                                                                    1, generator=gen)[0]
                 out.append(int(nxt))
                 logits, state = self.next_logits(nxt.view(1, 1), state, ids.numel() + len(out))
         result = torch.cat([ids.cpu(), torch.tensor(out, dtype=torch.long)])

@@ -6,7 +6,8 @@ A field's ``metadata`` says everything about its flag:
 - ``choices``: the accepted values, or a function returning them (e.g. a registry's ``names``: called when the parser
   is built and when a config is checked, so that a name registered later is offered and accepted);
 - ``min`` / ``max`` (inclusive) and ``gt`` (exclusive lower bound): the range of a number, checked for
-  every value (and every item of a list) by :func:`validate_config`, together with finiteness of floats;
+  every value (and every item of a list) by :func:`validate_config`, together with finiteness of floats and their
+  fitting float32 (:func:`~fwdlearn.errors.check_representable`: a model trains in it);
 - ``group``: the heading the flag is listed under in ``--help`` (the shared run options use it).
 
 Example::
@@ -32,7 +33,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from .errors import check_range, is_integer
+from .errors import check_range, check_representable, is_integer
 
 __all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name", "choices_of"]
 
@@ -177,6 +178,8 @@ def validate_config(config: Any) -> Any:
                 continue
             if isinstance(item, float) or bounds:
                 check_range(flag_name(f.name), item, **bounds)
+            if isinstance(item, float):  # (1e39 is float32's inf: torch's raw error in the optimizer, or NaN losses)
+                check_representable(flag_name(f.name), item)
             if choices is not None and item not in choices:
                 raise UsageError(f"{flag_name(f.name)} must be one of {', '.join(map(str, choices))}, got {item!r}")
     return config

@@ -64,7 +64,7 @@ class RunOptions:
                             "file under runs/)")
     overwrite: bool = _option(False, "replace existing output files instead of refusing to start")
     device: str = _option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)")
-    threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0)
+    threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0, max=1024)
     seed: int = _option(0, "random seed of weights, data order, splits and samples", min=0, max=2**31 - 1)
     quiet: bool = _option(False, "no progress bars or per-step output")
     debug: bool = _option(False, "on an error, show the Python traceback (also FWDLEARN_DEBUG=1)")
@@ -141,10 +141,14 @@ def refuse_torchrun(job: str) -> None:
 
 
 def check_run_name(name: str, elsewhere: str = "; write elsewhere with --json (and --checkpoint)") -> None:
-    """Refuse a ``--name`` that would leave ``runs/``: an absolute path, ``..``, or ``.``."""
+    """Refuse a ``--name`` that would leave ``runs/``: an absolute path, ``..``, or ``.``; and one whose parts are
+    blank or begin or end with a space (``' '`` wrote ``runs/ .json``)."""
     if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name in ("", "."):
         raise UsageError(f"--name {name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', not '.')"
                          f"{elsewhere}")
+    if any(part != part.strip() or not part for part in Path(name).parts):
+        raise UsageError(f"--name {name!r}: a run name (and each folder in it) must not be blank or begin or end with "
+                         "a space")
 
 
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",

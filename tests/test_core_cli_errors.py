@@ -168,6 +168,19 @@ CASES = [
     ("bench-dfa-steps-0", ["bench", "dfa", "--steps", "0", "--quiet"], "--steps must be >= 1, got 0"),
     ("bench-dfa-cost-repeats-0", ["bench", "dfa", "--cost-repeats", "0", "--quiet"], "--cost-repeats must be >= 1, got 0"),
     ("bench-dfa-rnn-steps-negative", ["bench", "dfa", "--rnn-steps", "-3", "--quiet"], "--rnn-steps must be >= 0, got -3"),
+    # finite in Python, past float32: torch's raw error at the first Adam step, or NaN losses blamed on the training
+    ("seq-lr-past-float32", [*SEQ, "--lr", "1e39"], "--lr 1e+39 is larger than any float32 number"),
+    ("seq-weight-decay-past-float32", [*SEQ, "--weight-decay", "1e39"], "--weight-decay 1e+39 is larger than any"),
+    ("graph-lr-below-float32", [*GRAPH, "--lr", "1e-46"], "--lr 1e-46 is smaller than the smallest normal float32"),
+    ("bench-graph-ff-lr-past-float32", [*BENCH_GRAPH, "--methods", "bp", "ff-la", "--ff-lr", "1e39"],
+     "--ff-lr 1e+39 is larger than any float32 number"),  # (it was reported as 'lr')
+    # sizes that hung or ran out of memory before any work
+    ("graph-splits-huge", [*GRAPH, "--splits", str(10**12)], "--splits must be <= 1000, got 1000000000000"),
+    ("seq-sample-huge", [*SEQ, "--sample", str(10**12)], "--sample must be <= 1000000, got 1000000000000"),
+    ("threads-huge", [*GRAPH, "--threads", "100000"], "--threads must be <= 1024, got 100000"),
+    ("seq-empty-data", [*SEQ, "--data", ""], "no corpus given (''): pass a known name"),
+    ("name-blank", [*GRAPH, "--name", " "], "--name ' ': a run name (and each folder in it) must not be blank"),
+    ("name-part-spaced", [*GRAPH, "--name", "sweep/ lr3"], "must not be blank or begin or end with a space"),
 ]
 
 
@@ -186,6 +199,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message, inputs, monkeypatch, ca
     assert message in lines[0]
     assert "Traceback" not in err
     assert {p for p in inputs.rglob("*")} == before  # nothing written, not even an empty runs/ folder
+
+
+def test_an_allocation_too_large_is_one_line_naming_the_size_flags(inputs, monkeypatch, capsys):
+    """graph train --hidden 10**12 printed torch's allocator traceback (exit 1)."""
+    monkeypatch.chdir(inputs)
+    assert main([*GRAPH, "--hidden", str(10**12)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fwdlearn: error: out of memory (") and "lower them (e.g. --hidden" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_the_table_covers_at_least_forty_inputs():

@@ -202,6 +202,19 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """An allocation torch could not make (CPU or GPU): a size flag too large, not a bug."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def _report(error: BaseException) -> None:
     """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
     rank = _group_rank()
@@ -283,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code is None and not debug and _peer_failed(error):
             print(f"fwdlearn: error (rank {_group_rank()}): another process of this torchrun job stopped (its own "
                   "message says why), so this one could not go on", file=sys.stderr)
+            return EXIT_STATUS["error"]
+        if code is None and not debug and _out_of_memory(error):
+            print(f"fwdlearn: error: out of memory ({_first_line(error)}): the sizes given need more memory than "
+                  "this machine has; lower them (e.g. --hidden, --layers, --batch-size, --context, --samples, "
+                  "--max-lag / --max-hops) or use a larger machine", file=sys.stderr)
             return EXIT_STATUS["error"]
         if code is None or debug:
             raise

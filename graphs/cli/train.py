@@ -61,7 +61,7 @@ class GraphTrainConfig(RunOptions):
     splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std (a "
                                                      "generated graph, sbm or synthetic-city, is drawn once, from "
                                                      "--seed)",
-                                             "min": 1})
+                                             "min": 1, "max": 1000})  # (10**12 built as many paths before any work)
     download: bool = field(default=False, metadata={"help": "let PyG download data sets that are not local"})
     checkpoint: str = field(default="", metadata={"help": "checkpoint file (default: runs/<name>.pt, or next to "
                                                           "--json); the later splits add -split<i>"})

@@ -106,7 +106,8 @@ class TrainSeqConfig(RunOptions):
                                                           "--json)"})
     resume: bool = field(default=False, metadata={"help": "continue the run whose checkpoint --name (or --checkpoint) "
                                                           "names"})
-    sample: int = field(default=200, metadata={"help": "tokens to generate after training (0: none)", "min": 0})
+    sample: int = field(default=200, metadata={"help": "tokens to generate after training (0: none)", "min": 0,
+                                               "max": 1_000_000})
 
 
 #: flags that shape one kind of model only (the others would silently ignore them): the kind, the value when not given

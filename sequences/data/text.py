@@ -216,6 +216,9 @@ def check_splits(corpus: Corpus, train_split: str, valid_split: str,
 
 def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
     """``(name, {split: file}, split_90_10)`` for a known name, a file or a folder."""
+    if not str(name_or_path).strip():  # (Path("") is ".": it read the current folder)
+        raise ValueError(f"no corpus given ({str(name_or_path)!r}): pass a known name ({', '.join(KNOWN_CORPORA)}) or "
+                         "a path to a text file / folder of .txt files")
     if name_or_path == "tinyshakespeare":
         path = data_path("tinyshakespeare", "input.txt", what="tinyshakespeare",
                          how="Copy karpathy/char-rnn's data/tinyshakespeare/input.txt there.")

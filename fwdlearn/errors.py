@@ -110,7 +110,7 @@ def check_int(name: str, value: Any, low: int | None, what: str = "") -> int:
 def check_seed(value: Any, name: str = "seed") -> int:
     """``value`` as an ``int`` a seed can be: an integer (:func:`is_integer`) that torch's generators take
     (``-2**63 <= seed < 2**64``); else ``ValueError`` naming ``name``."""
-    if not is_integer(value) or not -2**63 <= value < 2**64:
+    if not is_integer(value) or not -2**63 <= int(value) < 2**64:  # (int(): a 0-d tensor compared overflowed)
         raise ValueError(f"{name} must be an int in [-2**63, 2**64) (torch's generators take no other), got {value!r}")
     return int(value)
 
@@ -193,8 +193,8 @@ def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | N
     while error is not None and id(error) not in seen:
         if isinstance(error, kind):
             return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        seen.add(id(error))  # (a context the raise suppressed, `from None`, is not a cause: the reader's own message
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)  # names the file)
     return None
 
 

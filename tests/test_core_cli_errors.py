@@ -92,7 +92,7 @@ CASES = [
     ("device-meta", [*SEQ, "--device", "meta"], "--device meta: fwdlearn runs on cpu, cuda or mps"),
     # input files
     ("corpus-missing", [*SEQ, "--data", "missing.txt"], "unknown corpus 'missing.txt'"),
-    ("corpus-binary", [*SEQ, "--data", "binary.txt"], "cannot read binary.txt as a text corpus: it is not UTF-8 text"),
+    ("corpus-binary", [*SEQ, "--data", "binary.txt"], "binary.txt is not UTF-8 text (invalid start byte at byte 0); a corpus must be"),
     ("corpus-empty", [*SEQ, "--data", "empty.txt"], "empty.txt is empty; a corpus needs text"),
     ("split-missing", [*SEQ, "--train-split", "test"],
      "--train-split test: corpus 'corpus.txt' has no 'test' split (it has train, validation); pass --train-split train"),
@@ -261,6 +261,7 @@ def test_configs_are_checked_from_python_too():
 
     from fwdlearn.graphs.cli.train import GraphTrainConfig
 
+    assert TrainSeqConfig(diverge_factor=1e39).diverge_factor == 1e39  # compared in Python: no float32 bound
     config = GraphTrainConfig(checkpoint=Path("runs/x.pt"), lr=np.float32(0.01), hidden=np.int64(8))  # as Python has
     assert config.lr == pytest.approx(0.01) and str(config.checkpoint) == "runs/x.pt"  # them: still accepted
 

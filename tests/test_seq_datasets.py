@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,27 @@ def test_a_corpus_folder_ignores_hidden_and_backup_files(tmp_path):
         (folder / junk).write_text("junk")
     corpus = load_text(str(folder))
     assert corpus.train.numel() == len("some train text\n" * 10)
+
+
+def test_a_corpus_folder_reads_only_text_split_files_and_names_a_bad_one(tmp_path):
+    """test_results.json became the test split (its characters in the vocabulary), train.py beside train.txt made
+    'two train files'; the CLI's reader named the folder, not the file that is not UTF-8, and the byte offset
+    counted within a 1 MiB block."""
+    from fwdlearn.sequences.data.text import read_corpus
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_text("some train text\n" * 10)
+    (folder / "valid.txt").write_text("valid text\n" * 3)
+    (folder / "test_results.json").write_text('{"val_loss": 1.23, "note": "ÆØÅ"}')
+    (folder / "train.py").write_text("print(1)")
+    corpus = load_text(str(folder))
+    assert [f.name for f in map(Path, corpus.files)] == ["train.txt", "valid.txt"] and "Æ" not in corpus.vocab.tokens
+    (folder / "valid.txt").write_bytes(b"a" * (1 << 21) + b"xyz\xe9\n")
+    for read in (load_text, read_corpus):
+        with pytest.raises(ValueError, match=rf"{re.escape(str(folder / 'valid.txt'))} is not UTF-8 text \(invalid "
+                                             r"continuation byte at byte 2,097,155\)"):
+            read(str(folder))
 
 
 def test_a_missing_split_suggests_two_splits_the_corpus_has(tmp_path):

@@ -179,6 +179,8 @@ class Corpus:
 
 
 _SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "val": "validation", "test": "test"}
+#: the suffixes of a corpus folder's split files ("": none); other files (test_results.json, train.py) are not text
+_TEXT_SUFFIXES = (".txt", ".tokens", ".raw", "")
 
 
 def _ordered(splits: Sequence[str]) -> list[str]:
@@ -243,7 +245,7 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
         if f.name.startswith(".") or f.name.endswith(("~", ".swp", ".bak")):
             continue  # hidden, editor and backup files
         split = _split_of(f.name)
-        if f.is_file() and split is not None:
+        if f.is_file() and split is not None and f.suffix.lower() in _TEXT_SUFFIXES:
             if split in files:
                 raise ValueError(f"folder {path} holds two {split} files, {files[split].name} and {f.name}; keep one "
                                  "(or point to a single text file)")
@@ -251,7 +253,8 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
     if not files:
         texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix == ".txt" and not f.name.startswith("."))
         if not texts:
-            raise ValueError(f"folder {path} holds no train/valid/test files and no .txt files; point to a text file")
+            raise ValueError(f"folder {path} holds no train/valid/test text files (.txt, .tokens, .raw or no suffix) "
+                             "and no .txt files; point to a text file")
         if len(texts) > 1:
             raise ValueError(f"folder {path} holds {len(texts)} .txt files ({', '.join(f.name for f in texts[:4])}"
                              f"{', ...' if len(texts) > 4 else ''}) and none is named as a split; name them train / "
@@ -275,14 +278,18 @@ def _fingerprint(files: dict[str, Path]) -> str:
     for key, path in files.items():
         decoder = codecs.getincrementaldecoder("utf-8")()
         digest.update(f"{key}\0{path.stat().st_size}\0".encode())
+        offset = 0  # bytes before the block
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+                pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous block's end
                 try:
                     decoder.decode(block)
-                except UnicodeDecodeError as error:
-                    raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start} of a block); "
-                                     "a corpus must be a UTF-8 text file") from None
+                except UnicodeDecodeError as error:  # (error.start counts in the pending bytes + the block)
+                    at = offset - pending + error.start
+                    raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {at:,}); a corpus must be a "
+                                     "UTF-8 text file") from None
+                offset += len(block)
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:

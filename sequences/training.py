@@ -141,6 +141,7 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     _check_evaluable(ids, batch_size, prefix.rstrip("_") or "evaluation", max_tokens, "max_tokens")
     if max_tokens is not None:
         ids = ids[:max_tokens]
+    model.check_tokens(ids.reshape(1, -1))  # every id, the last (only ever a target) too: it reached cross_entropy
     batcher = StreamBatcher(ids, batch_size, min(context, ids.numel() // batch_size - 1))
     device = next(model.parameters()).device
     state, total, count = None, 0.0, 0

@@ -241,6 +241,17 @@ def test_counts_that_are_not_ints_are_refused_before_any_work(tiny_corpus):
         model.generate("ab", 2, vocab=list("abc"))
 
 
+def test_evaluation_refuses_a_target_id_past_the_vocabulary():
+    """The last token of a stream is only ever a target: an id past the vocabulary there reached cross_entropy
+    ('Target 13 is out of bounds'; a device-side assert on a GPU)."""
+    model = RecurrentLM(10, cell="gru", hidden=8, layers=1)
+    ids = torch.randint(0, 10, (40,))
+    ids[-1] = 13
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 9\] .* got ids in \[0, 13\]"):
+        model.evaluate(ids, context=8, batch_size=1)
+    assert math.isfinite(model.evaluate(ids, context=8, batch_size=1, max_tokens=39)["loss"])  # (not read: fine)
+
+
 def test_hyperparameters_float32_cannot_hold_are_refused_before_any_step(tiny_corpus):
     """lr=1e39 failed at the first Adam step (torch's 'cannot be converted to type float without overflow'), lr=1e-46
     trained nothing and reported a loss; temperature=1e-46 is 0 in float32: every logit / 0, multinomial's raw
@@ -260,6 +271,8 @@ def test_hyperparameters_float32_cannot_hold_are_refused_before_any_step(tiny_co
         model.generate(prompt, 2, temperature=1e-46)
     cold = model.generate(prompt, 6, temperature=1e-30, seed=0)  # (a tiny temperature that float32 holds: greedy)
     assert torch.equal(cold, model.generate(prompt, 6, greedy=True))
+    half = model.half()  # generation in float16 is fine: the bound is float32's, not float16's (6.1e-5)
+    assert torch.equal(half.generate(prompt, 6, temperature=1e-5, seed=0), half.generate(prompt, 6, greedy=True))
 
 
 @pytest.mark.parametrize("kind", ["gru", "transformer", "conv"])

@@ -208,7 +208,8 @@ class LanguageModel(nn.Module):
         if not greedy and not (math.isfinite(float(temperature)) and temperature > 0):
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
         if not greedy:  # (1e-46 is 0 in float32: every logit / 0 was NaN, torch.multinomial's raw error)
-            check_representable("temperature", temperature, next(self.parameters()).dtype)
+            check_representable("temperature", temperature)  # (float32's range: the logits are divided at least
+            # in it, also for a float16 model)
         device = self.device
         gen = torch.Generator(device=device)
         if not greedy:  # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed

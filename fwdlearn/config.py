@@ -7,7 +7,8 @@ A field's ``metadata`` says everything about its flag:
   is built and when a config is checked, so that a name registered later is offered and accepted);
 - ``min`` / ``max`` (inclusive) and ``gt`` (exclusive lower bound): the range of a number, checked for
   every value (and every item of a list) by :func:`validate_config`, together with finiteness of floats and their
-  fitting float32 (:func:`~fwdlearn.errors.check_representable`: a model trains in it);
+  fitting float32 (:func:`~fwdlearn.errors.check_representable`: a model trains in it), unless ``python_float``
+  says the value never meets a tensor (a divergence factor compared in Python);
 - ``group``: the heading the flag is listed under in ``--help`` (the shared run options use it).
 
 Example::
@@ -178,8 +179,8 @@ def validate_config(config: Any) -> Any:
                 continue
             if isinstance(item, float) or bounds:
                 check_range(flag_name(f.name), item, **bounds)
-            if isinstance(item, float):  # (1e39 is float32's inf: torch's raw error in the optimizer, or NaN losses)
-                check_representable(flag_name(f.name), item)
+            if isinstance(item, float) and not f.metadata.get("python_float"):  # (1e39 is float32's inf: torch's raw
+                check_representable(flag_name(f.name), item)  # error in the optimizer, or NaN losses)
             if choices is not None and item not in choices:
                 raise UsageError(f"{flag_name(f.name)} must be one of {', '.join(map(str, choices))}, got {item!r}")
     return config

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import os
 import random
 import sys
 import time
@@ -423,12 +424,15 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
 _CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}
 
 
-def _step_on_disk(path: str | Path, otherwise: int | None) -> int | None:
-    """The step the checkpoint at ``path`` holds (``otherwise`` when it cannot be read)."""
+def _step_on_disk(path: str | Path, since: float) -> int | None:
+    """The step the checkpoint at ``path`` holds, if written after ``since`` (``time.time()``); else, or when it
+    cannot be read, ``None``."""
     try:
+        if os.stat(path).st_mtime < since:
+            return None
         return int(read_checkpoint(path)["step"])
-    except Exception:  # noqa: BLE001 - a message's detail: the step known before
-        return otherwise
+    except Exception:  # noqa: BLE001 - a message's detail
+        return None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -732,6 +736,7 @@ class Trainer:
             TrainingInterrupted: Ctrl-C (the checkpoint keeps the last saved step).
         """
         weights_changed()  # (what an autocast block around this run cast before it is not these weights' copy)
+        started = time.time()
         result = FitResult()
         stopper = EarlyStopping(self.patience, self.mode)
         best_state = None
@@ -800,8 +805,8 @@ class Trainer:
                 if result.stopped_early:
                     break
         except KeyboardInterrupt:
-            if saving:  # the file says which step it holds
-                saved_step = _step_on_disk(self.checkpoint, saved_step)
+            if saving and _step_on_disk(self.checkpoint, since=started) == i:  # the save replaced the file: it holds this step
+                saved_step = i  # (a file of another step is an earlier run's, or the block below's: not this save)
             raise TrainingInterrupted(i, self.checkpoint, saved_step) from None
         finally:
             bar.close()

@@ -163,11 +163,12 @@ def test_a_step_budget_and_a_seed_are_ints_torch_takes():
 
     with pytest.raises(UsageError, match="steps must be an integer, got True"):
         Trainer(True)
-    for seed in (2**70, 1.5, "1", -2**63 - 1):
+    for seed in (2**70, 1.5, "1", -2**63 - 1, torch.tensor([1])):
         with pytest.raises(ValueError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\)"):
             seed_everything(seed)
     seed_everything(2**64 - 1)  # the bounds are torch's
     seed_everything(-2**63)
+    seed_everything(torch.tensor(1))  # (a 0-d tensor: its comparison with 2**64 overflowed)
 
 
 def test_missing_monitor_key_is_named():
@@ -317,6 +318,22 @@ def test_ctrl_c_just_after_a_checkpoint_replaced_the_file_names_its_step(tmp_pat
     monkeypatch.undo()
     assert read_checkpoint(tmp_path / "c.pt")["step"] == 4
     assert caught.value.saved_step == 4 and "(step 4)" in str(caught.value)
+
+
+def test_ctrl_c_inside_the_first_save_of_an_overwriting_run_names_no_earlier_runs_file(tmp_path, monkeypatch):
+    """The file on disk then holds another run's step: it is not this run's checkpoint to resume from."""
+    import fwdlearn.fit
+
+    path = tmp_path / "c.pt"
+    Trainer(steps=6, quiet=True, checkpoint=path, checkpoint_every=2).run(lambda i: {"loss": 1.0})
+
+    def interrupted(target, write):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fwdlearn.fit, "atomic_write", interrupted)
+    with pytest.raises(TrainingInterrupted) as caught:
+        Trainer(steps=6, quiet=True, checkpoint=path, checkpoint_every=2, overwrite=True).run(lambda i: {"loss": 1.0})
+    assert caught.value.saved_step is None and "before the first checkpoint" in str(caught.value)
 
 
 def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):

@@ -22,6 +22,17 @@ def test_karate_public_and_random():
     assert bool((rand.train_mask | rand.val_mask | rand.test_mask).all())
 
 
+@pytest.mark.parametrize("name, kwargs", [("karate", dict(split="random", seed=1.5)), ("sbm:100", dict(seed=1.5)),
+                                          ("sbm:100", dict(graph_seed="a")), ("synthetic-city:100", dict(seed=2**64))])
+def test_load_graph_checks_its_seeds_before_loading(name, kwargs):
+    """seed=1.5 failed in manual_seed after Cora had loaded, or in NumPy's SeedSequence."""
+    from fwdlearn.graphs import load_graph
+
+    flag = "graph_seed" if "graph_seed" in kwargs else "seed"
+    with pytest.raises(ValueError, match=rf"^{flag} must be an int in \[-2\*\*63, 2\*\*64\)"):
+        load_graph(name, **kwargs)
+
+
 def test_random_split_partitions_and_is_seeded():
     masks = random_split(100, seed=5)
     assert torch.equal(sum(m.long() for m in masks), torch.ones(100, dtype=torch.long))

@@ -145,6 +145,17 @@ def test_link_predictor_sizes_are_checked_as_forward_gnn_checks_them(size, value
         ForwardLinkPredictor(**{"in_dim": 4, "hidden": 8, "layers": 2, size: value})
 
 
+@pytest.mark.parametrize("theta,message", [(float("inf"), "theta must be a finite number, got inf"),
+                                           (1e39, r"theta 1e\+39 is larger than any float32 number"),
+                                           ("2", "theta must be a number, got '2'")])
+def test_link_predictor_checks_theta_as_forward_gnn_does(theta, message):
+    """NaN, inf or 1e39 trained a step and then said 'training diverged'; '2' failed inside fit."""
+    from fwdlearn.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        ForwardLinkPredictor(4, hidden=8, layers=1, method="ff", theta=theta)
+
+
 def test_link_methods_are_a_registry_resolved_by_name_or_rule():
     from fwdlearn.graphs.nn.linkpred import CE
     from fwdlearn.graphs.registries import LINK_METHODS, link_method

@@ -410,6 +410,12 @@ def test_learning_rates_and_decays_the_parameters_cannot_hold_are_refused_before
     ForwardGNN(5, 3, hidden=8, layers=2, method=method).double().fit(data, epochs=1, lr=1e-300, quiet=True)
 
 
+def test_dfa_takes_every_seed_torch_takes():
+    """seed=2**64 - 1 passed the seed check, then overflowed in the feedback matrices' seed (seed + 0xDFA)."""
+    for seed in (2**64 - 1, -2**63, 0):
+        ForwardGNN(5, 3, hidden=8, layers=2, method="dfa", seed=seed).fit(tiny_graph(), epochs=1, quiet=True)
+
+
 def test_dfa_never_spreads_the_error_of_mlp_blocks():
     """MLP blocks mix no nodes: with B_l set to the true weight product, linear MLP blocks get BP's gradients."""
     from fwdlearn.graphs.methods.dfa import DirectFeedbackGNN

@@ -158,6 +158,10 @@ def test_more_bad_arguments_and_a_model_that_does_not_read_x():
     with pytest.warns(UserWarning, match=r"every seed has zero total influence; R is undefined \(nan\)"):
         _, R, per_seed = hop_influence(lambda x, e: torch.relu(-x.abs() - 1), data, 2, samples=3, normalize=False)
     assert np.isnan(R) and per_seed.shape == (3, 3) and not per_seed.any()  # per_seed kept (a ZeroDivisionError before)
+    pair = lambda x, edge_index: (model(x, edge_index), None)  # noqa: E731
+    for variant in ("subgraph", "full"):  # (full: 'tuple' object has no attribute 'dim')
+        with pytest.raises(ValueError, match=r"model\(x, edge_index\) must return \[num_nodes, channels\]; got tuple"):
+            hop_influence(pair, data, 2, samples=3, variant=variant)
 
 
 @pytest.mark.parametrize("norm", ["layer_norm", "pair_norm"])

@@ -122,7 +122,7 @@ def _sequence_part(config: QuickstartConfig, device, record, quiet: bool) -> dic
     task = DelayedRecall(config.lag, symbols=8, length=config.lag + 32)
     out = {"task": f"delayed recall, lag {config.lag}, 8 symbols", "lag": config.lag, "chance": task.chance,
            "runs": {}}
-    probe = task.sample(8, torch.Generator().manual_seed(config.seed + 1))[0].to(device)
+    probe = task.sample(8, torch.Generator().manual_seed((config.seed + 1) % 2**64))[0].to(device)
     for rule in ("bptt", "dsf", "ft-bptt"):
         seed_everything(config.seed)
         model = RecurrentLM(task.vocab_size, cell="gru", hidden=config.hidden, layers=1, training=rule,

@@ -39,7 +39,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.files import taking_turns
-from fwdlearn.errors import InputError, UsageError, check_finite_tensor
+from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_fractions", "check_masks", "check_mask",
            "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs",
@@ -441,6 +441,9 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         DataNotFoundError: the files are not there (the message says where it looked and what to do).
         UsageError: a Planetoid ``root`` that PyG cannot write its ``processed/`` copy into.
     """
+    seed = check_seed(seed)  # (1.5 failed in manual_seed, after Cora had loaded)
+    if graph_seed is not None:
+        graph_seed = check_seed(graph_seed, "graph_seed")
     if split not in ("public", "random", "auto"):
         raise ValueError(f"unknown split {split!r}; use 'public' (the data set's own), 'random' (64/16/20 with a seed) "
                          "or 'auto' (public when there is one)")

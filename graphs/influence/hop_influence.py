@@ -179,9 +179,7 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
     num_nodes = x.shape[0]
     matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     x_var = x.detach().clone().requires_grad_(True)
-    out = model(x_var, edge_index)
-    if out.dim() != 2 or out.shape[0] != num_nodes:
-        raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {tuple(out.shape)}")
+    out = _rows(model, x_var, edge_index)  # (a tuple gave 'tuple' object has no attribute 'dim')
     channels = out.shape[1]
     rows: list[Tensor] = []
     eye = torch.eye(channels, dtype=out.dtype, device=out.device)

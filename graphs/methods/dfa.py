@@ -82,7 +82,7 @@ class DirectFeedbackGNN(Backprop):
         # a seed of its own: DirectFeedback(seed=s) draws what torch.manual_seed(s) draws, so with ``seed`` itself
         # the last block's B would equal the classifier's initial weights after seed_everything(seed)
         self.feedback = DirectFeedback(num_classes, {self.point_name(l): hidden for l in range(layers)},
-                                       kind=feedback, seed=FEEDBACK_SEED_OFFSET + seed)
+                                       kind=feedback, seed=(FEEDBACK_SEED_OFFSET + seed) % 2**64)
         #: (edge_index, (N, dtype, edge_index's version), Â^T) of the last graph
         self._adjacency: tuple[Tensor, tuple, Tensor] | None = None
 

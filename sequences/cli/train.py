@@ -90,7 +90,8 @@ class TrainSeqConfig(RunOptions):
                                                        "block under local:readout)",
                                                "min": 0})
     diverge_factor: float = field(default=100.0, metadata={"help": "stop when the training loss exceeds this many "
-                                                                   "times its first value", "gt": 1})
+                                                                   "times its first value", "gt": 1,
+                                                            "python_float": True})
     eval_every: int = field(default=200, metadata={"help": "steps between validation passes and checkpoints",
                                                    "min": 1})
     eval_tokens: int = field(default=100_000, metadata={"help": "validation tokens per pass during training (progress "

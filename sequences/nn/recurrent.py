@@ -239,7 +239,7 @@ class RecurrentLM(StackedLM):
     def _dsf_generator(self) -> torch.Generator:
         """Where DSF's random feedback is drawn: seed ``feedback_seed + 1``, so that it is independent of DFA's
         matrices (seed ``feedback_seed``) under ``"dfa:gaussian+dsf:gaussian"``."""
-        return torch.Generator().manual_seed(self.config.feedback_seed + 1)
+        return torch.Generator().manual_seed((self.config.feedback_seed + 1) % 2**64)  # (torch reads seeds mod 2**64)
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
         """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``, ``DSF()``) gets ``feedback``,

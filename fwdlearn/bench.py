@@ -63,8 +63,6 @@ class BenchRun:
         ``device`` and ``out`` replaced by the resolved device and results prefix."""
         paths = run_outputs(job, config, out=config.out, more=more)
         device = start_run(config, paths)
-        for extra in paths.results[2:]:  # (checked: refused unless --overwrite) an earlier run's, which this run may
-            extra.unlink(missing_ok=True)  # not write again (a plot it does not draw): it must not look like this run's
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
         return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed))
@@ -79,9 +77,15 @@ class BenchRun:
                files: Mapping[str, str | Path] | None = None) -> tuple[Path, Path]:
         """Write ``<out>.json`` / ``<out>.md`` (:func:`~fwdlearn.reporting.write_results`), name them in the record
         (``"results"``, ``"table"``, then each of ``files``: kind -> path, which must exist) and save the record
-        (refused over an existing one without ``--overwrite``). Returns the two result paths."""
+        (refused over an existing one without ``--overwrite``). An earlier run's file of ``<out><suffix>`` that this
+        run did not write (a plot it does not draw) is removed then, not at the start: a run that fails keeps the
+        earlier run's files whole. Returns the two result paths."""
         written = write_results(self.results[0], rows, columns, title=title, notes=notes, headers=headers,
                                 extra=extra)
+        ours = {Path(path) for path in (files or {}).values()}
+        for stale in self.results[2:]:  # (checked at the start: there only with --overwrite)
+            if stale not in ours:
+                stale.unlink(missing_ok=True)
         for kind, path in {"results": written[0], "table": written[1], **(files or {})}.items():
             self.record.add_file(kind, path)
         self.record.save(self.paths.record, overwrite=self.config.overwrite)
@@ -111,7 +115,8 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], v
     checks = verdicts(extra)
     extra["checks"] = checks
     head = f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
-    text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:", *checks])
+    text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:",
+                      *(checks or ["(none: the parts that measure them did not run)"])])
     for row in rows:
         bench.record.log(**row)
     bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})

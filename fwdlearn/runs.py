@@ -109,10 +109,12 @@ class RunPaths:
     #: an earlier run's checkpoints of splits this run does not have, to remove (``--overwrite``) once
     #: :func:`start_run` holds the locks
     stale: tuple[Path, ...] = ()
+    #: the flag the record's path came from (``--json``, or ``--out`` / ``--name`` it was derived from)
+    record_flag: str = "--json"
 
     def outputs(self) -> list[tuple[str, Path]]:
         """``(flag, path)`` of every file this run may write."""
-        pairs = [("--json", self.record)]
+        pairs = [(self.record_flag, self.record)]
         pairs += [("--checkpoint", self.checkpoint)] if self.checkpoint is not None else []
         pairs += [("--checkpoint", p) for p in self.split_checkpoints]
         pairs += [("--plot", self.plot)] if self.plot is not None else []
@@ -146,8 +148,14 @@ def check_run_name(name: str, elsewhere: str = "; write elsewhere with --json (a
     if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name in ("", "."):
         raise UsageError(f"--name {name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', not '.')"
                          f"{elsewhere}")
-    if any(part != part.strip() or not part for part in Path(name).parts):
-        raise UsageError(f"--name {name!r}: a run name (and each folder in it) must not be blank or begin or end with "
+    _check_blank_parts("--name", name, "a run name")
+
+
+def _check_blank_parts(flag: str, value: str, what: str) -> None:
+    """Refuse a path whose name or a folder in it is blank or begins or ends with a space (``' '`` wrote
+    ``runs/ .json``)."""
+    if any(part != part.strip() or not part for part in Path(value).parts):
+        raise UsageError(f"{flag} {value!r}: {what} (and each folder in it) must not be blank or begin or end with "
                          "a space")
 
 
@@ -189,17 +197,20 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     if resume and not (options.name or options.json or checkpoint):  # (a fresh name's checkpoint never exists)
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
-    paths = RunPaths(record=stem.with_name(stem.name + ".json"))
+    paths = RunPaths(record=stem.with_name(stem.name + ".json"), record_flag="--name" if options.name else "--json")
     if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
         raise UsageError(f"--out {out!r} is a folder; --out is a prefix of the result files: name them inside it, "
                          f"e.g. --out {os.path.join(out, 'results')}")
+    if out:
+        _check_blank_parts("--out", out, "a results prefix")
     if out is not None:
         json_path, md_path, record_path = result_paths(out or stem)
         prefix = md_path.with_suffix("")
         extras = tuple(prefix.with_name(prefix.name + suffix) for suffix in more)
         paths.results, paths.record = (json_path, md_path, *extras), record_path
+        paths.record_flag = "--out" if out else paths.record_flag
     if options.json:
-        paths.record = Path(options.json)
+        paths.record, paths.record_flag = Path(options.json), "--json"
     if checkpoint is not None:
         if checkpoint:
             paths.checkpoint = Path(checkpoint)

@@ -181,6 +181,8 @@ CASES = [
     ("seq-empty-data", [*SEQ, "--data", ""], "no corpus given (''): pass a known name"),
     ("name-blank", [*GRAPH, "--name", " "], "--name ' ': a run name (and each folder in it) must not be blank"),
     ("name-part-spaced", [*GRAPH, "--name", "sweep/ lr3"], "must not be blank or begin or end with a space"),
+    ("bench-out-blank", [*BENCH_INF, "--out", " "], "--out ' ': a results prefix (and each folder in it) must not be"),
+    ("bench-record-in-a-file-names-out", [*BENCH_INF, "--out", "afile/x"], "cannot write afile/x-record.json (--out)"),
 ]
 
 

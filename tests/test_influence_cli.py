@@ -125,6 +125,24 @@ def test_bench_influence_measures_speedup_against_ball_size_and_trained_ranges(t
     assert (tmp_path / "bench-0.1.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "bench-0.1-record.json").exists()
     assert main(args) == 2  # nothing is replaced without --overwrite
     assert "already exists; choose another output path or pass --overwrite" in capsys.readouterr().err
+    plot = (tmp_path / "bench-0.1.png").read_bytes()
+    failing = [*args[:args.index("--data")], "--data", f"city:{tmp_path / 'nosuch'}", *args[args.index("--data") + 2:]]
+    assert main([*failing, "--overwrite"]) == 2  # (--data is read after the outputs are checked)
+    assert (tmp_path / "bench-0.1.png").read_bytes() == plot  # the earlier run's files stay whole (the plot was
+    assert json.loads((tmp_path / "bench-0.1.json").read_text()) == content  # removed, its record still naming it)
+
+
+def test_bench_influence_takes_each_graph_once_in_any_spelling_and_a_dead_first_seed(tmp_path, capsys):
+    """--graphs karate Karate ran karate twice; a first seed whose influence is zero failed the warm-up call
+    ('cannot be normalised'), which the timed calls (normalize=False) would have measured."""
+    base = ["bench", "influence", "--depths", "2", "--samples", "5", "--pyg-samples", "2", "--repeats", "1",
+            "--layers", "2", "--epochs", "0", "--quiet"]
+    assert main([*base, "--graphs", "karate", " Karate", "--out", str(tmp_path / "twice")]) == 2
+    assert ("--graphs names the graph karate more than once (karate, Karate); give each once"
+            in capsys.readouterr().err) and not (tmp_path / "twice.json").exists()
+    assert main([*base, "--graphs", "Karate", "--hidden", "1", "--out", str(tmp_path / "dead")]) == 0
+    rows = json.loads((tmp_path / "dead.json").read_text())["rows"]
+    assert [row["graph"] for row in rows] == ["karate"]
 
 
 def test_bench_influence_reads_its_data_before_timing_and_checks_its_plot_path(tmp_path, capsys, monkeypatch):

@@ -407,14 +407,20 @@ def has_public_split(name: str) -> bool:
     return lower in PLANETOID or lower == "karate" or is_city(lower)
 
 
-def check_graph_name(name: str) -> None:
+def check_graph_name(name: str) -> str:
     """Refuse a name :func:`load_graph` does not know, without loading anything (a bench checks its graphs
-    before its first timing)."""
+    before its first timing); returns the name as one spelling of each graph: stripped, the kind in lower case and
+    a size as a plain number (``" Karate"`` -> ``karate``, ``synthetic-city:050`` -> ``synthetic-city:50``; a path
+    kept as given)."""
     lower = name.strip().lower()
     kind, _, arg = lower.partition(":")
     if not (is_city(lower) or lower in PLANETOID or lower == "karate" or kind == "sbm"
             or (kind in _DOWNLOADABLE and arg)):
         raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}")
+    given = name.strip().partition(":")[2].strip()
+    if not given:
+        return kind
+    return f"{kind}:{int(given)}" if given.isdigit() else f"{kind}:{given}"
 
 
 def load_graph(name: str, root: str | Path | None = None, split: str = "public", seed: int = 0,

@@ -25,14 +25,23 @@ class Registry:
     Args:
         what: what an entry is, for error messages ("graph method").
         entries: the initial entries.
+        lower_case: the registry's lookups lower-case the name given, so a name registered must be lower case (one
+            in capitals would be listed but never found).
     """
 
-    def __init__(self, what: str, entries: dict[str, Any] | None = None) -> None:
-        self.what = what
+    def __init__(self, what: str, entries: dict[str, Any] | None = None, lower_case: bool = False) -> None:
+        self.what, self.lower_case = what, lower_case
         self._entries: dict[str, Any] = dict(entries or {})
 
     def register(self, name: str, obj: Any = None) -> Any:
-        """Add ``obj`` under ``name`` (replacing an earlier entry); without ``obj``, a decorator."""
+        """Add ``obj`` under ``name`` (replacing an earlier entry); without ``obj``, a decorator. A name that is not
+        a string, is blank or has spaces around it (or, in a ``lower_case`` registry, capitals) is refused."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip() \
+                or (self.lower_case and name != name.lower()):
+            case = " and in lower case" if self.lower_case else ""
+            fixed = name.strip().lower() if isinstance(name, str) and name.strip() else None
+            raise ValueError(f"a {self.what}'s name must be a non-blank string without surrounding spaces{case}; got "
+                             f"{name!r}" + (f": use {fixed!r}" if fixed else ""))
         if obj is None:
             def decorate(target: Any) -> Any:
                 self._entries[name] = target

@@ -362,6 +362,8 @@ def _check_new_name(kind: str, name: str, registry: dict, other: dict) -> None:
 
 def register_depth_rule(cls: type[DepthRule]) -> type[DepthRule]:
     """Add a depth rule class (its ``name``, ``parse`` and ``__str__``) to the vocabulary; usable as a decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, DepthRule)):  # (a TimeRule was listed as a depth rule)
+        raise TypeError(f"register_depth_rule takes a DepthRule subclass, got {cls!r}")
     _check_new_name("depth", cls.name, DEPTH_RULES, TIME_RULES)
     DEPTH_RULES[cls.name] = cls
     return cls
@@ -369,6 +371,8 @@ def register_depth_rule(cls: type[DepthRule]) -> type[DepthRule]:
 
 def register_time_rule(cls: type[TimeRule]) -> type[TimeRule]:
     """Add a time rule class to the vocabulary; usable as a decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, TimeRule)):
+        raise TypeError(f"register_time_rule takes a TimeRule subclass, got {cls!r}")
     _check_new_name("time", cls.name, TIME_RULES, DEPTH_RULES)
     TIME_RULES[cls.name] = cls
     return cls

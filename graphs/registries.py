@@ -25,14 +25,14 @@ CONV_KINDS = Registry("conv", {
     "sage": "fwdlearn.graphs.nn.convs:SAGE_KIND",
     "gat": "fwdlearn.graphs.nn.convs:GAT_KIND",
     "mlp": "fwdlearn.graphs.nn.convs:MLP_KIND",
-})
+}, lower_case=True)
 
 #: link method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod`
 LINK_METHODS = Registry("link method", {
     "ce": "fwdlearn.graphs.nn.linkpred:CE",
     "ff": "fwdlearn.graphs.nn.linkpred:FF",
     "bp": "fwdlearn.graphs.nn.linkpred:BP",
-})
+}, lower_case=True)
 
 
 def link_rule(name: str) -> str:

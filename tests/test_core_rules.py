@@ -134,8 +134,25 @@ def test_a_graph_method_defined_in_a_test_file_trains_without_editing_the_librar
         assert all(not torch.equal(b, h.weight) for b, h in zip(before, model.method.heads))
         assert report.method == "toy-readout" and len(report.per_layer) == 2
         assert report.test_accuracy >= 0.5  # 4 classes: chance is about 0.25-0.4 on karate
+        from fwdlearn.graphs.cli.bench import BenchGraphConfig, _learning_rate
+
+        assert _learning_rate(BenchGraphConfig(lr=0.02), "toy-readout") == 0.02  # (bench graph: 'unknown rule')
+        with pytest.raises(ValueError, match="a graph method's name must be .* in lower case; got 'Toy-Readout': use "
+                                             "'toy-readout'"):  # (listed, never found: lookups lower-case the name)
+            METHODS.register("Toy-Readout", ReadoutPerLayer)
     finally:
         METHODS.unregister("toy-readout")
+
+
+def test_a_rule_class_registers_only_as_its_own_kind_and_every_dfa_kind_is_a_graph_method():
+    from fwdlearn.graphs.methods import METHODS
+    from fwdlearn.rules import DFA_FEEDBACKS, TBPTT, Shallow, register_depth_rule, register_time_rule
+
+    with pytest.raises(TypeError, match="register_depth_rule takes a DepthRule subclass"):
+        register_depth_rule(TBPTT)  # (it was listed as a depth rule, parsed as a time rule)
+    with pytest.raises(TypeError, match="register_time_rule takes a TimeRule subclass"):
+        register_time_rule(Shallow)
+    assert {str(parse_rule(f"dfa:{kind}")) for kind in DFA_FEEDBACKS} <= set(METHODS.names())
 
 
 def test_an_alias_cannot_replace_a_rule_name():

@@ -314,6 +314,26 @@ def test_seq_train_refuses_flags_the_model_would_ignore(text_file, tmp_path, cap
     assert message in capsys.readouterr().err
 
 
+def test_seq_train_gives_a_registered_kind_only_the_sizes_it_takes():
+    """A kind registered without layers could not be trained: the CLI always passed its default layers=2."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences.cli.train import TrainSeqConfig, _sizes
+    from fwdlearn.sequences.registries import LM_KINDS
+
+    class Bigram:
+        def __init__(self, vocab_size, hidden=8, training="bp"):
+            pass
+
+    LM_KINDS.register("bigram", Bigram)
+    try:
+        assert _sizes(TrainSeqConfig(model="bigram")) == {"hidden": 128}
+        with pytest.raises(UsageError, match="--layers 3: --model bigram does not take it"):
+            _sizes(TrainSeqConfig(model="bigram", layers=3))
+        assert _sizes(TrainSeqConfig(model="gru", layers=3)) == {"hidden": 128, "layers": 3}
+    finally:
+        LM_KINDS.unregister("bigram")
+
+
 def test_seq_train_trains_every_model_kind(text_file, tmp_path):
     """--model conv could never start after the feedback matrices were seeded with --seed (conv has none)."""
     for model in ("conv", "transformer", "lstm"):

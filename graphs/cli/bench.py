@@ -80,7 +80,11 @@ def _learning_rate(config: BenchGraphConfig, method: str) -> float:
     cls = method_class(method)
     if cls.goodness:
         return config.ff_lr
-    return config.dfa_lr if isinstance(parse_rule(cls.rule).depth, DFA) else config.lr
+    try:
+        dfa = isinstance(parse_rule(cls.rule).depth, DFA)
+    except ValueError:  # a method registered under a name of its own, not a rule ('my-readout'): not DFA
+        dfa = False
+    return config.dfa_lr if dfa else config.lr
 
 
 def _checks(summary: dict, link: dict) -> list[str]:

@@ -28,7 +28,7 @@ weight layer, so there is nothing inside it to place more feedback points at.
 
 from fwdlearn.registry import Registry
 from fwdlearn.rules import ALIASES as RULE_ALIASES
-from fwdlearn.rules import parse_rule
+from fwdlearn.rules import DFA_FEEDBACKS, parse_rule
 
 __all__ = ["METHODS", "method_class", "method_name", "method_names"]
 
@@ -40,10 +40,9 @@ METHODS = Registry("graph method", {
     "local:ff:vn": "fwdlearn.graphs.methods.ff:VirtualNodeFF",
     "local:symba:la": "fwdlearn.graphs.methods.ff:LabelAppendingSymBa",
     "bp": "fwdlearn.graphs.methods.bp:Backprop",
-    "dfa": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
-    "dfa:gaussian": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
-    "dfa:orthogonal": "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN",
-})
+    # one class for every DFA feedback kind (a kind added to fwdlearn.rules.FEEDBACK_KINDS is a method here too)
+    **{str(parse_rule(f"dfa:{kind}")): "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN" for kind in DFA_FEEDBACKS},
+}, lower_case=True)
 
 #: the short names users know: the aliases (:data:`fwdlearn.rules.ALIASES`) of registered methods that are shorter
 #: than the rule they stand for (``sf``, not ``backprop``), in the order help texts list them (then the other methods)

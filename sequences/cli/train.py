@@ -134,6 +134,25 @@ def _model_options(config: TrainSeqConfig, kind: str) -> dict:
     return options
 
 
+def _sizes(config: TrainSeqConfig) -> dict:
+    """``hidden`` and ``layers`` for the model: left out for a kind registered without them (a bigram model) when
+    they hold their defaults, refused when set to anything else."""
+    from dataclasses import fields
+
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences.nn.language_model import model_arguments
+
+    takes, defaults = model_arguments(config.model), {f.name: f.default for f in fields(TrainSeqConfig)}
+    sizes = {}
+    for name in ("hidden", "layers"):
+        value = getattr(config, name)
+        if name in takes:
+            sizes[name] = value
+        elif value != defaults[name]:
+            raise UsageError(f"--{name} {value}: --model {config.model} does not take it")
+    return sizes
+
+
 def run_train(config: TrainSeqConfig) -> dict:
     """Train one model as configured; returns the record's summary.
 
@@ -180,7 +199,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     options = {"recurrent": dict(shape, feedback_seed=config.seed),
                "transformer": dict(shape, context=config.context, feedback_seed=config.seed)}.get(kind, {})
     # (a conv model has no feedback)
-    model = make_language_model(config.model, corpus.vocab_size, hidden=config.hidden, layers=config.layers,
+    model = make_language_model(config.model, corpus.vocab_size, **_sizes(config),
                                 training=training, **options).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:

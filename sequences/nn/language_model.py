@@ -38,7 +38,7 @@ from fwdlearn.rules import Rule
 
 from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
-__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "load_language_model"]
+__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "model_arguments", "load_language_model"]
 
 
 
@@ -287,6 +287,15 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
     return model, vocab
 
 
+def model_arguments(model: str) -> set[str]:
+    """The keyword arguments the class of ``model`` (a name :func:`make_language_model` takes) accepts."""
+    import inspect
+
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return set(inspect.signature(LM_KINDS.get(MODEL_NAMES[model][0]).__init__).parameters) - {"self"}
+
+
 def make_language_model(model: str, vocab_size: int, **options: Any) -> LanguageModel:
     """A language model by name (:data:`~fwdlearn.sequences.registries.MODEL_NAMES`: a cell registered in
     :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS` (``tanh``, ``gru``, ...), ``conv``, ``transformer``, or
@@ -295,13 +304,9 @@ def make_language_model(model: str, vocab_size: int, **options: Any) -> Language
     ``options`` are the model class's keyword arguments (``hidden``, ``layers``, ``training``, ...); options the
     class does not take are ignored when they are ``None`` and refused otherwise.
     """
-    import inspect
-
-    if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    accepted = model_arguments(model)
     kind, fixed = MODEL_NAMES[model]
     cls = LM_KINDS.get(kind)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = [k for k, v in options.items() if k not in accepted and v is not None]
     if unknown:
         raise ValueError(f"model {model!r} does not take {', '.join(unknown)}")

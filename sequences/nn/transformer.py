@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from fwdlearn.errors import check_int
 from fwdlearn.optim import OptimizerSettings
-from fwdlearn.rules import Rule, parse_rule
+from fwdlearn.rules import DEPTH_RULES, Rule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 
@@ -161,8 +161,8 @@ class TransformerLM(StackedLM):
         check_heads(hidden, heads)
         self.rule = parse_rule(training)
         if self.rule.time is not None:
-            raise ValueError(f"a transformer has no recurrence: give a depth rule only (bp, dfa, dfa:micro, "
-                             f"local:readout, shallow); got {training!r}")
+            raise ValueError(f"a transformer has no recurrence: give a depth rule only (one of "
+                             f"{', '.join(DEPTH_RULES)}: e.g. bp, dfa:micro, local:readout); got {training!r}")
         self.config = TransformerConfig(vocab_size, hidden, layers, heads, context, mlp_ratio, dropout, tie,
                                         str(self.rule), feedback_seed)
         self.embedding = nn.Embedding(vocab_size, hidden)

@@ -758,6 +758,16 @@ def test_an_option_the_method_does_not_take_is_named_in_a_warning():
         ForwardGNN(5, 3, hidden=4, layers=2, method="sf", steps=10)  # the default value: no warning
 
 
+@pytest.mark.parametrize("method, option, kept", [("ff-la", "alpha", "theta"), ("ff-vn", "alpha", "theta"),
+                                                  ("ff-symba", "theta", "alpha")])
+def test_a_goodness_method_takes_only_the_loss_option_it_reads(method, option, kept):
+    """FF's loss reads theta, SymBa's alpha; the other was taken silently, changed nothing, and still entered the
+    checkpoint's fingerprint (a resume changing it was refused)."""
+    with pytest.warns(UserWarning, match=rf"takes none of {option}=100.0: it is an option of other methods"):
+        model = ForwardGNN(5, 3, hidden=4, layers=2, method=method, **{option: 100.0})
+    assert option not in model.options and kept in model.options
+
+
 @pytest.mark.parametrize("method", ["bp", "sf", "sf-top2input", "link:ce"])
 def test_a_diverging_graph_fit_names_no_limit_the_graph_api_does_not_offer(karate, method):
     """The message told graph users to raise the limit with ``seq train --diverge-factor`` or

@@ -51,7 +51,9 @@ __all__ = ["LabelAppendingFF", "LabelAppendingSymBa", "VirtualNodeFF"]
 class _GoodnessMethod(LayerwiseMethod):
     """Positive/negative streams for training, ``K`` candidate streams for scoring, goodness scores."""
 
-    options: ClassVar[tuple[str, ...]] = ("theta", "alpha", "negatives", "cache")
+    # (each method declares the loss option it reads: FF's threshold theta or SymBa's scale alpha; the other, given,
+    # is warned about as ignored instead of entering the checkpoint's fingerprint)
+    options: ClassVar[tuple[str, ...]] = ("theta", "negatives", "cache")
     scores_per_split: ClassVar[bool] = True
     goodness: ClassVar[bool] = True
     separable: ClassVar[bool] = False  # label appending shifts by the graph's smallest feature; FF-VN links every
@@ -122,6 +124,7 @@ class LabelAppendingSymBa(LabelAppendingFF):
     """FF-SymBa: labels appended, SymBa loss on paired positive/negative goodness (``local:symba:la``)."""
 
     rule: ClassVar[str] = "local:symba:la"
+    options: ClassVar[tuple[str, ...]] = ("alpha", "negatives", "cache")
 
     def layer_loss(self, outs, y, train, num_nodes, layer) -> Tensor:
         g_pos, g_neg = self._goodness(outs, train, num_nodes)

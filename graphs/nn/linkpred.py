@@ -186,13 +186,18 @@ def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:
             if fresh(u, v):
                 kept.append((u, v))
                 missing -= 1
-        part.neg_edge_label_index = torch.tensor(kept, dtype=torch.long).reshape(-1, 2).t().contiguous()
-        part.neg_edge_label = torch.zeros(len(kept), dtype=getattr(part, "neg_edge_label", torch.zeros(0)).dtype)
+        # (on the graph's device, as PyG keeps the positives: CPU negatives beside CUDA positives failed the first
+        # validation on a GPU)
+        part.neg_edge_label_index = torch.tensor(kept, dtype=torch.long, device=neg.device).reshape(-1, 2).t() \
+            .contiguous()
+        part.neg_edge_label = torch.zeros(len(kept), dtype=getattr(part, "neg_edge_label", torch.zeros(0)).dtype,
+                                          device=neg.device)
 
 
 def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:
     pos, neg = split.pos_edge_label_index, split.neg_edge_label_index
-    return torch.cat([pos, neg], 1), torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])])
+    return torch.cat([pos, neg], 1), torch.cat([torch.ones(pos.shape[1], device=pos.device),
+                                                torch.zeros(neg.shape[1], device=pos.device)])
 
 
 @dataclass

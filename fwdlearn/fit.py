@@ -805,8 +805,8 @@ class Trainer:
                 if result.stopped_early:
                     break
         except KeyboardInterrupt:
-            if saving and _step_on_disk(self.checkpoint, since=started) == i:  # the save replaced the file: it holds this step
-                saved_step = i  # (a file of another step is an earlier run's, or the block below's: not this save)
+            if saving and _step_on_disk(self.checkpoint, since=started) == i:  # the save replaced the file: it
+                saved_step = i  # holds this step (a file of another step is an earlier run's, or the block below's)
             raise TrainingInterrupted(i, self.checkpoint, saved_step) from None
         finally:
             bar.close()

@@ -39,7 +39,8 @@ class Registry:
         if not isinstance(name, str) or not name.strip() or name != name.strip() \
                 or (self.lower_case and name != name.lower()):
             case = " and in lower case" if self.lower_case else ""
-            fixed = name.strip().lower() if isinstance(name, str) and name.strip() else None
+            fixed = name.strip() if isinstance(name, str) and name.strip() else None
+            fixed = fixed.lower() if fixed and self.lower_case else fixed
             raise ValueError(f"a {self.what}'s name must be a non-blank string without surrounding spaces{case}; got "
                              f"{name!r}" + (f": use {fixed!r}" if fixed else ""))
         if obj is None:

@@ -72,7 +72,8 @@ def _select_positions(length: int, positions: int | Sequence[int] | Tensor | Non
         positions = int(positions)
         if positions < 1:
             raise ValueError(f"positions must be >= 1 when given as a count, got {positions}")
-        return torch.randperm(length, generator=torch.Generator().manual_seed(check_seed(seed)))[: min(positions, length)].sort().values
+        generator = torch.Generator().manual_seed(check_seed(seed))
+        return torch.randperm(length, generator=generator)[: min(positions, length)].sort().values
     return chosen_indices(positions, length, "positions", "position")
 
 

@@ -92,7 +92,8 @@ CASES = [
     ("device-meta", [*SEQ, "--device", "meta"], "--device meta: fwdlearn runs on cpu, cuda or mps"),
     # input files
     ("corpus-missing", [*SEQ, "--data", "missing.txt"], "unknown corpus 'missing.txt'"),
-    ("corpus-binary", [*SEQ, "--data", "binary.txt"], "binary.txt is not UTF-8 text (invalid start byte at byte 0); a corpus must be"),
+    ("corpus-binary", [*SEQ, "--data", "binary.txt"],
+     "binary.txt is not UTF-8 text (invalid start byte at byte 0); a corpus must be"),
     ("corpus-empty", [*SEQ, "--data", "empty.txt"], "empty.txt is empty; a corpus needs text"),
     ("split-missing", [*SEQ, "--train-split", "test"],
      "--train-split test: corpus 'corpus.txt' has no 'test' split (it has train, validation); pass --train-split train"),

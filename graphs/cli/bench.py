@@ -65,7 +65,8 @@ class BenchGraphConfig(RunOptions):
 COLUMNS = ["task", "method", "layers", "accuracy", "acc_minus_bp", "fit_seconds", "time_vs_bp", "saved_bytes_per_step",
            "saved_vs_bp", "saved_vs_2_layers", "step_memory_bytes", "step_memory_vs_bp"]
 # (accuracy in %, AUC as a fraction; the difference to BP in points: 100 x the difference of either)
-HEADERS = {"accuracy": "test acc. % / AUC (mean ± std)", "acc_minus_bp": "acc. − BP (points)", "fit_seconds": "fit s",
+HEADERS = {"accuracy": "test acc. % / AUC (mean ± std)", "acc_minus_bp": "acc. − BP (points)",
+           "fit_seconds": "fit s",
            "time_vs_bp": "time / BP", "saved_bytes_per_step": "saved bytes/step", "saved_vs_bp": "saved / BP",
            "saved_vs_2_layers": "saved / same at 2 layers", "step_memory_bytes": "step memory increase",
            "step_memory_vs_bp": "step memory / BP"}

@@ -191,8 +191,8 @@ def run_bench(config) -> int:
         raise ValueError("--graphs needs at least one graph and --depths at least one depth")
     # (before the first timing, not when a graph's turn comes; one spelling each: karate and Karate ran twice)
     graphs = distinct_names("--graphs", config.graphs, check_graph_name, "graph")
-    data = distinct_names("--data", [config.data], check_graph_name, "graph")[0]
-    config = dataclasses.replace(config, graphs=graphs, data=data)
+    trained_on = distinct_names("--data", [config.data], check_graph_name, "graph")[0]
+    config = dataclasses.replace(config, graphs=graphs, data=trained_on)
     if config.forward_method:
         from fwdlearn.graphs.methods import method_class
 

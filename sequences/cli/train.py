@@ -48,7 +48,7 @@ class TrainSeqConfig(RunOptions):
                                                                  "transformer); joined as dfa+dsf (default: dsf for a "
                                                                  "recurrent model, bp otherwise)"})
     # (the model-shaping flags below default to None, "not given": a flag of another kind of model is refused even
-    # when it names that model's default; _MODEL_DEFAULTS fills in the rest)
+    # when it names that model's default; _MODEL_FLAGS holds the defaults filled in for the model's own kind)
     feedback: str | None = field(default=None, metadata={
         "help": "DSF feedback A where --training names none ('dsf'; 'dsf:<kind>' keeps its own; recurrent models; "
                 "default: diagonal)", "choices": list(DSF_FEEDBACKS)})

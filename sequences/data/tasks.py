@@ -22,7 +22,7 @@ __all__ = ["SequenceTask", "DelayedRecall", "CopyTask", "AddingProblem", "make_t
 IGNORE_INDEX = -100  #: target value that the loss and accuracy skip
 
 
-def _sizes(task: str, **values: Any) -> None:
+def _check_sizes(task: str, **values: Any) -> None:
     """Refuse a size that is not an int (``lag=2.5`` failed at the first sample, ``lag=True`` was 1)."""
     for name, value in values.items():
         if value is not None:
@@ -69,7 +69,7 @@ class DelayedRecall(SequenceTask):
     """
 
     def __init__(self, lag: int, symbols: int = 8, length: int | None = None) -> None:
-        _sizes("DelayedRecall", lag=lag, symbols=symbols, length=length)
+        _check_sizes("DelayedRecall", lag=lag, symbols=symbols, length=length)
         if lag < 1 or symbols < 2:
             raise ValueError(f"DelayedRecall needs lag >= 1 and symbols >= 2, got lag={lag}, symbols={symbols}")
         self.lag, self.symbols = lag, symbols
@@ -98,7 +98,7 @@ class CopyTask(SequenceTask):
     """
 
     def __init__(self, lag: int, count: int = 8, symbols: int = 8) -> None:
-        _sizes("CopyTask", lag=lag, count=count, symbols=symbols)
+        _check_sizes("CopyTask", lag=lag, count=count, symbols=symbols)
         if lag < count:
             raise ValueError(f"CopyTask needs lag >= count (recall starts after the data), got lag={lag}, count={count}")
         if count < 1 or symbols < 2:
@@ -133,7 +133,7 @@ class AddingProblem(SequenceTask):
     """
 
     def __init__(self, length: int = 50, levels: int = 10) -> None:
-        _sizes("AddingProblem", length=length, levels=levels)
+        _check_sizes("AddingProblem", length=length, levels=levels)
         if length < 2 or levels < 2:
             raise ValueError(f"AddingProblem needs length >= 2 and levels >= 2, got length={length}, levels={levels}")
         self.length, self.levels = length, levels

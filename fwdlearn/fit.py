@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.distributed import min_max, rank
+from fwdlearn.distributed import is_distributed, min_max, rank
 from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
                              check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable
@@ -424,6 +424,26 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
 _CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}
 
 
+def previous_checkpoint(path: str | Path) -> Path:
+    """``<path>.prev``: where a process of a ``torchrun`` run keeps its save before the last one."""
+    path = Path(path)
+    return path.with_name(path.name + ".prev")
+
+
+def _keep_previous(path: Path) -> None:
+    """Keep the checkpoint at ``path`` as :func:`previous_checkpoint` (a hard link where the file system has them, else
+    a copy; renamed into place, so a crash never leaves half a file)."""
+    import shutil
+
+    staged = previous_checkpoint(path).with_name(previous_checkpoint(path).name + ".tmp")
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(path, staged)
+    except OSError:
+        shutil.copy2(path, staged)
+    os.replace(staged, previous_checkpoint(path))
+
+
 def _step_on_disk(path: str | Path, since: float) -> int | None:
     """The step the checkpoint at ``path`` holds, if written after ``since`` (``time.time()``); else, or when it
     cannot be read, ``None``."""
@@ -653,6 +673,8 @@ class Trainer:
             "rng": _rng_state(),
             "context": self.context() if self.context is not None else None,
         }
+        if is_distributed() and self.checkpoint.is_file():  # every process keeps its previous save too: an interrupt
+            _keep_previous(self.checkpoint)  # between two processes' saves leaves a step they all hold
         try:
             atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
         except (RuntimeError, OSError) as error:  # torch.save reports a full disk as a RuntimeError
@@ -660,14 +682,26 @@ class Trainer:
             raise UsageError(f"could not write the checkpoint {self.checkpoint} ({type(error).__name__}: {detail}); "
                              "free disk space or choose another checkpoint path (--checkpoint)") from None
 
-    def _check_same_step(self, step: int) -> None:
-        """Under torchrun every process resumes from its own checkpoint file: refuse files of different steps (a
-        run stopped between two processes' saves), which would pair different steps in one update."""
+    def _agreed(self, ckpt: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Under torchrun every process resumes from its own checkpoint file, and all from one step: a run stopped
+        between two processes' saves leaves files one save apart, and a process ahead then resumes from its previous
+        save (kept beside it, ``<checkpoint>.prev``) when that holds the step of the others; files of different
+        steps otherwise are refused (they would pair different steps in one update). One process: ``ckpt``."""
+        step = ckpt["step"] if ckpt is not None else 0
         low, high = min_max(step)
-        if low != high:
+        if low == high:
+            return ckpt
+        previous = previous_checkpoint(self.checkpoint)
+        if ckpt is not None and step > low and previous.is_file():
+            older = read_checkpoint(previous)
+            if older["step"] == low and older.get("fingerprint") == ckpt.get("fingerprint"):
+                ckpt, step = older, low
+        agreed_low, agreed_high = min_max(step)
+        if agreed_low != agreed_high:
             raise UsageError(f"the processes' checkpoints hold different steps ({int(low)} to {int(high)}; this one, "
-                             f"{self.checkpoint}, {step}): the run stopped while they were saved. Resume from a "
-                             "consistent set (start over with --overwrite, or restore the files of one step)")
+                             f"{self.checkpoint}, {step}), and no process ahead kept a save of the others' step: "
+                             "start over with --overwrite, or restore the files of one step")
+        return ckpt
 
     def _load(self) -> dict[str, Any]:
         assert self.checkpoint is not None
@@ -751,16 +785,17 @@ class Trainer:
             )
         if self.checkpoint is not None:
             check_writable(self.checkpoint, "checkpoint")  # before any work, not at the first save
-        if self.resume and self.checkpoint is not None and self.checkpoint.exists():
-            ckpt = self._load()
-            best_state = self._resume(ckpt, state, result, stopper)
-            saved_step = ckpt["step"]
-            start_step = ckpt["step"] + 1
-            if start_step > self.steps and not result.stopped_early and rank() == 0 and self.last_part:
-                print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to train "
-                      "(the budget is the total; raise it to train on)", file=sys.stderr)
+            if not self.resume:  # (an earlier run's previous save must not be taken for this run's)
+                previous_checkpoint(self.checkpoint).unlink(missing_ok=True)
         if self.resume and self.checkpoint is not None:
-            self._check_same_step(saved_step or 0)
+            ckpt = self._agreed(self._load() if self.checkpoint.exists() else None)  # (every process takes part)
+            if ckpt is not None:
+                best_state = self._resume(ckpt, state, result, stopper)
+                saved_step = ckpt["step"]
+                start_step = ckpt["step"] + 1
+                if start_step > self.steps and not result.stopped_early and rank() == 0 and self.last_part:
+                    print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to "
+                          "train (the budget is the total; raise it to train on)", file=sys.stderr)
         t0 = time.perf_counter() - result.seconds
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
         bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet, total=self.steps,

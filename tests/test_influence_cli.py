@@ -91,6 +91,7 @@ def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):
                  "--samples", "10", "--json", str(record), "--quiet"]) == 0
     row = json.loads(record.read_text())["metrics"][0]
     assert 0.0 <= row["test_accuracy"] <= 1.0 and row["R"] > 0 and len(row["curve"]) == 3
+    assert json.loads(record.read_text())["summary"]["processes"] == 1  # (as seq train's: torchrun runs said nothing)
     autograd = tmp_path / "a.json"  # the same run through the autograd path gives the same curve
     assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "--layers", "2", "--epochs", "30",
                  "--samples", "10", "--jacobian", "autograd", "--json", str(autograd), "--quiet"]) == 0

@@ -99,8 +99,17 @@ def _resume_worker(rank: int, port: int, folder: str) -> None:
     if rank == 1:  # as if the run had stopped between the two processes' saves of step 3
         shutil.copy(f"{folder}/step2.rank1", f"{ckpt}.rank1")
     dist.barrier()
+    # process 0, one save ahead, resumes from its previous save (kept beside it): both go on from step 2
+    report = model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=4, checkpoint=ckpt, resume=True,
+                       quiet=True)
+    torch.save((report.resumed["from_step"], [(row["step"], row["loss"]) for row in report.history]),
+               f"{folder}/resumed{rank}.pt")
+    dist.barrier()
+    if rank == 1:  # two saves apart (4 and 2): process 0's previous save holds step 3, not 2
+        shutil.copy(f"{folder}/step2.rank1", f"{ckpt}.rank1")
+    dist.barrier()
     try:
-        model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=4, checkpoint=ckpt, resume=True, quiet=True)
+        model.fit(corpus, context=12, steps=5, batch_size=3, eval_every=5, checkpoint=ckpt, resume=True, quiet=True)
         message = "resumed"
     except UsageError as error:
         message = str(error)
@@ -108,14 +117,19 @@ def _resume_worker(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_processes_log_the_global_loss_and_refuse_checkpoints_of_different_steps(tmp_path):
+def test_two_processes_log_the_global_loss_and_resume_from_a_step_they_all_hold(tmp_path):
     """Each process logged its own shard's loss (rank 0's went into the record); a resume from checkpoint files of
-    different steps trained on, pairing different steps in each update, until one process crashed."""
+    different steps trained on, pairing different steps in each update, until one process crashed; then it was
+    refused, and an interrupt between two processes' saves (Ctrl-C on torchrun, 2 in 5 tries at --eval-every 1) left
+    a run that could only start over."""
     (tmp_path / "text.txt").write_text(TEXT)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.start_processes(_resume_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
     assert torch.load(tmp_path / "losses0.pt") == torch.load(tmp_path / "losses1.pt")
+    (step0, history0), (step1, history1) = (torch.load(tmp_path / f"resumed{r}.pt") for r in (0, 1))
+    assert step0 == step1 == 2 and history0 == history1 and [step for step, _ in history0] == [1, 2, 3, 4]
     for r in (0, 1):
-        assert "the processes' checkpoints hold different steps (2 to 3" in torch.load(tmp_path / f"message{r}.pt")
+        assert ("the processes' checkpoints hold different steps (2 to 4" in torch.load(tmp_path / f"message{r}.pt")
+                and "no process ahead kept a save of the others' step" in torch.load(tmp_path / f"message{r}.pt"))

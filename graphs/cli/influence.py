@@ -55,7 +55,7 @@ class InfluenceGraphConfig(RunOptions):
 
 def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
-    from fwdlearn.distributed import init_from_env, process_device, rank
+    from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
@@ -109,6 +109,10 @@ def _run_influence(args: argparse.Namespace) -> int:
         record.add_file("plot", paths.plot)
     record.summary["curves"] = curves
     record.summary["device"] = str(device)
+    record.summary["processes"] = world_size()
+    if world_size() > 1:
+        record.summary["notes"] = (f"seeds shared out over {world_size()} processes: seconds are rank 0's wall time "
+                                   "of each sharded call, the gather of the rows included")
     if paths.plot is not None:
         print(f"plot: {paths.plot}")
     print(f"record: {record.save(paths.record, overwrite=config.overwrite)}")

@@ -693,8 +693,11 @@ class Trainer:
             return ckpt
         previous = previous_checkpoint(self.checkpoint)
         if ckpt is not None and step > low and previous.is_file():
-            older = read_checkpoint(previous)
-            if older["step"] == low and older.get("fingerprint") == ckpt.get("fingerprint"):
+            try:
+                older = read_checkpoint(previous)
+            except (InputError, OSError):  # (unreadable: not a step to agree on; every process still meets below)
+                older = None
+            if older is not None and older["step"] == low and older.get("fingerprint") == ckpt.get("fingerprint"):
                 ckpt, step = older, low
         agreed_low, agreed_high = min_max(step)
         if agreed_low != agreed_high:

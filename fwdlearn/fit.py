@@ -673,8 +673,9 @@ class Trainer:
             "rng": _rng_state(),
             "context": self.context() if self.context is not None else None,
         }
-        if is_distributed() and self.checkpoint.is_file():  # every process keeps its previous save too: an interrupt
-            _keep_previous(self.checkpoint)  # between two processes' saves leaves a step they all hold
+        if is_distributed() and self._file_is_this_runs and self.checkpoint.is_file():  # every process keeps its
+            _keep_previous(self.checkpoint)  # previous save too: an interrupt between two processes' saves leaves a
+        self._file_is_this_runs = True  # step they all hold (not an overwritten run's file, nor a file left behind)
         try:
             atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
         except (RuntimeError, OSError) as error:  # torch.save reports a full disk as a RuntimeError
@@ -692,18 +693,21 @@ class Trainer:
         if low == high:
             return ckpt
         previous = previous_checkpoint(self.checkpoint)
+        from_previous = False
         if ckpt is not None and step > low and previous.is_file():
             try:
                 older = read_checkpoint(previous)
             except (InputError, OSError):  # (unreadable: not a step to agree on; every process still meets below)
                 older = None
             if older is not None and older["step"] == low and older.get("fingerprint") == ckpt.get("fingerprint"):
-                ckpt, step = older, low
+                ckpt, step, from_previous = older, low, True
         agreed_low, agreed_high = min_max(step)
         if agreed_low != agreed_high:
             raise UsageError(f"the processes' checkpoints hold different steps ({int(low)} to {int(high)}; this one, "
                              f"{self.checkpoint}, {step}), and no process ahead kept a save of the others' step: "
                              "start over with --overwrite, or restore the files of one step")
+        if from_previous:  # the save ahead goes (kept, it would become the next save's previous one: a step the
+            os.replace(previous, self.checkpoint)  # others never reach again)
         return ckpt
 
     def _load(self) -> dict[str, Any]:
@@ -780,6 +784,7 @@ class Trainer:
         start_step = 1
         saved_step: int | None = None
         saving = False
+        self._file_is_this_runs = False  # (set by a resume or the first save: only then is it kept as the previous)
         self._first_losses = {}
         if self.checkpoint is not None and self.checkpoint.exists() and not (self.resume or self.overwrite):
             raise FileExistsError(
@@ -793,6 +798,7 @@ class Trainer:
         if self.resume and self.checkpoint is not None:
             ckpt = self._agreed(self._load() if self.checkpoint.exists() else None)  # (every process takes part)
             if ckpt is not None:
+                self._file_is_this_runs = True
                 best_state = self._resume(ckpt, state, result, stopper)
                 saved_step = ckpt["step"]
                 start_step = ckpt["step"] + 1

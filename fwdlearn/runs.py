@@ -368,9 +368,11 @@ def _process_checkpoints(path: Path, overwrite: bool) -> tuple[Path, ...]:
     """An earlier ``torchrun`` run's checkpoints of processes ``r > 0`` (``<checkpoint>.rank<r>``, to remove),
     refused unless ``overwrite``: a fresh run of several processes would find them only at its first save (and
     fail there), and an overwriting run of one process would leave them beside its own checkpoint."""
-    pattern = re.compile(re.escape(path.name) + r"\.rank(\d+)")  # (process_checkpoint's names)
+    pattern = re.compile(re.escape(path.name) + r"\.rank(\d+)(\.prev)?")  # (process_checkpoint's names, and the
+    # save before the last each process keeps: fwdlearn.fit.previous_checkpoint)
     siblings = path.parent.iterdir() if path.parent.is_dir() else ()
-    found = sorted((p for p in siblings if pattern.fullmatch(p.name)), key=lambda p: int(pattern.fullmatch(p.name)[1]))
+    found = sorted((p for p in siblings if pattern.fullmatch(p.name)),
+                   key=lambda p: (int(pattern.fullmatch(p.name)[1]), p.name))  # (rank order, each file before its .prev)
     if found and not overwrite:
         raise FileExistsError(f"{found[0]} is a checkpoint of an earlier run of this name with several processes; "
                               "pass --resume (with as many processes) to continue it, --overwrite to start over (it "

@@ -504,7 +504,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                 lead_checkpoint, checkpoint = Path(checkpoint), process_checkpoint(checkpoint, rank())
                 if resume and lead_checkpoint.exists() and not checkpoint.exists():
                     raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
-                                     "with as many processes as the run was started with")
+                                     "with as many processes as the run was started with (if it was, the run stopped "
+                                     "before this process's first save: start over with --overwrite)")
     batcher = StreamBatcher(train_ids, batch_size, context, f"the {train_split} split")
     settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
                                                 warmup=warmup)

@@ -211,7 +211,8 @@ def test_under_torchrun_an_error_one_process_finds_after_connecting_names_its_ra
     assert run.returncode != 0
     lines = [line for line in (run.stdout + run.stderr).splitlines() if "fwdlearn: error" in line]
     assert lines[0] == ("fwdlearn: error (rank 1): runs/dp.pt.rank1, process 1's part of the checkpoint, is missing; "
-                        "resume with as many processes as the run was started with")
+                        "resume with as many processes as the run was started with (if it was, the run stopped "
+                        "before this process's first save: start over with --overwrite)")
     # rank 0, when torchrun has not stopped it first, says in one line why it stops (it printed a gloo traceback)
     assert lines[1:] in ([], ["fwdlearn: error (rank 0): another process of this torchrun job stopped (its own "
                               "message says why), so this one could not go on"])
@@ -330,8 +331,8 @@ def test_an_earlier_runs_process_checkpoints_are_refused_before_work_and_removed
     from fwdlearn.cli import main
 
     Path("runs").mkdir()
-    for r in (1, 3):
-        Path(f"runs/dp.pt.rank{r}").write_text("an earlier run's")
+    for name in ("dp.pt.rank1", "dp.pt.rank3", "dp.pt.rank1.prev"):  # (.prev: each process's save before the last)
+        Path(f"runs/{name}").write_text("an earlier run's")
     Path("runs/dp.pt.rank1.notes").write_text("not a checkpoint")
     args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "1", "--sample", "0", "--name", "dp"]
     assert main(args) == 2

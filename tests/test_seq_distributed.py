@@ -1,5 +1,6 @@
 """Data-parallel RecurrentLM / TransformerLM (DFA) training under torch.distributed (gloo): replicas stay identical."""
 
+import os
 import socket
 
 import pytest
@@ -81,6 +82,7 @@ def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind):
 
 
 def _resume_worker(rank: int, port: int, folder: str) -> None:
+    """Interrupts between the two processes' saves, made by putting process 1's earlier files back."""
     import shutil
 
     from fwdlearn.errors import UsageError
@@ -90,30 +92,36 @@ def _resume_worker(rank: int, port: int, folder: str) -> None:
     corpus = load_text(f"{folder}/text.txt")
     model = _initial_model(corpus.vocab_size, 100)
     ckpt = f"{folder}/ckpt.pt"
-    report = model.fit(corpus, context=12, steps=2, batch_size=3, eval_every=2, checkpoint=ckpt, quiet=True)
-    torch.save([row["loss"] for row in report.history if "loss" in row], f"{folder}/losses{rank}.pt")
+    mine = ckpt if rank == 0 else f"{ckpt}.rank1"
+
+    def fit(steps, every, **kwargs):
+        return model.fit(corpus, context=12, steps=steps, batch_size=3, eval_every=every, checkpoint=ckpt, quiet=True,
+                         **kwargs)
+
+    def as_if_process_1_stopped_before_its_save(file):
+        dist.barrier()
+        if rank == 1:
+            shutil.copy(file, mine)
+        dist.barrier()
+
+    results = {"losses": [row["loss"] for row in fit(2, 1).history]}  # saves 1 and 2 (and keeps 1 as the previous)
     if rank == 1:
-        shutil.copy(f"{ckpt}.rank1", f"{folder}/step2.rank1")
-    model.fit(corpus, context=12, steps=3, batch_size=3, eval_every=3, checkpoint=ckpt, resume=True, quiet=True)
-    dist.barrier()
-    if rank == 1:  # as if the run had stopped between the two processes' saves of step 3
-        shutil.copy(f"{folder}/step2.rank1", f"{ckpt}.rank1")
-    dist.barrier()
-    # process 0, one save ahead, resumes from its previous save (kept beside it): both go on from step 2
-    report = model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=4, checkpoint=ckpt, resume=True,
-                       quiet=True)
-    torch.save((report.resumed["from_step"], [(row["step"], row["loss"]) for row in report.history]),
-               f"{folder}/resumed{rank}.pt")
-    dist.barrier()
-    if rank == 1:  # two saves apart (4 and 2): process 0's previous save holds step 3, not 2
-        shutil.copy(f"{folder}/step2.rank1", f"{ckpt}.rank1")
-    dist.barrier()
+        shutil.copy(f"{mine}.prev", f"{folder}/step1.rank1")
+        shutil.copy(mine, f"{folder}/step2.rank1")
+    as_if_process_1_stopped_before_its_save(f"{folder}/step1.rank1")  # one save apart: 2 and 1
+    report = fit(3, 3, resume=True)
+    results["one apart"] = (report.resumed["from_step"], [(r["step"], r["loss"]) for r in report.history])
+    as_if_process_1_stopped_before_its_save(f"{folder}/step1.rank1")  # again, after a resume from the previous save
+    results["again"] = fit(4, 4, resume=True).resumed["from_step"]
+    as_if_process_1_stopped_before_its_save(f"{folder}/step2.rank1")  # two saves apart: 4 (previous 1) and 2
     try:
-        model.fit(corpus, context=12, steps=5, batch_size=3, eval_every=5, checkpoint=ckpt, resume=True, quiet=True)
-        message = "resumed"
+        fit(5, 5, resume=True)
+        results["two apart"] = "resumed"
     except UsageError as error:
-        message = str(error)
-    (torch.save(message, f"{folder}/message{rank}.pt"))
+        results["two apart"] = str(error)
+    fit(1, 1, overwrite=True)  # an overwriting run keeps no earlier run's file as its previous save
+    results["previous after overwrite"] = os.path.exists(f"{mine}.prev")
+    torch.save(results, f"{folder}/results{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -127,9 +135,12 @@ def test_two_processes_log_the_global_loss_and_resume_from_a_step_they_all_hold(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.start_processes(_resume_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
-    assert torch.load(tmp_path / "losses0.pt") == torch.load(tmp_path / "losses1.pt")
-    (step0, history0), (step1, history1) = (torch.load(tmp_path / f"resumed{r}.pt") for r in (0, 1))
-    assert step0 == step1 == 2 and history0 == history1 and [step for step, _ in history0] == [1, 2, 3, 4]
-    for r in (0, 1):
-        assert ("the processes' checkpoints hold different steps (2 to 4" in torch.load(tmp_path / f"message{r}.pt")
-                and "no process ahead kept a save of the others' step" in torch.load(tmp_path / f"message{r}.pt"))
+    first, second = (torch.load(tmp_path / f"results{r}.pt") for r in (0, 1))
+    assert first["losses"] == second["losses"]
+    assert first["one apart"] == second["one apart"] and first["one apart"][0] == 1
+    assert [step for step, _ in first["one apart"][1]] == [1, 2, 3]
+    assert first["again"] == second["again"] == 1  # (the save ahead had become the previous one: refused)
+    for r in (first, second):
+        assert ("the processes' checkpoints hold different steps (2 to 4" in r["two apart"]
+                and "no process ahead kept a save of the others' step" in r["two apart"])
+        assert not r["previous after overwrite"]

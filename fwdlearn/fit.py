@@ -673,10 +673,11 @@ class Trainer:
             "rng": _rng_state(),
             "context": self.context() if self.context is not None else None,
         }
-        if is_distributed() and self._file_is_this_runs and self.checkpoint.is_file():  # every process keeps its
-            _keep_previous(self.checkpoint)  # previous save too: an interrupt between two processes' saves leaves a
-        self._file_is_this_runs = True  # step they all hold (not an overwritten run's file, nor a file left behind)
-        try:
+        keep = is_distributed() and self._file_is_this_runs and self.checkpoint.is_file()  # every process keeps its
+        self._file_is_this_runs = True  # previous save too: an interrupt between two processes' saves leaves a step
+        try:  # they all hold (not an overwritten run's file, nor a file left behind)
+            if keep:
+                _keep_previous(self.checkpoint)  # (a full disk here is reported as the save's own failure)
             atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
         except (RuntimeError, OSError) as error:  # torch.save reports a full disk as a RuntimeError
             detail = " ".join(str(error).split())[:200]

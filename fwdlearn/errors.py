@@ -14,6 +14,8 @@ file is involved). The ``fwdlearn`` command prints such an error as one line and
 
 ``ValueError`` raised by the library's own argument checks and file-system errors
 (``FileNotFoundError``, ``FileExistsError``, ``PermissionError``, ...) count as anticipated too.
+Under ``torchrun``, :func:`alike_on_every_process` marks the errors of checks every process makes alike (the
+flags, the data they all read), so that one process reports them, not each.
 
 Example::
 
@@ -34,7 +36,7 @@ from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
-           "reading"]
+           "reading", "alike_on_every_process", "found_by_every_process"]
 
 
 class UsageError(ValueError):
@@ -220,3 +222,21 @@ def reading(path: str | Path, what: str, hint: str = "") -> Iterator[None]:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
         raise InputError(f"cannot read {path} as {what} ({detail})" + (f"; {hint}" if hint else "")) from error
+
+
+@contextmanager
+def alike_on_every_process() -> Iterator[None]:
+    """Inside the block, an anticipated error is one every process of a ``torchrun`` job meets alike (a check of
+    the flags, or of data they all read): it is marked so that the ``fwdlearn`` command lets rank 0 alone report it,
+    as it does for an error found before the processes connect. Errors of one process's own (its part of a
+    checkpoint) are raised outside such a block and name their rank."""
+    try:
+        yield
+    except ANTICIPATED as error:
+        error.alike_on_every_process = True  # type: ignore[attr-defined]
+        raise
+
+
+def found_by_every_process(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside :func:`alike_on_every_process`."""
+    return bool(getattr(error, "alike_on_every_process", False))

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
-from fwdlearn.errors import UsageError, check_int, check_range, check_representable, is_integer
+from fwdlearn.errors import UsageError, alike_on_every_process, check_int, check_range, check_representable, is_integer
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
                           seed_everything, tensor_fingerprint)
@@ -279,7 +279,7 @@ def _optimizer(model, steps: int, **overrides: Any) -> tuple[OptimizerSettings, 
         if overrides.get("warmup") is not None:
             peak = "only at the last step" if settings.warmup == steps else "never"
             raise UsageError(f"warmup {settings.warmup} is not shorter than the budget of {steps} steps: the learning "
-                             f"rate would reach {settings.lr:g} {peak}; give a warm-up < steps (e.g. {steps // 10})")
+                             f"rate would reach {settings.lr:g} {peak}; give a warm-up < steps (e.g. {min(steps - 1, max(1, steps // 10))})")
         settings = dataclasses.replace(settings, warmup=steps // 10)  # the model's default warm-up, cut to the budget
     optimizer = make_optimizer(model.parameters(), settings)
     return settings, optimizer, make_scheduler(optimizer, settings, steps)
@@ -459,44 +459,51 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
     """
-    _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip, context=context, eval_tokens=eval_tokens,
-                         eval_context=eval_context)
-    check_trainable_dtype(model, f"this {type(model).__name__}")
-    seed_everything(seed)
-    device = next(model.parameters()).device
-    if model.max_context is not None and context > model.max_context:
-        raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
-                         f"train with context <= {model.max_context} or build the model with a longer context")
-    _warn_growing_feedback(model, context)
-    if corpus.vocab_size > model.vocab_size:
-        raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's vocab_size is "
-                         f"{model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
-    if corpus.vocab_size < 2:  # every next token is certain: a loss of 0 that says nothing
-        unit = "characters" if corpus.level == "char" else "words"
-        raise UsageError(f"the corpus has a single distinct token ({corpus.vocab.tokens[0]!r}); there is nothing to "
-                         f"predict: train on text with at least two different {unit}")
-    check_splits(corpus, train_split, valid_split)  # two different splits: selecting on the training text is refused
-    valid = corpus.split(valid_split)
-    # validation reads the global batch's streams (W x B under torchrun), as one process with that batch would
-    _check_evaluable(valid, batch_size * world_size(), valid_split, eval_tokens, "eval_tokens (--eval-tokens)")
-    probe = None
-    if align_every:
-        probe = alignment_window(valid, batch_size * world_size(), context)  # (the global batch, as validation)
-        if not model.feedback_points:  # refused before any update
-            model.feedback_alignment(probe[0].to(device), probe[1].to(device))
-    train_ids = corpus.split(train_split)
-    # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
-    config = {k: v for k, v in model.config_dict().items() if k != "feedback_seed"}
-    fingerprint = {"model": config, "dtype": _dtype_name(model), **corpus_fingerprint(corpus.vocab, train_ids, valid),
-                   "batch_size": batch_size, "context": context, "processes": world_size(), "seed": seed}
+    # every check up to the model's wrapping is made alike by each process of a torchrun job (rank 0 reports it)
+    with alike_on_every_process():
+        _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip, context=context, eval_tokens=eval_tokens,
+                             eval_context=eval_context)
+        check_trainable_dtype(model, f"this {type(model).__name__}")
+        seed_everything(seed)
+        device = next(model.parameters()).device
+        if model.max_context is not None and context > model.max_context:
+            raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
+                             f"train with context <= {model.max_context} or build the model with a longer context")
+        _warn_growing_feedback(model, context)
+        if corpus.vocab_size > model.vocab_size:
+            raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's "
+                             f"vocab_size is {model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
+        if corpus.vocab_size < 2:  # every next token is certain: a loss of 0 that says nothing
+            unit = "characters" if corpus.level == "char" else "words"
+            raise UsageError(f"the corpus has a single distinct token ({corpus.vocab.tokens[0]!r}); there is nothing "
+                             f"to predict: train on text with at least two different {unit}")
+        check_splits(corpus, train_split, valid_split)  # two different splits (selecting on the training text: refused)
+        valid = corpus.split(valid_split)
+        # validation reads the global batch's streams (W x B under torchrun), as one process with that batch would
+        _check_evaluable(valid, batch_size * world_size(), valid_split, eval_tokens, "eval_tokens (--eval-tokens)")
+        probe = None
+        if align_every:
+            probe = alignment_window(valid, batch_size * world_size(), context)  # (the global batch, as validation)
+            if not model.feedback_points:  # refused before any update
+                model.feedback_alignment(probe[0].to(device), probe[1].to(device))
+        train_ids = corpus.split(train_split)
+        # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
+        config = {k: v for k, v in model.config_dict().items() if k != "feedback_seed"}
+        fingerprint = {"model": config, "dtype": _dtype_name(model),
+                       **corpus_fingerprint(corpus.vocab, train_ids, valid), "batch_size": batch_size,
+                       "context": context, "processes": world_size(), "seed": seed}
+        if is_distributed():  # process r reads streams rB .. rB + B - 1 of the W x B streams one process would read
+            total, streams = train_ids.numel(), batch_size * world_size()
+            check_context(total, streams, context, f"the {train_split} split read by {world_size()} processes x "
+                                                   f"{batch_size} streams")
+            per_stream = total // streams  # (as one process with batch W x B cuts the split)
+            start = rank() * batch_size * per_stream
+            train_ids = train_ids[start: start + batch_size * per_stream]
+        batcher = StreamBatcher(train_ids, batch_size, context, f"the {train_split} split")
+        settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
+                                                    warmup=warmup)
     trainable = _TrainingLoss(model)
-    if is_distributed():  # process r reads streams rB .. rB + B - 1 of the W x B streams one process would read
-        total, streams = train_ids.numel(), batch_size * world_size()
-        check_context(total, streams, context, f"the {train_split} split read by {world_size()} processes x "
-                                               f"{batch_size} streams")
-        per_stream = total // streams  # (as one process with batch W x B cuts the split)
-        start = rank() * batch_size * per_stream
-        train_ids = train_ids[start: start + batch_size * per_stream]
+    if is_distributed():
         trainable = torch.nn.parallel.DistributedDataParallel(trainable)  # broadcasts rank 0's weights
         if rank() > 0:
             quiet = True
@@ -506,9 +513,6 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                     raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
                                      "with as many processes as the run was started with (if it was, the run stopped "
                                      "before this process's first save: start over with --overwrite)")
-    batcher = StreamBatcher(train_ids, batch_size, context, f"the {train_split} split")
-    settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                                                warmup=warmup)
     state = TrainState(model, optimizer, corpus.vocab, batcher, scheduler=scheduler)
 
     def step(i: int) -> dict[str, float]:

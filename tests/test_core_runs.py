@@ -200,6 +200,18 @@ def test_under_torchrun_an_error_found_before_connecting_is_said_once(folder):
     assert not frames  # the launcher reports its children's exit codes; no rank shows a traceback
 
 
+def test_under_torchrun_an_error_every_process_finds_after_connecting_is_said_once(folder):
+    """A check made after the processes connect, alike in each (here the warm-up against the budget, in fit_lm), was
+    printed by every process, each with its rank."""
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                          "-m", "fwdlearn", "seq", "train", "--data", "text.txt", *TINY, "--steps", "4", "--warmup",
+                          "4", "--name", "dp"], cwd=folder, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "fwdlearn: error" in line]
+    assert lines == ["fwdlearn: error: warmup 4 is not shorter than the budget of 4 steps: the learning rate would "
+                     "reach 0.002 only at the last step; give a warm-up < steps (e.g. 1)"]
+
+
 def test_under_torchrun_an_error_one_process_finds_after_connecting_names_its_rank(folder):
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "fwdlearn",
               "seq", "train", "--data", "text.txt", *TINY, "--eval-every", "2", "--sample", "0", "--name", "dp"]

@@ -14,7 +14,9 @@ device that is not there) as one line ``fwdlearn: error: ...`` naming the proble
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
 checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in
 one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
-processes connect is reported by rank 0 alone; a later one by the rank that hit it, with its rank; a process
+processes connect is reported by rank 0 alone, and so is a later one that every process meets alike (a check of
+the flags or of the data, :func:`fwdlearn.errors.alike_on_every_process`); any other by the rank that hit it, with
+its rank; a process
 whose peer stopped says so in one line instead of a traceback.
 
 ::
@@ -225,8 +227,10 @@ def _report(error: BaseException) -> None:
         if launch_rank() == 0:
             print(f"fwdlearn: {text}", file=sys.stderr)
         return
-    if rank is None and launch_rank() != 0:
-        _leave_it_to_rank_0()  # every process found the same problem before connecting: rank 0 says it
+    from fwdlearn.errors import found_by_every_process
+
+    if launch_rank() != 0 and (rank is None or found_by_every_process(error)):
+        _leave_it_to_rank_0()  # every process found the same problem (before connecting, or alike): rank 0 says it
         return
     text = " ".join(str(error).split()) or type(error).__name__
     where = f" (rank {rank})" if rank is not None and rank > 0 else ""

@@ -56,6 +56,7 @@ class InfluenceGraphConfig(RunOptions):
 def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
+    from fwdlearn.errors import alike_on_every_process
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
@@ -81,8 +82,9 @@ def _run_influence(args: argparse.Namespace) -> int:
     quiet = config.quiet or not lead
     record = RunRecord("influence-graph", config, seed=config.seed)
     seed_everything(config.seed)
-    data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet,
-                      download=config.download).to(device)
+    with alike_on_every_process():  # (every process reads the same graph: rank 0 says what is wrong with it)
+        data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet,
+                          download=config.download).to(device)
     max_hops = config.max_hops or config.layers
     curves, rows = {}, []
     for kind in config.models:

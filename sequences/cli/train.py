@@ -160,7 +160,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     process walks its own shard of the training text; rank 0 writes the record and the checkpoint.
     """
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
-    from fwdlearn.errors import UsageError
+    from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
     from fwdlearn.diagnostics.plots import plot_alignment
     from fwdlearn.rules import DSF, parse_rule
@@ -199,8 +199,9 @@ def run_train(config: TrainSeqConfig) -> dict:
     options = {"recurrent": dict(shape, feedback_seed=config.seed),
                "transformer": dict(shape, context=config.context, feedback_seed=config.seed)}.get(kind, {})
     # (a conv model has no feedback)
-    model = make_language_model(config.model, corpus.vocab_size, **_sizes(config),
-                                training=training, **options).to(device)
+    with alike_on_every_process():  # (a size that cannot be built fails in every process: rank 0 says it)
+        model = make_language_model(config.model, corpus.vocab_size, **_sizes(config),
+                                    training=training, **options).to(device)
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         valid_tokens = corpus.split(config.valid_split).numel()

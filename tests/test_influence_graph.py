@@ -184,6 +184,32 @@ def test_a_model_that_reads_the_whole_graph_is_measured_one_ball_at_a_time(norm)
         assert torch.equal(hop_influence(model, data, 3, nodes=nodes, batch_size=5)[2], per_seed)
 
 
+def test_a_subclass_that_changes_the_graph_is_not_measured_as_its_block_stack_whatever_the_first_ball_shows():
+    """A subclass that made the graph undirected passed the check on the first seed's ball (which holds no one-way
+    edge) and was measured as its stack on every seed: totals wrong by up to 1.1 at the seeds behind one-way edges,
+    no warning."""
+    from torch_geometric.utils import to_undirected
+
+    class Undirected(ForwardGNN):
+        def forward(self, x, edge_index):
+            return super().forward(x, to_undirected(edge_index))
+
+    pairs = [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2), (6, 7), (7, 6), (2, 2), (3, 4), (8, 6)]  # 3->4, 8->6
+    data = Data(x=torch.randn(9, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
+                edge_index=torch.tensor(pairs).t())
+    torch.manual_seed(1)
+    model = Undirected(3, 3, hidden=5, layers=2, method="bp").double()
+    exact = hop_influence(model, data, 2, jacobian="autograd")[2]
+    with pytest.warns(UserWarning, match="is not the blocks and head its block_stack\\(\\) offers"):
+        auto = hop_influence(model, data, 2)[2]  # seed 0's ball (0, 1, 2) is undirected: its rows agree
+    torch.testing.assert_close(auto, exact, rtol=1e-12, atol=1e-12)
+    hooked = ForwardGNN(3, 3, hidden=5, layers=2, method="bp").double()
+    hooked.register_forward_pre_hook(lambda module, args: (args[0], to_undirected(args[1])))
+    with pytest.warns(UserWarning, match="is not the blocks and head its block_stack\\(\\) offers"):
+        auto = hop_influence(hooked, data, 2)[2]
+    torch.testing.assert_close(auto, hop_influence(hooked, data, 2, jacobian="autograd")[2], rtol=1e-12, atol=1e-12)
+
+
 def test_a_subclass_with_its_own_forward_is_not_measured_as_its_block_stack():
     """The layered path computed the stack's Jacobian for a ForwardGNN subclass whose forward adds a step (per-row
     error about 1 against the true Jacobian)."""

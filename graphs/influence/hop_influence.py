@@ -134,10 +134,25 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, matrix, s
     return torch.cat(rows)
 
 
+def _runs_more_than_its_stack(model: GraphModel) -> bool:
+    """Whether ``model(x, edge_index)`` may run more than the blocks and head its ``block_stack()`` offers, whatever
+    one ball shows: a ``forward`` of a subclass below the class that offers the stack (it may change the graph, e.g.
+    ``to_undirected``, which a ball without a one-way edge does not reveal), or a forward (pre-)hook on the model or
+    one of its modules."""
+    mro = type(model).__mro__
+    offers = next((c for c in mro if "block_stack" in vars(c)), None)
+    runs = next((c for c in mro if "forward" in vars(c) or "__call__" in vars(c)), None)
+    if offers is not None and runs is not None and runs is not offers and issubclass(runs, offers):
+        return True
+    modules = model.modules() if isinstance(model, torch.nn.Module) else ()
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: Tensor, matrix, seed: int,
            max_hops: int) -> tuple[BlockStack | None, bool]:
     """``(stack, separable)`` checked on one seed's ball: ``stack`` kept only if it computes what ``model`` does
-    (a subclass's own ``forward`` or a hook would be skipped by the layered path), ``separable``: whether the ball's
+    (a subclass's own ``forward`` or a hook would be skipped by the layered path: refused whatever the ball shows, see
+    :func:`_runs_more_than_its_stack`), ``separable``: whether the ball's
     rows stay the same with another component beside it (a copy of the ball with other features; no graph-wide
     statistic such as PyG's ``LayerNorm(mode="graph")``, ``GraphNorm`` or ``PairNorm``). A model's own
     ``separable`` attribute is taken as it is. ``matrix``: :func:`in_neighbour_matrix` of the graph."""
@@ -145,6 +160,8 @@ def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: T
     edges, _ = induced_union(matrix, balls)
     node, root = torch.from_numpy(balls.node).to(x.device), torch.from_numpy(balls.root).to(x.device)
     ball_x, ball_edges = x.detach()[node], torch.from_numpy(edges).to(edge_index.device)
+    if stack is not None and _runs_more_than_its_stack(model):
+        stack = None
     with torch.no_grad():
         alone = _rows(model, ball_x, ball_edges)[root]
         tol = 16 * torch.finfo(alone.dtype).eps * (1 + float(alone.abs().max())) if alone.is_floating_point() else 0
@@ -234,8 +251,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             ``bp`` or ``dfa``); ``"autograd"``: one backward pass per output channel through ``model(x, edge_index)``,
             for any model; ``"auto"``: layered when the model offers it and the features are float32 or float64
             (half precision goes through autograd). Both give the same totals up to float rounding. A model whose
-            ``model(x, edge_index)`` is not its stack's blocks and head (a subclass's own ``forward``, a hook) is
-            found on one ball and measured through autograd (``"auto"``, with a warning) or refused (``"layered"``).
+            ``model(x, edge_index)`` may not be its stack's blocks and head (a subclass's own ``forward``, a forward
+            hook, or outputs unlike the stack's on the first seed's ball) is measured through autograd (``"auto"``,
+            with a warning) or refused (``"layered"``).
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
     measures a contiguous share of the seeds and the rows are gathered in seed order, so

@@ -205,6 +205,7 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
         for _ in range(batches):
             x, y = task.sample(batch_size, gen)
             out, _ = model(x.to(device))
+            out = out.to(torch.promote_types(out.dtype, torch.float32))  # (a bfloat16 sum drifts, as in evaluate_lm)
             y = y.to(device)
             loss_sum += float(task_loss(task, out, y))
             if task.loss == "cross_entropy":

@@ -203,6 +203,19 @@ def test_evaluation_and_generation_check_their_counts_and_sum_in_float32():
     assert metrics["loss"] == pytest.approx(float(exact), rel=1e-5)
     assert metrics["bpc"] == pytest.approx(float(exact) / math.log(2), rel=1e-5)  # bits: nats / ln 2
     assert metrics["perplexity"] == pytest.approx(math.exp(float(exact)), rel=1e-5)  # e^nats = 2^bits
+    # a task's loss too (summed in bfloat16 it read 2.0 for 2.23: the sum stopped growing past 1024)
+    from fwdlearn.sequences import CopyTask
+    from fwdlearn.sequences.training import TEST_SEED, evaluate_task
+
+    task = CopyTask(lag=8)
+    low = RecurrentLM(task.vocab_size, cell="gru", hidden=16, layers=1, out_size=task.out_size).to(torch.bfloat16)
+    gen, total = torch.Generator().manual_seed(TEST_SEED), 0.0
+    with torch.no_grad():
+        for _ in range(4):
+            x, y = task.sample(64, gen)
+            out, _ = low.eval()(x)
+            total += float(torch.nn.functional.cross_entropy(out.float().reshape(-1, out.shape[-1]), y.reshape(-1)))
+    assert evaluate_task(low, task)["loss"] == pytest.approx(total / 4, rel=1e-5)
 
 
 def test_counts_that_are_not_ints_are_refused_before_any_work(tiny_corpus):

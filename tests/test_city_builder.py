@@ -120,6 +120,20 @@ def test_a_city_too_small_for_its_split_is_refused_naming_the_size_it_needs():
     assert [int(data[f"{k}_mask"].sum()) for k in ("train", "val", "test")] == [1, 1, 7]
 
 
+def test_an_empty_road_file_is_named(tmp_path):
+    """An empty graph.graphml (a copy cut short) or an edge list of comments said 'the road graph has no edges',
+    naming no file."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    (tmp_path / "graph.graphml").write_text("")
+    (tmp_path / "notes.edges").write_text("# only a comment\n")
+    with pytest.raises(ValueError, match=r"graph\.graphml: an empty file; a road file lists at least one road \(a "
+                                         r"copy cut short\? copy it again\)"):
+        load_graph(f"city:{tmp_path / 'graph.graphml'}")
+    with pytest.raises(ValueError, match=r"notes\.edges: no roads in it; a road file lists at least one road"):
+        build_city_network(tmp_path / "notes.edges")
+
+
 def test_formats_are_recognised_by_content_not_by_name(tmp_path):
     """A GraphML under another extension, a headerless 1-based edge list saved as .mtx (the DIMACS10 road graphs)
     with its size line, and a Matrix Market file with its banner all read as what they are."""

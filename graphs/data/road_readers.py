@@ -339,4 +339,9 @@ def read_road_graph(source: str | Path) -> RoadGraph:
     else:
         road = _READERS[sniff_format(path)](path)
     road.source = path
+    if road.edges.shape[0] == 0:  # (an empty file, often a copy cut short, read as an edge list of no roads)
+        named = " / ".join(str(f) for f in files) if path.suffix in (".cnode", ".cedge") else str(path)
+        empty = all(f.stat().st_size == 0 for f in files)
+        raise InputError(f"{named}: {'an empty file' if empty else 'no roads in it'}; a road file lists at least one "
+                         "road (a copy cut short? copy it again)")
     return road

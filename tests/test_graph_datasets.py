@@ -59,6 +59,13 @@ def test_missing_planetoid_files_name_the_fix(monkeypatch, tmp_path):
         load_graph("citeseer")
     with pytest.raises(DataNotFoundError, match="download=True"):
         load_graph("amazon:photo")
+    # a root= without the files is named (not FWDLEARN_DATA_DIR), and nothing is made there (its lock made the
+    # folder, which a later city:<root> then read as a folder without road files)
+    typo = tmp_path / "typo"
+    with pytest.raises(DataNotFoundError, match=r"cora: the Planetoid raw files were not found in root=.*typo \(looked "
+                                                r"in .*typo/Cora/raw\); give a root holding Cora/raw/ind\.cora\.\*"):
+        load_graph("cora", root=typo)
+    assert not typo.exists()
 
 
 def test_overlapping_masks_are_refused():

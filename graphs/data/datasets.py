@@ -295,8 +295,30 @@ def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
     """Planetoid ``name`` from ``root``, or from ``FWDLEARN_DATA_DIR``'s raw files through the cache; processes
     loading it at once (``torchrun`` ranks on first use) take turns, as PyG builds its processed copy in place."""
     title = PLANETOID[name]
+    if root is not None and not download and not _has_raw(Path(root) / title / "raw", name):
+        raise _raw_not_found(name, title, Path(root) / title / "raw", root)  # (before the lock makes a folder there)
     with taking_turns((Path(root) if root is not None else cache_dir("Planetoid")) / f".{title}.lock"):
         return _load_planetoid(name, title, root, download)
+
+
+def _has_raw(raw: Path, name: str) -> bool:
+    return all((raw / f"ind.{name}.{p}").exists() for p in _PLANETOID_FILES)
+
+
+def _raw_not_found(name: str, title: str, raw: Path, root: str | Path | None) -> DataNotFoundError:
+    """The error for Planetoid ``name`` without its raw files in ``raw``: given a ``root``, that folder is named;
+    else ``FWDLEARN_DATA_DIR``."""
+    if root is not None:
+        return DataNotFoundError(f"{name}: the Planetoid raw files were not found in root={root} (looked in {raw}); "
+                                 f"give a root holding {title}/raw/ind.{name}.* (the 8 files of kimiyoung/planetoid's "
+                                 "data/ folder), or let PyG download them there: download=True (needs internet)")
+    where = data_dir()
+    hint = (f"FWDLEARN_DATA_DIR={where} has no Planetoid/{title}/raw" if where is not None
+            else "FWDLEARN_DATA_DIR is not set")
+    return DataNotFoundError(f"{name}: the Planetoid raw files were not found ({hint}; looked in {raw}). "
+                             f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.* (the 8 "
+                             f"files of kimiyoung/planetoid's data/ folder), or let PyG download them: --download "
+                             f"(download=True in Python; needs internet).")
 
 
 def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool) -> Data:
@@ -309,15 +331,9 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
         source = _link_planetoid_raw(name)
         folder = cache_dir("Planetoid")
     raw = folder / title / "raw"
-    have_raw = all((raw / f"ind.{name}.{p}").exists() for p in _PLANETOID_FILES)
+    have_raw = _has_raw(raw, name)
     if not have_raw and not download:
-        where = data_dir()
-        hint = (f"FWDLEARN_DATA_DIR={where} has no Planetoid/{title}/raw" if where is not None
-                else "FWDLEARN_DATA_DIR is not set")
-        raise DataNotFoundError(f"{name}: the Planetoid raw files were not found ({hint}; looked in {raw}). "
-                                f"Set FWDLEARN_DATA_DIR to a folder holding Planetoid/{title}/raw/ind.{name}.* (the 8 "
-                                f"files of kimiyoung/planetoid's data/ folder), or let PyG download them: --download "
-                                f"(download=True in Python; needs internet).")
+        raise _raw_not_found(name, title, raw, root)
     processed = folder / title / "processed"
     try:
         return Planetoid(str(folder), name=title)[0]

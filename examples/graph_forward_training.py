@@ -4,13 +4,17 @@ Run:  python examples/graph_forward_training.py                 (KarateClub, off
       FWDLEARN_DATA_DIR=/path/to/data python examples/graph_forward_training.py cora
 """
 
-import sys
+import argparse
 
 from fwdlearn.fit import seed_everything
 from fwdlearn.graphs import ForwardGNN, hop_influence, load_graph
 
-name = sys.argv[1] if len(sys.argv) > 1 else "karate"
-data = load_graph(name, split="random", seed=0)  # random 64/16/20 split, as in the paper
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("data", nargs="?", default="karate", help="a graph load_graph reads (default: karate)")
+try:
+    data = load_graph(parser.parse_args().data, split="random", seed=0)  # random 64/16/20 split, as in the paper
+except (ValueError, FileNotFoundError) as error:  # an unknown name, data not found: one line, not a traceback
+    parser.error(str(error))
 print(data)
 
 for method in ("bp", "sf", "ff-la"):

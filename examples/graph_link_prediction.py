@@ -4,13 +4,19 @@ Run:  python examples/graph_link_prediction.py                  (KarateClub, off
       FWDLEARN_DATA_DIR=/path/to/data python examples/graph_link_prediction.py cora
 """
 
-import sys
+import argparse
 
+from fwdlearn.fit import seed_everything
 from fwdlearn.graphs import ForwardLinkPredictor, load_graph
 
-name = sys.argv[1] if len(sys.argv) > 1 else "karate"
-data = load_graph(name)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("data", nargs="?", default="karate", help="a graph load_graph reads (default: karate)")
+try:
+    data = load_graph(parser.parse_args().data)
+except (ValueError, FileNotFoundError) as error:  # an unknown name, data not found: one line, not a traceback
+    parser.error(str(error))
 for method in ("bp", "ce", "ff"):
+    seed_everything(0)  # the weights are drawn from torch's global generator
     model = ForwardLinkPredictor(data.num_features, conv="gcn", hidden=64, layers=2, method=method)
     report = model.fit(data, epochs=100, lr=0.01, patience=20, seed=0)  # 64/16/20 edge split, 1:1 negatives
     print(f"{method:3s} test ROC-AUC {report.test_auc:.3f}  fit {report.fit_seconds:.1f} s")

@@ -4,13 +4,18 @@ Run:  python examples/influence_city.py            (a generated city, offline)
       FWDLEARN_DATA_DIR=/path/to/data python examples/influence_city.py city:roads/westminster
 """
 
-import sys
+import argparse
 
 from fwdlearn.fit import seed_everything
-from fwdlearn.graphs import ForwardGNN, hop_influence, load_city
+from fwdlearn.graphs import ForwardGNN, hop_influence, load_graph
 
-source = sys.argv[1] if len(sys.argv) > 1 else "synthetic-city:2500"
-data = load_city(source, quiet=False)  # City-Networks-style labels: 16-hop eccentricity, 10 classes
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("data", nargs="?", default="synthetic-city:2500",
+                    help="a road graph: synthetic-city:N or city:<file or folder> (default: synthetic-city:2500)")
+try:  # City-Networks-style labels: 16-hop eccentricity, 10 classes
+    data = load_graph(parser.parse_args().data, quiet=False)
+except (ValueError, FileNotFoundError) as error:  # an unknown name, data not found: one line, not a traceback
+    parser.error(str(error))
 print(data, data.feature_names[:5])
 
 for layers in (2, 8):

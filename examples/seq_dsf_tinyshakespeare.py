@@ -8,7 +8,10 @@ import torch
 from fwdlearn.sequences import RecurrentLM, lag_influence, load_text
 
 torch.set_num_threads(1)
-corpus = load_text("tinyshakespeare", level="char")  # 90/10 train/validation, vocabulary of 65 characters
+try:
+    corpus = load_text("tinyshakespeare", level="char")  # 90/10 train/validation, vocabulary of 65 characters
+except FileNotFoundError as error:  # FWDLEARN_DATA_DIR unset or without the corpus: one line, not a traceback
+    raise SystemExit(f"seq_dsf_tinyshakespeare.py: error: {error}")
 for training in ("bptt", "dsf"):
     torch.manual_seed(0)
     lm = RecurrentLM(corpus.vocab_size, cell="gru", hidden=128, layers=2, training=training)

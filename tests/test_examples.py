@@ -40,3 +40,14 @@ def test_an_example_runs_and_reports(script, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     for text, count in EXPECTED[script]:
         assert run.stdout.count(text) == count, (text, run.stdout)
+
+
+@pytest.mark.parametrize("script", ["graph_forward_training.py", "graph_link_prediction.py", "influence_city.py"])
+def test_an_example_given_a_bad_graph_says_so_in_one_line(script, tmp_path):
+    """``--help`` or a mistyped name ended in a traceback (the argument went straight to the loader)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FWDLEARN_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, str(EXAMPLES / script), "nope"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1].startswith(f"{script}: error: unknown graph 'nope'; choose one of cora, ")
+    assert "Traceback" not in run.stderr

@@ -161,6 +161,7 @@ def check_range(name: str, value: Any, *, min: float | None = None, gt: float | 
 
     Args:
         name: how the user spells it (``"--lr"``, ``"lr"``).
+        value: the value given.
         min, max: inclusive bounds; gt: an exclusive lower bound.
         optional: ``None`` is accepted (the option is off).
     """

@@ -141,6 +141,7 @@ def local_step(losses: Sequence[Tensor | None], optimizers: LocalOptimizers,
     Args:
         losses: one scalar loss per block (``None`` for a block that is not trained now), each
             attached only to its own block (detached inputs).
+        optimizers: the blocks' :class:`LocalOptimizers` (one optimizer per block).
         only: indices of the blocks to step (default: all with a loss).
 
     Returns:

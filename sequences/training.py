@@ -432,6 +432,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     learning-rate schedule.
 
     Args:
+        model: a language model (:class:`~fwdlearn.sequences.nn.language_model.LanguageModel`).
+        corpus: the text (a :class:`~fwdlearn.sequences.data.text.Corpus` from :func:`~fwdlearn.sequences.load_text`),
+            its splits named by ``train_split`` and ``valid_split``.
         steps: optimizer steps; batch_size: windows (streams) per step, each ``context`` tokens.
         context: window length :math:`T` (state carried between windows; at most ``model.max_context``).
         lr, weight_decay, schedule, warmup: override the model's optimizer defaults

@@ -140,6 +140,7 @@ def influence_curve(totals: Tensor, normalize: bool = True) -> Tensor:
 
     Args:
         totals: ``[S, D + 1]`` from :func:`distance_totals`.
+        normalize: divide by the distance-0 value (the curve then starts at 1); ``False``: the raw mean.
     """
     if totals.dim() != 2 or totals.shape[0] == 0:
         raise ValueError(f"totals must have shape [seeds >= 1, D + 1]; got {tuple(totals.shape)}")

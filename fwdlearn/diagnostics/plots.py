@@ -91,6 +91,7 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
         path: image file to write.
         xlabel: what the size is.
         baseline: the baseline's name (the y-axis reads "speed-up over <baseline>"; a dotted line marks 1x).
+        title: the figure's title (none when empty).
     """
     plt = _pyplot()
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter

@@ -97,7 +97,10 @@ def local_eccentricity(edge_index: np.ndarray, length: np.ndarray, num_nodes: in
         edge_index: ``[2, E]`` the edges of an undirected graph, both directions of each; parallel edges count by
             their shortest length.
         length: ``[E]`` positive edge lengths.
+        num_nodes: nodes of the graph (isolated ones included).
+        hops: the radius of the ball, in hops.
         batch_pairs: about how many (source, node) pairs are processed at once (memory bound).
+        quiet: no progress bar.
 
     Raises:
         ValueError: an edge without its reverse.

@@ -47,6 +47,7 @@ def append_labels(x: Tensor, num_classes: int, labels: Tensor | None = None, mas
 
     Args:
         x: ``[N, F]`` features (row-normalised here, :func:`normalize_features`).
+        num_classes: :math:`K`, the width of the label vector.
         labels: ``[N]`` labels appended (one-hot) where ``mask`` is true.
         mask: ``[N]`` nodes whose label is appended (default: none).
         fill: what the other nodes get: ``None`` the uniform vector :math:`1/K`, an int ``k``

@@ -119,6 +119,7 @@ def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tenso
        :math:`e` replaced by :math:`g_t = e_t + A g_{t+1}` on the way back.
 
     Args:
+        layer: the recurrent layer (:class:`StatefulLayer`).
         u: ``[B, T, I]`` layer inputs (may require grad: errors flow on to the layer below).
         s0: ``[B, S]`` initial state (detached).
         feedback: ``[S]`` or ``[S, S]`` for DSF, ``None`` for FT-BPTT.

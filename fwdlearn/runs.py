@@ -161,7 +161,8 @@ def _check_blank_parts(flag: str, value: str, what: str) -> None:
 
 def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None, plot: str = "",
                 out: str | None = None, resume: bool = False, scales_out: bool = False,
-                splits: int | None = None, more: Sequence[str] = ()) -> RunPaths:
+                splits: int | None = None, more: Sequence[str] = (),
+                inputs: Sequence[tuple[str, str | Path]] = ()) -> RunPaths:
     """Resolve this run's output paths (see the module doc) and check them before any work.
 
     Args:
@@ -172,6 +173,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         out: benches: the ``--out`` results prefix (``""``: from the name, or fresh); ``None``: no tables.
         more: benches: suffixes of further files next to the tables (``"-alignment.png"``: ``<out>-alignment.png``),
             appended to :attr:`RunPaths.results` and checked as they are.
+        inputs: ``(flag, path)`` of the files the command reads (``--checkpoints``, a ``--data`` file): an output
+            that names one is refused, ``--overwrite`` or not (it would replace what the run reads).
         resume: the checkpoint must exist (it is continued), instead of must not; the record may exist (the
             continued run rewrites its own record).
         scales_out: the command shares its work out under ``torchrun``; a command that does not is refused there
@@ -182,7 +185,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             which a later ``--resume`` with more splits would otherwise continue.
 
     Raises:
-        UsageError: two outputs share a path, a path cannot be written, a plot format is unknown.
+        UsageError: two outputs share a path, an output is one of the ``inputs``, a path cannot be written, a plot
+            format is unknown.
         FileExistsError: an output exists and ``--overwrite`` was not given.
         FileNotFoundError: ``resume`` and the checkpoint does not exist.
     """
@@ -222,6 +226,7 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         paths.plot = Path(plot)
     if paths.checkpoint is not None and splits is not None and splits > 1:
         paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
+    _refuse_inputs_as_outputs(paths, inputs)
     _check_outputs(paths, options.overwrite, resume)
     if paths.checkpoint is not None and splits is not None:  # an earlier run's checkpoints of further splits
         if not resume:
@@ -395,6 +400,16 @@ def _own_files(paths: RunPaths) -> set[Path]:
     if Path(os.path.abspath(paths.checkpoint)) not in named:
         return set()
     return named | {Path(os.path.abspath(paths.record))}
+
+
+def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str | Path]]) -> None:
+    """Refuse an output path that is one of the files the command reads (an existing file, links resolved)."""
+    read = {Path(os.path.realpath(path)): (flag, path) for flag, path in inputs if path and Path(path).is_file()}
+    for flag, path in paths.outputs():
+        if Path(os.path.realpath(path)) in read:
+            source, given = read[Path(os.path.realpath(path))]
+            raise UsageError(f"{flag} {path} is the file {source} {given} reads: an output never replaces what the "
+                             f"command reads; give {flag} another path")
 
 
 def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:

@@ -480,6 +480,36 @@ def test_a_language_model_file_that_does_not_fit_its_config_names_the_keys(tmp_p
         load_language_model(tmp_path)
 
 
+def test_a_language_model_file_names_itself_in_every_refusal_and_comes_back_on_its_device(tmp_path):
+    """A kind or config this process cannot build, and a vocabulary wider than the model, were errors naming no file
+    (the vocabulary one only at the first forward); map_location placed the file's tensors, not the model."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.sequences import RecurrentLM
+    from fwdlearn.sequences.data.text import Vocabulary
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    model, wide = RecurrentLM(4, hidden=8, layers=1), Vocabulary(list("abcdef"))
+    with pytest.raises(ValueError, match=r"the vocabulary holds 6 tokens but the model reads 4 \(vocab_size\)"):
+        model.save(tmp_path / "m.pt", vocab=wide)
+    assert not (tmp_path / "m.pt").exists()
+    model.save(tmp_path / "m.pt", vocab=Vocabulary(list("abcd")))
+    bundle = torch.load(tmp_path / "m.pt", weights_only=True)
+    for edit, expected in ((dict(kind="mine"), r"unknown language model kind 'mine'"),
+                           (dict(config={**bundle["config"], "hidden": "x"}), r"hidden must be an int >= 1, got 'x'"),
+                           (dict(vocab=wide.state_dict()), r"its vocabulary holds 6 tokens but its model reads 4")):
+        torch.save({**bundle, **edit}, tmp_path / "edited.pt")
+        with pytest.raises(InputError, match=f"edited.pt: {expected}"):
+            load_language_model(tmp_path / "edited.pt")
+    loaded, vocab = load_language_model(tmp_path / "m.pt", map_location="meta")
+    assert {p.device.type for p in loaded.parameters()} == {"meta"} and len(vocab) == 4
+    with pytest.raises(ValueError, match=r"map_location='nowhere' is not a device"):
+        load_language_model(tmp_path / "m.pt", map_location="nowhere")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"map_location='cuda': this machine has 0 CUDA device\(s\); load it "
+                                             r"with map_location='cpu'"):
+            load_language_model(tmp_path / "m.pt", map_location="cuda")
+
+
 def test_a_progress_bar_written_to_a_file_redraws_rarely(capsys):
     """Ten redraws a second on a job's log (stderr a file, not a terminal) added megabytes an hour."""
     from fwdlearn.fit import progress

@@ -85,6 +85,26 @@ def test_influence_seq_measures_saved_language_models(tmp_path):
         assert all(c == 0 for c in row["curve"][12:])  # a window of 12 tokens has no lag beyond 11
 
 
+def test_an_output_that_names_an_input_is_refused_even_with_overwrite(tmp_path, capsys):
+    """``--json in.pt --overwrite`` replaced the checkpoint the command read with its record."""
+    from fwdlearn.sequences import RecurrentLM
+
+    model = tmp_path / "in.pt"
+    RecurrentLM(11, cell="gru", hidden=8, layers=1).save(model)
+    before = model.read_bytes()
+    assert main(["influence", "seq", "--checkpoints", str(model), "--length", "4", "--batch", "1", "--json",
+                 str(model), "--overwrite", "--quiet"]) == 2
+    assert f"--json {model} is the file --checkpoints {model} reads: an output never replaces what the command " \
+           "reads; give --json another path" in capsys.readouterr().err
+    assert model.read_bytes() == before
+    text = tmp_path / "text.txt"
+    text.write_text("abcd" * 50)
+    assert main(["seq", "train", "--data", str(text), "--hidden", "4", "--layers", "1", "--steps", "1", "--json",
+                 str(text), "--overwrite", "--quiet"]) == 2
+    assert f"--json {text} is the file --data {text} reads" in capsys.readouterr().err
+    assert text.read_text() == "abcd" * 50
+
+
 def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):
     record = tmp_path / "k.json"
     assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "--layers", "2", "--epochs", "30",

@@ -81,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         if ignored:
             raise UsageError(f"{', '.join(ignored)} choose the text that --data reads (without it the checkpoints read "
                              "random tokens): add --data, or leave them out")
-    paths = run_outputs("influence-seq", config, plot=config.plot)
+    paths = run_outputs("influence-seq", config, plot=config.plot,
+                        inputs=[*(("--checkpoints", c) for c in config.checkpoints), ("--data", config.data)])
     device = start_run(config, paths)
     record = RunRecord("influence-seq", config, seed=config.seed)
     seed_everything(config.seed)

@@ -187,7 +187,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
-                        scales_out=True)
+                        scales_out=True, inputs=[("--data", config.data)])
     device = start_run(config, paths)
     corpus = read_corpus(config.data, level=config.level, limit=config.limit or None)
     # two different splits the corpus has (before the processes connect: rank 0 alone says it)

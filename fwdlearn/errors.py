@@ -36,7 +36,7 @@ from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
-           "reading", "alike_on_every_process", "found_by_every_process"]
+           "reading", "alike_on_every_process", "found_by_every_process", "warn"]
 
 
 class UsageError(ValueError):
@@ -241,3 +241,15 @@ def alike_on_every_process() -> Iterator[None]:
 def found_by_every_process(error: BaseException) -> bool:
     """Whether ``error`` was raised inside :func:`alike_on_every_process`."""
     return bool(getattr(error, "alike_on_every_process", False))
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside fwdlearn (the user's line, however deep in the
+    library the condition was found), so that Python's filters show it once per line of the user's code."""
+    import sys
+    import warnings
+
+    frame, level = sys._getframe(1), 2  # (stacklevel 2: the caller of this function)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "fwdlearn":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

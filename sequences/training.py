@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -51,7 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
-from fwdlearn.errors import UsageError, alike_on_every_process, check_int, check_range, check_representable, is_integer
+from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range, check_representable, is_integer,
+                             warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
                           seed_everything, tensor_fingerprint)
@@ -410,12 +410,12 @@ def _warn_growing_feedback(model, context: int) -> None:
         if rho > 1 + 1e-4:  # (an orthogonal A's radius is 1 up to float32 rounding)
             digits = (context - 1) * math.log10(rho)  # (rho ** T itself raises OverflowError past float range)
             growth = f"{10 ** digits:.2g}" if digits < 300 else f"10^{digits:.0f}"
-            warnings.warn(
+            warn(
                 f"DSF's feedback A of layer {i} has spectral radius {rho:.3f} > 1: the reverse scan "
                 f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth} over a "
                 f"window of {context} steps (the far end of the window then drowns the rest, and past about 1e38 "
                 "float32 overflows); use dsf:diagonal (decays in [0, 1], the paper's default) or dsf:orthogonal "
-                "(radius 1), or a shorter context", stacklevel=3)
+                "(radius 1), or a shorter context")
 
 
 def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16,

@@ -348,6 +348,12 @@ def test_edge_weights_are_named_as_ignored():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an unweighted graph: no warning
         model.fit(data, epochs=1, quiet=True)
+    # said once a fit, at the caller's line (DFA's fit reset Python's once-per-line registry: said twice, in the library)
+    dfa = ForwardGNN(5, 3, hidden=8, layers=2, method="dfa")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("default")
+        dfa.fit(weighted, epochs=2, quiet=True)
+    assert [(w.filename, str(w.message)[:30]) for w in said] == [(__file__, "data.edge_weight is ignored: F")]
 
 
 def test_seed_does_not_seed_the_weights_and_the_docs_say_how_to():

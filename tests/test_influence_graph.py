@@ -155,8 +155,9 @@ def test_more_bad_arguments_and_a_model_that_does_not_read_x():
     constant = lambda x, edge_index: torch.ones(x.shape[0], 2)  # noqa: E731
     with pytest.raises(ValueError, match="the model's output does not depend on its input"):
         hop_influence(constant, data, 2, samples=3)  # (autograd's "element 0 of tensors does not require grad")
-    with pytest.warns(UserWarning, match=r"every seed has zero total influence; R is undefined \(nan\)"):
+    with pytest.warns(UserWarning, match=r"every seed has zero total influence; R is undefined \(nan\)") as said:
         _, R, per_seed = hop_influence(lambda x, e: torch.relu(-x.abs() - 1), data, 2, samples=3, normalize=False)
+    assert {w.filename for w in said} == {__file__}  # (it named hop_influence.py)
     assert np.isnan(R) and per_seed.shape == (3, 3) and not per_seed.any()  # per_seed kept (a ZeroDivisionError before)
     pair = lambda x, edge_index: (model(x, edge_index), None)  # noqa: E731
     for variant in ("subgraph", "full"):  # (full: 'tuple' object has no attribute 'dim')

@@ -498,8 +498,9 @@ def test_fit_warns_when_dsf_feedback_can_grow_over_the_window(tiny_corpus):
     assert rho > 1
     with pytest.warns(UserWarning, match=rf"DSF's feedback A of layer 0 has spectral radius {rho:.3f} > 1: the reverse "
                                          rf"scan g_t = e_t \+ A g_\(t\+1\) can multiply errors by up to "
-                                         rf"{rho:.3f}\^15 = {rho ** 15:.2g} over a window of 16 steps"):
+                                         rf"{rho:.3f}\^15 = {rho ** 15:.2g} over a window of 16 steps") as said:
         model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
+    assert {w.filename for w in said} == {__file__}  # the caller's line (it was language_model.py's)
     from fwdlearn.sequences.training import _warn_growing_feedback
 
     digits = 99_999 * math.log10(rho)

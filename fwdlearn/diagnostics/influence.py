@@ -34,7 +34,6 @@ exact because input element :math:`p` reaches only its own seed's output :math:`
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -184,8 +183,9 @@ def influence_range(totals: Tensor) -> float:
         scale = row_sums.median().clamp_min(0)
     keep = row_sums > DEAD_SEED * eps * scale
     if not bool(keep.any()):
-        warnings.warn("every seed has zero total influence; R is undefined (nan)", stacklevel=2)
+        warn("every seed has zero total influence; R is undefined (nan)")
         return float("nan")
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)
     per_seed = (totals[keep] @ distances) / row_sums[keep]
     return float(per_seed.mean())
+from fwdlearn.errors import warn

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +47,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
-from fwdlearn.errors import InputError
+from fwdlearn.errors import InputError, warn
 from fwdlearn.fit import progress
 
 from fwdlearn.graphs.data.datasets import check_fractions, random_split
@@ -174,8 +173,8 @@ def _informative(block: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[
         keep.append(n - counts.max() > allowed)
     dropped = [name for name, k in zip(names, keep) if not k]
     if dropped:
-        warnings.warn(f"dropped feature(s) {', '.join(dropped)}: constant on all but at most {allowed} of {n:,} "
-                      "junctions", stacklevel=3)
+        warn(f"dropped feature(s) {', '.join(dropped)}: constant on all but at most {allowed} of {n:,} "
+             "junctions")
     return block[:, keep], [name for name, k in zip(names, keep) if k]
 
 
@@ -207,8 +206,8 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     edge_ids = np.unique(members.indices)  # the road edges that make up the kept pairs
     n = len(nodes)
     if n < road.num_nodes:
-        warnings.warn(f"the road graph is not connected: kept its largest component ({n:,} of {road.num_nodes:,} "
-                      f"junctions; {road.num_nodes - n:,} dropped)", stacklevel=2)
+        warn(f"the road graph is not connected: kept its largest component ({n:,} of {road.num_nodes:,} "
+             f"junctions; {road.num_nodes - n:,} dropped)")
     if n < classes:
         raise ValueError(f"the largest connected component has {n} nodes, fewer than classes={classes}")
     coords = road.coords[nodes] if road.coords is not None else None
@@ -228,12 +227,12 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
                         "their coordinates (in the coordinates' units, e.g. degrees, not metres)" if bare.any() else
                         "the other roads between the same junctions give theirs")
             where = f"{road.source}: " if road.source is not None else ""
-            warnings.warn(f"{where}{missing}; {fallback}: give every road a length", stacklevel=2)
+            warn(f"{where}{missing}; {fallback}: give every road a length")
     elif coords is not None:
         length = np.linalg.norm(coords[edges[:, 0]] - coords[edges[:, 1]], axis=1)
     else:
-        warnings.warn("the road graph has no edge lengths and no coordinates: every road counts as length 1, so the "
-                      "labels are hop eccentricities", stacklevel=2)
+        warn("the road graph has no edge lengths and no coordinates: every road counts as length 1, so the "
+             "labels are hop eccentricities")
         length = np.ones(len(edges))
     both = np.concatenate([edges, edges[:, ::-1]]).T
     both_length = np.concatenate([length, length])
@@ -313,7 +312,7 @@ def _cached(key_parts: dict, stem: str, make) -> Data:
         try:  # (tensors and plain values only: a file planted in the cache folder runs no code)
             return Data.from_dict(torch.load(path, weights_only=True))
         except Exception as error:  # noqa: BLE001 - our own cache: a damaged copy is rebuilt
-            warnings.warn(f"the cached {path} could not be read ({type(error).__name__}); rebuilding it")
+            warn(f"the cached {path} could not be read ({type(error).__name__}); rebuilding it")
             path.unlink(missing_ok=True)
     data = make()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once

@@ -30,7 +30,6 @@ import os
 import pickle
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -39,7 +38,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
 from fwdlearn.files import taking_turns
-from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed
+from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed, warn
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_fractions", "check_masks", "check_mask",
            "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs",
@@ -342,7 +341,7 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
             raise _unreadable(name, source or raw, error, have_raw, processed) from None
         if not _writable(processed):
             raise _unwritable(name, processed, error) from None
-        warnings.warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
+        warn(f"PyG's processed copy {processed} could not be read ({type(error).__name__}); rebuilding it")
         shutil.rmtree(processed)
     except Exception as error:  # raised while fetching or reading the raw files
         raise _unreadable(name, source or raw, error, have_raw, processed) from None

@@ -37,7 +37,6 @@ Two variants:
 from __future__ import annotations
 
 import operator
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -48,7 +47,7 @@ from torch import Tensor
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
-from fwdlearn.errors import check_finite_tensor, check_int, check_seed, is_integer
+from fwdlearn.errors import check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
 
 from fwdlearn.graphs.data.datasets import check_graph_inputs
@@ -176,10 +175,10 @@ def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: T
             pair = _rows(model, torch.cat([ball_x, other]), torch.cat([ball_edges, ball_edges + len(ball_x)], dim=1))
             separable = float((pair[root] - alone).abs().max()) <= tol
             if not separable:
-                warnings.warn("model(x, edge_index) reads the whole graph (one hop ball's outputs change with another "
-                              "component beside it: a graph-wide statistic such as LayerNorm(mode='graph'), GraphNorm "
-                              "or PairNorm): its seeds are measured one ball at a time, as PyG does (slower); set "
-                              "model.separable = False to skip this check", stacklevel=3)
+                warn("model(x, edge_index) reads the whole graph (one hop ball's outputs change with another "
+                     "component beside it: a graph-wide statistic such as LayerNorm(mode='graph'), GraphNorm "
+                     "or PairNorm): its seeds are measured one ball at a time, as PyG does (slower); set "
+                     "model.separable = False to skip this check")
     return stack, bool(separable)
 
 
@@ -301,7 +300,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
                            "hook of its own)")
                 if jacobian == "layered":
                     raise ValueError(f"jacobian='layered': {problem}; use jacobian='autograd'")
-                warnings.warn(f"{problem}: its influence is measured through autograd", stacklevel=2)
+                warn(f"{problem}: its influence is measured through autograd")
             if not separable:
                 batch_size = 1  # balls in one union would see each other (shared virtual nodes, a graph-wide statistic)
         if stop <= start:

@@ -60,7 +60,6 @@ others' being guessed at the same time.
 from __future__ import annotations
 
 import inspect
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_int, check_seed
+from fwdlearn.errors import check_int, check_seed, warn
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
 from fwdlearn.metrics import masked_accuracy
 
@@ -176,9 +175,9 @@ class ForwardGNN(nn.Module):
         defaults = inspect.signature(ForwardGNN.__init__).parameters
         unused = [k for k, v in given.items() if k not in cls.options and v != defaults[k].default]
         if unused:  # (steps=5000 read as a training budget, say: it is the top-down methods' evaluation steps)
-            warnings.warn(f"method {cls.rule} takes none of {', '.join(f'{k}={given[k]!r}' for k in unused)}: "
-                          f"{'they are options' if len(unused) > 1 else 'it is an option'} of other methods, "
-                          f"ignored here (its options: {', '.join(cls.options) or 'none'})", stacklevel=2)
+            warn(f"method {cls.rule} takes none of {', '.join(f'{k}={given[k]!r}' for k in unused)}: "
+                 f"{'they are options' if len(unused) > 1 else 'it is an option'} of other methods, "
+                 f"ignored here (its options: {', '.join(cls.options) or 'none'})")
         # a class stands for its own rule: ForwardGNN(method=cls) and method=cls.rule build (and fingerprint) alike
         # (a rule object is its spelling: DFA(feedback="gaussian") built uniform DFA when it read as the class's rule)
         options.update(cls.options_from_rule(cls.rule if isinstance(method, type) else str(method)))
@@ -230,6 +229,10 @@ class ForwardGNN(nn.Module):
         if split is not None:
             _check_split(split)
         self._check_graph(data, labels=self.method.scores_use_labels)
+        return self._scores(data, split)
+
+    def _scores(self, data, split: str | None) -> Tensor:
+        """:meth:`scores` of a graph already checked (a fit's own evaluation: its warnings were said once)."""
         device = self._device()
         y, train = (data.y.to(device), data.train_mask.to(device)) if self.method.scores_use_labels else (None, None)
         which = {}  # the evaluated nodes, given only to the methods that read them
@@ -255,11 +258,10 @@ class ForwardGNN(nn.Module):
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
         x, _ = check_graph_inputs(data, dtype=next(self.parameters()).dtype)
         ignored = [f"data.{key}" for key in ("edge_weight", "edge_attr") if getattr(data, key, None) is not None]
-        if ignored:  # (one warning a process under Python's default filter: it is raised from this line)
-            warnings.warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: ForwardGNN treats "
-                          f"the edges as unweighted (its blocks are called as conv(x, edge_index)); to silence this, "
-                          f"drop the attribute ({'; '.join(f'del {name}' for name in ignored)})", UserWarning,
-                          stacklevel=1)
+        if ignored:  # (at the user's line: Python's default filter says it once per line of theirs)
+            warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: ForwardGNN treats "
+                 f"the edges as unweighted (its blocks are called as conv(x, edge_index)); to silence this, "
+                 f"drop the attribute ({'; '.join(f'del {name}' for name in ignored)})")
         if not labels:
             return
         y, train = getattr(data, "y", None), getattr(data, "train_mask", None)
@@ -342,10 +344,10 @@ class ForwardGNN(nn.Module):
         fit = self.method.fit(self.blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet, **saving)
         seconds = fit.seconds  # its training loops, the parts before a resume included
         self.eval()
-        shared = None if self.method.scores_per_split else self.scores(data)
+        shared = None if self.method.scores_per_split else self._scores(data, None)
         accuracy = {}
         for split in ("test", "val", "train"):
-            s = shared if shared is not None else self.scores(data, split)
+            s = shared if shared is not None else self._scores(data, split)
             accuracy[split] = masked_accuracy(s, data.y.to(s.device), getattr(data, f"{split}_mask").to(s.device))
         return FitReport(self.rule, self.conv, self.layers, accuracy["test"], accuracy["val"], accuracy["train"],
                          seconds, fit.cost, fit.steps_run, fit.per_layer, fit.history, fit.resumed)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_finite_tensor, check_int, check_range, check_representable
+from fwdlearn.errors import check_finite_tensor, check_int, check_range, check_representable, warn
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating,
                           seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
@@ -155,8 +155,8 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
             raise ValueError(f"the graph is too dense to draw negative pairs for its {name} split ({edges} edges among "
                              f"{n} nodes): an AUC needs node pairs that are not edges")
         if neg < pos:
-            warnings.warn(f"the graph is dense: its {name} split has {pos} edges but only {neg} negative pairs (not "
-                          "1:1), so its AUC rests on few negatives", stacklevel=2)
+            warn(f"the graph is dense: its {name} split has {pos} edges but only {neg} negative pairs (not "
+                 "1:1), so its AUC rests on few negatives")
     return splits
 
 

@@ -8,12 +8,15 @@ the source, which may be read-only.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from fwdlearn.errors import UsageError
 
-__all__ = ["DataNotFoundError", "data_dir", "cache_dir", "data_path", "require_data_dir"]
+__all__ = ["DataNotFoundError", "data_dir", "cache_dir", "data_path", "require_data_dir", "loader_log"]
 
 DATA_ENV = "FWDLEARN_DATA_DIR"
 CACHE_ENV = "FWDLEARN_CACHE_DIR"
@@ -74,3 +77,16 @@ def data_path(*parts: str, what: str, how: str = "") -> Path:
         hint = f" {how}" if how else ""
         raise DataNotFoundError(f"{what}: expected {path}, which does not exist.{hint}")
     return path
+
+
+
+@contextlib.contextmanager
+def loader_log(quiet: bool) -> Iterator[None]:
+    """Inside the block, with ``quiet``, what a third-party loader prints on stderr (PyG's ``Processing...`` /
+    ``Done!`` when it builds a processed copy) is dropped; wrap the loader's call alone (a warning it raises is
+    dropped too). Without ``quiet`` the block changes nothing."""
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield

@@ -805,8 +805,9 @@ class Trainer:
                 start_step = ckpt["step"] + 1
                 if start_step > self.steps and not result.stopped_early and rank() == 0 and self.last_part:
                     print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to "
-                          "train (the budget is the total; raise it to train on)", file=sys.stderr)
+                          "train (the budget is the total: raise the steps or epochs to train on)", file=sys.stderr)
         t0 = time.perf_counter() - result.seconds
+        shown: dict[str, str] = {}
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
         bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet, total=self.steps,
                        initial=start_step - 1)  # a resumed run's bar goes on from where it stopped
@@ -839,7 +840,8 @@ class Trainer:
                 result.history.append(row)
                 result.steps_run = i
                 result.seconds = time.perf_counter() - t0
-                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if isinstance(v, float)}, refresh=False)
+                shown.update({k: f"{v:.4g}" for k, v in row.items() if isinstance(v, float)})  # (the last evaluation's
+                bar.set_postfix(shown, refresh=False)                                          # stays on the bar)
                 result.stopped_early = evaluated and stopper.should_stop
                 if self.checkpoint is not None:
                     every = self.checkpoint_every or self.eval_every

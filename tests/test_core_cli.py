@@ -22,6 +22,13 @@ def test_version_and_help_subprocess():
         assert group in out.stdout
 
 
+def test_a_group_without_its_subcommand_is_a_usage_error_on_stderr(capsys):
+    """``fwdlearn graph`` printed its help on stdout and exited 2."""
+    assert main(["graph"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: fwdlearn graph [-h] SUBCOMMAND")
+
+
 def test_unavailable_command_says_so(monkeypatch, capsys):
     monkeypatch.setitem(ENTRY_POINTS, ("bench", "seq"), Entry("fwdlearn.sequences.no_such_module:bench", "demo"))
     assert main(["bench", "seq"]) == 2

@@ -152,7 +152,7 @@ def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, capsys):
     result = Trainer(steps=3, quiet=True, checkpoint=ckpt, resume=True).run(step, None, Stateful({"model": model}))
     assert seen == [1, 2, 3] and result.steps_run == 3
     assert capsys.readouterr().err == (f"{ckpt} already holds all 3 steps of the run: nothing is left to train "
-                                       "(the budget is the total; raise it to train on)\n")
+                                       "(the budget is the total: raise the steps or epochs to train on)\n")
 
 
 def test_a_step_budget_and_a_seed_are_ints_torch_takes():
@@ -508,6 +508,27 @@ def test_a_language_model_file_names_itself_in_every_refusal_and_comes_back_on_i
         with pytest.raises(ValueError, match=r"map_location='cuda': this machine has 0 CUDA device\(s\); load it "
                                              r"with map_location='cpu'"):
             load_language_model(tmp_path / "m.pt", map_location="cuda")
+
+
+def test_the_progress_bar_keeps_the_last_evaluation(monkeypatch):
+    """The bar showed the val_* metrics only on the steps that evaluated (4 of 55 redraws in a seq train run)."""
+    from fwdlearn import fit
+
+    shown = []
+    real = fit.progress
+
+    def spying(*args, **kwargs):
+        bar = real(*args, **kwargs)
+        set_postfix = bar.set_postfix
+        bar.set_postfix = lambda values, **kw: (shown.append(dict(values)), set_postfix(values, **kw))[1]
+        return bar
+
+    monkeypatch.setattr(fit, "progress", spying)
+    step = lambda i: {"loss": 1.0 / i}  # noqa: E731
+    fit.Trainer(steps=4, eval_every=2, quiet=True, monitor="val_loss", mode="min").run(step, lambda: {"val_loss": 0.5})
+    assert [sorted(row) for row in shown] == [["loss"], ["loss", "val_loss"], ["loss", "val_loss"],
+                                              ["loss", "val_loss"]]
+    assert shown[2]["loss"] == "0.3333" and shown[2]["val_loss"] == "0.5"
 
 
 def test_a_progress_bar_written_to_a_file_redraws_rarely(capsys):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fwdlearn.data import DataNotFoundError
+from fwdlearn.data import DataNotFoundError, data_dir
 from fwdlearn.graphs import load_graph
 from fwdlearn.graphs.data.datasets import check_masks, random_split
 
@@ -363,3 +363,16 @@ def test_processes_loading_cora_on_first_use_take_turns(monkeypatch, tmp_path):
         assert loader.is_alive() and not (tmp_path / "Planetoid" / "Cora").exists()  # it waits, touching nothing
     loader.join(timeout=120)
     assert found == [2708]
+
+
+@pytest.mark.skipif(data_dir() is None or not (data_dir() / "Planetoid" / "Cora" / "raw").is_dir(),
+                    reason="Cora needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (see /work/shared/data/README.md)")
+def test_a_quiet_load_prints_nothing_where_pyg_builds_its_processed_copy(monkeypatch, tmp_path, capfd):
+    """--quiet printed PyG's 'Processing...' and 'Done!' the first time a Planetoid graph was used."""
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)  # (PyG is silent under pytest)
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "quiet"))
+    assert load_graph("cora", quiet=True).num_nodes == 2708
+    assert capfd.readouterr().err == ""
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "loud"))
+    load_graph("cora", quiet=False)
+    assert "Processing..." in capfd.readouterr().err

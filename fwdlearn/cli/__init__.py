@@ -283,8 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     run = getattr(args, "run", None)
-    if run is None:  # a group without its subcommand
-        args.group_parser.print_help()
+    if run is None:  # a group without its subcommand: a usage error, its help on stderr
+        args.group_parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False)) or os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
     from fwdlearn.invocation import invoked_as

@@ -46,7 +46,7 @@ import torch
 from scipy.sparse.csgraph import connected_components, dijkstra
 from torch_geometric.data import Data
 
-from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.errors import InputError, warn
 from fwdlearn.fit import progress
 
@@ -423,7 +423,8 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
                                     "downloads it: pass download=True (--download) on a machine with internet, or "
                                     "build the same kind of data from a local road file with city:<path>")
         try:
-            return CityNetwork(str(folder), name=arg)[0]
+            with loader_log(quiet):
+                return CityNetwork(str(folder), name=arg)[0]
         except Exception as error:
             raise InputError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
                                f"({type(error).__name__}: {error}). It downloads the data and needs internet; offline, "

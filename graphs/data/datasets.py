@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from fwdlearn.data import DataNotFoundError, cache_dir, data_dir
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.files import taking_turns
 from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed, warn
 
@@ -290,14 +290,14 @@ def _unlink_other_source(raw: Path, source: Path | None) -> None:
     shutil.rmtree(raw.parent / "processed", ignore_errors=True)
 
 
-def _planetoid(name: str, root: str | Path | None, download: bool) -> Data:
+def _planetoid(name: str, root: str | Path | None, download: bool, quiet: bool = True) -> Data:
     """Planetoid ``name`` from ``root``, or from ``FWDLEARN_DATA_DIR``'s raw files through the cache; processes
     loading it at once (``torchrun`` ranks on first use) take turns, as PyG builds its processed copy in place."""
     title = PLANETOID[name]
     if root is not None and not download and not _has_raw(Path(root) / title / "raw", name):
         raise _raw_not_found(name, title, Path(root) / title / "raw", root)  # (before the lock makes a folder there)
     with taking_turns((Path(root) if root is not None else cache_dir("Planetoid")) / f".{title}.lock"):
-        return _load_planetoid(name, title, root, download)
+        return _load_planetoid(name, title, root, download, quiet)
 
 
 def _has_raw(raw: Path, name: str) -> bool:
@@ -320,7 +320,7 @@ def _raw_not_found(name: str, title: str, raw: Path, root: str | Path | None) ->
                              f"(download=True in Python; needs internet).")
 
 
-def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool) -> Data:
+def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool, quiet: bool) -> Data:
     from torch_geometric.datasets import Planetoid
 
     source = None  # the data folder the cache's raw files link to
@@ -335,7 +335,8 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
         raise _raw_not_found(name, title, raw, root)
     processed = folder / title / "processed"
     try:
-        return Planetoid(str(folder), name=title)[0]
+        with loader_log(quiet):  # (PyG's "Processing..." / "Done!" the first time)
+            return Planetoid(str(folder), name=title)[0]
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
         if not any(processed.glob("data*.pt")):  # none was written: the raw files failed to read
             raise _unreadable(name, source or raw, error, have_raw, processed) from None
@@ -346,7 +347,8 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
     except Exception as error:  # raised while fetching or reading the raw files
         raise _unreadable(name, source or raw, error, have_raw, processed) from None
     try:
-        return Planetoid(str(folder), name=title)[0]
+        with loader_log(quiet):  # (PyG's "Processing..." / "Done!" the first time)
+            return Planetoid(str(folder), name=title)[0]
     except Exception as error:  # the processed copy was rebuilt from the raw files: they are what is damaged
         raise _unreadable(name, source or raw, error, have_raw, processed) from None
 
@@ -384,7 +386,7 @@ def _unreadable(name: str, raw: Path, error: BaseException, had_raw: bool, proce
                       "damaged: copy the 8 ind.<name>.* files of kimiyoung/planetoid's data/ folder again")
 
 
-def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) -> Data:
+def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool, quiet: bool = True) -> Data:
     import torch_geometric.datasets as pyg_datasets
 
     cls = getattr(pyg_datasets, _DOWNLOADABLE[kind])
@@ -394,7 +396,7 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool) 
         raise DataNotFoundError(f"{kind}:{arg} is not in {folder}; PyG's {cls.__name__} downloads it: pass "
                                 f"download=True (--download) on a machine with internet")
     try:
-        with taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"):  # (ranks loading it at once)
+        with taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"), loader_log(quiet):  # (ranks loading at once)
             return cls(str(folder), name=arg)[0]
     except Exception as error:
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
@@ -483,7 +485,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         if generated and graph_seed != seed:  # the city's own split, drawn from the split seed
             data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed, CITY_SPLIT)
     elif lower in PLANETOID:
-        data = _planetoid(lower, root, download)
+        data = _planetoid(lower, root, download, quiet)
     elif lower == "karate":
         from torch_geometric.datasets import KarateClub
 
@@ -505,7 +507,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         data = contextual_sbm(n, signal=SBM_SIGNAL, seed=seed if graph_seed is None else graph_seed)
     else:  # citationfull:<name>, amazon:<name>, coauthor:<name> (check_graph_name let nothing else through)
         kind, _, arg = key.partition(":")
-        data = _downloadable(kind.lower(), arg, root, download)
+        data = _downloadable(kind.lower(), arg, root, download, quiet)
     if split == "random":
         data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed)
     elif getattr(data, "train_mask", None) is not None and data.train_mask.dim() > 1:

@@ -51,9 +51,11 @@ def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float 
 
     Args:
         loss: the scalar loss of the whole model (its graph carries any feedback points).
-        optimizer: steps ``parameters`` (default: every parameter it holds).
+        optimizer: steps every parameter it holds.
         clip: clip the total gradient norm to this value (``None``: no clipping).
         grad_norm: report the total gradient norm (always when ``clip`` is set).
+        parameters: the parameters whose gradient norm is measured and clipped (default: every parameter the
+            optimizer holds); the optimizer still steps all of its own, the others with their gradients unclipped.
         clip_groups: clip each group's norm to ``clip`` on its own instead of the total (default: one group,
             ``parameters``). A layer-local rule passes one group per block, so that no block's update depends on
             another block's loss through a shared clipping factor.

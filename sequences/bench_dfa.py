@@ -72,7 +72,7 @@ def _train(config, corpus: Corpus, make: Callable[[str], LanguageModel], rule: s
     final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
     out = {"val_bpc": final["bpc"], "val_loss": final["loss"], "perplexity": final["perplexity"],
            "train_seconds": report.seconds, "best_step": report.result.best_step,
-           "optimizer": str(model.optimizer_defaults()),
+           "optimizer": str(report.optimizer),  # (as trained: a default warm-up cut to a short budget)
            "curve": [(r["step"], r["val_bpc"]) for r in report.history if "val_bpc" in r]}
     if dfa:  # (only a rule with feedback points needs the windows: a short split still trains the others)
         x, y = alignment_window(corpus.split(config.valid_split), config.batch_size, config.context)

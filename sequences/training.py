@@ -22,7 +22,8 @@ weights once more only when the best evaluation is not the last one (see :class:
 of processes: a checkpoint that differs in any of them is refused, naming each difference. A new
 learning rate, weight decay, clip or ``eval_tokens`` applies from the resumed step on, and
 ``FitReport.resumed`` lists what changed. So does a new step budget: a larger ``steps`` extends the run, and a
-schedule over the whole budget (warm-up + cosine) is stretched to it from the resumed step on.
+schedule over the whole budget (warm-up + cosine) is stretched to it from the resumed step on; the warm-up stays
+the one the run started with, unless a new one is given.
 
 **Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
@@ -54,7 +55,7 @@ from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, chec
                              warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
-                          seed_everything, tensor_fingerprint)
+                          read_checkpoint, seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.rules import DSF
 from fwdlearn.runs import process_checkpoint
@@ -78,13 +79,15 @@ class FitReport:
 
     ``steps`` and ``seconds`` cover the whole run, resumed parts included; ``best_step`` is the step whose
     state the model holds at the end; ``resumed`` (when the fit continued a checkpoint) is
-    ``{"from_step": s, "changed": {setting: [checkpoint's, now]}}``.
+    ``{"from_step": s, "changed": {setting: [checkpoint's, now]}}``; ``optimizer`` the settings it trained with (the
+    model's defaults with the fit's overrides, a default warm-up cut to the budget).
     """
 
     result: FitResult
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    optimizer: OptimizerSettings | None = None
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -269,13 +272,17 @@ class TrainState:
             self.generator.set_state(state["generator"])
 
 
-def _optimizer(model, steps: int, **overrides: Any) -> tuple[OptimizerSettings, torch.optim.Optimizer,
-                                                              torch.optim.lr_scheduler.LambdaLR]:
+def _optimizer(model, steps: int, started: int | None = None,
+               **overrides: Any) -> tuple[OptimizerSettings, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """The model's optimizer defaults (:meth:`LanguageModel.optimizer_defaults`) with the given fields overridden;
     the optimizer over the parameters that learn, and its learning-rate schedule over ``steps`` steps. A warm-up
     that is not shorter than the budget is refused when given, and cut to a tenth of the budget when it is the model's
-    default (the BP transformer's 100 steps would keep a short run below its peak learning rate)."""
+    default (the BP transformer's 100 steps would keep a short run below its peak learning rate). ``started``: the
+    warm-up of the run a resume continues, kept unless one is given (a default cut to a short budget is not derived
+    again from a longer one: the resumed run would warm up a second time)."""
     settings = model.optimizer_defaults().override(**overrides)
+    if started is not None and overrides.get("warmup") is None:
+        settings = dataclasses.replace(settings, warmup=started)
     if steps > 0 and settings.warmup >= steps:
         if overrides.get("warmup") is not None:
             peak = "only at the last step" if settings.warmup == steps else "never"
@@ -284,6 +291,14 @@ def _optimizer(model, steps: int, **overrides: Any) -> tuple[OptimizerSettings, 
         settings = dataclasses.replace(settings, warmup=steps // 10)  # the model's default warm-up, cut to the budget
     optimizer = make_optimizer(model.parameters(), settings)
     return settings, optimizer, make_scheduler(optimizer, settings, steps)
+
+
+def _started_warmup(checkpoint: str | Path | None, resume: bool) -> int | None:
+    """The warm-up the run that ``resume`` continues was trained with (its checkpoint's settings), else ``None``."""
+    if not resume or checkpoint is None or not Path(checkpoint).is_file():
+        return None
+    warmup = (read_checkpoint(checkpoint).get("settings") or {}).get("warmup")
+    return warmup if is_integer(warmup) else None
 
 
 def _settings(settings: OptimizerSettings) -> dict[str, Any]:
@@ -374,10 +389,11 @@ def _check_fit_arguments(model, steps: int, batch_size: int, lr: float | None, w
     check_representable("weight_decay", weight_decay, dtype, small=False)
 
 
-def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, state: TrainState, steps: int) -> FitReport:
+def _run(trainer_kwargs: dict[str, Any], step: Callable, evaluate: Callable, state: TrainState, steps: int,
+         settings: OptimizerSettings) -> FitReport:
     trainer = Trainer(steps, **trainer_kwargs)
     result = trainer.run(step, evaluate, state)
-    return FitReport(result, result.steps_run, dict(result.best), result.seconds)
+    return FitReport(result, result.steps_run, dict(result.best), result.seconds, settings)
 
 
 def _task_fingerprint(task) -> dict[str, Any]:
@@ -504,8 +520,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             start = rank() * batch_size * per_stream
             train_ids = train_ids[start: start + batch_size * per_stream]
         batcher = StreamBatcher(train_ids, batch_size, context, f"the {train_split} split")
-        settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                                                    warmup=warmup)
+        settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(checkpoint, resume), lr=lr,
+                                                    weight_decay=weight_decay, schedule=schedule, warmup=warmup)
     trainable = _TrainingLoss(model)
     if is_distributed():
         trainable = torch.nn.parallel.DistributedDataParallel(trainable)  # broadcasts rank 0's weights
@@ -540,7 +556,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
                   raise_limit="seq train --diverge-factor, fit(diverge_factor=...)", fingerprint=fingerprint,
                   settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "steps": steps})
-    return _run(kwargs, step, evaluate, state, steps)
+    return _run(kwargs, step, evaluate, state, steps, settings)
 
 
 def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, lr: float | None = 3e-3,
@@ -566,8 +582,8 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    settings, optimizer, scheduler = _optimizer(model, steps, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                                                warmup=warmup)
+    settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(checkpoint, resume), lr=lr,
+                                                weight_decay=weight_decay, schedule=schedule, warmup=warmup)
     state = TrainState(model, optimizer, generator=gen, scheduler=scheduler)
     loss_fn = partial(task_loss, task)
 
@@ -587,4 +603,4 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
                   fingerprint={"model": model.config_dict(), "dtype": _dtype_name(model),
                                "task": _task_fingerprint(task), "batch_size": batch_size},
                   settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches})
-    return _run(kwargs, step, evaluate, state, steps)
+    return _run(kwargs, step, evaluate, state, steps, settings)

@@ -108,6 +108,25 @@ def test_resume_continues_the_step_count(tiny_corpus, tmp_path):
         wider.fit(tiny_corpus, context=16, steps=9, batch_size=4, checkpoint=ckpt, resume=True, quiet=True)
 
 
+def test_a_resumed_run_with_a_larger_budget_keeps_its_warm_up(tiny_corpus, tmp_path):
+    """The transformer's default warm-up (100) cut to 2 for a 20-step run came back as 100 when the run was resumed
+    for 120 steps: a warm-up it had finished started again."""
+    from fwdlearn.sequences import TransformerLM
+
+    ckpt = tmp_path / "warm.pt"
+    build = lambda: TransformerLM(tiny_corpus.vocab_size, hidden=16, layers=1, heads=2, context=16)  # noqa: E731
+    torch.manual_seed(0)
+    first = build().fit(tiny_corpus, context=16, steps=20, batch_size=2, eval_every=10, checkpoint=ckpt, quiet=True)
+    rates = [row["lr"] for row in first.history]
+    assert rates[0] < rates[1] and rates[1] > rates[-1]  # warm-up 2, then the cosine
+    resumed = build().fit(tiny_corpus, context=16, steps=120, batch_size=2, eval_every=50, checkpoint=ckpt,
+                          resume=True, quiet=True)
+    assert "warmup" not in resumed.resumed["changed"]
+    assert first.optimizer.warmup == resumed.optimizer.warmup == 2  # (what bench dfa records: it recorded 100)
+    later = [row["lr"] for row in resumed.history if row["step"] > 20]
+    assert later == sorted(later, reverse=True) and later[0] < rates[1]  # the cosine, stretched: no second warm-up
+
+
 def test_generate_continues_a_prompt(tiny_corpus):
     torch.manual_seed(4)
     model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=16, layers=1)

@@ -116,7 +116,7 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], v
     extra["checks"] = checks
     head = f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
     text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:",
-                      *(checks or ["(none: the parts that measure them did not run)"])])
+                      *(checks or ["(none: the parts that ran check no claim)"])])
     for row in rows:
         bench.record.log(**row)
     bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})

@@ -19,6 +19,7 @@ r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`):
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -37,7 +38,7 @@ from fwdlearn.schedules import end_to_end_step
 from fwdlearn.sequences.data.text import check_splits, read_corpus
 from fwdlearn.sequences.data.tasks import DelayedRecall
 from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
-from fwdlearn.sequences.training import lm_loss
+from fwdlearn.sequences.training import TEST_SEED, VALIDATION_SEED, lm_loss
 from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
 from fwdlearn.sequences.nn.kernels import use_kernels
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
@@ -229,6 +230,10 @@ def _block(config) -> str:
     return ", the DSF reference's block" if config.reference_block else ", pre-LN + MLP blocks"
 
 
+#: the held-out recall samples a model is scored on: batches x samples
+RECALL_BATCHES, RECALL_BATCH_SIZE = 8, 64
+
+
 def _recall_part(config, rows: list, extra: dict) -> None:
     task = DelayedRecall(config.recall_lag, symbols=config.recall_symbols)
     block = _block(config)
@@ -242,14 +247,15 @@ def _recall_part(config, rows: list, extra: dict) -> None:
                             reference_block=config.reference_block).to(config.device)
         report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
                            eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
-        final = model.evaluate(task, batches=8)
+        final = model.evaluate(task, batches=RECALL_BATCHES, batch_size=RECALL_BATCH_SIZE)
         results[mode] = {"accuracy": final["accuracy"], "seconds": report.seconds}
         if not config.quiet:
             print(f"recall {mode}: accuracy {final['accuracy']:.3f} (chance {task.chance:.3f})")
     base = results.get("bptt")
     for mode, r in results.items():
         rows.append(_row("delayed recall", setting, mode, "accuracy", r["accuracy"], base["accuracy"] if base else None))
-    extra["recall"] = {"chance": task.chance, **results}
+    extra["recall"] = {"chance": task.chance, "scored": RECALL_BATCHES * RECALL_BATCH_SIZE * (task.length - task.lag),
+                       **results}
 
 
 #: the step-time target of DSF against BPTT (docs/benchmarks.md, "What did not go well")
@@ -279,6 +285,27 @@ def _verdicts(extra: dict) -> list[str]:
         better = q["dsf"]["val_bpc"] < q["ft-bptt"]["val_bpc"]
         lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} "
                      f"({q['dsf']['val_bpc']:.4f} vs {q['ft-bptt']['val_bpc']:.4f} bits/token)")
+    lines += _recall_verdicts(extra.get("recall", {}))
+    return lines
+
+
+def _recall_verdicts(recall: dict) -> list[str]:
+    r"""Delayed recall: a rule carries credit back ``lag`` steps when its accuracy is above chance by more than
+    three standard errors of an accuracy at chance over the scored positions, :math:`3\sqrt{p(1-p)/n}`."""
+    if not recall:
+        return []
+    chance, n = recall["chance"], recall["scored"]
+    margin = 3 * math.sqrt(chance * (1 - chance) / n)
+    lines = []
+    for mode in ("dsf", "ft-bptt"):
+        if mode in recall:
+            acc = recall[mode]["accuracy"]
+            lines.append(f"- delayed recall: {mode.upper()} above chance: {'yes' if acc > chance + margin else 'NO'} "
+                         f"({acc:.3f} vs chance {chance:.3f} + 3 standard errors {margin:.3f})")
+    if {"dsf", "ft-bptt"} <= set(recall):
+        dsf, ft = recall["dsf"]["accuracy"], recall["ft-bptt"]["accuracy"]
+        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if dsf > ft + margin else 'NO'} "
+                     f"({dsf:.3f} vs {ft:.3f}, margin {margin:.3f})")
     return lines
 
 
@@ -287,6 +314,10 @@ def run_bench(config) -> tuple[Path, Path]:
     if config.reference_block and not config.norm:  # (before the cost part's minutes)
         raise UsageError("--reference-block is the DSF reference's pre-LayerNorm block: it needs --norm, not --no-norm")
     _check_rules(config)
+    held_out = {VALIDATION_SEED: "validation", TEST_SEED: "test"}
+    if "recall" not in config.skip and config.seed in held_out:  # (fit_task refuses it, after the other parts' work)
+        raise UsageError(f"--seed {config.seed} draws the recall task's {held_out[config.seed]} samples: give another "
+                         "--seed, or --skip recall")
 
     def parts(config, rows: list, extra: dict) -> None:
         # one corpus (one vocabulary) for the models and the alignment windows they read; read (and its splits

@@ -39,6 +39,7 @@ restarts every process where it stopped -- refused when the files hold different
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import sys
 from dataclasses import dataclass, field
@@ -183,9 +184,12 @@ def _check_task_model(model, task: SequenceTask) -> None:
                          f"{model.vocab_size}: build the model with vocab_size=task.vocab_size")
     regression = task.loss != "cross_entropy"
     if model.out_size != task.out_size if regression else model.out_size < task.out_size:
+        fix = ("build it with out_size=task.out_size" if "out_size" in inspect.signature(type(model)).parameters
+               else f"a {type(model).__name__} gives vocab_size outputs (it takes no out_size): train the task with a "
+                    "RecurrentLM(..., out_size=task.out_size)")
         raise ValueError(f"the {task.name} task needs {task.out_size} output{'s' if task.out_size > 1 else ''} per "
                          f"position{' (a regression)' if regression else ' (its classes)'} but the model gives "
-                         f"{model.out_size}: build it with out_size=task.out_size")
+                         f"{model.out_size}: {fix}")
 
 
 #: the seed of the samples :func:`fit_task` validates on (and selects the best state by)
@@ -569,6 +573,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these overrides (``None``: the default); other
     arguments as :func:`fit_lm`."""
     _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
+    check_int("eval_batches", eval_batches, 1)  # (before any work, not at the first evaluation)
     check_trainable_dtype(model, f"this {type(model).__name__}")
     _check_task_model(model, task)
     _warn_growing_feedback(model, task.length)

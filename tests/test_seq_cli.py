@@ -86,6 +86,12 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert "GRU: DSF faster than BPTT through torch's fused module at T=16" in md
     assert "GRU: DSF step <= 0.7 x BPTT at every T (the step-cost target): " in md
     assert "Cost: median" in md and "Alignment: d =" in md  # (the parts it ran are described)
+    import re  # the recall claims are checked too (they were in the docs, never in a bench line)
+
+    for mode in ("DSF", "FT-BPTT"):
+        assert re.search(rf"- delayed recall: {mode} above chance: (yes|NO) \(\d\.\d{{3}} vs chance 0\.125 \+ 3 "
+                         r"standard errors 0\.0\d\d\)", md), md
+    assert re.search(r"- delayed recall: DSF above FT-BPTT: (yes|NO)", md)
     assert f"Command: `fwdlearn bench seq --out {out} --quiet" in md  # main([...]) from Python: its own arguments
     assert main(args) == 2  # refuses to overwrite
 
@@ -249,6 +255,15 @@ def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
     # an overwriting run that draws no plot leaves none of the earlier run's behind
     assert main([*args, "--no-plot", "--overwrite", "--skip", "cost", "recurrent"]) == 0
     assert not (tmp_path / "dfa-results-alignment.png").exists()
+
+
+def test_bench_seq_refuses_a_seed_that_draws_the_recall_tasks_held_out_samples_before_any_part(text_file, tmp_path,
+                                                                                              capsys):
+    """--seed 12345 ran the quality part, then fit_task refused the seed and the run's results were lost."""
+    assert main(["bench", "seq", "--skip", "cost", "alignment", "--data", str(text_file), "--hidden", "4", "--layers",
+                 "1", "--steps", "2", "--seed", "12345", "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == ("fwdlearn: error: --seed 12345 draws the recall task's validation "
+                                               "samples: give another --seed, or --skip recall")
 
 
 def test_bench_dfa_refuses_a_rule_a_model_cannot_train_before_any_training(text_file, tmp_path, capsys):

@@ -393,6 +393,20 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
         wide.fit(adding, steps=1, quiet=True)
     with pytest.raises(ValueError, match=r"the model gives \d+: build it with out_size"):
         wide.evaluate(adding)
+    from fwdlearn.sequences import CausalConvLM, TransformerLM  # (no out_size: that fix raised a TypeError)
+
+    for other in (CausalConvLM(adding.vocab_size, hidden=4, layers=1),
+                  TransformerLM(adding.vocab_size, hidden=4, layers=1, heads=1, context=16)):
+        with pytest.raises(ValueError, match=rf"but the model gives {adding.vocab_size}: a {type(other).__name__} gives "
+                                             r"vocab_size outputs \(it takes no out_size\): train the task with a "
+                                             r"RecurrentLM\(\.\.\., out_size=task\.out_size\)"):
+            other.fit(adding, steps=1, quiet=True)
+        with pytest.raises(ValueError, match="no feedback points" if isinstance(other, TransformerLM) else
+                           "a conv model is trained by bp only: it has no feedback points, so there is no alignment"):
+            other.feedback_alignment(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"eval_batches must be an int >= 1, got 0"):  # (after eval_every steps)
+        RecurrentLM(adding.vocab_size, cell="gru", hidden=4, layers=1, out_size=1).fit(adding, steps=5, eval_batches=0,
+                                                                                        quiet=True)
     narrow = RecurrentLM(2, cell="gru", hidden=4, layers=1, out_size=1)
     with pytest.raises(ValueError, match=rf"draws {adding.vocab_size} input tokens but the model's vocab_size is 2"):
         narrow.fit(adding, steps=1, quiet=True)

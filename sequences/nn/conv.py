@@ -67,6 +67,11 @@ class CausalConvLM(LanguageModel):
         names = {f.name for f in fields(ConvConfig)} - {"kind"}
         return cls(**{k: v for k, v in config.items() if k in names})
 
+    def feedback_alignment(self, tokens: Tensor, targets: Tensor, state: Any = None) -> dict[str, float]:
+        raise ValueError("a conv model is trained by bp only: it has no feedback points, so there is no alignment to "
+                         "measure (align_every / --align-every is for a recurrent or transformer model under a dfa "
+                         "rule)")
+
     def embed(self, tokens: Tensor) -> Tensor:
         return self.embedding(self.check_tokens(tokens))
 

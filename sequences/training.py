@@ -290,8 +290,9 @@ def _optimizer(model, steps: int, started: int | None = None,
     if steps > 0 and settings.warmup >= steps:
         if overrides.get("warmup") is not None:
             peak = "only at the last step" if settings.warmup == steps else "never"
+            example = min(steps - 1, max(1, steps // 10))
             raise UsageError(f"warmup {settings.warmup} is not shorter than the budget of {steps} steps: the learning "
-                             f"rate would reach {settings.lr:g} {peak}; give a warm-up < steps (e.g. {min(steps - 1, max(1, steps // 10))})")
+                             f"rate would reach {settings.lr:g} {peak}; give a warm-up < steps (e.g. {example})")
         settings = dataclasses.replace(settings, warmup=steps // 10)  # the model's default warm-up, cut to the budget
     optimizer = make_optimizer(model.parameters(), settings)
     return settings, optimizer, make_scheduler(optimizer, settings, steps)

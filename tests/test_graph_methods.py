@@ -348,7 +348,7 @@ def test_edge_weights_are_named_as_ignored():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an unweighted graph: no warning
         model.fit(data, epochs=1, quiet=True)
-    # said once a fit, at the caller's line (DFA's fit reset Python's once-per-line registry: said twice, in the library)
+    # once a fit, at the caller's line (DFA's fit reset Python's once-per-line registry: said twice, in the library)
     dfa = ForwardGNN(5, 3, hidden=8, layers=2, method="dfa")
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("default")

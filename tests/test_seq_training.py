@@ -397,7 +397,8 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
 
     for other in (CausalConvLM(adding.vocab_size, hidden=4, layers=1),
                   TransformerLM(adding.vocab_size, hidden=4, layers=1, heads=1, context=16)):
-        with pytest.raises(ValueError, match=rf"but the model gives {adding.vocab_size}: a {type(other).__name__} gives "
+        name = type(other).__name__
+        with pytest.raises(ValueError, match=rf"but the model gives {adding.vocab_size}: a {name} gives "
                                              r"vocab_size outputs \(it takes no out_size\): train the task with a "
                                              r"RecurrentLM\(\.\.\., out_size=task\.out_size\)"):
             other.fit(adding, steps=1, quiet=True)

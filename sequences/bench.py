@@ -291,7 +291,9 @@ def _verdicts(extra: dict) -> list[str]:
 
 def _recall_verdicts(recall: dict) -> list[str]:
     r"""Delayed recall: a rule carries credit back ``lag`` steps when its accuracy is above chance by more than
-    three standard errors of an accuracy at chance over the scored positions, :math:`3\sqrt{p(1-p)/n}`."""
+    three standard errors of an accuracy at chance over the :math:`n` scored positions, :math:`3\sqrt{p(1-p)/n}`;
+    DSF is above FT-BPTT when their difference is more than three standard errors of a difference of two
+    accuracies, :math:`3\sqrt{(a_1(1-a_1) + a_2(1-a_2))/n}`."""
     if not recall:
         return []
     chance, n = recall["chance"], recall["scored"]
@@ -304,8 +306,9 @@ def _recall_verdicts(recall: dict) -> list[str]:
                          f"({acc:.3f} vs chance {chance:.3f} + 3 standard errors {margin:.3f})")
     if {"dsf", "ft-bptt"} <= set(recall):
         dsf, ft = recall["dsf"]["accuracy"], recall["ft-bptt"]["accuracy"]
-        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if dsf > ft + margin else 'NO'} "
-                     f"({dsf:.3f} vs {ft:.3f}, margin {margin:.3f})")
+        apart = 3 * math.sqrt((dsf * (1 - dsf) + ft * (1 - ft)) / n)
+        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if dsf > ft + apart else 'NO'} "
+                     f"({dsf:.3f} vs {ft:.3f}, 3 standard errors of the difference {apart:.3f})")
     return lines
 
 

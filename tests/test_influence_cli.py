@@ -103,6 +103,14 @@ def test_an_output_that_names_an_input_is_refused_even_with_overwrite(tmp_path, 
                  str(text), "--overwrite", "--quiet"]) == 2
     assert f"--json {text} is the file --data {text} reads" in capsys.readouterr().err
     assert text.read_text() == "abcd" * 50
+    folder = tmp_path / "corpus"  # a folder's split files too (only a --data file was protected)
+    folder.mkdir()
+    (folder / "train.txt").write_text("abcd" * 50)
+    (folder / "valid.txt").write_text("dcba" * 20)
+    assert main(["seq", "train", "--data", str(folder), "--hidden", "4", "--layers", "1", "--steps", "1", "--json",
+                 str(folder / "train.txt"), "--overwrite", "--quiet"]) == 2
+    assert f"is the file --data {folder / 'train.txt'} reads" in capsys.readouterr().err
+    assert (folder / "train.txt").read_text() == "abcd" * 50
 
 
 def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):

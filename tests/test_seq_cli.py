@@ -91,7 +91,12 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     for mode in ("DSF", "FT-BPTT"):
         assert re.search(rf"- delayed recall: {mode} above chance: (yes|NO) \(\d\.\d{{3}} vs chance 0\.125 \+ 3 "
                          r"standard errors 0\.0\d\d\)", md), md
-    assert re.search(r"- delayed recall: DSF above FT-BPTT: (yes|NO)", md)
+    assert re.search(r"- delayed recall: DSF above FT-BPTT: (yes|NO) \(\d\.\d{3} vs \d\.\d{3}, 3 standard errors of the "
+                     r"difference 0\.0\d\d\)", md)
+    from fwdlearn.sequences.bench import _recall_verdicts  # the difference's own standard error (not chance's)
+
+    close = _recall_verdicts({"chance": .125, "scored": 8192, "dsf": {"accuracy": .147}, "ft-bptt": {"accuracy": .135}})
+    assert close[-1] == "- delayed recall: DSF above FT-BPTT: NO (0.147 vs 0.135, 3 standard errors of the difference 0.016)"
     assert f"Command: `fwdlearn bench seq --out {out} --quiet" in md  # main([...]) from Python: its own arguments
     assert main(args) == 2  # refuses to overwrite
 

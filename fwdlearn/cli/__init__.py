@@ -15,8 +15,8 @@ with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line 
 checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in
 one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone, and so is a later one that every process meets alike (a check of
-the flags or of the data, :func:`fwdlearn.errors.alike_on_every_process`); any other by the rank that hit it, with
-its rank; a process
+the flags or of the data, :func:`fwdlearn.errors.alike_on_every_process`; a divergence, found on the global batch's
+loss); any other by the rank that hit it, with its rank; a process
 whose peer stopped says so in one line instead of a traceback.
 
 ::
@@ -227,9 +227,11 @@ def _report(error: BaseException) -> None:
         if launch_rank() == 0:
             print(f"fwdlearn: {text}", file=sys.stderr)
         return
-    from fwdlearn.errors import found_by_every_process
+    from fwdlearn.errors import DivergenceError, found_by_every_process
 
-    if launch_rank() != 0 and (rank is None or found_by_every_process(error)):
+    # (a divergence is found alike too: under torchrun every process checks the global batch's loss, same weights)
+    alike = found_by_every_process(error) or isinstance(error, DivergenceError)
+    if launch_rank() != 0 and (rank is None or alike):
         _leave_it_to_rank_0()  # every process found the same problem (before connecting, or alike): rank 0 says it
         return
     text = " ".join(str(error).split()) or type(error).__name__

@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from fwdlearn.fit import seed_everything
     from fwdlearn.reporting import markdown_table
     from fwdlearn.runs import run_outputs, start_run
+    from fwdlearn.sequences.data.text import corpus_files
     from fwdlearn.sequences.influence import lag_influence
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
@@ -82,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"{', '.join(ignored)} choose the text that --data reads (without it the checkpoints read "
                              "random tokens): add --data, or leave them out")
     paths = run_outputs("influence-seq", config, plot=config.plot,
-                        inputs=[*(("--checkpoints", c) for c in config.checkpoints), ("--data", config.data)])
+                        inputs=[*(("--checkpoints", c) for c in config.checkpoints),
+                                *(("--data", f) for f in (corpus_files(config.data) if config.data else ()))])
     device = start_run(config, paths)
     record = RunRecord("influence-seq", config, seed=config.seed)
     seed_everything(config.seed)

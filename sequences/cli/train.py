@@ -165,7 +165,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.diagnostics.plots import plot_alignment
     from fwdlearn.rules import DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
-    from fwdlearn.sequences.data.text import check_splits, read_corpus
+    from fwdlearn.sequences.data.text import check_splits, corpus_files, read_corpus
     from fwdlearn.sequences.nn.language_model import make_language_model
     from fwdlearn.sequences.training import alignment_curves
 
@@ -187,7 +187,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
-                        scales_out=True, inputs=[("--data", config.data)])
+                        scales_out=True, inputs=[("--data", f) for f in corpus_files(config.data)])
     device = start_run(config, paths)
     corpus = read_corpus(config.data, level=config.level, limit=config.limit or None)
     # two different splits the corpus has (before the processes connect: rank 0 alone says it)

@@ -36,6 +36,7 @@ __all__ = [
     "Corpus",
     "load_text",
     "read_corpus",
+    "corpus_files",
     "check_splits",
     "KNOWN_CORPORA",
     "StreamBatcher",
@@ -475,6 +476,12 @@ def random_windows(ids: Tensor, batch_size: int, context: int, generator: torch.
     offsets = torch.arange(context + 1)
     windows = ids[starts[:, None] + offsets[None, :]]
     return windows[:, :-1], windows[:, 1:]
+
+
+def corpus_files(name_or_path: str) -> list[Path]:
+    """The files :func:`load_text` reads for ``name_or_path`` (a known name, a file, or a folder's split files);
+    the same errors as :func:`load_text` for a corpus that is not there."""
+    return list(_resolve(name_or_path)[1].values())
 
 
 def read_corpus(name_or_path: str, **kwargs: Any) -> Corpus:

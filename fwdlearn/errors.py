@@ -36,7 +36,12 @@ from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
-           "reading", "alike_on_every_process", "found_by_every_process", "warn"]
+           "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning"]
+
+
+class FwdlearnWarning(UserWarning):
+    """A warning of fwdlearn's own (:func:`warn`): the ``fwdlearn`` command prints it as one line,
+    ``fwdlearn: warning: ...`` (rank 0 alone under ``torchrun``)."""
 
 
 class UsageError(ValueError):
@@ -243,7 +248,7 @@ def found_by_every_process(error: BaseException) -> bool:
     return bool(getattr(error, "alike_on_every_process", False))
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+def warn(message: str, category: type[Warning] = FwdlearnWarning) -> None:
     """``warnings.warn`` attributed to the first caller outside fwdlearn (the user's line, however deep in the
     library the condition was found), so that Python's filters show it once per line of the user's code."""
     import sys

@@ -51,6 +51,15 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     assert f"--checkpoint {tmp_path} is a folder; give the checkpoint's file path" in capsys.readouterr().err
 
 
+def test_the_command_prints_a_warning_of_fwdlearn_as_one_line(text_file, tmp_path, capsys):
+    """A warning named the console script's line (``sys.exit(main())``) and repeated it under the message."""
+    assert main(["seq", "train", "--data", str(text_file), "--training", "dsf:gaussian", "--hidden", "64", "--layers",
+                 "1", "--steps", "1", "--context", "32", "--batch-size", "2", "--quiet", "--json",
+                 str(tmp_path / "w.json")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("fwdlearn: warning: DSF's feedback A of layer 0 has spectral radius ")
+
+
 def test_seq_train_rejects_bad_modes_and_missing_resume(text_file, tmp_path, capsys):
     assert _train(text_file, tmp_path / "x.json", "--steps", "1", "--training", "rtrl") == 2
     assert capsys.readouterr().err.startswith("fwdlearn: error: unknown rule 'rtrl'")

@@ -13,7 +13,8 @@ value, a missing, unreadable or malformed file, an unknown name, a checkpoint th
 device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
 checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in
-one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. Under ``torchrun`` an error found before the
+one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. A warning of
+fwdlearn's own is one line too, ``fwdlearn: warning: ...``. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone, and so is a later one that every process meets alike (a check of
 the flags or of the data, :func:`fwdlearn.errors.alike_on_every_process`; a divergence, found on the global batch's
 loss); any other by the rank that hit it, with its rank; a process
@@ -204,6 +205,30 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Inside the block, fwdlearn's own warnings (:class:`~fwdlearn.errors.FwdlearnWarning`) are printed as one line,
+    ``fwdlearn: warning: ...`` (the location Python would name is the command's entry point), by rank 0 alone under
+    torchrun (every process meets them alike); other warnings as Python shows them."""
+    import warnings
+
+    from fwdlearn.errors import FwdlearnWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, FwdlearnWarning):
+            shown(message, category, filename, lineno, file, line)
+        elif launch_rank() == 0:
+            print(f"fwdlearn: warning: {message}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def _out_of_memory(error: BaseException) -> bool:
     """An allocation torch could not make (CPU or GPU): a size flag too large, not a bug."""
     torch = sys.modules.get("torch")
@@ -293,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fwdlearn.runs import release_runs
 
     try:
-        with invoked_as(argv), _terminate_as_interrupt():  # (the reports' "Command:" lines say argv, also for
-            status = run(args)                              # main([...]) called from Python)
+        with invoked_as(argv), _terminate_as_interrupt(), _one_line_warnings():  # (the reports' "Command:" lines
+            status = run(args)                                                # say argv, also for main([...]))
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
         code = exit_status(error)
         if isinstance(error, KeyboardInterrupt) and _terminated:

@@ -65,6 +65,7 @@ __all__ = [
     "Checkpointing",
     "read_checkpoint",
     "load_torch",
+    "load_device",
     "tensor_fingerprint",
     "check_fingerprint",
     "load_optimizer_state",
@@ -391,6 +392,23 @@ def _safe_globals() -> list[Any]:
 
     multiarray = getattr(np, "_core", None) or np.core  # (NumPy 2 / 1)
     return [Cost, FitResult, multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def load_device(map_location: Any) -> Any:
+    """The ``torch.device`` a loader's ``map_location`` names (a model file is read on the CPU, then the model moved
+    there); ``ValueError`` when it is not a device or not on this machine."""
+    import torch
+
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"map_location={map_location!r} is not a device; give 'cpu', 'cuda', 'cuda:N' or a "
+                         "torch.device") from None
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"map_location={map_location!r}: this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s); load it with map_location='cpu'")
+    return device
 
 
 def load_torch(path: str | Path, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -153,3 +154,8 @@ def test_readme_python_snippets_run_in_order_with_tiny_budgets(tmp_path, monkeyp
     assert namespace["tf"].rule.depth.name == "dfa"
     for match in re.findall(r'checkpoint="([^"]+)"', "".join(blocks)):  # relative: under the fresh folder
         assert (tmp_path / match).is_file(), match
+    from fwdlearn.graphs import ForwardGNN  # the saved model reads back as the one that wrote it
+
+    loaded = ForwardGNN.load(tmp_path / "runs" / "sf-api.pt")
+    assert loaded.rule == namespace["model"].rule
+    assert torch.equal(loaded(namespace["data"].x, namespace["data"].edge_index), namespace["scores"])

@@ -804,3 +804,42 @@ def test_sf_steps_take_the_output_the_evaluation_before_them_computed(karate, mo
     report = model.fit(karate, epochs=5, patience=None, eval_every=1, quiet=True)
     assert len(calls) == 1 + 5 + 1  # the first step's loss, five evaluations, the finished layer's outputs (was 11)
     assert report.history[-1]["loss"] < report.history[0]["loss"]  # (it trained: each step read fresh weights)
+
+
+@pytest.mark.parametrize("method", ["sf", "ff-la", "bp", "dfa:gaussian"])
+def test_a_saved_model_loads_to_the_same_scores(method, tmp_path):
+    """There was no way to keep a trained graph model but rebuilding it by hand with every option and loading its
+    state_dict."""
+    from fwdlearn.errors import InputError
+
+    data = tiny_graph()
+    torch.manual_seed(0)
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method, seed=3, **({"tau": 0.5} if method == "sf" else {}))
+    model = model.double()
+    model.fit(Data(**{**data.to_dict(), "x": data.x.double()}), epochs=2, quiet=True)
+    path = model.save(tmp_path / "m.pt")
+    loaded = ForwardGNN.load(path)
+    assert loaded.rule == model.rule and loaded.options == model.options and loaded.seed == 3
+    wide = Data(**{**data.to_dict(), "x": data.x.double()})  # (float64 features for the float64 model)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    assert torch.equal(loaded.scores(wide), model.scores(wide))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(FileExistsError):
+        model.save(path)
+    from fwdlearn.sequences import RecurrentLM
+
+    RecurrentLM(4, hidden=4, layers=1).save(tmp_path / "lm.pt")
+    with pytest.raises(InputError, match=r"lm\.pt is not a ForwardGNN model file \(ForwardGNN\.save writes one"):
+        ForwardGNN.load(tmp_path / "lm.pt")
+
+
+def test_a_saved_link_predictor_loads_to_the_same_probabilities(tmp_path):
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    data = tiny_graph()
+    torch.manual_seed(0)
+    model = ForwardLinkPredictor(5, hidden=8, layers=2, method="ff", theta=1.5)
+    pairs = data.edge_index[:, :6]
+    loaded = ForwardLinkPredictor.load(model.save(tmp_path / "l.pt"))
+    assert loaded.config_dict() == model.config_dict()
+    assert torch.equal(loaded(data.x, data.edge_index, pairs), model(data.x, data.edge_index, pairs))

@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, check_representable, check_seed, is_integer, reading
-from fwdlearn.files import atomic_write, refuse_overwrite
-from fwdlearn.fit import load_torch
+from fwdlearn.errors import InputError, check_representable, check_seed, is_integer
+from fwdlearn.model_files import load_model, save_model
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule
 
@@ -237,16 +236,13 @@ class LanguageModel(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, vocab=None, overwrite: bool = False) -> Path:
-        """Write ``{"kind", "config", "model", "vocab"}`` atomically (refuses to overwrite unless ``overwrite``, and a
-        ``vocab`` of more tokens than the model reads)."""
-        path = Path(path)
+        """Write ``{"kind", "config", "model", "vocab"}`` atomically (:func:`fwdlearn.model_files.save_model`: refuses
+        to overwrite unless ``overwrite``), refusing a ``vocab`` of more tokens than the model reads."""
         if vocab is not None and len(vocab) > self.vocab_size:
             raise ValueError(f"the vocabulary holds {len(vocab)} tokens but the model reads {self.vocab_size} "
                              "(vocab_size): save it with the vocabulary it was built for")
-        refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
-        bundle = {"kind": self.config.kind, "config": self.config_dict(), "model": self.state_dict(),
-                  "vocab": vocab.state_dict() if vocab is not None else None}
-        return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
+        return save_model(self, path, self.config.kind, self.config_dict(), overwrite,
+                          vocab=vocab.state_dict() if vocab is not None else None)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu"):
@@ -266,53 +262,19 @@ def _bundle(path: Path, ckpt: Any) -> dict[str, Any]:
 
 def load_language_model(path: str | Path, map_location: str | torch.device = "cpu"):
     """``(model, vocab)`` from a saved model or a ``fwdlearn seq train`` checkpoint, whatever its kind; the model on
-    the device ``map_location`` names."""
+    the device ``map_location`` names (:func:`fwdlearn.model_files.load_model`)."""
     from fwdlearn.sequences.data.text import Vocabulary
 
-    path = Path(path)
-    device = _load_device(map_location)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give the model file's path (e.g. {path / 'model.pt'})")
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    with reading(path, "a language model", "it may have been cut short or is another kind of file"):
-        bundle = _bundle(path, load_torch(path, map_location="cpu"))  # (built on the CPU, then moved: below)
+    def build(bundle: dict[str, Any]) -> LanguageModel:
         config = dict(bundle["config"])
-        kind = bundle.get("kind") or config.get("kind", "recurrent")
-        try:
-            model = LM_KINDS.get(kind).from_config(config)
-        except (ValueError, TypeError) as error:  # a kind this process has not registered, a config it cannot build
-            raise InputError(f"{path}: {error}; it was written by a model kind (registered in other code) or a "
-                             "fwdlearn version this one cannot build") from None
-        saved = {t.dtype for t in bundle["model"].values() if torch.is_tensor(t) and t.is_floating_point()}
-        if len(saved) == 1:  # a float64 or bfloat16 model comes back as it was saved, not as float32
-            model.to(saved.pop())
-        try:
-            model.load_state_dict(bundle["model"])
-        except RuntimeError as error:  # (its first line alone names no key)
-            detail = " ".join(str(error).split())[:400]
-            raise InputError(f"the weights in {path} do not fit the {kind} model its config describes ({detail}); "
-                             "it was edited, or written by another fwdlearn version") from None
-        vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
-        if vocab is not None and len(vocab) > model.vocab_size:
-            raise InputError(f"{path}: its vocabulary holds {len(vocab)} tokens but its model reads {model.vocab_size} "
-                             "(vocab_size); it was saved with another model's vocabulary")
-    return model.to(device), vocab
+        return LM_KINDS.get(bundle.get("kind") or config.get("kind", "recurrent")).from_config(config)
 
-
-def _load_device(map_location: str | torch.device) -> torch.device:
-    """The device ``map_location`` names, refused when it is not a device or not on this machine."""
-    try:
-        device = torch.device(map_location)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"map_location={map_location!r} is not a device; give 'cpu', 'cuda', 'cuda:N' or a "
-                         "torch.device") from None
-    if device.type == "cuda" and (not torch.cuda.is_available()
-                                  or (device.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"map_location={map_location!r}: this machine has {torch.cuda.device_count()} CUDA "
-                         "device(s); load it with map_location='cpu'")
-    return device
-
+    model, bundle = load_model(path, "a language model", build, _bundle, map_location)
+    vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
+    if vocab is not None and len(vocab) > model.vocab_size:
+        raise InputError(f"{path}: its vocabulary holds {len(vocab)} tokens but its model reads {model.vocab_size} "
+                         "(vocab_size); it was saved with another model's vocabulary")
+    return model, vocab
 
 def model_arguments(model: str) -> set[str]:
     """The keyword arguments the class of ``model`` (a name :func:`make_language_model` takes) accepts."""

@@ -1,0 +1,84 @@
+"""Model files: a trained model written as ``{"kind", "config", "model", ...}`` and read back.
+
+A domain's model class says what its ``config`` is (what builds it again) and which ``kind`` names it; this module
+writes the file atomically, refusing to overwrite one unless asked, and reads it with torch's ``weights_only``
+loader (:func:`fwdlearn.fit.load_torch`), rebuilding the model on the CPU in the saved dtype and moving it to the
+device asked for. Every failure names the file: not a model file, a kind or config this process cannot build,
+weights that do not fit the config.
+
+Example::
+
+    save_model(model, "runs/m.pt", kind="forward-gnn", config=model.config_dict())
+    model, bundle = load_model("runs/m.pt", "a ForwardGNN model", lambda b: ForwardGNN(**b["config"]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fwdlearn.errors import InputError, reading
+from fwdlearn.files import atomic_write, refuse_overwrite
+from fwdlearn.fit import load_device, load_torch
+
+__all__ = ["save_model", "load_model"]
+
+
+def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], overwrite: bool = False,
+               **extra: Any) -> Path:
+    """Write ``{"kind": kind, "config": config, "model": model.state_dict(), **extra}`` to ``path`` atomically;
+    refused when ``path`` exists unless ``overwrite``."""
+    import torch
+
+    path = Path(path)
+    refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
+    bundle = {"kind": kind, "config": config, "model": model.state_dict(), **extra}
+    return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
+
+
+def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], Any],
+               bundle_of: Callable[[Path, Any], dict[str, Any]] | None = None,
+               map_location: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+    """``(model, bundle)`` from the file at ``path``: ``bundle_of(path, loaded)`` finds the bundle in what was read
+    (default: the file itself, which must hold ``"config"`` and ``"model"``), ``build(bundle)`` makes the model on
+    the CPU (a ``ValueError`` / ``TypeError`` there is the file's: a kind or config this process cannot build); the
+    weights are loaded in the saved dtype and the model moved to ``map_location``'s device.
+
+    Raises:
+        InputError: naming ``path``: not such a file, cut short, a config that cannot be built, weights that do
+            not fit. ``FileNotFoundError`` / ``IsADirectoryError`` for a missing file or a folder, ``ValueError`` for
+            a ``map_location`` that is not a device here.
+    """
+    import torch
+
+    path = Path(path)
+    device = load_device(map_location)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the model file's path (e.g. {path / 'model.pt'})")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    with reading(path, what, "it may have been cut short or is another kind of file"):
+        loaded = load_torch(path, map_location="cpu")  # (built on the CPU, then moved)
+        if bundle_of is not None:
+            bundle = bundle_of(path, loaded)
+        elif isinstance(loaded, dict) and isinstance(loaded.get("config"), dict) and "model" in loaded:
+            bundle = loaded
+        else:
+            raise InputError(f"{path} is not {what} file")
+        try:
+            model = build(bundle)
+        except (ValueError, TypeError) as error:  # a kind not registered in this process, a config it cannot take
+            raise InputError(f"{path}: {error}; it was written by a kind (registered in other code) or a fwdlearn "
+                             "version this one cannot build") from None
+        saved = {t.dtype for t in bundle["model"].values() if torch.is_tensor(t) and t.is_floating_point()}
+        if len(saved) == 1:  # a float64 or bfloat16 model comes back as it was saved, not as float32
+            model.to(saved.pop())
+        try:
+            model.load_state_dict(bundle["model"])
+        except RuntimeError as error:  # (its first line alone names no key)
+            detail = " ".join(str(error).split())[:400]
+            kind = f"{bundle['kind']} " if isinstance(bundle.get("kind"), str) else ""
+            raise InputError(f"the weights in {path} do not fit the {kind}model its config describes ({detail}); it "
+                             "was edited, or written by another fwdlearn version") from None
+    return model.to(device), bundle

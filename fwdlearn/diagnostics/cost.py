@@ -217,8 +217,9 @@ def measure_cost(fn: Callable[[], Any], device: torch.device | str | None = None
             timing is synchronised.
         memory: also measure memory (default). Counting saved tensors runs a Python hook per tensor
             and the exact peak makes the step take its memory back from the system, both of which cost
-            time: to time a step as it runs in a training loop, call with ``memory=False`` (the memory
-            fields are then 0).
+            time: to time a step as it runs in a training loop, call with ``memory=False`` (the saved-tensor
+            and RSS fields are then 0; on CUDA the peak allocated memory is still read, from torch's own
+            counters, which cost no time).
     """
     cuda = device is not None and torch.device(device).type == "cuda"
     cuda_start = None

@@ -56,6 +56,25 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     (folder / "notes.txt").write_text("mine")  # with --overwrite and no plots, the old plots go; the user's file stays
     assert main(["quickstart", *TINY, "--name", "first", "--overwrite", "--no-plots"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "record.json", "report.md"]
+    assert ".png" not in (folder / "report.md").read_text()  # (it named sequence-influence.png, not drawn)
+    # R reads every lag of the window (a cut-off at 3 x lag dropped a quarter of DSF's influence)
+    curves = [r["influence_curve"] for r in json.loads((folder / "record.json").read_text())["summary"]["sequences"]
+              ["runs"].values()]
+    assert {len(c) for c in curves} == {2 + 32}  # lags 0 .. length - 1 of a lag-2 task of length lag + 32
+
+
+def test_a_quickstart_that_cannot_start_leaves_no_folder_and_names_a_fix_it_takes(tmp_path, monkeypatch, capsys):
+    """A bad --device or --graph left an empty report folder; --graph cora without its files suggested --download,
+    which quickstart does not take."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FWDLEARN_DATA_DIR", raising=False)
+    for flags in (["--device", "bogus"], ["--graph", "nosuch"], ["--graph", "cora"]):
+        assert main(["quickstart", *TINY, *flags, "--name", "x"]) == 2
+        err = capsys.readouterr().err
+        assert not (tmp_path / "runs").exists(), flags
+    assert err.strip() == ("fwdlearn: error: --graph cora: its files are not in FWDLEARN_DATA_DIR (not set); "
+                           "quickstart reads local data only: set FWDLEARN_DATA_DIR to a folder holding them (the "
+                           "README's data table), or use --graph sbm or karate (built in)")
 
 
 def test_a_second_quickstart_of_the_same_name_is_refused_while_the_first_runs(tmp_path, monkeypatch, capsys):

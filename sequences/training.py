@@ -132,7 +132,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
                 prefix: str = "") -> dict[str, float]:
     r"""Mean next-token loss over ``ids`` walked as ``batch_size`` streams with the state carried:
     ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``). Windows are cut to ``model.max_context``
-    (a transformer's positions), each then read on its own."""
+    (a transformer's positions); a model without a carried state (the transformer, the causal convolution) reads
+    each window on its own, from its first token, so its loss depends on ``context``."""
     if not isinstance(ids, Tensor):
         hint = ": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else ""
         raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")

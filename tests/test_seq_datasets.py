@@ -23,8 +23,10 @@ def test_char_vocabulary_round_trips_and_saves():
     assert vocab.decode(ids) == text
     again = Vocabulary.from_state_dict(vocab.state_dict())
     assert again == vocab and again.decode(ids) == text
-    with pytest.raises(ValueError, match="not in the vocabulary"):
-        vocab.encode("xyzQ")
+    with pytest.raises(ValueError, match=r"tokens 'Q', 'x', 'y', 'z' are not in the vocabulary \(\d+ char tokens\)"):
+        vocab.encode("xyzQ")  # (every unknown token named: it named the first alone)
+    with pytest.raises(ValueError, match=r"ids \[-1, 99\] are outside this vocabulary's \[0, \d+\]"):
+        vocab.decode([0, -1, 99])  # (-1 decoded as the last token; 99 a bare IndexError)
 
 
 def test_word_vocabulary_round_trips_lines():

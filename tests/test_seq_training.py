@@ -384,6 +384,9 @@ def test_fit_evaluate_and_generate_check_the_model_against_the_data():
         small.evaluate(torch.zeros(5, 40, dtype=torch.long), max_tokens=20)  # rows were scored end to end
     larger = RecurrentLM(16, cell="gru", hidden=4, layers=1)  # fit accepts a corpus of fewer tokens: so does generate
     assert len(larger.generate("abc", 40, vocab=vocab, seed=0)) == 43  # (it drew ids past the vocabulary, then failed)
+    with pytest.raises(ValueError, match=rf"the prompt holds id 15, which the vocabulary \({len(vocab)} tokens\) "
+                                         r"cannot decode"):
+        larger.generate(torch.tensor([0, 15]), 3, vocab=vocab, seed=0)  # (an IndexError in decode, after sampling)
     with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got Corpus: pass one of its splits"):
         RecurrentLM(10, cell="gru", hidden=4, layers=1).evaluate(corpus)
     adding = AddingProblem(length=10)

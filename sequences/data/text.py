@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
-from fwdlearn.errors import UsageError, check_int, check_range
+from fwdlearn.errors import UsageError, check_int, check_range, is_integer
 
 __all__ = [
     "Vocabulary",
@@ -84,15 +84,21 @@ class Vocabulary:
         """Token ids (``int64``) of ``text`` (a string, tokenised at this level, or a token list); ``open_end``: see
         :func:`tokenize`."""
         pieces = tokenize(text, self.level, open_end) if isinstance(text, str) else list(text)
-        try:
-            return torch.tensor([self.index[p] for p in pieces], dtype=torch.long)
-        except KeyError as error:
-            raise ValueError(f"token {error.args[0]!r} is not in the vocabulary ({len(self)} {self.level} tokens); "
-                             "build the vocabulary from text that contains it") from None
+        unknown = sorted({p for p in pieces if p not in self.index}, key=str)
+        if unknown:  # (every one named: the first alone took one fix per token)
+            named = ", ".join(map(repr, unknown[:20])) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+            raise ValueError(f"{'token' if len(unknown) == 1 else 'tokens'} {named} "
+                             f"{'is' if len(unknown) == 1 else 'are'} not in the vocabulary ({len(self)} {self.level} "
+                             "tokens); build the vocabulary from text that contains them")
+        return torch.tensor([self.index[p] for p in pieces], dtype=torch.long)
 
     def decode(self, ids: Tensor | Sequence[int]) -> str:
         """The text of ``ids``."""
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        outside = sorted({i for i in ids if not (is_integer(i) and 0 <= i < len(self))}, key=str)
+        if outside:  # (a negative id decoded as a token from the end of the list)
+            raise ValueError(f"ids {outside[:10]} are outside this vocabulary's [0, {len(self) - 1}]: decode ids the "
+                             "vocabulary encoded (or a model of its size drew)")
         pieces = [self.tokens[i] for i in ids]
         if self.level == "char":
             return "".join(pieces)

@@ -209,6 +209,9 @@ class LanguageModel(nn.Module):
         if not greedy:  # (1e-46 is 0 in float32: every logit / 0 was NaN, torch.multinomial's raw error)
             check_representable("temperature", temperature)  # (float32's range: the logits are divided at least
             # in it, also for a float16 model)
+        if vocab is not None and int(ids.max()) >= len(vocab):
+            raise ValueError(f"the prompt holds id {int(ids.max())}, which the vocabulary ({len(vocab)} tokens) cannot "
+                             "decode: give ids below its size")
         device = self.device
         gen = torch.Generator(device=device)
         if not greedy:  # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed

@@ -465,7 +465,8 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
 
 
 def _check_scan(e: Tensor, a: Tensor, dim: int) -> int:
-    """``dim`` as a non-negative index, after checking ``e [..., T, d]`` (time at ``dim``) and ``a [d]`` / ``[d, d]``."""
+    """``dim`` as a non-negative index, after checking ``e [..., T, d]`` (time at ``dim``) and ``a [d]`` /
+    ``[d, d]``."""
     if e.dim() < 2:
         raise ValueError(f"reverse_scan needs e of shape [..., T, d]; got {tuple(e.shape)}")
     if not -e.dim() <= dim < e.dim():
@@ -475,7 +476,8 @@ def _check_scan(e: Tensor, a: Tensor, dim: int) -> int:
         raise ValueError("reverse_scan: the time dimension must not be the last (channel) dimension")
     d = e.shape[-1]
     if a.shape not in ((d,), (d, d)):
-        raise ValueError(f"reverse_scan: a must have shape [{d}] or [{d}, {d}] to match e's channels; got {tuple(a.shape)}")
+        raise ValueError(f"reverse_scan: a must have shape [{d}] or [{d}, {d}] to match e's channels; got "
+                         f"{tuple(a.shape)}")
     return dim
 
 

@@ -90,7 +90,8 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = False, total: int | None = None, **kwargs: Any):
+def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = False, total: int | None = None,
+             **kwargs: Any):
     """A tqdm progress bar over ``iterable`` (a disabled one when ``quiet``). Written to a file rather than a terminal
     (a job's log), it redraws at most every 30 s: ten redraws a second would add megabytes to an hour's log."""
     import sys
@@ -763,7 +764,8 @@ class Trainer:
             _set_rng_state(ckpt["rng"])
         return best_state
 
-    def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int, result: FitResult) -> Mapping[str, Any]:
+    def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int,
+                  result: FitResult) -> Mapping[str, Any]:
         try:
             if not (self.measure_first_step and result.first_step_cost is None):
                 return step(i) or {}
@@ -842,7 +844,8 @@ class Trainer:
                 if evaluated:
                     metrics = dict(evaluate())
                     if self.monitor not in metrics:
-                        raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is {self.monitor!r}")
+                        raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is "
+                                       f"{self.monitor!r}")
                     value = float(metrics[self.monitor])
                     if not math.isfinite(value):
                         raise self._non_finite(i, f"the validation {self.monitor} is {value}, so no best state can be "

@@ -103,7 +103,8 @@ def result_paths(out: str | Path) -> tuple[Path, Path, Path]:
 
 def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                   title: str = "", command: str | None = None, notes: str = "",
-                  headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+                  headers: Mapping[str, str] | None = None,
+                  extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<out>.json`` (rows, command, versions, extra) and ``<out>.md`` (title, command, table, notes),
     each atomically; the JSON is valid (non-finite numbers as ``null``, listed under ``"non_finite"``).
 

@@ -242,7 +242,8 @@ class TBPTT(TimeRule):
         try:
             k = int(args[0])
         except ValueError:
-            raise ValueError(f"truncated BPTT needs a positive integer window, e.g. 'tbptt:32'; got 'tbptt:{args[0]}'") from None
+            raise ValueError(f"truncated BPTT needs a positive integer window, e.g. 'tbptt:32'; got "
+                             f"'tbptt:{args[0]}'") from None
         return cls(k)
 
     @classmethod

@@ -376,8 +376,8 @@ def _process_checkpoints(path: Path, overwrite: bool) -> tuple[Path, ...]:
     pattern = re.compile(re.escape(path.name) + r"\.rank(\d+)(\.prev)?")  # (process_checkpoint's names, and the
     # save before the last each process keeps: fwdlearn.fit.previous_checkpoint)
     siblings = path.parent.iterdir() if path.parent.is_dir() else ()
-    found = sorted((p for p in siblings if pattern.fullmatch(p.name)),
-                   key=lambda p: (int(pattern.fullmatch(p.name)[1]), p.name))  # (rank order, each file before its .prev)
+    found = sorted((p for p in siblings if pattern.fullmatch(p.name)),  # rank order, each file before its .prev
+                   key=lambda p: (int(pattern.fullmatch(p.name)[1]), p.name))
     if found and not overwrite:
         raise FileExistsError(f"{found[0]} is a checkpoint of an earlier run of this name with several processes; "
                               "pass --resume (with as many processes) to continue it, --overwrite to start over (it "

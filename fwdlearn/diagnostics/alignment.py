@@ -63,7 +63,8 @@ class Alignment:
     degrees: float
 
 
-def gradient_alignment(a: Mapping[str, Tensor] | Sequence[Tensor], b: Mapping[str, Tensor] | Sequence[Tensor]) -> Alignment:
+def gradient_alignment(a: Mapping[str, Tensor] | Sequence[Tensor],
+                       b: Mapping[str, Tensor] | Sequence[Tensor]) -> Alignment:
     """Cosine and angle per tensor and over all tensors concatenated.
 
     Args:
@@ -103,4 +104,5 @@ def feedback_alignment(pairs: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, 
     Returns:
         ``{point: a_l}`` in ``[-1, 1]``; positive means the feedback descends the loss at that point.
     """
-    return {name: float(per_sample_cosine(signal, true, dim=-1).double().mean()) for name, (signal, true) in pairs.items()}
+    return {name: float(per_sample_cosine(signal, true, dim=-1).double().mean())
+            for name, (signal, true) in pairs.items()}

@@ -69,7 +69,8 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
 
 
 def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    r"""Jacobian L1 mass of every input row: :math:`m_p = \sum_i \lVert \partial (\sum_s y_{s,i}) / \partial x_p \rVert_1`.
+    r"""Jacobian L1 mass of every input row:
+    :math:`m_p = \sum_i \lVert \partial (\sum_s y_{s,i}) / \partial x_p \rVert_1`.
 
     Args:
         f: maps ``x`` (``[..., F]``, features last) to the seeds' outputs ``[S, C]``. Every input row
@@ -89,7 +90,8 @@ def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     with torch.enable_grad():
         out = f(inputs)
         if out.dim() != 2:
-            raise ValueError(f"jacobian_l1: f must return the seeds' outputs as [seeds, channels]; got {tuple(out.shape)}")
+            raise ValueError(f"jacobian_l1: f must return the seeds' outputs as [seeds, channels]; got "
+                             f"{tuple(out.shape)}")
         if not out.requires_grad:  # (autograd's "element 0 of tensors does not require grad")
             raise ValueError("the model's output does not depend on its input (no gradient reaches x): the influence "
                              "of every input is zero; check that the model reads x, and that it is not run under "
@@ -146,7 +148,8 @@ def influence_curve(totals: Tensor, normalize: bool = True) -> Tensor:
     curve = totals.mean(dim=0)
     if normalize:
         if curve[0] == 0:
-            raise ZeroDivisionError("the distance-0 influence is zero, so the curve cannot be normalised; use normalize=False")
+            raise ZeroDivisionError("the distance-0 influence is zero, so the curve cannot be normalised; use "
+                                    "normalize=False")
         curve = curve / curve[0]
     return curve
 

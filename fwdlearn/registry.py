@@ -58,21 +58,27 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._entries)
 
+    def _key(self, name: object) -> object:
+        """The key ``name`` is looked up by: lower-cased in a ``lower_case`` registry."""
+        return name.lower() if self.lower_case and isinstance(name, str) else name
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return self._key(name) in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
     def get(self, name: str) -> Any:
-        """The entry named ``name`` (imported on first use); ``ValueError`` listing the names if unknown."""
-        if name not in self._entries:
+        """The entry named ``name`` (imported on first use; in a ``lower_case`` registry ``name`` in any case);
+        ``ValueError`` listing the names if unknown."""
+        key = self._key(name)
+        if key not in self._entries:
             raise ValueError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._entries)}")
-        target = self._entries[name]
+        target = self._entries[key]
         if isinstance(target, str):
             module, _, attribute = target.partition(":")
             target = getattr(import_module(module), attribute)
-            self._entries[name] = target
+            self._entries[key] = target
         return target
 
 

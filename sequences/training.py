@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
-from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range, check_representable, is_integer,
-                             warn)
+from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range, check_representable,
+                             is_integer, warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
                           read_checkpoint, seed_everything, tensor_fingerprint)
@@ -138,8 +138,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
         hint = ": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else ""
         raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")
     if ids.dim() != 1:
-        raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: flatten "
-                         "a stream (ids.flatten()) or evaluate each row on its own")
+        raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: "
+                         "flatten a stream (ids.flatten()) or evaluate each row on its own")
     _check_ints(context=context, batch_size=batch_size, max_tokens=max_tokens)
     if model.max_context is not None:
         context = min(context, model.max_context)
@@ -235,7 +235,8 @@ class TrainState:
     def __init__(self, model, optimizer: torch.optim.Optimizer, vocab: Vocabulary | None = None,
                  batcher: StreamBatcher | None = None, generator: torch.Generator | None = None,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> None:
-        self.model, self.optimizer, self.vocab, self.batcher, self.generator = model, optimizer, vocab, batcher, generator
+        self.model, self.optimizer, self.vocab = model, optimizer, vocab
+        self.batcher, self.generator = batcher, generator
         self.scheduler = scheduler
         self.carry: list[Tensor] | None = None
 
@@ -253,7 +254,8 @@ class TrainState:
         }
 
     def best_state_dict(self) -> dict[str, Any]:
-        """What :func:`~fwdlearn.sequences.nn.language_model.load_language_model` reads: kind, config, weights, vocabulary."""
+        """What :func:`~fwdlearn.sequences.nn.language_model.load_language_model` reads: kind, config, weights,
+        vocabulary."""
         return {"kind": self.model.config.kind, "config": self.model.config_dict(),
                 "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 "vocab": self.vocab.state_dict() if self.vocab is not None else None}
@@ -572,8 +574,8 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
              overwrite: bool = False, diverge_factor: float | None = 100.0) -> FitReport:
     """Train on fresh samples of a synthetic task (drawn with ``seed``); validation on a fixed sample set
     (:data:`VALIDATION_SEED`; ``val_accuracy`` or ``val_mse``), which picks the state restored at the end, so score
-    the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these overrides (``None``: the default); other
-    arguments as :func:`fit_lm`."""
+    the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these
+    overrides (``None``: the default); other arguments as :func:`fit_lm`."""
     _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
     check_int("eval_batches", eval_batches, 1)  # (before any work, not at the first evaluation)
     check_trainable_dtype(model, f"this {type(model).__name__}")

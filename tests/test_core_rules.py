@@ -140,6 +140,11 @@ def test_a_graph_method_defined_in_a_test_file_trains_without_editing_the_librar
         with pytest.raises(ValueError, match="a graph method's name must be .* in lower case; got 'Toy-Readout': use "
                                              "'toy-readout'"):  # (listed, never found: lookups lower-case the name)
             METHODS.register("Toy-Readout", ReadoutPerLayer)
+        # the registry's own lookups lower-case the name, as its docs say (only the domain resolvers did)
+        assert METHODS.get("Toy-Readout") is ReadoutPerLayer and "TOY-READOUT" in METHODS
+        from fwdlearn.graphs.registries import CONV_KINDS
+
+        assert CONV_KINDS.get("GCN") is CONV_KINDS.get("gcn")
     finally:
         METHODS.unregister("toy-readout")
 

@@ -386,7 +386,8 @@ def _check_shapes(cell: type[KernelCell], u: Tensor, s0: Tensor, w_ih: Tensor, w
             or b_hh.shape != (rows,):
         raise ValueError(f"these are not {cell.name} weights: a {cell.name} layer of hidden size H has "
                          f"W_ih [{cell.gates}H, I], W_hh [{cell.gates}H, H] and biases [{cell.gates}H]; "
-                         f"got W_ih {tuple(w_ih.shape)}, W_hh {tuple(w_hh.shape)}, b_ih {tuple(b_ih.shape)}, b_hh {tuple(b_hh.shape)}")
+                         f"got W_ih {tuple(w_ih.shape)}, W_hh {tuple(w_hh.shape)}, b_ih {tuple(b_ih.shape)}, "
+                         f"b_hh {tuple(b_hh.shape)}")
     if u.dim() != 3 or u.shape[-1] != w_ih.shape[1]:
         raise ValueError(f"the {cell.name} layer's input must be [batch, time, {w_ih.shape[1]}]; got {tuple(u.shape)}")
     state = (u.shape[0], cell.state_width * H)

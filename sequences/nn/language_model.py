@@ -70,7 +70,8 @@ class LanguageModel(nn.Module):
                       loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Any]:
         """``(loss, state)`` of one training window: ``loss_fn(logits, targets)`` (default: the mean next-token
         cross-entropy) plus whatever the model's rule adds (e.g. per-block losses under ``local:readout``).
-        :func:`~fwdlearn.sequences.training.fit_lm` backpropagates it once (:func:`fwdlearn.schedules.end_to_end_step`)."""
+        :func:`~fwdlearn.sequences.training.fit_lm` backpropagates it once
+        (:func:`fwdlearn.schedules.end_to_end_step`)."""
         from fwdlearn.sequences.training import lm_loss
 
         logits, state = self(tokens, state)
@@ -138,7 +139,8 @@ class LanguageModel(nn.Module):
         parameters' dtype (what :meth:`embed` returns)."""
         if not isinstance(emb, Tensor) or emb.dim() != 3 or emb.shape[-1] != width or emb.shape[1] == 0:
             found = tuple(emb.shape) if isinstance(emb, Tensor) else type(emb).__name__
-            raise ValueError(f"embeddings must be [batch, time >= 1, {width}] (what embed(tokens) returns); got {found}")
+            raise ValueError(f"embeddings must be [batch, time >= 1, {width}] (what embed(tokens) returns); got "
+                             f"{found}")
         dtype = next(self.parameters()).dtype
         if emb.dtype != dtype:  # (torch's own error named no tensor; a lower precision passed and came back in it)
             raise TypeError(f"the embeddings are {emb.dtype} but the model's parameters are {dtype}: convert one of "
@@ -169,7 +171,9 @@ class LanguageModel(nn.Module):
         from fwdlearn.sequences.data.tasks import SequenceTask
         from fwdlearn.sequences.training import evaluate_lm, evaluate_task
 
-        return evaluate_task(self, data, **kwargs) if isinstance(data, SequenceTask) else evaluate_lm(self, data, **kwargs)
+        if isinstance(data, SequenceTask):
+            return evaluate_task(self, data, **kwargs)
+        return evaluate_lm(self, data, **kwargs)
 
     @torch.no_grad()
     def generate(self, prompt: Tensor | str, steps: int, temperature: float = 1.0, vocab=None,
@@ -256,7 +260,7 @@ class LanguageModel(nn.Module):
 def _bundle(path: Path, ckpt: Any) -> dict[str, Any]:
     if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
         return ckpt
-    if isinstance(ckpt, dict):  # a Trainer checkpoint: the bundle is under best_state (or state, when the best is the last)
+    if isinstance(ckpt, dict):  # a Trainer checkpoint: the bundle is under best_state (or state: the best is the last)
         inner = ckpt.get("best_state") or ckpt.get("state")
         if isinstance(inner, dict) and "model" in inner and "config" in inner:
             return inner

@@ -113,7 +113,8 @@ class RecurrentBlock(nn.Module):
         self.normalized_taps: frozenset[str] = frozenset()
         if norm:  # the stream after the layer and the block output are read through LayerNorms only
             self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-            self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
+            self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(),
+                                     nn.Linear(mlp_ratio * width, width))
             self.taps = {"rnn": width, "mlp": mlp_ratio * width, "out": width}
             self.normalized_taps = frozenset({"rnn", "out"})
 

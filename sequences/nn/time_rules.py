@@ -71,7 +71,7 @@ class StatefulLayer(Protocol):
 
     state_size: int
 
-    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # differentiable through time: (out [B,T,H], s_T)
+    def run(self, u: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]: ...  # through time: (out [B,T,H], s_T)
 
     def scan(self, u: Tensor, s0: Tensor) -> Tensor: ...  # every state [B,T,S], no graph
 
@@ -108,7 +108,8 @@ def recomputed_states(layer: StatefulLayer, u: Tensor, s0: Tensor) -> Tensor:
     return layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
 
 
-def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor, feedback: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor,
+                    feedback: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     r"""FT-BPTT (``feedback=None``) or DSF states of one layer.
 
     1. the one-step states :math:`\tilde s_t = f_\theta(u_t, \operatorname{sg}(s_{t-1}))`: from the layer's

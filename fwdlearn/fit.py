@@ -50,6 +50,7 @@ __all__ = [
     "progress",
     "evaluating",
     "training_mode",
+    "keeps_mode",
     "frozen",
     "check_finite",
     "check_trainable_dtype",
@@ -162,6 +163,21 @@ def training_mode(mode: bool, *modules: nn.Module | None) -> Iterator[None]:
     finally:
         for sub, was in saved:
             sub.training = was
+
+
+def keeps_mode(fit: Callable) -> Callable:
+    """Decorate a fit (a method, or a function whose first argument is the model) so that it gives the model back
+    the train/eval mode it had, every submodule its own: a fit switches modes as it trains and evaluates, and left
+    a graph model in ``eval()`` and a language model in ``train()`` (a plain call after it then applied dropout, and
+    the rule's gradients to a user's own backward)."""
+    import functools
+
+    @functools.wraps(fit)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with training_mode(model.training, model):
+            return fit(model, *args, **kwargs)
+
+    return wrapper
 
 
 def evaluating(*modules: nn.Module | None) -> AbstractContextManager[None]:
@@ -793,10 +809,23 @@ class Trainer:
                 restored at the end and saved in checkpoints (``best_state_dict()`` /
                 ``load_best_state_dict()``, when it has them, say what the best state needs).
 
+        Training takes gradients whatever the caller's mode: inside ``torch.no_grad()`` the steps run with gradients
+        on (a layer-by-layer fit there took no step and reported the untrained model as trained); inside
+        ``torch.inference_mode()``, which no block can turn off for the tensors made in it, the run is refused.
+
         Raises:
             DivergenceError: a loss was NaN/inf or grew past the limit (the checkpoint keeps the last good state).
             TrainingInterrupted: Ctrl-C (the checkpoint keeps the last saved step).
+            UsageError: called inside ``torch.inference_mode()``.
         """
+        if torch.is_inference_mode_enabled():
+            raise UsageError("fit cannot train inside torch.inference_mode() (no gradient is taken there): call it "
+                             "outside that block")
+        with torch.enable_grad():
+            return self._run(step, evaluate, state)
+
+    def _run(self, step: Callable[[int], Mapping[str, Any] | None], evaluate: Callable[[], Mapping[str, Any]] | None,
+             state: Any) -> FitResult:
         weights_changed()  # (what an autocast block around this run cast before it is not these weights' copy)
         started = time.time()
         result = FitResult()

@@ -55,8 +55,8 @@ from fwdlearn.distributed import is_distributed, mean, rank, world_size
 from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range, check_representable,
                              is_integer, warn)
 from fwdlearn.feedback import spectral_radius
-from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, load_optimizer_state,
-                          read_checkpoint, seed_everything, tensor_fingerprint)
+from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode,
+                          load_optimizer_state, read_checkpoint, seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.rules import DSF
 from fwdlearn.runs import process_checkpoint
@@ -442,6 +442,7 @@ def _warn_growing_feedback(model, context: int) -> None:
                 "(radius 1), or a shorter context")
 
 
+@keeps_mode
 def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16,
            lr: float | None = None, weight_decay: float | None = None, schedule: str | None = None,
            warmup: int | None = None, clip: float | None = 1.0, eval_every: int = 100,
@@ -486,6 +487,10 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     Returns:
         A :class:`FitReport`; ``metrics`` are the best evaluation's. Under ``torch.distributed``
         the model is trained data-parallel (see the module docs; ``world_size()`` processes).
+
+    The model keeps its train/eval mode; a second fit goes on from the current weights with a fresh optimizer and
+    schedule (``checkpoint``/``resume`` continue them too). Inside ``torch.no_grad()`` it still trains; inside
+    ``torch.inference_mode()`` it is refused.
     """
     # every check up to the model's wrapping is made alike by each process of a torchrun job (rank 0 reports it)
     with alike_on_every_process():
@@ -567,6 +572,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     return _run(kwargs, step, evaluate, state, steps, settings)
 
 
+@keeps_mode
 def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, lr: float | None = 3e-3,
              weight_decay: float | None = None, schedule: str | None = None, warmup: int | None = None,
              clip: float | None = 1.0, eval_every: int = 100, eval_batches: int = 4,

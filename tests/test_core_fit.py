@@ -606,3 +606,29 @@ def test_two_graph_methods_checkpoints_name_the_method_not_another_kind_of_run()
     with pytest.raises(UsageError, match=r"made by a different run: model.method 'local:prototype' \(checkpoint\) vs "
                                          r"'local:ff:la' \(now\)"):
         check_fingerprint("c.pt", sf, ff)
+
+
+def test_a_fit_trains_under_no_grad_is_refused_under_inference_mode_and_keeps_the_models_mode():
+    """Under torch.no_grad() a layer-by-layer graph fit took no step and reported the untrained model (the others
+    raised autograd's raw error); a fit left a graph model in eval() and a language model in train()."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs import ForwardGNN, load_graph
+    from fwdlearn.sequences import DelayedRecall, RecurrentLM, lag_influence
+
+    data = load_graph("karate", split="random", seed=0)
+    model = ForwardGNN(data.num_features, data.num_classes, hidden=8, layers=2, method="sf")
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        model.fit(data, epochs=2, quiet=True)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert model.training  # (as it was: a fresh module trains)
+    with torch.inference_mode(), pytest.raises(UsageError, match=r"fit cannot train inside torch.inference_mode\(\)"):
+        model.fit(data, epochs=2, quiet=True)
+    task = DelayedRecall(lag=2, symbols=4, length=6)
+    lm = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size).eval()
+    with torch.no_grad():
+        lm.fit(task, steps=2, batch_size=4, eval_every=2, quiet=True)
+    assert not lm.training
+    with torch.inference_mode(), pytest.raises(ValueError, match="influence takes input gradients, which "
+                                                                 r"torch.inference_mode\(\) does not allow"):
+        lag_influence(lm, task.sample(2)[0], max_lag=2, positions=2)  # (the kernel's raw error first)

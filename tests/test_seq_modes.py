@@ -369,3 +369,26 @@ def test_the_reference_block_is_the_dsf_codes_transformer_like_block():
         torch.testing.assert_close(loaded(tokens)[0], reference(tokens)[0])
     with pytest.raises(ValueError, match="reference_block is the DSF reference's pre-LayerNorm block: it needs norm=True"):
         RecurrentLM(100, norm=False, reference_block=True)
+
+
+def test_a_state_whose_dsf_feedback_has_another_shape_is_warned_about_when_loaded_by_hand(tmp_path):
+    """Warm-starting a dsf:gaussian model from a bptt model's weights replaced its Gaussian A by the bptt model's
+    diagonal decays without a word (its rule still said gaussian); a saved file of either shape still loads quietly."""
+    import warnings
+
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    bptt = RecurrentLM(10, cell="gru", hidden=16, layers=1, training="bptt")
+    gaussian = RecurrentLM(10, cell="gru", hidden=16, layers=1, training="dsf:gaussian")
+    with pytest.warns(UserWarning, match=r"the state loaded into layer 0's DSF feedback is decays \[S\], this "
+                                         r"model's gaussian feedback a matrix \[S, S\]: the model now trains with the "
+                                         r"loaded one \(its rule still reads dsf:gaussian\)"):
+        gaussian.load_state_dict(bptt.state_dict())
+    assert gaussian.feedback(0).shape == (16,)
+    changed = RecurrentLM(10, cell="gru", hidden=16, layers=1, training="dsf")
+    changed.set_feedback(0, torch.eye(16) * 0.5)  # a matrix where the kind draws decays: saved and read back
+    changed.save(tmp_path / "m.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded, _ = load_language_model(tmp_path / "m.pt")
+    assert torch.equal(loaded.feedback(0), changed.feedback(0))

@@ -86,6 +86,9 @@ def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     and 16 layers), than ``torch.func.vmap`` over the vector-Jacobian product, and than replicating
     the input once per channel (2-3x slower: C forward passes instead of one).
     """
+    if torch.is_inference_mode_enabled():  # (before the model: a custom autograd Function there failed first)
+        raise ValueError("influence takes input gradients, which torch.inference_mode() does not allow: measure it "
+                         "outside that block (torch.no_grad() around it is fine)")
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         out = f(inputs)

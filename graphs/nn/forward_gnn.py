@@ -69,7 +69,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import InputError, check_int, check_seed, warn
-from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, tensor_fingerprint
+from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, keeps_mode, tensor_fingerprint
 from fwdlearn.model_files import load_model, save_model
 from fwdlearn.metrics import masked_accuracy
 
@@ -307,6 +307,7 @@ class ForwardGNN(nn.Module):
         return self.method.layer_losses(self.blocks, data)
 
     # ------------------------------------------------------------------ training
+    @keeps_mode
     def fit(self, data, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 5e-4, patience: int | None = 100,
             eval_every: int = 1, quiet: bool = False, bp_lr: float | None = None,
             checkpoint: str | Path | None = None, resume: bool = False, overwrite: bool = False) -> FitReport:
@@ -326,7 +327,9 @@ class ForwardGNN(nn.Module):
                 ``weight_decay`` values apply.
             overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
 
-        Runs on the device of ``data.x`` (the model is moved there).
+        Runs on the device of ``data.x`` (the model is moved there). The model keeps its train/eval mode; a second
+        ``fit`` goes on from the current weights with a fresh optimizer (``checkpoint``/``resume`` continue the
+        optimizer too). Inside ``torch.no_grad()`` it still trains; inside ``torch.inference_mode()`` it is refused.
         """
         self._check_graph(data)
         check_trainable_dtype(self, "this ForwardGNN")

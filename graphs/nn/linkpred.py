@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import InputError, check_finite_tensor, check_int, check_range, check_representable, warn
-from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating,
+from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating, keeps_mode,
                           seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
@@ -303,6 +303,7 @@ class ForwardLinkPredictor(nn.Module):
         with evaluating(self), torch.no_grad():
             return roc_auc(self(x, edge_index, pairs), labels)
 
+    @keeps_mode
     def fit(self, data, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 5e-4, patience: int | None = 100,
             eval_every: int = 1, quiet: bool = False, seed: int = 0, checkpoint: str | Path | None = None,
             resume: bool = False, overwrite: bool = False) -> LinkReport:

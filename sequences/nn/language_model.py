@@ -274,9 +274,12 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
 
     def build(bundle: dict[str, Any]) -> LanguageModel:
         config = dict(bundle["config"])
-        return LM_KINDS.get(bundle.get("kind") or config.get("kind", "recurrent")).from_config(config)
+        model = LM_KINDS.get(bundle.get("kind") or config.get("kind", "recurrent")).from_config(config)
+        model.__dict__["_reading_file"] = True  # (its file's feedback may be of another shape: set_feedback)
+        return model
 
     model, bundle = load_model(path, "a language model", build, _bundle, map_location)
+    model.__dict__.pop("_reading_file", None)
     vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
     if vocab is not None and len(vocab) > model.vocab_size:
         raise InputError(f"{path}: its vocabulary holds {len(vocab)} tokens but its model reads {model.vocab_size} "

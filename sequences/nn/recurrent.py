@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_int
+from fwdlearn.errors import check_int, warn
 from fwdlearn.feedback import make_feedback
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
@@ -276,12 +276,20 @@ class RecurrentLM(StackedLM):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Loads feedback of either shape (:meth:`set_feedback` may have replaced decays by a matrix or back), and
         ``dfa:micro`` models of plain blocks saved before those named no point inside (their ``B_block<i>_rnn``
-        reached no parameter the block output's point did not: dropped)."""
+        reached no parameter the block output's point did not: dropped). A state of the other shape loaded by hand
+        (warm-starting a ``dsf:gaussian`` model from a ``bptt`` model's weights, whose feedback is diagonal) is
+        warned about: the model then trains with the loaded feedback, not its rule's draw."""
         for i, block in enumerate(self.blocks):
             if not block.norm:
                 state_dict.pop(f"{prefix}depth.feedback.B_block{i}_rnn", None)
             stored, S = state_dict.get(f"{prefix}feedback_{i}"), block.layer.state_size
             if isinstance(stored, Tensor) and stored.shape in ((S,), (S, S)) and stored.shape != self.feedback(i).shape:
+                if not self.__dict__.get("_reading_file", False):
+                    shape = lambda t: "decays [S]" if t.dim() == 1 else "a matrix [S, S]"  # noqa: E731
+                    warn(f"the state loaded into layer {i}'s DSF feedback is {shape(stored)}, this model's "
+                         f"{self.config.feedback} feedback {shape(self.feedback(i))}: the model now trains with the "
+                         f"loaded one (its rule still reads {self.rule}); to keep its own, leave "
+                         f"'{prefix}feedback_{i}' out of the state dict")
                 setattr(self, f"feedback_{i}", self.feedback(i).new_empty(stored.shape))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

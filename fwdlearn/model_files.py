@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fwdlearn.errors import InputError, reading
 from fwdlearn.files import atomic_write, refuse_overwrite
 from fwdlearn.fit import load_device, load_torch
 
-__all__ = ["save_model", "load_model"]
+__all__ = ["save_model", "load_model", "ModelFile"]
 
 
 def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], overwrite: bool = False,
@@ -39,9 +39,10 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
 
 def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], Any],
                bundle_of: Callable[[Path, Any], dict[str, Any]] | None = None,
-               map_location: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+               map_location: Any = "cpu", kind: str | None = None, hint: str = "") -> tuple[Any, dict[str, Any]]:
     """``(model, bundle)`` from the file at ``path``: ``bundle_of(path, loaded)`` finds the bundle in what was read
-    (default: the file itself, which must hold ``"config"`` and ``"model"``), ``build(bundle)`` makes the model on
+    (default: the file itself, which must hold ``"config"`` and ``"model"`` and, given a ``kind``, name it; ``hint``
+    follows the refusal of another file), ``build(bundle)`` makes the model on
     the CPU (a ``ValueError`` / ``TypeError`` there is the file's: a kind or config this process cannot build); the
     weights are loaded in the saved dtype and the model moved to ``map_location``'s device.
 
@@ -62,10 +63,11 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
         loaded = load_torch(path, map_location="cpu")  # (built on the CPU, then moved)
         if bundle_of is not None:
             bundle = bundle_of(path, loaded)
-        elif isinstance(loaded, dict) and isinstance(loaded.get("config"), dict) and "model" in loaded:
+        elif isinstance(loaded, dict) and isinstance(loaded.get("config"), dict) and "model" in loaded \
+                and (kind is None or loaded.get("kind") == kind):
             bundle = loaded
         else:
-            raise InputError(f"{path} is not {what} file")
+            raise InputError(f"{path} is not {what} file" + (f" ({hint})" if hint else ""))
         try:
             model = build(bundle)
         except (ValueError, TypeError) as error:  # a kind not registered in this process, a config it cannot take
@@ -82,3 +84,27 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
             raise InputError(f"the weights in {path} do not fit the {kind}model its config describes ({detail}); it "
                              "was edited, or written by another fwdlearn version") from None
     return model.to(device), bundle
+
+
+class ModelFile:
+    """What a model class needs to be saved and read back: ``save(path)`` and ``load(path)`` from its
+    :attr:`FILE_KIND` and ``config_dict()``, which must build it again as ``cls(**config_dict())``."""
+
+    #: the ``kind`` a saved file names
+    FILE_KIND: ClassVar[str]
+    #: what the refusal of another file adds (how this kind of file is made)
+    FILE_HINT: ClassVar[str] = ""
+
+    def config_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write ``{"kind", "config", "model"}`` atomically (:func:`save_model`: refuses to overwrite unless
+        ``overwrite``); :meth:`load` reads it back: the weights, the buffers and the dtype."""
+        return save_model(self, path, self.FILE_KIND, self.config_dict(), overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: Any = "cpu") -> Any:
+        """The model :meth:`save` wrote, on the device ``map_location`` names; another file is refused, naming it."""
+        return load_model(path, f"a {cls.__name__} model", lambda bundle: cls(**bundle["config"]),
+                          map_location=map_location, kind=cls.FILE_KIND, hint=cls.FILE_HINT)[0]

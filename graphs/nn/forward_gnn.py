@@ -68,9 +68,9 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import InputError, check_int, check_seed, warn
+from fwdlearn.errors import check_int, check_seed, warn
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, keeps_mode, tensor_fingerprint
-from fwdlearn.model_files import load_model, save_model
+from fwdlearn.model_files import ModelFile
 from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, check_graph_inputs, check_labels,
@@ -118,7 +118,7 @@ class FitReport(WithCost):
     resumed: dict[str, Any] | None = None  # a resumed fit: the step it continued from and the settings it changed
 
 
-class ForwardGNN(nn.Module):
+class ForwardGNN(ModelFile, nn.Module):
     """A GNN trained by a forward (layer-local) method, by DFA or by BP.
 
     Args:
@@ -356,9 +356,10 @@ class ForwardGNN(nn.Module):
         return FitReport(self.rule, self.conv, self.layers, accuracy["test"], accuracy["val"], accuracy["train"],
                          seconds, fit.cost, fit.steps_run, fit.per_layer, fit.history, fit.resumed)
 
-    # ------------------------------------------------------------------ persistence
-    #: the ``kind`` a saved model file names
+    # ------------------------------------------------------------------ persistence (ModelFile: save / load)
     FILE_KIND = "forward-gnn"
+    FILE_HINT = ("ForwardGNN.save writes one; a fwdlearn graph train checkpoint holds a run's training state, not a "
+                 "model file")
 
     def config_dict(self) -> dict[str, Any]:
         """What builds this model again, ``ForwardGNN(**config_dict())``: its shape, the method by its rule and the
@@ -367,29 +368,3 @@ class ForwardGNN(nn.Module):
         return {"in_dim": self.in_dim, "num_classes": self.num_classes, "conv": self.conv, "hidden": self.hidden,
                 "layers": self.layers, "method": self.rule, "seed": self.seed,
                 **{k: v for k, v in self.options.items() if k in takes}}
-
-    def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write ``{"kind": "forward-gnn", "config", "model"}`` atomically (:func:`fwdlearn.model_files.save_model`:
-        refuses to overwrite unless ``overwrite``); :meth:`load` reads it. The weights, the method's buffers (SF's
-        prototypes and virtual nodes, DFA's feedback) and the dtype are kept.
-
-        Example::
-
-            model.fit(data)
-            model.save("runs/sf-cora.pt")
-            same = ForwardGNN.load("runs/sf-cora.pt")
-        """
-        return save_model(self, path, self.FILE_KIND, self.config_dict(), overwrite)
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "ForwardGNN":
-        """The model :meth:`save` wrote, on the device ``map_location`` names; a file that is not one is refused,
-        naming it."""
-        def bundle_of(path: Path, loaded: Any) -> dict[str, Any]:
-            if isinstance(loaded, dict) and loaded.get("kind") == cls.FILE_KIND and "model" in loaded:
-                return loaded
-            raise InputError(f"{path} is not a ForwardGNN model file (ForwardGNN.save writes one; a fwdlearn graph "
-                             "train checkpoint holds a run's training state, not a model file)")
-
-        return load_model(path, "a ForwardGNN model", lambda bundle: cls(**bundle["config"]), bundle_of,
-                          map_location)[0]

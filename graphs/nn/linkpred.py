@@ -44,12 +44,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import InputError, check_finite_tensor, check_int, check_range, check_representable, warn
+from fwdlearn.errors import check_finite_tensor, check_int, check_range, check_representable, warn
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating, keeps_mode,
                           seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
-from fwdlearn.model_files import load_model, save_model
+from fwdlearn.model_files import ModelFile
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features
@@ -216,7 +216,7 @@ class LinkReport(WithCost):
     resumed: dict[str, Any] | None = None  # a resumed fit: the step it continued from and the settings it changed
 
 
-class ForwardLinkPredictor(nn.Module):
+class ForwardLinkPredictor(ModelFile, nn.Module):
     """Dot-product link predictor on GNN blocks, trained layer by layer (``ce``, ``ff``) or by BP.
 
     ``model(x, edge_index, pairs)`` returns the edge probabilities ``[P]`` of ``pairs`` (``[2, P]``).
@@ -246,31 +246,13 @@ class ForwardLinkPredictor(nn.Module):
         self.score, self.layerwise = chosen.score(theta), chosen.layerwise
         self.blocks = make_blocks(self.conv, [in_dim] + [hidden] * self.layers, last_activation=self.layerwise)
 
-    #: the ``kind`` a saved model file names
-    FILE_KIND = "forward-link-predictor"
+    FILE_KIND = "forward-link-predictor"  # (ModelFile: save / load)
+    FILE_HINT = "ForwardLinkPredictor.save writes one"
 
     def config_dict(self) -> dict[str, Any]:
         """What builds this model again, ``ForwardLinkPredictor(**config_dict())``."""
         return {"in_dim": self.in_dim, "conv": self.conv, "hidden": self.hidden, "layers": self.layers,
                 "method": self.method, "theta": self.theta, "cache": self.cache}
-
-    def save(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write ``{"kind": "forward-link-predictor", "config", "model"}`` atomically (refuses to overwrite unless
-        ``overwrite``); :meth:`load` reads it (as :meth:`ForwardGNN.save
-        <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.save>`)."""
-        return save_model(self, path, self.FILE_KIND, self.config_dict(), overwrite)
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "ForwardLinkPredictor":
-        """The model :meth:`save` wrote, on the device ``map_location`` names; a file that is not one is refused,
-        naming it."""
-        def bundle_of(path: Path, loaded: Any) -> dict[str, Any]:
-            if isinstance(loaded, dict) and loaded.get("kind") == cls.FILE_KIND and "model" in loaded:
-                return loaded
-            raise InputError(f"{path} is not a ForwardLinkPredictor model file (ForwardLinkPredictor.save writes one)")
-
-        return load_model(path, "a ForwardLinkPredictor model", lambda bundle: cls(**bundle["config"]), bundle_of,
-                          map_location)[0]
 
     def _probability(self, h: Tensor, pairs: Tensor) -> Tensor:
         return self.score.probability(h[pairs[0]] * h[pairs[1]])

@@ -36,7 +36,7 @@ from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
-           "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning"]
+           "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning", "check_bool"]
 
 
 class FwdlearnWarning(UserWarning):
@@ -112,6 +112,14 @@ def check_int(name: str, value: Any, low: int | None, what: str = "") -> int:
         bound = f" >= {low}" if low is not None else ""
         raise ValueError(f"{name} must be an int{bound}{what}, got {value!r}")
     return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool when it is one (Python's or NumPy's); else :class:`UsageError` naming ``name`` (the string
+    ``"False"`` is true, so a switch given as text would quietly turn on)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise UsageError(f"{name} must be True or False, got {value!r}")
 
 
 def check_seed(value: Any, name: str = "seed") -> int:

@@ -228,3 +228,20 @@ def test_vocabulary_is_built_from_the_rule_classes_and_their_choices():
                            "local:<prototype|ff|symba|readout|ce>[:<variant>], shallow")
     assert "; time rules: bptt, tbptt:<k>, ft-bptt, dsf[:diagonal|:gaussian|:orthogonal]" in text
     assert "; joined as <depth>+<time> (e.g. dfa+dsf); aliases: backprop, sf, " in text
+
+
+def test_a_switch_given_as_text_is_refused():
+    """spread_error="False" trained with the spread on (a non-empty string is true), and was stored as given."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs import ForwardGNN, ForwardLinkPredictor
+    from fwdlearn.sequences import RecurrentLM, TransformerLM
+
+    for build, name in ((lambda v: ForwardGNN(5, 3, hidden=4, layers=2, method="dfa", spread_error=v), "spread_error"),
+                        (lambda v: ForwardGNN(5, 3, hidden=4, layers=2, cache=v), "cache"),
+                        (lambda v: ForwardLinkPredictor(5, hidden=4, layers=1, cache=v), "cache"),
+                        (lambda v: RecurrentLM(5, hidden=4, layers=1, norm=v), "norm"),
+                        (lambda v: RecurrentLM(5, hidden=4, layers=1, reference_block=v), "reference_block"),
+                        (lambda v: TransformerLM(5, hidden=4, layers=1, heads=1, context=4, tie=v), "tie")):
+        with pytest.raises(UsageError, match=rf"{name} must be True or False, got 'False'"):
+            build("False")
+        build(False)

@@ -56,6 +56,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from fwdlearn.errors import check_bool
 from fwdlearn.feedback import DirectFeedback
 from fwdlearn.rules import DFA, parse_rule
 
@@ -78,7 +79,7 @@ class DirectFeedbackGNN(Backprop):
                  spread_error: bool = True):
         super().__init__(in_dim, num_classes, hidden, layers, conv, seed)
         self.rule = str(DFA(feedback=feedback))  # the instance's canonical spelling, e.g. "dfa:gaussian"
-        self.spread_error = spread_error
+        self.spread_error = check_bool("spread_error", spread_error)
         # a seed of its own: DirectFeedback(seed=s) draws what torch.manual_seed(s) draws, so with ``seed`` itself
         # the last block's B would equal the classifier's initial weights after seed_everything(seed)
         self.feedback = DirectFeedback(num_classes, {self.point_name(l): hidden for l in range(layers)},

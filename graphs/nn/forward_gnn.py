@@ -68,7 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_int, check_seed, warn
+from fwdlearn.errors import check_bool, check_int, check_seed, warn
 from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, keeps_mode, tensor_fingerprint
 from fwdlearn.model_files import ModelFile
 from fwdlearn.metrics import masked_accuracy
@@ -170,6 +170,7 @@ class ForwardGNN(ModelFile, nn.Module):
             check_int(name, value, low, what)
         self.in_dim, self.num_classes, self.conv, self.hidden = int(in_dim), int(num_classes), conv, int(hidden)
         self.layers, self.seed = int(layers), check_seed(seed)
+        cache = check_bool("cache", cache)
         given = {"tau": tau, "theta": theta, "alpha": alpha, "cache": cache, "update": update, "steps": steps,
                  "spread_error": spread_error, "negatives": negatives}
         options = {k: v for k, v in given.items() if k in cls.options}

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_finite_tensor, check_int, check_range, check_representable, warn
+from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_range, check_representable, warn
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating, keeps_mode,
                           seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
@@ -240,7 +240,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         in_dim = check_int("in_dim", in_dim, 1, " (the node feature width)")
         check_range("theta", theta)  # (as ForwardGNN's FF methods: NaN, inf or 1e39 gave 'training diverged' after a
         check_representable("theta", theta, small=False)  # step, '2' a TypeError inside fit)
-        self.conv, self.layers, self.theta, self.cache = check_conv(conv), layers, theta, cache
+        self.conv, self.layers, self.theta, self.cache = check_conv(conv), layers, theta, check_bool("cache", cache)
         self.in_dim, self.hidden = in_dim, hidden
         chosen = LINK_METHODS.get(self.method)
         self.score, self.layerwise = chosen.score(theta), chosen.layerwise

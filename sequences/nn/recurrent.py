@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_int, warn
+from fwdlearn.errors import check_bool, check_int, warn
 from fwdlearn.feedback import make_feedback
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
@@ -201,6 +201,7 @@ class RecurrentLM(StackedLM):
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers)))
         out_size = None if out_size is None else check_int("out_size", out_size, 1)
         feedback_seed = check_int("feedback_seed", feedback_seed, None)
+        norm, reference_block = check_bool("norm", norm), check_bool("reference_block", reference_block)
         if reference_block and not norm:
             raise ValueError("reference_block is the DSF reference's pre-LayerNorm block: it needs norm=True")
         self.rule = self._check_rule(training, feedback)

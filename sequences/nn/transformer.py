@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_int
+from fwdlearn.errors import check_bool, check_int
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import DEPTH_RULES, Rule, parse_rule
 
@@ -158,6 +158,7 @@ class TransformerLM(StackedLM):
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("heads", heads), ("context", context),
             ("mlp_ratio", mlp_ratio)))
         feedback_seed = check_int("feedback_seed", feedback_seed, None)
+        tie = check_bool("tie", tie)
         check_heads(hidden, heads)
         self.rule = parse_rule(training)
         if self.rule.time is not None:

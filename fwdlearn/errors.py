@@ -257,12 +257,14 @@ def found_by_every_process(error: BaseException) -> bool:
 
 
 def warn(message: str, category: type[Warning] = FwdlearnWarning) -> None:
-    """``warnings.warn`` attributed to the first caller outside fwdlearn (the user's line, however deep in the
-    library the condition was found), so that Python's filters show it once per line of the user's code."""
+    """``warnings.warn`` attributed to the first caller outside fwdlearn and torch (the user's line, however deep in
+    the library the condition was found, also from a hook torch calls), so that Python's filters show it once per
+    line of the user's code."""
     import sys
     import warnings
 
     frame, level = sys._getframe(1), 2  # (stacklevel 2: the caller of this function)
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "fwdlearn":
+    # (torch's frames too: a hook it calls, e.g. a module's _load_from_state_dict under load_state_dict)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("fwdlearn", "torch"):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

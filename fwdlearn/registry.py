@@ -52,8 +52,8 @@ class Registry:
         return obj
 
     def unregister(self, name: str) -> None:
-        """Remove the entry ``name`` (a ``KeyError`` if there is none)."""
-        del self._entries[name]
+        """Remove the entry ``name`` (a ``KeyError`` if there is none; any case in a ``lower_case`` registry)."""
+        del self._entries[self._key(name)]
 
     def names(self) -> list[str]:
         return list(self._entries)

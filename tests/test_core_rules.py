@@ -142,6 +142,9 @@ def test_a_graph_method_defined_in_a_test_file_trains_without_editing_the_librar
             METHODS.register("Toy-Readout", ReadoutPerLayer)
         # the registry's own lookups lower-case the name, as its docs say (only the domain resolvers did)
         assert METHODS.get("Toy-Readout") is ReadoutPerLayer and "TOY-READOUT" in METHODS
+        METHODS.unregister("TOY-readout")  # (in any case, as get finds it)
+        assert "toy-readout" not in METHODS
+        METHODS.register("toy-readout", ReadoutPerLayer)
         from fwdlearn.graphs.registries import CONV_KINDS
 
         assert CONV_KINDS.get("GCN") is CONV_KINDS.get("gcn")

@@ -382,8 +382,9 @@ def test_a_state_whose_dsf_feedback_has_another_shape_is_warned_about_when_loade
     gaussian = RecurrentLM(10, cell="gru", hidden=16, layers=1, training="dsf:gaussian")
     with pytest.warns(UserWarning, match=r"the state loaded into layer 0's DSF feedback is decays \[S\], this "
                                          r"model's gaussian feedback a matrix \[S, S\]: the model now trains with the "
-                                         r"loaded one \(its rule still reads dsf:gaussian\)"):
+                                         r"loaded one \(its rule still reads dsf:gaussian\)") as said:
         gaussian.load_state_dict(bptt.state_dict())
+    assert {w.filename for w in said} == {__file__}  # (not torch's load_state_dict, which calls the hook)
     assert gaussian.feedback(0).shape == (16,)
     changed = RecurrentLM(10, cell="gru", hidden=16, layers=1, training="dsf")
     changed.set_feedback(0, torch.eye(16) * 0.5)  # a matrix where the kind draws decays: saved and read back

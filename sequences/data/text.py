@@ -95,7 +95,9 @@ class Vocabulary:
     def decode(self, ids: Tensor | Sequence[int]) -> str:
         """The text of ``ids``."""
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
-        outside = sorted({i for i in ids if not (is_integer(i) and 0 <= i < len(self))}, key=str)
+        plain = all(type(i) is int for i in ids)  # (the common case, checked at C speed; else one by one)
+        outside = [] if plain and (not ids or (min(ids) >= 0 and max(ids) < len(self))) else \
+            sorted({i for i in ids if not (is_integer(i) and 0 <= i < len(self))}, key=str)
         if outside:  # (a negative id decoded as a token from the end of the list)
             raise ValueError(f"ids {outside[:10]} are outside this vocabulary's [0, {len(self) - 1}]: decode ids the "
                              "vocabulary encoded (or a model of its size drew)")

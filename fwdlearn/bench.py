@@ -57,11 +57,13 @@ class BenchRun:
     record: RunRecord
 
     @classmethod
-    def start(cls, job: str, config: Any, more: Sequence[str] = (), resolve: bool = False) -> "BenchRun":
-        """Check the outputs of ``config.out`` (and ``<out><suffix>`` for each suffix in ``more``), apply the run
-        options and open the record of ``config``; with ``resolve`` the config (also the one recorded) has its
-        ``device`` and ``out`` replaced by the resolved device and results prefix."""
-        paths = run_outputs(job, config, out=config.out, more=more)
+    def start(cls, job: str, config: Any, more: Sequence[str] = (), resolve: bool = False,
+              inputs: Sequence[tuple[str, str | Path]] = ()) -> "BenchRun":
+        """Check the outputs of ``config.out`` (and ``<out><suffix>`` for each suffix in ``more``; none of them one of
+        the ``inputs``, the ``(flag, path)`` of the files the bench reads), apply the run options and open the record
+        of ``config``; with ``resolve`` the config (also the one recorded) has its ``device`` and ``out`` replaced by
+        the resolved device and results prefix."""
+        paths = run_outputs(job, config, out=config.out, more=more, inputs=inputs)
         device = start_run(config, paths)
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
@@ -98,14 +100,15 @@ def _prefix(paths: RunPaths) -> Path:
 
 
 def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], verdicts: Callable[[dict], list[str]],
-              columns: list[str], title: str, notes: list[str], more: Sequence[str] = ()) -> tuple[Path, Path]:
+              columns: list[str], title: str, notes: list[str], more: Sequence[str] = (),
+              inputs: Sequence[tuple[str, str | Path]] = ()) -> tuple[Path, Path]:
     """A bench of parts: start the run (:meth:`BenchRun.start`, ``config.out`` and ``config.device`` resolved), run
     ``parts(config, rows, extra)``, check the claims (``verdicts(extra)``), write the results (the notes begin with
     the device, the threads and the whole bench's seconds and end with the claims) and the record (one metrics row
     per table row), print them (the table unless ``config.quiet``)."""
     import torch
 
-    bench = BenchRun.start(job, config, more=more, resolve=True)
+    bench = BenchRun.start(job, config, more=more, resolve=True, inputs=inputs)
     config = bench.config
     start = time.perf_counter()
     rows: list[dict] = []

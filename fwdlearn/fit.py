@@ -643,7 +643,7 @@ class Trainer:
         check_range("diverge_factor", diverge_factor, gt=1, optional=True)
         self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
         self.eval_every, self.quiet, self.desc = eval_every, quiet, desc
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
         self.resume, self.overwrite, self.diverge_factor = resume, overwrite, diverge_factor
         self.raise_limit = raise_limit

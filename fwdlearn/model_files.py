@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +32,9 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
     refused when ``path`` exists unless ``overwrite``."""
     import torch
 
-    path = Path(path)
+    if str(path).endswith(("/", os.sep)) or Path(path).expanduser().is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the model file's path (e.g. {Path(path) / 'model.pt'})")
+    path = Path(path).expanduser()
     refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
     bundle = {"kind": kind, "config": config, "model": model.state_dict(), **extra}
     return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
@@ -53,7 +56,7 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
     """
     import torch
 
-    path = Path(path)
+    path = Path(path).expanduser()
     device = load_device(map_location)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the model file's path (e.g. {path / 'model.pt'})")

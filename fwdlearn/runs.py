@@ -202,6 +202,7 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
     paths = RunPaths(record=stem.with_name(stem.name + ".json"), record_flag="--name" if options.name else "--json")
+    out = os.path.expanduser(out) if out else out
     if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
         raise UsageError(f"--out {out!r} is a folder; --out is a prefix of the result files: name them inside it, "
                          f"e.g. --out {os.path.join(out, 'results')}")
@@ -214,16 +215,16 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         paths.results, paths.record = (json_path, md_path, *extras), record_path
         paths.record_flag = "--out" if out else paths.record_flag
     if options.json:
-        paths.record, paths.record_flag = Path(options.json), "--json"
+        paths.record, paths.record_flag = _output_path("--json", options.json), "--json"
     if checkpoint is not None:
         if checkpoint:
-            paths.checkpoint = Path(checkpoint)
+            paths.checkpoint = _output_path("--checkpoint", checkpoint)
         elif options.json and not options.name:
             paths.checkpoint = paths.record.with_suffix(".pt")  # next to the record
         else:
             paths.checkpoint = stem.with_name(stem.name + ".pt")
     if plot:
-        paths.plot = Path(plot)
+        paths.plot = _output_path("--plot", plot)
     if paths.checkpoint is not None and splits is not None and splits > 1:
         paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
     _refuse_inputs_as_outputs(paths, inputs)
@@ -394,12 +395,12 @@ def _own_files(paths: RunPaths) -> set[Path]:
         return set()
     try:
         files = json.loads(paths.record.read_text()).get("files", {})
-        named = {Path(os.path.abspath(p)) for p in files.values() if isinstance(p, str)}
+        named = {Path(os.path.realpath(p)) for p in files.values() if isinstance(p, str)}
     except (OSError, ValueError, AttributeError):  # unreadable, or not a record
         return set()
-    if Path(os.path.abspath(paths.checkpoint)) not in named:
+    if Path(os.path.realpath(paths.checkpoint)) not in named:  # (links resolved: another spelling of the run's files)
         return set()
-    return named | {Path(os.path.abspath(paths.record))}
+    return named | {Path(os.path.realpath(paths.record))}
 
 
 def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str | Path]]) -> None:
@@ -412,10 +413,21 @@ def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str |
                              f"command reads; give {flag} another path")
 
 
+def _output_path(flag: str, given: str | Path) -> Path:
+    """An output flag's file: ``~`` expanded (as the inputs' are; it made a folder named ``~``), a trailing slash
+    refused (it was dropped, and a file written where a folder was meant)."""
+    text = str(given)
+    if text.endswith(("/", os.sep)):
+        suffix = {"--plot": ".png", "--json": ".json"}.get(flag, ".pt")
+        raise UsageError(f"{flag} {text!r} ends with a slash, a folder; {flag} names a file: e.g. "
+                         f"{flag} {os.path.join(text, 'run' + suffix)}")
+    return Path(text).expanduser()
+
+
 def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
     seen: dict[Path, str] = {}
     for flag, path in paths.outputs():
-        key = Path(os.path.abspath(path))
+        key = Path(os.path.realpath(path))  # (a symlinked spelling of one file is that file)
         if key in seen:
             raise UsageError(f"{seen[key]} and {flag} both name {path}; give each output its own path")
         seen[key] = flag
@@ -429,7 +441,7 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
         if flag == "--checkpoint":
             continue
         check_writable(path, flag)  # a resumed run rewrites its own record and plot, nobody else's
-        refuse_overwrite(path, overwrite=overwrite or Path(os.path.abspath(path)) in own)
+        refuse_overwrite(path, overwrite=overwrite or Path(os.path.realpath(path)) in own)
     if paths.checkpoint is not None:
         ckpt = paths.checkpoint
         if ckpt.is_dir():

@@ -35,7 +35,7 @@ from fwdlearn.reporting import ratio_row
 from fwdlearn.errors import UsageError
 from fwdlearn.schedules import end_to_end_step
 
-from fwdlearn.sequences.data.text import check_splits, read_corpus
+from fwdlearn.sequences.data.text import check_splits, corpus_files, read_corpus
 from fwdlearn.sequences.data.tasks import DelayedRecall
 from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import TEST_SEED, VALIDATION_SEED, lm_loss
@@ -354,4 +354,5 @@ def run_bench(config) -> tuple[Path, Path]:
            "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph)."]
           if "alignment" not in config.skip else []),
     ]
-    return run_parts(config, "bench-seq", parts, _verdicts, COLUMNS, "Sequences: DSF vs BPTT", notes)
+    read = [("--data", f) for f in corpus_files(config.data, missing_ok=True)]  # (no output replaces them)
+    return run_parts(config, "bench-seq", parts, _verdicts, COLUMNS, "Sequences: DSF vs BPTT", notes, inputs=read)

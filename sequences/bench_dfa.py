@@ -35,7 +35,7 @@ from fwdlearn.rules import DFA, parse_rule
 from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.bench import canonical_rules, interleaved_costs
-from fwdlearn.sequences.data.text import Corpus, check_splits, read_corpus
+from fwdlearn.sequences.data.text import Corpus, check_splits, corpus_files, read_corpus
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 from fwdlearn.sequences.nn.transformer import TransformerLM, check_heads
@@ -238,4 +238,5 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
     plot = config.plot and dfa and "transformer" not in config.skip
     # (the plot's path is checked, and an earlier run's removed, whether or not this run draws it)
     return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS,
-                     "DFA vs BP: transformer and recurrent language models", notes, more=["-alignment.png"])
+                     "DFA vs BP: transformer and recurrent language models", notes, more=["-alignment.png"],
+                     inputs=[("--data", f) for f in corpus_files(config.data, missing_ok=True)])

@@ -496,6 +496,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     with alike_on_every_process():
         _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip, context=context, eval_tokens=eval_tokens,
                              eval_context=eval_context)
+        checkpoint = None if checkpoint is None else Path(checkpoint).expanduser()
         check_trainable_dtype(model, f"this {type(model).__name__}")
         seed_everything(seed)
         device = next(model.parameters()).device
@@ -584,6 +585,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     overrides (``None``: the default); other arguments as :func:`fit_lm`."""
     _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
     check_int("eval_batches", eval_batches, 1)  # (before any work, not at the first evaluation)
+    checkpoint = None if checkpoint is None else Path(checkpoint).expanduser()
     check_trainable_dtype(model, f"this {type(model).__name__}")
     _check_task_model(model, task)
     _warn_growing_feedback(model, task.length)

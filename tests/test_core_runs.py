@@ -408,3 +408,38 @@ def test_a_folder_that_cannot_be_opened_for_its_flock_still_takes_locks(tmp_path
         assert (tmp_path / "r.json.lock").read_text() == str(os.getpid())
     finally:
         release_runs()
+
+
+def test_output_paths_are_spelled_as_a_user_means_them(folder, monkeypatch, capsys):
+    """~ in an output flag made a folder named '~'; a trailing slash wrote a file where a folder was meant; a symlinked
+    spelling of the record's path let the checkpoint replace it; graph train, influence graph and the benches could
+    replace the file they read; an over-long --plot name failed after training, and a model saved onto a folder
+    raised a raw error."""
+    from fwdlearn.cli import main
+
+    home = folder / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    seq = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "1"]
+    assert main([*seq, "--json", "~/t.json"]) == 0
+    assert (home / "t.json").is_file() and (home / "t.pt").is_file() and not (folder / "~").exists()
+    for flag, value in (("--checkpoint", "ck/"), ("--json", "jj/")):
+        assert main([*seq, flag, value]) == 2
+        assert f"{flag} '{value}' ends with a slash, a folder; {flag} names a file" in capsys.readouterr().err
+    os.symlink("runs", "runlink")
+    assert main([*seq, "--json", "runs/dup.json", "--checkpoint", "runlink/dup.json", "--overwrite"]) == 2
+    assert "--json and --checkpoint both name" in capsys.readouterr().err
+    (folder / "g.edges").write_text("0 1\n1 2\n2 3\n3 0\n0 2\n" * 3)
+    before = (folder / "g.edges").read_text()
+    assert main(["graph", "train", "--data", "city:g.edges", "--epochs", "1", "--hidden", "4", "--layers", "1",
+                 "--quiet", "--threads", "1", "--json", "g.edges", "--overwrite"]) == 2
+    assert "--json g.edges is the file --data g.edges reads" in capsys.readouterr().err
+    assert (folder / "g.edges").read_text() == before
+    assert main([*seq, "--training", "dfa+dsf", "--align-every", "1", "--plot", "p" * 251 + ".png"]) == 2
+    assert "its name is 255 bytes long, too long for this file system" in capsys.readouterr().err
+    assert not list((folder / "runs").glob("*.json.lock"))
+    from fwdlearn.sequences import RecurrentLM
+
+    (folder / "exdir").mkdir()
+    with pytest.raises(IsADirectoryError, match="exdir is a folder; give the model file's path"):
+        RecurrentLM(4, hidden=4, layers=1).save("exdir", overwrite=True)

@@ -131,13 +131,13 @@ def run_bench(config: BenchGraphConfig) -> int:
 
     from fwdlearn.bench import BenchRun
     from fwdlearn.fit import seed_everything
-    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.graphs.data.datasets import graph_files, load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
 
     methods = _method_names("--methods", config.methods, method_name)
     link_methods = _method_names("--link-methods", config.link_methods, link_method)
-    bench = BenchRun.start("bench-graph", config)
+    bench = BenchRun.start("bench-graph", config, inputs=[("--data", f) for f in graph_files(config.data)])
     device, record = bench.device, bench.record
     patience = config.patience or None
     datasets = [load_graph(config.data, split="random", seed=config.seed + i, graph_seed=config.seed).to(device)

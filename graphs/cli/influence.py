@@ -58,7 +58,7 @@ def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.errors import alike_on_every_process
     from fwdlearn.fit import seed_everything
-    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.graphs.data.datasets import graph_files, load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.reporting import markdown_table
@@ -74,7 +74,8 @@ def _run_influence(args: argparse.Namespace) -> int:
             raise UsageError(f"--jacobian layered needs --variant subgraph and --models among "
                              f"{', '.join(layered_convs())}; got --variant {config.variant} --models "
                              f"{' '.join(config.models)} (use --jacobian auto)")
-    paths = run_outputs("influence-graph", config, plot=config.plot, scales_out=True)
+    paths = run_outputs("influence-graph", config, plot=config.plot, scales_out=True,
+                        inputs=[("--data", f) for f in graph_files(config.data)])
     device = start_run(config, paths)
     init_from_env(device=device)  # under torchrun the seeds are shared out; rank 0 reports
     device = process_device(device)

@@ -145,8 +145,10 @@ def _run(args: argparse.Namespace) -> int:
 
     config = dataclass_from_args(GraphTrainConfig, args)
     _check_method(config)
+    from fwdlearn.graphs.data.datasets import graph_files
+
     paths = run_outputs("graph-train", config, checkpoint=config.checkpoint, resume=config.resume,
-                        splits=config.splits)
+                        splits=config.splits, inputs=[("--data", f) for f in graph_files(config.data)])
     checkpoints = [paths.checkpoint, *paths.split_checkpoints]
     device = start_run(config, paths)
     record = RunRecord("graph-train", config, seed=config.seed)

@@ -307,7 +307,7 @@ def _hash_files(files: list[Path]) -> str:
 
 def _cached(key_parts: dict, stem: str, make) -> Data:
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_dir("citynet") / f"{stem}-{key}.pt"
+    path = cache_dir("citynet") / f"{stem[:64]}-{key}.pt"  # (the key names it; a long file name's stem overflowed)
     if path.exists():
         try:  # (tensors and plain values only: a file planted in the cache folder runs no code)
             return Data.from_dict(torch.load(path, weights_only=True))
@@ -378,6 +378,15 @@ def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 
     return city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)
 
 
+def road_path(arg: str) -> Path:
+    """Where ``city:<arg>`` points: ``arg`` (``~`` expanded) or, when that does not exist and is relative, the same
+    path under ``FWDLEARN_DATA_DIR``."""
+    path = Path(arg).expanduser()
+    if not path.exists() and not path.is_absolute() and data_dir() is not None and (data_dir() / path).exists():
+        path = data_dir() / path
+    return path
+
+
 def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: int = 16, quiet: bool = True,
               download: bool = False) -> Data:
     """Load ``"city:<path>"``, ``"synthetic-city[:N]"`` or ``"citynetwork:<name>"``.
@@ -392,9 +401,7 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
     if kind == "city":
         if not arg:
             raise ValueError("city: needs a path, e.g. city:roads/westminster or city:/data/graph.graphml")
-        path = Path(arg).expanduser()
-        if not path.exists() and not path.is_absolute() and data_dir() is not None and (data_dir() / path).exists():
-            path = data_dir() / path
+        path = road_path(arg)
         if not path.exists():
             looked = [str(Path(arg).expanduser().resolve())]
             if data_dir() is not None and not path.is_absolute():

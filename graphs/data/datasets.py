@@ -42,7 +42,7 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_s
 
 __all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_fractions", "check_masks", "check_mask",
            "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs",
-           "check_graph_name", "PLANETOID", "GRAPH_NAMES"]
+           "check_graph_name", "graph_files", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -411,6 +411,20 @@ def _pyg_folder(kind: str, name: str) -> str:
     if kind == "coauthor":
         return "CS" if lower == "cs" else lower.capitalize()
     return lower
+
+
+def graph_files(name: str) -> list[Path]:
+    """The local files :func:`load_graph` reads for ``name`` that a user gave: a ``city:<path>``'s road file(s);
+    none for a named data set (its files live in the data folder and the cache) or a path that is not there."""
+    if not name.strip().lower().startswith("city:"):
+        return []
+    from fwdlearn.graphs.data.citynet import road_path
+    from fwdlearn.graphs.data.road_readers import road_files
+
+    try:
+        return road_files(road_path(name.strip()[len("city:"):]))
+    except (OSError, ValueError):  # (not there: load_graph says so)
+        return []
 
 
 def is_city(name: str) -> bool:

@@ -42,7 +42,7 @@ from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.reporting import markdown_table, ratio
 
-from fwdlearn.graphs.data.datasets import check_graph_name, load_graph
+from fwdlearn.graphs.data.datasets import check_graph_name, graph_files, load_graph
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 from fwdlearn.graphs.influence.hop_influence import hop_influence, select_seeds
 from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
@@ -200,7 +200,9 @@ def run_bench(config) -> int:
             method_class(config.forward_method)
         except ValueError as error:
             raise UsageError(f"--forward-method: {error}") from None
-    bench = BenchRun.start("bench-influence", config, more=[".png"])
+    read = [(flag, f) for flag, names in (("--data", [config.data]), ("--graphs", config.graphs)) for name in names
+            for f in graph_files(name)]
+    bench = BenchRun.start("bench-influence", config, more=[".png"], inputs=read)
     _, md_path, plot_path = bench.results
     device, record = bench.device, bench.record
     quiet = config.quiet

@@ -486,10 +486,15 @@ def random_windows(ids: Tensor, batch_size: int, context: int, generator: torch.
     return windows[:, :-1], windows[:, 1:]
 
 
-def corpus_files(name_or_path: str) -> list[Path]:
+def corpus_files(name_or_path: str, missing_ok: bool = False) -> list[Path]:
     """The files :func:`load_text` reads for ``name_or_path`` (a known name, a file, or a folder's split files);
-    the same errors as :func:`load_text` for a corpus that is not there."""
-    return list(_resolve(name_or_path)[1].values())
+    the same errors as :func:`load_text` for a corpus that is not there, or with ``missing_ok`` none."""
+    try:
+        return list(_resolve(name_or_path)[1].values())
+    except (OSError, ValueError):
+        if missing_ok:
+            return []
+        raise
 
 
 def read_corpus(name_or_path: str, **kwargs: Any) -> Corpus:

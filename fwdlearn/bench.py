@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import UsageError
 from .records import RunRecord
-from .reporting import markdown_table, write_results
+from .reporting import markdown_table, result_paths, write_results
 from .runs import RunPaths, run_outputs, start_run
 
 __all__ = ["BenchRun", "run_parts", "distinct_names"]
@@ -81,13 +81,18 @@ class BenchRun:
         (``"results"``, ``"table"``, then each of ``files``: kind -> path, which must exist) and save the record
         (refused over an existing one without ``--overwrite``). An earlier run's file of ``<out><suffix>`` that this
         run did not write (a plot it does not draw) is removed then, not at the start: a run that fails keeps the
-        earlier run's files whole. Returns the two result paths."""
+        earlier run's files whole; so is, with ``--overwrite``, an earlier ``<out>-record.json`` when ``--json`` puts
+        this run's record elsewhere (it described the results replaced). Returns the two result paths."""
         written = write_results(self.results[0], rows, columns, title=title, notes=notes, headers=headers,
                                 extra=extra)
         ours = {Path(path) for path in (files or {}).values()}
         for stale in self.results[2:]:  # (checked at the start: there only with --overwrite)
             if stale not in ours:
                 stale.unlink(missing_ok=True)
+        usual = result_paths(_prefix(self.paths))[2]  # <out>-record.json: an earlier run's, when --json moved ours
+        if self.config.overwrite and usual != self.paths.record and usual.is_file():  # (it described the results
+            # now replaced)
+            usual.unlink()
         for kind, path in {"results": written[0], "table": written[1], **(files or {})}.items():
             self.record.add_file(kind, path)
         self.record.save(self.paths.record, overwrite=self.config.overwrite)

@@ -187,6 +187,32 @@ def test_bench_influence_reads_its_data_before_timing_and_checks_its_plot_path(t
     assert f"--json and --out both name {out}.png" in capsys.readouterr().err
 
 
+def test_bench_influence_loads_every_graph_before_the_first_timing(tmp_path, capsys, monkeypatch):
+    """A missing road file in --graphs failed when its turn came, after the timings of the graphs before it."""
+    from fwdlearn.graphs.influence import bench
+
+    timed = []
+    monkeypatch.setattr(bench, "_speed_row", lambda *args, **kwargs: timed.append(args[1]))
+    assert main(["bench", "influence", "--graphs", "karate", f"city:{tmp_path / 'nope.graphml'}", "--depths", "1",
+                 "--samples", "4", "--pyg-samples", "2", "--repeats", "1", "--epochs", "0", "--quiet", "--out",
+                 str(tmp_path / "b")]) == 2
+    assert "nope.graphml' not found" in capsys.readouterr().err and timed == []
+
+
+def test_a_bench_whose_record_json_moves_removes_the_earlier_record_beside_the_results(tmp_path, capsys):
+    """--out X --json Y --overwrite left X-record.json describing the results this run replaced."""
+    base = ["bench", "graph", "--data", "karate", "--splits", "1", "--epochs", "2", "--depths", "1", "--hidden", "4",
+            "--threads", "1", "--quiet", "--link-layers", "0", "--methods", "sf", "--out", str(tmp_path / "h")]
+    assert main(base) == 0 and (tmp_path / "h-record.json").is_file()
+    assert main([*base, "--json", str(tmp_path / "moved.json"), "--overwrite", "--seed", "1"]) == 0
+    assert not (tmp_path / "h-record.json").exists() and (tmp_path / "moved.json").is_file()
+    from fwdlearn.graphs.cli.bench import _checks  # a number printed on its threshold is printed exactly
+
+    lines = _checks({("sf", 4): {"acc": 0.83996, "saved": 1, "time": 1}}, {"ce": 0.89996})
+    assert lines[0] == "- sf >= 84.0% at 4 layers: 83.996% -> MISSED"  # (84.00% beside MISSED)
+    assert lines[-1] == "- link prediction ForwardGNN-CE ROC-AUC >= 0.90: 0.89996 -> MISSED"
+
+
 def test_bench_influence_refuses_empty_settings(tmp_path, capsys):
     assert main(["bench", "influence", "--repeats", "0", "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "--repeats must be >= 1, got 0" in capsys.readouterr().err

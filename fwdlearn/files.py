@@ -68,13 +68,14 @@ def check_writable(path: str | Path, flag: str = "") -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"cannot write {where}: {parent} is a file, not a folder; choose another path")
-    try:  # (the name with the suffixes fwdlearn adds beside it: '.tmp' while writing, '.lock.<pid>' while held)
+    try:  # (the name with the suffixes fwdlearn adds beside it: '.tmp', '.lock.<pid>', '.rank<r>.prev.tmp')
         longest = os.pathconf(parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
         longest = 255
-    if len(os.fsencode(path.name)) + len(".lock.4194304") > longest:
+    added = len(".rank1024.prev.tmp")  # (the longest suffix fwdlearn adds beside a file: a process's previous save)
+    if len(os.fsencode(path.name)) + added > longest:
         raise UsageError(f"cannot write {where}: its name is {len(os.fsencode(path.name))} bytes long, too long for "
-                         f"this file system beside the suffixes fwdlearn adds (at most {longest - 13}); choose a "
+                         f"this file system beside the suffixes fwdlearn adds (at most {longest - added}); choose a "
                          "shorter name")
     try:
         handle, probe = tempfile.mkstemp(prefix=".fwdlearn-probe-", dir=parent)

@@ -4,6 +4,7 @@ from outside the library (a toy rule, a toy graph method defined here and traine
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -248,3 +249,4 @@ def test_a_switch_given_as_text_is_refused():
         with pytest.raises(UsageError, match=rf"{name} must be True or False, got 'False'"):
             build("False")
         build(False)
+        build(np.bool_(True))  # (NumPy's bool too: NumPy 2 names its type 'bool', not 'bool_')

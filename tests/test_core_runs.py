@@ -423,6 +423,8 @@ def test_output_paths_are_spelled_as_a_user_means_them(folder, monkeypatch, caps
     seq = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "1"]
     assert main([*seq, "--json", "~/t.json"]) == 0
     assert (home / "t.json").is_file() and (home / "t.pt").is_file() and not (folder / "~").exists()
+    assert main(["influence", "seq", "--checkpoints=~/t.pt", "--length", "4", "--batch", "1", "--positions", "2",
+                 "--quiet", "--json", "inf.json"]) == 0  # (an input's ~ too: '--checkpoints ~/t.pt: no such file')
     for flag, value in (("--checkpoint", "ck/"), ("--json", "jj/")):
         assert main([*seq, flag, value]) == 2
         assert f"{flag} '{value}' ends with a slash, a folder; {flag} names a file" in capsys.readouterr().err

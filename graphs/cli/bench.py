@@ -88,10 +88,17 @@ def _learning_rate(config: BenchGraphConfig, method: str) -> float:
     return config.dfa_lr if dfa else config.lr
 
 
+#: how far a mean over splits may sit from the exact value (a mean of 84 % accuracies came out 0.8399999999999999)
+ROUNDING = 1e-9
+
+
 def _shown(value: float, threshold: float, places: int) -> str:
-    """``value`` to ``places`` decimals, or as many more as keep it off ``threshold`` (the verdict reads the exact
-    value: 83.996 printed as 84.00 stood beside 'MISSED' for '>= 84.0')."""
-    while places < 8 and value != threshold and round(value, places) == round(threshold, places):
+    """``value`` to ``places`` decimals, or as many more as keep it off ``threshold`` (the verdict reads the value:
+    83.996 printed as 84.00 stood beside 'MISSED' for '>= 84.0'); a value within :data:`ROUNDING` of the threshold,
+    on it, is printed as the threshold."""
+    if abs(value - threshold) <= ROUNDING * max(1.0, abs(threshold)):
+        return f"{threshold:.{places}f}"
+    while places < 8 and round(value, places) == round(threshold, places):
         places += 1
     return f"{value:.{places}f}"
 
@@ -107,14 +114,14 @@ def _checks(summary: dict, link: dict) -> list[str]:
 
     sf4, sf8 = summary.get(("sf", 4)), summary.get(("sf", 8))
     check("sf >= 84.0% at 4 layers", None if sf4 is None else f"{_shown(100 * sf4['acc'], 84, 2)}%",
-          sf4 and sf4["acc"] >= 0.84)
+          sf4 and sf4["acc"] >= 0.84 - ROUNDING)
     check("sf >= 80% at 8 layers", None if sf8 is None else f"{_shown(100 * sf8['acc'], 80, 2)}%",
-          sf8 and sf8["acc"] >= 0.80)
+          sf8 and sf8["acc"] >= 0.80 - ROUNDING)
     sf2, bp2, bp8 = summary.get(("sf", 2)), summary.get(("bp", 2)), summary.get(("bp", 8))
     if sf2 and sf8:
         r = sf8["saved"] / sf2["saved"]
         bp_r = f", BP 8/2 = {bp8['saved'] / bp2['saved']:.2f}" if bp2 and bp8 else ""
-        check("sf saved bytes/step 8 vs 2 layers <= 1.2", f"{_shown(r, 1.2, 2)}{bp_r}", r <= 1.2)
+        check("sf saved bytes/step 8 vs 2 layers <= 1.2", f"{_shown(r, 1.2, 2)}{bp_r}", r <= 1.2 + ROUNDING)
     else:
         check("sf saved bytes/step 8 vs 2 layers <= 1.2", None, False)
     times = [(d, summary[("sf", d)]["time"] / summary[("bp", d)]["time"]) for (m, d) in summary
@@ -124,7 +131,7 @@ def _checks(summary: dict, link: dict) -> list[str]:
         check("sf fit time / BP fit time < 1", text, all(t < 1 for _, t in times))
     ce = link.get("ce")
     check("link prediction ForwardGNN-CE ROC-AUC >= 0.90", None if ce is None else _shown(ce, 0.9, 4),
-          ce is not None and ce >= 0.90)
+          ce is not None and ce >= 0.90 - ROUNDING)
     return lines
 
 

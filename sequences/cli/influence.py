@@ -13,6 +13,8 @@ Untrained ``--models`` (the names of ``fwdlearn seq train --model``) read random
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     from fwdlearn.sequences.influence import lag_influence
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
+    # (~ expanded, as the outputs' and the model files' are: --checkpoints=~/m.pt is not expanded by the shell)
+    config = dataclasses.replace(config, checkpoints=[os.path.expanduser(p) for p in config.checkpoints])
     for path in config.checkpoints:
         if Path(path).is_dir():
             raise UsageError(f"--checkpoints {path} is a folder; pass the .pt files a seq train run wrote "

@@ -79,7 +79,6 @@ def data_path(*parts: str, what: str, how: str = "") -> Path:
     return path
 
 
-
 @contextlib.contextmanager
 def loader_log(quiet: bool) -> Iterator[None]:
     """Inside the block, with ``quiet``, what a third-party loader prints on stderr (PyG's ``Processing...`` /

@@ -83,8 +83,8 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
             model.load_state_dict(bundle["model"])
         except RuntimeError as error:  # (its first line alone names no key)
             detail = " ".join(str(error).split())[:400]
-            kind = f"{bundle['kind']} " if isinstance(bundle.get("kind"), str) else ""
-            raise InputError(f"the weights in {path} do not fit the {kind}model its config describes ({detail}); it "
+            named = f"{bundle['kind']} " if isinstance(bundle.get("kind"), str) else ""
+            raise InputError(f"the weights in {path} do not fit the {named}model its config describes ({detail}); it "
                              "was edited, or written by another fwdlearn version") from None
     return model.to(device), bundle
 

@@ -2,8 +2,8 @@
 
 A domain's model class says what its ``config`` is (what builds it again) and which ``kind`` names it; this module
 writes the file atomically, refusing to overwrite one unless asked, and reads it with torch's ``weights_only``
-loader (:func:`fwdlearn.fit.load_torch`), rebuilding the model on the CPU in the saved dtype and moving it to the
-device asked for. Every failure names the file: not a model file, a kind or config this process cannot build,
+loader (:func:`fwdlearn.fit.load_torch`), rebuilding the model on the CPU in the saved dtypes (each parameter and
+buffer its own) and moving it to the device asked for. Every failure names the file: not a model file, a kind or config this process cannot build,
 weights that do not fit the config.
 
 Example::
@@ -54,8 +54,6 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
             not fit. ``FileNotFoundError`` / ``IsADirectoryError`` for a missing file or a folder, ``ValueError`` for
             a ``map_location`` that is not a device here.
     """
-    import torch
-
     path = Path(path).expanduser()
     device = load_device(map_location)
     if path.is_dir():
@@ -76,9 +74,7 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
         except (ValueError, TypeError) as error:  # a kind not registered in this process, a config it cannot take
             raise InputError(f"{path}: {error}; it was written by a kind (registered in other code) or a fwdlearn "
                              "version this one cannot build") from None
-        saved = {t.dtype for t in bundle["model"].values() if torch.is_tensor(t) and t.is_floating_point()}
-        if len(saved) == 1:  # a float64 or bfloat16 model comes back as it was saved, not as float32
-            model.to(saved.pop())
+        _take_saved_dtypes(model, bundle["model"])
         try:
             model.load_state_dict(bundle["model"])
         except RuntimeError as error:  # (its first line alone names no key)
@@ -87,6 +83,22 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
             raise InputError(f"the weights in {path} do not fit the {named}model its config describes ({detail}); it "
                              "was edited, or written by another fwdlearn version") from None
     return model.to(device), bundle
+
+
+def _take_saved_dtypes(model: Any, state: dict[str, Any]) -> None:
+    """Give every floating parameter and buffer of ``model`` the dtype its saved tensor has (a float64 or bfloat16
+    model, or one with a bfloat16 block, comes back as it was saved, not as the float32 a fresh build is)."""
+    import torch
+
+    saved = {t.dtype for t in state.values() if torch.is_tensor(t) and t.is_floating_point()}
+    if len(saved) == 1:  # (the whole model, buffers included, in one dtype: a plain .to)
+        model.to(saved.pop())
+        return
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        stored = state.get(name)
+        if torch.is_tensor(stored) and stored.is_floating_point() and tensor.is_floating_point() \
+                and stored.dtype != tensor.dtype:
+            tensor.data = tensor.data.to(stored.dtype)
 
 
 class ModelFile:

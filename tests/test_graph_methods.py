@@ -833,6 +833,15 @@ def test_a_saved_model_loads_to_the_same_scores(method, tmp_path):
         ForwardGNN.load(tmp_path / "lm.pt")
 
 
+def test_a_saved_model_of_mixed_dtypes_loads_in_them(tmp_path):
+    """A model with one bfloat16 block came back all float32 (only a model of one dtype kept it)."""
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="bp")
+    model.blocks[0].to(torch.bfloat16)
+    loaded = ForwardGNN.load(model.save(tmp_path / "mixed.pt"))
+    assert [p.dtype for p in loaded.parameters()] == [p.dtype for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
 def test_a_saved_link_predictor_loads_to_the_same_probabilities(tmp_path):
     from fwdlearn.graphs import ForwardLinkPredictor
 

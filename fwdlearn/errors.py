@@ -117,7 +117,9 @@ def check_int(name: str, value: Any, low: int | None, what: str = "") -> int:
 def check_bool(name: str, value: Any) -> bool:
     """``value`` as a bool when it is one (Python's or NumPy's); else :class:`UsageError` naming ``name`` (the string
     ``"False"`` is true, so a switch given as text would quietly turn on)."""
-    if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool")):
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise UsageError(f"{name} must be True or False, got {value!r}")
 

@@ -122,6 +122,11 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if not loss >= math.log(sys.float_info.max) else math.inf  # (NaN stays NaN)
 
 
+def _widened(outputs: Tensor) -> Tensor:
+    """``outputs`` in at least float32 for an evaluation's loss (a bfloat16 sum drifts: 2.0 for 2.23)."""
+    return outputs.to(torch.promote_types(outputs.dtype, torch.float32))
+
+
 def _lm_metrics(total: float, count: int, prefix: str = "") -> dict[str, float]:
     loss = total / max(count, 1)
     return {f"{prefix}loss": loss, f"{prefix}perplexity": perplexity(loss), f"{prefix}bpc": loss / LN2}
@@ -153,7 +158,7 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     with evaluating(model):
         for x, y in batcher.epoch_windows():
             logits, state = model(x.to(device), state)
-            wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # a bfloat16 sum drifts
+            wide = _widened(logits)
             total += float(F.cross_entropy(wide.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1).long(),
                                            reduction="sum"))  # (int32 / int16 ids: the loss wants int64)
             count += y.numel()
@@ -213,7 +218,7 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
         for _ in range(batches):
             x, y = task.sample(batch_size, gen)
             out, _ = model(x.to(device))
-            out = out.to(torch.promote_types(out.dtype, torch.float32))  # (a bfloat16 sum drifts, as in evaluate_lm)
+            out = _widened(out)
             y = y.to(device)
             loss_sum += float(task_loss(task, out, y))
             if task.loss == "cross_entropy":

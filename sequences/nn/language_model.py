@@ -87,6 +87,10 @@ class LanguageModel(nn.Module):
         one per block, so that no block's update depends on another block's loss)."""
         return [[p for p in self.parameters() if p.requires_grad]]
 
+    def prepare_for_state(self, state: dict[str, Any]) -> None:
+        """Shape the model's buffers as a saved file's ``state`` holds them, before it is loaded (default: nothing;
+        a recurrent model's DSF feedback may have been replaced by one of the other shape, :meth:`set_feedback`)."""
+
     def feedback_alignment(self, tokens: Tensor, targets: Tensor, state: Any = None) -> dict[str, float]:
         """``{feedback point: mean per-token cosine between the DFA signal and the true gradient}`` on one window
         (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`); models with feedback points implement it."""
@@ -275,11 +279,10 @@ def load_language_model(path: str | Path, map_location: str | torch.device = "cp
     def build(bundle: dict[str, Any]) -> LanguageModel:
         config = dict(bundle["config"])
         model = LM_KINDS.get(bundle.get("kind") or config.get("kind", "recurrent")).from_config(config)
-        model.__dict__["_reading_file"] = True  # (its file's feedback may be of another shape: set_feedback)
+        model.prepare_for_state(bundle["model"])
         return model
 
     model, bundle = load_model(path, "a language model", build, _bundle, map_location)
-    model.__dict__.pop("_reading_file", None)
     vocab = Vocabulary.from_state_dict(bundle["vocab"]) if bundle.get("vocab") else None
     if vocab is not None and len(vocab) > model.vocab_size:
         raise InputError(f"{path}: its vocabulary holds {len(vocab)} tokens but its model reads {model.vocab_size} "

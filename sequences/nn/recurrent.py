@@ -279,20 +279,35 @@ class RecurrentLM(StackedLM):
         ``dfa:micro`` models of plain blocks saved before those named no point inside (their ``B_block<i>_rnn``
         reached no parameter the block output's point did not: dropped). A state of the other shape loaded by hand
         (warm-starting a ``dsf:gaussian`` model from a ``bptt`` model's weights, whose feedback is diagonal) is
-        warned about: the model then trains with the loaded feedback, not its rule's draw."""
+        warned about: the model then trains with the loaded feedback, not its rule's draw (a model file is shaped
+        first, :meth:`prepare_for_state`, and loads quietly)."""
         for i, block in enumerate(self.blocks):
             if not block.norm:
                 state_dict.pop(f"{prefix}depth.feedback.B_block{i}_rnn", None)
-            stored, S = state_dict.get(f"{prefix}feedback_{i}"), block.layer.state_size
-            if isinstance(stored, Tensor) and stored.shape in ((S,), (S, S)) and stored.shape != self.feedback(i).shape:
-                if not self.__dict__.get("_reading_file", False):
-                    shape = lambda t: "decays [S]" if t.dim() == 1 else "a matrix [S, S]"  # noqa: E731
-                    warn(f"the state loaded into layer {i}'s DSF feedback is {shape(stored)}, this model's "
-                         f"{self.config.feedback} feedback {shape(self.feedback(i))}: the model now trains with the "
-                         f"loaded one (its rule still reads {self.rule}); to keep its own, leave "
-                         f"'{prefix}feedback_{i}' out of the state dict")
-                setattr(self, f"feedback_{i}", self.feedback(i).new_empty(stored.shape))
+        shape = lambda t: "decays [S]" if t.dim() == 1 else "a matrix [S, S]"  # noqa: E731
+        for i, stored in self._other_feedback_shapes(state_dict, prefix):
+            warn(f"the state loaded into layer {i}'s DSF feedback is {shape(stored)}, this model's "
+                 f"{self.config.feedback} feedback {shape(self.feedback(i))}: the model now trains with the loaded one "
+                 f"(its rule still reads {self.rule}); to keep its own, leave '{prefix}feedback_{i}' out of the state "
+                 "dict")
+            setattr(self, f"feedback_{i}", self.feedback(i).new_empty(stored.shape))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _other_feedback_shapes(self, state: dict[str, Any], prefix: str = "") -> list[tuple[int, Tensor]]:
+        """``(layer, stored feedback)`` of the layers whose ``state`` holds feedback of the other shape
+        (``[S]`` for ``[S, S]`` or back)."""
+        out = []
+        for i, block in enumerate(self.blocks):
+            stored, S = state.get(f"{prefix}feedback_{i}"), block.layer.state_size
+            if isinstance(stored, Tensor) and stored.shape in ((S,), (S, S)) and stored.shape != self.feedback(i).shape:
+                out.append((i, stored))
+        return out
+
+    def prepare_for_state(self, state: dict[str, Any]) -> None:
+        """Shape each layer's feedback buffer as ``state`` holds it (a file saved after :meth:`set_feedback`
+        replaced decays by a matrix or back), so that loading it is quiet."""
+        for i, stored in self._other_feedback_shapes(state):
+            setattr(self, f"feedback_{i}", self.feedback(i).new_empty(stored.shape))
 
     def set_training(self, training: str | Rule) -> None:
         """Switch the rule (same weights); a DSF feedback kind other than the built one rebuilds the feedback."""

@@ -1,7 +1,8 @@
 """Run records: one JSON file per run with the config, metrics, timings, seed, versions and the files it wrote.
 
 A record is always valid JSON: a NaN or infinite number is written as ``null`` and listed under
-``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved.
+``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved; a relative one starts from the record's ``"cwd"``,
+the working folder of the run.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -125,6 +127,7 @@ class RunRecord:
             "seed": self.seed,
             "summary": self.summary,
             "files": self.files,
+            "cwd": os.getcwd(),  # (the folder the files' relative paths start from)
             "metrics": self.metrics,
             "seconds": time.time() - self.started,
             "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),

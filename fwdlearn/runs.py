@@ -394,9 +394,11 @@ def _own_files(paths: RunPaths) -> set[Path]:
     if paths.checkpoint is None or not paths.record.is_file():
         return set()
     try:
-        files = json.loads(paths.record.read_text()).get("files", {})
-        named = {Path(os.path.realpath(p)) for p in files.values() if isinstance(p, str)}
-    except (OSError, ValueError, AttributeError):  # unreadable, or not a record
+        record = json.loads(paths.record.read_text())
+        files, cwd = record.get("files", {}), record.get("cwd")
+        base = Path(cwd) if isinstance(cwd, str) else Path.cwd()  # (relative paths as typed, from the run's folder)
+        named = {Path(os.path.realpath(base / p)) for p in files.values() if isinstance(p, str)}
+    except (OSError, ValueError, AttributeError, TypeError):  # unreadable, or not a record
         return set()
     if Path(os.path.realpath(paths.checkpoint)) not in named:  # (links resolved: another spelling of the run's files)
         return set()

@@ -344,6 +344,23 @@ def test_running_a_named_training_run_again_suggests_resume(folder, capsys):
     assert "already exists; pass --resume to continue that run, --overwrite to start it over" in capsys.readouterr().err
 
 
+def test_a_run_resumes_from_another_working_folder(folder, monkeypatch, capsys):
+    """The record names its files as typed, relative to the run's folder: resumed from elsewhere, the run was refused
+    as not its own ('runs/r.json already exists')."""
+    from fwdlearn.cli import main
+
+    args = ["seq", "train", "--data", str(folder / "text.txt"), "--eval-every", "1", *TINY]
+    assert main([*args, "--steps", "1", "--json", "out/r.json"]) == 0
+    record = json.loads((folder / "out/r.json").read_text())
+    assert record["files"]["checkpoint"] == "out/r.pt" and record["cwd"] == str(folder)
+    (folder / "elsewhere").mkdir()
+    monkeypatch.chdir(folder / "elsewhere")
+    capsys.readouterr()
+    assert main([*args, "--steps", "2", "--json", "../out/r.json", "--resume"]) == 0, capsys.readouterr().err
+    record = json.loads((folder / "out/r.json").read_text())
+    assert record["summary"]["steps"] == 2 and record["files"]["checkpoint"] == "../out/r.pt"
+
+
 def test_an_earlier_runs_process_checkpoints_are_refused_before_work_and_removed_by_overwrite(folder, capsys):
     """<checkpoint>.rank<r> (a torchrun run's processes r > 0) was never checked: a fresh run of several processes
     failed at its first save, and an --overwrite run left them beside its own checkpoint."""

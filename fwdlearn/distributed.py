@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ["init_from_env", "process_device", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows",
-           "min_max", "mean"]
+           "min_max", "mean", "raise_together"]
 
 
 def is_distributed() -> bool:
@@ -121,3 +121,34 @@ def gather_rows(rows: Tensor) -> Tensor:
     parts = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
     return torch.cat([part[: int(s)] for part, s in zip(parts, sizes)]).to(device)
+
+
+def raise_together(error: BaseException | None, what: str) -> None:
+    """Stop every process together after a check each makes on its own file (its part of a checkpoint): every process
+    calls it at the same point, with the error it met or ``None``; it returns when none met one, and raises ``error``
+    on one process.
+
+    When rank 0 met one, every process raises, marked as met by every process
+    (:func:`fwdlearn.errors.alike_on_every_process`), so the ``fwdlearn`` command prints rank 0's error once: a
+    checkpoint made with other settings, another number of processes or a larger step budget is refused by every part
+    alike (each process printed it, with its rank). When only other processes met one, each raises its own (printed
+    with its rank) and the rest a :class:`~fwdlearn.errors.UsageError` saying which processes ``what`` (printed by
+    rank 0).
+    """
+    from fwdlearn.errors import UsageError, alike_on_every_process
+
+    if not is_distributed():
+        if error is not None:
+            raise error
+        return
+    failed = [r for r, flag in enumerate(gather_rows(torch.tensor([int(error is not None)])).tolist()) if flag]
+    if not failed:
+        return
+    if error is None:
+        many = len(failed) > 1
+        error = UsageError(f"process{'es' if many else ''} {', '.join(map(str, failed))} of this torchrun job {what} "
+                           f"({'each' if many else 'its'} own message says why)")
+    if 0 in failed or rank() not in failed:
+        with alike_on_every_process():  # (rank 0 alone says it)
+            raise error
+    raise error  # this process's own, said with its rank

@@ -40,9 +40,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.distributed import is_distributed, min_max, rank
-from fwdlearn.errors import (DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted, UsageError,
-                             check_range, check_seed, is_integer, reading)
+from fwdlearn.distributed import is_distributed, min_max, raise_together, rank
+from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
+                             UsageError, check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable
 
 __all__ = [
@@ -756,6 +756,21 @@ class Trainer:
                              "(--steps; --epochs for graph train) to resume it")
         return ckpt
 
+    def _load_every_part(self) -> dict[str, Any] | None:
+        """The checkpoint to resume (``None``: none written yet). Under torchrun every process reads and checks its own
+        part, and all stop together when one cannot (:func:`fwdlearn.distributed.raise_together`): a refusal every
+        part meets alike (another batch size, number of processes, a budget below its step) is said once, by rank 0,
+        not by each process."""
+        if not is_distributed():
+            return self._load() if self.checkpoint.exists() else None
+        error, ckpt = None, None
+        try:
+            ckpt = self._load() if self.checkpoint.exists() else None
+        except ANTICIPATED as caught:
+            error = caught
+        raise_together(error, "could not resume")
+        return ckpt
+
     def _resume(self, ckpt: Mapping[str, Any], state: Any, result: FitResult, stopper: EarlyStopping) -> Any:
         """Load ``ckpt`` into ``state``, ``result`` and ``stopper``; the best state."""
         if state is not None and ckpt["state"] is not None:
@@ -846,7 +861,7 @@ class Trainer:
             if not self.resume:  # (an earlier run's previous save must not be taken for this run's)
                 previous_checkpoint(self.checkpoint).unlink(missing_ok=True)
         if self.resume and self.checkpoint is not None:
-            ckpt = self._agreed(self._load() if self.checkpoint.exists() else None)  # (every process takes part)
+            ckpt = self._agreed(self._load_every_part())  # (every process takes part)
             if ckpt is not None:
                 self._file_is_this_runs = True
                 best_state = self._resume(ckpt, state, result, stopper)

@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
-from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range, check_representable,
-                             is_integer, warn)
+from fwdlearn.errors import (InputError, UsageError, alike_on_every_process, check_int, check_range,
+                             check_representable, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode,
                           load_optimizer_state, read_checkpoint, seed_everything, tensor_fingerprint)
@@ -314,6 +314,15 @@ def _started_warmup(checkpoint: str | Path | None, resume: bool) -> int | None:
     return warmup if is_integer(warmup) else None
 
 
+def _started_processes(checkpoint: Path) -> Any:
+    """The number of processes the run of ``checkpoint`` was trained by (its fingerprint), or ``None`` when the file
+    says none or cannot be read (the Trainer's resume then says what is wrong with it)."""
+    try:
+        return (read_checkpoint(checkpoint).get("fingerprint") or {}).get("processes")
+    except (InputError, OSError):
+        return None
+
+
 def _settings(settings: OptimizerSettings) -> dict[str, Any]:
     """The optimizer settings a resumed run reports when they changed (the new ones apply)."""
     return {"lr": settings.lr, "weight_decay": settings.weight_decay, "schedule": settings.schedule,
@@ -548,7 +557,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             quiet = True
             if checkpoint is not None:
                 lead_checkpoint, checkpoint = Path(checkpoint), process_checkpoint(checkpoint, rank())
-                if resume and lead_checkpoint.exists() and not checkpoint.exists():
+                # (a run of another number of processes has no such part: rank 0 says that once, on resuming)
+                if (resume and lead_checkpoint.exists() and not checkpoint.exists()
+                        and _started_processes(lead_checkpoint) == world_size()):
                     raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
                                      "with as many processes as the run was started with (if it was, the run stopped "
                                      "before this process's first save: start over with --overwrite)")

@@ -91,3 +91,62 @@ def test_a_process_whose_peer_stopped_is_told_apart_from_a_bug(tmp_path):
         port = s.getsockname()[1]
     mp.start_processes(_peer_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
     assert (tmp_path / "found.txt").read_text() == "peer failed: True; bug-like error: False"
+
+
+def _resume_refusal_worker(rank: int, port: int, folder: str) -> None:
+    import os
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from fwdlearn.errors import found_by_every_process
+    from fwdlearn.fit import Trainer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    part = Path(folder) / ("ckpt.pt" if rank == 0 else "ckpt.pt.rank1")  # (each process's own part, as fit_lm's)
+    model = torch.nn.Linear(2, 1)
+
+    def train(steps, batch_size, resume=False):
+        trainer = Trainer(steps, checkpoint=part, resume=resume, quiet=True, fingerprint={"batch_size": batch_size})
+        return trainer.run(lambda i: {"loss": 1.0}, state=model)
+
+    def refusal(**kwargs):
+        try:
+            train(**kwargs)
+        except ValueError as error:  # (UsageError, InputError)
+            return found_by_every_process(error), str(error)
+        return None
+
+    train(2, 4)
+    found = {"batch": refusal(steps=4, batch_size=8, resume=True),
+             "budget": refusal(steps=1, batch_size=4, resume=True)}
+    dist.barrier()
+    if rank == 1:
+        part.write_bytes(part.read_bytes()[:100])  # process 1's part alone is cut short
+    dist.barrier()
+    found["cut"] = refusal(steps=4, batch_size=4, resume=True)
+    (Path(folder) / f"found{rank}.txt").write_text(repr(found))
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def test_a_resume_every_process_refuses_alike_is_said_once_by_rank_0(tmp_path):
+    """Resuming a torchrun run with another --batch-size (or --steps below its step) was refused by every process,
+    each printing the same line with its rank: now rank 0's error is marked as every process's (the CLI prints it
+    once). A part only one process cannot read is still that process's own, and rank 0 says which process stopped."""
+    import ast
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_resume_refusal_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    lead, other = (ast.literal_eval((tmp_path / f"found{r}.txt").read_text()) for r in (0, 1))
+    for key, words in (("batch", "batch_size 4 (checkpoint) vs 8 (now)"), ("budget", "beyond the step budget 1")):
+        assert lead[key][0] and other[key][0], key  # every process's error is marked: rank 0 alone prints its own
+        assert words in lead[key][1] and str(tmp_path / "ckpt.pt") in lead[key][1]
+    assert other["cut"] == (False, other["cut"][1]) and "cannot read" in other["cut"][1]  # said with its rank
+    assert lead["cut"] == (True, "process 1 of this torchrun job could not resume (its own message says why)")

@@ -144,3 +144,36 @@ def test_two_processes_log_the_global_loss_and_resume_from_a_step_they_all_hold(
         assert ("the processes' checkpoints hold different steps (2 to 4" in r["two apart"]
                 and "no process ahead kept a save of the others' step" in r["two apart"])
         assert not r["previous after overwrite"]
+
+
+def _one_process_checkpoint_worker(rank: int, port: int, folder: str) -> None:
+    from fwdlearn.errors import found_by_every_process
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    corpus = load_text(f"{folder}/text.txt")
+    try:
+        _initial_model(corpus.vocab_size, 100).fit(corpus, context=12, steps=2, batch_size=3, eval_every=1,
+                                                   checkpoint=f"{folder}/ckpt.pt", resume=True, quiet=True)
+        found = None
+    except ValueError as error:
+        found = (found_by_every_process(error), str(error))
+    torch.save(found, f"{folder}/found{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_one_process_checkpoint_resumed_by_two_is_refused_once_for_its_process_count(tmp_path):
+    """Process 1 said its part was missing (a run of one process has none) while rank 0 said the checkpoint was made
+    by another number of processes: two lines for one problem. Now rank 0's refusal alone is said."""
+    (tmp_path / "text.txt").write_text(TEXT)
+    corpus = load_text(str(tmp_path / "text.txt"))
+    _initial_model(corpus.vocab_size, 100).fit(corpus, context=12, steps=1, batch_size=3, eval_every=1,
+                                               checkpoint=tmp_path / "ckpt.pt", quiet=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_one_process_checkpoint_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    lead, other = (torch.load(tmp_path / f"found{r}.pt") for r in (0, 1))
+    assert lead[0] and other[0]  # both marked as every process's: the CLI prints rank 0's alone
+    assert "was made by a different run: processes 1 (checkpoint) vs 2 (now)" in lead[1]
+    assert "part of the checkpoint, is missing" not in other[1]

@@ -17,7 +17,8 @@ one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceba
 fwdlearn's own is one line too, ``fwdlearn: warning: ...``. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone, and so is a later one that every process meets alike (a check of
 the flags or of the data, :func:`fwdlearn.errors.alike_on_every_process`; a divergence, found on the global batch's
-loss); any other by the rank that hit it, with its rank; a process
+loss; a resume that rank 0's part of the checkpoint refuses, :func:`fwdlearn.distributed.raise_together`); any other by
+the rank that hit it, with its rank; a process
 whose peer stopped says so in one line instead of a traceback.
 
 ::

@@ -62,9 +62,26 @@ def init_from_env(backend: str | None = None, device: "torch.device | str | None
             on_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
             backend = "nccl" if on_cuda else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(_own_gpu(device))
         dist.init_process_group(backend=backend)
     return is_distributed()
+
+
+def _own_gpu(device: "torch.device | str | None") -> int:
+    """This process's GPU under ``nccl``: ``LOCAL_RANK``, checked against the GPUs this machine has and against a
+    ``device`` that pins one GPU for every process (NCCL fails on either, with no word of the fix)."""
+    from fwdlearn.errors import UsageError
+
+    local, here = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    gpus = torch.cuda.device_count()
+    if local >= gpus:
+        raise UsageError(f"torchrun started {max(here, local + 1)} processes on this machine but it has {gpus} "
+                         f"GPU{'' if gpus == 1 else 's'}: one process per GPU (--nproc_per_node {gpus}), or "
+                         "--device cpu")
+    if device is not None and torch.device(device).index is not None and here > 1:
+        raise UsageError(f"--device {device} puts every process of this machine on one GPU; give --device cuda "
+                         "(each process its own GPU, cuda:<LOCAL_RANK>)")
+    return local
 
 
 def process_device(device: "torch.device | str") -> torch.device:

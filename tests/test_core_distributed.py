@@ -35,6 +35,7 @@ def test_the_backend_follows_the_runs_device_not_the_host(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: chosen.append(("set_device", index)))
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: chosen.append(backend))
@@ -43,6 +44,30 @@ def test_the_backend_follows_the_runs_device_not_the_host(monkeypatch):
     assert chosen == ["gloo", ("set_device", 1), "nccl"]
     assert process_device("cuda") == torch.device("cuda", 1) and process_device("cpu") == torch.device("cpu")
     assert process_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_more_processes_than_gpus_or_one_pinned_gpu_are_refused_before_connecting(monkeypatch):
+    """Under nccl, a process past the machine's GPUs failed in cuda.set_device with CUDA's traceback, and --device
+    cuda:0 put every process on one GPU (NCCL's 'duplicate GPU'); both are refused, naming the fix."""
+    import torch.distributed as dist
+
+    from fwdlearn.distributed import init_from_env
+    from fwdlearn.errors import UsageError
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("set_device reached"))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: pytest.fail("connected"))
+    with pytest.raises(UsageError, match=r"^torchrun started 4 processes on this machine but it has 2 GPUs: one "
+                                         r"process per GPU \(--nproc_per_node 2\), or --device cpu$"):
+        init_from_env(device="cuda")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(UsageError, match=r"^--device cuda:0 puts every process of this machine on one GPU; give "
+                                         r"--device cuda"):
+        init_from_env(device="cuda:0")
 
 
 @pytest.mark.parametrize("argv", [["graph", "train", "--data", "karate"], ["bench", "graph", "--data", "karate"],

@@ -851,13 +851,14 @@ class Trainer:
         saving = False
         self._file_is_this_runs = False  # (set by a resume or the first save: only then is it kept as the previous)
         self._first_losses = {}
+        if self.checkpoint is not None:  # before any work, not at the first save; first, so that a folder is
+            check_writable(self.checkpoint, "checkpoint")  # named as one (not as a checkpoint to resume)
         if self.checkpoint is not None and self.checkpoint.exists() and not (self.resume or self.overwrite):
             raise FileExistsError(
                 f"checkpoint {self.checkpoint} already exists; pass resume=True (--resume) to continue that run, "
                 "overwrite=True (--overwrite) to start it over, or choose another checkpoint path"
             )
         if self.checkpoint is not None:
-            check_writable(self.checkpoint, "checkpoint")  # before any work, not at the first save
             if not self.resume:  # (an earlier run's previous save must not be taken for this run's)
                 previous_checkpoint(self.checkpoint).unlink(missing_ok=True)
         if self.resume and self.checkpoint is not None:
@@ -870,6 +871,12 @@ class Trainer:
                 if start_step > self.steps and not result.stopped_early and rank() == 0 and self.last_part:
                     print(f"{self.checkpoint} already holds all {self.steps} steps of the run: nothing is left to "
                           "train (the budget is the total: raise the steps or epochs to train on)", file=sys.stderr)
+                elif result.stopped_early and rank() == 0 and self.last_part:  # (a resume with a larger patience
+                    # or budget trained nothing, silently, while graph train printed the new settings as applied)
+                    print(f"{self.checkpoint} stopped early at step {ckpt['step']} ({self.monitor} had not improved "
+                          f"for {stopper.bad_checks} evaluations), and an early-stopped run stays stopped: nothing is "
+                          "left to train, and a new patience or budget does not apply; to train with them, start over "
+                          "(--overwrite; overwrite=True in Python)", file=sys.stderr)
         t0 = time.perf_counter() - result.seconds
         shown: dict[str, str] = {}
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped

@@ -204,17 +204,21 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
     results: list[FitResult] = []
     start = 0
     plan = checkpointing
-    if plan is not None and plan.resume and Path(plan.path).exists():
-        ckpt = read_checkpoint(plan.path)
-        check_fingerprint(plan.path, ckpt, plan.trainer_options(blocks=len(blocks))["fingerprint"])  # before loading
+    # (the path as the Trainer reads it, ~ expanded: unexpanded, "~/run.pt" was not found here, and the Trainer of
+    # block 1 resumed the file of the block that was training, loading its weights into block 1; a folder: the
+    # Trainer names it)
+    path = Path(plan.path).expanduser() if plan is not None else None
+    if plan is not None and plan.resume and path.is_file():
+        ckpt = read_checkpoint(path)
+        check_fingerprint(path, ckpt, plan.trainer_options(blocks=len(blocks))["fingerprint"])  # before loading
         context = ckpt.get("context") or {}
         if "layer" not in context or context["layer"] >= len(blocks):
-            raise InputError(f"{plan.path} was not written by a layer-by-layer fit of {len(blocks)} blocks; pass "
+            raise InputError(f"{path} was not written by a layer-by-layer fit of {len(blocks)} blocks; pass "
                              "the checkpoint of this run")
         start = context["layer"]
         then = (ckpt.get("settings") or {}).get("steps")
         if start > 0 and then is not None and then != steps:
-            raise UsageError(f"{plan.path}: blocks 1-{start} are frozen after training with a budget of {then} "
+            raise UsageError(f"{path}: blocks 1-{start} are frozen after training with a budget of {then} "
                              f"steps (epochs) each; a layer-by-layer run cannot change its budget on resume ({steps} "
                              f"now), as the frozen blocks would keep the old one. Resume with {then}, or start over "
                              "(--overwrite) with the new budget")

@@ -347,6 +347,39 @@ def test_an_early_stopped_run_stays_stopped_when_resumed(tmp_path):
     assert again.stopped_early and again.steps_run == 3 and again.best_step == 1
 
 
+def test_resuming_an_early_stopped_run_says_that_a_new_patience_or_budget_does_not_apply(tmp_path, capsys):
+    """A resume with a larger patience and budget trained nothing (a stopped run stays stopped), silently, while graph
+    train printed and recorded the new patience as applied."""
+    model, step = _linear_run([1.0] * 8)
+    scores = [0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    Trainer(steps=8, patience=2, quiet=True, checkpoint=tmp_path / "e.pt").run(
+        step, iter([{"val_accuracy": s} for s in scores]).__next__, model)
+    assert capsys.readouterr().err == ""
+    again = Trainer(steps=16, patience=5, quiet=True, checkpoint=tmp_path / "e.pt", resume=True).run(
+        step, lambda: pytest.fail("a stopped run must not train on"), model)
+    assert again.stopped_early and again.steps_run == 3 and again.resumed["changed"] == {"patience": [2, 5]}
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'e.pt'} stopped early at step 3 (val_accuracy had not improved for 2 evaluations)" in err
+    assert "a new patience or budget does not apply; to train with them, start over (--overwrite" in err
+
+
+@pytest.mark.parametrize("given", [{}, {"resume": True}, {"overwrite": True}])
+def test_a_checkpoint_path_that_is_a_folder_is_named_as_one(given, tmp_path):
+    """A folder given as the checkpoint was "checkpoint ... already exists; pass resume=True (--resume) to continue
+    that run": followed, that said "no checkpoint at ..." (for a layer-by-layer fit too); only overwrite=True named the
+    folder."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs import ForwardGNN, load_graph
+
+    model, step = _linear_run([1.0] * 2)
+    with pytest.raises(UsageError, match=r"cannot write .* \(checkpoint\): it is a folder; give a file name"):
+        Trainer(steps=2, quiet=True, checkpoint=tmp_path, **given).run(step, state=model)
+    data = load_graph("karate", split="random", seed=0)
+    gnn = ForwardGNN(data.num_features, data.num_classes, hidden=4, layers=2, method="sf")
+    with pytest.raises(UsageError, match=r"cannot write .* \(checkpoint\): it is a folder; give a file name"):
+        gnn.fit(data, epochs=1, quiet=True, checkpoint=tmp_path, **given)
+
+
 def test_run_record_is_valid_json_with_non_finite_numbers_noted(tmp_path):
     rec = RunRecord("demo", {"lr": 1e-3}, seed=0)
     rec.log(step=1, loss=float("nan"), curve=torch.tensor([1.0, float("inf")]))

@@ -111,6 +111,52 @@ def test_an_interrupted_graph_fit_resumes_to_the_same_weights(task, method, tmp_
     assert again.cost.saved_bytes_per_step == expected.cost.saved_bytes_per_step > 0  # no step ran: the saved one
 
 
+@pytest.mark.parametrize("task", ["node", "link"])
+def test_a_layer_by_layer_fit_resumes_a_checkpoint_named_from_home(task, tmp_path, monkeypatch):
+    """checkpoint="~/c.pt": the Trainers read the file at the expanded path, but the layer-by-layer schedule looked
+    for "~/c.pt" as written, found nothing, and block 1's Trainer resumed the file of the block that was training:
+    block 2's weights were loaded into block 1 (widths alike: test accuracy 0.29 for the 1.0 of the run it
+    continued), or the resume failed as a checkpoint that "does not fit this model"."""
+    import torch
+
+    from fwdlearn.errors import TrainingInterrupted
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+    from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    data = load_graph("karate", split="random", seed=0)
+
+    def fit(**saving):
+        seed_everything(0)
+        if task == "node":  # (as wide as the features: block 2's weights fit block 1)
+            model = ForwardGNN(data.num_features, data.num_classes, hidden=data.num_features, layers=3, method="sf")
+            return model, model.fit(data, epochs=8, lr=0.01, patience=None, eval_every=2, quiet=True, **saving)
+        model = ForwardLinkPredictor(data.num_features, hidden=data.num_features, layers=3, method="ce")
+        return model, model.fit(data, epochs=8, lr=0.01, patience=None, eval_every=2, quiet=True, seed=0, **saving)
+
+    reference, _ = fit()
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 13)  # block 2 of 3
+        with pytest.raises(TrainingInterrupted):
+            fit(checkpoint="~/c.pt")
+    assert (tmp_path / "c.pt").is_file()
+    resumed, report = fit(checkpoint="~/c.pt", resume=True)
+    assert report.resumed["from_step"] == 4  # block 2's Trainer continued, not block 1's
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_several_runs_of_a_public_planetoid_split_are_refused_however_the_name_is_spelled():
+    """--data " cora" (or "Cora ") is Cora to load_graph, but the refusal compared the name unstripped and let
+    --split public --splits 2 report the spread over model seeds as the spread over splits."""
+    from fwdlearn.graphs.cli.train import GraphTrainConfig, train_runs
+
+    for name in (" cora", "Cora ", "CiteSeer"):
+        with pytest.raises(UsageError, match="--split public is one fixed split of"):
+            train_runs(GraphTrainConfig(data=name, split="public", splits=2, epochs=1, layers=1, hidden=4, quiet=True))
+
+
 def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["graph", "train", "--data", "karate", "--method", "sf", "--layers", "2", "--hidden", "8", "--epochs", "4",

@@ -220,6 +220,31 @@ def test_graph_without_masks_is_refused():
         ForwardGNN(5, 3, hidden=8, layers=1).fit(data, epochs=1, quiet=True)
 
 
+@pytest.mark.parametrize("method", ["sf", "ff-la", "bp"])
+def test_fit_names_what_a_graph_without_labels_masks_or_features_lacks(method):
+    """A fit refused a graph without labels, or with labels but no masks, by the scoring message: "this graph has
+    none [labels]: call model(data.x, data.edge_index) for inductive scores", no fix for a fit (and the masks were not
+    named); a graph without features got no hint of how to give it some."""
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=1, method=method)
+    unlabelled = Data(**{k: v for k, v in data.to_dict().items() if k != "y"})
+    with pytest.raises(ValueError, match=r"data.y must be a tensor of one int64 class id per node; got NoneType "
+                                         r"\(the graph has no labels\)"):
+        model.fit(unlabelled, epochs=1, quiet=True)
+    unsplit = Data(x=data.x, edge_index=data.edge_index, y=data.y)
+    with pytest.raises(ValueError, match=r"data has no train_mask; node classification needs train_mask, val_mask and "
+                                         r"test_mask. Load it with load_graph\(..., split='random'\)"):
+        model.fit(unsplit, epochs=1, quiet=True)
+    featureless = Data(**{k: v for k, v in data.to_dict().items() if k != "x"}, num_nodes=30)
+    hint = r"tensor of node features; the graph has none: give it some, e.g. data.x = torch.ones\(num_nodes, 1\)"
+    with pytest.raises(ValueError, match=hint):
+        model.fit(featureless, epochs=1, quiet=True)
+    with pytest.raises(ValueError, match=hint):
+        ForwardLinkPredictor(5, hidden=8, layers=1).fit(featureless, epochs=1, quiet=True)
+
+
 def test_wrong_feature_width_is_refused():
     with pytest.raises(ValueError, match="in_dim=4"):
         ForwardGNN(4, 3, hidden=8, layers=1).fit(tiny_graph(), epochs=1, quiet=True)

@@ -112,6 +112,10 @@ def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "dat
     Raises:
         ValueError / TypeError: naming the tensor, what was found and the fix.
     """
+    if x is None:  # (a graph of edges alone: the message named no way to give it features)
+        raise ValueError(f"{name} must be a [num_nodes, num_features] tensor of node features; the graph has none: "
+                         f"give it some, e.g. {name} = torch.ones(num_nodes, 1), one-hot degrees "
+                         "(torch_geometric.transforms.OneHotDegree) or one feature per node, torch.eye(num_nodes)")
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise ValueError(f"{name} must be a [num_nodes, num_features] tensor of node features")
     if x.layout != torch.strided:  # (the blocks and the finite check would fail with torch's raw error)

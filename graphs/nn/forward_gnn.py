@@ -332,7 +332,9 @@ class ForwardGNN(ModelFile, nn.Module):
         ``fit`` goes on from the current weights with a fresh optimizer (``checkpoint``/``resume`` continue the
         optimizer too). Inside ``torch.no_grad()`` it still trains; inside ``torch.inference_mode()`` it is refused.
         """
-        self._check_graph(data)
+        # (the labels and masks by check_node_data, which names what training lacks: the scoring check offered
+        # inductive scores, no fix for a fit, and called a graph with labels but no masks unlabelled)
+        self._check_graph(data, labels=False)
         check_trainable_dtype(self, "this ForwardGNN")
         check_node_data(data)
         epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr, next(self.parameters()).dtype)

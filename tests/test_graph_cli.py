@@ -363,3 +363,13 @@ def test_a_graph_config_built_in_python_is_checked_as_the_cli_checks_it():
         train_runs(GraphTrainConfig(data="cora", split="public", splits=2, epochs=1, layers=1, hidden=4, quiet=True))
     with pytest.raises(UsageError, match="--method 'sf' is not a link method"):
         train_runs(GraphTrainConfig(data="karate", task="link", method="sf", epochs=1, quiet=True))
+
+
+def test_a_node_split_is_refused_for_link_prediction(capsys):
+    """--split public with --task link was ignored (the edges are split from --seed), yet failed on sbm with "sbm has
+    no public split"."""
+    status = main(["graph", "train", "--data", "sbm", "--task", "link", "--method", "ce", "--split", "public",
+                   "--epochs", "1", "--quiet"])
+    assert status == 2
+    assert ("--split public chooses the node split; --task link splits the edges itself (drawn from --seed): leave "
+            "--split out") in capsys.readouterr().err

@@ -128,6 +128,10 @@ def _check_method(config: GraphTrainConfig) -> None:
     if config.task == "link":
         from fwdlearn.graphs.registries import link_method
 
+        if config.split != "random":  # (it was ignored, yet failed on a graph without a public node split)
+            raise UsageError(f"--split {config.split} chooses the node split; --task link splits the edges itself "
+                             "(drawn from --seed): leave --split out")
+
         try:
             link_method(config.method)
         except ValueError as error:

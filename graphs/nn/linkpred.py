@@ -291,6 +291,9 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
             resume: bool = False, overwrite: bool = False) -> LinkReport:
         """Split ``data``'s edges 64/16/20 (``seed``), train, early-stop on validation AUC, report test AUC.
 
+        The graph is read as undirected (:func:`link_split`: a directed edge counts for both directions, self-loops
+        and duplicates are dropped); a link is predicted for a pair of nodes, not an ordered one.
+
         ``checkpoint`` / ``resume`` / ``overwrite``: keep and continue a checkpoint as
         :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph and
         ``seed`` are required to resume)."""

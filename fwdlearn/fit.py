@@ -590,6 +590,10 @@ class Trainer:
         settings: settings a resumed run may change (learning rate, clip, ...): saved, and the differences
             reported in ``FitResult.resumed`` (the caller applies the new values); ``eval_every``, ``patience``
             and ``diverge_factor`` are added.
+        rescore: the ``settings`` that change what ``evaluate`` measures (how much validation data it reads): when a
+            resume changes one, the kept best state is evaluated again before training goes on, so later
+            evaluations are compared with the best's value on the same data (``FitResult.best`` then holds that
+            value); else a best measured on other data could keep a worse state, or drop a better one.
         context: called at every save; what it returns is saved as the checkpoint's ``"context"`` (a schedule's
             own progress, e.g. which layer is training; see :func:`read_checkpoint`).
         last_part: this trainer runs the last part of a schedule (``False`` for a layer below the top: resuming it
@@ -630,6 +634,7 @@ class Trainer:
         settings: Mapping[str, Any] | None = None,
         context: Callable[[], Any] | None = None,
         last_part: bool = True,
+        rescore: Sequence[str] = (),
     ) -> None:
         if not is_integer(steps):  # (True was one step)
             raise UsageError(f"steps must be an integer, got {steps!r}")
@@ -653,6 +658,7 @@ class Trainer:
         self.settings = {"eval_every": eval_every, "patience": patience, "diverge_factor": diverge_factor,
                          **(settings or {})}
         self.context, self.last_part = context, last_part
+        self.rescore = tuple(rescore)
         self._first_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ checks
@@ -795,6 +801,22 @@ class Trainer:
             _set_rng_state(ckpt["rng"])
         return best_state
 
+    def _rescore(self, evaluate: Callable[[], Mapping[str, Any]], state: Any, best_state: Any, result: FitResult,
+                 stopper: EarlyStopping) -> None:
+        """Evaluate the kept best state again (a resume changed what ``evaluate`` measures, see ``rescore``), then
+        go on from the resumed state; the random-number generators are left as the checkpoint set them."""
+        if stopper.best is None or state is None or best_state is None:
+            return  # (no evaluation yet, or no best state to evaluate: later evaluations are compared among themselves)
+        rng, current = _rng_state(), _best_part(state)
+        _restore_best(state, best_state)
+        try:
+            metrics = dict(evaluate())
+        finally:
+            _restore_best(state, current)
+            _set_rng_state(rng)
+        stopper.best = float(metrics[self.monitor])
+        result.best = {**result.best, **metrics}
+
     def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int,
                   result: FitResult) -> Mapping[str, Any]:
         try:
@@ -866,6 +888,8 @@ class Trainer:
             if ckpt is not None:
                 self._file_is_this_runs = True
                 best_state = self._resume(ckpt, state, result, stopper)
+                if evaluate is not None and set(result.resumed["changed"]) & set(self.rescore):
+                    self._rescore(evaluate, state, best_state, result, stopper)
                 saved_step = ckpt["step"]
                 start_step = ckpt["step"] + 1
                 if start_step > self.steps and not result.stopped_early and rank() == 0 and self.last_part:

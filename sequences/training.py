@@ -23,7 +23,9 @@ of processes: a checkpoint that differs in any of them is refused, naming each d
 learning rate, weight decay, clip or ``eval_tokens`` applies from the resumed step on, and
 ``FitReport.resumed`` lists what changed. So does a new step budget: a larger ``steps`` extends the run, and a
 schedule over the whole budget (warm-up + cosine) is stretched to it from the resumed step on; the warm-up stays
-the one the run started with, unless a new one is given.
+the one the run started with, unless a new one is given. A new ``eval_tokens`` validates on other tokens: the best
+state kept so far is evaluated again on them before training goes on, so the best is chosen among values on the same
+tokens.
 
 **Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
@@ -58,7 +60,7 @@ from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode,
                           load_optimizer_state, read_checkpoint, seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
-from fwdlearn.rules import DSF
+from fwdlearn.rules import DSF, TBPTT
 from fwdlearn.runs import process_checkpoint
 from fwdlearn.schedules import end_to_end_step
 
@@ -456,6 +458,15 @@ def _warn_growing_feedback(model, context: int) -> None:
                 "(radius 1), or a shorter context")
 
 
+def _warn_untruncated(model, context: int) -> None:
+    """Warn when ``tbptt:k``'s window is not shorter than the training window: the run is full BPTT over each window
+    (a sweep over k past the context gave identical runs, each recorded under its own k)."""
+    rule = getattr(model, "time_rule", None)
+    if isinstance(rule, TBPTT) and (k := rule.truncation) >= context:
+        warn(f"tbptt:{k} truncates nothing in windows of {context} steps (context {context}): the gradient flows back "
+             f"through the whole window, as under bptt; give k < {context} to truncate, or a longer context")
+
+
 @keeps_mode
 def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_size: int = 16,
            lr: float | None = None, weight_decay: float | None = None, schedule: str | None = None,
@@ -518,6 +529,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
                              f"train with context <= {model.max_context} or build the model with a longer context")
         _warn_growing_feedback(model, context)
+        _warn_untruncated(model, context)
         if corpus.vocab_size > model.vocab_size:
             raise ValueError(f"the corpus has {corpus.vocab_size} tokens in its vocabulary but the model's "
                              f"vocab_size is {model.vocab_size}: build the model with vocab_size=corpus.vocab_size")
@@ -585,7 +597,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
                   raise_limit="seq train --diverge-factor, fit(diverge_factor=...)", fingerprint=fingerprint,
-                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "steps": steps})
+                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "steps": steps},
+                  rescore=("eval_tokens",))  # (a new eval_tokens validates on other tokens: the best is scored again)
     return _run(kwargs, step, evaluate, state, steps, settings)
 
 
@@ -635,5 +648,6 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
                   overwrite=overwrite, diverge_factor=diverge_factor, raise_limit="fit(diverge_factor=...)",
                   fingerprint={"model": model.config_dict(), "dtype": _dtype_name(model),
                                "task": _task_fingerprint(task), "batch_size": batch_size},
-                  settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches})
+                  settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches},
+                  rescore=("eval_batches",))
     return _run(kwargs, step, evaluate, state, steps, settings)

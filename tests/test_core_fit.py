@@ -285,6 +285,42 @@ def test_resume_applies_new_settings_and_reports_them(tmp_path):
     assert opt.param_groups[0]["lr"] == 0.05  # loading the optimizer's moments kept the new learning rate
 
 
+def test_a_resume_that_changes_the_validation_data_scores_the_best_state_again(tmp_path):
+    """A new eval_tokens on resume validated on other tokens, and the new values were compared with the best's value
+    on the old ones: a harder subset never beat it, so the state of the old best was kept, however much better the
+    later states were (seq train --resume --eval-tokens 16: step 3's state, val loss 3.99 on the whole split, kept
+    over step 9's, 3.59)."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+
+    def step(i):
+        with torch.no_grad():
+            model.weight += 1.0  # every step is better: val_loss = offset - weight
+        return {"loss": 1.0}
+
+    offset = {"value": 10.0}  # the validation data: the resumed run reads a harder subset (offset 100)
+    evaluate = lambda: {"val_loss": offset["value"] - float(model.weight.detach())}  # noqa: E731
+    state, ckpt = Stateful({"model": model}), tmp_path / "v.pt"
+    run = lambda steps, **kw: Trainer(steps=steps, monitor="val_loss", mode="min", quiet=True,  # noqa: E731
+                                      checkpoint=ckpt, rescore=("eval_tokens",), **kw).run(step, evaluate, state)
+    assert run(2, settings={"eval_tokens": None}).best_step == 2
+    offset["value"] = 100.0
+    result = run(4, resume=True, settings={"eval_tokens": 16})
+    assert result.resumed["changed"] == {"eval_tokens": [None, 16]}
+    assert result.best_step == 4 and model.weight.item() == 4.0  # (the old best's 8 beat 97 and 96)
+    assert result.best["val_loss"] == 96.0
+    # a change of another setting (the validation data the same) keeps the best's value: no evaluation is added
+    offset["value"], ckpt = 10.0, tmp_path / "w.pt"
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    run(2, settings={"lr": 0.1})
+    calls = []
+    evaluate = lambda: calls.append(1) or {"val_loss": offset["value"] - float(model.weight.detach())}  # noqa: E731
+    result = run(4, resume=True, settings={"lr": 0.2})
+    assert result.best_step == 4 and result.best["val_loss"] == 6.0 and len(calls) == 2  # (steps 3 and 4 only)
+
+
 def test_ctrl_c_names_the_last_checkpoint(tmp_path):
     def step(i):
         if i == 4:

@@ -333,6 +333,12 @@ def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path
     ("transformer", ["--norm"], "--norm applies to recurrent models only"),
     ("transformer", ["--no-reference-block"], "--no-reference-block applies to recurrent models only"),
     ("conv", ["--feedback", "diagonal"], "--feedback diagonal applies to recurrent models only"),
+    # a rule that names its own DSF feedback: the --feedback given beside it was dropped without a word
+    ("gru", ["--training", "dsf:gaussian", "--feedback", "orthogonal"],
+     "--feedback orthogonal and --training dsf:gaussian name two DSF feedbacks (orthogonal and gaussian); give one: "
+     "--training dsf --feedback orthogonal, or --training dsf:gaussian alone"),
+    ("lstm", ["--training", "dfa+dsf:diagonal", "--feedback", "gaussian"], "give one: --training dfa+dsf --feedback "
+                                                                           "gaussian, or --training dfa+dsf:diagonal"),
     ("transformer", ["--hidden", "30", "--heads", "4"],
      "fwdlearn: error: --hidden (30) must be divisible by --heads (4): each head reads --hidden / --heads channels; "
      "choose --hidden a multiple of 4 (e.g. 32) or --heads dividing 30"),
@@ -341,6 +347,20 @@ def test_seq_train_refuses_flags_the_model_would_ignore(text_file, tmp_path, cap
     assert main(["seq", "train", "--data", str(text_file), "--model", model, "--steps", "1", "--quiet",
                  "--json", str(tmp_path / "r.json"), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_seq_train_records_the_optimizer_it_trained_with(text_file, tmp_path):
+    """The record held the flags as given (lr, schedule, warm-up: null, "the rule's") and nowhere the values used: a
+    transformer's warm-up of 100, cut to a tenth of a short budget, or its cosine schedule."""
+    record = tmp_path / "t.json"
+    assert main(["seq", "train", "--data", str(text_file), "--model", "transformer", "--layers", "1", "--hidden", "8",
+                 "--heads", "2", "--context", "8", "--batch-size", "2", "--steps", "10", "--eval-every", "10",
+                 "--weight-decay", "0.01", "--sample", "0", "--quiet", "--json", str(record)]) == 0
+    data = json.loads(record.read_text())
+    assert data["config"]["warmup"] is None and data["config"]["schedule"] is None
+    optimizer = data["summary"]["optimizer"]
+    assert (optimizer["optimizer"], optimizer["schedule"], optimizer["warmup"]) == ("adamw", "cosine", 1)
+    assert optimizer["lr"] == max(row["lr"] for row in data["metrics"]) and optimizer["weight_decay"] == 0.01
 
 
 def test_seq_train_gives_a_registered_kind_only_the_sizes_it_takes():

@@ -313,6 +313,25 @@ def test_train_fraction_must_leave_both_splits_non_empty(tmp_path):
     assert (corpus.train.numel(), corpus.validation.numel()) == (19, 1)
 
 
+def test_a_limit_that_leaves_one_token_names_limit_as_the_fix(tmp_path):
+    """seq train --limit 10 --level word (tinyshakespeare: 'First ') said 'raise train_fraction or give a longer
+    text': no train_fraction splits one token, seq train has no such flag, and the text was long enough."""
+    from fwdlearn.errors import UsageError
+
+    path = tmp_path / "t.txt"
+    path.write_text("alpha beta gamma\ndelta epsilon zeta\n" * 10)
+    for level, limit in (("char", 1), ("word", 7)):
+        with pytest.raises(UsageError, match=rf"t.txt: its first {limit} characters? \(limit\) hold one {level} "
+                                             r"token, too few for a train and a validation split; raise limit$"):
+            load_text(str(path), level=level, limit=limit)
+    with pytest.raises(UsageError, match=r"leaves the train split empty; raise train_fraction or raise limit$"):
+        load_text(str(path), level="word", limit=17, train_fraction=0.2)  # (4 tokens)
+    (tmp_path / "one.txt").write_text("a")
+    with pytest.raises(UsageError, match=r"one.txt: it holds one char token, too few for a train and a validation "
+                                         r"split; give a longer text$"):
+        load_text(str(tmp_path / "one.txt"))
+
+
 @pytest.mark.parametrize("level", ["char", "word"])
 def test_a_byte_order_mark_is_not_read_as_a_character(tmp_path, level):
     """A file saved with a UTF-8 BOM gave '\\ufeff' as its first token (and a vocabulary entry)."""

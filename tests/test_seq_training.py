@@ -127,6 +127,42 @@ def test_a_resumed_run_with_a_larger_budget_keeps_its_warm_up(tiny_corpus, tmp_p
     assert later == sorted(later, reverse=True) and later[0] < rates[1]  # the cosine, stretched: no second warm-up
 
 
+def test_a_resume_with_new_eval_tokens_selects_the_best_on_the_new_tokens(tiny_corpus, tmp_path):
+    """The best kept before the resume was compared by its loss on the old validation tokens: seq train --resume
+    --eval-tokens 16 kept step 3's state (val loss 3.99 on the whole split) over step 9's (3.59)."""
+    from fwdlearn.sequences.training import evaluate_lm
+
+    ckpt, valid = tmp_path / "e.pt", tiny_corpus.validation
+    build = lambda: RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)  # noqa: E731
+    torch.manual_seed(0)
+    build().fit(tiny_corpus, context=8, steps=2, batch_size=2, eval_every=2, eval_tokens=None, checkpoint=ckpt,
+                quiet=True)
+    for steps in (2, 4):  # nothing left to train, then two more steps
+        model = build()
+        report = model.fit(tiny_corpus, context=8, steps=steps, batch_size=2, eval_every=2, eval_tokens=16,
+                           checkpoint=ckpt, resume=True, quiet=True)
+        assert report.resumed["changed"]["eval_tokens"][1] == 16
+        # the best's figure is on the new tokens (it was the whole split's), of the state the model holds
+        assert report.metrics["val_loss"] == pytest.approx(evaluate_lm(model, valid, 8, 2, 16)["loss"])
+
+
+def test_a_truncation_not_shorter_than_the_window_is_warned_about(tiny_corpus):
+    """seq train --training tbptt:1000 --context 16 trained full BPTT in silence (tbptt:16 and tbptt:1000 gave the
+    bptt run's val loss, 4.1725, each recorded under its own k)."""
+    import warnings
+
+    for k in (8, 100):
+        model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1, training=f"tbptt:{k}")
+        with pytest.warns(UserWarning, match=rf"tbptt:{k} truncates nothing in windows of 8 steps \(context 8\): the "
+                                             r"gradient flows back through the whole window, as under bptt; give "
+                                             r"k < 8 to truncate, or a longer context"):
+            model.fit(tiny_corpus, context=8, steps=1, batch_size=2, quiet=True)
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1, training="tbptt:7")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(tiny_corpus, context=8, steps=1, batch_size=2, quiet=True)
+
+
 def test_generate_continues_a_prompt(tiny_corpus):
     torch.manual_seed(4)
     model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=16, layers=1)

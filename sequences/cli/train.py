@@ -18,7 +18,7 @@ read by ``fwdlearn influence seq --checkpoints runs/dsf.pt``).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
@@ -50,8 +50,8 @@ class TrainSeqConfig(RunOptions):
     # (the model-shaping flags below default to None, "not given": a flag of another kind of model is refused even
     # when it names that model's default; _MODEL_FLAGS holds the defaults filled in for the model's own kind)
     feedback: str | None = field(default=None, metadata={
-        "help": "DSF feedback A where --training names none ('dsf'; 'dsf:<kind>' keeps its own; recurrent models; "
-                "default: diagonal)", "choices": list(DSF_FEEDBACKS)})
+        "help": "DSF feedback A where --training names none ('dsf'; a 'dsf:<kind>' already names it; recurrent "
+                "models; default: diagonal)", "choices": list(DSF_FEEDBACKS)})
     layers: int = field(default=2, metadata={"help": "layers of the model", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer (a GPU run: 512)", "min": 1})
     norm: bool | None = field(default=None, metadata={
@@ -80,7 +80,8 @@ class TrainSeqConfig(RunOptions):
                                                          "choices": ["constant", "cosine"]})
     warmup: int | None = field(default=None, metadata={"help": "linear warm-up steps before either schedule "
                                                                "(default: the rule's: 100 for a transformer not under "
-                                                               "dfa, else 0)", "min": 0})
+                                                               "dfa, else 0; a default not shorter than --steps is cut "
+                                                               "to a tenth of them)", "min": 0})
     align_every: int = field(default=0, metadata={"help": "every N steps, the cosine between each feedback point's "
                                                           "DFA signal and the true gradient (dfa rules; 0: never)",
                                                   "min": 0})
@@ -95,8 +96,9 @@ class TrainSeqConfig(RunOptions):
     eval_every: int = field(default=200, metadata={"help": "steps between validation passes and checkpoints",
                                                    "min": 1})
     eval_tokens: int = field(default=100_000, metadata={"help": "validation tokens per pass during training (progress "
-                                                                "bar, record rows; 0: all); the final figures use the "
-                                                                "whole split", "min": 0})
+                                                                "bar, record rows; 0: all; a new value applies when "
+                                                                "resuming, the best state so far scored again on it); "
+                                                                "the final figures use the whole split", "min": 0})
     train_split: str = field(default="train", metadata={"help": "split to train on (wikitext-2 stored without "
                                                                 "train.txt: validation, with --valid-split test)"})
     valid_split: str = field(default="validation", metadata={"help": "split to validate on and select the best state "
@@ -184,6 +186,10 @@ def run_train(config: TrainSeqConfig) -> dict:
     if config.feedback is not None and not isinstance(rule.time, DSF):
         raise UsageError(f"--feedback {config.feedback} chooses DSF's feedback through time; --training {training} "
                          "has no DSF part (use --training dsf, or dfa+dsf)")
+    if config.feedback is not None and rule.time.feedback not in (None, config.feedback):  # (it was dropped in silence)
+        raise UsageError(f"--feedback {config.feedback} and --training {training} name two DSF feedbacks "
+                         f"({config.feedback} and {rule.time.feedback}); give one: --training "
+                         f"{rule.with_time(DSF())} --feedback {config.feedback}, or --training {training} alone")
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
@@ -228,6 +234,8 @@ def run_train(config: TrainSeqConfig) -> dict:
         "steps": report.steps, "best_step": report.best_step, "train_seconds": report.seconds,
         "tokens_per_second": world_size() * config.batch_size * config.context * report.steps / max(report.seconds, 1e-9),
         "val_tokens": valid.numel(), "vocab_size": corpus.vocab_size, "model": model.config_dict(),
+        # as trained: the rule's defaults for the flags left out, a default warm-up cut to a short budget
+        "optimizer": asdict(report.optimizer),
         "processes": world_size(), "device": str(device),
         "notes": "val_* in the summary: the best state on the whole validation split; val_* in the metrics rows: "
                  + (f"on its first {config.eval_tokens:,} tokens" if 0 < config.eval_tokens < valid.numel()

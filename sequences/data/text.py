@@ -363,6 +363,7 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
     name, files, split_single = _resolve(name_or_path)
     texts, fingerprint = _read_documents(files)
     tokens: dict[str, list[str]] = {}
+    cut_short = {key: limit is not None and limit < len(text) for key, text in texts.items()}
     for key, text in texts.items():
         head = _head(text, limit, level)
         if not head.strip():
@@ -374,8 +375,14 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         cut = int(len(whole) * train_fraction)  # in tokens: at char level, in characters
         if not 0 < cut < len(whole):
             empty, fix = ("train", "raise") if cut == 0 else ("validation", "lower")
+            more = "raise limit" if cut_short["full"] else "give a longer text"  # (a limit cut the text short)
+            if len(whole) < 2:  # (no train_fraction splits one token)
+                where = (f"its first {limit} character{'s' * (limit != 1)} (limit) hold" if cut_short["full"]
+                         else "it holds")
+                raise UsageError(f"{files['full']}: {where} one {level} token, too few for a train and a validation "
+                                 f"split; {more}")
             raise UsageError(f"train_fraction {train_fraction} of the {len(whole)} {level} tokens of {files['full']} "
-                             f"leaves the {empty} split empty; {fix} train_fraction or give a longer text")
+                             f"leaves the {empty} split empty; {fix} train_fraction or {more}")
         tokens = {"train": whole[:cut], "validation": whole[cut:]}
     vocab = Vocabulary(sorted(set().union(*tokens.values())), level)
     splits = {k: vocab.encode(v) for k, v in tokens.items()}

@@ -30,13 +30,14 @@ import argparse
 import dataclasses
 import numbers
 import os
+import re
 import types
 import typing
 from typing import Any, TypeVar
 
 from .errors import check_range, check_representable, is_integer
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name", "choices_of"]
+__all__ = ["add_dataclass_arguments", "dataclass_from_args", "validate_config", "flag_name", "as_flags", "choices_of"]
 
 T = TypeVar("T")
 _RANGE_KEYS = ("min", "max", "gt")
@@ -46,6 +47,21 @@ def flag_name(name: str) -> str:
     """The flag of a field: ``eval_every`` -> ``--eval-every``."""
     return "--" + name.replace("_", "-")
 
+
+def as_flags(message: str, names: typing.Iterable[str]) -> str:
+    """A Python API message in the words of the command line, for the fields ``names`` of a command's config:
+    ``norm=True`` -> ``--norm``, ``tie=False`` -> ``--no-tie``, ``training='dfa'`` -> ``--training dfa``."""
+    def flag(match: re.Match) -> str:
+        name, value = match[1], match[2]
+        if value in ("True", "False"):
+            return flag_name(name) if value == "True" else "--no-" + flag_name(name)[2:]
+        return f"{flag_name(name)} {value.strip(chr(39) + chr(34))}"
+
+    names = sorted(names, key=len, reverse=True)  # (the longest first: reference_block before block)
+    if not names:
+        return message
+    pattern = r"\b(" + "|".join(map(re.escape, names)) + r")=(True|False|'[^']*'|\"[^\"]*\"|[\w.:+-]+)"
+    return re.sub(pattern, flag, message)
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

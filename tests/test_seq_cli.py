@@ -339,6 +339,11 @@ def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path
      "--training dsf --feedback orthogonal, or --training dsf:gaussian alone"),
     ("lstm", ["--training", "dfa+dsf:diagonal", "--feedback", "gaussian"], "give one: --training dfa+dsf --feedback "
                                                                            "gaussian, or --training dfa+dsf:diagonal"),
+    # the model's own checks, in the flags' words (they said norm=True, tie=False)
+    ("gru", ["--reference-block", "--no-norm"],
+     "fwdlearn: error: --reference-block is the DSF reference's pre-LayerNorm block: it needs --norm\n"),
+    ("transformer", ["--tie", "--training", "local:readout"], "--tie cannot train by local:readout: the tied "
+                                                              "embedding would learn from the last block's loss too"),
     ("transformer", ["--hidden", "30", "--heads", "4"],
      "fwdlearn: error: --hidden (30) must be divisible by --heads (4): each head reads --hidden / --heads channels; "
      "choose --hidden a multiple of 4 (e.g. 32) or --heads dividing 30"),

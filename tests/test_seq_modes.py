@@ -367,7 +367,7 @@ def test_the_reference_block_is_the_dsf_codes_transformer_like_block():
         tokens = torch.randint(0, 100, (2, 12))
         reference.eval(), loaded.eval()
         torch.testing.assert_close(loaded(tokens)[0], reference(tokens)[0])
-    with pytest.raises(ValueError, match="reference_block is the DSF reference's pre-LayerNorm block: it needs norm=True"):
+    with pytest.raises(ValueError, match="reference_block=True is the DSF reference's pre-LayerNorm block: it needs norm=True"):
         RecurrentLM(100, norm=False, reference_block=True)
 
 

@@ -161,6 +161,9 @@ def run_train(config: TrainSeqConfig) -> dict:
     Under ``torchrun`` the model is trained data-parallel (``DistributedDataParallel``, gloo on CPU): every
     process walks its own shard of the training text; rank 0 writes the record and the checkpoint.
     """
+    from dataclasses import fields
+
+    from fwdlearn.config import as_flags
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
@@ -206,8 +209,11 @@ def run_train(config: TrainSeqConfig) -> dict:
                "transformer": dict(shape, context=config.context, feedback_seed=config.seed)}.get(kind, {})
     # (a conv model has no feedback)
     with alike_on_every_process():  # (a size that cannot be built fails in every process: rank 0 says it)
-        model = make_language_model(config.model, corpus.vocab_size, **_sizes(config),
-                                    training=training, **options).to(device)
+        try:
+            model = make_language_model(config.model, corpus.vocab_size, **_sizes(config),
+                                        training=training, **options).to(device)
+        except ValueError as error:  # (the model's own check, in the flags' words: norm=True is --norm)
+            raise UsageError(as_flags(str(error), [f.name for f in fields(TrainSeqConfig)])) from None
     record = RunRecord("seq-train", config, seed=config.seed)
     if not config.quiet and lead:
         valid_tokens = corpus.split(config.valid_split).numel()

@@ -203,7 +203,7 @@ class RecurrentLM(StackedLM):
         feedback_seed = check_int("feedback_seed", feedback_seed, None)
         norm, reference_block = check_bool("norm", norm), check_bool("reference_block", reference_block)
         if reference_block and not norm:
-            raise ValueError("reference_block is the DSF reference's pre-LayerNorm block: it needs norm=True")
+            raise ValueError("reference_block=True is the DSF reference's pre-LayerNorm block: it needs norm=True")
         self.rule = self._check_rule(training, feedback)
         self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
                                       norm, out_size, feedback_seed, bool(reference_block))

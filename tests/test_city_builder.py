@@ -219,13 +219,23 @@ def test_local_eccentricity_takes_the_shortest_of_parallel_edges_and_needs_both_
                                           "length"), ("nan", r"no length \(NaN\)")])
 def test_bad_road_lengths_are_refused_naming_a_road(tmp_path, length, what):
     """A negative length was clamped to 1e-12 in the labels; one NaN discarded every length and warned, falsely,
-    that the graph had none."""
+    that the graph had none. An edge list's reader names the line (and the road by the file's ids); a RoadGraph
+    built in Python is refused by city_data."""
+    from fwdlearn.graphs.data.citynet import city_data
+    from fwdlearn.graphs.data.road_readers import RoadGraph
+
     rows = [f"{i} {i + 1} {1.0 + i % 3}" for i in range(20)]
     rows[4] = f"4 5 {length}"
     path = tmp_path / "road.edges"
     path.write_text("\n".join(rows) + "\n")
-    with pytest.raises(ValueError, match=rf"1 of 20 roads have {what}, e\.g\. the road 4-5"):
+    with pytest.raises(ValueError, match=rf"road\.edges, line 5: the road 4-5 has the length {float(length)}; give "
+                                         r"every road a finite length >= 0"):
         build_city_network(path, hops=3, classes=2, split=(0.5, 0.25, 0.25))
+    lengths = np.array([1.0 + i % 3 for i in range(20)])
+    lengths[4] = float(length)
+    road = RoadGraph(21, np.stack([np.arange(20), np.arange(1, 21)], axis=1), None, lengths)
+    with pytest.raises(ValueError, match=rf"1 of 20 roads have {what}, e\.g\. the road 4-5"):
+        city_data(road, hops=3, classes=2, split=(0.5, 0.25, 0.25))
 
 
 def test_only_roads_without_any_length_take_the_distance_of_the_coordinates(tmp_path):
@@ -318,3 +328,128 @@ def test_a_road_folder_missing_its_cnode_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cal\.cnode is missing; a node/edge pair needs both \.cnode and "
                                                  r"\.cedge"):
         build_city_network(tmp_path)
+
+
+def test_a_byte_order_mark_does_not_drop_the_first_road_or_junction(tmp_path):
+    """A file saved with a UTF-8 byte-order mark (Windows editors) had its first row taken for a header: the road
+    0-1 of an edge list and the junction and road of a .cnode/.cedge pair's first rows were dropped silently."""
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    (tmp_path / "bom.edges").write_text("\ufeff0 1\r\n1 2\r\n2 3\r\n", encoding="utf-8", newline="")
+    assert read_road_graph(tmp_path / "bom.edges").edges.tolist() == [[0, 1], [1, 2], [2, 3]]  # was [[0,1],[1,2]]
+    (tmp_path / "g.cnode").write_text("\ufeff0 0.0 0.0\n1 1.0 0.0\n2 2.0 0.0\n", encoding="utf-8")
+    (tmp_path / "g.cedge").write_text("\ufeff0 0 1 1.5\n1 1 2 2.5\n", encoding="utf-8")
+    road = read_road_graph(tmp_path / "g.cnode")
+    assert road.num_nodes == 3 and road.edges.tolist() == [[0, 1], [1, 2]] and road.length.tolist() == [1.5, 2.5]
+    assert road.coords.tolist() == [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]
+
+
+def test_a_first_road_with_a_typo_is_refused_by_line_not_skipped_as_a_header(tmp_path):
+    """A first row with numeric ids but a length that is not a number ('0 1 abc') was skipped as a header: its road
+    vanished without a word. A header is a first row whose node ids are not numbers."""
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    (tmp_path / "t.edges").write_text("0 1 abc\n1 2 3\n2 3 4\n")
+    with pytest.raises(ValueError, match=r"t\.edges, line 1: expected 'u v \[length\]', got '0 1 abc'"):
+        read_road_graph(tmp_path / "t.edges")
+    (tmp_path / "t.cnode").write_text("0 0 0\n1 1 0\n2 2 0\n")
+    (tmp_path / "t.cedge").write_text("0 0 1 1,5\n1 1 2 2.5\n")
+    with pytest.raises(ValueError, match=r"t\.cedge, line 1: expected 'EdgeID StartNodeID EndNodeID Length'"):
+        read_road_graph(tmp_path / "t.cnode")
+    (tmp_path / "h.edges").write_text("source target length\n0 1 3\n1 2 4\n")  # a header still reads as one
+    assert read_road_graph(tmp_path / "h.edges").length.tolist() == [3.0, 4.0]
+
+
+def test_an_edge_list_gives_every_road_a_length_or_none(tmp_path):
+    """One road without a length made every length of the file disappear (a warning then said the graph had none);
+    '0 1 5' above roads without lengths was skipped as a size line; a size line counting more roads than follow it
+    (a copy cut short) was skipped without a word."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    path = tmp_path / "m.edges"
+    for text in ("0 1 5\n1 2 3\n2 3\n3 4 2\n", "0 1 5\n1 2\n2 3\n"):
+        path.write_text(text)
+        missing = 3 if text.startswith("0 1 5\n1 2 3") else 2
+        with pytest.raises(InputError, match=rf"m\.edges, line {missing}: the road '\d \d' has no length, while "
+                                             r"line 1 gives one \('0 1 5'\); give every road a length \(u v length\), "
+                                             r"or none"):
+            read_road_graph(path)
+    path.write_text("5 5 6\n1 2\n2 3\n3 4\n4 5\n5 1\n")
+    with pytest.raises(InputError, match=r"m\.edges, line 1: '5 5 6' reads as a size line 'n n m', but 5 roads follow "
+                                         r"it, not 6 \(a copy cut short\? copy it again\)"):
+        read_road_graph(path)
+    path.write_text("5 5 5\n1 2\n2 3\n3 4\n4 5\n5 1\n")  # a size line that counts them: skipped
+    assert read_road_graph(path).edges.shape == (5, 2)
+
+
+def test_bad_lengths_and_coordinates_name_the_file_the_line_and_the_ids_of_the_file(tmp_path):
+    """A negative length was refused naming the road by the ids after relabelling ('the road 1-2' for the file's
+    20-30) and no file; a NaN coordinate turned the whole x feature column into NaN, found only by training."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    (tmp_path / "n.edges").write_text("10 20 5\n20 30 -2\n30 40 1\n")
+    with pytest.raises(InputError, match=r"n\.edges, line 2: the road 20-30 has the length -2\.0; give every road a "
+                                         r"finite length >= 0"):
+        build_city_network(tmp_path / "n.edges", hops=2, classes=2, cache=False)
+    (tmp_path / "c.cnode").write_text("NodeID x y\n0 0 0\n1 nan 0\n2 2 0\n")
+    (tmp_path / "c.cedge").write_text("EdgeID a b l\n0 0 1 1.0\n1 1 2 1.0\n")
+    with pytest.raises(InputError, match=r"c\.cnode, line 3: node 1 has the coordinates \(nan, 0\.0\), which are not "
+                                         r"finite; give every junction finite x and y"):
+        read_road_graph(tmp_path / "c.cnode")
+    (tmp_path / "c.cnode").write_text("NodeID x y\n0 0 0\n1 1 0\n2 2 0\n")
+    (tmp_path / "c.cedge").write_text("EdgeID a b l\n0 0 1 1.0\n1 1 2 inf\n")
+    with pytest.raises(InputError, match=r"c\.cedge, line 3: the road 1-2 has the length inf"):
+        read_road_graph(tmp_path / "c.cnode")
+
+
+def test_matrix_market_values_are_road_lengths_as_the_third_column_of_an_edge_list(tmp_path):
+    """The same roads with and without the %%MatrixMarket banner read different graphs: the banner's values were
+    dropped (every road length 1 or the straight line), the headerless file's third column was the length."""
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    rows = "4 4 3\n1 2 5.0\n2 3 1.0\n3 4 2.0\n"
+    (tmp_path / "plain.mtx").write_text(rows)
+    (tmp_path / "banner.mtx").write_text("%%MatrixMarket matrix coordinate real general\n" + rows)
+    plain, banner = read_road_graph(tmp_path / "plain.mtx"), read_road_graph(tmp_path / "banner.mtx")
+    assert plain.length.tolist() == banner.length.tolist() == [5.0, 1.0, 2.0]
+    assert plain.edges.tolist() == banner.edges.tolist()
+    (tmp_path / "pattern.mtx").write_text("%%MatrixMarket matrix coordinate pattern general\n4 4 1\n1 2\n")
+    assert read_road_graph(tmp_path / "pattern.mtx").length is None
+
+
+def test_a_graphml_without_coordinates_reads_like_an_edge_list(tmp_path):
+    """A GraphML without x/y (networkx.write_graphml of any graph) was refused with "node 'a' has no numeric 'x'/'y'
+    attributes ('x')", naming no fix, while the same roads as an edge list read."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    g = nx.MultiGraph()
+    for u, v, w in (("a", "b", "1.5"), ("b", "c", "2.5"), ("c", "a", "4")):
+        g.add_edge(u, v, length=w)
+    nx.write_graphml(g, tmp_path / "g.graphml")
+    road = read_road_graph(tmp_path / "g.graphml")
+    assert road.num_nodes == 3 and road.coords is None and road.length.tolist() == [1.5, 4.0, 2.5]
+    g.add_node("a", x="0", y="0")  # one junction placed, the others not
+    nx.write_graphml(g, tmp_path / "g.graphml")
+    with pytest.raises(InputError, match=r"g\.graphml: node 'b' has no 'x'/'y' attributes, while 1 of the 3 junctions "
+                                         r"have them; give every junction its coordinates x and y, or none"):
+        read_road_graph(tmp_path / "g.graphml")
+
+
+def test_a_folder_with_two_road_files_of_one_kind_and_a_gzip_file_are_refused_naming_the_fix(tmp_path):
+    """A folder holding a.graphml and b.graphml read a.graphml without a word; a .gz was 'binary content'."""
+    import gzip
+
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    for name in ("b.edges", "a.edges"):
+        (tmp_path / name).write_text("0 1\n1 2\n")
+    with pytest.raises(InputError, match=r"holds 2 road files of one kind \(a\.edges, b\.edges\); name the one to "
+                                         r"read, e\.g\. .*a\.edges"):
+        read_road_graph(tmp_path)
+    (tmp_path / "r.edges.gz").write_bytes(gzip.compress(b"0 1\n1 2\n"))
+    with pytest.raises(InputError, match=r"r\.edges\.gz: a gzip-compressed file; decompress it first \(gunzip -k"):
+        read_road_graph(tmp_path / "r.edges.gz")

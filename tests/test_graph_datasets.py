@@ -214,7 +214,7 @@ def test_road_readers_name_bad_files_and_read_a_dense_mat(tmp_path):
 
     (tmp_path / "g.cnode").write_text("0 0.0 0.0\n1 1.0 0.0\n1 2.0 0.0\n2 3.0 0.0\n")
     (tmp_path / "g.cedge").write_text("0 0 1 1.0\n1 1 2 1.0\n")
-    with pytest.raises(ValueError, match=r"g.cnode: node 1 is listed twice \(rows 2 and 3\)"):
+    with pytest.raises(ValueError, match=r"g.cnode: node 1 is listed twice \(lines 2 and 3\)"):
         read_road_graph(tmp_path / "g.cnode")  # its ids were misaligned with the coordinate rows
     adjacency = np.zeros((4, 4))
     adjacency[[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]] = 1

@@ -59,8 +59,9 @@ __all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "lo
 #: a city's own (public) split: train, validation, test fractions, as in City-Networks
 CITY_SPLIT = (0.1, 0.1, 0.8)
 
-CACHE_VERSION = "citynet-5"  # 5: stored as a dict of tensors (read without unpickling objects); 4: roads without a
-# length alone fall back on the coordinates; size lines, float ids
+CACHE_VERSION = "citynet-6"  # 6: files with a byte-order mark, Matrix Market values as lengths, GraphML without
+# x/y; 5: stored as a dict of tensors (read without unpickling objects); 4: roads without a length alone fall back
+# on the coordinates; size lines, float ids
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
 NODE_TOP_K = {"landuse": 6}
 

@@ -332,3 +332,59 @@ def test_bench_influence_trains_gcn_2_once_when_layers_is_2():
     _trained_ranges(config, load_graph("karate"), rows, True, torch.device("cpu"))
     assert [(r["model"], r["metric"]) for r in rows] == [(m, metric) for m in ("mlp-2", "gcn-2")
                                                          for metric in ("test accuracy", "R (max_hops=2)")]
+
+
+def test_influence_refuses_a_model_without_influence_at_distance_0_in_one_line(tmp_path, capsys):
+    """A model whose outputs do not depend on the seeds' own inputs (an 8-layer GCN of width 4 with every ReLU off,
+    a head of zeros) stopped with a ZeroDivisionError traceback ('use normalize=False', no such flag)."""
+    from fwdlearn.sequences import RecurrentLM
+
+    record = tmp_path / "g.json"
+    assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "--layers", "3", "--hidden", "1",
+                 "--samples", "3", "--threads", "1", "--json", str(record), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert ("fwdlearn: error: --models gcn: the influence at hop 0 is zero at every seed node measured" in err
+            and "measure more seeds (--samples)" in err), err
+    assert not record.exists()
+    model = RecurrentLM(10, cell="gru", hidden=8, layers=1)
+    with torch.no_grad():
+        model.head.weight.zero_()
+    path = model.save(tmp_path / "dead.pt")
+    assert main(["influence", "seq", "--checkpoints", str(path), "--length", "6", "--batch", "1", "--positions", "2",
+                 "--json", str(record), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "fwdlearn: error: dead (bptt): the influence at lag 0 is zero at every position measured" in err, err
+    assert not record.exists()
+    healthy = tmp_path / "ok.json"  # a live model's curve is still normalised by its distance-0 value
+    assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "--layers", "2", "--hidden", "8",
+                 "--samples", "5", "--threads", "1", "--json", str(healthy), "--quiet"]) == 0
+    assert json.loads(healthy.read_text())["metrics"][0]["curve"][0] == 1.0
+
+
+def test_influence_refuses_the_flags_its_models_would_ignore(tmp_path, capsys):
+    """--hidden/--layers/--vocab with --checkpoints, --lr/--patience without --epochs and --hops on a graph that is
+    not a city were dropped (exit 0, a record naming sizes and a training the measured models never had)."""
+    from fwdlearn.sequences import RecurrentLM
+
+    path = tmp_path / "m.pt"
+    RecurrentLM(10, cell="gru", hidden=8, layers=1).save(path)
+    record = tmp_path / "r.json"
+    seq = ["influence", "seq", "--checkpoints", str(path), "--length", "6", "--batch", "1", "--positions", "2",
+           "--quiet", "--json", str(record)]
+    graph = ["influence", "graph", "--data", "karate", "--layers", "2", "--hidden", "4", "--samples", "3", "--quiet",
+             "--threads", "1", "--json", str(record)]
+    for args, message in (([*seq, "--hidden", "64", "--layers", "3"],
+                           "--hidden, --layers size the untrained --models; the --checkpoints keep the sizes they "
+                           "were trained with: leave them out"),
+                          ([*seq, "--vocab", "5"], "--vocab size the untrained --models"),
+                          ([*graph, "--lr", "0.1", "--patience", "3"],
+                           "--lr, --patience set the BP training, which --epochs 0 skips (the models are measured "
+                           "untrained): add --epochs N, or leave them out"),
+                          ([*graph, "--hops", "3"],
+                           "--hops sets the eccentricity labels of city data; --data karate has labels of its own: "
+                           "leave it out")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith(f"fwdlearn: error: {message}") and err.count("\n") == 1, err
+        assert not record.exists()
+    assert main([*graph, "--epochs", "2", "--lr", "0.01", "--patience", "3"]) == 0  # a training they set

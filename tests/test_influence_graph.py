@@ -335,3 +335,30 @@ def test_forward_gnn_rows_equal_pyg_whatever_the_batch(method):
     _, _, per_seed = hop_influence(model, data, max_hops=3, nodes=nodes, batch_size=5)
     assert model.separable == (method == "bp")
     assert torch.allclose(per_seed, reference, rtol=1e-4, atol=1e-6 * float(reference.abs().max()))
+
+
+def test_the_full_variant_bounds_the_input_gradients_of_one_backward(monkeypatch):
+    """variant="full" took batch_size (256) seed-channel pairs per backward, each a gradient of the whole x: on Cora
+    (2708 x 1433 features, 7 classes) 126 pairs peaked at 6.1 GB, and the CLI's 500 seeds were killed for memory."""
+    import fwdlearn.graphs.influence.hop_influence as module
+
+    data = random_graph()  # x: 60 x 4 = 240 elements
+    torch.manual_seed(0)
+    model = Stack(GCNConv, 4, 8, 3, layers=2)  # 3 channels
+    nodes = list(range(0, 60, 6))
+    _, R, whole = hop_influence(model, data, 2, nodes=nodes, variant="full")
+    batched, grad = [], torch.autograd.grad
+
+    def spy(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            batched.append(args[2].shape[0])
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", spy)
+    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 240 * 7, raising=False)  # 7 pairs: 2 seeds x 3 channels
+    _, capped_R, capped = hop_influence(model, data, 2, nodes=nodes, variant="full")
+    assert batched == [6] * 5 and torch.allclose(capped, whole, rtol=1e-5) and capped_R == pytest.approx(R, rel=1e-5)
+    batched.clear()
+    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 1)  # at least one seed's channels
+    assert torch.allclose(hop_influence(model, data, 2, nodes=nodes, variant="full")[2], whole, rtol=1e-5)
+    assert batched == [3] * 10

@@ -56,17 +56,25 @@ class InfluenceGraphConfig(RunOptions):
 def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
-    from fwdlearn.errors import alike_on_every_process
+    from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
-    from fwdlearn.graphs.data.datasets import graph_files, load_graph
+    from fwdlearn.graphs.data.datasets import graph_files, is_city, load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.reporting import markdown_table
     from fwdlearn.runs import run_outputs, start_run
 
     config = dataclass_from_args(InfluenceGraphConfig, args)
+    defaults = InfluenceGraphConfig()
+    unused = [flag for flag, name in (("--lr", "lr"), ("--patience", "patience"))
+              if config.epochs == 0 and getattr(config, name) != getattr(defaults, name)]
+    if unused:  # (the record would name a training that never ran)
+        raise UsageError(f"{', '.join(unused)} set the BP training, which --epochs 0 skips (the models are measured "
+                         "untrained): add --epochs N, or leave them out")
+    if config.hops != defaults.hops and not is_city(config.data):
+        raise UsageError(f"--hops sets the eccentricity labels of city data; --data {config.data.strip()} has labels "
+                         "of its own: leave it out")
     if config.jacobian == "layered":  # refused before any training, not after it
-        from fwdlearn.errors import UsageError
         from fwdlearn.graphs.influence.layered_jacobian import layered_convs
 
         unsupported = [kind for kind in config.models if kind not in layered_convs()]
@@ -97,9 +105,16 @@ def _run_influence(args: argparse.Namespace) -> int:
             fit = model.fit(data, epochs=config.epochs, lr=config.lr, patience=config.patience or None, quiet=quiet)
             row.update(val_accuracy=fit.val_accuracy, test_accuracy=fit.test_accuracy, epochs_run=fit.epochs_run)
         start = time.perf_counter()
-        curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
-                                    variant=config.variant, quiet=quiet,
-                                    jacobian=config.jacobian)
+        try:
+            curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
+                                        variant=config.variant, quiet=quiet, jacobian=config.jacobian)
+        except ZeroDivisionError:  # (every process holds the gathered rows: all refuse alike)
+            with alike_on_every_process():
+                raise UsageError(f"--models {kind}: the influence at hop 0 is zero at every seed node measured "
+                                 "(their outputs do not depend on their own features, e.g. every ReLU on the way is "
+                                 "off, as in a narrow or deep untrained model), so its curve cannot be normalised; "
+                                 "measure more seeds (--samples) or another --seed, or a wider or shallower model "
+                                 "(--hidden, --layers)") from None
         row.update(R=R, seconds=time.perf_counter() - start)
         record.log(**row, curve=curve.tolist())
         curves[f"{kind}-{config.layers}"] = curve.tolist()

@@ -60,6 +60,12 @@ __all__ = ["hop_influence", "select_seeds"]
 
 GraphModel = Callable[[Tensor, Tensor], Tensor]
 
+#: ``variant="full"``: the most input-gradient elements (seed-channel pairs x nodes x features) one batched backward
+#: holds (2^26: 256 MB in float32, a peak of about 1 GB with autograd's own copies); on a wide graph it, not
+#: ``batch_size``, sets the pairs per backward (measured as fast per seed on Cora: 9-11 s for 18 seeds at 7 to 126
+#: pairs, whose peak grew from 0.9 to 6.1 GB)
+FULL_GRADIENT_ELEMENTS = 2 ** 26
+
 
 def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int] | Tensor | None = None,
                  seed: int = 0) -> Tensor:
@@ -199,7 +205,9 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
     channels = out.shape[1]
     rows: list[Tensor] = []
     eye = torch.eye(channels, dtype=out.dtype, device=out.device)
-    for chunk in progress(list(torch.split(seeds, max(1, batch_size // channels))), desc="influence", quiet=quiet):
+    # every pair's gradient is a whole [N, F]: fewer pairs than batch_size on a wide graph (126 on Cora held 6 GB)
+    per_call = max(1, min(batch_size, FULL_GRADIENT_ELEMENTS // max(1, x.numel())) // channels)
+    for chunk in progress(list(torch.split(seeds, per_call)), desc="influence", quiet=quiet):
         # cotangent b = (seed s, channel i): e_i at row seeds[s]
         cot = torch.zeros(len(chunk), channels, num_nodes, channels, dtype=out.dtype, device=out.device)
         cot[torch.arange(len(chunk)), :, chunk.to(out.device), :] = eye
@@ -231,7 +239,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             follow, or a boolean mask over the nodes (``data.test_mask``).
         normalize: divide the curve by its hop-0 value (:math:`R` always uses raw totals).
         seed: random seed for drawing ``samples``.
-        batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``).
+        batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``; fewer when
+            their gradients w.r.t. the whole ``x`` would hold more than :data:`FULL_GRADIENT_ELEMENTS` entries, at
+            least one seed's channels).
         variant: ``"subgraph"`` (PyG's definition, induced ``max_hops`` ball) or ``"full"`` (whole graph).
         quiet: no progress bar.
         nodes_per_batch: ``"subgraph"`` only: a batch is cut further so that its balls hold at most

@@ -79,8 +79,14 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"{', '.join(ignored)} choose the text that --checkpoints read; the untrained --models read "
                              "random tokens: add --checkpoints (trained models), or leave them out")
     else:  # (both were read as nothing: --models gave way to the checkpoints, --split/--limit read no --data)
-        if config.models != InfluenceSeqConfig().models:
+        defaults = InfluenceSeqConfig()
+        if config.models != defaults.models:
             raise UsageError("--models names untrained models, which --checkpoints replace: give one or the other")
+        sizes = [flag for flag, name in (("--vocab", "vocab"), ("--hidden", "hidden"), ("--layers", "layers"))
+                 if getattr(config, name) != getattr(defaults, name)]
+        if sizes:  # (the record would name sizes the checkpoints do not have)
+            raise UsageError(f"{', '.join(sizes)} size the untrained --models; the --checkpoints keep the sizes they "
+                             "were trained with: leave them out")
         ignored = [flag for flag, given in (("--split", config.split != "validation"), ("--limit", config.limit))
                    if given and not config.data]
         if ignored:
@@ -97,8 +103,14 @@ def _run(args: argparse.Namespace) -> int:
         if name in curves:  # two checkpoints of one file name and rule, or a model named twice: keep both curves
             name = next(f"{name} #{k}" for k in range(2, len(curves) + 2) if f"{name} #{k}" not in curves)
         start = time.perf_counter()
-        curve, R, _ = lag_influence(model.to(device), inputs.to(device), config.max_lag, positions=config.positions,
-                                    seed=config.seed, quiet=config.quiet)
+        try:
+            curve, R, _ = lag_influence(model.to(device), inputs.to(device), config.max_lag,
+                                        positions=config.positions, seed=config.seed, quiet=config.quiet)
+        except ZeroDivisionError:
+            raise UsageError(f"{name}: the influence at lag 0 is zero at every position measured (its outputs do not "
+                             "depend on the input at their own position), so its curve cannot be normalised; "
+                             "measure more positions (--positions, --batch) or another --seed, or check the "
+                             "model") from None
         row = {"model": name, "R": R, "seconds": time.perf_counter() - start}
         record.log(**row, curve=curve.tolist())
         curves[name] = curve.tolist()

@@ -55,7 +55,7 @@ from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
 from fwdlearn.errors import (InputError, UsageError, alike_on_every_process, check_int, check_range,
-                             check_representable, is_integer, warn)
+                             check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode,
                           load_optimizer_state, read_checkpoint, seed_everything, tensor_fingerprint)
@@ -185,11 +185,16 @@ def _check_evaluable(ids: Tensor, batch_size: int, split: str, max_tokens: int |
 
 
 def _check_task_model(model, task: SequenceTask) -> None:
-    """Refuse a model that cannot read the task's tokens or give its outputs: a regression task needs one output
-    (a wider head trained its first logit in silence), a classification task at least its classes."""
+    """Refuse a model that cannot read the task's tokens or sequences or give its outputs: a regression task needs one
+    output (a wider head trained its first logit in silence), a classification task at least its classes."""
     if model.vocab_size < task.vocab_size:
         raise ValueError(f"the {task.name} task draws {task.vocab_size} input tokens but the model's vocab_size is "
                          f"{model.vocab_size}: build the model with vocab_size=task.vocab_size")
+    if model.max_context is not None and task.length > model.max_context:  # (the model's own error, at the first
+        # step, said to use shorter windows: a task's sequence is one window of the task's length)
+        raise ValueError(f"the {task.name} task's sequences are {task.length} steps but the model reads at most "
+                         f"{model.max_context} positions: build it with context >= {task.length}, or use a task of "
+                         f"sequences of at most {model.max_context} steps")
     regression = task.loss != "cross_entropy"
     if model.out_size != task.out_size if regression else model.out_size < task.out_size:
         fix = ("build it with out_size=task.out_size" if "out_size" in inspect.signature(type(model)).parameters
@@ -212,6 +217,7 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
     """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``: by
     default the test samples (:data:`TEST_SEED`), which :func:`fit_task` neither trains nor validates on."""
     batches, batch_size = check_int("batches", batches, 1), check_int("batch_size", batch_size, 1)
+    seed = check_seed(seed)  # (2.5 or True reached torch's "manual_seed expected a long", naming no argument)
     _check_task_model(model, task)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -308,11 +314,22 @@ def _optimizer(model, steps: int, started: int | None = None,
     return settings, optimizer, make_scheduler(optimizer, settings, steps)
 
 
-def _started_warmup(checkpoint: str | Path | None, resume: bool) -> int | None:
-    """The warm-up the run that ``resume`` continues was trained with (its checkpoint's settings), else ``None``."""
+def _started_warmup(checkpoint: str | Path | None, resume: bool, data: str = "corpus") -> int | None:
+    """The warm-up the run that ``resume`` continues was trained with (its checkpoint's settings), else ``None``.
+    A checkpoint of the other kind of fit (``data``: ``"corpus"``, :func:`fit_lm`; ``"task"``, :func:`fit_task`) is
+    refused saying so (the fingerprint listed the other fit's entries as 'not recorded (checkpoint: an older
+    fwdlearn)')."""
     if not resume or checkpoint is None or not Path(checkpoint).is_file():
         return None
-    warmup = (read_checkpoint(checkpoint).get("settings") or {}).get("warmup")
+    ckpt = read_checkpoint(checkpoint)
+    saved = ckpt.get("fingerprint") or {}
+    other = "task" if data == "corpus" else "corpus"
+    if other in saved and data not in saved:
+        task = saved["task"].get("name") if isinstance(saved.get("task"), dict) else None
+        made = f"a synthetic task ({task}; fit_task)" if other == "task" else "a corpus (fit_lm, seq train)"
+        raise UsageError(f"the checkpoint {checkpoint} was made by a fit on {made}; this fit trains on a {data}: "
+                         "resume it with the fit that made it, or start a new run (another --name or --checkpoint)")
+    warmup = (ckpt.get("settings") or {}).get("warmup")
     return warmup if is_integer(warmup) else None
 
 
@@ -458,11 +475,16 @@ def _warn_growing_feedback(model, context: int) -> None:
                 "(radius 1), or a shorter context")
 
 
-def _warn_untruncated(model, context: int) -> None:
-    """Warn when ``tbptt:k``'s window is not shorter than the training window: the run is full BPTT over each window
-    (a sweep over k past the context gave identical runs, each recorded under its own k)."""
+def _warn_untruncated(model, context: int, task: SequenceTask | None = None) -> None:
+    """Warn when ``tbptt:k``'s window is not shorter than the training window (a ``task``'s sequence): the run is full
+    BPTT over each window (a sweep over k past the context gave identical runs, each recorded under its own k)."""
     rule = getattr(model, "time_rule", None)
-    if isinstance(rule, TBPTT) and (k := rule.truncation) >= context:
+    if not isinstance(rule, TBPTT) or (k := rule.truncation) < context:
+        return
+    if task is not None:  # (a task's sequence is one window, its length the task's: no context to lengthen)
+        warn(f"tbptt:{k} truncates nothing in the {task.name} task's sequences of {context} steps: the gradient flows "
+             f"back through the whole sequence, as under bptt; give k < {context} to truncate")
+    else:
         warn(f"tbptt:{k} truncates nothing in windows of {context} steps (context {context}): the gradient flows back "
              f"through the whole window, as under bptt; give k < {context} to truncate, or a longer context")
 
@@ -611,14 +633,17 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     """Train on fresh samples of a synthetic task (drawn with ``seed``); validation on a fixed sample set
     (:data:`VALIDATION_SEED`; ``val_accuracy`` or ``val_mse``), which picks the state restored at the end, so score
     the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these
-    overrides (``None``: the default); other arguments as :func:`fit_lm`."""
+    overrides (``None``: the default); other arguments as :func:`fit_lm`. A resume needs the same model, dtype, task
+    settings, batch size and seed (the samples go on from the checkpoint's generator)."""
     _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
     check_int("eval_batches", eval_batches, 1)  # (before any work, not at the first evaluation)
     checkpoint = None if checkpoint is None else Path(checkpoint).expanduser()
     check_trainable_dtype(model, f"this {type(model).__name__}")
     _check_task_model(model, task)
     _warn_growing_feedback(model, task.length)
+    _warn_untruncated(model, task.length, task)
     held_out = {VALIDATION_SEED: "validation", TEST_SEED: "test"}
+    seed = check_seed(seed)  # (an int: the fingerprint holds it)
     if seed in held_out:
         raise UsageError(f"seed {seed} draws the task's {held_out[seed]} samples (fwdlearn.sequences.training."
                          f"{held_out[seed].upper()}_SEED): train with another seed")
@@ -628,7 +653,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(checkpoint, resume), lr=lr,
+    settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(checkpoint, resume, "task"), lr=lr,
                                                 weight_decay=weight_decay, schedule=schedule, warmup=warmup)
     state = TrainState(model, optimizer, generator=gen, scheduler=scheduler)
     loss_fn = partial(task_loss, task)
@@ -646,8 +671,9 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     kwargs = dict(monitor=monitor, mode="max" if task.metric == "accuracy" else "min", eval_every=eval_every,
                   quiet=quiet, desc=f"{model.rule} {task.name}", checkpoint=checkpoint, resume=resume,
                   overwrite=overwrite, diverge_factor=diverge_factor, raise_limit="fit(diverge_factor=...)",
+                  # (a resume draws on from the checkpoint's generator: another seed was ignored in silence)
                   fingerprint={"model": model.config_dict(), "dtype": _dtype_name(model),
-                               "task": _task_fingerprint(task), "batch_size": batch_size},
+                               "task": _task_fingerprint(task), "batch_size": batch_size, "seed": seed},
                   settings={**_settings(settings), "clip": clip, "steps": steps, "eval_batches": eval_batches},
                   rescore=("eval_batches",))
     return _run(kwargs, step, evaluate, state, steps, settings)

@@ -613,3 +613,78 @@ def test_perplexity_is_e_to_the_loss_up_to_floats_range():
     assert perplexity(800.0) == math.inf
     assert _lm_metrics(float("inf"), 1) == {"loss": math.inf, "perplexity": math.inf, "bpc": math.inf}
     assert math.isnan(perplexity(float("nan")))  # (not inf beside a NaN bpc)
+
+
+def test_fit_task_warns_when_tbptt_truncates_nothing_in_the_tasks_sequences():
+    """fit_task trained tbptt:40 on sequences of 19 steps as full BPTT in silence (bench seq --recall-modes tbptt:40
+    at lag 3 gave bptt's accuracy, 0.127, under its own name); fit_lm warned about its windows."""
+    import warnings
+
+    task = DelayedRecall(lag=3, symbols=4, length=8)
+    for k in (8, 40):
+        model = RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, training=f"tbptt:{k}",
+                            out_size=task.out_size)
+        with pytest.warns(UserWarning, match=rf"tbptt:{k} truncates nothing in the delayed-recall\(lag=3\) task's "
+                                             r"sequences of 8 steps: the gradient flows back through the whole "
+                                             r"sequence, as under bptt; give k < 8 to truncate"):
+            model.fit(task, steps=1, batch_size=2, eval_batches=1, quiet=True)
+    model = RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, training="tbptt:7", out_size=task.out_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(task, steps=1, batch_size=2, eval_batches=1, quiet=True)
+
+
+def test_a_resumed_task_run_with_another_seed_is_refused(tmp_path):
+    """A resume with another seed went on drawing the checkpoint's samples, in silence (its run equalled the
+    original seed's to the last loss); fit_lm refuses it."""
+    task = DelayedRecall(lag=2, symbols=4, length=8)
+    ckpt = tmp_path / "task.pt"
+    RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, out_size=task.out_size).fit(
+        task, steps=2, batch_size=2, eval_batches=1, checkpoint=ckpt, quiet=True, seed=1)
+    again = RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, out_size=task.out_size)
+    with pytest.raises(UsageError, match=r"different run: seed 1 \(checkpoint\) vs 2 \(now\)"):
+        again.fit(task, steps=4, batch_size=2, eval_batches=1, checkpoint=ckpt, resume=True, quiet=True, seed=2)
+    report = again.fit(task, steps=4, batch_size=2, eval_batches=1, checkpoint=ckpt, resume=True, quiet=True, seed=1)
+    assert report.resumed["from_step"] == 2
+
+
+def test_evaluate_task_names_a_seed_torch_cannot_take():
+    """evaluate(task, seed=2.5) failed in torch ("manual_seed expected a long, but got float"), naming no argument."""
+    task = DelayedRecall(lag=2, symbols=4, length=8)
+    model = RecurrentLM(task.vocab_size, cell="gru", hidden=4, layers=1, out_size=task.out_size)
+    for bad in (2.5, True, 2**64):
+        with pytest.raises(ValueError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\)"):
+            model.evaluate(task, batches=1, batch_size=2, seed=bad)
+
+
+def test_a_task_longer_than_the_transformer_reads_is_refused_with_a_fix_for_a_task():
+    """The transformer's own error, at the first step, said to use windows of <= 4 tokens: a task has no window to
+    shorten."""
+    from fwdlearn.sequences import TransformerLM
+
+    task = DelayedRecall(lag=3, symbols=4, length=8)
+    model = TransformerLM(task.vocab_size, hidden=8, layers=1, heads=1, context=4)
+    message = (r"the delayed-recall\(lag=3\) task's sequences are 8 steps but the model reads at most 4 positions: "
+               r"build it with context >= 8, or use a task of sequences of at most 4 steps")
+    with pytest.raises(ValueError, match=message):
+        model.fit(task, steps=1, batch_size=2, quiet=True)
+    with pytest.raises(ValueError, match=message):
+        model.evaluate(task)
+
+
+def test_a_corpus_fit_and_a_task_fit_refuse_each_others_checkpoint_saying_so(tiny_corpus, tmp_path):
+    """Resuming a corpus fit's checkpoint on a task (or back) was refused as 'model.feedback_seed not recorded
+    (checkpoint: an older fwdlearn)' or listed the other fit's five entries so: an older fwdlearn was not the cause."""
+    task = DelayedRecall(lag=2, symbols=4, length=8)
+    text, on_task = tmp_path / "text.pt", tmp_path / "task.pt"
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=4, layers=1)
+    model.fit(tiny_corpus, context=8, steps=1, batch_size=2, eval_tokens=64, checkpoint=text, quiet=True)
+    model.fit(task, steps=1, batch_size=2, eval_batches=1, checkpoint=on_task, quiet=True)
+    with pytest.raises(UsageError, match=r"task.pt was made by a fit on a synthetic task \(delayed-recall\(lag=2\); "
+                                         r"fit_task\); this fit trains on a corpus: resume it with the fit that made "
+                                         r"it, or start a new run"):
+        model.fit(tiny_corpus, context=8, steps=2, batch_size=2, eval_tokens=64, checkpoint=on_task, resume=True,
+                  quiet=True)
+    with pytest.raises(UsageError, match=r"text.pt was made by a fit on a corpus \(fit_lm, seq train\); this fit "
+                                         r"trains on a task: resume it"):
+        model.fit(task, steps=2, batch_size=2, eval_batches=1, checkpoint=text, resume=True, quiet=True)

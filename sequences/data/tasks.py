@@ -1,7 +1,8 @@
 r"""Synthetic long-range sequence tasks with a known lag and a known chance level, generated in code.
 
 * :class:`DelayedRecall`: output the token seen ``lag`` steps ago;
-* :class:`CopyTask`: copy ``count`` symbols after ``lag`` blanks;
+* :class:`CopyTask`: copy ``count`` symbols, each recalled ``lag`` steps after it was seen (``lag - count`` blanks
+  between the data and the recall);
 * :class:`AddingProblem`: sum the two marked values of a sequence (regression).
 
 Targets equal to :data:`IGNORE_INDEX` (classification) or NaN (regression) are not scored.

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import distinct_names, run_parts
+from fwdlearn.bench import ROUNDING, apart, distinct_names, run_parts, shown
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.reporting import ratio_row
@@ -71,20 +71,22 @@ def _check_rules(config) -> None:
     """Spell every rule canonically (:func:`canonical_rules`) and refuse, before any part runs, a rule its part's
     recurrent model cannot train (``sf`` parses, but no LM trains by it; it was found when the part came to it,
     after the parts before had run): a one-unit model is built under each (the model's own check says why)."""
+    given = {}  # (as typed: an error names the rule so, 'sf' rather than its canonical 'local:prototype+bptt')
     for name in ("cost_modes", "quality_modes", "recall_modes"):
+        given[name] = list(getattr(config, name))
         setattr(config, name, canonical_rules("--" + name.replace("_", "-"), getattr(config, name), recurrent=True))
-    parts = (("cost", "--cost-modes", config.cost_modes, config.cost_cells, False),
-             ("quality", "--quality-modes", config.quality_modes, [config.model], config.norm),
-             ("recall", "--recall-modes", config.recall_modes, [config.model], config.norm))
-    for part, flag, rules, cells, norm in parts:
+    parts = (("cost", "cost_modes", config.cost_cells, False),
+             ("quality", "quality_modes", [config.model], config.norm),
+             ("recall", "recall_modes", [config.model], config.norm))
+    for part, name, cells, norm in parts:
         if part in config.skip:
             continue
-        for rule in rules:
+        for typed, rule in zip(given[name], getattr(config, name)):
             for cell in cells:
                 try:
                     RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
                 except ValueError as error:
-                    raise UsageError(f"{flag} {rule}: {error}") from None
+                    raise UsageError(f"--{name.replace('_', '-')} {typed}: {error}") from None
 
 
 def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device | str = "cpu",
@@ -271,20 +273,21 @@ def _verdicts(extra: dict) -> list[str]:
                 ratios = {t: c["dsf"]["seconds"] / c[base]["seconds"] for t, c in sorted(cost.items())
                           if "dsf" in c and base in c}
                 r, worst = ratios[T], max(ratios.values())
-                by_t = ", ".join(f"{t}: {ratio:.3f}" for t, ratio in ratios.items())
+                by_t = ", ".join(f"{t}: {shown(ratio, DSF_TARGET, 3)}" for t, ratio in ratios.items())
                 lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if r < 1 else 'NO'} "
-                             f"(time ratio {r:.3f}; by T: {by_t})")
+                             f"(time ratio {shown(r, 1, 3)}; by T: {by_t})")
                 lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (the step-cost target): "
-                             f"{'yes' if worst <= DSF_TARGET else 'NO'} (worst {worst:.3f})")
+                             f"{'yes' if worst <= DSF_TARGET + ROUNDING else 'NO'} "
+                             f"(worst {shown(worst, DSF_TARGET, 3)})")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]
-        lines.append(f"- DSF bits/token within 5% of BPTT: {'yes' if r <= 1.05 else 'NO'} "
-                     f"({q['dsf']['val_bpc']:.4f} vs {q['bptt']['val_bpc']:.4f}, ratio {r:.3f})")
+        lines.append(f"- DSF bits/token within 5% of BPTT: {'yes' if r <= 1.05 + ROUNDING else 'NO'} "
+                     f"({q['dsf']['val_bpc']:.4f} vs {q['bptt']['val_bpc']:.4f}, ratio {shown(r, 1.05, 3)})")
     if {"ft-bptt", "dsf"} <= set(q):
         better = q["dsf"]["val_bpc"] < q["ft-bptt"]["val_bpc"]
-        lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} "
-                     f"({q['dsf']['val_bpc']:.4f} vs {q['ft-bptt']['val_bpc']:.4f} bits/token)")
+        dsf, ft = apart(q["dsf"]["val_bpc"], q["ft-bptt"]["val_bpc"], 4)
+        lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} ({dsf} vs {ft} bits/token)")
     lines += _recall_verdicts(extra.get("recall", {}))
     return lines
 

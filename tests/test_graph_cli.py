@@ -373,3 +373,39 @@ def test_a_node_split_is_refused_for_link_prediction(capsys):
     assert status == 2
     assert ("--split public chooses the node split; --task link splits the edges itself (drawn from --seed): leave "
             "--split out") in capsys.readouterr().err
+
+
+def test_bench_graph_notes_spend_the_epoch_budget_as_each_method_does(tmp_path, capsys):
+    """The notes and --epochs' help said 'per layer for the layer-by-layer methods and in total for BP and the
+    top-down methods': a run of dfa (in total, as BP) read as trained per layer; a run without sf left the time claim
+    out, where every other claim it did not measure says so."""
+    out = tmp_path / "budget"
+    assert main(["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "dfa", "ff-la", "--splits", "1",
+                 "--epochs", "2", "--hidden", "4", "--link-layers", "0", "--quiet", "--out", str(out)]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert "epoch budget 2 per layer for ff-la and in total for bp, dfa, early-stopping" in md
+    assert "- sf fit time / BP fit time < 1: not measured in this run" in md
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig
+    from dataclasses import fields
+
+    help_ = next(f for f in fields(BenchGraphConfig) if f.name == "epochs").metadata["help"]
+    assert "in total (BP, DFA" in help_
+
+
+def test_a_bench_never_replaces_another_commands_run_record(tmp_path, monkeypatch, capsys):
+    """bench graph --name foo writes its results to runs/foo.json, the record of 'graph train --name foo': refused
+    without --overwrite ('pass --overwrite'), then replaced with it, leaving runs/foo.pt without its record."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "train", "--data", "karate", "--method", "sf", "--layers", "1", "--hidden", "4", "--epochs",
+                 "1", "--splits", "1", "--quiet", "--name", "foo"]) == 0
+    record = (tmp_path / "runs" / "foo.json").read_text()
+    bench = ["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "sf", "--splits", "1", "--epochs",
+             "1", "--hidden", "4", "--link-layers", "0", "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        assert main([*bench, "--name", "foo", *extra]) == 2
+        assert ("runs/foo.json is the run record of a 'graph-train' run, not a bench's results; --name foo would "
+                "replace it" in capsys.readouterr().err)
+    assert main([*bench, "--out", "runs/foo", "--overwrite"]) == 2
+    assert "give the bench another --out" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "foo.json").read_text() == record and not (tmp_path / "runs" / "foo.md").exists()
+    assert main([*bench, "--name", "bar"]) == 0 and main([*bench, "--name", "bar", "--overwrite"]) == 0  # its own

@@ -187,6 +187,25 @@ def test_bench_influence_reads_its_data_before_timing_and_checks_its_plot_path(t
     assert f"--json and --out both name {out}.png" in capsys.readouterr().err
 
 
+def test_bench_influence_notes_name_the_models_it_trained(tmp_path, capsys):
+    """--epochs 0 (the documented way to time only) wrote 'Trained models: city:roads/california; BP models trained
+    with Adam lr 0.01 ...; 0 epochs' for a run that trained nothing and never read that graph; a forward method
+    trained in total (dfa) read 'per layer'."""
+    base = ["bench", "influence", "--graphs", "karate", "--depths", "1", "--samples", "4", "--pyg-samples", "2",
+            "--repeats", "1", "--hidden", "4", "--threads", "1", "--quiet"]
+    assert main([*base, "--epochs", "0", "--out", str(tmp_path / "none")]) == 0
+    md = (tmp_path / "none.md").read_text()
+    assert "Trained models" not in md and "city:roads/california" not in md and "ForwardGNN with" not in md
+    assert "No models trained (--epochs 0)" in md
+    from fwdlearn.graphs.cli.influence import BenchInfluenceConfig
+    from fwdlearn.graphs.influence.bench import _trained_note
+
+    note = _trained_note(BenchInfluenceConfig(data="karate", epochs=3, forward_method="dfa"))
+    assert note.endswith("ForwardGNN dfa with its fit defaults; 3 epochs.")  # (in total, as BP: not per layer)
+    assert _trained_note(BenchInfluenceConfig(epochs=3)).endswith("3 epochs (per layer for sf).")
+    assert "ForwardGNN" not in _trained_note(BenchInfluenceConfig(epochs=3, forward_method=""))
+
+
 def test_bench_influence_loads_every_graph_before_the_first_timing(tmp_path, capsys, monkeypatch):
     """A missing road file in --graphs failed when its turn came, after the timings of the graphs before it."""
     from fwdlearn.graphs.influence import bench

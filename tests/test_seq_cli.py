@@ -523,7 +523,58 @@ def test_bench_seq_refuses_a_rule_no_language_model_trains_before_any_part(text_
     assert main(["bench", "seq", "--data", str(text_file), "--quality-modes", "bptt", "sf", "--skip", "alignment",
                  "recall", "--out", str(tmp_path / "b")]) == 2
     out_err = capsys.readouterr()
-    assert out_err.err.strip() == ("fwdlearn: error: --quality-modes local:prototype+bptt: language models are "
+    assert out_err.err.strip() == ("fwdlearn: error: --quality-modes sf: language models are "
                                    "trained through depth by one of bp, dfa[:micro], local:readout, shallow; got "
-                                   "local:prototype")
+                                   "local:prototype")  # (the rule as typed, not its canonical local:prototype+bptt)
     assert "cost" not in out_err.out and not list(tmp_path.glob("b*"))
+
+
+def test_bench_dfa_names_the_flag_and_the_rule_as_typed_when_a_model_refuses_it(text_file, tmp_path, capsys):
+    """--rules sf was refused as 'language models are trained through depth by ...; got local:prototype', naming
+    neither the flag nor the rule given."""
+    base = ["bench", "dfa", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2", "--quiet"]
+    for extra, start in ((["--rules", "bp", "sf"], "--rules sf: "),
+                         (["--skip", "transformer", "cost", "--rnn-rules", "bptt", "SF"], "--rnn-rules SF: ")):
+        assert main([*base, *extra, "--out", str(tmp_path / "b")]) == 2
+        line, = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"fwdlearn: error: {start}language models are trained through depth by one of "), line
+        assert not list(tmp_path.glob("b*"))
+
+
+def test_bench_seq_and_dfa_claims_follow_from_the_numbers_they_print():
+    """A worst DSF / BPTT ratio of 0.7004 read 'NO (worst 0.700)' under '<= 0.7'; 1.0505 read 'NO (ratio 1.050)'
+    under 'within 5%'; DSF 2.10090 against FT-BPTT 2.10092 read 'yes (2.1009 vs 2.1009)'; a gap of 0.09996 bits read
+    'NO (+0.100)' under '>= 0.1', and one of 0.1 (2.4 - 2.3 in floats: 0.09999999999999964) 'NO' too."""
+    from fwdlearn.sequences.bench import _verdicts
+    from fwdlearn.sequences.bench_dfa import _verdicts as dfa_verdicts
+
+    cost = {128: {"bptt": {"seconds": 1.0}, "dsf": {"seconds": 0.7004}},
+            512: {"bptt": {"seconds": 1.0}, "dsf": {"seconds": 0.65}}}
+    quality = {"bptt": {"val_bpc": 2.0}, "dsf": {"val_bpc": 2.101}, "ft-bptt": {"val_bpc": 2.10102}}
+    lines = _verdicts({"cost": {"gru": cost}, "quality": quality})
+    assert lines[0] == "- GRU: DSF faster than BPTT at T=512: yes (time ratio 0.650; by T: 128: 0.7004, 512: 0.650)"
+    assert lines[1] == "- GRU: DSF step <= 0.7 x BPTT at every T (the step-cost target): NO (worst 0.7004)"
+    assert lines[2] == "- DSF bits/token within 5% of BPTT: NO (2.1010 vs 2.0000, ratio 1.0505)"
+    assert lines[3] == "- DSF better than FT-BPTT: yes (2.10100 vs 2.10102 bits/token)"
+    on = _verdicts({"quality": {"bptt": {"val_bpc": 2.0}, "dsf": {"val_bpc": 2.1}}})  # 1.05 is within 5 %
+    assert on == ["- DSF bits/token within 5% of BPTT: yes (2.1000 vs 2.0000, ratio 1.050)"]
+    near = dfa_verdicts({"transformer": {"dfa": {"val_bpc": 2.5}, "shallow": {"val_bpc": 2.59996}}})
+    assert near == ["- DFA beats the shallow control by >= 0.1 bits/char: NO (2.500 vs 2.600, +0.09996)"]
+    on = dfa_verdicts({"transformer": {"dfa": {"val_bpc": 2.3}, "shallow": {"val_bpc": 2.4}}})
+    assert on == ["- DFA beats the shallow control by >= 0.1 bits/char: yes (2.300 vs 2.400, +0.100)"]
+    ratios = dfa_verdicts({"transformer": {"bp": {"perplexity": 2.0}, "dfa": {"perplexity": 2.5001},
+                                           "dfa:micro": {"perplexity": 2.5002}}})
+    assert "yes (perplexity ratio to BP: macro 1.25005, micro 1.25010;" in ratios[0]
+
+
+def test_bench_seq_help_names_the_part_each_quality_flag_sets():
+    """--steps read 'the equal step budget of every mode', and --eval-every / --eval-tokens named no part: with
+    --skip cost quality alignment they changed nothing (the recall part has --recall-steps), silently."""
+    from dataclasses import fields
+
+    from fwdlearn.sequences.cli.bench import SeqBenchConfig
+
+    help_ = {f.name: f.metadata["help"] for f in fields(SeqBenchConfig)}
+    assert all("quality part" in help_[name] for name in ("steps", "eval_every", "eval_tokens"))
+    assert "--recall-steps" in help_["steps"] and "go unused" in help_["skip"]
+    assert "alignment" in help_["model"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fwdlearn.bench import ROUNDING
+from fwdlearn.bench import shown as _shown
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.reporting import mean_std, ratio
@@ -42,8 +44,8 @@ class BenchGraphConfig(RunOptions):
                                          "always run)"})
     splits: int = field(default=5, metadata={"help": "random 64/16/20 splits (seeds seed..)", "min": 1,
                                                    "max": 1000})
-    epochs: int = field(default=200, metadata={"help": "epoch budget per layer (forward) / in total (BP, top-down)",
-                                               "min": 1})
+    epochs: int = field(default=200, metadata={"help": "epoch budget per layer (the layer-by-layer methods: sf, ff-*) "
+                                                       "/ in total (BP, DFA, the top-down sf-top2*)", "min": 1})
     patience: int = field(default=50, metadata={"help": "early-stopping patience (0 = none)", "min": 0})
     eval_every: int = field(default=1, metadata={"help": "epochs between validation passes", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
@@ -88,21 +90,6 @@ def _learning_rate(config: BenchGraphConfig, method: str) -> float:
     return config.dfa_lr if dfa else config.lr
 
 
-#: how far a mean over splits may sit from the exact value (a mean of 84 % accuracies came out 0.8399999999999999)
-ROUNDING = 1e-9
-
-
-def _shown(value: float, threshold: float, places: int) -> str:
-    """``value`` to ``places`` decimals, or as many more as keep it off ``threshold`` (the verdict reads the value:
-    83.996 printed as 84.00 stood beside 'MISSED' for '>= 84.0'); a value within :data:`ROUNDING` of the threshold,
-    on it, is printed as the threshold."""
-    if abs(value - threshold) <= ROUNDING * max(1.0, abs(threshold)):
-        return f"{threshold:.{places}f}"
-    while places < 8 and round(value, places) == round(threshold, places):
-        places += 1
-    return f"{value:.{places}f}"
-
-
 def _checks(summary: dict, link: dict) -> list[str]:
     lines = []
 
@@ -126,13 +113,25 @@ def _checks(summary: dict, link: dict) -> list[str]:
         check("sf saved bytes/step 8 vs 2 layers <= 1.2", None, False)
     times = [(d, summary[("sf", d)]["time"] / summary[("bp", d)]["time"]) for (m, d) in summary
              if m == "sf" and ("bp", d) in summary]
-    if times:
-        text = ", ".join(f"{d} layers {_shown(t, 1, 2)}" for d, t in sorted(times))
-        check("sf fit time / BP fit time < 1", text, all(t < 1 for _, t in times))
+    text = ", ".join(f"{d} layers {_shown(t, 1, 2)}" for d, t in sorted(times)) or None  # (a run without sf says
+    check("sf fit time / BP fit time < 1", text, all(t < 1 for _, t in times))  # so, as the other claims do)
     ce = link.get("ce")
     check("link prediction ForwardGNN-CE ROC-AUC >= 0.90", None if ce is None else _shown(ce, 0.9, 4),
           ce is not None and ce >= 0.90 - ROUNDING)
     return lines
+
+
+def _budget(methods: list[str]) -> str:
+    """How the epoch budget reads for the ``methods`` of a run: per layer for a layer-by-layer method
+    (:class:`~fwdlearn.graphs.methods.base.LayerwiseMethod`), in total for the others (BP, DFA, the top-down
+    methods), as ``ForwardGNN.fit`` spends it."""
+    from fwdlearn.graphs.methods import method_class
+    from fwdlearn.graphs.methods.base import LayerwiseMethod
+
+    layerwise = [m for m in methods if issubclass(method_class(m), LayerwiseMethod)]
+    whole = [m for m in methods if m not in layerwise]
+    return " and ".join(part for part in (f"per layer for {', '.join(layerwise)}" if layerwise else "",
+                                          f"in total for {', '.join(whole)}" if whole else "") if part)
 
 
 def _method_names(flag: str, given: list[str], name_of) -> list[str]:
@@ -237,9 +236,8 @@ def run_bench(config: BenchGraphConfig) -> int:
     host = f"{torch.get_num_threads()} torch threads, " + (torch.cuda.get_device_name(device) if device.type == "cuda"
                                                           else "CPU")
     notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden {config.hidden}, "
-             f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}, DFA {config.dfa_lr}), weight decay 5e-4, epoch budget {config.epochs} per layer for the "
-             "layer-by-layer methods and in total for BP and the top-down methods, early-stopping patience "
-             f"{patience or 'none'}. "
+             f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}, DFA {config.dfa_lr}), weight decay 5e-4, "
+             f"epoch budget {config.epochs} {_budget(methods)}, early-stopping patience {patience or 'none'}. "
              "Saved bytes/step: tensors autograd keeps for backward in one step (layer-by-layer methods: the largest "
              "layer, as one layer trains at a time); step memory increase: of the process RSS (CPU) or CUDA's allocated "
              "memory during the measured step (not the process's peak, which carries what ran before it), after an untimed "

@@ -193,6 +193,22 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
                  "metric": f"R ({config.forward_method})", "value": R, "baseline": bp_R, "ratio": ratio(R, bp_R)})
 
 
+def _trained_note(config) -> str:
+    """What the trained-model rows are (the models trained on ``--data``, their optimizers and budget), or that the
+    run trained none (``--epochs 0``, where the note named ``--data``'s models and "0 epochs" as if it had)."""
+    if not config.epochs:
+        return "No models trained (--epochs 0): the rows above are the graphs' load times only."
+    text = f"Trained models: {config.data}; BP models trained with Adam lr {BP_LR}, patience {BP_PATIENCE}"
+    if not config.forward_method:
+        return text + f"; {config.epochs} epochs."
+    from fwdlearn.graphs.methods import method_class
+    from fwdlearn.graphs.methods.base import LayerwiseMethod
+
+    per_layer = issubclass(method_class(config.forward_method), LayerwiseMethod)  # (DFA, top-down: in total)
+    return (text + f"; ForwardGNN {config.forward_method} with its fit defaults; {config.epochs} epochs"
+            + (f" (per layer for {config.forward_method})." if per_layer else "."))
+
+
 def run_bench(config) -> int:
     """Run the benchmark described in the module docstring; writes ``<out>.json``/``.md``/``.png`` and a run record."""
     if not config.graphs or not config.depths:
@@ -240,9 +256,7 @@ def run_bench(config) -> int:
              f"{DEAD_ROW:g} of the largest row's: all ReLUs "
              f"dead, entries are rounding noise) are measured against that floor. Plot: {plot_path.name}. "
              f"Host: {torch.get_num_threads()} torch threads, {device} (both sides).\n\n"
-             "### Other measurements\n\n" + markdown_table(other, COLUMNS) +
-             f"\nTrained models: {config.data}; BP models trained with Adam lr {BP_LR}, patience {BP_PATIENCE}; "
-             f"ForwardGNN with its fit defaults; {config.epochs} epochs (per layer for ForwardGNN).")
+             "### Other measurements\n\n" + markdown_table(other, COLUMNS) + "\n" + _trained_note(config))
     print(markdown_table(speed, SPEED_COLUMNS), end="")
     bench.finish(speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size", notes=notes,
                  extra={"other": other, "plot": str(plot_path)}, files={"plot": plot_path})

@@ -38,7 +38,8 @@ class SeqBenchConfig(SequenceBenchOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md and <out>-record.json "
                                                    "(default: runs/<name>, or a fresh name under runs/; pass "
                                                    "docs/benchmarks/seq-results to update the docs)"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them)", "choices": PARTS,
+    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them; the flags of a "
+                                                                       "skipped part go unused)", "choices": PARTS,
                                                                "not_all": True})
     # 1. cost
     cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048],
@@ -64,7 +65,7 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                                      "train.txt: test)"})
     quality_modes: list[str] = field(default_factory=lambda: ["bptt", "tbptt:32", "ft-bptt", "dsf"],
                                      metadata={"help": "time rules trained in the quality part"})
-    model: str = field(default="gru", metadata={"help": "cell of the quality and recall models",
+    model: str = field(default="gru", metadata={"help": "cell of the quality, alignment and recall models",
                                                 "choices": RECURRENT_CELLS.names})
     hidden: int = field(default=128, metadata={"help": "width of the quality and alignment models", "min": 1})
     layers: int = field(default=2, metadata={"help": "layers of the quality and alignment models", "min": 1})
@@ -76,11 +77,14 @@ class SeqBenchConfig(SequenceBenchOptions):
                 "and its N(0, 0.02) initialisation (with --norm)"})
     context: int = field(default=128, metadata={"help": "window length T of the quality part", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "parallel streams of the quality part", "min": 1})
-    steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode", "min": 1})
+    steps: int = field(default=1000, metadata={"help": "the equal step budget of every mode of the quality part "
+                                                       "(the recall part's: --recall-steps)", "min": 1})
     lr: float = field(default=3e-3, metadata={"help": "learning rate of the quality part (the rule's optimizer: AdamW, "
                                                                 "Adam under dfa rules)", "gt": 0})
-    eval_every: int = field(default=250, metadata={"help": "steps between validation passes", "min": 1})
-    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training", "min": 1})
+    eval_every: int = field(default=250, metadata={"help": "steps between validation passes of the quality part (the "
+                                                           "recall part validates every --recall-steps / 6)", "min": 1})
+    eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass of the quality part",
+                                                       "min": 1})
     # 3. alignment
     align_batch: int = field(default=8, metadata={"help": "validation windows of the alignment part", "min": 1})
     align_context: int = field(default=128, metadata={"help": "window length of the alignment part", "min": 1})

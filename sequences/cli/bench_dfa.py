@@ -27,7 +27,8 @@ class DfaBenchConfig(SequenceBenchOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json and "
                                                    "<out>-alignment.png (default: runs/<name>, or a fresh name under "
                                                    "runs/; pass docs/benchmarks/dfa-results to update the docs)"})
-    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them)", "choices": PARTS,
+    skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them; the flags of a "
+                                                                       "skipped part go unused)", "choices": PARTS,
                                                                "not_all": True})
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
     train_split: str = field(default="train", metadata={"help": "split the models train on (wikitext-2 stored "

@@ -47,8 +47,8 @@ class GraphTrainConfig(RunOptions):
     conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": CONV_KINDS.names})
     layers: int = field(default=4, metadata={"help": "number of GNN layers", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
-    epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (BP, "
-                                                       "top-down)", "min": 1})
+    epochs: int = field(default=300, metadata={"help": "epochs per layer (layer-by-layer methods) or in total (bp, "
+                                                       "dfa, sf-top2input, sf-top2loss)", "min": 1})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (the goodness methods ff-* and dfa learn "
                                                       "best at about 1e-2; a new value applies when resuming)",
                                               "gt": 0})

@@ -343,3 +343,76 @@ def test_a_byte_order_mark_is_not_read_as_a_character(tmp_path, level):
     plain = tmp_path / "plain.txt"
     plain.write_text("First word\nFirst again\n" * 10)
     assert corpus.vocab == load_text(str(plain), level=level).vocab
+
+
+def test_wikitext2_by_name_reads_the_release_s_file_names(tmp_path, monkeypatch):
+    """--data wikitext-2 looked for train.txt / valid.txt / test.txt only: the release's wiki.valid.tokens gave
+    'no train.txt, valid.txt or test.txt', and a wiki.train.tokens beside valid.txt was dropped in silence, though
+    the same folder passed as a path read all three."""
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "wikitext-2"
+    folder.mkdir()
+    for split, text in (("train", " = A = \n a b c \n"), ("valid", " a b \n"), ("test", " c \n")):
+        (folder / f"wiki.{split}.tokens").write_text(text)
+    corpus = load_text("wikitext-2", level="word")
+    assert {k: v.numel() for k, v in corpus.splits.items()} == {"train": 8, "validation": 3, "test": 2}
+    by_path = load_text(str(folder), level="word")  # (the same folder passed as a path)
+    assert all(torch.equal(ids, by_path.splits[k]) for k, ids in corpus.splits.items())
+    assert [Path(f).name for f in corpus.files] == ["wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"]
+    for split in ("valid", "test"):
+        (folder / f"wiki.{split}.tokens").rename(folder / f"{split}.txt")
+    assert list(load_text("wikitext-2", level="word").splits) == ["train", "validation", "test"]
+
+
+def test_a_split_file_that_is_a_broken_link_is_refused_by_name(tmp_path):
+    """A train.txt linking to a file no longer there was skipped: the folder 'had no train split' and the fix
+    offered was --train-split validation --valid-split test (training on the validation text)."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").symlink_to(tmp_path / "moved" / "train.txt")
+    (folder / "valid.txt").write_text("valid text\n" * 5)
+    (folder / "test.txt").write_text("test text\n" * 5)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(folder / 'train.txt'))}, the train split of folder .*, is "
+                                         r"a link to .*moved/train.txt, which does not exist; point it at the text "
+                                         "file, or remove it"):
+        load_text(str(folder))
+
+
+def test_a_pipe_is_refused_as_neither_a_file_nor_a_folder(tmp_path):
+    """--data <(cat book.txt) ended in '[Errno 20] Not a directory: /dev/fd/63' (it was listed as a folder)."""
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match=r"pipe is neither a file nor a folder \(a pipe or a device\); save the text "
+                                         "to a file and pass its path"):
+        load_text(str(pipe))
+
+
+def test_a_dev_file_is_the_validation_split_and_an_upper_case_txt_is_read(tmp_path):
+    """dev.txt (HF datasets' name for validation) was ignored: 'it holds the train split only'; a folder of one
+    Book.TXT 'held no .txt files', though split files are matched case-blind."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_text("some train text\n" * 10)
+    (folder / "dev.txt").write_text("dev text\n" * 3)
+    corpus = load_text(str(folder))
+    assert list(corpus.splits) == ["train", "validation"] and corpus.validation.numel() == len("dev text\n" * 3)
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "Book.TXT").write_text("To be, or not to be\n" * 10)
+    assert load_text(str(book)).files == [str(book / "Book.TXT")]
+
+
+def test_a_file_of_whitespace_is_not_called_empty(tmp_path):
+    """A file of blank lines was refused as 'is empty' (it holds characters, which the error did not say); a char
+    limit reading only whitespace said it held 'no whole char'."""
+    path = tmp_path / "blank.txt"
+    path.write_text("  \n\t\n")
+    with pytest.raises(ValueError, match=r"blank.txt is empty but for whitespace \(5 characters\); a corpus needs text"):
+        load_text(str(path))
+    path.write_text("\n\n\n" + "some text here\n" * 10)
+    with pytest.raises(ValueError, match=r"blank.txt: its first 2 characters \(limit\) hold only whitespace; raise "
+                                         "limit"):
+        load_text(str(path), limit=2)

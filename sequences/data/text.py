@@ -187,7 +187,8 @@ class Corpus:
         return f"Corpus({self.name!r}, {self.level}, vocab={self.vocab_size}, {sizes})"
 
 
-_SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "val": "validation", "test": "test"}
+_SPLIT_NAMES = {"train": "train", "valid": "validation", "validation": "validation", "val": "validation",
+                "dev": "validation", "test": "test"}  # (dev: as HF datasets reads a file's split from its name)
 #: the suffixes of a corpus folder's split files ("": none); other files (test_results.json, train.py) are not text
 _TEXT_SUFFIXES = (".txt", ".tokens", ".raw", "")
 
@@ -237,10 +238,10 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
     if name_or_path in ("wikitext-2", "wikitext2"):
         folder = data_path("wikitext-2", what="wikitext-2",
                            how="Copy valid.txt and test.txt of pytorch/examples word_language_model/data/wikitext-2.")
-        files = {split: folder / f"{stem}.txt" for stem, split in (("train", "train"), ("valid", "validation"), ("test", "test"))
-                 if (folder / f"{stem}.txt").exists()}
+        files = _split_files(folder)  # (as any corpus folder: valid.txt, or the release's wiki.valid.tokens)
         if not files:
-            raise DataNotFoundError(f"wikitext-2: no train.txt, valid.txt or test.txt in {folder}")
+            raise DataNotFoundError(f"wikitext-2: no train, valid or test file (train.txt, valid.txt, test.txt or the "
+                                    f"release's wiki.train.tokens, wiki.valid.tokens, wiki.test.tokens) in {folder}")
         return "wikitext-2", files, False
     path = Path(name_or_path).expanduser()
     if not path.exists():
@@ -249,18 +250,13 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
                          f"file or folder{hint}. Pass a known name or a path to a text file / folder of .txt files")
     if path.is_file():
         return path.name, {"full": path}, True
-    files: dict[str, Path] = {}
-    for f in sorted(path.iterdir()):
-        if f.name.startswith(".") or f.name.endswith(("~", ".swp", ".bak")):
-            continue  # hidden, editor and backup files
-        split = _split_of(f.name)
-        if f.is_file() and split is not None and f.suffix.lower() in _TEXT_SUFFIXES:
-            if split in files:
-                raise ValueError(f"folder {path} holds two {split} files, {files[split].name} and {f.name}; keep one "
-                                 "(or point to a single text file)")
-            files[split] = f
+    if not path.is_dir():  # (a pipe, --data <(...), is read twice: once for its fingerprint, once for its text)
+        raise ValueError(f"{path} is neither a file nor a folder (a pipe or a device); save the text to a file and "
+                         "pass its path")
+    files = _split_files(path)
     if not files:
-        texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix == ".txt" and not f.name.startswith("."))
+        texts = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".txt"
+                       and not f.name.startswith("."))
         if not texts:
             raise ValueError(f"folder {path} holds no train/valid/test text files (.txt, .tokens, .raw or no suffix) "
                              "and no .txt files; point to a text file")
@@ -272,10 +268,34 @@ def _resolve(name_or_path: str) -> tuple[str, dict[str, Path], bool]:
     return path.name, files, False
 
 
+def _split_files(folder: Path) -> dict[str, Path]:
+    """``{split: file}`` of a corpus folder's split files (see :func:`_split_of`; suffix ``.txt``, ``.tokens``,
+    ``.raw`` or none; hidden, editor and backup files left out), in the order train, validation, test. A split
+    file that cannot be read (a broken link, a pipe) is refused by name: skipped, the folder lacked that split and
+    the fix offered was to train on another one."""
+    files: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.name.startswith(".") or f.name.endswith(("~", ".swp", ".bak")):
+            continue  # hidden, editor and backup files
+        split = _split_of(f.name)
+        if split is None or f.suffix.lower() not in _TEXT_SUFFIXES or f.is_dir():
+            continue
+        if not f.is_file():
+            what = (f"a link to {f.readlink()}, which does not exist" if f.is_symlink() and not f.exists() else
+                    "not a regular file (a pipe or a device)")
+            raise ValueError(f"{f}, the {split} split of folder {folder}, is {what}; point it at the text file, or "
+                             "remove it")
+        if split in files:
+            raise ValueError(f"folder {folder} holds two {split} files, {files[split].name} and {f.name}; keep one "
+                             "(or point to a single text file)")
+        files[split] = f
+    return {split: files[split] for split in _ordered(files)}
+
+
 def _split_of(filename: str) -> str | None:
-    """The split a file of a corpus folder holds: ``train``, ``valid`` / ``validation`` / ``val`` or ``test`` as a
-    word of its name (words separated by ``.``, ``_``, ``-`` or spaces: ``train.txt``, ``wiki.valid.tokens``,
-    ``test_part.txt``); ``None`` otherwise."""
+    """The split a file of a corpus folder holds: ``train``, ``valid`` / ``validation`` / ``val`` / ``dev`` or
+    ``test`` as a word of its name (words separated by ``.``, ``_``, ``-`` or spaces: ``train.txt``,
+    ``wiki.valid.tokens``, ``test_part.txt``, ``dev.txt``); ``None`` otherwise."""
     words = re.split(r"[._\-\s]+", filename.lower())
     found = {_SPLIT_NAMES[w] for w in words if w in _SPLIT_NAMES}
     return found.pop() if len(found) == 1 else None
@@ -336,10 +356,12 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
 
     Args:
         name_or_path: ``"tinyshakespeare"`` (``<FWDLEARN_DATA_DIR>/tinyshakespeare/input.txt``, first 90%
-            train, last 10% validation), ``"wikitext-2"`` (the local ``valid.txt`` / ``test.txt`` as the
-            ``validation`` / ``test`` splits), a text file (split 90/10 like tinyshakespeare) or a folder
-            whose files name their split as a word (``train.txt``, ``wiki.valid.tokens``, ``test_part.txt``; a folder
-            of one plain ``.txt`` file is split 90/10).
+            train, last 10% validation), ``"wikitext-2"`` (``<FWDLEARN_DATA_DIR>/wikitext-2`` read as a corpus
+            folder: ``valid.txt`` / ``test.txt``, or the release's ``wiki.valid.tokens`` / ``wiki.test.tokens``, as
+            the ``validation`` / ``test`` splits, and a train file if there is one), a text file (split 90/10 like
+            tinyshakespeare) or a folder whose files name their split as a word (``train.txt``,
+            ``wiki.valid.tokens``, ``test_part.txt``, ``dev.txt``; a folder of one plain ``.txt`` file is split
+            90/10).
         level: ``"char"`` or ``"word"`` (words split on whitespace, ``<eos>`` per line).
         split: keep only this split (or these splits); default all available.
         limit: keep only the first ``limit`` characters of every file (quick tests); at word level only the whole
@@ -367,8 +389,11 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
     for key, text in texts.items():
         head = _head(text, limit, level)
         if not head.strip():
-            raise ValueError(f"{files[key]} is empty; a corpus needs text" if not text.strip() else
-                             f"{files[key]}: its first {limit} characters (limit) hold no whole {level}; raise limit")
+            raise ValueError(f"{files[key]} is empty; a corpus needs text" if not text else
+                             f"{files[key]} is empty but for whitespace ({len(text):,} characters); a corpus needs text"
+                             if not text.strip() else
+                             f"{files[key]}: its first {limit} characters (limit) hold "
+                             f"{'only whitespace' if level == 'char' else 'no whole word'}; raise limit")
         tokens[key] = tokenize(head, level, open_end=len(head) < len(text))  # a line cut short is not ended
     if split_single:
         whole = tokens.pop("full")

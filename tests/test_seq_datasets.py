@@ -416,3 +416,13 @@ def test_a_file_of_whitespace_is_not_called_empty(tmp_path):
     with pytest.raises(ValueError, match=r"blank.txt: its first 2 characters \(limit\) hold only whitespace; raise "
                                          "limit"):
         load_text(str(path), limit=2)
+
+
+def test_a_missing_or_empty_split_choice_is_a_plain_error(tmp_path):
+    """split='nope' raised a KeyError (its message printed in quotes); split=[] gave a corpus of no splits, which
+    check_splits then failed on with an IndexError."""
+    (tmp_path / "t.txt").write_text("some text for a corpus\n" * 20)
+    with pytest.raises(ValueError, match=r"^corpus 't.txt' has no split 'nope'; available: train, validation$"):
+        load_text(str(tmp_path / "t.txt"), split="nope")
+    with pytest.raises(ValueError, match=r"^split=\[\] keeps no split; available: train, validation$"):
+        load_text(str(tmp_path / "t.txt"), split=[])

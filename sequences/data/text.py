@@ -415,8 +415,9 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
         wanted = [split] if isinstance(split, str) else list(split)
         wanted = [_SPLIT_NAMES.get(w, w) for w in wanted]
         missing = [w for w in wanted if w not in splits]
-        if missing:
-            raise KeyError(f"corpus {name!r} has no split {missing[0]!r}; available: {', '.join(splits)}")
+        if missing or not wanted:  # (a ValueError: a KeyError's message is printed in quotes)
+            what = f"corpus {name!r} has no split {missing[0]!r}" if missing else "split=[] keeps no split"
+            raise ValueError(f"{what}; available: {', '.join(splits)}")
         splits = {w: splits[w] for w in wanted}
     identity = hashlib.sha256(f"{fingerprint}:{level}:{limit}:{train_fraction}:{sorted(splits)}".encode()).hexdigest()
     return Corpus(name, splits, vocab, level, [str(f) for f in files.values()], identity)

@@ -3,8 +3,8 @@
 A domain's model class says what its ``config`` is (what builds it again) and which ``kind`` names it; this module
 writes the file atomically, refusing to overwrite one unless asked, and reads it with torch's ``weights_only``
 loader (:func:`fwdlearn.fit.load_torch`), rebuilding the model on the CPU in the saved dtypes (each parameter and
-buffer its own) and moving it to the device asked for. Every failure names the file: not a model file, a kind or config this process cannot build,
-weights that do not fit the config.
+buffer its own) and moving it to the device asked for. Every failure names the file: not a model file, a kind or
+config this process cannot build, weights that do not fit the config.
 
 Example::
 

@@ -1,8 +1,8 @@
 """Run records: one JSON file per run with the config, metrics, timings, seed, versions and the files it wrote.
 
 A record is always valid JSON: a NaN or infinite number is written as ``null`` and listed under
-``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved; a relative one starts from the record's ``"cwd"``,
-the working folder of the run.
+``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved; a
+relative one starts from the record's ``"cwd"``, the working folder of the run.
 """
 
 from __future__ import annotations

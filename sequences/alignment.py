@@ -54,7 +54,8 @@ def _time_rule(model, mode: str | TimeRule) -> TimeRule:
     return rule
 
 
-def state_gradients(model, tokens: Tensor, targets: Tensor, mode: str | TimeRule) -> tuple[list[Tensor], dict[str, Tensor]]:
+def state_gradients(model, tokens: Tensor, targets: Tensor,
+                    mode: str | TimeRule) -> tuple[list[Tensor], dict[str, Tensor]]:
     r"""``(per-layer state gradients [B, T, S], parameter gradients)`` of one window under ``mode``
     (``"unrolled"`` gives BPTT's true total derivatives). The model's parameter gradients (``.grad``) are left as
     they were.

@@ -1,12 +1,14 @@
-r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`): DSF against BPTT, every figure next to its baseline from the same run.
+r"""The ``fwdlearn bench seq`` run (flags: :mod:`fwdlearn.sequences.cli.bench`): DSF against BPTT, every figure
+next to its baseline from the same run.
 
 1. **Cost per training step** (forward, backward, AdamW update) of a recurrent LM ``--cost-layers`` x
    ``--cost-hidden`` for each cell in ``--cost-cells``, batch ``--cost-batch``, for each context :math:`T`
    in ``--cost-contexts``: median wall time over ``--cost-repeats`` interleaved repeats, then one more step
    per mode for the bytes autograd saves for backward and the exact peak process-memory increase (CUDA's peak
-   allocated-memory increase on a GPU), as ratios DSF / BPTT. BPTT of tanh / GRU layers is timed twice on a CPU: through the library's
-   through-time kernel (the default, ``bptt``) and through torch's fused module (``bptt (torch fused)``, what plain
-   PyTorch and the DSF reference run; :func:`~fwdlearn.sequences.nn.kernels.use_kernels`).
+   allocated-memory increase on a GPU), as ratios DSF / BPTT. BPTT of tanh / GRU layers is timed twice on a CPU:
+   through the library's through-time kernel (the default, ``bptt``) and through torch's fused module
+   (``bptt (torch fused)``, what plain PyTorch and the DSF reference run;
+   :func:`~fwdlearn.sequences.nn.kernels.use_kernels`).
 2. **Quality** on tinyshakespeare (char level): every mode in ``--quality-modes`` trained for the same
    ``--steps`` from the same initialisation; validation bits per character on the full validation split
    (best checkpoint by the running validation), ratio to BPTT.
@@ -240,12 +242,13 @@ def _recall_part(config, rows: list, extra: dict) -> None:
     task = DelayedRecall(config.recall_lag, symbols=config.recall_symbols)
     block = _block(config)
     setting = (f"lag {config.recall_lag}, {config.recall_symbols} symbols (chance {task.chance:.3f}), "
-               f"{config.model.upper()} {config.recall_layers}x{config.recall_hidden}{block}, {config.recall_steps} steps")
+               f"{config.model.upper()} {config.recall_layers}x{config.recall_hidden}{block}, "
+               f"{config.recall_steps} steps")
     results = {}
     for mode in config.recall_modes:
         seed_everything(config.seed)
-        model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden, layers=config.recall_layers,
-                            training=mode, out_size=task.out_size, norm=config.norm,
+        model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden,
+                            layers=config.recall_layers, training=mode, out_size=task.out_size, norm=config.norm,
                             reference_block=config.reference_block).to(config.device)
         report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
                            eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
@@ -255,7 +258,8 @@ def _recall_part(config, rows: list, extra: dict) -> None:
             print(f"recall {mode}: accuracy {final['accuracy']:.3f} (chance {task.chance:.3f})")
     base = results.get("bptt")
     for mode, r in results.items():
-        rows.append(_row("delayed recall", setting, mode, "accuracy", r["accuracy"], base["accuracy"] if base else None))
+        rows.append(_row("delayed recall", setting, mode, "accuracy", r["accuracy"],
+                         base["accuracy"] if base else None))
     extra["recall"] = {"chance": task.chance, "scored": RECALL_BATCHES * RECALL_BATCH_SIZE * (task.length - task.lag),
                        **results}
 

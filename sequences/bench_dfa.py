@@ -240,8 +240,9 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         "baseline. Every rule starts from the same initialisation and trains with its own optimizer defaults "
         "(DFA: Adam, constant learning rate; BP: the family's).",
         "Alignment: mean over validation tokens of cos(delta_l, dL/dh_l) at each feedback point, delta_l = e B_l (on a "
-        "pre-LN residual stream through a weightless LayerNorm's Jacobian), the signal training delivers (block<i>.out; micro "
-        "also .attn and .mlp), on the restored best weights; > 0 means the feedback descends the loss there.",
+        "pre-LN residual stream through a weightless LayerNorm's Jacobian), the signal training delivers "
+        "(block<i>.out; micro also .attn and .mlp), on the restored best weights; > 0 means the feedback descends "
+        "the loss there.",
         f"Published (Launay et al. 2020, WikiText-103 test perplexity): BP {PUBLISHED_PERPLEXITY['bp']}, DFA macro "
         f"{PUBLISHED_PERPLEXITY['dfa']}, micro {PUBLISHED_PERPLEXITY['dfa:micro']}.",
         "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "

@@ -179,7 +179,8 @@ def run_bench(config: BenchGraphConfig) -> int:
                 record.log(**report.as_dict(), split=config.seed + i)
                 reports.append(report)
                 if not config.quiet:
-                    print(f"{method} L={depth} split {i}: test {report.test_accuracy:.4f} in {report.fit_seconds:.1f} s")
+                    print(f"{method} L={depth} split {i}: test {report.test_accuracy:.4f} in "
+                          f"{report.fit_seconds:.1f} s")
             raw[(method, depth)] = reports
             accs = [r.test_accuracy for r in reports]
             print(f"{method:13s} layers={depth}: test accuracy {mean_std(accs)[0]:.4f} ± {mean_std(accs)[1]:.4f}, "
@@ -235,12 +236,14 @@ def run_bench(config: BenchGraphConfig) -> int:
                   *checks]
     host = f"{torch.get_num_threads()} torch threads, " + (torch.cuda.get_device_name(device) if device.type == "cuda"
                                                           else "CPU")
-    notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden {config.hidden}, "
-             f"Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}, DFA {config.dfa_lr}), weight decay 5e-4, "
+    notes = (f"Random 64/16/20 node splits (seeds {config.seed}..{config.seed + config.splits - 1}), hidden "
+             f"{config.hidden}, Adam lr {config.lr} (BP {config.bp_lr}, goodness methods {config.ff_lr}, DFA "
+             f"{config.dfa_lr}), weight decay 5e-4, "
              f"epoch budget {config.epochs} {_budget(methods)}, early-stopping patience {patience or 'none'}. "
              "Saved bytes/step: tensors autograd keeps for backward in one step (layer-by-layer methods: the largest "
-             "layer, as one layer trains at a time); step memory increase: of the process RSS (CPU) or CUDA's allocated "
-             "memory during the measured step (not the process's peak, which carries what ran before it), after an untimed "
+             "layer, as one layer trains at a time); step memory increase: of the process RSS (CPU) or CUDA's "
+             "allocated memory during the measured step (not the process's peak, which carries what ran before it), "
+             "after an untimed "
              "2-epoch BP fit that takes the process's one-time costs out of the first cell. "
              + (f"Link prediction: 64/16/20 edge split (seed {config.seed}), {config.link_epochs} epochs per layer "
                 "(BP: in total), "

@@ -93,8 +93,8 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
             saving = {"checkpoint": checkpoints[i], "resume": config.resume, "overwrite": config.overwrite}
         seed_everything(seed)
         if config.task == "link":
-            model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden, layers=config.layers,
-                                         method=config.method)
+            model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
+                                         layers=config.layers, method=config.method)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                                patience=patience, eval_every=config.eval_every, quiet=config.quiet, seed=seed, **saving)
         else:

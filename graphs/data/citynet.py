@@ -246,7 +246,8 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
     labels = _equal_frequency(ecc, classes)
 
     degree = np.bincount(both[0], minlength=n).astype(np.float64)
-    incident = sp.csr_matrix((np.ones(2 * len(edges)), (both[0], np.tile(np.arange(len(edges)), 2))), shape=(n, len(edges)))
+    incident = sp.csr_matrix((np.ones(2 * len(edges)), (both[0], np.tile(np.arange(len(edges)), 2))),
+                             shape=(n, len(edges)))
     incident = sp.diags(1.0 / np.maximum(degree, 1)) @ incident
     continuous, names = [], []
     if coords is not None:
@@ -407,7 +408,8 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
             looked = [str(Path(arg).expanduser().resolve())]
             if data_dir() is not None and not path.is_absolute():
                 looked.append(str(data_dir() / arg))
-            hint = "" if data_dir() is not None else "; relative paths are also looked up under FWDLEARN_DATA_DIR, which is unset"
+            hint = ("" if data_dir() is not None else
+                    "; relative paths are also looked up under FWDLEARN_DATA_DIR, which is unset")
             raise FileNotFoundError(
                 f"road network {arg!r} not found (looked for {' and '.join(looked)}{hint}). Give a road file or a "
                 "folder holding one: an OSMnx GraphML (osmnx.save_graphml(osmnx.graph_from_place('Westminster, "

@@ -529,7 +529,8 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     if split == "random":
         data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed)
     elif getattr(data, "train_mask", None) is not None and data.train_mask.dim() > 1:
-        data.train_mask, data.val_mask, data.test_mask = (data.train_mask[:, 0], data.val_mask[:, 0], data.test_mask[:, 0])
+        data.train_mask, data.val_mask, data.test_mask = (data.train_mask[:, 0], data.val_mask[:, 0],
+                                                          data.test_mask[:, 0])
     elif getattr(data, "train_mask", None) is None:
         raise ValueError(f"{name} has no public split; use split='random' (64/16/20 drawn from seed)")
     data.y = data.y.long().view(-1)

@@ -187,7 +187,8 @@ def induced_union(matrix: sp.csr_matrix, balls: HopBalls) -> tuple[np.ndarray, n
     counts = matrix.indptr[balls.node + 1] - starts
     total = int(counts.sum())
     target = np.repeat(np.arange(balls.num_pairs, dtype=np.int64), counts)
-    entry = np.repeat(starts, counts) + (np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts))
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)  # (0.. per pair)
+    entry = np.repeat(starts, counts) + within
     source_keys = balls.owner[target] * n + matrix.indices[entry]
     source = np.searchsorted(keys, source_keys)
     source_clipped = np.minimum(source, keys.shape[0] - 1)

@@ -293,7 +293,8 @@ def _read_mat(path: Path) -> RoadGraph:
     except Exception as error:
         raise ValueError(f"{path}: cannot read as a MATLAB file ({error})") from error
     if "A" not in content:
-        raise ValueError(f"{path}: expected a sparse adjacency matrix 'A' (and coordinates 'xy'); found {sorted(content)}")
+        raise ValueError(f"{path}: expected a sparse adjacency matrix 'A' (and coordinates 'xy'); found "
+                         f"{sorted(content)}")
     matrix = scipy.sparse.coo_matrix(content["A"])  # sparse or dense
     if matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"{path}: the adjacency matrix 'A' must be square; got {matrix.shape[0]} x {matrix.shape[1]}")

@@ -158,7 +158,8 @@ def _plot_curve(rows: list[dict], path: Path) -> None:
             (row["mean ball"], row["autograd speed-up"], label))
     threads = torch.get_num_threads()
     plot_speedups(series, path, xlabel="mean hop-ball size (nodes within max_hops = layers)",
-                  baseline="PyG total_influence", title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
+                  baseline="PyG total_influence",
+                  title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
 
 
 def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.device) -> None:

@@ -339,7 +339,8 @@ class ForwardGNN(ModelFile, nn.Module):
         check_node_data(data)
         epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr, next(self.parameters()).dtype)
         if int(data.y.max()) >= self.num_classes:
-            raise ValueError(f"data has labels up to {int(data.y.max())} but the model has num_classes={self.num_classes}")
+            raise ValueError(f"data has labels up to {int(data.y.max())} but the model has "
+                             f"num_classes={self.num_classes}")
         self.to(data.x.device)
         if bp_lr is not None and self.rule == "bp":
             lr = bp_lr

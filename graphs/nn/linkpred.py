@@ -140,9 +140,9 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
     counts["training"] = edges - counts["validation"] - counts["test"]
     for name, count in counts.items():
         if count < 1:
-            raise ValueError(f"the graph's {edges} undirected edges (self-loops and duplicates dropped) leave the {name} "
-                             f"split without edges (fractions val={val}, test={test}); link prediction needs a larger "
-                             "graph")
+            raise ValueError(f"the graph's {edges} undirected edges (self-loops and duplicates dropped) leave the "
+                             f"{name} split without edges (fractions val={val}, test={test}); link prediction needs a "
+                             "larger graph")
     seed_everything(seed)  # (PyG's negative sampling draws from Python's random module too)
     transform = RandomLinkSplit(num_val=val, num_test=test, is_undirected=True, add_negative_train_samples=False,
                                 split_labels=True)
@@ -203,7 +203,8 @@ def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class LinkReport(WithCost):
-    """What :meth:`ForwardLinkPredictor.fit` measured (``cost`` as in :class:`~fwdlearn.graphs.nn.forward_gnn.FitReport`)."""
+    """What :meth:`ForwardLinkPredictor.fit` measured (``cost`` as in
+    :class:`~fwdlearn.graphs.nn.forward_gnn.FitReport`)."""
 
     method: str
     conv: str

@@ -45,9 +45,9 @@ class SeqBenchConfig(SequenceBenchOptions):
     cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048],
                                      metadata={"help": "contexts T of the cost part", "min": 1})
     cost_modes: list[str] = field(default_factory=lambda: ["bptt", "dsf", "ft-bptt"],
-                                  metadata={"help": "time rules timed in the cost part (bptt is the baseline; for tanh and "
-                                                          "GRU on a CPU, BPTT is also timed through torch's fused "
-                                                          "module)"})
+                                  metadata={"help": "time rules timed in the cost part (bptt is the baseline; for "
+                                                    "tanh and GRU on a CPU, BPTT is also timed through torch's fused "
+                                                    "module)"})
     cost_cells: list[str] = field(default_factory=lambda: ["gru"], metadata={
         "help": "recurrent cells of the timed models (one cost table per cell)", "choices": RECURRENT_CELLS.names})
     cost_hidden: int = field(default=256, metadata={"help": "width of the GRU timed in the cost part", "min": 1})
@@ -109,4 +109,5 @@ def _run(args) -> int:
 
 
 bench = Command(help="DSF vs BPTT: cost per step by context, quality on tinyshakespeare, gradient alignment, "
-                     "delayed recall", configure=lambda parser: add_dataclass_arguments(parser, SeqBenchConfig), run=_run)
+                     "delayed recall", configure=lambda parser: add_dataclass_arguments(parser, SeqBenchConfig),
+                run=_run)

@@ -76,8 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
                                             ("--limit", config.limit)) if given]
         if ignored:
-            raise UsageError(f"{', '.join(ignored)} choose the text that --checkpoints read; the untrained --models read "
-                             "random tokens: add --checkpoints (trained models), or leave them out")
+            raise UsageError(f"{', '.join(ignored)} choose the text that --checkpoints read; the untrained --models "
+                             "read random tokens: add --checkpoints (trained models), or leave them out")
     else:  # (both were read as nothing: --models gave way to the checkpoints, --split/--limit read no --data)
         defaults = InfluenceSeqConfig()
         if config.models != defaults.models:

@@ -101,7 +101,8 @@ class CopyTask(SequenceTask):
     def __init__(self, lag: int, count: int = 8, symbols: int = 8) -> None:
         _check_sizes("CopyTask", lag=lag, count=count, symbols=symbols)
         if lag < count:
-            raise ValueError(f"CopyTask needs lag >= count (recall starts after the data), got lag={lag}, count={count}")
+            raise ValueError(f"CopyTask needs lag >= count (recall starts after the data), got lag={lag}, "
+                             f"count={count}")
         if count < 1 or symbols < 2:
             raise ValueError(f"CopyTask needs count >= 1 and symbols >= 2, got count={count}, symbols={symbols}")
         self.lag, self.count, self.symbols = lag, count, symbols

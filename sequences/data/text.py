@@ -104,7 +104,8 @@ class Vocabulary:
         pieces = [self.tokens[i] for i in ids]
         if self.level == "char":
             return "".join(pieces)
-        return " ".join(pieces).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").replace(EOS, "\n")
+        text = " ".join(pieces)
+        return text.replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").replace(EOS, "\n")
 
     def state_dict(self) -> dict[str, Any]:
         return {"tokens": list(self.tokens), "level": self.level}
@@ -506,7 +507,8 @@ class StreamBatcher:
         self.position, self.epoch = int(state["position"]), int(state["epoch"])
 
 
-def random_windows(ids: Tensor, batch_size: int, context: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def random_windows(ids: Tensor, batch_size: int, context: int,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """``batch_size`` windows at independent uniform offsets: ``(x, y)`` of shape ``[B, T]``."""
     if ids.numel() < context + 1:
         raise ValueError(f"context {context} is longer than the data ({ids.numel():,} tokens; a window needs "

@@ -8,10 +8,10 @@ through depth by ``bp``, ``dfa``, ``local:readout`` or ``shallow``.
 
 with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
 followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
-The cell :math:`f` (:mod:`~fwdlearn.sequences.nn.cells`) is a tanh RNN, a GRU, an LSTM (state :math:`s = [h, c]`; its layer output is
-:math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in the reference implementation of
-DSF, so that the cell state gets errors from the layer above too) or a diagonal linear recurrence
-:math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
+The cell :math:`f` (:mod:`~fwdlearn.sequences.nn.cells`) is a tanh RNN, a GRU, an LSTM (state
+:math:`s = [h, c]`; its layer output is :math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in
+the reference implementation of DSF, so that the cell state gets errors from the layer above too) or a diagonal
+linear recurrence :math:`h_t = \lambda \odot h_{t-1} + W u_t + b` (``"linear"``, where DSF with
 :math:`A = \operatorname{diag}(\lambda)` is exactly BPTT for the current :math:`\lambda`: ``set_feedback(l,
 blocks[l].layer.decay)``, as :math:`A` is fixed while :math:`\lambda` trains). How the states get their gradient is
 the time rule (:mod:`fwdlearn.rules`, implemented in :mod:`fwdlearn.sequences.nn.time_rules`); how the

@@ -36,7 +36,8 @@ from typing import Any
 
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
-           "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning", "check_bool"]
+           "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning", "check_bool",
+           "check_seed", "check_representable"]
 
 
 class FwdlearnWarning(UserWarning):

@@ -61,6 +61,7 @@ __all__ = [
     "weights_changed",
     "NonFiniteLossError",
     "DivergenceError",
+    "TrainingInterrupted",
     "non_finite_entry",
     "DIVERGE_FACTOR",
     "Checkpointing",

@@ -2,7 +2,7 @@ r"""Local objectives: every layer is trained by a loss on its own output.
 
 These are pure functions on tensors; they know nothing about graphs or sequences.
 A layer trained with one of them sees a *detached* copy of the layer below
-(:func:`fwdlearn.fit.layerwise_forward`), so no gradient crosses layers.
+(:func:`fwdlearn.schedules.layerwise_forward`), so no gradient crosses layers.
 
 Notation: :math:`h_i \in \mathbb{R}^d` is the output of a layer for one example
 (a node, a token), :math:`G_i` its goodness, :math:`\theta` the goodness threshold.

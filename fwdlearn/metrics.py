@@ -16,13 +16,23 @@ __all__ = ["masked_accuracy", "roc_auc", "average_ranks"]
 def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> float:
     """Accuracy of ``argmax(scores, -1)`` against ``y`` on ``mask`` (every row when ``None``).
 
-    ``mask`` is a boolean vector with one entry per row of ``y``; an integer tensor is refused, not read as row
-    indices (indexing by a 0/1 mask would score rows 0 and 1).
+    ``scores`` is ``[N, K]`` (one row of class scores per example) and ``y`` ``[N]``; ``mask`` is a boolean vector
+    with one entry per row of ``y``; an integer tensor is refused, not read as row indices (indexing by a 0/1 mask
+    would score rows 0 and 1).
 
     Raises:
-        TypeError: the mask is not boolean. ValueError: it has another shape, or it selects no row (an accuracy
-        over nothing is undefined).
+        TypeError: the mask is not boolean. ValueError: ``scores`` is not ``[N, K]`` for ``y``'s ``N`` (1-D scores
+        were read as one example's class scores, their argmax compared with every label), ``y`` is not 1-D, the mask
+        has another shape, or it selects no row (an accuracy over nothing is undefined).
     """
+    if y.dim() != 1:
+        raise ValueError(f"masked_accuracy: y must be a vector of class ids, shape [N]; got {tuple(y.shape)}"
+                         + (" (one-hot labels: y.argmax(-1); a column: y.view(-1))" if y.dim() == 2 else ""))
+    if scores.dim() != 2 or scores.shape[0] != y.shape[0]:
+        fix = (": scores of a binary task, one per example: torch.stack([1 - p, p], -1) for probabilities p, "
+               "or compare (p > 0.5).long() with y" if scores.dim() == 1 else "")
+        raise ValueError(f"masked_accuracy: scores must be [N, classes] with one row per label, N = {y.shape[0]}; "
+                         f"got {tuple(scores.shape)}{fix}")
     if mask is None:
         mask = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
     if mask.dtype != torch.bool:

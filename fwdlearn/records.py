@@ -68,10 +68,16 @@ def finite_json(value: Any, notes: list[str] | None = None, where: str = "") -> 
 
 
 def plain_json(value: Any) -> Any:
-    """``value`` as plain, valid JSON values (:func:`to_jsonable`, then :func:`finite_json`); a mapping whose
-    non-finite numbers were replaced lists them under ``"non_finite"``."""
+    """``value`` (a mapping: a record, a result table) as plain, valid JSON values (:func:`to_jsonable`, then
+    :func:`finite_json`), its non-finite numbers replaced and listed under ``"non_finite"``. Anything else is
+    refused (a ``TypeError`` naming the fix): a list or a number has no place for that list, so a list of rows
+    failed only when one of its numbers was NaN."""
+    plain = to_jsonable(value)
+    if not isinstance(plain, dict):
+        raise TypeError(f"plain_json / write_json write a mapping (its non-finite numbers are listed under its "
+                        f"\"non_finite\" key); got {type(value).__name__}: wrap it, e.g. {{\"rows\": value}}")
     notes: list[str] = []
-    content = finite_json(to_jsonable(value), notes)
+    content = finite_json(plain, notes)
     if notes:
         content["non_finite"] = notes
     return content

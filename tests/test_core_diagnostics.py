@@ -281,3 +281,32 @@ def test_saved_bytes_counts_a_storage_once_across_views_of_it():
         gc.collect()
         y = base[1000:] * w  # (alive after the block: its graph holds the second view)
     assert y.grad_fn is not None and box.bytes == base.untyped_storage().nbytes() == 8000
+
+
+def test_masked_accuracy_refuses_scores_that_are_not_one_row_per_label():
+    """1-D scores (one probability per example) were read as one example's class scores: their argmax, a single
+    index, was compared with every label (scores [0.1, 0.9] against labels [1, 1] gave 1.0, not 0.5); scores with
+    another number of rows than y raised torch's IndexError about a mask the caller never gave."""
+    from fwdlearn.metrics import masked_accuracy
+
+    y = torch.tensor([1, 1])
+    with pytest.raises(ValueError, match=r"masked_accuracy: scores must be \[N, classes\] with one row per label, "
+                                         r"N = 2; got \(2,\): scores of a binary task, one per example: "
+                                         r"torch.stack\(\[1 - p, p\], -1\)"):
+        masked_accuracy(torch.tensor([0.1, 0.9]), y)
+    with pytest.raises(ValueError, match=r"scores must be \[N, classes\] with one row per label, N = 3; got \(2, 2\)$"):
+        masked_accuracy(torch.eye(2), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"masked_accuracy: y must be a vector of class ids, shape \[N\]; got \(2, 1\) "
+                                         r"\(one-hot labels: y.argmax\(-1\); a column: y.view\(-1\)\)"):
+        masked_accuracy(torch.eye(2), y.view(-1, 1))
+    p = torch.tensor([0.1, 0.9])
+    assert masked_accuracy(torch.stack([1 - p, p], -1), y) == pytest.approx(0.5)  # the fix the message names
+
+
+def test_distance_totals_names_a_distance_vector_of_another_length():
+    """A shared [N] distance vector of another length than mass's inputs raised torch's expand error (its own
+    check, naming both shapes, was never reached)."""
+    with pytest.raises(ValueError, match=r"distance must have shape \(2, 3\) \(or \[3\]\) to match mass; got \(2,\)"):
+        distance_totals(torch.ones(2, 3), torch.tensor([0, 1]), max_distance=2)
+    torch.testing.assert_close(distance_totals(torch.ones(2, 3), torch.tensor([0, 1, 1]), max_distance=1),
+                               torch.tensor([[1.0, 2.0], [1.0, 2.0]]))

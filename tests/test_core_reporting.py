@@ -51,3 +51,18 @@ def test_table_cells_keep_their_row_and_numbers_below_one_never_read_as_one(tmp_
     with invoked_as(["graph", "train", "--data", "my graph"]):
         saved = record.save(tmp_path / "r.json")
     assert json.loads(saved.read_text())["command"] == "fwdlearn graph train --data 'my graph'"
+
+
+def test_plain_json_and_write_json_take_a_mapping(tmp_path):
+    """A list of rows was written while its numbers were finite, and failed with "list indices must be integers or
+    slices, not str" once one was NaN (its note had no key to go under): anything but a mapping is refused, always,
+    naming the wrapping that fixes it."""
+    from fwdlearn.records import plain_json, write_json
+
+    for value in ([1.0, float("nan")], [1.0, 2.0], float("inf")):
+        with pytest.raises(TypeError, match=r"plain_json / write_json write a mapping \(its non-finite numbers are "
+                                            r"listed under its \"non_finite\" key\); got (list|float): wrap it, e\.g\. "
+                                            r"\{\"rows\": value\}"):
+            write_json(tmp_path / "rows.json", value)
+    assert not (tmp_path / "rows.json").exists()
+    assert plain_json({"rows": [1.0, float("nan")]}) == {"rows": [1.0, None], "non_finite": ["rows[1]: nan"]}

@@ -392,6 +392,21 @@ def test_every_language_model_names_bad_tokens_and_embeddings(kind):
     assert model(torch.tensor([[0, 6, 3]], dtype=torch.uint8))[0].shape == (1, 3, 7)  # small int types still read
 
 
+def test_tokens_of_another_type_are_refused_with_the_fix():
+    """Float or bool ids, or a list, were refused with no fix named (the only refusals of check_tokens without one)."""
+    from fwdlearn.sequences.nn.language_model import make_language_model
+
+    model = make_language_model("gru", 7, hidden=8, layers=1)
+    for tokens in (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool)):
+        with pytest.raises(TypeError, match=rf"tokens must be integer ids, got dtype {tokens.dtype}: pass ids as an "
+                                            r"integer tensor \(tokens.long\(\) if these hold whole-number ids; text: "
+                                            r"encode it with the model's vocabulary\)"):
+            model(tokens)
+    with pytest.raises(TypeError, match=r"tokens must be a \[batch, time\] tensor of integer ids; got list: convert it "
+                                        r"with torch.tensor\(tokens, dtype=torch.long\)"):
+        model([[0, 1, 2]])
+    assert model(torch.zeros(2, 3).long())[0].shape == (2, 3, 7)  # the fix named
+
 def test_fit_evaluate_and_generate_check_the_model_against_the_data():
     from fwdlearn.sequences.data.tasks import AddingProblem
     from fwdlearn.sequences.data.text import Corpus, Vocabulary

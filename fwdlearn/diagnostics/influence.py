@@ -123,7 +123,7 @@ def distance_totals(mass: Tensor, distance: Tensor, max_distance: int) -> Tensor
         raise ValueError(f"mass must have shape [seeds, inputs]; got {tuple(mass.shape)}")
     if max_distance < 0:
         raise ValueError(f"max_distance must be >= 0, got {max_distance}")
-    if distance.dim() == 1:
+    if distance.dim() == 1 and distance.shape[0] == mass.shape[1]:  # (another length: refused below, not by expand)
         distance = distance.unsqueeze(0).expand_as(mass)
     if distance.shape != mass.shape:
         raise ValueError(

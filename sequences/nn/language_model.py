@@ -120,9 +120,12 @@ class LanguageModel(nn.Module):
         """``tokens`` as ids the embedding reads: a ``[batch, time]`` integer tensor, ``time >= 1``, every id in
         ``[0, vocab_size)``; anything else is refused with the fix."""
         if not isinstance(tokens, Tensor):
-            raise TypeError(f"tokens must be a [batch, time] tensor of integer ids; got {type(tokens).__name__}")
+            raise TypeError(f"tokens must be a [batch, time] tensor of integer ids; got {type(tokens).__name__}: "
+                            "convert it with torch.tensor(tokens, dtype=torch.long)")
         if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}: pass ids as an integer tensor "
+                            "(tokens.long() if these hold whole-number ids; text: encode it with the model's "
+                            "vocabulary)")
         if tokens.dim() != 2:
             hint = ": add the batch dimension (tokens.unsqueeze(0))" if tokens.dim() == 1 else ""
             raise ValueError(f"tokens must be a [batch, time] tensor; got shape {tuple(tokens.shape)}{hint}")

@@ -3,11 +3,15 @@
 Run:  python examples/influence_sequence.py
 """
 
+import argparse
+
 import torch
 
 from fwdlearn.fit import seed_everything
 from fwdlearn.sequences import CausalConvLM, RecurrentLM, lag_influence
 
+# --help shows the docstring above (without a parser the script ignored it, and any other argument, and trained)
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 seed_everything(0)
 tokens = torch.randint(0, 16, (4, 64))  # [batch, time]
 models = {"gru": RecurrentLM(16, cell="gru", hidden=32, layers=2), "conv": CausalConvLM(16, hidden=32, layers=2)}

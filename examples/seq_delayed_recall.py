@@ -3,10 +3,14 @@
 Run:  python examples/seq_delayed_recall.py
 """
 
+import argparse
+
 import torch
 
 from fwdlearn.sequences import DelayedRecall, RecurrentLM
 
+# --help shows the docstring above (without a parser the script ignored it, and any other argument, and trained)
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 torch.set_num_threads(1)
 task = DelayedRecall(lag=20, symbols=8)  # output the token seen 20 steps ago; chance = 1/8
 for training in ("bptt", "tbptt:8", "ft-bptt", "dsf"):

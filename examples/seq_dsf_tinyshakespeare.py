@@ -3,10 +3,14 @@
 Run:  FWDLEARN_DATA_DIR=/path/to/data python examples/seq_dsf_tinyshakespeare.py
 """
 
+import argparse
+
 import torch
 
 from fwdlearn.sequences import RecurrentLM, lag_influence, load_text
 
+# --help shows the docstring above (without a parser the script ignored it, and any other argument, and trained)
+argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
 torch.set_num_threads(1)
 try:
     corpus = load_text("tinyshakespeare", level="char")  # 90/10 train/validation, vocabulary of 65 characters

@@ -53,11 +53,13 @@ def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:
     return removed
 
 
-def check_writable(path: str | Path, flag: str = "") -> None:
+def check_writable(path: str | Path, flag: str = "", fix: str = "choose another path") -> None:
     """Raise :class:`~fwdlearn.errors.UsageError` unless ``path`` can be written (its folders created).
 
     The nearest existing ancestor must be a folder in which a file can actually be created (a probe file
-    is created and removed at once; nothing else is touched).
+    is created and removed at once; nothing else is touched). ``fix`` ends the message of a folder that is a file
+    or is not writable: what the caller's user can do about it (a command whose outputs always go under ``runs/``
+    names another fix than another path).
     """
     path = Path(path)
     where = f"{path} ({flag})" if flag else str(path)
@@ -67,7 +69,7 @@ def check_writable(path: str | Path, flag: str = "") -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise UsageError(f"cannot write {where}: {parent} is a file, not a folder; choose another path")
+        raise UsageError(f"cannot write {where}: {parent} is a file, not a folder; {fix}")
     try:  # (the name with the suffixes fwdlearn adds beside it: '.tmp', '.lock.<pid>', '.rank<r>.prev.tmp')
         longest = os.pathconf(parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
@@ -82,8 +84,7 @@ def check_writable(path: str | Path, flag: str = "") -> None:
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise UsageError(f"cannot write {where}: {parent} is not writable ({error.strerror}); "
-                         "choose another path") from None
+        raise UsageError(f"cannot write {where}: {parent} is not writable ({error.strerror}); {fix}") from None
 
 
 def refuse_overwrite(*paths: str | Path | None, overwrite: bool = False, flag: str = "--overwrite") -> None:

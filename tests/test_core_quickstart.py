@@ -137,3 +137,75 @@ def test_quickstart_help_says_where_its_report_goes(capsys):
         main(["quickstart", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "the report folder runs/<name>/ (record.json, report.md, the plots" in text and "--resume" not in text
+
+
+def test_quickstart_without_matplotlib_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """--plots is on by default and the plots are drawn last: without the plot extra the whole run trained, then
+    ended in an ImportError traceback (exit 1) with no report saved and an empty report folder left."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # (as if `pip install -e .` without [plot])
+    assert main(["quickstart", *TINY, "--name", "noplot"]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip() == ("fwdlearn: error: --plots needs matplotlib, which is not installed: pip install "
+                           "'fwdlearn[plot]', or pass --no-plots")
+    assert "graphs  " not in out and not (tmp_path / "runs").exists()  # (refused before training)
+    assert main(["quickstart", *TINY, "--name", "noplot", "--no-plots"]) == 0  # the fix it names works
+    assert sorted(p.name for p in (tmp_path / "runs" / "noplot").iterdir()) == ["record.json", "report.md"]
+
+
+def test_a_quickstart_that_cannot_write_names_a_fix_quickstart_takes(tmp_path, monkeypatch, capsys):
+    """Its report always goes under ./runs/, yet a folder it could not write said "choose another path": an absolute
+    --name is refused and --json is not taken, so the only fixes are another folder to run from, or another --name
+    when the obstacle is inside runs/. Without --name the message blamed --name all the same."""
+    import os
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        locked = "/sys"  # root writes into read-only folders; a read-only file system stands in for one
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+    monkeypatch.chdir(locked)
+    for name in (["--name", "x"], []):
+        assert main(["quickstart", *TINY, *name]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fwdlearn: error: cannot write runs/") and "is not writable" in err, err
+        assert err.endswith("quickstart writes its report under runs/ in the current folder: run it from a folder "
+                            "you can write"), err
+        assert ("(--name)" in err) == bool(name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("mine")  # a file called runs: moved, or quickstart run elsewhere
+    assert main(["quickstart", *TINY, "--name", "x"]) == 2
+    assert capsys.readouterr().err.strip().endswith("runs is a file, not a folder; quickstart writes its report under "
+                                                    "runs/ in the current folder: move that file or run it from "
+                                                    "another folder")
+    (tmp_path / "runs").unlink()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "sub").write_text("mine")  # an obstacle inside runs/: another --name passes it
+    assert main(["quickstart", *TINY, "--name", "sub/x"]) == 2
+    assert capsys.readouterr().err.strip() == ("fwdlearn: error: cannot write runs/sub/x/record.json (--name): "
+                                               "runs/sub is a file, not a folder; choose another --name")
+
+
+def test_quickstart_says_when_the_data_folder_it_was_given_has_no_cora(tmp_path, monkeypatch):
+    """A mistyped FWDLEARN_DATA_DIR trained the graph part on the built-in sbm without a word."""
+    import warnings
+
+    import torch
+
+    from fwdlearn.cli.quickstart import QuickstartConfig, _graph
+    from fwdlearn.errors import FwdlearnWarning
+
+    config = QuickstartConfig()
+    for root, says in ((tmp_path / "nosuch", "is not a folder"), (tmp_path, "has no Planetoid/Cora/raw/")):
+        monkeypatch.setenv("FWDLEARN_DATA_DIR", str(root))
+        with pytest.warns(FwdlearnWarning, match=f"FWDLEARN_DATA_DIR={root} {says}: the graph part trains on the "
+                                                  "built-in sbm; point FWDLEARN_DATA_DIR at the folder that holds "
+                                                  "Planetoid/"):
+            assert _graph(config, torch.device("cpu"))[0] == "sbm"
+    monkeypatch.delenv("FWDLEARN_DATA_DIR")  # unset: the built-in graph is the documented choice, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FwdlearnWarning)
+        assert _graph(config, torch.device("cpu"))[0] == "sbm"

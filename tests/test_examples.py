@@ -51,3 +51,22 @@ def test_an_example_given_a_bad_graph_says_so_in_one_line(script, tmp_path):
     assert run.returncode == 2
     assert run.stderr.splitlines()[-1].startswith(f"{script}: error: unknown graph 'nope'; choose one of cora, ")
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("script", ["influence_sequence.py", "seq_delayed_recall.py", "seq_dsf_tinyshakespeare.py"])
+def test_an_example_answers_help_without_training(script, tmp_path):
+    """These had no parser: ``--help`` (or any argument) was ignored and the training started (minutes for
+    seq_dsf_tinyshakespeare.py). (The scripts that read a graph name parse theirs: the test above.)"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FWDLEARN_CACHE_DIR": str(tmp_path / "cache")}
+    try:
+        run = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script} --help ran for 30 s: it trained instead of showing its help")
+    assert run.returncode == 0, run.stderr[-2000:]
+    first_line = (EXAMPLES / script).read_text().split('"""')[1].splitlines()[0]
+    assert run.stdout.startswith(f"usage: {script}") and first_line in run.stdout, run.stdout
+    assert not any(text in run.stdout for text, _ in EXPECTED[script])  # (nothing trained or measured)
+    stray = subprocess.run([sys.executable, str(EXAMPLES / script), "lag=50"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert stray.returncode == 2 and stray.stderr.splitlines()[-1] == f"{script}: error: unrecognized arguments: lag=50"

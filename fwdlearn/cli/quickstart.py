@@ -36,7 +36,8 @@ MIB = 1024 * 1024  # bytes per MiB
 @dataclass
 class QuickstartConfig(RunOptions):
     graph: str = field(default="auto", metadata={"help": "graph of part 1: auto (cora when FWDLEARN_DATA_DIR has it, "
-                                                         "else the built-in sbm), or any load_graph name"})
+                                                         "else the built-in sbm, with a warning when FWDLEARN_DATA_DIR "
+                                                         "is set), or any load_graph name"})
     graph_layers: int = field(default=3, metadata={"help": "GCN layers of both graph models", "min": 1})
     hidden: int = field(default=64, metadata={"help": "width of every layer of every model", "min": 1})
     epochs: int = field(default=100, metadata={"help": "graph epoch budget: per layer (SF) / in total (BP)", "min": 1})
@@ -64,11 +65,25 @@ def _folder(config: QuickstartConfig) -> Path:
     folder = Path(RUNS_FOLDER) / config.name if config.name else fresh_stem("quickstart")
     if config.json:
         raise UsageError("quickstart writes a report folder (record.json inside it); name it with --name, not --json")
+    if config.plots:  # (the plots are drawn last: without matplotlib the whole run ended in a traceback, unsaved)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plots needs matplotlib, which is not installed: pip install 'fwdlearn[plot]', or "
+                             "pass --no-plots") from None
     if folder.exists() and not folder.is_dir():  # (iterdir gave the raw "[Errno 20] Not a directory")
         raise UsageError(f"{folder} is a file; quickstart writes a report folder there: choose another --name")
     if folder.exists() and any(not p.name.endswith(".lock") for p in folder.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{folder} already holds a report; choose another --name or pass --overwrite")
-    check_writable(folder / "record.json", "--name")
+    # the report always goes under ./runs/ (no --json, no absolute --name): "choose another path" named a fix
+    # quickstart does not take. An obstacle inside runs/ is passed by another --name; one at runs/ or above it (the
+    # current folder not writable, a file called runs) only by running quickstart from another folder.
+    first = next(p for p in (folder, *folder.parents) if p.exists())
+    elsewhere = ("run it from a folder you can write" if first.is_dir() else
+                 "move that file or run it from another folder")
+    fix = ("choose another --name" if Path(RUNS_FOLDER) in first.parents else
+           f"quickstart writes its report under {RUNS_FOLDER}/ in the current folder: {elsewhere}")
+    check_writable(folder / "record.json", "--name" if config.name else "", fix=fix)
     return folder
 
 
@@ -86,12 +101,17 @@ def _graph(config: QuickstartConfig, device):
     """``(name, data)``: the graph of the graph part, read before the report folder is made (a graph that is not
     there leaves no empty folder behind)."""
     from fwdlearn.data import DataNotFoundError, data_dir
+    from fwdlearn.errors import warn
     from fwdlearn.graphs import load_graph
 
     name = config.graph
     if name == "auto":
         root = data_dir()
         name = "cora" if root is not None and (root / "Planetoid" / "Cora" / "raw").is_dir() else "sbm"
+        if root is not None and name == "sbm":  # (a mistyped folder trained on the sbm without a word)
+            warn(f"FWDLEARN_DATA_DIR={root} " + ("has no Planetoid/Cora/raw/" if root.is_dir() else "is not a folder")
+                 + ": the graph part trains on the built-in sbm; point FWDLEARN_DATA_DIR at the folder that holds "
+                 "Planetoid/ (the README's data table) for Cora, or pass --graph sbm to choose the sbm")
     try:
         return name, load_graph(name, split="random", seed=config.seed).to(device)
     except DataNotFoundError:  # (the loader's fix, --download, is not a quickstart flag: quickstart stays offline)

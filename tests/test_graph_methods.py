@@ -877,3 +877,99 @@ def test_a_saved_link_predictor_loads_to_the_same_probabilities(tmp_path):
     loaded = ForwardLinkPredictor.load(model.save(tmp_path / "l.pt"))
     assert loaded.config_dict() == model.config_dict()
     assert torch.equal(loaded(data.x, data.edge_index, pairs), model(data.x, data.edge_index, pairs))
+
+
+@pytest.mark.parametrize("method", ["sf", "sf-top2input", "ff-la", "bp"])
+def test_int32_edge_ids_score_and_train_as_int64_ones_with_sage(method):
+    """int32 edge ids pass the checks, but a SAGE block reading 16 or more features (Cora's 1433) failed inside PyG
+    with a raw 'expected scalar type Long but found Int': model(x, edge_index) of every method, and fit and scores of
+    those that run the blocks on the graph as given (bp, dfa, ff-la, ff-symba)."""
+    data = tiny_graph()
+    data.x = torch.cat([data.x, torch.randn(30, 11, generator=torch.Generator().manual_seed(1))], 1)  # 16 features
+    narrow = Data(**{**data.to_dict(), "edge_index": data.edge_index.int()})
+    results = []
+    for graph in (data, narrow):
+        seed_everything(0)
+        model = ForwardGNN(16, 3, conv="sage", hidden=8, layers=2, method=method)
+        report = model.fit(graph, epochs=2, patience=None, quiet=True)
+        results.append((report.test_accuracy, model.scores(graph), model(graph.x, graph.edge_index)))
+    assert results[0][0] == results[1][0]
+    assert torch.equal(results[0][1], results[1][1]) and torch.equal(results[0][2], results[1][2])
+
+
+def test_int32_edge_ids_run_a_sage_link_predictor():
+    """ForwardLinkPredictor's SAGE blocks failed on int32 edge ids the same way (fit, model(x, edge_index, pairs))."""
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    data = tiny_graph(n=40)
+    x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1))
+    model = ForwardLinkPredictor(16, conv="sage", hidden=8, layers=2, method="bp")
+    model.fit(Data(x=x, edge_index=data.edge_index.int()), epochs=2, patience=None, quiet=True)
+    pairs = data.edge_index[:, :6]
+    assert torch.equal(model(x, data.edge_index.int(), pairs.int()), model(x, data.edge_index, pairs))
+
+
+@pytest.mark.parametrize("method", ["sf", "sf-top2input", "ff-la", "ff-vn"])
+def test_scoring_refuses_known_labels_the_model_has_no_class_for(method):
+    """A graph with more classes than the model (a training label 5 for num_classes=3) failed inside the scoring calls:
+    'assignment must lie in [0, 3) (one virtual node per class)' (SF, FF-VN, top-down) or torch's 'Class values must
+    be smaller than num_classes' (FF-LA); the FF methods read the validation labels too when scoring the test split."""
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
+    model.fit(data, epochs=1, patience=None, quiet=True)
+    bad = Data(**{**data.to_dict(), "y": data.y.clone()})
+    bad.y[data.train_mask.nonzero()[0]] = 5
+    for call in (model.scores, model.predict, model.evaluate):
+        with pytest.raises(ValueError, match=r"data.y holds labels in \[0, 5\] on data.train_mask, but the model has "
+                                             r"num_classes=3 \(labels 0..2\)"):
+            call(bad)
+    bad = Data(**{**data.to_dict(), "y": data.y.clone()})
+    bad.y[data.val_mask.nonzero()[0]] = 5
+    if model.method.scores_per_split:
+        with pytest.raises(ValueError, match=r"labels in \[0, 5\] on data.val_mask \(its labels are known when scoring "
+                                             r"the test split\)"):
+            model.evaluate(bad, "test")
+        model.evaluate(bad, "val")  # (validation is scored with the training labels alone)
+    else:
+        model.evaluate(bad, "test")  # (the validation labels are not read)
+
+
+def test_a_graph_on_the_meta_device_is_refused_by_name():
+    """A graph on the meta device (shapes without values) failed in the first check of its values with torch's
+    'Tensor.item() cannot be called on meta tensors': fit, the scoring calls, model(x, edge_index), hop_influence."""
+    from fwdlearn.graphs import hop_influence
+
+    data = tiny_graph()
+    meta = Data(**{k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in data.to_dict().items()})
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="bp")
+    for call in (lambda: model.fit(meta, epochs=1, quiet=True), lambda: model.predict(meta),
+                 lambda: hop_influence(model, meta, 1)):
+        with pytest.raises(ValueError, match=r"data.x is on the meta device: a shape without values"):
+            call()
+    with pytest.raises(ValueError, match=r"^x is on the meta device"):
+        model(meta.x, data.edge_index)
+    with pytest.raises(ValueError, match=r"^edge_index is on the meta device"):
+        model(data.x, meta.edge_index)
+
+
+@pytest.mark.parametrize("method", ["bp", "dfa"])
+def test_a_method_that_reads_no_labels_evaluates_a_new_graph_with_only_a_test_mask(method):
+    """bp and dfa score a graph without its labels, yet evaluate refused a new graph with only a test_mask: 'graph has
+    no train_mask; ... Load it with load_graph(..., split='random')', a fix that re-splits the graph evaluated."""
+    from fwdlearn.metrics import masked_accuracy
+
+    data, other = tiny_graph(), tiny_graph(seed=1)
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
+    model.fit(data, epochs=2, patience=None, quiet=True)
+    new = Data(x=other.x, edge_index=other.edge_index, y=other.y, test_mask=other.test_mask)
+    with torch.no_grad():
+        expected = masked_accuracy(model(other.x, other.edge_index), other.y, other.test_mask)
+    assert model.evaluate(new) == expected
+    with pytest.raises(ValueError, match=r"data has no val_mask, the nodes whose accuracy is measured; set "
+                                         r"data.val_mask"):
+        model.evaluate(new, "val")
+    with pytest.raises(ValueError, match=r"data.y must be a tensor of one int64 class id per node"):
+        model.evaluate(Data(x=other.x, edge_index=other.edge_index, test_mask=other.test_mask))
+    sf = ForwardGNN(5, 3, hidden=8, layers=2, method="sf")  # (it reads the training labels: all three masks)
+    with pytest.raises(ValueError, match=r"data has no train_mask; node classification needs train_mask"):
+        sf.evaluate(new)

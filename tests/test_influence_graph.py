@@ -243,6 +243,21 @@ def test_a_boolean_mask_selects_its_nodes_as_seeds():
     assert torch.equal(by_mask, by_ids)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_a_mask_stored_as_integers_is_refused_not_read_as_node_ids(dtype):
+    """A 0/1 mask stored as integers (data.test_mask.long(), an older uint8 mask) was read as node ids: 60 seeds, all of
+    them node 0 or node 1, and a curve of those two nodes."""
+    data = random_graph()
+    model = Stack(GCNConv, 4, 8, 3, layers=2)
+    mask = torch.zeros(60, dtype=dtype)
+    mask[[5, 17, 42]] = 1
+    with pytest.raises(ValueError, match=r"nodes= looks like a 0/1 mask of 60 nodes stored as torch.(uint8|int64), "
+                                         r"not a list of node ids .* pass it as a boolean mask: nodes=mask.bool\(\)"):
+        hop_influence(model, data, 2, nodes=mask)
+    assert hop_influence(model, data, 2, nodes=mask.bool())[2].shape == (3, 3)
+    assert hop_influence(model, data, 2, nodes=[0, 1])[2].shape == (2, 3)  # (ids 0 and 1 stay ids)
+
 def test_hop_balls_split_into_groups_that_rebuild_the_whole():
     from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 

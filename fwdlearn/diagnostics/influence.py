@@ -45,7 +45,8 @@ __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
     """The indices (``int64``, on the CPU) a user chose among ``size`` items: integer ids (a list, an array, a
     tensor; order and repeats kept) or a boolean mask of ``size`` entries. ``name`` and ``unit`` word the errors
-    (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, or one outside ``[0, size-1]``.
+    (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside ``[0, size-1]``, or a
+    0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``).
     """
     given = torch.as_tensor(given).cpu()
     if given.numel() == 0:
@@ -59,6 +60,12 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
         raise TypeError(f"{name} must hold integer {unit} ids or be a boolean mask; got {given.dtype}")
     if given.dim() > 1:
         raise ValueError(f"{name} must be a 1-D list of {unit} ids (or a boolean mask); got shape {list(given.shape)}")
+    if given.dtype != torch.bool and size >= 3 and given.shape == (size,) and bool(((given == 0) | (given == 1)).all()):
+        # (one 0/1 entry per item is a mask stored as integers, e.g. a uint8 or int64 data.test_mask: read as ids it
+        # measured items 0 and 1 over and over)
+        raise ValueError(f"{name} looks like a 0/1 mask of {size} {unit}s stored as {given.dtype}, not a list of "
+                         f"{unit} ids (read as ids it chooses only {unit}s 0 and 1, {size} times in all); pass it as "
+                         f"a boolean mask: {name.rstrip('=')}=mask.bool()")
     chosen = given.long().flatten()
     if chosen.numel() == 0:
         raise ValueError(f"{name} is empty; give at least one {unit}")

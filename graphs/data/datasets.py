@@ -86,7 +86,7 @@ def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, f
 def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_index",
                      features: str = "data.x") -> Tensor:
     """Check that ``edge_index`` (or node pairs) is a ``[2, E]`` integer tensor of node ids in
-    ``[0, num_nodes - 1]``, ``num_nodes`` the rows of ``features``.
+    ``[0, num_nodes - 1]``, ``num_nodes`` the rows of ``features`` (not on the meta device: its ids have no values).
 
     Raises:
         ValueError / TypeError: naming the shape, dtype or the range of the ids found.
@@ -99,15 +99,24 @@ def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_
         raise ValueError(f"{name} must be a [2, num_edges] tensor of node ids; {found}{hint}")
     if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer node ids; got {edge_index.dtype}")
+    _check_not_meta(edge_index, name)
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
         raise ValueError(f"{name} values must lie in [0, {num_nodes - 1}] ({features} has {num_nodes} rows); "
                          f"got values in [{int(edge_index.min())}, {int(edge_index.max())}]")
     return edge_index
 
 
+def _check_not_meta(tensor: Tensor, name: str) -> None:
+    """Refuse a tensor on the meta device (a shape without values: every check of its values failed with torch's
+    'Tensor.item() cannot be called on meta tensors')."""
+    if tensor.is_meta:
+        raise ValueError(f"{name} is on the meta device: a shape without values, and the models read the values; "
+                         "build or load the graph on the CPU or a GPU instead (a meta tensor has no values to move)")
+
+
 def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "data.x") -> Tensor:
     """Check that ``x`` is a floating-point ``[num_nodes, num_features]`` tensor (of the model's parameters'
-    ``dtype``, when given).
+    ``dtype``, when given), not on the meta device.
 
     Raises:
         ValueError / TypeError: naming the tensor, what was found and the fix.
@@ -118,6 +127,7 @@ def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "dat
                          "(torch_geometric.transforms.OneHotDegree) or one feature per node, torch.eye(num_nodes)")
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise ValueError(f"{name} must be a [num_nodes, num_features] tensor of node features")
+    _check_not_meta(x, name)
     if x.layout != torch.strided:  # (the blocks and the finite check would fail with torch's raw error)
         raise TypeError(f"{name} is a sparse tensor ({x.layout}); the models read dense features: "
                         f"{name} = {name}.to_dense()")
@@ -187,27 +197,33 @@ def check_mask(mask: Tensor, name: str, num_nodes: int) -> Tensor:
                      f"shape {tuple(mask.shape)}{fix}")
 
 
-def check_masks(data: Data, name: str = "graph") -> Data:
-    """Check that ``data`` has disjoint, non-empty boolean train/val/test masks over its nodes.
+def check_masks(data: Data, name: str = "graph", splits: tuple[str, ...] = ("train", "val", "test")) -> Data:
+    """Check that ``data`` has disjoint, non-empty boolean train/val/test masks over its nodes (``splits``: the masks
+    read, default all three; one split alone is checked for what scoring it reads, with no other mask asked for).
 
     Raises:
         ValueError: naming the missing, mis-shaped or overlapping mask and how to fix it.
     """
-    for key in ("train_mask", "val_mask", "test_mask"):
+    keys = [f"{split}_mask" for split in splits]
+    for key in keys:
         mask = getattr(data, key, None)
+        if mask is None and len(keys) == 1:
+            raise ValueError(f"{name} has no {key}, the nodes whose accuracy is measured; set {name}.{key} (a boolean "
+                             "vector over the nodes)")
         if mask is None:
             raise ValueError(f"{name} has no {key}; node classification needs train_mask, val_mask and test_mask. "
                              f"Load it with load_graph(..., split='random') or set the masks yourself.")
         check_mask(mask, f"{name}.{key}", data.num_nodes)
-    for key, role in (("train_mask", "labelled training"), ("val_mask", "validation"), ("test_mask", "test")):
+    roles = {"train_mask": "labelled training", "val_mask": "validation", "test_mask": "test"}
+    for key in keys:
         if not bool(getattr(data, key).any()):
-            raise ValueError(f"{name}.{key} selects no node; at least one {role} node is needed (an accuracy over "
-                             "no node is undefined)")
+            raise ValueError(f"{name}.{key} selects no node; at least one {roles[key]} node is needed (an accuracy "
+                             "over no node is undefined)")
         labels = data.y[getattr(data, key)]
         if bool((labels < 0).any()):
             raise ValueError(f"{name}.{key} holds {int((labels < 0).sum())} nodes with a negative label (e.g. -1 "
                              "for unlabelled); leave unlabelled nodes out of the train/val/test masks")
-    overlap = (data.train_mask.long() + data.val_mask.long() + data.test_mask.long()) > 1
+    overlap = sum(getattr(data, key).long() for key in keys) > 1
     if bool(overlap.any()):
         raise ValueError(f"{name}: train/val/test masks overlap on {int(overlap.sum())} nodes; the masks must "
                          f"partition the nodes (each node in at most one split)")

@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
 
 __all__ = ["make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv"]
+
+_NARROW_IDS = (torch.int32, torch.int16, torch.int8, torch.uint8)  # edge ids PyG's convs read as int64
 
 
 def check_conv(conv: str) -> str:
@@ -80,6 +83,8 @@ class GNNBlock(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"GNNBlock expects node features of shape [N, {self.in_dim}]; got {tuple(x.shape)}")
+        if edge_index.dtype in _NARROW_IDS:  # (int32 ids pass the models' checks; PyG's SAGE raised a raw 'expected
+            edge_index = edge_index.long()  # scalar type Long' on 16 or more input features)
         normalized = F.normalize(x, p=2.0, dim=-1) if self.normalize else x
         return self._act(self.conv_kind(self.conv, normalized, edge_index))
 

@@ -240,6 +240,7 @@ class ForwardGNN(ModelFile, nn.Module):
         which = {}  # the evaluated nodes, given only to the methods that read them
         if split is not None and self.method.scores_per_split:
             train, which["evaluated"] = self._split_masks(data, split, device)
+            self._check_known_labels(y, train, "data.val_mask (its labels are known when scoring the test split)")
         with torch.no_grad():
             return self.method.scores(self.blocks, data.x.to(device), data.edge_index.to(device), y, train, **which)
 
@@ -254,7 +255,8 @@ class ForwardGNN(ModelFile, nn.Module):
 
     def _check_graph(self, data, labels: bool = True) -> None:
         """Check ``data`` against the model: features ``[N, in_dim]`` of the parameters' dtype, edge ids in
-        ``[0, N-1]`` and, with ``labels``, int64 labels and a boolean ``train_mask``; each error names the fix."""
+        ``[0, N-1]`` and, with ``labels``, int64 labels, a boolean ``train_mask`` and training labels in
+        ``[0, num_classes)``; each error names the fix."""
         x = getattr(data, "x", None)
         if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] != self.in_dim:
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
@@ -273,6 +275,17 @@ class ForwardGNN(ModelFile, nn.Module):
                              "inductive scores")
         check_labels(y, x.shape[0])
         check_mask(train, "data.train_mask", x.shape[0])
+        self._check_known_labels(y, train, "data.train_mask")
+
+    def _check_known_labels(self, y: Tensor, known: Tensor, where: str) -> None:
+        """The labels a scoring call gives the model (``y`` on ``known``) lie in ``[0, num_classes)``: they link nodes
+        to class nodes or are appended one-hot (an id outside failed inside, naming neither the labels nor the fix)."""
+        labels = y[known.to(y.device)]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"data.y holds labels in [{int(labels.min())}, {int(labels.max())}] on {where}, but the "
+                             f"model has num_classes={self.num_classes} (labels 0..{self.num_classes - 1}): score a "
+                             "graph labelled as the model's training graph, or build the model with its number of "
+                             "classes")
 
     def predict(self, data, split: str | None = None) -> Tensor:
         """Predicted class of every node of ``data`` (transductive, see :meth:`scores`). For the FF methods,
@@ -281,9 +294,14 @@ class ForwardGNN(ModelFile, nn.Module):
         return self.scores(data, split).argmax(-1)
 
     def evaluate(self, data, split: str = "test") -> float:
-        """Accuracy on ``data.<split>_mask`` (``split`` in train/val/test)."""
+        """Accuracy on ``data.<split>_mask`` (``split`` in train/val/test).
+
+        The methods that score with the training labels read all three masks (disjoint: a node evaluated with its own
+        label known would be scored on it); ``bp`` and ``dfa`` read the split's mask alone, so a new graph with only a
+        ``test_mask`` is evaluated inductively."""
         _check_split(split)
-        check_masks(data)
+        check_labels(getattr(data, "y", None), data.num_nodes)
+        check_masks(data, "data", ("train", "val", "test") if self.method.scores_use_labels else (split,))
         mask = getattr(data, f"{split}_mask").to(self._device())
         with evaluating(self):
             return masked_accuracy(self.scores(data, split), data.y.to(mask.device), mask)

@@ -69,12 +69,15 @@ def init_from_env(backend: str | None = None, device: "torch.device | str | None
 
 def _own_gpu(device: "torch.device | str | None") -> int:
     """This process's GPU under ``nccl``: ``LOCAL_RANK``, checked against the GPUs this machine has and against a
-    ``device`` that pins one GPU for every process (NCCL fails on either, with no word of the fix)."""
+    ``device`` that pins one GPU for every process (NCCL fails on either, with no word of the fix). Every process of
+    the machine refuses alike, its first included (``LOCAL_WORLD_SIZE``, not only the processes past the GPUs): an
+    error before connecting is said by rank 0 alone, and a refusal of the processes past the GPUs alone was said by
+    none (rank 0 waited to connect until torchrun stopped it)."""
     from fwdlearn.errors import UsageError
 
     local, here = int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     gpus = torch.cuda.device_count()
-    if local >= gpus:
+    if max(here, local + 1) > gpus:
         raise UsageError(f"torchrun started {max(here, local + 1)} processes on this machine but it has {gpus} "
                          f"GPU{'' if gpus == 1 else 's'}: one process per GPU (--nproc_per_node {gpus}), or "
                          "--device cpu")

@@ -396,8 +396,10 @@ def _own_files(paths: RunPaths) -> set[Path]:
     try:
         record = json.loads(paths.record.read_text())
         files, cwd = record.get("files", {}), record.get("cwd")
-        base = Path(cwd) if isinstance(cwd, str) else Path.cwd()  # (relative paths as typed, from the run's folder)
-        named = {Path(os.path.realpath(base / p)) for p in files.values() if isinstance(p, str)}
+        # relative paths as typed, from the run's folder (resumed from another folder) or from this one (the run's
+        # folder moved or renamed since, or mounted elsewhere: the recorded folder alone refused it as not its own)
+        bases = {Path.cwd(), *([Path(cwd)] if isinstance(cwd, str) else [])}
+        named = {Path(os.path.realpath(base / p)) for p in files.values() if isinstance(p, str) for base in bases}
     except (OSError, ValueError, AttributeError, TypeError):  # unreadable, or not a record
         return set()
     if Path(os.path.realpath(paths.checkpoint)) not in named:  # (links resolved: another spelling of the run's files)

@@ -64,10 +64,30 @@ def test_more_processes_than_gpus_or_one_pinned_gpu_are_refused_before_connectin
     with pytest.raises(UsageError, match=r"^torchrun started 4 processes on this machine but it has 2 GPUs: one "
                                          r"process per GPU \(--nproc_per_node 2\), or --device cpu$"):
         init_from_env(device="cuda")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # (as many processes as GPUs, all on the one named)
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(UsageError, match=r"^--device cuda:0 puts every process of this machine on one GPU; give "
                                          r"--device cuda"):
         init_from_env(device="cuda:0")
+
+
+def test_more_processes_than_gpus_are_refused_by_rank_0_too(monkeypatch):
+    """Only the processes past the GPUs refused: rank 0 (LOCAL_RANK 0, a GPU of its own) went on to connect, and an
+    error before connecting is said by rank 0 alone, so nobody said why the job stopped. Every process of the
+    machine refuses alike now, rank 0 included."""
+    import torch.distributed as dist
+
+    from fwdlearn.distributed import init_from_env
+    from fwdlearn.errors import UsageError
+
+    for name, value in (("WORLD_SIZE", "4"), ("LOCAL_WORLD_SIZE", "4"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("set_device reached"))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: pytest.fail("rank 0 connected"))
+    with pytest.raises(UsageError, match=r"^torchrun started 4 processes on this machine but it has 2 GPUs"):
+        init_from_env(device="cuda")
 
 
 @pytest.mark.parametrize("argv", [["graph", "train", "--data", "karate"], ["bench", "graph", "--data", "karate"],

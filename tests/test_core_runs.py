@@ -361,6 +361,25 @@ def test_a_run_resumes_from_another_working_folder(folder, monkeypatch, capsys):
     assert record["summary"]["steps"] == 2 and record["files"]["checkpoint"] == "../out/r.pt"
 
 
+def test_a_run_resumes_after_its_folder_was_moved(folder, monkeypatch, capsys):
+    """The record's cwd names the folder the run started in: once that folder was renamed (or mounted elsewhere),
+    a resume from the same place inside it was refused as not the run's own ('runs/r.json already exists'), which it
+    was not before the record named its folder."""
+    from fwdlearn.cli import main
+
+    (folder / "project").mkdir()
+    (folder / "text.txt").rename(folder / "project" / "text.txt")
+    monkeypatch.chdir(folder / "project")
+    args = ["seq", "train", "--data", "text.txt", "--eval-every", "1", "--name", "r", *TINY]
+    assert main([*args, "--steps", "1"]) == 0
+    (folder / "project").rename(folder / "moved")
+    monkeypatch.chdir(folder / "moved")
+    capsys.readouterr()
+    assert main([*args, "--steps", "2", "--resume"]) == 0, capsys.readouterr().err
+    record = json.loads((folder / "moved" / "runs" / "r.json").read_text())
+    assert record["summary"]["steps"] == 2 and record["cwd"] == str(folder / "moved")
+
+
 def test_an_earlier_runs_process_checkpoints_are_refused_before_work_and_removed_by_overwrite(folder, capsys):
     """<checkpoint>.rank<r> (a torchrun run's processes r > 0) was never checked: a fresh run of several processes
     failed at its first save, and an --overwrite run left them beside its own checkpoint."""

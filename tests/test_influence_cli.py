@@ -400,10 +400,20 @@ def test_influence_refuses_the_flags_its_models_would_ignore(tmp_path, capsys):
                            "--lr, --patience set the BP training, which --epochs 0 skips (the models are measured "
                            "untrained): add --epochs N, or leave them out"),
                           ([*graph, "--hops", "3"],
-                           "--hops sets the eccentricity labels of city data; --data karate has labels of its own: "
+                           "--hops sets the eccentricity labels of city: and synthetic-city data; --data karate has "
+                           "labels of its own: "
                            "leave it out")):
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err.startswith(f"fwdlearn: error: {message}") and err.count("\n") == 1, err
         assert not record.exists()
     assert main([*graph, "--epochs", "2", "--lr", "0.01", "--patience", "3"]) == 0  # a training they set
+
+
+def test_influence_refuses_hops_for_citynetwork_data(capsys):
+    """citynetwork:<name> is city data, but PyG's CityNetwork comes with its own labels: --hops was let through and
+    dropped (the refusal looked at is_city alone), or the run went on to say the data were not stored."""
+    assert main(["influence", "graph", "--data", "citynetwork:paris", "--hops", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fwdlearn: error: --hops sets the eccentricity labels of city: and synthetic-city data; "
+                          "--data citynetwork:paris has labels of its own: leave it out"), err

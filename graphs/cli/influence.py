@@ -47,7 +47,8 @@ class InfluenceGraphConfig(RunOptions):
                                                             "channel in one backward pass; the default for these "
                                                             "models) or autograd (one backward pass per channel)",
                                                     "choices": ["auto", "layered", "autograd"]})
-    hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city data)", "min": 1})
+    hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city: and synthetic-city "
+                                                    "data; citynetwork: has PyG's own)", "min": 1})
     download: bool = field(default=False, metadata={"help": "let PyG download data sets that are not local"})
     plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
                                                     "(.png, .pdf, .svg, ...)"})
@@ -71,9 +72,10 @@ def _run_influence(args: argparse.Namespace) -> int:
     if unused:  # (the record would name a training that never ran)
         raise UsageError(f"{', '.join(unused)} set the BP training, which --epochs 0 skips (the models are measured "
                          "untrained): add --epochs N, or leave them out")
-    if config.hops != defaults.hops and not is_city(config.data):
-        raise UsageError(f"--hops sets the eccentricity labels of city data; --data {config.data.strip()} has labels "
-                         "of its own: leave it out")
+    own_labels = not is_city(config.data) or config.data.strip().partition(":")[0].lower() == "citynetwork"
+    if config.hops != defaults.hops and own_labels:  # (citynetwork: PyG's CityNetwork labels, which hops never sets)
+        raise UsageError(f"--hops sets the eccentricity labels of city: and synthetic-city data; --data "
+                         f"{config.data.strip()} has labels of its own: leave it out")
     if config.jacobian == "layered":  # refused before any training, not after it
         from fwdlearn.graphs.influence.layered_jacobian import layered_convs
 

@@ -148,6 +148,7 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
         raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: "
                          "flatten a stream (ids.flatten()) or evaluate each row on its own")
     _check_ints(context=context, batch_size=batch_size, max_tokens=max_tokens)
+    model.check_next_token_outputs("evaluating a language model")  # (torch's 'Target 9 is out of bounds')
     if model.max_context is not None:
         context = min(context, model.max_context)
     _check_evaluable(ids, batch_size, prefix.rstrip("_") or "evaluation", max_tokens, "max_tokens")
@@ -516,7 +517,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             :meth:`~LanguageModel.clip_groups` on its own: the whole model, or each block under ``local:readout``.
         eval_every: steps between validation passes (``val_loss``, ``val_perplexity``, ``val_bpc``).
         eval_tokens: validation tokens used per pass (``None``: the whole split).
-        eval_context: the validation windows' length (default ``context``).
+        eval_context: the validation windows' length (default ``context``; at most ``model.max_context``).
         quiet: no progress bar.
         seed: reseeds Python's, NumPy's and torch's global generators (:func:`fwdlearn.fit.seed_everything`) before
             training: the batch order and any dropout follow it.
@@ -524,7 +525,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             ``valid_split``); two different splits of ``corpus``, else :class:`~fwdlearn.errors.UsageError`.
         align_every: every this many steps (and at the first and last), the alignment diagnostic
             (:meth:`~LanguageModel.feedback_alignment`) of the weights after that step's update, on fixed validation
-            windows, logged in the history as ``"align/<feedback point>"`` (needs a DFA rule).
+            windows, logged in the history as ``"align/<feedback point>"`` (needs a DFA rule; ``None`` or 0: never).
         checkpoint, resume: as :class:`fwdlearn.fit.Trainer` (the step count, the optimizer and the schedule
             continue on resume; see the module doc for what a resumed run must match). The state with the best
             validation loss is restored at the end.
@@ -541,15 +542,24 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     """
     # every check up to the model's wrapping is made alike by each process of a torchrun job (rank 0 reports it)
     with alike_on_every_process():
+        if not isinstance(corpus, Corpus):  # (token ids failed with "'Tensor' object has no attribute 'vocab_size'")
+            raise TypeError(f"fit_lm trains on a Corpus (its splits and vocabulary); got {type(corpus).__name__}: load "
+                            "the text with fwdlearn.sequences.load_text (a synthetic task: model.fit(task))")
         _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip, context=context, eval_tokens=eval_tokens,
                              eval_context=eval_context)
+        _check_ints(align_every=align_every)  # (-1 read alignment at every step, 1.5 at every third)
+        check_range("align_every", align_every, min=0, optional=True)
+        model.check_next_token_outputs("training a language model")  # (torch's 'Target 9 is out of bounds')
         checkpoint = None if checkpoint is None else Path(checkpoint).expanduser()
         check_trainable_dtype(model, f"this {type(model).__name__}")
         seed_everything(seed)
         device = next(model.parameters()).device
-        if model.max_context is not None and context > model.max_context:
-            raise ValueError(f"context {context} is longer than the model reads ({model.max_context} positions); "
-                             f"train with context <= {model.max_context} or build the model with a longer context")
+        for name, value in (("context", context), ("eval_context", eval_context)):
+            if model.max_context is not None and value is not None and value > model.max_context:  # (eval_context was
+                # cut to it in silence)
+                raise ValueError(f"{name} {value} is longer than the model reads ({model.max_context} positions); "
+                                 f"{'train' if name == 'context' else 'validate'} with {name} <= {model.max_context} "
+                                 "or build the model with a longer context")
         _warn_growing_feedback(model, context)
         _warn_untruncated(model, context)
         if corpus.vocab_size > model.vocab_size:

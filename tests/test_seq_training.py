@@ -703,3 +703,90 @@ def test_a_corpus_fit_and_a_task_fit_refuse_each_others_checkpoint_saying_so(tin
     with pytest.raises(UsageError, match=r"text.pt was made by a fit on a corpus \(fit_lm, seq train\); this fit "
                                          r"trains on a task: resume it"):
         model.fit(task, steps=2, batch_size=2, eval_batches=1, checkpoint=text, resume=True, quiet=True)
+
+
+def test_tokens_on_the_meta_device_are_refused_by_name():
+    """Meta ids failed with torch's 'Tensor.item() cannot be called on meta tensors' (forward, evaluate, influence) or
+    'Cannot copy out of meta tensor' (generate), naming neither the tokens nor the fix."""
+    from fwdlearn.sequences import lag_influence
+    from fwdlearn.sequences.training import evaluate_lm
+
+    model = RecurrentLM(7, cell="gru", hidden=4, layers=1)
+    ids = torch.randint(0, 7, (2, 5)).to("meta")
+    message = "tokens are on the meta device .* make them on the CPU or a GPU instead"
+    for call in (lambda: model(ids), lambda: evaluate_lm(model, ids.flatten(), context=4, batch_size=2),
+                 lambda: model.generate(ids[0], 3, seed=0), lambda: lag_influence(model, ids, max_lag=2)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_a_model_with_fewer_outputs_than_tokens_is_refused_as_a_language_model(tiny_corpus):
+    """A task's model (out_size below vocab_size) on a corpus failed with torch's 'Target 9 is out of bounds' in fit and
+    evaluate, and generate drew among its out_size outputs only (out_size=1: id 0 for ever)."""
+    from fwdlearn.sequences.training import evaluate_lm, fit_lm
+
+    narrow = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=4, layers=1, out_size=1)
+    message = r"gives 1 output per position \(out_size=1\), fewer than its \d+ tokens: {} .*without out_size"
+    with pytest.raises(ValueError, match=message.format("generate")):
+        narrow.generate(tiny_corpus.validation[:3], 5, seed=0)
+    with pytest.raises(ValueError, match=message.format("evaluating a language model")):
+        evaluate_lm(narrow, tiny_corpus.validation, context=8, batch_size=2)
+    with pytest.raises(ValueError, match=message.format("training a language model")):
+        fit_lm(narrow, tiny_corpus, context=8, steps=1, batch_size=2, quiet=True)
+    wide = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=4, layers=1, out_size=tiny_corpus.vocab_size + 3)
+    assert wide.generate(tiny_corpus.validation[:3], 5, seed=0).max() < tiny_corpus.vocab_size  # more outputs: fine
+
+
+def test_fit_lm_refuses_what_is_not_a_corpus_and_an_alignment_interval_that_is_not_a_count(tiny_corpus):
+    """Token ids for a corpus failed with "'Tensor' object has no attribute 'vocab_size'"; align_every=-1 read the
+    alignment at every step and 1.5 at every third, in silence."""
+    from fwdlearn.sequences.training import fit_lm
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=4, layers=2, training="dfa")
+    with pytest.raises(TypeError, match="fit_lm trains on a Corpus .*got Tensor: load the text with .*load_text"):
+        model.fit(tiny_corpus.train, context=8, steps=1, batch_size=2, quiet=True)
+    for bad, message in ((-1, "align_every must be >= 0, got -1"), (1.5, "align_every must be an int, got 1.5")):
+        with pytest.raises(UsageError, match=message):
+            fit_lm(model, tiny_corpus, context=8, steps=2, batch_size=2, align_every=bad, quiet=True)
+    report = fit_lm(model, tiny_corpus, context=8, steps=2, batch_size=2, align_every=0, quiet=True)  # 0: never
+    assert not any(key.startswith("align/") for row in report.history for key in row)
+
+
+def test_generate_checks_its_switch_its_temperature_and_an_empty_prompt_by_name():
+    """greedy='no' drew greedily (a non-empty str is true); temperature='0.5' or None failed in a comparison or in
+    float(); an empty list prompt was refused as 'got dtype torch.float32'."""
+    model = RecurrentLM(9, cell="gru", hidden=4, layers=1)
+    prompt = torch.tensor([1, 2, 3])
+    with pytest.raises(UsageError, match="greedy must be True or False, got 'no'"):
+        model.generate(prompt, 3, greedy="no")
+    for bad in ("0.5", None):
+        with pytest.raises(TypeError, match=rf"temperature must be a number > 0 \(or pass greedy=True\), got {bad!r}"):
+            model.generate(prompt, 3, temperature=bad, seed=0)
+    with pytest.raises(ValueError, match="generate needs a non-empty prompt"):
+        model.generate([], 3, seed=0)
+    assert torch.equal(model.generate(prompt, 3, temperature=torch.tensor(0.5), seed=0),
+                       model.generate(prompt, 3, temperature=0.5, seed=0))  # a 0-d tensor is a number
+
+
+def test_save_names_a_vocabulary_that_is_not_one(tiny_corpus, tmp_path):
+    """vocab=corpus (not corpus.vocab) failed with "object of type 'Corpus' has no len()"."""
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=4, layers=1)
+    with pytest.raises(TypeError, match=r"vocab must be the corpus's Vocabulary \(corpus.vocab\), got Corpus"):
+        model.save(tmp_path / "m.pt", vocab=tiny_corpus)
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_an_empty_batch_runs_under_the_one_step_rules(kernels):
+    """The one-step recompute (the linear cell; every cell without the CPU kernels, as on a GPU) reshaped with -1, which
+    an empty batch leaves ambiguous: ft-bptt / dsf failed with 'cannot reshape tensor of 0 elements'."""
+    from fwdlearn.sequences.nn.kernels import use_kernels
+
+    tokens = torch.zeros(0, 5, dtype=torch.long)
+    with use_kernels(kernels):
+        for cell in ("gru", "linear"):
+            for rule in ("ft-bptt", "dsf", "dfa+dsf"):
+                model = RecurrentLM(7, cell=cell, hidden=4, layers=2, training=rule).train()
+                logits, state = model(tokens)
+                logits.sum().backward()
+                assert logits.shape == (0, 5, 7) and [tuple(s.shape) for s in state] == [(0, 4), (0, 4)]

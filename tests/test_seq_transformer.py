@@ -162,3 +162,21 @@ def test_the_alignment_probe_reads_the_backprop_gradient_at_every_block(placemen
         signal, gradient = pairs[f"block{i}.out"]
         torch.testing.assert_close(gradient, g, rtol=1e-10, atol=1e-12)
         assert signal.sum(-1).abs().max() < 1e-10 and signal.abs().max() > 0
+
+
+def test_dropout_must_be_a_probability_and_eval_context_fit_the_positions(tiny_corpus):
+    """dropout=True zeroed every logit in train() and NaN failed at the first training step; fit's eval_context past the
+    positions was cut to them in silence (context past them was refused)."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences.training import fit_lm
+
+    for bad, kind, message in ((True, UsageError, "dropout must be a number, got True"),
+                               (math.nan, UsageError, "dropout must be a finite number, got nan"),
+                               (1.0, ValueError, r"dropout must be a probability in \[0, 1\), got 1.0"),
+                               (-0.1, UsageError, "dropout must be >= 0, got -0.1")):
+        with pytest.raises(kind, match=message):
+            TransformerLM(11, hidden=8, layers=1, heads=2, context=8, dropout=bad)
+    model = TransformerLM(tiny_corpus.vocab_size, hidden=8, layers=1, heads=2, context=8, dropout=0.1)
+    with pytest.raises(ValueError, match=r"eval_context 16 is longer than the model reads \(8 positions\); validate "
+                                         "with eval_context <= 8"):
+        fit_lm(model, tiny_corpus, context=8, eval_context=16, steps=1, batch_size=2, quiet=True)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, check_representable, check_seed, is_integer
+from fwdlearn.errors import InputError, check_bool, check_representable, check_seed, is_integer
 from fwdlearn.model_files import load_model, save_model
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule
@@ -118,7 +118,7 @@ class LanguageModel(nn.Module):
 
     def check_tokens(self, tokens: Tensor) -> Tensor:
         """``tokens`` as ids the embedding reads: a ``[batch, time]`` integer tensor, ``time >= 1``, every id in
-        ``[0, vocab_size)``; anything else is refused with the fix."""
+        ``[0, vocab_size)``, not on the meta device; anything else is refused with the fix."""
         if not isinstance(tokens, Tensor):
             raise TypeError(f"tokens must be a [batch, time] tensor of integer ids; got {type(tokens).__name__}: "
                             "convert it with torch.tensor(tokens, dtype=torch.long)")
@@ -131,6 +131,10 @@ class LanguageModel(nn.Module):
             raise ValueError(f"tokens must be a [batch, time] tensor; got shape {tuple(tokens.shape)}{hint}")
         if tokens.shape[1] == 0:
             raise ValueError(f"tokens is an empty window (shape {tuple(tokens.shape)}); give at least one token")
+        if tokens.is_meta:  # (torch's "Tensor.item() cannot be called on meta tensors" named nothing)
+            raise ValueError(f"tokens are on the meta device (shape {tuple(tokens.shape)}): a shape without ids, and "
+                             "the model reads the ids; make them on the CPU or a GPU instead (a meta tensor has no "
+                             "values to move)")
         if tokens.numel():
             low, high = (int(v) for v in torch.aminmax(tokens))
             if low < 0 or high >= self.vocab_size:
@@ -140,6 +144,16 @@ class LanguageModel(nn.Module):
                                  f"{self.vocab_size}); got ids in [{low}, {high}]: encode with the vocabulary the "
                                  f"model was built for{fix}")
         return tokens if tokens.dtype in (torch.long, torch.int32) else tokens.long()
+
+    def check_next_token_outputs(self, what: str) -> None:
+        """Refuse a model whose outputs are not next-token logits over its vocabulary: one built with an ``out_size``
+        below ``vocab_size`` (for a task's classes or a regression) cannot score or draw every next token (``what``:
+        the use refused, e.g. ``"generate"``)."""
+        if self.out_size < self.vocab_size:
+            raise ValueError(f"this model gives {self.out_size} output{'s' if self.out_size > 1 else ''} per position "
+                             f"(out_size={self.out_size}), fewer than its {self.vocab_size} tokens: {what} needs a "
+                             "next-token logit for every token; build the model without out_size (it defaults to "
+                             "vocab_size)")
 
     def check_embeddings(self, emb: Tensor, width: int) -> Tensor:
         """``emb`` as :meth:`forward_from_embeddings` reads it: ``[batch, time, width]``, ``time >= 1``, in the
@@ -187,26 +201,31 @@ class LanguageModel(nn.Module):
                  seed: int | None = None, greedy: bool = False) -> Tensor | str:
         """Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
         (prompt included) when ``vocab`` is given. ``seed``: the sampling generator's seed (``None``: drawn from
-        torch's global generator, so ``torch.manual_seed`` makes the call reproducible)."""
+        torch's global generator, so ``torch.manual_seed`` makes the call reproducible); ``greedy``: the most likely
+        token at every step instead (``temperature`` and ``seed`` unused). A model built with an ``out_size`` below
+        its ``vocab_size`` (a task's) is refused."""
         from fwdlearn.fit import evaluating
 
         if vocab is not None and not (hasattr(vocab, "encode") and hasattr(vocab, "decode")):
             raise TypeError(f"vocab must be the corpus's Vocabulary (corpus.vocab), got {type(vocab).__name__}")
         if seed is not None:
             seed = check_seed(seed)
+        greedy = check_bool("greedy", greedy)  # (greedy="no" is true: it drew greedily in silence)
+        self.check_next_token_outputs("generate")  # (an out_size=1 model drew id 0 for ever)
         if isinstance(prompt, str):
             if vocab is None:
                 raise ValueError("a text prompt needs vocab= to encode it")
             ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
         else:
             ids = torch.as_tensor(prompt)
+            if ids.numel() == 0:  # (before the dtype: an empty list is a float32 tensor)
+                raise ValueError("generate needs a non-empty prompt")
             if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
                 raise TypeError(f"the prompt must be integer token ids (or a str with vocab=), got dtype {ids.dtype}")
-            ids = ids.long()
             if ids.dim() > 1 and ids.shape[0] != 1 or ids.dim() > 2:
                 raise ValueError(f"generate continues one sequence: give the prompt ids as [T] (or [1, T]); got shape "
                                  f"{tuple(ids.shape)}")
-            ids = ids.flatten()
+            ids = self.check_tokens(ids.reshape(1, -1)).long().flatten()  # (a meta prompt: torch's copy error)
         if vocab is not None and len(vocab) > self.vocab_size:
             raise ValueError(f"vocab holds {len(vocab)} tokens but the model's vocab_size is {self.vocab_size}: pass "
                              "the vocabulary the model was trained with")
@@ -215,6 +234,14 @@ class LanguageModel(nn.Module):
             raise ValueError("generate needs a non-empty prompt")
         if not is_integer(steps) or steps < 0:
             raise ValueError(f"steps (tokens to generate) must be an int >= 0, got {steps!r}")
+        if not greedy:
+            try:  # (a str or None failed in a comparison or float(), naming no argument)
+                value = float(temperature) if not isinstance(temperature, (str, bytes, bool)) else None
+            except (TypeError, ValueError, RuntimeError):
+                value = None
+            if value is None:
+                raise TypeError(f"temperature must be a number > 0 (or pass greedy=True), got {temperature!r}")
+            temperature = value
         if not greedy and not (math.isfinite(float(temperature)) and temperature > 0):
             raise ValueError(f"temperature must be > 0 (or pass greedy=True), got {temperature}")
         if not greedy:  # (1e-46 is 0 in float32: every logit / 0 was NaN, torch.multinomial's raw error)
@@ -252,6 +279,9 @@ class LanguageModel(nn.Module):
     def save(self, path: str | Path, vocab=None, overwrite: bool = False) -> Path:
         """Write ``{"kind", "config", "model", "vocab"}`` atomically (:func:`fwdlearn.model_files.save_model`: refuses
         to overwrite unless ``overwrite``), refusing a ``vocab`` of more tokens than the model reads."""
+        if vocab is not None and not (hasattr(vocab, "state_dict") and hasattr(vocab, "tokens")):  # (vocab=corpus:
+            # "object of type 'Corpus' has no len()")
+            raise TypeError(f"vocab must be the corpus's Vocabulary (corpus.vocab), got {type(vocab).__name__}")
         if vocab is not None and len(vocab) > self.vocab_size:
             raise ValueError(f"the vocabulary holds {len(vocab)} tokens but the model reads {self.vocab_size} "
                              "(vocab_size): save it with the vocabulary it was built for")

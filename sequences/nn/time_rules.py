@@ -105,7 +105,9 @@ def recomputed_states(layer: StatefulLayer, u: Tensor, s0: Tensor) -> Tensor:
     with torch.no_grad():
         S = layer.scan(u.detach(), s0)
     prev = torch.cat([s0.detach().unsqueeze(1), S[:, :-1]], dim=1)
-    return layer.step(u.reshape(B * T, -1), prev.reshape(B * T, -1)).reshape(B, T, -1)
+    # (sizes spelled out: -1 is ambiguous for an empty batch, which failed to reshape)
+    states = layer.step(u.reshape(B * T, u.shape[-1]), prev.reshape(B * T, prev.shape[-1]))
+    return states.reshape(B, T, states.shape[-1])
 
 
 def one_step_states(layer: StatefulLayer, u: Tensor, s0: Tensor,

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_bool, check_int
+from fwdlearn.errors import check_bool, check_int, check_range
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import DEPTH_RULES, Rule, parse_rule
 
@@ -131,7 +131,7 @@ class TransformerLM(StackedLM):
         context: learned positions, the longest window it reads.
         mlp_ratio: MLP width / ``hidden``.
         dropout: on the embeddings, the attention weights and each branch's output (attention, MLP) before its
-            residual sum, as in nanoGPT (0 by default).
+            residual sum, as in nanoGPT (0 by default; a probability in ``[0, 1)``).
         tie: the head's weight is the token embedding (off by default, as in the DFA reference: under DFA a tied
             embedding would also receive the first block's feedback signal through the residual stream; refused under
             ``local:readout`` and ``shallow``, whose embeddings learn with the first block only / not at all).
@@ -159,6 +159,11 @@ class TransformerLM(StackedLM):
             ("mlp_ratio", mlp_ratio)))
         feedback_seed = check_int("feedback_seed", feedback_seed, None)
         tie = check_bool("tie", tie)
+        # (True dropped every activation, all-zero logits in train(); NaN failed at the first training step)
+        check_range("dropout", dropout, min=0)
+        if dropout >= 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}: 1 zeroes every embedding and "
+                             "branch in training")
         check_heads(hidden, heads)
         self.rule = parse_rule(training)
         if self.rule.time is not None:

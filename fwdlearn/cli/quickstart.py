@@ -20,6 +20,7 @@ composes the domains' public APIs (the one place besides the dispatcher that may
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,7 @@ def _folder(config: QuickstartConfig) -> Path:
         raise UsageError("quickstart writes a report folder (record.json inside it); name it with --name, not --json")
     if config.plots:  # (the plots are drawn last: without matplotlib the whole run ended in a traceback, unsaved)
         try:
-            import matplotlib  # noqa: F401
+            importlib.import_module("matplotlib")
         except ImportError:
             raise UsageError("--plots needs matplotlib, which is not installed: pip install 'fwdlearn[plot]', or "
                              "pass --no-plots") from None

@@ -339,6 +339,9 @@ def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path
      "--training dsf --feedback orthogonal, or --training dsf:gaussian alone"),
     ("lstm", ["--training", "dfa+dsf:diagonal", "--feedback", "gaussian"], "give one: --training dfa+dsf --feedback "
                                                                            "gaussian, or --training dfa+dsf:diagonal"),
+    # a depth rule no language model takes, named as typed (it said "got local:prototype" for sf, after reading data)
+    ("gru", ["--training", "sf"], "fwdlearn: error: --training sf: language models are trained through depth by one "
+                                  "of bp, dfa[:micro], local:readout, shallow; got local:prototype"),
     # the model's own checks, in the flags' words (they said norm=True, tie=False)
     ("gru", ["--reference-block", "--no-norm"],
      "fwdlearn: error: --reference-block is the DSF reference's pre-LayerNorm block: it needs --norm\n"),

@@ -73,7 +73,7 @@ from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.training import lm_loss
 
 __all__ = ["Tap", "Block", "Wiring", "DFAWiring", "ReadoutWiring", "ShallowWiring", "WIRINGS", "PLAIN",
-           "make_wiring", "DFA_OPTIMIZER", "point_name", "StackedLM", "identity_tap"]
+           "make_wiring", "check_depth_rule", "DFA_OPTIMIZER", "point_name", "StackedLM", "identity_tap"]
 
 #: ``tap(h, where) -> h``: marks a place inside a block (identity unless the rule puts a feedback point there)
 Tap = Callable[[Tensor, str], Tensor]
@@ -276,10 +276,16 @@ def make_wiring(rule: DepthRule, taps: Sequence[Mapping[str, int]], width: int, 
     Raises:
         ValueError: a depth rule language models do not implement (e.g. ``local:ff``), naming the ones they do.
     """
+    check_depth_rule(rule)
+    return WIRINGS.get(rule.name)(taps, width, out_size, seed, rule=rule, normalized=normalized)
+
+
+def check_depth_rule(rule: DepthRule) -> None:
+    """Refuse a depth rule the stacked language models do not implement (e.g. ``local:ff``), naming the ones they
+    do (``ValueError``)."""
     if rule.name not in WIRINGS or (isinstance(rule, Local) and (rule.objective != "readout" or rule.variant)):
         names = ", ".join(WIRINGS.get(name).spelled for name in WIRINGS)
         raise ValueError(f"language models are trained through depth by one of {names}; got {rule}")
-    return WIRINGS.get(rule.name)(taps, width, out_size, seed, rule=rule, normalized=normalized)
 
 
 class StackedLM(LanguageModel):

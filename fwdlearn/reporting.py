@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,24 @@ __all__ = ["describe_resume", "format_value", "markdown_table", "write_results",
            "invoked_as", "mean_std", "ratio", "ratio_row"]
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation."""
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation of numbers (a list, a NumPy array, a 1-d tensor, ...)."""
+    values = [float(v) for v in values]  # (an array or a tensor of several values has no truth value)
     if not values:
         raise ValueError("mean_std needs at least one value")
     m = sum(values) / len(values)
     return m, (sum((v - m) ** 2 for v in values) / len(values)) ** 0.5
 
 
+def _scalar(value: Any) -> Any:
+    """A 0-d tensor or array as its Python number (as :func:`format_value` shows it); anything else as it is."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
+
+
 def ratio(value: Any, baseline: Any) -> float | None:
-    """``value / baseline``, or ``None`` where either is not a number (a missing figure) or the baseline is 0."""
+    """``value / baseline``, or ``None`` where either is not a number (a missing figure) or the baseline is 0. A 0-d
+    tensor is a number (its ``.item()``)."""
+    value, baseline = _scalar(value), _scalar(baseline)
     numbers_ = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (value, baseline))
     return value / baseline if numbers_ and baseline else None
 
@@ -43,6 +51,8 @@ def ratio_row(columns: Sequence[str], *cells: Any) -> dict[str, Any]:
     column gets the ratio. Example: ``ratio_row(["metric", "value", "bp", "ratio"], "seconds", 2.0, 4.0)`` is
     ``{"metric": "seconds", "value": 2.0, "bp": 4.0, "ratio": 0.5}``.
     """
+    if len(columns) < 3:  # (two columns failed with "tuple index out of range"; none asked for -2 or -1 cells)
+        raise ValueError(f"ratio_row needs at least three columns (..., value, baseline, ratio), got {list(columns)}")
     if not len(columns) - 2 <= len(cells) <= len(columns) - 1:
         raise ValueError(f"a row of {len(columns)} columns takes {len(columns) - 2} or {len(columns) - 1} cells "
                          f"(the ratio is computed), got {len(cells)}")
@@ -77,12 +87,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+def markdown_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
                    headers: Mapping[str, str] | None = None) -> str:
-    """A GitHub markdown table of ``rows`` (dicts), one column per key in ``columns``."""
+    """A GitHub markdown table of ``rows`` (dicts), one column per key in ``columns`` (default: every key of every
+    row, in the order they first appear; a row without a key has an empty cell)."""
+    if isinstance(columns, str):  # (its letters were taken for column names: "acc" made columns a, c, c, all empty)
+        raise TypeError(f"columns is a list of keys, got the string {columns!r}: pass [{columns!r}]")
+    rows = list(rows)
     if not rows:
         return "(no rows)\n"
-    columns = list(columns or rows[0].keys())
+    # (the first row's keys alone dropped a key only later rows have, with its values, without a word)
+    columns = list(columns or dict.fromkeys(key for row in rows for key in row))
     headers = dict(headers or {})
     lines = ["| " + " | ".join(_cell(str(headers.get(c, c))) for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
@@ -93,15 +108,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
 
 def result_paths(out: str | Path) -> tuple[Path, Path, Path]:
     """``(<out>.json, <out>.md, <out>-record.json)`` for a results prefix; a trailing ``.json`` / ``.md``
-    is dropped first, and any other dot stays part of the name (``runs/lr0.003`` -> ``runs/lr0.003.json``)."""
-    out = Path(out)
+    is dropped first, and any other dot stays part of the name (``runs/lr0.003`` -> ``runs/lr0.003.json``); a leading
+    ``~`` is the home folder (as for the model files and checkpoints; it made a folder named ``~``)."""
+    out = Path(out).expanduser()
     if out.suffix in (".json", ".md"):
         out = out.with_suffix("")
     return (out.with_name(out.name + ".json"), out.with_name(out.name + ".md"),
             out.with_name(out.name + "-record.json"))
 
 
-def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
+def write_results(out: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
                   title: str = "", command: str | None = None, notes: str = "",
                   headers: Mapping[str, str] | None = None,
                   extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
@@ -112,9 +128,10 @@ def write_results(out: str | Path, rows: Sequence[Mapping[str, Any]], columns: S
         The two paths.
     """
     json_path, md_path, _ = result_paths(out)
+    rows = list(rows)  # (once: a generator went into the JSON and left the table nothing, which then failed)
     command = command or invoked_command()
     write_json(json_path, {
-        "title": title, "command": command, "rows": list(rows), "versions": library_versions(), **(extra or {}),
+        "title": title, "command": command, "rows": rows, "versions": library_versions(), **(extra or {}),
     })
     parts = [f"### {title}\n" if title else "", f"Command: `{command}`\n", markdown_table(rows, columns, headers)]
     if notes:

@@ -29,6 +29,7 @@ import atexit
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,13 +81,21 @@ def fresh_stem(job: str, folder: str | Path = RUNS_FOLDER) -> Path:
 
 
 def check_plot_format(path: str | Path, flag: str = "--plot") -> None:
-    """Raise :class:`~fwdlearn.errors.UsageError` unless matplotlib is installed and writes ``path``'s format."""
+    """Raise :class:`~fwdlearn.errors.UsageError` unless matplotlib is installed and writes ``path``'s format (``.pgf``
+    only where the TeX program matplotlib writes it through is installed)."""
     try:
+        import matplotlib
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
         raise UsageError(f"{flag} needs matplotlib: pip install 'fwdlearn[plot]'") from None
-    formats = FigureCanvasBase.get_supported_filetypes()
+    formats = dict(FigureCanvasBase.get_supported_filetypes())
+    tex = matplotlib.rcParams["pgf.texsystem"]
     suffix = Path(path).suffix.lower().lstrip(".")
+    if shutil.which(tex) is None:  # (.pgf passed this check and failed after the whole run: "'xelatex' not found")
+        formats.pop("pgf", None)
+        if suffix == "pgf":
+            raise UsageError(f"{flag} {path}: matplotlib writes .pgf through {tex}, which is not installed; install "
+                             f"a TeX system with {tex}, or end the name with .pdf, .svg or .png")
     if suffix not in formats:
         shown = "none" if not suffix else f".{suffix}"
         raise UsageError(f"{flag} {path}: matplotlib cannot write the format {shown}; end the name with one of "

@@ -310,3 +310,64 @@ def test_distance_totals_names_a_distance_vector_of_another_length():
         distance_totals(torch.ones(2, 3), torch.tensor([0, 1]), max_distance=2)
     torch.testing.assert_close(distance_totals(torch.ones(2, 3), torch.tensor([0, 1, 1]), max_distance=1),
                                torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
+
+
+def test_a_nan_gradient_is_not_read_as_orthogonal():
+    """cosine, angle_degrees and per_sample_cosine tested ``norm > 0``, which a NaN fails as a zero vector does: a
+    diverged gradient came out as cosine 0.0, 90 degrees (and feedback_alignment averaged it in as 0). All zeros
+    still give 0.0."""
+    from fwdlearn.diagnostics.alignment import cosine, feedback_alignment
+
+    nan_row = torch.tensor([[1.0, float("nan")], [1.0, 0.0]])
+    other = torch.tensor([[2.0, 4.0], [1.0, 0.0]])
+    assert math.isnan(cosine(nan_row, other)) and math.isnan(angle_degrees(nan_row, other))
+    per = per_sample_cosine(nan_row, other)
+    assert math.isnan(per[0]) and per[1] == 1.0
+    assert math.isnan(feedback_alignment({"p": (nan_row, other)})["p"])
+    assert cosine(torch.zeros(2), torch.ones(2)) == 0.0 and angle_degrees(torch.zeros(2), torch.ones(2)) == 90.0
+    assert per_sample_cosine(torch.zeros(1, 2), torch.ones(1, 2)).tolist() == [0.0]
+
+
+def test_gradient_alignment_names_a_gradient_that_is_none():
+    """A parameter the loss did not reach has ``.grad`` None: gradient_alignment failed with "'NoneType' object has
+    no attribute 'shape'"."""
+    with pytest.raises(ValueError, match=r"got None for 'b' \(the second set\): a parameter whose \.grad the loss "
+                                         r"did not fill; leave it out of both sets"):
+        gradient_alignment({"w": torch.ones(2), "b": torch.ones(1)}, {"w": torch.ones(2), "b": None})
+    with pytest.raises(ValueError, match=r"got None for entry 1 \(both sets\)"):
+        gradient_alignment([torch.ones(2), None], [torch.ones(2), None])
+
+
+def test_plots_write_under_the_home_folder_and_leave_null_entries_out(tmp_path, monkeypatch):
+    """``~/...`` made a folder named ``~`` in the working folder (matplotlib does not expand it; the model files and
+    checkpoints do); a curve read back from a record's JSON, whose NaN is ``null``, failed with "float() argument must
+    be ... not 'NoneType'"."""
+    from fwdlearn.diagnostics.plots import plot_alignment, plot_influence_curves
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    path = plot_influence_curves({"gcn": [1.0, None, 0.25]}, "~/figs/c.png")
+    assert path == home / "figs" / "c.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_alignment({"block0.out": [(0, 0.1), (5, 0.3)]}, "~/a.svg") == home / "a.svg"
+    assert (home / "a.svg").is_file() and not any(work.iterdir())
+
+
+def test_a_pgf_plot_is_refused_before_the_run_without_tex(monkeypatch):
+    """.pgf passed check_plot_format, and matplotlib, which writes it through TeX, failed after the whole run with
+    "'xelatex' not found" (a traceback, no record)."""
+    import shutil
+
+    from fwdlearn.errors import UsageError
+    from fwdlearn.runs import check_plot_format
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UsageError, match=r"--plot c\.pgf: matplotlib writes \.pgf through xelatex, which is not "
+                                         r"installed; install a TeX system with xelatex, or end the name with \.pdf"):
+        check_plot_format("c.pgf")
+    with pytest.raises(UsageError, match=r"cannot write the format \.txt; end the name with one of (?!.*\.pgf)"):
+        check_plot_format("c.txt")
+    check_plot_format("c.png")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    check_plot_format("c.pgf")

@@ -66,3 +66,50 @@ def test_plain_json_and_write_json_take_a_mapping(tmp_path):
             write_json(tmp_path / "rows.json", value)
     assert not (tmp_path / "rows.json").exists()
     assert plain_json({"rows": [1.0, float("nan")]}) == {"rows": [1.0, None], "non_finite": ["rows[1]: nan"]}
+
+
+def test_markdown_table_shows_every_rows_keys_and_refuses_a_string_of_columns():
+    """Without ``columns`` the first row's keys alone made the table: a key only a later row has was dropped, values
+    and all, while the JSON kept it. ``columns="acc"`` made the columns a, c, c, every cell empty."""
+    rows = [{"method": "bp", "acc": 0.5}, {"method": "sf", "acc": 0.25, "note": "late key"}]
+    assert markdown_table(rows).splitlines() == ["| method | acc | note |", "|---|---|---|", "| bp | 0.5 |  |",
+                                                 "| sf | 0.25 | late key |"]
+    assert markdown_table(iter(rows), ["acc"]).splitlines()[2:] == ["| 0.5 |", "| 0.25 |"]
+    with pytest.raises(TypeError, match=r"columns is a list of keys, got the string 'acc': pass \['acc'\]"):
+        markdown_table(rows, "acc")
+
+
+def test_write_results_takes_rows_once_and_writes_under_the_home_folder(tmp_path, monkeypatch):
+    """A generator of rows went into the JSON and left the table nothing ("'generator' object is not subscriptable",
+    the JSON written and the markdown not); ``~/bench`` made a folder named ``~`` in the working folder."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    j, m = write_results("~/out/bench", ({"method": k, "acc": 0.5} for k in ("bp", "sf")), command="fwdlearn x")
+    assert (j, m) == (home / "out" / "bench.json", home / "out" / "bench.md") and not any(work.iterdir())
+    assert [r["method"] for r in json.loads(j.read_text())["rows"]] == ["bp", "sf"]
+    assert "| sf | 0.5 |" in m.read_text()
+
+
+def test_ratio_and_mean_std_take_tensors_and_arrays():
+    """ratio() gave None -- a missing figure -- for two 0-d tensors (which format_value shows as numbers); mean_std
+    failed on a NumPy array or a tensor ("truth value ... is ambiguous"); ratio_row of fewer than three columns said
+    "tuple index out of range" (or asked for -2 cells)."""
+    import numpy as np
+    import torch
+
+    from fwdlearn.reporting import ratio, ratio_row
+
+    assert ratio(torch.tensor(1.0), torch.tensor(4.0)) == 0.25 and ratio(np.array(3.0), 2) == 1.5
+    assert ratio(torch.tensor(1.0), torch.tensor(0.0)) is None and ratio(True, 2.0) is None
+    assert ratio_row(["metric", "value", "bp", "ratio"], "s", torch.tensor(2.0), torch.tensor(4.0))["ratio"] == 0.5
+    assert mean_std(np.array([1.0, 3.0])) == pytest.approx((2.0, 1.0))
+    assert mean_std(torch.tensor([1.0, 3.0])) == pytest.approx((2.0, 1.0))
+    assert mean_std(v for v in (1.0, 3.0)) == pytest.approx((2.0, 1.0))
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_std(np.array([]))
+    for columns in (["value", "ratio"], []):
+        with pytest.raises(ValueError, match=r"ratio_row needs at least three columns \(\.\.\., value, baseline, "
+                                             r"ratio\)"):
+            ratio_row(columns, 1.0)

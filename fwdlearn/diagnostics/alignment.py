@@ -29,28 +29,31 @@ def _flat_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def cosine(a: Tensor, b: Tensor) -> float:
-    """Cosine similarity of two tensors, flattened (0.0 if either is all zeros)."""
+    """Cosine similarity of two tensors, flattened (0.0 if either is all zeros; NaN if either holds a NaN or an
+    infinity: a diverged gradient is not orthogonal to the other)."""
     fa, fb = _flat_pair(a, b)
     denom = fa.norm() * fb.norm()
-    return float(fa @ fb / denom) if denom > 0 else 0.0
+    return 0.0 if denom == 0 else float(fa @ fb / denom)
 
 
 def angle_degrees(a: Tensor, b: Tensor) -> float:
-    """Angle between two tensors, flattened, in degrees (0 = same direction, 180 = opposite)."""
-    return math.degrees(math.acos(max(-1.0, min(1.0, cosine(a, b)))))
+    """Angle between two tensors, flattened, in degrees (0 = same direction, 180 = opposite; NaN as :func:`cosine`)."""
+    c = cosine(a, b)
+    return c if math.isnan(c) else math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
 def per_sample_cosine(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
     """Cosine along ``dim`` for every sample (e.g. per token or per node); shape ``a.shape`` without ``dim``, in
     ``a``'s dtype. Computed in float64 and, as :func:`cosine`, 0.0 where either vector is all zeros -- and only
     there (``torch.nn.functional.cosine_similarity`` clamps each norm to an ``eps``, which turned the cosine of two
-    equal vectors of norm below it into about 0)."""
+    equal vectors of norm below it into about 0). A vector holding a NaN or an infinity gives NaN."""
     if a.shape != b.shape:
         raise ValueError(f"cannot align tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
     fa, fb = a.detach().double(), b.detach().double()
     denom = fa.norm(dim=dim) * fb.norm(dim=dim)
     dot = (fa * fb).sum(dim=dim)
-    out = torch.where(denom > 0, dot / torch.where(denom > 0, denom, 1.0), 0.0)
+    zero = denom == 0  # (not "denom > 0", which a NaN fails too: a diverged row read as orthogonal)
+    out = torch.where(zero, 0.0, dot / torch.where(zero, 1.0, denom))
     return out.to(a.dtype) if a.dtype.is_floating_point else out
 
 
@@ -68,7 +71,8 @@ def gradient_alignment(a: Mapping[str, Tensor] | Sequence[Tensor],
     """Cosine and angle per tensor and over all tensors concatenated.
 
     Args:
-        a, b: two gradient sets with the same names (dicts) or the same order (lists).
+        a, b: two gradient sets with the same names (dicts) or the same order (lists), tensors each (a ``None``
+            gradient is refused, naming it).
     """
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("gradient_alignment needs two dicts or two sequences, not one of each")
@@ -84,6 +88,14 @@ def gradient_alignment(a: Mapping[str, Tensor] | Sequence[Tensor],
         pairs = list(zip(a, b))
     if not pairs:
         raise ValueError("gradient_alignment needs at least one tensor")
+    missing = [(n, "both sets" if x is None and y is None else "the first set" if x is None else "the second set")
+               for n, (x, y) in zip(names, pairs) if x is None or y is None]
+    if missing:  # (a parameter's .grad the loss did not reach; it failed as "'NoneType' object has no attribute")
+        named = repr if isinstance(a, Mapping) else (lambda n: f"entry {n}")
+        raise ValueError("gradient_alignment got None for " + ", ".join(f"{named(n)} ({which})"
+                                                                        for n, which in missing)
+                         + ": a parameter whose .grad the loss did not fill; leave it out of both sets, e.g. "
+                         "{n: p.grad for n, p in model.named_parameters() if p.grad is not None}")
     per_tensor = {n: (cosine(x, y), angle_degrees(x, y)) for n, (x, y) in zip(names, pairs)}
     fa = torch.cat([_flat_pair(x, y)[0] for x, y in pairs])
     fb = torch.cat([_flat_pair(x, y)[1] for x, y in pairs])

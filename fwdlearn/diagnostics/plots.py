@@ -22,13 +22,13 @@ def _pyplot():
 
 
 def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
-    """Title, legend (``legend``: :meth:`~matplotlib.axes.Axes.legend` options), write ``path`` (folders created) and
-    close the figure."""
+    """Title, legend (``legend``: :meth:`~matplotlib.axes.Axes.legend` options), write ``path`` (folders created; a
+    leading ``~`` is the home folder) and close the figure."""
     if title:
         ax.set_title(title)
     ax.legend(**legend)
     fig.tight_layout()
-    path = Path(path)
+    path = Path(path).expanduser()  # (matplotlib does not expand it: "~/a.png" went to a folder named "~" here)
     try:  # the format from the real suffix; a kill mid-write leaves no half image under the real name
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix[1:] or "png"))
     finally:
@@ -41,8 +41,9 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
     r"""Draw normalised influence curves :math:`T_d / T_0` on a log scale, one line per model.
 
     Args:
-        curves: model name -> curve (entry ``d`` = influence at distance ``d``; entries of 0 are not drawn).
-        path: image file to write (format from the suffix, e.g. ``.png``, ``.pdf``).
+        curves: model name -> curve (entry ``d`` = influence at distance ``d``; entries of 0 are not drawn, nor
+            ``None``: a record's JSON holds a NaN as ``null``).
+        path: image file to write (format from the suffix, e.g. ``.png``, ``.pdf``; ``~`` is the home folder).
         xlabel: what a distance is (``"hops"``, ``"lag"``).
         title: figure title.
     """
@@ -50,8 +51,8 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, curve in curves.items():
         # (a distance of no influence at all, such as an MLP's hops > 0, is left out: a log scale has no 0)
-        ax.semilogy(range(len(curve)), [float(c) if float(c) > 0 else float("nan") for c in curve], marker="o",
-                    ms=3, label=name)
+        ax.semilogy(range(len(curve)), [float(c) if c is not None and float(c) > 0 else float("nan") for c in curve],
+                    marker="o", ms=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"influence / influence at {xlabel} 0")
     return _save(plt, fig, ax, path, title)

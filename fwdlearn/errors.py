@@ -92,7 +92,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 ANTICIPATED: tuple[type[BaseException], ...] = (UsageError, InputError, DivergenceError, ValueError, OSError)
 
 #: exit status of the ``fwdlearn`` command for each kind of outcome
-EXIT_STATUS = {"ok": 0, "error": 2, "diverged": 3, "interrupted": 130, "terminated": 143}
+EXIT_STATUS = {"ok": 0, "error": 2, "diverged": 3, "interrupted": 130, "broken_pipe": 141, "terminated": 143}
 
 
 def exit_status(error: BaseException) -> int | None:

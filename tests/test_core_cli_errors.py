@@ -354,3 +354,17 @@ def test_a_stray_rank_without_a_launch_of_several_processes_still_reports_errors
         assert exit.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert launch_rank() == 1
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    """`fwdlearn ... | head` said "fwdlearn: error: [Errno 32] Broken pipe" (status 2) once the reader was gone, and a
+    reader gone before the results table was printed lost the run's record (saved after it); now nothing is said,
+    the status is 141 (128 + SIGPIPE) and the record is written."""
+    process = subprocess.Popen([sys.executable, "-m", "fwdlearn", "graph", "train", "--data", "karate", "--epochs", "2",
+                                "--layers", "1", "--hidden", "4", "--quiet", "--threads", "1",
+                                "--json", str(tmp_path / "k.json")], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process.stdout.close()  # (the reader is gone before the table is printed)
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, err
+    assert err == "" and (tmp_path / "k.json").is_file()

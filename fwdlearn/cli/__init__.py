@@ -12,7 +12,8 @@ plainly and exits with status 2; it never pretends to work.
 value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
 device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
-checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143. Wrong flags are reported by the parser in
+checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143; a reader that stops reading the
+output (``fwdlearn ... | head``) ends it quietly with 141 (128 + SIGPIPE). Wrong flags are reported by the parser in
 one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. A warning of
 fwdlearn's own is one line too, ``fwdlearn: warning: ...``. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone, and so is a later one that every process meets alike (a check of
@@ -299,6 +300,44 @@ def build_parser(load: Sequence[tuple[str, str | None]] | None = None) -> argpar
     return parser
 
 
+class _PipeSafeStdout:
+    """``sys.stdout`` for a command's run: once the reader of a pipe has gone (``fwdlearn ... | head``), what is
+    printed after is dropped, and the command goes on to save its record and checkpoints (the first print into a
+    closed pipe ended the run before its record was written)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self.broken = True
+                _quiet_stdout()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+                _quiet_stdout()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's flush at exit meets no closed pipe either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # (no real file behind sys.stdout: nothing to flush there)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fwdlearn`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -318,11 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fwdlearn.invocation import invoked_as
     from fwdlearn.runs import release_runs
 
+    stdout = sys.stdout = _PipeSafeStdout(sys.stdout)
     try:
         with invoked_as(argv), _terminate_as_interrupt(), _one_line_warnings():  # (the reports' "Command:" lines
             status = run(args)                                                # say argv, also for main([...]))
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
         code = exit_status(error)
+        if isinstance(error, BrokenPipeError) and not debug:  # (`fwdlearn ... | head`: the reader stopped reading;
+            _quiet_stdout()                                   # it said "fwdlearn: error: [Errno 32] Broken pipe")
+            return EXIT_STATUS["broken_pipe"]
         if isinstance(error, KeyboardInterrupt) and _terminated:
             code = EXIT_STATUS["terminated"]
         if code is None and not debug and _peer_failed(error):
@@ -340,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         release_runs()
+        sys.stdout = stdout.stream
+    if stdout.broken:  # (the command finished, its files written; what it printed after the reader left is lost)
+        return EXIT_STATUS["broken_pipe"]
     return 0 if status is None else int(status)
 
 

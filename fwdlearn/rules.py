@@ -383,13 +383,15 @@ def register_alias(alias: str, spec: str) -> None:
     """Accept ``alias`` wherever ``spec`` is accepted, also as one side of a ``+`` rule (``spec`` must parse, and is
     stored as its canonical spelling, so an alias of an alias or of ``"dfa+dsf"`` works anywhere; ``alias`` must be
     one word that is not already a rule's name or a built-in alias, which it would silently replace)."""
+    if not isinstance(alias, str):
+        raise TypeError(f"an alias is a string (one word); got {alias!r}")
     canonical = str(parse_rule(spec))
     key = alias.strip().lower()
-    if not key or "+" in key or key.split(":")[0] in DEPTH_RULES or key.split(":")[0] in TIME_RULES \
-            or key in _BUILT_IN_ALIASES:
-        raise ValueError(f"cannot register the alias {alias!r}: an alias is a name without '+' that is not a rule's "
-                         f"own name ({', '.join([*DEPTH_RULES, *TIME_RULES])}) nor a built-in alias; choose another "
-                         "word")
+    if not key or "+" in key or len(key.split()) > 1 or key.split(":")[0] in DEPTH_RULES \
+            or key.split(":")[0] in TIME_RULES or key in _BUILT_IN_ALIASES:
+        raise ValueError(f"cannot register the alias {alias!r}: an alias is one word (no spaces, no '+') that is not "
+                         f"a rule's own name ({', '.join([*DEPTH_RULES, *TIME_RULES])}) nor a built-in alias; choose "
+                         "another word")
     ALIASES[key] = canonical
 
 

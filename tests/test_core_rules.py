@@ -173,6 +173,19 @@ def test_an_alias_cannot_replace_a_rule_name():
     assert parse_rule("bp") == Rule(BP())
 
 
+def test_an_alias_is_one_word_and_a_string():
+    """The docs say an alias is one word: "my rule" was accepted (and an integer failed with "'int' object has no
+    attribute 'strip'")."""
+    from fwdlearn.rules import ALIASES, register_alias
+
+    for alias in ("my rule", "my\trule"):
+        with pytest.raises(ValueError, match="an alias is one word"):
+            register_alias(alias, "dfa")
+    with pytest.raises(TypeError, match="an alias is a string"):
+        register_alias(7, "dfa")
+    assert "my rule" not in ALIASES
+
+
 def test_aliases_are_stored_canonically_and_work_as_either_side_of_a_rule():
     """An alias of an alias, of "DFA+DSF" or used as one side of '+' failed with "unknown rule" after registering."""
     from fwdlearn.rules import ALIASES, register_alias

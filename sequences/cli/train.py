@@ -39,7 +39,8 @@ class TrainSeqConfig(RunOptions):
     level: str = field(default="char", metadata={"help": "tokens: characters or whitespace-separated words",
                                                  "choices": ["char", "word"]})
     model: str = field(default="gru", metadata={"help": "model: a recurrent cell (tanh, gru, lstm, linear, or one "
-                                                        "registered in RECURRENT_CELLS), conv (causal convolution) or "
+                                                        "registered in RECURRENT_CELLS by a script that then calls "
+                                                        "fwdlearn.cli.main), conv (causal convolution) or "
                                                         "transformer", "choices": MODEL_NAMES.keys})
     training: str | None = field(default=None, metadata={"help": "the rule (see fwdlearn.rules): through time bptt | "
                                                                  "tbptt:k | ft-bptt | dsf[:gaussian|:orthogonal] "

@@ -581,3 +581,20 @@ def test_bench_seq_help_names_the_part_each_quality_flag_sets():
     assert all("quality part" in help_[name] for name in ("steps", "eval_every", "eval_tokens"))
     assert "--recall-steps" in help_["steps"] and "go unused" in help_["skip"]
     assert "alignment" in help_["model"]
+
+
+def test_seq_train_refuses_align_every_without_a_dfa_rule_in_flags_before_any_work(tmp_path, capsys):
+    """--align-every under a rule without DFA failed after the corpus was read and the model built, naming the
+    Python API's fix (training='dfa'); it is refused first, in the flags' words (the missing --data is not reached)."""
+    for training in ("dsf", "bp", "local:readout"):
+        assert main(["seq", "train", "--data", str(tmp_path / "missing.txt"), "--training", training,
+                     "--align-every", "2", "--quiet", "--json", str(tmp_path / "a.json")]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"fwdlearn: error: --align-every reads the alignment of DFA's feedback signals; --training {training} has "
+            "no dfa part: use a dfa rule (--training dfa, dfa:micro or dfa+dsf), or leave --align-every out")
+    assert main(["seq", "train", "--data", str(tmp_path / "missing.txt"), "--model", "conv", "--align-every", "2",
+                 "--quiet", "--json", str(tmp_path / "a.json")]) == 2  # (no dfa rule to suggest for a conv model)
+    assert capsys.readouterr().err.strip() == ("fwdlearn: error: --align-every reads the alignment of DFA's feedback "
+                                               "signals; --model conv trains by bp alone, with no feedback points: "
+                                               "leave --align-every out")
+    assert not list(tmp_path.iterdir())

@@ -44,8 +44,9 @@ class InfluenceGraphConfig(RunOptions):
     variant: str = field(default="subgraph", metadata={"help": "induced subgraph (as PyG) or full graph",
                                                        "choices": ["subgraph", "full"]})
     jacobian: str = field(default="auto", metadata={"help": "subgraph variant: layered (receptive field only, every "
-                                                            "channel in one backward pass; the default for these "
-                                                            "models) or autograd (one backward pass per channel)",
+                                                            "channel in one backward pass; gcn, sage and mlp) or "
+                                                            "autograd (one backward pass per channel); auto: layered "
+                                                            "where the model offers it, else autograd",
                                                     "choices": ["auto", "layered", "autograd"]})
     hops: int = field(default=16, metadata={"help": "hop radius of the eccentricity labels (city: and synthetic-city "
                                                     "data; citynetwork: has PyG's own)", "min": 1})

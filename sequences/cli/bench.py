@@ -50,8 +50,10 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                     "module)"})
     cost_cells: list[str] = field(default_factory=lambda: ["gru"], metadata={
         "help": "recurrent cells of the timed models (one cost table per cell)", "choices": RECURRENT_CELLS.names})
-    cost_hidden: int = field(default=256, metadata={"help": "width of the GRU timed in the cost part", "min": 1})
-    cost_layers: int = field(default=2, metadata={"help": "layers of the GRU timed in the cost part", "min": 1})
+    cost_hidden: int = field(default=256, metadata={"help": "width of the models timed in the cost part (every "
+                                                            "--cost-cells cell)", "min": 1})
+    cost_layers: int = field(default=2, metadata={"help": "layers of the models timed in the cost part (every "
+                                                          "--cost-cells cell)", "min": 1})
     cost_batch: int = field(default=16, metadata={"help": "batch of the cost part", "min": 1})
     cost_repeats: int = field(default=3, metadata={"help": "interleaved repeats per mode; the median is reported",
                                                    "min": 1})

@@ -70,14 +70,14 @@ class TrainSeqConfig(RunOptions):
     steps: int = field(default=2000, metadata={"help": "optimizer steps in all (when resuming: the total, not more)",
                                                "min": 1})
     lr: float | None = field(default=None, metadata={"help": "peak learning rate (default: the rule's: Adam 1e-3 under "
-                                                             "dfa, AdamW 2e-3 for a recurrent model, 1e-3 for a "
-                                                             "transformer; a new value applies when resuming)",
+                                                             "dfa, else AdamW 2e-3 for a recurrent or conv model, 1e-3 "
+                                                             "for a transformer; a new value applies when resuming)",
                                                      "gt": 0})
     weight_decay: float | None = field(default=None, metadata={"help": "weight decay (default: the rule's, 0)",
                                                                "min": 0})
     schedule: str | None = field(default=None, metadata={"help": "learning-rate schedule (default: the rule's: "
-                                                                 "constant under dfa and for recurrent models, cosine "
-                                                                 "for a transformer under backprop)",
+                                                                 "cosine for a transformer not under dfa, else "
+                                                                 "constant)",
                                                          "choices": ["constant", "cosine"]})
     warmup: int | None = field(default=None, metadata={"help": "linear warm-up steps before either schedule "
                                                                "(default: the rule's: 100 for a transformer not under "
@@ -169,7 +169,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
     from fwdlearn.diagnostics.plots import plot_alignment
-    from fwdlearn.rules import DSF, parse_rule
+    from fwdlearn.rules import DFA, DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import check_splits, corpus_files, read_corpus
     from fwdlearn.sequences.nn.language_model import make_language_model
@@ -203,6 +203,13 @@ def run_train(config: TrainSeqConfig) -> dict:
                          f"{rule.with_time(DSF())} --feedback {config.feedback}, or --training {training} alone")
     if config.plot and not config.align_every:
         raise UsageError("--plot draws the alignment diagnostic: pass --align-every N as well")
+    # (it failed after the data was read and the model built, naming the Python API's training='dfa')
+    if config.align_every and kind == "conv":  # (no dfa rule to suggest: a conv model trains by bp alone)
+        raise UsageError(f"--align-every reads the alignment of DFA's feedback signals; --model {config.model} trains "
+                         "by bp alone, with no feedback points: leave --align-every out")
+    if config.align_every and not isinstance(rule.depth, DFA):
+        raise UsageError(f"--align-every reads the alignment of DFA's feedback signals; --training {training} has no "
+                         "dfa part: use a dfa rule (--training dfa, dfa:micro or dfa+dsf), or leave --align-every out")
     paths = run_outputs("seq-train", config, checkpoint=config.checkpoint, plot=config.plot, resume=config.resume,
                         scales_out=True, inputs=[("--data", f) for f in corpus_files(config.data)])
     device = start_run(config, paths)

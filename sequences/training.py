@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import is_distributed, mean, rank, world_size
-from fwdlearn.errors import (InputError, UsageError, alike_on_every_process, check_int, check_range,
+from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range,
                              check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode,
@@ -315,13 +315,13 @@ def _optimizer(model, steps: int, started: int | None = None,
     return settings, optimizer, make_scheduler(optimizer, settings, steps)
 
 
-def _started_warmup(checkpoint: str | Path | None, resume: bool, data: str = "corpus") -> int | None:
-    """The warm-up the run that ``resume`` continues was trained with (its checkpoint's settings), else ``None``.
-    A checkpoint of the other kind of fit (``data``: ``"corpus"``, :func:`fit_lm`; ``"task"``, :func:`fit_task`) is
-    refused saying so (the fingerprint listed the other fit's entries as 'not recorded (checkpoint: an older
-    fwdlearn)')."""
+def _started_run(checkpoint: str | Path | None, resume: bool, data: str = "corpus") -> dict[str, Any]:
+    """The ``"fingerprint"`` and ``"settings"`` of the run that ``resume`` continues (its checkpoint, read once;
+    ``{}`` when there is none to resume). A checkpoint of the other kind of fit (``data``: ``"corpus"``,
+    :func:`fit_lm`; ``"task"``, :func:`fit_task`) is refused saying so (the fingerprint listed the other fit's entries
+    as 'not recorded (checkpoint: an older fwdlearn)')."""
     if not resume or checkpoint is None or not Path(checkpoint).is_file():
-        return None
+        return {}
     ckpt = read_checkpoint(checkpoint)
     saved = ckpt.get("fingerprint") or {}
     other = "task" if data == "corpus" else "corpus"
@@ -330,17 +330,13 @@ def _started_warmup(checkpoint: str | Path | None, resume: bool, data: str = "co
         made = f"a synthetic task ({task}; fit_task)" if other == "task" else "a corpus (fit_lm, seq train)"
         raise UsageError(f"the checkpoint {checkpoint} was made by a fit on {made}; this fit trains on a {data}: "
                          "resume it with the fit that made it, or start a new run (another --name or --checkpoint)")
-    warmup = (ckpt.get("settings") or {}).get("warmup")
+    return {"fingerprint": saved, "settings": ckpt.get("settings") or {}}
+
+
+def _started_warmup(started: dict[str, Any]) -> int | None:
+    """The warm-up the resumed run was trained with (:func:`_started_run`), else ``None``."""
+    warmup = started.get("settings", {}).get("warmup")
     return warmup if is_integer(warmup) else None
-
-
-def _started_processes(checkpoint: Path) -> Any:
-    """The number of processes the run of ``checkpoint`` was trained by (its fingerprint), or ``None`` when the file
-    says none or cannot be read (the Trainer's resume then says what is wrong with it)."""
-    try:
-        return (read_checkpoint(checkpoint).get("fingerprint") or {}).get("processes")
-    except (InputError, OSError):
-        return None
 
 
 def _settings(settings: OptimizerSettings) -> dict[str, Any]:
@@ -592,7 +588,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             start = rank() * batch_size * per_stream
             train_ids = train_ids[start: start + batch_size * per_stream]
         batcher = StreamBatcher(train_ids, batch_size, context, f"the {train_split} split")
-        settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(checkpoint, resume), lr=lr,
+        started = _started_run(checkpoint, resume)  # (the lead checkpoint, on every process)
+        settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(started), lr=lr,
                                                     weight_decay=weight_decay, schedule=schedule, warmup=warmup)
     trainable = _TrainingLoss(model)
     if is_distributed():
@@ -603,7 +600,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                 lead_checkpoint, checkpoint = Path(checkpoint), process_checkpoint(checkpoint, rank())
                 # (a run of another number of processes has no such part: rank 0 says that once, on resuming)
                 if (resume and lead_checkpoint.exists() and not checkpoint.exists()
-                        and _started_processes(lead_checkpoint) == world_size()):
+                        and started.get("fingerprint", {}).get("processes") == world_size()):
                     raise UsageError(f"{checkpoint}, process {rank()}'s part of the checkpoint, is missing; resume "
                                      "with as many processes as the run was started with (if it was, the run stopped "
                                      "before this process's first save: start over with --overwrite)")
@@ -663,7 +660,8 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(checkpoint, resume, "task"), lr=lr,
+    started = _started_run(checkpoint, resume, "task")
+    settings, optimizer, scheduler = _optimizer(model, steps, _started_warmup(started), lr=lr,
                                                 weight_decay=weight_decay, schedule=schedule, warmup=warmup)
     state = TrainState(model, optimizer, generator=gen, scheduler=scheduler)
     loss_fn = partial(task_loss, task)

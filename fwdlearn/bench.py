@@ -24,7 +24,7 @@ from typing import Any
 from .errors import UsageError
 from .records import RunRecord
 from .reporting import markdown_table, result_paths, write_results
-from .runs import RUNS_FOLDER, RunPaths, run_outputs, start_run
+from .runs import RunPaths, run_outputs, start_run
 
 __all__ = ["BenchRun", "run_parts", "distinct_names", "shown", "apart", "ROUNDING"]
 
@@ -87,7 +87,6 @@ class BenchRun:
         the ``inputs``, the ``(flag, path)`` of the files the bench reads), apply the run options and open the record
         of ``config``; with ``resolve`` the config (also the one recorded) has its ``device`` and ``out`` replaced by
         the resolved device and results prefix."""
-        _refuse_a_run_record(config)
         paths = run_outputs(job, config, out=config.out, more=more, inputs=inputs)
         device = start_run(config, paths)
         if resolve:
@@ -122,28 +121,6 @@ class BenchRun:
             self.record.add_file(kind, path)
         self.record.save(self.paths.record, overwrite=self.config.overwrite)
         return written
-
-
-def _refuse_a_run_record(config: Any) -> None:
-    """Refuse, ``--overwrite`` or not, results ``<out>.json`` that would replace another command's run record: a
-    bench's ``--name foo`` writes ``runs/foo.json``, the very file ``graph train --name foo`` keeps its record in (the
-    refusal without ``--overwrite`` said to pass it, and the record went, leaving ``runs/foo.pt`` without it)."""
-    import json
-    import os
-
-    out = os.path.expanduser(config.out) if config.out else (f"{RUNS_FOLDER}/{config.name}" if config.name else "")
-    if not out or out.endswith(("/", os.sep)):  # (no name: a fresh one; a folder: refused by run_outputs)
-        return
-    path = result_paths(out)[0]
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError):  # none there, a folder, or not JSON: run_outputs says what it is
-        return
-    if isinstance(content, dict) and isinstance(content.get("job"), str) and "rows" not in content:
-        flag = "--out" if config.out else "--name"
-        raise UsageError(f"{path} is the run record of a '{content['job']}' run, not a bench's results; "
-                         f"{flag} {config.out or config.name} would replace it (--overwrite replaces results only): "
-                         f"give the bench another {flag}")
 
 
 def _prefix(paths: RunPaths) -> Path:

@@ -194,8 +194,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             which a later ``--resume`` with more splits would otherwise continue.
 
     Raises:
-        UsageError: two outputs share a path, an output is one of the ``inputs``, a path cannot be written, a plot
-            format is unknown.
+        UsageError: two outputs share a path, an output is one of the ``inputs``, a bench's results would replace
+            another command's run record, a path cannot be written, a plot format is unknown.
         FileExistsError: an output exists and ``--overwrite`` was not given.
         FileNotFoundError: ``resume`` and the checkpoint does not exist.
     """
@@ -223,6 +223,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         extras = tuple(prefix.with_name(prefix.name + suffix) for suffix in more)
         paths.results, paths.record = (json_path, md_path, *extras), record_path
         paths.record_flag = "--out" if out else paths.record_flag
+        if out or options.name:  # (before the refusal of an existing file, which offers --overwrite)
+            _refuse_a_run_record(json_path, "--out" if out else "--name", out or options.name)
     if options.json:
         paths.record, paths.record_flag = _output_path("--json", options.json), "--json"
     if checkpoint is not None:
@@ -424,6 +426,22 @@ def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str |
             source, given = read[Path(os.path.realpath(path))]
             raise UsageError(f"{flag} {path} is the file {source} {given} reads: an output never replaces what the "
                              f"command reads; give {flag} another path")
+
+
+def _refuse_a_run_record(results: Path, flag: str, given: str) -> None:
+    """Refuse, ``--overwrite`` or not, a bench's results ``<out>.json`` that is another command's run record: a
+    bench's ``--name foo`` writes ``runs/foo.json``, the very file ``graph train --name foo`` keeps its record in (the
+    refusal without ``--overwrite`` said to pass it, and the record went, leaving ``runs/foo.pt`` without it)."""
+    import json
+
+    try:
+        content = json.loads(results.read_text())
+    except (OSError, ValueError):  # none there, a folder, or not JSON: the checks of the outputs say what it is
+        return
+    if isinstance(content, dict) and isinstance(content.get("job"), str) and "rows" not in content:
+        raise UsageError(f"{results} is the run record of a '{content['job']}' run, not a bench's results; "
+                         f"{flag} {given} would replace it (--overwrite replaces results only): give the bench another "
+                         f"{flag}")
 
 
 def _output_path(flag: str, given: str | Path) -> Path:

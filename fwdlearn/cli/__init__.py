@@ -40,7 +40,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import EXIT_STATUS, exit_status
@@ -308,22 +308,21 @@ class _PipeSafeStdout:
     def __init__(self, stream) -> None:
         self.stream, self.broken = stream, False
 
-    def write(self, text: str) -> int:
+    def _unless_broken(self, call: Callable[..., Any], *args: Any) -> Any:
         if not self.broken:
             try:
-                return self.stream.write(text)
+                return call(*args)
             except BrokenPipeError:
                 self.broken = True
                 _quiet_stdout()
-        return len(text)
+        return None
+
+    def write(self, text: str) -> int:
+        written = self._unless_broken(self.stream.write, text)
+        return len(text) if written is None else written
 
     def flush(self) -> None:
-        if not self.broken:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self.broken = True
-                _quiet_stdout()
+        self._unless_broken(self.stream.flush)
 
     def __getattr__(self, name: str):
         return getattr(self.stream, name)

@@ -60,7 +60,7 @@ def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
-    from fwdlearn.graphs.data.datasets import graph_files, is_city, load_graph
+    from fwdlearn.graphs.data.datasets import graph_files, labels_by_hops, load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.reporting import markdown_table
@@ -73,8 +73,7 @@ def _run_influence(args: argparse.Namespace) -> int:
     if unused:  # (the record would name a training that never ran)
         raise UsageError(f"{', '.join(unused)} set the BP training, which --epochs 0 skips (the models are measured "
                          "untrained): add --epochs N, or leave them out")
-    own_labels = not is_city(config.data) or config.data.strip().partition(":")[0].lower() == "citynetwork"
-    if config.hops != defaults.hops and own_labels:  # (citynetwork: PyG's CityNetwork labels, which hops never sets)
+    if config.hops != defaults.hops and not labels_by_hops(config.data):  # (it was recorded, and never used)
         raise UsageError(f"--hops sets the eccentricity labels of city: and synthetic-city data; --data "
                          f"{config.data.strip()} has labels of its own: leave it out")
     if config.jacobian == "layered":  # refused before any training, not after it

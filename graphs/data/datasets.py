@@ -40,8 +40,8 @@ from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.files import taking_turns
 from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed, warn
 
-__all__ = ["load_graph", "has_public_split", "is_city", "random_split", "check_fractions", "check_masks", "check_mask",
-           "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs",
+__all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
+           "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs",
            "check_graph_name", "graph_files", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -452,6 +452,12 @@ def is_city(name: str) -> bool:
     return name.strip().lower().startswith(_CITY_PREFIXES)
 
 
+def labels_by_hops(name: str) -> bool:
+    """Whether ``load_graph(name, hops=...)`` labels the nodes by eccentricity within ``hops`` (``city:``,
+    ``synthetic-city``; a ``citynetwork:`` graph has PyG's own labels, and every other graph its own)."""
+    return is_city(name) and not name.strip().lower().startswith("citynetwork:")
+
+
 def has_public_split(name: str) -> bool:
     """Whether ``load_graph(name, split="public")`` has a split to give (Planetoid, KarateClub, cities)."""
     lower = name.strip().lower()
@@ -489,7 +495,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         seed: seed of the random split (and of generated graphs, unless ``graph_seed``).
         download: let PyG download a data set that is not available locally (needs internet).
         quiet: no progress bars while building city networks.
-        hops: city networks: the hop radius of the eccentricity labels.
+        hops: the hop radius of the eccentricity labels (where :func:`labels_by_hops`).
         graph_seed: seed of a generated graph (``sbm``, ``synthetic-city``), so that several splits (``seed``) of one
             graph can be drawn; ``None``: ``seed``. A generated city's own split is then drawn from ``seed``.
 

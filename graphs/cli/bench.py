@@ -125,10 +125,9 @@ def _budget(methods: list[str]) -> str:
     """How the epoch budget reads for the ``methods`` of a run: per layer for a layer-by-layer method
     (:class:`~fwdlearn.graphs.methods.base.LayerwiseMethod`), in total for the others (BP, DFA, the top-down
     methods), as ``ForwardGNN.fit`` spends it."""
-    from fwdlearn.graphs.methods import method_class
-    from fwdlearn.graphs.methods.base import LayerwiseMethod
+    from fwdlearn.graphs.methods import trains_layer_by_layer
 
-    layerwise = [m for m in methods if issubclass(method_class(m), LayerwiseMethod)]
+    layerwise = [m for m in methods if trains_layer_by_layer(m)]
     whole = [m for m in methods if m not in layerwise]
     return " and ".join(part for part in (f"per layer for {', '.join(layerwise)}" if layerwise else "",
                                           f"in total for {', '.join(whole)}" if whole else "") if part)

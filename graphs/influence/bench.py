@@ -202,10 +202,9 @@ def _trained_note(config) -> str:
     text = f"Trained models: {config.data}; BP models trained with Adam lr {BP_LR}, patience {BP_PATIENCE}"
     if not config.forward_method:
         return text + f"; {config.epochs} epochs."
-    from fwdlearn.graphs.methods import method_class
-    from fwdlearn.graphs.methods.base import LayerwiseMethod
+    from fwdlearn.graphs.methods import trains_layer_by_layer
 
-    per_layer = issubclass(method_class(config.forward_method), LayerwiseMethod)  # (DFA, top-down: in total)
+    per_layer = trains_layer_by_layer(config.forward_method)  # (DFA, top-down: in total)
     return (text + f"; ForwardGNN {config.forward_method} with its fit defaults; {config.epochs} epochs"
             + (f" (per layer for {config.forward_method})." if per_layer else "."))
 

@@ -30,7 +30,7 @@ from fwdlearn.registry import Registry
 from fwdlearn.rules import ALIASES as RULE_ALIASES
 from fwdlearn.rules import DFA_FEEDBACKS, parse_rule
 
-__all__ = ["METHODS", "method_class", "method_name", "method_names"]
+__all__ = ["METHODS", "method_class", "method_name", "method_names", "trains_layer_by_layer"]
 
 METHODS = Registry("graph method", {
     "local:prototype": "fwdlearn.graphs.methods.sf:SingleForward",
@@ -61,6 +61,14 @@ def method_class(method: str):
     if key not in METHODS:
         raise ValueError(f"unknown graph method {method!r}; choose one of {', '.join(method_names())}")
     return METHODS.get(key)
+
+
+def trains_layer_by_layer(method: str) -> bool:
+    """Whether ``method`` trains its blocks one after another (:class:`~fwdlearn.graphs.methods.base.LayerwiseMethod`:
+    its epoch budget is per layer), not all at once (BP, DFA, the top-down methods: the budget in total)."""
+    from fwdlearn.graphs.methods.base import LayerwiseMethod
+
+    return issubclass(method_class(method), LayerwiseMethod)
 
 
 def method_name(method: str) -> str:

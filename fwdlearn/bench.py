@@ -26,7 +26,7 @@ from .records import RunRecord
 from .reporting import markdown_table, result_paths, write_results
 from .runs import RunPaths, run_outputs, start_run
 
-__all__ = ["BenchRun", "run_parts", "distinct_names", "shown", "apart", "ROUNDING"]
+__all__ = ["BenchRun", "run_parts", "distinct_names", "check_rules_build", "shown", "apart", "ROUNDING"]
 
 #: how far a measured figure may sit from a threshold and still count as on it (a mean of 84 % accuracies came out
 #: 0.8399999999999999; 2.4 - 2.3 is 0.09999999999999964): every bench's claims compare with this tolerance
@@ -51,6 +51,17 @@ def apart(first: float, second: float, places: int) -> tuple[str, str]:
     text = shown(first, second, places)
     decimals = len(text.partition(".")[2])
     return text, f"{second:.{decimals}f}"
+
+
+def check_rules_build(flag: str, given: Sequence[str], rules: Sequence[str], build: Callable[[str], Any]) -> None:
+    """Before any part runs, build a tiny model under each of ``rules`` (the canonical spellings of ``given``, the
+    rules as typed after ``flag``); a model's refusal is said naming ``flag`` and the rule as typed (it named
+    neither: '--rules sf' read 'got local:prototype', after the parts before had run)."""
+    for typed, rule in zip(given, rules):
+        try:
+            build(rule)
+        except ValueError as error:
+            raise UsageError(f"{flag} {typed}: {error}") from None
 
 
 def distinct_names(flag: str, given: Sequence[str], name_of: Callable[[str], str], what: str) -> list[str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import ROUNDING, apart, distinct_names, run_parts, shown
+from fwdlearn.bench import ROUNDING, apart, check_rules_build, distinct_names, run_parts, shown
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.reporting import ratio_row
@@ -83,12 +83,9 @@ def _check_rules(config) -> None:
     for part, name, cells, norm in parts:
         if part in config.skip:
             continue
-        for typed, rule in zip(given[name], getattr(config, name)):
-            for cell in cells:
-                try:
-                    RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
-                except ValueError as error:
-                    raise UsageError(f"--{name.replace('_', '-')} {typed}: {error}") from None
+        check_rules_build("--" + name.replace("_", "-"), given[name], getattr(config, name),
+                          lambda rule: [RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
+                                        for cell in cells])
 
 
 def interleaved_costs(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device | str = "cpu",

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import ROUNDING, apart, run_parts, shown
+from fwdlearn.bench import ROUNDING, apart, check_rules_build, run_parts, shown
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
@@ -190,21 +190,11 @@ def _check_rules(config) -> None:
             check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
         except ValueError as error:
             raise UsageError(str(error)) from None
-        _check_family("--rules", given["rules"], config.rules,
+        check_rules_build("--rules", given["rules"], config.rules,
                       lambda rule: _transformer(dataclasses.replace(config, hidden=config.heads, layers=1), 1, rule))
     if "recurrent" not in config.skip:
-        _check_family("--rnn-rules", given["rnn_rules"], config.rnn_rules,
+        check_rules_build("--rnn-rules", given["rnn_rules"], config.rnn_rules,
                       lambda rule: _recurrent(dataclasses.replace(config, rnn_hidden=1, rnn_layers=1), 1, rule))
-
-
-def _check_family(flag: str, given: list[str], rules: list[str], build: Callable[[str], Any]) -> None:
-    """Build a tiny model under each of ``rules`` (the canonical spellings of ``given``); the model's refusal is
-    said naming ``flag`` and the rule as typed (it named neither: '--rules sf' read 'got local:prototype')."""
-    for typed, rule in zip(given, rules):
-        try:
-            build(rule)
-        except ValueError as error:
-            raise UsageError(f"{flag} {typed}: {error}") from None
 
 
 def run_bench_dfa(config) -> tuple[Path, Path]:

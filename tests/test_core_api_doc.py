@@ -39,7 +39,7 @@ DOCUMENTED = {
     "fwdlearn.cli": "ENTRY_POINTS Entry Command main",
     "fwdlearn.reporting": "write_results result_paths markdown_table format_value mean_std invoked_command ratio "
                           "ratio_row",
-    "fwdlearn.bench": "BenchRun run_parts shown apart ROUNDING distinct_names",
+    "fwdlearn.bench": "BenchRun run_parts shown apart ROUNDING distinct_names check_rules_build",
 }
 
 

@@ -41,8 +41,8 @@ from fwdlearn.files import taking_turns
 from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed, warn
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
-           "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features", "check_graph_inputs",
-           "check_graph_name", "graph_files", "PLANETOID", "GRAPH_NAMES"]
+           "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
+           "check_graph_inputs", "check_graph_name", "graph_files", "PLANETOID", "GRAPH_NAMES"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")

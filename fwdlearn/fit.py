@@ -486,20 +486,25 @@ def _step_on_disk(path: str | Path, since: float) -> int | None:
     try:
         if os.stat(path).st_mtime < since:
             return None
-        return int(read_checkpoint(path)["step"])
+        return int(read_checkpoint(path, mmap=True)["step"])
     except Exception:  # noqa: BLE001 - a message's detail
         return None
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """A :class:`Trainer` checkpoint as a dict; :class:`~fwdlearn.errors.InputError` naming ``path`` when the
-    file is cut short, is not a torch file, or was not written by a Trainer."""
+    file is cut short, is not a torch file, or was not written by a Trainer. ``mmap=True`` maps the tensors from the
+    file instead of reading them (``torch.load(mmap=True)``): for a look at the step, fingerprint or settings, which
+    then costs the same for a large model as for a small one."""
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     with reading(path, "a fwdlearn checkpoint",
                  "it may have been cut short or is another kind of file; pass the right --checkpoint"):
-        ckpt = load_torch(path, map_location="cpu")
+        # (a file in torch's legacy format, which cannot be mapped, is read)
+        ckpt = load_torch(path, map_location="cpu", mmap=mmap and zipfile.is_zipfile(path))
     if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
         raise InputError(f"{path} is not a training checkpoint (a file saved by a fitting run); pass the "
                          "--checkpoint a training run wrote")

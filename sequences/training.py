@@ -319,10 +319,10 @@ def _started_run(checkpoint: str | Path | None, resume: bool, data: str = "corpu
     """The ``"fingerprint"`` and ``"settings"`` of the run that ``resume`` continues (its checkpoint, read once;
     ``{}`` when there is none to resume). A checkpoint of the other kind of fit (``data``: ``"corpus"``,
     :func:`fit_lm`; ``"task"``, :func:`fit_task`) is refused saying so (the fingerprint listed the other fit's entries
-    as 'not recorded (checkpoint: an older fwdlearn)')."""
+    as 'not recorded (checkpoint: an older fwdlearn)'). Its tensors are mapped, not read (the Trainer reads them)."""
     if not resume or checkpoint is None or not Path(checkpoint).is_file():
         return {}
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint, mmap=True)  # (its tensors are read once, by the Trainer)
     saved = ckpt.get("fingerprint") or {}
     other = "task" if data == "corpus" else "corpus"
     if other in saved and data not in saved:

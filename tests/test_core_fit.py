@@ -701,3 +701,14 @@ def test_a_fit_trains_under_no_grad_is_refused_under_inference_mode_and_keeps_th
     with torch.inference_mode(), pytest.raises(ValueError, match="influence takes input gradients, which "
                                                                  r"torch.inference_mode\(\) does not allow"):
         lag_influence(lm, task.sample(2)[0], max_lag=2, positions=2)  # (the kernel's raw error first)
+
+
+def test_a_mapped_checkpoint_read_equals_the_full_read_also_for_a_legacy_format_file(tmp_path):
+    model, step = _linear_run([1.0, 0.9, 0.8], weights=[1.0, 2.0, 3.0])
+    Trainer(steps=3, quiet=True, checkpoint=tmp_path / "c.pt").run(step, state=model)
+    full = read_checkpoint(tmp_path / "c.pt")
+    torch.save(full, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)  # (torch cannot map this format)
+    for path in (tmp_path / "c.pt", tmp_path / "legacy.pt"):
+        mapped = read_checkpoint(path, mmap=True)
+        assert mapped["step"] == 3 and mapped.keys() == full.keys()
+        assert torch.equal(mapped["state"]["weight"], full["state"]["weight"])

@@ -434,13 +434,18 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
     may hold tensors, plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since
     unpickling any other object could run code the file carries. A file that holds one is refused, naming it; the
     ``ValueError`` the unpickler raises on a file that is not a torch file (random bytes: "could not convert string
-    to int") is the file's problem, not a check of ours. Both are raised as an ``UnpicklingError`` that
-    :func:`~fwdlearn.errors.reading` reports with the path."""
+    to int") is the file's problem, not a check of ours, as is an empty file or a damaged one (:func:`_zip_damage`).
+    All are raised as an ``UnpicklingError`` that :func:`~fwdlearn.errors.reading` reports with the path."""
     import pickle
     import re
 
     import torch
 
+    if Path(path).is_file() and Path(path).stat().st_size == 0:  # (the unpickler's "EOFError: " named nothing)
+        raise pickle.UnpicklingError("the file is empty (0 bytes)")
+    damage = _zip_damage(path, records=not kwargs.get("mmap"))  # (a mapped look at a file reads no records)
+    if damage:
+        raise pickle.UnpicklingError(damage)
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, weights_only=True, **kwargs)
@@ -455,6 +460,38 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
     except (ValueError, UnicodeError, KeyError, IndexError, EOFError) as error:  # (random bytes, text: the
         message = f"not a torch file ({type(error).__name__}: {error})"          # unpickler's own failures)
     raise pickle.UnpicklingError(message)  # (outside the except: reading() looks for a UnicodeError among causes)
+
+
+def _zip_damage(path: str | Path, records: bool = True) -> str:
+    """What is wrong with the torch file (a zip archive) at ``path``, ``""`` when nothing is or it is no zip archive
+    (torch's reader then says what it is): cut short (its directory at the end is missing: torch said "[Errno 22]
+    Invalid argument"), or, with ``records``, a record whose bytes do not match the CRC-32 saved with them (torch
+    reads no CRC, so a damaged byte among the weights loaded silently as another weight). Records saved without a CRC
+    (CRC 0: ``torch.serialization.set_crc32_options(False)``) are not checked."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as handle:
+            zipped = handle.read(4) == b"PK\x03\x04"
+        if not zipped:
+            return ""
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist() if records else []:
+                if info.CRC == 0:
+                    continue
+                with archive.open(info) as record:  # (zipfile checks the CRC at the record's end)
+                    while record.read(1 << 24):
+                        pass
+    except zipfile.BadZipFile as error:
+        if "CRC" in str(error):
+            return (f"its record {error.args[0].split()[-1]} does not match the checksum saved with it: the file was "
+                    "damaged after it was written")
+        if "not a zip file" in str(error):
+            return "it is cut short: a torch file (a zip archive) without the directory that ends it"
+        return ""
+    except Exception:  # noqa: BLE001 - (a folder, an unreadable file, what zipfile cannot read: torch's reader says)
+        return ""
+    return ""
 
 
 _CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}
@@ -506,8 +543,11 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         # (a file in torch's legacy format, which cannot be mapped, is read)
         ckpt = load_torch(path, map_location="cpu", mmap=mmap and zipfile.is_zipfile(path))
     if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
-        raise InputError(f"{path} is not a training checkpoint (a file saved by a fitting run); pass the "
-                         "--checkpoint a training run wrote")
+        from fwdlearn.model_files import what_file  # (it imports this module)
+
+        found = what_file(ckpt)  # (a saved model given to --resume: which one, and what reads it)
+        raise InputError(f"{path} is not a training checkpoint (a file saved by a fitting run)"
+                         + (f": {found}" if found else "") + "; pass the --checkpoint a training run wrote")
     return ckpt
 
 

@@ -3,8 +3,9 @@
 A domain's model class says what its ``config`` is (what builds it again) and which ``kind`` names it; this module
 writes the file atomically, refusing to overwrite one unless asked, and reads it with torch's ``weights_only``
 loader (:func:`fwdlearn.fit.load_torch`), rebuilding the model on the CPU in the saved dtypes (each parameter and
-buffer its own) and moving it to the device asked for. Every failure names the file: not a model file, a kind or
-config this process cannot build, weights that do not fit the config.
+buffer its own) and moving it to the device asked for. Every failure names the file: not a model file (saying what it
+is when it is another of fwdlearn's files, :func:`what_file`), a kind or config this process cannot build, weights
+that do not fit the config or hold no values.
 
 Example::
 
@@ -20,22 +21,72 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fwdlearn.errors import InputError, reading
-from fwdlearn.files import atomic_write, refuse_overwrite
-from fwdlearn.fit import load_device, load_torch
+from fwdlearn.files import atomic_write, check_writable, refuse_overwrite
+from fwdlearn.fit import _CHECKPOINT_KEYS, load_device, load_torch
 
-__all__ = ["save_model", "load_model", "ModelFile"]
+__all__ = ["save_model", "load_model", "ModelFile", "FILE_KINDS", "what_file"]
+
+_LANGUAGE_MODEL_READERS = "fwdlearn.sequences.load_language_model and fwdlearn influence seq --checkpoints"
+
+#: the kinds of model file fwdlearn's own classes write -> ``(what the file holds, what reads it)``: a loader given
+#: a file of another kind says which it is (a ForwardGNN file given to ``influence seq`` was "an unknown language
+#: model kind"); a language model's kinds are those of :data:`fwdlearn.sequences.registries.LM_KINDS`
+FILE_KINDS: dict[str, tuple[str, str]] = {
+    "forward-gnn": ("a ForwardGNN graph model", "fwdlearn.graphs.ForwardGNN.load"),
+    "forward-link-predictor": ("a ForwardLinkPredictor graph model", "fwdlearn.graphs.ForwardLinkPredictor.load"),
+    "recurrent": ("a recurrent language model", _LANGUAGE_MODEL_READERS),
+    "conv": ("a conv language model", _LANGUAGE_MODEL_READERS),
+    "transformer": ("a transformer language model", _LANGUAGE_MODEL_READERS),
+}
+
+
+def what_file(loaded: Any) -> str:
+    """What the file ``loaded`` was read from is, for a loader's refusal of it (``"it is ..., read by ..."``;
+    ``""`` when it cannot tell): a model file of :data:`FILE_KINDS`, a training checkpoint of a ``graph train`` or
+    ``seq train`` run, a bare ``state_dict``."""
+    import torch
+
+    if not isinstance(loaded, dict):
+        return ""
+    kind = loaded.get("kind")
+    if isinstance(kind, str) and kind in FILE_KINDS and "config" in loaded and "model" in loaded:
+        holds, reader = FILE_KINDS[kind]
+        return f"it is {holds} file, read by {reader}"
+    if _CHECKPOINT_KEYS <= set(loaded):
+        fingerprint = loaded.get("fingerprint")
+        model = fingerprint.get("model") if isinstance(fingerprint, dict) else None
+        if isinstance(model, dict) and "method" in model:
+            return ("it is a graph train checkpoint, a run's training state (fwdlearn graph train --resume continues "
+                    "it), not a model file (ForwardGNN.save writes one)")
+        state = loaded.get("best_state") or loaded.get("state")
+        if isinstance(state, dict) and state.get("kind") in FILE_KINDS and "config" in state:
+            return f"it is a seq train checkpoint, whose best state is read by {_LANGUAGE_MODEL_READERS}"
+        return "it is a training checkpoint (a fitting run's state), not a model file"
+    if loaded and all(torch.is_tensor(value) for value in loaded.values()):
+        return ("it is a bare state_dict (torch.save(model.state_dict())), which names no model to build: build the "
+                "model and call model.load_state_dict(torch.load(path)), or write the file with model.save(path)")
+    return ""
 
 
 def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], overwrite: bool = False,
                **extra: Any) -> Path:
     """Write ``{"kind": kind, "config": config, "model": model.state_dict(), **extra}`` to ``path`` atomically;
-    refused when ``path`` exists unless ``overwrite``."""
+    refused when ``path`` exists unless ``overwrite``, when it cannot be written (an empty path, a folder, a parent
+    that is a file: before anything is written) and when the model's weights are on the meta device (no values)."""
     import torch
 
+    if not str(path).strip():  # (Path("") is the working folder: " is a folder")
+        raise ValueError("the model file's path is empty; give one (e.g. runs/model.pt)")
     if str(path).endswith(("/", os.sep)) or Path(path).expanduser().is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the model file's path (e.g. {Path(path) / 'model.pt'})")
     path = Path(path).expanduser()
     refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
+    check_writable(path)  # (a parent that is a file was "[Errno 17] File exists: '<parent>'")
+    meta = next((name for name, t in model.state_dict().items() if torch.is_tensor(t) and t.is_meta), None)
+    if meta is not None:  # (the file held shapes without values; loading it said the weights did not fit)
+        raise ValueError(f"the model's {meta} is on the meta device, a shape without values: the file would hold no "
+                         "weights. Save a model whose weights are on the CPU or a GPU (one loaded with "
+                         "map_location='meta' or built on the meta device has none)")
     bundle = {"kind": kind, "config": config, "model": model.state_dict(), **extra}
     return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
 
@@ -50,10 +101,13 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
     weights are loaded in the saved dtype and the model moved to ``map_location``'s device.
 
     Raises:
-        InputError: naming ``path``: not such a file, cut short, a config that cannot be built, weights that do
-            not fit. ``FileNotFoundError`` / ``IsADirectoryError`` for a missing file or a folder, ``ValueError`` for
-            a ``map_location`` that is not a device here.
+        InputError: naming ``path``: not such a file (saying what it is, :func:`what_file`), cut short, a config that
+            cannot be built, weights that do not fit or hold no values (saved on the meta device).
+            ``FileNotFoundError`` / ``IsADirectoryError`` for a missing file or a folder, ``ValueError`` for a
+            ``map_location`` that is not a device here.
     """
+    import torch
+
     path = Path(path).expanduser()
     device = load_device(map_location)
     if path.is_dir():
@@ -68,12 +122,18 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
                 and (kind is None or loaded.get("kind") == kind):
             bundle = loaded
         else:
-            raise InputError(f"{path} is not {what} file" + (f" ({hint})" if hint else ""))
+            found = what_file(loaded)
+            raise InputError(f"{path} is not {what} file" + (f" ({hint})" if hint else "")
+                             + (f": {found}" if found else ""))
         try:
             model = build(bundle)
         except (ValueError, TypeError) as error:  # a kind not registered in this process, a config it cannot take
             raise InputError(f"{path}: {error}; it was written by a kind (registered in other code) or a fwdlearn "
                              "version this one cannot build") from None
+        meta = next((name for name, t in bundle["model"].items() if torch.is_tensor(t) and t.is_meta), None)
+        if meta is not None:  # (load_state_dict: "the weights do not fit ... Cannot copy out of meta tensor")
+            raise InputError(f"{path} holds no weights: its {meta} is on the meta device, a shape without values (it "
+                             "was saved from a model on the meta device); save the model again from the CPU or a GPU")
         _take_saved_dtypes(model, bundle["model"])
         try:
             model.load_state_dict(bundle["model"])

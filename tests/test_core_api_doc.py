@@ -26,7 +26,7 @@ DOCUMENTED = {
                        "check_range check_int check_finite_tensor is_integer check_bool check_seed check_representable "
                        "reading alike_on_every_process found_by_every_process warn FwdlearnWarning",
     "fwdlearn.files": "atomic_write check_writable remove_stale_tmp refuse_overwrite",
-    "fwdlearn.model_files": "save_model load_model ModelFile",
+    "fwdlearn.model_files": "save_model load_model ModelFile FILE_KINDS what_file",
     "fwdlearn.runs": "RunOptions run_outputs RunPaths resolve_device start_run fresh_stem check_plot_format",
     "fwdlearn.config": "add_dataclass_arguments validate_config dataclass_from_args flag_name as_flags",
     "fwdlearn.data": "data_dir cache_dir data_path DataNotFoundError require_data_dir loader_log",

@@ -12,7 +12,7 @@ to carry and is trained by ``bp`` (end-to-end backprop; no time rule applies).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -64,8 +64,7 @@ class CausalConvLM(LanguageModel):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "CausalConvLM":
-        names = {f.name for f in fields(ConvConfig)} - {"kind"}
-        return cls(**{k: v for k, v in config.items() if k in names})
+        return cls(**cls.config_arguments(config, ConvConfig))
 
     def feedback_alignment(self, tokens: Tensor, targets: Tensor, state: Any = None) -> dict[str, float]:
         raise ValueError("a conv model is trained by bp only: it has no feedback points, so there is no alignment to "

@@ -22,16 +22,16 @@ register it (``LM_KINDS.register("kind", "module:Class")``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.errors import InputError, check_bool, check_representable, check_seed, is_integer
-from fwdlearn.model_files import load_model, save_model
+from fwdlearn.model_files import FILE_KINDS, load_model, save_model, what_file
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule
 
@@ -50,6 +50,22 @@ class LanguageModel(nn.Module):
 
     config: Any
     rule: Rule
+    #: config entries that files of an older fwdlearn hold and this one no longer takes, left out when such a file is
+    #: read (they changed no result: a removed speed option); any other entry :meth:`from_config` does not know is
+    #: refused (:meth:`config_arguments`)
+    RETIRED_SETTINGS: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def config_arguments(cls, config: dict[str, Any], config_class: type) -> dict[str, Any]:
+        """The entries of a saved ``config`` that build the model again: the fields of ``config_class`` (its ``kind``
+        and :attr:`RETIRED_SETTINGS` left out). ``ValueError`` naming any other entry: a setting of another (newer)
+        fwdlearn, without which the model built would not be the one saved (one was dropped silently)."""
+        names = {f.name for f in fields(config_class)} - {"kind"}
+        unknown = {k: v for k, v in config.items() if k not in names and k != "kind" and k not in cls.RETIRED_SETTINGS}
+        if unknown:
+            raise ValueError(f"its config holds {', '.join(f'{k}={v!r}' for k, v in unknown.items())}, which "
+                             f"{cls.__name__} does not take (its settings: {', '.join(sorted(names))})")
+        return {k: v for k, v in config.items() if k in names}
 
     # ------------------------------------------------------------------ protocol
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -295,13 +311,24 @@ class LanguageModel(nn.Module):
 
 
 def _bundle(path: Path, ckpt: Any) -> dict[str, Any]:
-    if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
-        return ckpt
-    if isinstance(ckpt, dict):  # a Trainer checkpoint: the bundle is under best_state (or state: the best is the last)
-        inner = ckpt.get("best_state") or ckpt.get("state")
-        if isinstance(inner, dict) and "model" in inner and "config" in inner:
+    """The language model's bundle in what ``path`` held: the file itself, or a Trainer checkpoint's best state; another
+    of fwdlearn's files (a graph model, a graph train checkpoint) is refused saying what it is and what reads it."""
+    if isinstance(ckpt, dict) and not _another_kind(ckpt):
+        if "model" in ckpt and "config" in ckpt:
+            return ckpt
+        inner = ckpt.get("best_state") or ckpt.get("state")  # a Trainer checkpoint: the bundle is under best_state
+        if isinstance(inner, dict) and "model" in inner and "config" in inner:  # (or state: the best is the last)
             return inner
-    raise InputError(f"{path} is neither a saved language model nor a fwdlearn seq train checkpoint")
+    found = what_file(ckpt)
+    raise InputError(f"{path} is neither a saved language model nor a fwdlearn seq train checkpoint"
+                     + (f": {found}" if found else ""))
+
+
+def _another_kind(ckpt: Any) -> bool:
+    """Whether ``ckpt`` is a model file of a kind fwdlearn writes that is not a language model's (a ForwardGNN's:
+    "unknown language model kind 'forward-gnn'" blamed a kind registered in other code)."""
+    kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
+    return isinstance(kind, str) and kind in FILE_KINDS and kind not in LM_KINDS
 
 
 def load_language_model(path: str | Path, map_location: str | torch.device = "cpu"):

@@ -23,7 +23,7 @@ so neither depth nor time is backpropagated.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -233,10 +233,12 @@ class RecurrentLM(StackedLM):
             for module in (last, block.mlp[-1]):
                 nn.init.normal_(module.weight, mean=0.0, std=std / branches ** 0.5)
 
+    #: ``reuse``: a speed option of the DSF kernels, removed (files written before hold it)
+    RETIRED_SETTINGS = frozenset({"reuse"})
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RecurrentLM":
-        names = {f.name for f in fields(RecurrentConfig)} - {"kind"}
-        return cls(**{k: v for k, v in config.items() if k in names})
+        return cls(**cls.config_arguments(config, RecurrentConfig))
 
     def _dsf_generator(self) -> torch.Generator:
         """Where DSF's random feedback is drawn: seed ``feedback_seed + 1``, so that it is independent of DFA's

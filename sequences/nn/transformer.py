@@ -23,7 +23,7 @@ initialisation :math:`\mathcal{N}(0, 0.02)` with the residual projections scaled
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -202,8 +202,7 @@ class TransformerLM(StackedLM):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "TransformerLM":
-        names = {f.name for f in fields(TransformerConfig)} - {"kind"}
-        return cls(**{k: v for k, v in config.items() if k in names})
+        return cls(**cls.config_arguments(config, TransformerConfig))
 
     @property
     def max_context(self) -> int:

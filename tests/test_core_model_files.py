@@ -1,0 +1,140 @@
+"""Model files across kinds: a loader given another of fwdlearn's files says what it is and what reads it; a file of
+a newer fwdlearn, a damaged, cut or empty file, and one saved on the meta device are refused naming the problem."""
+
+import pytest
+import torch
+
+from fwdlearn.errors import InputError
+
+
+def _graph_model():
+    from fwdlearn.graphs import ForwardGNN
+
+    return ForwardGNN(5, 3, hidden=8, layers=2, method="bp")
+
+
+def test_a_graph_model_file_given_to_the_language_model_loader_is_named_as_one(tmp_path, one_torch_thread):
+    """A ForwardGNN file given to influence seq was "unknown language model kind 'forward-gnn' ... written by a kind
+    (registered in other code)"; a language model given to ForwardGNN.load, and a model file given to --resume,
+    named nothing of what the file was."""
+    from fwdlearn.fit import read_checkpoint
+    from fwdlearn.graphs import ForwardGNN, ForwardLinkPredictor
+    from fwdlearn.sequences import RecurrentLM, load_language_model
+
+    gnn = _graph_model().save(tmp_path / "gnn.pt")
+    with pytest.raises(InputError, match=r"gnn\.pt is neither a saved language model nor a fwdlearn seq train "
+                                         r"checkpoint: it is a ForwardGNN graph model file, read by "
+                                         r"fwdlearn\.graphs\.ForwardGNN\.load"):
+        load_language_model(gnn)
+    with pytest.raises(InputError, match=r"gnn\.pt is not a ForwardLinkPredictor model file \(.*\): it is a "
+                                         r"ForwardGNN graph model file"):
+        ForwardLinkPredictor.load(gnn)
+    with pytest.raises(InputError, match=r"gnn\.pt is not a training checkpoint \(a file saved by a fitting run\): it "
+                                         r"is a ForwardGNN graph model file, read by .*; pass the --checkpoint"):
+        read_checkpoint(gnn)
+    lm = RecurrentLM(4, hidden=4, layers=1).save(tmp_path / "lm.pt")
+    with pytest.raises(InputError, match=r"lm\.pt is not a ForwardGNN model file \(ForwardGNN\.save writes one.*\): "
+                                         r"it is a recurrent language model file, read by "
+                                         r"fwdlearn\.sequences\.load_language_model and fwdlearn influence seq"):
+        ForwardGNN.load(lm)
+    torch.save(RecurrentLM(4, hidden=4, layers=1).state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(InputError, match=r"bare\.pt is neither .*: it is a bare state_dict .*model\.load_state_dict"):
+        load_language_model(tmp_path / "bare.pt")
+
+
+def test_the_table_of_file_kinds_names_every_kind_fwdlearn_writes():
+    from fwdlearn.graphs import ForwardGNN, ForwardLinkPredictor
+    from fwdlearn.model_files import FILE_KINDS
+    from fwdlearn.sequences.registries import LM_KINDS
+
+    assert set(FILE_KINDS) == {ForwardGNN.FILE_KIND, ForwardLinkPredictor.FILE_KIND, *LM_KINDS}
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "transformer", "conv"])
+def test_a_language_model_file_with_a_setting_this_fwdlearn_does_not_know_is_refused(tmp_path, kind, one_torch_thread):
+    """A config entry of a newer fwdlearn (a setting this version does not take) was dropped: the model came back
+    built without it, silently (ForwardGNN.load refused such a file)."""
+    from fwdlearn.sequences import CausalConvLM, RecurrentLM, TransformerLM, load_language_model
+
+    model = {"recurrent": lambda: RecurrentLM(6, hidden=4, layers=1),
+             "transformer": lambda: TransformerLM(6, hidden=4, layers=1, heads=1, context=8),
+             "conv": lambda: CausalConvLM(6, hidden=4, layers=1)}[kind]()
+    bundle = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    torch.save({**bundle, "config": {**bundle["config"], "rope": True}}, tmp_path / "newer.pt")
+    with pytest.raises(InputError, match=rf"newer\.pt: its config holds rope=True, which {type(model).__name__} does "
+                                         r"not take \(its settings: .*\); it was written by .* a fwdlearn version"):
+        load_language_model(tmp_path / "newer.pt")
+    loaded, _ = load_language_model(tmp_path / "m.pt")  # (its own entries, kind among them, still build it)
+    assert loaded.config_dict() == model.config_dict()
+
+
+def test_a_recurrent_model_file_of_an_older_fwdlearn_with_its_retired_speed_option_still_loads(tmp_path):
+    from fwdlearn.sequences import RecurrentLM, load_language_model
+
+    bundle = torch.load(RecurrentLM(6, hidden=4, layers=1).save(tmp_path / "m.pt"), weights_only=True)
+    torch.save({**bundle, "config": {**bundle["config"], "reuse": True}}, tmp_path / "older.pt")
+    assert load_language_model(tmp_path / "older.pt")[0].config_dict() == bundle["config"]
+
+
+def test_a_damaged_or_cut_model_file_is_refused_naming_the_damage(tmp_path):
+    """A byte changed among the weights loaded silently as another weight (torch reads no CRC); a file cut short was
+    "OSError: [Errno 22] Invalid argument", an empty one "EOFError: "."""
+    from fwdlearn.graphs import ForwardGNN
+
+    model = _graph_model()
+    data = bytearray(model.save(tmp_path / "m.pt").read_bytes())
+    weight = max(model.state_dict().values(), key=lambda t: t.numel())
+    at = bytes(data).find(weight.detach().numpy().tobytes()[:16])
+    assert at > 0
+    data[at + 1] ^= 0xFF
+    (tmp_path / "damaged.pt").write_bytes(data)
+    with pytest.raises(InputError, match=r"cannot read .*damaged\.pt as a ForwardGNN model \(UnpicklingError: its "
+                                         r"record '.*' does not match the checksum saved with it: the file was "
+                                         r"damaged"):
+        ForwardGNN.load(tmp_path / "damaged.pt")
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.pt .*it is cut short: a torch file \(a zip archive\) without the "
+                                         r"directory that ends it"):
+        ForwardGNN.load(tmp_path / "cut.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.pt .*the file is empty \(0 bytes\)"):
+        ForwardGNN.load(tmp_path / "empty.pt")
+    torch.serialization.set_crc32_options(False)  # (a file written without checksums: nothing to check)
+    try:
+        model.save(tmp_path / "unchecked.pt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    loaded = ForwardGNN.load(tmp_path / "unchecked.pt")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_model_on_the_meta_device_is_not_saved_and_a_file_of_one_names_it(tmp_path):
+    """A model loaded with map_location='meta' was saved as a file of no weights, whose load then said "the weights
+    do not fit the model its config describes ... it was edited"."""
+    from fwdlearn.sequences import RecurrentLM, load_language_model
+
+    model = RecurrentLM(6, hidden=4, layers=1)
+    model.save(tmp_path / "m.pt")
+    on_meta, _ = load_language_model(tmp_path / "m.pt", map_location="meta")
+    with pytest.raises(ValueError, match=r"the model's .* is on the meta device, a shape without values: the file "
+                                         r"would hold no weights"):
+        on_meta.save(tmp_path / "meta.pt")
+    assert not (tmp_path / "meta.pt").exists()
+    bundle = torch.load(tmp_path / "m.pt", weights_only=True)
+    torch.save({**bundle, "model": {k: v.to("meta") for k, v in bundle["model"].items()}}, tmp_path / "meta.pt")
+    with pytest.raises(InputError, match=r"meta\.pt holds no weights: its .* is on the meta device, a shape without "
+                                         r"values \(it was saved from a model on the meta device\)"):
+        load_language_model(tmp_path / "meta.pt")
+
+
+def test_a_model_file_path_that_cannot_be_written_is_refused_naming_why(tmp_path):
+    """A path under a file was "[Errno 17] File exists: '<the file>'", an empty one " is a folder"."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences import RecurrentLM
+
+    model = RecurrentLM(6, hidden=4, layers=1)
+    model.save(tmp_path / "m.pt")
+    with pytest.raises(UsageError, match=r"cannot write .*m\.pt/x\.pt: .*m\.pt is a file, not a folder"):
+        model.save(tmp_path / "m.pt" / "x.pt")
+    with pytest.raises(ValueError, match=r"the model file's path is empty"):
+        model.save("")

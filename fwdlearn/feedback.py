@@ -37,11 +37,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import check_int, is_integer
+from .errors import check_int, check_seed, is_integer
 from .rules import DSF_FEEDBACKS, FEEDBACK_KINDS
 
 __all__ = [
     "FEEDBACK_MAKERS",
+    "FEEDBACK_SEED_OFFSET",
     "FeedbackMaker",
     "feedback_matrix",
     "diagonal_feedback",
@@ -52,6 +53,12 @@ __all__ = [
     "reverse_scan",
     "time_feedback",
 ]
+
+#: what a model adds to its seed for its DFA matrices' seed: :class:`DirectFeedback` with ``seed=s`` draws the uniforms
+#: ``torch.manual_seed(s)`` draws, so after ``seed_everything(s)`` the first weights built from torch's generator
+#: would be functions of :math:`B` (a GNN's classifier equal to it; a recurrent LM's embedding correlated with it)
+FEEDBACK_SEED_OFFSET = 0xDFA
+
 
 def diagonal_feedback(d: int) -> Tensor:
     r"""DSF's reference feedback: the diagonal :math:`A = \operatorname{diag}(\operatorname{linspace}(0, 1, d))`,
@@ -312,8 +319,13 @@ class DirectFeedback(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if not point_dims:
-            raise ValueError("DirectFeedback needs at least one feedback point in point_dims")
+        if not isinstance(point_dims, Mapping) or not point_dims:
+            raise ValueError("DirectFeedback needs at least one feedback point in point_dims, a dict {name: width}; "
+                             f"got {point_dims!r}")
+        error_dim = check_int("error_dim", error_dim, 1, " (the width of the output whose error is sent)")
+        point_dims = {name: check_int(f"the width of feedback point {name!r}", width, 1, " (its last dimension)")
+                      for name, width in point_dims.items()}  # (a negative one failed as "math domain error")
+        seed = check_seed(seed)
         self.error_dim = error_dim
         self.kind = kind
         self._names = list(point_dims)

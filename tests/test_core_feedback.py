@@ -303,3 +303,19 @@ def test_feedback_sizes_and_spectral_radius_inputs_are_checked():
             spectral_radius(torch.ones(shape))
     assert spectral_radius(torch.tensor([0.5, -0.9])) == pytest.approx(0.9)
     assert spectral_radius(torch.tensor([[0.0, 2.0], [0.5, 0.0]])) == pytest.approx(1.0)  # eigenvalues +-1
+
+
+def test_direct_feedback_names_a_bad_error_width_point_width_or_seed():
+    """A negative point width failed as "math domain error", error_dim=3.0 was named feedback_matrix's "rows", a seed
+    of 1.5 raised torch's "manual_seed expected a long"."""
+    with pytest.raises(ValueError, match=r"the width of feedback point 'b' must be an int >= 1 \(its last dimension\), "
+                                         r"got -1"):
+        DirectFeedback(3, {"a": 4, "b": -1})
+    with pytest.raises(ValueError, match=r"error_dim must be an int >= 1 \(the width of the output whose error is "
+                                         r"sent\), got 3.0"):
+        DirectFeedback(3.0, {"a": 4})
+    with pytest.raises(ValueError, match=r"seed must be an int in \[-2\*\*63, 2\*\*64\).*got 1.5"):
+        DirectFeedback(3, {"a": 4}, seed=1.5)
+    with pytest.raises(ValueError, match=r"a dict \{name: width\}; got \[\('a', 4\)\]"):
+        DirectFeedback(3, [("a", 4)])
+    assert DirectFeedback(3, {"a": torch.tensor(4)}, seed=-1).matrix("a").shape == (3, 4)  # an integer tensor is an int

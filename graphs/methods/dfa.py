@@ -57,7 +57,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.errors import check_bool
-from fwdlearn.feedback import DirectFeedback
+from fwdlearn.feedback import FEEDBACK_SEED_OFFSET, DirectFeedback
 from fwdlearn.rules import DFA, parse_rule
 
 from fwdlearn.graphs.methods.bp import Backprop
@@ -65,8 +65,6 @@ from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
 __all__ = ["DirectFeedbackGNN"]
-
-FEEDBACK_SEED_OFFSET = 0xDFA  # the feedback matrices' seed is this plus the model's seed
 
 
 class DirectFeedbackGNN(Backprop):

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.alignment import feedback_alignment
-from fwdlearn.feedback import DirectFeedback
+from fwdlearn.feedback import FEEDBACK_SEED_OFFSET, DirectFeedback
 from fwdlearn.fit import training_mode
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
@@ -110,7 +110,9 @@ class Wiring(nn.Module):
         taps: per block, ``{where: width}`` of the places a rule may mark (``"out"``: the block output).
         width: the final hidden state's width (the error's width under DFA).
         out_size: the head's output width (vocabulary).
-        seed: seed of any random draw (feedback matrices).
+        seed: seed of any random draw (the DFA feedback matrices are drawn from
+            ``seed + FEEDBACK_SEED_OFFSET``, :data:`fwdlearn.feedback.FEEDBACK_SEED_OFFSET`, so that they do not
+            depend on weights drawn after ``seed_everything(seed)``).
         rule: the depth rule (default: the class's).
         normalized: per block, the taps on a pre-LN residual stream (read by the next block and the final norm
             through a LayerNorm), whose feedback enters through a weightless LayerNorm's Jacobian.
@@ -189,7 +191,10 @@ class DFAWiring(Wiring):
         self.where = [tuple(w for w in block if self.micro or w == "out") for block in taps]
         self.normalized = [set(n) for n in normalized] or [set() for _ in taps]
         points = {point_name(i, w): block[w] for i, block in enumerate(taps) for w in self.where[i]}
-        self.feedback = DirectFeedback(width, points, kind=self.rule.feedback, seed=seed)
+        # (drawn from ``seed`` itself, after seed_everything(seed) -- what `seq train` and `bench dfa` do -- B were the
+        # very uniforms a recurrent LM's embedding is drawn from: correlated with it, -0.34)
+        self.feedback = DirectFeedback(width, points, kind=self.rule.feedback,
+                                       seed=(FEEDBACK_SEED_OFFSET + seed) % 2**64)
 
     def tap(self, block: int, h: Tensor, where: str) -> Tensor:
         if where not in self.where[block]:
@@ -370,7 +375,8 @@ class StackedLM(LanguageModel):
         return feedback.points if isinstance(feedback, DirectFeedback) else []
 
     def feedback_alignment(self, tokens: Tensor, targets: Tensor, state=None) -> dict[str, float]:
-        r"""At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` and the true
+        r"""At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` (at a point on a
+        pre-LN residual stream, what it delivers: :math:`(e\,B_l)\,\partial\,\text{LN}(h_l)/\partial h_l`) and the true
         gradient, read in one backprop pass through the points (:meth:`fwdlearn.feedback.DirectFeedback.probing`;
         a recurrent layer is backpropagated through time there, whatever its time rule)."""
         if not self.feedback_points:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_bool, check_int, warn
+from fwdlearn.errors import check_bool, check_int, check_seed, warn
 from fwdlearn.feedback import make_feedback
 from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 
@@ -176,7 +176,9 @@ class RecurrentLM(StackedLM):
             reference's: N(0, 0.02)); ``reference_block`` removes both.
         out_size: output width (default ``vocab_size``; 1 for a regression task).
         feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices: DFA's :math:`B_l` are drawn from
-            it, DSF's :math:`A^{(l)}` from ``feedback_seed + 1`` (independent of them).
+            ``feedback_seed + 0xDFA`` (:data:`fwdlearn.feedback.FEEDBACK_SEED_OFFSET`; from ``feedback_seed`` itself
+            they were the uniforms ``seed_everything(feedback_seed)`` then drew the embedding from), DSF's
+            :math:`A^{(l)}` from ``feedback_seed + 1`` (independent of both).
         reference_block: the DSF reference code's "transformer-like" block exactly (needs ``norm``): a linear map
             after every recurrent layer, and its initialisation -- every linear map and the embedding
             :math:`\mathcal N(0, 0.02)` with zero biases, the last map of each branch (the post-layer map, the MLP's
@@ -200,7 +202,7 @@ class RecurrentLM(StackedLM):
         vocab_size, hidden, layers = (check_int(name, value, 1) for name, value in (
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers)))
         out_size = None if out_size is None else check_int("out_size", out_size, 1)
-        feedback_seed = check_int("feedback_seed", feedback_seed, None)
+        feedback_seed = check_seed(check_int("feedback_seed", feedback_seed, None), "feedback_seed")
         norm, reference_block = check_bool("norm", norm), check_bool("reference_block", reference_block)
         if reference_block and not norm:
             raise ValueError("reference_block=True is the DSF reference's pre-LayerNorm block: it needs norm=True")
@@ -242,7 +244,7 @@ class RecurrentLM(StackedLM):
 
     def _dsf_generator(self) -> torch.Generator:
         """Where DSF's random feedback is drawn: seed ``feedback_seed + 1``, so that it is independent of DFA's
-        matrices (seed ``feedback_seed``) under ``"dfa:gaussian+dsf:gaussian"``."""
+        matrices (seed ``feedback_seed + 0xDFA``) under ``"dfa:gaussian+dsf:gaussian"``."""
         return torch.Generator().manual_seed((self.config.feedback_seed + 1) % 2**64)  # (torch reads seeds mod 2**64)
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:

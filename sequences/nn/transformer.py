@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_bool, check_int, check_range
+from fwdlearn.errors import check_bool, check_int, check_range, check_seed
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import DEPTH_RULES, Rule, parse_rule
 
@@ -137,7 +137,8 @@ class TransformerLM(StackedLM):
             ``local:readout`` and ``shallow``, whose embeddings learn with the first block only / not at all).
         training: depth rule: ``"bp"``, ``"dfa"`` (= ``dfa:macro``), ``"dfa:micro"`` (``:gaussian`` /
             ``:orthogonal`` feedback), ``"local:readout"`` or ``"shallow"``.
-        feedback_seed: seed of the DFA feedback matrices.
+        feedback_seed: seed of the DFA feedback matrices (drawn from ``feedback_seed + 0xDFA``, so that they do not
+            depend on the weights drawn after ``seed_everything(feedback_seed)``).
 
     Example::
 
@@ -157,7 +158,7 @@ class TransformerLM(StackedLM):
         vocab_size, hidden, layers, heads, context, mlp_ratio = (check_int(name, value, 1) for name, value in (
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("heads", heads), ("context", context),
             ("mlp_ratio", mlp_ratio)))
-        feedback_seed = check_int("feedback_seed", feedback_seed, None)
+        feedback_seed = check_seed(check_int("feedback_seed", feedback_seed, None), "feedback_seed")
         tie = check_bool("tie", tie)
         # (True dropped every activation, all-zero logits in train(); NaN failed at the first training step)
         check_range("dropout", dropout, min=0)

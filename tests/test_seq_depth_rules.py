@@ -278,3 +278,22 @@ def test_feedback_seeds_outside_what_torch_takes_are_refused_by_name():
             with pytest.raises(ValueError, match=r"feedback_seed must be an int in \[-2\*\*63, 2\*\*64\)"):
                 make(bad)
         assert make(2**64 - 1).feedback_points  # the largest seed torch takes still builds
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TransformerLM(11, hidden=16, layers=2, heads=2, context=8, training="dfa:micro"),
+    lambda: RecurrentLM(11, "gru", hidden=16, layers=2, training="dfa+dsf"),
+])
+def test_feedback_alignment_leaves_out_unscored_tokens(make):
+    """A causal model's tokens after the last scored one change nothing before it: the alignment with the second half's
+    targets -100 is that of the first half alone (they were averaged in as cosine 0, halving it)."""
+    torch.manual_seed(0)
+    model = make().double()
+    x, y = torch.randint(0, 11, (3, 8)), torch.randint(0, 11, (3, 8))
+    masked = y.clone()
+    masked[:, 4:] = -100
+    half = model.feedback_alignment(x[:, :4], y[:, :4])
+    got = model.feedback_alignment(x, masked)
+    assert got.keys() == half.keys() and all(abs(got[k] - half[k]) < 1e-9 for k in half), (got, half)
+    with pytest.raises(ValueError, match="every target is -100"):
+        model.feedback_alignment(x, torch.full_like(y, -100))

@@ -70,6 +70,7 @@ from fwdlearn.registry import Registry
 from fwdlearn.rules import DFA, BP, DepthRule, Local, Shallow
 
 from fwdlearn.sequences.nn.language_model import LanguageModel
+from fwdlearn.sequences.data.tasks import IGNORE_INDEX
 from fwdlearn.sequences.training import lm_loss
 
 __all__ = ["Tap", "Block", "Wiring", "DFAWiring", "ReadoutWiring", "ShallowWiring", "WIRINGS", "PLAIN",
@@ -378,7 +379,8 @@ class StackedLM(LanguageModel):
         r"""At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` (at a point on a
         pre-LN residual stream, what it delivers: :math:`(e\,B_l)\,\partial\,\text{LN}(h_l)/\partial h_l`) and the true
         gradient, read in one backprop pass through the points (:meth:`fwdlearn.feedback.DirectFeedback.probing`;
-        a recurrent layer is backpropagated through time there, whatever its time rule)."""
+        a recurrent layer is backpropagated through time there, whatever its time rule). Tokens whose target is
+        ``-100`` (a task's unscored positions) are left out: the DFA signal there is zero, not misaligned."""
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
@@ -390,4 +392,9 @@ class StackedLM(LanguageModel):
                     torch.cuda.manual_seed(ALIGN_SEED)
             with training_mode(True, self), torch.enable_grad(), feedback.probing() as probe:
                 logits, _, _ = self._forward(tokens, state, exact=True)
-                return feedback_alignment(probe.compare(lm_loss(logits, targets.to(logits.device))))
+                targets = targets.to(logits.device)
+                pairs = probe.compare(lm_loss(logits, targets))
+        scored = targets != IGNORE_INDEX  # (no error there, so no DFA signal: a cosine of 0 averaged in)
+        if not scored.any():
+            raise ValueError(f"every target is {IGNORE_INDEX} (not scored): there is no error whose feedback to align")
+        return feedback_alignment({name: (signal[scored], true[scored]) for name, (signal, true) in pairs.items()})

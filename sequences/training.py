@@ -460,8 +460,11 @@ def _warn_growing_feedback(model, context: int) -> None:
     if not isinstance(getattr(model, "time_rule", None), DSF):
         return
     for i in range(len(model.blocks)):
-        rho = spectral_radius(model.feedback(i))
-        if rho > 1 + 1e-4:  # (an orthogonal A's radius is 1 up to float32 rounding)
+        feedback = model.feedback(i)
+        rho = spectral_radius(feedback)
+        # (an orthogonal A's radius is 1 up to the rounding of its entries: 1e-4 covers float32's; a bfloat16 model's
+        # orthogonal A read 1.0001-1.0003, and was warned about with the advice to use dsf:orthogonal)
+        if rho > 1 + max(1e-4, torch.finfo(feedback.dtype).eps):
             digits = (context - 1) * math.log10(rho)  # (rho ** T itself raises OverflowError past float range)
             growth = f"{10 ** digits:.2g}" if digits < 300 else f"10^{digits:.0f}"
             warn(

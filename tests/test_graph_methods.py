@@ -159,6 +159,25 @@ def test_cached_aggregation_equals_message_passing(kind):
     assert torch.allclose(run_block(block, prepare_input(block, data.x, edge_index)), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["gcn", "sage"])
+def test_a_bfloat16_cached_aggregation_equals_message_passing_at_a_hub(kind):
+    """The cached aggregation of a bfloat16 block summed each node's neighbours in bfloat16, a sum that stalls once
+    it dwarfs its terms: at a hub of 699 neighbours it was 43% off (GCN; 28% for SAGE's mean), while the block's own
+    message passing (cache=False, the same result by its docs) was within bfloat16's rounding."""
+    torch.manual_seed(0)
+    n = 700
+    leaves = torch.arange(1, n)
+    edge_index = to_undirected(torch.stack([leaves, torch.zeros_like(leaves)]), num_nodes=n)  # a star
+    x = torch.rand(n, 4) + 1.0
+    block = GNNBlock(kind, 4, 4, activation=False).to(torch.bfloat16)
+    with torch.no_grad():
+        expected = block(x.bfloat16(), edge_index).double()
+        prepared = prepare_input(block, x.bfloat16(), edge_index)
+        cached = run_block(block, prepared)
+    assert prepared.aggregated.dtype == cached.dtype == torch.bfloat16
+    torch.testing.assert_close(cached.double(), expected, rtol=2e-2, atol=2e-2 * float(expected.abs().max()))
+
+
 def test_cached_and_uncached_training_agree():
     data = tiny_graph()
     reports = []

@@ -601,6 +601,24 @@ def test_fit_warns_when_dsf_feedback_can_grow_over_the_window(tiny_corpus):
             model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
 
 
+def test_a_bfloat16_orthogonal_feedback_is_not_warned_about_as_growing(tiny_corpus):
+    """An orthogonal A rounded to bfloat16 has radius 1.0001-1.0003 (1 up to its entries' rounding): a bfloat16
+    dsf:orthogonal model was warned that its feedback grows, with the advice to use dsf:orthogonal."""
+    import warnings
+
+    from fwdlearn.feedback import spectral_radius
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=1, training="dsf:orthogonal")
+    model.to(torch.bfloat16)
+    assert spectral_radius(model.feedback(0)) > 1 + 1e-4
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="DSF's feedback")
+        model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
+    gaussian = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=1, training="dsf:gaussian")
+    with pytest.warns(UserWarning, match="DSF's feedback A of layer 0 has spectral radius"):  # (still said)
+        gaussian.to(torch.bfloat16).fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
+
+
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_a_fit_under_bfloat16_autocast_follows_the_float32_fit(tiny_corpus, kind):
     """Autocast keeps its bfloat16 copies of the weights until the outermost autocast block exits: inside one around

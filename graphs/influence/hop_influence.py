@@ -205,6 +205,8 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
     channels = out.shape[1]
     rows: list[Tensor] = []
     eye = torch.eye(channels, dtype=out.dtype, device=out.device)
+    wide = torch.promote_types(x.dtype, torch.float32)  # (as jacobian_l1: a bfloat16 sum over channels and features
+    # stalls once the total dwarfs each term)
     # every pair's gradient is a whole [N, F]: fewer pairs than batch_size on a wide graph (126 on Cora held 6 GB)
     per_call = max(1, min(batch_size, FULL_GRADIENT_ELEMENTS // max(1, x.numel())) // channels)
     for chunk in progress(list(torch.split(seeds, per_call)), desc="influence", quiet=quiet):
@@ -213,7 +215,7 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
         cot[torch.arange(len(chunk)), :, chunk.to(out.device), :] = eye
         (grads,) = torch.autograd.grad(out, x_var, cot.reshape(-1, num_nodes, channels), retain_graph=True,
                                        is_grads_batched=True)
-        mass = grads.reshape(len(chunk), channels, num_nodes, -1).abs().sum(dim=(1, 3)).detach()  # [S, N]
+        mass = grads.reshape(len(chunk), channels, num_nodes, -1).abs().sum(dim=(1, 3), dtype=wide).detach()  # [S, N]
         balls = hop_balls(matrix, chunk.numpy(), max_hops)
         distance = torch.full((len(chunk), num_nodes), -1, dtype=torch.long)
         distance[torch.from_numpy(balls.owner), torch.from_numpy(balls.node)] = torch.from_numpy(balls.hop)
@@ -269,7 +271,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     every process returns the same result as one process would (see :mod:`fwdlearn.distributed`).
 
     Returns:
-        ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals.
+        ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals, in the features' dtype or, for
+        half-precision features, float32 (the sums are taken in it, by either variant).
     """
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
@@ -313,8 +316,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
                 warn(f"{problem}: its influence is measured through autograd")
             if not separable:
                 batch_size = 1  # balls in one union would see each other (shared virtual nodes, a graph-wide statistic)
-        if stop <= start:
-            per_seed = x.new_zeros(0, max_hops + 1)
+        if stop <= start:  # (in the dtype the other processes' rows have: all_gather needs one)
+            per_seed = x.new_zeros(0, max_hops + 1, dtype=torch.promote_types(x.dtype, torch.float32))
         elif variant == "subgraph":
             per_seed = _subgraph_totals(model, x, edge_index, matrix, seeds[start:stop], max_hops, batch_size, quiet,
                                         nodes_per_batch, stack)

@@ -32,7 +32,7 @@ from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise
 
-from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
+from fwdlearn.graphs.nn.aggregation_cache import aggregation_dtype, prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
 
 __all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history", "check_fit_arguments"]
@@ -248,7 +248,8 @@ class LayerwiseMethod(GraphMethod):
             if not (self.cache and block.cacheable):
                 return None
             if id(edges) not in matrices:
-                matrices[id(edges)] = propagation_matrix(block.kind, edges, features.shape[0], x.dtype)
+                matrices[id(edges)] = propagation_matrix(block.kind, edges, features.shape[0],
+                                                         aggregation_dtype(x.dtype))
             return matrices[id(edges)]
 
         state = {"inputs": {s: g[0] for s, g in streams.items()},

@@ -30,7 +30,15 @@ from torch import Tensor
 from fwdlearn.graphs.nn.backbones import GNNBlock
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
-__all__ = ["propagation_matrix", "CachedInput", "prepare_input", "run_block"]
+__all__ = ["propagation_matrix", "aggregation_dtype", "CachedInput", "prepare_input", "run_block"]
+
+
+def aggregation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a cached aggregation is computed in: the input's, or float32 for a half-precision input. The sparse
+    product sums each node's neighbours in its own dtype, and a bfloat16 sum stalls once it dwarfs its terms: at a
+    node of 700 neighbours the aggregation of a bfloat16 GCN block was 43% off (28% for SAGE's mean), where the same
+    block's message passing (``cache=False``) was within bfloat16's rounding."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def propagation_matrix(kind: str, edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -59,15 +67,17 @@ def prepare_input(block: GNNBlock, x: Tensor, edge_index: Tensor, cache: bool = 
     """Precompute the aggregation of a frozen input ``x`` for ``block`` (when it applies and ``cache``).
 
     Args:
-        matrix: the propagation matrix, if already built for this graph and conv kind.
+        matrix: the propagation matrix, if already built for this graph and conv kind (best in
+            :func:`aggregation_dtype` of ``x``'s dtype, the one the product is computed in).
     """
     x = x.detach()
     if not (cache and block.cacheable):
         return CachedInput(None, None, x, edge_index)
     normalized = F.normalize(x, p=2.0, dim=-1) if block.normalize else x
+    wide = aggregation_dtype(x.dtype)
     if matrix is None:
-        matrix = propagation_matrix(block.kind, edge_index, x.shape[0], x.dtype)
-    aggregated = torch.sparse.mm(matrix, normalized)
+        matrix = propagation_matrix(block.kind, edge_index, x.shape[0], wide)
+    aggregated = torch.sparse.mm(matrix.to(wide), normalized.to(wide)).to(x.dtype)
     return CachedInput(normalized if block.conv_kind.reads_root(block.conv) else None, aggregated)
 
 

@@ -54,7 +54,7 @@ from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features
 from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
-from fwdlearn.graphs.nn.aggregation_cache import prepare_input, propagation_matrix, run_block
+from fwdlearn.graphs.nn.aggregation_cache import aggregation_dtype, prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
 from fwdlearn.graphs.registries import LINK_METHODS, link_method, link_rule
 
@@ -356,7 +356,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
 
         def job(l: int, block) -> LayerJob:
             if self.cache and block.cacheable and state["matrix"] is None:
-                state["matrix"] = propagation_matrix(block.kind, train.edge_index, n, x.dtype)
+                state["matrix"] = propagation_matrix(block.kind, train.edge_index, n, aggregation_dtype(x.dtype))
             prepared = prepare_input(block, state["h"], train.edge_index, self.cache, state["matrix"])
 
             def evaluate() -> dict:

@@ -49,6 +49,10 @@ def _time_rule(model, mode: str | TimeRule) -> TimeRule:
     rule = parse_rule(mode).time
     if isinstance(rule, DSF) and rule.feedback is None:
         rule = DSF(model.config.feedback)  # the kind the model's feedback buffers were built with
+    elif isinstance(rule, DSF) and rule.feedback != model.config.feedback:  # (its buffers were read: the kind ignored)
+        raise ValueError(f"{mode!r} names {rule.feedback} feedback, but this model's DSF feedback matrices are "
+                         f"{model.config.feedback} (the gradients are read with the model's own): pass 'dsf', or "
+                         f"build the model with feedback={rule.feedback!r}")
     if not isinstance(rule, (DSF, FTBPTT)):
         raise ValueError(f"state gradients are read for 'unrolled' (true BPTT), 'ft-bptt' or 'dsf', not {mode!r}")
     return rule

@@ -70,3 +70,15 @@ def test_state_gradients_leave_the_models_gradients_as_they_were():
     assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)
     with pytest.raises(ValueError, match=r"edges must start at 0 and increase, got \(1, 4\)"):
         bucket_by_distance(torch.arange(6.0), (1, 4))  # distance 0 was dropped silently
+
+
+def test_a_dsf_kind_other_than_the_models_own_is_refused_not_ignored():
+    """The gradients are read with the model's own feedback buffers: 'dsf:gaussian' on a diagonal-feedback model gave
+    the diagonal's numbers under the gaussian's name."""
+    torch.manual_seed(0)
+    model = RecurrentLM(6, cell="gru", hidden=8, layers=1, training="dsf")
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"'dsf:gaussian' names gaussian feedback, but this model's DSF feedback "
+                                         r"matrices are diagonal .* build the model with feedback='gaussian'"):
+        state_alignment(model, x, y, "dsf:gaussian")
+    assert state_alignment(model, x, y, "dsf:diagonal").overall == state_alignment(model, x, y, "dsf").overall

@@ -68,21 +68,24 @@ class TrainingInterrupted(KeyboardInterrupt):
         step: the step that was running.
         checkpoint: the checkpoint file, or ``None`` when the run keeps none.
         saved_step: the step the checkpoint holds (``None``: nothing saved yet).
+        resume_with: the checkpoint a command's ``--checkpoint`` names to resume the run (``None``: ``checkpoint``;
+            a run of several splits: split 0's, from which the later splits' are derived).
     """
 
     def __init__(self, step: int, checkpoint: Path | None, saved_step: int | None, where: str = "",
-                 saved: str = "") -> None:
+                 saved: str = "", resume_with: Path | None = None) -> None:
         super().__init__(step, checkpoint, saved_step)
         self.step, self.checkpoint, self.saved_step = step, checkpoint, saved_step
         self.where, self.saved = where, saved  # a schedule's words: "block 2 of 3", "block 1, finished"
+        self.resume_with = resume_with
 
     def __str__(self) -> str:
         at = f"step {self.step}" + (f" of {self.where}" if self.where else "")
         if self.checkpoint is not None and self.saved_step is not None:
             held = self.saved or f"step {self.saved_step}"
             return (f"interrupted at {at}; the last checkpoint is {self.checkpoint} ({held}): run the same command "
-                    f"with --resume to continue (and --checkpoint {self.checkpoint} if it had no --name; in Python "
-                    "resume=True)")
+                    f"with --resume to continue (and --checkpoint {self.resume_with or self.checkpoint} if it had no "
+                    "--name; in Python resume=True)")
         if self.checkpoint is not None:
             return f"interrupted at {at}, before the first checkpoint ({self.checkpoint}) was written"
         return f"interrupted at {at}; this run keeps no checkpoint"

@@ -43,7 +43,7 @@ from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
            "start_run", "check_plot_format", "check_run_name", "launch_rank", "lock_run", "release_runs",
-           "refuse_torchrun", "process_checkpoint"]
+           "refuse_torchrun", "process_checkpoint", "resumable_checkpoint"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -115,8 +115,8 @@ class RunPaths:
     split_checkpoints: tuple[Path, ...] = ()
     #: the paths were chosen by the user (so another run may choose them too: :func:`start_run` locks them)
     named: bool = False
-    #: an earlier run's checkpoints of splits this run does not have, to remove (``--overwrite``) once
-    #: :func:`start_run` holds the locks
+    #: an earlier run's checkpoints of splits this run does not have, or (``--overwrite``) of this run's later
+    #: splits, to remove once :func:`start_run` holds the locks
     stale: tuple[Path, ...] = ()
     #: the flag the record's path came from (``--json``, or ``--out`` / ``--name`` it was derived from)
     record_flag: str = "--json"
@@ -191,7 +191,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         splits: a command run over several splits (``None``: a command without splits) keeps a checkpoint per
             split (:attr:`RunPaths.split_checkpoints`), checked and locked with the first; a fresh run refuses (or
             with ``--overwrite`` removes, once it holds the locks) an earlier run's checkpoints of further splits,
-            which a later ``--resume`` with more splits would otherwise continue.
+            which a later ``--resume`` with more splits would otherwise continue; with ``--overwrite`` it removes
+            the earlier run's checkpoints of its own later splits too, which a ``--resume`` after an interrupt in
+            an earlier split would otherwise continue as this run's.
 
     Raises:
         UsageError: two outputs share a path, an output is one of the ``inputs``, a bench's results would replace
@@ -243,6 +245,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     if paths.checkpoint is not None and splits is not None:  # an earlier run's checkpoints of further splits
         if not resume:
             paths.stale = _further_splits(paths.checkpoint, splits, options.overwrite)
+            if options.overwrite:  # and of this run's later splits: until this run saves them they are the earlier
+                # run's, and a --resume after an interrupt in split 0 continued them (finished, with the old settings)
+                paths.stale += tuple(p for i, p in _split_files(paths.checkpoint, 1).items() if i < splits)
         elif more := _split_files(paths.checkpoint, splits):  # this run's: fewer splits would leave them unfinished
             last = max(more)
             raise UsageError(f"{more[last]} is split {last}'s checkpoint of this run: it has at least {last + 1} "
@@ -256,6 +261,10 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
 _held: list[Path] = []
 #: torch's thread count before a run's --threads changed it (restored by release_runs)
 _threads_before: int | None = None
+#: the running command's checkpoints (split 0's first) as they were when it started (``(inode, mtime)``, ``None``: no
+#: file), and whether it resumes them: :func:`resumable_checkpoint` tells what the run itself saved
+_checkpoints: dict[Path, tuple[int, int] | None] = {}
+_resuming = False
 
 
 def _alive(pid: int) -> bool:
@@ -334,9 +343,11 @@ def _take(lock: Path, mine: Path, record: Path) -> None:
 def release_runs() -> None:
     """Remove the locks this process holds and restore torch's thread count from before ``--threads`` (the CLI does
     it when a command ends, so that ``main([...])`` called from Python leaves the process as it was; also at exit)."""
-    global _threads_before
+    global _threads_before, _resuming
     while _held:
         _held.pop().unlink(missing_ok=True)
+    _checkpoints.clear()
+    _resuming = False
     if _threads_before is not None:
         import torch
 
@@ -345,6 +356,28 @@ def release_runs() -> None:
 
 
 atexit.register(release_runs)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def resumable_checkpoint() -> Path | None:
+    """The checkpoint ``--resume`` continues the running command's run from (the one :func:`start_run` was given), when
+    there is one: a run that resumes it, or that saved one of its checkpoints since it started (a split's, a layer's;
+    a save replaces the file, so a file as it was at the start is an earlier run's); else ``None``. The CLI names it
+    when an interrupt lands outside a training loop (between splits or layers, in the final evaluation)."""
+    if not _checkpoints:
+        return None
+    first = next(iter(_checkpoints))
+    if _resuming and first.is_file():
+        return first
+    saved = any(_identity(path) not in (None, before) for path, before in _checkpoints.items())
+    return first if saved and first.is_file() else None
 
 
 def split_checkpoint(path: Path, split: int) -> Path:
@@ -519,7 +552,7 @@ def resolve_device(spec: str) -> Any:
 def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
     """Apply the run options that act on the process (``--threads``) and return the ``--device`` as a
     ``torch.device`` (checked to exist); with the run's ``paths``, when they were named, hold their lock
-    (:func:`lock_run`)."""
+    (:func:`lock_run`), and note the run's checkpoints as they are now (:func:`resumable_checkpoint`)."""
     import torch
 
     device = resolve_device(options.device)
@@ -533,6 +566,11 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
             for path in paths.stale:
                 lock_run(path)  # refused while a live run holds it (a run of that very name, say)
                 path.unlink(missing_ok=True)
+    if paths is not None and paths.checkpoint is not None and launch_rank() == 0:
+        global _resuming
+        _checkpoints.clear()
+        _checkpoints.update({path: _identity(path) for path in (paths.checkpoint, *paths.split_checkpoints)})
+        _resuming = bool(getattr(options, "resume", False))
     if options.threads:
         global _threads_before
         if _threads_before is None:

@@ -255,11 +255,14 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
             result = trainer.run(step, work.evaluate, state=Stateful({"block": block, "optimizer": optimizers},
                                                                       best=("block",)))
         except TrainingInterrupted as stop:
-            if plan is None or stop.saved_step is not None or l == start:
-                raise
+            where = f"block {l + 1} of {len(blocks)}"  # (every block counts its steps from 1: "step 14" alone
+            if plan is None or stop.saved_step is not None or l == start:  # did not say of which block)
+                saved = f"block {l + 1}, step {stop.saved_step}" if stop.saved_step is not None else ""
+                raise TrainingInterrupted(stop.step, stop.checkpoint, stop.saved_step, where=where,
+                                          saved=saved) from None
             # before this block's first save the file still holds the block below, finished: resumable from there
-            raise TrainingInterrupted(stop.step, stop.checkpoint, results[-1].steps_run,
-                                      where=f"block {l + 1} of {len(blocks)}", saved=f"block {l}, finished") from None
+            raise TrainingInterrupted(stop.step, stop.checkpoint, results[-1].steps_run, where=where,
+                                      saved=f"block {l}, finished") from None
         block.eval()
         work.finish(result)
         results.append(result)

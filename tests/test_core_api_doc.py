@@ -27,7 +27,8 @@ DOCUMENTED = {
                        "reading alike_on_every_process found_by_every_process warn FwdlearnWarning",
     "fwdlearn.files": "atomic_write check_writable remove_stale_tmp refuse_overwrite",
     "fwdlearn.model_files": "save_model load_model ModelFile FILE_KINDS what_file",
-    "fwdlearn.runs": "RunOptions run_outputs RunPaths resolve_device start_run fresh_stem check_plot_format",
+    "fwdlearn.runs": "RunOptions run_outputs RunPaths resolve_device start_run fresh_stem check_plot_format "
+                     "resumable_checkpoint",
     "fwdlearn.config": "add_dataclass_arguments validate_config dataclass_from_args flag_name as_flags",
     "fwdlearn.data": "data_dir cache_dir data_path DataNotFoundError require_data_dir loader_log",
     "fwdlearn.diagnostics.influence": "distance_totals influence_curve influence_range DEAD_SEED jacobian_l1",

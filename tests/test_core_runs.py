@@ -189,6 +189,51 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(sig, uni
     assert record["summary"]["resumed"]["changed"] == {}
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_an_interrupt_after_training_says_how_to_resume(sig, folder, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) in the final evaluation or the sample, after the last checkpoint was saved, said
+    'fwdlearn: interrupted' alone, although --resume finishes the run (its record) without training again."""
+    from fwdlearn.cli import main
+    from fwdlearn.sequences.nn.language_model import LanguageModel
+
+    def stop(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        time.sleep(1)  # (the handler raises here)
+
+    args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "4", "--eval-every", "2", "--sample", "5",
+            "--name", "s"]
+    with monkeypatch.context() as patch:
+        patch.setattr(LanguageModel, "generate", stop)
+        assert main(args) == (130 if sig == signal.SIGINT else 143)
+    line, = capsys.readouterr().err.strip().splitlines()
+    said = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
+    assert line == (f"fwdlearn: {said}; runs/s.pt holds the run so far: run the same command with --resume to continue "
+                    "(and --checkpoint runs/s.pt if it had no --name)")
+    assert not Path("runs/s.json").exists()
+    assert main([*args, "--resume"]) == 0
+    assert json.loads(Path("runs/s.json").read_text())["summary"]["steps"] == 4
+
+
+@pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)], ids=["ctrl-c", "term"])
+def test_python_m_fwdlearn_exits_130_or_143_whenever_the_interrupt_lands(sig, status, folder):
+    """An interrupt that landed while code run from a string ran (the __init__ an import's dataclass gets is written
+    so, and torch defines hundreds: ~15% of Ctrl-Cs or SIGTERMs in a run's first seconds) made CPython mark it as
+    unhandled, and 'python -m fwdlearn' then killed itself by SIGINT at exit: status -2, not 130, nor 143 (a
+    SIGTERM reported as an interrupt by SIGINT)."""
+    Path("stopper.py").write_text(
+        "import sys\n"
+        "from fwdlearn import cli\n"
+        "def run(args):\n"
+        f"    exec('import os, signal, time; os.kill(os.getpid(), signal.{sig}); time.sleep(30)')\n"
+        "cli._load = lambda target: cli.Command('stop', lambda parser: None, run)\n"
+        "sys.exit(cli.main(['quickstart']))\n")
+    run = subprocess.run([sys.executable, "-m", "stopper"], cwd=folder, env=ENV, capture_output=True, text=True,
+                         timeout=120, preexec_fn=_default_sigint)
+    assert run.returncode == status, run.stderr
+    said = "interrupted" if sig == "SIGINT" else "terminated (SIGTERM)"
+    assert run.stderr == f"fwdlearn: {said}\n"
+
+
 def test_under_torchrun_an_error_found_before_connecting_is_said_once(folder):
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                           "-m", "fwdlearn", "seq", "train", "--data", "text.txt", *TINY, "--layers", "0",

@@ -12,7 +12,8 @@ plainly and exits with status 2; it never pretends to work.
 value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
 device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
-checkpoint is, SIGTERM (a scheduler stopping the job) likewise with 143; a reader that stops reading the
+checkpoint is and how to resume it (also when it lands between splits or layers, or after training), SIGTERM (a
+scheduler stopping the job) likewise with 143; a reader that stops reading the
 output (``fwdlearn ... | head``) ends it quietly with 141 (128 + SIGPIPE). Wrong flags are reported by the parser in
 one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. A warning of
 fwdlearn's own is one line too, ``fwdlearn: warning: ...``. Under ``torchrun`` an error found before the
@@ -248,9 +249,16 @@ def _report(error: BaseException) -> None:
     """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
+        from fwdlearn.runs import resumable_checkpoint
+
         text = str(error) or "interrupted"
         if _terminated and not text.startswith("terminated"):
             text = f"terminated (SIGTERM): {text}"
+        checkpoint = resumable_checkpoint() if "--resume" not in text else None
+        if checkpoint is not None:  # (outside a training loop: between splits or layers, in the final evaluation, or
+            # before a later split's first save: the run's checkpoint holds what it trained)
+            text += (f"; {checkpoint} holds the run so far: run the same command with --resume to continue (and "
+                     f"--checkpoint {checkpoint} if it had no --name)")
         if launch_rank() == 0:
             print(f"fwdlearn: {text}", file=sys.stderr)
         return
@@ -337,6 +345,14 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _interrupt_handled() -> None:
+    """Clear the mark CPython leaves when a ``KeyboardInterrupt`` escapes code run from a string (``exec(text)``, as
+    the ``__init__`` of every dataclass an import defines is written): a process started as ``python -m fwdlearn`` then
+    killed itself by SIGINT as it exited, however the interrupt was handled, so a Ctrl-C or a SIGTERM that landed
+    while torch was imported ended with status -2 instead of 130 or 143. Running a string again clears the mark."""
+    exec("pass")  # noqa: S102 - a constant string
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fwdlearn`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -362,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = run(args)                                                # say argv, also for main([...]))
     except BaseException as error:  # noqa: BLE001 - the one boundary; unanticipated errors are re-raised
         code = exit_status(error)
+        if isinstance(error, KeyboardInterrupt) and not debug:
+            _interrupt_handled()
         if isinstance(error, BrokenPipeError) and not debug:  # (`fwdlearn ... | head`: the reader stopped reading;
             _quiet_stdout()                                   # it said "fwdlearn: error: [Errno 32] Broken pipe")
             return EXIT_STATUS["broken_pipe"]

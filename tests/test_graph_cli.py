@@ -238,6 +238,16 @@ def test_several_runs_of_a_public_planetoid_split_are_refused_however_the_name_i
             train_runs(GraphTrainConfig(data=name, split="public", splits=2, epochs=1, layers=1, hidden=4, quiet=True))
 
 
+def test_several_runs_of_the_public_split_of_a_city_network_are_refused(tmp_path, monkeypatch):
+    """PyG's CityNetwork ships one fixed split, as Planetoid does; --split public --splits 3 went on to load it (and
+    would have reported the spread over model seeds as the spread over splits)."""
+    from fwdlearn.graphs.cli.train import GraphTrainConfig, train_runs
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path))
+    with pytest.raises(UsageError, match="--split public is one fixed split of citynetwork:paris: --splits 3"):
+        train_runs(GraphTrainConfig(data="citynetwork:paris", split="public", splits=3, epochs=1, quiet=True))
+
+
 def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["graph", "train", "--data", "karate", "--method", "sf", "--layers", "2", "--hidden", "8", "--epochs", "4",

@@ -132,8 +132,9 @@ def _check_method(config: GraphTrainConfig) -> None:
     from fwdlearn.errors import UsageError
     from fwdlearn.graphs.data.datasets import PLANETOID
 
+    fixed = config.data.strip().lower() in PLANETOID or config.data.strip().lower().startswith("citynetwork:")
     if config.splits > 1 and config.split == "public" and config.task == "node" \
-            and config.data.strip().lower() in PLANETOID:  # (spelled as load_graph reads it: " cora" is Cora)
+            and fixed:  # (spelled as load_graph reads it: " cora" is Cora; PyG's CityNetwork ships one split too)
         raise UsageError(f"--split public is one fixed split of {config.data}: --splits {config.splits} would report "
                          "the spread over model seeds as the spread over splits; use --split random, or --splits 1")
 

@@ -48,9 +48,9 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.errors import InputError, warn
-from fwdlearn.fit import progress
+from fwdlearn.fit import load_torch, progress
 
-from fwdlearn.graphs.data.datasets import check_fractions, random_split
+from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
 
@@ -59,9 +59,13 @@ __all__ = ["build_city_network", "synthetic_city", "load_city", "city_data", "lo
 #: a city's own (public) split: train, validation, test fractions, as in City-Networks
 CITY_SPLIT = (0.1, 0.1, 0.8)
 
-CACHE_VERSION = "citynet-6"  # 6: files with a byte-order mark, Matrix Market values as lengths, GraphML without
-# x/y; 5: stored as a dict of tensors (read without unpickling objects); 4: roads without a length alone fall back
-# on the coordinates; size lines, float ids
+CACHE_VERSION = "citynet-7"  # 7: one file for every split of a city (the masks are drawn after), CRC-checked; 6:
+# files with a byte-order mark, Matrix Market values as lengths, GraphML without x/y; 5: stored as a dict of tensors
+# (read without unpickling objects); 4: roads without a length alone fall back on the coordinates; size lines, float ids
+#: the most junctions synthetic_city builds (17 times London's 568,795)
+MAX_SYNTHETIC_JUNCTIONS = 10_000_000
+#: what a cached city holds (a file without them is rebuilt)
+CACHED_KEYS = frozenset({"x", "edge_index", "y", "edge_length", "eccentricity", "feature_names", "num_classes"})
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
 NODE_TOP_K = {"landuse": 6}
 
@@ -280,6 +284,18 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
             names += cols
     x = torch.tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)
 
+    masks = _city_masks(n, seed, split)
+    data = Data(x=x, edge_index=torch.from_numpy(np.ascontiguousarray(both)), y=torch.from_numpy(labels),
+                train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
+                edge_length=torch.tensor(both_length, dtype=torch.float32),
+                eccentricity=torch.tensor(ecc, dtype=torch.float32))
+    data.feature_names = names
+    data.num_classes = classes
+    return data
+
+
+def _city_masks(n: int, seed: int, split: tuple[float, float, float]) -> tuple[torch.Tensor, ...]:
+    """The train/val/test masks of a city of ``n`` junctions, drawn from ``seed``; none may be empty."""
     masks = random_split(n, seed, split)
     empty = [name for name, mask in zip(("train", "val", "test"), masks) if not bool(mask.any())]
     if empty:  # (a tiny graph: 4 junctions gave 0/0/4 nodes, and training failed later or measured nothing)
@@ -289,13 +305,7 @@ def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[f
                 if need is not None else "use larger fractions or a larger graph")
         raise ValueError(f"split={tuple(split)} of the {n} junctions of the largest connected component leaves the "
                          f"{' and '.join(empty)} mask{'s' if len(empty) > 1 else ''} empty; {size}")
-    data = Data(x=x, edge_index=torch.from_numpy(np.ascontiguousarray(both)), y=torch.from_numpy(labels),
-                train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
-                edge_length=torch.tensor(both_length, dtype=torch.float32),
-                eccentricity=torch.tensor(ecc, dtype=torch.float32))
-    data.feature_names = names
-    data.num_classes = classes
-    return data
+    return masks
 
 
 def _hash_files(files: list[Path]) -> str:
@@ -307,14 +317,22 @@ def _hash_files(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _cached(key_parts: dict, stem: str, make) -> Data:
+def _cached(key_parts: dict, stem: str, make, keys: frozenset[str] = frozenset()) -> Data:
+    """``make()``, kept under ``cache_dir("citynet")`` by the hash of ``key_parts``; a kept copy that cannot be read,
+    is damaged (its CRC) or lacks one of ``keys`` is rebuilt, with a warning."""
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir("citynet") / f"{stem[:64]}-{key}.pt"  # (the key names it; a long file name's stem overflowed)
     if path.exists():
-        try:  # (tensors and plain values only: a file planted in the cache folder runs no code)
-            return Data.from_dict(torch.load(path, weights_only=True))
+        try:  # (tensors and plain values only: a file planted in the cache folder runs no code; load_torch checks
+            stored = load_torch(path)  # the records' CRC-32: torch.load read a damaged byte as another feature)
+            if not isinstance(stored, dict):
+                raise ValueError(f"it holds a {type(stored).__name__}, not a dict of tensors")
+            missing = keys - set(stored)
+            if missing:
+                raise ValueError(f"it lacks {', '.join(sorted(missing))}")
+            return Data.from_dict(stored)
         except Exception as error:  # noqa: BLE001 - our own cache: a damaged copy is rebuilt
-            warn(f"the cached {path} could not be read ({type(error).__name__}); rebuilding it")
+            warn(f"the cached {path} could not be read ({type(error).__name__}: {error}); rebuilding it")
             path.unlink(missing_ok=True)
     data = make()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
@@ -328,16 +346,20 @@ def build_city_network(source: str | Path, hops: int = 16, classes: int = 10,
                        cache: bool = True, quiet: bool = True) -> Data:
     """City-Networks-style ``Data`` from a road file or folder (GraphML, .cnode/.cedge, .mtx, .edges, .mat).
 
-    The result is cached under ``fwdlearn.data.cache_dir("citynet")`` keyed by the
-    files' sha256 and the parameters (never next to the source).
+    The graph, its features and labels are cached under ``fwdlearn.data.cache_dir("citynet")`` keyed by the
+    files' sha256, ``hops`` and ``classes`` (never next to the source); the masks are drawn from ``seed`` and
+    ``split`` on every call, so the splits of one city share one build.
     """
     files = road_files(source)
     build = lambda: city_data(read_road_graph(source), hops, classes, tuple(split), seed, quiet)  # noqa: E731
     if not cache:
         return build()
-    parts = {"v": CACHE_VERSION, "sha": _hash_files(files), "hops": hops, "classes": classes,
-             "split": list(split), "seed": seed}
-    return _cached(parts, files[0].stem, build)
+    check_fractions(split, "split")
+    parts = {"v": CACHE_VERSION, "sha": _hash_files(files), "hops": hops, "classes": classes}
+    # (when the key held the seed and split too, every split of `graph train --splits N` labelled the city again)
+    data = _cached(parts, files[0].stem, build, CACHED_KEYS)
+    data.train_mask, data.val_mask, data.test_mask = _city_masks(data.num_nodes, seed, tuple(split))
+    return data
 
 
 def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
@@ -348,6 +370,10 @@ def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
     """
     if n < 4:
         raise ValueError(f"synthetic_city needs n >= 4 junctions, got {n}")
+    if n > MAX_SYNTHETIC_JUNCTIONS:  # (10**12 ended in numpy's MemoryError traceback; 10**8 would label for a day)
+        raise ValueError(f"synthetic_city builds at most {MAX_SYNTHETIC_JUNCTIONS:,} junctions, got {n:,}: its "
+                         "labels take about 1 ms a junction (100,000 took 98 s) and its arrays grow with it; "
+                         f"London, the largest City-Networks city, has 568,795. Ask for fewer")
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(n)))
     rows, cols = np.divmod(np.arange(side * side), side)
@@ -426,8 +452,9 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
     if kind == "citynetwork":
         from torch_geometric.datasets import CityNetwork
 
+        arg = check_city_network(arg)
         folder = Path(root).expanduser() if root is not None else cache_dir("CityNetwork")
-        stored = (folder / arg / "processed").exists() or (folder / arg.lower() / "processed").exists()
+        stored = (folder / arg / "processed").exists()  # (PyG's folder: the name in lower case)
         if not download and not stored:
             raise DataNotFoundError(f"citynetwork:{arg} is not in {folder}; torch_geometric.datasets.CityNetwork "
                                     "downloads it: pass download=True (--download) on a machine with internet, or "

@@ -42,13 +42,15 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_s
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
-           "check_graph_inputs", "check_graph_name", "graph_files", "PLANETOID", "GRAPH_NAMES"]
+           "check_graph_inputs", "check_graph_name", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
+           "CITY_NETWORKS"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 _SOURCE_STAMP = ".fwdlearn-source"  # in the cache's raw folder: the files linked into it, their sizes and times
 _DOWNLOADABLE = {"citationfull": "CitationFull", "amazon": "Amazon", "coauthor": "Coauthor"}
 _CITY_PREFIXES = ("city:", "synthetic-city", "citynetwork:")
+CITY_NETWORKS = ("paris", "shanghai", "la", "london")  # the cities of torch_geometric.datasets.CityNetwork
 GRAPH_NAMES = [*PLANETOID, "karate", "sbm[:N]", "citationfull:<name>", "amazon:<name>", "coauthor:<name>",
                "city:<path>", "synthetic-city[:N]", "citynetwork:<name>"]
 SBM_SIGNAL = 0.15  # features alone: an MLP reaches about 0.5 (chance 0.2); a 3-layer GCN about 0.97-0.99
@@ -464,6 +466,20 @@ def has_public_split(name: str) -> bool:
     return lower in PLANETOID or lower == "karate" or is_city(lower)
 
 
+def check_city_network(name: str) -> str:
+    """``name`` of ``citynetwork:<name>``, lower-cased, when it is one of :data:`CITY_NETWORKS`.
+
+    Raises:
+        ValueError: another name (it was taken for data not downloaded yet: "pass download=True", then PyG's bare
+            ``AssertionError`` blamed on the internet connection).
+    """
+    if name.strip().lower() not in CITY_NETWORKS:
+        raise ValueError(f"citynetwork:{name} is not a City-Networks city; torch_geometric.datasets.CityNetwork has "
+                         f"{', '.join(CITY_NETWORKS)} (e.g. citynetwork:paris). Build the same kind of data from "
+                         "another road network with city:<path> (an OSMnx GraphML of the city)")
+    return name.strip().lower()
+
+
 def check_graph_name(name: str) -> str:
     """Refuse a name :func:`load_graph` does not know, without loading anything (a bench checks its graphs
     before its first timing); returns the name as one spelling of each graph: stripped, the kind in lower case and
@@ -475,6 +491,8 @@ def check_graph_name(name: str) -> str:
             or (kind in _DOWNLOADABLE and arg)):
         raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}")
     given = name.strip().partition(":")[2].strip()
+    if kind == "citynetwork":
+        check_city_network(given)
     if not given:
         return kind
     return f"{kind}:{int(given)}" if given.isdigit() else f"{kind}:{given}"
@@ -515,6 +533,10 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     check_graph_name(name)
     key = name.strip()
     lower = key.lower()
+    drawn = graph_seed if graph_seed is not None else seed  # (numpy said "expected non-negative integer")
+    if lower.partition(":")[0] in ("synthetic-city", "sbm") and drawn < 0:
+        raise ValueError(f"{key} is drawn by numpy's generator, which takes no negative seed: give "
+                         f"{'graph_seed' if graph_seed is not None else 'seed'} >= 0, got {drawn}")
     root = Path(root).expanduser() if root is not None else None  # (PyG expands ~ itself; the checks here did not)
     if is_city(lower):
         from fwdlearn.graphs.data.citynet import CITY_SPLIT, load_city

@@ -1,8 +1,14 @@
 """docs/core-api.md names the core's public API: every name it gives under a module is there and in that module's
 ``__all__`` (``from fwdlearn.errors import *`` gave neither ``check_seed`` nor ``check_representable``), and every
-``__all__`` of the core names only what exists."""
+``__all__`` of the core names only what exists. The calls it writes out, ``name(arg, key=default)``, name the
+parameters the code has, with the defaults the code has (``format_value(v)`` was ``format_value(value)``)."""
 
+import ast
+import dataclasses
 import importlib
+import inspect
+import re
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +60,93 @@ def test_every_documented_name_is_exported(module):
     star: dict = {}
     exec(f"from {module} import *", star)  # (what a user's star import gets)
     assert set(names) <= set(star)
+
+
+CORE_API = (Path(__file__).resolve().parents[1] / "docs" / "core-api.md").read_text()
+
+
+def _documented_calls() -> list[tuple[str, str, str]]:
+    """``(module, name, parameter list)`` of every ``name(...)`` that opens a code span in a section of core-api.md
+    about a module of :data:`DOCUMENTED` (``## fwdlearn.fit — ...``), the name found in that module or a submodule
+    that section covers (``fwdlearn.diagnostics``: ``influence``, ``cost``, ...)."""
+    calls = []
+    for section in re.split(r"^## ", CORE_API, flags=re.M)[1:]:
+        heading = section.split()[0]
+        modules = [m for m in DOCUMENTED if m == heading or m.startswith(heading + ".")]
+        for span in re.findall(r"`([^`]+)`", section):
+            match = re.match(r"[A-Za-z_][\w.]*\(", span)
+            if not match:
+                continue
+            depth, end = 0, None
+            for i in range(match.end() - 1, len(span)):  # the parenthesis that closes the call
+                depth += {"(": 1, ")": -1}.get(span[i], 0)
+                if depth == 0:
+                    end = i
+                    break
+            if end is None:
+                continue
+            parts = span[:match.end() - 1].split(".")
+            found = [(module, ".".join(parts[k:])) for k in range(len(parts)) for module in modules
+                     if callable(_resolve(module, ".".join(parts[k:])))]  # (influence.jacobian_l1: its module)
+            if found:
+                calls.append((*found[0], span[match.end():end]))
+    return calls
+
+
+def _resolve(module: str, name: str):
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _parameters(text: str) -> list[str]:
+    """The top-level comma-separated items of a parameter list."""
+    items, depth, item = [], 0, ""
+    for char in text:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(item.strip())
+            item = ""
+        else:
+            item += char
+    return [item for item in [*items, item.strip()] if item]
+
+
+def _default(obj, parameter: inspect.Parameter):
+    """A parameter's default; a dataclass field's ``default_factory()`` for a factory."""
+    if inspect.isclass(obj) and dataclasses.is_dataclass(obj):
+        field = {f.name: f for f in dataclasses.fields(obj)}.get(parameter.name)
+        if field is not None and field.default_factory is not dataclasses.MISSING:
+            return field.default_factory()
+    return parameter.default
+
+
+def test_documented_signatures_match_the_code():
+    calls = _documented_calls()
+    assert len(calls) >= 60
+    wrong = []
+    for module, name, text in calls:
+        obj = _resolve(module, name)
+        try:
+            parameters = inspect.signature(obj).parameters
+        except (TypeError, ValueError):  # (a builtin without a signature)
+            continue
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        for item in _parameters(text):
+            key, _, value = item.partition("=")
+            key = key.split(":")[0].strip()
+            if not re.fullmatch(r"[A-Za-z_]\w*", key):  # (*args, ..., an expression)
+                continue
+            if key not in parameters:
+                if not takes_any:
+                    wrong.append(f"{name}({key}): no such parameter in {module}")
+                continue
+            try:  # a literal default, or the first of several spellings (kind="uniform"|"gaussian")
+                documented = ast.literal_eval(value.split("|")[0].strip()) if value else inspect.Parameter.empty
+            except (ValueError, SyntaxError):
+                continue
+            actual = _default(obj, parameters[key])
+            if documented is not inspect.Parameter.empty and documented != actual:
+                wrong.append(f"{name}({key}={value.strip()}): the default in {module} is {actual!r}")
+    assert wrong == [], "docs/core-api.md gives calls the code does not take"

@@ -1,5 +1,7 @@
 """The README works as written: its test command is the one CI runs, and every command and snippet in
-its code blocks runs (in README order, in one fresh folder, as a user would) with tiny budgets."""
+its code blocks runs (in README order, in one fresh folder, as a user would) with tiny budgets. Every command
+docs/*.md and the generated benchmark files print parses with today's flags, and docs/benchmarks.md's Reproduce
+block has the command of every generated file there."""
 
 import json
 import os
@@ -159,3 +161,99 @@ def test_readme_python_snippets_run_in_order_with_tiny_budgets(tmp_path, monkeyp
     loaded = ForwardGNN.load(tmp_path / "runs" / "sf-api.pt")
     assert loaded.rule == namespace["model"].rule
     assert torch.equal(loaded(namespace["data"].x, namespace["data"].edge_index), namespace["scores"])
+
+
+DOCS = ROOT / "docs"
+
+
+def _printed_commands() -> list[tuple[str, str]]:
+    """``(file:line, command)`` for every ``fwdlearn ...`` command of docs/*.md (code spans, bash blocks) and of the
+    generated files' ``Command:`` lines under docs/benchmarks/ (continuation lines joined, comments dropped)."""
+    found = []
+    for path in sorted([*DOCS.glob("*.md"), *DOCS.glob("benchmarks/*.md")]):
+        text = path.read_text()
+        for block in re.finditer(r"```bash\n(.*?)```", text, flags=re.S):
+            first = text[:block.start()].count("\n") + 2
+            for i, line in enumerate(block.group(1).replace("\\\n", " ").splitlines()):
+                line = re.sub(r"\s#.*$", "", line).strip()
+                if line.startswith("fwdlearn "):
+                    found.append((f"{path.relative_to(ROOT)}:{first + i}", line))
+        for span in re.finditer(r"`(fwdlearn [^`]*)`", text):
+            command = " ".join(span.group(1).split())
+            if "..." not in command and "<" not in command.replace("<record>", ""):  # (not a pattern)
+                found.append((f"{path.relative_to(ROOT)}:{text[:span.start()].count(chr(10)) + 1}", command))
+    return found
+
+
+def _config_class(named, args):
+    """The run-options dataclass that the command's module builds from ``args`` (the one whose fields are the
+    parsed flags)."""
+    import dataclasses
+    import importlib
+
+    from fwdlearn.cli import ENTRY_POINTS
+    from fwdlearn.runs import RunOptions
+
+    module = importlib.import_module(ENTRY_POINTS[named].target.split(":")[0])
+    given = {key for key in vars(args) if key not in ("group", "run", "command_parser", "group_parser")}
+    classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, RunOptions)
+               and dataclasses.is_dataclass(c) and {f.name for f in dataclasses.fields(c)} == given]
+    assert len(classes) == 1, (named, classes)
+    return classes[0]
+
+
+def test_every_command_the_docs_print_parses():
+    """A renamed or removed flag leaves no command in the docs that stops at its first word (docs/benchmarks.md
+    prints the commands its figures came from; the README's are run above)."""
+    from fwdlearn.cli import _named_command, build_parser
+    from fwdlearn.config import dataclass_from_args
+
+    printed = _printed_commands()
+    assert len(printed) >= 30
+    for where, command in printed:
+        argv = [word.replace("<record>", "record.json") for word in shlex.split(command)[1:]]
+        named = _named_command(argv)
+        if named is None and set(argv) <= {"--help", "--version"}:
+            continue
+        assert named is not None, f"{where}: {command!r} names no fwdlearn command"
+        try:
+            args, unknown = build_parser(load=[named]).parse_known_args(argv)
+        except SystemExit:
+            raise AssertionError(f"{where}: {command!r} does not parse") from None
+        assert not unknown, f"{where}: {command!r}: unknown flags {unknown}"
+        dataclass_from_args(_config_class(named, args), args)  # (values in range, names that exist)
+
+
+def _without_output_flags(command: str) -> tuple[str | None, list[str]]:
+    """``(--out value, the other words)`` of a bench command, without ``--quiet`` / ``--overwrite``."""
+    words, out, kept = shlex.split(command), None, []
+    while words:
+        word = words.pop(0)
+        if word == "--out":
+            out = words.pop(0)
+        elif word not in ("--quiet", "--overwrite"):
+            kept.append(word)
+    return out, kept
+
+
+def test_the_benchmarks_reproduce_block_writes_every_generated_file():
+    """Each generated file under docs/benchmarks/ is written by a command of the Reproduce block, the same as the
+    one its ``Command:`` line names (five had none: graph-dfa-300, influence-ranges, seq-recall and the two
+    reference-block quality files)."""
+    text = (DOCS / "benchmarks.md").read_text()
+    block = re.search(r"^## Reproduce\n.*?```bash\n(.*?)```", text, flags=re.S | re.M).group(1)
+    reproduce = {}
+    for line in block.splitlines():
+        if line.startswith("fwdlearn "):
+            out, words = _without_output_flags(line)
+            assert out is not None and out.startswith("docs/benchmarks/"), line
+            reproduce[out.removeprefix("docs/benchmarks/")] = words
+    generated = {}
+    for path in sorted(DOCS.glob("benchmarks/*.md")):
+        match = re.search(r"^Command: `([^`]*)`", path.read_text(), flags=re.M)
+        assert match, f"{path.name} names no command"
+        generated[path.stem] = _without_output_flags(match.group(1))[1]
+    assert sorted(set(generated) - set(reproduce)) == [], "generated files without a Reproduce command"
+    assert sorted(set(reproduce) - set(generated)) == [], "Reproduce commands whose file is not in docs/benchmarks/"
+    for name, words in generated.items():
+        assert reproduce[name] == words, f"{name}: the Reproduce command differs from the one that wrote the file"

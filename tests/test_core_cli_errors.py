@@ -368,3 +368,20 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141, err
     assert err == "" and (tmp_path / "k.json").is_file()
+
+
+def test_an_allocation_numpy_cannot_make_is_one_line_too(inputs, monkeypatch, capsys):
+    """NumPy's MemoryError ("Unable to allocate 7.28 TiB", a road graph or city too large) printed a traceback."""
+    import numpy
+
+    import fwdlearn.graphs.data.datasets as datasets
+
+    def huge(*args, **kwargs):
+        return numpy.ones(2**40, dtype=numpy.float64)  # (8 TiB: refused at once)
+
+    monkeypatch.setattr(datasets, "load_graph", huge)
+    monkeypatch.chdir(inputs)
+    assert main([*GRAPH]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fwdlearn: error: out of memory (Unable to allocate") and "lower them" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err

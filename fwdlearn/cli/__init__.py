@@ -233,9 +233,11 @@ def _one_line_warnings() -> Iterator[None]:
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    """An allocation torch could not make (CPU or GPU): a size flag too large, not a bug."""
+    """An allocation torch or NumPy could not make (CPU or GPU): a size flag too large, not a bug."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(error, torch.OutOfMemoryError):
+        return True
+    if isinstance(error, MemoryError):  # (NumPy's "Unable to allocate 7.28 TiB ...": a traceback before)
         return True
     return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
 

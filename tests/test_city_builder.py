@@ -543,3 +543,22 @@ def test_a_generated_graph_with_a_negative_seed_is_refused_naming_the_seed():
         with pytest.raises(ValueError, match=rf"{name} is drawn by numpy's generator, which takes no negative seed: "
                                              rf"give {which} >= 0, got -\d"):
             load_graph(name, **kwargs)
+
+
+def test_a_generated_city_is_labelled_once_per_process_and_each_call_gets_its_own_copy(monkeypatch):
+    """`graph train --splits N` on synthetic-city labelled the same drawn city N times (20 s each at 20,000)."""
+    import fwdlearn.graphs.data.citynet as citynet
+
+    calls = []
+    real = citynet.city_data
+    monkeypatch.setattr(citynet, "city_data", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(citynet, "_last_synthetic", {})
+    first = citynet.synthetic_city(64, seed=3, hops=4, classes=3)
+    first.x.add_(1.0)  # (a caller's change stays its own)
+    other = citynet.synthetic_city(64, seed=3, hops=4, classes=3, split=(0.3, 0.3, 0.4))
+    fresh = real(citynet.synthetic_road_graph(64, 3), 4, 3, (0.3, 0.3, 0.4), 3)
+    assert len(calls) == 1
+    for key in ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask", "eccentricity"):
+        assert torch.equal(getattr(other, key), getattr(fresh, key)), key
+    citynet.synthetic_city(64, seed=4, hops=4, classes=3)
+    assert len(calls) == 2  # (another seed is another city)

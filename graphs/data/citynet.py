@@ -402,8 +402,23 @@ def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
 
 def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 10,
                    split: tuple[float, float, float] = CITY_SPLIT, quiet: bool = True) -> Data:
-    """An offline, generated road-like city (:func:`synthetic_road_graph`) with City-Networks features and labels."""
-    return city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)
+    """An offline, generated road-like city (:func:`synthetic_road_graph`) with City-Networks features and labels.
+
+    The last city built is kept in the process (its labels take about 1 ms a junction): the splits of ``graph train
+    --splits N`` on one generated city, drawn once, are each a new draw of the masks only."""
+    check_fractions(split, "split")
+    key = (n, seed, hops, classes)
+    if key not in _last_synthetic:
+        built = city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)
+        _last_synthetic.clear()  # (one city kept: a 100,000-junction one holds about 10 MB)
+        _last_synthetic[key] = built
+    data = _last_synthetic[key].clone()
+    data.train_mask, data.val_mask, data.test_mask = _city_masks(data.num_nodes, seed, tuple(split))
+    return data
+
+
+#: the last :func:`synthetic_city` built, by ``(n, seed, hops, classes)``
+_last_synthetic: dict[tuple[int, int, int, int], Data] = {}
 
 
 def road_path(arg: str) -> Path:

@@ -34,6 +34,17 @@ spread (their true backward map has no node structure either).
 
 Scores (``model(x, edge_index)``, evaluation) are the plain forward, differentiable in ``x``.
 
+A block is trained only once the layers above it have come to align with its fixed :math:`B_l`; until then the
+training loss can sit at the loss of predicting the class frequencies (their entropy, :func:`prior_loss`), and early
+stopping may end the fit there, at about the largest class's share of accuracy. A fit of at least
+``PRIOR_CHECK_EPOCHS`` epochs (or one ended by early stopping) whose training loss never fell ``PRIOR_MARGIN`` below
+that loss warns, naming the fix (more epochs and patience, lr 1e-2, fewer layers). Measured on Cora (random split,
+hidden 128, lr 1e-2): a registered GIN conv (``GINConv`` of a 2-layer MLP) trains at 1, 2 and 4 layers (test
+accuracy 0.85 to 0.86) but at 8 layers, with patience 50, its loss stays at the prior's (1.82) for more than 50
+epochs (test 0.28 to 0.30 on four splits; BP: 0.82); without early stopping it reaches 0.60 in 300 epochs. GCN
+(0.80), PyG's ``GraphConv`` with sum aggregation (0.82) and a GIN of one linear layer (0.76) train at 8 layers: the
+sum aggregation is not the cause.
+
 Args:
     feedback: the kind of the :math:`B_l` (``"uniform"``, ``"gaussian"``, ``"orthogonal"``), taken from the
         rule (``"dfa:gaussian"``); see :func:`fwdlearn.feedback.feedback_matrix`. Uniform and Gaussian
@@ -56,7 +67,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_bool
+from fwdlearn.errors import check_bool, warn
 from fwdlearn.feedback import FEEDBACK_SEED_OFFSET, DirectFeedback
 from fwdlearn.rules import DFA, parse_rule
 
@@ -64,7 +75,21 @@ from fwdlearn.graphs.methods.bp import Backprop
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
-__all__ = ["DirectFeedbackGNN"]
+__all__ = ["DirectFeedbackGNN", "prior_loss"]
+
+#: fits shorter than this are not checked for a loss stuck at the class prior unless early stopping ended them (a smoke
+#: test's loss has not fallen yet; on Cora at lr 1e-2 a DFA fit that learns is 5% below the prior's loss by epoch 6)
+PRIOR_CHECK_EPOCHS = 20
+#: the fraction by which the training loss must fall below the prior's loss for the fit to count as learning
+PRIOR_MARGIN = 0.05
+
+
+def prior_loss(y: Tensor) -> float:
+    """The cross-entropy of predicting the class frequencies of the labels ``y`` for each of them: their entropy
+    (the training loss of a model that learned nothing from the features or the graph)."""
+    counts = torch.bincount(y.detach().cpu().long()).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
 
 
 class DirectFeedbackGNN(Backprop):
@@ -123,6 +148,25 @@ class DirectFeedbackGNN(Backprop):
             return [None] * layers
         powers = _ErrorPowers(self._transposed_adjacency(edge_index, num_nodes, dtype))
         return [powers.spread(layers - 1 - l) if l < layers - 1 else None for l in range(layers)]
+
+    def fit(self, blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet, checkpointing=None):
+        """BP's fit (:meth:`Backprop.fit`), then a warning when the training loss never fell below the class prior's
+        (see the module doc): such a fit returned a model at about the largest class's share of accuracy, and said
+        nothing."""
+        fit = super().fit(blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet, checkpointing)
+        losses = [row["loss"] for row in fit.history if row.get("loss") is not None]
+        prior = prior_loss(data.y[data.train_mask])
+        early = 0 < len(losses) < epochs  # (early stopping ended it: not a smoke test however short)
+        if (len(losses) >= PRIOR_CHECK_EPOCHS or early) and prior > 0 and min(losses) > (1 - PRIOR_MARGIN) * prior:
+            stopped = f"; early stopping ended it after {len(losses)} of {epochs} epochs" if early else ""
+            warn(f"{self.rule} {self.conv}-{self.layers}: in {len(losses)} epochs the training loss never fell "
+                 f"{PRIOR_MARGIN:.0%} below {prior:.3f}, the loss of predicting the training labels' class frequencies "
+                 f"(lowest {min(losses):.3f}{stopped}): the model has learned (almost) nothing beyond them. DFA trains "
+                 "a block only once the layers above it align with its fixed feedback matrix, which can take longer "
+                 "than the patience allows: give it more epochs and patience (patience=None), "
+                 f"a learning rate near 1e-2 (this fit: {lr:g}) or fewer layers (a GIN conv of a 2-layer MLP stays "
+                 "at the prior for over 50 epochs at 8 layers on Cora; see fwdlearn.graphs.methods.dfa)")
+        return fit
 
     def training_scores(self, blocks: nn.ModuleList, x: Tensor, edge_index: Tensor) -> Tensor:
         h = x

@@ -198,3 +198,51 @@ def test_held_out_negative_pairs_are_distinct_unordered_pairs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         link_split(load_graph("karate", split="random"), seed=3)
+
+
+def test_link_auc_reads_pyg_default_splits_and_names_a_split_without_negatives():
+    """model.auc on a RandomLinkSplit split (its default edge_label_index / edge_label) or on link_split's training
+    split (no negatives) failed with "'GlobalStorage' object has no attribute 'pos_edge_label_index'"."""
+    import torch
+    from torch_geometric.transforms import RandomLinkSplit
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+    from fwdlearn.metrics import roc_auc
+
+    data = load_graph("karate", split="random")
+    seed_everything(0)
+    model = ForwardLinkPredictor(data.num_features, hidden=8, layers=2)
+    train, val, _ = RandomLinkSplit(num_val=0.16, num_test=0.2, is_undirected=True)(data)
+    with torch.no_grad():
+        expected = roc_auc(model(data.x, train.edge_index, val.edge_label_index), val.edge_label)
+    assert model.auc(data.x, train.edge_index, val) == expected
+    train, _, _ = link_split(data)
+    with pytest.raises(ValueError, match=r"the split has positive pairs \(pos_edge_label_index\) but no negative ones "
+                                         r".*score link_split's validation or test split"):
+        model.auc(data.x, train.edge_index, train)
+    with pytest.raises(ValueError, match="the split has no labelled pairs: give pos_edge_label_index"):
+        model.auc(data.x, data.edge_index, data)
+
+
+def test_link_fit_names_ignored_edge_weights_and_a_wrong_num_nodes():
+    """edge_weight / edge_attr were dropped without a word (ForwardGNN warns), and a data.num_nodes other than
+    data.x's rows failed with "addmm: Argument #3 (dense): Expected dim 0 size 40, got 34"."""
+    import warnings
+
+    import torch
+    from torch_geometric.data import Data
+
+    data = load_graph("karate", split="random")
+    model = ForwardLinkPredictor(data.num_features, hidden=8, layers=1)
+    edges = data.edge_index.shape[1]
+    weighted = Data(x=data.x, edge_index=data.edge_index, edge_weight=torch.rand(edges), edge_attr=torch.rand(edges, 2))
+    with pytest.warns(UserWarning, match=r"data.edge_weight and data.edge_attr are ignored: ForwardLinkPredictor treats "
+                                         r"the edges as unweighted .* \(del data.edge_weight; del data.edge_attr\)"):
+        model.fit(weighted, epochs=1, quiet=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unweighted graph: no warning
+        model.fit(Data(x=data.x, edge_index=data.edge_index), epochs=1, quiet=True)
+    for wrong in (40, 30):
+        with pytest.raises(ValueError, match=rf"data.num_nodes is {wrong} but data.x has 34 rows, one per node: set "
+                                             r"data.num_nodes = data.x.shape\[0\]"):
+            model.fit(Data(x=data.x, edge_index=data.edge_index, num_nodes=wrong), epochs=1, quiet=True)

@@ -42,7 +42,7 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_s
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
-           "check_graph_inputs", "check_graph_name", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
+           "check_graph_inputs", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
            "CITY_NETWORKS"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -152,6 +152,16 @@ def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, 
     check_features(x, dtype)
     check_edge_index(edge_index, x.shape[0])
     return x, edge_index
+
+
+def warn_unweighted(data, model: str) -> None:
+    """Warn that ``data.edge_weight`` / ``data.edge_attr``, when ``data`` has them, are not read: ``model`` treats the
+    edges as unweighted (its blocks are called as ``conv(x, edge_index)``)."""
+    ignored = [f"data.{key}" for key in ("edge_weight", "edge_attr") if getattr(data, key, None) is not None]
+    if ignored:  # (at the user's line: Python's default filter says it once per line of theirs)
+        warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: {model} treats the edges as "
+             f"unweighted (its blocks are called as conv(x, edge_index)); to silence this, drop the attribute "
+             f"({'; '.join(f'del {name}' for name in ignored)})")
 
 
 def check_labels(y: Tensor | None, num_nodes: int, name: str = "data.y") -> Tensor:

@@ -74,7 +74,7 @@ from fwdlearn.model_files import ModelFile
 from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, check_graph_inputs, check_labels,
-                                          check_mask, check_masks, check_node_data)
+                                          check_mask, check_masks, check_node_data, warn_unweighted)
 from fwdlearn.graphs.methods import method_class
 from fwdlearn.graphs.methods.base import GraphMethod, check_fit_arguments
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
@@ -261,11 +261,7 @@ class ForwardGNN(ModelFile, nn.Module):
         if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] != self.in_dim:
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
         x, _ = check_graph_inputs(data, dtype=next(self.parameters()).dtype)
-        ignored = [f"data.{key}" for key in ("edge_weight", "edge_attr") if getattr(data, key, None) is not None]
-        if ignored:  # (at the user's line: Python's default filter says it once per line of theirs)
-            warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: ForwardGNN treats "
-                 f"the edges as unweighted (its blocks are called as conv(x, edge_index)); to silence this, "
-                 f"drop the attribute ({'; '.join(f'del {name}' for name in ignored)})")
+        warn_unweighted(data, "ForwardGNN")
         if not labels:
             return
         y, train = getattr(data, "y", None), getattr(data, "train_mask", None)

@@ -52,7 +52,7 @@ from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
-from fwdlearn.graphs.data.datasets import check_edge_index, check_features
+from fwdlearn.graphs.data.datasets import check_edge_index, check_features, warn_unweighted
 from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import aggregation_dtype, prepare_input, propagation_matrix, run_block
 from fwdlearn.graphs.nn.backbones import check_conv, make_blocks
@@ -196,9 +196,21 @@ def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:
 
 
 def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:
-    pos, neg = split.pos_edge_label_index, split.neg_edge_label_index
-    return torch.cat([pos, neg], 1), torch.cat([torch.ones(pos.shape[1], device=pos.device),
-                                                torch.zeros(neg.shape[1], device=pos.device)])
+    """The scored pairs ``[2, P]`` of a split and their labels (1: edge, 0: negative pair): ``pos_edge_label_index``
+    and ``neg_edge_label_index`` (:func:`link_split`, ``RandomLinkSplit(split_labels=True)``), or ``edge_label_index``
+    and ``edge_label`` (``RandomLinkSplit``'s default); a ``ValueError`` naming the fix otherwise."""
+    pos, neg = getattr(split, "pos_edge_label_index", None), getattr(split, "neg_edge_label_index", None)
+    if pos is not None and neg is not None:
+        return torch.cat([pos, neg], 1), torch.cat([torch.ones(pos.shape[1], device=pos.device),
+                                                    torch.zeros(neg.shape[1], device=pos.device)])
+    pairs, labels = getattr(split, "edge_label_index", None), getattr(split, "edge_label", None)
+    if pairs is not None and labels is not None:
+        return pairs, labels
+    if pos is not None:  # (link_split's training split: its negatives are drawn afresh every epoch)
+        raise ValueError("the split has positive pairs (pos_edge_label_index) but no negative ones "
+                         "(neg_edge_label_index), so it has no AUC: score link_split's validation or test split")
+    raise ValueError("the split has no labelled pairs: give pos_edge_label_index and neg_edge_label_index (link_split, "
+                     "RandomLinkSplit(split_labels=True)) or edge_label_index and edge_label (RandomLinkSplit)")
 
 
 @dataclass
@@ -281,7 +293,9 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         return total / self.layers if self.layerwise else self._probability(h, pairs)
 
     def auc(self, x: Tensor, edge_index: Tensor, split) -> float:
-        """ROC-AUC on a split's ``pos_edge_label_index`` vs ``neg_edge_label_index``."""
+        """ROC-AUC on a split's ``pos_edge_label_index`` vs ``neg_edge_label_index`` (:func:`link_split`), or on its
+        ``edge_label_index`` labelled by ``edge_label`` (1: edge, 0: not; ``RandomLinkSplit``'s default), with message
+        passing over ``edge_index``."""
         pairs, labels = _pairs_and_labels(split)
         with evaluating(self), torch.no_grad():
             return roc_auc(self(x, edge_index, pairs), labels)
@@ -293,7 +307,11 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         """Split ``data``'s edges 64/16/20 (``seed``), train, early-stop on validation AUC, report test AUC.
 
         The graph is read as undirected (:func:`link_split`: a directed edge counts for both directions, self-loops
-        and duplicates are dropped); a link is predicted for a pair of nodes, not an ordered one.
+        and duplicates are dropped); a link is predicted for a pair of nodes, not an ordered one. The edges are
+        unweighted: ``data.edge_weight`` and ``data.edge_attr`` are not read (a warning says so).
+
+        ``seed`` draws the split and the negatives; the weights were drawn when the model was built, from torch's
+        global generator (:func:`~fwdlearn.fit.seed_everything` before ``ForwardLinkPredictor(...)`` repeats a run).
 
         ``checkpoint`` / ``resume`` / ``overwrite``: keep and continue a checkpoint as
         :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph and
@@ -301,6 +319,10 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         from torch_geometric.utils import negative_sampling
 
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
+        if data.num_nodes != data.x.shape[0]:  # (the split and the negatives read num_nodes: a raw addmm error)
+            raise ValueError(f"data.num_nodes is {data.num_nodes} but data.x has {data.x.shape[0]} rows, one per node: "
+                             "set data.num_nodes = data.x.shape[0]")
+        warn_unweighted(data, "ForwardLinkPredictor")  # (the edge split keeps no edge attributes either)
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         epochs = check_fit_arguments(epochs, lr, weight_decay, dtype=next(self.parameters()).dtype)
         check_finite_tensor("data.x", data.x)

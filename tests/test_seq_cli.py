@@ -598,3 +598,24 @@ def test_seq_train_refuses_align_every_without_a_dfa_rule_in_flags_before_any_wo
                                                "signals; --model conv trains by bp alone, with no feedback points: "
                                                "leave --align-every out")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("eval_tokens", ["0", "100000", "60"])
+def test_seq_train_summary_holds_the_best_states_figures_on_the_whole_validation_split(text_file, tmp_path,
+                                                                                        eval_tokens):
+    """A fit that validated on the whole split (--eval-tokens 0, or more tokens than the split has) gives its best
+    evaluation as the final figures instead of reading the split once more; one that validated on part of it reads
+    the whole split after training. Either way the summary is the restored best state's, on the whole split."""
+    from fwdlearn.sequences import load_text
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    record = tmp_path / "run.json"
+    assert _train(text_file, record, "--steps", "6", "--eval-tokens", eval_tokens, "--sample", "0") == 0
+    data = json.loads(record.read_text())
+    summary, rows = data["summary"], data["metrics"]
+    model, _ = load_language_model(tmp_path / "run.pt")  # (the best state)
+    valid = load_text(str(text_file)).validation
+    whole = model.evaluate(valid, context=16, batch_size=4)
+    assert {k: summary[f"val_{k}"] for k in whole} == whole
+    best = next(row for row in rows if row["step"] == summary["best_step"])
+    assert (best["val_loss"] == summary["val_loss"]) == (eval_tokens != "60")

@@ -552,7 +552,8 @@ def resolve_device(spec: str) -> Any:
 def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
     """Apply the run options that act on the process (``--threads``) and return the ``--device`` as a
     ``torch.device`` (checked to exist); with the run's ``paths``, when they were named, hold their lock
-    (:func:`lock_run`), and note the run's checkpoints as they are now (:func:`resumable_checkpoint`)."""
+    (:func:`lock_run`), and note the run's checkpoints as they are now (:func:`resumable_checkpoint`; a run without
+    one has none, whatever an earlier run in the process kept)."""
     import torch
 
     device = resolve_device(options.device)
@@ -566,9 +567,10 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
             for path in paths.stale:
                 lock_run(path)  # refused while a live run holds it (a run of that very name, say)
                 path.unlink(missing_ok=True)
+    global _resuming
+    _checkpoints.clear()  # (this run's alone: a run without a checkpoint, started after one that kept one -- run_train
+    _resuming = False     # called from Python, then another command -- was told to --resume the earlier run's)
     if paths is not None and paths.checkpoint is not None and launch_rank() == 0:
-        global _resuming
-        _checkpoints.clear()
         _checkpoints.update({path: _identity(path) for path in (paths.checkpoint, *paths.split_checkpoints)})
         _resuming = bool(getattr(options, "resume", False))
     if options.threads:

@@ -214,6 +214,32 @@ def test_an_interrupt_after_training_says_how_to_resume(sig, folder, monkeypatch
     assert json.loads(Path("runs/s.json").read_text())["summary"]["steps"] == 4
 
 
+def test_a_command_without_a_checkpoint_is_not_told_to_resume_an_earlier_runs(folder, monkeypatch, capsys):
+    """start_run noted a run's checkpoints but a later start_run without one (another command in the same process, after
+    run_train called from Python, which releases nothing) kept them: Ctrl-C in `influence graph` said 'runs/a.pt holds
+    the run so far: run the same command with --resume', a flag that command does not have, for another run's file."""
+    from fwdlearn.cli import main
+    from fwdlearn.runs import resumable_checkpoint
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    paths = run_outputs("seq-train", RunOptions(name="a"), checkpoint="")
+    try:
+        start_run(RunOptions(name="a"), paths)  # (as run_train does; it leaves the process's run state to main)
+        torch.save({}, paths.checkpoint)  # the run saved its checkpoint
+        assert resumable_checkpoint() == paths.checkpoint
+        with monkeypatch.context() as patch:
+            patch.setattr("fwdlearn.graphs.data.datasets.load_graph", stop)
+            assert main(["influence", "graph", "--data", "karate", "--quiet", "--threads", "1", "--name", "inf"]) == 130
+        assert capsys.readouterr().err == "fwdlearn: interrupted\n"
+        start_run(RunOptions(name="a"), paths)
+        start_run(RunOptions())  # (quickstart's: no paths)
+        assert resumable_checkpoint() is None
+    finally:
+        release_runs()
+
+
 @pytest.mark.parametrize("sig,status", [("SIGINT", 130), ("SIGTERM", 143)], ids=["ctrl-c", "term"])
 def test_python_m_fwdlearn_exits_130_or_143_whenever_the_interrupt_lands(sig, status, folder):
     """An interrupt that landed while code run from a string ran (the __init__ an import's dataclass gets is written

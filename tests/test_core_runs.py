@@ -197,8 +197,8 @@ def test_an_interrupt_after_training_says_how_to_resume(sig, folder, monkeypatch
     from fwdlearn.sequences.nn.language_model import LanguageModel
 
     def stop(*args, **kwargs):
-        os.kill(os.getpid(), sig)
-        time.sleep(1)  # (the handler raises here)
+        signal.raise_signal(sig)  # (to this thread: os.kill may be delivered to another of the process's threads)
+        time.sleep(1)  # (the handler has raised by here)
 
     args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "4", "--eval-every", "2", "--sample", "5",
             "--name", "s"]

@@ -246,3 +246,34 @@ def test_link_fit_names_ignored_edge_weights_and_a_wrong_num_nodes():
         with pytest.raises(ValueError, match=rf"data.num_nodes is {wrong} but data.x has 34 rows, one per node: set "
                                              r"data.num_nodes = data.x.shape\[0\]"):
             model.fit(Data(x=data.x, edge_index=data.edge_index, num_nodes=wrong), epochs=1, quiet=True)
+
+
+@pytest.mark.parametrize("method", ["ce", "ff"])
+def test_layerwise_link_steps_take_the_output_the_evaluation_before_them_computed(method, monkeypatch):
+    """The evaluation after a step computes the block's output on the very input the next step's loss reads (same
+    weights), and it was computed again; taking it over must train exactly as computing it afresh."""
+    import torch
+
+    import fwdlearn.graphs.nn.aggregation_cache as aggregation_cache
+    import fwdlearn.graphs.nn.linkpred as linkpred
+
+    data = load_graph("karate", split="random")
+
+    def fit() -> tuple[dict, int]:
+        calls = []
+        for module in (linkpred, aggregation_cache):
+            monkeypatch.setattr(module, "run_block", lambda block, cached: calls.append(1) or run(block, cached))
+        seed_everything(0)
+        model = ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method)
+        model.fit(data, epochs=5, patience=None, eval_every=1, quiet=True, lr=0.05)
+        return model.state_dict(), len(calls)
+
+    run = aggregation_cache.run_block
+    kept, calls = fit()
+    assert calls == 1 + 5 + 1  # the first step's loss, five evaluations, the finished layer's output (was 11)
+    get = aggregation_cache.KeptOutputs.get
+    monkeypatch.setattr(aggregation_cache.KeptOutputs, "get",  # never reuse: every output computed afresh
+                        lambda self, name, take=False: self.clear() or get(self, name, take))
+    fresh, calls = fit()
+    assert calls == 5 + 5 + 1
+    assert all(torch.equal(kept[k], fresh[k]) for k in fresh)

@@ -839,15 +839,93 @@ def test_sf_steps_take_the_output_the_evaluation_before_them_computed(karate, mo
     """SF scores and trains on one stream: the output an evaluation computed after a step is the next step's (same
     input, same weights), and was computed again; any change of the weights must still recompute it."""
     import fwdlearn.graphs.methods.base as base
+    import fwdlearn.graphs.nn.aggregation_cache as aggregation_cache
 
     calls = []
     run = base.run_block
-    monkeypatch.setattr(base, "run_block", lambda block, cached: calls.append(1) or run(block, cached))
+    for module in (base, aggregation_cache):  # (the kept outputs are computed by aggregation_cache.KeptOutputs)
+        monkeypatch.setattr(module, "run_block", lambda block, cached: calls.append(1) or run(block, cached))
     seed_everything(0)
     model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=1, method="sf")
     report = model.fit(karate, epochs=5, patience=None, eval_every=1, quiet=True)
     assert len(calls) == 1 + 5 + 1  # the first step's loss, five evaluations, the finished layer's outputs (was 11)
     assert report.history[-1]["loss"] < report.history[0]["loss"]  # (it trained: each step read fresh weights)
+
+
+def test_kept_outputs_are_dropped_when_the_weights_change():
+    """The output an evaluation keeps for the next step's loss must not outlive the weights it was computed with: a
+    step or a restored state recomputes it (a stale one would train on the gradient of old weights)."""
+    from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs
+
+    data = tiny_graph()
+    block = GNNBlock("gcn", 5, 4)
+    prepared = prepare_input(block, data.x, data.edge_index)
+    kept = KeptOutputs(block, {"a": prepared})
+    first = kept.get("a")
+    assert first.requires_grad and kept.get("a") is first  # kept, with its graph (even under no_grad)
+    with torch.no_grad():
+        assert kept.get("a") is first
+    assert kept.get("a", take=True) is first and kept.get("a") is not first  # taken: computed again
+    before = {k: v.clone() for k, v in block.state_dict().items()}
+    optimizer = torch.optim.Adam(block.parameters(), lr=0.1)
+    kept.get("a", take=True).sum().backward()
+    held = kept.get("a")
+    optimizer.step()  # the weights change in place
+    stepped = kept.get("a")
+    assert stepped is not held and torch.equal(stepped, run_block(block, prepared))
+    block.load_state_dict(before)  # a restored state
+    restored = kept.get("a")
+    assert restored is not stepped and torch.equal(restored, held)
+
+
+def test_fixed_inputs_normalise_an_unchanged_input_once(monkeypatch):
+    """Inside fixed_inputs a block normalises a constant input once; an input edited in place, another tensor or one
+    that needs a gradient is normalised again, and nothing is kept after it."""
+    import torch.nn.functional as F
+
+    from fwdlearn.graphs.nn.backbones import fixed_inputs
+
+    data = tiny_graph()
+    block = GNNBlock("gcn", 5, 4)
+    calls = []
+    normalize = F.normalize
+    monkeypatch.setattr(F, "normalize", lambda x, *a, **k: calls.append(x) or normalize(x, *a, **k))
+    x = data.x.clone()
+    plain = block(x, data.edge_index)
+    calls.clear()
+    with fixed_inputs(block):
+        assert torch.equal(block(x, data.edge_index), plain) and torch.equal(block(x, data.edge_index), plain)
+        assert len(calls) == 1
+        x[0] += 3  # edited in place: its version changed
+        assert torch.equal(block(x, data.edge_index), block(x.clone(), data.edge_index))
+        other = data.x.clone()
+        assert torch.equal(block(other, data.edge_index), plain)
+        needs = data.x.clone().requires_grad_()
+        for _ in range(2):  # (each call its own graph: a kept one would be backpropagated through twice)
+            block(needs, data.edge_index).sum().backward()
+        assert needs.grad is not None and needs.grad.abs().sum() > 0
+    assert block._fixed is None
+    calls.clear()
+    block(x, data.edge_index)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("method", ["bp", "dfa"])
+def test_end_to_end_fits_normalise_the_features_once(karate, method, monkeypatch):
+    """BP and DFA read the same features at every step and evaluation: their first block normalised them each time
+    (about a tenth of a 2-layer fit on Cora)."""
+    import torch.nn.functional as F
+
+    wide = []
+    normalize = F.normalize
+    monkeypatch.setattr(F, "normalize", lambda x, *a, **k: (wide.append(1) if x.shape[-1] == karate.num_features
+                                                            else None) or normalize(x, *a, **k))
+    seed_everything(0)
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method=method)
+    report = model.fit(karate, epochs=5, patience=None, eval_every=1, quiet=True)
+    assert len(wide) == 1 + 1  # the training loop once, the report's scores once (was 5 steps + 5 evaluations + 2)
+    assert report.history[-1]["loss"] < report.history[0]["loss"]
+    assert all(block._fixed is None for block in model.blocks)
 
 
 @pytest.mark.parametrize("method", ["sf", "ff-la", "bp", "dfa:gaussian"])

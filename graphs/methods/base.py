@@ -32,7 +32,8 @@ from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise
 
-from fwdlearn.graphs.nn.aggregation_cache import aggregation_dtype, prepare_input, propagation_matrix, run_block
+from fwdlearn.graphs.nn.aggregation_cache import (KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix,
+                                                  run_block)
 from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
 
 __all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history", "check_fit_arguments"]
@@ -261,33 +262,21 @@ class LayerwiseMethod(GraphMethod):
             # a stream both scored and trained on (SF's "pos"): the evaluation after a step computes, with a graph,
             # the very output the next step's loss needs (same input, same weights), so the loss takes it over
             # instead of computing it again (about a fifth of an SF fit at 2 layers on Cora); any change of the
-            # weights (a step, a restored state) changes their versions and the kept output is dropped
-            shared, kept = set(scoring) & set(training), {}
-
-            def weights_now() -> tuple[int, ...]:
-                return tuple(p._version for p in block.parameters())
-
-            def output(s: str, take: bool) -> Tensor:
-                """Stream ``s``'s output: the kept one while the weights are unchanged (``take``: and forget it)."""
-                if kept.get("weights") != weights_now():
-                    kept.clear()
-                    kept["weights"] = weights_now()
-                if s not in kept:
-                    kept[s] = run_block(block, prepared[s])
-                return kept.pop(s) if take else kept[s]
+            # weights (a step, a restored state) drops it (KeptOutputs)
+            shared, kept = set(scoring) & set(training), KeptOutputs(block, prepared)
 
             def loss() -> Tensor:
-                return self.layer_loss({s: output(s, take=True) for s in training}, y, train, n, l)
+                return self.layer_loss({s: kept.get(s, take=True) for s in training}, y, train, n, l)
 
             def evaluate() -> dict:
-                with torch.enable_grad():  # (kept, with their graph, for the next step's loss)
-                    kept_outs = {s: output(s, take=False) for s in shared}
+                kept_outs = {s: kept.get(s) for s in shared}  # (kept, with their graph, for the next step's loss)
                 with torch.no_grad():
                     outs = {s: kept_outs[s].detach() if s in shared else run_block(block, prepared[s]) for s in scoring}
                     scores = self.layer_scores(outs, n, l)
                 return {"val_accuracy": masked_accuracy(state["total"] + scores, y, val)}
 
             def finish(result: FitResult) -> None:
+                kept.clear()
                 with torch.no_grad():
                     outs = {s: run_block(block, prepared[s]) for s in streams}
                     state["total"] = state["total"] + self.layer_scores({s: outs[s] for s in scoring}, n, l)

@@ -26,7 +26,7 @@ from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.graphs.data.datasets import check_node_data
 from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
-from fwdlearn.graphs.nn.backbones import BlockStack
+from fwdlearn.graphs.nn.backbones import BlockStack, fixed_inputs
 
 __all__ = ["Backprop", "train_node_classifier", "NodeFit"]
 
@@ -88,14 +88,15 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
             return {"val_accuracy": masked_accuracy(model(x, edge_index), y, data.val_mask)}
 
     saving = checkpointing.trainer_options() if checkpointing is not None else {}
-    result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
-                     measure_first_step=True, device=device, settings={"lr": lr, "weight_decay": weight_decay},
-                     raise_limit=None, **saving).run(
-        step, evaluate, state=Stateful({"model": model, "optimizer": optimizer}, best=("model",)))
-    seconds = result.seconds  # the whole training loop, the part before a resume included
-    model.eval()
-    with torch.no_grad():
-        scores = model(x, edge_index)
+    with fixed_inputs(model):  # (its GNN blocks normalise the features once, not at every step and evaluation)
+        result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
+                         measure_first_step=True, device=device, settings={"lr": lr, "weight_decay": weight_decay},
+                         raise_limit=None, **saving).run(
+            step, evaluate, state=Stateful({"model": model, "optimizer": optimizer}, best=("model",)))
+        seconds = result.seconds  # the whole training loop, the part before a resume included
+        model.eval()
+        with torch.no_grad():
+            scores = model(x, edge_index)
     return NodeFit(masked_accuracy(scores, y, data.val_mask), masked_accuracy(scores, y, data.test_mask),
                    masked_accuracy(scores, y, train), seconds, result.steps_run,
                    CostReport.from_costs([result.first_step_cost]), fit_history([result], per_layer=False),

@@ -21,6 +21,7 @@ previous step's upper layers; simultaneous training of all layers).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from torch import Tensor
 from fwdlearn.graphs.nn.backbones import GNNBlock
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
-__all__ = ["propagation_matrix", "aggregation_dtype", "CachedInput", "prepare_input", "run_block"]
+__all__ = ["propagation_matrix", "aggregation_dtype", "CachedInput", "prepare_input", "run_block", "KeptOutputs"]
 
 
 def aggregation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -86,3 +87,38 @@ def run_block(block: GNNBlock, cached: CachedInput) -> Tensor:
     if cached.aggregated is not None:
         return block.from_aggregation(cached.aggregated, cached.normalized)
     return block(cached.x, cached.edge_index)
+
+
+class KeptOutputs:
+    """A block's outputs on prepared inputs (:func:`run_block`), kept while its weights are unchanged.
+
+    In a layer-by-layer fit the evaluation after a step computes the block's output on an input that the next step's
+    loss reads too (same input, same weights): it keeps the output, with its graph, and the loss takes it over
+    (``take=True``) instead of computing it again. Any change of the weights (a step, a restored state) changes their
+    versions, and every kept output is dropped.
+
+    Args:
+        block: the block being trained.
+        prepared: its prepared inputs by name (:func:`prepare_input`).
+    """
+
+    def __init__(self, block: GNNBlock, prepared: Mapping[str, CachedInput]) -> None:
+        self.block, self.prepared = block, prepared
+        self._weights: tuple[tuple[int, int], ...] | None = None
+        self._outputs: dict[str, Tensor] = {}
+
+    def get(self, name: str, take: bool = False) -> Tensor:
+        """The output on input ``name`` (with its graph): the kept one while the weights are unchanged, else computed
+        now; ``take``: and forget it (a loss takes it over)."""
+        weights = tuple((id(p), p._version) for p in self.block.parameters())
+        if weights != self._weights:
+            self._outputs.clear()
+            self._weights = weights
+        if name not in self._outputs:
+            with torch.enable_grad():  # (for the training loss that takes it over)
+                self._outputs[name] = run_block(self.block, self.prepared[name])
+        return self._outputs.pop(name) if take else self._outputs[name]
+
+    def clear(self) -> None:
+        """Forget the kept outputs (and their graphs)."""
+        self._outputs.clear()

@@ -202,9 +202,15 @@ def test_an_interrupt_after_training_says_how_to_resume(sig, folder, monkeypatch
 
     args = ["seq", "train", "--data", "text.txt", *TINY, "--steps", "4", "--eval-every", "2", "--sample", "5",
             "--name", "s"]
-    with monkeypatch.context() as patch:
-        patch.setattr(LanguageModel, "generate", stop)
-        assert main(args) == (130 if sig == signal.SIGINT else 143)
+    # (Python's own Ctrl-C handler: a test run started in the background by a shell, `pytest &`, inherits SIGINT
+    # ignored, and Python then installs none)
+    kept = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(LanguageModel, "generate", stop)
+            assert main(args) == (130 if sig == signal.SIGINT else 143)
+    finally:
+        signal.signal(signal.SIGINT, kept)
     line, = capsys.readouterr().err.strip().splitlines()
     said = "interrupted" if sig == signal.SIGINT else "terminated (SIGTERM)"
     assert line == (f"fwdlearn: {said}; runs/s.pt holds the run so far: run the same command with --resume to continue "

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .. import __version__
-from ..errors import EXIT_STATUS, exit_status
+from ..errors import EXIT_STATUS, TrainingInterrupted, exit_status
 from ..runs import launch_rank
 
 __all__ = ["Command", "Entry", "ENTRY_POINTS", "build_parser", "main"]
@@ -256,7 +256,9 @@ def _report(error: BaseException) -> None:
         text = str(error) or "interrupted"
         if _terminated and not text.startswith("terminated"):
             text = f"terminated (SIGTERM): {text}"
-        checkpoint = resumable_checkpoint() if "--resume" not in text else None
+        told = (isinstance(error, TrainingInterrupted) and error.checkpoint is not None
+                and error.saved_step is not None)  # (its own line names the checkpoint and --resume)
+        checkpoint = None if told else resumable_checkpoint()
         if checkpoint is not None:  # (outside a training loop: between splits or layers, in the final evaluation, or
             # before a later split's first save: the run's checkpoint holds what it trained)
             text += (f"; {checkpoint} holds the run so far: run the same command with --resume to continue (and "

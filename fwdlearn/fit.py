@@ -497,6 +497,12 @@ def _zip_damage(path: str | Path, records: bool = True) -> str:
 _CHECKPOINT_KEYS = {"step", "state", "best_state", "best_value", "bad_checks", "best", "best_step", "history"}
 
 
+def is_checkpoint(loaded: Any) -> bool:
+    """Whether ``loaded`` (what ``torch.load`` read) is a :class:`Trainer` checkpoint: a dict with every entry one
+    holds."""
+    return isinstance(loaded, dict) and _CHECKPOINT_KEYS <= set(loaded)
+
+
 def previous_checkpoint(path: str | Path) -> Path:
     """``<path>.prev``: where a process of a ``torchrun`` run keeps its save before the last one."""
     path = Path(path)
@@ -542,7 +548,7 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
                  "it may have been cut short or is another kind of file; pass the right --checkpoint"):
         # (a file in torch's legacy format, which cannot be mapped, is read)
         ckpt = load_torch(path, map_location="cpu", mmap=mmap and zipfile.is_zipfile(path))
-    if not isinstance(ckpt, dict) or not _CHECKPOINT_KEYS <= set(ckpt):
+    if not is_checkpoint(ckpt):
         from fwdlearn.model_files import what_file  # (it imports this module)
 
         found = what_file(ckpt)  # (a saved model given to --resume: which one, and what reads it)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from fwdlearn.errors import InputError, reading
 from fwdlearn.files import atomic_write, check_writable, refuse_overwrite
-from fwdlearn.fit import _CHECKPOINT_KEYS, load_device, load_torch
+from fwdlearn.fit import is_checkpoint, load_device, load_torch
 
 __all__ = ["save_model", "load_model", "ModelFile", "FILE_KINDS", "what_file"]
 
@@ -52,7 +52,7 @@ def what_file(loaded: Any) -> str:
     if isinstance(kind, str) and kind in FILE_KINDS and "config" in loaded and "model" in loaded:
         holds, reader = FILE_KINDS[kind]
         return f"it is {holds} file, read by {reader}"
-    if _CHECKPOINT_KEYS <= set(loaded):
+    if is_checkpoint(loaded):
         fingerprint = loaded.get("fingerprint")
         model = fingerprint.get("model") if isinstance(fingerprint, dict) else None
         if isinstance(model, dict) and "method" in model:

@@ -98,7 +98,8 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
     (default: the file itself, which must hold ``"config"`` and ``"model"`` and, given a ``kind``, name it; ``hint``
     follows the refusal of another file), ``build(bundle)`` makes the model on
     the CPU (a ``ValueError`` / ``TypeError`` there is the file's: a kind or config this process cannot build); the
-    weights are loaded in the saved dtype and the model moved to ``map_location``'s device.
+    weights are loaded in the saved dtype and the model moved to ``map_location``'s device, in ``eval()`` mode (as
+    Hugging Face's ``from_pretrained``: ``.train()`` before a training loop of one's own; a fit sets its own modes).
 
     Raises:
         InputError: naming ``path``: not such a file (saying what it is, :func:`what_file`), cut short, a config that
@@ -142,7 +143,7 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
             named = f"{bundle['kind']} " if isinstance(bundle.get("kind"), str) else ""
             raise InputError(f"the weights in {path} do not fit the {named}model its config describes ({detail}); it "
                              "was edited, or written by another fwdlearn version") from None
-    return model.to(device), bundle
+    return model.to(device).eval(), bundle  # (in eval mode, as Hugging Face's from_pretrained gives it)
 
 
 def _take_saved_dtypes(model: Any, state: dict[str, Any]) -> None:

@@ -138,3 +138,18 @@ def test_a_model_file_path_that_cannot_be_written_is_refused_naming_why(tmp_path
         model.save(tmp_path / "m.pt" / "x.pt")
     with pytest.raises(ValueError, match=r"the model file's path is empty"):
         model.save("")
+
+
+def test_a_loaded_model_comes_back_in_eval_mode_as_from_pretrained_gives_it(tmp_path):
+    """A model read back kept ``nn.Module``'s default train mode: a loaded transformer with dropout, called on the same
+    input twice, gave two outputs (Hugging Face's ``from_pretrained`` gives a model in ``eval()``)."""
+    from fwdlearn.graphs import ForwardGNN
+    from fwdlearn.sequences import TransformerLM, load_language_model
+
+    torch.manual_seed(0)
+    lm, _ = load_language_model(TransformerLM(7, hidden=8, layers=1, heads=2, dropout=0.5).save(tmp_path / "t.pt"))
+    gnn = ForwardGNN.load(_graph_model().save(tmp_path / "g.pt"))
+    for model in (lm, gnn):
+        assert not any(module.training for module in model.modules())
+    x = torch.randint(0, 7, (2, 5))
+    assert torch.equal(lm(x)[0], lm(x)[0])

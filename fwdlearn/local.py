@@ -114,6 +114,9 @@ def symba_loss(g_pos: Tensor, g_neg: Tensor, alpha: float = 4.0) -> Tensor:
         g_neg: goodness of the paired negative examples, same shape as ``g_pos``.
         alpha: the scale :math:`\alpha` (the paper uses 4.0).
     """
+    for name, t in (("g_pos", g_pos), ("g_neg", g_neg)):  # (a list failed on '.shape', naming no argument)
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if g_pos.shape != g_neg.shape:
         raise ValueError(
             f"symba_loss pairs positives with negatives, so g_pos and g_neg need the same shape; "
@@ -138,6 +141,9 @@ def prototype_logits(h: Tensor, prototypes: Tensor, tau: float = 1.0) -> Tensor:
     Returns:
         ``[N, K]`` logits.
     """
+    for name, t in (("h", h), ("prototypes", prototypes)):  # (a list failed on '.dim', naming no argument)
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if h.dim() != 2 or prototypes.dim() != 2:
         raise ValueError(
             f"prototype_logits expects h of shape [N, d] and prototypes of shape [K, d]; "
@@ -168,10 +174,15 @@ def prototype_cross_entropy(
     Args:
         h: ``[N, d]`` representations of labelled examples.
         prototypes: ``[K, d]`` class prototypes.
-        labels: ``[N]`` integer labels in ``[0, K)``.
+        labels: ``[N]`` integer labels in ``[0, K)`` (any integer dtype).
         tau: temperature.
     """
     logits = prototype_logits(h, prototypes, tau)
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor of class ids, got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"labels must hold integer class ids; got {labels.dtype} (labels.long() if they are ids)")
+    labels = labels.long()  # (int32 ids failed inside cross_entropy: 'expected target dtype to be Long or Byte')
     if labels.dim() != 1 or labels.shape[0] != h.shape[0]:
         raise ValueError(
             f"labels must have shape [N] = [{h.shape[0]}] to match h; got {tuple(labels.shape)}"

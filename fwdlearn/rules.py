@@ -381,11 +381,16 @@ def register_time_rule(cls: type[TimeRule]) -> type[TimeRule]:
 
 def register_alias(alias: str, spec: str) -> None:
     """Accept ``alias`` wherever ``spec`` is accepted, also as one side of a ``+`` rule (``spec`` must parse, and is
-    stored as its canonical spelling, so an alias of an alias or of ``"dfa+dsf"`` works anywhere; ``alias`` must be
-    one word that is not already a rule's name or a built-in alias, which it would silently replace)."""
+    stored as its canonical spelling, so an alias of an alias or of ``"dfa+dsf"`` works anywhere; a DSF kind it names
+    stays named, ``"dsf:diagonal"`` included, which ``str()`` spells ``"dsf"``; ``alias`` must be one word that is not
+    already a rule's name or a built-in alias, which it would silently replace)."""
     if not isinstance(alias, str):
         raise TypeError(f"an alias is a string (one word); got {alias!r}")
-    canonical = str(parse_rule(spec))
+    rule = parse_rule(spec)
+    canonical = str(rule)
+    if isinstance(rule.time, DSF) and rule.time.feedback == "diagonal":  # (str() spells it "dsf", the model's own
+        time = "dsf:diagonal"  # kind: an alias of "dsf:diagonal" trained a RecurrentLM(feedback="gaussian") with its
+        canonical = time if isinstance(rule.depth, BP) else f"{rule.depth}+{time}"  # Gaussian feedback)
     key = alias.strip().lower()
     if not key or "+" in key or len(key.split()) > 1 or key.split(":")[0] in DEPTH_RULES \
             or key.split(":")[0] in TIME_RULES or key in _BUILT_IN_ALIASES:

@@ -96,3 +96,22 @@ def test_prototype_temperature_must_be_finite_and_positive():
     for tau in (float("nan"), float("inf"), 0.0, -1.0):
         with pytest.raises(ValueError, match="tau must be a finite number > 0"):
             prototype_cross_entropy(h, c, y, tau)
+
+
+def test_inputs_of_another_type_are_named_and_integer_labels_of_any_width_are_read():
+    """A list failed on '.shape' / '.dim' naming no argument, int32 labels inside cross_entropy ('expected target
+    dtype to be Long or Byte, but got Int')."""
+    torch.manual_seed(0)
+    h, c = torch.randn(4, 3, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0])
+    for dtype in (torch.int32, torch.int16, torch.uint8):
+        torch.testing.assert_close(prototype_cross_entropy(h, c, y.to(dtype)), prototype_cross_entropy(h, c, y))
+    for bad in (y.double(), y.bool()):
+        with pytest.raises(TypeError, match=r"labels must hold integer class ids; got .*labels.long\(\)"):
+            prototype_cross_entropy(h, c, bad)
+    with pytest.raises(TypeError, match="labels must be a torch.Tensor of class ids, got list"):
+        prototype_cross_entropy(h, c, [0, 1, 1, 0])
+    with pytest.raises(TypeError, match="h must be a torch.Tensor, got list"):
+        prototype_logits(h.tolist(), c)
+    with pytest.raises(TypeError, match="g_neg must be a torch.Tensor, got list"):
+        symba_loss(torch.zeros(2), [0.0, 0.0])

@@ -203,6 +203,24 @@ def test_aliases_are_stored_canonically_and_work_as_either_side_of_a_rule():
             ALIASES.pop(name, None)
 
 
+def test_an_alias_of_the_diagonal_dsf_kind_keeps_the_kind_named():
+    """str(DSF("diagonal")) is "dsf", the model's own kind: an alias stored as it trained a
+    RecurrentLM(feedback="gaussian") with Gaussian feedback where "dsf:diagonal" trains with the diagonal one."""
+    from fwdlearn.rules import ALIASES, register_alias
+
+    try:
+        register_alias("dsf-ref", "dsf:diagonal")
+        register_alias("dfa-dsf-ref", "dfa+dsf:diagonal")
+        register_alias("dsf-own", "dsf")
+        assert parse_rule("dsf-ref") == parse_rule("dsf:diagonal") == Rule(BP(), DSF("diagonal"))
+        assert parse_rule("dfa-dsf-ref") == Rule(DFA(), DSF("diagonal"))
+        assert parse_rule("sf+dsf-ref") == Rule(parse_rule("sf").depth, DSF("diagonal"))
+        assert parse_rule("dsf-own") == Rule(BP(), DSF())  # no kind named: still the model's own
+    finally:
+        for name in ("dsf-ref", "dfa-dsf-ref", "dsf-own"):
+            ALIASES.pop(name, None)
+
+
 def test_rule_names_and_parts_that_could_never_parse_back_are_refused():
     from fwdlearn.rules import TBPTT, Local, TimeRule, register_time_rule
 

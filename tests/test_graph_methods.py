@@ -77,12 +77,37 @@ def test_layer_by_layer_fit_trains_every_layer(method):
 
 
 def test_top_down_evaluation_with_more_steps_than_the_accumulation_window(karate):
-    """Steps past the accumulation window (2..9) keep the prototypes of the last evaluated step."""
+    """More steps than the default 10 widen the accumulation window (2..steps-1); the prototypes are the last step's."""
     torch.manual_seed(0)
     model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method="sf-top2input", steps=12)
     model.fit(karate, epochs=3, patience=None, quiet=True)
     assert model.method.prototypes.shape == (2, karate.num_classes, 8)
     assert model(karate.x, karate.edge_index).shape == (karate.num_nodes, karate.num_classes)
+
+
+@pytest.mark.parametrize("update", ["sync", "alternate"])
+def test_top_down_steps_past_ten_are_accumulated_as_the_reference_does(karate, update):
+    """``steps`` is the reference's --test-time-steps: the class probabilities of steps 2..steps-1 are accumulated
+    (a window fixed at 2..9 ran steps=12's last two steps and discarded them: the same scores as steps=10). Top-To-Input:
+    its states change from step to step (Top-To-Loss's reach a fixed point after the first step under "sync")."""
+    from fwdlearn.graphs.methods.topdown import topdown_scores
+
+    torch.manual_seed(0)
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method="sf-top2input",
+                       update=update)
+    model.fit(karate, epochs=5, patience=None, quiet=True)
+    ten = model.scores(karate)
+    model.method.steps = 12
+    twelve = model.scores(karate)
+    assert not torch.allclose(ten, twelve)
+    xa, ea, ctx = model.method._training_graph(karate.x, karate.edge_index, karate.y, karate.train_mask)
+    with torch.no_grad():
+        expected, _ = topdown_scores(model.blocks, model.method, xa, ea, ctx, 8, karate.num_nodes, steps=12, last=11,
+                                     update=update)
+        window, _ = topdown_scores(model.blocks, model.method, xa, ea, ctx, 8, karate.num_nodes, steps=12, last=9,
+                                   update=update)
+    torch.testing.assert_close(twelve, expected)
+    torch.testing.assert_close(ten, window)
 
 
 def test_virtual_nodes_one_per_class_linked_to_training_nodes_only():
@@ -751,7 +776,7 @@ def test_a_layer_by_layer_resume_with_another_epoch_budget_is_refused_once_a_blo
 
 def test_top_down_evaluation_steps_are_checked_when_the_model_is_built():
     with pytest.raises(ValueError, match=r"steps must be an int >= 3 \(evaluation accumulates the class "
-                                         r"probabilities of steps 2..9\); got 2"):
+                                         r"probabilities of steps 2..steps-1\); got 2"):
         ForwardGNN(5, 3, method="sf-top2input", steps=2)
 
 

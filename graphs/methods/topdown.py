@@ -24,7 +24,8 @@ one time step per epoch (states persist across epochs), every layer updated ever
 previous step's states of their neighbours, then the odd layers from the even layers' new outputs below and above),
 in training and evaluation alike.
 Evaluation starts from zero states, runs ``steps`` (10) time steps and accumulates the
-per-layer class probabilities of steps 2..9.
+per-layer class probabilities of steps 2..steps-1 (2..9 at the default 10, as the reference's ``--test-time-steps``
+and its default accumulation window).
 
 Differences from the reference's code (measured in docs/benchmarks.md): its non-alternating update reads the previous
 step's states below and above, where ``"sync"`` reads the layer below of this step; it starts from a bottom-up pass
@@ -99,8 +100,10 @@ def topdown_step(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, edge
 
 def topdown_scores(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, edge_index: Tensor, context: Tensor,
                    hidden: int, num_real: int, prototypes: Tensor | None = None, tau: float = 1.0,
-                   steps: int = 10, first: int = 2, last: int = 9, update: str = "sync") -> tuple[Tensor, Tensor]:
-    """Multi-step evaluation: class probabilities summed over layers and steps ``first..last``.
+                   steps: int = 10, first: int = 2, last: int | None = None, update: str = "sync"
+                   ) -> tuple[Tensor, Tensor]:
+    """Multi-step evaluation: class probabilities summed over layers and steps ``first..last`` (``last``: default
+    the final step, ``steps - 1``).
 
     Prototypes are the virtual nodes' rows (rows ``num_real..``) when ``prototypes`` is ``None``,
     else the stored ``[L, K, d]`` prototypes (for graphs without virtual nodes).
@@ -109,10 +112,11 @@ def topdown_scores(blocks: Sequence[nn.Module], method: "TopDown", x: Tensor, ed
         ``[num_real, K]`` scores (normalised to sum to 1 per node) and the ``[L, K, d]`` prototypes
         used at the last evaluated step.
     """
+    last = steps - 1 if last is None else last  # (a fixed 9 ran steps=20's last ten steps and discarded them)
     states = [x.new_zeros(x.shape[0], hidden) for _ in blocks]
     total = None
     protos_used = []
-    for t in range(steps):
+    for t in range(min(steps, last + 1)):  # (steps after the window change nothing)
         outs = topdown_step(blocks, method, x, edge_index, states, context, detach=False, update=update)
         reps = method.representations(outs, states, detach=False)
         if first <= t <= last:
@@ -138,7 +142,7 @@ class TopDown(GraphMethod):
         tau: SF temperature.
         update: how a time step runs the layers, ``"sync"`` (bottom up) or ``"alternate"`` (even layers, then odd
             layers reading the even layers' new outputs); see :func:`topdown_step`.
-        steps: evaluation time steps (class probabilities accumulated over steps 2..9).
+        steps: evaluation time steps (class probabilities accumulated over steps 2..steps-1: 2..9 at the default).
     """
 
     options: ClassVar[tuple[str, ...]] = ("tau", "update", "steps")
@@ -151,7 +155,7 @@ class TopDown(GraphMethod):
             raise ValueError(f"unknown update {update!r}; use 'sync' or 'alternate'")
         if not is_integer(steps) or steps < 3:
             raise ValueError(f"steps must be an int >= 3 (evaluation accumulates the class probabilities of steps "
-                             f"2..9); got {steps!r}")
+                             f"2..steps-1); got {steps!r}")
         check_range("tau", tau, gt=0)  # (checked at fit time only for > 0: NaN passed and 'diverged')
         check_representable("tau", tau)  # (1e-40 overflowed the logits it divides: 'diverged' again)
         self.tau, self.update, self.steps = tau, update, steps

@@ -41,8 +41,8 @@ needs no labels and no virtual nodes:
 
 - ``sf`` / top-down: the prototypes :math:`c_k^{(l)}` computed on the training graph at the end
   of :meth:`ForwardGNN.fit` are stored as buffers; nodes are scored against them (the mean over
-  layers of the softmax class probabilities; top-down methods accumulate steps 2..9 of 10 with
-  the uninformative context :math:`1/K`);
+  layers of the softmax class probabilities; top-down methods accumulate steps 2..9 of ``steps``
+  = 10, 2..steps-1 in general, with the uninformative context :math:`1/K`);
 - ``ff-la`` / ``ff-symba``: :math:`K` passes with class :math:`k` appended to every node;
   scores are the goodness summed over layers;
 - ``ff-vn``: :math:`K` passes with the stored virtual-node features appended and every node
@@ -136,7 +136,7 @@ class ForwardGNN(ModelFile, nn.Module):
             (``None``: all :math:`K - 1`, as the reference's scripts; 1 trains on 2 copies a step instead of :math:`K`).
         cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
         update: top-down updates, ``"sync"`` or ``"alternate"``.
-        steps: top-down evaluation steps.
+        steps: top-down evaluation steps (class probabilities accumulated over steps 2..steps-1).
         seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices. It does not
             seed the weights: they are drawn from torch's global generator when the model is built, so call
             ``fwdlearn.fit.seed_everything(seed)`` before ``ForwardGNN(...)`` for a reproducible run.

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
-                                            jacobian_l1)
+                                            jacobian_l1, refuse_inference_mode)
 from fwdlearn.errors import check_finite_tensor, check_int, check_seed
 from fwdlearn.fit import evaluating, progress
 
@@ -56,6 +56,29 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
 
 def _as_output(out) -> Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _check_sequences_apart(forward: Callable[[Tensor], Tensor], x: Tensor) -> None:
+    """Refuse a model whose outputs for one sequence change with another sequence before it in the batch: every
+    measured position has its own copy of the sequence in one batch, so rows that mix give another model's Jacobian,
+    in silence (PyTorch's ``nn.GRU`` / ``nn.LSTM`` / ``nn.RNN`` read ``[time, batch, features]`` unless built with
+    ``batch_first=True``: the copies were read as time steps, R 0.35 for 1.09, with mass at future lags). Checked on
+    the first sequence, beside a random one; the tolerance (1 % of the outputs' scale, more in half precision) leaves
+    room for the kernels a batch of one and of two may choose."""
+    one = x[:1]
+    gen = torch.Generator().manual_seed(0)
+    other = (torch.randn(one.shape, generator=gen, dtype=torch.float32) * (1 + float(one.abs().mean()))).to(one)
+    with torch.no_grad():
+        alone, pair = _as_output(forward(one)), _as_output(forward(torch.cat([other, one])))
+    if not (isinstance(alone, Tensor) and isinstance(pair, Tensor) and alone.is_floating_point()
+            and alone.dim() == 3 and alone.shape[0] == 1 and pair.shape == (2, *alone.shape[1:])):
+        return  # (an output of another shape is named by the measurement itself)
+    tol = max(1e-2, torch.finfo(alone.dtype).eps ** 0.5) * (1 + float(alone.abs().max()))
+    if float((pair[1:] - alone).abs().max()) > tol:
+        raise ValueError("the model mixes the sequences of a batch (the outputs of one sequence change when another is "
+                         "put before it), so its lag influence cannot be measured: every position is measured on its "
+                         "own copy of the sequence, one batch row each. Inputs are [batch, time, features]; a "
+                         "torch.nn.GRU / LSTM / RNN reads [time, batch, features] unless built with batch_first=True")
 
 
 def _select_positions(length: int, positions: int | Sequence[int] | Tensor | None, seed: int) -> Tensor:
@@ -90,7 +113,9 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
 
 def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: bool) -> tuple[Tensor, Tensor]:
     chunk = check_int("chunk", chunk, 1, " (positions measured together)")
+    refuse_inference_mode()
     forward, x = _embedding_function(model, inputs)
+    _check_sequences_apart(forward, x)
     batch, length, _ = x.shape
     chosen = _select_positions(length, positions, seed)
     masses = []
@@ -134,6 +159,14 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
 
     Returns:
         ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major.
+
+    A position :math:`t` has no input at a lag :math:`k > t`: its :math:`T_k(t)` is 0 and the curve's mean counts it
+    (as a graph seed without nodes at :math:`k` hops counts in PyG's average), so the curve at lag :math:`k` is the
+    share of positions :math:`\ge k` times their mean (16 positions drawn from 64, ``seed=0``: 7 of them reach lag 32,
+    so the curve there is 7/16 of what they show). To compare lags on an equal footing measure positions
+    ``>= max_lag`` (``positions=range(max_lag, T)``). The sequences of the batch must not interact (each position is
+    measured on its own copy, one batch row each): a model whose outputs for one sequence change with another beside
+    it is refused.
     """
     check_int("max_lag", max_lag, 0)
     mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)

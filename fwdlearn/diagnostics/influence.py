@@ -39,7 +39,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED"]
+__all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED",
+           "refuse_inference_mode"]
 
 
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
@@ -75,6 +76,14 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
     return chosen
 
 
+def refuse_inference_mode() -> None:
+    """Refuse to measure inside ``torch.inference_mode()`` (checked before any call of the model: a custom autograd
+    Function there failed first, with a message about itself)."""
+    if torch.is_inference_mode_enabled():
+        raise ValueError("influence takes input gradients, which torch.inference_mode() does not allow: measure it "
+                         "outside that block (torch.no_grad() around it is fine)")
+
+
 def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     r"""Jacobian L1 mass of every input row:
     :math:`m_p = \sum_i \lVert \partial (\sum_s y_{s,i}) / \partial x_p \rVert_1`.
@@ -94,9 +103,7 @@ def jacobian_l1(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     and 16 layers), than ``torch.func.vmap`` over the vector-Jacobian product, and than replicating
     the input once per channel (2-3x slower: C forward passes instead of one).
     """
-    if torch.is_inference_mode_enabled():  # (before the model: a custom autograd Function there failed first)
-        raise ValueError("influence takes input gradients, which torch.inference_mode() does not allow: measure it "
-                         "outside that block (torch.no_grad() around it is fine)")
+    refuse_inference_mode()
     inputs = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         out = f(inputs)

@@ -154,14 +154,17 @@ def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, 
     return x, edge_index
 
 
-def warn_unweighted(data, model: str) -> None:
+def warn_unweighted(data, model: str, how: str = "") -> None:
     """Warn that ``data.edge_weight`` / ``data.edge_attr``, when ``data`` has them, are not read: ``model`` treats the
-    edges as unweighted (its blocks are called as ``conv(x, edge_index)``)."""
-    ignored = [f"data.{key}" for key in ("edge_weight", "edge_attr") if getattr(data, key, None) is not None]
-    if ignored:  # (at the user's line: Python's default filter says it once per line of theirs)
-        warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: {model} treats the edges as "
-             f"unweighted (its blocks are called as conv(x, edge_index)); to silence this, drop the attribute "
-             f"({'; '.join(f'del {name}' for name in ignored)})")
+    edges as unweighted (its blocks are called as ``conv(x, edge_index)``), or what ``how`` says instead (``{passed}``
+    in it becomes ``edge_weight=data.edge_weight, ...`` of the attributes present)."""
+    present = [key for key in ("edge_weight", "edge_attr") if getattr(data, key, None) is not None]
+    if present:  # (at the user's line: Python's default filter says it once per line of theirs)
+        ignored = [f"data.{key}" for key in present]
+        how = how.format(passed=", ".join(f"{key}=data.{key}" for key in present)) if how else \
+            f"{model} treats the edges as unweighted (its blocks are called as conv(x, edge_index))"
+        warn(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored: {how}; to silence this, drop "
+             f"the attribute ({'; '.join(f'del {name}' for name in ignored)})")
 
 
 def check_labels(y: Tensor | None, num_nodes: int, name: str = "data.y") -> Tensor:

@@ -277,3 +277,53 @@ def test_layerwise_link_steps_take_the_output_the_evaluation_before_them_compute
     fresh, calls = fit()
     assert calls == 5 + 5 + 1
     assert all(torch.equal(kept[k], fresh[k]) for k in fresh)
+
+
+def test_int32_edge_ids_of_a_large_graph_split_as_int64_ones():
+    """PyG's coalesce keys an edge u * n + v in the ids' own dtype: int32 ids on a graph of more than 46,340 nodes
+    overflowed, and the split came from other edges than the graph's (5,999 of 6,000 here, no error)."""
+    import torch
+    from torch_geometric.data import Data
+    from torch_geometric.utils import coalesce
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    n, gen = 60_000, torch.Generator().manual_seed(0)
+    src, dst = torch.randint(0, n, (3000,), generator=gen), torch.randint(50_000, n, (3000,), generator=gen)
+    edges = coalesce(torch.stack([torch.cat([src, dst]), torch.cat([dst, src])]), num_nodes=n)
+    x = torch.zeros(n, 1)
+    wide, narrow = (link_split(Data(x=x, edge_index=edges.to(dtype)), seed=0) for dtype in (torch.int64, torch.int32))
+    for a, b in zip(wide, narrow):
+        assert torch.equal(a.edge_index, b.edge_index)
+        assert torch.equal(a.pos_edge_label_index, b.pos_edge_label_index)
+    held = torch.cat([narrow[1].pos_edge_label_index, narrow[2].pos_edge_label_index], 1)
+    assert narrow[0].edge_index.shape[1] + 2 * held.shape[1] == edges.shape[1]  # every edge, once in one split
+
+
+@pytest.mark.parametrize("conv", ["gcn", "sage"])
+def test_narrow_edge_ids_and_pairs_train_and_score_as_int64_ones(conv):
+    """Node ids of a narrow integer dtype pass the checks (the blocks read them as int64), but uint8 pairs indexed the
+    node representations as a boolean mask (other pairs' probabilities, only torch's deprecation warning), uint8 edge
+    ids overflowed in the split (test AUC 0.69 for 0.42), and int16 ones failed with torch's raw errors (SAGE's
+    cached degree count; the pairs' indexing)."""
+    import warnings
+
+    import torch
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+
+    gen = torch.Generator().manual_seed(0)
+    x, edges = torch.randn(40, 5, generator=gen), to_undirected(torch.randint(0, 40, (2, 60), generator=gen))
+    pairs = torch.stack([torch.randperm(39, generator=gen) + 1, torch.randperm(39, generator=gen) + 1])  # no id 0
+    results = []
+    for dtype in (torch.int64, torch.int16, torch.uint8):
+        seed_everything(0)
+        model = ForwardLinkPredictor(5, conv=conv, hidden=8, layers=2, method="ce")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no deprecated uint8 indexing either)
+            report = model.fit(Data(x=x, edge_index=edges.to(dtype)), epochs=2, patience=None, quiet=True)
+            with torch.no_grad():
+                results.append((report.test_auc, model(x, edges.to(dtype), pairs.to(dtype))))
+    for auc, probabilities in results[1:]:
+        assert auc == results[0][0]
+        assert torch.equal(probabilities, results[0][1])

@@ -1095,3 +1095,59 @@ def test_a_method_that_reads_no_labels_evaluates_a_new_graph_with_only_a_test_ma
     sf = ForwardGNN(5, 3, hidden=8, layers=2, method="sf")  # (it reads the training labels: all three masks)
     with pytest.raises(ValueError, match=r"data has no train_mask; node classification needs train_mask"):
         sf.evaluate(new)
+
+
+@pytest.mark.parametrize("method", ["ff-la", "ff-symba"])
+def test_narrow_edge_ids_train_a_cached_sage_model_as_int64_ones(method):
+    """int16 / uint8 edge ids pass the checks and the blocks read them as int64, but a cached SAGE aggregation of the
+    graph as given (FF-LA's and FF-SymBa's) failed with torch's raw 'scatter(): Expected dtype int32/int64 for index'."""
+    data = tiny_graph()
+    results = []
+    for dtype in (torch.int64, torch.int16, torch.uint8):
+        seed_everything(0)
+        model = ForwardGNN(5, 3, conv="sage", hidden=8, layers=2, method=method)
+        graph = Data(**{**data.to_dict(), "edge_index": data.edge_index.to(dtype)})
+        report = model.fit(graph, epochs=2, patience=None, quiet=True)
+        results.append((report.test_accuracy, model.scores(graph, "test")))
+    for accuracy, scores in results[1:]:
+        assert accuracy == results[0][0] and torch.equal(scores, results[0][1])
+
+
+@pytest.mark.parametrize("method", ["sf", "ff-la", "bp"])
+def test_a_num_nodes_other_than_the_rows_of_x_is_named(method):
+    """data.num_nodes = 40 over 30 rows of x: fit failed with torch's raw 'The shape of the mask [40] ... does not
+    match', evaluate blamed data.y ('must be [40]; got [30]') and predict the training mask, none naming num_nodes."""
+    from fwdlearn.graphs import hop_influence
+
+    data = tiny_graph()
+    seed_everything(0)
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method=method)
+    model.fit(data, epochs=1, quiet=True)
+    pad = torch.zeros(10, dtype=torch.bool)
+    padded = Data(**{**data.to_dict(), **{f"{s}_mask": torch.cat([data[f"{s}_mask"], pad]) for s in
+                                          ("train", "val", "test")}}, num_nodes=40)
+    claimed = Data(**data.to_dict(), num_nodes=40)
+    message = r"data.num_nodes is 40 but data.x has 30 rows, one per node: set data.num_nodes = data.x.shape\[0\]"
+    for call in (lambda: model.fit(padded, epochs=1, quiet=True), lambda: model.evaluate(padded),
+                 lambda: model.evaluate(claimed), lambda: model.predict(claimed),
+                 lambda: hop_influence(model, claimed, max_hops=1, samples=2)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_labels_past_the_models_classes_are_named_with_the_fix():
+    """Classes 0, 1 and 5 under a model of 3 classes: train_node_classifier (any PyG model) failed with torch's raw
+    'Target 5 is out of bounds', and ForwardGNN.fit named no fix."""
+    from torch_geometric.nn import GCN
+
+    from fwdlearn.graphs import train_node_classifier
+
+    data = tiny_graph()
+    data.y[data.y == 2] = 5
+    with pytest.raises(ValueError, match=r"data.y holds labels up to 5 on the train/val/test masks, but the model scores "
+                                         r"3 classes \(labels 0..2\): build it with 6 output classes"):
+        train_node_classifier(GCN(5, 8, 2, 3), data, epochs=1)
+    with pytest.raises(ValueError, match=r"data has labels up to 5 but the model has num_classes=3 \(labels 0..2\): "
+                                         r"build it with num_classes=6"):
+        ForwardGNN(5, 3, hidden=8, layers=1, method="bp").fit(data, epochs=1, quiet=True)
+    assert 0.0 <= train_node_classifier(GCN(5, 8, 2, 6), data, epochs=1).test_accuracy <= 1.0

@@ -142,14 +142,19 @@ def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "dat
 
 
 def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """Check what every model reads from a graph and return it: ``data.x`` (:func:`check_features`) and
-    ``data.edge_index`` (:func:`check_edge_index`).
+    """Check what every model reads from a graph and return it: ``data.x`` (:func:`check_features`), one row per node
+    (``data.num_nodes``, when the graph says it) and ``data.edge_index`` (:func:`check_edge_index`).
 
     Raises:
         ValueError / TypeError: naming the attribute, what was found and the fix.
     """
     x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
     check_features(x, dtype)
+    num_nodes = getattr(data, "num_nodes", None)
+    if num_nodes is not None and num_nodes != x.shape[0]:  # (the masks and labels are checked against num_nodes:
+        # masks of x's length were blamed for it, a mask of num_nodes' failed with torch's raw IndexError)
+        raise ValueError(f"data.num_nodes is {num_nodes} but data.x has {x.shape[0]} rows, one per node: set "
+                         "data.num_nodes = data.x.shape[0] (or give every node a row of features)")
     check_edge_index(edge_index, x.shape[0])
     return x, edge_index
 

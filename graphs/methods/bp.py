@@ -78,10 +78,13 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     x, edge_index, y, train = data.x, data.edge_index, data.y, data.train_mask
     forward = training_forward if training_forward is not None else model
+    top = int(y[train | data.val_mask | data.test_mask].max())  # the largest class id the model must score
 
     def step(_: int) -> dict:
         model.train()
-        return end_to_end_step(F.cross_entropy(forward(x, edge_index)[train], y[train]), optimizer)
+        logits = forward(x, edge_index)
+        _check_logits(logits, top, x.shape[0])
+        return end_to_end_step(F.cross_entropy(logits[train], y[train]), optimizer)
 
     def evaluate() -> dict:
         with evaluating(model), torch.no_grad():
@@ -101,6 +104,21 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
                    masked_accuracy(scores, y, train), seconds, result.steps_run,
                    CostReport.from_costs([result.first_step_cost]), fit_history([result], per_layer=False),
                    result.resumed)
+
+
+def _check_logits(logits: Tensor, top: int, num_nodes: int) -> None:
+    """Refuse logits that are not ``[num_nodes, K]`` with a class for every label of the masks (``top``, the
+    largest): a training label past the model's classes failed with torch's raw 'Target 5 is out of bounds', and
+    one in the validation or test split was silently scored as an error."""
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != num_nodes:
+        found = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"model(x, edge_index) must return class logits [num_nodes, num_classes], one row per node "
+                         f"({num_nodes}); got {found}")
+    if top >= logits.shape[1]:
+        raise ValueError(f"data.y holds labels up to {top} on the train/val/test masks, but the model scores "
+                         f"{logits.shape[1]} classes (labels 0..{logits.shape[1] - 1}): build it with "
+                         f"{top + 1} output classes, or number the classes 0..K-1 "
+                         "(data.y = torch.unique(data.y, return_inverse=True)[1] when every node is labelled)")
 
 
 class Backprop(GraphMethod):

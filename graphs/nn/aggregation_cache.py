@@ -46,6 +46,8 @@ def propagation_matrix(kind: str, edge_index: Tensor, num_nodes: int, dtype: tor
     r"""The sparse aggregation operator :math:`P` ``[N, N]`` of a conv kind (COO, coalesced; row = target, column =
     source): :meth:`~fwdlearn.graphs.nn.convs.ConvKind.propagation` (GCN: :math:`\hat A` exactly as
     :class:`~torch_geometric.nn.GCNConv` normalises it; SAGE: the mean over in-neighbours)."""
+    if edge_index.dtype != torch.int64:  # (narrow ids pass the models' checks, as the blocks read them: SAGE's
+        edge_index = edge_index.long()  # degree count failed on int16/int8/uint8 ones: 'Expected dtype int32/int64')
     matrix = CONV_KINDS.get(kind).propagation(edge_index, num_nodes, dtype)
     if matrix is None:
         cached = [name for name in CONV_KINDS if CONV_KINDS.get(name).cacheable]

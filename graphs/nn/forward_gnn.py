@@ -296,7 +296,8 @@ class ForwardGNN(ModelFile, nn.Module):
         label known would be scored on it); ``bp`` and ``dfa`` read the split's mask alone, so a new graph with only a
         ``test_mask`` is evaluated inductively."""
         _check_split(split)
-        check_labels(getattr(data, "y", None), data.num_nodes)
+        x, _ = check_graph_inputs(data)  # (first: a num_nodes other than x's rows was blamed on data.y's shape)
+        check_labels(getattr(data, "y", None), x.shape[0])
         check_masks(data, "data", ("train", "val", "test") if self.method.scores_use_labels else (split,))
         mask = getattr(data, f"{split}_mask").to(self._device())
         with evaluating(self):
@@ -353,8 +354,11 @@ class ForwardGNN(ModelFile, nn.Module):
         check_node_data(data)
         epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr, next(self.parameters()).dtype)
         if int(data.y.max()) >= self.num_classes:
-            raise ValueError(f"data has labels up to {int(data.y.max())} but the model has "
-                             f"num_classes={self.num_classes}")
+            top = int(data.y.max())
+            raise ValueError(f"data has labels up to {top} but the model has num_classes={self.num_classes} (labels "
+                             f"0..{self.num_classes - 1}): build it with num_classes={top + 1}, or number the classes "
+                             "0..K-1 (data.y = torch.unique(data.y, return_inverse=True)[1] when every node is "
+                             "labelled)")
         self.to(data.x.device)
         if bp_lr is not None and self.rule == "bp":
             lr = bp_lr

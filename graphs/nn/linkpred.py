@@ -122,16 +122,19 @@ BP = LinkMethod(_dot_product, layerwise=False)
 def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
     """``(train, val, test)`` Data objects from :class:`~torch_geometric.transforms.RandomLinkSplit` (undirected).
 
-    The edges are made undirected, without duplicates or self-loops, first: a duplicated edge could put a copy of a
-    test edge into training, and the undirected split reads only one direction of each edge (a directed input would
-    lose the others). The split is drawn after reseeding Python's, NumPy's and torch's global generators with ``seed``
-    (:func:`~fwdlearn.fit.seed_everything`: PyG's negative sampling draws from Python's ``random`` too), so it
-    leaves them seeded, as :meth:`ForwardLinkPredictor.fit` does."""
+    The edge ids are read as int64, and the edges are made undirected, without duplicates or self-loops, first: a
+    duplicated edge could put a copy of a test edge into training, and the undirected split reads only one direction of
+    each edge (a directed input would lose the others). The split is drawn after reseeding Python's, NumPy's and
+    torch's global generators with ``seed`` (:func:`~fwdlearn.fit.seed_everything`: PyG's negative sampling draws from
+    Python's ``random`` too), so it leaves them seeded, as :meth:`ForwardLinkPredictor.fit` does."""
     from torch_geometric.data import Data
     from torch_geometric.transforms import RandomLinkSplit
     from torch_geometric.utils import coalesce, contains_self_loops, is_undirected, remove_self_loops, to_undirected
 
-    edge_index, n = data.edge_index, data.num_nodes
+    # (as int64: PyG's coalesce keys an edge u * n + v in the ids' own dtype, so int32 ids on a graph of more than
+    # 46,340 nodes overflowed and the split was drawn from other edges than the graph's, with no error; uint8 ids
+    # overflowed at 16 nodes)
+    edge_index, n = data.edge_index.long(), data.num_nodes
     clean = is_undirected(edge_index, num_nodes=n) and not contains_self_loops(edge_index) \
         and coalesce(edge_index, num_nodes=n).shape == edge_index.shape
     if not clean:  # (a clean graph keeps its edge order, which the split's draw depends on)
@@ -268,10 +271,15 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         return {"in_dim": self.in_dim, "conv": self.conv, "hidden": self.hidden, "layers": self.layers,
                 "method": self.method, "theta": self.theta, "cache": self.cache}
 
+    # (node ids index as int64: uint8 pairs passed the checks and indexed h as a boolean mask, a wrong answer with
+    # only torch's deprecation warning; int16 / int8 ones failed with torch's raw 'tensors used as indices must be
+    # long')
     def _probability(self, h: Tensor, pairs: Tensor) -> Tensor:
+        pairs = pairs.long()
         return self.score.probability(h[pairs[0]] * h[pairs[1]])
 
     def _loss(self, h: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        pos, neg = pos.long(), neg.long()
         return self.score.loss(h[pos[0]] * h[pos[1]], h[neg[0]] * h[neg[1]])
 
     def _check_inputs(self, x: Tensor, edge_index: Tensor, name: str = "x", edges: str = "edge_index") -> None:

@@ -3,7 +3,7 @@
 :class:`BenchRun` resolves and checks the outputs before any work (``<out>.json`` / ``<out>.md``, the run
 record ``<out>-record.json`` and further files such as a plot; nothing overwritten without ``--overwrite``),
 applies the run options (``--threads``, ``--device``) and opens the run record; :meth:`BenchRun.finish` writes
-the results (:func:`~fwdlearn.reporting.write_results`), names them in the record and saves it.
+the results (as :func:`~fwdlearn.reporting.write_results`) and the record that names them, the three together.
 :func:`run_parts` is the whole run of a bench made of parts that fill one table and of claims checked at the end.
 
 Example::
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .records import RunRecord
-from .reporting import markdown_table, result_paths, write_results
+from .files import atomic_write_all, refuse_overwrite
+from .records import RunRecord, json_text
+from .reporting import markdown_table, result_paths, result_texts
 from .runs import RunPaths, run_outputs, start_run
 
 __all__ = ["BenchRun", "run_parts", "distinct_names", "check_rules_build", "shown", "apart", "ROUNDING"]
@@ -112,14 +113,25 @@ class BenchRun:
     def finish(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str, notes: str,
                headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
                files: Mapping[str, str | Path] | None = None) -> tuple[Path, Path]:
-        """Write ``<out>.json`` / ``<out>.md`` (:func:`~fwdlearn.reporting.write_results`), name them in the record
-        (``"results"``, ``"table"``, then each of ``files``: kind -> path, which must exist) and save the record
-        (refused over an existing one without ``--overwrite``). An earlier run's file of ``<out><suffix>`` that this
-        run did not write (a plot it does not draw) is removed then, not at the start: a run that fails keeps the
-        earlier run's files whole; so is, with ``--overwrite``, an earlier ``<out>-record.json`` when ``--json`` puts
-        this run's record elsewhere (it described the results replaced). Returns the two result paths."""
-        written = write_results(self.results[0], rows, columns, title=title, notes=notes, headers=headers,
-                                extra=extra)
+        """Write ``<out>.json`` / ``<out>.md`` (as :func:`~fwdlearn.reporting.write_results` does), name them in the
+        record (``"results"``, ``"table"``, then each of ``files``: kind -> path, which must exist) and save the record
+        (refused over an existing one without ``--overwrite``), the three files together
+        (:func:`~fwdlearn.files.atomic_write_all`): a failure or an interrupt while they are written leaves an earlier
+        run's three whole, never new results beside an old table or record. An earlier run's file of
+        ``<out><suffix>`` that this run did not write (a plot it does not draw) is removed then, not at the start: a
+        run that fails keeps the earlier run's files whole; so is, with ``--overwrite``, an earlier
+        ``<out>-record.json`` when ``--json`` puts this run's record elsewhere (it described the results replaced).
+        Returns the two result paths."""
+        json_path, md_path = self.results[:2]
+        texts = result_texts(rows, columns, title=title, notes=notes, headers=headers, extra=extra)
+        for kind, path in (files or {}).items():  # (each must exist: refused before anything is written)
+            self.record.add_file(kind, path)
+        self.record.files = {"results": str(json_path), "table": str(md_path), **self.record.files}  # (written
+        # below, with the record)
+        refuse_overwrite(self.paths.record, overwrite=self.config.overwrite, flag="overwrite=True (--overwrite)")
+        record = json_text(self.record.as_dict(pending=(json_path, md_path)))
+        atomic_write_all({path: lambda tmp, text=text: tmp.write_text(text)
+                          for path, text in zip((json_path, md_path, self.paths.record), (*texts, record))})
         ours = {Path(path) for path in (files or {}).values()}
         for stale in self.results[2:]:  # (checked at the start: there only with --overwrite)
             if stale not in ours:
@@ -128,10 +140,7 @@ class BenchRun:
         if self.config.overwrite and usual != self.paths.record and usual.is_file():  # (it described the results
             # now replaced)
             usual.unlink()
-        for kind, path in {"results": written[0], "table": written[1], **(files or {})}.items():
-            self.record.add_file(kind, path)
-        self.record.save(self.paths.record, overwrite=self.config.overwrite)
-        return written
+        return json_path, md_path
 
 
 def _prefix(paths: RunPaths) -> Path:

@@ -2,6 +2,8 @@
 
 - :func:`atomic_write` writes ``<path>.tmp`` and renames it over ``path``: a crash or a kill never
   leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`).
+  :func:`atomic_write_all` does it for files that belong together (a bench's results and their record): every
+  ``.tmp`` is written before any is renamed, so a failure leaves the earlier set whole, never old and new mixed.
 - :func:`check_writable` fails *before any work* when a file could not be written later: a parent that
   is a file, a folder without write permission, a read-only file system.
 - :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for.
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["atomic_write", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite", "taking_turns"]
+__all__ = ["atomic_write", "atomic_write_all", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite",
+           "taking_turns"]
 
 
 def tmp_path(path: str | Path) -> Path:
@@ -41,6 +44,27 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> list[Path]:
+    """Write files that belong together as one set: ``write(tmp)`` of each ``path -> write`` to its ``<path>.tmp``
+    (parents created), and only once every one is written, each renamed over its path. A failure or an interrupt
+    while writing (a full disk, a value that is not JSON, Ctrl-C) removes the temporaries and leaves every path as it
+    was: an earlier run's files stay a whole set, not some replaced and the others left. Returns the paths."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writes.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((tmp_path(path), path))
+            write(staged[-1][0])
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return [path for _, path in staged]
 
 
 def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:

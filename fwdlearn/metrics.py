@@ -18,7 +18,8 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
 
     ``scores`` is ``[N, K]`` (one row of class scores per example) and ``y`` ``[N]``; ``mask`` is a boolean vector
     with one entry per row of ``y``; an integer tensor is refused, not read as row indices (indexing by a 0/1 mask
-    would score rows 0 and 1).
+    would score rows 0 and 1). NaN when a scored row holds a NaN score, as :func:`roc_auc` is: ``argmax`` reads NaN
+    as the largest score (all-NaN rows were read as class 0), which gave a diverged model an accuracy.
 
     Raises:
         TypeError: the mask is not boolean. ValueError: ``scores`` is not ``[N, K]`` for ``y``'s ``N`` (1-D scores
@@ -44,7 +45,10 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
                          f"{tuple(mask.shape)}")
     if not bool(mask.any()):
         raise ValueError("masked_accuracy: the mask selects no example; an accuracy over no examples is undefined")
-    return float((scores[mask].argmax(-1) == y[mask]).float().mean())
+    scored = scores[mask]
+    if scored.is_floating_point() and bool(torch.isnan(scored).any()):
+        return float("nan")
+    return float((scored.argmax(-1) == y[mask]).float().mean())
 
 
 def roc_auc(scores: Tensor, labels: Tensor) -> float:

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from .files import atomic_write, refuse_overwrite
 from .invocation import invoked_command
 
-__all__ = ["RunRecord", "library_versions", "to_jsonable", "finite_json", "plain_json", "write_json",
+__all__ = ["RunRecord", "library_versions", "to_jsonable", "finite_json", "plain_json", "json_text", "write_json",
            "refuse_overwrite"]
 
 
@@ -83,10 +84,15 @@ def plain_json(value: Any) -> Any:
     return content
 
 
+def json_text(value: Any) -> str:
+    """``value`` (a mapping) as the indented, valid JSON :func:`write_json` writes."""
+    return json.dumps(plain_json(value), indent=2, allow_nan=False)
+
+
 def write_json(path: str | Path, value: Any) -> Path:
     """Write ``value`` (a mapping) to ``path`` atomically as indented, valid JSON (:func:`plain_json`: non-finite
     numbers as ``null``, listed under ``"non_finite"``)."""
-    text = json.dumps(plain_json(value), indent=2, allow_nan=False)
+    text = json_text(value)
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
@@ -121,9 +127,13 @@ class RunRecord:
         """Append one row of metrics."""
         self.metrics.append(metrics)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The record as plain JSON values (non-finite numbers as ``None``, listed under ``"non_finite"``)."""
-        missing = [f"{kind} {path}" for kind, path in self.files.items() if not Path(path).is_file()]
+    def as_dict(self, pending: Iterable[str | Path] = ()) -> dict[str, Any]:
+        """The record as plain JSON values (non-finite numbers as ``None``, listed under ``"non_finite"``).
+        ``pending``: files it names that are written together with it (a bench's results:
+        :meth:`fwdlearn.bench.BenchRun.finish`), not there yet; every other file it names must exist."""
+        pending = {Path(path) for path in pending}
+        missing = [f"{kind} {path}" for kind, path in self.files.items()
+                   if Path(path) not in pending and not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"the record names {', '.join(missing)}, which no longer exist(s)")
         return plain_json({

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write
+from .files import atomic_write_all
 from .invocation import invoked_as, invoked_command
-from .records import library_versions, write_json
+from .records import json_text, library_versions
 
-__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "result_paths", "invoked_command",
-           "invoked_as", "mean_std", "ratio", "ratio_row"]
+__all__ = ["describe_resume", "format_value", "markdown_table", "write_results", "result_texts", "result_paths",
+           "invoked_command", "invoked_as", "mean_std", "ratio", "ratio_row"]
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -122,22 +122,33 @@ def write_results(out: str | Path, rows: Iterable[Mapping[str, Any]], columns: S
                   headers: Mapping[str, str] | None = None,
                   extra: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<out>.json`` (rows, command, versions, extra) and ``<out>.md`` (title, command, table, notes),
-    each atomically; the JSON is valid (non-finite numbers as ``null``, listed under ``"non_finite"``).
+    atomically and together (:func:`~fwdlearn.files.atomic_write_all`: a failure leaves an earlier pair whole, not a
+    new JSON beside an old table); the JSON is valid (non-finite numbers as ``null``, listed under ``"non_finite"``).
 
     Returns:
         The two paths.
     """
     json_path, md_path, _ = result_paths(out)
+    json_part, md_part = result_texts(rows, columns, title=title, command=command, notes=notes, headers=headers,
+                                      extra=extra)
+    atomic_write_all({json_path: lambda tmp: tmp.write_text(json_part), md_path: lambda tmp: tmp.write_text(md_part)})
+    return json_path, md_path
+
+
+def result_texts(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None, title: str = "",
+                 command: str | None = None, notes: str = "", headers: Mapping[str, str] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """The texts :func:`write_results` writes, ``(<out>.json's, <out>.md's)``, for a caller that writes them with
+    other files (:meth:`fwdlearn.bench.BenchRun.finish`: with the run record)."""
     rows = list(rows)  # (once: a generator went into the JSON and left the table nothing, which then failed)
     command = command or invoked_command()
-    write_json(json_path, {
+    json_part = json_text({
         "title": title, "command": command, "rows": rows, "versions": library_versions(), **(extra or {}),
     })
     parts = [f"### {title}\n" if title else "", f"Command: `{command}`\n", markdown_table(rows, columns, headers)]
     if notes:
         parts.append("\n" + notes.strip() + "\n")
-    atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(p for p in parts if p)))
-    return json_path, md_path
+    return json_part, "\n".join(p for p in parts if p)
 
 
 def describe_resume(resumed: Mapping[str, Any] | None) -> str:

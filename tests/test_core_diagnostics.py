@@ -235,6 +235,24 @@ def test_masked_accuracy_reads_only_boolean_masks():
         masked_accuracy(scores, y, torch.ones(5, 2, dtype=torch.bool))
 
 
+def test_the_accuracy_of_nan_scores_is_nan_as_their_auc_is():
+    """argmax reads NaN as the largest score: all-NaN scores (a diverged model) were scored as class 0 every time, an
+    accuracy of 0.5 here, and a fit kept such a state as its best without a word (roc_auc gives NaN)."""
+    from fwdlearn.errors import NonFiniteLossError
+    from fwdlearn.fit import Trainer
+    from fwdlearn.metrics import masked_accuracy
+
+    y = torch.tensor([0, 0, 1, 2])
+    nan = torch.full((4, 3), float("nan"))
+    assert math.isnan(masked_accuracy(nan, y))
+    scores = torch.eye(3)[[0, 1, 1, 2]]
+    scores[0, 1] = float("nan")
+    assert math.isnan(masked_accuracy(scores, y))
+    assert masked_accuracy(scores, y, torch.tensor([False, True, True, True])) == pytest.approx(2 / 3)  # unscored row
+    with pytest.raises(NonFiniteLossError, match="step 1: the validation val_accuracy is nan"):
+        Trainer(3, quiet=True).run(lambda i: {"loss": 1.0}, lambda: {"val_accuracy": masked_accuracy(nan, y)})
+
+
 def test_roc_auc_needs_one_label_per_score():
     from fwdlearn.metrics import roc_auc
 

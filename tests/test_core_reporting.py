@@ -1,6 +1,7 @@
 """Bench output: the markdown table and JSON carry every row and the command."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,74 @@ def test_ratio_and_mean_std_take_tensors_and_arrays():
         with pytest.raises(ValueError, match=r"ratio_row needs at least three columns \(\.\.\., value, baseline, "
                                              r"ratio\)"):
             ratio_row(columns, 1.0)
+
+
+
+def _bench_run(accuracy, files=None):
+    """A tiny bench run of prefix ``b`` with --overwrite, its table one row of ``accuracy``."""
+    from dataclasses import dataclass, field
+
+    from fwdlearn.bench import BenchRun
+    from fwdlearn.runs import RunOptions, release_runs
+
+    @dataclass
+    class Config(RunOptions):
+        out: str = field(default="")
+
+    bench = BenchRun.start("bench-demo", Config(out="b", overwrite=True))
+    try:
+        return bench.finish([{"method": "bp", "acc": accuracy}], ["method", "acc"], title="Demo", notes="n",
+                            files=files)
+    finally:
+        release_runs()
+
+
+def test_a_bench_that_fails_as_it_writes_its_results_leaves_the_earlier_three_files_whole(tmp_path, monkeypatch):
+    """BenchRun.finish wrote <out>.json, then <out>.md, then the record, each on its own: a failure after the first
+    (a plot named that was not drawn, a full disk as the record was written, Ctrl-C) left, with --overwrite, the new
+    results beside the earlier run's table and record (0.9 in the JSON, 0.5 in the table, the earlier record)."""
+    monkeypatch.chdir(tmp_path)
+    names = ("b.json", "b.md", "b-record.json")
+    _bench_run(0.5)
+    before = [Path(name).read_text() for name in names]
+    with pytest.raises(FileNotFoundError, match="plot none.png"):
+        _bench_run(0.9, files={"plot": "none.png"})
+    assert [Path(name).read_text() for name in names] == before
+
+    write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name == "b-record.json.tmp":
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _bench_run(0.9)
+    assert [Path(name).read_text() for name in names] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no .tmp left behind
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert _bench_run(0.9) == (Path("b.json"), Path("b.md"))  # nothing failing: the three replaced, together
+    assert json.loads(Path("b.json").read_text())["rows"] == [{"method": "bp", "acc": 0.9}]
+    assert "| bp | 0.9 |" in Path("b.md").read_text()
+    assert json.loads(Path("b-record.json").read_text())["files"] == {"results": "b.json", "table": "b.md"}
+
+
+def test_write_results_writes_its_two_files_together(tmp_path, monkeypatch):
+    """<out>.json was replaced before <out>.md was written: a failure writing the table left a new JSON beside the
+    earlier table."""
+    write_results(tmp_path / "r", [{"acc": 0.5}], command="fwdlearn x")
+    before = [(tmp_path / name).read_text() for name in ("r.json", "r.md")]
+    write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name == "r.md.tmp":
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_results(tmp_path / "r", [{"acc": 0.9}], command="fwdlearn x")
+    assert [(tmp_path / name).read_text() for name in ("r.json", "r.md")] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]

@@ -48,7 +48,8 @@ class OptimizerSettings:
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
         lr: the peak learning rate :math:`\\eta`.
         betas: Adam's :math:`(\\beta_1, \\beta_2)` (ignored by SGD).
-        weight_decay: decoupled for AdamW, L2 for Adam and SGD.
+        weight_decay: decoupled for AdamW, L2 for Adam and SGD; on every trainable parameter (one group: norms'
+            gains, biases and embeddings decay too, unlike nanoGPT's two groups).
         schedule: ``"constant"`` or ``"cosine"`` (linear warm-up, then cosine decay).
         warmup: linear warm-up steps before either schedule.
         min_ratio: the cosine schedule's final learning rate as a fraction of ``lr``.
@@ -108,9 +109,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: OptimizerSettings
 
 def load_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any]) -> None:
     """Restore a :func:`make_scheduler` schedule from its ``state_dict`` and set the optimizer's learning rates for
-    the step it resumes at -- under *this* schedule, so a run resumed with a longer budget follows the new one."""
+    the step it resumes at -- under *this* schedule, so a run resumed with a longer budget follows the new one
+    (``scheduler.get_last_lr()`` gives them too)."""
     base_lrs = list(scheduler.base_lrs)  # this run's peak rates (a resumed run may change them)
     scheduler.load_state_dict(state)
     scheduler.base_lrs = base_lrs
     for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base * factor(scheduler.last_epoch)
+    # (get_last_lr() returned the checkpoint's last rates, of the old peak and budget: a loop logging it after a
+    # resume logged 0.55 while the optimizer stepped at 1.93)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

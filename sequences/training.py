@@ -20,12 +20,12 @@ weights once more only when the best evaluation is not the last one (see :class:
 
 **Resuming** needs the same model, vocabulary, corpus (its token ids), batch size, context and number
 of processes: a checkpoint that differs in any of them is refused, naming each difference. A new
-learning rate, weight decay, clip or ``eval_tokens`` applies from the resumed step on, and
+learning rate, weight decay, clip, ``eval_tokens`` or ``eval_context`` applies from the resumed step on, and
 ``FitReport.resumed`` lists what changed. So does a new step budget: a larger ``steps`` extends the run, and a
 schedule over the whole budget (warm-up + cosine) is stretched to it from the resumed step on; the warm-up stays
-the one the run started with, unless a new one is given. A new ``eval_tokens`` validates on other tokens: the best
-state kept so far is evaluated again on them before training goes on, so the best is chosen among values on the same
-tokens.
+the one the run started with, unless a new one is given. A new ``eval_tokens`` validates on other tokens, a new
+``eval_context`` on windows of another length: the best state kept so far is evaluated again on them before training
+goes on, so the best is chosen among values on the same tokens and windows.
 
 **Data parallel.** Inside a ``torch.distributed`` process group (``torchrun``, see
 :func:`fwdlearn.distributed.init_from_env`) :func:`fit_lm` wraps the model in
@@ -622,15 +622,20 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             row.update({ALIGN_PREFIX + name: value for name, value in scores.items()})
         return row
 
-    def evaluate() -> dict[str, float]:
-        return evaluate_lm(model, valid, eval_context if eval_context is not None else context,
-                           batch_size * world_size(), eval_tokens, prefix="val_")
+    windows = eval_context if eval_context is not None else context  # the validation windows' length
 
+    def evaluate() -> dict[str, float]:
+        return evaluate_lm(model, valid, windows, batch_size * world_size(), eval_tokens, prefix="val_")
+
+    # (a new eval_tokens validates on other tokens, a new eval_context on other windows -- a transformer reads each
+    # window from its first token: the best is scored again. eval_context was not recorded: a resume with another
+    # one reported no change and kept comparing with the best's loss on the old windows)
     kwargs = dict(monitor="val_loss", mode="min", eval_every=eval_every, quiet=quiet, desc=f"{model.rule}",
                   checkpoint=checkpoint, resume=resume, overwrite=overwrite, diverge_factor=diverge_factor,
                   raise_limit="seq train --diverge-factor, fit(diverge_factor=...)", fingerprint=fingerprint,
-                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "steps": steps},
-                  rescore=("eval_tokens",))  # (a new eval_tokens validates on other tokens: the best is scored again)
+                  settings={**_settings(settings), "clip": clip, "eval_tokens": eval_tokens, "eval_context": windows,
+                            "steps": steps},
+                  rescore=("eval_tokens", "eval_context"))
     return _run(kwargs, step, evaluate, state, steps, settings)
 
 

@@ -53,3 +53,20 @@ def test_a_resumed_schedule_sets_the_rate_of_the_step_it_resumes_at():
     sched2 = make_scheduler(opt2, settings, steps=10)  # a longer budget on resume
     load_scheduler(sched2, state)
     assert opt2.param_groups[0]["lr"] == pytest.approx(lr_factor(3, 10, settings))
+
+
+def test_a_resumed_schedule_reports_the_rate_it_set():
+    """get_last_lr() after load_scheduler gave the checkpoint's last rate (0.55, of the old peak 1.0 and budget 4)
+    while the optimizer stepped at the new schedule's 1.93 (peak 2.0, budget 10)."""
+    settings = OptimizerSettings("sgd", lr=1.0, schedule="cosine", warmup=2)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = make_optimizer([p], settings)
+    sched = make_scheduler(opt, settings, steps=4)
+    for _ in range(3):
+        opt.step(), sched.step()
+    state = sched.state_dict()
+    resumed = settings.override(lr=2.0)
+    opt2 = make_optimizer([p], resumed)
+    sched2 = make_scheduler(opt2, resumed, steps=10)
+    load_scheduler(sched2, state)
+    assert sched2.get_last_lr() == [opt2.param_groups[0]["lr"]] == [pytest.approx(2.0 * lr_factor(3, 10, resumed))]

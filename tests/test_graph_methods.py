@@ -803,6 +803,26 @@ def test_a_layerwise_fit_reports_its_own_resume_not_an_earlier_one():
     assert resumed_from([old, now, fresh]) == now.resumed and resumed_from([fresh]) is None
 
 
+@pytest.mark.parametrize("method", ["bp", "dfa", "sf-top2input", "link bp"])
+def test_an_end_to_end_graph_fit_resumed_with_more_epochs_reports_the_new_budget(karate, method, tmp_path):
+    """The end-to-end fits (bp, dfa, the top-down methods, link bp) kept no budget in their checkpoint: graph train
+    --resume --epochs 6 after 4 trained 2 more epochs and recorded "changed": {} (the layer-wise fits and seq train
+    said "steps 4 -> 6")."""
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    def fit(epochs, **saving):
+        seed_everything(0)
+        if method == "link bp":
+            model = ForwardLinkPredictor(karate.num_features, hidden=8, layers=2, method="bp")
+            return model.fit(karate, epochs=epochs, patience=None, quiet=True, seed=0, **saving)
+        model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method=method)
+        return model.fit(karate, epochs=epochs, patience=None, quiet=True, **saving)
+
+    fit(4, checkpoint=tmp_path / "c.pt")
+    report = fit(6, checkpoint=tmp_path / "c.pt", resume=True)
+    assert report.resumed == {"from_step": 4, "changed": {"steps": [4, 6]}}
+
+
 def test_graph_fits_check_their_budget_and_rates(karate):
     """lr=0 trained nothing and reported accuracies; a negative lr gave torch's raw error; epochs=2.5 was blamed on
     "steps"."""

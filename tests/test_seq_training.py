@@ -146,6 +146,28 @@ def test_a_resume_with_new_eval_tokens_selects_the_best_on_the_new_tokens(tiny_c
         assert report.metrics["val_loss"] == pytest.approx(evaluate_lm(model, valid, 8, 2, 16)["loss"])
 
 
+def test_a_resume_with_a_new_eval_context_selects_the_best_on_the_new_windows(tiny_corpus, tmp_path):
+    """eval_context (the validation windows' length) was neither recorded nor reported on resume, so the best kept
+    before the resume stayed compared by its loss on the old windows: a transformer reads each window from its first
+    token, so its loss on windows of 2 tokens is another figure than on windows of 8 (as eval_tokens, fixed before)."""
+    from fwdlearn.sequences import TransformerLM
+    from fwdlearn.sequences.training import evaluate_lm
+
+    ckpt, valid = tmp_path / "c.pt", tiny_corpus.validation
+    build = lambda: TransformerLM(tiny_corpus.vocab_size, hidden=8, layers=1, heads=2, context=8)  # noqa: E731
+    torch.manual_seed(0)
+    build().fit(tiny_corpus, context=8, steps=2, batch_size=2, eval_every=2, eval_tokens=None, checkpoint=ckpt,
+                quiet=True)  # (eval_context left out: the context, 8)
+    for steps in (2, 4):  # nothing left to train, then two more steps
+        model = build()
+        report = model.fit(tiny_corpus, context=8, steps=steps, batch_size=2, eval_every=2, eval_tokens=None,
+                           eval_context=2, checkpoint=ckpt, resume=True, quiet=True)
+        assert report.resumed["changed"]["eval_context"] == [8, 2]
+        # the best's figure is on the new windows, of the state the model holds
+        assert report.metrics["val_loss"] == pytest.approx(evaluate_lm(model, valid, 2, 2)["loss"])
+        assert report.metrics["val_loss"] != pytest.approx(evaluate_lm(model, valid, 8, 2)["loss"])
+
+
 def test_a_truncation_not_shorter_than_the_window_is_warned_about(tiny_corpus):
     """seq train --training tbptt:1000 --context 16 trained full BPTT in silence (tbptt:16 and tbptt:1000 gave the
     bptt run's val loss, 4.1725, each recorded under its own k)."""

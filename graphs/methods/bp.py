@@ -93,7 +93,9 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
     saving = checkpointing.trainer_options() if checkpointing is not None else {}
     with fixed_inputs(model):  # (its GNN blocks normalise the features once, not at every step and evaluation)
         result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
-                         measure_first_step=True, device=device, settings={"lr": lr, "weight_decay": weight_decay},
+                         measure_first_step=True, device=device,
+                         # (the budget too: a resume with more epochs reported no change, as the layer-wise fits do)
+                         settings={"lr": lr, "weight_decay": weight_decay, "steps": epochs},
                          raise_limit=None, **saving).run(
             step, evaluate, state=Stateful({"model": model, "optimizer": optimizer}, best=("model",)))
         seconds = result.seconds  # the whole training loop, the part before a resume included

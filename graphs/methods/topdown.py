@@ -224,7 +224,8 @@ class TopDown(GraphMethod):
         saving = checkpointing.trainer_options() if checkpointing is not None else {}
         result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet,
                          desc=f"{self.rule} {self.conv}-{self.layers}", measure_first_step=True, device=x.device,
-                         settings={"lr": lr, "weight_decay": weight_decay}, raise_limit=None, **saving).run(
+                         settings={"lr": lr, "weight_decay": weight_decay, "steps": epochs}, raise_limit=None,
+                         **saving).run(
             step, evaluate, state=Stateful({"blocks": blocks, "optimizers": optimizers, "states": states},
                                            best=("blocks",)))
         blocks.eval()

@@ -366,7 +366,8 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
             with fixed_inputs(self):  # (the blocks normalise the features once, not at every step and evaluation)
                 results = [Trainer(epochs, monitor="val_auc", patience=patience, eval_every=eval_every, quiet=quiet,
                                    desc=f"link bp {self.conv}-{self.layers}", measure_first_step=True, device=device,
-                                   settings={"lr": lr, "weight_decay": weight_decay}, raise_limit=None,
+                                   settings={"lr": lr, "weight_decay": weight_decay, "steps": epochs},
+                                   raise_limit=None,
                                    **saving).run(
                     step, lambda: {"val_auc": self.auc(x, train.edge_index, val)},
                     state=Stateful({"model": self, "optimizer": optimizer}, best=("model",)))]

@@ -12,7 +12,8 @@ Two instances of one idea:
 
   and autograd turns :math:`\delta_l` into parameter gradients inside the block
   below the point (so :math:`\delta_l \odot f'(a_l)` falls out of the chain rule).
-  See :class:`DirectFeedback`.
+  See :class:`DirectFeedback` (Nøkland, NeurIPS 2016, arXiv:1609.01596; Launay et al.,
+  NeurIPS 2020, arXiv:2006.12878).
 
 * **Across time -- stationary state feedback (DSF).** Backpropagation through time
   computes :math:`g_t = e_t + J_t^\top g_{t+1}` with the state Jacobian :math:`J_t`.
@@ -21,7 +22,8 @@ Two instances of one idea:
   .. math::
       g_t = e_t + A\,g_{t+1} = \sum_{k \ge t} A^{k-t} e_k,
 
-  an anti-causal linear filter computed by :func:`reverse_scan`; see :func:`time_feedback`.
+  an anti-causal linear filter computed by :func:`reverse_scan`; see :func:`time_feedback`
+  (Caillon, Fagnou & Allauzen 2025, arXiv:2503.23104).
 
 Both are ``torch.autograd.Function``\ s: models stay ordinary ``nn.Module``\ s and
 ``loss.backward()`` still drives training.
@@ -62,7 +64,9 @@ FEEDBACK_SEED_OFFSET = 0xDFA
 
 def diagonal_feedback(d: int) -> Tensor:
     r"""DSF's reference feedback: the diagonal :math:`A = \operatorname{diag}(\operatorname{linspace}(0, 1, d))`,
-    returned as the decay vector ``a`` of shape ``[d]`` (channel :math:`i` forgets at rate :math:`a_i`)."""
+    returned as the decay vector ``a`` of shape ``[d]``: channel :math:`i` of :math:`g_t = e_t + a \odot g_{t+1}`
+    keeps the fraction :math:`a_i` of the later errors per step (:math:`a_i = 0`: FT-BPTT's :math:`g_t = e_t`;
+    :math:`a_i = 1`: their plain sum)."""
     if d < 1:
         raise ValueError(f"diagonal_feedback needs d >= 1, got {d}")
     return torch.linspace(0.0, 1.0, d)

@@ -5,7 +5,12 @@ A layer trained with one of them sees a *detached* copy of the layer below
 (:func:`fwdlearn.schedules.layerwise_forward`), so no gradient crosses layers.
 
 Notation: :math:`h_i \in \mathbb{R}^d` is the output of a layer for one example
-(a node, a token), :math:`G_i` its goodness, :math:`\theta` the goodness threshold.
+(a node, a token), :math:`G_i` its goodness, :math:`\theta` the goodness threshold,
+:math:`P` and :math:`N` the positive and negative examples, :math:`\sigma` the logistic function and
+:math:`\operatorname{softplus}(z) = \log(1 + e^z)`.
+
+References: Forward-Forward, Hinton 2022 (arXiv:2212.13345); SymBa, Lee & Song 2023 (arXiv:2303.08418);
+prototype cross-entropy, ForwardGNN's SF, Park et al., ICLR 2024 (arXiv:2403.11004).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def ff_probability(g: Tensor, theta: float = 2.0) -> Tensor:
 
 
 def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0, per_set: bool = False) -> Tensor:
-    r"""Forward-Forward loss: binary cross-entropy on goodness minus a threshold.
+    r"""Forward-Forward loss (Hinton 2022): binary cross-entropy on goodness minus a threshold.
 
     Positives have target 1 and negatives target 0, so with logits
     :math:`z = G - \theta`
@@ -104,7 +109,7 @@ def ff_loss(g_pos: Tensor, g_neg: Tensor | None = None, theta: float = 2.0, per_
 
 
 def symba_loss(g_pos: Tensor, g_neg: Tensor, alpha: float = 4.0) -> Tensor:
-    r"""SymBa loss: a symmetric, threshold-free contrast of paired goodness values.
+    r"""SymBa loss (Lee & Song 2023): a symmetric, threshold-free contrast of paired goodness values.
 
     .. math::
         \mathcal{L} = \frac{1}{n}\sum_i \operatorname{softplus}\big(-\alpha\,(G^{+}_i - G^{-}_i)\big)

@@ -112,14 +112,20 @@ class DepthRule(RulePart):
 
 @dataclass(frozen=True)
 class BP(DepthRule):
-    """Backpropagation through depth."""
+    r"""Backpropagation through depth (Rumelhart, Hinton & Williams, Nature 1986): the true gradient,
+    :math:`\delta_l = J_{l+1}^\top \delta_{l+1}` with :math:`\delta_l = \partial\mathcal{L}/\partial h_l` and
+    :math:`J_{l+1} = \partial h_{l+1}/\partial h_l` the Jacobian of block :math:`l+1`."""
 
     name: ClassVar[str] = "bp"
 
 
 @dataclass(frozen=True)
 class DFA(DepthRule):
-    r"""Direct feedback alignment: :math:`\delta_l = e\,B_l` at every feedback point.
+    r"""Direct feedback alignment: :math:`\delta_l = e\,B_l` at every feedback point :math:`l`, with
+    :math:`e = \partial\mathcal{L}/\partial y` the output error (a row per example) and :math:`B_l` a fixed random
+    ``[error width, point width]`` matrix, instead of the backpropagated :math:`\partial\mathcal{L}/\partial h_l`
+    (Nøkland, NeurIPS 2016, arXiv:1609.01596; in transformers, "macro" and "micro" placement: Launay et al.,
+    NeurIPS 2020, arXiv:2006.12878).
 
     Attributes:
         placement: ``"macro"`` (one point per block output) or ``"micro"`` (several per block).
@@ -165,7 +171,16 @@ class DFA(DepthRule):
 
 @dataclass(frozen=True)
 class Local(DepthRule):
-    """Layer-local learning: each block minimises its own objective on a detached input.
+    r"""Layer-local learning: each block minimises its own objective on a detached input,
+
+    .. math::
+        h_l = f_l(\operatorname{sg}(h_{l-1})), \qquad
+        \nabla_{\theta_l}\mathcal{L} = \nabla_{\theta_l}\mathcal{L}_l(h_l),
+
+    with :math:`\operatorname{sg}` the stop-gradient (``detach``), so no gradient crosses blocks. The objectives
+    :math:`\mathcal{L}_l` are :mod:`fwdlearn.local`'s: ``prototype`` (ForwardGNN's SF, Park et al., ICLR 2024,
+    arXiv:2403.11004), ``ff`` (Forward-Forward goodness, Hinton 2022, arXiv:2212.13345), ``symba`` (Lee & Song 2023,
+    arXiv:2303.08418), ``readout`` (a next-token head per block) and ``ce`` (binary cross-entropy of a pair score).
 
     Attributes:
         objective: one of :data:`LOCAL_OBJECTIVES`.
@@ -204,7 +219,9 @@ class Local(DepthRule):
 
 @dataclass(frozen=True)
 class Shallow(DepthRule):
-    """A control: only the output layer learns; every block keeps its initial weights."""
+    r"""A control: only the output layer learns; every block keeps its initial weights,
+    :math:`\nabla_{\theta_l}\mathcal{L} = 0` for every block :math:`l` (the head reads
+    :math:`\operatorname{sg}(h_L)`)."""
 
     name: ClassVar[str] = "shallow"
 
@@ -219,14 +236,23 @@ class TimeRule(RulePart):
 
 @dataclass(frozen=True)
 class BPTT(TimeRule):
-    r"""Backpropagation through time: :math:`g_t = e_t + J_t^\top g_{t+1}`."""
+    r"""Backpropagation through time (Werbos, Proc. IEEE 1990): :math:`g_t = e_t + J_t^\top g_{t+1}`, with
+    :math:`e_t = \partial\mathcal{L}/\partial s_t` the local error of state :math:`s_t` (from the layer above, same
+    step), :math:`J_t = \partial s_{t+1}/\partial s_t` and :math:`g_t` the state gradient pushed into
+    :math:`\partial s_t/\partial\theta` (:math:`g_{T+1} = 0`)."""
 
     name: ClassVar[str] = "bptt"
 
 
 @dataclass(frozen=True)
 class TBPTT(TimeRule):
-    """Truncated BPTT: gradients flow back at most ``truncation - 1`` steps (chunks of ``truncation``)."""
+    r"""Truncated BPTT (Williams & Peng, Neural Computation 1990): BPTT inside chunks of :math:`k` = ``truncation``
+    steps, the state detached between chunks,
+
+    .. math::
+        g_t = e_t + [\,t \bmod k \ne 0\,]\; J_t^\top g_{t+1} \qquad (t = 1, \ldots, T),
+
+    so gradients flow back at most ``truncation - 1`` steps."""
 
     name: ClassVar[str] = "tbptt"
     truncation: int = 32
@@ -256,14 +282,20 @@ class TBPTT(TimeRule):
 
 @dataclass(frozen=True)
 class FTBPTT(TimeRule):
-    """Fully truncated BPTT: :math:`g_t = e_t`."""
+    r"""Fully truncated BPTT: :math:`g_t = e_t`, each state trained by its local error alone with
+    :math:`s_{t-1}` held fixed (the baseline of DSF, Caillon, Fagnou & Allauzen 2025, arXiv:2503.23104)."""
 
     name: ClassVar[str] = "ft-bptt"
 
 
 @dataclass(frozen=True)
 class DSF(TimeRule):
-    r"""Stationary state feedback: :math:`g_t = e_t + A\,g_{t+1}` with a fixed :math:`A`.
+    r"""Stationary state feedback: BPTT's state Jacobian replaced by a fixed matrix :math:`A`,
+
+    .. math::
+        g_t = e_t + A\,g_{t+1} = \sum_{k \ge t} A^{k-t} e_k
+
+    (column vectors; :func:`fwdlearn.feedback.time_feedback`), Caillon, Fagnou & Allauzen 2025, arXiv:2503.23104.
 
     Attributes:
         feedback: ``"diagonal"`` (the reference :math:`\operatorname{diag}(\operatorname{linspace}(0,1,d))`),

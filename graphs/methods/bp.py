@@ -124,7 +124,12 @@ def _check_logits(logits: Tensor, top: int, num_nodes: int) -> None:
 
 
 class Backprop(GraphMethod):
-    """End-to-end BP (rule ``bp``): the blocks and a linear classifier, one cross-entropy through every layer."""
+    r"""End-to-end BP (rule ``bp``; backpropagation, Rumelhart, Hinton & Williams, Nature 1986; ForwardGNN's baseline,
+    Park et al., ICLR 2024): the blocks and a linear classifier, one cross-entropy through every layer,
+
+    .. math::
+        h_0 = X, \quad h_l = \operatorname{block}_l(h_{l-1}, A), \quad Y = h_L W_c^\top + b_c, \qquad
+        \mathcal{L} = -\frac{1}{|T|}\sum_{i \in T} \log \operatorname{softmax}(Y_i)_{y_i}."""
 
     rule: ClassVar[str] = "bp"
     schedule: ClassVar[str] = "end-to-end"

@@ -93,7 +93,15 @@ def prior_loss(y: Tensor) -> float:
 
 
 class DirectFeedbackGNN(Backprop):
-    """DFA on BP's backbone: every block's output a feedback point (see the module doc)."""
+    r"""DFA on BP's backbone (Nøkland, NeurIPS 2016; on graphs in the spirit of DFA-GNN, Zhao et al., NeurIPS 2024):
+    every block's output a feedback point, whose gradient is replaced by
+
+    .. math::
+        \delta_l = (\hat A^\top)^{L-l}\, E\, B_l
+
+    (:math:`\delta_l = E\,B_l` with ``spread_error=False`` or MLP blocks), :math:`E = \partial\mathcal{L}/\partial Y`
+    the classifier's error (zero outside the training nodes), :math:`B_l` fixed ``[K, hidden]`` and :math:`\hat A`
+    the GCN-normalised adjacency, for blocks :math:`l = 1..L` (see the module doc)."""
 
     rule: ClassVar[str] = "dfa"
     options: ClassVar[tuple[str, ...]] = ("feedback", "spread_error")

@@ -106,7 +106,17 @@ class _GoodnessMethod(LayerwiseMethod):
 
 
 class LabelAppendingFF(_GoodnessMethod):
-    """FF-LA: labels appended to the features, FF loss (``local:ff:la``)."""
+    r"""FF-LA (Park et al., ICLR 2024; Forward-Forward: Hinton 2022, arXiv:2212.13345): labels appended to the
+    features, FF loss (``local:ff:la``). With :math:`G^+_i` the goodness :math:`\lVert h^{(l)}_i \rVert^2` of training
+    node :math:`i` under its true label and :math:`G^-_{ij}` under the wrong label of negative copy :math:`j`,
+
+    .. math::
+        \mathcal{L}_l = \operatorname{mean}_i \operatorname{softplus}(\theta - G^+_i)
+        + \operatorname{mean}_{i,j} \operatorname{softplus}(G^-_{ij} - \theta), \qquad
+        \text{score}_{ik} = \sum_{l} \lVert h^{(l)}_i[k] \rVert^2,
+
+    :math:`h^{(l)}_i[k]` the output of the :math:`k`-th candidate pass (class :math:`k` appended to the evaluated
+    nodes; see the module doc)."""
 
     rule: ClassVar[str] = "local:ff:la"
 
@@ -121,7 +131,13 @@ class LabelAppendingFF(_GoodnessMethod):
 
 
 class LabelAppendingSymBa(LabelAppendingFF):
-    """FF-SymBa: labels appended, SymBa loss on paired positive/negative goodness (``local:symba:la``)."""
+    r"""FF-SymBa (SymBa: Lee & Song 2023, arXiv:2303.08418): labels appended, SymBa loss on paired positive/negative
+    goodness (``local:symba:la``), each positive paired with each of its node's negatives,
+
+    .. math::
+        \mathcal{L}_l = \operatorname{mean}_{i,j} \operatorname{softplus}\big(-\alpha\,(G^+_i - G^-_{ij})\big);
+
+    scores as FF-LA's."""
 
     rule: ClassVar[str] = "local:symba:la"
     options: ClassVar[tuple[str, ...]] = ("alpha", "negatives", "cache")
@@ -132,7 +148,15 @@ class LabelAppendingSymBa(LabelAppendingFF):
 
 
 class VirtualNodeFF(_GoodnessMethod):
-    """FF-VN: training nodes linked to a class virtual node (negatives: a wrong class), FF loss (``local:ff:vn``)."""
+    r"""FF-VN (Park et al., ICLR 2024): training nodes linked to a class virtual node (negatives: a wrong class), FF
+    loss (``local:ff:vn``),
+
+    .. math::
+        \mathcal{L}_l = \operatorname{mean}_i \operatorname{softplus}(\theta - G^+_i)
+        + \operatorname{mean}_{i,j} \operatorname{softplus}(G^-_{ij} - \theta),
+
+    :math:`G^+_i` node :math:`i`'s goodness linked to virtual node :math:`y_i`, :math:`G^-_{ij}` linked to the wrong
+    class of copy :math:`j`; scores: the goodness summed over layers in each of the :math:`K` candidate passes."""
 
     rule: ClassVar[str] = "local:ff:vn"
 

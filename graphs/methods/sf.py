@@ -30,10 +30,18 @@ __all__ = ["SingleForward"]
 
 
 class SingleForward(LayerwiseMethod):
-    """SF: prototype cross-entropy against class virtual nodes, trained layer by layer.
+    r"""SF (Park et al., ICLR 2024, arXiv:2403.11004): prototype cross-entropy against class virtual nodes, trained
+    layer by layer. With :math:`c^{(l)}_k` layer :math:`l`'s output at the virtual node of class :math:`k` and
+    :math:`T` the training nodes,
+
+    .. math::
+        \mathcal{L}_l = -\frac{1}{|T|}\sum_{i\in T}
+        \log \operatorname{softmax}_k\big(\langle h^{(l)}_i, c^{(l)}_k\rangle/\tau\big)_{y_i}, \qquad
+        \text{scores}_i = \frac{1}{L}\sum_{l=1}^{L} \operatorname{softmax}_k\big(\langle h^{(l)}_i, c^{(l)}_k
+        \rangle/\tau\big).
 
     Args:
-        tau: the temperature :math:`\\tau`.
+        tau: the temperature :math:`\tau` (default 1.0).
         cache: reuse the aggregation of frozen inputs (GCN/SAGE).
     """
 

@@ -240,9 +240,16 @@ class TopDown(GraphMethod):
 
 
 class TopToInput(TopDown):
-    """SF Top-To-Input: layer l sees [norm(h_{l-1,t}) || norm(h_{l+1,t-1})] (``local:prototype:top2input``), as the
-    reference feeds it to the conv: the blocks do not normalise that concatenation again (which rescaled it by
-    1/sqrt(2), or by 1 where the upper state is zero, and cost about 8 points on Cora at 4 layers)."""
+    r"""SF Top-To-Input (Park et al., ICLR 2024; ``local:prototype:top2input``): layer :math:`l` sees the layer below
+    now and the layer above one step ago (the context :math:`c` above the top layer),
+
+    .. math::
+        h_{l,t} = \operatorname{ReLU}\big(\operatorname{conv}_l([\,\bar h_{l-1,t} \,\Vert\, \bar h_{l+1,t-1}\,])\big),
+        \qquad \bar h_i = h_i / \max(\lVert h_i \rVert_2, \epsilon),
+
+    trained by SF's prototype cross-entropy on :math:`h_{l,t}`. As the reference feeds it to the conv, the blocks do
+    not normalise that concatenation again (which rescaled it by 1/sqrt(2), or by 1 where the upper state is zero, and
+    cost about 8 points on Cora at 4 layers)."""
 
     rule: ClassVar[str] = "local:prototype:top2input"
 
@@ -257,8 +264,11 @@ class TopToInput(TopDown):
 
 
 class TopToLoss(TopDown):
-    """SF Top-To-Loss: layer l's loss on the mean with the detached upper layers of the previous step
-    (``local:prototype:top2loss``)."""
+    r"""SF Top-To-Loss (Park et al., ICLR 2024; ``local:prototype:top2loss``): layer :math:`l` (of :math:`L`) sees only
+    the layer below, and its SF loss and scores read the mean with the detached upper layers of the previous step,
+
+    .. math::
+        r_{l,t} = \frac{1}{L-l+1}\Big(h_{l,t} + \sum_{m=l+1}^{L} \operatorname{sg}(h_{m,t-1})\Big)."""
 
     rule: ClassVar[str] = "local:prototype:top2loss"
 

@@ -1,6 +1,6 @@
 r"""GNN blocks shared by the BP baseline and every forward method.
 
-One block is ForwardGNN's layer (Park et al. 2024): row-wise L2 normalisation of the
+One block is ForwardGNN's layer (Park et al., ICLR 2024, arXiv:2403.11004): row-wise L2 normalisation of the
 input (no parameters), a convolution from :mod:`torch_geometric.nn`, then ReLU,
 
 .. math::
@@ -45,13 +45,15 @@ def make_conv(conv: str, in_dim: int, out_dim: int) -> nn.Module:
 
 
 class GNNBlock(nn.Module):
-    r"""Normalise -> conv -> ReLU.
+    r"""Normalise -> conv -> ReLU: :math:`h' = \operatorname{ReLU}(\operatorname{conv}(\bar h, A))`,
+    :math:`\bar h_i = h_i / \max(\lVert h_i \rVert_2, \epsilon)` (without ``normalize``, :math:`\bar h = h`; without
+    ``activation``, no ReLU).
 
     Besides ``block(x, edge_index)``, GCN and SAGE blocks can run from a precomputed
     neighbourhood aggregation (see :mod:`fwdlearn.graphs.nn.aggregation_cache`):
-    for GCN :math:`\hat A \bar h W + b`, for SAGE
-    :math:`W_l\,\operatorname{mean}_{j \in N(i)} \bar h_j + W_r \bar h_i + b`, where the
-    aggregations of the (frozen) input are computed once.
+    for GCN :math:`\hat A \bar h W^\top + b`, for SAGE
+    :math:`W_a\,\operatorname{mean}_{j \in N(i)} \bar h_j + W_r \bar h_i + b` (:mod:`~fwdlearn.graphs.nn.convs`),
+    where the aggregations of the (frozen) input are computed once.
 
     Args:
         conv: a conv name of :data:`~fwdlearn.graphs.registries.CONV_KINDS` (``"gcn"``, ``"sage"``, ``"gat"``,

@@ -89,8 +89,14 @@ def _coo(target: Tensor, source: Tensor, weight: Tensor, num_nodes: int) -> Tens
 
 
 class GCN(ConvKind):
-    r"""PyG's ``GCNConv``: :math:`h' = \hat A\,h\,W^\top + b`, :math:`\hat A` the symmetric-normalised adjacency with
-    self-loops (linear after a fixed aggregation: cached and Jacobian-layered)."""
+    r"""PyG's ``GCNConv`` (Kipf & Welling, ICLR 2017, arXiv:1609.02907):
+
+    .. math::
+        h' = \hat A\,h\,W^\top + b, \qquad \hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2},
+        \quad \tilde D_{ii} = 1 + \textstyle\sum_j A_{ij},
+
+    :math:`A_{ij} = 1` for an edge :math:`j \to i` (a self-loop the graph has already is kept once, not doubled;
+    linear after a fixed aggregation: cached and Jacobian-layered)."""
 
     name = "gcn"
     linear = True
@@ -117,8 +123,14 @@ class GCN(ConvKind):
 
 
 class SAGE(ConvKind):
-    r"""PyG's ``SAGEConv`` (mean): :math:`h'_i = W_1 h_i + W_2\,\operatorname{mean}_{j \in N(i)} h_j + b` (linear after
-    a fixed aggregation: cached and Jacobian-layered)."""
+    r"""PyG's ``SAGEConv`` with mean aggregation (Hamilton, Ying & Leskovec, NeurIPS 2017, arXiv:1706.02216):
+
+    .. math::
+        h'_i = W_a \operatorname{mean}_{j \in N(i)} h_j + W_r h_i + b,
+
+    :math:`N(i)` the in-neighbours of :math:`i` (sources of edges :math:`j \to i`; none: 0), :math:`W_a` =
+    ``lin_l`` (with the bias) and :math:`W_r` = ``lin_r`` (linear after a fixed aggregation: cached and
+    Jacobian-layered)."""
 
     name = "sage"
     linear = True
@@ -147,8 +159,15 @@ class SAGE(ConvKind):
 
 
 class GAT(ConvKind):
-    """PyG's ``GATConv``, 4 heads concatenated (width a multiple of 4); its attention depends on the input, so it is
-    neither cached nor Jacobian-layered."""
+    r"""PyG's ``GATConv`` (Veličković et al., ICLR 2018, arXiv:1710.10903), :math:`H = 4` heads concatenated (width a
+    multiple of 4, ``out // 4`` channels per head):
+
+    .. math::
+        h'_i = \Big\Vert_{k=1}^{H} \sum_{j \in N(i) \cup \{i\}} \alpha^k_{ij}\, W^k h_j + b, \qquad
+        \alpha^k_{ij} = \operatorname{softmax}_j\big(\operatorname{LeakyReLU}_{0.2}(
+        a_\text{dst}^{k\top} W^k h_i + a_\text{src}^{k\top} W^k h_j)\big).
+
+    Its attention depends on the input, so it is neither cached nor Jacobian-layered."""
 
     name = "gat"
 

@@ -119,29 +119,49 @@ class FitReport(WithCost):
 
 
 class ForwardGNN(ModelFile, nn.Module):
-    """A GNN trained by a forward (layer-local) method, by DFA or by BP.
+    r"""A GNN trained by a forward (layer-local) method, by DFA or by BP (ForwardGNN: Park et al., ICLR 2024,
+    arXiv:2403.11004).
+
+    Every layer is a block (:class:`~fwdlearn.graphs.nn.backbones.GNNBlock`)
+
+    .. math::
+        h^{(l)} = \operatorname{ReLU}\big(\operatorname{conv}_l(\bar h^{(l-1)}, A)\big), \qquad
+        \bar h_i = h_i / \max(\lVert h_i \rVert_2, \epsilon), \qquad h^{(0)} = X,
+
+    trained by the method's loss; for the default ``"sf"``, layer by layer on the detached layer below,
+
+    .. math::
+        \mathcal{L}_l = -\frac{1}{|T|}\sum_{i\in T}
+        \log \operatorname{softmax}_k\big(\langle h^{(l)}_i, c^{(l)}_k\rangle/\tau\big)_{y_i},
+
+    :math:`c^{(l)}_k` the layer's output at the virtual node of class :math:`k` and :math:`T` the training nodes. The
+    other methods' losses and scores: ``help(fwdlearn.graphs.nn.forward_gnn)`` and :mod:`fwdlearn.graphs.methods`.
 
     Args:
         in_dim: node feature width :math:`F`.
         num_classes: :math:`K` (>= 2).
-        conv: a name in :data:`~fwdlearn.graphs.registries.CONV_KINDS`: ``"gcn"``, ``"sage"``, ``"gat"`` or ``"mlp"``
-            (a linear layer that ignores the edges), or one registered there.
-        hidden: width of every layer.
-        layers: number of GNN layers (>= 1).
-        method: a graph method: a rule or alias (``"sf"``, ``"local:prototype"``, ``"ff-la"``, ``"bp"``,
-            ...; see :mod:`fwdlearn.graphs.methods`), or a :class:`~fwdlearn.graphs.methods.base.GraphMethod`
+        conv: a name in :data:`~fwdlearn.graphs.registries.CONV_KINDS`: ``"gcn"`` (default), ``"sage"``, ``"gat"`` or
+            ``"mlp"`` (a linear layer that ignores the edges), or one registered there.
+        hidden: width of every layer (default 128).
+        layers: number of GNN layers (>= 1; default 4).
+        method: a graph method (default ``"sf"``): a rule or alias (``"sf"``, ``"local:prototype"``, ``"ff-la"``,
+            ``"bp"``, ...; see :mod:`fwdlearn.graphs.methods`), or a :class:`~fwdlearn.graphs.methods.base.GraphMethod`
             class registered there or passed directly.
-        tau: SF temperature; theta: FF threshold; alpha: SymBa scale.
+        tau: SF and top-down temperature :math:`\tau` (default 1.0).
+        theta: FF threshold :math:`\theta` on the goodness :math:`\lVert h_i \rVert^2` (FF-LA, FF-VN; default 2.0).
+        alpha: SymBa scale :math:`\alpha` (FF-SymBa; default 4.0).
         negatives: FF methods: negative copies of the graph, each with another wrong class per training node
-            (``None``: all :math:`K - 1`, as the reference's scripts; 1 trains on 2 copies a step instead of :math:`K`).
-        cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods).
-        update: top-down updates, ``"sync"`` or ``"alternate"``.
-        steps: top-down evaluation steps (class probabilities accumulated over steps 2..steps-1).
-        seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices. It does not
-            seed the weights: they are drawn from torch's global generator when the model is built, so call
+            (``None``, the default: all :math:`K - 1`, as the reference's scripts; 1 trains on 2 copies a step instead
+            of :math:`K`).
+        cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods; default ``True``).
+        update: top-down updates, ``"sync"`` (default: bottom up, each layer reading the layer below of this step) or
+            ``"alternate"`` (the even layers, then the odd ones).
+        steps: top-down evaluation steps (default 10; class probabilities accumulated over steps 2..steps-1).
+        seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices (default 0). It does
+            not seed the weights: they are drawn from torch's global generator when the model is built, so call
             ``fwdlearn.fit.seed_everything(seed)`` before ``ForwardGNN(...)`` for a reproducible run.
         spread_error: DFA: spread the classifier's error over the graph before projecting it to each block
-            (``False``: each labelled node's own error only).
+            (default ``True``; ``False``: each labelled node's own error only).
 
     Each method takes the options it declares (``GraphMethod.options``); the others are ignored, with a warning when
     one is given a value other than its default.

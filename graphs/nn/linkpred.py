@@ -1,4 +1,5 @@
-r"""Forward link prediction (ForwardGNN-CE, ForwardGNN-FF) and its BP baseline.
+r"""Forward link prediction (ForwardGNN-CE, ForwardGNN-FF: Park et al., ICLR 2024, arXiv:2403.11004) and its BP
+baseline.
 
 Edge score of a pair :math:`(u, v)` at layer :math:`l` is the dot product
 :math:`s^{(l)}_{uv} = \langle h^{(l)}_u, h^{(l)}_v \rangle`. Each layer is trained on its own,

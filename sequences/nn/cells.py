@@ -97,7 +97,8 @@ class TorchCell(RecurrentCell):
 
 
 class TanhRNN(TorchCell):
-    r"""Elman cell, :math:`h_t = \tanh(W_{ih} u_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})` (``torch.nn.RNN``'s weights)."""
+    r"""Elman cell (Elman, Cognitive Science 1990), :math:`h_t = \tanh(W_{ih} u_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`
+    (``torch.nn.RNN``'s weights)."""
 
     name = "tanh"
     module = nn.RNN
@@ -106,7 +107,16 @@ class TanhRNN(TorchCell):
 
 
 class GRU(TorchCell):
-    """Gated recurrent unit with ``torch.nn.GRU``'s gates and weights (the kernels' docstring writes them out)."""
+    r"""Gated recurrent unit (Cho et al., EMNLP 2014, arXiv:1406.1078) with ``torch.nn.GRU``'s gates and weights
+    (:math:`W_{i\cdot}, W_{h\cdot}` the ``r, z, n`` blocks of ``weight_ih_l0``, ``weight_hh_l0``; :math:`\sigma` the
+    logistic function):
+
+    .. math::
+        r_t = \sigma(W_{ir} u_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}), \qquad
+        z_t = \sigma(W_{iz} u_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}),
+
+        n_t = \tanh\big(W_{in} u_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})\big), \qquad
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}."""
 
     name = "gru"
     module = nn.GRU
@@ -115,8 +125,17 @@ class GRU(TorchCell):
 
 
 class LSTM(TorchCell):
-    """State :math:`[h, c]`; the fused ``torch.nn.LSTM`` does not return the cell states, so the sequence call is
-    the through-time kernel; the output projects the whole state."""
+    r"""Long short-term memory (Hochreiter & Schmidhuber, Neural Computation 1997) with ``torch.nn.LSTM``'s gates and
+    weights, state :math:`s_t = [h_t; c_t]` and an output that projects the whole state (as DSF's reference does):
+
+    .. math::
+        [i_t, f_t, g_t, o_t] = [\sigma, \sigma, \tanh, \sigma]\big(W_{ih} u_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}\big),
+
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t), \qquad
+        \text{out}_t = W_s [h_t; c_t] + b_s
+
+    (:math:`W_s, b_s` = ``state_proj``). The fused ``torch.nn.LSTM`` does not return the cell states, so the sequence
+    call is the through-time kernel."""
 
     name = "lstm"
     module = nn.LSTM
@@ -143,7 +162,9 @@ class LSTM(TorchCell):
 
 
 class LinearRecurrence(RecurrentCell):
-    r""":math:`h_t = \lambda \odot h_{t-1} + W u_t + b`, decays :math:`\lambda \sim U(0.5, 0.95)` learned."""
+    r""":math:`h_t = \lambda \odot h_{t-1} + W u_t + b`, decays :math:`\lambda \sim U(0.5, 0.95)` learned
+    (:math:`W, b` = ``input``, :math:`\lambda` = ``decay``). Its state Jacobian is :math:`\operatorname{diag}(\lambda)`,
+    so DSF with :math:`A = \operatorname{diag}(\lambda)` is BPTT (for the current :math:`\lambda`)."""
 
     name = "linear"
 

@@ -5,9 +5,10 @@ r"""A causal convolutional language model: a finite receptive field, the referen
     x^{(l)}_t = x^{(l-1)}_t + \tanh\Big(\sum_{k=0}^{K-1} W^{(l)}_k\, x^{(l-1)}_{t-k} + b^{(l)}\Big), \qquad
     \text{logits}_t = W_o\, x^{(L)}_t + b_o,
 
-with :math:`x_{t} = 0` for :math:`t < 0` (left padding), so output :math:`t` depends on inputs
-:math:`t - L(K-1) .. t` only: lag influence beyond :math:`L(K-1)` is exactly zero. It has no state
-to carry and is trained by ``bp`` (end-to-end backprop; no time rule applies).
+with :math:`x_{t} = 0` for :math:`t < 0` (left padding) and :math:`W^{(l)}_k` = ``convs[l-1].weight[:, :, K-1-k]``
+(``torch.nn.Conv1d`` cross-correlates: the kernel's last tap reads the current step), so output :math:`t` depends on
+inputs :math:`t - L(K-1) .. t` only: lag influence beyond :math:`L(K-1)` is exactly zero. It has no state to carry
+and is trained by ``bp`` (end-to-end backprop; no time rule applies).
 """
 
 from __future__ import annotations
@@ -40,13 +41,20 @@ class ConvConfig:
 
 
 class CausalConvLM(LanguageModel):
-    """Embedding -> ``layers`` residual causal convolutions of width ``width`` (tanh) -> output projection.
+    r"""Embedding -> ``layers`` residual causal convolutions of width ``width`` (tanh) -> output projection,
+
+    .. math::
+        x^{(l)}_t = x^{(l-1)}_t + \tanh\Big(\sum_{k=0}^{K-1} W^{(l)}_k\, x^{(l-1)}_{t-k} + b^{(l)}\Big), \qquad
+        \text{logits}_t = W_o\, x^{(L)}_t + b_o,
+
+    :math:`x^{(0)}_t` the embedding, :math:`x_t = 0` for :math:`t < 0`, :math:`W^{(l)}_k` =
+    ``convs[l-1].weight[:, :, K-1-k]`` (the module doc).
 
     Args:
         vocab_size: tokens.
-        hidden: channels of the embedding and of every convolution.
-        layers: convolutions; the receptive field is ``layers * (width - 1)`` steps back.
-        width: kernel width :math:`K`.
+        hidden: channels of the embedding and of every convolution (default 64).
+        layers: convolutions :math:`L` (default 2); the receptive field is ``layers * (width - 1)`` steps back.
+        width: kernel width :math:`K` (default 4).
         training: ``"bp"`` (the only rule this family implements).
     """
 

@@ -17,7 +17,12 @@ what the rule needs (feedback matrices, per-block heads) and runs the blocks. Wi
   matrices are ``[width, d_l]``) replaces the gradient at every point,
 
   .. math::
-      \delta_l = e\,B_l, \qquad B = \mathcal{U}[-1, 1)\ \text{shared, sliced to width } d_l,\ \text{scaled by } 1/\sqrt{d_l},
+      \delta_l = e\,B_l, \qquad B = \mathcal{U}[-1, 1)\ \text{shared, sliced to width } d_l,
+      \ \text{scaled by } 1/\sqrt{d_l}
+
+  (the default ``uniform`` kind, as in Launay et al., NeurIPS 2020; ``dfa:gaussian`` draws :math:`\mathcal{N}(0, 1)`
+  entries, sliced and scaled alike, and ``dfa:orthogonal`` an independent orthogonal :math:`B_l` per point:
+  :func:`fwdlearn.feedback.feedback_matrix`),
 
   and autograd carries :math:`\delta_l` through block :math:`l` only (a recurrent layer applies its own time rule).
   A point on a pre-LN residual stream (which the next block and the final norm read through a LayerNorm)
@@ -105,7 +110,9 @@ def _normalize(h: Tensor) -> Tensor:
 
 
 class Wiring(nn.Module):
-    r"""Backprop through depth (``bp``), and the base every depth rule overrides a few hooks of.
+    r"""Backprop through depth (``bp``), and the base every depth rule overrides a few hooks of: one loss
+    :math:`\mathcal{L} = \operatorname{CE}(W\,\text{LN}(h_L), y)` with :math:`h_l = f_l(h_{l-1})`, and the true
+    gradient :math:`\delta_l = J_{l+1}^\top \delta_{l+1}` through every block (Rumelhart, Hinton & Williams 1986).
 
     Args:
         taps: per block, ``{where: width}`` of the places a rule may mark (``"out"``: the block output).
@@ -179,8 +186,12 @@ PLAIN = Wiring()
 
 
 class DFAWiring(Wiring):
-    r"""Direct feedback alignment: feedback points at block outputs (``macro``) or also inside blocks (``micro``);
-    one :class:`~fwdlearn.feedback.DirectFeedback` (buffers ``feedback.B_block<i>_<where>``) does the work."""
+    r"""Direct feedback alignment (Nøkland, NeurIPS 2016; in transformers Launay et al., NeurIPS 2020): feedback
+    points at block outputs (``macro``) or also inside blocks (``micro``), each receiving
+    :math:`\delta_l = e\,B_l` (:math:`(e\,B_l)\,\partial\,\text{LN}(h_l)/\partial h_l` on a pre-LN residual stream)
+    instead of its backpropagated gradient, :math:`e = \partial\mathcal{L}/\partial z` the error at the final
+    hidden state; one :class:`~fwdlearn.feedback.DirectFeedback` (buffers ``feedback.B_block<i>_<where>``) does the
+    work."""
 
     spelled = "dfa[:micro]"
 
@@ -211,8 +222,15 @@ class DFAWiring(Wiring):
 
 
 class ReadoutWiring(Wiring):
-    """``local:readout``: detached block inputs, a next-token head per block below the last, losses summed (the
-    reported value is the model's loss, :meth:`loss`)."""
+    r"""``local:readout``: detached block inputs, a next-token head :math:`R_l` (LayerNorm + linear) per block below
+    the last, losses summed (local prediction losses trained at once, as in Nøkland & Eidnes, ICML 2019, and
+    Belilovsky, Eickenberg & Oyallon, ICML 2020),
+
+    .. math::
+        h_l = f_l(\operatorname{sg}(h_{l-1})), \qquad
+        \mathcal{L} = \sum_{l<L} \operatorname{CE}(R_l(h_l), y) + \operatorname{CE}(W\,\text{LN}(h_L), y)
+
+    (the reported value is the model's loss alone, :meth:`loss`)."""
 
     spelled = "local:readout"
 
@@ -253,7 +271,8 @@ class ReadoutWiring(Wiring):
 
 
 class ShallowWiring(Wiring):
-    """``shallow``: embeddings and blocks frozen; the final norm and the head learn on the detached last output."""
+    r"""``shallow``: embeddings and blocks frozen; the final norm and the head learn on the detached last output,
+    :math:`\mathcal{L} = \operatorname{CE}(W\,\text{LN}(\operatorname{sg}(h_L)), y)`."""
 
     rule = Shallow()
     spelled = "shallow"

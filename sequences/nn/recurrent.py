@@ -4,10 +4,14 @@ through depth by ``bp``, ``dfa``, ``local:readout`` or ``shallow``.
 .. math::
     x^{(0)}_t = E[w_t], \qquad
     x^{(l)}_t = x^{(l-1)}_t + h^{(l)}_t, \quad s^{(l)}_t = f^{(l)}_\theta\big(u^{(l)}_t, s^{(l)}_{t-1}\big),
-    \qquad \text{logits}_t = W_o\,x^{(L)}_t + b_o
+    \qquad \text{logits}_t = W_o\,\text{LN}(x^{(L)}_t) + b_o
 
-with :math:`u^{(l)} = x^{(l-1)}` (plain residual blocks) or :math:`u^{(l)} = \text{LN}(x^{(l-1)})`
-followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` (pre-LayerNorm blocks, ``norm=True``).
+with :math:`h^{(l)}_t` the layer output read from the state :math:`s^{(l)}_t` (below), :math:`s^{(l)}_0 = 0` at the
+start (on a corpus, the last state carried, detached, from window to window), and either :math:`u^{(l)} = x^{(l-1)}`
+(plain residual blocks, ``norm=False``, where the final :math:`\text{LN}` is the identity) or
+:math:`u^{(l)} = \text{LN}(x^{(l-1)})` followed by :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))`, with
+:math:`\text{MLP}(v) = W_2\,\operatorname{GELU}(W_1 v + b_1) + b_2` (pre-LayerNorm blocks, ``norm=True``, the
+default; ``reference_block`` also maps :math:`h^{(l)} \leftarrow W_p h^{(l)} + b_p`).
 The cell :math:`f` (:mod:`~fwdlearn.sequences.nn.cells`) is a tanh RNN, a GRU, an LSTM (state
 :math:`s = [h, c]`; its layer output is :math:`h_t = W_s [h^{\text{cell}}_t; c_t] + b_s`, the whole state, as in
 the reference implementation of DSF, so that the cell state gets errors from the layer above too) or a diagonal
@@ -153,15 +157,28 @@ class RecurrentConfig:
 
 
 class RecurrentLM(StackedLM):
-    r"""Embedding -> ``layers`` residual recurrent blocks -> output projection.
+    r"""Embedding -> ``layers`` residual recurrent blocks -> final LayerNorm (with ``norm``) -> output projection,
+
+    .. math::
+        x^{(0)}_t = E[w_t], \qquad
+        x^{(l)}_t = x^{(l-1)}_t + h^{(l)}_t\big(s^{(l)}_t\big), \quad
+        s^{(l)}_t = f\big(u^{(l)}_t, s^{(l)}_{t-1}\big), \qquad
+        \text{logits}_t = W_o\,\text{LN}(x^{(L)}_t) + b_o,
+
+    :math:`f` the cell (:mod:`~fwdlearn.sequences.nn.cells`) and, with ``norm``, :math:`u^{(l)} =
+    \text{LN}(x^{(l-1)})` and :math:`x \leftarrow x + \text{MLP}(\text{LN}(x))` after each layer (the module doc
+    writes it out). Trained through time by BPTT or DSF (Caillon, Fagnou & Allauzen 2025, arXiv:2503.23104),
+    through depth by backprop, DFA, local heads or not at all.
 
     Args:
         vocab_size: input tokens (and output classes unless ``out_size``).
-        cell: ``"tanh"``, ``"gru"``, ``"lstm"`` or ``"linear"``.
-        hidden: width of the embedding, the states and the residual stream.
-        layers: recurrent blocks.
-        training: the rule (:mod:`fwdlearn.rules`). Through time: ``"bptt"``, ``"tbptt:k"``, ``"ft-bptt"`` or
-            ``"dsf"`` (``"dsf:gaussian"``, ``"dsf:orthogonal"``), see :mod:`~fwdlearn.sequences.nn.time_rules`;
+        cell: ``"tanh"``, ``"gru"`` (default), ``"lstm"`` or ``"linear"``, or a cell registered in
+            :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS`.
+        hidden: width of the embedding, the states and the residual stream (default 256).
+        layers: recurrent blocks (default 2).
+        training: the rule (:mod:`fwdlearn.rules`; default ``"bptt"``). Through time: ``"bptt"``, ``"tbptt:k"``,
+            ``"ft-bptt"`` or ``"dsf"`` (``"dsf:gaussian"``, ``"dsf:orthogonal"``), see
+            :mod:`~fwdlearn.sequences.nn.time_rules`;
             through depth ``bp``, ``dfa`` (each layer's output sequence a feedback point; ``dfa:micro`` also the
             stream after the layer and the MLP's hidden activation of a pre-LN block; a plain block has one point,
             so there micro is macro), ``local:readout`` or ``shallow``
@@ -175,7 +192,7 @@ class RecurrentLM(StackedLM):
             the LSTM's ``state_proj`` is that map), and the weights keep PyTorch's default initialisation (the
             reference's: N(0, 0.02)); ``reference_block`` removes both.
         out_size: output width (default ``vocab_size``; 1 for a regression task).
-        feedback_seed: seed of the random (Gaussian / orthogonal) feedback matrices: DFA's :math:`B_l` are drawn from
+        feedback_seed: seed of the random feedback matrices (default 0): DFA's :math:`B_l` are drawn from
             ``feedback_seed + 0xDFA`` (:data:`fwdlearn.feedback.FEEDBACK_SEED_OFFSET`; from ``feedback_seed`` itself
             they were the uniforms ``seed_everything(feedback_seed)`` then drew the embedding from), DSF's
             :math:`A^{(l)}` from ``feedback_seed + 1`` (independent of both).
@@ -183,7 +200,7 @@ class RecurrentLM(StackedLM):
             after every recurrent layer, and its initialisation -- every linear map and the embedding
             :math:`\mathcal N(0, 0.02)` with zero biases, the last map of each branch (the post-layer map, the MLP's
             output) :math:`\mathcal N(0, 0.02 / \sqrt{2L})` as in GPT-2; the tanh, GRU and LSTM cells' own weights
-            keep PyTorch's initialisation there too (the linear cell's input map is a linear map).
+            keep PyTorch's initialisation there too (the linear cell's input map is a linear map). Default ``False``.
 
     The feedback :math:`A^{(l)}` of every layer is a buffer ``feedback_<l>`` (``[S]`` or ``[S, S]``),
     saved with the model; :meth:`set_feedback` replaces it.

@@ -9,12 +9,20 @@ r"""A causal decoder-only transformer language model (pre-LayerNorm, learned pos
 
     z = \text{LN}(h_L), \qquad \text{logits}_t = W_o\,z_t \quad (W_o = E \text{ when tied}),
 
-with causal multi-head attention (``torch.nn.functional.scaled_dot_product_attention``, ``is_causal=True``):
-position :math:`t` reads positions :math:`\le t` only. There is no state: windows are independent and positions
-restart at 0 in each; generation re-reads up to ``context`` tokens. The taps of a block are ``attn``
-(the stream after attention, :math:`h_{l-1} + a_l`), ``mlp`` (:math:`m_l`) and ``out`` (:math:`h_l`); how the depth
-rule uses them is
-:mod:`fwdlearn.sequences.nn.depth_rules` (``dfa`` marks ``out``, ``dfa:micro`` all three).
+with causal multi-head attention (``torch.nn.functional.scaled_dot_product_attention``, ``is_causal=True``),
+:math:`H` heads of width :math:`d_h = d/H` (Vaswani et al., NeurIPS 2017),
+
+.. math::
+    \operatorname{Attn}(x)_t = W_O \big[\,\textstyle\sum_{s \le t} \operatorname{softmax}_{s \le t}\big(
+    q^{(j)}_t \cdot k^{(j)}_s / \sqrt{d_h}\big)\, v^{(j)}_s\,\big]_{j=1}^{H} + b_O, \qquad
+    [q_t; k_t; v_t] = W_{QKV}\, x_t + b_{QKV},
+
+(:math:`q^{(j)}_t` the :math:`j`-th head's slice of :math:`q_t`, heads concatenated), so position :math:`t` reads
+positions :math:`\le t` only; every map written :math:`W` above has a bias except the head :math:`W_o`. There is no
+state: windows are independent and positions restart at 0 in each; generation re-reads up to ``context`` tokens. The
+taps of a block are ``attn`` (the stream after attention, :math:`h_{l-1} + a_l`), ``mlp`` (:math:`m_l`) and ``out``
+(:math:`h_l`); how the depth rule uses them is :mod:`fwdlearn.sequences.nn.depth_rules` (``dfa`` marks ``out``,
+``dfa:micro`` all three).
 
 The layout follows nanoGPT's ``model.py``: a dataclass config, ``CausalSelfAttention``, ``MLP``, ``Block``,
 initialisation :math:`\mathcal{N}(0, 0.02)` with the residual projections scaled by :math:`1/\sqrt{2L}`.
@@ -121,24 +129,32 @@ def check_heads(hidden: int, heads: int, names: tuple[str, str] = ("hidden", "he
 
 
 class TransformerLM(StackedLM):
-    r"""Token + position embeddings -> ``layers`` pre-LayerNorm blocks -> LayerNorm -> head.
+    r"""Token + position embeddings -> ``layers`` pre-LayerNorm blocks -> LayerNorm -> head (nanoGPT's layout),
+
+    .. math::
+        h_0 = E[w_t] + P_t, \quad a_l = \operatorname{Attn}_l(\text{LN}(h_{l-1})), \quad
+        h_l = h_{l-1} + a_l + \text{MLP}_l(\text{LN}(h_{l-1} + a_l)), \quad
+        \text{logits}_t = W_o\,\text{LN}(h_L)_t
+
+    (causal attention; the module doc writes every map out). Trainable by backprop or by DFA (Launay et al.,
+    NeurIPS 2020, arXiv:2006.12878), local heads or not at all (:mod:`~fwdlearn.sequences.nn.depth_rules`).
 
     Args:
         vocab_size: tokens.
-        hidden: :math:`d_\text{model}` (divisible by ``heads``).
-        layers: blocks :math:`L`.
-        heads: attention heads.
-        context: learned positions, the longest window it reads.
-        mlp_ratio: MLP width / ``hidden``.
+        hidden: :math:`d_\text{model}` (divisible by ``heads``; default 256).
+        layers: blocks :math:`L` (default 4).
+        heads: attention heads :math:`H` (default 4).
+        context: learned positions, the longest window it reads (default 128).
+        mlp_ratio: MLP width / ``hidden`` (default 4).
         dropout: on the embeddings, the attention weights and each branch's output (attention, MLP) before its
             residual sum, as in nanoGPT (0 by default; a probability in ``[0, 1)``).
         tie: the head's weight is the token embedding (off by default, as in the DFA reference: under DFA a tied
             embedding would also receive the first block's feedback signal through the residual stream; refused under
             ``local:readout`` and ``shallow``, whose embeddings learn with the first block only / not at all).
-        training: depth rule: ``"bp"``, ``"dfa"`` (= ``dfa:macro``), ``"dfa:micro"`` (``:gaussian`` /
+        training: depth rule: ``"bp"`` (default), ``"dfa"`` (= ``dfa:macro``), ``"dfa:micro"`` (``:gaussian`` /
             ``:orthogonal`` feedback), ``"local:readout"`` or ``"shallow"``.
-        feedback_seed: seed of the DFA feedback matrices (drawn from ``feedback_seed + 0xDFA``, so that they do not
-            depend on the weights drawn after ``seed_everything(feedback_seed)``).
+        feedback_seed: seed of the DFA feedback matrices (default 0; drawn from ``feedback_seed + 0xDFA``, so that
+            they do not depend on the weights drawn after ``seed_everything(feedback_seed)``).
 
     Example::
 

@@ -138,11 +138,17 @@ def _lm_metrics(total: float, count: int, prefix: str = "") -> dict[str, float]:
 def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, max_tokens: int | None = None,
                 prefix: str = "") -> dict[str, float]:
     r"""Mean next-token loss over ``ids`` walked as ``batch_size`` streams with the state carried:
-    ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``). Windows are cut to ``model.max_context``
+    ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``; ``bpc`` is bits per token, :math:`L / \ln 2`: per
+    character at char level, per word at word level). The first ``max_tokens`` ids (all for ``None``) are cut into
+    ``batch_size`` contiguous streams (the last ``len % batch_size`` ids left out, :class:`StreamBatcher`), and every
+    (input, target) pair of a stream is scored once, the last window shorter when the stream does not divide into
+    windows (a stream's first token is an input only). Windows are cut to ``model.max_context``
     (a transformer's positions); a model without a carried state (the transformer, the causal convolution) reads
     each window on its own, from its first token, so its loss depends on ``context``."""
     if not isinstance(ids, Tensor):
-        hint = ": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else ""
+        hint = (": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else
+                ": encode the text with the model's vocabulary first (vocab.encode(text))" if isinstance(ids, str) else
+                "")
         raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")
     if ids.dim() != 1:
         raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: "

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fwdlearn.sequences import RecurrentLM, load_text
+from fwdlearn.sequences import RecurrentLM, load_language_model, load_text
 from fwdlearn.sequences.nn.transformer import TransformerLM
 
 #: 1341 training characters: not a multiple of the 2 x 3 streams (the processes read other streams than one process
@@ -63,7 +63,7 @@ def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind):
     start = dict(_initial_model(load_text(str(tmp_path / "text.txt")).vocab_size, 100, kind).named_parameters())
     assert not torch.allclose(a["head.weight"], start["head.weight"])  # they trained, together
     assert (tmp_path / "ckpt.pt").exists() and (tmp_path / "ckpt.pt.rank1").exists()
-    loaded, vocab = RecurrentLM.load(tmp_path / "ckpt.pt")
+    loaded, vocab = load_language_model(tmp_path / "ckpt.pt")  # (either kind)
     assert vocab is not None and loaded.config.hidden == 12 and loaded.config.kind == kind
     # one process on the global batch (2 x 3 streams): the same weights and the same validation (it read 3 streams
     # per process before, another loss than one process's)

@@ -1,6 +1,7 @@
 """RecurrentLM.fit / evaluate / generate: every mode learns, checkpoints round-trip, resume counts on."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -830,3 +831,75 @@ def test_an_empty_batch_runs_under_the_one_step_rules(kernels):
                 logits, state = model(tokens)
                 logits.sum().backward()
                 assert logits.shape == (0, 5, 7) and [tuple(s.shape) for s in state] == [(0, 4), (0, 4)]
+
+
+def test_decode_names_a_batch_of_ids_and_ids_that_are_not_integers():
+    """A [1, T] batch failed with "unhashable type: 'list'"; 0.0 or True was said to lie outside [0, V - 1]."""
+    from fwdlearn.sequences.data.text import Vocabulary
+
+    vocab = Vocabulary(list("abc"))
+    for batch in (torch.tensor([[0, 1, 2]]), [[0, 1]]):
+        with pytest.raises(ValueError, match=r"decode reads one sequence of ids.*decode each row "
+                                             r"\(vocab.decode\(ids\[0\]\)\)"):
+            vocab.decode(batch)
+    for bad, shown in ((torch.tensor([0.0, 1.0]), "0.0 (float)"), ([True, False], "True (bool)"),
+                       ([0, 1.5], "1.5 (float)")):
+        with pytest.raises(TypeError, match=rf"decode reads integer token ids; got {re.escape(shown)}"):
+            vocab.decode(bad)
+    with pytest.raises(ValueError, match=r"ids \[-1, 5\] are outside this vocabulary's \[0, 2\]"):
+        vocab.decode([0, -1, 5])
+    assert vocab.decode(torch.tensor([2, 0])) == "ca" and vocab.decode(torch.tensor(1)) == "b"  # a 0-d tensor: one id
+
+
+def test_a_prompt_token_outside_the_vocabulary_is_named_with_a_fix_for_the_prompt():
+    """The vocabulary's own fix, 'build the vocabulary from text that contains them', makes another model; a prompt is
+    fixed by leaving the tokens out, or by WikiText's <unk> where the vocabulary has it."""
+    from fwdlearn.sequences.data.text import Vocabulary
+
+    words = Vocabulary.build(["the <unk> sat on the mat\n"], level="word")
+    model = RecurrentLM(len(words), cell="gru", hidden=4, layers=1)
+    with pytest.raises(ValueError, match=r"the prompt's tokens 'cat', 'dog' are not in the vocabulary \(6 word "
+                                         r"tokens\): the model reads only the tokens it was trained with; leave them "
+                                         r"out of the prompt, or write <unk> for them"):
+        model.generate("the cat dog", 3, vocab=words, seed=0)
+    assert model.generate("the <unk> sat", 2, vocab=words, seed=0).startswith("the <unk> sat ")
+    chars = Vocabulary(list("abc"))
+    model = RecurrentLM(len(chars), cell="gru", hidden=4, layers=1)
+    with pytest.raises(ValueError, match=r"the prompt's token 'z' is not in the vocabulary \(3 char tokens\): the "
+                                         r"model reads only the tokens it was trained with; leave it out of the "
+                                         r"prompt$"):
+        model.generate("abz", 3, vocab=chars, seed=0)
+    with pytest.raises(ValueError, match="build the vocabulary from text that contains them"):
+        chars.encode("abz")  # building a corpus's vocabulary: there it is the fix
+
+
+def test_a_model_class_loads_a_file_of_its_own_kind_only(tmp_path):
+    """RecurrentLM.load of a transformer's file gave a TransformerLM in silence (graph models' load refuses another
+    file); LanguageModel.load and load_language_model read any kind."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.sequences import LanguageModel, TransformerLM, load_language_model
+
+    path = TransformerLM(5, hidden=8, layers=1, heads=2, context=4).save(tmp_path / "tf.pt")
+    with pytest.raises(InputError, match=r"tf.pt holds a TransformerLM \(kind 'transformer'\), not a RecurrentLM: load "
+                                         r"it with TransformerLM.load, or with fwdlearn.sequences.load_language_model"):
+        RecurrentLM.load(path)
+    for load in (TransformerLM.load, LanguageModel.load, load_language_model):
+        assert isinstance(load(path)[0], TransformerLM)
+
+
+def test_evaluate_given_text_names_the_encoding():
+    """model.evaluate('some text') said only 'got str'."""
+    with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got str: encode the text with the "
+                                        r"model's vocabulary first \(vocab.encode\(text\)\)"):
+        RecurrentLM(5, cell="gru", hidden=4, layers=1).evaluate("abcabc")
+
+
+def test_a_vocabulary_is_built_from_one_text_as_from_a_list_of_it():
+    """Vocabulary.build('the cat sat', level='word') read the string as texts of one character each: a word vocabulary
+    of its letters, which then refused to encode 'the'."""
+    from fwdlearn.sequences.data.text import Vocabulary
+
+    text = "the cat sat\non the mat\n"
+    for level in ("word", "char"):
+        assert Vocabulary.build(text, level=level) == Vocabulary.build([text], level=level)
+    assert Vocabulary.build(text, level="word").tokens == ["<eos>", "cat", "mat", "on", "sat", "the"]

@@ -45,6 +45,8 @@ __all__ = [
 
 KNOWN_CORPORA = ("tinyshakespeare", "wikitext-2")
 EOS = "<eos>"
+#: WikiText's token for the words it replaced (a word-level prompt may spell an unknown word with it)
+UNKNOWN_WORD = "<unk>"
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -70,10 +72,11 @@ class Vocabulary:
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
     @classmethod
-    def build(cls, texts: Sequence[str], level: str = "char") -> "Vocabulary":
-        """The sorted set of tokens of ``texts``."""
+    def build(cls, texts: str | Sequence[str], level: str = "char") -> "Vocabulary":
+        """The sorted set of tokens of ``texts`` (texts, or one text)."""
         symbols: set[str] = set()
-        for text in texts:
+        for text in [texts] if isinstance(texts, str) else texts:  # (one text was read as texts of one character
+            # each: at word level a vocabulary of its characters)
             symbols.update(tokenize(text, level))
         return cls(sorted(symbols), level)
 
@@ -84,20 +87,41 @@ class Vocabulary:
         """Token ids (``int64``) of ``text`` (a string, tokenised at this level, or a token list); ``open_end``: see
         :func:`tokenize`."""
         pieces = tokenize(text, self.level, open_end) if isinstance(text, str) else list(text)
-        unknown = sorted({p for p in pieces if p not in self.index}, key=str)
+        unknown = self._unknown(pieces)
         if unknown:  # (every one named: the first alone took one fix per token)
-            named = ", ".join(map(repr, unknown[:20])) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
-            raise ValueError(f"{'token' if len(unknown) == 1 else 'tokens'} {named} "
-                             f"{'is' if len(unknown) == 1 else 'are'} not in the vocabulary ({len(self)} {self.level} "
-                             "tokens); build the vocabulary from text that contains them")
+            raise ValueError(f"{self.name_unknown(unknown)}; build the vocabulary from text that contains them")
         return torch.tensor([self.index[p] for p in pieces], dtype=torch.long)
 
+    def unknown(self, text: str | Sequence[str], open_end: bool = False) -> list[str]:
+        """The distinct tokens of ``text`` (read as :meth:`encode` reads it) that the vocabulary lacks, sorted."""
+        return self._unknown(tokenize(text, self.level, open_end) if isinstance(text, str) else list(text))
+
+    def _unknown(self, pieces: list[str]) -> list[str]:
+        return sorted({p for p in pieces if p not in self.index}, key=str)
+
+    def name_unknown(self, unknown: Sequence[str]) -> str:
+        """``"token 'x' is not in the vocabulary (V char tokens)"`` for :meth:`unknown`'s tokens (up to 20 named)."""
+        named = ", ".join(map(repr, unknown[:20])) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+        return (f"{'token' if len(unknown) == 1 else 'tokens'} {named} {'is' if len(unknown) == 1 else 'are'} not in "
+                f"the vocabulary ({len(self)} {self.level} tokens)")
+
     def decode(self, ids: Tensor | Sequence[int]) -> str:
-        """The text of ``ids``."""
-        ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        """The text of ``ids``: one sequence of integer ids (a 1-D tensor or a list; decode a batch row by row)."""
+        if isinstance(ids, Tensor) and ids.dim() > 1:  # (a [1, T] batch: "unhashable type: 'list'")
+            raise ValueError(f"decode reads one sequence of ids; got a tensor of shape {tuple(ids.shape)}: decode "
+                             "each row (vocab.decode(ids[0]))")
+        ids = ids.reshape(-1).tolist() if isinstance(ids, Tensor) else list(ids)
         plain = all(type(i) is int for i in ids)  # (the common case, checked at C speed; else one by one)
+        if not plain:
+            if any(not is_integer(i) and (isinstance(i, (list, tuple)) or getattr(i, "ndim", 0) > 0) for i in ids):
+                raise ValueError("decode reads one sequence of ids; got a nested sequence: decode each row "
+                                 "(vocab.decode(ids[0]))")
+            other = [i for i in ids if not is_integer(i)]
+            if other:  # (0.0 and True were said to lie outside [0, V - 1])
+                raise TypeError(f"decode reads integer token ids; got {other[0]!r} ({type(other[0]).__name__}): "
+                                "pass the ids as ints (ids.long() for a float tensor of whole numbers)")
         outside = [] if plain and (not ids or (min(ids) >= 0 and max(ids) < len(self))) else \
-            sorted({i for i in ids if not (is_integer(i) and 0 <= i < len(self))}, key=str)
+            sorted({i for i in ids if not 0 <= i < len(self)}, key=str)
         if outside:  # (a negative id decoded as a token from the end of the list)
             raise ValueError(f"ids {outside[:10]} are outside this vocabulary's [0, {len(self) - 1}]: decode ids the "
                              "vocabulary encoded (or a model of its size drew)")

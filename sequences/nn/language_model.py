@@ -221,6 +221,7 @@ class LanguageModel(nn.Module):
         token at every step instead (``temperature`` and ``seed`` unused). A model built with an ``out_size`` below
         its ``vocab_size`` (a task's) is refused."""
         from fwdlearn.fit import evaluating
+        from fwdlearn.sequences.data.text import UNKNOWN_WORD, Vocabulary
 
         if vocab is not None and not (hasattr(vocab, "encode") and hasattr(vocab, "decode")):
             raise TypeError(f"vocab must be the corpus's Vocabulary (corpus.vocab), got {type(vocab).__name__}")
@@ -231,6 +232,12 @@ class LanguageModel(nn.Module):
         if isinstance(prompt, str):
             if vocab is None:
                 raise ValueError("a text prompt needs vocab= to encode it")
+            unknown = vocab.unknown(prompt, open_end=True) if isinstance(vocab, Vocabulary) else []
+            if unknown:  # (the vocabulary's own fix, to build it from other text, makes another model)
+                raise ValueError(f"the prompt's {vocab.name_unknown(unknown)}: the model reads only the tokens it "
+                                 f"was trained with; leave {'it' if len(unknown) == 1 else 'them'} out of the prompt"
+                                 + (f", or write {UNKNOWN_WORD} for {'it' if len(unknown) == 1 else 'them'} (the "
+                                    "vocabulary's unknown-word token)" if UNKNOWN_WORD in vocab.index else ""))
             ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
         else:
             ids = torch.as_tensor(prompt)
@@ -306,8 +313,15 @@ class LanguageModel(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu"):
-        """``(model, vocab)`` from :meth:`save`'s file or a training checkpoint (its best state)."""
-        return load_language_model(path, map_location)
+        """``(model, vocab)`` from :meth:`save`'s file or a training checkpoint (its best state). Called on a model
+        class, the file must hold one of that class (``RecurrentLM.load`` of a transformer's file is refused, naming
+        it); :func:`load_language_model` and ``LanguageModel.load`` read any kind."""
+        model, vocab = load_language_model(path, map_location)
+        if not isinstance(model, cls):  # (a TransformerLM came back from RecurrentLM.load, in silence)
+            raise InputError(f"{Path(path).expanduser()} holds a {type(model).__name__} (kind "
+                             f"{model.config.kind!r}), not a {cls.__name__}: load it with {type(model).__name__}.load, "
+                             "or with fwdlearn.sequences.load_language_model (any kind)")
+        return model, vocab
 
 
 def _bundle(path: Path, ckpt: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ from .errors import UsageError
 from .files import atomic_write_all, refuse_overwrite
 from .records import RunRecord, json_text
 from .reporting import markdown_table, result_paths, result_texts
-from .runs import RunPaths, run_outputs, start_run
+from .runs import RunPaths, record_files, run_outputs, start_run
 
 __all__ = ["BenchRun", "run_parts", "distinct_names", "check_rules_build", "shown", "apart", "ROUNDING"]
 
@@ -119,8 +120,9 @@ class BenchRun:
         (:func:`~fwdlearn.files.atomic_write_all`): a failure or an interrupt while they are written leaves an earlier
         run's three whole, never new results beside an old table or record. An earlier run's file of
         ``<out><suffix>`` that this run did not write (a plot it does not draw) is removed then, not at the start: a
-        run that fails keeps the earlier run's files whole; so is, with ``--overwrite``, an earlier
-        ``<out>-record.json`` when ``--json`` puts this run's record elsewhere (it described the results replaced).
+        run that fails keeps the earlier run's files whole; so is, with ``--overwrite``, an earlier run's
+        ``<out>-record.json`` when ``--json`` puts this run's record elsewhere (it described the results replaced;
+        a file there that names no such results, another command's run record, is left alone).
         Returns the two result paths."""
         json_path, md_path = self.results[:2]
         texts = result_texts(rows, columns, title=title, notes=notes, headers=headers, extra=extra)
@@ -137,10 +139,17 @@ class BenchRun:
             if stale not in ours:
                 stale.unlink(missing_ok=True)
         usual = result_paths(_prefix(self.paths))[2]  # <out>-record.json: an earlier run's, when --json moved ours
-        if self.config.overwrite and usual != self.paths.record and usual.is_file():  # (it described the results
-            # now replaced)
+        if self.config.overwrite and usual != self.paths.record and _describes(usual, json_path):  # (it described
+            # the results now replaced; a file there that is not their record -- another command's run record --
+            # is not this run's to remove: it was deleted, unchecked)
             usual.unlink()
         return json_path, md_path
+
+
+def _describes(record: Path, results: Path) -> bool:
+    """Whether ``record`` is the run record of the results ``results`` (it names them as its ``"results"``)."""
+    found = record_files(record)
+    return found is not None and Path(os.path.realpath(results)) in found[1].get("results", ("", set()))[1]
 
 
 def _prefix(paths: RunPaths) -> Path:

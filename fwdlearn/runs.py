@@ -16,11 +16,12 @@ config is range-checked when it is built (:func:`fwdlearn.config.validate_config
   ``--checkpoint``, ``--plot`` and a bench's ``--out`` override their own paths.
 
 Before any work, every output path is checked: the paths differ from each other, none exists unless
-``--overwrite`` (a checkpoint: unless ``--resume``), each can be written (its folder exists or can be
-created, and is writable), a plot's format is one matplotlib writes; a ``.tmp`` file a killed run left
-behind is removed. A run whose paths were named (``--name``, ``--json``, ``--checkpoint``, ``--out``) holds
-``<record>.lock`` while it runs (from :func:`start_run`), so a second run given the same name refuses to
-start instead of writing the same files; a lock left by a killed process is taken over.
+``--overwrite`` (a checkpoint: unless ``--resume``), the record replaces no other command's run record that
+names files this run keeps (``--overwrite`` or not: they would be left without it), each can be written (its
+folder exists or can be created, and is writable), a plot's format is one matplotlib writes; a ``.tmp`` file a
+killed run left behind is removed. A run whose paths were named (``--name``, ``--json``, ``--checkpoint``,
+``--out``) holds ``<record>.lock`` while it runs (from :func:`start_run`), so a second run given the same name
+refuses to start instead of writing the same files; a lock left by a killed process is taken over.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
            "start_run", "check_plot_format", "check_run_name", "launch_rank", "lock_run", "release_runs",
-           "refuse_torchrun", "process_checkpoint", "resumable_checkpoint"]
+           "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
@@ -197,7 +198,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
 
     Raises:
         UsageError: two outputs share a path, an output is one of the ``inputs``, a bench's results would replace
-            another command's run record, a path cannot be written, a plot format is unknown.
+            another command's run record, the record would replace another command's run record that names files
+            this run does not write, a path cannot be written, a plot format is unknown, a ``--name`` ends with a
+            slash.
         FileExistsError: an output exists and ``--overwrite`` was not given.
         FileNotFoundError: ``resume`` and the checkpoint does not exist.
     """
@@ -209,6 +212,11 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
     if options.name:
         check_run_name(options.name)
+        if options.name.endswith(("/", os.sep)):  # (the slash was dropped: --name sweep/ wrote runs/sweep.json, not a
+            # run in the folder runs/sweep/, where --json, --checkpoint and --out refuse a folder)
+            raise UsageError(f"--name {options.name!r} ends with a slash, a folder; --name names a run (its files "
+                             f"{RUNS_FOLDER}/<name>.json, ...): name one inside the folder, e.g. --name "
+                             f"{options.name.rstrip('/' + os.sep)}/run")
     if resume and not (options.name or options.json or checkpoint):  # (a fresh name's checkpoint never exists)
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     stem = Path(RUNS_FOLDER) / options.name if options.name else fresh_stem(job)
@@ -241,7 +249,7 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
     if paths.checkpoint is not None and splits is not None and splits > 1:
         paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
     _refuse_inputs_as_outputs(paths, inputs)
-    _check_outputs(paths, options.overwrite, resume)
+    _check_outputs(paths, options.overwrite, resume, job)
     if paths.checkpoint is not None and splits is not None:  # an earlier run's checkpoints of further splits
         if not resume:
             paths.stale = _further_splits(paths.checkpoint, splits, options.overwrite)
@@ -430,25 +438,52 @@ def _process_checkpoints(path: Path, overwrite: bool) -> tuple[Path, ...]:
     return tuple(found)
 
 
+def record_files(path: str | Path) -> tuple[str, dict[str, tuple[str, set[Path]]]] | None:
+    """``(job, {kind: (path as recorded, paths)})`` of the run record at ``path``: its command and the files it names,
+    each with the paths it may mean (links resolved; a relative one as typed, from the run's folder, its ``"cwd"`` --
+    resumed from another folder -- or from this one -- the run's folder moved or renamed since, or mounted
+    elsewhere); ``None`` when ``path`` holds no run record (no file, not JSON, no ``"job"``: a bench's results, a file
+    of the user's)."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text())
+        files, cwd, job = record.get("files", {}), record.get("cwd"), record.get("job", "")
+        bases = {Path.cwd(), *([Path(cwd)] if isinstance(cwd, str) else [])}
+        named = {kind: (p, {Path(os.path.realpath(base / p)) for base in bases})
+                 for kind, p in files.items() if isinstance(p, str)}
+    except (OSError, ValueError, AttributeError, TypeError):  # unreadable, or not a record
+        return None
+    return (job, named) if isinstance(job, str) else None
+
+
 def _own_files(paths: RunPaths) -> set[Path]:
     """The files a resumed run may rewrite: its record, when that names the run's checkpoint, and the files the
     record names (its plot); an unrelated file at the same path is not the run's to replace."""
-    import json
-
     if paths.checkpoint is None or not paths.record.is_file():
         return set()
-    try:
-        record = json.loads(paths.record.read_text())
-        files, cwd = record.get("files", {}), record.get("cwd")
-        # relative paths as typed, from the run's folder (resumed from another folder) or from this one (the run's
-        # folder moved or renamed since, or mounted elsewhere: the recorded folder alone refused it as not its own)
-        bases = {Path.cwd(), *([Path(cwd)] if isinstance(cwd, str) else [])}
-        named = {Path(os.path.realpath(base / p)) for p in files.values() if isinstance(p, str) for base in bases}
-    except (OSError, ValueError, AttributeError, TypeError):  # unreadable, or not a record
-        return set()
+    found = record_files(paths.record)
+    named = set().union(*(spellings for _, spellings in found[1].values())) if found else set()
     if Path(os.path.realpath(paths.checkpoint)) not in named:  # (links resolved: another spelling of the run's files)
         return set()
     return named | {Path(os.path.realpath(paths.record))}
+
+
+def _refuse_another_commands_record(paths: RunPaths, job: str) -> None:
+    """Refuse, ``--overwrite`` or not, a record path that holds the record of another command's run which names files
+    this run does not write (``influence seq --name foo`` over ``seq train --name foo``'s record, a bench's
+    ``<out>-record.json`` over ``graph train --name <out>-record``'s): replacing it left that run's checkpoint (or
+    results) without its record, and the refusal without ``--overwrite`` said to pass it."""
+    found = record_files(paths.record)
+    if found is None or found[0] in ("", job):  # (a run of this command: --overwrite starts it over)
+        return
+    ours = {Path(os.path.realpath(path)) for _, path in paths.outputs()}
+    for kind, (given, spellings) in found[1].items():
+        if any(p.is_file() for p in spellings) and not ours & spellings:
+            raise UsageError(f"{paths.record} is the record of a '{found[0]}' run, which names its {kind} {given}; "
+                             f"this run would replace that record and leave the {kind} without it (--overwrite "
+                             f"replaces this run's own files only): give this run another {paths.record_flag}, or "
+                             f"remove {paths.record} first if that run is no longer wanted")
 
 
 def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str | Path]]) -> None:
@@ -488,16 +523,23 @@ def _output_path(flag: str, given: str | Path) -> Path:
     return Path(text).expanduser()
 
 
-def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool) -> None:
+def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool, job: str) -> None:
     seen: dict[Path, str] = {}
     for flag, path in paths.outputs():
         key = Path(os.path.realpath(path))  # (a symlinked spelling of one file is that file)
         if key in seen:
             raise UsageError(f"{seen[key]} and {flag} both name {path}; give each output its own path")
         seen[key] = flag
+    _refuse_another_commands_record(paths, job)  # (before the refusals of existing files, which offer --overwrite)
     if paths.checkpoint is not None and not resume and not overwrite:  # before the record's refusal, which would
         for path in (paths.checkpoint, *paths.split_checkpoints):      # only say that it exists
             if path.is_file():
+                made_by = record_files(paths.record)  # (another command's run: --resume said here refused it)
+                if made_by is not None and made_by[0] not in ("", job) and any(
+                        Path(os.path.realpath(path)) in spellings for _, spellings in made_by[1].values()):
+                    raise FileExistsError(f"checkpoint {path} is a '{made_by[0]}' run's (its record: {paths.record}), "
+                                          "which this command cannot continue; choose another --name, or pass "
+                                          "--overwrite to replace that run")
                 raise FileExistsError(f"checkpoint {path} already exists; pass --resume to continue that run, "
                                       "--overwrite to start it over, or choose another --name")
     own = _own_files(paths) if resume else set()

@@ -63,6 +63,32 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     assert {len(c) for c in curves} == {2 + 32}  # lags 0 .. length - 1 of a lag-2 task of length lag + 32
 
 
+def test_a_quickstart_stopped_while_its_record_is_made_leaves_no_report_without_it(tmp_path, monkeypatch):
+    """report.md was written before record.json was made: an interrupt (or an error) in between left a finished-looking
+    report without its record; the two are written together now, both or neither."""
+    import fwdlearn.cli.quickstart as qs
+    import fwdlearn.records
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    run = {"test_accuracy": 0.5, "fit_seconds": 1.0, "saved_bytes_per_step": 1, "R": 1.0, "accuracy": 0.5,
+           "seconds_per_step": 0.1, "influence_curve": [1.0, 0.0], "history": []}  # (the parts' results, not trained)
+    graphs = {"data": "karate", "nodes": 34, "classes": 2, "chance": 0.5, "val_chance": 0.5, "epochs": 1,
+              "runs": {"bp": run, "sf": run}}
+    sequences = {"task": "recall", "lag": 1, "chance": 0.125, "runs": {"bptt": run, "dsf": run, "ft-bptt": run}}
+    monkeypatch.setattr(qs, "_graph_part", lambda *args: graphs)
+    monkeypatch.setattr(qs, "_sequence_part", lambda *args: sequences)
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--graph", "karate", "--quiet", "--no-plots", "--name", "done"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "done").iterdir()) == ["record.json", "report.md"]
+    assert json.loads((tmp_path / "runs" / "done" / "record.json").read_text())["files"] == {
+        "report": "runs/done/report.md"}
+    monkeypatch.setattr(fwdlearn.records, "library_versions", interrupted)  # (read while the record is made)
+    assert main(["quickstart", "--graph", "karate", "--quiet", "--no-plots", "--name", "stopped"]) == 130
+    assert [p.name for p in (tmp_path / "runs" / "stopped").iterdir()] == []
+
+
 def test_a_quickstart_that_cannot_start_leaves_no_folder_and_names_a_fix_it_takes(tmp_path, monkeypatch, capsys):
     """A bad --device or --graph left an empty report folder; --graph cora without its files suggested --download,
     which quickstart does not take."""

@@ -74,6 +74,47 @@ def test_outputs_are_checked_before_any_work(folder):
         run_outputs("seq-train", RunOptions(json="runs/b.json", name="a"), checkpoint="")
 
 
+def test_a_run_never_replaces_another_commands_record_that_names_files_it_keeps(folder):
+    """influence seq --name foo over seq train --name foo's record was refused with 'pass --overwrite to replace it',
+    and with --overwrite replaced it, leaving runs/foo.pt without its record (a later --resume was refused:
+    'runs/foo.json already exists'); a bench's <out>-record.json replaced graph train --name <out>-record's record the
+    same way."""
+    Path("runs").mkdir()
+    for name, job in (("foo", "seq-train"), ("b-record", "graph-train")):
+        Path(f"runs/{name}.pt").write_bytes(b"")
+        Path(f"runs/{name}.json").write_text(json.dumps({"job": job, "files": {"checkpoint": f"runs/{name}.pt"},
+                                                         "cwd": str(folder)}))
+    for overwrite in (False, True):
+        with pytest.raises(UsageError, match=r"runs/foo.json is the record of a 'seq-train' run, which names its "
+                                             r"checkpoint runs/foo.pt; .* give this run another --name"):
+            run_outputs("influence-seq", RunOptions(name="foo", overwrite=overwrite))
+        with pytest.raises(UsageError, match="runs/b-record.json is the record of a 'graph-train' run"):
+            run_outputs("bench-graph", RunOptions(name="b", overwrite=overwrite), out="")
+    with pytest.raises(UsageError, match="give this run another --json"):
+        run_outputs("influence-graph", RunOptions(json="runs/foo.json", overwrite=True))
+    with pytest.raises(FileExistsError, match=r"checkpoint runs/foo.pt is a 'seq-train' run's \(its record: "
+                                              r"runs/foo.json\), which this command cannot continue; choose another "
+                                              r"--name, or pass --overwrite"):  # (not '--resume', refused then)
+        run_outputs("graph-train", RunOptions(name="foo"), checkpoint="")
+    # a run that replaces the files the record names too, or a run of the same command, starts it over
+    assert run_outputs("graph-train", RunOptions(name="foo", overwrite=True), checkpoint="").checkpoint == Path(
+        "runs/foo.pt")
+    Path("runs/foo.json").write_text(json.dumps({"job": "influence-seq", "files": {"plot": "runs/foo.pt"}}))
+    assert run_outputs("influence-seq", RunOptions(name="foo", overwrite=True)).record == Path("runs/foo.json")
+    Path("runs/foo.pt").unlink()  # a record whose files are gone describes nothing left behind
+    Path("runs/foo.json").write_text(json.dumps({"job": "seq-train", "files": {"checkpoint": "runs/foo.pt"}}))
+    assert run_outputs("influence-seq", RunOptions(name="foo", overwrite=True)).record == Path("runs/foo.json")
+
+
+def test_a_name_ending_with_a_slash_is_refused_not_dropped(folder):
+    """--name sweep/ wrote runs/sweep.json and runs/sweep.pt (the slash dropped), not a run in the folder runs/sweep/,
+    where --json, --checkpoint and --out ending with a slash are refused as folders."""
+    for job, extra in (("seq-train", {"checkpoint": ""}), ("influence-seq", {}), ("bench-seq", {"out": ""})):
+        with pytest.raises(UsageError, match=r"--name 'sweep/' ends with a slash, a folder; .* e.g. --name sweep/run"):
+            run_outputs(job, RunOptions(name="sweep/"), **extra)
+    assert run_outputs("seq-train", RunOptions(name="sweep/run"), checkpoint="").record == Path("runs/sweep/run.json")
+
+
 def test_a_stale_tmp_file_of_a_killed_run_is_removed(folder):
     Path("runs").mkdir()
     Path("runs/k.pt.tmp").write_bytes(b"half a checkpoint")

@@ -501,3 +501,21 @@ def test_a_bench_never_replaces_another_commands_run_record(tmp_path, monkeypatc
     assert "give the bench another --out" in capsys.readouterr().err
     assert (tmp_path / "runs" / "foo.json").read_text() == record and not (tmp_path / "runs" / "foo.md").exists()
     assert main([*bench, "--name", "bar"]) == 0 and main([*bench, "--name", "bar", "--overwrite"]) == 0  # its own
+
+
+def test_a_bench_with_its_record_moved_removes_only_an_earlier_record_of_its_results(tmp_path, monkeypatch):
+    """bench graph --name foo --json elsewhere --overwrite removed runs/foo-record.json as 'an earlier run's record of
+    the results replaced' -- also where that file was graph train --name foo-record's run record, never checked,
+    leaving runs/foo-record.pt without it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "foo-record.pt").write_bytes(b"")  # (as graph train --name foo-record leaves them)
+    record = json.dumps({"job": "graph-train", "files": {"checkpoint": "runs/foo-record.pt"}, "cwd": str(tmp_path)})
+    (tmp_path / "runs" / "foo-record.json").write_text(record)
+    bench = ["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "sf", "--splits", "1", "--epochs",
+             "1", "--hidden", "4", "--link-layers", "0", "--quiet", "--overwrite"]
+    assert main([*bench, "--name", "foo", "--json", "runs/mine.json"]) == 0
+    assert (tmp_path / "runs" / "foo-record.json").read_text() == record
+    assert main([*bench, "--name", "bar"]) == 0  # a bench's own earlier record of the results it replaces does go
+    assert main([*bench, "--name", "bar", "--json", "runs/bar-moved.json"]) == 0
+    assert not (tmp_path / "runs" / "bar-record.json").exists()

@@ -210,7 +210,7 @@ def _plots(folder: Path, graphs: dict, sequences: dict) -> list[str]:
     return [f.name for f in files]
 
 
-def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], seconds: float) -> str:
+def _report(graphs: dict, sequences: dict, plots: list[str], seconds: float) -> str:
     g, s = graphs["runs"], sequences["runs"]
     bp, sf = g["bp"], g["sf"]
     lines = [
@@ -268,9 +268,7 @@ def _report(folder: Path, graphs: dict, sequences: dict, plots: list[str], secon
         + (" (`sequence-influence.png` shows the influence per lag)." if "sequence-influence.png" in plots else "."),
         "",
     ]
-    text = "\n".join(lines)
-    (folder / "report.md").write_text(text)
-    return text
+    return "\n".join(lines)  # (written with the record: run_quickstart)
 
 
 def _against_chance(models: dict[str, dict], chance: float) -> str:
@@ -297,7 +295,8 @@ def next_commands(graph: str) -> str:
 
 
 def run_quickstart(config: QuickstartConfig) -> int:
-    from fwdlearn.records import RunRecord
+    from fwdlearn.files import atomic_write_all
+    from fwdlearn.records import RunRecord, json_text
     from fwdlearn.runs import start_run
 
     folder = _folder(config)
@@ -313,11 +312,15 @@ def run_quickstart(config: QuickstartConfig) -> int:
     plots = _plots(folder, graphs, sequences) if config.plots else []
     seconds = time.perf_counter() - start
     record.summary.update({"graphs": graphs, "sequences": sequences, "seconds": seconds})
-    text = _report(folder, graphs, sequences, plots, seconds)
-    record.add_file("report", folder / "report.md")
+    text = _report(graphs, sequences, plots, seconds)
     for plot in plots:
         record.add_file(Path(plot).stem, folder / plot)
-    record.save(folder / "record.json", overwrite=True)
+    record.files = {"report": str(folder / "report.md"), **record.files}
+    # the report and its record together (a report was written first, and an interrupt or an error while the record
+    # was made left it without one, a finished report to look at): each file whole, both or neither
+    content = json_text(record.as_dict(pending=[folder / "report.md"]))
+    atomic_write_all({folder / "report.md": lambda tmp: tmp.write_text(text),
+                      folder / "record.json": lambda tmp: tmp.write_text(content)})
     if not quiet:
         print("\n" + text)
     print(f"report: {folder / 'report.md'}")

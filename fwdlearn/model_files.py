@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from fwdlearn.errors import InputError, reading
 from fwdlearn.files import atomic_write, check_writable, refuse_overwrite
-from fwdlearn.fit import is_checkpoint, load_device, load_torch
+from fwdlearn.fit import is_checkpoint, load_device, load_torch, non_finite_entry
 
 __all__ = ["save_model", "load_model", "ModelFile", "FILE_KINDS", "what_file"]
 
@@ -72,7 +72,9 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
                **extra: Any) -> Path:
     """Write ``{"kind": kind, "config": config, "model": model.state_dict(), **extra}`` to ``path`` atomically;
     refused when ``path`` exists unless ``overwrite``, when it cannot be written (an empty path, a folder, a parent
-    that is a file: before anything is written) and when the model's weights are on the meta device (no values)."""
+    that is a file: before anything is written), when the model's weights are on the meta device (no values) and when
+    a weight or buffer holds a NaN or an infinity (a diverged model, as a :class:`~fwdlearn.fit.Trainer` checkpoint
+    never holds one)."""
     import torch
 
     if not str(path).strip():  # (Path("") is the working folder: " is a folder")
@@ -87,7 +89,13 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
         raise ValueError(f"the model's {meta} is on the meta device, a shape without values: the file would hold no "
                          "weights. Save a model whose weights are on the CPU or a GPU (one loaded with "
                          "map_location='meta' or built on the meta device has none)")
-    bundle = {"kind": kind, "config": config, "model": model.state_dict(), **extra}
+    state = model.state_dict()
+    broken = non_finite_entry(state)
+    if broken is not None:  # (it was written, and loaded back as a model whose every output was NaN)
+        raise ValueError(f"the model's {broken} holds NaN or inf values (training diverged): the file would hold a "
+                         "model that gives NaN. Train it again with a lower learning rate, or save a state from before "
+                         "the divergence (a fit's checkpoint keeps the last finite one)")
+    bundle = {"kind": kind, "config": config, "model": state, **extra}
     return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
 
 

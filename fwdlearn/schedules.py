@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, TrainingInterrupted, UsageError, check_range
+from fwdlearn.errors import InputError, NonFiniteLossError, TrainingInterrupted, UsageError, check_range
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_fingerprint, check_finite,
                           load_optimizer_state, read_checkpoint, weights_changed)
 
@@ -62,18 +62,33 @@ def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float 
 
     Returns:
         ``{"loss": float}`` and, with ``clip`` or ``grad_norm``, ``"grad_norm"`` (the total norm, before clipping).
+
+    Raises:
+        NonFiniteLossError: the loss, or the gradient of a finite loss, is NaN or infinite (a backward pass that
+            overflowed); no step is taken, so the parameters keep their finite values.
     """
     check_range("clip", clip, gt=0, optional=True)  # (0 zeroes every gradient; a negative clip ascends)
     value = check_finite("loss", loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     out = {"loss": value}
+    groups = ([list(group) for group in clip_groups] if clip_groups is not None
+              else [list(parameters) if parameters is not None else _parameters(optimizer)])
+    limit = clip if clip is not None else float("inf")
+    # (measured every step: an overflowing backward -- DSF's Gaussian feedback over a long window -- gave a finite
+    # loss and an inf gradient, which clipping turned into NaN weights; the run then stopped a step later on a NaN
+    # loss, blaming the learning rate, and left the model NaN)
+    norms = [float(torch.nn.utils.clip_grad_norm_(group, limit)) for group in groups if group]
+    total = math.sqrt(sum(n * n for n in norms))
+    if not math.isfinite(total):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(
+            f"the gradient norm is {total} while the loss is finite ({value:.4g}): the backward pass overflowed, and "
+            "no step was taken (the parameters keep their values). A synthetic feedback that grows over time (DSF's "
+            "Gaussian A, spectral radius above 1, over a long window: use dsf:diagonal or dsf:orthogonal, or a shorter "
+            "context), or weights or inputs too large for the dtype (lower the learning rate) are the usual causes")
     if clip is not None or grad_norm:
-        groups = ([list(group) for group in clip_groups] if clip_groups is not None
-                  else [list(parameters) if parameters is not None else _parameters(optimizer)])
-        limit = clip if clip is not None else float("inf")
-        norms = [float(torch.nn.utils.clip_grad_norm_(group, limit)) for group in groups]
-        out["grad_norm"] = math.sqrt(sum(n * n for n in norms))
+        out["grad_norm"] = total
     optimizer.step()
     return out
 

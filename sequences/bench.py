@@ -72,7 +72,7 @@ def canonical_rules(flag: str, given: Sequence[str], recurrent: bool) -> list[st
 def _check_rules(config) -> None:
     """Spell every rule canonically (:func:`canonical_rules`) and refuse, before any part runs, a rule its part's
     recurrent model cannot train (``sf`` parses, but no LM trains by it; it was found when the part came to it,
-    after the parts before had run): a one-unit model is built under each (the model's own check says why)."""
+    after the parts before had run): a two-unit model is built under each (the model's own check says why)."""
     given = {}  # (as typed: an error names the rule so, 'sf' rather than its canonical 'local:prototype+bptt')
     for name in ("cost_modes", "quality_modes", "recall_modes"):
         given[name] = list(getattr(config, name))
@@ -84,7 +84,7 @@ def _check_rules(config) -> None:
         if part in config.skip:
             continue
         check_rules_build("--" + name.replace("_", "-"), given[name], getattr(config, name),
-                          lambda rule: [RecurrentLM(2, cell=cell, hidden=1, layers=1, training=rule, norm=norm)
+                          lambda rule: [RecurrentLM(2, cell=cell, hidden=2, layers=1, training=rule, norm=norm)
                                         for cell in cells])
 
 

@@ -190,11 +190,12 @@ def _check_rules(config) -> None:
             check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
         except ValueError as error:
             raise UsageError(str(error)) from None
-        check_rules_build("--rules", given["rules"], config.rules,
-                      lambda rule: _transformer(dataclasses.replace(config, hidden=config.heads, layers=1), 1, rule))
+        check_rules_build("--rules", given["rules"], config.rules,  # (2 channels a head: LayerNorm of 1 is constant)
+                          lambda rule: _transformer(dataclasses.replace(config, hidden=2 * config.heads, layers=1), 1,
+                                                    rule))
     if "recurrent" not in config.skip:
         check_rules_build("--rnn-rules", given["rnn_rules"], config.rnn_rules,
-                      lambda rule: _recurrent(dataclasses.replace(config, rnn_hidden=1, rnn_layers=1), 1, rule))
+                      lambda rule: _recurrent(dataclasses.replace(config, rnn_hidden=2, rnn_layers=1), 1, rule))
 
 
 def run_bench_dfa(config) -> tuple[Path, Path]:

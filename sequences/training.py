@@ -463,8 +463,8 @@ def _dtype_name(model) -> str:
 def _warn_growing_feedback(model, context: int) -> None:
     r"""Warn when a DSF layer's feedback :math:`A` has spectral radius above 1 (the Gaussian kind, as drawn by the
     reference, at most widths): its reverse scan can multiply errors by up to :math:`\rho^{T-1}` over a window."""
-    if not isinstance(getattr(model, "time_rule", None), DSF):
-        return
+    if not isinstance(getattr(model, "time_rule", None), DSF) or context < 2:  # (one step: the scan is g = e, and a
+        return  # window of 1 was warned of a growth 'rho^0 = 1', with the advice of a shorter context)
     for i in range(len(model.blocks)):
         feedback = model.feedback(i)
         rho = spectral_radius(feedback)

@@ -712,3 +712,21 @@ def test_a_mapped_checkpoint_read_equals_the_full_read_also_for_a_legacy_format_
         mapped = read_checkpoint(path, mmap=True)
         assert mapped["step"] == 3 and mapped.keys() == full.keys()
         assert torch.equal(mapped["state"]["weight"], full["state"]["weight"])
+
+
+def test_end_to_end_step_refuses_a_non_finite_gradient_of_a_finite_loss():
+    """An overflowing backward gave a finite loss and an inf gradient: the step was taken, the weights became inf /
+    NaN, and the run stopped a step later on a NaN loss, blaming the learning rate, with the model left NaN."""
+    from fwdlearn.schedules import end_to_end_step
+
+    for clip, grad_norm in ((None, False), (1.0, True)):
+        w = nn.Parameter(torch.zeros(2))
+        with pytest.raises(NonFiniteLossError, match=r"the gradient norm is inf while the loss is finite \(0\): the "
+                                                     "backward pass overflowed, and no step was taken"):
+            end_to_end_step(w.sqrt().sum(), torch.optim.SGD([w], lr=0.1), clip=clip, grad_norm=grad_norm)
+        assert torch.equal(w.detach(), torch.zeros(2)) and w.grad is None  # untouched
+    w = nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([w], lr=0.1)
+    with pytest.raises(NonFiniteLossError, match="step 1: the gradient norm is inf"):  # the step that overflowed
+        Trainer(steps=3, quiet=True).run(lambda i: end_to_end_step(w.sqrt().sum(), optimizer), None, None)
+    assert torch.isfinite(w).all()

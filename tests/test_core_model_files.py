@@ -153,3 +153,22 @@ def test_a_loaded_model_comes_back_in_eval_mode_as_from_pretrained_gives_it(tmp_
         assert not any(module.training for module in model.modules())
     x = torch.randint(0, 7, (2, 5))
     assert torch.equal(lm(x)[0], lm(x)[0])
+
+
+def test_a_diverged_model_is_not_saved(tmp_path, one_torch_thread):
+    """A model whose weights went NaN (a loop of one's own at too high a learning rate) was written, and loaded back
+    as a model whose every output, and so its loss and bpc, was NaN; Trainer checkpoints never held such a state."""
+    from fwdlearn.sequences import RecurrentLM
+
+    lm = RecurrentLM(4, cell="gru", hidden=8, layers=1)
+    with torch.no_grad():
+        lm.blocks[0].layer.rnn.weight_hh_l0[0, 0] = float("nan")
+    gnn = _graph_model()
+    with torch.no_grad():
+        gnn.blocks[1].conv.lin.weight.fill_(float("inf"))
+    for model, name in ((lm, r"blocks\.0\.layer\.rnn\.weight_hh_l0"), (gnn, r"blocks\.1\.conv\.lin\.weight")):
+        with pytest.raises(ValueError, match=rf"the model's {name} holds NaN or inf values \(training diverged\): the "
+                                             r"file would hold a model that gives NaN"):
+            model.save(tmp_path / "m.pt")
+        assert not (tmp_path / "m.pt").exists()
+    RecurrentLM(4, cell="gru", hidden=8, layers=1).save(tmp_path / "m.pt")  # a finite one is written

@@ -926,15 +926,14 @@ def test_kept_outputs_are_dropped_when_the_weights_change():
 def test_fixed_inputs_normalise_an_unchanged_input_once(monkeypatch):
     """Inside fixed_inputs a block normalises a constant input once; an input edited in place, another tensor or one
     that needs a gradient is normalised again, and nothing is kept after it."""
-    import torch.nn.functional as F
-
+    from fwdlearn.graphs.nn import backbones
     from fwdlearn.graphs.nn.backbones import fixed_inputs
 
     data = tiny_graph()
     block = GNNBlock("gcn", 5, 4)
     calls = []
-    normalize = F.normalize
-    monkeypatch.setattr(F, "normalize", lambda x, *a, **k: calls.append(x) or normalize(x, *a, **k))
+    normalize = backbones.normalize_rows
+    monkeypatch.setattr(backbones, "normalize_rows", lambda x, *a, **k: calls.append(x) or normalize(x, *a, **k))
     x = data.x.clone()
     plain = block(x, data.edge_index)
     calls.clear()
@@ -959,12 +958,13 @@ def test_fixed_inputs_normalise_an_unchanged_input_once(monkeypatch):
 def test_end_to_end_fits_normalise_the_features_once(karate, method, monkeypatch):
     """BP and DFA read the same features at every step and evaluation: their first block normalised them each time
     (about a tenth of a 2-layer fit on Cora)."""
-    import torch.nn.functional as F
+    from fwdlearn.graphs.nn import backbones
 
     wide = []
-    normalize = F.normalize
-    monkeypatch.setattr(F, "normalize", lambda x, *a, **k: (wide.append(1) if x.shape[-1] == karate.num_features
-                                                            else None) or normalize(x, *a, **k))
+    normalize = backbones.normalize_rows
+    monkeypatch.setattr(backbones, "normalize_rows", lambda x, *a, **k: (wide.append(1) if x.shape[-1] ==
+                                                                         karate.num_features else None)
+                        or normalize(x, *a, **k))
     seed_everything(0)
     model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method=method)
     report = model.fit(karate, epochs=5, patience=None, eval_every=1, quiet=True)
@@ -1171,3 +1171,42 @@ def test_labels_past_the_models_classes_are_named_with_the_fix():
                                          r"build it with num_classes=6"):
         ForwardGNN(5, 3, hidden=8, layers=1, method="bp").fit(data, epochs=1, quiet=True)
     assert 0.0 <= train_node_classifier(GCN(5, 8, 2, 6), data, epochs=1).test_accuracy <= 1.0
+
+
+@pytest.mark.parametrize("method", ["bp", "sf"])
+def test_features_past_float32_squares_are_normalised_not_zeroed(method):
+    """The blocks L2-normalise their input rows; F.normalize squared float32 entries of 1e20 to inf, so every row came
+    out as zeros and the model trained on nothing (bp: val accuracy at chance, 0.33 where float64 and the unscaled
+    features gave 0.87). The rows are now normalised on a copy scaled by a power of two: the model of scale 1."""
+    from fwdlearn.graphs import hop_influence
+
+    data = tiny_graph()
+    runs = []
+    for scale in (1.0, 1e20):
+        scaled = data.clone()
+        scaled.x = data.x * scale
+        seed_everything(0)
+        model = ForwardGNN(5, 3, conv="gcn", hidden=8, layers=2, method=method)
+        report = model.fit(scaled, epochs=15, lr=1e-2, patience=None, quiet=True)
+        runs.append((report.val_accuracy, model(scaled.x, scaled.edge_index)))
+    assert runs[1][0] == runs[0][0]
+    torch.testing.assert_close(runs[1][1], runs[0][1], rtol=1e-5, atol=1e-6)
+    if method == "bp":  # the layered Jacobian normalises alike (its norms overflowed too), as autograd does
+        layered = hop_influence(model, scaled, 2, nodes=list(range(6)), jacobian="layered")[2]
+        autograd = hop_influence(model, scaled, 2, nodes=list(range(6)), jacobian="autograd")[2]
+        torch.testing.assert_close(layered, autograd, rtol=1e-4, atol=0)
+        assert bool(layered.sum() > 0)
+
+
+def test_normalize_rows_is_f_normalize_where_the_norm_does_not_overflow():
+    import torch.nn.functional as F
+
+    from fwdlearn.graphs.nn.backbones import normalize_rows
+
+    x = torch.randn(50, 7) * torch.logspace(-15, 9, 50)[:, None]  # ordinary rows, and rows below eps: x / eps
+    assert torch.equal(normalize_rows(x), F.normalize(x, dim=-1))
+    big = torch.tensor([[3e38, 3e38, 0.0], [1e20, -1e20, 1e20]])
+    torch.testing.assert_close(normalize_rows(big), F.normalize(big.double(), dim=-1).float())
+    half = torch.full((2, 4), 3e4, dtype=torch.float16)  # (its norm 6e4 was float16's inf)
+    torch.testing.assert_close(normalize_rows(half), torch.full((2, 4), 0.5, dtype=torch.float16))
+    assert torch.equal(normalize_rows(torch.zeros(2, 3)), torch.zeros(2, 3))

@@ -37,15 +37,13 @@ import torch
 from torch import Tensor
 
 from fwdlearn.graphs.nn.aggregation_cache import propagation_matrix
-from fwdlearn.graphs.nn.backbones import BlockStack, GNNBlock
+from fwdlearn.graphs.nn.backbones import EPS, BlockStack, GNNBlock, row_scale
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
 __all__ = ["layered_convs", "LAYERED_DTYPES", "Workspace", "block_stack", "layered_masses"]
 
 #: the dtypes it computes in (its sparse CSR products have no half-precision kernels on a CPU)
 LAYERED_DTYPES = (torch.float32, torch.float64)
-#: F.normalize's default epsilon, which the blocks use
-EPS = 1e-12
 
 
 def layered_convs() -> tuple[str, ...]:
@@ -172,10 +170,14 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
         rows = within(L - l - 1)
         bar, tangent = h, None
         if block.normalize:
-            norm = h.norm(dim=-1, keepdim=True)
-            scale = norm.clamp_min(EPS).reciprocal_()
+            # (on the rows scaled by a power of two, as the blocks normalise them: the norm of a float32 row past
+            # about 1e19 overflowed, and its features read as zeros)
+            power = row_scale(h)
+            floor = EPS * power
+            norm = (h * power).norm(dim=-1, keepdim=True)
+            scale = power / norm.clamp_min(floor)
             bar = h * scale
-            small = norm <= EPS  # rows clamped at eps: h / eps, no projection
+            small = norm <= floor  # rows clamped at eps: h / eps, no projection
             tangent = (bar.masked_fill(small, 0) if bool(small.any()) else bar)[:, None, :]
             if saved:
                 inputs, below_tangent, live = saved[-1]

@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from fwdlearn.graphs.nn.backbones import GNNBlock
+from fwdlearn.graphs.nn.backbones import GNNBlock, normalize_rows
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
 __all__ = ["propagation_matrix", "aggregation_dtype", "CachedInput", "prepare_input", "run_block", "KeptOutputs"]
@@ -76,7 +75,7 @@ def prepare_input(block: GNNBlock, x: Tensor, edge_index: Tensor, cache: bool = 
     x = x.detach()
     if not (cache and block.cacheable):
         return CachedInput(None, None, x, edge_index)
-    normalized = F.normalize(x, p=2.0, dim=-1) if block.normalize else x
+    normalized = normalize_rows(x) if block.normalize else x
     wide = aggregation_dtype(x.dtype)
     if matrix is None:
         matrix = propagation_matrix(block.kind, edge_index, x.shape[0], wide)

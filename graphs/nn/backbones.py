@@ -14,6 +14,7 @@ concatenated) or ``"mlp"`` (a :class:`~torch.nn.Linear` that ignores the edges).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +25,38 @@ from torch import Tensor, nn
 
 from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
 
-__all__ = ["make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv", "fixed_inputs"]
+__all__ = ["make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv", "fixed_inputs", "row_scale",
+           "normalize_rows", "EPS"]
 
 _NARROW_IDS = (torch.int32, torch.int16, torch.int8, torch.uint8)  # edge ids PyG's convs read as int64
+
+#: the :math:`\epsilon` of the input normalisation (``torch.nn.functional.normalize``'s default)
+EPS = 1e-12
+
+
+def row_scale(x: Tensor) -> Tensor:
+    r"""A power of two :math:`s_i \le 1` per row of ``x`` (shape ``[..., 1]``, detached) under which
+    :math:`\lVert s_i h_i \rVert_2` does not overflow: 1 unless the row's largest entry is past
+    :math:`2^{m/4}` for the dtype's largest number :math:`2^m` (about 4e9 in float32 and bfloat16, 16 in float16).
+    Scaling by it is exact, so :math:`\lVert h_i \rVert = \lVert s_i h_i \rVert / s_i` to rounding."""
+    top = math.frexp(torch.finfo(x.dtype).max)[1] // 4
+    _, exponent = torch.frexp(x.detach().abs().amax(dim=-1, keepdim=True))
+    shift = (exponent - top).clamp_min(0)
+    return torch.ldexp(torch.ones_like(shift, dtype=x.dtype), -shift)
+
+
+def normalize_rows(x: Tensor, eps: float = EPS) -> Tensor:
+    r""":math:`h_i / \max(\lVert h_i \rVert_2, \epsilon)` per row, as ``torch.nn.functional.normalize`` (the same
+    numbers wherever its norm does not overflow), computed on the row scaled by :func:`row_scale`: there, float32 rows
+    past about 1e19 (float16 rows of norm past 65504) had an infinite norm and came out as all zeros, so features of
+    that scale trained a model on nothing (chance accuracy, where float64 learned)."""
+    if x.device.type == "cpu":  # (the check costs a device sync elsewhere: there every row is scaled, by 1 mostly)
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        if not bool(torch.isinf(norm).any()):  # (the usual case: F.normalize's own arithmetic, at its cost)
+            return x / norm.clamp_min(eps)
+    scale = row_scale(x)  # (exact: a row scaled by 1 gives the same numbers)
+    scaled = x * scale
+    return scaled / torch.linalg.vector_norm(scaled, dim=-1, keepdim=True).clamp_min(eps * scale)
 
 
 def check_conv(conv: str) -> str:
@@ -99,10 +129,10 @@ class GNNBlock(nn.Module):
             return x
         memo = getattr(self, "_fixed", None)  # (a block pickled whole by an older fwdlearn has none)
         if memo is None or x.requires_grad:
-            return F.normalize(x, p=2.0, dim=-1)
+            return normalize_rows(x)
         key = (x._version, torch.is_autocast_enabled(x.device.type))
         if not memo or memo[0] is not x or memo[1] != key:
-            memo[:] = [x, key, F.normalize(x, p=2.0, dim=-1)]
+            memo[:] = [x, key, normalize_rows(x)]
         return memo[2]
 
     def from_aggregation(self, aggregated: Tensor, normalized: Tensor | None = None) -> Tensor:

@@ -174,7 +174,8 @@ class RecurrentLM(StackedLM):
         vocab_size: input tokens (and output classes unless ``out_size``).
         cell: ``"tanh"``, ``"gru"`` (default), ``"lstm"`` or ``"linear"``, or a cell registered in
             :data:`~fwdlearn.sequences.registries.RECURRENT_CELLS`.
-        hidden: width of the embedding, the states and the residual stream (default 256).
+        hidden: width of the embedding, the states and the residual stream (default 256; at least 2 with ``norm``:
+            a LayerNorm over one channel is constant).
         layers: recurrent blocks (default 2).
         training: the rule (:mod:`fwdlearn.rules`; default ``"bptt"``). Through time: ``"bptt"``, ``"tbptt:k"``,
             ``"ft-bptt"`` or ``"dsf"`` (``"dsf:gaussian"``, ``"dsf:orthogonal"``), see
@@ -223,6 +224,10 @@ class RecurrentLM(StackedLM):
         norm, reference_block = check_bool("norm", norm), check_bool("reference_block", reference_block)
         if reference_block and not norm:
             raise ValueError("reference_block=True is the DSF reference's pre-LayerNorm block: it needs norm=True")
+        if norm and hidden < 2:  # (such a model trained and was evaluated, its logits the same for every input)
+            raise ValueError(f"hidden={hidden} with norm=True: a LayerNorm over one channel gives its bias whatever it "
+                             "reads (x - mean(x) = 0), so the model could not see its input; give hidden=2 or more, or "
+                             "norm=False (plain residual blocks, no LayerNorm)")
         self.rule = self._check_rule(training, feedback)
         self.config = RecurrentConfig(vocab_size, cell, hidden, layers, str(self.rule), self._dsf_feedback(feedback),
                                       norm, out_size, feedback_seed, bool(reference_block))

@@ -141,7 +141,8 @@ class TransformerLM(StackedLM):
 
     Args:
         vocab_size: tokens.
-        hidden: :math:`d_\text{model}` (divisible by ``heads``; default 256).
+        hidden: :math:`d_\text{model}` (divisible by ``heads``; default 256; at least 2: a LayerNorm over one channel
+            is constant).
         layers: blocks :math:`L` (default 4).
         heads: attention heads :math:`H` (default 4).
         context: learned positions, the longest window it reads (default 128).
@@ -182,6 +183,10 @@ class TransformerLM(StackedLM):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}: 1 zeroes every embedding and "
                              "branch in training")
         check_heads(hidden, heads)
+        if hidden < 2:  # (such a model trained and was evaluated, its logits the same for every input)
+            raise ValueError(f"hidden={hidden}: a LayerNorm over one channel gives its bias whatever it reads "
+                             "(x - mean(x) = 0), and every block and the head read the stream through one, so the "
+                             "model could not see its input; give hidden=2 or more")
         self.rule = parse_rule(training)
         if self.rule.time is not None:
             raise ValueError(f"a transformer has no recurrence: give a depth rule only (one of "

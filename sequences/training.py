@@ -57,7 +57,7 @@ from fwdlearn.distributed import is_distributed, mean, rank, world_size
 from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range,
                              check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
-from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode,
+from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode, progress,
                           load_optimizer_state, read_checkpoint, seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.rules import DSF, TBPTT
@@ -136,7 +136,7 @@ def _lm_metrics(total: float, count: int, prefix: str = "") -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, max_tokens: int | None = None,
-                prefix: str = "") -> dict[str, float]:
+                prefix: str = "", quiet: bool = True) -> dict[str, float]:
     r"""Mean next-token loss over ``ids`` walked as ``batch_size`` streams with the state carried:
     ``{"loss", "perplexity", "bpc"}`` (keys prefixed by ``prefix``; ``bpc`` is bits per token, :math:`L / \ln 2`: per
     character at char level, per word at word level). The first ``max_tokens`` ids (all for ``None``) are cut into
@@ -144,7 +144,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     (input, target) pair of a stream is scored once, the last window shorter when the stream does not divide into
     windows (a stream's first token is an input only). Windows are cut to ``model.max_context``
     (a transformer's positions); a model without a carried state (the transformer, the causal convolution) reads
-    each window on its own, from its first token, so its loss depends on ``context``."""
+    each window on its own, from its first token, so its loss depends on ``context``. ``quiet=False``: a progress bar
+    over the windows (the 4 million validation characters of a 40 MB text took 80 s on a CPU)."""
     if not isinstance(ids, Tensor):
         hint = (": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else
                 ": encode the text with the model's vocabulary first (vocab.encode(text))" if isinstance(ids, str) else
@@ -164,8 +165,10 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     batcher = StreamBatcher(ids, batch_size, min(context, ids.numel() // batch_size - 1))
     device = next(model.parameters()).device
     state, total, count = None, 0.0, 0
+    windows = -(-(batcher.streams.shape[1] - 1) // batcher.context)
     with evaluating(model):
-        for x, y in batcher.epoch_windows():
+        for x, y in progress(batcher.epoch_windows(), desc=" ".join(filter(None, ("evaluating", prefix.rstrip("_")))),
+                             quiet=quiet, total=windows):
             logits, state = model(x.to(device), state)
             wide = _widened(logits)
             total += float(F.cross_entropy(wide.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1).long(),

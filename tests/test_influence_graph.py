@@ -352,14 +352,17 @@ def test_forward_gnn_rows_equal_pyg_whatever_the_batch(method):
     assert torch.allclose(per_seed, reference, rtol=1e-4, atol=1e-6 * float(reference.abs().max()))
 
 
-def test_the_full_variant_bounds_the_input_gradients_of_one_backward(monkeypatch):
+def test_the_full_variant_bounds_the_gradients_of_one_backward(monkeypatch):
     """variant="full" took batch_size (256) seed-channel pairs per backward, each a gradient of the whole x: on Cora
-    (2708 x 1433 features, 7 classes) 126 pairs peaked at 6.1 GB, and the CLI's 500 seeds were killed for memory."""
+    (2708 x 1433 features, 7 classes) 126 pairs peaked at 6.1 GB, and the CLI's 500 seeds were killed for memory.
+    Then it bounded the pairs by x alone, while each pair's backward holds a gradient of every activation the model
+    saved too: a 4-layer GCN of width 64 on 20,000 nodes (x 32 features wide) took 100 pairs per backward and peaked
+    at 9.8 GB for 20 seeds (1.4 GB with the activations counted, and 4 times faster)."""
     import fwdlearn.graphs.influence.hop_influence as module
 
     data = random_graph()  # x: 60 x 4 = 240 elements
     torch.manual_seed(0)
-    model = Stack(GCNConv, 4, 8, 3, layers=2)  # 3 channels
+    model = Stack(GCNConv, 4, 64, 3, layers=2)  # 3 channels; its hidden activation alone is 60 x 64 = 3840 elements
     nodes = list(range(0, 60, 6))
     _, R, whole = hop_influence(model, data, 2, nodes=nodes, variant="full")
     batched, grad = [], torch.autograd.grad
@@ -370,13 +373,18 @@ def test_the_full_variant_bounds_the_input_gradients_of_one_backward(monkeypatch
         return grad(*args, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", spy)
-    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 240 * 7, raising=False)  # 7 pairs: 2 seeds x 3 channels
+    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 4 * 3840, raising=False)  # x alone allowed 64 pairs
     _, capped_R, capped = hop_influence(model, data, 2, nodes=nodes, variant="full")
-    assert batched == [6] * 5 and torch.allclose(capped, whole, rtol=1e-5) and capped_R == pytest.approx(R, rel=1e-5)
+    assert sum(batched) == 30 and max(batched) * 3840 <= 4 * 3840  # the hidden layer's gradients fit the bound
+    assert torch.allclose(capped, whole, rtol=1e-5) and capped_R == pytest.approx(R, rel=1e-5)
     batched.clear()
-    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 1)  # at least one seed's channels
+    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 1)  # at least one channel of one seed
     assert torch.allclose(hop_influence(model, data, 2, nodes=nodes, variant="full")[2], whole, rtol=1e-5)
-    assert batched == [3] * 10
+    assert batched == [1] * 30
+    batched.clear()
+    monkeypatch.setattr(module, "FULL_GRADIENT_ELEMENTS", 2 ** 26)  # a small graph: all seeds' channels at once
+    assert torch.allclose(hop_influence(model, data, 2, nodes=nodes, variant="full")[2], whole, rtol=1e-5)
+    assert batched == [30]
 
 
 def test_the_full_variant_sums_a_half_precision_model_in_float32():

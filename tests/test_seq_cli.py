@@ -619,3 +619,12 @@ def test_seq_train_summary_holds_the_best_states_figures_on_the_whole_validation
     assert {k: summary[f"val_{k}"] for k in whole} == whole
     best = next(row for row in rows if row["step"] == summary["best_step"])
     assert (best["val_loss"] == summary["val_loss"]) == (eval_tokens != "60")
+
+
+def test_seq_train_shows_the_final_evaluation_of_the_whole_split(text_file, tmp_path, capsys):
+    """After training, the whole validation split was scored without a word: 80 s of silence for the 4 million
+    characters of a 40 MB text, after a progress bar that had ended. It has its own bar now (none with --quiet)."""
+    assert main(["seq", "train", "--data", str(text_file), "--model", "gru", "--training", "dsf", "--layers", "1",
+                 "--hidden", "8", "--context", "8", "--batch-size", "2", "--steps", "2", "--eval-every", "2",
+                 "--eval-tokens", "20", "--threads", "1", "--json", str(tmp_path / "run.json")]) == 0
+    assert "evaluating:" in capsys.readouterr().err

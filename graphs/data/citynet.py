@@ -117,19 +117,26 @@ def local_eccentricity(edge_index: np.ndarray, length: np.ndarray, num_nodes: in
     matrix = in_neighbour_matrix(edge_index, num_nodes, weight=np.maximum(length, 1e-12))
     if not is_symmetric(matrix):
         raise ValueError("local_eccentricity needs an undirected graph: give both directions of every edge")
-    probe = hop_balls(matrix, np.arange(min(num_nodes, 64)), hops, symmetric=True)
-    per_source = max(1, probe.num_pairs // max(1, len(probe.seeds)))
-    batch = max(1, batch_pairs // per_source)
+    # pairs a source holds: measured on 64 sources spread over the ids (the first 64 of a grid lie on its edge, with
+    # half the ball of a junction inside: every batch held twice batch_pairs), then the most a batch has held
+    spread = np.unique(np.linspace(0, num_nodes - 1, min(num_nodes, 64)).astype(np.int64))
+    per_source = max(1.0, hop_balls(matrix, spread, hops, symmetric=True).num_pairs / len(spread))
     result = np.empty(num_nodes)
-    starts = range(0, num_nodes, batch)
-    for start in progress(starts, desc="labels", quiet=quiet, total=len(starts)):
-        sources = np.arange(start, min(num_nodes, start + batch))
+    bar = progress(total=num_nodes, desc="labels", quiet=quiet)
+    start = 0
+    while start < num_nodes:
+        sources = np.arange(start, min(num_nodes, start + max(1, int(batch_pairs // per_source))))
         balls = hop_balls(matrix, sources, hops, symmetric=True)
-        union, entry = induced_union(matrix, balls)
+        per_source = max(per_source, balls.num_pairs / len(sources))
+        # (in any order within a ball: the shortest distances do not depend on it)
+        union, entry = induced_union(matrix, balls, ordered=False)
         # csgraph reads row -> column as an edge; union edges are (source pair, target pair)
         graph = sp.csr_matrix((matrix.data[entry], (union[0], union[1])), shape=(balls.num_pairs,) * 2)
         distance = dijkstra(graph, directed=True, indices=balls.root, min_only=True)
         result[sources] = np.maximum.reduceat(distance, balls.offsets[:-1])
+        start += len(sources)
+        bar.update(len(sources))
+    bar.close()
     return result
 
 

@@ -172,12 +172,17 @@ def hop_balls(matrix: sp.csr_matrix, seeds: np.ndarray, max_hops: int, symmetric
     return HopBalls(seeds=seeds, owner=owner, node=node, hop=hop, offsets=offsets, root=root)
 
 
-def induced_union(matrix: sp.csr_matrix, balls: HopBalls) -> tuple[np.ndarray, np.ndarray]:
+def induced_union(matrix: sp.csr_matrix, balls: HopBalls, ordered: bool = True) -> tuple[np.ndarray, np.ndarray]:
     r"""Edges of the disjoint union of the balls' induced subgraphs, on pair indices.
+
+    Args:
+        ordered: keep the original edge list's order within each ball (as PyG's ``k_hop_subgraph``, whose float sums
+            a model's message passing follows); ``False``: by target pair, for a reader the order does not change (a
+            shortest-path search), skipping a sort of every edge (a third of the union's time).
 
     Returns:
         ``(edge_index, entry)``: ``edge_index`` ``[2, E']`` (source pair, target pair),
-        ordered as in the original edge list within each ball, and ``entry`` ``[E']``
+        ordered as in the original edge list within each ball (or by target pair), and ``entry`` ``[E']``
         the CSR entry of ``matrix`` each edge came from (to carry edge weights along:
         ``matrix.data[entry]``).
     """
@@ -194,6 +199,8 @@ def induced_union(matrix: sp.csr_matrix, balls: HopBalls) -> tuple[np.ndarray, n
     source_clipped = np.minimum(source, keys.shape[0] - 1)
     keep = keys[source_clipped] == source_keys
     source, target, entry = source_clipped[keep], target[keep], entry[keep]
+    if not ordered:
+        return np.stack([source, target]), entry
     # restore the original edge order within each ball (PyG's k_hop_subgraph keeps it)
     original = matrix.edge_order[entry] if hasattr(matrix, "edge_order") else entry
     order = np.lexsort((original, balls.owner[target]))

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fwdlearn.diagnostics.cost import saved_bytes
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
@@ -60,10 +61,13 @@ __all__ = ["hop_influence", "select_seeds"]
 
 GraphModel = Callable[[Tensor, Tensor], Tensor]
 
-#: ``variant="full"``: the most input-gradient elements (seed-channel pairs x nodes x features) one batched backward
-#: holds (2^26: 256 MB in float32, a peak of about 1 GB with autograd's own copies); on a wide graph it, not
-#: ``batch_size``, sets the pairs per backward (measured as fast per seed on Cora: 9-11 s for 18 seeds at 7 to 126
-#: pairs, whose peak grew from 0.9 to 6.1 GB)
+#: ``variant="full"``: the most gradient elements one batched backward holds: seed-channel pairs x the larger of
+#: ``x`` (nodes x features) and the activations the model's forward saves for backward (each pair's backward has a
+#: gradient of each of them: a 4-layer GCN of width 64 on a graph of 5,000 nodes and 40,000 edges saves 112 times
+#: x's 160,000 elements, and its 20 seeds in one backward peaked at 3.4 GB where x alone allowed 100 pairs); 2^26:
+#: 256 MB in float32. On a large graph it, not ``batch_size``, sets the pairs per backward, down to one output channel
+#: of one seed (measured as fast per seed on Cora: 9-11 s for 18 seeds at 7 to 126 pairs, whose peak grew from 0.9 to
+#: 6.1 GB)
 FULL_GRADIENT_ELEMENTS = 2 ** 26
 
 
@@ -206,21 +210,30 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
     num_nodes = x.shape[0]
     matrix = in_neighbour_matrix(edge_index.cpu().numpy(), num_nodes)
     x_var = x.detach().clone().requires_grad_(True)
-    out = _rows(model, x_var, edge_index)  # (a tuple gave 'tuple' object has no attribute 'dim')
+    with saved_bytes() as saved:  # what the backward of one pair has gradients of
+        out = _rows(model, x_var, edge_index)  # (a tuple gave 'tuple' object has no attribute 'dim')
     channels = out.shape[1]
     rows: list[Tensor] = []
     eye = torch.eye(channels, dtype=out.dtype, device=out.device)
     wide = torch.promote_types(x.dtype, torch.float32)  # (as jacobian_l1: a bfloat16 sum over channels and features
     # stalls once the total dwarfs each term)
-    # every pair's gradient is a whole [N, F]: fewer pairs than batch_size on a wide graph (126 on Cora held 6 GB)
-    per_call = max(1, min(batch_size, FULL_GRADIENT_ELEMENTS // max(1, x.numel())) // channels)
+    # every pair's backward holds a gradient of the whole x and of every activation saved: fewer pairs than batch_size
+    # on a large graph (126 on Cora held 6 GB; 100 on a 5,000-node graph of width-64 activations 3.4 GB), down to one
+    # channel of one seed
+    per_pair = max(x.numel(), saved.bytes // max(1, out.element_size()), 1)
+    pairs = max(1, min(batch_size, FULL_GRADIENT_ELEMENTS // per_pair))
+    per_call, group = max(1, pairs // channels), min(channels, pairs)  # seeds, and channels, per backward
     for chunk in progress(list(torch.split(seeds, per_call)), desc="influence", quiet=quiet):
-        # cotangent b = (seed s, channel i): e_i at row seeds[s]
-        cot = torch.zeros(len(chunk), channels, num_nodes, channels, dtype=out.dtype, device=out.device)
-        cot[torch.arange(len(chunk)), :, chunk.to(out.device), :] = eye
-        (grads,) = torch.autograd.grad(out, x_var, cot.reshape(-1, num_nodes, channels), retain_graph=True,
-                                       is_grads_batched=True)
-        mass = grads.reshape(len(chunk), channels, num_nodes, -1).abs().sum(dim=(1, 3), dtype=wide).detach()  # [S, N]
+        mass = torch.zeros(len(chunk), num_nodes, dtype=wide, device=x.device)
+        for first in range(0, channels, group):
+            picked = eye[first: first + group]
+            # cotangent b = (seed s, channel i): e_i at row seeds[s]
+            cot = torch.zeros(len(chunk), len(picked), num_nodes, channels, dtype=out.dtype, device=out.device)
+            cot[torch.arange(len(chunk)), :, chunk.to(out.device), :] = picked
+            (grads,) = torch.autograd.grad(out, x_var, cot.reshape(-1, num_nodes, channels), retain_graph=True,
+                                           is_grads_batched=True)
+            mass += grads.reshape(len(chunk), len(picked), num_nodes, -1).abs().sum(dim=(1, 3), dtype=wide).detach()
+            del grads, cot
         balls = hop_balls(matrix, chunk.numpy(), max_hops)
         distance = torch.full((len(chunk), num_nodes), -1, dtype=torch.long)
         distance[torch.from_numpy(balls.owner), torch.from_numpy(balls.node)] = torch.from_numpy(balls.hop)
@@ -249,8 +262,8 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         normalize: divide the curve by its hop-0 value (:math:`R` always uses raw totals).
         seed: random seed for drawing ``samples``.
         batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``; fewer when
-            their gradients w.r.t. the whole ``x`` would hold more than :data:`FULL_GRADIENT_ELEMENTS` entries, at
-            least one seed's channels).
+            their gradients w.r.t. the whole ``x``, or the activations the model saves for backward when those are
+            larger, would hold more than :data:`FULL_GRADIENT_ELEMENTS` entries, down to one channel of one seed).
         variant: ``"subgraph"`` (PyG's definition, induced ``max_hops`` ball) or ``"full"`` (whole graph).
         quiet: no progress bar.
         nodes_per_batch: ``"subgraph"`` only: a batch is cut further so that its balls hold at most

@@ -254,7 +254,8 @@ def run_train(config: TrainSeqConfig) -> dict:
         # whole split, as below, and its best evaluation is of the state restored: not read again (7-8% of a short run)
         final = {k: report.metrics[f"val_{k}"] for k in ("loss", "perplexity", "bpc")}
     else:
-        final = model.evaluate(valid, context=config.context, batch_size=world_size() * config.batch_size)  # (global)
+        final = model.evaluate(valid, context=config.context, batch_size=world_size() * config.batch_size,  # (global)
+                               quiet=config.quiet)  # (a bar: 4 million characters took 80 s)
     record.summary.update({f"val_{k}": v for k, v in final.items()})
     record.summary.update({
         "steps": report.steps, "best_step": report.best_step, "train_seconds": report.seconds,

@@ -28,6 +28,7 @@ whose peer stopped says so in one line instead of a traceback.
     fwdlearn quickstart
     fwdlearn graph train --data cora --method sf --conv gcn --layers 4
     fwdlearn seq train --data tinyshakespeare --model gru --training dsf
+    fwdlearn seq sample --model runs/<name>.pt --prompt "ROMEO:" --top-k 20
     fwdlearn influence graph|seq ...
     fwdlearn bench graph|seq|dfa|influence ...
 """
@@ -80,6 +81,8 @@ ENTRY_POINTS: dict[tuple[str, str | None], Entry] = {
     ("seq", "train"): Entry("fwdlearn.sequences.cli.train:train",
                             "train a recurrent or transformer LM (bptt, tbptt:k, ft-bptt, dsf; bp, dfa, local:readout, "
                             "shallow)"),
+    ("seq", "sample"): Entry("fwdlearn.sequences.cli.sample:sample",
+                             "sample text from a saved language model or a seq train checkpoint"),
     ("influence", "graph"): Entry("fwdlearn.graphs.cli.influence:influence", "hop-wise influence and range R of GNNs"),
     ("influence", "seq"): Entry("fwdlearn.sequences.cli.influence:influence",
                                 "lag-wise influence and range R of sequence models"),

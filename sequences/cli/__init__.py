@@ -1,1 +1,1 @@
-"""The sequence commands: fwdlearn seq train, bench seq, influence seq."""
+"""The sequence commands: fwdlearn seq train, seq sample, bench seq, influence seq."""

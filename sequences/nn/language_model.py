@@ -214,12 +214,21 @@ class LanguageModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompt: Tensor | str, steps: int, temperature: float = 1.0, vocab=None,
-                 seed: int | None = None, greedy: bool = False) -> Tensor | str:
-        """Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
-        (prompt included) when ``vocab`` is given. ``seed``: the sampling generator's seed (``None``: drawn from
-        torch's global generator, so ``torch.manual_seed`` makes the call reproducible); ``greedy``: the most likely
-        token at every step instead (``temperature`` and ``seed`` unused). A model built with an ``out_size`` below
-        its ``vocab_size`` (a task's) is refused."""
+                 seed: int | None = None, greedy: bool = False, top_k: int | None = None) -> Tensor | str:
+        r"""Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
+        (prompt included) when ``vocab`` is given. Each token is drawn from the softmax of the last logits
+        :math:`z` divided by ``temperature`` :math:`\tau`; with ``top_k`` :math:`k`, only the :math:`k` largest
+        logits are kept and renormalised:
+
+        .. math::
+            p(w) = \frac{\exp(z_w / \tau)\,[z_w \ge z_{(k)}]}{\sum_{v} \exp(z_v / \tau)\,[z_v \ge z_{(k)}]},
+
+        :math:`z_{(k)}` the :math:`k`-th largest logit (a token tied with it is kept too, as Hugging Face's
+        ``top_k`` does). ``top_k=None`` (the default) or a ``top_k`` not below the vocabulary's size keeps every
+        token; ``top_k=1`` draws as ``greedy`` does; 0, a negative number or a non-integer is refused. ``seed``: the
+        sampling generator's seed (``None``: drawn from torch's global generator, so ``torch.manual_seed`` makes the
+        call reproducible); ``greedy``: the most likely token at every step instead (``temperature``, ``top_k`` and
+        ``seed`` unused). A model built with an ``out_size`` below its ``vocab_size`` (a task's) is refused."""
         from fwdlearn.fit import evaluating
         from fwdlearn.sequences.data.text import UNKNOWN_WORD, Vocabulary
 
@@ -257,6 +266,12 @@ class LanguageModel(nn.Module):
             raise ValueError("generate needs a non-empty prompt")
         if not is_integer(steps) or steps < 0:
             raise ValueError(f"steps (tokens to generate) must be an int >= 0, got {steps!r}")
+        if top_k is not None and not is_integer(top_k):  # (2.5 or "40" failed in torch.topk, naming no argument)
+            raise TypeError(f"top_k must be an int >= 1 (the most likely tokens kept) or None (keep every token), got "
+                            f"{top_k!r}")
+        if top_k is not None and top_k < 1:  # (0 kept nothing: every probability NaN, torch.multinomial's raw error)
+            raise ValueError(f"top_k must be >= 1 (the most likely tokens kept; 1 is greedy) or None (keep every "
+                             f"token), got {top_k}")
         if not greedy:
             try:  # (a str or None failed in a comparison or float(), naming no argument)
                 value = float(temperature) if not isinstance(temperature, (str, bytes, bool)) else None
@@ -273,6 +288,8 @@ class LanguageModel(nn.Module):
         if vocab is not None and int(ids.max()) >= len(vocab):
             raise ValueError(f"the prompt holds id {int(ids.max())}, which the vocabulary ({len(vocab)} tokens) cannot "
                              "decode: give ids below its size")
+        keep = int(top_k) if top_k is not None and top_k < drawn else None  # (k >= the vocabulary: no filter)
+        greedy = greedy or keep == 1
         device = self.device
         gen = torch.Generator(device=device)
         if not greedy:  # no seed: one drawn from torch's global generator, so calls differ and torch.manual_seed
@@ -282,11 +299,14 @@ class LanguageModel(nn.Module):
             logits, state = self.prefill(ids.to(device).unsqueeze(0))
             for _ in range(steps):
                 last = logits[0, -1, :drawn]
+                if keep is not None and not greedy:  # the k largest logits (and any tied with the k-th) kept
+                    last = last.masked_fill(last < torch.topk(last, keep).values[-1], -math.inf)
                 # (shifted to a maximum of 0 first: a tiny temperature sends the others to -inf, not the lot to NaN)
                 nxt = last.argmax() if greedy else torch.multinomial(F.softmax((last - last.max()) / temperature, -1),
                                                                     1, generator=gen)[0]
                 out.append(int(nxt))
-                logits, state = self.next_logits(nxt.view(1, 1), state, ids.numel() + len(out))
+                if len(out) < steps:  # (the logits after the last token drawn are never read)
+                    logits, state = self.next_logits(nxt.view(1, 1), state, ids.numel() + len(out))
         result = torch.cat([ids.cpu(), torch.tensor(out, dtype=torch.long)])
         return vocab.decode(result) if vocab is not None else result
 

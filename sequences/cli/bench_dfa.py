@@ -26,7 +26,8 @@ PARTS = ["transformer", "cost", "recurrent"]
 class DfaBenchConfig(SequenceBenchOptions):
     out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json and "
                                                    "<out>-alignment.png (default: runs/<name>, or a fresh name under "
-                                                   "runs/; pass docs/benchmarks/dfa-results to update the docs)"})
+                                                   "runs/; the docs' files are docs/benchmarks/dfa-transformer, "
+                                                   "dfa-recurrent and dfa-cost, one part each)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them; the flags of a "
                                                                        "skipped part go unused)", "choices": PARTS,
                                                                "not_all": True})

@@ -66,6 +66,7 @@ __all__ = [
     "DIVERGE_FACTOR",
     "Checkpointing",
     "read_checkpoint",
+    "is_checkpoint",
     "load_torch",
     "load_device",
     "tensor_fingerprint",

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from fwdlearn.errors import InputError, reading
 from fwdlearn.files import atomic_write, check_writable, refuse_overwrite
-from fwdlearn.fit import is_checkpoint, load_device, load_torch, non_finite_entry
+from fwdlearn.fit import is_checkpoint, load_device, load_torch
 
 __all__ = ["save_model", "load_model", "ModelFile", "FILE_KINDS", "what_file"]
 
@@ -73,8 +73,8 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
     """Write ``{"kind": kind, "config": config, "model": model.state_dict(), **extra}`` to ``path`` atomically;
     refused when ``path`` exists unless ``overwrite``, when it cannot be written (an empty path, a folder, a parent
     that is a file: before anything is written), when the model's weights are on the meta device (no values) and when
-    a weight or buffer holds a NaN or an infinity (a diverged model, as a :class:`~fwdlearn.fit.Trainer` checkpoint
-    never holds one)."""
+    a weight holds a NaN or an infinity, or a buffer a NaN (a diverged model; a buffer may hold an infinity on purpose,
+    as an attention mask's ``-inf``)."""
     import torch
 
     if not str(path).strip():  # (Path("") is the working folder: " is a folder")
@@ -90,13 +90,29 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
                          "weights. Save a model whose weights are on the CPU or a GPU (one loaded with "
                          "map_location='meta' or built on the meta device has none)")
     state = model.state_dict()
-    broken = non_finite_entry(state)
+    broken = _diverged_entry(model, state)
     if broken is not None:  # (it was written, and loaded back as a model whose every output was NaN)
         raise ValueError(f"the model's {broken} holds NaN or inf values (training diverged): the file would hold a "
                          "model that gives NaN. Train it again with a lower learning rate, or save a state from before "
                          "the divergence (a fit's checkpoint keeps the last finite one)")
     bundle = {"kind": kind, "config": config, "model": state, **extra}
     return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
+
+
+def _diverged_entry(model: Any, state: dict[str, Any]) -> str | None:
+    """The first entry of ``state`` (``model.state_dict()``) that shows a diverged model: a weight holding a NaN or an
+    infinity, or a buffer holding a NaN; ``None`` when there is none. A buffer's infinity is not one (a causal mask of
+    ``-inf`` above the diagonal, registered as a buffer, was refused as 'training diverged')."""
+    import torch
+
+    named = getattr(model, "named_parameters", None)
+    weights = {name for name, _ in named(remove_duplicate=False)} if callable(named) else set(state)
+    for name, value in state.items():
+        if torch.is_tensor(value) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value) if name in weights else ~torch.isnan(value)
+            if not bool(finite.all()):
+                return name
+    return None
 
 
 def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], Any],

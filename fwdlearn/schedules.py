@@ -44,6 +44,17 @@ def _parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
+def _gradient_norm(group: Sequence[Tensor]) -> float:
+    """The total 2-norm of the gradients of ``group``, sparse ones included (``clip_grad_norm_`` has no kernel for
+    them: an ``nn.Embedding(sparse=True)`` stepped by SGD without ``clip`` failed once every step measured it)."""
+    grads = [p.grad for p in group if p.grad is not None]
+    if not grads:
+        return 0.0
+    norms = [torch.linalg.vector_norm(g.coalesce().values() if g.is_sparse else g).to(grads[0].device)
+             for g in grads]
+    return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+
 def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float | None = None,
                     grad_norm: bool = False, parameters: Sequence[Tensor] | None = None,
                     clip_groups: Sequence[Sequence[Tensor]] | None = None) -> dict[str, float]:
@@ -74,11 +85,11 @@ def end_to_end_step(loss: Tensor, optimizer: torch.optim.Optimizer, clip: float 
     out = {"loss": value}
     groups = ([list(group) for group in clip_groups] if clip_groups is not None
               else [list(parameters) if parameters is not None else _parameters(optimizer)])
-    limit = clip if clip is not None else float("inf")
     # (measured every step: an overflowing backward -- DSF's Gaussian feedback over a long window -- gave a finite
     # loss and an inf gradient, which clipping turned into NaN weights; the run then stopped a step later on a NaN
     # loss, blaming the learning rate, and left the model NaN)
-    norms = [float(torch.nn.utils.clip_grad_norm_(group, limit)) for group in groups if group]
+    norms = [float(torch.nn.utils.clip_grad_norm_(group, clip)) if clip is not None else _gradient_norm(group)
+             for group in groups if group]
     total = math.sqrt(sum(n * n for n in norms))
     if not math.isfinite(total):
         optimizer.zero_grad(set_to_none=True)

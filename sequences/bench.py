@@ -43,6 +43,7 @@ from fwdlearn.sequences.alignment import bucket_by_distance, state_alignment
 from fwdlearn.sequences.training import TEST_SEED, VALIDATION_SEED, lm_loss
 from fwdlearn.sequences.nn.cells import RECURRENT_CELLS
 from fwdlearn.sequences.nn.kernels import use_kernels
+from fwdlearn.sequences.nn.language_model import check_norm_width
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 
 __all__ = ["run_bench", "step_costs", "interleaved_costs", "canonical_rules"]
@@ -80,6 +81,11 @@ def _check_rules(config) -> None:
     parts = (("cost", "cost_modes", config.cost_cells, False),
              ("quality", "quality_modes", [config.model], config.norm),
              ("recall", "recall_modes", [config.model], config.norm))
+    if config.norm:  # (else the quality or recall model refused a width of 1 when its part came, after the others)
+        for part, flag, width in (("quality", "--hidden", config.hidden), ("alignment", "--hidden", config.hidden),
+                                  ("recall", "--recall-hidden", config.recall_hidden)):
+            if part not in config.skip:
+                check_norm_width(flag, width, "--no-norm")
     for part, name, cells, norm in parts:
         if part in config.skip:
             continue

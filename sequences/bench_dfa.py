@@ -36,7 +36,7 @@ from fwdlearn.schedules import end_to_end_step
 
 from fwdlearn.sequences.bench import canonical_rules, interleaved_costs
 from fwdlearn.sequences.data.text import Corpus, check_splits, corpus_files, read_corpus
-from fwdlearn.sequences.nn.language_model import LanguageModel
+from fwdlearn.sequences.nn.language_model import LanguageModel, check_norm_width
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 from fwdlearn.sequences.nn.transformer import TransformerLM, check_heads
 from fwdlearn.sequences.training import alignment_curves, alignment_window
@@ -190,10 +190,13 @@ def _check_rules(config) -> None:
             check_heads(config.hidden, config.heads, ("--hidden", "--heads"))
         except ValueError as error:
             raise UsageError(str(error)) from None
+        check_norm_width("--hidden", config.hidden)  # (the transformer's refusal came when the part reached it)
         check_rules_build("--rules", given["rules"], config.rules,  # (2 channels a head: LayerNorm of 1 is constant)
                           lambda rule: _transformer(dataclasses.replace(config, hidden=2 * config.heads, layers=1), 1,
                                                     rule))
     if "recurrent" not in config.skip:
+        if config.rnn_norm:
+            check_norm_width("--rnn-hidden", config.rnn_hidden, "--no-rnn-norm")
         check_rules_build("--rnn-rules", given["rnn_rules"], config.rnn_rules,
                       lambda rule: _recurrent(dataclasses.replace(config, rnn_hidden=2, rnn_layers=1), 1, rule))
 

@@ -24,28 +24,30 @@ DOCUMENTED = {
     "fwdlearn.fit": "seed_everything progress evaluating training_mode keeps_mode frozen check_finite non_finite_entry "
                     "Trainer FitResult DivergenceError NonFiniteLossError TrainingInterrupted Stateful "
                     "load_optimizer_state Carried Checkpointing load_device load_torch read_checkpoint "
-                    "tensor_fingerprint",
+                    "is_checkpoint tensor_fingerprint",
     "fwdlearn.registry": "Registry lazy_exports",
     "fwdlearn.metrics": "masked_accuracy roc_auc average_ranks",
-    "fwdlearn.records": "RunRecord refuse_overwrite finite_json to_jsonable plain_json write_json library_versions",
+    "fwdlearn.records": "RunRecord refuse_overwrite finite_json to_jsonable plain_json json_text write_json "
+                        "library_versions",
     "fwdlearn.errors": "UsageError InputError DivergenceError NonFiniteLossError TrainingInterrupted exit_status "
                        "check_range check_int check_finite_tensor is_integer check_bool check_seed check_representable "
                        "reading alike_on_every_process found_by_every_process warn FwdlearnWarning",
-    "fwdlearn.files": "atomic_write check_writable remove_stale_tmp refuse_overwrite",
+    "fwdlearn.files": "atomic_write atomic_write_all check_writable remove_stale_tmp refuse_overwrite",
     "fwdlearn.model_files": "save_model load_model ModelFile FILE_KINDS what_file",
     "fwdlearn.runs": "RunOptions run_outputs RunPaths resolve_device start_run fresh_stem check_plot_format "
-                     "resumable_checkpoint",
+                     "resumable_checkpoint record_files",
     "fwdlearn.config": "add_dataclass_arguments validate_config dataclass_from_args flag_name as_flags",
     "fwdlearn.data": "data_dir cache_dir data_path DataNotFoundError require_data_dir loader_log",
-    "fwdlearn.diagnostics.influence": "distance_totals influence_curve influence_range DEAD_SEED jacobian_l1",
+    "fwdlearn.diagnostics.influence": "distance_totals influence_curve influence_range DEAD_SEED jacobian_l1 "
+                                      "refuse_inference_mode",
     "fwdlearn.diagnostics.alignment": "cosine angle_degrees per_sample_cosine gradient_alignment Alignment "
                                       "feedback_alignment",
     "fwdlearn.diagnostics.plots": "plot_alignment plot_influence_curves plot_speedups",
     "fwdlearn.diagnostics.cost": "measure_cost Cost saved_bytes CostReport WithCost",
     "fwdlearn.distributed": "init_from_env is_distributed rank world_size shard_bounds gather_rows raise_together",
     "fwdlearn.cli": "ENTRY_POINTS Entry Command main",
-    "fwdlearn.reporting": "write_results result_paths markdown_table format_value mean_std invoked_command ratio "
-                          "ratio_row",
+    "fwdlearn.reporting": "write_results result_texts result_paths markdown_table format_value mean_std "
+                          "invoked_command ratio ratio_row",
     "fwdlearn.bench": "BenchRun run_parts shown apart ROUNDING distinct_names check_rules_build",
 }
 

@@ -730,3 +730,24 @@ def test_end_to_end_step_refuses_a_non_finite_gradient_of_a_finite_loss():
     with pytest.raises(NonFiniteLossError, match="step 1: the gradient norm is inf"):  # the step that overflowed
         Trainer(steps=3, quiet=True).run(lambda i: end_to_end_step(w.sqrt().sum(), optimizer), None, None)
     assert torch.isfinite(w).all()
+
+
+def test_end_to_end_step_steps_sparse_gradients_and_checks_them():
+    """The overflow check measured every step with clip_grad_norm_, which has no kernel for sparse gradients: an
+    nn.Embedding(sparse=True) stepped by SGD without clip, which trained before, failed with NotImplementedError."""
+    from fwdlearn.schedules import end_to_end_step
+
+    torch.manual_seed(0)
+    embedding = nn.Embedding(10, 4, sparse=True)
+    before = embedding.weight.detach().clone()
+    ids = torch.tensor([1, 2, 2])
+    out = end_to_end_step(embedding(ids).pow(2).sum(), torch.optim.SGD(embedding.parameters(), lr=0.1),
+                          grad_norm=True)
+    expected = float(torch.linalg.vector_norm(torch.zeros(10, 4).index_add_(0, ids, 2 * before[ids])))
+    assert out["grad_norm"] == pytest.approx(expected, rel=1e-6)
+    moved = (embedding.weight.detach() != before).any(dim=1)
+    assert moved.tolist() == [i in (1, 2) for i in range(10)]  # the rows read, and only those, stepped
+    with torch.no_grad():
+        embedding.weight[3] = 0.0  # a finite loss whose sparse gradient is infinite is still refused
+    with pytest.raises(NonFiniteLossError, match="the gradient norm is inf while the loss is finite"):
+        end_to_end_step(embedding(torch.tensor([3])).sqrt().sum(), torch.optim.SGD(embedding.parameters(), lr=0.1))

@@ -172,3 +172,38 @@ def test_a_diverged_model_is_not_saved(tmp_path, one_torch_thread):
             model.save(tmp_path / "m.pt")
         assert not (tmp_path / "m.pt").exists()
     RecurrentLM(4, cell="gru", hidden=8, layers=1).save(tmp_path / "m.pt")  # a finite one is written
+
+
+def test_a_model_whose_buffer_holds_an_infinity_on_purpose_is_saved(tmp_path):
+    """The refusal of a diverged model read every buffer too: a model of one's own (ModelFile) with a causal attention
+    mask of -inf registered as a buffer was refused as 'training diverged'. A NaN buffer, or an inf weight, still is."""
+    from fwdlearn.model_files import ModelFile
+
+    class Masked(ModelFile, torch.nn.Module):
+        FILE_KIND = "masked-test"
+
+        def __init__(self, d: int = 4, length: int = 5) -> None:
+            super().__init__()
+            self.d, self.length = d, length
+            self.q = torch.nn.Linear(d, d)
+            self.register_buffer("mask", torch.full((length, length), float("-inf")).triu(1))
+
+        def config_dict(self):
+            return {"d": self.d, "length": self.length}
+
+        def forward(self, x):
+            return (self.q(x) @ x.transpose(-1, -2) + self.mask).softmax(-1) @ x
+
+    torch.manual_seed(0)
+    model = Masked()
+    x = torch.randn(2, 5, 4)
+    assert torch.equal(Masked.load(model.save(tmp_path / "m.pt"))(x), model(x))
+    with torch.no_grad():
+        model.mask[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"the model's mask holds NaN or inf values \(training diverged\)"):
+        model.save(tmp_path / "nan.pt")
+    with torch.no_grad():
+        model.mask[0, 0] = 0.0
+        model.q.weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"the model's q\.weight holds NaN or inf values \(training diverged\)"):
+        model.save(tmp_path / "inf.pt")

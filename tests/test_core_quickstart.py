@@ -103,6 +103,17 @@ def test_a_quickstart_that_cannot_start_leaves_no_folder_and_names_a_fix_it_take
                            "README's data table), or use --graph sbm or karate (built in)")
 
 
+def test_a_quickstart_of_width_one_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """--hidden 1 (its floor) trained the graph models, then failed on a ZeroDivisionError traceback, or on the GRUs'
+    refusal in Python's words ('give hidden=2 or more, or norm=False', a flag quickstart does not take)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", *TINY, "--hidden", "1", "--name", "x"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "fwdlearn: error: --hidden 1: the model reads it through a LayerNorm, which over one channel gives its bias "
+        "whatever it reads (x - mean(x) = 0), so the model could not see its input; give --hidden 2 or more")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_second_quickstart_of_the_same_name_is_refused_while_the_first_runs(tmp_path, monkeypatch, capsys):
     """It took no lock: a second run with --overwrite replaced a live run's report without a word."""
     import os

@@ -1,6 +1,8 @@
 """fwdlearn seq train and fwdlearn bench seq, end to end on tiny settings."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -628,3 +630,31 @@ def test_seq_train_shows_the_final_evaluation_of_the_whole_split(text_file, tmp_
                  "--hidden", "8", "--context", "8", "--batch-size", "2", "--steps", "2", "--eval-every", "2",
                  "--eval-tokens", "20", "--threads", "1", "--json", str(tmp_path / "run.json")]) == 0
     assert "evaluating:" in capsys.readouterr().err
+
+
+def test_a_width_of_one_under_a_layernorm_is_refused_before_any_work_in_the_commands_words(text_file, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """The models refuse hidden=1 under a LayerNorm; the commands met that refusal when a part reached the model --
+    bench seq --recall-hidden 1 after the cost part had run -- and said it in Python's words ('give hidden=2 or more,
+    or norm=False'), flags none of them takes. A width the LayerNorm does not read (--no-norm, a conv LM) still runs."""
+    monkeypatch.chdir(tmp_path)
+    cost = ["--cost-contexts", "8", "--cost-hidden", "4", "--cost-layers", "1", "--cost-repeats", "1",
+            "--cost-cells", "gru"]
+    recall = ["--recall-steps", "2", "--recall-lag", "2", "--recall-batch", "4"]
+    for command, message in (
+            (["bench", "seq", "--skip", "quality", "alignment", *cost, *recall, "--recall-hidden", "1", "--out", "b"],
+             "--recall-hidden 1: .* give --recall-hidden 2 or more, or --no-norm"),
+            (["bench", "seq", "--skip", "cost", "recall", "--data", str(text_file), "--hidden", "1", "--out", "c"],
+             "--hidden 1: .* give --hidden 2 or more, or --no-norm"),
+            (["bench", "dfa", "--data", str(text_file), "--hidden", "1", "--heads", "1", "--out", "d"],
+             "--hidden 1: .* give --hidden 2 or more$"),
+            (["bench", "dfa", "--data", str(text_file), "--skip", "transformer", "cost", "--rnn-hidden", "1", "--out",
+              "e"], "--rnn-hidden 1: .* give --rnn-hidden 2 or more, or --no-rnn-norm"),
+            (["influence", "seq", "--models", "conv", "gru", "--hidden", "1", "--name", "f"],
+             "--hidden 1: .* give --hidden 2 or more$")):
+        assert main([*command, "--quiet"]) == 2
+        line, = capsys.readouterr().err.strip().splitlines()
+        assert re.search(message, line.removesuffix(" (plain blocks, no LayerNorm)")), line
+        assert "norm=False" not in line and not any(Path("runs").glob("*")) and not Path("b-record.json").exists()
+    assert main(["influence", "seq", "--models", "conv", "--hidden", "1", "--length", "8", "--max-lag", "4",
+                 "--name", "g", "--quiet"]) == 0

@@ -64,6 +64,9 @@ def _folder(config: QuickstartConfig) -> Path:
     if config.name:
         check_run_name(config.name, "")
     folder = Path(RUNS_FOLDER) / config.name if config.name else fresh_stem("quickstart")
+    from fwdlearn.sequences.nn.language_model import check_norm_width
+
+    check_norm_width("--hidden", config.hidden)  # (the GRUs' blocks: refused by the model after the graph part ran)
     if config.json:
         raise UsageError("quickstart writes a report folder (record.json inside it); name it with --name, not --json")
     if config.plots:  # (the plots are drawn last: without matplotlib the whole run ended in a traceback, unsaved)

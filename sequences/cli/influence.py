@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import corpus_files
     from fwdlearn.sequences.influence import lag_influence
+    from fwdlearn.sequences.nn.language_model import check_norm_width
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
     # (~ expanded, as the outputs' and the model files' are: --checkpoints=~/m.pt is not expanded by the shell)
@@ -73,6 +74,10 @@ def _run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
                                     "(runs/<name>.pt)")
     if not config.checkpoints:
+        if any(name != "conv" for name in config.models):  # (the recurrent models and the transformer read their
+            # stream through a LayerNorm: a width of 1 was refused by the model, in Python's words, after the models
+            # before it were measured)
+            check_norm_width("--hidden", config.hidden)
         ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
                                             ("--limit", config.limit)) if given]
         if ignored:

@@ -30,14 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, check_bool, check_representable, check_seed, is_integer
+from fwdlearn.errors import InputError, UsageError, check_bool, check_representable, check_seed, is_integer
 from fwdlearn.model_files import FILE_KINDS, load_model, save_model, what_file
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule
 
 from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
-__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "model_arguments", "load_language_model"]
+__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "model_arguments", "load_language_model",
+           "check_norm_width"]
 
 
 
@@ -390,6 +391,17 @@ def model_arguments(model: str) -> set[str]:
     if model not in MODEL_NAMES:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     return set(inspect.signature(LM_KINDS.get(MODEL_NAMES[model][0]).__init__).parameters) - {"self"}
+
+
+def check_norm_width(flag: str, width: int, without: str = "") -> None:
+    """A command's check, before any work, of a width ``flag`` that a model reads through a LayerNorm: 1 is refused,
+    in the command's words (the models' own refusal named ``hidden=2`` and ``norm=False``, flags the commands do not
+    take, and came when a part reached the model, after the parts before it had run); ``without``: the flag that
+    leaves the LayerNorm out, when the command has one (``--no-norm``)."""
+    if width < 2:
+        raise UsageError(f"{flag} {width}: the model reads it through a LayerNorm, which over one channel gives its "
+                         f"bias whatever it reads (x - mean(x) = 0), so the model could not see its input; give {flag} "
+                         f"2 or more" + (f", or {without} (plain blocks, no LayerNorm)" if without else ""))
 
 
 def make_language_model(model: str, vocab_size: int, **options: Any) -> LanguageModel:

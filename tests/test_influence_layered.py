@@ -173,3 +173,24 @@ def test_a_registered_conv_kind_gets_the_cache_and_the_layered_jacobian():
         CONV_KINDS.unregister("graphconv")
     with pytest.raises(ValueError, match="unknown conv 'graphconv'; choose one of gcn, sage, gat, mlp"):
         GNNBlock("graphconv", 5, 6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layered_skips_row_scale_with_the_same_numbers(dtype, monkeypatch):
+    """The normalisation skips row_scale's passes where no row can reach its threshold (its norm below half of it):
+    bitwise the masses of the path that scales every row, at feature scales below, around and past it."""
+    from fwdlearn.graphs.influence import layered_jacobian
+
+    data = random_graph(nodes=50, edges=80, features=5, seed=2)
+    torch.manual_seed(0)
+    model = ForwardGNN(5, 4, conv="gcn", hidden=8, layers=3, method="bp").eval().to(dtype)
+    for factor in (1.0, 1e-30, 2.0 ** 31, 1e12, 1e25):
+        scaled = data.clone()
+        scaled.x = data.x.to(dtype) * factor
+        fast = hop_influence(model, scaled, 3, nodes=torch.arange(50), jacobian="layered", normalize=False)[2]
+        with monkeypatch.context() as patch:
+            patch.setattr(layered_jacobian, "_unscaled_norm", lambda dtype: 0.0)  # every layer through row_scale
+            scaled_rows = hop_influence(model, scaled, 3, nodes=torch.arange(50), jacobian="layered",
+                                        normalize=False)[2]
+        assert fast.abs().sum() > 0
+        assert torch.equal(fast, scaled_rows), factor

@@ -150,6 +150,14 @@ def layered_masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num
         return _masses(stack, x, edges, hop, num_seeds, space or Workspace())
 
 
+def _unscaled_norm(dtype: torch.dtype) -> float:
+    """A row norm below which :func:`~fwdlearn.graphs.nn.backbones.row_scale` is 1: :math:`2^{m/4 - 1}`, half the
+    entry that it scales (a row's norm is at least its largest entry). Checked on the norm the normalisation computes
+    anyway, it spares an 8-layer GCN's ``hop_influence`` row_scale's passes over every layer's input (4 % of its
+    time)."""
+    return 2.0 ** (math.frexp(torch.finfo(dtype).max)[1] // 4 - 1)
+
+
 def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds: int, space: Workspace) -> Tensor:
     P, L = x.shape[0], len(stack.blocks)
     order = torch.argsort(hop, stable=True)  # seeds first, then hop 1, ...: every receptive field is a prefix
@@ -172,9 +180,13 @@ def _masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num_seeds:
         if block.normalize:
             # (on the rows scaled by a power of two, as the blocks normalise them: the norm of a float32 row past
             # about 1e19 overflowed, and its features read as zeros)
-            power = row_scale(h)
+            norm = h.norm(dim=-1, keepdim=True)
+            if bool((norm < _unscaled_norm(h.dtype)).all()):  # (the usual case: no entry near 2^(m/4), so row_scale
+                power = torch.ones_like(norm)  # is 1 everywhere and h * 1 is h: the same numbers, without its passes)
+            else:
+                power = row_scale(h)
+                norm = (h * power).norm(dim=-1, keepdim=True)
             floor = EPS * power
-            norm = (h * power).norm(dim=-1, keepdim=True)
             scale = power / norm.clamp_min(floor)
             bar = h * scale
             small = norm <= floor  # rows clamped at eps: h / eps, no projection

@@ -174,6 +174,10 @@ def local_step(losses: Sequence[Tensor | None], optimizers: LocalOptimizers,
 
     Returns:
         The loss values as floats (NaN for blocks not stepped).
+
+    Raises:
+        NonFiniteLossError: a block's loss, or the gradient of a block's finite loss, is NaN or infinite (a backward
+            that overflowed); no block is stepped, so every parameter keeps its value (as :func:`end_to_end_step`).
     """
     if len(losses) != len(optimizers.modules):
         raise ValueError(f"local_step got {len(losses)} losses for {len(optimizers.modules)} blocks")
@@ -184,6 +188,14 @@ def local_step(losses: Sequence[Tensor | None], optimizers: LocalOptimizers,
     total = sum(losses[i] for i in active if losses[i].requires_grad)
     if isinstance(total, Tensor):
         total.backward()
+    for i in active:  # (checked before any block steps: an overflowing block stepped its weights to NaN)
+        norm = _gradient_norm(list(optimizers.modules[i].parameters()))
+        if not math.isfinite(norm):
+            optimizers.zero_grad()
+            raise NonFiniteLossError(
+                f"the gradient norm of block {i} is {norm} while its loss is finite ({values[i]:.4g}): the backward "
+                "pass overflowed, and no block was stepped (the parameters keep their values); lower the learning "
+                "rate, or scale the inputs down")
     for i in active:
         if optimizers.optimizers[i] is not None:
             optimizers.optimizers[i].step()

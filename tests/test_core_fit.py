@@ -1,5 +1,6 @@
 """Training loops: no gradient crosses blocks; early stopping; checkpoints and resume; records."""
 
+import copy
 import json
 import os
 
@@ -730,6 +731,25 @@ def test_end_to_end_step_refuses_a_non_finite_gradient_of_a_finite_loss():
     with pytest.raises(NonFiniteLossError, match="step 1: the gradient norm is inf"):  # the step that overflowed
         Trainer(steps=3, quiet=True).run(lambda i: end_to_end_step(w.sqrt().sum(), optimizer), None, None)
     assert torch.isfinite(w).all()
+
+
+def test_local_step_refuses_a_non_finite_gradient_of_a_finite_loss_and_steps_no_block():
+    """As end_to_end_step: a block whose backward overflowed stepped its weights to NaN (the layer-local methods had no
+    check), and the other blocks stepped on."""
+    from fwdlearn.schedules import LocalOptimizers, local_step
+
+    blocks = [nn.Linear(2, 2), nn.Linear(2, 2)]
+    with torch.no_grad():
+        blocks[1].weight.zero_()
+    before = [copy.deepcopy(b.state_dict()) for b in blocks]
+    optimizers = LocalOptimizers(blocks, lr=0.1)
+    losses = [blocks[0](torch.ones(1, 2)).sum(), blocks[1].weight.sqrt().sum()]  # (d sqrt(w) / dw at 0: inf)
+    with pytest.raises(NonFiniteLossError, match=r"the gradient norm of block 1 is inf while its loss is finite \(0\): "
+                                                 "the backward pass overflowed, and no block was stepped"):
+        local_step(losses, optimizers)
+    for block, state in zip(blocks, before):
+        for key, value in block.state_dict().items():
+            assert torch.equal(value, state[key])
 
 
 def test_end_to_end_step_steps_sparse_gradients_and_checks_them():

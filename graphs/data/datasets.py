@@ -42,7 +42,7 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_s
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
-           "check_graph_inputs", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
+           "check_graph_inputs", "check_num_nodes", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
            "CITY_NETWORKS"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -150,13 +150,19 @@ def check_graph_inputs(data, dtype: torch.dtype | None = None) -> tuple[Tensor, 
     """
     x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
     check_features(x, dtype)
-    num_nodes = getattr(data, "num_nodes", None)
-    if num_nodes is not None and num_nodes != x.shape[0]:  # (the masks and labels are checked against num_nodes:
-        # masks of x's length were blamed for it, a mask of num_nodes' failed with torch's raw IndexError)
-        raise ValueError(f"data.num_nodes is {num_nodes} but data.x has {x.shape[0]} rows, one per node: set "
-                         "data.num_nodes = data.x.shape[0] (or give every node a row of features)")
+    check_num_nodes(data, x.shape[0])
     check_edge_index(edge_index, x.shape[0])
     return x, edge_index
+
+
+def check_num_nodes(data, rows: int) -> None:
+    """Refuse a ``data.num_nodes`` (when the graph says it) other than ``rows``, the rows of ``data.x``: the masks,
+    labels, edge split and negatives read ``num_nodes`` (masks of x's length were blamed for it, a mask of
+    ``num_nodes``' failed with torch's raw IndexError, link prediction with a raw addmm error)."""
+    num_nodes = getattr(data, "num_nodes", None)
+    if num_nodes is not None and num_nodes != rows:
+        raise ValueError(f"data.num_nodes is {num_nodes} but data.x has {rows} rows, one per node: set "
+                         "data.num_nodes = data.x.shape[0] (or give every node a row of features)")
 
 
 def warn_unweighted(data, model: str, how: str = "") -> None:

@@ -53,7 +53,7 @@ from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
-from fwdlearn.graphs.data.datasets import check_edge_index, check_features, warn_unweighted
+from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_num_nodes, warn_unweighted
 from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import (KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix,
                                                   run_block)
@@ -329,9 +329,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         from torch_geometric.utils import negative_sampling
 
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
-        if data.num_nodes != data.x.shape[0]:  # (the split and the negatives read num_nodes: a raw addmm error)
-            raise ValueError(f"data.num_nodes is {data.num_nodes} but data.x has {data.x.shape[0]} rows, one per node: "
-                             "set data.num_nodes = data.x.shape[0]")
+        check_num_nodes(data, data.x.shape[0])
         warn_unweighted(data, "ForwardLinkPredictor")  # (the edge split keeps no edge attributes either)
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         epochs = check_fit_arguments(epochs, lr, weight_decay, dtype=next(self.parameters()).dtype)

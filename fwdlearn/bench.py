@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .files import atomic_write_all, refuse_overwrite
-from .records import RunRecord, json_text
+from .records import RunRecord
 from .reporting import markdown_table, result_paths, result_texts
 from .runs import RunPaths, record_files, run_outputs, start_run
 
@@ -128,12 +127,8 @@ class BenchRun:
         texts = result_texts(rows, columns, title=title, notes=notes, headers=headers, extra=extra)
         for kind, path in (files or {}).items():  # (each must exist: refused before anything is written)
             self.record.add_file(kind, path)
-        self.record.files = {"results": str(json_path), "table": str(md_path), **self.record.files}  # (written
-        # below, with the record)
-        refuse_overwrite(self.paths.record, overwrite=self.config.overwrite, flag="overwrite=True (--overwrite)")
-        record = json_text(self.record.as_dict(pending=(json_path, md_path)))
-        atomic_write_all({path: lambda tmp, text=text: tmp.write_text(text)
-                          for path, text in zip((json_path, md_path, self.paths.record), (*texts, record))})
+        self.record.save_with(self.paths.record, {"results": (json_path, texts[0]), "table": (md_path, texts[1])},
+                              overwrite=self.config.overwrite)
         ours = {Path(path) for path in (files or {}).values()}
         for stale in self.results[2:]:  # (checked at the start: there only with --overwrite)
             if stale not in ours:

@@ -14,12 +14,12 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write, refuse_overwrite
+from .files import atomic_write, atomic_write_all, refuse_overwrite
 from .invocation import invoked_command
 
 __all__ = ["RunRecord", "library_versions", "to_jsonable", "finite_json", "plain_json", "json_text", "write_json",
@@ -155,6 +155,18 @@ class RunRecord:
         """Write the record as JSON (atomically); refuses to replace an existing file unless ``overwrite``."""
         refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True (--overwrite)")
         return write_json(path, self.as_dict())
+
+    def save_with(self, path: str | Path, texts: Mapping[str, tuple[str | Path, str]], overwrite: bool = False) -> Path:
+        """Save the record with text files it names, written together (:func:`~fwdlearn.files.atomic_write_all`: a
+        failure or an interrupt leaves the earlier set whole, never a new file beside an old record): ``texts`` maps
+        kind -> ``(path, text)``, named first in the record's files. Refuses to replace an existing record unless
+        ``overwrite``."""
+        refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True (--overwrite)")
+        self.files = {**{kind: str(file) for kind, (file, _) in texts.items()}, **self.files}
+        record = json_text(self.as_dict(pending=[file for file, _ in texts.values()]))
+        atomic_write_all({**{file: lambda tmp, text=text: tmp.write_text(text) for file, text in texts.values()},
+                          path: lambda tmp: tmp.write_text(record)})
+        return Path(path)
 
     @staticmethod
     def default_path(job: str, folder: str | Path = "runs") -> Path:

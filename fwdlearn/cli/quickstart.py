@@ -298,8 +298,7 @@ def next_commands(graph: str) -> str:
 
 
 def run_quickstart(config: QuickstartConfig) -> int:
-    from fwdlearn.files import atomic_write_all
-    from fwdlearn.records import RunRecord, json_text
+    from fwdlearn.records import RunRecord
     from fwdlearn.runs import start_run
 
     folder = _folder(config)
@@ -318,12 +317,9 @@ def run_quickstart(config: QuickstartConfig) -> int:
     text = _report(graphs, sequences, plots, seconds)
     for plot in plots:
         record.add_file(Path(plot).stem, folder / plot)
-    record.files = {"report": str(folder / "report.md"), **record.files}
     # the report and its record together (a report was written first, and an interrupt or an error while the record
     # was made left it without one, a finished report to look at): each file whole, both or neither
-    content = json_text(record.as_dict(pending=[folder / "report.md"]))
-    atomic_write_all({folder / "report.md": lambda tmp: tmp.write_text(text),
-                      folder / "record.json": lambda tmp: tmp.write_text(content)})
+    record.save_with(folder / "record.json", {"report": (folder / "report.md", text)}, overwrite=True)
     if not quiet:
         print("\n" + text)
     print(f"report: {folder / 'report.md'}")

@@ -62,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     from fwdlearn.sequences.data.text import corpus_files
     from fwdlearn.sequences.influence import lag_influence
     from fwdlearn.sequences.nn.language_model import check_norm_width
+    from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
     # (~ expanded, as the outputs' and the model files' are: --checkpoints=~/m.pt is not expanded by the shell)
@@ -74,9 +75,9 @@ def _run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
                                     "(runs/<name>.pt)")
     if not config.checkpoints:
-        if any(name != "conv" for name in config.models):  # (the recurrent models and the transformer read their
-            # stream through a LayerNorm: a width of 1 was refused by the model, in Python's words, after the models
-            # before it were measured)
+        if any(LM_KINDS.get(MODEL_NAMES[name][0]).NORMED for name in config.models):  # (the recurrent models and the
+            # transformer read their stream through a LayerNorm: a width of 1 was refused by the model, in Python's
+            # words, after the models before it were measured)
             check_norm_width("--hidden", config.hidden)
         ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
                                             ("--limit", config.limit)) if given]

@@ -339,6 +339,8 @@ class StackedLM(LanguageModel):
                 return logits, None, hiddens
     """
 
+    NORMED: ClassVar[bool] = True  # (its blocks and final norm are LayerNorms by default)
+
     depth: Wiring
     final_norm: nn.Module
     head: nn.Module

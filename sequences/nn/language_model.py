@@ -55,6 +55,9 @@ class LanguageModel(nn.Module):
     #: read (they changed no result: a removed speed option); any other entry :meth:`from_config` does not know is
     #: refused (:meth:`config_arguments`)
     RETIRED_SETTINGS: ClassVar[frozenset[str]] = frozenset()
+    #: whether its stream is read through a LayerNorm by default (a width of 1 then sees nothing:
+    #: :func:`check_norm_width`)
+    NORMED: ClassVar[bool] = False
 
     @classmethod
     def config_arguments(cls, config: dict[str, Any], config_class: type) -> dict[str, Any]:

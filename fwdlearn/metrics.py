@@ -24,7 +24,10 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
     Raises:
         TypeError: the mask is not boolean. ValueError: ``scores`` is not ``[N, K]`` for ``y``'s ``N`` (1-D scores
         were read as one example's class scores, their argmax compared with every label), ``y`` is not 1-D, the mask
-        has another shape, or it selects no row (an accuracy over nothing is undefined).
+        has another shape, it selects no row (an accuracy over nothing is undefined), a scored label is negative (a
+        placeholder for "unlabelled" inside the mask), or ``scores`` is ``[N, 1]`` with a label 1 (one score per
+        example of a binary task has argmax 0 on every row, which read as the share of negatives). A label past the
+        ``K >= 2`` classes of ``scores`` is a miss: the model has no class for it.
     """
     if y.dim() != 1:
         raise ValueError(f"masked_accuracy: y must be a vector of class ids, shape [N]; got {tuple(y.shape)}"
@@ -45,10 +48,17 @@ def masked_accuracy(scores: Tensor, y: Tensor, mask: Tensor | None = None) -> fl
                          f"{tuple(mask.shape)}")
     if not bool(mask.any()):
         raise ValueError("masked_accuracy: the mask selects no example; an accuracy over no examples is undefined")
-    scored = scores[mask]
+    scored, labels = scores[mask], y[mask]
+    low = int(labels.min())
+    if low < 0 or (scores.shape[1] == 1 and int(labels.max()) >= 1):  # (rows outside the mask may hold a placeholder
+        # such as -1; a label past the classes of [N, K >= 2] scores is a miss: the model has no class for it)
+        fix = (": one score s per example of a binary task: torch.cat([torch.zeros_like(s), s], -1) (class 1 where "
+               "s > 0)" if low >= 0 else ": leave unlabelled rows out of the mask")
+        raise ValueError(f"masked_accuracy: scores have {scores.shape[1]} class(es), 0 .. {scores.shape[1] - 1}, but a "
+                         f"scored label is {low if low < 0 else int(labels.max())}{fix}")
     if scored.is_floating_point() and bool(torch.isnan(scored).any()):
         return float("nan")
-    return float((scored.argmax(-1) == y[mask]).float().mean())
+    return float((scored.argmax(-1) == labels).float().mean())
 
 
 def roc_auc(scores: Tensor, labels: Tensor) -> float:

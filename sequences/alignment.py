@@ -23,8 +23,9 @@ from torch import Tensor
 from fwdlearn.diagnostics.alignment import Alignment, cosine, gradient_alignment, per_sample_cosine
 from fwdlearn.fit import training_mode
 
-from fwdlearn.sequences.training import lm_loss
+from fwdlearn.sequences.training import window_loss
 from fwdlearn.rules import DSF, FTBPTT, TimeRule, parse_rule
+from fwdlearn.sequences.nn.recurrent import RecurrentLM
 from fwdlearn.sequences.nn.time_rules import UNROLLED
 
 __all__ = ["StateAlignment", "state_gradients", "state_alignment", "bucket_by_distance"]
@@ -61,13 +62,21 @@ def _time_rule(model, mode: str | TimeRule) -> TimeRule:
 def state_gradients(model, tokens: Tensor, targets: Tensor,
                     mode: str | TimeRule) -> tuple[list[Tensor], dict[str, Tensor]]:
     r"""``(per-layer state gradients [B, T, S], parameter gradients)`` of one window under ``mode``
-    (``"unrolled"`` gives BPTT's true total derivatives). The model's parameter gradients (``.grad``) are left as
-    they were.
+    (``"unrolled"`` gives BPTT's true total derivatives). The loss is the window's by its targets
+    (:func:`~fwdlearn.sequences.training.window_loss`: MSE on the non-NaN float targets of a regression task). The
+    model's parameter gradients (``.grad``) are left as they were.
 
     Raises:
-        ValueError: a model whose depth rule is not backprop: under DFA or a local rule the "true" reference
-            would be that rule's signal carried back through time, not :math:`\partial\mathcal{L}/\partial s_t`.
+        ValueError: a model that carries no state through time (not a
+            :class:`~fwdlearn.sequences.nn.recurrent.RecurrentLM`), or whose depth rule is not backprop: under DFA or
+            a local rule the "true" reference would be that rule's signal carried back through time, not
+            :math:`\partial\mathcal{L}/\partial s_t`.
     """
+    if not isinstance(model, RecurrentLM):  # (a transformer failed with "'TransformerConfig' object has no attribute
+        # 'feedback'", or "forward_from_embeddings() got an unexpected keyword argument 'rule'")
+        raise ValueError(f"state alignment compares the state gradients a recurrent model's time rule pushes with "
+                         f"BPTT's; a {type(model).__name__} carries no state through time: measure a RecurrentLM "
+                         "(e.g. make_language_model('gru', ...))")
     if str(model.rule.depth) != "bp":
         raise ValueError(f"state alignment compares time rules with BPTT's true state gradient, which needs "
                          f"backprop through depth; this model trains by {model.rule.depth} through depth: measure a "
@@ -79,7 +88,7 @@ def state_gradients(model, tokens: Tensor, targets: Tensor,
         probe: list = []
         with training_mode(True, model), torch.enable_grad():
             logits = model.forward_from_embeddings(model.embed(tokens), rule=rule, probe=probe)
-            lm_loss(logits, targets).backward()
+            window_loss(logits, targets).backward()
         grads = []
         for item in probe:
             grad = [s.grad for s in item] if isinstance(item, list) else [item.grad]

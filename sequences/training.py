@@ -110,12 +110,24 @@ def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
+def window_loss(output: Tensor, targets: Tensor) -> Tensor:
+    """The loss of a window told by its targets, as :func:`task_loss` tells it by the task: MSE on the non-NaN targets
+    when they are floats (a regression task's, e.g. the adding problem), else :func:`lm_loss` (for the diagnostics,
+    which are given a window without its task)."""
+    if targets.is_floating_point():
+        mask = ~torch.isnan(targets)
+        return F.mse_loss(output[..., 0][mask], targets[mask])
+    return lm_loss(output, targets)
+
+
+def scored_positions(targets: Tensor) -> Tensor:
+    """Where a window's targets are scored: not NaN (float targets, regression), else not :data:`IGNORE_INDEX`."""
+    return ~torch.isnan(targets) if targets.is_floating_point() else targets != IGNORE_INDEX
+
+
 def task_loss(task: SequenceTask, output: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy on scored positions, or MSE on the non-NaN targets of a regression task."""
-    if task.loss == "cross_entropy":
-        return lm_loss(output, targets)
-    mask = ~torch.isnan(targets)
-    return F.mse_loss(output[..., 0][mask], targets[mask])
+    return lm_loss(output, targets) if task.loss == "cross_entropy" else window_loss(output, targets)
 
 
 def perplexity(loss: float) -> float:

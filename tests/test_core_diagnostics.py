@@ -389,3 +389,43 @@ def test_a_pgf_plot_is_refused_before_the_run_without_tex(monkeypatch):
     check_plot_format("c.png")
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     check_plot_format("c.pgf")
+
+
+def test_float64_cosines_hold_for_gradients_of_any_size():
+    """The norms' product of float64 vectors of entries near 1e-170 underflowed to 0 (cosine 0.0: read as orthogonal,
+    though only all-zero vectors are) and near 1e160 overflowed (NaN: read as diverged, though every entry is
+    finite): a float64 RNN's state gradients far back in a long window are that small."""
+    from fwdlearn.diagnostics.alignment import cosine, feedback_alignment
+
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    b = torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64)
+    expected = 13 / 14
+    for scale in (1e-170, 1e-160, 1e160):
+        assert cosine(a * scale, b * scale) == pytest.approx(expected, rel=1e-12), scale
+        assert gradient_alignment([a * scale], [b * scale]).cosine == pytest.approx(expected, rel=1e-12), scale
+        rows = per_sample_cosine(torch.stack([a, a]) * scale, torch.stack([b, a]) * scale)
+        torch.testing.assert_close(rows, torch.tensor([expected, 1.0], dtype=torch.float64))
+        assert feedback_alignment({"p": ((a * scale)[None], (b * scale)[None])})["p"] == pytest.approx(expected)
+    assert cosine(a * 1e-170, torch.zeros(3, dtype=torch.float64)) == 0.0  # all zeros: still 0.0
+    assert math.isnan(cosine(torch.tensor([1.0, float("inf")]), torch.ones(2)))  # an infinity: still NaN
+    assert cosine(torch.zeros(0), torch.zeros(0)) == 0.0
+    assert per_sample_cosine(torch.zeros(2, 0), torch.zeros(2, 0)).tolist() == [0.0, 0.0]
+
+
+def test_masked_accuracy_refuses_one_score_per_example_and_negative_labels():
+    """One logit per example of a binary task, [N, 1], has argmax 0 on every row: its accuracy was the share of
+    negatives (0.6 here, whatever the logits); a negative label (an "unlabelled" placeholder) was scored as a miss.
+    Rows the mask leaves out may hold any placeholder."""
+    from fwdlearn.metrics import masked_accuracy
+
+    y = torch.tensor([0, 1, 1, 0, 0])
+    logit = torch.tensor([[-2.0], [3.0], [1.0], [-1.0], [-0.5]])  # every example right
+    with pytest.raises(ValueError, match=r"masked_accuracy: scores have 1 class\(es\), 0 \.\. 0, but a scored label is "
+                                         r"1: one score s per example of a binary task: torch.cat\(\[torch.zeros_like"):
+        masked_accuracy(logit, y)
+    assert masked_accuracy(torch.cat([torch.zeros_like(logit), logit], -1), y) == 1.0
+    assert masked_accuracy(torch.eye(3), torch.tensor([0, 1, 7])) == pytest.approx(2 / 3)  # (no class for 7: a miss)
+    with pytest.raises(ValueError, match="but a scored label is -1: leave unlabelled rows out of the mask$"):
+        masked_accuracy(torch.eye(3)[[0, 1, 2]], torch.tensor([0, -1, 2]))
+    unlabeled = torch.tensor([0, -1, 2])  # (a placeholder outside the mask)
+    assert masked_accuracy(torch.eye(3), unlabeled, torch.tensor([True, False, True])) == 1.0

@@ -82,3 +82,42 @@ def test_a_dsf_kind_other_than_the_models_own_is_refused_not_ignored():
                                          r"matrices are diagonal .* build the model with feedback='gaussian'"):
         state_alignment(model, x, y, "dsf:gaussian")
     assert state_alignment(model, x, y, "dsf:diagonal").overall == state_alignment(model, x, y, "dsf").overall
+
+
+def test_state_alignment_refuses_a_model_without_state_by_name():
+    """A transformer or a causal convolution failed with "'TransformerConfig' object has no attribute 'feedback'" (or
+    "forward_from_embeddings() got an unexpected keyword argument 'rule'" for 'ft-bptt')."""
+    from fwdlearn.sequences.nn.conv import CausalConvLM
+    from fwdlearn.sequences.nn.transformer import TransformerLM
+
+    x, y = _data(length=6)
+    for model in (TransformerLM(6, hidden=8, layers=1, heads=2, context=8), CausalConvLM(6, hidden=8)):
+        for mode in ("dsf", "ft-bptt", "unrolled"):
+            with pytest.raises(ValueError, match=rf"a {type(model).__name__} carries no state through time: measure a "
+                                                 r"RecurrentLM"):
+                state_alignment(model, x, y, mode)
+
+
+def test_alignment_diagnostics_read_a_regression_task():
+    """The adding problem's float targets (NaN where unscored) went to the cross-entropy: "expected target dtype to be
+    Long or Byte, but got Float" from state_alignment and from feedback_alignment. They read its MSE now: the true
+    state gradient is the autograd gradient of that MSE, and the DFA signal is left out where the target is NaN."""
+    import torch.nn.functional as F
+
+    from fwdlearn.sequences.data.tasks import AddingProblem
+
+    torch.manual_seed(0)
+    task = AddingProblem(length=8)
+    x, y = task.sample(4, torch.Generator().manual_seed(0))
+    model = RecurrentLM(task.vocab_size, cell="gru", hidden=6, layers=1, training="dsf", out_size=1, norm=False)
+    result = state_alignment(model, x, y, "ft-bptt")
+    assert result.by_distance[0][0] == pytest.approx(1.0)  # the last position, the only scored one: the local error
+    (true,), params = state_gradients(model, x, y, "unrolled")
+    (grad,) = torch.autograd.grad(F.mse_loss(model(x)[0][:, -1, 0], y[:, -1]), model.head.weight)
+    torch.testing.assert_close(params["head.weight"], grad)
+    assert true.shape == (4, 8, 6) and bool(true[:, :-1].abs().sum() > 0)  # credit carried back through time
+    dfa = RecurrentLM(task.vocab_size, cell="gru", hidden=6, layers=2, training="dfa+dsf", out_size=1, norm=False)
+    alignment = dfa.feedback_alignment(x, y)
+    assert alignment.keys() == {"block0.out", "block1.out"} and all(-1 <= v <= 1 for v in alignment.values())
+    with pytest.raises(ValueError, match="every target is NaN"):
+        dfa.feedback_alignment(x, torch.full_like(y, float("nan")))

@@ -28,10 +28,22 @@ def _flat_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a.detach().reshape(-1).double(), b.detach().reshape(-1).double()
 
 
+def _scaled(x: Tensor, dim: int | None = None) -> Tensor:
+    """``x`` (float64) over its largest magnitude (along ``dim``, else overall): the same direction, of norm between
+    1 and :math:`\sqrt{n}`, so that neither the norms' product nor the dot product leaves float64's range (float64
+    vectors of entries near 1e-160 read as orthogonal, 0.0, and near 1e160 as NaN). A zero vector stays zero, a NaN
+    stays NaN and an infinity becomes NaN (inf / inf)."""
+    if x.numel() == 0:
+        return x
+    peak = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    return x / torch.where(peak > 0, peak, 1.0)
+
+
 def cosine(a: Tensor, b: Tensor) -> float:
-    """Cosine similarity of two tensors, flattened (0.0 if either is all zeros; NaN if either holds a NaN or an
-    infinity: a diverged gradient is not orthogonal to the other)."""
-    fa, fb = _flat_pair(a, b)
+    """Cosine similarity of two tensors, flattened (0.0 if either is all zeros, and only then, however small or
+    large their entries; NaN if either holds a NaN or an infinity: a diverged gradient is not orthogonal to the
+    other)."""
+    fa, fb = (_scaled(t) for t in _flat_pair(a, b))
     denom = fa.norm() * fb.norm()
     return 0.0 if denom == 0 else float(fa @ fb / denom)
 
@@ -49,7 +61,7 @@ def per_sample_cosine(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
     equal vectors of norm below it into about 0). A vector holding a NaN or an infinity gives NaN."""
     if a.shape != b.shape:
         raise ValueError(f"cannot align tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    fa, fb = a.detach().double(), b.detach().double()
+    fa, fb = _scaled(a.detach().double(), dim), _scaled(b.detach().double(), dim)  # (in float64's range at any size)
     denom = fa.norm(dim=dim) * fb.norm(dim=dim)
     dot = (fa * fb).sum(dim=dim)
     zero = denom == 0  # (not "denom > 0", which a NaN fails too: a diverged row read as orthogonal)

@@ -76,7 +76,7 @@ from fwdlearn.rules import DFA, BP, DepthRule, Local, Shallow
 
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX
-from fwdlearn.sequences.training import lm_loss
+from fwdlearn.sequences.training import lm_loss, scored_positions, window_loss
 
 __all__ = ["Tap", "Block", "Wiring", "DFAWiring", "ReadoutWiring", "ShallowWiring", "WIRINGS", "PLAIN",
            "make_wiring", "check_depth_rule", "DFA_OPTIMIZER", "point_name", "StackedLM", "identity_tap"]
@@ -400,8 +400,10 @@ class StackedLM(LanguageModel):
         r"""At every feedback point, the mean per-token cosine between the DFA signal :math:`e\,B_l` (at a point on a
         pre-LN residual stream, what it delivers: :math:`(e\,B_l)\,\partial\,\text{LN}(h_l)/\partial h_l`) and the true
         gradient, read in one backprop pass through the points (:meth:`fwdlearn.feedback.DirectFeedback.probing`;
-        a recurrent layer is backpropagated through time there, whatever its time rule). Tokens whose target is
-        ``-100`` (a task's unscored positions) are left out: the DFA signal there is zero, not misaligned."""
+        a recurrent layer is backpropagated through time there, whatever its time rule). The loss is the window's by
+        its targets (:func:`~fwdlearn.sequences.training.window_loss`: MSE on float targets, a regression task's).
+        Tokens whose target is ``-100`` (NaN for float targets: a task's unscored positions) are left out: the DFA
+        signal there is zero, not misaligned."""
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
@@ -414,8 +416,10 @@ class StackedLM(LanguageModel):
             with training_mode(True, self), torch.enable_grad(), feedback.probing() as probe:
                 logits, _, _ = self._forward(tokens, state, exact=True)
                 targets = targets.to(logits.device)
-                pairs = probe.compare(lm_loss(logits, targets))
-        scored = targets != IGNORE_INDEX  # (no error there, so no DFA signal: a cosine of 0 averaged in)
+                # (lm_loss read a regression task's float targets as class ids: "expected target dtype to be Long")
+                pairs = probe.compare(window_loss(logits, targets))
+        scored = scored_positions(targets)  # (no error there, so no DFA signal: a cosine of 0 averaged in)
         if not scored.any():
-            raise ValueError(f"every target is {IGNORE_INDEX} (not scored): there is no error whose feedback to align")
+            unscored = "NaN" if targets.is_floating_point() else IGNORE_INDEX
+            raise ValueError(f"every target is {unscored} (not scored): there is no error whose feedback to align")
         return feedback_alignment({name: (signal[scored], true[scored]) for name, (signal, true) in pairs.items()})

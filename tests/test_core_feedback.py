@@ -332,3 +332,19 @@ def test_a_bfloat16_reverse_scan_does_not_stall_over_a_long_window():
         g = reverse_scan(e.to(dtype), a.to(dtype))
         assert g.dtype == dtype
         torch.testing.assert_close(g.double(), exact, rtol=0.02, atol=0)
+
+
+def test_a_feedback_matrix_is_not_counted_as_saved_for_backward():
+    """B is a buffer held by DirectFeedback anyway; it was saved for backward at every point, so a DFA step's
+    saved-for-backward bytes (the cost benches' 'saved for backward MB') counted it as activation memory."""
+    from fwdlearn.diagnostics.cost import saved_bytes
+
+    dfa = DirectFeedback(500, {"block0": 1000})  # B: 500 x 1000 float32, 2 MB
+    w = torch.randn(4, 1000, requires_grad=True)
+    with saved_bytes() as box:
+        h = dfa.point(torch.tanh(w), "block0")
+        logits = dfa.output(h[:, :500] * 2)
+    assert box.bytes < 100_000  # tanh's output (16 kB); B's 2,000,000 bytes before
+    logits.sum().backward()
+    expected = (torch.ones(4, 500) @ dfa.matrix("block0")) * (1 - torch.tanh(w.detach()) ** 2)
+    torch.testing.assert_close(w.grad, expected)

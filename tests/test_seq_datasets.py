@@ -252,6 +252,37 @@ def test_a_corpus_path_with_glob_characters_reads_that_file(tmp_path, name, monk
         assert corpus.vocab.decode(torch.cat([corpus.train, corpus.validation])) == "To be, or not to be\n" * 10
 
 
+@pytest.mark.parametrize("name", ["$CORPUS_NAME.txt", "a::b.txt", "dir::x/train.txt"])
+def test_a_corpus_path_hf_would_rewrite_reads_that_file(tmp_path, name, monkeypatch):
+    """HF expands '$NAME' in a local path and reads '::' as a chain of URLs: '$CORPUS_NAME.txt' read other.txt's
+    text in silence, 'a::b.txt' was "Unable to find" though it exists."""
+    monkeypatch.setenv("CORPUS_NAME", "other")
+    (tmp_path / "other.txt").write_text("zzzz qqqq xxxx\n" * 20)
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    for text in ("To be, or not to be\n" * 10, "Edited in place\n" * 10):  # (a link per content)
+        path.write_text(text)
+        for given in {path, path.parent} - {tmp_path}:  # the file, and a folder of it alone
+            corpus = load_text(str(given))
+            assert corpus.files == [str(path)]
+            assert corpus.vocab.decode(torch.cat(list(corpus.splits.values()))) == text
+
+
+def test_reading_a_corpus_leaves_hf_progress_bars_as_they_were(tmp_path):
+    """load_text turned HF datasets' progress bars off for good: the caller's own load_dataset showed none."""
+    import datasets
+
+    (tmp_path / "t.txt").write_text("To be, or not to be\n" * 10)
+    was_off = datasets.are_progress_bars_disabled()
+    try:
+        for off in (False, True):
+            datasets.disable_progress_bars() if off else datasets.enable_progress_bars()
+            load_text(str(tmp_path / "t.txt"))
+            assert datasets.are_progress_bars_disabled() is off
+    finally:
+        datasets.disable_progress_bars() if was_off else datasets.enable_progress_bars()
+
+
 @pytest.mark.parametrize("fraction", [0.9, 0.75, 0.5])
 def test_a_word_split_cuts_the_whole_text_s_tokens(tmp_path, fraction):
     """Each half was tokenised on its own, and tokenize ends a text without a final newline with <eos>: a spurious

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import glob
 import hashlib
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -357,22 +358,48 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     fingerprint. HF's cache is keyed on the content (a folder per fingerprint), so a file edited in place
     is never served stale, whatever its modification time. HF reads ``data_files`` as glob patterns, so each
     path is given escaped (``glob.escape``): ``shakes[1].txt`` or ``q?.txt`` is that file, not ``shakes1.txt``
-    or every ``q<x>.txt``. Files are decoded as ``utf-8-sig``: a leading byte-order mark (which some editors
-    write) is dropped, not read as a character."""
+    or every ``q<x>.txt``; a path HF would rewrite is given through a link (see :func:`_hf_data_file`). Files are
+    decoded as ``utf-8-sig``: a leading byte-order mark (which some editors write) is dropped, not read as a
+    character; Windows (``\\r\\n``) and old Mac (``\\r``) line ends are read as ``\\n``. HF's progress bars are
+    silenced while it reads, and left as they were (they stayed off for the caller's own ``datasets`` use)."""
     import datasets
 
     fingerprint = _fingerprint(files)
+    data_files = {k: _hf_data_file(k, v, fingerprint) for k, v in files.items()}
+    bars_off = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     logging = datasets.logging
     level = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
-        ds = datasets.load_dataset("text", data_files={k: glob.escape(str(v.absolute())) for k, v in files.items()},
-                                   sample_by="document", encoding="utf-8-sig",
+        ds = datasets.load_dataset("text", data_files=data_files, sample_by="document", encoding="utf-8-sig",
                                    cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
     finally:
         logging.set_verbosity(level)
+        if not bars_off:
+            datasets.enable_progress_bars()
     return {k: "".join(ds[k]["text"]) for k in files}, fingerprint
+
+
+def _hf_data_file(key: str, path: Path, fingerprint: str) -> str:
+    """``path`` as a ``data_files`` entry of HF ``datasets``: absolute and glob-escaped. HF expands ``$NAME`` in a
+    local path as an environment variable and reads ``::`` as its chain of URLs (``/data/$HOME.txt`` read
+    ``/data/root.txt``, ``/data/a::b.txt`` was "Unable to find" though it exists), so such a path is given as a link
+    to it of a plain name (``key``) in the cache folder of the files' ``fingerprint``."""
+    absolute = str(path.absolute())
+    if "$" not in absolute and "::" not in absolute:
+        return glob.escape(absolute)
+    link = cache_dir("hf-datasets", fingerprint[:16], "links") / key
+    staged = link.with_name(f".{key}.{os.getpid()}")  # (made beside it, then moved: processes reading at once)
+    try:
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(absolute)
+        os.replace(staged, link)
+    except OSError as error:
+        raise ValueError(f"{path}: Hugging Face datasets, which reads corpora, takes '$NAME' in a path for an "
+                         "environment variable and '::' for a chain of URLs, and no link to the file could be made "
+                         f"in the cache ({error.strerror or error}); rename the file or folder without them") from None
+    return glob.escape(str(link))
 
 
 def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str] | None = None,

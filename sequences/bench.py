@@ -303,7 +303,9 @@ def _recall_verdicts(recall: dict) -> list[str]:
     r"""Delayed recall: a rule carries credit back ``lag`` steps when its accuracy is above chance by more than
     three standard errors of an accuracy at chance over the :math:`n` scored positions, :math:`3\sqrt{p(1-p)/n}`;
     DSF is above FT-BPTT when their difference is more than three standard errors of a difference of two
-    accuracies, :math:`3\sqrt{(a_1(1-a_1) + a_2(1-a_2))/n}`."""
+    accuracies, :math:`3\sqrt{(a_1(1-a_1) + a_2(1-a_2))/n}`. Each line prints the two figures its verdict compares
+    (the accuracy and chance + 3 standard errors; the difference and its 3 standard errors) to as many decimals as
+    tell them apart (:func:`~fwdlearn.bench.apart`; 0.136 stood beside both 'yes' and 'NO' against 0.125 + 0.011)."""
     if not recall:
         return []
     chance, n = recall["chance"], recall["scored"]
@@ -312,13 +314,17 @@ def _recall_verdicts(recall: dict) -> list[str]:
     for mode in ("dsf", "ft-bptt"):
         if mode in recall:
             acc = recall[mode]["accuracy"]
-            lines.append(f"- delayed recall: {mode.upper()} above chance: {'yes' if acc > chance + margin else 'NO'} "
-                         f"({acc:.3f} vs chance {chance:.3f} + 3 standard errors {margin:.3f})")
+            shown_acc, shown_limit = apart(acc, chance + margin, 3)
+            lines.append(f"- delayed recall: {mode.upper()} above chance: "
+                         f"{'yes' if acc > chance + margin else 'NO'} ({shown_acc} vs chance {chance:.3f} + 3 "
+                         f"standard errors {margin:.3f} = {shown_limit})")
     if {"dsf", "ft-bptt"} <= set(recall):
         dsf, ft = recall["dsf"]["accuracy"], recall["ft-bptt"]["accuracy"]
-        apart = 3 * math.sqrt((dsf * (1 - dsf) + ft * (1 - ft)) / n)
-        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if dsf > ft + apart else 'NO'} "
-                     f"({dsf:.3f} vs {ft:.3f}, 3 standard errors of the difference {apart:.3f})")
+        errors = 3 * math.sqrt((dsf * (1 - dsf) + ft * (1 - ft)) / n)
+        shown_by, shown_errors = apart(dsf - ft, errors, 3)
+        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if dsf - ft > errors else 'NO'} "
+                     f"({dsf:.3f} vs {ft:.3f}: difference {shown_by}, 3 standard errors of the difference "
+                     f"{shown_errors})")
     return lines
 
 

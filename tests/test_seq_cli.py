@@ -100,16 +100,41 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     import re  # the recall claims are checked too (they were in the docs, never in a bench line)
 
     for mode in ("DSF", "FT-BPTT"):
-        assert re.search(rf"- delayed recall: {mode} above chance: (yes|NO) \(\d\.\d{{3}} vs chance 0\.125 \+ 3 "
-                         r"standard errors 0\.0\d\d\)", md), md
-    assert re.search(r"- delayed recall: DSF above FT-BPTT: (yes|NO) \(\d\.\d{3} vs \d\.\d{3}, 3 standard errors of the "
-                     r"difference 0\.0\d\d\)", md)
+        assert re.search(rf"- delayed recall: {mode} above chance: (yes|NO) \(\d\.\d{{3,}} vs chance 0\.125 \+ 3 "
+                         r"standard errors 0\.0\d\d = 0\.1\d{2,}\)", md), md
+    assert re.search(r"- delayed recall: DSF above FT-BPTT: (yes|NO) \(\d\.\d{3} vs \d\.\d{3}: difference "
+                     r"-?\d\.\d{3,}, 3 standard errors of the difference 0\.0\d{2,}\)", md)
     from fwdlearn.sequences.bench import _recall_verdicts  # the difference's own standard error (not chance's)
 
     close = _recall_verdicts({"chance": .125, "scored": 8192, "dsf": {"accuracy": .147}, "ft-bptt": {"accuracy": .135}})
-    assert close[-1] == "- delayed recall: DSF above FT-BPTT: NO (0.147 vs 0.135, 3 standard errors of the difference 0.016)"
+    assert close[-1] == ("- delayed recall: DSF above FT-BPTT: NO (0.147 vs 0.135: difference 0.012, 3 standard errors "
+                         "of the difference 0.016)")
     assert f"Command: `fwdlearn bench seq --out {out} --quiet" in md  # main([...]) from Python: its own arguments
     assert main(args) == 2  # refuses to overwrite
+
+
+def test_bench_seq_recall_claims_print_the_figures_that_decide_them():
+    """1114 hits of 8,192 printed '0.136 vs chance 0.125 + 3 standard errors 0.011' beside 'yes', 1113 the same line
+    beside 'NO' (and a difference of 0.016 to the printed 0.016 beside 'yes'): each line now prints the two figures its
+    verdict compares, to as many decimals as tell them apart."""
+    import re
+
+    from fwdlearn.sequences.bench import _recall_verdicts
+
+    n = 8192
+    for hits in range(1100, 1130):  # around chance + 3 standard errors, 0.13596 (1113.8 hits)
+        line = _recall_verdicts({"chance": .125, "scored": n, "dsf": {"accuracy": hits / n}})[0]
+        found = re.fullmatch(r"- delayed recall: DSF above chance: (yes|NO) \((\d\.\d+) vs chance 0\.125 \+ 3 standard "
+                             r"errors 0\.011 = (\d\.\d+)\)", line)
+        assert found, line
+        assert (found[1] == "yes") == (float(found[2]) > float(found[3])), line
+    for hits in range(1215, 1245):  # a difference around its 3 standard errors (FT-BPTT 1094 hits)
+        line = _recall_verdicts({"chance": .125, "scored": n, "dsf": {"accuracy": hits / n},
+                                 "ft-bptt": {"accuracy": 1094 / n}})[-1]
+        found = re.fullmatch(r"- delayed recall: DSF above FT-BPTT: (yes|NO) \(\d\.\d{3} vs 0\.134: difference "
+                             r"(\d\.\d+), 3 standard errors of the difference (\d\.\d+)\)", line)
+        assert found, line
+        assert (found[1] == "yes") == (float(found[2]) > float(found[3])), line
 
 
 def test_bench_seq_keys_modes_by_their_canonical_spelling(text_file, tmp_path, capsys):

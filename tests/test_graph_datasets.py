@@ -75,6 +75,20 @@ def test_overlapping_masks_are_refused():
         check_masks(data)
 
 
+def test_a_float_0_1_mask_is_named_with_its_fix():
+    """mask = torch.zeros(n); mask[ids] = 1 makes a float mask: refused with no fix, where an int 0/1 one got .bool()
+    (the check's docstring promises the fix for a 0/1 vector)."""
+    data = load_graph("karate", split="random")
+    data.val_mask = data.val_mask.float()
+    with pytest.raises(ValueError, match=r"data.val_mask must be a boolean vector of length num_nodes=34; got dtype "
+                                         r"torch.float32 and shape \(34,\); it looks like a 0/1 vector: "
+                                         r"data.val_mask = data.val_mask.bool\(\)"):
+        check_masks(data, "data")
+    data.val_mask = data.val_mask * 0.5  # (not 0/1: no fix to name)
+    with pytest.raises(ValueError, match=r"got dtype torch.float32 and shape \(34,\)$"):
+        check_masks(data, "data")
+
+
 def test_which_names_have_a_public_split():
     from fwdlearn.graphs.data.datasets import has_public_split, is_city
 
@@ -126,6 +140,49 @@ def test_citynetwork_downloads_only_when_asked(monkeypatch, tmp_path):
     monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DataNotFoundError, match=r"citynetwork:paris is not in .*pass download=True \(--download\)"):
         load_graph("citynetwork:paris")
+
+
+@pytest.mark.parametrize("name", ["amazon:foo", "coauthor:bio", "citationfull:arxiv"])
+def test_a_pyg_data_set_name_it_does_not_hold_is_named_not_blamed_on_the_download(monkeypatch, tmp_path, name):
+    """amazon:foo said "pass download=True"; with it, PyG's bare AssertionError was blamed on the internet."""
+    from fwdlearn.graphs.data.datasets import check_graph_name
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    for download in (False, True):
+        with pytest.raises(ValueError, match=rf"^{name} is not a data set of torch_geometric\.datasets\.\w+, which has "):
+            load_graph(name, split="random", download=download)
+    with pytest.raises(ValueError, match="is not a data set"):
+        check_graph_name(name.upper())
+    assert check_graph_name("Amazon:Photo") == "amazon:Photo" and check_graph_name("coauthor:CS") == "coauthor:CS"
+
+
+@pytest.mark.parametrize("name, folder", [("citynetwork:paris", "CityNetwork/paris"), ("amazon:photo", "Amazon/Photo")])
+def test_a_kept_processed_pyg_copy_loads_without_a_download(monkeypatch, tmp_path, name, folder):
+    """PyG downloads whenever a raw file is missing, though it then reads only its processed copy; CityNetwork's raw
+    file name is never written, so a stored city was downloaded again on every load, download=True or not."""
+    import torch_geometric.datasets.amazon as amazon
+    import torch_geometric.datasets.city as city
+    from torch_geometric.data import Data, InMemoryDataset
+
+    def no_internet(url, *args, **kwargs):
+        raise OSError(f"download attempted: {url}")
+
+    monkeypatch.setattr(city, "download_url", no_internet)
+    monkeypatch.setattr(amazon, "download_url", no_internet)
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    processed = tmp_path / "cache" / folder / "processed"
+    processed.mkdir(parents=True)
+    if name.startswith("citynetwork"):  # an empty processed folder (a build cut short) is no copy: not downloaded
+        with pytest.raises(DataNotFoundError, match="pass download=True"):
+            load_graph(name)
+    n = 12
+    InMemoryDataset.save([Data(x=torch.randn(n, 3), edge_index=torch.stack([torch.arange(n - 1), torch.arange(1, n)]),
+                               y=torch.arange(n) % 3, train_mask=torch.arange(n) < 6,
+                               val_mask=(torch.arange(n) >= 6) & (torch.arange(n) < 9), test_mask=torch.arange(n) >= 9)],
+                         str(processed / "data.pt"))
+    for download in (False, True):
+        data = load_graph(name, split="auto", download=download)
+        assert data.num_nodes == n and data.num_classes == 3
 
 
 def test_a_damaged_cached_city_is_rebuilt(monkeypatch, tmp_path):
@@ -220,6 +277,23 @@ def test_road_readers_name_bad_files_and_read_a_dense_mat(tmp_path):
     adjacency[[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]] = 1
     scipy.io.savemat(tmp_path / "dense.mat", {"A": adjacency, "xy": np.random.rand(4, 2)})
     assert read_road_graph(tmp_path / "dense.mat").edges.shape == (6, 2)  # a dense 'A' was an AttributeError
+
+
+def test_a_comma_separated_road_file_is_named_with_its_fix(tmp_path):
+    """A CSV export was refused as "expected 'u v [length]'" (or, with ", ", its first row skipped as a header and the
+    next told to "number the junctions"), not naming the commas."""
+    from fwdlearn.graphs.data.road_readers import read_road_graph
+
+    fix = r"; the fields are separated by commas, and a road file's by spaces or tabs: write it with spaces"
+    for name, text, line in [("a.csv", "u,v,length\n0,1,2.5\n1,2,3\n", 1), ("b.txt", "0, 1, 2.5\n1, 2, 3\n", 2),
+                             ("c.cnode", "id,x,y\n0,1.0,2.0\n", 1)]:
+        (tmp_path / name).write_text(text)
+        (tmp_path / "c.cedge").write_text("0 0 1 1.0\n")
+        with pytest.raises(ValueError, match=rf"{name}, line {line}: expected .*{fix}"):
+            read_road_graph(tmp_path / name)
+    (tmp_path / "d.txt").write_text("0 1 2.5\n1 x 3\n")  # (not commas: the fix named before)
+    with pytest.raises(ValueError, match=r"got 'x' in '1 x 3'; number the junctions"):
+        read_road_graph(tmp_path / "d.txt")
 
 
 def test_a_mat_needs_one_xy_row_per_junction_and_a_transposed_xy_is_turned(tmp_path):

@@ -50,7 +50,7 @@ from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.errors import InputError, warn
 from fwdlearn.fit import load_torch, progress
 
-from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split
+from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split, stored_only
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
 
@@ -476,14 +476,15 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
 
         arg = check_city_network(arg)
         folder = Path(root).expanduser() if root is not None else cache_dir("CityNetwork")
-        stored = (folder / arg / "processed").exists()  # (PyG's folder: the name in lower case)
+        processed = folder / arg / "processed"  # (PyG's folder: the name in lower case)
+        stored = any(processed.glob("data*.pt"))  # (an empty folder, a build cut short, is no copy)
         if not download and not stored:
             raise DataNotFoundError(f"citynetwork:{arg} is not in {folder}; torch_geometric.datasets.CityNetwork "
                                     "downloads it: pass download=True (--download) on a machine with internet, or "
                                     "build the same kind of data from a local road file with city:<path>")
         try:
             with loader_log(quiet):
-                return CityNetwork(str(folder), name=arg)[0]
+                return stored_only(CityNetwork, processed)(str(folder), name=arg)[0]
         except Exception as error:
             raise InputError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
                                f"({type(error).__name__}: {error}). It downloads the data and needs internet; offline, "

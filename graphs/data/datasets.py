@@ -43,12 +43,15 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_s
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
            "check_graph_inputs", "check_num_nodes", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
-           "CITY_NETWORKS"]
+           "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 _SOURCE_STAMP = ".fwdlearn-source"  # in the cache's raw folder: the files linked into it, their sizes and times
 _DOWNLOADABLE = {"citationfull": "CitationFull", "amazon": "Amazon", "coauthor": "Coauthor"}
+#: the data sets each of those PyG classes holds (its constructor asserts the name, with a bare AssertionError)
+DOWNLOADABLE_NAMES = {"citationfull": ("cora", "cora_ml", "citeseer", "dblp", "pubmed"),
+                      "amazon": ("computers", "photo"), "coauthor": ("cs", "physics")}
 _CITY_PREFIXES = ("city:", "synthetic-city", "citynetwork:")
 CITY_NETWORKS = ("paris", "shanghai", "la", "london")  # the cities of torch_geometric.datasets.CityNetwork
 GRAPH_NAMES = [*PLANETOID, "karate", "sbm[:N]", "citationfull:<name>", "amazon:<name>", "coauthor:<name>",
@@ -213,12 +216,12 @@ def check_mask(mask: Tensor, name: str, num_nodes: int) -> Tensor:
     if mask.dim() == 2 and mask.shape[0] == num_nodes:
         fix = (f"; it holds {mask.shape[1]} splits as columns: pick one split, "
                f"{attr} = {attr}[:, 0]" + ("" if mask.dtype == torch.bool else ".bool()"))
+    elif mask.dim() == 1 and mask.numel() == num_nodes and not (mask.dtype.is_complex or mask.dtype == torch.bool) \
+            and bool(((mask == 0) | (mask == 1)).all()):  # (a float one too: torch.zeros(n) and then mask[ids] = 1)
+        fix = f"; it looks like a 0/1 vector: {attr} = {attr}.bool()"
     elif mask.dim() == 1 and not (mask.dtype.is_floating_point or mask.dtype.is_complex or mask.dtype == torch.bool):
-        if mask.numel() == num_nodes and bool(((mask == 0) | (mask == 1)).all()):
-            fix = f"; it looks like a 0/1 vector: {attr} = {attr}.bool()"
-        else:
-            fix = (f"; it looks like an index tensor of node ids: {attr} = torch.zeros({num_nodes}, dtype=torch.bool)"
-                   f".index_fill_(0, {attr}.long(), True) (or torch_geometric.utils.index_to_mask)")
+        fix = (f"; it looks like an index tensor of node ids: {attr} = torch.zeros({num_nodes}, dtype=torch.bool)"
+               f".index_fill_(0, {attr}.long(), True) (or torch_geometric.utils.index_to_mask)")
     raise ValueError(f"{name} must be a boolean vector of length num_nodes={num_nodes}; got dtype {mask.dtype} and "
                      f"shape {tuple(mask.shape)}{fix}")
 
@@ -443,10 +446,22 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool, 
                                 f"download=True (--download) on a machine with internet")
     try:
         with taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"), loader_log(quiet):  # (ranks loading at once)
-            return cls(str(folder), name=arg)[0]
+            return stored_only(cls, processed)(str(folder), name=arg)[0]
     except Exception as error:
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
+
+
+def stored_only(cls: type, processed: Path) -> type:
+    """``cls``, a PyG data set class, that downloads nothing where its processed copy (``processed/data*.pt``) is
+    there, the one file PyG then reads: PyG downloads whenever a raw file is missing, though it reads no raw file
+    once the processed copy is made (a kept processed copy alone needed the internet, even without ``download=True``;
+    ``CityNetwork`` names a raw file, ``<city>.json``, that its download does not write, so it downloaded its city
+    again on every load)."""
+    if not any(Path(processed).glob("data*.pt")):
+        return cls
+    return type(cls.__name__, (cls,), {"download": lambda self: None, "__module__": cls.__module__,
+                                       "__doc__": cls.__doc__})
 
 
 def _pyg_folder(kind: str, name: str) -> str:
@@ -517,6 +532,10 @@ def check_graph_name(name: str) -> str:
     given = name.strip().partition(":")[2].strip()
     if kind == "citynetwork":
         check_city_network(given)
+    if kind in _DOWNLOADABLE and arg.strip() not in DOWNLOADABLE_NAMES[kind]:  # (it was taken for data not downloaded
+        names = DOWNLOADABLE_NAMES[kind]  # yet: "pass download=True", then PyG's bare AssertionError blamed on the net)
+        raise ValueError(f"{kind}:{given} is not a data set of torch_geometric.datasets.{_DOWNLOADABLE[kind]}, which "
+                         f"has {', '.join(names)} (e.g. {kind}:{names[0]})")
     if not given:
         return kind
     return f"{kind}:{int(given)}" if given.isdigit() else f"{kind}:{given}"
@@ -593,7 +612,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         data = contextual_sbm(n, signal=SBM_SIGNAL, seed=seed if graph_seed is None else graph_seed)
     else:  # citationfull:<name>, amazon:<name>, coauthor:<name> (check_graph_name let nothing else through)
         kind, _, arg = key.partition(":")
-        data = _downloadable(kind.lower(), arg, root, download, quiet)
+        data = _downloadable(kind.lower(), arg.strip(), root, download, quiet)
     if split == "random":
         data.train_mask, data.val_mask, data.test_mask = random_split(data.num_nodes, seed)
     elif getattr(data, "train_mask", None) is not None and data.train_mask.dim() > 1:

@@ -157,7 +157,7 @@ def _table(path: Path, columns: int, what: str, optional: int = 0, ids: tuple[in
             if not fields or fields[0].startswith(("#", "%")):
                 continue
             if len(fields) < columns:
-                raise ValueError(f"{path}, line {number}: expected {what}, got {line.strip()!r}")
+                raise ValueError(f"{path}, line {number}: expected {what}, got {line.strip()!r}{_commas(line)}")
             rows.append((number, fields))
     out = []
     for index, (number, fields) in enumerate(rows):
@@ -165,13 +165,22 @@ def _table(path: Path, columns: int, what: str, optional: int = 0, ids: tuple[in
         if not_numbers and index == 0 and (not_numbers & set(ids) or not ids):  # a header line
             continue
         if not not_numbers <= set(ids):
-            raise ValueError(f"{path}, line {number}: expected {what}, got {' '.join(fields)!r}")
+            raise ValueError(f"{path}, line {number}: expected {what}, got {' '.join(fields)!r}{_commas(fields[0])}")
         bad_id = next((fields[i] for i in ids if _integer(fields[i]) is None), None)
         if bad_id is not None:  # a name, or a number with a fraction
             raise InputError(f"{path}, line {number}: expected {what} with integer node ids, got {bad_id!r} in "
-                             f"{' '.join(fields)!r}; number the junctions (0..N-1 or 1..N)")
+                             f"{' '.join(fields)!r}{_commas(bad_id) or '; number the junctions (0..N-1 or 1..N)'}")
         out.append((number, fields))
     return out
+
+
+def _commas(text: str) -> str:
+    """The fix for a row of comma-separated fields (a CSV export: its one field failed as 'expected u v', or its
+    first row was skipped as a header), else ``""``."""
+    if "," not in text:
+        return ""
+    return ("; the fields are separated by commas, and a road file's by spaces or tabs: write it with spaces "
+            "(e.g. tr ',' ' ' < edges.csv > edges.txt)")
 
 
 def _is_number(token: str) -> bool:

@@ -115,6 +115,14 @@ def _diverged_entry(model: Any, state: dict[str, Any]) -> str | None:
     return None
 
 
+#: what a loader's refusal of a file it cannot build says to do: a piece registered by a user's own module (a cell, a
+#: conv, a graph method, a rule or alias, a model kind) is known only in a process that imported that module
+_UNBUILT_FIX = ("it was written by a kind registered in other code or by a fwdlearn version this one cannot build: if "
+                "it names a cell, conv, graph method, rule, alias or model kind your own code registers, import the "
+                "module that registers it before loading the file (for the fwdlearn command: run it from a script "
+                "that imports that module and then calls fwdlearn.cli.main([...]))")
+
+
 def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], Any],
                bundle_of: Callable[[Path, Any], dict[str, Any]] | None = None,
                map_location: Any = "cpu", kind: str | None = None, hint: str = "") -> tuple[Any, dict[str, Any]]:
@@ -153,8 +161,7 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
         try:
             model = build(bundle)
         except (ValueError, TypeError) as error:  # a kind not registered in this process, a config it cannot take
-            raise InputError(f"{path}: {error}; it was written by a kind (registered in other code) or a fwdlearn "
-                             "version this one cannot build") from None
+            raise InputError(f"{path}: {error}; {_UNBUILT_FIX}") from None
         meta = next((name for name, t in bundle["model"].items() if torch.is_tensor(t) and t.is_meta), None)
         if meta is not None:  # (load_state_dict: "the weights do not fit ... Cannot copy out of meta tensor")
             raise InputError(f"{path} holds no weights: its {meta} is on the meta device, a shape without values (it "

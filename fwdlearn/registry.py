@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
 
-__all__ = ["Registry", "lazy_exports"]
+__all__ = ["Registry", "instance_entry", "lazy_exports"]
 
 
 class Registry:
@@ -27,15 +27,19 @@ class Registry:
         entries: the initial entries.
         lower_case: the registry's lookups lower-case the name given, so a name registered must be lower case (one
             in capitals would be listed but never found).
+        check: ``check(name, obj)``, called before an entry is registered, raises for one the registry cannot use (a
+            class where its entries are instances; a name that another registry's entries would hide).
     """
 
-    def __init__(self, what: str, entries: dict[str, Any] | None = None, lower_case: bool = False) -> None:
-        self.what, self.lower_case = what, lower_case
+    def __init__(self, what: str, entries: dict[str, Any] | None = None, lower_case: bool = False,
+                 check: Callable[[str, Any], None] | None = None) -> None:
+        self.what, self.lower_case, self.check = what, lower_case, check
         self._entries: dict[str, Any] = dict(entries or {})
 
     def register(self, name: str, obj: Any = None) -> Any:
         """Add ``obj`` under ``name`` (replacing an earlier entry); without ``obj``, a decorator. A name that is not
-        a string, is blank or has spaces around it (or, in a ``lower_case`` registry, capitals) is refused."""
+        a string, is blank or has spaces around it (or, in a ``lower_case`` registry, capitals) is refused, and so is
+        an entry the registry's ``check`` refuses."""
         if not isinstance(name, str) or not name.strip() or name != name.strip() \
                 or (self.lower_case and name != name.lower()):
             case = " and in lower case" if self.lower_case else ""
@@ -45,9 +49,13 @@ class Registry:
                              f"{name!r}" + (f": use {fixed!r}" if fixed else ""))
         if obj is None:
             def decorate(target: Any) -> Any:
+                if self.check is not None:
+                    self.check(name, target)
                 self._entries[name] = target
                 return target
             return decorate
+        if self.check is not None:
+            self.check(name, obj)
         self._entries[name] = obj
         return obj
 
@@ -80,6 +88,20 @@ class Registry:
             target = getattr(import_module(module), attribute)
             self._entries[key] = target
         return target
+
+
+def instance_entry(registry: str, what: str) -> Callable[[str, Any], None]:
+    """A ``check`` for a registry whose entries are objects, not classes (``registry``: its name, ``what``: what an
+    entry is): a class, as the decorator form registers one, is refused naming the fix (it failed at first use, as a
+    method called without its instance: "build() missing 1 required positional argument")."""
+
+    def check(name: str, obj: Any) -> None:
+        if isinstance(obj, type):
+            raise TypeError(f"a {what} is registered as an instance, not as its class: "
+                            f"{registry}.register({name!r}, {obj.__name__}()) (the decorator form registers the class "
+                            "itself)")
+
+    return check
 
 
 def lazy_exports(module: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:

@@ -5,7 +5,8 @@ The built-in entries are ``"module:attribute"`` strings (:class:`~fwdlearn.regis
 included, without loading torch. (The graph methods' registry is :data:`fwdlearn.graphs.methods.METHODS`.)
 
 * :data:`CONV_KINDS`: conv name -> :class:`~fwdlearn.graphs.nn.convs.ConvKind` instance (``gcn``, ``sage``, ``gat``,
-  ``mlp``). A new conv is one ``ConvKind`` subclass and ``CONV_KINDS.register("name", MyConv())``.
+  ``mlp``). A new conv is one ``ConvKind`` subclass and ``CONV_KINDS.register("name", MyConv())`` (an instance: a
+  class is refused).
 * :data:`LINK_METHODS`: link-prediction method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod` (``ce``,
   ``ff``, ``bp``). A method's rule is its name's rule in :mod:`fwdlearn.rules` (``ce`` = ``local:ce``, ``ff`` =
   ``local:ff``); :func:`link_method` resolves a name or a rule. A new one is
@@ -14,7 +15,7 @@ included, without loading torch. (The graph methods' registry is :data:`fwdlearn
 
 from __future__ import annotations
 
-from fwdlearn.registry import Registry
+from fwdlearn.registry import Registry, instance_entry
 from fwdlearn.rules import parse_rule
 
 __all__ = ["CONV_KINDS", "LINK_METHODS", "link_method", "link_rule"]
@@ -25,7 +26,7 @@ CONV_KINDS = Registry("conv", {
     "sage": "fwdlearn.graphs.nn.convs:SAGE_KIND",
     "gat": "fwdlearn.graphs.nn.convs:GAT_KIND",
     "mlp": "fwdlearn.graphs.nn.convs:MLP_KIND",
-}, lower_case=True)
+}, lower_case=True, check=instance_entry("CONV_KINDS", "conv"))
 
 #: link method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod`
 LINK_METHODS = Registry("link method", {

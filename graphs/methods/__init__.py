@@ -4,7 +4,9 @@ A method (:class:`~fwdlearn.graphs.methods.base.GraphMethod`) says what it feeds
 (virtual nodes, appended labels, top-down context), its layer loss, its scores and which schedule
 trains it. ``ForwardGNN(method=...)`` takes a rule or alias from :mod:`fwdlearn.rules` (``"sf"`` =
 ``"local:prototype"``) or the name a method was registered under. Adding a method is one module
-and one line here (or ``METHODS.register("name", MyMethod)`` from any file).
+and one line here (or ``METHODS.register("name", MyMethod)`` from any file). A model file names its method by
+the class's ``rule``, so a method is registered under a name its ``rule`` finds again (its rule itself, as
+``"my-readout"`` for ``rule = "my-readout"``); one whose rule names another method is refused.
 
 ================================  ============  ===========================  ===================
 rule                              alias         class                        schedule
@@ -32,6 +34,38 @@ from fwdlearn.rules import DFA_FEEDBACKS, parse_rule
 
 __all__ = ["METHODS", "method_class", "method_name", "method_names", "trains_layer_by_layer"]
 
+def _key(method: str) -> str:
+    """The entry of :data:`METHODS` a spelling is looked up by: a registered name as it is, else its rule's canonical
+    spelling (``"sf"`` -> ``"local:prototype"``), else itself."""
+    name = str(method).strip().lower()
+    if name in METHODS:
+        return name
+    try:
+        return str(parse_rule(name))
+    except ValueError:
+        return name
+
+
+def _check_method(name: str, cls) -> None:
+    """A method is registered as its class, under a name its ``rule`` finds again: ``ForwardGNN`` saves a method by
+    its rule, so a class whose rule names another method (a subclass of ``Backprop`` keeping ``rule = "bp"``) was
+    trained as itself and loaded back as that other method, in silence."""
+    if isinstance(cls, str):  # (a lazy "module:Class" target: not imported to check it)
+        return
+    if not isinstance(cls, type):
+        raise TypeError(f"a graph method is registered as its class, not an instance: METHODS.register({name!r}, "
+                        f"{type(cls).__name__})")
+    rule = getattr(cls, "rule", "")
+    key = _key(rule) if isinstance(rule, str) and rule else None
+    if key == name or (key is not None and key in METHODS and METHODS.get(key) is cls):
+        return
+    found, fix = ((f"which names the method {METHODS.get(key).__name__}", "") if key in METHODS else
+                  ("which names no registered method", f", or register it under {rule!r}"))
+    raise ValueError(f"the graph method {cls.__name__} registered as {name!r} has the rule {rule!r}, {found}: a model "
+                     f"saves its method by its rule, so ForwardGNN.load would not build {cls.__name__} again; give the "
+                     f"class rule = {name!r}{fix}")
+
+
 METHODS = Registry("graph method", {
     "local:prototype": "fwdlearn.graphs.methods.sf:SingleForward",
     "local:prototype:top2input": "fwdlearn.graphs.methods.topdown:TopToInput",
@@ -42,7 +76,7 @@ METHODS = Registry("graph method", {
     "bp": "fwdlearn.graphs.methods.bp:Backprop",
     # one class for every DFA feedback kind (a kind added to fwdlearn.rules.FEEDBACK_KINDS is a method here too)
     **{str(parse_rule(f"dfa:{kind}")): "fwdlearn.graphs.methods.dfa:DirectFeedbackGNN" for kind in DFA_FEEDBACKS},
-}, lower_case=True)
+}, lower_case=True, check=_check_method)
 
 #: the short names users know: the aliases (:data:`fwdlearn.rules.ALIASES`) of registered methods that are shorter
 #: than the rule they stand for (``sf``, not ``backprop``), in the order help texts list them (then the other methods)
@@ -51,13 +85,7 @@ ALIASES = tuple(alias for alias, spec in RULE_ALIASES.items() if spec in METHODS
 
 def method_class(method: str):
     """The method class registered for ``method`` (a registered name, a rule or an alias)."""
-    name = str(method).strip().lower()
-    if name in METHODS:
-        return METHODS.get(name)
-    try:
-        key = str(parse_rule(name))
-    except ValueError:
-        key = name
+    key = _key(method)
     if key not in METHODS:
         raise ValueError(f"unknown graph method {method!r}; choose one of {', '.join(method_names())}")
     return METHODS.get(key)

@@ -79,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
             # transformer read their stream through a LayerNorm: a width of 1 was refused by the model, in Python's
             # words, after the models before it were measured)
             check_norm_width("--hidden", config.hidden)
+        for name in config.models:  # (a size a model does not take, before any model is measured)
+            _sizes(config, name)
         ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
                                             ("--limit", config.limit)) if given]
         if ignored:
@@ -133,6 +135,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizes(config: InfluenceSeqConfig, name: str) -> dict:
+    """``hidden`` and ``layers`` for the untrained model ``name``: left out for a kind registered without them while
+    they hold their defaults (the kind was given --layers 1, and refused), refused when set to anything else."""
+    from fwdlearn.sequences.nn.language_model import model_sizes
+
+    defaults = InfluenceSeqConfig()
+    return model_sizes(name, {"hidden": config.hidden, "layers": config.layers},
+                       {"hidden": defaults.hidden, "layers": defaults.layers}, f"--models {name}")
+
+
 def _models_and_inputs(config: InfluenceSeqConfig):
     """``(name, model, inputs)`` for every untrained ``--models`` entry or every ``--checkpoints`` file."""
     import torch
@@ -147,8 +159,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
         for name in config.models:
             seed_everything(config.seed)
             context = config.length if name == "transformer" else None  # learned positions: as many as --length
-            yield name, make_language_model(name, config.vocab, hidden=config.hidden, layers=config.layers,
-                                            context=context), inputs
+            yield name, make_language_model(name, config.vocab, **_sizes(config, name), context=context), inputs
         return
     from fwdlearn.sequences.data.text import read_corpus
 

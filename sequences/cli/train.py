@@ -142,18 +142,11 @@ def _sizes(config: TrainSeqConfig) -> dict:
     they hold their defaults, refused when set to anything else."""
     from dataclasses import fields
 
-    from fwdlearn.errors import UsageError
-    from fwdlearn.sequences.nn.language_model import model_arguments
+    from fwdlearn.sequences.nn.language_model import model_sizes
 
-    takes, defaults = model_arguments(config.model), {f.name: f.default for f in fields(TrainSeqConfig)}
-    sizes = {}
-    for name in ("hidden", "layers"):
-        value = getattr(config, name)
-        if name in takes:
-            sizes[name] = value
-        elif value != defaults[name]:
-            raise UsageError(f"--{name} {value}: --model {config.model} does not take it")
-    return sizes
+    defaults = {f.name: f.default for f in fields(TrainSeqConfig)}
+    return model_sizes(config.model, {"hidden": config.hidden, "layers": config.layers}, defaults,
+                       f"--model {config.model}")
 
 
 def run_train(config: TrainSeqConfig) -> dict:

@@ -16,7 +16,8 @@ influence measurements it exposes the map from input embeddings to logits
 (:meth:`~LanguageModel.embed`, :meth:`~LanguageModel.forward_from_embeddings`).
 
 Adding a model kind: subclass :class:`LanguageModel`, give its config dataclass a ``kind``, and
-register it (``LM_KINDS.register("kind", "module:Class")``).
+register it (``LM_KINDS.register("kind", "module:Class")``). A saved model is built again by
+:meth:`LanguageModel.from_config`: ``cls(**config)`` unless the class overrides it.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from fwdlearn.rules import Rule
 
 from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
-__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "model_arguments", "load_language_model",
-           "check_norm_width"]
+__all__ = ["LanguageModel", "LM_KINDS", "MODEL_NAMES", "make_language_model", "model_arguments", "model_sizes",
+           "load_language_model", "check_norm_width"]
 
 
 
@@ -70,6 +71,25 @@ class LanguageModel(nn.Module):
             raise ValueError(f"its config holds {', '.join(f'{k}={v!r}' for k, v in unknown.items())}, which "
                              f"{cls.__name__} does not take (its settings: {', '.join(sorted(names))})")
         return {k: v for k, v in config.items() if k in names}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "LanguageModel":
+        """The model a saved config (:meth:`config_dict`) builds again, which :func:`load_language_model` calls:
+        by default ``cls(**config)`` without its ``kind`` and :attr:`RETIRED_SETTINGS`, for a kind whose config's
+        fields are its constructor's arguments (a class whose constructor takes others overrides it). ``ValueError``
+        naming an entry the constructor does not take (a loaded model missing a setting would not be the one saved).
+        """
+        import inspect
+
+        parameters = inspect.signature(cls.__init__).parameters
+        given = {k: v for k, v in config.items() if k != "kind" and k not in cls.RETIRED_SETTINGS}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            names = set(parameters) - {"self"}
+            unknown = {k: v for k, v in given.items() if k not in names}
+            if unknown:
+                raise ValueError(f"its config holds {', '.join(f'{k}={v!r}' for k, v in unknown.items())}, which "
+                                 f"{cls.__name__} does not take (its settings: {', '.join(sorted(names))})")
+        return cls(**given)
 
     # ------------------------------------------------------------------ protocol
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -394,6 +414,21 @@ def model_arguments(model: str) -> set[str]:
     if model not in MODEL_NAMES:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
     return set(inspect.signature(LM_KINDS.get(MODEL_NAMES[model][0]).__init__).parameters) - {"self"}
+
+
+def model_sizes(model: str, given: dict[str, Any], defaults: dict[str, Any], named: str) -> dict[str, Any]:
+    """The entries of ``given`` (a command's size flags by option name, ``{"hidden": 128, "layers": 2}``) that the
+    class of ``model`` takes (:func:`model_arguments`); one it does not take (a kind registered without ``layers``) is
+    left out while it holds its ``defaults`` value and refused otherwise, a ``UsageError`` naming the flag and
+    ``named``, how the command names the model (``"--model bigram"``)."""
+    takes = model_arguments(model)
+    sizes = {}
+    for name, value in given.items():
+        if name in takes:
+            sizes[name] = value
+        elif value != defaults[name]:
+            raise UsageError(f"--{name.replace('_', '-')} {value}: {named} does not take it")
+    return sizes
 
 
 def check_norm_width(flag: str, width: int, without: str = "") -> None:

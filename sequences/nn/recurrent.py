@@ -40,7 +40,7 @@ from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell, TorchCell
 from fwdlearn.sequences.nn.kernels import kernel_states, kernels_apply
-from fwdlearn.sequences.nn.time_rules import run_layer
+from fwdlearn.sequences.nn.time_rules import RUNS, missing_run, run_layer
 
 __all__ = ["RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
 
@@ -271,8 +271,12 @@ class RecurrentLM(StackedLM):
 
     def _check_rule(self, training: str | Rule, feedback: str) -> Rule:
         """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``, ``DSF()``) gets ``feedback``,
-        one that names it (``"dsf:diagonal"``, ``DSF("diagonal")``) keeps its own."""
+        one that names it (``"dsf:diagonal"``, ``DSF("diagonal")``) keeps its own. A time rule without a run function
+        in :data:`~fwdlearn.sequences.nn.time_rules.RUNS` (one registered in :mod:`fwdlearn.rules` alone) is refused,
+        naming how to add one."""
         rule = parse_rule(training)
+        if rule.time is not None and rule.time.name not in RUNS:  # (it was refused in the first training step)
+            raise ValueError(missing_run(rule.time))
         if isinstance(rule.time, DSF) and rule.time.feedback is None:
             rule = rule.with_time(DSF(feedback))
         return rule

@@ -46,6 +46,7 @@ from fwdlearn.rules import DSF, TimeRule
 __all__ = [
     "RUNS",
     "UNROLLED",
+    "missing_run",
     "StatefulLayer",
     "run_layer",
     "truncated_run",
@@ -194,5 +195,14 @@ def run_layer(layer: StatefulLayer, u: Tensor, s0: Tensor, rule: TimeRule | None
     if rule is None or (not torch.is_grad_enabled() and rule.name != "unrolled"):
         return layer.run(u, s0)
     if rule.name not in RUNS:
-        raise ValueError(f"no recurrent implementation of time rule {rule}; known: {', '.join(RUNS)}")
+        raise ValueError(missing_run(rule))
     return RUNS[rule.name](layer, u, s0, rule, feedback, probe)
+
+
+def missing_run(rule: TimeRule) -> str:
+    """The refusal of a time rule without a run function in :data:`RUNS` (one registered in :mod:`fwdlearn.rules`
+    only), naming how to add one."""
+    known = ", ".join(name for name in RUNS if name != UNROLLED.name)
+    return (f"no recurrent implementation of time rule {rule} (the time rules recurrent layers run: {known}); add its "
+            f"run function before building the model: fwdlearn.sequences.nn.time_rules.RUNS[{rule.name!r}] = run, "
+            "with run(layer, u, s0, rule, feedback, probe) -> (h [B, T, H], s_T [B, S])")

@@ -1,0 +1,199 @@
+"""Extending fwdlearn from a user's own module, as the docs say: a model kind, a cell, a conv and a time rule registered
+outside the package train, save, load back, and are refused with the fix when they are registered wrongly or not at
+all in the process that reads their files."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from fwdlearn.cli import main
+from fwdlearn.errors import InputError
+from fwdlearn.rules import TimeRule
+from fwdlearn.sequences.nn.language_model import LanguageModel, load_language_model
+from fwdlearn.sequences.registries import LM_KINDS, RECURRENT_CELLS
+
+
+@dataclass
+class BigramConfig:
+    vocab_size: int
+    hidden: int = 8
+    training: str = "bp"
+    kind: str = "toy-bigram"
+
+
+class Bigram(LanguageModel):
+    """A model kind written as language_model's module doc says: a LanguageModel, a config dataclass with a kind."""
+
+    def __init__(self, vocab_size, hidden=8, training="bp"):
+        super().__init__()
+        from fwdlearn.rules import parse_rule
+
+        self.rule = parse_rule(training)
+        self.config = BigramConfig(vocab_size, hidden, str(self.rule))
+        self.emb, self.head = nn.Embedding(vocab_size, hidden), nn.Linear(hidden, vocab_size)
+
+    def embed(self, tokens):
+        return self.emb(self.check_tokens(tokens))
+
+    def forward_from_embeddings(self, emb, state=None):
+        return self.head(emb)
+
+    def forward(self, tokens, state=None):
+        return self.forward_from_embeddings(self.embed(tokens)), None
+
+
+@pytest.fixture
+def bigram():
+    LM_KINDS.register("toy-bigram", Bigram)
+    yield "toy-bigram"
+    LM_KINDS.unregister("toy-bigram")
+
+
+def test_a_model_kind_registered_as_documented_loads_back(bigram, tmp_path):
+    """Its file could not be read: "cannot read ... (AttributeError: type object 'Bigram' has no attribute
+    'from_config'); it may have been cut short" -- LanguageModel had no from_config, which the loader calls."""
+    torch.manual_seed(0)
+    model = Bigram(5, hidden=4)
+    model.save(tmp_path / "b.pt")
+    loaded, _ = load_language_model(tmp_path / "b.pt")
+    assert isinstance(loaded, Bigram) and loaded.config == model.config
+    tokens = torch.tensor([[0, 1, 2, 3, 4]])
+    assert torch.equal(loaded(tokens)[0], model.eval()(tokens)[0])
+    bundle = torch.load(tmp_path / "b.pt", weights_only=True)
+    torch.save({**bundle, "config": {**bundle["config"], "heads": 2}}, tmp_path / "newer.pt")
+    with pytest.raises(InputError, match=r"newer\.pt: its config holds heads=2, which Bigram does not take \(its "
+                                         r"settings: hidden, training, vocab_size\)"):
+        load_language_model(tmp_path / "newer.pt")
+
+
+def test_influence_seq_measures_a_registered_kind_without_layers(bigram, tmp_path, capsys, one_torch_thread):
+    """--models offered the kind but gave it --layers' default, and it was refused: "model 'toy-bigram' does not take
+    layers"; a --layers it does not take is refused before any model is measured."""
+    out = ["--quiet", "--json", str(tmp_path / "i.json")]
+    assert main(["influence", "seq", "--models", "toy-bigram", "--length", "8", "--max-lag", "4", *out]) == 0
+    assert "| toy-bigram |" in capsys.readouterr().out
+    assert main(["influence", "seq", "--models", "gru", "toy-bigram", "--layers", "2", "--length", "8",
+                 "--json", str(tmp_path / "j.json")]) == 2
+    captured = capsys.readouterr()
+    assert "fwdlearn: error: --layers 2: --models toy-bigram does not take it" in captured.err
+    assert "| gru |" not in captured.out
+
+
+def _leaky_cell():
+    from fwdlearn.sequences.nn.cells import RecurrentCell
+    from fwdlearn.sequences.nn.time_rules import unrolled_states
+
+    class LeakyCell(RecurrentCell):
+        name = "toy-leaky"
+
+        def build(self, layer, input_size, hidden):
+            layer.input = nn.Linear(input_size, hidden)
+
+        def states(self, layer, u, s0):
+            return unrolled_states(layer, u, s0, retain=False)[0]
+
+        def step(self, layer, u, s):
+            return 0.5 * s + torch.tanh(layer.input(u))
+
+    return LeakyCell
+
+
+def test_a_file_whose_cell_is_not_registered_names_the_import_that_reads_it(tmp_path):
+    """The refusal said the file "was written by a kind (registered in other code) or a fwdlearn version this one
+    cannot build", not what to do: import the module that registers it (the fwdlearn command: from a script)."""
+    from fwdlearn.sequences import RecurrentLM
+
+    RECURRENT_CELLS.register("toy-leaky", _leaky_cell()())
+    try:
+        RecurrentLM(6, cell="toy-leaky", hidden=4, layers=1).save(tmp_path / "m.pt")
+    finally:
+        RECURRENT_CELLS.unregister("toy-leaky")
+    with pytest.raises(InputError, match=r"m\.pt: unknown cell 'toy-leaky'; choose one of tanh, gru, lstm, linear; "
+                                         r"it was written by .*: if it names a cell, .* your own code registers, "
+                                         r"import the module that registers it before loading the file \(for the "
+                                         r"fwdlearn command: run it from a script that imports that module and then "
+                                         r"calls fwdlearn\.cli\.main"):
+        load_language_model(tmp_path / "m.pt")
+
+
+def test_a_cell_or_conv_class_registered_by_the_decorator_is_refused_naming_the_instance():
+    """``@RECURRENT_CELLS.register("x")`` on a cell class registered the class, which failed when a model was built:
+    "build() missing 1 required positional argument: 'hidden'"."""
+    from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
+
+    with pytest.raises(TypeError, match=r"a cell is registered as an instance, not as its class: "
+                                        r"RECURRENT_CELLS\.register\('toy-leaky', LeakyCell\(\)\)"):
+        RECURRENT_CELLS.register("toy-leaky")(_leaky_cell())
+    assert "toy-leaky" not in RECURRENT_CELLS
+
+    class Dense(ConvKind):
+        name = "toy-dense"
+
+    with pytest.raises(TypeError, match=r"CONV_KINDS\.register\('toy-dense', Dense\(\)\)"):
+        CONV_KINDS.register("toy-dense", Dense)
+    assert "toy-dense" not in CONV_KINDS
+
+
+def test_a_cell_named_like_a_model_kind_or_a_kind_like_a_cell_is_refused():
+    """A cell named 'conv' made --model conv (and make_language_model('conv')) a recurrent model in silence, the causal
+    conv model no longer reachable; a kind named 'lstm' was never built by its name."""
+    from fwdlearn.sequences.registries import MODEL_NAMES
+
+    with pytest.raises(ValueError, match=r"the cell name 'conv' is already a language model kind's \(LM_KINDS: "
+                                         r"recurrent, conv, transformer\).*; choose another name"):
+        RECURRENT_CELLS.register("conv", _leaky_cell()())
+    with pytest.raises(ValueError, match=r"the language model kind name 'lstm' is already a cell's \(RECURRENT_CELLS: "
+                                         r"tanh, gru, lstm, linear\).*; choose another name"):
+        LM_KINDS.register("lstm", Bigram)
+    assert "conv" not in RECURRENT_CELLS and MODEL_NAMES["conv"] == ("conv", {}) and "lstm" not in LM_KINDS
+
+
+@dataclass(frozen=True)
+class NoRun(TimeRule):
+    name: ClassVar[str] = "norun"
+
+
+def test_a_time_rule_without_a_run_is_refused_when_the_model_is_built(monkeypatch):
+    """A time rule registered in fwdlearn.rules alone built a model, which failed in its first training step naming
+    no fix, and listed 'unrolled' (a diagnostic no spec can name) among the known rules."""
+    from fwdlearn import rules
+    from fwdlearn.sequences import RecurrentLM
+
+    monkeypatch.setitem(rules.TIME_RULES, "norun", NoRun)
+    with pytest.raises(ValueError, match=r"no recurrent implementation of time rule norun \(the time rules recurrent "
+                                         r"layers run: bptt, tbptt, ft-bptt, dsf\); add its run function before "
+                                         r"building the model: fwdlearn\.sequences\.nn\.time_rules\.RUNS\['norun'\] = "
+                                         r"run"):
+        RecurrentLM(6, hidden=4, layers=1, training="dfa+norun")
+
+
+def test_a_graph_method_whose_rule_names_another_method_is_refused_when_registered():
+    """A Backprop subclass registered as 'tempered' kept rule = 'bp': ForwardGNN saved it as 'bp' and ForwardGNN.load
+    built the library's Backprop in silence, not the method trained."""
+    from fwdlearn.graphs.methods import METHODS, method_class
+    from fwdlearn.graphs.methods.bp import Backprop
+
+    class Tempered(Backprop):
+        pass
+
+    with pytest.raises(ValueError, match=r"the graph method Tempered registered as 'tempered' has the rule 'bp', which "
+                                         r"names the method Backprop: a model saves its method by its rule, so "
+                                         r"ForwardGNN\.load would not build Tempered again; give the class rule = "
+                                         r"'tempered'$"):
+        METHODS.register("tempered", Tempered)
+    assert "tempered" not in METHODS
+    with pytest.raises(TypeError, match=r"a graph method is registered as its class, not an instance"):
+        METHODS.register("tempered", object())
+
+    class Renamed(Backprop):
+        rule: ClassVar[str] = "tempered"
+
+    METHODS.register("tempered", Renamed)
+    try:
+        assert method_class("tempered") is Renamed
+        METHODS.register("bp", Backprop)  # (a class registered again under its own rule)
+    finally:
+        METHODS.unregister("tempered")

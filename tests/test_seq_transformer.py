@@ -180,3 +180,36 @@ def test_dropout_must_be_a_probability_and_eval_context_fit_the_positions(tiny_c
     with pytest.raises(ValueError, match=r"eval_context 16 is longer than the model reads \(8 positions\); validate "
                                          "with eval_context <= 8"):
         fit_lm(model, tiny_corpus, context=8, eval_context=16, steps=1, batch_size=2, quiet=True)
+
+
+def test_a_tied_model_under_a_depth_rule_no_language_model_takes_is_refused_for_its_rule():
+    """tie=True with local:ff (or sf, local:ce) was told "build it with tie=False", which was then refused too."""
+    for rule, name in (("local:ff", "local:ff"), ("sf", "local:prototype"), ("local:ce", "local:ce")):
+        with pytest.raises(ValueError, match=rf"^language models are trained through depth by one of .*; got {name}$"):
+            TransformerLM(5, hidden=8, heads=2, training=rule, tie=True)
+    with pytest.raises(ValueError, match="build it with tie=False"):  # (a rule that trains untied: still the fix)
+        TransformerLM(5, hidden=8, heads=2, training="local:readout", tie=True)
+
+
+def test_make_language_model_refuses_another_value_of_an_option_its_name_fixes():
+    """make_language_model("gru", cell="lstm") failed with Python's "got multiple values for keyword argument 'cell'"
+    (and cell="gru", the name's own value, too)."""
+    assert make_language_model("gru", 5, hidden=4, cell="gru").config.cell == "gru"
+    with pytest.raises(ValueError, match=r"^model 'gru' is built with cell='gru'; got cell='lstm': leave cell out, or "
+                                         r"make model 'lstm'$"):
+        make_language_model("gru", 5, hidden=4, cell="lstm")
+
+
+def test_influence_seq_refuses_a_width_the_transformer_heads_cannot_split_before_measuring(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """--hidden 6 with --models gru transformer measured the GRU, then failed naming hidden and heads, and offered
+    "heads dividing 6", which influence seq has no flag for."""
+    from fwdlearn.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["influence", "seq", "--models", "gru", "transformer", "--hidden", "6", "--length", "8", "--max-lag",
+                 "4", "--name", "h", "--quiet"]) == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("--hidden (6) must be divisible by the transformer's 4 attention heads (each reads --hidden "
+                         "/ 4 channels); choose --hidden a multiple of 4 (e.g. 8)"), line
+    assert not any(tmp_path.iterdir())  # refused before anything ran or was written

@@ -81,6 +81,18 @@ def _run(args: argparse.Namespace) -> int:
             check_norm_width("--hidden", config.hidden)
         for name in config.models:  # (a size a model does not take, before any model is measured)
             _sizes(config, name)
+        if any(MODEL_NAMES[name][0] == "transformer" for name in config.models):  # (refused by the model after the
+            # models before it were measured, naming hidden and heads, and a fix by heads, which this command has no
+            # flag for)
+            import inspect
+
+            from fwdlearn.sequences.nn.transformer import TransformerLM, check_heads
+
+            try:
+                check_heads(config.hidden, inspect.signature(TransformerLM).parameters["heads"].default,
+                            ("--hidden", None))
+            except ValueError as error:
+                raise UsageError(str(error)) from None
         ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
                                             ("--limit", config.limit)) if given]
         if ignored:

@@ -448,7 +448,8 @@ def make_language_model(model: str, vocab_size: int, **options: Any) -> Language
     another kind registered in :data:`LM_KINDS`).
 
     ``options`` are the model class's keyword arguments (``hidden``, ``layers``, ``training``, ...); options the
-    class does not take are ignored when they are ``None`` and refused otherwise.
+    class does not take are ignored when they are ``None`` and refused otherwise. An option the name fixes (a cell's
+    name fixes ``cell``) may be given again only with that value.
     """
     accepted = model_arguments(model)
     kind, fixed = MODEL_NAMES[model]
@@ -456,4 +457,11 @@ def make_language_model(model: str, vocab_size: int, **options: Any) -> Language
     unknown = [k for k, v in options.items() if k not in accepted and v is not None]
     if unknown:
         raise ValueError(f"model {model!r} does not take {', '.join(unknown)}")
-    return cls(vocab_size, **fixed, **{k: v for k, v in options.items() if k in accepted and v is not None})
+    options = {k: v for k, v in options.items() if k in accepted and v is not None}
+    for name, value in fixed.items():  # (given again: "got multiple values for keyword argument 'cell'")
+        given = options.pop(name, value)
+        if given != value:
+            instead = f", or make model {given!r}" if isinstance(given, str) and given in MODEL_NAMES else ""
+            raise ValueError(f"model {model!r} is built with {name}={value!r}; got {name}={given!r}: leave {name} "
+                             f"out{instead}")
+    return cls(vocab_size, **fixed, **options)

@@ -42,7 +42,7 @@ from fwdlearn.errors import check_bool, check_int, check_range, check_seed
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import DEPTH_RULES, Rule, parse_rule
 
-from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
+from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, check_depth_rule, identity_tap
 
 __all__ = ["TransformerConfig", "CausalSelfAttention", "MLP", "Block", "TransformerLM", "check_heads"]
 
@@ -113,9 +113,10 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x), tap))
 
 
-def check_heads(hidden: int, heads: int, names: tuple[str, str] = ("hidden", "heads")) -> None:
+def check_heads(hidden: int, heads: int, names: tuple[str, str | None] = ("hidden", "heads")) -> None:
     """Refuse a width that ``heads`` attention heads cannot split evenly (``names``: how the message calls the two,
-    e.g. the CLI's flags).
+    e.g. the CLI's flags; a second name ``None``: the caller cannot change the heads, so the message offers widths
+    only).
 
     Raises:
         ValueError: ``hidden`` is not a multiple of ``heads``; the message names one that is.
@@ -123,6 +124,10 @@ def check_heads(hidden: int, heads: int, names: tuple[str, str] = ("hidden", "he
     if hidden % heads:
         below = hidden // heads * heads
         near = below if below and hidden - below < below + heads - hidden else below + heads
+        if names[1] is None:  # (influence seq's untrained transformer: "or heads dividing 6" named no flag it has)
+            raise ValueError(f"{names[0]} ({hidden}) must be divisible by the transformer's {heads} attention heads "
+                             f"(each reads {names[0]} / {heads} channels); choose {names[0]} a multiple of {heads} "
+                             f"(e.g. {near})")
         raise ValueError(f"{names[0]} ({hidden}) must be divisible by {names[1]} ({heads}): each head reads "
                          f"{names[0]} / {names[1]} channels; choose {names[0]} a multiple of {heads} (e.g. {near}) "
                          f"or {names[1]} dividing {hidden}")
@@ -191,6 +196,8 @@ class TransformerLM(StackedLM):
         if self.rule.time is not None:
             raise ValueError(f"a transformer has no recurrence: give a depth rule only (one of "
                              f"{', '.join(DEPTH_RULES)}: e.g. bp, dfa:micro, local:readout); got {training!r}")
+        check_depth_rule(self.rule.depth)  # (before the tie check: tie=True with local:ff was told to build it with
+        # tie=False, which was then refused for its rule)
         self.config = TransformerConfig(vocab_size, hidden, layers, heads, context, mlp_ratio, dropout, tie,
                                         str(self.rule), feedback_seed)
         self.embedding = nn.Embedding(vocab_size, hidden)

@@ -85,7 +85,9 @@ def _train(config, corpus: Corpus, make: Callable[[str], LanguageModel], rule: s
 
 
 def _fmt(alignment: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:+.3f}" for k, v in alignment.items())
+    """Each point's cosine, signed, to 3 decimals or as many more as keep it off 0 (:func:`~fwdlearn.bench.shown`),
+    so that 'alignment positive' follows from the figures: 0.0004 and 0.0 were both +0.000, beside 'yes' and 'NO'."""
+    return ", ".join(f"{k} {'+' if v > ROUNDING else ''}{shown(v, 0.0, 3)}" for k, v in alignment.items())
 
 
 def _quality_part(experiment: str, setting: str, config, corpus: Corpus, make: Callable[[str], LanguageModel],
@@ -157,7 +159,7 @@ def _verdicts(extra: dict) -> list[str]:
     for part in ("transformer", "recurrent"):
         for rule, r in extra.get(part, {}).items():
             if "alignment" in r:
-                positive = all(v > 0 for v in r["alignment"].values())
+                positive = all(v > ROUNDING for v in r["alignment"].values())  # (as _fmt shows them)
                 lines.append(f"- {part} {rule}: alignment positive at every feedback point at the end: "
                              f"{'yes' if positive else 'NO'} ({_fmt(r['alignment'])})")
     c = extra.get("cost", {})

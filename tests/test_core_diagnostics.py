@@ -429,3 +429,58 @@ def test_masked_accuracy_refuses_one_score_per_example_and_negative_labels():
         masked_accuracy(torch.eye(3)[[0, 1, 2]], torch.tensor([0, -1, 2]))
     unlabeled = torch.tensor([0, -1, 2])  # (a placeholder outside the mask)
     assert masked_accuracy(torch.eye(3), unlabeled, torch.tensor([True, False, True])) == 1.0
+
+
+def _drawn(monkeypatch):
+    """The figures the plot functions draw, kept open (they close each after writing it) to read back."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    return figures
+
+
+def test_plots_give_every_series_its_own_look_and_keep_the_legend_off_the_curves(tmp_path, monkeypatch):
+    """Past the ten colours of matplotlib's cycle a series was drawn as the first one (``bench dfa --layers 6``: 'dfa
+    block0.out' and 'dfa:micro block4.out' both solid blue with round markers); eight entries or more sat in a legend
+    inside the axes, over the curves (the docs' dfa-transformer-alignment.png hid the micro curves under it)."""
+    from matplotlib.colors import to_hex
+
+    from fwdlearn.diagnostics.plots import plot_alignment, plot_influence_curves, plot_speedups
+
+    figures = _drawn(monkeypatch)
+    plot_alignment({f"point{i}": [(0, 0.1 * i), (5, 0.1 * i + 0.05)] for i in range(12)}, tmp_path / "a.png")
+    plot_influence_curves({f"m{i}": [1.0, 0.5 / (i + 1)] for i in range(12)}, tmp_path / "i.png")
+    plot_speedups({f"s{i}": [(10.0 + i, 2.0, "g")] for i in range(12)}, tmp_path / "s.png", "size", "PyG")
+    for figure in figures[:2]:
+        ax = figure.axes[0]
+        lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        looks = {(to_hex(line.get_color()), line.get_linestyle(), line.get_marker()) for line in lines}
+        assert len(lines) == len(looks) == 12
+        figure.canvas.draw()  # the legend to the right of the axes, not on them
+        assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    markers = {(to_hex(c.get_facecolor()[0]), str(c.get_paths()[0].vertices.round(3).tolist()))
+               for c in figures[2].axes[0].collections}
+    assert len(markers) == 12
+
+
+def test_an_influence_curve_not_drawn_is_named_in_the_legend_and_distances_are_whole(tmp_path, monkeypatch):
+    """``influence graph --models gcn mlp`` (the README's command): the MLP's curve is 1 at hop 0 and 0 beyond, off
+    the log scale, so its one point lay under the GCN's and its legend entry named a series nowhere to be seen; the
+    hop axis read 0.25, 0.5, ... hops, a curve of lag 0 alone -0.04 to 0.04, and quickstart's epochs 2.5, 3.5, ..."""
+    from fwdlearn.diagnostics.plots import plot_curves, plot_influence_curves
+
+    figures = _drawn(monkeypatch)
+    plot_influence_curves({"gcn-3": [1.0, 3.0, 2.3, 1.6], "mlp-3": [1.0, 0.0, 0.0, 0.0], "dsf": [1.0, None, 0.5, 0.0]},
+                          tmp_path / "c.png")
+    plot_influence_curves({"gru": [1.0], "lstm": [1.0]}, tmp_path / "one.png", xlabel="lag")
+    plot_curves({"BP": ([2], [0.2]), "SF": ([2, 4, 6], [1.0, 0.6, 0.2])}, tmp_path / "t.png", "epoch", "accuracy")
+    plot_curves({"BP": ([2], [0.2])}, tmp_path / "t1.png", "epoch", "accuracy")
+    ax = figures[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "gcn-3", "mlp-3 (0 at hops 1-3: not drawn)", "dsf (0 at hops 3; n/a at hops 1: not drawn)"]
+    for figure in figures:
+        figure.canvas.draw()
+        ticks = [t for t in figure.axes[0].get_xticks() if figure.axes[0].get_xlim()[0] <= t
+                 <= figure.axes[0].get_xlim()[1]]
+        assert ticks and all(t == int(t) >= 0 for t in ticks), ticks

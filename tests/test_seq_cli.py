@@ -597,6 +597,21 @@ def test_bench_seq_and_dfa_claims_follow_from_the_numbers_they_print():
     assert "yes (perplexity ratio to BP: macro 1.25005, micro 1.25010;" in ratios[0]
 
 
+def test_bench_dfa_alignment_claim_follows_from_the_cosines_it_prints():
+    """A cosine of 0.0004 and one of 0.0 were both printed +0.000, beside 'positive: yes' and 'NO'; -0.0004 as
+    -0.000."""
+    from fwdlearn.sequences.bench_dfa import _verdicts
+
+    lines = _verdicts({"transformer": {"dfa": {"alignment": {"block0.out": 0.0004, "block1.out": 0.3}},
+                                       "dfa:micro": {"alignment": {"block0.out": 0.0, "block1.out": 0.3}}},
+                       "recurrent": {"dfa+dsf": {"alignment": {"layer0": -0.0004}}}})
+    assert lines == ["- transformer dfa: alignment positive at every feedback point at the end: yes "
+                     "(block0.out +0.0004, block1.out +0.300)",
+                     "- transformer dfa:micro: alignment positive at every feedback point at the end: NO "
+                     "(block0.out 0.000, block1.out +0.300)",
+                     "- recurrent dfa+dsf: alignment positive at every feedback point at the end: NO (layer0 -0.0004)"]
+
+
 def test_bench_seq_help_names_the_part_each_quality_flag_sets():
     """--steps read 'the equal step budget of every mode', and --eval-every / --eval-tokens named no part: with
     --skip cost quality alignment they changed nothing (the recall part has --recall-steps), silently."""

@@ -29,7 +29,7 @@ def _flat_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _scaled(x: Tensor, dim: int | None = None) -> Tensor:
-    """``x`` (float64) over its largest magnitude (along ``dim``, else overall): the same direction, of norm between
+    r"""``x`` (float64) over its largest magnitude (along ``dim``, else overall): the same direction, of norm between
     1 and :math:`\sqrt{n}`, so that neither the norms' product nor the dot product leaves float64's range (float64
     vectors of entries near 1e-160 read as orthogonal, 0.0, and near 1e160 as NaN). A zero vector stays zero, a NaN
     stays NaN and an infinity becomes NaN (inf / inf)."""

@@ -21,12 +21,34 @@ def _pyplot():
     return plt
 
 
+#: dash patterns and markers of the series past the colours of matplotlib's cycle (the 11th series of the default
+#: ten colours was the 1st's blue, solid, with round markers: two legend entries alike)
+_DASHES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+#: legend entries drawn inside the axes; more go to the right of them (eight covered the curves they name)
+_LEGEND_INSIDE = 4
+
+
+def _styles(plt, count: int) -> list[dict]:
+    """``count`` looks of series (``color``, ``linestyle``, ``marker``), no two alike: the colours of matplotlib's
+    cycle, then the same colours again with the next dash pattern and marker."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
+    return [{"color": colours[i % len(colours)], "linestyle": _DASHES[i // len(colours) % len(_DASHES)],
+             "marker": _MARKERS[i // len(colours) % len(_MARKERS)]} for i in range(count)]
+
+
 def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
-    """Title, legend (``legend``: :meth:`~matplotlib.axes.Axes.legend` options), write ``path`` (folders created; a
-    leading ``~`` is the home folder) and close the figure."""
+    """Title, legend (``legend``: :meth:`~matplotlib.axes.Axes.legend` options; by default inside the axes for up to
+    ``_LEGEND_INSIDE`` entries, else to their right; none without a labelled series), write ``path`` (folders
+    created; a leading ``~`` is the home folder) and close the figure."""
     if title:
         ax.set_title(title)
-    ax.legend(**legend)
+    entries = len(ax.get_legend_handles_labels()[1])
+    if entries and not legend and entries > _LEGEND_INSIDE:  # (the figure widened for it: the axes keep their size)
+        legend = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": "small"}
+        fig.set_figwidth(fig.get_figwidth() + 2.5)
+    if entries:
+        ax.legend(**legend)
     fig.tight_layout()
     path = Path(path).expanduser()  # (matplotlib does not expand it: "~/a.png" went to a folder named "~" here)
     try:  # the format from the real suffix; a kill mid-write leaves no half image under the real name
@@ -36,23 +58,54 @@ def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
     return path
 
 
+def _whole_ticks(ax, xs) -> None:
+    """Whole-number ticks on the x axis where every x is a whole number (distances, steps, epochs: the ticks read
+    0.25 hops and 2.5 epochs, and a lone point's -0.04 lag)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
+
+    try:
+        xs = {float(x) for x in xs}
+    except (TypeError, ValueError):  # (values matplotlib reads its own way: its ticks)
+        return
+    if xs and all(x.is_integer() for x in xs):
+        ax.xaxis.set_major_locator(FixedLocator(sorted(xs)) if len(xs) == 1 else
+                                   MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))  # (AutoLocator's)
+
+
+def _spans(distances: list[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``"1-3, 5"``."""
+    runs: list[list[int]] = []
+    for d in distances:
+        if runs and d == runs[-1][1] + 1:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlabel: str = "hops",
                           title: str = "") -> Path:
     r"""Draw normalised influence curves :math:`T_d / T_0` on a log scale, one line per model.
 
     Args:
         curves: model name -> curve (entry ``d`` = influence at distance ``d``; entries of 0 are not drawn, nor
-            ``None``: a record's JSON holds a NaN as ``null``).
+            ``None``: a record's JSON holds a NaN as ``null``; the legend names the distances left out).
         path: image file to write (format from the suffix, e.g. ``.png``, ``.pdf``; ``~`` is the home folder).
-        xlabel: what a distance is (``"hops"``, ``"lag"``).
+        xlabel: what a distance is (``"hops"``, ``"lag"``; whole numbers on the axis).
         title: figure title.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, curve in curves.items():
-        # (a distance of no influence at all, such as an MLP's hops > 0, is left out: a log scale has no 0)
-        ax.semilogy(range(len(curve)), [float(c) if c is not None and float(c) > 0 else float("nan") for c in curve],
-                    marker="o", ms=3, label=name)
+    for (name, curve), style in zip(curves.items(), _styles(plt, len(curves))):
+        values = [float("nan") if c is None else float(c) for c in curve]
+        # (a distance of no influence at all, such as an MLP's hops > 0, is left out: a log scale has no 0; the
+        # legend says so: an MLP's one point, 1 at hop 0, lay under the other models' and its entry named nothing seen)
+        zero = [d for d, v in enumerate(values) if v == 0]
+        unknown = [d for d, v in enumerate(values) if not 0 <= v < float("inf")]
+        left_out = "; ".join(f"{what} at {xlabel} {_spans(ds)}" for what, ds in (("0", zero), ("n/a", unknown)) if ds)
+        ax.semilogy(range(len(values)), [v if 0 < v < float("inf") else float("nan") for v in values], ms=3,
+                    label=f"{name} ({left_out}: not drawn)" if left_out else name, **style)
+    _whole_ticks(ax, range(max(map(len, curves.values()), default=0)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"influence / influence at {xlabel} 0")
     return _save(plt, fig, ax, path, title)
@@ -65,18 +118,19 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
     Args:
         series: run name -> (steps or epochs, metric values).
         path: image file to write (format from the suffix).
-        xlabel, ylabel, title: labels.
+        xlabel, ylabel, title: labels (whole-number ticks where every x is a whole number).
         chance: the score of a predictor that ignores the input, drawn for reference.
         zero_line: draw the line y = 0 (for signed values such as cosines).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", ms=2, label=name)
+    for (name, (xs, ys)), style in zip(series.items(), _styles(plt, len(series))):
+        ax.plot(xs, ys, ms=2, label=name, **style)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     if zero_line:
         ax.axhline(0.0, color="grey", linewidth=0.8)
+    _whole_ticks(ax, [x for xs, _ in series.values() for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return _save(plt, fig, ax, path, title)
@@ -84,7 +138,8 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
 
 def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: str | Path, xlabel: str,
                   baseline: str, title: str = "") -> Path:
-    """Speed-up over a baseline against a size (log-log), one marker colour per series, each point labelled.
+    """Speed-up over a baseline against a size (log-log), one marker colour per series (past the colours of
+    matplotlib's cycle, the next marker shape), each point labelled.
 
     Args:
         series: series name -> points ``(size, speed-up, label)``, e.g. ``{"8 layers": [(25.3, 7.1,
@@ -98,8 +153,9 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in series.items():
-        ax.scatter([p[0] for p in points], [p[1] for p in points], label=name)
+    for (name, points), style in zip(series.items(), _styles(plt, len(series))):
+        ax.scatter([p[0] for p in points], [p[1] for p in points], label=name, color=style["color"],
+                   marker=style["marker"])
         for size, ratio, label in points:
             ax.annotate(label, (size, ratio), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")

@@ -21,7 +21,8 @@ Every figure sits next to its baseline measured in the same run. Models are the 
    over live rows (the worse of the two paths). A row whose largest entry is below ``DEAD_ROW`` times the
    largest row's is a seed whose ReLUs are (nearly) all dead: its entries are float32 rounding noise, so it
    is counted ("dead rows") and its difference measured against ``DEAD_ROW`` times the largest row instead.
-   Writes ``<out>.png``: speed-up against mean ball size, one line per depth and path.
+   Writes ``<out>.png``: speed-up against mean ball size, one marker colour per depth and path, each point
+   labelled with its graph.
 2. On ``--data``: MLP, 2-layer and ``--layers``-layer GCN trained by BP on the City-Networks labels
    (test accuracy and R), and the deep GCN trained by ForwardGNN ``--forward-method``; plus the
    seconds each graph took to load (labels and features; ``city:`` graphs come from the disk cache

@@ -246,3 +246,66 @@ def test_quickstart_says_when_the_data_folder_it_was_given_has_no_cora(tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error", FwdlearnWarning)
         assert _graph(config, torch.device("cpu"))[0] == "sbm"
+
+
+def test_a_quickstart_folder_holding_another_run_is_refused_by_what_it_holds(tmp_path, monkeypatch, capsys):
+    """--name sweep over runs/sweep/ of `graph train --name sweep/record` was refused as "already holds a report", and
+    --overwrite then deleted that run's record.json (its checkpoint left without it, its --resume refused)."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "runs" / "sweep"
+    folder.mkdir(parents=True)
+    (folder / "record.pt").write_text("a checkpoint")
+    record = json.dumps({"job": "graph-train", "files": {"checkpoint": "runs/sweep/record.pt"}})
+    (folder / "record.json").write_text(record)
+    for extra in ([], ["--overwrite"]):
+        assert main(["quickstart", *TINY, "--name", "sweep", *extra]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "fwdlearn: error: runs/sweep/record.json is the record of a 'graph-train' run, not a quickstart report: "
+            "quickstart would replace it (--overwrite replaces a quickstart report only); choose another --name")
+    assert (folder / "record.json").read_text() == record
+    (folder / "record.json").unlink()  # other runs' files beside it: named, not called a report
+    (folder / "lr3.json").write_text("{}")
+    assert main(["quickstart", *TINY, "--name", "sweep"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "fwdlearn: error: runs/sweep already holds files that are not a quickstart report's (lr3.json, record.pt); "
+        "choose another --name (--overwrite would write the report among them)")
+
+
+def test_a_quickstart_on_a_full_disk_names_the_folder_and_leaves_no_plots(tmp_path, monkeypatch, capsys):
+    """A full disk while the report was written said "[Errno 28] No space left on device" (no file, no fix) and left
+    the plots in the folder without a record or a report."""
+    import errno
+    import os
+
+    import fwdlearn.cli.quickstart as qs
+    import fwdlearn.records
+
+    def full(writes):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    run = {"test_accuracy": 0.5, "fit_seconds": 1.0, "saved_bytes_per_step": 1, "R": 1.0, "accuracy": 0.5,
+           "seconds_per_step": 0.1, "influence_curve": [1.0, 0.5], "history": [(1, 0.5), (2, 0.6)]}
+    graphs = {"data": "karate", "nodes": 34, "classes": 2, "chance": 0.5, "val_chance": 0.5, "epochs": 1,
+              "runs": {"bp": run, "sf": run}}
+    sequences = {"task": "recall", "lag": 1, "chance": 0.125, "runs": {"bptt": run, "dsf": run, "ft-bptt": run}}
+    monkeypatch.setattr(qs, "_graph_part", lambda *args: graphs)
+    monkeypatch.setattr(qs, "_sequence_part", lambda *args: sequences)
+    monkeypatch.setattr(fwdlearn.records, "atomic_write_all", full)
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--graph", "karate", "--quiet", "--name", "full"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fwdlearn: error: cannot write the report in {os.path.join('runs', 'full')} ({os.strerror(errno.ENOSPC)}); "
+        "the results printed above are not saved: free space there, or run quickstart from a folder on another disk")
+    assert [p.name for p in (tmp_path / "runs" / "full").iterdir()] == []
+
+
+def test_the_next_graph_command_quotes_the_graph_for_the_shell():
+    """--graph 'city:my roads/x.mat' printed --data city:my roads/x.mat, which the shell split into two words."""
+    import shlex
+
+    from fwdlearn.cli.quickstart import next_commands
+
+    line = next(line for line in next_commands("city:my roads/x.mat").splitlines() if "graph train" in line)
+    words = shlex.split(line, comments=True)
+    assert words[words.index("--data") + 1] == "city:my roads/x.mat"
+    assert "--data sbm --method sf" in next_commands("sbm")  # (a plain name as it was)

@@ -20,6 +20,7 @@ composes the domains' public APIs (the one place besides the dispatcher that may
 
 from __future__ import annotations
 
+import errno
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -77,8 +78,8 @@ def _folder(config: QuickstartConfig) -> Path:
                              "pass --no-plots") from None
     if folder.exists() and not folder.is_dir():  # (iterdir gave the raw "[Errno 20] Not a directory")
         raise UsageError(f"{folder} is a file; quickstart writes a report folder there: choose another --name")
-    if folder.exists() and any(not p.name.endswith(".lock") for p in folder.iterdir()) and not config.overwrite:
-        raise FileExistsError(f"{folder} already holds a report; choose another --name or pass --overwrite")
+    if folder.exists():
+        _check_folder_contents(folder, config.overwrite)
     # the report always goes under ./runs/ (no --json, no absolute --name): "choose another path" named a fix
     # quickstart does not take. An obstacle inside runs/ is passed by another --name; one at runs/ or above it (the
     # current folder not writable, a file called runs) only by running quickstart from another folder.
@@ -91,14 +92,45 @@ def _folder(config: QuickstartConfig) -> Path:
     return folder
 
 
+def _own(name: str) -> bool:
+    """Whether a file name in a report folder is one quickstart writes (a file, its lock, a killed save's ``.tmp``)."""
+    name = name.removesuffix(".tmp").removesuffix(".lock")
+    return name in ("record.json", "report.md", *PLOT_FILES)
+
+
+def _check_folder_contents(folder: Path, overwrite: bool) -> None:
+    """Refuse a report folder that holds another command's record, ``--overwrite`` or not (``--name sweep`` over
+    ``graph train --name sweep/record``'s runs/sweep/record.json deleted that run's record and left its checkpoint
+    without it); without ``--overwrite``, refuse one that holds anything, saying what it holds."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.runs import record_files
+
+    found = record_files(folder / "record.json")
+    if found is not None and found[0] not in ("", "quickstart"):
+        raise UsageError(f"{folder / 'record.json'} is the record of a '{found[0]}' run, not a quickstart report: "
+                         "quickstart would replace it (--overwrite replaces a quickstart report only); choose "
+                         "another --name")
+    held = sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+    if not held or overwrite:
+        return
+    others = [name for name in held if not _own(name)]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise FileExistsError(f"{folder} already holds files that are not a quickstart report's ({shown}); choose "
+                              "another --name (--overwrite would write the report among them)")
+    raise FileExistsError(f"{folder} already holds a report; choose another --name or pass --overwrite")
+
+
 def _take(folder: Path) -> None:
     """Hold the report folder (made here, once the inputs are checked): a second run of this name is refused, not
     merged in; an overwritten report leaves none of its old files."""
+    from fwdlearn.files import remove_stale_tmp
     from fwdlearn.runs import lock_run
 
     lock_run(folder / "record.json")
     for name in ("record.json", "report.md", *PLOT_FILES):
         (folder / name).unlink(missing_ok=True)
+        remove_stale_tmp(folder / name)  # (a killed run's save)
 
 
 def _graph(config: QuickstartConfig, device):
@@ -285,14 +317,18 @@ def _against_chance(models: dict[str, dict], chance: float) -> str:
 
 
 def next_commands(graph: str) -> str:
-    """The three commands the quickstart suggests next (the graph it trained on; a text corpus needs the data)."""
+    """The three commands the quickstart suggests next (the graph it trained on, quoted for the shell: a ``city:``
+    path with a space split into two words; a text corpus needs the data)."""
+    import shlex
+
     from fwdlearn.data import data_dir
 
     root = data_dir()
     needs = "" if root is not None and (root / "tinyshakespeare" / "input.txt").is_file() else \
         "   # needs FWDLEARN_DATA_DIR with tinyshakespeare/input.txt"
+    data = shlex.quote(graph)
     return ("next:\n"
-            f"  fwdlearn graph train --data {graph} --method sf --layers 8        # deeper: SF's memory stays flat\n"
+            f"  fwdlearn graph train --data {data} --method sf --layers 8        # deeper: SF's memory stays flat\n"
             f"  fwdlearn seq train --data tinyshakespeare --training dsf --name quickstart-dsf{needs}\n"
             "  fwdlearn influence graph --data synthetic-city:2500 --models gcn mlp --layers 8 --epochs 100")
 
@@ -311,15 +347,23 @@ def run_quickstart(config: QuickstartConfig) -> int:
     graphs = _graph_part(config, name, data, record, quiet)
     sequences = _sequence_part(config, device, record, quiet)
     folder.mkdir(parents=True, exist_ok=True)
-    plots = _plots(folder, graphs, sequences) if config.plots else []
-    seconds = time.perf_counter() - start
-    record.summary.update({"graphs": graphs, "sequences": sequences, "seconds": seconds})
-    text = _report(graphs, sequences, plots, seconds)
-    for plot in plots:
-        record.add_file(Path(plot).stem, folder / plot)
-    # the report and its record together (a report was written first, and an interrupt or an error while the record
-    # was made left it without one, a finished report to look at): each file whole, both or neither
-    record.save_with(folder / "record.json", {"report": (folder / "report.md", text)}, overwrite=True)
+    try:
+        plots = _plots(folder, graphs, sequences) if config.plots else []
+        seconds = time.perf_counter() - start
+        record.summary.update({"graphs": graphs, "sequences": sequences, "seconds": seconds})
+        text = _report(graphs, sequences, plots, seconds)
+        for plot in plots:
+            record.add_file(Path(plot).stem, folder / plot)
+        # the report and its record together (a report was written first, and an interrupt or an error while the
+        # record was made left it without one, a finished report to look at): each file whole, both or neither
+        record.save_with(folder / "record.json", {"report": (folder / "report.md", text)}, overwrite=True)
+    except BaseException as error:  # no plots left without their record (a full disk left them, and the error
+        for name in PLOT_FILES:     # named no file: "[Errno 28] No space left on device")
+            (folder / name).unlink(missing_ok=True)  # (this run's: _take removed the old ones)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise OSError(f"cannot write the report in {folder} ({error.strerror}); the results printed above are "
+                          "not saved: free space there, or run quickstart from a folder on another disk") from error
+        raise
     if not quiet:
         print("\n" + text)
     print(f"report: {folder / 'report.md'}")

@@ -324,12 +324,15 @@ class FitResult:
         history: one row per step (``{"step": i, "loss": ..., <metrics when evaluated>}``).
         best: the row of the best evaluation (the last row when there was no evaluation).
         best_step, steps_run: where the best state came from and how many steps ran in all.
-        seconds: wall time of the whole run, resumed parts included.
+        seconds: wall time of the whole run, resumed parts included: the steps (the measured first step too) and
+            the evaluations.
         stopped_early: early stopping ended the run.
         first_step_cost: the measured cost of the run's first step (``measure_first_step``); a resumed run keeps
             the one its checkpoint holds (measured before the interruption).
         resumed: when the run continued a checkpoint, ``{"from_step": s, "changed": {setting: [then, now]}}``
             (the settings of ``Trainer(settings=...)`` that differ from the checkpoint's; the new ones apply).
+        eval_seconds: of ``seconds``, the time spent in ``evaluate`` (``seconds - eval_seconds`` is the training's
+            own, for a throughput), resumed parts included.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -340,6 +343,7 @@ class FitResult:
     stopped_early: bool = False
     first_step_cost: Any = None
     resumed: dict[str, Any] | None = None
+    eval_seconds: float = 0.0  # (a class default too: a FitResult pickled before it was recorded reads 0)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -616,6 +620,21 @@ def weights_changed() -> None:
     torch.clear_autocast_cache()
 
 
+def _plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` (what a step or an evaluation returned) with every one-element tensor and NumPy scalar as a Python
+    number (``.item()``) and any other tensor detached: a row then holds numbers the progress bar shows, no autograd
+    graph of its step, and nothing a checkpoint cannot be resumed from (a NumPy scalar in the history is an object
+    :func:`load_torch` refuses: the run wrote a checkpoint it then called unreadable)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, Tensor):
+            value = value.item() if value.numel() == 1 else value.detach()
+        elif type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # (np.float32, a 0-d array)
+            value = value.item()
+        out[key] = value
+    return out
+
+
 def _restore_best(state: Any, best: Any) -> None:
     (state.load_best_state_dict if hasattr(state, "load_best_state_dict") else state.load_state_dict)(best)
     weights_changed()
@@ -759,6 +778,7 @@ class Trainer:
             "best_step": result.best_step,
             "history": result.history,
             "seconds": result.seconds,
+            "eval_seconds": result.eval_seconds,
             "first_step_cost": result.first_step_cost,
             "stopped_early": result.stopped_early,
             "first_losses": dict(self._first_losses),
@@ -844,6 +864,7 @@ class Trainer:
         stopper.best, stopper.bad_checks = ckpt["best_value"], ckpt["bad_checks"]
         result.best, result.best_step, result.history = ckpt["best"], ckpt["best_step"], ckpt["history"]
         result.seconds, result.steps_run = ckpt["seconds"], ckpt["step"]
+        result.eval_seconds = ckpt.get("eval_seconds", 0.0)  # (not recorded by an earlier fwdlearn)
         result.first_step_cost = ckpt.get("first_step_cost")  # the run's first step, measured before the resume
         result.stopped_early = bool(ckpt.get("stopped_early", False))
         self._first_losses = dict(ckpt.get("first_losses", {}))
@@ -863,7 +884,7 @@ class Trainer:
         rng, current = _rng_state(), _best_part(state)
         _restore_best(state, best_state)
         try:
-            metrics = dict(evaluate())
+            metrics = _plain(evaluate())
         finally:
             _restore_best(state, current)
             _set_rng_state(rng)
@@ -893,6 +914,8 @@ class Trainer:
 
         Args:
             step: ``step(i)`` trains one step (``i`` counts from 1) and returns its metrics (``{"loss": ...}``).
+                One-element tensors and NumPy scalars among them (and among ``evaluate``'s) are kept as Python
+                numbers, other tensors detached.
             evaluate: returns validation metrics including ``monitor``; without it there is no
                 early stopping and the last state is kept.
             state: an object with ``state_dict()``/``load_state_dict()``; its best state is
@@ -905,7 +928,9 @@ class Trainer:
 
         Raises:
             DivergenceError: a loss was NaN/inf or grew past the limit (the checkpoint keeps the last good state).
-            TrainingInterrupted: Ctrl-C (the checkpoint keeps the last saved step).
+            TrainingInterrupted: Ctrl-C (the checkpoint keeps the last saved step; ``state`` is left as the interrupted
+                step left it, perhaps part-way through its update, and the best state is not restored: resume
+                from the checkpoint to finish the run).
             UsageError: called inside ``torch.inference_mode()``.
         """
         if torch.is_inference_mode_enabled():
@@ -964,13 +989,15 @@ class Trainer:
             for i in bar:
                 row: dict[str, Any] = {"step": i}
                 try:
-                    row.update(self._one_step(step, i, result))
+                    row.update(_plain(self._one_step(step, i, result)))
                 except NonFiniteLossError as error:  # raised inside the step: say which step
                     raise self._non_finite(i, str(error)) from None
                 self._check_losses(row, i)
                 evaluated = evaluate is not None and (i % self.eval_every == 0 or i == self.steps)
                 if evaluated:
-                    metrics = dict(evaluate())
+                    evaluating_since = time.perf_counter()
+                    metrics = _plain(evaluate())
+                    result.eval_seconds += time.perf_counter() - evaluating_since
                     if self.monitor not in metrics:
                         raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is "
                                        f"{self.monitor!r}")

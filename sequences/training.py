@@ -434,12 +434,13 @@ def _check_ints(**values: Any) -> None:
 def _check_fit_arguments(model, steps: int, batch_size: int, lr: float | None, weight_decay: float | None,
                          clip: float | None, **sizes: int | None) -> None:
     """Refuse values that would train wrongly (a negative clip ascends the gradient; a learning rate past the
-    parameters' dtype overflows, or rounds to 0) before any work; ``sizes``: further optional ints ``>= 1``
-    (``context``, ``eval_tokens``, ``eval_context``). (The Trainer checks the evaluation interval.)"""
+    parameters' dtype overflows, or rounds to 0; no step at all) before any work; ``sizes``: further optional ints
+    ``>= 1`` (``context``, ``eval_tokens``, ``eval_context``). (The Trainer checks the evaluation interval.)"""
     check_range("batch_size", batch_size, min=1)
     for name, value in sizes.items():
         check_range(name, value, min=1, optional=True)
     _check_ints(steps=steps, batch_size=batch_size, **sizes)
+    check_range("steps", steps, min=1)  # (0 trained nothing and returned a report without metrics; --steps refuses it)
     check_range("lr", lr, gt=0, optional=True)
     check_range("weight_decay", weight_decay, min=0, optional=True)
     check_range("clip", clip, gt=0, optional=True)
@@ -528,7 +529,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         model: a language model (:class:`~fwdlearn.sequences.nn.language_model.LanguageModel`).
         corpus: the text (a :class:`~fwdlearn.sequences.data.text.Corpus` from :func:`~fwdlearn.sequences.load_text`),
             its splits named by ``train_split`` and ``valid_split``.
-        steps: optimizer steps; batch_size: windows (streams) per step, each ``context`` tokens.
+        steps: optimizer steps (at least 1); batch_size: windows (streams) per step, each ``context`` tokens.
         context: window length :math:`T` (state carried between windows; at most ``model.max_context``).
         lr, weight_decay, schedule, warmup: override the model's optimizer defaults
             (:meth:`~LanguageModel.optimizer_defaults`: e.g. Adam with a constant learning rate under DFA, AdamW with

@@ -139,6 +139,44 @@ def test_checkpoint_resume_continues_steps(tmp_path):
     assert result.steps_run == 5
 
 
+def test_numpy_and_tensor_metrics_are_kept_as_numbers_so_the_checkpoint_resumes(tmp_path):
+    """A step returning NumPy scalars (which the divergence check reads) wrote a checkpoint its resume refused as
+    unreadable ("it holds a Python object of type numpy._core.multiarray.scalar"); a step returning its loss tensor
+    kept every step's autograd graph in the history, and neither showed on the progress bar."""
+    import numpy as np
+
+    model = nn.Linear(2, 1)
+    x = torch.randn(8, 2)
+
+    def step(i):
+        out = model(x).pow(2).mean()
+        return {"loss": np.float32(1.0 / i), "out": out, "count": np.int64(i)}
+
+    evaluate = lambda: {"val_accuracy": np.float64(0.5), "val_loss": torch.tensor(0.25)}
+    ckpt = tmp_path / "run.pt"
+    first = Trainer(steps=2, quiet=True, checkpoint=ckpt).run(step, evaluate, model)
+    result = Trainer(steps=4, quiet=True, checkpoint=ckpt, resume=True).run(step, evaluate, model)
+    assert [row["step"] for row in result.history] == [1, 2, 3, 4] and result.history[-1]["loss"] == 0.25
+    assert {k: type(v) for k, v in first.history[-1].items()} == {
+        "step": int, "loss": float, "out": float, "count": int, "val_accuracy": float, "val_loss": float}
+    assert first.best["val_loss"] == 0.25
+
+
+def test_the_time_spent_evaluating_is_counted_apart_and_kept_on_resume(tmp_path):
+    """seconds held the evaluations with the steps, and nothing told them apart: seq train's tokens_per_second
+    divided the tokens trained by both (a third of the time at --eval-every 10 was validation)."""
+    import time
+
+    ckpt = tmp_path / "run.pt"
+    evaluate = lambda: time.sleep(0.05) or {"val_accuracy": 0.5}
+    first = Trainer(steps=4, eval_every=2, quiet=True, checkpoint=ckpt).run(lambda i: {"loss": 1.0}, evaluate,
+                                                                            nn.Linear(1, 1))
+    assert 0.1 <= first.eval_seconds <= first.seconds  # (two evaluations of 0.05 s at least: lower bounds alone)
+    result = Trainer(steps=6, eval_every=2, quiet=True, checkpoint=ckpt, resume=True).run(
+        lambda i: time.sleep(0.02) or {"loss": 1.0}, evaluate, nn.Linear(1, 1))
+    assert 0.15 <= result.eval_seconds <= result.seconds - 0.04  # the first run's two evaluations, and this one's
+
+
 def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, capsys):
     model = nn.Linear(2, 1)
     seen = []

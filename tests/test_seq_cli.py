@@ -27,6 +27,22 @@ def _train(text_file, record, *extra):
                  "--threads", "1", "--json", str(record), "--quiet", *extra])
 
 
+def test_seq_train_s_throughput_leaves_the_validation_passes_out(text_file, tmp_path, monkeypatch):
+    """tokens_per_second divided the tokens trained by the run's time with its validation passes."""
+    import time
+
+    import fwdlearn.sequences.training as training
+
+    evaluate_lm = training.evaluate_lm
+    monkeypatch.setattr(training, "evaluate_lm", lambda *a, **k: time.sleep(0.2) or evaluate_lm(*a, **k))
+    record = tmp_path / "run.json"
+    assert _train(text_file, record, "--steps", "4") == 0
+    summary = json.loads(record.read_text())["summary"]
+    assert 0.4 <= summary["eval_seconds"] < summary["train_seconds"]  # two validation passes
+    assert summary["tokens_per_second"] == pytest.approx(
+        4 * 16 * 4 / (summary["train_seconds"] - summary["eval_seconds"]))
+
+
 def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path, capsys):
     record = tmp_path / "run.json"
     assert _train(text_file, record, "--steps", "4") == 0

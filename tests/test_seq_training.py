@@ -332,6 +332,17 @@ def test_counts_that_are_not_ints_are_refused_before_any_work(tiny_corpus):
         model.generate("ab", 2, vocab=list("abc"))
 
 
+def test_a_fit_of_no_step_is_refused_before_any_work(tiny_corpus):
+    """fit(steps=0) trained nothing and returned a report without metrics (report.metrics == {}: the next
+    report.metrics["val_loss"] was a bare KeyError), where --steps 0 and a graph fit's epochs=0 are refused."""
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
+    with pytest.raises(UsageError, match="steps must be >= 1, got 0"):
+        model.fit(tiny_corpus, context=8, steps=0, batch_size=2, quiet=True)
+    task = DelayedRecall(lag=3)
+    with pytest.raises(UsageError, match="steps must be >= 1, got 0"):
+        RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size).fit(task, steps=0)
+
+
 def test_evaluation_refuses_a_target_id_past_the_vocabulary():
     """The last token of a stream is only ever a target: an id past the vocabulary there reached cross_entropy
     ('Target 13 is out of bounds'; a device-side assert on a GPU)."""

@@ -102,6 +102,12 @@ class FitReport(WithCost):
     since one layer trains at a time; for BP and the top-down methods the whole step);
     ``peak_memory_bytes``, CUDA peak allocated on a GPU, else the process's peak RSS, during the
     measured step; ``step_memory_bytes`` the increase. ``as_dict()`` flattens them.
+
+    ``fit_seconds``: the wall time of the training loops (:attr:`fwdlearn.fit.FitResult.seconds`, summed over the
+    layers of a layer-by-layer method): every epoch's step and validation pass, the measured first step of each loop
+    among them, the parts before a resume included; not the preparation between layers nor the final scoring.
+    ``epochs_run``: the epochs trained, summed over the layers; ``history``: one row per epoch (``epoch`` counted
+    over the whole fit, ``layer`` for a layer-by-layer method, ``loss``, and ``val_accuracy`` when evaluated).
     """
 
     method: str
@@ -353,7 +359,7 @@ class ForwardGNN(ModelFile, nn.Module):
             epochs: epochs per layer (layer-by-layer methods) or in total (BP, DFA, top-down).
             lr, weight_decay: Adam settings of every layer (and of BP unless ``bp_lr``).
             patience: early-stopping patience in evaluations (``None``: use every epoch).
-            eval_every: evaluate every this many epochs.
+            eval_every: evaluate every this many epochs (and at the last epoch of each layer or run).
             quiet: no progress bars.
             bp_lr: the learning rate when the method is ``bp`` (default ``lr``).
             checkpoint: keep a checkpoint of the training in this file (the layer being trained, its optimizer,

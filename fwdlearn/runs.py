@@ -42,12 +42,17 @@ from .config import validate_config
 from .errors import UsageError
 from .files import check_writable, refuse_overwrite, remove_stale_tmp
 
-__all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "fresh_stem", "run_outputs", "resolve_device",
-           "start_run", "check_plot_format", "check_run_name", "launch_rank", "lock_run", "release_runs",
-           "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
+__all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
+           "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
+           "lock_run", "release_runs", "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
 
 RUN_OPTIONS = "run options"
 RUNS_FOLDER = "runs"
+#: the most ``--threads`` any command takes (10**12 hung, 100000 was a bare libgomp error)
+MAX_THREADS = 1024
+#: the --debug help (None, not given: FWDLEARN_DEBUG decides; --no-debug overrides FWDLEARN_DEBUG=1)
+DEBUG_HELP = ("on an error, show the Python traceback (default: off, or on where the environment sets "
+              "FWDLEARN_DEBUG=1; --no-debug turns it off there)")
 
 
 def _option(default: Any, help: str, **meta: Any) -> Any:
@@ -66,10 +71,10 @@ class RunOptions:
                             "file under runs/)")
     overwrite: bool = _option(False, "replace existing output files instead of refusing to start")
     device: str = _option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)")
-    threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0, max=1024)
+    threads: int = _option(0, "torch CPU threads (0: torch's default)", min=0, max=MAX_THREADS)
     seed: int = _option(0, "random seed of weights, data order, splits and samples", min=0, max=2**31 - 1)
     quiet: bool = _option(False, "no progress bars or per-step output")
-    debug: bool = _option(False, "on an error, show the Python traceback (also FWDLEARN_DEBUG=1)")
+    debug: bool | None = _option(None, DEBUG_HELP)
 
     def __post_init__(self) -> None:
         validate_config(self)

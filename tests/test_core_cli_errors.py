@@ -137,6 +137,11 @@ CASES = [
     # influence graph
     ("influence-graph-layers-0", [*INF_GRAPH, "--layers", "0"], "--layers must be >= 1, got 0"),
     ("influence-graph-samples-0", [*INF_GRAPH, "--samples", "0"], "--samples must be >= 1, got 0"),
+    # (gat's heads split --hidden: refused once its model was built, after gcn was trained and measured, as hidden=28)
+    ("influence-graph-gat-width", [*INF_GRAPH, "--models", "gcn", "gat", "--hidden", "30", "--epochs", "2"],
+     "gat concatenates 4 heads, so its width must be a multiple of 4; got 30 (choose e.g. --hidden 28)"),
+    ("graph-gat-width", [*GRAPH, "--conv", "gat", "--hidden", "6"], "got 6 (choose e.g. --hidden 4)"),
+    ("bench-graph-gat-width", [*BENCH_GRAPH, "--conv", "gat", "--hidden", "6"], "got 6 (choose e.g. --hidden 4)"),
     ("influence-graph-unknown-graph", [*INF_GRAPH, "--data", "nosuchgraph"], "unknown graph 'nosuchgraph'"),
     ("influence-graph-plot-format", [*INF_GRAPH, "--plot", "curves.txt"], "matplotlib cannot write the format .txt"),
     ("influence-graph-lr-0", [*INF_GRAPH, "--lr", "0"], "--lr must be > 0, got 0.0"),
@@ -241,6 +246,38 @@ def test_debug_shows_the_traceback(inputs, monkeypatch):
     monkeypatch.setenv("FWDLEARN_DEBUG", "1")
     with pytest.raises(UsageError, match="--hidden must be >= 1"):
         main([*SEQ, "--hidden", "0"])
+
+
+def test_every_command_bounds_threads():
+    """The sequence benches declare their own --threads (default 1) and had no bound: --threads 100000 crashed the
+    process in torch's thread pool, 5000 ran a 5 s bench dfa in 39 s; every command refuses more than 1024."""
+    from fwdlearn.cli.quickstart import QuickstartConfig
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig
+    from fwdlearn.graphs.cli.influence import BenchInfluenceConfig, InfluenceGraphConfig
+    from fwdlearn.graphs.cli.train import GraphTrainConfig
+    from fwdlearn.sequences.cli.bench import SeqBenchConfig
+    from fwdlearn.sequences.cli.bench_dfa import DfaBenchConfig
+    from fwdlearn.sequences.cli.influence import InfluenceSeqConfig
+    from fwdlearn.sequences.cli.sample import SampleSeqConfig
+    from fwdlearn.sequences.cli.train import TrainSeqConfig
+
+    for config in (QuickstartConfig, GraphTrainConfig, TrainSeqConfig, SampleSeqConfig, InfluenceGraphConfig,
+                   InfluenceSeqConfig, BenchGraphConfig, SeqBenchConfig, DfaBenchConfig, BenchInfluenceConfig):
+        with pytest.raises(UsageError, match="--threads must be <= 1024, got 5000"):
+            config(threads=5000)
+        config(threads=1024)
+
+
+def test_no_debug_overrides_fwdlearn_debug(inputs, monkeypatch, capsys):
+    """--no-debug was ignored where the environment set FWDLEARN_DEBUG=1 (the traceback was shown)."""
+    monkeypatch.chdir(inputs)
+    monkeypatch.setenv("FWDLEARN_DEBUG", "1")
+    assert main([*SEQ, "--hidden", "0", "--no-debug"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "fwdlearn: error: --hidden must be >= 1, got 0"
+    monkeypatch.setenv("FWDLEARN_DEBUG", "0")
+    with pytest.raises(UsageError, match="--hidden must be >= 1"):
+        main([*SEQ, "--hidden", "0", "--debug"])
 
 
 def test_configs_are_checked_from_python_too():

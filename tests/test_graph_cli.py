@@ -32,6 +32,20 @@ def test_graph_train_link_task(tmp_path, capsys):
     assert 0.0 <= json.loads(path.read_text())["summary"]["test_auc"] <= 1.0
 
 
+def test_graph_train_link_task_defaults_to_a_link_method(tmp_path, capsys):
+    """--task link without --method was refused as "--method 'sf' is not a link method" (sf, the node task's default,
+    was never typed): each task has its own default, sf for nodes and ce for links."""
+    from fwdlearn.graphs.cli.train import GraphTrainConfig
+
+    path = tmp_path / "link.json"
+    assert main(["graph", "train", "--data", "karate", "--task", "link", "--layers", "1", "--hidden", "8",
+                 "--epochs", "2", "--quiet", "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["config"]["method"] == "ce" and record["metrics"][0]["method"] == "ce"
+    assert GraphTrainConfig().method == "sf" and GraphTrainConfig(task="link").method == "ce"
+    assert GraphTrainConfig(task="link", method="bp").method == "bp"
+
+
 def test_graph_train_refuses_a_node_method_for_links(tmp_path, capsys):
     try:
         status = main(["graph", "train", "--data", "karate", "--task", "link", "--method", "sf",

@@ -15,8 +15,8 @@ with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line 
 checkpoint is and how to resume it (also when it lands between splits or layers, or after training), SIGTERM (a
 scheduler stopping the job) likewise with 143; a reader that stops reading the
 output (``fwdlearn ... | head``) ends it quietly with 141 (128 + SIGPIPE). Wrong flags are reported by the parser in
-one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``) shows the traceback instead. A warning of
-fwdlearn's own is one line too, ``fwdlearn: warning: ...``. Under ``torchrun`` an error found before the
+one line too (status 2). ``--debug`` (or ``FWDLEARN_DEBUG=1``, unless ``--no-debug``) shows the traceback instead. A
+warning of fwdlearn's own is one line too, ``fwdlearn: warning: ...``. Under ``torchrun`` an error found before the
 processes connect is reported by rank 0 alone, and so is a later one that every process meets alike (a check of
 the flags or of the data, :func:`fwdlearn.errors.alike_on_every_process`; a divergence, found on the global batch's
 loss; a resume that rank 0's part of the checkpoint refuses, :func:`fwdlearn.distributed.raise_together`); any other by
@@ -375,7 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:  # a group without its subcommand: a usage error, its help on stderr
         args.group_parser.print_help(sys.stderr)
         return 2
-    debug = bool(getattr(args, "debug", False)) or os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
+    debug = getattr(args, "debug", None)  # (--debug / --no-debug, else the environment's FWDLEARN_DEBUG)
+    if debug is None:
+        debug = os.environ.get("FWDLEARN_DEBUG", "") not in ("", "0")
     from fwdlearn.invocation import invoked_as
     from fwdlearn.runs import release_runs
 

@@ -149,8 +149,10 @@ def run_bench(config: BenchGraphConfig) -> int:
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import graph_files, load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+    from fwdlearn.graphs.cli.train import check_conv_widths
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
 
+    check_conv_widths([config.conv], config.hidden)
     methods = _method_names("--methods", config.methods, method_name)
     link_methods = _method_names("--link-methods", config.link_methods, link_method)
     bench = BenchRun.start("bench-graph", config, inputs=[("--data", f) for f in graph_files(config.data)])

@@ -76,6 +76,9 @@ def _run_influence(args: argparse.Namespace) -> int:
     if config.hops != defaults.hops and not labels_by_hops(config.data):  # (it was recorded, and never used)
         raise UsageError(f"--hops sets the eccentricity labels of city: and synthetic-city data; --data "
                          f"{config.data.strip()} has labels of its own: leave it out")
+    from fwdlearn.graphs.cli.train import check_conv_widths
+
+    check_conv_widths(config.models, config.hidden)  # (gat's was refused after the models before it had run)
     if config.jacobian == "layered":  # refused before any training, not after it
         from fwdlearn.graphs.influence.layered_jacobian import layered_convs
 

@@ -25,7 +25,7 @@ from fwdlearn.runs import RunOptions
 
 from fwdlearn.graphs.registries import CONV_KINDS
 
-__all__ = ["GraphTrainConfig", "train_runs", "train"]
+__all__ = ["GraphTrainConfig", "train_runs", "train", "check_conv_widths"]
 
 
 def _method_help() -> str:
@@ -34,7 +34,7 @@ def _method_help() -> str:
     from fwdlearn.graphs.registries import LINK_METHODS
 
     return (f"node: {', '.join(method_names())} (or any rule of fwdlearn.rules a graph method is registered for); "
-            f"link: {', '.join(LINK_METHODS)} (or their rules)")
+            f"link: {', '.join(LINK_METHODS)} (or their rules) (default: sf for --task node, ce for --task link)")
 
 
 @dataclass
@@ -43,7 +43,9 @@ class GraphTrainConfig(RunOptions):
                                                         "city:<path>, ..."})
     task: str = field(default="node", metadata={"help": "node classification or link prediction",
                                                 "choices": ["node", "link"]})
-    method: str = field(default="sf", metadata={"help": _method_help})
+    # (None is "not given": the task's own default, filled in when the config is built; a default of sf refused
+    # --task link alone as if the user had typed --method sf)
+    method: str | None = field(default=None, metadata={"help": _method_help})
     conv: str = field(default="gcn", metadata={"help": "GNN layer", "choices": CONV_KINDS.names})
     layers: int = field(default=4, metadata={"help": "number of GNN layers", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
@@ -67,6 +69,11 @@ class GraphTrainConfig(RunOptions):
                                                           "--json); the later splits add -split<i>"})
     resume: bool = field(default=False, metadata={"help": "continue the run whose checkpoint --name (or --checkpoint) "
                                                           "names"})
+
+    def __post_init__(self) -> None:
+        if self.method is None:  # (the node and the link methods are two registries: neither default fits both)
+            self.method = "ce" if self.task == "link" else "sf"
+        super().__post_init__()
 
 
 def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device=None,
@@ -126,11 +133,29 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
     return rows
 
 
+def check_conv_widths(convs, hidden: int) -> None:
+    """Refuse, in the flags' words, a ``--hidden`` one of the ``convs`` (names of ``CONV_KINDS``) cannot build (gat's
+    heads split it): the model refused it once built, naming ``hidden=``, after the models before it had run."""
+    from fwdlearn.config import as_flags
+    from fwdlearn.errors import UsageError
+
+    for conv in convs:
+        check = getattr(CONV_KINDS.get(conv), "check_width", None)  # (a kind registered without subclassing ConvKind)
+        try:
+            if check is not None:
+                check(hidden)
+        except ValueError as error:
+            raise UsageError(as_flags(str(error), ["hidden"])) from None
+
+
 def _check_method(config: GraphTrainConfig) -> None:
-    """Refuse a method of the other task before any work (the registries are consulted lazily), and several
-    splits of a fixed public split (their spread would be the model seeds', reported as the splits')."""
+    """Refuse a method of the other task before any work (the registries are consulted lazily), several splits of a
+    fixed public split (their spread would be the model seeds', reported as the splits'), and a width the conv cannot
+    build."""
     from fwdlearn.errors import UsageError
     from fwdlearn.graphs.data.datasets import PLANETOID
+
+    check_conv_widths([config.conv], config.hidden)
 
     fixed = config.data.strip().lower() in PLANETOID or config.data.strip().lower().startswith("citynetwork:")
     if config.splits > 1 and config.split == "public" and config.task == "node" \

@@ -56,6 +56,10 @@ class ConvKind:
         """The conv module ``in_dim -> out_dim``."""
         raise NotImplementedError
 
+    def check_width(self, out_dim: int) -> None:
+        """Refuse (``ValueError``, naming a width that fits) an output width :meth:`make` cannot build; any goes here.
+        The commands ask it of ``--hidden`` before any work."""
+
     def __call__(self, conv: nn.Module, x: Tensor, edge_index: Tensor) -> Tensor:
         """The conv's output on (normalised) node features ``x [N, in_dim]``."""
         return conv(x, edge_index)
@@ -171,12 +175,15 @@ class GAT(ConvKind):
 
     name = "gat"
 
-    def make(self, in_dim, out_dim):
-        from torch_geometric.nn import GATConv
-
+    def check_width(self, out_dim):
         if out_dim % GAT_HEADS:
             raise ValueError(f"gat concatenates {GAT_HEADS} heads, so its width must be a multiple of {GAT_HEADS}; "
                              f"got {out_dim} (choose e.g. hidden={GAT_HEADS * max(1, out_dim // GAT_HEADS)})")
+
+    def make(self, in_dim, out_dim):
+        from torch_geometric.nn import GATConv
+
+        self.check_width(out_dim)
         return GATConv(in_dim, out_dim // GAT_HEADS, heads=GAT_HEADS, concat=True)
 
 

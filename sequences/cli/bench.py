@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.runs import RunOptions
+from fwdlearn.runs import MAX_THREADS, RunOptions
 
 from fwdlearn.sequences.registries import RECURRENT_CELLS
 
@@ -28,7 +28,7 @@ class SequenceBenchOptions(RunOptions):
     """The run options of the sequence benches: one thread on the CPU unless asked (their timings are the docs')."""
 
     threads: int = field(default=1, metadata={"help": "torch CPU threads for every part (0: torch's default)",
-                                              "min": 0, "group": "run options"})
+                                              "min": 0, "max": MAX_THREADS, "group": "run options"})
     device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
                                                          "or auto", "group": "run options"})
 

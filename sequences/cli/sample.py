@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.runs import RUN_OPTIONS
+from fwdlearn.runs import DEBUG_HELP, MAX_THREADS, RUN_OPTIONS
 
 __all__ = ["SampleSeqConfig", "sample", "run_sample"]
 
@@ -49,9 +49,9 @@ class SampleSeqConfig:
                                                              "and seed print the same text (default: 0)",
                                                      "group": RUN_OPTIONS, "min": 0, "max": 2**31 - 1})
     device: str = _run_option("auto", "cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)")
-    threads: int = _run_option(0, "torch CPU threads (0: torch's default)", min=0, max=1024)
+    threads: int = _run_option(0, "torch CPU threads (0: torch's default)", min=0, max=MAX_THREADS)
     quiet: bool = _run_option(False, "print the text alone (no line on stderr saying what was sampled)")
-    debug: bool = _run_option(False, "on an error, show the Python traceback (also FWDLEARN_DEBUG=1)")
+    debug: bool | None = _run_option(None, DEBUG_HELP)
 
     def __post_init__(self) -> None:
         from fwdlearn.config import validate_config

@@ -6,7 +6,7 @@ included, without loading torch. (The graph methods' registry is :data:`fwdlearn
 
 * :data:`CONV_KINDS`: conv name -> :class:`~fwdlearn.graphs.nn.convs.ConvKind` instance (``gcn``, ``sage``, ``gat``,
   ``mlp``). A new conv is one ``ConvKind`` subclass and ``CONV_KINDS.register("name", MyConv())`` (an instance: a
-  class is refused).
+  class is refused, and so is a kind that says ``linear = True`` without the methods that claim is read through).
 * :data:`LINK_METHODS`: link-prediction method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod` (``ce``,
   ``ff``, ``bp``). A method's rule is its name's rule in :mod:`fwdlearn.rules` (``ce`` = ``local:ce``, ``ff`` =
   ``local:ff``); :func:`link_method` resolves a name or a rule. A new one is
@@ -20,13 +20,35 @@ from fwdlearn.rules import parse_rule
 
 __all__ = ["CONV_KINDS", "LINK_METHODS", "link_method", "link_rule"]
 
+_CONV_ENTRY = instance_entry("CONV_KINDS", "conv")
+
+
+def _check_conv(name: str, kind) -> None:
+    """A conv kind is an instance, and one that says it is linear after a fixed aggregation (``linear = True``) defines
+    what the aggregation cache and the layered Jacobian read of it: ``weights``, ``from_aggregation`` and, when it
+    aggregates, ``propagation`` (without them a layer-wise fit failed inside, calling the conv "not linear", or one
+    with "attention", or listing it among the convs it said had no cached aggregation)."""
+    _CONV_ENTRY(name, kind)
+    from fwdlearn.graphs.nn.convs import ConvKind  # (a kind is being registered: torch is loaded already)
+
+    if not isinstance(kind, ConvKind) or not kind.linear:
+        return
+    needed = ["weights", "from_aggregation"] + (["propagation"] if kind.aggregates else [])
+    missing = [method for method in needed if getattr(type(kind), method) is getattr(ConvKind, method)]
+    if missing:
+        raise TypeError(f"the conv {name!r} says it is linear after a fixed aggregation (linear = True) but does not "
+                        f"define {', '.join(missing)}, which the aggregation cache of layer-wise fits and the layered "
+                        "Jacobian call: define them as fwdlearn.graphs.nn.convs.GCN does, or leave linear = False "
+                        "(message passing only)")
+
+
 #: conv name -> :class:`~fwdlearn.graphs.nn.convs.ConvKind`
 CONV_KINDS = Registry("conv", {
     "gcn": "fwdlearn.graphs.nn.convs:GCN_KIND",
     "sage": "fwdlearn.graphs.nn.convs:SAGE_KIND",
     "gat": "fwdlearn.graphs.nn.convs:GAT_KIND",
     "mlp": "fwdlearn.graphs.nn.convs:MLP_KIND",
-}, lower_case=True, check=instance_entry("CONV_KINDS", "conv"))
+}, lower_case=True, check=_check_conv)
 
 #: link method name -> :class:`~fwdlearn.graphs.nn.linkpred.LinkMethod`
 LINK_METHODS = Registry("link method", {

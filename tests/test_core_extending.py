@@ -137,6 +137,50 @@ def test_a_cell_or_conv_class_registered_by_the_decorator_is_refused_naming_the_
     assert "toy-dense" not in CONV_KINDS
 
 
+def test_a_conv_kind_that_says_it_is_linear_without_its_methods_is_refused_when_registered():
+    """``linear = True`` sends a layer-wise fit through the cached aggregation: a kind without ``from_aggregation``
+    failed there with "a TOY-SUM block has no cached aggregation (its attention depends on the weights)", one without
+    ``propagation`` with "no cached aggregation for conv 'toy-sum'; it applies to 'gcn', 'sage', 'toy-sum'"."""
+    from fwdlearn.graphs.nn.backbones import GNNBlock
+    from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
+
+    class Sum(ConvKind):  # PyG's GraphConv: linear after a sum over in-neighbours
+        name = "toy-sum"
+        linear = True
+
+        def make(self, in_dim, out_dim):
+            from torch_geometric.nn import GraphConv
+
+            return GraphConv(in_dim, out_dim)
+
+        def weights(self, conv):
+            return conv.lin_rel.weight, conv.lin_root.weight
+
+    class WithAggregation(Sum):
+        def from_aggregation(self, conv, aggregated, normalized):
+            return conv.lin_rel(aggregated) + conv.lin_root(normalized)
+
+    for kind, missing in ((Sum(), "from_aggregation, propagation"), (WithAggregation(), "propagation")):
+        with pytest.raises(TypeError, match=rf"the conv 'toy-sum' says it is linear after a fixed aggregation "
+                                            rf"\(linear = True\) but does not define {missing}, .* or leave "
+                                            r"linear = False"):
+            CONV_KINDS.register("toy-sum", kind)
+        assert "toy-sum" not in CONV_KINDS
+
+    class MessagePassing(Sum):
+        linear = False
+
+    CONV_KINDS.register("toy-sum", MessagePassing())  # (no claim, nothing to define)
+    try:
+        block = GNNBlock("toy-sum", 3, 2)
+        assert not block.cacheable
+        with pytest.raises(ValueError, match=r"a toy-sum block has no cached aggregation \(its conv is not linear "
+                                             r"after a fixed aggregation of its input\)"):
+            block.from_aggregation(torch.zeros(4, 3))
+    finally:
+        CONV_KINDS.unregister("toy-sum")
+
+
 def test_a_cell_named_like_a_model_kind_or_a_kind_like_a_cell_is_refused():
     """A cell named 'conv' made --model conv (and make_language_model('conv')) a recurrent model in silence, the causal
     conv model no longer reachable; a kind named 'lstm' was never built by its name."""

@@ -50,7 +50,7 @@ from fwdlearn.schedules import LocalOptimizers, local_step
 
 from fwdlearn.graphs.methods.base import GraphMethod, MethodFit, fit_history
 from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, virtual_features
-from fwdlearn.graphs.nn.backbones import GNNBlock
+from fwdlearn.graphs.nn.backbones import GNNBlock, normalize_rows
 
 __all__ = ["TopToInput", "TopToLoss", "context_vectors", "topdown_step", "topdown_scores"]
 
@@ -254,7 +254,9 @@ class TopToInput(TopDown):
     rule: ClassVar[str] = "local:prototype:top2input"
 
     def block_input(self, below: Tensor, above: Tensor) -> Tensor:
-        return torch.cat([F.normalize(below, dim=-1), F.normalize(above, dim=-1)], dim=-1)
+        # (normalize_rows, as the blocks normalise: F.normalize turned rows whose norm overflows, float32 features
+        # of 1e20, into zeros, and a zero row of float16 into NaN)
+        return torch.cat([normalize_rows(below), normalize_rows(above)], dim=-1)
 
     def make_blocks(self):
         H, K, L = self.hidden, self.num_classes, self.layers

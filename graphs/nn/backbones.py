@@ -30,7 +30,8 @@ __all__ = ["make_conv", "GNNBlock", "BlockStack", "make_blocks", "check_conv", "
 
 _NARROW_IDS = (torch.int32, torch.int16, torch.int8, torch.uint8)  # edge ids PyG's convs read as int64
 
-#: the :math:`\epsilon` of the input normalisation (``torch.nn.functional.normalize``'s default)
+#: the :math:`\epsilon` of the input normalisation (``torch.nn.functional.normalize``'s default; in a dtype where it
+#: rounds to 0, float16, that dtype's smallest positive number: :func:`normalize_rows`)
 EPS = 1e-12
 
 
@@ -49,7 +50,14 @@ def normalize_rows(x: Tensor, eps: float = EPS) -> Tensor:
     r""":math:`h_i / \max(\lVert h_i \rVert_2, \epsilon)` per row, as ``torch.nn.functional.normalize`` (the same
     numbers wherever its norm does not overflow), computed on the row scaled by :func:`row_scale`: there, float32 rows
     past about 1e19 (float16 rows of norm past 65504) had an infinite norm and came out as all zeros, so features of
-    that scale trained a model on nothing (chance accuracy, where float64 learned)."""
+    that scale trained a model on nothing (chance accuracy, where float64 learned).
+
+    A row of zeros stays zeros in every dtype: :math:`\epsilon` is at least the dtype's smallest positive number
+    (float16's :math:`2^{-24}`; 1e-12 is 0 there, and a zero row, a node without features or one whose ReLU outputs
+    were all 0, came out as 0/0 = NaN, which message passing spread to every node within the layers' reach)."""
+    if x.is_floating_point():
+        info = torch.finfo(x.dtype)
+        eps = max(eps, info.tiny * info.eps)  # (the smallest subnormal: every non-zero row is divided by its norm)
     if x.device.type == "cpu":  # (the check costs a device sync elsewhere: there every row is scaled, by 1 mostly)
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
         if not bool(torch.isinf(norm).any()):  # (the usual case: F.normalize's own arithmetic, at its cost)
@@ -60,8 +68,19 @@ def normalize_rows(x: Tensor, eps: float = EPS) -> Tensor:
 
 
 def check_conv(conv: str) -> str:
-    """``conv`` lower-cased, or a ``ValueError`` naming the choices."""
-    kind = str(conv).lower()
+    """``conv`` lower-cased, or a ``ValueError`` naming the choices (for a conv kind or a class given in place of a
+    name, the name to pass: they were lower-cased into "unknown conv 'gcn()'")."""
+    if not isinstance(conv, str):
+        choices = ", ".join(CONV_KINDS)
+        if isinstance(conv, ConvKind) or isinstance(conv, type):
+            names = [name for name in CONV_KINDS if CONV_KINDS.get(name) is conv]
+            what = f"the conv kind {conv!r}" if isinstance(conv, ConvKind) else f"the class {conv.__name__}"
+            fix = (f"pass conv={names[0]!r}" if names else
+                   "a conv is a ConvKind instance registered under a name (fwdlearn.graphs.nn.convs): "
+                   "CONV_KINDS.register('my-conv', MyConv()), then conv='my-conv'")
+            raise ValueError(f"conv takes the name of a conv in CONV_KINDS ({choices}); got {what}: {fix}")
+        raise ValueError(f"unknown conv {conv!r}; choose one of {choices}")
+    kind = conv.lower()
     CONV_KINDS.get(kind)
     return kind
 

@@ -76,8 +76,8 @@ class ConvKind:
     def from_aggregation(self, conv: nn.Module, aggregated: Tensor, normalized: Tensor | None) -> Tensor:
         """The conv's output from :math:`P \\bar h` (``aggregated``; :math:`\\bar h` itself where :math:`P = I`) and,
         for a root term, :math:`\\bar h` (``normalized``)."""
-        raise ValueError(f"a {self.name.upper()} block has no cached aggregation (its attention depends on the "
-                         "weights); call block(x, edge_index) instead")
+        raise ValueError(f"a {self.name} block has no cached aggregation (its conv is not linear after a fixed "
+                         "aggregation of its input); call block(x, edge_index) instead")
 
     def reads_root(self, conv: nn.Module) -> bool:
         """Whether :meth:`from_aggregation` needs ``normalized`` as well."""
@@ -185,6 +185,10 @@ class GAT(ConvKind):
 
         self.check_width(out_dim)
         return GATConv(in_dim, out_dim // GAT_HEADS, heads=GAT_HEADS, concat=True)
+
+    def from_aggregation(self, conv, aggregated, normalized):
+        raise ValueError("a GAT block has no cached aggregation (its attention depends on the weights); call "
+                         "block(x, edge_index) instead")
 
 
 class MLP(ConvKind):

@@ -902,13 +902,12 @@ def test_a_diverging_graph_fit_names_no_limit_the_graph_api_does_not_offer(karat
 def test_sf_steps_take_the_output_the_evaluation_before_them_computed(karate, monkeypatch):
     """SF scores and trains on one stream: the output an evaluation computed after a step is the next step's (same
     input, same weights), and was computed again; any change of the weights must still recompute it."""
-    import fwdlearn.graphs.methods.base as base
     import fwdlearn.graphs.nn.aggregation_cache as aggregation_cache
 
     calls = []
-    run = base.run_block
-    for module in (base, aggregation_cache):  # (the kept outputs are computed by aggregation_cache.KeptOutputs)
-        monkeypatch.setattr(module, "run_block", lambda block, cached: calls.append(1) or run(block, cached))
+    run = aggregation_cache.run_block
+    monkeypatch.setattr(aggregation_cache, "run_block",  # (every output is computed by aggregation_cache.KeptOutputs)
+                        lambda block, cached: calls.append(1) or run(block, cached))
     seed_everything(0)
     model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=1, method="sf")
     report = model.fit(karate, epochs=5, patience=None, eval_every=1, quiet=True)
@@ -1252,3 +1251,49 @@ def test_a_float16_model_scores_a_node_without_features(method):
     scores = model.half()(data.x.half(), data.edge_index)
     assert bool(torch.isfinite(scores).all())
     torch.testing.assert_close(scores.float(), expected, rtol=0, atol=2e-2)
+
+
+def test_a_conv_with_dropout_is_trained_in_train_mode_and_validated_in_eval_mode():
+    """A layer-by-layer fit validated a block, chose its layer's best state and handed its outputs to the next layer
+    in train() mode: a user's conv with dropout was judged by dropout-noised outputs. A conv that does not say it is
+    mode-free (ConvKind.mode_free) now computes a loss's outputs in train() mode and every other in eval() mode."""
+    from torch import nn
+
+    from fwdlearn.graphs.nn.convs import CONV_KINDS, ConvKind
+    from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
+
+    calls = []
+
+    class Noisy(nn.Module):
+        def __init__(self, in_dim, out_dim):
+            super().__init__()
+            self.lin, self.drop = nn.Linear(in_dim, out_dim), nn.Dropout(0.5)
+
+        def forward(self, x):
+            calls.append((self.training, torch.is_grad_enabled()))
+            return self.drop(self.lin(x))
+
+    class NoisyKind(ConvKind):
+        name, aggregates = "toy-noisy", False
+
+        def make(self, in_dim, out_dim):
+            return Noisy(in_dim, out_dim)
+
+        def __call__(self, conv, x, edge_index):
+            return conv(x)
+
+    CONV_KINDS.register("toy-noisy", NoisyKind())
+    try:
+        fits = [lambda: ForwardGNN(5, 3, conv="toy-noisy", hidden=8, layers=2, method=m).fit(
+            tiny_graph(), epochs=3, patience=None, quiet=True) for m in ("sf", "ff-la")]
+        fits.append(lambda: ForwardLinkPredictor(5, conv="toy-noisy", hidden=8, layers=2, method="ce").fit(
+            tiny_graph(), epochs=3, patience=None, quiet=True))
+        for fit in fits:
+            calls.clear()
+            fit()
+            # a loss's outputs (with a graph) in train(), the validation's and those handed on (without) in eval()
+            assert calls and all(training == grad for training, grad in calls), calls
+            assert {grad for _, grad in calls} == {True, False}
+    finally:
+        CONV_KINDS.unregister("toy-noisy")
+

@@ -32,8 +32,7 @@ from fwdlearn.fit import Checkpointing, FitResult
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise
 
-from fwdlearn.graphs.nn.aggregation_cache import (KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix,
-                                                  run_block)
+from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix
 from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
 
 __all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history", "check_fit_arguments"]
@@ -263,22 +262,22 @@ class LayerwiseMethod(GraphMethod):
             # the very output the next step's loss needs (same input, same weights), so the loss takes it over
             # instead of computing it again (about a fifth of an SF fit at 2 layers on Cora); any change of the
             # weights (a step, a restored state) drops it (KeptOutputs)
-            shared, kept = set(scoring) & set(training), KeptOutputs(block, prepared)
+            # (and in its own mode: see KeptOutputs)
+            kept = KeptOutputs(block, prepared)
 
             def loss() -> Tensor:
                 return self.layer_loss({s: kept.get(s, take=True) for s in training}, y, train, n, l)
 
             def evaluate() -> dict:
-                kept_outs = {s: kept.get(s) for s in shared}  # (kept, with their graph, for the next step's loss)
+                outs = {s: kept.evaluated(s, keep=s in training) for s in scoring}
                 with torch.no_grad():
-                    outs = {s: kept_outs[s].detach() if s in shared else run_block(block, prepared[s]) for s in scoring}
                     scores = self.layer_scores(outs, n, l)
                 return {"val_accuracy": masked_accuracy(state["total"] + scores, y, val)}
 
             def finish(result: FitResult) -> None:
                 kept.clear()
+                outs = {s: kept.evaluated(s) for s in streams}
                 with torch.no_grad():
-                    outs = {s: run_block(block, prepared[s]) for s in streams}
                     state["total"] = state["total"] + self.layer_scores({s: outs[s] for s in scoring}, n, l)
                     self.finish_layer(l, outs, n)
                 state["inputs"] = self.next_inputs(outs)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fwdlearn.fit import training_mode
 from fwdlearn.graphs.nn.backbones import GNNBlock, normalize_rows
 from fwdlearn.graphs.nn.convs import CONV_KINDS
 
@@ -98,6 +99,12 @@ class KeptOutputs:
     (``take=True``) instead of computing it again. Any change of the weights (a step, a restored state) changes their
     versions, and every kept output is dropped.
 
+    That holds for a conv that computes the same in ``train()`` and ``eval()`` mode
+    (:attr:`~fwdlearn.graphs.nn.convs.ConvKind.mode_free`: the built-in ones). Any other (a user's conv with dropout)
+    computes the loss's outputs in ``train()`` mode and the evaluation's, and the outputs a finished layer hands on, in
+    ``eval()`` mode, and keeps nothing: its validation read dropout-noised outputs, and chose the layer's best state
+    by them.
+
     Args:
         block: the block being trained.
         prepared: its prepared inputs by name (:func:`prepare_input`).
@@ -105,20 +112,30 @@ class KeptOutputs:
 
     def __init__(self, block: GNNBlock, prepared: Mapping[str, CachedInput]) -> None:
         self.block, self.prepared = block, prepared
+        self.mode_free = block.conv_kind.mode_free
         self._weights: tuple[tuple[int, int], ...] | None = None
         self._outputs: dict[str, Tensor] = {}
 
     def get(self, name: str, take: bool = False) -> Tensor:
-        """The output on input ``name`` (with its graph): the kept one while the weights are unchanged, else computed
-        now; ``take``: and forget it (a loss takes it over)."""
+        """The output on input ``name`` for a training loss (with its graph, in ``train()`` mode): the kept one while
+        the weights are unchanged, else computed now; ``take``: and forget it (a loss takes it over)."""
         weights = tuple((id(p), p._version) for p in self.block.parameters())
         if weights != self._weights:
             self._outputs.clear()
             self._weights = weights
         if name not in self._outputs:
-            with torch.enable_grad():  # (for the training loss that takes it over)
+            with torch.enable_grad(), training_mode(True, self.block):  # (for the training loss that takes it over)
                 self._outputs[name] = run_block(self.block, self.prepared[name])
         return self._outputs.pop(name) if take else self._outputs[name]
+
+    def evaluated(self, name: str, keep: bool = False) -> Tensor:
+        """The output on input ``name`` for an evaluation or to hand on (detached): with ``keep`` (an input the next
+        step's loss reads) and a mode-free conv, the one :meth:`get` keeps for that loss; else computed now without a
+        graph, in ``eval()`` mode unless the conv is mode-free."""
+        if keep and self.mode_free:
+            return self.get(name).detach()
+        with torch.no_grad(), training_mode(self.mode_free and self.block.training, self.block):
+            return run_block(self.block, self.prepared[name])
 
     def clear(self) -> None:
         """Forget the kept outputs (and their graphs)."""

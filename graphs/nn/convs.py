@@ -46,6 +46,11 @@ class ConvKind:
     aggregates: ClassVar[bool] = True
     #: whether its output is linear after a fixed aggregation (:meth:`weights`, :meth:`from_aggregation`)
     linear: ClassVar[bool] = False
+    #: whether the conv computes the same in ``train()`` and ``eval()`` mode (no dropout, no batch statistics): a
+    #: layer-by-layer fit then lets the next step's loss take over the output its validation pass computed. A kind
+    #: that does not say so (a user's, perhaps with dropout) is validated and hands its outputs on in ``eval()`` mode
+    #: and trained in ``train()`` mode, each output computed in its own mode.
+    mode_free: ClassVar[bool] = False
 
     @property
     def cacheable(self) -> bool:
@@ -103,6 +108,7 @@ class GCN(ConvKind):
     linear after a fixed aggregation: cached and Jacobian-layered)."""
 
     name = "gcn"
+    mode_free = True
     linear = True
 
     def make(self, in_dim, out_dim):
@@ -137,6 +143,7 @@ class SAGE(ConvKind):
     Jacobian-layered)."""
 
     name = "sage"
+    mode_free = True
     linear = True
 
     def make(self, in_dim, out_dim):
@@ -174,6 +181,7 @@ class GAT(ConvKind):
     Its attention depends on the input, so it is neither cached nor Jacobian-layered."""
 
     name = "gat"
+    mode_free = True
 
     def check_width(self, out_dim):
         if out_dim % GAT_HEADS:
@@ -195,6 +203,7 @@ class MLP(ConvKind):
     r"""A linear layer per node, :math:`h' = h W^\top + b`: the graph-blind control (it reads no edges)."""
 
     name = "mlp"
+    mode_free = True
     aggregates = False
     linear = True
 

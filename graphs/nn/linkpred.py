@@ -55,8 +55,7 @@ from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_num_nodes, warn_unweighted
 from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
-from fwdlearn.graphs.nn.aggregation_cache import (KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix,
-                                                  run_block)
+from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix
 from fwdlearn.graphs.nn.backbones import check_conv, fixed_inputs, make_blocks
 from fwdlearn.graphs.registries import LINK_METHODS, link_method, link_rule
 
@@ -396,15 +395,15 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
             kept = KeptOutputs(block, {"h": prepared})
 
             def evaluate() -> dict:
-                h = kept.get("h")  # (kept, with its graph, for the next step's loss)
+                h = kept.evaluated("h", keep=True)  # (kept, with its graph, for the next step's loss)
                 with torch.no_grad():
-                    p = self._probability(h.detach(), val_pairs)
+                    p = self._probability(h, val_pairs)
                 return {"val_auc": roc_auc((state["val_total"] + p) / (l + 1), val_labels)}
 
             def finish(result: FitResult) -> None:
                 kept.clear()
+                state["h"] = kept.evaluated("h")
                 with torch.no_grad():
-                    state["h"] = run_block(block, prepared)
                     state["val_total"] = state["val_total"] + self._probability(state["h"], val_pairs)
 
             return LayerJob(lambda: self._loss(kept.get("h", take=True), pos, negatives()), evaluate, finish)

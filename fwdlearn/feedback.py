@@ -363,6 +363,11 @@ class DirectFeedback(nn.Module):
         """Names of the feedback points, in declaration order."""
         return list(self._names)
 
+    def extra_repr(self) -> str:  # (its matrices are buffers: the module tree showed "DirectFeedback()")
+        shown = [f"{name}: {self.matrix(name).shape[1]}" for name in self._names[:8]]
+        more = f", ... {len(self._names)} in all" if len(self._names) > 8 else ""
+        return f"error_dim={self.error_dim}, kind={self.kind}, points={{{', '.join(shown)}{more}}}"
+
     def matrix(self, name: str) -> Tensor:
         """The feedback matrix :math:`B_\\text{name}` of shape ``[error_dim, width]``."""
         if name not in self._names:

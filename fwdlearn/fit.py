@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ __all__ = [
     "check_fingerprint",
     "load_optimizer_state",
     "Carried",
+    "compact_repr",
 ]
 
 #: default divergence limit: a loss above this many times max(|its first value|, 1) stops training
@@ -316,6 +317,19 @@ class EarlyStopping:
         return self.patience is not None and self.bad_checks >= self.patience
 
 
+def compact_repr(report: Any) -> str:
+    """The ``repr`` of a dataclass report with its ``history`` (a row per step or epoch) given as its length,
+    ``history=<1000 rows>``: the dataclass's own printed every row on one line (about 100,000 characters for a
+    1000-step language model fit) and hid the figures beside it. The rows stay in ``report.history``."""
+    parts = []
+    for f in fields(report):
+        if f.repr:
+            value = getattr(report, f.name)
+            shown = f"<{len(value)} rows>" if f.name == "history" and isinstance(value, list) else repr(value)
+            parts.append(f"{f.name}={shown}")
+    return f"{type(report).__name__}({', '.join(parts)})"
+
+
 @dataclass
 class FitResult:
     """What :meth:`Trainer.run` did.
@@ -344,6 +358,8 @@ class FitResult:
     first_step_cost: Any = None
     resumed: dict[str, Any] | None = None
     eval_seconds: float = 0.0  # (a class default too: a FitResult pickled before it was recorded reads 0)
+
+    __repr__ = compact_repr  # (history as its length: ``result.history`` holds the rows)
 
 
 def _rng_state() -> dict[str, Any]:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "ForwardGNN": "fwdlearn.graphs.nn.forward_gnn",
     "FitReport": "fwdlearn.graphs.nn.forward_gnn",
     "ForwardLinkPredictor": "fwdlearn.graphs.nn.linkpred",
+    "LinkReport": "fwdlearn.graphs.nn.linkpred",  # (what ForwardLinkPredictor.fit returns, as FitReport is ForwardGNN's)
     "train_node_classifier": "fwdlearn.graphs.methods.bp",
     "hop_influence": "fwdlearn.graphs.influence.hop_influence",
 }

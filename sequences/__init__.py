@@ -28,6 +28,7 @@ _EXPORTS = {
     "CausalConvLM": "fwdlearn.sequences.nn.conv",
     "TransformerLM": "fwdlearn.sequences.nn.transformer",
     "lag_influence": "fwdlearn.sequences.influence",
+    "FitReport": "fwdlearn.sequences.training",  # (what a model's fit returns, as fwdlearn.graphs.FitReport)
 }
 __all__ = list(_EXPORTS)
 

@@ -83,7 +83,8 @@ class FitReport:
     ``steps`` and ``seconds`` cover the whole run, resumed parts included; ``best_step`` is the step whose
     state the model holds at the end; ``resumed`` (when the fit continued a checkpoint) is
     ``{"from_step": s, "changed": {setting: [checkpoint's, now]}}``; ``optimizer`` the settings it trained with (the
-    model's defaults with the fit's overrides, a default warm-up cut to the budget).
+    model's defaults with the fit's overrides, a default warm-up cut to the budget). ``fit_seconds`` is
+    ``seconds`` by the name the graph reports give it (:class:`fwdlearn.graphs.FitReport`), so one name reads both.
     """
 
     result: FitResult
@@ -103,6 +104,11 @@ class FitReport:
     @property
     def resumed(self) -> dict[str, Any] | None:
         return self.result.resumed
+
+    @property
+    def fit_seconds(self) -> float:
+        """:attr:`seconds` (the whole run's wall time), as the graph reports name it."""
+        return self.seconds
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:

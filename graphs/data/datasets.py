@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
+from torch_geometric.data import Data, Dataset
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.files import taking_turns
@@ -42,7 +42,7 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_s
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
-           "check_graph_inputs", "check_num_nodes", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
+           "check_graph_inputs", "check_num_nodes", "check_one_graph", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
            "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
@@ -259,6 +259,21 @@ def check_masks(data: Data, name: str = "graph", splits: tuple[str, ...] = ("tra
     return data
 
 
+def check_one_graph(data, what: str) -> None:
+    """Refuse a PyG dataset where ``what`` reads one graph: ``Planetoid(root, "Cora")`` given for its graph
+    ``Planetoid(root, "Cora")[0]`` failed with PyG's raw "'Planetoid' object has no attribute 'num_nodes'"; and an
+    object that is no graph at all (neither ``x`` nor ``edge_index``; a :class:`Data` is left to the checks that
+    name what it lacks)."""
+    if isinstance(data, Dataset):
+        raise TypeError(f"{what} reads one graph (a torch_geometric.data.Data); got the {type(data).__name__} dataset "
+                        f"of {len(data)} graph(s): pass its graph, dataset[0]")
+    if not isinstance(data, Data) and getattr(data, "x", None) is None and getattr(data, "edge_index", None) is None:
+        hint = (": a text corpus trains a language model (fwdlearn.sequences)" if hasattr(data, "vocab") else
+                ": load one with fwdlearn.graphs.load_graph")  # (a Corpus was told the graph has no features)
+        raise TypeError(f"{what} reads one graph (a torch_geometric.data.Data with x and edge_index); got "
+                        f"{type(data).__name__}{hint}")
+
+
 def check_node_data(data: Data, dtype: torch.dtype | None = None) -> Data:
     """Check everything training a node classifier reads from ``data``: ``x`` (of ``dtype``, when given) and
     ``edge_index`` (:func:`check_graph_inputs`), ``y`` (:func:`check_labels`), the masks (:func:`check_masks`) and
@@ -268,6 +283,7 @@ def check_node_data(data: Data, dtype: torch.dtype | None = None) -> Data:
     Raises:
         ValueError / TypeError: naming the attribute, what was found and the fix.
     """
+    check_one_graph(data, "training a node classifier")
     x, _ = check_graph_inputs(data, dtype)
     check_labels(getattr(data, "y", None), x.shape[0])
     check_masks(data, "data")

@@ -296,6 +296,11 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     """
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
+    if hasattr(model, "forward_from_embeddings") and hasattr(model, "check_tokens"):  # (it was called on the graph and
+        # refused data.x as "tokens must be integer ids", naming neither the model nor the measure that fits it)
+        raise TypeError(f"hop_influence measures a graph model, model(x, edge_index); {type(model).__name__} is a "
+                        "sequence model: measure it per lag with fwdlearn.sequences.lag_influence(model, tokens, "
+                        "max_lag)")
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
     max_hops = operator.index(max_hops)  # a numpy or 0-d tensor integer as a plain int

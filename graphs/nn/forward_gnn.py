@@ -69,12 +69,14 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import check_bool, check_int, check_seed, warn
-from fwdlearn.fit import Checkpointing, check_trainable_dtype, evaluating, keeps_mode, tensor_fingerprint
+from fwdlearn.fit import (Checkpointing, check_trainable_dtype, compact_repr, evaluating, keeps_mode,
+                          tensor_fingerprint)
 from fwdlearn.model_files import ModelFile
 from fwdlearn.metrics import masked_accuracy
 
 from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, check_graph_inputs, check_labels,
-                                          check_mask, check_masks, check_node_data, warn_unweighted)
+                                          check_mask, check_masks, check_node_data, check_one_graph,
+                                          warn_unweighted)
 from fwdlearn.graphs.methods import method_class
 from fwdlearn.graphs.methods.base import GraphMethod, check_fit_arguments
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
@@ -107,7 +109,8 @@ class FitReport(WithCost):
     layers of a layer-by-layer method): every epoch's step and validation pass, the measured first step of each loop
     among them, the parts before a resume included; not the preparation between layers nor the final scoring.
     ``epochs_run``: the epochs trained, summed over the layers; ``history``: one row per epoch (``epoch`` counted
-    over the whole fit, ``layer`` for a layer-by-layer method, ``loss``, and ``val_accuracy`` when evaluated).
+    over the whole fit, ``layer`` for a layer-by-layer method, ``loss``, and ``val_accuracy`` when evaluated;
+    ``print(report)`` gives its length, ``history=<400 rows>``).
     """
 
     method: str
@@ -122,6 +125,8 @@ class FitReport(WithCost):
     per_layer: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed: dict[str, Any] | None = None  # a resumed fit: the step it continued from and the settings it changed
+
+    __repr__ = compact_repr  # (every figure, the history as its length)
 
 
 class ForwardGNN(ModelFile, nn.Module):
@@ -283,6 +288,7 @@ class ForwardGNN(ModelFile, nn.Module):
         """Check ``data`` against the model: features ``[N, in_dim]`` of the parameters' dtype, edge ids in
         ``[0, N-1]`` and, with ``labels``, int64 labels, a boolean ``train_mask`` and training labels in
         ``[0, num_classes)``; each error names the fix."""
+        check_one_graph(data, "ForwardGNN")
         x = getattr(data, "x", None)
         if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] != self.in_dim:
             raise ValueError(f"data has {x.shape[1]} node features but the model has in_dim={self.in_dim}")
@@ -322,6 +328,7 @@ class ForwardGNN(ModelFile, nn.Module):
         label known would be scored on it); ``bp`` and ``dfa`` read the split's mask alone, so a new graph with only a
         ``test_mask`` is evaluated inductively."""
         _check_split(split)
+        check_one_graph(data, "ForwardGNN.evaluate")
         x, _ = check_graph_inputs(data)  # (first: a num_nodes other than x's rows was blamed on data.y's shape)
         check_labels(getattr(data, "y", None), x.shape[0])
         check_masks(data, "data", ("train", "val", "test") if self.method.scores_use_labels else (split,))

@@ -53,7 +53,8 @@ from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
 from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
-from fwdlearn.graphs.data.datasets import check_edge_index, check_features, check_num_nodes, warn_unweighted
+from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, check_num_nodes, check_one_graph,
+                                          warn_unweighted)
 from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix
 from fwdlearn.graphs.nn.backbones import check_conv, fixed_inputs, make_blocks
@@ -266,6 +267,9 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
     FILE_KIND = "forward-link-predictor"  # (ModelFile: save / load)
     FILE_HINT = "ForwardLinkPredictor.save writes one"
 
+    def extra_repr(self) -> str:  # (as ForwardGNN's: the module tree alone did not say how it trains)
+        return f"rule={self.rule}, conv={self.conv}, layers={self.layers}, hidden={self.hidden}"
+
     def config_dict(self) -> dict[str, Any]:
         """What builds this model again, ``ForwardLinkPredictor(**config_dict())``."""
         return {"in_dim": self.in_dim, "conv": self.conv, "hidden": self.hidden, "layers": self.layers,
@@ -319,14 +323,17 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         and duplicates are dropped); a link is predicted for a pair of nodes, not an ordered one. The edges are
         unweighted: ``data.edge_weight`` and ``data.edge_attr`` are not read (a warning says so).
 
-        ``seed`` draws the split and the negatives; the weights were drawn when the model was built, from torch's
-        global generator (:func:`~fwdlearn.fit.seed_everything` before ``ForwardLinkPredictor(...)`` repeats a run).
+        ``seed`` draws the split and the negatives: it reseeds Python's, NumPy's and torch's global generators
+        (:func:`~fwdlearn.fit.seed_everything`, as ``fit_lm``'s ``seed`` does), so what draws from them after the fit
+        goes on from ``seed``; the weights were drawn when the model was built, from torch's global generator
+        (:func:`~fwdlearn.fit.seed_everything` before ``ForwardLinkPredictor(...)`` repeats a run).
 
         ``checkpoint`` / ``resume`` / ``overwrite``: keep and continue a checkpoint as
         :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph and
         ``seed`` are required to resume)."""
         from torch_geometric.utils import negative_sampling
 
+        check_one_graph(data, "ForwardLinkPredictor.fit")
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_num_nodes(data, data.x.shape[0])
         warn_unweighted(data, "ForwardLinkPredictor")  # (the edge split keeps no edge attributes either)

@@ -216,6 +216,14 @@ class LanguageModel(nn.Module):
         """The configuration as a plain dict (what checkpoints store)."""
         return asdict(self.config)
 
+    def extra_repr(self) -> str:
+        """``print(model)``'s first line: the rule it trains by and its config (the module tree alone showed neither
+        a recurrent model's rule through time nor DFA's feedback kind), as ``ForwardGNN``'s names its rule."""
+        config = getattr(self, "config", None)
+        settings = [f"{f.name}={getattr(config, f.name)!r}" for f in fields(config) if f.name not in ("kind", "training")
+                    ] if config is not None and hasattr(config, "__dataclass_fields__") else []
+        return ", ".join([f"rule={getattr(self, 'rule', '?')}", *settings])
+
     # ------------------------------------------------------------------ user API
     def fit(self, data, **kwargs: Any):
         """Train on a :class:`~fwdlearn.sequences.data.text.Corpus` (contiguous streams, carried state) or a

@@ -3,7 +3,6 @@ report names agree across the graph and sequence sides, what the fits return is 
 dataset, a text corpus or a language model handed to a graph call is refused naming the fix."""
 
 import pytest
-import torch
 from torch_geometric.data import InMemoryDataset
 
 from fwdlearn.diagnostics.cost import CostReport

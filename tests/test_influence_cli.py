@@ -127,6 +127,19 @@ def test_influence_graph_reads_named_graphs_and_trains_by_bp(tmp_path):
     assert other["curve"] == pytest.approx(row["curve"], rel=1e-5) and other["R"] == pytest.approx(row["R"], rel=1e-5)
 
 
+def test_influence_graph_says_how_many_seeds_it_measured(tmp_path, capsys):
+    """--samples past the graph's nodes measures every node: the record said samples 500 of karate's 34 nodes, and
+    neither it nor the table gave the number measured (bench influence's table does)."""
+    record = tmp_path / "k.json"
+    assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "mlp", "--layers", "2", "--hidden", "8",
+                 "--json", str(record), "--quiet"]) == 0
+    assert "| model | layers | seeds | R |" in capsys.readouterr().out
+    assert [row["seeds"] for row in json.loads(record.read_text())["metrics"]] == [34, 34]
+    assert main(["influence", "graph", "--data", "karate", "--layers", "2", "--hidden", "8", "--samples", "5",
+                 "--json", str(record), "--overwrite", "--quiet"]) == 0
+    assert json.loads(record.read_text())["metrics"][0]["seeds"] == 5
+
+
 def test_bench_influence_measures_speedup_against_ball_size_and_trained_ranges(tmp_path, capsys):
     out = tmp_path / "bench-0.1"
     args = ["bench", "influence", "--graphs", "synthetic-city:150", "karate", "--depths", "2", "3", "--samples", "12",

@@ -40,7 +40,8 @@ class InfluenceGraphConfig(RunOptions):
     patience: int = field(default=50, metadata={"help": "early-stopping patience of the BP training (0 = none)",
                                                 "min": 0})
     max_hops: int = field(default=0, metadata={"help": "largest hop binned (0 = as many as layers)", "min": 0})
-    samples: int = field(default=500, metadata={"help": "random seed nodes", "min": 1})
+    samples: int = field(default=500, metadata={"help": "random seed nodes (every node of a smaller graph; the table "
+                                                        "and record give the number measured)", "min": 1})
     variant: str = field(default="subgraph", metadata={"help": "induced subgraph (as PyG) or full graph",
                                                        "choices": ["subgraph", "full"]})
     jacobian: str = field(default="auto", metadata={"help": "subgraph variant: layered (receptive field only, every "
@@ -111,8 +112,8 @@ def _run_influence(args: argparse.Namespace) -> int:
             row.update(val_accuracy=fit.val_accuracy, test_accuracy=fit.test_accuracy, epochs_run=fit.epochs_run)
         start = time.perf_counter()
         try:
-            curve, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
-                                        variant=config.variant, quiet=quiet, jacobian=config.jacobian)
+            curve, R, per_seed = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,
+                                               variant=config.variant, quiet=quiet, jacobian=config.jacobian)
         except ZeroDivisionError:  # (every process holds the gathered rows: all refuse alike)
             with alike_on_every_process():
                 raise UsageError(f"--models {kind}: the influence at hop 0 is zero at every seed node measured "
@@ -120,13 +121,14 @@ def _run_influence(args: argparse.Namespace) -> int:
                                  "off, as in a narrow or deep untrained model), so its curve cannot be normalised; "
                                  "measure more seeds (--samples) or another --seed, or a wider or shallower model "
                                  "(--hidden, --layers)") from None
-        row.update(R=R, seconds=time.perf_counter() - start)
+        # (seeds: --samples past the graph's nodes measures every node, which the record's config did not say)
+        row.update(seeds=per_seed.shape[0], R=R, seconds=time.perf_counter() - start)
         record.log(**row, curve=curve.tolist())
         curves[f"{kind}-{config.layers}"] = curve.tolist()
         rows.append(row)
     if not lead:
         return 0
-    print(markdown_table(rows, ["model", "layers", "R", "test_accuracy", "seconds"]), end="")
+    print(markdown_table(rows, ["model", "layers", "seeds", "R", "test_accuracy", "seconds"]), end="")
     if paths.plot is not None:
         plot_influence_curves(curves, paths.plot, xlabel="hops", title=config.data)
         record.add_file("plot", paths.plot)

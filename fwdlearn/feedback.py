@@ -32,6 +32,7 @@ Both are ``torch.autograd.Function``\ s: models stay ordinary ``nn.Module``\ s a
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .errors import check_int, check_seed, is_integer
+from .errors import check_bool, check_int, check_seed, is_integer
 from .rules import DSF_FEEDBACKS, FEEDBACK_KINDS
 
 __all__ = [
@@ -333,6 +334,7 @@ class DirectFeedback(nn.Module):
         point_dims = {name: check_int(f"the width of feedback point {name!r}", width, 1, " (its last dimension)")
                       for name, width in point_dims.items()}  # (a negative one failed as "math domain error")
         seed = check_seed(seed)
+        shared = check_bool("shared", shared)  # (shared="no" is true: one draw sliced, in silence)
         self.error_dim = error_dim
         self.kind = kind
         self._names = list(point_dims)
@@ -479,7 +481,8 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
 
     Returns:
         Tensor shaped like ``e`` (in its dtype; a half-precision scan is computed in float32). Stable for decays in
-        ``[0, 1]``; ``a = 0`` gives ``e`` back and ``a = 1`` the reverse cumulative sum.
+        ``[0, 1]``; ``a = 0`` gives ``e`` back and ``a = 1`` the reverse cumulative sum. Differentiable: with gradients
+        on and an ``e`` or ``a`` that requires them, the step-by-step scan runs without writing in place (slower).
     """
     dim = _check_scan(e, a, dim)
     dtype = e.dtype
@@ -488,13 +491,29 @@ def reverse_scan(e: Tensor, a: Tensor, dim: int = -2) -> Tensor:
     wide = torch.promote_types(dtype, torch.float32)
     e = e.movedim(dim, -2).to(wide)
     a = a.to(device=e.device, dtype=wide)
-    g = _scan_by_steps(e, a) if e.device.type == "cpu" else _scan_by_doubling(e, a)
+    if torch.is_grad_enabled() and (e.requires_grad or a.requires_grad):
+        g = _scan_differentiable(e, a)  # (the loops below write in place: on a CPU torch refused an `out=` with a
+        # gradient, on a GPU a decay's gradient read a tensor changed in place)
+    else:
+        g = _scan_by_steps(e, a) if e.device.type == "cpu" else _scan_by_doubling(e, a)
     return g.to(dtype).movedim(-2, dim)
 
 
 def _check_scan(e: Tensor, a: Tensor, dim: int) -> int:
     """``dim`` as a non-negative index, after checking ``e [..., T, d]`` (time at ``dim``) and ``a [d]`` /
-    ``[d, d]``."""
+    ``[d, d]``: tensors (a float decay or a NumPy array failed with "has no attribute 'shape'", or, in
+    :func:`time_feedback`, inside autograd) and an integer ``dim``."""
+    if not isinstance(e, Tensor):
+        raise TypeError(f"reverse_scan: e must be a tensor [..., T, d]; got {type(e).__name__}")
+    if not isinstance(a, Tensor):
+        d = e.shape[-1] if e.dim() else "d"
+        fix = (f"for one decay c of every channel, a = torch.full(({d},), c)" if isinstance(a, numbers.Real) else
+               "convert it with torch.as_tensor(a)")
+        raise TypeError(f"reverse_scan: a must be a tensor, [{d}] per-channel decays or a [{d}, {d}] matrix; got "
+                        f"{type(a).__name__}: {fix}")
+    if not is_integer(dim):  # (1.0 failed in torch's movedim, naming no argument)
+        raise TypeError(f"reverse_scan: dim (the time dimension of e) must be an int, got {dim!r}")
+    dim = int(dim)
     if e.dim() < 2:
         raise ValueError(f"reverse_scan needs e of shape [..., T, d]; got {tuple(e.shape)}")
     if not -e.dim() <= dim < e.dim():
@@ -524,6 +543,18 @@ def _scan_by_steps(e: Tensor, a: Tensor) -> Tensor:
         else:
             later = torch.add(e[..., t, :], later @ a.mT, out=out)
     return g
+
+
+def _scan_differentiable(e: Tensor, a: Tensor) -> Tensor:
+    """The step-by-step scan without writing in place, so that autograd differentiates it (in ``e`` and ``a``)."""
+    T = e.shape[-2]
+    if T == 0:
+        return e.clone()
+    later, rows = e[..., T - 1, :], [e[..., T - 1, :]]
+    for t in range(T - 2, -1, -1):
+        later = e[..., t, :] + (a * later if a.dim() == 1 else later @ a.mT)
+        rows.append(later)
+    return torch.stack(rows[::-1], dim=-2)
 
 
 def _scan_by_doubling(e: Tensor, a: Tensor) -> Tensor:
@@ -570,5 +601,5 @@ def time_feedback(h: Tensor, a: Tensor, dim: int = -2) -> Tensor:
         a: ``[d]`` decays or a ``[d, d]`` matrix (see :func:`reverse_scan`).
         dim: the time dimension (not the last one).
     """
-    _check_scan(h, a, dim)  # now, not when the backward pass reaches it
+    dim = _check_scan(h, a, dim)  # now, not when the backward pass reaches it
     return _TimeFeedback.apply(h, a, dim)

@@ -42,12 +42,13 @@ from torch import Tensor, nn
 
 from fwdlearn.distributed import is_distributed, min_max, raise_together, rank
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
-                             UsageError, check_range, check_seed, is_integer, reading)
+                             UsageError, check_bool, check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable
 
 __all__ = [
     "seed_everything",
     "progress",
+    "check_resume",
     "evaluating",
     "training_mode",
     "keeps_mode",
@@ -433,6 +434,17 @@ def _safe_globals() -> list[Any]:
     return [Cost, FitResult, multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
+def check_resume(resume: Any, checkpoint: Any) -> bool:
+    """``resume`` as a bool (:func:`~fwdlearn.errors.check_bool`), refused without a ``checkpoint`` to continue: a fit
+    given ``resume=True`` and no checkpoint trained from scratch, in silence (the commands refuse ``--resume`` without
+    a run to continue)."""
+    resume = check_bool("resume", resume)
+    if resume and checkpoint is None:
+        raise UsageError("resume=True continues a checkpoint, but no checkpoint= was given: pass the checkpoint file "
+                         "of the run to continue (checkpoint='runs/run.pt'), or leave resume out to start a new run")
+    return resume
+
+
 def load_device(map_location: Any) -> Any:
     """The ``torch.device`` a loader's ``map_location`` names (a model file is read on the CPU, then the model moved
     there); ``ValueError`` when it is not a device or not on this machine."""
@@ -636,11 +648,18 @@ def weights_changed() -> None:
     torch.clear_autocast_cache()
 
 
-def _plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(metrics: Mapping[str, Any], what: str = "step(i)", example: str = "{'loss': loss.item()}") -> dict[str, Any]:
     """``metrics`` (what a step or an evaluation returned) with every one-element tensor and NumPy scalar as a Python
     number (``.item()``) and any other tensor detached: a row then holds numbers the progress bar shows, no autograd
     graph of its step, and nothing a checkpoint cannot be resumed from (a NumPy scalar in the history is an object
-    :func:`load_torch` refuses: the run wrote a checkpoint it then called unreadable)."""
+    :func:`load_torch` refuses: the run wrote a checkpoint it then called unreadable). Anything but a mapping is a
+    ``TypeError`` naming ``what`` returned it and ``example``, the fix (a bare loss failed with "'float' object has no
+    attribute 'items'")."""
+    if not isinstance(metrics, Mapping):
+        shown = (f" {metrics!r}" if isinstance(metrics, (numbers.Number, str)) else
+                 f" of shape {tuple(metrics.shape)}" if isinstance(metrics, Tensor) else "")
+        raise TypeError(f"{what} must return a dict of its metrics by name, e.g. {example}; got "
+                        f"{type(metrics).__name__}{shown}")
     out = {}
     for key, value in metrics.items():
         if isinstance(value, Tensor):
@@ -670,7 +689,7 @@ class Trainer:
         checkpoint: file to save ``{step, state, best_state, history, ...}`` to (``None``: no checkpoints).
             It also holds the random-number generators' states, so a resumed run continues exactly.
         checkpoint_every: steps between checkpoints (default: at every evaluation).
-        resume: continue from ``checkpoint`` if it exists.
+        resume: continue from ``checkpoint`` if it exists (refused without a ``checkpoint``: :func:`check_resume`).
         overwrite: without ``resume``, let this run's first save replace an existing ``checkpoint`` instead
             of refusing to start.
         fingerprint: what a checkpoint must match to be resumed (model config, data fingerprint, batch
@@ -733,6 +752,7 @@ class Trainer:
             raise UsageError(f"eval_every and patience must be ints (patience may be None); got {eval_every!r}, "
                              f"{patience!r}")
         check_range("checkpoint_every", checkpoint_every, min=1, optional=True)
+        resume = check_resume(resume, checkpoint)
         check_range("diverge_factor", diverge_factor, gt=1, optional=True)
         self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
         self.eval_every, self.quiet, self.desc = eval_every, quiet, desc
@@ -758,6 +778,10 @@ class Trainer:
         for key, value in row.items():
             if "loss" not in key or not isinstance(value, (numbers.Real, Tensor)) or isinstance(value, bool):
                 continue  # (numbers.Real: Python and NumPy scalars alike)
+            if isinstance(value, Tensor) and value.numel() != 1:  # (torch's "only one element tensors can be
+                # converted to Python scalars" named no key)
+                raise UsageError(f"{self.desc}: step {step}: {key} is a tensor of shape {tuple(value.shape)}, but a "
+                                 "loss is one number: reduce it (.mean() or .sum()) before returning it")
             v = float(value.detach()) if isinstance(value, Tensor) else float(value)
             if not math.isfinite(v):
                 raise self._non_finite(step, f"{key} is {v}: training diverged. Lower the learning rate, check the "
@@ -770,6 +794,19 @@ class Trainer:
                     f"value {first:.4g} (the divergence limit): training diverged. Lower the learning rate"
                     + (f", or raise the limit ({self.raise_limit}) if the loss is meant to grow."
                        if self.raise_limit else "."))
+
+    def _monitored(self, metrics: Mapping[str, Any]) -> float:
+        """The monitored value among ``evaluate()``'s ``metrics``, as a float; a missing key or a value that is not one
+        number is an error naming it (a vector or ``None`` failed in ``float()``, naming neither)."""
+        if self.monitor not in metrics:
+            raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is {self.monitor!r}")
+        value = metrics[self.monitor]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            found = (f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else
+                     f"{type(value).__name__} {value!r}")
+            raise TypeError(f"evaluate() returned {self.monitor}={found}; the monitored value must be one number "
+                            "(a float, or a one-element tensor), by which the best state is chosen")
+        return float(value)
 
     def _check_state(self, state: Any, step: int, what: str) -> None:
         where = non_finite_entry(state)
@@ -900,23 +937,26 @@ class Trainer:
         rng, current = _rng_state(), _best_part(state)
         _restore_best(state, best_state)
         try:
-            metrics = _plain(evaluate())
+            metrics = _plain(evaluate(), "evaluate()", f"{{{self.monitor!r}: value}} (the monitored key)")
         finally:
             _restore_best(state, current)
             _set_rng_state(rng)
-        stopper.best = float(metrics[self.monitor])
+        stopper.best = self._monitored(metrics)
         result.best = {**result.best, **metrics}
 
     def _one_step(self, step: Callable[[int], Mapping[str, Any] | None], i: int,
                   result: FitResult) -> Mapping[str, Any]:
         try:
             if not (self.measure_first_step and result.first_step_cost is None):
-                return step(i) or {}
-            from fwdlearn.diagnostics.cost import measure_cost
+                metrics = step(i)
+            else:
+                from fwdlearn.diagnostics.cost import measure_cost
 
-            box: dict[str, Any] = {}
-            result.first_step_cost = measure_cost(lambda: box.update(step(i) or {}), self.device)
-            return box
+                box: dict[str, Any] = {}
+                result.first_step_cost = measure_cost(lambda: box.update(metrics=step(i)), self.device)
+                metrics = box["metrics"]
+            # (None: a step without metrics; a bare loss of 0.0 was read as none, in silence, and one of 1.0 failed)
+            return {} if metrics is None else metrics
         finally:
             weights_changed()  # (under autocast every later step and evaluation read the first step's weights)
 
@@ -929,10 +969,11 @@ class Trainer:
         """Train for up to ``steps`` steps.
 
         Args:
-            step: ``step(i)`` trains one step (``i`` counts from 1) and returns its metrics (``{"loss": ...}``).
-                One-element tensors and NumPy scalars among them (and among ``evaluate``'s) are kept as Python
-                numbers, other tensors detached.
-            evaluate: returns validation metrics including ``monitor``; without it there is no
+            step: ``step(i)`` trains one step (``i`` counts from 1) and returns its metrics, a dict (``{"loss": ...}``)
+                or ``None``; anything else (a bare loss) is a ``TypeError``. One-element tensors and NumPy scalars among
+                them (and among ``evaluate``'s) are kept as Python numbers, other tensors detached; a loss (a key
+                holding ``"loss"``) must be one number.
+            evaluate: returns validation metrics, a dict including ``monitor`` (one number); without it there is no
                 early stopping and the last state is kept.
             state: an object with ``state_dict()``/``load_state_dict()``; its best state is
                 restored at the end and saved in checkpoints (``best_state_dict()`` /
@@ -1005,19 +1046,16 @@ class Trainer:
             for i in bar:
                 row: dict[str, Any] = {"step": i}
                 try:
-                    row.update(_plain(self._one_step(step, i, result)))
+                    row.update(_plain(self._one_step(step, i, result), "step(i)"))
                 except NonFiniteLossError as error:  # raised inside the step: say which step
                     raise self._non_finite(i, str(error)) from None
                 self._check_losses(row, i)
                 evaluated = evaluate is not None and (i % self.eval_every == 0 or i == self.steps)
                 if evaluated:
                     evaluating_since = time.perf_counter()
-                    metrics = _plain(evaluate())
+                    metrics = _plain(evaluate(), "evaluate()", f"{{{self.monitor!r}: value}} (the monitored key)")
                     result.eval_seconds += time.perf_counter() - evaluating_since
-                    if self.monitor not in metrics:
-                        raise KeyError(f"evaluate() returned {sorted(metrics)} but the monitored key is "
-                                       f"{self.monitor!r}")
-                    value = float(metrics[self.monitor])
+                    value = self._monitored(metrics)
                     if not math.isfinite(value):
                         raise self._non_finite(i, f"the validation {self.monitor} is {value}, so no best state can be "
                                                   "chosen: training diverged (or the validation set is empty). Lower "

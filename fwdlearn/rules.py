@@ -51,6 +51,8 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fwdlearn.errors import is_integer
+
 __all__ = [
     "RulePart", "DepthRule", "BP", "DFA", "Local", "Shallow",
     "TimeRule", "BPTT", "TBPTT", "FTBPTT", "DSF",
@@ -258,7 +260,12 @@ class TBPTT(TimeRule):
     truncation: int = 32
 
     def __post_init__(self) -> None:
-        if not isinstance(self.truncation, int) or isinstance(self.truncation, bool) or self.truncation < 1:
+        if not is_integer(self.truncation):  # (a NumPy or 0-d tensor integer is one, kept as an int: np.int64(8) was
+            # refused as "needs a positive window", a float as if it were not positive)
+            raise ValueError(f"truncated BPTT needs a positive integer window, e.g. 'tbptt:32'; got "
+                             f"{self.truncation!r}")
+        object.__setattr__(self, "truncation", int(self.truncation))  # (a frozen dataclass)
+        if self.truncation < 1:
             raise ValueError(f"truncated BPTT needs a positive window, e.g. 'tbptt:32'; got {self.truncation!r}")
 
     @classmethod

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1, refuse_inference_mode)
-from fwdlearn.errors import check_finite_tensor, check_int, check_seed
+from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -171,6 +171,7 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
     it is refused.
     """
     check_int("max_lag", max_lag, 0)
+    normalize = check_bool("normalize", normalize)  # (before the measurement, not after it)
     mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
     totals = distance_totals(mass, lag, max_lag)
     return influence_curve(totals, normalize=normalize), influence_range(totals), totals

@@ -46,9 +46,13 @@ __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
     """The indices (``int64``, on the CPU) a user chose among ``size`` items: integer ids (a list, an array, a
     tensor; order and repeats kept) or a boolean mask of ``size`` entries. ``name`` and ``unit`` word the errors
-    (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside ``[0, size-1]``, or a
-    0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``).
+    (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside ``[0, size-1]``, a
+    0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``), or a tensor on the meta device.
     """
+    if isinstance(given, Tensor) and given.is_meta:  # (torch's "Cannot copy out of meta tensor" named nothing)
+        raise ValueError(f"{name} is on the meta device (shape {list(given.shape)}): a shape without values, and its "
+                         f"values choose the {unit}s; make it on the CPU or a GPU instead (a meta tensor has no values "
+                         "to move)")
     given = torch.as_tensor(given).cpu()
     if given.numel() == 0:
         raise ValueError(f"{name} is empty; give at least one {unit}")
@@ -164,6 +168,7 @@ def influence_curve(totals: Tensor, normalize: bool = True) -> Tensor:
         totals: ``[S, D + 1]`` from :func:`distance_totals`.
         normalize: divide by the distance-0 value (the curve then starts at 1); ``False``: the raw mean.
     """
+    normalize = check_bool("normalize", normalize)  # (normalize="no" is true: the curve came back divided, in silence)
     if totals.dim() != 2 or totals.shape[0] == 0:
         raise ValueError(f"totals must have shape [seeds >= 1, D + 1]; got {tuple(totals.shape)}")
     curve = totals.mean(dim=0)
@@ -226,4 +231,4 @@ def influence_range(totals: Tensor) -> float:
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)
     per_seed = (totals[keep] @ distances) / row_sums[keep]
     return float(per_seed.mean())
-from fwdlearn.errors import warn
+from fwdlearn.errors import check_bool, warn

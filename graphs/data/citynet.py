@@ -47,7 +47,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
-from fwdlearn.errors import InputError, warn
+from fwdlearn.errors import InputError, check_int, warn
 from fwdlearn.fit import load_torch, progress
 
 from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split, stored_only
@@ -204,13 +204,17 @@ def _check_lengths(road: RoadGraph, edge_ids: np.ndarray, has_coords: bool) -> N
                              + ("" if has_coords else " (or give the junctions coordinates)"))
 
 
+def _label_settings(hops: int, classes: int) -> tuple[int, int]:
+    """``(hops, classes)`` as ints, checked before any road is read: ``hops >= 1``, ``classes >= 2`` (``hops=1.5``
+    was refused as ``max_hops``, by the hop balls, after the roads were read; ``"4"`` failed in a comparison)."""
+    return (check_int("hops", hops, 1, " (the hop radius of the eccentricity labels)"),
+            check_int("classes", classes, 2, " (the eccentricity label classes)"))
+
+
 def city_data(road: RoadGraph, hops: int = 16, classes: int = 10, split: tuple[float, float, float] = CITY_SPLIT,
               seed: int = 0, quiet: bool = True) -> Data:
     """Process a :class:`RoadGraph` into a labelled ``Data`` (see the module docstring)."""
-    if hops < 1:
-        raise ValueError(f"hops must be >= 1, got {hops}")
-    if classes < 2:
-        raise ValueError(f"classes must be >= 2, got {classes}")
+    hops, classes = _label_settings(hops, classes)
     check_fractions(split, "split")
     if road.edges.shape[0] == 0:
         raise ValueError("the road graph has no edges")
@@ -357,6 +361,7 @@ def build_city_network(source: str | Path, hops: int = 16, classes: int = 10,
     files' sha256, ``hops`` and ``classes`` (never next to the source); the masks are drawn from ``seed`` and
     ``split`` on every call, so the splits of one city share one build.
     """
+    hops, classes = _label_settings(hops, classes)
     files = road_files(source)
     build = lambda: city_data(read_road_graph(source), hops, classes, tuple(split), seed, quiet)  # noqa: E731
     if not cache:
@@ -414,6 +419,7 @@ def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 
     The last city built is kept in the process (its labels take about 1 ms a junction): the splits of ``graph train
     --splits N`` on one generated city, drawn once, are each a new draw of the masks only."""
     check_fractions(split, "split")
+    hops, classes = _label_settings(hops, classes)
     key = (n, seed, hops, classes)
     if key not in _last_synthetic:
         built = city_data(synthetic_road_graph(n, seed), hops, classes, split, seed, quiet)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data, Dataset
+from torch_geometric.data import Data, Dataset, HeteroData
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.files import taking_turns
@@ -263,7 +263,14 @@ def check_one_graph(data, what: str) -> None:
     """Refuse a PyG dataset where ``what`` reads one graph: ``Planetoid(root, "Cora")`` given for its graph
     ``Planetoid(root, "Cora")[0]`` failed with PyG's raw "'Planetoid' object has no attribute 'num_nodes'"; and an
     object that is no graph at all (neither ``x`` nor ``edge_index``; a :class:`Data` is left to the checks that
-    name what it lacks)."""
+    name what it lacks). A :class:`~torch_geometric.data.HeteroData` is named as one (its features and edges are per
+    node and edge type: it was told to load a graph with load_graph, or, without this check, that it has no features
+    and to give it ``torch.ones``)."""
+    if isinstance(data, HeteroData):
+        types = ", ".join(map(repr, data.node_types)) or "none"
+        raise TypeError(f"{what} reads one homogeneous graph (data.x, data.edge_index); got a HeteroData (node types "
+                        f"{types}): convert it with data.to_homogeneous() (node features of one width across the "
+                        "types), or make a Data of one node type and its edges")
     if isinstance(data, Dataset):
         raise TypeError(f"{what} reads one graph (a torch_geometric.data.Data); got the {type(data).__name__} dataset "
                         f"of {len(data)} graph(s): pass its graph, dataset[0]")
@@ -540,6 +547,11 @@ def check_graph_name(name: str) -> str:
     before its first timing); returns the name as one spelling of each graph: stripped, the kind in lower case and
     a size as a plain number (``" Karate"`` -> ``karate``, ``synthetic-city:050`` -> ``synthetic-city:50``; a path
     kept as given)."""
+    if not isinstance(name, str):  # (None or a Path failed with "'PosixPath' object has no attribute 'strip'")
+        fix = f": a road network file is named f'city:{{path}}', here 'city:{name}'" if isinstance(name, os.PathLike) \
+            else ""
+        raise TypeError(f"the graph name must be a str, one of {', '.join(GRAPH_NAMES)}; got {type(name).__name__}"
+                        f"{fix}")
     lower = name.strip().lower()
     kind, _, arg = lower.partition(":")
     if not (is_city(lower) or lower in PLANETOID or lower == "karate" or kind == "sbm"

@@ -48,10 +48,10 @@ from fwdlearn.diagnostics.cost import saved_bytes
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
                                             jacobian_l1)
 from fwdlearn.distributed import gather_rows, shard_bounds
-from fwdlearn.errors import check_finite_tensor, check_int, check_seed, is_integer, warn
+from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
 
-from fwdlearn.graphs.data.datasets import check_graph_inputs, warn_unweighted
+from fwdlearn.graphs.data.datasets import check_graph_inputs, check_one_graph, warn_unweighted
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.influence.layered_jacobian import (LAYERED_DTYPES, Workspace, block_stack, layered_convs,
                                                         layered_masses)
@@ -104,6 +104,7 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
 def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -> tuple[Tensor, Tensor]:
     # the package's models (those with a block ``stack``) read data.x as it is; any other model may cast it itself
     dtype = next(iter(stack.blocks[0].parameters())).dtype if stack is not None else None
+    check_one_graph(data, "hop_influence")  # (a HeteroData or a tuple was told the graph has no features)
     x, edge_index = check_graph_inputs(data, dtype=dtype)
     check_finite_tensor("data.x", x, "influence through NaN/inf features is undefined; clean or impute them first")
     if x.shape[0] == 0:
@@ -301,6 +302,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise TypeError(f"hop_influence measures a graph model, model(x, edge_index); {type(model).__name__} is a "
                         "sequence model: measure it per lag with fwdlearn.sequences.lag_influence(model, tokens, "
                         "max_lag)")
+    normalize = check_bool("normalize", normalize)  # (before the measurement, not after it)
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
     max_hops = operator.index(max_hops)  # a numpy or 0-d tensor integer as a plain int

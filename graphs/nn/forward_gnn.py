@@ -69,7 +69,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import check_bool, check_int, check_seed, warn
-from fwdlearn.fit import (Checkpointing, check_trainable_dtype, compact_repr, evaluating, keeps_mode,
+from fwdlearn.fit import (Checkpointing, check_resume, check_trainable_dtype, compact_repr, evaluating, keeps_mode,
                           tensor_fingerprint)
 from fwdlearn.model_files import ModelFile
 from fwdlearn.metrics import masked_accuracy
@@ -371,8 +371,8 @@ class ForwardGNN(ModelFile, nn.Module):
             bp_lr: the learning rate when the method is ``bp`` (default ``lr``).
             checkpoint: keep a checkpoint of the training in this file (the layer being trained, its optimizer,
                 the frozen layers), written at every evaluation.
-            resume: continue from ``checkpoint``; it must come from the same model and graph (a different
-                method, shape, graph or split is refused, naming the difference). New ``lr`` and
+            resume: continue from ``checkpoint`` (refused without one); it must come from the same model and graph
+                (a different method, shape, graph or split is refused, naming the difference). New ``lr`` and
                 ``weight_decay`` values apply.
             overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
 
@@ -383,6 +383,7 @@ class ForwardGNN(ModelFile, nn.Module):
         # (the labels and masks by check_node_data, which names what training lacks: the scoring check offered
         # inductive scores, no fix for a fit, and called a graph with labels but no masks unlabelled)
         self._check_graph(data, labels=False)
+        resume = check_resume(resume, checkpoint)
         check_trainable_dtype(self, "this ForwardGNN")
         check_node_data(data)
         epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr, next(self.parameters()).dtype)

@@ -45,9 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_range, check_representable, warn
-from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_trainable_dtype, evaluating, keeps_mode,
-                          seed_everything, tensor_fingerprint)
+from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_range, check_representable,
+                             warn)
+from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype, evaluating,
+                          keeps_mode, seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
@@ -135,6 +136,11 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
     # (as int64: PyG's coalesce keys an edge u * n + v in the ids' own dtype, so int32 ids on a graph of more than
     # 46,340 nodes overflowed and the split was drawn from other edges than the graph's, with no error; uint8 ids
     # overflowed at 16 nodes)
+    for name, value in (("val", val), ("test", test)):
+        check_range(name, value, gt=0, max=1)
+    if not val + test < 1:  # (val=0.5, test=0.6 was blamed on the graph: "link prediction needs a larger graph")
+        raise UsageError(f"val={val} and test={test} leave no edges to train on: the training split is the rest, "
+                         f"1 - val - test; give fractions that sum to less than 1 (the default: val=0.16, test=0.20)")
     edge_index, n = data.edge_index.long(), data.num_nodes
     clean = is_undirected(edge_index, num_nodes=n) and not contains_self_loops(edge_index) \
         and coalesce(edge_index, num_nodes=n).shape == edge_index.shape
@@ -336,6 +342,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         check_one_graph(data, "ForwardLinkPredictor.fit")
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_num_nodes(data, data.x.shape[0])
+        resume = check_resume(resume, checkpoint)
         warn_unweighted(data, "ForwardLinkPredictor")  # (the edge split keeps no edge attributes either)
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         epochs = check_fit_arguments(epochs, lr, weight_decay, dtype=next(self.parameters()).dtype)

@@ -107,11 +107,16 @@ class Vocabulary:
                 f"the vocabulary ({len(self)} {self.level} tokens)")
 
     def decode(self, ids: Tensor | Sequence[int]) -> str:
-        """The text of ``ids``: one sequence of integer ids (a 1-D tensor or a list; decode a batch row by row)."""
+        """The text of ``ids``: one sequence of integer ids (a 1-D tensor or a list; one id alone is its token's text;
+        decode a batch row by row)."""
         if isinstance(ids, Tensor) and ids.dim() > 1:  # (a [1, T] batch: "unhashable type: 'list'")
             raise ValueError(f"decode reads one sequence of ids; got a tensor of shape {tuple(ids.shape)}: decode "
                              "each row (vocab.decode(ids[0]))")
-        ids = ids.reshape(-1).tolist() if isinstance(ids, Tensor) else list(ids)
+        if isinstance(ids, Tensor) and ids.is_meta:  # (torch's "Cannot copy out of meta tensor" named nothing)
+            raise ValueError(f"decode reads token ids, but these are on the meta device (shape {tuple(ids.shape)}), "
+                             "a shape without values: decode ids made on the CPU or a GPU")
+        ids = ids.reshape(-1).tolist() if isinstance(ids, Tensor) else [ids] if is_integer(ids) else list(ids)  # (one
+        # id alone, as a 0-d tensor of it: "'int' object is not iterable")
         plain = all(type(i) is int for i in ids)  # (the common case, checked at C speed; else one by one)
         if not plain:
             if any(not is_integer(i) and (isinstance(i, (list, tuple)) or getattr(i, "ndim", 0) > 0) for i in ids):
@@ -490,8 +495,23 @@ def _head(text: str, limit: int | None, level: str) -> str:
 # --------------------------------------------------------------------------- batching
 
 
+def _check_ids(ids: Any, name: str = "ids") -> Tensor:
+    """``ids`` when they are a tensor of integer token ids (a NumPy array or a list failed with "has no attribute
+    'numel'"; float ids were cut into windows the model then refused)."""
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{name} must be a tensor of integer token ids; got {type(ids).__name__}: convert it with "
+                        "torch.as_tensor(ids, dtype=torch.long)")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids; got {ids.dtype} ({name}.long() if they are whole "
+                        "numbers)")
+    return ids
+
+
 def check_context(n_tokens: int, batch_size: int, context: int, what: str = "the data") -> None:
     """Refuse ``batch_size`` streams over ``n_tokens`` tokens too short for a window of ``context`` (+ 1 target)."""
+    for name, value in (("context", context), ("batch_size", batch_size)):  # (2.0 failed as a slice index)
+        if not is_integer(value):
+            raise TypeError(f"{name} must be an int, got {value!r}")
     if context < 1 or batch_size < 1:
         raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
     if n_tokens // batch_size < context + 1:
@@ -516,7 +536,9 @@ class StreamBatcher:
     """
 
     def __init__(self, ids: Tensor, batch_size: int, context: int, what: str = "the data") -> None:
+        _check_ids(ids)
         check_context(ids.numel(), batch_size, context, what)  # what: the ids' name in the error ("the train split")
+        batch_size, context = int(batch_size), int(context)
         n = ids.numel() // batch_size
         self.streams = ids[: n * batch_size].reshape(batch_size, n)
         self.context = context
@@ -561,6 +583,10 @@ class StreamBatcher:
 def random_windows(ids: Tensor, batch_size: int, context: int,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """``batch_size`` windows at independent uniform offsets: ``(x, y)`` of shape ``[B, T]``."""
+    _check_ids(ids)
+    for name, value in (("context", context), ("batch_size", batch_size)):  # (5.0 failed in torch.randint)
+        if not is_integer(value):
+            raise TypeError(f"{name} must be an int, got {value!r}")
     if ids.numel() < context + 1:
         raise ValueError(f"context {context} is longer than the data ({ids.numel():,} tokens; a window needs "
                          f"{context + 1}); use a shorter --context or more text")

@@ -247,10 +247,10 @@ class LanguageModel(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: Tensor | str, steps: int, temperature: float = 1.0, vocab=None,
                  seed: int | None = None, greedy: bool = False, top_k: int | None = None) -> Tensor | str:
-        r"""Sample ``steps`` tokens after ``prompt`` (ids ``[T]`` or text with ``vocab``); returns ids, or text
-        (prompt included) when ``vocab`` is given. Each token is drawn from the softmax of the last logits
-        :math:`z` divided by ``temperature`` :math:`\tau`; with ``top_k`` :math:`k`, only the :math:`k` largest
-        logits are kept and renormalised:
+        r"""Sample ``steps`` tokens after ``prompt`` (ids ``[T]``, or text or a list of its tokens with ``vocab``);
+        returns ids, or text (prompt included) when ``vocab`` is given. Each token is drawn from the softmax of the
+        last logits :math:`z` divided by ``temperature`` :math:`\tau`; with ``top_k`` :math:`k`, only the :math:`k`
+        largest logits are kept and renormalised:
 
         .. math::
             p(w) = \frac{\exp(z_w / \tau)\,[z_w \ge z_{(k)}]}{\sum_{v} \exp(z_v / \tau)\,[z_v \ge z_{(k)}]},
@@ -270,9 +270,12 @@ class LanguageModel(nn.Module):
             seed = check_seed(seed)
         greedy = check_bool("greedy", greedy)  # (greedy="no" is true: it drew greedily in silence)
         self.check_next_token_outputs("generate")  # (an out_size=1 model drew id 0 for ever)
-        if isinstance(prompt, str):
+        if isinstance(prompt, (bytes, bytearray)):  # (torch's "new(): invalid data type 'bytes'")
+            raise TypeError("the prompt is bytes: give its text, prompt.decode('utf-8'), with vocab=, or token ids")
+        tokens = isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(p, str) for p in prompt)
+        if isinstance(prompt, str) or tokens:  # (a list of tokens, as vocab.encode takes: "too many dimensions 'str'")
             if vocab is None:
-                raise ValueError("a text prompt needs vocab= to encode it")
+                raise ValueError(f"a text prompt{' (a list of tokens)' if tokens else ''} needs vocab= to encode it")
             unknown = vocab.unknown(prompt, open_end=True) if isinstance(vocab, Vocabulary) else []
             if unknown:  # (the vocabulary's own fix, to build it from other text, makes another model)
                 raise ValueError(f"the prompt's {vocab.name_unknown(unknown)}: the model reads only the tokens it "

@@ -376,8 +376,18 @@ class RecurrentLM(StackedLM):
         self.check_embeddings(emb, self.config.hidden)
         if state is None:
             state = self.initial_state(emb.shape[0])
+        if isinstance(state, Tensor) and state.dim() == 3:  # [layers, batch, width], as torch.nn.GRU's h0 (it was read
+            state = list(state)                                # so, by iterating it; kept)
+        if not isinstance(state, (list, tuple)) or not all(isinstance(s, Tensor) for s in state):
+            found = type(state).__name__ if not isinstance(state, (list, tuple)) else \
+                f"a {type(state).__name__} of {', '.join(sorted({type(s).__name__ for s in state}))}"
+            raise TypeError(f"state must be the list of one tensor per layer that the model returned (logits, state = "
+                            f"model(tokens)), or None to start from zeros; got {found}")
         if len(state) != len(self.blocks):
             raise ValueError(f"state must hold one tensor per layer ({len(self.blocks)}), got {len(state)}")
+        if any(s.is_meta for s in state):  # (torch's "Cannot copy out of meta tensor" named nothing)
+            raise ValueError("the state is on the meta device, shapes without values: pass the state the model "
+                             "returned on the CPU or a GPU, or None to start from zeros")
         new_state: list[Tensor] = []
 
         def layer(i: int) -> Callable[[Tensor, Tap], Tensor]:

@@ -260,13 +260,11 @@ class TBPTT(TimeRule):
     truncation: int = 32
 
     def __post_init__(self) -> None:
-        if not is_integer(self.truncation):  # (a NumPy or 0-d tensor integer is one, kept as an int: np.int64(8) was
-            # refused as "needs a positive window", a float as if it were not positive)
-            raise ValueError(f"truncated BPTT needs a positive integer window, e.g. 'tbptt:32'; got "
+        # (a NumPy or 0-d tensor integer, e.g. from a sweep over np.arange, was refused as "not a positive window")
+        if not is_integer(self.truncation) or int(self.truncation) < 1:
+            raise ValueError(f"truncated BPTT needs a positive window, a whole number of steps (e.g. 'tbptt:32'); got "
                              f"{self.truncation!r}")
-        object.__setattr__(self, "truncation", int(self.truncation))  # (a frozen dataclass)
-        if self.truncation < 1:
-            raise ValueError(f"truncated BPTT needs a positive window, e.g. 'tbptt:32'; got {self.truncation!r}")
+        object.__setattr__(self, "truncation", int(self.truncation))  # (a plain int: equal rules, str() 'tbptt:8')
 
     @classmethod
     def parse(cls, args: list[str]) -> "TBPTT":

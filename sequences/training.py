@@ -11,7 +11,8 @@ Language modelling minimises the mean next-token cross-entropy over a window,
 
 reported as perplexity :math:`e^{\mathcal{L}}` and bits per token (per character at char
 level) :math:`\mathcal{L} / \ln 2`. Training walks :math:`B` contiguous streams with the
-state carried (detached) from one window to the next; one :class:`fwdlearn.fit.Trainer` step is
+state carried (detached) from one window to the next, from zeros at the first window of every pass over the
+split (a resumed run goes on with the checkpoint's); one :class:`fwdlearn.fit.Trainer` step is
 one optimizer step (:func:`fwdlearn.schedules.end_to_end_step`: the model's rule lives in its
 graph, so the update is the same for every rule), and the Trainer's progress bar, evaluation,
 best-state selection, checkpoints and resume all count steps. Checkpoints hold the model config, its
@@ -536,7 +537,8 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         corpus: the text (a :class:`~fwdlearn.sequences.data.text.Corpus` from :func:`~fwdlearn.sequences.load_text`),
             its splits named by ``train_split`` and ``valid_split``.
         steps: optimizer steps (at least 1); batch_size: windows (streams) per step, each ``context`` tokens.
-        context: window length :math:`T` (state carried between windows; at most ``model.max_context``).
+        context: window length :math:`T` (state carried between windows, detached, and started from zeros at
+            each pass over the split; at most ``model.max_context``).
         lr, weight_decay, schedule, warmup: override the model's optimizer defaults
             (:meth:`~LanguageModel.optimizer_defaults`: e.g. Adam with a constant learning rate under DFA, AdamW with
             warm-up and cosine decay for a transformer under backprop). ``schedule``: ``"constant"`` or ``"cosine"``.

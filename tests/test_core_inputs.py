@@ -206,18 +206,6 @@ def test_stream_batcher_and_random_windows_name_their_inputs():
 # ---------------------------------------------------------------------------- the rule core
 
 
-def test_tbptt_takes_a_numpy_integer_window():
-    """TBPTT(np.int64(8)) was refused as "needs a positive window; got np.int64(8)"; 8.0 as if it were not positive."""
-    from fwdlearn.rules import TBPTT, parse_rule
-
-    rule = TBPTT(np.int64(8))
-    assert rule == TBPTT(8) and type(rule.truncation) is int and parse_rule(str(rule)) == parse_rule("tbptt:8")
-    with pytest.raises(ValueError, match="needs a positive integer window, e.g. 'tbptt:32'; got 8.0"):
-        TBPTT(8.0)
-    with pytest.raises(ValueError, match="needs a positive window"):
-        TBPTT(0)
-
-
 def test_reverse_scan_names_a_decay_that_is_no_tensor():
     """A float decay or a NumPy array failed with "has no attribute 'shape'" (time_feedback: inside autograd's
     save_for_backward), dim=1.0 in torch's movedim."""

@@ -393,3 +393,144 @@ def test_a_state_whose_dsf_feedback_has_another_shape_is_warned_about_when_loade
         warnings.simplefilter("error")
         loaded, _ = load_language_model(tmp_path / "m.pt")
     assert torch.equal(loaded.feedback(0), changed.feedback(0))
+
+
+class _Scan(torch.autograd.Function):
+    """The reference DSF scan, written out: identity forward, g_t = e_t + A g_(t+1) (column vectors) backward."""
+
+    @staticmethod
+    def forward(ctx, states, a):
+        ctx.a = a
+        return states.clone()
+
+    @staticmethod
+    def backward(ctx, e):
+        g, later = torch.zeros_like(e), torch.zeros_like(e[:, 0])
+        for t in reversed(range(e.shape[1])):
+            later = e[:, t] + (later * ctx.a if ctx.a.dim() == 1 else later @ ctx.a.t())
+            g[:, t] = later
+        return g, None
+
+
+def _cell_step(layer, u, s):
+    """One step of torch's tanh / GRU / LSTM cell written in plain tensor algebra (state [h] or [h, c])."""
+    w_ih, w_hh, b_ih, b_hh = layer.weights()
+    if layer.cell == "tanh":
+        return torch.tanh(u @ w_ih.t() + b_ih + s @ w_hh.t() + b_hh)
+    H = w_hh.shape[1]
+    if layer.cell == "gru":
+        gi, gh = u @ w_ih.t() + b_ih, s @ w_hh.t() + b_hh
+        r, z = torch.sigmoid(gi[:, :H] + gh[:, :H]), torch.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        return (1 - z) * n + z * s
+    h, c = s[:, :H], s[:, H:]
+    i, f, g, o = (u @ w_ih.t() + b_ih + h @ w_hh.t() + b_hh).split(H, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
+
+
+def _reference_loss(model, x, y, state):
+    """The model's loss by a Python loop over time: the previous state detached every step (ft-bptt, dsf) or every
+    k steps from the window's start (tbptt:k), DSF's scan on the one-step states; the carried state is detached."""
+    rule, h = model.time_rule, model.embedding(x)
+    for i, block in enumerate(model.blocks):
+        u = block.ln1(h) if block.norm else h
+        s, states = state[i], []
+        for t in range(x.shape[1]):
+            cut = rule.name in ("ft-bptt", "dsf") or rule.name == "tbptt" and t > 0 and t % rule.truncation == 0
+            s = _cell_step(block.layer, u[:, t], s.detach() if cut else s)
+            states.append(s)
+        states = torch.stack(states, dim=1)
+        if rule.name == "dsf":
+            states = _Scan.apply(states, model.feedback(i))
+        out = block.layer.output(states)
+        h = h + out if not block.norm else h + out + block.mlp(block.ln2(h + out))
+    return lm_loss(model.head(model.final_norm(h)), y)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm"])
+@pytest.mark.parametrize("kernels_on", [True, False])
+def test_every_time_rule_gives_the_gradients_of_a_plain_python_loop_over_time(cell, kernels_on):
+    """bptt, tbptt:k (k dividing the window or not, k = 1, k >= T), ft-bptt and dsf (each feedback kind) against a
+    step-by-step autograd reference in float64, 1 and 2 layers, plain and pre-LN blocks, from a carried state."""
+    x, y = _data(vocab=9, batch=3, length=7)
+    for rule in ("bptt", "tbptt:1", "tbptt:3", "tbptt:7", "tbptt:10", "ft-bptt", "dsf", "dsf:gaussian",
+                 "dsf:orthogonal"):
+        for layers, norm in ((1, False), (2, True)):
+            torch.manual_seed(0)
+            model = RecurrentLM(9, cell=cell, hidden=4, layers=layers, training=rule, norm=norm).double().train()
+            state = [torch.randn(3, b.layer.state_size, dtype=torch.float64) for b in model.blocks]
+            with kernels.use_kernels(kernels_on):
+                loss, carried = model.training_loss(x, y, state)
+                got = torch.autograd.grad(loss, list(model.parameters()))
+            want = torch.autograd.grad(_reference_loss(model, x, y, state), list(model.parameters()))
+            for (name, _), g, w in zip(model.named_parameters(), got, want):
+                torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10, msg=f"{rule} {layers} {name}")
+            assert all(not s.requires_grad for s in carried)  # the carried state leaves the window detached
+
+
+def test_a_tbptt_window_may_be_any_integer_type():
+    """TBPTT(np.int64(8)) (a sweep over np.arange) was refused as 'needs a positive window ... got np.int64(8)'."""
+    import numpy as np
+
+    from fwdlearn.rules import TBPTT
+
+    for k in (np.int64(8), torch.tensor(8), 8):
+        rule = TBPTT(k)
+        assert rule == TBPTT(8) and type(rule.truncation) is int and str(rule) == "tbptt:8"
+        assert RecurrentLM(5, hidden=4, layers=1, training=rule).config.training == "tbptt:8"
+    for bad in (0, -2, 8.0, True, torch.tensor([8])):
+        with pytest.raises(ValueError, match=r"needs a positive window, a whole number of steps \(e\.g\. 'tbptt:32'\)"):
+            TBPTT(bad)
+
+
+def test_the_diagnostic_unrolled_rule_is_refused_as_a_training_rule(tmp_path):
+    """RecurrentLM(training=UNROLLED) (or set_training(UNROLLED)) trained and saved a model whose rule 'unrolled' no
+    spec names: the file and the run's checkpoint could not be loaded again ("unknown rule 'unrolled'")."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from fwdlearn.rules import TimeRule
+
+    with pytest.raises(ValueError, match=r"time rule unrolled is not a training rule \(fwdlearn\.rules\.TIME_RULES: "
+                                         r"bptt, tbptt, ft-bptt, dsf\).*forward_from_embeddings\(\.\.\., "
+                                         r"rule=UNROLLED\) to read state gradients, and train by 'bptt'"):
+        RecurrentLM(5, hidden=4, layers=1, training=UNROLLED)
+    model = RecurrentLM(5, hidden=4, layers=1)
+    with pytest.raises(ValueError, match="time rule unrolled is not a training rule"):
+        model.set_training(UNROLLED)
+    assert model.config.training == "bptt"
+
+    @dataclass(frozen=True)
+    class Mine(TimeRule):
+        name: ClassVar[str] = "mine"
+
+    with pytest.raises(ValueError, match=r"register its class first, fwdlearn\.rules\.register_time_rule\(Mine\)"):
+        RecurrentLM(5, hidden=4, layers=1, training=Mine())
+    x, y = _data(vocab=5, batch=2, length=4)  # (the diagnostics still read it)
+    model.forward_from_embeddings(model.embed(x), rule=UNROLLED).sum().backward()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "linear"])
+def test_a_carried_state_of_another_batch_or_shape_is_refused_with_the_fix(cell):
+    """A state carried from a batch of another size failed in torch's RNN ('Expected hidden size (1, 3, 8), got
+    [1, 2, 8]'; an LSTM's: 'Input batch size 3 doesn't match hidden0 batch size 2') outside the CPU kernels' path,
+    and a linear layer broadcast a [S] state and read an integer one in silence."""
+    model = RecurrentLM(7, cell=cell, hidden=8, layers=2, training="dsf")
+    x = torch.randint(0, 7, (3, 5))
+    S = model.blocks[0].layer.state_size
+    _, good = model(x)
+    hc = r" \(\[h, c\]\)" if cell == "lstm" else ""
+    for state, found in (([torch.zeros(2, S)] * 2, rf"\[2, {S}\] torch.float32"),
+                         ([torch.zeros(S)] * 2, rf"\[{S}\] torch.float32"),
+                         ([good[0], torch.zeros(3, S, dtype=torch.long)], rf"\[3, {S}\] torch.int64"),
+                         ([good[0], "zeros"], "str")):
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad), pytest.raises(ValueError, match=(
+                    rf"state\[{0 if state[0] is not good[0] else 1}\] must be layer \d's state for these 3 streams, a "
+                    rf"floating-point \[batch, {S}\] = \[3, {S}\]{hc} tensor; got {found}: pass the state this model "
+                    r"returned for a batch of 3 \(the same streams\), or None to start from zeros")):
+                model(x, state)
+    model.eval()
+    with torch.no_grad():
+        model(x, good)  # the state it returned goes on

@@ -988,3 +988,30 @@ def test_a_model_whose_layernorms_read_one_channel_is_refused():
         with torch.no_grad():
             logits, _ = model(x)
         assert float((logits[0] - logits[1]).abs().max()) > 0
+
+
+def test_fit_carries_the_state_from_window_to_window_and_starts_each_pass_from_zeros(tiny_corpus, monkeypatch):
+    """What fit_lm's docs say of the stream: row b of every window continues row b of the one before, the state the
+    window before returned comes in (detached), and the first window of every pass over the split starts from zeros."""
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=2, training="dsf")
+    seen, train = [], model.training_loss
+
+    def recorded(tokens, targets, state=None, loss_fn=None):
+        loss, carried = train(tokens, targets, state, loss_fn)
+        seen.append((tokens.clone(), state, carried))
+        return loss, carried
+
+    monkeypatch.setattr(model, "training_loss", recorded)
+    B, T, ids = 4, 16, tiny_corpus.split("train")
+    streams = ids[: ids.numel() // B * B].reshape(B, -1)  # row b: the b-th contiguous slice of the split
+    passes = (streams.shape[1] - 1) // T  # windows per pass over the split
+    model.fit(tiny_corpus, context=T, steps=passes + 3, batch_size=B, eval_every=100, quiet=True)
+    assert len(seen) == passes + 3
+    for i, (tokens, state, _) in enumerate(seen):
+        start = (i % passes) * T
+        assert torch.equal(tokens, streams[:, start: start + T]), i  # the same streams, one window on
+        if i % passes == 0:
+            assert state is None, i
+        else:
+            carried = seen[i - 1][2]
+            assert all(torch.equal(s, c) and not s.requires_grad for s, c in zip(state, carried)), i

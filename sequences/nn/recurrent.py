@@ -35,12 +35,12 @@ from torch import Tensor, nn
 
 from fwdlearn.errors import check_bool, check_int, check_seed, warn
 from fwdlearn.feedback import make_feedback
-from fwdlearn.rules import BPTT, DSF, Rule, TimeRule, parse_rule
+from fwdlearn.rules import BPTT, DSF, TIME_RULES, Rule, TimeRule, parse_rule
 
 from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, identity_tap
 from fwdlearn.sequences.nn.cells import RECURRENT_CELLS, RecurrentCell, TorchCell
 from fwdlearn.sequences.nn.kernels import kernel_states, kernels_apply
-from fwdlearn.sequences.nn.time_rules import RUNS, missing_run, run_layer
+from fwdlearn.sequences.nn.time_rules import RUNS, UNROLLED, missing_run, run_layer
 
 __all__ = ["RecurrentConfig", "RecurrentLayer", "RecurrentBlock", "RecurrentLM"]
 
@@ -273,8 +273,19 @@ class RecurrentLM(StackedLM):
         """The rule of ``training``; a DSF spec that names no feedback kind (``"dsf"``, ``DSF()``) gets ``feedback``,
         one that names it (``"dsf:diagonal"``, ``DSF("diagonal")``) keeps its own. A time rule without a run function
         in :data:`~fwdlearn.sequences.nn.time_rules.RUNS` (one registered in :mod:`fwdlearn.rules` alone) is refused,
-        naming how to add one."""
+        naming how to add one; so is one outside :mod:`fwdlearn.rules`' vocabulary (the diagnostic
+        :data:`~fwdlearn.sequences.nn.time_rules.UNROLLED`, a class never registered), which a saved model could not
+        name."""
         rule = parse_rule(training)
+        if rule.time is not None and rule.time.name not in TIME_RULES:  # (a model trained by UNROLLED was saved as
+            # 'unrolled', a rule no spec names: the file, and the run's checkpoint, could not be loaded again)
+            raise ValueError(f"time rule {rule.time} is not a training rule (fwdlearn.rules.TIME_RULES: "
+                             f"{', '.join(TIME_RULES)}), and a model saves its rule by name: "
+                             + ("UNROLLED is the diagnostics' BPTT, one graph node per step; pass it as "
+                                "forward_from_embeddings(..., rule=UNROLLED) to read state gradients, and train by "
+                                "'bptt' (the same gradients)" if rule.time.name == UNROLLED.name else
+                                "register its class first, fwdlearn.rules.register_time_rule("
+                                f"{type(rule.time).__name__})"))
         if rule.time is not None and rule.time.name not in RUNS:  # (it was refused in the first training step)
             raise ValueError(missing_run(rule.time))
         if isinstance(rule.time, DSF) and rule.time.feedback is None:
@@ -378,16 +389,15 @@ class RecurrentLM(StackedLM):
             state = self.initial_state(emb.shape[0])
         if isinstance(state, Tensor) and state.dim() == 3:  # [layers, batch, width], as torch.nn.GRU's h0 (it was read
             state = list(state)                                # so, by iterating it; kept)
-        if not isinstance(state, (list, tuple)) or not all(isinstance(s, Tensor) for s in state):
-            found = type(state).__name__ if not isinstance(state, (list, tuple)) else \
-                f"a {type(state).__name__} of {', '.join(sorted({type(s).__name__ for s in state}))}"
+        if not isinstance(state, (list, tuple)):  # (each layer's entry: _check_state)
             raise TypeError(f"state must be the list of one tensor per layer that the model returned (logits, state = "
-                            f"model(tokens)), or None to start from zeros; got {found}")
+                            f"model(tokens)), or None to start from zeros; got {type(state).__name__}")
         if len(state) != len(self.blocks):
             raise ValueError(f"state must hold one tensor per layer ({len(self.blocks)}), got {len(state)}")
-        if any(s.is_meta for s in state):  # (torch's "Cannot copy out of meta tensor" named nothing)
+        if any(isinstance(s, Tensor) and s.is_meta for s in state):  # (torch's "Cannot copy out of meta tensor" named nothing)
             raise ValueError("the state is on the meta device, shapes without values: pass the state the model "
                              "returned on the CPU or a GPU, or None to start from zeros")
+        self._check_state(state, emb.shape[0])
         new_state: list[Tensor] = []
 
         def layer(i: int) -> Callable[[Tensor, Tap], Tensor]:
@@ -399,6 +409,20 @@ class RecurrentLM(StackedLM):
 
         logits, hiddens = self._through(emb, [layer(i) for i in range(len(self.blocks))])
         return logits, new_state, hiddens
+
+    def _check_state(self, state: list[Tensor], batch: int) -> None:
+        """Refuse a carried state that is not one floating-point ``[batch, state_size]`` tensor per layer (one of
+        another batch size failed in torch's RNN naming a hidden size, or only on the CPU kernels' path with the fix;
+        a linear layer broadcast a ``[state_size]`` state and took an integer one in silence)."""
+        for i, (s, block) in enumerate(zip(state, self.blocks)):
+            S = block.layer.state_size
+            if isinstance(s, Tensor) and s.shape == (batch, S) and s.is_floating_point():
+                continue
+            found = f"{list(s.shape)} {s.dtype}" if isinstance(s, Tensor) else type(s).__name__
+            hc = " ([h, c])" if block.layer.cell == "lstm" else ""
+            raise ValueError(f"state[{i}] must be layer {i}'s state for these {batch} streams, a floating-point "
+                             f"[batch, {S}] = [{batch}, {S}]{hc} tensor; got {found}: pass the state this model "
+                             f"returned for a batch of {batch} (the same streams), or None to start from zeros")
 
     def _forward(self, tokens: Tensor, state: list[Tensor] | None = None,
                  exact: bool = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:

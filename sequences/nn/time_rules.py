@@ -63,7 +63,8 @@ class Unrolled(TimeRule):
     name: ClassVar[str] = "unrolled"
 
 
-#: the diagnostic time rule (not a training rule: it is not in :mod:`fwdlearn.rules`'s vocabulary)
+#: the diagnostic time rule (not a training rule: it is not in :mod:`fwdlearn.rules`'s vocabulary, and a model built
+#: or switched to train by it is refused; pass it to ``forward_from_embeddings(..., rule=UNROLLED)``)
 UNROLLED = Unrolled()
 
 

@@ -274,6 +274,7 @@ def test_a_conv_kind_or_class_given_for_conv_is_named_with_the_fix():
         GNNBlock(GCNConv, 5, 8)
     with pytest.raises(ValueError, match=r"unknown conv None; choose one of gcn, sage, gat, mlp"):
         ForwardGNN(5, 3, conv=None)
+    assert ForwardGNN(5, 3, conv=" GCN ", method=" SF ").conv == "gcn"  # (spaces and case, as a method's)
 
 
 def test_graph_without_masks_is_refused():

@@ -68,7 +68,7 @@ def normalize_rows(x: Tensor, eps: float = EPS) -> Tensor:
 
 
 def check_conv(conv: str) -> str:
-    """``conv`` lower-cased, or a ``ValueError`` naming the choices (for a conv kind or a class given in place of a
+    """``conv`` stripped and lower-cased, or a ``ValueError`` naming the choices (for a conv kind or a class given in place of a
     name, the name to pass: they were lower-cased into "unknown conv 'gcn()'")."""
     if not isinstance(conv, str):
         choices = ", ".join(CONV_KINDS)
@@ -80,7 +80,7 @@ def check_conv(conv: str) -> str:
                    "CONV_KINDS.register('my-conv', MyConv()), then conv='my-conv'")
             raise ValueError(f"conv takes the name of a conv in CONV_KINDS ({choices}); got {what}: {fix}")
         raise ValueError(f"unknown conv {conv!r}; choose one of {choices}")
-    kind = conv.lower()
+    kind = conv.strip().lower()  # (as a method or a rule is read: " GCN" was refused where " SF " was taken)
     CONV_KINDS.get(kind)
     return kind
 

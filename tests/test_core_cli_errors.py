@@ -142,6 +142,9 @@ CASES = [
      "gat concatenates 4 heads, so its width must be a multiple of 4; got 30 (choose e.g. --hidden 28)"),
     ("graph-gat-width", [*GRAPH, "--conv", "gat", "--hidden", "6"], "got 6 (choose e.g. --hidden 4)"),
     ("bench-graph-gat-width", [*BENCH_GRAPH, "--conv", "gat", "--hidden", "6"], "got 6 (choose e.g. --hidden 4)"),
+    # (a load refuses in Python's words: "use split='random'"; the command's own flags are said as flags)
+    ("graph-no-public-split", [*GRAPH, "--data", "sbm:60", "--split", "public"],
+     "sbm:60 has no public split; use --split random (64/16/20 drawn from seed)"),
     ("influence-graph-unknown-graph", [*INF_GRAPH, "--data", "nosuchgraph"], "unknown graph 'nosuchgraph'"),
     ("influence-graph-plot-format", [*INF_GRAPH, "--plot", "curves.txt"], "matplotlib cannot write the format .txt"),
     ("influence-graph-lr-0", [*INF_GRAPH, "--lr", "0"], "--lr must be > 0, got 0.0"),

@@ -10,7 +10,8 @@ plainly and exits with status 2; it never pretends to work.
 
 **One error boundary.** :func:`main` reports every anticipated error (:mod:`fwdlearn.errors`: a bad
 value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
-device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix, and exits
+device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix (a Python spelling of
+one of the command's flags in the message, ``split='random'``, said as the flag, ``--split random``), and exits
 with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
 checkpoint is and how to resume it (also when it lands between splits or layers, or after training), SIGTERM (a
 scheduler stopping the job) likewise with 143; a reader that stops reading the
@@ -250,8 +251,10 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _report(error: BaseException) -> None:
-    """Print ``error`` as one line on stderr (see the module doc for which process speaks)."""
+def _report(error: BaseException, flags: Sequence[str] = ()) -> None:
+    """Print ``error`` as one line on stderr (see the module doc for which process speaks), an API spelling of one of
+    the command's ``flags`` in its flag's words (:func:`~fwdlearn.config.as_flags`: ``split='random'`` ->
+    ``--split random``; a load or a model refuses in Python's words what the command was given as a flag)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
         from fwdlearn.runs import resumable_checkpoint
@@ -277,6 +280,10 @@ def _report(error: BaseException) -> None:
         _leave_it_to_rank_0()  # every process found the same problem (before connecting, or alike): rank 0 says it
         return
     text = " ".join(str(error).split()) or type(error).__name__
+    if flags:
+        from fwdlearn.config import as_flags
+
+        text = as_flags(text, flags)
     where = f" (rank {rank})" if rank is not None and rank > 0 else ""
     print(f"fwdlearn: error{where}: {text}", file=sys.stderr)
 
@@ -360,6 +367,10 @@ def _interrupt_handled() -> None:
     exec("pass")  # noqa: S102 - a constant string
 
 
+#: the parsed arguments that are no command's flag (the parser's own bookkeeping)
+_NOT_FLAGS = frozenset({"group", "run", "command_parser", "group_parser"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fwdlearn`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -405,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_STATUS["error"]
         if code is None or debug:
             raise
-        _report(error)
+        _report(error, [name for name in vars(args) if name not in _NOT_FLAGS])
         return code
     finally:
         release_runs()

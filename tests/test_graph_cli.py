@@ -533,3 +533,56 @@ def test_a_bench_with_its_record_moved_removes_only_an_earlier_record_of_its_res
     assert main([*bench, "--name", "bar"]) == 0  # a bench's own earlier record of the results it replaces does go
     assert main([*bench, "--name", "bar", "--json", "runs/bar-moved.json"]) == 0
     assert not (tmp_path / "runs" / "bar-record.json").exists()
+
+
+@pytest.mark.parametrize("words,message", [
+    (["--link-layers", "0", "--link-epochs", "5", "--link-lr", "0.1"],
+     "--link-epochs, --link-lr set the link-prediction rows, which --link-layers 0 skips: add --link-layers N, or "
+     "leave them out"),
+    (["--link-layers", "0", "--link-methods", "ce"],
+     "--link-methods sets the link-prediction rows, which --link-layers 0 skips"),
+    (["--link-layers", "1", "--link-methods", "bp", "--link-lr", "0.1"],
+     "--link-lr sets the learning rate of the forward link methods, and --link-methods names only bp"),
+    (["--link-layers", "0", "--ff-lr", "0.1"],
+     "--ff-lr sets the learning rate of the goodness methods (ff-la, ff-vn, ff-symba), and --methods bp sf names none "
+     "of them: add one to --methods, or leave --ff-lr out"),
+    (["--link-layers", "0", "--dfa-lr", "0.1"], "--dfa-lr sets the learning rate of the DFA methods"),
+    (["--link-layers", "0", "--methods", "ff-la", "--lr", "0.1"], "--lr sets the learning rate of the forward methods"),
+])
+def test_bench_graph_refuses_a_flag_its_run_would_ignore(tmp_path, capsys, words, message):
+    """--link-layers 0 --link-epochs 5 (or --ff-lr without a goodness method) ran, training nothing the flag set, and
+    the record and the notes named the setting as if it had."""
+    base = ["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "sf", "--splits", "1", "--epochs", "1",
+            "--hidden", "4", "--quiet", "--out", str(tmp_path / "ignored")]
+    words = [*base[:base.index("--methods")], *base[base.index("--methods") + 2:], *words] \
+        if "--methods" in words else [*base, *words]
+    assert main(words) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # (nothing written)
+
+
+def test_bench_graph_time_claim_below_one_is_not_met_on_it():
+    """'sf fit time / BP fit time < 1' read '1.00 -> met' for a ratio a hair below 1 (printed on the threshold) and
+    '1.00 -> MISSED' for 1.0: the same figure beside both verdicts."""
+    from fwdlearn.graphs.cli.bench import _checks
+
+    for time in (1 - 1e-12, 1.0, 1 + 1e-12):
+        summary = {("sf", 2): {"acc": 0.5, "saved": 1, "time": time}, ("bp", 2): {"acc": 0.5, "saved": 1, "time": 1.0}}
+        assert _checks(summary, {})[3] == "- sf fit time / BP fit time < 1: 2 layers 1.00 -> MISSED", time
+    summary = {("sf", 2): {"acc": 0.5, "saved": 1, "time": 0.996}, ("bp", 2): {"acc": 0.5, "saved": 1, "time": 1.0}}
+    assert _checks(summary, {})[3] == "- sf fit time / BP fit time < 1: 2 layers 0.996 -> met"
+
+
+def test_bench_graph_reads_its_graph_in_one_spelling_and_records_the_table_names(tmp_path, capsys):
+    """--data ' Karate' (or ' Cora') was taken as typed: the claims said their Cora targets did not apply to Cora; the
+    record's rows named sf by its rule (local:prototype) where the table and the summary said sf; the notes did not say
+    which std or over what."""
+    out = tmp_path / "spelled"
+    assert main(["bench", "graph", "--data", " Karate", "--depths", "1", "--methods", "sf", "--splits", "2",
+                 "--epochs", "1", "--hidden", "4", "--link-layers", "0", "--quiet", "--out", str(out)]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert md.startswith("### ForwardGNN vs BP on karate (gcn) by depth") and "this run: karate with gcn" in md
+    assert "over the 2 splits: accuracy mean ± population standard deviation" in md
+    record = json.loads((tmp_path / "spelled-record.json").read_text())
+    assert record["config"]["data"] == "karate"
+    assert [(m["method"], m["rule"]) for m in record["metrics"]] == [("bp", "bp")] * 2 + [("sf", "local:prototype")] * 2

@@ -178,7 +178,7 @@ def test_bench_influence_takes_each_graph_once_in_any_spelling_and_a_dead_first_
     """--graphs karate Karate ran karate twice; a first seed whose influence is zero failed the warm-up call
     ('cannot be normalised'), which the timed calls (normalize=False) would have measured."""
     base = ["bench", "influence", "--depths", "2", "--samples", "5", "--pyg-samples", "2", "--repeats", "1",
-            "--layers", "2", "--epochs", "0", "--quiet"]
+            "--epochs", "0", "--quiet"]
     assert main([*base, "--graphs", "karate", " Karate", "--out", str(tmp_path / "twice")]) == 2
     assert ("--graphs names the graph karate more than once (karate, Karate); give each once"
             in capsys.readouterr().err) and not (tmp_path / "twice.json").exists()
@@ -430,3 +430,36 @@ def test_influence_refuses_hops_for_citynetwork_data(capsys):
     err = capsys.readouterr().err
     assert err.startswith("fwdlearn: error: --hops sets the eccentricity labels of city: and synthetic-city data; "
                           "--data citynetwork:paris has labels of its own: leave it out"), err
+
+
+@pytest.mark.parametrize("words,message", [
+    (["--data", "karate"], "--data sets the trained models, which --epochs 0 skips"),
+    (["--layers", "3", "--forward-method", "dfa"], "--layers, --forward-method set the trained models, which --epochs 0 "
+                                                   "skips (the speed curve's models are untrained, --depths deep): add "
+                                                   "--epochs N, or leave them out"),
+    (["--forward-method", ""], "--forward-method sets the trained models"),
+])
+def test_bench_influence_refuses_trained_model_flags_with_epochs_0(tmp_path, capsys, words, message):
+    """--epochs 0 --data karate --layers 3 timed the speed curve alone, and its record named a graph, a depth and a
+    forward method it never trained."""
+    assert main(["bench", "influence", "--graphs", "karate", "--depths", "1", "--samples", "4", "--pyg-samples", "2",
+                 "--repeats", "1", "--hidden", "4", "--epochs", "0", *words, "--quiet",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_bench_influence_notes_say_how_many_seeds_r_and_the_agreement_cover(tmp_path, capsys):
+    """--samples sets the trained models' R seeds as well as the speed curve's: the docs' 'trained part alone' run
+    (--samples 10) gave R over 10 seeds where the full run's is over 500, and its file said neither; 'max rel. diff'
+    covers only the PyG seeds, which the notes did not say."""
+    out = tmp_path / "seeds"
+    assert main(["bench", "influence", "--graphs", "karate", "--depths", "1", "--samples", "4", "--pyg-samples", "2",
+                 "--repeats", "1", "--hidden", "4", "--epochs", "1", "--data", "karate", "--layers", "1",
+                 "--forward-method", "", "--threads", "1", "--quiet", "--out", str(out)]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert "R: over 4 random seed nodes (--samples, as for the speed curve" in md
+    assert "Max rel. diff (worse of the two paths, over the PyG seeds" in md
+    from fwdlearn.graphs.influence.bench import _seeds_note
+
+    assert _seeds_note(None) == "" and "over 34 random seed nodes" in _seeds_note(34)

@@ -161,7 +161,8 @@ class BenchInfluenceConfig(RunOptions):
                               metadata={"help": "graphs of the speed curve (any 'influence graph --data' name)"})
     depths: list[int] = field(default_factory=lambda: [8, 16],
                               metadata={"help": "GCN depths of the speed curve (max_hops = depth)", "min": 1})
-    samples: int = field(default=500, metadata={"help": "seed nodes for fwdlearn's hop_influence", "min": 1})
+    samples: int = field(default=500, metadata={"help": "seed nodes for fwdlearn's hop_influence: the speed curve's "
+                                                        "and those the trained models' R is measured on", "min": 1})
     pyg_samples: int = field(default=100, metadata={"help": "seed nodes timed for PyG (the first of the same seeds; "
                                                             "extrapolated linearly when fewer)", "min": 1})
     repeats: int = field(default=3, metadata={"help": "interleaved timings of each side; medians are compared",

@@ -163,7 +163,9 @@ def _plot_curve(rows: list[dict], path: Path) -> None:
                   title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
 
 
-def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.device) -> None:
+def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.device) -> int:
+    """Train the models on ``data`` and measure their test accuracy and R into ``rows``; returns the number of seed
+    nodes R was measured on (``--samples``, or every node of a smaller graph)."""
     data = data.to(device)
     max_hops = config.layers
     classes = int(data.y.max()) + 1
@@ -172,15 +174,15 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
         seed_everything(config.seed)
         model = make_model(kind, data.num_features, classes, layers, config.hidden).to(device)
         fit = model.fit(data, epochs=config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet)
-        _, R, _ = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
-                                normalize=False)
+        _, R, per_seed = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
+                                       normalize=False)
         results[(kind, layers)] = (fit.test_accuracy, R)
         for metric, value in (("test accuracy", fit.test_accuracy), (f"R (max_hops={max_hops})", R)):
             rows.append({"experiment": f"trained by BP, {config.epochs} epochs", "model": f"{kind}-{layers}",
                          "metric": metric, "value": value, "baseline": None, "ratio": None})  # (no baseline: R sat
             # in the baseline column)
     if not config.forward_method:
-        return
+        return per_seed.shape[0]
     seed_everything(config.seed)
     forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
                          method=config.forward_method, seed=config.seed).to(device)
@@ -193,6 +195,17 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
                  "baseline": bp_acc, "ratio": ratio(report.test_accuracy, bp_acc)})
     rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
                  "metric": f"R ({config.forward_method})", "value": R, "baseline": bp_R, "ratio": ratio(R, bp_R)})
+    return per_seed.shape[0]
+
+
+def _seeds_note(seeds: int | None) -> str:
+    """How many seed nodes the trained models' R was measured on: ``--samples`` sets them and the speed curve's alike
+    (a run of the trained part with a small --samples, to time little, gave R over 10 seeds where the full run's was
+    over 500, and said neither)."""
+    if seeds is None:
+        return ""
+    return (f" R: over {seeds} random seed node{'s' * (seeds != 1)} (--samples, as for the speed curve; every node "
+            "of a smaller graph).")
 
 
 def _trained_note(config) -> str:
@@ -218,6 +231,14 @@ def run_bench(config) -> int:
     graphs = distinct_names("--graphs", config.graphs, check_graph_name, "graph")
     trained_on = distinct_names("--data", [config.data], check_graph_name, "graph")[0]
     config = dataclasses.replace(config, graphs=graphs, data=trained_on)
+    defaults = type(config)()
+    trained = (("--data", "data"), ("--layers", "layers"), ("--forward-method", "forward_method"))
+    unused = [flag for flag, name in trained if not config.epochs and getattr(config, name) != getattr(defaults, name)]
+    if unused:  # (the record named a training that never ran)
+        one = len(unused) == 1
+        raise UsageError(f"{', '.join(unused)} {'sets' if one else 'set'} the trained models, which --epochs 0 skips "
+                         "(the speed curve's models are untrained, --depths deep): add --epochs N, or leave "
+                         f"{'it' if one else 'them'} out")
     if config.forward_method:
         from fwdlearn.graphs.methods import method_class
 
@@ -236,8 +257,7 @@ def run_bench(config) -> int:
     # --data is read before the timings (a missing file fails in seconds), the plot drawn last (a failure leaves none)
     data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet) if config.epochs else None
     _speed_curve(config, _load_graphs(config, other, quiet), speed, quiet, device)
-    if data is not None:
-        _trained_ranges(config, data, other, quiet, device)
+    seeds = _trained_ranges(config, data, other, quiet, device) if data is not None else None
     _plot_curve(speed, plot_path)
     for row in speed + other:
         record.log(**row)
@@ -252,12 +272,13 @@ def run_bench(config) -> int:
              "(one backward pass per channel over the whole union of balls), on the same model. "
              f"Untrained GCN (the package's blocks: L2-normalise, GCNConv, ReLU; a linear classifier), hidden "
              f"{config.hidden}, max_hops = layers. Mean ball: mean number of nodes within max_hops of a seed (its "
-             "induced subgraph is what both sides differentiate). Max rel. diff (worse of the two paths): largest "
-             "per-row difference over the row's largest entry; dead rows (largest entry below "
-             f"{DEAD_ROW:g} of the largest row's: all ReLUs "
-             f"dead, entries are rounding noise) are measured against that floor. Plot: {plot_path.name}. "
+             "induced subgraph is what both sides differentiate). Max rel. diff (worse of the two paths, over the PyG "
+             "seeds, the only ones PyG measures): largest per-row difference over the row's largest entry; dead rows "
+             f"(largest entry below {DEAD_ROW:g} of the largest row's: all ReLUs dead, entries are rounding noise) "
+             f"are measured against that floor. Plot: {plot_path.name}. "
              f"Host: {torch.get_num_threads()} torch threads, {device} (both sides).\n\n"
-             "### Other measurements\n\n" + markdown_table(other, COLUMNS) + "\n" + _trained_note(config))
+             "### Other measurements\n\n" + markdown_table(other, COLUMNS) + "\n" + _trained_note(config)
+             + _seeds_note(seeds))
     print(markdown_table(speed, SPEED_COLUMNS), end="")
     bench.finish(speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size", notes=notes,
                  extra={"other": other, "plot": str(plot_path)}, files={"plot": plot_path})

@@ -46,6 +46,13 @@ def shown(value: float, threshold: float, places: int) -> str:
     return f"{value:.{places}f}"
 
 
+def below(value: float, threshold: float) -> bool:
+    """Whether ``value`` is strictly below ``threshold`` as :func:`shown` and :func:`apart` print them: a value within
+    :data:`ROUNDING` of it is on it, so not below (1 - 1e-12 printed 1.000 beside 'faster: yes', where 1.0 stood
+    beside 'NO')."""
+    return value < threshold - ROUNDING * max(1.0, abs(threshold))
+
+
 def apart(first: float, second: float, places: int) -> tuple[str, str]:
     """Two figures a claim compares, each to ``places`` decimals or as many more as tell them apart (2.10090 and
     2.10092, printed 2.1009 and 2.1009 beside 'DSF better: yes')."""

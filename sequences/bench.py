@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import ROUNDING, apart, check_rules_build, distinct_names, run_parts, shown
+from fwdlearn.bench import ROUNDING, apart, below, check_rules_build, distinct_names, run_parts, shown
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.reporting import ratio_row
@@ -281,7 +281,7 @@ def _verdicts(extra: dict) -> list[str]:
                           if "dsf" in c and base in c}
                 r, worst = ratios[T], max(ratios.values())
                 by_t = ", ".join(f"{t}: {shown(ratio, DSF_TARGET, 3)}" for t, ratio in ratios.items())
-                lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if r < 1 else 'NO'} "
+                lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if below(r, 1) else 'NO'} "
                              f"(time ratio {shown(r, 1, 3)}; by T: {by_t})")
                 lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (the step-cost target): "
                              f"{'yes' if worst <= DSF_TARGET + ROUNDING else 'NO'} "
@@ -292,7 +292,7 @@ def _verdicts(extra: dict) -> list[str]:
         lines.append(f"- DSF bits/token within 5% of BPTT: {'yes' if r <= 1.05 + ROUNDING else 'NO'} "
                      f"({q['dsf']['val_bpc']:.4f} vs {q['bptt']['val_bpc']:.4f}, ratio {shown(r, 1.05, 3)})")
     if {"ft-bptt", "dsf"} <= set(q):
-        better = q["dsf"]["val_bpc"] < q["ft-bptt"]["val_bpc"]
+        better = below(q["dsf"]["val_bpc"], q["ft-bptt"]["val_bpc"])
         dsf, ft = apart(q["dsf"]["val_bpc"], q["ft-bptt"]["val_bpc"], 4)
         lines.append(f"- DSF better than FT-BPTT: {'yes' if better else 'NO'} ({dsf} vs {ft} bits/token)")
     lines += _recall_verdicts(extra.get("recall", {}))
@@ -316,13 +316,13 @@ def _recall_verdicts(recall: dict) -> list[str]:
             acc = recall[mode]["accuracy"]
             shown_acc, shown_limit = apart(acc, chance + margin, 3)
             lines.append(f"- delayed recall: {mode.upper()} above chance: "
-                         f"{'yes' if acc > chance + margin else 'NO'} ({shown_acc} vs chance {chance:.3f} + 3 "
+                         f"{'yes' if below(chance + margin, acc) else 'NO'} ({shown_acc} vs chance {chance:.3f} + 3 "
                          f"standard errors {margin:.3f} = {shown_limit})")
     if {"dsf", "ft-bptt"} <= set(recall):
         dsf, ft = recall["dsf"]["accuracy"], recall["ft-bptt"]["accuracy"]
         errors = 3 * math.sqrt((dsf * (1 - dsf) + ft * (1 - ft)) / n)
         shown_by, shown_errors = apart(dsf - ft, errors, 3)
-        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if dsf - ft > errors else 'NO'} "
+        lines.append(f"- delayed recall: DSF above FT-BPTT: {'yes' if below(errors, dsf - ft) else 'NO'} "
                      f"({dsf:.3f} vs {ft:.3f}: difference {shown_by}, 3 standard errors of the difference "
                      f"{shown_errors})")
     return lines

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import ROUNDING, apart, check_rules_build, run_parts, shown
+from fwdlearn.bench import ROUNDING, apart, below, check_rules_build, run_parts, shown
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
@@ -151,7 +151,7 @@ def _verdicts(extra: dict) -> list[str]:
     if {"bp", "dfa", "dfa:micro"} <= set(t):
         ratios = {r: t[r]["perplexity"] / t["bp"]["perplexity"] for r in ("dfa", "dfa:micro")}
         published = {r: PUBLISHED_PERPLEXITY[r] / PUBLISHED_PERPLEXITY["bp"] for r in ratios}
-        closer = ratios["dfa"] < ratios["dfa:micro"]
+        closer = below(ratios["dfa"], ratios["dfa:micro"])
         macro, micro = apart(ratios["dfa"], ratios["dfa:micro"], 3)
         lines.append(f"- macro closer to BP than micro (published pattern): {'yes' if closer else 'NO'} (perplexity "
                      f"ratio to BP: macro {macro}, micro {micro}; published on "

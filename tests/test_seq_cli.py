@@ -714,3 +714,23 @@ def test_a_width_of_one_under_a_layernorm_is_refused_before_any_work_in_the_comm
         assert "norm=False" not in line and not any(Path("runs").glob("*")) and not Path("b-record.json").exists()
     assert main(["influence", "seq", "--models", "conv", "--hidden", "1", "--length", "8", "--max-lag", "4",
                  "--name", "g", "--quiet"]) == 0
+
+
+def test_bench_strict_claims_are_not_met_on_figures_printed_alike():
+    """A strict claim ('DSF better than FT-BPTT', 'faster', 'above chance', 'macro closer') was met by a hair (1e-12)
+    that apart() and shown() print as the threshold itself: the same figures stood beside 'yes' and, a hair the
+    other way, beside 'NO'."""
+    from fwdlearn.sequences.bench import _recall_verdicts, _verdicts
+    from fwdlearn.sequences.bench_dfa import _verdicts as dfa_verdicts
+
+    for hair in (-1e-12, 0.0, 1e-12):
+        quality = {"bptt": {"val_bpc": 2.0}, "dsf": {"val_bpc": 2.1 + hair}, "ft-bptt": {"val_bpc": 2.1}}
+        assert _verdicts({"quality": quality})[-1] == "- DSF better than FT-BPTT: NO (2.1000 vs 2.1000 bits/token)"
+        cost = {128: {"bptt": {"seconds": 1.0}, "dsf": {"seconds": 1.0 + hair}}}
+        assert "DSF faster than BPTT at T=128: NO (time ratio 1.000;" in _verdicts({"cost": {"gru": cost}})[0]
+        limit = 0.125 + 3 * (0.125 * 0.875 / 8192) ** 0.5
+        line = _recall_verdicts({"chance": 0.125, "scored": 8192, "dsf": {"accuracy": limit + hair}})[0]
+        assert line.startswith("- delayed recall: DSF above chance: NO (") and line.endswith(f"= {limit:.3f})"), line
+        t = {"bp": {"perplexity": 10.0}, "dfa": {"perplexity": 20.0 + hair}, "dfa:micro": {"perplexity": 20.0}}
+        assert "macro closer to BP than micro (published pattern): NO (perplexity ratio to BP: macro 2.000, micro " \
+               "2.000;" in dfa_verdicts({"transformer": t})[0]

@@ -50,9 +50,14 @@ def flag_name(name: str) -> str:
 
 def as_flags(message: str, names: typing.Iterable[str]) -> str:
     """A Python API message in the words of the command line, for the fields ``names`` of a command's config:
-    ``norm=True`` -> ``--norm``, ``tie=False`` -> ``--no-tie``, ``training='dfa'`` -> ``--training dfa``."""
+    ``norm=True`` -> ``--norm``, ``tie=False`` -> ``--no-tie``, ``training='dfa'`` -> ``--training dfa``. Python
+    that a message means as Python is left so: a keyword argument inside a call's parentheses (``save(path,
+    vocab=corpus.vocab)`` is no ``--vocab`` flag), and the spelling of a flag the message names as well
+    (``--download (download=True in Python)``)."""
     def flag(match: re.Match) -> str:
         name, value = match[1], match[2]
+        if _in_call(message, match.start()) or re.search(re.escape(flag_name(name)) + r"(?![\w-])", message):
+            return match[0]
         if value in ("True", "False"):
             return flag_name(name) if value == "True" else "--no-" + flag_name(name)[2:]
         return f"{flag_name(name)} {value.strip(chr(39) + chr(34))}"
@@ -62,6 +67,19 @@ def as_flags(message: str, names: typing.Iterable[str]) -> str:
         return message
     pattern = r"\b(" + "|".join(map(re.escape, names)) + r")=(True|False|'[^']*'|\"[^\"]*\"|[\w.:+-]+)"
     return re.sub(pattern, flag, message)
+
+
+def _in_call(text: str, at: int) -> bool:
+    """Whether position ``at`` of ``text`` lies inside the parentheses of a call (``name(`` or ``obj.name(``)."""
+    depth = 0
+    for i in range(at - 1, -1, -1):
+        if text[i] == ")":
+            depth += 1
+        elif text[i] == "(":
+            if depth == 0:
+                return i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_.")
+            depth -= 1
+    return False
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:

@@ -68,8 +68,8 @@ from fwdlearn.schedules import end_to_end_step
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context, check_splits
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX, SequenceTask
 
-__all__ = ["FitReport", "lm_loss", "task_loss", "evaluate_lm", "evaluate_task", "fit_lm", "fit_task", "TrainState",
-           "alignment_window", "alignment_curves", "ALIGN_PREFIX"]
+__all__ = ["FitReport", "lm_loss", "task_loss", "window_loss", "scored_positions", "evaluate_lm", "evaluate_task",
+           "fit_lm", "fit_task", "TrainState", "alignment_window", "alignment_curves", "ALIGN_PREFIX"]
 
 #: history keys of the alignment diagnostic: ``"align/<feedback point>"``
 ALIGN_PREFIX = "align/"

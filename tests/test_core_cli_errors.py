@@ -425,3 +425,24 @@ def test_an_allocation_numpy_cannot_make_is_one_line_too(inputs, monkeypatch, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("fwdlearn: error: out of memory (Unable to allocate") and "lower them" in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_python_meant_as_python_is_not_said_as_a_flag(tmp_path, monkeypatch, capsys):
+    """The error boundary said every `name=value` of a command's flags as the flag, also inside a Python call and
+    beside the flag itself: 'save(path, --vocab corpus.vocab)', '--download (--download in Python)'."""
+    from fwdlearn.config import as_flags
+    from fwdlearn.sequences.nn.language_model import make_language_model
+
+    assert as_flags("use split='random' (64/16/20)", ["split"]) == "use --split random (64/16/20)"
+    assert as_flags("choose e.g. hidden=28", ["hidden"]) == "choose e.g. --hidden 28"
+    assert as_flags("save it (save(path, vocab=corpus.vocab)) or ...", ["vocab"]) == \
+        "save it (save(path, vocab=corpus.vocab)) or ..."
+    assert as_flags("pass --download (download=True in Python)", ["download"]) == \
+        "pass --download (download=True in Python)"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    make_language_model("gru", 5, hidden=8, layers=1).save(tmp_path / "novocab.pt")
+    assert main(["influence", "seq", "--checkpoints", "novocab.pt", "--data", "corpus.txt", "--length", "8",
+                 "--max-lag", "4", "--positions", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "(save(path, vocab=corpus.vocab))" in err and "--vocab corpus" not in err, err

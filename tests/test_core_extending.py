@@ -241,3 +241,21 @@ def test_a_graph_method_whose_rule_names_another_method_is_refused_when_register
         METHODS.register("bp", Backprop)  # (a class registered again under its own rule)
     finally:
         METHODS.unregister("tempered")
+
+
+def test_a_graph_method_registered_under_its_own_rule_that_is_an_alias_is_taken():
+    """A class with rule = 'sf' registered as 'sf' (in place of the alias) was refused, told to 'give the class
+    rule = 'sf'', which it had: method_class('sf') finds the registered name before the alias, so it saves and
+    loads back as itself."""
+    from fwdlearn.graphs.methods import METHODS, method_class
+    from fwdlearn.graphs.methods.sf import SingleForward
+
+    class Mine(SingleForward):
+        rule: ClassVar[str] = "sf"
+
+    METHODS.register("sf", Mine)
+    try:
+        assert method_class("sf") is Mine and method_class("local:prototype") is SingleForward
+    finally:
+        METHODS.unregister("sf")
+    assert method_class("sf") is SingleForward

@@ -56,7 +56,9 @@ def _check_method(name: str, cls) -> None:
         raise TypeError(f"a graph method is registered as its class, not an instance: METHODS.register({name!r}, "
                         f"{type(cls).__name__})")
     rule = getattr(cls, "rule", "")
-    key = _key(rule) if isinstance(rule, str) and rule else None
+    # (what method_class(rule) finds once it is registered: this entry when the rule spells its name, as "sf" does
+    # a class registered under "sf", although "sf" is an alias of another method's rule before it)
+    key = (name if rule.strip().lower() == name else _key(rule)) if isinstance(rule, str) and rule else None
     if key == name or (key is not None and key in METHODS and METHODS.get(key) is cls):
         return
     found, fix = ((f"which names the method {METHODS.get(key).__name__}", "") if key in METHODS else

@@ -185,3 +185,16 @@ def test_write_results_writes_its_two_files_together(tmp_path, monkeypatch):
         write_results(tmp_path / "r", [{"acc": 0.9}], command="fwdlearn x")
     assert [(tmp_path / name).read_text() for name in ("r.json", "r.md")] == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
+
+
+def test_a_record_says_the_cpu_arithmetic_its_figures_depend_on(monkeypatch):
+    """Two machines reporting the same platform gave accuracies a few tenths apart (their training losses differed
+    in the last bits, by CPU and maths-library instruction set): the record's host said only the platform."""
+    import torch
+
+    from fwdlearn.records import RunRecord
+
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    host = RunRecord("job", {"a": 1}, seed=0).as_dict()["host"]
+    assert host["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert host["MKL_ENABLE_INSTRUCTIONS"] == "AVX2" and "cpu" in host and host["platform"]

@@ -61,7 +61,6 @@ def _run(args: argparse.Namespace) -> int:
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import corpus_files
     from fwdlearn.sequences.influence import lag_influence
-    from fwdlearn.sequences.nn.language_model import check_norm_width
     from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
     config = dataclass_from_args(InfluenceSeqConfig, args)
@@ -75,24 +74,11 @@ def _run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--checkpoints {path}: no such file; pass the .pt a seq train run wrote "
                                     "(runs/<name>.pt)")
     if not config.checkpoints:
-        if any(LM_KINDS.get(MODEL_NAMES[name][0]).NORMED for name in config.models):  # (the recurrent models and the
-            # transformer read their stream through a LayerNorm: a width of 1 was refused by the model, in Python's
+        for name in config.models:  # (the width each kind is built at, before any model is measured: a LayerNorm over
+            # one channel, or a width the transformer's heads cannot split, was refused by the model in Python's
             # words, after the models before it were measured)
-            check_norm_width("--hidden", config.hidden)
-        for name in config.models:  # (a size a model does not take, before any model is measured)
-            _sizes(config, name)
-        if any(MODEL_NAMES[name][0] == "transformer" for name in config.models):  # (refused by the model after the
-            # models before it were measured, naming hidden and heads, and a fix by heads, which this command has no
-            # flag for)
-            import inspect
-
-            from fwdlearn.sequences.nn.transformer import TransformerLM, check_heads
-
-            try:
-                check_heads(config.hidden, inspect.signature(TransformerLM).parameters["heads"].default,
-                            ("--hidden", None))
-            except ValueError as error:
-                raise UsageError(str(error)) from None
+            LM_KINDS.get(MODEL_NAMES[name][0]).check_width("--hidden", config.hidden)
+            _sizes(config, name)  # (a size a model does not take)
         ignored = [flag for flag, given in (("--data", config.data), ("--split", config.split != "validation"),
                                             ("--limit", config.limit)) if given]
         if ignored:

@@ -507,11 +507,17 @@ def _check_ids(ids: Any, name: str = "ids") -> Tensor:
     return ids
 
 
-def check_context(n_tokens: int, batch_size: int, context: int, what: str = "the data") -> None:
-    """Refuse ``batch_size`` streams over ``n_tokens`` tokens too short for a window of ``context`` (+ 1 target)."""
-    for name, value in (("context", context), ("batch_size", batch_size)):  # (2.0 failed as a slice index)
+def _check_window_sizes(context, batch_size) -> None:
+    """Refuse a ``context`` or ``batch_size`` that is not an integer (2.0 failed as a slice index, 5.0 in
+    ``torch.randint``)."""
+    for name, value in (("context", context), ("batch_size", batch_size)):
         if not is_integer(value):
             raise TypeError(f"{name} must be an int, got {value!r}")
+
+
+def check_context(n_tokens: int, batch_size: int, context: int, what: str = "the data") -> None:
+    """Refuse ``batch_size`` streams over ``n_tokens`` tokens too short for a window of ``context`` (+ 1 target)."""
+    _check_window_sizes(context, batch_size)
     if context < 1 or batch_size < 1:
         raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
     if n_tokens // batch_size < context + 1:
@@ -584,9 +590,7 @@ def random_windows(ids: Tensor, batch_size: int, context: int,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """``batch_size`` windows at independent uniform offsets: ``(x, y)`` of shape ``[B, T]``."""
     _check_ids(ids)
-    for name, value in (("context", context), ("batch_size", batch_size)):  # (5.0 failed in torch.randint)
-        if not is_integer(value):
-            raise TypeError(f"{name} must be an int, got {value!r}")
+    _check_window_sizes(context, batch_size)
     if ids.numel() < context + 1:
         raise ValueError(f"context {context} is longer than the data ({ids.numel():,} tokens; a window needs "
                          f"{context + 1}); use a shorter --context or more text")

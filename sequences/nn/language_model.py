@@ -61,6 +61,14 @@ class LanguageModel(nn.Module):
     NORMED: ClassVar[bool] = False
 
     @classmethod
+    def check_width(cls, flag: str, width: int) -> None:
+        """A command's check, before any work, of the width ``flag`` it builds this kind at with its other settings
+        at their defaults: a stream read through a LayerNorm (:attr:`NORMED`) needs 2 channels or more
+        (:func:`check_norm_width`). A kind with further needs (the transformer's heads) adds them."""
+        if cls.NORMED:
+            check_norm_width(flag, width)
+
+    @classmethod
     def config_arguments(cls, config: dict[str, Any], config_class: type) -> dict[str, Any]:
         """The entries of a saved ``config`` that build the model again: the fields of ``config_class`` (its ``kind``
         and :attr:`RETIRED_SETTINGS` left out). ``ValueError`` naming any other entry: a setting of another (newer)

@@ -173,6 +173,18 @@ class TransformerLM(StackedLM):
     BACKPROP: ClassVar[OptimizerSettings] = OptimizerSettings("adamw", lr=1e-3, betas=(0.9, 0.99), schedule="cosine",
                                                               warmup=100)
 
+    @classmethod
+    def check_width(cls, flag: str, width: int) -> None:
+        """As :meth:`LanguageModel.check_width`, and the default heads (:class:`TransformerConfig`) must split the
+        width: the command that asks has no flag for them, so the refusal offers widths only."""
+        super().check_width(flag, width)
+        from fwdlearn.errors import UsageError
+
+        try:
+            check_heads(width, TransformerConfig.heads, (flag, None))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
     def __init__(self, vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, context: int = 128,
                  mlp_ratio: int = 4, dropout: float = 0.0, tie: bool = False, training: str | Rule = "bp",
                  feedback_seed: int = 0) -> None:

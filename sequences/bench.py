@@ -366,6 +366,9 @@ def run_bench(config) -> tuple[Path, Path]:
         "increase` is the kernel's high-water mark over that step above its start, after the allocator returned "
         "its free memory (on a GPU, `CUDA peak increase`: torch's peak allocated memory over the step above what "
         "was allocated when it began; fwdlearn.diagnostics.cost)."] if "cost" not in config.skip else []),
+        *(["Quality: `train seconds` is each fit's wall time with its validation passes (every --eval-every steps, "
+           "the same passes for every mode), so its ratio understates what a mode saves per training step; the cost "
+           "rows time training steps alone."] if "quality" not in config.skip else []),
         *(["Alignment: d = distance from the end of the window; g is the state gradient the mode pushes into the "
            "one-step cells, dL/ds BPTT's total derivative (from a step-by-step unrolled graph)."]
           if "alignment" not in config.skip else []),

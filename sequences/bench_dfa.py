@@ -243,6 +243,8 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         f"{PUBLISHED_PERPLEXITY['dfa']}, micro {PUBLISHED_PERPLEXITY['dfa:micro']}.",
         "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
         "(parameters excluded).",
+        "`train seconds` is each fit's wall time with its validation passes (the same passes for every rule), so its "
+        "ratio understates what a rule saves per training step; the cost rows time training steps alone.",
     ]
     dfa = any(isinstance(parse_rule(rule).depth, DFA) for rule in config.rules)  # no alignment curve to draw without
     plot = config.plot and dfa and "transformer" not in config.skip

@@ -113,6 +113,7 @@ def test_bench_seq_tiny_run_writes_tables_with_ratios(text_file, tmp_path):
     assert "GRU: DSF faster than BPTT through torch's fused module at T=16" in md
     assert "GRU: DSF step <= 0.7 x BPTT at every T (the step-cost target): " in md
     assert "Cost: median" in md and "Alignment: d =" in md  # (the parts it ran are described)
+    assert "`train seconds` is each fit's wall time with its validation passes" in md  # (not training steps alone)
     import re  # the recall claims are checked too (they were in the docs, never in a bench line)
 
     for mode in ("DSF", "FT-BPTT"):
@@ -163,6 +164,7 @@ def test_bench_seq_keys_modes_by_their_canonical_spelling(text_file, tmp_path, c
     assert {r["mode"] for r in rows} == {"bptt", "dsf"} and all(r["ratio"] is not None for r in rows)
     notes = (tmp_path / "a.md").read_text()  # (only the parts that ran are described)
     assert "Cost: median" not in notes and "Alignment: d =" not in notes
+    assert "Quality: `train seconds` is each fit's wall time with its validation passes" in notes
     assert main([*base, "--quality-modes", "bp", "bptt", "--out", str(tmp_path / "b")]) == 2
     assert "--quality-modes names the rule bptt more than once (bp, bptt); give each once" in capsys.readouterr().err
 
@@ -300,6 +302,7 @@ def test_bench_dfa_tiny_run_writes_every_rule_next_to_bp(text_file, tmp_path):
     assert ("dfa+dsf", "alignment block1.out (end)") in points
     md = out.with_suffix(".md").read_text()
     assert "Command:" in md and "macro closer to BP than micro" in md and "shallow control" in md
+    assert "`train seconds` is each fit's wall time with its validation passes" in md
     assert (tmp_path / "dfa-results-alignment.png").stat().st_size > 1000
     assert data["plot"] == str(tmp_path / "dfa-results-alignment.png")
     record = json.loads((tmp_path / "dfa-results-record.json").read_text())

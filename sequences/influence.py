@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
-                                            jacobian_l1, refuse_inference_mode)
-from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed
+from fwdlearn.diagnostics.influence import (DEAD_SEED, chosen_indices, distance_totals, influence_curve,
+                                            influence_range, jacobian_l1, refuse_inference_mode)
+from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, warn
 from fwdlearn.fit import evaluating, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -72,10 +72,18 @@ def _check_sequences_apart(forward: Callable[[Tensor], Tensor], x: Tensor) -> No
     other = (torch.randn(one.shape, generator=gen, dtype=torch.float32) * (1 + float(one.abs().mean()))).to(one)
     with torch.no_grad():
         same, pair = _as_output(forward(torch.cat([one, one]))), _as_output(forward(torch.cat([other, one])))
+        again = _as_output(forward(torch.cat([one, one])))
     if not (isinstance(same, Tensor) and isinstance(pair, Tensor) and same.is_floating_point()
             and same.dim() == 3 and same.shape[0] == 2 and pair.shape == same.shape):
         return  # (an output of another shape is named by the measurement itself)
     tol = max(1e-2, torch.finfo(same.dtype).eps ** 0.5) * (1 + float(same[1:].abs().max()))
+    if isinstance(again, Tensor) and again.shape == same.shape and bool(((again - same).abs() > tol).any()):
+        # (F.dropout(x, p) keeps training=True in eval mode: it was refused as a model that mixes its sequences)
+        raise ValueError("the model gave other outputs when called again on the same input: it is random (dropout "
+                         "active in eval mode, such as F.dropout(x, p) without training=self.training, or a wrapper "
+                         "around a module in train mode, which lag_influence does not put in eval mode), and its "
+                         "influence would be a different random draw per chunk of positions. Make it deterministic: "
+                         "call model.eval() before wrapping it, and pass training=self.training to F.dropout")
     if float((pair[1:] - same[1:]).abs().max()) > tol:
         raise ValueError("the model mixes the sequences of a batch (the outputs of one sequence change when another is "
                          "put before it), so its lag influence cannot be measured: every position is measured on its "
@@ -141,6 +149,20 @@ def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: 
     return mass.cpu(), lag
 
 
+def _warn_future_mass(mass: Tensor, lag: Tensor) -> None:
+    """Warn when the outputs read future inputs (mass at negative lags, above :data:`DEAD_SEED` float epsilons of the
+    whole): lags ``0..max_lag`` leave it out, so a bidirectional model read as a one-sided range (a transformer without
+    its causal mask, a quarter of its mass in the future, gave R 0.43, in silence). A causal model's is exactly 0."""
+    total, future = float(mass.sum()), float(mass[lag < 0].sum())
+    eps = torch.finfo(mass.dtype).eps if mass.is_floating_point() else 0.0
+    if total > 0 and future > DEAD_SEED * eps * total:
+        warn(f"the model is not causal: {future / total:.1%} of the Jacobian mass is at negative lags (outputs read "
+             "future inputs: a transformer without a causal mask, a bidirectional RNN), which lag_influence leaves out "
+             "(it bins lags 0..max_lag): the curve and R describe the past inputs only. lag_masses(model, inputs) "
+             "returns every lag, negative ones included; a causal model (attention mask=nn.Transformer."
+             "generate_square_subsequent_mask(T)) has none")
+
+
 def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence[int] | Tensor | None = None,
                   normalize: bool = True, seed: int = 0, chunk: int = 64,
                   quiet: bool = True) -> tuple[Tensor, float, Tensor]:
@@ -168,10 +190,14 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
     so the curve there is 7/16 of what they show). To compare lags on an equal footing measure positions
     ``>= max_lag`` (``positions=range(max_lag, T)``). The sequences of the batch must not interact (each position is
     measured on its own copy, one batch row each): a model whose outputs for one sequence change with another beside
-    it is refused.
+    it is refused, and so is a random one (two calls on the same input differ: ``F.dropout(x, p)`` without
+    ``training=self.training``). Lags ``0..max_lag`` hold the past inputs only: a model that reads future inputs (a
+    transformer without a causal mask, a bidirectional RNN) is measured with a warning giving the share of its mass
+    left out (:func:`lag_masses` returns every lag, negative ones included).
     """
     check_int("max_lag", max_lag, 0)
     normalize = check_bool("normalize", normalize)  # (before the measurement, not after it)
     mass, lag = lag_masses(model, inputs, positions, seed, chunk, quiet)
+    _warn_future_mass(mass, lag)
     totals = distance_totals(mass, lag, max_lag)
     return influence_curve(totals, normalize=normalize), influence_range(totals), totals

@@ -443,3 +443,64 @@ def test_edge_weights_that_do_not_reach_the_model_are_named_and_the_full_variant
     mass = jacobian(lambda x: model(x, data.edge_index, data.edge_weight)[4], data.x).abs().sum(dim=(0, 2))
     expected = torch.stack([mass[4], mass[3] + mass[5], mass[2] + mass[6]])
     torch.testing.assert_close(weighted[0], expected)
+
+
+def test_a_random_model_is_refused_not_measured_as_one_that_reads_the_whole_graph():
+    """F.dropout(x, p) keeps training=True in eval mode: its rows changed from call to call (R 0.85, then 0.89 on the
+    same seeds), and the change was reported as a graph-wide statistic; a wrapper around a module in train mode too."""
+    data = random_graph(nodes=30, edges=50)
+    torch.manual_seed(0)
+    model = Stack(GCNConv, 4, 8, 3, layers=2)
+
+    class AlwaysDropout(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, edge_index):
+            return self.inner(torch.nn.functional.dropout(x, 0.5), edge_index)
+
+    dropping = torch.nn.Sequential(torch.nn.Dropout(0.5))  # a wrapper is not put in eval mode
+    wrapped = lambda x, edge_index: model(dropping(x), edge_index)  # noqa: E731
+    for random_model in (AlwaysDropout(), wrapped):
+        for variant in ("subgraph", "full"):
+            with pytest.raises(ValueError, match=r"gave other outputs when called again on the same input: it is "
+                                                 r"random .* training=self.training"):
+                hop_influence(random_model, data, 2, nodes=[0, 5], variant=variant)
+    dropping.eval()  # the fix it names: measured, as the model alone
+    assert torch.equal(hop_influence(wrapped, data, 2, nodes=[0, 5])[2], hop_influence(model, data, 2, nodes=[0, 5])[2])
+
+
+def test_a_model_not_called_as_model_x_edge_index_is_refused_with_the_wrapper_that_measures_it():
+    """A forward(data) or a required batch vector met Python's 'forward() takes 2 positional arguments but 3 were
+    given', which named neither the call hop_influence makes nor how to adapt the model."""
+    data = random_graph(nodes=30, edges=50)
+    torch.manual_seed(0)
+    model = Stack(GCNConv, 4, 8, 3, layers=2)
+
+    class OnData(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, data):
+            return self.inner(data.x, data.edge_index)
+
+    class WithBatch(OnData):
+        def forward(self, x, edge_index, batch):
+            return self.inner(x, edge_index)
+
+    expected = hop_influence(model, data, 2, nodes=[0, 5])[2]
+    for user_model, why in ((OnData(), "too many positional arguments"), (WithBatch(), "missing a required argument")):
+        with pytest.raises(TypeError, match=rf"hop_influence calls model\(x, edge_index\), as PyG's total_influence "
+                                            rf"does, but {type(user_model).__name__}.forward\(.*\) cannot be called so "
+                                            rf"\({why}.*\)\. .*model.eval\(\); hop_influence\(lambda x, edge_index"):
+            hop_influence(user_model, data, 2, nodes=[0, 5])
+    on_data, with_batch = OnData().eval(), WithBatch().eval()  # the wrappers it names measure them
+    got = hop_influence(lambda x, edge_index: on_data(Data(x=x, edge_index=edge_index)), data, 2, nodes=[0, 5])[2]
+    assert torch.equal(got, expected)
+    got = hop_influence(lambda x, edge_index: with_batch(x, edge_index, x.new_zeros(len(x), dtype=torch.long)), data,
+                        2, nodes=[0, 5])[2]
+    assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match=r"got tuple for \d+ nodes .*model\(x, edge_index\)\[0\]"):  # a tuple's fix
+        hop_influence(lambda x, edge_index: (model(x, edge_index), x), data, 2, nodes=[0])

@@ -1,5 +1,8 @@
 """lag_influence: exact kernel mass for a causal convolution, causality of a GRU."""
 
+import re
+import warnings
+
 import pytest
 import torch
 
@@ -161,3 +164,56 @@ def test_a_chaotic_but_batch_first_model_is_measured_not_refused():
     x = torch.randn(2, 128, 16)
     mass, lag = lag_masses(model, x, positions=[40, 127])
     assert float(mass[lag < 0].abs().max()) == 0.0 and bool((mass[lag == 0] > 0).all())
+
+
+def test_a_random_model_is_refused_not_named_one_that_mixes_its_sequences():
+    """F.dropout(x, p) keeps training=True in eval mode: a batch_first GRU behind it was refused as a model that mixes
+    the sequences of a batch (built without batch_first=True), the wrong problem and the wrong fix."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(4, 6, batch_first=True)
+    model = lambda emb: torch.nn.functional.dropout(gru(emb)[0], 0.3)  # noqa: E731
+    with pytest.raises(ValueError, match=r"the model gave other outputs when called again on the same input: it is "
+                                         r"random .* training=self.training"):
+        lag_influence(model, torch.randn(2, 8, 4), max_lag=4)
+
+
+class TinyTransformer(torch.nn.Module):
+    def __init__(self, causal: bool, features: int = 8, length: int = 10) -> None:
+        super().__init__()
+        self.causal = causal
+        self.position = torch.nn.Parameter(torch.randn(length, features))
+        layer = torch.nn.TransformerEncoderLayer(features, 2, 16, dropout=0.1, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(features, 5)
+
+    def forward(self, x):
+        T = x.shape[1]
+        mask = torch.nn.Transformer.generate_square_subsequent_mask(T, dtype=x.dtype) if self.causal else None
+        return self.head(self.encoder(x + self.position[:T], mask=mask, is_causal=self.causal))
+
+
+def test_a_model_that_reads_the_future_is_named_and_causal_ones_are_measured_exactly():
+    """A transformer without its causal mask had a sixth of its Jacobian mass at future inputs (negative lags), which
+    lag_influence leaves out: R 0.43 read as a one-sided range, in silence. The causal one equals autograd's Jacobian
+    per lag (float64), and is not warned about."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 10, 8, dtype=torch.float64)
+    for causal in (True, False):
+        model = TinyTransformer(causal).double()
+        reference = []
+        for b in range(2):
+            jac = torch.autograd.functional.jacobian(lambda e: model.eval()(e[None])[0], x[b])  # [T, C, T, E]
+            per_pair = jac.abs().sum(dim=(1, 3))  # [t, tau]
+            reference += [torch.stack([per_pair[t, t - k] if k <= t else per_pair.new_zeros(()) for k in range(5)])
+                          for t in range(10)]
+        model.train()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            _, R, totals = lag_influence(model, x, max_lag=4)
+        torch.testing.assert_close(totals, torch.stack(reference), rtol=1e-6, atol=0)
+        future = [str(w.message) for w in said if "not causal" in str(w.message)]
+        if causal:
+            assert not future and model.training
+        else:
+            assert len(future) == 1 and re.search(r"the model is not causal: \d+\.\d% of the Jacobian mass is at "
+                                                   r"negative lags .* lag_masses", future[0])

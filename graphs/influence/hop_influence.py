@@ -36,6 +36,7 @@ Two variants:
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -99,6 +100,27 @@ def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tens
         return _rows(model, inputs, sub_edges)[root]
 
     return jacobian_l1(seed_rows, sub_x)
+
+
+def _check_signature(model: GraphModel) -> None:
+    """Refuse a model that cannot be called as ``model(x, edge_index)`` (a ``forward(data)``, a required ``batch``)
+    before it is called: Python's "forward() takes 2 positional arguments but 3 were given" named neither the call
+    hop_influence makes nor how to adapt the model. A signature Python cannot read is let through."""
+    target = model.forward if isinstance(model, torch.nn.Module) else model
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError as error:
+        raise TypeError(
+            f"hop_influence calls model(x, edge_index), as PyG's total_influence does, but {type(model).__name__}"
+            f"{'.forward' if target is not model else ''}{signature} cannot be called so ({error}). Measure it "
+            "through a function of (x, edge_index) that calls it as it expects, with the model in eval mode (a "
+            "wrapper is not put in it for you): model.eval(); hop_influence(lambda x, edge_index: "
+            "model(Data(x=x, edge_index=edge_index)), data, ...) for a forward(data); lambda x, edge_index: "
+            "model(x, edge_index, x.new_zeros(len(x), dtype=torch.long)) for a batch vector of one graph") from None
 
 
 def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -> tuple[Tensor, Tensor]:
@@ -178,7 +200,7 @@ def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: T
     if stack is not None and _runs_more_than_its_stack(model):
         stack = None
     with torch.no_grad():
-        alone = _rows(model, ball_x, ball_edges)[root]
+        alone = _repeatable_rows(model, ball_x, ball_edges)[root]
         tol = 16 * torch.finfo(alone.dtype).eps * (1 + float(alone.abs().max())) if alone.is_floating_point() else 0
         if stack is not None:
             h = stack(ball_x, ball_edges)
@@ -202,8 +224,31 @@ def _rows(model: GraphModel, x: Tensor, edge_index: Tensor) -> Tensor:
     out = model(x, edge_index)
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
         found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {found} for {x.shape[0]} nodes")
+        raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {found} for {x.shape[0]} nodes "
+                         "(measure another output through a wrapper that gives the node outputs, with the model in "
+                         "eval mode: model.eval(); hop_influence(lambda x, edge_index: model(x, edge_index)[0], data, "
+                         "...) for a tuple, or ...unsqueeze(-1) for one output per node)")
     return out
+
+
+def _repeatable_rows(model: GraphModel, x: Tensor, edge_index: Tensor) -> Tensor:
+    """``model(x, edge_index)`` (:func:`_rows`, without gradients), refused when a second call on the same input gives
+    other outputs: a random model, whose Jacobian differs per batch of seeds and per call (``F.dropout(x, p)`` leaves
+    ``training=True`` in ``eval()`` mode, and a wrapper around a module is not put in ``eval()`` mode: its rows changed
+    from call to call, R 0.85 then 0.89, and the change was reported as a graph-wide statistic). The tolerance (1 % of
+    the outputs' scale, more in half precision) leaves room for a GPU's scatter sums, whose order varies."""
+    with torch.no_grad():
+        first, second = _rows(model, x, edge_index), _rows(model, x, edge_index)
+    if first.is_floating_point():
+        tol = max(1e-2, torch.finfo(first.dtype).eps ** 0.5) * (1 + float(first.abs().max()))
+        if bool(((second - first).abs() > tol).any()):
+            raise ValueError("model(x, edge_index) gave other outputs when called again on the same input: it is random "
+                             "(dropout active in eval mode, such as F.dropout(x, p) without training=self.training, or "
+                             "a wrapper around a module in train mode, which hop_influence does not put in eval mode), "
+                             "and its influence would be a different random draw per batch of seeds. Make it "
+                             "deterministic: call model.eval() before wrapping it, and pass training=self.training to "
+                             "F.dropout")
+    return first
 
 
 def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor, max_hops: int,
@@ -252,7 +297,11 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     Args:
         model: any callable ``model(x, edge_index) -> Tensor[N, C]`` (PyG GNNs, ForwardGNN
             models). An ``nn.Module`` is evaluated in ``eval()`` mode (no dropout) with its parameters
-            not requiring gradients (only input gradients are taken), and restored afterwards.
+            not requiring gradients (only input gradients are taken), and restored afterwards. One that cannot be
+            called so (a ``forward(data)``, a required ``batch``) is refused, naming the wrapper that measures it
+            (``lambda x, edge_index: model(Data(x=x, edge_index=edge_index))``, after ``model.eval()``: a wrapper is
+            not put in eval mode). A random model (two calls on the same input differ: ``F.dropout(x, p)`` without
+            ``training=self.training``, a wrapped module in train mode) is refused.
         data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``. The model is called as
             ``model(x, edge_index)``: ``data.edge_weight`` and ``data.edge_attr`` are not passed (a warning says so
             when ``data`` has them; with ``variant="full"`` a callable that passes them measures them).
@@ -302,6 +351,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
         raise TypeError(f"hop_influence measures a graph model, model(x, edge_index); {type(model).__name__} is a "
                         "sequence model: measure it per lag with fwdlearn.sequences.lag_influence(model, tokens, "
                         "max_lag)")
+    _check_signature(model)
     normalize = check_bool("normalize", normalize)  # (before the measurement, not after it)
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
@@ -349,6 +399,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             per_seed = _subgraph_totals(model, x, edge_index, matrix, seeds[start:stop], max_hops, batch_size, quiet,
                                         nodes_per_batch, stack)
         else:
+            _repeatable_rows(model, x, edge_index)  # (no probe on a ball: a random model is refused here)
             with torch.enable_grad():
                 per_seed = _full_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)
     per_seed = gather_rows(per_seed).cpu()

@@ -609,9 +609,19 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
                          f"{ours}. Resume it with the command that made it, or start a new run (another --name or "
                          "--checkpoint)")
     differ = _differences(saved, fingerprint)
+    if differ and all(_NOT_RECORDED in entry for entry in differ):  # (an older format: "resume with the settings it
+        from fwdlearn import __version__  # was made with" could not help, as no settings make it record more)
+
+        raise UsageError(f"the checkpoint {path} was written by an older fwdlearn than this one ({__version__}), "
+                         f"whose checkpoints record less: {'; '.join(differ)}. This version cannot tell that the run "
+                         "matches on those entries, so it does not resume it: resume it with the fwdlearn version "
+                         "that wrote it, or start a new run (another --name or --checkpoint, or --overwrite)")
     if differ:
         raise UsageError(f"the checkpoint {path} was made by a different run: {'; '.join(differ)}. Resume with "
                          "the settings and data it was made with, or start a new run (another --name or --checkpoint)")
+
+
+_NOT_RECORDED = "not recorded (checkpoint: an older fwdlearn)"  # an entry of the fingerprint a checkpoint lacks
 
 
 def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -623,7 +633,7 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str =
     out, lacking = [], []
     for key, value in now.items():
         if key not in saved:
-            lacking.append(f"{prefix}{key} not recorded (checkpoint: an older fwdlearn) vs {value!r} (now)")
+            lacking.append(f"{prefix}{key} {_NOT_RECORDED} vs {value!r} (now)")
             continue
         if saved[key] == value:
             continue

@@ -25,6 +25,7 @@ from fwdlearn.fit import training_mode
 
 from fwdlearn.sequences.training import window_loss
 from fwdlearn.rules import DSF, FTBPTT, TimeRule, parse_rule
+from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.nn.recurrent import RecurrentLM
 from fwdlearn.sequences.nn.time_rules import UNROLLED
 
@@ -68,10 +69,16 @@ def state_gradients(model, tokens: Tensor, targets: Tensor,
 
     Raises:
         ValueError: a model that carries no state through time (not a
-            :class:`~fwdlearn.sequences.nn.recurrent.RecurrentLM`), or whose depth rule is not backprop: under DFA or
+            :class:`~fwdlearn.sequences.nn.recurrent.RecurrentLM`; a model of torch's own, such as ``nn.GRU``, has
+            no time rule to run), or whose depth rule is not backprop: under DFA or
             a local rule the "true" reference would be that rule's signal carried back through time, not
             :math:`\partial\mathcal{L}/\partial s_t`.
     """
+    if not isinstance(model, (RecurrentLM, LanguageModel)):  # (torch's nn.GRU was said to carry no state)
+        raise ValueError(f"state alignment runs a fwdlearn RecurrentLM, whose time rule is what feeds the gradient of "
+                         f"its state back through time; a {type(model).__module__}.{type(model).__name__} is not "
+                         "one: build the model as RecurrentLM(vocab_size, cell='gru', ...) (or "
+                         "make_language_model('gru', vocab_size, ...))")
     if not isinstance(model, RecurrentLM):  # (a transformer failed with "'TransformerConfig' object has no attribute
         # 'feedback'", or "forward_from_embeddings() got an unexpected keyword argument 'rule'")
         raise ValueError(f"state alignment compares the state gradients a recurrent model's time rule pushes with "

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -673,6 +674,27 @@ def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
     older = {"fingerprint": {"model": {"kind": "recurrent", "layers": 2}, "seed": 0}}  # a setting not yet recorded
     with pytest.raises(UsageError, match=r"model.vocab_size not recorded \(checkpoint: an older fwdlearn\)"):
         check_fingerprint("c.pt", older, lm["fingerprint"])
+
+
+def test_a_checkpoint_of_an_older_format_names_the_version_and_a_fix_that_works():
+    """A seq train checkpoint from before the fingerprint held the dtype was refused as "made by a different run:
+    dtype not recorded (checkpoint: an older fwdlearn) vs 'float32' (now). Resume with the settings and data it was
+    made with": no settings make it record the dtype."""
+    from fwdlearn import __version__
+    from fwdlearn.errors import UsageError
+    from fwdlearn.fit import check_fingerprint
+
+    now = {"model": {"kind": "recurrent", "layers": 2}, "dtype": "float32", "seed": 0}
+    older = {"fingerprint": {"model": {"kind": "recurrent", "layers": 2}, "seed": 0}}
+    with pytest.raises(UsageError, match=rf"^the checkpoint c.pt was written by an older fwdlearn than this one "
+                                         rf"\({re.escape(__version__)}\), whose checkpoints record less: dtype not "
+                                         r"recorded \(checkpoint: an older fwdlearn\) vs 'float32' \(now\)\. This "
+                                         r"version cannot tell .* resume it with the fwdlearn version that wrote it, or "
+                                         r"start a new run \(another --name or --checkpoint, or --overwrite\)$"):
+        check_fingerprint("c.pt", older, now)
+    with pytest.raises(UsageError, match=r"made by a different run: seed 1 \(checkpoint\) vs 0 \(now\)\. Resume with "
+                                         r"the settings"):  # a setting that differs: the settings are the fix
+        check_fingerprint("c.pt", {"fingerprint": {**older["fingerprint"], "seed": 1}}, now)
 
 
 def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():

@@ -185,6 +185,30 @@ def test_a_kept_processed_pyg_copy_loads_without_a_download(monkeypatch, tmp_pat
         assert data.num_nodes == n and data.num_classes == 3
 
 
+def test_another_variants_kept_copy_is_named_not_blamed_on_the_internet(monkeypatch, tmp_path):
+    """Only CitationFull's directed copy (PyG's to_undirected=False) kept: the load, which reads data_undirected.pt,
+    failed on the missing raw cora.npz, "check the name and the internet connection"."""
+    import torch_geometric.datasets.citation_full as citation_full
+    from torch_geometric.data import Data, InMemoryDataset
+
+    from fwdlearn.errors import InputError
+
+    def no_internet(url, *args, **kwargs):
+        raise OSError(f"download attempted: {url}")
+
+    monkeypatch.setattr(citation_full, "download_url", no_internet)
+    processed = tmp_path / "cora" / "processed"
+    processed.mkdir(parents=True)
+    n = 6
+    InMemoryDataset.save([Data(x=torch.randn(n, 3), edge_index=torch.stack([torch.arange(n - 1), torch.arange(1, n)]),
+                               y=torch.arange(n) % 2)], str(processed / "data_directed.pt"))
+    with pytest.raises(DataNotFoundError, match=r"'cora': this variant is not stored: .* holds data_directed\.pt .*not "
+                                                r"data_undirected\.pt.*pass download=True \(--download\)"):
+        load_graph("citationfull:cora", root=tmp_path, split="random")
+    with pytest.raises(InputError, match="download attempted"):  # asked for: the variant is downloaded
+        load_graph("citationfull:cora", root=tmp_path, split="random", download=True)
+
+
 def test_a_damaged_cached_city_is_rebuilt(monkeypatch, tmp_path):
     from torch_geometric.data import Data
 

@@ -773,6 +773,29 @@ def test_a_checkpoint_that_did_not_record_an_option_is_refused(tmp_path):
                                                                 checkpoint=checkpoint, resume=True)
 
 
+@pytest.mark.parametrize("method", ["sf", "bp"])
+def test_a_resume_with_the_features_in_another_dtype_names_the_dtype(tmp_path, method):
+    """A float32 run resumed with data.x and the model in float64 was refused as another graph ("graph 'a94f...'
+    (checkpoint) vs '755e...' (now)")."""
+    from fwdlearn.errors import UsageError
+
+    data, checkpoint = _checkpointed(tmp_path, method)
+    wide = data.clone()
+    wide.x = wide.x.double()
+    with pytest.raises(UsageError, match=r"made on this graph with its features in float32, and data.x is float64 "
+                                         r"now: resume in the checkpoint's precision, data.x = "
+                                         r"data.x.to\(torch.float32\) and model.to\(torch.float32\)"):
+        ForwardGNN(5, 3, hidden=8, layers=2, method=method).double().fit(
+            wide, epochs=2, patience=None, quiet=True, checkpoint=checkpoint, resume=True)
+    other = data.clone()
+    other.x = other.x + 1  # another graph: the Trainer's check names the graph
+    with pytest.raises(UsageError, match=r"made by a different run: graph '[0-9a-f]+' \(checkpoint\) vs"):
+        ForwardGNN(5, 3, hidden=8, layers=2, method=method).fit(other, epochs=2, patience=None, quiet=True,
+                                                               checkpoint=checkpoint, resume=True)
+    ForwardGNN(5, 3, hidden=8, layers=2, method=method).fit(data, epochs=2, patience=None, quiet=True,
+                                                           checkpoint=checkpoint, resume=True)  # as the fix says
+
+
 @pytest.mark.parametrize("method", ["sf", "ff-la"])
 def test_scores_and_predict_take_a_split_and_refuse_an_unknown_one(method):
     torch.manual_seed(0)
@@ -881,6 +904,22 @@ def test_a_goodness_method_takes_only_the_loss_option_it_reads(method, option, k
     with pytest.warns(UserWarning, match=rf"takes none of {option}=100.0: it is an option of other methods"):
         model = ForwardGNN(5, 3, hidden=4, layers=2, method=method, **{option: 100.0})
     assert option not in model.options and kept in model.options
+
+
+def test_bp_lr_given_to_another_method_is_named_as_ignored(karate):
+    """fit(bp_lr=10) of an sf model trained at lr, silently: the weights equal bp_lr=1e-3's."""
+    import warnings
+
+    seed_everything(0)
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=4, layers=2, method="sf")
+    with pytest.warns(UserWarning, match=r"bp_lr=10.0 is ignored: it is the learning rate of the bp method only, and "
+                                         r"this model's method is local:prototype, trained at lr=0.001; to set its "
+                                         r"rate pass lr=10.0, else drop bp_lr"):
+        model.fit(karate, epochs=1, quiet=True, bp_lr=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ForwardGNN(karate.num_features, karate.num_classes, hidden=4, layers=1, method="bp").fit(
+            karate, epochs=1, quiet=True, bp_lr=10.0)  # its own rate: no warning
 
 
 @pytest.mark.parametrize("method", ["bp", "sf", "sf-top2input", "link:ce"])

@@ -84,6 +84,16 @@ def test_a_dsf_kind_other_than_the_models_own_is_refused_not_ignored():
     assert state_alignment(model, x, y, "dsf:diagonal").overall == state_alignment(model, x, y, "dsf").overall
 
 
+def test_state_alignment_refuses_a_torch_rnn_without_saying_it_has_no_state():
+    """torch's nn.GRU was refused as "a GRU carries no state through time", which it does: it is no RecurrentLM,
+    the model whose time rule feeds the state's gradient back."""
+    x, y = _data(length=6)
+    with pytest.raises(ValueError, match=r"runs a fwdlearn RecurrentLM, whose time rule is what feeds the gradient of "
+                                         r"its state back through time; a torch.nn.modules.rnn.GRU is not one: build "
+                                         r"the model as RecurrentLM\(vocab_size, cell='gru', ...\)"):
+        state_alignment(torch.nn.GRU(4, 4, batch_first=True), x, y, "dsf")
+
+
 def test_state_alignment_refuses_a_model_without_state_by_name():
     """A transformer or a causal convolution failed with "'TransformerConfig' object has no attribute 'feedback'" (or
     "forward_from_embeddings() got an unexpected keyword argument 'rule'" for 'ft-bptt')."""

@@ -219,7 +219,8 @@ def run_bench(config: BenchGraphConfig) -> int:
                 model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
                                    layers=depth, method=method, seed=config.seed + i)
                 report = model.fit(data, epochs=config.epochs, lr=_learning_rate(config, method), patience=patience,
-                                   eval_every=config.eval_every, quiet=config.quiet, bp_lr=config.bp_lr)
+                                   eval_every=config.eval_every, quiet=config.quiet,
+                                   bp_lr=config.bp_lr if method == "bp" else None)
                 # (keyed by the table's name, the rule beside it: the rows said local:prototype where the table sf)
                 record.log(**{**report.as_dict(), "method": method, "rule": report.method}, split=config.seed + i)
                 reports.append(report)

@@ -490,7 +490,9 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
                                     "build the same kind of data from a local road file with city:<path>")
         try:
             with loader_log(quiet):
-                return stored_only(CityNetwork, processed)(str(folder), name=arg)[0]
+                return stored_only(CityNetwork, processed, download)(str(folder), name=arg)[0]
+        except DataNotFoundError:  # (another variant's processed copy only: named as such)
+            raise
         except Exception as error:
             raise InputError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
                                f"({type(error).__name__}: {error}). It downloads the data and needs internet; offline, "

@@ -469,22 +469,43 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool, 
                                 f"download=True (--download) on a machine with internet")
     try:
         with taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"), loader_log(quiet):  # (ranks loading at once)
-            return stored_only(cls, processed)(str(folder), name=arg)[0]
+            return stored_only(cls, processed, download)(str(folder), name=arg)[0]
+    except DataNotFoundError:  # (another variant's processed copy only: named as such)
+        raise
     except Exception as error:
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
 
 
-def stored_only(cls: type, processed: Path) -> type:
+def stored_only(cls: type, processed: Path, download: bool = False) -> type:
     """``cls``, a PyG data set class, that downloads nothing where its processed copy (``processed/data*.pt``) is
     there, the one file PyG then reads: PyG downloads whenever a raw file is missing, though it reads no raw file
     once the processed copy is made (a kept processed copy alone needed the internet, even without ``download=True``;
     ``CityNetwork`` names a raw file, ``<city>.json``, that its download does not write, so it downloaded its city
-    again on every load)."""
+    again on every load).
+
+    Where the folder holds another variant's copy only (CitationFull's ``data_directed.pt``, kept by PyG's
+    ``to_undirected=False``, or another PyG version's file) and not the one this load reads, it downloads when
+    ``download`` and else raises :class:`~fwdlearn.data.DataNotFoundError` naming the file (PyG's missing raw file
+    was blamed on the name and the internet connection)."""
     if not any(Path(processed).glob("data*.pt")):
         return cls
-    return type(cls.__name__, (cls,), {"download": lambda self: None, "__module__": cls.__module__,
-                                       "__doc__": cls.__doc__})
+
+    def fetch(self) -> None:
+        missing = [Path(path).name for path in self.processed_paths if not Path(path).exists()]
+        if not missing:  # the processed copy PyG reads is there: nothing to download
+            return
+        if download:
+            return cls.download(self)
+        kept = ", ".join(sorted(path.name for path in Path(self.processed_dir).glob("data*.pt")))
+        raise DataNotFoundError(
+            f"{cls.__name__} {getattr(self, 'name', '')!r}: this variant is not stored: {self.processed_dir} holds "
+            f"{kept} (another variant's processed copy, e.g. PyG's to_undirected=False or another PyG version's), "
+            f"not {', '.join(missing)}, the one this load reads, and the raw files to build it are not in "
+            f"{self.raw_dir}; pass download=True (--download) on a machine with internet, or give a root= holding "
+            "it")
+
+    return type(cls.__name__, (cls,), {"download": fetch, "__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
 def _pyg_folder(kind: str, name: str) -> str:

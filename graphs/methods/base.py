@@ -21,21 +21,23 @@ is computed once per layer (:mod:`~fwdlearn.graphs.nn.aggregation_cache`, GCN an
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import Cost, CostReport
-from fwdlearn.errors import check_int, check_range, check_representable
-from fwdlearn.fit import Checkpointing, FitResult
+from fwdlearn.errors import UsageError, check_int, check_range, check_representable
+from fwdlearn.fit import Checkpointing, FitResult, read_checkpoint
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import LayerJob, greedy_layerwise
 
 from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix
 from fwdlearn.graphs.nn.backbones import BlockStack, make_blocks
 
-__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history", "check_fit_arguments"]
+__all__ = ["GraphMethod", "LayerwiseMethod", "Streams", "MethodFit", "fit_history", "check_fit_arguments",
+           "check_feature_dtype"]
 
 #: name -> (node features, edge_index) of one graph a layer runs on
 Streams = dict[str, tuple[Tensor, Tensor]]
@@ -51,6 +53,27 @@ def check_fit_arguments(epochs: Any, lr: Any, weight_decay: Any, bp_lr: Any = No
     for name, value in (("lr", lr), ("bp_lr", bp_lr), ("weight_decay", weight_decay)):  # (1e39: torch's raw error
         check_representable(name, value, dtype, small=name != "weight_decay")  # mid-fit; 1e-46: 0, nothing trains)
     return check_int("epochs", epochs, 1)
+
+
+def check_feature_dtype(plan: Checkpointing | None, x: Tensor, graph_fingerprint: Callable[[Tensor], str]) -> None:
+    """Refuse, naming the dtype and how to resume, a checkpoint of ``plan`` made on this graph with its features
+    ``x`` in another floating dtype (``graph_fingerprint(x)``: the checkpoint's ``graph`` entry computed from the
+    features): a float32 run resumed with ``data.x`` in float64 was refused as made by a different run, "graph
+    'a94f...' (checkpoint) vs '755e...' (now)", as if the graph had changed. Nothing is checked without a checkpoint
+    to resume; any other difference is left to the Trainer's check, which names it."""
+    if plan is None or not plan.resume or not Path(plan.path).expanduser().is_file():
+        return
+    path = Path(plan.path).expanduser()
+    saved = (read_checkpoint(path, mmap=True).get("fingerprint") or {}).get("graph")
+    if saved is None or saved == graph_fingerprint(x):
+        return
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        if dtype != x.dtype and graph_fingerprint(x.to(dtype)) == saved:
+            name = str(dtype).removeprefix("torch.")
+            raise UsageError(f"the checkpoint {path} was made on this graph with its features in {name}, and "
+                             f"data.x is {str(x.dtype).removeprefix('torch.')} now: resume in the checkpoint's "
+                             f"precision, data.x = data.x.to(torch.{name}) and model.to(torch.{name}), or start a new "
+                             "run (another checkpoint, or overwrite=True)")
 
 
 class MethodFit:

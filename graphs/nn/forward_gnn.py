@@ -78,7 +78,7 @@ from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, che
                                           check_mask, check_masks, check_node_data, check_one_graph,
                                           warn_unweighted)
 from fwdlearn.graphs.methods import method_class
-from fwdlearn.graphs.methods.base import GraphMethod, check_fit_arguments
+from fwdlearn.graphs.methods.base import GraphMethod, check_feature_dtype, check_fit_arguments
 from fwdlearn.graphs.nn.backbones import BlockStack, check_conv
 
 __all__ = ["ForwardGNN", "FitReport"]
@@ -341,8 +341,12 @@ class ForwardGNN(ModelFile, nn.Module):
         options = {k: v for k, v in self.options.items() if k != "cache"}
         return {"model": {"method": self.rule, "conv": self.conv, "layers": self.layers, "hidden": self.hidden,
                           "in_dim": self.in_dim, "num_classes": self.num_classes, "seed": self.seed, **options},
-                "graph": tensor_fingerprint(data.x, data.edge_index, data.y, data.train_mask, data.val_mask,
-                                            data.test_mask)}
+                "graph": self._graph_fingerprint(data, data.x)}
+
+    @staticmethod
+    def _graph_fingerprint(data, x: Tensor) -> str:
+        """The checkpoint's ``graph`` entry: ``data`` with its features ``x``, its labels and its split."""
+        return tensor_fingerprint(x, data.edge_index, data.y, data.train_mask, data.val_mask, data.test_mask)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -368,11 +372,13 @@ class ForwardGNN(ModelFile, nn.Module):
             patience: early-stopping patience in evaluations (``None``: use every epoch).
             eval_every: evaluate every this many epochs (and at the last epoch of each layer or run).
             quiet: no progress bars.
-            bp_lr: the learning rate when the method is ``bp`` (default ``lr``).
+            bp_lr: the learning rate when the method is ``bp`` (default ``lr``); ignored, with a warning, by the
+                other methods.
             checkpoint: keep a checkpoint of the training in this file (the layer being trained, its optimizer,
                 the frozen layers), written at every evaluation.
             resume: continue from ``checkpoint`` (refused without one); it must come from the same model and graph
-                (a different method, shape, graph or split is refused, naming the difference). New ``lr`` and
+                (a different method, shape, graph or split is refused, naming the difference; the same graph with
+                its features in another dtype is refused naming the dtype to cast back to). New ``lr`` and
                 ``weight_decay`` values apply.
             overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
 
@@ -396,11 +402,15 @@ class ForwardGNN(ModelFile, nn.Module):
         self.to(data.x.device)
         if bp_lr is not None and self.rule == "bp":
             lr = bp_lr
+        elif bp_lr is not None:  # (bp_lr=10 trained an sf model at lr, silently)
+            warn(f"bp_lr={bp_lr!r} is ignored: it is the learning rate of the bp method only, and this model's method "
+                 f"is {self.rule}, trained at lr={lr!r}; to set its rate pass lr={bp_lr!r}, else drop bp_lr")
         saving = {}
         if checkpoint is not None:
             if "checkpointing" not in inspect.signature(self.method.fit).parameters:
                 raise ValueError(f"the {self.rule} method does not keep checkpoints; train it without one")
             saving["checkpointing"] = Checkpointing(checkpoint, resume, overwrite, self._fingerprint(data))
+            check_feature_dtype(saving["checkpointing"], data.x, lambda x: self._graph_fingerprint(data, x))
         fit = self.method.fit(self.blocks, data, epochs, lr, weight_decay, patience, eval_every, quiet, **saving)
         seconds = fit.seconds  # its training loops, the parts before a resume included
         self.eval()

@@ -56,7 +56,7 @@ from fwdlearn.schedules import LayerJob, end_to_end_step, greedy_layerwise
 
 from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, check_num_nodes, check_one_graph,
                                           warn_unweighted)
-from fwdlearn.graphs.methods.base import check_fit_arguments, resumed_from
+from fwdlearn.graphs.methods.base import check_feature_dtype, check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix
 from fwdlearn.graphs.nn.backbones import check_conv, fixed_inputs, make_blocks
 from fwdlearn.graphs.registries import LINK_METHODS, link_method, link_rule
@@ -363,6 +363,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
                 "model": {"method": self.rule, "conv": self.conv, "layers": self.layers,
                           "hidden": self.hidden, "in_dim": self.in_dim, "theta": self.theta},
                 "graph": tensor_fingerprint(data.x, data.edge_index), "seed": seed})
+            check_feature_dtype(plan, data.x, lambda x: tensor_fingerprint(x, data.edge_index))
 
         if not self.layerwise:
             optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)

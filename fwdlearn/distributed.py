@@ -125,22 +125,65 @@ def shard_bounds(count: int, shards: int | None = None, index: int | None = None
     return (count * index + shards - 1) // shards, (count * (index + 1) + shards - 1) // shards
 
 
+#: every dtype torch has, in one order on every process: a process's dtype is sent as its index
+_DTYPES = sorted({v for v in vars(torch).values() if isinstance(v, torch.dtype)}, key=str)
+
+
 def gather_rows(rows: Tensor) -> Tensor:
-    """Concatenate every process's ``rows`` (first dims may differ) in rank order; identity on one process."""
+    """Concatenate every process's ``rows`` (first dims may differ) in rank order; identity on one process.
+
+    Every process's rows must have one dtype and one shape past the first dim; an empty share (no rows: more processes
+    than items) may have any, and is taken as the others'. Rows that differ are refused by every process alike with a
+    ``ValueError`` naming the processes and what each gave (``all_gather`` read float32 rows as int32 ones in silence,
+    and rows of different sizes in bytes -- an empty ``torch.zeros(0, k)`` share beside float64 rows -- aborted a
+    process inside gloo).
+    """
     if not is_distributed():
         return rows
+    from fwdlearn.errors import alike_on_every_process
+
     device = rows.device
     if dist.get_backend() == "nccl" and device.type != "cuda":
         rows = rows.cuda()
-    size = torch.tensor([rows.shape[0]], device=rows.device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, size)
-    longest = int(max(int(s) for s in sizes))
+    # (each process's row count, dtype and number of dims, then the sizes past the first: checked alike by all)
+    meta = torch.tensor([rows.shape[0] if rows.dim() else -1, _DTYPES.index(rows.dtype), rows.dim()],
+                        device=rows.device)
+    metas = [torch.zeros_like(meta) for _ in range(dist.get_world_size())]
+    dist.all_gather(metas, meta)
+    counts, dims = [int(m[0]) for m in metas], max(int(m[2]) for m in metas)
+    shape = torch.full((max(dims - 1, 1),), -1, dtype=torch.int64, device=rows.device)  # (never empty)
+    shape[: max(rows.dim() - 1, 0)] = torch.tensor(rows.shape[1:], dtype=torch.int64)
+    shapes = [torch.zeros_like(shape) for _ in metas]
+    dist.all_gather(shapes, shape)
+    given = [(_DTYPES[int(m[1])], tuple(int(d) for d in s[: max(int(m[2]) - 1, 0)])) for m, s in zip(metas, shapes)]
+    with alike_on_every_process():
+        scalar = [r for r, n in enumerate(counts) if n < 0]
+        if scalar:
+            raise ValueError(f"gather_rows concatenates rows (a tensor of one or more dims); process"
+                             f"{'es' if len(scalar) > 1 else ''} {', '.join(map(str, scalar))} gave a 0-dim tensor: "
+                             "give each process's values as rows, e.g. value.reshape(1)")
+        filled = [r for r, n in enumerate(counts) if n > 0] or [0]  # (empty shares take the others' dtype and sizes)
+        dtype, sizes = given[filled[0]]
+        other = [r for r in filled if given[r] != (dtype, sizes)]
+        if other:
+            said = "; ".join(f"process {r}: {_rows(*given[r])}" for r in (filled[0], *other))
+            raise ValueError(f"gather_rows needs every process's rows in one dtype and one shape past the first dim "
+                             f"({said}): give every process rows of one dtype and width (an empty share may be of "
+                             "any)")
+    if rows.shape[0] == 0:
+        rows = rows.new_zeros((0, *sizes), dtype=dtype)
+    longest = max(counts)
     padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
     padded[: rows.shape[0]] = rows
-    parts = [torch.zeros_like(padded) for _ in sizes]
+    parts = [torch.zeros_like(padded) for _ in counts]
     dist.all_gather(parts, padded)
-    return torch.cat([part[: int(s)] for part, s in zip(parts, sizes)]).to(device)
+    return torch.cat([part[:n] for part, n in zip(parts, counts)]).to(device)
+
+
+def _rows(dtype: torch.dtype, sizes: tuple[int, ...]) -> str:
+    """``"float32 rows of shape (n, 3)"``."""
+    shape = ", ".join(("n", *map(str, sizes))) + ("," if not sizes else "")
+    return f"{str(dtype).removeprefix('torch.')} rows of shape ({shape})"
 
 
 def raise_together(error: BaseException | None, what: str) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.distributed import is_distributed, min_max, raise_together, rank
+from fwdlearn.distributed import is_distributed, min_max, raise_together, rank, world_size
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
                              UsageError, check_bool, check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable
@@ -49,6 +49,7 @@ __all__ = [
     "seed_everything",
     "progress",
     "check_resume",
+    "check_unshared_checkpoint",
     "evaluating",
     "training_mode",
     "keeps_mode",
@@ -443,6 +444,22 @@ def check_resume(resume: Any, checkpoint: Any) -> bool:
         raise UsageError("resume=True continues a checkpoint, but no checkpoint= was given: pass the checkpoint file "
                          "of the run to continue (checkpoint='runs/run.pt'), or leave resume out to start a new run")
     return resume
+
+
+def check_unshared_checkpoint(checkpoint: Any, what: str) -> None:
+    """Refuse a ``checkpoint`` for ``what``, a fit that trains in one process, when ``torchrun`` started several
+    (``WORLD_SIZE`` > 1): each process trains the whole model and would write the one file at once (two saves raced:
+    "could not write the checkpoint ... (FileNotFoundError ...); free disk space"), and a resume needs a part per
+    process. A data-parallel fit (``fit_lm``) gives each process its own part instead."""
+    try:
+        launched = max(world_size(), int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:  # (not a number: no torchrun launch)
+        launched = world_size()
+    if checkpoint is not None and launched > 1:
+        raise UsageError(f"{what} trains in one process, and under torchrun each of the {launched} processes would "
+                         f"train the whole model and write the checkpoint {checkpoint} at once: fit without a "
+                         "checkpoint under torchrun (as influence graph --epochs does), or train in one process "
+                         "(without torchrun), save the model and load it")
 
 
 def load_device(map_location: Any) -> Any:

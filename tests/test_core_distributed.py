@@ -195,3 +195,51 @@ def test_a_resume_every_process_refuses_alike_is_said_once_by_rank_0(tmp_path):
         assert words in lead[key][1] and str(tmp_path / "ckpt.pt") in lead[key][1]
     assert other["cut"] == (False, other["cut"][1]) and "cannot read" in other["cut"][1]  # said with its rank
     assert lead["cut"] == (True, "process 1 of this torchrun job could not resume (its own message says why)")
+
+
+def _rows_worker(rank: int, port: int, folder: str) -> None:
+    import os
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from fwdlearn.errors import found_by_every_process
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    found = {}
+    try:  # float32 rows beside int32 ones of as many bytes: all_gather read the one as the other
+        gather_rows(torch.full((2, 2), 1.5) if rank == 0 else torch.full((1, 2), 7, dtype=torch.int32))
+        found["mixed"] = None
+    except ValueError as error:
+        found["mixed"] = (found_by_every_process(error), str(error))
+    # an empty share made as torch.zeros(0, k) (float32) beside float64 rows: gloo aborted the process
+    empty = torch.tensor([[0.25, 0.5]], dtype=torch.float64) if rank == 0 else torch.zeros(0, 2)
+    out = gather_rows(empty)
+    found["empty"] = (str(out.dtype), out.tolist())
+    (Path(folder) / f"rows{rank}.txt").write_text(repr(found))
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def test_gather_rows_takes_an_empty_share_as_the_others_and_refuses_rows_of_another_dtype(tmp_path):
+    """gather_rows sent only the row counts: rows of another dtype but as many bytes came back as reinterpreted bits,
+    and an empty share of the default dtype beside float64 rows aborted a process inside gloo ("Received data size
+    doesn't match expected size"). An empty share now takes the others' dtype and width; rows that differ are
+    refused by every process alike, naming what each gave."""
+    import ast
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_rows_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        found = ast.literal_eval((tmp_path / f"rows{rank}.txt").read_text())
+        assert found["mixed"] == (True, "gather_rows needs every process's rows in one dtype and one shape past the "
+                                        "first dim (process 0: float32 rows of shape (n, 2); process 1: int32 rows of "
+                                        "shape (n, 2)): give every process rows of one dtype and width (an empty share "
+                                        "may be of any)")
+        assert found["empty"] == ("torch.float64", [[0.25, 0.5]])

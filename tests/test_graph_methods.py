@@ -1337,3 +1337,23 @@ def test_a_conv_with_dropout_is_trained_in_train_mode_and_validated_in_eval_mode
     finally:
         CONV_KINDS.unregister("toy-noisy")
 
+
+
+def test_a_graph_fit_refuses_a_checkpoint_every_torchrun_process_would_write(tmp_path, monkeypatch):
+    """Under torchrun every process runs a graph fit whole (it is not shared out): with a checkpoint each wrote the one
+    file at once, and the saves' race failed as "could not write the checkpoint ... (FileNotFoundError: ...); free
+    disk space". A checkpoint is refused there, naming the way out; without one the fit runs (influence graph
+    --epochs under torchrun)."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    data = tiny_graph()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match=r"ForwardGNN.fit trains in one process, and under torchrun each of the 2 "
+                                         r"processes would train the whole model and write the checkpoint .*g\.pt at "
+                                         r"once: fit without a checkpoint under torchrun"):
+        ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=1, quiet=True, checkpoint=tmp_path / "g.pt")
+    with pytest.raises(UsageError, match="ForwardLinkPredictor.fit trains in one process"):
+        ForwardLinkPredictor(5, hidden=8, layers=1).fit(data, epochs=1, quiet=True, checkpoint=tmp_path / "l.pt")
+    assert not list(tmp_path.iterdir())
+    ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=1, quiet=True)

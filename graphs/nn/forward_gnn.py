@@ -69,8 +69,8 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import check_bool, check_int, check_seed, warn
-from fwdlearn.fit import (Checkpointing, check_resume, check_trainable_dtype, compact_repr, evaluating, keeps_mode,
-                          tensor_fingerprint)
+from fwdlearn.fit import (Checkpointing, check_resume, check_trainable_dtype, check_unshared_checkpoint, compact_repr,
+                          evaluating, keeps_mode, tensor_fingerprint)
 from fwdlearn.model_files import ModelFile
 from fwdlearn.metrics import masked_accuracy
 
@@ -375,7 +375,9 @@ class ForwardGNN(ModelFile, nn.Module):
             bp_lr: the learning rate when the method is ``bp`` (default ``lr``); ignored, with a warning, by the
                 other methods.
             checkpoint: keep a checkpoint of the training in this file (the layer being trained, its optimizer,
-                the frozen layers), written at every evaluation.
+                the frozen layers), written at every evaluation. Refused under ``torchrun``, where every process
+                trains the whole model and would write the file at once
+                (:func:`~fwdlearn.fit.check_unshared_checkpoint`).
             resume: continue from ``checkpoint`` (refused without one); it must come from the same model and graph
                 (a different method, shape, graph or split is refused, naming the difference; the same graph with
                 its features in another dtype is refused naming the dtype to cast back to). New ``lr`` and
@@ -390,6 +392,7 @@ class ForwardGNN(ModelFile, nn.Module):
         # inductive scores, no fix for a fit, and called a graph with labels but no masks unlabelled)
         self._check_graph(data, labels=False)
         resume = check_resume(resume, checkpoint)
+        check_unshared_checkpoint(checkpoint, "ForwardGNN.fit")
         check_trainable_dtype(self, "this ForwardGNN")
         check_node_data(data)
         epochs = check_fit_arguments(epochs, lr, weight_decay, bp_lr, next(self.parameters()).dtype)

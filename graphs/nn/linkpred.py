@@ -47,8 +47,8 @@ from torch import Tensor, nn
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_range, check_representable,
                              warn)
-from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype, evaluating,
-                          keeps_mode, seed_everything, tensor_fingerprint)
+from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype,
+                          check_unshared_checkpoint, evaluating, keeps_mode, seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
@@ -343,6 +343,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_num_nodes(data, data.x.shape[0])
         resume = check_resume(resume, checkpoint)
+        check_unshared_checkpoint(checkpoint, "ForwardLinkPredictor.fit")
         warn_unweighted(data, "ForwardLinkPredictor")  # (the edge split keeps no edge attributes either)
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         epochs = check_fit_arguments(epochs, lr, weight_decay, dtype=next(self.parameters()).dtype)

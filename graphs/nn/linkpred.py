@@ -4,7 +4,8 @@ baseline.
 Edge score of a pair :math:`(u, v)` at layer :math:`l` is the dot product
 :math:`s^{(l)}_{uv} = \langle h^{(l)}_u, h^{(l)}_v \rangle`. Each layer is trained on its own,
 on the frozen output of the layer below, against negative edges sampled afresh every epoch
-(one per positive edge):
+(one per positive edge: distinct ordered pairs of distinct nodes that are not training edges, drawn uniformly from
+torch's generator by :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler`, PyG's ``negative_sampling`` in torch):
 
 - ``"ce"`` (rule ``local:ce``, ForwardGNN-CE): :math:`\mathcal{L}_l = \operatorname{BCE}(\sigma(s^{(l)}_{uv}), 1)` on
   training edges and :math:`\operatorname{BCE}(\sigma(s^{(l)}_{uv}), 0)` on negatives;
@@ -59,6 +60,7 @@ from fwdlearn.graphs.data.datasets import (check_edge_index, check_features, che
 from fwdlearn.graphs.methods.base import check_feature_dtype, check_fit_arguments, resumed_from
 from fwdlearn.graphs.nn.aggregation_cache import KeptOutputs, aggregation_dtype, prepare_input, propagation_matrix
 from fwdlearn.graphs.nn.backbones import check_conv, fixed_inputs, make_blocks
+from fwdlearn.graphs.nn.negatives import NegativeSampler
 from fwdlearn.graphs.registries import LINK_METHODS, link_method, link_rule
 
 __all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "PairScore", "DotProductScore", "GoodnessScore",
@@ -330,15 +332,15 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         unweighted: ``data.edge_weight`` and ``data.edge_attr`` are not read (a warning says so).
 
         ``seed`` draws the split and the negatives: it reseeds Python's, NumPy's and torch's global generators
-        (:func:`~fwdlearn.fit.seed_everything`, as ``fit_lm``'s ``seed`` does), so what draws from them after the fit
-        goes on from ``seed``; the weights were drawn when the model was built, from torch's global generator
-        (:func:`~fwdlearn.fit.seed_everything` before ``ForwardLinkPredictor(...)`` repeats a run).
+        (:func:`~fwdlearn.fit.seed_everything`, as ``fit_lm``'s ``seed`` does; the split draws from Python's and
+        torch's, the training negatives from torch's, by :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler`), so
+        what draws from them after the fit goes on from ``seed``; the weights were drawn when the model was built,
+        from torch's global generator (:func:`~fwdlearn.fit.seed_everything` before ``ForwardLinkPredictor(...)``
+        repeats a run).
 
         ``checkpoint`` / ``resume`` / ``overwrite``: keep and continue a checkpoint as
         :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph and
         ``seed`` are required to resume)."""
-        from torch_geometric.utils import negative_sampling
-
         check_one_graph(data, "ForwardLinkPredictor.fit")
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_num_nodes(data, data.x.shape[0])
@@ -354,9 +356,10 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         self.to(device)
         x, n = data.x, data.num_nodes
         pos = train.pos_edge_label_index
+        sampler = NegativeSampler(train.edge_index, n)  # (the training edges keyed once, for every epoch's draw)
 
         def negatives() -> Tensor:
-            return negative_sampling(train.edge_index, num_nodes=n, num_neg_samples=pos.shape[1])
+            return sampler(pos.shape[1])
 
         plan = None
         if checkpoint is not None:

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["init_from_env", "process_device", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows",
+__all__ = ["init_from_env", "check_group_started", "process_device", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows",
            "min_max", "mean", "raise_together"]
 
 
@@ -65,6 +65,23 @@ def init_from_env(backend: str | None = None, device: "torch.device | str | None
             torch.cuda.set_device(_own_gpu(device))
         dist.init_process_group(backend=backend)
     return is_distributed()
+
+
+def check_group_started(what: str) -> None:
+    """Raise :class:`~fwdlearn.errors.UsageError` when ``torchrun`` started several processes (``WORLD_SIZE`` > 1) but
+    this one joined no process group (:func:`init_from_env` not called): ``what``, a data-parallel fit, would then run
+    as that many independent fits, each on the whole batch, all writing one checkpoint."""
+    from fwdlearn.errors import UsageError
+
+    try:
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:  # (not a number: no torchrun launch)
+        return
+    if launched > 1 and not is_distributed():
+        raise UsageError(f"torchrun started {launched} processes (WORLD_SIZE={launched}) but this one joined no "
+                         f"process group, so {what} would run as {launched} independent fits, each on the whole "
+                         "batch and all writing one checkpoint: call fwdlearn.distributed.init_from_env() first (or "
+                         "run the script without torchrun)")
 
 
 def _own_gpu(device: "torch.device | str | None") -> int:

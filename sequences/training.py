@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fwdlearn.distributed import is_distributed, mean, rank, world_size
+from fwdlearn.distributed import check_group_started, is_distributed, mean, rank, world_size
 from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range,
                              check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
@@ -570,6 +570,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
     ``torch.inference_mode()`` it is refused.
     """
     # every check up to the model's wrapping is made alike by each process of a torchrun job (rank 0 reports it)
+    check_group_started("fit_lm")  # (a user script under torchrun that forgot init_from_env: N fits, one checkpoint)
     with alike_on_every_process():
         if not isinstance(corpus, Corpus):  # (token ids failed with "'Tensor' object has no attribute 'vocab_size'")
             raise TypeError(f"fit_lm trains on a Corpus (its splits and vocabulary); got {type(corpus).__name__}: load "

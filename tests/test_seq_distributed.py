@@ -177,3 +177,21 @@ def test_a_one_process_checkpoint_resumed_by_two_is_refused_once_for_its_process
     assert lead[0] and other[0]  # both marked as every process's: the CLI prints rank 0's alone
     assert "was made by a different run: processes 1 (checkpoint) vs 2 (now)" in lead[1]
     assert "part of the checkpoint, is missing" not in other[1]
+
+
+def test_a_fit_under_torchrun_without_a_process_group_is_refused_naming_init_from_env(tmp_path, monkeypatch):
+    """A user script under torchrun that forgot init_from_env() ran as N independent fits, each on the whole batch,
+    all writing one checkpoint (a reviewer's 2-process run); the fit now names the call it needs."""
+    from fwdlearn.errors import UsageError
+
+    (tmp_path / "text.txt").write_text(TEXT)
+    corpus = load_text(str(tmp_path / "text.txt"))
+    model = _initial_model(corpus.vocab_size, 0)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match=r"torchrun started 2 processes \(WORLD_SIZE=2\) but this one joined no "
+                                         r"process group, so fit_lm would run as 2 independent fits.*call "
+                                         r"fwdlearn\.distributed\.init_from_env\(\) first"):
+        model.fit(corpus, context=12, steps=1, batch_size=3, checkpoint=str(tmp_path / "c.pt"), quiet=True)
+    assert not (tmp_path / "c.pt").exists()
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: trains as before
+    model.fit(corpus, context=12, steps=1, batch_size=3, eval_every=1, quiet=True)

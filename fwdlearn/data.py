@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fwdlearn.errors import UsageError
 
-__all__ = ["DataNotFoundError", "data_dir", "cache_dir", "data_path", "require_data_dir", "loader_log"]
+__all__ = ["DataNotFoundError", "data_dir", "cache_root", "cache_dir", "data_path", "require_data_dir", "loader_log"]
 
 DATA_ENV = "FWDLEARN_DATA_DIR"
 CACHE_ENV = "FWDLEARN_CACHE_DIR"
@@ -33,10 +33,14 @@ def data_dir() -> Path | None:
     return Path(value).expanduser().absolute() if value else None
 
 
+def cache_root() -> Path:
+    """The folder ``FWDLEARN_CACHE_DIR`` names (default ``~/.cache/fwdlearn``; ``~`` expanded), not created."""
+    return Path(os.environ.get(CACHE_ENV, "").strip() or "~/.cache/fwdlearn").expanduser()
+
+
 def cache_dir(*parts: str) -> Path:
     """A folder under ``FWDLEARN_CACHE_DIR`` (default ``~/.cache/fwdlearn``), created if needed."""
-    root = os.environ.get(CACHE_ENV, "").strip() or "~/.cache/fwdlearn"
-    path = Path(root).expanduser().joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -37,7 +37,7 @@ from typing import Any
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
            "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning", "check_bool",
-           "check_seed", "check_representable"]
+           "check_seed", "check_representable", "check_not_meta", "on_meta"]
 
 
 class FwdlearnWarning(UserWarning):
@@ -209,6 +209,25 @@ def check_finite_tensor(name: str, tensor: Any, fix: str = "clean or impute them
         raise UsageError(f"{name} holds {bad:,} NaN or infinite entries (of {tensor.numel():,}); {fix}")
 
 
+#: what a refusal of a tensor on the meta device says to do by default
+META_FIX = "make it on the CPU or a GPU instead (a meta tensor has no values to move)"
+
+
+def on_meta(name: str, tensor: Any, needs: str, fix: str = META_FIX) -> str:
+    """The one wording of a refusal of ``tensor`` (the argument ``name``) on the meta device: ``"<name> is on the meta
+    device (shape [..]): a shape without values, and <needs>; <fix>"``."""
+    return (f"{name} is on the meta device (shape {list(tensor.shape)}): a shape without values, and {needs}; "
+            f"{fix}")
+
+
+def check_not_meta(name: str, tensor: Any, needs: str = "its values are read", fix: str = META_FIX) -> None:
+    """Raise ``ValueError`` (:func:`on_meta`) when ``tensor`` is a tensor on the meta device: every read of its values
+    failed with torch's 'Tensor.item() cannot be called on meta tensors' or 'Cannot copy out of meta tensor', naming
+    neither the argument nor the fix."""
+    if getattr(tensor, "is_meta", False) is True:
+        raise ValueError(on_meta(name, tensor, needs, fix))
+
+
 def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
     """``error`` or the first exception of type ``kind`` among its causes."""
     seen = set()
@@ -225,14 +244,19 @@ def reading(path: str | Path, what: str, hint: str = "") -> Iterator[None]:
     """Turn a failure to read ``path`` as ``what`` into an :class:`InputError` naming the path.
 
     Errors that already speak for themselves (a ``ValueError`` of the reader's own checks, a missing or
-    unreadable file) pass through unchanged; anything else raised inside the block (a truncated zip,
-    random bytes given to an unpickler, text that is not UTF-8, ...) is reported with ``path`` and ``hint``.
+    unreadable file, a full disk where a reader writes its cache) pass through unchanged; anything else raised
+    inside the block (a truncated zip, random bytes given to an unpickler, text that is not UTF-8, ...) is reported
+    with ``path`` and ``hint``.
     """
+    from .files import NO_ROOM
+
     try:
         yield
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         raise
     except Exception as error:  # noqa: BLE001 - any reader's failure is the file's problem
+        if isinstance(error, OSError) and error.errno in NO_ROOM:  # (but a full disk is the disk's: "cannot read
+            raise  # tinyshakespeare as a text corpus (OSError: Not enough disk space ...); a corpus must be UTF-8")
         unicode = _cause(error, UnicodeError)
         if unicode is not None:
             raise InputError(f"cannot read {path} as {what}: it is not UTF-8 text ({unicode})"

@@ -9,11 +9,17 @@
 - :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for.
 - :func:`taking_turns` lets processes that prepare one shared folder (``torchrun`` ranks building a data set's
   cache on first use) do it one at a time.
+- :func:`writing` makes an ``OSError`` raised while a file is written name that file (a write's error names none:
+  ``[Errno 28] No space left on device``); :func:`save_torch` writes through Python, so a full disk is that
+  ``OSError`` and not torch's ``unexpected pos ...`` ``RuntimeError``; :func:`describe_os_error` words such an error
+  as one line (the path, the cause in words and the fix), the ``fwdlearn`` command's one place for it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,7 +28,34 @@ from pathlib import Path
 from .errors import UsageError
 
 __all__ = ["atomic_write", "atomic_write_all", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite",
-           "taking_turns"]
+           "taking_turns", "writing", "save_torch", "describe_os_error", "NO_ROOM"]
+
+#: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
+NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Inside the block, an ``OSError`` that names no file (a failed write: ``[Errno 28] No space left on device``)
+    is given ``path`` as its file name, and marked as a write's (:func:`describe_os_error` says "cannot write")."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno is not None and error.filename is None:
+            error.filename = str(path)
+        error.fwdlearn_writing = True  # type: ignore[attr-defined]
+        raise
+
+
+def save_torch(obj: object, path: str | Path) -> None:
+    """``torch.save(obj)`` into the file ``path`` through a Python file object: a full disk is then an ``OSError``
+    (errno ``ENOSPC``; :func:`atomic_write` names the file), where torch writing the path itself raised
+    ``RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534``, naming neither the file
+    nor the cause."""
+    import torch
+
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def tmp_path(path: str | Path) -> Path:
@@ -35,11 +68,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` then rename ``tmp`` over ``path`` (parents created); the temporary file is removed
     if ``write`` fails or is interrupted."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        with writing(path):  # (a write's OSError named no file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -55,11 +89,13 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
     try:
         for path, write in writes.items():
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staged.append((tmp_path(path), path))
-            write(staged[-1][0])
+            with writing(path):  # (a write's OSError named no file)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                staged.append((tmp_path(path), path))
+                write(staged[-1][0])
         for tmp, path in staged:
-            os.replace(tmp, path)
+            with writing(path):
+                os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -89,6 +125,11 @@ def check_writable(path: str | Path, flag: str = "", fix: str = "choose another 
     where = f"{path} ({flag})" if flag else str(path)
     if path.is_dir():
         raise UsageError(f"cannot write {where}: it is a folder; give a file name")
+    kind = _special_file(path)
+    if kind:  # (a run record's check read /dev/zero without end, and --overwrite renamed a file over /dev/null)
+        raise UsageError(f"cannot write {where}: it is {kind}, not a regular file (an output is written beside its "
+                         f"path and renamed over it, which would replace the {kind.split()[-1]}); give a regular "
+                         "file's path")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -109,6 +150,61 @@ def check_writable(path: str | Path, flag: str = "", fix: str = "choose another 
         os.unlink(probe)
     except OSError as error:
         raise UsageError(f"cannot write {where}: {parent} is not writable ({error.strerror}); {fix}") from None
+
+
+def _special_file(path: Path) -> str:
+    """What ``path`` is when it exists and is neither a regular file nor a folder (a device, a pipe, a socket), in
+    words; ``""`` otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return ""
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return ""
+
+
+#: ``errno`` -> (the cause in words, the fix; ``{elsewhere}``: how the command writes its outputs elsewhere)
+_CAUSES = {
+    errno.ENOSPC: ("the disk is full", "free space on that disk, or {elsewhere}"),
+    errno.EROFS: ("the file system is read-only", "{elsewhere}"),
+    errno.EACCES: ("permission denied", "check the permissions of it and its folder, or {elsewhere}"),
+    errno.EPERM: ("the operation is not permitted", "check the permissions of it and its folder, or {elsewhere}"),
+    errno.ENAMETOOLONG: ("a name in the path is too long for the file system", "choose shorter names"),
+    errno.ENOTDIR: ("a folder on its path is a file", "choose another path, or move that file"),
+    errno.EISDIR: ("it is a folder", "give a file's path"),
+    errno.EIO: ("the disk reported an input/output error", "check the disk, or {elsewhere}"),
+}
+if hasattr(errno, "EDQUOT"):
+    _CAUSES[errno.EDQUOT] = ("the disk quota is used up", "free space within the quota, or {elsewhere}")
+
+
+def describe_os_error(error: BaseException, elsewhere: str = "write the outputs elsewhere") -> str | None:
+    """One line for an ``OSError`` of the file system (a full disk, a read-only one, a permission, a name too long):
+    the path, the cause in words (with the system's) and the fix; ``None`` for any other error, among them an
+    ``OSError`` fwdlearn raised with a message of its own (no ``errno``). ``elsewhere`` says how the command writes
+    its outputs elsewhere (a path under ``FWDLEARN_CACHE_DIR`` says to point that elsewhere instead)."""
+    if not isinstance(error, OSError) or error.errno not in _CAUSES:
+        return None
+    cause, fix = _CAUSES[error.errno]
+    path = error.filename
+    if path is not None:
+        from .data import CACHE_ENV, cache_root
+
+        try:
+            in_cache = Path(os.path.abspath(path)).is_relative_to(os.path.abspath(cache_root()))
+        except (OSError, ValueError):
+            in_cache = False
+        if in_cache:
+            elsewhere = f"point {CACHE_ENV} at a folder elsewhere (fwdlearn's cache)"
+    wrote = getattr(error, "fwdlearn_writing", False)
+    if not wrote and fix != "{elsewhere}":  # (a read's: writing elsewhere is no fix)
+        fix = fix.removesuffix(", or {elsewhere}")
+    told = f" ({error.strerror})" if error.strerror and error.strerror.lower() != cause else ""
+    where = "" if path is None else f"cannot write {os.fsdecode(path)}: " if wrote else f"{os.fsdecode(path)}: "
+    return f"{where}{cause}{told}; {fix.format(elsewhere=elsewhere)}"
 
 
 def refuse_overwrite(*paths: str | Path | None, overwrite: bool = False, flag: str = "--overwrite") -> None:

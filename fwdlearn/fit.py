@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from fwdlearn.distributed import is_distributed, min_max, raise_together, rank, world_size
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
                              UsageError, check_bool, check_range, check_seed, is_integer, reading)
-from fwdlearn.files import atomic_write, check_writable
+from fwdlearn.files import atomic_write, check_writable, save_torch, writing
 
 __all__ = [
     "seed_everything",
@@ -567,10 +567,14 @@ def _keep_previous(path: Path) -> None:
     staged = previous_checkpoint(path).with_name(previous_checkpoint(path).name + ".tmp")
     staged.unlink(missing_ok=True)
     try:
-        os.link(path, staged)
-    except OSError:
-        shutil.copy2(path, staged)
-    os.replace(staged, previous_checkpoint(path))
+        try:
+            os.link(path, staged)
+        except OSError:
+            shutil.copy2(path, staged)
+        os.replace(staged, previous_checkpoint(path))
+    except BaseException:
+        staged.unlink(missing_ok=True)  # (a full disk left half a copy)
+        raise
 
 
 def _step_on_disk(path: str | Path, since: float) -> int | None:
@@ -871,10 +875,11 @@ class Trainer:
         self._file_is_this_runs = True  # previous save too: an interrupt between two processes' saves leaves a step
         try:  # they all hold (not an overwritten run's file, nor a file left behind)
             if keep:
-                _keep_previous(self.checkpoint)  # (a full disk here is reported as the save's own failure)
-            atomic_write(self.checkpoint, lambda tmp: torch.save(payload, tmp))  # a crash never leaves half a file
-        except (RuntimeError, OSError) as error:  # torch.save reports a full disk as a RuntimeError
-            detail = " ".join(str(error).split())[:200]
+                with writing(self.checkpoint):  # (a full disk here is reported as the save's own failure)
+                    _keep_previous(self.checkpoint)
+            atomic_write(self.checkpoint, lambda tmp: save_torch(payload, tmp))  # a crash never leaves half a file
+        except RuntimeError as error:  # (a full disk is an OSError naming the checkpoint, through save_torch: the
+            detail = " ".join(str(error).split())[:200]  # command says its cause and fix as for any other file)
             raise UsageError(f"could not write the checkpoint {self.checkpoint} ({type(error).__name__}: {detail}); "
                              "free disk space or choose another checkpoint path (--checkpoint)") from None
 

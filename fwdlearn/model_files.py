@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fwdlearn.errors import InputError, reading
-from fwdlearn.files import atomic_write, check_writable, refuse_overwrite
+from fwdlearn.errors import InputError, check_not_meta, on_meta, reading
+from fwdlearn.files import atomic_write, check_writable, refuse_overwrite, save_torch
 from fwdlearn.fit import is_checkpoint, load_device, load_torch
 
 __all__ = ["save_model", "load_model", "ModelFile", "FILE_KINDS", "what_file"]
@@ -75,8 +75,6 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
     that is a file: before anything is written), when the model's weights are on the meta device (no values) and when
     a weight holds a NaN or an infinity, or a buffer a NaN (a diverged model; a buffer may hold an infinity on purpose,
     as an attention mask's ``-inf``)."""
-    import torch
-
     if not str(path).strip():  # (Path("") is the working folder: " is a folder")
         raise ValueError("the model file's path is empty; give one (e.g. runs/model.pt)")
     if str(path).endswith(("/", os.sep)) or Path(path).expanduser().is_dir():
@@ -84,19 +82,18 @@ def save_model(model: Any, path: str | Path, kind: str, config: dict[str, Any], 
     path = Path(path).expanduser()
     refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True")
     check_writable(path)  # (a parent that is a file was "[Errno 17] File exists: '<parent>'")
-    meta = next((name for name, t in model.state_dict().items() if torch.is_tensor(t) and t.is_meta), None)
-    if meta is not None:  # (the file held shapes without values; loading it said the weights did not fit)
-        raise ValueError(f"the model's {meta} is on the meta device, a shape without values: the file would hold no "
-                         "weights. Save a model whose weights are on the CPU or a GPU (one loaded with "
-                         "map_location='meta' or built on the meta device has none)")
     state = model.state_dict()
+    for name, value in state.items():  # (the file held shapes without values; loading it said the weights did not fit)
+        check_not_meta(f"the model's {name}", value, "the file would hold no weights", "save a model whose weights "
+                       "are on the CPU or a GPU (one loaded with map_location='meta' or built on the meta device has "
+                       "none)")
     broken = _diverged_entry(model, state)
     if broken is not None:  # (it was written, and loaded back as a model whose every output was NaN)
         raise ValueError(f"the model's {broken} holds NaN or inf values (training diverged): the file would hold a "
                          "model that gives NaN. Train it again with a lower learning rate, or save a state from before "
                          "the divergence (a fit's checkpoint keeps the last finite one)")
     bundle = {"kind": kind, "config": config, "model": state, **extra}
-    return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
+    return atomic_write(path, lambda tmp: save_torch(bundle, tmp))  # (a full disk: an OSError naming the file)
 
 
 def _diverged_entry(model: Any, state: dict[str, Any]) -> str | None:
@@ -164,8 +161,9 @@ def load_model(path: str | Path, what: str, build: Callable[[dict[str, Any]], An
             raise InputError(f"{path}: {error}; {_UNBUILT_FIX}") from None
         meta = next((name for name, t in bundle["model"].items() if torch.is_tensor(t) and t.is_meta), None)
         if meta is not None:  # (load_state_dict: "the weights do not fit ... Cannot copy out of meta tensor")
-            raise InputError(f"{path} holds no weights: its {meta} is on the meta device, a shape without values (it "
-                             "was saved from a model on the meta device); save the model again from the CPU or a GPU")
+            raise InputError(f"{path} holds no weights: " + on_meta(
+                f"its {meta}", bundle["model"][meta], "it was saved from a model on the meta device",
+                "save the model again from the CPU or a GPU"))
         _take_saved_dtypes(model, bundle["model"])
         try:
             model.load_state_dict(bundle["model"])

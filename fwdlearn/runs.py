@@ -40,7 +40,7 @@ from typing import Any
 
 from .config import validate_config
 from .errors import UsageError
-from .files import check_writable, refuse_overwrite, remove_stale_tmp
+from .files import check_writable, refuse_overwrite, remove_stale_tmp, writing
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
@@ -300,9 +300,14 @@ def lock_run(record: Path) -> None:
     if launch_rank() != 0:
         return
     lock = record.with_name(record.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
     mine = lock.with_name(f"{lock.name}.{os.getpid()}")
-    mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
+    try:
+        with writing(lock):  # (a full disk said "[Errno 28] No space left on device", naming no file)
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
+    except BaseException:
+        mine.unlink(missing_ok=True)  # (it was left behind, empty)
+        raise
     # one process at a time reads, takes over and takes the locks of a folder: two runs that both found a dead
     # process's lock could otherwise both remove it, the second removing the first's fresh lock, and both run
     with _one_at_a_time(lock.parent):
@@ -452,6 +457,8 @@ def record_files(path: str | Path) -> tuple[str, dict[str, tuple[str, set[Path]]
     import json
 
     try:
+        if not Path(path).is_file():  # (a device or a pipe is no record: /dev/zero was read without end)
+            return None
         record = json.loads(Path(path).read_text())
         files, cwd, job = record.get("files", {}), record.get("cwd"), record.get("job", "")
         bases = {Path.cwd(), *([Path(cwd)] if isinstance(cwd, str) else [])}
@@ -508,6 +515,8 @@ def _refuse_a_run_record(results: Path, flag: str, given: str) -> None:
     import json
 
     try:
+        if not results.is_file():  # (a device or a pipe: read without end; the checks of the outputs refuse it)
+            return
         content = json.loads(results.read_text())
     except (OSError, ValueError):  # none there, a folder, or not JSON: the checks of the outputs say what it is
         return

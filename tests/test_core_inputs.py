@@ -154,7 +154,7 @@ def test_recurrent_state_of_the_wrong_kind_is_named():
     model = RecurrentLM(5, cell="gru", hidden=4, layers=2)
     tokens = torch.randint(0, 5, (3, 6))
     logits, state = model(tokens)
-    with pytest.raises(ValueError, match="the state is on the meta device"):
+    with pytest.raises(ValueError, match=r"state\[0\] is on the meta device \(shape \[3, 4\]\): a shape without values"):
         model(tokens, [s.to("meta") for s in state])
     with pytest.raises(TypeError, match=r"state must be the list of one tensor per layer that the model returned "
                                         r"\(logits, state = model\(tokens\)\), or None to start from zeros; got str"):
@@ -167,7 +167,7 @@ def test_vocabulary_decode_takes_one_id_and_names_meta_ids():
 
     vocab = Vocabulary.build("abc")
     assert vocab.decode(1) == vocab.decode(np.int64(1)) == vocab.decode(torch.tensor(1)) == "b"
-    with pytest.raises(ValueError, match="on the meta device"):
+    with pytest.raises(ValueError, match=r"ids is on the meta device \(shape \[2\]\): a shape without values"):
         vocab.decode(torch.tensor([1, 2], device="meta"))
 
 

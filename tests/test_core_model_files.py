@@ -116,14 +116,15 @@ def test_a_model_on_the_meta_device_is_not_saved_and_a_file_of_one_names_it(tmp_
     model = RecurrentLM(6, hidden=4, layers=1)
     model.save(tmp_path / "m.pt")
     on_meta, _ = load_language_model(tmp_path / "m.pt", map_location="meta")
-    with pytest.raises(ValueError, match=r"the model's .* is on the meta device, a shape without values: the file "
-                                         r"would hold no weights"):
+    with pytest.raises(ValueError, match=r"the model's .* is on the meta device \(shape \[.*\]\): a shape without "
+                                         r"values, and the file would hold no weights; save a model whose weights"):
         on_meta.save(tmp_path / "meta.pt")
     assert not (tmp_path / "meta.pt").exists()
     bundle = torch.load(tmp_path / "m.pt", weights_only=True)
     torch.save({**bundle, "model": {k: v.to("meta") for k, v in bundle["model"].items()}}, tmp_path / "meta.pt")
-    with pytest.raises(InputError, match=r"meta\.pt holds no weights: its .* is on the meta device, a shape without "
-                                         r"values \(it was saved from a model on the meta device\)"):
+    with pytest.raises(InputError, match=r"meta\.pt holds no weights: its .* is on the meta device \(shape \[.*\]\): a "
+                                         r"shape without values, and it was saved from a model on the meta device; "
+                                         r"save the model again from the CPU or a GPU"):
         load_language_model(tmp_path / "meta.pt")
 
 

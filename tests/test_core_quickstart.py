@@ -271,17 +271,22 @@ def test_a_quickstart_folder_holding_another_run_is_refused_by_what_it_holds(tmp
         "choose another --name (--overwrite would write the report among them)")
 
 
-def test_a_quickstart_on_a_full_disk_names_the_folder_and_leaves_no_plots(tmp_path, monkeypatch, capsys):
+def test_a_quickstart_on_a_full_disk_names_the_file_and_leaves_no_plots(tmp_path, monkeypatch, capsys):
     """A full disk while the report was written said "[Errno 28] No space left on device" (no file, no fix) and left
-    the plots in the folder without a record or a report."""
+    the plots in the folder without a record or a report. The command says it as every command does (the file, the
+    cause in words, the fix: fwdlearn.files.describe_os_error), with quickstart's own way to write elsewhere."""
     import errno
     import os
+    from pathlib import Path
 
     import fwdlearn.cli.quickstart as qs
-    import fwdlearn.records
 
-    def full(writes):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "report.md.tmp":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # (as a write says it: no file named)
+        return write_text(self, *args, **kwargs)
 
     run = {"test_accuracy": 0.5, "fit_seconds": 1.0, "saved_bytes_per_step": 1, "R": 1.0, "accuracy": 0.5,
            "seconds_per_step": 0.1, "influence_curve": [1.0, 0.5], "history": [(1, 0.5), (2, 0.6)]}
@@ -290,12 +295,13 @@ def test_a_quickstart_on_a_full_disk_names_the_folder_and_leaves_no_plots(tmp_pa
     sequences = {"task": "recall", "lag": 1, "chance": 0.125, "runs": {"bptt": run, "dsf": run, "ft-bptt": run}}
     monkeypatch.setattr(qs, "_graph_part", lambda *args: graphs)
     monkeypatch.setattr(qs, "_sequence_part", lambda *args: sequences)
-    monkeypatch.setattr(fwdlearn.records, "atomic_write_all", full)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Path, "write_text", full)
     assert main(["quickstart", "--graph", "karate", "--quiet", "--name", "full"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"fwdlearn: error: cannot write the report in {os.path.join('runs', 'full')} ({os.strerror(errno.ENOSPC)}); "
-        "the results printed above are not saved: free space there, or run quickstart from a folder on another disk")
+        f"fwdlearn: error: cannot write {os.path.join('runs', 'full', 'report.md')}: the disk is full "
+        f"({os.strerror(errno.ENOSPC)}); free space on that disk, or run quickstart from another folder (its report "
+        "goes under ./runs/ there)")
     assert [p.name for p in (tmp_path / "runs" / "full").iterdir()] == []
 
 

@@ -765,7 +765,7 @@ def test_tokens_on_the_meta_device_are_refused_by_name():
 
     model = RecurrentLM(7, cell="gru", hidden=4, layers=1)
     ids = torch.randint(0, 7, (2, 5)).to("meta")
-    message = "tokens are on the meta device .* make them on the CPU or a GPU instead"
+    message = r"tokens is on the meta device \(shape .*\): a shape without values, .* make it on the CPU or a GPU instead"
     for call in (lambda: model(ids), lambda: evaluate_lm(model, ids.flatten(), context=4, batch_size=2),
                  lambda: model.generate(ids[0], 3, seed=0), lambda: lag_influence(model, ids, max_lag=2)):
         with pytest.raises(ValueError, match=message):

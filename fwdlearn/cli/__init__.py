@@ -12,7 +12,9 @@ plainly and exits with status 2; it never pretends to work.
 value, a missing, unreadable or malformed file, an unknown name, a checkpoint that does not fit, a
 device that is not there) as one line ``fwdlearn: error: ...`` naming the problem and the fix (a Python spelling of
 one of the command's flags in the message, ``split='random'``, said as the flag, ``--split random``), and exits
-with status 2; a diverged training run exits with 3; Ctrl-C with 130 and a line saying where the last
+with status 2 (a file-system error -- a full disk, a read-only one, a permission, a name too long -- as the path, the
+cause in words and the fix, :func:`fwdlearn.files.describe_os_error`, for every command alike); a diverged training
+run exits with 3; Ctrl-C with 130 and a line saying where the last
 checkpoint is and how to resume it (also when it lands between splits or layers, or after training), SIGTERM (a
 scheduler stopping the job) likewise with 143; a reader that stops reading the
 output (``fwdlearn ... | head``) ends it quietly with 141 (128 + SIGPIPE). Wrong flags are reported by the parser in
@@ -60,11 +62,15 @@ class Command:
         help: one line for ``--help``.
         configure: adds the command's flags to its parser.
         run: runs the command with the parsed arguments; returns an exit status (``None`` = 0).
+        elsewhere: how the command's outputs are written elsewhere, the fix of a write the file system refused (a
+            full disk: "free space on that disk, or ..."); ``""``: its output path flags that it takes (``--out``,
+            ``--json``, ``--checkpoint``, ``--plot``).
     """
 
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int | None]
+    elsewhere: str = ""
 
 
 class Entry(NamedTuple):
@@ -251,10 +257,12 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _report(error: BaseException, flags: Sequence[str] = ()) -> None:
+def _report(error: BaseException, flags: Sequence[str] = (), elsewhere: str = "write the outputs elsewhere") -> None:
     """Print ``error`` as one line on stderr (see the module doc for which process speaks), an API spelling of one of
     the command's ``flags`` in its flag's words (:func:`~fwdlearn.config.as_flags`: ``split='random'`` ->
-    ``--split random``; a load or a model refuses in Python's words what the command was given as a flag)."""
+    ``--split random``; a load or a model refuses in Python's words what the command was given as a flag); a
+    file-system error as its path, its cause in words and the fix (:func:`~fwdlearn.files.describe_os_error`;
+    ``elsewhere``: how the command writes its outputs elsewhere)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
         from fwdlearn.runs import resumable_checkpoint
@@ -279,7 +287,9 @@ def _report(error: BaseException, flags: Sequence[str] = ()) -> None:
     if launch_rank() != 0 and (rank is None or alike):
         _leave_it_to_rank_0()  # every process found the same problem (before connecting, or alike): rank 0 says it
         return
-    text = " ".join(str(error).split()) or type(error).__name__
+    from fwdlearn.files import describe_os_error
+
+    text = describe_os_error(error, elsewhere) or " ".join(str(error).split()) or type(error).__name__
     if flags:
         from fwdlearn.config import as_flags
 
@@ -370,6 +380,19 @@ def _interrupt_handled() -> None:
 #: the parsed arguments that are no command's flag (the parser's own bookkeeping)
 _NOT_FLAGS = frozenset({"group", "run", "command_parser", "group_parser"})
 
+#: the flags that place a command's output files, for the fix of a write the file system refused
+_OUTPUT_FLAGS = ("out", "json", "checkpoint", "plot")
+
+
+def _elsewhere(named: tuple[str, str | None] | None, args: argparse.Namespace) -> str:
+    """How the command ``named`` (run with ``args``) writes its outputs elsewhere: its own words
+    (:attr:`Command.elsewhere`), else its output path flags."""
+    command = _load(ENTRY_POINTS[named].target) if named in ENTRY_POINTS else None  # (imported: it ran)
+    if command is not None and command.elsewhere:
+        return command.elsewhere
+    flags = [f"--{name}" for name in _OUTPUT_FLAGS if isinstance(getattr(args, name, None), str)]
+    return f"write the outputs elsewhere ({', '.join(flags)})" if flags else "write the outputs elsewhere"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fwdlearn`` console script."""
@@ -416,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_STATUS["error"]
         if code is None or debug:
             raise
-        _report(error, [name for name in vars(args) if name not in _NOT_FLAGS])
+        _report(error, [name for name in vars(args) if name not in _NOT_FLAGS], _elsewhere(named, args))
         return code
     finally:
         release_runs()

@@ -20,7 +20,6 @@ composes the domains' public APIs (the one place besides the dispatcher that may
 
 from __future__ import annotations
 
-import errno
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
-from fwdlearn.runs import RUN_OPTIONS, RunOptions
+from fwdlearn.runs import RUN_OPTIONS, RUNS_FOLDER, RunOptions
 
 __all__ = ["QuickstartConfig", "quickstart", "run_quickstart"]
 
@@ -357,12 +356,9 @@ def run_quickstart(config: QuickstartConfig) -> int:
         # the report and its record together (a report was written first, and an interrupt or an error while the
         # record was made left it without one, a finished report to look at): each file whole, both or neither
         record.save_with(folder / "record.json", {"report": (folder / "report.md", text)}, overwrite=True)
-    except BaseException as error:  # no plots left without their record (a full disk left them, and the error
-        for name in PLOT_FILES:     # named no file: "[Errno 28] No space left on device")
+    except BaseException:  # no plots left without their record (a full disk left them; the command says the file
+        for name in PLOT_FILES:  # and the fix of a full disk as every command does: fwdlearn.files.describe_os_error)
             (folder / name).unlink(missing_ok=True)  # (this run's: _take removed the old ones)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            raise OSError(f"cannot write the report in {folder} ({error.strerror}); the results printed above are "
-                          "not saved: free space there, or run quickstart from a folder on another disk") from error
         raise
     if not quiet:
         print("\n" + text)
@@ -375,4 +371,5 @@ quickstart = Command(help="the main job in about a minute, offline: a GNN traine
                           "to BP, a GRU trained by DSF next to BPTT, and how far each one looks (influence range R); "
                           "writes a report folder",
                      configure=lambda parser: add_dataclass_arguments(parser, QuickstartConfig),
-                     run=lambda args: run_quickstart(dataclass_from_args(QuickstartConfig, args)))
+                     run=lambda args: run_quickstart(dataclass_from_args(QuickstartConfig, args)),
+                     elsewhere=f"run quickstart from another folder (its report goes under ./{RUNS_FOLDER}/ there)")

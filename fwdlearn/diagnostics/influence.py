@@ -49,10 +49,7 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
     (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside ``[0, size-1]``, a
     0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``), or a tensor on the meta device.
     """
-    if isinstance(given, Tensor) and given.is_meta:  # (torch's "Cannot copy out of meta tensor" named nothing)
-        raise ValueError(f"{name} is on the meta device (shape {list(given.shape)}): a shape without values, and its "
-                         f"values choose the {unit}s; make it on the CPU or a GPU instead (a meta tensor has no values "
-                         "to move)")
+    check_not_meta(name, given, f"its values choose the {unit}s")  # (torch's "Cannot copy out of meta tensor")
     given = torch.as_tensor(given).cpu()
     if given.numel() == 0:
         raise ValueError(f"{name} is empty; give at least one {unit}")
@@ -231,4 +228,4 @@ def influence_range(totals: Tensor) -> float:
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)
     per_seed = (totals[keep] @ distances) / row_sums[keep]
     return float(per_seed.mean())
-from fwdlearn.errors import check_bool, warn
+from fwdlearn.errors import check_bool, check_not_meta, warn

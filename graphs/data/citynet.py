@@ -48,6 +48,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.errors import InputError, check_int, warn
+from fwdlearn.files import save_torch, writing
 from fwdlearn.fit import load_torch, progress
 
 from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split, stored_only
@@ -347,8 +348,13 @@ def _cached(key_parts: dict, stem: str, make, keys: frozenset[str] = frozenset()
             path.unlink(missing_ok=True)
     data = make()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several processes (torchrun) may build it at once
-    torch.save(data.to_dict(), tmp)
-    tmp.replace(path)
+    try:  # (a full disk was torch's "unexpected pos" RuntimeError, a traceback, and left the .tmp behind)
+        with writing(path):
+            save_torch(data.to_dict(), tmp)
+            tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return data
 
 

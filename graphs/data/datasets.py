@@ -37,8 +37,8 @@ from torch import Tensor
 from torch_geometric.data import Data, Dataset, HeteroData
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
-from fwdlearn.files import taking_turns
-from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_seed, warn
+from fwdlearn.files import NO_ROOM, taking_turns, writing
+from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_not_meta, check_seed, warn
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
@@ -112,11 +112,9 @@ def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "data.edge_
 
 
 def _check_not_meta(tensor: Tensor, name: str) -> None:
-    """Refuse a tensor on the meta device (a shape without values: every check of its values failed with torch's
-    'Tensor.item() cannot be called on meta tensors')."""
-    if tensor.is_meta:
-        raise ValueError(f"{name} is on the meta device: a shape without values, and the models read the values; "
-                         "build or load the graph on the CPU or a GPU instead (a meta tensor has no values to move)")
+    """Refuse a tensor of a graph on the meta device (:func:`~fwdlearn.errors.check_not_meta`)."""
+    check_not_meta(name, tensor, "the models read the values", "build or load the graph on the CPU or a GPU instead "
+                   "(a meta tensor has no values to move)")
 
 
 def check_features(x: Tensor, dtype: torch.dtype | None = None, name: str = "data.x") -> Tensor:
@@ -331,14 +329,16 @@ def _link_planetoid_raw(name: str) -> Path | None:
         try:
             os.symlink(f, link)
         except OSError:  # file systems without symlinks
-            link.write_bytes(f.read_bytes())
+            with writing(link):  # (a full disk named no file)
+                link.write_bytes(f.read_bytes())
     stamp = raw / _SOURCE_STAMP  # the raw files' sizes and times: a file rewritten in place is seen too
     source_state = "\n".join(f"{f} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in files)
     if not stamp.exists() or stamp.read_text() != source_state:
         changed = True
     if changed:  # PyG's processed copy was made from other raw files
         shutil.rmtree(target_root / title / "processed", ignore_errors=True)
-        stamp.write_text(source_state)
+        with writing(stamp):  # (a full disk said "[Errno 28] No space left on device", naming no file)
+            stamp.write_text(source_state)
     return source
 
 
@@ -444,10 +444,25 @@ def _unwritable(name: str, processed: Path, error: BaseException) -> UsageError:
                       "writable root= folder")
 
 
-def _unreadable(name: str, raw: Path, error: BaseException, had_raw: bool, processed: Path) -> ValueError:
+def _no_room(error: BaseException, folder: Path) -> OSError | None:
+    """``error`` when it is a full disk's (or a used-up quota's) ``OSError``, named ``folder`` if it names no file and
+    marked as a write's: a loader writing its processed copy met it, and said it of the data or the download."""
+    if not isinstance(error, OSError) or error.errno not in NO_ROOM:
+        return None
+    if error.filename is None:
+        error.filename = str(folder)
+    error.fwdlearn_writing = True  # type: ignore[attr-defined]
+    return error
+
+
+def _unreadable(name: str, raw: Path, error: BaseException, had_raw: bool, processed: Path) -> Exception:
     """The error of a Planetoid load that failed: a processed folder PyG cannot write, damaged raw files when they
     were there (named in ``raw``: the data folder the cache links to, where they can be repaired), else the
-    download."""
+    download. A disk with no room for the processed copy is that disk's problem, not the raw files': the
+    ``OSError`` itself, naming the folder (it was "the raw files could not be read (OSError: [Errno 28] No space left
+    on device); one of them is truncated or damaged: copy the 8 ind.<name>.* files ... again")."""
+    if _no_room(error, processed) is not None:
+        return error
     if had_raw and not _writable(processed):
         return _unwritable(name, processed, error)
     detail = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
@@ -473,6 +488,8 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool, 
     except DataNotFoundError:  # (another variant's processed copy only: named as such)
         raise
     except Exception as error:
+        if _no_room(error, processed) is not None:  # (not the name's or the connection's problem)
+            raise
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
 

@@ -17,6 +17,7 @@ the input is :math:`x_t = w_{s+t}` and the target :math:`y_t = w_{s+t+1}`,
 from __future__ import annotations
 
 import codecs
+import errno
 import glob
 import hashlib
 import os
@@ -30,7 +31,8 @@ import torch
 from torch import Tensor
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
-from fwdlearn.errors import UsageError, check_int, check_range, is_integer
+from fwdlearn.errors import UsageError, check_int, check_not_meta, check_range, is_integer
+from fwdlearn.files import NO_ROOM
 
 __all__ = [
     "Vocabulary",
@@ -112,9 +114,8 @@ class Vocabulary:
         if isinstance(ids, Tensor) and ids.dim() > 1:  # (a [1, T] batch: "unhashable type: 'list'")
             raise ValueError(f"decode reads one sequence of ids; got a tensor of shape {tuple(ids.shape)}: decode "
                              "each row (vocab.decode(ids[0]))")
-        if isinstance(ids, Tensor) and ids.is_meta:  # (torch's "Cannot copy out of meta tensor" named nothing)
-            raise ValueError(f"decode reads token ids, but these are on the meta device (shape {tuple(ids.shape)}), "
-                             "a shape without values: decode ids made on the CPU or a GPU")
+        check_not_meta("ids", ids, "decode reads the ids", "decode ids made on the CPU or a GPU")  # (torch's
+        # "Cannot copy out of meta tensor" named nothing)
         ids = ids.reshape(-1).tolist() if isinstance(ids, Tensor) else [ids] if is_integer(ids) else list(ids)  # (one
         # id alone, as a 0-d tensor of it: "'int' object is not iterable")
         plain = all(type(i) is int for i in ids)  # (the common case, checked at C speed; else one by one)
@@ -376,9 +377,17 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     logging = datasets.logging
     level = logging.get_verbosity()
     logging.set_verbosity_error()
+    cache = cache_dir("hf-datasets", fingerprint[:16])
     try:
         ds = datasets.load_dataset("text", data_files=data_files, sample_by="document", encoding="utf-8-sig",
-                                   cache_dir=str(cache_dir("hf-datasets", fingerprint[:16])))
+                                   cache_dir=str(cache))
+    except OSError as error:  # HF's "Not enough disk space. Needed: ..." (no errno), Arrow's full disk: the cache's
+        if not (error.errno in NO_ROOM or any(sign in str(error) for sign in ("Not enough disk space",  # problem,
+                                                                               "No space left"))):  # not the corpus's
+            raise
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(cache))
+        full.fwdlearn_writing = True  # type: ignore[attr-defined]
+        raise full from error
     finally:
         logging.set_verbosity(level)
         if not bars_off:

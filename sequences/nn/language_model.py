@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import InputError, UsageError, check_bool, check_representable, check_seed, is_integer
+from fwdlearn.errors import (InputError, UsageError, check_bool, check_not_meta, check_representable, check_seed,
+                             is_integer)
 from fwdlearn.model_files import FILE_KINDS, load_model, save_model, what_file
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule
@@ -179,10 +180,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"tokens must be a [batch, time] tensor; got shape {tuple(tokens.shape)}{hint}")
         if tokens.shape[1] == 0:
             raise ValueError(f"tokens is an empty window (shape {tuple(tokens.shape)}); give at least one token")
-        if tokens.is_meta:  # (torch's "Tensor.item() cannot be called on meta tensors" named nothing)
-            raise ValueError(f"tokens are on the meta device (shape {tuple(tokens.shape)}): a shape without ids, and "
-                             "the model reads the ids; make them on the CPU or a GPU instead (a meta tensor has no "
-                             "values to move)")
+        check_not_meta("tokens", tokens, "the model reads the ids")  # (torch's "Tensor.item() cannot be called on
+        # meta tensors" named nothing)
         if tokens.numel():
             low, high = (int(v) for v in torch.aminmax(tokens))
             if low < 0 or high >= self.vocab_size:

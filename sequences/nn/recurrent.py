@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.errors import check_bool, check_int, check_seed, warn
+from fwdlearn.errors import check_bool, check_int, check_not_meta, check_seed, warn
 from fwdlearn.feedback import make_feedback
 from fwdlearn.rules import BPTT, DSF, TIME_RULES, Rule, TimeRule, parse_rule
 
@@ -394,9 +394,9 @@ class RecurrentLM(StackedLM):
                             f"model(tokens)), or None to start from zeros; got {type(state).__name__}")
         if len(state) != len(self.blocks):
             raise ValueError(f"state must hold one tensor per layer ({len(self.blocks)}), got {len(state)}")
-        if any(isinstance(s, Tensor) and s.is_meta for s in state):  # (torch's "Cannot copy out of meta tensor" named nothing)
-            raise ValueError("the state is on the meta device, shapes without values: pass the state the model "
-                             "returned on the CPU or a GPU, or None to start from zeros")
+        for i, s in enumerate(state):  # (torch's "Cannot copy out of meta tensor" named nothing)
+            check_not_meta(f"state[{i}]", s, "the model carries the values on", "pass the state the model returned "
+                           "on the CPU or a GPU, or None to start from zeros")
         self._check_state(state, emb.shape[0])
         new_state: list[Tensor] = []
 

@@ -171,6 +171,26 @@ def test_readme_python_snippets_run_in_order_with_tiny_budgets(tmp_path, monkeyp
 DOCS = ROOT / "docs"
 
 
+def _results_table(text: str, heading: str) -> list[str]:
+    """The rows of the first markdown table under ``heading`` (a ``## `` line), as written."""
+    section = re.search(rf"^## {heading}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    assert section, f"no '## {heading}' section"
+    table = re.search(r"^\|.*?(?=\n[^|])", section.group(1), flags=re.S | re.M)
+    assert table, f"no table under '## {heading}'"
+    return table.group(0).splitlines()
+
+
+def test_the_readme_results_table_is_the_benchmarks_headline():
+    """README's Results table says it is taken from docs/benchmarks.md: it is that page's Headline table, row for row, so a
+    figure updated on one page is updated on the other (the two had drifted apart in three rows' settings)."""
+    readme = _results_table(README, "Results")
+    headline = _results_table((DOCS / "benchmarks.md").read_text(), "Headline")
+    assert len(readme) >= 10
+    assert [row for row in readme if row not in headline] == [], "README rows that docs/benchmarks.md does not have"
+    assert [row for row in headline if row not in readme] == [], "docs/benchmarks.md headline rows the README lacks"
+    assert readme == headline, "the README's rows are in another order than docs/benchmarks.md's"
+
+
 def _printed_commands() -> list[tuple[str, str]]:
     """``(file:line, command)`` for every ``fwdlearn ...`` command of docs/*.md (code spans, bash blocks) and of the
     generated files' ``Command:`` lines under docs/benchmarks/ (continuation lines joined, comments dropped)."""

@@ -1,4 +1,5 @@
-"""Run records: one JSON file per run with the config, metrics, timings, seed, versions and the files it wrote.
+"""Run records: one JSON file per run with the config, metrics, timings, seed, versions (and the commit, run from a git
+checkout), the host's arithmetic and the files it wrote.
 
 A record is always valid JSON: a NaN or infinite number is written as ``null`` and listed under
 ``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved; a
@@ -22,8 +23,8 @@ from typing import Any
 from .files import atomic_write, atomic_write_all, refuse_overwrite
 from .invocation import invoked_command
 
-__all__ = ["RunRecord", "host_facts", "library_versions", "to_jsonable", "finite_json", "plain_json", "json_text", "write_json",
-           "refuse_overwrite"]
+__all__ = ["RunRecord", "host_facts", "code_version", "library_versions", "to_jsonable", "finite_json", "plain_json",
+           "json_text", "write_json", "refuse_overwrite"]
 
 
 def library_versions() -> dict[str, str]:
@@ -96,11 +97,18 @@ def write_json(path: str | Path, value: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+#: the settings of the maths libraries that change a run's arithmetic, recorded where given: MKL's (matrix
+#: products), torch's CPU kernels' and oneDNN's (GELU, layer kernels; ``DNNL_MAX_CPU_ISA`` is its older name)
+ARITHMETIC_SETTINGS = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                       "DNNL_MAX_CPU_ISA")
+
+
 def host_facts() -> dict[str, Any]:
     """What a record says of the machine: the platform, the CPU model and the instruction set torch's CPU kernels run
-    (``torch.backends.cpu.get_cpu_capability()``) with the maths library's setting (``MKL_ENABLE_INSTRUCTIONS``,
-    ``MKL_CBWR``) where given. A figure repeats to the last digit only where these agree: two machines reporting the
-    same platform gave accuracies a few tenths of a point apart (their training losses differed in the last bits)."""
+    (``torch.backends.cpu.get_cpu_capability()``) with the maths libraries' settings (:data:`ARITHMETIC_SETTINGS`:
+    ``MKL_ENABLE_INSTRUCTIONS``, ``MKL_CBWR``, ``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``) where given. A figure
+    repeats to the last digit only where these agree: two machines reporting the same platform gave accuracies a few
+    tenths of a point apart (their training losses differed in the last bits)."""
     import torch
 
     facts: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine()}
@@ -110,9 +118,30 @@ def host_facts() -> dict[str, Any]:
     except OSError:  # (no /proc: macOS, Windows)
         facts["cpu"] = platform.processor() or None
     facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    facts.update({name: os.environ[name] for name in ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ATEN_CPU_CAPABILITY")
-                  if name in os.environ})
+    facts.update({name: os.environ[name] for name in ARITHMETIC_SETTINGS if name in os.environ})
     return facts
+
+
+def code_version() -> dict[str, Any] | None:
+    """The code a record's run imported, where fwdlearn runs from a git checkout: ``{"commit": <HEAD>, "modified":
+    <tracked files differ from it>}``; ``None`` for an installed copy, or without git. (``versions`` says fwdlearn
+    0.1.0 over hundreds of commits: a published record could be tied to its code only by its start time, and not at
+    all to uncommitted changes.)"""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+
+    try:
+        top, commit = git("rev-parse", "--show-toplevel", "HEAD").splitlines()
+        if Path(top).resolve() != root:  # (an installed copy inside another project's repository)
+            return None
+        return {"commit": commit, "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, ValueError, subprocess.SubprocessError):  # (no git, not a checkout)
+        return None
 
 
 class RunRecord:
@@ -135,6 +164,7 @@ class RunRecord:
         self.summary: dict[str, Any] = {}
         self.files: dict[str, str] = {}
         self.started = time.time()
+        self.code = code_version()  # (when the run starts: the code it imported, not the tree at saving)
 
     def add_file(self, kind: str, path: str | Path) -> None:
         """Name a file this run wrote (``"checkpoint"``, ``"plot"``, ...); it must exist."""
@@ -168,6 +198,7 @@ class RunRecord:
             "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
             "versions": library_versions(),
             "host": host_facts(),
+            "code": self.code,
         })
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -183,13 +183,17 @@ if hasattr(errno, "EDQUOT"):
 
 def describe_os_error(error: BaseException, elsewhere: str = "write the outputs elsewhere") -> str | None:
     """One line for an ``OSError`` of the file system (a full disk, a read-only one, a permission, a name too long):
-    the path, the cause in words (with the system's) and the fix; ``None`` for any other error, among them an
-    ``OSError`` fwdlearn raised with a message of its own (no ``errno``). ``elsewhere`` says how the command writes
-    its outputs elsewhere (a path under ``FWDLEARN_CACHE_DIR`` says to point that elsewhere instead)."""
+    the path (of a write's failed rename, its target), the cause in words (with the system's) and the fix; ``None``
+    for any other error, among them an ``OSError`` fwdlearn raised with a message of its own (no ``errno``).
+    ``elsewhere`` says how the command writes its outputs elsewhere (a path under ``FWDLEARN_CACHE_DIR`` says to point
+    that elsewhere instead)."""
     if not isinstance(error, OSError) or error.errno not in _CAUSES:
         return None
     cause, fix = _CAUSES[error.errno]
-    path = error.filename
+    wrote = getattr(error, "fwdlearn_writing", False)
+    # (a rename's error names its source first: atomic_write's os.replace(tmp, path) named the '.tmp', a file the
+    # user never gave, as the one that is a folder or may not be replaced; the file being written is its target)
+    path = error.filename2 if wrote and getattr(error, "filename2", None) is not None else error.filename
     if path is not None:
         from .data import CACHE_ENV, cache_root
 
@@ -199,7 +203,6 @@ def describe_os_error(error: BaseException, elsewhere: str = "write the outputs 
             in_cache = False
         if in_cache:
             elsewhere = f"point {CACHE_ENV} at a folder elsewhere (fwdlearn's cache)"
-    wrote = getattr(error, "fwdlearn_writing", False)
     if not wrote and fix != "{elsewhere}":  # (a read's: writing elsewhere is no fix)
         fix = fix.removesuffix(", or {elsewhere}")
     told = f" ({error.strerror})" if error.strerror and error.strerror.lower() != cause else ""

@@ -158,9 +158,9 @@ def _warn_future_mass(mass: Tensor, lag: Tensor) -> None:
     if total > 0 and future > DEAD_SEED * eps * total:
         warn(f"the model is not causal: {future / total:.1%} of the Jacobian mass is at negative lags (outputs read "
              "future inputs: a transformer without a causal mask, a bidirectional RNN), which lag_influence leaves out "
-             "(it bins lags 0..max_lag): the curve and R describe the past inputs only. lag_masses(model, inputs) "
-             "returns every lag, negative ones included; a causal model (attention mask=nn.Transformer."
-             "generate_square_subsequent_mask(T)) has none")
+             "(it bins lags 0..max_lag): the curve and R describe the past inputs only. "
+             "fwdlearn.sequences.influence.lag_masses(model, inputs) returns every lag, negative ones included; a "
+             "causal model (attention mask=nn.Transformer.generate_square_subsequent_mask(T)) has none")
 
 
 def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence[int] | Tensor | None = None,

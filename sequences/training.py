@@ -58,8 +58,9 @@ from fwdlearn.distributed import check_group_started, is_distributed, mean, rank
 from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range,
                              check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
-from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, evaluating, keeps_mode, progress,
-                          load_optimizer_state, read_checkpoint, seed_everything, tensor_fingerprint)
+from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, check_unshared_checkpoint,
+                          evaluating, keeps_mode, progress, load_optimizer_state, read_checkpoint, seed_everything,
+                          tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.rules import DSF, TBPTT
 from fwdlearn.runs import process_checkpoint
@@ -680,7 +681,9 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     (:data:`VALIDATION_SEED`; ``val_accuracy`` or ``val_mse``), which picks the state restored at the end, so score
     the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these
     overrides (``None``: the default); other arguments as :func:`fit_lm`. A resume needs the same model, dtype, task
-    settings, batch size and seed (the samples go on from the checkpoint's generator)."""
+    settings, batch size and seed (the samples go on from the checkpoint's generator). It trains in one process:
+    under ``torchrun`` it is refused inside a process group, and a ``checkpoint`` is refused without one (every
+    process would write the file at once, :func:`~fwdlearn.fit.check_unshared_checkpoint`)."""
     _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
     check_int("eval_batches", eval_batches, 1)  # (before any work, not at the first evaluation)
     checkpoint = None if checkpoint is None else Path(checkpoint).expanduser()
@@ -696,6 +699,7 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     if is_distributed():
         raise UsageError("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded): "
                          "run it without torchrun, or train a corpus (fit_lm) data-parallel")
+    check_unshared_checkpoint(checkpoint, "fit_task")  # (without a process group: N fits wrote one checkpoint)
     seed_everything(seed)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)

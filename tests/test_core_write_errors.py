@@ -215,3 +215,21 @@ def test_every_refusal_of_a_meta_tensor_names_the_argument_a_shape_without_value
         assert message.startswith(f"{name}") and " is on the meta device (shape [" in message, message
         assert "]): a shape without values, and " in message and "; " in message.partition("without values")[2]
         assert any(fix in message for fix in ("on the CPU or a GPU", "None to start from zeros")), message
+
+
+def test_a_refused_rename_names_the_file_written_not_its_tmp(tmp_path, monkeypatch):
+    """atomic_write writes '<path>.tmp' and renames it over the path; a rename the file system refused (another user's
+    file in a sticky /tmp, --overwrite; a folder made there meanwhile) names its source first, and the line read
+    "cannot write out.json.tmp: the operation is not permitted", a file the user never gave."""
+    import fwdlearn.files as files
+
+    def refused(src, dst):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(src), None, str(dst))
+
+    monkeypatch.setattr(files.os, "replace", refused)
+    with pytest.raises(PermissionError) as raised:
+        files.atomic_write(tmp_path / "out.json", lambda tmp: tmp.write_text("{}"))
+    assert files.describe_os_error(raised.value, "write the outputs elsewhere (--json)") == (
+        f"cannot write {tmp_path / 'out.json'}: the operation is not permitted ({os.strerror(errno.EPERM)}); check the "
+        "permissions of it and its folder, or write the outputs elsewhere (--json)")
+    assert not (tmp_path / "out.json.tmp").exists()

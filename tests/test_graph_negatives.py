@@ -111,6 +111,19 @@ def test_the_sampler_refuses_edge_ids_outside_its_nodes():
         NegativeSampler(torch.tensor([[0], [1]]), 5)(-1)
 
 
+def test_the_sampler_refuses_an_edge_list_of_another_shape_or_dtype():
+    """An [E, 2] edge list failed with Python's "too many values to unpack (expected 2)", naming neither the argument
+    nor the fix; float ids were truncated to other nodes in silence."""
+    with pytest.raises(ValueError, match=r"^edge_index must be a \[2, num_edges\] tensor of integer node ids; got "
+                                         r"torch.int64 of shape \(3, 2\): transpose it \(\.t\(\)\)$"):
+        NegativeSampler(torch.tensor([[0, 1], [1, 2], [2, 3]]), 4)
+    with pytest.raises(ValueError, match=r"integer node ids; got torch.float32 of shape \(2, 2\)$"):
+        NegativeSampler(torch.tensor([[0.0, 1.5], [1.0, 2.0]]), 4)
+    with pytest.raises(ValueError, match=r"integer node ids; got torch.int64 of shape \(2,\)$"):
+        NegativeSampler(torch.tensor([0, 1]), 4)
+    assert NegativeSampler(torch.tensor([[0, 1], [1, 2], [2, 3]]).t(), 4).available == 4 * 3 - 3  # its fix
+
+
 @pytest.mark.parametrize("method", ["ce", "ff", "bp"])
 def test_every_link_method_trains_on_the_sampler_negatives(method, monkeypatch, one_torch_thread):
     """The training edges are keyed once per fit, and every epoch (of every layer) draws one negative per edge."""

@@ -216,4 +216,22 @@ def test_a_model_that_reads_the_future_is_named_and_causal_ones_are_measured_exa
             assert not future and model.training
         else:
             assert len(future) == 1 and re.search(r"the model is not causal: \d+\.\d% of the Jacobian mass is at "
-                                                   r"negative lags .* lag_masses", future[0])
+                                                   r"negative lags .* fwdlearn\.sequences\.influence\.lag_masses",
+                                                   future[0])
+
+
+def test_the_future_mass_warning_names_lag_masses_where_it_can_be_imported():
+    """The warning's fix was "lag_masses(model, inputs) returns every lag", a name fwdlearn.sequences does not export
+    (``from fwdlearn.sequences import lag_masses`` fails): it now gives the module it is imported from."""
+    import importlib
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(4, 4, batch_first=True, bidirectional=True)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        lag_influence(lambda emb: gru(emb)[0], torch.randn(1, 6, 4), max_lag=2)
+    future = [str(w.message) for w in said if "not causal" in str(w.message)]
+    assert len(future) == 1
+    named = re.search(r"(fwdlearn(?:\.\w+)+)\.lag_masses\(model, inputs\) returns every lag", future[0])
+    assert named, future[0]
+    assert getattr(importlib.import_module(named.group(1)), "lag_masses") is lag_masses

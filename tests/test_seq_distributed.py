@@ -195,3 +195,22 @@ def test_a_fit_under_torchrun_without_a_process_group_is_refused_naming_init_fro
     assert not (tmp_path / "c.pt").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: trains as before
     model.fit(corpus, context=12, steps=1, batch_size=3, eval_every=1, quiet=True)
+
+
+def test_a_task_fit_with_a_checkpoint_under_torchrun_without_a_process_group_is_refused(tmp_path, monkeypatch):
+    """fit_task refused torchrun only inside a process group: without one (no init_from_env), each of the N processes
+    trained the whole model and wrote the one checkpoint at once, as the graph fits did before they were refused."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences import DelayedRecall
+
+    task = DelayedRecall(lag=2, symbols=4, length=10)
+    model = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match=r"^fit_task trains in one process, and under torchrun each of the 2 "
+                                         r"processes would train the whole model and write the checkpoint .*c\.pt"):
+        model.fit(task, steps=1, eval_every=1, quiet=True, checkpoint=tmp_path / "c.pt")
+    assert not (tmp_path / "c.pt").exists()
+    model.fit(task, steps=1, eval_every=1, quiet=True)  # without a checkpoint: trained, as the graph fits are
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: a checkpoint as before
+    model.fit(task, steps=1, eval_every=1, quiet=True, checkpoint=tmp_path / "c.pt")
+    assert (tmp_path / "c.pt").exists()

@@ -393,13 +393,14 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
                 warn(f"{problem}: its influence is measured through autograd")
             if not separable:
                 batch_size = 1  # balls in one union would see each other (shared virtual nodes, a graph-wide statistic)
+        else:  # (every process, a process without seeds too: all refuse a random model alike)
+            _repeatable_rows(model, x, edge_index)  # (no probe on a ball: a random model is refused here)
         if stop <= start:  # (in the dtype the other processes' rows have: all_gather needs one)
             per_seed = x.new_zeros(0, max_hops + 1, dtype=torch.promote_types(x.dtype, torch.float32))
         elif variant == "subgraph":
             per_seed = _subgraph_totals(model, x, edge_index, matrix, seeds[start:stop], max_hops, batch_size, quiet,
                                         nodes_per_batch, stack)
         else:
-            _repeatable_rows(model, x, edge_index)  # (no probe on a ball: a random model is refused here)
             with torch.enable_grad():
                 per_seed = _full_totals(model, x, edge_index, seeds[start:stop], max_hops, batch_size, quiet)
     per_seed = gather_rows(per_seed).cpu()

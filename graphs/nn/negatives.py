@@ -36,7 +36,7 @@ class NegativeSampler:
 
     Args:
         edge_index: the edges ``[2, E]`` to exclude (as given: an undirected graph lists both directions, and then
-            both directions of each edge are excluded); self-loops and repeats are ignored.
+            both directions of each edge are excluded), integer node ids; self-loops and repeats are ignored.
         num_nodes: the nodes ``0 .. num_nodes - 1`` the pairs are drawn from (an int >= 1, above every edge id).
 
     The edges are keyed and sorted once, here; each call draws on ``edge_index``'s device from torch's global
@@ -45,6 +45,14 @@ class NegativeSampler:
 
     def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
         n = check_int("num_nodes", num_nodes, 1)
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.shape[0] != 2 \
+                or edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+            # (a [E, 2] list failed with "too many values to unpack (expected 2)"; float ids were truncated in silence)
+            found = (f"got {edge_index.dtype} of shape {tuple(edge_index.shape)}" if isinstance(edge_index, Tensor)
+                     else f"got {type(edge_index).__name__}")
+            hint = (": transpose it (.t())" if isinstance(edge_index, Tensor) and edge_index.dim() == 2
+                    and edge_index.shape[1] == 2 and edge_index.shape[0] != 2 else "")
+            raise ValueError(f"edge_index must be a [2, num_edges] tensor of integer node ids; {found}{hint}")
         if edge_index.numel() and not 0 <= int(edge_index.min()) <= int(edge_index.max()) < n:
             raise ValueError(f"edge_index has node ids in [{int(edge_index.min())}, {int(edge_index.max())}] but "
                              f"num_nodes={n}: ids index the nodes 0 .. num_nodes - 1 (give the graph's node count)")

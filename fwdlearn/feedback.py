@@ -79,16 +79,23 @@ def _diagonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor
     return diagonal_feedback(rows)
 
 
+def _drawn_on(generator: torch.Generator | None) -> torch.device | None:
+    """Where a draw from ``generator`` is made: on the generator's own device (a seeded ``torch.Generator()`` draws on
+    the CPU also where the default device is a GPU, ``with torch.device("cuda"):``, whose draws from a CPU generator
+    CUDA refuses: "Expected a 'cuda' device type for generator"); ``None`` (the default device) for the global one."""
+    return generator.device if generator is not None else None
+
+
 def _uniform(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
-    return (torch.rand(rows, cols, generator=generator) * 2 - 1) / math.sqrt(cols)
+    return (torch.rand(rows, cols, generator=generator, device=_drawn_on(generator)) * 2 - 1) / math.sqrt(cols)
 
 
 def _gaussian(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(rows, cols, generator=generator) / math.sqrt(cols)
+    return torch.randn(rows, cols, generator=generator, device=_drawn_on(generator)) / math.sqrt(cols)
 
 
 def _orthogonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
-    m = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
+    m = torch.randn(max(rows, cols), min(rows, cols), generator=generator, device=_drawn_on(generator))
     q, r = torch.linalg.qr(m)
     q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # unique, uniformly distributed
     return q if rows >= cols else q.t()
@@ -125,6 +132,10 @@ def feedback_matrix(
     * ``gaussian``: :math:`B_{ij} \sim \mathcal{N}(0, 1) / \sqrt{\text{cols}}`
       (for a square matrix, DSF's Gaussian variant ``randn(d, d) / sqrt(d)``);
     * ``orthogonal``: a (semi-)orthogonal matrix, :math:`B B^\top = I` or :math:`B^\top B = I`.
+
+    Drawn on ``generator``'s device (the same numbers wherever the model goes) and returned on the default device
+    (:func:`torch.get_default_device`: the CPU, or the device of a ``with torch.device("cuda"):`` block a model is
+    built in).
     """
     if not (is_integer(rows) and is_integer(cols) and rows >= 1 and cols >= 1):
         raise ValueError(f"feedback_matrix needs positive int sizes, got rows={rows!r}, cols={cols!r}")
@@ -133,7 +144,7 @@ def feedback_matrix(
     if maker is None or not maker.matrix:
         kinds = ", ".join(k for k, m in FEEDBACK_MAKERS.items() if m.matrix)
         raise ValueError(f"unknown feedback kind {kind!r}; choose one of {kinds}")
-    return maker.draw(rows, cols, generator)
+    return maker.draw(rows, cols, generator).to(torch.get_default_device())
 
 
 def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -> Tensor:
@@ -146,12 +157,12 @@ def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -
     The Gaussian matrix is the DSF reference's ``randn(d, d) / sqrt(d)``; its spectral radius is near 1 and, at the
     widths used here, above it (in 20 draws each: 1.00-1.20 at d = 64, 1.01-1.09 at d = 256), so its scan can grow
     like :math:`\rho^{T-1}` over a window (:func:`spectral_radius`; ``fit`` warns). The diagonal decays are in
-    ``[0, 1]`` and the orthogonal matrix has radius 1.
+    ``[0, 1]`` and the orthogonal matrix has radius 1. Drawn and placed as :func:`feedback_matrix`'s.
     """
     if kind not in DSF_FEEDBACKS:
         raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}")
     d = check_int("d", d, 1, " (the state width)")
-    return FEEDBACK_MAKERS[kind].draw(d, d, generator)
+    return FEEDBACK_MAKERS[kind].draw(d, d, generator).to(torch.get_default_device())
 
 
 def spectral_radius(a: Tensor) -> float:

@@ -65,7 +65,8 @@ def state_gradients(model, tokens: Tensor, targets: Tensor,
     r"""``(per-layer state gradients [B, T, S], parameter gradients)`` of one window under ``mode``
     (``"unrolled"`` gives BPTT's true total derivatives). The loss is the window's by its targets
     (:func:`~fwdlearn.sequences.training.window_loss`: MSE on the non-NaN float targets of a regression task). The
-    model's parameter gradients (``.grad``) are left as they were.
+    model's parameter gradients (``.grad``) are left as they were. The window may be on any device: it is read on the
+    model's.
 
     Raises:
         ValueError: a model that carries no state through time (not a
@@ -89,6 +90,8 @@ def state_gradients(model, tokens: Tensor, targets: Tensor,
                          f"backprop through depth; this model trains by {model.rule.depth} through depth: measure a "
                          "model of the same time rule trained by bp through depth (e.g. 'dsf', not 'dfa+dsf')")
     rule = _time_rule(model, mode)
+    tokens, targets = (t.to(model.device) if isinstance(t, Tensor) else t for t in (tokens, targets))  # (CPU
+    # tokens failed in a GPU model's embedding)
     kept = {p: p.grad for p in model.parameters()}
     model.zero_grad(set_to_none=True)
     try:

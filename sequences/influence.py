@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (DEAD_SEED, chosen_indices, distance_totals, influence_curve,
-                                            influence_range, jacobian_l1, refuse_inference_mode)
+                                            influence_range, jacobian_l1, model_device, refuse_inference_mode)
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, warn
 from fwdlearn.fit import evaluating, progress
 
@@ -38,6 +38,9 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor: [batch, time] token ids or [batch, time, features] "
                         f"embeddings; got {type(inputs).__name__} (convert it with torch.as_tensor)")
+    device = model_device(model)
+    if device is not None:  # (a GPU model given CPU tokens, a corpus split: its embedding failed on the devices)
+        inputs = inputs.to(device)
     if not inputs.dtype.is_floating_point:
         if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):
             raise TypeError("integer token inputs need a model with embed(tokens) and forward_from_embeddings(emb); "
@@ -172,7 +175,8 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
         model: maps embeddings ``[B, T, E]`` to ``[B, T, C]`` (a tuple's first item is used). If it
             has ``forward_from_embeddings`` that is used; integer ``inputs`` are embedded with
             ``model.embed`` first. An ``nn.Module`` is evaluated in ``eval()`` mode and restored.
-        inputs: ``[B, T, E]`` float embeddings or ``[B, T]`` integer tokens.
+        inputs: ``[B, T, E]`` float embeddings or ``[B, T]`` integer tokens, on any device: an ``nn.Module``'s are
+            moved to its device (its first parameter's), as its ``evaluate`` and ``generate`` take them.
         max_lag: largest lag binned.
         positions: output positions measured: all (None), a count drawn with ``seed``, a list of positions or a
             boolean mask over them.

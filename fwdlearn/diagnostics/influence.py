@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED",
-           "refuse_inference_mode"]
+           "refuse_inference_mode", "model_device"]
 
 
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
@@ -75,6 +75,20 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
         raise ValueError(f"{name} must lie in [0, {size - 1}] ({size} {unit}s); "
                          f"got values in [{int(chosen.min())}, {int(chosen.max())}]")
     return chosen
+
+
+def model_device(model) -> torch.device | None:
+    """The device an ``nn.Module`` computes on (its first parameter's, else its first buffer's), where the inputs of
+    a measurement go, as :meth:`~fwdlearn.graphs.ForwardGNN.scores` and a language model's ``evaluate`` take them
+    (a GPU model measured on a CPU graph or CPU tokens failed inside its first layer: "Expected all tensors to be on
+    the same device"); ``None`` for any other callable, or a module without tensors (its inputs stay where they
+    are)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    first = next(model.parameters(), None)
+    if first is None:
+        first = next(model.buffers(), None)
+    return first.device if first is not None else None
 
 
 def refuse_inference_mode() -> None:

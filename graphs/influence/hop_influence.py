@@ -47,7 +47,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.cost import saved_bytes
 from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
-                                            jacobian_l1)
+                                            jacobian_l1, model_device)
 from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
@@ -302,9 +302,11 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             (``lambda x, edge_index: model(Data(x=x, edge_index=edge_index))``, after ``model.eval()``: a wrapper is
             not put in eval mode). A random model (two calls on the same input differ: ``F.dropout(x, p)`` without
             ``training=self.training``, a wrapped module in train mode) is refused.
-        data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``. The model is called as
-            ``model(x, edge_index)``: ``data.edge_weight`` and ``data.edge_attr`` are not passed (a warning says so
-            when ``data`` has them; with ``variant="full"`` a callable that passes them measures them).
+        data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``, on any device: for an
+            ``nn.Module`` they are moved to its device (its first parameter's), as :meth:`ForwardGNN.scores
+            <fwdlearn.graphs.ForwardGNN.scores>` takes them; a plain callable's stay where they are. The model is
+            called as ``model(x, edge_index)``: ``data.edge_weight`` and ``data.edge_attr`` are not passed (a warning
+            says so when ``data`` has them; with ``variant="full"`` a callable that passes them measures them).
         max_hops: largest hop distance :math:`k` binned.
         samples: number of random seed nodes (drawn with ``seed``); ``None`` = every node.
         nodes: explicit seed nodes (instead of ``samples``): integer ids, whose order the rows of ``per_seed``
@@ -355,6 +357,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     normalize = check_bool("normalize", normalize)  # (before the measurement, not after it)
     offered = block_stack(model)
     x, edge_index = _check_inputs(data, max_hops, variant, offered)
+    graph_edges = edge_index  # (where the graph is: its hop balls are found on the CPU)
+    device = model_device(model)
+    if device is not None:  # (a GPU model given a CPU graph failed in its first layer: the devices differ)
+        x, edge_index = x.to(device), edge_index.to(device)
     max_hops = operator.index(max_hops)  # a numpy or 0-d tensor integer as a plain int
     batch_size = check_int("batch_size", batch_size, 1)
     if nodes_per_batch == "auto":
@@ -382,7 +388,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     with evaluating(module), frozen(module):
         matrix = None
         if variant == "subgraph":  # (every process probes the first seed: they decide alike, none waits for another)
-            matrix = in_neighbour_matrix(edge_index.cpu().numpy(), x.shape[0])
+            matrix = in_neighbour_matrix(graph_edges.cpu().numpy(), x.shape[0])
             offered_stack = stack
             stack, separable = _probe(model, stack, x, edge_index, matrix, int(seeds[0]), max_hops)
             if offered_stack is not None and stack is None:

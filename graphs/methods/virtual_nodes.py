@@ -23,8 +23,11 @@ __all__ = ["virtual_features", "add_virtual_nodes", "wrong_labels"]
 
 
 def virtual_features(num_classes: int, dim: int, seed: int = 0) -> Tensor:
-    """``[K, dim]`` fixed random input features of the virtual nodes (standard normal, seeded)."""
-    return torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(seed))
+    """``[K, dim]`` fixed random input features of the virtual nodes (standard normal, seeded): drawn on the CPU, the
+    seed's generator, and returned on the default device (:func:`torch.get_default_device`; a model built in a
+    ``with torch.device("cuda"):`` block failed there: CUDA draws from no CPU generator)."""
+    drawn = torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(seed), device="cpu")
+    return drawn.to(torch.get_default_device())
 
 
 def wrong_labels(labels: Tensor, num_classes: int, generator: torch.Generator | None = None,

@@ -316,8 +316,12 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
     def auc(self, x: Tensor, edge_index: Tensor, split) -> float:
         """ROC-AUC on a split's ``pos_edge_label_index`` vs ``neg_edge_label_index`` (:func:`link_split`), or on its
         ``edge_label_index`` labelled by ``edge_label`` (1: edge, 0: not; ``RandomLinkSplit``'s default), with message
-        passing over ``edge_index``."""
+        passing over ``edge_index``. The graph and the split may be on any device: they are read on the model's (as
+        :meth:`ForwardGNN.evaluate <fwdlearn.graphs.ForwardGNN.evaluate>` reads its graph; a GPU model failed on a
+        CPU graph in its first layer)."""
         pairs, labels = _pairs_and_labels(split)
+        device = next(self.parameters()).device
+        x, edge_index, pairs = (t.to(device) if isinstance(t, Tensor) else t for t in (x, edge_index, pairs))
         with evaluating(self), torch.no_grad():
             return roc_auc(self(x, edge_index, pairs), labels)
 

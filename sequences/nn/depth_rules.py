@@ -403,10 +403,13 @@ class StackedLM(LanguageModel):
         a recurrent layer is backpropagated through time there, whatever its time rule). The loss is the window's by
         its targets (:func:`~fwdlearn.sequences.training.window_loss`: MSE on float targets, a regression task's).
         Tokens whose target is ``-100`` (NaN for float targets: a task's unscored positions) are left out: the DFA
-        signal there is zero, not misaligned."""
+        signal there is zero, not misaligned. The window may be on any device: it is read on the model's (as
+        :meth:`evaluate` reads it; CPU tokens failed in a GPU model's embedding)."""
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
+        if isinstance(tokens, Tensor):  # (and the forked generator is the device's that draws the dropout masks)
+            tokens = tokens.to(self.device)
         devices = [tokens.device] if tokens.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # dropout masks of its own: the training run is not perturbed,
             torch.default_generator.manual_seed(ALIGN_SEED)  # and the reading is the same at every call

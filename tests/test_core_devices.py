@@ -1,0 +1,163 @@
+"""What a GPU run needs that a CPU run does not show, checked on the CPU: draws from a seeded CPU generator made
+where the tensor is made (CUDA refuses a CPU generator for a CUDA tensor), and inputs that follow the model's device.
+The meta device stands in for the GPU: it is another device than the CPU's, and a tensor there is made without
+values."""
+
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from fwdlearn.feedback import DirectFeedback, feedback_matrix, make_feedback
+
+
+class _GeneratorOnItsDevice(TorchFunctionMode):
+    """CUDA's rule, on any device: a draw from a generator is made on the generator's device ("Expected a 'cuda'
+    device type for generator but found 'cpu'"); the meta device itself lets any generator through."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        generator, device = kwargs.get("generator"), kwargs.get("device")
+        if generator is not None and device is not None and torch.device(device).type != generator.device.type:
+            raise RuntimeError(f"{getattr(func, '__name__', func)}: a {generator.device.type} generator draws onto "
+                               f"{torch.device(device).type}")
+        return func(*args, **kwargs)
+
+
+def _built_on_meta(make):
+    """``make()`` as ``with torch.device("meta"):`` builds it (as ``with torch.device("cuda"):`` builds a model on the
+    GPU), under CUDA's generator rule."""
+    with _GeneratorOnItsDevice(), torch.device("meta"):
+        return make()
+
+
+@pytest.mark.parametrize("name", ["dfa transformer", "dfa:orthogonal transformer", "dsf:gaussian rnn",
+                                  "dsf:orthogonal rnn", "sf gnn", "ff-vn gnn", "sf-top2input gnn", "dfa gnn"])
+def test_models_build_inside_a_device_block(name):
+    """``with torch.device("cuda"): model = ...`` (a model built on the GPU, not moved there) failed for every model
+    with seeded random buffers -- DFA's feedback matrices, DSF's Gaussian and orthogonal feedback, the virtual nodes'
+    features -- as their CPU generator drew onto the GPU. They are drawn on the CPU, the same numbers as a CPU build,
+    and placed on the block's device with the rest of the model."""
+    from fwdlearn.graphs import ForwardGNN
+    from fwdlearn.sequences import RecurrentLM, TransformerLM
+
+    rule, kind = name.split()
+    make = {"transformer": lambda: TransformerLM(11, hidden=8, layers=2, heads=2, training=rule, context=16),
+            "rnn": lambda: RecurrentLM(11, hidden=8, layers=2, training=rule),
+            "gnn": lambda: ForwardGNN(5, 3, hidden=8, layers=2, method=rule)}[kind]
+    model = _built_on_meta(make)
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    on_cpu = make()
+    seeded = [n for n, _ in on_cpu.named_buffers() if n.split(".")[-1].startswith(("B_", "feedback_", "virtual_x"))]
+    assert seeded  # (the buffers drawn from a seed: on the CPU, the numbers every device gets)
+    assert all(dict(model.named_buffers())[n].shape == dict(on_cpu.named_buffers())[n].shape for n in seeded)
+
+
+def test_feedback_is_drawn_on_the_generators_device_and_placed_on_the_default_one():
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    for kind in ("uniform", "gaussian", "orthogonal"):
+        here = feedback_matrix(4, 6, kind, gen())
+        with _GeneratorOnItsDevice(), torch.device("meta"):
+            there = feedback_matrix(4, 6, kind, gen())
+        assert there.device.type == "meta" and there.shape == here.shape
+    with _GeneratorOnItsDevice(), torch.device("meta"):
+        assert make_feedback("gaussian", 5, gen()).device.type == "meta"
+        assert make_feedback("diagonal", 5).device.type == "meta"
+        assert DirectFeedback(3, {"a": 4, "b": 2}, seed=1).matrix("b").device.type == "meta"
+    # the numbers are the CPU generator's wherever the model is built
+    torch.testing.assert_close(feedback_matrix(4, 6, "uniform", gen()),
+                               (torch.rand(4, 6, generator=gen()) * 2 - 1) / 6 ** 0.5)
+
+
+class _Reached(Exception):
+    """Raised by the models below when called: the devices of what reached them are what is checked."""
+
+
+class _OnMeta(nn.Module):
+    """A model whose weights live on another device than the inputs given (the meta device standing in for a GPU):
+    it records where its inputs arrive, then stops the measurement (a meta model computes no values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(4, 3, device="meta"))
+        self.seen: list[str] = []
+
+    def forward(self, x, edge_index):  # a graph model
+        self.seen += [x.device.type, edge_index.device.type]
+        raise _Reached
+
+    def embed(self, tokens):  # a sequence model
+        self.seen.append(tokens.device.type)
+        raise _Reached
+
+    def forward_from_embeddings(self, x):
+        raise AssertionError("embed stops first")
+
+
+def test_influence_inputs_follow_the_models_device():
+    """A GPU model measured on a CPU graph or on CPU tokens (a corpus split: evaluate and generate take them so)
+    failed in its first layer, "Expected all tensors to be on the same device": hop_influence and lag_influence move
+    an nn.Module's inputs to its device, as ForwardGNN.scores does."""
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs import hop_influence
+    from fwdlearn.sequences import lag_influence
+
+    edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    graph = Data(x=torch.randn(3, 3), edge_index=edges)
+    model = _OnMeta()
+    with pytest.raises(_Reached):
+        hop_influence(model, graph, 1)
+    assert model.seen == ["meta", "meta"]
+    model = _OnMeta()
+    with pytest.raises(_Reached):
+        lag_influence(model, torch.zeros(1, 5, dtype=torch.long), 2)
+    assert model.seen == ["meta"]
+
+
+@pytest.mark.parametrize("what", ["feedback_alignment", "state_alignment"])
+def test_alignment_windows_follow_the_models_device(what, monkeypatch):
+    """A GPU model's alignment read on a CPU window (a corpus split) failed in its embedding; feedback_alignment moved
+    the targets to the model's device but not the tokens (and forked the generator of the tokens' device, not of the
+    one that draws the dropout masks)."""
+    from fwdlearn.sequences import RecurrentLM, TransformerLM
+    from fwdlearn.sequences.alignment import state_alignment
+
+    seen = []
+
+    def embed(tokens):
+        seen.append(tokens.device.type)
+        raise _Reached
+
+    if what == "feedback_alignment":
+        model = TransformerLM(11, hidden=8, layers=1, heads=2, training="dfa", context=16).to("meta")
+        read = lambda x, y: model.feedback_alignment(x, y)  # noqa: E731
+    else:
+        model = RecurrentLM(11, hidden=8, layers=1, training="dsf").to("meta")
+        read = lambda x, y: state_alignment(model, x, y)  # noqa: E731
+    monkeypatch.setattr(model, "embed", embed)
+    window = torch.zeros(1, 5, dtype=torch.long)
+    with pytest.raises(_Reached):
+        read(window, window)
+    assert seen == ["meta"]
+
+
+def test_link_auc_reads_the_graph_on_the_models_device(monkeypatch):
+    """ForwardLinkPredictor.auc, the link model's evaluate, failed for a GPU model given a CPU graph (ForwardGNN's
+    evaluate moves its graph): the features, edges and scored pairs go to the model's device."""
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs import ForwardLinkPredictor
+
+    model = ForwardLinkPredictor(3, hidden=4, layers=1).to("meta")
+    seen = []
+
+    def forward(x, edge_index, pairs):
+        seen.extend(t.device.type for t in (x, edge_index, pairs))
+        raise _Reached
+
+    monkeypatch.setattr(model, "forward", forward)
+    split = Data(pos_edge_label_index=torch.tensor([[0], [1]]), neg_edge_label_index=torch.tensor([[0], [2]]))
+    with pytest.raises(_Reached):
+        model.auc(torch.randn(3, 3), torch.tensor([[0, 1], [1, 0]]), split)
+    assert seen == ["meta"] * 3

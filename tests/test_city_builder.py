@@ -103,6 +103,26 @@ def test_synthetic_city_has_the_osm_feature_layout_and_equal_classes():
     assert torch.equal(synthetic_city(400, seed=1, hops=6).x, data.x)
 
 
+@pytest.mark.filterwarnings("ignore:the road graph is not connected")
+def test_synthetic_city_labels_follow_the_street_density_and_are_learnt(one_torch_thread):
+    """With one street spacing everywhere the 16-hop eccentricities differed by the jitter alone (1594 to 1879 m on
+    2,500 junctions): the classes were noise, and every model, GCN or MLP, 2 to 8 layers, stayed near 0.14 test
+    accuracy for chance 0.10 (a 2-layer GCN here: 0.15). The spacing now varies between districts."""
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs import ForwardGNN
+    from fwdlearn.graphs.data.citynet import synthetic_road_graph
+
+    data = synthetic_city(900, seed=1, hops=8)
+    eccentricity = data.eccentricity
+    assert float(eccentricity.max() / eccentricity.min()) > 1.5  # (1.18 with one spacing)
+    seed_everything(0)
+    model = ForwardGNN(data.num_features, data.num_classes, conv="gcn", hidden=32, layers=2, method="bp")
+    assert model.fit(data, epochs=100, lr=1e-2, patience=None, quiet=True).test_accuracy > 0.25  # (0.34)
+    # the spacing is drawn after the streets: a seed's streets are those it gave with one spacing
+    road = synthetic_road_graph(100, seed=2)
+    assert len(road.edges) == 165 and road.edges[-3:].tolist() == [[12, 23], [33, 44], [73, 84]]  # (its diagonals)
+
+
 def _grid_edges(side):
     ids = np.arange(side * side).reshape(side, side)
     return np.concatenate([np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], 1),

@@ -65,6 +65,9 @@ CACHE_VERSION = "citynet-7"  # 7: one file for every split of a city (the masks 
 # (read without unpickling objects); 4: roads without a length alone fall back on the coordinates; size lines, float ids
 #: the most junctions synthetic_city builds (17 times London's 568,795)
 MAX_SYNTHETIC_JUNCTIONS = 10_000_000
+#: synthetic_city: the median spacing of its streets (metres), the spread of the log of each row's and column's spacing,
+#: and the scale (in streets) over which the spacing varies: blocks of about 40 to 270 m, in districts
+SYNTHETIC_SPACING, SYNTHETIC_DENSITY_SPREAD, SYNTHETIC_DISTRICT = 100.0, 0.5, 6.0
 #: what a cached city holds (a file without them is rebuilt)
 CACHED_KEYS = frozenset({"x", "edge_index", "y", "edge_length", "eccentricity", "feature_names", "num_classes"})
 TOP_K = {"oneway": 2, "lanes": 4, "reversed": 2, "highway": 6}
@@ -384,7 +387,14 @@ def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
     """A jittered grid of about ``n`` junctions with ~15% streets removed and ~5% diagonal shortcuts.
 
     Every 5th row / column is a 'primary' avenue (faster, two lanes, two-way), other
-    streets are 'residential' and some are one-way.
+    streets are 'residential' and some are one-way. The spacing of the streets varies across the city as a real
+    city's does (dense districts, sparse ones): each column and each row of streets is
+    :data:`SYNTHETIC_SPACING` metres apart times a log-normal factor (:data:`SYNTHETIC_DENSITY_SPREAD`) smoothed over
+    about :data:`SYNTHETIC_DISTRICT` streets, so the eccentricity labels of :func:`synthetic_city` follow the density of
+    the streets around a junction. (With one spacing everywhere every 16-hop eccentricity was about 16 blocks, 1594 to
+    1879 m on 2,500 junctions: the classes split the jitter and the missing streets, and no model learnt them: GCNs of
+    2 to 8 layers about 0.14 test accuracy, MLPs 0.10 to 0.12, for chance 0.10.) The streets (the graph) do not depend
+    on the spacing: a seed gives the junctions and roads it gave with one spacing.
     """
     if n < 4:
         raise ValueError(f"synthetic_city needs n >= 4 junctions, got {n}")
@@ -395,7 +405,7 @@ def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(n)))
     rows, cols = np.divmod(np.arange(side * side), side)
-    coords = np.stack([cols, rows], axis=1) * 100.0 + rng.normal(0, 15.0, size=(side * side, 2))
+    jitter = rng.normal(0, 0.15, size=(side * side, 2))  # (of the local spacing)
     ids = np.arange(side * side).reshape(side, side)
     horizontal = np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], axis=1)
     vertical = np.stack([ids[:-1, :].ravel(), ids[1:, :].ravel()], axis=1)
@@ -415,7 +425,21 @@ def synthetic_road_graph(n: int = 2500, seed: int = 0) -> RoadGraph:
         "oneway": [str(bool(o)) for o in oneway],
         "reversed": ["False"] * len(edges),
     }
+    # drawn after the streets, so a seed's streets stay those it gave before the spacing varied
+    spacing = SYNTHETIC_SPACING * np.exp(SYNTHETIC_DENSITY_SPREAD * _smooth_noise(rng, (2, side), SYNTHETIC_DISTRICT))
+    position = np.concatenate([np.zeros((2, 1)), np.cumsum(spacing[:, :-1], axis=1)], axis=1)
+    coords = np.stack([position[0][cols] + jitter[:, 0] * spacing[0][cols],
+                       position[1][rows] + jitter[:, 1] * spacing[1][rows]], axis=1)
     return RoadGraph(side * side, edges.astype(np.int64), coords, None, {}, attrs)
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Rows of white noise smoothed by a Gaussian of ``scale`` entries, each standardised (mean 0, std 1)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    noise = gaussian_filter1d(rng.normal(size=shape), scale, axis=1, mode="reflect")
+    noise -= noise.mean(axis=1, keepdims=True)
+    return noise / np.maximum(noise.std(axis=1, keepdims=True), 1e-12)
 
 
 def synthetic_city(n: int = 2500, seed: int = 0, hops: int = 16, classes: int = 10,

@@ -31,7 +31,8 @@ One difference from the reference's protocol: it draws one fixed set of training
 every edge, validation and test positives included); here they are drawn afresh every epoch, excluding the training
 edges only, so a few may be held-out positives (0.04 % on Cora, 5 % on the 78-edge karate graph). Measured on Cora
 (4-layer GCN, 100 epochs): test AUC 0.926 against 0.921-0.924 with the reference's fixed negatives (``ce``), 0.881
-against 0.872 (``bp``).
+against 0.872 (``bp``), with PyG's sampler; with :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler` (the same
+pairs, drawn from torch's generator) 0.925 and 0.886 (``fwdlearn bench graph``, docs/benchmarks/graph-link.md).
 """
 
 from __future__ import annotations

@@ -90,8 +90,9 @@ def state_gradients(model, tokens: Tensor, targets: Tensor,
                          f"backprop through depth; this model trains by {model.rule.depth} through depth: measure a "
                          "model of the same time rule trained by bp through depth (e.g. 'dsf', not 'dfa+dsf')")
     rule = _time_rule(model, mode)
-    tokens, targets = (t.to(model.device) if isinstance(t, Tensor) else t for t in (tokens, targets))  # (CPU
-    # tokens failed in a GPU model's embedding)
+    tokens, targets = (t.to(model.device) if isinstance(t, Tensor) and not t.is_meta else t
+                       for t in (tokens, targets))  # (CPU tokens failed in a GPU model's embedding; meta ones are
+    # refused by name where they are read, not copied here)
     kept = {p: p.grad for p in model.parameters()}
     model.zero_grad(set_to_none=True)
     try:

@@ -39,8 +39,8 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
         raise TypeError(f"inputs must be a torch.Tensor: [batch, time] token ids or [batch, time, features] "
                         f"embeddings; got {type(inputs).__name__} (convert it with torch.as_tensor)")
     device = model_device(model)
-    if device is not None:  # (a GPU model given CPU tokens, a corpus split: its embedding failed on the devices)
-        inputs = inputs.to(device)
+    if device is not None and not inputs.is_meta:  # (a GPU model given CPU tokens, a corpus split: its embedding
+        inputs = inputs.to(device)  # failed on the devices; meta ids are refused by name below, not copied here)
     if not inputs.dtype.is_floating_point:
         if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):
             raise TypeError("integer token inputs need a model with embed(tokens) and forward_from_embeddings(emb); "

@@ -408,7 +408,8 @@ class StackedLM(LanguageModel):
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
-        if isinstance(tokens, Tensor):  # (and the forked generator is the device's that draws the dropout masks)
+        if isinstance(tokens, Tensor) and not tokens.is_meta:  # (and the forked generator is the device's that draws
+            # the dropout masks; meta ids are refused by name where they are read)
             tokens = tokens.to(self.device)
         devices = [tokens.device] if tokens.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # dropout masks of its own: the training run is not perturbed,

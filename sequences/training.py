@@ -34,9 +34,11 @@ goes on, so the best is chosen among values on the same tokens and windows.
 :math:`WB` streams one process with batch :math:`WB` would cut the training tokens into (so the global batch is
 :math:`WB`, window for window that process's, whatever the split's length), gradients are averaged
 across processes and every replica takes the same update; the logged (and divergence-checked) loss is the
-global batch's mean. Rank 0 owns the progress bar and the checkpoint; rank :math:`r > 0` keeps its own
-``<checkpoint>.rank<r>`` (a full training state, with its stream position and carried state) so a resumed run
-restarts every process where it stopped -- refused when the files hold different steps.
+global batch's mean. Process :math:`r > 0` draws its dropout masks from a seed of its own (from ``seed`` and
+:math:`r`; rank 0 draws as one process does), so the processes' rows do not share masks. Rank 0 owns the progress
+bar and the checkpoint; rank :math:`r > 0` keeps its own ``<checkpoint>.rank<r>`` (a full training state, with its
+stream position, carried state and random-number generators) so a resumed run restarts every process where it
+stopped -- refused when the files hold different steps.
 """
 
 from __future__ import annotations
@@ -374,6 +376,16 @@ def _settings(settings: OptimizerSettings) -> dict[str, Any]:
             "warmup": settings.warmup}
 
 
+def _process_seed(seed: int, process: int) -> int:
+    """The seed of torch's generators in process ``process`` > 0 of a data-parallel :func:`fit_lm` (rank 0 keeps
+    ``seed``): drawn from ``(seed, process)`` by SHA-256, so that it is no other run's ``seed`` (``seed + process``
+    was the next seed's rank 0)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"fwdlearn process seed {seed} {process}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")  # (< 2**64: a seed torch's generators take)
+
+
 class _TrainingLoss(torch.nn.Module):
     """The model's :meth:`training_loss` as a module's forward, so ``DistributedDataParallel`` can wrap it."""
 
@@ -550,7 +562,11 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         eval_context: the validation windows' length (default ``context``; at most ``model.max_context``).
         quiet: no progress bar.
         seed: reseeds Python's, NumPy's and torch's global generators (:func:`fwdlearn.fit.seed_everything`) before
-            training: the batch order and any dropout follow it.
+            training: the batch order and any dropout follow it. Under ``torch.distributed`` process :math:`r > 0`
+            then reseeds torch's generators (CPU and CUDA) with a seed of its own drawn from ``(seed, r)``, so every
+            process draws its own dropout masks, as each row of one process's global batch gets its own (rank 0 draws
+            as one process does; the weights stay identical: every replica takes the averaged update). Its torch
+            generators are then its own after the fit too.
         train_split, valid_split: the splits trained on and validated on (the best state is selected on
             ``valid_split``); two different splits of ``corpus``, else :class:`~fwdlearn.errors.UsageError`.
         align_every: every this many steps (and at the first and last), the alignment diagnostic
@@ -631,6 +647,10 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
         trainable = torch.nn.parallel.DistributedDataParallel(trainable)  # broadcasts rank 0's weights
         if rank() > 0:
             quiet = True
+            # dropout masks of its own (each process drew rank 0's: its rows got the masks rank 0's rows got). Every
+            # draw a built-in model makes in a step is a dropout mask (no shape, batch or collective depends on one),
+            # and each process's checkpoint part keeps its own generators' state: a resume goes on with them
+            torch.manual_seed(_process_seed(check_seed(seed), rank()))
             if checkpoint is not None:
                 lead_checkpoint, checkpoint = Path(checkpoint), process_checkpoint(checkpoint, rank())
                 # (a run of another number of processes has no such part: rank 0 says that once, on resuming)

@@ -214,3 +214,54 @@ def test_a_task_fit_with_a_checkpoint_under_torchrun_without_a_process_group_is_
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: a checkpoint as before
     model.fit(task, steps=1, eval_every=1, quiet=True, checkpoint=tmp_path / "c.pt")
     assert (tmp_path / "c.pt").exists()
+
+
+def _dropout_model(vocab_size: int):
+    torch.manual_seed(0)
+    model = TransformerLM(vocab_size, hidden=12, layers=1, heads=2, context=12, dropout=0.5)
+    masks: list[torch.Tensor] = []  # the embedding dropout's mask at each training step (input kept, output zeroed)
+    model.drop.register_forward_hook(lambda m, i, o: masks.append((o == 0) & (i[0] != 0)) if m.training else None)
+    return model, masks
+
+
+def _dropout_worker(rank: int, port: int, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    corpus = load_text(f"{folder}/text.txt")
+    model, masks = _dropout_model(corpus.vocab_size)
+    model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=2, quiet=True)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    whole = list(masks)
+    model, masks = _dropout_model(corpus.vocab_size)  # the same run, stopped after step 2 and resumed
+    model.fit(corpus, context=12, steps=2, batch_size=3, eval_every=2, quiet=True, checkpoint=f"{folder}/ckpt.pt")
+    masks.clear()
+    model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=2, quiet=True, checkpoint=f"{folder}/ckpt.pt",
+              resume=True)
+    torch.save({"masks": whole, "resumed": list(masks), "weights": weights}, f"{folder}/dropout{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_each_process_draws_its_own_dropout_masks_and_the_replicas_stay_identical(tmp_path):
+    """Every process was seeded alike, so a TransformerLM(dropout > 0) trained by 2 processes gave process 1's rows the
+    very masks process 0's rows got (one process with the global batch draws a mask per row). Process r > 0 now draws
+    from a seed of its own; rank 0 draws as one process does, the weights stay identical and a resume goes on
+    exactly."""
+    (tmp_path / "text.txt").write_text(TEXT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_dropout_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    first, second = (torch.load(tmp_path / f"dropout{r}.pt") for r in (0, 1))
+    assert len(first["masks"]) == len(second["masks"]) == 4
+    for a, b in zip(first["masks"], second["masks"]):
+        assert a.shape == b.shape == (3, 12, 12) and 0.3 < float(a.float().mean()) < 0.7
+        assert not torch.equal(a, b)  # (each step's masks were equal)
+    for name in first["weights"]:
+        torch.testing.assert_close(first["weights"][name], second["weights"][name], rtol=0, atol=0)
+    for run in (first, second):  # each process's generators are in its own checkpoint part
+        assert len(run["resumed"]) == 2
+        assert all(torch.equal(a, b) for a, b in zip(run["resumed"], run["masks"][2:]))
+    corpus = load_text(str(tmp_path / "text.txt"))
+    alone, masks = _dropout_model(corpus.vocab_size)  # one process of the same batch shape: rank 0's masks
+    alone.fit(corpus, context=12, steps=4, batch_size=3, eval_every=2, quiet=True)
+    assert all(torch.equal(a, b) for a, b in zip(masks, first["masks"]))

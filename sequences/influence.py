@@ -72,7 +72,8 @@ def _check_sequences_apart(forward: Callable[[Tensor], Tensor], x: Tensor) -> No
     the outputs' scale, more in half precision) is a margin on top."""
     one = x[:1]
     gen = torch.Generator().manual_seed(0)
-    other = (torch.randn(one.shape, generator=gen, dtype=torch.float32) * (1 + float(one.abs().mean()))).to(one)
+    other = (torch.randn(one.shape, generator=gen, dtype=torch.float32, device="cpu")
+             * (1 + float(one.abs().mean()))).to(one)
     with torch.no_grad():
         same, pair = _as_output(forward(torch.cat([one, one]))), _as_output(forward(torch.cat([other, one])))
         again = _as_output(forward(torch.cat([one, one])))
@@ -96,9 +97,10 @@ def _check_sequences_apart(forward: Callable[[Tensor], Tensor], x: Tensor) -> No
 
 def _select_positions(length: int, positions: int | Sequence[int] | Tensor | None, seed: int) -> Tensor:
     """All positions (``None``), a count drawn with ``seed`` (an integer scalar: Python, NumPy or a 0-d tensor),
-    or the positions given (a list / 1-D tensor of ids, or a boolean mask over the ``length`` positions)."""
+    or the positions given (a list / 1-D tensor of ids, or a boolean mask over the ``length`` positions); on the CPU,
+    whatever the default device (its seeded draw is its CPU generator's)."""
     if positions is None:
-        return torch.arange(length)
+        return torch.arange(length, device="cpu")
     if isinstance(positions, Tensor) and positions.dim() == 0 and not positions.dtype.is_floating_point \
             and positions.dtype != torch.bool:
         positions = int(positions)
@@ -109,7 +111,7 @@ def _select_positions(length: int, positions: int | Sequence[int] | Tensor | Non
         if positions < 1:
             raise ValueError(f"positions must be >= 1 when given as a count, got {positions}")
         generator = torch.Generator().manual_seed(check_seed(seed))
-        return torch.randperm(length, generator=generator)[: min(positions, length)].sort().values
+        return torch.randperm(length, generator=generator, device="cpu")[: min(positions, length)].sort().values
     return chosen_indices(positions, length, "positions", "position")
 
 
@@ -148,7 +150,7 @@ def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: 
         masses.append((mass.reshape(batch, p, length), part))
     mass = torch.cat([m for m, _ in masses], dim=1).reshape(batch * len(chosen), length)
     times = torch.cat([t for _, t in masses]).repeat(batch)
-    lag = times[:, None] - torch.arange(length)[None, :]
+    lag = times[:, None] - torch.arange(length, device="cpu")[None, :]  # (beside the CPU positions and masses)
     return mass.cpu(), lag
 
 

@@ -114,7 +114,7 @@ def test_synthetic_city_labels_follow_the_street_density_and_are_learnt(one_torc
 
     data = synthetic_city(900, seed=1, hops=8)
     eccentricity = data.eccentricity
-    assert float(eccentricity.max() / eccentricity.min()) > 1.5  # (1.18 with one spacing)
+    assert float(eccentricity.max() / eccentricity.min()) > 1.5  # (1.24 with one spacing; now 4.05)
     seed_everything(0)
     model = ForwardGNN(data.num_features, data.num_classes, conv="gcn", hidden=32, layers=2, method="bp")
     assert model.fit(data, epochs=100, lr=1e-2, patience=None, quiet=True).test_accuracy > 0.25  # (0.34)

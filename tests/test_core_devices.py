@@ -161,3 +161,25 @@ def test_link_auc_reads_the_graph_on_the_models_device(monkeypatch):
     with pytest.raises(_Reached):
         model.auc(torch.randn(3, 3), torch.tensor([[0, 1], [1, 0]]), split)
     assert seen == ["meta"] * 3
+
+
+def test_influence_seeds_are_drawn_and_kept_on_the_cpu():
+    """Under a default device (``torch.set_default_device("cuda")``, or a ``with torch.device("cuda"):`` block around
+    the model and the measurement) hop_influence's seed nodes and lag_influence's positions were made on it, though
+    documented on the CPU, and their seeded draws -- and the random input of the separability check -- put a CPU
+    generator's numbers there, which CUDA refuses ("Expected a 'cuda' generator device but found 'cpu'")."""
+    from fwdlearn.graphs.influence.hop_influence import select_seeds
+    from fwdlearn.sequences.influence import _check_sequences_apart, _select_positions
+
+    def reached(x):
+        raise _Reached
+
+    drawn = select_seeds(10, 3, seed=1), _select_positions(8, 3, 1)
+    window = torch.zeros(1, 5, 3)  # (a CPU model's embeddings: measured inside the block all the same)
+    with _GeneratorOnItsDevice(), torch.device("meta"):
+        seeds = [select_seeds(10), select_seeds(10, 3, seed=1)]
+        positions = [_select_positions(8, None, 0), _select_positions(8, 3, 1)]
+        with pytest.raises(_Reached):  # (its random sequence is drawn before the model is called)
+            _check_sequences_apart(reached, window)
+    assert [t.device.type for t in [*seeds, *positions]] == ["cpu"] * 4
+    assert torch.equal(seeds[1], drawn[0]) and torch.equal(positions[1], drawn[1])  # (the same draws as on the CPU)

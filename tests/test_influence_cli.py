@@ -30,8 +30,8 @@ def test_influence_graph_compares_models_on_one_plot(tmp_path, capsys):
 
 def test_influence_graph_trains_a_deep_mlp_without_killing_its_seeds(tmp_path, capsys, one_torch_thread):
     """At the former default --lr 1e-2 most 8-layer MLPs (the default depth) came out near-constant: R was flagged as
-    untrustworthy, the median seed's self-influence numerically zero (5 of 6 synthetic-city:900 seeds, and the README's
-    showcase on synthetic-city:2500: 395 of 500 seeds)."""
+    untrustworthy, the median seed's self-influence numerically zero (5 of 6 synthetic-city:900 seeds; the README's
+    showcase on synthetic-city:2500, on the city of one street spacing before: 395 of 500 seeds)."""
     record = tmp_path / "m.json"
     assert main(["influence", "graph", "--data", "synthetic-city:900", "--models", "mlp", "--epochs", "100",
                  "--samples", "100", "--json", str(record), "--quiet"]) == 0

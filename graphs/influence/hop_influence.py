@@ -74,20 +74,22 @@ FULL_GRADIENT_ELEMENTS = 2 ** 26
 
 def select_seeds(num_nodes: int, samples: int | None = None, nodes: Sequence[int] | Tensor | None = None,
                  seed: int = 0) -> Tensor:
-    """The seed nodes (on the CPU): ``nodes`` as given (integer ids, or a boolean mask over the nodes such as
-    ``data.test_mask``), else ``samples`` distinct nodes drawn with ``seed`` (all when None)."""
+    """The seed nodes (on the CPU, whatever the default device): ``nodes`` as given (integer ids, or a boolean mask
+    over the nodes such as ``data.test_mask``), else ``samples`` distinct nodes drawn with ``seed`` (all when None).
+    (Under ``torch.set_default_device("cuda")`` they were made on the GPU, and the seeded draw put its CPU generator's
+    numbers there, which CUDA refuses.)"""
     if nodes is not None:
         if samples is not None:
             raise ValueError("give either samples= (random seeds) or nodes= (explicit seeds), not both")
         return chosen_indices(nodes, num_nodes, "nodes=", "node")
     if samples is None:
-        return torch.arange(num_nodes)
+        return torch.arange(num_nodes, device="cpu")
     if not is_integer(samples):
         raise TypeError(f"samples must be an int (or None for every node); got {samples!r}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1 (or None for every node), got {samples}")
     generator = torch.Generator().manual_seed(check_seed(seed))
-    return torch.randperm(num_nodes, generator=generator)[: min(samples, num_nodes)]
+    return torch.randperm(num_nodes, generator=generator, device="cpu")[: min(samples, num_nodes)]
 
 
 def _ball_masses(model: GraphModel, sub_x: Tensor, sub_edges: Tensor, root: Tensor) -> Tensor:
@@ -209,7 +211,7 @@ def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: T
         separable = getattr(model, "separable", None)
         if separable is None:
             gen = torch.Generator().manual_seed(0)
-            other = torch.randn(ball_x.shape, generator=gen).to(ball_x) * (1 + ball_x.abs().mean())
+            other = torch.randn(ball_x.shape, generator=gen, device="cpu").to(ball_x) * (1 + ball_x.abs().mean())
             pair = _rows(model, torch.cat([ball_x, other]), torch.cat([ball_edges, ball_edges + len(ball_x)], dim=1))
             separable = float((pair[root] - alone).abs().max()) <= tol
             if not separable:

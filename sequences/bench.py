@@ -128,8 +128,8 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
     device = torch.device(config.device)
     vocab = 65
     gen = torch.Generator().manual_seed(config.seed)
-    x = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
-    y = torch.randint(0, vocab, (config.cost_batch, context), generator=gen).to(device)
+    x = torch.randint(0, vocab, (config.cost_batch, context), generator=gen, device="cpu").to(device)
+    y = torch.randint(0, vocab, (config.cost_batch, context), generator=gen, device="cpu").to(device)
     modes = {mode: mode for mode in config.cost_modes}  # timed name -> rule
     if "bptt" in modes and RECURRENT_CELLS.get(cell).torch_bptt and device.type == "cpu":
         modes[TORCH_BPTT] = "bptt"  # the baseline plain PyTorch (and the DSF reference) runs

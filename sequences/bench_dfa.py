@@ -107,8 +107,8 @@ def _quality_part(experiment: str, setting: str, config, corpus: Corpus, make: C
 def _cost_part(config, vocab_size: int, rows: list, extra: dict) -> None:
     device = torch.device(config.device)
     gen = torch.Generator().manual_seed(config.seed)
-    x = torch.randint(0, vocab_size, (config.batch_size, config.context), generator=gen).to(device)
-    y = torch.randint(0, vocab_size, (config.batch_size, config.context), generator=gen).to(device)
+    x = torch.randint(0, vocab_size, (config.batch_size, config.context), generator=gen, device="cpu").to(device)
+    y = torch.randint(0, vocab_size, (config.batch_size, config.context), generator=gen, device="cpu").to(device)
     steps = {}
     for rule in config.rules:
         seed_everything(config.seed)

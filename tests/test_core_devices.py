@@ -183,3 +183,34 @@ def test_influence_seeds_are_drawn_and_kept_on_the_cpu():
             _check_sequences_apart(reached, window)
     assert [t.device.type for t in [*seeds, *positions]] == ["cpu"] * 4
     assert torch.equal(seeds[1], drawn[0]) and torch.equal(positions[1], drawn[1])  # (the same draws as on the CPU)
+
+
+def test_seeded_splits_batches_and_samples_draw_on_their_generators_device(monkeypatch):
+    """Under a default device (``torch.set_default_device("cuda")``) a random node split, Karate's split, the link
+    split's replacement negatives, random text windows and the synthetic tasks' samples drew from a CPU generator
+    onto it, which CUDA refuses ("Expected a 'cuda' device type for generator but found 'cpu'"). They draw on the
+    CPU, the numbers a CPU run draws; windows stay on their ids' device, samples on their generator's."""
+    import torch_geometric.datasets
+
+    from fwdlearn.graphs.data.datasets import load_graph, random_split
+    from fwdlearn.graphs.nn.linkpred import link_split
+    from fwdlearn.sequences import make_task, random_windows
+
+    club = torch_geometric.datasets.KarateClub()  # (built on the CPU: PyG reads its labels' values as it builds)
+    monkeypatch.setattr(torch_geometric.datasets, "KarateClub", lambda: club)
+    graph = load_graph("karate")
+    gen = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    ids = torch.arange(50)
+    tasks = [make_task(name, lag=10) for name in ("delayed-recall", "copy", "adding")]
+    on_cpu = [random_windows(ids, 3, 5, gen()), *(task.sample(4, gen()) for task in tasks)]
+    split = load_graph("karate", seed=3)
+    with _GeneratorOnItsDevice(), torch.device("meta"):
+        masks = random_split(20, 1)
+        karate = load_graph("karate", seed=3)
+        link_split(graph, seed=0)  # (a seed whose negatives repeat: a replacement is drawn)
+        there = [random_windows(ids, 3, 5, gen()), *(task.sample(4, gen()) for task in tasks)]
+    assert [m.shape for m in masks] == [torch.Size([20])] * 3
+    assert all(torch.equal(karate[key], split[key]) for key in ("train_mask", "val_mask", "test_mask"))
+    for drawn, expected in zip(there, on_cpu):
+        assert [t.device.type for t in drawn] == ["cpu", "cpu"]
+        torch.testing.assert_close(drawn, expected, equal_nan=True)

@@ -77,7 +77,7 @@ def random_split(num_nodes: int, seed: int = 0, fractions: tuple[float, float, f
     depends on nor disturbs the global random state.
     """
     check_fractions(fractions)
-    perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed), device="cpu")  # (its generator's)
     n_train = round(fractions[0] * num_nodes)
     n_val = round(fractions[1] * num_nodes)
     masks = []
@@ -662,9 +662,9 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
 
         data = KarateClub()[0]
         rest = (~data.train_mask).nonzero().flatten()
-        rest = rest[torch.randperm(rest.numel(), generator=torch.Generator().manual_seed(seed))]
-        data.val_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
-        data.test_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
+        rest = rest[torch.randperm(rest.numel(), generator=torch.Generator().manual_seed(seed), device="cpu")]
+        data.val_mask = torch.zeros(data.num_nodes, dtype=torch.bool, device=rest.device)  # (the graph's device)
+        data.test_mask = torch.zeros(data.num_nodes, dtype=torch.bool, device=rest.device)
         data.val_mask[rest[: rest.numel() // 2]] = True
         data.test_mask[rest[rest.numel() // 2:]] = True
     elif lower.partition(":")[0] == "sbm":

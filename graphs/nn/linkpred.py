@@ -197,7 +197,7 @@ def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:
         kept = [(u, v) for u, v in neg.t().tolist() if fresh(u, v)]
         missing = min(neg.shape[1] - len(kept), free - len(used))
         while missing > 0:
-            u, v = torch.randint(n, (2,), generator=generator).tolist()
+            u, v = torch.randint(n, (2,), generator=generator, device="cpu").tolist()
             if fresh(u, v):
                 kept.append((u, v))
                 missing -= 1

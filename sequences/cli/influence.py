@@ -153,7 +153,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
 
     gen = torch.Generator().manual_seed(config.seed)
     if not config.checkpoints:
-        inputs = torch.randint(0, config.vocab, (config.batch, config.length), generator=gen)
+        inputs = torch.randint(0, config.vocab, (config.batch, config.length), generator=gen, device="cpu")
         for name in config.models:
             seed_everything(config.seed)
             context = config.length if name == "transformer" else None  # learned positions: as many as --length
@@ -194,7 +194,7 @@ def _models_and_inputs(config: InfluenceSeqConfig):
             if model.vocab_size not in drawn:
                 gen = torch.Generator().manual_seed(config.seed)
                 drawn[model.vocab_size] = torch.randint(0, model.vocab_size, (config.batch, config.length),
-                                                        generator=gen)
+                                                        generator=gen, device="cpu")
             inputs = drawn[model.vocab_size]
         yield f"{Path(path).stem} ({model.rule})", model, inputs
 

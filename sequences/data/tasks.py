@@ -34,6 +34,11 @@ def _batch(batch_size: Any) -> int:
     return check_int("batch_size", batch_size, 1, " (samples drawn)")
 
 
+def _drawn_on(generator: torch.Generator | None) -> torch.device | None:
+    """The device a sample is made on: its generator's (``None``, the default device, for the global one)."""
+    return generator.device if generator is not None else None
+
+
 class SequenceTask:
     r"""A synthetic sequence task generated on the fly.
 
@@ -55,6 +60,9 @@ class SequenceTask:
     name: str = "task"
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of ``batch_size`` fresh sequences, drawn from ``generator`` (torch's global one when None) and
+        made on its device: a seeded ``torch.Generator()``'s on the CPU whatever the default device (a CPU generator
+        drawing onto a GPU under ``torch.set_default_device("cuda")`` is refused), the default device without one."""
         raise NotImplementedError
 
     @property
@@ -83,7 +91,8 @@ class DelayedRecall(SequenceTask):
         self.name = f"delayed-recall(lag={lag})"
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        x = torch.randint(0, self.symbols, (_batch(batch_size), self.length), generator=generator)
+        x = torch.randint(0, self.symbols, (_batch(batch_size), self.length), generator=generator,
+                          device=_drawn_on(generator))
         y = torch.full_like(x, IGNORE_INDEX)
         y[:, self.lag:] = x[:, : -self.lag]
         return x, y
@@ -115,8 +124,9 @@ class CopyTask(SequenceTask):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         batch_size = _batch(batch_size)
-        data = torch.randint(0, self.symbols, (batch_size, self.count), generator=generator)
-        x = torch.zeros(batch_size, self.length, dtype=torch.long)
+        data = torch.randint(0, self.symbols, (batch_size, self.count), generator=generator,
+                             device=_drawn_on(generator))
+        x = torch.zeros(batch_size, self.length, dtype=torch.long, device=data.device)
         x[:, : self.count] = data + 1
         x[:, self.lag:] = self.symbols + 1
         y = torch.full_like(x, IGNORE_INDEX)
@@ -147,16 +157,17 @@ class AddingProblem(SequenceTask):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         batch_size = _batch(batch_size)
-        k = torch.randint(0, self.levels, (batch_size, self.length), generator=generator)
+        device = _drawn_on(generator)
+        k = torch.randint(0, self.levels, (batch_size, self.length), generator=generator, device=device)
         half = self.length // 2
-        first = torch.randint(0, half, (batch_size,), generator=generator)
-        second = torch.randint(half, self.length, (batch_size,), generator=generator)
-        marks = torch.zeros(batch_size, self.length, dtype=torch.long)
-        rows = torch.arange(batch_size)
+        first = torch.randint(0, half, (batch_size,), generator=generator, device=device)
+        second = torch.randint(half, self.length, (batch_size,), generator=generator, device=device)
+        marks = torch.zeros(batch_size, self.length, dtype=torch.long, device=k.device)
+        rows = torch.arange(batch_size, device=k.device)
         marks[rows, first] = 1
         marks[rows, second] = 1
         values = (k.float() + 0.5) / self.levels
-        y = torch.full((batch_size, self.length), math.nan)
+        y = torch.full((batch_size, self.length), math.nan, device=k.device)
         y[:, -1] = (values * marks).sum(dim=1)
         return k + self.levels * marks, y
 

@@ -597,7 +597,9 @@ class StreamBatcher:
 
 def random_windows(ids: Tensor, batch_size: int, context: int,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """``batch_size`` windows at independent uniform offsets: ``(x, y)`` of shape ``[B, T]``."""
+    """``batch_size`` windows at independent uniform offsets: ``(x, y)`` of shape ``[B, T]``, on the device of
+    ``ids``; the offsets are drawn on ``generator``'s device (a seeded ``torch.Generator()``: the CPU, whatever the
+    default device)."""
     _check_ids(ids)
     _check_window_sizes(context, batch_size)
     if ids.numel() < context + 1:
@@ -605,8 +607,9 @@ def random_windows(ids: Tensor, batch_size: int, context: int,
                          f"{context + 1}); use a shorter --context or more text")
     if context < 1 or batch_size < 1:
         raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
-    starts = torch.randint(0, ids.numel() - context, (batch_size,), generator=generator)
-    offsets = torch.arange(context + 1)
+    starts = torch.randint(0, ids.numel() - context, (batch_size,), generator=generator,
+                           device=generator.device if generator is not None else None).to(ids.device)
+    offsets = torch.arange(context + 1, device=ids.device)
     windows = ids[starts[:, None] + offsets[None, :]]
     return windows[:, :-1], windows[:, 1:]
 

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["init_from_env", "check_group_started", "process_device", "is_distributed", "rank", "world_size", "shard_bounds", "gather_rows",
-           "min_max", "mean", "raise_together"]
+__all__ = ["init_from_env", "launched_processes", "check_group_started", "process_device", "is_distributed", "rank",
+           "world_size", "shard_bounds", "gather_rows", "min_max", "mean", "raise_together"]
 
 
 def is_distributed() -> bool:
@@ -67,16 +67,22 @@ def init_from_env(backend: str | None = None, device: "torch.device | str | None
     return is_distributed()
 
 
+def launched_processes() -> int:
+    """How many processes ``torchrun`` (or another launcher) started, as its ``WORLD_SIZE`` says, known before any
+    process group; 1 when unset or not a number."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
 def check_group_started(what: str) -> None:
     """Raise :class:`~fwdlearn.errors.UsageError` when ``torchrun`` started several processes (``WORLD_SIZE`` > 1) but
     this one joined no process group (:func:`init_from_env` not called): ``what``, a data-parallel fit, would then run
     as that many independent fits, each on the whole batch, all writing one checkpoint."""
     from fwdlearn.errors import UsageError
 
-    try:
-        launched = int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:  # (not a number: no torchrun launch)
-        return
+    launched = launched_processes()
     if launched > 1 and not is_distributed():
         raise UsageError(f"torchrun started {launched} processes (WORLD_SIZE={launched}) but this one joined no "
                          f"process group, so {what} would run as {launched} independent fits, each on the whole "

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import check_bool, check_int, check_seed, is_integer
+from .fit import generator_device
 from .rules import DSF_FEEDBACKS, FEEDBACK_KINDS
 
 __all__ = [
@@ -79,23 +80,16 @@ def _diagonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor
     return diagonal_feedback(rows)
 
 
-def _drawn_on(generator: torch.Generator | None) -> torch.device | None:
-    """Where a draw from ``generator`` is made: on the generator's own device (a seeded ``torch.Generator()`` draws on
-    the CPU also where the default device is a GPU, ``with torch.device("cuda"):``, whose draws from a CPU generator
-    CUDA refuses: "Expected a 'cuda' device type for generator"); ``None`` (the default device) for the global one."""
-    return generator.device if generator is not None else None
-
-
 def _uniform(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
-    return (torch.rand(rows, cols, generator=generator, device=_drawn_on(generator)) * 2 - 1) / math.sqrt(cols)
+    return (torch.rand(rows, cols, generator=generator, device=generator_device(generator)) * 2 - 1) / math.sqrt(cols)
 
 
 def _gaussian(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(rows, cols, generator=generator, device=_drawn_on(generator)) / math.sqrt(cols)
+    return torch.randn(rows, cols, generator=generator, device=generator_device(generator)) / math.sqrt(cols)
 
 
 def _orthogonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:
-    m = torch.randn(max(rows, cols), min(rows, cols), generator=generator, device=_drawn_on(generator))
+    m = torch.randn(max(rows, cols), min(rows, cols), generator=generator, device=generator_device(generator))
     q, r = torch.linalg.qr(m)
     q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # unique, uniformly distributed
     return q if rows >= cols else q.t()

@@ -40,13 +40,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fwdlearn.distributed import is_distributed, min_max, raise_together, rank, world_size
+from fwdlearn.distributed import is_distributed, launched_processes, min_max, raise_together, rank, world_size
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
                              UsageError, check_bool, check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable, save_torch, writing
 
 __all__ = [
     "seed_everything",
+    "generator_device",
+    "on_device",
     "progress",
     "check_resume",
     "check_unshared_checkpoint",
@@ -94,6 +96,22 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # pragma: no cover
         pass
+
+
+def generator_device(generator: torch.Generator | None) -> torch.device | None:
+    """Where a draw from ``generator`` is made: on the generator's own device (a seeded ``torch.Generator()`` draws on
+    the CPU also where the default device is a GPU, ``with torch.device("cuda"):``, whose draws from a CPU generator
+    CUDA refuses: "Expected a 'cuda' device type for generator"); ``None`` (the default device) for the global one."""
+    return generator.device if generator is not None else None
+
+
+def on_device(value: Any, device: torch.device | str | None) -> Any:
+    """``value`` moved to ``device`` where it is a tensor with values (a model's inputs read on the model's device, as
+    ``fit`` and ``evaluate`` read them); anything else, ``device=None``, or a tensor on the meta device (refused by name
+    where it is read: copying it raised torch's "Cannot copy out of meta tensor" first) as it is."""
+    if device is None or not isinstance(value, Tensor) or value.is_meta:
+        return value
+    return value.to(device)
 
 
 def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = False, total: int | None = None,
@@ -451,10 +469,7 @@ def check_unshared_checkpoint(checkpoint: Any, what: str) -> None:
     (``WORLD_SIZE`` > 1): each process trains the whole model and would write the one file at once (two saves raced:
     "could not write the checkpoint ... (FileNotFoundError ...); free disk space"), and a resume needs a part per
     process. A data-parallel fit (``fit_lm``) gives each process its own part instead."""
-    try:
-        launched = max(world_size(), int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:  # (not a number: no torchrun launch)
-        launched = world_size()
+    launched = max(world_size(), launched_processes())
     if checkpoint is not None and launched > 1:
         raise UsageError(f"{what} trains in one process, and under torchrun each of the {launched} processes would "
                          f"train the whole model and write the checkpoint {checkpoint} at once: fit without a "

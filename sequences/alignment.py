@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.diagnostics.alignment import Alignment, cosine, gradient_alignment, per_sample_cosine
-from fwdlearn.fit import training_mode
+from fwdlearn.fit import on_device, training_mode
 
 from fwdlearn.sequences.training import window_loss
 from fwdlearn.rules import DSF, FTBPTT, TimeRule, parse_rule
@@ -90,9 +90,8 @@ def state_gradients(model, tokens: Tensor, targets: Tensor,
                          f"backprop through depth; this model trains by {model.rule.depth} through depth: measure a "
                          "model of the same time rule trained by bp through depth (e.g. 'dsf', not 'dfa+dsf')")
     rule = _time_rule(model, mode)
-    tokens, targets = (t.to(model.device) if isinstance(t, Tensor) and not t.is_meta else t
-                       for t in (tokens, targets))  # (CPU tokens failed in a GPU model's embedding; meta ones are
-    # refused by name where they are read, not copied here)
+    tokens, targets = on_device(tokens, model.device), on_device(targets, model.device)  # (CPU tokens failed in a
+    # GPU model's embedding)
     kept = {p: p.grad for p in model.parameters()}
     model.zero_grad(set_to_none=True)
     try:

@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from fwdlearn.diagnostics.influence import (DEAD_SEED, chosen_indices, distance_totals, influence_curve,
-                                            influence_range, jacobian_l1, model_device, refuse_inference_mode)
+from fwdlearn.diagnostics.influence import (DEAD_SEED, check_repeatable, chosen_indices, distance_totals,
+                                            influence_curve, influence_range, jacobian_l1, model_device,
+                                            output_tolerance, refuse_inference_mode)
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, warn
-from fwdlearn.fit import evaluating, progress
+from fwdlearn.fit import evaluating, on_device, progress
 
 __all__ = ["lag_influence", "lag_masses"]
 
@@ -38,9 +39,7 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor: [batch, time] token ids or [batch, time, features] "
                         f"embeddings; got {type(inputs).__name__} (convert it with torch.as_tensor)")
-    device = model_device(model)
-    if device is not None and not inputs.is_meta:  # (a GPU model given CPU tokens, a corpus split: its embedding
-        inputs = inputs.to(device)  # failed on the devices; meta ids are refused by name below, not copied here)
+    inputs = on_device(inputs, model_device(model))  # (a GPU model given CPU tokens failed in its embedding)
     if not inputs.dtype.is_floating_point:
         if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):
             raise TypeError("integer token inputs need a model with embed(tokens) and forward_from_embeddings(emb); "
@@ -80,15 +79,9 @@ def _check_sequences_apart(forward: Callable[[Tensor], Tensor], x: Tensor) -> No
     if not (isinstance(same, Tensor) and isinstance(pair, Tensor) and same.is_floating_point()
             and same.dim() == 3 and same.shape[0] == 2 and pair.shape == same.shape):
         return  # (an output of another shape is named by the measurement itself)
-    tol = max(1e-2, torch.finfo(same.dtype).eps ** 0.5) * (1 + float(same[1:].abs().max()))
-    if isinstance(again, Tensor) and again.shape == same.shape and bool(((again - same).abs() > tol).any()):
-        # (F.dropout(x, p) keeps training=True in eval mode: it was refused as a model that mixes its sequences)
-        raise ValueError("the model gave other outputs when called again on the same input: it is random (dropout "
-                         "active in eval mode, such as F.dropout(x, p) without training=self.training, or a wrapper "
-                         "around a module in train mode, which lag_influence does not put in eval mode), and its "
-                         "influence would be a different random draw per chunk of positions. Make it deterministic: "
-                         "call model.eval() before wrapping it, and pass training=self.training to F.dropout")
-    if float((pair[1:] - same[1:]).abs().max()) > tol:
+    if isinstance(again, Tensor):  # (F.dropout(x, p) keeps training=True in eval mode: it was refused as a model that
+        check_repeatable(same, again, "the model", "lag_influence", "chunk of positions")  # mixes its sequences)
+    if float((pair[1:] - same[1:]).abs().max()) > output_tolerance(same[1:]):
         raise ValueError("the model mixes the sequences of a batch (the outputs of one sequence change when another is "
                          "put before it), so its lag influence cannot be measured: every position is measured on its "
                          "own copy of the sequence, one batch row each. Inputs are [batch, time, features]; a "

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED",
-           "refuse_inference_mode", "model_device"]
+           "refuse_inference_mode", "model_device", "output_tolerance", "check_repeatable"]
 
 
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
@@ -89,6 +89,26 @@ def model_device(model) -> torch.device | None:
     if first is None:
         first = next(model.buffers(), None)
     return first.device if first is not None else None
+
+
+def output_tolerance(outputs: Tensor) -> float:
+    """How far two calls' outputs may differ and still be the same model's: 1 % of the outputs' scale (more in half
+    precision, whose rounding is coarser), room for a GPU's scatter sums, whose order varies."""
+    return max(1e-2, torch.finfo(outputs.dtype).eps ** 0.5) * (1 + float(outputs.abs().max()))
+
+
+def check_repeatable(first: Tensor, again: Tensor, call: str, measure: str, draw: str) -> None:
+    """Refuse a random model: ``again``, a second ``call`` on the same input, differs from ``first`` by more than
+    :func:`output_tolerance`. Its Jacobian would differ per ``draw`` and per call (``F.dropout(x, p)`` keeps
+    ``training=True`` in ``eval()`` mode, and a wrapper around a module is not put in ``eval()`` mode by ``measure``:
+    a graph model's R read 0.85, then 0.89 on the same seeds)."""
+    if first.is_floating_point() and again.shape == first.shape and \
+            bool(((again - first).abs() > output_tolerance(first)).any()):
+        raise ValueError(f"{call} gave other outputs when called again on the same input: it is random (dropout "
+                         "active in eval mode, such as F.dropout(x, p) without training=self.training, or a wrapper "
+                         f"around a module in train mode, which {measure} does not put in eval mode), and its "
+                         f"influence would be a different random draw per {draw}. Make it deterministic: call "
+                         "model.eval() before wrapping it, and pass training=self.training to F.dropout")
 
 
 def refuse_inference_mode() -> None:

@@ -46,8 +46,8 @@ import torch
 from torch import Tensor
 
 from fwdlearn.diagnostics.cost import saved_bytes
-from fwdlearn.diagnostics.influence import (chosen_indices, distance_totals, influence_curve, influence_range,
-                                            jacobian_l1, model_device)
+from fwdlearn.diagnostics.influence import (check_repeatable, chosen_indices, distance_totals, influence_curve,
+                                            influence_range, jacobian_l1, model_device)
 from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
@@ -235,21 +235,11 @@ def _rows(model: GraphModel, x: Tensor, edge_index: Tensor) -> Tensor:
 
 def _repeatable_rows(model: GraphModel, x: Tensor, edge_index: Tensor) -> Tensor:
     """``model(x, edge_index)`` (:func:`_rows`, without gradients), refused when a second call on the same input gives
-    other outputs: a random model, whose Jacobian differs per batch of seeds and per call (``F.dropout(x, p)`` leaves
-    ``training=True`` in ``eval()`` mode, and a wrapper around a module is not put in ``eval()`` mode: its rows changed
-    from call to call, R 0.85 then 0.89, and the change was reported as a graph-wide statistic). The tolerance (1 % of
-    the outputs' scale, more in half precision) leaves room for a GPU's scatter sums, whose order varies."""
+    other outputs (:func:`~fwdlearn.diagnostics.influence.check_repeatable`: its rows changed from call to call, and
+    the change was reported as a graph-wide statistic)."""
     with torch.no_grad():
         first, second = _rows(model, x, edge_index), _rows(model, x, edge_index)
-    if first.is_floating_point():
-        tol = max(1e-2, torch.finfo(first.dtype).eps ** 0.5) * (1 + float(first.abs().max()))
-        if bool(((second - first).abs() > tol).any()):
-            raise ValueError("model(x, edge_index) gave other outputs when called again on the same input: it is random "
-                             "(dropout active in eval mode, such as F.dropout(x, p) without training=self.training, or "
-                             "a wrapper around a module in train mode, which hop_influence does not put in eval mode), "
-                             "and its influence would be a different random draw per batch of seeds. Make it "
-                             "deterministic: call model.eval() before wrapping it, and pass training=self.training to "
-                             "F.dropout")
+    check_repeatable(first, second, "model(x, edge_index)", "hop_influence", "batch of seeds")
     return first
 
 

@@ -50,7 +50,8 @@ from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_range, check_representable,
                              warn)
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype,
-                          check_unshared_checkpoint, evaluating, keeps_mode, seed_everything, tensor_fingerprint)
+                          check_unshared_checkpoint, evaluating, keeps_mode, on_device, seed_everything,
+                          tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
@@ -322,7 +323,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         CPU graph in its first layer)."""
         pairs, labels = _pairs_and_labels(split)
         device = next(self.parameters()).device
-        x, edge_index, pairs = (t.to(device) if isinstance(t, Tensor) else t for t in (x, edge_index, pairs))
+        x, edge_index, pairs = (on_device(t, device) for t in (x, edge_index, pairs))
         with evaluating(self), torch.no_grad():
             return roc_auc(self(x, edge_index, pairs), labels)
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from fwdlearn.errors import check_int
+from fwdlearn.fit import generator_device
 
 __all__ = ["SequenceTask", "DelayedRecall", "CopyTask", "AddingProblem", "make_task", "TASKS", "IGNORE_INDEX"]
 
@@ -32,11 +33,6 @@ def _check_sizes(task: str, **values: Any) -> None:
 
 def _batch(batch_size: Any) -> int:
     return check_int("batch_size", batch_size, 1, " (samples drawn)")
-
-
-def _drawn_on(generator: torch.Generator | None) -> torch.device | None:
-    """The device a sample is made on: its generator's (``None``, the default device, for the global one)."""
-    return generator.device if generator is not None else None
 
 
 class SequenceTask:
@@ -92,7 +88,7 @@ class DelayedRecall(SequenceTask):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         x = torch.randint(0, self.symbols, (_batch(batch_size), self.length), generator=generator,
-                          device=_drawn_on(generator))
+                          device=generator_device(generator))
         y = torch.full_like(x, IGNORE_INDEX)
         y[:, self.lag:] = x[:, : -self.lag]
         return x, y
@@ -125,7 +121,7 @@ class CopyTask(SequenceTask):
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         batch_size = _batch(batch_size)
         data = torch.randint(0, self.symbols, (batch_size, self.count), generator=generator,
-                             device=_drawn_on(generator))
+                             device=generator_device(generator))
         x = torch.zeros(batch_size, self.length, dtype=torch.long, device=data.device)
         x[:, : self.count] = data + 1
         x[:, self.lag:] = self.symbols + 1
@@ -157,7 +153,7 @@ class AddingProblem(SequenceTask):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         batch_size = _batch(batch_size)
-        device = _drawn_on(generator)
+        device = generator_device(generator)
         k = torch.randint(0, self.levels, (batch_size, self.length), generator=generator, device=device)
         half = self.length // 2
         first = torch.randint(0, half, (batch_size,), generator=generator, device=device)

@@ -33,6 +33,7 @@ from torch import Tensor
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
 from fwdlearn.errors import UsageError, check_int, check_not_meta, check_range, is_integer
 from fwdlearn.files import NO_ROOM
+from fwdlearn.fit import generator_device
 
 __all__ = [
     "Vocabulary",
@@ -608,7 +609,7 @@ def random_windows(ids: Tensor, batch_size: int, context: int,
     if context < 1 or batch_size < 1:
         raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
     starts = torch.randint(0, ids.numel() - context, (batch_size,), generator=generator,
-                           device=generator.device if generator is not None else None).to(ids.device)
+                           device=generator_device(generator)).to(ids.device)
     offsets = torch.arange(context + 1, device=ids.device)
     windows = ids[starts[:, None] + offsets[None, :]]
     return windows[:, :-1], windows[:, 1:]

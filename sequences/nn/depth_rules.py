@@ -69,7 +69,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.alignment import feedback_alignment
 from fwdlearn.feedback import FEEDBACK_SEED_OFFSET, DirectFeedback
-from fwdlearn.fit import training_mode
+from fwdlearn.fit import on_device, training_mode
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
 from fwdlearn.rules import DFA, BP, DepthRule, Local, Shallow
@@ -408,9 +408,7 @@ class StackedLM(LanguageModel):
         if not self.feedback_points:
             return super().feedback_alignment(tokens, targets, state)
         feedback = self.depth.feedback
-        if isinstance(tokens, Tensor) and not tokens.is_meta:  # (and the forked generator is the device's that draws
-            # the dropout masks; meta ids are refused by name where they are read)
-            tokens = tokens.to(self.device)
+        tokens = on_device(tokens, self.device)  # (and the forked generator is the device's that draws the masks)
         devices = [tokens.device] if tokens.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # dropout masks of its own: the training run is not perturbed,
             torch.default_generator.manual_seed(ALIGN_SEED)  # and the reading is the same at every call

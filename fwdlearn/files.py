@@ -75,7 +75,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             write(tmp)
             os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
     return path
 
@@ -98,9 +98,19 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
                 os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+            _remove_quietly(tmp)
         raise
     return [path for _, path in staged]
+
+
+def _remove_quietly(tmp: Path) -> None:
+    """Remove a write's temporary file after the write failed, without hiding that failure: a removal the file system
+    refuses too (remounted read-only after an I/O error, a name too long) raised its own error in its place, naming
+    the '.tmp' and not the write's cause."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:

@@ -233,3 +233,25 @@ def test_a_refused_rename_names_the_file_written_not_its_tmp(tmp_path, monkeypat
         f"cannot write {tmp_path / 'out.json'}: the operation is not permitted ({os.strerror(errno.EPERM)}); check the "
         "permissions of it and its folder, or write the outputs elsewhere (--json)")
     assert not (tmp_path / "out.json.tmp").exists()
+
+
+def test_a_temporary_file_that_cannot_be_removed_does_not_hide_the_writes_own_error(tmp_path, monkeypatch):
+    """A write that failed (an I/O error, after which the file system was remounted read-only) had its '.tmp' removed,
+    and that removal's own error (read-only file system, naming out.json.tmp) was raised in place of the write's: the
+    line named a file the user never gave and not the cause. The write's error is raised; the removal's is dropped."""
+    import fwdlearn.files as files
+
+    def failing_write(tmp):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(files.Path, "unlink", read_only)
+    for write in (lambda: files.atomic_write(tmp_path / "out.json", failing_write),
+                  lambda: files.atomic_write_all({tmp_path / "out.json": failing_write})):
+        with pytest.raises(OSError) as raised:
+            write()
+        assert files.describe_os_error(raised.value) == (
+            f"cannot write {tmp_path / 'out.json'}: the disk reported an input/output error ({os.strerror(errno.EIO)}); "
+            "check the disk, or write the outputs elsewhere")

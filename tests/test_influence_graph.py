@@ -471,6 +471,25 @@ def test_a_random_model_is_refused_not_measured_as_one_that_reads_the_whole_grap
     assert torch.equal(hop_influence(wrapped, data, 2, nodes=[0, 5])[2], hop_influence(model, data, 2, nodes=[0, 5])[2])
 
 
+def test_a_random_model_with_small_outputs_is_refused_too():
+    """The tolerance was 1 % of (1 + the outputs' scale): at least 0.01 whatever the scale, so a model with dropout
+    left on whose outputs are small (an untrained GCN on Cora at a 0.004 scale) passed as deterministic and was then
+    named one that reads the whole graph. The tolerance is 1 % of the outputs' own scale."""
+    data = random_graph(nodes=30, edges=50)
+    torch.manual_seed(0)
+    model = Stack(GCNConv, 4, 8, 3, layers=2)
+    for scale in (1e-2, 1e-4):
+        random_model = lambda x, edge_index, s=scale: s * model(torch.nn.functional.dropout(x, 0.5),  # noqa: E731
+                                                                 edge_index)
+        for variant in ("subgraph", "full"):
+            with pytest.raises(ValueError, match=r"gave other outputs when called again on the same input: it is "
+                                                 r"random"):
+                hop_influence(random_model, data, 2, nodes=[0, 5], variant=variant)
+        small = lambda x, edge_index, s=scale: s * model(x, edge_index)  # noqa: E731  (deterministic: measured)
+        torch.testing.assert_close(hop_influence(small, data, 2, nodes=[0, 5])[0],
+                                   hop_influence(model, data, 2, nodes=[0, 5])[0])
+
+
 def test_a_model_not_called_as_model_x_edge_index_is_refused_with_the_wrapper_that_measures_it():
     """A forward(data) or a required batch vector met Python's 'forward() takes 2 positional arguments but 3 were
     given', which named neither the call hop_influence makes nor how to adapt the model."""

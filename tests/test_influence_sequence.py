@@ -177,6 +177,26 @@ def test_a_random_model_is_refused_not_named_one_that_mixes_its_sequences():
         lag_influence(model, torch.randn(2, 8, 4), max_lag=4)
 
 
+def test_a_random_or_sequence_mixing_model_with_small_outputs_is_refused_too():
+    """Both checks allowed 1 % of (1 + the outputs' scale), at least 0.01: a GRU of outputs scaled to 1e-3 behind
+    F.dropout, or read without batch_first=True, was measured in silence. The tolerance is 1 % of the outputs' own
+    scale."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(4, 6, batch_first=True)
+    random_model = lambda emb: 1e-3 * torch.nn.functional.dropout(gru(emb)[0], 0.3)  # noqa: E731
+    with pytest.raises(ValueError, match=r"the model gave other outputs when called again on the same input"):
+        lag_influence(random_model, torch.randn(2, 8, 4), max_lag=4)
+    mixing = torch.nn.GRU(4, 6)  # [time, batch, features]: the copies read as time steps
+    with pytest.raises(ValueError, match=r"the model mixes the sequences of a batch"):
+        lag_influence(lambda emb: 1e-3 * mixing(emb)[0], torch.randn(2, 12, 4), max_lag=6, positions=[3, 7, 11])
+    small = lambda emb: 1e-3 * gru(emb)[0]  # noqa: E731  (deterministic, sequences apart: measured)
+    torch.testing.assert_close(lag_influence(small, torch.randn(2, 8, 4, generator=torch.Generator().manual_seed(1)),
+                                             max_lag=4)[0],
+                               lag_influence(lambda emb: gru(emb)[0],
+                                             torch.randn(2, 8, 4, generator=torch.Generator().manual_seed(1)),
+                                             max_lag=4)[0])
+
+
 class TinyTransformer(torch.nn.Module):
     def __init__(self, causal: bool, features: int = 8, length: int = 10) -> None:
         super().__init__()

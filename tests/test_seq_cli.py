@@ -737,3 +737,19 @@ def test_bench_strict_claims_are_not_met_on_figures_printed_alike():
         t = {"bp": {"perplexity": 10.0}, "dfa": {"perplexity": 20.0 + hair}, "dfa:micro": {"perplexity": 20.0}}
         assert "macro closer to BP than micro (published pattern): NO (perplexity ratio to BP: macro 2.000, micro " \
                "2.000;" in dfa_verdicts({"transformer": t})[0]
+
+
+@pytest.mark.parametrize("model, training, message", [
+    ("transformer", "dsf", "a transformer has no recurrence: give a depth rule only (one of bp, dfa[:micro], "
+                           "local:readout, shallow); got dsf"),
+    ("conv", "dfa", "CausalConvLM is trained by bp only (no state, no feedback points); got dfa"),
+    ("conv", "sf", "CausalConvLM is trained by bp only (no state, no feedback points); got local:prototype"),
+])
+def test_seq_train_refuses_a_rule_the_model_kind_does_not_train_by_before_any_work(tmp_path, capsys, model, training,
+                                                                                 message):
+    """A transformer's time rule and a conv model's rule other than bp were refused once the corpus was read (the
+    missing --data was reached first); they are refused before any work, as typed."""
+    assert main(["seq", "train", "--data", str(tmp_path / "missing.txt"), "--model", model, "--training", training,
+                 "--quiet", "--json", str(tmp_path / "a.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"fwdlearn: error: --training {training}: {message}"
+    assert not list(tmp_path.iterdir())

@@ -297,3 +297,10 @@ def test_feedback_alignment_leaves_out_unscored_tokens(make):
     assert got.keys() == half.keys() and all(abs(got[k] - half[k]) < 1e-9 for k in half), (got, half)
     with pytest.raises(ValueError, match="every target is -100"):
         model.feedback_alignment(x, torch.full_like(y, -100))
+
+
+def test_a_transformer_refuses_a_time_rule_naming_the_depth_rules_it_takes():
+    """The refusal named "bp, dfa, local, shallow": local:ff is a local rule, which it refuses next."""
+    with pytest.raises(ValueError, match=r"^a transformer has no recurrence: give a depth rule only \(one of bp, "
+                                         r"dfa\[:micro\], local:readout, shallow\); got local:readout\+dsf$"):
+        TransformerLM(5, hidden=8, heads=2, training="local:readout+dsf")

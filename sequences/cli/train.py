@@ -27,7 +27,7 @@ from fwdlearn.reporting import describe_resume
 from fwdlearn.rules import DSF_FEEDBACKS
 from fwdlearn.runs import RunOptions
 
-from fwdlearn.sequences.registries import MODEL_NAMES
+from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
 __all__ = ["TrainSeqConfig", "train", "run_train"]
 
@@ -180,13 +180,12 @@ def run_train(config: TrainSeqConfig) -> dict:
     # (None is "not given"; an empty --training "" goes on to the parser, which refuses it as the Python API does)
     training = config.training if config.training is not None else ("dsf" if kind == "recurrent" else "bp")
     rule = parse_rule(training)  # an unknown rule is refused before anything else
-    if kind in ("recurrent", "transformer"):  # (before reading the data; said as typed: 'sf', not its rule's name)
-        from fwdlearn.sequences.nn.depth_rules import check_depth_rule
-
-        try:
-            check_depth_rule(rule.depth)
-        except ValueError as error:
-            raise UsageError(f"--training {training}: {error}") from None
+    # (before reading the data; said as typed: 'sf', not its rule's name. A transformer's time rule and a conv model's
+    # rule other than bp were refused after the corpus was read)
+    try:
+        LM_KINDS.get(kind).check_rule(rule)
+    except ValueError as error:
+        raise UsageError(f"--training {training}: {error}") from None
     if config.feedback is not None and not isinstance(rule.time, DSF):
         raise UsageError(f"--feedback {config.feedback} chooses DSF's feedback through time; --training {training} "
                          "has no DSF part (use --training dsf, or dfa+dsf)")

@@ -63,12 +63,17 @@ class CausalConvLM(LanguageModel):
         vocab_size, hidden, layers, width = (check_int(name, value, 1) for name, value in (
             ("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers), ("width", width)))
         self.rule = parse_rule(training)
-        if str(self.rule) != "bp":
-            raise ValueError(f"CausalConvLM is trained by bp only (no state, no feedback points); got {training!r}")
+        self.check_rule(self.rule)
         self.config = ConvConfig(vocab_size, hidden, layers, width, str(self.rule))
         self.embedding = nn.Embedding(vocab_size, hidden)
         self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, width) for _ in range(layers))
         self.head = nn.Linear(hidden, vocab_size)
+
+    @classmethod
+    def check_rule(cls, rule: Rule) -> None:
+        """``bp`` only."""
+        if str(rule) != "bp":
+            raise ValueError(f"CausalConvLM is trained by bp only (no state, no feedback points); got {rule}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "CausalConvLM":

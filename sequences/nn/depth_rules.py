@@ -72,14 +72,15 @@ from fwdlearn.feedback import FEEDBACK_SEED_OFFSET, DirectFeedback
 from fwdlearn.fit import on_device, training_mode
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.registry import Registry
-from fwdlearn.rules import DFA, BP, DepthRule, Local, Shallow
+from fwdlearn.rules import DFA, BP, DepthRule, Local, Rule, Shallow
 
 from fwdlearn.sequences.nn.language_model import LanguageModel
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX
 from fwdlearn.sequences.training import lm_loss, scored_positions, window_loss
 
 __all__ = ["Tap", "Block", "Wiring", "DFAWiring", "ReadoutWiring", "ShallowWiring", "WIRINGS", "PLAIN",
-           "make_wiring", "check_depth_rule", "DFA_OPTIMIZER", "point_name", "StackedLM", "identity_tap"]
+           "make_wiring", "check_depth_rule", "depth_rule_spellings", "DFA_OPTIMIZER", "point_name", "StackedLM",
+           "identity_tap"]
 
 #: ``tap(h, where) -> h``: marks a place inside a block (identity unless the rule puts a feedback point there)
 Tap = Callable[[Tensor, str], Tensor]
@@ -305,12 +306,17 @@ def make_wiring(rule: DepthRule, taps: Sequence[Mapping[str, int]], width: int, 
     return WIRINGS.get(rule.name)(taps, width, out_size, seed, rule=rule, normalized=normalized)
 
 
+def depth_rule_spellings() -> str:
+    """The depth rules the stacked language models implement, as their wirings spell them
+    (``"bp, dfa[:micro], local:readout, shallow"``): what a refusal names."""
+    return ", ".join(WIRINGS.get(name).spelled for name in WIRINGS)
+
+
 def check_depth_rule(rule: DepthRule) -> None:
     """Refuse a depth rule the stacked language models do not implement (e.g. ``local:ff``), naming the ones they
     do (``ValueError``)."""
     if rule.name not in WIRINGS or (isinstance(rule, Local) and (rule.objective != "readout" or rule.variant)):
-        names = ", ".join(WIRINGS.get(name).spelled for name in WIRINGS)
-        raise ValueError(f"language models are trained through depth by one of {names}; got {rule}")
+        raise ValueError(f"language models are trained through depth by one of {depth_rule_spellings()}; got {rule}")
 
 
 class StackedLM(LanguageModel):
@@ -346,6 +352,11 @@ class StackedLM(LanguageModel):
     head: nn.Module
     #: the family's optimizer under backprop (DFA replaces it, see :meth:`Wiring.optimizer`)
     BACKPROP: ClassVar[OptimizerSettings] = OptimizerSettings("adamw", lr=2e-3)
+
+    @classmethod
+    def check_rule(cls, rule: Rule) -> None:
+        """Its depth rule is one a :class:`Wiring` implements (:func:`check_depth_rule`)."""
+        check_depth_rule(rule.depth)
 
     def _wire(self, taps: Sequence[Mapping[str, int]], width: int, out_size: int, body: Sequence[nn.Module],
               seed: int = 0, normalized: Sequence[Collection[str]] = ()) -> None:

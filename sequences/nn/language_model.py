@@ -70,6 +70,12 @@ class LanguageModel(nn.Module):
             check_norm_width(flag, width)
 
     @classmethod
+    def check_rule(cls, rule: Rule) -> None:
+        """A command's check, before any work, that this kind trains by ``rule`` (a parsed
+        :class:`~fwdlearn.rules.Rule`): ``ValueError`` naming the rules it does train by, as its constructor refuses
+        the rule (default: any rule; a kind that trains by fewer overrides it)."""
+
+    @classmethod
     def config_arguments(cls, config: dict[str, Any], config_class: type) -> dict[str, Any]:
         """The entries of a saved ``config`` that build the model again: the fields of ``config_class`` (its ``kind``
         and :attr:`RETIRED_SETTINGS` left out). ``ValueError`` naming any other entry: a setting of another (newer)

@@ -286,11 +286,18 @@ class RecurrentLM(StackedLM):
                                 "'bptt' (the same gradients)" if rule.time.name == UNROLLED.name else
                                 "register its class first, fwdlearn.rules.register_time_rule("
                                 f"{type(rule.time).__name__})"))
-        if rule.time is not None and rule.time.name not in RUNS:  # (it was refused in the first training step)
-            raise ValueError(missing_run(rule.time))
+        self.check_rule(rule)
         if isinstance(rule.time, DSF) and rule.time.feedback is None:
             rule = rule.with_time(DSF(feedback))
         return rule
+
+    @classmethod
+    def check_rule(cls, rule: Rule) -> None:
+        """Its depth rule is one a :class:`~fwdlearn.sequences.nn.depth_rules.Wiring` implements, its time rule (if
+        any) one with a run function in :data:`~fwdlearn.sequences.nn.time_rules.RUNS`."""
+        super().check_rule(rule)
+        if rule.time is not None and rule.time.name not in RUNS:  # (it was refused in the first training step)
+            raise ValueError(missing_run(rule.time))
 
     def _dsf_feedback(self, default: str) -> str:
         return self.rule.time.feedback if isinstance(self.rule.time, DSF) else default

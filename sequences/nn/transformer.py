@@ -40,9 +40,9 @@ from torch import Tensor, nn
 
 from fwdlearn.errors import check_bool, check_int, check_range, check_seed
 from fwdlearn.optim import OptimizerSettings
-from fwdlearn.rules import DEPTH_RULES, Rule, parse_rule
+from fwdlearn.rules import Rule, parse_rule
 
-from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, check_depth_rule, identity_tap
+from fwdlearn.sequences.nn.depth_rules import StackedLM, Tap, depth_rule_spellings, identity_tap
 
 __all__ = ["TransformerConfig", "CausalSelfAttention", "MLP", "Block", "TransformerLM", "check_heads"]
 
@@ -205,10 +205,7 @@ class TransformerLM(StackedLM):
                              "(x - mean(x) = 0), and every block and the head read the stream through one, so the "
                              "model could not see its input; give hidden=2 or more")
         self.rule = parse_rule(training)
-        if self.rule.time is not None:
-            raise ValueError(f"a transformer has no recurrence: give a depth rule only (one of "
-                             f"{', '.join(DEPTH_RULES)}: e.g. bp, dfa:micro, local:readout); got {training!r}")
-        check_depth_rule(self.rule.depth)  # (before the tie check: tie=True with local:ff was told to build it with
+        self.check_rule(self.rule)  # (before the tie check: tie=True with local:ff was told to build it with
         # tie=False, which was then refused for its rule)
         self.config = TransformerConfig(vocab_size, hidden, layers, heads, context, mlp_ratio, dropout, tie,
                                         str(self.rule), feedback_seed)
@@ -231,6 +228,14 @@ class TransformerLM(StackedLM):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
         self._wire([b.taps for b in self.blocks], hidden, vocab_size, [self.embedding, self.positions, self.blocks],
                    feedback_seed, [b.normalized_taps for b in self.blocks])
+
+    @classmethod
+    def check_rule(cls, rule: Rule) -> None:
+        """A depth rule alone (no time rule: no recurrence), one the stacked language models implement."""
+        if rule.time is not None:  # (it named "local", which holds local:ff, refused next)
+            raise ValueError(f"a transformer has no recurrence: give a depth rule only (one of "
+                             f"{depth_rule_spellings()}); got {rule}")
+        super().check_rule(rule)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

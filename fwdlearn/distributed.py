@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from fwdlearn.runs import launched_processes  # (torch-free: the commands read it before importing torch)
+
 __all__ = ["init_from_env", "launched_processes", "check_group_started", "process_device", "is_distributed", "rank",
            "world_size", "shard_bounds", "gather_rows", "min_max", "mean", "raise_together"]
 
@@ -51,9 +53,9 @@ def init_from_env(backend: str | None = None, device: "torch.device | str | None
         device: the device the run computes on (a CPU run on a GPU host still needs ``gloo``).
 
     Returns ``True`` when more than one process takes part. Does nothing (returns ``False``)
-    when the variables are absent or ``WORLD_SIZE`` is 1; idempotent.
+    when the variables are absent or ``WORLD_SIZE`` is 1 (or not a number: :func:`launched_processes`); idempotent.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if launched_processes() <= 1:
         return False
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
@@ -67,27 +69,19 @@ def init_from_env(backend: str | None = None, device: "torch.device | str | None
     return is_distributed()
 
 
-def launched_processes() -> int:
-    """How many processes ``torchrun`` (or another launcher) started, as its ``WORLD_SIZE`` says, known before any
-    process group; 1 when unset or not a number."""
-    try:
-        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
-    except ValueError:
-        return 1
-
-
 def check_group_started(what: str) -> None:
-    """Raise :class:`~fwdlearn.errors.UsageError` when ``torchrun`` started several processes (``WORLD_SIZE`` > 1) but
-    this one joined no process group (:func:`init_from_env` not called): ``what``, a data-parallel fit, would then run
-    as that many independent fits, each on the whole batch, all writing one checkpoint."""
+    """Raise :class:`~fwdlearn.errors.UsageError` when a launcher started several processes (``WORLD_SIZE`` > 1, as
+    ``torchrun`` sets it) but this one joined no process group (:func:`init_from_env` not called): ``what``, a
+    data-parallel fit, would then run as that many independent fits, each on the whole batch, all writing one
+    checkpoint."""
     from fwdlearn.errors import UsageError
 
     launched = launched_processes()
     if launched > 1 and not is_distributed():
-        raise UsageError(f"torchrun started {launched} processes (WORLD_SIZE={launched}) but this one joined no "
-                         f"process group, so {what} would run as {launched} independent fits, each on the whole "
-                         "batch and all writing one checkpoint: call fwdlearn.distributed.init_from_env() first (or "
-                         "run the script without torchrun)")
+        raise UsageError(f"this process was started as one of {launched} (WORLD_SIZE={launched}, as torchrun sets it) "
+                         f"but joined no process group, so {what} would run as {launched} independent fits, each on "
+                         "the whole batch and all writing one checkpoint: call fwdlearn.distributed.init_from_env() "
+                         "first (or run the script as one process, WORLD_SIZE unset or 1)")
 
 
 def _own_gpu(device: "torch.device | str | None") -> int:
@@ -114,7 +108,7 @@ def process_device(device: "torch.device | str") -> torch.device:
     """The device this process computes on: under torchrun a plain ``cuda`` means this process's own GPU
     (``cuda:<LOCAL_RANK>``); any other device is kept."""
     device = torch.device(device)
-    if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if device.type == "cuda" and device.index is None and launched_processes() > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 

@@ -6,7 +6,9 @@
   ``.tmp`` is written before any is renamed, so a failure leaves the earlier set whole, never old and new mixed.
 - :func:`check_writable` fails *before any work* when a file could not be written later: a parent that
   is a file, a folder without write permission, a read-only file system.
-- :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for.
+- :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for;
+  :func:`removed_on_failure` removes the outputs a run wrote when it then fails (a plot before a record that could
+  not be written), so a re-run is not refused for them.
 - :func:`taking_turns` lets processes that prepare one shared folder (``torchrun`` ranks building a data set's
   cache on first use) do it one at a time.
 - :func:`writing` makes an ``OSError`` raised while a file is written name that file (a write's error names none:
@@ -28,7 +30,7 @@ from pathlib import Path
 from .errors import UsageError
 
 __all__ = ["atomic_write", "atomic_write_all", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite",
-           "taking_turns", "writing", "save_torch", "describe_os_error", "NO_ROOM"]
+           "removed_on_failure", "taking_turns", "writing", "save_torch", "describe_os_error", "NO_ROOM"]
 
 #: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -111,6 +113,22 @@ def _remove_quietly(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+@contextmanager
+def removed_on_failure(*paths: str | Path | None) -> Iterator[None]:
+    """Inside the block, a run writes ``paths`` (``None``: none), those not there yet as new files of its own: an
+    error or an interrupt inside it removes the new ones it wrote (a plot written before a record that then failed
+    to write, on a full disk), so the failed run leaves none behind that a re-run would refuse without
+    ``--overwrite``. A file there before the block (replaced by a run with ``--overwrite`` or ``--resume``, which a
+    re-run with the same flag replaces again) is left."""
+    new = [Path(path) for path in paths if path is not None and not os.path.lexists(path)]
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            _remove_quietly(path)  # (a removal the file system refuses too does not hide the run's own error)
+        raise
 
 
 def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:

@@ -465,16 +465,31 @@ def check_resume(resume: Any, checkpoint: Any) -> bool:
 
 
 def check_unshared_checkpoint(checkpoint: Any, what: str) -> None:
-    """Refuse a ``checkpoint`` for ``what``, a fit that trains in one process, when ``torchrun`` started several
-    (``WORLD_SIZE`` > 1): each process trains the whole model and would write the one file at once (two saves raced:
-    "could not write the checkpoint ... (FileNotFoundError ...); free disk space"), and a resume needs a part per
-    process. A data-parallel fit (``fit_lm``) gives each process its own part instead."""
-    launched = max(world_size(), launched_processes())
-    if checkpoint is not None and launched > 1:
-        raise UsageError(f"{what} trains in one process, and under torchrun each of the {launched} processes would "
-                         f"train the whole model and write the checkpoint {checkpoint} at once: fit without a "
-                         "checkpoint under torchrun (as influence graph --epochs does), or train in one process "
-                         "(without torchrun), save the model and load it")
+    """Refuse a ``checkpoint`` for ``what``, a fit that trains in one process, when several processes run: launched
+    as several (``WORLD_SIZE`` > 1, as ``torchrun`` sets it), each process trains the whole model and would write the
+    one file at once (two saves raced: "could not write the checkpoint ... (FileNotFoundError ...); free disk space"),
+    and a resume needs a part per process. Inside a process group (``torch.distributed`` initialised, by
+    :func:`~fwdlearn.distributed.init_from_env` or the user's own ``init_process_group``) it is refused too, also
+    where one process alone passes a ``checkpoint`` (the others ``None``): no process can know that it is the only
+    writer without the others taking part in the check, which a fit run on one process alone would wait for, and a
+    resume inside a group waits for every process's part. A data-parallel fit (``fit_lm``) gives each process its own
+    part instead."""
+    if checkpoint is None:
+        return
+    if is_distributed():
+        raise UsageError(f"{what} trains in one process, and inside a process group of {world_size()} processes (this "
+                         f"is rank {rank()}) it cannot know that no other process writes the checkpoint {checkpoint} "
+                         "too, so a checkpoint is refused there, also when one process alone passes one (a resume "
+                         "would wait for the others' parts): fit without a checkpoint inside the group and save the "
+                         "trained model on one process (model.save(path)), or run the checkpointed fit in a process "
+                         "of its own, outside any process group and launcher (WORLD_SIZE unset or 1)")
+    launched = launched_processes()
+    if launched > 1:
+        raise UsageError(f"{what} trains in one process, and run with several processes (WORLD_SIZE={launched}, as "
+                         f"torchrun sets it) each of the {launched} would train the whole model and write the "
+                         f"checkpoint {checkpoint} at once: fit without a checkpoint there (as influence graph "
+                         "--epochs does under torchrun), or train in one process (WORLD_SIZE unset or 1), save the "
+                         "model and load it")
 
 
 def load_device(map_location: Any) -> Any:

@@ -44,6 +44,7 @@ from .files import check_writable, refuse_overwrite, remove_stale_tmp, writing
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
+           "launched_processes",
            "lock_run", "release_runs", "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
 
 RUN_OPTIONS = "run options"
@@ -137,13 +138,23 @@ class RunPaths:
         return pairs
 
 
+def launched_processes() -> int:
+    """How many processes ``torchrun`` (or another launcher) started, as its ``WORLD_SIZE`` says, known before any
+    process group; 1 when unset or not a number. The one reading of ``WORLD_SIZE``, for the commands' checks (made
+    without importing torch) and :mod:`fwdlearn.distributed` alike."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
 def launch_rank() -> int:
     """This process's rank as ``torchrun`` set it (``RANK``), known before any process group; 0 outside a launch of
     several processes (``WORLD_SIZE`` unset or 1: a stray ``RANK`` alone made a lone process silence its errors and
     skip the run lock as a non-leading rank does)."""
+    if launched_processes() <= 1:
+        return 0
     try:
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return 0
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
@@ -152,7 +163,7 @@ def launch_rank() -> int:
 def refuse_torchrun(job: str) -> None:
     """Raise :class:`UsageError` under ``torchrun`` (``WORLD_SIZE`` > 1): command ``job`` does not share its work out,
     so every process would run all of it and write the same files."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_processes() > 1:
         raise UsageError(f"fwdlearn {job.replace('-', ' ', 1)} runs in one process: start it without torchrun "
                          "(torchrun scales out seq train and influence graph)")
 
@@ -213,7 +224,7 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
 
     if not scales_out:
         refuse_torchrun(job)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (options.name or options.json or out):
+    if launched_processes() > 1 and not (options.name or options.json or out):
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
     if options.name:
         check_run_name(options.name)

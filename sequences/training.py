@@ -35,7 +35,9 @@ goes on, so the best is chosen among values on the same tokens and windows.
 :math:`WB`, window for window that process's, whatever the split's length), gradients are averaged
 across processes and every replica takes the same update; the logged (and divergence-checked) loss is the
 global batch's mean. Process :math:`r > 0` draws its dropout masks from a seed of its own (from ``seed`` and
-:math:`r`; rank 0 draws as one process does), so the processes' rows do not share masks. Rank 0 owns the progress
+:math:`r`; rank 0 draws as one process does), so the processes' rows do not share masks (a checkpoint whose parts
+hold one generator state, written by an fwdlearn that seeded every process alike, is resumed with the processes
+reseeded so, and a warning). Rank 0 owns the progress
 bar and the checkpoint; rank :math:`r > 0` keeps its own ``<checkpoint>.rank<r>`` (a full training state, with its
 stream position, carried state and random-number generators) so a resumed run restarts every process where it
 stopped -- refused when the files hold different steps.
@@ -56,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fwdlearn.distributed import check_group_started, is_distributed, mean, rank, world_size
+from fwdlearn.distributed import check_group_started, gather_rows, is_distributed, mean, rank, world_size
 from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range,
                              check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
@@ -386,6 +388,25 @@ def _process_seed(seed: int, process: int) -> int:
     return int.from_bytes(digest[:8], "little")  # (< 2**64: a seed torch's generators take)
 
 
+def _unshare_generators(seed: int) -> None:
+    """At the first step of a resumed data-parallel :func:`fit_lm`: a checkpoint written before process :math:`r > 0`
+    drew from a seed of its own holds rank 0's generator states in every part, and its processes would go on drawing
+    rank 0's dropout masks, in silence. A process whose torch generator is in rank 0's state (every process compares,
+    a collective) reseeds from ``(seed, r)`` as a fresh run's does, and rank 0 warns once."""
+    states = gather_rows(torch.get_rng_state().reshape(1, -1))
+    shared = [r for r in range(1, states.shape[0]) if torch.equal(states[r], states[0])]
+    if not shared:
+        return
+    if rank() in shared:
+        torch.manual_seed(_process_seed(seed, rank()))
+    if rank() == 0:
+        many = len(shared) > 1
+        warn(f"the checkpoint's parts of process{'es' if many else ''} {', '.join(map(str, shared))} hold rank 0's "
+             "random-number generator state (written by an fwdlearn that seeded every process alike, so their rows "
+             f"drew rank 0's dropout masks up to the resumed step): {'each' if many else 'it'} now draws from a seed "
+             "of its own, as a fresh run's processes do")
+
+
 class _TrainingLoss(torch.nn.Module):
     """The model's :meth:`training_loss` as a module's forward, so ``DistributedDataParallel`` can wrap it."""
 
@@ -566,7 +587,9 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             then reseeds torch's generators (CPU and CUDA) with a seed of its own drawn from ``(seed, r)``, so every
             process draws its own dropout masks, as each row of one process's global batch gets its own (rank 0 draws
             as one process does; the weights stay identical: every replica takes the averaged update). Its torch
-            generators are then its own after the fit too.
+            generators are then its own after the fit too. A checkpoint whose parts all hold rank 0's generators
+            (written by an fwdlearn that seeded every process alike) is resumed with the processes that share them
+            reseeded so, with a warning.
         train_split, valid_split: the splits trained on and validated on (the best state is selected on
             ``valid_split``); two different splits of ``corpus``, else :class:`~fwdlearn.errors.UsageError`.
         align_every: every this many steps (and at the first and last), the alignment diagnostic
@@ -660,8 +683,13 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
                                      "with as many processes as the run was started with (if it was, the run stopped "
                                      "before this process's first save: start over with --overwrite)")
     state = TrainState(model, optimizer, corpus.vocab, batcher, scheduler=scheduler)
+    unchecked = is_distributed() and resume  # (a resumed part's generators: rank 0's, when an older fwdlearn wrote it)
 
     def step(i: int) -> dict[str, float]:
+        nonlocal unchecked
+        if unchecked:  # (the checkpoint has set the generators by now; every process takes its first step together)
+            unchecked = False
+            _unshare_generators(check_seed(seed))
         x, y, fresh = batcher.next()
         if fresh:
             state.carry = None
@@ -702,8 +730,9 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
     the result with :func:`evaluate_task`'s default test samples. The optimizer is the model's default with these
     overrides (``None``: the default); other arguments as :func:`fit_lm`. A resume needs the same model, dtype, task
     settings, batch size and seed (the samples go on from the checkpoint's generator). It trains in one process:
-    under ``torchrun`` it is refused inside a process group, and a ``checkpoint`` is refused without one (every
-    process would write the file at once, :func:`~fwdlearn.fit.check_unshared_checkpoint`)."""
+    it is refused inside a process group, and a ``checkpoint`` is refused where a launcher started several processes
+    without one (``WORLD_SIZE`` > 1, as ``torchrun`` sets it: every process would write the file at once,
+    :func:`~fwdlearn.fit.check_unshared_checkpoint`)."""
     _check_fit_arguments(model, steps, batch_size, lr, weight_decay, clip)
     check_int("eval_batches", eval_batches, 1)  # (before any work, not at the first evaluation)
     checkpoint = None if checkpoint is None else Path(checkpoint).expanduser()
@@ -717,8 +746,10 @@ def fit_task(model, task: SequenceTask, steps: int = 500, batch_size: int = 32, 
         raise UsageError(f"seed {seed} draws the task's {held_out[seed]} samples (fwdlearn.sequences.training."
                          f"{held_out[seed].upper()}_SEED): train with another seed")
     if is_distributed():
-        raise UsageError("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded): "
-                         "run it without torchrun, or train a corpus (fit_lm) data-parallel")
+        raise UsageError(f"fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded), "
+                         f"and this one is in a process group of {world_size()}: run it in a process of its own, "
+                         "outside any process group and launcher (WORLD_SIZE unset or 1), or train a corpus (fit_lm) "
+                         "data-parallel")
     check_unshared_checkpoint(checkpoint, "fit_task")  # (without a process group: N fits wrote one checkpoint)
     seed_everything(seed)
     device = next(model.parameters()).device

@@ -243,3 +243,23 @@ def test_gather_rows_takes_an_empty_share_as_the_others_and_refuses_rows_of_anot
                                         "shape (n, 2)): give every process rows of one dtype and width (an empty share "
                                         "may be of any)")
         assert found["empty"] == ("torch.float64", [[0.25, 0.5]])
+
+
+def test_the_launchers_process_count_is_read_once_for_the_commands_and_the_library(monkeypatch):
+    """fwdlearn.runs read WORLD_SIZE itself (it must not import torch, for a fast --help) beside
+    distributed.launched_processes, and the two disagreed: WORLD_SIZE '' or 'two' made refuse_torchrun and run_outputs
+    fail with int()'s "invalid literal for int() with base 10" while launch_rank and the fits read one process. One
+    torch-free implementation serves both now."""
+    from fwdlearn import distributed, runs
+    from fwdlearn.errors import UsageError
+
+    assert distributed.launched_processes is runs.launched_processes
+    monkeypatch.setenv("RANK", "1")
+    for value, count in (("", 1), ("two", 1), ("0", 1), ("1", 1), ("3", 3)):
+        monkeypatch.setenv("WORLD_SIZE", value)
+        assert runs.launched_processes() == count and runs.launch_rank() == (1 if count > 1 else 0)
+        if count > 1:
+            with pytest.raises(UsageError, match="runs in one process: start it without torchrun"):
+                runs.refuse_torchrun("seq-sample")
+        else:
+            runs.refuse_torchrun("seq-sample")  # (one process: nothing to refuse)

@@ -67,6 +67,31 @@ def test_a_full_disk_names_the_file_the_cause_and_the_fix(args, full, named, fla
     assert _left(folder) == left  # (a finished run's checkpoint stays; no .tmp, no lock)
 
 
+@pytest.mark.parametrize("args, again", [
+    (SEQ + ["--model", "transformer", "--training", "dfa", "--align-every", "1", "--plot", "p.png", "--name", "s"],
+     ["--resume"]),
+    (INF_SEQ + ["--plot", "p.png", "--json", "i.json"], []),
+    (["influence", "graph", "--data", "karate", "--layers", "1", "--models", "gcn", "--samples", "4", "--quiet",
+      "--plot", "p.png", "--json", "i.json"], []),
+], ids=["seq-train", "influence-seq", "influence-graph"])
+def test_a_run_whose_record_fails_leaves_no_plot_of_its_own(args, again, folder, monkeypatch, capsys):
+    """seq train and influence graph|seq draw their plot before they write the record: on a full disk the failed
+    run kept the plot, and its re-run was refused ("p.png already exists; ... pass --overwrite"). The plot this run
+    drew goes with the failed record (seq train's checkpoint stays, for --resume); a plot there before is kept."""
+    write_text = Path.write_text
+    _full_disk_on(monkeypatch, ".json.tmp")
+    assert main(args) == 2
+    assert "the disk is full" in capsys.readouterr().err
+    assert not (folder / "p.png").exists() and not list(folder.rglob("*.tmp"))
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert main(args + again) == 0, capsys.readouterr().err  # (the disk has room again: the same command goes on)
+    assert (folder / "p.png").is_file()
+    made = (folder / "p.png").stat().st_mtime_ns
+    _full_disk_on(monkeypatch, ".json.tmp")
+    assert main(args + (again or ["--overwrite"])) == 2  # a plot there before the run is not this run's to remove
+    assert (folder / "p.png").is_file() and (folder / "p.png").stat().st_mtime_ns >= made
+
+
 def test_a_checkpoint_on_a_full_disk_is_said_as_any_other_file(folder, monkeypatch, capsys):
     """torch.save given a path reports a full disk as "RuntimeError: [enforce fail at inline_container.cc:672] .
     unexpected pos 576 vs 534" (measured on a full tmpfs), which the checkpoint's message repeated as the cause;

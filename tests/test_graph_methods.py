@@ -1339,19 +1339,76 @@ def test_a_conv_with_dropout_is_trained_in_train_mode_and_validated_in_eval_mode
 
 
 
-def test_a_graph_fit_refuses_a_checkpoint_every_torchrun_process_would_write(tmp_path, monkeypatch):
+def _one_writer_worker(rank: int, port: int, folder: str) -> None:
+    import torch.distributed as dist
+
+    from fwdlearn.errors import UsageError
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    checkpoint = f"{folder}/g.pt" if rank == 0 else None  # (the user's own group: rank 0 alone keeps a checkpoint)
+    try:
+        ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(tiny_graph(), epochs=1, quiet=True, checkpoint=checkpoint)
+        found = None
+    except UsageError as error:
+        found = str(error)
+    if rank == 1:  # a task fit trains in one process: refused in any group (it said "run it without torchrun")
+        from fwdlearn.sequences import DelayedRecall, RecurrentLM
+
+        task = DelayedRecall(lag=2, symbols=4, length=10)
+        model = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size)
+        try:
+            model.fit(task, steps=1, quiet=True)
+        except UsageError as error:
+            found = str(error)
+    torch.save(found, f"{folder}/found{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_graph_fit_in_the_users_own_process_group_names_why_one_writer_is_refused_too(tmp_path):
+    """In a process group of the user's own (no torchrun, no WORLD_SIZE) with rank 0 alone passing checkpoint=, the
+    refusal said "under torchrun each of the 2 processes would ... write the checkpoint at once", neither true there.
+    It stays refused -- no process can know that it is the only writer without the others taking part in the check,
+    which a fit run on rank 0 alone would wait for, and a resume in a group waits for every process's part (lifted,
+    rank 0's resume waited in a collective the others never joined) -- and now says so, with the way out."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_one_writer_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    lead, other = (torch.load(tmp_path / f"found{r}.pt") for r in (0, 1))
+    # (without a checkpoint a graph fit runs in a group, as influence graph --epochs does; a task fit does not)
+    assert other == ("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded), and "
+                     "this one is in a process group of 2: run it in a process of its own, outside any process group "
+                     "and launcher (WORLD_SIZE unset or 1), or train a corpus (fit_lm) data-parallel")
+    assert lead.startswith("ForwardGNN.fit trains in one process, and inside a process group of 2 processes (this is "
+                           f"rank 0) it cannot know that no other process writes the checkpoint {tmp_path}/g.pt too")
+    assert "also when one process alone passes one" in lead and "torchrun" not in lead
+    assert lead.endswith("fit without a checkpoint inside the group and save the trained model on one process "
+                         "(model.save(path)), or run the checkpointed fit in a process of its own, outside any "
+                         "process group and launcher (WORLD_SIZE unset or 1)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["found0.pt", "found1.pt"]
+
+
+def test_a_graph_fit_refuses_a_checkpoint_every_launched_process_would_write(tmp_path, monkeypatch):
     """Under torchrun every process runs a graph fit whole (it is not shared out): with a checkpoint each wrote the one
     file at once, and the saves' race failed as "could not write the checkpoint ... (FileNotFoundError: ...); free
     disk space". A checkpoint is refused there, naming the way out; without one the fit runs (influence graph
-    --epochs under torchrun)."""
+    --epochs under torchrun). The refusal said "under torchrun" for any launcher that sets WORLD_SIZE; it names the
+    variable now."""
     from fwdlearn.errors import UsageError
     from fwdlearn.graphs import ForwardLinkPredictor
 
     data = tiny_graph()
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(UsageError, match=r"ForwardGNN.fit trains in one process, and under torchrun each of the 2 "
-                                         r"processes would train the whole model and write the checkpoint .*g\.pt at "
-                                         r"once: fit without a checkpoint under torchrun"):
+    with pytest.raises(UsageError, match=r"^ForwardGNN.fit trains in one process, and run with several processes "
+                                         r"\(WORLD_SIZE=2, as torchrun sets it\) each of the 2 would train the whole "
+                                         r"model and write the checkpoint .*g\.pt at once: fit without a checkpoint "
+                                         r"there \(as influence graph --epochs does under torchrun\), or train in one "
+                                         r"process \(WORLD_SIZE unset or 1\), save the model and load it$"):
         ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=1, quiet=True, checkpoint=tmp_path / "g.pt")
     with pytest.raises(UsageError, match="ForwardLinkPredictor.fit trains in one process"):
         ForwardLinkPredictor(5, hidden=8, layers=1).fit(data, epochs=1, quiet=True, checkpoint=tmp_path / "l.pt")

@@ -181,16 +181,18 @@ def test_a_one_process_checkpoint_resumed_by_two_is_refused_once_for_its_process
 
 def test_a_fit_under_torchrun_without_a_process_group_is_refused_naming_init_from_env(tmp_path, monkeypatch):
     """A user script under torchrun that forgot init_from_env() ran as N independent fits, each on the whole batch,
-    all writing one checkpoint (a reviewer's 2-process run); the fit now names the call it needs."""
+    all writing one checkpoint (a reviewer's 2-process run); the fit now names the call it needs, in words true of any
+    launcher that sets WORLD_SIZE (it said "torchrun started 2 processes" for all of them)."""
     from fwdlearn.errors import UsageError
 
     (tmp_path / "text.txt").write_text(TEXT)
     corpus = load_text(str(tmp_path / "text.txt"))
     model = _initial_model(corpus.vocab_size, 0)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(UsageError, match=r"torchrun started 2 processes \(WORLD_SIZE=2\) but this one joined no "
-                                         r"process group, so fit_lm would run as 2 independent fits.*call "
-                                         r"fwdlearn\.distributed\.init_from_env\(\) first"):
+    with pytest.raises(UsageError, match=r"^this process was started as one of 2 \(WORLD_SIZE=2, as torchrun sets "
+                                         r"it\) but joined no process group, so fit_lm would run as 2 independent "
+                                         r"fits.*call fwdlearn\.distributed\.init_from_env\(\) first \(or run the "
+                                         r"script as one process, WORLD_SIZE unset or 1\)$"):
         model.fit(corpus, context=12, steps=1, batch_size=3, checkpoint=str(tmp_path / "c.pt"), quiet=True)
     assert not (tmp_path / "c.pt").exists()
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: trains as before
@@ -206,8 +208,9 @@ def test_a_task_fit_with_a_checkpoint_under_torchrun_without_a_process_group_is_
     task = DelayedRecall(lag=2, symbols=4, length=10)
     model = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1, out_size=task.out_size)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(UsageError, match=r"^fit_task trains in one process, and under torchrun each of the 2 "
-                                         r"processes would train the whole model and write the checkpoint .*c\.pt"):
+    with pytest.raises(UsageError, match=r"^fit_task trains in one process, and run with several processes "
+                                         r"\(WORLD_SIZE=2, as torchrun sets it\) each of the 2 would train the whole "
+                                         r"model and write the checkpoint .*c\.pt"):
         model.fit(task, steps=1, eval_every=1, quiet=True, checkpoint=tmp_path / "c.pt")
     assert not (tmp_path / "c.pt").exists()
     model.fit(task, steps=1, eval_every=1, quiet=True)  # without a checkpoint: trained, as the graph fits are
@@ -265,3 +268,49 @@ def test_each_process_draws_its_own_dropout_masks_and_the_replicas_stay_identica
     alone, masks = _dropout_model(corpus.vocab_size)  # one process of the same batch shape: rank 0's masks
     alone.fit(corpus, context=12, steps=4, batch_size=3, eval_every=2, quiet=True)
     assert all(torch.equal(a, b) for a, b in zip(masks, first["masks"]))
+
+
+def _shared_generators_worker(rank: int, port: int, folder: str) -> None:
+    import warnings
+
+    from fwdlearn.errors import FwdlearnWarning
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    corpus = load_text(f"{folder}/text.txt")
+    ckpt = f"{folder}/ckpt.pt"
+    model, masks = _dropout_model(corpus.vocab_size)
+    model.fit(corpus, context=12, steps=2, batch_size=3, eval_every=2, quiet=True, checkpoint=ckpt)
+    dist.barrier()
+    if rank == 1:  # as written before processes seeded apart: process 1's part holds rank 0's generators
+        part = torch.load(f"{ckpt}.rank1", weights_only=False)
+        part["rng"] = torch.load(ckpt, weights_only=False)["rng"]
+        torch.save(part, f"{ckpt}.rank1")
+    dist.barrier()
+    model, masks = _dropout_model(corpus.vocab_size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(corpus, context=12, steps=4, batch_size=3, eval_every=2, quiet=True, checkpoint=ckpt, resume=True)
+    warned = [str(w.message) for w in caught if issubclass(w.category, FwdlearnWarning)]
+    torch.save({"masks": list(masks), "warned": warned}, f"{folder}/shared{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_checkpoint_whose_parts_share_rank_0s_generators_resumes_with_masks_of_each_processs_own(tmp_path):
+    """A checkpoint written under torchrun before process r > 0 drew from a seed of its own holds rank 0's generator
+    states in every part: resumed, process 1 went on drawing rank 0's very dropout masks, in silence. The processes
+    that share rank 0's state now reseed from (seed, r), and rank 0 warns once."""
+    (tmp_path / "text.txt").write_text(TEXT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_shared_generators_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    lead, other = (torch.load(tmp_path / f"shared{r}.pt") for r in (0, 1))
+    assert len(lead["masks"]) == len(other["masks"]) == 2  # (steps 3 and 4)
+    for a, b in zip(lead["masks"], other["masks"]):
+        assert a.shape == b.shape == (3, 12, 12)
+        assert not torch.equal(a, b)  # (each resumed step's masks were equal)
+    assert len(lead["warned"]) == 1 and other["warned"] == []
+    assert lead["warned"][0].startswith("the checkpoint's parts of process 1 hold rank 0's random-number generator "
+                                        "state")
+    assert "it now draws from a seed of its own" in lead["warned"][0]

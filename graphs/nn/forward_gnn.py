@@ -375,8 +375,9 @@ class ForwardGNN(ModelFile, nn.Module):
             bp_lr: the learning rate when the method is ``bp`` (default ``lr``); ignored, with a warning, by the
                 other methods.
             checkpoint: keep a checkpoint of the training in this file (the layer being trained, its optimizer,
-                the frozen layers), written at every evaluation. Refused under ``torchrun``, where every process
-                trains the whole model and would write the file at once
+                the frozen layers), written at every evaluation. Refused when several processes run (``WORLD_SIZE`` > 1,
+                as ``torchrun`` sets it, or inside a process group, also where one process alone passes it): each
+                trains the whole model, and none can know that it alone writes the file
                 (:func:`~fwdlearn.fit.check_unshared_checkpoint`).
             resume: continue from ``checkpoint`` (refused without one); it must come from the same model and graph
                 (a different method, shape, graph or split is refused, naming the difference; the same graph with

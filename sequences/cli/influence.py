@@ -56,6 +56,7 @@ class InfluenceSeqConfig(RunOptions):
 def _run(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
     from fwdlearn.errors import UsageError
+    from fwdlearn.files import removed_on_failure
     from fwdlearn.fit import seed_everything
     from fwdlearn.reporting import markdown_table
     from fwdlearn.runs import run_outputs, start_run
@@ -122,14 +123,18 @@ def _run(args: argparse.Namespace) -> int:
         curves[name] = curve.tolist()
         rows.append(row)
     print(markdown_table(rows, ["model", "R", "seconds"]), end="")
-    if paths.plot is not None:
-        plot_influence_curves(curves, paths.plot, xlabel="lag")
-        record.add_file("plot", paths.plot)
-    record.summary["curves"] = curves
-    record.summary["device"] = str(device)
+    # (a record that fails to write, a full disk, takes the plot this run drew with it: a re-run was refused for it,
+    # "p.png already exists ... --overwrite")
+    with removed_on_failure(paths.plot):
+        if paths.plot is not None:
+            plot_influence_curves(curves, paths.plot, xlabel="lag")
+            record.add_file("plot", paths.plot)
+        record.summary["curves"] = curves
+        record.summary["device"] = str(device)
+        saved = record.save(paths.record, overwrite=config.overwrite)
     if paths.plot is not None:
         print(f"plot: {paths.plot}")
-    print(f"record: {record.save(paths.record, overwrite=config.overwrite)}")
+    print(f"record: {saved}")
     return 0
 
 

@@ -325,3 +325,63 @@ def test_narrow_edge_ids_and_pairs_train_and_score_as_int64_ones(conv):
     for auc, probabilities in results[1:]:
         assert auc == results[0][0]
         assert torch.equal(probabilities, results[0][1])
+
+
+@pytest.mark.parametrize("method", ["ce", "bp"])
+def test_fixed_train_negatives_are_the_references_one_set_that_excludes_held_out_edges(method, monkeypatch, tmp_path):
+    """The reference (forwardgnn's datasplit.py: RandomLinkSplit with add_negative_train_samples=True) trains on one set
+    of negatives drawn with the split, excluding every edge of the graph; fit drew afresh every epoch among the
+    non-training pairs only (5 % of karate's draws are held-out positives), with no way to run the reference's
+    protocol. train_negatives="fixed": one set per seed, reused every epoch, no held-out positive and no validation or
+    test negative among it; the default stays PyG's fresh draws; a resume with the other choice is refused, one of a
+    checkpoint written before the choice (fresh draws, not recorded) goes on with the default."""
+    import torch
+
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs.nn.linkpred import link_split, split_negatives
+
+    data = load_graph("karate", split="random")
+    n = data.num_nodes
+    train, val, test = link_split(data, seed=0)
+    every_edge = torch.cat([train.edge_index, val.pos_edge_label_index, test.pos_edge_label_index], 1)
+    held_negatives = torch.cat([val.neg_edge_label_index, test.neg_edge_label_index], 1)
+
+    def keys(pairs: torch.Tensor) -> set[int]:
+        return set((pairs[0] * n + pairs[1]).tolist()) | set((pairs[1] * n + pairs[0]).tolist())
+
+    drawn = []
+    loss = ForwardLinkPredictor._loss
+    monkeypatch.setattr(ForwardLinkPredictor, "_loss", lambda self, h, pos, neg: drawn.append(neg) or loss(self, h, pos,
+                                                                                                           neg))
+
+    def fit(**options) -> list[torch.Tensor]:
+        drawn.clear()
+        seed_everything(0)
+        ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method).fit(
+            data, epochs=4, patience=None, quiet=True, seed=0, **options)
+        return list(drawn)
+
+    fixed = fit(train_negatives="fixed")
+    assert len(fixed) >= 4 and all(torch.equal(neg, fixed[0]) for neg in fixed)  # one set, every epoch
+    torch.testing.assert_close(fixed[0], split_negatives(train, val, test, n, 0))  # the seed's set
+    assert fixed[0].shape == (2, train.pos_edge_label_index.shape[1])  # one per training edge, as the reference
+    assert not bool((fixed[0][0] == fixed[0][1]).any())
+    assert not set((fixed[0][0] * n + fixed[0][1]).tolist()) & (keys(every_edge) | keys(held_negatives))
+    assert all(torch.equal(a, b) for a, b in zip(fixed, fit(train_negatives="fixed")))  # the same seed, the same set
+    fresh = fit()  # the default: drawn every epoch among the non-training pairs (may hold held-out positives)
+    assert not torch.equal(fresh[0], fresh[1])
+    with pytest.raises(ValueError, match=r"unknown train_negatives 'all'; use 'fresh' .* or 'fixed'"):
+        fit(train_negatives="all")
+    ckpt = tmp_path / "link.pt"
+    seed_everything(0)
+    ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method).fit(
+        data, epochs=2, patience=None, quiet=True, checkpoint=ckpt, train_negatives="fixed")
+    with pytest.raises(UsageError, match=r"train_negatives 'fixed' \(checkpoint\) vs 'fresh' \(now\)"):
+        ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method).fit(
+            data, epochs=4, patience=None, quiet=True, checkpoint=ckpt, resume=True)
+    older = torch.load(ckpt, weights_only=False)  # a checkpoint from before the choice drew fresh negatives: resumed
+    del older["fingerprint"]["train_negatives"]
+    torch.save(older, ckpt)
+    report = ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method).fit(
+        data, epochs=4, patience=None, quiet=True, checkpoint=ckpt, resume=True)
+    assert report.resumed is not None

@@ -156,7 +156,9 @@ class VirtualNodeFF(_GoodnessMethod):
         + \operatorname{mean}_{i,j} \operatorname{softplus}(G^-_{ij} - \theta),
 
     :math:`G^+_i` node :math:`i`'s goodness linked to virtual node :math:`y_i`, :math:`G^-_{ij}` linked to the wrong
-    class of copy :math:`j`; scores: the goodness summed over layers in each of the :math:`K` candidate passes."""
+    class of copy :math:`j`; scores: the goodness summed over layers in each of the :math:`K` candidate passes. The
+    node features are read as given, where the reference's loader row-normalises them: the same inputs on features
+    whose smallest value is 0, not on negative ones (:mod:`~fwdlearn.graphs.methods.virtual_nodes`)."""
 
     rule: ClassVar[str] = "local:ff:vn"
 

@@ -40,6 +40,9 @@ class SingleForward(LayerwiseMethod):
         \text{scores}_i = \frac{1}{L}\sum_{l=1}^{L} \operatorname{softmax}_k\big(\langle h^{(l)}_i, c^{(l)}_k
         \rangle/\tau\big).
 
+    The node features are read as given, where the reference's loader row-normalises them: the same inputs on
+    features whose smallest value is 0, not on negative ones (:mod:`~fwdlearn.graphs.methods.virtual_nodes`).
+
     Args:
         tau: the temperature :math:`\tau` (default 1.0).
         cache: reuse the aggregation of frozen inputs (GCN/SAGE).

@@ -24,8 +24,10 @@ one time step per epoch (states persist across epochs), every layer updated ever
 previous step's states of their neighbours, then the odd layers from the even layers' new outputs below and above),
 in training and evaluation alike.
 Evaluation starts from zero states, runs ``steps`` (10) time steps and accumulates the
-per-layer class probabilities of steps 2..steps-1 (2..9 at the default 10, as the reference's ``--test-time-steps``
-and its default accumulation window).
+per-layer class probabilities of steps 2..steps-1 (2..9 at the default 10), as the reference's Top-To-Input does for
+every ``--test-time-steps`` T: its ``train_forward.py`` sets the accumulated steps to ``range(T)[2:]`` unless
+``--storable-time-steps`` is given (T = 20: steps 2..19 of every layer), and ``GNNTop2InputSF.eval_model`` adds each
+layer's softmax at those steps. (The reference's Top-To-Loss reads no ``--test-time-steps``: it infers in one pass.)
 
 Differences from the reference's code (measured in docs/benchmarks.md): its non-alternating update reads the previous
 step's states below and above, where ``"sync"`` reads the layer below of this step; it starts from a bottom-up pass

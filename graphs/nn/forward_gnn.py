@@ -166,7 +166,8 @@ class ForwardGNN(ModelFile, nn.Module):
             of :math:`K`).
         cache: reuse the aggregation of frozen inputs (GCN/SAGE, layer-by-layer methods; default ``True``).
         update: top-down updates, ``"sync"`` (default: bottom up, each layer reading the layer below of this step) or
-            ``"alternate"`` (the even layers, then the odd ones).
+            ``"alternate"`` (the even layers, then the odd ones: what the reference's scripts run,
+            ``--alternating-update``).
         steps: top-down evaluation steps (default 10; class probabilities accumulated over steps 2..steps-1).
         seed: seed of the virtual-node features, of the negatives and of DFA's feedback matrices (default 0). It does
             not seed the weights: they are drawn from torch's global generator when the model is built, so call
@@ -384,6 +385,11 @@ class ForwardGNN(ModelFile, nn.Module):
                 its features in another dtype is refused naming the dtype to cast back to). New ``lr`` and
                 ``weight_decay`` values apply.
             overwrite: let this fit replace an existing ``checkpoint`` (without ``resume``).
+
+        The defaults are a shorter budget than the reference's scripts (forwardgnn's ``exp/nodeclass/*.sh``: 1000
+        epochs per layer, or in all for the top-down methods, validated every 2 epochs with a patience of 100
+        validations, lr 1e-3, weight decay 5e-4): ``fit(data, epochs=1000, eval_every=2, patience=100)`` runs
+        their budget.
 
         Runs on the device of ``data.x`` (the model is moved there). The model keeps its train/eval mode; a second
         ``fit`` goes on from the current weights with a fresh optimizer (``checkpoint``/``resume`` continue the

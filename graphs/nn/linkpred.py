@@ -3,9 +3,10 @@ baseline.
 
 Edge score of a pair :math:`(u, v)` at layer :math:`l` is the dot product
 :math:`s^{(l)}_{uv} = \langle h^{(l)}_u, h^{(l)}_v \rangle`. Each layer is trained on its own,
-on the frozen output of the layer below, against negative edges sampled afresh every epoch
+on the frozen output of the layer below, against negative edges sampled afresh every epoch by default
 (one per positive edge: distinct ordered pairs of distinct nodes that are not training edges, drawn uniformly from
-torch's generator by :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler`, PyG's ``negative_sampling`` in torch):
+torch's generator by :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler`, PyG's ``negative_sampling`` in torch;
+``fit(train_negatives="fixed")``: the reference's one fixed set, below):
 
 - ``"ce"`` (rule ``local:ce``, ForwardGNN-CE): :math:`\mathcal{L}_l = \operatorname{BCE}(\sigma(s^{(l)}_{uv}), 1)` on
   training edges and :math:`\operatorname{BCE}(\sigma(s^{(l)}_{uv}), 0)` on negatives;
@@ -27,12 +28,23 @@ passing uses the training edges (and, at test time, training + validation edges,
 provides). GCN/SAGE layers reuse the cached aggregation of their frozen input
 (:mod:`~fwdlearn.graphs.nn.aggregation_cache`).
 
-One difference from the reference's protocol: it draws one fixed set of training negatives with the split (excluding
-every edge, validation and test positives included); here they are drawn afresh every epoch, excluding the training
-edges only, so a few may be held-out positives (0.04 % on Cora, 5 % on the 78-edge karate graph). Measured on Cora
-(4-layer GCN, 100 epochs): test AUC 0.926 against 0.921-0.924 with the reference's fixed negatives (``ce``), 0.881
-against 0.872 (``bp``), with PyG's sampler; with :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler` (the same
-pairs, drawn from torch's generator) 0.925 and 0.886 (``fwdlearn bench graph``, docs/benchmarks/graph-link.md).
+The training negatives, :meth:`ForwardLinkPredictor.fit`'s ``train_negatives``:
+
+- ``"fresh"`` (the default; PyG's ``examples/link_pred.py`` convention, ``RandomLinkSplit(add_negative_train_samples=
+  False)`` and ``negative_sampling(train_data.edge_index, ...)`` every epoch): drawn afresh every epoch, excluding the
+  training edges only, so a few may be held-out positives (0.05 % of the pairs drawn on Cora, 5 % on the 78-edge
+  karate graph);
+  training never reads a held-out edge.
+- ``"fixed"`` (the reference's protocol: forwardgnn's ``datasplit.py`` splits with ``RandomLinkSplit``'s default
+  ``add_negative_train_samples=True``, whose one ``negative_sampling`` call over every edge of the graph draws the
+  training negatives with the validation and test ones, and every epoch reuses them): one set, one per training edge,
+  drawn once from ``seed`` among the pairs that are no edge of the graph (validation and test positives included) and
+  no validation or test negative pair.
+
+Measured on Cora (4-layer GCN, 100 epochs): test AUC 0.926 against 0.921-0.924 with the reference's fixed negatives
+(``ce``), 0.881 against 0.872 (``bp``), with PyG's sampler; with :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler`
+(the same pairs, drawn from torch's generator) 0.925 and 0.886 (``fwdlearn bench graph``,
+docs/benchmarks/graph-link.md).
 """
 
 from __future__ import annotations
@@ -50,8 +62,8 @@ from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_range, check_representable,
                              warn)
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype,
-                          check_unshared_checkpoint, evaluating, keeps_mode, on_device, seed_everything,
-                          tensor_fingerprint)
+                          check_unshared_checkpoint, evaluating, keeps_mode, on_device, read_checkpoint,
+                          seed_everything, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
@@ -65,8 +77,8 @@ from fwdlearn.graphs.nn.backbones import check_conv, fixed_inputs, make_blocks
 from fwdlearn.graphs.nn.negatives import NegativeSampler
 from fwdlearn.graphs.registries import LINK_METHODS, link_method, link_rule
 
-__all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "PairScore", "DotProductScore", "GoodnessScore",
-           "LinkMethod", "LINK_METHODS", "CE", "FF", "BP"]
+__all__ = ["ForwardLinkPredictor", "LinkReport", "link_split", "split_negatives", "PairScore", "DotProductScore",
+           "GoodnessScore", "LinkMethod", "LINK_METHODS", "CE", "FF", "BP"]
 
 
 class PairScore:
@@ -210,6 +222,30 @@ def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:
                                           device=neg.device)
 
 
+def split_negatives(train, val, test, num_nodes: int, seed: int) -> Tensor:
+    """The reference's training negatives for the splits of :func:`link_split`: ``[2, P]``, one per training edge
+    (``train.pos_edge_label_index``), distinct ordered pairs of distinct nodes that are no edge of the graph (training,
+    validation or test, in either direction) nor a validation or test negative pair (in either direction), drawn
+    uniformly by :class:`~fwdlearn.graphs.nn.negatives.NegativeSampler` from a generator seeded with ``seed`` (the
+    same pairs for the same splits and seed; torch's global generator is not drawn from)."""
+    held = torch.cat([test.pos_edge_label_index, val.neg_edge_label_index, test.neg_edge_label_index], 1)
+    # (test.edge_index: the training and validation edges, both directions, the message passing of the test split)
+    excluded = torch.cat([test.edge_index, held, held.flip(0)], 1)
+    generator = torch.Generator(device=excluded.device).manual_seed(seed)
+    return NegativeSampler(excluded, num_nodes)(train.pos_edge_label_index.shape[1], generator)
+
+
+def _before_train_negatives(checkpoint: str | Path, resume: bool) -> bool:
+    """Whether ``checkpoint``, to be resumed, is a link fit's written before ``fit`` recorded ``train_negatives``:
+    every such fit drew fresh negatives, so a fit with the default resumes it (instead of a refusal of a checkpoint that
+    does not record the entry)."""
+    path = Path(checkpoint).expanduser()
+    if not resume or not path.is_file():
+        return False
+    saved = read_checkpoint(path, mmap=True).get("fingerprint") or {}
+    return "seed" in saved and "train_negatives" not in saved
+
+
 def _pairs_and_labels(split) -> tuple[Tensor, Tensor]:
     """The scored pairs ``[2, P]`` of a split and their labels (1: edge, 0: negative pair): ``pos_edge_label_index``
     and ``neg_edge_label_index`` (:func:`link_split`, ``RandomLinkSplit(split_labels=True)``), or ``edge_label_index``
@@ -330,7 +366,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
     @keeps_mode
     def fit(self, data, epochs: int = 300, lr: float = 1e-3, weight_decay: float = 5e-4, patience: int | None = 100,
             eval_every: int = 1, quiet: bool = False, seed: int = 0, checkpoint: str | Path | None = None,
-            resume: bool = False, overwrite: bool = False) -> LinkReport:
+            resume: bool = False, overwrite: bool = False, train_negatives: str = "fresh") -> LinkReport:
         """Split ``data``'s edges 64/16/20 (``seed``), train, early-stop on validation AUC, report test AUC.
 
         The graph is read as undirected (:func:`link_split`: a directed edge counts for both directions, self-loops
@@ -344,9 +380,15 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         from torch's global generator (:func:`~fwdlearn.fit.seed_everything` before ``ForwardLinkPredictor(...)``
         repeats a run).
 
+        ``train_negatives``: ``"fresh"`` (default), one negative pair per training edge drawn every epoch among the
+        pairs that are not training edges (PyG's convention: 0.05 % of the pairs drawn on Cora are held-out positives);
+        ``"fixed"``, the reference's protocol: one set drawn once from ``seed`` among the pairs that are no edge of the
+        graph (validation and test positives included) nor a validation or test negative, reused every epoch (see the
+        module doc).
+
         ``checkpoint`` / ``resume`` / ``overwrite``: keep and continue a checkpoint as
-        :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph and
-        ``seed`` are required to resume)."""
+        :meth:`ForwardGNN.fit <fwdlearn.graphs.nn.forward_gnn.ForwardGNN.fit>` does (the same model, graph, ``seed``
+        and ``train_negatives`` are required to resume)."""
         check_one_graph(data, "ForwardLinkPredictor.fit")
         self._check_inputs(getattr(data, "x", None), getattr(data, "edge_index", None), "data.x", "data.edge_index")
         check_num_nodes(data, data.x.shape[0])
@@ -356,23 +398,35 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         check_trainable_dtype(self, "this ForwardLinkPredictor")
         epochs = check_fit_arguments(epochs, lr, weight_decay, dtype=next(self.parameters()).dtype)
         check_finite_tensor("data.x", data.x)
+        if train_negatives not in ("fresh", "fixed"):
+            raise ValueError(f"unknown train_negatives {train_negatives!r}; use 'fresh' (drawn every epoch, excluding "
+                             "the training edges) or 'fixed' (drawn once, excluding every edge: the reference's)")
         seed_everything(seed)
         train, val, test = link_split(data, seed)
         device = data.x.device
         self.to(device)
         x, n = data.x, data.num_nodes
         pos = train.pos_edge_label_index
-        sampler = NegativeSampler(train.edge_index, n)  # (the training edges keyed once, for every epoch's draw)
+        if train_negatives == "fixed":
+            fixed = split_negatives(train, val, test, n, seed)
 
-        def negatives() -> Tensor:
-            return sampler(pos.shape[1])
+            def negatives() -> Tensor:
+                return fixed
+        else:
+            sampler = NegativeSampler(train.edge_index, n)  # (the training edges keyed once, for every epoch's draw)
+
+            def negatives() -> Tensor:
+                return sampler(pos.shape[1])
 
         plan = None
         if checkpoint is not None:
-            plan = Checkpointing(checkpoint, resume, overwrite, {
-                "model": {"method": self.rule, "conv": self.conv, "layers": self.layers,
-                          "hidden": self.hidden, "in_dim": self.in_dim, "theta": self.theta},
-                "graph": tensor_fingerprint(data.x, data.edge_index), "seed": seed})
+            fingerprint = {"model": {"method": self.rule, "conv": self.conv, "layers": self.layers,
+                                     "hidden": self.hidden, "in_dim": self.in_dim, "theta": self.theta},
+                           "graph": tensor_fingerprint(data.x, data.edge_index), "seed": seed,
+                           "train_negatives": train_negatives}
+            if train_negatives == "fresh" and _before_train_negatives(checkpoint, resume):
+                del fingerprint["train_negatives"]  # (it drew fresh negatives: it resumes as it did)
+            plan = Checkpointing(checkpoint, resume, overwrite, fingerprint)
             check_feature_dtype(plan, data.x, lambda x: tensor_fingerprint(x, data.edge_index))
 
         if not self.layerwise:

@@ -30,7 +30,8 @@ from pathlib import Path
 from .errors import UsageError
 
 __all__ = ["atomic_write", "atomic_write_all", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite",
-           "removed_on_failure", "taking_turns", "writing", "save_torch", "describe_os_error", "NO_ROOM"]
+           "removed_on_failure", "remove_quietly", "taking_turns", "writing", "save_torch", "describe_os_error",
+           "NO_ROOM"]
 
 #: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -77,7 +78,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             write(tmp)
             os.replace(tmp, path)
     except BaseException:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise
     return path
 
@@ -100,17 +101,17 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
                 os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
         raise
     return [path for _, path in staged]
 
 
-def _remove_quietly(tmp: Path) -> None:
-    """Remove a write's temporary file after the write failed, without hiding that failure: a removal the file system
-    refuses too (remounted read-only after an I/O error, a name too long) raised its own error in its place, naming
-    the '.tmp' and not the write's cause."""
+def remove_quietly(path: Path) -> None:
+    """Remove a write's temporary file after the write failed, without hiding that failure (call it inside the
+    ``except``): a removal the file system refuses too (remounted read-only after an I/O error, a name too long)
+    raised its own error in its place, naming the '.tmp' and not the write's cause."""
     try:
-        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
     except OSError:
         pass
 
@@ -127,7 +128,7 @@ def removed_on_failure(*paths: str | Path | None) -> Iterator[None]:
         yield
     except BaseException:
         for path in new:
-            _remove_quietly(path)  # (a removal the file system refuses too does not hide the run's own error)
+            remove_quietly(path)  # (a removal the file system refuses too does not hide the run's own error)
         raise
 
 

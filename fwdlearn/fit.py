@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from fwdlearn.distributed import is_distributed, launched_processes, min_max, raise_together, rank, world_size
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
                              UsageError, check_bool, check_range, check_seed, is_integer, reading)
-from fwdlearn.files import atomic_write, check_writable, save_torch, writing
+from fwdlearn.files import atomic_write, check_writable, remove_quietly, save_torch, writing
 
 __all__ = [
     "seed_everything",
@@ -603,7 +603,7 @@ def _keep_previous(path: Path) -> None:
             shutil.copy2(path, staged)
         os.replace(staged, previous_checkpoint(path))
     except BaseException:
-        staged.unlink(missing_ok=True)  # (a full disk left half a copy)
+        remove_quietly(staged)  # (a full disk left half a copy)
         raise
 
 

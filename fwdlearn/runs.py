@@ -40,7 +40,7 @@ from typing import Any
 
 from .config import validate_config
 from .errors import UsageError
-from .files import check_writable, refuse_overwrite, remove_stale_tmp, writing
+from .files import check_writable, refuse_overwrite, remove_quietly, remove_stale_tmp, writing
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
@@ -317,7 +317,7 @@ def lock_run(record: Path) -> None:
             lock.parent.mkdir(parents=True, exist_ok=True)
             mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
     except BaseException:
-        mine.unlink(missing_ok=True)  # (it was left behind, empty)
+        remove_quietly(mine)  # (it was left behind, empty)
         raise
     # one process at a time reads, takes over and takes the locks of a folder: two runs that both found a dead
     # process's lock could otherwise both remove it, the second removing the first's fresh lock, and both run

@@ -280,3 +280,45 @@ def test_a_temporary_file_that_cannot_be_removed_does_not_hide_the_writes_own_er
         assert files.describe_os_error(raised.value) == (
             f"cannot write {tmp_path / 'out.json'}: the disk reported an input/output error ({os.strerror(errno.EIO)}); "
             "check the disk, or write the outputs elsewhere")
+
+
+def test_the_other_clean_ups_after_a_failed_write_do_not_hide_its_error_either(tmp_path, monkeypatch):
+    """The same as above for the previous checkpoint's copy (fit._keep_previous), a run's lock (runs.lock_run) and the
+    synthetic city's cache (citynet): each removed its half-written file in the except, and a removal the file system
+    refused raised its own error (read-only, naming the half-written file) in place of the write's I/O error."""
+    import fwdlearn.files as files
+    from fwdlearn import fit, runs
+    from fwdlearn.graphs.data import citynet
+
+    def read_only(self, missing_ok=False):  # (a name that is not there is not found first, as Linux does)
+        if os.path.lexists(self) or not missing_ok:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    def io_error(*args, **kwargs):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    checkpoint = tmp_path / "ckpt.pt"
+    checkpoint.write_bytes(b"saved")
+    monkeypatch.setattr(fit.os, "replace", io_error)
+    monkeypatch.setattr(files.Path, "unlink", read_only)
+    with pytest.raises(OSError) as raised:
+        fit._keep_previous(checkpoint)
+    assert raised.value.errno == errno.EIO
+    monkeypatch.undo()
+
+    monkeypatch.setattr(files.Path, "write_text", io_error)
+    monkeypatch.setattr(files.Path, "unlink", read_only)
+    with pytest.raises(OSError) as raised:
+        runs.lock_run(tmp_path / "runs" / "a.json")
+    assert raised.value.errno == errno.EIO
+    monkeypatch.undo()
+
+    import torch
+    from torch_geometric.data import Data
+
+    monkeypatch.setattr(citynet, "cache_dir", lambda name: tmp_path)
+    monkeypatch.setattr(citynet, "save_torch", io_error)
+    monkeypatch.setattr(files.Path, "unlink", read_only)
+    with pytest.raises(OSError) as raised:
+        citynet._cached({"graph": "tiny"}, "tiny", lambda: Data(x=torch.zeros(2, 1)))
+    assert raised.value.errno == errno.EIO

@@ -48,7 +48,7 @@ from torch_geometric.data import Data
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
 from fwdlearn.errors import InputError, check_int, warn
-from fwdlearn.files import save_torch, writing
+from fwdlearn.files import remove_quietly, save_torch, writing
 from fwdlearn.fit import load_torch, progress
 
 from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split, stored_only
@@ -356,7 +356,7 @@ def _cached(key_parts: dict, stem: str, make, keys: frozenset[str] = frozenset()
             save_torch(data.to_dict(), tmp)
             tmp.replace(path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise
     return data
 

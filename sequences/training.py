@@ -59,12 +59,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import check_group_started, gather_rows, is_distributed, mean, rank, world_size
-from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_range,
+from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_not_meta, check_range,
                              check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, check_unshared_checkpoint,
-                          evaluating, keeps_mode, progress, load_optimizer_state, read_checkpoint, seed_everything,
-                          tensor_fingerprint)
+                          evaluating, keeps_mode, on_device, progress, load_optimizer_state, read_checkpoint,
+                          seed_everything, tensor_fingerprint)
 from fwdlearn.optim import OptimizerSettings, load_scheduler, make_optimizer, make_scheduler
 from fwdlearn.rules import DSF, TBPTT
 from fwdlearn.runs import process_checkpoint
@@ -73,8 +73,8 @@ from fwdlearn.schedules import end_to_end_step
 from fwdlearn.sequences.data.text import Corpus, StreamBatcher, Vocabulary, check_context, check_splits
 from fwdlearn.sequences.data.tasks import IGNORE_INDEX, SequenceTask
 
-__all__ = ["FitReport", "lm_loss", "task_loss", "window_loss", "scored_positions", "evaluate_lm", "evaluate_task",
-           "fit_lm", "fit_task", "TrainState", "alignment_window", "alignment_curves", "ALIGN_PREFIX"]
+__all__ = ["FitReport", "lm_loss", "class_targets", "task_loss", "window_loss", "scored_positions", "evaluate_lm",
+           "evaluate_task", "fit_lm", "fit_task", "TrainState", "alignment_window", "alignment_curves", "ALIGN_PREFIX"]
 
 #: history keys of the alignment diagnostic: ``"align/<feedback point>"``
 ALIGN_PREFIX = "align/"
@@ -118,16 +118,71 @@ class FitReport:
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy over every scored position (targets equal to -100 are skipped)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    """Mean cross-entropy over every scored position (targets equal to -100 are skipped); 0, with zero gradients, for
+    a window without any, as a sum over no position (the mean over none was 0 / 0: a NaN loss, which stopped a fit as
+    diverged, blaming the learning rate).
+
+    ``targets`` (:func:`class_targets`): one class id per position of ``logits [..., C]`` (their shape without the
+    last dimension, or both flattened), of any integer dtype (int32, int16, uint8: read as int64, as Hugging Face's
+    losses cast labels; torch's own loss took int64 and uint8 only), on any device (moved to the logits'), each in
+    ``[0, C)`` or -100."""
+    targets = class_targets(logits, targets)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    # (the mean itself, not a sum / count: a float16 sum over a long window overflows; its gradient is 0, not NaN,
+    # where no position is scored)
+    return torch.where((targets != IGNORE_INDEX).any(), loss, torch.zeros_like(loss))
+
+
+def class_targets(logits: Tensor, targets: Tensor) -> Tensor:
+    """``targets`` as :func:`lm_loss` reads them against ``logits [..., C]``: int64 class ids of the logits' leading
+    shape, on their device. Any integer dtype is taken; a float, bool or complex tensor is refused (``TypeError``),
+    and so are another shape (a ``[time, batch]`` tensor of as many ids was scored against other positions, in
+    silence) and an id outside ``[0, C)`` other than -100 (``ValueError``: torch's 'Target 11 is out of bounds' named
+    no fix, and on a GPU it is a device-side assert)."""
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"targets must be a tensor of integer class ids (the next tokens; -100 where a position is "
+                        f"not scored); got {type(targets).__name__}: convert it with torch.as_tensor(targets, "
+                        "dtype=torch.long)")
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        regression = (" (float targets are a regression's: score them with window_loss, MSE on the non-NaN ones)"
+                      if targets.dtype.is_floating_point else "")
+        raise TypeError(f"targets must be integer class ids (the next tokens; -100 where a position is not scored); "
+                        f"got dtype {targets.dtype}: targets.long() if they hold whole-number ids{regression}")
+    positions = logits.shape[:-1]
+    flat = (logits.dim() == 2 or targets.dim() == 1) and targets.numel() == positions.numel()  # (flattened alike)
+    if targets.shape != positions and not flat:
+        layout = (" (as many ids in another layout: a [time, batch] tensor for [batch, time] logits was scored "
+                  "against the wrong positions)" if targets.numel() == positions.numel() else "")
+        raise ValueError(f"targets must hold one class id per position of the logits, shape {list(positions)}; got "
+                         f"{list(targets.shape)}{layout}")
+    if not logits.is_meta:
+        check_not_meta("targets", targets, "the loss reads the ids")
+    targets = on_device(targets, logits.device).long()
+    classes = logits.shape[-1]
+    if targets.numel() and not targets.is_meta:
+        low, high = (int(v) for v in torch.aminmax(targets.masked_fill(targets == IGNORE_INDEX, 0)))
+        if low < 0 or high >= classes:
+            fix = (f"mark the positions not scored {IGNORE_INDEX}, the one negative id the loss skips" if low < 0 else
+                   f"encode with the vocabulary the model was built for, or build it with vocab_size (out_size) >= "
+                   f"{high + 1}")
+            raise ValueError(f"targets must be class ids in [0, {classes - 1}] (the logits' {classes} classes) or "
+                             f"{IGNORE_INDEX} (not scored); got ids in [{low}, {high}]: {fix}")
+    return targets
 
 
 def window_loss(output: Tensor, targets: Tensor) -> Tensor:
     """The loss of a window told by its targets, as :func:`task_loss` tells it by the task: MSE on the non-NaN targets
-    when they are floats (a regression task's, e.g. the adding problem), else :func:`lm_loss` (for the diagnostics,
-    which are given a window without its task)."""
-    if targets.is_floating_point():
+    when they are floats (a regression task's, e.g. the adding problem; 0 when every one is NaN, as :func:`lm_loss`
+    without a scored position), else :func:`lm_loss` (for the diagnostics, which are given a window without its
+    task)."""
+    if isinstance(targets, Tensor) and targets.is_floating_point():
+        if targets.shape != output.shape[:-1]:
+            raise ValueError(f"targets must hold one value per position of the outputs, shape "
+                             f"{list(output.shape[:-1])}; got {list(targets.shape)}")
+        targets = on_device(targets, output.device)
         mask = ~torch.isnan(targets)
+        if not mask.any():  # a sum over no position (the mean was NaN)
+            return output[..., 0][mask].sum()
         return F.mse_loss(output[..., 0][mask], targets[mask])
     return lm_loss(output, targets)
 
@@ -249,7 +304,9 @@ TEST_SEED = 271828
 def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int = 64, seed: int = TEST_SEED,
                   prefix: str = "") -> dict[str, float]:
     """Loss and the task metric (accuracy on scored positions, or MSE) on fresh samples drawn with ``seed``: by
-    default the test samples (:data:`TEST_SEED`), which :func:`fit_task` neither trains nor validates on."""
+    default the test samples (:data:`TEST_SEED`), which :func:`fit_task` neither trains nor validates on. Both are
+    means over every scored position of the ``batches`` samples (a batch without one weighs nothing: its NaN loss made
+    the whole loss NaN); samples without any scored position are refused (``ValueError``: nothing to evaluate)."""
     batches, batch_size = check_int("batches", batches, 1), check_int("batch_size", batch_size, 1)
     seed = check_seed(seed)  # (2.5 or True reached torch's "manual_seed expected a long", naming no argument)
     _check_task_model(model, task)
@@ -262,17 +319,22 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
             out, _ = model(x.to(device))
             out = _widened(out)
             y = y.to(device)
-            loss_sum += float(task_loss(task, out, y))
+            count = int(scored_positions(y).sum())
+            loss_sum += float(task_loss(task, out, y)) * count  # (the batch's mean, weighed by its scored positions)
+            scored += count
             if task.loss == "cross_entropy":
                 mask = y != IGNORE_INDEX
                 hit += int((out.argmax(-1)[mask] == y[mask]).sum())
-                scored += int(mask.sum())
             else:
                 mask = ~torch.isnan(y)
                 sq += float(((out[..., 0][mask] - y[mask]) ** 2).sum())
-                scored += int(mask.sum())
+    if not scored:  # (accuracy and MSE were 0 / 0: ZeroDivisionError)
+        unscored = "NaN" if task.loss != "cross_entropy" else IGNORE_INDEX
+        raise ValueError(f"the {task.name} task's {batches} x {batch_size} samples (seed {seed}) score no position "
+                         f"(every target is {unscored}): there is nothing to evaluate; draw more samples (batches and "
+                         "batch_size; a fit's eval_batches) or give a task whose samples score some positions")
     metric = hit / scored if task.loss == "cross_entropy" else sq / scored
-    return {f"{prefix}loss": loss_sum / batches, f"{prefix}{task.metric}": metric}
+    return {f"{prefix}loss": loss_sum / scored, f"{prefix}{task.metric}": metric}
 
 
 class TrainState:

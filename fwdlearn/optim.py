@@ -107,10 +107,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: OptimizerSettings
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, settings))
 
 
-def load_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any]) -> None:
+def load_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]) -> None:
     """Restore a :func:`make_scheduler` schedule from its ``state_dict`` and set the optimizer's learning rates for
     the step it resumes at -- under *this* schedule, so a run resumed with a longer budget follows the new one
-    (``scheduler.get_last_lr()`` gives them too)."""
+    (``scheduler.get_last_lr()`` gives them too). Any other ``torch`` scheduler (``StepLR``, ...) continues where the
+    saved one stopped: its state and the learning rates it had set."""
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):  # (its lr_lambdas were read: "'StepLR' object has
+        scheduler.load_state_dict(state)  # no attribute 'lr_lambdas'"; a MultiplicativeLR's factors are per step)
+        for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr  # (the optimizer's were this run's initial rates: a chained schedule restarted from them)
+        return
     base_lrs = list(scheduler.base_lrs)  # this run's peak rates (a resumed run may change them)
     scheduler.load_state_dict(state)
     scheduler.base_lrs = base_lrs

@@ -70,3 +70,30 @@ def test_a_resumed_schedule_reports_the_rate_it_set():
     sched2 = make_scheduler(opt2, resumed, steps=10)
     load_scheduler(sched2, state)
     assert sched2.get_last_lr() == [opt2.param_groups[0]["lr"]] == [pytest.approx(2.0 * lr_factor(3, 10, resumed))]
+
+
+@pytest.mark.parametrize("kind", ["step", "multiplicative"])
+def test_a_resumed_torch_scheduler_continues_where_it_stopped(kind):
+    """A scheduler other than make_scheduler's LambdaLR (TrainState takes any LRScheduler) failed on resume:
+    "'StepLR' object has no attribute 'lr_lambdas'"; restored, it goes on at the rates of an uninterrupted run."""
+    def make():
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=0.1)
+        sched = (torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5) if kind == "step"
+                 else torch.optim.lr_scheduler.MultiplicativeLR(opt, lambda s: 0.9))
+        return opt, sched
+
+    def rates(opt, sched, steps):
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step(), sched.step()
+        return out
+
+    opt, sched = make()
+    whole = rates(opt, sched, 6)
+    opt, sched = make()
+    first = rates(opt, sched, 3)
+    opt2, sched2 = make()  # a fresh process: the optimizer at its initial rate
+    load_scheduler(sched2, sched.state_dict())
+    assert first + rates(opt2, sched2, 3) == pytest.approx(whole)

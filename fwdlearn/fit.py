@@ -523,6 +523,7 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
 
     if Path(path).is_file() and Path(path).stat().st_size == 0:  # (the unpickler's "EOFError: " named nothing)
         raise pickle.UnpicklingError("the file is empty (0 bytes)")
+    _refuse_run_record(path)
     damage = _zip_damage(path, records=not kwargs.get("mmap"))  # (a mapped look at a file reads no records)
     if damage:
         raise pickle.UnpicklingError(damage)
@@ -540,6 +541,39 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
     except (ValueError, UnicodeError, KeyError, IndexError, EOFError) as error:  # (random bytes, text: the
         message = f"not a torch file ({type(error).__name__}: {error})"          # unpickler's own failures)
     raise pickle.UnpicklingError(message)  # (outside the except: reading() looks for a UnicodeError among causes)
+
+
+#: the largest file read to see whether it is a run record (a record is a few kB; a model file is no JSON)
+RUN_RECORD_BYTES = 16 << 20
+
+
+def _refuse_run_record(path: str | Path) -> None:
+    """Refuse a run record (``runs/<name>.json``, which a command writes beside its checkpoint ``runs/<name>.pt``)
+    given where a torch file is read, naming the checkpoint it names (it was "not a torch file (Unsupported operand
+    123); it may have been cut short or is another kind of file")."""
+    import json
+
+    from fwdlearn.errors import InputError
+
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(1) != b"{" or Path(path).stat().st_size > RUN_RECORD_BYTES:
+                return
+            handle.seek(0)
+            record = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):  # (not a file, not JSON: torch's reader says what it is)
+        return
+    if not (isinstance(record, dict) and isinstance(record.get("job"), str) and "config" in record):
+        return
+    checkpoint = (record.get("files") or {}).get("checkpoint") if isinstance(record.get("files"), dict) else None
+    if isinstance(checkpoint, str):
+        folder = record.get("cwd")
+        if isinstance(folder, str) and not Path(checkpoint).is_absolute() and Path(folder) != Path.cwd():
+            checkpoint = str(Path(folder) / checkpoint)  # (a record's relative paths start from the run's folder)
+        fix = f"the checkpoint that run wrote is {checkpoint}"
+    else:
+        fix = "that run wrote no checkpoint: give a .pt file a training run wrote (runs/<name>.pt) or a saved model"
+    raise InputError(f"{path} is a run record (JSON, job {record['job']}), not a torch file; {fix}")
 
 
 def _zip_damage(path: str | Path, records: bool = True) -> str:

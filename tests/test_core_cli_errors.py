@@ -84,7 +84,19 @@ CASES = [
                                                 "the run to continue"),
     ("unknown-model", [*SEQ, "--model", "rnn"], "argument --model: invalid choice: 'rnn'"),
     ("unknown-flag", [*SEQ, "--hiden", "8"],  # the command's --help lists its flags (the top level's does not)
-     "fwdlearn seq train: error: unrecognized arguments: --hiden 8 (see fwdlearn seq train --help)"),
+     "fwdlearn seq train: error: unrecognized arguments: --hiden 8; --hiden: did you mean --hidden? (see fwdlearn seq "
+     "train --help)"),
+    ("unknown-flag-far-from-any", [*SEQ, "--bogus"],
+     "fwdlearn seq train: error: unrecognized arguments: --bogus (see fwdlearn seq train --help)"),
+    # another command's flags: named as this command calls them (they were only "unrecognized")
+    ("graph-flags-to-seq-train", [*SEQ, "--method", "dsf", "--epochs", "3"],
+     "unrecognized arguments: --method dsf --epochs 3; for --method use --training; for --epochs use --steps (see"),
+    ("seq-flags-to-graph-train", [*GRAPH, "--training", "sf", "--steps=3"],
+     "unrecognized arguments: --training sf --steps=3; for --training use --method; for --steps use --epochs (see"),
+    ("checkpoint-to-seq-sample", ["seq", "sample", "--checkpoint", "tiny.pt"],
+     "unrecognized arguments: --checkpoint tiny.pt; for --checkpoint use --model (see"),
+    ("model-to-influence-seq", ["influence", "seq", "--model", "tiny.pt"],
+     "unrecognized arguments: --model tiny.pt; for --model use --checkpoints or --models (see"),
     ("unknown-rule", [*SEQ, "--training", "rtrl"], "unknown rule 'rtrl'"),
     # devices
     ("device-missing-cuda", [*SEQ, "--device", "cuda:99"], "--device cuda:99: this machine has"),
@@ -116,6 +128,17 @@ CASES = [
      "cannot read random.pt as a fwdlearn checkpoint"),
     ("resume-not-a-checkpoint", [*SEQ, "--checkpoint", "not-a-checkpoint.pt", "--json", "r.json", "--resume"],
      "not-a-checkpoint.pt is not a training checkpoint"),
+    # a run's record (runs/<name>.json) for its checkpoint (runs/<name>.pt): it was "not a torch file (Unsupported
+    # operand 123); it may have been cut short or is another kind of file"
+    ("resume-run-record", [*SEQ, "--checkpoint", "runs/tiny.json", "--json", "r.json", "--resume"],
+     "runs/tiny.json is a run record (JSON, job seq-train), not a torch file; the checkpoint that run wrote is "
+     "runs/tiny.pt"),
+    ("sample-run-record", ["seq", "sample", "--model", "runs/tiny.json"],
+     "runs/tiny.json is a run record (JSON, job seq-train), not a torch file; the checkpoint that run wrote is "
+     "runs/tiny.pt"),
+    ("influence-run-record", [*INF_SEQ[:2], "--checkpoints", "runs/tiny.json", "--quiet"],
+     "runs/tiny.json is a run record (JSON, job seq-train), not a torch file; the checkpoint that run wrote is "
+     "runs/tiny.pt"),
     ("resume-other-model", [*RESUME, "--hidden", "12"], "model.hidden 8 (checkpoint) vs 12 (now)"),
     ("resume-other-rule", [*RESUME, "--training", "bptt"], "model.training 'dsf' (checkpoint) vs 'bptt' (now)"),
     ("resume-other-corpus", [*RESUME, "--data", "other.txt", "--steps", "6"], "corpus '1,782 + 198 tokens #"),

@@ -284,6 +284,21 @@ def test_graph_without_masks_is_refused():
         ForwardGNN(5, 3, hidden=8, layers=1).fit(data, epochs=1, quiet=True)
 
 
+def test_a_graph_of_one_s_own_without_masks_is_told_how_to_split_it():
+    """A Data built from one's own edge list and features was told to "Load it with load_graph(..., split='random')
+    or set the masks yourself": load_graph does not read it, and the package's split helper went unnamed."""
+    data = tiny_graph()
+    own = Data(x=data.x, edge_index=data.edge_index, y=data.y)
+    model = ForwardGNN(5, 3, hidden=8, layers=1, method="sf")
+    with pytest.raises(ValueError, match=r"for a graph of your own, draw a 64/16/20 split: data.train_mask, "
+                                         r"data.val_mask, data.test_mask = random_split\(data.num_nodes, seed=0\) "
+                                         r"\(from fwdlearn.graphs.data.datasets import random_split\)") as refused:
+        model.fit(own, epochs=1, quiet=True)
+    fix = str(refused.value).split("split: ")[1].split(" (from ")[0]
+    exec(f"from fwdlearn.graphs.data.datasets import random_split\n{fix}", {"data": own})  # the fix, as written
+    assert model.fit(own, epochs=1, quiet=True).test_accuracy >= 0
+
+
 @pytest.mark.parametrize("method", ["sf", "ff-la", "bp"])
 def test_fit_names_what_a_graph_without_labels_masks_or_features_lacks(method):
     """A fit refused a graph without labels, or with labels but no masks, by the scoring message: "this graph has

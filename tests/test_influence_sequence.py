@@ -255,3 +255,75 @@ def test_the_future_mass_warning_names_lag_masses_where_it_can_be_imported():
     named = re.search(r"(fwdlearn(?:\.\w+)+)\.lag_masses\(model, inputs\) returns every lag", future[0])
     assert named, future[0]
     assert getattr(importlib.import_module(named.group(1)), "lag_masses") is lag_masses
+
+
+class _CountBackward(torch.autograd.Function):
+    """Identity whose backward counts its calls (one per vector-Jacobian product through the model)."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        _CountBackward.calls += 1
+        return grad
+
+
+class WideHeadGRU(TinyGRU):
+    """A language model whose head reads 6 features into 500 tokens, and which counts its backward passes."""
+
+    def __init__(self) -> None:
+        super().__init__(vocab=500, features=4, hidden=6)
+
+    def forward_from_embeddings(self, emb):
+        return self.head(self.gru(_CountBackward.apply(emb))[0])
+
+
+def test_a_head_over_a_large_vocabulary_is_read_out_from_its_inputs_jacobian():
+    """Every token of the vocabulary took its own backward pass: a word-level GRU of 6,207 words measured 530 s a
+    model (its bar at 0/1) where its head's 64 inputs take 64 passes; the masses are the same to float rounding."""
+    from fwdlearn.diagnostics.influence import jacobian_l1
+
+    torch.manual_seed(0)
+    model = WideHeadGRU()
+    tokens = torch.randint(0, 500, (2, 9))
+    _CountBackward.calls = 0
+    mass, lag = lag_masses(model, tokens, positions=[2, 5, 8])
+    assert _CountBackward.calls <= 6  # (one per head input, not one per token of the vocabulary)
+    x = model.embed(tokens).detach().repeat_interleave(3, dim=0)
+    rows, times = torch.arange(6), torch.tensor([2, 5, 8]).repeat(2)
+    with torch.no_grad():
+        plain = jacobian_l1(lambda e: model.forward_from_embeddings(e)[rows, times], x)  # one pass per token
+    torch.testing.assert_close(mass, plain, rtol=1e-5, atol=1e-7)
+    assert float(mass[lag < 0].abs().max()) == 0.0
+
+
+def test_the_head_s_jacobian_is_held_for_few_positions_at_once_or_not_at_all(monkeypatch):
+    """The head path holds the head inputs' Jacobian (6 x 2 sequences x 9 steps x 4 features a position): a budget of
+    one position measures one at a time; a smaller one measures one token of the vocabulary at a time, as before."""
+    import fwdlearn.sequences.influence as influence
+
+    torch.manual_seed(0)
+    model, tokens = WideHeadGRU(), torch.randint(0, 500, (2, 9))
+    expected, _ = lag_masses(model, tokens, positions=[2, 5, 8])
+    for budget, passes in ((6 * 2 * 9 * 4, 3 * 6), (6 * 2 * 9 * 4 - 1, 500)):
+        monkeypatch.setattr(influence, "HEAD_JACOBIAN_ELEMENTS", budget)
+        _CountBackward.calls = 0
+        mass, _ = lag_masses(model, tokens, positions=[2, 5, 8])
+        assert _CountBackward.calls == passes
+        torch.testing.assert_close(mass, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_jacobian_l1_s_readout_is_the_mass_of_the_read_out_outputs():
+    from fwdlearn.diagnostics.influence import jacobian_l1
+
+    torch.manual_seed(0)
+    inner, weight = torch.nn.Linear(3, 5), torch.randn(40, 5)
+    x = torch.randn(4, 7, 3)
+    f = lambda v: inner(v).tanh().sum(dim=1)  # noqa: E731 - [4, 5] features, row s reads x[s] only
+    torch.testing.assert_close(jacobian_l1(f, x, readout=weight), jacobian_l1(lambda v: f(v) @ weight.T, x))
+    with pytest.raises(ValueError, match=r"readout must be a weight \[outputs, 5\]"):
+        jacobian_l1(f, x, readout=torch.randn(40, 4))

@@ -394,6 +394,34 @@ def _elsewhere(named: tuple[str, str | None] | None, args: argparse.Namespace) -
     return f"write the outputs elsewhere ({', '.join(flags)})" if flags else "write the outputs elsewhere"
 
 
+#: a flag of one command and the flags that say the same to another (graph train trains --epochs by a --method, seq
+#: train --steps by a --training rule; seq sample reads one --model, influence seq --checkpoints or untrained --models)
+EQUIVALENT_FLAGS = {"--method": ("--training",), "--training": ("--method",), "--rule": ("--training", "--method"),
+                    "--epochs": ("--steps",), "--steps": ("--epochs",), "--checkpoint": ("--model", "--checkpoints"),
+                    "--model": ("--checkpoints", "--models"), "--models": ("--model",), "--checkpoints": ("--model",),
+                    "--cell": ("--model",)}
+
+
+def _flag_hints(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:
+    """What the unknown flags among ``unknown`` are called by this command (``parser``): another command's flag
+    (``seq train --method dsf``: ``--training``, :data:`EQUIVALENT_FLAGS`), or a close spelling of one of its own
+    (``--hiden``: ``--hidden``); ``""`` when none is."""
+    import difflib
+
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    hints = []
+    for word in unknown:
+        flag = word.split("=", 1)[0]
+        if not flag.startswith("--"):
+            continue
+        same = [other for other in EQUIVALENT_FLAGS.get(flag, ()) if other in flags]
+        if same:
+            hints.append(f"for {flag} use {' or '.join(same)}")
+        elif close := difflib.get_close_matches(flag, flags, n=1, cutoff=0.8):
+            hints.append(f"{flag}: did you mean {close[0]}?")
+    return f"; {'; '.join(hints)}" if hints else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fwdlearn`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -401,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(load=[named] if named else [])
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+        command_parser = getattr(args, "command_parser", parser)
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{_flag_hints(command_parser, unknown)}")
     if args.group is None:
         parser.print_help()
         return 0

@@ -239,7 +239,10 @@ def check_masks(data: Data, name: str = "graph", splits: tuple[str, ...] = ("tra
                              "vector over the nodes)")
         if mask is None:
             raise ValueError(f"{name} has no {key}; node classification needs train_mask, val_mask and test_mask. "
-                             f"Load it with load_graph(..., split='random') or set the masks yourself.")
+                             f"Load it with load_graph(..., split='random'), or, for a graph of your own, draw a "
+                             f"64/16/20 split: {name}.train_mask, {name}.val_mask, {name}.test_mask = "
+                             f"random_split({name}.num_nodes, seed=0) (from fwdlearn.graphs.data.datasets import "
+                             "random_split), or set the three boolean masks yourself")
         check_mask(mask, f"{name}.{key}", data.num_nodes)
     roles = {"train_mask": "labelled training", "val_mask": "validation", "test_mask": "test"}
     for key in keys:

@@ -3,7 +3,9 @@
 - :func:`atomic_write` writes ``<path>.tmp`` and renames it over ``path``: a crash or a kill never
   leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`).
   :func:`atomic_write_all` does it for files that belong together (a bench's results and their record): every
-  ``.tmp`` is written before any is renamed, so a failure leaves the earlier set whole, never old and new mixed.
+  ``.tmp`` is written before any is renamed, so a failure leaves the earlier set whole, never old and new mixed; the
+  renames are listed first in ``<last path>.renaming``, so that a process killed between two of them (SIGKILL, the
+  OOM killer) leaves the new set to be finished by :func:`finish_renames` (the next run of those names does it).
 - :func:`check_writable` fails *before any work* when a file could not be written later: a parent that
   is a file, a folder without write permission, a read-only file system.
 - :func:`refuse_overwrite` fails before any work when an output exists and replacing it was not asked for;
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import tempfile
@@ -29,9 +32,9 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["atomic_write", "atomic_write_all", "tmp_path", "remove_stale_tmp", "check_writable", "refuse_overwrite",
-           "removed_on_failure", "remove_quietly", "taking_turns", "writing", "save_torch", "describe_os_error",
-           "NO_ROOM"]
+__all__ = ["atomic_write", "atomic_write_all", "tmp_path", "finish_renames", "remove_stale_tmp",
+           "check_writable", "refuse_overwrite", "removed_on_failure", "remove_quietly", "taking_turns",
+           "writing", "save_torch", "describe_os_error", "NO_ROOM"]
 
 #: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -83,12 +86,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def _renames_path(path: str | Path) -> Path:
+    """Where :func:`atomic_write_all` lists the renames of a set whose last file is ``path``: ``<path>.renaming``."""
+    path = Path(path)
+    return path.with_name(path.name + ".renaming")
+
+
 def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> list[Path]:
     """Write files that belong together as one set: ``write(tmp)`` of each ``path -> write`` to its ``<path>.tmp``
     (parents created), and only once every one is written, each renamed over its path. A failure or an interrupt
     while writing (a full disk, a value that is not JSON, Ctrl-C) removes the temporaries and leaves every path as it
-    was: an earlier run's files stay a whole set, not some replaced and the others left. Returns the paths."""
+    was: an earlier run's files stay a whole set, not some replaced and the others left. Before the first rename the
+    renames are listed in ``<last path>.renaming`` (removed once they are done): Ctrl-C between two renames finishes the
+    others before it is raised, and a process killed between two (SIGKILL, the OOM killer, which no handler sees) leaves
+    the list for :func:`finish_renames`, which the next run of those names calls first: the new set, whole. Returns the
+    paths."""
     staged: list[tuple[Path, Path]] = []
+    listed: Path | None = None
     try:
         for path, write in writes.items():
             path = Path(path)
@@ -96,12 +110,26 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
                 path.parent.mkdir(parents=True, exist_ok=True)
                 staged.append((tmp_path(path), path))
                 write(staged[-1][0])
+        if not staged:
+            return []
+        # (renamed one after another, a kill after the first left the new results beside the old table and record)
+        text = json.dumps({"pid": os.getpid(),
+                           "renames": [[os.path.abspath(tmp), os.path.abspath(path)] for tmp, path in staged]})
+        listed = atomic_write(_renames_path(staged[-1][1]), lambda tmp: tmp.write_text(text))
         for tmp, path in staged:
             with writing(path):
                 os.replace(tmp, path)
-    except BaseException:
+        listed.unlink()
+    except BaseException as error:
+        if listed is not None and not isinstance(error, OSError):  # interrupted between renames: the new set is
+            try:                                                  # whole on disk, so it is finished
+                _rename_staged(staged)
+            except OSError:
+                pass
         for tmp, _ in staged:
             remove_quietly(tmp)
+        if listed is not None:
+            remove_quietly(listed)
         raise
     return [path for _, path in staged]
 
@@ -132,8 +160,61 @@ def removed_on_failure(*paths: str | Path | None) -> Iterator[None]:
         raise
 
 
+def _rename_staged(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every staged ``.tmp`` that is still there over its path (one that is gone was renamed already)."""
+    for tmp, path in staged:
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:  # (renamed before the interrupt, or by another process finishing the same list)
+            continue
+
+
+def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
+    """Finish the renames of a set :func:`atomic_write_all` was killed between: for each of ``paths`` with a
+    ``<path>.renaming`` beside it, rename the ``.tmp`` files it lists that are still there over their paths and remove
+    the list; the lists finished. A list whose process is alive is a write under way, and left to it, unless
+    ``held`` (the caller holds the run's lock, so no live run of those names writes them)."""
+    finished = []
+    for path in paths:
+        listed = _renames_path(path) if path is not None else None
+        try:  # (a name too long for the suffix is refused by the checks of the outputs, which name the flag)
+            if listed is None or not listed.is_file():
+                continue
+        except OSError:
+            continue
+        try:
+            content = json.loads(listed.read_text())
+            pid, pairs = int(content["pid"]), [(Path(tmp), Path(target)) for tmp, target in content["renames"]]
+        except (OSError, ValueError, KeyError, TypeError):  # (not a list of renames: nothing to finish)
+            remove_quietly(listed)
+            continue
+        if not held and pid != os.getpid() and alive(pid):
+            continue
+        _rename_staged([(tmp, target) for tmp, target in pairs if tmp == tmp_path(target)])  # (only <path>.tmp)
+        listed.unlink(missing_ok=True)
+        finished.append(listed)
+    for path in paths if held else ():  # (a list a process was killed while writing: no rename was made)
+        if path is not None:
+            remove_quietly(tmp_path(_renames_path(path)))
+    return finished
+
+
+def alive(pid: int) -> bool:
+    """Whether the process ``pid`` is running (another user's counts): the writer of a lock or of a list of renames
+    a killed run left behind is gone when it is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:
-    """Remove the ``<path>.tmp`` a killed run left behind; the removed files."""
+    """Remove the ``<path>.tmp`` a killed run left behind, once the renames of a set it was killed between are
+    finished (:func:`finish_renames`; the caller holds the run's lock); the removed files."""
+    finish_renames(*paths, held=True)
     removed = []
     for path in paths:
         if path is not None and tmp_path(path).is_file():

@@ -18,8 +18,11 @@ config is range-checked when it is built (:func:`fwdlearn.config.validate_config
 Before any work, every output path is checked: the paths differ from each other, none exists unless
 ``--overwrite`` (a checkpoint: unless ``--resume``), the record replaces no other command's run record that
 names files this run keeps (``--overwrite`` or not: they would be left without it), each can be written (its
-folder exists or can be created, and is writable), a plot's format is one matplotlib writes; a ``.tmp`` file a
-killed run left behind is removed. A run whose paths were named (``--name``, ``--json``, ``--checkpoint``,
+folder exists or can be created, and is writable), a plot's format is one matplotlib writes; files a killed run
+was renaming into place together (:func:`fwdlearn.files.finish_renames`) are finished, and a ``.tmp`` file it left
+is removed. A run started over with ``--overwrite`` removes the earlier run's record, which names the checkpoint it
+replaces, once it holds the locks (killed before it writes its own, it leaves no record of another run beside its
+checkpoint). A run whose paths were named (``--name``, ``--json``, ``--checkpoint``,
 ``--out``) holds ``<record>.lock`` while it runs (from :func:`start_run`), so a second run given the same name
 refuses to start instead of writing the same files; a lock left by a killed process is taken over.
 """
@@ -40,7 +43,8 @@ from typing import Any
 
 from .config import validate_config
 from .errors import UsageError
-from .files import check_writable, refuse_overwrite, remove_quietly, remove_stale_tmp, writing
+from .files import (alive, check_writable, finish_renames, refuse_overwrite, remove_quietly, remove_stale_tmp,
+                    writing)
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
@@ -123,7 +127,8 @@ class RunPaths:
     #: the paths were chosen by the user (so another run may choose them too: :func:`start_run` locks them)
     named: bool = False
     #: an earlier run's checkpoints of splits this run does not have, or (``--overwrite``) of this run's later
-    #: splits, to remove once :func:`start_run` holds the locks
+    #: splits, and (``--overwrite``) its record, which names the checkpoints this run replaces, to remove once
+    #: :func:`start_run` holds the locks
     stale: tuple[Path, ...] = ()
     #: the flag the record's path came from (``--json``, or ``--out`` / ``--name`` it was derived from)
     record_flag: str = "--json"
@@ -264,6 +269,9 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         paths.plot = _output_path("--plot", plot)
     if paths.checkpoint is not None and splits is not None and splits > 1:
         paths.split_checkpoints = tuple(split_checkpoint(paths.checkpoint, i) for i in range(1, splits))
+    # a set of files a killed run was renaming into place (a bench's results, table and record) is finished first,
+    # so that what the checks below find, and what a refusal leaves, is one run's whole set
+    finish_renames(*(path for _, path in paths.outputs()))
     _refuse_inputs_as_outputs(paths, inputs)
     _check_outputs(paths, options.overwrite, resume, job)
     if paths.checkpoint is not None and splits is not None:  # an earlier run's checkpoints of further splits
@@ -278,6 +286,10 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
                              f"splits; resume with --splits {last + 1} (or as many as it was started with)")
     if paths.checkpoint is not None and scales_out and not resume:
         paths.stale += _process_checkpoints(paths.checkpoint, options.overwrite)
+    if options.overwrite and not resume and _own_files(paths):  # the record of the run this one starts over: kept
+        # until this run's own, it named the checkpoint this run's first save replaces (a run killed after that save,
+        # SIGKILL or the OOM killer, left the earlier run's record -- its config, steps, scores -- naming it)
+        paths.stale += (paths.record,)
     paths.named = bool(options.name or options.json or out or checkpoint)  # a fresh default name is never shared
     return paths
 
@@ -289,16 +301,6 @@ _threads_before: int | None = None
 #: file), and whether it resumes them: :func:`resumable_checkpoint` tells what the run itself saved
 _checkpoints: dict[Path, tuple[int, int] | None] = {}
 _resuming = False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def lock_run(record: Path) -> None:
@@ -358,7 +360,7 @@ def _take(lock: Path, mine: Path, record: Path) -> None:
                     owner = int(lock.read_text().strip())
                 except (OSError, ValueError):
                     owner = 0
-                if owner and owner != os.getpid() and _alive(owner):
+                if owner and owner != os.getpid() and alive(owner):
                     raise UsageError(f"another fwdlearn run (process {owner}) is writing {record}; wait for it to "
                                      f"finish or choose another --name (remove {lock} if no such run exists)") from None
                 lock.unlink(missing_ok=True)  # left by a process that is gone
@@ -632,7 +634,8 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
         if launch_rank() == 0:  # the process that holds the locks, once they are ours: never
             remove_stale_tmp(*(path for _, path in paths.outputs()))  # a live run's save, nor its split checkpoints
             for path in paths.stale:
-                lock_run(path)  # refused while a live run holds it (a run of that very name, say)
+                if path.with_name(path.name + ".lock") not in _held:  # (the record's: held above)
+                    lock_run(path)  # refused while a live run holds it (a run of that very name, say)
                 path.unlink(missing_ok=True)
     global _resuming
     _checkpoints.clear()  # (this run's alone: a run without a checkpoint, started after one that kept one -- run_train

@@ -33,8 +33,8 @@ DOCUMENTED = {
                        "check_range check_int check_finite_tensor is_integer check_bool check_seed check_representable "
                        "reading alike_on_every_process found_by_every_process warn FwdlearnWarning check_not_meta "
                        "on_meta",
-    "fwdlearn.files": "atomic_write atomic_write_all check_writable remove_stale_tmp refuse_overwrite writing "
-                      "save_torch describe_os_error removed_on_failure remove_quietly",
+    "fwdlearn.files": "atomic_write atomic_write_all finish_renames check_writable remove_stale_tmp refuse_overwrite "
+                      "writing save_torch describe_os_error removed_on_failure remove_quietly",
     "fwdlearn.model_files": "save_model load_model ModelFile FILE_KINDS what_file",
     "fwdlearn.runs": "RunOptions run_outputs RunPaths resolve_device start_run fresh_stem check_plot_format "
                      "resumable_checkpoint record_files",

@@ -599,3 +599,122 @@ def test_output_paths_are_spelled_as_a_user_means_them(folder, monkeypatch, caps
     (folder / "exdir").mkdir()
     with pytest.raises(IsADirectoryError, match="exdir is a folder; give the model file's path"):
         RecurrentLM(4, hidden=4, layers=1).save("exdir", overwrite=True)
+
+
+
+#: a child process that writes a bench's results, table and record together (as BenchRun.finish does, through
+#: atomic_write_all), of run argv[1]; with argv[2] == "kill" it is SIGKILLed (no handler runs: the OOM killer) once
+#: the results are renamed into place, before the table and the record are
+_SAVE_THE_SET = """
+import json, os, signal, sys
+from pathlib import Path
+from fwdlearn.files import atomic_write_all
+version = sys.argv[1]
+if sys.argv[2] == "kill":
+    replace = os.replace
+    def killing(source, target):
+        if Path(target).name == "b.md":
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace(source, target)
+    os.replace = killing
+texts = {"b.json": json.dumps({"rows": [], "version": version}), "b.md": version,
+         "b-record.json": json.dumps({"job": "bench-graph", "files": {"results": "b.json", "table": "b.md"},
+                                      "summary": {"version": version}})}
+atomic_write_all({path: lambda tmp, text=text: tmp.write_text(text) for path, text in texts.items()})
+"""
+
+
+def _save_the_set(folder: Path, version: str, how: str = "save") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _SAVE_THE_SET, version, how], cwd=folder, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _versions(folder: Path) -> tuple[str, str, str]:
+    """The run each file of the set in ``folder`` is from: results, table, record."""
+    return (json.loads((folder / "b.json").read_text())["version"], (folder / "b.md").read_text(),
+            json.loads((folder / "b-record.json").read_text())["summary"]["version"])
+
+
+def test_a_set_of_files_killed_between_its_renames_is_finished_by_the_next_run(folder):
+    """atomic_write_all renamed a bench's results, table and record one after another: a process killed between two
+    renames (SIGKILL, the OOM killer) left run B's results beside run A's table and record, and the next run of the
+    name removed B's other .tmp files, keeping the mix (its refusal offered --overwrite, as for a whole set)."""
+    assert _save_the_set(folder, "A").returncode == 0
+    killed = _save_the_set(folder, "B", "kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert json.loads(Path("b.json").read_text())["version"] == "B"  # killed between two renames
+    with pytest.raises(FileExistsError, match="already exists; choose another output path or pass --overwrite"):
+        run_outputs("bench-graph", RunOptions(), out="b")  # the next run of these names
+    assert _versions(folder) == ("B", "B", "B")  # one run's set, whole
+    assert sorted(p.name for p in folder.iterdir()) == ["b-record.json", "b.json", "b.md", "text.txt"]
+
+
+def test_ctrl_c_between_the_renames_of_a_set_finishes_them(folder, monkeypatch):
+    """Ctrl-C between two renames of atomic_write_all removed the .tmp files left: new results beside an old table."""
+    from fwdlearn.records import RunRecord
+
+    assert _save_the_set(folder, "A").returncode == 0
+    replace, stopped = os.replace, []
+
+    def interrupted(source, target):
+        if Path(target).name == "b.md" and not stopped:
+            stopped.append(target)
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    record = RunRecord("bench-graph", {"version": "B"})
+    record.summary["version"] = "B"
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        record.save_with("b-record.json", {"results": ("b.json", '{"rows": [], "version": "B"}'),
+                                           "table": ("b.md", "B")}, overwrite=True)
+    assert stopped and _versions(folder) == ("B", "B", "B")
+    assert sorted(p.name for p in folder.iterdir()) == ["b-record.json", "b.json", "b.md", "text.txt"]
+
+
+def test_the_renames_a_live_process_is_making_are_left_to_it(folder):
+    """finish_renames finishes the list of a process that is gone; a live writer's (its renames under way) is its own,
+    unless the caller holds the run's lock."""
+    from fwdlearn.files import finish_renames
+
+    for name in ("b.json", "b.md"):
+        Path(name).write_text("old")
+        Path(name + ".tmp").write_text("new")
+    renames = [[os.path.abspath(name + ".tmp"), os.path.abspath(name)] for name in ("b.json", "b.md")]
+    Path("b.md.renaming").write_text(json.dumps({"pid": os.getppid(), "renames": renames}))  # (a live process)
+    assert finish_renames("b.md") == [] and Path("b.md").read_text() == "old"
+    assert finish_renames("b.md", held=True) == [Path("b.md.renaming")]
+    assert [Path(name).read_text() for name in ("b.json", "b.md")] == ["new", "new"]
+    assert sorted(p.name for p in folder.iterdir()) == ["b.json", "b.md", "text.txt"]
+
+
+class _Killed(BaseException):
+    """A kill, in the process: nothing of fwdlearn's catches it (SIGKILL runs no handler at all)."""
+
+
+def test_a_run_started_over_and_killed_leaves_no_record_of_the_run_it_replaced(folder, monkeypatch):
+    """A run started over with --overwrite and killed after its first save left the earlier run's record (its config,
+    steps and scores) naming the checkpoint, now the new run's: runs/o.json said a finished run of 2 steps at the
+    default learning rate, runs/o.pt held step 2 of a run of 4 at --lr 0.01."""
+    from fwdlearn import fit
+    from fwdlearn.cli import main
+
+    args = ["seq", "train", "--data", "text.txt", *TINY, "--eval-every", "2", "--sample", "0", "--name", "o"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert json.loads(Path("runs/o.json").read_text())["config"]["steps"] == 2
+    write = fit.atomic_write
+
+    def killed(path, save):
+        write(path, save)
+        raise _Killed  # once the new run's first checkpoint is in place
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fit, "atomic_write", killed)
+        with pytest.raises(_Killed):
+            main([*args, "--steps", "4", "--lr", "0.01", "--overwrite"])
+    assert torch.load("runs/o.pt", weights_only=False)["settings"]["lr"] == 0.01  # the new run's first save
+    assert not Path("runs/o.json").exists()  # no record of the run it replaced
+    assert main([*args, "--steps", "4", "--lr", "0.01", "--resume"]) == 0
+    record = json.loads(Path("runs/o.json").read_text())
+    assert (record["config"]["steps"], record["config"]["lr"]) == (4, 0.01)  # the new run's, continued
+    assert record["summary"]["resumed"]["from_step"] == 2

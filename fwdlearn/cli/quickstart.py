@@ -57,7 +57,7 @@ class QuickstartConfig(RunOptions):
 
 def _folder(config: QuickstartConfig) -> Path:
     from fwdlearn.errors import UsageError
-    from fwdlearn.files import check_writable
+    from fwdlearn.files import check_writable, finish_renames
     from fwdlearn.runs import RUNS_FOLDER, check_run_name, fresh_stem, refuse_torchrun
 
     refuse_torchrun("quickstart")
@@ -78,6 +78,7 @@ def _folder(config: QuickstartConfig) -> Path:
     if folder.exists() and not folder.is_dir():  # (iterdir gave the raw "[Errno 20] Not a directory")
         raise UsageError(f"{folder} is a file; quickstart writes a report folder there: choose another --name")
     if folder.exists():
+        finish_renames(folder / "record.json")  # (the report and record a killed run was renaming into place)
         _check_folder_contents(folder, config.overwrite)
     # the report always goes under ./runs/ (no --json, no absolute --name): "choose another path" named a fix
     # quickstart does not take. An obstacle inside runs/ is passed by another --name; one at runs/ or above it (the
@@ -92,8 +93,9 @@ def _folder(config: QuickstartConfig) -> Path:
 
 
 def _own(name: str) -> bool:
-    """Whether a file name in a report folder is one quickstart writes (a file, its lock, a killed save's ``.tmp``)."""
-    name = name.removesuffix(".tmp").removesuffix(".lock")
+    """Whether a file name in a report folder is one quickstart writes (a file, its lock, a killed save's ``.tmp``, the
+    list of renames of a save killed between two: ``record.json.renaming``)."""
+    name = name.removesuffix(".tmp").removesuffix(".lock").removesuffix(".renaming")
     return name in ("record.json", "report.md", *PLOT_FILES)
 
 
@@ -127,9 +129,10 @@ def _take(folder: Path) -> None:
     from fwdlearn.runs import lock_run
 
     lock_run(folder / "record.json")
-    for name in ("record.json", "report.md", *PLOT_FILES):
+    names = ("record.json", "report.md", *PLOT_FILES)
+    remove_stale_tmp(*(folder / name for name in names))  # (a killed run's save; first, as it finishes the renames
+    for name in names:                                    # of a save killed between two: nothing of it is left)
         (folder / name).unlink(missing_ok=True)
-        remove_stale_tmp(folder / name)  # (a killed run's save)
 
 
 def _graph(config: QuickstartConfig, device):

@@ -37,7 +37,7 @@ from typing import Any
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
            "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning", "check_bool",
-           "check_seed", "check_representable", "check_not_meta", "on_meta"]
+           "check_seed", "check_representable", "check_not_meta", "on_meta", "OncePerCause"]
 
 
 class FwdlearnWarning(UserWarning):
@@ -298,3 +298,57 @@ def warn(message: str, category: type[Warning] = FwdlearnWarning) -> None:
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("fwdlearn", "torch"):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+class OncePerCause:
+    """Shows each of fwdlearn's warnings (:class:`FwdlearnWarning`) once over the parts of a run (the splits of ``graph
+    train``): a warning that repeats one shown in an earlier part, up to its numbers, is the same cause met again (a
+    DFA fit that learned nothing, in every split); it is not shown again, and :meth:`summary` then says in one line
+    which parts met it (a long warning printed once per split buried the results). Other warnings pass unchanged.
+
+    Example::
+
+        once = OncePerCause()
+        for seed in seeds:
+            with once.part(f"split {seed}"):
+                fit(...)
+        once.summary()
+    """
+
+    def __init__(self) -> None:
+        self._causes: dict[str, tuple[str, list[str]]] = {}  # cause -> (the text shown, the parts that met it again)
+
+    @staticmethod
+    def _cause(text: str) -> str:
+        import re
+
+        return re.sub(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", "#", text)
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        """Inside the block, the part ``name`` runs."""
+        import warnings
+
+        with warnings.catch_warnings():  # (a block of its own: Python's once-per-line registry starts over, so a
+            shown = warnings.showwarning  # repeat of the very same text reaches the count below)
+
+            def show(message, category, filename, lineno, file=None, line=None) -> None:
+                if issubclass(category, FwdlearnWarning):
+                    cause = self._cause(str(message))
+                    if cause in self._causes:
+                        self._causes[cause][1].append(name)
+                        return
+                    self._causes[cause] = (str(message), [])
+                shown(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            yield
+
+    def summary(self) -> None:
+        """One warning per cause met in more than one part, naming the parts that met it again."""
+        for text, again in self._causes.values():
+            if again:
+                words = text.split()
+                head = " ".join(words[:8]) + (" ..." if len(words) > 8 else "")
+                warn(f"{', '.join(dict.fromkeys(again))} met the warning above again (\"{head}\"), each with its own "
+                     "numbers; it is shown once")

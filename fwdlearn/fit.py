@@ -116,15 +116,19 @@ def on_device(value: Any, device: torch.device | str | None) -> Any:
 
 def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = False, total: int | None = None,
              **kwargs: Any):
-    """A tqdm progress bar over ``iterable`` (a disabled one when ``quiet``). Written to a file rather than a terminal
-    (a job's log), it redraws at most every 30 s: ten redraws a second would add megabytes to an hour's log."""
+    """A tqdm progress bar over ``iterable`` (a disabled one when ``quiet``), cleared when it closes in a terminal.
+    Written to a file rather than a terminal (a job's log), it redraws at most every 30 s (ten redraws a second would
+    add megabytes to an hour's log) and ends with its last state on a line of its own (how far it went, at what
+    rate): a cleared bar left the log at its first redraw, 0 %, and its blanks joined to the next line."""
     import sys
 
     from tqdm.auto import tqdm
 
     if not sys.stderr.isatty():
         kwargs.setdefault("mininterval", 30.0)
-    return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, leave=False, **kwargs)
+        kwargs.setdefault("leave", True)
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, **kwargs)
 
 
 def check_trainable_dtype(module: nn.Module, what: str) -> None:
@@ -781,6 +785,7 @@ class Trainer:
         eval_every: evaluate every this many steps (and after the last).
         quiet: no progress bar.
         desc: the bar's label (and the first word of a divergence message).
+        unit: what a step is, as the bar counts it and its rate reads (``"epoch"``: epochs/s).
         checkpoint: file to save ``{step, state, best_state, history, ...}`` to (``None``: no checkpoints).
             It also holds the random-number generators' states, so a resumed run continues exactly.
         checkpoint_every: steps between checkpoints (default: at every evaluation).
@@ -837,6 +842,7 @@ class Trainer:
         context: Callable[[], Any] | None = None,
         last_part: bool = True,
         rescore: Sequence[str] = (),
+        unit: str = "step",
     ) -> None:
         if not is_integer(steps):  # (True was one step)
             raise UsageError(f"steps must be an integer, got {steps!r}")
@@ -850,7 +856,7 @@ class Trainer:
         resume = check_resume(resume, checkpoint)
         check_range("diverge_factor", diverge_factor, gt=1, optional=True)
         self.steps, self.monitor, self.mode, self.patience = steps, monitor, mode, patience
-        self.eval_every, self.quiet, self.desc = eval_every, quiet, desc
+        self.eval_every, self.quiet, self.desc, self.unit = eval_every, quiet, desc, unit
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
         self.resume, self.overwrite, self.diverge_factor = resume, overwrite, diverge_factor
@@ -1136,7 +1142,7 @@ class Trainer:
         shown: dict[str, str] = {}
         last = self.steps if not result.stopped_early else start_step - 1  # an early-stopped run stays stopped
         bar = progress(range(start_step, last + 1), desc=self.desc, quiet=self.quiet, total=self.steps,
-                       initial=start_step - 1)  # a resumed run's bar goes on from where it stopped
+                       initial=start_step - 1, unit=self.unit)  # a resumed run's bar goes on from where it stopped
         i = start_step
         try:
             for i in bar:

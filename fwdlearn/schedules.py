@@ -223,7 +223,7 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
                      patience: int | None = None, eval_every: int = 1, quiet: bool = False, desc: str = "layer",
                      device: torch.device | str | None = None,
                      optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-                     checkpointing: Checkpointing | None = None) -> list[FitResult]:
+                     checkpointing: Checkpointing | None = None, unit: str = "step") -> list[FitResult]:
     """Train ``blocks`` one after another, each to its best validation score, then freeze it.
 
     For block ``l``: ``job(l, block)`` gives its :class:`LayerJob`; a :class:`~fwdlearn.fit.Trainer`
@@ -235,6 +235,9 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
     its optimizer, its best weights when not the last) and, as the checkpoint's context, the weights and
     results of the blocks already frozen. Resuming restores the frozen blocks, replays their ``finish``
     and continues the block that was training.
+
+    Each block's progress bar is labelled ``"{desc} {l + 1}/{len(blocks)}"`` and counts ``unit`` (``"epoch"``: a
+    graph's full-batch steps).
 
     Returns:
         One :class:`~fwdlearn.fit.FitResult` per block (``first_step_cost`` holds the measured step).
@@ -285,7 +288,7 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
             saving = {**plan.trainer_options(blocks=len(blocks)), "resume": plan.resume and l == start,
                       "overwrite": plan.overwrite or l > start, "context": context}
         trainer = Trainer(steps, monitor=monitor, mode=mode, patience=patience, eval_every=eval_every, quiet=quiet,
-                          desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device,
+                          desc=f"{desc} {l + 1}/{len(blocks)}", measure_first_step=True, device=device, unit=unit,
                           settings={"lr": lr, "weight_decay": weight_decay, "steps": steps},
                           last_part=l == len(blocks) - 1, raise_limit=None,  # (no caller sets the limit)
                           **saving)

@@ -169,7 +169,8 @@ def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: 
     elif head is not None:  # (held at once for a chunk of positions: fewer of them)
         chunk = min(chunk, HEAD_JACOBIAN_ELEMENTS // per_position)
     masses = []
-    for part in progress(list(torch.split(chosen, chunk)), desc="influence", quiet=quiet):
+    bar = progress(total=len(chosen), desc="influence", quiet=quiet, unit="position")  # (positions, as asked for: it
+    for part in torch.split(chosen, chunk):                                              # counted the chunks)
         p = len(part)
         copies = x.repeat_interleave(p, dim=0)  # [B*p, T, E], row b*p + j measures position part[j]
         rows = torch.arange(batch * p, device=x.device)
@@ -192,6 +193,8 @@ def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: 
 
         mass = jacobian_l1(picked, copies, readout=None if head is None else head.weight)  # [B*p, T]
         masses.append((mass.reshape(batch, p, length), part))
+        bar.update(p)
+    bar.close()
     mass = torch.cat([m for m, _ in masses], dim=1).reshape(batch * len(chosen), length)
     times = torch.cat([t for _, t in masses]).repeat(batch)
     lag = times[:, None] - torch.arange(length, device="cpu")[None, :]  # (beside the CPU positions and masses)

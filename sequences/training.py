@@ -584,20 +584,30 @@ def _warn_growing_feedback(model, context: int) -> None:
     reference, at most widths): its reverse scan can multiply errors by up to :math:`\rho^{T-1}` over a window."""
     if not isinstance(getattr(model, "time_rule", None), DSF) or context < 2:  # (one step: the scan is g = e, and a
         return  # window of 1 was warned of a growth 'rho^0 = 1', with the advice of a shorter context)
+    growing = []  # (layer, radius): one warning names them all (a warning per layer repeated the advice)
     for i in range(len(model.blocks)):
         feedback = model.feedback(i)
         rho = spectral_radius(feedback)
         # (an orthogonal A's radius is 1 up to the rounding of its entries: 1e-4 covers float32's; a bfloat16 model's
         # orthogonal A read 1.0001-1.0003, and was warned about with the advice to use dsf:orthogonal)
         if rho > 1 + max(1e-4, torch.finfo(feedback.dtype).eps):
-            digits = (context - 1) * math.log10(rho)  # (rho ** T itself raises OverflowError past float range)
-            growth = f"{10 ** digits:.2g}" if digits < 300 else f"10^{digits:.0f}"
-            warn(
-                f"DSF's feedback A of layer {i} has spectral radius {rho:.3f} > 1: the reverse scan "
-                f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth} over a "
-                f"window of {context} steps (the far end of the window then drowns the rest, and past about 1e38 "
-                "float32 overflows); use dsf:diagonal (decays in [0, 1], the paper's default) or dsf:orthogonal "
-                "(radius 1), or a shorter context")
+            growing.append((i, rho))
+    if not growing:
+        return
+    i, rho = max(growing, key=lambda pair: pair[1])
+    digits = (context - 1) * math.log10(rho)  # (rho ** T itself raises OverflowError past float range)
+    growth = f"{10 ** digits:.2g}" if digits < 300 else f"10^{digits:.0f}"
+    which, largest = f"DSF's feedback A of layer {i} has spectral radius {rho:.3f}", ""
+    if len(growing) > 1:
+        which = (f"DSF's feedback matrices A of layers {', '.join(str(layer) for layer, _ in growing)} have spectral "
+                 f"radii {', '.join(f'{r:.3f}' for _, r in growing)}")
+        largest = f" (layer {i})"
+    warn(
+        f"{which} > 1: the reverse scan "
+        f"g_t = e_t + A g_(t+1) can multiply errors by up to {rho:.3f}^{context - 1} = {growth}{largest} over a "
+        f"window of {context} steps (the far end of the window then drowns the rest, and past about 1e38 "
+        "float32 overflows); use dsf:diagonal (decays in [0, 1], the paper's default) or dsf:orthogonal "
+        "(radius 1), or a shorter context")
 
 
 def _warn_untruncated(model, context: int, task: SequenceTask | None = None) -> None:

@@ -649,6 +649,17 @@ def test_a_progress_bar_written_to_a_file_redraws_rarely(capsys):
     bar.close()
 
 
+def test_a_progress_bar_in_a_log_file_ends_with_its_last_state_on_a_line_of_its_own(capsys):
+    """A bar in a job's log was cleared as it closed: the log kept its first redraw (0/4) and the blanks that cleared
+    it, joined to the next line, so a finished run read as one that never started. It now ends with its last state
+    (4/4, counted in the Trainer's unit) and a newline."""
+    Trainer(steps=4, quiet=False, desc="fit").run(lambda i: {"loss": 1.0 / i})
+    err = capsys.readouterr().err  # (pytest's captured stderr is no terminal)
+    assert err.endswith("\n") and err.count("\n") == 1
+    last = err.rstrip("\n").split("\r")[-1]
+    assert last.startswith("fit: 100%") and "4/4" in last and "step/s" in last
+
+
 def test_a_text_file_given_as_a_checkpoint_is_not_a_torch_file(tmp_path):
     from fwdlearn.errors import InputError
 

@@ -586,3 +586,33 @@ def test_bench_graph_reads_its_graph_in_one_spelling_and_records_the_table_names
     record = json.loads((tmp_path / "spelled-record.json").read_text())
     assert record["config"]["data"] == "karate"
     assert [(m["method"], m["rule"]) for m in record["metrics"]] == [("bp", "bp")] * 2 + [("sf", "local:prototype")] * 2
+
+
+def test_a_warning_met_in_every_split_is_shown_once(tmp_path, capsys):
+    """A DFA fit that learns nothing warns with its own numbers (the lowest loss, the prior's): with --splits 3 the
+    same long warning was printed three times, naming no split. It is shown once, then one line names the splits that
+    met it again."""
+    assert main(["graph", "train", "--data", "karate", "--method", "dfa", "--layers", "2", "--hidden", "4", "--epochs",
+                 "20", "--patience", "0", "--lr", "1e-6", "--splits", "3", "--quiet", "--json",
+                 str(tmp_path / "d.json")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len([line for line in err if "the training loss never fell" in line]) == 1, err
+    assert err[-1].startswith("fwdlearn: warning: split 1, split 2 met the warning above again (\"dfa gcn-2: in 20 "
+                              "epochs the training loss"), err
+    assert len(err) == 2
+
+
+@pytest.mark.parametrize("method", ["sf", "bp"])
+def test_a_graph_fit_in_a_log_counts_its_epochs_per_layer(method, capsys):
+    """In a job's log each bar keeps its last state on a line of its own, counted in epochs: a layer-by-layer fit one
+    bar per layer (epochs per layer), bp one bar (epochs in total); the log kept 0/5 for each, the unit 'it'."""
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs import ForwardGNN, load_graph
+
+    data = load_graph("karate", split="random", seed=0)
+    seed_everything(0)
+    ForwardGNN(data.num_features, data.num_classes, hidden=4, layers=3, method=method).fit(
+        data, epochs=5, patience=None, quiet=False)
+    lines = [line.split("\r")[-1] for line in capsys.readouterr().err.split("\n")[:-1]]  # (each line's last redraw)
+    assert len(lines) == (3 if method == "sf" else 1), lines
+    assert all(" 5/5 [" in line and "epoch/s" in line for line in lines), lines

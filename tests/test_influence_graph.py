@@ -556,3 +556,14 @@ def test_the_random_model_check_calls_the_model_again_only_where_no_other_call_r
             patch.setattr(module, "_check_repeats", checked_by_a_second_call)
             before = hop_influence(model, data, 2, samples=10, jacobian=jacobian)
         assert all(torch.equal(a, b) for a, b in zip((got[0], got[2]), (before[0], before[2]))) and got[1] == before[1]
+
+
+@pytest.mark.parametrize("variant", ["subgraph", "full"])
+def test_the_influence_bar_counts_the_seeds_in_either_variant(variant, capsys):
+    """The full variant's bar counted its backward calls (0/4 for the 100 seeds the table then reported), the subgraph
+    variant's the seeds: both count seeds now."""
+    data = random_graph()
+    torch.manual_seed(0)  # (3 channels, 9 seed-channel pairs per backward: 3 seeds a call, 4 calls)
+    hop_influence(Stack(GCNConv, 4, 8, 3, layers=2), data, 2, samples=12, variant=variant, batch_size=9, quiet=False)
+    last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]  # (stderr is no terminal: the bar's last state stays)
+    assert "100%" in last and " 12/12 [" in last and "seed/s" in last, last

@@ -327,3 +327,12 @@ def test_jacobian_l1_s_readout_is_the_mass_of_the_read_out_outputs():
     torch.testing.assert_close(jacobian_l1(f, x, readout=weight), jacobian_l1(lambda v: f(v) @ weight.T, x))
     with pytest.raises(ValueError, match=r"readout must be a weight \[outputs, 5\]"):
         jacobian_l1(f, x, readout=torch.randn(40, 4))
+
+
+def test_the_influence_bar_counts_the_positions(capsys):
+    """The bar counted the chunks of positions (1/1 for 64 positions at chunk 64): it counts the positions now."""
+    torch.manual_seed(0)
+    lag_influence(CausalConv(features=3, channels=2, width=4), torch.randn(2, 12, 3), max_lag=3, positions=7, chunk=2,
+                  quiet=False)
+    last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]  # (stderr is no terminal: the bar's last state stays)
+    assert "100%" in last and " 7/7 [" in last and "position/s" in last, last

@@ -954,6 +954,24 @@ def test_dsf_feedback_is_not_warned_about_over_a_window_of_one_step():
         _warn_growing_feedback(model, 2)
 
 
+def test_dsf_feedback_growing_in_several_layers_is_one_warning(tiny_corpus):
+    """Every layer whose A has radius > 1 gave a warning of its own: a 3-layer dsf:gaussian run printed the same
+    advice once per layer, each a paragraph. One warning names every such layer (not the others) and the largest
+    growth."""
+    from fwdlearn.feedback import spectral_radius
+
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=64, layers=3, training="dsf:gaussian")
+    rho = [spectral_radius(model.feedback(i)) for i in range(3)]
+    assert rho[0] > rho[1] > 1 > rho[2]  # (1.103, 1.043, 0.940)
+    with pytest.warns(UserWarning) as said:
+        model.fit(tiny_corpus, context=16, steps=1, batch_size=2, quiet=True)
+    growing = [str(w.message) for w in said if "DSF's feedback" in str(w.message)]
+    assert len(growing) == 1 and growing[0].startswith(
+        f"DSF's feedback matrices A of layers 0, 1 have spectral radii {rho[0]:.3f}, {rho[1]:.3f} > 1: the reverse "
+        f"scan g_t = e_t + A g_(t+1) can multiply errors by up to {rho[0]:.3f}^15 = {rho[0] ** 15:.2g} (layer 0) over "
+        "a window of 16 steps"), growing
+
+
 def test_a_bfloat16_dsf_model_gets_the_gradient_of_its_float64_copy():
     """DSF's scan ran in bfloat16 on a CPU and stalled over a long window: a bfloat16 GRU's layer gradients were 25%
     off its float64 copy's at T = 1024 (BPTT's: 0.4%)."""

@@ -126,7 +126,7 @@ def local_eccentricity(edge_index: np.ndarray, length: np.ndarray, num_nodes: in
     spread = np.unique(np.linspace(0, num_nodes - 1, min(num_nodes, 64)).astype(np.int64))
     per_source = max(1.0, hop_balls(matrix, spread, hops, symmetric=True).num_pairs / len(spread))
     result = np.empty(num_nodes)
-    bar = progress(total=num_nodes, desc="labels", quiet=quiet)
+    bar = progress(total=num_nodes, desc="labels", quiet=quiet, unit="node")
     start = 0
     while start < num_nodes:
         sources = np.arange(start, min(num_nodes, start + max(1, int(batch_pairs // per_source))))

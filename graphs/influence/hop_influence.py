@@ -150,7 +150,7 @@ def _subgraph_totals(model: GraphModel, x: Tensor, edge_index: Tensor, matrix, s
     symmetric = is_symmetric(matrix)
     rows: list[Tensor] = []
     space = Workspace()
-    bar = progress(total=len(seeds), desc="influence", quiet=quiet)
+    bar = progress(total=len(seeds), desc="influence", quiet=quiet, unit="seed")
     pieces = (piece for chunk in torch.split(seeds, batch_size)
               for piece in hop_balls(matrix, chunk.numpy(), max_hops, symmetric=symmetric).split(nodes_per_batch))
     for balls in pieces:
@@ -287,7 +287,8 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
     per_pair = max(x.numel(), saved.bytes // max(1, out.element_size()), 1)
     pairs = max(1, min(batch_size, FULL_GRADIENT_ELEMENTS // per_pair))
     per_call, group = max(1, pairs // channels), min(channels, pairs)  # seeds, and channels, per backward
-    for chunk in progress(list(torch.split(seeds, per_call)), desc="influence", quiet=quiet):
+    bar = progress(total=len(seeds), desc="influence", quiet=quiet, unit="seed")  # (seeds, as the subgraph variant's
+    for chunk in torch.split(seeds, per_call):                                      # bar: it counted the calls)
         mass = torch.zeros(len(chunk), num_nodes, dtype=wide, device=x.device)
         for first in range(0, channels, group):
             picked = eye[first: first + group]
@@ -302,6 +303,8 @@ def _full_totals(model: GraphModel, x: Tensor, edge_index: Tensor, seeds: Tensor
         distance = torch.full((len(chunk), num_nodes), -1, dtype=torch.long)
         distance[torch.from_numpy(balls.owner), torch.from_numpy(balls.node)] = torch.from_numpy(balls.hop)
         rows.append(distance_totals(mass, distance.to(mass.device), max_hops))
+        bar.update(len(chunk))
+    bar.close()
     return torch.cat(rows)
 
 

@@ -309,7 +309,7 @@ class LayerwiseMethod(GraphMethod):
 
         results = greedy_layerwise(blocks, job, epochs, lr=lr, weight_decay=weight_decay, patience=patience,
                                    eval_every=eval_every, quiet=quiet, desc=f"{self.rule} {self.conv} layer",
-                                   device=x.device, checkpointing=checkpointing)
+                                   device=x.device, checkpointing=checkpointing, unit="epoch")
         per_layer = [{"layer": l + 1, "epochs_run": r.steps_run, "best_epoch": r.best_step,
                       "val_accuracy": r.best.get("val_accuracy"),
                       "saved_bytes_per_step": r.first_step_cost.saved_bytes if r.first_step_cost else 0}

@@ -92,7 +92,7 @@ def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float =
 
     saving = checkpointing.trainer_options() if checkpointing is not None else {}
     with fixed_inputs(model):  # (its GNN blocks normalise the features once, not at every step and evaluation)
-        result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc,
+        result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, desc=desc, unit="epoch",
                          measure_first_step=True, device=device,
                          # (the budget too: a resume with more epochs reported no change, as the layer-wise fits do)
                          settings={"lr": lr, "weight_decay": weight_decay, "steps": epochs},

@@ -224,7 +224,7 @@ class TopDown(GraphMethod):
             return {"val_accuracy": masked_accuracy(s, y, val)}
 
         saving = checkpointing.trainer_options() if checkpointing is not None else {}
-        result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet,
+        result = Trainer(epochs, patience=patience, eval_every=eval_every, quiet=quiet, unit="epoch",
                          desc=f"{self.rule} {self.conv}-{self.layers}", measure_first_step=True, device=x.device,
                          settings={"lr": lr, "weight_decay": weight_decay, "steps": epochs}, raise_limit=None,
                          **saving).run(

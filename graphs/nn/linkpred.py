@@ -443,6 +443,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
             with fixed_inputs(self):  # (the blocks normalise the features once, not at every step and evaluation)
                 results = [Trainer(epochs, monitor="val_auc", patience=patience, eval_every=eval_every, quiet=quiet,
                                    desc=f"link bp {self.conv}-{self.layers}", measure_first_step=True, device=device,
+                                   unit="epoch",
                                    settings={"lr": lr, "weight_decay": weight_decay, "steps": epochs},
                                    raise_limit=None,
                                    **saving).run(
@@ -489,4 +490,4 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
 
         return greedy_layerwise(self.blocks, job, epochs, lr=lr, weight_decay=weight_decay, monitor="val_auc",
                                 patience=patience, eval_every=eval_every, quiet=quiet, desc=f"link {self.method} layer",
-                                device=x.device, checkpointing=checkpointing)
+                                device=x.device, checkpointing=checkpointing, unit="epoch")

@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ __all__ = ["atomic_write", "atomic_write_all", "tmp_path", "finish_renames", "re
 
 #: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+#: whether this is Windows, whose processes and file names fwdlearn checks its way (tests set it to simulate Windows)
+WINDOWS = sys.platform == "win32"
 
 
 @contextmanager
@@ -201,7 +204,17 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
 
 def alive(pid: int) -> bool:
     """Whether the process ``pid`` is running (another user's counts): the writer of a lock or of a list of renames
-    a killed run left behind is gone when it is not."""
+    a killed run left behind is gone when it is not. On Windows ``os.kill(pid, 0)`` is no probe: signal 0 is
+    ``CTRL_C_EVENT`` there, sent to the console process group ``pid``, which fails (``[WinError 87] The parameter is
+    incorrect``) for a process that is gone, so a killed run's lock stopped every later run of its name with that
+    error; there ``psutil.pid_exists`` asks (PyG requires psutil), and without psutil the process counts as alive (a
+    lock's refusal names the lock to remove)."""
+    if WINDOWS:
+        try:
+            import psutil
+        except ImportError:
+            return True
+        return bool(psutil.pid_exists(pid))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

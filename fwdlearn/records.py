@@ -92,9 +92,10 @@ def json_text(value: Any) -> str:
 
 def write_json(path: str | Path, value: Any) -> Path:
     """Write ``value`` (a mapping) to ``path`` atomically as indented, valid JSON (:func:`plain_json`: non-finite
-    numbers as ``null``, listed under ``"non_finite"``)."""
+    numbers as ``null``, listed under ``"non_finite"``), in UTF-8 (as every text file fwdlearn writes, whatever the
+    system's locale)."""
     text = json_text(value)
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 #: the settings of the maths libraries that change a run's arithmetic, recorded where given: MKL's (matrix
@@ -214,8 +215,9 @@ class RunRecord:
         refuse_overwrite(path, overwrite=overwrite, flag="overwrite=True (--overwrite)")
         self.files = {**{kind: str(file) for kind, (file, _) in texts.items()}, **self.files}
         record = json_text(self.as_dict(pending=[file for file, _ in texts.values()]))
-        atomic_write_all({**{file: lambda tmp, text=text: tmp.write_text(text) for file, text in texts.values()},
-                          path: lambda tmp: tmp.write_text(record)})
+        atomic_write_all({**{file: lambda tmp, text=text: tmp.write_text(text, encoding="utf-8")
+                             for file, text in texts.values()},
+                          path: lambda tmp: tmp.write_text(record, encoding="utf-8")})
         return Path(path)
 
     @staticmethod

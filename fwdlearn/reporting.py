@@ -124,6 +124,8 @@ def write_results(out: str | Path, rows: Iterable[Mapping[str, Any]], columns: S
     """Write ``<out>.json`` (rows, command, versions, extra) and ``<out>.md`` (title, command, table, notes),
     atomically and together (:func:`~fwdlearn.files.atomic_write_all`: a failure leaves an earlier pair whole, not a
     new JSON beside an old table); the JSON is valid (non-finite numbers as ``null``, listed under ``"non_finite"``).
+    Both are UTF-8 whatever the system's locale (Windows' cp1252 has no ``−``: a graph bench's table failed to write
+    there, after the whole run).
 
     Returns:
         The two paths.
@@ -131,7 +133,8 @@ def write_results(out: str | Path, rows: Iterable[Mapping[str, Any]], columns: S
     json_path, md_path, _ = result_paths(out)
     json_part, md_part = result_texts(rows, columns, title=title, command=command, notes=notes, headers=headers,
                                       extra=extra)
-    atomic_write_all({json_path: lambda tmp: tmp.write_text(json_part), md_path: lambda tmp: tmp.write_text(md_part)})
+    atomic_write_all({json_path: lambda tmp: tmp.write_text(json_part, encoding="utf-8"),
+                      md_path: lambda tmp: tmp.write_text(md_part, encoding="utf-8")})
     return json_path, md_path
 
 

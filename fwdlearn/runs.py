@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import validate_config
+from . import files
 from .errors import UsageError
 from .files import (alive, check_writable, finish_renames, refuse_overwrite, remove_quietly, remove_stale_tmp,
                     writing)
@@ -52,6 +53,8 @@ __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS"
            "lock_run", "release_runs", "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
 
 RUN_OPTIONS = "run options"
+#: the characters Windows' file names may not hold (a ':' names a file's hidden stream, or a drive)
+_NOT_IN_WINDOWS_NAMES = '<>:"|?*'
 RUNS_FOLDER = "runs"
 #: the most ``--threads`` any command takes (10**12 hung, 100000 was a bare libgomp error)
 MAX_THREADS = 1024
@@ -175,11 +178,17 @@ def refuse_torchrun(job: str) -> None:
 
 def check_run_name(name: str, elsewhere: str = "; write elsewhere with --json (and --checkpoint)") -> None:
     """Refuse a ``--name`` that would leave ``runs/``: an absolute path, ``..``, or ``.``; and one whose parts are
-    blank or begin or end with a space (``' '`` wrote ``runs/ .json``)."""
+    blank or begin or end with a space (``' '`` wrote ``runs/ .json``); on Windows, one with a character its file names
+    may not hold (``--name dfa:gaussian``, a method's name, wrote the record into a hidden stream of a file ``dfa``,
+    and ``c:x`` wrote ``x.json`` outside ``runs/``)."""
     if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name in ("", "."):
         raise UsageError(f"--name {name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', not '.')"
                          f"{elsewhere}")
     _check_blank_parts("--name", name, "a run name")
+    if files.WINDOWS and (refused := sorted(set(name) & set(_NOT_IN_WINDOWS_NAMES))):
+        fixed = "".join("-" if c in _NOT_IN_WINDOWS_NAMES else c for c in name)
+        raise UsageError(f"--name {name!r}: Windows allows no {' '.join(map(repr, refused))} in a file name; choose "
+                         f"a name without (e.g. {fixed!r})")
 
 
 def _check_blank_parts(flag: str, value: str, what: str) -> None:
@@ -349,12 +358,35 @@ def _one_at_a_time(folder: Path) -> Iterator[None]:
         os.close(fd)  # (closing releases the flock)
 
 
+def _place(mine: Path, lock: Path) -> None:
+    """Link ``mine`` into place as ``lock`` (``FileExistsError`` when there is one). A file system without hard links
+    (FAT and exFAT drives, some network and virtual machines' shared folders: the link's ``EPERM`` was reported as a
+    permission to check, and no run could start there) gets ``lock`` created exclusively, the id then written into
+    it; a process reading it meanwhile would find it empty, which the folder's ``flock`` (:func:`_one_at_a_time`)
+    rules out where there is one."""
+    try:
+        os.link(mine, lock)
+        return
+    except FileExistsError:
+        raise
+    except (OSError, AttributeError, NotImplementedError):  # (no hard links here: the exclusive create says why not)
+        pass
+    with writing(lock):
+        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            with os.fdopen(handle, "w") as f:
+                f.write(str(os.getpid()))
+        except BaseException:
+            remove_quietly(lock)  # (ours, empty: left, it would be taken for a dead process's)
+            raise
+
+
 def _take(lock: Path, mine: Path, record: Path) -> None:
     """Link ``mine`` (this process's id) into place as ``lock``, taking over a lock whose process is gone."""
     try:
         while True:  # ends by taking the lock, or by an error naming the live process that holds it
             try:
-                os.link(mine, lock)
+                _place(mine, lock)
             except FileExistsError:
                 try:
                     owner = int(lock.read_text().strip())
@@ -472,7 +504,7 @@ def record_files(path: str | Path) -> tuple[str, dict[str, tuple[str, set[Path]]
     try:
         if not Path(path).is_file():  # (a device or a pipe is no record: /dev/zero was read without end)
             return None
-        record = json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
         files, cwd, job = record.get("files", {}), record.get("cwd"), record.get("job", "")
         bases = {Path.cwd(), *([Path(cwd)] if isinstance(cwd, str) else [])}
         named = {kind: (p, {Path(os.path.realpath(base / p)) for base in bases})
@@ -530,7 +562,7 @@ def _refuse_a_run_record(results: Path, flag: str, given: str) -> None:
     try:
         if not results.is_file():  # (a device or a pipe: read without end; the checks of the outputs refuse it)
             return
-        content = json.loads(results.read_text())
+        content = json.loads(results.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none there, a folder, or not JSON: the checks of the outputs say what it is
         return
     if isinstance(content, dict) and isinstance(content.get("job"), str) and "rows" not in content:

@@ -13,8 +13,8 @@ r"""What a training step costs: wall time, bytes saved for backward, peak memory
   tensors would otherwise look free, a step of a few large ones not). That makes the step fault its
   memory in again, which costs time: measure time and memory in separate calls (``memory=False``).
   Where these are unavailable a background thread samples ``/proc/self/statm``; without ``/proc`` at all
-  (macOS) the peak is the process's lifetime high-water mark (``resource.getrusage``) and the step's increase
-  is not measured (``None``).
+  (macOS, Windows) the peak is the process's lifetime high-water mark (``resource.getrusage``; on Windows the peak
+  working set, read through ``psutil``) and the step's increase is not measured (``None``).
 * **CUDA peak memory** comes from ``torch.cuda.max_memory_allocated`` when on a GPU; its increase is that peak less
   what was allocated when the step began (the weights, the optimizer state, other models).
 """
@@ -176,7 +176,7 @@ class _PeakMemory:
             self.peak = max(self.peak, rss)
         if self._kernel:
             self.peak = max(self.peak, _high_water_bytes() or 0)
-        if self.start is None:  # no /proc (macOS): the process's lifetime high-water mark is the best there is,
+        if self.start is None:  # no /proc (macOS, Windows): the lifetime high-water mark is the best there is,
             self.peak = _lifetime_peak_bytes()  # and a step's increase cannot be read from it
 
     @property
@@ -186,10 +186,20 @@ class _PeakMemory:
 
 
 def _lifetime_peak_bytes() -> int:
-    """The process's peak resident set since it started (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    import resource
+    """The process's peak resident set since it started (``ru_maxrss``: KiB on Linux, bytes on macOS); on Windows,
+    which has no ``resource`` module, the peak working set (``psutil``'s ``peak_wset``, where psutil is installed: PyG
+    requires it); 0 where neither can be read."""
     import sys
 
+    try:
+        import resource
+    except ImportError:  # (Windows: every graph fit, which measures its first step, failed here)
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().peak_wset)
+        except (ImportError, AttributeError, OSError):
+            return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
@@ -202,7 +212,8 @@ class Cost:
     saved_bytes: int
     saved_parameter_bytes: int
     peak_rss_bytes: int
-    #: the step's increase of the resident set (``None`` where it cannot be measured: without ``/proc``, e.g. macOS)
+    #: the step's increase of the resident set (``None`` where it cannot be measured: without ``/proc``, e.g. macOS,
+    #: Windows)
     rss_increase_bytes: int | None
     cuda_peak_bytes: int | None
     cuda_increase_bytes: int | None = None

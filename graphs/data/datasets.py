@@ -323,7 +323,7 @@ def _link_planetoid_raw(name: str) -> Path | None:
     changed = False
     for f in files:
         link = raw / f.name
-        if link.is_symlink() and os.readlink(link) == str(f):
+        if link.is_symlink() and _link_target(link) == f:
             continue
         if not link.is_symlink() and link.exists() and link.read_bytes() == f.read_bytes():
             continue  # a copy (file systems without symlinks) of the same file
@@ -336,13 +336,26 @@ def _link_planetoid_raw(name: str) -> Path | None:
                 link.write_bytes(f.read_bytes())
     stamp = raw / _SOURCE_STAMP  # the raw files' sizes and times: a file rewritten in place is seen too
     source_state = "\n".join(f"{f} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in files)
-    if not stamp.exists() or stamp.read_text() != source_state:
+    # (UTF-8, whatever the locale: a stamp written in Windows' code page differs, and the processed copy is rebuilt)
+    if not stamp.exists() or stamp.read_text(encoding="utf-8", errors="replace") != source_state:
         changed = True
     if changed:  # PyG's processed copy was made from other raw files
         shutil.rmtree(target_root / title / "processed", ignore_errors=True)
         with writing(stamp):  # (a full disk said "[Errno 28] No space left on device", naming no file)
-            stamp.write_text(source_state)
+            stamp.write_text(source_state, encoding="utf-8")
     return source
+
+
+def _link_target(link: Path) -> Path:
+    r"""The path the symbolic link ``link`` holds. Windows' ``os.readlink`` gives an absolute one with the prefix
+    ``\\?\`` (``\\?\UNC\`` for a share), dropped here: with it, a link into the data folder named another folder, so
+    every load there linked the raw files again and rebuilt PyG's processed copy."""
+    target = os.readlink(link)
+    if target.startswith("\\\\?\\UNC\\"):
+        target = "\\\\" + target[len("\\\\?\\UNC\\"):]
+    elif target.startswith("\\\\?\\"):
+        target = target[len("\\\\?\\"):]
+    return Path(target)
 
 
 def _unlink_other_source(raw: Path, source: Path | None) -> None:
@@ -351,12 +364,12 @@ def _unlink_other_source(raw: Path, source: Path | None) -> None:
     made = {}  # file name -> the file it was linked or copied from
     stamp = raw / _SOURCE_STAMP
     if stamp.exists():
-        for line in stamp.read_text().splitlines():
+        for line in stamp.read_text(encoding="utf-8", errors="replace").splitlines():
             linked = Path(line.rsplit(" ", 2)[0])
             made[linked.name] = linked
     for link in raw.glob("ind.*"):
         if link.is_symlink():
-            made[link.name] = Path(os.readlink(link))
+            made[link.name] = _link_target(link)
     if not made or (source is not None and all(f.parent == source for f in made.values())):
         return
     for file_name in made:

@@ -306,6 +306,32 @@ def test_saved_bytes_leaves_nothing_behind_on_tensors_that_outlive_it():
     assert len(weakref.finalize._registry) == before
 
 
+def test_saved_bytes_lets_a_graph_it_measured_be_freed_without_a_backward():
+    """The pack hook kept each saved tensor itself: a node that saves its own output (tanh) then held its grad_fn
+    through torch's C++ graph, a cycle Python's collector cannot see, so a graph measured and not backpropagated, or
+    backpropagated with retain_graph=True (as hop_influence(variant="full") does), was never freed, nor the parameters
+    it saved: a model measured in a loop stayed in memory, one graph per call."""
+    import gc
+    import weakref
+
+    from fwdlearn.diagnostics.cost import saved_bytes
+
+    for backward in (False, True):
+        lin, x = torch.nn.Linear(8, 8), torch.randn(4, 8, requires_grad=True)
+        weight = weakref.ref(lin.weight)
+        with saved_bytes() as box:
+            out = torch.tanh(lin(x))
+        if backward:
+            (grad,) = torch.autograd.grad(out.sum(), x, retain_graph=True)
+            with torch.no_grad():
+                expected = (1 - torch.tanh(lin(x)) ** 2) @ lin.weight
+            assert torch.allclose(grad, expected, atol=1e-6)  # (the saved tensors still read right)
+        assert (box.bytes, box.parameter_bytes) == (4 * 8 * 4, 4 * 8 * 4 + 8 * 8 * 4)  # tanh's output; x, the weight
+        del lin, out
+        gc.collect()
+        assert weight() is None
+
+
 def test_saved_bytes_counts_a_storage_once_across_views_of_it():
     """A saved view freed inside the block while its base lived let the next view of the same storage count it
     again (16,000 bytes for an 8,000-byte storage)."""
@@ -454,11 +480,17 @@ def test_masked_accuracy_refuses_one_score_per_example_and_negative_labels():
 
 
 def _drawn(monkeypatch):
-    """The figures the plot functions draw, kept open (they close each after writing it) to read back."""
-    import matplotlib.pyplot as plt
+    """The figures the plot functions draw, kept to read back."""
+    from fwdlearn.diagnostics import plots
 
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)
+    figures, made = [], plots._figure
+
+    def kept(figsize):
+        fig, ax = made(figsize)
+        figures.append(fig)
+        return fig, ax
+
+    monkeypatch.setattr(plots, "_figure", kept)
     return figures
 
 
@@ -506,3 +538,28 @@ def test_an_influence_curve_not_drawn_is_named_in_the_legend_and_distances_are_w
         ticks = [t for t in figure.axes[0].get_xticks() if figure.axes[0].get_xlim()[0] <= t
                  <= figure.axes[0].get_xlim()[1]]
         assert ticks and all(t == int(t) >= 0 for t in ticks), ticks
+
+
+def test_plots_keep_no_figure_and_leave_the_pyplot_backend_alone(tmp_path):
+    """Every plot was a pyplot figure, closed only once written: a call that failed while drawing (x and y of
+    different lengths) kept its figure open for the life of the process (25 failed calls, 25 figures and
+    matplotlib's 'More than 20 figures' warning); and each call ran matplotlib.use("Agg"), which switched the
+    process's backend (a notebook's inline one) to Agg for the rest of the session."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from fwdlearn.diagnostics.plots import plot_curves, plot_influence_curves
+
+    plt.close("all")
+    before = plt.get_backend()
+    plt.switch_backend("svg")  # (any backend other than Agg: a notebook's inline one, say)
+    try:
+        for _ in range(3):
+            with pytest.raises(ValueError, match="x and y must have same first dimension"):
+                plot_curves({"run": ([1, 2, 3], [0.1, 0.2])}, tmp_path / "c.png", "step", "loss")
+            with pytest.raises(ValueError, match="could not convert string to float"):
+                plot_influence_curves({"gcn": [1.0, "x"]}, tmp_path / "i.png")
+        assert plot_curves({"run": ([1, 2], [0.1, 0.2])}, tmp_path / "c.png", "step", "loss").stat().st_size > 0
+        assert plt.get_fignums() == [] and matplotlib.get_backend() == "svg"
+    finally:
+        plt.switch_backend(before)

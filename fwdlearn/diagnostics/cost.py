@@ -40,7 +40,7 @@ __all__ = ["Cost", "CostReport", "WithCost", "SavedBytes", "saved_bytes", "measu
 
 class SavedBytes:
     """Running totals filled in by :func:`saved_bytes`: the sum over the storages autograd saved in the block, each
-    counted once while it is held (a storage freed in the block and another later placed at its address are two)."""
+    counted once while it lives (a storage freed in the block and another later placed at its address are two)."""
 
     def __init__(self) -> None:
         self.bytes = 0  # activations and other non-parameter tensors
@@ -57,10 +57,11 @@ class SavedBytes:
             if key in self._held:
                 continue
             self._held.add(key)
-            # the storage is held while the tensor it belongs to lives: the saved view's base (a view freed while its
-            # base lives -- its storage with it -- was counted again at the next view saved); a sparse tensor's parts
-            # are fresh views, gone at once, so the sparse tensor itself
-            self._finalizers.append(weakref.finalize(base, self._held.discard, key))
+            # held until the storage itself is freed (torch keeps one Python object per live storage): not the saved
+            # tensor's, which the graph no longer holds (the pack hook hands it a detached alias), nor a view's (a
+            # view freed while its base lived counted the storage again at the next view saved), nor a sparse
+            # tensor's parts (fresh views, gone at once)
+            self._finalizers.append(weakref.finalize(storage, self._held.discard, key))
             if parameter:
                 self.parameter_bytes += storage.nbytes()
             else:
@@ -92,7 +93,12 @@ def saved_bytes() -> Iterator[SavedBytes]:
 
     def pack(t: Tensor) -> Tensor:
         box.add(t)
-        return t
+        # a detached alias (same storage, no copy; autograd restores the saved tensor's grad_fn when it unpacks it):
+        # the tensor itself, when it is the output of the node saving it, made a cycle through torch's C++ graph
+        # (output -> grad_fn -> saved variable -> output) that Python's collector cannot see, so a graph never
+        # backpropagated, or backpropagated with retain_graph=True, was never freed -- with every activation and
+        # parameter it saved (hop_influence(variant="full") kept its model's whole graph at every call)
+        return t.detach()
 
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

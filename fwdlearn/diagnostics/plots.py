@@ -10,15 +10,19 @@ from fwdlearn.files import atomic_write
 __all__ = ["plot_influence_curves", "plot_curves", "plot_speedups", "plot_alignment"]
 
 
-def _pyplot():
+def _figure(figsize: tuple[float, float]):
+    """A new figure and its axes, drawn by Agg and outside pyplot: nothing of it stays in the process once it is
+    dropped, an error while drawing included, and the process's pyplot backend is left as it was (``pyplot.subplots``
+    kept every figure a failed call had opened, and ``matplotlib.use("Agg")`` switched a notebook's inline backend
+    off for the rest of the session)."""
     try:
-        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("plotting needs matplotlib: pip install 'fwdlearn[plot]'") from error
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
 
 
 #: dash patterns and markers of the series past the colours of matplotlib's cycle (the 11th series of the default
@@ -29,18 +33,20 @@ _MARKERS = ("o", "s", "^", "D", "v", "P")
 _LEGEND_INSIDE = 4
 
 
-def _styles(plt, count: int) -> list[dict]:
+def _styles(count: int) -> list[dict]:
     """``count`` looks of series (``color``, ``linestyle``, ``marker``), no two alike: the colours of matplotlib's
     cycle, then the same colours again with the next dash pattern and marker."""
-    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
+    from matplotlib import rcParams
+
+    colours = rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
     return [{"color": colours[i % len(colours)], "linestyle": _DASHES[i // len(colours) % len(_DASHES)],
              "marker": _MARKERS[i // len(colours) % len(_MARKERS)]} for i in range(count)]
 
 
-def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
+def _save(fig, ax, path: str | Path, title: str, **legend) -> Path:
     """Title, legend (``legend``: :meth:`~matplotlib.axes.Axes.legend` options; by default inside the axes for up to
-    ``_LEGEND_INSIDE`` entries, else to their right; none without a labelled series), write ``path`` (folders
-    created; a leading ``~`` is the home folder) and close the figure."""
+    ``_LEGEND_INSIDE`` entries, else to their right; none without a labelled series) and write ``path`` (folders
+    created; a leading ``~`` is the home folder)."""
     if title:
         ax.set_title(title)
     entries = len(ax.get_legend_handles_labels()[1])
@@ -51,10 +57,8 @@ def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
         ax.legend(**legend)
     fig.tight_layout()
     path = Path(path).expanduser()  # (matplotlib does not expand it: "~/a.png" went to a folder named "~" here)
-    try:  # the format from the real suffix; a kill mid-write leaves no half image under the real name
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix[1:] or "png"))
-    finally:
-        plt.close(fig)
+    # the format from the real suffix; a kill mid-write leaves no half image under the real name
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix[1:] or "png"))
     return path
 
 
@@ -94,9 +98,8 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
         xlabel: what a distance is (``"hops"``, ``"lag"``; whole numbers on the axis).
         title: figure title.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for (name, curve), style in zip(curves.items(), _styles(plt, len(curves))):
+    fig, ax = _figure((5, 3.5))
+    for (name, curve), style in zip(curves.items(), _styles(len(curves))):
         values = [float("nan") if c is None else float(c) for c in curve]
         # (a distance of no influence at all, such as an MLP's hops > 0, is left out: a log scale has no 0; the
         # legend says so: an MLP's one point, 1 at hop 0, lay under the other models' and its entry named nothing seen)
@@ -108,7 +111,7 @@ def plot_influence_curves(curves: dict[str, list[float]], path: str | Path, xlab
     _whole_ticks(ax, range(max(map(len, curves.values()), default=0)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"influence / influence at {xlabel} 0")
-    return _save(plt, fig, ax, path, title)
+    return _save(fig, ax, path, title)
 
 
 def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | Path, xlabel: str, ylabel: str,
@@ -122,9 +125,8 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
         chance: the score of a predictor that ignores the input, drawn for reference.
         zero_line: draw the line y = 0 (for signed values such as cosines).
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for (name, (xs, ys)), style in zip(series.items(), _styles(plt, len(series))):
+    fig, ax = _figure((5, 3.5))
+    for (name, (xs, ys)), style in zip(series.items(), _styles(len(series))):
         ax.plot(xs, ys, ms=2, label=name, **style)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
@@ -133,7 +135,7 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: str | 
     _whole_ticks(ax, [x for xs, _ in series.values() for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    return _save(plt, fig, ax, path, title)
+    return _save(fig, ax, path, title)
 
 
 def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: str | Path, xlabel: str,
@@ -149,11 +151,10 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
         baseline: the baseline's name (the y-axis reads "speed-up over <baseline>"; a dotted line marks 1x).
         title: the figure's title (none when empty).
     """
-    plt = _pyplot()
+    fig, ax = _figure((6, 4))
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (name, points), style in zip(series.items(), _styles(plt, len(series))):
+    for (name, points), style in zip(series.items(), _styles(len(series))):
         ax.scatter([p[0] for p in points], [p[1] for p in points], label=name, color=style["color"],
                    marker=style["marker"])
         for size, ratio, label in points:
@@ -168,7 +169,7 @@ def plot_speedups(series: dict[str, Sequence[tuple[float, float, str]]], path: s
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"speed-up over {baseline}")
     # below the axes: the points fill the plot
-    return _save(plt, fig, ax, path, title, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+    return _save(fig, ax, path, title, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
 
 
 def plot_alignment(curves: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:

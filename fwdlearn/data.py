@@ -16,7 +16,8 @@ from pathlib import Path
 
 from fwdlearn.errors import UsageError
 
-__all__ = ["DataNotFoundError", "data_dir", "cache_root", "cache_dir", "data_path", "require_data_dir", "loader_log"]
+__all__ = ["DataNotFoundError", "data_dir", "cache_root", "cache_dir", "data_path", "require_data_dir", "loader_log",
+           "weights_only_loads"]
 
 DATA_ENV = "FWDLEARN_DATA_DIR"
 CACHE_ENV = "FWDLEARN_CACHE_DIR"
@@ -93,3 +94,32 @@ def loader_log(quiet: bool) -> Iterator[None]:
         return
     with contextlib.redirect_stderr(io.StringIO()):
         yield
+
+
+#: torch's switches that make every ``torch.load`` read tensors and plain values only (``weights_only=False`` or
+#: not), or that make a load given no ``weights_only`` unpickle anything
+FORCE_WEIGHTS_ONLY_ENV = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+FORCE_NO_WEIGHTS_ONLY_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Inside the block every ``torch.load`` reads with ``weights_only=True`` (tensors, plain values and the classes
+    allowed as safe globals: PyG's own data classes), whatever its caller asked, so a planted file runs no code; wrap a
+    third-party loader's call in it. PyG reads a processed copy's ``pre_transform.pt`` and ``pre_filter.pt`` with
+    ``weights_only=False``, and reads ``data.pt`` again with ``weights_only=False`` when the safe read refuses an
+    object in it: a ``processed/`` folder planted in a cache or a ``root=`` ran the code its files carried. A file
+    refused is an ``UnpicklingError`` (``load_graph`` rebuilds a Planetoid copy from its raw files, as a damaged one,
+    and names the folder of another data set's copy to remove). Sets torch's
+    ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` for the block (read by ``torch.load`` at each call, torch >= 2.4), with
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` unset (both set is torch's error), and restores both after."""
+    before = {name: os.environ.pop(name, None) for name in (FORCE_WEIGHTS_ONLY_ENV, FORCE_NO_WEIGHTS_ONLY_ENV)}
+    os.environ[FORCE_WEIGHTS_ONLY_ENV] = "1"
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,7 +1,9 @@
 """Writing output files safely: atomic writes, writability probes, no silent overwrite.
 
 - :func:`atomic_write` writes ``<path>.tmp`` and renames it over ``path``: a crash or a kill never
-  leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`).
+  leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`). The name
+  ``<path>.tmp`` beside an output is fwdlearn's own: what is there when a write starts is taken for a killed write's
+  leftover and replaced (a link there is removed, never written through into the file it points at).
   :func:`atomic_write_all` does it for files that belong together (a bench's results and their record): every
   ``.tmp`` is written before any is renamed, so a failure leaves the earlier set whole, never old and new mixed; the
   renames are listed first in ``<last path>.renaming``, so that a process killed between two of them (SIGKILL, the
@@ -73,14 +75,23 @@ def tmp_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+def _clear_tmp(tmp: Path) -> None:
+    """Remove what is at the staging name ``tmp`` (a killed write's leftover, a link) before a write opens it: a
+    symbolic or hard link there was written through, into the file it points at (``m.pt.tmp -> notes.md``: the model
+    replaced the user's notes.md, and m.pt was left a link to it). A folder is left (the write names it)."""
+    if os.path.islink(tmp) or (os.path.lexists(tmp) and not os.path.isdir(tmp)):
+        os.unlink(tmp)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` then rename ``tmp`` over ``path`` (parents created); the temporary file is removed
-    if ``write`` fails or is interrupted."""
+    """``write(tmp)`` then rename ``tmp`` over ``path`` (parents created); a file or link already at ``tmp`` is removed
+    first (:func:`_clear_tmp`), and the temporary file is removed if ``write`` fails or is interrupted."""
     path = Path(path)
     tmp = tmp_path(path)
     try:
         with writing(path):  # (a write's OSError named no file)
             path.parent.mkdir(parents=True, exist_ok=True)
+            _clear_tmp(tmp)
             write(tmp)
             os.replace(tmp, path)
     except BaseException:
@@ -111,6 +122,7 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
             path = Path(path)
             with writing(path):  # (a write's OSError named no file)
                 path.parent.mkdir(parents=True, exist_ok=True)
+                _clear_tmp(tmp_path(path))
                 staged.append((tmp_path(path), path))
                 write(staged[-1][0])
         if not staged:
@@ -176,7 +188,11 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
     """Finish the renames of a set :func:`atomic_write_all` was killed between: for each of ``paths`` with a
     ``<path>.renaming`` beside it, rename the ``.tmp`` files it lists that are still there over their paths and remove
     the list; the lists finished. A list whose process is alive is a write under way, and left to it, unless
-    ``held`` (the caller holds the run's lock, so no live run of those names writes them)."""
+    ``held`` (the caller holds the run's lock, so no live run of those names writes them). Only a rename of
+    ``<target>.tmp`` over a ``target`` in the list's own folder or among ``paths`` (the run's outputs) is made: a list
+    found in a folder one was given named any file on the disk, and its ``.tmp`` beside it (a file of another program's)
+    replaced that file, ``--overwrite`` or not."""
+    outputs = {os.path.abspath(path) for path in paths if path is not None}
     finished = []
     for path in paths:
         listed = _renames_path(path) if path is not None else None
@@ -193,7 +209,10 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
             continue
         if not held and pid != os.getpid() and alive(pid):
             continue
-        _rename_staged([(tmp, target) for tmp, target in pairs if tmp == tmp_path(target)])  # (only <path>.tmp)
+        folder = os.path.dirname(os.path.abspath(listed))
+        ours = [(tmp, target) for tmp, target in pairs if tmp == tmp_path(target)  # (only <path>.tmp, over the run's
+                and (os.path.abspath(target) in outputs or os.path.dirname(os.path.abspath(target)) == folder)]  # files)
+        _rename_staged(ours)
         listed.unlink(missing_ok=True)
         finished.append(listed)
     for path in paths if held else ():  # (a list a process was killed while writing: no rename was made)
@@ -226,7 +245,9 @@ def alive(pid: int) -> bool:
 
 def remove_stale_tmp(*paths: str | Path | None) -> list[Path]:
     """Remove the ``<path>.tmp`` a killed run left behind, once the renames of a set it was killed between are
-    finished (:func:`finish_renames`; the caller holds the run's lock); the removed files."""
+    finished (:func:`finish_renames`; the caller holds the run's lock); the removed files. The name is fwdlearn's (a
+    file a user keeps there is taken for a killed run's leftover: :func:`atomic_write` would replace it anyway); a link
+    there is removed, not the file it points at."""
     finish_renames(*paths, held=True)
     removed = []
     for path in paths:

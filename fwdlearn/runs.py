@@ -326,6 +326,7 @@ def lock_run(record: Path) -> None:
     try:
         with writing(lock):  # (a full disk said "[Errno 28] No space left on device", naming no file)
             lock.parent.mkdir(parents=True, exist_ok=True)
+            mine.unlink(missing_ok=True)  # (a killed process's of this id, or a link: never written through)
             mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
     except BaseException:
         remove_quietly(mine)  # (it was left behind, empty)
@@ -388,11 +389,12 @@ def _take(lock: Path, mine: Path, record: Path) -> None:
             try:
                 _place(mine, lock)
             except FileExistsError:
-                try:
-                    owner = int(lock.read_text().strip())
-                except (OSError, ValueError):
-                    owner = 0
-                if owner and owner != os.getpid() and alive(owner):
+                owner = _lock_owner(lock)
+                if owner is None:  # (a file of the user's, which was taken for a dead run's lock and deleted)
+                    raise UsageError(f"{lock} is in the way of this run's lock on {record}: it is not a lock fwdlearn "
+                                     "left (no process id could be read from it); move or remove it, or choose "
+                                     "another --name")
+                if owner != os.getpid() and alive(owner):
                     raise UsageError(f"another fwdlearn run (process {owner}) is writing {record}; wait for it to "
                                      f"finish or choose another --name (remove {lock} if no such run exists)") from None
                 lock.unlink(missing_ok=True)  # left by a process that is gone
@@ -401,6 +403,18 @@ def _take(lock: Path, mine: Path, record: Path) -> None:
             return
     finally:
         mine.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    """The process id a lock at ``lock`` holds (a lock is linked into place whole, with its owner's id); ``None`` when
+    it holds none: a file that is no lock of fwdlearn's (a user's), a folder, or one that cannot be read."""
+    try:
+        if not lock.is_file():
+            return None
+        text = lock.read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def release_runs() -> None:

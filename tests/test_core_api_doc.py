@@ -39,7 +39,8 @@ DOCUMENTED = {
     "fwdlearn.runs": "RunOptions run_outputs RunPaths resolve_device start_run fresh_stem check_plot_format "
                      "resumable_checkpoint record_files",
     "fwdlearn.config": "add_dataclass_arguments validate_config dataclass_from_args flag_name as_flags",
-    "fwdlearn.data": "data_dir cache_dir data_path DataNotFoundError require_data_dir loader_log",
+    "fwdlearn.data": "data_dir cache_dir data_path DataNotFoundError require_data_dir loader_log "
+                     "weights_only_loads",
     "fwdlearn.diagnostics.influence": "distance_totals influence_curve influence_range DEAD_SEED jacobian_l1 "
                                       "refuse_inference_mode",
     "fwdlearn.diagnostics.alignment": "cosine angle_degrees per_sample_cosine gradient_alignment Alignment "

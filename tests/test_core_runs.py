@@ -718,3 +718,59 @@ def test_a_run_started_over_and_killed_leaves_no_record_of_the_run_it_replaced(f
     record = json.loads(Path("runs/o.json").read_text())
     assert (record["config"]["steps"], record["config"]["lr"]) == (4, 0.01)  # the new run's, continued
     assert record["summary"]["resumed"]["from_step"] == 2
+
+
+@pytest.mark.parametrize("what", ["notes", "folder", "pipe"])
+def test_a_users_file_at_a_lock_name_is_refused_not_deleted(tmp_path, monkeypatch, what):
+    """A file at '<record>.lock' that holds no process id was taken for a dead run's lock and deleted (a user's
+    runs/a.json.lock notes, without --overwrite); a folder there was "it is a folder; give a file's path", and a named
+    pipe was read without end. Each is refused, naming it, and left as it was."""
+    from fwdlearn.runs import lock_run
+
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    lock = Path("runs/a.json.lock")
+    if what == "notes":
+        lock.write_text("my notes\n")
+    elif what == "folder":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+
+    def endless(*args):
+        raise TimeoutError("the lock was read without end")
+
+    before = signal.signal(signal.SIGALRM, endless)  # (a failure, not a hung suite, where the pipe is read)
+    signal.alarm(20)
+    try:
+        with pytest.raises(UsageError, match=r"^runs/a\.json\.lock is in the way of this run's lock on runs/a\.json: "
+                                             r"it is not a lock fwdlearn left .*; move or remove it, or choose "
+                                             r"another --name$"):
+            lock_run(Path("runs/a.json"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+        release_runs()
+    assert lock.read_text() == "my notes\n" if what == "notes" else lock.exists()
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json.lock"]
+
+
+def test_a_list_of_renames_found_in_a_folder_renames_nothing_outside_it(tmp_path, monkeypatch):
+    """finish_renames made every rename a '<path>.renaming' listed, of '<target>.tmp' over 'target' anywhere on the
+    disk: a list in a runs/ folder one was given (a dead process's id) made the next run of that name replace the
+    user's notes.md with the notes.md.tmp another program kept beside it, without --overwrite. Only renames over a
+    file in the list's own folder or among the run's outputs are made."""
+    from fwdlearn.files import finish_renames
+
+    monkeypatch.chdir(tmp_path)
+    victim, runs = tmp_path / "elsewhere", tmp_path / "runs"
+    victim.mkdir()
+    runs.mkdir()
+    (victim / "notes.md").write_text("my notes")
+    (victim / "notes.md.tmp").write_text("another program's draft")
+    (runs / "a.json.tmp").write_text("the killed run's record")
+    (runs / "a.json.renaming").write_text(json.dumps({"pid": 999999999, "renames": [
+        [str(victim / "notes.md.tmp"), str(victim / "notes.md")], [str(runs / "a.json.tmp"), str(runs / "a.json")]]}))
+    assert finish_renames(Path("runs/a.json"), held=True) == [Path("runs/a.json.renaming")]
+    assert (victim / "notes.md").read_text() == "my notes" and (victim / "notes.md.tmp").exists()
+    assert (runs / "a.json").read_text() == "the killed run's record"

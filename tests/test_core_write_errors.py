@@ -322,3 +322,24 @@ def test_the_other_clean_ups_after_a_failed_write_do_not_hide_its_error_either(t
     with pytest.raises(OSError) as raised:
         citynet._cached({"graph": "tiny"}, "tiny", lambda: Data(x=torch.zeros(2, 1)))
     assert raised.value.errno == errno.EIO
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_link_at_the_tmp_name_is_not_written_through(tmp_path, link):
+    """atomic_write opened '<path>.tmp' as it found it: a link there (m.pt.tmp -> notes.md) was written through, the
+    model replaced the user's notes.md, and m.pt was left a link to it. The link is removed first; notes.md stays."""
+    from fwdlearn.graphs import ForwardGNN
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    for name in ("m.pt", "r.json"):
+        staged = tmp_path / f"{name}.tmp"
+        staged.symlink_to(notes) if link == "symbolic" else os.link(notes, staged)
+    ForwardGNN(4, 2, hidden=8, layers=1).save(tmp_path / "m.pt")
+    from fwdlearn.files import atomic_write_all
+
+    atomic_write_all({tmp_path / "r.json": lambda tmp: tmp.write_text("{}")})
+    assert notes.read_text() == "my notes\n"
+    assert not (tmp_path / "m.pt").is_symlink() and ForwardGNN.load(tmp_path / "m.pt").layers == 1
+    assert (tmp_path / "r.json").read_text() == "{}" and not (tmp_path / "r.json").is_symlink()
+    assert not list(tmp_path.glob("*.tmp"))

@@ -415,12 +415,13 @@ def test_a_failed_planetoid_download_is_named_as_such(monkeypatch, tmp_path):
 
     from fwdlearn.errors import InputError
 
-    def offline(*args, **kwargs):
-        raise ConnectionError("Cannot connect to host github.com")
+    class Offline:  # (a class: load_graph derives the Planetoid it uses from it)
+        def __init__(self, *args, **kwargs):
+            raise ConnectionError("Cannot connect to host github.com")
 
     monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr(torch_geometric.datasets, "Planetoid", offline)
+    monkeypatch.setattr(torch_geometric.datasets, "Planetoid", Offline)
     with pytest.raises(InputError, match=r"PyG could not download the Planetoid raw files into .*ConnectionError: "
                                          r"Cannot connect to host github.com\); check the internet connection"):
         load_graph("citeseer", download=True)
@@ -503,3 +504,55 @@ def test_contextual_sbm_draws_its_edge_targets_at_once(monkeypatch):
         assert len(calls) <= 2, (nodes, len(calls))  # (the other classes' draw and the targets': not one per edge)
     edges = contextual_sbm(num_nodes=300, degree=8.0, seed=1).edge_index
     assert hashlib.sha256(edges.numpy().tobytes()).hexdigest()[:16] == "e2331f21beb4bf40"  # (as drawn one by one)
+
+
+class _Planted:
+    """A pickled object whose unpickling runs code: it writes ``marker`` (``exec`` is no module torch blocks by name,
+    so torch's refusal suggests allowing it, and PyG then read the file again unpickling anything)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+@pytest.mark.parametrize("planted", ["data.pt", "pre_transform.pt", "pre_filter.pt"])
+def test_a_planted_processed_pyg_copy_runs_no_code(monkeypatch, tmp_path, planted):
+    """PyG reads a processed copy's pre_transform.pt and pre_filter.pt with weights_only=False, and data.pt again with
+    weights_only=False when the safe read refuses an object in it: a processed/ folder planted in fwdlearn's cache (or
+    a root=) ran the code its file carried, on every load."""
+    from torch_geometric.data import Data, InMemoryDataset
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    processed = tmp_path / "cache" / "Amazon" / "Photo" / "processed"
+    processed.mkdir(parents=True)
+    n = 6
+    InMemoryDataset.save([Data(x=torch.randn(n, 3), edge_index=torch.stack([torch.arange(n - 1), torch.arange(1, n)]),
+                               y=torch.arange(n) % 2)], str(processed / "data.pt"))
+    marker = tmp_path / "ran"
+    torch.save(_Planted(marker), processed / planted)
+    with pytest.raises(ValueError, match=r"^amazon:photo: PyG's processed copy in .*processed holds a Python object "
+                                         r"fwdlearn does not unpickle \(that could run code the file carries\), or is "
+                                         r"damaged; remove that folder and load the data set again with download=True"):
+        load_graph("amazon:photo", split="random")
+    assert not marker.exists()
+
+
+def test_a_planted_planetoid_raw_file_runs_no_code(tmp_path):
+    """PyG unpickles the Planetoid raw files whole (pickle.load): an ind.cora.* file given in a data folder or a root=
+    ran the code it carried. Each is read first by an unpickler that builds only what the release's files hold."""
+    import pickle
+
+    from fwdlearn.errors import InputError
+
+    raw = tmp_path / "root" / "Cora" / "raw"
+    raw.mkdir(parents=True)
+    for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index"):
+        (raw / f"ind.cora.{part}").write_bytes(pickle.dumps([1, 2], protocol=2))
+    marker = tmp_path / "ran"
+    (raw / "ind.cora.graph").write_bytes(pickle.dumps(_Planted(marker), protocol=2))
+    with pytest.raises(InputError, match=r"ind\.cora\.graph names a Python object of type builtins\.exec, which no "
+                                         r"Planetoid raw file holds .*could run code the file carries\): copy the 8 "):
+        load_graph("cora", root=tmp_path / "root")
+    assert not marker.exists()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +47,13 @@ import torch
 from scipy.sparse.csgraph import connected_components, dijkstra
 from torch_geometric.data import Data
 
-from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log, weights_only_loads
 from fwdlearn.errors import InputError, check_int, warn
 from fwdlearn.files import remove_quietly, save_torch, writing
 from fwdlearn.fit import load_torch, progress
 
-from fwdlearn.graphs.data.datasets import check_city_network, check_fractions, random_split, stored_only
+from fwdlearn.graphs.data.datasets import (check_city_network, check_fractions, random_split,
+                                           refused_processed_copy, stored_only)
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union, is_symmetric
 from fwdlearn.graphs.data.road_readers import RoadGraph, read_road_graph, road_files
 
@@ -519,10 +521,12 @@ def load_city(name: str, root: str | Path | None = None, seed: int = 0, hops: in
                                     "downloads it: pass download=True (--download) on a machine with internet, or "
                                     "build the same kind of data from a local road file with city:<path>")
         try:
-            with loader_log(quiet):
+            with loader_log(quiet), weights_only_loads():  # (a planted processed copy runs no code)
                 return stored_only(CityNetwork, processed, download)(str(folder), name=arg)[0]
         except DataNotFoundError:  # (another variant's processed copy only: named as such)
             raise
+        except pickle.UnpicklingError:  # (a file torch's safe reader refused: not the connection's problem)
+            raise refused_processed_copy(f"citynetwork:{arg}", processed) from None
         except Exception as error:
             raise InputError(f"citynetwork:{arg} could not be loaded through torch_geometric.datasets.CityNetwork "
                                f"({type(error).__name__}: {error}). It downloads the data and needs internet; offline, "

@@ -10,7 +10,11 @@ Sources:
   is read-only, so the files are linked into ``<cache>/Planetoid/<Name>/raw`` and PyG writes its
   ``processed/`` folder there; links made from a folder ``FWDLEARN_DATA_DIR`` no longer names are
   dropped, so the variable as it is decides). Without local files, PyG downloads them only when
-  ``download=True``.
+  ``download=True``. The raw files are Python pickles, which PyG unpickles whole: before it does, each
+  is read by an unpickler that builds only what the Planetoid release holds (NumPy arrays, SciPy CSR
+  matrices, lists, a ``defaultdict``), and a file naming anything else is refused (it could run code
+  it carries). PyG's processed copies (``processed/*.pt``) of every data set are read tensors-only
+  (:func:`fwdlearn.data.weights_only_loads`).
 - ``karate``: PyG's built-in :class:`~torch_geometric.datasets.KarateClub` (no files at all).
 - ``citationfull:<name>``, ``amazon:<name>``, ``coauthor:<name>``: passed to the PyG data set of
   that name (downloads, so ``download=True`` and internet are needed).
@@ -36,14 +40,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, Dataset, HeteroData
 
-from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log
+from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log, weights_only_loads
 from fwdlearn.files import NO_ROOM, taking_turns, writing
 from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_not_meta, check_seed, warn
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
            "check_graph_inputs", "check_num_nodes", "check_one_graph", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
-           "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only"]
+           "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only", "refused_processed_copy"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -408,8 +412,73 @@ def _raw_not_found(name: str, title: str, raw: Path, root: str | Path | None) ->
                              f"(download=True in Python; needs internet).")
 
 
-def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool, quiet: bool) -> Data:
+#: the ``(module, name)`` pairs the Planetoid release's raw pickles name: NumPy arrays, SciPy CSR matrices, lists and
+#: the graph's ``defaultdict`` (written by Python 2, ``__builtin__``; also as NumPy 2 and newer SciPy name them)
+_PLANETOID_GLOBALS = frozenset({
+    *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct",
+                                                                                                   "scalar")),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    *((module, "csr_matrix") for module in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse")),
+    *((module, name) for module in ("__builtin__", "builtins") for name in ("list", "object")),
+    ("collections", "defaultdict"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+})
+
+
+class _Unexpected(pickle.UnpicklingError):
+    """A Planetoid raw pickle names an object outside :data:`_PLANETOID_GLOBALS` (the message: its type)."""
+
+
+class _PlanetoidUnpickler(pickle.Unpickler):
+    """An unpickler that builds what :data:`_PLANETOID_GLOBALS` names and refuses anything else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PLANETOID_GLOBALS:
+            import _compat_pickle
+
+            raise _Unexpected(f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}")  # (Python 3's names)
+        return super().find_class(module, name)
+
+
+def _check_planetoid_pickles(paths) -> None:
+    """Refuse a Planetoid raw file (``ind.<name>.*``, a pickle) that names a Python object the release's files do not
+    hold (:data:`_PLANETOID_GLOBALS`): PyG unpickles them whole (``pickle.load``), and an object's unpickling can run
+    code the file carries. Each is read here first by :class:`_PlanetoidUnpickler`; a file that fails for another
+    reason (cut short, not a pickle: ``ind.<name>.test.index`` is text) is left to PyG's reading, which says so.
+
+    Raises:
+        InputError: naming the file and the object, and the fix.
+    """
+    import warnings
+
+    for path in map(Path, paths):
+        try:
+            with open(path, "rb") as handle, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # (SciPy's word on its old module names, an error where warnings are)
+                _PlanetoidUnpickler(handle, encoding="latin1").load()
+        except _Unexpected as error:  # (named as the data folder's file, where the cache's raw/ links to it)
+            raise InputError(f"{path.resolve()} names a Python object of type {error}, which no Planetoid raw file "
+                             "holds (they hold NumPy arrays, SciPy CSR matrices, lists and a defaultdict); fwdlearn "
+                             "does not let PyG unpickle it (that could run code the file carries): copy the 8 "
+                             "ind.<name>.* files of kimiyoung/planetoid's data/ folder again") from None
+        except Exception:  # noqa: BLE001 - not a pickle, or a damaged one: PyG's own read reports it
+            continue
+
+
+def _checked_planetoid() -> type:
+    """PyG's ``Planetoid`` whose processing first checks the raw pickles (:func:`_check_planetoid_pickles`), also
+    those it has just downloaded."""
     from torch_geometric.datasets import Planetoid
+
+    def process(self) -> None:
+        _check_planetoid_pickles(self.raw_paths)
+        Planetoid.process(self)
+
+    return type("Planetoid", (Planetoid,), {"process": process, "__module__": Planetoid.__module__,
+                                            "__doc__": Planetoid.__doc__})
+
+
+def _load_planetoid(name: str, title: str, root: str | Path | None, download: bool, quiet: bool) -> Data:
+    Planetoid = _checked_planetoid()
 
     source = None  # the data folder the cache's raw files link to
     if root is not None:
@@ -423,8 +492,10 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
         raise _raw_not_found(name, title, raw, root)
     processed = folder / title / "processed"
     try:
-        with loader_log(quiet):  # (PyG's "Processing..." / "Done!" the first time)
+        with loader_log(quiet), weights_only_loads():  # (PyG's "Processing..." / "Done!" the first time)
             return Planetoid(str(folder), name=title)[0]
+    except InputError:  # (a raw file refused: _check_planetoid_pickles names it)
+        raise
     except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # a damaged processed copy: rebuild it
         if not any(processed.glob("data*.pt")):  # none was written: the raw files failed to read
             raise _unreadable(name, source or raw, error, have_raw, processed) from None
@@ -435,8 +506,10 @@ def _load_planetoid(name: str, title: str, root: str | Path | None, download: bo
     except Exception as error:  # raised while fetching or reading the raw files
         raise _unreadable(name, source or raw, error, have_raw, processed) from None
     try:
-        with loader_log(quiet):  # (PyG's "Processing..." / "Done!" the first time)
+        with loader_log(quiet), weights_only_loads():  # (PyG's "Processing..." / "Done!" the first time)
             return Planetoid(str(folder), name=title)[0]
+    except InputError:
+        raise
     except Exception as error:  # the processed copy was rebuilt from the raw files: they are what is damaged
         raise _unreadable(name, source or raw, error, have_raw, processed) from None
 
@@ -499,15 +572,27 @@ def _downloadable(kind: str, arg: str, root: str | Path | None, download: bool, 
         raise DataNotFoundError(f"{kind}:{arg} is not in {folder}; PyG's {cls.__name__} downloads it: pass "
                                 f"download=True (--download) on a machine with internet")
     try:
-        with taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"), loader_log(quiet):  # (ranks loading at once)
+        with (taking_turns(folder / f".{_pyg_folder(kind, arg)}.lock"), loader_log(quiet),  # (ranks loading at once)
+              weights_only_loads()):
             return stored_only(cls, processed, download)(str(folder), name=arg)[0]
     except DataNotFoundError:  # (another variant's processed copy only: named as such)
         raise
+    except pickle.UnpicklingError:  # (torch's safe reader refused a file: not the name's or the connection's problem)
+        raise refused_processed_copy(f"{kind}:{arg}", processed) from None
     except Exception as error:
         if _no_room(error, processed) is not None:  # (not the name's or the connection's problem)
             raise
         raise InputError(f"{kind}:{arg} could not be loaded by torch_geometric.datasets.{cls.__name__} "
                            f"({type(error).__name__}: {error}); check the name and the internet connection") from error
+
+
+def refused_processed_copy(name: str, processed: Path) -> InputError:
+    """The error of a load whose processed copy in ``processed`` torch read tensors-only and refused
+    (:func:`~fwdlearn.data.weights_only_loads`): PyG's own message ran to a dozen lines on how to load it unsafely, and
+    the load was blamed on the name and the internet connection."""
+    return InputError(f"{name}: PyG's processed copy in {processed} holds a Python object fwdlearn does not unpickle "
+                      "(that could run code the file carries), or is damaged; remove that folder and load the data "
+                      "set again with download=True (--download)")
 
 
 def stored_only(cls: type, processed: Path, download: bool = False) -> type:

@@ -124,17 +124,10 @@ def _peer_worker(rank: int, port: int, folder: str) -> None:
     os._exit(0)
 
 
-def test_a_process_whose_peer_stopped_is_told_apart_from_a_bug(tmp_path):
+def test_a_process_whose_peer_stopped_is_told_apart_from_a_bug(tmp_path, two_processes):
     """Rank 0 printed a 40-line gloo traceback ("Connection closed by peer") under the failing rank's one line;
     the CLI now says in one line that another process stopped. A RuntimeError of its own stays a bug (re-raised)."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_peer_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_peer_worker, str(tmp_path))
     assert (tmp_path / "found.txt").read_text() == "peer failed: True; bug-like error: False"
 
 
@@ -176,19 +169,13 @@ def _resume_refusal_worker(rank: int, port: int, folder: str) -> None:
     os._exit(0)
 
 
-def test_a_resume_every_process_refuses_alike_is_said_once_by_rank_0(tmp_path):
+def test_a_resume_every_process_refuses_alike_is_said_once_by_rank_0(tmp_path, two_processes):
     """Resuming a torchrun run with another --batch-size (or --steps below its step) was refused by every process,
     each printing the same line with its rank: now rank 0's error is marked as every process's (the CLI prints it
     once). A part only one process cannot read is still that process's own, and rank 0 says which process stopped."""
     import ast
-    import socket
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_resume_refusal_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_resume_refusal_worker, str(tmp_path))
     lead, other = (ast.literal_eval((tmp_path / f"found{r}.txt").read_text()) for r in (0, 1))
     for key, words in (("batch", "batch_size 4 (checkpoint) vs 8 (now)"), ("budget", "beyond the step budget 1")):
         assert lead[key][0] and other[key][0], key  # every process's error is marked: rank 0 alone prints its own
@@ -222,20 +209,14 @@ def _rows_worker(rank: int, port: int, folder: str) -> None:
     os._exit(0)
 
 
-def test_gather_rows_takes_an_empty_share_as_the_others_and_refuses_rows_of_another_dtype(tmp_path):
+def test_gather_rows_takes_an_empty_share_as_the_others_and_refuses_rows_of_another_dtype(tmp_path, two_processes):
     """gather_rows sent only the row counts: rows of another dtype but as many bytes came back as reinterpreted bits,
     and an empty share of the default dtype beside float64 rows aborted a process inside gloo ("Received data size
     doesn't match expected size"). An empty share now takes the others' dtype and width; rows that differ are
     refused by every process alike, naming what each gave."""
     import ast
-    import socket
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_rows_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_rows_worker, str(tmp_path))
     for rank in (0, 1):
         found = ast.literal_eval((tmp_path / f"rows{rank}.txt").read_text())
         assert found["mixed"] == (True, "gather_rows needs every process's rows in one dtype and one shape past the "

@@ -1380,20 +1380,13 @@ def _one_writer_worker(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_a_graph_fit_in_the_users_own_process_group_names_why_one_writer_is_refused_too(tmp_path):
+def test_a_graph_fit_in_the_users_own_process_group_names_why_one_writer_is_refused_too(tmp_path, two_processes):
     """In a process group of the user's own (no torchrun, no WORLD_SIZE) with rank 0 alone passing checkpoint=, the
     refusal said "under torchrun each of the 2 processes would ... write the checkpoint at once", neither true there.
     It stays refused -- no process can know that it is the only writer without the others taking part in the check,
     which a fit run on rank 0 alone would wait for, and a resume in a group waits for every process's part (lifted,
     rank 0's resume waited in a collective the others never joined) -- and now says so, with the way out."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_one_writer_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_one_writer_worker, str(tmp_path))
     lead, other = (torch.load(tmp_path / f"found{r}.pt") for r in (0, 1))
     # (without a checkpoint a graph fit runs in a group, as influence graph --epochs does; a task fit does not)
     assert other == ("fit on a synthetic task trains in one process (its samples are drawn afresh, not sharded), and "

@@ -1,12 +1,10 @@
 """Data-parallel RecurrentLM / TransformerLM (DFA) training under torch.distributed (gloo): replicas stay identical."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from fwdlearn.sequences import RecurrentLM, load_language_model, load_text
 from fwdlearn.sequences.nn.transformer import TransformerLM
@@ -50,12 +48,9 @@ def _worker(rank: int, port: int, folder: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["recurrent", "transformer"])
-def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind):
+def test_two_process_data_parallel_replicas_stay_identical(tmp_path, kind, two_processes):
     (tmp_path / "text.txt").write_text(TEXT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(port, str(tmp_path), kind), nprocs=2, start_method="spawn")
+    two_processes(_worker, str(tmp_path), kind)
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert set(a) == set(b)
     for name in a:
@@ -125,16 +120,13 @@ def _resume_worker(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_processes_log_the_global_loss_and_resume_from_a_step_they_all_hold(tmp_path):
+def test_two_processes_log_the_global_loss_and_resume_from_a_step_they_all_hold(tmp_path, two_processes):
     """Each process logged its own shard's loss (rank 0's went into the record); a resume from checkpoint files of
     different steps trained on, pairing different steps in each update, until one process crashed; then it was
     refused, and an interrupt between two processes' saves (Ctrl-C on torchrun, 2 in 5 tries at --eval-every 1) left
     a run that could only start over."""
     (tmp_path / "text.txt").write_text(TEXT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_resume_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_resume_worker, str(tmp_path))
     first, second = (torch.load(tmp_path / f"results{r}.pt") for r in (0, 1))
     assert first["losses"] == second["losses"]
     assert first["one apart"] == second["one apart"] and first["one apart"][0] == 1
@@ -162,17 +154,14 @@ def _one_process_checkpoint_worker(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_a_one_process_checkpoint_resumed_by_two_is_refused_once_for_its_process_count(tmp_path):
+def test_a_one_process_checkpoint_resumed_by_two_is_refused_once_for_its_process_count(tmp_path, two_processes):
     """Process 1 said its part was missing (a run of one process has none) while rank 0 said the checkpoint was made
     by another number of processes: two lines for one problem. Now rank 0's refusal alone is said."""
     (tmp_path / "text.txt").write_text(TEXT)
     corpus = load_text(str(tmp_path / "text.txt"))
     _initial_model(corpus.vocab_size, 100).fit(corpus, context=12, steps=1, batch_size=3, eval_every=1,
                                                checkpoint=tmp_path / "ckpt.pt", quiet=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_one_process_checkpoint_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_one_process_checkpoint_worker, str(tmp_path))
     lead, other = (torch.load(tmp_path / f"found{r}.pt") for r in (0, 1))
     assert lead[0] and other[0]  # both marked as every process's: the CLI prints rank 0's alone
     assert "was made by a different run: processes 1 (checkpoint) vs 2 (now)" in lead[1]
@@ -244,16 +233,13 @@ def _dropout_worker(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_each_process_draws_its_own_dropout_masks_and_the_replicas_stay_identical(tmp_path):
+def test_each_process_draws_its_own_dropout_masks_and_the_replicas_stay_identical(tmp_path, two_processes):
     """Every process was seeded alike, so a TransformerLM(dropout > 0) trained by 2 processes gave process 1's rows the
     very masks process 0's rows got (one process with the global batch draws a mask per row). Process r > 0 now draws
     from a seed of its own; rank 0 draws as one process does, the weights stay identical and a resume goes on
     exactly."""
     (tmp_path / "text.txt").write_text(TEXT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_dropout_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_dropout_worker, str(tmp_path))
     first, second = (torch.load(tmp_path / f"dropout{r}.pt") for r in (0, 1))
     assert len(first["masks"]) == len(second["masks"]) == 4
     for a, b in zip(first["masks"], second["masks"]):
@@ -296,15 +282,13 @@ def _shared_generators_worker(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_a_checkpoint_whose_parts_share_rank_0s_generators_resumes_with_masks_of_each_processs_own(tmp_path):
+def test_a_checkpoint_whose_parts_share_rank_0s_generators_resumes_with_masks_of_each_processs_own(
+        tmp_path, two_processes):
     """A checkpoint written under torchrun before process r > 0 drew from a seed of its own holds rank 0's generator
     states in every part: resumed, process 1 went on drawing rank 0's very dropout masks, in silence. The processes
     that share rank 0's state now reseed from (seed, r), and rank 0 warns once."""
     (tmp_path / "text.txt").write_text(TEXT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_shared_generators_worker, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    two_processes(_shared_generators_worker, str(tmp_path))
     lead, other = (torch.load(tmp_path / f"shared{r}.pt") for r in (0, 1))
     assert len(lead["masks"]) == len(other["masks"]) == 2  # (steps 3 and 4)
     for a, b in zip(lead["masks"], other["masks"]):

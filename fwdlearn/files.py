@@ -210,8 +210,9 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
         if not held and pid != os.getpid() and alive(pid):
             continue
         folder = os.path.dirname(os.path.abspath(listed))
-        ours = [(tmp, target) for tmp, target in pairs if tmp == tmp_path(target)  # (only <path>.tmp, over the run's
-                and (os.path.abspath(target) in outputs or os.path.dirname(os.path.abspath(target)) == folder)]  # files)
+        # (only <path>.tmp, over the run's own files or files beside the list)
+        ours = [(tmp, target) for tmp, target in pairs if tmp == tmp_path(target)
+                and (os.path.abspath(target) in outputs or os.path.dirname(os.path.abspath(target)) == folder)]
         _rename_staged(ours)
         listed.unlink(missing_ok=True)
         finished.append(listed)

@@ -151,7 +151,8 @@ def _one_process_checkpoint_worker(rank: int, port: int, folder: str) -> None:
     except ValueError as error:
         found = (found_by_every_process(error), str(error))
     torch.save(found, f"{folder}/found{rank}.pt")
-    dist.destroy_process_group()
+    dist.barrier()  # (neither leaves while the other still talks to it: a process whose peer had gone aborted, 1 in 20
+    dist.destroy_process_group()  # runs on a loaded machine, "terminate called without an active exception")
 
 
 def test_a_one_process_checkpoint_resumed_by_two_is_refused_once_for_its_process_count(tmp_path, two_processes):

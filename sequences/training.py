@@ -130,7 +130,7 @@ def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
     # (the mean itself, not a sum / count: a float16 sum over a long window overflows; its gradient is 0, not NaN,
     # where no position is scored)
-    return torch.where((targets != IGNORE_INDEX).any(), loss, torch.zeros_like(loss))
+    return torch.where(scored_positions(targets).any(), loss, torch.zeros_like(loss))
 
 
 def class_targets(logits: Tensor, targets: Tensor) -> Tensor:
@@ -319,14 +319,13 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
             out, _ = model(x.to(device))
             out = _widened(out)
             y = y.to(device)
-            count = int(scored_positions(y).sum())
+            mask = scored_positions(y)
+            count = int(mask.sum())
             loss_sum += float(task_loss(task, out, y)) * count  # (the batch's mean, weighed by its scored positions)
             scored += count
             if task.loss == "cross_entropy":
-                mask = y != IGNORE_INDEX
                 hit += int((out.argmax(-1)[mask] == y[mask]).sum())
             else:
-                mask = ~torch.isnan(y)
                 sq += float(((out[..., 0][mask] - y[mask]) ** 2).sum())
     if not scored:  # (accuracy and MSE were 0 / 0: ZeroDivisionError)
         unscored = "NaN" if task.loss != "cross_entropy" else IGNORE_INDEX

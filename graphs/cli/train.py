@@ -82,58 +82,66 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
     ``checkpoints`` are given; the rows of metrics. The config is checked as the CLI checks it (a method of the
     other task, several runs of one public split) before any work."""
     _check_method(config)
-    from fwdlearn.errors import OncePerCause, TrainingInterrupted
+    from fwdlearn.errors import OncePerCause
+
+    once = OncePerCause()  # (a warning met in every split, e.g. a DFA fit that learned nothing, is shown once)
+    rows = []
+    for i in range(config.splits):
+        with once.part(f"split {config.seed + i}"):
+            rows.append(_train_split(config, i, record, device, checkpoints))
+    once.summary()
+    return rows
+
+
+def _train_split(config: GraphTrainConfig, i: int, record: RunRecord | None, device,
+                 checkpoints: list[Path] | None) -> dict:
+    """Split ``i`` of :func:`train_runs` (seed ``config.seed + i``): its row of metrics."""
+    from fwdlearn.errors import TrainingInterrupted
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
 
-    rows = []
+    seed = config.seed + i
     patience = config.patience or None
-    once = OncePerCause()  # (a warning met in every split, e.g. a DFA fit that learned nothing, is shown once)
-    for i in range(config.splits):
-        seed = config.seed + i
-        with once.part(f"split {seed}"):
-            data = load_graph(config.data, split=config.split, seed=seed, download=config.download, quiet=config.quiet,
-                              graph_seed=config.seed)  # a generated graph is drawn once; each split seed splits it
-            if device is not None:
-                data = data.to(device)
-            saving = {}
-            if checkpoints is not None:
-                saving = {"checkpoint": checkpoints[i], "resume": config.resume, "overwrite": config.overwrite}
-            seed_everything(seed)
-            try:
-                if config.task == "link":
-                    model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
-                                                 layers=config.layers, method=config.method)
-                    report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                                       patience=patience, eval_every=config.eval_every, quiet=config.quiet, seed=seed,
-                                       **saving)
-                else:
-                    model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
-                                       layers=config.layers, method=config.method, seed=seed)
-                    report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                                       patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
-            except TrainingInterrupted as stop:
-                if config.splits == 1 or checkpoints is None:
-                    raise
-                split = f"split {i}" + (f" (seed {seed})" if seed != i else "")  # (as its file: <name>-split<i>.pt)
-                # say the split, and resume with split 0's checkpoint: the later splits' are derived from it (the
-                # split's own, as --checkpoint, was refused as another run's, or made it split 0)
-                raise TrainingInterrupted(stop.step, stop.checkpoint, stop.saved_step,
-                                          where=", ".join(filter(None, [stop.where, split])),
-                                          saved=stop.saved, resume_with=checkpoints[0]) from None
-            row = {"split": seed, **{k: v for k, v in report.as_dict().items()
-                                     if k not in ("per_layer", "history", "resumed")}}
-            if record is not None:
-                record.log(**report.as_dict(), split=seed)
-                if report.resumed is not None:  # the step each split continued from and the settings that changed
-                    record.summary.setdefault("resumed", {})[f"split {seed}"] = report.resumed
-            if describe_resume(report.resumed):
-                print(f"split {seed}: {describe_resume(report.resumed)}")
-            rows.append(row)
-    once.summary()
-    return rows
+    data = load_graph(config.data, split=config.split, seed=seed, download=config.download, quiet=config.quiet,
+                      graph_seed=config.seed)  # a generated graph is drawn once; each split seed splits it
+    if device is not None:
+        data = data.to(device)
+    saving = {}
+    if checkpoints is not None:
+        saving = {"checkpoint": checkpoints[i], "resume": config.resume, "overwrite": config.overwrite}
+    seed_everything(seed)
+    try:
+        if config.task == "link":
+            model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
+                                         layers=config.layers, method=config.method)
+            report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, seed=seed,
+                               **saving)
+        else:
+            model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
+                               layers=config.layers, method=config.method, seed=seed)
+            report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
+    except TrainingInterrupted as stop:
+        if config.splits == 1 or checkpoints is None:
+            raise
+        split = f"split {i}" + (f" (seed {seed})" if seed != i else "")  # (as its file: <name>-split<i>.pt)
+        # say the split, and resume with split 0's checkpoint: the later splits' are derived from it (the
+        # split's own, as --checkpoint, was refused as another run's, or made it split 0)
+        raise TrainingInterrupted(stop.step, stop.checkpoint, stop.saved_step,
+                                  where=", ".join(filter(None, [stop.where, split])),
+                                  saved=stop.saved, resume_with=checkpoints[0]) from None
+    row = {"split": seed, **{k: v for k, v in report.as_dict().items()
+                             if k not in ("per_layer", "history", "resumed")}}
+    if record is not None:
+        record.log(**report.as_dict(), split=seed)
+        if report.resumed is not None:  # the step each split continued from and the settings that changed
+            record.summary.setdefault("resumed", {})[f"split {seed}"] = report.resumed
+    if describe_resume(report.resumed):
+        print(f"split {seed}: {describe_resume(report.resumed)}")
+    return row
 
 
 def check_conv_widths(convs, hidden: int) -> None:

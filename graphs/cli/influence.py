@@ -29,7 +29,7 @@ __all__ = ["influence", "bench", "InfluenceGraphConfig", "BenchInfluenceConfig"]
 class InfluenceGraphConfig(RunOptions):
     data: str = field(default="synthetic-city:2500",
                       metadata={"help": "city:<path>, synthetic-city[:N], citynetwork:<name>, or any graph name of "
-                                        "'fwdlearn graph train' (cora, karate, ...)"})
+                                        "'fwdlearn graph train' (cora, karate, file:<path> of a saved PyG Data, ...)"})
     models: list[str] = field(default_factory=lambda: ["gcn"], metadata={"help": "GNNs (ForwardGNN backbones) to "
                                                                           "compare; mlp ignores the edges",
                                                                           "choices": CONV_KINDS.names})

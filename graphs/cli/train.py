@@ -5,6 +5,7 @@
     fwdlearn graph train --data cora --method sf --conv gcn --layers 4 --splits 5 --name cora-sf
     fwdlearn graph train --data cora --method sf --layers 4 --splits 5 --name cora-sf --resume  # after an interruption
     fwdlearn graph train --data cora --task link --method ce --layers 4
+    fwdlearn graph train --data file:my_graph.pt --method sf --layers 4   # a PyG Data, torch.save(data, "my_graph.pt")
 
 Every split keeps a checkpoint (``runs/<name>.pt``; with ``--splits N`` the later splits'
 ``runs/<name>-split<i>.pt``), written at every evaluation; ``--resume`` continues each split from
@@ -40,7 +41,10 @@ def _method_help() -> str:
 @dataclass
 class GraphTrainConfig(RunOptions):
     data: str = field(default="cora", metadata={"help": "cora, citeseer, pubmed, karate, synthetic-city[:N], "
-                                                        "city:<path>, ..."})
+                                                        "city:<path>, ..., or file:<path>, a graph of your own: a "
+                                                        "torch_geometric.data.Data saved with torch.save(data, path) "
+                                                        "(x, edge_index, integer y; its masks are used with --split "
+                                                        "public)"})
     task: str = field(default="node", metadata={"help": "node classification or link prediction",
                                                 "choices": ["node", "link"]})
     # (None is "not given": the task's own default, filled in when the config is built; a default of sf refused
@@ -59,7 +63,9 @@ class GraphTrainConfig(RunOptions):
                                                  "min": 0})
     eval_every: int = field(default=1, metadata={"help": "epochs between validation passes and checkpoints",
                                                  "min": 1})
-    split: str = field(default="random", metadata={"help": "node split", "choices": ["public", "random"]})
+    split: str = field(default="random", metadata={"help": "node split: the data set's own (a file:<path> graph's "
+                                                           "masks) or random 64/16/20 drawn from the seed",
+                                                   "choices": ["public", "random"]})
     splits: int = field(default=1, metadata={"help": "random splits (seeds seed..seed+splits-1); mean ± std (a "
                                                      "generated graph, sbm or synthetic-city, is drawn once, from "
                                                      "--seed)",
@@ -164,11 +170,12 @@ def _check_method(config: GraphTrainConfig) -> None:
     fixed public split (their spread would be the model seeds', reported as the splits'), and a width the conv cannot
     build."""
     from fwdlearn.errors import UsageError
-    from fwdlearn.graphs.data.datasets import PLANETOID
+    from fwdlearn.graphs.data.datasets import PLANETOID, is_saved_graph
 
     check_conv_widths([config.conv], config.hidden)
 
-    fixed = config.data.strip().lower() in PLANETOID or config.data.strip().lower().startswith("citynetwork:")
+    fixed = config.data.strip().lower() in PLANETOID or config.data.strip().lower().startswith("citynetwork:") \
+        or is_saved_graph(config.data)  # (a saved graph's split is its masks)
     if config.splits > 1 and config.split == "public" and config.task == "node" \
             and fixed:  # (spelled as load_graph reads it: " cora" is Cora; PyG's CityNetwork ships one split too)
         raise UsageError(f"--split public is one fixed split of {config.data}: --splits {config.splits} would report "

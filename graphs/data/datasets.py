@@ -19,6 +19,10 @@ Sources:
 - ``citationfull:<name>``, ``amazon:<name>``, ``coauthor:<name>``: passed to the PyG data set of
   that name (downloads, so ``download=True`` and internet are needed).
 - ``city:<path>``, ``synthetic-city[:N]``, ``citynetwork:<name>``: :func:`fwdlearn.graphs.data.citynet.load_city`.
+- ``file:<path>``: a graph of your own, a :class:`~torch_geometric.data.Data` saved with ``torch.save(data, path)``
+  (:func:`load_saved_graph`; a relative path is looked up in the working directory, then under ``FWDLEARN_DATA_DIR``).
+  It is read tensors-only (``weights_only=True``, PyG's data classes allowed by name), so reading it runs no code it
+  may carry.
 
 Splits:
 
@@ -47,7 +51,8 @@ from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_n
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
            "check_graph_inputs", "check_num_nodes", "check_one_graph", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
-           "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only", "refused_processed_copy"]
+           "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only", "refused_processed_copy", "load_saved_graph",
+           "is_saved_graph"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -59,7 +64,8 @@ DOWNLOADABLE_NAMES = {"citationfull": ("cora", "cora_ml", "citeseer", "dblp", "p
 _CITY_PREFIXES = ("city:", "synthetic-city", "citynetwork:")
 CITY_NETWORKS = ("paris", "shanghai", "la", "london")  # the cities of torch_geometric.datasets.CityNetwork
 GRAPH_NAMES = [*PLANETOID, "karate", "sbm[:N]", "citationfull:<name>", "amazon:<name>", "coauthor:<name>",
-               "city:<path>", "synthetic-city[:N]", "citynetwork:<name>"]
+               "city:<path>", "synthetic-city[:N]", "citynetwork:<name>", "file:<path>"]
+_FILE_PREFIX = "file:"  # a PyG Data saved with torch.save: load_saved_graph
 SBM_SIGNAL = 0.15  # features alone: an MLP reaches about 0.5 (chance 0.2); a 3-layer GCN about 0.97-0.99
 
 
@@ -637,17 +643,27 @@ def _pyg_folder(kind: str, name: str) -> str:
 
 
 def graph_files(name: str) -> list[Path]:
-    """The local files :func:`load_graph` reads for ``name`` that a user gave: a ``city:<path>``'s road file(s);
-    none for a named data set (its files live in the data folder and the cache) or a path that is not there."""
+    """The local files :func:`load_graph` reads for ``name`` that a user gave: a ``city:<path>``'s road file(s), a
+    ``file:<path>``'s file; none for a named data set (its files live in the data folder and the cache) or a path
+    that is not there."""
+    from fwdlearn.graphs.data.citynet import road_path
+
+    if is_saved_graph(name):
+        path = road_path(name.strip()[len(_FILE_PREFIX):].strip())
+        return [path] if path.is_file() else []
     if not name.strip().lower().startswith("city:"):
         return []
-    from fwdlearn.graphs.data.citynet import road_path
     from fwdlearn.graphs.data.road_readers import road_files
 
     try:
         return road_files(road_path(name.strip()[len("city:"):]))
     except (OSError, ValueError):  # (not there: load_graph says so)
         return []
+
+
+def is_saved_graph(name: str) -> bool:
+    """Whether ``name`` is a graph saved in a file, ``file:<path>`` (:func:`load_saved_graph`)."""
+    return isinstance(name, str) and name.strip().lower().startswith(_FILE_PREFIX)
 
 
 def is_city(name: str) -> bool:
@@ -662,7 +678,8 @@ def labels_by_hops(name: str) -> bool:
 
 
 def has_public_split(name: str) -> bool:
-    """Whether ``load_graph(name, split="public")`` has a split to give (Planetoid, KarateClub, cities)."""
+    """Whether ``load_graph(name, split="public")`` has a split to give (Planetoid, KarateClub, cities), known from
+    the name alone (a ``file:<path>`` graph has one when its file holds the masks: ``split="auto"`` looks)."""
     lower = name.strip().lower()
     return lower in PLANETOID or lower == "karate" or is_city(lower)
 
@@ -694,9 +711,17 @@ def check_graph_name(name: str) -> str:
     lower = name.strip().lower()
     kind, _, arg = lower.partition(":")
     if not (is_city(lower) or lower in PLANETOID or lower == "karate" or kind == "sbm"
-            or (kind in _DOWNLOADABLE and arg)):
-        raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}")
+            or (kind in _DOWNLOADABLE and arg) or kind == "file"):
+        # (a path given alone, my_graph.pt, is named as file:<path>: a road file as city:<path>)
+        hint = f"; a graph saved with torch.save(data, path) is named file:<path>, here 'file:{name.strip()}'" if \
+            lower.endswith((".pt", ".pth")) or os.path.isfile(name.strip()) else ""
+        raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}{hint}")
     given = name.strip().partition(":")[2].strip()
+    if kind == "file":
+        if not given:
+            raise ValueError("file: needs a path: the file a torch_geometric.data.Data was saved to, "
+                             "torch.save(data, 'my_graph.pt'), named file:my_graph.pt")
+        return f"file:{given}"  # (the path kept as given)
     if kind == "citynetwork":
         check_city_network(given)
     if kind in _DOWNLOADABLE and arg.strip() not in DOWNLOADABLE_NAMES[kind]:  # (it was taken for data not downloaded
@@ -715,11 +740,13 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     Args:
         name: one of ``cora``, ``citeseer``, ``pubmed``, ``karate``, ``citationfull:<name>``,
             ``amazon:<name>``, ``coauthor:<name>``, ``city:<path>``, ``synthetic-city[:N]``,
-            ``citynetwork:<name>``, ``sbm[:N]`` (case-insensitive for the fixed names).
+            ``citynetwork:<name>``, ``sbm[:N]`` (case-insensitive for the fixed names), ``file:<path>`` (a
+            :class:`~torch_geometric.data.Data` saved with ``torch.save``: :func:`load_saved_graph`; ``root``,
+            ``download``, ``hops`` and ``graph_seed`` do not apply to it).
         root: where PyG keeps the data set (default: the fwdlearn cache, with Planetoid raw files
             linked from ``FWDLEARN_DATA_DIR``).
-        split: ``"public"`` (the data set's own split), ``"random"`` (64/16/20 drawn from ``seed``) or
-            ``"auto"`` (the public split when the data set has one, else random).
+        split: ``"public"`` (the data set's own split; a saved graph's masks), ``"random"`` (64/16/20 drawn from
+            ``seed``) or ``"auto"`` (the public split when the data set has one, else random).
         seed: seed of the random split (and of generated graphs, unless ``graph_seed``).
         download: let PyG download a data set that is not available locally (needs internet).
         quiet: no progress bars while building city networks.
@@ -738,9 +765,11 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     if split not in ("public", "random", "auto"):
         raise ValueError(f"unknown split {split!r}; use 'public' (the data set's own), 'random' (64/16/20 with a seed) "
                          "or 'auto' (public when there is one)")
+    check_graph_name(name)
+    if is_saved_graph(name):
+        return load_saved_graph(name.strip()[len(_FILE_PREFIX):].strip(), split=split, seed=seed)
     if split == "auto":
         split = "public" if has_public_split(name) else "random"
-    check_graph_name(name)
     key = name.strip()
     lower = key.lower()
     drawn = graph_seed if graph_seed is not None else seed  # (numpy said "expected non-negative integer")
@@ -791,3 +820,210 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     data.num_classes = int(data.y.max()) + 1
     data.x = data.x.float()
     return check_masks(data, name)
+
+
+#: the files :func:`load_saved_graph` warned about, with the cause: ``(path, size, mtime, cause)`` (each warning is
+#: given once per file as it is, not once per split of a run that loads it for each)
+_WARNED_SAVED: set[tuple] = set()
+
+
+def _pyg_data_globals() -> list:
+    """PyG's classes a saved ``Data`` (or ``HeteroData``, then refused by name) holds besides tensors and plain values:
+    its storages and the attribute classes it names, allowed by name for the read; those PyG allows itself on import
+    (``Data``, ``HeteroData``) are left out, as leaving the block would disallow them again."""
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import BaseStorage, EdgeStorage, GlobalStorage, NodeStorage
+
+    allowed = torch.serialization.get_safe_globals()
+    return [cls for cls in (Data, HeteroData, DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage,
+                            BaseStorage) if cls not in allowed]
+
+
+def _warn_once(file: Path, cause: str, message: str) -> None:
+    """:func:`~fwdlearn.errors.warn` ``message`` about ``file`` unless it was given for the file as it is now."""
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns, cause)
+    if key not in _WARNED_SAVED:
+        _WARNED_SAVED.add(key)
+        warn(message)
+
+
+def _one_way_edges(edge_index: Tensor, num_nodes: int) -> int:
+    """How many edges ``(u, v)`` of ``edge_index`` have no reverse edge ``(v, u)``."""
+    if edge_index.numel() == 0:
+        return 0
+    keys = edge_index[0] * num_nodes + edge_index[1]
+    return int((~torch.isin(edge_index[1] * num_nodes + edge_index[0], keys)).sum())
+
+
+def _saved_as_data(data, file: Path) -> Data:
+    """``data``, what ``file`` holds, when it is one homogeneous :class:`Data`; else an :class:`InputError` naming
+    what it holds and how to save a graph."""
+    if isinstance(data, HeteroData):
+        types = ", ".join(map(repr, data.node_types)) or "none"
+        raise InputError(f"{file} holds a HeteroData (node types {types}); file:<path> reads one homogeneous graph: "
+                         "save data.to_homogeneous() (node features of one width across the types), or a Data of one "
+                         "node type and its edges")
+    if isinstance(data, Data):
+        return data
+    if isinstance(data, (list, tuple)) and data and all(isinstance(item, Data) for item in data):
+        raise InputError(f"{file} holds a {type(data).__name__} of {len(data)} graphs; file:<path> reads one graph: "
+                         "save one of them, torch.save(graphs[0], path)")
+    if isinstance(data, dict) and ("x" in data or "edge_index" in data):
+        raise InputError(f"{file} holds a dict (keys {', '.join(map(str, data))}), not a torch_geometric.data.Data: "
+                         "save it as one, torch.save(Data(**d), path) (from torch_geometric.data import Data)")
+    raise InputError(f"{file} holds a {type(data).__name__}, not a torch_geometric.data.Data; file:<path> reads a "
+                     "graph saved with torch.save(data, path), data a Data with x, edge_index and y")
+
+
+def _saved_labels(y, num_nodes: int) -> Tensor:
+    """The class ids ``data.y`` of a saved graph as an int64 vector (integer ids of any width, a ``[num_nodes, 1]``
+    column); float or multi-column labels refused, naming the fix."""
+    if y is None:
+        raise ValueError("data.y, one class id per node, is missing: file:<path> trains node classification, so the "
+                         "graph needs labels: set data.y (int64 class ids 0..C-1, -1 for an unlabelled node)")
+    if isinstance(y, Tensor) and y.dim() == 2 and y.shape[0] == num_nodes and y.shape[1] > 1:
+        one_hot = not (y.dtype.is_complex) and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
+        raise ValueError(f"data.y must hold one class id per node; got shape {list(y.shape)}"
+                         + (" of one-hot rows: data.y = data.y.argmax(dim=1)" if one_hot else
+                            " (several targets per node: fwdlearn's graph models classify each node into one class)"))
+    if isinstance(y, Tensor) and (y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool):
+        whole = y.dtype != torch.bool and not y.dtype.is_complex and bool((y == y.round()).all())
+        raise ValueError(f"data.y must hold integer class ids; got {y.dtype}"
+                         + ("; its values are whole numbers: data.y = data.y.long()" if whole or y.dtype == torch.bool
+                            else " values that are not whole numbers (regression targets? fwdlearn's graph models "
+                                 "classify nodes): give int64 class ids 0..C-1"))
+    if isinstance(y, Tensor) and y.dim() == 2 and y.shape[1] == 1:
+        y = y.view(-1)
+    if isinstance(y, Tensor) and not y.dtype.is_floating_point:
+        y = y.long()
+    y = check_labels(y, num_nodes)
+    if not bool((y >= 0).any()):
+        raise ValueError("data.y labels no node (every class id is negative, i.e. unlabelled): give the labelled nodes "
+                         "their class ids 0..C-1")
+    return y
+
+
+def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Data:
+    """Load a node-classification graph of your own, a :class:`~torch_geometric.data.Data` saved with
+    ``torch.save(data, path)``: what ``load_graph("file:<path>")`` and the commands' ``--data file:<path>`` read.
+
+    A relative ``path`` is looked up in the working directory, then under ``FWDLEARN_DATA_DIR`` (as ``city:<path>``).
+    The file is read tensors-only (``torch.load(weights_only=True)`` with PyG's data classes allowed by name), so
+    reading it runs no code it may carry: an attribute of another Python type is refused, naming the type.
+
+    The graph needs float (or integer, read as float) features ``x``, ``edge_index`` and integer class ids ``y``
+    (-1, or any negative id, for an unlabelled node, which no split holds). It is used as saved: a directed edge list
+    (an edge without its reverse) is warned about once, naming ``torch_geometric.utils.to_undirected``, as the GNNs
+    pass messages along each edge from source to target only (PyG's Planetoid graphs, and ForwardGNN's results,
+    list both directions of every edge); link prediction reads every edge as undirected in any case.
+
+    Args:
+        path: the file.
+        split: ``"public"`` (the file's ``train_mask`` / ``val_mask`` / ``test_mask``), ``"random"`` (64/16/20 of the
+            labelled nodes, drawn from ``seed``; masks in the file are replaced, with a warning) or ``"auto"`` (the
+            file's masks when it holds them, else random).
+        seed: seed of the random split.
+
+    Returns:
+        the graph, with boolean masks, int64 ``y`` and an integer ``num_classes`` (the file's ``num_classes`` when it
+        holds one that covers ``y``, else ``max(y) + 1``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        InputError: the file is not a saved ``Data``, holds another Python object, or its graph lacks or mis-shapes
+            what node classification reads (the message names the attribute and the fix).
+    """
+    from fwdlearn.errors import reading
+    from fwdlearn.fit import load_torch
+    from fwdlearn.graphs.data.citynet import road_path
+
+    seed = check_seed(seed)
+    if split not in ("public", "random", "auto"):
+        raise ValueError(f"unknown split {split!r}; use 'public' (the file's masks), 'random' (64/16/20 with a seed) "
+                         "or 'auto' (the file's masks when it holds them)")
+    given = str(path).strip()
+    if not given:
+        raise ValueError("file: needs a path: the file a torch_geometric.data.Data was saved to, "
+                         "torch.save(data, 'my_graph.pt'), named file:my_graph.pt")
+    file = road_path(given)
+    if not file.exists():
+        looked = [str(Path(given).expanduser().resolve())]
+        if data_dir() is not None and not file.is_absolute():
+            looked.append(str(data_dir() / given))
+        raise FileNotFoundError(f"graph file {given!r} not found (looked for {' and '.join(looked)}); file:<path> "
+                                "names a torch_geometric.data.Data saved with torch.save(data, path)")
+    if file.is_dir():
+        raise InputError(f"{file} is a folder; file:<path> names one file, a torch_geometric.data.Data saved with "
+                         "torch.save(data, path)")
+    hint = ("file:<path> reads a torch_geometric.data.Data saved with torch.save(data, path), its attributes tensors "
+            "and plain values (numbers, strings, lists): make any other attribute a tensor or drop it, and save it "
+            "again")
+    with reading(file, "a saved graph", hint), torch.serialization.safe_globals(_pyg_data_globals()):
+        data = load_torch(file, map_location="cpu")
+    data = _saved_as_data(data, file)
+    try:
+        data, masked = _checked_saved_graph(data, split, seed, file)
+    except InputError:
+        raise
+    except (ValueError, TypeError) as error:  # (a check's message, in data.<name> words: the file's graph to fix)
+        raise InputError(f"{file}: {error}; then save it again, torch.save(data, path)") from None
+    one_way = _one_way_edges(data.edge_index, data.num_nodes)
+    if one_way:
+        edges = data.edge_index.shape[1]
+        _warn_once(file, "directed", f"{file}: data.edge_index is directed ({one_way} of its {edges} edges have no "
+                   "reverse edge); the GNNs pass messages along each edge from source to target only, "
+                   "while PyG's Planetoid graphs (and ForwardGNN's results) list both directions of every edge. If "
+                   "each edge is meant both ways, save the graph undirected: data.edge_index = torch_geometric.utils."
+                   "to_undirected(data.edge_index, num_nodes=data.num_nodes); if the directions are meant, this "
+                   "warning can be ignored (link prediction reads every edge as undirected in any case)")
+    if masked and split == "random":
+        _warn_once(file, "masks", f"{file} holds its own train/val/test masks; the random split (--split random, "
+                   "graph train's default; split='random') replaces them with 64/16/20 of the labelled nodes drawn "
+                   "from the seed: pass --split public (split='public') to use the file's")
+    return data
+
+
+def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple[Data, bool]:
+    """The saved ``data`` checked and completed as :func:`load_graph` gives a graph (float ``x``, int64 ``y`` and
+    ``edge_index``, the masks of ``split``, ``num_classes``), and whether the file held all three masks. Raises
+    ``ValueError`` / ``TypeError`` naming the attribute, in ``data.<name>`` words."""
+    x = getattr(data, "x", None)
+    if isinstance(x, Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
+        x = x.float()  # (counts, 0/1 features: read as float, as load_graph reads every data set's)
+    check_features(x)
+    rows = x.shape[0]
+    check_num_nodes(data, rows)
+    edge_index = getattr(data, "edge_index", None)
+    if edge_index is None:
+        sparse = " (the graph holds data.adj_t: PyG's ToSparseTensor made it; save the graph without that transform)" \
+            if getattr(data, "adj_t", None) is not None else ""
+        raise ValueError("data.edge_index, the [2, num_edges] tensor of the graph's edges, is missing" + sparse)
+    edge_index = check_edge_index(edge_index, rows).long()
+    y = _saved_labels(getattr(data, "y", None), rows)
+    keys = ("train_mask", "val_mask", "test_mask")
+    present = [key for key in keys if getattr(data, key, None) is not None]
+    masked = len(present) == len(keys)
+    if split == "auto":
+        split = "public" if present else "random"
+    if split == "public" and not masked:
+        missing = [key for key in keys if key not in present]
+        raise InputError(f"{file} holds no {' and no '.join(missing)}: its own split (split='public', --split "
+                         "public) needs train_mask, val_mask and test_mask; use split='random' (--split random: "
+                         "64/16/20 of the labelled nodes drawn from the seed), or save the graph with the three "
+                         "boolean masks")
+    data.x, data.edge_index, data.y = x, edge_index, y
+    if split == "random":  # (the labelled nodes only: an unlabelled node, y < 0, is in no split)
+        labelled = (y >= 0).nonzero().flatten()
+        for key, part in zip(keys, random_split(labelled.numel(), seed)):
+            mask = torch.zeros(rows, dtype=torch.bool)
+            mask[labelled[part]] = True
+            setattr(data, key, mask)
+    check_masks(data, "data")
+    classes = int(y.max()) + 1
+    saved = getattr(data, "num_classes", None)
+    if saved is not None and not (isinstance(saved, int) and not isinstance(saved, bool) and saved >= classes):
+        raise ValueError(f"data.num_classes is {saved!r} but data.y holds class ids up to {classes - 1}: set "
+                         f"data.num_classes = {classes} (or more, for classes no node has), or drop it")
+    data.num_classes = saved if saved is not None else classes
+    return data, masked

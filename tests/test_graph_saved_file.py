@@ -1,0 +1,224 @@
+"""``file:<path>``: a graph of the user's own, a PyG ``Data`` saved with ``torch.save``, from the commands and
+``load_graph`` (the CLI took built-in names only: "unknown graph 'file:my.pt'")."""
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+from torch_geometric.data import Data, HeteroData
+
+from fwdlearn.cli import main
+from fwdlearn.errors import InputError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _graph(n: int = 40, classes: int = 3, **changes) -> Data:
+    """A small undirected graph: a ring with chords, features that carry the class."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % classes
+    ring = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])
+    chords = torch.stack([torch.arange(0, n, 2), (torch.arange(0, n, 2) + 7) % n])
+    edges = torch.cat([ring, chords], 1)
+    attrs = dict(x=torch.nn.functional.one_hot(y, classes).float() + 0.1 * torch.randn(n, classes, generator=gen),
+                 edge_index=torch.cat([edges, edges.flip(0)], 1), y=y)
+    attrs.update(changes)
+    return Data(**{key: value for key, value in attrs.items() if value is not None})
+
+
+def _saved(tmp_path, data, name: str = "g.pt"):
+    path = tmp_path / name
+    torch.save(data, path)
+    return path
+
+
+def test_graph_train_trains_on_a_saved_graph_and_records_the_file(tmp_path, capsys):
+    from fwdlearn.graphs.data.datasets import graph_files, load_graph
+
+    data = _graph()
+    path = _saved(tmp_path, data)
+    record = tmp_path / "run.json"
+    assert main(["graph", "train", "--data", f"file:{path}", "--layers", "2", "--hidden", "8", "--epochs", "3",
+                 "--splits", "2", "--quiet", "--json", str(record)]) == 0
+    assert "mean ± std" in capsys.readouterr().out
+    saved = json.loads(record.read_text())
+    assert saved["config"]["data"] == f"file:{path}" and len(saved["metrics"]) == 2
+    assert graph_files(f"file:{path}") == [path] and graph_files(f"file:{tmp_path / 'none.pt'}") == []
+    loaded = load_graph(f"file:{path}", split="random", seed=0)
+    assert torch.equal(loaded.x, data.x) and torch.equal(loaded.edge_index, data.edge_index)
+    assert loaded.num_classes == 3 and loaded.y.dtype == torch.long
+    assert [int(loaded[key].sum()) for key in ("train_mask", "val_mask", "test_mask")] == [26, 6, 8]  # 64/16/20
+    # the file is an input: no output may replace it, --overwrite or not
+    assert main(["graph", "train", "--data", f"file:{path}", "--checkpoint", str(path), "--epochs", "1", "--quiet",
+                 "--json", str(tmp_path / "other.json"), "--overwrite"]) == 2
+    assert f"is the file --data {path} reads" in capsys.readouterr().err
+
+
+def test_a_saved_graphs_masks_are_its_public_split(tmp_path, capsys):
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    n = 40
+    masks = {key: (torch.arange(n) % 4 == i) for i, key in enumerate(("train_mask", "val_mask", "test_mask"))}
+    path = _saved(tmp_path, _graph(n, **masks))
+    for split in ("public", "auto"):
+        loaded = load_graph(f"file:{path}", split=split)
+        assert all(torch.equal(loaded[key], mask) for key, mask in masks.items())
+    with pytest.warns(UserWarning, match=r"holds its own train/val/test masks; the random split .* pass --split "
+                                         r"public \(split='public'\) to use the file's$"):
+        loaded = load_graph(f"file:{path}", split="random")
+    assert int(loaded.train_mask.sum()) == 26
+    record = tmp_path / "public.json"
+    assert main(["graph", "train", "--data", f"file:{path}", "--split", "public", "--layers", "1", "--hidden", "8",
+                 "--epochs", "2", "--quiet", "--json", str(record)]) == 0
+    # one fixed split: several runs of it would report the model seeds' spread as the splits'
+    assert main(["graph", "train", "--data", f"file:{path}", "--split", "public", "--splits", "3", "--quiet",
+                 "--json", str(tmp_path / "three.json")]) == 2
+    assert f"--split public is one fixed split of file:{path}" in capsys.readouterr().err
+
+
+def test_a_saved_graph_without_masks_draws_a_split_of_its_labelled_nodes(tmp_path):
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    y = torch.arange(100) % 2
+    y[::4] = -1  # 25 unlabelled nodes: in no split
+    loaded = load_graph(f"file:{_saved(tmp_path, _graph(100, 2, y=y))}", split="auto", seed=3)
+    held = loaded.train_mask | loaded.val_mask | loaded.test_mask
+    assert torch.equal(held, y >= 0) and int(loaded.train_mask.sum()) == 48
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{_saved(tmp_path, _graph(), 'bare.pt')}", split="public")
+    assert str(error.value) == (
+        f"{tmp_path / 'bare.pt'} holds no train_mask and no val_mask and no test_mask: its own split (split='public', "
+        "--split public) needs train_mask, val_mask and test_mask; use split='random' (--split random: 64/16/20 of "
+        "the labelled nodes drawn from the seed), or save the graph with the three boolean masks")
+
+
+def test_a_directed_saved_graph_is_used_as_saved_with_one_warning_naming_to_undirected(tmp_path, capsys):
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    data = _graph()
+    one_way = data.edge_index[:, : data.edge_index.shape[1] // 2]  # each edge once
+    path = _saved(tmp_path, _graph(edge_index=one_way))
+    with pytest.warns(UserWarning) as caught:
+        loaded = load_graph(f"file:{path}", split="random")
+    message, = [str(w.message) for w in caught]
+    assert message.startswith(f"{path}: data.edge_index is directed (60 of its 60 edges have no reverse edge)")
+    assert "data.edge_index = torch_geometric.utils.to_undirected(data.edge_index, num_nodes=data.num_nodes)" in message
+    assert torch.equal(loaded.edge_index, one_way)  # (not changed behind the user's back)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_graph(f"file:{path}", split="random", seed=1)  # the same file again: said once
+        load_graph(f"file:{_saved(tmp_path, _graph(), 'both.pt')}", split="auto")  # both directions: no warning
+    path = _saved(tmp_path, _graph(edge_index=one_way), "cli.pt")
+    assert main(["graph", "train", "--data", f"file:{path}", "--splits", "3", "--layers", "1", "--hidden", "4",
+                 "--epochs", "1", "--quiet", "--json", str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().err.count("is directed") == 1  # (once, not once per split)
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, ("touch planted-ran",))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"y": None}, "data.y, one class id per node, is missing: file:<path> trains node classification, so the graph "
+                  "needs labels: set data.y (int64 class ids 0..C-1, -1 for an unlabelled node)"),
+    ({"x": None}, "data.x must be a [num_nodes, num_features] tensor of node features; the graph has none: give it "
+                  "some, e.g. data.x = torch.ones(num_nodes, 1), one-hot degrees "
+                  "(torch_geometric.transforms.OneHotDegree) or one feature per node, torch.eye(num_nodes)"),
+    ({"y": (torch.arange(40) % 3).float()}, "data.y must hold integer class ids; got torch.float32; its values are "
+                                            "whole numbers: data.y = data.y.long()"),
+    ({"y": torch.linspace(0, 1, 40)}, "data.y must hold integer class ids; got torch.float32 values that are not "
+                                      "whole numbers (regression targets? fwdlearn's graph models classify nodes): "
+                                      "give int64 class ids 0..C-1"),
+    ({"y": torch.eye(3)[torch.arange(40) % 3]}, "data.y must hold one class id per node; got shape [40, 3] of one-hot "
+                                                "rows: data.y = data.y.argmax(dim=1)"),
+    ({"edge_index": torch.tensor([[0, 40], [40, 0]])}, "data.edge_index values must lie in [0, 39] (data.x has 40 "
+                                                       "rows); got values in [0, 40]"),
+    ({"edge_index": None}, "data.edge_index, the [2, num_edges] tensor of the graph's edges, is missing"),
+    ({"num_classes": 2}, "data.num_classes is 2 but data.y holds class ids up to 2: set data.num_classes = 3 (or "
+                         "more, for classes no node has), or drop it"),
+])
+def test_a_saved_graph_lacking_what_training_reads_is_refused_naming_the_fix(tmp_path, changes, message):
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    path = _saved(tmp_path, _graph(**changes))
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}", split="random")
+    assert str(error.value) == f"{path}: {message}; then save it again, torch.save(data, path)"
+
+
+def _hetero():
+    data = HeteroData()
+    data["paper"].x = torch.randn(3, 2)
+    return data
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"x": torch.randn(3, 2), "edge_index": torch.zeros(2, 0, dtype=torch.long)},
+     "holds a dict (keys x, edge_index), not a torch_geometric.data.Data: save it as one, torch.save(Data(**d), path) "
+     "(from torch_geometric.data import Data)"),
+    (torch.randn(3), "holds a Tensor, not a torch_geometric.data.Data; file:<path> reads a graph saved with "
+                     "torch.save(data, path), data a Data with x, edge_index and y"),
+    ([_graph(), _graph()], "holds a list of 2 graphs; file:<path> reads one graph: save one of them, "
+                           "torch.save(graphs[0], path)"),
+    (_hetero(), "holds a HeteroData (node types 'paper'); file:<path> reads one homogeneous graph: save "
+                "data.to_homogeneous() (node features of one width across the types), or a Data of one node type "
+                "and its edges"),
+])
+def test_a_file_that_is_not_one_saved_data_is_refused_naming_what_it_holds(tmp_path, content, message):
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    path = _saved(tmp_path, content)
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}")
+    assert str(error.value) == f"{path} {message}"
+
+
+def test_a_saved_graph_is_read_tensors_only(tmp_path, monkeypatch):
+    """An object in the file whose unpickling would run code is refused by its type, and nothing runs."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    monkeypatch.chdir(tmp_path)
+    path = _saved(tmp_path, _graph(planted=_Planted()))
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}")
+    assert str(error.value).startswith(f"cannot read {path} as a saved graph (UnpicklingError: it holds a Python "
+                                       "object of type posix.system, which fwdlearn does not unpickle")
+    assert not (tmp_path / "planted-ran").exists()
+
+
+def test_a_saved_graph_name_is_refused_with_its_fix(tmp_path, monkeypatch, capsys):
+    from fwdlearn.graphs.data.datasets import check_graph_name, load_graph
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FWDLEARN_DATA_DIR", raising=False)
+    _saved(tmp_path, _graph(), "my.pt")
+    assert check_graph_name(" file:my.pt ") == "file:my.pt" and check_graph_name("FILE:My.pt") == "file:My.pt"
+    assert main(["graph", "train", "--data", "my.pt", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "; a graph saved with torch.save(data, path) is named file:<path>, here 'file:my.pt'")
+    with pytest.raises(ValueError) as error:
+        check_graph_name("file:")
+    assert str(error.value) == ("file: needs a path: the file a torch_geometric.data.Data was saved to, "
+                                "torch.save(data, 'my_graph.pt'), named file:my_graph.pt")
+    with pytest.raises(FileNotFoundError) as error:
+        load_graph("file:none.pt")
+    assert str(error.value) == (f"graph file 'none.pt' not found (looked for {tmp_path / 'none.pt'}); file:<path> "
+                                "names a torch_geometric.data.Data saved with torch.save(data, path)")
+    assert load_graph("file:my.pt", split="random").num_nodes == 40  # (a relative path, from the working folder)
+    (tmp_path / "data" / "graphs").mkdir(parents=True)
+    _saved(tmp_path / "data" / "graphs", _graph(20))
+    monkeypatch.setenv("FWDLEARN_DATA_DIR", str(tmp_path / "data"))  # (then under the data folder, as city:<path>)
+    assert load_graph("file:graphs/g.pt", split="random").num_nodes == 20
+
+
+def test_the_graph_commands_help_names_a_saved_graph():
+    from fwdlearn.graphs.cli.influence import InfluenceGraphConfig
+    from fwdlearn.graphs.cli.train import GraphTrainConfig
+    from dataclasses import fields
+
+    helps = [next(f.metadata["help"] for f in fields(cls) if f.name == "data")
+             for cls in (GraphTrainConfig, InfluenceGraphConfig)]
+    assert all("file:<path>" in text for text in helps)

@@ -111,10 +111,10 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
     (parents created), and only once every one is written, each renamed over its path. A failure or an interrupt
     while writing (a full disk, a value that is not JSON, Ctrl-C) removes the temporaries and leaves every path as it
     was: an earlier run's files stay a whole set, not some replaced and the others left. Before the first rename the
-    renames are listed in ``<last path>.renaming`` (removed once they are done): Ctrl-C between two renames finishes the
-    others before it is raised, and a process killed between two (SIGKILL, the OOM killer, which no handler sees) leaves
-    the list for :func:`finish_renames`, which the next run of those names calls first: the new set, whole. Returns the
-    paths."""
+    renames are listed in ``<last path>.renaming`` (named relative to its folder, which may then be moved; removed once
+    they are done): Ctrl-C between two renames finishes the others before it is raised, and a process killed between
+    two (SIGKILL, the OOM killer, which no handler sees) leaves the list for :func:`finish_renames`, which the next
+    run of those names calls first: the new set, whole. Returns the paths."""
     staged: list[tuple[Path, Path]] = []
     listed: Path | None = None
     try:
@@ -128,9 +128,10 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
         if not staged:
             return []
         # (renamed one after another, a kill after the first left the new results beside the old table and record)
-        text = json.dumps({"pid": os.getpid(),
-                           "renames": [[os.path.abspath(tmp), os.path.abspath(path)] for tmp, path in staged]})
-        listed = atomic_write(_renames_path(staged[-1][1]), lambda tmp: tmp.write_text(text))
+        where = _renames_path(staged[-1][1])
+        text = json.dumps({"pid": os.getpid(), "renames": [[_listed_name(tmp, where), _listed_name(path, where)]
+                                                           for tmp, path in staged]})
+        listed = atomic_write(where, lambda tmp: tmp.write_text(text))
         for tmp, path in staged:
             with writing(path):
                 os.replace(tmp, path)
@@ -147,6 +148,17 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
             remove_quietly(listed)
         raise
     return [path for _, path in staged]
+
+
+def _listed_name(path: Path, listed: Path) -> str:
+    """How a list of renames at ``listed`` names ``path``: relative to the list's folder, so that a folder moved or
+    reached by another path after a kill is still finished (absolute names, of the folder as it was, renamed nothing
+    there: the list was removed and the new set's last ``.tmp`` files with it, the new results left beside the old
+    table); absolute where no relative path leads there (another drive, on Windows)."""
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(listed)))
+    except ValueError:
+        return os.path.abspath(path)
 
 
 def remove_quietly(path: Path) -> None:
@@ -201,15 +213,17 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
                 continue
         except OSError:
             continue
-        try:
+        folder = os.path.dirname(os.path.abspath(listed))
+        try:  # (names relative to the list's folder, or absolute)
             content = json.loads(listed.read_text())
-            pid, pairs = int(content["pid"]), [(Path(tmp), Path(target)) for tmp, target in content["renames"]]
+            pid, pairs = int(content["pid"]), [(Path(os.path.normpath(os.path.join(folder, tmp))),
+                                                Path(os.path.normpath(os.path.join(folder, target))))
+                                               for tmp, target in content["renames"]]
         except (OSError, ValueError, KeyError, TypeError):  # (not a list of renames: nothing to finish)
             remove_quietly(listed)
             continue
         if not held and pid != os.getpid() and alive(pid):
             continue
-        folder = os.path.dirname(os.path.abspath(listed))
         # (only <path>.tmp, over the run's own files or files beside the list)
         ours = [(tmp, target) for tmp, target in pairs if tmp == tmp_path(target)
                 and (os.path.abspath(target) in outputs or os.path.dirname(os.path.abspath(target)) == folder)]

@@ -130,13 +130,23 @@ def _linear_head(model, forward: Callable[[Tensor], Tensor], x: Tensor) -> torch
     its vocabulary) whose output is what ``forward`` returns, else ``None``. Its outputs' Jacobian is then
     ``W`` times its inputs' (:func:`~fwdlearn.diagnostics.influence.jacobian_l1`'s ``readout``): ``H`` backward
     passes instead of one per token of the vocabulary (a word-level GRU of 6,207 words measured 530 s a model, its
-    bar at 0/1)."""
+    bar at 0/1). The output must be ``F.linear`` of the head's input with its weight and bias, on the first sequence:
+    an ``nn.Linear`` subclass with a forward of its own (a soft-capped head, ``c * tanh(y / c)``), a forward hook that
+    changes the head's output, or an in-place edit of it after the head (``logits[..., pad] = -inf``) is not ``W``
+    times its input's Jacobian (they read 9-67 % off, in silence), and is measured one token at a time."""
     head = getattr(model, "head", None)
     if not isinstance(head, torch.nn.Linear) or head.in_features >= head.out_features:
         return None
     with torch.no_grad(), _HeadTap(head) as tap:
         out = _as_output(forward(x[:1]))
-    return head if tap.get("output") is out else None
+        features = tap.get("input")
+        if tap.get("output") is not out or not isinstance(features, Tensor) or not out.is_floating_point():
+            return None
+        linear = torch.nn.functional.linear(features, head.weight, head.bias)  # (the same kernel: equal bit for bit)
+    if linear.shape != out.shape or linear.dtype != out.dtype:
+        return None
+    tolerance = 16 * torch.finfo(out.dtype).eps * float(linear.abs().max())
+    return head if float((out - linear).abs().max()) <= tolerance else None
 
 
 class _HeadTap:
@@ -226,7 +236,9 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
             ``model.embed`` first. An ``nn.Module`` is evaluated in ``eval()`` mode and restored. A model whose
             ``head`` is an ``nn.Linear`` with fewer inputs than outputs, and gives the output (a language model's head
             over its vocabulary), is measured through the head's inputs times its weight: one backward pass per head
-            input instead of one per token (the same masses to float rounding).
+            input instead of one per token (the same masses to float rounding); a head whose output is not
+            ``F.linear`` of its input (an ``nn.Linear`` subclass with its own forward, a forward hook or an in-place
+            edit changing its output) is measured one token at a time.
         inputs: ``[B, T, E]`` float embeddings or ``[B, T]`` integer tokens, on any device: an ``nn.Module``'s are
             moved to its device (its first parameter's), as its ``evaluate`` and ``generate`` take them.
         max_lag: largest lag binned.

@@ -649,6 +649,22 @@ def test_a_set_of_files_killed_between_its_renames_is_finished_by_the_next_run(f
     assert sorted(p.name for p in folder.iterdir()) == ["b-record.json", "b.json", "b.md", "text.txt"]
 
 
+def test_a_set_killed_between_its_renames_is_finished_in_its_folder_moved(folder):
+    """The list of renames named the set's files by absolute path: once the folder had moved (renamed, or the volume
+    mounted at another path) after the kill, the next run of the names renamed nothing there, removed the list and
+    the new set's last .tmp files, and kept run B's results beside run A's table and record. The names are relative to
+    the list's folder."""
+    Path("a").mkdir()
+    assert _save_the_set(folder / "a", "A").returncode == 0
+    killed = _save_the_set(folder / "a", "B", "kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    Path("a").rename("moved")
+    with pytest.raises(FileExistsError, match="already exists; choose another output path or pass --overwrite"):
+        run_outputs("bench-graph", RunOptions(), out="moved/b")  # the next run of these names, in the moved folder
+    assert _versions(folder / "moved") == ("B", "B", "B")  # one run's set, whole
+    assert sorted(p.name for p in (folder / "moved").iterdir()) == ["b-record.json", "b.json", "b.md"]
+
+
 def test_ctrl_c_between_the_renames_of_a_set_finishes_them(folder, monkeypatch):
     """Ctrl-C between two renames of atomic_write_all removed the .tmp files left: new results beside an old table."""
     from fwdlearn.records import RunRecord

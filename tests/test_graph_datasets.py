@@ -556,3 +556,29 @@ def test_a_planted_planetoid_raw_file_runs_no_code(tmp_path):
                                          r"Planetoid raw file holds .*could run code the file carries\): copy the 8 "):
         load_graph("cora", root=tmp_path / "root")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_planetoid_raw_files_pickled_again_by_python_3_load(tmp_path, protocol):
+    """The raw files' unpickler refused a Planetoid release pickled again by Python 3 as naming an unknown object:
+    at protocol 2 its bytes are written through ``_codecs.encode``, at protocol 5 (Python 3.14's default) its arrays
+    through ``numpy._core.numeric._frombuffer``. Both are the release's NumPy arrays, and load as the original."""
+    import os
+    import pickle
+    import warnings
+
+    source = os.environ.get("FWDLEARN_DATA_DIR")
+    if not source or not (Path(source) / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip("needs FWDLEARN_DATA_DIR with Planetoid/Cora/raw (../shared/data)")
+    raw = tmp_path / "root" / "Cora" / "raw"
+    raw.mkdir(parents=True)
+    for path in (Path(source) / "Planetoid" / "Cora" / "raw").glob("ind.cora.*"):
+        if path.name.endswith("test.index"):
+            (raw / path.name).write_bytes(path.read_bytes())
+            continue
+        with open(path, "rb") as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            content = pickle.load(handle, encoding="latin1")
+        (raw / path.name).write_bytes(pickle.dumps(content, protocol=protocol))
+    data = load_graph("cora", root=tmp_path / "root")
+    assert data.num_nodes == 2708 and data.x.shape == (2708, 1433) and int(data.train_mask.sum()) == 140

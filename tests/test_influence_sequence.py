@@ -317,6 +317,46 @@ def test_the_head_s_jacobian_is_held_for_few_positions_at_once_or_not_at_all(mon
         torch.testing.assert_close(mass, expected, rtol=1e-5, atol=1e-7)
 
 
+class _SoftCappedHead(torch.nn.Linear):
+    """A head with logit soft-capping, ``c * tanh(y / c)``: an ``nn.Linear`` whose output is not ``W`` times its
+    input."""
+
+    def forward(self, x):
+        return 2.0 * torch.tanh(super().forward(x) / 2.0)
+
+
+@pytest.mark.parametrize("change", ["subclass", "hook", "in-place"])
+def test_a_head_whose_output_is_not_its_linear_map_is_measured_token_by_token(change):
+    """The head path read every ``nn.Linear`` head as ``W`` times its input's Jacobian: a soft-capped head (an
+    ``nn.Linear`` subclass), a forward hook doubling its output or an in-place edit of the logits after it were
+    measured 9-67 % off, in silence. Each is now measured one token at a time: the plain masses."""
+    from fwdlearn.diagnostics.influence import jacobian_l1
+
+    torch.manual_seed(0)
+    model = WideHeadGRU()
+    if change == "subclass":
+        capped = _SoftCappedHead(6, 500)
+        capped.load_state_dict(model.head.state_dict())
+        model.head = capped
+    elif change == "hook":
+        model.head.register_forward_hook(lambda module, args, output: output * 2)
+    else:
+        forward = model.forward_from_embeddings
+
+        def masked(emb):
+            logits = forward(emb)
+            logits[..., 0] = -1e9  # (a token never predicted, masked in place)
+            return logits
+        model.forward_from_embeddings = masked
+    tokens = torch.randint(0, 500, (2, 9))
+    mass, _ = lag_masses(model, tokens, positions=[8])
+    x = model.embed(tokens).detach().clone()
+    rows, times = torch.arange(2), torch.tensor([8, 8])
+    with torch.no_grad():
+        plain = jacobian_l1(lambda e: model.forward_from_embeddings(e)[rows, times], x)  # one pass per token
+    torch.testing.assert_close(mass, plain, rtol=1e-5, atol=1e-7)
+
+
 def test_jacobian_l1_s_readout_is_the_mass_of_the_read_out_outputs():
     from fwdlearn.diagnostics.influence import jacobian_l1
 

@@ -419,10 +419,14 @@ def _raw_not_found(name: str, title: str, raw: Path, root: str | Path | None) ->
 
 
 #: the ``(module, name)`` pairs the Planetoid release's raw pickles name: NumPy arrays, SciPy CSR matrices, lists and
-#: the graph's ``defaultdict`` (written by Python 2, ``__builtin__``; also as NumPy 2 and newer SciPy name them)
+#: the graph's ``defaultdict`` (written by Python 2, ``__builtin__``; also as NumPy 2 and newer SciPy name them, and
+#: as Python 3 writes them again: its protocol 2 writes bytes through ``_codecs.encode``, and protocol 5, Python
+#: 3.14's default, writes an array through ``_frombuffer``; both files were refused as naming an unknown object)
 _PLANETOID_GLOBALS = frozenset({
     *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct",
                                                                                                    "scalar")),
+    *((module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")),
+    ("_codecs", "encode"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     *((module, "csr_matrix") for module in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse")),
     *((module, name) for module in ("__builtin__", "builtins") for name in ("list", "object")),

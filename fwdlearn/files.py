@@ -1,9 +1,12 @@
 """Writing output files safely: atomic writes, writability probes, no silent overwrite.
 
 - :func:`atomic_write` writes ``<path>.tmp`` and renames it over ``path``: a crash or a kill never
-  leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`). The name
-  ``<path>.tmp`` beside an output is fwdlearn's own: what is there when a write starts is taken for a killed write's
-  leftover and replaced (a link there is removed, never written through into the file it points at).
+  leaves half a file under the real name (a stale ``.tmp`` is removed by :func:`remove_stale_tmp`). The ``.tmp`` is
+  flushed to the disk (``fsync``) before its rename and the folder after it (:func:`synced`, :func:`sync_folder`):
+  renamed unsynced, a power loss could leave an empty or truncated file under the real name on file systems that
+  may write the rename before the data (XFS; ext4 mounted without ``auto_da_alloc`` or with ``data=writeback``). The
+  name ``<path>.tmp`` beside an output is fwdlearn's own: what is there when a write starts is taken for a killed
+  write's leftover and replaced (a link there is removed, never written through into the file it points at).
   :func:`atomic_write_all` does it for files that belong together (a bench's results and their record): every
   ``.tmp`` is written before any is renamed, so a failure leaves the earlier set whole, never old and new mixed; the
   renames are listed first in ``<last path>.renaming``, so that a process killed between two of them (SIGKILL, the
@@ -29,14 +32,14 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["atomic_write", "atomic_write_all", "tmp_path", "finish_renames", "remove_stale_tmp",
-           "check_writable", "refuse_overwrite", "removed_on_failure", "remove_quietly", "taking_turns",
+__all__ = ["atomic_write", "atomic_write_all", "tmp_path", "finish_renames", "remove_stale_tmp", "synced",
+           "sync_folder", "check_writable", "refuse_overwrite", "removed_on_failure", "remove_quietly", "taking_turns",
            "writing", "save_torch", "describe_os_error", "NO_ROOM"]
 
 #: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
@@ -69,6 +72,75 @@ def save_torch(obj: object, path: str | Path) -> None:
         torch.save(obj, handle)
 
 
+#: the ``errno`` values of an ``fsync`` (or of opening a folder for one) that the file system does not offer: a
+#: FUSE or network file system without it, a folder this process may write but not read; the write stands unsynced
+_NO_SYNC = frozenset(getattr(errno, name) for name in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EBADF", "EACCES",
+                                                       "EPERM", "EISDIR") if hasattr(errno, name))
+
+
+def synced(path: str | Path) -> Path:
+    """Flush the file ``path`` (a written ``.tmp``) to the disk (``os.fsync``) before it is renamed into place:
+    renamed unsynced, a power loss can leave the new name with an empty or truncated file (a checkpoint that resumes
+    nothing) on file systems that may write the rename before the data (XFS; ext4 with ``data=writeback`` or without
+    ``auto_da_alloc``). A file system that offers no ``fsync`` is passed over; a failure of the disk's (``EIO``, a
+    full NFS share's ``ENOSPC``) is raised. Returns ``path``.
+
+    Its cost, with the folder's sync (measured on a 2-core VM's ext4 disk, the median of 9 to 15 saves over the same
+    file, in 5 runs each): a checkpoint of ``fwdlearn seq train``'s defaults (GRU, 2 layers, hidden 128; 5.8 MB)
+    took 0.026-0.047 s a save unsynced, 0.034-0.060 s synced, about 0.01 s more; one of 100 MB 0.32-0.47 s either way.
+    A checkpoint is saved at an evaluation, not at every step."""
+    # (Windows' fsync, FlushFileBuffers, needs a handle that may write)
+    _fsync(path, os.O_RDWR if WINDOWS else os.O_RDONLY)
+    return Path(path)
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Flush the folder ``folder``'s entries (a rename into it) to the disk, so that a power loss after a write
+    returned does not undo its rename. Not on Windows, where a folder cannot be opened for it (``os.open`` of one is
+    refused); a folder that cannot be opened or synced (no read permission, a file system without it) is passed
+    over."""
+    if not WINDOWS:
+        _fsync(folder, os.O_RDONLY)
+
+
+def _fsync(path: str | Path, flags: int) -> None:
+    """``os.fsync`` of ``path`` opened with ``flags`` (``F_FULLFSYNC`` on macOS: :func:`_full_fsync`); passed over
+    where the file system offers none (:data:`_NO_SYNC`). An error of the disk's is raised naming no file, as a
+    write's: :func:`writing` names the file being written."""
+    try:
+        handle = os.open(path, flags)
+    except OSError as error:
+        if error.errno in _NO_SYNC:
+            return
+        raise
+    try:
+        if not _full_fsync(handle):
+            os.fsync(handle)
+    except OSError as error:
+        if error.errno not in _NO_SYNC:
+            raise
+    finally:
+        os.close(handle)
+
+
+def _full_fsync(handle: int) -> bool:
+    """On macOS, ``fcntl(F_FULLFSYNC)`` of the open file ``handle``, and whether it was made: there ``fsync`` hands the
+    data to the drive, whose own cache a power loss still empties (Apple's ``fsync(2)``); a file system without it
+    (``ENOTSUP``: some network ones) gets ``os.fsync``. Elsewhere nothing (``False``)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is None:
+        return False
+    try:
+        fcntl.fcntl(handle, full)
+    except OSError:
+        return False
+    return True
+
+
 def tmp_path(path: str | Path) -> Path:
     """Where :func:`atomic_write` stages ``path``: ``<path>.tmp``."""
     path = Path(path)
@@ -85,7 +157,9 @@ def _clear_tmp(tmp: Path) -> None:
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` then rename ``tmp`` over ``path`` (parents created); a file or link already at ``tmp`` is removed
-    first (:func:`_clear_tmp`), and the temporary file is removed if ``write`` fails or is interrupted."""
+    first (:func:`_clear_tmp`), and the temporary file is removed if ``write`` fails or is interrupted. ``tmp`` is
+    synced to the disk before the rename (:func:`synced`) and the folder after it (:func:`sync_folder`): a power
+    loss leaves the old file or the new one, whole."""
     path = Path(path)
     tmp = tmp_path(path)
     try:
@@ -93,7 +167,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             _clear_tmp(tmp)
             write(tmp)
-            os.replace(tmp, path)
+            os.replace(synced(tmp), path)
+            sync_folder(path.parent)
     except BaseException:
         remove_quietly(tmp)
         raise
@@ -114,7 +189,9 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
     renames are listed in ``<last path>.renaming`` (named relative to its folder, which may then be moved; removed once
     they are done): Ctrl-C between two renames finishes the others before it is raised, and a process killed between
     two (SIGKILL, the OOM killer, which no handler sees) leaves the list for :func:`finish_renames`, which the next
-    run of those names calls first: the new set, whole. Returns the paths."""
+    run of those names calls first: the new set, whole. Every ``.tmp`` is synced to the disk before the list is
+    written (itself synced before the first rename), and the folders after the renames, before the list is removed:
+    a power loss leaves the old set or the list to finish the new one (:func:`synced`). Returns the paths."""
     staged: list[tuple[Path, Path]] = []
     listed: Path | None = None
     try:
@@ -125,6 +202,7 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
                 _clear_tmp(tmp_path(path))
                 staged.append((tmp_path(path), path))
                 write(staged[-1][0])
+                synced(staged[-1][0])
         if not staged:
             return []
         # (renamed one after another, a kill after the first left the new results beside the old table and record)
@@ -135,6 +213,7 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
         for tmp, path in staged:
             with writing(path):
                 os.replace(tmp, path)
+        _sync_folders(path for _, path in staged)  # (the renames on the disk before the list that finishes them goes)
         listed.unlink()
     except BaseException as error:
         if listed is not None and not isinstance(error, OSError):  # interrupted between renames: the new set is
@@ -188,12 +267,20 @@ def removed_on_failure(*paths: str | Path | None) -> Iterator[None]:
 
 
 def _rename_staged(staged: list[tuple[Path, Path]]) -> None:
-    """Rename every staged ``.tmp`` that is still there over its path (one that is gone was renamed already)."""
+    """Rename every staged ``.tmp`` that is still there over its path (one that is gone was renamed already), then
+    sync their folders (:func:`sync_folder`)."""
     for tmp, path in staged:
         try:
             os.replace(tmp, path)
         except FileNotFoundError:  # (renamed before the interrupt, or by another process finishing the same list)
             continue
+    _sync_folders(path for _, path in staged)
+
+
+def _sync_folders(paths: Iterable[Path]) -> None:
+    """:func:`sync_folder` of each folder holding one of ``paths``, once."""
+    for folder in dict.fromkeys(os.path.dirname(os.path.abspath(path)) for path in paths):
+        sync_folder(folder)
 
 
 def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from fwdlearn.distributed import is_distributed, launched_processes, min_max, raise_together, rank, world_size
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
                              UsageError, check_bool, check_range, check_seed, is_integer, reading)
-from fwdlearn.files import atomic_write, check_writable, remove_quietly, save_torch, writing
+from fwdlearn.files import atomic_write, check_writable, remove_quietly, save_torch, sync_folder, synced, writing
 
 __all__ = [
     "seed_everything",
@@ -629,7 +629,7 @@ def previous_checkpoint(path: str | Path) -> Path:
 
 def _keep_previous(path: Path) -> None:
     """Keep the checkpoint at ``path`` as :func:`previous_checkpoint` (a hard link where the file system has them, else
-    a copy; renamed into place, so a crash never leaves half a file)."""
+    a copy, synced to the disk; renamed into place, so a crash or a power loss never leaves half a file)."""
     import shutil
 
     staged = previous_checkpoint(path).with_name(previous_checkpoint(path).name + ".tmp")
@@ -639,7 +639,9 @@ def _keep_previous(path: Path) -> None:
             os.link(path, staged)
         except OSError:
             shutil.copy2(path, staged)
+            synced(staged)  # (renamed unsynced, a power loss could leave an empty .prev, the step to agree on lost)
         os.replace(staged, previous_checkpoint(path))
+        sync_folder(path.parent)
     except BaseException:
         remove_quietly(staged)  # (a full disk left half a copy)
         raise

@@ -45,7 +45,7 @@ from .config import validate_config
 from . import files
 from .errors import UsageError
 from .files import (alive, check_writable, finish_renames, refuse_overwrite, remove_quietly, remove_stale_tmp,
-                    writing)
+                    synced, writing)
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
@@ -328,6 +328,7 @@ def lock_run(record: Path) -> None:
             lock.parent.mkdir(parents=True, exist_ok=True)
             mine.unlink(missing_ok=True)  # (a killed process's of this id, or a link: never written through)
             mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen without its owner
+            synced(mine)  # (unsynced, a power loss could leave the lock empty, refused as "not a lock fwdlearn left")
     except BaseException:
         remove_quietly(mine)  # (it was left behind, empty)
         raise
@@ -377,6 +378,7 @@ def _place(mine: Path, lock: Path) -> None:
         try:
             with os.fdopen(handle, "w") as f:
                 f.write(str(os.getpid()))
+            synced(lock)
         except BaseException:
             remove_quietly(lock)  # (ours, empty: left, it would be taken for a dead process's)
             raise

@@ -119,13 +119,18 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
     """A tqdm progress bar over ``iterable`` (a disabled one when ``quiet``), cleared when it closes in a terminal.
     Written to a file rather than a terminal (a job's log), it redraws at most every 30 s (ten redraws a second would
     add megabytes to an hour's log) and ends with its last state on a line of its own (how far it went, at what
-    rate): a cleared bar left the log at its first redraw, 0 %, and its blanks joined to the next line."""
+    rate): a cleared bar left the log at its first redraw, 0 %, and its blanks joined to the next line. In a Jupyter
+    notebook (``tqdm.auto``'s widget, where ipywidgets is installed) it redraws as in a terminal and keeps its last
+    state: a notebook's stderr is no terminal either, and its widget stood still for 30 s at a time."""
     import sys
 
     from tqdm.auto import tqdm
 
     if not sys.stderr.isatty():
-        kwargs.setdefault("mininterval", 30.0)
+        # (tqdm.auto imports tqdm.notebook in a notebook only: importing it here would import IPython in every run)
+        notebook = sys.modules.get("tqdm.notebook")
+        if notebook is None or not issubclass(tqdm, notebook.tqdm):  # (a widget redraws in place: no log grows)
+            kwargs.setdefault("mininterval", 30.0)
         kwargs.setdefault("leave", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, **kwargs)

@@ -257,6 +257,19 @@ def test_masked_accuracy_reads_only_boolean_masks():
         masked_accuracy(scores, y, torch.ones(5, 2, dtype=torch.bool))
 
 
+def test_masked_accuracy_is_the_python_ratio_not_a_float32_mean():
+    """A float32 mean gave 812 of 1000 as 0.8119999766349792, which reports and run records printed and stored."""
+    from fwdlearn.metrics import masked_accuracy
+
+    y = torch.zeros(1000, dtype=torch.long)
+    scores = torch.zeros(1000, 2)
+    scores[:812, 0] = scores[812:, 1] = 1
+    got = masked_accuracy(scores, y)
+    assert type(got) is float and got == 0.812 and repr(got) == "0.812"
+    assert masked_accuracy(scores, y, torch.arange(1000) < 7) == 1.0
+    assert masked_accuracy(scores[805:], y[805:]) == 7 / 195
+
+
 def test_the_accuracy_of_nan_scores_is_nan_as_their_auc_is():
     """argmax reads NaN as the largest score: all-NaN scores (a diverged model) were scored as class 0 every time, an
     accuracy of 0.5 here, and a fit kept such a state as its best without a word (roc_auc gives NaN)."""

@@ -649,6 +649,23 @@ def test_a_progress_bar_written_to_a_file_redraws_rarely(capsys):
     bar.close()
 
 
+def test_a_progress_bar_in_a_notebook_redraws_as_in_a_terminal_and_stays(capsys, monkeypatch):
+    """A Jupyter kernel's stderr is no terminal either: tqdm.auto's widget was given the log file's 30 s between
+    redraws, so a notebook's bar stood still (a fit of under 30 s jumped from 0 to its end)."""
+    import tqdm.auto
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from fwdlearn.fit import progress
+
+    class Widget(notebook_tqdm):  # (the class tqdm.auto picks in a notebook; no widget drawn here)
+        def __init__(self, iterable=None, **kwargs):
+            self.kwargs, self.disable = kwargs, True  # (disabled: closing it draws nothing)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Widget)
+    bar = progress(range(3), desc="fit")
+    assert "mininterval" not in bar.kwargs and bar.kwargs["leave"] is True and bar.kwargs["desc"] == "fit"
+
+
 def test_a_progress_bar_in_a_log_file_ends_with_its_last_state_on_a_line_of_its_own(capsys):
     """A bar in a job's log was cleared as it closed: the log kept its first redraw (0/4) and the blanks that cleared
     it, joined to the next line, so a finished run read as one that never started. It now ends with its last state

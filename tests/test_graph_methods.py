@@ -227,6 +227,48 @@ def test_callable_on_any_graph_and_differentiable_in_x(method, karate):
     assert x.grad is not None and bool(x.grad.abs().sum() > 0)
 
 
+def test_the_fit_docstrings_say_which_methods_count_epochs_per_layer():
+    """ForwardGNN.fit said "per layer (layer-by-layer methods) or in total (BP, DFA, top-down)", naming no method a
+    user passes; ForwardLinkPredictor.fit said nothing of epochs (ce and ff count them per layer, bp in total), nor
+    did the README's API example (only the CLI's --help)."""
+    import re
+    from pathlib import Path
+
+    from fwdlearn.graphs import ForwardLinkPredictor
+    from fwdlearn.graphs.methods import trains_layer_by_layer
+    from fwdlearn.graphs.registries import LINK_METHODS
+
+    def named(text):
+        return set(re.findall(r"``([a-z0-9-]+)``", text))
+
+    doc = " ".join(ForwardGNN.fit.__doc__.split())
+    per_layer, in_total = doc[doc.index("epochs:"):doc.index("lr, weight_decay:")].split("in total")
+    assert named(per_layer) == {m for m in METHODS if ":" not in m and trains_layer_by_layer(m)}
+    assert named(in_total) == {m for m in METHODS if ":" not in m and not trains_layer_by_layer(m)} - {"epochs_run"}
+    doc = " ".join(ForwardLinkPredictor.fit.__doc__.split())
+    per_layer, in_total = doc[doc.index("``epochs``"):doc.index("``patience``")].split("in total")
+    assert named(per_layer) - {"epochs"} == {m for m in LINK_METHODS.names() if LINK_METHODS.get(m).layerwise}
+    assert named(in_total) - {"epochs_run"} == {m for m in LINK_METHODS.names() if not LINK_METHODS.get(m).layerwise}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    api = readme[readme.index("### Graphs: ForwardGNN next to BP"):readme.index("### Influence")]
+    assert "# epochs: per layer (sf, ff-*), in all (bp, dfa, sf-top2*)" in api
+    assert "(epochs per layer but bp's)" in api
+
+
+def test_fit_reports_accuracies_as_exact_ratios_of_nodes(karate):
+    """BP's test accuracy came through a float32 mean (0.8119999766 for 0.812) into the report, the history and the
+    run record."""
+    seed_everything(0)
+    model = ForwardGNN(karate.num_features, karate.num_classes, hidden=8, layers=2, method="bp")
+    report = model.fit(karate, epochs=2, patience=None, quiet=True)
+    for split in ("test", "val", "train"):
+        mask = getattr(karate, f"{split}_mask")
+        hits = int((model(karate.x, karate.edge_index).argmax(-1)[mask] == karate.y[mask]).sum())
+        assert getattr(report, f"{split}_accuracy") == hits / int(mask.sum())
+    n = int(karate.val_mask.sum())
+    assert all(round(row["val_accuracy"] * n) / n == row["val_accuracy"] for row in report.history)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_accuracy_floor_on_karate(method, karate):
     seed_everything(0)

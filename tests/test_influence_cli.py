@@ -71,7 +71,7 @@ def test_influence_seq_writes_a_record(tmp_path):
                  "--max-lag", "3", "--positions", "2", "--batch", "1", "--json", str(longer), "--quiet"]) == 0
 
 
-def test_influence_seq_measures_saved_language_models(tmp_path):
+def test_influence_seq_measures_saved_language_models(tmp_path, capsys):
     from fwdlearn.sequences import RecurrentLM
 
     paths = []
@@ -84,6 +84,7 @@ def test_influence_seq_measures_saved_language_models(tmp_path):
                  "--positions", "3", "--json", str(record), "--quiet"]) == 0
     rows = json.loads(record.read_text())["metrics"]
     assert [row["model"] for row in rows] == ["bptt (bptt)", "dsf (dsf)"]
+    assert "| model | R (tokens) | seconds |" in capsys.readouterr().out  # R, a mean lag, had no unit
     other = tmp_path / "other" / "bptt.pt"  # another run's file of the same name and rule: both curves are kept
     other.parent.mkdir()
     RecurrentLM(11, cell="gru", hidden=8, layers=1, training="bptt").save(other)
@@ -145,7 +146,7 @@ def test_influence_graph_says_how_many_seeds_it_measured(tmp_path, capsys):
     record = tmp_path / "k.json"
     assert main(["influence", "graph", "--data", "karate", "--models", "gcn", "mlp", "--layers", "2", "--hidden", "8",
                  "--json", str(record), "--quiet"]) == 0
-    assert "| model | layers | seeds | R |" in capsys.readouterr().out
+    assert "| model | layers | seeds | R (hops) |" in capsys.readouterr().out  # (R's unit: it had none)
     assert [row["seeds"] for row in json.loads(record.read_text())["metrics"]] == [34, 34]
     assert main(["influence", "graph", "--data", "karate", "--layers", "2", "--hidden", "8", "--samples", "5",
                  "--json", str(record), "--overwrite", "--quiet"]) == 0

@@ -69,6 +69,15 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     assert f"--checkpoint {tmp_path} is a folder; give the checkpoint's file path" in capsys.readouterr().err
 
 
+def test_seq_train_prints_the_sample_it_was_asked_for_under_quiet(text_file, tmp_path, capsys):
+    """--quiet dropped the --sample text from the output (only the record held it): it silences progress, not a
+    result the command was asked for."""
+    record = tmp_path / "run.json"
+    assert _train(text_file, record, "--steps", "1") == 0  # (_train passes --quiet and --sample 10)
+    sample = json.loads(record.read_text())["summary"]["sample"]
+    assert len(sample) == 11 and sample in capsys.readouterr().out
+
+
 def test_the_command_prints_a_warning_of_fwdlearn_as_one_line(text_file, tmp_path, capsys):
     """A warning named the console script's line (``sys.exit(main())``) and repeated it under the message."""
     assert main(["seq", "train", "--data", str(text_file), "--training", "dsf:gaussian", "--hidden", "64", "--layers",

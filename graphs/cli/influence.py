@@ -132,7 +132,9 @@ def _run_influence(args: argparse.Namespace) -> int:
         rows.append(row)
     if not lead:
         return 0
-    print(markdown_table(rows, ["model", "layers", "seeds", "R", "test_accuracy", "seconds"]), end="")
+    # (R's unit said, as quickstart's report does; the record keeps the key "R")
+    print(markdown_table(rows, ["model", "layers", "seeds", "R", "test_accuracy", "seconds"],
+                         headers={"R": "R (hops)"}), end="")
     # (a record that fails to write, a full disk, takes the plot this run drew with it: a re-run was refused for it,
     # "p.png already exists ... --overwrite")
     with removed_on_failure(paths.plot):

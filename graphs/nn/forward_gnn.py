@@ -368,7 +368,10 @@ class ForwardGNN(ModelFile, nn.Module):
         """Train on ``data`` (its ``train_mask``), early-stopping on ``val_mask``; return a :class:`FitReport`.
 
         Args:
-            epochs: epochs per layer (layer-by-layer methods) or in total (BP, DFA, top-down).
+            epochs: the epoch budget per layer for the layer-by-layer methods (``sf``, ``ff-la``, ``ff-vn``,
+                ``ff-symba``: a 4-layer fit runs up to ``4 * epochs``), in total for the methods that train every layer
+                at once (``bp``, ``dfa``, ``sf-top2input``, ``sf-top2loss``); the report's ``epochs_run`` sums the
+                layers'.
             lr, weight_decay: Adam settings of every layer (and of BP unless ``bp_lr``).
             patience: early-stopping patience in evaluations (``None``: use every epoch).
             eval_every: evaluate every this many epochs (and at the last epoch of each layer or run).

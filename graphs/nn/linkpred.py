@@ -369,6 +369,11 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
             resume: bool = False, overwrite: bool = False, train_negatives: str = "fresh") -> LinkReport:
         """Split ``data``'s edges 64/16/20 (``seed``), train, early-stop on validation AUC, report test AUC.
 
+        ``epochs`` is the budget per layer for the layer-by-layer methods (``ce``, ``ff``: a 4-layer fit runs up to
+        ``4 * epochs``, each layer early-stopped on its own), in total for ``bp``; the report's ``epochs_run`` sums the
+        layers'. ``patience``: validations without a better AUC before stopping (``None``: never); ``eval_every``:
+        epochs between validations; ``lr``, ``weight_decay``: Adam's, of every layer.
+
         The graph is read as undirected (:func:`link_split`: a directed edge counts for both directions, self-loops
         and duplicates are dropped); a link is predicted for a pair of nodes, not an ordered one. The edges are
         unweighted: ``data.edge_weight`` and ``data.edge_attr`` are not read (a warning says so).

@@ -122,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
         record.log(**row, curve=curve.tolist())
         curves[name] = curve.tolist()
         rows.append(row)
-    print(markdown_table(rows, ["model", "R", "seconds"]), end="")
+    # (R is a mean lag: its unit said, as the graph command's hops are; the record keeps the key "R")
+    print(markdown_table(rows, ["model", "R", "seconds"], headers={"R": "R (tokens)"}), end="")
     # (a record that fails to write, a full disk, takes the plot this run drew with it: a re-run was refused for it,
     # "p.png already exists ... --overwrite")
     with removed_on_failure(paths.plot):

@@ -285,7 +285,7 @@ def run_train(config: TrainSeqConfig) -> dict:
           f"step {report.best_step} of {report.steps}")
     if describe_resume(report.resumed):
         print(describe_resume(report.resumed))
-    if config.sample and not config.quiet:
+    if config.sample:  # (a result the run was asked for: printed under --quiet too, which silences progress only)
         print(record.summary["sample"])
     print(f"record: {saved}\ncheckpoint: {paths.checkpoint}")
     return record.summary

@@ -263,14 +263,17 @@ def _check_evaluable(ids: Tensor, batch_size: int, split: str, max_tokens: int |
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (the streams read side by side), got {batch_size}")
     need = 2 * batch_size
+    smaller = batch_size > 1  # (a batch of 1 was told to give a smaller one)
     if ids.numel() < need:
-        raise ValueError(f"the {split} split has {ids.numel()} tokens; evaluating {batch_size} streams needs at least "
-                         f"{need} (an input and a target per stream): give a longer split or a smaller "
-                         "batch size (--batch-size)")
+        raise ValueError(f"the {split} split has {ids.numel()} token{'s' * (ids.numel() != 1)}; evaluating "
+                         f"{batch_size} stream{'s' * smaller} needs at least {need} (an input and a target per "
+                         "stream): give a longer split"
+                         + (" or a smaller batch size (--batch-size)" if smaller else ""))
     if max_tokens is not None and max_tokens < need:
         raise UsageError(f"{name} {max_tokens} keeps {max_tokens} of the {ids.numel():,} tokens of the {split} split; "
-                         f"evaluating {batch_size} streams needs at least {need} (an input and a target per "
-                         f"stream): raise {name} to {need} or more, or give a smaller batch size (--batch-size)")
+                         f"evaluating {batch_size} stream{'s' * smaller} needs at least {need} (an input and a target "
+                         f"per stream): raise {name} to {need} or more"
+                         + (", or give a smaller batch size (--batch-size)" if smaller else ""))
 
 
 def _check_task_model(model, task: SequenceTask) -> None:
@@ -615,12 +618,17 @@ def _warn_untruncated(model, context: int, task: SequenceTask | None = None) -> 
     rule = getattr(model, "time_rule", None)
     if not isinstance(rule, TBPTT) or (k := rule.truncation) < context:
         return
+    # (one step: no k < 1 exists, and "give k < 1 to truncate" was the advice)
     if task is not None:  # (a task's sequence is one window, its length the task's: no context to lengthen)
-        warn(f"tbptt:{k} truncates nothing in the {task.name} task's sequences of {context} steps: the gradient flows "
-             f"back through the whole sequence, as under bptt; give k < {context} to truncate")
+        fix = (f"give k < {context} to truncate" if context > 1 else
+               "a sequence of one step has nothing to truncate: train it by bptt, the same run")
+        warn(f"tbptt:{k} truncates nothing in the {task.name} task's sequences of {context} "
+             f"step{'s' * (context != 1)}: the gradient flows back through the whole sequence, as under bptt; {fix}")
     else:
-        warn(f"tbptt:{k} truncates nothing in windows of {context} steps (context {context}): the gradient flows back "
-             f"through the whole window, as under bptt; give k < {context} to truncate, or a longer context")
+        fix = (f"give k < {context} to truncate, or a longer context" if context > 1 else
+               "a window of one step has nothing to truncate: give a longer context")
+        warn(f"tbptt:{k} truncates nothing in windows of {context} step{'s' * (context != 1)} (context {context}): the "
+             f"gradient flows back through the whole window, as under bptt; {fix}")
 
 
 @keeps_mode

@@ -141,3 +141,43 @@ def test_seq_sample_refuses_a_file_without_a_vocabulary_and_flags_that_change_no
                                           "vocabulary") and err.count("\n") == 1  # (the error alone: no header)
     status, _, err = _sample(capsys, "--model", tmp_path / "missing.pt")
     assert status == 2 and "no model file at" in err
+
+
+def test_seq_sample_without_a_prompt_draws_only_tokens_its_vocabulary_holds(tmp_path, tiny_corpus, capsys):
+    """A model of a larger vocab_size than the vocabulary saved with it (model.save allows it, a prompt's draw keeps to
+    the vocabulary's ids) failed without --prompt: "ids [11, 15, 20, ...] are outside this vocabulary's [0, 2]"."""
+    vocab = tiny_corpus.vocab
+    model = _model(len(vocab) + 40)
+    path = model.save(tmp_path / "wide.pt", vocab=vocab)
+    status, out, err = _sample(capsys, "--model", path, "--length", 30, "--seed", 1, "--quiet")
+    assert status == 0 and err == ""
+    drawn = model.generate(vocab.tokens[:1], 30, vocab=vocab, seed=1)  # the draw after the first token, as a prompt's
+    assert out == drawn[1:] + "\n" and set(out[:-1]) <= set(vocab.tokens)
+    # a word vocabulary without <eos> (a line cut short by limit) starts after its first word, its space left out too
+    words = tmp_path / "words.txt"
+    words.write_text("red green blue " * 40)
+    corpus = load_text(str(words), level="word", limit=400)
+    assert "<eos>" not in corpus.vocab.index
+    model = _model(len(corpus.vocab))
+    path = model.save(tmp_path / "words.pt", vocab=corpus.vocab)
+    status, out, _ = _sample(capsys, "--model", path, "--length", 6, "--seed", 2, "--quiet")
+    assert status == 0 and out == corpus.vocab.decode(model.generate(torch.tensor([0]), 6, seed=2)[1:]) + "\n"
+
+
+def test_a_word_prompt_of_whitespace_alone_is_named_so(tmp_path, capsys):
+    """At word level a prompt of spaces holds no token, and was refused as 'generate needs a non-empty prompt'."""
+    words = tmp_path / "words.txt"
+    words.write_text("a stitch in time saves nine\n" * 20)
+    corpus = load_text(str(words), level="word")
+    model = _model(corpus.vocab_size)
+    with pytest.raises(ValueError, match=r"the prompt holds only whitespace \(3 characters\), no word: a word-level "
+                                         r"vocabulary reads whitespace as the space between words; give at least one "
+                                         r"word, or start after a line's end: a prompt of '\\n' \(seq sample: leave "
+                                         r"--prompt out\)"):
+        model.generate("   ", 3, vocab=corpus.vocab, seed=0)
+    assert model.generate("\n", 3, vocab=corpus.vocab, seed=0).startswith("\n")  # the fix it names
+    path = model.save(tmp_path / "w.pt", vocab=corpus.vocab)
+    status, _, err = _sample(capsys, "--model", path, "--prompt", " \t ")
+    assert status == 2 and err.startswith("fwdlearn: error: the prompt holds only whitespace (3 characters), no word")
+    with pytest.raises(ValueError, match="generate needs a non-empty prompt"):  # (an empty one is still that)
+        model.generate("", 3, vocab=corpus.vocab, seed=0)

@@ -1033,3 +1033,57 @@ def test_fit_carries_the_state_from_window_to_window_and_starts_each_pass_from_z
         else:
             carried = seen[i - 1][2]
             assert all(torch.equal(s, c) and not s.requires_grad for s, c in zip(state, carried)), i
+
+
+def test_advice_names_only_fixes_there_are_at_a_context_or_batch_of_one(tmp_path):
+    """A batch of 1 was told to use a smaller --batch-size, a context of 1 a shorter --context, and tbptt:k over windows
+    of one step to give k < 1."""
+    from fwdlearn.sequences.data.text import check_context
+
+    with pytest.raises(ValueError, match=r"10 tokens in 1 stream give 10 tokens per stream, and a window needs "
+                                         r"context \+ 1 = 21. Use a shorter --context or more text$"):
+        check_context(10, 1, 20)
+    with pytest.raises(ValueError, match=r"and a window needs context \+ 1 = 2. Use a smaller --batch-size or more "
+                                         r"text$"):
+        check_context(3, 4, 1)
+    with pytest.raises(ValueError, match=r"Use more text$"):
+        check_context(1, 1, 1)
+    with pytest.raises(ValueError, match=r"Use a shorter --context, a smaller --batch-size or more text$"):
+        check_context(10, 2, 20)
+    path = tmp_path / "t.txt"
+    path.write_text("ababababab")  # 9 train tokens, 1 validation token
+    corpus = load_text(str(path))
+    model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=4, layers=1)
+    with pytest.raises(ValueError, match=r"the validation split has 1 token; evaluating 1 stream needs at least 2 \(an "
+                                         r"input and a target per stream\): give a longer split$"):
+        model.fit(corpus, context=1, steps=1, batch_size=1, quiet=True)
+    path.write_text("abababababababababab")  # 18 + 2
+    corpus = load_text(str(path))
+    model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=4, layers=1, training="tbptt:1")
+    with pytest.warns(UserWarning, match=r"tbptt:1 truncates nothing in windows of 1 step \(context 1\): the gradient "
+                                         r"flows back through the whole window, as under bptt; a window of one step "
+                                         r"has nothing to truncate: give a longer context$"):
+        model.fit(corpus, context=1, steps=1, batch_size=1, quiet=True)
+
+
+def test_a_corpus_loaded_with_one_split_is_told_to_load_every_split(tmp_path, tiny_corpus):
+    """load_text(..., split='train') then fit was told to add a split file to the corpus folder, of a single text
+    file; a folder of one split file still is."""
+    path = tiny_corpus.files[0]
+    model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=4, layers=1)
+    for split, missing in (("train", "valid_split validation"), ("validation", "train_split train")):
+        with pytest.raises(UsageError, match=rf"{missing}: corpus 'abc.txt' has no .* it holds the {split} split only "
+                                             r"\(load_text's split= left the others out\), and training needs a second "
+                                             r"one to select the model on: load the corpus without split= \(every "
+                                             r"split kept\)"):
+            model.fit(load_text(path, split=split), context=8, steps=1, batch_size=2, quiet=True)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("train.txt", "valid.txt"):
+        (folder / name).write_text("the quick brown fox " * 20)
+    with pytest.raises(UsageError, match=r"load the corpus without split="):
+        model.fit(load_text(str(folder), split="validation"), context=8, steps=1, batch_size=2, quiet=True)
+    (folder / "train.txt").unlink()  # a folder of one split file: add one
+    with pytest.raises(UsageError, match=r"it holds the validation split only, and training needs a second one to "
+                                         r"select the model on: add one to the corpus folder"):
+        model.fit(load_text(str(folder)), context=8, steps=1, batch_size=2, quiet=True)

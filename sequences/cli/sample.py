@@ -93,8 +93,11 @@ def run_sample(config: SampleSeqConfig) -> str:
         text = model.generate(config.prompt, config.length, vocab=vocab, **options)
     else:  # after a line's end: the text the model was trained on starts lines so (only what it drew printed)
         start = vocab.index[EOS] if EOS in vocab.index else 0
-        ids = model.generate(torch.tensor([start]), config.length, **options)
-        text = vocab.decode(ids[1:])
+        # (with vocab=, as a prompt's draw: a model of a larger vocab_size than its vocabulary, which save allows, drew
+        # ids the vocabulary could not decode, "ids [11, 15, ...] are outside this vocabulary's [0, 2]")
+        text = model.generate(torch.tensor([start]), config.length, vocab=vocab, **options)
+        # the start token's text left out: "\n" for <eos>; a word (a vocabulary without <eos>) and the space after it
+        text = text[len(vocab.decode([start])) + (vocab.level == "word" and vocab.tokens[start] != EOS):]
     if not config.quiet:  # (after the draw: a prompt it refuses leaves the error line alone)
         how = ("greedy" if config.greedy else
                f"temperature {temperature:g}" + (f", top-k {config.top_k}" if config.top_k else "") + f", seed {seed}")

@@ -241,7 +241,13 @@ def check_splits(corpus: Corpus, train_split: str, valid_split: str,
     train = train_split if train_split in available else available[0]
     valid = valid_split if valid_split in available and valid_split != train else \
         next((s for s in available if s != train), None)
-    if valid is None:  # a folder of one split file
+    files = [Path(f) for f in corpus.files]
+    # (more files than splits, or a file that is not this split's own: load_text's split= left the others out, and
+    # the fix offered was to add a split file to the corpus folder, of a single text file too)
+    if valid is None and (len(files) > 1 or len(files) == 1 and _split_of(files[0].name) != available[0]):
+        fix = (f"it holds the {available[0]} split only (load_text's split= left the others out), and training "
+               "needs a second one to select the model on: load the corpus without split= (every split kept)")
+    elif valid is None:  # a folder of one split file
         fix = (f"it holds the {available[0]} split only, and training needs a second one to select the model on: "
                "add one to the corpus folder (train.txt, valid.txt or test.txt), or point to a single text file, "
                "which is split 90/10")
@@ -531,10 +537,13 @@ def check_context(n_tokens: int, batch_size: int, context: int, what: str = "the
     if context < 1 or batch_size < 1:
         raise ValueError(f"context and batch size must be >= 1, got context={context}, batch_size={batch_size}")
     if n_tokens // batch_size < context + 1:
+        # (only the fixes there are: a context or a batch size of 1 was told to get smaller)
+        fixes = [fix for fix, possible in (("a shorter --context", context > 1),
+                                           ("a smaller --batch-size", batch_size > 1), ("more text", True)) if possible]
         raise ValueError(
-            f"context {context} is longer than {what}: {n_tokens:,} tokens in {batch_size} streams give "
-            f"{n_tokens // batch_size:,} tokens per stream, and a window needs context + 1 = {context + 1}. "
-            "Use a shorter --context, a smaller --batch-size or more text"
+            f"context {context} is longer than {what}: {n_tokens:,} tokens in {batch_size} "
+            f"stream{'s' * (batch_size != 1)} give {n_tokens // batch_size:,} tokens per stream, and a window needs "
+            f"context + 1 = {context + 1}. Use {' or '.join(filter(None, (', '.join(fixes[:-1]), fixes[-1])))}"
         )
 
 

@@ -296,6 +296,12 @@ class LanguageModel(nn.Module):
                                  + (f", or write {UNKNOWN_WORD} for {'it' if len(unknown) == 1 else 'them'} (the "
                                     "vocabulary's unknown-word token)" if UNKNOWN_WORD in vocab.index else ""))
             ids = vocab.encode(prompt, open_end=True)  # a word prompt's last line goes on: no <eos> after it
+            if ids.numel() == 0 and isinstance(prompt, str) and prompt:  # (whitespace at word level: "generate needs
+                # a non-empty prompt", of a prompt that was not empty)
+                raise ValueError(f"the prompt holds only whitespace ({len(prompt)} character"
+                                 f"{'s' * (len(prompt) != 1)}), no word: a word-level vocabulary reads whitespace as "
+                                 "the space between words; give at least one word, or start after a line's end: a "
+                                 "prompt of '\\n' (seq sample: leave --prompt out)")
         else:
             ids = torch.as_tensor(prompt)
             if ids.numel() == 0:  # (before the dtype: an empty list is a float32 tensor)

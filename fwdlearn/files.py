@@ -369,8 +369,9 @@ def check_writable(path: str | Path, flag: str = "", fix: str = "choose another 
     """
     path = Path(path)
     where = f"{path} ({flag})" if flag else str(path)
-    if path.is_dir():
-        raise UsageError(f"cannot write {where}: it is a folder; give a file name")
+    if path.is_dir():  # (--name names no file: "give a file name" was no fix there)
+        raise UsageError(f"cannot write {where}: it is a folder; "
+                         + ("choose another --name, or move the folder" if flag == "--name" else "give a file name"))
     kind = _special_file(path)
     if kind:  # (a run record's check read /dev/zero without end, and --overwrite renamed a file over /dev/null)
         raise UsageError(f"cannot write {where}: it is {kind}, not a regular file (an output is written beside its "

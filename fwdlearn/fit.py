@@ -558,31 +558,26 @@ RUN_RECORD_BYTES = 16 << 20
 
 def _refuse_run_record(path: str | Path) -> None:
     """Refuse a run record (``runs/<name>.json``, which a command writes beside its checkpoint ``runs/<name>.pt``)
-    given where a torch file is read, naming the checkpoint it names (it was "not a torch file (Unsupported operand
-    123); it may have been cut short or is another kind of file")."""
-    import json
-
-    from fwdlearn.errors import InputError
+    given where a torch file is read, naming the checkpoint it names where that is now (it was "not a torch file
+    (Unsupported operand 123); it may have been cut short or is another kind of file")."""
+    from fwdlearn.records import read_record
 
     try:
-        with open(path, "rb") as handle:
-            if handle.read(1) != b"{" or Path(path).stat().st_size > RUN_RECORD_BYTES:
-                return
-            handle.seek(0)
-            record = json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError):  # (not a file, not JSON: torch's reader says what it is)
+        record = read_record(path, largest=RUN_RECORD_BYTES)
+    except InputError:  # (not a record: torch's reader says what it is)
         return
-    if not (isinstance(record, dict) and isinstance(record.get("job"), str) and "config" in record):
+    if record is None or not record.job:  # (no file, a folder, JSON that names no command: torch's reader says)
         return
-    checkpoint = (record.get("files") or {}).get("checkpoint") if isinstance(record.get("files"), dict) else None
-    if isinstance(checkpoint, str):
-        folder = record.get("cwd")
-        if isinstance(folder, str) and not Path(checkpoint).is_absolute() and Path(folder) != Path.cwd():
-            checkpoint = str(Path(folder) / checkpoint)  # (a record's relative paths start from the run's folder)
-        fix = f"the checkpoint that run wrote is {checkpoint}"
-    else:
+    if "checkpoint" not in record.files:
         fix = "that run wrote no checkpoint: give a .pt file a training run wrote (runs/<name>.pt) or a saved model"
-    raise InputError(f"{path} is a run record (JSON, job {record['job']}), not a torch file; {fix}")
+    elif (found := record.located("checkpoint")) is not None:
+        fix = f"the checkpoint that run wrote is {found}"
+    else:  # (a record's relative paths start from the run's folder)
+        given = record.files["checkpoint"]
+        named = given if record.cwd is None or Path(given).is_absolute() else str(record.cwd / given)
+        fix = (f"the checkpoint that run wrote, {named}, is not there now (moved or removed since): give the path it "
+               "was moved to")
+    raise InputError(f"{path} is a run record (JSON, job {record.job}), not a torch file; {fix}")
 
 
 def _zip_damage(path: str | Path, records: bool = True) -> str:

@@ -3,7 +3,8 @@ checkout), the host's arithmetic and the files it wrote.
 
 A record is always valid JSON: a NaN or infinite number is written as ``null`` and listed under
 ``"non_finite"`` (where it was and what it was). Files a record names (``"files"``) exist when it is saved; a
-relative one starts from the record's ``"cwd"``, the working folder of the run.
+relative one starts from the record's ``"cwd"``, the working folder of the run. :func:`read_record` reads one back
+(the one reader of a record's format: what it names, and where those files are now).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .files import atomic_write, atomic_write_all, refuse_overwrite
 from .invocation import invoked_command
 
-__all__ = ["RunRecord", "host_facts", "code_version", "library_versions", "to_jsonable", "finite_json", "plain_json",
-           "json_text", "write_json", "refuse_overwrite"]
+__all__ = ["RunRecord", "SavedRecord", "read_record", "host_facts", "code_version", "library_versions", "to_jsonable",
+           "finite_json", "plain_json", "json_text", "write_json", "refuse_overwrite"]
 
 
 def library_versions() -> dict[str, str]:
@@ -227,3 +229,94 @@ class RunRecord:
 
         stem = fresh_stem(job, folder)
         return stem.with_name(stem.name + ".json")
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRecord:
+    """A run record as :func:`read_record` read it: its command, the files it names, the folder it was written from."""
+
+    #: where it was read
+    path: Path
+    #: the command of its run (``"seq-train"``, ...; ``""`` in JSON that names none)
+    job: str
+    #: ``{kind: path as recorded}``
+    files: dict[str, str]
+    #: the run's working folder, which its relative paths start from (``None``: a record of an older fwdlearn)
+    cwd: Path | None
+
+    def candidates(self, kind: str) -> list[Path]:
+        """The paths the file ``kind`` may be at now, most likely first: an absolute one as recorded; a relative one
+        from the run's folder (resumed from another folder), from this one (the run's folder renamed, moved or
+        mounted elsewhere, and used from its new place), and from each folder above the record (moved, and used from
+        elsewhere; a record without ``"cwd"``)."""
+        given = Path(self.files[kind])
+        if given.is_absolute():
+            return [given]
+        bases = [*([self.cwd] if self.cwd is not None else []), Path.cwd(),
+                 *Path(os.path.abspath(self.path)).parents]
+        found: list[Path] = []
+        for base in bases:
+            if base / given not in found:
+                found.append(base / given)
+        return found
+
+    def spellings(self, kind: str) -> set[Path]:
+        """The real paths (links resolved) the file ``kind`` may mean (:meth:`candidates`)."""
+        found = set()
+        for path in self.candidates(kind):
+            try:
+                found.add(Path(os.path.realpath(path)))
+            except (OSError, ValueError):  # (a NUL in a damaged record's path)
+                continue
+        return found
+
+    def located(self, kind: str) -> str | None:
+        """Where the file ``kind`` is now, for a message: as recorded where that names it from this folder, else the
+        first of :meth:`candidates` that is a file; ``None`` when none is (moved elsewhere, or removed)."""
+        for path in self.candidates(kind):
+            try:
+                if path.is_file():
+                    same = Path(self.files[kind]).is_file() and os.path.samefile(self.files[kind], path)
+                    return self.files[kind] if same else str(path)
+            except (OSError, ValueError):
+                continue
+        return None
+
+
+def read_record(path: str | Path, largest: int | None = None) -> SavedRecord | None:
+    """The run record at ``path`` (:meth:`RunRecord.save`'s JSON; any command's); ``None`` where no regular file is
+    there (none, a folder, a device or a pipe: those were read without end). A file there that is no run record is
+    an :class:`~fwdlearn.errors.InputError` naming it and what it is: not a JSON object, not UTF-8 text, not valid
+    JSON (cut short or damaged), a bench's results, a ``"job"`` that is no string, or larger than ``largest`` bytes
+    (where a big file is likely something else: a torch file). Keys a record of an older fwdlearn (or a JSON object
+    of the user's) lacks are read as empty (``"job"``: ``""``; ``"files"``: none; ``"cwd"``: ``None``)."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as handle:
+            if handle.read(64).lstrip()[:1] != b"{":  # (a torch file, a text: never read whole)
+                raise InputError(f"{path} is not a run record: it is not a JSON object")
+            if largest is not None and path.stat().st_size > largest:
+                raise InputError(f"{path} is not a run record: it is larger than {largest:,} bytes")
+            handle.seek(0)
+            data = handle.read()
+    except OSError as error:
+        raise InputError(f"{path} is not a run record fwdlearn can read ({error.strerror or error})") from None
+    try:
+        content = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path} is not a run record fwdlearn can read: it is not UTF-8 text (byte {error.start}), "
+                         "damaged since it was written") from None
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"{path} is not a run record fwdlearn can read: it is not valid JSON ({error}), cut short "
+                         "or damaged since it was written") from None
+    if "rows" in content:  # (a JSON object: it began with '{')
+        raise InputError(f"{path} is not a run record: it is a bench's results")
+    if not isinstance(content.get("job", ""), str):
+        raise InputError(f"{path} is not a run record: its \"job\" is {content['job']!r}, not a command's name")
+    files, cwd = content.get("files"), content.get("cwd")
+    return SavedRecord(path=path, job=content.get("job", ""),
+                       files={kind: p for kind, p in files.items() if isinstance(p, str)} if isinstance(files, dict)
+                       else {},
+                       cwd=Path(cwd) if isinstance(cwd, str) and cwd else None)

@@ -34,7 +34,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,9 +43,10 @@ from typing import Any
 
 from .config import validate_config
 from . import files
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .files import (alive, check_writable, finish_renames, refuse_overwrite, remove_quietly, remove_stale_tmp,
                     synced, writing)
+from .records import read_record
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
@@ -144,6 +145,18 @@ class RunPaths:
         pairs += [("--plot", self.plot)] if self.plot is not None else []
         pairs += [("--out", p) for p in self.results]
         return pairs
+
+    def save_record(self, record: Any, overwrite: bool, draw: Callable[[Path], Any] | None = None) -> Path:
+        """Draw the run's plot, ``draw(path)`` (where the run has one, :attr:`plot`, and ``draw`` is given), name it
+        in ``record`` (a :class:`~fwdlearn.records.RunRecord`) and save that to :attr:`record`; the record's path.
+        A failure or an interrupt meanwhile (a record that fails to write, a full disk) removes the plot it drew
+        (:func:`fwdlearn.files.removed_on_failure`): a re-run was refused for it ("p.png already exists ...
+        --overwrite"). The run's other files (a checkpoint, for ``--resume``) stay."""
+        with files.removed_on_failure(self.plot):
+            if self.plot is not None and draw is not None:
+                draw(self.plot)
+                record.add_file("plot", self.plot)
+            return record.save(self.record, overwrite=overwrite)
 
 
 def launched_processes() -> int:
@@ -511,23 +524,18 @@ def _process_checkpoints(path: Path, overwrite: bool) -> tuple[Path, ...]:
 
 def record_files(path: str | Path) -> tuple[str, dict[str, tuple[str, set[Path]]]] | None:
     """``(job, {kind: (path as recorded, paths)})`` of the run record at ``path``: its command and the files it names,
-    each with the paths it may mean (links resolved; a relative one as typed, from the run's folder, its ``"cwd"`` --
-    resumed from another folder -- or from this one -- the run's folder moved or renamed since, or mounted
-    elsewhere); ``None`` when ``path`` holds no run record (no file, not JSON, no ``"job"``: a bench's results, a file
-    of the user's)."""
-    import json
-
+    each with the paths it may mean (:meth:`fwdlearn.records.SavedRecord.spellings`: links resolved; a relative one
+    as typed, from the run's folder, its ``"cwd"`` -- resumed from another folder -- from this one, or from a folder
+    above the record -- the run's folder moved or renamed since, or mounted elsewhere); ``""`` for the job of JSON that
+    names none; ``None`` when ``path`` holds no run record (:func:`fwdlearn.records.read_record`: no file, not JSON, a
+    bench's results, a file of the user's)."""
     try:
-        if not Path(path).is_file():  # (a device or a pipe is no record: /dev/zero was read without end)
-            return None
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-        files, cwd, job = record.get("files", {}), record.get("cwd"), record.get("job", "")
-        bases = {Path.cwd(), *([Path(cwd)] if isinstance(cwd, str) else [])}
-        named = {kind: (p, {Path(os.path.realpath(base / p)) for base in bases})
-                 for kind, p in files.items() if isinstance(p, str)}
-    except (OSError, ValueError, AttributeError, TypeError):  # unreadable, or not a record
+        found = read_record(path)
+    except InputError:  # (a file that is no run record)
         return None
-    return (job, named) if isinstance(job, str) else None
+    if found is None:
+        return None
+    return found.job, {kind: (given, found.spellings(kind)) for kind, given in found.files.items()}
 
 
 def _own_files(paths: RunPaths) -> set[Path]:
@@ -559,6 +567,18 @@ def _refuse_another_commands_record(paths: RunPaths, job: str) -> None:
                              f"remove {paths.record} first if that run is no longer wanted")
 
 
+def _refuse_unreadable_record(paths: RunPaths) -> None:
+    """Refuse to resume a run whose record is there but cannot be read (cut short, damaged, not a record), saying so:
+    it was "already exists; choose another output path or pass --overwrite", as if a resumed run did not rewrite its
+    own record."""
+    try:
+        read_record(paths.record)
+    except InputError as error:
+        raise FileExistsError(f"{error}, so --resume cannot tell whether it is this run's own record (which it "
+                              f"rewrites); pass --overwrite with --resume to replace it, or give this run another "
+                              f"--json") from None
+
+
 def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str | Path]]) -> None:
     """Refuse an output path that is one of the files the command reads (an existing file, links resolved)."""
     read = {Path(os.path.realpath(path)): (flag, path) for flag, path in inputs if path and Path(path).is_file()}
@@ -573,16 +593,9 @@ def _refuse_a_run_record(results: Path, flag: str, given: str) -> None:
     """Refuse, ``--overwrite`` or not, a bench's results ``<out>.json`` that is another command's run record: a
     bench's ``--name foo`` writes ``runs/foo.json``, the very file ``graph train --name foo`` keeps its record in (the
     refusal without ``--overwrite`` said to pass it, and the record went, leaving ``runs/foo.pt`` without it)."""
-    import json
-
-    try:
-        if not results.is_file():  # (a device or a pipe: read without end; the checks of the outputs refuse it)
-            return
-        content = json.loads(results.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none there, a folder, or not JSON: the checks of the outputs say what it is
-        return
-    if isinstance(content, dict) and isinstance(content.get("job"), str) and "rows" not in content:
-        raise UsageError(f"{results} is the run record of a '{content['job']}' run, not a bench's results; "
+    found = record_files(results)  # (none there, a folder, not a record: the checks of the outputs say what it is)
+    if found is not None and found[0]:  # (JSON that names no command is no run's)
+        raise UsageError(f"{results} is the run record of a '{found[0]}' run, not a bench's results; "
                          f"{flag} {given} would replace it (--overwrite replaces results only): give the bench another "
                          f"{flag}")
 
@@ -622,6 +635,8 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool, job: str) -> 
         if flag == "--checkpoint":
             continue
         check_writable(path, flag)  # a resumed run rewrites its own record and plot, nobody else's
+        if resume and not overwrite and path == paths.record:
+            _refuse_unreadable_record(paths)
         refuse_overwrite(path, overwrite=overwrite or Path(os.path.realpath(path)) in own)
     if paths.checkpoint is not None:
         ckpt = paths.checkpoint

@@ -28,7 +28,7 @@ DOCUMENTED = {
     "fwdlearn.registry": "Registry lazy_exports",
     "fwdlearn.metrics": "masked_accuracy roc_auc average_ranks",
     "fwdlearn.records": "RunRecord refuse_overwrite finite_json to_jsonable plain_json json_text write_json "
-                        "library_versions",
+                        "library_versions read_record SavedRecord",
     "fwdlearn.errors": "UsageError InputError DivergenceError NonFiniteLossError TrainingInterrupted exit_status "
                        "check_range check_int check_finite_tensor is_integer check_bool check_seed check_representable "
                        "reading alike_on_every_process found_by_every_process warn FwdlearnWarning check_not_meta "

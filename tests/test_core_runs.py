@@ -115,6 +115,74 @@ def test_a_name_ending_with_a_slash_is_refused_not_dropped(folder):
     assert run_outputs("seq-train", RunOptions(name="sweep/run"), checkpoint="").record == Path("runs/sweep/run.json")
 
 
+def _moved_run(folder: Path, record: dict) -> None:
+    """A run's folder ``folder/moved`` (its checkpoint runs/x.pt, its record runs/x.json ``record``), moved there from
+    the folder its record names (gone now)."""
+    Path(folder / "moved/runs").mkdir(parents=True)
+    torch.save({"weights": torch.zeros(2)}, folder / "moved/runs/x.pt")
+    (folder / "moved/runs/x.json").write_text(json.dumps({"job": "seq-train", "config": {}, **record}))
+
+
+@pytest.mark.parametrize("case", ["moved", "older-record-from-elsewhere", "checkpoint-gone"])
+def test_a_run_record_given_for_a_torch_file_names_its_checkpoint_where_it_is_now(folder, monkeypatch, case):
+    """A run record given where a torch file is read names the checkpoint its run wrote; of a run whose folder was
+    moved it named the path it was written at (not there now: the record's "cwd"), and of a record without "cwd"
+    (an older fwdlearn's) read from another folder a relative path that is not there from that folder."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.fit import load_torch
+
+    files = {"checkpoint": "runs/gone.pt" if case == "checkpoint-gone" else "runs/x.pt"}
+    _moved_run(folder, {"files": files, **({} if case.startswith("older") else {"cwd": str(folder / "gone")})})
+    if case == "older-record-from-elsewhere":
+        record, where = "moved/runs/x.json", f"the checkpoint that run wrote is {folder / 'moved/runs/x.pt'}$"
+    else:
+        monkeypatch.chdir(folder / "moved")
+        record, where = "runs/x.json", ("the checkpoint that run wrote is runs/x.pt$" if case == "moved" else
+                                        f"the checkpoint that run wrote, {folder / 'gone/runs/gone.pt'}, is not there "
+                                        "now \\(moved or removed since\\): give the path it was moved to$")
+    with pytest.raises(InputError, match=rf"^{record} is a run record \(JSON, job seq-train\), not a torch file; "
+                                         rf"{where}"):
+        load_torch(record)
+
+
+def test_a_moved_run_resumed_from_another_folder_rewrites_its_own_record(folder):
+    """A run whose folder was moved, resumed from another folder (--json/--checkpoint naming its files there), was
+    refused its own record: "moved/runs/x.json already exists; choose another output path or pass --overwrite"."""
+    _moved_run(folder, {"files": {"checkpoint": "runs/x.pt"}, "cwd": str(folder / "gone")})
+    paths = run_outputs("seq-train", RunOptions(json="moved/runs/x.json"), checkpoint="moved/runs/x.pt", resume=True)
+    assert paths.record == Path("moved/runs/x.json")
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("cut", r"it is not valid JSON \(Expecting value: line 1 column 31 \(char 30\)\), cut short or damaged since it "
+            r"was written"),
+    ("bytes", r"it is not UTF-8 text \(byte 18\), damaged since it was written")])
+def test_resuming_a_run_whose_record_is_damaged_says_so(folder, damage, why):
+    """A resumed run rewrites its own record; one cut short or damaged was refused as "runs/a.json already exists;
+    choose another output path or pass --overwrite", as if --resume did not rewrite it. The refusal says what the file
+    is, and how to go on."""
+    Path("runs").mkdir()
+    Path("runs/a.pt").write_bytes(b"")
+    text = json.dumps({"job": "seq-train", "files": {"checkpoint": "runs/a.pt"}, "cwd": str(folder)}).encode()
+    Path("runs/a.json").write_bytes(text[:30] if damage == "cut" else text.replace(b"seq-train", b"seq-train\xff"))
+    with pytest.raises(FileExistsError, match=rf"^runs/a.json is not a run record fwdlearn can read: {why}, so "
+                                              r"--resume cannot tell whether it is this run's own record \(which it "
+                                              r"rewrites\); pass --overwrite with --resume to replace it, or give "
+                                              r"this run another --json$"):
+        run_outputs("seq-train", RunOptions(name="a"), checkpoint="", resume=True)
+    assert run_outputs("seq-train", RunOptions(name="a", overwrite=True), checkpoint="", resume=True).record == Path(
+        "runs/a.json")
+
+
+def test_a_named_runs_record_that_is_a_folder_says_to_choose_another_name(folder):
+    """runs/a.json a folder was "cannot write runs/a.json (--name): it is a folder; give a file name", which --name
+    cannot give."""
+    Path("runs/a.json").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"^cannot write runs/a.json \(--name\): it is a folder; choose another "
+                                         r"--name, or move the folder$"):
+        run_outputs("seq-train", RunOptions(name="a"), checkpoint="")
+
+
 def test_a_stale_tmp_file_of_a_killed_run_is_removed(folder):
     Path("runs").mkdir()
     Path("runs/k.pt.tmp").write_bytes(b"half a checkpoint")

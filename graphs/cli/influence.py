@@ -63,7 +63,6 @@ def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.errors import UsageError, alike_on_every_process
-    from fwdlearn.files import removed_on_failure
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import graph_files, labels_by_hops, load_graph
     from fwdlearn.graphs.influence.hop_influence import hop_influence
@@ -135,19 +134,14 @@ def _run_influence(args: argparse.Namespace) -> int:
     # (R's unit said, as quickstart's report does; the record keeps the key "R")
     print(markdown_table(rows, ["model", "layers", "seeds", "R", "test_accuracy", "seconds"],
                          headers={"R": "R (hops)"}), end="")
-    # (a record that fails to write, a full disk, takes the plot this run drew with it: a re-run was refused for it,
-    # "p.png already exists ... --overwrite")
-    with removed_on_failure(paths.plot):
-        if paths.plot is not None:
-            plot_influence_curves(curves, paths.plot, xlabel="hops", title=config.data)
-            record.add_file("plot", paths.plot)
-        record.summary["curves"] = curves
-        record.summary["device"] = str(device)
-        record.summary["processes"] = world_size()
-        if world_size() > 1:
-            record.summary["notes"] = (f"seeds shared out over {world_size()} processes: seconds are rank 0's wall "
-                                       "time of each sharded call, the gather of the rows included")
-        saved = record.save(paths.record, overwrite=config.overwrite)
+    record.summary["curves"] = curves
+    record.summary["device"] = str(device)
+    record.summary["processes"] = world_size()
+    if world_size() > 1:
+        record.summary["notes"] = (f"seeds shared out over {world_size()} processes: seconds are rank 0's wall "
+                                   "time of each sharded call, the gather of the rows included")
+    saved = paths.save_record(record, config.overwrite,
+                              draw=lambda path: plot_influence_curves(curves, path, xlabel="hops", title=config.data))
     if paths.plot is not None:
         print(f"plot: {paths.plot}")
     print(f"record: {saved}")

@@ -56,7 +56,6 @@ class InfluenceSeqConfig(RunOptions):
 def _run(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
     from fwdlearn.errors import UsageError
-    from fwdlearn.files import removed_on_failure
     from fwdlearn.fit import seed_everything
     from fwdlearn.reporting import markdown_table
     from fwdlearn.runs import run_outputs, start_run
@@ -124,15 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         rows.append(row)
     # (R is a mean lag: its unit said, as the graph command's hops are; the record keeps the key "R")
     print(markdown_table(rows, ["model", "R", "seconds"], headers={"R": "R (tokens)"}), end="")
-    # (a record that fails to write, a full disk, takes the plot this run drew with it: a re-run was refused for it,
-    # "p.png already exists ... --overwrite")
-    with removed_on_failure(paths.plot):
-        if paths.plot is not None:
-            plot_influence_curves(curves, paths.plot, xlabel="lag")
-            record.add_file("plot", paths.plot)
-        record.summary["curves"] = curves
-        record.summary["device"] = str(device)
-        saved = record.save(paths.record, overwrite=config.overwrite)
+    record.summary["curves"] = curves
+    record.summary["device"] = str(device)
+    saved = paths.save_record(record, config.overwrite,
+                              draw=lambda path: plot_influence_curves(curves, path, xlabel="lag"))
     if paths.plot is not None:
         print(f"plot: {paths.plot}")
     print(f"record: {saved}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
@@ -162,7 +163,6 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
     from fwdlearn.diagnostics.plots import plot_alignment
-    from fwdlearn.files import removed_on_failure
     from fwdlearn.rules import DFA, DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
     from fwdlearn.sequences.data.text import check_splits, corpus_files, read_corpus
@@ -267,19 +267,17 @@ def run_train(config: TrainSeqConfig) -> dict:
         record.summary["resumed"] = report.resumed  # the step it continued from and the settings that changed
     record.add_file("checkpoint", paths.checkpoint)
     curves = alignment_curves(report.history)
-    # (a record that fails to write, a full disk, takes the plot this run drew with it: a re-run was refused for it,
-    # "p.png already exists ... --overwrite"; the checkpoint stays, for --resume)
-    with removed_on_failure(paths.plot):
-        if curves:
-            record.summary["alignment"] = {point: curve[-1][1] for point, curve in curves.items()}
-            if config.plot:
-                record.summary["plot"] = str(plot_alignment(curves, paths.plot, title=f"{config.model} {model.rule}"))
-                record.add_file("plot", paths.plot)
-        if config.sample:
-            prompt = corpus.vocab.decode(valid[:1])
-            record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,
-                                                      temperature=0.8)
-        saved = record.save(paths.record, overwrite=config.overwrite or config.resume)
+    if curves:
+        record.summary["alignment"] = {point: curve[-1][1] for point, curve in curves.items()}
+    if config.sample:
+        prompt = corpus.vocab.decode(valid[:1])
+        record.summary["sample"] = model.generate(prompt, config.sample, vocab=corpus.vocab, seed=config.seed,
+                                                  temperature=0.8)
+
+    def draw(path: Path) -> None:
+        record.summary["plot"] = str(plot_alignment(curves, path, title=f"{config.model} {model.rule}"))
+
+    saved = paths.save_record(record, config.overwrite or config.resume, draw=draw if curves else None)
     print(f"{model.rule}: val loss {final['loss']:.4f}, perplexity {final['perplexity']:.3f}, bits/token "
           f"{final['bpc']:.4f} on the whole {config.valid_split} split ({valid.numel():,} tokens), best state of "
           f"step {report.best_step} of {report.steps}")

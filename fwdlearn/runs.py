@@ -13,7 +13,9 @@ config is range-checked when it is built (:func:`fwdlearn.config.validate_config
 - no name: a fresh ``runs/<command>-<UTC time>-<6 hex digits>.*``, unique per run, so concurrent runs
   never share a file.
 - ``--json`` names the record (and, without ``--name``, the checkpoint next to it, ``.pt``);
-  ``--checkpoint``, ``--plot`` and a bench's ``--out`` override their own paths.
+  ``--checkpoint`` and ``--plot`` override their own paths; a bench's ``--out`` names its files instead of
+  ``--name`` (given both, it is refused, as both ``--name`` and ``--json`` are where the record is the only file
+  a name would place).
 
 Before any work, every output path is checked: the paths differ from each other, none exists unless
 ``--overwrite`` (a checkpoint: unless ``--resume``), the record replaces no other command's run record that
@@ -190,12 +192,18 @@ def refuse_torchrun(job: str) -> None:
 
 
 def check_run_name(name: str, elsewhere: str = "; write elsewhere with --json (and --checkpoint)") -> None:
-    """Refuse a ``--name`` that would leave ``runs/``: an absolute path, ``..``, or ``.``; and one whose parts are
+    """Refuse a ``--name`` that would leave ``runs/``: an absolute path, ``..``, or ``.``; one that begins with ``~``
+    (the home folder to the output path flags, it made a folder ``runs/~``); and one whose parts are
     blank or begin or end with a space (``' '`` wrote ``runs/ .json``); on Windows, one with a character its file names
     may not hold (``--name dfa:gaussian``, a method's name, wrote the record into a hidden stream of a file ``dfa``,
     and ``c:x`` wrote ``x.json`` outside ``runs/``)."""
     if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name in ("", "."):
         raise UsageError(f"--name {name!r} must name a run under {RUNS_FOLDER}/ (no absolute path, no '..', not '.')"
+                         f"{elsewhere}")
+    if name.startswith("~"):  # (the shell leaves --name=~/x as it is: it made a folder runs/~, where the output paths
+        # flags expand ~ to the home folder)
+        raise UsageError(f"--name {name!r} names a run under {RUNS_FOLDER}/, where a leading '~' is kept as it is "
+                         f"({RUNS_FOLDER}/{name}...), not read as your home folder: choose a name without it"
                          f"{elsewhere}")
     _check_blank_parts("--name", name, "a run name")
     if files.WINDOWS and (refused := sorted(set(name) & set(_NOT_IN_WINDOWS_NAMES))):
@@ -243,7 +251,8 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         UsageError: two outputs share a path, an output is one of the ``inputs``, a bench's results would replace
             another command's run record, the record would replace another command's run record that names files
             this run does not write, a path cannot be written, a plot format is unknown, a ``--name`` ends with a
-            slash.
+            slash, a bench is given both ``--name`` and ``--out``, a command whose one named file is its record
+            both ``--name`` and ``--json``.
         FileExistsError: an output exists and ``--overwrite`` was not given.
         FileNotFoundError: ``resume`` and the checkpoint does not exist.
     """
@@ -255,6 +264,12 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
         raise UsageError("under torchrun pass --name (every process must agree on the run's file names)")
     if options.name:
         check_run_name(options.name)
+        if out:  # (the results and the record took --out's prefix: the name named no file, and was dropped in silence)
+            raise UsageError(f"--name {options.name} and --out {out} both name the bench's files (--name: "
+                             f"{RUNS_FOLDER}/<name>.json, .md and -record.json; --out: <out>.json, ...): give one")
+        if options.json and checkpoint is None and out is None:  # (a command whose one file is its record: likewise)
+            raise UsageError(f"--name {options.name} and --json {options.json} both name the run record, this "
+                             "command's one file by name: give one")
         if options.name.endswith(("/", os.sep)):  # (the slash was dropped: --name sweep/ wrote runs/sweep.json, not a
             # run in the folder runs/sweep/, where --json, --checkpoint and --out refuse a folder)
             raise UsageError(f"--name {options.name!r} ends with a slash, a folder; --name names a run (its files "

@@ -52,6 +52,7 @@ SEQ = ["seq", "train", "--data", "corpus.txt", "--layers", "1", "--hidden", "8",
        "--steps", "4", "--eval-every", "2", "--sample", "0", "--quiet"]
 RESUME = [*SEQ, "--checkpoint", "tiny.pt", "--json", "resumed.json", "--resume"]
 INF_SEQ = ["influence", "seq", "--models", "gru", "--length", "8", "--max-lag", "4", "--positions", "2", "--quiet"]
+INF_CHECKPOINTS = [w for w in INF_SEQ if w not in ("--models", "gru")]  # (--checkpoints instead of --models)
 INF_GRAPH = ["influence", "graph", "--data", "karate", "--layers", "2", "--samples", "4", "--quiet"]
 GRAPH = ["graph", "train", "--data", "karate", "--layers", "2", "--hidden", "8", "--epochs", "2", "--quiet"]
 BENCH_GRAPH = ["bench", "graph", "--data", "karate", "--splits", "1", "--epochs", "2", "--hidden", "8", "--quiet"]
@@ -149,13 +150,14 @@ CASES = [
     ("influence-seq-length-0", [*INF_SEQ, "--length", "0"], "--length must be >= 1, got 0"),
     ("influence-seq-lag-negative", [*INF_SEQ, "--max-lag", "-1"], "--max-lag must be >= 0, got -1"),
     ("influence-seq-positions-0", [*INF_SEQ, "--positions", "0"], "--positions must be >= 1, got 0"),
-    ("influence-seq-missing-checkpoint", [*INF_SEQ, "--checkpoints", "nothere.pt"], "--checkpoints nothere.pt: no such file"),
-    ("influence-seq-random-checkpoint", [*INF_SEQ, "--checkpoints", "random.pt"],
+    ("influence-seq-missing-checkpoint", [*INF_CHECKPOINTS, "--checkpoints", "nothere.pt"],
+     "--checkpoints nothere.pt: no such file"),
+    ("influence-seq-random-checkpoint", [*INF_CHECKPOINTS, "--checkpoints", "random.pt"],
      "cannot read random.pt as a language model"),
     ("influence-seq-plot-format", [*INF_SEQ, "--plot", "curves.xyz"], "matplotlib cannot write the format .xyz"),
     ("influence-seq-plot-is-record", [*INF_SEQ, "--plot", "same.png", "--json", "same.png"],
      "--json and --plot both name same.png"),
-    ("influence-seq-other-vocab", [*INF_SEQ, "--checkpoints", "tiny.pt", "--data", "binaryfree.txt"],
+    ("influence-seq-other-vocab", [*INF_CHECKPOINTS, "--checkpoints", "tiny.pt", "--data", "binaryfree.txt"],
      "tiny.pt was trained with another vocabulary"),
     # influence graph
     ("influence-graph-layers-0", [*INF_GRAPH, "--layers", "0"], "--layers must be >= 1, got 0"),

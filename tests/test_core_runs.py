@@ -183,6 +183,38 @@ def test_a_named_runs_record_that_is_a_folder_says_to_choose_another_name(folder
         run_outputs("seq-train", RunOptions(name="a"), checkpoint="")
 
 
+def test_a_name_beginning_with_a_tilde_is_refused_not_made_a_folder(folder, capsys):
+    """--name=~/x (the shell expands no ~ after '=') wrote runs/~/x.json and runs/~/x.pt, a folder named '~', where
+    --json=~/x.json, --checkpoint, --plot and --out write in the home folder; quickstart made runs/~/x/ alike."""
+    from fwdlearn.cli import main
+
+    for job, extra in (("seq-train", {"checkpoint": ""}), ("influence-seq", {}), ("bench-seq", {"out": ""})):
+        with pytest.raises(UsageError, match=r"--name '~/x' names a run under runs/, where a leading '~' is kept as "
+                                             r"it is \(runs/~/x...\), not read as your home folder"):
+            run_outputs(job, RunOptions(name="~/x"), **extra)
+    assert main(["quickstart", "--name=~/x", "--no-plots"]) == 2
+    assert "--name '~/x' names a run under runs/" in capsys.readouterr().err
+    assert not Path("runs").exists()
+    assert run_outputs("seq-train", RunOptions(name="a~b"), checkpoint="").record == Path("runs/a~b.json")
+
+
+def test_a_name_that_would_name_no_file_is_refused(folder):
+    """bench ... --out o --name n wrote o.json, o.md and o-record.json, and influence seq --name n --json j.json wrote
+    j.json: --name named no file (dropped in silence)."""
+    with pytest.raises(UsageError, match=r"--name n and --out o both name the bench's files .*: give one"):
+        run_outputs("bench-seq", RunOptions(name="n"), out="o")
+    for job in ("influence-seq", "influence-graph"):
+        with pytest.raises(UsageError, match=r"--name n and --json j.json both name the run record, this command's "
+                                             r"one file by name: give one"):
+            run_outputs(job, RunOptions(name="n", json="j.json"), plot="p.png")
+    assert run_outputs("bench-seq", RunOptions(), out="o").record == Path("o-record.json")
+    assert run_outputs("bench-seq", RunOptions(name="n"), out="").record == Path("runs/n-record.json")
+    bench = run_outputs("bench-seq", RunOptions(name="n", json="j.json"), out="")  # (--name: the tables)
+    assert (bench.results, bench.record) == ((Path("runs/n.json"), Path("runs/n.md")), Path("j.json"))
+    train = run_outputs("seq-train", RunOptions(name="n", json="j.json"), checkpoint="")  # (--name: the checkpoint)
+    assert (train.record, train.checkpoint) == (Path("j.json"), Path("runs/n.pt"))
+
+
 def test_a_stale_tmp_file_of_a_killed_run_is_removed(folder):
     Path("runs").mkdir()
     Path("runs/k.pt.tmp").write_bytes(b"half a checkpoint")

@@ -461,6 +461,22 @@ def test_bench_graph_learning_rate_follows_the_method_not_its_spelling():
         assert _learning_rate(config, method) == 0.004, method
 
 
+def test_bench_graph_help_says_which_methods_lr_sets_and_patience_in_what():
+    """--help said --lr set "the forward methods", yet the goodness and DFA methods (forward methods too) train at
+    --ff-lr and --dfa-lr; and --patience gave no unit, yet it counts evaluations, one every --eval-every epochs (the
+    docs' --eval-every 5 --patience 10 waits 50 epochs)."""
+    import argparse
+
+    from fwdlearn.config import add_dataclass_arguments
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, BenchGraphConfig)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert "neither goodness nor DFA methods" in helps["lr"] and "--ff-lr and --dfa-lr" in helps["lr"]
+    assert "in evaluations, one every --eval-every epochs" in helps["patience"]
+
+
 def test_a_graph_config_built_in_python_is_checked_as_the_cli_checks_it():
     from fwdlearn.errors import UsageError
     from fwdlearn.graphs.cli.train import GraphTrainConfig, train_runs

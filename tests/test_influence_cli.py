@@ -365,6 +365,20 @@ def test_influence_seq_refuses_options_the_checkpoints_would_ignore(tmp_path, ca
     assert main(base) == 0
 
 
+def test_influence_seq_refuses_the_default_models_named_with_checkpoints(tmp_path, capsys):
+    """--models gru (its default, typed out) with --checkpoints was dropped in silence: one row, the checkpoint's, no
+    untrained GRU (another --models was refused)."""
+    from fwdlearn.sequences import RecurrentLM
+
+    path = tmp_path / "m.pt"
+    RecurrentLM(10, cell="gru", hidden=8, layers=1).save(path)
+    assert main(["influence", "seq", "--models", "gru", "--checkpoints", str(path), "--length", "12", "--quiet",
+                 "--json", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err.strip() == ("fwdlearn: error: --models names untrained models, which --checkpoints "
+                                               "replace: give one or the other")
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_bench_influence_trains_gcn_2_once_when_layers_is_2():
     """--layers 2 trained GCN-2 twice and wrote its rows twice."""
     from types import SimpleNamespace

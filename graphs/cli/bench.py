@@ -46,10 +46,13 @@ class BenchGraphConfig(RunOptions):
                                                    "max": 1000})
     epochs: int = field(default=200, metadata={"help": "epoch budget per layer (the layer-by-layer methods: sf, ff-*) "
                                                        "/ in total (BP, DFA, the top-down sf-top2*)", "min": 1})
-    patience: int = field(default=50, metadata={"help": "early-stopping patience (0 = none)", "min": 0})
+    patience: int = field(default=50, metadata={"help": "early-stopping patience in evaluations, one every "
+                                                        "--eval-every epochs (0 = none)", "min": 0})
     eval_every: int = field(default=1, metadata={"help": "epochs between validation passes", "min": 1})
     hidden: int = field(default=128, metadata={"help": "width of every layer", "min": 1})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the forward methods", "gt": 0})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the forward methods that are neither "
+                                                      "goodness nor DFA methods (sf, sf-top2input, ...; those take "
+                                                      "--ff-lr and --dfa-lr)", "gt": 0})
     bp_lr: float = field(default=1e-3, metadata={"help": "BP baseline's Adam learning rate", "gt": 0})
     ff_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the goodness methods (ff-la, ff-vn, "
                                                          "ff-symba), which learn slowly at 1e-3", "gt": 0})

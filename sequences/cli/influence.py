@@ -34,7 +34,7 @@ class InfluenceSeqConfig(RunOptions):
     models: list[str] = field(default_factory=lambda: ["gru"], metadata={"help": "untrained models to compare",
                                                                           "choices": MODEL_NAMES.keys})
     checkpoints: list[str] = field(default_factory=list, metadata={"help": "trained language models (seq train "
-                                                                          "checkpoints or saved models); replaces "
+                                                                          "checkpoints or saved models), instead of "
                                                                           "--models"})
     data: str = field(default="", metadata={"help": "corpus whose windows the checkpoints read (default: random "
                                                     "tokens)"})
@@ -63,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     from fwdlearn.sequences.influence import lag_influence
     from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
 
+    # (a list flag not given parses as None: --models gru, its default typed out, is given too)
+    models_given = getattr(args, "models", None) is not None
     config = dataclass_from_args(InfluenceSeqConfig, args)
     # (~ expanded, as the outputs' and the model files' are: --checkpoints=~/m.pt is not expanded by the shell)
     config = dataclasses.replace(config, checkpoints=[os.path.expanduser(p) for p in config.checkpoints])
@@ -86,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                              "read random tokens: add --checkpoints (trained models), or leave them out")
     else:  # (both were read as nothing: --models gave way to the checkpoints, --split/--limit read no --data)
         defaults = InfluenceSeqConfig()
-        if config.models != defaults.models:
+        if models_given or config.models != defaults.models:  # (--models gru, the default, was dropped in silence)
             raise UsageError("--models names untrained models, which --checkpoints replace: give one or the other")
         sizes = [flag for flag, name in (("--vocab", "vocab"), ("--hidden", "hidden"), ("--layers", "layers"))
                  if getattr(config, name) != getattr(defaults, name)]

@@ -304,7 +304,10 @@ class OncePerCause:
     """Shows each of fwdlearn's warnings (:class:`FwdlearnWarning`) once over the parts of a run (the splits of ``graph
     train``): a warning that repeats one shown in an earlier part, up to its numbers, is the same cause met again (a
     DFA fit that learned nothing, in every split); it is not shown again, and :meth:`summary` then says in one line
-    which parts met it (a long warning printed once per split buried the results). Other warnings pass unchanged.
+    which parts met it (a long warning printed once per split buried the results). Within the part that first showed
+    it, a warning of the same cause is another situation of that part (a second layer's, with its own numbers), shown
+    as Python shows it (an exact repeat once per line): hidden, it was lost, and with one part alone the summary said
+    "split 0 met the warning above again". Other warnings pass unchanged.
 
     Example::
 
@@ -316,7 +319,8 @@ class OncePerCause:
     """
 
     def __init__(self) -> None:
-        self._causes: dict[str, tuple[str, list[str]]] = {}  # cause -> (the text shown, the parts that met it again)
+        # cause -> (the text shown first, the part that showed it, the later parts that met it again)
+        self._causes: dict[str, tuple[str, str, list[str]]] = {}
 
     @staticmethod
     def _cause(text: str) -> str:
@@ -335,10 +339,11 @@ class OncePerCause:
             def show(message, category, filename, lineno, file=None, line=None) -> None:
                 if issubclass(category, FwdlearnWarning):
                     cause = self._cause(str(message))
-                    if cause in self._causes:
-                        self._causes[cause][1].append(name)
+                    if cause not in self._causes:
+                        self._causes[cause] = (str(message), name, [])
+                    elif self._causes[cause][1] != name:  # (met again in a later part)
+                        self._causes[cause][2].append(name)
                         return
-                    self._causes[cause] = (str(message), [])
                 shown(message, category, filename, lineno, file, line)
 
             warnings.showwarning = show
@@ -346,7 +351,7 @@ class OncePerCause:
 
     def summary(self) -> None:
         """One warning per cause met in more than one part, naming the parts that met it again."""
-        for text, again in self._causes.values():
+        for text, _, again in self._causes.values():
             if again:
                 words = text.split()
                 head = " ".join(words[:8]) + (" ..." if len(words) > 8 else "")

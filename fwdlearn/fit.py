@@ -521,12 +521,14 @@ def load_device(map_location: Any) -> Any:
 def load_torch(path: str | Path, **kwargs: Any) -> Any:
     """``torch.load(path, weights_only=True, **kwargs)`` for use inside :func:`~fwdlearn.errors.reading`: the file
     may hold tensors, plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since
-    unpickling any other object could run code the file carries. A file that holds one is refused, naming it; the
-    ``ValueError`` the unpickler raises on a file that is not a torch file (random bytes: "could not convert string
-    to int") is the file's problem, not a check of ours, as is an empty file or a damaged one (:func:`_zip_damage`).
+    unpickling any other object could run code the file carries. A file that holds one is refused, naming it (a NumPy
+    array or number: save it as a tensor), never as "not a torch file"; the ``ValueError`` the unpickler raises on a
+    file that is not a torch file (random bytes: "could not convert string to int") is the file's problem, not a
+    check of ours, as is an empty file or a damaged one (:func:`_zip_damage`).
     All are raised as an ``UnpicklingError`` that :func:`~fwdlearn.errors.reading` reports with the path."""
     import pickle
     import re
+    import zipfile
 
     import torch
 
@@ -544,9 +546,20 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
         why = re.search(r"WeightsUnpickler error:\s*(.+?)\n", str(error))
         if found is None and why is None:
             raise
-        message = (f"it holds a Python object of type {found.group(1)}, which fwdlearn does not unpickle (that could "
-                   "run code the file carries); fwdlearn's own models and checkpoints hold none" if found is not None
-                   else f"not a torch file ({why.group(1).strip()})")
+        # (a class the unpickler would build: "Can only build Tensor, ... but got <class 'numpy.dtypes.Int64DType'>",
+        # a NumPy array of another dtype than the uint32 of NumPy's RNG state, was called "not a torch file")
+        built = re.search(r"but got <class '([^']+)'>", why.group(1)) if found is None else None
+        kind = found.group(1) if found is not None else built.group(1) if built is not None else None
+        if kind is not None and kind.startswith("numpy."):
+            message = (f"it holds a NumPy array or number ({kind}), which fwdlearn does not unpickle (that could "
+                       "run code the file carries): save it as a tensor instead (torch.as_tensor(value))")
+        elif kind is not None:
+            message = (f"it holds a Python object of type {kind}, which fwdlearn does not unpickle (that could run "
+                       "code the file carries); fwdlearn's own models and checkpoints hold none")
+        elif zipfile.is_zipfile(path):  # (a torch file: something in it torch's safe reader refuses)
+            message = f"it holds what torch's safe reader (weights_only=True) refuses ({why.group(1).strip()})"
+        else:
+            message = f"not a torch file ({why.group(1).strip()})"
     except (ValueError, UnicodeError, KeyError, IndexError, EOFError) as error:  # (random bytes, text: the
         message = f"not a torch file ({type(error).__name__}: {error})"          # unpickler's own failures)
     raise pickle.UnpicklingError(message)  # (outside the except: reading() looks for a UnicodeError among causes)
@@ -559,15 +572,25 @@ RUN_RECORD_BYTES = 16 << 20
 def _refuse_run_record(path: str | Path) -> None:
     """Refuse a run record (``runs/<name>.json``, which a command writes beside its checkpoint ``runs/<name>.pt``)
     given where a torch file is read, naming the checkpoint it names where that is now (it was "not a torch file
-    (Unsupported operand 123); it may have been cut short or is another kind of file")."""
-    from fwdlearn.records import read_record
+    (Unsupported operand 123); it may have been cut short or is another kind of file"). Other JSON, which no torch
+    file is, is said to be JSON (an ``UnpicklingError``, which :func:`~fwdlearn.errors.reading` reports with the
+    reader's hint): a run record cut short or damaged (said so, with what :func:`~fwdlearn.records.read_record` found:
+    it was the same "Unsupported operand 123"), a bench's results, a JSON object of the user's."""
+    import pickle
+
+    from fwdlearn.records import NoRunRecord, read_record
 
     try:
         record = read_record(path, largest=RUN_RECORD_BYTES)
-    except InputError:  # (not a record: torch's reader says what it is)
+    except NoRunRecord as error:  # (not a record: torch's reader says what it is, unless it is JSON)
+        if error.json:
+            what = " (a run record that cannot be read)" if error.damaged else ""
+            raise pickle.UnpicklingError(f"it is JSON{what}, not a torch file: {error.why}") from None
         return
-    if record is None or not record.job:  # (no file, a folder, JSON that names no command: torch's reader says)
+    if record is None:  # (no file, a folder: torch's reader says)
         return
+    if not record.job:  # (a JSON object that names no command: no torch file begins with '{')
+        raise pickle.UnpicklingError("it is JSON (no run record: it names no command), not a torch file")
     if "checkpoint" not in record.files:
         fix = "that run wrote no checkpoint: give a .pt file a training run wrote (runs/<name>.pt) or a saved model"
     elif (found := record.located("checkpoint")) is not None:

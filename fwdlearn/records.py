@@ -25,8 +25,8 @@ from .errors import InputError
 from .files import atomic_write, atomic_write_all, refuse_overwrite
 from .invocation import invoked_command
 
-__all__ = ["RunRecord", "SavedRecord", "read_record", "host_facts", "code_version", "library_versions", "to_jsonable",
-           "finite_json", "plain_json", "json_text", "write_json", "refuse_overwrite"]
+__all__ = ["RunRecord", "SavedRecord", "read_record", "NoRunRecord", "host_facts", "code_version", "library_versions",
+           "to_jsonable", "finite_json", "plain_json", "json_text", "write_json", "refuse_overwrite"]
 
 
 def library_versions() -> dict[str, str]:
@@ -283,38 +283,55 @@ class SavedRecord:
         return None
 
 
+class NoRunRecord(InputError):
+    """:func:`read_record`'s refusal of a file that holds no run record it can read. ``why``: what the file is, in
+    words (``"it is a bench's results"``); ``json``: whether it is JSON text, a record's format (a bench's results, a
+    record cut short or damaged), not another kind of file (a torch file, a text); ``damaged``: whether it is JSON text
+    that cannot be read (cut short or damaged since it was written: likely a record)."""
+
+    def __init__(self, message: str, why: str, json: bool, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.why, self.json, self.damaged = why, json, damaged
+
+
 def read_record(path: str | Path, largest: int | None = None) -> SavedRecord | None:
     """The run record at ``path`` (:meth:`RunRecord.save`'s JSON; any command's); ``None`` where no regular file is
     there (none, a folder, a device or a pipe: those were read without end). A file there that is no run record is
-    an :class:`~fwdlearn.errors.InputError` naming it and what it is: not a JSON object, not UTF-8 text, not valid
-    JSON (cut short or damaged), a bench's results, a ``"job"`` that is no string, or larger than ``largest`` bytes
-    (where a big file is likely something else: a torch file). Keys a record of an older fwdlearn (or a JSON object
-    of the user's) lacks are read as empty (``"job"``: ``""``; ``"files"``: none; ``"cwd"``: ``None``)."""
+    a :class:`NoRunRecord` (an :class:`~fwdlearn.errors.InputError`) naming it and what it is: not a JSON object, not
+    UTF-8 text, not valid JSON (cut short or damaged), a bench's results, a ``"job"`` that is no string, or larger
+    than ``largest`` bytes (where a big file is likely something else: a torch file). Keys a record of an older
+    fwdlearn (or a JSON object of the user's) lacks are read as empty (``"job"``: ``""``; ``"files"``: none;
+    ``"cwd"``: ``None``)."""
     path = Path(path)
+
+    def refused(why: str, json: bool = True, damaged: bool = False, readable: bool = False) -> NoRunRecord:
+        what = "a run record fwdlearn can read" if readable or damaged else "a run record"
+        return NoRunRecord(f"{path} is not {what}{' ' if why.startswith('(') else ': '}{why}", why, json, damaged)
+
     try:
         if not path.is_file():
             return None
         with open(path, "rb") as handle:
             if handle.read(64).lstrip()[:1] != b"{":  # (a torch file, a text: never read whole)
-                raise InputError(f"{path} is not a run record: it is not a JSON object")
+                raise refused("it is not a JSON object", json=False)
             if largest is not None and path.stat().st_size > largest:
-                raise InputError(f"{path} is not a run record: it is larger than {largest:,} bytes")
+                raise refused(f"it is larger than {largest:,} bytes", json=False)
             handle.seek(0)
             data = handle.read()
     except OSError as error:
-        raise InputError(f"{path} is not a run record fwdlearn can read ({error.strerror or error})") from None
+        raise refused(f"({error.strerror or error})", json=False, readable=True) from None
     try:
         content = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not a run record fwdlearn can read: it is not UTF-8 text (byte {error.start}), "
-                         "damaged since it was written") from None
+        raise refused(f"it is not UTF-8 text (byte {error.start}), damaged since it was written",
+                      damaged=True) from None
     except (ValueError, RecursionError) as error:
-        raise InputError(f"{path} is not a run record fwdlearn can read: it is not valid JSON ({error}), cut short "
-                         "or damaged since it was written") from None
+        raise refused(f"it is not valid JSON ({error}), cut short or damaged since it was written",
+                      damaged=True) from None
     if "rows" in content:  # (a JSON object: it began with '{')
-        raise InputError(f"{path} is not a run record: it is a bench's results")
+        raise refused("it is a bench's results")
     if not isinstance(content.get("job", ""), str):
-        raise InputError(f"{path} is not a run record: its \"job\" is {content['job']!r}, not a command's name")
+        raise refused(f"its \"job\" is {content['job']!r}, not a command's name")
     files, cwd = content.get("files"), content.get("cwd")
     return SavedRecord(path=path, job=content.get("job", ""),
                        files={kind: p for kind, p in files.items() if isinstance(p, str)} if isinstance(files, dict)

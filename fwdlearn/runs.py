@@ -138,12 +138,14 @@ class RunPaths:
     stale: tuple[Path, ...] = ()
     #: the flag the record's path came from (``--json``, or ``--out`` / ``--name`` it was derived from)
     record_flag: str = "--json"
+    #: the flag the checkpoint's path came from (``--checkpoint``, or ``--name`` / ``--json`` it was derived from)
+    checkpoint_flag: str = "--checkpoint"
 
     def outputs(self) -> list[tuple[str, Path]]:
         """``(flag, path)`` of every file this run may write."""
         pairs = [(self.record_flag, self.record)]
-        pairs += [("--checkpoint", self.checkpoint)] if self.checkpoint is not None else []
-        pairs += [("--checkpoint", p) for p in self.split_checkpoints]
+        pairs += [(self.checkpoint_flag, self.checkpoint)] if self.checkpoint is not None else []
+        pairs += [(self.checkpoint_flag, p) for p in self.split_checkpoints]
         pairs += [("--plot", self.plot)] if self.plot is not None else []
         pairs += [("--out", p) for p in self.results]
         return pairs
@@ -300,8 +302,10 @@ def run_outputs(job: str, options: RunOptions, *, checkpoint: str | None = None,
             paths.checkpoint = _output_path("--checkpoint", checkpoint)
         elif options.json and not options.name:
             paths.checkpoint = paths.record.with_suffix(".pt")  # next to the record
+            paths.checkpoint_flag = "--json"
         else:
             paths.checkpoint = stem.with_name(stem.name + ".pt")
+            paths.checkpoint_flag = "--name" if options.name else "--checkpoint"
     if plot:
         paths.plot = _output_path("--plot", plot)
     if paths.checkpoint is not None and splits is not None and splits > 1:
@@ -630,6 +634,9 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool, job: str) -> 
     seen: dict[Path, str] = {}
     for flag, path in paths.outputs():
         key = Path(os.path.realpath(path))  # (a symlinked spelling of one file is that file)
+        if key in seen and seen[key] == flag:  # (--json x.pt: the record, and the checkpoint named after it)
+            raise UsageError(f"{flag} {path} would name the record and the checkpoint beside it (the record's name "
+                             f"with .pt) alike; end {flag} with .json, or give --checkpoint its own path")
         if key in seen:
             raise UsageError(f"{seen[key]} and {flag} both name {path}; give each output its own path")
         seen[key] = flag
@@ -646,15 +653,19 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool, job: str) -> 
                 raise FileExistsError(f"checkpoint {path} already exists; pass --resume to continue that run, "
                                       "--overwrite to start it over, or choose another --name")
     own = _own_files(paths) if resume else set()
+    checkpoints = {paths.checkpoint, *paths.split_checkpoints}
     for flag, path in paths.outputs():
-        if flag == "--checkpoint":
+        if path in checkpoints:
             continue
         check_writable(path, flag)  # a resumed run rewrites its own record and plot, nobody else's
         if resume and not overwrite and path == paths.record:
             _refuse_unreadable_record(paths)
         refuse_overwrite(path, overwrite=overwrite or Path(os.path.realpath(path)) in own)
     if paths.checkpoint is not None:
-        ckpt = paths.checkpoint
+        ckpt, flag = paths.checkpoint, paths.checkpoint_flag
+        if ckpt.is_dir() and flag != "--checkpoint":  # (named after --name or --json: the user gave no --checkpoint)
+            raise UsageError(f"the checkpoint {ckpt}, named after {flag}, is a folder; choose another {flag}, move the "
+                             f"folder, or give --checkpoint a file path")
         if ckpt.is_dir():
             raise UsageError(f"--checkpoint {ckpt} is a folder; give the checkpoint's file path "
                              f"(e.g. {ckpt / 'run.pt'})")
@@ -662,7 +673,7 @@ def _check_outputs(paths: RunPaths, overwrite: bool, resume: bool, job: str) -> 
             raise FileNotFoundError(f"--resume was given but the checkpoint {ckpt} does not exist; pass the "
                                     "--name (or --checkpoint) of the run to continue")
         for path in (ckpt, *paths.split_checkpoints):
-            check_writable(path, "--checkpoint")
+            check_writable(path, flag)
     elif resume:
         raise UsageError("--resume needs a checkpoint: pass the --name (or --checkpoint) of the run to continue")
     if paths.plot is not None:

@@ -137,8 +137,8 @@ def class_targets(logits: Tensor, targets: Tensor) -> Tensor:
     """``targets`` as :func:`lm_loss` reads them against ``logits [..., C]``: int64 class ids of the logits' leading
     shape, on their device. Any integer dtype is taken; a float, bool or complex tensor is refused (``TypeError``),
     and so are another shape (a ``[time, batch]`` tensor of as many ids was scored against other positions, in
-    silence) and an id outside ``[0, C)`` other than -100 (``ValueError``: torch's 'Target 11 is out of bounds' named
-    no fix, and on a GPU it is a device-side assert)."""
+    silence; a ``[batch, time, 1]`` one is told to ``squeeze(-1)``) and an id outside ``[0, C)`` other than -100
+    (``ValueError``: torch's 'Target 11 is out of bounds' named no fix, and on a GPU it is a device-side assert)."""
     if not isinstance(targets, Tensor):
         raise TypeError(f"targets must be a tensor of integer class ids (the next tokens; -100 where a position is "
                         f"not scored); got {type(targets).__name__}: convert it with torch.as_tensor(targets, "
@@ -153,6 +153,11 @@ def class_targets(logits: Tensor, targets: Tensor) -> Tensor:
     if targets.shape != positions and not flat:
         layout = (" (as many ids in another layout: a [time, batch] tensor for [batch, time] logits was scored "
                   "against the wrong positions)" if targets.numel() == positions.numel() else "")
+        extra = [k for k in range(targets.dim()) if targets.shape[k] == 1
+                 and targets.shape[:k] + targets.shape[k + 1:] == positions]
+        if extra:  # (a [B, T, 1] tensor of ids: one per position, with a dimension of size 1 to drop)
+            k = -1 if extra[-1] == targets.dim() - 1 else extra[-1]
+            layout = f" (one id per position, with an extra dimension of size 1: targets.squeeze({k}))"
         raise ValueError(f"targets must hold one class id per position of the logits, shape {list(positions)}; got "
                          f"{list(targets.shape)}{layout}")
     if not logits.is_meta:

@@ -573,6 +573,27 @@ def test_a_file_with_arbitrary_objects_is_refused_without_running_them(tmp_path)
     assert not marker.exists()
 
 
+def test_a_torch_file_holding_a_numpy_array_is_not_called_not_a_torch_file(tmp_path):
+    """A torch file holding a NumPy int64 array (a graph's attribute, a checkpoint's extra) was "not a torch file (Can
+    only build Tensor, ... but got <class 'numpy.dtypes.Int64DType'>)": it is a torch file; it holds what fwdlearn does
+    not unpickle, and the fix is to save a tensor."""
+    import numpy as np
+
+    from fwdlearn.errors import InputError
+
+    path = tmp_path / "extra.pt"
+    for value in (np.arange(3), np.arange(3.0), np.int64(3)):
+        torch.save({"extra": value}, path)
+        with pytest.raises(InputError, match=r"holds a NumPy array or number \(numpy\.\S+\), which fwdlearn does not "
+                                             r"unpickle .*: save it as a tensor instead \(torch.as_tensor\(value\)\)") \
+                as refused:
+            read_checkpoint(path)
+        assert "not a torch file" not in str(refused.value)
+    path.write_bytes(bytes(range(256)) * 4)  # (random bytes are still no torch file)
+    with pytest.raises(InputError, match=r"not a torch file"):
+        read_checkpoint(path)
+
+
 def test_a_language_model_file_that_does_not_fit_its_config_names_the_keys(tmp_path):
     from fwdlearn.errors import InputError
     from fwdlearn.sequences import RecurrentLM

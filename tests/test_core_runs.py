@@ -890,3 +890,48 @@ def test_a_list_of_renames_found_in_a_folder_renames_nothing_outside_it(tmp_path
     assert finish_renames(Path("runs/a.json"), held=True) == [Path("runs/a.json.renaming")]
     assert (victim / "notes.md").read_text() == "my notes" and (victim / "notes.md.tmp").exists()
     assert (runs / "a.json").read_text() == "the killed run's record"
+
+
+def test_a_named_runs_checkpoint_that_is_a_folder_names_the_flag_given(folder):
+    """runs/tiny.pt a folder, with --name tiny, was "--checkpoint runs/tiny.pt is a folder", a flag not given; so was a
+    split's checkpoint, and --json x.pt (the record and the checkpoint named after it) said "--json and --checkpoint
+    both name x.pt"."""
+    Path("runs/tiny.pt").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"^the checkpoint runs/tiny.pt, named after --name, is a folder; choose "
+                                         r"another --name, move the folder, or give --checkpoint a file path$"):
+        run_outputs("seq-train", RunOptions(name="tiny"), checkpoint="", resume=True)
+    with pytest.raises(UsageError, match=r"^the checkpoint runs/tiny.pt, named after --json, is a folder; choose "
+                                         r"another --json"):
+        run_outputs("seq-train", RunOptions(json="runs/tiny.json"), checkpoint="")
+    with pytest.raises(UsageError, match=r"^--checkpoint runs/tiny.pt is a folder; give the checkpoint's file path"):
+        run_outputs("seq-train", RunOptions(json="other.json"), checkpoint="runs/tiny.pt")
+    Path("runs/s-split1.pt").mkdir()
+    with pytest.raises(UsageError, match=r"^cannot write runs/s-split1.pt \(--name\): it is a folder; choose another "
+                                         r"--name"):
+        run_outputs("graph-train", RunOptions(name="s"), checkpoint="", splits=2)
+    with pytest.raises(UsageError, match=r"^--json x.pt would name the record and the checkpoint beside it \(the "
+                                         r"record's name with .pt\) alike; end --json with .json"):
+        run_outputs("seq-train", RunOptions(json="x.pt"), checkpoint="")
+
+
+def test_json_given_for_a_torch_file_is_said_to_be_json(folder):
+    """A run record cut short (or not UTF-8), given where a torch file is read, was "not a torch file (Unsupported
+    operand 123)": it is said to be a run record that cannot be read; other JSON (a bench's results, an object that
+    names no command) is said to be JSON."""
+    from fwdlearn.errors import InputError, reading
+    from fwdlearn.fit import load_torch
+
+    Path("runs").mkdir()
+    cases = {"cut.json": ('{"job": "seq-train", "files": {"checkpoint": "runs/x.p',
+                          r"it is JSON \(a run record that cannot be read\), not a torch file: it is not valid JSON "
+                          r"\(Unterminated string .*\), cut short or damaged since it was written\); it may"),
+             "bytes.json": (b'{"job": "seq-train\xff"}', r"it is JSON \(a run record that cannot be read\), not a "
+                                                        r"torch file: it is not UTF-8 text \(byte 18\)"),
+             "bench.json": ('{"rows": []}', r"it is JSON, not a torch file: it is a bench's results\); it may"),
+             "mine.json": ('{"a": 1}', r"it is JSON \(no run record: it names no command\), not a torch file\); it")}
+    for name, (content, message) in cases.items():
+        path = Path("runs") / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(InputError, match=rf"^cannot read {path} as a model \(UnpicklingError: {message}"):
+            with reading(path, "a model", "it may have been cut short or is another kind of file"):
+                load_torch(path)

@@ -415,7 +415,7 @@ def test_graph_train_splits_keep_their_checkpoints_apart_from_other_runs(tmp_pat
     assert main([*base, "--splits", "3"]) == 2  # (no --overwrite): refused, as the first checkpoint is
     assert main(["graph", "train", "--data", "karate", "--layers", "1", "--epochs", "1", "--quiet", "--name", "col",
                  "--splits", "2", "--json", "runs/col-split1.pt"]) == 2
-    assert "--json and --checkpoint both name runs/col-split1.pt" in capsys.readouterr().err
+    assert "--json and --name both name runs/col-split1.pt" in capsys.readouterr().err  # (its checkpoints: --name's)
     assert not (tmp_path / "runs" / "col.pt").exists()  # refused before any training
     assert main(["graph", "train", "--data", "cora", "--split", "public", "--splits", "2", "--quiet"]) == 2  # (2: the smallest refused)
     assert "--split public is one fixed split of cora" in capsys.readouterr().err
@@ -616,6 +616,34 @@ def test_a_warning_met_in_every_split_is_shown_once(tmp_path, capsys):
     assert err[-1].startswith("fwdlearn: warning: split 1, split 2 met the warning above again (\"dfa gcn-2: in 20 "
                               "epochs the training loss"), err
     assert len(err) == 2
+
+
+def test_a_second_situation_of_one_cause_within_a_split_is_shown():
+    """OncePerCause hid every warning of a cause shown before, also within the part that showed it: a split's second
+    situation (another layer's, its own numbers) was lost, and with one split the summary said "split 0 met the
+    warning above again". Only a later split's is hidden."""
+    import warnings
+
+    from fwdlearn.errors import OncePerCause, warn
+
+    once = OncePerCause()
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        for split in range(2):
+            with once.part(f"split {split}"):
+                warn("layer 1 of 4: its output holds 12 NaN entries")
+                warn("layer 3 of 4: its output holds 40 NaN entries")
+        once.summary()
+    assert [str(w.message)[:24] for w in shown] == ["layer 1 of 4: its output", "layer 3 of 4: its output",
+                                                    "split 1 met the warning "]
+    once = OncePerCause()
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        with once.part("split 0"):
+            warn("layer 1 of 4: its output holds 12 NaN entries")
+            warn("layer 3 of 4: its output holds 40 NaN entries")
+        once.summary()
+    assert len(shown) == 2 and "met the warning above again" not in str(shown[-1].message)
 
 
 @pytest.mark.parametrize("method", ["sf", "bp"])

@@ -154,3 +154,33 @@ def test_every_link_method_trains_on_the_sampler_negatives(method, monkeypatch, 
     for num, neg in drawn:
         assert num == train.pos_edge_label_index.shape[1] == neg.shape[1]
         check_negatives(neg, train.edge_index, data.num_nodes)
+
+
+def test_fixed_negatives_of_a_near_complete_graph_are_said_to_be_fewer_or_refused():
+    """split_negatives said "one per training edge"; on a near-complete graph it gave fewer (8 for 30 training edges)
+    in silence, or none, with which ``ff`` failed ("ff_loss(per_set=True) needs positives and negatives; got 28 and
+    0") and ``ce`` / ``bp`` trained on positives alone. Fewer are warned of, none refused naming the fix."""
+    import itertools
+    import warnings
+
+    from torch_geometric.data import Data
+
+    from fwdlearn.errors import FwdlearnWarning
+    from fwdlearn.graphs.nn.linkpred import link_split, split_negatives
+
+    def near_complete(n: int, missing: int):
+        pairs = torch.tensor(list(itertools.combinations(range(n), 2))[missing:]).t()
+        data = Data(x=torch.randn(n, 2), edge_index=torch.cat([pairs, pairs.flip(0)], 1), num_nodes=n)
+        with warnings.catch_warnings():  # (link_split's own warning of few validation and test negatives)
+            warnings.simplefilter("ignore")
+            return link_split(data, 0)
+
+    train, val, test = near_complete(12, 20)
+    with pytest.warns(FwdlearnWarning, match=r"only 8 ordered pairs are neither an edge nor a validation or test "
+                                             r"negative, so its 30 training edges get 8 fixed negatives \(not 1:1\); "
+                                             r"train_negatives='fresh'"):
+        assert split_negatives(train, val, test, 12, 0).shape == (2, 8)
+    train, val, test = near_complete(10, 3)
+    with pytest.raises(ValueError, match=r"too dense for fixed training negatives: .* none is left to train on; use "
+                                         r"train_negatives='fresh'"):
+        split_negatives(train, val, test, 10, 0)

@@ -71,6 +71,12 @@ def test_targets_of_another_shape_are_refused():
         lm_loss(logits, y.T)
     with pytest.raises(ValueError, match=r"shape \[2, 6\]; got \[2, 5\]$"):
         lm_loss(logits, y[:, :5])
+    # a [batch, time, 1] tensor of ids was told of the [time, batch] layout: the fix is to drop the dimension
+    with pytest.raises(ValueError, match=r"shape \[2, 6\]; got \[2, 6, 1\] \(one id per position, with an extra "
+                                         r"dimension of size 1: targets.squeeze\(-1\)\)$"):
+        lm_loss(logits, y.unsqueeze(-1))
+    with pytest.raises(ValueError, match=r"got \[2, 1, 6\] \(.*: targets.squeeze\(1\)\)$"):
+        lm_loss(logits, y.unsqueeze(1))
     assert torch.equal(lm_loss(logits.reshape(-1, V), y.reshape(-1)), lm_loss(logits, y))
     assert torch.equal(lm_loss(logits, y.reshape(-1)), lm_loss(logits, y))
     with pytest.raises(ValueError, match=r"one value per position of the outputs, shape \[2, 6\]; got \[6, 2\]"):

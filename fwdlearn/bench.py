@@ -72,19 +72,23 @@ def check_rules_build(flag: str, given: Sequence[str], rules: Sequence[str], bui
             raise UsageError(f"{flag} {typed}: {error}") from None
 
 
-def distinct_names(flag: str, given: Sequence[str], name_of: Callable[[str], str], what: str) -> list[str]:
+def distinct_names(flag: str, given: Sequence[str], name_of: Callable[[str], str], what: str,
+                   same_as: Callable[[str], Any] | None = None) -> list[str]:
     """``given`` (a list flag's values) by the one name each is keyed by in results, baselines and verdicts
     (``name_of``: any spelling -> that name; its ``ValueError`` is refused naming ``flag``); a ``what`` (a method,
-    a rule) named twice, in whatever spellings, is refused too, as its work would run twice under one name."""
+    a rule) named twice, in whatever spellings, is refused too, as its work would run twice under one name
+    (``same_as``, when given, says what a name stands for where two names may be one, e.g. two paths of a file)."""
     names = []
     for value in given:
         try:
             names.append(name_of(value))
         except ValueError as error:
             raise UsageError(f"{flag}: {error}") from None
-    for name in dict.fromkeys(names):
-        if names.count(name) > 1:
-            same = [value for value, n in zip(given, names) if n == name]
+    keys = [same_as(name) for name in names] if same_as is not None else names
+    for key in dict.fromkeys(keys):
+        if keys.count(key) > 1:
+            same = [value for value, k in zip(given, keys) if k == key]
+            name = names[keys.index(key)]
             raise UsageError(f"{flag} names the {what} {name} more than once ({', '.join(same)}); give each once")
     return names
 

@@ -222,3 +222,128 @@ def test_the_graph_commands_help_names_a_saved_graph():
     helps = [next(f.metadata["help"] for f in fields(cls) if f.name == "data")
              for cls in (GraphTrainConfig, InfluenceGraphConfig)]
     assert all("file:<path>" in text for text in helps)
+
+
+def test_a_numpy_attribute_is_named_as_numpy_not_as_a_file_that_is_no_torch_file(tmp_path):
+    """torch's reader refuses a numpy array by what it built ("... but got <class 'numpy.dtypes.Int64DType'>"): that
+    was reported as "not a torch file"."""
+    import numpy as np
+
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    path = _saved(tmp_path, _graph(years=np.arange(40)))
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}")
+    assert str(error.value) == (
+        f"cannot read {path} as a saved graph: it holds a numpy array or number (type numpy.dtypes.Int64DType), which "
+        "the tensors-only reader does not unpickle; make each numpy attribute a tensor, data.<name> = "
+        "torch.as_tensor(data.<name>), or drop it, and save it again")
+    assert "not a torch file" not in str(error.value)
+
+
+def test_a_graph_pyg_transformed_or_batched_is_refused_naming_its_fix(tmp_path):
+    """A transform such as ToUndirected leaves PyG's attribute cache (a defaultdict of AttrType) in the Data, and a
+    Batch pickles its class through DynamicInheritanceGetter: neither can be read tensors-only. Both were refused as
+    "a Python object ... fwdlearn's own models and checkpoints hold none"; the fix is named and works."""
+    import torch_geometric.transforms as T
+    from torch_geometric.data import Batch
+    from torch_geometric.utils import to_edge_index
+
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    one_way = _graph().edge_index[:, :60]
+    undirected = T.ToUndirected()(_graph(edge_index=one_way))
+    path = _saved(tmp_path, undirected)
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}")
+    assert str(error.value) == (
+        f"cannot read {path} as a saved graph: its Data carries PyG's cache of which attributes are node or edge "
+        "attributes (left by a transform such as ToUndirected or ToSparseTensor, or by data.subgraph), which the "
+        "tensors-only reader cannot rebuild; save a copy without it, torch.save(data.clone(), path)")
+    fixed = load_graph(f"file:{_saved(tmp_path, undirected.clone(), 'fixed.pt')}", split="auto")
+    assert fixed.edge_index.shape[1] == 120
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch's beta warning on sparse CSR tensors)
+        sparse = T.ToSparseTensor()(_graph()).clone()
+        path = _saved(tmp_path, sparse, "sparse.pt")
+        with pytest.raises(InputError, match=r"or its edges read back, data\.edge_index = torch_geometric\.utils\."
+                                             r"to_edge_index\(data\.adj_t\)\[0\]\.flip\(0\)\)"):
+            load_graph(f"file:{path}")
+        sparse.edge_index = to_edge_index(sparse.adj_t)[0].flip(0)  # (the fix named)
+    read = load_graph(f"file:{_saved(tmp_path, sparse, 'sparse.pt')}", split="auto")
+    assert sorted(zip(*read.edge_index.tolist())) == sorted(zip(*_graph().edge_index.tolist()))
+    graphs = Batch.from_data_list([_graph(), _graph()])
+    path = _saved(tmp_path, graphs, "batch.pt")
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}")
+    assert str(error.value) == (
+        f"{path} holds a torch_geometric.data.Batch (graphs collated by a DataLoader or Batch.from_data_list), which "
+        "the tensors-only reader cannot rebuild; file:<path> reads one graph: save one of them, "
+        "torch.save(batch.get_example(0), path)")
+    assert load_graph(f"file:{_saved(tmp_path, graphs.get_example(0), 'one.pt')}", split="auto").num_nodes == 40
+
+
+def test_a_pyg_data_sets_processed_file_is_named_as_one(tmp_path):
+    """processed/data.pt of an InMemoryDataset, (data.to_dict(), slices, Data) since PyG 2.4, (data, slices) before,
+    was refused as "holds a tuple"."""
+    from torch_geometric.data.collate import collate
+
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    path = _saved(tmp_path, (_graph().to_dict(), None, Data))
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}")
+    assert str(error.value) == (
+        f"{path} holds a PyG data set's processed file (the (data, slices) an InMemoryDataset writes to "
+        "processed/data.pt, of 1 graph); file:<path> reads one Data saved with torch.save: load the data set with "
+        "its class and save a graph of it, torch.save(dataset[0], path)")
+    data, slices, _ = collate(Data, [_graph()] * 3, increment=False, add_batch=False)
+    path = _saved(tmp_path, (data, slices), "three.pt")
+    with pytest.raises(InputError, match=r"processed/data\.pt, of 3 graphs\); file:<path> reads one Data"):
+        load_graph(f"file:{path}")
+
+
+def test_a_saved_graph_with_a_train_mask_alone_gets_a_random_split_with_a_warning(tmp_path, capsys):
+    """PyG's KarateClub holds a train_mask and no val_mask or test_mask: split='auto' (influence graph, bench
+    influence) took that for the file's own split and refused it as incomplete, telling to pass a --split those
+    commands have not."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    path = _saved(tmp_path, _graph(train_mask=torch.arange(40) < 6))
+    with pytest.warns(UserWarning) as caught:
+        loaded = load_graph(f"file:{path}", split="auto")
+    assert [str(w.message) for w in caught] == [
+        f"{path} holds train_mask but no val_mask and no test_mask, so it has no split of its own: a random split "
+        "replaces it with 64/16/20 of the labelled nodes drawn from the seed; to train on the file's split, save the "
+        "graph with the three boolean masks"]
+    assert [int(loaded[key].sum()) for key in ("train_mask", "val_mask", "test_mask")] == [26, 6, 8]
+    with pytest.raises(InputError, match="holds no val_mask and no test_mask"):
+        load_graph(f"file:{path}", split="public")  # (asked for: still refused)
+    assert main(["influence", "graph", "--data", f"file:{path}", "--layers", "1", "--hidden", "4", "--epochs", "1",
+                 "--samples", "4", "--quiet", "--json", str(tmp_path / "influence.json")]) == 0
+    capsys.readouterr()
+
+
+def test_a_saved_num_classes_tensor_of_one_integer_is_read_as_that_int(tmp_path):
+    """num_classes saved as torch.tensor(3) (or tensor([3]), as a Batch collates it) was refused: "data.num_classes
+    is tensor([3]) but data.y holds class ids up to 2: set data.num_classes = 3"."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    for saved in (torch.tensor(3), torch.tensor([5])):
+        loaded = load_graph(f"file:{_saved(tmp_path, _graph(num_classes=saved))}", split="random")
+        assert loaded.num_classes == int(saved) and type(loaded.num_classes) is int
+    with pytest.raises(InputError, match=r"data\.num_classes is tensor\(\[3, 3\]\) but"):
+        load_graph(f"file:{_saved(tmp_path, _graph(num_classes=torch.tensor([3, 3])))}", split="random")
+
+
+def test_bench_influence_refuses_one_saved_file_named_by_two_paths(tmp_path, monkeypatch, capsys):
+    """--graphs file:g.pt file:./g.pt (or a link to it) timed one graph twice, as two rows."""
+    monkeypatch.chdir(tmp_path)
+    _saved(tmp_path, _graph())
+    (tmp_path / "link.pt").symlink_to(tmp_path / "g.pt")
+    for second in ("file:./g.pt", f"file:{tmp_path / 'link.pt'}"):
+        assert main(["bench", "influence", "--graphs", "file:g.pt", second, "--depths", "1", "--samples", "2",
+                     "--pyg-samples", "1", "--repeats", "1", "--epochs", "0", "--quiet", "--out", "b"]) == 2
+        assert capsys.readouterr().err.strip().endswith(
+            f"--graphs names the graph file:g.pt more than once (file:g.pt, {second}); give each once")
+    assert not (tmp_path / "b.md").exists()

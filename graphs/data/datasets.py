@@ -52,7 +52,7 @@ __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "rando
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
            "check_graph_inputs", "check_num_nodes", "check_one_graph", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
            "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only", "refused_processed_copy", "load_saved_graph",
-           "is_saved_graph"]
+           "is_saved_graph", "graph_identity"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -665,6 +665,14 @@ def graph_files(name: str) -> list[Path]:
         return []
 
 
+def graph_identity(name: str) -> str | tuple:
+    """What the checked graph ``name`` (:func:`check_graph_name`) stands for: its kind and the files it is read
+    from, where they are (one file under two paths, ``file:g.pt`` and ``file:./g.pt`` or a link to it, is one
+    graph), or the name for a graph of no local file."""
+    files = graph_files(name)
+    return (name.partition(":")[0], *(file.resolve() for file in files)) if files else name
+
+
 def is_saved_graph(name: str) -> bool:
     """Whether ``name`` is a graph saved in a file, ``file:<path>`` (:func:`load_saved_graph`)."""
     return isinstance(name, str) and name.strip().lower().startswith(_FILE_PREFIX)
@@ -870,6 +878,15 @@ def _saved_as_data(data, file: Path) -> Data:
                          "node type and its edges")
     if isinstance(data, Data):
         return data
+    if isinstance(data, tuple) and len(data) in (2, 3) and isinstance(data[0], (dict, Data)) \
+            and (data[1] is None or isinstance(data[1], dict)):  # ((data, slices), or PyG 2.4+'s (dict, slices, cls))
+        offsets = next((value for value in (data[1] or {}).values() if isinstance(value, Tensor)), None)
+        graphs = 1 if data[1] is None else offsets.numel() - 1 if offsets is not None else None
+        count = "its graphs" if graphs is None else f"{graphs} graph{'' if graphs == 1 else 's'}"
+        raise InputError(f"{file} holds a PyG data set's processed file (the (data, slices) an InMemoryDataset writes "
+                         f"to processed/data.pt, of {count}); file:<path> reads "
+                         "one Data saved with torch.save: load the data set with its class and save a graph of it, "
+                         "torch.save(dataset[0], path)")
     if isinstance(data, (list, tuple)) and data and all(isinstance(item, Data) for item in data):
         raise InputError(f"{file} holds a {type(data).__name__} of {len(data)} graphs; file:<path> reads one graph: "
                          "save one of them, torch.save(graphs[0], path)")
@@ -926,7 +943,8 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
         path: the file.
         split: ``"public"`` (the file's ``train_mask`` / ``val_mask`` / ``test_mask``), ``"random"`` (64/16/20 of the
             labelled nodes, drawn from ``seed``; masks in the file are replaced, with a warning) or ``"auto"`` (the
-            file's masks when it holds them, else random).
+            file's masks when it holds all three, else random: a ``train_mask`` alone, as PyG's ``KarateClub`` has,
+            is replaced with a warning).
         seed: seed of the random split.
 
     Returns:
@@ -935,8 +953,9 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
 
     Raises:
         FileNotFoundError: no such file.
-        InputError: the file is not a saved ``Data``, holds another Python object, or its graph lacks or mis-shapes
-            what node classification reads (the message names the attribute and the fix).
+        InputError: the file is not a saved ``Data``, holds another Python object (a numpy array, a ``Batch``, the
+            attribute cache a PyG transform left: each named with its fix), or its graph lacks or mis-shapes what
+            node classification reads (the message names the attribute and the fix).
     """
     from fwdlearn.errors import reading
     from fwdlearn.fit import load_torch
@@ -945,7 +964,7 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
     seed = check_seed(seed)
     if split not in ("public", "random", "auto"):
         raise ValueError(f"unknown split {split!r}; use 'public' (the file's masks), 'random' (64/16/20 with a seed) "
-                         "or 'auto' (the file's masks when it holds them)")
+                         "or 'auto' (the file's masks when it holds all three)")
     given = str(path).strip()
     if not given:
         raise ValueError("file: needs a path: the file a torch_geometric.data.Data was saved to, "
@@ -964,10 +983,13 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
             "and plain values (numbers, strings, lists): make any other attribute a tensor or drop it, and save it "
             "again")
     with reading(file, "a saved graph", hint), torch.serialization.safe_globals(_pyg_data_globals()):
-        data = load_torch(file, map_location="cpu")
+        try:
+            data = load_torch(file, map_location="cpu")
+        except pickle.UnpicklingError as error:
+            raise _refused_pyg_object(file, str(error)) or error
     data = _saved_as_data(data, file)
     try:
-        data, masked = _checked_saved_graph(data, split, seed, file)
+        data, replaced = _checked_saved_graph(data, split, seed, file)
     except InputError:
         raise
     except (ValueError, TypeError) as error:  # (a check's message, in data.<name> words: the file's graph to fix)
@@ -981,17 +1003,48 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
                    "each edge is meant both ways, save the graph undirected: data.edge_index = torch_geometric.utils."
                    "to_undirected(data.edge_index, num_nodes=data.num_nodes); if the directions are meant, this "
                    "warning can be ignored (link prediction reads every edge as undirected in any case)")
-    if masked and split == "random":
+    if len(replaced) == 3:
         _warn_once(file, "masks", f"{file} holds its own train/val/test masks; the random split (--split random, "
                    "graph train's default; split='random') replaces them with 64/16/20 of the labelled nodes drawn "
                    "from the seed: pass --split public (split='public') to use the file's")
+    elif replaced:  # (PyG's KarateClub has a train_mask alone: its own split needs all three)
+        missing = [key for key in ("train_mask", "val_mask", "test_mask") if key not in replaced]
+        _warn_once(file, "masks", f"{file} holds {' and '.join(replaced)} but no {' and no '.join(missing)}, so it "
+                   "has no split of its own: a random split replaces it with 64/16/20 of the labelled nodes drawn "
+                   "from the seed; to train on the file's split, save the graph with the three boolean masks")
     return data
 
 
-def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple[Data, bool]:
+def _refused_pyg_object(file: Path, why: str) -> InputError | None:
+    """The fix for a saved graph the tensors-only reader refused (``why``, its message) for an object PyG or numpy
+    put in it, or None for any other."""
+    import re
+
+    # (the class the reader named: a numpy array's "... but got <class 'numpy.dtypes.Int64DType'>" read "not a torch
+    # file", and PyG's classes "a Python object ... fwdlearn's own models and checkpoints hold none")
+    found = re.search(r"torch_geometric\.data\.storage\.AttrType|torch_geometric\.data\.batch\.DynamicInheritanceGetter"
+                      r"|numpy\.[\w.]*\w", why)
+    refused = found.group(0) if found is not None else None
+    if refused == "torch_geometric.data.storage.AttrType":  # (a defaultdict of AttrType: weights_only builds none)
+        return InputError(f"cannot read {file} as a saved graph: its Data carries PyG's cache of which attributes are "
+                          "node or edge attributes (left by a transform such as ToUndirected or ToSparseTensor, or by "
+                          "data.subgraph), which the tensors-only reader cannot rebuild; save a copy without it, "
+                          "torch.save(data.clone(), path)")
+    if refused == "torch_geometric.data.batch.DynamicInheritanceGetter":  # (how a Batch pickles its class)
+        return InputError(f"{file} holds a torch_geometric.data.Batch (graphs collated by a DataLoader or "
+                          "Batch.from_data_list), which the tensors-only reader cannot rebuild; file:<path> reads one "
+                          "graph: save one of them, torch.save(batch.get_example(0), path)")
+    if refused is not None and refused.partition(".")[0] == "numpy":
+        return InputError(f"cannot read {file} as a saved graph: it holds a numpy array or number (type {refused}), "
+                          "which the tensors-only reader does not unpickle; make each numpy attribute a tensor, "
+                          "data.<name> = torch.as_tensor(data.<name>), or drop it, and save it again")
+    return None
+
+
+def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple[Data, list[str]]:
     """The saved ``data`` checked and completed as :func:`load_graph` gives a graph (float ``x``, int64 ``y`` and
-    ``edge_index``, the masks of ``split``, ``num_classes``), and whether the file held all three masks. Raises
-    ``ValueError`` / ``TypeError`` naming the attribute, in ``data.<name>`` words."""
+    ``edge_index``, the masks of ``split``, ``num_classes``), and the masks of the file a random split replaced.
+    Raises ``ValueError`` / ``TypeError`` naming the attribute, in ``data.<name>`` words."""
     x = getattr(data, "x", None)
     if isinstance(x, Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
         x = x.float()  # (counts, 0/1 features: read as float, as load_graph reads every data set's)
@@ -1000,16 +1053,17 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple
     check_num_nodes(data, rows)
     edge_index = getattr(data, "edge_index", None)
     if edge_index is None:
-        sparse = " (the graph holds data.adj_t: PyG's ToSparseTensor made it; save the graph without that transform)" \
-            if getattr(data, "adj_t", None) is not None else ""
+        sparse = (" (the graph holds data.adj_t: PyG's ToSparseTensor made it; save the graph without that transform, "
+                  "or its edges read back, data.edge_index = torch_geometric.utils.to_edge_index(data.adj_t)[0]"
+                  ".flip(0))") if getattr(data, "adj_t", None) is not None else ""
         raise ValueError("data.edge_index, the [2, num_edges] tensor of the graph's edges, is missing" + sparse)
     edge_index = check_edge_index(edge_index, rows).long()
     y = _saved_labels(getattr(data, "y", None), rows)
     keys = ("train_mask", "val_mask", "test_mask")
     present = [key for key in keys if getattr(data, key, None) is not None]
     masked = len(present) == len(keys)
-    if split == "auto":
-        split = "public" if present else "random"
+    if split == "auto":  # (a train_mask alone, as PyG's KarateClub has, is no split: that was refused as public)
+        split = "public" if masked else "random"
     if split == "public" and not masked:
         missing = [key for key in keys if key not in present]
         raise InputError(f"{file} holds no {' and no '.join(missing)}: its own split (split='public', --split "
@@ -1026,8 +1080,11 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple
     check_masks(data, "data")
     classes = int(y.max()) + 1
     saved = getattr(data, "num_classes", None)
+    if isinstance(saved, Tensor) and saved.numel() == 1 and not (saved.dtype.is_floating_point or saved.dtype.is_complex
+                                                                  or saved.dtype == torch.bool):
+        saved = int(saved)  # (torch.tensor(7), or tensor([7]) where a Batch collated it: was "is tensor([7]) but")
     if saved is not None and not (isinstance(saved, int) and not isinstance(saved, bool) and saved >= classes):
         raise ValueError(f"data.num_classes is {saved!r} but data.y holds class ids up to {classes - 1}: set "
                          f"data.num_classes = {classes} (or more, for classes no node has), or drop it")
     data.num_classes = saved if saved is not None else classes
-    return data, masked
+    return data, present if split == "random" else []

@@ -43,7 +43,7 @@ from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.reporting import markdown_table, ratio
 
-from fwdlearn.graphs.data.datasets import check_graph_name, graph_files, load_graph
+from fwdlearn.graphs.data.datasets import check_graph_name, graph_files, graph_identity, load_graph
 from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 from fwdlearn.graphs.influence.hop_influence import hop_influence, select_seeds
 from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
@@ -228,7 +228,7 @@ def run_bench(config) -> int:
     if not config.graphs or not config.depths:
         raise ValueError("--graphs needs at least one graph and --depths at least one depth")
     # (before the first timing, not when a graph's turn comes; one spelling each: karate and Karate ran twice)
-    graphs = distinct_names("--graphs", config.graphs, check_graph_name, "graph")
+    graphs = distinct_names("--graphs", config.graphs, check_graph_name, "graph", same_as=graph_identity)
     trained_on = distinct_names("--data", [config.data], check_graph_name, "graph")[0]
     config = dataclasses.replace(config, graphs=graphs, data=trained_on)
     defaults = type(config)()

@@ -160,6 +160,21 @@ def test_reverse_scan_by_doubling_equals_the_step_by_step_scan(shape):
         torch.testing.assert_close(_scan_by_steps(e, a), _naive_scan(e, a))
 
 
+def test_reverse_scan_with_gradients_on_is_the_same_scan_and_differentiates_as_the_naive_loop():
+    """With an ``e`` or ``a`` that requires gradients the scan takes its own, out-of-place path: the same values as
+    the naive loop and, in ``e`` and in ``a`` (decays or a dense matrix, which acts on column vectors), its gradients."""
+    torch.manual_seed(0)
+    e = torch.randn(2, 7, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 7, 4, dtype=torch.float64)
+    for a in (torch.rand(4, dtype=torch.float64), torch.randn(4, 4, dtype=torch.float64) / 2):
+        a.requires_grad_()
+        g, expected = reverse_scan(e, a), _naive_scan(e, a)
+        torch.testing.assert_close(g, expected)
+        got = torch.autograd.grad((g * w).sum(), (e, a))
+        for mine, theirs in zip(got, torch.autograd.grad((expected * w).sum(), (e, a))):
+            torch.testing.assert_close(mine, theirs)
+
+
 def test_reverse_scan_edge_cases_and_time_dim():
     e = torch.randn(4, 9, 3, dtype=torch.float64)
     torch.testing.assert_close(reverse_scan(e, torch.zeros(3)), e)  # a = 0: g = e

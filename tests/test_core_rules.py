@@ -44,6 +44,14 @@ def test_specs_parse_to_frozen_rules_and_round_trip(spec, depth, time, canonical
         rule.depth = Shallow()  # frozen
 
 
+def test_the_diagonal_dsf_kind_is_spelled_as_the_default_dsf():
+    """As the module doc says: str() leaves DSF's diagonal kind unnamed ("dsf", like DSF()), the one exception to
+    parse_rule(str(rule)) == rule (a model saves its rule and its feedback kind side by side)."""
+    assert str(parse_rule("dsf:diagonal")) == str(DSF("diagonal")) == "dsf"
+    assert str(parse_rule("dfa+dsf:diagonal")) == "dfa+dsf"
+    assert parse_rule(str(DSF("diagonal"))) == Rule(BP(), DSF())
+
+
 @pytest.mark.parametrize("spec, match", [
     ("sgd", r"unknown rule 'sgd' in 'sgd'\. Valid: depth rules: bp, dfa"),
     ("dfa+bp", "names two depth rules"),

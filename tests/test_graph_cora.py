@@ -52,6 +52,11 @@ def test_accuracy_floor_on_cora(method, cora):
         report = model.fit(cora, epochs=epochs, lr=0.01, patience=None, eval_every=epochs, quiet=True)
         floor = 0.65 if method in ("ff-symba", "sf-top2loss") else 0.8
     assert report.test_accuracy >= floor, report
+    if method.startswith("ff-"):  # the test split is scored with the training and validation labels appended: an
+        # untrained FF-LA reaches 0.79 there (their labels spread by the graph), one trained on negatives that carry
+        # the true labels 0.80. The training split is scored with no label known: 0.42 / 0.67 / 0.97 trained
+        # (ff-la / ff-symba / ff-vn), 0.06-0.18 untrained, 0.07 for FF-LA on true-label negatives.
+        assert report.train_accuracy >= 0.3, report
 
 
 @needs_cora

@@ -73,6 +73,22 @@ def test_without_the_spread_only_the_last_block_keeps_the_bp_gradient():
     assert not torch.allclose(dfa["blocks.0.conv.lin.weight"], bp["blocks.0.conv.lin.weight"])
 
 
+def test_a_second_backward_pass_of_one_forward_spreads_its_own_error():
+    """The spread's powers of the error are kept for one backward pass: a second backward of the same forward
+    (``retain_graph``) with another loss spreads that loss's error, not the first one's (with the true backward maps,
+    its gradients are BP's)."""
+    data = directed_graph()
+    model = linear_gcn(3)
+    true_backward_maps(model)
+    logits = model.method.training_scores(model.blocks, data.x, data.edge_index)
+    train, first = data.train_mask, torch.arange(30) < 5
+    torch.autograd.grad(F.cross_entropy(logits[train], data.y[train]), list(model.parameters()), retain_graph=True)
+    dfa = gradients(F.cross_entropy(logits[first], data.y[first]), model)
+    bp = gradients(F.cross_entropy(model(data.x, data.edge_index)[first], data.y[first]), model)
+    for name in bp:
+        torch.testing.assert_close(dfa[name], bp[name], msg=f"{name} differs from BP")
+
+
 def test_the_error_reaches_block_l_through_its_hops_only():
     """With random B, block l's signal is nonzero exactly on the nodes within L-1-l hops of a labelled node."""
     data = directed_graph()

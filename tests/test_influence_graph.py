@@ -86,6 +86,30 @@ def test_full_variant_equals_dense_jacobian():
     assert not torch.allclose(sub, expected, rtol=1e-3)
 
 
+def test_full_variant_bins_a_directed_graph_by_the_hops_along_its_edges():
+    """On a directed graph node u is h hops from seed v when the shortest path u -> ... -> v has h edges (messages
+    flow along the edges, source to target), as the subgraph variant bins it."""
+    import networkx as nx
+
+    g = torch.Generator().manual_seed(3)
+    edge_index = torch.randint(0, 12, (2, 20), generator=g)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    data = Data(x=torch.randn(12, 3, generator=g), edge_index=edge_index)
+    torch.manual_seed(0)
+    model = Stack(SAGEConv, 3, 5, 2, layers=3)
+    jac = torch.autograd.functional.jacobian(lambda x: model(x, data.edge_index), data.x)  # [N, C, N, F]
+    mass = jac.abs().sum(dim=(1, 3))  # [seed, node]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(12))
+    graph.add_edges_from(data.edge_index.t().tolist())
+    expected = torch.zeros(12, 3)
+    for v in range(12):
+        for u, h in nx.single_source_shortest_path_length(graph.reverse(), v, cutoff=2).items():
+            expected[v, h] += mass[v, u]
+    _, _, per_seed = hop_influence(model, data, max_hops=2, variant="full")
+    assert torch.allclose(per_seed, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_samples_are_deterministic_and_model_mode_restored():
     data = random_graph()
     model = Stack(GCNConv, 4, 8, 3, layers=2).train()

@@ -49,6 +49,12 @@ def test_a_cell_defined_in_a_test_file_trains_under_every_time_rule(toy_cell, ru
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0]
+    # without its state a model can at best learn this batch's pairs (x_t, x_{t-1}): their conditional entropy, 1.59
+    # nats, is below 0.8 of the first loss (a cell whose state never reached its output passed at 0.63 to 0.78)
+    pairs = torch.bincount(x.flatten() * 12 + y.flatten(), minlength=144).view(12, 12).double()
+    stateless = float(-(pairs * (pairs / pairs.sum(1, keepdim=True)).log()).nan_to_num().sum() / x.numel())
+    if rule != "dfa+dsf":  # (DFA trains a block once the layers above align with its feedback: at 1.63 nats here)
+        assert losses[-1] < 0.5 * stateless, (losses[-1], stateless)  # (0.04 to 0.06)
     rebuilt = RecurrentLM.from_config(model.config.__dict__)
     rebuilt.load_state_dict(model.state_dict())
     assert torch.equal(rebuilt.eval()(x)[0], model.eval()(x)[0])
@@ -107,5 +113,10 @@ def test_the_kernels_train_under_cpu_autocast_as_the_fused_path_does(cell, train
         with use_kernels(kernels), torch.autocast("cpu", dtype=torch.bfloat16):
             logits, _ = model(tokens)
             logits.float().logsumexp(-1).sum().backward()
-        grads[kernels] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    torch.testing.assert_close(grads[True], grads[False], rtol=0.05, atol=0.05)
+        grads[kernels] = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    assert grads[True].keys() == grads[False].keys()
+    # each parameter at its own scale: the gradients span 1e-3 to 3, and one tolerance of 0.05 for all let a GRU's
+    # recurrent weights go without any gradient under DSF (bfloat16 rounding: up to 4 % of a parameter's largest)
+    for name, fused in grads[False].items():
+        torch.testing.assert_close(grads[True][name], fused, rtol=0.05, atol=0.1 * float(fused.abs().max()),
+                                   msg=lambda message, name=name: f"{name}: {message}")

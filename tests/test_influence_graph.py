@@ -65,20 +65,31 @@ def test_curve_and_range_equal_total_influence_with_same_seeds():
     assert abs(R - pyg_R) <= 1e-4 * abs(pyg_R)
 
 
+def _dense_hop_masses(model, data, graph, max_hops: int) -> torch.Tensor:
+    """``[seed, hop]`` influence masses from the dense Jacobian, binned by networkx's shortest paths in ``graph`` (an
+    empty ``nx.Graph`` or ``nx.DiGraph``, filled with ``data``'s edges): node u is h hops from seed v when the
+    shortest path u -> ... -> v has h edges (messages flow from source to target)."""
+    import networkx as nx
+
+    jac = torch.autograd.functional.jacobian(lambda x: model(x, data.edge_index), data.x)  # [N, C, N, F]
+    mass = jac.abs().sum(dim=(1, 3))  # [seed, node]
+    graph.add_nodes_from(range(data.num_nodes))
+    graph.add_edges_from(data.edge_index.t().tolist())
+    towards = graph.reverse() if isinstance(graph, nx.DiGraph) else graph
+    expected = torch.zeros(data.num_nodes, max_hops + 1)
+    for v in range(data.num_nodes):
+        for u, h in nx.single_source_shortest_path_length(towards, v, cutoff=max_hops).items():
+            expected[v, h] += mass[v, u]
+    return expected
+
+
 def test_full_variant_equals_dense_jacobian():
     data = random_graph(nodes=12, edges=14, features=3, seed=5)
     torch.manual_seed(0)
     model = Stack(GCNConv, 3, 5, 2, layers=3)
-    jac = torch.autograd.functional.jacobian(lambda x: model(x, data.edge_index), data.x)  # [N, C, N, F]
-    mass = jac.abs().sum(dim=(1, 3))  # [seed, node]
     import networkx as nx
-    g = nx.Graph()
-    g.add_nodes_from(range(12))
-    g.add_edges_from(data.edge_index.t().tolist())
-    expected = torch.zeros(12, 3)
-    for v in range(12):
-        for u, h in nx.single_source_shortest_path_length(g, v, cutoff=2).items():
-            expected[v, h] += mass[v, u]
+
+    expected = _dense_hop_masses(model, data, nx.Graph(), max_hops=2)
     _, _, per_seed = hop_influence(model, data, max_hops=2, variant="full")
     assert torch.allclose(per_seed, expected, rtol=1e-5, atol=1e-7)
     # the induced-subgraph variant truncates the border: it differs from the full one here
@@ -97,15 +108,7 @@ def test_full_variant_bins_a_directed_graph_by_the_hops_along_its_edges():
     data = Data(x=torch.randn(12, 3, generator=g), edge_index=edge_index)
     torch.manual_seed(0)
     model = Stack(SAGEConv, 3, 5, 2, layers=3)
-    jac = torch.autograd.functional.jacobian(lambda x: model(x, data.edge_index), data.x)  # [N, C, N, F]
-    mass = jac.abs().sum(dim=(1, 3))  # [seed, node]
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(12))
-    graph.add_edges_from(data.edge_index.t().tolist())
-    expected = torch.zeros(12, 3)
-    for v in range(12):
-        for u, h in nx.single_source_shortest_path_length(graph.reverse(), v, cutoff=2).items():
-            expected[v, h] += mass[v, u]
+    expected = _dense_hop_masses(model, data, nx.DiGraph(), max_hops=2)
     _, _, per_seed = hop_influence(model, data, max_hops=2, variant="full")
     assert torch.allclose(per_seed, expected, rtol=1e-5, atol=1e-7)
 

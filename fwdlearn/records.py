@@ -249,26 +249,45 @@ class SavedRecord:
         from the run's folder (resumed from another folder), from this one (the run's folder renamed, moved or
         mounted elsewhere, and used from its new place), and from each folder above the record (moved, and used from
         elsewhere; a record without ``"cwd"``)."""
+        near, above = self._bases(kind)
+        return near + [path for path in above if path not in near]
+
+    def _bases(self, kind: str) -> tuple[list[Path], list[Path]]:
+        """:meth:`candidates` as ``(as recorded, from the run's folder and from this one; from the folders above the
+        record)``."""
         given = Path(self.files[kind])
         if given.is_absolute():
-            return [given]
-        bases = [*([self.cwd] if self.cwd is not None else []), Path.cwd(),
-                 *Path(os.path.abspath(self.path)).parents]
-        found: list[Path] = []
-        for base in bases:
-            if base / given not in found:
-                found.append(base / given)
-        return found
+            return [given], []
+        near: list[Path] = []
+        for base in [*([self.cwd] if self.cwd is not None else []), Path.cwd()]:
+            if base / given not in near:
+                near.append(base / given)
+        return near, [base / given for base in Path(os.path.abspath(self.path)).parents]
 
     def spellings(self, kind: str) -> set[Path]:
-        """The real paths (links resolved) the file ``kind`` may mean (:meth:`candidates`)."""
-        found = set()
-        for path in self.candidates(kind):
+        """The real paths (links resolved) the file ``kind`` may mean (:meth:`candidates`): from the run's folder and
+        from this one; from the folders above the record only where neither is a file (the run's folder moved since).
+        Where the file is still where its run wrote it, a file of that relative name beside the record (or above it)
+        is another run's: read as this record's, a run resuming that file was let rewrite this record, leaving its
+        run's checkpoint without it."""
+        near, above = self._bases(kind)
+
+        def real(paths: list[Path]) -> set[Path]:
+            found = set()
+            for path in paths:
+                try:
+                    found.add(Path(os.path.realpath(path)))
+                except (OSError, ValueError):  # (a NUL in a damaged record's path)
+                    continue
+            return found
+
+        def is_file(path: Path) -> bool:
             try:
-                found.add(Path(os.path.realpath(path)))
-            except (OSError, ValueError):  # (a NUL in a damaged record's path)
-                continue
-        return found
+                return path.is_file()
+            except (OSError, ValueError):
+                return False
+
+        return real(near) if any(is_file(p) for p in near) else real(near + above)
 
     def located(self, kind: str) -> str | None:
         """Where the file ``kind`` is now, for a message: as recorded where that names it from this folder, else the

@@ -153,6 +153,24 @@ def test_a_moved_run_resumed_from_another_folder_rewrites_its_own_record(folder)
     assert paths.record == Path("moved/runs/x.json")
 
 
+def test_a_file_beside_a_record_is_not_its_runs_while_the_runs_own_is_where_it_wrote_it(folder):
+    """A record a/rec.json of a run started here with --checkpoint ckpt.pt names "ckpt.pt", still here; a run resuming
+    another run's a/ckpt.pt with --json a/rec.json was let rewrite that record (ckpt.pt read from the record's folder
+    too: a/ckpt.pt, "its own"), leaving ckpt.pt without its record. The folders above a record are looked in only
+    where the file is not where its run wrote it (a moved run: the test above)."""
+    Path("a").mkdir()
+    torch.save({}, "ckpt.pt")
+    Path("a/rec.json").write_text(json.dumps({"job": "seq-train", "files": {"checkpoint": "ckpt.pt"},
+                                              "cwd": str(folder)}))
+    torch.save({}, "a/ckpt.pt")
+    with pytest.raises(FileExistsError, match=r"^a/rec.json already exists; choose another output path or pass "
+                                              r"--overwrite"):
+        run_outputs("seq-train", RunOptions(json="a/rec.json"), checkpoint="a/ckpt.pt", resume=True)
+    Path("ckpt.pt").unlink()  # (gone from where its run wrote it: a/ckpt.pt may be it, moved with its record)
+    assert run_outputs("seq-train", RunOptions(json="a/rec.json"), checkpoint="a/ckpt.pt", resume=True).record == Path(
+        "a/rec.json")
+
+
 @pytest.mark.parametrize("damage, why", [
     ("cut", r"it is not valid JSON \(Expecting value: line 1 column 31 \(char 30\)\), cut short or damaged since it "
             r"was written"),

@@ -347,3 +347,18 @@ def test_bench_influence_refuses_one_saved_file_named_by_two_paths(tmp_path, mon
         assert capsys.readouterr().err.strip().endswith(
             f"--graphs names the graph file:g.pt more than once (file:g.pt, {second}); give each once")
     assert not (tmp_path / "b.md").exists()
+
+
+def test_a_saved_graph_with_too_few_labelled_nodes_for_a_random_split_says_so(tmp_path):
+    """A graph labelling 4 of its nodes, split at random, was refused as "data.test_mask selects no node ...; then save
+    it again": a mask the file does not hold, and no fix there. It names the labelled nodes and the fixes."""
+    from fwdlearn.graphs.data.datasets import load_saved_graph
+
+    y = torch.full((40,), -1)
+    y[:4] = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(InputError, match=r"labels only 4 node\(s\) \(data.y >= 0\), too few for a random 64/16/20 "
+                                         r"split with a validation and a test node \(5 at least\)"):
+        load_saved_graph(_saved(tmp_path, _graph(y=y)), split="random")
+    y[4] = 1
+    loaded = load_saved_graph(_saved(tmp_path, _graph(y=y), "five.pt"), split="random")
+    assert [int(loaded[key].sum()) for key in ("train_mask", "val_mask", "test_mask")] == [3, 1, 1]

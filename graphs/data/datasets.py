@@ -1073,7 +1073,14 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple
     data.x, data.edge_index, data.y = x, edge_index, y
     if split == "random":  # (the labelled nodes only: an unlabelled node, y < 0, is in no split)
         labelled = (y >= 0).nonzero().flatten()
-        for key, part in zip(keys, random_split(labelled.numel(), seed)):
+        parts = random_split(labelled.numel(), seed)
+        if not all(bool(part.any()) for part in parts):  # (was "data.val_mask selects no node ... save it again", of
+            # a mask the file does not hold)
+            raise InputError(f"{file} labels only {labelled.numel()} node(s) (data.y >= 0), too few for a random "
+                             "64/16/20 split with a validation and a test node (5 at least): label more nodes, or save "
+                             "the graph with its own train_mask, val_mask and test_mask and use split='public' "
+                             "(--split public)")
+        for key, part in zip(keys, parts):
             mask = torch.zeros(rows, dtype=torch.bool)
             mask[labelled[part]] = True
             setattr(data, key, mask)

@@ -178,6 +178,10 @@ def test_readme_python_snippets_run_in_order_with_tiny_budgets(tmp_path, monkeyp
     loaded = ForwardGNN.load(tmp_path / "runs" / "sf-api.pt")
     assert loaded.rule == namespace["model"].rule
     assert torch.equal(loaded(namespace["data"].x, namespace["data"].edge_index), namespace["scores"])
+    from fwdlearn.graphs import load_graph  # the "Your own graph" file reads back with its masks, as file:<path>
+
+    own, saved = namespace["graph"], load_graph("file:my_graph.pt", split="public")
+    assert all(torch.equal(saved[key], own[key]) for key in ("x", "edge_index", "y", "train_mask", "test_mask"))
 
 
 DOCS = ROOT / "docs"

@@ -204,8 +204,9 @@ def _check_rules(config) -> None:
 
 
 def run_bench_dfa(config) -> tuple[Path, Path]:
-    """Run the selected parts and write ``<out>.json`` / ``<out>.md``, the record ``<out>-record.json`` and the
-    alignment plot ``<out>-alignment.png``."""
+    """Run the selected parts and write ``<out>.json`` / ``<out>.md``, the record ``<out>-record.json`` and, when
+    ``--plot`` and the transformer part runs a DFA rule of ``--rules``, the transformer's alignment plot
+    ``<out>-alignment.png`` (no plot otherwise: the recurrent part's alignment is in the tables alone)."""
     _check_rules(config)
 
     def parts(config, rows: list, extra: dict) -> None:

@@ -410,8 +410,10 @@ def _optimizer(model, steps: int, started: int | None = None,
         if overrides.get("warmup") is not None:
             peak = "only at the last step" if settings.warmup == steps else "never"
             example = min(steps - 1, max(1, steps // 10))
-            raise UsageError(f"warmup {settings.warmup} is not shorter than the budget of {steps} steps: the learning "
-                             f"rate would reach {settings.lr:g} {peak}; give a warm-up < steps (e.g. {example})")
+            # (in the keywords' spelling: the command line says them as its flags, --warmup 5 ... --steps 2)
+            raise UsageError(f"warmup={settings.warmup} is not shorter than the budget of steps={steps}: the learning "
+                             f"rate would reach {settings.lr:g} {peak}; give a shorter warm-up (e.g. "
+                             f"warmup={example})")
         settings = dataclasses.replace(settings, warmup=steps // 10)  # the model's default warm-up, cut to the budget
     optimizer = make_optimizer(model.parameters(), settings)
     return settings, optimizer, make_scheduler(optimizer, settings, steps)

@@ -163,19 +163,29 @@ def test_numpy_and_tensor_metrics_are_kept_as_numbers_so_the_checkpoint_resumes(
     assert first.best["val_loss"] == 0.25
 
 
-def test_the_time_spent_evaluating_is_counted_apart_and_kept_on_resume(tmp_path):
+def test_the_time_spent_evaluating_is_counted_apart_and_kept_on_resume(tmp_path, monkeypatch):
     """seconds held the evaluations with the steps, and nothing told them apart: seq train's tokens_per_second
-    divided the tokens trained by both (a third of the time at --eval-every 10 was validation)."""
+    divided the tokens trained by both (a third of the time at --eval-every 10 was validation). On a fake clock (no
+    wall-clock bound in a unit test): a step takes 1 s (2 s resumed), an evaluation 10 s."""
     import time
+    import types
 
+    import fwdlearn.fit as fit
+
+    clock = [0.0]
+
+    def tick(seconds):
+        clock[0] += seconds
+
+    monkeypatch.setattr(fit, "time", types.SimpleNamespace(time=time.time, perf_counter=lambda: clock[0]))
     ckpt = tmp_path / "run.pt"
-    evaluate = lambda: time.sleep(0.05) or {"val_accuracy": 0.5}
-    first = Trainer(steps=4, eval_every=2, quiet=True, checkpoint=ckpt).run(lambda i: {"loss": 1.0}, evaluate,
-                                                                            nn.Linear(1, 1))
-    assert 0.1 <= first.eval_seconds <= first.seconds  # (two evaluations of 0.05 s at least: lower bounds alone)
+    evaluate = lambda: tick(10.0) or {"val_accuracy": 0.5}
+    first = Trainer(steps=4, eval_every=2, quiet=True, checkpoint=ckpt).run(lambda i: tick(1.0) or {"loss": 1.0},
+                                                                            evaluate, nn.Linear(1, 1))
+    assert (first.seconds, first.eval_seconds) == (24.0, 20.0)  # four steps, two evaluations
     result = Trainer(steps=6, eval_every=2, quiet=True, checkpoint=ckpt, resume=True).run(
-        lambda i: time.sleep(0.02) or {"loss": 1.0}, evaluate, nn.Linear(1, 1))
-    assert 0.15 <= result.eval_seconds <= result.seconds - 0.04  # the first run's two evaluations, and this one's
+        lambda i: tick(2.0) or {"loss": 1.0}, evaluate, nn.Linear(1, 1))
+    assert (result.seconds, result.eval_seconds) == (38.0, 30.0)  # the first run's, and two steps and one evaluation
 
 
 def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, capsys):

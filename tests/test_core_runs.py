@@ -444,8 +444,8 @@ def test_under_torchrun_an_error_every_process_finds_after_connecting_is_said_on
                           "4", "--name", "dp"], cwd=folder, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     lines = [line for line in (run.stdout + run.stderr).splitlines() if "fwdlearn: error" in line]
-    assert lines == ["fwdlearn: error: warmup 4 is not shorter than the budget of 4 steps: the learning rate would "
-                     "reach 0.002 only at the last step; give a warm-up < steps (e.g. 1)"]
+    assert lines == ["fwdlearn: error: --warmup 4 is not shorter than the budget of --steps 4: the learning rate "
+                     "would reach 0.002 only at the last step; give a shorter warm-up (e.g. --warmup 1)"]
     # a divergence too: every process checks the global batch's loss (each said it, rank 1 with its rank)
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                           "-m", "fwdlearn", "seq", "train", "--data", "text.txt", *TINY, "--steps", "20", "--lr", "3",

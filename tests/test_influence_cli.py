@@ -37,7 +37,11 @@ def test_influence_graph_trains_a_deep_mlp_without_killing_its_seeds(tmp_path, c
                  "--samples", "100", "--json", str(record), "--quiet"]) == 0
     assert "numerically zero" not in capsys.readouterr().err  # (69 of the 100 seeds below the floor at 1e-2)
     row = json.loads(record.read_text())["metrics"][0]
-    assert row["layers"] == 8 and row["R"] == 0.0 and row["test_accuracy"] > 0.12
+    # trained, not a constant: 10 classes over 719 test nodes, whose majority class is 0.108 of them (what an untrained
+    # or collapsed MLP scores) and chance 0.100 +- 0.011; 0.14 is 3.5 of those deviations above chance (the former
+    # floor, 0.12, was 1.8: a guessing model passed one run in 27; now one in 2,900). Trained, seeds 0-5:
+    # 0.167-0.219 (this one, seed 0: 0.167); 10 epochs: 0.106
+    assert row["layers"] == 8 and row["R"] == 0.0 and row["test_accuracy"] > 0.14
 
 
 def test_influence_graph_lets_pyg_download_as_graph_train_does(tmp_path, monkeypatch):
@@ -80,7 +84,7 @@ def test_influence_seq_measures_saved_language_models(tmp_path, capsys):
         RecurrentLM(11, cell="gru", hidden=8, layers=1, training=training).save(path)
         paths.append(str(path))
     record = tmp_path / "lm.json"
-    assert main(["influence", "seq", "--checkpoints", *paths, "--length", "12", "--max-lag", "15", "--batch", "2",
+    assert main(["influence", "seq", "--checkpoints", *paths, "--length", "12", "--max-lag", "11", "--batch", "2",
                  "--positions", "3", "--json", str(record), "--quiet"]) == 0
     rows = json.loads(record.read_text())["metrics"]
     assert [row["model"] for row in rows] == ["bptt (bptt)", "dsf (dsf)"]
@@ -89,13 +93,29 @@ def test_influence_seq_measures_saved_language_models(tmp_path, capsys):
     other.parent.mkdir()
     RecurrentLM(11, cell="gru", hidden=8, layers=1, training="bptt").save(other)
     twice = tmp_path / "twice.json"
-    assert main(["influence", "seq", "--checkpoints", paths[0], str(other), "--length", "12", "--max-lag", "15",
+    assert main(["influence", "seq", "--checkpoints", paths[0], str(other), "--length", "12", "--max-lag", "11",
                  "--batch", "2", "--positions", "3", "--json", str(twice), "--quiet"]) == 0
     assert list(json.loads(twice.read_text())["summary"]["curves"]) == ["bptt (bptt)", "bptt (bptt) #2"]
     assert main(["influence", "seq", "--checkpoints", paths[0], paths[0], "--quiet"]) == 2  # the same file twice
     for row in rows:
-        assert len(row["curve"]) == 16 and row["curve"][0] == 1.0 and row["R"] > 0
-        assert all(c == 0 for c in row["curve"][12:])  # a window of 12 tokens has no lag beyond 11
+        assert len(row["curve"]) == 12 and row["curve"][0] == 1.0 and row["R"] > 0
+
+
+def test_influence_seq_refuses_a_max_lag_past_the_length_and_cuts_its_default_to_it(tmp_path, capsys):
+    """--length 12 --max-lag 15 recorded and plotted lags 12..15 as measured zeros (a window of 12 tokens has no lag
+    beyond 11), and the default --max-lag 32 did so for any --length up to 32."""
+    record = tmp_path / "s.json"
+    flags = ["influence", "seq", "--models", "gru", "--hidden", "8", "--length", "12", "--batch", "1",
+             "--positions", "2", "--json", str(record), "--quiet"]
+    for lag in ("12", "15"):
+        assert main([*flags, "--max-lag", lag]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"fwdlearn: error: --max-lag {lag} reaches past --length 12: a sequence of 12 tokens has lags 0..11 only; "
+            "give --max-lag 11 or less, or a longer --length")
+    assert not record.exists()
+    assert main(flags) == 0  # the default, 32, cut to the 12 tokens' lags
+    data = json.loads(record.read_text())
+    assert data["config"]["max_lag"] == 11 and len(data["metrics"][0]["curve"]) == 12
 
 
 def test_an_output_that_names_an_input_is_refused_even_with_overwrite(tmp_path, capsys):

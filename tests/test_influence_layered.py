@@ -39,14 +39,21 @@ def test_layered_equals_autograd_and_pyg(conv, max_hops):
 
 
 def test_layered_rows_below_the_normalisation_eps():
-    """A zero row and a row below F.normalize's eps (its derivative is 1/eps, no projection), as autograd has them."""
+    """A zero row and a row below F.normalize's eps (its derivative is 1/eps, no projection), as autograd has them.
+    Both paths warn that R cannot be trusted beside those rows' 1/eps (the warnings were left in the run's summary)."""
+    from fwdlearn.errors import FwdlearnWarning
+
     data = random_graph(nodes=30, edges=50, features=5, seed=3)
     data.x[3] = 0.0
     data.x[4] *= 1e-14
     torch.manual_seed(0)
     model = ForwardGNN(5, 4, conv="gcn", hidden=8, layers=2, method="bp").eval()
-    _, _, layered = hop_influence(model, data, 2, jacobian="layered", normalize=False)
-    _, _, autograd = hop_influence(model, data, 2, jacobian="autograd", normalize=False)
+    numerically_zero = (r"R: the median seed's self-influence \([^)]+\) is numerically zero next to the largest "
+                        r"\([^)]+e\+1\d\).*\(an all-zero feature row: the input normalisation's 1/eps\)")
+    with pytest.warns(FwdlearnWarning, match=numerically_zero):
+        _, _, layered = hop_influence(model, data, 2, jacobian="layered", normalize=False)
+    with pytest.warns(FwdlearnWarning, match=numerically_zero):
+        _, _, autograd = hop_influence(model, data, 2, jacobian="autograd", normalize=False)
     assert layered.max() > 1e9  # the 1/eps derivative of the zero and tiny rows is there
     assert torch.allclose(layered, autograd, rtol=1e-4, atol=1e-5)
 

@@ -28,19 +28,30 @@ def _train(text_file, record, *extra):
 
 
 def test_seq_train_s_throughput_leaves_the_validation_passes_out(text_file, tmp_path, monkeypatch):
-    """tokens_per_second divided the tokens trained by the run's time with its validation passes."""
+    """tokens_per_second divided the tokens trained by the run's time with its validation passes. On a fake clock (no
+    wall-clock bound in a unit test): a training step takes 1 s, a validation pass 10 s."""
     import time
+    import types
 
+    import fwdlearn.fit as fit
     import fwdlearn.sequences.training as training
 
-    evaluate_lm = training.evaluate_lm
-    monkeypatch.setattr(training, "evaluate_lm", lambda *a, **k: time.sleep(0.2) or evaluate_lm(*a, **k))
+    clock = [0.0]
+
+    def taking(seconds, function):
+        def timed(*args, **kwargs):
+            clock[0] += seconds
+            return function(*args, **kwargs)
+        return timed
+
+    monkeypatch.setattr(fit, "time", types.SimpleNamespace(time=time.time, perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(training, "evaluate_lm", taking(10.0, training.evaluate_lm))
+    monkeypatch.setattr(fit.Trainer, "_one_step", taking(1.0, fit.Trainer._one_step))
     record = tmp_path / "run.json"
     assert _train(text_file, record, "--steps", "4") == 0
     summary = json.loads(record.read_text())["summary"]
-    assert 0.4 <= summary["eval_seconds"] < summary["train_seconds"]  # two validation passes
-    assert summary["tokens_per_second"] == pytest.approx(
-        4 * 16 * 4 / (summary["train_seconds"] - summary["eval_seconds"]))
+    assert (summary["train_seconds"], summary["eval_seconds"]) == (24.0, 20.0)  # four steps, two validation passes
+    assert summary["tokens_per_second"] == 4 * 16 * 4 / 4.0  # the tokens trained over the steps' 4 s alone
 
 
 def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path, capsys):
@@ -67,6 +78,16 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     assert "seed 0 (checkpoint) vs 3 (now)" in capsys.readouterr().err
     assert _train(text_file, tmp_path / "run4.json", "--steps", "1", "--checkpoint", str(tmp_path)) == 2
     assert f"--checkpoint {tmp_path} is a folder; give the checkpoint's file path" in capsys.readouterr().err
+
+
+def test_seq_train_names_the_flags_of_a_warm_up_as_long_as_the_budget(text_file, tmp_path, capsys):
+    """seq train --warmup 5 --steps 2 said 'warmup 5 is not shorter than the budget of 2 steps ... (e.g. 1)', the
+    Python API's words: it names the two flags typed, and the fix as a flag."""
+    assert _train(text_file, tmp_path / "run.json", "--steps", "2", "--warmup", "5") == 2
+    assert capsys.readouterr().err.strip() == (
+        "fwdlearn: error: --warmup 5 is not shorter than the budget of --steps 2: the learning rate would reach "
+        "0.002 never; give a shorter warm-up (e.g. --warmup 1)")
+    assert not (tmp_path / "run.json").exists()
 
 
 def test_seq_train_prints_the_sample_it_was_asked_for_under_quiet(text_file, tmp_path, capsys):
@@ -767,3 +788,15 @@ def test_seq_train_refuses_a_rule_the_model_kind_does_not_train_by_before_any_wo
                  "--quiet", "--json", str(tmp_path / "a.json")]) == 2
     assert capsys.readouterr().err.strip() == f"fwdlearn: error: --training {training}: {message}"
     assert not list(tmp_path.iterdir())
+
+
+def test_bench_dfa_help_says_when_the_alignment_plot_is_drawn():
+    """--out's help said it writes <out>-alignment.png, but only the transformer part with a dfa rule draws it (the
+    plot is checked in test_bench_dfa_tiny_run_writes_every_rule_next_to_bp: drawn, and left out)."""
+    from dataclasses import fields
+
+    from fwdlearn.sequences.cli.bench_dfa import DfaBenchConfig
+
+    help_ = {f.name: f.metadata["help"] for f in fields(DfaBenchConfig)}
+    assert "when the transformer part runs a dfa rule, <out>-alignment.png" in help_["out"]
+    assert "drawn only when the transformer part runs (not in --skip) with a dfa rule in --rules" in help_["plot"]

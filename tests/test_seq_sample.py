@@ -134,6 +134,15 @@ def test_seq_sample_refuses_a_file_without_a_vocabulary_and_flags_that_change_no
     status, _, err = _sample(capsys, "--model", path, "--greedy", "--top-k", 3, "--seed", 1)
     assert status == 2 and err == ("fwdlearn: error: --greedy takes the most likely token at every step, so --top-k, "
                                    "--seed would change nothing: leave them out, or leave out --greedy to sample\n")
+    # --top-k 1 is greedy too: a --seed or --temperature with it was accepted and printed the same text for every
+    # value (its stderr line said 'temperature 5, top-k 1, seed 3'), while --greedy --seed was refused
+    status, _, err = _sample(capsys, "--model", path, "--top-k", 1, "--seed", 3, "--temperature", 5)
+    assert status == 2 and err == ("fwdlearn: error: --top-k 1 keeps only the most likely token at every step (as "
+                                   "--greedy), so --temperature, --seed would change nothing: leave them out, or give "
+                                   "--top-k 2 or more to sample\n")
+    status, out, err = _sample(capsys, "--model", path, "--top-k", 1, "--length", 5)
+    assert status == 0 and err.endswith("5 tokens, greedy (top-k 1)\n")
+    assert out == _sample(capsys, "--model", path, "--greedy", "--length", 5)[1]
     status, _, err = _sample(capsys, "--model", path, "--top-k", 0)
     assert status == 2 and err == "fwdlearn: error: --top-k must be >= 1, got 0\n"
     status, _, err = _sample(capsys, "--model", path, "--prompt", "THE")

@@ -574,11 +574,11 @@ def test_a_warm_up_is_shorter_than_the_budget(tiny_corpus):
     report = model.fit(tiny_corpus, context=8, steps=20, batch_size=2, eval_every=20, quiet=True)
     rates = [row["lr"] for row in report.history]
     assert max(rates) == pytest.approx(model.optimizer_defaults().lr) and rates[1] == max(rates)  # 2-step warm-up
-    with pytest.raises(UsageError, match=r"warmup 20 is not shorter than the budget of 20 steps: the learning rate "
-                                         r"would reach 0.001 only at the last step; give a warm-up < steps "
-                                         r"\(e.g. 2\)"):  # (the last step's rate is the peak: it said 'never')
+    with pytest.raises(UsageError, match=r"warmup=20 is not shorter than the budget of steps=20: the learning rate "
+                                         r"would reach 0.001 only at the last step; give a shorter warm-up "
+                                         r"\(e.g. warmup=2\)"):  # (the last step's rate is the peak: it said 'never')
         model.fit(tiny_corpus, context=8, steps=20, batch_size=2, warmup=20, quiet=True)
-    with pytest.raises(UsageError, match=r"warmup 21 is not shorter than the budget of 20 steps: the learning rate "
+    with pytest.raises(UsageError, match=r"warmup=21 is not shorter than the budget of steps=20: the learning rate "
                                          r"would reach 0.001 never"):
         model.fit(tiny_corpus, context=8, steps=20, batch_size=2, warmup=21, quiet=True)
 

@@ -24,10 +24,12 @@ PARTS = ["transformer", "cost", "recurrent"]
 
 @dataclass
 class DfaBenchConfig(SequenceBenchOptions):
-    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json and "
-                                                   "<out>-alignment.png (default: runs/<name>, or a fresh name under "
-                                                   "runs/; the docs' files are docs/benchmarks/dfa-transformer, "
-                                                   "dfa-recurrent and dfa-cost, one part each)"})
+    out: str = field(default="", metadata={"help": "results prefix: writes <out>.json, <out>.md, <out>-record.json "
+                                                   "and, when the transformer part runs a dfa rule, "
+                                                   "<out>-alignment.png (see --plot; default: runs/<name>, or a fresh "
+                                                   "name under runs/; the docs' files are "
+                                                   "docs/benchmarks/dfa-transformer, dfa-recurrent and dfa-cost, one "
+                                                   "part each)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them; the flags of a "
                                                                        "skipped part go unused)", "choices": PARTS,
                                                                "not_all": True})
@@ -42,8 +44,11 @@ class DfaBenchConfig(SequenceBenchOptions):
     eval_every: int = field(default=250, metadata={"help": "steps between validation passes", "min": 1})
     eval_tokens: int = field(default=20_000, metadata={"help": "validation tokens per pass during training", "min": 1})
     align_every: int = field(default=100, metadata={"help": "steps between alignment readings (dfa rules)", "min": 1})
-    plot: bool = field(default=True, metadata={"help": "draw the alignment per block against steps to "
-                                                       "<out>-alignment.png (needs matplotlib)"})
+    plot: bool = field(default=True, metadata={"help": "draw the transformer's alignment per block against steps "
+                                                       "to <out>-alignment.png (needs matplotlib); drawn only when "
+                                                       "the transformer part runs (not in --skip) with a dfa rule in "
+                                                       "--rules: the recurrent part's alignment is in the tables "
+                                                       "alone"})
     # 1. transformer
     rules: list[str] = field(default_factory=lambda: ["bp", "dfa", "dfa:micro", "local:readout", "shallow"],
                              metadata={"help": "depth rules of the transformer; bp is the baseline"})

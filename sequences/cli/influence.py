@@ -28,6 +28,9 @@ from fwdlearn.sequences.registries import MODEL_NAMES
 
 __all__ = ["influence", "InfluenceSeqConfig"]
 
+#: the largest lag binned when --max-lag is not given (cut to --length - 1 for a shorter sequence)
+DEFAULT_MAX_LAG = 32
+
 
 @dataclass
 class InfluenceSeqConfig(RunOptions):
@@ -47,7 +50,9 @@ class InfluenceSeqConfig(RunOptions):
     layers: int = field(default=1, metadata={"help": "layers of the untrained models", "min": 1})
     length: int = field(default=64, metadata={"help": "sequence length T", "min": 1})
     batch: int = field(default=4, metadata={"help": "input sequences", "min": 1})
-    max_lag: int = field(default=32, metadata={"help": "largest lag binned", "min": 0})
+    max_lag: int | None = field(default=None, metadata={"help": "largest lag binned, below --length (a sequence of T "
+                                                                "tokens has lags 0..T-1; default: 32, or --length - 1 "
+                                                                "when that is smaller)", "min": 0})
     positions: int = field(default=16, metadata={"help": "output positions sampled per sequence", "min": 1})
     plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
                                                     "(.png, .pdf, .svg, ...)"})
@@ -100,6 +105,14 @@ def _run(args: argparse.Namespace) -> int:
         if ignored:
             raise UsageError(f"{', '.join(ignored)} choose the text that --data reads (without it the checkpoints read "
                              "random tokens): add --data, or leave them out")
+    if config.max_lag is not None and config.max_lag >= config.length:  # (the curve's lags >= --length were 0 at
+        # every position, recorded and plotted as if measured)
+        raise UsageError(f"--max-lag {config.max_lag} reaches past --length {config.length}: a sequence of "
+                         f"{config.length} tokens has lags 0..{config.length - 1} only; give --max-lag "
+                         f"{config.length - 1} or less, or a longer --length")
+    # (the default, 32, cut to the lags a short --length has; the record says the lag measured)
+    config = dataclasses.replace(config, max_lag=min(DEFAULT_MAX_LAG, config.length - 1) if config.max_lag is None
+                                 else config.max_lag)
     paths = run_outputs("influence-seq", config, plot=config.plot,
                         inputs=[*(("--checkpoints", c) for c in config.checkpoints),
                                 *(("--data", f) for f in (corpus_files(config.data) if config.data else ()))])

@@ -8,9 +8,11 @@
 ``--model`` is a file ``model.save(path, vocab=corpus.vocab)`` wrote or a ``fwdlearn seq train`` checkpoint (its
 best state), read by :func:`~fwdlearn.sequences.nn.language_model.load_language_model`; the text is drawn by
 :meth:`~fwdlearn.sequences.nn.language_model.LanguageModel.generate` and printed on stdout (the prompt included),
-the same text for the same model, flags and ``--seed``. Without ``--prompt`` the model starts after ``<eos>`` (a
-word-level vocabulary) or the vocabulary's first token (a line end, for most character vocabularies), and only what
-it drew is printed. The command writes no file.
+the same text for the same model, flags and ``--seed``. ``--greedy`` and ``--top-k 1`` take the most likely token
+at every step, the same text for every seed: a ``--seed`` or ``--temperature`` with either is refused (it would
+change nothing). Without ``--prompt`` the model starts after ``<eos>`` (a word-level vocabulary) or the vocabulary's
+first token (a line end, for most character vocabularies), and only what it drew is printed. The command writes no
+file.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class SampleSeqConfig:
                                                                       "(below 1: surer, above 1: more varied; "
                                                                       "default: 1)", "gt": 0})
     top_k: int | None = field(default=None, metadata={"help": "sample among the K most likely tokens only (1: as "
-                                                              "--greedy; default: every token)", "min": 1})
+                                                              "--greedy, and so takes no --temperature or --seed; "
+                                                              "default: every token)", "min": 1})
     greedy: bool = field(default=False, metadata={"help": "the most likely token at every step instead of a sample"})
     seed: int | None = field(default=None, metadata={"help": "seed of the sampling generator: the same model, flags "
                                                              "and seed print the same text (default: 0)",
@@ -78,6 +81,13 @@ def run_sample(config: SampleSeqConfig) -> str:
             raise UsageError(f"--greedy takes the most likely token at every step, so {', '.join(unused)} would "
                              f"change nothing: leave {'it' if len(unused) == 1 else 'them'} out, or leave out "
                              "--greedy to sample")
+    elif config.top_k == 1:  # (greedy too: the same text for every --seed and --temperature, accepted in silence)
+        unused = [flag for flag, value in (("--temperature", config.temperature), ("--seed", config.seed))
+                  if value is not None]
+        if unused:
+            raise UsageError(f"--top-k 1 keeps only the most likely token at every step (as --greedy), so "
+                             f"{', '.join(unused)} would change nothing: leave {'it' if len(unused) == 1 else 'them'} "
+                             "out, or give --top-k 2 or more to sample")
     refuse_torchrun("seq-sample")
     device = start_run(config)  # --device checked, --threads applied
     model, vocab = load_language_model(config.model, map_location=device)
@@ -99,7 +109,7 @@ def run_sample(config: SampleSeqConfig) -> str:
         # the start token's text left out: "\n" for <eos>; a word (a vocabulary without <eos>) and the space after it
         text = text[len(vocab.decode([start])) + (vocab.level == "word" and vocab.tokens[start] != EOS):]
     if not config.quiet:  # (after the draw: a prompt it refuses leaves the error line alone)
-        how = ("greedy" if config.greedy else
+        how = ("greedy" if config.greedy else "greedy (top-k 1)" if config.top_k == 1 else
                f"temperature {temperature:g}" + (f", top-k {config.top_k}" if config.top_k else "") + f", seed {seed}")
         print(f"fwdlearn seq sample: {config.model} ({type(model).__name__}, {model.rule}, {len(vocab)} "
               f"{vocab.level} tokens): {config.length} tokens, {how}", file=sys.stderr)

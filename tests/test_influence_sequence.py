@@ -376,3 +376,48 @@ def test_the_influence_bar_counts_the_positions(capsys):
                   quiet=False)
     last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]  # (stderr is no terminal: the bar's last state stays)
     assert "100%" in last and " 7/7 [" in last and "position/s" in last, last
+
+
+class _PaddedGRU(TinyGRU):
+    """A language model without biases whose padding token (0) embeds as zeros: an all-padding sequence gives its head
+    zero inputs, so zero logits, where a soft cap is the identity."""
+
+    def __init__(self, head: torch.nn.Linear) -> None:
+        super().__init__(vocab=500, features=4, hidden=6)
+        self.embedding = torch.nn.Embedding(500, 4, padding_idx=0)
+        self.gru = torch.nn.GRU(4, 6, batch_first=True, bias=False)
+        self.head = head
+
+
+def test_the_head_check_reads_every_sequence_and_a_half_precision_head_bit_for_bit():
+    """The head was checked on the first sequence alone: one all padding (zero logits, where a soft cap is the
+    identity) let a soft-capped head through, the other sequences' masses 17 % off; and bfloat16's margin (16 of its
+    eps, 12 % of the largest logit) let one through too, 3 % off. A plain head in half precision keeps the head
+    path (its output is F.linear's bit for bit)."""
+    from fwdlearn.diagnostics.influence import jacobian_l1
+    from fwdlearn.sequences.influence import _embedding_function, _linear_head
+
+    class Capped(torch.nn.Linear):
+        def forward(self, x):
+            return 2.0 * torch.tanh(super().forward(x) / 2.0)
+
+    for dtype, scale, first in ((torch.float32, 5.0, 0), (torch.bfloat16, 2.0, None)):
+        torch.manual_seed(0)
+        model = _PaddedGRU(Capped(6, 500, bias=False))
+        with torch.no_grad():
+            model.head.weight.mul_(scale)  # (logits up to ~1-2: the cap bends them)
+        model = model.to(dtype)
+        tokens = torch.randint(1, 500, (3, 9))
+        if first is not None:
+            tokens[0] = first  # all padding
+        mass, _ = lag_masses(model, tokens, positions=[8])
+        x = model.embed(tokens).detach()
+        rows, times = torch.arange(3), torch.tensor([8, 8, 8])
+        with torch.no_grad():
+            plain = jacobian_l1(lambda e: model.forward_from_embeddings(e)[rows, times], x)  # one pass per token
+        torch.testing.assert_close(mass.float(), plain.float(), rtol=1e-5, atol=1e-7)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):  # a plain head keeps the head path
+        torch.manual_seed(0)
+        model = _PaddedGRU(torch.nn.Linear(6, 500)).to(dtype)
+        forward, x = _embedding_function(model, torch.randint(0, 500, (3, 9)))
+        assert _linear_head(model, forward, x) is model.head

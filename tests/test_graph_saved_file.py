@@ -34,6 +34,15 @@ def _saved(tmp_path, data, name: str = "g.pt"):
     return path
 
 
+def _refusal(path, **kwargs) -> str:
+    """The message of the :class:`InputError` ``load_graph(f"file:{path}", **kwargs)`` raises."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    with pytest.raises(InputError) as error:
+        load_graph(f"file:{path}", **kwargs)
+    return str(error.value)
+
+
 def test_graph_train_trains_on_a_saved_graph_and_records_the_file(tmp_path, capsys):
     from fwdlearn.graphs.data.datasets import graph_files, load_graph
 
@@ -86,9 +95,7 @@ def test_a_saved_graph_without_masks_draws_a_split_of_its_labelled_nodes(tmp_pat
     loaded = load_graph(f"file:{_saved(tmp_path, _graph(100, 2, y=y))}", split="auto", seed=3)
     held = loaded.train_mask | loaded.val_mask | loaded.test_mask
     assert torch.equal(held, y >= 0) and int(loaded.train_mask.sum()) == 48
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{_saved(tmp_path, _graph(), 'bare.pt')}", split="public")
-    assert str(error.value) == (
+    assert _refusal(_saved(tmp_path, _graph(), 'bare.pt'), split="public") == (
         f"{tmp_path / 'bare.pt'} holds no train_mask and no val_mask and no test_mask: its own split (split='public', "
         "--split public) needs train_mask, val_mask and test_mask; use split='random' (--split random: 64/16/20 of "
         "the labelled nodes drawn from the seed), or save the graph with the three boolean masks")
@@ -141,12 +148,8 @@ class _Planted:
                          "more, for classes no node has), or drop it"),
 ])
 def test_a_saved_graph_lacking_what_training_reads_is_refused_naming_the_fix(tmp_path, changes, message):
-    from fwdlearn.graphs.data.datasets import load_graph
-
     path = _saved(tmp_path, _graph(**changes))
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}", split="random")
-    assert str(error.value) == f"{path}: {message}; then save it again, torch.save(data, path)"
+    assert _refusal(path, split="random") == f"{path}: {message}; then save it again, torch.save(data, path)"
 
 
 def _hetero():
@@ -168,23 +171,15 @@ def _hetero():
                 "and its edges"),
 ])
 def test_a_file_that_is_not_one_saved_data_is_refused_naming_what_it_holds(tmp_path, content, message):
-    from fwdlearn.graphs.data.datasets import load_graph
-
     path = _saved(tmp_path, content)
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}")
-    assert str(error.value) == f"{path} {message}"
+    assert _refusal(path) == f"{path} {message}"
 
 
 def test_a_saved_graph_is_read_tensors_only(tmp_path, monkeypatch):
     """An object in the file whose unpickling would run code is refused by its type, and nothing runs."""
-    from fwdlearn.graphs.data.datasets import load_graph
-
     monkeypatch.chdir(tmp_path)
     path = _saved(tmp_path, _graph(planted=_Planted()))
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}")
-    assert str(error.value).startswith(f"cannot read {path} as a saved graph (UnpicklingError: it holds a Python "
+    assert _refusal(path).startswith(f"cannot read {path} as a saved graph (UnpicklingError: it holds a Python "
                                        "object of type posix.system, which fwdlearn does not unpickle")
     assert not (tmp_path / "planted-ran").exists()
 
@@ -229,16 +224,13 @@ def test_a_numpy_attribute_is_named_as_numpy_not_as_a_file_that_is_no_torch_file
     was reported as "not a torch file"."""
     import numpy as np
 
-    from fwdlearn.graphs.data.datasets import load_graph
-
     path = _saved(tmp_path, _graph(years=np.arange(40)))
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}")
-    assert str(error.value) == (
+    message = _refusal(path)
+    assert message == (
         f"cannot read {path} as a saved graph: it holds a numpy array or number (type numpy.dtypes.Int64DType), which "
         "the tensors-only reader does not unpickle; make each numpy attribute a tensor, data.<name> = "
         "torch.as_tensor(data.<name>), or drop it, and save it again")
-    assert "not a torch file" not in str(error.value)
+    assert "not a torch file" not in message
 
 
 def test_a_graph_pyg_transformed_or_batched_is_refused_naming_its_fix(tmp_path):
@@ -254,9 +246,7 @@ def test_a_graph_pyg_transformed_or_batched_is_refused_naming_its_fix(tmp_path):
     one_way = _graph().edge_index[:, :60]
     undirected = T.ToUndirected()(_graph(edge_index=one_way))
     path = _saved(tmp_path, undirected)
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}")
-    assert str(error.value) == (
+    assert _refusal(path) == (
         f"cannot read {path} as a saved graph: its Data carries PyG's cache of which attributes are node or edge "
         "attributes (left by a transform such as ToUndirected or ToSparseTensor, or by data.subgraph), which the "
         "tensors-only reader cannot rebuild; save a copy without it, torch.save(data.clone(), path)")
@@ -274,9 +264,7 @@ def test_a_graph_pyg_transformed_or_batched_is_refused_naming_its_fix(tmp_path):
     assert sorted(zip(*read.edge_index.tolist())) == sorted(zip(*_graph().edge_index.tolist()))
     graphs = Batch.from_data_list([_graph(), _graph()])
     path = _saved(tmp_path, graphs, "batch.pt")
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}")
-    assert str(error.value) == (
+    assert _refusal(path) == (
         f"{path} holds a torch_geometric.data.Batch (graphs collated by a DataLoader or Batch.from_data_list), which "
         "the tensors-only reader cannot rebuild; file:<path> reads one graph: save one of them, "
         "torch.save(batch.get_example(0), path)")
@@ -291,9 +279,7 @@ def test_a_pyg_data_sets_processed_file_is_named_as_one(tmp_path):
     from fwdlearn.graphs.data.datasets import load_graph
 
     path = _saved(tmp_path, (_graph().to_dict(), None, Data))
-    with pytest.raises(InputError) as error:
-        load_graph(f"file:{path}")
-    assert str(error.value) == (
+    assert _refusal(path) == (
         f"{path} holds a PyG data set's processed file (the (data, slices) an InMemoryDataset writes to "
         "processed/data.pt, of 1 graph); file:<path> reads one Data saved with torch.save: load the data set with "
         "its class and save a graph of it, torch.save(dataset[0], path)")

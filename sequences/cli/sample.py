@@ -74,20 +74,19 @@ def run_sample(config: SampleSeqConfig) -> str:
     if not config.model:
         raise UsageError("fwdlearn seq sample needs --model PATH: a file model.save(path, vocab=corpus.vocab) wrote, "
                          "or a seq train checkpoint (runs/<name>.pt)")
-    if config.greedy:  # (generate leaves them unused: a flag that changes nothing is refused)
-        unused = [flag for flag, value in (("--temperature", config.temperature), ("--top-k", config.top_k),
+    # (greedy either way: generate leaves them unused, the same text for every --seed; a flag that changes nothing is
+    # refused, as --top-k 1 with a seed was accepted in silence)
+    greedy, fix = (("--greedy", "leave out --greedy to sample") if config.greedy else
+                   ("--top-k 1", "give --top-k 2 or more to sample") if config.top_k == 1 else (None, ""))
+    if greedy is not None:
+        unused = [flag for flag, value in (("--temperature", config.temperature),
+                                           ("--top-k", config.top_k if config.greedy else None),
                                            ("--seed", config.seed)) if value is not None]
         if unused:
-            raise UsageError(f"--greedy takes the most likely token at every step, so {', '.join(unused)} would "
-                             f"change nothing: leave {'it' if len(unused) == 1 else 'them'} out, or leave out "
-                             "--greedy to sample")
-    elif config.top_k == 1:  # (greedy too: the same text for every --seed and --temperature, accepted in silence)
-        unused = [flag for flag, value in (("--temperature", config.temperature), ("--seed", config.seed))
-                  if value is not None]
-        if unused:
-            raise UsageError(f"--top-k 1 keeps only the most likely token at every step (as --greedy), so "
-                             f"{', '.join(unused)} would change nothing: leave {'it' if len(unused) == 1 else 'them'} "
-                             "out, or give --top-k 2 or more to sample")
+            how = "takes" if config.greedy else "keeps only"
+            also = "" if config.greedy else " (as --greedy)"
+            raise UsageError(f"{greedy} {how} the most likely token at every step{also}, so {', '.join(unused)} "
+                             f"would change nothing: leave {'it' if len(unused) == 1 else 'them'} out, or {fix}")
     refuse_torchrun("seq-sample")
     device = start_run(config)  # --device checked, --threads applied
     model, vocab = load_language_model(config.model, map_location=device)

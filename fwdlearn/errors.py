@@ -37,7 +37,7 @@ from typing import Any
 __all__ = ["UsageError", "InputError", "DivergenceError", "NonFiniteLossError", "TrainingInterrupted",
            "ANTICIPATED", "EXIT_STATUS", "exit_status", "is_integer", "check_range", "check_finite_tensor", "check_int",
            "reading", "alike_on_every_process", "found_by_every_process", "warn", "FwdlearnWarning", "check_bool",
-           "check_seed", "check_representable", "check_not_meta", "on_meta", "OncePerCause"]
+           "check_seed", "check_representable", "check_not_meta", "on_meta", "check_model_values", "OncePerCause"]
 
 
 class FwdlearnWarning(UserWarning):
@@ -226,6 +226,28 @@ def check_not_meta(name: str, tensor: Any, needs: str = "its values are read", f
     neither the argument nor the fix."""
     if getattr(tensor, "is_meta", False) is True:
         raise ValueError(on_meta(name, tensor, needs, fix))
+
+
+#: what a refusal of a model whose weights are on the meta device says to do
+MODEL_META_FIX = ("build the model outside the torch.device('meta') block (or load it with a map_location other than "
+                  "'meta'), or give it values first: model.to_empty(device='cpu'), then model.load_state_dict(weights) "
+                  "(to_empty leaves them uninitialised)")
+
+
+def check_model_values(model: Any, needs: str, what: str = "the model", fix: str = MODEL_META_FIX) -> None:
+    """Raise ``ValueError`` (:func:`on_meta`, naming ``what``'s first such tensor) when ``model`` is an ``nn.Module``
+    with a parameter or buffer on the meta device (built in a ``torch.device("meta")`` block): its inputs, moved to its
+    device, were refused as the caller's own ("tokens is on the meta device" of ids made on the CPU), or torch's
+    "Cannot copy out of meta tensor" / "META device type not an accelerator" named neither the model nor the fix.
+    Anything else (a plain callable, a module without tensors) passes."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return
+    for named in (model.named_parameters(), model.named_buffers()):
+        for name, tensor in named:
+            if tensor.is_meta:
+                raise ValueError(on_meta(f"{what}'s {name}", tensor, needs, fix))
 
 
 def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:

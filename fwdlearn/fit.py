@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from fwdlearn.distributed import is_distributed, launched_processes, min_max, raise_together, rank, world_size
 from fwdlearn.errors import (ANTICIPATED, DivergenceError, InputError, NonFiniteLossError, TrainingInterrupted,
-                             UsageError, check_bool, check_range, check_seed, is_integer, reading)
+                             UsageError, check_bool, check_model_values, check_range, check_seed, is_integer, reading)
 from fwdlearn.files import atomic_write, check_writable, remove_quietly, save_torch, sync_folder, synced, writing
 
 __all__ = [
@@ -138,11 +138,13 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
 
 def check_trainable_dtype(module: nn.Module, what: str) -> None:
     """Refuse float16 parameters, which Adam / AdamW cannot train (their ``eps`` of 1e-8 is 0 in float16: the first
-    step divides 0 by 0 wherever a gradient is zero).
+    step divides 0 by 0 wherever a gradient is zero), and parameters or buffers on the meta device, which hold no values
+    to train (:func:`~fwdlearn.errors.check_model_values`).
 
     Raises:
-        ValueError: naming ``what`` and the two ways out.
+        ValueError: naming ``what`` and the ways out.
     """
+    check_model_values(module, "training reads and updates its values", what)
     if any(p.dtype == torch.float16 for p in module.parameters() if p.requires_grad):
         raise ValueError(f"{what} has float16 parameters, which Adam cannot train (its eps 1e-8 rounds to 0 in "
                          "float16, so the first step gives NaN): train in bfloat16 (model.to(torch.bfloat16)) or in "

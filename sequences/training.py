@@ -59,8 +59,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fwdlearn.distributed import check_group_started, gather_rows, is_distributed, mean, rank, world_size
-from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_not_meta, check_range,
-                             check_representable, check_seed, is_integer, warn)
+from fwdlearn.errors import (UsageError, alike_on_every_process, check_int, check_model_values, check_not_meta,
+                             check_range, check_representable, check_seed, is_integer, warn)
 from fwdlearn.feedback import spectral_radius
 from fwdlearn.fit import (FitResult, Trainer, check_finite, check_trainable_dtype, check_unshared_checkpoint,
                           evaluating, keeps_mode, on_device, progress, load_optimizer_state, read_checkpoint,
@@ -239,6 +239,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
         raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: "
                          "flatten a stream (ids.flatten()) or evaluate each row on its own")
     _check_ints(context=context, batch_size=batch_size, max_tokens=max_tokens)
+    check_model_values(model, "evaluating it reads its values")  # (the ids, moved to its device: "tokens is on the
+    # meta device", of ids made on the CPU)
     model.check_next_token_outputs("evaluating a language model")  # (torch's 'Target 9 is out of bounds')
     if model.max_context is not None:
         context = min(context, model.max_context)
@@ -318,6 +320,7 @@ def evaluate_task(model, task: SequenceTask, batches: int = 4, batch_size: int =
     batches, batch_size = check_int("batches", batches, 1), check_int("batch_size", batch_size, 1)
     seed = check_seed(seed)  # (2.5 or True reached torch's "manual_seed expected a long", naming no argument)
     _check_task_model(model, task)
+    check_model_values(model, "evaluating it reads its values")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     loss_sum, hit, scored, sq = 0.0, 0, 0, 0.0

@@ -32,7 +32,7 @@ DOCUMENTED = {
     "fwdlearn.errors": "UsageError InputError DivergenceError NonFiniteLossError TrainingInterrupted exit_status "
                        "check_range check_int check_finite_tensor is_integer check_bool check_seed check_representable "
                        "reading alike_on_every_process found_by_every_process warn FwdlearnWarning check_not_meta "
-                       "on_meta OncePerCause",
+                       "on_meta check_model_values OncePerCause",
     "fwdlearn.files": "atomic_write atomic_write_all finish_renames check_writable remove_stale_tmp refuse_overwrite "
                       "writing save_torch describe_os_error removed_on_failure remove_quietly",
     "fwdlearn.model_files": "save_model load_model ModelFile FILE_KINDS what_file",

@@ -94,12 +94,23 @@ class _OnMeta(nn.Module):
         raise AssertionError("embed stops first")
 
 
-def test_influence_inputs_follow_the_models_device():
+def _meta_as_a_gpu(monkeypatch) -> None:
+    """Lift the refusal of a model on the meta device (``check_model_values``: it has no values to compute with) where
+    a test's meta model stands in for a GPU one, to see where its inputs go."""
+    import fwdlearn.diagnostics.influence
+    import fwdlearn.graphs.nn.linkpred
+
+    for module in (fwdlearn.diagnostics.influence, fwdlearn.graphs.nn.linkpred):
+        monkeypatch.setattr(module, "check_model_values", lambda *args, **kwargs: None)
+
+
+def test_influence_inputs_follow_the_models_device(monkeypatch):
     """A GPU model measured on a CPU graph or on CPU tokens (a corpus split: evaluate and generate take them so)
     failed in its first layer, "Expected all tensors to be on the same device": hop_influence and lag_influence move
     an nn.Module's inputs to its device, as ForwardGNN.scores does."""
     from torch_geometric.data import Data
 
+    _meta_as_a_gpu(monkeypatch)
     from fwdlearn.graphs import hop_influence
     from fwdlearn.sequences import lag_influence
 
@@ -149,6 +160,7 @@ def test_link_auc_reads_the_graph_on_the_models_device(monkeypatch):
 
     from fwdlearn.graphs import ForwardLinkPredictor
 
+    _meta_as_a_gpu(monkeypatch)
     model = ForwardLinkPredictor(3, hidden=4, layers=1).to("meta")
     seen = []
 
@@ -214,3 +226,44 @@ def test_seeded_splits_batches_and_samples_draw_on_their_generators_device(monke
     for drawn, expected in zip(there, on_cpu):
         assert [t.device.type for t in drawn] == ["cpu", "cpu"]
         torch.testing.assert_close(drawn, expected, equal_nan=True)
+
+
+def test_a_model_on_the_meta_device_is_refused_by_name():
+    """A model built in a ``torch.device("meta")`` block (no values) given CPU inputs: its inputs were moved to its
+    device and refused as the caller's own ("tokens is on the meta device (shape [2, 4]) ... make it on the CPU", "x is
+    on the meta device ... build or load the graph on the CPU", of tensors made on the CPU), or torch's "META device
+    type not an accelerator" (generate), "Cannot copy out of meta tensor" (ForwardGNN.fit) and "register_meta for
+    torch.nonzero() raises unimplemented" (evaluate) named nothing. The model's own tensor is named, with the fix."""
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs import ForwardGNN, ForwardLinkPredictor, hop_influence
+    from fwdlearn.graphs.data.datasets import random_split
+    from fwdlearn.sequences import DelayedRecall, RecurrentLM, lag_influence
+
+    task = DelayedRecall(lag=2)
+    with torch.device("meta"):
+        lm = RecurrentLM(task.vocab_size, cell="gru", hidden=8, layers=1)
+        gnn = ForwardGNN(5, 3, hidden=8, layers=2, method="bp")
+        link = ForwardLinkPredictor(5, hidden=8, layers=1)
+    tokens = torch.randint(0, task.vocab_size, (2, 4))
+    edges = torch.randint(0, 30, (2, 60))
+    train, val, test = random_split(30, seed=0)
+    graph = Data(x=torch.randn(30, 5), edge_index=torch.cat([edges, edges.flip(0)], 1), y=torch.randint(0, 3, (30,)),
+                 train_mask=train, val_mask=val, test_mask=test)
+    calls = {"lag_influence": lambda: lag_influence(lm, tokens, 2),
+             "evaluate": lambda: lm.evaluate(torch.randint(0, task.vocab_size, (100,)), context=8, batch_size=2),
+             "evaluate task": lambda: lm.evaluate(task, batches=1, batch_size=2),
+             "generate": lambda: lm.generate(tokens[0], 3),
+             "fit task": lambda: lm.fit(task, steps=1, batch_size=2, quiet=True),
+             "hop_influence": lambda: hop_influence(gnn, graph, 1),
+             "ForwardGNN.fit": lambda: gnn.fit(graph, epochs=1, quiet=True),
+             "ForwardGNN.evaluate": lambda: gnn.evaluate(graph),
+             "ForwardLinkPredictor.fit": lambda: link.fit(graph, epochs=1, quiet=True),
+             "ForwardLinkPredictor.auc": lambda: link.auc(graph.x, graph.edge_index, Data(
+                 pos_edge_label_index=torch.tensor([[0], [1]]), neg_edge_label_index=torch.tensor([[0], [2]])))}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"^(the model|this \w+)'s [\w.]+ is on the meta device \(shape \[[\d, ]+\]\): "
+                                             r"a shape without values.*build the model outside the "
+                                             r"torch.device\('meta'\) block") as refused:
+            call()
+        assert "tokens" not in str(refused.value) and "data.x" not in str(refused.value), name

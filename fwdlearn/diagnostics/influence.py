@@ -82,9 +82,12 @@ def model_device(model) -> torch.device | None:
     a measurement go, as :meth:`~fwdlearn.graphs.ForwardGNN.scores` and a language model's ``evaluate`` take them
     (a GPU model measured on a CPU graph or CPU tokens failed inside its first layer: "Expected all tensors to be on
     the same device"); ``None`` for any other callable, or a module without tensors (its inputs stay where they
-    are)."""
+    are). A module with a tensor on the meta device is refused, naming it
+    (:func:`~fwdlearn.errors.check_model_values`): its inputs, moved there, were refused as the caller's own meta
+    tensors."""
     if not isinstance(model, torch.nn.Module):
         return None
+    check_model_values(model, "the influence is the Jacobian of its outputs, which need its values")
     first = next(model.parameters(), None)
     if first is None:
         first = next(model.buffers(), None)
@@ -299,4 +302,4 @@ def influence_range(totals: Tensor) -> float:
     distances = torch.arange(totals.shape[1], dtype=totals.dtype, device=totals.device)
     per_seed = (totals[keep] @ distances) / row_sums[keep]
     return float(per_seed.mean())
-from fwdlearn.errors import check_bool, check_not_meta, warn
+from fwdlearn.errors import check_bool, check_model_values, check_not_meta, warn

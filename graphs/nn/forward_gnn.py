@@ -68,7 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import check_bool, check_int, check_seed, warn
+from fwdlearn.errors import check_bool, check_int, check_model_values, check_seed, warn
 from fwdlearn.fit import (Checkpointing, check_resume, check_trainable_dtype, check_unshared_checkpoint, compact_repr,
                           evaluating, keeps_mode, tensor_fingerprint)
 from fwdlearn.model_files import ModelFile
@@ -350,6 +350,9 @@ class ForwardGNN(ModelFile, nn.Module):
         return tensor_fingerprint(x, data.edge_index, data.y, data.train_mask, data.val_mask, data.test_mask)
 
     def _device(self) -> torch.device:
+        """Where the model scores (its parameters' device); one on the meta device is refused, naming it (the graph,
+        moved there, was refused as a meta graph, or torch's "nonzero ... unimplemented" named nothing)."""
+        check_model_values(self, "scoring reads its values", "this ForwardGNN")
         return next(self.parameters()).device
 
     def layer_losses(self, data) -> list[Tensor]:

@@ -60,8 +60,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
-from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_range, check_representable,
-                             warn)
+from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_model_values, check_range,
+                             check_representable, warn)
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype,
                           check_unshared_checkpoint, evaluating, keeps_mode, on_device, read_checkpoint,
                           seed_everything, tensor_fingerprint)
@@ -375,6 +375,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
         :meth:`ForwardGNN.evaluate <fwdlearn.graphs.ForwardGNN.evaluate>` reads its graph; a GPU model failed on a
         CPU graph in its first layer)."""
         pairs, labels = _pairs_and_labels(split)
+        check_model_values(self, "scoring reads its values", "this ForwardLinkPredictor")
         device = next(self.parameters()).device
         x, edge_index, pairs = (on_device(t, device) for t in (x, edge_index, pairs))
         with evaluating(self), torch.no_grad():

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fwdlearn.errors import (InputError, UsageError, check_bool, check_not_meta, check_representable, check_seed,
-                             is_integer)
+from fwdlearn.errors import (InputError, UsageError, check_bool, check_model_values, check_not_meta,
+                             check_representable, check_seed, is_integer)
 from fwdlearn.model_files import FILE_KINDS, load_model, save_model, what_file
 from fwdlearn.optim import OptimizerSettings
 from fwdlearn.rules import Rule
@@ -282,6 +282,7 @@ class LanguageModel(nn.Module):
         if seed is not None:
             seed = check_seed(seed)
         greedy = check_bool("greedy", greedy)  # (greedy="no" is true: it drew greedily in silence)
+        check_model_values(self, "generating reads its values")  # (torch's "META device type not an accelerator")
         self.check_next_token_outputs("generate")  # (an out_size=1 model drew id 0 for ever)
         if isinstance(prompt, (bytes, bytearray)):  # (torch's "new(): invalid data type 'bytes'")
             raise TypeError("the prompt is bytes: give its text, prompt.decode('utf-8'), with vocab=, or token ids")

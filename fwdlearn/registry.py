@@ -12,11 +12,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 from typing import Any
 
-__all__ = ["Registry", "instance_entry", "lazy_exports"]
+__all__ = ["Registry", "instance_entry", "lazy_exports", "did_you_mean"]
 
 
 class Registry:
@@ -64,7 +65,14 @@ class Registry:
         del self._entries[self._key(name)]
 
     def names(self) -> list[str]:
+        """The registered names, in the order they were registered (``list(registry)`` alike)."""
         return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.what!r}: {', '.join(self._entries)})"
 
     def _key(self, name: object) -> object:
         """The key ``name`` is looked up by: lower-cased in a ``lower_case`` registry."""
@@ -78,16 +86,31 @@ class Registry:
 
     def get(self, name: str) -> Any:
         """The entry named ``name`` (imported on first use; in a ``lower_case`` registry ``name`` in any case);
-        ``ValueError`` listing the names if unknown."""
+        ``ValueError`` listing the names if unknown, with the closest one (:func:`did_you_mean`)."""
         key = self._key(name)
         if key not in self._entries:
-            raise ValueError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._entries)}")
+            raise ValueError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._entries)}"
+                             f"{did_you_mean(name, self._entries)}")
         target = self._entries[key]
         if isinstance(target, str):
             module, _, attribute = target.partition(":")
             target = getattr(import_module(module), attribute)
             self._entries[key] = target
         return target
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """``" (did you mean 'gru'?)"``: the choice closest to the unknown ``name`` (the same word in other capitals or with
+    spaces around it first, then :func:`difflib.get_close_matches`' closest, case aside), for the end of an "unknown
+    ..." message; ``""`` when none is close or ``name`` is not a string."""
+    if not isinstance(name, str):
+        return ""
+    lowered: dict[str, str] = {}
+    for choice in choices:
+        lowered.setdefault(str(choice).lower(), str(choice))
+    key = name.strip().lower()
+    close = [key] if key in lowered else difflib.get_close_matches(key, list(lowered), n=1)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close and lowered[close[0]] != name else ""
 
 
 def instance_entry(registry: str, what: str) -> Callable[[str, Any], None]:

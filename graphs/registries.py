@@ -15,7 +15,7 @@ included, without loading torch. (The graph methods' registry is :data:`fwdlearn
 
 from __future__ import annotations
 
-from fwdlearn.registry import Registry, instance_entry
+from fwdlearn.registry import Registry, did_you_mean, instance_entry
 from fwdlearn.rules import parse_rule
 
 __all__ = ["CONV_KINDS", "LINK_METHODS", "link_method", "link_rule"]
@@ -77,4 +77,5 @@ def link_method(method: str) -> str:
         if link_rule(name) == rule:
             return name
     raise ValueError(f"unknown link method {method!r}; choose one of {', '.join(LINK_METHODS)} "
-                     f"(rules {', '.join(link_rule(name) for name in LINK_METHODS)})")
+                     f"(rules {', '.join(link_rule(name) for name in LINK_METHODS)})"
+                     f"{did_you_mean(method, LINK_METHODS)}")

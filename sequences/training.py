@@ -101,14 +101,17 @@ class FitReport:
 
     @property
     def history(self) -> list[dict[str, Any]]:
+        """The result's rows, one per step (``step``, ``loss``, ``lr``, the validation metrics when evaluated)."""
         return self.result.history
 
     @property
     def best_step(self) -> int:
+        """The step whose state the model holds at the end (the best validation)."""
         return self.result.best_step
 
     @property
     def resumed(self) -> dict[str, Any] | None:
+        """A resumed fit: ``{"from_step": s, "changed": {setting: [checkpoint's, now]}}``; ``None`` for a fresh one."""
         return self.result.resumed
 
     @property
@@ -231,7 +234,10 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
     each window on its own, from its first token, so its loss depends on ``context``. ``quiet=False``: a progress bar
     over the windows (the 4 million validation characters of a 40 MB text took 80 s on a CPU)."""
     if not isinstance(ids, Tensor):
-        hint = (": pass one of its splits (e.g. corpus.validation or corpus.test)" if isinstance(ids, Corpus) else
+        named = {"train", "validation", "test"}  # (Corpus's properties; corpus.test was named where there was none)
+        splits = [f"corpus.{name}" if name in named else f"corpus.split({name!r})"
+                  for name in (ids.splits if isinstance(ids, Corpus) else ())]
+        hint = (f": pass one of its splits ({', '.join(splits)})" if splits else
                 ": encode the text with the model's vocabulary first (vocab.encode(text))" if isinstance(ids, str) else
                 "")
         raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")

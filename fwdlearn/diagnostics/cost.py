@@ -304,17 +304,21 @@ class WithCost:
 
     @property
     def saved_bytes_per_step(self) -> int:
+        """``cost.saved_bytes_per_step``: bytes autograd saved for backward in one training step."""
         return self.cost.saved_bytes_per_step
 
     @property
     def peak_memory_bytes(self) -> int:
+        """``cost.peak_memory_bytes``: the peak memory during the measured step."""
         return self.cost.peak_memory_bytes
 
     @property
     def step_memory_bytes(self) -> int:
+        """``cost.step_memory_bytes``: the measured step's increase of memory."""
         return self.cost.step_memory_bytes
 
     def as_dict(self) -> dict[str, Any]:
+        """The report's fields as a dict (:func:`dataclasses.asdict`), the ``cost`` figures flattened in."""
         from dataclasses import asdict
 
         out = asdict(self)  # type: ignore[call-overload]

@@ -47,6 +47,7 @@ from torch_geometric.data import Data, Dataset, HeteroData
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log, weights_only_loads
 from fwdlearn.files import NO_ROOM, taking_turns, writing
 from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_not_meta, check_seed, warn
+from fwdlearn.registry import did_you_mean
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
@@ -727,7 +728,8 @@ def check_graph_name(name: str) -> str:
         # (a path given alone, my_graph.pt, is named as file:<path>: a road file as city:<path>)
         hint = f"; a graph saved with torch.save(data, path) is named file:<path>, here 'file:{name.strip()}'" if \
             lower.endswith((".pt", ".pth")) or os.path.isfile(name.strip()) else ""
-        raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}{hint}")
+        close = "" if hint else did_you_mean(lower, [graph.split("[")[0].split(":<")[0] for graph in GRAPH_NAMES])
+        raise ValueError(f"unknown graph {name!r}; choose one of {', '.join(GRAPH_NAMES)}{close}{hint}")
     given = name.strip().partition(":")[2].strip()
     if kind == "file":
         if not given:

@@ -28,7 +28,7 @@ classifier's error, spread over the graph; the feedback kind is part of the rule
 weight layer, so there is nothing inside it to place more feedback points at.
 """
 
-from fwdlearn.registry import Registry
+from fwdlearn.registry import Registry, did_you_mean
 from fwdlearn.rules import ALIASES as RULE_ALIASES
 from fwdlearn.rules import DFA_FEEDBACKS, parse_rule
 
@@ -89,7 +89,8 @@ def method_class(method: str):
     """The method class registered for ``method`` (a registered name, a rule or an alias)."""
     key = _key(method)
     if key not in METHODS:
-        raise ValueError(f"unknown graph method {method!r}; choose one of {', '.join(method_names())}")
+        raise ValueError(f"unknown graph method {method!r}; choose one of {', '.join(method_names())}"
+                         f"{did_you_mean(method, [*method_names(), *METHODS])}")
     return METHODS.get(key)
 
 

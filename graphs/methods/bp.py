@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport
-from fwdlearn.fit import Checkpointing, Stateful, Trainer, evaluating
+from fwdlearn.fit import Checkpointing, Stateful, Trainer, compact_repr, evaluating
 from fwdlearn.metrics import masked_accuracy
 from fwdlearn.schedules import end_to_end_step
 
@@ -33,7 +33,12 @@ __all__ = ["Backprop", "train_node_classifier", "NodeFit"]
 
 @dataclass
 class NodeFit:
-    """What :func:`train_node_classifier` measured."""
+    """What :func:`train_node_classifier` measured: the accuracies of the restored best state on each mask,
+    ``fit_seconds`` (the training loop's wall time, :attr:`fwdlearn.fit.FitResult.seconds`), ``steps_run`` (the
+    full-batch epochs trained; also as ``epochs_run``, the name :class:`~fwdlearn.graphs.FitReport` gives them),
+    ``cost`` (:class:`~fwdlearn.diagnostics.cost.CostReport` of the measured first step), ``history`` (one row per
+    epoch: ``epoch``, ``loss``, ``val_accuracy`` when evaluated; ``print(fit)`` gives its length, ``history=<200
+    rows>``) and ``resumed`` (a resumed fit: ``{"from_step": s, "changed": {...}}``)."""
 
     val_accuracy: float
     test_accuracy: float
@@ -43,6 +48,13 @@ class NodeFit:
     cost: CostReport
     history: list = field(default_factory=list)
     resumed: dict | None = None
+
+    __repr__ = compact_repr  # (as FitReport's: every figure, the history as its length)
+
+    @property
+    def epochs_run(self) -> int:
+        """:attr:`steps_run`, by the name :class:`~fwdlearn.graphs.FitReport` and ``LinkReport`` give it."""
+        return self.steps_run
 
 
 def train_node_classifier(model: nn.Module, data, epochs: int = 200, lr: float = 1e-3, weight_decay: float = 5e-4,

@@ -10,6 +10,7 @@ Targets equal to :data:`IGNORE_INDEX` (classification) or NaN (regression) are n
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from fwdlearn.errors import check_int
 from fwdlearn.fit import generator_device
+from fwdlearn.registry import did_you_mean
 
 __all__ = ["SequenceTask", "DelayedRecall", "CopyTask", "AddingProblem", "make_task", "TASKS", "IGNORE_INDEX"]
 
@@ -63,7 +65,20 @@ class SequenceTask:
 
     @property
     def metric(self) -> str:
+        """The task's score: ``"accuracy"`` (classification) or ``"mse"`` (regression)."""
         return "accuracy" if self.loss == "cross_entropy" else "mse"
+
+    def __repr__(self) -> str:
+        """``DelayedRecall(lag=5, symbols=8, length=21)``: the constructor's arguments the task holds as attributes
+        (a task without them: its ``name`` and sizes), then its ``chance`` score."""
+        params = [p.name for p in inspect.signature(type(self).__init__).parameters.values()
+                  if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not params or not all(hasattr(self, p) for p in params):
+            params = [p for p in ("name", "length", "vocab_size", "out_size") if hasattr(self, p)]
+        shown = [f"{p}={getattr(self, p)!r}" for p in params]
+        if hasattr(self, "chance") and hasattr(self, "loss"):
+            shown.append(f"chance={self.chance:.4g}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 class DelayedRecall(SequenceTask):
@@ -179,4 +194,4 @@ def make_task(name: str, lag: int = 50, **kwargs: Any) -> SequenceTask:
         return CopyTask(lag, **kwargs)
     if name == "adding":
         return AddingProblem(length=lag, **kwargs)
-    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}{did_you_mean(name, TASKS)}")

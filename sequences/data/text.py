@@ -140,10 +140,12 @@ class Vocabulary:
         return text.replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").replace(EOS, "\n")
 
     def state_dict(self) -> dict[str, Any]:
+        """``{"tokens", "level"}``: what a saved model keeps of its vocabulary (:meth:`from_state_dict` reads it)."""
         return {"tokens": list(self.tokens), "level": self.level}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "Vocabulary":
+        """The vocabulary :meth:`state_dict` describes."""
         return cls(state["tokens"], state["level"])
 
     def __eq__(self, other: object) -> bool:
@@ -195,6 +197,7 @@ class Corpus:
 
     @property
     def vocab_size(self) -> int:
+        """The number of tokens of :attr:`vocab` (what a model of this corpus is built with)."""
         return len(self.vocab)
 
     def split(self, name: str) -> Tensor:
@@ -209,11 +212,18 @@ class Corpus:
 
     @property
     def train(self) -> Tensor:
+        """``split("train")``."""
         return self.split("train")
 
     @property
     def validation(self) -> Tensor:
+        """``split("validation")``."""
         return self.split("validation")
+
+    @property
+    def test(self) -> Tensor:
+        """``split("test")`` (a corpus without one, Tiny Shakespeare's: the error naming the splits it has)."""
+        return self.split("test")
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v.numel():,}" for k, v in self.splits.items())
@@ -572,7 +582,12 @@ class StreamBatcher:
 
     @property
     def windows_per_epoch(self) -> int:
+        """The whole windows of ``context`` tokens (and their targets) in each stream."""
         return (self.streams.shape[1] - 1) // self.context
+
+    def __repr__(self) -> str:
+        return (f"StreamBatcher(batch_size={self.streams.shape[0]}, context={self.context}, "
+                f"stream_length={self.streams.shape[1]:,}, position={self.position}, epoch={self.epoch})")
 
     def next(self) -> tuple[Tensor, Tensor, bool]:
         """The next window ``(x, y, wrapped)``."""
@@ -599,9 +614,11 @@ class StreamBatcher:
             yield self.streams[:, s: e], self.streams[:, s + 1: e + 1]
 
     def state_dict(self) -> dict[str, int]:
+        """``{"position", "epoch"}``: where the walk is (a checkpoint resumes it with :meth:`load_state_dict`)."""
         return {"position": self.position, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue the walk where :meth:`state_dict` was taken."""
         self.position, self.epoch = int(state["position"]), int(state["epoch"])
 
 

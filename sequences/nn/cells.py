@@ -63,6 +63,9 @@ class RecurrentCell:
         """The layer output ``[..., H]`` from states ``[..., S]`` (the states themselves by default)."""
         return states
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"  # (as a conv kind's, GCN(); was <...cells.GRU object at 0x7f...>)
+
 
 class TorchCell(RecurrentCell):
     """A cell with a fused ``torch.nn`` sequence module and a ``torch.*_cell`` step on the same weights."""

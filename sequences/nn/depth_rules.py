@@ -404,6 +404,7 @@ class StackedLM(LanguageModel):
 
     @property
     def feedback_points(self) -> list[str]:
+        """Names of the model's DFA feedback points (empty unless its rule is a ``dfa`` rule)."""
         feedback = getattr(self.depth, "feedback", None)
         return feedback.points if isinstance(feedback, DirectFeedback) else []
 

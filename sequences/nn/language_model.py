@@ -35,6 +35,7 @@ from fwdlearn.errors import (InputError, UsageError, check_bool, check_model_val
                              check_representable, check_seed, is_integer)
 from fwdlearn.model_files import FILE_KINDS, load_model, save_model, what_file
 from fwdlearn.optim import OptimizerSettings
+from fwdlearn.registry import did_you_mean
 from fwdlearn.rules import Rule
 
 from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
@@ -164,6 +165,7 @@ class LanguageModel(nn.Module):
 
     @property
     def vocab_size(self) -> int:
+        """The number of token ids the embedding reads (``config.vocab_size``)."""
         return int(self.config.vocab_size)
 
     @property
@@ -223,6 +225,7 @@ class LanguageModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the model's parameters (its first one's)."""
         return next(self.parameters()).device
 
     def config_dict(self) -> dict[str, Any]:
@@ -443,7 +446,8 @@ def model_arguments(model: str) -> set[str]:
     import inspect
 
     if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}"
+                         f"{did_you_mean(model, MODEL_NAMES)}")
     return set(inspect.signature(LM_KINDS.get(MODEL_NAMES[model][0]).__init__).parameters) - {"self"}
 
 

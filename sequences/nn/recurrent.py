@@ -372,6 +372,7 @@ class RecurrentLM(StackedLM):
         self.config.training = str(rule)
 
     def initial_state(self, batch: int) -> list[Tensor]:
+        """The zero state of ``batch`` sequences, one ``[batch, S]`` tensor per layer (what ``state=None`` means)."""
         return [b.layer.initial_state(batch, self.head.weight) for b in self.blocks]
 
     # ------------------------------------------------------------------ forward

@@ -252,6 +252,7 @@ class TransformerLM(StackedLM):
 
     @property
     def max_context(self) -> int:
+        """The longest window the model reads at once: ``context``, the learned positions' count."""
         return self.config.context
 
     # ------------------------------------------------------------------ forward

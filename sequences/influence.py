@@ -28,7 +28,7 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (DEAD_SEED, check_repeatable, chosen_indices, distance_totals,
                                             influence_curve, influence_range, jacobian_l1, model_device,
-                                            output_tolerance, refuse_inference_mode)
+                                            output_tolerance, refuse_inference_mode, uncompiled)
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, warn
 from fwdlearn.fit import evaluating, on_device, progress
 
@@ -116,6 +116,7 @@ def lag_masses(model, inputs: Tensor, positions: int | Sequence[int] | Tensor | 
     Negative lags (future inputs) are included so causality can be checked. An ``nn.Module`` is evaluated in
     ``eval()`` mode (the plain forward, not a training rule's wiring) and restored.
     """
+    model = uncompiled(model)  # (a torch.compile'd module's backward refuses the retained graph of the measure)
     with evaluating(model if isinstance(model, torch.nn.Module) else None):
         return _lag_masses(model, inputs, positions, seed, chunk, quiet)
 

@@ -612,3 +612,26 @@ def test_the_full_variant_keeps_nothing_of_the_model_it_measured():
     del model
     gc.collect()
     assert [name for name, p in parameters.items() if p() is not None] == []  # (the convs' weights stayed)
+
+
+def test_a_compiled_model_is_measured_through_the_module_it_wraps():
+    """``hop_influence(torch.compile(model), ...)`` failed in its second backward pass: "This backward function was
+    compiled with non-empty donated buffers which requires ... retain_graph=False" (one backward per output channel
+    retains the graph), after compiling for a minute. The wrapped module is the same function: same numbers, and no
+    compile at all."""
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = GCNConv(5, 3)
+
+        def forward(self, x, edge_index):
+            return self.conv(x, edge_index)
+
+    torch.manual_seed(0)
+    model = Plain()
+    edges = torch.randint(0, 12, (2, 30))
+    data = Data(x=torch.randn(12, 5), edge_index=torch.cat([edges, edges.flip(0)], 1))
+    plain = hop_influence(model, data, 2)
+    compiled = hop_influence(torch.compile(model), data, 2)
+    for a, b in zip(plain, compiled):
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=0, atol=0)

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED",
-           "refuse_inference_mode", "model_device", "output_tolerance", "check_repeatable"]
+           "refuse_inference_mode", "model_device", "output_tolerance", "check_repeatable", "uncompiled"]
 
 
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
@@ -75,6 +75,16 @@ def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
         raise ValueError(f"{name} must lie in [0, {size - 1}] ({size} {unit}s); "
                          f"got values in [{int(chosen.min())}, {int(chosen.max())}]")
     return chosen
+
+
+def uncompiled(model):
+    """The module ``torch.compile`` wrapped (its ``_orig_mod``) when ``model`` is a compiled one, else ``model``.
+
+    The measures take one backward pass per output channel through one forward (``retain_graph=True``), which a
+    compiled module's backward refuses ("compiled with non-empty donated buffers"), and each new hop ball or batch
+    shape would compile again; the wrapped module computes the same function with the same parameters."""
+    inner = getattr(model, "_orig_mod", None) if isinstance(model, torch.nn.Module) else None
+    return inner if isinstance(inner, torch.nn.Module) else model
 
 
 def model_device(model) -> torch.device | None:

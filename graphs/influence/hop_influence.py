@@ -47,7 +47,8 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.cost import saved_bytes
 from fwdlearn.diagnostics.influence import (check_repeatable, chosen_indices, distance_totals, influence_curve,
-                                            influence_range, jacobian_l1, model_device, output_tolerance)
+                                            influence_range, jacobian_l1, model_device, output_tolerance,
+                                            uncompiled)
 from fwdlearn.distributed import gather_rows, shard_bounds
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
@@ -369,6 +370,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     """
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")
+    model = uncompiled(model)  # (a torch.compile'd module's backward refused the retained graph of the measure)
     if hasattr(model, "forward_from_embeddings") and hasattr(model, "check_tokens"):  # (it was called on the graph and
         # refused data.x as "tokens must be integer ids", naming neither the model nor the measure that fits it)
         raise TypeError(f"hop_influence measures a graph model, model(x, edge_index); {type(model).__name__} is a "

@@ -120,8 +120,9 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
     Written to a file rather than a terminal (a job's log), it redraws at most every 30 s (ten redraws a second would
     add megabytes to an hour's log) and ends with its last state on a line of its own (how far it went, at what
     rate): a cleared bar left the log at its first redraw, 0 %, and its blanks joined to the next line. In a Jupyter
-    notebook (``tqdm.auto``'s widget, where ipywidgets is installed) it redraws as in a terminal and keeps its last
-    state: a notebook's stderr is no terminal either, and its widget stood still for 30 s at a time."""
+    notebook it redraws as in a terminal and keeps its last state, both as ``tqdm.auto``'s widget (where ipywidgets
+    is installed) and as the text bar tqdm draws there without ipywidgets (a kernel's stderr, which the notebook
+    redraws in place): a notebook's stderr is no terminal either, and its bar stood still for 30 s at a time."""
     import sys
 
     from tqdm.auto import tqdm
@@ -129,7 +130,10 @@ def progress(iterable: Iterable | None = None, desc: str = "", quiet: bool = Fal
     if not sys.stderr.isatty():
         # (tqdm.auto imports tqdm.notebook in a notebook only: importing it here would import IPython in every run)
         notebook = sys.modules.get("tqdm.notebook")
-        if notebook is None or not issubclass(tqdm, notebook.tqdm):  # (a widget redraws in place: no log grows)
+        widget = notebook is not None and issubclass(tqdm, notebook.tqdm)  # (a widget redraws in place: no log grows)
+        # (without ipywidgets tqdm.auto draws text, to the kernel's stderr, whose '\r' the notebook redraws in place)
+        kernel = type(sys.stderr).__module__.startswith("ipykernel.")
+        if not (widget or kernel):
             kwargs.setdefault("mininterval", 30.0)
         kwargs.setdefault("leave", True)
     kwargs.setdefault("leave", False)

@@ -697,6 +697,33 @@ def test_a_progress_bar_in_a_notebook_redraws_as_in_a_terminal_and_stays(capsys,
     assert "mininterval" not in bar.kwargs and bar.kwargs["leave"] is True and bar.kwargs["desc"] == "fit"
 
 
+def test_a_progress_bar_in_a_notebook_without_ipywidgets_redraws_as_in_a_terminal(capsys, monkeypatch):
+    """Without ipywidgets (JupyterLab installed alone) tqdm.auto draws its text bar to the kernel's stderr, no terminal
+    either: it was given the log file's 30 s between redraws, so a 3 s fit of 200 steps showed 0 % until its end (2
+    redraws); the notebook redraws a '\\r' in place, as a terminal does."""
+    import io
+    import sys
+
+    import tqdm.auto
+    from tqdm.std import tqdm as text_tqdm
+
+    from fwdlearn.fit import progress
+
+    class OutStream(io.StringIO):  # (ipykernel.iostream.OutStream: a Jupyter kernel's sys.stderr)
+        pass
+
+    OutStream.__module__ = "ipykernel.iostream"
+    monkeypatch.setattr(tqdm.auto, "tqdm", text_tqdm)  # (what tqdm.auto picks in a kernel without ipywidgets)
+    monkeypatch.setattr(sys, "stderr", OutStream())
+    bar = progress(range(3), desc="fit")
+    assert bar.mininterval < 1.0 and bar.leave is True
+    bar.close()
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # (a job's log: as before)
+    bar = progress(range(3), desc="fit")
+    assert bar.mininterval == 30.0 and bar.leave is True
+    bar.close()
+
+
 def test_a_progress_bar_in_a_log_file_ends_with_its_last_state_on_a_line_of_its_own(capsys):
     """A bar in a job's log was cleared as it closed: the log kept its first redraw (0/4) and the blanks that cleared
     it, joined to the next line, so a finished run read as one that never started. It now ends with its last state

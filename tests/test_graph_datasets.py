@@ -558,6 +558,57 @@ def test_a_planted_planetoid_raw_file_runs_no_code(tmp_path):
     assert not marker.exists()
 
 
+class _ForgedDtype:
+    """``dtype('O')`` given the flags of a type that holds no object (0), as a pickle's BUILD may set them."""
+
+    def __reduce__(self):
+        import numpy as np
+
+        return np.dtype, ("O8", False, True), (3, "|", None, None, None, -1, -1, 0)
+
+
+class _ForgedArray:
+    """An "object array" whose element is the file's bytes 0x4141414141414141, taken for an object's address."""
+
+    def __reduce__(self):
+        import numpy as np
+
+        reconstruct = np.zeros(1).__reduce__()[0]  # (numpy's _reconstruct, under either of its module names)
+        return reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), _ForgedDtype(), False, b"\x41" * 8)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_a_planetoid_raw_file_with_a_forged_numpy_dtype_is_refused(tmp_path, protocol):
+    """Every name in it is one the release's files use (NumPy's _reconstruct, ndarray, dtype), but the dtype's state
+    makes dtype('O') one that holds no object: the check passed it, and PyG's pickle.load built an object array from
+    the file's bytes; PyG then read its element at the address 0x4141414141414141 (the process crashed, SIGSEGV)."""
+    import pickle
+
+    from fwdlearn.errors import InputError
+    from fwdlearn.graphs.data.datasets import _check_planetoid_pickles
+
+    graph = tmp_path / "ind.cora.graph"
+    graph.write_bytes(pickle.dumps({0: [_ForgedArray()]}, protocol=protocol))
+    with pytest.raises(InputError, match=r"ind\.cora\.graph names a NumPy dtype with a state NumPy does not write "
+                                         r"\(\|O, flags 0\), which no Planetoid raw file holds"):
+        _check_planetoid_pickles([graph])
+
+
+def test_a_planetoid_raw_file_the_check_cannot_read_is_not_given_to_pyg(tmp_path):
+    """A file the check failed on part way (here: cut short) was passed over, left to PyG's pickle.load, which read
+    what the check had not; it is now refused with the check's own error (reported as a damaged raw file)."""
+    import pickle
+
+    from fwdlearn.graphs.data.datasets import _check_planetoid_pickles
+
+    graph = tmp_path / "ind.cora.graph"
+    graph.write_bytes(pickle.dumps({0: [1, 2]}, protocol=2)[:-3])
+    (tmp_path / "ind.cora.test.index").write_text("1\n2\n")  # (text, which PyG never unpickles: not read)
+    with pytest.raises((EOFError, pickle.UnpicklingError)):
+        _check_planetoid_pickles([tmp_path / "ind.cora.test.index", graph])
+    _check_planetoid_pickles([tmp_path / "ind.cora.test.index"])
+
+
 @pytest.mark.parametrize("protocol", [2, 5])
 def test_planetoid_raw_files_pickled_again_by_python_3_load(tmp_path, protocol):
     """The raw files' unpickler refused a Planetoid release pickled again by Python 3 as naming an unknown object:

@@ -12,9 +12,9 @@ Sources:
   dropped, so the variable as it is decides). Without local files, PyG downloads them only when
   ``download=True``. The raw files are Python pickles, which PyG unpickles whole: before it does, each
   is read by an unpickler that builds only what the Planetoid release holds (NumPy arrays, SciPy CSR
-  matrices, lists, a ``defaultdict``), and a file naming anything else is refused (it could run code
-  it carries). PyG's processed copies (``processed/*.pt``) of every data set are read tensors-only
-  (:func:`fwdlearn.data.weights_only_loads`).
+  matrices, lists, a ``defaultdict``; NumPy dtypes as NumPy writes them), and a file naming anything else is
+  refused (it could run code it carries), as is one it cannot read. PyG's processed copies
+  (``processed/*.pt``) of every data set are read tensors-only (:func:`fwdlearn.data.weights_only_loads`).
 - ``karate``: PyG's built-in :class:`~torch_geometric.datasets.KarateClub` (no files at all).
 - ``citationfull:<name>``, ``amazon:<name>``, ``coauthor:<name>``: passed to the PyG data set of
   that name (downloads, so ``download=True`` and internet are needed).
@@ -436,25 +436,57 @@ _PLANETOID_GLOBALS = frozenset({
 
 
 class _Unexpected(pickle.UnpicklingError):
-    """A Planetoid raw pickle names an object outside :data:`_PLANETOID_GLOBALS` (the message: its type)."""
+    """A Planetoid raw pickle names an object outside :data:`_PLANETOID_GLOBALS`, or builds a NumPy dtype NumPy does
+    not write (the message: what it holds, in words)."""
 
 
-class _PlanetoidUnpickler(pickle.Unpickler):
-    """An unpickler that builds what :data:`_PLANETOID_GLOBALS` names and refuses anything else."""
+def _plain_dtype(dtype) -> bool:
+    """Whether the NumPy dtype ``dtype`` is one NumPy builds from its own name (``dtype.str``): no fields, no
+    subarray, and the flags, size and alignment NumPy gives that type."""
+    import numpy as np
+
+    try:
+        fresh = np.dtype(dtype.str)
+    except (TypeError, ValueError):
+        return False
+    return (dtype.fields is None and dtype.subdtype is None and dtype == fresh and dtype.flags == fresh.flags
+            and dtype.itemsize == fresh.itemsize and dtype.alignment == fresh.alignment)
+
+
+class _PlanetoidUnpickler(pickle._Unpickler):
+    """An unpickler that builds what :data:`_PLANETOID_GLOBALS` names and refuses anything else, and refuses a NumPy
+    dtype whose state (``BUILD``) makes it other than NumPy writes it: ``dtype('O')`` given the flags of a type that
+    holds no object built an "object array" from the file's bytes, their values taken for object pointers (a crafted
+    ``ind.cora.graph`` passed and crashed the process as PyG read it). Python's own unpickler, as only it lets a
+    ``BUILD`` be checked; whatever it cannot read is not given to PyG either (:func:`_check_planetoid_pickles`)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _PLANETOID_GLOBALS:
             import _compat_pickle
 
-            raise _Unexpected(f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}")  # (Python 3's names)
+            # (Python 3's names)
+            raise _Unexpected(f"a Python object of type {_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}")
         return super().find_class(module, name)
+
+    def _load_build(self) -> None:
+        import numpy as np
+
+        built = self.stack[-2]  # (the object the state on top of the stack is given to)
+        pickle._Unpickler.load_build(self)
+        if isinstance(built, np.dtype) and not _plain_dtype(built):
+            raise _Unexpected(f"a NumPy dtype with a state NumPy does not write ({built.str}, flags {built.flags})")
+
+    dispatch[pickle.BUILD[0]] = _load_build
 
 
 def _check_planetoid_pickles(paths) -> None:
     """Refuse a Planetoid raw file (``ind.<name>.*``, a pickle) that names a Python object the release's files do not
     hold (:data:`_PLANETOID_GLOBALS`): PyG unpickles them whole (``pickle.load``), and an object's unpickling can run
-    code the file carries. Each is read here first by :class:`_PlanetoidUnpickler`; a file that fails for another
-    reason (cut short, not a pickle: ``ind.<name>.test.index`` is text) is left to PyG's reading, which says so.
+    code the file carries. Each is read here first by :class:`_PlanetoidUnpickler` (all but ``ind.<name>.test.index``,
+    which PyG reads as text); a file it cannot read (cut short, not a pickle) raises its error, reported as a damaged
+    raw file: given to PyG's unpickler, a file this one fails on part way was read on, past what was checked.
 
     Raises:
         InputError: naming the file and the object, and the fix.
@@ -462,17 +494,17 @@ def _check_planetoid_pickles(paths) -> None:
     import warnings
 
     for path in map(Path, paths):
+        if path.name.endswith(".test.index"):  # (text, never unpickled)
+            continue
         try:
             with open(path, "rb") as handle, warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # (SciPy's word on its old module names, an error where warnings are)
                 _PlanetoidUnpickler(handle, encoding="latin1").load()
         except _Unexpected as error:  # (named as the data folder's file, where the cache's raw/ links to it)
-            raise InputError(f"{path.resolve()} names a Python object of type {error}, which no Planetoid raw file "
-                             "holds (they hold NumPy arrays, SciPy CSR matrices, lists and a defaultdict); fwdlearn "
-                             "does not let PyG unpickle it (that could run code the file carries): copy the 8 "
-                             "ind.<name>.* files of kimiyoung/planetoid's data/ folder again") from None
-        except Exception:  # noqa: BLE001 - not a pickle, or a damaged one: PyG's own read reports it
-            continue
+            raise InputError(f"{path.resolve()} names {error}, which no Planetoid raw file holds (they hold NumPy "
+                             "arrays, SciPy CSR matrices, lists and a defaultdict); fwdlearn does not let PyG unpickle "
+                             "it (that could run code the file carries): copy the 8 ind.<name>.* files of "
+                             "kimiyoung/planetoid's data/ folder again") from None
 
 
 def _checked_planetoid() -> type:

@@ -104,6 +104,37 @@ def test_the_link_split_depends_on_its_seed_alone():
             assert torch.equal(a.neg_edge_label_index, b.neg_edge_label_index)
 
 
+def test_the_link_split_leaves_the_callers_generators_as_they_were():
+    """link_split reseeded Python's, NumPy's and torch's global generators with its seed and left them there, so every
+    draw of the caller after it changed (a library call moved the user's RNG state); its split is the same as before."""
+    import random
+
+    import numpy as np
+    import torch
+    from torch_geometric.data import Data
+
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    g = torch.Generator().manual_seed(0)
+    data = Data(x=torch.randn(40, 4), edge_index=torch.randint(0, 40, (2, 120), generator=g))
+
+    def draws():
+        return torch.rand(3).tolist(), random.random(), float(np.random.rand())
+
+    seed_everything(123)
+    expected = draws()
+    seed_everything(123)
+    first = link_split(data, seed=7)
+    assert draws() == expected
+    torch.manual_seed(0)
+    random.seed(1)
+    again = link_split(data, seed=7)  # (the same split from other global states)
+    for a, b in zip(first, again):
+        assert torch.equal(a.pos_edge_label_index, b.pos_edge_label_index)
+        if "neg_edge_label_index" in a:
+            assert torch.equal(a.neg_edge_label_index, b.neg_edge_label_index)
+
+
 def test_link_ff_weighs_positives_and_negatives_as_the_reference():
     """ForwardGNN-FF: the positives' mean loss plus the negatives' mean loss (it was one mean over both sets)."""
     import torch

@@ -50,7 +50,9 @@ docs/benchmarks/graph-link.md).
 
 from __future__ import annotations
 
+import random
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -61,7 +63,7 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_model_values, check_range,
-                             check_representable, warn)
+                             check_representable, check_seed, warn)
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype,
                           check_unshared_checkpoint, evaluating, keeps_mode, on_device, read_checkpoint,
                           seed_everything, tensor_fingerprint)
@@ -143,9 +145,17 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
 
     The edge ids are read as int64, and the edges are made undirected, without duplicates or self-loops, first: a
     duplicated edge could put a copy of a test edge into training, and the undirected split reads only one direction of
-    each edge (a directed input would lose the others). The split is drawn after reseeding Python's, NumPy's and
-    torch's global generators with ``seed`` (:func:`~fwdlearn.fit.seed_everything`: PyG's negative sampling draws from
-    Python's ``random`` too), so it leaves them seeded, as :meth:`ForwardLinkPredictor.fit` does."""
+    each edge (a directed input would lose the others). The split is drawn from ``seed`` alone (the same split for the
+    same graph and seed) and leaves the caller's generators as they were: its draws come from Python's ``random`` (PyG's
+    negative sampling) and torch's generator of the edges' device (the edge permutation), seeded with ``seed`` for the
+    split and given back their states after it (it reseeded them, and left them seeded, before)."""
+    return _split_links(data, seed, val, test, restore=True)
+
+
+def _split_links(data, seed: int, val: float, test: float, restore: bool):
+    """:func:`link_split`; ``restore=False`` (:meth:`ForwardLinkPredictor.fit`, which reseeds the global
+    generators itself) leaves them where the split's draws took them, as the fits behind the published numbers drew
+    their training negatives."""
     from torch_geometric.data import Data
     from torch_geometric.transforms import RandomLinkSplit
     from torch_geometric.utils import coalesce, contains_self_loops, is_undirected, remove_self_loops, to_undirected
@@ -171,10 +181,10 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
             raise ValueError(f"the graph's {edges} undirected edges (self-loops and duplicates dropped) leave the "
                              f"{name} split without edges (fractions val={val}, test={test}); link prediction needs a "
                              "larger graph")
-    seed_everything(seed)  # (PyG's negative sampling draws from Python's random module too)
     transform = RandomLinkSplit(num_val=val, num_test=test, is_undirected=True, add_negative_train_samples=False,
                                 split_labels=True)
-    with warnings.catch_warnings():  # (PyG warns of too few negatives; the check below says what it means here)
+    # (PyG warns of too few negatives; the check below says what it means here)
+    with warnings.catch_warnings(), _seeded_for_the_split(seed, edge_index.device, restore=restore):
         warnings.simplefilter("ignore", UserWarning)
         splits = transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
     _distinct_negatives(splits[1:], edge_index, n, seed)
@@ -187,6 +197,31 @@ def link_split(data, seed: int = 0, val: float = 0.16, test: float = 0.20):
             warn(f"the graph is dense: its {name} split has {pos} edges but only {neg} negative pairs (not "
                  "1:1), so its AUC rests on few negatives")
     return splits
+
+
+@contextmanager
+def _seeded_for_the_split(seed: int, device: torch.device, restore: bool = True):
+    """Within: the generators :func:`link_split`'s draws come from -- Python's (PyG's ``negative_sampling``) and torch's
+    of ``device`` (``RandomLinkSplit``'s permutation of the edges; the CPU's is seeded always) -- seeded with ``seed``,
+    as :func:`~fwdlearn.fit.seed_everything` seeds them; after: back in the caller's states (a library call that
+    reseeded the user's global generators changed every draw after it), or, ``restore=False``, where the draws left
+    them."""
+    seed = check_seed(seed)
+    accelerator = device.type != "cpu"
+    python = random.getstate()
+    with torch.random.fork_rng(devices=[device] if accelerator else [],
+                               device_type=device.type if accelerator else "cuda", enabled=restore):
+        torch.default_generator.manual_seed(seed)
+        if accelerator:
+            module = torch.get_device_module(device)
+            with (module.device(device) if hasattr(module, "device") else nullcontext()):
+                module.manual_seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            if restore:
+                random.setstate(python)
 
 
 def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:
@@ -425,7 +460,7 @@ class ForwardLinkPredictor(ModelFile, nn.Module):
             raise ValueError(f"unknown train_negatives {train_negatives!r}; use 'fresh' (drawn every epoch, excluding "
                              "the training edges) or 'fixed' (drawn once, excluding every edge: the reference's)")
         seed_everything(seed)
-        train, val, test = link_split(data, seed)
+        train, val, test = _split_links(data, seed, 0.16, 0.20, restore=False)
         device = data.x.device
         self.to(device)
         x, n = data.x, data.num_nodes

@@ -33,8 +33,8 @@ The training negatives, :meth:`ForwardLinkPredictor.fit`'s ``train_negatives``:
 - ``"fresh"`` (the default; PyG's ``examples/link_pred.py`` convention, ``RandomLinkSplit(add_negative_train_samples=
   False)`` and ``negative_sampling(train_data.edge_index, ...)`` every epoch): drawn afresh every epoch, excluding the
   training edges only, so a few may be held-out positives (0.05 % of the pairs drawn on Cora, 5 % on the 78-edge
-  karate graph);
-  training never reads a held-out edge.
+  karate graph) and about as many the validation and test negatives (0.05 % on Cora); the draw depends on the
+  training edges alone, so training never reads a held-out edge or label.
 - ``"fixed"`` (the reference's protocol: forwardgnn's ``datasplit.py`` splits with ``RandomLinkSplit``'s default
   ``add_negative_train_samples=True``, whose one ``negative_sampling`` call over every edge of the graph draws the
   training negatives with the validation and test ones, and every epoch reuses them): one set, one per training edge,

@@ -263,6 +263,8 @@ def test_the_python_api_refuses_a_negative_clip(text_file):
     model = RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1)
     with pytest.raises(UsageError, match="clip must be > 0, got -1"):
         model.fit(corpus, context=8, steps=2, batch_size=2, clip=-1, quiet=True)
+
+
 def test_seq_train_a_dfa_transformer_logs_and_draws_the_alignment(text_file, tmp_path, capsys):
     record, plot = tmp_path / "dfa.json", tmp_path / "align.png"
     args = ["seq", "train", "--data", str(text_file), "--model", "transformer", "--training", "dfa:micro", "--layers",
@@ -278,6 +280,7 @@ def test_seq_train_a_dfa_transformer_logs_and_draws_the_alignment(text_file, tmp
     assert [row["step"] for row in data["metrics"] if "align/block0.out" in row] == [1, 2, 4]
     assert [row["lr"] for row in data["metrics"]] == [1e-3] * 4  # DFA's default: Adam, constant learning rate
     assert plot.stat().st_size > 1000 and summary["plot"] == str(plot)
+    assert f"plot: {plot}\nrecord: {record}" in capsys.readouterr().out  # (named, as the influence commands do)
     assert len(summary["sample"]) == 21  # one prompt token + 20 generated, past the 16 positions
     model, _ = TransformerLM.load(tmp_path / "dfa.pt")  # (RecurrentLM.load gave the transformer too, in silence)
     assert str(model.rule) == "dfa:micro"

@@ -285,6 +285,8 @@ def run_train(config: TrainSeqConfig) -> dict:
         print(describe_resume(report.resumed))
     if config.sample:  # (a result the run was asked for: printed under --quiet too, which silences progress only)
         print(record.summary["sample"])
+    if "plot" in record.summary:  # (as the influence commands name theirs)
+        print(f"plot: {record.summary['plot']}")
     print(f"record: {saved}\ncheckpoint: {paths.checkpoint}")
     return record.summary
 

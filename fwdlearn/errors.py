@@ -329,12 +329,16 @@ class OncePerCause:
     which parts met it (a long warning printed once per split buried the results). Within the part that first showed
     it, a warning of the same cause is another situation of that part (a second layer's, with its own numbers), shown
     as Python shows it (an exact repeat once per line): hidden, it was lost, and with one part alone the summary said
-    "split 0 met the warning above again". Other warnings pass unchanged.
+    "split 0 met the warning above again". Other warnings pass unchanged. A part that reads what every part reads
+    alike (``alike=True``: the graph loaded for each split, whose warnings are the file's, not the split's) shows a
+    cause once as well, and a later one's repeat is the same thing read again: hidden, and left out of the summary.
 
     Example::
 
         once = OncePerCause()
         for seed in seeds:
+            with once.part(f"the graph of split {seed}", alike=True):
+                data = load_graph(...)
             with once.part(f"split {seed}"):
                 fit(...)
         once.summary()
@@ -351,8 +355,9 @@ class OncePerCause:
         return re.sub(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", "#", text)
 
     @contextmanager
-    def part(self, name: str) -> Iterator[None]:
-        """Inside the block, the part ``name`` runs."""
+    def part(self, name: str, alike: bool = False) -> Iterator[None]:
+        """Inside the block, the part ``name`` runs; ``alike``: it reads what every part reads alike (a later part's
+        repeat of a cause it shows is not named by :meth:`summary`)."""
         import warnings
 
         with warnings.catch_warnings():  # (a block of its own: Python's once-per-line registry starts over, so a
@@ -364,7 +369,8 @@ class OncePerCause:
                     if cause not in self._causes:
                         self._causes[cause] = (str(message), name, [])
                     elif self._causes[cause][1] != name:  # (met again in a later part)
-                        self._causes[cause][2].append(name)
+                        if not alike:
+                            self._causes[cause][2].append(name)
                         return
                 shown(message, category, filename, lineno, file, line)
 

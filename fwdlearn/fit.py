@@ -28,6 +28,7 @@ import copy
 import math
 import numbers
 import os
+import pickle
 import random
 import sys
 import time
@@ -72,9 +73,11 @@ __all__ = [
     "read_checkpoint",
     "is_checkpoint",
     "load_torch",
+    "NUMPY_FIX",
     "load_device",
     "tensor_fingerprint",
     "check_fingerprint",
+    "CheckpointMismatch",
     "load_optimizer_state",
     "Carried",
     "compact_repr",
@@ -524,15 +527,20 @@ def load_device(map_location: Any) -> Any:
     return device
 
 
-def load_torch(path: str | Path, **kwargs: Any) -> Any:
+#: what the refusal of a NumPy array or number in a torch file (:func:`load_torch`) says to do by default
+NUMPY_FIX = "save it as a tensor instead (torch.as_tensor(value))"
+
+
+def load_torch(path: str | Path, numpy_fix: str = NUMPY_FIX, **kwargs: Any) -> Any:
     """``torch.load(path, weights_only=True, **kwargs)`` for use inside :func:`~fwdlearn.errors.reading`: the file
     may hold tensors, plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since
     unpickling any other object could run code the file carries. A file that holds one is refused, naming it (a NumPy
-    array or number: save it as a tensor), never as "not a torch file"; the ``ValueError`` the unpickler raises on a
-    file that is not a torch file (random bytes: "could not convert string to int") is the file's problem, not a
-    check of ours, as is an empty file or a damaged one (:func:`_zip_damage`).
-    All are raised as an ``UnpicklingError`` that :func:`~fwdlearn.errors.reading` reports with the path."""
-    import pickle
+    array or number with ``numpy_fix``, what to do about it in the reader's words: by default save it as a tensor),
+    never as "not a torch file"; the ``ValueError`` the unpickler raises on a file that is not a torch file (random
+    bytes: "could not convert string to int") is the file's problem, not a check of ours, as is an empty file or a
+    damaged one (:func:`_zip_damage`). All are raised as an ``UnpicklingError`` that
+    :func:`~fwdlearn.errors.reading` reports with the path; its ``refused`` is the class refused, as the unpickler
+    named it (``numpy.dtypes.Int64DType``), or ``None``."""
     import re
     import zipfile
 
@@ -544,6 +552,7 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
     damage = _zip_damage(path, records=not kwargs.get("mmap"))  # (a mapped look at a file reads no records)
     if damage:
         raise pickle.UnpicklingError(damage)
+    kind = None
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, weights_only=True, **kwargs)
@@ -558,7 +567,7 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
         kind = found.group(1) if found is not None else built.group(1) if built is not None else None
         if kind is not None and kind.startswith("numpy."):
             message = (f"it holds a NumPy array or number ({kind}), which fwdlearn does not unpickle (that could "
-                       "run code the file carries): save it as a tensor instead (torch.as_tensor(value))")
+                       f"run code the file carries): {numpy_fix}")
         elif kind is not None:
             message = (f"it holds a Python object of type {kind}, which fwdlearn does not unpickle (that could run "
                        "code the file carries); fwdlearn's own models and checkpoints hold none")
@@ -568,7 +577,9 @@ def load_torch(path: str | Path, **kwargs: Any) -> Any:
             message = f"not a torch file ({why.group(1).strip()})"
     except (ValueError, UnicodeError, KeyError, IndexError, EOFError) as error:  # (random bytes, text: the
         message = f"not a torch file ({type(error).__name__}: {error})"          # unpickler's own failures)
-    raise pickle.UnpicklingError(message)  # (outside the except: reading() looks for a UnicodeError among causes)
+    refusal = pickle.UnpicklingError(message)
+    refusal.refused = kind  # type: ignore[attr-defined]  # (a reader's own refusal of the class reads it, not words)
+    raise refusal  # (outside the except: reading() looks for a UnicodeError among causes)
 
 
 #: the largest file read to see whether it is a run record (a record is a few kB; a model file is no JSON)
@@ -715,9 +726,26 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
 KIND_KEYS = ("kind", "method")
 
 
+class CheckpointMismatch(UsageError):
+    """:func:`check_fingerprint`'s refusal of a checkpoint made by a different run, naming every difference.
+
+    Attributes:
+        path: the checkpoint.
+        keys: the fingerprint's entries that differ (``"model"``, ``"graph"``, ...), for a caller that knows where
+            an entry comes from (the file a graph was read from) to say so.
+        differences: each difference in words, ``"graph '3bd2...' (checkpoint) vs '891d...' (now)"``.
+    """
+
+    def __init__(self, path: str | Path, keys: Sequence[str], differences: Sequence[str]) -> None:
+        super().__init__(f"the checkpoint {path} was made by a different run: {'; '.join(differences)}. Resume with "
+                         "the settings and data it was made with, or start a new run (another --name or --checkpoint)")
+        self.path, self.keys, self.differences = Path(path), tuple(keys), list(differences)
+
+
 def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
     """Refuse to resume checkpoint ``ckpt`` (read from ``path``) when it was made with another ``fingerprint``
-    (model config, data, ...), naming every difference (:class:`~fwdlearn.errors.UsageError`)."""
+    (model config, data, ...), naming every difference (:class:`CheckpointMismatch`, a
+    :class:`~fwdlearn.errors.UsageError`)."""
     saved = ckpt.get("fingerprint") or {}
     before, now = saved.get("model"), fingerprint.get("model")
     if isinstance(before, Mapping) and isinstance(now, Mapping) and any((k in before) != (k in now) for k in KIND_KEYS):
@@ -737,8 +765,7 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
                          "matches on those entries, so it does not resume it: resume it with the fwdlearn version "
                          "that wrote it, or start a new run (another --name or --checkpoint, or --overwrite)")
     if differ:
-        raise UsageError(f"the checkpoint {path} was made by a different run: {'; '.join(differ)}. Resume with "
-                         "the settings and data it was made with, or start a new run (another --name or --checkpoint)")
+        raise CheckpointMismatch(path, [key for key, value in fingerprint.items() if saved.get(key) != value], differ)
 
 
 _NOT_RECORDED = "not recorded (checkpoint: an older fwdlearn)"  # an entry of the fingerprint a checkpoint lacks

@@ -24,7 +24,8 @@ DOCUMENTED = {
     "fwdlearn.fit": "seed_everything progress evaluating training_mode keeps_mode frozen check_finite non_finite_entry "
                     "Trainer FitResult DivergenceError NonFiniteLossError TrainingInterrupted Stateful "
                     "load_optimizer_state Carried Checkpointing load_device load_torch read_checkpoint "
-                    "is_checkpoint tensor_fingerprint compact_repr",
+                    "is_checkpoint tensor_fingerprint compact_repr NUMPY_FIX check_fingerprint "
+                    "CheckpointMismatch",
     "fwdlearn.registry": "Registry lazy_exports did_you_mean",
     "fwdlearn.metrics": "masked_accuracy roc_auc average_ranks",
     "fwdlearn.records": "RunRecord refuse_overwrite finite_json to_jsonable plain_json json_text write_json "

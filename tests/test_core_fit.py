@@ -783,6 +783,24 @@ def test_a_checkpoint_of_an_older_format_names_the_version_and_a_fix_that_works(
         check_fingerprint("c.pt", {"fingerprint": {**older["fingerprint"], "seed": 1}}, now)
 
 
+def test_a_checkpoint_mismatch_names_the_entries_that_differ():
+    """A caller that knows where an entry of the fingerprint comes from (graph train: the file a graph was read from)
+    reads which entries differ from the refusal (a CheckpointMismatch, a UsageError), not from its words."""
+    from pathlib import Path
+
+    from fwdlearn.errors import UsageError
+    from fwdlearn.fit import CheckpointMismatch, check_fingerprint
+
+    now = {"model": {"method": "bp", "seed": 1}, "graph": "b" * 16}
+    with pytest.raises(CheckpointMismatch) as refused:
+        check_fingerprint("c.pt", {"fingerprint": {"model": {"method": "bp", "seed": 0}, "graph": "a" * 16}}, now)
+    assert isinstance(refused.value, UsageError) and refused.value.keys == ("model", "graph")
+    assert refused.value.differences == ["model.seed 0 (checkpoint) vs 1 (now)",
+                                         f"graph '{'a' * 16}' (checkpoint) vs '{'b' * 16}' (now)"]
+    assert str(refused.value).startswith("the checkpoint c.pt was made by a different run: model.seed 0 (checkpoint) "
+                                         "vs 1 (now); graph ") and refused.value.path == Path("c.pt")
+
+
 def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
     """Autocast's bfloat16 copies of the weights outlived the restore of the best state: a forward after run() in the
     same autocast block read the last step's weights (0.5 off a fresh forward), and so did SF's next layer."""

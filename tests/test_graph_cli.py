@@ -647,6 +647,27 @@ def test_a_second_situation_of_one_cause_within_a_split_is_shown():
     assert len(shown) == 2 and "met the warning above again" not in str(shown[-1].message)
 
 
+def test_a_part_that_reads_what_every_part_reads_shows_its_warning_once_and_names_no_part():
+    """The graph loaded for each split warns about the file (its directed edges), the same in every split: a part
+    marked alike shows it once, hides the later parts' repeats (also under an "always" filter) and leaves them out of
+    the summary, which named the splits as if each had met a cause of its own."""
+    import warnings
+
+    from fwdlearn.errors import OncePerCause, warn
+
+    once = OncePerCause()
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        for split in range(3):
+            with once.part(f"the graph of split {split}", alike=True):
+                warn("g.pt: data.edge_index is directed (60 of its 60 edges have no reverse edge)")
+            with once.part(f"split {split}"):
+                warn(f"dfa: the training loss never fell below {split + 1}.5")
+        once.summary()
+    assert [str(w.message)[:20] for w in shown] == ["g.pt: data.edge_inde", "dfa: the training lo",
+                                                    "split 1, split 2 met"]
+
+
 @pytest.mark.parametrize("method", ["sf", "bp"])
 def test_a_graph_fit_in_a_log_counts_its_epochs_per_layer(method, capsys):
     """In a job's log each bar keeps its last state on a line of its own, counted in epochs: a layer-by-layer fit one

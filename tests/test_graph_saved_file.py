@@ -113,14 +113,36 @@ def test_a_directed_saved_graph_is_used_as_saved_with_one_warning_naming_to_undi
     assert message.startswith(f"{path}: data.edge_index is directed (60 of its 60 edges have no reverse edge)")
     assert "data.edge_index = torch_geometric.utils.to_undirected(data.edge_index, num_nodes=data.num_nodes)" in message
     assert torch.equal(loaded.edge_index, one_way)  # (not changed behind the user's back)
+    with pytest.warns(UserWarning, match="is directed"):  # the same file again: each call warns, as Python shows it
+        load_graph(f"file:{path}", split="random", seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_graph(f"file:{path}", split="random", seed=1)  # the same file again: said once
         load_graph(f"file:{_saved(tmp_path, _graph(), 'both.pt')}", split="auto")  # both directions: no warning
     path = _saved(tmp_path, _graph(edge_index=one_way), "cli.pt")
     assert main(["graph", "train", "--data", f"file:{path}", "--splits", "3", "--layers", "1", "--hidden", "4",
                  "--epochs", "1", "--quiet", "--json", str(tmp_path / "r.json")]) == 0
     assert capsys.readouterr().err.count("is directed") == 1  # (once, not once per split)
+
+
+def test_a_saved_graphs_warning_is_shown_once_in_every_run_of_a_process(tmp_path, capsys):
+    """The directed-edge warning was given once per file for the whole Python process (a set of the files warned
+    about, kept beside the splits' own once-per-run mechanism): a second graph train of the same file in one session
+    (a notebook, a script running several) showed none. Each run shows it once, whatever the warning filter, over its
+    splits (no "split 1 met the warning above again" line: it is the file's, not the split's); bench graph too."""
+    data = _graph()
+    path = _saved(tmp_path, _graph(edge_index=data.edge_index[:, : data.edge_index.shape[1] // 2]))
+    train = ["graph", "train", "--data", f"file:{path}", "--splits", "2", "--layers", "1", "--hidden", "4", "--epochs",
+             "1", "--quiet", "--json", str(tmp_path / "r.json"), "--overwrite"]
+    bench = ["bench", "graph", "--data", f"file:{path}", "--depths", "1", "--methods", "sf", "--splits", "2",
+             "--epochs", "1", "--hidden", "4", "--link-layers", "0", "--quiet", "--out", str(tmp_path / "b"),
+             "--overwrite"]
+    for command, always in ((train, False), (train, False), (train, True), (bench, True)):
+        with warnings.catch_warnings():
+            if always:
+                warnings.simplefilter("always")
+            assert main(command) == 0
+        err = capsys.readouterr().err
+        assert err.count("is directed") == 1 and "met the warning above again" not in err, (command[:2], err)
 
 
 class _Planted:
@@ -221,16 +243,19 @@ def test_the_graph_commands_help_names_a_saved_graph():
 
 def test_a_numpy_attribute_is_named_as_numpy_not_as_a_file_that_is_no_torch_file(tmp_path):
     """torch's reader refuses a numpy array by what it built ("... but got <class 'numpy.dtypes.Int64DType'>"): that
-    was reported as "not a torch file"."""
+    was reported as "not a torch file". The refusal is load_torch's (one wording for every torch file), with the fix
+    in a saved graph's words (it was reworded here: "numpy", "the tensors-only reader")."""
     import numpy as np
 
     path = _saved(tmp_path, _graph(years=np.arange(40)))
     message = _refusal(path)
     assert message == (
-        f"cannot read {path} as a saved graph: it holds a numpy array or number (type numpy.dtypes.Int64DType), which "
-        "the tensors-only reader does not unpickle; make each numpy attribute a tensor, data.<name> = "
-        "torch.as_tensor(data.<name>), or drop it, and save it again")
+        f"cannot read {path} as a saved graph: it holds a NumPy array or number (numpy.dtypes.Int64DType), which "
+        "fwdlearn does not unpickle (that could run code the file carries): make each NumPy attribute a tensor, "
+        "data.<name> = torch.as_tensor(data.<name>), or drop it, and save it again")
     assert "not a torch file" not in message
+    path = _saved(tmp_path, _graph(count=np.float32(3)), "scalar.pt")  # (a NumPy number: its class is another)
+    assert "it holds a NumPy array or number (numpy." in _refusal(path) and "data.<name> = " in _refusal(path)
 
 
 def test_a_graph_pyg_transformed_or_batched_is_refused_naming_its_fix(tmp_path):
@@ -348,3 +373,38 @@ def test_a_saved_graph_with_too_few_labelled_nodes_for_a_random_split_says_so(tm
     y[4] = 1
     loaded = load_saved_graph(_saved(tmp_path, _graph(y=y), "five.pt"), split="random")
     assert [int(loaded[key].sum()) for key in ("train_mask", "val_mask", "test_mask")] == [3, 1, 1]
+
+
+def test_resuming_on_a_saved_graph_that_changed_names_the_file(tmp_path, capsys):
+    """A saved graph changed after its run's checkpoint was written was refused at --resume as "made by a different
+    run: graph '3bd2...' (checkpoint) vs '891d...' (now)", naming no file: the refusal names the file, says that it
+    changed since the checkpoint was written (or, not modified since, that it was replaced or --split differs), and
+    what to do. A difference the settings explain (another --seed draws another split) keeps the settings' words."""
+    path = _saved(tmp_path, _graph())
+    run = ["graph", "train", "--data", f"file:{path}", "--layers", "1", "--hidden", "4", "--epochs", "2", "--quiet",
+           "--json", str(tmp_path / "run.json")]
+    assert main(run) == 0
+    checkpoint = tmp_path / "run.pt"
+    assert checkpoint.is_file()
+    capsys.readouterr()
+    data = _graph()
+    _saved(tmp_path, _graph(edge_index=data.edge_index[:, 2:]))  # two edges dropped
+    written = checkpoint.stat().st_mtime
+    os.utime(path, (written + 60, written + 60))
+    assert main([*run, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"the checkpoint {checkpoint} was trained on another graph than {path} holds now: the file has changed " \
+           "since the checkpoint was written (the file modified " in err
+    assert err.rstrip().endswith("To resume, restore the file as it was; to train on it as it is, start a new run "
+                                 "(another --name or --checkpoint, or --overwrite to replace this one)")
+    os.utime(path, (written - 60, written - 60))  # (an older copy put in its place)
+    assert main([*run, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"was trained on another graph than the one read from {path} now (its features, edges, labels or split " \
+           "differ): the file was replaced since (by a copy not modified after the checkpoint was written), or the " \
+           "run used another --split" in err
+    _saved(tmp_path, _graph())  # the file as it was: another --seed is a difference of the settings
+    os.utime(path, (written - 60, written - 60))
+    assert main([*run, "--resume", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "was made by a different run: model.seed 0 (checkpoint) vs 1 (now); graph '" in err and str(path) not in err

@@ -188,6 +188,7 @@ def run_bench(config: BenchGraphConfig) -> int:
     import torch
 
     from fwdlearn.bench import BenchRun, distinct_names
+    from fwdlearn.errors import OncePerCause
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import check_graph_name, graph_files, load_graph
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
@@ -204,8 +205,11 @@ def run_bench(config: BenchGraphConfig) -> int:
     bench = BenchRun.start("bench-graph", config, inputs=[("--data", f) for f in graph_files(config.data)])
     device, record = bench.device, bench.record
     patience = config.patience or None
-    datasets = [load_graph(config.data, split="random", seed=config.seed + i, graph_seed=config.seed).to(device)
-                for i in range(config.splits)]  # splits of one graph (a generated one is drawn once)
+    once, datasets = OncePerCause(), []  # (the graph's warnings, a saved file's directed edges: once, not per split)
+    for i in range(config.splits):  # splits of one graph (a generated one is drawn once)
+        with once.part(f"the graph of split {config.seed + i}", alike=True):
+            datasets.append(load_graph(config.data, split="random", seed=config.seed + i,
+                                       graph_seed=config.seed).to(device))
     # an untimed fit first: the process's one-time costs (first calls, the allocator's first arenas) would otherwise
     # count in the first cell's time and step memory (measured: BP's step memory 31 MB in a process's first fit,
     # 23 MB in every later one), so that every ratio at the first depth would depend on the order of --depths

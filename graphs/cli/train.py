@@ -89,29 +89,32 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
     other task, several runs of one public split) before any work."""
     _check_method(config)
     from fwdlearn.errors import OncePerCause
+    from fwdlearn.graphs.data.datasets import load_graph
 
     once = OncePerCause()  # (a warning met in every split, e.g. a DFA fit that learned nothing, is shown once)
     rows = []
     for i in range(config.splits):
-        with once.part(f"split {config.seed + i}"):
-            rows.append(_train_split(config, i, record, device, checkpoints))
+        seed = config.seed + i
+        # the graph's warnings (a saved file's directed edges) are the file's: once in the run, in no summary line
+        with once.part(f"the graph of split {seed}", alike=True):  # (a generated graph is drawn once, from
+            data = load_graph(config.data, split=config.split, seed=seed,  # --seed; each split seed splits it)
+                              download=config.download, quiet=config.quiet, graph_seed=config.seed)
+        with once.part(f"split {seed}"):
+            rows.append(_train_split(config, i, data, record, device, checkpoints))
     once.summary()
     return rows
 
 
-def _train_split(config: GraphTrainConfig, i: int, record: RunRecord | None, device,
+def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | None, device,
                  checkpoints: list[Path] | None) -> dict:
-    """Split ``i`` of :func:`train_runs` (seed ``config.seed + i``): its row of metrics."""
+    """Split ``i`` of :func:`train_runs` (seed ``config.seed + i``) on its graph ``data``: its row of metrics."""
     from fwdlearn.errors import TrainingInterrupted
-    from fwdlearn.fit import seed_everything
-    from fwdlearn.graphs.data.datasets import load_graph
+    from fwdlearn.fit import CheckpointMismatch, seed_everything
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
 
     seed = config.seed + i
     patience = config.patience or None
-    data = load_graph(config.data, split=config.split, seed=seed, download=config.download, quiet=config.quiet,
-                      graph_seed=config.seed)  # a generated graph is drawn once; each split seed splits it
     if device is not None:
         data = data.to(device)
     saving = {}
@@ -130,6 +133,11 @@ def _train_split(config: GraphTrainConfig, i: int, record: RunRecord | None, dev
                                layers=config.layers, method=config.method, seed=seed)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                                patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
+    except CheckpointMismatch as error:  # (a saved graph's file that changed was "graph '3bd2...' (checkpoint) vs
+        changed = _changed_graph_file(config, error)  # '891d...' (now)", naming no file)
+        if changed is None:
+            raise
+        raise changed from None
     except TrainingInterrupted as stop:
         if config.splits == 1 or checkpoints is None:
             raise
@@ -148,6 +156,42 @@ def _train_split(config: GraphTrainConfig, i: int, record: RunRecord | None, dev
     if describe_resume(report.resumed):
         print(f"split {seed}: {describe_resume(report.resumed)}")
     return row
+
+
+def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:
+    """The refusal to resume a checkpoint (``error``, a :class:`~fwdlearn.fit.CheckpointMismatch`) that was trained on
+    another graph than ``--data file:<path>`` gives now, naming the file, whether it changed since the checkpoint was
+    written, and what to do; ``None`` where the graph is no saved file or the same."""
+    from datetime import datetime
+
+    from fwdlearn.errors import UsageError
+    from fwdlearn.graphs.data.datasets import graph_files, is_saved_graph
+
+    files = graph_files(config.data) if is_saved_graph(config.data) else []
+    if "graph" not in error.keys or not files:
+        return None
+    file, checkpoint = files[0], error.path
+    others = [entry for entry in error.differences if entry.partition(" ")[0] != "graph"]
+    also = f" (the run's settings differ too: {'; '.join(others)})" if others else ""
+    written, modified = checkpoint.stat().st_mtime, file.stat().st_mtime
+
+    def when(stamp: float) -> str:
+        return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+    if modified > written:
+        return UsageError(f"the checkpoint {checkpoint} was trained on another graph than {file} holds now: the file "
+                          f"has changed since the checkpoint was written (the file modified {when(modified)}, the "
+                          f"checkpoint written {when(written)}){also}. To resume, restore the file as it was; to "
+                          "train on it as it is, start a new run (another --name or --checkpoint, or --overwrite to "
+                          "replace this one)")
+    if others:  # (another --seed draws another split: the settings say why, as for any graph)
+        return None
+    return UsageError(f"the checkpoint {checkpoint} was trained on another graph than the one read from {file} now "
+                      f"(its {'features or edges' if config.task == 'link' else 'features, edges, labels or split'} "
+                      "differ): the file was replaced since (by a copy not modified after the checkpoint was written)"
+                      f"{'' if config.task == 'link' else ', or the run used another --split'}. To resume, restore "
+                      "the file and the flags the run was made with; to train on the graph as it is, start a new run "
+                      "(another --name or --checkpoint, or --overwrite to replace this one)")
 
 
 def check_conv_widths(convs, hidden: int) -> None:

@@ -868,11 +868,6 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     return check_masks(data, name)
 
 
-#: the files :func:`load_saved_graph` warned about, with the cause: ``(path, size, mtime, cause)`` (each warning is
-#: given once per file as it is, not once per split of a run that loads it for each)
-_WARNED_SAVED: set[tuple] = set()
-
-
 def _pyg_data_globals() -> list:
     """PyG's classes a saved ``Data`` (or ``HeteroData``, then refused by name) holds besides tensors and plain values:
     its storages and the attribute classes it names, allowed by name for the read; those PyG allows itself on import
@@ -883,15 +878,6 @@ def _pyg_data_globals() -> list:
     allowed = torch.serialization.get_safe_globals()
     return [cls for cls in (Data, HeteroData, DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage,
                             BaseStorage) if cls not in allowed]
-
-
-def _warn_once(file: Path, cause: str, message: str) -> None:
-    """:func:`~fwdlearn.errors.warn` ``message`` about ``file`` unless it was given for the file as it is now."""
-    stat = file.stat()
-    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns, cause)
-    if key not in _WARNED_SAVED:
-        _WARNED_SAVED.add(key)
-        warn(message)
 
 
 def _one_way_edges(edge_index: Tensor, num_nodes: int) -> int:
@@ -969,9 +955,11 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
 
     The graph needs float (or integer, read as float) features ``x``, ``edge_index`` and integer class ids ``y``
     (-1, or any negative id, for an unlabelled node, which no split holds). It is used as saved: a directed edge list
-    (an edge without its reverse) is warned about once, naming ``torch_geometric.utils.to_undirected``, as the GNNs
+    (an edge without its reverse) is warned about, naming ``torch_geometric.utils.to_undirected``, as the GNNs
     pass messages along each edge from source to target only (PyG's Planetoid graphs, and ForwardGNN's results,
-    list both directions of every edge); link prediction reads every edge as undirected in any case.
+    list both directions of every edge); link prediction reads every edge as undirected in any case. Each call warns
+    as Python shows a warning (under its default filter once per line of your code that loads the file); a command
+    that loads the file for each split (``graph train --splits N``) shows it once.
 
     Args:
         path: the file.
@@ -1017,10 +1005,10 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
             "and plain values (numbers, strings, lists): make any other attribute a tensor or drop it, and save it "
             "again")
     with reading(file, "a saved graph", hint), torch.serialization.safe_globals(_pyg_data_globals()):
-        try:
-            data = load_torch(file, map_location="cpu")
+        try:  # (a NumPy attribute: load_torch's refusal, with the fix in a saved graph's words)
+            data = load_torch(file, map_location="cpu", numpy_fix=_NUMPY_ATTRIBUTE_FIX)
         except pickle.UnpicklingError as error:
-            raise _refused_pyg_object(file, str(error)) or error
+            raise _refused_pyg_object(file, error) or error
     data = _saved_as_data(data, file)
     try:
         data, replaced = _checked_saved_graph(data, split, seed, file)
@@ -1031,34 +1019,35 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
     one_way = _one_way_edges(data.edge_index, data.num_nodes)
     if one_way:
         edges = data.edge_index.shape[1]
-        _warn_once(file, "directed", f"{file}: data.edge_index is directed ({one_way} of its {edges} edges have no "
-                   "reverse edge); the GNNs pass messages along each edge from source to target only, "
-                   "while PyG's Planetoid graphs (and ForwardGNN's results) list both directions of every edge. If "
-                   "each edge is meant both ways, save the graph undirected: data.edge_index = torch_geometric.utils."
-                   "to_undirected(data.edge_index, num_nodes=data.num_nodes); if the directions are meant, this "
-                   "warning can be ignored (link prediction reads every edge as undirected in any case)")
+        warn(f"{file}: data.edge_index is directed ({one_way} of its {edges} edges have no "
+             "reverse edge); the GNNs pass messages along each edge from source to target only, "
+             "while PyG's Planetoid graphs (and ForwardGNN's results) list both directions of every edge. If "
+             "each edge is meant both ways, save the graph undirected: data.edge_index = torch_geometric.utils."
+             "to_undirected(data.edge_index, num_nodes=data.num_nodes); if the directions are meant, this "
+             "warning can be ignored (link prediction reads every edge as undirected in any case)")
     if len(replaced) == 3:
-        _warn_once(file, "masks", f"{file} holds its own train/val/test masks; the random split (--split random, "
-                   "graph train's default; split='random') replaces them with 64/16/20 of the labelled nodes drawn "
-                   "from the seed: pass --split public (split='public') to use the file's")
+        warn(f"{file} holds its own train/val/test masks; the random split (--split random, "
+             "graph train's default; split='random') replaces them with 64/16/20 of the labelled nodes drawn "
+             "from the seed: pass --split public (split='public') to use the file's")
     elif replaced:  # (PyG's KarateClub has a train_mask alone: its own split needs all three)
         missing = [key for key in ("train_mask", "val_mask", "test_mask") if key not in replaced]
-        _warn_once(file, "masks", f"{file} holds {' and '.join(replaced)} but no {' and no '.join(missing)}, so it "
-                   "has no split of its own: a random split replaces it with 64/16/20 of the labelled nodes drawn "
-                   "from the seed; to train on the file's split, save the graph with the three boolean masks")
+        warn(f"{file} holds {' and '.join(replaced)} but no {' and no '.join(missing)}, so it "
+             "has no split of its own: a random split replaces it with 64/16/20 of the labelled nodes drawn "
+             "from the seed; to train on the file's split, save the graph with the three boolean masks")
     return data
 
 
-def _refused_pyg_object(file: Path, why: str) -> InputError | None:
-    """The fix for a saved graph the tensors-only reader refused (``why``, its message) for an object PyG or numpy
-    put in it, or None for any other."""
-    import re
+#: what a saved graph's NumPy attribute, refused by :func:`~fwdlearn.fit.load_torch`, is to become
+_NUMPY_ATTRIBUTE_FIX = ("make each NumPy attribute a tensor, data.<name> = torch.as_tensor(data.<name>), or drop it, "
+                        "and save it again")
 
-    # (the class the reader named: a numpy array's "... but got <class 'numpy.dtypes.Int64DType'>" read "not a torch
-    # file", and PyG's classes "a Python object ... fwdlearn's own models and checkpoints hold none")
-    found = re.search(r"torch_geometric\.data\.storage\.AttrType|torch_geometric\.data\.batch\.DynamicInheritanceGetter"
-                      r"|numpy\.[\w.]*\w", why)
-    refused = found.group(0) if found is not None else None
+
+def _refused_pyg_object(file: Path, error: pickle.UnpicklingError) -> InputError | None:
+    """The refusal of a saved graph the tensors-only reader refused (``error``, :func:`~fwdlearn.fit.load_torch`'s)
+    for an object PyG or NumPy put in it, naming the file and the fix, or None for any other."""
+    # (PyG's classes were "a Python object ... fwdlearn's own models and checkpoints hold none"; a NumPy array is
+    # named by load_torch, with the fix it was given)
+    refused = getattr(error, "refused", None) or ""
     if refused == "torch_geometric.data.storage.AttrType":  # (a defaultdict of AttrType: weights_only builds none)
         return InputError(f"cannot read {file} as a saved graph: its Data carries PyG's cache of which attributes are "
                           "node or edge attributes (left by a transform such as ToUndirected or ToSparseTensor, or by "
@@ -1068,10 +1057,8 @@ def _refused_pyg_object(file: Path, why: str) -> InputError | None:
         return InputError(f"{file} holds a torch_geometric.data.Batch (graphs collated by a DataLoader or "
                           "Batch.from_data_list), which the tensors-only reader cannot rebuild; file:<path> reads one "
                           "graph: save one of them, torch.save(batch.get_example(0), path)")
-    if refused is not None and refused.partition(".")[0] == "numpy":
-        return InputError(f"cannot read {file} as a saved graph: it holds a numpy array or number (type {refused}), "
-                          "which the tensors-only reader does not unpickle; make each numpy attribute a tensor, "
-                          "data.<name> = torch.as_tensor(data.<name>), or drop it, and save it again")
+    if refused.partition(".")[0] == "numpy":
+        return InputError(f"cannot read {file} as a saved graph: {error}")
     return None
 
 

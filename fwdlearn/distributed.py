@@ -28,7 +28,8 @@ from torch import Tensor
 from fwdlearn.runs import launched_processes  # (torch-free: the commands read it before importing torch)
 
 __all__ = ["init_from_env", "launched_processes", "check_group_started", "process_device", "is_distributed", "rank",
-           "world_size", "shard_bounds", "gather_rows", "min_max", "mean", "raise_together"]
+           "world_size", "shard_bounds", "gather_rows", "min_max", "mean", "raise_together", "checksum",
+           "same_on_every_process", "take_rank_0s"]
 
 
 def is_distributed() -> bool:
@@ -195,6 +196,54 @@ def gather_rows(rows: Tensor) -> Tensor:
     parts = [torch.zeros_like(padded) for _ in counts]
     dist.all_gather(parts, padded)
     return torch.cat([part[:n] for part, n in zip(parts, counts)]).to(device)
+
+
+def checksum(tensor: Tensor) -> int:
+    """An integer summary of ``tensor``'s shape and bits, equal for equal tensors on any device (integer arithmetic,
+    wrapping alike everywhere): what :func:`same_on_every_process` compares without sending the tensor."""
+    flat = tensor.detach().contiguous().reshape(-1)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    if flat.dtype.is_floating_point or flat.dtype.is_complex:
+        flat = flat.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}[
+            flat.element_size()])
+    weights = torch.arange(flat.numel(), device=flat.device) % 65521 + 1  # (the order counts: a permutation differs)
+    return int((flat.long() * weights).sum()) ^ hash(tuple(tensor.shape))
+
+
+def same_on_every_process(what: str, fix: str, sizes: dict[str, int],
+                          contents: dict[str, Tensor | list[Tensor]]) -> None:
+    """Refuse, on every process alike (:func:`~fwdlearn.errors.alike_on_every_process`), inputs that differ between
+    processes: ``sizes`` (said with each process's value) and ``contents``, tensors (or lists of them) compared by
+    their :func:`checksum` and said by name, with a ``ValueError`` naming each that differs and ``fix``; nothing on
+    one process (no checksum is taken). ``what`` is the work the processes share out: given different inputs, its
+    gathered result would mix them, in silence."""
+    if not is_distributed():
+        return
+    from fwdlearn.errors import alike_on_every_process
+
+    names = [*sizes, *contents]
+    sums = [sum(checksum(t) for t in (v if isinstance(v, (list, tuple)) else [v])) for v in contents.values()]
+    mine = torch.tensor([[int(v) & 0x7FFFFFFFFFFFFFFF for v in (*sizes.values(), *sums)]])
+    every = gather_rows(mine.cuda() if dist.get_backend() == "nccl" else mine).cpu()
+    differ = [(i, n) for i, n in enumerate(names) if bool((every[:, i] != every[0, i]).any())]
+    if differ:
+        said = "; ".join(n if n in contents else f"{n}: " + ", ".join(
+            f"{int(v)} (process {r})" for r, v in enumerate(every[:, i].tolist())) for i, n in differ)
+        with alike_on_every_process():
+            raise ValueError(f"{what} shares its work out over the {world_size()} processes of the group, but they "
+                             f"were given different inputs ({said}), so the gathered result would mix them: {fix}")
+
+
+def take_rank_0s(module: torch.nn.Module) -> None:
+    """Set ``module``'s parameters and buffers, in place, to rank 0's (a no-op on one process): models each process
+    trained alike may still differ in their last bits (a GPU's scatter-adds sum in no fixed order), and work shared
+    out over the processes must measure one model (:func:`same_on_every_process`)."""
+    if not is_distributed():
+        return
+    with torch.no_grad():
+        for tensor in (*module.parameters(), *module.buffers()):
+            dist.broadcast(tensor.data, src=0)
 
 
 def _rows(dtype: torch.dtype, sizes: tuple[int, ...]) -> str:

@@ -61,7 +61,7 @@ class InfluenceGraphConfig(RunOptions):
 
 def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.diagnostics.plots import plot_influence_curves
-    from fwdlearn.distributed import init_from_env, process_device, rank, world_size
+    from fwdlearn.distributed import init_from_env, process_device, rank, take_rank_0s, world_size
     from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import graph_files, labels_by_hops, load_graph
@@ -113,6 +113,7 @@ def _run_influence(args: argparse.Namespace) -> int:
         if config.epochs > 0:
             fit = model.fit(data, epochs=config.epochs, lr=config.lr, patience=config.patience or None, quiet=quiet)
             row.update(val_accuracy=fit.val_accuracy, test_accuracy=fit.test_accuracy, epochs_run=fit.epochs_run)
+            take_rank_0s(model)  # (under torchrun: one model measured, rank 0's, whose scores the table gives)
         start = time.perf_counter()
         try:
             curve, R, per_seed = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed,

@@ -49,7 +49,7 @@ from fwdlearn.diagnostics.cost import saved_bytes
 from fwdlearn.diagnostics.influence import (check_repeatable, chosen_indices, distance_totals, influence_curve,
                                             influence_range, jacobian_l1, model_device, output_tolerance,
                                             uncompiled)
-from fwdlearn.distributed import gather_rows, shard_bounds
+from fwdlearn.distributed import gather_rows, same_on_every_process, shard_bounds
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
 
@@ -362,7 +362,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
 
     Under ``torchrun`` (an initialised ``torch.distributed`` process group) every process
     measures a contiguous share of the seeds and the rows are gathered in seed order, so
-    every process returns the same result as one process would (see :mod:`fwdlearn.distributed`).
+    every process returns the same result as one process would (see :mod:`fwdlearn.distributed`). Every process must
+    be given the same graph, seeds, ``max_hops`` and model: inputs that differ (a graph file rewritten while the
+    processes read it, a model seeded per process) are refused by every process alike, naming what differs.
 
     Returns:
         ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals, in the features' dtype or, for
@@ -407,6 +409,16 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
                          f"got {tuple(x.shape)}")
     seeds = select_seeds(x.shape[0], samples, nodes, seed)
     module = model if isinstance(model, torch.nn.Module) else None
+    # (under torchrun: every process must measure one model on one graph; a file rewritten while the processes read
+    # it, or a model seeded per process, mixed two measurements in the gathered rows, in silence)
+    same_on_every_process(
+        "hop_influence", "give every process the same graph, seed nodes and model (the same file, unchanged while the "
+        "job reads it; the model built with one seed or loaded from one file), and the same max_hops",
+        sizes={"nodes": x.shape[0], "features": x.shape[1], "edges": edge_index.shape[1], "seed nodes": len(seeds),
+               "max_hops": max_hops},
+        contents={"data.x": x, "data.edge_index": edge_index, "the seed nodes": seeds,
+                  "the model's parameters and buffers": ([*module.parameters(), *module.buffers()]
+                                                         if module is not None else [])})
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
     with evaluating(module), frozen(module):
         matrix = None

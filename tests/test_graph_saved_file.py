@@ -87,6 +87,22 @@ def test_a_saved_graphs_masks_are_its_public_split(tmp_path, capsys):
     assert f"--split public is one fixed split of file:{path}" in capsys.readouterr().err
 
 
+def test_link_prediction_on_a_saved_graph_says_nothing_of_its_node_masks(tmp_path, capsys):
+    """graph train --task link on a saved graph with its own masks warned that the random split replaced them and to
+    pass --split public, which --task link refuses (it splits the edges and reads no node mask); a train_mask alone
+    was warned about too."""
+    n = 40
+    masks = {key: (torch.arange(n) % 4 == i) for i, key in enumerate(("train_mask", "val_mask", "test_mask"))}
+    for name, data in (("three.pt", _graph(n, **masks)), ("one.pt", _graph(n, train_mask=torch.arange(n) < 6))):
+        path = _saved(tmp_path, data, name)
+        assert main(["graph", "train", "--data", f"file:{path}", "--task", "link", "--layers", "1", "--hidden", "8",
+                     "--epochs", "1", "--quiet", "--json", str(tmp_path / f"{name}.json")]) == 0
+        assert "warning" not in capsys.readouterr().err
+    assert main(["graph", "train", "--data", f"file:{tmp_path / 'three.pt'}", "--layers", "1", "--hidden", "8",
+                 "--epochs", "1", "--quiet", "--json", str(tmp_path / "node.json")]) == 0
+    assert "holds its own train/val/test masks" in capsys.readouterr().err  # (node classification: still said)
+
+
 def test_a_saved_graph_without_masks_draws_a_split_of_its_labelled_nodes(tmp_path):
     from fwdlearn.graphs.data.datasets import load_graph
 

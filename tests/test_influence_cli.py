@@ -118,6 +118,21 @@ def test_influence_seq_refuses_a_max_lag_past_the_length_and_cuts_its_default_to
     assert data["config"]["max_lag"] == 11 and len(data["metrics"][0]["curve"]) == 12
 
 
+def test_influence_seq_refuses_more_positions_than_the_length_and_cuts_its_default_to_it(tmp_path, capsys):
+    """--length 8 --positions 100 measured the 8 positions there are, and the record said 100 (the default, 16, did so
+    for any --length below 16)."""
+    record = tmp_path / "s.json"
+    flags = ["influence", "seq", "--models", "gru", "--hidden", "8", "--length", "8", "--batch", "1",
+             "--json", str(record), "--quiet"]
+    assert main([*flags, "--positions", "100"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "fwdlearn: error: --positions 100 is more than --length 8: a sequence of 8 tokens has 8 output positions; "
+        "give --positions 8 or less, or a longer --length")
+    assert not record.exists()
+    assert main(flags) == 0  # the default, 16, cut to the 8 positions there are
+    assert json.loads(record.read_text())["config"]["positions"] == 8
+
+
 def test_an_output_that_names_an_input_is_refused_even_with_overwrite(tmp_path, capsys):
     """``--json in.pt --overwrite`` replaced the checkpoint the command read with its record."""
     from fwdlearn.sequences import RecurrentLM

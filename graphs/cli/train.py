@@ -98,7 +98,9 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
         # the graph's warnings (a saved file's directed edges) are the file's: once in the run, in no summary line
         with once.part(f"the graph of split {seed}", alike=True):  # (a generated graph is drawn once, from
             data = load_graph(config.data, split=config.split, seed=seed,  # --seed; each split seed splits it)
-                              download=config.download, quiet=config.quiet, graph_seed=config.seed)
+                              download=config.download, quiet=config.quiet, graph_seed=config.seed,
+                              mask_warnings=config.task == "node")  # (--task link reads no node mask: the warning
+            # that a random split replaced a saved graph's named the fix --split public, which --task link refuses)
         with once.part(f"split {seed}"):
             rows.append(_train_split(config, i, data, record, device, checkpoints))
     once.summary()

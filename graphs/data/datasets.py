@@ -780,7 +780,8 @@ def check_graph_name(name: str) -> str:
 
 
 def load_graph(name: str, root: str | Path | None = None, split: str = "public", seed: int = 0,
-               download: bool = False, quiet: bool = True, hops: int = 16, graph_seed: int | None = None) -> Data:
+               download: bool = False, quiet: bool = True, hops: int = 16, graph_seed: int | None = None,
+               mask_warnings: bool = True) -> Data:
     """Load a node-classification graph with masks and ``num_classes``.
 
     Args:
@@ -799,6 +800,8 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         hops: the hop radius of the eccentricity labels (where :func:`labels_by_hops`).
         graph_seed: seed of a generated graph (``sbm``, ``synthetic-city``), so that several splits (``seed``) of one
             graph can be drawn; ``None``: ``seed``. A generated city's own split is then drawn from ``seed``.
+        mask_warnings: warn when a random split replaces a saved graph's masks (``False``: the caller reads no node
+            split, as link prediction, which splits the edges).
 
     Raises:
         ValueError: unknown name or split; masks that overlap.
@@ -813,7 +816,8 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
                          "or 'auto' (public when there is one)")
     check_graph_name(name)
     if is_saved_graph(name):
-        return load_saved_graph(name.strip()[len(_FILE_PREFIX):].strip(), split=split, seed=seed)
+        return load_saved_graph(name.strip()[len(_FILE_PREFIX):].strip(), split=split, seed=seed,
+                                mask_warnings=mask_warnings)
     if split == "auto":
         split = "public" if has_public_split(name) else "random"
     key = name.strip()
@@ -945,7 +949,7 @@ def _saved_labels(y, num_nodes: int) -> Tensor:
     return y
 
 
-def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Data:
+def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_warnings: bool = True) -> Data:
     """Load a node-classification graph of your own, a :class:`~torch_geometric.data.Data` saved with
     ``torch.save(data, path)``: what ``load_graph("file:<path>")`` and the commands' ``--data file:<path>`` read.
 
@@ -968,6 +972,8 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
             file's masks when it holds all three, else random: a ``train_mask`` alone, as PyG's ``KarateClub`` has,
             is replaced with a warning).
         seed: seed of the random split.
+        mask_warnings: ``False``: no warning of the masks a random split replaced (a caller that reads no node split,
+            as link prediction, which splits the edges: the warning's fix, ``--split public``, was refused there).
 
     Returns:
         the graph, with boolean masks, int64 ``y`` and an integer ``num_classes`` (the file's ``num_classes`` when it
@@ -1025,6 +1031,8 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0) -> Da
              "each edge is meant both ways, save the graph undirected: data.edge_index = torch_geometric.utils."
              "to_undirected(data.edge_index, num_nodes=data.num_nodes); if the directions are meant, this "
              "warning can be ignored (link prediction reads every edge as undirected in any case)")
+    if not mask_warnings:  # (the caller reads no node split)
+        replaced = []
     if len(replaced) == 3:
         warn(f"{file} holds its own train/val/test masks; the random split (--split random, "
              "graph train's default; split='random') replaces them with 64/16/20 of the labelled nodes drawn "

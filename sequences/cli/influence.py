@@ -30,6 +30,8 @@ __all__ = ["influence", "InfluenceSeqConfig"]
 
 #: the largest lag binned when --max-lag is not given (cut to --length - 1 for a shorter sequence)
 DEFAULT_MAX_LAG = 32
+#: the output positions measured per sequence when --positions is not given (cut to --length for a shorter one)
+DEFAULT_POSITIONS = 16
 
 
 @dataclass
@@ -53,7 +55,9 @@ class InfluenceSeqConfig(RunOptions):
     max_lag: int | None = field(default=None, metadata={"help": "largest lag binned, below --length (a sequence of T "
                                                                 "tokens has lags 0..T-1; default: 32, or --length - 1 "
                                                                 "when that is smaller)", "min": 0})
-    positions: int = field(default=16, metadata={"help": "output positions sampled per sequence", "min": 1})
+    positions: int | None = field(default=None, metadata={"help": "output positions sampled per sequence, at most "
+                                                                  "--length (default: 16, or --length when that is "
+                                                                  "smaller)", "min": 1})
     plot: str = field(default="", metadata={"help": "write the normalised curves (log scale) to this image "
                                                     "(.png, .pdf, .svg, ...)"})
 
@@ -110,9 +114,16 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-lag {config.max_lag} reaches past --length {config.length}: a sequence of "
                          f"{config.length} tokens has lags 0..{config.length - 1} only; give --max-lag "
                          f"{config.length - 1} or less, or a longer --length")
-    # (the default, 32, cut to the lags a short --length has; the record says the lag measured)
+    if config.positions is not None and config.positions > config.length:  # (every position was measured, and the
+        # record said the count asked for)
+        raise UsageError(f"--positions {config.positions} is more than --length {config.length}: a sequence of "
+                         f"{config.length} tokens has {config.length} output positions; give --positions "
+                         f"{config.length} or less, or a longer --length")
+    # (the defaults, 32 and 16, cut to the lags and positions a short --length has; the record says those measured)
     config = dataclasses.replace(config, max_lag=min(DEFAULT_MAX_LAG, config.length - 1) if config.max_lag is None
-                                 else config.max_lag)
+                                 else config.max_lag,
+                                 positions=min(DEFAULT_POSITIONS, config.length) if config.positions is None
+                                 else config.positions)
     paths = run_outputs("influence-seq", config, plot=config.plot,
                         inputs=[*(("--checkpoints", c) for c in config.checkpoints),
                                 *(("--data", f) for f in (corpus_files(config.data) if config.data else ()))])

@@ -74,8 +74,9 @@ def test_a_saved_graphs_masks_are_its_public_split(tmp_path, capsys):
     for split in ("public", "auto"):
         loaded = load_graph(f"file:{path}", split=split)
         assert all(torch.equal(loaded[key], mask) for key, mask in masks.items())
-    with pytest.warns(UserWarning, match=r"holds its own train/val/test masks; the random split .* pass --split "
-                                         r"public \(split='public'\) to use the file's$"):
+    with pytest.warns(UserWarning, match=r"holds its own train/val/test masks; the random split .* and the only split "
+                                         r"of bench graph and quickstart; .* pass --split public to graph train "
+                                         r"\(split='public'\) to use the file's$"):
         loaded = load_graph(f"file:{path}", split="random")
     assert int(loaded.train_mask.sum()) == 26
     record = tmp_path / "public.json"

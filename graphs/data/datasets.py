@@ -1035,8 +1035,9 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_
         replaced = []
     if len(replaced) == 3:
         warn(f"{file} holds its own train/val/test masks; the random split (--split random, "
-             "graph train's default; split='random') replaces them with 64/16/20 of the labelled nodes drawn "
-             "from the seed: pass --split public (split='public') to use the file's")
+             "graph train's default, and the only split of bench graph and quickstart; split='random') replaces them "
+             "with 64/16/20 of the labelled nodes drawn from the seed: pass --split public to graph train "
+             "(split='public') to use the file's")
     elif replaced:  # (PyG's KarateClub has a train_mask alone: its own split needs all three)
         missing = [key for key in ("train_mask", "val_mask", "test_mask") if key not in replaced]
         warn(f"{file} holds {' and '.join(replaced)} but no {' and no '.join(missing)}, so it "

@@ -306,8 +306,8 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
             pid, pairs = int(content["pid"]), [(Path(os.path.normpath(os.path.join(folder, tmp))),
                                                 Path(os.path.normpath(os.path.join(folder, target))))
                                                for tmp, target in content["renames"]]
-        except (OSError, ValueError, KeyError, TypeError):  # (not a list of renames: nothing to finish)
-            remove_quietly(listed)
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):  # (not a list of renames:
+            remove_quietly(listed)  # nothing to finish; a pid of 1e999 or a nesting too deep ended in a traceback)
             continue
         if not held and pid != os.getpid() and alive(pid):
             continue
@@ -338,7 +338,7 @@ def alive(pid: int) -> bool:
         return bool(psutil.pid_exists(pid))
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # (an id too large for one: a list's "pid" of 10**30 was a traceback)
         return False
     except PermissionError:  # another user's process
         return True

@@ -531,6 +531,50 @@ def load_device(map_location: Any) -> Any:
 NUMPY_FIX = "save it as a tensor instead (torch.as_tensor(value))"
 
 
+def plain_numpy_dtype(dtype: Any) -> bool:
+    """Whether the NumPy dtype ``dtype`` is one NumPy builds from its own name (``dtype.str``): no fields, no
+    subarray, holding no object, and the flags, size and alignment NumPy gives that type. A pickle's ``BUILD`` can
+    give a dtype any state: fields or a subarray of objects over a type that holds none (the array's bytes then taken
+    for object addresses), or the flags of another type."""
+    import numpy as np
+
+    try:
+        fresh = np.dtype(dtype.str)
+    except (TypeError, ValueError):
+        return False
+    return (dtype.fields is None and dtype.subdtype is None and not dtype.hasobject and dtype == fresh
+            and dtype.flags == fresh.flags and dtype.itemsize == fresh.itemsize and dtype.alignment == fresh.alignment)
+
+
+def forged_numpy(loaded: Any) -> str | None:
+    """What in ``loaded`` (what ``torch.load`` read: nested dicts, lists, tuples, sets and the objects of
+    :func:`_safe_globals`, their attributes included) is a NumPy array or dtype whose dtype is not
+    :func:`plain_numpy_dtype`, in words; ``None`` when nothing is. torch's safe reader builds ``numpy.dtype`` with any
+    state once it is allowed (as :func:`_safe_globals` does, for NumPy's RNG state), so a crafted file passed it and
+    crashed the process (SIGSEGV) where the array was shown: a resumed checkpoint's fingerprint that differed."""
+    import numpy as np
+
+    seen: set[int] = set()
+    todo = [loaded]
+    while todo:  # (iterative, and each object once: a file may nest deeply, or hold a list inside itself)
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, (str, bytes, int, float, complex, type(None), Tensor)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, (np.ndarray, np.dtype)):
+            dtype = item.dtype if isinstance(item, np.ndarray) else item
+            if not plain_numpy_dtype(dtype):
+                what = "a NumPy array" if isinstance(item, np.ndarray) else "a NumPy dtype"
+                return f"{what} whose dtype has a state NumPy does not write ({dtype.str}, flags {dtype.flags})"
+        elif isinstance(item, Mapping):
+            todo += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo += list(item)
+        elif hasattr(item, "__dict__") and not isinstance(item, type):  # (FitResult, Cost, PyG's Data: attributes)
+            todo += list(vars(item).values())
+    return None
+
+
 def load_torch(path: str | Path, numpy_fix: str = NUMPY_FIX, **kwargs: Any) -> Any:
     """``torch.load(path, weights_only=True, **kwargs)`` for use inside :func:`~fwdlearn.errors.reading`: the file
     may hold tensors, plain values and the few classes fwdlearn writes (:func:`_safe_globals`), nothing else, since
@@ -538,7 +582,8 @@ def load_torch(path: str | Path, numpy_fix: str = NUMPY_FIX, **kwargs: Any) -> A
     array or number with ``numpy_fix``, what to do about it in the reader's words: by default save it as a tensor),
     never as "not a torch file"; the ``ValueError`` the unpickler raises on a file that is not a torch file (random
     bytes: "could not convert string to int") is the file's problem, not a check of ours, as is an empty file or a
-    damaged one (:func:`_zip_damage`). All are raised as an ``UnpicklingError`` that
+    damaged one (:func:`_zip_damage`), or a NumPy array or dtype of a forged state (:func:`forged_numpy`). All are
+    raised as an ``UnpicklingError`` that
     :func:`~fwdlearn.errors.reading` reports with the path; its ``refused`` is the class refused, as the unpickler
     named it (``numpy.dtypes.Int64DType``), or ``None``."""
     import re
@@ -555,7 +600,12 @@ def load_torch(path: str | Path, numpy_fix: str = NUMPY_FIX, **kwargs: Any) -> A
     kind = None
     try:
         with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, weights_only=True, **kwargs)
+            loaded = torch.load(path, weights_only=True, **kwargs)
+        forged = forged_numpy(loaded)
+        if forged is None:
+            return loaded
+        message = (f"it holds {forged}, which fwdlearn does not read (an array of it can crash the process as it "
+                   f"is read or shown; fwdlearn's own files hold NumPy's RNG state alone, uint32 arrays): {numpy_fix}")
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error))
         why = re.search(r"WeightsUnpickler error:\s*(.+?)\n", str(error))

@@ -604,6 +604,95 @@ def test_a_torch_file_holding_a_numpy_array_is_not_called_not_a_torch_file(tmp_p
         read_checkpoint(path)
 
 
+class _ObjectDtype:
+    """``dtype('O')`` as torch's safe reader builds it: ``numpy.dtype`` called, no state given (no BUILD to refuse)."""
+
+    def __reduce__(self):
+        import numpy as np
+
+        return np.dtype, ("O8", False, True)
+
+
+class _ForgedUint32:
+    """``dtype('u4')`` (whose class fwdlearn's reader allows, for NumPy's RNG state) given a state NumPy never writes:
+    a subarray or a field of objects over its 4 bytes, or flags that say it holds objects."""
+
+    STATES = {"object subarray": (3, "|", (_ObjectDtype(), (1,)), None, None, 4, 4, 0),
+              "object field": (3, "|", None, ("a",), {"a": (_ObjectDtype(), 0)}, 4, 4, 0),
+              "object flags": (3, "<", None, None, None, -1, -1, 1)}
+
+    def __init__(self, forged: str) -> None:
+        self.forged = forged
+
+    def __reduce__(self):
+        import numpy as np
+
+        return np.dtype, ("u4", False, True), self.STATES[self.forged]
+
+
+class _ForgedArray:
+    """An array of ``dtype`` whose bytes 0x41414141... are taken for an object's address where it is shown."""
+
+    def __init__(self, dtype) -> None:
+        self.dtype = dtype
+
+    def __reduce__(self):
+        import numpy as np
+
+        reconstruct = np.zeros(1).__reduce__()[0]  # (numpy's _reconstruct, under either of its module names)
+        data = [1] if isinstance(self.dtype, _ObjectDtype) else b"\x41" * 4
+        return reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), self.dtype, False, data)
+
+
+def _forged_checkpoint(path, value) -> None:
+    """A real Trainer checkpoint at ``path`` whose fingerprint's ``data`` is ``value``."""
+    Trainer(1, monitor="val", mode="min", quiet=True, checkpoint=path, overwrite=True,
+            fingerprint={"data": "abc"}).run(lambda i: {"loss": 1.0}, lambda: {"val": 1.0}, state=nn.Linear(2, 1))
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["fingerprint"]["data"] = value
+    torch.save(ckpt, path)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (NumPy's own word as it frees
+@pytest.mark.parametrize("forged", ["object subarray", "object field", "object flags", "object array"])  # one)
+def test_a_torch_file_holding_a_numpy_dtype_of_a_forged_state_is_refused(tmp_path, forged):
+    """torch's safe reader gives a numpy.dtype any state once its class is allowed (fwdlearn allows uint32's, for
+    NumPy's RNG state): a uint32 dtype with a subarray or field of objects over its bytes, or an object array, was
+    read as a checkpoint. Refused, naming what it holds."""
+    from fwdlearn.errors import InputError
+    from fwdlearn.fit import read_checkpoint
+
+    path = tmp_path / "forged.pt"
+    dtype = _ObjectDtype() if forged == "object array" else _ForgedUint32(forged)
+    _forged_checkpoint(path, {"rng": [_ForgedArray(dtype)]})
+    with pytest.raises(InputError, match=r"forged\.pt as a fwdlearn checkpoint \(UnpicklingError: it holds a NumPy "
+                                         r"array whose dtype has a state NumPy does not write \(.*\), which "
+                                         r"fwdlearn does not read"):
+        read_checkpoint(path)
+    _forged_checkpoint(path, "abc")  # (a checkpoint's own NumPy RNG state, uint32 arrays, is read as before)
+    assert read_checkpoint(path)["rng"]["numpy"][1].dtype.str == "<u4"
+
+
+def test_resuming_a_checkpoint_whose_fingerprint_holds_a_forged_numpy_array_does_not_crash(tmp_path):
+    """A crafted checkpoint given to a resume: its fingerprint's entry, an array of a uint32 dtype whose state makes it
+    a subarray of objects, differed from the run's, and the message that named the difference showed it: the process
+    crashed (SIGSEGV, reading an object at 0x41414141). It is refused as it is read."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "forged.pt"
+    _forged_checkpoint(path, _ForgedArray(_ForgedUint32("object subarray")))
+    resume = ("import torch\nfrom torch import nn\nfrom fwdlearn.fit import Trainer\ntry:\n"
+              f"    Trainer(2, monitor='val', mode='min', quiet=True, checkpoint={str(path)!r}, resume=True, "
+              "fingerprint={'data': 'abc'}).run(lambda i: {'loss': 1.0}, lambda: {'val': 1.0}, state=nn.Linear(2, 1))\n"
+              "except Exception as error:\n    print(type(error).__name__, error)\n")
+    done = subprocess.run([sys.executable, "-c", resume], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"^InputError cannot read .*forged\.pt as a fwdlearn checkpoint .*it holds a NumPy array whose "
+                     r"dtype has a state NumPy does not write", done.stdout)
+
+
 def test_a_language_model_file_that_does_not_fit_its_config_names_the_keys(tmp_path):
     from fwdlearn.errors import InputError
     from fwdlearn.sequences import RecurrentLM

@@ -910,6 +910,21 @@ def test_a_list_of_renames_found_in_a_folder_renames_nothing_outside_it(tmp_path
     assert (runs / "a.json").read_text() == "the killed run's record"
 
 
+@pytest.mark.parametrize("listed", ['{"pid": 1e999, "renames": []}', '{"pid": 1000000000000000000000000, '
+                                    '"renames": []}', '{"pid": 1, "renames": ' + "[" * 100000 + "]" * 100000 + "}"])
+def test_a_list_of_renames_that_is_no_list_a_run_writes_is_removed_without_a_traceback(tmp_path, listed):
+    """A '.renaming' beside a run's output whose "pid" is 1e999 (JSON's infinity) or too large for a process id, or
+    whose JSON nests too deeply to read, ended the next run of that name in a traceback (OverflowError, RecursionError:
+    "fwdlearn quickstart --name x" with runs/x/record.json.renaming). It is no list a run writes: removed, as one that
+    is not JSON is (a process id no process has: a dead run's list, finished), and nothing is renamed."""
+    from fwdlearn.files import finish_renames
+
+    (tmp_path / "a.json.tmp").write_text("another program's draft")
+    (tmp_path / "a.json.renaming").write_text(listed)
+    finish_renames(tmp_path / "a.json")  # (no process has that id: a dead one's list, finished or removed)
+    assert not (tmp_path / "a.json.renaming").exists() and not (tmp_path / "a.json").exists()
+
+
 def test_a_named_runs_checkpoint_that_is_a_folder_names_the_flag_given(folder):
     """runs/tiny.pt a folder, with --name tiny, was "--checkpoint runs/tiny.pt is a folder", a flag not given; so was a
     split's checkpoint, and --json x.pt (the record and the checkpoint named after it) said "--json and --checkpoint

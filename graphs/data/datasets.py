@@ -440,19 +440,6 @@ class _Unexpected(pickle.UnpicklingError):
     not write (the message: what it holds, in words)."""
 
 
-def _plain_dtype(dtype) -> bool:
-    """Whether the NumPy dtype ``dtype`` is one NumPy builds from its own name (``dtype.str``): no fields, no
-    subarray, and the flags, size and alignment NumPy gives that type."""
-    import numpy as np
-
-    try:
-        fresh = np.dtype(dtype.str)
-    except (TypeError, ValueError):
-        return False
-    return (dtype.fields is None and dtype.subdtype is None and dtype == fresh and dtype.flags == fresh.flags
-            and dtype.itemsize == fresh.itemsize and dtype.alignment == fresh.alignment)
-
-
 class _PlanetoidUnpickler(pickle._Unpickler):
     """An unpickler that builds what :data:`_PLANETOID_GLOBALS` names and refuses anything else, and refuses a NumPy
     dtype whose state (``BUILD``) makes it other than NumPy writes it: ``dtype('O')`` given the flags of a type that
@@ -473,9 +460,11 @@ class _PlanetoidUnpickler(pickle._Unpickler):
     def _load_build(self) -> None:
         import numpy as np
 
+        from fwdlearn.fit import plain_numpy_dtype
+
         built = self.stack[-2]  # (the object the state on top of the stack is given to)
         pickle._Unpickler.load_build(self)
-        if isinstance(built, np.dtype) and not _plain_dtype(built):
+        if isinstance(built, np.dtype) and not plain_numpy_dtype(built):
             raise _Unexpected(f"a NumPy dtype with a state NumPy does not write ({built.str}, flags {built.flags})")
 
     dispatch[pickle.BUILD[0]] = _load_build

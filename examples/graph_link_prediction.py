@@ -3,6 +3,7 @@
 Run:  python examples/graph_link_prediction.py                  (KarateClub, offline)
       FWDLEARN_DATA_DIR=/path/to/data python examples/graph_link_prediction.py cora
       python examples/graph_link_prediction.py cora --download   (PyG downloads Cora; needs internet)
+      python examples/graph_link_prediction.py file:my_graph.pt  (a saved PyG Data: x and edge_index, no labels needed)
 """
 
 import argparse
@@ -11,12 +12,13 @@ from fwdlearn.fit import seed_everything
 from fwdlearn.graphs import ForwardLinkPredictor, load_graph
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("data", nargs="?", default="karate", help="a graph load_graph reads (default: karate)")
+parser.add_argument("data", nargs="?", default="karate",
+                    help="a graph load_graph reads, or file:<path> (default: karate)")
 parser.add_argument("--download", action="store_true",
                     help="let PyG download a data set that is not local (needs internet)")
 args = parser.parse_args()
-try:  # the node split is not read (fit splits the edges): "auto" takes a graph without a public one too (sbm)
-    data = load_graph(args.data, split="auto", download=args.download)
+try:  # no node label nor split is read (fit splits the edges): labels=False loads a saved graph without labels
+    data = load_graph(args.data, split="auto", download=args.download, labels=False)
 except (ValueError, FileNotFoundError) as error:  # an unknown name, data not found: one line, not a traceback
     parser.error(str(error))
 for method in ("bp", "ce", "ff"):

@@ -10,7 +10,7 @@ import torch
 from torch_geometric.data import Data, HeteroData
 
 from fwdlearn.cli import main
-from fwdlearn.errors import InputError
+from fwdlearn.errors import InputError, UsageError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -425,3 +425,66 @@ def test_resuming_on_a_saved_graph_that_changed_names_the_file(tmp_path, capsys)
     assert main([*run, "--resume", "--seed", "1"]) == 2
     err = capsys.readouterr().err
     assert "was made by a different run: model.seed 0 (checkpoint) vs 1 (now); graph '" in err and str(path) not in err
+
+
+def _unlabelled_graphs(tmp_path) -> list:
+    """Saved graphs link prediction can train on, which node classification refuses: no ``y``, no labelled node,
+    too few labelled nodes for a node split, and float (regression) targets."""
+    few = torch.full((40,), -1)
+    few[:3] = 0
+    return [_saved(tmp_path, _graph(**changes), name) for name, changes in (
+        ("none.pt", {"y": None}), ("unlabelled.pt", {"y": torch.full((40,), -1)}), ("few.pt", {"y": few}),
+        ("float.pt", {"y": torch.linspace(0, 1, 40)}))]
+
+
+def test_link_prediction_trains_on_a_saved_graph_without_labels(tmp_path, capsys):
+    """Link prediction reads no node label, yet graph train --task link and load_graph refused a saved graph without
+    y ("data.y, one class id per node, is missing: file:<path> trains node classification"), with no labelled node,
+    or with too few for a node split: a graph of x and edge_index trains links and reports its AUC."""
+    from fwdlearn.graphs import ForwardLinkPredictor
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    for path, splits in zip(_unlabelled_graphs(tmp_path)[:3], (2, 1, 1)):
+        record = tmp_path / f"{path.stem}-link.json"
+        assert main(["graph", "train", "--data", f"file:{path}", "--task", "link", "--layers", "1", "--hidden", "8",
+                     "--epochs", "1", "--splits", str(splits), "--quiet", "--json", str(record)]) == 0, \
+            capsys.readouterr().err
+        assert "test_auc" in capsys.readouterr().out
+        summary = json.loads(record.read_text())["summary"]
+        assert 0 <= summary["test_auc_mean" if splits > 1 else "test_auc"] <= 1
+    data = load_graph(f"file:{tmp_path / 'none.pt'}", labels=False)
+    assert set(data.keys()) == {"x", "edge_index"} and data.edge_index.dtype == torch.long
+    assert torch.equal(load_graph(f"file:{tmp_path / 'float.pt'}", labels=False).y, torch.linspace(0, 1, 40))
+    model = ForwardLinkPredictor(data.num_features, hidden=8, layers=1)
+    assert 0 <= model.fit(data, epochs=2, quiet=True).test_auc <= 1
+    with pytest.raises(UsageError, match="labels must be True or False, got 'False'"):
+        load_graph(f"file:{tmp_path / 'none.pt'}", labels="False")
+
+
+def test_node_classification_refuses_a_saved_graph_without_labels_as_before(tmp_path, capsys):
+    none, unlabelled, few, _ = _unlabelled_graphs(tmp_path)
+    assert main(["graph", "train", "--data", f"file:{none}", "--layers", "1", "--epochs", "1", "--quiet",
+                 "--json", str(tmp_path / "node.json")]) == 2
+    assert (f"{none}: data.y, one class id per node, is missing: file:<path> trains node classification, so the graph "
+            "needs labels") in capsys.readouterr().err
+    assert "data.y labels no node" in _refusal(unlabelled, split="random")
+    assert "labels only 3 node(s)" in _refusal(few, split="random")
+
+
+def test_a_link_run_on_a_saved_graph_without_labels_resumes(tmp_path, capsys):
+    """--resume compares the graph's features and edges, the link checkpoint's fingerprint: a label-free graph resumes,
+    and one whose edges changed is refused naming the file."""
+    path = _unlabelled_graphs(tmp_path)[0]
+    run = ["graph", "train", "--data", f"file:{path}", "--task", "link", "--method", "bp", "--layers", "1",
+           "--hidden", "8", "--quiet", "--json", str(tmp_path / "run.json")]
+    assert main([*run, "--epochs", "2"]) == 0
+    assert main([*run, "--epochs", "4", "--resume"]) == 0
+    summary = json.loads((tmp_path / "run.json").read_text())["summary"]
+    assert summary["resumed"]["split 0"]["from_step"] == 2 and 0 <= summary["test_auc"] <= 1
+    capsys.readouterr()
+    data = _graph(y=None)
+    _saved(tmp_path, _graph(y=None, edge_index=data.edge_index[:, 2:]), path.name)
+    written = (tmp_path / "run.pt").stat().st_mtime
+    os.utime(path, (written + 60, written + 60))
+    assert main([*run, "--epochs", "4", "--resume"]) == 2
+    assert f"was trained on another graph than {path} holds now: the file has changed" in capsys.readouterr().err

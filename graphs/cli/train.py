@@ -6,6 +6,7 @@
     fwdlearn graph train --data cora --method sf --layers 4 --splits 5 --name cora-sf --resume  # after an interruption
     fwdlearn graph train --data cora --task link --method ce --layers 4
     fwdlearn graph train --data file:my_graph.pt --method sf --layers 4   # a PyG Data, torch.save(data, "my_graph.pt")
+    fwdlearn graph train --data file:my_graph.pt --task link             # its x and edge_index: no labels needed
 
 Every split keeps a checkpoint (``runs/<name>.pt``; with ``--splits N`` the later splits'
 ``runs/<name>-split<i>.pt``), written at every evaluation; ``--resume`` continues each split from
@@ -44,7 +45,7 @@ class GraphTrainConfig(RunOptions):
                                                         "city:<path>, ..., or file:<path>, a graph of your own: a "
                                                         "torch_geometric.data.Data saved with torch.save(data, path) "
                                                         "(x, edge_index, integer y; its masks are used with --split "
-                                                        "public)"})
+                                                        "public; --task link reads x and edge_index only)"})
     task: str = field(default="node", metadata={"help": "node classification or link prediction",
                                                 "choices": ["node", "link"]})
     # (None is "not given": the task's own default, filled in when the config is built; a default of sf refused
@@ -99,8 +100,9 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
         with once.part(f"the graph of split {seed}", alike=True):  # (a generated graph is drawn once, from
             data = load_graph(config.data, split=config.split, seed=seed,  # --seed; each split seed splits it)
                               download=config.download, quiet=config.quiet, graph_seed=config.seed,
-                              mask_warnings=config.task == "node")  # (--task link reads no node mask: the warning
-            # that a random split replaced a saved graph's named the fix --split public, which --task link refuses)
+                              labels=config.task == "node")  # (--task link reads no node label nor mask: a saved
+            # graph without labels was refused, and the warning that a random split replaced a saved graph's masks
+            # named the fix --split public, which --task link refuses)
         with once.part(f"split {seed}"):
             rows.append(_train_split(config, i, data, record, device, checkpoints))
     once.summary()

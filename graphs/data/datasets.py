@@ -46,7 +46,7 @@ from torch_geometric.data import Data, Dataset, HeteroData
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, loader_log, weights_only_loads
 from fwdlearn.files import NO_ROOM, taking_turns, writing
-from fwdlearn.errors import InputError, UsageError, check_finite_tensor, check_not_meta, check_seed, warn
+from fwdlearn.errors import InputError, UsageError, check_bool, check_finite_tensor, check_not_meta, check_seed, warn
 from fwdlearn.registry import did_you_mean
 
 __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "random_split", "check_fractions",
@@ -770,8 +770,9 @@ def check_graph_name(name: str) -> str:
 
 def load_graph(name: str, root: str | Path | None = None, split: str = "public", seed: int = 0,
                download: bool = False, quiet: bool = True, hops: int = 16, graph_seed: int | None = None,
-               mask_warnings: bool = True) -> Data:
-    """Load a node-classification graph with masks and ``num_classes``.
+               labels: bool = True) -> Data:
+    """Load a node-classification graph with masks and ``num_classes`` (``labels=False``: a graph for link
+    prediction, whose saved file needs no labels).
 
     Args:
         name: one of ``cora``, ``citeseer``, ``pubmed``, ``karate``, ``citationfull:<name>``,
@@ -789,8 +790,11 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         hops: the hop radius of the eccentricity labels (where :func:`labels_by_hops`).
         graph_seed: seed of a generated graph (``sbm``, ``synthetic-city``), so that several splits (``seed``) of one
             graph can be drawn; ``None``: ``seed``. A generated city's own split is then drawn from ``seed``.
-        mask_warnings: warn when a random split replaces a saved graph's masks (``False``: the caller reads no node
-            split, as link prediction, which splits the edges).
+        labels: ``False``: the caller reads no node label nor node split, as link prediction (which splits the edges):
+            a saved graph (``file:<path>``) then needs ``x`` and ``edge_index`` only, and comes back with them checked
+            and its other attributes as saved (``y``, masks, ``num_classes``, if any, neither read nor checked; no
+            split drawn, ``split`` and ``seed`` unused). The other sources have their labels and come back as with
+            ``True``.
 
     Raises:
         ValueError: unknown name or split; masks that overlap.
@@ -798,6 +802,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
         UsageError: a Planetoid ``root`` that PyG cannot write its ``processed/`` copy into.
     """
     seed = check_seed(seed)  # (1.5 failed in manual_seed, after Cora had loaded)
+    labels = check_bool("labels", labels)  # (labels="False" would read them)
     if graph_seed is not None:
         graph_seed = check_seed(graph_seed, "graph_seed")
     if split not in ("public", "random", "auto"):
@@ -806,7 +811,7 @@ def load_graph(name: str, root: str | Path | None = None, split: str = "public",
     check_graph_name(name)
     if is_saved_graph(name):
         return load_saved_graph(name.strip()[len(_FILE_PREFIX):].strip(), split=split, seed=seed,
-                                mask_warnings=mask_warnings)
+                                labels=labels)
     if split == "auto":
         split = "public" if has_public_split(name) else "random"
     key = name.strip()
@@ -938,16 +943,18 @@ def _saved_labels(y, num_nodes: int) -> Tensor:
     return y
 
 
-def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_warnings: bool = True) -> Data:
+def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, labels: bool = True) -> Data:
     """Load a node-classification graph of your own, a :class:`~torch_geometric.data.Data` saved with
-    ``torch.save(data, path)``: what ``load_graph("file:<path>")`` and the commands' ``--data file:<path>`` read.
+    ``torch.save(data, path)``: what ``load_graph("file:<path>")`` and the commands' ``--data file:<path>`` read
+    (``labels=False``: a graph for link prediction, which needs no labels: ``graph train --task link``).
 
     A relative ``path`` is looked up in the working directory, then under ``FWDLEARN_DATA_DIR`` (as ``city:<path>``).
     The file is read tensors-only (``torch.load(weights_only=True)`` with PyG's data classes allowed by name), so
     reading it runs no code it may carry: an attribute of another Python type is refused, naming the type.
 
     The graph needs float (or integer, read as float) features ``x``, ``edge_index`` and integer class ids ``y``
-    (-1, or any negative id, for an unlabelled node, which no split holds). It is used as saved: a directed edge list
+    (-1, or any negative id, for an unlabelled node, which no split holds); with ``labels=False`` (link prediction)
+    ``x`` and ``edge_index`` only. It is used as saved: a directed edge list
     (an edge without its reverse) is warned about, naming ``torch_geometric.utils.to_undirected``, as the GNNs
     pass messages along each edge from source to target only (PyG's Planetoid graphs, and ForwardGNN's results,
     list both directions of every edge); link prediction reads every edge as undirected in any case. Each call warns
@@ -961,12 +968,16 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_
             file's masks when it holds all three, else random: a ``train_mask`` alone, as PyG's ``KarateClub`` has,
             is replaced with a warning).
         seed: seed of the random split.
-        mask_warnings: ``False``: no warning of the masks a random split replaced (a caller that reads no node split,
-            as link prediction, which splits the edges: the warning's fix, ``--split public``, was refused there).
+        labels: ``False``: the caller reads no node label nor node split, as link prediction (which splits the
+            edges; the masks warning's fix, ``--split public``, is refused there): ``y``, the masks and
+            ``num_classes`` are neither required nor checked (kept as saved, when the file holds them), no split is
+            drawn (``split`` and ``seed`` unused) and no masks warning is given; a graph without labels, or with
+            no labelled node, loads.
 
     Returns:
         the graph, with boolean masks, int64 ``y`` and an integer ``num_classes`` (the file's ``num_classes`` when it
-        holds one that covers ``y``, else ``max(y) + 1``).
+        holds one that covers ``y``, else ``max(y) + 1``); with ``labels=False``, with float ``x`` and int64
+        ``edge_index``, its other attributes as saved.
 
     Raises:
         FileNotFoundError: no such file.
@@ -979,6 +990,7 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_
     from fwdlearn.graphs.data.citynet import road_path
 
     seed = check_seed(seed)
+    labels = check_bool("labels", labels)
     if split not in ("public", "random", "auto"):
         raise ValueError(f"unknown split {split!r}; use 'public' (the file's masks), 'random' (64/16/20 with a seed) "
                          "or 'auto' (the file's masks when it holds all three)")
@@ -1006,7 +1018,7 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_
             raise _refused_pyg_object(file, error) or error
     data = _saved_as_data(data, file)
     try:
-        data, replaced = _checked_saved_graph(data, split, seed, file)
+        data, replaced = _checked_saved_graph(data, split, seed, file, labels)
     except InputError:
         raise
     except (ValueError, TypeError) as error:  # (a check's message, in data.<name> words: the file's graph to fix)
@@ -1020,8 +1032,6 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, mask_
              "each edge is meant both ways, save the graph undirected: data.edge_index = torch_geometric.utils."
              "to_undirected(data.edge_index, num_nodes=data.num_nodes); if the directions are meant, this "
              "warning can be ignored (link prediction reads every edge as undirected in any case)")
-    if not mask_warnings:  # (the caller reads no node split)
-        replaced = []
     if len(replaced) == 3:
         warn(f"{file} holds its own train/val/test masks; the random split (--split random, "
              "graph train's default, and the only split of bench graph and quickstart; split='random') replaces them "
@@ -1060,9 +1070,11 @@ def _refused_pyg_object(file: Path, error: pickle.UnpicklingError) -> InputError
     return None
 
 
-def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple[Data, list[str]]:
+def _checked_saved_graph(data: Data, split: str, seed: int, file: Path,
+                         labels: bool = True) -> tuple[Data, list[str]]:
     """The saved ``data`` checked and completed as :func:`load_graph` gives a graph (float ``x``, int64 ``y`` and
-    ``edge_index``, the masks of ``split``, ``num_classes``), and the masks of the file a random split replaced.
+    ``edge_index``, the masks of ``split``, ``num_classes``; ``labels=False``: float ``x`` and int64 ``edge_index``
+    alone, the rest as saved), and the masks of the file a random split replaced.
     Raises ``ValueError`` / ``TypeError`` naming the attribute, in ``data.<name>`` words."""
     x = getattr(data, "x", None)
     if isinstance(x, Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
@@ -1077,6 +1089,9 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path) -> tuple
                   ".flip(0))") if getattr(data, "adj_t", None) is not None else ""
         raise ValueError("data.edge_index, the [2, num_edges] tensor of the graph's edges, is missing" + sparse)
     edge_index = check_edge_index(edge_index, rows).long()
+    if not labels:  # (link prediction: y, the masks and num_classes are not read; a graph without labels was refused)
+        data.x, data.edge_index = x, edge_index
+        return data, []
     y = _saved_labels(getattr(data, "y", None), rows)
     keys = ("train_mask", "val_mask", "test_mask")
     present = [key for key in keys if getattr(data, key, None) is not None]

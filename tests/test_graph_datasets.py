@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fwdlearn.data import DataNotFoundError, data_dir
+from fwdlearn.errors import InputError
 from fwdlearn.graphs import load_graph
 from fwdlearn.graphs.data.datasets import check_masks, random_split
 
@@ -604,9 +605,29 @@ def test_a_planetoid_raw_file_the_check_cannot_read_is_not_given_to_pyg(tmp_path
     graph = tmp_path / "ind.cora.graph"
     graph.write_bytes(pickle.dumps({0: [1, 2]}, protocol=2)[:-3])
     (tmp_path / "ind.cora.test.index").write_text("1\n2\n")  # (text, which PyG never unpickles: not read)
-    with pytest.raises((EOFError, pickle.UnpicklingError)):
+    with pytest.raises(InputError, match=r"could not be read \(ind\.cora\.graph: EOFError\); it is truncated or "
+                                         r"damaged"):
         _check_planetoid_pickles([tmp_path / "ind.cora.test.index", graph])
     _check_planetoid_pickles([tmp_path / "ind.cora.test.index"])
+
+
+@pytest.mark.parametrize("cut", [1, 5])
+def test_a_planetoid_raw_file_cut_short_is_named_with_the_damage(tmp_path, cut):
+    """The check's own error passed out as it was: a file cut short inside a number read "could not be read (error:
+    unpack requires a buffer of 4 bytes)", naming none of the 8 files (one cut at its end: "(EOFError: )"). It names
+    the file now, in the damaged raw files' words."""
+    import pickle
+
+    from fwdlearn.graphs.data.datasets import _check_planetoid_pickles
+
+    graph = tmp_path / "ind.cora.graph"
+    graph.write_bytes(pickle.dumps({0: [70000, 80000]}, protocol=2)[:-cut])
+    said = "EOFError" if cut == 1 else "struct.error: unpack requires a buffer of 4 bytes"
+    with pytest.raises(InputError) as caught:
+        _check_planetoid_pickles([graph])
+    assert str(caught.value) == (f"the Planetoid raw files in {tmp_path.resolve()} could not be read (ind.cora.graph: "
+                                 f"{said}); it is truncated or damaged: copy the 8 ind.<name>.* files of "
+                                 "kimiyoung/planetoid's data/ folder again")
 
 
 @pytest.mark.parametrize("protocol", [2, 5])

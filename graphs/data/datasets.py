@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
@@ -474,11 +475,11 @@ def _check_planetoid_pickles(paths) -> None:
     """Refuse a Planetoid raw file (``ind.<name>.*``, a pickle) that names a Python object the release's files do not
     hold (:data:`_PLANETOID_GLOBALS`): PyG unpickles them whole (``pickle.load``), and an object's unpickling can run
     code the file carries. Each is read here first by :class:`_PlanetoidUnpickler` (all but ``ind.<name>.test.index``,
-    which PyG reads as text); a file it cannot read (cut short, not a pickle) raises its error, reported as a damaged
-    raw file: given to PyG's unpickler, a file this one fails on part way was read on, past what was checked.
+    which PyG reads as text); a file it cannot read (cut short, not a pickle) is refused as a damaged raw file, naming
+    it: given to PyG's unpickler, a file this one fails on part way was read on, past what was checked.
 
     Raises:
-        InputError: naming the file and the object, and the fix.
+        InputError: naming the file and the object (or what stopped its reading), and the fix.
     """
     import warnings
 
@@ -493,6 +494,16 @@ def _check_planetoid_pickles(paths) -> None:
             raise InputError(f"{path.resolve()} names {error}, which no Planetoid raw file holds (they hold NumPy "
                              "arrays, SciPy CSR matrices, lists and a defaultdict); fwdlearn does not let PyG unpickle "
                              "it (that could run code the file carries): copy the 8 ind.<name>.* files of "
+                             "kimiyoung/planetoid's data/ folder again") from None
+        except OSError:  # (the disk's or the permissions' problem, not the file's: reported as such by the caller)
+            raise
+        except Exception as error:  # noqa: BLE001 - cut short, not a pickle: refused here, naming the file (Python's
+            # unpickler's "error: unpack requires a buffer of 4 bytes", of a file cut short, named none of the 8)
+            said = " ".join(str(error).split())[:200]
+            said = ("struct.error" if isinstance(error, struct.error) else type(error).__name__) + (f": {said}" if
+                                                                                                   said else "")
+            raise InputError(f"the Planetoid raw files in {path.resolve().parent} could not be read ({path.name}: "
+                             f"{said}); it is truncated or damaged: copy the 8 ind.<name>.* files of "
                              "kimiyoung/planetoid's data/ folder again") from None
 
 

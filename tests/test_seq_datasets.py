@@ -79,7 +79,9 @@ def test_wikitext2_words_from_local_valid_and_test():
     assert set(corpus.splits) == {"validation", "test"}
     assert "<unk>" in corpus.vocab.tokens and "<eos>" in corpus.vocab.tokens
     with pytest.raises(ValueError, match=r"no 'train' split; available: validation, test. Pick one of those \(e.g. "
-                                         "--train-split validation --valid-split test: train on one, select the model"):
+                                         "--train-split validation --valid-split test: train on one, select the model "
+                                         r"on another; in Python, corpus.split\('validation'\) and "
+                                         r"corpus.split\('test'\)\)$"):
         corpus.train
 
 

@@ -205,7 +205,8 @@ class Corpus:
         if name not in self.splits:
             ordered = _ordered(self.splits)
             example = (f" (e.g. --train-split {ordered[0]} --valid-split {ordered[1]}: train on one, select the model "
-                       "on another)" if len(ordered) > 1 else "")
+                       f"on another; in Python, corpus.split({ordered[0]!r}) and corpus.split({ordered[1]!r}))"
+                       if len(ordered) > 1 else f" (in Python, corpus.split({ordered[0]!r}))")
             raise UsageError(f"corpus {self.name!r} has no {name!r} split; available: {', '.join(ordered)}. "
                              f"Pick one of those{example}")
         return self.splits[name]

@@ -527,7 +527,7 @@ def alignment_window(ids: Tensor, batch_size: int, context: int) -> tuple[Tensor
     batch the alignment diagnostic is read on."""
     if ids.numel() < context + 2:
         raise ValueError(f"the alignment windows need more than {context + 1} tokens; the split has {ids.numel()}: "
-                         "use a shorter context, or a longer validation split")
+                         "use a shorter context (--context), or a longer validation split")
     starts = torch.linspace(0, ids.numel() - context - 2, batch_size).long().tolist()
     window = torch.stack([ids[s: s + context + 1] for s in starts])
     return window[:, :-1], window[:, 1:]

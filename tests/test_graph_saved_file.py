@@ -488,3 +488,27 @@ def test_a_link_run_on_a_saved_graph_without_labels_resumes(tmp_path, capsys):
     os.utime(path, (written + 60, written + 60))
     assert main([*run, "--epochs", "4", "--resume"]) == 2
     assert f"was trained on another graph than {path} holds now: the file has changed" in capsys.readouterr().err
+
+
+def test_too_few_labelled_nodes_offer_split_public_only_to_the_command_that_takes_it(tmp_path, capsys):
+    """The refusal of a saved graph labelling too few nodes for a random split told influence graph, bench graph, bench
+    influence and quickstart to "use split='public' (--split public)": a flag graph train alone has. A split='auto'
+    load (the influence commands) takes the file's masks by itself; a random one says whose flag --split is."""
+    from fwdlearn.graphs.data.datasets import load_saved_graph
+
+    y = torch.full((40,), -1)
+    y[:2] = torch.tensor([0, 1])
+    path = _saved(tmp_path, _graph(y=y))
+    with pytest.raises(InputError, match=r"train_mask, val_mask and test_mask \(used when the file holds all three\)$"):
+        load_saved_graph(path, split="auto")
+    with pytest.raises(InputError, match=r"and use split='public' \(--split public to graph train; bench graph and "
+                                         r"quickstart draw random splits only\)$"):
+        load_saved_graph(path, split="random")
+    assert main(["influence", "graph", "--data", f"file:{path}", "--layers", "1", "--hidden", "8", "--epochs", "1",
+                 "--quiet", "--json", str(tmp_path / "i.json")]) == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert "labels only 2 node(s)" in line and "--split" not in line and "split=" not in line, line
+    assert main(["bench", "graph", "--data", f"file:{path}", "--depths", "1", "--hidden", "8", "--epochs", "1",
+                 "--quiet", "--out", str(tmp_path / "b")]) == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert "(--split public to graph train; bench graph and quickstart draw random splits only)" in line, line

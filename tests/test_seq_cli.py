@@ -386,7 +386,7 @@ def test_bench_dfa_reads_alignment_windows_only_for_rules_with_feedback_points(t
     assert main([*base, "--rules", "bp", "dfa", "--out", str(tmp_path / "dfa")]) == 2
     err = capsys.readouterr().err
     assert "the alignment windows need more than 251 tokens; the split has" in err
-    assert "use a shorter context, or a longer validation split" in err
+    assert "use a shorter context (--context), or a longer validation split" in err  # (the flag, not context)
 
 
 def test_seq_train_seeds_the_feedback_matrices_with_its_seed(text_file, tmp_path):
@@ -803,3 +803,35 @@ def test_bench_dfa_help_says_when_the_alignment_plot_is_drawn():
     help_ = {f.name: f.metadata["help"] for f in fields(DfaBenchConfig)}
     assert "when the transformer part runs a dfa rule, <out>-alignment.png" in help_["out"]
     assert "drawn only when the transformer part runs (not in --skip) with a dfa rule in --rules" in help_["plot"]
+
+
+def test_a_limit_too_short_is_said_as_the_flag_limit(tmp_path, capsys):
+    """seq train --level word --limit 10 (and influence seq --limit) answered "its first 10 characters (limit) hold
+    one word token ...; raise limit": Python's name of the flag. The commands say --limit; load_text keeps limit."""
+    from fwdlearn.errors import UsageError
+    from fwdlearn.sequences import RecurrentLM
+    from fwdlearn.sequences.data.text import load_text
+
+    text = tmp_path / "long.txt"
+    text.write_text("abcdefgh ijklmnop\nqrs tuv\n" * 4)
+    model = tmp_path / "m.pt"
+    corpus = load_text(str(text))
+    RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1).save(model, vocab=corpus.vocab)
+    (tmp_path / "ws.txt").write_text("    \n  abc def\n")
+    base = ["--hidden", "8", "--layers", "1", "--steps", "1", "--sample", "0", "--quiet", "--json"]
+    for argv, message in (
+            (["seq", "train", "--data", str(text), "--level", "word", "--limit", "10", *base, str(tmp_path / "a.json")],
+             "long.txt: its first 10 characters (--limit) hold one word token, too few for a train and a validation "
+             "split; raise --limit"),
+            (["seq", "train", "--data", str(tmp_path / "ws.txt"), "--limit", "3", *base, str(tmp_path / "b.json")],
+             "ws.txt: its first 3 characters (--limit) hold only whitespace; raise --limit"),
+            (["influence", "seq", "--checkpoints", str(model), "--data", str(text), "--limit", "1", "--json",
+              str(tmp_path / "c.json")],
+             "long.txt: its first 1 character (--limit) hold one char token, too few for a train and a validation "
+             "split; raise --limit")):
+        assert main(argv) == 2
+        line, = capsys.readouterr().err.strip().splitlines()
+        assert line.endswith(message), line
+        assert "(limit)" not in line and "raise limit" not in line
+    with pytest.raises(UsageError, match=r"its first 10 characters \(limit\) hold one word token, .*; raise limit$"):
+        load_text(str(text), level="word", limit=10)  # (the Python API keeps its keyword)

@@ -1107,7 +1107,8 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path,
     keys = ("train_mask", "val_mask", "test_mask")
     present = [key for key in keys if getattr(data, key, None) is not None]
     masked = len(present) == len(keys)
-    if split == "auto":  # (a train_mask alone, as PyG's KarateClub has, is no split: that was refused as public)
+    auto = split == "auto"
+    if auto:  # (a train_mask alone, as PyG's KarateClub has, is no split: that was refused as public)
         split = "public" if masked else "random"
     if split == "public" and not masked:
         missing = [key for key in keys if key not in present]
@@ -1121,10 +1122,14 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path,
         parts = random_split(labelled.numel(), seed)
         if not all(bool(part.any()) for part in parts):  # (was "data.val_mask selects no node ... save it again", of
             # a mask the file does not hold)
+            # (split='auto', as influence graph and bench influence load, takes the masks of a file that holds all
+            # three; --split public is graph train's alone: bench graph and quickstart draw random splits only)
+            use = (" (used when the file holds all three)" if auto else
+                   " and use split='public' (--split public to graph train; bench graph and quickstart draw random "
+                   "splits only)")
             raise InputError(f"{file} labels only {labelled.numel()} node(s) (data.y >= 0), too few for a random "
                              "64/16/20 split with a validation and a test node (5 at least): label more nodes, or save "
-                             "the graph with its own train_mask, val_mask and test_mask and use split='public' "
-                             "(--split public)")
+                             f"the graph with its own train_mask, val_mask and test_mask{use}")
         for key, part in zip(keys, parts):
             mask = torch.zeros(rows, dtype=torch.bool)
             mask[labelled[part]] = True

@@ -458,6 +458,13 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
     Returns:
         A :class:`Corpus`.
     """
+    return _load_text(name_or_path, level, split, limit, train_fraction)
+
+
+def _load_text(name_or_path: str, level: str = "char", split: str | Sequence[str] | None = None,
+               limit: int | None = None, train_fraction: float = 0.9, limit_name: str = "limit") -> Corpus:
+    """:func:`load_text`, its refusals of a ``limit`` too short naming it ``limit_name`` (``--limit`` for the
+    commands, :func:`read_corpus`)."""
     if level not in ("char", "word"):
         raise ValueError(f"level must be 'char' or 'word', got {level!r}")
     if limit is not None:
@@ -476,17 +483,17 @@ def load_text(name_or_path: str, level: str = "char", split: str | Sequence[str]
             raise ValueError(f"{files[key]} is empty; a corpus needs text" if not text else
                              f"{files[key]} is empty but for whitespace ({len(text):,} characters); a corpus needs text"
                              if not text.strip() else
-                             f"{files[key]}: its first {limit} characters (limit) hold "
-                             f"{'only whitespace' if level == 'char' else 'no whole word'}; raise limit")
+                             f"{files[key]}: its first {limit} characters ({limit_name}) hold "
+                             f"{'only whitespace' if level == 'char' else 'no whole word'}; raise {limit_name}")
         tokens[key] = tokenize(head, level, open_end=len(head) < len(text))  # a line cut short is not ended
     if split_single:
         whole = tokens.pop("full")
         cut = int(len(whole) * train_fraction)  # in tokens: at char level, in characters
         if not 0 < cut < len(whole):
             empty, fix = ("train", "raise") if cut == 0 else ("validation", "lower")
-            more = "raise limit" if cut_short["full"] else "give a longer text"  # (a limit cut the text short)
+            more = f"raise {limit_name}" if cut_short["full"] else "give a longer text"  # (a limit cut the text short)
             if len(whole) < 2:  # (no train_fraction splits one token)
-                where = (f"its first {limit} character{'s' * (limit != 1)} (limit) hold" if cut_short["full"]
+                where = (f"its first {limit} character{'s' * (limit != 1)} ({limit_name}) hold" if cut_short["full"]
                          else "it holds")
                 raise UsageError(f"{files['full']}: {where} one {level} token, too few for a train and a validation "
                                  f"split; {more}")
@@ -655,8 +662,9 @@ def corpus_files(name_or_path: str, missing_ok: bool = False) -> list[Path]:
 
 def read_corpus(name_or_path: str, **kwargs: Any) -> Corpus:
     """:func:`load_text` for the commands: a file that cannot be read as text is reported as one
-    :class:`~fwdlearn.errors.InputError` naming it (instead of the reader's own exception)."""
+    :class:`~fwdlearn.errors.InputError` naming it (instead of the reader's own exception), and a ``limit`` too short
+    as the flag ``--limit`` (the commands' spelling of it)."""
     from fwdlearn.errors import reading
 
     with reading(name_or_path, "a text corpus", "a corpus must be a UTF-8 text file or a folder of them"):
-        return load_text(name_or_path, **kwargs)
+        return _load_text(name_or_path, **kwargs, limit_name="--limit")

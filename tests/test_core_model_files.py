@@ -1,6 +1,8 @@
 """Model files across kinds: a loader given another of fwdlearn's files says what it is and what reads it; a file of
 a newer fwdlearn, a damaged, cut or empty file, and one saved on the meta device are refused naming the problem."""
 
+import pickle
+
 import pytest
 import torch
 
@@ -106,6 +108,55 @@ def test_a_damaged_or_cut_model_file_is_refused_naming_the_damage(tmp_path):
         torch.serialization.set_crc32_options(True)
     loaded = ForwardGNN.load(tmp_path / "unchecked.pt")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def _name_largest_record_again(path, times):
+    """Rewrite the torch file at ``path`` so that its directory names its largest record ``times`` more times, each
+    entry at the same bytes (overlapping records: one record read over and over)."""
+    import struct
+
+    data = path.read_bytes()
+    end = data.rindex(b"PK\x05\x06")
+    size, offset = struct.unpack("<II", data[end + 12: end + 20])
+    entries, at = [], offset
+    while at < offset + size:
+        lengths = struct.unpack("<HHH", data[at + 28: at + 34])
+        entries.append(data[at: at + 46 + sum(lengths)])
+        at += 46 + sum(lengths)
+    largest = max(entries, key=lambda entry: struct.unpack("<I", entry[20:24])[0])
+    directory = b"".join(entries) + largest * times
+    count = len(entries) + times
+    path.write_bytes(data[:offset] + directory + data[end: end + 8]
+                     + struct.pack("<HHII", count, count, len(directory), offset) + data[end + 20:])
+
+
+def test_a_torch_file_whose_records_overlap_or_are_compressed_is_not_read_over_and_over(tmp_path, monkeypatch):
+    """The check of every record's CRC read each record its directory named: a crafted file of 1 MB that named its
+    record of 1 GB (compressed) eleven times took 23 s (torch.load 0.02 s), growing with each name to days. Records
+    claiming more bytes than the file holds are refused before any is read; compressed ones (torch.save writes none)
+    are left to torch's reader, which inflates only those the pickle names."""
+    import zipfile
+
+    from fwdlearn.fit import load_torch
+
+    path = tmp_path / "overlap.pt"
+    torch.save({"w": torch.arange(4096.0)}, path)
+    _name_largest_record_again(path, 50)
+    with pytest.raises(pickle.UnpicklingError, match=r"its directory claims [\d,]+ bytes of records in a file of "
+                                                     r"[\d,]+ bytes \(records named more than once, overlapping"):
+        load_torch(path)
+    bomb = tmp_path / "bomb.pt"
+    torch.save({"w": torch.arange(3.0)}, bomb)
+    with zipfile.ZipFile(bomb, "a") as archive:
+        extra = zipfile.ZipInfo(archive.namelist()[0].split("/")[0] + "/extra")
+        extra.compress_type = zipfile.ZIP_DEFLATED
+        archive.writestr(extra, bytes(1 << 22))  # (4 MB of zeros in 4 kB)
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *args, **kwargs: opened.append(
+        getattr(name, "filename", name)) or real_open(self, name, *args, **kwargs))
+    assert torch.equal(load_torch(bomb)["w"], torch.arange(3.0))
+    assert opened and not [name for name in opened if name.endswith("/extra")]
 
 
 def test_a_model_on_the_meta_device_is_not_saved_and_a_file_of_one_names_it(tmp_path):

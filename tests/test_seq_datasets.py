@@ -166,6 +166,27 @@ def test_load_text_reads_changed_content_even_with_the_same_mtime(tmp_path, monk
     assert load_text(str(path)).fingerprint == second.fingerprint
 
 
+def test_a_damaged_build_in_the_cache_is_built_again_not_blamed_on_the_corpus(tmp_path, monkeypatch):
+    """An arrow file of HF's build cut short failed every later read of the same text with Arrow's "Expected to read
+    152 metadata bytes, but only read 44", naming no file; a dataset_info.json of '{}' with "cannot read c.txt as a
+    text corpus (TypeError: can only join an iterable); a corpus must be a UTF-8 text file": the corpus was fine."""
+    from fwdlearn.sequences import load_text
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "c.txt"
+    path.write_text("to be or not to be\n" * 20)
+    first = load_text(str(path))
+    for name, damage in (("*.arrow", lambda f: f.write_bytes(f.read_bytes()[:300])),
+                         ("dataset_info.json", lambda f: f.write_text("{}"))):
+        found = list((tmp_path / "cache").rglob(name))
+        assert found
+        for file in found:
+            damage(file)
+        again = load_text(str(path))
+        assert again.fingerprint == first.fingerprint
+        assert all(torch.equal(ids, first.splits[k]) for k, ids in again.splits.items())
+
+
 def test_load_text_refuses_a_binary_file_by_name(tmp_path):
     from fwdlearn.sequences import load_text
 

@@ -385,23 +385,30 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     or every ``q<x>.txt``; a path HF would rewrite is given through a link (see :func:`_hf_data_file`). Files are
     decoded as ``utf-8-sig``: a leading byte-order mark (which some editors write) is dropped, not read as a
     character; Windows (``\\r\\n``) and old Mac (``\\r``) line ends are read as ``\\n``. HF's progress bars are
-    silenced while it reads, and left as they were (they stayed off for the caller's own ``datasets`` use)."""
+    silenced while it reads, and left as they were (they stayed off for the caller's own ``datasets`` use). A build
+    in the cache that cannot be read (an arrow file cut short or emptied, a ``dataset_info.json`` that is not JSON or
+    describes other columns: damaged since it was written) is removed and the files read again, once."""
     import datasets
 
     fingerprint = _fingerprint(files)
+    cache = cache_dir("hf-datasets", fingerprint[:16])
+    built = any(entry.name != _LINKS for entry in cache.iterdir())  # (before the links _hf_data_file may make)
     data_files = {k: _hf_data_file(k, v, fingerprint) for k, v in files.items()}
     bars_off = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     logging = datasets.logging
     level = logging.get_verbosity()
     logging.set_verbosity_error()
-    cache = cache_dir("hf-datasets", fingerprint[:16])
     try:
-        ds = datasets.load_dataset("text", data_files=data_files, sample_by="document", encoding="utf-8-sig",
-                                   cache_dir=str(cache))
+        try:
+            texts = _load_documents(datasets, data_files, cache)
+        except Exception as error:  # (a damaged build was reported as the corpus's problem, where it was named at
+            if not built or _no_room(error):  # all: "cannot read c.txt as a text corpus (TypeError: can only join
+                raise  # an iterable); a corpus must be a UTF-8 text file", or Arrow's "Expected to read 152 metadata
+            _remove_build(cache)  # bytes, but only read 44"; every later read of the same text failed alike)
+            texts = _load_documents(datasets, data_files, cache)
     except OSError as error:  # HF's "Not enough disk space. Needed: ..." (no errno), Arrow's full disk: the cache's
-        if not (error.errno in NO_ROOM or any(sign in str(error) for sign in ("Not enough disk space",  # problem,
-                                                                               "No space left"))):  # not the corpus's
+        if not _no_room(error):  # problem, not the corpus's
             raise
         full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(cache))
         full.fwdlearn_writing = True  # type: ignore[attr-defined]
@@ -410,7 +417,39 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
         logging.set_verbosity(level)
         if not bars_off:
             datasets.enable_progress_bars()
-    return {k: "".join(ds[k]["text"]) for k in files}, fingerprint
+    return texts, fingerprint
+
+
+#: the folder of :func:`_hf_data_file`'s links in a corpus's cache folder (not HF's build, which may be removed)
+_LINKS = "links"
+
+
+def _load_documents(datasets: Any, data_files: dict[str, str], cache: Path) -> dict[str, str]:
+    """Each file's text, read by HF's ``text`` builder (from its build in ``cache`` when there is one)."""
+    ds = datasets.load_dataset("text", data_files=data_files, sample_by="document", encoding="utf-8-sig",
+                               cache_dir=str(cache))
+    return {k: "".join(ds[k]["text"]) for k in data_files}
+
+
+def _no_room(error: BaseException) -> bool:
+    """Whether ``error`` is a full disk: an ``OSError`` of :data:`~fwdlearn.files.NO_ROOM`, or HF's "Not enough disk
+    space" and Arrow's "No space left" (no errno)."""
+    return isinstance(error, OSError) and (error.errno in NO_ROOM or any(
+        sign in str(error) for sign in ("Not enough disk space", "No space left")))
+
+
+def _remove_build(cache: Path) -> None:
+    """Remove HF's build of a corpus from its cache folder ``cache``, every entry but the links (:data:`_LINKS`), so
+    that it is built again from the files. A process reading it meanwhile keeps the files it opened."""
+    import shutil
+
+    for entry in cache.iterdir():
+        if entry.name == _LINKS:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _hf_data_file(key: str, path: Path, fingerprint: str) -> str:
@@ -421,7 +460,7 @@ def _hf_data_file(key: str, path: Path, fingerprint: str) -> str:
     absolute = str(path.absolute())
     if "$" not in absolute and "::" not in absolute:
         return glob.escape(absolute)
-    link = cache_dir("hf-datasets", fingerprint[:16], "links") / key
+    link = cache_dir("hf-datasets", fingerprint[:16], _LINKS) / key
     staged = link.with_name(f".{key}.{os.getpid()}")  # (made beside it, then moved: processes reading at once)
     try:
         staged.unlink(missing_ok=True)

@@ -259,7 +259,8 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
         start = context["layer"]
         then = (ckpt.get("settings") or {}).get("steps")
         if start > 0 and then is not None and then != steps:
-            raise UsageError(f"{path}: blocks 1-{start} are frozen after training with a budget of {then} "
+            frozen = "block 1 is" if start == 1 else f"blocks 1-{start} are"  # (was "blocks 1-1 are")
+            raise UsageError(f"{path}: {frozen} frozen after training with a budget of {then} "
                              f"steps (epochs) each; a layer-by-layer run cannot change its budget on resume ({steps} "
                              f"now), as the frozen blocks would keep the old one. Resume with {then}, or start over "
                              "(--overwrite) with the new budget")

@@ -63,6 +63,12 @@ def test_graph_train_trains_on_a_saved_graph_and_records_the_file(tmp_path, caps
     assert main(["graph", "train", "--data", f"file:{path}", "--checkpoint", str(path), "--epochs", "1", "--quiet",
                  "--json", str(tmp_path / "other.json"), "--overwrite"]) == 2
     assert f"is the file --data {path} reads" in capsys.readouterr().err
+    # the checkpoint beside --json x.json is x.pt: named as such (it read "--json x.pt is the file ...", given x.json)
+    assert main(["graph", "train", "--data", f"file:{path}", "--json", str(path.with_suffix(".json")), "--epochs",
+                 "1", "--quiet"]) == 2
+    assert (f"the checkpoint {path}, which --json places beside the record {path.with_suffix('.json')}, is the file "
+            f"--data {path} reads: an output never replaces what the command reads; give --json another value, or "
+            "the checkpoint its own path with --checkpoint") in capsys.readouterr().err
 
 
 def test_a_saved_graphs_masks_are_its_public_split(tmp_path, capsys):
@@ -169,7 +175,8 @@ class _Planted:
 
 @pytest.mark.parametrize("changes,message", [
     ({"y": None}, "data.y, one class id per node, is missing: file:<path> trains node classification, so the graph "
-                  "needs labels: set data.y (int64 class ids 0..C-1, -1 for an unlabelled node)"),
+                  "needs labels (link prediction reads none: graph train --task link, load_graph('file:<path>', "
+                  "labels=False) in Python): set data.y (int64 class ids 0..C-1, -1 for an unlabelled node)"),
     ({"x": None}, "data.x must be a [num_nodes, num_features] tensor of node features; the graph has none: give it "
                   "some, e.g. data.x = torch.ones(num_nodes, 1), one-hot degrees "
                   "(torch_geometric.transforms.OneHotDegree) or one feature per node, torch.eye(num_nodes)"),
@@ -469,6 +476,18 @@ def test_node_classification_refuses_a_saved_graph_without_labels_as_before(tmp_
             "needs labels") in capsys.readouterr().err
     assert "data.y labels no node" in _refusal(unlabelled, split="random")
     assert "labels only 3 node(s)" in _refusal(few, split="random")
+
+
+def test_the_node_refusal_of_a_graph_without_labels_names_link_prediction(tmp_path, capsys):
+    """A graph without labels was refused with "set data.y" alone, though link prediction trains on it: the refusal
+    names --task link and labels=False, the way to train it as it is."""
+    none, unlabelled, _, _ = _unlabelled_graphs(tmp_path)
+    way_out = "link prediction reads none: graph train --task link, load_graph('file:<path>', labels=False) in Python"
+    for path in (none, unlabelled):
+        assert way_out in _refusal(path, split="random")
+        assert main(["graph", "train", "--data", f"file:{path}", "--layers", "1", "--epochs", "1", "--quiet",
+                     "--json", str(tmp_path / f"{path.stem}-node.json")]) == 2
+        assert way_out in capsys.readouterr().err
 
 
 def test_a_link_run_on_a_saved_graph_without_labels_resumes(tmp_path, capsys):

@@ -926,12 +926,18 @@ def _saved_as_data(data, file: Path) -> Data:
                      "graph saved with torch.save(data, path), data a Data with x, edge_index and y")
 
 
+#: the way out of a node task's refusal of a graph without labels (it named only "set data.y")
+_LINKS_NEED_NO_LABELS = ("link prediction reads none: graph train --task link, "
+                         "load_graph('file:<path>', labels=False) in Python")
+
+
 def _saved_labels(y, num_nodes: int) -> Tensor:
     """The class ids ``data.y`` of a saved graph as an int64 vector (integer ids of any width, a ``[num_nodes, 1]``
     column); float or multi-column labels refused, naming the fix."""
     if y is None:
         raise ValueError("data.y, one class id per node, is missing: file:<path> trains node classification, so the "
-                         "graph needs labels: set data.y (int64 class ids 0..C-1, -1 for an unlabelled node)")
+                         f"graph needs labels ({_LINKS_NEED_NO_LABELS}): set data.y (int64 class ids 0..C-1, -1 for an "
+                         "unlabelled node)")
     if isinstance(y, Tensor) and y.dim() == 2 and y.shape[0] == num_nodes and y.shape[1] > 1:
         one_hot = not (y.dtype.is_complex) and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
         raise ValueError(f"data.y must hold one class id per node; got shape {list(y.shape)}"
@@ -949,8 +955,8 @@ def _saved_labels(y, num_nodes: int) -> Tensor:
         y = y.long()
     y = check_labels(y, num_nodes)
     if not bool((y >= 0).any()):
-        raise ValueError("data.y labels no node (every class id is negative, i.e. unlabelled): give the labelled nodes "
-                         "their class ids 0..C-1")
+        raise ValueError("data.y labels no node (every class id is negative, i.e. unlabelled; "
+                         f"{_LINKS_NEED_NO_LABELS}): give the labelled nodes their class ids 0..C-1")
     return y
 
 

@@ -263,7 +263,7 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
             raise UsageError(f"{path}: {frozen} frozen after training with a budget of {then} "
                              f"steps (epochs) each; a layer-by-layer run cannot change its budget on resume ({steps} "
                              f"now), as the frozen blocks would keep the old one. Resume with {then}, or start over "
-                             "(--overwrite) with the new budget")
+                             "(--overwrite; overwrite=True in Python) with the new budget")
         for l in range(start):
             blocks[l].load_state_dict(context["frozen"][l])
         weights_changed()

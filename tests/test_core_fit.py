@@ -1024,3 +1024,85 @@ def test_end_to_end_step_steps_sparse_gradients_and_checks_them():
         embedding.weight[3] = 0.0  # a finite loss whose sparse gradient is infinite is still refused
     with pytest.raises(NonFiniteLossError, match="the gradient norm is inf while the loss is finite"):
         end_to_end_step(embedding(torch.tensor([3])).sqrt().sum(), torch.optim.SGD(embedding.parameters(), lr=0.1))
+
+
+def test_end_to_end_step_steps_on_this_loss_gradient_alone():
+    """Each step zeroes the gradients before its backward: two SGD steps on w**2 from 1 (lr 0.25) halve w twice, to
+    0.25; gradients kept from the step before would take the second step with 2 * 0.5 + 2 * 1 (w = -0.25)."""
+    from fwdlearn.schedules import end_to_end_step
+
+    w = nn.Parameter(torch.tensor(1.0))
+    optimizer = torch.optim.SGD([w], lr=0.25)
+    for expected in (0.5, 0.25):
+        end_to_end_step(w ** 2, optimizer)
+        assert float(w) == pytest.approx(expected)
+
+
+def test_the_gradient_norm_of_clip_groups_is_reported_as_the_total_norm():
+    """Clipped group by group (local:readout), the norm reported is still the total, sqrt(3^2 + 4^2) = 5, not the
+    groups' sum, 7."""
+    from fwdlearn.schedules import end_to_end_step
+
+    a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    for clip in (None, 100.0):
+        out = end_to_end_step((3 * a + 4 * b).sum(), torch.optim.SGD([a, b], lr=0.0), clip=clip, grad_norm=True,
+                              clip_groups=[[a], [b]])
+        assert out["grad_norm"] == pytest.approx(5.0)
+
+
+def test_local_step_steps_only_the_blocks_named():
+    """local_step(..., only=[1]) steps block 1, leaves block 0 as it was and reports NaN for it."""
+    from fwdlearn.schedules import local_step
+
+    blocks = [nn.Linear(2, 1), nn.Linear(2, 1)]
+    before = [b.weight.detach().clone() for b in blocks]
+    values = local_step([b(torch.ones(1, 2)).sum() for b in blocks], LocalOptimizers(blocks, lr=0.1), only=[1])
+    assert values[0] != values[0] and values[1] == values[1]  # NaN, a loss
+    assert torch.equal(blocks[0].weight, before[0]) and not torch.equal(blocks[1].weight, before[1])
+
+
+def test_local_optimizers_default_to_forwardgnns_adam_settings():
+    """As documented: Adam, learning rate 1e-3, weight decay 5e-4; no optimizer for a block without parameters."""
+    optimizers = LocalOptimizers([nn.Linear(2, 2), nn.ReLU()])
+    first = optimizers.optimizers[0]
+    assert type(first) is torch.optim.Adam and first.defaults["lr"] == 1e-3 and first.defaults["weight_decay"] == 5e-4
+    assert optimizers.optimizers[1] is None
+
+
+def test_a_layer_by_layer_resume_restores_every_frozen_block(tmp_path):
+    """Resumed in block 3 of 3, the frozen blocks 1 and 2 come back from the checkpoint into fresh blocks, and the run
+    ends with the weights of an uninterrupted one."""
+    from fwdlearn.fit import Checkpointing
+    from fwdlearn.schedules import LayerJob, greedy_layerwise
+
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+
+    def run(blocks, interrupt_at=None, resume=False):
+        calls = {"n": 0}
+
+        def job(l, block):
+            def loss():
+                calls["n"] += 1
+                if calls["n"] == interrupt_at:
+                    raise KeyboardInterrupt
+                h = x
+                for below in blocks[:l]:
+                    h = below(h).detach()
+                return (block(h) - 1).pow(2).mean()
+            return LayerJob(loss, lambda: {"val_accuracy": 0.0})
+
+        plan = Checkpointing(tmp_path / "c.pt", resume=resume, overwrite=not resume)
+        return greedy_layerwise(blocks, job, 3, lr=0.1, patience=None, quiet=True, checkpointing=plan)
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return nn.ModuleList(nn.Linear(3, 3) for _ in range(3))
+
+    whole = fresh(0)
+    run(whole)
+    with pytest.raises(TrainingInterrupted):
+        run(fresh(0), interrupt_at=9)  # block 3's third step: blocks 1 and 2 frozen, block 3 saved at its step 2
+    resumed = fresh(1)  # other initial weights: only the checkpoint brings the frozen blocks back
+    run(resumed, resume=True)
+    for a, b in zip(whole, resumed):
+        assert torch.allclose(a.weight, b.weight) and torch.allclose(a.bias, b.bias)

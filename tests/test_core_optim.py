@@ -97,3 +97,20 @@ def test_a_resumed_torch_scheduler_continues_where_it_stopped(kind):
     opt2, sched2 = make()  # a fresh process: the optimizer at its initial rate
     load_scheduler(sched2, sched.state_dict())
     assert first + rates(opt2, sched2, 3) == pytest.approx(whole)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_every_optimizer_gets_the_settings_weight_decay_and_betas(name):
+    """make_optimizer passed weight_decay on to each optimizer class (an SGD built without it trained with no decay,
+    though the settings and the report said 0.1)."""
+    settings = OptimizerSettings(name, lr=0.5, betas=(0.8, 0.95), weight_decay=0.1)
+    group = make_optimizer([torch.nn.Parameter(torch.zeros(1))], settings).param_groups[0]
+    assert group["lr"] == 0.5 and group["weight_decay"] == 0.1
+    if name != "sgd":
+        assert group["betas"] == (0.8, 0.95)
+
+
+def test_the_default_cosine_floor_is_a_tenth_of_the_peak():
+    """The module doc's nanoGPT floor: min_ratio 0.1 by default, reached one step past the budget."""
+    settings = OptimizerSettings(schedule="cosine")
+    assert settings.min_ratio == 0.1 and lr_factor(10, 10, settings) == pytest.approx(0.1)

@@ -416,3 +416,18 @@ def test_fixed_train_negatives_are_the_references_one_set_that_excludes_held_out
     report = ForwardLinkPredictor(data.num_features, hidden=8, layers=1, method=method).fit(
         data, epochs=4, patience=None, quiet=True, checkpoint=ckpt, resume=True)
     assert report.resumed is not None
+
+
+def test_the_reported_test_auc_passes_messages_over_the_training_and_validation_edges():
+    """As PyG's split provides: the test AUC of fit's report is model.auc on the test split's edge_index (training
+    and validation edges), the validation AUC on the training edges."""
+    from fwdlearn.graphs.nn.linkpred import link_split
+
+    data = load_graph("karate", split="random")
+    seed_everything(0)
+    model = ForwardLinkPredictor(data.num_features, hidden=8, layers=2, method="ce")
+    report = model.fit(data, epochs=3, patience=None, quiet=True, seed=0)
+    train, val, test = link_split(data, seed=0)
+    assert report.test_auc == model.auc(data.x, test.edge_index, test)
+    assert report.val_auc == model.auc(data.x, train.edge_index, val)
+    assert report.test_auc != model.auc(data.x, train.edge_index, test)  # (the two graphs score differently here)

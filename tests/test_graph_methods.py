@@ -1551,3 +1551,41 @@ def test_a_graph_fit_refuses_a_checkpoint_every_launched_process_would_write(tmp
         ForwardLinkPredictor(5, hidden=8, layers=1).fit(data, epochs=1, quiet=True, checkpoint=tmp_path / "l.pt")
     assert not list(tmp_path.iterdir())
     ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=1, quiet=True)
+
+
+def test_sf_scores_average_each_layers_softmax_against_that_layers_prototypes():
+    """SF's scores are (1/L) sum_l softmax_k(<h_i^(l), c_k^(l)> / tau): probabilities (rows sum to 1), transductive
+    with the virtual nodes' outputs, inductive with each layer's own stored prototypes (the virtual nodes' outputs of
+    that layer in the training graph)."""
+    from fwdlearn.local import prototype_logits
+
+    torch.manual_seed(0)
+    data = tiny_graph()
+    model = ForwardGNN(5, 3, hidden=8, layers=2, method="sf", tau=0.5)
+    model.fit(data, epochs=2, patience=None, quiet=True)
+    n, train = data.num_nodes, data.train_mask
+    idx = train.nonzero().flatten()
+    xa, ea = add_virtual_nodes(data.x, data.edge_index, idx, data.y[idx], model.method.virtual_x)
+    h, plain, transductive, inductive = xa, data.x, 0, 0
+    with torch.no_grad():
+        for l, block in enumerate(model.blocks):
+            h, plain = block(h, ea), block(plain, data.edge_index)
+            torch.testing.assert_close(model.method.prototypes[l], h[n:])
+            transductive = transductive + prototype_logits(h[:n], h[n:], 0.5).softmax(-1) / 2
+            inductive = inductive + prototype_logits(plain, h[n:], 0.5).softmax(-1) / 2
+    torch.testing.assert_close(model.scores(data), transductive)
+    torch.testing.assert_close(model(data.x, data.edge_index), inductive)
+    torch.testing.assert_close(inductive.sum(-1), torch.ones(n))
+
+
+def test_a_layers_validation_accuracy_is_that_of_the_scores_summed_over_the_layers_so_far():
+    """Layer by layer, each layer is selected (and reported) by the validation accuracy of the model so far: the
+    scores summed over layers 1..l, as the finished model scores, not layer l's alone."""
+    from fwdlearn.metrics import masked_accuracy
+
+    for seed in range(3):
+        torch.manual_seed(seed)
+        data = tiny_graph(n=60, seed=seed)
+        model = ForwardGNN(5, 3, hidden=8, layers=2, method="sf")
+        report = model.fit(data, epochs=3, patience=None, quiet=True)
+        assert report.per_layer[-1]["val_accuracy"] == masked_accuracy(model.scores(data), data.y, data.val_mask)

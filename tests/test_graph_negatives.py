@@ -184,3 +184,12 @@ def test_fixed_negatives_of_a_near_complete_graph_are_said_to_be_fewer_or_refuse
     with pytest.raises(ValueError, match=r"too dense for fixed training negatives: .* none is left to train on; use "
                                          r"train_negatives='fresh'"):
         split_negatives(train, val, test, 10, 0)
+
+
+def test_a_self_loop_excludes_no_pair():
+    """Self-loops are ignored: with the loop (0, 0) on 3 nodes every one of the 6 ordered pairs of distinct nodes is
+    available, (0, 1) included (keyed as the loop would be, u * (n - 1) + u, it was lost)."""
+    sampler = NegativeSampler(torch.tensor([[0, 2], [0, 2]]), 3)
+    assert sampler.available == 6
+    pairs = sampler(6, torch.Generator().manual_seed(0))
+    assert sorted(map(tuple, pairs.t().tolist())) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]

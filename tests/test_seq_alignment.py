@@ -131,3 +131,17 @@ def test_alignment_diagnostics_read_a_regression_task():
     assert alignment.keys() == {"block0.out", "block1.out"} and all(-1 <= v <= 1 for v in alignment.values())
     with pytest.raises(ValueError, match="every target is NaN"):
         dfa.feedback_alignment(x, torch.full_like(y, float("nan")))
+
+
+def test_overall_alignment_is_the_cosine_of_the_whole_windows_gradients():
+    """``overall`` is the cosine of the concatenated state gradients (large gradients weigh more), not the mean of the
+    per-position curve, as StateAlignment says."""
+    torch.manual_seed(1)
+    model = RecurrentLM(6, cell="gru", hidden=8, layers=2, training="dsf")
+    x, y = _data(seed=1, length=12)
+    result = state_alignment(model, x, y, "dsf")
+    approx, true = state_gradients(model, x, y, "dsf")[0], state_gradients(model, x, y, "unrolled")[0]
+    for overall, a, b in zip(result.overall, approx, true):
+        expected = float(torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
+        assert overall == pytest.approx(expected, abs=1e-5)
+    assert abs(result.overall[0] - float(result.by_distance[0].mean())) > 1e-3  # the two readings differ here

@@ -1094,3 +1094,32 @@ def test_a_corpus_loaded_with_one_split_is_told_to_load_every_split(tmp_path, ti
     with pytest.raises(UsageError, match=r"it holds the validation split only, and training needs a second one to "
                                          r"select the model on: add one to the corpus folder"):
         model.fit(load_text(str(folder)), context=8, steps=1, batch_size=2, quiet=True)
+
+
+def test_fit_clips_the_gradient_to_clip(tiny_corpus):
+    """fit(clip=...) reaches the step: clipped to 1e-12 (far below Adam's eps), two steps move no weight by more than
+    about lr * 1e-4, where unclipped steps move them by about lr."""
+    moved = {}
+    for clip in (1e-12, None):
+        torch.manual_seed(0)
+        model = RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)
+        before = [p.detach().clone() for p in model.parameters()]
+        model.fit(tiny_corpus, context=8, steps=2, batch_size=2, lr=0.1, weight_decay=0.0, clip=clip, eval_every=2,
+                  quiet=True)
+        moved[clip] = max(float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before))
+    assert moved[1e-12] < 1e-3 < 0.05 < moved[None], moved
+
+
+def test_a_warm_up_given_on_resume_replaces_the_checkpoints(tiny_corpus, tmp_path):
+    """The warm-up of the resumed run is kept only when none is given: --warmup on --resume applies (and is reported
+    as changed), as the other optimizer settings do."""
+    ckpt = tmp_path / "w.pt"
+    build = lambda: RecurrentLM(tiny_corpus.vocab_size, cell="gru", hidden=8, layers=1)  # noqa: E731
+    torch.manual_seed(0)
+    first = build().fit(tiny_corpus, context=8, steps=2, batch_size=2, eval_every=2, checkpoint=ckpt, quiet=True)
+    resumed = build().fit(tiny_corpus, context=8, steps=8, batch_size=2, eval_every=2, warmup=4, checkpoint=ckpt,
+                          resume=True, quiet=True)
+    assert first.optimizer.warmup == 0 and resumed.optimizer.warmup == 4
+    assert "warmup" in resumed.resumed["changed"]
+    assert [row["lr"] for row in resumed.history if row["step"] in (3, 4)] == pytest.approx(
+        [3 / 4 * first.optimizer.lr, first.optimizer.lr])

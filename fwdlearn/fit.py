@@ -795,12 +795,75 @@ class CheckpointMismatch(UsageError):
         keys: the fingerprint's entries that differ (``"model"``, ``"graph"``, ...), for a caller that knows where
             an entry comes from (the file a graph was read from) to say so.
         differences: each difference in words, ``"graph '3bd2...' (checkpoint) vs '891d...' (now)"``.
+        names: the entry each of ``differences`` is of, dotted (``"model.hidden"``, ``"batch_size"``).
+        saved, fingerprint: the checkpoint's fingerprint and this run's.
     """
 
-    def __init__(self, path: str | Path, keys: Sequence[str], differences: Sequence[str]) -> None:
-        super().__init__(f"the checkpoint {path} was made by a different run: {'; '.join(differences)}. Resume with "
-                         "the settings and data it was made with, or start a new run (another --name or --checkpoint)")
+    def __init__(self, path: str | Path, keys: Sequence[str], differences: Sequence[str], names: Sequence[str] = (),
+                 saved: Mapping[str, Any] | None = None, fingerprint: Mapping[str, Any] | None = None, *,
+                 fix: str = "Resume with the settings and data it was made with") -> None:
+        super().__init__(f"the checkpoint {path} was made by a different run: {'; '.join(differences)}. {fix}, or "
+                         "start a new run (another --name or --checkpoint)")
         self.path, self.keys, self.differences = Path(path), tuple(keys), list(differences)
+        self.names, self.saved, self.fingerprint = tuple(names), dict(saved or {}), dict(fingerprint or {})
+
+    def in_flags(self, spell: Callable[[str, Any, Mapping[str, Any]], str | None], extra: Sequence[str] = (),
+                 drop: Sequence[str] = (), without: Sequence[str] = (),
+                 words: Mapping[str, str] | None = None) -> CheckpointMismatch:
+        """This refusal in a command's words (the Python API says ``batch_size 2 (checkpoint) vs 3 (now)``, the
+        command ``--batch-size 2 (checkpoint) vs 3 (now)``), with the flags that resume the checkpoint as the fix.
+
+        Args:
+            spell: ``spell(name, value, fingerprint)``: the flag, with its value, that gives the entry ``name``
+                (dotted, as :attr:`names`) ``value``, what it holds in ``fingerprint`` (the checkpoint's or this
+                run's, for an entry that follows from others): ``"--batch-size 2"``, ``"--no-norm"``; ``None`` for
+                an entry no flag sets (a data hash, the number of processes), which keeps its words. Entries spelled
+                alike (two entries of one flag) are said once.
+            extra: more flags to resume with (a flag already in the fix is not repeated).
+            drop: flags (``"--feedback"``) the fix leaves out, as the others set what they would.
+            without: flags of this run's command that resuming needs left out (the fix says so).
+            words: how the fix names an entry kept in words (default: its name), ``{"processes": "number of
+                processes"}``.
+
+        Returns:
+            A :class:`CheckpointMismatch` saying so (of the same entries; any other attribute of this one kept, as
+            :func:`fwdlearn.errors.alike_on_every_process`'s mark).
+        """
+        differences, names, flags, kept = [], [], [], []
+        for name, text in zip(self.names, self.differences):
+            before = None if _NOT_RECORDED in text else spell(name, _entry(self.saved, name), self.saved)
+            now = spell(name, _entry(self.fingerprint, name), self.fingerprint) if before is not None else None
+            if before is None or now is None:
+                line = text
+                kept.append((words or {}).get(name, name))
+            else:
+                flag = before.split(" ")[0]
+                same = " " in before and now.startswith(flag + " ")  # (a flag with a value: said once)
+                line = f"{before} (checkpoint) vs {now[len(flag) + 1:] if same else now} (now)"
+                flags.append(before)
+            if line not in differences:
+                differences.append(line)
+                names.append(name)
+        given = {flag.split(" ")[0] for flag in flags}
+        flags += [flag for flag in extra if flag.split(" ")[0] not in given]
+        flags = [flag for flag in flags if flag.split(" ")[0] not in {*drop, *without}]
+        fix = "Resume with the settings and data it was made with"
+        if flags or without:
+            fix = "Resume with " + " ".join(dict.fromkeys(flags))
+            if without:
+                fix += f"{' and' if flags else ''} without {' or '.join(dict.fromkeys(without))}"
+            if kept:
+                fix += f" and the {' and '.join(dict.fromkeys(kept))} it was made with"
+        said = CheckpointMismatch(self.path, self.keys, differences, names, self.saved, self.fingerprint, fix=fix)
+        said.__dict__.update({k: v for k, v in self.__dict__.items() if k not in said.__dict__})
+        return said
+
+
+def _entry(fingerprint: Mapping[str, Any], name: str) -> Any:
+    """The entry ``name`` (dotted: ``"model.hidden"``) of ``fingerprint``."""
+    for key in name.split("."):
+        fingerprint = fingerprint[key]
+    return fingerprint
 
 
 def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
@@ -817,7 +880,8 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
         raise UsageError(f"the checkpoint {path} was made by another kind of run: its model has {theirs}, this one "
                          f"{ours}. Resume it with the command that made it, or start a new run (another --name or "
                          "--checkpoint)")
-    differ = _differences(saved, fingerprint)
+    named = _differing(saved, fingerprint)
+    differ = [text for _, text in named]
     if differ and all(_NOT_RECORDED in entry for entry in differ):  # (an older format: "resume with the settings it
         from fwdlearn import __version__  # was made with" could not help, as no settings make it record more)
 
@@ -826,7 +890,8 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
                          "matches on those entries, so it does not resume it: resume it with the fwdlearn version "
                          "that wrote it, or start a new run (another --name or --checkpoint, or --overwrite)")
     if differ:
-        raise CheckpointMismatch(path, [key for key, value in fingerprint.items() if saved.get(key) != value], differ)
+        raise CheckpointMismatch(path, [key for key, value in fingerprint.items() if saved.get(key) != value], differ,
+                                 [name for name, _ in named], saved, fingerprint)
 
 
 _NOT_RECORDED = "not recorded (checkpoint: an older fwdlearn)"  # an entry of the fingerprint a checkpoint lacks
@@ -838,17 +903,24 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str =
     that did not record it, so it cannot show that it matches (a later version may train differently). Where an
     entry the checkpoint holds differs as well (another method, with options of its own), the lacking ones follow
     from it and are not listed."""
+    return [text for _, text in _differing(saved, now, prefix)]
+
+
+def _differing(saved: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """:func:`_differences`, each with the entry's dotted name (``("model.hidden", "model.hidden 8 (checkpoint) vs
+    16 (now)")``)."""
     out, lacking = [], []
     for key, value in now.items():
+        name = f"{prefix}{key}"
         if key not in saved:
-            lacking.append(f"{prefix}{key} {_NOT_RECORDED} vs {value!r} (now)")
+            lacking.append((name, f"{name} {_NOT_RECORDED} vs {value!r} (now)"))
             continue
         if saved[key] == value:
             continue
         if isinstance(value, Mapping) and isinstance(saved[key], Mapping):
-            out += _differences(saved[key], value, f"{prefix}{key}.")
+            out += _differing(saved[key], value, f"{name}.")
         else:
-            out.append(f"{prefix}{key} {saved[key]!r} (checkpoint) vs {value!r} (now)")
+            out.append((name, f"{name} {saved[key]!r} (checkpoint) vs {value!r} (now)"))
     return out or lacking
 
 

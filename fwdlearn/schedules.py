@@ -262,8 +262,9 @@ def greedy_layerwise(blocks: Sequence[nn.Module], job: Callable[[int, nn.Module]
             frozen = "block 1 is" if start == 1 else f"blocks 1-{start} are"  # (was "blocks 1-1 are")
             raise UsageError(f"{path}: {frozen} frozen after training with a budget of {then} "
                              f"steps (epochs) each; a layer-by-layer run cannot change its budget on resume ({steps} "
-                             f"now), as the frozen blocks would keep the old one. Resume with {then}, or start over "
-                             "(--overwrite; overwrite=True in Python) with the new budget")
+                             f"now), as the frozen blocks would keep the old one. Resume with a budget of {then} "
+                             f"(--epochs {then} for graph train, epochs={then} in Python), or start over (--overwrite; "
+                             "overwrite=True in Python) with the new budget")
         for l in range(start):
             blocks[l].load_state_dict(context["frozen"][l])
         weights_changed()

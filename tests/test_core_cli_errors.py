@@ -140,11 +140,20 @@ CASES = [
     ("influence-run-record", [*INF_SEQ[:2], "--checkpoints", "runs/tiny.json", "--quiet"],
      "runs/tiny.json is a run record (JSON, job seq-train), not a torch file; the checkpoint that run wrote is "
      "runs/tiny.pt"),
-    ("resume-other-model", [*RESUME, "--hidden", "12"], "model.hidden 8 (checkpoint) vs 12 (now)"),
-    ("resume-other-rule", [*RESUME, "--training", "bptt"], "model.training 'dsf' (checkpoint) vs 'bptt' (now)"),
+    # (in the flags' words, the fix the flags to add: it said "model.hidden 8 (checkpoint) vs 12 (now)", "batch_size
+    # 2 (checkpoint) vs 3 (now)", the fingerprint's names, and "resume with the settings and data it was made with")
+    ("resume-other-model", [*RESUME, "--hidden", "12"],
+     "--hidden 8 (checkpoint) vs 12 (now). Resume with --hidden 8, or start a new run"),
+    ("resume-other-rule", [*RESUME, "--training", "bptt"],
+     "--training dsf (checkpoint) vs bptt (now). Resume with --training dsf, or start a new run"),
     ("resume-other-corpus", [*RESUME, "--data", "other.txt", "--steps", "6"], "corpus '1,782 + 198 tokens #"),
-    ("resume-other-batch", [*RESUME, "--batch-size", "3", "--steps", "6"], "batch_size 2 (checkpoint) vs 3 (now)"),
-    ("resume-other-context", [*RESUME, "--context", "6", "--steps", "6"], "context 8 (checkpoint) vs 6 (now)"),
+    ("resume-other-batch", [*RESUME, "--batch-size", "3", "--steps", "6"],
+     "--batch-size 2 (checkpoint) vs 3 (now). Resume with --batch-size 2, or start a new run"),
+    ("resume-other-context", [*RESUME, "--context", "6", "--steps", "6"],
+     "--context 8 (checkpoint) vs 6 (now). Resume with --context 8, or start a new run"),
+    ("resume-other-norm", [*RESUME, "--no-norm"], "--norm (checkpoint) vs --no-norm (now). Resume with --norm"),
+    ("resume-other-cell", [*RESUME, "--model", "lstm"],
+     "--model gru (checkpoint) vs lstm (now). Resume with --model gru"),
     ("resume-fewer-steps", [*RESUME, "--steps", "3"], "is at step 4, beyond the step budget 3"),
     # influence seq
     ("influence-seq-length-0", [*INF_SEQ, "--length", "0"], "--length must be >= 1, got 0"),

@@ -890,6 +890,43 @@ def test_a_checkpoint_mismatch_names_the_entries_that_differ():
                                          "vs 1 (now); graph ") and refused.value.path == Path("c.pt")
 
 
+def test_a_checkpoint_mismatch_in_a_command_s_flags_names_them_and_the_fix():
+    """CheckpointMismatch.in_flags says a refusal in a command's flags ("--hidden 8 (checkpoint) vs 16 (now)", the
+    fix "Resume with --hidden 8"), entries of one flag once, an entry no flag sets in its words (and the fix names
+    it); the Python API's words stay, and a mark set on the refusal (every process's, under torchrun) is kept."""
+    from fwdlearn.errors import alike_on_every_process, found_by_every_process
+    from fwdlearn.fit import CheckpointMismatch, check_fingerprint
+
+    saved = {"model": {"hidden": 8, "norm": True, "context": 8}, "corpus": "a", "batch_size": 2, "context": 8}
+    now = {"model": {"hidden": 16, "norm": False, "context": 6}, "corpus": "b", "batch_size": 3, "context": 6}
+    with pytest.raises(CheckpointMismatch) as refused, alike_on_every_process():
+        check_fingerprint("c.pt", {"fingerprint": saved}, now)
+    assert str(refused.value) == (
+        "the checkpoint c.pt was made by a different run: model.hidden 8 (checkpoint) vs 16 (now); model.norm True "
+        "(checkpoint) vs False (now); model.context 8 (checkpoint) vs 6 (now); corpus 'a' (checkpoint) vs 'b' (now); "
+        "batch_size 2 (checkpoint) vs 3 (now); context 8 (checkpoint) vs 6 (now). Resume with the settings and data "
+        "it was made with, or start a new run (another --name or --checkpoint)")
+    assert refused.value.names == ("model.hidden", "model.norm", "model.context", "corpus", "batch_size", "context")
+
+    def spell(name, value, fingerprint):
+        flag = "--" + name.split(".")[-1].replace("_", "-")
+        if name == "corpus":
+            return None
+        return (flag if value else "--no-" + flag[2:]) if isinstance(value, bool) else f"{flag} {value}"
+
+    said = refused.value.in_flags(spell)
+    assert isinstance(said, CheckpointMismatch) and found_by_every_process(said) and said.keys == refused.value.keys
+    assert str(said) == (
+        "the checkpoint c.pt was made by a different run: --hidden 8 (checkpoint) vs 16 (now); --norm (checkpoint) vs "
+        "--no-norm (now); --context 8 (checkpoint) vs 6 (now); corpus 'a' (checkpoint) vs 'b' (now); --batch-size 2 "
+        "(checkpoint) vs 3 (now). Resume with --hidden 8 --norm --context 8 --batch-size 2 and the corpus it was made "
+        "with, or start a new run (another --name or --checkpoint)")
+    said = refused.value.in_flags(spell, extra=["--layers 2", "--hidden 4"], drop=["--norm"], without=["--heads"],
+                                  words={"corpus": "text"})
+    assert str(said).endswith("Resume with --hidden 8 --context 8 --batch-size 2 --layers 2 and without --heads and "
+                              "the text it was made with, or start a new run (another --name or --checkpoint)")
+
+
 def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
     """Autocast's bfloat16 copies of the weights outlived the restore of the best state: a forward after run() in the
     same autocast block read the last step's weights (0.5 off a fresh forward), and so did SF's next layer."""

@@ -290,7 +290,54 @@ def test_graph_train_keeps_a_checkpoint_per_split_and_resumes(tmp_path, monkeypa
     wider = [*args[:args.index("--hidden") + 1], "16", *args[args.index("--hidden") + 2:]]
     assert main([*wider, "--name", "cut", "--resume"]) == 2
     line, = capsys.readouterr().err.strip().splitlines()
-    assert "was made by a different run: model.hidden 8 (checkpoint) vs 16 (now)" in line
+    assert "was made by a different run: --hidden 8 (checkpoint) vs 16 (now). Resume with --hidden 8, or" in line
+
+
+def test_graph_train_s_resume_refusal_says_the_flags_and_they_resume(tmp_path, monkeypatch, capsys):
+    """A checkpoint made with other settings was refused in the fingerprint's words ("model.method 'local:prototype'
+    (checkpoint) vs 'bp' (now); model.hidden 8 (checkpoint) vs 16 (now); model.seed 3 ... Resume with the settings and
+    data it was made with"): it says the flags (the method as --method names it) and, as the fix, the flags to add;
+    added to the command, they resume it. The graph keeps its words."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    args = ["graph", "train", "--data", "karate", "--layers", "2", "--hidden", "8", "--epochs", "2", "--patience", "0",
+            "--seed", "3", "--quiet", "--name", "r"]
+    assert main(args) == 0
+    capsys.readouterr()
+    other = [*args, "--resume", "--method", "bp", "--hidden", "16", "--conv", "sage", "--seed", "4"]
+    assert main(other) == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("fwdlearn: error: the checkpoint runs/r.pt was made by a different run: --method sf "
+                           "(checkpoint) vs bp (now); --conv gcn (checkpoint) vs sage (now); --hidden 8 (checkpoint) vs "
+                           "16 (now); --seed 3 (checkpoint) vs 4 (now); graph '"), line
+    assert line.endswith("Resume with --method sf --conv gcn --hidden 8 --seed 3 and the graph and split it was made "
+                         "with, or start a new run (another --name or --checkpoint)"), line
+    fix = re.search(r"Resume with (--.*?) and the graph", line)[1].split()
+    assert main([*other, *fix]) == 0
+    assert json.loads((tmp_path / "runs" / "r.json").read_text())["summary"]["resumed"]["split 3"]["from_step"] == 2
+
+
+def test_a_later_split_s_resume_refusal_says_the_seed_of_the_run():
+    """Split i trains with --seed + i: its checkpoint's seed is said as the --seed that gives it (a link predictor's
+    seed is the fit's, a node model's the model's), the method by the name --method takes."""
+    from fwdlearn.fit import CheckpointMismatch, check_fingerprint
+    from fwdlearn.graphs.cli.train import GraphTrainConfig, _in_flags
+
+    link = {"model": {"method": "local:ce", "hidden": 8}, "graph": "a" * 16, "seed": 5}
+    with pytest.raises(CheckpointMismatch) as refused:
+        check_fingerprint("r-split1.pt", {"fingerprint": link},
+                          {"model": {"method": "local:ff", "hidden": 8}, "graph": "a" * 16, "seed": 8})
+    said = str(_in_flags(refused.value, GraphTrainConfig(task="link", seed=7, splits=2), 1))
+    assert said == ("the checkpoint r-split1.pt was made by a different run: --method ce (checkpoint) vs ff (now); "
+                    "--seed 4 (checkpoint) vs 7 (now). Resume with --method ce --seed 4, or start a new run (another "
+                    "--name or --checkpoint)")
+    node = {"model": {"method": "local:prototype", "seed": 0}, "graph": "a" * 16}
+    with pytest.raises(CheckpointMismatch) as refused:  # (a seed below the split's: no --seed gives it)
+        check_fingerprint("r-split1.pt", {"fingerprint": node}, {"model": {"method": "bp", "seed": 2}, "graph": "a" * 16})
+    said = str(_in_flags(refused.value, GraphTrainConfig(seed=1, splits=2), 1))
+    assert "--method sf (checkpoint) vs bp (now); model.seed 0 (checkpoint) vs 2 (now). Resume with --method sf and " \
+           "the model.seed it was made with" in said
 
 
 def test_bench_graph_dfa_rows_use_their_learning_rate(tmp_path, capsys):

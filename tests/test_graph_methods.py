@@ -956,7 +956,9 @@ def test_a_layer_by_layer_resume_with_another_epoch_budget_is_refused_once_a_blo
 
     data, checkpoint = _checkpointed(tmp_path, "sf", epochs=3)
     with pytest.raises(UsageError, match=r"block 1 is frozen after training with a budget of 3 steps \(epochs\) "
-                                         r"each; a layer-by-layer run cannot change its budget on resume \(5 now\)"):
+                                         r"each; a layer-by-layer run cannot change its budget on resume \(5 now\), "
+                                         r"as the frozen blocks would keep the old one\. Resume with a budget of 3 "
+                                         r"\(--epochs 3 for graph train, epochs=3 in Python\)"):  # ("Resume with 3")
         ForwardGNN(5, 3, hidden=8, layers=2, method="sf").fit(data, epochs=5, patience=None, quiet=True,
                                                              checkpoint=checkpoint, resume=True)
 

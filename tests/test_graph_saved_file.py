@@ -431,7 +431,8 @@ def test_resuming_on_a_saved_graph_that_changed_names_the_file(tmp_path, capsys)
     os.utime(path, (written - 60, written - 60))
     assert main([*run, "--resume", "--seed", "1"]) == 2
     err = capsys.readouterr().err
-    assert "was made by a different run: model.seed 0 (checkpoint) vs 1 (now); graph '" in err and str(path) not in err
+    assert "was made by a different run: --seed 0 (checkpoint) vs 1 (now); graph '" in err and str(path) not in err
+    assert "Resume with --seed 0 and the graph and split it was made with, or start a new run" in err
 
 
 def _unlabelled_graphs(tmp_path) -> list:

@@ -75,9 +75,49 @@ def test_seq_train_writes_a_record_a_checkpoint_and_resumes(text_file, tmp_path,
     capsys.readouterr()  # another seed: the random state would come from the checkpoint, so it is refused
     assert _train(text_file, tmp_path / "run3.json", "--steps", "8", "--checkpoint", str(ckpt), "--resume",
                   "--seed", "3") == 2
-    assert "seed 0 (checkpoint) vs 3 (now)" in capsys.readouterr().err
+    assert "--seed 0 (checkpoint) vs 3 (now). Resume with --seed 0, or start a new run" in capsys.readouterr().err
     assert _train(text_file, tmp_path / "run4.json", "--steps", "1", "--checkpoint", str(tmp_path)) == 2
     assert f"--checkpoint {tmp_path} is a folder; give the checkpoint's file path" in capsys.readouterr().err
+
+
+def _resume_flags(err: str) -> list[str]:
+    """The flags a refusal to resume says to resume with ("Resume with --hidden 16 --seed 0, or start a new run")."""
+    found = re.search(r"Resume with (--.*?)(?: and without (--\S+(?: or --\S+)*))?, or start a new run", err)
+    assert found, err
+    return found[1].split()
+
+
+def test_seq_train_s_resume_refusal_says_the_flags_and_they_resume(text_file, tmp_path, capsys):
+    """A checkpoint made with other settings was refused in the fingerprint's words ("model.hidden 16 (checkpoint) vs
+    24 (now); batch_size 4 (checkpoint) vs 3 (now) ... Resume with the settings and data it was made with"): it says
+    the flags and, as the fix, the flags to add; added to the command, they resume it. A checkpoint of another kind of
+    model names every flag of its model, and the flags given of this kind's only to leave out."""
+    ckpt = tmp_path / "run.pt"
+    assert _train(text_file, tmp_path / "run.json", "--steps", "4", "--no-norm") == 0
+    capsys.readouterr()
+    other = ["--steps", "5", "--checkpoint", str(ckpt), "--resume", "--hidden", "24", "--batch-size", "3", "--norm",
+             "--training", "dsf:gaussian", "--seed", "2"]
+    assert _train(text_file, tmp_path / "a.json", *other) == 2
+    err = capsys.readouterr().err
+    assert ("was made by a different run: --hidden 16 (checkpoint) vs 24 (now); --training dsf (checkpoint) vs "
+            "dsf:gaussian (now); --feedback diagonal (checkpoint) vs gaussian (now); --no-norm (checkpoint) vs --norm "
+            "(now); --batch-size 4 (checkpoint) vs 3 (now); --seed 0 (checkpoint) vs 2 (now). Resume with --hidden 16 "
+            "--training dsf --no-norm --batch-size 4 --seed 0, or start a new run (another --name or --checkpoint)"
+            in err), err
+    assert "model." not in err and "batch_size" not in err
+    assert _train(text_file, tmp_path / "a.json", *other, *_resume_flags(err)) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["summary"]["resumed"]["from_step"] == 4
+    # another kind of model: its flags, and --heads (a transformer's) left out
+    other = ["--steps", "6", "--checkpoint", str(ckpt), "--resume", "--model", "transformer", "--training", "bp",
+             "--heads", "2"]
+    assert _train(text_file, tmp_path / "b.json", *other) == 2
+    err = capsys.readouterr().err
+    assert ("--training dsf (checkpoint) vs bp (now); --model gru (checkpoint) vs transformer (now). Resume with "
+            "--training dsf --model gru --hidden 16 "
+            "--layers 1 --no-norm --no-reference-block and without --heads, or start a new run" in err), err
+    assert _train(text_file, tmp_path / "b.json", *[w for w in other if w not in ("--heads", "2")],
+                  *_resume_flags(err)) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["summary"]["resumed"]["from_step"] == 5
 
 
 def test_seq_train_names_the_flags_of_a_warm_up_as_long_as_the_budget(text_file, tmp_path, capsys):

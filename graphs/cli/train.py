@@ -137,11 +137,10 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
                                layers=config.layers, method=config.method, seed=seed)
             report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                                patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
-    except CheckpointMismatch as error:  # (a saved graph's file that changed was "graph '3bd2...' (checkpoint) vs
-        changed = _changed_graph_file(config, error)  # '891d...' (now)", naming no file)
-        if changed is None:
-            raise
-        raise changed from None
+    except CheckpointMismatch as refused:  # in the flags' words: "model.hidden 8 (checkpoint) vs 16 (now)" was
+        error = _in_flags(refused, config, i)  # --hidden 8, and the fix the flags to add
+        # (a saved graph's file that changed was "graph '3bd2...' (checkpoint) vs '891d...' (now)", naming no file)
+        raise (_changed_graph_file(config, error) or error) from None
     except TrainingInterrupted as stop:
         if config.splits == 1 or checkpoints is None:
             raise
@@ -160,6 +159,42 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
     if describe_resume(report.resumed):
         print(f"split {seed}: {describe_resume(report.resumed)}")
     return row
+
+
+#: a node or link model's fingerprint entry -> the field of the flag that sets it (the seed and the method aside)
+_RESUME_FLAGS = {"model.conv": "conv", "model.layers": "layers", "model.hidden": "hidden", "blocks": "layers"}
+
+
+def _in_flags(error, config: GraphTrainConfig, i: int):
+    """The refusal to resume split ``i``'s checkpoint made by another run (``error``, a
+    :class:`~fwdlearn.fit.CheckpointMismatch`) in the flags' words: ``--hidden 8 (checkpoint) vs 16 (now)``, the method
+    as ``--method`` names it (``sf``, not its rule ``local:prototype``), the seed as ``--seed`` (split ``i`` trains with
+    ``--seed`` + ``i``), and the fix those flags with the checkpoint's values; the graph keeps its words."""
+    from fwdlearn.config import flag_name
+
+    def spell(name: str, value, fingerprint) -> str | None:
+        if name in ("model.seed", "seed"):  # (the link predictor's is the fit's, the node model's the model's)
+            return f"--seed {value - i}" if isinstance(value, int) and value >= i else None
+        if name == "model.method":
+            return _method_flag(config.task, value)
+        if name == "blocks" and value != (fingerprint.get("model") or {}).get("layers"):
+            return None  # (a layer-by-layer fit's blocks are its layers, said once as --layers; others: in words)
+        return f"{flag_name(_RESUME_FLAGS[name])} {value}" if name in _RESUME_FLAGS else None
+
+    graph = "graph" if config.task == "link" else "graph and split"
+    return error.in_flags(spell, words={"graph": graph, "model.in_dim": graph, "model.num_classes": graph})
+
+
+def _method_flag(task: str, rule) -> str | None:
+    """``--method <name>`` of the method that trains by ``rule`` (a checkpoint's ``model.method``), as ``task``'s
+    methods are named; ``None`` for one not registered now."""
+    from fwdlearn.graphs.methods import method_name
+    from fwdlearn.graphs.registries import link_method
+
+    try:
+        return f"--method {(link_method if task == 'link' else method_name)(str(rule))}"
+    except ValueError:
+        return None
 
 
 def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:

@@ -150,6 +150,59 @@ def _sizes(config: TrainSeqConfig) -> dict:
                        f"--model {config.model}")
 
 
+#: a language model's fingerprint entry -> the field of the flag that sets it (the model's kind and cell: --model)
+_RESUME_FLAGS = {"model.hidden": "hidden", "model.layers": "layers", "model.training": "training",
+                 "model.feedback": "feedback", "model.norm": "norm", "model.reference_block": "reference_block",
+                 "model.heads": "heads", "model.tie": "tie", "model.context": "context", "context": "context",
+                 "batch_size": "batch_size", "seed": "seed"}
+
+
+def _resume_flag(name: str, value, fingerprint) -> str | None:
+    """The flag, with its value, that gives the fingerprint entry ``name`` (``"model.hidden"``) ``value``
+    (``--hidden 8``, ``--no-norm``, ``--model gru`` for the model's kind and cell); ``None`` for an entry no flag
+    sets (the corpus, the vocabulary, the number of processes)."""
+    from fwdlearn.config import flag_name
+
+    if name in ("model.kind", "model.cell"):
+        model = fingerprint.get("model") or {}
+        named = [n for n, (kind, fixed) in MODEL_NAMES.items()
+                 if kind == model.get("kind") and all(model.get(k) == v for k, v in fixed.items())]
+        return f"--model {named[0]}" if named else None
+    if name not in _RESUME_FLAGS:
+        return None
+    flag = flag_name(_RESUME_FLAGS[name])
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
+
+
+def _in_flags(error, config: TrainSeqConfig):
+    """The refusal to resume a checkpoint made by another run (``error``, a :class:`~fwdlearn.fit.CheckpointMismatch`)
+    in the flags' words, ``--hidden 8 (checkpoint) vs 16 (now)``, with the flags to add to resume it: the
+    checkpoint's values of those that differ; for a checkpoint of another kind of model, every flag of its model (its
+    defaults are not this one's), without the flags given of this kind's only. ``--feedback`` is left to
+    ``--training`` (which names a DSF feedback other than the diagonal one), unless the command gives it."""
+    from fwdlearn.config import flag_name
+    from fwdlearn.rules import DSF, parse_rule
+
+    model = error.saved.get("model") or {}
+    extra, without = [], []
+    if model.get("kind") != (error.fingerprint.get("model") or {}).get("kind"):
+        extra = [flag for key, value in model.items() if (flag := _resume_flag(f"model.{key}", value, error.saved))]
+        without = [flag_name(name) if value is not False else "--no-" + flag_name(name)[2:]
+                   for name, (owner, _) in _MODEL_FLAGS.items()
+                   if owner != model.get("kind") and (value := getattr(config, name)) is not None]
+    try:
+        dsf = isinstance(parse_rule(str(model.get("training"))).time, DSF)
+    except ValueError:  # (a rule not known now: its feedback as the checkpoint says)
+        dsf = True
+    drop = ["--feedback"] if config.feedback is None else []
+    if config.feedback is not None and not dsf and "--feedback" not in without:  # (refused with a rule of no DSF)
+        without.append("--feedback")
+    return error.in_flags(_resume_flag, extra=extra, drop=drop, without=without,
+                          words={"model.vocab_size": "vocabulary", "processes": "number of processes"})
+
+
 def run_train(config: TrainSeqConfig) -> dict:
     """Train one model as configured; returns the record's summary.
 
@@ -161,7 +214,7 @@ def run_train(config: TrainSeqConfig) -> dict:
     from fwdlearn.config import as_flags
     from fwdlearn.distributed import init_from_env, process_device, rank, world_size
     from fwdlearn.errors import UsageError, alike_on_every_process
-    from fwdlearn.fit import seed_everything
+    from fwdlearn.fit import CheckpointMismatch, seed_everything
     from fwdlearn.diagnostics.plots import plot_alignment
     from fwdlearn.rules import DFA, DSF, parse_rule
     from fwdlearn.runs import run_outputs, start_run
@@ -230,13 +283,16 @@ def run_train(config: TrainSeqConfig) -> dict:
         print(f"{corpus}; {sum(p.numel() for p in model.parameters()):,} parameters; training={model.rule}; "
               f"checkpoint {paths.checkpoint}\nthe progress bar's val_* are on {subset} of {config.valid_split}, "
               "every --eval-every steps; the final figures on the whole split")
-    report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                       weight_decay=config.weight_decay, schedule=config.schedule, warmup=config.warmup,
-                       clip=config.clip or None, eval_every=config.eval_every,
-                       eval_tokens=config.eval_tokens or None, train_split=config.train_split,
-                       valid_split=config.valid_split, align_every=config.align_every or None,
-                       checkpoint=paths.checkpoint, resume=config.resume, overwrite=config.overwrite,
-                       quiet=config.quiet, seed=config.seed, diverge_factor=config.diverge_factor)
+    try:
+        report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
+                           lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                           warmup=config.warmup, clip=config.clip or None, eval_every=config.eval_every,
+                           eval_tokens=config.eval_tokens or None, train_split=config.train_split,
+                           valid_split=config.valid_split, align_every=config.align_every or None,
+                           checkpoint=paths.checkpoint, resume=config.resume, overwrite=config.overwrite,
+                           quiet=config.quiet, seed=config.seed, diverge_factor=config.diverge_factor)
+    except CheckpointMismatch as error:  # (it said "model.hidden 8 (checkpoint) vs 16 (now)": --hidden 8 ...)
+        raise _in_flags(error, config) from None
     if not lead:  # rank 0 evaluates, reports and writes; the others are done
         return {"steps": report.steps, "train_seconds": report.seconds}
     for row in report.history:

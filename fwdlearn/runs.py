@@ -604,8 +604,10 @@ def _refuse_inputs_as_outputs(paths: RunPaths, inputs: Sequence[tuple[str, str |
     for flag, path in paths.outputs():
         if Path(os.path.realpath(path)) in read:
             source, given = read[Path(os.path.realpath(path))]
-            if flag != "--checkpoint" and (path == paths.checkpoint or path in paths.split_checkpoints):
-                # (a checkpoint placed beside the record: it read "--json g.pt is the file ...", given --json g.json)
+            if flag != "--checkpoint" and path != paths.record and (path == paths.checkpoint
+                                                                     or path in paths.split_checkpoints):
+                # (a checkpoint placed beside the record: it read "--json g.pt is the file ...", given --json g.json;
+                # --json g.pt is the record itself, which --checkpoint would not move)
                 raise UsageError(f"the checkpoint {path}, which {flag} places beside the record {paths.record}, is "
                                  f"the file {source} {given} reads: an output never replaces what the command reads; "
                                  f"give {flag} another value, or the checkpoint its own path with --checkpoint")

@@ -71,6 +71,18 @@ def test_graph_train_trains_on_a_saved_graph_and_records_the_file(tmp_path, caps
             "the checkpoint its own path with --checkpoint") in capsys.readouterr().err
 
 
+def test_a_record_given_as_the_graph_file_is_named_as_the_record(tmp_path, capsys):
+    """--json g.pt, the graph file itself, was refused as "the checkpoint g.pt, which --json places beside the record
+    g.pt", whose fix "or the checkpoint its own path with --checkpoint" left the record on the input: the record is
+    named, and --json alone."""
+    path = _saved(tmp_path, _graph())
+    assert main(["graph", "train", "--data", f"file:{path}", "--json", str(path), "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (f"--json {path} is the file --data {path} reads: an output never replaces what the command reads; give "
+            "--json another path") in err, err
+    assert "--checkpoint" not in err, err
+
+
 def test_a_saved_graphs_masks_are_its_public_split(tmp_path, capsys):
     from fwdlearn.graphs.data.datasets import load_graph
 

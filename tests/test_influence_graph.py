@@ -635,3 +635,41 @@ def test_a_compiled_model_is_measured_through_the_module_it_wraps():
     compiled = hop_influence(torch.compile(model), data, 2)
     for a, b in zip(plain, compiled):
         torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=0, atol=0)
+
+
+def test_random_seeds_are_a_seeded_draw_not_the_first_nodes():
+    """``samples=`` draws distinct nodes with ``seed`` (as PyG's total_influence draws its samples), not the first
+    ``samples`` node ids: the ids of a PyG dataset are often ordered (by class, by split), so the first ones are a
+    biased sample."""
+    from fwdlearn.graphs.influence.hop_influence import select_seeds
+
+    drawn = select_seeds(100, 10, seed=0)
+    assert len(set(drawn.tolist())) == 10 and not torch.equal(drawn.sort().values, torch.arange(10))
+    assert torch.equal(drawn, select_seeds(100, 10, seed=0)) and not torch.equal(drawn, select_seeds(100, 10, seed=1))
+    assert sorted(select_seeds(7, 20, seed=3).tolist()) == list(range(7))  # (more samples than nodes: every node)
+
+
+def test_a_block_stack_unlike_the_models_own_forward_is_not_used():
+    """A model that offers ``block_stack()`` and defines its own ``forward`` in the same class (no subclass below the
+    offering one, no hook) is caught by comparing the stack's rows with the model's on the first seed's ball: else
+    the layered path measured the stack, not the model (here half its Jacobian), in silence."""
+    class Doubled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = ForwardGNN(4, 3, hidden=8, layers=2, method="bp")
+
+        def block_stack(self):
+            return self.inner.block_stack()
+
+        def forward(self, x, edge_index):
+            return 2 * self.inner(x, edge_index)
+
+    data = random_graph(nodes=30, edges=50)
+    torch.manual_seed(0)
+    model = Doubled()
+    exact = hop_influence(model, data, 2, samples=5, jacobian="autograd")[2]
+    with pytest.warns(UserWarning, match="is not the blocks and head its block_stack\\(\\) offers"):
+        auto = hop_influence(model, data, 2, samples=5)[2]
+    torch.testing.assert_close(auto, exact)
+    with pytest.raises(ValueError, match="jacobian='layered': model\\(x, edge_index\\) is not the blocks and head"):
+        hop_influence(model, data, 2, samples=5, jacobian="layered")

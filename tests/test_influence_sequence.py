@@ -421,3 +421,16 @@ def test_the_head_check_reads_every_sequence_and_a_half_precision_head_bit_for_b
         model = _PaddedGRU(torch.nn.Linear(6, 500)).to(dtype)
         forward, x = _embedding_function(model, torch.randint(0, 500, (3, 9)))
         assert _linear_head(model, forward, x) is model.head
+
+
+def test_drawn_positions_come_back_in_position_order():
+    """A count of positions is drawn with ``seed`` and measured in increasing position order (the rows of
+    ``lag_masses`` / ``per_position`` follow it within each sequence), as a list of ids keeps its own order."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(2, 30, 3)
+    mass, lag = lag_masses(model, x, positions=6, seed=1, chunk=4)
+    position = lag[:, 0]  # lag at input 0 is the position itself
+    assert mass.shape == (12, 30)
+    assert torch.equal(position[:6], position[6:]) and bool((position[1:6] > position[:5]).all())
+    assert lag_masses(model, x, positions=[9, 2])[1][:, 0].tolist() == [9, 2, 9, 2]

@@ -247,13 +247,7 @@ def test_a_subclass_with_its_own_forward_is_not_measured_as_its_block_stack():
 
     data = random_graph(nodes=30, edges=50)
     torch.manual_seed(0)
-    model = Tempered(4, 3, hidden=8, layers=2, method="bp")
-    exact = hop_influence(model, data, 2, samples=6, jacobian="autograd")[2]
-    with pytest.warns(UserWarning, match="is not the blocks and head its block_stack\\(\\) offers"):
-        auto = hop_influence(model, data, 2, samples=6)[2]
-    torch.testing.assert_close(auto, exact)
-    with pytest.raises(ValueError, match="jacobian='layered': model\\(x, edge_index\\) is not the blocks and head"):
-        hop_influence(model, data, 2, samples=6, jacobian="layered")
+    _measured_as_its_own_forward(Tempered(4, 3, hidden=8, layers=2, method="bp"), data, samples=6)
     plain = ForwardGNN(4, 3, hidden=8, layers=2, method="bp")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the package's own model still takes the layered path, silently
@@ -666,10 +660,15 @@ def test_a_block_stack_unlike_the_models_own_forward_is_not_used():
 
     data = random_graph(nodes=30, edges=50)
     torch.manual_seed(0)
-    model = Doubled()
-    exact = hop_influence(model, data, 2, samples=5, jacobian="autograd")[2]
+    _measured_as_its_own_forward(Doubled(), data, samples=5)
+
+
+def _measured_as_its_own_forward(model, data, samples: int) -> None:
+    """``model(x, edge_index)`` is not the blocks and head its ``block_stack()`` offers: measured through its own
+    forward (autograd's numbers) with a warning by default, refused with ``jacobian='layered'``."""
+    exact = hop_influence(model, data, 2, samples=samples, jacobian="autograd")[2]
     with pytest.warns(UserWarning, match="is not the blocks and head its block_stack\\(\\) offers"):
-        auto = hop_influence(model, data, 2, samples=5)[2]
+        auto = hop_influence(model, data, 2, samples=samples)[2]
     torch.testing.assert_close(auto, exact)
     with pytest.raises(ValueError, match="jacobian='layered': model\\(x, edge_index\\) is not the blocks and head"):
-        hop_influence(model, data, 2, samples=5, jacobian="layered")
+        hop_influence(model, data, 2, samples=samples, jacobian="layered")

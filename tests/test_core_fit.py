@@ -1072,7 +1072,7 @@ def test_end_to_end_step_steps_on_this_loss_gradient_alone():
     optimizer = torch.optim.SGD([w], lr=0.25)
     for expected in (0.5, 0.25):
         end_to_end_step(w ** 2, optimizer)
-        assert float(w) == pytest.approx(expected)
+        assert w.item() == pytest.approx(expected)
 
 
 def test_the_gradient_norm_of_clip_groups_is_reported_as_the_total_norm():

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from .errors import check_bool, check_int, check_seed, is_integer
 from .fit import generator_device
-from .registry import did_you_mean
+from .registry import unknown
 from .rules import DSF_FEEDBACKS, FEEDBACK_KINDS
 
 __all__ = [
@@ -137,9 +137,8 @@ def feedback_matrix(
     rows, cols = int(rows), int(cols)
     maker = FEEDBACK_MAKERS.get(kind)
     if maker is None or not maker.matrix:
-        kinds = ", ".join(k for k, m in FEEDBACK_MAKERS.items() if m.matrix)
-        raise ValueError(f"unknown feedback kind {kind!r}; choose one of {kinds}"
-                         f"{did_you_mean(kind, kinds.split(', '))}")
+        kinds = [k for k, m in FEEDBACK_MAKERS.items() if m.matrix]
+        raise ValueError(unknown("feedback kind", kind, kinds))
     return maker.draw(rows, cols, generator).to(torch.get_default_device())
 
 
@@ -156,8 +155,7 @@ def make_feedback(kind: str, d: int, generator: torch.Generator | None = None) -
     ``[0, 1]`` and the orthogonal matrix has radius 1. Drawn and placed as :func:`feedback_matrix`'s.
     """
     if kind not in DSF_FEEDBACKS:
-        raise ValueError(f"unknown DSF feedback {kind!r}; choose one of {', '.join(DSF_FEEDBACKS)}"
-                         f"{did_you_mean(kind, DSF_FEEDBACKS)}")
+        raise ValueError(unknown("DSF feedback", kind, DSF_FEEDBACKS))
     d = check_int("d", d, 1, " (the state width)")
     return FEEDBACK_MAKERS[kind].draw(d, d, generator).to(torch.get_default_device())
 

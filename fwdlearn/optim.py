@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from fwdlearn.errors import is_integer
-from fwdlearn.registry import did_you_mean
+from fwdlearn.registry import unknown
 
 __all__ = ["OptimizerSettings", "OPTIMIZERS", "SCHEDULES", "make_optimizer", "make_scheduler", "lr_factor",
            "load_scheduler"]
@@ -66,11 +66,9 @@ class OptimizerSettings:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-                             f"{did_you_mean(self.optimizer, OPTIMIZERS)}")
+            raise ValueError(unknown("optimizer", self.optimizer, OPTIMIZERS))
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown learning-rate schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
-                             f"{did_you_mean(self.schedule, SCHEDULES)}")
+            raise ValueError(unknown("learning-rate schedule", self.schedule, SCHEDULES))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
         if not is_integer(self.warmup) or self.warmup < 0:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from importlib import import_module
 from typing import Any
 
-__all__ = ["Registry", "instance_entry", "lazy_exports", "did_you_mean"]
+__all__ = ["Registry", "instance_entry", "lazy_exports", "did_you_mean", "unknown"]
 
 
 class Registry:
@@ -89,8 +89,7 @@ class Registry:
         ``ValueError`` listing the names if unknown, with the closest one (:func:`did_you_mean`)."""
         key = self._key(name)
         if key not in self._entries:
-            raise ValueError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._entries)}"
-                             f"{did_you_mean(name, self._entries)}")
+            raise ValueError(unknown(self.what, name, self._entries))
         target = self._entries[key]
         if isinstance(target, str):
             module, _, attribute = target.partition(":")
@@ -111,6 +110,13 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     key = name.strip().lower()
     close = [key] if key in lowered else difflib.get_close_matches(key, list(lowered), n=1)
     return f" (did you mean {lowered[close[0]]!r}?)" if close and lowered[close[0]] != name else ""
+
+
+def unknown(what: str, name: object, choices: Iterable[str]) -> str:
+    """``"unknown cell 'GRU'; choose one of tanh, gru, lstm (did you mean 'gru'?)"``: the refusal of a name that is
+    none of ``choices`` (:func:`did_you_mean`)."""
+    choices = list(choices)
+    return f"unknown {what} {name!r}; choose one of {', '.join(map(str, choices))}{did_you_mean(name, choices)}"
 
 
 def instance_entry(registry: str, what: str) -> Callable[[str, Any], None]:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from fwdlearn.errors import is_integer
-from fwdlearn.registry import did_you_mean
+from fwdlearn.registry import did_you_mean, unknown
 
 __all__ = [
     "RulePart", "DepthRule", "BP", "DFA", "Local", "Shallow",
@@ -141,11 +141,9 @@ class DFA(DepthRule):
 
     def __post_init__(self) -> None:
         if self.placement not in DFA_PLACEMENTS:
-            raise ValueError(f"unknown DFA placement {self.placement!r}; choose one of {', '.join(DFA_PLACEMENTS)}"
-                             f"{did_you_mean(self.placement, DFA_PLACEMENTS)}")
+            raise ValueError(unknown("DFA placement", self.placement, DFA_PLACEMENTS))
         if self.feedback not in DFA_FEEDBACKS:
-            raise ValueError(f"unknown DFA feedback {self.feedback!r}; choose one of {', '.join(DFA_FEEDBACKS)}"
-                             f"{did_you_mean(self.feedback, DFA_FEEDBACKS)}")
+            raise ValueError(unknown("DFA feedback", self.feedback, DFA_FEEDBACKS))
 
     @classmethod
     def parse(cls, args: list[str]) -> "DFA":
@@ -198,8 +196,7 @@ class Local(DepthRule):
 
     def __post_init__(self) -> None:
         if self.objective not in LOCAL_OBJECTIVES:
-            raise ValueError(f"unknown local objective {self.objective!r}; choose one of {', '.join(LOCAL_OBJECTIVES)}"
-                             f"{did_you_mean(self.objective, LOCAL_OBJECTIVES)} (e.g. 'local:readout')")
+            raise ValueError(unknown("local objective", self.objective, LOCAL_OBJECTIVES) + " (e.g. 'local:readout')")
         if self.variant is not None and (not isinstance(self.variant, str) or not self.variant
                                          or self.variant != self.variant.strip().lower()
                                          or re.search(r"[:+\s]", self.variant)):
@@ -317,8 +314,7 @@ class DSF(TimeRule):
 
     def __post_init__(self) -> None:
         if self.feedback is not None and self.feedback not in DSF_FEEDBACKS:
-            raise ValueError(f"unknown DSF feedback {self.feedback!r}; choose one of {', '.join(DSF_FEEDBACKS)}"
-                             f"{did_you_mean(self.feedback, DSF_FEEDBACKS)} (e.g. 'dsf:gaussian')")
+            raise ValueError(unknown("DSF feedback", self.feedback, DSF_FEEDBACKS) + " (e.g. 'dsf:gaussian')")
 
     @classmethod
     def parse(cls, args: list[str]) -> "DSF":

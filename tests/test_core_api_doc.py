@@ -26,7 +26,7 @@ DOCUMENTED = {
                     "load_optimizer_state Carried Checkpointing load_device load_torch read_checkpoint "
                     "is_checkpoint tensor_fingerprint compact_repr NUMPY_FIX check_fingerprint "
                     "CheckpointMismatch",
-    "fwdlearn.registry": "Registry lazy_exports did_you_mean",
+    "fwdlearn.registry": "Registry lazy_exports did_you_mean unknown",
     "fwdlearn.metrics": "masked_accuracy roc_auc average_ranks",
     "fwdlearn.records": "RunRecord refuse_overwrite finite_json to_jsonable plain_json json_text write_json "
                         "library_versions read_record SavedRecord",

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from fwdlearn.errors import check_int
 from fwdlearn.fit import generator_device
-from fwdlearn.registry import did_you_mean
+from fwdlearn.registry import unknown
 
 __all__ = ["SequenceTask", "DelayedRecall", "CopyTask", "AddingProblem", "make_task", "TASKS", "IGNORE_INDEX"]
 
@@ -194,4 +194,4 @@ def make_task(name: str, lag: int = 50, **kwargs: Any) -> SequenceTask:
         return CopyTask(lag, **kwargs)
     if name == "adding":
         return AddingProblem(length=lag, **kwargs)
-    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}{did_you_mean(name, TASKS)}")
+    raise ValueError(unknown("task", name, TASKS))

@@ -35,7 +35,7 @@ from fwdlearn.errors import (InputError, UsageError, check_bool, check_model_val
                              check_representable, check_seed, is_integer)
 from fwdlearn.model_files import FILE_KINDS, load_model, save_model, what_file
 from fwdlearn.optim import OptimizerSettings
-from fwdlearn.registry import did_you_mean
+from fwdlearn.registry import unknown
 from fwdlearn.rules import Rule
 
 from fwdlearn.sequences.registries import LM_KINDS, MODEL_NAMES
@@ -446,8 +446,7 @@ def model_arguments(model: str) -> set[str]:
     import inspect
 
     if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}"
-                         f"{did_you_mean(model, MODEL_NAMES)}")
+        raise ValueError(unknown("model", model, MODEL_NAMES))
     return set(inspect.signature(LM_KINDS.get(MODEL_NAMES[model][0]).__init__).parameters) - {"self"}
 
 

@@ -207,10 +207,10 @@ def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:
     from fwdlearn.graphs.data.datasets import graph_files, is_saved_graph
 
     files = graph_files(config.data) if is_saved_graph(config.data) else []
-    if "graph" not in error.keys or not files:
+    if "graph" not in error.names or not files:
         return None
     file, checkpoint = files[0], error.path
-    others = [entry for entry in error.differences if entry.partition(" ")[0] != "graph"]
+    others = [text for name, text in zip(error.names, error.differences) if name != "graph"]
     also = f" (the run's settings differ too: {'; '.join(others)})" if others else ""
     written, modified = checkpoint.stat().st_mtime, file.stat().st_mtime
 

@@ -48,6 +48,8 @@ from fwdlearn.files import atomic_write, check_writable, remove_quietly, save_to
 
 __all__ = [
     "seed_everything",
+    "rng_state",
+    "set_rng_state",
     "generator_device",
     "on_device",
     "progress",
@@ -400,7 +402,9 @@ class FitResult:
     __repr__ = compact_repr  # (history as its length: ``result.history`` holds the rows)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's (when installed) and torch's generators (CPU; CUDA once initialised): what a
+    checkpoint keeps and :func:`set_rng_state` puts back."""
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -413,7 +417,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():  # (one state per GPU of the host that saved it: a host with
@@ -1129,7 +1133,7 @@ class Trainer:
             "first_losses": dict(self._first_losses),
             "fingerprint": self.fingerprint,
             "settings": self.settings,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "context": self.context() if self.context is not None else None,
         }
         keep = is_distributed() and self._file_is_this_runs and self.checkpoint.is_file()  # every process keeps its
@@ -1218,7 +1222,7 @@ class Trainer:
         result.resumed = {"from_step": ckpt["step"],
                           "changed": {k: [then[k], v] for k, v in self.settings.items() if k in then and then[k] != v}}
         if ckpt.get("rng") is not None:
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
         return best_state
 
     def _rescore(self, evaluate: Callable[[], Mapping[str, Any]], state: Any, best_state: Any, result: FitResult,
@@ -1227,13 +1231,13 @@ class Trainer:
         go on from the resumed state; the random-number generators are left as the checkpoint set them."""
         if stopper.best is None or state is None or best_state is None:
             return  # (no evaluation yet, or no best state to evaluate: later evaluations are compared among themselves)
-        rng, current = _rng_state(), _best_part(state)
+        rng, current = rng_state(), _best_part(state)
         _restore_best(state, best_state)
         try:
             metrics = _plain(evaluate(), "evaluate()", f"{{{self.monitor!r}: value}} (the monitored key)")
         finally:
             _restore_best(state, current)
-            _set_rng_state(rng)
+            set_rng_state(rng)
         stopper.best = self._monitored(metrics)
         result.best = {**result.best, **metrics}
 

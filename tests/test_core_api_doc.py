@@ -21,7 +21,7 @@ DOCUMENTED = {
                       "register_time_rule register_alias FEEDBACK_KINDS DFA_FEEDBACKS DSF_FEEDBACKS",
     "fwdlearn.schedules": "end_to_end_step layerwise_forward LocalOptimizers local_step greedy_layerwise LayerJob",
     "fwdlearn.optim": "OptimizerSettings make_optimizer make_scheduler lr_factor load_scheduler",
-    "fwdlearn.fit": "seed_everything progress evaluating training_mode keeps_mode frozen check_finite non_finite_entry "
+    "fwdlearn.fit": "seed_everything rng_state set_rng_state progress evaluating training_mode keeps_mode frozen check_finite non_finite_entry "
                     "Trainer FitResult DivergenceError NonFiniteLossError TrainingInterrupted Stateful "
                     "load_optimizer_state Carried Checkpointing load_device load_torch read_checkpoint "
                     "is_checkpoint tensor_fingerprint compact_repr NUMPY_FIX check_fingerprint "

@@ -50,9 +50,8 @@ docs/benchmarks/graph-link.md).
 
 from __future__ import annotations
 
-import random
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -63,10 +62,10 @@ from torch import Tensor, nn
 
 from fwdlearn.diagnostics.cost import CostReport, WithCost
 from fwdlearn.errors import (UsageError, check_bool, check_finite_tensor, check_int, check_model_values, check_range,
-                             check_representable, check_seed, warn)
+                             check_representable, warn)
 from fwdlearn.fit import (Checkpointing, FitResult, Stateful, Trainer, check_resume, check_trainable_dtype,
                           check_unshared_checkpoint, evaluating, keeps_mode, on_device, read_checkpoint,
-                          seed_everything, tensor_fingerprint)
+                          rng_state, seed_everything, set_rng_state, tensor_fingerprint)
 from fwdlearn.local import ff_loss, ff_probability, goodness
 from fwdlearn.metrics import roc_auc
 from fwdlearn.model_files import ModelFile
@@ -184,7 +183,7 @@ def _split_links(data, seed: int, val: float, test: float, restore: bool):
     transform = RandomLinkSplit(num_val=val, num_test=test, is_undirected=True, add_negative_train_samples=False,
                                 split_labels=True)
     # (PyG warns of too few negatives; the check below says what it means here)
-    with warnings.catch_warnings(), _seeded_for_the_split(seed, edge_index.device, restore=restore):
+    with warnings.catch_warnings(), _seeded_for_the_split(seed, restore=restore):
         warnings.simplefilter("ignore", UserWarning)
         splits = transform(Data(x=data.x, edge_index=edge_index, num_nodes=data.num_nodes))
     _distinct_negatives(splits[1:], edge_index, n, seed)
@@ -200,28 +199,19 @@ def _split_links(data, seed: int, val: float, test: float, restore: bool):
 
 
 @contextmanager
-def _seeded_for_the_split(seed: int, device: torch.device, restore: bool = True):
-    """Within: the generators :func:`link_split`'s draws come from -- Python's (PyG's ``negative_sampling``) and torch's
-    of ``device`` (``RandomLinkSplit``'s permutation of the edges; the CPU's is seeded always) -- seeded with ``seed``,
-    as :func:`~fwdlearn.fit.seed_everything` seeds them; after: back in the caller's states (a library call that
-    reseeded the user's global generators changed every draw after it), or, ``restore=False``, where the draws left
-    them."""
-    seed = check_seed(seed)
-    accelerator = device.type != "cpu"
-    python = random.getstate()
-    with torch.random.fork_rng(devices=[device] if accelerator else [],
-                               device_type=device.type if accelerator else "cuda", enabled=restore):
-        torch.default_generator.manual_seed(seed)
-        if accelerator:
-            module = torch.get_device_module(device)
-            with (module.device(device) if hasattr(module, "device") else nullcontext()):
-                module.manual_seed(seed)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            if restore:
-                random.setstate(python)
+def _seeded_for_the_split(seed: int, restore: bool = True):
+    """Within: the global generators :func:`link_split`'s draws come from (Python's, for PyG's ``negative_sampling``;
+    torch's, for ``RandomLinkSplit``'s permutation of the edges) seeded with ``seed``
+    (:func:`~fwdlearn.fit.seed_everything`); after: back in the caller's states (:func:`~fwdlearn.fit.rng_state`: a
+    library call that reseeded the user's global generators changed every draw after it), or, ``restore=False``,
+    where the draws left them."""
+    saved = rng_state() if restore else None
+    seed_everything(seed)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            set_rng_state(saved)
 
 
 def _distinct_negatives(parts, edge_index: Tensor, n: int, seed: int) -> None:

@@ -225,7 +225,7 @@ def same_on_every_process(what: str, fix: str, sizes: dict[str, int],
     names = [*sizes, *contents]
     sums = [sum(checksum(t) for t in (v if isinstance(v, (list, tuple)) else [v])) for v in contents.values()]
     mine = torch.tensor([[int(v) & 0x7FFFFFFFFFFFFFFF for v in (*sizes.values(), *sums)]])
-    every = gather_rows(mine.cuda() if dist.get_backend() == "nccl" else mine).cpu()
+    every = gather_rows(mine)  # (on the CPU, as given: gather_rows takes it to the GPU under nccl and back)
     differ = [(i, n) for i, n in enumerate(names) if bool((every[:, i] != every[0, i]).any())]
     if differ:
         said = "; ".join(n if n in contents else f"{n}: " + ", ".join(

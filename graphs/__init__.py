@@ -3,7 +3,8 @@
 Layout: :mod:`~fwdlearn.graphs.data` (graphs, road networks, hop balls), :mod:`~fwdlearn.graphs.nn`
 (GNN blocks and the models), :mod:`~fwdlearn.graphs.methods` (how each training method feeds,
 scores and trains the blocks), :mod:`~fwdlearn.graphs.influence` (hop-wise Jacobian influence),
-:mod:`~fwdlearn.graphs.registries` (the convs and link methods by name, listable without torch) and
+:mod:`~fwdlearn.graphs.registries` (the convs, link methods and ``graph train``'s tasks by name,
+listable without torch; the tasks are :mod:`~fwdlearn.graphs.tasks`) and
 :mod:`~fwdlearn.graphs.cli` (the ``fwdlearn graph|bench|influence`` commands).
 
 The public names below are imported on first use, so ``import fwdlearn.graphs`` (and the CLI's

@@ -11,6 +11,9 @@ included, without loading torch. (The graph methods' registry is :data:`fwdlearn
   ``ff``, ``bp``). A method's rule is its name's rule in :mod:`fwdlearn.rules` (``ce`` = ``local:ce``, ``ff`` =
   ``local:ff``); :func:`link_method` resolves a name or a rule. A new one is
   ``LINK_METHODS.register("name", LinkMethod(score, layerwise))``.
+* :data:`GRAPH_TASKS`: ``graph train --task`` name -> :class:`~fwdlearn.graphs.tasks.GraphTask` (``node``, ``link``):
+  the model, default method, method names and metric of each. A new one is
+  ``GRAPH_TASKS.register("name", MyTask())``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from fwdlearn.registry import Registry, did_you_mean, instance_entry
 from fwdlearn.rules import parse_rule
 
-__all__ = ["CONV_KINDS", "LINK_METHODS", "link_method", "link_rule"]
+__all__ = ["CONV_KINDS", "LINK_METHODS", "GRAPH_TASKS", "link_method", "link_rule"]
 
 _CONV_ENTRY = instance_entry("CONV_KINDS", "conv")
 
@@ -56,6 +59,12 @@ LINK_METHODS = Registry("link method", {
     "ff": "fwdlearn.graphs.nn.linkpred:FF",
     "bp": "fwdlearn.graphs.nn.linkpred:BP",
 }, lower_case=True)
+
+#: ``graph train --task`` name -> :class:`~fwdlearn.graphs.tasks.GraphTask`
+GRAPH_TASKS = Registry("graph task", {
+    "node": "fwdlearn.graphs.tasks:NODE",
+    "link": "fwdlearn.graphs.tasks:LINK",
+}, lower_case=True, check=instance_entry("GRAPH_TASKS", "graph task"))
 
 
 def link_rule(name: str) -> str:

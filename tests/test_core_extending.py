@@ -259,3 +259,36 @@ def test_a_graph_method_registered_under_its_own_rule_that_is_an_alias_is_taken(
     finally:
         METHODS.unregister("sf")
     assert method_class("sf") is SingleForward
+
+
+def test_a_graph_task_registered_by_a_user_is_a_choice_of_graph_train(tmp_path):
+    """``graph train --task`` asks the task object (its default method, its model, its metric, what it reads of the
+    graph) instead of comparing the flag with "node" and "link": a task registered from any file is a choice of the
+    CLI, trains through its own ``train`` and reports its own metric."""
+    import json
+
+    from fwdlearn.graphs.registries import GRAPH_TASKS
+    from fwdlearn.graphs.tasks import NodeClassification
+
+    calls = []
+
+    class NodesByBackprop(NodeClassification):
+        default_method = "bp"
+
+        def train(self, data, **settings):
+            calls.append(settings["method"])
+            return super().train(data, **settings)
+
+    with pytest.raises(TypeError, match=r"GRAPH_TASKS\.register\('nodes-bp', NodesByBackprop\(\)\)"):
+        GRAPH_TASKS.register("nodes-bp", NodesByBackprop)
+    GRAPH_TASKS.register("nodes-bp", NodesByBackprop())
+    try:
+        path = tmp_path / "run.json"
+        assert main(["graph", "train", "--data", "karate", "--task", "nodes-bp", "--layers", "1", "--hidden", "8",
+                     "--epochs", "2", "--quiet", "--json", str(path)]) == 0
+        record = json.loads(path.read_text())
+        assert calls == ["bp"] and record["config"]["method"] == "bp"
+        assert 0.0 <= record["summary"]["test_accuracy"] <= 1.0
+    finally:
+        GRAPH_TASKS.unregister("nodes-bp")
+    assert "nodes-bp" not in GRAPH_TASKS

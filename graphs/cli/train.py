@@ -25,18 +25,19 @@ from fwdlearn.records import RunRecord
 from fwdlearn.reporting import describe_resume, markdown_table, mean_std
 from fwdlearn.runs import RunOptions
 
-from fwdlearn.graphs.registries import CONV_KINDS
+from fwdlearn.graphs.registries import CONV_KINDS, GRAPH_TASKS
 
 __all__ = ["GraphTrainConfig", "train_runs", "train", "check_conv_widths"]
 
 
 def _method_help() -> str:
-    """The --method help, listing the registries as they are when the parser is built (no torch is imported)."""
-    from fwdlearn.graphs.methods import method_names
-    from fwdlearn.graphs.registries import LINK_METHODS
-
-    return (f"node: {', '.join(method_names())} (or any rule of fwdlearn.rules a graph method is registered for); "
-            f"link: {', '.join(LINK_METHODS)} (or their rules) (default: sf for --task node, ce for --task link)")
+    """The --method help, listing each task's methods as the registries hold them when the parser is built (no torch
+    is imported)."""
+    tasks = [(name, GRAPH_TASKS.get(name)) for name in GRAPH_TASKS]
+    methods = "; ".join(f"{name}: {', '.join(task.method_names())} {task.methods_also}".rstrip()
+                        for name, task in tasks)
+    defaults = ", ".join(f"{task.default_method} for --task {name}" for name, task in tasks)
+    return f"{methods} (default: {defaults})"
 
 
 @dataclass
@@ -47,7 +48,7 @@ class GraphTrainConfig(RunOptions):
                                                         "(x, edge_index, integer y; its masks are used with --split "
                                                         "public; --task link reads x and edge_index only)"})
     task: str = field(default="node", metadata={"help": "node classification or link prediction",
-                                                "choices": ["node", "link"]})
+                                                "choices": GRAPH_TASKS.names})
     # (None is "not given": the task's own default, filled in when the config is built; a default of sf refused
     # --task link alone as if the user had typed --method sf)
     method: str | None = field(default=None, metadata={"help": _method_help})
@@ -78,9 +79,9 @@ class GraphTrainConfig(RunOptions):
                                                           "names"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # (refuses a --task no task is registered under)
         if self.method is None:  # (the node and the link methods are two registries: neither default fits both)
-            self.method = "ce" if self.task == "link" else "sf"
-        super().__post_init__()
+            self.method = GRAPH_TASKS.get(self.task).default_method
 
 
 def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device=None,
@@ -92,6 +93,7 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
     from fwdlearn.errors import OncePerCause
     from fwdlearn.graphs.data.datasets import load_graph
 
+    task = GRAPH_TASKS.get(config.task)
     once = OncePerCause()  # (a warning met in every split, e.g. a DFA fit that learned nothing, is shown once)
     rows = []
     for i in range(config.splits):
@@ -100,9 +102,9 @@ def train_runs(config: GraphTrainConfig, record: RunRecord | None = None, device
         with once.part(f"the graph of split {seed}", alike=True):  # (a generated graph is drawn once, from
             data = load_graph(config.data, split=config.split, seed=seed,  # --seed; each split seed splits it)
                               download=config.download, quiet=config.quiet, graph_seed=config.seed,
-                              labels=config.task == "node")  # (--task link reads no node label nor mask: a saved
-            # graph without labels was refused, and the warning that a random split replaced a saved graph's masks
-            # named the fix --split public, which --task link refuses)
+                              labels=task.labels)  # (--task link reads no node label nor mask: a saved graph
+            # without labels was refused, and the warning that a random split replaced a saved graph's masks named
+            # the fix --split public, which --task link refuses)
         with once.part(f"split {seed}"):
             rows.append(_train_split(config, i, data, record, device, checkpoints))
     once.summary()
@@ -114,8 +116,6 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
     """Split ``i`` of :func:`train_runs` (seed ``config.seed + i``) on its graph ``data``: its row of metrics."""
     from fwdlearn.errors import TrainingInterrupted
     from fwdlearn.fit import CheckpointMismatch, seed_everything
-    from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
-    from fwdlearn.graphs.nn.linkpred import ForwardLinkPredictor
 
     seed = config.seed + i
     patience = config.patience or None
@@ -126,17 +126,10 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
         saving = {"checkpoint": checkpoints[i], "resume": config.resume, "overwrite": config.overwrite}
     seed_everything(seed)
     try:
-        if config.task == "link":
-            model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
-                                         layers=config.layers, method=config.method)
-            report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, seed=seed,
-                               **saving)
-        else:
-            model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
-                               layers=config.layers, method=config.method, seed=seed)
-            report = model.fit(data, epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                               patience=patience, eval_every=config.eval_every, quiet=config.quiet, **saving)
+        report = GRAPH_TASKS.get(config.task).train(
+            data, method=config.method, conv=config.conv, hidden=config.hidden, layers=config.layers, seed=seed,
+            epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay, patience=patience,
+            eval_every=config.eval_every, quiet=config.quiet, **saving)
     except CheckpointMismatch as refused:  # in the flags' words: "model.hidden 8 (checkpoint) vs 16 (now)" was
         error = _in_flags(refused, config, i)  # --hidden 8, and the fix the flags to add
         # (a saved graph's file that changed was "graph '3bd2...' (checkpoint) vs '891d...' (now)", naming no file)
@@ -181,18 +174,15 @@ def _in_flags(error, config: GraphTrainConfig, i: int):
             return None  # (a layer-by-layer fit's blocks are its layers, said once as --layers; others: in words)
         return f"{flag_name(_RESUME_FLAGS[name])} {value}" if name in _RESUME_FLAGS else None
 
-    graph = "graph" if config.task == "link" else "graph and split"
+    graph = GRAPH_TASKS.get(config.task).graph_words
     return error.in_flags(spell, words={"graph": graph, "model.in_dim": graph, "model.num_classes": graph})
 
 
 def _method_flag(task: str, rule) -> str | None:
     """``--method <name>`` of the method that trains by ``rule`` (a checkpoint's ``model.method``), as ``task``'s
     methods are named; ``None`` for one not registered now."""
-    from fwdlearn.graphs.methods import method_name
-    from fwdlearn.graphs.registries import link_method
-
     try:
-        return f"--method {(link_method if task == 'link' else method_name)(str(rule))}"
+        return f"--method {GRAPH_TASKS.get(task).method_name(str(rule))}"
     except ValueError:
         return None
 
@@ -206,6 +196,7 @@ def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:
     from fwdlearn.errors import UsageError
     from fwdlearn.graphs.data.datasets import graph_files, is_saved_graph
 
+    task = GRAPH_TASKS.get(config.task)
     files = graph_files(config.data) if is_saved_graph(config.data) else []
     if "graph" not in error.names or not files:
         return None
@@ -226,9 +217,9 @@ def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:
     if others:  # (another --seed draws another split: the settings say why, as for any graph)
         return None
     return UsageError(f"the checkpoint {checkpoint} was trained on another graph than the one read from {file} now "
-                      f"(its {'features or edges' if config.task == 'link' else 'features, edges, labels or split'} "
-                      "differ): the file was replaced since (by a copy not modified after the checkpoint was written)"
-                      f"{'' if config.task == 'link' else ', or the run used another --split'}. To resume, restore "
+                      f"(its {task.graph_holds} differ): the file was replaced since (by a copy not modified "
+                      f"after the checkpoint was written){', or the run used another --split' if task.labels else ''}"
+                      ". To resume, restore "
                       "the file and the flags the run was made with; to train on the graph as it is, start a new run "
                       "(another --name or --checkpoint, or --overwrite to replace this one)")
 
@@ -256,32 +247,22 @@ def _check_method(config: GraphTrainConfig) -> None:
     from fwdlearn.graphs.data.datasets import PLANETOID, is_saved_graph
 
     check_conv_widths([config.conv], config.hidden)
+    task = GRAPH_TASKS.get(config.task)
 
     fixed = config.data.strip().lower() in PLANETOID or config.data.strip().lower().startswith("citynetwork:") \
         or is_saved_graph(config.data)  # (a saved graph's split is its masks)
-    if config.splits > 1 and config.split == "public" and config.task == "node" \
+    if config.splits > 1 and config.split == "public" and task.labels \
             and fixed:  # (spelled as load_graph reads it: " cora" is Cora; PyG's CityNetwork ships one split too)
         raise UsageError(f"--split public is one fixed split of {config.data}: --splits {config.splits} would report "
                          "the spread over model seeds as the spread over splits; use --split random, or --splits 1")
 
-    if config.task == "link":
-        from fwdlearn.graphs.registries import link_method
-
-        if config.split != "random":  # (it was ignored, yet failed on a graph without a public node split)
-            raise UsageError(f"--split {config.split} chooses the node split; --task link splits the edges itself "
-                             "(drawn from --seed): leave --split out")
-
-        try:
-            link_method(config.method)
-        except ValueError as error:
-            raise UsageError(f"--method {config.method!r} is not a link method: {error}") from None
-        return
-    from fwdlearn.graphs.methods import method_class
-
+    if not task.labels and config.split != "random":  # (it was ignored, yet failed on a graph without a public
+        raise UsageError(f"--split {config.split} chooses the node split; --task {config.task} splits the "  # split)
+                         "edges itself (drawn from --seed): leave --split out")
     try:
-        method_class(config.method)
+        task.method_name(config.method)
     except ValueError as error:
-        raise UsageError(f"--method {config.method!r} is not a node method: {error}") from None
+        raise UsageError(f"--method {config.method!r} is not a {config.task} method: {error}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -297,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
     device = start_run(config, paths)
     record = RunRecord("graph-train", config, seed=config.seed)
     rows = train_runs(config, record, device, checkpoints)
-    metric = "test_auc" if config.task == "link" else "test_accuracy"
+    metric = GRAPH_TASKS.get(config.task).metric
     columns = ["split", "method", "conv", "layers", metric, "fit_seconds", "saved_bytes_per_step", "peak_memory_bytes"]
     table = list(rows)
     if len(rows) > 1:

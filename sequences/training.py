@@ -239,7 +239,8 @@ def evaluate_lm(model, ids: Tensor, context: int = 256, batch_size: int = 16, ma
                   for name in (ids.splits if isinstance(ids, Corpus) else ())]
         hint = (f": pass one of its splits ({', '.join(splits)})" if splits else
                 ": encode the text with the model's vocabulary first (vocab.encode(text))" if isinstance(ids, str) else
-                "")
+                ": convert it with torch.as_tensor(ids, dtype=torch.long)" if isinstance(ids, (list, tuple))
+                or hasattr(ids, "__array__") else "")  # (a list or NumPy array of ids was refused naming no fix)
         raise TypeError(f"evaluate reads a 1-D tensor of token ids; got {type(ids).__name__}{hint}")
     if ids.dim() != 1:
         raise ValueError(f"evaluate reads a 1-D tensor of token ids (one stream); got shape {tuple(ids.shape)}: "
@@ -287,6 +288,25 @@ def _check_evaluable(ids: Tensor, batch_size: int, split: str, max_tokens: int |
                          f"evaluating {batch_size} stream{'s' * smaller} needs at least {need} (an input and a target "
                          f"per stream): raise {name} to {need} or more"
                          + (", or give a smaller batch size (--batch-size)" if smaller else ""))
+
+
+def _stream_split(corpus: Corpus, name: str) -> Tensor:
+    """``corpus.split(name)`` as :func:`fit_lm` reads it, checked before any work: a 1-D tensor of integer token ids
+    (a hand-built :class:`Corpus` whose split was a NumPy array or a list failed with "'numpy.ndarray' object has no
+    attribute 'numel'"; a ``[rows, T]`` training split was read as its rows end to end, and a validation split of that
+    shape was refused only at the first evaluation, after the steps before it had run)."""
+    where, ids = f"corpus.splits[{name!r}]", corpus.split(name)
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{where} must be a 1-D tensor of integer token ids; got {type(ids).__name__}: convert it with "
+                        f"torch.as_tensor({where}, dtype=torch.long)")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{where} must hold integer token ids; got {ids.dtype} ({where}.long() if they are whole "
+                        "numbers)")
+    if ids.dim() != 1:
+        raise ValueError(f"{where} must be a 1-D tensor of token ids (one stream: fit cuts it into batch_size streams "
+                         f"itself); got shape {tuple(ids.shape)}: flatten it ({where}.flatten()) if its rows are one "
+                         "text in order")
+    return ids
 
 
 def _check_task_model(model, task: SequenceTask) -> None:
@@ -735,7 +755,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             raise UsageError(f"the corpus has a single distinct token ({corpus.vocab.tokens[0]!r}); there is nothing "
                              f"to predict: train on text with at least two different {unit}")
         check_splits(corpus, train_split, valid_split)  # two different splits (selecting on the training text: refused)
-        valid = corpus.split(valid_split)
+        valid = _stream_split(corpus, valid_split)
         # validation reads the global batch's streams (W x B under torchrun), as one process with that batch would
         _check_evaluable(valid, batch_size * world_size(), valid_split, eval_tokens, "eval_tokens (--eval-tokens)")
         probe = None
@@ -743,7 +763,7 @@ def fit_lm(model, corpus: Corpus, context: int = 128, steps: int = 1000, batch_s
             probe = alignment_window(valid, batch_size * world_size(), context)  # (the global batch, as validation)
             if not model.feedback_points:  # refused before any update
                 model.feedback_alignment(probe[0].to(device), probe[1].to(device))
-        train_ids = corpus.split(train_split)
+        train_ids = _stream_split(corpus, train_split)
         # (the feedback seed aside: the feedback buffers themselves are in the saved state, and --seed is checked below)
         config = {k: v for k, v in model.config_dict().items() if k != "feedback_seed"}
         fingerprint = {"model": config, "dtype": _dtype_name(model),

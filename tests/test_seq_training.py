@@ -1123,3 +1123,51 @@ def test_a_warm_up_given_on_resume_replaces_the_checkpoints(tiny_corpus, tmp_pat
     assert "warmup" in resumed.resumed["changed"]
     assert [row["lr"] for row in resumed.history if row["step"] in (3, 4)] == pytest.approx(
         [3 / 4 * first.optimizer.lr, first.optimizer.lr])
+
+
+def test_fit_refuses_a_hand_built_corpus_split_that_is_not_one_stream_of_ids_before_any_step():
+    """A Corpus built by hand from a NumPy array failed with "'numpy.ndarray' object has no attribute 'numel'"; a
+    [rows, T] training split was trained on as its rows end to end, and a validation split of that shape was refused
+    only at the first evaluation, after the steps before it had run."""
+    from fwdlearn.sequences.data.text import Corpus, Vocabulary
+
+    vocab = Vocabulary(list("abcd"))
+    ids = torch.arange(400) % 4
+    model = RecurrentLM(4, cell="gru", hidden=4, layers=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for split in ("train", "validation"):
+        for given, error, message in (
+                (ids.numpy(), TypeError, rf"corpus.splits\['{split}'\] must be a 1-D tensor of integer token ids; got "
+                                         rf"ndarray: convert it with torch.as_tensor\(corpus.splits\['{split}'\], "),
+                (ids.tolist(), TypeError, rf"corpus.splits\['{split}'\] must be a 1-D tensor .* got list"),
+                (ids.view(2, -1), ValueError, rf"corpus.splits\['{split}'\] must be a 1-D tensor of token ids \(one "
+                                              rf"stream.*got shape \(2, 200\): flatten it"),
+                (ids.float(), TypeError,
+                 rf"corpus.splits\['{split}'\] must hold integer token ids; got torch.float32")):
+            corpus = Corpus("mine", {"train": ids, "validation": ids, split: given}, vocab)
+            with pytest.raises(error, match=message):
+                model.fit(corpus, context=8, steps=3, batch_size=2, eval_every=100, quiet=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no step was taken
+    assert model.fit(Corpus("mine", {"train": ids.int(), "validation": ids}, vocab), context=8, steps=2, batch_size=2,
+                     quiet=True).steps == 2  # (int32 ids train)
+
+
+def test_evaluate_and_generate_name_the_fix_for_ids_of_another_type():
+    """evaluate refused a list or NumPy array of ids naming no fix; generate(None) and a prompt mixing text and ids
+    failed in torch ("Could not infer dtype of NoneType", "too many dimensions 'str'")."""
+    import numpy as np
+
+    from fwdlearn.sequences.data.text import Vocabulary
+
+    model = RecurrentLM(4, cell="gru", hidden=4, layers=1)
+    for ids in ([0, 1, 2, 3] * 10, np.arange(40) % 4):
+        with pytest.raises(TypeError, match=r"evaluate reads a 1-D tensor of token ids; got (list|ndarray): convert "
+                                            r"it with torch.as_tensor\(ids, dtype=torch.long\)"):
+            model.evaluate(ids, batch_size=2)
+    with pytest.raises(TypeError, match=r"the prompt must be token ids \(a list, array or tensor of ints, \[T\] or "
+                                        r"\[1, T\]\), or text .* got None: generate continues a prompt of at least one "
+                                        r"token \(to start a text afresh, give the token that ends a line: '\\n'"):
+        model.generate(None, 3)
+    with pytest.raises(TypeError, match=r"the prompt must be token ids .* got \['ab', 3\]$"):
+        model.generate(["ab", 3], 3, vocab=Vocabulary(list("abcd")))
+    assert model.generate(np.array([1, 2]), 2, seed=0).shape == (4,)

@@ -307,7 +307,14 @@ class LanguageModel(nn.Module):
                                  "the space between words; give at least one word, or start after a line's end: a "
                                  "prompt of '\\n' (seq sample: leave --prompt out)")
         else:
-            ids = torch.as_tensor(prompt)
+            try:  # (None: "Could not infer dtype of NoneType"; ["ROMEO", 3]: "too many dimensions 'str'")
+                ids = torch.as_tensor(prompt)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"the prompt must be token ids (a list, array or tensor of ints, [T] or [1, T]), or "
+                                f"text or a list of its tokens with vocab=; got {prompt!r:.80}"
+                                + (": generate continues a prompt of at least one token (to start a text afresh, "
+                                   "give the token that ends a line: '\\n' with vocab=)" if prompt is None else "")
+                                ) from None
             if ids.numel() == 0:  # (before the dtype: an empty list is a float32 tensor)
                 raise ValueError("generate needs a non-empty prompt")
             if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:

@@ -636,10 +636,6 @@ def load_torch(path: str | Path, numpy_fix: str = NUMPY_FIX, **kwargs: Any) -> A
     raise refusal  # (outside the except: reading() looks for a UnicodeError among causes)
 
 
-#: the largest file read to see whether it is a run record (a record is a few kB; a model file is no JSON)
-RUN_RECORD_BYTES = 16 << 20
-
-
 def _refuse_run_record(path: str | Path) -> None:
     """Refuse a run record (``runs/<name>.json``, which a command writes beside its checkpoint ``runs/<name>.pt``)
     given where a torch file is read, naming the checkpoint it names where that is now (it was "not a torch file
@@ -652,7 +648,7 @@ def _refuse_run_record(path: str | Path) -> None:
     from fwdlearn.records import NoRunRecord, read_record
 
     try:
-        record = read_record(path, largest=RUN_RECORD_BYTES)
+        record = read_record(path)  # (up to RECORD_BYTES: a larger file is no record)
     except NoRunRecord as error:  # (not a record: torch's reader says what it is, unless it is JSON)
         if error.json:
             what = " (a run record that cannot be read)" if error.damaged else ""
@@ -674,18 +670,29 @@ def _refuse_run_record(path: str | Path) -> None:
     raise InputError(f"{path} is a run record (JSON, job {record.job}), not a torch file; {fix}")
 
 
+#: the most a deflated record's bytes inflate to, per byte: deflate's own limit (about 1032 to 1; a tensor of zeros
+#: deflated by ``zipfile`` came to 1029), so a record that claims more is no deflated record of its size
+DEFLATE_MOST = 1032
+
+
 def _zip_damage(path: str | Path, records: bool = True) -> str:
     """What is wrong with the torch file (a zip archive) at ``path``, ``""`` when nothing is or it is no zip archive
     (torch's reader then says what it is): cut short (its directory at the end is missing: torch said "[Errno 22]
     Invalid argument"), or, with ``records``, a record whose bytes do not match the CRC-32 saved with them (torch
     reads no CRC, so a damaged byte among the weights loaded silently as another weight). Records saved without a CRC
-    (CRC 0: ``torch.serialization.set_crc32_options(False)``) are not checked, nor records saved compressed (torch.save
-    writes none; torch's reader inflates those the file's pickle names, and only those): the check reads each byte of
-    the file once at most. A directory whose records claim more bytes than the file holds (records named twice or
-    more, overlapping, or running past its end) is refused, with ``records``, before any is read: a crafted file of 1
-    MB that named its record of 1 GB eleven times took 23 s to check (torch.load, which reads the records its pickle
-    names, took 0.02 s), and the work grew with each name added, to days."""
+    (CRC 0: ``torch.serialization.set_crc32_options(False)``) are not checked. A record saved compressed, which
+    torch.save never writes but torch's reader inflates (a file rewritten by another program), is inflated to check
+    it, never past the size its directory gives (a damaged one loaded silently as other weights), and refused when
+    that size is more than :data:`DEFLATE_MOST` times its compressed bytes, which deflate cannot give (the directory is
+    damaged or crafted); one compressed otherwise (bzip2, lzma), which torch's reader cannot read ("unsupported method
+    ... internal miniz error"), is refused naming it. The check reads each byte of the file once at most (and
+    inflates at most :data:`DEFLATE_MOST` bytes of each: a record of 1 GB of zeros deflated to 1 MB took 1.4 s). A
+    directory whose records claim more bytes than the file holds (records named twice or more, overlapping, or
+    running past its end) is refused, with ``records``, before any is read: a crafted file of 1 MB that named its
+    record of 1 GB eleven times took 23 s to check (torch.load, which reads the records its pickle names, took 0.02
+    s), and the work grew with each name added, to days."""
     import zipfile
+    import zlib
 
     try:
         with open(path, "rb") as handle:
@@ -700,11 +707,27 @@ def _zip_damage(path: str | Path, records: bool = True) -> str:
                         "named more than once, overlapping, or running past its end): the file is damaged or was "
                         "crafted; torch.save writes no such file")
             for info in infos:
-                if info.CRC == 0 or info.compress_type != zipfile.ZIP_STORED:
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    method = zipfile.compressor_names.get(info.compress_type, f"method {info.compress_type}")
+                    return (f"its record '{info.filename}' is compressed with {method}, which torch's reader cannot "
+                            "read (torch.save stores its records uncompressed): the file was rewritten by another "
+                            "program; save it again with torch.save from where it was made")
+                if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > DEFLATE_MOST * info.compress_size:
+                    return (f"its record '{info.filename}' claims {info.file_size:,} bytes deflated into "
+                            f"{info.compress_size:,}, more than deflate can give (at most {DEFLATE_MOST} times): the "
+                            "file is damaged or was crafted; torch.save writes no such file")
+                if info.CRC == 0:
                     continue
-                with archive.open(info) as record:  # (zipfile checks the CRC at the record's end)
-                    while record.read(1 << 24):
-                        pass
+                inflated = 0
+                try:
+                    with archive.open(info) as record:  # (zipfile checks the CRC at the record's end, and inflates
+                        while chunk := record.read(1 << 24):  # no more than the record's size)
+                            inflated += len(chunk)
+                except (zlib.error, EOFError):  # (a deflated record's bytes damaged: "invalid code lengths set")
+                    inflated = -1
+                if inflated != info.file_size:
+                    return (f"its record '{info.filename}' cannot be inflated to the {info.file_size:,} bytes its "
+                            "directory gives: the file was damaged after it was written")
     except zipfile.BadZipFile as error:
         if "CRC" in str(error):
             return (f"its record {error.args[0].split()[-1]} does not match the checksum saved with it: the file was "

@@ -889,6 +889,42 @@ def test_a_users_file_at_a_lock_name_is_refused_not_deleted(tmp_path, monkeypatc
     assert sorted(p.name for p in Path("runs").iterdir()) == ["a.json.lock"]
 
 
+def test_a_huge_file_at_a_record_or_a_lock_is_refused_without_being_read_whole(tmp_path, monkeypatch):
+    """A file of 2 GB put at a run's lock or record path (beginning like one: a process id, a JSON object) was read
+    whole to be found no lock (16 s, 4 GB of memory) or no record (18 s, "not valid JSON ... cut short or damaged").
+    Only a lock's few bytes and a record's RECORD_BYTES are read: the lock is refused as a file in the way, the
+    record as larger than a record, by name, and --resume names the fix."""
+    import tracemalloc
+
+    from fwdlearn.records import RECORD_BYTES, NoRunRecord, read_record
+    from fwdlearn.runs import lock_run
+
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    for name, head in (("runs/a.json.lock", b"4242"), ("runs/a.json", b'{"job": "graph-train", "files": {}')):
+        with open(name, "wb") as f:  # (sparse: no disk used)
+            f.write(head)
+            f.truncate(4 * RECORD_BYTES)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"^runs/a\.json\.lock is in the way of this run's lock on runs/a\.json: "
+                                             r"it is not a lock fwdlearn left"):
+            lock_run(Path("runs/a.json"))
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20  # (no more than the lock's few bytes read)
+        with pytest.raises(NoRunRecord, match=rf"^runs/a\.json is not a run record: it is larger than "
+                                              rf"{RECORD_BYTES:,} bytes, more than a run record holds") as refused:
+            read_record("runs/a.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        release_runs()
+    assert not refused.value.json and peak < 1 << 20  # (neither file read beyond its cap)
+    Path("runs/a.json").write_text(json.dumps({"job": "graph-train", "metrics": [{"loss": 0.5}] * 50_000}))
+    assert read_record("runs/a.json").job == "graph-train"  # (a long run's record, 0.8 MB, is read)
+    with pytest.raises(NoRunRecord, match="larger than 100 bytes"):  # (largest: the cap the caller gives)
+        read_record("runs/a.json", largest=100)
+
+
 def test_a_list_of_renames_found_in_a_folder_renames_nothing_outside_it(tmp_path, monkeypatch):
     """finish_renames made every rename a '<path>.renaming' listed, of '<target>.tmp' over 'target' anywhere on the
     disk: a list in a runs/ folder one was given (a dead process's id) made the next run of that name replace the

@@ -232,22 +232,29 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
         if plot:  # last: a part that fails leaves no plot behind to refuse the next run
             extra["plot"] = str(_plot(config, extra["transformer"]))
 
-    notes = [
-        "`baseline` is bp (transformer, cost) or bptt (recurrent), measured in the same run; `ratio` = value / "
-        "baseline. Every rule starts from the same initialisation and trains with its own optimizer defaults "
-        "(DFA: Adam, constant learning rate; BP: the family's).",
-        "Alignment: mean over validation tokens of cos(delta_l, dL/dh_l) at each feedback point, delta_l = e B_l (on a "
-        "pre-LN residual stream through a weightless LayerNorm's Jacobian), the signal training delivers "
-        "(block<i>.out; micro also .attn and .mlp), on the restored best weights; > 0 means the feedback descends "
-        "the loss there.",
-        f"Published (Launay et al. 2020, WikiText-103 test perplexity): BP {PUBLISHED_PERPLEXITY['bp']}, DFA macro "
-        f"{PUBLISHED_PERPLEXITY['dfa']}, micro {PUBLISHED_PERPLEXITY['dfa:micro']}.",
-        "Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
-        "(parameters excluded).",
-        "`train seconds` is each fit's wall time with its validation passes (the same passes for every rule), so its "
-        "ratio understates what a rule saves per training step; the cost rows time training steps alone.",
-    ]
+    ran = {"transformer", "cost", "recurrent"} - set(config.skip)
+    trains = bool({"transformer", "recurrent"} & ran)
     dfa = any(isinstance(parse_rule(rule).depth, DFA) for rule in config.rules)  # no alignment curve to draw without
+    aligned = ("transformer" in ran and dfa) or ("recurrent" in ran and any(
+        isinstance(parse_rule(rule).depth, DFA) for rule in config.rnn_rules))
+    notes = [  # (a part's paragraph only when the part runs: a cost-only run's notes described alignment, published
+        # perplexities and train seconds it did not measure)
+        "`baseline` is bp (transformer, cost) or bptt (recurrent), measured in the same run; `ratio` = value / "
+        "baseline." + (" Every rule starts from the same initialisation and trains with its own optimizer defaults "
+                       "(DFA: Adam, constant learning rate; BP: the family's)." if trains else ""),
+        *(["Alignment: mean over validation tokens of cos(delta_l, dL/dh_l) at each feedback point, delta_l = e B_l "
+           "(on a pre-LN residual stream through a weightless LayerNorm's Jacobian), the signal training delivers "
+           "(block<i>.out; micro also .attn and .mlp), on the restored best weights; > 0 means the feedback descends "
+           "the loss there."] if aligned else []),
+        *([f"Published (Launay et al. 2020, WikiText-103 test perplexity): BP {PUBLISHED_PERPLEXITY['bp']}, DFA macro "
+           f"{PUBLISHED_PERPLEXITY['dfa']}, micro {PUBLISHED_PERPLEXITY['dfa:micro']}."]
+          if "transformer" in ran else []),
+        *(["Cost: median of interleaved repeats of one full step; `saved for backward` counts tensors autograd keeps "
+           "(parameters excluded)."] if "cost" in ran else []),
+        *(["`train seconds` is each fit's wall time with its validation passes (the same passes for every rule), so "
+           "its ratio understates what a rule saves per training step; the cost rows time training steps alone."]
+          if trains else []),
+    ]
     plot = config.plot and dfa and "transformer" not in config.skip
     # (the plot's path is checked, and an earlier run's removed, whether or not this run draws it)
     return run_parts(config, "bench-dfa", parts, _verdicts, COLUMNS,

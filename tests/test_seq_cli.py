@@ -572,6 +572,24 @@ def test_bench_dfa_keys_rules_by_their_canonical_spelling(text_file, tmp_path):
     assert not (tmp_path / "canon-alignment.png").exists()
 
 
+def test_bench_dfa_notes_describe_only_the_parts_that_ran(text_file, tmp_path):
+    """A cost-only run's notes described the alignment, the published perplexities and the train seconds it did not
+    measure, and a run without a dfa rule the alignment (bench seq's and bench graph's notes were already kept to the
+    parts that ran)."""
+    base = ["bench", "dfa", "--quiet", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2",
+            "--context", "8", "--batch-size", "2", "--steps", "1", "--eval-every", "1", "--eval-tokens", "50",
+            "--cost-repeats", "1"]
+    assert main([*base, "--skip", "transformer", "recurrent", "--out", str(tmp_path / "cost")]) == 0
+    notes = (tmp_path / "cost.md").read_text().partition("Claims checked")[0]
+    assert "Cost: median" in notes
+    assert "Alignment:" not in notes and "Published" not in notes and "train seconds" not in notes
+    assert "trains with its own optimizer defaults" not in notes
+    assert main([*base, "--skip", "cost", "recurrent", "--rules", "bp", "shallow", "--out", str(tmp_path / "t")]) == 0
+    notes = (tmp_path / "t.md").read_text().partition("Claims checked")[0]
+    assert "Published" in notes and "train seconds" in notes and "trains with its own optimizer defaults" in notes
+    assert "Alignment:" not in notes and "Cost: median" not in notes
+
+
 def test_seq_train_refuses_to_train_and_validate_on_one_split(text_file, tmp_path, capsys):
     """--train-split validation with the default --valid-split validation trained and selected the best state on the
     same text; the fix offered names only splits the corpus has."""

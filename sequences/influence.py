@@ -20,7 +20,7 @@ once per position, so every (sequence, position) row has its own copy of the inp
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 
 import torch
@@ -59,6 +59,23 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
 
 def _as_output(out) -> Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _checked_output(out, rows: int, length: int) -> Tensor:
+    """The model's outputs ``[rows, length, channels]`` (a tuple's or a list's first element, as ``(logits, state)``),
+    else a refusal naming the wrapper that measures it. (A dict of outputs failed with "'dict' object has no attribute
+    'dim'"; outputs ``[batch, time]`` were named by the shape of the batch of copies, ``(12, 6)`` for 2 sequences.)"""
+    out = _as_output(out)
+    if isinstance(out, Tensor) and out.dim() == 3 and out.shape[:2] == (rows, length):
+        return out
+    found = (tuple(out.shape) if isinstance(out, Tensor) else
+             f"a {type(out).__name__} with keys {list(out)}" if isinstance(out, Mapping) else type(out).__name__)
+    raise ValueError(f"the model must return outputs [batch, time, channels] (or a tuple whose first element they are, "
+                     f"as (logits, state)); called on {rows} sequences of {length} positions (one copy of a sequence "
+                     f"per measured position) it returned {found}. Measure the outputs through a function of the "
+                     "embeddings that gives them, with the model in eval mode (a wrapper is not put in it for you): "
+                     "model.eval(); lag_influence(lambda x: model(x)['logits'], ...) for a dict, "
+                     "lambda x: model(x).unsqueeze(-1) for one output per position")
 
 
 def _check_sequences_apart(forward: Callable[[Tensor], Tensor], x: Tensor) -> None:
@@ -193,9 +210,7 @@ def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: 
 
         def picked(inputs: Tensor) -> Tensor:
             with _HeadTap(head) if head is not None else nullcontext({}) as tap:
-                out = _as_output(forward(inputs))
-            if out.dim() != 3 or out.shape[:2] != (batch * p, length):
-                raise ValueError(f"the model must return [batch, time, channels]; got {tuple(out.shape)}")
+                out = _checked_output(forward(inputs), batch * p, length)
             if head is not None:
                 features = tap.get("input")
                 if tap.get("output") is not out or not isinstance(features, Tensor) or \

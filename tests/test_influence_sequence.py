@@ -434,3 +434,25 @@ def test_drawn_positions_come_back_in_position_order():
     assert mass.shape == (12, 30)
     assert torch.equal(position[:6], position[6:]) and bool((position[1:6] > position[:5]).all())
     assert lag_masses(model, x, positions=[9, 2])[1][:, 0].tolist() == [9, 2, 9, 2]
+
+
+def test_outputs_other_than_batch_time_channels_are_refused_with_the_wrapper_that_measures_them():
+    # (a dict of outputs failed with "'dict' object has no attribute 'dim'"; outputs [batch, time] were named by the
+    # batch of copies' shape, (12, 6) for 2 sequences, without a fix)
+    class Outputs(torch.nn.Module):
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            self.kind, self.conv = kind, CausalConv(3, 2, 2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return {"logits": y, "state": y[:, -1]} if self.kind == "dict" else y[..., 0]
+
+    x = torch.randn(2, 6, 3)
+    with pytest.raises(ValueError, match=r"returned a dict with keys \['logits', 'state'\].*model\(x\)\['logits'\]"):
+        lag_influence(Outputs("dict"), x, 2)
+    with pytest.raises(ValueError, match=r"on 12 sequences of 6 positions .* returned \(12, 6\).*unsqueeze\(-1\)"):
+        lag_influence(Outputs("2-D"), x, 2)
+    model = Outputs("dict").eval()  # the wrapper the message names measures it
+    _, _, totals = lag_influence(lambda e: model(e)["logits"], x, 2)
+    assert torch.allclose(totals, lag_influence(model.conv, x, 2)[2])

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -124,6 +125,31 @@ def _check_signature(model: GraphModel) -> None:
             "wrapper is not put in it for you): model.eval(); hop_influence(lambda x, edge_index: "
             "model(Data(x=x, edge_index=edge_index)), data, ...) for a forward(data); lambda x, edge_index: "
             "model(x, edge_index, x.new_zeros(len(x), dtype=torch.long)) for a batch vector of one graph") from None
+
+
+@contextmanager
+def _caches_off(module: torch.nn.Module | None) -> Iterator[None]:
+    """Turn off, for the block, the graph caches of the module's convs built with ``cached=True`` (PyG's ``GCNConv``,
+    ``SGConv``, ``APPNP``, ``GCN2Conv``, ...: their ``_cached_*`` normalised edges or propagated features), then give
+    each back its flag and its cache. Such a conv reuses the first graph it saw on every later call: measured on the
+    hop balls it read the user's whole graph's cached edges (PyG's "Found indices in 'edge_index' that are larger than
+    22"), or, with an empty cache, read every ball as the first one (R 1.38 for 1.27, in silence) and kept that ball's
+    edges for the user's next call on the whole graph. ``None`` is skipped."""
+    saved = []
+    for sub in module.modules() if module is not None else ():
+        if getattr(sub, "cached", None) is True and not isinstance(sub, torch.jit.ScriptModule):
+            cache = {name: value for name, value in vars(sub).items() if name.startswith("_cached")}
+            saved.append((sub, cache))
+            sub.cached = False
+            for name in cache:
+                setattr(sub, name, None)
+    try:
+        yield
+    finally:
+        for sub, cache in saved:
+            sub.cached = True
+            for name, value in cache.items():
+                setattr(sub, name, value)
 
 
 def _check_inputs(data, max_hops: int, variant: str, stack: BlockStack | None) -> tuple[Tensor, Tensor]:
@@ -319,7 +345,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     Args:
         model: any callable ``model(x, edge_index) -> Tensor[N, C]`` (PyG GNNs, ForwardGNN
             models). An ``nn.Module`` is evaluated in ``eval()`` mode (no dropout) with its parameters
-            not requiring gradients (only input gradients are taken), and restored afterwards. One that cannot be
+            not requiring gradients (only input gradients are taken), and its convs built with ``cached=True`` (PyG's
+            ``GCNConv``, ``SGConv``, ``APPNP``: a cache holds the first graph a conv saw, not the hop balls)
+            computing without their cache, all restored afterwards (the caches as they were). One that cannot be
             called so (a ``forward(data)``, a required ``batch``) is refused, naming the wrapper that measures it
             (``lambda x, edge_index: model(Data(x=x, edge_index=edge_index))``, after ``model.eval()``: a wrapper is
             not put in eval mode). A random model (two calls on the same input differ: ``F.dropout(x, p)`` without
@@ -420,7 +448,7 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
                   "the model's parameters and buffers": ([*module.parameters(), *module.buffers()]
                                                          if module is not None else [])})
     start, stop = shard_bounds(len(seeds))  # the whole list on one process; this rank's share under torchrun
-    with evaluating(module), frozen(module):
+    with evaluating(module), frozen(module), _caches_off(module):
         matrix = None
         if variant == "subgraph":  # (every process probes the first seed: they decide alike, none waits for another)
             matrix = in_neighbour_matrix(graph_edges.cpu().numpy(), x.shape[0])

@@ -412,6 +412,8 @@ def test_every_language_model_names_bad_tokens_and_embeddings(kind):
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 6\] \(the model's vocab_size is 7\); got ids "
                                          r"in \[0, 9\]: encode with the vocabulary"):
         model(torch.tensor([[0, 9, 3]]))
+    with pytest.raises(ValueError, match=r"got ids in \[0, 7\]: .*, or build it with vocab_size >= 8"):
+        model(torch.tensor([[0, 7]]))  # (the first id past the vocabulary: torch's IndexError from the embedding)
     with pytest.raises(ValueError, match=r"got ids in \[-1, 3\]: encode with the vocabulary the model was built for "
                                          r"\(a negative id is no token"):
         model.evaluate(torch.tensor([3, -1] * 40), batch_size=2)

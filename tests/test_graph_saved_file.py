@@ -544,3 +544,122 @@ def test_too_few_labelled_nodes_offer_split_public_only_to_the_command_that_take
                  "--quiet", "--out", str(tmp_path / "b")]) == 2
     line, = capsys.readouterr().err.strip().splitlines()
     assert "(--split public to graph train; bench graph and quickstart draw random splits only)" in line, line
+
+
+def _influence_r(path, hidden: int, outputs: int, layers: int = 2, samples: int = 10) -> float:
+    """R of an untrained GCN as ``influence graph --epochs 0`` builds and measures it, with ``outputs`` outputs."""
+    from fwdlearn.fit import seed_everything
+    from fwdlearn.graphs import ForwardGNN, hop_influence
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    data = load_graph(f"file:{path}", labels=False)
+    seed_everything(0)
+    model = ForwardGNN(data.num_features, outputs, conv="gcn", hidden=hidden, layers=layers, method="bp", seed=0)
+    return hop_influence(model, data, layers, samples=samples, seed=0, quiet=True)[1]
+
+
+def test_influence_graph_measures_a_saved_graph_without_labels_untrained(tmp_path, capsys):
+    """influence graph --epochs 0 (its default) trains nothing and reads no label, yet refused a saved graph without
+    y ("data.y, one class id per node, is missing ... link prediction reads none"), and one of 1 or 2 nodes (too few
+    for a random split it never used): untrained, the models get --hidden outputs where the graph has no labels, one
+    per class where it has; training one (--epochs N) is refused naming --epochs 0."""
+    none, unlabelled, _, regression = _unlabelled_graphs(tmp_path)
+    labelled = _saved(tmp_path, _graph(), "labelled.pt")
+    tiny = [_saved(tmp_path, Data(x=torch.randn(n, 3), edge_index=edges, y=torch.arange(n)), f"tiny{n}.pt")
+            for n, edges in ((1, torch.zeros(2, 0, dtype=torch.long)), (2, torch.tensor([[0, 1], [1, 0]])))]
+    for path, outputs in ((none, 8), (unlabelled, 8), (regression, 8), (labelled, 3), *((p, 8) for p in tiny)):
+        record = tmp_path / f"{path.stem}-influence.json"
+        assert main(["influence", "graph", "--data", f"file:{path}", "--layers", "2", "--hidden", "8", "--samples",
+                     "10", "--quiet", "--json", str(record)]) == 0, capsys.readouterr().err
+        row = json.loads(record.read_text())["metrics"][0]
+        assert row["R"] == pytest.approx(_influence_r(path, 8, outputs), abs=1e-6), path
+        assert row["seeds"] == min(10, torch.load(path, weights_only=False).num_nodes)
+    assert json.loads((tmp_path / "tiny1-influence.json").read_text())["metrics"][0]["R"] == 0.0  # (itself alone)
+    # (the labelled graph's width is its 3 classes, not --hidden: the R differs)
+    assert _influence_r(labelled, 8, 3) != pytest.approx(_influence_r(labelled, 8, 8), abs=1e-6)
+    for path in (none, unlabelled):
+        assert main(["influence", "graph", "--data", f"file:{path}", "--layers", "1", "--epochs", "1", "--quiet",
+                     "--json", str(tmp_path / "trained.json")]) == 2
+        line, = capsys.readouterr().err.strip().splitlines()
+        assert (f"--epochs 1 trains the models on node labels, and file:{path} has none a node classifier can train "
+                "on") in line and "measure the models untrained with --epochs 0, which reads no label" in line, line
+
+
+def test_float64_and_integer_features_are_read_as_float32(tmp_path, capsys):
+    """A saved graph of float64 features loaded as saved, and every command failed on it with a traceback ("data.x is
+    torch.float64 but the model's parameters are torch.float32"): read as float32, as integer features were."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    data = _graph()
+    for name, x in (("f64.pt", data.x.double()), ("f16.pt", data.x.half()), ("int.pt", (data.x > 0.5).long())):
+        path = _saved(tmp_path, _graph(x=x), name)
+        for labels in (True, False):
+            loaded = load_graph(f"file:{path}", split="random", labels=labels)
+            assert loaded.x.dtype == torch.float32 and torch.equal(loaded.x, x.float())
+    path = tmp_path / "f64.pt"
+    assert main(["influence", "graph", "--data", f"file:{path}", "--layers", "1", "--hidden", "8", "--epochs", "1",
+                 "--samples", "4", "--quiet", "--json", str(tmp_path / "i.json")]) == 0, capsys.readouterr().err
+    assert main(["graph", "train", "--data", f"file:{path}", "--layers", "1", "--hidden", "8", "--epochs", "1",
+                 "--quiet", "--json", str(tmp_path / "t.json")]) == 0, capsys.readouterr().err
+
+
+def test_labels_of_one_class_are_refused_naming_y(tmp_path, capsys):
+    """A saved graph whose labelled nodes are all of class 0 failed in ForwardGNN with "num_classes must be an int >= 2,
+    got 1", naming neither data.y nor a fix; with a num_classes of 2 or more saved it trains, and untrained it is
+    measured with --hidden outputs."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    path = _saved(tmp_path, _graph(y=torch.zeros(40, dtype=torch.long)))
+    assert main(["graph", "train", "--data", f"file:{path}", "--layers", "1", "--epochs", "1", "--quiet",
+                 "--json", str(tmp_path / "t.json")]) == 2
+    assert ("data.y holds one class (every labelled node's id is 0): a node classifier needs 2 classes at least; give "
+            "the nodes their class ids 0..C-1, or set data.num_classes = C") in capsys.readouterr().err
+    assert load_graph(f"file:{_saved(tmp_path, _graph(y=torch.zeros(40, dtype=torch.long), num_classes=2), 'two.pt')}",
+                      split="random").num_classes == 2
+    record = tmp_path / "i.json"
+    assert main(["influence", "graph", "--data", f"file:{path}", "--layers", "2", "--hidden", "8", "--samples", "10",
+                 "--quiet", "--json", str(record)]) == 0
+    assert json.loads(record.read_text())["metrics"][0]["R"] == pytest.approx(_influence_r(path, 8, 8), abs=1e-6)
+
+
+def test_bench_influence_times_saved_graphs_without_labels_or_with_isolated_nodes(tmp_path, capsys):
+    """The speed curve's GCNs are untrained, yet --graphs refused a saved graph without labels; PyG's reference failed
+    with a raw "IndexError: index 44 is out of bounds for dimension 0 with size 40" on a seed numbered past every edge
+    (isolated nodes saved last), and a graph without edges failed the same way: the first is timed, PyG given the
+    nodes renumbered, agreeing with fwdlearn; the second refused by name. An unlabelled --data to train is refused
+    naming --epochs 0."""
+    data = _graph(y=None)
+    isolated = _saved(tmp_path, Data(x=torch.cat([data.x, torch.randn(5, 3)]), edge_index=data.edge_index),
+                      "isolated.pt")
+    out = tmp_path / "b"
+    assert main(["bench", "influence", "--graphs", f"file:{isolated}", "--depths", "2", "--samples", "45",
+                 "--pyg-samples", "45", "--repeats", "1", "--epochs", "0", "--hidden", "8", "--quiet",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    row, = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert row["seeds"] == row["PyG seeds"] == 45 and row["max rel. diff"] < 1e-4
+    edgeless = _saved(tmp_path, Data(x=torch.randn(3, 2), edge_index=torch.zeros(2, 0, dtype=torch.long)), "e.pt")
+    assert main(["bench", "influence", "--graphs", f"file:{edgeless}", "--depths", "1", "--samples", "2",
+                 "--repeats", "1", "--epochs", "0", "--quiet", "--out", str(tmp_path / "e")]) == 2
+    assert f"--graphs file:{edgeless} has no edges" in capsys.readouterr().err
+    assert main(["bench", "influence", "--graphs", f"file:{isolated}", "--depths", "1", "--samples", "2",
+                 "--repeats", "1", "--data", f"file:{isolated}", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "d")]) == 2
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert ("--epochs 1 trains the accuracy/R models on the node labels of --data, and file:" in line
+            and "time the speed curve alone with --epochs 0" in line), line
+
+
+def test_bench_influence_trains_models_of_the_saved_graphs_num_classes(tmp_path, monkeypatch):
+    """bench influence gave its trained models max(y) + 1 outputs, where influence graph (and every node command)
+    reads a saved graph's num_classes."""
+    import fwdlearn.graphs.influence.bench as bench
+
+    widths = []
+    make_model = bench.make_model
+    monkeypatch.setattr(bench, "make_model", lambda conv, features, classes, *rest: widths.append(classes) or
+                        make_model(conv, features, classes, *rest))
+    path = _saved(tmp_path, _graph(num_classes=5))
+    assert main(["bench", "influence", "--graphs", f"file:{path}", "--depths", "1", "--samples", "2",
+                 "--pyg-samples", "1", "--repeats", "1", "--data", f"file:{path}", "--epochs", "1", "--layers", "2",
+                 "--forward-method", "", "--hidden", "8", "--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert widths == [5, 5, 5]  # (the speed curve's GCN, then mlp-2 and gcn-2)

@@ -6,7 +6,11 @@
     OMP_NUM_THREADS=1 fwdlearn bench influence --out runs/bench-influence
 
 The models are the package's own: ``ForwardGNN(conv=<model>, method="bp")`` (``mlp`` ignores the edges),
-trained by BP for ``--epochs`` (untrained when 0).
+trained by BP for ``--epochs`` (untrained when 0). Their output width is the graph's number of classes; untrained
+(``--epochs 0``), nothing reads a label or a split, so a saved graph (``file:<path>``) needs ``x`` and
+``edge_index`` only: one without labels of 2 classes or more (no ``y``, no labelled node, float targets) gives its
+models ``--hidden`` outputs (2 at least; :func:`~fwdlearn.graphs.influence.bench.untrained_outputs`), and
+training one (``--epochs N``) is refused, naming ``--epochs 0``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ class InfluenceGraphConfig(RunOptions):
                                                                           "choices": CONV_KINDS.names})
     layers: int = field(default=8, metadata={"help": "layers of each model", "min": 1})
     hidden: int = field(default=64, metadata={"help": "width of every layer", "min": 1})
-    epochs: int = field(default=0, metadata={"help": "BP training epochs before measuring (0 = untrained)", "min": 0})
+    epochs: int = field(default=0, metadata={"help": "BP training epochs before measuring (0 = untrained: reads no "
+                                                     "label, so a saved graph without labels is measured, its models "
+                                                     "given --hidden outputs where a labelled graph's have one per "
+                                                     "class)", "min": 0})
     # (1e-2 left most 8-layer MLPs, the default depth, near-constant after training, their R flagged as untrustworthy
     # (most seeds dead): 5 of 6 synthetic-city:900 seeds, 3 of 3 on Westminster; 3e-3 none of 15 runs, and a higher
     # mean test accuracy than 1e-2 and 1e-3 on synthetic-city:2500: MLP-8 0.26 (0.21, 0.23), GCN-8 0.48 (0.43, 0.45))
@@ -65,6 +72,7 @@ def _run_influence(args: argparse.Namespace) -> int:
     from fwdlearn.errors import UsageError, alike_on_every_process
     from fwdlearn.fit import seed_everything
     from fwdlearn.graphs.data.datasets import graph_files, labels_by_hops, load_graph
+    from fwdlearn.graphs.influence.bench import refusing_unlabelled, untrained_outputs
     from fwdlearn.graphs.influence.hop_influence import hop_influence
     from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
     from fwdlearn.reporting import markdown_table
@@ -101,13 +109,18 @@ def _run_influence(args: argparse.Namespace) -> int:
     record = RunRecord("influence-graph", config, seed=config.seed)
     seed_everything(config.seed)
     with alike_on_every_process():  # (every process reads the same graph: rank 0 says what is wrong with it)
-        data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet,
-                          download=config.download).to(device)
+        # (untrained, no label nor split is read: a saved graph without labels was refused, naming y)
+        with refusing_unlabelled(config.data, f"--epochs {config.epochs} trains the models on node labels",
+                                 "measure the models untrained with --epochs 0, which reads no label (their outputs "
+                                 "then --hidden wide)"):
+            data = load_graph(config.data, split="auto", seed=config.seed, hops=config.hops, quiet=quiet,
+                              download=config.download, labels=config.epochs > 0).to(device)
+    outputs = data.num_classes if config.epochs > 0 else untrained_outputs(data, config.hidden)
     max_hops = config.max_hops or config.layers
     curves, rows = {}, []
     for kind in config.models:
         seed_everything(config.seed)
-        model = ForwardGNN(data.num_features, data.num_classes, conv=kind, hidden=config.hidden, layers=config.layers,
+        model = ForwardGNN(data.num_features, outputs, conv=kind, hidden=config.hidden, layers=config.layers,
                            method="bp", seed=config.seed).to(device)
         row = {"model": kind, "layers": config.layers}
         if config.epochs > 0:

@@ -54,7 +54,7 @@ __all__ = ["load_graph", "has_public_split", "is_city", "labels_by_hops", "rando
            "check_masks", "check_mask", "check_labels", "check_node_data", "check_edge_index", "check_features",
            "check_graph_inputs", "check_num_nodes", "check_one_graph", "check_graph_name", "warn_unweighted", "check_city_network", "graph_files", "PLANETOID", "GRAPH_NAMES",
            "CITY_NETWORKS", "DOWNLOADABLE_NAMES", "stored_only", "refused_processed_copy", "load_saved_graph",
-           "is_saved_graph", "graph_identity"]
+           "is_saved_graph", "graph_identity", "label_classes", "lacks_labels"]
 
 PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
@@ -969,8 +969,9 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, label
     The file is read tensors-only (``torch.load(weights_only=True)`` with PyG's data classes allowed by name), so
     reading it runs no code it may carry: an attribute of another Python type is refused, naming the type.
 
-    The graph needs float (or integer, read as float) features ``x``, ``edge_index`` and integer class ids ``y``
-    (-1, or any negative id, for an unlabelled node, which no split holds); with ``labels=False`` (link prediction)
+    The graph needs float features ``x`` (of any float dtype, or integer: read as float32, the models' dtype),
+    ``edge_index`` and integer class ids ``y`` of 2 classes at least (-1, or any negative id, for an unlabelled
+    node, which no split holds); with ``labels=False`` (link prediction)
     ``x`` and ``edge_index`` only. It is used as saved: a directed edge list
     (an edge without its reverse) is warned about, naming ``torch_geometric.utils.to_undirected``, as the GNNs
     pass messages along each edge from source to target only (PyG's Planetoid graphs, and ForwardGNN's results,
@@ -992,9 +993,10 @@ def load_saved_graph(path: str | Path, split: str = "auto", seed: int = 0, label
             no labelled node, loads.
 
     Returns:
-        the graph, with boolean masks, int64 ``y`` and an integer ``num_classes`` (the file's ``num_classes`` when it
-        holds one that covers ``y``, else ``max(y) + 1``); with ``labels=False``, with float ``x`` and int64
-        ``edge_index``, its other attributes as saved.
+        the graph, with float32 ``x``, boolean masks, int64 ``y`` and an integer ``num_classes`` (the file's
+        ``num_classes`` when it holds one that covers ``y``, else ``max(y) + 1``); with ``labels=False``, with float32
+        ``x`` and int64 ``edge_index``, its other attributes as saved (:func:`label_classes` counts the classes of its
+        ``y``, if it has usable labels).
 
     Raises:
         FileNotFoundError: no such file.
@@ -1089,13 +1091,15 @@ def _refused_pyg_object(file: Path, error: pickle.UnpicklingError) -> InputError
 
 def _checked_saved_graph(data: Data, split: str, seed: int, file: Path,
                          labels: bool = True) -> tuple[Data, list[str]]:
-    """The saved ``data`` checked and completed as :func:`load_graph` gives a graph (float ``x``, int64 ``y`` and
-    ``edge_index``, the masks of ``split``, ``num_classes``; ``labels=False``: float ``x`` and int64 ``edge_index``
+    """The saved ``data`` checked and completed as :func:`load_graph` gives a graph (float32 ``x``, int64 ``y`` and
+    ``edge_index``, the masks of ``split``, ``num_classes``; ``labels=False``: float32 ``x`` and int64 ``edge_index``
     alone, the rest as saved), and the masks of the file a random split replaced.
     Raises ``ValueError`` / ``TypeError`` naming the attribute, in ``data.<name>`` words."""
     x = getattr(data, "x", None)
-    if isinstance(x, Tensor) and not (x.dtype.is_floating_point or x.dtype.is_complex):
-        x = x.float()  # (counts, 0/1 features: read as float, as load_graph reads every data set's)
+    if isinstance(x, Tensor) and not x.dtype.is_complex and x.dtype != torch.float32:
+        x = x.float()  # (counts, 0/1 features, float64 ones: read as float32, as load_graph reads every data set's and
+        # the models' parameters are; float64 failed in every command with "data.x is torch.float64 but the model's
+        # parameters are torch.float32", a traceback)
     check_features(x)
     rows = x.shape[0]
     check_num_nodes(data, rows)
@@ -1142,12 +1146,51 @@ def _checked_saved_graph(data: Data, split: str, seed: int, file: Path,
             setattr(data, key, mask)
     check_masks(data, "data")
     classes = int(y.max()) + 1
-    saved = getattr(data, "num_classes", None)
-    if isinstance(saved, Tensor) and saved.numel() == 1 and not (saved.dtype.is_floating_point or saved.dtype.is_complex
-                                                                  or saved.dtype == torch.bool):
-        saved = int(saved)  # (torch.tensor(7), or tensor([7]) where a Batch collated it: was "is tensor([7]) but")
+    saved = _saved_num_classes(data)
     if saved is not None and not (isinstance(saved, int) and not isinstance(saved, bool) and saved >= classes):
         raise ValueError(f"data.num_classes is {saved!r} but data.y holds class ids up to {classes - 1}: set "
                          f"data.num_classes = {classes} (or more, for classes no node has), or drop it")
     data.num_classes = saved if saved is not None else classes
+    if data.num_classes < 2:  # (was ForwardGNN's "num_classes must be an int >= 2, got 1", naming neither y nor a fix)
+        raise ValueError(f"data.y holds one class (every labelled node's id is {classes - 1}): a node classifier "
+                         "needs 2 classes at least; give the nodes their class ids 0..C-1, or set data.num_classes "
+                         "= C for classes no node has")
     return data, present if split == "random" else []
+
+
+def _saved_num_classes(data):
+    """``data.num_classes`` as saved, a tensor of one integer read as that int (``torch.tensor(7)``, or
+    ``tensor([7])`` where a Batch collated it: was "is tensor([7]) but"); None when the graph has none."""
+    saved = getattr(data, "num_classes", None)
+    if isinstance(saved, Tensor) and saved.numel() == 1 and not (saved.dtype.is_floating_point or saved.dtype.is_complex
+                                                                  or saved.dtype == torch.bool):
+        saved = int(saved)
+    return saved
+
+
+def label_classes(data) -> int | None:
+    """How many classes the node labels of ``data`` (a graph of :func:`load_graph`, ``labels=False`` too) have, as
+    :func:`load_graph` counts them (the graph's ``num_classes`` when it is an int that covers ``y``, else
+    ``max(y) + 1``), or None when it has none a node classifier could train on: no ``y``, no labelled node (every
+    id negative), or targets that are not one class id per node (float, several columns). What the influence
+    commands give their untrained models on a saved graph loaded without labels."""
+    try:
+        y = _saved_labels(getattr(data, "y", None), int(data.num_nodes))
+    except (ValueError, TypeError):
+        return None
+    classes = int(y.max()) + 1
+    saved = _saved_num_classes(data)
+    return saved if isinstance(saved, int) and not isinstance(saved, bool) and saved >= classes else classes
+
+
+def lacks_labels(name: str) -> bool:
+    """Whether ``name`` is a saved graph (``file:<path>``) without labels a node classifier could train on
+    (:func:`label_classes`); every other source has its labels. For a command's refusal of a training it cannot do
+    on such a graph, naming what it can (the graph is read again, its warnings not shown twice)."""
+    import warnings
+
+    if not is_saved_graph(name):
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return label_classes(load_graph(name, labels=False)) is None

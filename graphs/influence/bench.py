@@ -22,7 +22,11 @@ Every figure sits next to its baseline measured in the same run. Models are the 
    largest row's is a seed whose ReLUs are (nearly) all dead: its entries are float32 rounding noise, so it
    is counted ("dead rows") and its difference measured against ``DEAD_ROW`` times the largest row instead.
    Writes ``<out>.png``: speed-up against mean ball size, one marker colour per depth and path, each point
-   labelled with its graph.
+   labelled with its graph. Nothing here reads a label: a saved graph (``file:<path>``) needs ``x`` and
+   ``edge_index`` only, and one without labels gives its GCN ``--hidden`` outputs (as ``influence graph
+   --epochs 0``). PyG's reference reads the node count from ``edge_index``, so it is given the graph with the
+   nodes of no edge (isolated nodes) numbered first (a seed numbered past every edge failed in it with an
+   IndexError); a graph without edges is refused.
 2. On ``--data``: MLP, 2-layer and ``--layers``-layer GCN trained by BP on the City-Networks labels
    (test accuracy and R), and the deep GCN trained by ForwardGNN ``--forward-method``; plus the
    seconds each graph took to load (labels and features; ``city:`` graphs come from the disk cache
@@ -34,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,7 +53,7 @@ from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix
 from fwdlearn.graphs.influence.hop_influence import hop_influence, select_seeds
 from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
 
-__all__ = ["run_bench", "row_agreement"]
+__all__ = ["run_bench", "row_agreement", "make_model", "untrained_outputs", "refusing_unlabelled"]
 
 SPEED_COLUMNS = ["graph", "nodes", "layers", "mean ball", "seeds", "PyG seeds", "fwdlearn s", "PyG s", "speed-up",
                  "autograd s", "autograd speed-up", "max rel. diff", "dead rows"]
@@ -57,6 +62,34 @@ JACOBIANS = ("layered", "autograd")
 COLUMNS = ["experiment", "model", "metric", "value", "baseline", "ratio"]
 BP_LR, BP_PATIENCE = 1e-2, 50  # Adam learning rate and early-stopping patience of the BP models trained here
 DEAD_ROW = 1e-3  # rows below this fraction of the largest row are measured against that floor (all ReLUs dead)
+
+
+def untrained_outputs(data, hidden: int) -> int:
+    """The output width of an untrained model measured on ``data`` (a graph of ``load_graph``, ``labels=False``
+    too): the graph's number of classes (:func:`~fwdlearn.graphs.data.datasets.label_classes`) when it has labels of
+    2 classes or more, else ``hidden`` (2 at least, a classifier's least), the width of every layer before it."""
+    from fwdlearn.graphs.data.datasets import label_classes
+
+    classes = label_classes(data)
+    return classes if classes is not None and classes >= 2 else max(hidden, 2)
+
+
+@contextmanager
+def refusing_unlabelled(name: str, training: str, instead: str):
+    """Loading graph ``name`` within it, a saved graph's refusal for having no labels (``InputError``, whose fix
+    named link prediction) becomes a :class:`~fwdlearn.errors.UsageError` saying that ``training`` needs them and
+    ``instead``, what the command can do without them."""
+    from fwdlearn.errors import InputError, UsageError
+    from fwdlearn.graphs.data.datasets import lacks_labels
+
+    try:
+        yield
+    except InputError:
+        if not lacks_labels(name):
+            raise
+        raise UsageError(f"{training}, and {name.strip()} has none a node classifier can train on (no data.y, no node "
+                         f"labelled >= 0, or targets that are not one class id per node): {instead}; or save the "
+                         "graph with data.y, int64 class ids 0..C-1 (-1 for an unlabelled node)") from None
 
 
 def make_model(conv: str, features: int, classes: int, layers: int, hidden: int) -> ForwardGNN:
@@ -92,14 +125,16 @@ def _speed_row(config, name: str, data, layers: int, quiet: bool, device: torch.
     from torch_geometric.utils.influence import jacobian_l1_agg_per_hop
 
     seed_everything(config.seed)
-    model = make_model("gcn", data.num_features, data.num_classes, layers, config.hidden).to(device).eval()
+    model = make_model("gcn", data.num_features, untrained_outputs(data, config.hidden), layers,
+                       config.hidden).to(device).eval()
     data = data.to(device)
     nodes = select_seeds(data.num_nodes, config.samples, None, config.seed)
-    reference_nodes = nodes[: config.pyg_samples].tolist()
+    pyg_data, pyg_ids = _edges_first(data)
+    reference_nodes = pyg_ids[nodes[: config.pyg_samples]].tolist()
     for jacobian in JACOBIANS:  # warm-up: first calls build code paths on all sides
         hop_influence(model, data, layers, nodes=nodes[:1], jacobian=jacobian, normalize=False)  # (a dead first
         # seed cannot be normalised: the timed calls do not normalise either)
-    jacobian_l1_agg_per_hop(model, data, layers, reference_nodes[0], str(device))
+    jacobian_l1_agg_per_hop(model, pyg_data, layers, reference_nodes[0], str(device))
     seconds: dict[str, list[float]] = {jacobian: [] for jacobian in (*JACOBIANS, "pyg")}
     ours: dict[str, torch.Tensor] = {}
     for _ in range(config.repeats):  # interleaved, so that load from other processes hits all alike
@@ -112,7 +147,7 @@ def _speed_row(config, name: str, data, layers: int, quiet: bool, device: torch.
             seconds[jacobian].append(time.perf_counter() - start)
         _sync(device)
         start = time.perf_counter()
-        reference = torch.stack([jacobian_l1_agg_per_hop(model, data, layers, n, str(device))
+        reference = torch.stack([jacobian_l1_agg_per_hop(model, pyg_data, layers, n, str(device))
                                  for n in reference_nodes])
         _sync(device)
         seconds["pyg"].append((time.perf_counter() - start) * len(nodes) / len(reference_nodes))
@@ -127,13 +162,36 @@ def _speed_row(config, name: str, data, layers: int, quiet: bool, device: torch.
             "seconds, all": seconds}
 
 
+def _edges_first(data):
+    """``(graph, ids)``: ``data`` as PyG's reference can read it, and the id there of each node. PyG's
+    ``k_hop_subgraph`` takes the node count from ``edge_index`` (its largest id + 1), so a seed numbered past every
+    edge (an isolated node last) failed with "IndexError: index 44 is out of bounds for dimension 0 with size 40":
+    the nodes of no edge are numbered first (the same graph, renumbered; a GCN's per-hop totals do not depend on the
+    numbering). ``data`` itself when no node is past the largest id of an edge."""
+    ids = torch.arange(data.num_nodes, device=data.edge_index.device)
+    if data.num_edges and int(data.edge_index.max()) + 1 == data.num_nodes:
+        return data, ids.cpu()
+    linked = torch.zeros(data.num_nodes, dtype=torch.bool, device=ids.device)
+    linked[data.edge_index.flatten()] = True
+    order = torch.cat([ids[~linked], ids[linked]])
+    ids[order] = torch.arange(data.num_nodes, device=ids.device)
+    from torch_geometric.data import Data
+
+    return Data(x=data.x[order], edge_index=ids[data.edge_index]), ids.cpu()
+
+
 def _load_graphs(config, other: list[dict], quiet: bool) -> dict:
     """Every ``--graphs`` entry, loaded before the first timing (a missing road file or a bad size failed when its
     turn came, after the timings of the graphs before it); the seconds each took go to ``other``."""
     loaded = {}
     for name in config.graphs:
         start = time.perf_counter()
-        loaded[name] = data = load_graph(name, split="auto", seed=config.seed, quiet=quiet)
+        # (the speed curve's models are untrained: no label is read, and a saved graph without labels was refused)
+        loaded[name] = data = load_graph(name, split="auto", seed=config.seed, quiet=quiet, labels=False)
+        if not data.num_edges:  # (PyG's reference failed on it with an IndexError)
+            raise UsageError(f"--graphs {name.strip()} has no edges: the speed curve times the influence of each "
+                             "seed's hop ball, and PyG's reference reads the node count from the edges; give "
+                             "graphs with edges")
         other.append({"experiment": f"{name} ({data.num_nodes:,} nodes)", "model": "-",
                       "metric": "seconds to load (labels + features)",
                       "value": time.perf_counter() - start, "baseline": None, "ratio": None})
@@ -168,7 +226,7 @@ def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.d
     nodes R was measured on (``--samples``, or every node of a smaller graph)."""
     data = data.to(device)
     max_hops = config.layers
-    classes = int(data.y.max()) + 1
+    classes = data.num_classes  # (the saved graph's num_classes, as influence graph reads it, not max(y) + 1)
     results = {}
     for kind, layers in dict.fromkeys((("mlp", 2), ("gcn", 2), ("gcn", config.layers))):  # (--layers 2: gcn-2 once)
         seed_everything(config.seed)
@@ -255,7 +313,13 @@ def run_bench(config) -> int:
     speed: list[dict] = []
     other: list[dict] = []
     # --data is read before the timings (a missing file fails in seconds), the plot drawn last (a failure leaves none)
-    data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet) if config.epochs else None
+    data = None
+    if config.epochs:
+        with refusing_unlabelled(config.data, f"--epochs {config.epochs} trains the accuracy/R models on the node "
+                                 "labels of --data",
+                                 "give a labelled graph as --data, or time the speed curve alone with --epochs 0 "
+                                 "(its untrained models read no label; --graphs takes graphs without labels)"):
+            data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
     _speed_curve(config, _load_graphs(config, other, quiet), speed, quiet, device)
     seeds = _trained_ranges(config, data, other, quiet, device) if data is not None else None
     _plot_curve(speed, plot_path)

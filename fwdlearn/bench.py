@@ -27,7 +27,8 @@ from .records import RunRecord
 from .reporting import markdown_table, result_paths, result_texts
 from .runs import RunPaths, record_files, run_outputs, start_run
 
-__all__ = ["BenchRun", "run_parts", "distinct_names", "check_rules_build", "shown", "apart", "ROUNDING"]
+__all__ = ["BenchRun", "run_parts", "distinct_names", "check_rules_build", "shown", "apart", "below", "at_most",
+           "at_least", "ROUNDING"]
 
 #: how far a measured figure may sit from a threshold and still count as on it (a mean of 84 % accuracies came out
 #: 0.8399999999999999; 2.4 - 2.3 is 0.09999999999999964): every bench's claims compare with this tolerance
@@ -39,7 +40,7 @@ def shown(value: float, threshold: float, places: int) -> str:
     follows from the number printed beside it (83.996 printed as 84.00 stood beside 'MISSED' for '>= 84.0', a worst
     ratio of 0.7004 as 0.700 beside 'NO' for '<= 0.7'); a value within :data:`ROUNDING` of the threshold, on it, is
     printed as the threshold."""
-    if abs(value - threshold) <= ROUNDING * max(1.0, abs(threshold)):
+    if abs(value - threshold) <= _on(threshold):
         return f"{threshold:.{places}f}"
     while places < 8 and round(value, places) == round(threshold, places):
         places += 1
@@ -50,7 +51,25 @@ def below(value: float, threshold: float) -> bool:
     """Whether ``value`` is strictly below ``threshold`` as :func:`shown` and :func:`apart` print them: a value within
     :data:`ROUNDING` of it is on it, so not below (1 - 1e-12 printed 1.000 beside 'faster: yes', where 1.0 stood
     beside 'NO')."""
-    return value < threshold - ROUNDING * max(1.0, abs(threshold))
+    return value < threshold - _on(threshold)
+
+
+def at_most(value: float, threshold: float) -> bool:
+    """Whether ``value`` is at most ``threshold`` as :func:`shown` prints them: a value within :data:`ROUNDING` of it
+    (scaled by the threshold's size, as :func:`shown` scales it) is on it. (A fixed 1e-9 let 1.05 + 1.02e-9 print as
+    1.050 beside 'within 5%: NO'.)"""
+    return value <= threshold + _on(threshold)
+
+
+def at_least(value: float, threshold: float) -> bool:
+    """Whether ``value`` is at least ``threshold`` as :func:`shown` prints them (see :func:`at_most`)."""
+    return value >= threshold - _on(threshold)
+
+
+def _on(threshold: float) -> float:
+    """How far from ``threshold`` a value still counts as on it: :data:`ROUNDING`, times the threshold's size above 1
+    (figures of 84 or 1.2 carry their rounding in proportion)."""
+    return ROUNDING * max(1.0, abs(threshold))
 
 
 def apart(first: float, second: float, places: int) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import ROUNDING, apart, below, check_rules_build, distinct_names, run_parts, shown
+from fwdlearn.bench import apart, at_most, below, check_rules_build, distinct_names, run_parts, shown
 from fwdlearn.diagnostics.cost import measure_cost
 from fwdlearn.fit import progress, seed_everything
 from fwdlearn.reporting import ratio_row
@@ -284,12 +284,12 @@ def _verdicts(extra: dict) -> list[str]:
                 lines.append(f"- {cell.upper()}: DSF faster than {label} at T={T}: {'yes' if below(r, 1) else 'NO'} "
                              f"(time ratio {shown(r, 1, 3)}; by T: {by_t})")
                 lines.append(f"- {cell.upper()}: DSF step <= {DSF_TARGET} x {label} at every T (the step-cost target): "
-                             f"{'yes' if worst <= DSF_TARGET + ROUNDING else 'NO'} "
+                             f"{'yes' if at_most(worst, DSF_TARGET) else 'NO'} "
                              f"(worst {shown(worst, DSF_TARGET, 3)})")
     q = extra.get("quality", {})
     if {"bptt", "dsf"} <= set(q):
         r = q["dsf"]["val_bpc"] / q["bptt"]["val_bpc"]
-        lines.append(f"- DSF bits/token within 5% of BPTT: {'yes' if r <= 1.05 + ROUNDING else 'NO'} "
+        lines.append(f"- DSF bits/token within 5% of BPTT: {'yes' if at_most(r, 1.05) else 'NO'} "
                      f"({q['dsf']['val_bpc']:.4f} vs {q['bptt']['val_bpc']:.4f}, ratio {shown(r, 1.05, 3)})")
     if {"ft-bptt", "dsf"} <= set(q):
         better = below(q["dsf"]["val_bpc"], q["ft-bptt"]["val_bpc"])

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from fwdlearn.bench import ROUNDING, apart, below, check_rules_build, run_parts, shown
+from fwdlearn.bench import ROUNDING, apart, at_least, below, check_rules_build, run_parts, shown
 from fwdlearn.errors import UsageError
 from fwdlearn.fit import seed_everything
 from fwdlearn.optim import make_optimizer
@@ -145,7 +145,7 @@ def _verdicts(extra: dict) -> list[str]:
     t = extra.get("transformer", {})
     if {"dfa", "shallow"} <= set(t):
         gap = t["shallow"]["val_bpc"] - t["dfa"]["val_bpc"]
-        lines.append(f"- DFA beats the shallow control by >= 0.1 bits/char: {'yes' if gap >= 0.1 - ROUNDING else 'NO'} "
+        lines.append(f"- DFA beats the shallow control by >= 0.1 bits/char: {'yes' if at_least(gap, 0.1) else 'NO'} "
                      f"({t['dfa']['val_bpc']:.3f} vs {t['shallow']['val_bpc']:.3f}, "
                      f"{'+' if gap >= 0 else ''}{shown(gap, 0.1, 3)})")
     if {"bp", "dfa", "dfa:micro"} <= set(t):

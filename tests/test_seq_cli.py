@@ -893,3 +893,33 @@ def test_a_limit_too_short_is_said_as_the_flag_limit(tmp_path, capsys):
         assert "(limit)" not in line and "raise limit" not in line
     with pytest.raises(UsageError, match=r"its first 10 characters \(limit\) hold one word token, .*; raise limit$"):
         load_text(str(text), level="word", limit=10)  # (the Python API keeps its keyword)
+
+
+def test_claims_at_thresholds_above_one_follow_the_figure_printed_beside_them():
+    """shown() prints a value within ROUNDING x the threshold of it as the threshold, but the claims allowed a fixed
+    1e-9: a ratio of 1.05 + 1.02e-9 printed 1.050 beside 'within 5%: NO', 1.2 + 1.1e-9 '1.20 -> MISSED', and an
+    accuracy a hair under 84 % (83.9999999% printed) beside 'met'."""
+    from fwdlearn.bench import ROUNDING, at_least, at_most, shown
+    from fwdlearn.graphs.cli.bench import _checks
+    from fwdlearn.sequences.bench import _verdicts
+
+    for threshold in (0.1, 0.7, 1.05, 1.2, 84.0):
+        for steps in (-1.5, -0.9, 0.0, 0.9, 1.5):
+            value = threshold + steps * ROUNDING * max(1.0, threshold)
+            on = shown(value, threshold, 2) == f"{threshold:.2f}"
+            assert on == (abs(steps) < 1)
+            assert at_most(value, threshold) == (on or value < threshold)
+            assert at_least(value, threshold) == (on or value > threshold)
+    quality = {"bptt": {"val_bpc": 2.0}, "dsf": {"val_bpc": 2.0 * (1.05 + 1.02e-9)}, "ft-bptt": {"val_bpc": 2.5}}
+    line = next(v for v in _verdicts({"quality": quality}) if "within 5%" in v)
+    assert "within 5% of BPTT: yes" in line and "1.050" in line, line
+    summary = {("sf", 2): {"saved": 1.0, "acc": 0.5, "time": 1.0}, ("bp", 2): {"saved": 1.0, "acc": 0.5, "time": 2.0},
+               ("sf", 4): {"saved": 1.0, "acc": 0.84 - 9e-10, "time": 1.0},
+               ("bp", 4): {"saved": 1.0, "acc": 0.5, "time": 2.0},
+               ("sf", 8): {"saved": 1.2 + 1.1e-9, "acc": 0.9, "time": 1.0},
+               ("bp", 8): {"saved": 1.0, "acc": 0.5, "time": 2.0}}
+    lines = _checks(summary, {})
+    assert next(x for x in lines if "8 vs 2 layers" in x).startswith("- sf saved bytes/step 8 vs 2 layers <= 1.2: "
+                                                                    "1.20, BP 8/2 = 1.00 -> met")
+    four = next(x for x in lines if "at 4 layers" in x)
+    assert four == "- sf >= 84.0% at 4 layers: 83.9999999% -> MISSED", four

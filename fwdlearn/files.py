@@ -175,6 +175,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+#: the most bytes read of a file at a list of renames' path (:func:`finish_renames`): a list names the few files of a
+#: set, a pair of paths each (a file of 256 MiB there took 1.5 s and 512 MB of memory to be found no list, one of 2 GB
+#: about 12 s and 4 GB); :func:`atomic_write_all` writes none longer
+RENAMES_BYTES = 1 << 20
+
+
 def _renames_path(path: str | Path) -> Path:
     """Where :func:`atomic_write_all` lists the renames of a set whose last file is ``path``: ``<path>.renaming``."""
     path = Path(path)
@@ -209,6 +215,10 @@ def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], object]]) -> l
         where = _renames_path(staged[-1][1])
         text = json.dumps({"pid": os.getpid(), "renames": [[_listed_name(tmp, where), _listed_name(path, where)]
                                                            for tmp, path in staged]})
+        if len(text) > RENAMES_BYTES:  # (finish_renames reads no more; json.dumps writes ASCII)
+            raise ValueError(f"atomic_write_all: the list of renames of these {len(staged)} files would take "
+                             f"{len(text):,} bytes, more than finish_renames reads of one (RENAMES_BYTES, "
+                             f"{RENAMES_BYTES:,}); write them in smaller sets")
         listed = atomic_write(where, lambda tmp: tmp.write_text(text))
         for tmp, path in staged:
             with writing(path):
@@ -290,7 +300,8 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
     ``held`` (the caller holds the run's lock, so no live run of those names writes them). Only a rename of
     ``<target>.tmp`` over a ``target`` in the list's own folder or among ``paths`` (the run's outputs) is made: a list
     found in a folder one was given named any file on the disk, and its ``.tmp`` beside it (a file of another program's)
-    replaced that file, ``--overwrite`` or not."""
+    replaced that file, ``--overwrite`` or not. A file at a list's name that is no list (not JSON, or longer than
+    :data:`RENAMES_BYTES`, of which no more is read) is removed: there is nothing to finish."""
     outputs = {os.path.abspath(path) for path in paths if path is not None}
     finished = []
     for path in paths:
@@ -302,7 +313,11 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
             continue
         folder = os.path.dirname(os.path.abspath(listed))
         try:  # (names relative to the list's folder, or absolute)
-            content = json.loads(listed.read_text())
+            with open(listed, "rb") as handle:  # (no more than a list holds: a file of 2 GB there was read whole)
+                data = handle.read(RENAMES_BYTES + 1)
+            if len(data) > RENAMES_BYTES:
+                raise ValueError(f"longer than {RENAMES_BYTES:,} bytes")
+            content = json.loads(data)
             pid, pairs = int(content["pid"]), [(Path(os.path.normpath(os.path.join(folder, tmp))),
                                                 Path(os.path.normpath(os.path.join(folder, target))))
                                                for tmp, target in content["renames"]]

@@ -822,6 +822,39 @@ def test_the_renames_a_live_process_is_making_are_left_to_it(folder):
     assert sorted(p.name for p in folder.iterdir()) == ["b.json", "b.md", "text.txt"]
 
 
+def test_a_huge_file_at_a_list_of_renames_is_not_read_whole(tmp_path, monkeypatch):
+    """finish_renames read a file at '<path>.renaming' whole to find it no list (256 MiB: 1.5 s and 512 MB of memory;
+    2 GB: about 12 s and 4 GB), as _lock_owner read a lock before LOCK_BYTES. Only RENAMES_BYTES are read: a longer
+    file is no list, removed as one that is not JSON; a list is still finished, and atomic_write_all writes none
+    longer than that."""
+    import tracemalloc
+
+    from fwdlearn import files
+    from fwdlearn.files import RENAMES_BYTES, atomic_write_all, finish_renames
+
+    monkeypatch.chdir(tmp_path)
+    with open("b.md.renaming", "wb") as f:  # (sparse: no disk used)
+        f.write(json.dumps({"pid": 1, "renames": [["b.md.tmp", "b.md"]]}).encode())
+        f.truncate(64 * RENAMES_BYTES)
+    Path("b.md").write_text("old")
+    Path("b.md.tmp").write_text("new")
+    tracemalloc.start()
+    try:
+        assert finish_renames("b.md", held=True) == []
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * RENAMES_BYTES and not Path("b.md.renaming").exists() and Path("b.md").read_text() == "old"
+    Path("b.md.renaming").write_text(json.dumps({"pid": 1, "renames": [["b.md.tmp", "b.md"]]}))
+    assert finish_renames("b.md", held=True) == [Path("b.md.renaming")] and Path("b.md").read_text() == "new"
+    monkeypatch.setattr(files, "RENAMES_BYTES", 60)
+    with pytest.raises(ValueError, match=r"the list of renames of these 3 files would take \d+ bytes, more than "
+                                         r"finish_renames reads of one \(RENAMES_BYTES, 60\); write them in smaller "
+                                         r"sets"):
+        atomic_write_all({name: lambda tmp: tmp.write_text("x") for name in ("c.json", "c.md", "c.txt")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.md"]  # (no '.tmp' left, nothing renamed)
+
+
 class _Killed(BaseException):
     """A kill, in the process: nothing of fwdlearn's catches it (SIGKILL runs no handler at all)."""
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import os
 import re
 from pathlib import Path
 
@@ -185,6 +186,81 @@ def test_a_damaged_build_in_the_cache_is_built_again_not_blamed_on_the_corpus(tm
         again = load_text(str(path))
         assert again.fingerprint == first.fingerprint
         assert all(torch.equal(ids, first.splits[k]) for k, ids in again.splits.items())
+
+
+def _finding_the_same_damage(path, cache, events, out):
+    """The second process of the test below: ``load_text(path)`` that finds the build damaged, then waits until the
+    first process has removed it and is building it again, and goes on; what it loaded (or its error) in ``out``."""
+    os.environ["FWDLEARN_CACHE_DIR"] = cache
+    torch.set_num_threads(1)
+    import fwdlearn.sequences.data.text as text
+
+    damaged, building, removed = events
+    load, remove, failed = text._load_documents, text._remove_build, []
+
+    def loading(*args):
+        try:
+            return load(*args)
+        except Exception:
+            failed.append(len(failed) + 1)
+            if len(failed) == 1:
+                damaged.set()
+                building.wait(60)  # (the first process has removed the build and is building it again)
+            raise
+
+    def removing(folder):
+        remove(folder)
+        removed.set()
+
+    text._load_documents, text._remove_build = loading, removing
+    try:
+        corpus = text.load_text(path)
+        result = f"ok {corpus.vocab.decode(corpus.train[:19])!r} {corpus.train.numel()}, loads failed {failed}"
+    except BaseException as error:
+        result = f"{type(error).__name__}: {error} ({error.__cause__ or error.__context__})"
+    Path(out).write_text(result)
+
+
+def test_two_processes_finding_one_damaged_build_rebuild_it_in_turn(tmp_path, monkeypatch):
+    """A process that found a damaged build and removed it while another one built it again deleted that one's
+    half-built files, and the other one failed: "DatasetGenerationError: An error occurred while generating the
+    dataset" (FileNotFoundError: .../0.0.0/<hash>.incomplete/text-full-00000-00000-of-NNNNN.arrow). Now the second
+    one waits its turn and loads the first one's build."""
+    import multiprocessing
+
+    import datasets.builder
+
+    import fwdlearn.sequences.data.text as text
+
+    monkeypatch.setenv("FWDLEARN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "c.txt"
+    path.write_text("to be or not to be\n" * 20)
+    first = load_text(str(path))
+    for file in (tmp_path / "cache").rglob("*.arrow"):
+        file.write_bytes(file.read_bytes()[:300])
+    spawn = multiprocessing.get_context("spawn")
+    damaged, building, removed = events = (spawn.Event(), spawn.Event(), spawn.Event())
+    other = spawn.Process(target=_finding_the_same_damage, args=(str(path), str(tmp_path / "cache"), events,
+                                                                 str(tmp_path / "other")))
+    other.start()
+    try:
+        prepare = datasets.builder.DatasetBuilder._download_and_prepare
+
+        def preparing(self, *args, **kwargs):  # (its <build>.incomplete folder made)
+            building.set()
+            removed.wait(1.5)  # (for the other process to remove the build: waiting its turn, it does not)
+            return prepare(self, *args, **kwargs)
+
+        monkeypatch.setattr(datasets.builder.DatasetBuilder, "_download_and_prepare", preparing)
+        assert damaged.wait(60)  # (the other process has found the build damaged)
+        again = text.load_text(str(path))
+    finally:
+        building.set()
+        other.join(60)
+        other.kill()  # (one that hangs)
+    assert torch.equal(again.train, first.train) and torch.equal(again.validation, first.validation)
+    assert (tmp_path / "other").read_text() == f"ok 'to be or not to be\\n' {first.train.numel()}, loads failed [1]"
+    assert not removed.is_set()  # (it found the first one's build, and removed none)
 
 
 def test_load_text_refuses_a_binary_file_by_name(tmp_path):

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from fwdlearn.data import DataNotFoundError, cache_dir, data_dir, data_path
 from fwdlearn.errors import UsageError, check_int, check_not_meta, check_range, is_integer
-from fwdlearn.files import NO_ROOM
+from fwdlearn.files import NO_ROOM, taking_turns
 from fwdlearn.fit import generator_device
 
 __all__ = [
@@ -387,7 +387,8 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
     character; Windows (``\\r\\n``) and old Mac (``\\r``) line ends are read as ``\\n``. HF's progress bars are
     silenced while it reads, and left as they were (they stayed off for the caller's own ``datasets`` use). A build
     in the cache that cannot be read (an arrow file cut short or emptied, a ``dataset_info.json`` that is not JSON or
-    describes other columns: damaged since it was written) is removed and the files read again, once."""
+    describes other columns: damaged since it was written) is removed and the files read again, once, by one process at
+    a time (:func:`_rebuild`)."""
     import datasets
 
     fingerprint = _fingerprint(files)
@@ -405,8 +406,7 @@ def _read_documents(files: dict[str, Path]) -> tuple[dict[str, str], str]:
         except Exception as error:  # (a damaged build was reported as the corpus's problem, where it was named at
             if not built or _no_room(error):  # all: "cannot read c.txt as a text corpus (TypeError: can only join
                 raise  # an iterable); a corpus must be a UTF-8 text file", or Arrow's "Expected to read 152 metadata
-            _remove_build(cache)  # bytes, but only read 44"; every later read of the same text failed alike)
-            texts = _load_documents(datasets, data_files, cache)
+            texts = _rebuild(datasets, data_files, cache)  # bytes, but only read 44"; every later read failed alike)
     except OSError as error:  # HF's "Not enough disk space. Needed: ..." (no errno), Arrow's full disk: the cache's
         if not _no_room(error):  # problem, not the corpus's
             raise
@@ -431,6 +431,23 @@ def _load_documents(datasets: Any, data_files: dict[str, str], cache: Path) -> d
     return {k: "".join(ds[k]["text"]) for k in data_files}
 
 
+def _rebuild(datasets: Any, data_files: dict[str, str], cache: Path) -> dict[str, str]:
+    """:func:`_load_documents` after the build in ``cache`` could not be read: one process at a time (a lock beside
+    ``cache``, :func:`~fwdlearn.files.taking_turns`), it loads again and, when the build is still damaged, removes it
+    (:func:`_remove_build`) and builds it again. A process that found the same damage meanwhile waits its turn and
+    then loads the build the first one made: removing it while the first one built it again deleted that build's
+    half-written files (HF's ``<build>.incomplete`` folder and its locks), and the first one failed with
+    ``DatasetGenerationError`` (``FileNotFoundError: ... .incomplete/text-full-00000-00000-of-NNNNN.arrow``)."""
+    with taking_turns(cache.parent / f".{cache.name}.lock"):  # (outside what _remove_build removes)
+        try:
+            return _load_documents(datasets, data_files, cache)
+        except Exception as error:
+            if _no_room(error):
+                raise
+        _remove_build(cache)
+        return _load_documents(datasets, data_files, cache)
+
+
 def _no_room(error: BaseException) -> bool:
     """Whether ``error`` is a full disk: an ``OSError`` of :data:`~fwdlearn.files.NO_ROOM`, or HF's "Not enough disk
     space" and Arrow's "No space left" (no errno)."""
@@ -440,7 +457,8 @@ def _no_room(error: BaseException) -> bool:
 
 def _remove_build(cache: Path) -> None:
     """Remove HF's build of a corpus from its cache folder ``cache``, every entry but the links (:data:`_LINKS`), so
-    that it is built again from the files. A process reading it meanwhile keeps the files it opened."""
+    that it is built again from the files (by :func:`_rebuild`, holding the corpus's lock: one process at a time). A
+    process reading it meanwhile keeps the files it opened."""
     import shutil
 
     for entry in cache.iterdir():

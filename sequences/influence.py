@@ -28,8 +28,9 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.influence import (DEAD_SEED, check_repeatable, chosen_indices, distance_totals,
                                             influence_curve, influence_range, jacobian_l1, model_device,
-                                            output_tolerance, refuse_inference_mode, uncompiled)
-from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, warn
+                                            naming_dtype_mismatch, output_tolerance, refuse_inference_mode,
+                                            uncompiled)
+from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_not_meta, check_seed, warn
 from fwdlearn.fit import evaluating, on_device, progress
 
 __all__ = ["lag_influence", "lag_masses"]
@@ -40,6 +41,8 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor: [batch, time] token ids or [batch, time, features] "
                         f"embeddings; got {type(inputs).__name__} (convert it with torch.as_tensor)")
+    check_not_meta("inputs", inputs, "the influence is the Jacobian at their values")  # (torch's "Tensor.item() cannot
+    # be called on meta tensors")
     inputs = on_device(inputs, model_device(model))  # (a GPU model given CPU tokens failed in its embedding)
     if not inputs.dtype.is_floating_point:
         if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):
@@ -191,7 +194,8 @@ def _lag_masses(model, inputs: Tensor, positions, seed: int, chunk: int, quiet: 
     chunk = check_int("chunk", chunk, 1, " (positions measured together)")
     refuse_inference_mode()
     forward, x = _embedding_function(model, inputs)
-    _check_sequences_apart(forward, x)
+    with naming_dtype_mismatch(model, x, "inputs", "lag_influence"):  # (the model's first calls)
+        _check_sequences_apart(forward, x)
     batch, length, width = x.shape
     chosen = _select_positions(length, positions, seed)
     head = _linear_head(model, forward, x)
@@ -260,17 +264,22 @@ def lag_influence(model, inputs: Tensor, max_lag: int, positions: int | Sequence
             ``F.linear`` of its input (an ``nn.Linear`` subclass with its own forward, a forward hook or an in-place
             edit changing its output) is measured one token at a time.
         inputs: ``[B, T, E]`` float embeddings or ``[B, T]`` integer tokens, on any device: an ``nn.Module``'s are
-            moved to its device (its first parameter's), as its ``evaluate`` and ``generate`` take them.
+            moved to its device (its first parameter's), as its ``evaluate`` and ``generate`` take them. Embeddings
+            are not converted: of another dtype than the model's parameters (float32 ones for a float64 model) they
+            are refused naming the fix, ``model.to(inputs.dtype)`` or ``inputs.to(dtype)``, unless the model runs on
+            them; tokens are embedded in the model's dtype. Inputs on the meta device are refused (no values).
         max_lag: largest lag binned.
-        positions: output positions measured: all (None), a count drawn with ``seed``, a list of positions or a
-            boolean mask over them.
+        positions: output positions measured: all (None), a count drawn with ``seed``, a list of positions (a
+            ``range``, an array, a tensor; a set in increasing order) or a boolean mask over them.
         normalize: divide the curve by its lag-0 value (:math:`R` uses the raw totals).
         seed: draws the positions when ``positions`` is a count.
         chunk: positions measured together (memory bound; results do not depend on it).
         quiet: no progress bar.
 
     Returns:
-        ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major.
+        ``(curve [max_lag+1], R, per_position [B * P, max_lag+1])``, rows sequence-major, on the CPU; ``curve`` and
+        ``per_position`` in the embeddings' dtype (float64 for a float64 model: the same numbers as float32 to float32
+        rounding) or, for half-precision ones, float32 (the sums are taken in it); ``R`` a Python float.
 
     A position :math:`t` has no input at a lag :math:`k > t`: its :math:`T_k(t)` is 0 and the curve's mean counts it
     (as a graph seed without nodes at :math:`k` hops counts in PyG's average), so the curve at lag :math:`k` is the

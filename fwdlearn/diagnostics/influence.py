@@ -34,22 +34,35 @@ exact because input element :math:`p` reaches only its own seed's output :math:`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator, Set
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range", "chosen_indices", "DEAD_SEED",
-           "refuse_inference_mode", "model_device", "output_tolerance", "check_repeatable", "uncompiled"]
+           "refuse_inference_mode", "model_device", "output_tolerance", "check_repeatable", "uncompiled",
+           "naming_dtype_mismatch"]
 
 
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
-    """The indices (``int64``, on the CPU) a user chose among ``size`` items: integer ids (a list, an array, a
-    tensor; order and repeats kept) or a boolean mask of ``size`` entries. ``name`` and ``unit`` word the errors
-    (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside ``[0, size-1]``, a
-    0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``), or a tensor on the meta device.
+    """The indices (``int64``, on the CPU) a user chose among ``size`` items: integer ids (a list, a tuple, a
+    ``range``, an array, a tensor; order and repeats kept; a set, which has no order, in increasing order; any other
+    iterable of ids, such as a generator, as it yields them) or a boolean mask of ``size`` entries. ``name`` and
+    ``unit`` word the errors (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside
+    ``[0, size-1]``, a 0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``), or a tensor on
+    the meta device.
     """
     check_not_meta(name, given, f"its values choose the {unit}s")  # (torch's "Cannot copy out of meta tensor")
+    if isinstance(given, Set):  # (torch's "Could not infer dtype of set": nodes={3, 4})
+        try:
+            given = sorted(given)
+        except TypeError:  # (ids that do not compare: refused below, as a list of them is)
+            given = list(given)
+    elif not isinstance(given, (Tensor, list, tuple, range, str, bytes)) and not hasattr(given, "__array__") \
+            and hasattr(given, "__iter__"):  # (a generator, dict.keys(): "Could not infer dtype of generator")
+        given = list(given)
     given = torch.as_tensor(given).cpu()
     if given.numel() == 0:
         raise ValueError(f"{name} is empty; give at least one {unit}")
@@ -102,6 +115,49 @@ def model_device(model) -> torch.device | None:
     if first is None:
         first = next(model.buffers(), None)
     return first.device if first is not None else None
+
+
+#: what torch's dtype errors say (F.linear's "mat1 and mat2 must have the same dtype", addmm's "expected m1 and m2 to
+#: have the same dtype", a conv's "Input type (double) and bias type (float) should be the same", "expected scalar type
+#: Float but found Double", a scatter's "self (Float) and source (Double) must have the same scalar type")
+_DTYPE_ERROR = re.compile(r"dtype|scalar type|\btype \(|same type", re.IGNORECASE)
+
+
+#: how torch's messages spell a dtype ("mat1 and mat2 must have the same dtype, but got Double and Float")
+_DTYPE_WORDS = {torch.float32: ("float",), torch.float64: ("double", "float64"), torch.float16: ("half", "float16"),
+                torch.bfloat16: ("bfloat16",)}
+
+
+@contextmanager
+def naming_dtype_mismatch(model, inputs: Tensor, name: str, measure: str) -> Iterator[None]:
+    """Turn torch's dtype error from a call of ``model`` on ``inputs`` (``name``: ``"data.x"``, ``"inputs"``) into a
+    ``TypeError`` naming both dtypes and the fix: a float64 model given float32 features (or the reverse, or bfloat16
+    ones) failed in its first layer with "mat1 and mat2 must have the same dtype", naming neither the tensors nor the
+    conversion. ``measure`` does not convert either of them itself (a cast of the user's data or model changes the
+    numbers measured). For an ``nn.Module`` the error is named so when ``inputs``' dtype is none of its floating
+    parameters' and buffers'; for any other callable (a wrapper around a module) when torch's message speaks of dtypes
+    and names the inputs' one. Any other error passes as it is."""
+    try:
+        yield
+    except RuntimeError as error:
+        message = str(error)
+        if not _DTYPE_ERROR.search(message) or not inputs.is_floating_point():
+            raise
+        if isinstance(model, torch.nn.Module):
+            dtypes = [t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+            if not dtypes or inputs.dtype in dtypes:
+                raise
+            raise TypeError(f"{name} is {inputs.dtype} but the model's parameters are {dtypes[0]}, and the model "
+                            f"failed on them ({message}). Convert one of them: model.to({inputs.dtype}), or "
+                            f"{name}.to({dtypes[0]}); {measure} converts neither (a cast would change the numbers "
+                            "measured)") from error
+        if not any(word in message.lower() for word in _DTYPE_WORDS.get(inputs.dtype, ())):
+            raise
+        other = torch.float64 if inputs.dtype == torch.float32 else torch.float32  # (an example of another dtype)
+        raise TypeError(f"the model failed on {name} of dtype {inputs.dtype} with a dtype error ({message}): give "
+                        f"{name} the dtype of the model's parameters ({name}.to({other}) for a {other} model), or "
+                        f"convert the model: model.to({inputs.dtype}); {measure} converts neither (a cast would "
+                        "change the numbers measured)") from error
 
 
 def output_tolerance(outputs: Tensor) -> float:

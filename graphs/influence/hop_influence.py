@@ -48,8 +48,8 @@ from torch import Tensor
 
 from fwdlearn.diagnostics.cost import saved_bytes
 from fwdlearn.diagnostics.influence import (check_repeatable, chosen_indices, distance_totals, influence_curve,
-                                            influence_range, jacobian_l1, model_device, output_tolerance,
-                                            uncompiled)
+                                            influence_range, jacobian_l1, model_device, naming_dtype_mismatch,
+                                            output_tolerance, uncompiled)
 from fwdlearn.distributed import gather_rows, same_on_every_process, shard_bounds
 from fwdlearn.errors import check_bool, check_finite_tensor, check_int, check_seed, is_integer, warn
 from fwdlearn.fit import evaluating, frozen, progress
@@ -259,7 +259,8 @@ def _probe(model: GraphModel, stack: BlockStack | None, x: Tensor, edge_index: T
 
 
 def _rows(model: GraphModel, x: Tensor, edge_index: Tensor) -> Tensor:
-    out = model(x, edge_index)
+    with naming_dtype_mismatch(model, x, "data.x", "hop_influence"):  # (torch's "mat1 and mat2 must have the same
+        out = model(x, edge_index)                                    # dtype" named neither tensor)
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
         found = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model(x, edge_index) must return [num_nodes, channels]; got {found} for {x.shape[0]} nodes "
@@ -357,10 +358,20 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             <fwdlearn.graphs.ForwardGNN.scores>` takes them; a plain callable's stay where they are. The model is
             called as ``model(x, edge_index)``: ``data.edge_weight`` and ``data.edge_attr`` are not passed (a warning
             says so when ``data`` has them; with ``variant="full"`` a callable that passes them measures them).
+            ``x`` is not converted: it must have the dtype the model computes in (float32, float64, or float16 /
+            bfloat16 for a half-precision model); features of another dtype than the model's parameters (a float64
+            model given float32 ``x``) are refused naming the fix, ``model.to(x.dtype)`` or ``data.x.to(dtype)``,
+            unless the model runs on them (one that converts its input itself). A
+            :class:`~torch_geometric.data.Batch` of several graphs is measured as one graph of disconnected
+            components, so every seed's hop ball stays in its own graph and its totals are those of its graph alone
+            (with ``variant="full"``, for a model without a graph-wide statistic, which would span the batch); seed
+            ids (``nodes``, the rows of ``per_seed``) are the batch's node ids (``batch.ptr[g]`` + the node's id
+            in graph ``g``) and ``samples`` draws among all of them. The model is not given ``batch.batch``.
         max_hops: largest hop distance :math:`k` binned.
         samples: number of random seed nodes (drawn with ``seed``); ``None`` = every node.
-        nodes: explicit seed nodes (instead of ``samples``): integer ids, whose order the rows of ``per_seed``
-            follow, or a boolean mask over the nodes (``data.test_mask``).
+        nodes: explicit seed nodes (instead of ``samples``): integer ids (a list, ``range``, array or tensor),
+            whose order the rows of ``per_seed`` follow (a set's in increasing order), or a boolean mask over the nodes
+            (``data.test_mask``).
         normalize: divide the curve by its hop-0 value (:math:`R` always uses raw totals).
         seed: random seed for drawing ``samples``.
         batch_size: seeds per batch (``"subgraph"``) or seed-channel pairs per backward (``"full"``; fewer when
@@ -395,8 +406,9 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
     processes read it, a model seeded per process) are refused by every process alike, naming what differs.
 
     Returns:
-        ``(curve [k+1], R, per_seed [S, k+1])``; ``per_seed`` holds the raw totals, in the features' dtype or, for
-        half-precision features, float32 (the sums are taken in it, by either variant).
+        ``(curve [k+1], R, per_seed [S, k+1])``, on the CPU; ``curve`` and ``per_seed`` (the raw totals) are in the
+        features' dtype (float64 for a float64 model and ``x``: the same numbers as float32 to float32 rounding) or,
+        for half-precision features, float32 (the sums are taken in it, by either variant); ``R`` is a Python float.
     """
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, edge_index) -> [N, C]; got {type(model).__name__}")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .files import remove_quietly
 from .records import RunRecord
 from .reporting import markdown_table, result_paths, result_texts
 from .runs import RunPaths, record_files, run_outputs, start_run
@@ -140,6 +142,25 @@ class BenchRun:
         """``(<out>.json, <out>.md, <out><suffix> for each of more)``."""
         return self.paths.results
 
+    @contextmanager
+    def drawing(self) -> Iterator[None]:
+        """Inside the block the run draws its further files (``<out><suffix>``, a plot) and :meth:`finish` writes
+        the rest: an error or an interrupt before the record naming them is written (a record that fails to write, a
+        full disk, Ctrl-C after the plot) removes those it drew that were not there before, so the failed run leaves
+        none behind that a re-run would refuse without ``--overwrite`` ("<out>-alignment.png already exists"). A file
+        the written record names stays (Ctrl-C between its renames: the new set is finished whole), and so does one
+        there before the block (an earlier run's, which a re-run with ``--overwrite`` replaces again)."""
+        new = [path for path in self.results[2:] if not os.path.lexists(path)]
+        try:
+            yield
+        except BaseException:
+            found = record_files(self.paths.record)
+            named = set().union(*(spellings for _, spellings in found[1].values())) if found else set()
+            for path in new:
+                if Path(os.path.realpath(path)) not in named:
+                    remove_quietly(path)  # (a removal the file system refuses does not hide the run's own error)
+            raise
+
     def finish(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str, notes: str,
                headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
                files: Mapping[str, str | Path] | None = None) -> tuple[Path, Path]:
@@ -188,26 +209,28 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], v
     """A bench of parts: start the run (:meth:`BenchRun.start`, ``config.out`` and ``config.device`` resolved), run
     ``parts(config, rows, extra)``, check the claims (``verdicts(extra)``), write the results (the notes begin with
     the device, the threads and the whole bench's seconds and end with the claims) and the record (one metrics row
-    per table row), print them (the table unless ``config.quiet``)."""
+    per table row), print them (the table unless ``config.quiet``). A file of ``more`` a part drew (a plot) is
+    removed when the run then fails or is interrupted before its results are written (:meth:`BenchRun.drawing`)."""
     import torch
 
     bench = BenchRun.start(job, config, more=more, resolve=True, inputs=inputs)
     config = bench.config
-    start = time.perf_counter()
-    rows: list[dict] = []
-    extra: dict = {"config": config, "threads": torch.get_num_threads()}
-    parts(config, rows, extra)
-    extra["seconds"] = time.perf_counter() - start
-    checks = verdicts(extra)
-    extra["checks"] = checks
-    head = f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
-    text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:",
-                      *(checks or ["(none: the parts that ran check no claim)"])])
-    for row in rows:
-        bench.record.log(**row)
-    bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})
-    files = {"plot": extra["plot"]} if extra.get("plot") else {}  # (a part's drawing, named in the record)
-    written = bench.finish(rows, columns, title=title, notes=text, extra=extra, files=files)
+    with bench.drawing():  # (a plot a part drew goes when the results then fail to be written)
+        start = time.perf_counter()
+        rows: list[dict] = []
+        extra: dict = {"config": config, "threads": torch.get_num_threads()}
+        parts(config, rows, extra)
+        extra["seconds"] = time.perf_counter() - start
+        checks = verdicts(extra)
+        extra["checks"] = checks
+        head = f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+        text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:",
+                          *(checks or ["(none: the parts that ran check no claim)"])])
+        for row in rows:
+            bench.record.log(**row)
+        bench.record.summary.update({"checks": checks, "seconds": extra["seconds"], "threads": extra["threads"]})
+        files = {"plot": extra["plot"]} if extra.get("plot") else {}  # (a part's drawing, named in the record)
+        written = bench.finish(rows, columns, title=title, notes=text, extra=extra, files=files)
     if not config.quiet:
         print(markdown_table(rows, columns))
     print("\n".join(checks))

@@ -75,9 +75,11 @@ class RunOptions:
     """The options every training, influence and bench command takes (a mixin for config dataclasses)."""
 
     name: str = _option("", "name of the run: its files are runs/<name>.json (record) and, for a training command, "
-                            "runs/<name>.pt (checkpoint), so --resume --name <name> continues it (a bench: "
-                            "runs/<name>.json/.md and runs/<name>-record.json); folders in the name (sweep/lr3) make "
-                            "a run folder. Without it every run gets a fresh runs/<command>-<time>-<id> name")
+                            "runs/<name>.pt (checkpoint), which its --resume --name <name> continues (a bench: "
+                            "runs/<name>.json/.md and runs/<name>-record.json, written when it ends; a bench takes no "
+                            "--resume: an interrupted one is run again from the start); folders in the name "
+                            "(sweep/lr3) make a run folder. Without it every run gets a fresh "
+                            "runs/<command>-<time>-<id> name")
     json: str = _option("", "run record path (default: runs/<name>.json, a bench's <out>-record.json, or a fresh "
                             "file under runs/)")
     overwrite: bool = _option(False, "replace existing output files instead of refusing to start")

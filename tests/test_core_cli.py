@@ -92,3 +92,16 @@ def test_help_and_version_import_neither_torch_nor_a_domain_model(args):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stderr, out.stderr[-2000:]
     assert "usage:" in out.stdout or out.stdout.startswith("fwdlearn ")
+
+
+@pytest.mark.parametrize("bench", ["seq", "graph", "influence", "dfa"])
+def test_a_bench_s_help_says_it_takes_no_resume(bench, capsys):
+    """Every bench's --help said of --name "so --resume --name <name> continues it", a flag no bench takes (it is
+    refused as unrecognized): an interrupted bench is run again from the start."""
+    with pytest.raises(SystemExit):
+        main(["bench", bench, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a bench takes no --resume: an interrupted one is run again from the start" in text
+    with pytest.raises(SystemExit):
+        main(["bench", bench, "--resume"])
+    assert "unrecognized arguments: --resume" in capsys.readouterr().err

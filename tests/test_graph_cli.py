@@ -729,3 +729,22 @@ def test_a_graph_fit_in_a_log_counts_its_epochs_per_layer(method, capsys):
     lines = [line.split("\r")[-1] for line in capsys.readouterr().err.split("\n")[:-1]]  # (each line's last redraw)
     assert len(lines) == (3 if method == "sf" else 1), lines
     assert all(" 5/5 [" in line and "epoch/s" in line for line in lines), lines
+
+
+def test_bench_influence_interrupted_after_its_plot_leaves_no_plot_to_refuse_the_re_run(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """bench influence drew <out>.png, then wrote its results and record: a failure or Ctrl-C there left the plot
+    alone, and the re-run was refused for it ("<out>.png already exists ... --overwrite")."""
+    from fwdlearn.records import RunRecord
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    args = ["bench", "influence", "--graphs", "karate", "--depths", "1", "--samples", "2", "--pyg-samples", "1",
+            "--repeats", "1", "--epochs", "0", "--hidden", "8", "--quiet", "--out", str(tmp_path / "i")]
+    save_with = RunRecord.save_with
+    monkeypatch.setattr(RunRecord, "save_with", interrupted)
+    assert main(args) == 130
+    assert list(tmp_path.iterdir()) == []  # (i.png was left)
+    monkeypatch.setattr(RunRecord, "save_with", save_with)
+    assert main(args) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i-record.json", "i.json", "i.md", "i.png"]

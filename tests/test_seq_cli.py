@@ -923,3 +923,38 @@ def test_claims_at_thresholds_above_one_follow_the_figure_printed_beside_them():
                                                                     "1.20, BP 8/2 = 1.00 -> met")
     four = next(x for x in lines if "at 4 layers" in x)
     assert four == "- sf >= 84.0% at 4 layers: 83.9999999% -> MISSED", four
+
+
+def test_a_bench_interrupted_or_failing_after_its_plot_leaves_no_plot_to_refuse_the_re_run(text_file, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """bench dfa draws its alignment plot after the parts, then writes its results and record: Ctrl-C or a full disk
+    there left <out>-alignment.png alone, and the re-run was refused for it ("already exists ... --overwrite"). An
+    interrupt between the results' renames finishes the set, which names the plot: it stays."""
+    import errno
+
+    import fwdlearn.files as files
+    from fwdlearn.records import RunRecord
+
+    args = ["bench", "dfa", "--quiet", "--data", str(text_file), "--hidden", "8", "--layers", "1", "--heads", "2",
+            "--context", "12", "--batch-size", "2", "--steps", "2", "--eval-every", "2", "--eval-tokens", "100",
+            "--align-every", "1", "--skip", "cost", "recurrent", "--rules", "dfa"]
+    save_with = RunRecord.save_with
+    for stop, status in ((KeyboardInterrupt, 130), (OSError(errno.ENOSPC, "No space left on device"), 2)):
+        def failing(self, *rest, stop=stop, **kwargs):
+            raise stop
+        monkeypatch.setattr(RunRecord, "save_with", failing)
+        assert main([*args, "--out", str(tmp_path / "d")]) == status
+        assert sorted(p.name for p in tmp_path.glob("d*")) == []  # (d-alignment.png was left)
+    monkeypatch.setattr(RunRecord, "save_with", save_with)
+    sync, calls = files._sync_folders, []
+
+    def interrupted(paths):
+        sync(paths)
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(files, "_sync_folders", interrupted)  # (Ctrl-C after the renames: the set is whole)
+    assert main([*args, "--out", str(tmp_path / "e")]) == 130
+    names = sorted(p.name for p in tmp_path.glob("e*"))
+    assert names == ["e-alignment.png", "e-record.json", "e.json", "e.md"]
+    assert json.loads((tmp_path / "e-record.json").read_text())["files"]["plot"] == str(tmp_path / "e-alignment.png")

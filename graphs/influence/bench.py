@@ -322,7 +322,6 @@ def run_bench(config) -> int:
             data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
     _speed_curve(config, _load_graphs(config, other, quiet), speed, quiet, device)
     seeds = _trained_ranges(config, data, other, quiet, device) if data is not None else None
-    _plot_curve(speed, plot_path)
     for row in speed + other:
         record.log(**row)
     for row in other:
@@ -344,7 +343,9 @@ def run_bench(config) -> int:
              "### Other measurements\n\n" + markdown_table(other, COLUMNS) + "\n" + _trained_note(config)
              + _seeds_note(seeds))
     print(markdown_table(speed, SPEED_COLUMNS), end="")
-    bench.finish(speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size", notes=notes,
-                 extra={"other": other, "plot": str(plot_path)}, files={"plot": plot_path})
+    with bench.drawing():  # (a plot drawn, then results that fail to be written or Ctrl-C: the plot goes too)
+        _plot_curve(speed, plot_path)
+        bench.finish(speed, SPEED_COLUMNS, title="Influence: speed-up over PyG against hop-ball size", notes=notes,
+                     extra={"other": other, "plot": str(plot_path)}, files={"plot": plot_path})
     print(f"wrote {md_path}, {plot_path} and the record {bench.paths.record}")
     return 0

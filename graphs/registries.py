@@ -13,7 +13,8 @@ included, without loading torch. (The graph methods' registry is :data:`fwdlearn
   ``LINK_METHODS.register("name", LinkMethod(score, layerwise))``.
 * :data:`GRAPH_TASKS`: ``graph train --task`` name -> :class:`~fwdlearn.graphs.tasks.GraphTask` (``node``, ``link``):
   the model, default method, method names and metric of each. A new one is
-  ``GRAPH_TASKS.register("name", MyTask())``.
+  ``GRAPH_TASKS.register("name", MyTask())`` (an instance; a ``GraphTask`` that leaves its ``default_method``,
+  ``metric``, ``method_names``, ``method_name`` or ``train`` undefined is refused, naming them).
 """
 
 from __future__ import annotations
@@ -45,6 +46,30 @@ def _check_conv(name: str, kind) -> None:
                         "(message passing only)")
 
 
+_TASK_ENTRY = instance_entry("GRAPH_TASKS", "graph task")
+
+
+def _check_task(name: str, task) -> None:
+    """A graph task is an instance, and one of :class:`~fwdlearn.graphs.tasks.GraphTask` defines what ``graph train``
+    asks of it: ``default_method`` and ``metric`` (non-blank strings), ``method_names``, ``method_name`` and ``train``
+    (without a default method ``graph train --task`` alone was refused as "--method '' is not a ... method", a flag
+    the user had not given; without ``train`` it failed once the graph was read, a bare ``NotImplementedError``)."""
+    _TASK_ENTRY(name, task)
+    from fwdlearn.graphs.tasks import GraphTask  # (imports no torch)
+
+    if not isinstance(task, GraphTask):
+        return
+    missing = [attribute for attribute in ("default_method", "metric")
+               if not isinstance(getattr(task, attribute), str) or not getattr(task, attribute).strip()]
+    missing += [method for method in ("method_names", "method_name", "train")
+                if getattr(type(task), method) is getattr(GraphTask, method)]
+    if missing:
+        raise TypeError(f"the graph task {name!r} ({type(task).__name__}) does not define {', '.join(missing)}, which "
+                        "graph train asks of a task (fwdlearn.graphs.tasks.GraphTask says what each is): define "
+                        f"{'it' if len(missing) == 1 else 'them'}, or subclass NodeClassification or LinkPrediction, "
+                        "which define them all")
+
+
 #: conv name -> :class:`~fwdlearn.graphs.nn.convs.ConvKind`
 CONV_KINDS = Registry("conv", {
     "gcn": "fwdlearn.graphs.nn.convs:GCN_KIND",
@@ -64,7 +89,7 @@ LINK_METHODS = Registry("link method", {
 GRAPH_TASKS = Registry("graph task", {
     "node": "fwdlearn.graphs.tasks:NODE",
     "link": "fwdlearn.graphs.tasks:LINK",
-}, lower_case=True, check=instance_entry("GRAPH_TASKS", "graph task"))
+}, lower_case=True, check=_check_task)
 
 
 def link_rule(name: str) -> str:

@@ -3,7 +3,9 @@
 A task (:class:`GraphTask`) is what differs between them: the model it trains, the method it trains by default and
 the names its methods go by, the score it reports, and what it reads of a graph. ``graph train`` looks its task up
 in :data:`~fwdlearn.graphs.registries.GRAPH_TASKS` and asks it, rather than comparing ``--task`` with names. A new
-task is one :class:`GraphTask` subclass and ``GRAPH_TASKS.register("name", MyTask())``.
+task is one :class:`GraphTask` subclass and ``GRAPH_TASKS.register("name", MyTask())`` (its ``default_method``,
+``metric``, ``method_names``, ``method_name`` and ``train`` defined: one that leaves any undefined is refused, naming
+them).
 
 ========  =========================  ==============  =================  ================================
 task      model                      default method  metric             reads of the graph
@@ -59,7 +61,12 @@ class GraphTask:
     def train(self, data, *, method: str, conv: str, hidden: int, layers: int, seed: int, **fit):
         """A model of the task built on ``data`` (``method``, ``conv``, ``hidden``, ``layers``, seeded by ``seed``)
         and fitted on it with the keyword arguments ``fit`` of its ``fit``; the fit's report, whose ``as_dict()``
-        holds :attr:`metric`."""
+        holds :attr:`metric` (else ``graph train`` refuses the task, naming the keys it holds).
+
+        ``graph train`` reads nothing else of the report where it is missing: its table shows ``method``, ``conv``,
+        ``layers``, ``fit_seconds``, ``saved_bytes_per_step`` and ``peak_memory_bytes`` of ``as_dict()`` when there
+        (an empty cell otherwise), and a ``resumed`` attribute, where the report has one, says what a resumed fit
+        continued from (as :class:`~fwdlearn.graphs.nn.forward_gnn.FitReport`'s)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

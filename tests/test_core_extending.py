@@ -292,3 +292,76 @@ def test_a_graph_task_registered_by_a_user_is_a_choice_of_graph_train(tmp_path):
     finally:
         GRAPH_TASKS.unregister("nodes-bp")
     assert "nodes-bp" not in GRAPH_TASKS
+
+
+def test_a_graph_task_with_a_report_of_its_own_trains_and_a_wrong_metric_is_named(tmp_path):
+    """``GraphTask.train`` returns a report whose ``as_dict()`` holds the task's metric: a report of the task's own
+    holding its metric alone failed after the fit (``AttributeError: 'Scored' object has no attribute 'resumed'``,
+    then with ``--splits 2`` ``KeyError: 'method'``), and a metric the report does not hold was a ``KeyError:
+    'test_acc'`` once every split had trained, naming neither the task nor the keys it holds."""
+    import json
+
+    from fwdlearn.graphs.registries import GRAPH_TASKS
+    from fwdlearn.graphs.tasks import NodeClassification
+
+    class Scored:
+        def __init__(self, score):
+            self.score = score
+
+        def as_dict(self):
+            return {"test_score": self.score}
+
+    class OwnReport(NodeClassification):
+        default_method = "bp"
+        metric = "test_score"
+
+        def train(self, data, **settings):
+            return Scored(super().train(data, **settings).test_accuracy)
+
+    class Misnamed(NodeClassification):
+        metric = "test_acc"
+
+    GRAPH_TASKS.register("own-report", OwnReport())
+    GRAPH_TASKS.register("misnamed", Misnamed())
+    flags = ["--data", "karate", "--layers", "1", "--hidden", "8", "--epochs", "2", "--quiet"]
+    try:
+        path = tmp_path / "run.json"
+        assert main(["graph", "train", "--task", "own-report", *flags, "--splits", "2", "--json", str(path)]) == 0
+        summary = json.loads(path.read_text())["summary"]
+        assert 0.0 <= summary["test_score_mean"] <= 1.0 and summary["test_score_std"] >= 0.0
+        with pytest.raises(TypeError, match=r"'misnamed' \(Misnamed\) says its metric is 'test_acc', but the report "
+                                            r"its train\(\) returned holds .*'test_accuracy'"):
+            main(["graph", "train", "--task", "misnamed", *flags, "--json", str(tmp_path / "misnamed.json")])
+    finally:
+        GRAPH_TASKS.unregister("own-report")
+        GRAPH_TASKS.unregister("misnamed")
+
+
+def test_a_graph_task_that_leaves_what_graph_train_asks_undefined_is_refused_when_registered():
+    """A ``GraphTask`` subclass without a ``default_method`` was registered, and ``graph train --task`` alone refused
+    it as "--method '' is not a ... method", a flag the user had not given; one without ``train`` failed once the graph
+    was read, with a bare ``NotImplementedError``. Both are refused when registered, naming what is missing."""
+    from fwdlearn.graphs.registries import GRAPH_TASKS, LINK_METHODS, link_method
+    from fwdlearn.graphs.tasks import GraphTask, LinkPrediction
+
+    class NoDefault(LinkPrediction):
+        default_method = ""
+
+    class NoTrain(GraphTask):
+        default_method, metric, labels = "bp", "test_auc", False
+
+        def method_names(self):
+            return LINK_METHODS.names()
+
+        def method_name(self, method):
+            return link_method(method)
+
+    with pytest.raises(TypeError, match=r"'no-default' \(NoDefault\) does not define default_method, which graph "
+                                        r"train asks of a task"):
+        GRAPH_TASKS.register("no-default", NoDefault())
+    with pytest.raises(TypeError, match=r"'no-train' \(NoTrain\) does not define train, .*subclass "
+                                        r"NodeClassification or LinkPrediction"):
+        GRAPH_TASKS.register("no-train", NoTrain())
+    with pytest.raises(TypeError, match="does not define default_method, metric, method_names, method_name, train"):
+        GRAPH_TASKS.register("nothing", GraphTask())
+    assert not {"no-default", "no-train", "nothing"} & set(GRAPH_TASKS)

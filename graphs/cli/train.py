@@ -124,9 +124,10 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
     saving = {}
     if checkpoints is not None:
         saving = {"checkpoint": checkpoints[i], "resume": config.resume, "overwrite": config.overwrite}
+    task = GRAPH_TASKS.get(config.task)
     seed_everything(seed)
     try:
-        report = GRAPH_TASKS.get(config.task).train(
+        report = task.train(
             data, method=config.method, conv=config.conv, hidden=config.hidden, layers=config.layers, seed=seed,
             epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay, patience=patience,
             eval_every=config.eval_every, quiet=config.quiet, **saving)
@@ -143,14 +144,21 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
         raise TrainingInterrupted(stop.step, stop.checkpoint, stop.saved_step,
                                   where=", ".join(filter(None, [stop.where, split])),
                                   saved=stop.saved, resume_with=checkpoints[0]) from None
-    row = {"split": seed, **{k: v for k, v in report.as_dict().items()
-                             if k not in ("per_layer", "history", "resumed")}}
+    values = report.as_dict()
+    if task.metric not in values:  # (a KeyError once every split had trained, naming neither the task nor the fix)
+        raise TypeError(f"the graph task {config.task!r} ({type(task).__name__}) says its metric is {task.metric!r}, "
+                        f"but the report its train() returned holds {', '.join(map(repr, values)) or 'nothing'} "
+                        "(as_dict()): set the task's metric to the key of its held-out score, or add that key to "
+                        "the report")
+    row = {"split": seed, **{k: v for k, v in values.items() if k not in ("per_layer", "history", "resumed")}}
+    # (a report of the task's own may have no resumed: it was read as an attribute every report has)
+    resumed = getattr(report, "resumed", None)
     if record is not None:
-        record.log(**report.as_dict(), split=seed)
-        if report.resumed is not None:  # the step each split continued from and the settings that changed
-            record.summary.setdefault("resumed", {})[f"split {seed}"] = report.resumed
-    if describe_resume(report.resumed):
-        print(f"split {seed}: {describe_resume(report.resumed)}")
+        record.log(**values, split=seed)
+        if resumed is not None:  # the step each split continued from and the settings that changed
+            record.summary.setdefault("resumed", {})[f"split {seed}"] = resumed
+    if describe_resume(resumed):
+        print(f"split {seed}: {describe_resume(resumed)}")
     return row
 
 
@@ -283,8 +291,10 @@ def _run(args: argparse.Namespace) -> int:
     table = list(rows)
     if len(rows) > 1:
         m, s = mean_std([r[metric] for r in rows])
-        table.append({"split": "mean ± std", "method": rows[0]["method"], metric: f"{m:.4f} ± {s:.4f}",
-                      "fit_seconds": mean_std([r["fit_seconds"] for r in rows])[0]})
+        # (the method and the fit time as the task's report gives them: one of its own may hold its metric alone)
+        seconds = [r["fit_seconds"] for r in rows if "fit_seconds" in r]
+        table.append({"split": "mean ± std", "method": rows[0].get("method"), metric: f"{m:.4f} ± {s:.4f}",
+                      "fit_seconds": mean_std(seconds)[0] if len(seconds) == len(rows) else None})
         record.summary.update({f"{metric}_mean": m, f"{metric}_std": s})
     else:
         record.summary[metric] = rows[0][metric]

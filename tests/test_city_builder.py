@@ -611,3 +611,23 @@ def test_eccentricity_batches_hold_about_batch_pairs_whatever_the_first_ids_are(
     batched = local_eccentricity(edges, length, road + side * side, hops=6, batch_pairs=2000)
     np.testing.assert_array_equal(batched, one_batch)
     assert max(held[1:]) <= 1.5 * 2000, held  # (a grid junction's ball holds 85 pairs, a road junction's 13)
+
+
+def test_self_loops_are_dropped_and_change_nothing():
+    """Step 1 of the builder: an undirected simple graph, self-loops dropped (a loop's length entered its junction's
+    mean length and the loop stayed in edge_index)."""
+    from fwdlearn.graphs.data.citynet import city_data
+    from fwdlearn.graphs.data.road_readers import RoadGraph
+
+    rng = np.random.default_rng(0)
+    n = 40
+    edges = np.concatenate([np.stack([np.arange(n), (np.arange(n) + 1) % n], 1), rng.integers(0, n, (20, 2))])
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    length = rng.uniform(1, 3, len(edges))
+    loops = np.array([[5, 5], [17, 17]])
+    plain = city_data(RoadGraph(n, edges, coords=None, length=length), hops=3, classes=4)
+    looped = city_data(RoadGraph(n, np.concatenate([edges, loops]), coords=None,
+                                 length=np.concatenate([length, [50.0, 80.0]])), hops=3, classes=4)
+    assert bool((looped.edge_index[0] != looped.edge_index[1]).all())
+    assert torch.equal(looped.edge_index, plain.edge_index) and torch.equal(looped.y, plain.y)
+    torch.testing.assert_close(looped.x, plain.x)

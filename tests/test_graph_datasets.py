@@ -654,3 +654,48 @@ def test_planetoid_raw_files_pickled_again_by_python_3_load(tmp_path, protocol):
         (raw / path.name).write_bytes(pickle.dumps(content, protocol=protocol))
     data = load_graph("cora", root=tmp_path / "root")
     assert data.num_nodes == 2708 and data.x.shape == (2708, 1433) and int(data.train_mask.sum()) == 140
+
+
+def test_the_split_and_mask_checks_hold_at_their_edges():
+    """Mutation round 6: a zero fraction is legal, a sum off by 0.05 is not; an empty mask, a [N, 1] mask and a boolean
+    edge_index are refused (each check let its mutant through: no test read it)."""
+    from fwdlearn.graphs.data.datasets import check_edge_index, check_fractions, check_mask
+
+    train, val, test = random_split(10, seed=0, fractions=(0.5, 0.0, 0.5))
+    assert [int(m.sum()) for m in (train, val, test)] == [5, 0, 5] and not bool((train & test).any())
+    with pytest.raises(ValueError, match=r"summing to 1; got \(0.6, 0.2, 0.15\)"):
+        check_fractions((0.6, 0.2, 0.15))
+    with pytest.raises(ValueError, match=r"data.train_mask must be a boolean vector of length num_nodes=6; got dtype "
+                                         r"torch.bool and shape \(6, 1\)"):
+        check_mask(torch.ones(6, 1, dtype=torch.bool), "data.train_mask", 6)
+    with pytest.raises(TypeError, match=r"data.edge_index must hold integer node ids; got torch.bool"):
+        check_edge_index(torch.ones(2, 3, dtype=torch.bool), 5)
+    data = load_graph("karate", split="random", seed=0)
+    data.val_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"data.val_mask selects no node; at least one validation node is needed"):
+        check_masks(data, "data")
+
+
+def test_karates_val_and_test_halves_are_drawn_from_the_seed():
+    """Its public split: the 4 labelled nodes train, the others are halved into val/test "with seed"."""
+    a, b = load_graph("karate", seed=0), load_graph("karate", seed=1)
+    assert torch.equal(a.train_mask, b.train_mask) and int(a.val_mask.sum()) == int(b.val_mask.sum()) == 15
+    assert not torch.equal(a.val_mask, b.val_mask)
+    assert torch.equal(a.val_mask, load_graph("karate", seed=0).val_mask)
+
+
+def test_a_public_split_stored_as_columns_takes_the_first_split_of_each_mask(monkeypatch):
+    """PyG data sets that ship several splits hold [N, splits] masks: the public split is column 0 of each."""
+    from torch_geometric.data import Data
+
+    import fwdlearn.graphs.data.datasets as datasets
+
+    n, gen = 12, torch.Generator().manual_seed(0)
+    masks = [torch.stack([m for m in random_split(n, seed=s)], 1) for s in range(3)]  # [N, 3] train/val/test
+    train, val, test = (torch.stack([masks[s][:, k] for s in range(3)], 1) for k in range(3))
+    graph = Data(x=torch.randn(n, 2, generator=gen), edge_index=torch.tensor([[0, 1], [1, 0]]),
+                 y=torch.arange(n) % 2, train_mask=train, val_mask=val, test_mask=test)
+    monkeypatch.setattr(datasets, "_downloadable", lambda *args, **kwargs: graph.clone())
+    data = load_graph("amazon:photo", split="public")
+    for key, column in zip(("train_mask", "val_mask", "test_mask"), (train, val, test)):
+        assert torch.equal(getattr(data, key), column[:, 0])

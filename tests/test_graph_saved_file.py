@@ -663,3 +663,14 @@ def test_bench_influence_trains_models_of_the_saved_graphs_num_classes(tmp_path,
                  "--pyg-samples", "1", "--repeats", "1", "--data", f"file:{path}", "--epochs", "1", "--layers", "2",
                  "--forward-method", "", "--hidden", "8", "--quiet", "--out", str(tmp_path / "b")]) == 0
     assert widths == [5, 5, 5]  # (the speed curve's GCN, then mlp-2 and gcn-2)
+
+
+def test_a_graph_for_link_prediction_gets_float_features_from_integer_ones(tmp_path):
+    """labels=False returns "float x and int64 edge_index": integer features (counts, 0/1) are read as float there too,
+    as for node classification."""
+    from fwdlearn.graphs.data.datasets import load_graph
+
+    counts = torch.randint(0, 3, (40, 3), generator=torch.Generator().manual_seed(0))
+    data = load_graph(f"file:{_saved(tmp_path, _graph(x=counts, y=None))}", labels=False)
+    assert data.x.dtype == torch.float32 and torch.equal(data.x, counts.float())
+    assert data.edge_index.dtype == torch.long

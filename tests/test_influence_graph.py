@@ -696,3 +696,22 @@ def test_a_conv_built_with_cached_true_is_measured_without_its_cache_and_keeps_i
         assert all(conv.cached for conv in model.convs)
         assert all(conv._cached_edge_index is was for conv, was in zip(model.convs, held))  # (None stays None)
     assert torch.equal(cached(data.x, data.edge_index), plain(data.x, data.edge_index))
+
+
+def test_induced_union_keeps_the_original_edge_order_within_each_ball():
+    """As PyG's k_hop_subgraph: within a ball the edges come in the edge list's order (not sorted by target)."""
+    from fwdlearn.graphs.data.hop_balls import hop_balls, in_neighbour_matrix, induced_union
+
+    data = random_graph(nodes=20, edges=30, seed=4)
+    edges = data.edge_index[:, torch.randperm(data.edge_index.shape[1], generator=torch.Generator().manual_seed(0))]
+    edges = edges.numpy()
+    matrix = in_neighbour_matrix(edges, 20)
+    balls = hop_balls(matrix, [3, 11], 2)
+    union, entry = induced_union(matrix, balls)
+    expected = []
+    for s in range(2):
+        lo, hi = balls.offsets[s], balls.offsets[s + 1]
+        pair = {int(node): lo + i for i, node in enumerate(balls.node[lo:hi])}
+        expected += [(pair[u], pair[v]) for u, v in edges.T.tolist() if u in pair and v in pair]
+    assert [tuple(e) for e in union.T.tolist()] == expected
+    assert (matrix.indices[entry] == balls.node[union[0]]).all()

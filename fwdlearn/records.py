@@ -313,10 +313,19 @@ class NoRunRecord(InputError):
         self.why, self.json, self.damaged = why, json, damaged
 
 
-#: the largest file :func:`read_record` reads as a run record: a record is some kB to a few MB (``graph train --splits
-#: 5 --epochs 300 --patience 0``, a history row per epoch of each of 4 layers of 5 splits: 0.8 MB), and a file of
-#: 2 GB put at a record's path took 18 s and 4 GB of memory to be found no record
+#: the largest file :func:`read_record` reads as a run record unless it ends as a JSON object does (``}``): a record is
+#: some kB to a few MB (``graph train --splits 5 --epochs 300 --patience 0``, a history row per epoch of each of 4
+#: layers of 5 splits: 0.8 MB), and a file of 2 GB put at a record's path took 18 s and 4 GB of memory to be found no
+#: record. A long run's record may be larger (``seq train`` logs a row per step, about 125 bytes: 560,000 steps wrote
+#: 70 MB), and it ends with its closing brace: it is read whole
 RECORD_BYTES = 64 << 20
+
+
+def _ends_an_object(handle, size: int) -> bool:
+    """Whether the file open as ``handle`` (``size`` bytes) ends as a JSON object does, with ``}`` (and white space):
+    its last bytes read, no more."""
+    handle.seek(max(0, size - 64))
+    return handle.read(64).rstrip().endswith(b"}")
 
 
 def read_record(path: str | Path, largest: int | None = RECORD_BYTES) -> SavedRecord | None:
@@ -324,9 +333,10 @@ def read_record(path: str | Path, largest: int | None = RECORD_BYTES) -> SavedRe
     there (none, a folder, a device or a pipe: those were read without end). A file there that is no run record is
     a :class:`NoRunRecord` (an :class:`~fwdlearn.errors.InputError`) naming it and what it is: not a JSON object, not
     UTF-8 text, not valid JSON (cut short or damaged), a bench's results, a ``"job"`` that is no string, or larger
-    than ``largest`` bytes (by default :data:`RECORD_BYTES`, 64 MiB; ``None``: any size), which is not read (a big
-    file is something else: a torch file, data). Keys a record of an older
-    fwdlearn (or a JSON object of the user's) lacks are read as empty (``"job"``: ``""``; ``"files"``: none;
+    than ``largest`` bytes (by default :data:`RECORD_BYTES`, 64 MiB; ``None``: any size) without ending as a JSON
+    object does, which is not read (a big file is something else: a torch file, data). A file over ``largest`` that
+    ends with ``}`` (the record of a long run: ``seq train`` logs a row per step) is read whole. Keys a record of an
+    older fwdlearn (or a JSON object of the user's) lacks are read as empty (``"job"``: ``""``; ``"files"``: none;
     ``"cwd"``: ``None``)."""
     path = Path(path)
 
@@ -340,11 +350,14 @@ def read_record(path: str | Path, largest: int | None = RECORD_BYTES) -> SavedRe
         with open(path, "rb") as handle:
             if handle.read(64).lstrip()[:1] != b"{":  # (a torch file, a text: never read whole)
                 raise refused("it is not a JSON object", json=False)
+            size = os.fstat(handle.fileno()).st_size
+            whole = largest is None or size > largest and _ends_an_object(handle, size)  # (a long run's record: a
+            # record that the run itself wrote was refused as larger than a record, and --resume with it)
+            too_big = not whole and size > largest
             handle.seek(0)
             # (no more than the cap read, even of a file grown since its size was asked)
-            too_big = largest is not None and os.fstat(handle.fileno()).st_size > largest
-            data = b"" if too_big else handle.read(-1 if largest is None else largest + 1)
-            if too_big or largest is not None and len(data) > largest:
+            data = b"" if too_big else handle.read(-1 if whole else largest + 1)
+            if too_big or not whole and len(data) > largest:
                 raise refused(f"it is larger than {largest:,} bytes, more than a run record holds (some kB to a few "
                               "MB)", json=False)
     except OSError as error:

@@ -954,8 +954,33 @@ def test_a_huge_file_at_a_record_or_a_lock_is_refused_without_being_read_whole(t
     assert not refused.value.json and peak < 1 << 20  # (neither file read beyond its cap)
     Path("runs/a.json").write_text(json.dumps({"job": "graph-train", "metrics": [{"loss": 0.5}] * 50_000}))
     assert read_record("runs/a.json").job == "graph-train"  # (a long run's record, 0.8 MB, is read)
+    Path("runs/a.json").write_text(json.dumps({"job": "graph-train", "metrics": [{"loss": 0.5}] * 50}) + "\n ")
+    assert read_record("runs/a.json", largest=100).job == "graph-train"  # (a record past the cap, ending as one)
+    with open("runs/a.json", "ab") as f:
+        f.write(b"\0" * 100)
     with pytest.raises(NoRunRecord, match="larger than 100 bytes"):  # (largest: the cap the caller gives)
         read_record("runs/a.json", largest=100)
+
+
+def test_a_long_runs_record_larger_than_record_bytes_is_read_and_resumed(tmp_path, monkeypatch):
+    """A record the run itself wrote, past RECORD_BYTES (seq train logs a row per step, about 125 bytes: 560,000
+    steps wrote 70 MB), was refused as "larger than 67,108,864 bytes, more than a run record holds", and --resume
+    with it ("pass --overwrite with --resume to replace it"). It ends with its closing brace: it is read whole."""
+    from fwdlearn.records import RunRecord, read_record
+    from fwdlearn.runs import record_files
+
+    monkeypatch.chdir(tmp_path)
+    record = RunRecord("seq-train", None, seed=0)
+    for step in range(1, 101):
+        record.log(step=step, loss=2.884335517883301, grad_norm=0.6494225859642029, lr=0.002)
+    Path("run.pt").touch()
+    record.add_file("checkpoint", "run.pt")
+    record.save("run.json")
+    size = Path("run.json").stat().st_size
+    assert size > 10_000
+    assert read_record("run.json", largest=size // 4).job == "seq-train"
+    monkeypatch.setattr(read_record, "__defaults__", (size // 4,))  # (RECORD_BYTES, as a long run outgrows it)
+    assert record_files("run.json")[0] == "seq-train"
 
 
 def test_a_list_of_renames_found_in_a_folder_renames_nothing_outside_it(tmp_path, monkeypatch):

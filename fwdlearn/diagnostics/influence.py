@@ -35,7 +35,7 @@ exact because input element :math:`p` reaches only its own seed's output :math:`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Set
+from collections.abc import Callable, Iterator, KeysView, Set
 from contextlib import contextmanager
 
 import torch
@@ -49,13 +49,15 @@ __all__ = ["jacobian_l1", "distance_totals", "influence_curve", "influence_range
 def chosen_indices(given, size: int, name: str, unit: str) -> Tensor:
     """The indices (``int64``, on the CPU) a user chose among ``size`` items: integer ids (a list, a tuple, a
     ``range``, an array, a tensor; order and repeats kept; a set, which has no order, in increasing order; any other
-    iterable of ids, such as a generator, as it yields them) or a boolean mask of ``size`` entries. ``name`` and
-    ``unit`` word the errors (``"nodes="``, ``"node"``): a float id, a mask of another length, no index, one outside
-    ``[0, size-1]``, a 0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``), or a tensor on
-    the meta device.
+    iterable of ids, such as a generator or a dict's keys, as it yields them) or a boolean mask of ``size`` entries.
+    ``name`` and ``unit`` word the errors (``"nodes="``, ``"node"``): a float id, a mask of another length, no index,
+    one outside ``[0, size-1]``, a 0/1 mask stored as integers (``size`` entries, each 0 or 1, with ``size >= 3``), or
+    a tensor on the meta device.
     """
     check_not_meta(name, given, f"its values choose the {unit}s")  # (torch's "Cannot copy out of meta tensor")
-    if isinstance(given, Set):  # (torch's "Could not infer dtype of set": nodes={3, 4})
+    if isinstance(given, Set) and not isinstance(given, KeysView):  # (torch's "Could not infer dtype of set":
+        # nodes={3, 4}; a dict's keys, set-like but in the dict's order, keep it: they were sorted, and the rows of
+        # per_seed no longer followed the dict the user read them by)
         try:
             given = sorted(given)
         except TypeError:  # (ids that do not compare: refused below, as a list of them is)

@@ -351,8 +351,10 @@ def hop_influence(model: GraphModel, data, max_hops: int, samples: int | None = 
             computing without their cache, all restored afterwards (the caches as they were). One that cannot be
             called so (a ``forward(data)``, a required ``batch``) is refused, naming the wrapper that measures it
             (``lambda x, edge_index: model(Data(x=x, edge_index=edge_index))``, after ``model.eval()``: a wrapper is
-            not put in eval mode). A random model (two calls on the same input differ: ``F.dropout(x, p)`` without
-            ``training=self.training``, a wrapped module in train mode) is refused.
+            not put in eval mode, nor are the cached convs of the module it calls turned off: build those with
+            ``cached=False``, or set ``conv.cached = False`` and ``conv._cached_edge_index = None``). A random model
+            (two calls on the same input differ: ``F.dropout(x, p)`` without ``training=self.training``, a wrapped
+            module in train mode) is refused.
         data: a ``torch_geometric.data.Data`` with float ``x`` and ``edge_index``, on any device: for an
             ``nn.Module`` they are moved to its device (its first parameter's), as :meth:`ForwardGNN.scores
             <fwdlearn.graphs.ForwardGNN.scores>` takes them; a plain callable's stay where they are. The model is

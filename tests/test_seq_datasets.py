@@ -556,3 +556,24 @@ def test_a_missing_or_empty_split_choice_is_a_plain_error(tmp_path):
         load_text(str(tmp_path / "t.txt"), split="nope")
     with pytest.raises(ValueError, match=r"^split=\[\] keeps no split; available: train, validation$"):
         load_text(str(tmp_path / "t.txt"), split=[])
+
+
+def test_copy_task_shows_go_at_the_recall_steps_only_and_blanks_between():
+    """Layout 0 blank, 1..symbols data, symbols + 1 go: data at t < count, blanks until lag, go from lag on (go
+    markers at every blank would tell the model nothing about when to recall); chance 1/symbols."""
+    task = CopyTask(lag=10, count=3, symbols=5)
+    x, _ = task.sample(32, torch.Generator().manual_seed(1))
+    assert bool(((x[:, :3] >= 1) & (x[:, :3] <= 5)).all())
+    assert bool((x[:, 3:10] == 0).all()) and bool((x[:, 10:] == 6).all())
+    assert task.vocab_size == 7 and task.out_size == 5 and task.chance == pytest.approx(1 / 5)
+
+
+@pytest.mark.parametrize("length", [7, 20])
+def test_adding_problem_marks_one_step_in_each_half(length):
+    """One mark in t < length // 2, the other in t >= length // 2, every position of each half drawn."""
+    task = AddingProblem(length=length, levels=4)
+    x, _ = task.sample(2000, torch.Generator().manual_seed(3))
+    marked = (x // 4).nonzero()[:, 1].view(-1, 2)  # per row, the two marked steps in order
+    half = length // 2
+    assert bool((marked[:, 0] < half).all()) and bool((marked[:, 1] >= half).all())
+    assert set(marked[:, 0].tolist()) == set(range(half)) and set(marked[:, 1].tolist()) == set(range(half, length))

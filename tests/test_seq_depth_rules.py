@@ -309,3 +309,59 @@ def test_a_transformer_refuses_a_time_rule_naming_the_depth_rules_it_takes():
     with pytest.raises(ValueError, match=r"^a transformer has no recurrence: give a depth rule only \(one of bp, "
                                          r"dfa\[:micro\], local:readout, shallow\); got local:readout\+dsf$"):
         TransformerLM(5, hidden=8, heads=2, training="local:readout+dsf")
+
+
+@pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
+def test_local_readout_trains_the_embedding_with_the_first_block(family):
+    """The embedding learns with the first block: its gradient (and block 0's) is that of block 0's own head's loss
+    alone (an input detached at block 0 too left the embedding at its initial weights, unnoticed)."""
+    model = list(_models("local:readout"))[family]
+    tokens, targets = torch.randint(0, 11, (2, 12)), torch.randint(0, 11, (2, 12))
+    grads = _gradients(model, tokens, targets)
+    model.zero_grad(set_to_none=True)
+    _, _, hiddens = model._forward(tokens)
+    lm_loss(model.depth.readouts[0](hiddens[0]), targets).backward()  # block 0's own loss alone
+    own = {n: p.grad for n, p in model.named_parameters() if p.grad is not None and not n.startswith("depth.")}
+    assert "embedding.weight" in own and float(own["embedding.weight"].abs().sum()) > 0
+    assert {n.split(".")[0] for n in own} <= {"embedding", "positions", "blocks"}
+    for name, g in own.items():
+        torch.testing.assert_close(grads[name], g)
+
+
+def test_local_readout_heads_take_each_blocks_own_width():
+    """Blocks of different widths (a family may declare any per block): head R_l reads block l's output width, and each
+    block's gradient is its own head's loss's (heads built for the next block's widths failed on the first step)."""
+    torch.manual_seed(0)
+    widths = [5, 4, 6, 3]
+    model = LinearStack(7, widths, "local:readout")
+    assert [r[1].in_features for r in model.depth.readouts] == widths[1:-1]
+    tokens, targets = torch.randint(0, 7, (3, 9)), torch.randint(0, 7, (3, 9))
+    grads = _gradients(model, tokens, targets)
+    for l in range(len(widths) - 2):
+        model.zero_grad(set_to_none=True)
+        _, _, hiddens = model._forward(tokens)
+        lm_loss(model.depth.readouts[l](hiddens[l]), targets).backward()
+        torch.testing.assert_close(grads[f"seconds.{l}.weight"], model.seconds[l].weight.grad)
+
+
+def test_outside_train_mode_every_rule_gives_backprop_gradients():
+    """An influence Jacobian is read in eval() mode with gradients on: the model is then the plain stack, so a
+    dfa / local:readout / shallow model's input gradient is backprop's (the rule's wiring applies only in train())."""
+    tokens, targets = torch.randint(0, 11, (2, 8)), torch.randint(0, 11, (2, 8))
+    for rule in ("dfa:micro", "local:readout", "shallow"):
+        grads = []
+        for training in (rule, "bp"):
+            torch.manual_seed(0)
+            model = RecurrentLM(11, cell="gru", hidden=8, layers=2, training=training).double().eval()
+            emb = model.embed(tokens).detach().requires_grad_()
+            lm_loss(model.forward_from_embeddings(emb), targets).backward()
+            grads.append(emb.grad)
+        torch.testing.assert_close(grads[0], grads[1], msg=rule)
+
+
+@pytest.mark.parametrize("family", [TransformerLM, RecurrentLM])
+def test_a_local_readout_variant_is_refused_naming_the_rules_taken(family):
+    """local:readout:<variant> names a way of feeding the objective no language model implements: refused, not read as
+    local:readout (str(model.rule) would then name a rule it does not train by)."""
+    with pytest.raises(ValueError, match=r"by one of bp, dfa\[:micro\], local:readout, shallow; got local:readout:la"):
+        family(11, hidden=8, layers=1, training="local:readout:la")

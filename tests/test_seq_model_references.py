@@ -190,3 +190,59 @@ def test_top_k_and_temperature_draw_from_the_renormalised_softmax_of_the_k_large
     counts = torch.bincount(drawn, minlength=8).float() / drawn.numel()
     assert counts[3:].sum() == 0
     torch.testing.assert_close(counts[:3], torch.softmax(torch.tensor([2.0, 1.0, 0.0]) / 2, 0), rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "gru", "lstm", "linear"])
+@pytest.mark.parametrize("norm", [True, False], ids=["pre-ln", "plain"])
+def test_the_recurrent_lm_computes_its_documented_forward_pass(cell, norm):
+    """x_0 = E[w]; plain blocks x_l = x + h(x), pre-LN blocks y = x + h(LN1 x), x_l = y + W2 GELU(W1 LN2 y);
+    logits = W_o LN(x_L) (no final norm when plain); h the cell's output stepped by hand from each layer's carried
+    state: torch.rnn_tanh_cell / gru_cell, lstm_cell with s = [h, c] and output W_s [h; c] + b_s, the linear
+    cell's lambda * s + W u + b. Each layer starts from its own carried state (and returns it)."""
+    torch.manual_seed(0)
+    W, T, L = 6, 5, 2
+    model = RecurrentLM(11, cell=cell, hidden=W, layers=L, norm=norm).double().eval()
+    _randomize_norms(model)
+    tokens = torch.randint(0, 11, (2, T))
+    S = 2 * W if cell == "lstm" else W
+    state = [torch.randn(2, S, dtype=torch.float64) for _ in range(L)]
+
+    def ln(m, x):
+        return (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + m.eps) \
+            * m.weight + m.bias
+
+    def layer(lay, u, s):
+        outs = []
+        for t in range(T):
+            if cell == "linear":
+                s = lay.decay * s + u[:, t] @ lay.input.weight.T + lay.input.bias
+            elif cell == "lstm":
+                s = torch.cat(torch.lstm_cell(u[:, t], (s[:, :W], s[:, W:]), *lay.weights()), -1)
+            else:
+                s = (torch.rnn_tanh_cell if cell == "tanh" else torch.gru_cell)(u[:, t], s, *lay.weights())
+            outs.append(s @ lay.state_proj.weight.T + lay.state_proj.bias if cell == "lstm" else s)
+        return torch.stack(outs, 1), s
+
+    with torch.no_grad():
+        x, carried = model.embedding.weight[tokens], []
+        for b, s0 in zip(model.blocks, state):
+            if norm:
+                h, s = layer(b.layer, ln(b.ln1, x), s0)
+                y = x + h
+                x = y + F.gelu(ln(b.ln2, y) @ b.mlp[0].weight.T + b.mlp[0].bias) @ b.mlp[2].weight.T + b.mlp[2].bias
+            else:
+                h, s = layer(b.layer, x, s0)
+                x = x + h
+            carried.append(s)
+        expected = (ln(model.final_norm, x) if norm else x) @ model.head.weight.T + model.head.bias
+        logits, new_state = model(tokens, state)
+    torch.testing.assert_close(logits, expected)
+    for got, want in zip(new_state, carried):
+        torch.testing.assert_close(got, want)
+
+
+def test_the_linear_cell_draws_its_decays_from_u_0_5_0_95():
+    """The documented lambda ~ U(0.5, 0.95): every decay inside, both ends reached (256 draws)."""
+    torch.manual_seed(0)
+    decay = RecurrentLM(5, cell="linear", hidden=256, layers=1).blocks[0].layer.decay.detach()
+    assert 0.5 <= float(decay.min()) < 0.52 and 0.93 < float(decay.max()) <= 0.95

@@ -1,7 +1,9 @@
 """Edges of the run files' durability and locks that a hand mutation of fwdlearn.files, fwdlearn.runs,
 fwdlearn.records and fwdlearn.fit's checkpoints left passing: an interrupt (not an Exception) during a write, a
 folder that cannot be opened for its sync, file descriptors left open, a lock path that cannot be made, another
-user's process, size and length limits at their exact bound, a record without "job" or "cwd"."""
+user's process, size and length limits at their exact bound, a record without "job" or "cwd", --resume with
+--overwrite, a checkpoint removed during a run, infinities in JSON, a fingerprint lacking one entry and differing on
+another, a failed copy of a previous save."""
 
 import errno
 import json
@@ -178,3 +180,119 @@ def test_a_run_given_only_a_checkpoint_path_is_locked(tmp_path, monkeypatch):
     """--checkpoint names a file another run may name too: the run takes its lock (as for --name or --json)."""
     monkeypatch.chdir(tmp_path)
     assert runs.run_outputs("seq-train", runs.RunOptions(), checkpoint="c.pt").named
+
+
+def test_a_resumed_run_given_overwrite_keeps_its_record(tmp_path, monkeypatch, released):
+    """--resume --overwrite continues the run: its record, which names the checkpoint, is not removed at the start
+    (only a run starting over replaces it; removed, a run killed before its first save left the checkpoint bare)."""
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    Path("runs/a.pt").write_bytes(b"saved")
+    Path("runs/a.json").write_text(json.dumps({"job": "seq-train", "files": {"checkpoint": "runs/a.pt"}}))
+    options = runs.RunOptions(name="a", overwrite=True, device="cpu")
+    paths = runs.run_outputs("seq-train", options, checkpoint="", resume=True)
+    runs.start_run(options, paths)
+    assert Path("runs/a.json").is_file() and Path("runs/a.pt").read_bytes() == b"saved"
+    assert Path("runs/a.json") in runs.run_outputs("seq-train", options, checkpoint="").stale  # (a start over: it goes)
+
+
+def test_json_naming_no_job_is_replaced_as_a_run_of_this_command(tmp_path, monkeypatch):
+    """A record without a "job" (``""``) is not another command's run: --overwrite replaces it (it was refused as "the
+    record of a '' run"), and without --overwrite it is refused as an existing file."""
+    monkeypatch.chdir(tmp_path)
+    Path("other.pt").write_bytes(b"saved")
+    Path("r.json").write_text(json.dumps({"files": {"checkpoint": "other.pt"}}))
+    runs.run_outputs("seq-train", runs.RunOptions(json="r.json", overwrite=True))
+    with pytest.raises(FileExistsError, match="already exists"):
+        runs.run_outputs("seq-train", runs.RunOptions(json="r.json"))
+
+
+def test_a_checkpoint_removed_during_a_run_is_no_save_of_its_own(tmp_path, released):
+    """resumable_checkpoint names a checkpoint to --resume only when this run saved one: a split's checkpoint gone
+    since the start (removed by the user) leaves the first one as an earlier run's, not this run's to resume."""
+    first, split = tmp_path / "a.pt", tmp_path / "a-split1.pt"
+    first.write_bytes(b"earlier")
+    split.write_bytes(b"earlier")
+    paths = runs.RunPaths(record=tmp_path / "a.json", checkpoint=first, split_checkpoints=(split,))
+    runs.start_run(runs.RunOptions(device="cpu"), paths)
+    assert runs.resumable_checkpoint() is None
+    split.unlink()
+    assert runs.resumable_checkpoint() is None
+    os.utime(first, ns=(0, 10 ** 9))  # (a save of the run's own: then it is named)
+    assert runs.resumable_checkpoint() == first
+
+
+def test_a_lock_whose_write_fails_leaves_no_file(tmp_path, monkeypatch, released):
+    """A full disk (or Ctrl-C) while this process's id is written for its lock leaves no '<record>.lock.<pid>'."""
+    def full(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runs, "synced", full)
+    with pytest.raises(OSError, match="No space left"):
+        runs.lock_run(tmp_path / "a.json")
+    assert not list(tmp_path.iterdir())
+
+
+def test_infinite_numbers_are_written_as_null_and_listed():
+    """Infinities are no JSON either (json.dumps(allow_nan=False) refused the record: 'Out of range float values')."""
+    content = records.plain_json({"loss": float("inf"), "scores": [1.0, float("-inf")], "nan": float("nan")})
+    assert content["loss"] is None and content["scores"] == [1.0, None] and content["nan"] is None
+    assert content["non_finite"] == ["loss: inf", "scores[1]: -inf", "nan: nan"]
+    assert json.loads(records.json_text({"x": float("inf")}))["x"] is None
+    assert records.plain_json({"loss": 1.0}) == {"loss": 1.0}  # (no empty list where every number is finite)
+
+
+def test_a_real_difference_beside_an_unrecorded_entry_is_named_as_a_mismatch():
+    """A checkpoint lacking an entry (an older fwdlearn) that also differs on one it holds was made by another run:
+    the refusal names that difference and the settings as the fix, not only the older version."""
+    from fwdlearn.fit import CheckpointMismatch, check_fingerprint
+
+    saved = {"fingerprint": {"model": {"kind": "recurrent", "layers": 2}, "seed": 1}}
+    now = {"model": {"kind": "recurrent", "layers": 2, "dropout": 0.1}, "seed": 0}
+    with pytest.raises(CheckpointMismatch, match=r"seed 1 \(checkpoint\) vs 0 \(now\)") as refused:
+        check_fingerprint("c.pt", saved, now)
+    assert "older fwdlearn than this one" not in str(refused.value)
+
+
+def _trainer_run(checkpoint: Path, **given):
+    from torch import nn
+
+    from fwdlearn.fit import Stateful, Trainer
+
+    Trainer(steps=1, quiet=True, checkpoint=checkpoint, **given).run(lambda i: {"loss": 1.0}, None,
+                                                                    Stateful({"model": nn.Linear(1, 1)}))
+
+
+def test_a_run_started_over_removes_the_earlier_runs_previous_save_and_a_resumed_one_keeps_it(tmp_path):
+    """'<checkpoint>.prev' (a torchrun process's save before its last) of an earlier run is not this run's: a run
+    starting over removes it (else a later resume could agree on its step); a resumed run keeps its own."""
+    checkpoint, previous = tmp_path / "c.pt", tmp_path / "c.pt.prev"
+    _trainer_run(checkpoint)
+    previous.write_bytes(b"an earlier run's")
+    _trainer_run(checkpoint, overwrite=True)
+    assert checkpoint.is_file() and not previous.exists()
+    previous.write_bytes(b"this run's")
+    _trainer_run(checkpoint, resume=True)
+    assert previous.read_bytes() == b"this run's"
+
+
+def test_a_previous_save_whose_copy_fails_leaves_no_half_copy(tmp_path, monkeypatch):
+    """fit._keep_previous copies the checkpoint where there are no hard links: a full disk during the copy leaves
+    no '<checkpoint>.prev.tmp' behind."""
+    import shutil
+
+    from fwdlearn import fit
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def half_copy(source, target, *args, **kwargs):
+        Path(target).write_bytes(b"sav")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(shutil, "copy2", half_copy)
+    (tmp_path / "c.pt").write_bytes(b"saved")
+    with pytest.raises(OSError, match="No space left"):
+        fit._keep_previous(tmp_path / "c.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]

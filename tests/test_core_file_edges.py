@@ -116,12 +116,16 @@ def test_a_lock_holding_process_id_0_is_no_lock_fwdlearn_left(tmp_path, released
 
 
 def test_a_record_of_exactly_the_largest_size_is_read_and_one_byte_more_is_not(tmp_path):
+    """(A file over the cap that does not end as a JSON object does: one that does, a long run's record, is read.)"""
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"job": "seq-train", "files": {}}))
+    path.write_text(json.dumps({"job": "seq-train", "files": {}}) + "\x00")
     size = path.stat().st_size
-    assert records.read_record(path, largest=size).job == "seq-train"
+    with pytest.raises(records.NoRunRecord, match="not valid JSON"):  # (read: within the cap)
+        records.read_record(path, largest=size)
     with pytest.raises(records.NoRunRecord, match="larger than"):
         records.read_record(path, largest=size - 1)
+    path.write_text(json.dumps({"job": "seq-train", "files": {}}))
+    assert records.read_record(path, largest=path.stat().st_size).job == "seq-train"
 
 
 def test_a_record_nested_too_deep_is_refused_without_a_traceback(tmp_path):

@@ -41,8 +41,9 @@ def _embedding_function(model, inputs: Tensor) -> tuple[Callable[[Tensor], Tenso
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be a torch.Tensor: [batch, time] token ids or [batch, time, features] "
                         f"embeddings; got {type(inputs).__name__} (convert it with torch.as_tensor)")
-    check_not_meta("inputs", inputs, "the influence is the Jacobian at their values")  # (torch's "Tensor.item() cannot
-    # be called on meta tensors")
+    if inputs.is_floating_point():  # (embeddings; tokens are refused by the model's own check, naming tokens)
+        check_not_meta("inputs", inputs, "the influence is the Jacobian at their values")  # (torch's "Tensor.item()
+        # cannot be called on meta tensors")
     inputs = on_device(inputs, model_device(model))  # (a GPU model given CPU tokens failed in its embedding)
     if not inputs.dtype.is_floating_point:
         if not (hasattr(model, "embed") and hasattr(model, "forward_from_embeddings")):

@@ -133,14 +133,22 @@ def test_every_dfa_feedback_point_reaches_a_parameter(build, rule):
         assert any(not torch.equal(before[n], after.get(n, torch.zeros_like(g))) for n, g in before.items()), point
 
 
-@pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
-def test_local_readout_gives_each_block_the_gradient_of_its_own_loss(family):
+def _readout_gradients(family: int, block: int):
+    """A local:readout model of ``family`` (0: transformer, 1: recurrent), its training gradients on a random batch
+    (and the batch's tokens and targets), and, left in its parameters' ``.grad``, the gradients of block ``block``'s
+    own readout loss alone."""
     model = list(_models("local:readout"))[family]
     tokens, targets = torch.randint(0, 11, (2, 12)), torch.randint(0, 11, (2, 12))
     grads = _gradients(model, tokens, targets)
     model.zero_grad(set_to_none=True)
     _, _, hiddens = model._forward(tokens)
-    lm_loss(model.depth.readouts[1](hiddens[1]), targets).backward()  # block 1's own loss alone
+    lm_loss(model.depth.readouts[block](hiddens[block]), targets).backward()
+    return model, grads, tokens, targets
+
+
+@pytest.mark.parametrize("family", [0, 1], ids=["transformer", "recurrent"])
+def test_local_readout_gives_each_block_the_gradient_of_its_own_loss(family):
+    model, grads, tokens, targets = _readout_gradients(family, 1)  # block 1's own loss alone
     for name, p in model.blocks[1].named_parameters():
         torch.testing.assert_close(grads[f"blocks.1.{name}"], p.grad)
     assert all(p.grad is None for p in model.blocks[0].parameters())  # nothing reaches block 0 from above
@@ -315,12 +323,7 @@ def test_a_transformer_refuses_a_time_rule_naming_the_depth_rules_it_takes():
 def test_local_readout_trains_the_embedding_with_the_first_block(family):
     """The embedding learns with the first block: its gradient (and block 0's) is that of block 0's own head's loss
     alone (an input detached at block 0 too left the embedding at its initial weights, unnoticed)."""
-    model = list(_models("local:readout"))[family]
-    tokens, targets = torch.randint(0, 11, (2, 12)), torch.randint(0, 11, (2, 12))
-    grads = _gradients(model, tokens, targets)
-    model.zero_grad(set_to_none=True)
-    _, _, hiddens = model._forward(tokens)
-    lm_loss(model.depth.readouts[0](hiddens[0]), targets).backward()  # block 0's own loss alone
+    model, grads, _, _ = _readout_gradients(family, 0)  # block 0's own loss alone
     own = {n: p.grad for n, p in model.named_parameters() if p.grad is not None and not n.startswith("depth.")}
     assert "embedding.weight" in own and float(own["embedding.weight"].abs().sum()) > 0
     assert {n.split(".")[0] for n in own} <= {"embedding", "positions", "blocks"}

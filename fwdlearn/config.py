@@ -211,9 +211,11 @@ def validate_config(config: Any) -> Any:
         for item in values:
             if item is None and f.default is None:  # an optional setting left to its default
                 continue
-            if isinstance(item, float) or bounds:
+            # (a float: Python's or NumPy's, np.float32 being no float subclass: its NaN passed an unbounded field)
+            is_float = isinstance(item, numbers.Real) and not isinstance(item, numbers.Integral)
+            if is_float or bounds:
                 check_range(flag_name(f.name), item, **bounds)
-            if isinstance(item, float) and not f.metadata.get("python_float"):  # (1e39 is float32's inf: torch's raw
+            if is_float and not f.metadata.get("python_float"):  # (1e39 is float32's inf: torch's raw
                 check_representable(flag_name(f.name), item)  # error in the optimizer, or NaN losses)
             if choices is not None and item not in choices:
                 raise UsageError(f"{flag_name(f.name)} must be one of {', '.join(map(str, choices))}, got {item!r}")

@@ -480,3 +480,53 @@ def test_python_meant_as_python_is_not_said_as_a_flag(tmp_path, monkeypatch, cap
                  "--max-lag", "4", "--positions", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "(save(path, vocab=corpus.vocab))" in err and "--vocab corpus" not in err, err
+
+
+def test_a_switch_in_a_message_is_said_as_its_flag():
+    """`tie=False` in an API message is the flag `--no-tie` on the command line (`--notie` is no flag), `tie=True`
+    is `--tie`."""
+    from fwdlearn.config import as_flags
+
+    assert as_flags("resume with tie=False", ["tie"]) == "resume with --no-tie"
+    assert as_flags("resume with tie=True", ["tie"]) == "resume with --tie"
+    assert as_flags("use eval_every=5", ["eval_every"]) == "use --eval-every 5"
+
+
+def test_fwdlearn_debug_0_keeps_the_one_line_error(inputs, monkeypatch, capsys):
+    """FWDLEARN_DEBUG=0 is off (as unset): the error is one line and status 2, no traceback."""
+    monkeypatch.chdir(inputs)
+    monkeypatch.setenv("FWDLEARN_DEBUG", "0")
+    assert main([*SEQ, "--hidden", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "fwdlearn: error: --hidden must be >= 1, got 0"
+
+
+def test_sigterm_stops_a_command_in_one_line_with_status_143(inputs, monkeypatch, capsys):
+    """SIGTERM (a scheduler stopping the job) ends the command as Ctrl-C does, with its own status, 143."""
+    import signal
+    import time
+
+    import fwdlearn.graphs.data.datasets as datasets
+
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # (the handler raises at once)
+
+    monkeypatch.setattr(datasets, "load_graph", stopped)
+    monkeypatch.chdir(inputs)
+    assert main([*GRAPH]) == 143
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fwdlearn: terminated (SIGTERM)") and len(err.splitlines()) == 1, err
+
+
+def test_main_from_python_leaves_the_command_line_as_it_was(inputs, monkeypatch):
+    """main([...]) says its own arguments for the records made while it runs, and only then: a record made in Python
+    after it said the command that had run before."""
+    from fwdlearn.invocation import invoked_as, invoked_command
+
+    monkeypatch.chdir(inputs)
+    before = invoked_command()
+    assert main([*SEQ, "--hidden", "0"]) == 2
+    assert invoked_command() == before
+    with invoked_as(["graph", "train"]):
+        assert invoked_command() == "fwdlearn graph train"
+    assert invoked_command() == before

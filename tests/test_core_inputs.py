@@ -239,3 +239,32 @@ def test_reverse_scan_of_tensors_that_require_gradients(dense):
         expected = reverse_scan(e, a)
     torch.testing.assert_close(reverse_scan(e, a), expected)
     assert torch.autograd.gradcheck(lambda e, a: reverse_scan(e, a, dim=1), (e, a))
+
+
+# ---------------------------------------------------------------------------- configs (fwdlearn.config)
+def test_every_item_of_a_list_flag_is_checked_against_its_range():
+    """A list flag's range holds for each of its values, not only the first: --depths 2 0 must be refused by name."""
+    from fwdlearn.graphs.cli.bench import BenchGraphConfig
+
+    with pytest.raises(UsageError, match="--depths must be >= 1, got 0"):
+        BenchGraphConfig(depths=[2, 0])
+    with pytest.raises(UsageError, match="--depths must be >= 1, got -3"):
+        BenchGraphConfig(depths=[1, 2, -3])
+
+
+def test_a_float_field_without_bounds_is_still_finite():
+    """validate_config checks every float for finiteness, also a field with no min/max/gt; a NumPy float32 or float16
+    (no subclass of float) skipped the check: np.float32('nan') passed as a temperature."""
+    from dataclasses import dataclass, field
+
+    from fwdlearn.config import validate_config
+
+    @dataclass
+    class Sampling:
+        temperature: float = field(default=1.0, metadata={"help": "softmax temperature"})
+
+    for bad in (float("nan"), float("inf"), np.float32("nan"), np.float32("inf"), np.float16("-inf")):
+        with pytest.raises(UsageError, match="--temperature must be a finite number"):
+            validate_config(Sampling(temperature=bad))
+    assert validate_config(Sampling(temperature=np.float32(0.5))).temperature == 0.5
+    assert validate_config(Sampling(temperature=2)).temperature == 2  # (an int where a float goes: as Python takes it)

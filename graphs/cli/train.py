@@ -227,9 +227,8 @@ def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:
     return UsageError(f"the checkpoint {checkpoint} was trained on another graph than the one read from {file} now "
                       f"(its {task.graph_holds} differ): the file was replaced since (by a copy not modified "
                       f"after the checkpoint was written){', or the run used another --split' if task.labels else ''}"
-                      ". To resume, restore "
-                      "the file and the flags the run was made with; to train on the graph as it is, start a new run "
-                      "(another --name or --checkpoint, or --overwrite to replace this one)")
+                      ". To resume, restore the file and the flags the run was made with; to train on the graph as it "
+                      "is, start a new run (another --name or --checkpoint, or --overwrite to replace this one)")
 
 
 def check_conv_widths(convs, hidden: int) -> None:
@@ -264,9 +263,9 @@ def _check_method(config: GraphTrainConfig) -> None:
         raise UsageError(f"--split public is one fixed split of {config.data}: --splits {config.splits} would report "
                          "the spread over model seeds as the spread over splits; use --split random, or --splits 1")
 
-    if not task.labels and config.split != "random":  # (it was ignored, yet failed on a graph without a public
-        raise UsageError(f"--split {config.split} chooses the node split; --task {config.task} splits the "  # split)
-                         "edges itself (drawn from --seed): leave --split out")
+    if not task.labels and config.split != "random":  # (ignored, yet it failed on a graph without a public split)
+        raise UsageError(f"--split {config.split} chooses the node split; --task {config.task} splits the edges "
+                         "itself (drawn from --seed): leave --split out")
     try:
         task.method_name(config.method)
     except ValueError as error:

@@ -356,6 +356,8 @@ def test_row_agreement_is_relative_per_row_and_floors_dead_rows():
     # row 0 gives 1e-7, the dead row's 1e-9 counts against the floor 1e-2 (1e-7, not 1e-3), so row 1 decides
     assert diff == pytest.approx(2e-6, rel=1e-6)
     assert row_agreement(reference, reference) == (0.0, 1)
+    zeros = torch.zeros(3, 2)  # (every seed dead: the floor of 0 gave (8.5e29, 0) for float32 noise)
+    assert row_agreement(zeros + 1e-8, zeros) == (float("inf"), 3) and row_agreement(zeros, zeros) == (0.0, 3)
 
 
 @pytest.mark.parametrize("method", ["ff-la", "ff-vn", "bp"])

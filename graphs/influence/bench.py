@@ -102,9 +102,13 @@ def row_agreement(mine: torch.Tensor, reference: torch.Tensor) -> tuple[float, i
 
     A row's difference is :math:`\max_h |m_h - r_h|` over its scale :math:`\max_h |r_h|`; rows whose
     scale is below ``DEAD_ROW`` times the largest row's are dead (numerically zero influence) and
-    measured against that floor instead.
+    measured against that floor instead. Where every reference row is zero (a model whose every seed is dead), all
+    rows are dead and no relative difference can be measured: ``inf`` unless both are equal (0).
     """
     scale = reference.abs().max(dim=1).values
+    if float(scale.max()) == 0:  # (every row dead: there is no scale to measure against; the floor of 0 gave a
+        # difference of 1e29 for float32 noise, and counted no dead row)
+        return (0.0 if torch.equal(mine, reference) else float("inf")), len(scale)
     floor = DEAD_ROW * float(scale.max())
     diff = (mine - reference).abs().max(dim=1).values / scale.clamp_min(max(floor, torch.finfo(scale.dtype).tiny))
     return float(diff.max()), int((scale < floor).sum())

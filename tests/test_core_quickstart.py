@@ -315,3 +315,37 @@ def test_the_next_graph_command_quotes_the_graph_for_the_shell():
     words = shlex.split(line, comments=True)
     assert words[words.index("--data") + 1] == "city:my roads/x.mat"
     assert "--data sbm --method sf" in next_commands("sbm")  # (a plain name as it was)
+
+
+def test_quickstart_hands_each_flag_to_the_models_the_fits_and_the_influence(tmp_path, monkeypatch):
+    """--graph-layers, --epochs, --samples, --lag and --seq-steps reach the models, fits and influence they set (one
+    dropped on its way was recorded as given while its default ran: the report's words and curves follow the flags,
+    not the models)."""
+    import fwdlearn.graphs as graphs
+    from fwdlearn.graphs import ForwardGNN
+    from fwdlearn.sequences import RecurrentLM
+
+    seen = []
+    fit, influence = ForwardGNN.fit, graphs.hop_influence
+
+    def spy_fit(self, data, **kwargs):
+        seen.append(("fit", self.layers, kwargs["epochs"]))
+        return fit(self, data, **kwargs)
+
+    def spy_influence(model, data, max_hops, **kwargs):
+        seen.append(("influence", max_hops, kwargs["samples"]))
+        return influence(model, data, max_hops, **kwargs)
+
+    tasks, seq_fit = [], RecurrentLM.fit
+
+    def spy_seq_fit(self, task, **kwargs):
+        tasks.append((task.lag, task.length, kwargs["steps"]))
+        return seq_fit(self, task, **kwargs)
+
+    monkeypatch.setattr(RecurrentLM, "fit", spy_seq_fit)
+    monkeypatch.setattr(ForwardGNN, "fit", spy_fit)
+    monkeypatch.setattr(graphs, "hop_influence", spy_influence)
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", *TINY, "--name", "flags", "--no-plots"]) == 0
+    assert seen == [("fit", 2, 6), ("influence", 2, 10)] * 2  # bp, then sf
+    assert tasks == [(2, 2 + 32, 6)] * 3  # bptt, dsf, ft-bptt

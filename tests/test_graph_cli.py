@@ -748,3 +748,26 @@ def test_bench_influence_interrupted_after_its_plot_leaves_no_plot_to_refuse_the
     monkeypatch.setattr(RunRecord, "save_with", save_with)
     assert main(args) == 0, capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i-record.json", "i.json", "i.md", "i.png"]
+
+
+def test_graph_train_hands_each_flag_to_the_task_and_draws_a_split_per_seed(tmp_path, monkeypatch):
+    """Every training flag reaches the task's train (--lr and --weight-decay swapped, or --eval-every dropped, left
+    the tests passing), and each of --splits N trains on the split its own seed draws."""
+    from fwdlearn.graphs.tasks import NodeClassification
+
+    calls, train = [], NodeClassification.train
+
+    def spy(self, data, **kwargs):
+        calls.append({**kwargs, "train_mask": data.train_mask.clone()})
+        return train(self, data, **kwargs)
+
+    monkeypatch.setattr(NodeClassification, "train", spy)
+    assert main(["graph", "train", "--data", "karate", "--method", "bp", "--conv", "sage", "--layers", "2",
+                 "--hidden", "8", "--epochs", "4", "--lr", "0.02", "--weight-decay", "0.001", "--eval-every", "2",
+                 "--patience", "0", "--splits", "2", "--seed", "3", "--quiet", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    expected = {"method": "bp", "conv": "sage", "layers": 2, "hidden": 8, "epochs": 4, "lr": 0.02,
+                "weight_decay": 0.001, "eval_every": 2, "patience": None}
+    for seed, call in zip((3, 4), calls, strict=True):
+        assert {k: call[k] for k in expected} == expected and call["seed"] == seed
+    assert not calls[0]["train_mask"].equal(calls[1]["train_mask"])  # two splits, not one split twice

@@ -525,3 +525,62 @@ def test_bench_influence_notes_say_how_many_seeds_r_and_the_agreement_cover(tmp_
     from fwdlearn.graphs.influence.bench import _seeds_note
 
     assert _seeds_note(None) == "" and "over 34 random seed nodes" in _seeds_note(34)
+
+
+def test_influence_seq_hands_its_lags_positions_seed_and_split_to_lag_influence(tmp_path, monkeypatch):
+    """--max-lag, --positions, --seed and --split each reach the measurement (a flag dropped on the way was
+    recorded as given while the defaults were measured): the curve has --max-lag + 1 lags, and lag_influence is
+    given the positions, the seed and the windows of the split named."""
+    import fwdlearn.sequences.influence as influence
+    from fwdlearn.sequences import RecurrentLM, load_text
+
+    calls, measure = [], influence.lag_influence
+
+    def spy(model, inputs, max_lag, **kwargs):
+        calls.append({"inputs": inputs.cpu(), "max_lag": max_lag, **kwargs})
+        return measure(model, inputs, max_lag, **kwargs)
+
+    monkeypatch.setattr(influence, "lag_influence", spy)
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"line {i} of a small corpus\n" for i in range(200)))
+    corpus = load_text(str(text))
+    path = tmp_path / "m.pt"
+    RecurrentLM(corpus.vocab_size, cell="gru", hidden=8, layers=1).save(path, vocab=corpus.vocab)
+    record = tmp_path / "s.json"
+    assert main(["influence", "seq", "--checkpoints", str(path), "--data", str(text), "--split", "train",
+                 "--length", "40", "--max-lag", "5", "--positions", "3", "--batch", "2", "--seed", "4",
+                 "--json", str(record), "--quiet"]) == 0
+    call, = calls
+    assert (call["max_lag"], call["positions"], call["seed"]) == (5, 3, 4)
+    assert torch.equal(call["inputs"], corpus.split("train")[:80].view(2, 40))
+    assert len(json.loads(record.read_text())["metrics"][0]["curve"]) == 6
+
+
+def test_influence_graph_hands_each_flag_to_the_graph_the_training_and_the_measurement(tmp_path, monkeypatch):
+    """--hops, --max-hops, --samples, --variant, --jacobian, --lr and --patience each reach the call they set (one
+    dropped on its way was recorded as given while its default was used)."""
+    import fwdlearn.graphs.data.datasets as datasets
+    import fwdlearn.graphs.influence.hop_influence as hop
+    from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+
+    seen = {}
+
+    def spy(module, name, keep):
+        call = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            seen.update({k: kwargs[k] for k in keep if k in kwargs})
+            if name == "hop_influence":
+                seen["max_hops"] = args[2]
+            return call(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapped)
+
+    spy(datasets, "load_graph", ["hops"])
+    spy(hop, "hop_influence", ["samples", "variant", "jacobian", "seed"])
+    spy(ForwardGNN, "fit", ["epochs", "lr", "patience"])
+    assert main(["influence", "graph", "--data", "synthetic-city:150", "--hops", "3", "--models", "gcn", "--layers",
+                 "3", "--hidden", "8", "--max-hops", "2", "--samples", "7", "--variant", "full", "--jacobian",
+                 "autograd", "--epochs", "2", "--lr", "0.01", "--patience", "0", "--seed", "5", "--json",
+                 str(tmp_path / "g.json"), "--quiet"]) == 0
+    assert seen == {"hops": 3, "max_hops": 2, "samples": 7, "variant": "full", "jacobian": "autograd", "seed": 5,
+                    "epochs": 2, "lr": 0.01, "patience": None}

@@ -958,3 +958,64 @@ def test_a_bench_interrupted_or_failing_after_its_plot_leaves_no_plot_to_refuse_
     names = sorted(p.name for p in tmp_path.glob("e*"))
     assert names == ["e-alignment.png", "e-record.json", "e.json", "e.md"]
     assert json.loads((tmp_path / "e-record.json").read_text())["files"]["plot"] == str(tmp_path / "e-alignment.png")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--clip", "0.5"], {"clip": 0.5}), (["--clip", "0"], {"clip": None}),
+    (["--diverge-factor", "3"], {"diverge_factor": 3.0}),
+    (["--schedule", "cosine", "--warmup", "1"], {"schedule": "cosine", "warmup": 1}),
+    (["--eval-tokens", "0"], {"eval_tokens": None}), (["--train-split", "validation", "--valid-split", "test"],
+                                                      {"train_split": "validation", "valid_split": "test"}),
+])
+def test_seq_train_hands_each_training_flag_to_the_fit(text_file, tmp_path, monkeypatch, flags, expected):
+    """A flag dropped on its way to ``fit`` (``--clip``, ``--diverge-factor``, ``--schedule`` fell back to the API's
+    default) left every run looking alike: the fit receives each flag's value."""
+    from fwdlearn.sequences.nn.language_model import LanguageModel
+
+    seen, fit = {}, LanguageModel.fit
+
+    def spy(self, data, **kwargs):
+        seen.update(kwargs)
+        return fit(self, data, **kwargs)
+
+    monkeypatch.setattr(LanguageModel, "fit", spy)
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text(text_file.read_text())
+    record = tmp_path / "r.json"
+    assert _train(folder, record, "--steps", "2", "--sample", "0", *flags) == 0
+    assert {k: seen[k] for k in expected} == expected
+    if "schedule" in expected:  # the record says the schedule trained with, not the rule's constant one
+        assert json.loads(record.read_text())["summary"]["optimizer"]["schedule"] == "cosine"
+
+
+def test_seq_train_reads_the_corpus_at_the_level_it_is_given(text_file, tmp_path):
+    """``--level word`` trains on words (it was read as characters), ``--limit`` reads that much of the file."""
+    from fwdlearn.sequences.data.text import read_corpus
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    record, checkpoint = tmp_path / "w.json", tmp_path / "w.pt"
+    assert _train(text_file, record, "--steps", "2", "--sample", "0", "--level", "word", "--limit", "1000",
+                  "--checkpoint", str(checkpoint)) == 0
+    _, vocab = load_language_model(checkpoint)
+    assert vocab.level == "word" and "stitch" in vocab.tokens
+    # --limit 1000: the whole words among the first 200 characters, as read_corpus reads them
+    limited = read_corpus(str(text_file), level="word", limit=1000)
+    assert json.loads(record.read_text())["summary"]["val_tokens"] == limited.split("validation").numel()
+
+
+def test_seq_train_draws_its_sample_with_its_seed(text_file, tmp_path):
+    """The sample after training is drawn with ``--seed`` (it was drawn with seed 0 whatever the seed): the best
+    state's ``generate`` with that seed gives the text the record holds."""
+    from fwdlearn.sequences.data.text import read_corpus
+    from fwdlearn.sequences.nn.language_model import load_language_model
+
+    record, checkpoint = tmp_path / "s.json", tmp_path / "s.pt"
+    assert _train(text_file, record, "--steps", "2", "--sample", "40", "--seed", "7", "--checkpoint",
+                  str(checkpoint)) == 0
+    model, vocab = load_language_model(checkpoint)
+    prompt = vocab.decode(read_corpus(str(text_file)).split("validation")[:1])
+    sample = json.loads(record.read_text())["summary"]["sample"]
+    assert sample == model.generate(prompt, 40, vocab=vocab, seed=7, temperature=0.8)
+    assert sample != model.generate(prompt, 40, vocab=vocab, seed=0, temperature=0.8)

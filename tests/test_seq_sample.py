@@ -190,3 +190,25 @@ def test_a_word_prompt_of_whitespace_alone_is_named_so(tmp_path, capsys):
     assert status == 2 and err.startswith("fwdlearn: error: the prompt holds only whitespace (3 characters), no word")
     with pytest.raises(ValueError, match="generate needs a non-empty prompt"):  # (an empty one is still that)
         model.generate("", 3, vocab=corpus.vocab, seed=0)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--temperature", "0.5", "--seed", "2"], {"temperature": 0.5, "seed": 2, "top_k": None, "greedy": False}),
+    (["--top-k", "3"], {"temperature": 1.0, "seed": 0, "top_k": 3, "greedy": False}),
+    (["--greedy"], {"greedy": True}),
+])
+def test_seq_sample_hands_each_flag_to_generate(saved, capsys, monkeypatch, flags, expected):
+    """--temperature, --top-k, --seed and --greedy each reach generate (a temperature dropped on its way drew a text
+    that an untrained model's near-uniform logits made look alike)."""
+    from fwdlearn.sequences.nn.language_model import LanguageModel
+
+    seen, generate = {}, LanguageModel.generate
+
+    def spy(self, prompt, steps, **kwargs):
+        seen.update(kwargs, steps=steps)
+        return generate(self, prompt, steps, **kwargs)
+
+    monkeypatch.setattr(LanguageModel, "generate", spy)
+    path = saved[0]
+    assert _sample(capsys, "--model", path, "--prompt", "the ", "--length", 5, "--quiet", *flags)[0] == 0
+    assert {k: seen[k] for k in expected} == expected and seen["steps"] == 5

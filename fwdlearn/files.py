@@ -40,7 +40,7 @@ from .errors import UsageError
 
 __all__ = ["atomic_write", "atomic_write_all", "tmp_path", "finish_renames", "remove_stale_tmp", "synced",
            "sync_folder", "check_writable", "refuse_overwrite", "removed_on_failure", "remove_quietly", "taking_turns",
-           "writing", "save_torch", "describe_os_error", "NO_ROOM"]
+           "writing", "save_torch", "describe_os_error", "read_at_most", "NO_ROOM"]
 
 #: the ``errno`` values of a write the disk has no room for (full, or the user's quota used up)
 NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -181,6 +181,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 RENAMES_BYTES = 1 << 20
 
 
+def read_at_most(path: str | Path, most: int) -> bytes:
+    """The bytes of the small file at ``path`` (a lock, a list of renames), reading no more than ``most`` + 1 of them;
+    a ``ValueError`` when it holds more (a file of 2 GB put at such a path was read whole: 4 GB and seconds)."""
+    with open(path, "rb") as handle:
+        data = handle.read(most + 1)
+    if len(data) > most:
+        raise ValueError(f"{path} is longer than {most:,} bytes")
+    return data
+
+
 def _renames_path(path: str | Path) -> Path:
     """Where :func:`atomic_write_all` lists the renames of a set whose last file is ``path``: ``<path>.renaming``."""
     path = Path(path)
@@ -313,11 +323,7 @@ def finish_renames(*paths: str | Path | None, held: bool = False) -> list[Path]:
             continue
         folder = os.path.dirname(os.path.abspath(listed))
         try:  # (names relative to the list's folder, or absolute)
-            with open(listed, "rb") as handle:  # (no more than a list holds: a file of 2 GB there was read whole)
-                data = handle.read(RENAMES_BYTES + 1)
-            if len(data) > RENAMES_BYTES:
-                raise ValueError(f"longer than {RENAMES_BYTES:,} bytes")
-            content = json.loads(data)
+            content = json.loads(read_at_most(listed, RENAMES_BYTES))
             pid, pairs = int(content["pid"]), [(Path(os.path.normpath(os.path.join(folder, tmp))),
                                                 Path(os.path.normpath(os.path.join(folder, target))))
                                                for tmp, target in content["renames"]]

@@ -46,8 +46,8 @@ from typing import Any
 from .config import validate_config
 from . import files
 from .errors import InputError, UsageError
-from .files import (alive, check_writable, finish_renames, refuse_overwrite, remove_quietly, remove_stale_tmp,
-                    synced, writing)
+from .files import (alive, check_writable, finish_renames, read_at_most, refuse_overwrite, remove_quietly,
+                    remove_stale_tmp, synced, writing)
 from .records import read_record
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
@@ -453,12 +453,8 @@ def _lock_owner(lock: Path) -> int | None:
     try:
         if not lock.is_file():
             return None
-        with open(lock, "rb") as handle:
-            data = handle.read(LOCK_BYTES + 1)
-        if len(data) > LOCK_BYTES:
-            return None
-        text = data.decode("ascii").strip()
-    except (OSError, ValueError):  # (UnicodeDecodeError is a ValueError)
+        text = read_at_most(lock, LOCK_BYTES).decode("ascii").strip()
+    except (OSError, ValueError):  # (longer than a lock; UnicodeDecodeError is a ValueError too)
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None
 

@@ -234,9 +234,11 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
 
     ran = {"transformer", "cost", "recurrent"} - set(config.skip)
     trains = bool({"transformer", "recurrent"} & ran)
-    dfa = any(isinstance(parse_rule(rule).depth, DFA) for rule in config.rules)  # no alignment curve to draw without
-    aligned = ("transformer" in ran and dfa) or ("recurrent" in ran and any(
-        isinstance(parse_rule(rule).depth, DFA) for rule in config.rnn_rules))
+    def has_dfa(rules) -> bool:
+        return any(isinstance(parse_rule(rule).depth, DFA) for rule in rules)
+
+    dfa = has_dfa(config.rules)  # no alignment curve to draw without
+    aligned = ("transformer" in ran and dfa) or ("recurrent" in ran and has_dfa(config.rnn_rules))
     notes = [  # (a part's paragraph only when the part runs: a cost-only run's notes described alignment, published
         # perplexities and train seconds it did not measure)
         "`baseline` is bp (transformer, cost) or bptt (recurrent), measured in the same run; `ratio` = value / "

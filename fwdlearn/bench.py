@@ -5,6 +5,8 @@ record ``<out>-record.json`` and further files such as a plot; nothing overwritt
 applies the run options (``--threads``, ``--device``) and opens the run record; :meth:`BenchRun.finish` writes
 the results (as :func:`~fwdlearn.reporting.write_results`) and the record that names them, the three together.
 :func:`run_parts` is the whole run of a bench made of parts that fill one table and of claims checked at the end.
+Each fit or group of interleaved timings runs as a piece (:meth:`BenchRun.piece`), saved in ``<out>-progress.pt`` as
+it ends: ``--resume`` after an interrupt reads the pieces finished (:mod:`fwdlearn.bench_progress`).
 
 Example::
 
@@ -23,8 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .bench_progress import PROGRESS_SUFFIX, BenchProgress
 from .errors import UsageError
-from .files import remove_quietly
+from .files import check_writable, remove_quietly
 from .records import RunRecord
 from .reporting import markdown_table, result_paths, result_texts
 from .runs import RunPaths, record_files, run_outputs, start_run
@@ -116,13 +119,16 @@ def distinct_names(flag: str, given: Sequence[str], name_of: Callable[[str], str
 
 @dataclass
 class BenchRun:
-    """One bench run: its checked output ``paths``, the ``device`` it runs on and its run ``record``."""
+    """One bench run: its checked output ``paths``, the ``device`` it runs on, its run ``record`` and its
+    ``progress`` (:class:`~fwdlearn.bench_progress.BenchProgress`, ``<out>-progress.pt``: the pieces finished so far,
+    which ``--resume`` reads after an interrupt; :meth:`piece`)."""
 
     job: str
     config: Any
     paths: RunPaths
     device: Any  # a torch.device (torch is imported only once a run starts)
     record: RunRecord
+    progress: BenchProgress
 
     @classmethod
     def start(cls, job: str, config: Any, more: Sequence[str] = (), resolve: bool = False,
@@ -130,12 +136,28 @@ class BenchRun:
         """Check the outputs of ``config.out`` (and ``<out><suffix>`` for each suffix in ``more``; none of them one of
         the ``inputs``, the ``(flag, path)`` of the files the bench reads), apply the run options and open the record
         of ``config``; with ``resolve`` the config (also the one recorded) has its ``device`` and ``out`` replaced by
-        the resolved device and results prefix."""
+        the resolved device and results prefix. The progress ``<out>-progress.pt`` is checked with the outputs (with
+        ``config.resume``: it must be there, an interrupted run's of this bench with the same settings; without:
+        an interrupted run's is refused, or with ``--overwrite`` removed) and held as the run's checkpoint (locked
+        with the record; an interrupt after a piece was saved names it and ``--resume``)."""
         paths = run_outputs(job, config, out=config.out, more=more, inputs=inputs)
+        resume = bool(getattr(config, "resume", False))
+        progress = _progress_path(paths, config, resume)
+        paths.checkpoint, paths.checkpoint_flag = progress, "--out" if config.out or not config.name else "--name"
+        paths.resume_naming = f"--out {_prefix(paths)} if it had no --out or --name"
+        if config.overwrite and not resume and progress.is_file():  # (an interrupted run's: this one starts over,
+            paths.stale += (progress,)                                # removed once start_run holds the locks)
         device = start_run(config, paths)
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
-        return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed))
+        return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed),
+                   BenchProgress.open(progress, job, config, resume))
+
+    def piece(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The result of the bench's piece ``key`` (one fit, one group of interleaved timings): read from the
+        interrupted run's progress under ``--resume`` when it finished the piece, else ``compute()``, saved to the
+        progress before it is returned (:meth:`BenchProgress.piece <fwdlearn.bench_progress.BenchProgress.piece>`)."""
+        return self.progress.piece(key, compute)
 
     @property
     def results(self) -> tuple[Path, ...]:
@@ -175,6 +197,10 @@ class BenchRun:
         a file there that names no such results, another command's run record, is left alone).
         Returns the two result paths."""
         json_path, md_path = self.results[:2]
+        resumed = self.progress.note()
+        if resumed:
+            notes += "\n\n" + resumed
+            self.record.summary["resumed_pieces"] = list(self.progress.resumed)
         texts = result_texts(rows, columns, title=title, notes=notes, headers=headers, extra=extra)
         for kind, path in (files or {}).items():  # (each must exist: refused before anything is written)
             self.record.add_file(kind, path)
@@ -189,7 +215,34 @@ class BenchRun:
             # the results now replaced; a file there that is not their record -- another command's run record --
             # is not this run's to remove: it was deleted, unchecked)
             usual.unlink()
+        self.progress.path.unlink(missing_ok=True)  # (the run is whole: nothing is left to resume)
         return json_path, md_path
+
+
+def _progress_path(paths: RunPaths, config: Any, resume: bool) -> Path:
+    """``<out>-progress.pt``, checked: ``--resume`` needs the file (and a name: a fresh one's never exists); a run
+    without it refuses an interrupted run's file unless ``--overwrite`` (which starts over); no other output is
+    there."""
+    progress = _prefix(paths).with_name(_prefix(paths).name + PROGRESS_SUFFIX)
+    flag = "--out" if config.out or not config.name else "--name"
+    if resume and not (config.out or config.name):
+        raise UsageError("--resume continues an interrupted bench from its <out>-progress.pt, which the bench saves as "
+                         "each piece ends: pass the --out (or --name) it was run with")
+    for given, path in paths.outputs():
+        if os.path.realpath(path) == os.path.realpath(progress):
+            raise UsageError(f"{given} {path} is where this bench keeps its progress; give {given} another path")
+    if progress.is_dir():
+        raise UsageError(f"{progress}, where this bench keeps its progress, is a folder; move it, or give the bench "
+                         f"another {flag}")
+    if resume and not progress.is_file():
+        raise FileNotFoundError(f"--resume was given but {progress} does not exist: no interrupted run of this bench "
+                                f"saved its progress there (a finished run removes it); check {flag}, or run without "
+                                "--resume")
+    if not resume and not config.overwrite and progress.is_file():
+        raise FileExistsError(f"{progress} holds the progress of an interrupted run of this bench: pass --resume to "
+                              f"continue it (same settings), --overwrite to start over, or give another {flag}")
+    check_writable(progress, flag)
+    return progress
 
 
 def _describes(record: Path, results: Path) -> bool:
@@ -203,14 +256,17 @@ def _prefix(paths: RunPaths) -> Path:
     return paths.results[0].with_name(paths.results[0].name[: -len(".json")])
 
 
-def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], verdicts: Callable[[dict], list[str]],
+def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict, Callable], None],
+              verdicts: Callable[[dict], list[str]],
               columns: list[str], title: str, notes: list[str], more: Sequence[str] = (),
               inputs: Sequence[tuple[str, str | Path]] = ()) -> tuple[Path, Path]:
     """A bench of parts: start the run (:meth:`BenchRun.start`, ``config.out`` and ``config.device`` resolved), run
-    ``parts(config, rows, extra)``, check the claims (``verdicts(extra)``), write the results (the notes begin with
-    the device, the threads and the whole bench's seconds and end with the claims) and the record (one metrics row
-    per table row), print them (the table unless ``config.quiet``). A file of ``more`` a part drew (a plot) is
-    removed when the run then fails or is interrupted before its results are written (:meth:`BenchRun.drawing`)."""
+    ``parts(config, rows, extra, piece)`` (``piece``: :meth:`BenchRun.piece`, through which each fit or group of
+    timings is run, saved, and under ``--resume`` read when an interrupted run finished it), check the claims
+    (``verdicts(extra)``), write the results (the notes begin with the device, the threads and the whole bench's
+    seconds and end with the claims; a resumed run's, with the pieces read) and the record (one metrics row per table
+    row), print them (the table unless ``config.quiet``). A file of ``more`` a part drew (a plot) is removed when the
+    run then fails or is interrupted before its results are written (:meth:`BenchRun.drawing`)."""
     import torch
 
     bench = BenchRun.start(job, config, more=more, resolve=True, inputs=inputs)
@@ -219,7 +275,7 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict], None], v
         start = time.perf_counter()
         rows: list[dict] = []
         extra: dict = {"config": config, "threads": torch.get_num_threads()}
-        parts(config, rows, extra)
+        parts(config, rows, extra, bench.piece)
         extra["seconds"] = time.perf_counter() - start
         checks = verdicts(extra)
         extra["checks"] = checks

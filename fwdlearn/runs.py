@@ -52,7 +52,7 @@ from .records import read_record
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
-           "launched_processes",
+           "launched_processes", "resume_naming",
            "lock_run", "release_runs", "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
 
 RUN_OPTIONS = "run options"
@@ -76,8 +76,8 @@ class RunOptions:
 
     name: str = _option("", "name of the run: its files are runs/<name>.json (record) and, for a training command, "
                             "runs/<name>.pt (checkpoint), which its --resume --name <name> continues (a bench: "
-                            "runs/<name>.json/.md and runs/<name>-record.json, written when it ends; a bench takes no "
-                            "--resume: an interrupted one is run again from the start); folders in the name "
+                            "runs/<name>.json/.md and runs/<name>-record.json, written when it ends, and "
+                            "runs/<name>-progress.pt while it runs, which its --resume continues); folders in the name "
                             "(sweep/lr3) make a run folder. Without it every run gets a fresh "
                             "runs/<command>-<time>-<id> name")
     json: str = _option("", "run record path (default: runs/<name>.json, a bench's <out>-record.json, or a fresh "
@@ -142,6 +142,9 @@ class RunPaths:
     record_flag: str = "--json"
     #: the flag the checkpoint's path came from (``--checkpoint``, or ``--name`` / ``--json`` it was derived from)
     checkpoint_flag: str = "--checkpoint"
+    #: how the command, run again with ``--resume``, names the checkpoint when it was run without a name (the words
+    #: an interrupt's message ends with; "": ``--checkpoint <path> if it had no --name``)
+    resume_naming: str = ""
 
     def outputs(self) -> list[tuple[str, Path]]:
         """``(flag, path)`` of every file this run may write."""
@@ -344,6 +347,8 @@ _threads_before: int | None = None
 #: file), and whether it resumes them: :func:`resumable_checkpoint` tells what the run itself saved
 _checkpoints: dict[Path, tuple[int, int] | None] = {}
 _resuming = False
+#: the running command's :attr:`RunPaths.resume_naming`
+_resume_naming = ""
 
 
 def lock_run(record: Path) -> None:
@@ -462,11 +467,11 @@ def _lock_owner(lock: Path) -> int | None:
 def release_runs() -> None:
     """Remove the locks this process holds and restore torch's thread count from before ``--threads`` (the CLI does
     it when a command ends, so that ``main([...])`` called from Python leaves the process as it was; also at exit)."""
-    global _threads_before, _resuming
+    global _threads_before, _resuming, _resume_naming
     while _held:
         _held.pop().unlink(missing_ok=True)
     _checkpoints.clear()
-    _resuming = False
+    _resuming, _resume_naming = False, ""
     if _threads_before is not None:
         import torch
 
@@ -497,6 +502,12 @@ def resumable_checkpoint() -> Path | None:
         return first
     saved = any(_identity(path) not in (None, before) for path, before in _checkpoints.items())
     return first if saved and first.is_file() else None
+
+
+def resume_naming(checkpoint: Path) -> str:
+    """How the running command, run again with ``--resume``, names ``checkpoint`` (:func:`resumable_checkpoint`) when
+    it was run without a name: ``--checkpoint <path> if it had no --name``, or a bench's ``--out <prefix> ...``."""
+    return _resume_naming or f"--checkpoint {checkpoint} if it had no --name"
 
 
 def split_checkpoint(path: Path, split: int) -> Path:
@@ -741,12 +752,13 @@ def start_run(options: RunOptions, paths: RunPaths | None = None) -> Any:
                 if path.with_name(path.name + ".lock") not in _held:  # (the record's: held above)
                     lock_run(path)  # refused while a live run holds it (a run of that very name, say)
                 path.unlink(missing_ok=True)
-    global _resuming
+    global _resuming, _resume_naming
     _checkpoints.clear()  # (this run's alone: a run without a checkpoint, started after one that kept one -- run_train
     _resuming = False     # called from Python, then another command -- was told to --resume the earlier run's)
     if paths is not None and paths.checkpoint is not None and launch_rank() == 0:
         _checkpoints.update({path: _identity(path) for path in (paths.checkpoint, *paths.split_checkpoints)})
         _resuming = bool(getattr(options, "resume", False))
+    _resume_naming = paths.resume_naming if paths is not None else ""
     if options.threads:
         global _threads_before
         if _threads_before is None:

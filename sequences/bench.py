@@ -151,15 +151,15 @@ def step_costs(config, context: int, quiet: bool = True, cell: str = "gru") -> d
                              f"cost {cell} T={context}", quiet)
 
 
-def _cost_part(config, rows: list, extra: dict) -> None:
+def _cost_part(config, rows: list, extra: dict, piece: Callable) -> None:
     peak_name = "CUDA peak increase MiB" if config.device.startswith("cuda") else "peak RSS increase MiB"
     extra["cost"] = {}
     for cell in config.cost_cells:
         setting = (f"{cell.upper()} {config.cost_layers}x{config.cost_hidden} plain blocks, batch {config.cost_batch}, "
                    f"{config.device}")
         extra["cost"][cell] = {}
-        for T in config.cost_contexts:
-            costs = step_costs(config, T, config.quiet, cell)
+        for T in config.cost_contexts:  # (a piece each: every mode timed interleaved, the baseline among them)
+            costs = piece(f"cost/{cell}/T={T}", partial(step_costs, config, T, config.quiet, cell))
             extra["cost"][cell][T] = costs
             base = costs.get("bptt")
             for mode, c in costs.items():
@@ -171,29 +171,43 @@ def _cost_part(config, rows: list, extra: dict) -> None:
                 print(f"cost {cell} T={T}: " + ", ".join(f"{m} {c['seconds']:.3f}s" for m, c in costs.items()))
 
 
-def _quality_part(config, corpus, rows: list, extra: dict) -> dict[str, RecurrentLM]:
+def _quality_model(config, corpus, mode: str) -> RecurrentLM:
+    """A quality model of ``mode`` from the seed's initialisation."""
+    seed_everything(config.seed)
+    return RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
+                       training=mode, norm=config.norm, reference_block=config.reference_block).to(config.device)
+
+
+def _quality_part(config, corpus, rows: list, extra: dict, piece: Callable) -> dict[str, RecurrentLM]:
     block = _block(config)
     splits = "" if (config.train_split, config.valid_split) == ("train", "validation") else \
         f" (trained on {config.train_split}, evaluated on {config.valid_split})"
     setting = (f"{config.data}{splits}, {config.model.upper()} {config.layers}x{config.hidden}{block}, "
                f"T={config.context}, B={config.batch_size}, {config.steps} steps")
     results, models = {}, {}
+    aligned = "alignment" not in config.skip  # (the alignment part reads the trained DSF model: its piece keeps it)
     for mode in config.quality_modes:
-        seed_everything(config.seed)
-        model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training=mode, norm=config.norm,
-                            reference_block=config.reference_block).to(config.device)
-        report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
-                           lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
-                           train_split=config.train_split, valid_split=config.valid_split, quiet=config.quiet,
-                           seed=config.seed)
-        final = model.evaluate(corpus.split(config.valid_split), context=config.context, batch_size=config.batch_size)
-        results[mode] = {"val_bpc": final["bpc"], "val_loss": final["loss"], "train_seconds": report.seconds,
-                         "best_step": report.result.best_step,
-                         "curve": [(r["step"], r.get("val_bpc")) for r in report.history if "val_bpc" in r]}
-        models[mode] = model
-        if not config.quiet:
-            print(f"quality {mode}: val bpc {final['bpc']:.4f} in {report.seconds:.0f}s")
+        def train(mode: str = mode) -> dict[str, Any]:
+            model = models[mode] = _quality_model(config, corpus, mode)
+            report = model.fit(corpus, context=config.context, steps=config.steps, batch_size=config.batch_size,
+                               lr=config.lr, eval_every=config.eval_every, eval_tokens=config.eval_tokens,
+                               train_split=config.train_split, valid_split=config.valid_split, quiet=config.quiet,
+                               seed=config.seed)
+            final = model.evaluate(corpus.split(config.valid_split), context=config.context,
+                                   batch_size=config.batch_size)
+            if not config.quiet:
+                print(f"quality {mode}: val bpc {final['bpc']:.4f} in {report.seconds:.0f}s")
+            kept = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    if aligned and mode == "dsf" else None)
+            return {"val_bpc": final["bpc"], "val_loss": final["loss"], "train_seconds": report.seconds,
+                    "best_step": report.result.best_step, "state": kept,
+                    "curve": [(r["step"], r.get("val_bpc")) for r in report.history if "val_bpc" in r]}
+
+        done = piece(f"quality/{mode}", train)
+        results[mode] = {k: v for k, v in done.items() if k != "state"}
+        if mode not in models and done["state"] is not None:  # (read from an interrupted run: rebuilt)
+            models[mode] = _quality_model(config, corpus, mode)
+            models[mode].load_state_dict(done["state"])
     base = results.get("bptt")
     for mode, r in results.items():
         rows.append(_row("quality", setting, mode, f"val bits/{config.level}", r["val_bpc"],
@@ -241,7 +255,7 @@ def _block(config) -> str:
 RECALL_BATCHES, RECALL_BATCH_SIZE = 8, 64
 
 
-def _recall_part(config, rows: list, extra: dict) -> None:
+def _recall_part(config, rows: list, extra: dict, piece: Callable) -> None:
     task = DelayedRecall(config.recall_lag, symbols=config.recall_symbols)
     block = _block(config)
     setting = (f"lag {config.recall_lag}, {config.recall_symbols} symbols (chance {task.chance:.3f}), "
@@ -249,16 +263,19 @@ def _recall_part(config, rows: list, extra: dict) -> None:
                f"{config.recall_steps} steps")
     results = {}
     for mode in config.recall_modes:
-        seed_everything(config.seed)
-        model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden,
-                            layers=config.recall_layers, training=mode, out_size=task.out_size, norm=config.norm,
-                            reference_block=config.reference_block).to(config.device)
-        report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
-                           eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
-        final = model.evaluate(task, batches=RECALL_BATCHES, batch_size=RECALL_BATCH_SIZE)
-        results[mode] = {"accuracy": final["accuracy"], "seconds": report.seconds}
-        if not config.quiet:
-            print(f"recall {mode}: accuracy {final['accuracy']:.3f} (chance {task.chance:.3f})")
+        def train(mode: str = mode) -> dict[str, float]:
+            seed_everything(config.seed)
+            model = RecurrentLM(task.vocab_size, cell=config.model, hidden=config.recall_hidden,
+                                layers=config.recall_layers, training=mode, out_size=task.out_size, norm=config.norm,
+                                reference_block=config.reference_block).to(config.device)
+            report = model.fit(task, steps=config.recall_steps, batch_size=config.recall_batch, lr=config.recall_lr,
+                               eval_every=max(1, config.recall_steps // 6), quiet=config.quiet, seed=config.seed)
+            final = model.evaluate(task, batches=RECALL_BATCHES, batch_size=RECALL_BATCH_SIZE)
+            if not config.quiet:
+                print(f"recall {mode}: accuracy {final['accuracy']:.3f} (chance {task.chance:.3f})")
+            return {"accuracy": final["accuracy"], "seconds": report.seconds}
+
+        results[mode] = piece(f"recall/{mode}", train)
     base = results.get("bptt")
     for mode, r in results.items():
         rows.append(_row("delayed recall", setting, mode, "accuracy", r["accuracy"],
@@ -338,7 +355,7 @@ def run_bench(config) -> tuple[Path, Path]:
         raise UsageError(f"--seed {config.seed} draws the recall task's {held_out[config.seed]} samples: give another "
                          "--seed, or --skip recall")
 
-    def parts(config, rows: list, extra: dict) -> None:
+    def parts(config, rows: list, extra: dict, piece: Callable) -> None:
         # one corpus (one vocabulary) for the models and the alignment windows they read; read (and its splits
         # checked) before the cost part, so a wrong --data or split fails in seconds, not after minutes of timing
         corpus = read_corpus(config.data, level=config.level) if {"quality", "alignment"} - set(config.skip) else None
@@ -350,14 +367,14 @@ def run_bench(config) -> tuple[Path, Path]:
                 raise UsageError(f"--align-context {config.align_context} needs a validation split of at least "
                                  f"{config.align_context + 2} tokens; {config.valid_split} has {valid.numel()}")
         if "cost" not in config.skip:
-            _cost_part(config, rows, extra)
+            _cost_part(config, rows, extra, piece)
         models: dict = {}
         if "quality" not in config.skip:
-            models = _quality_part(config, corpus, rows, extra)
+            models = _quality_part(config, corpus, rows, extra, piece)
         if "alignment" not in config.skip:
             _alignment_part(config, corpus, rows, extra, models)
         if "recall" not in config.skip:
-            _recall_part(config, rows, extra)
+            _recall_part(config, rows, extra, piece)
 
     notes = [  # (a part's paragraph only when the part runs)
         "`bptt` is the baseline measured in the same run; `ratio` = value / bptt.",

@@ -91,8 +91,9 @@ def _fmt(alignment: dict[str, float]) -> str:
 
 
 def _quality_part(experiment: str, setting: str, config, corpus: Corpus, make: Callable[[str], LanguageModel],
-                  rules: list[str], baseline: str, steps: int, rows: list, extra: dict) -> None:
-    results = {rule: _train(config, corpus, make, rule, steps) for rule in rules}
+                  rules: list[str], baseline: str, steps: int, rows: list, extra: dict, piece: Callable) -> None:
+    results = {rule: piece(f"{experiment}/{rule}", partial(_train, config, corpus, make, rule, steps))
+               for rule in rules}
     extra[experiment] = results
     base = results.get(baseline)
     for key, metric in (("val_bpc", "val bits/char"), ("perplexity", "val perplexity/char"),
@@ -104,7 +105,19 @@ def _quality_part(experiment: str, setting: str, config, corpus: Corpus, make: C
             rows.append(_row(experiment, setting, rule, f"alignment {point} (end)", value))
 
 
-def _cost_part(config, vocab_size: int, rows: list, extra: dict) -> None:
+def _cost_part(config, vocab_size: int, rows: list, extra: dict, piece: Callable) -> None:
+    costs = piece("cost", partial(_costs, config, vocab_size))  # (one piece: every rule timed interleaved)
+    extra["cost"] = costs
+    setting = (f"transformer {config.layers}x{config.hidden}, batch {config.batch_size} x {config.context}, "
+               f"{config.device}, {extra['threads']} thread(s)")
+    base = costs.get("bp")
+    for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MiB")):
+        for rule, c in costs.items():
+            rows.append(_row("cost", setting, rule, metric, float(c[key]), float(base[key]) if base else None))
+
+
+def _costs(config, vocab_size: int) -> dict[str, dict[str, Any]]:
+    """Every ``--rules`` rule's training step on the transformer, timed interleaved."""
     device = torch.device(config.device)
     gen = torch.Generator().manual_seed(config.seed)
     x = torch.randint(0, vocab_size, (config.batch_size, config.context), generator=gen, device="cpu").to(device)
@@ -120,14 +133,7 @@ def _cost_part(config, vocab_size: int, rows: list, extra: dict) -> None:
 
         step()  # warm-up (allocator, kernels)
         steps[rule] = step
-    costs = interleaved_costs(steps, config.cost_repeats, device, "cost", config.quiet)
-    extra["cost"] = costs
-    setting = (f"transformer {config.layers}x{config.hidden}, batch {config.batch_size} x {config.context}, "
-               f"{config.device}, {extra['threads']} thread(s)")
-    base = costs.get("bp")
-    for key, metric in (("seconds", "seconds/step"), ("saved_mb", "saved for backward MiB")):
-        for rule, c in costs.items():
-            rows.append(_row("cost", setting, rule, metric, float(c[key]), float(base[key]) if base else None))
+    return interleaved_costs(steps, config.cost_repeats, device, "cost", config.quiet)
 
 
 def _plot(config, results: dict[str, dict]) -> Path:
@@ -209,7 +215,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
     ``<out>-alignment.png`` (no plot otherwise: the recurrent part's alignment is in the tables alone)."""
     _check_rules(config)
 
-    def parts(config, rows: list, extra: dict) -> None:
+    def parts(config, rows: list, extra: dict, piece: Callable) -> None:
         corpus = read_corpus(config.data, level="char")
         if {"transformer", "recurrent"} - set(config.skip):  # checked before the parts: not after minutes of work
             check_splits(corpus, config.train_split, config.valid_split, ("--train-split", "--valid-split"))
@@ -218,9 +224,9 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
                        f"{config.heads} heads, "
                        f"T={config.context}, B={config.batch_size}, {config.steps} steps")
             _quality_part("transformer", setting, config, corpus, partial(_transformer, config, corpus.vocab_size),
-                          config.rules, "bp", config.steps, rows, extra)
+                          config.rules, "bp", config.steps, rows, extra, piece)
         if "cost" not in config.skip:
-            _cost_part(config, corpus.vocab_size, rows, extra)
+            _cost_part(config, corpus.vocab_size, rows, extra, piece)
         if "recurrent" not in config.skip:
             steps = config.rnn_steps or config.steps
             block = " pre-LN + MLP blocks" if config.rnn_norm else " plain blocks"
@@ -228,7 +234,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
                        f"{config.rnn_layers}x{config.rnn_hidden}{block}, "
                        f"T={config.context}, B={config.batch_size}, {steps} steps")
             _quality_part("recurrent", setting, config, corpus, partial(_recurrent, config, corpus.vocab_size),
-                          config.rnn_rules, "bptt", steps, rows, extra)
+                          config.rnn_rules, "bptt", steps, rows, extra, piece)
         if plot:  # last: a part that fails leaves no plot behind to refuse the next run
             extra["plot"] = str(_plot(config, extra["transformer"]))
 

@@ -95,13 +95,12 @@ def test_help_and_version_import_neither_torch_nor_a_domain_model(args):
 
 
 @pytest.mark.parametrize("bench", ["seq", "graph", "influence", "dfa"])
-def test_a_bench_s_help_says_it_takes_no_resume(bench, capsys):
-    """Every bench's --help said of --name "so --resume --name <name> continues it", a flag no bench takes (it is
-    refused as unrecognized): an interrupted bench is run again from the start."""
+def test_a_bench_s_help_says_how_it_resumes(bench, capsys):
+    """Every bench takes --resume (tests/test_core_bench_resume.py), and its help says what it continues from."""
     with pytest.raises(SystemExit):
         main(["bench", bench, "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "a bench takes no --resume: an interrupted one is run again from the start" in text
-    with pytest.raises(SystemExit):
-        main(["bench", bench, "--resume"])
-    assert "unrecognized arguments: --resume" in capsys.readouterr().err
+    assert "runs/<name>-progress.pt while it runs, which its --resume continues" in text
+    assert ("continue the interrupted run of this bench with the same --out (or --name) and settings: the "
+            "pieces it finished (each fit, each group of interleaved timings), kept in <out>-progress.pt, are read "
+            "instead of run again") in text

@@ -52,7 +52,7 @@ def _left(folder: Path) -> list[str]:
     (GRAPH + ["--name", "g"], "g.json.tmp", "runs/g.json", "--json, --checkpoint", ["runs", "runs/g.pt"]),
     (SEQ + ["--name", "s"], "s.json.tmp", "runs/s.json", "--json, --checkpoint, --plot", ["runs", "runs/s.pt"]),
     (INF_SEQ + ["--json", "i.json"], "i.json.tmp", "i.json", "--json, --plot", []),
-    (BENCH_GRAPH + ["--out", "b"], "b.md.tmp", "b.md", "--out, --json", []),
+    (BENCH_GRAPH + ["--out", "b"], "b.md.tmp", "b.md", "--out, --json", ["b-progress.pt"]),
     (GRAPH + ["--name", "g"], f".lock.{os.getpid()}", "runs/g.json.lock", "--json, --checkpoint", ["runs"]),
 ], ids=["graph-record", "seq-record", "influence-record", "bench-results", "lock-at-start"])
 def test_a_full_disk_names_the_file_the_cause_and_the_fix(args, full, named, flags, left, folder, monkeypatch,
@@ -64,7 +64,7 @@ def test_a_full_disk_names_the_file_the_cause_and_the_fix(args, full, named, fla
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"fwdlearn: error: cannot write {os.path.join(*named.split('/'))}: the disk is full ({NO_SPACE}); free space "
         f"on that disk, or write the outputs elsewhere ({flags})")
-    assert _left(folder) == left  # (a finished run's checkpoint stays; no .tmp, no lock)
+    assert _left(folder) == left  # (a finished run's checkpoint, a bench's progress, stays; no .tmp, no lock)
 
 
 @pytest.mark.parametrize("args, again", [

@@ -734,7 +734,8 @@ def test_a_graph_fit_in_a_log_counts_its_epochs_per_layer(method, capsys):
 def test_bench_influence_interrupted_after_its_plot_leaves_no_plot_to_refuse_the_re_run(tmp_path, monkeypatch,
                                                                                        capsys):
     """bench influence drew <out>.png, then wrote its results and record: a failure or Ctrl-C there left the plot
-    alone, and the re-run was refused for it ("<out>.png already exists ... --overwrite")."""
+    alone, and the re-run was refused for it ("<out>.png already exists ... --overwrite"). Its progress stays: the
+    re-run with --resume reads every piece."""
     from fwdlearn.records import RunRecord
 
     def interrupted(self, *args, **kwargs):
@@ -744,9 +745,9 @@ def test_bench_influence_interrupted_after_its_plot_leaves_no_plot_to_refuse_the
     save_with = RunRecord.save_with
     monkeypatch.setattr(RunRecord, "save_with", interrupted)
     assert main(args) == 130
-    assert list(tmp_path.iterdir()) == []  # (i.png was left)
+    assert [p.name for p in tmp_path.iterdir()] == ["i-progress.pt"]  # (i.png was left)
     monkeypatch.setattr(RunRecord, "save_with", save_with)
-    assert main(args) == 0, capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0, capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i-record.json", "i.json", "i.md", "i.png"]
 
 

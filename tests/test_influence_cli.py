@@ -423,7 +423,14 @@ def test_bench_influence_trains_gcn_2_once_when_layers_is_2():
 
     rows: list[dict] = []
     config = SimpleNamespace(layers=2, seed=0, hidden=8, epochs=2, samples=5, forward_method="")
-    _trained_ranges(config, load_graph("karate"), rows, True, torch.device("cpu"))
+    pieces: list[str] = []
+
+    def piece(key, compute):
+        pieces.append(key)
+        return compute()
+
+    _trained_ranges(config, load_graph("karate"), rows, True, torch.device("cpu"), piece)
+    assert pieces == ["trained/mlp-2", "trained/gcn-2"]
     assert [(r["model"], r["metric"]) for r in rows] == [(m, metric) for m in ("mlp-2", "gcn-2")
                                                          for metric in ("test accuracy", "R (max_hops=2)")]
 

@@ -939,12 +939,15 @@ def test_a_bench_interrupted_or_failing_after_its_plot_leaves_no_plot_to_refuse_
             "--context", "12", "--batch-size", "2", "--steps", "2", "--eval-every", "2", "--eval-tokens", "100",
             "--align-every", "1", "--skip", "cost", "recurrent", "--rules", "dfa"]
     save_with = RunRecord.save_with
-    for stop, status in ((KeyboardInterrupt, 130), (OSError(errno.ENOSPC, "No space left on device"), 2)):
+    for stop, status, again in ((KeyboardInterrupt, 130, []), (OSError(errno.ENOSPC, "No space left on device"), 2,
+                                                               ["--resume"])):
         def failing(self, *rest, stop=stop, **kwargs):
             raise stop
         monkeypatch.setattr(RunRecord, "save_with", failing)
-        assert main([*args, "--out", str(tmp_path / "d")]) == status
-        assert sorted(p.name for p in tmp_path.glob("d*")) == []  # (d-alignment.png was left)
+        assert main([*args, "--out", str(tmp_path / "d"), *again]) == status
+        assert "the disk is full" in capsys.readouterr().err or status == 130
+        assert sorted(p.name for p in tmp_path.glob("d*")) == ["d-progress.pt"]  # (d-alignment.png was left; the
+        # progress stays for --resume)
     monkeypatch.setattr(RunRecord, "save_with", save_with)
     sync, calls = files._sync_folders, []
 
@@ -956,7 +959,8 @@ def test_a_bench_interrupted_or_failing_after_its_plot_leaves_no_plot_to_refuse_
     monkeypatch.setattr(files, "_sync_folders", interrupted)  # (Ctrl-C after the renames: the set is whole)
     assert main([*args, "--out", str(tmp_path / "e")]) == 130
     names = sorted(p.name for p in tmp_path.glob("e*"))
-    assert names == ["e-alignment.png", "e-record.json", "e.json", "e.md"]
+    assert names == ["e-alignment.png", "e-progress.pt", "e-record.json", "e.json", "e.md"]  # (the progress, which
+    # the finished run removes after the set, stays: a later run of this --out needs --overwrite, which removes it)
     assert json.loads((tmp_path / "e-record.json").read_text())["files"]["plot"] == str(tmp_path / "e-alignment.png")
 
 

@@ -265,7 +265,7 @@ def _report(error: BaseException, flags: Sequence[str] = (), elsewhere: str = "w
     ``elsewhere``: how the command writes its outputs elsewhere)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
-        from fwdlearn.runs import resumable_checkpoint
+        from fwdlearn.runs import resumable_checkpoint, resume_naming
 
         text = str(error) or "interrupted"
         if _terminated and not text.startswith("terminated"):
@@ -276,7 +276,7 @@ def _report(error: BaseException, flags: Sequence[str] = (), elsewhere: str = "w
         if checkpoint is not None:  # (outside a training loop: between splits or layers, in the final evaluation, or
             # before a later split's first save: the run's checkpoint holds what it trained)
             text += (f"; {checkpoint} holds the run so far: run the same command with --resume to continue (and "
-                     f"--checkpoint {checkpoint} if it had no --name)")
+                     f"{resume_naming(checkpoint)})")
         if launch_rank() == 0:
             print(f"fwdlearn: {text}", file=sys.stderr)
         return

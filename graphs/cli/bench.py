@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from fwdlearn.bench import at_least, at_most, below
 from fwdlearn.bench import shown as _shown
+from fwdlearn.bench_progress import RESUME_HELP
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.reporting import mean_std, ratio
@@ -65,6 +66,7 @@ class BenchGraphConfig(RunOptions):
     link_epochs: int = field(default=100, metadata={"help": "epoch budget of the link methods", "min": 1})
     link_lr: float = field(default=1e-2, metadata={"help": "Adam learning rate of the forward link methods (BP link "
                                                            "uses --bp-lr)", "gt": 0})
+    resume: bool = field(default=False, metadata={"help": RESUME_HELP, "group": "run options"})
 
 
 COLUMNS = ["task", "method", "layers", "accuracy", "acc_minus_bp", "fit_seconds", "time_vs_bp", "saved_bytes_per_step",
@@ -184,6 +186,7 @@ def _method_names(flag: str, given: list[str], name_of) -> list[str]:
 def run_bench(config: BenchGraphConfig) -> int:
     """Run the sweep; write ``<out>.json``, ``<out>.md`` and ``<out>-record.json``."""
     from dataclasses import replace
+    from types import SimpleNamespace
 
     import torch
 
@@ -222,14 +225,19 @@ def run_bench(config: BenchGraphConfig) -> int:
         for method in methods:
             reports = []
             for i, data in enumerate(datasets):
-                seed_everything(config.seed + i)
-                model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
-                                   layers=depth, method=method, seed=config.seed + i)
-                report = model.fit(data, epochs=config.epochs, lr=_learning_rate(config, method), patience=patience,
-                                   eval_every=config.eval_every, quiet=config.quiet,
-                                   bp_lr=config.bp_lr if method == "bp" else None)
+                def fit(method: str = method, depth: int = depth, i: int = i, data=data) -> dict:
+                    seed_everything(config.seed + i)
+                    model = ForwardGNN(data.num_features, data.num_classes, conv=config.conv, hidden=config.hidden,
+                                       layers=depth, method=method, seed=config.seed + i)
+                    return model.fit(data, epochs=config.epochs, lr=_learning_rate(config, method),
+                                     patience=patience, eval_every=config.eval_every, quiet=config.quiet,
+                                     bp_lr=config.bp_lr if method == "bp" else None).as_dict()
+
+                # (one piece per fit, its report's figures kept: --resume reads the fits an interrupted run finished)
+                figures = bench.piece(f"node/{method}/layers={depth}/split={config.seed + i}", fit)
+                report = SimpleNamespace(**figures)
                 # (keyed by the table's name, the rule beside it: the rows said local:prototype where the table sf)
-                record.log(**{**report.as_dict(), "method": method, "rule": report.method}, split=config.seed + i)
+                record.log(**{**figures, "method": method, "rule": report.method}, split=config.seed + i)
                 reports.append(report)
                 if not config.quiet:
                     print(f"{method} L={depth} split {i}: test {report.test_accuracy:.4f} in "
@@ -263,13 +271,17 @@ def run_bench(config: BenchGraphConfig) -> int:
         data = datasets[0]  # the edge split ignores the node masks (a graph without a public split has random ones)
         link_reports = {}
         for method in link_methods:
-            seed_everything(config.seed)
-            model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
-                                         layers=config.link_layers, method=method)
-            lr = config.bp_lr if method == "bp" else config.link_lr
-            report = model.fit(data, epochs=config.link_epochs, lr=lr, patience=patience,
-                               eval_every=config.eval_every, quiet=config.quiet, seed=config.seed)
-            record.log(**report.as_dict(), task="link")
+            def fit_link(method: str = method) -> dict:
+                seed_everything(config.seed)
+                model = ForwardLinkPredictor(data.num_features, conv=config.conv, hidden=config.hidden,
+                                             layers=config.link_layers, method=method)
+                lr = config.bp_lr if method == "bp" else config.link_lr
+                return model.fit(data, epochs=config.link_epochs, lr=lr, patience=patience,
+                                 eval_every=config.eval_every, quiet=config.quiet, seed=config.seed).as_dict()
+
+            figures = bench.piece(f"link/{method}", fit_link)
+            report = SimpleNamespace(**figures)
+            record.log(**figures, task="link")
             link_reports[method] = report
             link[method] = report.test_auc
             print(f"link {method} layers={config.link_layers}: test ROC-AUC {report.test_auc:.4f}", flush=True)

@@ -19,6 +19,7 @@ import argparse
 import time
 from dataclasses import dataclass, field
 
+from fwdlearn.bench_progress import RESUME_HELP
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.records import RunRecord
@@ -192,6 +193,7 @@ class BenchInfluenceConfig(RunOptions):
     forward_method: str = field(default="sf", metadata={"help": "ForwardGNN method compared with BP ('' = skip)"})
     device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
                                                          "or auto", "group": "run options"})
+    resume: bool = field(default=False, metadata={"help": RESUME_HELP, "group": "run options"})
 
 
 def _run_bench(args: argparse.Namespace) -> int:

@@ -38,7 +38,9 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -202,10 +204,11 @@ def _load_graphs(config, other: list[dict], quiet: bool) -> dict:
     return loaded
 
 
-def _speed_curve(config, graphs: dict, rows: list[dict], quiet: bool, device: torch.device) -> None:
+def _speed_curve(config, graphs: dict, rows: list[dict], quiet: bool, device: torch.device, piece: Callable) -> None:
     for name, data in graphs.items():
-        for layers in config.depths:
-            rows.append(_speed_row(config, name, data, layers, quiet, device))
+        for layers in config.depths:  # (a piece each: both sides timed interleaved within it)
+            rows.append(piece(f"speed/{name}/layers={layers}",
+                              partial(_speed_row, config, name, data, layers, quiet, device)))
             if not quiet:
                 print({k: v for k, v in rows[-1].items() if k in SPEED_COLUMNS})
 
@@ -225,39 +228,50 @@ def _plot_curve(rows: list[dict], path: Path) -> None:
                   title=f"hop_influence vs PyG, {threads} torch thread" + "s" * (threads > 1))
 
 
-def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.device) -> int:
-    """Train the models on ``data`` and measure their test accuracy and R into ``rows``; returns the number of seed
-    nodes R was measured on (``--samples``, or every node of a smaller graph)."""
+def _trained_ranges(config, data, rows: list[dict], quiet: bool, device: torch.device, piece: Callable) -> int:
+    """Train the models on ``data`` and measure their test accuracy and R into ``rows`` (a piece per model); returns
+    the number of seed nodes R was measured on (``--samples``, or every node of a smaller graph)."""
     data = data.to(device)
     max_hops = config.layers
     classes = data.num_classes  # (the saved graph's num_classes, as influence graph reads it, not max(y) + 1)
     results = {}
-    for kind, layers in dict.fromkeys((("mlp", 2), ("gcn", 2), ("gcn", config.layers))):  # (--layers 2: gcn-2 once)
+
+    def measure(kind: str, layers: int) -> dict[str, float]:
         seed_everything(config.seed)
         model = make_model(kind, data.num_features, classes, layers, config.hidden).to(device)
         fit = model.fit(data, epochs=config.epochs, lr=BP_LR, patience=BP_PATIENCE, quiet=quiet)
         _, R, per_seed = hop_influence(model, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
                                        normalize=False)
-        results[(kind, layers)] = (fit.test_accuracy, R)
-        for metric, value in (("test accuracy", fit.test_accuracy), (f"R (max_hops={max_hops})", R)):
+        return {"accuracy": fit.test_accuracy, "R": R, "seeds": per_seed.shape[0]}
+
+    for kind, layers in dict.fromkeys((("mlp", 2), ("gcn", 2), ("gcn", config.layers))):  # (--layers 2: gcn-2 once)
+        done = piece(f"trained/{kind}-{layers}", partial(measure, kind, layers))
+        results[(kind, layers)] = (done["accuracy"], done["R"])
+        for metric, value in (("test accuracy", done["accuracy"]), (f"R (max_hops={max_hops})", done["R"])):
             rows.append({"experiment": f"trained by BP, {config.epochs} epochs", "model": f"{kind}-{layers}",
                          "metric": metric, "value": value, "baseline": None, "ratio": None})  # (no baseline: R sat
             # in the baseline column)
     if not config.forward_method:
-        return per_seed.shape[0]
-    seed_everything(config.seed)
-    forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
-                         method=config.forward_method, seed=config.seed).to(device)
-    report = forward.fit(data, epochs=config.epochs, quiet=quiet)
-    _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
-                            normalize=False)
+        return done["seeds"]
+
+    def measure_forward() -> dict[str, float]:
+        seed_everything(config.seed)
+        forward = ForwardGNN(data.num_features, classes, conv="gcn", hidden=config.hidden, layers=config.layers,
+                             method=config.forward_method, seed=config.seed).to(device)
+        report = forward.fit(data, epochs=config.epochs, quiet=quiet)
+        _, R, _ = hop_influence(forward, data, max_hops, samples=config.samples, seed=config.seed, quiet=quiet,
+                                normalize=False)
+        return {"accuracy": report.test_accuracy, "R": R}
+
+    forward = piece(f"trained/{config.forward_method}-{config.layers}", measure_forward)
     bp_acc, bp_R = results[("gcn", config.layers)]
     rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
-                 "metric": f"test accuracy ({config.forward_method})", "value": report.test_accuracy,
-                 "baseline": bp_acc, "ratio": ratio(report.test_accuracy, bp_acc)})
+                 "metric": f"test accuracy ({config.forward_method})", "value": forward["accuracy"],
+                 "baseline": bp_acc, "ratio": ratio(forward["accuracy"], bp_acc)})
     rows.append({"experiment": "BP vs forward (value = forward, baseline = BP)", "model": f"gcn-{config.layers}",
-                 "metric": f"R ({config.forward_method})", "value": R, "baseline": bp_R, "ratio": ratio(R, bp_R)})
-    return per_seed.shape[0]
+                 "metric": f"R ({config.forward_method})", "value": forward["R"], "baseline": bp_R,
+                 "ratio": ratio(forward["R"], bp_R)})
+    return done["seeds"]
 
 
 def _seeds_note(seeds: int | None) -> str:
@@ -324,8 +338,8 @@ def run_bench(config) -> int:
                                  "give a labelled graph as --data, or time the speed curve alone with --epochs 0 "
                                  "(its untrained models read no label; --graphs takes graphs without labels)"):
             data = load_graph(config.data, split="auto", seed=config.seed, quiet=quiet)
-    _speed_curve(config, _load_graphs(config, other, quiet), speed, quiet, device)
-    seeds = _trained_ranges(config, data, other, quiet, device) if data is not None else None
+    _speed_curve(config, _load_graphs(config, other, quiet), speed, quiet, device, bench.piece)
+    seeds = _trained_ranges(config, data, other, quiet, device, bench.piece) if data is not None else None
     for row in speed + other:
         record.log(**row)
     for row in other:

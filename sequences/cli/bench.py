@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fwdlearn.bench_progress import RESUME_HELP
 from fwdlearn.cli import Command
 from fwdlearn.config import add_dataclass_arguments, dataclass_from_args
 from fwdlearn.runs import MAX_THREADS, RunOptions
@@ -31,6 +32,7 @@ class SequenceBenchOptions(RunOptions):
                                               "min": 0, "max": MAX_THREADS, "group": "run options"})
     device: str = field(default="cpu", metadata={"help": "cpu (the measurements of docs/benchmarks.md), cuda, cuda:N "
                                                          "or auto", "group": "run options"})
+    resume: bool = field(default=False, metadata={"help": RESUME_HELP, "group": "run options"})
 
 
 @dataclass

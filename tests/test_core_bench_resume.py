@@ -1,0 +1,221 @@
+"""A bench interrupted between pieces goes on with --resume: the pieces finished are read from <out>-progress.pt,
+not run again, and the results equal an uninterrupted run's (its timings aside); bad resumes are refused by name."""
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fwdlearn.bench_progress import BenchProgress, plain
+from fwdlearn.cli import main
+from fwdlearn.errors import InputError, UsageError
+from fwdlearn.graphs.nn.forward_gnn import ForwardGNN
+from fwdlearn.sequences.nn.language_model import LanguageModel
+
+SEQ = ["bench", "seq", "--data", "corpus.txt", "--quiet", "--cost-contexts", "4", "--cost-hidden", "4",
+       "--cost-repeats", "1", "--quality-modes", "bptt", "dsf", "ft-bptt", "--steps", "3", "--hidden", "8", "--layers",
+       "1", "--context", "8", "--batch-size", "2", "--eval-every", "3", "--eval-tokens", "64", "--recall-steps", "2",
+       "--recall-hidden", "8", "--recall-layers", "1", "--recall-modes", "dsf", "--align-context", "8",
+       "--align-batch", "2"]
+GRAPH = ["bench", "graph", "--data", "karate", "--depths", "1", "2", "--methods", "sf", "--splits", "2", "--epochs",
+         "3", "--hidden", "8", "--link-layers", "2", "--link-epochs", "2", "--quiet"]
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch, one_torch_thread):
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran"]
+    draw = random.Random(0)
+    (tmp_path / "corpus.txt").write_text(" ".join(draw.choice(words) for _ in range(3000)))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def interrupting(monkeypatch, cls, at: int) -> dict:
+    """Make ``cls.fit`` raise KeyboardInterrupt at its ``at``-th call; returns the counter (``calls["n"]``, the calls
+    so far; ``calls["at"]``, the call interrupted: 0, none)."""
+    calls = {"n": 0, "at": at}
+    fit = cls.fit
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == calls["at"]:
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "fit", counted)
+    return calls
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    """The rows whose figures are no timing (a resumed run's timings come from two processes)."""
+    return [row for row in rows if row.get("experiment") != "cost" and not str(row.get("experiment")).startswith(
+        "cost") and "seconds" not in str(row.get("metric"))]
+
+
+def test_an_interrupted_seq_bench_resumes_with_the_pieces_it_finished_and_the_uninterrupted_run_s_figures(
+        folder, monkeypatch, capsys):
+    calls = interrupting(monkeypatch, LanguageModel, 3)  # (quality bptt and dsf finished, ft-bptt interrupted)
+    assert main([*SEQ, "--out", "s"]) == 130
+    err = capsys.readouterr().err
+    assert ("s-progress.pt holds the run so far: run the same command with --resume to continue (and --out s if it "
+            "had no --out or --name)") in err
+    saved = torch.load("s-progress.pt", weights_only=True)
+    assert list(saved["pieces"]) == ["cost/gru/T=4", "quality/bptt", "quality/dsf"]
+    assert saved["pieces"]["quality/dsf"]["state"] is not None  # (the alignment part reads the trained DSF model)
+    assert saved["pieces"]["quality/bptt"]["state"] is None
+    assert not Path("s.json").exists()
+
+    assert main([*SEQ, "--out", "s"]) == 2  # (without --resume: refused, nothing replaced)
+    assert ("s-progress.pt holds the progress of an interrupted run of this bench: pass --resume to continue it (same "
+            "settings), --overwrite to start over, or give another --out") in capsys.readouterr().err
+
+    calls.update(n=0, at=0)
+    assert main([*SEQ, "--out", "s", "--resume"]) == 0
+    assert calls["n"] == 2  # ft-bptt and recall ran; bptt and dsf were read
+    assert not Path("s-progress.pt").exists()  # (the finished run leaves nothing to resume)
+    resumed = json.loads(Path("s.json").read_text())
+    assert ("Resumed (--resume): 3 of the 5 pieces were finished by an earlier, interrupted run and read from "
+            "s-progress.pt (cost/gru/T=4, quality/bptt, quality/dsf); 2 ran in this one.") in " ".join(
+        Path("s.md").read_text().split())
+    record = json.loads(Path("s-record.json").read_text())
+    assert record["summary"]["resumed_pieces"] == ["cost/gru/T=4", "quality/bptt", "quality/dsf"]
+
+    calls.update(n=0, at=0)
+    assert main([*SEQ, "--out", "u"]) == 0  # the same bench, uninterrupted
+    whole = json.loads(Path("u.json").read_text())
+    assert untimed(resumed["rows"]) == untimed(whole["rows"])  # (the alignment rows read the rebuilt DSF model)
+    assert any(row["experiment"] == "alignment" for row in untimed(whole["rows"]))
+    assert "Resumed" not in Path("u.md").read_text()
+
+
+def test_resume_refuses_other_settings_no_progress_and_no_name(folder, monkeypatch, capsys):
+    interrupting(monkeypatch, LanguageModel, 2)
+    assert main([*SEQ, "--out", "s"]) == 130
+    capsys.readouterr()
+    assert main([*SEQ, "--out", "s", "--resume", "--steps", "4", "--hidden", "16"]) == 2
+    assert ("--resume: the interrupted run that saved s-progress.pt had other settings (--hidden 8 there, 16 here; "
+            "--steps 3 there, 4 here); its pieces measured those: resume with the settings it was started with, or "
+            "start over with --overwrite") in capsys.readouterr().err
+    assert main([*SEQ, "--out", "elsewhere", "--resume"]) == 2
+    assert ("--resume was given but elsewhere-progress.pt does not exist: no interrupted run of this bench saved its "
+            "progress there (a finished run removes it); check --out, or run without --resume"
+            ) in capsys.readouterr().err
+    assert main([*SEQ, "--resume"]) == 2
+    assert ("--resume continues an interrupted bench from its <out>-progress.pt, which the bench saves as each piece "
+            "ends: pass the --out (or --name) it was run with") in capsys.readouterr().err
+    assert main(["bench", "graph", "--data", "karate", "--out", "s", "--resume", "--quiet"]) == 2  # another bench's
+    assert ("--resume: s-progress.pt is the progress of a 'bench-seq' run, which 'bench-graph' cannot continue; give "
+            "this bench another --out") in capsys.readouterr().err
+    assert Path("s-progress.pt").is_file()  # (every refusal left it)
+
+
+def test_overwrite_starts_an_interrupted_bench_over(folder, monkeypatch, capsys):
+    calls = interrupting(monkeypatch, LanguageModel, 3)
+    assert main([*SEQ, "--out", "s"]) == 130
+    calls.update(n=0, at=0)
+    assert main([*SEQ, "--out", "s", "--overwrite"]) == 0
+    assert calls["n"] == 4  # every fit ran again
+    assert "Resumed" not in Path("s.md").read_text() and not Path("s-progress.pt").exists()
+
+
+def test_an_interrupted_graph_bench_resumes_each_finished_fit(folder, monkeypatch, capsys):
+    calls = interrupting(monkeypatch, ForwardGNN, 5)  # (the warm-up fit, then 3 of the 8 node fits)
+    assert main([*GRAPH, "--out", "g"]) == 130
+    assert list(torch.load("g-progress.pt", weights_only=True)["pieces"]) == [
+        "node/bp/layers=1/split=0", "node/bp/layers=1/split=1", "node/sf/layers=1/split=0"]
+    calls.update(n=0, at=0)
+    assert main([*GRAPH, "--out", "g", "--resume"]) == 0
+    assert calls["n"] == 1 + 5  # the warm-up and the five fits not finished
+    calls.update(n=0, at=0)
+    assert main([*GRAPH, "--out", "h"]) == 0
+    resumed, whole = (json.loads(Path(f"{out}.json").read_text())["rows"] for out in "gh")
+    assert [(r["method"], r["layers"], r["accuracy_mean"]) for r in resumed] == [
+        (r["method"], r["layers"], r["accuracy_mean"]) for r in whole]
+    logged = json.loads(Path("g-record.json").read_text())["metrics"]
+    assert len([row for row in logged if row.get("split") is not None]) == 8  # (read fits are in the record too)
+
+
+def test_an_interrupted_influence_bench_reads_its_speed_rows(folder, monkeypatch, capsys):
+    bench = ["bench", "influence", "--graphs", "karate", "--depths", "1", "2", "--samples", "4", "--pyg-samples", "2",
+             "--repeats", "1", "--data", "karate", "--layers", "2", "--epochs", "2", "--hidden", "8", "--quiet"]
+    interrupting(monkeypatch, ForwardGNN, 2)  # (the speed rows, the MLP's fit, then the GCN's interrupted)
+    assert main([*bench, "--out", "i"]) == 130
+    saved = torch.load("i-progress.pt", weights_only=True)["pieces"]
+    assert list(saved) == ["speed/karate/layers=1", "speed/karate/layers=2", "trained/mlp-2"]
+    import torch_geometric.utils.influence as pyg
+
+    monkeypatch.setattr(pyg, "jacobian_l1_agg_per_hop", None)  # (a speed row timed again would call it)
+    assert main([*bench, "--out", "i", "--resume"]) == 0
+    rows = json.loads(Path("i.json").read_text())["rows"]
+    assert [row["speed-up"] for row in rows] == [saved[key]["speed-up"] for key in list(saved)[:2]]
+
+
+def test_an_interrupted_dfa_bench_reads_its_finished_rules(folder, monkeypatch, capsys):
+    bench = ["bench", "dfa", "--data", "corpus.txt", "--skip", "cost", "recurrent", "--rules", "bp", "dfa", "--steps",
+             "2", "--hidden", "8", "--layers", "1", "--heads", "2", "--context", "8", "--batch-size", "2",
+             "--eval-every", "2", "--eval-tokens", "64", "--no-plot", "--quiet"]
+    calls = interrupting(monkeypatch, LanguageModel, 2)
+    assert main([*bench, "--out", "d"]) == 130
+    calls.update(n=0, at=0)
+    assert main([*bench, "--out", "d", "--resume"]) == 0
+    assert calls["n"] == 1
+    calls.update(n=0, at=0)
+    assert main([*bench, "--out", "e"]) == 0
+    resumed, whole = (untimed(json.loads(Path(f"{out}.json").read_text())["rows"]) for out in "de")
+    assert resumed == whole and len(whole) == 5  # bits and perplexity of two rules, DFA's alignment
+
+
+def test_a_piece_is_kept_as_the_values_a_resumed_run_reads_back(tmp_path):
+    """A NumPy float, torch's version string (a str subclass) and a NumPy bool would be pickled as their classes,
+    which torch's safe reader refuses on --resume (found: torch.__version__ in the first draft); they are kept as
+    Python's own types, tensors on the CPU, and a value of any other type is refused as it is kept, naming it."""
+    value = {"acc": np.float32(0.5), "ok": np.bool_(True), "n": np.int64(3), "version": torch.__version__,
+             "curve": [(1, 2.0)], "t": torch.ones(2, requires_grad=True)}
+    kept = plain(value, "piece")
+    assert type(kept["acc"]) is float and type(kept["ok"]) is bool and type(kept["n"]) is int
+    assert type(kept["version"]) is str and kept["curve"] == [(1, 2.0)] and not kept["t"].requires_grad
+
+    @dataclass
+    class Report:
+        acc: float
+
+    with pytest.raises(TypeError, match=r"piece\['report'\]: a Report cannot be kept in a bench's progress"):
+        plain({"report": Report(1.0)}, "piece")
+
+    @dataclass
+    class Config:
+        steps: int = 3
+        quiet: bool = False
+
+    progress = BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(), resume=False)
+    assert progress.piece("a", lambda: value)["acc"] == 0.5
+    with pytest.raises(ValueError, match="the bench asked for its piece 'a' twice"):
+        progress.piece("a", lambda: 1)
+    again = BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(quiet=True), resume=True)  # (quiet: no setting)
+    read = again.piece("a", lambda: pytest.fail("a finished piece ran again"))
+    assert {k: v for k, v in read.items() if k != "t"} == {k: v for k, v in kept.items() if k != "t"}
+    assert torch.equal(read["t"], kept["t"])
+    assert again.piece("b", lambda: 2) == 2 and again.resumed == ["a"]
+    with pytest.raises(UsageError, match=r"other settings \(--steps 3 there, 4 here\)"):
+        BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(steps=4), resume=True)
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="other.pt is not a bench's progress"):
+        BenchProgress.open(tmp_path / "other.pt", "bench-x", Config(), resume=True)
+
+
+def test_another_version_of_torch_or_fwdlearn_is_refused(tmp_path, monkeypatch):
+    import fwdlearn.bench_progress as progress_module
+
+    @dataclass
+    class Config:
+        steps: int = 3
+
+    BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(), resume=False).piece("a", lambda: 1)
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert progress_module._versions()["torch"] == "9.9.9"
+    with pytest.raises(UsageError, match=r"other settings \(torch .+ there, 9.9.9 here\)"):
+        BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(), resume=True)

@@ -151,7 +151,7 @@ class BenchRun:
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
         return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed),
-                   BenchProgress.open(progress, job, config, resume))
+                   BenchProgress.open(progress, job, config, resume, inputs))
 
     def piece(self, key: str, compute: Callable[[], Any]) -> Any:
         """The result of the bench's piece ``key`` (one fit, one group of interleaved timings): read from the

@@ -4,8 +4,8 @@ A bench is made of pieces: one fit (a mode, a rule, a method at one depth on one
 timings (every mode at one context, so that each ratio's baseline is timed beside its figure). As each piece ends,
 its result is saved in ``<out>-progress.pt`` (the file rewritten whole, atomically, so a kill leaves the pieces
 before it or those with it, never half a file). A run given ``--resume`` with the same ``--out`` (or ``--name``) and
-the same settings reads each piece found there instead of running it again; the finished run removes the file once
-its results and record are written.
+the same settings (and the same content of the files it reads, the same fwdlearn and torch) reads each piece found
+there instead of running it again; the finished run removes the file once its results and record are written.
 
 A piece depends on nothing the pieces before it left behind (each seeds its randomness), so a resumed piece's
 result is the one the run would have computed. Its *seconds* were timed by the earlier process, though: the notes
@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from .errors import InputError, UsageError
 from .files import atomic_write, save_torch
 
-__all__ = ["BenchProgress", "PROGRESS_SUFFIX", "NOT_SETTINGS", "RESUME_HELP", "bench_settings", "plain"]
+__all__ = ["BenchProgress", "PROGRESS_SUFFIX", "NOT_SETTINGS", "RESUME_HELP", "bench_settings", "digests", "plain"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,22 @@ def _versions() -> dict[str, str]:
     from . import __version__
 
     return {"fwdlearn": str(__version__), "torch": str(torch.__version__)}
+
+
+def digests(inputs: Sequence[tuple[str, str | Path]]) -> dict[str, str]:
+    """``"<flag> <path>"`` -> the SHA-256 of the file, for each ``(flag, path)`` a bench reads that is a file: a
+    resumed run whose data changed since the interrupt would mix pieces measured on two data sets."""
+    import hashlib
+
+    out = {}
+    for flag, path in inputs:
+        if Path(path).is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            out[f"{flag} {path}"] = digest.hexdigest()
+    return out
 
 
 def _flag(name: str) -> str:
@@ -115,22 +131,27 @@ class BenchProgress:
         path: ``<out>-progress.pt``.
         job: the bench's command (``"bench-seq"``); another bench's file is refused.
         settings: :func:`bench_settings` of the run's config.
+        inputs: :func:`digests` of the files the bench reads.
     """
 
     path: Path
     job: str
     settings: dict[str, Any]
+    #: ``"<flag> <path>"`` -> SHA-256 of each file the bench reads (:func:`digests`)
+    inputs: dict[str, str] = field(default_factory=dict)
     pieces: dict[str, Any] = field(default_factory=dict)
     #: the pieces read from the interrupted run, in the order this run asked for them
     resumed: list[str] = field(default_factory=list)
     _asked: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
-    def open(cls, path: str | Path, job: str, config: Any, resume: bool) -> "BenchProgress":
+    def open(cls, path: str | Path, job: str, config: Any, resume: bool,
+             inputs: Sequence[tuple[str, str | Path]] = ()) -> "BenchProgress":
         """This run's progress at ``path``: empty, or with ``resume`` the interrupted run's pieces, refused when that
-        run was another bench's or had other settings (naming each flag that differs) or other versions of fwdlearn
-        or torch."""
-        progress = cls(Path(path), job, bench_settings(config))
+        run was another bench's, had other settings (naming each flag that differs), read files whose content has
+        changed since (``inputs``: the ``(flag, path)`` of the files the bench reads) or ran other versions of
+        fwdlearn or torch."""
+        progress = cls(Path(path), job, bench_settings(config), digests(inputs))
         if resume:
             saved = progress._read()
             progress._check_same_run(saved)
@@ -143,7 +164,7 @@ class BenchProgress:
 
         with reading(self.path, "a bench's progress", "it may have been cut short; start over with --overwrite"):
             saved = load_torch(self.path)
-        if not (isinstance(saved, dict) and {"job", "settings", "versions", "pieces"} <= set(saved)
+        if not (isinstance(saved, dict) and {"job", "settings", "inputs", "versions", "pieces"} <= set(saved)
                 and isinstance(saved["pieces"], dict)):
             raise InputError(f"{self.path} is not a bench's progress (a torch file of another kind); give the bench "
                              "another --out, or remove the file if it is not wanted")
@@ -157,6 +178,13 @@ class BenchProgress:
                   for name, value in self.settings.items() if saved["settings"].get(name) != value]
         differ += [f"{name} {saved['versions'].get(name)} there, {version} here"
                    for name, version in _versions().items() if saved["versions"].get(name) != version]
+        changed = [given for given in dict.fromkeys([*saved["inputs"], *self.inputs])
+                   if self.inputs.get(given) != saved["inputs"].get(given)]
+        if changed and not differ:
+            raise UsageError(f"--resume: {', '.join(changed)}: the file{'s' * (len(changed) > 1)} changed (or went) "
+                             f"since the interrupted run that saved {self.path} measured its pieces on "
+                             f"{'them' if len(changed) > 1 else 'it'}: put back what it read, or start over with "
+                             "--overwrite")
         if differ:
             raise UsageError(f"--resume: the interrupted run that saved {self.path} had other settings ("
                              f"{'; '.join(differ)}); its pieces measured those: resume with the settings it was "
@@ -164,8 +192,8 @@ class BenchProgress:
 
     def piece(self, key: str, compute: Callable[[], T]) -> T:
         """The result of the piece ``key``: the interrupted run's when it finished the piece, else ``compute()``,
-        saved before it is returned (as plain values and tensors, :func:`plain`: the value a resumed run reads back). Each key is asked
-        once per run (a second ask is a bench's bug: two pieces under one name)."""
+        saved before it is returned (as plain values and tensors, :func:`plain`: the value a resumed run reads back).
+        Each key is asked once per run (a second ask is a bench's bug: two pieces under one name)."""
         if key in self._asked:
             raise ValueError(f"the bench asked for its piece {key!r} twice; each piece needs its own key")
         self._asked.add(key)
@@ -178,7 +206,8 @@ class BenchProgress:
         return value
 
     def _save(self) -> None:
-        state = {"job": self.job, "settings": self.settings, "versions": _versions(), "pieces": self.pieces}
+        state = {"job": self.job, "settings": self.settings, "inputs": self.inputs, "versions": _versions(),
+                 "pieces": self.pieces}
         atomic_write(self.path, lambda tmp: save_torch(state, tmp))
 
     def note(self) -> str:

@@ -113,6 +113,18 @@ def test_resume_refuses_other_settings_no_progress_and_no_name(folder, monkeypat
     assert Path("s-progress.pt").is_file()  # (every refusal left it)
 
 
+def test_resume_refuses_data_changed_since_the_interrupt(folder, monkeypatch, capsys):
+    """The pieces read were measured on the corpus as it was: a resume on an edited one would mix two data sets."""
+    interrupting(monkeypatch, LanguageModel, 2)
+    assert main([*SEQ, "--out", "s"]) == 130
+    Path("corpus.txt").write_text(Path("corpus.txt").read_text() + " the end")
+    capsys.readouterr()
+    assert main([*SEQ, "--out", "s", "--resume"]) == 2
+    assert ("--resume: --data corpus.txt: the file changed (or went) since the interrupted run that saved "
+            "s-progress.pt measured its pieces on it: put back what it read, or start over with --overwrite"
+            ) in capsys.readouterr().err
+
+
 def test_overwrite_starts_an_interrupted_bench_over(folder, monkeypatch, capsys):
     calls = interrupting(monkeypatch, LanguageModel, 3)
     assert main([*SEQ, "--out", "s"]) == 130

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .bench_progress import PROGRESS_SUFFIX, BenchProgress
+from .bench_progress import PROGRESS_SUFFIX, BenchProgress, saved_job
 from .errors import UsageError
 from .files import check_writable, remove_quietly
 from .records import RunRecord
@@ -138,11 +138,12 @@ class BenchRun:
         of ``config``; with ``resolve`` the config (also the one recorded) has its ``device`` and ``out`` replaced by
         the resolved device and results prefix. The progress ``<out>-progress.pt`` is checked with the outputs (with
         ``config.resume``: it must be there, an interrupted run's of this bench with the same settings; without:
-        an interrupted run's is refused, or with ``--overwrite`` removed) and held as the run's checkpoint (locked
-        with the record; an interrupt after a piece was saved names it and ``--resume``)."""
+        an interrupted run's is refused, or with ``--overwrite`` removed; another bench's is refused even then) and
+        held as the run's checkpoint (locked with the record; an interrupt after a piece was saved names it and
+        ``--resume``)."""
         paths = run_outputs(job, config, out=config.out, more=more, inputs=inputs)
         resume = bool(getattr(config, "resume", False))
-        progress = _progress_path(paths, config, resume)
+        progress = _progress_path(job, paths, config, resume)
         paths.checkpoint, paths.checkpoint_flag = progress, "--out" if config.out or not config.name else "--name"
         paths.resume_naming = f"--out {_prefix(paths)} if it had no --out or --name"
         if config.overwrite and not resume and progress.is_file():  # (an interrupted run's: this one starts over,
@@ -219,10 +220,10 @@ class BenchRun:
         return json_path, md_path
 
 
-def _progress_path(paths: RunPaths, config: Any, resume: bool) -> Path:
+def _progress_path(job: str, paths: RunPaths, config: Any, resume: bool) -> Path:
     """``<out>-progress.pt``, checked: ``--resume`` needs the file (and a name: a fresh one's never exists); a run
-    without it refuses an interrupted run's file unless ``--overwrite`` (which starts over); no other output is
-    there."""
+    without it refuses an interrupted run's file unless ``--overwrite`` (which starts over), and another bench's
+    (``job`` is this one) even with it; no other output is there."""
     progress = _prefix(paths).with_name(_prefix(paths).name + PROGRESS_SUFFIX)
     flag = "--out" if config.out or not config.name else "--name"
     if resume and not (config.out or config.name):
@@ -238,6 +239,12 @@ def _progress_path(paths: RunPaths, config: Any, resume: bool) -> Path:
         raise FileNotFoundError(f"--resume was given but {progress} does not exist: no interrupted run of this bench "
                                 f"saved its progress there (a finished run removes it); check {flag}, or run without "
                                 "--resume")
+    other = saved_job(progress) if not resume and progress.is_file() else None
+    if other is not None and other != job:  # (--overwrite would remove what another bench's interrupted run finished)
+        raise FileExistsError(f"{progress} holds the progress of an interrupted '{other.replace('-', ' ')}' run, not "
+                              f"of this '{job.replace('-', ' ')}': give this bench another {flag} (--overwrite "
+                              f"removes no other bench's progress; 'fwdlearn {other.replace('-', ' ')} ... --resume' "
+                              "continues that run)")
     if not resume and not config.overwrite and progress.is_file():
         raise FileExistsError(f"{progress} holds the progress of an interrupted run of this bench: pass --resume to "
                               f"continue it (same settings), --overwrite to start over, or give another {flag}")

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 from .errors import InputError, UsageError
 from .files import atomic_write, save_torch
 
-__all__ = ["BenchProgress", "PROGRESS_SUFFIX", "NOT_SETTINGS", "RESUME_HELP", "bench_settings", "digests", "plain"]
+__all__ = ["BenchProgress", "PROGRESS_SUFFIX", "NOT_SETTINGS", "RESUME_HELP", "bench_settings", "digests", "plain",
+           "saved_job"]
 
 T = TypeVar("T")
 
@@ -46,6 +47,20 @@ RESUME_HELP = ("continue the interrupted run of this bench with the same --out (
 def bench_settings(config: Any) -> dict[str, Any]:
     """The fields of ``config`` (a bench's dataclass) that shape its numbers, by name (lists as lists)."""
     return {f.name: _plain_setting(getattr(config, f.name)) for f in fields(config) if f.name not in NOT_SETTINGS}
+
+
+def saved_job(path: str | Path) -> str | None:
+    """The bench (``"bench-seq"``) whose progress the file ``path`` holds, or ``None`` when it cannot be read as a
+    bench's progress (damaged, cut short, another kind of file)."""
+    from .fit import load_torch
+
+    try:
+        saved = load_torch(path)
+    except Exception:  # noqa: BLE001 - a file that cannot be read is no bench's progress to name
+        return None
+    if isinstance(saved, dict) and isinstance(saved.get("pieces"), dict) and isinstance(saved.get("job"), str):
+        return saved["job"]
+    return None
 
 
 def _plain_setting(value: Any) -> Any:
@@ -162,7 +177,8 @@ class BenchProgress:
         from .errors import reading
         from .fit import load_torch
 
-        with reading(self.path, "a bench's progress", "it may have been cut short; start over with --overwrite"):
+        with reading(self.path, "a bench's progress",
+                     "it may have been cut short; start over with --overwrite in place of --resume"):
             saved = load_torch(self.path)
         if not (isinstance(saved, dict) and {"job", "settings", "inputs", "versions", "pieces"} <= set(saved)
                 and isinstance(saved["pieces"], dict)):
@@ -184,11 +200,11 @@ class BenchProgress:
             raise UsageError(f"--resume: {', '.join(changed)}: the file{'s' * (len(changed) > 1)} changed (or went) "
                              f"since the interrupted run that saved {self.path} measured its pieces on "
                              f"{'them' if len(changed) > 1 else 'it'}: put back what it read, or start over with "
-                             "--overwrite")
+                             "--overwrite in place of --resume")
         if differ:
             raise UsageError(f"--resume: the interrupted run that saved {self.path} had other settings ("
                              f"{'; '.join(differ)}); its pieces measured those: resume with the settings it was "
-                             "started with, or start over with --overwrite")
+                             "started with, or start over with --overwrite in place of --resume")
 
     def piece(self, key: str, compute: Callable[[], T]) -> T:
         """The result of the piece ``key``: the interrupted run's when it finished the piece, else ``compute()``,

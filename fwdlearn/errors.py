@@ -79,8 +79,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.where, self.saved = where, saved  # a schedule's words: "block 2 of 3", "block 1, finished"
         self.resume_with = resume_with
 
+    @property
+    def at(self) -> str:
+        """Where it stopped, in words: ``step 12``, ``step 12 of block 2 of 3``."""
+        return f"step {self.step}" + (f" of {self.where}" if self.where else "")
+
     def __str__(self) -> str:
-        at = f"step {self.step}" + (f" of {self.where}" if self.where else "")
+        at = self.at
         if self.checkpoint is not None and self.saved_step is not None:
             held = self.saved or f"step {self.saved_step}"
             return (f"interrupted at {at}; the last checkpoint is {self.checkpoint} ({held}): run the same command "

@@ -99,7 +99,7 @@ def test_resume_refuses_other_settings_no_progress_and_no_name(folder, monkeypat
     assert main([*SEQ, "--out", "s", "--resume", "--steps", "4", "--hidden", "16"]) == 2
     assert ("--resume: the interrupted run that saved s-progress.pt had other settings (--hidden 8 there, 16 here; "
             "--steps 3 there, 4 here); its pieces measured those: resume with the settings it was started with, or "
-            "start over with --overwrite") in capsys.readouterr().err
+            "start over with --overwrite in place of --resume") in capsys.readouterr().err
     assert main([*SEQ, "--out", "elsewhere", "--resume"]) == 2
     assert ("--resume was given but elsewhere-progress.pt does not exist: no interrupted run of this bench saved its "
             "progress there (a finished run removes it); check --out, or run without --resume"
@@ -121,8 +121,57 @@ def test_resume_refuses_data_changed_since_the_interrupt(folder, monkeypatch, ca
     capsys.readouterr()
     assert main([*SEQ, "--out", "s", "--resume"]) == 2
     assert ("--resume: --data corpus.txt: the file changed (or went) since the interrupted run that saved "
-            "s-progress.pt measured its pieces on it: put back what it read, or start over with --overwrite"
-            ) in capsys.readouterr().err
+            "s-progress.pt measured its pieces on it: put back what it read, or start over with --overwrite in place "
+            "of --resume") in capsys.readouterr().err
+
+
+def test_a_damaged_progress_is_refused_with_a_fix_that_works_with_overwrite_given(folder, monkeypatch, capsys):
+    """The fix a refused --resume named, "start over with --overwrite", refused the same way once --overwrite was
+    added beside --resume (which still reads the file): it says --overwrite in place of --resume."""
+    interrupting(monkeypatch, LanguageModel, 2)
+    assert main([*SEQ, "--out", "s"]) == 130
+    Path("s-progress.pt").write_bytes(Path("s-progress.pt").read_bytes()[:100])  # (cut short)
+    capsys.readouterr()
+    assert main([*SEQ, "--out", "s", "--resume", "--overwrite"]) == 2
+    assert ("cannot read s-progress.pt as a bench's progress (UnpicklingError: it is cut short: a torch file (a zip "
+            "archive) without the directory that ends it); it may have been cut short; start over with --overwrite in "
+            "place of --resume") in capsys.readouterr().err
+
+
+def test_another_bench_s_progress_is_refused_even_with_overwrite(folder, monkeypatch, capsys):
+    """bench graph --out x called bench seq's interrupted x-progress.pt 'an interrupted run of this bench', and with
+    --overwrite removed it: the seq run's finished fits were lost."""
+    interrupting(monkeypatch, LanguageModel, 3)
+    assert main([*SEQ, "--out", "x"]) == 130
+    capsys.readouterr()
+    for extra in ([], ["--overwrite"]):
+        assert main([*GRAPH, "--out", "x", *extra]) == 2
+        assert ("x-progress.pt holds the progress of an interrupted 'bench seq' run, not of this 'bench graph': give "
+                "this bench another --out (--overwrite removes no other bench's progress; 'fwdlearn bench seq ... "
+                "--resume' continues that run)") in capsys.readouterr().err
+    assert list(torch.load("x-progress.pt", weights_only=True)["pieces"]) == [
+        "cost/gru/T=4", "quality/bptt", "quality/dsf"]  # (kept whole)
+    assert not Path("x.json").exists()
+
+
+def test_an_interrupt_inside_a_fit_names_the_progress_without_denying_it(folder, monkeypatch, capsys):
+    """Ctrl-C inside a bench's fit said "this run keeps no checkpoint; s-progress.pt holds the run so far"."""
+    from fwdlearn.errors import TrainingInterrupted
+
+    calls, fit = {"n": 0}, LanguageModel.fit
+
+    def stopped(self, *args, **kwargs):  # (the second fit stopped at its step 2, as a fit's loop reports it)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise TrainingInterrupted(2, None, None)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LanguageModel, "fit", stopped)
+    assert main([*SEQ, "--out", "s"]) == 130
+    err = capsys.readouterr().err
+    assert ("fwdlearn: interrupted at step 2, in a fit that keeps no checkpoint of its own (it runs again); "
+            "s-progress.pt holds the run so far: run the same command with --resume") in err
+    assert "keeps no checkpoint;" not in err
 
 
 def test_overwrite_starts_an_interrupted_bench_over(folder, monkeypatch, capsys):

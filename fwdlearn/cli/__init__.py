@@ -268,11 +268,14 @@ def _report(error: BaseException, flags: Sequence[str] = (), elsewhere: str = "w
         from fwdlearn.runs import resumable_checkpoint, resume_naming
 
         text = str(error) or "interrupted"
-        if _terminated and not text.startswith("terminated"):
-            text = f"terminated (SIGTERM): {text}"
         told = (isinstance(error, TrainingInterrupted) and error.checkpoint is not None
                 and error.saved_step is not None)  # (its own line names the checkpoint and --resume)
         checkpoint = None if told else resumable_checkpoint()
+        if checkpoint is not None and isinstance(error, TrainingInterrupted) and error.checkpoint is None:
+            # (a fit inside a run that keeps one, a bench's piece: "this run keeps no checkpoint" denied the line's end)
+            text = f"interrupted at {error.at}, in a fit that keeps no checkpoint of its own (it runs again)"
+        if _terminated and not text.startswith("terminated"):
+            text = f"terminated (SIGTERM): {text}"
         if checkpoint is not None:  # (outside a training loop: between splits or layers, in the final evaluation, or
             # before a later split's first save: the run's checkpoint holds what it trained)
             text += (f"; {checkpoint} holds the run so far: run the same command with --resume to continue (and "

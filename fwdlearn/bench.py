@@ -151,8 +151,10 @@ class BenchRun:
         device = start_run(config, paths)
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
+        # (the settings name the device run on: --device auto then cpu is one run, wherever the config resolves it)
+        measured = replace(config, device=str(device))
         return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed),
-                   BenchProgress.open(progress, job, config, resume, inputs))
+                   BenchProgress.open(progress, job, measured, resume, inputs))
 
     def piece(self, key: str, compute: Callable[[], Any]) -> Any:
         """The result of the bench's piece ``key`` (one fit, one group of interleaved timings): read from the

@@ -288,7 +288,8 @@ def run_parts(config: Any, job: str, parts: Callable[[Any, list, dict, Callable]
         extra["seconds"] = time.perf_counter() - start
         checks = verdicts(extra)
         extra["checks"] = checks
-        head = f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s. "
+        head = (f"Device: {config.device}, torch threads: {extra['threads']}; whole bench {extra['seconds']:.0f} s"
+                f"{' in this process (resumed: see the end)' if bench.progress.resumed else ''}. ")
         text = "\n".join([head + notes[0], *notes[1:], "", "Claims checked in this run:",
                           *(checks or ["(none: the parts that ran check no claim)"])])
         for row in rows:

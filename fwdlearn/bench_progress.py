@@ -231,7 +231,8 @@ class BenchProgress:
         if not self.resumed:
             return ""
         ran = len(self._asked) - len(self.resumed)
-        return (f"Resumed (--resume): {len(self.resumed)} of the {len(self._asked)} pieces were finished by an earlier, "
-                f"interrupted run and read from {self.path.name} ({', '.join(self.resumed)}); {ran} ran in this one. "
-                "A read piece's seconds were timed by the earlier process, so a ratio between one of them and a "
-                "figure timed here spans two processes; the 'whole bench' seconds count this process alone.")
+        return (f"Resumed (--resume): {len(self.resumed)} of the {len(self._asked)} pieces "
+                f"{'was' if len(self.resumed) == 1 else 'were'} finished by an earlier, interrupted run and read from "
+                f"{self.path.name} ({', '.join(self.resumed)}); {ran} ran in this one. A read piece's seconds were "
+                "timed by the earlier process, so a ratio between one of them and a figure timed here spans two "
+                "processes.")

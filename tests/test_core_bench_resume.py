@@ -78,6 +78,7 @@ def test_an_interrupted_seq_bench_resumes_with_the_pieces_it_finished_and_the_un
     assert calls["n"] == 2  # ft-bptt and recall ran; bptt and dsf were read
     assert not Path("s-progress.pt").exists()  # (the finished run leaves nothing to resume)
     resumed = json.loads(Path("s.json").read_text())
+    assert " s in this process (resumed: see the end). " in Path("s.md").read_text()
     assert ("Resumed (--resume): 3 of the 5 pieces were finished by an earlier, interrupted run and read from "
             "s-progress.pt (cost/gru/T=4, quality/bptt, quality/dsf); 2 ran in this one.") in " ".join(
         Path("s.md").read_text().split())

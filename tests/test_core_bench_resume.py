@@ -91,6 +91,7 @@ def test_an_interrupted_seq_bench_resumes_with_the_pieces_it_finished_and_the_un
     assert untimed(resumed["rows"]) == untimed(whole["rows"])  # (the alignment rows read the rebuilt DSF model)
     assert any(row["experiment"] == "alignment" for row in untimed(whole["rows"]))
     assert "Resumed" not in Path("u.md").read_text()
+    assert all("state" not in figures for figures in whole["quality"].values())  # (the DSF weights stay out of it)
 
 
 def test_resume_refuses_other_settings_no_progress_and_no_name(folder, monkeypatch, capsys):
@@ -281,3 +282,129 @@ def test_another_version_of_torch_or_fwdlearn_is_refused(tmp_path, monkeypatch):
     assert progress_module._versions()["torch"] == "9.9.9"
     with pytest.raises(UsageError, match=r"other settings \(torch .+ there, 9.9.9 here\)"):
         BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(), resume=True)
+
+
+@pytest.mark.parametrize("config", ["fwdlearn.graphs.cli.bench:BenchGraphConfig",
+                                    "fwdlearn.graphs.cli.influence:BenchInfluenceConfig",
+                                    "fwdlearn.sequences.cli.bench:SeqBenchConfig",
+                                    "fwdlearn.sequences.cli.bench_dfa:DfaBenchConfig"])
+def test_every_config_field_but_where_the_files_go_and_what_is_printed_is_a_setting(config):
+    """core-api.md: a resumed run needs the interrupted run's settings, "every config field but name, json, out,
+    overwrite, quiet, debug, resume" (mutants: --seed left out of the comparison resumed another seed's pieces; --json
+    or --overwrite kept in it refused a resume that only moved the record or replaced a finished run's results)."""
+    import importlib
+    from dataclasses import fields
+
+    from fwdlearn.bench_progress import bench_settings
+
+    module, name = config.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    settings = bench_settings(cls())
+    assert set(settings) == {f.name for f in fields(cls)} - {"name", "json", "out", "overwrite", "quiet", "debug",
+                                                             "resume"}
+    assert {"seed", "threads", "device"} <= set(settings)
+
+
+def test_a_piece_returns_what_a_resumed_run_reads_and_settings_compare_lists_as_lists(tmp_path):
+    """BenchProgress.piece returns the plain value it saved (a NumPy float as Python's, a tensor detached on the CPU),
+    so an uninterrupted run computes with the values a resumed one reads back; a setting given as a tuple and then as
+    a list is the same setting; a file whose pieces are no dict is no bench's progress."""
+
+    @dataclass
+    class Config:
+        depths: tuple = (1, 2)
+
+    progress = BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(), resume=False)
+    value = progress.piece("a", lambda: {"acc": np.float32(0.5), "t": torch.ones(2, requires_grad=True)})
+    assert type(value["acc"]) is float and not value["t"].requires_grad
+    again = BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(depths=[1, 2]), resume=True)
+    assert again.piece("a", lambda: pytest.fail("a finished piece ran again"))["acc"] == 0.5
+    saved = torch.load(tmp_path / "p.pt", weights_only=True)
+    torch.save({**saved, "pieces": [1]}, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="bad.pt is not a bench's progress"):
+        BenchProgress.open(tmp_path / "bad.pt", "bench-x", Config(), resume=True)
+    with pytest.raises(TypeError, match="a key of type bool"):
+        plain({True: 1}, "piece")
+    assert type(next(iter(plain({torch.__version__: 1}, "piece")))) is str  # (a str subclass as a key, too)
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "p.pt").read_bytes()[:100])
+    with pytest.raises(InputError, match=r"cannot read .*cut.pt as a bench's progress .*start over with --overwrite"):
+        BenchProgress.open(tmp_path / "cut.pt", "bench-x", Config(), resume=True)
+
+
+def test_overwrite_removes_the_interrupted_run_s_progress_and_resume_with_overwrite_keeps_it(folder, monkeypatch,
+                                                                                                 capsys):
+    """--overwrite starts over: an earlier interrupted run's progress is gone even when the new run is interrupted
+    before its first piece (kept, a later --resume read the run given up); --resume --overwrite (a finished run's
+    results are there to replace) reads the pieces, not a removed file."""
+    small = ["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "sf", "--splits", "1", "--epochs", "2",
+             "--hidden", "8", "--link-layers", "0", "--quiet", "--out", "g"]
+    calls = interrupting(monkeypatch, ForwardGNN, 3)  # (the warm-up and BP's fit; sf's interrupted)
+    assert main(small) == 130
+    calls.update(n=0, at=0)
+    assert main([*small, "--resume", "--overwrite"]) == 0, capsys.readouterr().err
+    assert calls["n"] == 2  # the warm-up and sf's fit: BP's was read
+    assert "1 of the 2 pieces was finished" in " ".join(Path("g.md").read_text().split())
+    calls.update(n=0, at=3)
+    assert main([*small, "--overwrite"]) == 130 and Path("g-progress.pt").is_file()
+    calls.update(n=0, at=1)  # (interrupted in the warm-up: before its first piece)
+    assert main([*small, "--overwrite"]) == 130
+    assert not Path("g-progress.pt").exists()
+
+
+def test_a_progress_path_taken_by_another_output_or_a_folder_is_refused_at_the_start(folder, capsys):
+    """<out>-progress.pt given as --json, or a folder there, is refused before any piece runs, by name (the folder
+    with --resume too: it is there, as no progress)."""
+    small = ["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "sf", "--splits", "1", "--epochs", "2",
+             "--hidden", "8", "--link-layers", "0", "--quiet", "--out", "g"]
+    assert main([*small, "--json", "g-progress.pt"]) == 2
+    assert "--json g-progress.pt is where this bench keeps its progress; give --json another path" in (
+        capsys.readouterr().err)
+    Path("g-progress.pt").mkdir()
+    for resume in ([], ["--resume"]):
+        assert main([*small, *resume]) == 2
+        assert ("g-progress.pt, where this bench keeps its progress, is a folder; move it, or give the bench another "
+                "--out") in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir() if p.name != "corpus.txt") == ["g-progress.pt"]
+
+
+def test_each_part_s_rules_are_keyed_apart_in_the_progress():
+    """bench dfa's transformer and recurrent parts may name one rule alike: each piece's key names its part."""
+    from types import SimpleNamespace
+
+    from fwdlearn.sequences import bench_dfa
+
+    keys = []
+
+    def piece(key, compute):
+        keys.append(key)
+        raise StopIteration
+
+    for experiment in ("transformer", "recurrent"):
+        with pytest.raises(StopIteration):
+            bench_dfa._quality_part(experiment, "", SimpleNamespace(), None, None, ["dfa"], "bp", 1, [], {}, piece)
+    assert keys == ["transformer/dfa", "recurrent/dfa"]
+
+
+def test_the_trained_pieces_keep_how_many_seed_nodes_r_was_measured_on():
+    """--samples above a graph's size measures R on every node: the piece keeps that count, not --samples."""
+    from types import SimpleNamespace
+
+    from fwdlearn.graphs import load_graph
+    from fwdlearn.graphs.influence.bench import _trained_ranges
+
+    config = SimpleNamespace(layers=2, seed=0, hidden=4, epochs=1, samples=500, forward_method="")
+    graph = load_graph("karate")
+    assert _trained_ranges(config, graph, [], True, torch.device("cpu"), lambda key, compute: compute()) == (
+        graph.num_nodes)
+
+
+def test_a_bench_run_by_name_names_name_in_its_refusals(folder, monkeypatch, capsys):
+    """A bench run with --name (no --out) keeps runs/<name>-progress.pt: a re-run without --resume is told to give
+    another --name, the flag it used."""
+    small = ["bench", "graph", "--data", "karate", "--depths", "1", "--methods", "sf", "--splits", "1", "--epochs", "2",
+             "--hidden", "8", "--link-layers", "0", "--quiet", "--name", "g"]
+    interrupting(monkeypatch, ForwardGNN, 3)
+    assert main(small) == 130 and Path("runs/g-progress.pt").is_file()
+    capsys.readouterr()
+    assert main(small) == 2
+    assert "--overwrite to start over, or give another --name" in capsys.readouterr().err

@@ -29,13 +29,16 @@ class GraphTask:
         default_method: the method ``--method`` means when not given.
         metric: the key of the held-out score in a split's row of metrics (``test_accuracy``).
         labels: whether the task reads node labels and the graph's node split (a saved graph's masks); a task that
-            does not (link prediction) splits the graph itself and trains on a graph without ``y``.
+            does not (link prediction) trains on a graph without ``y``, and ``--split`` is refused for it.
+        own_split: how a task that reads no node split splits the graph itself, in words that follow "it" (link
+            prediction: ``splits the edges itself (drawn from --seed)``); ``""``: said of no split.
         methods_also: what ``--help`` adds after the method names (the other spellings taken).
     """
 
     default_method: str = ""
     metric: str = ""
     labels: bool = True
+    own_split: str = ""
     methods_also: str = ""
 
     @property
@@ -107,6 +110,7 @@ class LinkPrediction(GraphTask):
     default_method = "ce"
     metric = "test_auc"
     labels = False
+    own_split = "splits the edges itself (drawn from --seed)"
     methods_also = "(or their rules)"
 
     def method_names(self) -> list[str]:

@@ -294,6 +294,24 @@ def test_a_graph_task_registered_by_a_user_is_a_choice_of_graph_train(tmp_path):
     assert "nodes-bp" not in GRAPH_TASKS
 
 
+def test_a_label_free_task_of_a_user_is_not_said_to_split_edges(capsys):
+    """--split with a task that reads no node label is refused in the task's words: a user's label-free task was
+    said to split "the edges itself (drawn from --seed)", link prediction's words."""
+    from fwdlearn.graphs.registries import GRAPH_TASKS
+    from fwdlearn.graphs.tasks import LinkPrediction
+
+    class Unlabelled(LinkPrediction):
+        own_split = ""
+
+    GRAPH_TASKS.register("unlabelled", Unlabelled())
+    try:
+        assert main(["graph", "train", "--data", "karate", "--task", "unlabelled", "--split", "public", "--quiet"]) == 2
+        assert ("--split public chooses the node split, which --task unlabelled does not read (it reads no node "
+                "label): leave --split out") in capsys.readouterr().err
+    finally:
+        GRAPH_TASKS.unregister("unlabelled")
+
+
 def test_a_graph_task_with_a_report_of_its_own_trains_and_a_wrong_metric_is_named(tmp_path):
     """``GraphTask.train`` returns a report whose ``as_dict()`` holds the task's metric: a report of the task's own
     holding its metric alone failed after the fit (``AttributeError: 'Scored' object has no attribute 'resumed'``,

@@ -541,8 +541,21 @@ def test_a_node_split_is_refused_for_link_prediction(capsys):
     status = main(["graph", "train", "--data", "sbm", "--task", "link", "--method", "ce", "--split", "public",
                    "--epochs", "1", "--quiet"])
     assert status == 2
-    assert ("--split public chooses the node split; --task link splits the edges itself (drawn from --seed): leave "
-            "--split out") in capsys.readouterr().err
+    assert ("--split public chooses the node split, which --task link does not read; it splits the edges itself "
+            "(drawn from --seed): leave --split out") in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_task_is_refused_naming_its_task(tmp_path, monkeypatch, capsys):
+    """A --task link checkpoint resumed with --task node was refused as "model.method 'local:ce' (checkpoint) vs
+    'local:prototype' (now)", naming no flag: its method is said as the task and method that resume it."""
+    monkeypatch.chdir(tmp_path)
+    flags = ["graph", "train", "--data", "karate", "--layers", "1", "--hidden", "8", "--epochs", "2", "--quiet",
+             "--name", "lk"]
+    assert main([*flags, "--task", "link"]) == 0
+    assert main([*flags, "--task", "node", "--resume", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert ("the checkpoint runs/lk.pt was made by a different run: --task link --method ce (checkpoint) vs --method "
+            "sf (now)") in err and "Resume with --task link --method ce" in err
 
 
 def test_bench_graph_notes_spend_the_epoch_budget_as_each_method_does(tmp_path, capsys):

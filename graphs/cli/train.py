@@ -188,11 +188,19 @@ def _in_flags(error, config: GraphTrainConfig, i: int):
 
 def _method_flag(task: str, rule) -> str | None:
     """``--method <name>`` of the method that trains by ``rule`` (a checkpoint's ``model.method``), as ``task``'s
-    methods are named; ``None`` for one not registered now."""
+    methods are named; ``--task <other> --method <name>`` for a method of another task alone (a ``--task link``
+    checkpoint resumed with ``--task node`` was refused as "model.method 'local:ce' (checkpoint) vs
+    'local:prototype' (now)", naming no flag); ``None`` for one not registered now."""
     try:
         return f"--method {GRAPH_TASKS.get(task).method_name(str(rule))}"
     except ValueError:
-        return None
+        pass
+    for other in GRAPH_TASKS.names():
+        try:
+            return f"--task {other} --method {GRAPH_TASKS.get(other).method_name(str(rule))}"
+        except ValueError:
+            continue
+    return None
 
 
 def _changed_graph_file(config: GraphTrainConfig, error) -> Exception | None:
@@ -264,8 +272,9 @@ def _check_method(config: GraphTrainConfig) -> None:
                          "the spread over model seeds as the spread over splits; use --split random, or --splits 1")
 
     if not task.labels and config.split != "random":  # (ignored, yet it failed on a graph without a public split)
-        raise UsageError(f"--split {config.split} chooses the node split; --task {config.task} splits the edges "
-                         "itself (drawn from --seed): leave --split out")
+        raise UsageError(f"--split {config.split} chooses the node split, which --task {config.task} does not read"
+                         + (f"; it {task.own_split}" if task.own_split else " (it reads no node label)")
+                         + ": leave --split out")
     try:
         task.method_name(config.method)
     except ValueError as error:

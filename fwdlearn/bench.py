@@ -224,8 +224,8 @@ class BenchRun:
 
 def _progress_path(job: str, paths: RunPaths, config: Any, resume: bool) -> Path:
     """``<out>-progress.pt``, checked: ``--resume`` needs the file (and a name: a fresh one's never exists); a run
-    without it refuses an interrupted run's file unless ``--overwrite`` (which starts over), and another bench's
-    (``job`` is this one) even with it; no other output is there."""
+    without it refuses an interrupted run's file unless ``--overwrite`` (which starts over); another bench's (``job``
+    is this one) is refused with ``--overwrite`` or ``--resume`` too; no other output is there."""
     progress = _prefix(paths).with_name(_prefix(paths).name + PROGRESS_SUFFIX)
     flag = "--out" if config.out or not config.name else "--name"
     if resume and not (config.out or config.name):
@@ -241,12 +241,15 @@ def _progress_path(job: str, paths: RunPaths, config: Any, resume: bool) -> Path
         raise FileNotFoundError(f"--resume was given but {progress} does not exist: no interrupted run of this bench "
                                 f"saved its progress there (a finished run removes it); check {flag}, or run without "
                                 "--resume")
-    other = saved_job(progress) if not resume and progress.is_file() else None
-    if other is not None and other != job:  # (--overwrite would remove what another bench's interrupted run finished)
-        raise FileExistsError(f"{progress} holds the progress of an interrupted '{other.replace('-', ' ')}' run, not "
-                              f"of this '{job.replace('-', ' ')}': give this bench another {flag} (--overwrite "
-                              f"removes no other bench's progress; 'fwdlearn {other.replace('-', ' ')} ... --resume' "
-                              "continues that run)")
+    other = saved_job(progress) if progress.is_file() else None
+    if other is not None and other != job:  # (--overwrite would remove what another bench's interrupted run finished;
+        # --resume cannot continue it: refused here, in the flag the run was named by, before the run starts)
+        theirs, ours = other.replace("-", " "), job.replace("-", " ")
+        text = (f"{progress} holds the progress of an interrupted '{theirs}' run, not of this '{ours}': give this "
+                f"bench another {flag} ('fwdlearn {theirs} ... --resume' continues that run")
+        if resume:
+            raise UsageError(f"--resume: {text})")
+        raise FileExistsError(f"{text}; --overwrite removes no other bench's progress)")
     if not resume and not config.overwrite and progress.is_file():
         raise FileExistsError(f"{progress} holds the progress of an interrupted run of this bench: pass --resume to "
                               f"continue it (same settings), --overwrite to start over, or give another {flag}")

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,7 +46,9 @@ RESUME_HELP = ("continue the interrupted run of this bench with the same --out (
 
 
 def bench_settings(config: Any) -> dict[str, Any]:
-    """The fields of ``config`` (a bench's dataclass) that shape its numbers, by name (lists as lists)."""
+    """The fields of ``config`` (a bench's dataclass) that shape its numbers, by name, as values torch's safe reader
+    reads back (lists as lists, a path as its string, a NumPy number as Python's: the config takes them, and a
+    progress holding them could be saved but never resumed)."""
     return {f.name: _plain_setting(getattr(config, f.name)) for f in fields(config) if f.name not in NOT_SETTINGS}
 
 
@@ -64,7 +67,14 @@ def saved_job(path: str | Path) -> str | None:
 
 
 def _plain_setting(value: Any) -> Any:
-    return list(value) if isinstance(value, (list, tuple)) else value
+    if isinstance(value, (list, tuple)):
+        return [_plain_setting(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    try:
+        return plain(value, "setting")
+    except TypeError:  # (a type of a bench's own: compared by its text, which the safe reader reads back)
+        return str(value)
 
 
 def _versions() -> dict[str, str]:
@@ -188,8 +198,8 @@ class BenchProgress:
 
     def _check_same_run(self, saved: dict[str, Any]) -> None:
         if saved["job"] != self.job:
-            raise UsageError(f"--resume: {self.path} is the progress of a '{saved['job']}' run, which '{self.job}' "
-                             "cannot continue; give this bench another --out")
+            raise UsageError(f"--resume: {self.path} is the progress of a '{saved['job'].replace('-', ' ')}' run, "
+                             f"which '{self.job.replace('-', ' ')}' cannot continue; give this bench another --out")
         differ = [f"{_flag(name)} {_shown(saved['settings'].get(name))} there, {_shown(value)} here"
                   for name, value in self.settings.items() if saved["settings"].get(name) != value]
         differ += [f"{name} {saved['versions'].get(name)} there, {version} here"

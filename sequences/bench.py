@@ -227,11 +227,7 @@ def _alignment_part(config, corpus, rows: list, extra: dict, models: dict[str, R
     if "dsf" in models:
         model, which = models["dsf"], "trained dsf model"
     else:
-        seed_everything(config.seed)
-        model = RecurrentLM(corpus.vocab_size, cell=config.model, hidden=config.hidden, layers=config.layers,
-                            training="dsf", norm=config.norm,
-                            reference_block=config.reference_block).to(config.device)
-        which = "untrained model"
+        model, which = _quality_model(config, corpus, "dsf"), "untrained model"
     extra["alignment"] = {"model": which}
     setting = f"{which}, {config.align_batch} validation windows of T={config.align_context}"
     for mode in ("dsf", "ft-bptt"):

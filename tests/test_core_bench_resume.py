@@ -110,8 +110,9 @@ def test_resume_refuses_other_settings_no_progress_and_no_name(folder, monkeypat
     assert ("--resume continues an interrupted bench from its <out>-progress.pt, which the bench saves as each piece "
             "ends: pass the --out (or --name) it was run with") in capsys.readouterr().err
     assert main(["bench", "graph", "--data", "karate", "--out", "s", "--resume", "--quiet"]) == 2  # another bench's
-    assert ("--resume: s-progress.pt is the progress of a 'bench-seq' run, which 'bench-graph' cannot continue; give "
-            "this bench another --out") in capsys.readouterr().err
+    assert ("--resume: s-progress.pt holds the progress of an interrupted 'bench seq' run, not of this 'bench graph': "
+            "give this bench another --out ('fwdlearn bench seq ... --resume' continues that run)"
+            ) in capsys.readouterr().err
     assert Path("s-progress.pt").is_file()  # (every refusal left it)
 
 
@@ -149,8 +150,8 @@ def test_another_bench_s_progress_is_refused_even_with_overwrite(folder, monkeyp
     for extra in ([], ["--overwrite"]):
         assert main([*GRAPH, "--out", "x", *extra]) == 2
         assert ("x-progress.pt holds the progress of an interrupted 'bench seq' run, not of this 'bench graph': give "
-                "this bench another --out (--overwrite removes no other bench's progress; 'fwdlearn bench seq ... "
-                "--resume' continues that run)") in capsys.readouterr().err
+                "this bench another --out ('fwdlearn bench seq ... --resume' continues that run; --overwrite removes "
+                "no other bench's progress)") in capsys.readouterr().err
     assert list(torch.load("x-progress.pt", weights_only=True)["pieces"]) == [
         "cost/gru/T=4", "quality/bptt", "quality/dsf"]  # (kept whole)
     assert not Path("x.json").exists()
@@ -408,3 +409,43 @@ def test_a_bench_run_by_name_names_name_in_its_refusals(folder, monkeypatch, cap
     capsys.readouterr()
     assert main(small) == 2
     assert "--overwrite to start over, or give another --name" in capsys.readouterr().err
+
+
+def test_a_setting_given_as_a_path_or_a_numpy_number_resumes(tmp_path):
+    """The config takes a path for a string and a NumPy float for a number (a sweep over np.logspace): kept as given,
+    the progress was saved, then every --resume was refused as "cannot read ... as a bench's progress (it holds a
+    Python object of type pathlib.PosixPath) ... it may have been cut short"."""
+
+    @dataclass
+    class Config:
+        data: object = "corpus.txt"
+        lr: object = 1e-3
+        depths: object = (1, 2)
+
+    given = Config(data=Path("corpus.txt"), lr=np.float64(1e-3), depths=(np.int64(1), 2))
+    BenchProgress.open(tmp_path / "p.pt", "bench-x", given, resume=False).piece("a", lambda: 1)
+    for config in (given, Config()):
+        again = BenchProgress.open(tmp_path / "p.pt", "bench-x", config, resume=True)
+        assert again.piece("a", lambda: pytest.fail("a finished piece ran again")) == 1
+    with pytest.raises(UsageError, match=r"other settings \(--lr 0.001 there, 0.01 here\)"):
+        BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(lr=np.float64(1e-2)), resume=True)
+
+
+def test_resume_of_another_bench_s_progress_names_the_command_and_the_flag_the_run_was_named_by(folder, capsys):
+    """bench graph --name x --resume over bench seq's interrupted runs/x-progress.pt was refused as "the progress of a
+    'bench-seq' run, which 'bench-graph' cannot continue; give this bench another --out": the job's internal name, and
+    --out for a run named by --name (its refusal without --resume said --name and the command continuing that run)."""
+
+    @dataclass
+    class Config:
+        steps: int = 1
+
+    Path("runs").mkdir()
+    BenchProgress.open("runs/x-progress.pt", "bench-seq", Config(), resume=False).piece("a", lambda: 1)
+    assert main(["bench", "graph", "--data", "karate", "--quiet", "--name", "x", "--resume"]) == 2
+    assert ("--resume: runs/x-progress.pt holds the progress of an interrupted 'bench seq' run, not of this 'bench "
+            "graph': give this bench another --name ('fwdlearn bench seq ... --resume' continues that run)"
+            ) in capsys.readouterr().err
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["x-progress.pt"]
+    with pytest.raises(UsageError, match=r"progress of a 'bench seq' run, which 'bench graph' cannot continue"):
+        BenchProgress.open("runs/x-progress.pt", "bench-graph", Config(), resume=True)

@@ -52,7 +52,7 @@ from .records import read_record
 
 __all__ = ["RunOptions", "RunPaths", "RUN_OPTIONS", "RUNS_FOLDER", "MAX_THREADS", "DEBUG_HELP", "fresh_stem",
            "run_outputs", "resolve_device", "start_run", "check_plot_format", "check_run_name", "launch_rank",
-           "launched_processes", "resume_naming",
+           "launched_processes", "resume_naming", "kept_checkpoint",
            "lock_run", "release_runs", "refuse_torchrun", "process_checkpoint", "resumable_checkpoint", "record_files"]
 
 RUN_OPTIONS = "run options"
@@ -502,6 +502,12 @@ def resumable_checkpoint() -> Path | None:
         return first
     saved = any(_identity(path) not in (None, before) for path, before in _checkpoints.items())
     return first if saved and first.is_file() else None
+
+
+def kept_checkpoint() -> Path | None:
+    """The checkpoint the running command keeps (split 0's; a bench's progress), saved yet or not; ``None`` when it
+    keeps none. (:func:`resumable_checkpoint` is the one to name for ``--resume``: saved, or resumed.)"""
+    return next(iter(_checkpoints), None)
 
 
 def resume_naming(checkpoint: Path) -> str:

@@ -175,6 +175,12 @@ def test_an_interrupt_inside_a_fit_names_the_progress_without_denying_it(folder,
     assert ("fwdlearn: interrupted at step 2, in a fit that keeps no checkpoint of its own (it runs again); "
             "s-progress.pt holds the run so far: run the same command with --resume") in err
     assert "keeps no checkpoint;" not in err
+    Path("s-progress.pt").unlink()
+    calls["n"] = 1  # (the first fit stopped: nothing saved yet)
+    assert main([*SEQ, "--skip", "cost", "--out", "s"]) == 130
+    assert capsys.readouterr().err == (
+        "fwdlearn: interrupted at step 2, in a fit that keeps no checkpoint of its own (it runs again), before "
+        "s-progress.pt held anything to continue from (it is saved as each part of the run ends)\n")
 
 
 def test_overwrite_starts_an_interrupted_bench_over(folder, monkeypatch, capsys):

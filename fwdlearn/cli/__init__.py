@@ -265,15 +265,19 @@ def _report(error: BaseException, flags: Sequence[str] = (), elsewhere: str = "w
     ``elsewhere``: how the command writes its outputs elsewhere)."""
     rank = _group_rank()
     if isinstance(error, KeyboardInterrupt):
-        from fwdlearn.runs import resumable_checkpoint, resume_naming
+        from fwdlearn.runs import kept_checkpoint, resumable_checkpoint, resume_naming
 
         text = str(error) or "interrupted"
         told = (isinstance(error, TrainingInterrupted) and error.checkpoint is not None
                 and error.saved_step is not None)  # (its own line names the checkpoint and --resume)
         checkpoint = None if told else resumable_checkpoint()
-        if checkpoint is not None and isinstance(error, TrainingInterrupted) and error.checkpoint is None:
-            # (a fit inside a run that keeps one, a bench's piece: "this run keeps no checkpoint" denied the line's end)
+        kept = kept_checkpoint()
+        if kept is not None and isinstance(error, TrainingInterrupted) and error.checkpoint is None:
+            # (a fit inside a run that keeps one, a bench's piece: "this run keeps no checkpoint" denied the line's end,
+            # or, before the run's first save, what the run keeps)
             text = f"interrupted at {error.at}, in a fit that keeps no checkpoint of its own (it runs again)"
+            if checkpoint is None:
+                text += f", before {kept} held anything to continue from (it is saved as each part of the run ends)"
         if _terminated and not text.startswith("terminated"):
             text = f"terminated (SIGTERM): {text}"
         if checkpoint is not None:  # (outside a training loop: between splits or layers, in the final evaluation, or

@@ -587,7 +587,7 @@ def _head(text: str, limit: int | None, level: str) -> str:
 
 
 def _check_ids(ids: Any, name: str = "ids") -> Tensor:
-    """``ids`` when they are a tensor of integer token ids (a NumPy array or a list failed with "has no attribute
+    """``ids`` when they are a 1-D tensor of integer token ids (a NumPy array or a list failed with "has no attribute
     'numel'"; float ids were cut into windows the model then refused)."""
     if not isinstance(ids, Tensor):
         raise TypeError(f"{name} must be a tensor of integer token ids; got {type(ids).__name__}: convert it with "
@@ -595,6 +595,11 @@ def _check_ids(ids: Any, name: str = "ids") -> Tensor:
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer token ids; got {ids.dtype} ({name}.long() if they are whole "
                         "numbers)")
+    if ids.dim() != 1:  # (a tokenizer's [1, N] input_ids: random_windows indexed its rows, "index 16 is out of bounds
+        # for dimension 0 with size 1"; [N, 1] gave windows of shape [B, T, 1]; StreamBatcher interleaved the columns
+        # of [N, 2] as one stream)
+        raise ValueError(f"{name} must be one 1-D stream of token ids; got shape {tuple(ids.shape)}: flatten a stream "
+                         f"({name}.flatten(), e.g. a tokenizer's [1, N] input_ids) or batch each row on its own")
     return ids
 
 

@@ -927,16 +927,9 @@ def test_a_checkpoint_mismatch_in_a_command_s_flags_names_them_and_the_fix():
                               "the text it was made with, or start a new run (another --name or --checkpoint)")
 
 
-def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
-    """Autocast's bfloat16 copies of the weights outlived the restore of the best state: a forward after run() in the
-    same autocast block read the last step's weights (0.5 off a fresh forward), and so did SF's next layer."""
-    from fwdlearn.fit import Stateful, Trainer
-
-    torch.manual_seed(0)
-    lin = torch.nn.Linear(4, 4)
+def _sgd_steps(lin, x):
+    """A training step of ``lin`` on ``x`` (SGD, lr 0.5, its outputs' mean square), as ``Trainer.run`` calls it."""
     opt = torch.optim.SGD(lin.parameters(), lr=0.5)
-    x = torch.randn(8, 4)
-    scores = iter([5.0, 1.0, 1.0, 1.0, 1.0])  # the best is the first step
 
     def step(i):
         loss = lin(x).float().pow(2).mean()
@@ -944,6 +937,20 @@ def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
         loss.backward()
         opt.step()
         return {"loss": loss.item()}
+
+    return step
+
+
+def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
+    """Autocast's bfloat16 copies of the weights outlived the restore of the best state: a forward after run() in the
+    same autocast block read the last step's weights (0.5 off a fresh forward), and so did SF's next layer."""
+    from fwdlearn.fit import Stateful, Trainer
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4)
+    x = torch.randn(8, 4)
+    step = _sgd_steps(lin, x)
+    scores = iter([5.0, 1.0, 1.0, 1.0, 1.0])  # the best is the first step
 
     def evaluate():  # (a forward, as any evaluation does: autocast casts the weights of the last step)
         lin(x)
@@ -955,6 +962,27 @@ def test_the_best_state_restored_inside_autocast_is_what_later_forwards_read():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         fresh = lin(x)
     assert result.best_step == 1 and torch.equal(inside, fresh)
+
+
+def test_an_evaluation_inside_autocast_reads_the_weights_the_step_left():
+    """Autocast keeps its bfloat16 copies of the weights until its block ends: an evaluation after a step read the
+    copies made before the step updated the weights, unless the loop says the weights changed."""
+    from fwdlearn.fit import Trainer
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 4)
+    x = torch.randn(8, 4)
+    step = _sgd_steps(lin, x)
+    stale = []
+
+    def evaluate():
+        fresh = torch.nn.functional.linear(x.bfloat16(), lin.weight.detach().bfloat16(), lin.bias.detach().bfloat16())
+        stale.append(not torch.equal(lin(x), fresh))
+        return {"val_accuracy": 0.5}
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        Trainer(steps=3, quiet=True).run(step, evaluate, lin)
+    assert stale == [False, False, False]
 
 
 def test_two_graph_methods_checkpoints_name_the_method_not_another_kind_of_run():

@@ -156,32 +156,6 @@ def test_a_resumed_run_draws_what_the_uninterrupted_run_draws(tmp_path):
     assert draws == whole
 
 
-def test_an_evaluation_inside_autocast_reads_the_weights_the_step_left():
-    """Autocast keeps its bfloat16 copies of the weights until its block ends: an evaluation after a step read the
-    copies made before the step updated the weights, unless the loop says the weights changed."""
-    torch.manual_seed(0)
-    lin = nn.Linear(4, 4)
-    opt = torch.optim.SGD(lin.parameters(), lr=0.5)
-    x = torch.randn(8, 4)
-    stale = []
-
-    def step(i):
-        loss = lin(x).float().pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
-
-    def evaluate():
-        fresh = torch.nn.functional.linear(x.bfloat16(), lin.weight.detach().bfloat16(), lin.bias.detach().bfloat16())
-        stale.append(not torch.equal(lin(x), fresh))
-        return {"val_accuracy": 0.5}
-
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        Trainer(steps=3, quiet=True).run(step, evaluate, lin)
-    assert stale == [False, False, False]
-
-
 def test_resuming_a_run_that_stopped_early_at_its_last_step_says_it_stopped_early(tmp_path, capsys):
     """Not "raise the steps to train on": a larger budget trains nothing either, as an early-stopped run stays
     stopped."""

@@ -58,12 +58,18 @@ def _left(folder: Path) -> list[str]:
 def test_a_full_disk_names_the_file_the_cause_and_the_fix(args, full, named, flags, left, folder, monkeypatch,
                                                            capsys):
     """Every command but quickstart said "fwdlearn: error: [Errno 28] No space left on device" (no file, no fix); one
-    that failed as it took its lock left the lock's <record>.lock.<pid> file behind."""
+    that failed as it took its lock left the lock's <record>.lock.<pid> file behind. A run that saved a checkpoint (a
+    bench's progress) before the disk filled says that --resume continues it once there is room."""
     _full_disk_on(monkeypatch, full)
     assert main(args) == 2
+    kept = {"runs/g.pt": "--checkpoint runs/g.pt if it had no --name", "runs/s.pt": "--checkpoint runs/s.pt if it had "
+            "no --name", "b-progress.pt": "--out b if it had no --out or --name"}  # (what the run saved stays: said)
+    resumes = "".join(f"; {os.path.join(*path.split('/'))} holds the run so far: once that is fixed, the same command "
+                      f"with --resume continues it (and {naming.replace('runs/', os.path.join('runs', ''))})"
+                      for path, naming in kept.items() if path in left)
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"fwdlearn: error: cannot write {os.path.join(*named.split('/'))}: the disk is full ({NO_SPACE}); free space "
-        f"on that disk, or write the outputs elsewhere ({flags})")
+        f"on that disk, or write the outputs elsewhere ({flags}){resumes}")
     assert _left(folder) == left  # (a finished run's checkpoint, a bench's progress, stays; no .tmp, no lock)
 
 

@@ -296,7 +296,15 @@ def _report(error: BaseException, flags: Sequence[str] = (), elsewhere: str = "w
         return
     from fwdlearn.files import describe_os_error
 
-    text = describe_os_error(error, elsewhere) or " ".join(str(error).split()) or type(error).__name__
+    described = describe_os_error(error, elsewhere)
+    text = described or " ".join(str(error).split()) or type(error).__name__
+    if described is not None:  # (the file system's problem, not the run's: what the run saved stays resumable)
+        from fwdlearn.runs import resumable_checkpoint, resume_naming
+
+        checkpoint = resumable_checkpoint()
+        if checkpoint is not None:
+            text += (f"; {checkpoint} holds the run so far: once that is fixed, the same command with --resume "
+                     f"continues it (and {resume_naming(checkpoint)})")
     if flags:
         from fwdlearn.config import as_flags
 

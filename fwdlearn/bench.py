@@ -144,7 +144,7 @@ class BenchRun:
         paths = run_outputs(job, config, out=config.out, more=more, inputs=inputs)
         resume = bool(getattr(config, "resume", False))
         progress = _progress_path(job, paths, config, resume)
-        paths.checkpoint, paths.checkpoint_flag = progress, "--out" if config.out or not config.name else "--name"
+        paths.checkpoint, paths.checkpoint_flag = progress, _named_by(config)
         paths.resume_naming = f"--out {_prefix(paths)} if it had no --out or --name"
         if config.overwrite and not resume and progress.is_file():  # (an interrupted run's: this one starts over,
             paths.stale += (progress,)                                # removed once start_run holds the locks)
@@ -227,7 +227,7 @@ def _progress_path(job: str, paths: RunPaths, config: Any, resume: bool) -> Path
     without it refuses an interrupted run's file unless ``--overwrite`` (which starts over); another bench's (``job``
     is this one) is refused with ``--overwrite`` or ``--resume`` too; no other output is there."""
     progress = _prefix(paths).with_name(_prefix(paths).name + PROGRESS_SUFFIX)
-    flag = "--out" if config.out or not config.name else "--name"
+    flag = _named_by(config)
     if resume and not (config.out or config.name):
         raise UsageError("--resume continues an interrupted bench from its <out>-progress.pt, which the bench saves as "
                          "each piece ends: pass the --out (or --name) it was run with")
@@ -255,6 +255,11 @@ def _progress_path(job: str, paths: RunPaths, config: Any, resume: bool) -> Path
                               f"continue it (same settings), --overwrite to start over, or give another {flag}")
     check_writable(progress, flag)
     return progress
+
+
+def _named_by(config: Any) -> str:
+    """The flag a bench's files are named by: ``--name`` when given without ``--out``, else ``--out``."""
+    return "--name" if config.name and not config.out else "--out"
 
 
 def _describes(record: Path, results: Path) -> bool:

@@ -240,6 +240,7 @@ def run_bench_dfa(config) -> tuple[Path, Path]:
 
     ran = {"transformer", "cost", "recurrent"} - set(config.skip)
     trains = bool({"transformer", "recurrent"} & ran)
+
     def has_dfa(rules) -> bool:
         return any(isinstance(parse_rule(rule).depth, DFA) for rule in rules)
 

@@ -117,6 +117,16 @@ def distinct_names(flag: str, given: Sequence[str], name_of: Callable[[str], str
     return names
 
 
+def _device_setting(device: Any) -> str:
+    """The device a bench's settings name: its indexed form (``cuda`` is ``cuda:0`` when that is the current device),
+    so that a resume given the other spelling of the same device is the same run."""
+    import torch
+
+    if device.type == "cuda" and device.index is None:
+        return str(torch.device("cuda", torch.cuda.current_device()))
+    return str(device)
+
+
 @dataclass
 class BenchRun:
     """One bench run: its checked output ``paths``, the ``device`` it runs on, its run ``record`` and its
@@ -151,8 +161,9 @@ class BenchRun:
         device = start_run(config, paths)
         if resolve:
             config = replace(config, device=str(device), out=str(_prefix(paths)))
-        # (the settings name the device run on: --device auto then cpu is one run, wherever the config resolves it)
-        measured = replace(config, device=str(device))
+        # (the settings name the device run on: --device auto then cpu is one run, wherever the config resolves it;
+        # cuda then cuda:0 is one run too)
+        measured = replace(config, device=_device_setting(device))
         return cls(job, config, paths, device, RunRecord(job, config, seed=config.seed),
                    BenchProgress.open(progress, job, measured, resume, inputs))
 

@@ -48,8 +48,15 @@ RESUME_HELP = ("continue the interrupted run of this bench with the same --out (
 def bench_settings(config: Any) -> dict[str, Any]:
     """The fields of ``config`` (a bench's dataclass) that shape its numbers, by name, as values torch's safe reader
     reads back (lists as lists, a path as its string, a NumPy number as Python's: the config takes them, and a
-    progress holding them could be saved but never resumed)."""
-    return {f.name: _plain_setting(getattr(config, f.name)) for f in fields(config) if f.name not in NOT_SETTINGS}
+    progress holding them could be saved but never resumed). A list field whose metadata says ``"unordered": True``
+    (``--skip``: a set of parts) is kept sorted, so ``--skip recall cost`` resumes ``--skip cost recall``."""
+    settings = {}
+    for f in fields(config):
+        if f.name not in NOT_SETTINGS:
+            value = _plain_setting(getattr(config, f.name))
+            settings[f.name] = sorted(value, key=str) if f.metadata.get("unordered") and isinstance(value, list) \
+                else value
+    return settings
 
 
 def saved_job(path: str | Path) -> str | None:

@@ -9,7 +9,9 @@ A field's ``metadata`` says everything about its flag:
   every value (and every item of a list) by :func:`validate_config`, together with finiteness of floats and their
   fitting float32 (:func:`~fwdlearn.errors.check_representable`: a model trains in it), unless ``python_float``
   says the value never meets a tensor (a divergence factor compared in Python);
-- ``group``: the heading the flag is listed under in ``--help`` (the shared run options use it).
+- ``group``: the heading the flag is listed under in ``--help`` (the shared run options use it);
+- ``unordered``: a list that is a set (``--skip``): a bench's resume compares it sorted
+  (:func:`fwdlearn.bench_progress.bench_settings`).
 
 Example::
 

@@ -3,7 +3,7 @@ not run again, and the results equal an uninterrupted run's (its timings aside);
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -455,3 +455,34 @@ def test_resume_of_another_bench_s_progress_names_the_command_and_the_flag_the_r
     assert sorted(p.name for p in Path("runs").iterdir()) == ["x-progress.pt"]
     with pytest.raises(UsageError, match=r"progress of a 'bench seq' run, which 'bench graph' cannot continue"):
         BenchProgress.open("runs/x-progress.pt", "bench-graph", Config(), resume=True)
+
+
+def test_a_set_of_parts_given_in_another_order_and_cuda_as_cuda_n_are_the_same_run(tmp_path, monkeypatch):
+    """--skip names a set of parts (``"unordered"`` in its metadata): ``--skip recall cost`` resumes ``--skip cost
+    recall`` (it was refused, "--skip cost recall there, recall cost here"); an ordered list (--depths) stays refused
+    in another order, as its rows would be. --device cuda is recorded as the current device's cuda:N, so that cuda:0
+    resumes it."""
+    from dataclasses import field
+
+    from fwdlearn.bench import _device_setting
+    from fwdlearn.sequences.cli.bench import SeqBenchConfig
+    from fwdlearn.sequences.cli.bench_dfa import DfaBenchConfig
+
+    @dataclass
+    class Config:
+        skip: list = field(default_factory=lambda: ["cost", "recall"], metadata={"unordered": True})
+        depths: list = field(default_factory=lambda: [1, 2])
+
+    BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(), resume=False).piece("a", lambda: 1)
+    again = BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(skip=["recall", "cost"]), resume=True)
+    assert again.piece("a", lambda: pytest.fail("a finished piece ran again")) == 1
+    with pytest.raises(UsageError, match=r"other settings \(--depths 1 2 there, 2 1 here\)"):
+        BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(depths=[2, 1]), resume=True)
+    with pytest.raises(UsageError, match=r"other settings \(--skip cost recall there, alignment cost recall here\)"):
+        BenchProgress.open(tmp_path / "p.pt", "bench-x", Config(skip=["recall", "alignment", "cost"]), resume=True)
+    for cls in (SeqBenchConfig, DfaBenchConfig):
+        assert {f.name for f in fields(cls) if f.metadata.get("unordered")} == {"skip"}
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert _device_setting(torch.device("cuda")) == _device_setting(torch.device("cuda:1")) == "cuda:1"
+    assert _device_setting(torch.device("cuda:0")) == "cuda:0" and _device_setting(torch.device("cpu")) == "cpu"

@@ -42,7 +42,7 @@ class SeqBenchConfig(SequenceBenchOptions):
                                                    "docs/benchmarks/seq-results to update the docs)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them; the flags of a "
                                                                        "skipped part go unused)", "choices": PARTS,
-                                                               "not_all": True})
+                                                               "not_all": True, "unordered": True})
     # 1. cost
     cost_contexts: list[int] = field(default_factory=lambda: [128, 512, 2048],
                                      metadata={"help": "contexts T of the cost part", "min": 1})

@@ -32,7 +32,7 @@ class DfaBenchConfig(SequenceBenchOptions):
                                                    "part each)"})
     skip: list[str] = field(default_factory=list, metadata={"help": "parts to skip (not all of them; the flags of a "
                                                                        "skipped part go unused)", "choices": PARTS,
-                                                               "not_all": True})
+                                                               "not_all": True, "unordered": True})
     data: str = field(default="tinyshakespeare", metadata={"help": "corpus (char level)"})
     train_split: str = field(default="train", metadata={"help": "split the models train on (wikitext-2 stored "
                                                                 "without train.txt: validation)"})

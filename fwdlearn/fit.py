@@ -80,6 +80,7 @@ __all__ = [
     "tensor_fingerprint",
     "check_fingerprint",
     "CheckpointMismatch",
+    "AnotherKindOfRun",
     "load_optimizer_state",
     "Carried",
     "compact_repr",
@@ -814,6 +815,19 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
 KIND_KEYS = ("kind", "method")
 
 
+class AnotherKindOfRun(UsageError):
+    """:func:`check_fingerprint`'s refusal of a checkpoint of another kind of model (a graph run's given to a language
+    model, a node classifier's to a link predictor), naming the model entries each has that the other lacks
+    (``theirs``, ``ours``: comma-separated), which a caller that knows the kinds (``graph train``'s tasks) may say in
+    its own words."""
+
+    def __init__(self, path: str | Path, theirs: str, ours: str, fix: str = "Resume it with the command that made it",
+                 this: str = "this one"):
+        self.path, self.theirs, self.ours = Path(path), theirs, ours
+        super().__init__(f"the checkpoint {path} was made by another kind of run: its model has {theirs}, {this} "
+                         f"{ours}. {fix}, or start a new run (another --name or --checkpoint)")
+
+
 class CheckpointMismatch(UsageError):
     """:func:`check_fingerprint`'s refusal of a checkpoint made by a different run, naming every difference.
 
@@ -899,14 +913,15 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
     :class:`~fwdlearn.errors.UsageError`)."""
     saved = ckpt.get("fingerprint") or {}
     before, now = saved.get("model"), fingerprint.get("model")
-    if isinstance(before, Mapping) and isinstance(now, Mapping) and any((k in before) != (k in now) for k in KIND_KEYS):
-        # another kind of model (a graph run's checkpoint given to seq train): a list of its settings as "not
-        # recorded" would blame an older fwdlearn (two graph methods, which record options of their own, both have
-        # a "method" and get their differences listed)
+    if isinstance(before, Mapping) and isinstance(now, Mapping) and (
+            any((k in before) != (k in now) for k in KIND_KEYS)
+            or (set(before) - set(now) and set(now) - set(before) and before.get("method") == now.get("method"))):
+        # another kind of model (a graph run's checkpoint given to seq train; a node model's given to a link model
+        # of the same method, bp): a list of its settings as "not recorded" would blame an older fwdlearn, which
+        # records fewer entries, never others (two graph methods, which record options of their own, both have a
+        # "method" and get their differences listed)
         theirs, ours = (", ".join(sorted(set(a) - set(b))) for a, b in ((before, now), (now, before)))
-        raise UsageError(f"the checkpoint {path} was made by another kind of run: its model has {theirs}, this one "
-                         f"{ours}. Resume it with the command that made it, or start a new run (another --name or "
-                         "--checkpoint)")
+        raise AnotherKindOfRun(path, theirs, ours)
     named = _differing(saved, fingerprint)
     differ = [text for _, text in named]
     if differ and all(_NOT_RECORDED in entry for entry in differ):  # (an older format: "resume with the settings it

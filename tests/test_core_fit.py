@@ -839,7 +839,7 @@ def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
     """A seq train checkpoint given to graph train listed the graph settings as 'not recorded (checkpoint: an older
     fwdlearn)'; one given with other layers blamed the layers, then (after the fix) the vocabulary."""
     from fwdlearn.errors import UsageError
-    from fwdlearn.fit import check_fingerprint
+    from fwdlearn.fit import AnotherKindOfRun, check_fingerprint
 
     lm = {"fingerprint": {"model": {"kind": "recurrent", "vocab_size": 7, "layers": 2}, "seed": 0}}
     gnn = {"model": {"method": "local:prototype", "conv": "gcn", "layers": 1}, "seed": 0}
@@ -849,6 +849,15 @@ def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
     older = {"fingerprint": {"model": {"kind": "recurrent", "layers": 2}, "seed": 0}}  # a setting not yet recorded
     with pytest.raises(UsageError, match=r"model.vocab_size not recorded \(checkpoint: an older fwdlearn\)"):
         check_fingerprint("c.pt", older, lm["fingerprint"])
+    # one method of two kinds of model (bp: a node classifier's checkpoint given to a link predictor): each has entries
+    # the other lacks, which no older fwdlearn explains (it records fewer entries, never others)
+    node = {"fingerprint": {"model": {"method": "bp", "layers": 2, "num_classes": 3}, "seed": 0}}
+    link = {"model": {"method": "bp", "layers": 2, "theta": 2.0}, "seed": 0}
+    with pytest.raises(AnotherKindOfRun, match=r"^the checkpoint c.pt was made by another kind of run: its model has "
+                                               r"num_classes, this one theta\. Resume it with the command"):
+        check_fingerprint("c.pt", node, link)
+    with pytest.raises(UsageError, match=r"model.method 'bp' \(checkpoint\) vs 'dfa' \(now\)"):  # (another method:
+        check_fingerprint("c.pt", node, {**link, "model": {**link["model"], "method": "dfa"}})  # said as such)
 
 
 def test_a_checkpoint_of_an_older_format_names_the_version_and_a_fix_that_works():

@@ -558,6 +558,25 @@ def test_a_checkpoint_of_another_task_is_refused_naming_its_task(tmp_path, monke
             "sf (now)") in err and "Resume with --task link --method ce" in err
 
 
+def test_a_bp_checkpoint_of_the_other_task_is_refused_as_that_task_s(tmp_path, monkeypatch, capsys):
+    """bp trains both tasks: a --task node bp checkpoint resumed with --task link --method bp was refused as "model.theta
+    not recorded (checkpoint: an older fwdlearn) vs 2.0 (now)", blaming a version that did not write it."""
+    monkeypatch.chdir(tmp_path)
+    flags = ["graph", "train", "--data", "karate", "--layers", "1", "--hidden", "8", "--epochs", "2", "--quiet",
+             "--method", "bp"]
+    assert main([*flags, "--name", "n"]) == 0 and main([*flags, "--task", "link", "--name", "l"]) == 0
+    capsys.readouterr()
+    assert main([*flags, "--task", "link", "--name", "n", "--resume"]) == 2
+    assert main([*flags, "--task", "node", "--name", "l", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "older fwdlearn" not in err
+    assert ("the checkpoint runs/n.pt was made by another kind of run: its model has num_classes, seed, this --task "
+            "link run's theta. It is another task's: resume it with the --task it was made with (--task node), or "
+            "start a new run (another --name or --checkpoint)") in err
+    assert ("the checkpoint runs/l.pt was made by another kind of run: its model has theta, this --task node run's "
+            "num_classes, seed. It is another task's: resume it with the --task it was made with (--task link)") in err
+
+
 def test_bench_graph_notes_spend_the_epoch_budget_as_each_method_does(tmp_path, capsys):
     """The notes and --epochs' help said 'per layer for the layer-by-layer methods and in total for BP and the
     top-down methods': a run of dfa (in total, as BP) read as trained per layer; a run without sf left the time claim

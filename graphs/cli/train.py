@@ -115,7 +115,7 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
                  checkpoints: list[Path] | None) -> dict:
     """Split ``i`` of :func:`train_runs` (seed ``config.seed + i``) on its graph ``data``: its row of metrics."""
     from fwdlearn.errors import TrainingInterrupted
-    from fwdlearn.fit import CheckpointMismatch, seed_everything
+    from fwdlearn.fit import AnotherKindOfRun, CheckpointMismatch, seed_everything
 
     seed = config.seed + i
     patience = config.patience or None
@@ -135,6 +135,11 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
         error = _in_flags(refused, config, i)  # --hidden 8, and the fix the flags to add
         # (a saved graph's file that changed was "graph '3bd2...' (checkpoint) vs '891d...' (now)", naming no file)
         raise (_changed_graph_file(config, error) or error) from None
+    except AnotherKindOfRun as refused:  # (a --task node checkpoint resumed with --task link --method bp, bp being
+        others = [name for name in GRAPH_TASKS.names() if name != config.task]  # a method of both tasks)
+        raise AnotherKindOfRun(refused.path, refused.theirs, refused.ours, this=f"this --task {config.task} run's",
+                               fix=f"It is another task's: resume it with the --task it was made with "
+                                   f"({' or '.join(f'--task {name}' for name in others)})") from None
     except TrainingInterrupted as stop:
         if config.splits == 1 or checkpoints is None:
             raise

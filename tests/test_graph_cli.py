@@ -559,8 +559,9 @@ def test_a_checkpoint_of_another_task_is_refused_naming_its_task(tmp_path, monke
 
 
 def test_a_bp_checkpoint_of_the_other_task_is_refused_as_that_task_s(tmp_path, monkeypatch, capsys):
-    """bp trains both tasks: a --task node bp checkpoint resumed with --task link --method bp was refused as "model.theta
-    not recorded (checkpoint: an older fwdlearn) vs 2.0 (now)", blaming a version that did not write it."""
+    """bp trains both tasks: a --task node bp checkpoint resumed with --task link --method bp was refused as
+    "model.theta not recorded (checkpoint: an older fwdlearn) vs 2.0 (now)", blaming a version that did not write
+    it."""
     monkeypatch.chdir(tmp_path)
     flags = ["graph", "train", "--data", "karate", "--layers", "1", "--hidden", "8", "--epochs", "2", "--quiet",
              "--method", "bp"]

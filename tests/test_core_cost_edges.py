@@ -207,3 +207,15 @@ def test_a_fit_reports_memory_figures_are_its_cost_reports_and_flatten_into_its_
     assert (report.saved_bytes_per_step, report.peak_memory_bytes, report.step_memory_bytes) == (1, 2, 3)
     assert report.as_dict() == {"accuracy": 0.5, "saved_bytes_per_step": 1, "peak_memory_bytes": 2,
                                 "step_memory_bytes": 3}
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype stage")
+def test_a_jagged_nested_tensor_is_counted_by_its_values_and_offsets():
+    """A jagged nested tensor saved for backward was read as a compressed sparse one ("NotImplementedError:
+    aten.ccol_indices.default"). x @ w saves x (5 x 4 float32 values, 3 int64 offsets) and w (a parameter); sin saves
+    its input, whose values are new and whose offsets are x's (counted once)."""
+    x = torch.nested.nested_tensor([torch.randn(2, 4), torch.randn(3, 4)], layout=torch.jagged)
+    w = torch.randn(4, 4, requires_grad=True)
+    with cost.saved_bytes() as box:
+        (x @ w).sin()
+    assert (box.bytes, box.parameter_bytes) == (5 * 4 * 4 + 3 * 8 + 5 * 4 * 4, 4 * 4 * 4)

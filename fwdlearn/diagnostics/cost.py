@@ -69,9 +69,12 @@ class SavedBytes:
 
 
 def _strided_parts(t: Tensor) -> list[Tensor]:
-    """The dense tensors that hold ``t``'s data: itself, or a sparse tensor's indices and values."""
+    """The dense tensors that hold ``t``'s data: itself, a sparse tensor's indices and values, or a jagged nested
+    tensor's values and offsets."""
     if t.layout == torch.strided:
         return [t]
+    if t.layout == torch.jagged:  # (was read as a compressed sparse tensor: "NotImplementedError: aten.ccol_indices")
+        return [part for part in (t.values(), t.offsets(), t.lengths()) if part is not None]
     if t.layout == torch.sparse_coo:
         return [t._indices(), t._values()]
     if t.layout in (torch.sparse_csr, torch.sparse_bsr):

@@ -86,7 +86,8 @@ def check_group_started(what: str) -> None:
 
 
 def _own_gpu(device: "torch.device | str | None") -> int:
-    """This process's GPU under ``nccl``: ``LOCAL_RANK``, checked against the GPUs this machine has and against a
+    """This process's GPU under ``nccl``: ``LOCAL_RANK`` (or the GPU ``device`` pins, when the process is its
+    machine's only one), checked against the GPUs this machine has and against a
     ``device`` that pins one GPU for every process (NCCL fails on either, with no word of the fix). Every process of
     the machine refuses alike, its first included (``LOCAL_WORLD_SIZE``, not only the processes past the GPUs): an
     error before connecting is said by rank 0 alone, and a refusal of the processes past the GPUs alone was said by
@@ -99,10 +100,12 @@ def _own_gpu(device: "torch.device | str | None") -> int:
         raise UsageError(f"torchrun started {max(here, local + 1)} processes on this machine but it has {gpus} "
                          f"GPU{'' if gpus == 1 else 's'}: one process per GPU (--nproc_per_node {gpus}), or "
                          "--device cpu")
-    if device is not None and torch.device(device).index is not None and here > 1:
+    pinned = torch.device(device).index if device is not None else None
+    if pinned is not None and here > 1:
         raise UsageError(f"--device {device} puts every process of this machine on one GPU; give --device cuda "
                          "(each process its own GPU, cuda:<LOCAL_RANK>)")
-    return local
+    # (one process on the machine with --device cuda:1: its collectives on GPU 1 with its model, not on LOCAL_RANK's 0)
+    return local if pinned is None else pinned
 
 
 def process_device(device: "torch.device | str") -> torch.device:

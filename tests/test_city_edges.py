@@ -109,6 +109,17 @@ def test_a_mat_needs_a_square_adjacency_and_names_a_bad_coordinate_by_its_row(tm
         read_road_graph(tmp_path / "c.mat")
 
 
+def test_a_zero_stored_in_a_sparse_mat_adjacency_is_no_road(tmp_path):
+    """A sparse A may hold explicit zeros (a road removed by setting its entry to 0): they were read as roads."""
+    import scipy.sparse
+
+    a = scipy.sparse.csc_matrix((np.array([1.0, 0.0, 1.0, 0.0]), (np.array([0, 0, 1, 2]), np.array([1, 2, 0, 0]))),
+                                shape=(3, 3))
+    assert a.nnz == 4
+    scipy.io.savemat(tmp_path / "z.mat", {"A": a, "xy": np.zeros((3, 2))})
+    assert sorted(read_road_graph(tmp_path / "z.mat").edges.tolist()) == [[0, 1], [1, 0]]
+
+
 def test_a_folder_is_searched_for_road_files_before_notes(tmp_path):
     """A folder holding a road file and a README.txt reads the road file (.txt is the last kind looked for)."""
     (tmp_path / "README.txt").write_text("Roads of a town\n")

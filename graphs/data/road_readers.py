@@ -305,6 +305,7 @@ def _read_mat(path: Path) -> RoadGraph:
         raise ValueError(f"{path}: expected a sparse adjacency matrix 'A' (and coordinates 'xy'); found "
                          f"{sorted(content)}")
     matrix = scipy.sparse.coo_matrix(content["A"])  # sparse or dense
+    matrix.eliminate_zeros()  # (a zero stored in a sparse A is no road: it was read as one)
     if matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"{path}: the adjacency matrix 'A' must be square; got {matrix.shape[0]} x {matrix.shape[1]}")
     n = matrix.shape[0]

@@ -915,11 +915,12 @@ def check_fingerprint(path: str | Path, ckpt: Mapping[str, Any], fingerprint: Ma
     before, now = saved.get("model"), fingerprint.get("model")
     if isinstance(before, Mapping) and isinstance(now, Mapping) and (
             any((k in before) != (k in now) for k in KIND_KEYS)
-            or (set(before) - set(now) and set(now) - set(before) and before.get("method") == now.get("method"))):
+            or (set(before) - set(now) and set(now) - set(before)
+                and all(before.get(k) == now.get(k) for k in KIND_KEYS))):
         # another kind of model (a graph run's checkpoint given to seq train; a node model's given to a link model
         # of the same method, bp): a list of its settings as "not recorded" would blame an older fwdlearn, which
         # records fewer entries, never others (two graph methods, which record options of their own, both have a
-        # "method" and get their differences listed)
+        # "method" and get their differences listed, as two language-model kinds, of a "kind" each, do)
         theirs, ours = (", ".join(sorted(set(a) - set(b))) for a, b in ((before, now), (now, before)))
         raise AnotherKindOfRun(path, theirs, ours)
     named = _differing(saved, fingerprint)

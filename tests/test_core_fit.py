@@ -839,7 +839,7 @@ def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
     """A seq train checkpoint given to graph train listed the graph settings as 'not recorded (checkpoint: an older
     fwdlearn)'; one given with other layers blamed the layers, then (after the fix) the vocabulary."""
     from fwdlearn.errors import UsageError
-    from fwdlearn.fit import AnotherKindOfRun, check_fingerprint
+    from fwdlearn.fit import AnotherKindOfRun, CheckpointMismatch, check_fingerprint
 
     lm = {"fingerprint": {"model": {"kind": "recurrent", "vocab_size": 7, "layers": 2}, "seed": 0}}
     gnn = {"model": {"method": "local:prototype", "conv": "gcn", "layers": 1}, "seed": 0}
@@ -858,6 +858,12 @@ def test_a_checkpoint_of_another_kind_of_run_is_named_as_such():
         check_fingerprint("c.pt", node, link)
     with pytest.raises(UsageError, match=r"model.method 'bp' \(checkpoint\) vs 'dfa' \(now\)"):  # (another method:
         check_fingerprint("c.pt", node, {**link, "model": {**link["model"], "method": "dfa"}})  # said as such)
+    # two kinds of language model (a GRU's checkpoint given to a transformer): each has entries the other lacks, but
+    # their kinds differ, so the differences are listed (seq train says them as its flags, --model gru to resume)
+    transformer = {"model": {"kind": "transformer", "vocab_size": 7, "layers": 2, "heads": 4}, "seed": 0}
+    with pytest.raises(CheckpointMismatch, match=r"model.kind 'recurrent' \(checkpoint\) vs 'transformer' \(now\)"):
+        check_fingerprint("c.pt", {"fingerprint": {**lm["fingerprint"], "model": {**lm["fingerprint"]["model"],
+                                                                                  "cell": "gru"}}}, transformer)
 
 
 def test_a_checkpoint_of_an_older_format_names_the_version_and_a_fix_that_works():

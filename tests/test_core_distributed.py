@@ -24,12 +24,10 @@ def test_single_process_is_the_identity():
 # gather_rows across real processes (uneven shards) is exercised by tests/test_influence_distributed.py
 
 
-def test_the_backend_follows_the_runs_device_not_the_host(monkeypatch):
-    """A CPU run on a GPU host needs gloo (it got nccl and cuda.set_device(LOCAL_RANK)); under torchrun a plain
-    'cuda' is this process's own GPU."""
+def _a_two_gpu_host(monkeypatch) -> list:
+    """A CUDA host with two GPUs, process 1 of a two-process torchrun, whose group never connects: the list returned
+    collects each ``cuda.set_device`` call and each backend a group is started with."""
     import torch.distributed as dist
-
-    from fwdlearn.distributed import init_from_env, process_device
 
     chosen = []
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -39,11 +37,39 @@ def test_the_backend_follows_the_runs_device_not_the_host(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: chosen.append(("set_device", index)))
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: chosen.append(backend))
+    return chosen
+
+
+def test_the_backend_follows_the_runs_device_not_the_host(monkeypatch):
+    """A CPU run on a GPU host needs gloo (it got nccl and cuda.set_device(LOCAL_RANK)); under torchrun a plain
+    'cuda' is this process's own GPU."""
+    from fwdlearn.distributed import init_from_env, process_device
+
+    chosen = _a_two_gpu_host(monkeypatch)
     init_from_env(device="cpu")
     init_from_env(device=torch.device("cuda"))
     assert chosen == ["gloo", ("set_device", 1), "nccl"]
     assert process_device("cuda") == torch.device("cuda", 1) and process_device("cpu") == torch.device("cpu")
     assert process_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_init_from_env_picks_nccl_without_a_device_on_a_cuda_host_and_keeps_one_pinned_gpu_per_machine(monkeypatch):
+    """Without a device the host decides (CUDA present: nccl, this process's own GPU); one process on each machine
+    may pin its GPU (LOCAL_WORLD_SIZE 1: nobody shares it), and takes it as its own."""
+    from fwdlearn.distributed import init_from_env
+
+    chosen = _a_two_gpu_host(monkeypatch)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    init_from_env()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    init_from_env()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # (a process per machine, each machine one GPU)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    init_from_env(device="cuda:0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # (its collectives on the GPU it pins, with its model:
+    init_from_env(device="cuda:1")                                # they ran on LOCAL_RANK's GPU 0)
+    assert chosen == [("set_device", 1), "nccl", "gloo", ("set_device", 0), "nccl", ("set_device", 1), "nccl"]
 
 
 def test_more_processes_than_gpus_or_one_pinned_gpu_are_refused_before_connecting(monkeypatch):

@@ -74,30 +74,6 @@ def test_a_one_process_group_is_not_distributed(tmp_path, monkeypatch):
         dist.destroy_process_group()
 
 
-def test_init_from_env_picks_nccl_without_a_device_on_a_cuda_host_and_keeps_one_pinned_gpu_per_machine(monkeypatch):
-    """Without a device the host decides (CUDA present: nccl, this process's own GPU); one process on each machine
-    may pin its GPU (LOCAL_WORLD_SIZE 1: nobody shares it), and takes it as its own."""
-    chosen = []
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda index: chosen.append(("set_device", index)))
-    monkeypatch.setattr(dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(dist, "init_process_group", lambda backend: chosen.append(backend))
-    init_from_env()
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    init_from_env()
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # (a process per machine, each machine one GPU)
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    init_from_env(device="cuda:0")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # (its collectives on the GPU it pins, with its model:
-    init_from_env(device="cuda:1")                                # they ran on LOCAL_RANK's GPU 0)
-    assert chosen == [("set_device", 1), "nccl", "gloo", ("set_device", 0), "nccl", ("set_device", 1), "nccl"]
-
-
 def test_init_from_env_without_torch_distributed_says_so(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(dist, "is_available", lambda: False)

@@ -49,7 +49,9 @@ def test_quickstart_writes_a_report_folder(tmp_path, monkeypatch, capsys):
     from fwdlearn.data import data_dir
 
     assert "--name quickstart-dsf" in out  # not the README's --name dsf, which it would make fail
-    assert ("needs FWDLEARN_DATA_DIR" in out) == (data_dir() is None)
+    root = data_dir()  # (a data folder without the corpus needs it as much as none: not only an unset one)
+    assert ("needs FWDLEARN_DATA_DIR" in out) == (root is None or not (root / "tinyshakespeare" /
+                                                                      "input.txt").is_file())
     # the folder is not overwritten without asking
     assert main(["quickstart", *TINY, "--name", "first"]) == 2
     assert "already holds a report" in capsys.readouterr().err

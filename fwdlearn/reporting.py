@@ -73,10 +73,9 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         if value != value:
             return "n/a"
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
         if abs(value) >= 1:
-            return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+            text = f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+            return f"{value:,.0f}" if abs(float(text)) >= 1000 else text  # (999.96 as 1,000, as 1000.0 is: not 1000.0)
         text = f"{value:.3g}"
         return text if abs(float(text)) < 1 else repr(value)  # (the digits that keep it below 1)
     return str(value)

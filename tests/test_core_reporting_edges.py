@@ -10,9 +10,11 @@ from fwdlearn.reporting import describe_resume, format_value, markdown_table, ra
 
 def test_format_value_at_its_thresholds():
     """1000 is the first number with a thousands separator, negative ones included, and 999.96, which rounds to it
-    (it was 1000.0); 10 the first shown with one decimal; NaN is n/a; a bool is its word, not 1; an empty cell for None."""
+    (it was 1000.0); 10 the first shown with one decimal; NaN is n/a; a bool is its word, not 1; an empty cell for
+    None."""
     cases = {1000.0: "1,000", 999.5: "999.5", 999.96: "1,000", -999.96: "-1,000", -1234.5: "-1,234", -5.25: "-5.25",
-             10.0: "10.0", 9.5: "9.5", float("nan"): "n/a", True: "True", False: "False", None: "", -0.5: "-0.5", 12345: "12,345"}
+             10.0: "10.0", 9.5: "9.5", float("nan"): "n/a", True: "True", False: "False", None: "", -0.5: "-0.5",
+             12345: "12,345"}
     assert {value: format_value(value) for value in cases} == cases
     assert format_value(float("nan")) == "n/a"  # (NaN is no dict key that finds itself)
 

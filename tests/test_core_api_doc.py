@@ -25,7 +25,7 @@ DOCUMENTED = {
                     "Trainer FitResult DivergenceError NonFiniteLossError TrainingInterrupted Stateful "
                     "load_optimizer_state Carried Checkpointing load_device load_torch read_checkpoint "
                     "is_checkpoint tensor_fingerprint compact_repr NUMPY_FIX check_fingerprint "
-                    "CheckpointMismatch",
+                    "CheckpointMismatch AnotherKindOfRun",
     "fwdlearn.registry": "Registry lazy_exports did_you_mean unknown",
     "fwdlearn.metrics": "masked_accuracy roc_auc average_ranks",
     "fwdlearn.records": "RunRecord refuse_overwrite finite_json to_jsonable plain_json json_text write_json "
@@ -51,7 +51,7 @@ DOCUMENTED = {
     "fwdlearn.distributed": "init_from_env is_distributed rank world_size shard_bounds gather_rows raise_together",
     "fwdlearn.cli": "ENTRY_POINTS Entry Command main",
     "fwdlearn.reporting": "write_results result_texts result_paths markdown_table format_value mean_std "
-                          "invoked_command ratio ratio_row",
+                          "invoked_command invoked_as describe_resume ratio ratio_row",
     "fwdlearn.bench": "BenchRun run_parts shown apart ROUNDING distinct_names check_rules_build",
 }
 

@@ -55,8 +55,9 @@ def test_graph_train_says_each_split_by_its_seed_in_the_table_the_record_and_its
     assert record["summary"]["device"] == "cpu"
     assert out.splitlines()[0] == ("| split | method | conv | layers | test_accuracy | fit_seconds | "
                                    "saved_bytes_per_step | peak_memory_bytes |")
-    method = record["metrics"][0]["method"]  # (the mean row's, as the splits' rows give it)
-    assert f"\n| mean ± std | {method} |  |  | " in out and out.endswith("record: runs/s.json\n")
+    assert [row["method"] for row in record["metrics"]] == ["sf", "sf"]  # (--method's name: the rule was shown,
+    assert "\n| 3 | sf | gcn | 2 | " in out and "local:prototype" not in out  # local:prototype, where link said ce)
+    assert "\n| mean ± std | sf |  |  | " in out and out.endswith("record: runs/s.json\n")
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 11)  # split 1, block 1, step 3
         assert main([*args[:-1], "cut"]) == 130

@@ -155,6 +155,11 @@ def _train_split(config: GraphTrainConfig, i: int, data, record: RunRecord | Non
                         f"but the report its train() returned holds {', '.join(map(repr, values)) or 'nothing'} "
                         "(as_dict()): set the task's metric to the key of its held-out score, or add that key to "
                         "the report")
+    if "method" in values:  # the method as --method names it, for either task (a node fit's rule, local:prototype,
+        try:                # stood in the table where a link fit's name, ce, stood)
+            values = {**values, "method": task.method_name(str(values["method"]))}
+        except ValueError:  # (a task's own report naming a method it does not list: kept as it is)
+            pass
     row = {"split": seed, **{k: v for k, v in values.items() if k not in ("per_layer", "history", "resumed")}}
     # (a report of the task's own may have no resumed: it was read as an attribute every report has)
     resumed = getattr(report, "resumed", None)

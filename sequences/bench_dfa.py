@@ -6,7 +6,7 @@ against backprop, every figure next to its baseline from the same run.
    for the same ``--steps`` from the same initialisation, each with its own optimizer defaults
    (:meth:`~fwdlearn.sequences.nn.language_model.LanguageModel.optimizer_defaults`). Validation bits per character
    on the whole validation split and the per-character perplexity :math:`2^{\text{bpc}}`, as ratios to BP (the
-   published WikiText-103 pattern is a perplexity ratio of 1.75 for macro and 3.13 for micro). For DFA rules, the
+   published WikiText-103 pattern is a perplexity ratio of 1.74 for macro and 3.13 for micro). For DFA rules, the
    alignment per feedback point every ``--align-every`` steps and at the end
    (:func:`fwdlearn.diagnostics.alignment.feedback_alignment`: mean per-token cosine between :math:`e\,B_l` and the
    true gradient).

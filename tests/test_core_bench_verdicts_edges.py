@@ -196,20 +196,27 @@ def test_bench_seq_alignment_reads_the_trained_dsf_model_when_the_quality_part_t
 # --- bench seq: refusals and notes -------------------------------------------------------------------------------
 
 
-def _seq_run(monkeypatch, text_file, **changes):
-    """bench seq's run_bench up to run_parts (captured, not run): its arguments."""
-    from fwdlearn.sequences import bench
-    from fwdlearn.sequences.cli.bench import SeqBenchConfig
-
+def _captured(monkeypatch, module, run) -> dict:
+    """``run()`` (a bench's run_bench) up to its ``module.run_parts`` (captured, not run): the config, the parts and
+    the notes it was given."""
     captured = {}
 
     def run_parts(config, job, parts, verdicts, columns, title, notes, **kwargs):
         captured.update(config=config, parts=parts, notes=notes)
         return None, None
 
-    monkeypatch.setattr(bench, "run_parts", run_parts)
-    bench.run_bench(SeqBenchConfig(data=str(text_file), hidden=8, recall_hidden=8, **changes))
+    monkeypatch.setattr(module, "run_parts", run_parts)
+    run()
     return captured
+
+
+def _seq_run(monkeypatch, text_file, **changes):
+    """bench seq's run_bench up to run_parts (captured, not run): its arguments."""
+    from fwdlearn.sequences import bench
+    from fwdlearn.sequences.cli.bench import SeqBenchConfig
+
+    config = SeqBenchConfig(data=str(text_file), hidden=8, recall_hidden=8, **changes)
+    return _captured(monkeypatch, bench, lambda: bench.run_bench(config))
 
 
 def test_bench_seq_notes_describe_only_the_parts_that_run(monkeypatch, text_file):
@@ -273,17 +280,10 @@ def _dfa_run(monkeypatch, text_file, **changes):
     from fwdlearn.sequences import bench_dfa
     from fwdlearn.sequences.cli.bench_dfa import DfaBenchConfig
 
-    captured = {}
-
-    def run_parts(config, job, parts, verdicts, columns, title, notes, **kwargs):
-        captured.update(config=config, parts=parts, notes=notes)
-        return None, None
-
-    monkeypatch.setattr(bench_dfa, "run_parts", run_parts)
     settings = dict(data=str(text_file), hidden=8, layers=1, heads=2, context=8, batch_size=2, rnn_hidden=8,
                     rnn_layers=1)
-    bench_dfa.run_bench_dfa(DfaBenchConfig(**{**settings, **changes}))
-    return captured
+    config = DfaBenchConfig(**{**settings, **changes})
+    return _captured(monkeypatch, bench_dfa, lambda: bench_dfa.run_bench_dfa(config))
 
 
 def test_bench_dfa_notes_describe_alignment_only_where_a_part_that_runs_has_a_dfa_rule(monkeypatch, text_file):

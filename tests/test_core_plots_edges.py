@@ -8,20 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-
-def _drawn(monkeypatch):
-    """The figures the plot functions draw, kept to read back."""
-    from fwdlearn.diagnostics import plots
-
-    figures, made = [], plots._figure
-
-    def kept(figsize):
-        fig, ax = made(figsize)
-        figures.append(fig)
-        return fig, ax
-
-    monkeypatch.setattr(plots, "_figure", kept)
-    return figures
+from test_core_diagnostics import _drawn  # noqa: E402 (the figures a plot draws, kept: one helper for both files)
 
 
 def _legend_outside(figure) -> bool:

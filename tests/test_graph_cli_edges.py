@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fwdlearn.cli import main
+from test_graph_cli import _interrupt_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,21 +24,6 @@ def private_cache(tmp_path, monkeypatch):
 def _train_flags(*extra):
     return ["graph", "train", "--data", "karate", "--method", "sf", "--layers", "2", "--hidden", "8", "--epochs", "4",
             "--patience", "0", "--quiet", *extra]
-
-
-def _interrupt_at(monkeypatch, call: int) -> None:
-    """Ctrl-C at the ``call``-th training step of this process (every Trainer counts)."""
-    from fwdlearn.fit import Trainer
-
-    original, calls = Trainer._one_step, [0]
-
-    def one_step(self, step, i, result):
-        calls[0] += 1
-        if calls[0] == call:
-            raise KeyboardInterrupt
-        return original(self, step, i, result)
-
-    monkeypatch.setattr(Trainer, "_one_step", one_step)
 
 
 def test_graph_train_says_each_split_by_its_seed_in_the_table_the_record_and_its_files(tmp_path, monkeypatch,

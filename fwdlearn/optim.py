@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -71,6 +72,11 @@ class OptimizerSettings:
             raise ValueError(unknown("learning-rate schedule", self.schedule, SCHEDULES))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
+        # (betas and weight decay were left to torch, which refused them only when the optimizer was built)
+        if not _two_fractions(self.betas):
+            raise ValueError(f"betas (Adam's beta1, beta2) must be two numbers in [0, 1), got {self.betas!r}")
+        if not (_is_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight decay must be a finite number >= 0, got {self.weight_decay!r}")
         if not is_integer(self.warmup) or self.warmup < 0:
             raise ValueError(f"warm-up steps must be an int >= 0, got {self.warmup!r}")
         if not 0 <= self.min_ratio <= 1:
@@ -79,6 +85,16 @@ class OptimizerSettings:
     def override(self, **changes: Any) -> "OptimizerSettings":
         """A copy with the fields given (``None`` values are ignored: they mean "the default")."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _two_fractions(betas: Any) -> bool:
+    """Whether ``betas`` is a pair of numbers in [0, 1)."""
+    return (isinstance(betas, (tuple, list)) and len(betas) == 2
+            and all(_is_number(b) and 0 <= b < 1 for b in betas))
 
 
 def make_optimizer(parameters: Iterable[torch.Tensor], settings: OptimizerSettings) -> torch.optim.Optimizer:

@@ -31,9 +31,21 @@ def test_settings_are_checked_and_overridden_field_by_field():
     for bad, message in (({"min_ratio": -1.0}, r"min_ratio .* must lie in \[0, 1\], got -1.0"),  # a negative rate
                          ({"min_ratio": 2.0}, r"must lie in \[0, 1\], got 2.0"),  # a rate rising past the peak
                          ({"warmup": 2.5}, r"warm-up steps must be an int >= 0, got 2.5"),  # factors past 1
-                         ({"lr": math.inf}, r"the learning rate must be a finite number > 0, got inf")):
+                         ({"lr": math.inf}, r"the learning rate must be a finite number > 0, got inf"),
+                         # (betas and weight decay: torch refused them only when the optimizer was built)
+                         ({"betas": (0.9, 1.0)}, r"^betas \(Adam's beta1, beta2\) must be two numbers in \[0, 1\), "
+                                                 r"got \(0\.9, 1\.0\)$"),
+                         ({"betas": (-0.1, 0.9)}, r"must be two numbers in \[0, 1\), got \(-0\.1, 0\.9\)$"),
+                         ({"betas": 0.9}, r"must be two numbers in \[0, 1\), got 0\.9$"),
+                         ({"betas": (0.9, 0.99, 0.999)}, r"must be two numbers"),
+                         ({"betas": (0.9, True)}, r"must be two numbers"),
+                         ({"weight_decay": -1e-4}, r"^weight decay must be a finite number >= 0, got -0\.0001$"),
+                         ({"weight_decay": math.nan}, r"^weight decay must be a finite number >= 0, got nan$"),
+                         ({"weight_decay": "0.1"}, r"^weight decay must be a finite number >= 0, got '0\.1'$")):
         with pytest.raises(ValueError, match=message):
             OptimizerSettings(**bad)
+    edges = OptimizerSettings(betas=[0.0, 0.999999], weight_decay=0)  # (a list, as a config file gives it)
+    assert make_optimizer(torch.nn.Linear(2, 2).parameters(), edges).defaults["betas"] == (0.0, 0.999999)
     base = OptimizerSettings("adam", lr=1e-3, schedule="cosine", warmup=10)
     assert base.override(lr=None, warmup=3) == OptimizerSettings("adam", lr=1e-3, schedule="cosine", warmup=3)
     frozen = torch.nn.Linear(2, 2).requires_grad_(False)

@@ -138,6 +138,22 @@ def test_formats_are_sniffed_past_a_byte_order_mark_and_a_v4_mat_in_capitals(tmp
     assert read_road_graph(tmp_path / "ROADS.MAT").edges.shape == (8, 2)
 
 
+def test_a_graphml_whose_prolog_is_longer_than_the_first_bytes_read_is_still_graphml(tmp_path):
+    """The format was sniffed from the first 4 KiB only: a GraphML with a long comment before its ``<graphml``
+    element was refused as "an XML document without a <graphml> element"."""
+    path = _write_graphml(tmp_path / "g.graphml", {"a": {"x": "0", "y": "0"}, "b": {"x": "1", "y": "0"},
+                                                   "c": {"x": "1", "y": "1"}},
+                          [("a", "b", {"length": "3"}), ("b", "c", {"length": "4"})])
+    header, rest = path.read_bytes().split(b"?>", 1)
+    path.write_bytes(header + b"?>\n<!-- " + b"exported by a tool that writes a long note. " * 200 + b"-->" + rest)
+    assert path.read_bytes().index(b"<graphml") > 8192
+    assert sniff_format(path) == "graphml"
+    assert read_road_graph(path).length.tolist() == [3.0, 4.0]
+    (tmp_path / "other.xml").write_bytes(b"<?xml version='1.0'?>\n<!-- " + b"x" * 8192 + b" -->\n<gexf/>\n")
+    with pytest.raises(ValueError, match=r"other\.xml: an XML document without a <graphml> element"):
+        sniff_format(tmp_path / "other.xml")
+
+
 def test_a_node_file_with_an_empty_edge_file_names_both_and_says_no_roads(tmp_path):
     (tmp_path / "g.cnode").write_text("0 0.0 0.0\n1 1.0 0.0\n")
     (tmp_path / "g.cedge").write_text("")

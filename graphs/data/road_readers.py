@@ -358,7 +358,7 @@ def road_files(source: str | Path) -> list[Path]:
 def sniff_format(path: str | Path) -> str:
     """The format of a road file, read from its first bytes: one of :data:`FORMATS`.
 
-    GraphML (an XML document with a ``<graphml`` element), Matrix Market (the ``%%MatrixMarket``
+    GraphML (an XML document with a ``<graphml`` element in its first MiB), Matrix Market (the ``%%MatrixMarket``
     banner), MATLAB (the ``MATLAB`` header of a v5 ``.mat`` file; a v4 file has no header, so it is
     binary content named ``.mat`` that scipy recognises as v4), else a whitespace-separated edge list.
 
@@ -373,7 +373,7 @@ def sniff_format(path: str | Path) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"%%MatrixMarket"):
         return "matrix-market"
-    if text.startswith(b"<") and b"<graphml" in head:
+    if text.startswith(b"<") and _has_graphml_element(path, head):
         return "graphml"
     if b"\x00" in head and path.suffix.lower() == ".mat" and _matlab_v4(path):
         return "mat"
@@ -387,6 +387,15 @@ def sniff_format(path: str | Path) -> str:
         raise ValueError(f"{path}: an XML document without a <graphml> element; export the road network as GraphML "
                          "(osmnx.save_graphml)")
     return "edge-list"
+
+
+def _has_graphml_element(path: Path, head: bytes, within: int = 1 << 20) -> bool:
+    """Whether a ``<graphml`` element opens within the first ``within`` bytes of the XML file ``path`` (``head``: its
+    first bytes; a long prolog of comments or a DOCTYPE can push the element past them)."""
+    if b"<graphml" in head or len(head) < 4096:
+        return b"<graphml" in head
+    with open(path, "rb") as handle:
+        return b"<graphml" in handle.read(within)
 
 
 def _matlab_v4(path: Path) -> bool:

@@ -20,6 +20,7 @@ Use::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
@@ -214,20 +215,29 @@ def checksum(tensor: Tensor) -> int:
     return int((flat.long() * weights).sum()) ^ hash(tuple(tensor.shape))
 
 
+def _fold(checksums: Iterable[int]) -> int:
+    """One 63-bit number of a list's checksums in their order (a sum took two lists swapped between processes for
+    the same)."""
+    folded = 0
+    for value in checksums:
+        folded = (folded * 1_000_003 + value) & 0x7FFFFFFFFFFFFFFF
+    return folded
+
+
 def same_on_every_process(what: str, fix: str, sizes: dict[str, int],
                           contents: dict[str, Tensor | list[Tensor]]) -> None:
     """Refuse, on every process alike (:func:`~fwdlearn.errors.alike_on_every_process`), inputs that differ between
-    processes: ``sizes`` (said with each process's value) and ``contents``, tensors (or lists of them) compared by
-    their :func:`checksum` and said by name, with a ``ValueError`` naming each that differs and ``fix``; nothing on
-    one process (no checksum is taken). ``what`` is the work the processes share out: given different inputs, its
+    processes: ``sizes`` (said with each process's value) and ``contents``, tensors (or lists of them, in order)
+    compared by their :func:`checksum` and said by name, with a ``ValueError`` naming each that differs and ``fix``;
+    nothing on one process (no checksum is taken). ``what`` is the work the processes share out: given different inputs, its
     gathered result would mix them, in silence."""
     if not is_distributed():
         return
     from fwdlearn.errors import alike_on_every_process
 
     names = [*sizes, *contents]
-    sums = [sum(checksum(t) for t in (v if isinstance(v, (list, tuple)) else [v])) for v in contents.values()]
-    mine = torch.tensor([[int(v) & 0x7FFFFFFFFFFFFFFF for v in (*sizes.values(), *sums)]])
+    sums = [_fold(checksum(t) for t in (v if isinstance(v, (list, tuple)) else [v])) for v in contents.values()]
+    mine = torch.tensor([[*map(int, sizes.values()), *sums]])  # (sizes as given, to be said: a -1 stays -1)
     every = gather_rows(mine)  # (on the CPU, as given: gather_rows takes it to the GPU under nccl and back)
     differ = [(i, n) for i, n in enumerate(names) if bool((every[:, i] != every[0, i]).any())]
     if differ:

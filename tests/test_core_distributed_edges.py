@@ -116,6 +116,11 @@ def _worker(rank_: int, port: int, folder: str) -> None:
     big = (2 ** 62 + 7) ^ hash((1,))  # (a checksum of 2**62 + 7: two of them sum past int64)
     found["wide sums"] = _refusal(lambda: same_on_every_process(
         "the work", "fix", sizes={}, contents={"w": [torch.tensor([big]), torch.tensor([big])]}))
+    pair = [torch.ones(1), torch.zeros(1)]
+    found["swapped"] = _refusal(lambda: same_on_every_process(  # (a sum of the checksums took them for the same)
+        "the work", "fix", sizes={}, contents={"w": pair if rank_ == 0 else pair[::-1]}))
+    found["negative"] = _refusal(lambda: same_on_every_process(  # (shown masked: 9223372036854775807 (process 0))
+        "the work", "fix", sizes={"offset": -1 if rank_ == 0 else 2}, contents={}))
     norm = torch.nn.BatchNorm1d(2)
     with torch.no_grad():
         norm.weight.fill_(1.0 + rank_)
@@ -180,6 +185,12 @@ def test_differing_sizes_are_said_per_process_and_wide_checksum_sums_are_compare
                                           "were given different inputs (items: 3 (process 0), 4 (process 1); w), so "
                                           "the gathered result would mix them: give every process the same")
         assert process["wide sums"] is None
+        assert process["swapped"] == (True, "the work shares its work out over the 2 processes of the group, but they "
+                                            "were given different inputs (w), so the gathered result would mix them: "
+                                            "fix")
+        assert process["negative"][1].startswith("the work shares its work out over the 2 processes of the group, but "
+                                                 "they were given different inputs (offset: -1 (process 0), 2 "
+                                                 "(process 1)), so")
 
 
 def test_take_rank_0s_sets_the_buffers_too(found):

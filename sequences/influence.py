@@ -117,8 +117,8 @@ def _select_positions(length: int, positions: int | Sequence[int] | Tensor | Non
     if positions is None:
         return torch.arange(length, device="cpu")
     if isinstance(positions, Tensor) and positions.dim() == 0 and not positions.dtype.is_floating_point \
-            and positions.dtype != torch.bool:
-        positions = int(positions)
+            and positions.dtype != torch.bool and not positions.is_meta:  # (a meta count is named below, not by
+        positions = int(positions)                                        # torch's "Tensor.item() ... meta tensors")
     if isinstance(positions, bool):
         raise TypeError("positions must be None, a count, position ids or a boolean mask; got a bool")
     if isinstance(positions, numbers.Integral):

@@ -140,7 +140,8 @@ def layered_masses(stack: BlockStack, x: Tensor, edges: Tensor, hop: Tensor, num
     Args:
         stack: the model's blocks and head (:func:`block_stack`).
         x: ``[P, F]`` the union's input features.
-        edges: ``[2, E]`` the union's edges (:func:`~fwdlearn.graphs.data.hop_balls.induced_union`).
+        edges: ``[2, E]`` the union's edges (:func:`~fwdlearn.graphs.data.hop_balls.induced_union`): balls that
+            share no node, each its own copy of its nodes (balls that share nodes give sums over their seeds).
         hop: ``[P]`` every node's hop distance from its own seed; exactly ``num_seeds`` nodes have hop 0 (the seeds).
         num_seeds: the number of balls in the union.
         space: buffers to reuse across calls (a fresh :class:`Workspace` when ``None``).

@@ -70,9 +70,9 @@ def diagonal_feedback(d: int) -> Tensor:
     returned as the decay vector ``a`` of shape ``[d]``: channel :math:`i` of :math:`g_t = e_t + a \odot g_{t+1}`
     keeps the fraction :math:`a_i` of the later errors per step (:math:`a_i = 0`: FT-BPTT's :math:`g_t = e_t`;
     :math:`a_i = 1`: their plain sum)."""
-    if d < 1:
-        raise ValueError(f"diagonal_feedback needs d >= 1, got {d}")
-    return torch.linspace(0.0, 1.0, d)
+    if not is_integer(d) or d < 1:  # (2.5 failed inside torch.linspace)
+        raise ValueError(f"diagonal_feedback needs an int d >= 1, got {d!r}")
+    return torch.linspace(0.0, 1.0, int(d))
 
 
 def _diagonal(rows: int, cols: int, generator: torch.Generator | None) -> Tensor:

@@ -231,3 +231,25 @@ def test_only_layerwise_link_methods_end_every_block_with_a_relu():
     for method, last in (("ce", True), ("ff", True), ("bp", False)):
         model = ForwardLinkPredictor(5, hidden=4, layers=2, method=method)
         assert [block.activation for block in model.blocks] == [True, last]
+
+
+def test_a_link_fit_refuses_features_that_are_not_finite_by_name():
+    from fwdlearn.errors import UsageError
+
+    data = small_link_graph()
+    data.x[3, 1] = float("nan")
+    with pytest.raises(UsageError, match=r"^data\.x holds 1 NaN or infinite entries \(of 60\); clean or impute them "
+                                         r"first$"):
+        ForwardLinkPredictor(3, hidden=4, layers=1, method="ce").fit(data, epochs=2, quiet=True)
+
+
+def test_a_link_checkpoint_resumed_with_another_threshold_is_refused(tmp_path):
+    """``theta`` sets ``ff``'s edge probability and loss: a run resumed with another one would mix two objectives."""
+    from fwdlearn.fit import CheckpointMismatch
+
+    data, path = small_link_graph(), tmp_path / "link.ckpt"
+    ForwardLinkPredictor(3, hidden=4, layers=2, method="ff", theta=2.0).fit(data, epochs=2, quiet=True,
+                                                                             checkpoint=path)
+    with pytest.raises(CheckpointMismatch, match=r"model\.theta 2\.0 \(checkpoint\) vs 3\.0 \(now\)"):
+        ForwardLinkPredictor(3, hidden=4, layers=2, method="ff", theta=3.0).fit(data, epochs=4, quiet=True,
+                                                                                 checkpoint=path, resume=True)

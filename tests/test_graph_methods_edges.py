@@ -10,22 +10,9 @@ from torch_geometric.utils import to_undirected
 from fwdlearn.graphs import ForwardGNN
 from fwdlearn.graphs.methods.label_appending import append_labels
 from fwdlearn.graphs.methods.virtual_nodes import add_virtual_nodes, wrong_labels
+from test_graph_methods import _reference_goodness, tiny_graph  # (the reference's FF scoring; a small split graph)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_graph(n=30, classes=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, classes, (n,), generator=g)
-    x = torch.randn(n, 5, generator=g) + F.one_hot(y, 5).float() * 2
-    edge_index = to_undirected(torch.randint(0, n, (2, 3 * n), generator=g))
-    perm = torch.randperm(n, generator=g)
-    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
-    masks[0][perm[:12]] = True
-    masks[1][perm[12:20]] = True
-    masks[2][perm[20:]] = True
-    return Data(x=x, edge_index=edge_index, y=y, train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
-                num_classes=classes)
 
 
 # ---------------------------------------------------------------- FF-LA, FF-VN, FF-SymBa
@@ -63,19 +50,6 @@ def test_ff_loss_reads_its_theta():
     torch.testing.assert_close(model.layer_losses(data)[0], expected)
 
 
-def _goodness_per_class(model, n, inputs):
-    """Pass ``k`` runs ``inputs(k)`` through every block; the goodness of the ``n`` real nodes summed over layers."""
-    columns = []
-    for k in range(model.num_classes):
-        h, edges = inputs(k)
-        total = torch.zeros(n)
-        for block in model.blocks:
-            h = block(h, edges)
-            total += h[:n].pow(2).sum(-1)
-        columns.append(total)
-    return torch.stack(columns, dim=1)
-
-
 def test_ff_vn_without_a_split_links_every_node_to_a_virtual_node():
     """Without a split every node outside the training set is evaluated (linked to virtual node k in pass k), the
     training nodes to their own class's; inductively (no labels) every node is linked to virtual node k."""
@@ -92,8 +66,8 @@ def test_ff_vn_without_a_split_links_every_node_to_a_virtual_node():
         return add_virtual_nodes(data.x, data.edge_index, every, torch.full((30,), k), model.method.virtual_x)
 
     with torch.no_grad():
-        torch.testing.assert_close(model.scores(data), _goodness_per_class(model, 30, transductive))
-        torch.testing.assert_close(model(data.x, data.edge_index), _goodness_per_class(model, 30, inductive))
+        for scored, inputs in ((model.scores(data), transductive), (model(data.x, data.edge_index), inductive)):
+            torch.testing.assert_close(scored, _reference_goodness(model, data, None, None, inputs))
 
 
 @pytest.mark.parametrize("method", ["ff-la", "ff-vn"])

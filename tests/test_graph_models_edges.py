@@ -10,26 +10,13 @@ from torch_geometric.utils import to_undirected
 
 from fwdlearn.graphs import ForwardGNN, ForwardLinkPredictor
 from fwdlearn.graphs.nn.linkpred import link_split
+from test_graph_methods import tiny_graph  # (a small labelled graph with train/val/test masks)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_graph(n=30, classes=3, seed=0):
-    """A small labelled graph with disjoint train (12) / val (8) / test (10) masks."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, classes, (n,), generator=g)
-    x = torch.randn(n, 5, generator=g) + torch.nn.functional.one_hot(y, 5).float() * 2
-    edge_index = to_undirected(torch.randint(0, n, (2, 3 * n), generator=g))
-    perm = torch.randperm(n, generator=g)
-    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
-    masks[0][perm[:12]] = True
-    masks[1][perm[12:20]] = True
-    masks[2][perm[20:]] = True
-    return Data(x=x, edge_index=edge_index, y=y, train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
-                num_classes=classes)
-
-
 # --- ForwardGNN ---------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["sf", "bp"])
 def test_a_split_outside_train_val_test_is_refused_by_every_scoring_call(method):

@@ -5,6 +5,7 @@ import torch
 
 from fwdlearn.sequences import lag_influence
 from fwdlearn.sequences.influence import lag_masses
+from test_influence_sequence import _CountBackward  # (counts the backward passes through a model)
 
 
 class _GRULM(torch.nn.Module):
@@ -136,21 +137,6 @@ def test_a_compiled_model_is_measured_through_the_module_it_wraps_without_compil
     mass, lag = lag_masses(torch.compile(model, backend=refuse), x, positions=[1, 4])
     expected, expected_lag = lag_masses(model, x, positions=[1, 4])
     assert torch.equal(mass, expected) and torch.equal(lag, expected_lag)
-
-
-class _CountBackward(torch.autograd.Function):
-    """Identity whose backward counts its calls (one per vector-Jacobian product through the model)."""
-
-    calls = 0
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        _CountBackward.calls += 1
-        return grad
 
 
 class _WideHead(_GRULM):

@@ -1152,37 +1152,13 @@ def test_local_optimizers_default_to_forwardgnns_adam_settings():
 def test_a_layer_by_layer_resume_restores_every_frozen_block(tmp_path):
     """Resumed in block 3 of 3, the frozen blocks 1 and 2 come back from the checkpoint into fresh blocks, and the run
     ends with the weights of an uninterrupted one."""
-    from fwdlearn.fit import Checkpointing
-    from fwdlearn.schedules import LayerJob, greedy_layerwise
+    from test_core_schedules_edges import _fresh, _greedy  # (three linear blocks fitted to 1, layer by layer)
 
-    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
-
-    def run(blocks, interrupt_at=None, resume=False):
-        calls = {"n": 0}
-
-        def job(l, block):
-            def loss():
-                calls["n"] += 1
-                if calls["n"] == interrupt_at:
-                    raise KeyboardInterrupt
-                h = x
-                for below in blocks[:l]:
-                    h = below(h).detach()
-                return (block(h) - 1).pow(2).mean()
-            return LayerJob(loss, lambda: {"val_accuracy": 0.0})
-
-        plan = Checkpointing(tmp_path / "c.pt", resume=resume, overwrite=not resume)
-        return greedy_layerwise(blocks, job, 3, lr=0.1, patience=None, quiet=True, checkpointing=plan)
-
-    def fresh(seed):
-        torch.manual_seed(seed)
-        return nn.ModuleList(nn.Linear(3, 3) for _ in range(3))
-
-    whole = fresh(0)
-    run(whole)
+    whole = _fresh(0)
+    _greedy(whole, tmp_path / "c.pt")
     with pytest.raises(TrainingInterrupted):
-        run(fresh(0), interrupt_at=9)  # block 3's third step: blocks 1 and 2 frozen, block 3 saved at its step 2
-    resumed = fresh(1)  # other initial weights: only the checkpoint brings the frozen blocks back
-    run(resumed, resume=True)
+        _greedy(_fresh(0), tmp_path / "c.pt", interrupt_at=9)  # block 3's third step: blocks 1 and 2 frozen, block 3
+    resumed = _fresh(1)  # saved at its step 2; other initial weights: only the checkpoint brings the frozen blocks back
+    _greedy(resumed, tmp_path / "c.pt", resume=True)
     for a, b in zip(whole, resumed):
         assert torch.allclose(a.weight, b.weight) and torch.allclose(a.bias, b.bias)

@@ -229,8 +229,8 @@ def same_on_every_process(what: str, fix: str, sizes: dict[str, int],
     """Refuse, on every process alike (:func:`~fwdlearn.errors.alike_on_every_process`), inputs that differ between
     processes: ``sizes`` (said with each process's value) and ``contents``, tensors (or lists of them, in order)
     compared by their :func:`checksum` and said by name, with a ``ValueError`` naming each that differs and ``fix``;
-    nothing on one process (no checksum is taken). ``what`` is the work the processes share out: given different inputs, its
-    gathered result would mix them, in silence."""
+    nothing on one process (no checksum is taken). ``what`` is the work the processes share out: given different
+    inputs, its gathered result would mix them, in silence."""
     if not is_distributed():
         return
     from fwdlearn.errors import alike_on_every_process

@@ -123,7 +123,8 @@ def test_a_resume_on_the_same_graph_with_another_test_split_is_refused(tmp_path)
 
 def small_link_graph(n=20, edges=60, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return Data(x=torch.randn(n, 3, generator=g), edge_index=to_undirected(torch.randint(0, n, (2, edges), generator=g)))
+    x = torch.randn(n, 3, generator=g)
+    return Data(x=x, edge_index=to_undirected(torch.randint(0, n, (2, edges), generator=g)))
 
 
 @pytest.mark.parametrize("val, test, message", [
